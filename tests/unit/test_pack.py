@@ -1,0 +1,292 @@
+"""Pack, verify and reconstruct through the library: round trips, tampering, bad input, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import uc_attest as uc
+from uc_attest.pack import Pack
+from uc_attest.stfile import SafetensorsFile, write_safetensors
+
+
+def _pack(src: Path, out: Path, **kw: object) -> uc.PackResult:
+    return uc.write_pack(src, out, uc.Scheme(**kw), "cpu")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_roundtrip_every_dtype(model_factory: Callable[..., Path], tmp_path: Path, dtype: torch.dtype) -> None:
+    src = model_factory(dtype=dtype)
+    res = _pack(src, tmp_path / "pack")
+    m = res.manifest
+    assert {t.name for t in m.tensors if t.quant} == {
+        f"model.layers.{i}.{n}.weight" for i in range(2) for n in ("self_attn.q_proj", "mlp.down_proj")}
+    check = uc.verify_pack(tmp_path / "pack")
+    assert check.ok and check.tensors_checked == len(m.tensors) and check.root == m.root
+    uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
+    recon = load_file(str(tmp_path / "recon" / "model.safetensors"))
+    original = load_file(str(src / "model.safetensors"))
+    assert (tmp_path / "recon" / "config.json").read_bytes() == (src / "config.json").read_bytes()
+    with SafetensorsFile(tmp_path / "recon" / "model.safetensors") as f:
+        for e in m.tensors:
+            assert recon[e.name].dtype == dtype and recon[e.name].shape == original[e.name].shape
+            # The manifest digest is SHA-256 of the tensor's bytes in the reconstructed file.
+            assert hashlib.sha256(f.raw(e.name)).hexdigest() == e.digest.hex
+            if not e.quant:
+                assert torch.equal(recon[e.name], original[e.name]) and e.digest == e.source_digest
+
+
+def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    src = model_factory(shards=3)
+    res = _pack(src, tmp_path / "pack")
+    assert sorted(p.name for p in (tmp_path / "pack").glob("*.safetensors")) == sorted(
+        p.name for p in src.glob("*.safetensors"))
+    assert uc.verify_pack(tmp_path / "pack").root == res.manifest.root
+    uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
+    index = json.loads((tmp_path / "recon" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == {t.name for t in res.manifest.tensors}
+
+
+def test_pack_bytes_identical_twice_and_across_threads(bf16_model: Path, tmp_path: Path) -> None:
+    digests = []
+    before = torch.get_num_threads()
+    try:
+        for i, threads in enumerate((1, 2, 2)):
+            torch.set_num_threads(threads)
+            _pack(bf16_model, tmp_path / f"p{i}")
+            digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                            for p in sorted((tmp_path / f"p{i}").iterdir()) if p.is_file()})
+    finally:
+        torch.set_num_threads(before)
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_sharding_does_not_change_the_root(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    one = _pack(model_factory(shards=1), tmp_path / "a").manifest.root
+    three = _pack(model_factory(shards=3), tmp_path / "b").manifest.root
+    assert one == three
+
+
+def test_manifest_inclusion_proof(bf16_model: Path, tmp_path: Path) -> None:
+    from uc_attest import merkle
+
+    m = _pack(bf16_model, tmp_path / "p").manifest
+    for e in m.tensors:
+        p = m.prove(e.name)
+        merkle.verify_inclusion(p["index"], p["size"], merkle.leaf_hash(p["leaf"].encode()),
+                                [bytes.fromhex(h) for h in p["proof"]], m.root.raw)
+
+
+# --- tampering: every mismatching tensor is listed ------------------------------------------------------------
+
+
+def _rewrite_shard(path: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    with SafetensorsFile(path) as f:
+        meta = dict(f.metadata)
+        tensors = {n: f.tensor(n).clone() for n in f.names}
+    edit(tensors)
+    from uc_attest.stfile import out_tensor
+
+    with open(path, "wb") as fh:
+        write_safetensors(fh, [out_tensor(n, t) for n, t in tensors.items()], meta)
+
+
+Q = "model.layers.{}.self_attn.q_proj.weight"
+
+
+def _alter_codes(t: dict[str, torch.Tensor]) -> None:
+    t[Q.format(0) + ".uc_codes"][10] ^= 1
+
+
+def _alter_scale(t: dict[str, torch.Tensor]) -> None:
+    t[Q.format(1) + ".uc_scales"][0, 0] *= 2
+
+
+def _alter_zero(t: dict[str, torch.Tensor]) -> None:
+    t[Q.format(0) + ".uc_zeros"][1, 0] ^= 1
+
+
+def _alter_three(t: dict[str, torch.Tensor]) -> None:
+    _alter_codes(t)
+    _alter_scale(t)
+    t["model.layers.0.mlp.down_proj.bias"][0] += 1
+
+
+def _remove(t: dict[str, torch.Tensor]) -> None:
+    del t["model.layers.1.mlp.down_proj.bias"]
+
+
+def _add(t: dict[str, torch.Tensor]) -> None:
+    t["extra.weight"] = torch.zeros(2)
+
+
+def _rename(t: dict[str, torch.Tensor]) -> None:
+    t["model.layers.1.mlp.down_proj.bias2"] = t.pop("model.layers.1.mlp.down_proj.bias")
+
+
+def _drop_component(t: dict[str, torch.Tensor]) -> None:
+    del t[Q.format(1) + ".uc_zeros"]
+
+
+def _truncate_codes(t: dict[str, torch.Tensor]) -> None:
+    t[Q.format(1) + ".uc_codes"] = t[Q.format(1) + ".uc_codes"][:-5].clone()
+
+
+@pytest.mark.parametrize(("edit", "expected_subjects"), [
+    (_alter_codes, {Q.format(0)}),
+    (_alter_scale, {Q.format(1)}),
+    (_alter_zero, {Q.format(0)}),
+    (_alter_three, {Q.format(0), Q.format(1), "model.layers.0.mlp.down_proj.bias"}),
+    (_remove, {"model.layers.1.mlp.down_proj.bias"}),
+    (_add, {"extra.weight"}),
+    (_rename, {"model.layers.1.mlp.down_proj.bias", "model.layers.1.mlp.down_proj.bias2"}),
+    (_drop_component, {Q.format(1)}),
+    (_truncate_codes, {Q.format(1)}),
+])
+def test_tampered_pack_lists_every_mismatching_tensor(bf16_model: Path, tmp_path: Path,
+                                                      edit: Callable[[dict[str, torch.Tensor]], None],
+                                                      expected_subjects: set[str]) -> None:
+    _pack(bf16_model, tmp_path / "p")
+    _rewrite_shard(tmp_path / "p" / "model.safetensors", edit)
+    with pytest.raises(uc.VerificationFailed) as info:
+        uc.verify_pack(tmp_path / "p")
+    subjects = {f.subject for f in info.value.findings}
+    assert subjects - {"model.safetensors"} == expected_subjects
+    assert "model.safetensors" in subjects  # the file digest changed too
+
+
+def test_truncated_shard_lists_every_tensor_in_it(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    res = _pack(model_factory(shards=2), tmp_path / "p")
+    shard = min((tmp_path / "p").glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-7])
+    with pytest.raises(uc.VerificationFailed) as info:
+        uc.verify_pack(tmp_path / "p")
+    subjects = {f.subject for f in info.value.findings}
+    in_shard = {t.name for t in res.manifest.tensors if t.file == shard.name}
+    assert in_shard and in_shard <= subjects and shard.name in subjects
+
+
+def test_validated_manifest_is_the_reference(bf16_model: Path, model_factory: Callable[..., Path],
+                                             tmp_path: Path) -> None:
+    _pack(bf16_model, tmp_path / "validated")
+    keep = tmp_path / "validated-manifest.json"
+    shutil.copy(tmp_path / "validated" / uc.MANIFEST_NAME, keep)
+    _pack(model_factory(seed=5), tmp_path / "other")  # a different model, self-consistent
+    assert uc.verify_pack(tmp_path / "other").ok
+    with pytest.raises(uc.VerificationFailed) as info:
+        uc.verify_pack(tmp_path / "other", keep)
+    assert len({f.subject for f in info.value.findings if "digest" in f.problem}) >= 4
+
+
+# --- bad input: clean error, nothing left behind --------------------------------------------------------------
+
+
+def _no_leftovers(parent: Path, name: str) -> None:
+    assert not (parent / name).exists()
+    assert not [p for p in parent.iterdir() if p.name.startswith(f".{name}.")]
+
+
+def test_pickle_only_model_is_refused_without_unpickling(tmp_path: Path) -> None:
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    (src / "pytorch_model.bin").write_bytes(b"\x80\x04crash\n")  # never opened
+    with pytest.raises(uc.MalformedModel, match="pickle"):
+        _pack(src, tmp_path / "out")
+    _no_leftovers(tmp_path, "out")
+
+
+@pytest.mark.parametrize("config", [None, "{not json", "[1, 2]"])
+def test_missing_or_malformed_config(bf16_model: Path, tmp_path: Path, config: str | None) -> None:
+    if config is None:
+        (bf16_model / "config.json").unlink()
+    else:
+        (bf16_model / "config.json").write_text(config)
+    with pytest.raises(uc.MalformedModel, match="config.json"):
+        _pack(bf16_model, tmp_path / "out")
+    _no_leftovers(tmp_path, "out")
+
+
+def test_malformed_safetensors_names_file_and_rule(bf16_model: Path, tmp_path: Path) -> None:
+    p = bf16_model / "model.safetensors"
+    data = bytearray(p.read_bytes())
+    data[:8] = struct.pack("<Q", len(data) + 100)
+    p.write_bytes(bytes(data))
+    with pytest.raises(uc.MalformedSafetensors, match="model.safetensors.*InvalidHeaderLength"):
+        _pack(bf16_model, tmp_path / "out")
+    _no_leftovers(tmp_path, "out")
+
+
+def test_failure_mid_pack_leaves_nothing(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    src = model_factory(shards=2, dtype=torch.float32)
+    last = max(src.glob("*.safetensors"))
+    t = load_file(str(last))
+    name = next(n for n in sorted(t) if n.endswith(("q_proj.weight", "down_proj.weight")))
+    t[name][3, 4] = float("nan")
+    save_file(t, str(last))
+    with pytest.raises(uc.UnsupportedTensor, match=name):
+        _pack(src, tmp_path / "out")
+    _no_leftovers(tmp_path, "out")
+
+
+def test_existing_output_is_not_touched(bf16_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    with pytest.raises(uc.UsageError, match="exists"):
+        _pack(bf16_model, out)
+    assert (out / "keep").read_text() == "x"
+
+
+def test_index_naming_a_missing_tensor(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    src = model_factory(shards=2)
+    idx = src / "model.safetensors.index.json"
+    obj = json.loads(idx.read_text())
+    obj["weight_map"]["ghost.weight"] = next(iter(obj["weight_map"].values()))
+    idx.write_text(json.dumps(obj))
+    with pytest.raises(uc.MalformedModel, match="ghost.weight"):
+        _pack(src, tmp_path / "out")
+
+
+def test_manifest_with_bad_root_is_rejected(bf16_model: Path, tmp_path: Path) -> None:
+    _pack(bf16_model, tmp_path / "p")
+    mp = tmp_path / "p" / uc.MANIFEST_NAME
+    obj = json.loads(mp.read_text())
+    obj["tensors"][0]["digest"] = "sha256:" + "0" * 64
+    mp.write_text(json.dumps(obj))
+    with pytest.raises(uc.MalformedPack, match="root"):
+        uc.verify_pack(tmp_path / "p")
+
+
+def test_pack_reader_ignores_manifest_for_locating_tensors(bf16_model: Path, tmp_path: Path) -> None:
+    _pack(bf16_model, tmp_path / "p")
+    os.remove(tmp_path / "p" / uc.MANIFEST_NAME)
+    pk = Pack(tmp_path / "p")
+    assert len(pk.tensors) == 9
+    pk.close()
+
+
+def test_pack_format_golden(tmp_path: Path) -> None:
+    """Pins the pack bytes and the root of a tiny integer-generated model (docs/format.md example)."""
+    from uc_attest.synth import write_synth_model
+
+    src = write_synth_model(tmp_path / "m", hidden=64, inter=128, layers=1, vocab=32)
+    assert hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_SOURCE
+    res = _pack(src, tmp_path / "p", bits=5, group_size=32)
+    shard = (tmp_path / "p" / "model.safetensors").read_bytes()
+    assert hashlib.sha256(shard).hexdigest() == GOLDEN_SHARD
+    assert str(res.manifest.root) == GOLDEN_ROOT
+
+
+GOLDEN_SOURCE = "523635567805377d59a5b46d6bcb9110990bfa017de3d3337c6d2c4d2e09b8ba"
+GOLDEN_SHARD = "b93a1f53c1ae192cfa678eacc04dd663c874fead3c960fb64090f579f0560a59"
+GOLDEN_ROOT = "sha256:cc5821896546d2f2f0aa4ad437fc64a01de0cb1029954e2404d5feedddfc96f5"

@@ -1,0 +1,120 @@
+"""The determinism contract of the quantizer and the exactness of reconstruction."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from uc_attest.errors import UnsupportedTensor
+from uc_attest.quant import Scheme, quantize_tensor, reconstruct_tensor
+from uc_attest.quant.codec import unpack_codes
+from uc_attest.synth import synth_tensor
+
+QUANT_DIR = Path(__file__).resolve().parents[2] / "uc_attest" / "quant"
+
+
+def _components(q: object) -> bytes:
+    return b"".join(t.numpy().tobytes() for t in (q.codes, q.scales, q.zeros)) + str(q.exponent).encode()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("bits,group", [(5, 128), (4, 64), (6, 32), (8, 8), (2, 1024)])
+def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, bits: int, group: int) -> None:
+    w = synth_tensor((33, 300), seed=bits * 1000 + group, dtype=dtype)
+    scheme = Scheme(bits=bits, group_size=group)
+    q = quantize_tensor("t.weight", w, {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
+                        scheme)
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group)
+    # Second way: every step in float64, a single rounding to the target dtype at the end.
+    groups = math.ceil(300 / group)
+    codes = unpack_codes(q.codes, bits, 33 * groups * group).reshape(33, groups, group).to(torch.float64)
+    ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None]
+    ref = (ref * 2.0**q.exponent).reshape(33, groups * group)[:, :300].to(dtype)
+    assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
+    err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
+    assert err < {2: 0.4, 4: 0.01, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
+
+
+def test_same_bytes_twice_and_across_thread_counts() -> None:
+    w = synth_tensor((96, 1000), seed=7)
+    scheme = Scheme()
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_components(quantize_tensor("t.weight", w, "BF16", scheme)))
+    finally:
+        torch.set_num_threads(before)
+    assert len(set(runs)) == 1
+
+
+def test_block_size_does_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uc_attest.quant.quantize as qmod
+
+    w = synth_tensor((64, 256), seed=3)
+    whole = _components(quantize_tensor("t.weight", w, "BF16", Scheme()))
+    monkeypatch.setattr(qmod, "BLOCK_ELEMS", 256 * 5)  # 5 rows per block, last block partial
+    assert _components(quantize_tensor("t.weight", w, "BF16", Scheme())) == whole
+
+
+def test_padding_when_columns_not_divisible_by_group() -> None:
+    w = synth_tensor((4, 130), seed=1)
+    q = quantize_tensor("t.weight", w, "BF16", Scheme(group_size=128))
+    assert tuple(q.scales.shape) == (4, 2)
+    r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 128)
+    assert r.shape == w.shape
+
+
+def test_zero_and_constant_tensors_are_exact() -> None:
+    for w in (torch.zeros(8, 64, dtype=torch.bfloat16), torch.full((8, 64), 0.5, dtype=torch.bfloat16)):
+        q = quantize_tensor("t.weight", w, "BF16", Scheme(group_size=64))
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 64)
+        assert torch.equal(r, w)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(bad: float) -> None:
+    w = torch.zeros(4, 16)
+    w[2, 3] = bad
+    with pytest.raises(UnsupportedTensor, match="'layer.w'"):
+        quantize_tensor("layer.w", w, "F32", Scheme(group_size=16))
+
+
+def test_clipping_search_beats_plain_minmax() -> None:
+    from uc_attest.quant.scheme import RTN_ID, SCHEME_ID
+
+    w = synth_tensor((64, 512), seed=11)
+    err = {}
+    for sid in (RTN_ID, SCHEME_ID):
+        q = quantize_tensor("t.weight", w, "BF16", Scheme(id=sid))
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 128)
+        err[sid] = float(((r.double() - w.double()) ** 2).sum())
+    assert err[SCHEME_ID] < err[RTN_ID]
+
+
+FORBIDDEN = {"matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "pow", "mean", "norm", "cumsum", "ldexp",
+             "compile", "sum_to_size", "std", "var", "sigmoid", "tanh"}
+
+
+def test_quant_code_uses_no_forbidden_operations() -> None:
+    """Static guard for DESIGN.md section 3: no BLAS, transcendental, float reduction or compile on the path.
+
+    Python's ``math`` functions act on per-tensor scalars (exact ``frexp``/``ldexp``) and are allowed.
+    """
+    for path in QUANT_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
+                on_math = isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) and fn.value.id == "math"
+                assert on_math or name not in FORBIDDEN, f"{path.name}:{node.lineno} calls {name}"
+                if name == "sum":  # only integer sums are allowed: must follow .to(torch.int64)
+                    assert "int64" in ast.unparse(fn), f"{path.name}:{node.lineno}: sum over a non-integer"
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+                assert isinstance(node.left, ast.Constant), f"{path.name}:{node.lineno}: tensor ** is forbidden"

@@ -1,0 +1,222 @@
+"""``uc-attest`` command line: thin commands over the public facade, one error mapper.
+
+Exit codes: 0 ok, 1 verification failed, 2 usage, 3 invalid input, 4 operational error.
+Humans get tables and progress on stderr; ``--json`` prints the same facts on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import uc_attest as uc
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Prove that the model in production is the model that was validated.",
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def run(fn: Callable[[], T], as_json: bool) -> T:
+    """Run a command body; map every uc-attest error to its exit code, never a traceback."""
+    try:
+        return fn()
+    except uc.VerificationFailed as exc:
+        if as_json:
+            _emit_json({"ok": False, **exc.to_dict()})
+        else:
+            _findings_table(exc.findings)
+        raise typer.Exit(exc.exit_code) from None
+    except uc.UcAttestError as exc:
+        if as_json:
+            _emit_json({"ok": False, **exc.to_dict()})
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        msg = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        if as_json:
+            _emit_json({"ok": False, "error": "OperationalError", "message": msg})
+        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(4) from None
+
+
+def _short(value: str | None) -> str:
+    """Digests shortened for the human table; --json carries them in full."""
+    if value and value.startswith("sha256:") and len(value) == 71:
+        return value[:19] + "…"
+    return value or ""
+
+
+def _findings_table(findings: list[uc.Finding]) -> None:
+    table = Table(title=f"[bold red]VERIFICATION FAILED[/] - {len(findings)} finding(s)", title_justify="left")
+    for col in ("tensor / file", "problem", "expected", "actual"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        table.add_row(f.subject, f.problem, _short(f.expected), _short(f.actual))
+    err.print("(full digests: --json)", style="dim")
+    err.print(table)
+
+
+@contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[str, int], None]]:
+    if not err.is_terminal:
+        yield lambda _n, _k: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=total)
+        yield lambda name, k: prog.update(task, advance=k, description=f"{label} {name}")
+
+
+@app.command()
+def pack(
+    source: Annotated[Path, typer.Argument(help="Model directory (config.json + safetensors).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
+    bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = 5,
+    group_size: Annotated[int, typer.Option(help="Weights per scale/zero-point group (multiple of 8).")] = 128,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
+    scheme_id: Annotated[
+        str, typer.Option("--scheme", help="uc-affine-clip/1 (default) or uc-rtn/1.")
+    ] = "uc-affine-clip/1",
+    include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quantize a model into a deterministic pack with a per-tensor manifest."""
+
+    def body() -> uc.PackResult:
+        base = uc.DEFAULT_SCHEME
+        scheme = uc.Scheme(
+            bits=bits,
+            group_size=group_size,
+            id=scheme_id,
+            include=tuple(include) if include else base.include,
+            exclude=tuple(exclude) if exclude else base.exclude,
+        )
+        with _progress("packing", None) as progress:
+            return uc.write_pack(source, output, scheme, device, force=force, progress=progress)
+
+    res = run(body, as_json)
+    m = res.manifest
+    quantized = sum(1 for t in m.tensors if t.quant)
+    summary = {
+        "ok": True,
+        "pack": str(res.path),
+        "root": str(m.root),
+        "tensors": len(m.tensors),
+        "quantized": quantized,
+        "scheme": m.scheme,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        err.print(f"packed [bold]{len(m.tensors)}[/] tensors ({quantized} quantized) into {res.path}")
+        print(f"manifest root: {m.root}")
+
+
+@app.command()
+def verify(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to check.")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconstruct every tensor, hash it and compare with the manifest; exit 1 listing every mismatch."""
+
+    def body() -> uc.PackCheck:
+        with _progress("verifying", None) as progress:
+            return uc.verify_pack(pack_dir, manifest, workers=workers, progress=progress)
+
+    res = run(body, as_json)
+    if as_json:
+        _emit_json(res.to_dict())
+    else:
+        err.print(
+            f"[bold green]OK[/] {res.tensors_checked} tensors and {res.files_checked} files match {res.manifest_source}"
+        )
+        print(f"manifest root: {res.root}")
+
+
+@app.command()
+def reconstruct(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the reconstructed model as standard safetensors (the source's dtype)."""
+    shards = run(lambda: uc.export_reconstruction(pack_dir, output, force=force), as_json)
+    if as_json:
+        _emit_json({"ok": True, "output": str(output), "shards": shards})
+    else:
+        err.print(f"reconstructed model written to {output} ({', '.join(shards)})")
+
+
+@app.command("manifest")
+def manifest_cmd(
+    pack_or_file: Annotated[Path, typer.Argument(help="Pack directory or manifest file.")],
+    prove: Annotated[str | None, typer.Option(help="Print the Merkle inclusion proof of this tensor.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the manifest root and entries (or one tensor's inclusion proof)."""
+    path = pack_or_file / uc.MANIFEST_NAME if pack_or_file.is_dir() else pack_or_file
+    m = run(lambda: uc.load_manifest(path), as_json)
+    if prove is not None:
+        try:
+            proof = m.prove(prove)
+        except KeyError:
+            err.print(f"[bold red]error:[/] tensor {prove!r} is not in {path}")
+            raise typer.Exit(3) from None
+        _emit_json(proof)
+        return
+    if as_json:
+        _emit_json(m.to_dict())
+        return
+    table = Table(title=f"{path}", title_justify="left")
+    for col in ("tensor", "dtype", "shape", "quant", "sha256 (reconstructed)"):
+        table.add_column(col, overflow="fold")
+    for e in sorted(m.tensors, key=lambda e: e.name):
+        q = f"{e.quant['bits']}b/g{e.quant['group_size']}" if e.quant else "-"
+        table.add_row(e.name, e.dtype, "x".join(map(str, e.shape)), q, e.digest.hex[:16] + "...")
+    Console().print(table)
+    print(f"manifest root: {m.root}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

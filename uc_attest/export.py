@@ -1,0 +1,54 @@
+"""Write the reconstruction of a pack as a standard safetensors model directory.
+
+Each tensor's bytes in the output equal the bytes whose SHA-256 is in the
+manifest, so ``sha256`` of a tensor's slice of the file can be checked with any tool.
+Tensors are written one at a time: memory stays bounded by the largest tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .errors import MalformedPack
+from .fsutil import atomic_output_dir
+from .pack import MANIFEST_NAME, Pack
+from .source import INDEX_NAME
+from .stfile import encode_header, tensor_bytes
+
+
+def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False) -> list[str]:
+    """Reconstruct every tensor into ``out_dir``; returns the written shard names."""
+    pack = Pack(Path(pack_dir))
+    try:
+        if pack.unreadable:
+            shard, why = next(iter(sorted(pack.unreadable.items())))
+            raise MalformedPack(f"{pack_dir}/{shard}: {why}", path=shard)
+        by_shard: dict[str, list[str]] = {}
+        for name in pack.iter_names():
+            by_shard.setdefault(pack.tensors[name].shard, []).append(name)
+        with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
+            for shard, names in sorted(by_shard.items()):
+                specs = [(n, pack.tensors[n].dtype, pack.tensors[n].shape) for n in names]
+                with open(tmp / shard, "wb") as fh:
+                    fh.write(encode_header(specs, {"format": "pt"}))
+                    fh.writelines(tensor_bytes(pack.reconstruct(n)) for n in names)
+            if len(by_shard) > 1:
+                wm = {n: s for s, names in by_shard.items() for n in names}
+                (tmp / INDEX_NAME).write_text(
+                    json.dumps({"metadata": {}, "weight_map": dict(sorted(wm.items()))}, indent=2)
+                )
+            for p in sorted(Path(pack_dir).rglob("*")):
+                rel = p.relative_to(pack_dir)
+                if (
+                    p.is_file()
+                    and p.suffix != ".safetensors"
+                    and p.name != MANIFEST_NAME
+                    and not any(part.startswith(".") for part in rel.parts)
+                ):
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(p, tmp / rel)
+        return sorted(by_shard)
+    finally:
+        pack.close()

@@ -1,0 +1,190 @@
+"""The per-tensor manifest: digests of the reconstructed tensors, a Merkle root, proofs, diff.
+
+Leaf ``i`` of the Merkle tree is ``SHA256(0x00 || JCS({"digest","dtype","name","shape"}))``
+of the i-th tensor in UTF-8 byte order of names; the root (RFC 6962) identifies the
+reconstruction. Other entry fields (source digest, quantization record) are
+informative and covered by the signature of whoever signs the whole manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import merkle
+from .digest import Digest, canonical_json
+from .errors import Finding, MalformedPack
+
+MANIFEST_FORMAT = "uc-manifest/1"
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One reconstructed tensor: identity fields (in the Merkle leaf) and informative ones."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    digest: Digest
+    source_digest: Digest
+    file: str
+    quant: dict[str, int] | None = None
+
+    def leaf_data(self) -> bytes:
+        return canonical_json(
+            {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "digest": str(self.digest)}
+        )
+
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(self.leaf_data())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "digest": str(self.digest),
+            "source_digest": str(self.source_digest),
+            "file": self.file,
+            "quant": self.quant,
+        }
+
+
+def _sorted(entries: list[TensorEntry]) -> list[TensorEntry]:
+    return sorted(entries, key=lambda e: e.name.encode("utf-8"))
+
+
+def compute_root(entries: list[TensorEntry]) -> Digest:
+    return Digest(merkle.root_from_leaf_hashes([e.leaf_hash() for e in _sorted(entries)]).hex())
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to check a pack: scheme, file digests, tensor digests and root."""
+
+    scheme: dict[str, Any]
+    tensors: list[TensorEntry]
+    files: dict[str, Digest] = field(default_factory=dict)
+    source_files: dict[str, Digest] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Digest:
+        return compute_root(self.tensors)
+
+    def entry(self, name: str) -> TensorEntry | None:
+        return next((e for e in self.tensors if e.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "root": str(self.root),
+            "scheme": self.scheme,
+            "files": {k: str(v) for k, v in sorted(self.files.items())},
+            "source_files": {k: str(v) for k, v in sorted(self.source_files.items())},
+            "tensors": [e.to_dict() for e in _sorted(self.tensors)],
+        }
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (RFC 8785), the exact bytes of ``uc-manifest.json``."""
+        return canonical_json(self.to_dict())
+
+    def prove(self, name: str) -> dict[str, Any]:
+        """Inclusion proof of one tensor under the root."""
+        ordered = _sorted(self.tensors)
+        idx = next((i for i, e in enumerate(ordered) if e.name == name), None)
+        if idx is None:
+            raise KeyError(name)
+        leaves = [e.leaf_hash() for e in ordered]
+        return {
+            "name": name,
+            "index": idx,
+            "size": len(ordered),
+            "leaf": ordered[idx].leaf_data().decode(),
+            "proof": [h.hex() for h in merkle.inclusion_proof(leaves, idx)],
+            "root": str(self.root),
+        }
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> Manifest:
+        """Parse and validate; every structural problem raises MalformedPack naming the field."""
+        try:
+            obj = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedPack(f"{origin}: manifest is not JSON: {exc}", path=origin) from None
+
+        def need(cond: bool, where: str) -> None:
+            if not cond:
+                raise MalformedPack(f"{origin}: manifest field {where} is missing or invalid", path=origin, field=where)
+
+        need(isinstance(obj, dict) and obj.get("format") == MANIFEST_FORMAT, "format")
+        need(isinstance(obj.get("scheme"), dict), "scheme")
+        need(isinstance(obj.get("tensors"), list), "tensors")
+
+        def digests(key: str) -> dict[str, Digest]:
+            val = obj.get(key, {})
+            need(isinstance(val, dict), key)
+            try:
+                return {str(k): Digest.parse(v) for k, v in val.items()}
+            except (ValueError, TypeError):
+                raise MalformedPack(f"{origin}: manifest field {key} holds a bad digest", path=origin) from None
+
+        entries: list[TensorEntry] = []
+        seen: set[str] = set()
+        for i, t in enumerate(obj["tensors"]):
+            where = f"tensors[{i}]"
+            need(isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str), where)
+            need(
+                isinstance(t.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in t["shape"]),
+                f"{where}.shape",
+            )
+            need(t["name"] not in seen, f"{where}.name (duplicate {t['name']!r})")
+            seen.add(t["name"])
+            quant = t.get("quant")
+            need(
+                quant is None or (isinstance(quant, dict) and all(isinstance(v, int) for v in quant.values())),
+                f"{where}.quant",
+            )
+            try:
+                entries.append(
+                    TensorEntry(
+                        t["name"],
+                        t["dtype"],
+                        tuple(t["shape"]),
+                        Digest.parse(t["digest"]),
+                        Digest.parse(t["source_digest"]),
+                        str(t.get("file", "")),
+                        quant,
+                    )
+                )
+            except (KeyError, ValueError, TypeError):
+                raise MalformedPack(
+                    f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
+                ) from None
+        m = cls(scheme=obj["scheme"], tensors=entries, files=digests("files"), source_files=digests("source_files"))
+        if obj.get("root") != str(m.root):
+            raise MalformedPack(
+                f"{origin}: manifest root {obj.get('root')} does not match its entries ({m.root})",
+                path=origin,
+                field="root",
+            )
+        return m
+
+
+def diff_tensors(expected: Manifest, actual: dict[str, TensorEntry]) -> list[Finding]:
+    """Every difference between expected entries and what was reconstructed, by tensor name."""
+    findings: list[Finding] = []
+    for e in _sorted(expected.tensors):
+        a = actual.get(e.name)
+        if a is None:
+            findings.append(Finding(e.name, "missing from pack", str(e.digest), None))
+            continue
+        if (a.dtype, a.shape) != (e.dtype, e.shape):
+            findings.append(
+                Finding(e.name, "dtype/shape differs", f"{e.dtype}{list(e.shape)}", f"{a.dtype}{list(a.shape)}")
+            )
+        elif a.digest != e.digest:
+            findings.append(Finding(e.name, "reconstructed digest differs", str(e.digest), str(a.digest)))
+    for name in sorted(set(actual) - {e.name for e in expected.tensors}):
+        findings.append(Finding(name, "not in manifest (added tensor)", None, str(actual[name].digest)))
+    return findings

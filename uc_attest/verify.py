@@ -1,0 +1,134 @@
+"""Check a pack against a manifest: reconstruct every tensor, hash it, report every mismatch.
+
+Tensors are decoded and hashed in parallel (torch and hashlib release the GIL),
+so reconstruction of one tensor overlaps hashing of another; memory stays
+bounded by a few tensors at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .digest import Digest, sha256_file
+from .errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
+from .manifest import Manifest, TensorEntry, diff_tensors
+from .pack import MANIFEST_NAME, Pack, load_manifest, tensor_digest
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class PackCheck:
+    """Outcome of checking a pack: what was expected and every finding."""
+
+    pack: Path
+    manifest_source: str
+    root: Digest
+    tensors_checked: int
+    files_checked: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "pack": str(self.pack),
+            "manifest": self.manifest_source,
+            "root": str(self.root),
+            "tensors_checked": self.tensors_checked,
+            "files_checked": self.files_checked,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def _default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def reconstruct_digests(
+    pack: Pack, workers: int | None = None, progress: Progress | None = None
+) -> tuple[dict[str, TensorEntry], list[Finding]]:
+    """Reconstruct and hash every tensor of ``pack``; decoding errors become findings."""
+    names = list(pack.iter_names())
+
+    def one(name: str) -> TensorEntry | Finding:
+        pt = pack.tensors[name]
+        try:
+            t = pack.reconstruct(name)
+            d = tensor_digest(t)
+        except (MalformedPack, MalformedSafetensors, ValueError) as exc:
+            return Finding(name, f"cannot reconstruct: {getattr(exc, 'message', exc)}")
+        if progress:
+            progress(name, t.numel())
+        return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
+
+    actual: dict[str, TensorEntry] = {}
+    findings: list[Finding] = []
+    with ThreadPoolExecutor(max_workers=workers or _default_workers()) as ex:
+        for name, r in zip(names, ex.map(one, names), strict=True):
+            if isinstance(r, Finding):
+                findings.append(r)
+            else:
+                actual[name] = r
+    return actual, findings
+
+
+def _check_files(pack_dir: Path, expected: Manifest) -> list[Finding]:
+    findings: list[Finding] = []
+    for rel, want in sorted(expected.files.items()):
+        p = pack_dir / rel
+        if not p.is_file():
+            findings.append(Finding(rel, "file missing from pack", str(want), None))
+            continue
+        got = sha256_file(p)
+        if got != want:
+            findings.append(Finding(rel, "file digest differs", str(want), str(got)))
+    present = {
+        str(p.relative_to(pack_dir).as_posix())
+        for p in pack_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(pack_dir).parts)
+    }
+    for rel in sorted(present - set(expected.files) - {MANIFEST_NAME}):
+        findings.append(Finding(rel, "file not in manifest (added file)"))
+    return findings
+
+
+def check_pack(
+    pack_dir: Path, manifest_path: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """Compare a pack with its own manifest or with a separately kept (validated) one.
+
+    Never stops at the first problem: every tensor and file is checked.
+    """
+    pack_dir = Path(pack_dir)
+    mpath = Path(manifest_path) if manifest_path else pack_dir / MANIFEST_NAME
+    expected = load_manifest(mpath)
+    pack = Pack(pack_dir)
+    try:
+        findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
+        actual, decode_findings = reconstruct_digests(pack, workers, progress)
+    finally:
+        pack.close()
+    decoded_bad = {f.subject for f in decode_findings}
+    findings += decode_findings
+    findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
+    findings += _check_files(pack_dir, expected)
+    return PackCheck(pack_dir, str(mpath), expected.root, len(actual), len(expected.files), findings)
+
+
+def verify_pack(
+    pack_dir: Path, manifest_path: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """Like :func:`check_pack` but raises :class:`VerificationFailed` listing every finding."""
+    result = check_pack(pack_dir, manifest_path, workers=workers, progress=progress)
+    if not result.ok:
+        raise VerificationFailed(result.findings)
+    return result
