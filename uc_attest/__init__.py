@@ -1,7 +1,14 @@
 """uc-attest: the model in production is the model that was validated, as a cryptographic check.
 
 Public facade: the stage functions and result types. The CLI imports only from here.
+Importing it does not import torch: reading and verifying packs needs NumPy only;
+packing imports the quantizer (torch) when it is called.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import (
     Finding,
@@ -17,9 +24,30 @@ from .errors import (
 )
 from .export import export_reconstruction
 from .manifest import Manifest, TensorEntry
-from .pack import MANIFEST_NAME, PackResult, load_manifest, write_pack
+from .pack import MANIFEST_NAME, load_manifest
 from .quant import DEFAULT_SCHEME, Scheme
 from .verify import PackCheck, check_pack, verify_pack
+
+if TYPE_CHECKING:
+    from .pack.writer import PackResult, Progress
+
+
+def write_pack(
+    source_dir: Path,
+    out_dir: Path,
+    scheme: Scheme = DEFAULT_SCHEME,
+    device: str = "auto",
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> PackResult:
+    """Quantize a model directory into a new pack (imports torch on first use)."""
+    from .pack.writer import write_pack as _write_pack
+
+    if progress is None:
+        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force)
+    return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress)
+
 
 __version__ = "0.1.0"
 
@@ -34,7 +62,6 @@ __all__ = [
     "Manifest",
     "OperationalError",
     "PackCheck",
-    "PackResult",
     "Scheme",
     "TensorEntry",
     "UcAttestError",

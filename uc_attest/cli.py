@@ -114,7 +114,7 @@ def pack(
 ) -> None:
     """Quantize a model into a deterministic pack with a per-tensor manifest."""
 
-    def body() -> uc.PackResult:
+    def body() -> Any:
         base = uc.DEFAULT_SCHEME
         scheme = uc.Scheme(
             bits=bits,

@@ -2,7 +2,7 @@
 
 Each tensor's bytes in the output equal the bytes whose SHA-256 is in the
 manifest, so ``sha256`` of a tensor's slice of the file can be checked with any tool.
-Tensors are written one at a time: memory stays bounded by the largest tensor.
+Tensors are streamed block by block: memory stays bounded.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from .errors import MalformedPack
 from .fsutil import atomic_output_dir
 from .pack import MANIFEST_NAME, Pack
 from .source import INDEX_NAME
-from .stfile import encode_header, tensor_bytes
+from .stfile import encode_header
 
 
 def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False) -> list[str]:
     """Reconstruct every tensor into ``out_dir``; returns the written shard names."""
-    pack = Pack(Path(pack_dir))
-    try:
+    with Pack(Path(pack_dir)) as pack:
         if pack.unreadable:
-            shard, why = next(iter(sorted(pack.unreadable.items())))
-            raise MalformedPack(f"{pack_dir}/{shard}: {why}", path=shard)
+            shard, why = min(pack.unreadable.items())
+            raise MalformedPack(why, path=shard)
         by_shard: dict[str, list[str]] = {}
         for name in pack.iter_names():
             by_shard.setdefault(pack.tensors[name].shard, []).append(name)
@@ -33,12 +32,12 @@ def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False)
                 specs = [(n, pack.tensors[n].dtype, pack.tensors[n].shape) for n in names]
                 with open(tmp / shard, "wb") as fh:
                     fh.write(encode_header(specs, {"format": "pt"}))
-                    fh.writelines(tensor_bytes(pack.reconstruct(n)) for n in names)
+                    for n in names:
+                        fh.writelines(pack.iter_bytes(n))
             if len(by_shard) > 1:
                 wm = {n: s for s, names in by_shard.items() for n in names}
-                (tmp / INDEX_NAME).write_text(
-                    json.dumps({"metadata": {}, "weight_map": dict(sorted(wm.items()))}, indent=2)
-                )
+                index = {"metadata": {}, "weight_map": dict(sorted(wm.items()))}
+                (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
             for p in sorted(Path(pack_dir).rglob("*")):
                 rel = p.relative_to(pack_dir)
                 if (
@@ -50,5 +49,3 @@ def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False)
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(p, tmp / rel)
         return sorted(by_shard)
-    finally:
-        pack.close()

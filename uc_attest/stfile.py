@@ -16,11 +16,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Self
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 from .errors import MalformedSafetensors, OperationalError
+
+if TYPE_CHECKING:  # torch is imported lazily: reading and verifying packs must not need it
+    import torch
 
 MAX_HEADER = 100_000_000
 
@@ -33,15 +34,27 @@ DTYPE_BITS: dict[str, int] = {
     "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }  # fmt: skip
 
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8,
-    "I16": torch.int16, "U16": torch.uint16, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I32": torch.int32, "U32": torch.uint32, "F32": torch.float32,
-    "I64": torch.int64, "U64": torch.uint64, "F64": torch.float64,
-    "F8_E5M2": torch.float8_e5m2, "F8_E4M3": torch.float8_e4m3fn,
+_TORCH_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+    "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64", "U64": "uint64",
+    "F64": "float64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
 }  # fmt: skip
 
-DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in TORCH_DTYPES.items()}
+
+def torch_dtype(name: str) -> torch.dtype | None:
+    """The torch dtype of a safetensors dtype name, or None if torch has none."""
+    import torch
+
+    attr = _TORCH_NAMES.get(name)
+    return getattr(torch, attr) if attr else None
+
+
+def dtype_name(dt: torch.dtype) -> str:
+    """The safetensors dtype name of a torch dtype."""
+    short = str(dt).removeprefix("torch.")
+    return next(k for k, v in _TORCH_NAMES.items() if v == short)
+
+
 _U64_MAX = (1 << 64) - 1
 
 
@@ -167,9 +180,12 @@ class SafetensorsFile:
             self.metadata, infos = _parse_header(spath, os.pread(fd, n, 8))
             self.data_start = 8 + n
             _validate(spath, infos, size - self.data_start)
-            self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY) if size > 0 else None
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd: int | None = fd
+        self._size = size
+        self._mm: mmap.mmap | None = None
         self.infos: dict[str, TensorInfo] = {i.name: i for i in infos}
 
     def __enter__(self) -> Self:
@@ -181,6 +197,30 @@ class SafetensorsFile:
     def close(self) -> None:
         # Views handed out keep the mapping alive; dropping our reference is enough.
         self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _mapping(self) -> mmap.mmap:
+        if self._mm is None:
+            if self._fd is None:
+                raise OperationalError(f"{self.path}: file already closed")
+            self._mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
+        return self._mm
+
+    def pread(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+        """Copy ``length`` bytes of a tensor's data from ``start`` (no mapping kept in memory)."""
+        info = self.infos[name]
+        size = info.end - info.begin
+        length = size - start if length is None else length
+        if not (start >= 0 and length >= 0 and start + length <= size):
+            raise ValueError(f"range [{start}, {start + length}) outside tensor {name!r} ({size} bytes)")
+        if self._fd is None:
+            raise OperationalError(f"{self.path}: file already closed")
+        data = os.pread(self._fd, length, self.data_start + info.begin + start)
+        if len(data) != length:
+            raise OperationalError(f"{self.path}: short read (file changed while reading?)")
+        return data
 
     @property
     def names(self) -> list[str]:
@@ -190,14 +230,16 @@ class SafetensorsFile:
     def raw(self, name: str) -> memoryview:
         """The tensor's bytes exactly as stored (little-endian, C order)."""
         info = self.infos[name]
-        if self._mm is None or info.end == info.begin:
+        if info.end == info.begin:
             return memoryview(b"")
-        return memoryview(self._mm)[self.data_start + info.begin : self.data_start + info.end]
+        return memoryview(self._mapping())[self.data_start + info.begin : self.data_start + info.end]
 
     def tensor(self, name: str) -> torch.Tensor:
         """Zero-copy CPU tensor over the mapping (valid while any view exists)."""
+        import torch
+
         info = self.infos[name]
-        dt = TORCH_DTYPES.get(info.dtype)
+        dt = torch_dtype(info.dtype)
         if dt is None:
             raise MalformedSafetensors(
                 str(self.path), "UnsupportedDtype", f"tensor {name!r}: {info.dtype} cannot be loaded"
@@ -222,6 +264,8 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian C-order bytes of a CPU tensor, as safetensors stores them."""
     if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
         raise OperationalError("uc-attest needs a little-endian host")
+    import torch
+
     t = t.detach().to("cpu").contiguous()
     if t.numel() == 0:
         return memoryview(b"")
@@ -230,7 +274,7 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
 
 
 def out_tensor(name: str, t: torch.Tensor) -> OutTensor:
-    return OutTensor(name, DTYPE_NAMES[t.dtype], tuple(t.shape), tensor_bytes(t))
+    return OutTensor(name, dtype_name(t.dtype), tuple(t.shape), tensor_bytes(t))
 
 
 def nbytes(dtype: str, shape: tuple[int, ...]) -> int:

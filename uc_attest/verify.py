@@ -17,7 +17,7 @@ from typing import Any
 from .digest import Digest, sha256_file
 from .errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
 from .manifest import Manifest, TensorEntry, diff_tensors
-from .pack import MANIFEST_NAME, Pack, load_manifest, tensor_digest
+from .pack import MANIFEST_NAME, Pack, load_manifest
 
 Progress = Callable[[str, int], None]
 
@@ -62,12 +62,11 @@ def reconstruct_digests(
     def one(name: str) -> TensorEntry | Finding:
         pt = pack.tensors[name]
         try:
-            t = pack.reconstruct(name)
-            d = tensor_digest(t)
+            d = pack.digest(name)
         except (MalformedPack, MalformedSafetensors, ValueError) as exc:
             return Finding(name, f"cannot reconstruct: {getattr(exc, 'message', exc)}")
         if progress:
-            progress(name, t.numel())
+            progress(name, pt.nbytes)
         return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
 
     actual: dict[str, TensorEntry] = {}
@@ -111,12 +110,9 @@ def check_pack(
     pack_dir = Path(pack_dir)
     mpath = Path(manifest_path) if manifest_path else pack_dir / MANIFEST_NAME
     expected = load_manifest(mpath)
-    pack = Pack(pack_dir)
-    try:
+    with Pack(pack_dir) as pack:
         findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
         actual, decode_findings = reconstruct_digests(pack, workers, progress)
-    finally:
-        pack.close()
     decoded_bad = {f.subject for f in decode_findings}
     findings += decode_findings
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]

@@ -9,6 +9,7 @@ import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from uc_attest.pack import Pack
 from uc_attest.stfile import SafetensorsFile, write_safetensors
 
 
-def _pack(src: Path, out: Path, **kw: object) -> uc.PackResult:
+def _pack(src: Path, out: Path, **kw: object) -> Any:
     return uc.write_pack(src, out, uc.Scheme(**kw), "cpu")  # type: ignore[arg-type]
 
 

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from uc_attest.errors import UnsupportedTensor
-from uc_attest.quant import Scheme, quantize_tensor, reconstruct_tensor
+from uc_attest.quant import Scheme
 from uc_attest.quant.codec import unpack_codes
+from uc_attest.quant.decode import decode_rows
+from uc_attest.quant.quantize import quantize_tensor
+from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.synth import synth_tensor
 
 QUANT_DIR = Path(__file__).resolve().parents[2] / "uc_attest" / "quant"
@@ -35,6 +38,9 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, bit
     ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None]
     ref = (ref * 2.0**q.exponent).reshape(33, groups * group)[:, :300].to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
+    # Third way: the NumPy host decoder used by verify gives the same bytes.
+    host = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 300, q.dtype, bits, group)
+    assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
     assert err < {2: 0.4, 4: 0.01, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
 

@@ -1,11 +1,16 @@
 """The only tensor math of uc-attest: deterministic quantization and exact reconstruction.
 
-This package imports nothing from signing, HTTP or logging modules, so it runs
-with only torch + safetensors (e.g. on a GPU machine for ``benchmarks/gpu_check.sh``).
+* ``scheme``      parameters and tensor selection (no torch)
+* ``codec``       bit packing (torch, any device)
+* ``quantize``    the deterministic encoder (torch, any device)
+* ``reconstruct`` the reconstruction contract in torch (any device: the GPU path)
+* ``decode``      the same contract in NumPy (host, torch-free: the fast verify path)
+
+Nothing here imports signing, HTTP or logging modules, so packing runs with only
+torch + safetensors + numpy (e.g. ``benchmarks/gpu_check.sh`` on a GPU machine).
+Importing this package does not import torch.
 """
 
-from .quantize import QuantizedTensor, quantize_tensor
-from .reconstruct import reconstruct_tensor
-from .scheme import DEFAULT_SCHEME, Scheme
+from .scheme import DEFAULT_SCHEME, RTN_ID, SCHEME_ID, Scheme
 
-__all__ = ["DEFAULT_SCHEME", "QuantizedTensor", "Scheme", "quantize_tensor", "reconstruct_tensor"]
+__all__ = ["DEFAULT_SCHEME", "RTN_ID", "SCHEME_ID", "Scheme"]

@@ -16,12 +16,10 @@ import torch
 
 from ..errors import UnsupportedTensor
 from .codec import pack_codes
-from .scheme import Scheme
+from .scheme import EXP_RANGE, Scheme
 
 #: Rows are processed in blocks of about this many (padded) elements to bound memory.
 BLOCK_ELEMS = 1 << 20
-#: Allowed per-tensor exponents: keeps every decoder step exact in binary32.
-EXP_RANGE = (-100, 100)
 #: Error scaling: e * 2**(ERR_BITS - E_g), |scaled e| <= 2**ERR_BITS, squares summed in int64.
 ERR_BITS = 26
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ..stfile import TORCH_DTYPES
+from ..stfile import torch_dtype
 from .codec import unpack_codes
 
 
@@ -40,4 +40,7 @@ def reconstruct_tensor(
     w = v * scales.to(torch.float32).unsqueeze(-1)
     w = w * math.ldexp(1.0, exponent)
     w = w.reshape(n_rows, n_groups * group_size)[:, :n_cols]
-    return w.to(TORCH_DTYPES[dtype]).reshape(shape)
+    target = torch_dtype(dtype)
+    if target is None or not target.is_floating_point:
+        raise ValueError(f"unsupported reconstruction dtype {dtype}")
+    return w.to(target).reshape(shape)

@@ -14,6 +14,8 @@ FLOAT_DTYPES = ("F32", "F16", "BF16")
 DEFAULT_INCLUDE = ("*.weight",)
 DEFAULT_EXCLUDE = ("*embed*", "*wte*", "*wpe*", "lm_head*", "output.weight", "*norm*")
 
+#: Allowed per-tensor exponents: keeps every decoder step exact in binary32 (format.md 3.3).
+EXP_RANGE = (-100, 100)
 #: Clipping grid of the exact-objective search: p = 1 - i/100, i = 0..20 (Python doubles).
 CLIP_GRID: tuple[float, ...] = tuple(1.0 - i / 100 for i in range(21))
 #: Scheme id -> clipping grid. Both share the storage format and the decoder;

@@ -1,0 +1,10 @@
+"""Names and constants of the pack layout (docs/format.md sections 1-2)."""
+
+from __future__ import annotations
+
+PACK_FORMAT = "uc-pack/1"
+MANIFEST_NAME = "uc-manifest.json"
+SUFFIXES = (".uc_codes", ".uc_scales", ".uc_zeros")
+META_FORMAT, META_SCHEME, META_TENSORS = "uc.format", "uc.scheme", "uc.quantized"
+#: Reconstruction is streamed in blocks of about this many bytes of output.
+BLOCK_BYTES = 16 << 20

@@ -1,0 +1,180 @@
+"""Open a pack and stream the bytes of each reconstructed tensor (NumPy, no torch).
+
+Reading trusts nothing: tensors are located from the shard headers themselves,
+every component's dtype and shape is checked before decoding, and scales must be
+finite. Output is produced in blocks of rows so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from ..digest import Digest
+from ..errors import MalformedPack, MalformedSafetensors, UsageError
+from ..manifest import Manifest
+from ..quant.decode import decode_rows
+from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
+from ..stfile import SafetensorsFile, nbytes
+from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read a manifest file (``uc-manifest.json`` of a pack or a separately kept one)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MalformedPack(f"{path}: manifest not found", path=str(path)) from None
+    except OSError as exc:
+        raise MalformedPack(f"{path}: cannot read manifest: {exc.strerror}", path=str(path)) from None
+    return Manifest.from_json(data, str(path))
+
+
+@dataclass(frozen=True)
+class PackedTensor:
+    """Where a tensor lives in a pack and how to decode it."""
+
+    name: str
+    shard: str
+    dtype: str
+    shape: tuple[int, ...]
+    exponent: int | None  # None: stored unchanged
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes(self.dtype, self.shape)
+
+
+class Pack:
+    """An opened pack directory. Tensors are found from shard headers, not from the manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise MalformedPack(f"{self.root}: not a pack directory", path=str(self.root))
+        self.files: dict[str, SafetensorsFile] = {}
+        self.unreadable: dict[str, str] = {}
+        self.tensors: dict[str, PackedTensor] = {}
+        self.schemes: dict[str, Scheme] = {}
+        for p in sorted(self.root.glob("*.safetensors")):
+            try:
+                self._index(p)
+            except (MalformedSafetensors, MalformedPack) as exc:
+                self.unreadable[p.name] = exc.message
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _index(self, path: Path) -> None:
+        f = SafetensorsFile(path)
+        meta = f.metadata
+        if meta.get(META_FORMAT) != PACK_FORMAT:
+            f.close()
+            raise MalformedPack(
+                f"{path}: not a {PACK_FORMAT} shard (metadata {META_FORMAT!r} is {meta.get(META_FORMAT)!r})",
+                path=str(path),
+            )
+        try:
+            scheme = Scheme.from_dict(json.loads(meta[META_SCHEME]))
+            qmeta = json.loads(meta[META_TENSORS])
+            if not isinstance(qmeta, dict):
+                raise TypeError(f"{META_TENSORS} is not an object")
+            records = [
+                PackedTensor(name, path.name, str(q["dtype"]), tuple(int(d) for d in q["shape"]), int(q["exponent"]))
+                for name, q in qmeta.items()
+            ]
+        except (KeyError, ValueError, TypeError, UsageError) as exc:
+            f.close()
+            raise MalformedPack(f"{path}: bad pack metadata: {exc}", path=str(path)) from None
+        self.files[path.name] = f
+        self.schemes[path.name] = scheme
+        component_names = {n + s for n in qmeta for s in SUFFIXES}
+        for pt in records:
+            self._add(pt)
+        for name, info in f.infos.items():
+            if name not in component_names:
+                self._add(PackedTensor(name, path.name, info.dtype, info.shape, None))
+
+    def _add(self, pt: PackedTensor) -> None:
+        if pt.name in self.tensors:
+            raise MalformedPack(f"{self.root}: tensor {pt.name!r} appears in two shards", tensor=pt.name)
+        self.tensors[pt.name] = pt
+
+    def iter_bytes(self, name: str) -> Iterator[bytes | memoryview]:
+        """The reconstructed tensor's little-endian C-order bytes, in blocks.
+
+        Raises MalformedPack naming the tensor on any inconsistency.
+        """
+        pt = self.tensors[name]
+        f = self.files[pt.shard]
+        if pt.exponent is None:
+            size = pt.nbytes
+            for start in range(0, size, BLOCK_BYTES):
+                yield f.pread(name, start, min(BLOCK_BYTES, size - start))
+            return
+        yield from self._decode(pt, f, self.schemes[pt.shard])
+
+    def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
+        name, g, bits = pt.name, scheme.group_size, scheme.bits
+        exponent = pt.exponent if pt.exponent is not None else 0
+        if (
+            pt.dtype not in FLOAT_DTYPES
+            or len(pt.shape) < 2
+            or 0 in pt.shape
+            or not (EXP_RANGE[0] <= exponent <= EXP_RANGE[1])
+        ):
+            raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent record", tensor=name)
+        cols = pt.shape[-1]
+        rows = pt.nbytes // nbytes(pt.dtype, (cols,))
+        groups = -(-cols // g)
+        row_code_bytes = groups * g * bits // 8
+        want = {
+            SUFFIXES[0]: ("U8", (rows * row_code_bytes,)),
+            SUFFIXES[1]: ("F16", (rows, groups)),
+            SUFFIXES[2]: ("U8", (rows, groups)),
+        }
+        for suffix, (dtype, shape) in want.items():
+            info = f.infos.get(name + suffix)
+            if info is None:
+                raise MalformedPack(f"tensor {name!r}: component {suffix} missing in {pt.shard}", tensor=name)
+            if (info.dtype, info.shape) != (dtype, shape):
+                raise MalformedPack(
+                    f"tensor {name!r}: component {suffix} is {info.dtype}{list(info.shape)}, "
+                    f"expected {dtype}{list(shape)}",
+                    tensor=name,
+                )
+        scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2").reshape(rows, groups)
+        zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8).reshape(rows, groups)
+        if not np.isfinite(scales).all():
+            raise MalformedPack(f"tensor {name!r}: non-finite scale", tensor=name)
+        block_rows = max(1, BLOCK_BYTES // max(1, groups * g * 4))
+        for r0 in range(0, rows, block_rows):
+            r1 = min(rows, r0 + block_rows)
+            codes = np.frombuffer(
+                f.pread(name + SUFFIXES[0], r0 * row_code_bytes, (r1 - r0) * row_code_bytes), dtype=np.uint8
+            )
+            out = decode_rows(codes, scales[r0:r1], zeros[r0:r1], exponent, cols, pt.dtype, bits, g)
+            yield out.reshape(-1).view(np.uint8).data
+
+    def digest(self, name: str) -> Digest:
+        """SHA-256 of the reconstructed tensor's bytes."""
+        h = hashlib.sha256()
+        for block in self.iter_bytes(name):
+            h.update(block)
+        return Digest(h.hexdigest())
+
+    def iter_names(self) -> Iterator[str]:
+        return iter(sorted(self.tensors))
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()

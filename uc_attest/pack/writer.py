@@ -1,0 +1,135 @@
+"""Write a pack: quantize each tensor (torch, CPU or CUDA), store components, copy files, manifest.
+
+All or nothing: everything goes into a temporary sibling directory that is renamed
+into place only when complete. Digests of the reconstruction are computed with the
+same host decoder that ``verify`` uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..digest import Digest, canonical_json, sha256_file
+from ..errors import MalformedModel, UsageError
+from ..fsutil import atomic_output_dir, atomic_write_bytes
+from ..manifest import Manifest, TensorEntry
+from ..quant.decode import decode_rows
+from ..quant.quantize import QuantizedTensor, quantize_tensor
+from ..quant.scheme import Scheme
+from ..source import ModelSource
+from ..stfile import OutTensor, out_tensor, write_safetensors
+from .layout import MANIFEST_NAME, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
+
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(_name: str, _n: int) -> None:
+    return None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a usage error."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda requested but no CUDA device is available")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(device)
+
+
+def quantized_digest(q: QuantizedTensor, scheme: Scheme) -> Digest:
+    """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
+    rows = q.scales.shape[0]
+    out = decode_rows(
+        q.codes.numpy(),
+        q.scales.numpy(),
+        q.zeros.numpy(),
+        q.exponent,
+        q.shape[-1],
+        q.dtype,
+        scheme.bits,
+        scheme.group_size,
+    )
+    assert out.shape[0] == rows
+    return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
+
+
+@dataclass(frozen=True)
+class PackResult:
+    path: Path
+    manifest: Manifest
+    device: str
+
+
+def write_pack(
+    source_dir: Path,
+    out_dir: Path,
+    scheme: Scheme,
+    device: str = "auto",
+    *,
+    force: bool = False,
+    progress: Progress = _no_progress,
+) -> PackResult:
+    """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing)."""
+    dev = resolve_device(device)
+    src = ModelSource(source_dir)
+    try:
+        for t in src.tensors:
+            if t.name.endswith(SUFFIXES):
+                raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
+        entries: list[TensorEntry] = []
+        with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
+            for shard, tensors in src.by_shard():
+                f = src.file(shard)
+                outs: list[OutTensor] = []
+                qmeta: dict[str, dict[str, Any]] = {}
+                for st in tensors:
+                    info = st.info
+                    raw = f.raw(info.name)
+                    sdig = Digest.of_bytes(raw)
+                    quant: dict[str, int] | None = None
+                    if scheme.applies_to(info.name, info.dtype, info.shape):
+                        q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev)
+                        digest = quantized_digest(q, scheme)
+                        outs += [
+                            out_tensor(info.name + SUFFIXES[0], q.codes),
+                            out_tensor(info.name + SUFFIXES[1], q.scales),
+                            out_tensor(info.name + SUFFIXES[2], q.zeros),
+                        ]
+                        qmeta[info.name] = {"dtype": info.dtype, "shape": list(info.shape), "exponent": q.exponent}
+                        quant = {"bits": scheme.bits, "group_size": scheme.group_size, "exponent": q.exponent}
+                    else:
+                        digest = sdig
+                        outs.append(OutTensor(info.name, info.dtype, info.shape, raw))
+                    entries.append(TensorEntry(info.name, info.dtype, info.shape, digest, sdig, shard, quant))
+                    progress(info.name, info.numel)
+                meta = {
+                    META_FORMAT: PACK_FORMAT,
+                    META_SCHEME: canonical_json(scheme.to_dict()).decode(),
+                    META_TENSORS: canonical_json(qmeta).decode(),
+                }
+                with open(tmp / shard, "wb") as fh:
+                    write_safetensors(fh, outs, meta)
+            for rel in src.extra_files:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src.root / rel, tmp / rel)
+            rels = sorted([*src.shards, *src.extra_files])
+            files = {rel: sha256_file(tmp / rel) for rel in rels}
+            source_files = {rel: sha256_file(src.root / rel) for rel in rels}
+            manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files)
+            atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())
+        return PackResult(Path(out_dir), manifest, dev.type)
+    finally:
+        src.close()

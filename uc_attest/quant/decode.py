@@ -1,0 +1,72 @@
+"""Host decoder of the reconstruction contract in NumPy (no torch): the fast verify path.
+
+Same formula as :mod:`uc_attest.quant.reconstruct` (docs/format.md 3.3), computed per
+block of rows so memory stays bounded:
+
+    w = to_dtype( fp32(q - z) * S ),   S = fp32(s16) * 2**e   (exact: S is s16 shifted)
+
+``(q - z) * S`` equals ``((q - z) * s16) * 2**e`` exactly because both are the exact
+product (at most 19 significant bits, normal binary32 range). fp32 -> bf16 is round to
+nearest even on the bit pattern; fp32 -> fp16 is NumPy's correctly rounded cast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+_BF16_ROUND = np.uint32(0x7FFF)
+
+
+def unpack_codes_np(packed: npt.NDArray[np.uint8], bits: int) -> npt.NDArray[np.uint8]:
+    """Inverse of the bit packing of docs/format.md 3.2 (8 codes per ``bits`` bytes)."""
+    b = packed.reshape(-1, bits)
+    out = np.empty((b.shape[0], 8), dtype=np.uint8)
+    mask = (1 << bits) - 1
+    for k in range(8):
+        j, sh = divmod(bits * k, 8)
+        c = b[:, j] >> np.uint8(sh)
+        if sh + bits > 8:
+            c = c | (b[:, j + 1] << np.uint8(8 - sh))
+        np.bitwise_and(c, mask, out=out[:, k])
+    return out.reshape(-1)
+
+
+def fp32_to_bf16_bits(v: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
+    """Round to nearest even on the bit pattern (inputs are finite by construction)."""
+    u = v.view(np.uint32)
+    u += ((u >> np.uint32(16)) & np.uint32(1)) + _BF16_ROUND
+    return (u >> np.uint32(16)).astype(np.uint16)
+
+
+def decode_rows(
+    codes: npt.NDArray[np.uint8],
+    scales: npt.NDArray[np.float16],
+    zeros: npt.NDArray[np.uint8],
+    exponent: int,
+    n_cols: int,
+    dtype: str,
+    bits: int,
+    group_size: int,
+) -> npt.NDArray[np.generic]:
+    """Decode a block of rows: ``codes`` packed for ``rows * G * g`` codes, ``scales``/``zeros`` [rows, G].
+
+    Returns a [rows, n_cols] array whose bytes are the tensor's little-endian bytes
+    (uint16 bit patterns for BF16).
+    """
+    rows, groups = scales.shape
+    q = unpack_codes_np(codes, bits).reshape(rows, groups, group_size)
+    s = scales.astype(np.float32) * np.float32(math.ldexp(1.0, exponent))
+    v = q.astype(np.float32)
+    v -= zeros.astype(np.float32)[..., None]  # exact: small integers
+    v *= s[..., None]
+    flat = v.reshape(rows, groups * group_size)[:, :n_cols]
+    if dtype == "F32":
+        return np.ascontiguousarray(flat)
+    if dtype == "F16":
+        return flat.astype(np.float16)
+    if dtype == "BF16":
+        return fp32_to_bf16_bits(np.ascontiguousarray(flat))
+    raise ValueError(f"unsupported reconstruction dtype {dtype}")
