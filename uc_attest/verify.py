@@ -53,51 +53,35 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def reconstruct_digests(
-    pack: Pack, workers: int | None = None, progress: Progress | None = None
-) -> tuple[dict[str, TensorEntry], list[Finding]]:
-    """Reconstruct and hash every tensor of ``pack``; decoding errors become findings."""
-    names = list(pack.iter_names())
-
-    def one(name: str) -> TensorEntry | Finding:
-        pt = pack.tensors[name]
-        try:
-            d = pack.digest(name)
-        except (MalformedPack, MalformedSafetensors, ValueError) as exc:
-            return Finding(name, f"cannot reconstruct: {getattr(exc, 'message', exc)}")
-        if progress:
-            progress(name, pt.nbytes)
-        return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
-
-    actual: dict[str, TensorEntry] = {}
-    findings: list[Finding] = []
-    with ThreadPoolExecutor(max_workers=workers or _default_workers()) as ex:
-        for name, r in zip(names, ex.map(one, names), strict=True):
-            if isinstance(r, Finding):
-                findings.append(r)
-            else:
-                actual[name] = r
-    return actual, findings
+def _tensor_check(pack: Pack, name: str, progress: Progress | None) -> TensorEntry | Finding:
+    pt = pack.tensors[name]
+    try:
+        d = pack.digest(name)
+    except (MalformedPack, MalformedSafetensors, ValueError) as exc:
+        return Finding(name, f"cannot reconstruct: {getattr(exc, 'message', exc)}")
+    if progress:
+        progress(name, pt.nbytes)
+    return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
 
 
-def _check_files(pack_dir: Path, expected: Manifest) -> list[Finding]:
-    findings: list[Finding] = []
-    for rel, want in sorted(expected.files.items()):
-        p = pack_dir / rel
-        if not p.is_file():
-            findings.append(Finding(rel, "file missing from pack", str(want), None))
-            continue
-        got = sha256_file(p)
-        if got != want:
-            findings.append(Finding(rel, "file digest differs", str(want), str(got)))
+def _file_check(pack_dir: Path, rel: str, want: Digest) -> Finding | None:
+    p = pack_dir / rel
+    if not p.is_file():
+        return Finding(rel, "file missing from pack", str(want), None)
+    got = sha256_file(p)
+    return None if got == want else Finding(rel, "file digest differs", str(want), str(got))
+
+
+def _added_files(pack_dir: Path, expected: Manifest) -> list[Finding]:
     present = {
         str(p.relative_to(pack_dir).as_posix())
         for p in pack_dir.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(pack_dir).parts)
     }
-    for rel in sorted(present - set(expected.files) - {MANIFEST_NAME}):
-        findings.append(Finding(rel, "file not in manifest (added file)"))
-    return findings
+    return [
+        Finding(rel, "file not in manifest (added file)")
+        for rel in sorted(present - set(expected.files) - {MANIFEST_NAME})
+    ]
 
 
 def check_pack(
@@ -110,13 +94,19 @@ def check_pack(
     pack_dir = Path(pack_dir)
     mpath = Path(manifest_path) if manifest_path else pack_dir / MANIFEST_NAME
     expected = load_manifest(mpath)
-    with Pack(pack_dir) as pack:
+    with Pack(pack_dir) as pack, ThreadPoolExecutor(max_workers=workers or _default_workers()) as ex:
         findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
-        actual, decode_findings = reconstruct_digests(pack, workers, progress)
+        # File hashing and tensor reconstruction share one pool, so they overlap.
+        file_jobs = [ex.submit(_file_check, pack_dir, rel, want) for rel, want in sorted(expected.files.items())]
+        names = list(pack.iter_names())
+        results = list(ex.map(lambda n: _tensor_check(pack, n, progress), names))
+        file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
+    decode_findings = [r for r in results if isinstance(r, Finding)]
+    actual = {r.name: r for r in results if isinstance(r, TensorEntry)}
     decoded_bad = {f.subject for f in decode_findings}
     findings += decode_findings
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
-    findings += _check_files(pack_dir, expected)
+    findings += file_findings + _added_files(pack_dir, expected)
     return PackCheck(pack_dir, str(mpath), expected.root, len(actual), len(expected.files), findings)
 
 

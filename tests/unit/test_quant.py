@@ -6,6 +6,7 @@ import ast
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,40 @@ def test_quant_code_uses_no_forbidden_operations() -> None:
                     assert "int64" in ast.unparse(fn), f"{path.name}:{node.lineno}: sum over a non-integer"
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
                 assert isinstance(node.left, ast.Constant), f"{path.name}:{node.lineno}: tensor ** is forbidden"
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("bits,group", [(5, 128), (3, 8), (8, 64), (6, 32)])
+def test_native_and_numpy_decoders_agree(dtype: str, bits: int, group: int) -> None:
+    from uc_attest.quant import decode
+
+    if not decode.native_available():
+        pytest.skip("C decoder not compiled (pip install -e . builds it)")
+    tdt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+    w = synth_tensor((17, 333), seed=bits + group, dtype=tdt)
+    q = quantize_tensor("t.weight", w, dtype, Scheme(bits=bits, group_size=group))
+    args = (q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 333, dtype, bits, group)
+    assert decode.decode_rows(*args).tobytes() == decode.decode_rows(*args, native=False).tobytes()
+
+
+def test_native_float_conversions_match_numpy_on_edge_values() -> None:
+    from uc_attest.quant import decode
+
+    if not decode.native_available():
+        pytest.skip("C decoder not compiled (pip install -e . builds it)")
+    rng = np.random.default_rng(0)
+    bits = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
+                           np.array([0x33000000, 0x33000001, 0x337FFFFF, 0x38800000, 0x387FFFFF, 0x477FEFFF,
+                                     0x477FF000, 0x7F7FFFFF, 0x7F800000, 0x00000001, 0x3F808000, 0x3F818000],
+                                    dtype=np.uint32)])
+    bits = np.concatenate([bits, bits | np.uint32(0x80000000)])
+    x = bits.view(np.float32)
+    x = x[~np.isnan(x)]
+    f16 = np.empty(x.size, np.uint16)
+    decode._native.convert(x, 1, f16)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(f16, x.astype(np.float16).view(np.uint16))
+    bf16 = np.empty(x.size, np.uint16)
+    decode._native.convert(x, 2, bf16)
+    ref = torch.from_numpy(x.copy()).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    assert np.array_equal(bf16, ref)
