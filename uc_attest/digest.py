@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import rfc8785
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1 << 22
@@ -52,6 +51,41 @@ def sha256_file(path: Path) -> Digest:
     return Digest(h.hexdigest())
 
 
+def _jcs(value: Any, out: list[str]) -> None:
+    if value is None or isinstance(value, bool):
+        out.append(json.dumps(value))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, v in enumerate(value):
+            if i:
+                out.append(",")
+            _jcs(v, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("canonical JSON object keys must be strings")
+        out.append("{")
+        for i, k in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
+            if i:
+                out.append(",")
+            out.append(json.dumps(k, ensure_ascii=False))
+            out.append(":")
+            _jcs(value[k], out)
+        out.append("}")
+    else:  # floats are deliberately unsupported: digests never depend on float formatting
+        raise TypeError(f"canonical JSON does not encode {type(value).__name__} values")
+
+
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 (JCS) canonical encoding: sorted keys, no whitespace, UTF-8."""
-    return rfc8785.dumps(value)
+    """RFC 8785 (JCS) canonical encoding of null, bools, integers, strings, arrays and objects.
+
+    Keys are sorted by UTF-16 code units, no whitespace, UTF-8, JSON string escaping as
+    RFC 8785 requires. Floats are refused. Tested against the ``rfc8785`` package.
+    """
+    out: list[str] = []
+    _jcs(value, out)
+    return "".join(out).encode("utf-8")
