@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 WORK   ?= build/demo
+# Extra pip arguments for torch, e.g. a CPU-only wheel index on hosted CI runners.
+TORCH_PIP_ARGS ?=
 
 .PHONY: install demo test unit lint typecheck bench-fidelity bench-verify gpu-check clean
 
@@ -10,7 +12,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch 2.13.0 lies on this kind of machine's disk; pinning it keeps pip from a CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
