@@ -93,3 +93,69 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
     computed = root_from_inclusion_proof(index, size, leaf, proof)
     if computed != root:
         raise RootMismatch(root, computed)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    """SUBPROOF(m, D[n], b) of RFC 6962 section 2.1.2."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root_from_leaf_hashes(leaves)]
+    k = _split(n)
+    if m <= k:
+        return _subproof(m, leaves[:k], complete) + [root_from_leaf_hashes(leaves[k:])]
+    return _subproof(m - k, leaves[k:], False) + [root_from_leaf_hashes(leaves[:k])]
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
+    """PROOF(m, D[n]): proves the tree of the first ``old_size`` leaves is a prefix of ``leaves``."""
+    if not 0 <= old_size <= len(leaves):
+        raise ProofError(f"old size {old_size} outside [0, {len(leaves)}]")
+    if old_size in (0, len(leaves)):
+        return []
+    return _subproof(old_size, leaves, True)
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
+    """Raise unless ``proof`` shows the tree (old_size, old_root) is a prefix of (new_size, new_root).
+
+    RFC 9162 section 2.1.4.2.
+    """
+    if not 0 < old_size <= new_size:
+        raise ProofError(f"sizes {old_size} -> {new_size}: need 0 < old size <= new size")
+    if old_size == new_size:
+        if proof:
+            raise ProofError("proof must be empty for equal sizes")
+        if old_root != new_root:
+            raise RootMismatch(new_root, old_root)
+        return
+    if not proof:
+        raise ProofError("empty consistency proof")
+    if len(old_root) != 32 or len(new_root) != 32 or any(len(p) != 32 for p in proof):
+        raise ProofError("roots and proof hashes must be 32 bytes")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # old size is a power of two: its root is the first node
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof too short")
+    if fr != old_root:
+        raise RootMismatch(old_root, fr)
+    if sr != new_root:
+        raise RootMismatch(new_root, sr)

@@ -69,3 +69,42 @@ def test_proofs_agree_with_naive_tree(n: int, data: st.DataObject) -> None:
             merkle.verify_inclusion(i, n, leaves[i], bad, root)
         with pytest.raises((merkle.ProofError, merkle.RootMismatch)):
             merkle.verify_inclusion(i, n, leaves[i], proof[:-1], root)
+
+
+def _consistency_cases() -> list[Path]:
+    root = SHARED / "vectors" / "transparency-dev-merkle" / "testdata" / "consistency"
+    return sorted(root.rglob("*.json")) if root.exists() else []
+
+
+@pytest.mark.parametrize("path", _consistency_cases(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_transparency_dev_consistency_vectors(path: Path) -> None:
+    c = json.loads(path.read_text())
+    b64 = lambda s: base64.b64decode(s) if s else b""  # noqa: E731
+    try:
+        merkle.verify_consistency(c["size1"], c["size2"], b64(c["root1"]), b64(c["root2"]),
+                                  [b64(h) for h in (c["proof"] or [])])
+        failed = False
+    except (merkle.ProofError, merkle.RootMismatch):
+        failed = True
+    assert failed == c["wantErr"], c["desc"]
+
+
+def test_reference_consistency_proofs() -> None:
+    ref = json.loads(shared_path("vectors", "transparency-dev-merkle", "reference_tree.json").read_text())
+    leaves = [merkle.leaf_hash(bytes.fromhex(x)) for x in ref["leaf_inputs_hex"]]
+    for p in ref["consistency_proofs"]:
+        got = merkle.consistency_proof(leaves[: p["size2"]], p["size1"])
+        assert [h.hex() for h in got] == p["proof_hex"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 70), data=st.data())
+def test_consistency_proofs_verify_against_naive_roots(n: int, data: st.DataObject) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    m = data.draw(st.integers(1, n))
+    proof = merkle.consistency_proof(leaves, m)
+    old, new = _naive_root(leaves[:m]), _naive_root(leaves)
+    merkle.verify_consistency(m, n, old, new, proof)
+    if 0 < m < n:
+        with pytest.raises(merkle.RootMismatch):
+            merkle.verify_consistency(m, n, old, bytes(32), proof)

@@ -1,0 +1,217 @@
+"""The instance state directory: keys (PEM, 0600), CA certificates, log database, trust config.
+
+Layout of DIR::
+
+    instance.json          port, origin, issuer URL, creation time (not secret)
+    ca-root.pem            root CA certificate        ca-root.key.pem          (0600)
+    ca-intermediate.pem    intermediate certificate   ca-intermediate.key.pem  (0600)
+    ct.key.pem             CT log key (SCTs)          (0600)
+    log.key.pem            transparency log key (SET, checkpoints)  (0600)
+    oidc.key.pem           dev OIDC issuer key (ES256 tokens)       (0600)
+    log.sqlite3            the log
+    trust_config.json      sigstore ClientTrustConfig for this instance
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ..errors import InvalidInput, UsageError
+from ..fsutil import atomic_write_bytes
+
+DEV_LABEL = "uc-attest DEV instance (its OIDC issuer can mint any identity)"
+KEY_FILES = ("ca-root.key.pem", "ca-intermediate.key.pem", "ct.key.pem", "log.key.pem", "oidc.key.pem")
+CERT_FILES = ("ca-root.pem", "ca-intermediate.pem")
+TRUST_CONFIG = "trust_config.json"
+LOG_DB = "log.sqlite3"
+META = "instance.json"
+
+
+def _rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spki_der(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _ca_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certificate | None,
+             issuer_key: ec.EllipticCurvePrivateKey, path_len: int | None, now: dt.datetime) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "uc-attest-dev"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(ski, critical=False))
+    if issuer_cert is not None:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                        critical=False)
+    return builder.sign(issuer_key, hashes.SHA384())
+
+
+def _write_secret(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
+    """Create a new instance state directory with fresh keys and its trust config."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()) and not force:
+        raise UsageError(f"{root}: directory is not empty (use --force to re-create the instance)", path=str(root))
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port must be 1-65535, got {port}")
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    for name in (*KEY_FILES, *CERT_FILES, TRUST_CONFIG, LOG_DB, META, f"{LOG_DB}-wal", f"{LOG_DB}-shm"):
+        (root / name).unlink(missing_ok=True)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    keys = {name: ec.generate_private_key(ec.SECP384R1() if name.startswith("ca-") else ec.SECP256R1())
+            for name in KEY_FILES}
+    for name, key in keys.items():
+        _write_secret(root / name, key)
+    ca_root = _ca_cert("uc-attest DEV root CA", keys["ca-root.key.pem"], None, keys["ca-root.key.pem"], 1, now)
+    ca_int = _ca_cert("uc-attest DEV intermediate CA", keys["ca-intermediate.key.pem"], ca_root,
+                      keys["ca-root.key.pem"], 0, now)
+    for name, cert in zip(CERT_FILES, (ca_root, ca_int), strict=True):
+        atomic_write_bytes(root / name, cert.public_bytes(serialization.Encoding.PEM))
+    base = f"http://127.0.0.1:{port}"
+    meta = {"label": DEV_LABEL, "port": port, "url": base, "issuer": f"{base}/oidc",
+            "origin": f"uc-attest-dev-log - {int(now.timestamp())}", "created": _rfc3339(now)}
+    atomic_write_bytes(root / META, json.dumps(meta, indent=2).encode())
+    state = InstanceState.load(root)
+    atomic_write_bytes(root / TRUST_CONFIG, json.dumps(state.trust_config(now), indent=2).encode())
+    return state
+
+
+@dataclass
+class InstanceState:
+    """A loaded instance directory (keys checked for existence and 0600 permissions)."""
+
+    root: Path
+    meta: dict[str, Any]
+    keys: dict[str, ec.EllipticCurvePrivateKey]
+    ca_root: x509.Certificate
+    ca_intermediate: x509.Certificate
+
+    @classmethod
+    def load(cls, root: Path) -> InstanceState:
+        root = Path(root)
+        if not (root / META).is_file():
+            raise InvalidInput(f"{root}: not an instance directory ({META} missing; run 'uc-attest instance init')",
+                               path=str(root))
+        keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+        for name in KEY_FILES:
+            p = root / name
+            if not p.is_file():
+                raise InvalidInput(f"{p}: key file missing", path=str(p))
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                raise InvalidInput(f"{p}: permissions {oct(mode)} are too open (need 0600)", path=str(p))
+            try:
+                key = serialization.load_pem_private_key(p.read_bytes(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInput(f"{p}: not a PEM private key: {exc}", path=str(p)) from None
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise InvalidInput(f"{p}: not an EC private key", path=str(p))
+            keys[name] = key
+        certs = []
+        for name in CERT_FILES:
+            p = root / name
+            try:
+                certs.append(x509.load_pem_x509_certificate(p.read_bytes()))
+            except (OSError, ValueError) as exc:
+                raise InvalidInput(f"{p}: missing or not a PEM certificate: {exc}", path=str(p)) from None
+        try:
+            meta = json.loads((root / META).read_text())
+            int(meta["port"]), str(meta["issuer"]), str(meta["origin"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{root / META}: malformed: {exc}", path=str(root / META)) from None
+        return cls(root, meta, keys, certs[0], certs[1])
+
+    @property
+    def url(self) -> str:
+        return str(self.meta["url"])
+
+    @property
+    def issuer(self) -> str:
+        return str(self.meta["issuer"])
+
+    @property
+    def port(self) -> int:
+        return int(self.meta["port"])
+
+    @property
+    def log_key(self) -> ec.EllipticCurvePrivateKey:
+        return self.keys["log.key.pem"]
+
+    @property
+    def ct_key(self) -> ec.EllipticCurvePrivateKey:
+        return self.keys["ct.key.pem"]
+
+    @property
+    def oidc_key(self) -> ec.EllipticCurvePrivateKey:
+        return self.keys["oidc.key.pem"]
+
+    @property
+    def log_id(self) -> bytes:
+        return hashlib.sha256(_spki_der(self.log_key.public_key())).digest()
+
+    @property
+    def ct_log_id(self) -> bytes:
+        return hashlib.sha256(_spki_der(self.ct_key.public_key())).digest()
+
+    def trust_config(self, now: dt.datetime) -> dict[str, Any]:
+        """A sigstore ClientTrustConfig (trusted root v0.1 + signing config v0.2) for this instance."""
+        start = {"start": _rfc3339(now - dt.timedelta(days=1))}
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        der = lambda c: c.public_bytes(serialization.Encoding.DER)  # noqa: E731
+        key = lambda k: {"rawBytes": b64(_spki_der(k.public_key())),  # noqa: E731
+                         "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": start}
+        trusted_root = {
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": self.url, "hashAlgorithm": "SHA2_256", "publicKey": key(self.log_key),
+                       "logId": {"keyId": b64(self.log_id)}}],
+            "certificateAuthorities": [{
+                "subject": {"organization": "uc-attest-dev", "commonName": DEV_LABEL}, "uri": self.url,
+                "certChain": {"certificates": [{"rawBytes": b64(der(self.ca_intermediate))},
+                                               {"rawBytes": b64(der(self.ca_root))}]},
+                "validFor": start}],
+            "ctlogs": [{"baseUrl": self.url, "hashAlgorithm": "SHA2_256", "publicKey": key(self.ct_key),
+                        "logId": {"keyId": b64(self.ct_log_id)}}],
+            "timestampAuthorities": [],
+        }
+        service = lambda url: {"url": url, "majorApiVersion": 1, "validFor": start,  # noqa: E731
+                               "operator": "uc-attest-dev"}
+        signing_config = {
+            "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+            "caUrls": [service(self.url)], "oidcUrls": [service(self.issuer)],
+            "rekorTlogUrls": [service(self.url)], "tsaUrls": [],
+            "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"},
+        }
+        return {"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+                "trustedRoot": trusted_root, "signingConfig": signing_config}

@@ -1,0 +1,1 @@
+"""Transparency log: signed checkpoints (C2SP signed notes), durable SQLite store, proofs."""
