@@ -102,8 +102,8 @@ def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
         return [] if complete else [root_from_leaf_hashes(leaves)]
     k = _split(n)
     if m <= k:
-        return _subproof(m, leaves[:k], complete) + [root_from_leaf_hashes(leaves[k:])]
-    return _subproof(m - k, leaves[k:], False) + [root_from_leaf_hashes(leaves[:k])]
+        return [*_subproof(m, leaves[:k], complete), root_from_leaf_hashes(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), root_from_leaf_hashes(leaves[:k])]
 
 
 def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:

@@ -102,6 +102,7 @@ def _sign_sct(state: InstanceState, tbs: bytes, ts_ms: int) -> bytes:
 
 def verify_with_cert(cert_pem: bytes, signature: bytes, data: bytes, *, prehashed: bool = False) -> None:
     """Verify an ECDSA-SHA256 signature with the key of a PEM certificate or public key."""
+    key: object
     try:
         if b"CERTIFICATE" in cert_pem:
             key = x509.load_pem_x509_certificate(cert_pem).public_key()

@@ -158,7 +158,7 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
         server_version = "uc-attest-instance"
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.info("%s %s", self.address_string(), format % args)
 
         def _send(self, status: HTTPStatus, obj: Any, content_type: str = "application/json") -> None:
@@ -196,7 +196,7 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
                 if exc.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
                     self.close_connection = True
                 self._send(exc.status, {"code": int(exc.status), "message": exc.message})
-            except Exception as exc:  # a bug must not kill the server; report it as 500
+            except Exception as exc:
                 log.exception("internal error")
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"code": 500, "message": f"internal error: {exc}"})
 
@@ -231,10 +231,10 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
                 return inst.dev_token(identity)
             raise HTTPError(HTTPStatus.NOT_FOUND, f"no route for {method} {path}")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._dispatch("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._dispatch("POST")
 
     return Handler

@@ -188,10 +188,20 @@ class InstanceState:
     def trust_config(self, now: dt.datetime) -> dict[str, Any]:
         """A sigstore ClientTrustConfig (trusted root v0.1 + signing config v0.2) for this instance."""
         start = {"start": _rfc3339(now - dt.timedelta(days=1))}
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-        der = lambda c: c.public_bytes(serialization.Encoding.DER)  # noqa: E731
-        key = lambda k: {"rawBytes": b64(_spki_der(k.public_key())),  # noqa: E731
-                         "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": start}
+
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
+        def der(c: x509.Certificate) -> bytes:
+            return c.public_bytes(serialization.Encoding.DER)
+
+        def key(k: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+            return {"rawBytes": b64(_spki_der(k.public_key())), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": start}
+
+        def service(url: str) -> dict[str, Any]:
+            return {"url": url, "majorApiVersion": 1, "validFor": start, "operator": "uc-attest-dev"}
+
         trusted_root = {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
             "tlogs": [{"baseUrl": self.url, "hashAlgorithm": "SHA2_256", "publicKey": key(self.log_key),
@@ -205,8 +215,6 @@ class InstanceState:
                         "logId": {"keyId": b64(self.ct_log_id)}}],
             "timestampAuthorities": [],
         }
-        service = lambda url: {"url": url, "majorApiVersion": 1, "validFor": start,  # noqa: E731
-                               "operator": "uc-attest-dev"}
         signing_config = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
             "caUrls": [service(self.url)], "oidcUrls": [service(self.issuer)],
