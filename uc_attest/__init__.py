@@ -8,7 +8,7 @@ packing imports the quantizer (torch) when it is called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     Finding,
@@ -26,7 +26,12 @@ from .export import export_reconstruction
 from .manifest import Manifest, TensorEntry
 from .pack import MANIFEST_NAME, load_manifest
 from .quant import DEFAULT_SCHEME, Scheme
-from .verify import PackCheck, check_pack, verify_pack
+from .verify import Check, PackCheck, ReleaseCheck, check_pack, check_release, verify_pack
+
+if TYPE_CHECKING:
+    from .attest import AttestResult, TrustSelection
+    from .instance.server import InstanceServer
+    from .instance.state import InstanceState
 
 if TYPE_CHECKING:
     from .pack.writer import PackResult, Progress
@@ -49,11 +54,65 @@ def write_pack(
     return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress)
 
 
+def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelection:
+    """Exactly one of a sigstore ClientTrustConfig file or an embedded instance directory."""
+    from .attest import select_trust as _select
+
+    return _select(trust_config, instance)
+
+
+def attest_pack(pack_dir: Path, trust: TrustSelection, **kw: Any) -> AttestResult:
+    """Sign and log the provenance statement of a pack (imports sigstore on first use)."""
+    from .attest import attest_pack as _attest
+
+    return _attest(Path(pack_dir), trust, **kw)
+
+
+def default_bundle_path(pack_dir: Path) -> Path:
+    from .attest import default_bundle_path as _default
+
+    return _default(pack_dir)
+
+
+def load_trust_config(path: Path) -> Any:
+    from .signing import load_trust_config as _load
+
+    return _load(path)
+
+
+def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
+    """Create an embedded instance state directory (DEV: its issuer can mint any identity)."""
+    from .instance.state import init_instance as _init
+
+    return _init(root, port, force=force)
+
+
+def load_instance(root: Path) -> InstanceState:
+    from .instance.state import InstanceState as _State
+
+    return _State.load(root)
+
+
+def instance_server(root: Path, port: int | None = None) -> InstanceServer:
+    from .instance.server import InstanceServer as _Server
+
+    return _Server(load_instance(root), port)
+
+
+def dev_token(root: Path, identity: str, lifetime_s: int = 600) -> str:
+    """Mint a dev identity token from an embedded instance's OIDC key."""
+    from .instance.oidc import mint_token
+
+    state = load_instance(root)
+    return mint_token(state.oidc_key, state.issuer, identity, lifetime_s=lifetime_s)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SCHEME",
     "MANIFEST_NAME",
+    "Check",
     "Finding",
     "InvalidInput",
     "MalformedModel",
@@ -62,6 +121,7 @@ __all__ = [
     "Manifest",
     "OperationalError",
     "PackCheck",
+    "ReleaseCheck",
     "Scheme",
     "TensorEntry",
     "UcAttestError",
@@ -69,9 +129,18 @@ __all__ = [
     "UsageError",
     "VerificationFailed",
     "__version__",
+    "attest_pack",
     "check_pack",
+    "check_release",
+    "default_bundle_path",
+    "dev_token",
     "export_reconstruction",
+    "init_instance",
+    "instance_server",
+    "load_instance",
     "load_manifest",
+    "load_trust_config",
+    "select_trust",
     "verify_pack",
     "write_pack",
 ]

@@ -150,23 +150,187 @@ def verify(
     manifest: Annotated[
         Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
     ] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Sigstore bundle of the pack's provenance statement.")] = None,
+    identity: Annotated[str | None, typer.Option(help="Expected signer identity (email or URI), exact.")] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="Expected OIDC issuer URL (default with --instance: its own).")
+    ] = None,
+    trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig file.")] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (its trust root).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reconstruct every tensor, hash it and compare with the manifest; exit 1 listing every mismatch."""
+    """Check a pack: with --bundle, signature + identity + log proof + statement, then every tensor.
 
-    def body() -> uc.PackCheck:
+    Without --bundle: reconstruct every tensor and compare with the (validated) manifest.
+    """
+    if bundle is None:
+        if identity or issuer or trust_config or instance:
+            _usage("--identity/--issuer/--trust-config/--instance need --bundle")
+
+        def body() -> uc.PackCheck:
+            with _progress("verifying", None) as progress:
+                return uc.verify_pack(pack_dir, manifest, workers=workers, progress=progress)
+
+        res = run(body, as_json)
+        if as_json:
+            _emit_json(res.to_dict())
+        else:
+            err.print(
+                f"[bold green]OK[/] {res.tensors_checked} tensors and {res.files_checked} files match "
+                f"{res.manifest_source}"
+            )
+            print(f"manifest root: {res.root}")
+        return
+    if manifest is not None:
+        _usage("--manifest and --bundle are exclusive: the bundle carries the signed manifest")
+    if not identity:
+        _usage("--bundle needs --identity (the expected signer)")
+
+    def release() -> uc.ReleaseCheck:
+        trust = uc.select_trust(trust_config, instance)
+        iss = issuer or (str(uc.load_instance(instance).issuer) if instance else None)
+        if not iss:
+            raise uc.UsageError("--bundle needs --issuer (the expected OIDC issuer)")
+        cfg = uc.load_trust_config(trust.trust_config_path)
         with _progress("verifying", None) as progress:
-            return uc.verify_pack(pack_dir, manifest, workers=workers, progress=progress)
+            return uc.check_release(pack_dir, bundle, cfg, str(identity), iss, workers=workers, progress=progress)
+
+    rc = run(release, as_json)
+    if as_json:
+        _emit_json(rc.to_dict())
+    else:
+        table = Table(
+            title=("[bold green]VERIFIED[/]" if rc.ok else "[bold red]VERIFICATION FAILED[/]")
+            + f" {pack_dir} against {bundle}",
+            title_justify="left",
+        )
+        for col in ("check", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for c in rc.checks:
+            table.add_row(c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.detail)
+        err.print(table)
+        if rc.findings:
+            _findings_table(rc.findings)
+        if rc.root:
+            print(f"manifest root: sha256:{rc.root}")
+    if not rc.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def attest(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to attest.")],
+    trust_config: Annotated[
+        Path | None, typer.Option(help="sigstore ClientTrustConfig (public-good, private).")
+    ] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
+    identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
+    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Output bundle (default: <pack>.sigstore.json).")] = None,
+    inline_manifest: Annotated[
+        str, typer.Option(help="auto, always or never: manifest inside the statement.")
+    ] = "auto",
+    pack_device: Annotated[str, typer.Option(help="Device the pack was built on (recorded).")] = "unrecorded",
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign the pack's provenance statement (DSSE, Sigstore bundle v0.3) and record it in the log."""
+
+    def body() -> Any:
+        trust = uc.select_trust(trust_config, instance)
+        return uc.attest_pack(
+            pack_dir,
+            trust,
+            identity_token=identity_token,
+            dev_identity=identity,
+            bundle_out=bundle,
+            inline=inline_manifest,
+            pack_device=pack_device,
+        )
 
     res = run(body, as_json)
+    out = {
+        "ok": True,
+        "bundle": str(res.bundle),
+        "root": f"sha256:{res.root}",
+        "log_index": res.log_index,
+        "identity": res.identity,
+        "statement_bytes": res.statement_bytes,
+        "manifest_inline": res.manifest_inline,
+    }
+    if instance is not None:
+        out["warning"] = "signed by a DEV instance: its OIDC issuer can mint any identity"
     if as_json:
-        _emit_json(res.to_dict())
+        _emit_json(out)
     else:
+        if instance is not None:
+            err.print("[yellow]DEV INSTANCE[/]: its OIDC issuer can mint any identity; use it for demos and tests")
         err.print(
-            f"[bold green]OK[/] {res.tensors_checked} tensors and {res.files_checked} files match {res.manifest_source}"
+            f"signed as {res.identity}, logged at index {res.log_index}; statement {res.statement_bytes} "
+            f"bytes ({'manifest inline' if res.manifest_inline else 'manifest by digest'})"
         )
-        print(f"manifest root: {res.root}")
+        print(f"bundle: {res.bundle}")
+
+
+instance_app = typer.Typer(no_args_is_help=True, help="The embedded Sigstore-compatible DEV instance.")
+app.add_typer(instance_app, name="instance")
+
+
+@instance_app.command("init")
+def instance_init(
+    directory: Annotated[Path, typer.Argument(help="State directory to create.")],
+    port: Annotated[int, typer.Option(help="Loopback port the instance will serve on.")] = 8787,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create keys (0600), CA certificates, the log and trust_config.json."""
+    state = run(lambda: uc.init_instance(directory, port, force=force), as_json)
+    tc = state.root / "trust_config.json"
+    if as_json:
+        _emit_json(
+            {
+                "ok": True,
+                "directory": str(state.root),
+                "url": state.url,
+                "issuer": state.issuer,
+                "trust_config": str(tc),
+                "warning": "DEV instance: its OIDC issuer can mint any identity",
+            }
+        )
+    else:
+        err.print("[yellow]DEV INSTANCE[/]: its OIDC issuer can mint any identity")
+        print(f"instance: {state.root}\nurl: {state.url}\nissuer: {state.issuer}\ntrust config: {tc}")
+
+
+@instance_app.command("serve")
+def instance_serve(
+    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    port: Annotated[int | None, typer.Option(help="Override the port (the trust config names the init port).")] = None,
+) -> None:
+    """Serve Fulcio, Rekor v1 and the dev OIDC issuer on 127.0.0.1 until interrupted."""
+    server = run(lambda: uc.instance_server(directory, port), False)
+    err.print(f"[yellow]DEV INSTANCE[/] serving on http://127.0.0.1:{server.port} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@instance_app.command("token")
+def instance_token(
+    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    identity: Annotated[str, typer.Option(help="Identity to mint: an email or a URI.")],
+    lifetime: Annotated[int, typer.Option(help="Token lifetime in seconds.")] = 600,
+) -> None:
+    """Mint a DEV identity token (printed on stdout)."""
+    print(run(lambda: uc.dev_token(directory, identity, lifetime), False))
+
+
+def _usage(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
 
 
 @app.command()

@@ -1,8 +1,10 @@
 """The provenance statement: in-toto Statement v1 with a SLSA provenance v1 predicate.
 
-Subjects are every pack file (sha256) and the reconstruction, named
-``uc-attest:reconstruction`` with digest algorithm ``uc-manifest-root`` (the manifest's
-Merkle root: it does not pass for a plain file hash). The per-tensor manifest travels
+Subjects are every pack file (sha256) and the reconstruction: a subject named
+``uc-attest:reconstruction`` whose ``sha256`` value is the manifest's Merkle root (RFC 6962
+over the tensor digests), not the hash of any file. The ``uc-attest:`` name marks it; a
+custom digest name would be clearer, but sigstore-python (library and CLI) only accept
+SHA-2/SHA-3 digest names in subjects, and the bundles must verify with the stock tools. The per-tensor manifest travels
 inside the signed payload as a SLSA byproduct (``content`` = the exact canonical bytes of
 ``uc-manifest.json``) unless it is too large for a public log, in which case only its
 digest is signed and the manifest file in the pack is checked against it.
@@ -27,7 +29,7 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://github.com/uc-attest/uc-attest/pack/v1"
 RECONSTRUCTION_NAME = "uc-attest:reconstruction"
-ROOT_ALG = "uc-manifest-root"
+ROOT_ALG = "sha256"  # see module docstring: the subject *name* says it is a Merkle root
 MANIFEST_BYPRODUCT = "uc-manifest.json"
 #: Inline the manifest only below this size: public Rekor rejects requests over ~100 KB.
 INLINE_LIMIT = 60_000
@@ -55,8 +57,11 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
     subjects = [{"name": rel, "digest": {"sha256": d.hex}} for rel, d in sorted(manifest.files.items())]
     subjects.append({"name": MANIFEST_BYPRODUCT, "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()}})
     subjects.append({"name": RECONSTRUCTION_NAME, "digest": {ROOT_ALG: manifest.root.hex}})
-    byproduct: dict[str, Any] = {"name": MANIFEST_BYPRODUCT, "mediaType": "application/json",
-                                 "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()}}
+    byproduct: dict[str, Any] = {
+        "name": MANIFEST_BYPRODUCT,
+        "mediaType": "application/json",
+        "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()},
+    }
     if inline == "always" or (inline == "auto" and len(manifest_bytes) <= INLINE_LIMIT):
         byproduct["content"] = base64.b64encode(manifest_bytes).decode()
     source_files = {k: str(v) for k, v in manifest.source_files.items()}
@@ -68,23 +73,30 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "source": {"name": info.source_name, "uri": info.source_uri,
-                           "digest": {"sha256": source_tree_digest(source_files)}},
+                "source": {
+                    "name": info.source_name,
+                    "uri": info.source_uri,
+                    "digest": {"sha256": source_tree_digest(source_files)},
+                },
                 "scheme": manifest.scheme,
             },
             "internalParameters": {"device": info.device, "versions": info.versions},
-            "resolvedDependencies": [{"name": rel, "digest": {"sha256": d.removeprefix("sha256:")}}
-                                     for rel, d in sorted(source_files.items())],
+            "resolvedDependencies": [
+                {"name": rel, "digest": {"sha256": d.removeprefix("sha256:")}}
+                for rel, d in sorted(source_files.items())
+            ],
         },
         "runDetails": {
             "builder": {"id": info.builder_id},
-            "metadata": {"invocationId": info.invocation_id, "startedOn": ts(info.started),
-                         "finishedOn": ts(info.finished)},
+            "metadata": {
+                "invocationId": info.invocation_id,
+                "startedOn": ts(info.started),
+                "finishedOn": ts(info.finished),
+            },
             "byproducts": [byproduct],
         },
     }
-    stmt = {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": SLSA_PROVENANCE_V1,
-            "predicate": predicate}
+    stmt = {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": SLSA_PROVENANCE_V1, "predicate": predicate}
     validate_statement(stmt)
     return stmt
 
@@ -147,8 +159,12 @@ def parse_statement(payload: bytes) -> PackStatement:
     if manifest_bytes is not None:
         need(hashlib.sha256(manifest_bytes).hexdigest() == byps[0]["digest"]["sha256"], "byproducts[].content")
     return PackStatement(
-        raw=stmt, files=files, root=str(root), manifest_sha256=byps[0]["digest"]["sha256"],
-        manifest_bytes=manifest_bytes, builder_id=str(rd.get("builder", {}).get("id", "")),
+        raw=stmt,
+        files=files,
+        root=str(root),
+        manifest_sha256=byps[0]["digest"]["sha256"],
+        manifest_bytes=manifest_bytes,
+        builder_id=str(rd.get("builder", {}).get("id", "")),
         source_digest=str(bd.get("externalParameters", {}).get("source", {}).get("digest", {}).get("sha256", "")),
         resolved={d.get("name", ""): d.get("digest", {}).get("sha256", "") for d in bd.get("resolvedDependencies", [])},
     )

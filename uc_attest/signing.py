@@ -41,8 +41,10 @@ def resolve_identity_token(explicit: str | None) -> Any:
         except IdentityError as exc:
             raise OperationalError(f"ambient OIDC credential detection failed: {exc}") from None
     if not raw:
-        raise UsageError("no identity token: pass --identity-token, set SIGSTORE_IDENTITY_TOKEN, run in GitHub "
-                         "Actions with 'id-token: write', or use --instance (dev tokens)")
+        raise UsageError(
+            "no identity token: pass --identity-token, set SIGSTORE_IDENTITY_TOKEN, run in GitHub "
+            "Actions with 'id-token: write', or use --instance (dev tokens)"
+        )
     try:
         return IdentityToken(raw)
     except IdentityError as exc:
@@ -59,12 +61,14 @@ def sign_statement(statement: dict[str, Any], trust_config: Any, token: Any) -> 
     try:
         stmt = dsse.Statement(payload)
         ctx = SigningContext.from_trust_config(trust_config)
-        with ctx.signer(token, cache=False) as signer:
+        # cache=True is required: with cache=False sigstore-python 4.5.1 draws a new ephemeral key on every
+        # access, so the DSSE signature and the certificate disagree. A fresh Signer per call is still ephemeral.
+        with ctx.signer(token, cache=True) as signer:
             bundle = signer.sign_dsse(stmt)
-    except SigstoreError as exc:
+    except (SigstoreError, OSError) as exc:
+        raise OperationalError(f"signing failed (is the signing service reachable?): {exc}") from exc
+    except Exception as exc:
         raise OperationalError(f"signing failed: {exc}") from exc
-    except OSError as exc:
-        raise OperationalError(f"signing failed (is the instance running?): {exc}") from exc
     return str(bundle.to_json())
 
 
@@ -100,7 +104,8 @@ def verify_bundle(bundle_path: Path, trust_config: Any, identity: str, issuer: s
     except VerificationError as exc:
         raise VerificationFailed([Finding(str(bundle_path), f"bundle rejected: {exc}")]) from None
     if payload_type != PAYLOAD_TYPE:
-        raise VerificationFailed([Finding(str(bundle_path), "unexpected DSSE payload type", PAYLOAD_TYPE,
-                                          payload_type)])
+        raise VerificationFailed(
+            [Finding(str(bundle_path), "unexpected DSSE payload type", PAYLOAD_TYPE, payload_type)]
+        )
     entry = bundle.log_entry._inner
     return VerifiedBundle(payload, int(entry.log_index or 0), int(entry.integrated_time or 0), identity, issuer)

@@ -64,25 +64,41 @@ def issue_leaf(state: InstanceState, public_key: ec.EllipticCurvePublicKey, iden
     """Issue a short-lived code-signing leaf for ``identity`` with an embedded SCT."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     issuer_key = state.keys["ca-intermediate.key.pem"]
-    san: x509.GeneralName = (x509.UniformResourceIdentifier(identity) if "://" in identity
-                             else x509.RFC822Name(identity))
-    builder = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(state.ca_intermediate.subject)
-               .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(now).not_valid_after(now + LEAF_LIFETIME)
-               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                              critical=False)
-               .add_extension(x509.SubjectAlternativeName([san]), critical=True)
-               .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V1, state.issuer.encode()), critical=False)
-               .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V2, _der_utf8(state.issuer)), critical=False))
+    san: x509.GeneralName = x509.UniformResourceIdentifier(identity) if "://" in identity else x509.RFC822Name(identity)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(state.ca_intermediate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + LEAF_LIFETIME)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName([san]), critical=True)
+        .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V1, state.issuer.encode()), critical=False)
+        .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V2, _der_utf8(state.issuer)), critical=False)
+    )
     precert = builder.sign(issuer_key, hashes.SHA384())
     sct = _sign_sct(state, precert.tbs_certificate_bytes, int(now.timestamp()) * 1000)
-    final = builder.add_extension(x509.UnrecognizedExtension(OID_SCT_LIST, _der_octet_string(sct)),
-                                  critical=False).sign(issuer_key, hashes.SHA384())
+    final = builder.add_extension(
+        x509.UnrecognizedExtension(OID_SCT_LIST, _der_octet_string(sct)), critical=False
+    ).sign(issuer_key, hashes.SHA384())
     if final.tbs_precertificate_bytes != precert.tbs_certificate_bytes:  # pragma: no cover - invariant
         raise RuntimeError("precertificate TBS mismatch")
     return final
@@ -91,12 +107,27 @@ def issue_leaf(state: InstanceState, public_key: ec.EllipticCurvePublicKey, iden
 def _sign_sct(state: InstanceState, tbs: bytes, ts_ms: int) -> bytes:
     """A serialized SignedCertificateTimestampList holding one v1 precert SCT."""
     issuer_spki = state.ca_intermediate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    signed = (b"\x00\x00" + struct.pack(">Q", ts_ms) + b"\x00\x01" + hashlib.sha256(issuer_spki).digest()
-              + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00")
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signed = (
+        b"\x00\x00"
+        + struct.pack(">Q", ts_ms)
+        + b"\x00\x01"
+        + hashlib.sha256(issuer_spki).digest()
+        + len(tbs).to_bytes(3, "big")
+        + tbs
+        + b"\x00\x00"
+    )
     sig = state.ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
-    sct = (b"\x00" + state.ct_log_id + struct.pack(">Q", ts_ms) + b"\x00\x00" + b"\x04\x03"
-           + struct.pack(">H", len(sig)) + sig)
+    sct = (
+        b"\x00"
+        + state.ct_log_id
+        + struct.pack(">Q", ts_ms)
+        + b"\x00\x00"
+        + b"\x04\x03"
+        + struct.pack(">H", len(sig))
+        + sig
+    )
     return struct.pack(">H", len(sct) + 2) + struct.pack(">H", len(sct)) + sct
 
 

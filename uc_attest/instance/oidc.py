@@ -19,12 +19,19 @@ class TokenError(Exception):
     """A token is forged, expired, for another audience or issuer, or malformed."""
 
 
-def mint_token(key: ec.EllipticCurvePrivateKey, issuer: str, identity: str, *, lifetime_s: int = 600,
-               now: int | None = None) -> str:
+def mint_token(
+    key: ec.EllipticCurvePrivateKey, issuer: str, identity: str, *, lifetime_s: int = 600, now: int | None = None
+) -> str:
     """An identity token for ``identity`` (an email, or a URI such as a workflow identity)."""
     now = int(time.time()) if now is None else now
-    claims: dict[str, Any] = {"iss": issuer, "aud": AUDIENCE, "sub": identity, "iat": now, "nbf": now,
-                              "exp": now + lifetime_s}
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": identity,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime_s,
+    }
     if "@" in identity and "://" not in identity:
         claims.update(email=identity, email_verified=True)
     return jwt.encode(claims, key, algorithm="ES256")
@@ -33,8 +40,15 @@ def mint_token(key: ec.EllipticCurvePrivateKey, issuer: str, identity: str, *, l
 def verify_token(raw: str, key: ec.EllipticCurvePublicKey, issuer: str) -> str:
     """Check signature, issuer, audience, expiry; return the identity for the certificate SAN."""
     try:
-        claims = jwt.decode(raw, key, algorithms=["ES256"], audience=AUDIENCE, issuer=issuer,
-                            options={"require": ["iss", "aud", "sub", "exp", "iat"]}, leeway=5)
+        claims = jwt.decode(
+            raw,
+            key,
+            algorithms=["ES256"],
+            audience=AUDIENCE,
+            issuer=issuer,
+            options={"require": ["iss", "aud", "sub", "exp", "iat"]},
+            leeway=5,
+        )
     except jwt.PyJWTError as exc:
         raise TokenError(f"identity token rejected: {exc}") from None
     if claims.get("email") and claims.get("email_verified"):

@@ -50,8 +50,14 @@ def _subject_keys(payload_type: str, payload: bytes) -> list[str]:
         return []
     try:
         stmt = json.loads(payload)
-        return sorted({f"{alg}:{val}" for s in stmt.get("subject", []) for alg, val in s.get("digest", {}).items()
-                       if isinstance(alg, str) and isinstance(val, str)})
+        return sorted(
+            {
+                f"{alg}:{val}"
+                for s in stmt.get("subject", [])
+                for alg, val in s.get("digest", {}).items()
+                if isinstance(alg, str) and isinstance(val, str)
+            }
+        )
     except (ValueError, AttributeError, TypeError):
         return []
 
@@ -92,10 +98,15 @@ def _dsse(spec: dict[str, Any]) -> CanonicalEntry:
         verify_with_cert(verifier_pem, sig, pae(env["payloadType"], payload))
     except CSRError as exc:
         raise EntryError(f"dsse: {exc}") from None
-    body = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
-        "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(env_text.encode()).hexdigest()},
-        "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
-        "signatures": [{"signature": base64.b64encode(sig).decode(), "verifier": verifiers[0]}]}}
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(env_text.encode()).hexdigest()},
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+            "signatures": [{"signature": base64.b64encode(sig).decode(), "verifier": verifiers[0]}],
+        },
+    }
     keys = [f"sha256:{hashlib.sha256(payload).hexdigest()}", *_subject_keys(env["payloadType"], payload)]
     return CanonicalEntry(canonical_json(body), "dsse", keys)
 
@@ -120,8 +131,15 @@ def _hashedrekord(spec: dict[str, Any]) -> CanonicalEntry:
         verify_with_cert(pem, sig, digest, prehashed=True)
     except CSRError as exc:
         raise EntryError(f"hashedrekord: {exc}") from None
-    body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-        "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
-        "signature": {"content": base64.b64encode(sig).decode(),
-                      "publicKey": {"content": base64.b64encode(pem).decode()}}}}
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+            "signature": {
+                "content": base64.b64encode(sig).decode(),
+                "publicKey": {"content": base64.b64encode(pem).decode()},
+            },
+        },
+    }
     return CanonicalEntry(canonical_json(body), "hashedrekord", [f"sha256:{digest.hex()}"])

@@ -46,8 +46,9 @@ def open_log(state: InstanceState) -> LogStore:
     def sign(data: bytes) -> bytes:
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
-    return LogStore(state.root / LOG_DB, str(state.meta["origin"]), state.log_id, sign,
-                    lambda text: sign_note(text, LOG_NAME, key))
+    return LogStore(
+        state.root / LOG_DB, str(state.meta["origin"]), state.log_id, sign, lambda text: sign_note(text, LOG_NAME, key)
+    )
 
 
 class Instance:
@@ -72,8 +73,10 @@ class Instance:
         except (CSRError, ValueError) as exc:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"certificateSigningRequest: {exc}") from None
         leaf = issue_leaf(self.state, key, identity)
-        chain = [c.public_bytes(serialization.Encoding.PEM).decode()
-                 for c in (leaf, self.state.ca_intermediate, self.state.ca_root)]
+        chain = [
+            c.public_bytes(serialization.Encoding.PEM).decode()
+            for c in (leaf, self.state.ca_intermediate, self.state.ca_root)
+        ]
         return {"signedCertificateEmbeddedSct": {"chain": {"certificates": chain}}}
 
     # -- Rekor ---------------------------------------------------------------------------------------------------
@@ -83,13 +86,24 @@ class Instance:
             note = st.note
         size = len(leaves)
         proof = merkle.inclusion_proof(leaves, e.index)
-        return {e.uuid: {
-            "body": base64.b64encode(e.body).decode(), "integratedTime": e.integrated_time,
-            "logID": self.state.log_id.hex(), "logIndex": e.index,
-            "verification": {"signedEntryTimestamp": base64.b64encode(e.set_sig).decode(),
-                             "inclusionProof": {"logIndex": e.index, "treeSize": size,
-                                                "rootHash": merkle.root_from_leaf_hashes(leaves).hex(),
-                                                "hashes": [h.hex() for h in proof], "checkpoint": note}}}}
+        return {
+            e.uuid: {
+                "body": base64.b64encode(e.body).decode(),
+                "integratedTime": e.integrated_time,
+                "logID": self.state.log_id.hex(),
+                "logIndex": e.index,
+                "verification": {
+                    "signedEntryTimestamp": base64.b64encode(e.set_sig).decode(),
+                    "inclusionProof": {
+                        "logIndex": e.index,
+                        "treeSize": size,
+                        "rootHash": merkle.root_from_leaf_hashes(leaves).hex(),
+                        "hashes": [h.hex() for h in proof],
+                        "checkpoint": note,
+                    },
+                },
+            }
+        }
 
     def create_entry(self, body: Any) -> tuple[HTTPStatus, dict[str, Any]]:
         try:
@@ -109,8 +123,12 @@ class Instance:
 
     def log_info(self) -> dict[str, Any]:
         st = self.log.state
-        return {"rootHash": st.root.hex(), "treeSize": st.size, "signedTreeHead": st.note,
-                "treeID": str(self.state.meta["origin"]).rsplit(" ", 1)[-1]}
+        return {
+            "rootHash": st.root.hex(),
+            "treeSize": st.size,
+            "signedTreeHead": st.note,
+            "treeID": str(self.state.meta["origin"]).rsplit(" ", 1)[-1],
+        }
 
     def consistency(self, query: dict[str, list[str]]) -> dict[str, Any]:
         try:
@@ -136,15 +154,21 @@ class Instance:
 
     def index_retrieve(self, body: Any) -> list[str]:
         if not isinstance(body, dict) or not isinstance(body.get("hash"), str):
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "expected {\"hash\": \"sha256:<hex>\"}")
+            raise HTTPError(HTTPStatus.BAD_REQUEST, 'expected {"hash": "sha256:<hex>"}')
         return [self.log.get(i).uuid for i in self.log.search(body["hash"].lower())]
 
     # -- dev OIDC --------------------------------------------------------------------------------------------------
     def discovery(self) -> dict[str, Any]:
         iss = self.state.issuer
-        return {"issuer": iss, "authorization_endpoint": f"{iss}/auth", "token_endpoint": f"{iss}/token",
-                "jwks_uri": f"{iss}/jwks", "response_types_supported": ["code"],
-                "id_token_signing_alg_values_supported": ["ES256"], "x-uc-attest": DEV_LABEL}
+        return {
+            "issuer": iss,
+            "authorization_endpoint": f"{iss}/auth",
+            "token_endpoint": f"{iss}/token",
+            "jwks_uri": f"{iss}/jwks",
+            "response_types_supported": ["code"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "x-uc-attest": DEV_LABEL,
+        }
 
     def dev_token(self, identity: str) -> dict[str, Any]:
         if not identity:
@@ -209,7 +233,8 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
                 return inst.log_info()
             if method == "GET" and path == "/api/v1/log/publicKey":
                 pem = inst.state.log_key.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
                 return HTTPStatus.OK, pem
             if method == "GET" and path == "/api/v1/log/proof":
                 return inst.consistency(query)
@@ -245,8 +270,7 @@ class InstanceServer:
 
     def __init__(self, state: InstanceState, port: int | None = None) -> None:
         self.instance = Instance(state)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", state.port if port is None else port),
-                                         _handler(self.instance))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", state.port if port is None else port), _handler(self.instance))
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -48,29 +48,55 @@ def _spki_der(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _ca_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certificate | None,
-             issuer_key: ec.EllipticCurvePrivateKey, path_len: int | None, now: dt.datetime) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "uc-attest-dev"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+def _ca_cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_cert: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    path_len: int | None,
+    now: dt.datetime,
+) -> x509.Certificate:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "uc-attest-dev"),
+            x509.NameAttribute(NameOID.COMMON_NAME, subject),
+        ]
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(issuer_cert.subject if issuer_cert else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(ski, critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+    )
     if issuer_cert is not None:
-        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                                        critical=False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA384())
 
 
 def _write_secret(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
@@ -90,18 +116,27 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> Insta
     for name in (*KEY_FILES, *CERT_FILES, TRUST_CONFIG, LOG_DB, META, f"{LOG_DB}-wal", f"{LOG_DB}-shm"):
         (root / name).unlink(missing_ok=True)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    keys = {name: ec.generate_private_key(ec.SECP384R1() if name.startswith("ca-") else ec.SECP256R1())
-            for name in KEY_FILES}
+    keys = {
+        name: ec.generate_private_key(ec.SECP384R1() if name.startswith("ca-") else ec.SECP256R1())
+        for name in KEY_FILES
+    }
     for name, key in keys.items():
         _write_secret(root / name, key)
     ca_root = _ca_cert("uc-attest DEV root CA", keys["ca-root.key.pem"], None, keys["ca-root.key.pem"], 1, now)
-    ca_int = _ca_cert("uc-attest DEV intermediate CA", keys["ca-intermediate.key.pem"], ca_root,
-                      keys["ca-root.key.pem"], 0, now)
+    ca_int = _ca_cert(
+        "uc-attest DEV intermediate CA", keys["ca-intermediate.key.pem"], ca_root, keys["ca-root.key.pem"], 0, now
+    )
     for name, cert in zip(CERT_FILES, (ca_root, ca_int), strict=True):
         atomic_write_bytes(root / name, cert.public_bytes(serialization.Encoding.PEM))
     base = f"http://127.0.0.1:{port}"
-    meta = {"label": DEV_LABEL, "port": port, "url": base, "issuer": f"{base}/oidc",
-            "origin": f"uc-attest-dev-log - {int(now.timestamp())}", "created": _rfc3339(now)}
+    meta = {
+        "label": DEV_LABEL,
+        "port": port,
+        "url": base,
+        "issuer": f"{base}/oidc",
+        "origin": f"uc-attest-dev-log - {int(now.timestamp())}",
+        "created": _rfc3339(now),
+    }
     atomic_write_bytes(root / META, json.dumps(meta, indent=2).encode())
     state = InstanceState.load(root)
     atomic_write_bytes(root / TRUST_CONFIG, json.dumps(state.trust_config(now), indent=2).encode())
@@ -122,8 +157,9 @@ class InstanceState:
     def load(cls, root: Path) -> InstanceState:
         root = Path(root)
         if not (root / META).is_file():
-            raise InvalidInput(f"{root}: not an instance directory ({META} missing; run 'uc-attest instance init')",
-                               path=str(root))
+            raise InvalidInput(
+                f"{root}: not an instance directory ({META} missing; run 'uc-attest instance init')", path=str(root)
+            )
         keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         for name in KEY_FILES:
             p = root / name
@@ -196,30 +232,59 @@ class InstanceState:
             return c.public_bytes(serialization.Encoding.DER)
 
         def key(k: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
-            return {"rawBytes": b64(_spki_der(k.public_key())), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                    "validFor": start}
+            return {
+                "rawBytes": b64(_spki_der(k.public_key())),
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                "validFor": start,
+            }
 
         def service(url: str) -> dict[str, Any]:
             return {"url": url, "majorApiVersion": 1, "validFor": start, "operator": "uc-attest-dev"}
 
         trusted_root = {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [{"baseUrl": self.url, "hashAlgorithm": "SHA2_256", "publicKey": key(self.log_key),
-                       "logId": {"keyId": b64(self.log_id)}}],
-            "certificateAuthorities": [{
-                "subject": {"organization": "uc-attest-dev", "commonName": DEV_LABEL}, "uri": self.url,
-                "certChain": {"certificates": [{"rawBytes": b64(der(self.ca_intermediate))},
-                                               {"rawBytes": b64(der(self.ca_root))}]},
-                "validFor": start}],
-            "ctlogs": [{"baseUrl": self.url, "hashAlgorithm": "SHA2_256", "publicKey": key(self.ct_key),
-                        "logId": {"keyId": b64(self.ct_log_id)}}],
+            "tlogs": [
+                {
+                    "baseUrl": self.url,
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": key(self.log_key),
+                    "logId": {"keyId": b64(self.log_id)},
+                }
+            ],
+            "certificateAuthorities": [
+                {
+                    "subject": {"organization": "uc-attest-dev", "commonName": DEV_LABEL},
+                    "uri": self.url,
+                    "certChain": {
+                        "certificates": [
+                            {"rawBytes": b64(der(self.ca_intermediate))},
+                            {"rawBytes": b64(der(self.ca_root))},
+                        ]
+                    },
+                    "validFor": start,
+                }
+            ],
+            "ctlogs": [
+                {
+                    "baseUrl": self.url,
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": key(self.ct_key),
+                    "logId": {"keyId": b64(self.ct_log_id)},
+                }
+            ],
             "timestampAuthorities": [],
         }
         signing_config = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
-            "caUrls": [service(self.url)], "oidcUrls": [service(self.issuer)],
-            "rekorTlogUrls": [service(self.url)], "tsaUrls": [],
-            "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"},
+            "caUrls": [service(self.url)],
+            "oidcUrls": [service(self.issuer)],
+            "rekorTlogUrls": [service(self.url)],
+            "tsaUrls": [],
+            "rekorTlogConfig": {"selector": "ANY"},
+            "tsaConfig": {"selector": "ANY"},
         }
-        return {"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
-                "trustedRoot": trusted_root, "signingConfig": signing_config}
+        return {
+            "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+            "trustedRoot": trusted_root,
+            "signingConfig": signing_config,
+        }

@@ -74,7 +74,9 @@ class LogStore:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise OperationalError(f"{path}: cannot open log database: {exc}", path=str(path)) from exc
-        self._leaves = [merkle.leaf_hash(bytes(b)) for (b,) in self._db.execute("SELECT body FROM entries ORDER BY idx")]
+        self._leaves = [
+            merkle.leaf_hash(bytes(b)) for (b,) in self._db.execute("SELECT body FROM entries ORDER BY idx")
+        ]
         self._by_hash = {h: i for i, h in enumerate(self._leaves)}
         row = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         root = merkle.root_from_leaf_hashes(self._leaves)
@@ -83,8 +85,10 @@ class LogStore:
             self._db.execute("INSERT INTO checkpoints VALUES (0, ?, ?)", (root, self._state.note))
         else:
             if row[0] != len(self._leaves) or bytes(row[1]) != root:
-                raise LogCorrupted(f"{path}: checkpoint (size {row[0]}) does not match the {len(self._leaves)} "
-                                   "stored entries", path=str(path))
+                raise LogCorrupted(
+                    f"{path}: checkpoint (size {row[0]}) does not match the {len(self._leaves)} stored entries",
+                    path=str(path),
+                )
             self._state = LogState(row[0], bytes(row[1]), row[2])
 
     @staticmethod
@@ -97,8 +101,14 @@ class LogStore:
 
     def set_payload(self, body: bytes, integrated_time: int, index: int) -> bytes:
         """The bytes a signed entry timestamp (SET) covers, as sigstore verifies them."""
-        return canonical_json({"body": base64.b64encode(body).decode(), "integratedTime": integrated_time,
-                               "logID": self.log_id.hex(), "logIndex": index})
+        return canonical_json(
+            {
+                "body": base64.b64encode(body).decode(),
+                "integratedTime": integrated_time,
+                "logID": self.log_id.hex(),
+                "logIndex": index,
+            }
+        )
 
     def append(self, body: bytes, kind: str, index_keys: list[str]) -> tuple[StoredEntry, bool]:
         """Append ``body`` (canonical JSON); returns the entry and whether it was new.
@@ -118,10 +128,10 @@ class LogStore:
             entry = StoredEntry(index, leaf.hex(), body, kind, now, set_sig)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                                 (index, entry.uuid, body, kind, now, set_sig))
-                self._db.executemany("INSERT OR IGNORE INTO index_keys VALUES (?, ?)",
-                                     [(k, index) for k in index_keys])
+                self._db.execute(
+                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", (index, entry.uuid, body, kind, now, set_sig)
+                )
+                self._db.executemany("INSERT OR IGNORE INTO index_keys VALUES (?, ?)", [(k, index) for k in index_keys])
                 self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (index + 1, root, note))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -133,8 +143,9 @@ class LogStore:
             return entry, True
 
     def get(self, index: int) -> StoredEntry:
-        row = self._db.execute("SELECT idx, uuid, body, kind, integrated_time, set_sig FROM entries WHERE idx = ?",
-                               (index,)).fetchone()
+        row = self._db.execute(
+            "SELECT idx, uuid, body, kind, integrated_time, set_sig FROM entries WHERE idx = ?", (index,)
+        ).fetchone()
         if row is None:
             raise KeyError(index)
         return StoredEntry(row[0], row[1], bytes(row[2]), row[3], row[4], bytes(row[5]))
