@@ -79,7 +79,7 @@ def _consistency_cases() -> list[Path]:
 @pytest.mark.parametrize("path", _consistency_cases(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_transparency_dev_consistency_vectors(path: Path) -> None:
     c = json.loads(path.read_text())
-    b64 = lambda s: base64.b64decode(s) if s else b""  # noqa: E731
+    b64 = lambda s: base64.b64decode(s) if s else b""
     try:
         merkle.verify_consistency(c["size1"], c["size2"], b64(c["root1"]), b64(c["root2"]),
                                   [b64(h) for h in (c["proof"] or [])])

@@ -1,0 +1,59 @@
+"""An embedded instance served over real HTTP on 127.0.0.1 for the integration tests."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import uc_attest as uc
+from tests.conftest import make_model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    dir: Path
+    state: Any
+    server: Any
+    trust_config_path: Path
+
+    @property
+    def url(self) -> str:
+        return str(self.state.url)
+
+    @property
+    def issuer(self) -> str:
+        return str(self.state.issuer)
+
+    def token(self, identity: str, **kw: Any) -> str:
+        return uc.dev_token(self.dir, identity, **kw)
+
+
+def start_instance(root: Path) -> Running:
+    state = uc.init_instance(root, free_port())
+    server = uc.instance_server(root).start()
+    return Running(root, state, server, root / "trust_config.json")
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    r = start_instance(tmp_path_factory.mktemp("instance") / "dev")
+    yield r
+    r.server.stop()
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pack")
+    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu")
+    return root / "pack"
