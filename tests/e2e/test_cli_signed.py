@@ -1,0 +1,69 @@
+"""The signed flow through the CLI as subprocesses, with the instance served by `uc-attest instance serve`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_model
+from tests.e2e.test_cli import assert_clean_error, cli
+from tests.integration.conftest import free_port
+
+ID = "ci@example.com"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("signed")
+    port = free_port()
+    r = cli("instance", "init", root / "inst", "--port", str(port), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "DEV" in json.loads(r.stdout)["warning"]
+    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root / "inst")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/log", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert cli("pack", make_model(root / "src"), "-o", root / "pack", "--device", "cpu").returncode == 0
+    yield root
+    proc.terminate()
+    proc.wait()
+
+
+def test_attest_then_verify_offline(served: Path) -> None:
+    r = cli("attest", served / "pack", "--instance", served / "inst", "--identity", ID, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["identity"] == ID and Path(out["bundle"]) == served / "pack.sigstore.json"
+    v = cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--instance", served / "inst",
+            "--identity", ID, "--json")
+    assert v.returncode == 0, v.stderr
+    res = json.loads(v.stdout)
+    assert res["ok"] and all(c["ok"] for c in res["checks"]) and res["root"] == out["root"].removeprefix("sha256:")
+    wrong = cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--instance",
+                served / "inst", "--identity", "eve@example.com")
+    assert wrong.returncode == 1 and "SANs do not match" in wrong.stderr.replace("\n", " ").replace("│", "")
+    tok = cli("instance", "token", served / "inst", "--identity", ID)
+    assert tok.returncode == 0 and tok.stdout.count(".") == 2
+
+
+def test_signed_flow_bad_input(served: Path, tmp_path: Path) -> None:
+    assert_clean_error(cli("attest", served / "pack"), 2, "exactly one of")
+    assert_clean_error(cli("verify", served / "pack", "--bundle", tmp_path / "none.json", "--instance",
+                           served / "inst", "--identity", ID), 3, "bundle not found")
+    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json"), 2, "--identity")
+    assert_clean_error(cli("attest", served / "pack", "--instance", tmp_path), 3, "not an instance directory")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--trust-config",
+                           bad, "--identity", ID, "--issuer", "https://x"), 3, "ClientTrustConfig")
