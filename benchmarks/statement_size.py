@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uc_attest.digest import Digest  # noqa: E402
-from uc_attest.manifest import Manifest, TensorEntry  # noqa: E402
-from uc_attest.pack import MANIFEST_NAME, load_manifest  # noqa: E402
-from uc_attest.provenance import INLINE_LIMIT, BuildInfo, build_statement  # noqa: E402
-from uc_attest.quant import DEFAULT_SCHEME  # noqa: E402
-from uc_attest.synth import llama_shapes  # noqa: E402
+from uc_attest.digest import Digest
+from uc_attest.manifest import Manifest, TensorEntry
+from uc_attest.pack import MANIFEST_NAME, load_manifest
+from uc_attest.provenance import INLINE_LIMIT, BuildInfo, build_statement
+from uc_attest.quant import DEFAULT_SCHEME
+from uc_attest.synth import llama_shapes
 
 INFO = BuildInfo("https://github.com/bank/models/.github/workflows/release.yml@refs/tags/v1", "model", "",
                  "cuda", {"python": "3.12.3", "uc-attest": "0.1.0", "torch": "2.11.0"},
