@@ -1,8 +1,8 @@
 """uc-attest: the model in production is the model that was validated, as a cryptographic check.
 
 Public facade: the stage functions and result types. The CLI imports only from here.
-Importing it does not import torch: reading and verifying packs needs NumPy only;
-packing imports the quantizer (torch) when it is called.
+Importing it does not import torch or sigstore: reading and verifying packs needs NumPy;
+packing imports the quantizer (torch), signing imports sigstore, when they are called.
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ from .export import export_reconstruction
 from .manifest import Manifest, TensorEntry
 from .pack import MANIFEST_NAME, load_manifest
 from .quant import DEFAULT_SCHEME, Scheme
-from .verify import Check, PackCheck, ReleaseCheck, check_pack, check_release, verify_pack
+from .verifier import Check, PackCheck, Verdict, check_pack, check_rebuild, gate, load_verified, verify, verify_pack
 
 if TYPE_CHECKING:
-    from .attest import AttestResult, TrustSelection
+    from .attest import AttestResult, ValidateResult
     from .instance.server import InstanceServer
     from .instance.state import InstanceState
-
-if TYPE_CHECKING:
     from .pack.writer import PackResult, Progress
+    from .policy.model import Policy
+    from .trust import TrustSelection
+
+__version__ = "0.1.0"
 
 
 def write_pack(
@@ -56,7 +58,7 @@ def write_pack(
 
 def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelection:
     """Exactly one of a sigstore ClientTrustConfig file or an embedded instance directory."""
-    from .attest import select_trust as _select
+    from .trust import select_trust as _select
 
     return _select(trust_config, instance)
 
@@ -68,16 +70,30 @@ def attest_pack(pack_dir: Path, trust: TrustSelection, **kw: Any) -> AttestResul
     return _attest(Path(pack_dir), trust, **kw)
 
 
-def default_bundle_path(pack_dir: Path) -> Path:
-    from .attest import default_bundle_path as _default
+def validate_pack(pack_dir: Path, report: Path, trust: TrustSelection, **kw: Any) -> ValidateResult:
+    """Sign and log a validation attestation of the pack's exact reconstruction."""
+    from .attest import validate_pack as _validate
 
-    return _default(pack_dir)
+    return _validate(Path(pack_dir), Path(report), trust, **kw)
 
 
 def load_trust_config(path: Path) -> Any:
     from .signing import load_trust_config as _load
 
     return _load(path)
+
+
+def load_policy(path: Path) -> Policy:
+    """Load and validate a policy file (errors name file, line and field)."""
+    from .policy.model import load_policy as _load
+
+    return _load(Path(path))[0]
+
+
+def policy_schema() -> dict[str, Any]:
+    from .policy.model import policy_schema as _schema
+
+    return _schema()
 
 
 def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
@@ -107,8 +123,6 @@ def dev_token(root: Path, identity: str, lifetime_s: int = 600) -> str:
     return mint_token(state.oidc_key, state.issuer, identity, lifetime_s=lifetime_s)
 
 
-__version__ = "0.1.0"
-
 __all__ = [
     "DEFAULT_SCHEME",
     "MANIFEST_NAME",
@@ -121,26 +135,31 @@ __all__ = [
     "Manifest",
     "OperationalError",
     "PackCheck",
-    "ReleaseCheck",
     "Scheme",
     "TensorEntry",
     "UcAttestError",
     "UnsupportedTensor",
     "UsageError",
+    "Verdict",
     "VerificationFailed",
     "__version__",
     "attest_pack",
     "check_pack",
-    "check_release",
-    "default_bundle_path",
+    "check_rebuild",
     "dev_token",
     "export_reconstruction",
+    "gate",
     "init_instance",
     "instance_server",
     "load_instance",
     "load_manifest",
+    "load_policy",
     "load_trust_config",
+    "load_verified",
+    "policy_schema",
     "select_trust",
+    "validate_pack",
+    "verify",
     "verify_pack",
     "write_pack",
 ]

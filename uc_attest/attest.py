@@ -15,29 +15,10 @@ from .fsutil import atomic_write_bytes
 from .pack import MANIFEST_NAME, load_manifest
 from .provenance import BuildInfo, build_statement, default_versions
 from .signing import load_trust_config, resolve_identity_token, sign_statement
-from .verify import check_files
+from .trust import TrustSelection
+from .verifier import check_files
 
 DEFAULT_DEV_IDENTITY = "release-bot@uc-attest.dev"
-
-
-@dataclass(frozen=True)
-class TrustSelection:
-    """Which Sigstore deployment to use, and (for the embedded instance) its directory."""
-
-    trust_config_path: Path
-    instance_dir: Path | None = None
-
-
-def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelection:
-    if (trust_config is None) == (instance is None):
-        raise UsageError("give exactly one of --trust-config FILE or --instance DIR")
-    if instance is not None:
-        from .instance.state import TRUST_CONFIG, InstanceState
-
-        InstanceState.load(instance)  # checks keys and permissions
-        return TrustSelection(Path(instance) / TRUST_CONFIG, Path(instance))
-    assert trust_config is not None
-    return TrustSelection(Path(trust_config))
 
 
 def default_bundle_path(pack_dir: Path) -> Path:
@@ -132,3 +113,50 @@ def _token(trust: TrustSelection, explicit: str | None, dev_identity: str | None
     if dev_identity:
         raise UsageError("--identity only applies to the embedded instance (--instance DIR)")
     return resolve_identity_token(explicit)
+
+
+def default_validation_bundle(pack_dir: Path) -> Path:
+    """``<pack>.validation.sigstore.json`` beside the pack directory."""
+    p = Path(pack_dir).absolute()
+    return p.with_name(p.name + ".validation.sigstore.json")
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    bundle: Path
+    root: str
+    log_index: int
+    identity: str
+    metrics: dict[str, float]
+
+
+def validate_pack(
+    pack_dir: Path,
+    report_path: Path,
+    trust: TrustSelection,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+) -> ValidateResult:
+    """The validator signs "this report describes exactly this reconstruction" (subject = manifest root).
+
+    The pack is checked against its own manifest first (every tensor): a validator signs only
+    what is really on disk.
+    """
+    import json
+
+    from .provenance import build_validation_statement, load_report
+    from .verifier import check_pack
+
+    report = load_report(report_path)
+    pc = check_pack(Path(pack_dir))
+    if pc.findings:
+        raise VerificationFailed(pc.findings)
+    statement = build_validation_statement(pc.root.hex, report, dt.datetime.now(dt.UTC))
+    token = _token(trust, identity_token, dev_identity)
+    bundle_json = sign_statement(statement, load_trust_config(trust.trust_config_path), token)
+    out = bundle_out or default_validation_bundle(pack_dir)
+    atomic_write_bytes(out, bundle_json.encode())
+    entry = json.loads(bundle_json)["verificationMaterial"]["tlogEntries"][0]
+    return ValidateResult(out, pc.root.hex, int(entry["logIndex"]), str(token.identity), report.metrics)

@@ -144,35 +144,70 @@ def pack(
         print(f"manifest root: {m.root}")
 
 
+def _print_verdict(v: uc.Verdict, title: str) -> None:
+    table = Table(
+        title=("[bold green]ALLOWED[/]" if v.ok else "[bold red]DENIED[/]") + f" {title}", title_justify="left"
+    )
+    for col in ("rule", "result", "detail", "expected / actual / hint"):
+        table.add_column(col, overflow="fold")
+    for c in v.checks:
+        result = "[yellow]skipped[/]" if c.skipped else ("[green]pass[/]" if c.ok else "[red]FAIL[/]")
+        extra = "\n".join(
+            x
+            for x in (
+                f"expected: {_short(c.expected)}" if c.expected and not c.ok else "",
+                f"actual: {_short(c.actual)}" if c.actual and not c.ok else "",
+                f"hint: {c.hint}" if c.hint else "",
+            )
+            if x
+        )
+        table.add_row(c.rule, result, c.detail, extra)
+    err.print(table)
+    if v.findings:
+        _findings_table(v.findings)
+
+
 @app.command()
 def verify(
     pack_dir: Annotated[Path, typer.Argument(help="Pack directory to check.")],
+    policy: Annotated[Path | None, typer.Option(help="Policy file (policies/*.yaml): signers, rules, gate.")] = None,
     manifest: Annotated[
         Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
     ] = None,
-    bundle: Annotated[Path | None, typer.Option(help="Sigstore bundle of the pack's provenance statement.")] = None,
-    identity: Annotated[str | None, typer.Option(help="Expected signer identity (email or URI), exact.")] = None,
-    issuer: Annotated[
-        str | None, typer.Option(help="Expected OIDC issuer URL (default with --instance: its own).")
+    bundle: Annotated[
+        Path | None, typer.Option(help="Release bundle (default with --policy: <pack>.sigstore.json).")
     ] = None,
+    validation: Annotated[
+        list[Path] | None, typer.Option(help="Validation bundle(s) (default: <pack>.validation.sigstore.json).")
+    ] = None,
+    identity: Annotated[str | None, typer.Option(help="Expected signer identity (without --policy), exact.")] = None,
+    issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer (default with --instance: its own).")] = None,
     trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig file.")] = None,
     instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (its trust root).")] = None,
+    rebuild_from: Annotated[Path | None, typer.Option(help="Source model: re-quantize and compare.")] = None,
+    device: Annotated[str, typer.Option(help="Rebuild device: auto, cpu or cuda.")] = "auto",
+    offline: Annotated[bool, typer.Option(help="Do not contact the log to re-fetch the entry.")] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a pack: with --bundle, signature + identity + log proof + statement, then every tensor.
+    """Verify a pack. Exit 0 allowed, 1 denied, 2 usage, 3 invalid policy/input, 4 operational.
 
-    Without --bundle: reconstruct every tensor and compare with the (validated) manifest.
+    With --policy (or --bundle): signature and identity per role, log proof (offline) and the
+    entry re-fetched from the log when reachable, statement <-> pack files and manifest, every
+    tensor, constraints, the validation attestation, and a rebuild from source when asked.
+    Without: every tensor against the pack's (or a validated) manifest, plus --rebuild-from.
     """
-    if bundle is None:
-        if identity or issuer or trust_config or instance:
-            _usage("--identity/--issuer/--trust-config/--instance need --bundle")
+    if manifest is not None and (policy or bundle or rebuild_from):
+        _usage("--manifest is exclusive with --policy/--bundle/--rebuild-from (they carry the signed manifest)")
+    if policy is None and bundle is None and rebuild_from is None:
+        if identity or issuer or trust_config or instance or validation:
+            _usage("--identity/--issuer/--trust-config/--instance/--validation need --bundle or --policy")
 
-        def body() -> uc.PackCheck:
+        def plain() -> uc.PackCheck:
             with _progress("verifying", None) as progress:
                 return uc.verify_pack(pack_dir, manifest, workers=workers, progress=progress)
 
-        res = run(body, as_json)
+        res = run(plain, as_json)
         if as_json:
             _emit_json(res.to_dict())
         else:
@@ -182,40 +217,113 @@ def verify(
             )
             print(f"manifest root: {res.root}")
         return
-    if manifest is not None:
-        _usage("--manifest and --bundle are exclusive: the bundle carries the signed manifest")
-    if not identity:
-        _usage("--bundle needs --identity (the expected signer)")
 
-    def release() -> uc.ReleaseCheck:
-        trust = uc.select_trust(trust_config, instance)
-        iss = issuer or (str(uc.load_instance(instance).issuer) if instance else None)
-        if not iss:
-            raise uc.UsageError("--bundle needs --issuer (the expected OIDC issuer)")
-        cfg = uc.load_trust_config(trust.trust_config_path)
+    def body() -> uc.Verdict:
         with _progress("verifying", None) as progress:
-            return uc.check_release(pack_dir, bundle, cfg, str(identity), iss, workers=workers, progress=progress)
+            return uc.verify(
+                pack_dir,
+                policy=policy,
+                bundle=bundle,
+                validations=validation,
+                identity=identity,
+                issuer=issuer,
+                trust_config=trust_config,
+                instance=instance,
+                rebuild_from=rebuild_from,
+                device=device,
+                online=not offline,
+                workers=workers,
+                progress=progress,
+            )
 
-    rc = run(release, as_json)
+    v = run(body, as_json)
     if as_json:
-        _emit_json(rc.to_dict())
+        _emit_json(v.to_dict())
     else:
-        table = Table(
-            title=("[bold green]VERIFIED[/]" if rc.ok else "[bold red]VERIFICATION FAILED[/]")
-            + f" {pack_dir} against {bundle}",
-            title_justify="left",
-        )
-        for col in ("check", "result", "detail"):
-            table.add_column(col, overflow="fold")
-        for c in rc.checks:
-            table.add_row(c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.detail)
-        err.print(table)
-        if rc.findings:
-            _findings_table(rc.findings)
-        if rc.root:
-            print(f"manifest root: sha256:{rc.root}")
-    if not rc.ok:
+        _print_verdict(v, str(pack_dir) + (f" under {policy}" if policy else ""))
+        if v.root:
+            print(f"manifest root: sha256:{v.root}")
+    if not v.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory that was validated.")],
+    report: Annotated[Path, typer.Option(help="Validation report METRICS.json (evaluation_set, metrics).")],
+    trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig.")] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
+    identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
+    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Output (default: <pack>.validation.sigstore.json).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign and log a validation attestation: this report describes exactly this reconstruction."""
+
+    def body() -> Any:
+        trust = uc.select_trust(trust_config, instance)
+        return uc.validate_pack(
+            pack_dir, report, trust, identity_token=identity_token, dev_identity=identity, bundle_out=bundle
+        )
+
+    res = run(body, as_json)
+    out = {
+        "ok": True,
+        "bundle": str(res.bundle),
+        "root": f"sha256:{res.root}",
+        "log_index": res.log_index,
+        "identity": res.identity,
+        "metrics": res.metrics,
+    }
+    if as_json:
+        _emit_json(out)
+    else:
+        err.print(f"validation of sha256:{res.root} signed as {res.identity}, logged at index {res.log_index}")
+        print(f"bundle: {res.bundle}")
+
+
+@app.command("gate")
+def gate_cmd(
+    pack_dir: Annotated[Path, typer.Argument(help="Deployed pack directory.")],
+    policy: Annotated[Path, typer.Option(help="Policy with a validation section.")],
+    validation: Annotated[list[Path] | None, typer.Option(help="Validation bundle(s).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change gate: exit 0 if this manifest root has a valid validation attestation, else 1 naming the last
+    validated root."""
+    v = run(lambda: uc.gate(pack_dir, policy, validation), as_json)
+    if as_json:
+        _emit_json(v.to_dict())
+    else:
+        _print_verdict(v, f"{pack_dir}: manifest root sha256:{v.root}")
+        if not v.ok:
+            last = f"sha256:{v.last_validated_root}" if v.last_validated_root else "none"
+            err.print(f"the manifest changed since the last validation (last validated root: {last})")
+    if not v.ok:
+        raise typer.Exit(1)
+
+
+policy_app = typer.Typer(no_args_is_help=True, help="Verification policies.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="Policy YAML file.")], as_json: JsonOpt = False) -> None:
+    """Validate a policy file (exit 3 naming file, line and field)."""
+    pol = run(lambda: uc.load_policy(file), as_json)
+    if as_json:
+        _emit_json({"ok": True, "policy": pol.model_dump(mode="json")})
+    else:
+        err.print(
+            f"[bold green]OK[/] {file}: policy {pol.name!r}, "
+            f"{len(pol.signers.release)} release / {len(pol.signers.validator)} validator signer(s)"
+        )
+
+
+@policy_app.command("schema")
+def policy_schema_cmd() -> None:
+    """Print the policy JSON Schema."""
+    _emit_json(uc.policy_schema())
 
 
 @app.command()

@@ -124,6 +124,9 @@ class PackStatement:
     manifest_sha256: str
     manifest_bytes: bytes | None  # inline manifest, if present
     builder_id: str
+    build_type: str
+    predicate_type: str
+    scheme: dict[str, Any]
     source_digest: str
     resolved: dict[str, str]  # source file -> sha256 hex
 
@@ -140,7 +143,6 @@ def parse_statement(payload: bytes) -> PackStatement:
         if not cond:
             raise InvalidInput(f"statement field {field} is missing or invalid", field=field)
 
-    need(stmt.get("predicateType") == SLSA_PROVENANCE_V1, "predicateType")
     files: dict[str, str] = {}
     root = None
     for s in stmt["subject"]:
@@ -151,7 +153,6 @@ def parse_statement(payload: bytes) -> PackStatement:
     need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
     pred = stmt.get("predicate", {})
     bd, rd = pred.get("buildDefinition", {}), pred.get("runDetails", {})
-    need(bd.get("buildType") == BUILD_TYPE, "predicate.buildDefinition.buildType")
     byps = [b for b in rd.get("byproducts", []) if b.get("name") == MANIFEST_BYPRODUCT]
     need(len(byps) == 1 and isinstance(byps[0].get("digest", {}).get("sha256"), str), "runDetails.byproducts")
     content = byps[0].get("content")
@@ -165,6 +166,9 @@ def parse_statement(payload: bytes) -> PackStatement:
         manifest_sha256=byps[0]["digest"]["sha256"],
         manifest_bytes=manifest_bytes,
         builder_id=str(rd.get("builder", {}).get("id", "")),
+        build_type=str(bd.get("buildType", "")),
+        predicate_type=str(stmt.get("predicateType", "")),
+        scheme=dict(bd.get("externalParameters", {}).get("scheme", {})),
         source_digest=str(bd.get("externalParameters", {}).get("source", {}).get("digest", {}).get("sha256", "")),
         resolved={d.get("name", ""): d.get("digest", {}).get("sha256", "") for d in bd.get("resolvedDependencies", [])},
     )
@@ -181,3 +185,94 @@ def default_versions(device: str) -> dict[str, str]:
             continue
     out["device"] = device
     return out
+
+
+VALIDATION_PREDICATE = "https://github.com/uc-attest/uc-attest/validation/v1"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """A validator's report (METRICS.json): evaluation set id and headline metrics (numbers)."""
+
+    evaluation_set: str
+    metrics: dict[str, float]
+    raw: bytes
+    name: str
+
+
+def load_report(path: Any) -> ValidationReport:
+    """Read METRICS.json: {"evaluation_set": str, "metrics": {name: number}, ...}."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        obj = json.loads(raw)
+    except FileNotFoundError:
+        raise InvalidInput(f"{p}: report not found", path=str(p)) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{p}: report is not JSON: {exc}", path=str(p)) from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("evaluation_set"), str) or not obj["evaluation_set"]:
+        raise InvalidInput(
+            f"{p}: field evaluation_set (a non-empty string) is required", path=str(p), field="evaluation_set"
+        )
+    metrics = obj.get("metrics")
+    if (
+        not isinstance(metrics, dict)
+        or not metrics
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values())
+    ):
+        raise InvalidInput(f"{p}: field metrics must map names to numbers", path=str(p), field="metrics")
+    return ValidationReport(obj["evaluation_set"], {k: float(v) for k, v in metrics.items()}, raw, p.name)
+
+
+def build_validation_statement(root_hex: str, report: ValidationReport, validated_at: dt.datetime) -> dict[str, Any]:
+    """The validator's statement: subject = the reconstruction (manifest root) and the report file."""
+    stmt = {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": RECONSTRUCTION_NAME, "digest": {ROOT_ALG: root_hex}},
+            {"name": report.name, "digest": {"sha256": hashlib.sha256(report.raw).hexdigest()}},
+        ],
+        "predicateType": VALIDATION_PREDICATE,
+        "predicate": {
+            "manifestRoot": f"sha256:{root_hex}",
+            "evaluationSet": report.evaluation_set,
+            "metrics": report.metrics,
+            "report": {"name": report.name, "digest": {"sha256": hashlib.sha256(report.raw).hexdigest()}},
+            "validatedOn": validated_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+    validate_statement(stmt)
+    return stmt
+
+
+@dataclass(frozen=True)
+class ValidationStatement:
+    root: str
+    evaluation_set: str
+    metrics: dict[str, float]
+    report_sha256: str
+
+
+def parse_validation(payload: bytes) -> ValidationStatement:
+    try:
+        stmt = json.loads(payload)
+    except ValueError:
+        raise InvalidInput("validation payload is not JSON") from None
+    validate_statement(stmt)
+    if stmt.get("predicateType") != VALIDATION_PREDICATE:
+        raise InvalidInput(
+            f"not a validation attestation (predicateType {stmt.get('predicateType')!r})", field="predicateType"
+        )
+    roots = [s["digest"].get(ROOT_ALG) for s in stmt["subject"] if s.get("name") == RECONSTRUCTION_NAME]
+    pred = stmt.get("predicate", {})
+    metrics = pred.get("metrics")
+    if len(roots) != 1 or not isinstance(roots[0], str) or not isinstance(metrics, dict):
+        raise InvalidInput("validation statement lacks the reconstruction subject or metrics")
+    return ValidationStatement(
+        roots[0],
+        str(pred.get("evaluationSet", "")),
+        {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        str(pred.get("report", {}).get("digest", {}).get("sha256", "")),
+    )

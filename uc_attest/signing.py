@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import Finding, InvalidInput, OperationalError, UsageError, VerificationFailed
 
@@ -72,6 +74,85 @@ def sign_statement(statement: dict[str, Any], trust_config: Any, token: Any) -> 
     return str(bundle.to_json())
 
 
+class SignerLike(Protocol):
+    """A trusted signer: OIDC issuer plus exact identity or anchored regex (policy.Signer fits)."""
+
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def identity_regex(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    issuer: str
+    identity: str | None = None
+    identity_regex: str | None = None
+
+
+def cert_identities(cert: Any) -> list[str]:
+    """Every SAN identity of a Fulcio-style certificate (email, URI, Sigstore OtherName)."""
+    from cryptography.x509 import OtherName, RFC822Name, SubjectAlternativeName, UniformResourceIdentifier
+
+    san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+    out = list(san.get_values_for_type(RFC822Name)) + list(san.get_values_for_type(UniformResourceIdentifier))
+    out += [o.value.decode(errors="replace") for o in san.get_values_for_type(OtherName)]
+    return out
+
+
+def cert_issuer(cert: Any) -> str:
+    """The OIDC issuer from the v2 extension (DER UTF8String), else the legacy raw one."""
+    from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
+
+    for oid, der in (("1.3.6.1.4.1.57264.1.8", True), ("1.3.6.1.4.1.57264.1.1", False)):
+        try:
+            raw = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value.value
+        except ExtensionNotFound:
+            continue
+        if der and len(raw) >= 2:
+            n = raw[1]
+            start = 2 if n < 0x80 else 2 + (n & 0x7F)
+            return bytes(raw[start:]).decode(errors="replace")
+        return bytes(raw).decode(errors="replace")
+    return ""
+
+
+class _RegexIdentity:
+    """sigstore VerificationPolicy: issuer exact (both extensions) and a SAN matching an anchored regex."""
+
+    def __init__(self, pattern: str, issuer: str) -> None:
+        self._re = re.compile(pattern)
+        self._issuer = issuer
+
+    def verify(self, cert: Any) -> None:
+        from sigstore.errors import VerificationError
+        from sigstore.verify import policy
+
+        policy.OIDCIssuer(self._issuer).verify(cert)
+        policy.OIDCIssuerV2(self._issuer).verify(cert)
+        if not any(self._re.fullmatch(i) for i in cert_identities(cert)):
+            raise VerificationError(f"no certificate identity matches {self._re.pattern}")
+
+
+def sigstore_policy(signers: Sequence[SignerLike]) -> Any:
+    """AnyOf the signers, each pinning identity (or regex) AND issuer."""
+    from sigstore.verify import policy
+
+    if not signers:
+        raise UsageError("no trusted signer given: verification fails closed")
+    rules: list[Any] = []
+    for sg in signers:
+        if sg.identity is not None:
+            rules.append(
+                policy.AllOf([policy.Identity(identity=sg.identity, issuer=sg.issuer), policy.OIDCIssuerV2(sg.issuer)])
+            )
+        else:
+            rules.append(_RegexIdentity(sg.identity_regex or "^$", sg.issuer))
+    return rules[0] if len(rules) == 1 else policy.AnyOf(rules)
+
+
 @dataclass(frozen=True)
 class VerifiedBundle:
     payload: bytes
@@ -79,17 +160,19 @@ class VerifiedBundle:
     integrated_time: int
     identity: str
     issuer: str
+    canonical_body: bytes
+    log_id: bytes
 
 
-def verify_bundle(bundle_path: Path, trust_config: Any, identity: str, issuer: str) -> VerifiedBundle:
+def verify_bundle(bundle_path: Path, trust_config: Any, signers: Sequence[SignerLike]) -> VerifiedBundle:
     """Verify signature, certificate chain + SCT, identity and issuer, SET, inclusion proof and checkpoint.
 
     Offline: everything comes from the bundle and the trusted root. Raises VerificationFailed
-    with the reason, InvalidInput for an unreadable bundle.
+    with the reason, InvalidInput for a missing bundle.
     """
     from sigstore.errors import VerificationError
     from sigstore.models import Bundle, InvalidBundle
-    from sigstore.verify import Verifier, policy
+    from sigstore.verify import Verifier
 
     try:
         bundle = Bundle.from_json(Path(bundle_path).read_bytes())
@@ -98,9 +181,8 @@ def verify_bundle(bundle_path: Path, trust_config: Any, identity: str, issuer: s
     except (InvalidBundle, ValueError) as exc:
         raise VerificationFailed([Finding(str(bundle_path), f"malformed bundle: {exc}")]) from None
     verifier = Verifier(trusted_root=trust_config.trusted_root)
-    pol = policy.AllOf([policy.Identity(identity=identity, issuer=issuer), policy.OIDCIssuerV2(issuer)])
     try:
-        payload_type, payload = verifier.verify_dsse(bundle, pol)
+        payload_type, payload = verifier.verify_dsse(bundle, sigstore_policy(signers))
     except VerificationError as exc:
         raise VerificationFailed([Finding(str(bundle_path), f"bundle rejected: {exc}")]) from None
     if payload_type != PAYLOAD_TYPE:
@@ -108,4 +190,14 @@ def verify_bundle(bundle_path: Path, trust_config: Any, identity: str, issuer: s
             [Finding(str(bundle_path), "unexpected DSSE payload type", PAYLOAD_TYPE, payload_type)]
         )
     entry = bundle.log_entry._inner
-    return VerifiedBundle(payload, int(entry.log_index or 0), int(entry.integrated_time or 0), identity, issuer)
+    cert = bundle.signing_certificate
+    ids = cert_identities(cert)
+    return VerifiedBundle(
+        payload,
+        int(entry.log_index or 0),
+        int(entry.integrated_time or 0),
+        ids[0] if ids else "",
+        cert_issuer(cert),
+        bytes(entry.canonicalized_body),
+        bytes(entry.log_id.key_id),
+    )

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[2] / "uc_attest"
 
 # Each top-level module or package may import only those listed before it (higher in the pipeline).
 ORDER = ["errors", "digest", "merkle", "fsutil", "stfile", "source", "quant", "synth", "manifest", "pack",
-         "export", "provenance", "tlog", "signing", "instance", "verify", "attest", "__init__", "cli"]
+         "export", "provenance", "tlog", "signing", "instance", "trust", "policy", "verifier", "attest", "__init__", "cli"]
 
 
 def _unit(path: Path) -> str:
@@ -69,6 +69,6 @@ def test_quant_core_has_no_signing_or_network_imports() -> None:
 
 
 def test_verify_path_does_not_import_torch() -> None:
-    code = "import sys, uc_attest.cli, uc_attest.verify, uc_attest.export; print('torch' in sys.modules)"
+    code = "import sys, uc_attest.cli, uc_attest.verifier, uc_attest.export; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

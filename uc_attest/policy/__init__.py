@@ -1,0 +1,5 @@
+"""Verification policies: a strict YAML model, loading with line-numbered errors, and the checks."""
+
+from .model import Policy, Signer, load_policy, policy_schema
+
+__all__ = ["Policy", "Signer", "load_policy", "policy_schema"]

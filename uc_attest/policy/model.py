@@ -1,0 +1,203 @@
+"""The policy file (YAML) as a strict pydantic model. docs/policy.md documents every field.
+
+Strict means: unknown keys are errors, types are not coerced, identity patterns must be
+anchored regular expressions that compile, and a policy must name at least one release
+signer (fail closed). Errors name the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import InvalidInput
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Signer(_Strict):
+    """One trusted signer: an OIDC issuer and an identity (exact) or an anchored regex."""
+
+    issuer: str = Field(min_length=1, description="OIDC issuer URL, exact.")
+    identity: str | None = Field(None, description="Certificate identity (email or URI), exact.")
+    identity_regex: str | None = Field(None, description="Anchored regex (^...$) for the identity.")
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Signer:
+        if (self.identity is None) == (self.identity_regex is None):
+            raise ValueError("give exactly one of identity or identity_regex")
+        return self
+
+    @field_validator("identity_regex")
+    @classmethod
+    def _anchored(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not (v.startswith("^") and v.endswith("$")):
+            raise ValueError(f"identity_regex {v!r} must be anchored with ^ and $")
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"identity_regex {v!r} does not compile: {exc}") from None
+        return v
+
+    def matches(self, identity: str, issuer: str) -> bool:
+        if issuer != self.issuer:
+            return False
+        if self.identity is not None:
+            return identity == self.identity
+        return re.fullmatch(self.identity_regex or "", identity) is not None
+
+    def describe(self) -> str:
+        return f"{self.identity or self.identity_regex} via {self.issuer}"
+
+
+class Signers(_Strict):
+    release: list[Signer] = Field(min_length=1, description="Who may sign release provenance.")
+    validator: list[Signer] = Field(default_factory=list, description="Who may sign validation attestations.")
+
+
+class Trust(_Strict):
+    """Which Sigstore trust root to verify against (paths relative to the policy file)."""
+
+    trust_config: str | None = None
+    instance: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Trust:
+        if (self.trust_config is None) == (self.instance is None):
+            raise ValueError("give exactly one of trust_config or instance")
+        return self
+
+
+class Release(_Strict):
+    predicate_types: list[str] = Field(default_factory=lambda: ["https://slsa.dev/provenance/v1"], min_length=1)
+    build_types: list[str] = Field(
+        default_factory=lambda: ["https://github.com/uc-attest/uc-attest/pack/v1"], min_length=1
+    )
+    builder_ids: list[str] = Field(default_factory=list, description="Allowed builder ids (exact); empty: any.")
+    max_age_days: Annotated[float, Field(gt=0)] | None = None
+    require_online_log_check: bool = Field(
+        False, description="Fail if the log cannot be reached to re-fetch the entry (default: skip when offline)."
+    )
+
+
+class Quantization(_Strict):
+    schemes: list[str] = Field(default_factory=list, description="Allowed scheme ids; empty: any.")
+    bits: list[int] = Field(default_factory=list)
+    group_sizes: list[int] = Field(default_factory=list)
+
+
+class Source(_Strict):
+    allowed_digests: list[str] = Field(
+        default_factory=list, description="Allowed source-model tree digests (sha256:<hex>); empty: any."
+    )
+
+    @field_validator("allowed_digests")
+    @classmethod
+    def _digests(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", d):
+                raise ValueError(f"{d!r} is not sha256:<64 hex>")
+        return v
+
+
+class Rebuild(_Strict):
+    required: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Threshold(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min or max")
+        return self
+
+
+class Validation(_Strict):
+    required: bool = True
+    max_age_days: Annotated[float, Field(gt=0)] | None = None
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    evaluation_sets: list[str] = Field(default_factory=list, description="Accepted evaluation set ids; empty: any.")
+
+
+class Policy(_Strict):
+    """A uc-attest verification policy."""
+
+    version: Literal[1]
+    name: str = Field(min_length=1)
+    trust: Trust
+    signers: Signers
+    release: Release = Field(default_factory=Release)
+    quantization: Quantization = Field(default_factory=Quantization)
+    source: Source = Field(default_factory=Source)
+    rebuild: Rebuild = Field(default_factory=Rebuild)
+    validation: Validation | None = None
+
+    @model_validator(mode="after")
+    def _validator_signers(self) -> Policy:
+        if self.validation is not None and self.validation.required and not self.signers.validator:
+            raise ValueError("validation.required needs at least one signers.validator")
+        return self
+
+
+def policy_schema() -> dict[str, Any]:
+    return Policy.model_json_schema()
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of the deepest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+            if nxt is None:
+                return line
+            line, node = nxt[0].start_mark.line + 1, nxt[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load_policy(path: Path) -> tuple[Policy, Path]:
+    """Load and validate a policy; returns it and its directory (base for relative paths)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: policy file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read policy: {exc}", path=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: a policy must be a YAML mapping", path=str(path))
+    try:
+        return Policy.model_validate(data), path.parent
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+            field = ".".join(str(x) for x in loc) or "(top level)"
+            line = _line_of(node, loc)
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            problems.append(f"{path}:{line}: {field}: {msg}")
+        raise InvalidInput("; ".join(problems), path=str(path), problems=problems) from None
