@@ -149,3 +149,15 @@ def test_large_manifest_goes_by_digest(instance: Running, packed: Path, tmp_path
     (pack / uc.MANIFEST_NAME).write_text(json.dumps(m))
     rc = _check(instance, pack, out)
     assert not rc.ok
+
+
+@pytest.mark.parametrize(("pattern", "allowed"), [(r"^release-bot@example\.com$", True),
+                                                  (r"^[a-z-]+@example\.com$", True),
+                                                  (r"^release-bot@example\.org$", False)])
+def test_policy_identity_regex(instance: Running, packed: Path, signed: Path, tmp_path: Path, pattern: str,
+                               allowed: bool) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"version: 1\nname: regex\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+                      f"    - issuer: {instance.issuer}\n      identity_regex: '{pattern}'\n")
+    v = uc.verify(packed, policy=policy, bundle=signed)
+    assert v.ok is allowed, v.to_dict()

@@ -159,12 +159,12 @@ class Instance:
 
     # -- dev OIDC --------------------------------------------------------------------------------------------------
     def discovery(self) -> dict[str, Any]:
-        iss = self.state.issuer
+        base = f"{self.state.url}/oidc"
         return {
-            "issuer": iss,
-            "authorization_endpoint": f"{iss}/auth",
-            "token_endpoint": f"{iss}/token",
-            "jwks_uri": f"{iss}/jwks",
+            "issuer": self.state.issuer,
+            "authorization_endpoint": f"{base}/auth",
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
             "response_types_supported": ["code"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "x-uc-attest": DEV_LABEL,

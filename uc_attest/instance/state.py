@@ -33,6 +33,10 @@ from ..errors import InvalidInput, UsageError
 from ..fsutil import atomic_write_bytes
 
 DEV_LABEL = "uc-attest DEV instance (its OIDC issuer can mint any identity)"
+#: The dev OIDC issuer's name, the same for every embedded instance so policies are portable; the
+#: ``.invalid`` TLD can never be a real issuer. Each instance still has its own CA, so a certificate
+#: from another instance fails chain verification. Its discovery document is served at <url>/oidc.
+DEV_ISSUER = "https://dev-oidc.uc-attest.invalid"
 KEY_FILES = ("ca-root.key.pem", "ca-intermediate.key.pem", "ct.key.pem", "log.key.pem", "oidc.key.pem")
 CERT_FILES = ("ca-root.pem", "ca-intermediate.pem")
 TRUST_CONFIG = "trust_config.json"
@@ -133,7 +137,7 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> Insta
         "label": DEV_LABEL,
         "port": port,
         "url": base,
-        "issuer": f"{base}/oidc",
+        "issuer": DEV_ISSUER,
         "origin": f"uc-attest-dev-log - {int(now.timestamp())}",
         "created": _rfc3339(now),
     }
@@ -277,7 +281,7 @@ class InstanceState:
         signing_config = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
             "caUrls": [service(self.url)],
-            "oidcUrls": [service(self.issuer)],
+            "oidcUrls": [service(f"{self.url}/oidc")],
             "rekorTlogUrls": [service(self.url)],
             "tsaUrls": [],
             "rekorTlogConfig": {"selector": "ANY"},

