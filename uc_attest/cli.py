@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Prove that the model in production is the model that was validated.",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs (CI) get readable tables
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
