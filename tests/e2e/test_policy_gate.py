@@ -15,7 +15,7 @@ import pytest
 
 import uc_attest as uc
 from tests.e2e.test_cli import cli
-from tests.integration.conftest import Running, start_instance
+from tests.integration.conftest import start_instance
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE, VALIDATOR = "release-bot@bank.example", "validator@bank.example"
@@ -180,6 +180,6 @@ def test_load_verified_returns_tensors_only_when_allowed(world: dict[str, Path],
 
     state = uc.load_verified(world["root"] / "pack", policy=world["policy"])
     assert state["encoder.layer.0.attention.self.query.weight"].dtype == torch.float32
-    pack, extra = _case_flipped_byte(world, tmp_path)
+    pack, _ = _case_flipped_byte(world, tmp_path)
     with pytest.raises(uc.VerificationFailed):
         uc.load_verified(pack, policy=world["policy"])

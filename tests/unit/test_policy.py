@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,4 +76,4 @@ def test_cli_policy_check_and_schema(tmp_path: Path) -> None:
     assert cli("policy", "check", REPO / "policies" / "model-risk.yaml").returncode == 0
     assert_clean_error(cli("policy", "check", _write(tmp_path, GOOD + "extra: 1\n")), 3, "unknown key")
     r = cli("policy", "schema")
-    assert r.returncode == 0 and '"Policy"' in r.stdout or '"title": "Policy"' in r.stdout
+    assert r.returncode == 0 and json.loads(r.stdout)["title"] == "Policy"
