@@ -286,8 +286,15 @@ def test_pack_format_golden(tmp_path: Path) -> None:
     shard = (tmp_path / "p" / "model.safetensors").read_bytes()
     assert hashlib.sha256(shard).hexdigest() == GOLDEN_SHARD
     assert str(res.manifest.root) == GOLDEN_ROOT
+    rht = uc.Scheme(bits=5, group_size=32, id="uc-rht-clip/1", bits_overrides=(("*v_proj*", 6),))
+    res = uc.write_pack(src, tmp_path / "p2", rht, "cpu")
+    assert hashlib.sha256((tmp_path / "p2" / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_RHT_SHARD
+    assert str(res.manifest.root) == GOLDEN_RHT_ROOT
+    assert {t.quant["bits"] for t in res.manifest.tensors if t.quant and "v_proj" in t.name} == {6}
 
 
 GOLDEN_SOURCE = "523635567805377d59a5b46d6bcb9110990bfa017de3d3337c6d2c4d2e09b8ba"
-GOLDEN_SHARD = "b93a1f53c1ae192cfa678eacc04dd663c874fead3c960fb64090f579f0560a59"
+GOLDEN_SHARD = "78271323ed6bfd9bb42b8bd5ae154db48287500c13b7b4fb66e5dc294f712052"
 GOLDEN_ROOT = "sha256:cc5821896546d2f2f0aa4ad437fc64a01de0cb1029954e2404d5feedddfc96f5"
+GOLDEN_RHT_SHARD = "d8d60d1915d7c1c26e45cf117603ef161281e62e3498306c3a37c99f06cbc372"
+GOLDEN_RHT_ROOT = "sha256:d4c50a46915c59aff8ed8812aa4692e67afef1ea2af2152d1e5fe05ed8078e10"

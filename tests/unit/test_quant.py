@@ -25,30 +25,52 @@ def _components(q: object) -> bytes:
     return b"".join(t.numpy().tobytes() for t in (q.codes, q.scales, q.zeros)) + str(q.exponent).encode()  # type: ignore[attr-defined]
 
 
+def _hadamard64(g: int) -> torch.Tensor:
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < g:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h
+
+
+CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-clip/1", 6, 32),
+         ("uc-affine-clip/1", 8, 8), ("uc-affine-clip/1", 2, 1024), ("uc-rht-clip/1", 5, 128),
+         ("uc-rht-clip/1", 6, 128), ("uc-rht-clip/1", 4, 256), ("uc-rht-clip/1", 8, 32), ("uc-rtn/1", 5, 64)]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("bits,group", [(5, 128), (4, 64), (6, 32), (8, 8), (2, 1024)])
-def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, bits: int, group: int) -> None:
+@pytest.mark.parametrize(("sid", "bits", "group"), CASES)
+def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid: str, bits: int, group: int) -> None:
+    from uc_attest.quant.rotation import sign_bits
+
     w = synth_tensor((33, 300), seed=bits * 1000 + group, dtype=dtype)
-    scheme = Scheme(bits=bits, group_size=group)
+    scheme = Scheme(bits=bits, group_size=group, id=sid)
     q = quantize_tensor("t.weight", w, {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
                         scheme)
-    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group)
-    # Second way: every step in float64, a single rounding to the target dtype at the end.
+    signs = sign_bits("t.weight", group) if scheme.rotated else None
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, signs)
+    # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
     groups = math.ceil(300 / group)
     codes = unpack_codes(q.codes, bits, 33 * groups * group).reshape(33, groups, group).to(torch.float64)
-    ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None]
-    ref = (ref * 2.0**q.exponent).reshape(33, groups * group)[:, :300].to(dtype)
+    ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None] * 2.0**q.exponent
+    if signs is not None:
+        k = group.bit_length() - 1
+        ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * torch.tensor(signs, dtype=torch.float64)
+    ref = ref.reshape(33, groups * group)[:, :300].to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
-    # Third way: the NumPy host decoder used by verify gives the same bytes.
-    host = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 300, q.dtype, bits, group)
-    assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
+    # Third and fourth ways: the NumPy and C host decoders used by verify give the same bytes.
+    for native in (False, True):
+        host = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 300, q.dtype, bits, group,
+                           signs, native=native)
+        assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
     assert err < {2: 0.4, 4: 0.01, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
 
 
-def test_same_bytes_twice_and_across_thread_counts() -> None:
+
+@pytest.mark.parametrize("sid", ["uc-affine-clip/1", "uc-rht-clip/1", "uc-rtn/1"])
+def test_same_bytes_twice_and_across_thread_counts(sid: str) -> None:
     w = synth_tensor((96, 1000), seed=7)
-    scheme = Scheme()
+    scheme = Scheme(id=sid)
     before = torch.get_num_threads()
     try:
         runs = []

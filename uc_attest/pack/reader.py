@@ -20,6 +20,7 @@ from ..digest import Digest
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
 from ..manifest import Manifest
 from ..quant.decode import decode_rows
+from ..quant.rotation import sign_bits
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
 from ..stfile import SafetensorsFile, nbytes
 from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
@@ -45,6 +46,7 @@ class PackedTensor:
     dtype: str
     shape: tuple[int, ...]
     exponent: int | None  # None: stored unchanged
+    bits: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -89,7 +91,8 @@ class Pack:
             if not isinstance(qmeta, dict):
                 raise TypeError(f"{META_TENSORS} is not an object")
             records = [
-                PackedTensor(name, path.name, str(q["dtype"]), tuple(int(d) for d in q["shape"]), int(q["exponent"]))
+                PackedTensor(name, path.name, str(q["dtype"]), tuple(int(d) for d in q["shape"]), int(q["exponent"]),
+                             int(q.get("bits", scheme.bits)))
                 for name, q in qmeta.items()
             ]
         except (KeyError, ValueError, TypeError, UsageError) as exc:
@@ -124,15 +127,18 @@ class Pack:
         yield from self._decode(pt, f, self.schemes[pt.shard])
 
     def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
-        name, g, bits = pt.name, scheme.group_size, scheme.bits
+        name, g, bits = pt.name, scheme.group_size, pt.bits
+        signs = sign_bits(name, g) if scheme.rotated else None
         exponent = pt.exponent if pt.exponent is not None else 0
         if (
             pt.dtype not in FLOAT_DTYPES
             or len(pt.shape) < 2
             or 0 in pt.shape
             or not (EXP_RANGE[0] <= exponent <= EXP_RANGE[1])
+            or not 2 <= bits <= 8
+            or (signs is not None and bits + g.bit_length() - 1 > 13)
         ):
-            raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent record", tensor=name)
+            raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent/bits record", tensor=name)
         cols = pt.shape[-1]
         rows = pt.nbytes // nbytes(pt.dtype, (cols,))
         groups = -(-cols // g)
@@ -162,7 +168,7 @@ class Pack:
             codes = np.frombuffer(
                 f.pread(name + SUFFIXES[0], r0 * row_code_bytes, (r1 - r0) * row_code_bytes), dtype=np.uint8
             )
-            out = decode_rows(codes, scales[r0:r1], zeros[r0:r1], exponent, cols, pt.dtype, bits, g)
+            out = decode_rows(codes, scales[r0:r1], zeros[r0:r1], exponent, cols, pt.dtype, bits, g, signs)
             yield out.reshape(-1).view(np.uint8).data
 
     def digest(self, name: str) -> Digest:

@@ -23,6 +23,7 @@ from ..fsutil import atomic_output_dir, atomic_write_bytes
 from ..manifest import Manifest, TensorEntry
 from ..quant.decode import decode_rows
 from ..quant.quantize import QuantizedTensor, quantize_tensor
+from ..quant.rotation import sign_bits
 from ..quant.scheme import Scheme
 from ..source import ModelSource
 from ..stfile import OutTensor, out_tensor, write_safetensors
@@ -49,20 +50,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def quantized_digest(q: QuantizedTensor, scheme: Scheme) -> Digest:
+def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
     """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
-    rows = q.scales.shape[0]
-    out = decode_rows(
-        q.codes.numpy(),
-        q.scales.numpy(),
-        q.zeros.numpy(),
-        q.exponent,
-        q.shape[-1],
-        q.dtype,
-        scheme.bits,
-        scheme.group_size,
-    )
-    assert out.shape[0] == rows
+    signs = sign_bits(name, scheme.group_size) if q.rotated else None
+    out = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.shape[-1], q.dtype,
+                      q.bits, scheme.group_size, signs)
     return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
 
 
@@ -102,14 +94,15 @@ def write_pack(
                     quant: dict[str, int] | None = None
                     if scheme.applies_to(info.name, info.dtype, info.shape):
                         q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev)
-                        digest = quantized_digest(q, scheme)
+                        digest = quantized_digest(info.name, q, scheme)
                         outs += [
                             out_tensor(info.name + SUFFIXES[0], q.codes),
                             out_tensor(info.name + SUFFIXES[1], q.scales),
                             out_tensor(info.name + SUFFIXES[2], q.zeros),
                         ]
-                        qmeta[info.name] = {"dtype": info.dtype, "shape": list(info.shape), "exponent": q.exponent}
-                        quant = {"bits": scheme.bits, "group_size": scheme.group_size, "exponent": q.exponent}
+                        qmeta[info.name] = {"dtype": info.dtype, "shape": list(info.shape), "exponent": q.exponent,
+                                            "bits": q.bits}
+                        quant = {"bits": q.bits, "group_size": scheme.group_size, "exponent": q.exponent}
                     else:
                         digest = sdig
                         outs.append(OutTensor(info.name, info.dtype, info.shape, raw))

@@ -50,26 +50,34 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out) */
+/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, signs)
+ * signs: empty (plain schemes) or `group` int8 values +-1 (rotated: integer Hadamard of q - z first). */
 static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer codes, scales, zeros, out;
+    Py_buffer codes, scales, zeros, out, signs;
     int exponent, group, bits, dtype;
     Py_ssize_t rows, cols;
-    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
-                          &bits, &dtype, &out))
+    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*y*", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
+                          &bits, &dtype, &out, &signs))
         return NULL;
+    const int rotated = signs.len > 0;
+    int k = 0;
+    while ((1 << k) < group) k++;
     Py_ssize_t groups = (cols + group - 1) / group, row_codes = groups * group;
     Py_ssize_t osize = dtype == 0 ? 4 : 2;
-    int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -100 && exponent <= 100 &&
+    int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -90 && exponent <= 100 &&
              dtype >= 0 && dtype <= 2 && codes.len == rows * row_codes * bits / 8 &&
-             scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize;
+             scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize &&
+             (!rotated || (signs.len == group && (1 << k) == group && bits + k <= 13));
     if (ok) {
         const uint8_t *cp = codes.buf, *zp = zeros.buf;
         const uint16_t *sp = scales.buf;
         uint8_t *op = out.buf;
-        const float pow2e = bits_to_f32((uint32_t)(exponent + 127) << 23);
+        const int shift = rotated ? k / 2 - k : 0;
+        const float pow2e = bits_to_f32((uint32_t)(exponent + shift + 127) << 23);
         const uint64_t mask = (1u << bits) - 1u;
+        const int8_t *sg = signs.buf;
         float buf[1024];
+        int32_t ibuf[1024];
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t r = 0; r < rows; r++) {
             for (Py_ssize_t gi = 0; gi < groups; gi++) {
@@ -80,7 +88,18 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                 for (int c8 = 0; c8 < group; c8 += 8, gp += bits) {
                     uint64_t word = 0;
                     memcpy(&word, gp, (size_t)bits);  /* little-endian host (checked in Python) */
-                    for (int k = 0; k < 8; k++) buf[c8 + k] = (float)((int)((word >> (bits * k)) & mask) - z) * s;
+                    for (int j = 0; j < 8; j++) ibuf[c8 + j] = (int32_t)((word >> (bits * j)) & mask) - z;
+                }
+                if (rotated) {  /* unnormalized Walsh-Hadamard, exact in int32 */
+                    for (int h = 1; h < group; h *= 2)
+                        for (int i = 0; i < group; i += 2 * h)
+                            for (int j = i; j < i + h; j++) {
+                                int32_t a = ibuf[j], b = ibuf[j + h];
+                                ibuf[j] = a + b; ibuf[j + h] = a - b;
+                            }
+                    for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s * (float)sg[j];
+                } else {
+                    for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s;
                 }
                 Py_ssize_t c0 = gi * group, n = c0 + group < cols ? group : cols - c0;
                 if (dtype == 0) memcpy(op + (r * cols + c0) * 4, buf, (size_t)n * 4);
@@ -91,6 +110,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros); PyBuffer_Release(&out);
+    PyBuffer_Release(&signs);
     if (!ok) { PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters"); return NULL; }
     Py_RETURN_NONE;
 }

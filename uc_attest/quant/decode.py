@@ -14,6 +14,7 @@ A C implementation of the same steps (``_decode.c``) is used when it was compile
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,8 @@ try:  # the optional C decoder (same contract, ~10x faster); see _decode.c
     from . import _decode as _native  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a machine without a build)
     _native = None
+
+from .rotation import decode_shift, fwht_numpy
 
 _BF16_ROUND = np.uint32(0x7FFF)
 _OUT = {"F32": (0, np.float32), "F16": (1, np.float16), "BF16": (2, np.uint16)}
@@ -61,6 +64,7 @@ def decode_rows(
     dtype: str,
     bits: int,
     group_size: int,
+    signs: Sequence[int] | None = None,
     *,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
@@ -75,24 +79,22 @@ def decode_rows(
     if native and _native is not None:
         code, np_dtype = _OUT[dtype]
         out = np.empty((rows, n_cols), dtype=np_dtype)
-        _native.decode(
-            np.ascontiguousarray(codes),
-            np.ascontiguousarray(scales).view(np.uint16),
-            np.ascontiguousarray(zeros),
-            exponent,
-            rows,
-            n_cols,
-            group_size,
-            bits,
-            code,
-            out,
-        )
+        sign_bytes = np.asarray(signs, dtype=np.int8).tobytes() if signs is not None else b""
+        _native.decode(np.ascontiguousarray(codes), np.ascontiguousarray(scales).view(np.uint16),
+                       np.ascontiguousarray(zeros), exponent, rows, n_cols, group_size, bits, code, out, sign_bytes)
         return out
     q = unpack_codes_np(codes, bits).reshape(rows, groups, group_size)
-    s = scales.astype(np.float32) * np.float32(math.ldexp(1.0, exponent))
-    v = q.astype(np.float32)
-    v -= zeros.astype(np.float32)[..., None]  # exact: small integers
+    shift = decode_shift(group_size) if signs is not None else 0
+    s = scales.astype(np.float32) * np.float32(math.ldexp(1.0, exponent + shift))
+    if signs is None:
+        v = q.astype(np.float32)
+        v -= zeros.astype(np.float32)[..., None]  # exact: small integers
+    else:
+        vi = q.astype(np.int32) - zeros.astype(np.int32)[..., None]
+        v = fwht_numpy(vi).astype(np.float32)  # exact integers below 2^13
     v *= s[..., None]
+    if signs is not None:
+        v *= np.asarray(signs, dtype=np.float32)
     flat = v.reshape(rows, groups * group_size)[:, :n_cols]
     if dtype == "F32":
         return np.ascontiguousarray(flat)

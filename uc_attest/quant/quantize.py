@@ -16,6 +16,7 @@ import torch
 
 from ..errors import UnsupportedTensor
 from .codec import pack_codes
+from .rotation import rotate
 from .scheme import EXP_RANGE, Scheme
 
 #: Rows are processed in blocks of about this many (padded) elements to bound memory.
@@ -34,6 +35,8 @@ class QuantizedTensor:
     exponent: int  # real scale = float(scales) * 2**exponent
     shape: tuple[int, ...]
     dtype: str
+    bits: int
+    rotated: bool
 
 
 def _pow2(k: torch.Tensor) -> torch.Tensor:
@@ -114,16 +117,22 @@ def quantize_tensor(
     name: str, w: torch.Tensor, dtype: str, scheme: Scheme, device: torch.device | str = "cpu"
 ) -> QuantizedTensor:
     """Quantize one float tensor (grouped along its last dimension) on ``device``."""
-    g, qmax = scheme.group_size, scheme.qmax
+    g, bits = scheme.group_size, scheme.bits_for(name)
+    qmax = (1 << bits) - 1
+
+    def groups(block: torch.Tensor) -> torch.Tensor:
+        y = _padded_groups(block.to(device), g)
+        return rotate(y, name) if scheme.rotated else y
+
     rows2d = _rows2d(w)
     n_rows, n_cols = rows2d.shape
     block_rows = max(1, BLOCK_ELEMS // (n_cols + (-n_cols % g)))
     # Pass 1: non-finite check and the largest group range (exact min/max).
     range_max = 0.0
     for r0 in range(0, n_rows, block_rows):
-        y = _padded_groups(rows2d[r0 : r0 + block_rows].to(device), g)
-        if not bool(torch.isfinite(y).all()):
+        if not bool(torch.isfinite(rows2d[r0 : r0 + block_rows]).all()):
             raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
+        y = groups(rows2d[r0 : r0 + block_rows])
         rng = torch.clamp(torch.amax(y, -1), min=0.0) - torch.clamp(torch.amin(y, -1), max=0.0)
         range_max = max(range_max, float(torch.amax(rng)))
     exponent = tensor_exponent(range_max, qmax)
@@ -132,9 +141,9 @@ def quantize_tensor(
     # Pass 2: search per block.
     codes, scales, zeros = [], [], []
     for r0 in range(0, n_rows, block_rows):
-        y = _padded_groups(rows2d[r0 : r0 + block_rows].to(device), g)
-        q, s16, z = _search_block(y, qmax, exponent, scheme.clip_grid)
-        codes.append(pack_codes(q.reshape(-1), scheme.bits).cpu())
+        q, s16, z = _search_block(groups(rows2d[r0 : r0 + block_rows]), qmax, exponent, scheme.clip_grid)
+        codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())
-    return QuantizedTensor(torch.cat(codes), torch.cat(scales), torch.cat(zeros), exponent, tuple(w.shape), dtype)
+    return QuantizedTensor(torch.cat(codes), torch.cat(scales), torch.cat(zeros), exponent, tuple(w.shape), dtype,
+                           bits, scheme.rotated)

@@ -7,16 +7,20 @@ significand), so the product is exact in binary32; scaling by ``2**e`` with
 e in [-100, 100] is exact; the only rounding is the final fp32 -> bf16/fp16 cast
 (round to nearest even). No add follows a multiply, so FMA contraction cannot
 change a bit. Any correct implementation, CPU or GPU, gives the same bytes.
+Rotated schemes insert an exact integer Hadamard transform of ``q - z`` and a ±1 sign
+(rotation.py); the single rounding is unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from ..stfile import torch_dtype
 from .codec import unpack_codes
+from .rotation import decode_shift, fwht_torch
 
 
 def reconstruct_tensor(
@@ -28,17 +32,28 @@ def reconstruct_tensor(
     dtype: str,
     bits: int,
     group_size: int,
+    signs: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Decode pack components into the original shape and dtype (same device as inputs)."""
+    """Decode pack components into the original shape and dtype (same device as inputs).
+
+    ``signs`` (rotated schemes): the group's ±1 vector; the integer Hadamard transform of
+    ``q - z`` is then applied before the multiply (docs/format.md 3.6).
+    """
     n_cols = shape[-1]
     n_rows = math.prod(shape[:-1])
     n_groups = -(-n_cols // group_size)
     if tuple(scales.shape) != (n_rows, n_groups) or tuple(zeros.shape) != (n_rows, n_groups):
         raise ValueError(f"scales/zeros must have shape [{n_rows}, {n_groups}]")
     q = unpack_codes(codes, bits, n_rows * n_groups * group_size).reshape(n_rows, n_groups, group_size)
-    v = (q.to(torch.int32) - zeros.to(torch.int32).unsqueeze(-1)).to(torch.float32)
-    w = v * scales.to(torch.float32).unsqueeze(-1)
-    w = w * math.ldexp(1.0, exponent)
+    vi = q.to(torch.int32) - zeros.to(torch.int32).unsqueeze(-1)
+    shift = 0
+    if signs is not None:
+        vi = fwht_torch(vi)  # exact: |H(q - z)| <= (2^bits - 1) * g < 2^13
+        shift = decode_shift(group_size)
+    w = vi.to(torch.float32) * scales.to(torch.float32).unsqueeze(-1)
+    w = w * math.ldexp(1.0, exponent + shift)
+    if signs is not None:
+        w = w * torch.tensor(signs, dtype=torch.float32, device=w.device)
     w = w.reshape(n_rows, n_groups * group_size)[:, :n_cols]
     target = torch_dtype(dtype)
     if target is None or not target.is_floating_point:

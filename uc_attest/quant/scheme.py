@@ -10,17 +10,20 @@ from ..errors import UsageError
 
 SCHEME_ID = "uc-affine-clip/1"
 RTN_ID = "uc-rtn/1"
+RHT_ID = "uc-rht-clip/1"
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 DEFAULT_INCLUDE = ("*.weight",)
 DEFAULT_EXCLUDE = ("*embed*", "*wte*", "*wpe*", "lm_head*", "output.weight", "*norm*")
 
 #: Allowed per-tensor exponents: keeps every decoder step exact in binary32 (format.md 3.3).
-EXP_RANGE = (-100, 100)
+EXP_RANGE = (-90, 100)
 #: Clipping grid of the exact-objective search: p = 1 - i/100, i = 0..20 (Python doubles).
 CLIP_GRID: tuple[float, ...] = tuple(1.0 - i / 100 for i in range(21))
 #: Scheme id -> clipping grid. Both share the storage format and the decoder;
 #: ``uc-rtn/1`` is plain min-max round-to-nearest, kept as the baseline.
-SCHEMES: dict[str, tuple[float, ...]] = {SCHEME_ID: CLIP_GRID, RTN_ID: (1.0,)}
+SCHEMES: dict[str, tuple[float, ...]] = {SCHEME_ID: CLIP_GRID, RTN_ID: (1.0,), RHT_ID: CLIP_GRID}
+#: Schemes whose groups are rotated by a randomized Hadamard transform before quantization.
+ROTATED = frozenset({RHT_ID})
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Scheme:
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     id: str = field(default=SCHEME_ID)
+    #: (glob, bits) pairs: the first glob matching a tensor name sets its bits (mixed precision).
+    bits_overrides: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.id not in SCHEMES:
@@ -40,10 +45,29 @@ class Scheme:
             raise UsageError(f"--bits must be between 2 and 8, got {self.bits}")
         if self.group_size % 8 or not 8 <= self.group_size <= 1024:
             raise UsageError(f"--group-size must be a multiple of 8 between 8 and 1024, got {self.group_size}")
+        for glob, b in self.bits_overrides:
+            if not 2 <= b <= 8:
+                raise UsageError(f"bits override {glob}={b}: bits must be between 2 and 8")
+        if self.rotated:
+            g = self.group_size
+            if g & (g - 1):
+                raise UsageError(f"{self.id} needs a power-of-two --group-size, got {g}")
+            widest = max([self.bits, *(b for _, b in self.bits_overrides)])
+            if widest + g.bit_length() - 1 > 13:  # |H(q - z)| * s16 must stay exact in binary32
+                raise UsageError(f"{self.id}: bits {widest} with group size {g} exceeds the exact range "
+                                 "(bits + log2(group size) <= 13)")
 
     @property
     def clip_grid(self) -> tuple[float, ...]:
         return SCHEMES[self.id]
+
+    @property
+    def rotated(self) -> bool:
+        return self.id in ROTATED
+
+    def bits_for(self, name: str) -> int:
+        """Bits of one tensor: the first matching override, else the scheme's bits."""
+        return next((b for glob, b in self.bits_overrides if fnmatch.fnmatchcase(name, glob)), self.bits)
 
     @property
     def qmax(self) -> int:
@@ -64,6 +88,7 @@ class Scheme:
             "group_size": self.group_size,
             "include": list(self.include),
             "exclude": list(self.exclude),
+            "bits_overrides": [[g, b] for g, b in self.bits_overrides],
         }
 
     @classmethod
@@ -74,6 +99,7 @@ class Scheme:
             include=tuple(d["include"]),
             exclude=tuple(d["exclude"]),
             id=str(d["id"]),
+            bits_overrides=tuple((str(g), int(b)) for g, b in d.get("bits_overrides", [])),
         )
 
 
