@@ -105,23 +105,65 @@ def _bpw(manifest: object) -> float:
 
 def run_table(bit_list: list[int], group: int) -> None:
     import uc_attest as uc
-    from uc_attest.quant.scheme import RTN_ID, SCHEME_ID
+    from uc_attest.quant.scheme import RHT_ID, RTN_ID, SCHEME_ID, VALUE_PROJECTIONS_AT_6
 
     src = minilm_dir()
     texts = sentences()
     ref = embed(src, texts)
     print(f"all-MiniLM-L6-v2, {len(texts)} sentences, group size {group}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'scheme':<22} {'bits':>4} {'bpw':>6} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
+    print(f"{'scheme':<30} {'bits':>4} {'bpw':>6} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
     for bits in bit_list:
-        for sid in (RTN_ID, SCHEME_ID):
+        variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ())]
+        if bits == 5:
+            variants.append((f"{RHT_ID} +v@6 (default)", RHT_ID, VALUE_PROJECTIONS_AT_6))
+        for label, sid, overrides in variants:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                res = uc.write_pack(src, Path(tmp) / "p", uc.Scheme(bits=bits, group_size=group, id=sid), "cpu")
+                sc = uc.Scheme(bits=bits, group_size=group, id=sid, bits_overrides=overrides)
+                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu")
                 dt = time.perf_counter() - t0
                 uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
                 gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", texts))
-                print(f"{sid:<22} {bits:>4} {_bpw(res.manifest):>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+                print(f"{label:<30} {bits:>4} {_bpw(res.manifest):>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+
+
+STORIES_CONFIGS = [(4, 128), (5, 128), (5, 64), (5, 32), (6, 128)]
+
+
+def run_stories() -> None:
+    """stories260K: PPL ratio and KL vs the fp32 model on 96 x 256 tokens sampled from it (T=1, seed 1234)."""
+    import uc_attest as uc
+    from uc_attest.quant.scheme import RHT_ID, RTN_ID, SCHEME_ID
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import stories as st
+
+    if not st.SHARED_BIN.exists():
+        print(f"skipped: {st.SHARED_BIN} not found (../shared is not beside this clone)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        src = st.convert(st.SHARED_BIN, Path(tmp) / "stories260K")
+        ref = st.Llama(src)
+        t0 = time.perf_counter()
+        toks = st.sample(ref)
+        print(f"stories260K: {toks.shape[0]} x {toks.shape[1]} tokens sampled from the fp32 model in "
+              f"{time.perf_counter() - t0:.0f} s (T=1, seed 1234); PPL ratio / KL(p_ref || p_q) in nats")
+        bf16 = st.Llama(src)
+        bf16.w = {k: v.to(torch.bfloat16).to(torch.float64) for k, v in ref.w.items()}
+        r, kl = st.compare(ref, bf16, toks)
+        print(f"{'bf16 cast only':<22} {'':>4} {'':>4} {'16.000':>7} {r:>9.4f} {kl:>8.4f}")
+        print(f"{'scheme':<22} {'bits':>4} {'g':>4} {'bpw':>7} {'PPL ratio':>9} {'KL':>8}")
+        include = ("*.weight",)
+        exclude = ("*embed*", "*norm*")  # the tied embedding doubles as the output head: kept fp32
+        for bits, g in STORIES_CONFIGS:
+            for sid in (RTN_ID, SCHEME_ID, RHT_ID):
+                with tempfile.TemporaryDirectory() as t2:
+                    sc = uc.Scheme(bits=bits, group_size=g, id=sid, include=include, exclude=exclude)
+                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu")
+                    uc.export_reconstruction(Path(t2) / "p", Path(t2) / "r")
+                    r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)
+                    print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {r:>9.3f} {kl:>8.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("source", type=Path)
     c.add_argument("recon", type=Path)
     c.add_argument("--report", type=Path, help="also write a validation report (METRICS.json) here")
+    sub.add_parser("stories", help="stories260K: PPL ratio and KL of every scheme")
     t = sub.add_parser("table", help="RTN vs default at several bit widths (default command)")
     t.add_argument("--bits", type=int, nargs="+", default=[4, 5, 6])
     t.add_argument("--group-size", type=int, default=128)
@@ -145,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             args.report.write_text(json.dumps({"evaluation_set": f"minilm-stdlib-docstrings-{len(texts)}",
                                                "metrics": {"one_minus_mean_cosine": round(gap, 6),
                                                            "min_cosine": round(worst, 6)}}, indent=2))
+        return 0
+    if args.cmd == "stories":
+        run_stories()
         return 0
     run_table(getattr(args, "bits", [4, 5, 6]), getattr(args, "group_size", 128))
     return 0

@@ -42,7 +42,8 @@ def gpu_decode_check(pack_dir: Path) -> int:
                 continue
             f, scheme = pack.files[pt.shard], pack.schemes[pt.shard]
             comps = [f.tensor(name + s).to("cuda") for s in (".uc_codes", ".uc_scales", ".uc_zeros")]
-            w = reconstruct_tensor(*comps, pt.exponent, pt.shape, pt.dtype, scheme.bits, scheme.group_size)
+            signs = sign_bits(name, scheme.group_size) if scheme.rotated else None
+            w = reconstruct_tensor(*comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, signs)
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()
             if gpu != pack.digest(name).hex:
                 bad += 1

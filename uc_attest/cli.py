@@ -105,8 +105,13 @@ def pack(
     group_size: Annotated[int, typer.Option(help="Weights per scale/zero-point group (multiple of 8).")] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
     scheme_id: Annotated[
-        str, typer.Option("--scheme", help="uc-affine-clip/1 (default) or uc-rtn/1.")
-    ] = "uc-affine-clip/1",
+        str | None, typer.Option("--scheme", help="uc-rht-clip/1 (default), uc-affine-clip/1 or uc-rtn/1.")
+    ] = None,
+    bits_override: Annotated[
+        list[str] | None,
+        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6).")
+    ] = None,
+    no_overrides: Annotated[bool, typer.Option(help="Same bits for every tensor (no default overrides).")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
     force: ForceOpt = False,
@@ -116,12 +121,19 @@ def pack(
 
     def body() -> Any:
         base = uc.DEFAULT_SCHEME
+        overrides = base.bits_overrides
+        if bits_override:
+            try:
+                overrides = tuple((g, int(b)) for g, b in (o.rsplit("=", 1) for o in bits_override))
+            except ValueError:
+                raise uc.UsageError(f"--bits-override must be GLOB=BITS, got {bits_override}") from None
         scheme = uc.Scheme(
             bits=bits,
             group_size=group_size,
-            id=scheme_id,
+            id=scheme_id or base.id,
             include=tuple(include) if include else base.include,
             exclude=tuple(exclude) if exclude else base.exclude,
+            bits_overrides=() if no_overrides else overrides,
         )
         with _progress("packing", None) as progress:
             return uc.write_pack(source, output, scheme, device, force=force, progress=progress)

@@ -49,21 +49,21 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid
     signs = sign_bits("t.weight", group) if scheme.rotated else None
     got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, signs)
     # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
-    groups = math.ceil(300 / group)
-    codes = unpack_codes(q.codes, bits, 33 * groups * group).reshape(33, groups, group).to(torch.float64)
+    groups = math.ceil(33 * 300 / group)
+    codes = unpack_codes(q.codes, bits, groups * group).reshape(groups, group).to(torch.float64)
     ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None] * 2.0**q.exponent
     if signs is not None:
         k = group.bit_length() - 1
         ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * torch.tensor(signs, dtype=torch.float64)
-    ref = ref.reshape(33, groups * group)[:, :300].to(dtype)
+    ref = ref.reshape(-1)[: 33 * 300].reshape(33, 300).to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
     # Third and fourth ways: the NumPy and C host decoders used by verify give the same bytes.
     for native in (False, True):
-        host = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 300, q.dtype, bits, group,
-                           signs, native=native)
+        host = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 33 * 300,
+                           q.dtype, bits, group, signs, native=native)
         assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
-    assert err < {2: 0.4, 4: 0.01, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
+    assert err < {2: 0.6, 4: 0.015, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
 
 
 
@@ -91,10 +91,10 @@ def test_block_size_does_not_change_result(monkeypatch: pytest.MonkeyPatch) -> N
     assert _components(quantize_tensor("t.weight", w, "BF16", Scheme())) == whole
 
 
-def test_padding_when_columns_not_divisible_by_group() -> None:
+def test_groups_run_across_rows_with_only_the_tail_padded() -> None:
     w = synth_tensor((4, 130), seed=1)
     q = quantize_tensor("t.weight", w, "BF16", Scheme(group_size=128))
-    assert tuple(q.scales.shape) == (4, 2)
+    assert tuple(q.scales.shape) == (5,)  # 520 elements: 4 full groups and a padded tail
     r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 128)
     assert r.shape == w.shape
 
@@ -159,7 +159,7 @@ def test_native_and_numpy_decoders_agree(dtype: str, bits: int, group: int) -> N
     tdt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
     w = synth_tensor((17, 333), seed=bits + group, dtype=tdt)
     q = quantize_tensor("t.weight", w, dtype, Scheme(bits=bits, group_size=group))
-    args = (q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, 333, dtype, bits, group)
+    args = (q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 17 * 333, dtype, bits, group)
     assert decode.decode_rows(*args).tobytes() == decode.decode_rows(*args, native=False).tobytes()
 
 

@@ -139,14 +139,13 @@ class Pack:
             or (signs is not None and bits + g.bit_length() - 1 > 13)
         ):
             raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent/bits record", tensor=name)
-        cols = pt.shape[-1]
-        rows = pt.nbytes // nbytes(pt.dtype, (cols,))
-        groups = -(-cols // g)
-        row_code_bytes = groups * g * bits // 8
+        n = pt.nbytes // nbytes(pt.dtype, (1,))
+        groups = -(-n // g)
+        group_code_bytes = g * bits // 8
         want = {
-            SUFFIXES[0]: ("U8", (rows * row_code_bytes,)),
-            SUFFIXES[1]: ("F16", (rows, groups)),
-            SUFFIXES[2]: ("U8", (rows, groups)),
+            SUFFIXES[0]: ("U8", (groups * group_code_bytes,)),
+            SUFFIXES[1]: ("F16", (groups,)),
+            SUFFIXES[2]: ("U8", (groups,)),
         }
         for suffix, (dtype, shape) in want.items():
             info = f.infos.get(name + suffix)
@@ -158,17 +157,19 @@ class Pack:
                     f"expected {dtype}{list(shape)}",
                     tensor=name,
                 )
-        scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2").reshape(rows, groups)
-        zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8).reshape(rows, groups)
+        scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2")
+        zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8)
         if not np.isfinite(scales).all():
             raise MalformedPack(f"tensor {name!r}: non-finite scale", tensor=name)
-        block_rows = max(1, BLOCK_BYTES // max(1, groups * g * 4))
-        for r0 in range(0, rows, block_rows):
-            r1 = min(rows, r0 + block_rows)
+        block = max(1, BLOCK_BYTES // (g * 4))
+        for b0 in range(0, groups, block):
+            b1 = min(groups, b0 + block)
             codes = np.frombuffer(
-                f.pread(name + SUFFIXES[0], r0 * row_code_bytes, (r1 - r0) * row_code_bytes), dtype=np.uint8
+                f.pread(name + SUFFIXES[0], b0 * group_code_bytes, (b1 - b0) * group_code_bytes), dtype=np.uint8
             )
-            out = decode_rows(codes, scales[r0:r1], zeros[r0:r1], exponent, cols, pt.dtype, bits, g, signs)
+            count = min(n, b1 * g) - b0 * g
+            out = decode_rows(codes, scales[None, b0:b1], zeros[None, b0:b1], exponent, count, pt.dtype, bits, g,
+                              signs)
             yield out.reshape(-1).view(np.uint8).data
 
     def digest(self, name: str) -> Digest:

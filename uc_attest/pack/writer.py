@@ -53,7 +53,8 @@ def resolve_device(device: str) -> torch.device:
 def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
     """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
     signs = sign_bits(name, scheme.group_size) if q.rotated else None
-    out = decode_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.shape[-1], q.dtype,
+    n = int(np.prod(q.shape))
+    out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, n, q.dtype,
                       q.bits, scheme.group_size, signs)
     return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
 

@@ -29,9 +29,9 @@ ERR_BITS = 26
 class QuantizedTensor:
     """Pack components of one tensor (all on CPU)."""
 
-    codes: torch.Tensor  # uint8, packed b-bit codes of the padded [rows, groups*g] matrix
-    scales: torch.Tensor  # float16 [rows, groups]: scale significands
-    zeros: torch.Tensor  # uint8 [rows, groups]: integer zero-points
+    codes: torch.Tensor  # uint8, packed b-bit codes of the tail-padded [groups, g] matrix
+    scales: torch.Tensor  # float16 [groups]: scale significands
+    zeros: torch.Tensor  # uint8 [groups]: integer zero-points
     exponent: int  # real scale = float(scales) * 2**exponent
     shape: tuple[int, ...]
     dtype: str
@@ -55,19 +55,6 @@ def tensor_exponent(range_max: float, qmax: int) -> int:
         return 0
     _m, e = math.frexp(range_max / qmax)
     return e - 15
-
-
-def _rows2d(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, x.shape[-1])
-
-
-def _padded_groups(block: torch.Tensor, g: int) -> torch.Tensor:
-    """fp64 [rows, groups, g], zero-padded along the last dim (zeros never change a result)."""
-    y = block.to(torch.float64)
-    pad = -y.shape[1] % g
-    if pad:
-        y = torch.nn.functional.pad(y, (0, pad))
-    return y.reshape(y.shape[0], -1, g)
 
 
 def _store_scale(s: torch.Tensor, inv_pow: float) -> torch.Tensor:
@@ -116,32 +103,39 @@ def _search_block(
 def quantize_tensor(
     name: str, w: torch.Tensor, dtype: str, scheme: Scheme, device: torch.device | str = "cpu"
 ) -> QuantizedTensor:
-    """Quantize one float tensor (grouped along its last dimension) on ``device``."""
+    """Quantize one float tensor on ``device``: groups of ``g`` consecutive elements in C order."""
     g, bits = scheme.group_size, scheme.bits_for(name)
     qmax = (1 << bits) - 1
+    flat = w.reshape(-1)
+    n = flat.numel()
+    n_groups = -(-n // g)
+    block = max(1, BLOCK_ELEMS // g)
 
-    def groups(block: torch.Tensor) -> torch.Tensor:
-        y = _padded_groups(block.to(device), g)
+    def groups(b0: int, b1: int) -> torch.Tensor:
+        """Groups b0..b1 as float64 [b1 - b0, g], the tail zero-padded (zeros never change a result)."""
+        seg = flat[b0 * g : min(n, b1 * g)].to(device).to(torch.float64)
+        pad = (b1 - b0) * g - seg.numel()
+        if pad:
+            seg = torch.nn.functional.pad(seg, (0, pad))
+        y = seg.reshape(b1 - b0, g)
         return rotate(y, name) if scheme.rotated else y
 
-    rows2d = _rows2d(w)
-    n_rows, n_cols = rows2d.shape
-    block_rows = max(1, BLOCK_ELEMS // (n_cols + (-n_cols % g)))
     # Pass 1: non-finite check and the largest group range (exact min/max).
     range_max = 0.0
-    for r0 in range(0, n_rows, block_rows):
-        if not bool(torch.isfinite(rows2d[r0 : r0 + block_rows]).all()):
+    for b0 in range(0, n_groups, block):
+        b1 = min(n_groups, b0 + block)
+        if not bool(torch.isfinite(flat[b0 * g : min(n, b1 * g)]).all()):
             raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
-        y = groups(rows2d[r0 : r0 + block_rows])
+        y = groups(b0, b1)
         rng = torch.clamp(torch.amax(y, -1), min=0.0) - torch.clamp(torch.amin(y, -1), max=0.0)
         range_max = max(range_max, float(torch.amax(rng)))
     exponent = tensor_exponent(range_max, qmax)
     if not EXP_RANGE[0] <= exponent <= EXP_RANGE[1]:
         raise UnsupportedTensor(f"tensor {name!r}: magnitude out of range (scale exponent {exponent})", tensor=name)
-    # Pass 2: search per block.
+    # Pass 2: search per block of groups.
     codes, scales, zeros = [], [], []
-    for r0 in range(0, n_rows, block_rows):
-        q, s16, z = _search_block(groups(rows2d[r0 : r0 + block_rows]), qmax, exponent, scheme.clip_grid)
+    for b0 in range(0, n_groups, block):
+        q, s16, z = _search_block(groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid)
         codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())

@@ -39,12 +39,11 @@ def reconstruct_tensor(
     ``signs`` (rotated schemes): the group's ±1 vector; the integer Hadamard transform of
     ``q - z`` is then applied before the multiply (docs/format.md 3.6).
     """
-    n_cols = shape[-1]
-    n_rows = math.prod(shape[:-1])
-    n_groups = -(-n_cols // group_size)
-    if tuple(scales.shape) != (n_rows, n_groups) or tuple(zeros.shape) != (n_rows, n_groups):
-        raise ValueError(f"scales/zeros must have shape [{n_rows}, {n_groups}]")
-    q = unpack_codes(codes, bits, n_rows * n_groups * group_size).reshape(n_rows, n_groups, group_size)
+    n = math.prod(shape)
+    n_groups = -(-n // group_size)
+    if tuple(scales.shape) != (n_groups,) or tuple(zeros.shape) != (n_groups,):
+        raise ValueError(f"scales/zeros must have shape [{n_groups}]")
+    q = unpack_codes(codes, bits, n_groups * group_size).reshape(n_groups, group_size)
     vi = q.to(torch.int32) - zeros.to(torch.int32).unsqueeze(-1)
     shift = 0
     if signs is not None:
@@ -54,7 +53,7 @@ def reconstruct_tensor(
     w = w * math.ldexp(1.0, exponent + shift)
     if signs is not None:
         w = w * torch.tensor(signs, dtype=torch.float32, device=w.device)
-    w = w.reshape(n_rows, n_groups * group_size)[:, :n_cols]
+    w = w.reshape(-1)[:n]
     target = torch_dtype(dtype)
     if target is None or not target.is_floating_point:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
