@@ -96,9 +96,7 @@ def _bpw(manifest: object) -> float:
             for d in t.shape:
                 n *= d
             g, b = t.quant["group_size"], t.quant["bits"]
-            rows = n // t.shape[-1]
-            groups = -(-t.shape[-1] // g)
-            bits += rows * groups * (g * b + 16 + b)
+            bits += -(-n // g) * (g * b + 16 + b)
             total += n
     return bits / total
 

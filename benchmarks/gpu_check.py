@@ -25,6 +25,7 @@ import torch
 import uc_attest as uc
 from uc_attest.pack import Pack
 from uc_attest.quant.reconstruct import reconstruct_tensor
+from uc_attest.quant.rotation import sign_key
 from uc_attest.synth import write_synth_model
 
 
@@ -42,8 +43,8 @@ def gpu_decode_check(pack_dir: Path) -> int:
                 continue
             f, scheme = pack.files[pt.shard], pack.schemes[pt.shard]
             comps = [f.tensor(name + s).to("cuda") for s in (".uc_codes", ".uc_scales", ".uc_zeros")]
-            signs = sign_bits(name, scheme.group_size) if scheme.rotated else None
-            w = reconstruct_tensor(*comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, signs)
+            key = sign_key(name) if scheme.rotated else None
+            w = reconstruct_tensor(*comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, key)
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()
             if gpu != pack.digest(name).hex:
                 bad += 1

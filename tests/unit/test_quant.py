@@ -40,27 +40,28 @@ CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize(("sid", "bits", "group"), CASES)
 def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid: str, bits: int, group: int) -> None:
-    from uc_attest.quant.rotation import sign_bits
+    from uc_attest.quant.rotation import sign_key, sign_of
 
     w = synth_tensor((33, 300), seed=bits * 1000 + group, dtype=dtype)
     scheme = Scheme(bits=bits, group_size=group, id=sid)
     q = quantize_tensor("t.weight", w, {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
                         scheme)
-    signs = sign_bits("t.weight", group) if scheme.rotated else None
-    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, signs)
+    key = sign_key("t.weight") if scheme.rotated else None
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key)
     # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
     groups = math.ceil(33 * 300 / group)
     codes = unpack_codes(q.codes, bits, groups * group).reshape(groups, group).to(torch.float64)
     ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None] * 2.0**q.exponent
-    if signs is not None:
+    if key is not None:  # signs from the pure-Python reference of SplitMix64
         k = group.bit_length() - 1
-        ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * torch.tensor(signs, dtype=torch.float64)
+        d = torch.tensor([sign_of(key, i) for i in range(groups * group)], dtype=torch.float64).reshape(groups, group)
+        ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * d
     ref = ref.reshape(-1)[: 33 * 300].reshape(33, 300).to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
     # Third and fourth ways: the NumPy and C host decoders used by verify give the same bytes.
     for native in (False, True):
         host = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 33 * 300,
-                           q.dtype, bits, group, signs, native=native)
+                           q.dtype, bits, group, key, native=native)
         assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
     assert err < {2: 0.6, 4: 0.015, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
@@ -184,3 +185,29 @@ def test_native_float_conversions_match_numpy_on_edge_values() -> None:
     decode._native.convert(x, 2, bf16)
     ref = torch.from_numpy(x.copy()).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     assert np.array_equal(bf16, ref)
+
+
+def test_sign_streams_agree_numpy_torch_python_and_blocks() -> None:
+    from uc_attest.quant.rotation import sign_key, sign_of, signs_numpy, signs_torch
+
+    key = sign_key("model.layers.0.self_attn.v_proj.weight")
+    ref = [sign_of(key, i) for i in range(1000, 1300)]
+    assert signs_numpy(key, 1000, 300).tolist() == ref
+    assert signs_torch(key, 1000, 300, "cpu", torch.float32).tolist() == ref
+    assert signs_numpy(key, 0, 1300)[1000:].tolist() == ref
+    assert sign_key("a") != sign_key("b") and len(set(ref)) == 2
+
+
+def test_rotated_decode_in_blocks_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uc_attest.quant.rotation import sign_key
+
+    w = synth_tensor((40, 256), seed=5)
+    q = quantize_tensor("t.weight", w, "BF16", Scheme(id="uc-rht-clip/1"))
+    key = sign_key("t.weight")
+    whole = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 40 * 256, "BF16",
+                        5, 128, key)
+    for native in (False, True):
+        parts = [decode_rows(q.codes.numpy()[b * 80 : (b + 1) * 80], q.scales.numpy()[None, b : b + 1],
+                             q.zeros.numpy()[None, b : b + 1], q.exponent, 128, "BF16", 5, 128, key, b, native=native)
+                 for b in range(80)]
+        assert b"".join(p.tobytes() for p in parts) == whole.tobytes()

@@ -20,7 +20,7 @@ from ..digest import Digest
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
 from ..manifest import Manifest
 from ..quant.decode import decode_rows
-from ..quant.rotation import sign_bits
+from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
 from ..stfile import SafetensorsFile, nbytes
 from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
@@ -128,7 +128,7 @@ class Pack:
 
     def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
         name, g, bits = pt.name, scheme.group_size, pt.bits
-        signs = sign_bits(name, g) if scheme.rotated else None
+        key = sign_key(name) if scheme.rotated else None
         exponent = pt.exponent if pt.exponent is not None else 0
         if (
             pt.dtype not in FLOAT_DTYPES
@@ -136,7 +136,7 @@ class Pack:
             or 0 in pt.shape
             or not (EXP_RANGE[0] <= exponent <= EXP_RANGE[1])
             or not 2 <= bits <= 8
-            or (signs is not None and bits + g.bit_length() - 1 > 13)
+            or (key is not None and (bits + g.bit_length() - 1 > 13 or g & (g - 1)))
         ):
             raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent/bits record", tensor=name)
         n = pt.nbytes // nbytes(pt.dtype, (1,))
@@ -169,7 +169,7 @@ class Pack:
             )
             count = min(n, b1 * g) - b0 * g
             out = decode_rows(codes, scales[None, b0:b1], zeros[None, b0:b1], exponent, count, pt.dtype, bits, g,
-                              signs)
+                              key, b0)
             yield out.reshape(-1).view(np.uint8).data
 
     def digest(self, name: str) -> Digest:

@@ -23,7 +23,7 @@ from ..fsutil import atomic_output_dir, atomic_write_bytes
 from ..manifest import Manifest, TensorEntry
 from ..quant.decode import decode_rows
 from ..quant.quantize import QuantizedTensor, quantize_tensor
-from ..quant.rotation import sign_bits
+from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
 from ..source import ModelSource
 from ..stfile import OutTensor, out_tensor, write_safetensors
@@ -52,10 +52,10 @@ def resolve_device(device: str) -> torch.device:
 
 def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
     """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
-    signs = sign_bits(name, scheme.group_size) if q.rotated else None
+    key = sign_key(name) if q.rotated else None
     n = int(np.prod(q.shape))
     out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, n, q.dtype,
-                      q.bits, scheme.group_size, signs)
+                      q.bits, scheme.group_size, key)
     return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
 
 

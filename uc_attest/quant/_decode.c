@@ -50,16 +50,23 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, signs)
- * signs: empty (plain schemes) or `group` int8 values +-1 (rotated: integer Hadamard of q - z first). */
+static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py sign_of) */
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group)
+ * rotated: integer Hadamard of q - z, then the sign of padded element i = bit 0 of mix64(key + i),
+ * i counted from first_group * group (rows are a run of groups of one tensor). */
 static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer codes, scales, zeros, out, signs;
-    int exponent, group, bits, dtype;
-    Py_ssize_t rows, cols;
-    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*y*", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
-                          &bits, &dtype, &out, &signs))
+    Py_buffer codes, scales, zeros, out;
+    int exponent, group, bits, dtype, rotated;
+    unsigned long long key;
+    Py_ssize_t rows, cols, first_group;
+    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*pKn", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
+                          &bits, &dtype, &out, &rotated, &key, &first_group))
         return NULL;
-    const int rotated = signs.len > 0;
     int k = 0;
     while ((1 << k) < group) k++;
     Py_ssize_t groups = (cols + group - 1) / group, row_codes = groups * group;
@@ -67,7 +74,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -90 && exponent <= 100 &&
              dtype >= 0 && dtype <= 2 && codes.len == rows * row_codes * bits / 8 &&
              scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize &&
-             (!rotated || (signs.len == group && (1 << k) == group && bits + k <= 13));
+             (!rotated || ((1 << k) == group && bits + k <= 13));
     if (ok) {
         const uint8_t *cp = codes.buf, *zp = zeros.buf;
         const uint16_t *sp = scales.buf;
@@ -75,7 +82,6 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         const int shift = rotated ? k / 2 - k : 0;
         const float pow2e = bits_to_f32((uint32_t)(exponent + shift + 127) << 23);
         const uint64_t mask = (1u << bits) - 1u;
-        const int8_t *sg = signs.buf;
         float buf[1024];
         int32_t ibuf[1024];
         Py_BEGIN_ALLOW_THREADS
@@ -97,7 +103,9 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                                 int32_t a = ibuf[j], b = ibuf[j + h];
                                 ibuf[j] = a + b; ibuf[j + h] = a - b;
                             }
-                    for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s * (float)sg[j];
+                    uint64_t base = (uint64_t)key + (uint64_t)((first_group + r * groups + gi) * group);
+                    for (int j = 0; j < group; j++)
+                        buf[j] = (float)ibuf[j] * s * ((mix64(base + (uint64_t)j) & 1u) ? -1.0f : 1.0f);
                 } else {
                     for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s;
                 }
@@ -110,7 +118,6 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros); PyBuffer_Release(&out);
-    PyBuffer_Release(&signs);
     if (!ok) { PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters"); return NULL; }
     Py_RETURN_NONE;
 }

@@ -14,7 +14,6 @@ A C implementation of the same steps (``_decode.c``) is used when it was compile
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +23,7 @@ try:  # the optional C decoder (same contract, ~10x faster); see _decode.c
 except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a machine without a build)
     _native = None
 
-from .rotation import decode_shift, fwht_numpy
+from .rotation import decode_shift, fwht_numpy, signs_numpy
 
 _BF16_ROUND = np.uint32(0x7FFF)
 _OUT = {"F32": (0, np.float32), "F16": (1, np.float16), "BF16": (2, np.uint16)}
@@ -64,7 +63,8 @@ def decode_rows(
     dtype: str,
     bits: int,
     group_size: int,
-    signs: Sequence[int] | None = None,
+    sign_key: int | None = None,
+    first_group: int = 0,
     *,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
@@ -79,22 +79,22 @@ def decode_rows(
     if native and _native is not None:
         code, np_dtype = _OUT[dtype]
         out = np.empty((rows, n_cols), dtype=np_dtype)
-        sign_bytes = np.asarray(signs, dtype=np.int8).tobytes() if signs is not None else b""
         _native.decode(np.ascontiguousarray(codes), np.ascontiguousarray(scales).view(np.uint16),
-                       np.ascontiguousarray(zeros), exponent, rows, n_cols, group_size, bits, code, out, sign_bytes)
+                       np.ascontiguousarray(zeros), exponent, rows, n_cols, group_size, bits, code, out,
+                       sign_key is not None, sign_key or 0, first_group)
         return out
     q = unpack_codes_np(codes, bits).reshape(rows, groups, group_size)
-    shift = decode_shift(group_size) if signs is not None else 0
+    shift = decode_shift(group_size) if sign_key is not None else 0
     s = scales.astype(np.float32) * np.float32(math.ldexp(1.0, exponent + shift))
-    if signs is None:
+    if sign_key is None:
         v = q.astype(np.float32)
         v -= zeros.astype(np.float32)[..., None]  # exact: small integers
     else:
         vi = q.astype(np.int32) - zeros.astype(np.int32)[..., None]
         v = fwht_numpy(vi).astype(np.float32)  # exact integers below 2^13
     v *= s[..., None]
-    if signs is not None:
-        v *= np.asarray(signs, dtype=np.float32)
+    if sign_key is not None:
+        v *= signs_numpy(sign_key, first_group * group_size, rows * groups * group_size).reshape(v.shape)
     flat = v.reshape(rows, groups * group_size)[:, :n_cols]
     if dtype == "F32":
         return np.ascontiguousarray(flat)

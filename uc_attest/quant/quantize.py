@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UnsupportedTensor
 from .codec import pack_codes
-from .rotation import rotate
+from .rotation import rotate, sign_key
 from .scheme import EXP_RANGE, Scheme
 
 #: Rows are processed in blocks of about this many (padded) elements to bound memory.
@@ -58,46 +58,95 @@ def tensor_exponent(range_max: float, qmax: int) -> int:
 
 
 def _store_scale(s: torch.Tensor, inv_pow: float) -> torch.Tensor:
-    """fp64 real scale -> fp16 significand: exact 2**-e scaling, then fp64->fp32->fp16 (RNE each)."""
-    s16 = (s * inv_pow).to(torch.float32).to(torch.float16)
+    """fp64 real scale -> fp16 significand: exact 2**-e scaling, then fp64->fp32->fp16 (RNE each),
+    clamped to the finite fp16 range [2**-24, 65504]."""
+    s16 = torch.clamp((s * inv_pow).to(torch.float32), max=65504.0).to(torch.float16)
     tiny = torch.tensor(2.0**-24, dtype=torch.float16, device=s.device)
     return torch.maximum(s16, tiny)
 
 
+def _isum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dim of an integer tensor (exact, order-independent); floats are refused."""
+    if t.is_floating_point():
+        raise TypeError("only integer sums are allowed on the determinism path")
+    return t.to(torch.int64).sum(dim=-1)
+
+
+def _objective(y: torch.Tensor, q: torch.Tensor, z: torch.Tensor, s: torch.Tensor, err_scale: torch.Tensor) -> torch.Tensor:
+    """Exact integer squared error per group: sum of int64(round((scaled e)^2))."""
+    lim = float(2 ** (ERR_BITS + 1))
+    e = torch.clamp((y - (q - z.unsqueeze(-1)) * s.unsqueeze(-1)) * err_scale, -lim, lim)
+    return _isum(torch.round(e * e).to(torch.int64))
+
+
+def _codes(y: torch.Tensor, s: torch.Tensor, z: torch.Tensor, qmax: int) -> torch.Tensor:
+    return torch.clamp(torch.round(_div(y, s.unsqueeze(-1))) + z.unsqueeze(-1), 0, qmax)
+
+
 def _search_block(
-    y: torch.Tensor, qmax: int, exponent: int, clip_grid: tuple[float, ...]
+    y: torch.Tensor, qmax: int, exponent: int, clip_grid: tuple[float, ...], refit_rounds: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exact-objective clipping search over ``clip_grid`` for one block; returns codes, s16, z."""
-    dev = y.device
+    """Exact-objective search for one block of groups [nb, g]; returns codes, s16, z.
+
+    1. clipping grid: scale from the clipped range, zero-point from the clipped minimum;
+    2. ``refit_rounds`` rounds of least-squares refit of (scale, offset) to the current codes with
+       exact integer normal equations, trying z in round(-c/s) + {0, -1, +1}.
+    A candidate replaces the best only on a strictly lower integer error (ties keep the earlier).
+    """
+    dev, g = y.device, y.shape[-1]
     lo = torch.clamp(torch.amin(y, dim=-1), max=0.0)
     hi = torch.clamp(torch.amax(y, dim=-1), min=0.0)
     absmax = torch.maximum(-lo, hi)
     _, e_g = torch.frexp(absmax)
-    err_scale = _pow2((ERR_BITS - e_g.to(torch.int64)).clamp(-1022, 1023)).unsqueeze(-1)
+    e_g = e_g.to(torch.int64)
+    err_scale = _pow2((ERR_BITS - e_g).clamp(-1022, 1023)).unsqueeze(-1)
     qmax_t = torch.full_like(lo, float(qmax))
     pow_e, inv_pow = math.ldexp(1.0, exponent), math.ldexp(1.0, -exponent)
     zero_range = hi == lo
     best_err = torch.full(lo.shape, torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
     best_s16 = torch.ones(lo.shape, dtype=torch.float16, device=dev)
     best_z = torch.zeros(lo.shape, dtype=torch.float64, device=dev)
-    lim = float(2 ** (ERR_BITS + 1))
+
+    def consider(s16: torch.Tensor, z: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        nonlocal best_err, best_s16, best_z
+        s = s16.to(torch.float64) * pow_e
+        err = _objective(y, _codes(y, s, z, qmax), z, s, err_scale)
+        better = err < best_err if valid is None else (err < best_err) & valid
+        best_err = torch.where(better, err, best_err)
+        best_s16 = torch.where(better, s16, best_s16)
+        best_z = torch.where(better, z, best_z)
+
     for p in clip_grid:
         lo_p, hi_p = lo * p, hi * p
         s16 = _store_scale(_div(hi_p - lo_p, qmax_t), inv_pow)
         s16 = torch.where(zero_range, torch.ones_like(s16), s16)
         s = s16.to(torch.float64) * pow_e
-        z = torch.clamp(torch.round(_div(-lo_p, s)), 0, qmax)
-        q = torch.clamp(torch.round(_div(y, s.unsqueeze(-1))) + z.unsqueeze(-1), 0, qmax)
-        e = (y - (q - z.unsqueeze(-1)) * s.unsqueeze(-1)) * err_scale
-        ec = torch.clamp(e, -lim, lim)
-        err = torch.round(ec * ec).to(torch.int64).sum(dim=-1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best_s16 = torch.where(better, s16, best_s16)
-        best_z = torch.where(better, z, best_z)
+        consider(s16, torch.clamp(torch.round(_div(-lo_p, s)), 0, qmax))
+    if refit_rounds:
+        # Fixed point: y ~ w_fx * 2^(E_g - F) with F small enough that no int64 sum overflows.
+        f_bits = 61 - (qmax.bit_length()) - 2 * max(1, (g - 1).bit_length())
+        to_fx = _pow2((f_bits - e_g).clamp(-1022, 1023))
+        from_fx = _pow2((e_g - f_bits).clamp(-1022, 1023))
+        w_fx = torch.round(y * to_fx.unsqueeze(-1)).to(torch.int64)
+        s_w = _isum(w_fx)
+        n_t = torch.full_like(lo, float(g))
+        for _ in range(refit_rounds):
+            s = best_s16.to(torch.float64) * pow_e
+            qi = _codes(y, s, best_z, qmax).to(torch.int64)
+            s_q, s_qq, s_qw = _isum(qi), _isum(qi * qi), _isum(qi * w_fx)
+            num, den = g * s_qw - s_q * s_w, g * s_qq - s_q * s_q
+            valid = (den > 0) & ~zero_range
+            den_f = torch.where(valid, den, torch.ones_like(den)).to(torch.float64)
+            a = _div(num.to(torch.float64), den_f) * from_fx
+            valid = valid & (a > 0)
+            c = _div(s_w.to(torch.float64) * from_fx - a * s_q.to(torch.float64), n_t)
+            s16 = _store_scale(torch.where(valid, a, torch.ones_like(a)), inv_pow)
+            s_new = s16.to(torch.float64) * pow_e
+            z0 = torch.round(_div(-c, s_new))
+            for dz in (0.0, -1.0, 1.0):
+                consider(s16, torch.clamp(z0 + dz, 0, qmax), valid)
     s = best_s16.to(torch.float64) * pow_e
-    q = torch.clamp(torch.round(_div(y, s.unsqueeze(-1))) + best_z.unsqueeze(-1), 0, qmax)
-    return q.to(torch.uint8), best_s16, best_z.to(torch.uint8)
+    return _codes(y, s, best_z, qmax).to(torch.uint8), best_s16, best_z.to(torch.uint8)
 
 
 def quantize_tensor(
@@ -118,7 +167,7 @@ def quantize_tensor(
         if pad:
             seg = torch.nn.functional.pad(seg, (0, pad))
         y = seg.reshape(b1 - b0, g)
-        return rotate(y, name) if scheme.rotated else y
+        return rotate(y, sign_key(name), b0) if scheme.rotated else y
 
     # Pass 1: non-finite check and the largest group range (exact min/max).
     range_max = 0.0
@@ -135,7 +184,8 @@ def quantize_tensor(
     # Pass 2: search per block of groups.
     codes, scales, zeros = [], [], []
     for b0 in range(0, n_groups, block):
-        q, s16, z = _search_block(groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid)
+        q, s16, z = _search_block(groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid,
+                                  scheme.refit_rounds)
         codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())

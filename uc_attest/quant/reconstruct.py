@@ -14,13 +14,12 @@ Rotated schemes insert an exact integer Hadamard transform of ``q - z`` and a ±
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
 from ..stfile import torch_dtype
 from .codec import unpack_codes
-from .rotation import decode_shift, fwht_torch
+from .rotation import decode_shift, fwht_torch, signs_torch
 
 
 def reconstruct_tensor(
@@ -32,12 +31,12 @@ def reconstruct_tensor(
     dtype: str,
     bits: int,
     group_size: int,
-    signs: Sequence[int] | None = None,
+    sign_key: int | None = None,
 ) -> torch.Tensor:
     """Decode pack components into the original shape and dtype (same device as inputs).
 
-    ``signs`` (rotated schemes): the group's ±1 vector; the integer Hadamard transform of
-    ``q - z`` is then applied before the multiply (docs/format.md 3.6).
+    ``sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
+    ``q - z`` and the per-element signs are then applied (docs/format.md 3.6).
     """
     n = math.prod(shape)
     n_groups = -(-n // group_size)
@@ -46,13 +45,13 @@ def reconstruct_tensor(
     q = unpack_codes(codes, bits, n_groups * group_size).reshape(n_groups, group_size)
     vi = q.to(torch.int32) - zeros.to(torch.int32).unsqueeze(-1)
     shift = 0
-    if signs is not None:
+    if sign_key is not None:
         vi = fwht_torch(vi)  # exact: |H(q - z)| <= (2^bits - 1) * g < 2^13
         shift = decode_shift(group_size)
     w = vi.to(torch.float32) * scales.to(torch.float32).unsqueeze(-1)
     w = w * math.ldexp(1.0, exponent + shift)
-    if signs is not None:
-        w = w * torch.tensor(signs, dtype=torch.float32, device=w.device)
+    if sign_key is not None:
+        w = w * signs_torch(sign_key, 0, n_groups * group_size, w.device, torch.float32).reshape(w.shape)
     w = w.reshape(-1)[:n]
     target = torch_dtype(dtype)
     if target is None or not target.is_floating_point:

@@ -4,7 +4,8 @@ Encoder: ``y = H_g · (D ⊙ x) · 2^-⌊k/2⌋`` per group (g = 2^k), in float6
 butterfly order (pinned rounding). Decoder: ``x̂ = D ⊙ H_g(q - z) · s16 · 2^(e + ⌊k/2⌋ - k)``:
 the Hadamard transform of small integers is exact in int32, and H·H = g·I makes the inverse a
 power of two, so reconstruction stays one rounding (docs/format.md 3.6).
-Signs D are bits of SHA-256 in counter mode over the tensor name: the same on every machine.
+Signs D: bit 0 of SplitMix64(key + element index), key = SHA-256 of the tensor name (integer
+arithmetic only): different for every group, the same on every machine.
 """
 
 from __future__ import annotations
@@ -28,18 +29,50 @@ def _stack(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack((a + b, a - b), dim=-2)
 
 
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_U64 = (1 << 64) - 1
+
+
 @lru_cache(maxsize=4096)
-def sign_bits(name: str, g: int) -> tuple[int, ...]:
-    """g values in {+1, -1}: bit j of SHA-256(domain || name || ":" || counter) stream (1 -> -1)."""
-    out: list[int] = []
-    counter = 0
-    while len(out) < g:
-        block = hashlib.sha256(SIGN_DOMAIN + name.encode() + b":" + counter.to_bytes(8, "big")).digest()
-        for byte in block:
-            for bit in range(8):
-                out.append(-1 if (byte >> bit) & 1 else 1)
-        counter += 1
-    return tuple(out[:g])
+def sign_key(name: str) -> int:
+    """Per-tensor key: the first 8 bytes (little-endian) of SHA-256("uc-rht/1:" || name)."""
+    return int.from_bytes(hashlib.sha256(SIGN_DOMAIN + name.encode()).digest()[:8], "little")
+
+
+def sign_of(key: int, index: int) -> int:
+    """Reference (pure Python) sign of padded element ``index``: bit 0 of SplitMix64(key + index)."""
+    x = (key + index) & _U64
+    x = ((x ^ (x >> 30)) * _M1) & _U64
+    x = ((x ^ (x >> 27)) * _M2) & _U64
+    x ^= x >> 31
+    return -1 if x & 1 else 1
+
+
+def signs_numpy(key: int, start: int, count: int) -> npt.NDArray[np.float32]:
+    """Signs of padded elements [start, start + count) as float32 ±1 (uint64 wraparound arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = np.arange(start, start + count, dtype=np.uint64) + np.uint64(key)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(_M1)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(_M2)
+        x ^= x >> np.uint64(31)
+    return np.where(x & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+
+
+def signs_torch(key: int, start: int, count: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """The same signs with torch int64 (two's complement wraparound; logical shifts by masking)."""
+    import torch
+
+    def srl(v: torch.Tensor, k: int) -> torch.Tensor:
+        return (v >> k) & ((1 << (64 - k)) - 1)
+
+    def signed(u: int) -> int:
+        return u - (1 << 64) if u >= 1 << 63 else u
+
+    x = torch.arange(start, start + count, dtype=torch.int64, device=device) + signed(key)
+    x = (x ^ srl(x, 30)) * signed(_M1)
+    x = (x ^ srl(x, 27)) * signed(_M2)
+    x = x ^ srl(x, 31)
+    return torch.where((x & 1) == 1, -1.0, 1.0).to(dtype)
 
 
 def log2_exact(g: int) -> int:
@@ -75,13 +108,11 @@ def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     return x
 
 
-def rotate(y: torch.Tensor, name: str) -> torch.Tensor:
-    """Encoder side on float64 groups [..., g]: H (D ⊙ y) 2^-⌊k/2⌋ (every step IEEE-pinned)."""
-    import torch
-
-    g = y.shape[-1]
+def rotate(y: torch.Tensor, key: int, first_group: int) -> torch.Tensor:
+    """Encoder side on float64 groups [nb, g] starting at group ``first_group``: H (D ⊙ y) 2^-⌊k/2⌋."""
+    nb, g = y.shape
     k = log2_exact(g)
-    d = torch.tensor(sign_bits(name, g), dtype=torch.float64, device=y.device)
+    d = signs_torch(key, first_group * g, nb * g, y.device, y.dtype).reshape(nb, g)
     return fwht_torch(y * d) * (2.0 ** -(k // 2))
 
 

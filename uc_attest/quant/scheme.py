@@ -24,6 +24,8 @@ CLIP_GRID: tuple[float, ...] = tuple(1.0 - i / 100 for i in range(21))
 SCHEMES: dict[str, tuple[float, ...]] = {SCHEME_ID: CLIP_GRID, RTN_ID: (1.0,), RHT_ID: CLIP_GRID}
 #: Schemes whose groups are rotated by a randomized Hadamard transform before quantization.
 ROTATED = frozenset({RHT_ID})
+#: Least-squares refit rounds (exact integer normal equations) after the clipping search.
+REFIT: dict[str, int] = {RHT_ID: 4}
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class Scheme:
     @property
     def rotated(self) -> bool:
         return self.id in ROTATED
+
+    @property
+    def refit_rounds(self) -> int:
+        """Least-squares refit rounds after the clipping search (0 for RTN)."""
+        return REFIT.get(self.id, 0)
 
     def bits_for(self, name: str) -> int:
         """Bits of one tensor: the first matching override, else the scheme's bits."""
