@@ -109,7 +109,7 @@ def pack(
     ] = None,
     bits_override: Annotated[
         list[str] | None,
-        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6).")
+        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6)."),
     ] = None,
     no_overrides: Annotated[bool, typer.Option(help="Same bits for every tensor (no default overrides).")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,

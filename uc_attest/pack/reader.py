@@ -91,8 +91,14 @@ class Pack:
             if not isinstance(qmeta, dict):
                 raise TypeError(f"{META_TENSORS} is not an object")
             records = [
-                PackedTensor(name, path.name, str(q["dtype"]), tuple(int(d) for d in q["shape"]), int(q["exponent"]),
-                             int(q.get("bits", scheme.bits)))
+                PackedTensor(
+                    name,
+                    path.name,
+                    str(q["dtype"]),
+                    tuple(int(d) for d in q["shape"]),
+                    int(q["exponent"]),
+                    int(q.get("bits", scheme.bits)),
+                )
                 for name, q in qmeta.items()
             ]
         except (KeyError, ValueError, TypeError, UsageError) as exc:
@@ -168,8 +174,9 @@ class Pack:
                 f.pread(name + SUFFIXES[0], b0 * group_code_bytes, (b1 - b0) * group_code_bytes), dtype=np.uint8
             )
             count = min(n, b1 * g) - b0 * g
-            out = decode_rows(codes, scales[None, b0:b1], zeros[None, b0:b1], exponent, count, pt.dtype, bits, g,
-                              key, b0)
+            out = decode_rows(
+                codes, scales[None, b0:b1], zeros[None, b0:b1], exponent, count, pt.dtype, bits, g, key, b0
+            )
             yield out.reshape(-1).view(np.uint8).data
 
     def digest(self, name: str) -> Digest:

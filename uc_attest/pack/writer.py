@@ -54,8 +54,17 @@ def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
     """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
     key = sign_key(name) if q.rotated else None
     n = int(np.prod(q.shape))
-    out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, n, q.dtype,
-                      q.bits, scheme.group_size, key)
+    out = decode_rows(
+        q.codes.numpy(),
+        q.scales.numpy()[None],
+        q.zeros.numpy()[None],
+        q.exponent,
+        n,
+        q.dtype,
+        q.bits,
+        scheme.group_size,
+        key,
+    )
     return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
 
 
@@ -101,8 +110,12 @@ def write_pack(
                             out_tensor(info.name + SUFFIXES[1], q.scales),
                             out_tensor(info.name + SUFFIXES[2], q.zeros),
                         ]
-                        qmeta[info.name] = {"dtype": info.dtype, "shape": list(info.shape), "exponent": q.exponent,
-                                            "bits": q.bits}
+                        qmeta[info.name] = {
+                            "dtype": info.dtype,
+                            "shape": list(info.shape),
+                            "exponent": q.exponent,
+                            "bits": q.bits,
+                        }
                         quant = {"bits": q.bits, "group_size": scheme.group_size, "exponent": q.exponent}
                     else:
                         digest = sdig

@@ -50,6 +50,16 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+/* Unnormalized Walsh-Hadamard transform in place (butterfly order h = 1, 2, 4, ...), exact in int32. */
+static inline void fwht_i32(int32_t *restrict v, int n) {
+    for (int i = 0; i < n; i += 2) { int32_t x = v[i], y = v[i + 1]; v[i] = x + y; v[i + 1] = x - y; }
+    for (int h = 2; h < n; h <<= 1)
+        for (int i = 0; i < n; i += h << 1) {
+            int32_t *restrict a = v + i, *restrict b = v + i + h;
+            for (int j = 0; j < h; j++) { int32_t x = a[j], y = b[j]; a[j] = x + y; b[j] = x - y; }
+        }
+}
+
 static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py sign_of) */
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
@@ -57,7 +67,7 @@ static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py
 }
 
 /* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group)
- * rotated: integer Hadamard of q - z, then the sign of padded element i = bit 0 of mix64(key + i),
+ * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64),
  * i counted from first_group * group (rows are a run of groups of one tensor). */
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer codes, scales, zeros, out;
@@ -96,16 +106,20 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                     memcpy(&word, gp, (size_t)bits);  /* little-endian host (checked in Python) */
                     for (int j = 0; j < 8; j++) ibuf[c8 + j] = (int32_t)((word >> (bits * j)) & mask) - z;
                 }
-                if (rotated) {  /* unnormalized Walsh-Hadamard, exact in int32 */
-                    for (int h = 1; h < group; h *= 2)
-                        for (int i = 0; i < group; i += 2 * h)
-                            for (int j = i; j < i + h; j++) {
-                                int32_t a = ibuf[j], b = ibuf[j + h];
-                                ibuf[j] = a + b; ibuf[j + h] = a - b;
-                            }
-                    uint64_t base = (uint64_t)key + (uint64_t)((first_group + r * groups + gi) * group);
-                    for (int j = 0; j < group; j++)
-                        buf[j] = (float)ibuf[j] * s * ((mix64(base + (uint64_t)j) & 1u) ? -1.0f : 1.0f);
+                if (rotated) {  /* unnormalized Walsh-Hadamard (exact in int32), then signs */
+                    fwht_i32(ibuf, group);
+                    uint64_t idx = (uint64_t)((first_group + r * groups + gi) * group);
+                    for (int j0 = 0; j0 < group;) {
+                        uint64_t word = mix64((uint64_t)key + idx / 64) >> (idx % 64);
+                        int run = 64 - (int)(idx % 64);
+                        if (run > group - j0) run = group - j0;
+                        for (int j = 0; j < run; j++) {  /* sign flip = xor of the float sign bit: exact */
+                            uint32_t u = f32_to_bits((float)ibuf[j0 + j] * s) ^ ((uint32_t)((word >> j) & 1u) << 31);
+                            buf[j0 + j] = bits_to_f32(u);
+                        }
+                        j0 += run;
+                        idx += (uint64_t)run;
+                    }
                 } else {
                     for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s;
                 }

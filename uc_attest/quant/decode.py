@@ -79,9 +79,21 @@ def decode_rows(
     if native and _native is not None:
         code, np_dtype = _OUT[dtype]
         out = np.empty((rows, n_cols), dtype=np_dtype)
-        _native.decode(np.ascontiguousarray(codes), np.ascontiguousarray(scales).view(np.uint16),
-                       np.ascontiguousarray(zeros), exponent, rows, n_cols, group_size, bits, code, out,
-                       sign_key is not None, sign_key or 0, first_group)
+        _native.decode(
+            np.ascontiguousarray(codes),
+            np.ascontiguousarray(scales).view(np.uint16),
+            np.ascontiguousarray(zeros),
+            exponent,
+            rows,
+            n_cols,
+            group_size,
+            bits,
+            code,
+            out,
+            sign_key is not None,
+            sign_key or 0,
+            first_group,
+        )
         return out
     q = unpack_codes_np(codes, bits).reshape(rows, groups, group_size)
     shift = decode_shift(group_size) if sign_key is not None else 0

@@ -72,7 +72,9 @@ def _isum(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.int64).sum(dim=-1)
 
 
-def _objective(y: torch.Tensor, q: torch.Tensor, z: torch.Tensor, s: torch.Tensor, err_scale: torch.Tensor) -> torch.Tensor:
+def _objective(
+    y: torch.Tensor, q: torch.Tensor, z: torch.Tensor, s: torch.Tensor, err_scale: torch.Tensor
+) -> torch.Tensor:
     """Exact integer squared error per group: sum of int64(round((scaled e)^2))."""
     lim = float(2 ** (ERR_BITS + 1))
     e = torch.clamp((y - (q - z.unsqueeze(-1)) * s.unsqueeze(-1)) * err_scale, -lim, lim)
@@ -184,10 +186,12 @@ def quantize_tensor(
     # Pass 2: search per block of groups.
     codes, scales, zeros = [], [], []
     for b0 in range(0, n_groups, block):
-        q, s16, z = _search_block(groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid,
-                                  scheme.refit_rounds)
+        q, s16, z = _search_block(
+            groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid, scheme.refit_rounds
+        )
         codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())
-    return QuantizedTensor(torch.cat(codes), torch.cat(scales), torch.cat(zeros), exponent, tuple(w.shape), dtype,
-                           bits, scheme.rotated)
+    return QuantizedTensor(
+        torch.cat(codes), torch.cat(scales), torch.cat(zeros), exponent, tuple(w.shape), dtype, bits, scheme.rotated
+    )

@@ -36,7 +36,7 @@ def reconstruct_tensor(
     """Decode pack components into the original shape and dtype (same device as inputs).
 
     ``sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
-    ``q - z`` and the per-element signs are then applied (docs/format.md 3.6).
+    ``q - z`` and the per-element signs are then applied (docs/format.md 3.5).
     """
     n = math.prod(shape)
     n_groups = -(-n // group_size)

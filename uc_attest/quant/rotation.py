@@ -3,9 +3,9 @@
 Encoder: ``y = H_g · (D ⊙ x) · 2^-⌊k/2⌋`` per group (g = 2^k), in float64 with a fixed
 butterfly order (pinned rounding). Decoder: ``x̂ = D ⊙ H_g(q - z) · s16 · 2^(e + ⌊k/2⌋ - k)``:
 the Hadamard transform of small integers is exact in int32, and H·H = g·I makes the inverse a
-power of two, so reconstruction stays one rounding (docs/format.md 3.6).
-Signs D: bit 0 of SplitMix64(key + element index), key = SHA-256 of the tensor name (integer
-arithmetic only): different for every group, the same on every machine.
+power of two, so reconstruction stays one rounding (docs/format.md 3.5).
+Signs D: bit (i mod 64) of SplitMix64(key + i div 64) for padded element i, key = SHA-256 of the
+tensor name (integer arithmetic only): different for every group, the same on every machine.
 """
 
 from __future__ import annotations
@@ -39,23 +39,30 @@ def sign_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(SIGN_DOMAIN + name.encode()).digest()[:8], "little")
 
 
-def sign_of(key: int, index: int) -> int:
-    """Reference (pure Python) sign of padded element ``index``: bit 0 of SplitMix64(key + index)."""
-    x = (key + index) & _U64
+def _mix_py(x: int) -> int:
+    x &= _U64
     x = ((x ^ (x >> 30)) * _M1) & _U64
     x = ((x ^ (x >> 27)) * _M2) & _U64
-    x ^= x >> 31
-    return -1 if x & 1 else 1
+    return x ^ (x >> 31)
+
+
+def sign_of(key: int, index: int) -> int:
+    """Reference (pure Python) sign of padded element ``index``: bit ``index % 64`` of
+    SplitMix64(key + index // 64) — one 64-bit hash serves 64 consecutive elements."""
+    return -1 if (_mix_py(key + index // 64) >> (index % 64)) & 1 else 1
 
 
 def signs_numpy(key: int, start: int, count: int) -> npt.NDArray[np.float32]:
     """Signs of padded elements [start, start + count) as float32 ±1 (uint64 wraparound arithmetic)."""
+    w0, w1 = start // 64, (start + count + 63) // 64
     with np.errstate(over="ignore"):
-        x = np.arange(start, start + count, dtype=np.uint64) + np.uint64(key)
+        x = np.arange(w0, w1, dtype=np.uint64) + np.uint64(key)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(_M1)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(_M2)
         x ^= x >> np.uint64(31)
-    return np.where(x & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+    bits = np.unpackbits(x.astype("<u8").view(np.uint8), bitorder="little")
+    off = start - w0 * 64
+    return np.where(bits[off : off + count], np.float32(-1.0), np.float32(1.0))
 
 
 def signs_torch(key: int, start: int, count: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
@@ -66,13 +73,17 @@ def signs_torch(key: int, start: int, count: int, device: torch.device | str, dt
         return (v >> k) & ((1 << (64 - k)) - 1)
 
     def signed(u: int) -> int:
+        u &= _U64
         return u - (1 << 64) if u >= 1 << 63 else u
 
-    x = torch.arange(start, start + count, dtype=torch.int64, device=device) + signed(key)
+    w0, w1 = start // 64, (start + count + 63) // 64
+    x = torch.arange(w0, w1, dtype=torch.int64, device=device) + signed(key)
     x = (x ^ srl(x, 30)) * signed(_M1)
     x = (x ^ srl(x, 27)) * signed(_M2)
     x = x ^ srl(x, 31)
-    return torch.where((x & 1) == 1, -1.0, 1.0).to(dtype)
+    bits = ((x.unsqueeze(-1) >> torch.arange(64, device=device)) & 1).reshape(-1)
+    off = start - w0 * 64
+    return torch.where(bits[off : off + count] == 1, -1.0, 1.0).to(dtype)
 
 
 def log2_exact(g: int) -> int:

@@ -59,8 +59,10 @@ class Scheme:
                 raise UsageError(f"{self.id} needs a power-of-two --group-size, got {g}")
             widest = max([self.bits, *(b for _, b in self.bits_overrides)])
             if widest + g.bit_length() - 1 > 13:  # |H(q - z)| * s16 must stay exact in binary32
-                raise UsageError(f"{self.id}: bits {widest} with group size {g} exceeds the exact range "
-                                 "(bits + log2(group size) <= 13)")
+                raise UsageError(
+                    f"{self.id}: bits {widest} with group size {g} exceeds the exact range "
+                    "(bits + log2(group size) <= 13)"
+                )
 
     @property
     def clip_grid(self) -> tuple[float, ...]:
