@@ -102,7 +102,9 @@ def pack(
     source: Annotated[Path, typer.Argument(help="Model directory (config.json + safetensors).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
     bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = 5,
-    group_size: Annotated[int, typer.Option(help="Weights per scale/zero-point group (multiple of 8).")] = 128,
+    group_size: Annotated[
+        int, typer.Option(help="Weights per scale/zero-point group (multiple of 8; a power of two when rotated).")
+    ] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
     scheme_id: Annotated[
         str | None, typer.Option("--scheme", help="uc-rht-clip/1 (default), uc-affine-clip/1 or uc-rtn/1.")
