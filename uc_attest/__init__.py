@@ -96,6 +96,25 @@ def policy_schema() -> dict[str, Any]:
     return _schema()
 
 
+def watch_log(state: Path, trust_config: Path | None = None, instance: Path | None = None) -> list[Any]:
+    """Witness every log of the trust root: verify the new checkpoint and its consistency with the
+    stored one (fork/rollback → a failed result). Unreachable log → OperationalError naming the URL."""
+    from .tlog.client import LogMisbehaved, LogUnreachable, RekorClient, log_keys
+    from .tlog.monitor import WatchResult, watch
+
+    trust = select_trust(trust_config, instance)
+    results = []
+    for log in log_keys(trust.load()):
+        client = RekorClient(log)
+        try:
+            results.append(watch(Path(state), client))
+        except LogUnreachable as exc:
+            raise OperationalError(f"log unreachable: {exc}", url=log.base_url) from None
+        except LogMisbehaved as exc:
+            results.append(WatchResult(log.base_url, None, None, False, str(exc)))
+    return results
+
+
 def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
     """Create an embedded instance state directory (DEV: its issuer can mint any identity)."""
     from .instance.state import init_instance as _init
@@ -161,5 +180,6 @@ __all__ = [
     "validate_pack",
     "verify",
     "verify_pack",
+    "watch_log",
     "write_pack",
 ]

@@ -317,6 +317,34 @@ def gate_cmd(
         raise typer.Exit(1)
 
 
+log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("watch")
+def log_watch(
+    state: Annotated[Path, typer.Option(help="Monitor state file (created on first run).")],
+    trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig (its Rekor logs).")] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify each log's new checkpoint extends the last one seen; exit 1 on a fork or rollback."""
+    results = run(lambda: uc.watch_log(state, trust_config, instance), as_json)
+    if as_json:
+        _emit_json({"ok": all(r.ok for r in results), "logs": [r.to_dict() for r in results]})
+    for r in results:
+        if as_json:
+            break
+        prev = f"size {r.previous.size} root {r.previous.root.hex()}" if r.previous else "none (first run)"
+        cur = f"size {r.current.size} root {r.current.root.hex()}" if r.current else "unverifiable"
+        if r.ok:
+            err.print(f"[bold green]OK[/] {r.url}: {prev} -> {cur}")
+        else:
+            err.print(f"[bold red]LOG MISBEHAVED[/] {r.url}: {r.problem}\n  stored:  {prev}\n  current: {cur}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
 policy_app = typer.Typer(no_args_is_help=True, help="Verification policies.")
 app.add_typer(policy_app, name="policy")
 

@@ -1,7 +1,10 @@
-"""Minimal Rekor v1 REST client: fetch an entry and the current signed checkpoint, verified.
+"""Rekor v1 REST client whose every answer is verified, not trusted.
 
-Answers are checked, not trusted: the checkpoint's signature against the log key from the
-trusted root, the entry's inclusion proof against that checkpoint's root.
+Works against the embedded instance and, unchanged, a real Rekor v1 URL. Checkpoints are
+verified against the log key (signed note), entries are re-hashed into their leaf, their
+inclusion proof is checked against a verified checkpoint (through a consistency proof when
+the proof is for an older tree), and their SET is verified. Unreachable → LogUnreachable
+(operational); anything that does not verify → LogMisbehaved (a finding, never skipped).
 """
 
 from __future__ import annotations
@@ -10,18 +13,20 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import merkle
+from ..digest import canonical_json
 from .checkpoint import Checkpoint, NoteError, Verifier, open_note
 
 
 class LogUnreachable(Exception):
-    """The log did not answer (offline, refused, timeout)."""
+    """The log did not answer (offline, refused, timeout); names the URL."""
 
 
 class LogMisbehaved(Exception):
@@ -41,47 +46,132 @@ def log_keys(trust_config: Any) -> list[LogKey]:
     for t in trust_config.trusted_root._inner.tlogs:
         key = serialization.load_der_public_key(bytes(t.public_key.raw_bytes))
         if isinstance(key, ec.EllipticCurvePublicKey):
-            out.append(LogKey(str(t.base_url), key, bytes(t.log_id.key_id)))
+            out.append(LogKey(str(t.base_url).rstrip("/"), key, bytes(t.log_id.key_id)))
     return out
 
 
-def _get(url: str, timeout: float) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        raise LogMisbehaved(f"{url}: HTTP {exc.code}") from None
-    except (OSError, ValueError) as exc:
-        raise LogUnreachable(f"{url}: {exc}") from None
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    origin: str
+    size: int
+    root: bytes
+    note: str
 
 
-def _verifiers(log: LogKey, note: str) -> list[Verifier]:
-    # The key name is whatever the log calls itself; the 4-byte hint must match our key.
-    name = note.split("\n\n", 1)[-1].removeprefix("\u2014 ").split(" ", 1)[0]
-    return [Verifier(name, log.log_id[:4], log.key)]
+@dataclass(frozen=True)
+class VerifiedEntry:
+    index: int
+    uuid: str
+    body: bytes
+    integrated_time: int
+    kind: str
+    checkpoint: VerifiedCheckpoint
+
+    def body_json(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@dataclass
+class RekorClient:
+    """A verifying client for one log. ``requests`` counts HTTP requests made (for audits)."""
+
+    log: LogKey
+    timeout: float = 10.0
+    requests: int = field(default=0)
+
+    def _call(self, path: str, body: Any = None) -> Any:
+        url = f"{self.log.base_url}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            raise LogMisbehaved(f"{url}: HTTP {exc.code}") from None
+        except (OSError, ValueError) as exc:
+            raise LogUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+    def _verify_note(self, note: str) -> VerifiedCheckpoint:
+        name = note.split("\n\n", 1)[-1].removeprefix("\u2014 ").split(" ", 1)[0]
+        try:
+            cp = Checkpoint.parse(open_note(note, [Verifier(name, self.log.log_id[:4], self.log.key)]).text)
+        except NoteError as exc:
+            raise LogMisbehaved(f"checkpoint does not verify with the log key: {exc}") from None
+        return VerifiedCheckpoint(cp.origin, cp.size, cp.root, note)
+
+    def checkpoint(self) -> VerifiedCheckpoint:
+        """The log's current signed checkpoint, verified; its size/root must match the JSON answer."""
+        info = self._call("/api/v1/log")
+        try:
+            cp = self._verify_note(info["signedTreeHead"])
+            if cp.size != int(info["treeSize"]) or cp.root != bytes.fromhex(info["rootHash"]):
+                raise LogMisbehaved("log info disagrees with its own signed checkpoint")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LogMisbehaved(f"malformed log info: {exc}") from None
+        return cp
+
+    def prove_consistent(self, old: VerifiedCheckpoint, new: VerifiedCheckpoint) -> None:
+        """Raise LogMisbehaved unless ``old`` is a prefix of ``new`` (fork or rollback otherwise)."""
+        if new.size < old.size:
+            raise LogMisbehaved(f"rollback: tree size {new.size} < previously seen {old.size}")
+        if new.size == old.size:
+            if new.root != old.root:
+                raise LogMisbehaved(f"fork: two roots for size {new.size}: {old.root.hex()} and {new.root.hex()}")
+            return
+        if old.size == 0:
+            return
+        proof = self._call(f"/api/v1/log/proof?firstSize={old.size}&lastSize={new.size}")
+        try:
+            merkle.verify_consistency(old.size, new.size, old.root, new.root,
+                                      [bytes.fromhex(h) for h in proof["hashes"]])
+        except (KeyError, TypeError, ValueError, merkle.ProofError, merkle.RootMismatch) as exc:
+            raise LogMisbehaved(f"fork: no consistency from size {old.size} ({old.root.hex()}) to {new.size} "
+                                f"({new.root.hex()}): {exc}") from None
+
+    def _verify_entry(self, answer: Any, latest: VerifiedCheckpoint) -> VerifiedEntry:
+        try:
+            ((uuid, e),) = answer.items()
+            body = base64.b64decode(e["body"])
+            index, itime = int(e["logIndex"]), int(e["integratedTime"])
+            leaf = merkle.leaf_hash(body)
+            if uuid[-64:] != leaf.hex():
+                raise LogMisbehaved(f"entry {index}: body does not hash to its uuid")
+            if bytes.fromhex(e["logID"]) != self.log.log_id:
+                raise LogMisbehaved(f"entry {index}: log id differs")
+            v = e["verification"]
+            set_payload = canonical_json({"body": e["body"], "integratedTime": itime, "logID": e["logID"],
+                                          "logIndex": index})
+            self.log.key.verify(base64.b64decode(v["signedEntryTimestamp"]), set_payload, ec.ECDSA(hashes.SHA256()))
+            p = v["inclusionProof"]
+            cp = self._verify_note(p["checkpoint"])
+            if cp.size != int(p["treeSize"]) or cp.root != bytes.fromhex(p["rootHash"]):
+                raise LogMisbehaved(f"entry {index}: proof and checkpoint disagree")
+            merkle.verify_inclusion(index, cp.size, leaf, [bytes.fromhex(h) for h in p["hashes"]], cp.root)
+            kind = str(json.loads(body).get("kind", ""))
+        except InvalidSignature:
+            raise LogMisbehaved("entry SET does not verify with the log key") from None
+        except (KeyError, TypeError, ValueError, merkle.ProofError, merkle.RootMismatch) as exc:
+            raise LogMisbehaved(f"entry does not verify: {exc}") from None
+        self.prove_consistent(cp, latest)
+        return VerifiedEntry(index, uuid, body, itime, kind, latest)
+
+    def entry_by_index(self, index: int, latest: VerifiedCheckpoint | None = None) -> VerifiedEntry:
+        latest = latest or self.checkpoint()
+        return self._verify_entry(self._call(f"/api/v1/log/entries?logIndex={index}"), latest)
+
+    def entry_by_uuid(self, uuid: str, latest: VerifiedCheckpoint | None = None) -> VerifiedEntry:
+        latest = latest or self.checkpoint()
+        return self._verify_entry(self._call(f"/api/v1/log/entries/{uuid}"), latest)
+
+    def search(self, digest: str) -> list[str]:
+        """UUIDs of entries indexed under ``digest`` (``sha256:<hex>``), via the log's index (no scan)."""
+        got = self._call("/api/v1/index/retrieve", {"hash": digest})
+        if not isinstance(got, list) or not all(isinstance(u, str) for u in got):
+            raise LogMisbehaved("index search answered something that is not a list of uuids")
+        return got
 
 
 def fetch_verified_entry(log: LogKey, index: int, timeout: float = 5.0) -> bytes:
-    """Fetch entry ``index``; verify its inclusion under a freshly fetched signed checkpoint; return the body."""
-    info = _get(f"{log.base_url}/api/v1/log", timeout)
-    try:
-        cp = Checkpoint.parse(open_note(info["signedTreeHead"], _verifiers(log, info["signedTreeHead"])).text)
-    except (KeyError, TypeError, NoteError) as exc:
-        raise LogMisbehaved(f"log checkpoint does not verify: {exc}") from None
-    got = _get(f"{log.base_url}/api/v1/log/entries?logIndex={index}", timeout)
-    try:
-        (entry,) = got.values()
-        body = base64.b64decode(entry["body"])
-        p = entry["verification"]["inclusionProof"]
-        size, root = int(p["treeSize"]), bytes.fromhex(p["rootHash"])
-        merkle.verify_inclusion(index, size, merkle.leaf_hash(body), [bytes.fromhex(h) for h in p["hashes"]], root)
-        if size > cp.size:
-            raise LogMisbehaved("entry proof is for a tree larger than the log's checkpoint")
-        if size == cp.size and root != cp.root:
-            raise LogMisbehaved("entry proof root differs from the signed checkpoint")
-        if size < cp.size:
-            proof = _get(f"{log.base_url}/api/v1/log/proof?firstSize={size}&lastSize={cp.size}", timeout)
-            merkle.verify_consistency(size, cp.size, root, cp.root, [bytes.fromhex(h) for h in proof["hashes"]])
-    except (KeyError, TypeError, ValueError, merkle.ProofError, merkle.RootMismatch) as exc:
-        raise LogMisbehaved(f"entry {index} does not verify against the log: {exc}") from None
-    return body
+    """Fetch entry ``index`` and verify it against a fresh checkpoint; return its body."""
+    return RekorClient(log, timeout).entry_by_index(index).body
