@@ -115,6 +115,19 @@ def watch_log(state: Path, trust_config: Path | None = None, instance: Path | No
     return results
 
 
+def audit(target: Path | None = None, **kw: Any) -> Any:
+    """Find and verify every log entry about a pack / manifest root / digest (an AuditReport)."""
+    from .auditor import audit as _audit
+
+    return _audit(target, **kw)
+
+
+def render_report_html(report: dict[str, Any]) -> str:
+    from .report import render_html
+
+    return render_html(report)
+
+
 def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
     """Create an embedded instance state directory (DEV: its issuer can mint any identity)."""
     from .instance.state import init_instance as _init
@@ -163,6 +176,7 @@ __all__ = [
     "VerificationFailed",
     "__version__",
     "attest_pack",
+    "audit",
     "check_pack",
     "check_rebuild",
     "dev_token",
@@ -176,6 +190,7 @@ __all__ = [
     "load_trust_config",
     "load_verified",
     "policy_schema",
+    "render_report_html",
     "select_trust",
     "validate_pack",
     "verify",

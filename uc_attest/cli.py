@@ -317,6 +317,59 @@ def gate_cmd(
         raise typer.Exit(1)
 
 
+@app.command("audit")
+def audit_cmd(
+    pack_dir: Annotated[Path | None, typer.Argument(help="Pack directory (its manifest root and files).")] = None,
+    manifest_root: Annotated[str | None, typer.Option(help="Audit a manifest root (hex) instead of a pack.")] = None,
+    digest: Annotated[str | None, typer.Option(help="Audit any subject digest (sha256:<hex>).")] = None,
+    trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig (its log).")] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory.")] = None,
+    state: Annotated[Path | None, typer.Option(help="Monitor state (log watch): prove consistency with it.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every log entry about a model, verified, as a chain of custody; exit 1 if anything does not verify."""
+
+    def body() -> Any:
+        return uc.audit(
+            pack_dir,
+            manifest_root=manifest_root,
+            digest=digest,
+            trust_config=trust_config,
+            instance=instance,
+            state=state,
+        )
+
+    r = run(body, as_json)
+    data = r.to_dict()
+    if report is not None:
+        run(lambda: report.write_text(uc.render_report_html(data), encoding="utf-8"), as_json)
+    if as_json:
+        _emit_json(data)
+    else:
+        table = Table(
+            title=("[bold green]CONSISTENT[/]" if r.ok else "[bold red]PROBLEMS FOUND[/]") + f" audit of {r.target}",
+            title_justify="left",
+        )
+        for col in ("when (UTC)", "kind", "log index", "signer", "ok", "details"):
+            table.add_column(col, overflow="fold")
+        from datetime import UTC, datetime
+
+        for e in r.events:
+            when = datetime.fromtimestamp(e.time, UTC).strftime("%Y-%m-%d %H:%M:%S") if e.time else "?"
+            det = "; ".join(e.problems) or ", ".join(f"{k}={v}" for k, v in e.details.items() if k != "scheme")
+            table.add_row(when, e.kind, str(e.log_index), e.signer, "yes" if e.ok else "[red]NO[/]", det)
+        err.print(table)
+        for c in r.checks:
+            mark = "[green]pass[/]" if c.ok else "[red]FAIL[/]"
+            err.print(f"{mark} {c.rule}: {c.detail}" + (f" ({c.hint})" if c.hint else ""))
+        err.print(f"{r.requests} log requests in {r.seconds:.2f} s")
+        if report is not None:
+            print(f"report: {report}")
+    if not r.ok:
+        raise typer.Exit(1)
+
+
 log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")
 app.add_typer(log_app, name="log")
 

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[2] / "uc_attest"
 
 # Each top-level module or package may import only those listed before it (higher in the pipeline).
 ORDER = ["errors", "digest", "merkle", "fsutil", "stfile", "source", "quant", "synth", "manifest", "pack",
-         "export", "provenance", "tlog", "signing", "instance", "trust", "policy", "verifier", "attest", "__init__", "cli"]
+         "export", "provenance", "tlog", "signing", "instance", "trust", "policy", "verifier", "auditor", "report", "attest", "__init__", "cli"]
 
 
 def _unit(path: Path) -> str:

@@ -27,6 +27,7 @@ class CanonicalEntry:
     body: bytes
     kind: str
     index_keys: list[str]
+    attestation: bytes | None = None  # the DSSE payload, kept like Rekor's attestation storage
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -108,7 +109,7 @@ def _dsse(spec: dict[str, Any]) -> CanonicalEntry:
         },
     }
     keys = [f"sha256:{hashlib.sha256(payload).hexdigest()}", *_subject_keys(env["payloadType"], payload)]
-    return CanonicalEntry(canonical_json(body), "dsse", keys)
+    return CanonicalEntry(canonical_json(body), "dsse", keys, payload)
 
 
 def _hashedrekord(spec: dict[str, Any]) -> CanonicalEntry:

@@ -102,15 +102,20 @@ class Instance:
                         "checkpoint": note,
                     },
                 },
+                **self._attestation(e.index),
             }
         }
+
+    def _attestation(self, index: int) -> dict[str, Any]:
+        data = self.log.attestation(index)
+        return {} if data is None else {"attestation": {"data": base64.b64encode(data).decode()}}
 
     def create_entry(self, body: Any) -> tuple[HTTPStatus, dict[str, Any]]:
         try:
             canonical = canonicalize(body)
         except EntryError as exc:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        entry, new = self.log.append(canonical.body, canonical.kind, canonical.index_keys)
+        entry, new = self.log.append(canonical.body, canonical.kind, canonical.index_keys, canonical.attestation)
         if not new:
             raise HTTPError(HTTPStatus.CONFLICT, f"an equivalent entry already exists in the log: {entry.uuid}")
         return HTTPStatus.CREATED, self.entry_json(entry)

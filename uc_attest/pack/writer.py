@@ -22,6 +22,7 @@ from ..errors import MalformedModel, UsageError
 from ..fsutil import atomic_output_dir, atomic_write_bytes
 from ..manifest import Manifest, TensorEntry
 from ..quant.decode import decode_rows
+from ..quant.quality import relative_error_ppm
 from ..quant.quantize import QuantizedTensor, quantize_tensor
 from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
@@ -50,8 +51,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
-    """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3)."""
+def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme, original: torch.Tensor) -> tuple[Digest, int]:
+    """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3), and its exact
+    relative error vs ``original`` in ppm (quality record)."""
     key = sign_key(name) if q.rotated else None
     n = int(np.prod(q.shape))
     out = decode_rows(
@@ -65,7 +67,9 @@ def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme) -> Digest:
         scheme.group_size,
         key,
     )
-    return Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
+    digest = Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
+    recon = torch.from_numpy(out.reshape(-1).copy()).view(original.dtype)
+    return digest, relative_error_ppm(original, recon)
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def write_pack(
                     quant: dict[str, int] | None = None
                     if scheme.applies_to(info.name, info.dtype, info.shape):
                         q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev)
-                        digest = quantized_digest(info.name, q, scheme)
+                        digest, err_ppm = quantized_digest(info.name, q, scheme, f.tensor(info.name))
                         outs += [
                             out_tensor(info.name + SUFFIXES[0], q.codes),
                             out_tensor(info.name + SUFFIXES[1], q.scales),
@@ -116,7 +120,12 @@ def write_pack(
                             "exponent": q.exponent,
                             "bits": q.bits,
                         }
-                        quant = {"bits": q.bits, "group_size": scheme.group_size, "exponent": q.exponent}
+                        quant = {
+                            "bits": q.bits,
+                            "group_size": scheme.group_size,
+                            "exponent": q.exponent,
+                            "rel_err_ppm": err_ppm,
+                        }
                     else:
                         digest = sdig
                         outs.append(OutTensor(info.name, info.dtype, info.shape, raw))

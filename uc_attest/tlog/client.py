@@ -10,6 +10,7 @@ the proof is for an older tree), and their SET is verified. Unreachable → LogU
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -66,9 +67,36 @@ class VerifiedEntry:
     integrated_time: int
     kind: str
     checkpoint: VerifiedCheckpoint
+    attestation: bytes | None = None  # DSSE payload, verified against the body's payloadHash
+
+    raw: dict[str, Any] = field(default_factory=dict)  # the REST answer for this entry
 
     def body_json(self) -> dict[str, Any]:
         return json.loads(self.body)  # type: ignore[no-any-return]
+
+    def raw_entry(self, log_id: bytes) -> dict[str, Any]:
+        """This entry as a Sigstore bundle tlogEntry (protobuf JSON: string ints, base64 bytes)."""
+        v = self.raw["verification"]
+        p = v["inclusionProof"]
+
+        def b64(h: str) -> str:
+            return base64.b64encode(bytes.fromhex(h)).decode()
+
+        return {
+            "logIndex": str(self.index),
+            "logId": {"keyId": base64.b64encode(log_id).decode()},
+            "kindVersion": {"kind": self.kind, "version": "0.0.1"},
+            "integratedTime": str(self.integrated_time),
+            "inclusionPromise": {"signedEntryTimestamp": v["signedEntryTimestamp"]},
+            "inclusionProof": {
+                "logIndex": str(p["logIndex"]),
+                "rootHash": b64(p["rootHash"]),
+                "treeSize": str(p["treeSize"]),
+                "hashes": [b64(h) for h in p["hashes"]],
+                "checkpoint": {"envelope": p["checkpoint"]},
+            },
+            "canonicalizedBody": self.raw["body"],
+        }
 
 
 @dataclass
@@ -123,11 +151,13 @@ class RekorClient:
             return
         proof = self._call(f"/api/v1/log/proof?firstSize={old.size}&lastSize={new.size}")
         try:
-            merkle.verify_consistency(old.size, new.size, old.root, new.root,
-                                      [bytes.fromhex(h) for h in proof["hashes"]])
+            merkle.verify_consistency(
+                old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in proof["hashes"]]
+            )
         except (KeyError, TypeError, ValueError, merkle.ProofError, merkle.RootMismatch) as exc:
-            raise LogMisbehaved(f"fork: no consistency from size {old.size} ({old.root.hex()}) to {new.size} "
-                                f"({new.root.hex()}): {exc}") from None
+            raise LogMisbehaved(
+                f"fork: no consistency from size {old.size} ({old.root.hex()}) to {new.size} ({new.root.hex()}): {exc}"
+            ) from None
 
     def _verify_entry(self, answer: Any, latest: VerifiedCheckpoint) -> VerifiedEntry:
         try:
@@ -140,21 +170,29 @@ class RekorClient:
             if bytes.fromhex(e["logID"]) != self.log.log_id:
                 raise LogMisbehaved(f"entry {index}: log id differs")
             v = e["verification"]
-            set_payload = canonical_json({"body": e["body"], "integratedTime": itime, "logID": e["logID"],
-                                          "logIndex": index})
+            set_payload = canonical_json(
+                {"body": e["body"], "integratedTime": itime, "logID": e["logID"], "logIndex": index}
+            )
             self.log.key.verify(base64.b64decode(v["signedEntryTimestamp"]), set_payload, ec.ECDSA(hashes.SHA256()))
             p = v["inclusionProof"]
             cp = self._verify_note(p["checkpoint"])
             if cp.size != int(p["treeSize"]) or cp.root != bytes.fromhex(p["rootHash"]):
                 raise LogMisbehaved(f"entry {index}: proof and checkpoint disagree")
             merkle.verify_inclusion(index, cp.size, leaf, [bytes.fromhex(h) for h in p["hashes"]], cp.root)
-            kind = str(json.loads(body).get("kind", ""))
+            parsed = json.loads(body)
+            kind = str(parsed.get("kind", ""))
+            attestation = None
+            if "attestation" in e and kind == "dsse":
+                attestation = base64.b64decode(e["attestation"]["data"])
+                want = parsed["spec"]["payloadHash"]["value"]
+                if hashlib.sha256(attestation).hexdigest() != want:
+                    raise LogMisbehaved(f"entry {index}: stored attestation does not match the payload hash")
         except InvalidSignature:
             raise LogMisbehaved("entry SET does not verify with the log key") from None
         except (KeyError, TypeError, ValueError, merkle.ProofError, merkle.RootMismatch) as exc:
             raise LogMisbehaved(f"entry does not verify: {exc}") from None
         self.prove_consistent(cp, latest)
-        return VerifiedEntry(index, uuid, body, itime, kind, latest)
+        return VerifiedEntry(index, uuid, body, itime, kind, latest, attestation, e)
 
     def entry_by_index(self, index: int, latest: VerifiedCheckpoint | None = None) -> VerifiedEntry:
         latest = latest or self.checkpoint()

@@ -32,8 +32,13 @@ class WatchResult:
         def cp(c: VerifiedCheckpoint | None) -> dict[str, Any] | None:
             return None if c is None else {"size": c.size, "root": c.root.hex(), "origin": c.origin}
 
-        return {"ok": self.ok, "url": self.url, "previous": cp(self.previous), "current": cp(self.current),
-                "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "url": self.url,
+            "previous": cp(self.previous),
+            "current": cp(self.current),
+            "problem": self.problem,
+        }
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -70,7 +75,12 @@ def watch(state_path: Path, client: RekorClient) -> WatchResult:
         except LogMisbehaved as exc:
             return WatchResult(client.log.base_url, previous, current, False, str(exc))
     state["logs"][client.log.log_id.hex()] = {
-        "url": client.log.base_url, "origin": current.origin, "size": current.size, "root": current.root.hex(),
-        "note": current.note, "verified_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        "url": client.log.base_url,
+        "origin": current.origin,
+        "size": current.size,
+        "root": current.root.hex(),
+        "note": current.note,
+        "verified_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     atomic_write_bytes(state_path, json.dumps(state, indent=2, sort_keys=True).encode())
     return WatchResult(client.log.base_url, previous, current, True)

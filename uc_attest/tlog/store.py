@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE TABLE IF NOT EXISTS index_keys (key TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (key, idx));
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attestations (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -110,7 +111,9 @@ class LogStore:
             }
         )
 
-    def append(self, body: bytes, kind: str, index_keys: list[str]) -> tuple[StoredEntry, bool]:
+    def append(
+        self, body: bytes, kind: str, index_keys: list[str], attestation: bytes | None = None
+    ) -> tuple[StoredEntry, bool]:
         """Append ``body`` (canonical JSON); returns the entry and whether it was new.
 
         An identical body already in the log is returned instead of appended (Rekor answers 409).
@@ -133,6 +136,8 @@ class LogStore:
                 )
                 self._db.executemany("INSERT OR IGNORE INTO index_keys VALUES (?, ?)", [(k, index) for k in index_keys])
                 self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (index + 1, root, note))
+                if attestation is not None:
+                    self._db.execute("INSERT INTO attestations VALUES (?, ?)", (index, attestation))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
@@ -149,6 +154,11 @@ class LogStore:
         if row is None:
             raise KeyError(index)
         return StoredEntry(row[0], row[1], bytes(row[2]), row[3], row[4], bytes(row[5]))
+
+    def attestation(self, index: int) -> bytes | None:
+        """The stored DSSE payload of a dsse entry (its hash is in the entry body)."""
+        row = self._db.execute("SELECT data FROM attestations WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def find_uuid(self, uuid: str) -> int | None:
         idx = self._by_hash.get(bytes.fromhex(uuid[-64:])) if len(uuid) in (64, 80) else None

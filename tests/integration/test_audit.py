@@ -1,0 +1,89 @@
+"""Audit over real HTTP: every entry about a model found through the index, verified by sigstore-python,
+a chain of custody, a forked log caught, and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import uc_attest as uc
+from tests.conftest import make_model
+from tests.e2e.test_cli import cli
+from tests.integration.conftest import free_port
+
+
+def _release_and_validate(inst: Path, pack: Path, tmp: Path) -> None:
+    trust = uc.select_trust(None, inst)
+    uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example")
+    (tmp / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))
+    uc.validate_pack(pack, tmp / "m.json", trust, dev_identity="validator@bank.example")
+
+
+def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    uc.init_instance(inst, free_port())
+    srv = uc.instance_server(inst).start()
+    try:
+        pack = tmp_path / "pack"
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+        _release_and_validate(inst, pack, tmp_path)
+        other = tmp_path / "other"  # another model in the same log must not show up
+        uc.write_pack(make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu")
+        uc.attest_pack(other, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
+        r = uc.audit(pack, instance=inst)
+        assert r.ok, r.to_dict()
+        kinds = [e.kind for e in r.events]
+        assert kinds == ["release", "validation"]
+        assert {e.signer for e in r.events} == {"release-bot@bank.example", "validator@bank.example"}
+        assert all(e.details["root"] == r.root for e in r.events)
+        assert {c.rule for c in r.checks} >= {"log.checkpoint", "custody.release", "custody.validation",
+                                               "pack.matches"}
+        html = uc.render_report_html(r.to_dict())
+        assert "<svg" in html and "release-bot@bank.example" in html
+        for external in ("src=", "href=", "<link", "<script", "@import", "url("):  # self-contained
+            assert external not in html
+        out = cli("audit", pack, "--instance", inst, "--report", tmp_path / "report.html", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["ok"] and (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+        # The other model's root: one release, never validated -> not consistent with a deploy gate.
+        r2 = uc.audit(manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex, instance=inst)
+        assert [e.kind for e in r2.events] == ["release"]
+        assert not next(c for c in r2.checks if c.rule == "custody.validation").ok
+    finally:
+        srv.stop()
+
+
+def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    uc.init_instance(inst, free_port())
+    pack = tmp_path / "pack"
+    uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+    srv = uc.instance_server(inst).start()
+    try:
+        _release_and_validate(inst, pack, tmp_path)
+        (w,) = uc.watch_log(tmp_path / "state.json", instance=inst)
+        assert w.ok and w.current.size == 2
+    finally:
+        srv.stop()
+    # The operator rewrites history: a fresh log with the same key, different entries, same size.
+    forged = tmp_path / "forged"
+    shutil.copytree(inst, forged)
+    import sqlite3
+
+    db = sqlite3.connect(forged / "log.sqlite3")
+    for t in ("entries", "index_keys", "checkpoints", "attestations"):
+        db.execute(f"DELETE FROM {t}")  # noqa: S608 - fixed table names
+    db.commit()
+    db.close()
+    srv = uc.instance_server(forged).start()
+    try:
+        _release_and_validate(forged, pack, tmp_path)
+        r = uc.audit(pack, instance=forged, state=tmp_path / "state.json")
+        assert not r.ok
+        bad = next(c for c in r.checks if c.rule == "log.consistency")
+        assert not bad.ok and "fork" in bad.detail
+        out = cli("audit", pack, "--instance", forged, "--state", tmp_path / "state.json")
+        assert out.returncode == 1 and "log.consistency" in out.stderr
+    finally:
+        srv.stop()
