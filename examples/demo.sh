@@ -92,4 +92,19 @@ cp "$WORK/pack.sigstore.json" "$WORK/tampered.sigstore.json"
 cp "$WORK/pack.validation.sigstore.json" "$WORK/tampered.validation.sigstore.json"
 expect_fail uc-attest verify "$WORK/tampered" --policy "$POLICY"
 
-step "demo complete: outputs in $WORK (pack, bundle $WORK/pack.sigstore.json, instance state)"
+step "9. auditor's view: every log entry about this model, verified, as a chain of custody (instance back up)"
+uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
+SERVER_PID=$!
+python - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/log", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
+uc-attest log watch --state "$WORK/witness.json" --instance "$WORK/instance"
+uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html"
+
+step "demo complete: outputs in $WORK (pack, bundle $WORK/pack.sigstore.json, audit report, instance state)"
