@@ -122,6 +122,13 @@ def audit(target: Path | None = None, **kw: Any) -> Any:
     return _audit(target, **kw)
 
 
+def verify_any_bundle(bundle: Path, artifact: str, **kw: Any) -> None:
+    """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors."""
+    from .signing import verify_any_bundle as _verify
+
+    _verify(Path(bundle), artifact, **kw)
+
+
 def render_report_html(report: dict[str, Any]) -> str:
     from .report import render_html
 
@@ -194,6 +201,7 @@ __all__ = [
     "select_trust",
     "validate_pack",
     "verify",
+    "verify_any_bundle",
     "verify_pack",
     "watch_log",
     "write_pack",

@@ -370,6 +370,25 @@ def audit_cmd(
         raise typer.Exit(1)
 
 
+@app.command("verify-bundle")
+def verify_bundle_cmd(
+    artifact: Annotated[str, typer.Argument(help="The artifact file, or sha256:<hex>.")],
+    bundle: Annotated[Path, typer.Option(help="Sigstore bundle (v0.1-v0.3).")],
+    certificate_identity: Annotated[str | None, typer.Option(help="Expected signer identity.")] = None,
+    certificate_oidc_issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer.")] = None,
+    key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")]
+    = None,
+    trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")]
+    = None,
+    staging: Annotated[bool, typer.Option(help="Accepted for protocol compatibility; offline roots only.")]
+    = False,
+) -> None:
+    """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
+    run(lambda: uc.verify_any_bundle(bundle, artifact, identity=certificate_identity,
+                                     issuer=certificate_oidc_issuer, key=key, trusted_root=trusted_root), False)
+    err.print("[bold green]OK[/] bundle verified")
+
+
 log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")
 app.add_typer(log_app, name="log")
 

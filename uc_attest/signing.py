@@ -201,3 +201,63 @@ def verify_bundle(bundle_path: Path, trust_config: Any, signers: Sequence[Signer
         bytes(entry.canonicalized_body),
         bytes(entry.log_id.key_id),
     )
+
+
+def verify_any_bundle(bundle_path: Path, artifact: str, *, identity: str | None = None, issuer: str | None = None,
+                      key: Path | None = None, trusted_root: Path | None = None) -> None:
+    """Verify any Sigstore bundle for auditors (sigstore-conformance ``verify-bundle`` semantics).
+
+    ``artifact`` is a file path or ``sha256:<hex>``. Without ``trusted_root`` the public-good
+    production root shipped with sigstore-python is used offline. Raises VerificationFailed with
+    the reason, or InvalidInput for unusable arguments.
+    """
+    import hashlib
+
+    from sigstore import dsse
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.errors import VerificationError
+    from sigstore.hashes import Hashed
+    from sigstore.models import Bundle, ClientTrustConfig, InvalidBundle, TrustedRoot
+    from sigstore.verify import Verifier
+    from sigstore_models.common.v1 import HashAlgorithm
+
+    def fail(why: str) -> VerificationFailed:
+        return VerificationFailed([Finding(str(bundle_path), why)])
+
+    if artifact.startswith("sha256:"):
+        try:
+            digest = bytes.fromhex(artifact[7:])
+        except ValueError:
+            raise InvalidInput(f"{artifact!r} is not sha256:<hex>") from None
+    else:
+        try:
+            digest = hashlib.sha256(Path(artifact).read_bytes()).digest()
+        except OSError as exc:
+            raise InvalidInput(f"{artifact}: cannot read the artifact: {exc.strerror}", path=artifact) from None
+    hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
+    try:
+        bundle = Bundle.from_json(Path(bundle_path).read_bytes())
+    except OSError as exc:
+        raise InvalidInput(f"{bundle_path}: cannot read the bundle: {exc.strerror}", path=str(bundle_path)) from None
+    except (InvalidBundle, ValueError, SigstoreError) as exc:
+        raise fail(f"malformed bundle: {exc}") from None
+    if key is not None:
+        raise fail("bundles signed with a managed key are not verifiable with sigstore-python (no key-based API)")
+    if not identity or not issuer:
+        raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
+    try:
+        root = (TrustedRoot.from_file(str(trusted_root)) if trusted_root
+                else ClientTrustConfig.production(offline=True).trusted_root)
+    except (OSError, ValueError, SigstoreError) as exc:
+        raise InvalidInput(f"trusted root unusable: {exc}") from None
+    pol = sigstore_policy([SignerSpec(issuer, identity)])
+    try:
+        verifier = Verifier(trusted_root=root)
+        if bundle._dsse_envelope is not None:
+            _, payload = verifier.verify_dsse(bundle, pol)
+            if not dsse.Statement(payload)._matches_digest(hashed):
+                raise fail("no statement subject matches the artifact's sha256")
+        else:
+            verifier.verify_artifact(hashed, bundle, pol)
+    except (VerificationError, SigstoreError, ValueError) as exc:
+        raise fail(f"bundle rejected: {exc}") from None
