@@ -122,6 +122,13 @@ def audit(target: Path | None = None, **kw: Any) -> Any:
     return _audit(target, **kw)
 
 
+def inventory(**kw: Any) -> list[dict[str, Any]]:
+    """Every release in the log grouped by source model, with validations and status."""
+    from .auditor import inventory as _inventory
+
+    return _inventory(**kw)
+
+
 def verify_any_bundle(bundle: Path, artifact: str, **kw: Any) -> None:
     """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors."""
     from .signing import verify_any_bundle as _verify
@@ -191,6 +198,7 @@ __all__ = [
     "gate",
     "init_instance",
     "instance_server",
+    "inventory",
     "load_instance",
     "load_manifest",
     "load_policy",

@@ -253,3 +253,56 @@ def audit(
         client.requests,
         time.perf_counter() - t0,
     )
+
+
+def inventory(*, trust_config: Path | None = None, instance: Path | None = None,
+              batch: int = 10) -> list[dict[str, Any]]:
+    """The model inventory as a registry of digests: every release in the log (all entries are read
+    and verified, ``batch`` per request as Rekor allows), grouped by source model, with validations
+    and a status: validated / not validated / superseded (a newer release of the same source exists)."""
+    trust = select_trust(trust_config, instance)
+    cfg = trust.load()
+    logs = log_keys(cfg)
+    if not logs:
+        raise InvalidInput(f"{trust.trust_config_path}: the trust root names no transparency log")
+    client = RekorClient(logs[0])
+    events: list[AuditEvent] = []
+    try:
+        latest = client.checkpoint()
+        for start in range(0, latest.size, batch):
+            answers = client._call("/api/v1/log/entries/retrieve",
+                                   {"logIndexes": list(range(start, min(latest.size, start + batch)))})
+            for a in answers:
+                try:
+                    events.append(_verify_event(client._verify_entry(a, latest), client, cfg))
+                except LogMisbehaved as exc:
+                    events.append(AuditEvent(0, "other", -1, "", "", "", False, problems=[str(exc)]))
+    except LogUnreachable as exc:
+        raise OperationalError(f"log unreachable: {exc}", url=client.log.base_url) from None
+    except LogMisbehaved as exc:
+        raise OperationalError(f"log does not verify: {exc}", url=client.log.base_url) from None
+    validations: dict[str, list[AuditEvent]] = {}
+    for e in events:
+        if e.kind == "validation" and e.ok:
+            validations.setdefault(str(e.details.get("root")), []).append(e)
+    releases = sorted((e for e in events if e.kind == "release" and e.ok), key=lambda e: (e.time, e.log_index))
+    newest: dict[str, AuditEvent] = {}
+    for e in releases:
+        newest[str(e.details.get("source_digest"))] = e
+    rows = []
+    for e in releases:
+        root, source = str(e.details.get("root")), str(e.details.get("source_digest"))
+        vals = validations.get(root, [])
+        status = ("superseded" if newest[source] is not e and newest[source].details.get("root") != root
+                  else "validated" if vals else "not validated")
+        scheme = e.details.get("scheme", {})
+        rows.append({"model": f"sha256:{source}", "manifest_root": f"sha256:{root}", "released": e.time,
+                     "log_index": e.log_index, "builder": e.details.get("builder"), "signer": e.signer,
+                     "scheme": f"{scheme.get('id')} {scheme.get('bits')}b/g{scheme.get('group_size')}",
+                     "validations": len(vals),
+                     "last_validation": vals[-1].details.get("metrics") if vals else None, "status": status})
+    bad = [e for e in events if not e.ok and e.kind in ("release", "validation")]
+    for e in bad:
+        rows.append({"model": "?", "manifest_root": str(e.details.get("root", "?")), "released": e.time,
+                     "log_index": e.log_index, "status": "DOES NOT VERIFY: " + "; ".join(e.problems)})
+    return rows

@@ -370,6 +370,35 @@ def audit_cmd(
         raise typer.Exit(1)
 
 
+@app.command("inventory")
+def inventory_cmd(
+    trust_config: Annotated[Path | None, typer.Option(help="sigstore ClientTrustConfig (its log).")] = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory.")] = None,
+    as_json: JsonOpt = False,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+) -> None:
+    """The model inventory: models -> packs (manifest roots) -> validations -> status."""
+    rows = run(lambda: uc.inventory(trust_config=trust_config, instance=instance), as_json)
+    if as_json:
+        _emit_json(rows)
+        return
+    cols = ["model", "manifest_root", "released", "log_index", "signer", "scheme", "validations", "status"]
+    if csv:
+        import csv as csvmod
+
+        w = csvmod.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        return
+    table = Table(title=f"model inventory ({len(rows)} packs)", title_justify="left")
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[_short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, ""))
+                        for c in cols])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
 @app.command("verify-bundle")
 def verify_bundle_cmd(
     artifact: Annotated[str, typer.Argument(help="The artifact file, or sha256:<hex>.")],

@@ -87,3 +87,28 @@ def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
         assert out.returncode == 1 and "log.consistency" in out.stderr
     finally:
         srv.stop()
+
+
+def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    uc.init_instance(inst, free_port())
+    srv = uc.instance_server(inst).start()
+    try:
+        src = make_model(tmp_path / "src")
+        old, new = tmp_path / "old", tmp_path / "new"
+        uc.write_pack(src, old, uc.DEFAULT_SCHEME, "cpu")
+        _release_and_validate(inst, old, tmp_path)
+        uc.write_pack(src, new, uc.Scheme(group_size=64), "cpu")  # a newer pack of the same source model
+        uc.attest_pack(new, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
+        rows = uc.inventory(instance=inst)
+        by_root = {r["manifest_root"]: r for r in rows}
+        old_root = str(uc.load_manifest(old / uc.MANIFEST_NAME).root)
+        new_root = str(uc.load_manifest(new / uc.MANIFEST_NAME).root)
+        assert by_root[old_root]["status"] == "superseded" and by_root[old_root]["validations"] == 1
+        assert by_root[new_root]["status"] == "not validated"
+        assert by_root[old_root]["model"] == by_root[new_root]["model"]
+        out = cli("inventory", "--instance", inst, "--csv")
+        assert out.returncode == 0 and out.stdout.splitlines()[0].startswith("model,manifest_root")
+        assert len(out.stdout.splitlines()) == 3
+    finally:
+        srv.stop()
