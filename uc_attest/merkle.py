@@ -159,3 +159,72 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise RootMismatch(old_root, fr)
     if sr != new_root:
         raise RootMismatch(new_root, sr)
+
+
+class MerkleTree:
+    """Append-only RFC 6962 tree that caches every complete, aligned subtree.
+
+    Roots and proofs for any size n <= len(tree) touch O(log^2 n) cached nodes instead of
+    rehashing all leaves; results equal the recursive definitions above (tested).
+    """
+
+    def __init__(self, leaves: Sequence[bytes] = ()) -> None:
+        self._levels: list[list[bytes]] = [[]]
+        for leaf in leaves:
+            self.append(leaf)
+
+    def __len__(self) -> int:
+        return len(self._levels[0])
+
+    def append(self, leaf_hash_: bytes) -> None:
+        self._levels[0].append(leaf_hash_)
+        i = 0
+        while len(self._levels[i]) % 2 == 0:
+            if len(self._levels) == i + 1:
+                self._levels.append([])
+            self._levels[i + 1].append(node_hash(self._levels[i][-2], self._levels[i][-1]))
+            i += 1
+
+    def leaf(self, index: int) -> bytes:
+        return self._levels[0][index]
+
+    def _hash(self, lo: int, n: int) -> bytes:
+        k = n.bit_length() - 1
+        if n == 1 << k and lo % n == 0 and k < len(self._levels) and (lo >> k) < len(self._levels[k]):
+            return self._levels[k][lo >> k]
+        split = _split(n)
+        return node_hash(self._hash(lo, split), self._hash(lo + split, n - split))
+
+    def root(self, size: int | None = None) -> bytes:
+        n = len(self) if size is None else size
+        return EMPTY_ROOT if n == 0 else self._hash(0, n)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size <= len(self):
+            raise ProofError(f"index {index} out of range for size {size}")
+
+        def path(m: int, lo: int, n: int) -> list[bytes]:
+            if n == 1:
+                return []
+            k = _split(n)
+            if m < k:
+                return [*path(m, lo, k), self._hash(lo + k, n - k)]
+            return [*path(m - k, lo + k, n - k), self._hash(lo, k)]
+
+        return path(index, 0, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        if not 0 <= old_size <= new_size <= len(self):
+            raise ProofError(f"sizes {old_size} -> {new_size} outside the tree")
+        if old_size in (0, new_size):
+            return []
+
+        def sub(m: int, lo: int, n: int, complete: bool) -> list[bytes]:
+            if m == n:
+                return [] if complete else [self._hash(lo, n)]
+            k = _split(n)
+            if m <= k:
+                return [*sub(m, lo, k, complete), self._hash(lo + k, n - k)]
+            return [*sub(m - k, lo + k, n - k, False), self._hash(lo, k)]
+
+        return sub(old_size, 0, new_size, True)

@@ -108,3 +108,16 @@ def test_consistency_proofs_verify_against_naive_roots(n: int, data: st.DataObje
     if 0 < m < n:
         with pytest.raises(merkle.RootMismatch):
             merkle.verify_consistency(m, n, old, bytes(32), proof)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 130), data=st.data())
+def test_cached_tree_equals_the_definitions(n: int, data: st.DataObject) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    tree = merkle.MerkleTree(leaves)
+    size = data.draw(st.integers(1, n))
+    assert tree.root(size) == merkle.root_from_leaf_hashes(leaves[:size]) == _naive_root(leaves[:size])
+    i = data.draw(st.integers(0, size - 1))
+    assert tree.inclusion_proof(i, size) == merkle.inclusion_proof(leaves[:size], i)
+    m = data.draw(st.integers(0, size))
+    assert tree.consistency_proof(m, size) == merkle.consistency_proof(leaves[:size], m)

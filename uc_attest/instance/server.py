@@ -21,7 +21,6 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .. import merkle
 from ..tlog.checkpoint import sign_note
 from ..tlog.store import LogStore, StoredEntry
 from .ca import CSRError, check_csr, issue_leaf
@@ -80,12 +79,10 @@ class Instance:
         return {"signedCertificateEmbeddedSct": {"chain": {"certificates": chain}}}
 
     # -- Rekor ---------------------------------------------------------------------------------------------------
-    def entry_json(self, e: StoredEntry, leaves: list[bytes] | None = None, note: str | None = None) -> dict[str, Any]:
-        if leaves is None or note is None:
-            leaves, st = self.log.snapshot()
-            note = st.note
-        size = len(leaves)
-        proof = merkle.inclusion_proof(leaves, e.index)
+    def entry_json(self, e: StoredEntry) -> dict[str, Any]:
+        tree, st = self.log.snapshot()
+        size, note = st.size, st.note
+        proof = tree.inclusion_proof(e.index, size)
         return {
             e.uuid: {
                 "body": base64.b64encode(e.body).decode(),
@@ -97,7 +94,7 @@ class Instance:
                     "inclusionProof": {
                         "logIndex": e.index,
                         "treeSize": size,
-                        "rootHash": merkle.root_from_leaf_hashes(leaves).hex(),
+                        "rootHash": st.root.hex(),
                         "hashes": [h.hex() for h in proof],
                         "checkpoint": note,
                     },
@@ -141,8 +138,8 @@ class Instance:
             proof = self.log.consistency(first, last)
         except (KeyError, ValueError) as exc:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"firstSize/lastSize: {exc}") from None
-        leaves, _ = self.log.snapshot()
-        return {"rootHash": merkle.root_from_leaf_hashes(leaves[:last]).hex(), "hashes": [h.hex() for h in proof]}
+        tree, _ = self.log.snapshot()
+        return {"rootHash": tree.root(last).hex(), "hashes": [h.hex() for h in proof]}
 
     def retrieve(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, dict):

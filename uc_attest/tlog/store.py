@@ -75,19 +75,20 @@ class LogStore:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise OperationalError(f"{path}: cannot open log database: {exc}", path=str(path)) from exc
-        self._leaves = [
+        leaves = [
             merkle.leaf_hash(bytes(b)) for (b,) in self._db.execute("SELECT body FROM entries ORDER BY idx")
         ]
-        self._by_hash = {h: i for i, h in enumerate(self._leaves)}
+        self._tree = merkle.MerkleTree(leaves)
+        self._by_hash = {h: i for i, h in enumerate(leaves)}
         row = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        root = merkle.root_from_leaf_hashes(self._leaves)
+        root = self._tree.root()
         if row is None:
             self._state = LogState(0, root, sign_note(Checkpoint(origin, 0, root, self._stamp()).text()))
             self._db.execute("INSERT INTO checkpoints VALUES (0, ?, ?)", (root, self._state.note))
         else:
-            if row[0] != len(self._leaves) or bytes(row[1]) != root:
+            if row[0] != len(self._tree) or bytes(row[1]) != root:
                 raise LogCorrupted(
-                    f"{path}: checkpoint (size {row[0]}) does not match the {len(self._leaves)} stored entries",
+                    f"{path}: checkpoint (size {row[0]}) does not match the {len(self._tree)} stored entries",
                     path=str(path),
                 )
             self._state = LogState(row[0], bytes(row[1]), row[2])
@@ -122,11 +123,11 @@ class LogStore:
         with self._lock:
             if leaf in self._by_hash:
                 return self.get(self._by_hash[leaf]), False
-            index = len(self._leaves)
+            index = len(self._tree)
             now = int(time.time())
             set_sig = self._sign(self.set_payload(body, now, index))
-            leaves = [*self._leaves, leaf]
-            root = merkle.root_from_leaf_hashes(leaves)
+            self._tree.append(leaf)  # visible only up to state.size until committed
+            root = self._tree.root(index + 1)
             note = self._sign_note(Checkpoint(self.origin, index + 1, root, self._stamp()).text())
             entry = StoredEntry(index, leaf.hex(), body, kind, now, set_sig)
             try:
@@ -141,8 +142,8 @@ class LogStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
+                self._tree = merkle.MerkleTree([self._tree.leaf(i) for i in range(index)])
                 raise OperationalError(f"log append failed: {exc}") from exc
-            self._leaves = leaves
             self._by_hash[leaf] = index
             self._state = LogState(index + 1, root, note)
             return entry, True
@@ -167,19 +168,16 @@ class LogStore:
     def search(self, key: str) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT idx FROM index_keys WHERE key = ? ORDER BY idx", (key,))]
 
-    def snapshot(self) -> tuple[list[bytes], LogState]:
-        """Leaves and state that belong together (for proofs)."""
+    def snapshot(self) -> tuple[merkle.MerkleTree, LogState]:
+        """The tree and the committed state (proofs are computed for ``state.size`` only)."""
         with self._lock:
-            return self._leaves, self._state
-
-    def inclusion(self, index: int, leaves: list[bytes]) -> list[bytes]:
-        return merkle.inclusion_proof(leaves, index)
+            return self._tree, self._state
 
     def consistency(self, first: int, last: int) -> list[bytes]:
-        leaves, state = self.snapshot()
+        tree, state = self.snapshot()
         if not 0 < first <= last <= state.size:
             raise ValueError(f"need 0 < firstSize <= lastSize <= {state.size}")
-        return merkle.consistency_proof(leaves[:last], first)
+        return tree.consistency_proof(first, last)
 
     def checkpoint_at(self, size: int) -> str | None:
         row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()

@@ -1,0 +1,99 @@
+"""Audit time on a log of 10,000 entries of which 50 concern the audited model (search uses the index).
+
+    python benchmarks/audit_speed.py [--filler 10000] [--concerning 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed  # noqa: E402
+
+import uc_attest as uc  # noqa: E402
+from uc_attest.synth import write_synth_model  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--filler", type=int, default=10_000)
+    ap.add_argument("--concerning", type=int, default=50)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        inst = Path(tmp) / "inst"
+        state = uc.init_instance(inst, port)
+        proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(inst)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"{state.url}/api/v1/log", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = base64.b64encode(key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+            def filler(c: int) -> None:
+                for i in range(c, args.filler, 8):
+                    d = hashlib.sha256(f"filler {i}".encode()).digest()
+                    sig = base64.b64encode(key.sign(d, ec.ECDSA(Prehashed(hashes.SHA256())))).decode()
+                    body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+                        "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
+                        "signature": {"content": sig, "publicKey": {"content": pem}}}}
+                    req = urllib.request.Request(f"{state.url}/api/v1/log/entries", json.dumps(body).encode(),
+                                                 {"Content-Type": "application/json"})
+                    urllib.request.urlopen(req, timeout=60).read()
+
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=filler, args=(c,)) for c in range(8)]
+            for t in threads:
+                t.start()
+            pack = Path(tmp) / "pack"
+            uc.write_pack(write_synth_model(Path(tmp) / "src", hidden=64, inter=128, layers=1, vocab=32), pack,
+                          uc.DEFAULT_SCHEME, "cpu")
+            trust = uc.select_trust(None, inst)
+            (Path(tmp) / "m.json").write_text(json.dumps({"evaluation_set": "bench", "metrics": {"x": 1.0}}))
+            for i in range(args.concerning):
+                if i % 2 == 0:
+                    uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example",
+                                   bundle_out=Path(tmp) / f"r{i}.json")
+                else:
+                    uc.validate_pack(pack, Path(tmp) / "m.json", trust, dev_identity="validator@bank.example",
+                                     bundle_out=Path(tmp) / f"v{i}.json")
+            for t in threads:
+                t.join()
+            size = json.loads(urllib.request.urlopen(f"{state.url}/api/v1/log").read())["treeSize"]
+            print(f"log filled: {size} entries ({args.concerning} about the model) in {time.perf_counter() - t0:.0f} s")
+            t0 = time.perf_counter()
+            r = uc.audit(pack, instance=inst)
+            dt = time.perf_counter() - t0
+            print(f"audit: {len(r.events)} entries found and verified, ok={r.ok}, {r.requests} log requests, "
+                  f"{dt:.2f} s (including {r.to_dict()['checks'][-1]['detail']})")
+        finally:
+            proc.terminate()
+            proc.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
