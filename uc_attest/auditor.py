@@ -255,8 +255,9 @@ def audit(
     )
 
 
-def inventory(*, trust_config: Path | None = None, instance: Path | None = None,
-              batch: int = 10) -> list[dict[str, Any]]:
+def inventory(
+    *, trust_config: Path | None = None, instance: Path | None = None, batch: int = 10
+) -> list[dict[str, Any]]:
     """The model inventory as a registry of digests: every release in the log (all entries are read
     and verified, ``batch`` per request as Rekor allows), grouped by source model, with validations
     and a status: validated / not validated / superseded (a newer release of the same source exists)."""
@@ -270,8 +271,9 @@ def inventory(*, trust_config: Path | None = None, instance: Path | None = None,
     try:
         latest = client.checkpoint()
         for start in range(0, latest.size, batch):
-            answers = client._call("/api/v1/log/entries/retrieve",
-                                   {"logIndexes": list(range(start, min(latest.size, start + batch)))})
+            answers = client._call(
+                "/api/v1/log/entries/retrieve", {"logIndexes": list(range(start, min(latest.size, start + batch)))}
+            )
             for a in answers:
                 try:
                     events.append(_verify_event(client._verify_entry(a, latest), client, cfg))
@@ -293,16 +295,37 @@ def inventory(*, trust_config: Path | None = None, instance: Path | None = None,
     for e in releases:
         root, source = str(e.details.get("root")), str(e.details.get("source_digest"))
         vals = validations.get(root, [])
-        status = ("superseded" if newest[source] is not e and newest[source].details.get("root") != root
-                  else "validated" if vals else "not validated")
+        status = (
+            "superseded"
+            if newest[source] is not e and newest[source].details.get("root") != root
+            else "validated"
+            if vals
+            else "not validated"
+        )
         scheme = e.details.get("scheme", {})
-        rows.append({"model": f"sha256:{source}", "manifest_root": f"sha256:{root}", "released": e.time,
-                     "log_index": e.log_index, "builder": e.details.get("builder"), "signer": e.signer,
-                     "scheme": f"{scheme.get('id')} {scheme.get('bits')}b/g{scheme.get('group_size')}",
-                     "validations": len(vals),
-                     "last_validation": vals[-1].details.get("metrics") if vals else None, "status": status})
+        rows.append(
+            {
+                "model": f"sha256:{source}",
+                "manifest_root": f"sha256:{root}",
+                "released": e.time,
+                "log_index": e.log_index,
+                "builder": e.details.get("builder"),
+                "signer": e.signer,
+                "scheme": f"{scheme.get('id')} {scheme.get('bits')}b/g{scheme.get('group_size')}",
+                "validations": len(vals),
+                "last_validation": vals[-1].details.get("metrics") if vals else None,
+                "status": status,
+            }
+        )
     bad = [e for e in events if not e.ok and e.kind in ("release", "validation")]
     for e in bad:
-        rows.append({"model": "?", "manifest_root": str(e.details.get("root", "?")), "released": e.time,
-                     "log_index": e.log_index, "status": "DOES NOT VERIFY: " + "; ".join(e.problems)})
+        rows.append(
+            {
+                "model": "?",
+                "manifest_root": str(e.details.get("root", "?")),
+                "released": e.time,
+                "log_index": e.log_index,
+                "status": "DOES NOT VERIFY: " + "; ".join(e.problems),
+            }
+        )
     return rows

@@ -394,8 +394,9 @@ def inventory_cmd(
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*[_short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, ""))
-                        for c in cols])
+        table.add_row(
+            *[_short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, "")) for c in cols]
+        )
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -405,16 +406,22 @@ def verify_bundle_cmd(
     bundle: Annotated[Path, typer.Option(help="Sigstore bundle (v0.1-v0.3).")],
     certificate_identity: Annotated[str | None, typer.Option(help="Expected signer identity.")] = None,
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer.")] = None,
-    key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")]
-    = None,
-    trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")]
-    = None,
-    staging: Annotated[bool, typer.Option(help="Accepted for protocol compatibility; offline roots only.")]
-    = False,
+    key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")] = None,
+    trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")] = None,
+    staging: Annotated[bool, typer.Option(help="Accepted for protocol compatibility; offline roots only.")] = False,
 ) -> None:
     """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
-    run(lambda: uc.verify_any_bundle(bundle, artifact, identity=certificate_identity,
-                                     issuer=certificate_oidc_issuer, key=key, trusted_root=trusted_root), False)
+    run(
+        lambda: uc.verify_any_bundle(
+            bundle,
+            artifact,
+            identity=certificate_identity,
+            issuer=certificate_oidc_issuer,
+            key=key,
+            trusted_root=trusted_root,
+        ),
+        False,
+    )
     err.print("[bold green]OK[/] bundle verified")
 
 

@@ -203,8 +203,15 @@ def verify_bundle(bundle_path: Path, trust_config: Any, signers: Sequence[Signer
     )
 
 
-def verify_any_bundle(bundle_path: Path, artifact: str, *, identity: str | None = None, issuer: str | None = None,
-                      key: Path | None = None, trusted_root: Path | None = None) -> None:
+def verify_any_bundle(
+    bundle_path: Path,
+    artifact: str,
+    *,
+    identity: str | None = None,
+    issuer: str | None = None,
+    key: Path | None = None,
+    trusted_root: Path | None = None,
+) -> None:
     """Verify any Sigstore bundle for auditors (sigstore-conformance ``verify-bundle`` semantics).
 
     ``artifact`` is a file path or ``sha256:<hex>``. Without ``trusted_root`` the public-good
@@ -246,8 +253,11 @@ def verify_any_bundle(bundle_path: Path, artifact: str, *, identity: str | None 
     if not identity or not issuer:
         raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
     try:
-        root = (TrustedRoot.from_file(str(trusted_root)) if trusted_root
-                else ClientTrustConfig.production(offline=True).trusted_root)
+        root = (
+            TrustedRoot.from_file(str(trusted_root))
+            if trusted_root
+            else ClientTrustConfig.production(offline=True).trusted_root
+        )
     except (OSError, ValueError, SigstoreError) as exc:
         raise InvalidInput(f"trusted root unusable: {exc}") from None
     pol = sigstore_policy([SignerSpec(issuer, identity)])

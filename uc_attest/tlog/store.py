@@ -75,9 +75,7 @@ class LogStore:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise OperationalError(f"{path}: cannot open log database: {exc}", path=str(path)) from exc
-        leaves = [
-            merkle.leaf_hash(bytes(b)) for (b,) in self._db.execute("SELECT body FROM entries ORDER BY idx")
-        ]
+        leaves = [merkle.leaf_hash(bytes(b)) for (b,) in self._db.execute("SELECT body FROM entries ORDER BY idx")]
         self._tree = merkle.MerkleTree(leaves)
         self._by_hash = {h: i for i, h in enumerate(leaves)}
         row = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
