@@ -20,10 +20,15 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
 def load_trust_config(path: Path) -> Any:
-    """Load a sigstore ClientTrustConfig JSON file (no network)."""
+    """Load a sigstore ClientTrustConfig JSON file (no network), or ``public-good`` / ``staging`` (TUF)."""
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import ClientTrustConfig
 
+    if str(path) in ("public-good", "staging"):  # Sigstore's TUF repositories (network, verified by TUF)
+        try:
+            return ClientTrustConfig.production() if str(path) == "public-good" else ClientTrustConfig.staging()
+        except (SigstoreError, OSError) as exc:
+            raise OperationalError(f"cannot fetch the {path} trust root through TUF: {exc}") from None
     try:
         return ClientTrustConfig.from_json(Path(path).read_text())
     except FileNotFoundError:
