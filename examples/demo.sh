@@ -11,6 +11,19 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rm -rf "$WORK" && mkdir -p "$WORK"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_for_instance() {  # poll the log endpoint until the instance answers (10 s at most)
+  python - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/log", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the instance did not start")
+PY
+}
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -23,17 +36,7 @@ step "1. start the embedded Sigstore-compatible instance (DEV: CA + CT, Rekor v1
 uc-attest instance init "$WORK/instance" --port "$PORT"
 uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
-python - "$PORT" <<'PY'
-import sys, time, urllib.request
-for _ in range(100):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/log", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the instance did not start")
-PY
+wait_for_instance
 
 step "2. pack the source model (deterministic 5-bit, bit-identical on CPU and GPU)"
 uc-attest pack "$SRC" -o "$WORK/pack"
@@ -95,15 +98,7 @@ expect_fail uc-attest verify "$WORK/tampered" --policy "$POLICY"
 step "9. auditor's view: every log entry about this model, verified, as a chain of custody (instance back up)"
 uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
-python - "$PORT" <<'PY'
-import sys, time, urllib.request
-for _ in range(100):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/log", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-PY
+wait_for_instance
 uc-attest log watch --state "$WORK/witness.json" --instance "$WORK/instance"
 uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html"
 

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +10,7 @@ import pytest
 
 from tests.conftest import make_model
 from tests.e2e.test_cli import assert_clean_error, cli
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, serve_in_subprocess
 
 ID = "ci@example.com"
 
@@ -26,14 +22,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     r = cli("instance", "init", root / "inst", "--port", str(port), "--json")
     assert r.returncode == 0, r.stderr
     assert "DEV" in json.loads(r.stdout)["warning"]
-    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root / "inst")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/log", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc = serve_in_subprocess(root / "inst")
     assert cli("pack", make_model(root / "src"), "-o", root / "pack", "--device", "cpu").returncode == 0
     yield root
     proc.terminate()

@@ -57,3 +57,24 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pack")
     uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu")
     return root / "pack"
+
+
+def serve_in_subprocess(root: Path) -> Any:
+    """`uc-attest instance serve ROOT` as a real process; returns the Popen once it answers."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = json.loads((root / "instance.json").read_text())["port"]
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/log", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("instance did not start")

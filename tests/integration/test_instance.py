@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import uc_attest as uc
-from tests.integration.conftest import Running, free_port
+from tests.integration.conftest import Running, free_port, serve_in_subprocess
 from uc_attest import merkle
 from uc_attest.instance.oidc import mint_token
 from uc_attest.tlog.checkpoint import Checkpoint, ecdsa_verifier, open_note
@@ -198,17 +197,7 @@ def test_state_dir_with_open_permissions_is_refused(tmp_path: Path) -> None:
 
 
 def _serve(root: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    port = json.loads((root / "instance.json").read_text())["port"]
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/log", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("instance did not start")
+    return serve_in_subprocess(root)  # type: ignore[no-any-return]
 
 
 def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
