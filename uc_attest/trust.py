@@ -42,6 +42,7 @@ def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelec
     if str(trust_config) not in ("public-good", "staging") and not Path(trust_config).is_file():
         from .errors import InvalidInput
 
-        raise InvalidInput(f"{trust_config}: trust config not found (a file, public-good or staging)",
-                           path=str(trust_config))
+        raise InvalidInput(
+            f"{trust_config}: trust config not found (a file, public-good or staging)", path=str(trust_config)
+        )
     return TrustSelection(Path(trust_config))

@@ -178,7 +178,8 @@ class RekorClient:
             cp = self._verify_note(p["checkpoint"])
             if cp.size != int(p["treeSize"]) or cp.root != bytes.fromhex(p["rootHash"]):
                 raise LogMisbehaved(f"entry {index}: proof and checkpoint disagree")
-            merkle.verify_inclusion(index, cp.size, leaf, [bytes.fromhex(h) for h in p["hashes"]], cp.root)
+            # the proof index is shard-local on sharded logs (public-good Rekor); the entry index is global
+            merkle.verify_inclusion(int(p["logIndex"]), cp.size, leaf, [bytes.fromhex(h) for h in p["hashes"]], cp.root)
             parsed = json.loads(body)
             kind = str(parsed.get("kind", ""))
             attestation = None
