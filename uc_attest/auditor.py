@@ -271,12 +271,10 @@ def inventory(
     try:
         latest = client.checkpoint()
         for start in range(0, latest.size, batch):
-            answers = client._call(
-                "/api/v1/log/entries/retrieve", {"logIndexes": list(range(start, min(latest.size, start + batch)))}
-            )
+            answers = client.retrieve(list(range(start, min(latest.size, start + batch))))
             for a in answers:
                 try:
-                    events.append(_verify_event(client._verify_entry(a, latest), client, cfg))
+                    events.append(_verify_event(client.verify_entry(a, latest), client, cfg))
                 except LogMisbehaved as exc:
                     events.append(AuditEvent(0, "other", -1, "", "", "", False, problems=[str(exc)]))
     except LogUnreachable as exc:

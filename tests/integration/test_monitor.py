@@ -120,7 +120,7 @@ def test_client_verifies_entries_and_refuses_tampered_answers(tmp_path: Path) ->
         bad_proof[uuid]["verification"]["inclusionProof"]["hashes"][0] = "00" * 32
         for tampered in (bad_body, bad_set, bad_proof):
             with pytest.raises(LogMisbehaved):
-                c._verify_entry(tampered, latest)
+                c.verify_entry(tampered, latest)
     finally:
         srv.stop()
 

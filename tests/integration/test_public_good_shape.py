@@ -57,9 +57,9 @@ def client_and_answer() -> tuple[RekorClient, dict[str, Any]]:
 def test_real_public_good_entry_verifies(client_and_answer: tuple[RekorClient, dict[str, Any]]) -> None:
     client, answer = client_and_answer
     ((_, e),) = answer.items()
-    cp = client._verify_note(e["verification"]["inclusionProof"]["checkpoint"])
+    cp = client.verify_note(e["verification"]["inclusionProof"]["checkpoint"])
     assert cp.origin.startswith("rekor.sigstore.dev")
-    got = client._verify_entry(answer, cp)
+    got = client.verify_entry(answer, cp)
     assert got.kind == "hashedrekord" and got.index == e["logIndex"]
 
 
@@ -68,7 +68,7 @@ def test_altered_public_good_entry_is_refused(client_and_answer: tuple[RekorClie
                                               field: str) -> None:
     client, answer = client_and_answer
     ((uuid, e),) = answer.items()
-    cp = client._verify_note(e["verification"]["inclusionProof"]["checkpoint"])
+    cp = client.verify_note(e["verification"]["inclusionProof"]["checkpoint"])
     bad = copy.deepcopy(answer)
     v = bad[uuid]["verification"]
     if field == "set":
@@ -80,4 +80,4 @@ def test_altered_public_good_entry_is_refused(client_and_answer: tuple[RekorClie
     else:
         bad[uuid]["integratedTime"] += 1
     with pytest.raises(LogMisbehaved):
-        client._verify_entry(bad, cp)
+        client.verify_entry(bad, cp)

@@ -120,7 +120,7 @@ class RekorClient:
         except (OSError, ValueError) as exc:
             raise LogUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from None
 
-    def _verify_note(self, note: str) -> VerifiedCheckpoint:
+    def verify_note(self, note: str) -> VerifiedCheckpoint:
         name = note.split("\n\n", 1)[-1].removeprefix("\u2014 ").split(" ", 1)[0]
         try:
             cp = Checkpoint.parse(open_note(note, [Verifier(name, self.log.log_id[:4], self.log.key)]).text)
@@ -132,7 +132,7 @@ class RekorClient:
         """The log's current signed checkpoint, verified; its size/root must match the JSON answer."""
         info = self._call("/api/v1/log")
         try:
-            cp = self._verify_note(info["signedTreeHead"])
+            cp = self.verify_note(info["signedTreeHead"])
             if cp.size != int(info["treeSize"]) or cp.root != bytes.fromhex(info["rootHash"]):
                 raise LogMisbehaved("log info disagrees with its own signed checkpoint")
         except (KeyError, TypeError, ValueError) as exc:
@@ -159,7 +159,7 @@ class RekorClient:
                 f"fork: no consistency from size {old.size} ({old.root.hex()}) to {new.size} ({new.root.hex()}): {exc}"
             ) from None
 
-    def _verify_entry(self, answer: Any, latest: VerifiedCheckpoint) -> VerifiedEntry:
+    def verify_entry(self, answer: Any, latest: VerifiedCheckpoint) -> VerifiedEntry:
         try:
             ((uuid, e),) = answer.items()
             body = base64.b64decode(e["body"])
@@ -175,7 +175,7 @@ class RekorClient:
             )
             self.log.key.verify(base64.b64decode(v["signedEntryTimestamp"]), set_payload, ec.ECDSA(hashes.SHA256()))
             p = v["inclusionProof"]
-            cp = self._verify_note(p["checkpoint"])
+            cp = self.verify_note(p["checkpoint"])
             if cp.size != int(p["treeSize"]) or cp.root != bytes.fromhex(p["rootHash"]):
                 raise LogMisbehaved(f"entry {index}: proof and checkpoint disagree")
             # the proof index is shard-local on sharded logs (public-good Rekor); the entry index is global
@@ -197,11 +197,19 @@ class RekorClient:
 
     def entry_by_index(self, index: int, latest: VerifiedCheckpoint | None = None) -> VerifiedEntry:
         latest = latest or self.checkpoint()
-        return self._verify_entry(self._call(f"/api/v1/log/entries?logIndex={index}"), latest)
+        return self.verify_entry(self._call(f"/api/v1/log/entries?logIndex={index}"), latest)
 
     def entry_by_uuid(self, uuid: str, latest: VerifiedCheckpoint | None = None) -> VerifiedEntry:
         latest = latest or self.checkpoint()
-        return self._verify_entry(self._call(f"/api/v1/log/entries/{uuid}"), latest)
+        return self.verify_entry(self._call(f"/api/v1/log/entries/{uuid}"), latest)
+
+    def retrieve(self, indexes: list[int]) -> list[Any]:
+        """Raw answers for several log indexes (POST /api/v1/log/entries/retrieve); verify each with
+        :meth:`verify_entry`."""
+        got = self._call("/api/v1/log/entries/retrieve", {"logIndexes": indexes})
+        if not isinstance(got, list):
+            raise LogMisbehaved("entries/retrieve answered something that is not a list")
+        return got
 
     def search(self, digest: str) -> list[str]:
         """UUIDs of entries indexed under ``digest`` (``sha256:<hex>``), via the log's index (no scan)."""

@@ -59,7 +59,7 @@ def stored_checkpoint(state: dict[str, Any], client: RekorClient) -> VerifiedChe
     if rec is None:
         return None
     try:
-        return client._verify_note(rec["note"])
+        return client.verify_note(rec["note"])
     except (KeyError, LogMisbehaved, NoteError) as exc:
         raise InvalidInput(f"monitor state for {client.log.base_url} does not verify: {exc}") from None
 
