@@ -247,14 +247,15 @@ def verify_any_bundle(
         except OSError as exc:
             raise InvalidInput(f"{artifact}: cannot read the artifact: {exc.strerror}", path=artifact) from None
     hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
+    if key is not None:
+        _verify_key_bundle(Path(bundle_path), digest, key, trusted_root)
+        return
     try:
         bundle = Bundle.from_json(Path(bundle_path).read_bytes())
     except OSError as exc:
         raise InvalidInput(f"{bundle_path}: cannot read the bundle: {exc.strerror}", path=str(bundle_path)) from None
     except (InvalidBundle, ValueError, SigstoreError) as exc:
         raise fail(f"malformed bundle: {exc}") from None
-    if key is not None:
-        raise fail("bundles signed with a managed key are not verifiable with sigstore-python (no key-based API)")
     if not identity or not issuer:
         raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
     try:
@@ -276,3 +277,77 @@ def verify_any_bundle(
             verifier.verify_artifact(hashed, bundle, pol)
     except (VerificationError, SigstoreError, ValueError) as exc:
         raise fail(f"bundle rejected: {exc}") from None
+
+
+def _verify_key_bundle(bundle_path: Path, digest: bytes, key_path: Path, trusted_root: Path | None) -> None:
+    """A managed-key bundle (hashedrekord 0.0.1): sigstore-python has no key-based API, so this checks
+    it directly: the key parses and is the key logged in the entry, the signature is over the artifact's
+    digest, the entry body names that digest and signature, and the log entry verifies (SET, inclusion
+    proof and signed checkpoint) with a log key of the trusted root valid at the integrated time."""
+    import base64
+    import datetime as dt
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from sigstore.models import ClientTrustConfig, TrustedRoot
+
+    from .tlog.client import LogKey, LogMisbehaved, RekorClient, rest_answer_from_bundle_entry
+
+    def fail(why: str) -> VerificationFailed:
+        return VerificationFailed([Finding(str(bundle_path), why)])
+
+    try:
+        key = serialization.load_pem_public_key(Path(key_path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise fail(f"the public key {key_path} is unusable: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise fail("only ECDSA keys are supported for managed-key bundles")
+    try:
+        b = json.loads(Path(bundle_path).read_bytes())
+        ms = b["messageSignature"]
+        (entry,) = b["verificationMaterial"]["tlogEntries"]
+        body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+        sig = base64.b64decode(ms["signature"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise fail(f"not a managed-key message-signature bundle: {exc}") from None
+    if entry.get("kindVersion") != {"kind": "hashedrekord", "version": "0.0.1"} or body.get("kind") != "hashedrekord":
+        raise fail("only hashedrekord 0.0.1 entries are supported for managed-key bundles")
+    if base64.b64decode(ms.get("messageDigest", {}).get("digest", "")) not in (b"", digest):
+        raise fail("the bundle's message digest is not the artifact's")
+    try:
+        key.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        raise fail("the signature does not verify with the given key over the artifact") from None
+    spec = body.get("spec", {})
+    logged_key = serialization.load_pem_public_key(base64.b64decode(spec["signature"]["publicKey"]["content"]))
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if logged_key.public_bytes(*der) != key.public_bytes(*der):
+        raise fail("the log entry names another public key")
+    if spec["data"]["hash"]["value"] != digest.hex() or base64.b64decode(spec["signature"]["content"]) != sig:
+        raise fail("the log entry is for another artifact or signature")
+    root = TrustedRoot.from_file(str(trusted_root)) if trusted_root else \
+        ClientTrustConfig.production(offline=True).trusted_root
+    log_id = base64.b64decode(entry["logId"]["keyId"])
+    t = int(entry["integratedTime"])
+    for tl in root._inner.tlogs:
+        if bytes(tl.log_id.key_id) != log_id:
+            continue
+        valid = tl.public_key.valid_for
+        start = valid.start.timestamp() if valid and valid.start else 0.0
+        end = valid.end.timestamp() if valid and valid.end else float("inf")
+        if not start <= t <= end:
+            raise fail(f"integrated time {dt.datetime.fromtimestamp(t, dt.UTC)} is outside the log key's validity")
+        log_key = serialization.load_der_public_key(bytes(tl.public_key.raw_bytes or b""))
+        if not isinstance(log_key, ec.EllipticCurvePublicKey):
+            raise fail("unsupported log key type")
+        client = RekorClient(LogKey(str(tl.base_url), log_key, log_id))
+        try:
+            answer = rest_answer_from_bundle_entry(entry)
+            cp = client.verify_note(entry["inclusionProof"]["checkpoint"]["envelope"])
+            client.verify_entry(answer, cp)
+        except (LogMisbehaved, KeyError, ValueError) as exc:
+            raise fail(f"log entry does not verify: {exc}") from None
+        return
+    raise fail("the entry's log is not in the trusted root")
