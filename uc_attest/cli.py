@@ -408,7 +408,7 @@ def verify_bundle_cmd(
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer.")] = None,
     key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")] = None,
     trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")] = None,
-    staging: Annotated[bool, typer.Option(help="Accepted for protocol compatibility; offline roots only.")] = False,
+    staging: Annotated[bool, typer.Option(help="Sigstore staging's trusted root (as shipped, offline).")] = False,
 ) -> None:
     """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
     run(
@@ -419,6 +419,7 @@ def verify_bundle_cmd(
             issuer=certificate_oidc_issuer,
             key=key,
             trusted_root=trusted_root,
+            staging=staging,
         ),
         False,
     )

@@ -216,6 +216,7 @@ def verify_any_bundle(
     issuer: str | None = None,
     key: Path | None = None,
     trusted_root: Path | None = None,
+    staging: bool = False,
 ) -> None:
     """Verify any Sigstore bundle for auditors (sigstore-conformance ``verify-bundle`` semantics).
 
@@ -229,7 +230,7 @@ def verify_any_bundle(
     from sigstore.errors import Error as SigstoreError
     from sigstore.errors import VerificationError
     from sigstore.hashes import Hashed
-    from sigstore.models import Bundle, ClientTrustConfig, InvalidBundle, TrustedRoot
+    from sigstore.models import Bundle, InvalidBundle, TrustedRoot
     from sigstore.verify import Verifier
     from sigstore_models.common.v1 import HashAlgorithm
 
@@ -248,7 +249,7 @@ def verify_any_bundle(
             raise InvalidInput(f"{artifact}: cannot read the artifact: {exc.strerror}", path=artifact) from None
     hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
     if key is not None:
-        _verify_key_bundle(Path(bundle_path), digest, key, trusted_root)
+        _verify_key_bundle(Path(bundle_path), digest, key, trusted_root, staging)
         return
     try:
         bundle = Bundle.from_json(Path(bundle_path).read_bytes())
@@ -259,11 +260,7 @@ def verify_any_bundle(
     if not identity or not issuer:
         raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
     try:
-        root = (
-            TrustedRoot.from_file(str(trusted_root))
-            if trusted_root
-            else ClientTrustConfig.production(offline=True).trusted_root
-        )
+        root = TrustedRoot.from_file(str(trusted_root)) if trusted_root else _default_root(staging)
     except (OSError, ValueError, SigstoreError) as exc:
         raise InvalidInput(f"trusted root unusable: {exc}") from None
     pol = sigstore_policy([SignerSpec(issuer, identity)])
@@ -279,7 +276,17 @@ def verify_any_bundle(
         raise fail(f"bundle rejected: {exc}") from None
 
 
-def _verify_key_bundle(bundle_path: Path, digest: bytes, key_path: Path, trusted_root: Path | None) -> None:
+def _default_root(staging: bool) -> Any:
+    """Sigstore's public-good (or staging) trusted root as shipped with sigstore-python (offline)."""
+    from sigstore.models import ClientTrustConfig
+
+    cfg = ClientTrustConfig.staging(offline=True) if staging else ClientTrustConfig.production(offline=True)
+    return cfg.trusted_root
+
+
+def _verify_key_bundle(
+    bundle_path: Path, digest: bytes, key_path: Path, trusted_root: Path | None, staging: bool = False
+) -> None:
     """A managed-key bundle (hashedrekord 0.0.1): sigstore-python has no key-based API, so this checks
     it directly: the key parses and is the key logged in the entry, the signature is over the artifact's
     digest, the entry body names that digest and signature, and the log entry verifies (SET, inclusion
@@ -291,7 +298,7 @@ def _verify_key_bundle(bundle_path: Path, digest: bytes, key_path: Path, trusted
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-    from sigstore.models import ClientTrustConfig, TrustedRoot
+    from sigstore.models import TrustedRoot
 
     from .tlog.client import LogKey, LogMisbehaved, RekorClient, rest_answer_from_bundle_entry
 
@@ -327,8 +334,7 @@ def _verify_key_bundle(bundle_path: Path, digest: bytes, key_path: Path, trusted
         raise fail("the log entry names another public key")
     if spec["data"]["hash"]["value"] != digest.hex() or base64.b64decode(spec["signature"]["content"]) != sig:
         raise fail("the log entry is for another artifact or signature")
-    root = TrustedRoot.from_file(str(trusted_root)) if trusted_root else \
-        ClientTrustConfig.production(offline=True).trusted_root
+    root = TrustedRoot.from_file(str(trusted_root)) if trusted_root else _default_root(staging)
     log_id = base64.b64decode(entry["logId"]["keyId"])
     t = int(entry["integratedTime"])
     for tl in root._inner.tlogs:

@@ -228,13 +228,24 @@ def rest_answer_from_bundle_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
     body = base64.b64decode(entry["canonicalizedBody"])
     p = entry["inclusionProof"]
-    return {merkle.leaf_hash(body).hex(): {
-        "body": entry["canonicalizedBody"], "integratedTime": int(entry["integratedTime"]),
-        "logID": hexb(entry["logId"]["keyId"]), "logIndex": int(entry["logIndex"]),
-        "verification": {"signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
-                         "inclusionProof": {"logIndex": int(p["logIndex"]), "treeSize": int(p["treeSize"]),
-                                            "rootHash": hexb(p["rootHash"]), "hashes": [hexb(h) for h in p["hashes"]],
-                                            "checkpoint": p["checkpoint"]["envelope"]}}}}
+    return {
+        merkle.leaf_hash(body).hex(): {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": int(entry["integratedTime"]),
+            "logID": hexb(entry["logId"]["keyId"]),
+            "logIndex": int(entry["logIndex"]),
+            "verification": {
+                "signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                "inclusionProof": {
+                    "logIndex": int(p["logIndex"]),
+                    "treeSize": int(p["treeSize"]),
+                    "rootHash": hexb(p["rootHash"]),
+                    "hashes": [hexb(h) for h in p["hashes"]],
+                    "checkpoint": p["checkpoint"]["envelope"],
+                },
+            },
+        }
+    }
 
 
 def fetch_verified_entry(log: LogKey, index: int, timeout: float = 5.0) -> bytes:
