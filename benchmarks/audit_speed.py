@@ -6,11 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,11 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
 import uc_attest as uc
+from benchmarks._instance import EntrySigner, post, serve
 from uc_attest.synth import write_synth_model
 
 
@@ -34,35 +27,15 @@ def main() -> int:
     ap.add_argument("--filler", type=int, default=10_000)
     ap.add_argument("--concerning", type=int, default=50)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+    with tempfile.TemporaryDirectory() as tmp:
         inst = Path(tmp) / "inst"
-        state = uc.init_instance(inst, port)
-        proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(inst)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        state, proc = serve(inst)
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"{state.url}/api/v1/log", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = base64.b64encode(key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+            signer = EntrySigner()
 
             def filler(c: int) -> None:
                 for i in range(c, args.filler, 8):
-                    d = hashlib.sha256(f"filler {i}".encode()).digest()
-                    sig = base64.b64encode(key.sign(d, ec.ECDSA(Prehashed(hashes.SHA256())))).decode()
-                    body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-                        "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
-                        "signature": {"content": sig, "publicKey": {"content": pem}}}}
-                    req = urllib.request.Request(f"{state.url}/api/v1/log/entries", json.dumps(body).encode(),
-                                                 {"Content-Type": "application/json"})
-                    urllib.request.urlopen(req, timeout=60).read()
+                    post(f"{state.url}/api/v1/log/entries", signer.entry(f"filler {i}"))
 
             t0 = time.perf_counter()
             threads = [threading.Thread(target=filler, args=(c,)) for c in range(8)]

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,19 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-import uc_attest as uc
+from benchmarks._instance import EntrySigner, post, serve
 from uc_attest import merkle
 from uc_attest.tlog.checkpoint import Checkpoint, ecdsa_verifier, open_note
-
-
-def post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return r.status, json.loads(r.read())
 
 
 def main() -> int:
@@ -47,34 +34,12 @@ def main() -> int:
     ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        state = uc.init_instance(Path(tmp) / "inst", port)
-        proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(Path(tmp) / "inst")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    with tempfile.TemporaryDirectory() as tmp:
+        state, proc = serve(Path(tmp) / "inst")
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"{state.url}/api/v1/log", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = base64.b64encode(key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+            signer = EntrySigner()
             per = args.entries // args.clients
-            bodies = []
-            for c in range(args.clients):
-                mine = []
-                for i in range(per):
-                    d = hashlib.sha256(f"{c}/{i}".encode()).digest()
-                    sig = base64.b64encode(key.sign(d, ec.ECDSA(Prehashed(hashes.SHA256())))).decode()
-                    mine.append({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-                        "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
-                        "signature": {"content": sig, "publicKey": {"content": pem}}}})
-                bodies.append(mine)
+            bodies = [[signer.entry(f"{c}/{i}") for i in range(per)] for c in range(args.clients)]
             latencies: list[float] = []
             results: list[dict[str, object]] = []
             lock = threading.Lock()

@@ -152,6 +152,16 @@ def _verify_event(e: VerifiedEntry, client: RekorClient, trust_config: Any) -> A
     return ev
 
 
+def _log_client(trust_config: Path | None, instance: Path | None) -> tuple[RekorClient, Any]:
+    """A verifying client for the (first) log of the selected trust root, and the trust config."""
+    trust = select_trust(trust_config, instance)
+    cfg = trust.load()
+    logs = log_keys(cfg)
+    if not logs:
+        raise InvalidInput(f"{trust.trust_config_path}: the trust root names no transparency log")
+    return RekorClient(logs[0]), cfg
+
+
 def audit(
     target: Path | None = None,
     *,
@@ -172,12 +182,7 @@ def audit(
         keys.append(digest if digest.startswith("sha256:") else f"sha256:{digest}")
     if not keys:
         raise InvalidInput("audit needs a pack directory, --manifest-root or --digest")
-    trust = select_trust(trust_config, instance)
-    cfg = trust.load()
-    logs = log_keys(cfg)
-    if not logs:
-        raise InvalidInput(f"{trust.trust_config_path}: the trust root names no transparency log")
-    client = RekorClient(logs[0])
+    client, cfg = _log_client(trust_config, instance)
     checks: list[Check] = []
     events: list[AuditEvent] = []
     latest = None
@@ -261,12 +266,7 @@ def inventory(
     """The model inventory as a registry of digests: every release in the log (all entries are read
     and verified, ``batch`` per request as Rekor allows), grouped by source model, with validations
     and a status: validated / not validated / superseded (a newer release of the same source exists)."""
-    trust = select_trust(trust_config, instance)
-    cfg = trust.load()
-    logs = log_keys(cfg)
-    if not logs:
-        raise InvalidInput(f"{trust.trust_config_path}: the trust root names no transparency log")
-    client = RekorClient(logs[0])
+    client, cfg = _log_client(trust_config, instance)
     events: list[AuditEvent] = []
     try:
         latest = client.checkpoint()
