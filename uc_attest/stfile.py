@@ -208,6 +208,12 @@ class SafetensorsFile:
             self._mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
         return self._mm
 
+    def header_bytes(self) -> bytes:
+        """The file's first bytes: length prefix and header (the rest is the tensors, contiguous)."""
+        if self._fd is None:
+            raise OperationalError(f"{self.path}: file already closed")
+        return os.pread(self._fd, self.data_start, 0)
+
     def pread(self, name: str, start: int = 0, length: int | None = None) -> bytes:
         """Copy ``length`` bytes of a tensor's data from ``start`` (no mapping kept in memory)."""
         info = self.infos[name]

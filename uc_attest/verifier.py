@@ -64,11 +64,11 @@ def _tensor_check(pack: Pack, name: str, progress: Progress | None) -> TensorEnt
     return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
 
 
-def _file_check(pack_dir: Path, rel: str, want: Digest) -> Finding | None:
+def _file_check(pack_dir: Path, rel: str, want: Digest, known: dict[str, Digest] | None = None) -> Finding | None:
     p = pack_dir / rel
     if not p.is_file():
         return Finding(rel, "file missing from pack", str(want), None)
-    got = sha256_file(p)
+    got = (known or {}).get(rel) or sha256_file(p)
     return None if got == want else Finding(rel, "file digest differs", str(want), str(got))
 
 
@@ -91,11 +91,17 @@ def _added_files(pack_dir: Path, expected: Manifest) -> list[Finding]:
 
 
 def check_pack(
-    pack_dir: Path, manifest_path: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+    pack_dir: Path,
+    manifest_path: Path | None = None,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    known_files: dict[str, Digest] | None = None,
 ) -> PackCheck:
     """Compare a pack with its own manifest or with a separately kept (validated) one.
 
-    Never stops at the first problem: every tensor and file is checked.
+    Never stops at the first problem: every tensor and file is checked. ``known_files`` are
+    digests the caller already computed from the files on disk in this run (not re-hashed).
     """
     pack_dir = Path(pack_dir)
     mpath = Path(manifest_path) if manifest_path else pack_dir / MANIFEST_NAME
@@ -103,7 +109,9 @@ def check_pack(
     with Pack(pack_dir) as pack, ThreadPoolExecutor(max_workers=workers or _default_workers()) as ex:
         findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
         # File hashing and tensor reconstruction share one pool, so they overlap.
-        file_jobs = [ex.submit(_file_check, pack_dir, rel, want) for rel, want in sorted(expected.files.items())]
+        file_jobs = [
+            ex.submit(_file_check, pack_dir, rel, want, known_files) for rel, want in sorted(expected.files.items())
+        ]
         names = list(pack.iter_names())
         results = list(ex.map(lambda n: _tensor_check(pack, n, progress), names))
         file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
@@ -194,12 +202,17 @@ def _age_days(t: int, now: float) -> float:
 
 
 def _check_tensors(
-    v: Verdict, pack_dir: Path, workers: int | None, progress: Progress | None, signed_root: str | None
+    v: Verdict,
+    pack_dir: Path,
+    workers: int | None,
+    progress: Progress | None,
+    signed_root: str | None,
+    known_files: dict[str, Digest] | None = None,
 ) -> None:
     from .errors import InvalidInput
 
     try:
-        pc = check_pack(pack_dir, None, workers=workers, progress=progress)
+        pc = check_pack(pack_dir, None, workers=workers, progress=progress, known_files=known_files)
     except InvalidInput as exc:
         v.add("pack.tensors", False, exc.message, hint="the pack's manifest is unreadable")
         return
@@ -368,6 +381,7 @@ def verify_release(
     if not Path(bundle).is_file():
         raise InvalidInput(f"{bundle}: bundle not found", path=str(bundle))
     v = Verdict(pack_dir, policy=getattr(policy, "name", ""))
+    file_digests: dict[str, Digest] = {}  # hashed once here, reused by the tensor/file check
     release = policy.release if policy is not None else Release(require_online_log_check=False)
     statement = None
     try:
@@ -425,7 +439,9 @@ def verify_release(
         bad = []
         for name, want in sorted(statement.files.items()):
             p = pack_dir / name
-            got = sha256_file(p).hex if p.is_file() else None
+            if p.is_file():
+                file_digests[name] = sha256_file(p)
+            got = file_digests[name].hex if name in file_digests else None
             if got != want:
                 bad.append(
                     Finding(
@@ -453,7 +469,7 @@ def verify_release(
             hint=None if m_ok else "the pack's uc-manifest.json is not the signed one",
         )
     if check_tensors:
-        _check_tensors(v, pack_dir, workers, progress, statement.root if statement else None)
+        _check_tensors(v, pack_dir, workers, progress, statement.root if statement else None, file_digests)
     if rebuild_from is not None:
         _check_rebuild(v, pack_dir, Path(rebuild_from), device, statement.resolved if statement else None)
     elif policy is not None and policy.rebuild.required:

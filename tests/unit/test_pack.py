@@ -52,6 +52,11 @@ def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: P
     assert sorted(p.name for p in (tmp_path / "pack").glob("*.safetensors")) == sorted(
         p.name for p in src.glob("*.safetensors"))
     assert uc.verify_pack(tmp_path / "pack").root == res.manifest.root
+    from uc_attest.digest import sha256_file
+
+    for shard in (p.name for p in src.glob("*.safetensors")):  # digests computed while streaming = file hashes
+        assert res.manifest.source_files[shard] == sha256_file(src / shard)
+        assert res.manifest.files[shard] == sha256_file(tmp_path / "pack" / shard)
     uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
     index = json.loads((tmp_path / "recon" / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == {t.name for t in res.manifest.tensors}

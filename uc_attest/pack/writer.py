@@ -72,6 +72,18 @@ def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme, original: to
     return digest, relative_error_ppm(original, recon)
 
 
+class _HashingWriter:
+    """A binary file wrapper that hashes what is written (the shard's digest without re-reading it)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.hash.update(data)
+        return int(self._fh.write(data))
+
+
 @dataclass(frozen=True)
 class PackResult:
     path: Path
@@ -97,13 +109,18 @@ def write_pack(
                 raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
         entries: list[TensorEntry] = []
         with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
+            shard_digests: dict[str, Digest] = {}
+            source_digests: dict[str, Digest] = {}
             for shard, tensors in src.by_shard():
                 f = src.file(shard)
+                # The source shard's digest in the same pass: its tensors are contiguous, in offset order.
+                source_hash = hashlib.sha256(f.header_bytes())
                 outs: list[OutTensor] = []
                 qmeta: dict[str, dict[str, Any]] = {}
                 for st in tensors:
                     info = st.info
                     raw = f.raw(info.name)
+                    source_hash.update(raw)
                     sdig = Digest.of_bytes(raw)
                     quant: dict[str, int] | None = None
                     if scheme.applies_to(info.name, info.dtype, info.shape):
@@ -137,13 +154,16 @@ def write_pack(
                     META_TENSORS: canonical_json(qmeta).decode(),
                 }
                 with open(tmp / shard, "wb") as fh:
-                    write_safetensors(fh, outs, meta)
+                    hashing = _HashingWriter(fh)
+                    write_safetensors(hashing, outs, meta)  # type: ignore[arg-type]
+                shard_digests[shard] = Digest(hashing.hash.hexdigest())
+                source_digests[shard] = Digest(source_hash.hexdigest())
             for rel in src.extra_files:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src.root / rel, tmp / rel)
             rels = sorted([*src.shards, *src.extra_files])
-            files = {rel: sha256_file(tmp / rel) for rel in rels}
-            source_files = {rel: sha256_file(src.root / rel) for rel in rels}
+            files = {rel: shard_digests.get(rel) or sha256_file(tmp / rel) for rel in rels}
+            source_files = {rel: source_digests.get(rel) or sha256_file(src.root / rel) for rel in rels}
             manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files)
             atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())
         return PackResult(Path(out_dir), manifest, dev.type)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -93,30 +93,26 @@ def log2_exact(g: int) -> int:
     return k
 
 
-def fwht_torch(x: torch.Tensor) -> torch.Tensor:
-    """Unnormalized Walsh-Hadamard transform over the last dim, fixed butterfly order (any dtype/device)."""
+def _fwht(x: Any, stack: Any) -> Any:
+    """Unnormalized Walsh-Hadamard transform over the last dim, butterfly order h = 1, 2, 4, ..."""
     g = x.shape[-1]
     lead = x.shape[:-1]
     h = 1
     while h < g:
         v = x.reshape(*lead, g // (2 * h), 2, h)
-        a, b = v[..., 0, :], v[..., 1, :]
-        x = _stack(a, b).reshape(*lead, g)
+        x = stack(v[..., 0, :], v[..., 1, :]).reshape(*lead, g)
         h *= 2
     return x
+
+
+def fwht_torch(x: torch.Tensor) -> torch.Tensor:
+    """The transform in torch (any dtype, any device)."""
+    return _fwht(x, _stack)  # type: ignore[no-any-return]
 
 
 def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     """The same transform in NumPy (integers: exact)."""
-    g = x.shape[-1]
-    lead = x.shape[:-1]
-    h = 1
-    while h < g:
-        v = x.reshape(*lead, g // (2 * h), 2, h)
-        a, b = v[..., 0, :], v[..., 1, :]
-        x = np.stack((a + b, a - b), axis=-2).reshape(*lead, g)
-        h *= 2
-    return x
+    return _fwht(x, lambda a, b: np.stack((a + b, a - b), axis=-2))  # type: ignore[no-any-return]
 
 
 def rotate(y: torch.Tensor, key: int, first_group: int) -> torch.Tensor:
