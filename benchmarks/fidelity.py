@@ -36,11 +36,20 @@ STDLIB_MODULES = ["argparse", "asyncio", "base64", "bisect", "calendar", "collec
                   "urllib.parse", "uuid", "zipfile"]
 
 
-def sentences(n: int = 400) -> list[str]:
+#: Calibration text comes from other modules than the evaluation text (no sentence in common).
+CALIBRATION_MODULES = ["array", "ast", "bz2", "cmd", "codecs", "colorsys", "configparser", "copy", "filecmp",
+                       "fnmatch", "ftplib", "getpass", "gettext", "glob", "imaplib", "importlib", "io", "locale",
+                       "lzma", "mailbox", "mimetypes", "netrc", "numbers", "operator", "optparse", "pdb",
+                       "pkgutil", "platform", "pprint", "secrets", "selectors", "shelve", "signal", "smtplib",
+                       "socketserver", "ssl", "struct", "timeit", "trace", "traceback", "types", "warnings",
+                       "wave", "weakref", "xml.etree.ElementTree", "xmlrpc.client", "zlib"]
+
+
+def sentences(n: int = 400, modules: list[str] = STDLIB_MODULES, avoid: frozenset[str] = frozenset()) -> list[str]:
     """First paragraph of stdlib docstrings, 40-300 characters, deduplicated, in a fixed order."""
     out: list[str] = []
-    seen: set[str] = set()
-    for modname in STDLIB_MODULES:
+    seen: set[str] = set(avoid)
+    for modname in modules:
         mod = importlib.import_module(modname)
         for attr in sorted(dir(mod)):
             if attr.startswith("_"):
@@ -52,7 +61,14 @@ def sentences(n: int = 400) -> list[str]:
                 out.append(para)
                 if len(out) == n:
                     return out
+    if avoid:  # calibration text: as many as there are
+        return out
     raise RuntimeError(f"only {len(out)} sentences found")
+
+
+def calibration_sentences(n: int = 512) -> list[str]:
+    """Calibration text: docstrings of CALIBRATION_MODULES, none of them in the evaluation set."""
+    return sentences(n, CALIBRATION_MODULES, frozenset(sentences()))
 
 
 def embed(model_dir: Path, texts: list[str]) -> torch.Tensor:

@@ -47,13 +47,40 @@ def write_pack(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    calibration: Path | None = None,
 ) -> PackResult:
-    """Quantize a model directory into a new pack (imports torch on first use)."""
+    """Quantize a model directory into a new pack (imports torch on first use).
+
+    ``calibration``: a calibration file (second moments per weight, :mod:`uc_attest.calibration`);
+    its committed form is stored in the pack and drives error feedback (``uc-rht-ldlq/1``).
+    Every name in it must be a quantized tensor of the model."""
+    from .calibration import Calibration
     from .pack.writer import write_pack as _write_pack
 
-    if progress is None:
-        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force)
-    return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress)
+    kw: dict[str, Any] = {"force": force}
+    if progress is not None:
+        kw["progress"] = progress
+    if calibration is None:
+        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, **kw)
+    cal = Calibration(Path(calibration), scheme)
+    try:
+        cal.check_names(Path(source_dir))
+        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, moments=cal, **kw)
+    finally:
+        cal.close()
+
+
+def calibrate(model_dir: Path, texts: list[str], output: Path, max_length: int = 128) -> dict[str, Any]:
+    """Collect the second moments of every linear layer's input over ``texts`` (transformers) and
+    write a calibration file; returns a summary."""
+    import hashlib
+
+    from .calibration import collect, write
+
+    moments = collect(Path(model_dir), texts, max_length)
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    write(Path(output), moments, f"{len(texts)} texts, sha256 {digest}, max_length {max_length}")
+    return {"ok": True, "output": str(output), "tensors": len(moments), "texts": len(texts), "text_sha256": digest}
 
 
 def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelection:
@@ -191,6 +218,7 @@ __all__ = [
     "__version__",
     "attest_pack",
     "audit",
+    "calibrate",
     "check_pack",
     "check_rebuild",
     "dev_token",

@@ -107,7 +107,15 @@ def pack(
     ] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
     scheme_id: Annotated[
-        str | None, typer.Option("--scheme", help="uc-rht-clip/1 (default), uc-affine-clip/1 or uc-rtn/1.")
+        str | None,
+        typer.Option("--scheme", help="uc-rht-ldlq/1 (default), uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Calibration file (second moments per weight, from `uc-attest calibrate`): errors are fed "
+            "forward through them; their committed form is stored in the pack."
+        ),
     ] = None,
     bits_override: Annotated[
         list[str] | None,
@@ -138,24 +146,55 @@ def pack(
             bits_overrides=() if no_overrides else overrides,
         )
         with _progress("packing", None) as progress:
-            return uc.write_pack(source, output, scheme, device, force=force, progress=progress)
+            return uc.write_pack(
+                source, output, scheme, device, force=force, progress=progress, calibration=calibration
+            )
 
     res = run(body, as_json)
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
+    calibrated = sum(1 for t in m.tensors if t.quant and "moments" in t.quant)
     summary = {
         "ok": True,
         "pack": str(res.path),
         "root": str(m.root),
         "tensors": len(m.tensors),
         "quantized": quantized,
+        "calibrated": calibrated,
         "scheme": m.scheme,
     }
     if as_json:
         _emit_json(summary)
     else:
-        err.print(f"packed [bold]{len(m.tensors)}[/] tensors ({quantized} quantized) into {res.path}")
+        err.print(
+            f"packed [bold]{len(m.tensors)}[/] tensors ({quantized} quantized, {calibrated} with calibration "
+            f"feedback) into {res.path}"
+        )
         print(f"manifest root: {m.root}")
+
+
+@app.command()
+def calibrate(
+    source: Annotated[Path, typer.Argument(help="Model directory loadable by transformers (AutoModel).")],
+    text: Annotated[Path, typer.Option(help="Calibration text: one sample per non-empty line (UTF-8).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Calibration file to write (safetensors).")],
+    max_length: Annotated[int, typer.Option(help="Tokens per sample at most.")] = 128,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the second moments of every linear layer's input over calibration text (for `pack --calibration`)."""
+
+    def body() -> Any:
+        try:
+            lines = [ln.strip() for ln in text.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise uc.UsageError(f"{text}: cannot read calibration text: {exc}") from None
+        return uc.calibrate(source, lines, output, max_length)
+
+    res = run(body, as_json)
+    if as_json:
+        _emit_json(res)
+    else:
+        err.print(f"calibration: {res['tensors']} layers over {res['texts']} texts -> {res['output']}")
 
 
 def _print_verdict(v: uc.Verdict, title: str) -> None:

@@ -29,7 +29,7 @@ class TensorEntry:
     digest: Digest
     source_digest: Digest
     file: str
-    quant: dict[str, int] | None = None
+    quant: dict[str, int | str] | None = None
 
     def leaf_data(self) -> bytes:
         return canonical_json(
@@ -142,7 +142,7 @@ class Manifest:
             seen.add(t["name"])
             quant = t.get("quant")
             need(
-                quant is None or (isinstance(quant, dict) and all(isinstance(v, int) for v in quant.values())),
+                quant is None or (isinstance(quant, dict) and all(isinstance(v, int | str) for v in quant.values())),
                 f"{where}.quant",
             )
             try:

@@ -268,7 +268,17 @@ def rebuild_findings(
     t0 = time.perf_counter()
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="uc-rebuild-") as tmp:
-        rebuilt = write_pack(source_dir, Path(tmp) / "rebuilt", Scheme.from_dict(expected.scheme), device)
+        with Pack(pack_dir) as committed:  # calibration moments are committed in the pack, not re-derived
+
+            def moments(name: str, _shape: tuple[int, ...]) -> Any:
+                import torch
+
+                m = committed.moments(name) if name in committed.tensors else None
+                return None if m is None else torch.from_numpy(m)
+
+            rebuilt = write_pack(
+                source_dir, Path(tmp) / "rebuilt", Scheme.from_dict(expected.scheme), device, moments=moments
+            )
         findings += [
             Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
             for f in diff_tensors(expected, {e.name: e for e in rebuilt.manifest.tensors})

@@ -10,7 +10,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[2] / "uc_attest"
 
 # Each top-level module or package may import only those listed before it (higher in the pipeline).
-ORDER = ["errors", "digest", "merkle", "fsutil", "stfile", "source", "quant", "synth", "manifest", "pack",
+ORDER = ["errors", "digest", "merkle", "fsutil", "stfile", "source", "quant", "calibration", "synth", "manifest", "pack",
          "export", "provenance", "tlog", "signing", "instance", "trust", "policy", "verifier", "auditor", "report", "attest", "__init__", "cli"]
 
 

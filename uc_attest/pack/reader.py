@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+import numpy.typing as npt
 
 from ..digest import Digest
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
@@ -23,7 +24,7 @@ from ..quant.decode import decode_rows
 from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
 from ..stfile import SafetensorsFile, nbytes
-from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
+from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -47,6 +48,7 @@ class PackedTensor:
     shape: tuple[int, ...]
     exponent: int | None  # None: stored unchanged
     bits: int = 0
+    moments: bool = False  # committed calibration moments stored (feedback schemes)
 
     @property
     def nbytes(self) -> int:
@@ -98,6 +100,7 @@ class Pack:
                     tuple(int(d) for d in q["shape"]),
                     int(q["exponent"]),
                     int(q.get("bits", scheme.bits)),
+                    bool(q.get("moments", 0)),
                 )
                 for name, q in qmeta.items()
             ]
@@ -107,6 +110,7 @@ class Pack:
         self.files[path.name] = f
         self.schemes[path.name] = scheme
         component_names = {n + s for n in qmeta for s in SUFFIXES}
+        component_names |= {n + MOMENTS_SUFFIX for n, q in qmeta.items() if q.get("moments")}
         for pt in records:
             self._add(pt)
         for name, info in f.infos.items():
@@ -135,6 +139,7 @@ class Pack:
     def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
         name, g, bits = pt.name, scheme.group_size, pt.bits
         key = sign_key(name) if scheme.rotated else None
+        period = scheme.sign_period(pt.shape)
         exponent = pt.exponent if pt.exponent is not None else 0
         if (
             pt.dtype not in FLOAT_DTYPES
@@ -175,9 +180,37 @@ class Pack:
             )
             count = min(n, b1 * g) - b0 * g
             out = decode_rows(
-                codes, scales[None, b0:b1], zeros[None, b0:b1], exponent, count, pt.dtype, bits, g, key, b0
+                codes,
+                scales[None, b0:b1],
+                zeros[None, b0:b1],
+                exponent,
+                count,
+                pt.dtype,
+                bits,
+                g,
+                key,
+                b0,
+                sign_period=period,
             )
             yield out.reshape(-1).view(np.uint8).data
+
+    def moments(self, name: str) -> npt.NDArray[np.int16] | None:
+        """The committed calibration moments of a quantized tensor (int16 [n_cols/g, g(g+1)/2]), or None."""
+        pt = self.tensors[name]
+        if not pt.moments:
+            return None
+        scheme = self.schemes[pt.shard]
+        g = scheme.group_size
+        period = scheme.sign_period(pt.shape)
+        want = ("I16", (period // g, g * (g + 1) // 2))
+        info = self.files[pt.shard].infos.get(name + MOMENTS_SUFFIX)
+        if not period or info is None or (info.dtype, info.shape) != want:
+            got = f"{info.dtype}{list(info.shape)}" if info else "missing"
+            raise MalformedPack(
+                f"tensor {name!r}: component {MOMENTS_SUFFIX} is {got}, expected {want[0]}{list(want[1])}", tensor=name
+            )
+        raw = self.files[pt.shard].pread(name + MOMENTS_SUFFIX)
+        return np.frombuffer(raw, dtype="<i2").reshape(want[1]).copy()
 
     def digest(self, name: str) -> Digest:
         """SHA-256 of the reconstructed tensor's bytes."""

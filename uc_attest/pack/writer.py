@@ -28,9 +28,11 @@ from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
 from ..source import ModelSource
 from ..stfile import OutTensor, out_tensor, write_safetensors
-from .layout import MANIFEST_NAME, META_FORMAT, META_SCHEME, META_TENSORS, PACK_FORMAT, SUFFIXES
+from .layout import MANIFEST_NAME, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
 
 Progress = Callable[[str, int], None]
+#: Committed calibration moments of a tensor (int16, ldlq.py), or None: quantized without feedback.
+MomentsSource = Callable[[str, tuple[int, ...]], torch.Tensor | None]
 
 
 def _no_progress(_name: str, _n: int) -> None:
@@ -66,6 +68,7 @@ def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme, original: to
         q.bits,
         scheme.group_size,
         key,
+        sign_period=q.sign_period,
     )
     digest = Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
     recon = torch.from_numpy(out.reshape(-1).copy()).view(original.dtype)
@@ -99,8 +102,12 @@ def write_pack(
     *,
     force: bool = False,
     progress: Progress = _no_progress,
+    moments: MomentsSource | None = None,
 ) -> PackResult:
-    """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing)."""
+    """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
+
+    ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are
+    stored in the pack next to its codes so a rebuild can reproduce them bit for bit."""
     dev = resolve_device(device)
     src = ModelSource(source_dir)
     try:
@@ -122,9 +129,10 @@ def write_pack(
                     raw = f.raw(info.name)
                     source_hash.update(raw)
                     sdig = Digest.of_bytes(raw)
-                    quant: dict[str, int] | None = None
+                    quant: dict[str, int | str] | None = None
                     if scheme.applies_to(info.name, info.dtype, info.shape):
-                        q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev)
+                        m16 = moments(info.name, info.shape) if moments else None
+                        q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev, m16)
                         digest, err_ppm = quantized_digest(info.name, q, scheme, f.tensor(info.name))
                         outs += [
                             out_tensor(info.name + SUFFIXES[0], q.codes),
@@ -143,6 +151,10 @@ def write_pack(
                             "exponent": q.exponent,
                             "rel_err_ppm": err_ppm,
                         }
+                        if q.moments is not None:
+                            outs.append(out_tensor(info.name + MOMENTS_SUFFIX, q.moments))
+                            qmeta[info.name]["moments"] = 1
+                            quant["moments"] = str(Digest.of_bytes(outs[-1].data))
                     else:
                         digest = sdig
                         outs.append(OutTensor(info.name, info.dtype, info.shape, raw))

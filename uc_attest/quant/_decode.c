@@ -66,16 +66,18 @@ static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py
     return x ^ (x >> 31);
 }
 
-/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group)
+/* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group,
+ *        period)
  * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64),
- * i counted from first_group * group (rows are a run of groups of one tensor). */
+ * i counted from first_group * group (rows are a run of groups of one tensor); with period > 0 (a multiple
+ * of group: row-shared signs) i is taken modulo period. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer codes, scales, zeros, out;
     int exponent, group, bits, dtype, rotated;
     unsigned long long key;
-    Py_ssize_t rows, cols, first_group;
-    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*pKn", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
-                          &bits, &dtype, &out, &rotated, &key, &first_group))
+    Py_ssize_t rows, cols, first_group, period;
+    if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*pKnn", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
+                          &bits, &dtype, &out, &rotated, &key, &first_group, &period))
         return NULL;
     int k = 0;
     while ((1 << k) < group) k++;
@@ -84,7 +86,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -90 && exponent <= 100 &&
              dtype >= 0 && dtype <= 2 && codes.len == rows * row_codes * bits / 8 &&
              scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize &&
-             (!rotated || ((1 << k) == group && bits + k <= 13));
+             (!rotated || ((1 << k) == group && bits + k <= 13)) && period >= 0 && period % group == 0;
     if (ok) {
         const uint8_t *cp = codes.buf, *zp = zeros.buf;
         const uint16_t *sp = scales.buf;
@@ -109,6 +111,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                 if (rotated) {  /* unnormalized Walsh-Hadamard (exact in int32), then signs */
                     fwht_i32(ibuf, group);
                     uint64_t idx = (uint64_t)((first_group + r * groups + gi) * group);
+                    if (period) idx %= (uint64_t)period;  /* a group never straddles a period */
                     for (int j0 = 0; j0 < group;) {
                         uint64_t word = mix64((uint64_t)key + idx / 64) >> (idx % 64);
                         int run = 64 - (int)(idx % 64);

@@ -66,12 +66,14 @@ def decode_rows(
     sign_key: int | None = None,
     first_group: int = 0,
     *,
+    sign_period: int = 0,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
     """Decode a block of rows: ``codes`` packed for ``rows * G * g`` codes, ``scales``/``zeros`` [rows, G].
 
     Returns a [rows, n_cols] array whose bytes are the tensor's little-endian bytes
     (uint16 bit patterns for BF16). Uses the C decoder when it is compiled and ``native``.
+    ``sign_period`` > 0: row-shared signs (element index taken modulo it; rotation.py).
     """
     if dtype not in _OUT:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
@@ -93,6 +95,7 @@ def decode_rows(
             sign_key is not None,
             sign_key or 0,
             first_group,
+            sign_period,
         )
         return out
     q = unpack_codes_np(codes, bits).reshape(rows, groups, group_size)
@@ -106,7 +109,7 @@ def decode_rows(
         v = fwht_numpy(vi).astype(np.float32)  # exact integers below 2^13
     v *= s[..., None]
     if sign_key is not None:
-        v *= signs_numpy(sign_key, first_group * group_size, rows * groups * group_size).reshape(v.shape)
+        v *= signs_numpy(sign_key, first_group * group_size, rows * groups * group_size, sign_period).reshape(v.shape)
     flat = v.reshape(rows, groups * group_size)[:, :n_cols]
     if dtype == "F32":
         return np.ascontiguousarray(flat)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UnsupportedTensor
+from ..errors import UnsupportedTensor, UsageError
 from .codec import pack_codes
+from .ldlq import feedback_codes, feedback_matrix, rotated_hessian, tri_size
 from .rotation import rotate, sign_key
-from .scheme import EXP_RANGE, Scheme
+from .scheme import EXP_RANGE, FEEDBACK_SEARCH, Scheme
 
 #: Rows are processed in blocks of about this many (padded) elements to bound memory.
 BLOCK_ELEMS = 1 << 20
@@ -37,6 +38,8 @@ class QuantizedTensor:
     dtype: str
     bits: int
     rotated: bool
+    sign_period: int = 0  # > 0: row-shared rotation signs (rotation.py)
+    moments: torch.Tensor | None = None  # int16 committed moment blocks used for error feedback
 
 
 def _pow2(k: torch.Tensor) -> torch.Tensor:
@@ -151,16 +154,49 @@ def _search_block(
     return _codes(y, s, best_z, qmax).to(torch.uint8), best_s16, best_z.to(torch.uint8)
 
 
+def check_moments(name: str, shape: tuple[int, ...], scheme: Scheme, moments: torch.Tensor) -> None:
+    """Committed moments must be int16 [n_cols / g, g(g+1)/2] for a row-aligned tensor of a feedback scheme."""
+    g = scheme.group_size
+    if not scheme.row_signs:
+        raise UsageError(f"tensor {name!r}: scheme {scheme.id} does not use calibration moments")
+    period = scheme.sign_period(shape)
+    if not period:
+        raise UsageError(
+            f"tensor {name!r}: row length {shape[-1]} is not a multiple of the group size {g}; "
+            "calibration moments cannot be used for it"
+        )
+    want = (period // g, tri_size(g))
+    if moments.dtype != torch.int16 or tuple(moments.shape) != want:
+        raise UsageError(
+            f"tensor {name!r}: calibration moments are {moments.dtype}{list(moments.shape)}, expected int16{list(want)}"
+        )
+
+
 def quantize_tensor(
-    name: str, w: torch.Tensor, dtype: str, scheme: Scheme, device: torch.device | str = "cpu"
+    name: str,
+    w: torch.Tensor,
+    dtype: str,
+    scheme: Scheme,
+    device: torch.device | str = "cpu",
+    moments: torch.Tensor | None = None,
 ) -> QuantizedTensor:
-    """Quantize one float tensor on ``device``: groups of ``g`` consecutive elements in C order."""
+    """Quantize one float tensor on ``device``: groups of ``g`` consecutive elements in C order.
+
+    ``moments`` (feedback schemes, row-aligned tensors): committed int16 second-moment blocks of
+    the layer's input; quantization errors are then fed forward within each group (ldlq.py)."""
     g, bits = scheme.group_size, scheme.bits_for(name)
     qmax = (1 << bits) - 1
+    shape = tuple(w.shape)
+    period = scheme.sign_period(shape)
+    m_fx = None
+    if moments is not None:
+        check_moments(name, shape, scheme, moments)
+        m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name)))
     flat = w.reshape(-1)
     n = flat.numel()
     n_groups = -(-n // g)
-    block = max(1, BLOCK_ELEMS // g)
+    # Blocks of whole rows when groups are row-aligned (the feedback runs over a row's groups).
+    block = (period // g) * max(1, BLOCK_ELEMS // period) if period else max(1, BLOCK_ELEMS // g)
 
     def groups(b0: int, b1: int) -> torch.Tensor:
         """Groups b0..b1 as float64 [b1 - b0, g], the tail zero-padded (zeros never change a result)."""
@@ -169,29 +205,44 @@ def quantize_tensor(
         if pad:
             seg = torch.nn.functional.pad(seg, (0, pad))
         y = seg.reshape(b1 - b0, g)
-        return rotate(y, sign_key(name), b0) if scheme.rotated else y
+        return rotate(y, sign_key(name), b0, period) if scheme.rotated else y
 
     # Pass 1: non-finite check and the largest group range (exact min/max).
     range_max = 0.0
+    kept: torch.Tensor | None = None  # a single block is kept for pass 2 instead of rotated again
     for b0 in range(0, n_groups, block):
         b1 = min(n_groups, b0 + block)
         if not bool(torch.isfinite(flat[b0 * g : min(n, b1 * g)]).all()):
             raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
         y = groups(b0, b1)
+        kept = y if b1 == n_groups and b0 == 0 else None
         rng = torch.clamp(torch.amax(y, -1), min=0.0) - torch.clamp(torch.amin(y, -1), max=0.0)
         range_max = max(range_max, float(torch.amax(rng)))
     exponent = tensor_exponent(range_max, qmax)
     if not EXP_RANGE[0] <= exponent <= EXP_RANGE[1]:
         raise UnsupportedTensor(f"tensor {name!r}: magnitude out of range (scale exponent {exponent})", tensor=name)
-    # Pass 2: search per block of groups.
+    # Pass 2: search per block of groups (then error feedback when there are moments).
+    grid, refit = FEEDBACK_SEARCH if m_fx is not None else (scheme.clip_grid, scheme.refit_rounds)
     codes, scales, zeros = [], [], []
     for b0 in range(0, n_groups, block):
-        q, s16, z = _search_block(
-            groups(b0, min(n_groups, b0 + block)), qmax, exponent, scheme.clip_grid, scheme.refit_rounds
-        )
+        y = kept if kept is not None else groups(b0, min(n_groups, b0 + block))
+        q, s16, z = _search_block(y, qmax, exponent, grid, refit)
+        if m_fx is not None:
+            nb = period // g
+            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, nb)
+            q = feedback_codes(y.reshape(-1, nb, g), s, z.to(torch.float64).reshape(-1, nb), m_fx, qmax)
         codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())
     return QuantizedTensor(
-        torch.cat(codes), torch.cat(scales), torch.cat(zeros), exponent, tuple(w.shape), dtype, bits, scheme.rotated
+        torch.cat(codes),
+        torch.cat(scales),
+        torch.cat(zeros),
+        exponent,
+        shape,
+        dtype,
+        bits,
+        scheme.rotated,
+        period,
+        None if moments is None else moments.cpu(),
     )

@@ -32,11 +32,13 @@ def reconstruct_tensor(
     bits: int,
     group_size: int,
     sign_key: int | None = None,
+    sign_period: int = 0,
 ) -> torch.Tensor:
     """Decode pack components into the original shape and dtype (same device as inputs).
 
     ``sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
-    ``q - z`` and the per-element signs are then applied (docs/format.md 3.5).
+    ``q - z`` and the per-element signs are then applied (docs/format.md 3.5); ``sign_period`` > 0
+    makes the signs row-shared (element index modulo the period).
     """
     n = math.prod(shape)
     n_groups = -(-n // group_size)
@@ -51,7 +53,7 @@ def reconstruct_tensor(
     w = vi.to(torch.float32) * scales.to(torch.float32).unsqueeze(-1)
     w = w * math.ldexp(1.0, exponent + shift)
     if sign_key is not None:
-        w = w * signs_torch(sign_key, 0, n_groups * group_size, w.device, torch.float32).reshape(w.shape)
+        w = w * signs_torch(sign_key, 0, n_groups * group_size, w.device, torch.float32, sign_period).reshape(w.shape)
     w = w.reshape(-1)[:n]
     target = torch_dtype(dtype)
     if target is None or not target.is_floating_point:

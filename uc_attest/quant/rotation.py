@@ -6,6 +6,8 @@ the Hadamard transform of small integers is exact in int32, and H·H = g·I make
 power of two, so reconstruction stays one rounding (docs/format.md 3.5).
 Signs D: bit (i mod 64) of SplitMix64(key + i div 64) for padded element i, key = SHA-256 of the
 tensor name (integer arithmetic only): different for every group, the same on every machine.
+Schemes with row-shared signs (``uc-rht-ldlq/1``) use index ``i mod n_cols`` instead of ``i``, so
+every row sees the same rotation and one rotated Hessian serves all rows (ldlq.py).
 """
 
 from __future__ import annotations
@@ -52,8 +54,13 @@ def sign_of(key: int, index: int) -> int:
     return -1 if (_mix_py(key + index // 64) >> (index % 64)) & 1 else 1
 
 
-def signs_numpy(key: int, start: int, count: int) -> npt.NDArray[np.float32]:
-    """Signs of padded elements [start, start + count) as float32 ±1 (uint64 wraparound arithmetic)."""
+def signs_numpy(key: int, start: int, count: int, period: int = 0) -> npt.NDArray[np.float32]:
+    """Signs of padded elements [start, start + count) as float32 ±1 (uint64 wraparound arithmetic).
+
+    ``period`` > 0: element i takes the sign of index ``i mod period`` (row-shared signs)."""
+    if period:
+        idx = np.arange(start, start + count, dtype=np.int64) % period
+        return signs_numpy(key, 0, period)[idx]
     w0, w1 = start // 64, (start + count + 63) // 64
     with np.errstate(over="ignore"):
         x = np.arange(w0, w1, dtype=np.uint64) + np.uint64(key)
@@ -65,9 +72,18 @@ def signs_numpy(key: int, start: int, count: int) -> npt.NDArray[np.float32]:
     return np.where(bits[off : off + count], np.float32(-1.0), np.float32(1.0))
 
 
-def signs_torch(key: int, start: int, count: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+def signs_torch(
+    key: int, start: int, count: int, device: torch.device | str, dtype: torch.dtype, period: int = 0
+) -> torch.Tensor:
     """The same signs with torch int64 (two's complement wraparound; logical shifts by masking)."""
     import torch
+
+    if period:
+        row = _row_signs(key, period).to(device=device, dtype=dtype)
+        if start % period == 0 and count % period == 0:
+            return row.repeat(count // period)
+        idx = torch.arange(start, start + count, dtype=torch.int64, device=device) % period
+        return row[idx]
 
     def srl(v: torch.Tensor, k: int) -> torch.Tensor:
         return (v >> k) & ((1 << (64 - k)) - 1)
@@ -84,6 +100,14 @@ def signs_torch(key: int, start: int, count: int, device: torch.device | str, dt
     bits = ((x.unsqueeze(-1) >> torch.arange(64, device=device)) & 1).reshape(-1)
     off = start - w0 * 64
     return torch.where(bits[off : off + count] == 1, -1.0, 1.0).to(dtype)
+
+
+@lru_cache(maxsize=64)
+def _row_signs(key: int, period: int) -> torch.Tensor:
+    """One row of row-shared signs (CPU float32 ±1), cached: every block of a tensor reuses it."""
+    import torch
+
+    return signs_torch(key, 0, period, "cpu", torch.float32)
 
 
 def log2_exact(g: int) -> int:
@@ -115,11 +139,11 @@ def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     return _fwht(x, lambda a, b: np.stack((a + b, a - b), axis=-2))  # type: ignore[no-any-return]
 
 
-def rotate(y: torch.Tensor, key: int, first_group: int) -> torch.Tensor:
+def rotate(y: torch.Tensor, key: int, first_group: int, period: int = 0) -> torch.Tensor:
     """Encoder side on float64 groups [nb, g] starting at group ``first_group``: H (D ⊙ y) 2^-⌊k/2⌋."""
     nb, g = y.shape
     k = log2_exact(g)
-    d = signs_torch(key, first_group * g, nb * g, y.device, y.dtype).reshape(nb, g)
+    d = signs_torch(key, first_group * g, nb * g, y.device, y.dtype, period).reshape(nb, g)
     return fwht_torch(y * d) * (2.0 ** -(k // 2))
 
 

@@ -1,0 +1,237 @@
+"""Error feedback from committed moments (uc-rht-ldlq/1): exact, deterministic, better, rebuildable."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import uc_attest as uc
+from uc_attest import calibration
+from uc_attest.pack import Pack
+from uc_attest.quant import quantize as qz
+from uc_attest.quant.decode import decode_rows, native_available
+from uc_attest.quant.ldlq import (
+    F_M,
+    F_U,
+    blocks_to_matrices,
+    feedback_codes,
+    feedback_matrix,
+    moments_to_blocks,
+    rotated_hessian,
+)
+from uc_attest.quant.reconstruct import reconstruct_tensor
+from uc_attest.quant.rotation import sign_key, signs_numpy, signs_torch
+from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, Scheme
+from uc_attest.synth import synth_tensor, write_synth_model
+
+
+def activations(n_tokens: int, width: int, seed: int) -> torch.Tensor:
+    """Integer activations, correlated across neighbouring channels, a few channels loud (like
+    LayerNorm outputs); int64, so their moments are exact on every machine."""
+    base = synth_tensor((n_tokens, width), seed, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
+    x = base + torch.roll(base, 1, dims=1) + torch.roll(base, 2, dims=1)
+    loud = torch.ones(width, dtype=torch.int64)
+    loud[::17] = 8
+    return x * loud
+
+
+def moments(width: int, seed: int = 5) -> torch.Tensor:
+    x = activations(512, width, seed)
+    return (x.T @ x).double() / x.shape[0]
+
+
+def write_calibration(path: Path, entries: dict[str, torch.Tensor]) -> Path:
+    calibration.write(path, entries, "test")
+    return path
+
+
+def test_moment_blocks_roundtrip_and_scale() -> None:
+    h = moments(256)
+    m16 = moments_to_blocks(h, 128)
+    assert m16.dtype == torch.int16 and tuple(m16.shape) == (2, 128 * 129 // 2)
+    full = blocks_to_matrices(m16, 128)
+    assert torch.equal(full, full.transpose(-1, -2))
+    assert int(torch.diagonal(full, dim1=-2, dim2=-1).amax()) == 32767
+    ref = h[:128, :128] * (32767 / float(h[:128, :128].diagonal().max()))
+    assert float((full[0].double() - ref).abs().max()) <= 0.5
+
+
+def test_udu_factor_reproduces_the_hessian() -> None:
+    h = rotated_hessian(moments_to_blocks(moments(128), 128), 128, sign_key("t.weight"))
+    m = feedback_matrix(h).double() / 2**F_M + torch.eye(128, dtype=torch.float64)
+    # H = M D M^T with D diagonal: M^-1 H M^-T must be diagonal
+    minv = torch.linalg.inv(m[0])
+    d = minv @ h[0].double() @ minv.T
+    off = d - torch.diag(torch.diagonal(d))
+    assert float(off.abs().max()) < 1e-3 * float(torch.diagonal(d).max())
+
+
+def _reference_codes(y: torch.Tensor, s: torch.Tensor, z: torch.Tensor, m_fx: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Python-integer LDLQ (exact by construction), one group at a time."""
+    one, shift = 1 << F_U, 1 << F_M
+    rows, nb, g = y.shape
+    out = torch.empty((rows, nb, g), dtype=torch.uint8)
+    mm = m_fx.to(torch.int64).tolist()
+    for r in range(rows):
+        for b in range(nb):
+            u = [int(v) for v in torch.clamp(torch.round(y[r, b] / s[r, b] * one), -(1 << 21), 1 << 21).tolist()]
+            zz = int(z[r, b])
+            err: list[int] = []
+            for k in range(g):
+                acc = sum(err[i] * mm[b][i][k] for i in range(k))
+                t = u[k] * shift + zz * one * shift + one * shift // 2 + acc
+                q = min(max(t // (one * shift), 0), qmax)
+                out[r, b, k] = q
+                err.append(u[k] - (q - zz) * one)
+    return out
+
+
+def _feedback_inputs(rows: int = 6, width: int = 256, g: int = 128) -> tuple[torch.Tensor, ...]:
+    scheme = Scheme(bits=5, group_size=g, id=LDLQ_ID)
+    w = synth_tensor((rows, width), 3).double()
+    from uc_attest.quant.rotation import rotate
+
+    y = rotate(w.reshape(-1, g), sign_key("t.weight"), 0, width)
+    q, s16, z = qz._search_block(y, 31, -20, (1.0,), 0)
+    m_fx = feedback_matrix(rotated_hessian(moments_to_blocks(moments(width), g), g, sign_key("t.weight")))
+    s = (s16.double() * 2.0**-20).reshape(rows, -1)
+    del scheme, q
+    return y.reshape(rows, -1, g), s, z.double().reshape(rows, -1), m_fx
+
+
+def test_feedback_sums_are_exact_in_any_order() -> None:
+    """Batched matmul (any sub-block size) = Python integers: the sums are exact, so any BLAS or GPU agrees."""
+    y, s, z, m_fx = _feedback_inputs()
+    ref = _reference_codes(y[:2], s[:2], z[:2], m_fx, 31)
+    for sub in (1, 5, 16, 128):
+        got = feedback_codes(y, s, z, m_fx, 31, sub_block=sub)
+        assert torch.equal(got[:2], ref), sub
+        assert torch.equal(got, feedback_codes(y, s, z, m_fx, 31))
+
+
+def test_feedback_lowers_the_output_error() -> None:
+    """Weighted by the calibration moments, the output error drops well below plain rounding's."""
+    width = 256
+    h = moments(width)
+    w = synth_tensor((64, width), 9)
+    x = activations(256, width, 77)  # held-out activations of the same distribution
+    errs = {}
+    for label, m in (("plain", None), ("feedback", moments_to_blocks(h, 128))):
+        q = qz.quantize_tensor("t.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, sign_key("t.weight"),
+                               q.sign_period)
+        errs[label] = float(((x.double() @ (r.double() - w.double()).T) ** 2).mean())
+    assert errs["feedback"] < 0.75 * errs["plain"], errs
+
+
+def test_row_shared_signs_in_every_decoder() -> None:
+    key = sign_key("m.weight")
+    row = signs_numpy(key, 0, 256)
+    assert np.array_equal(signs_numpy(key, 512, 768, 256), np.tile(row, 3))
+    assert np.array_equal(signs_torch(key, 128, 640, "cpu", torch.float32, 256).numpy(),
+                          np.tile(row, 3)[128:768])
+    w = synth_tensor((8, 256), 4)
+    q = qz.quantize_tensor("m.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", moments_to_blocks(moments(256), 128))
+    assert q.sign_period == 256
+    ref = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, key, 256)
+    for native in (False, True):
+        if native and not native_available():
+            continue
+        got = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 8 * 256,
+                          "BF16", 5, 128, key, sign_period=256, native=native)
+        assert np.array_equal(got.reshape(-1), ref.view(torch.uint16).reshape(-1).numpy()), native
+
+
+def _cal_model(tmp_path: Path) -> tuple[Path, Path]:
+    src = write_synth_model(tmp_path / "m", hidden=128, inter=256, layers=1, vocab=32)
+    p = "model.layers.0"
+    h_in, h_mid = moments(128, 11), moments(256, 12)
+    entries = {f"{p}.self_attn.{k}_proj.weight": h_in for k in "qkvo"}
+    entries |= {f"{p}.mlp.gate_proj.weight": h_in, f"{p}.mlp.up_proj.weight": h_in, f"{p}.mlp.down_proj.weight": h_mid}
+    return src, write_calibration(tmp_path / "cal.safetensors", entries)
+
+
+def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, cal = _cal_model(tmp_path)
+    scheme = Scheme(id=LDLQ_ID, bits_overrides=(("*v_proj*", 6),))
+    a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=cal)
+    assert sum(1 for t in a.manifest.tensors if t.quant and "moments" in t.quant) == 7
+    torch.set_num_threads(1)
+    monkeypatch.setattr(qz, "BLOCK_ELEMS", 1 << 9)  # many row blocks instead of one
+    try:
+        b = uc.write_pack(src, tmp_path / "b", scheme, "cpu", calibration=cal)
+    finally:
+        torch.set_num_threads(2)
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert a.manifest.root == b.manifest.root
+    assert uc.check_pack(tmp_path / "a").ok
+    v = uc.check_rebuild(tmp_path / "a", src, "cpu")
+    assert v.ok, [c for c in v.checks if not c.ok]
+    # the committed moments are what the rebuild uses: the pack's own copy, bound by the manifest
+    with Pack(tmp_path / "a") as pk:
+        m = pk.moments("model.layers.0.mlp.down_proj.weight")
+    assert m is not None and m.shape == (2, 128 * 129 // 2)
+    entry = a.manifest.entry("model.layers.0.mlp.down_proj.weight")
+    assert entry is not None and entry.quant is not None
+    assert entry.quant["moments"] == "sha256:" + hashlib.sha256(m.astype("<i2").tobytes()).hexdigest()
+
+
+def test_calibrated_pack_golden(tmp_path: Path) -> None:
+    """Pins the bytes of a calibrated pack (any change to the feedback spec must change this on purpose)."""
+    src, cal = _cal_model(tmp_path)
+    res = uc.write_pack(src, tmp_path / "p", Scheme(bits=5, id=LDLQ_ID), "cpu", calibration=cal)
+    shard = hashlib.sha256((tmp_path / "p" / "model.safetensors").read_bytes()).hexdigest()
+    assert (shard, str(res.manifest.root)) == (GOLDEN_LDLQ_SHARD, GOLDEN_LDLQ_ROOT)
+
+
+GOLDEN_LDLQ_SHARD = "5abb55d802c8edc17a51ffc0a9d129de6f685dbeca81989577ef644817137dea"
+GOLDEN_LDLQ_ROOT = "sha256:681f30544232e13ba811145991112f9291aad21072d9bcd4d4859b8f39927ca8"
+
+
+def test_feedback_changes_codes_but_not_the_format(tmp_path: Path) -> None:
+    src, cal = _cal_model(tmp_path)
+    plain = uc.write_pack(src, tmp_path / "plain", Scheme(id=LDLQ_ID), "cpu")
+    fed = uc.write_pack(src, tmp_path / "fed", Scheme(id=LDLQ_ID), "cpu", calibration=cal)
+    assert plain.manifest.root != fed.manifest.root
+    assert all(t.quant is None or "moments" not in t.quant for t in plain.manifest.tensors)
+
+
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("not_square", "square float matrix"),
+        ("wrong_width", "rows of 128"),
+        ("nan", "NaN or infinity"),
+        ("negative_diag", "negative diagonal"),
+        ("unknown_name", "name no quantized tensor"),
+        ("wrong_scheme", "needs a feedback scheme"),
+    ],
+)
+def test_bad_calibration_files(tmp_path: Path, case: str, match: str) -> None:
+    src = write_synth_model(tmp_path / "m", hidden=128, inter=256, layers=1, vocab=32)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    h = moments(128)
+    entries = {
+        "not_square": {name: torch.zeros(128, 64)},
+        "wrong_width": {name: moments(256)},
+        "nan": {name: torch.where(torch.eye(128, dtype=torch.bool), float("nan"), h)},
+        "negative_diag": {name: h - 2 * torch.diag(torch.diagonal(h))},
+        "unknown_name": {"model.layers.0.self_attn.qq_proj.weight": h},
+        "wrong_scheme": {name: h},
+    }[case]
+    cal = write_calibration(tmp_path / "cal.safetensors", entries)
+    scheme = Scheme(id=RHT_ID if case == "wrong_scheme" else LDLQ_ID)
+    with pytest.raises(uc.UcAttestError, match=match):
+        uc.write_pack(src, tmp_path / "p", scheme, "cpu", calibration=cal)
+    assert not (tmp_path / "p").exists()
+
+
+def test_rows_not_aligned_to_groups(tmp_path: Path) -> None:
+    src = write_synth_model(tmp_path / "m", hidden=64, inter=96, layers=1, vocab=32)
+    cal = write_calibration(tmp_path / "c.safetensors", {"model.layers.0.mlp.down_proj.weight": moments(96)})
+    with pytest.raises(uc.UsageError, match="not a multiple of the group size 64"):
+        uc.write_pack(src, tmp_path / "p", Scheme(id=LDLQ_ID, group_size=64), "cpu", calibration=cal)

@@ -1,0 +1,162 @@
+"""Calibration second moments: collect them from a model, read them, commit them to a pack.
+
+A calibration file is a safetensors file with, for each weight tensor name, the float
+``[n_cols, n_cols]`` second moments ``E[x xᵀ]`` of that layer's input over calibration tokens
+(what GPTQ-style tools call H). Any method may produce it — :func:`collect` runs a
+transformers model over text — because it is not re-derived: a pack commits the int16 block
+form (``quant.ldlq.moments_to_blocks``) next to the codes, and a rebuild reads it from there.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from .errors import InvalidInput, UsageError
+from .fsutil import atomic_write_bytes
+from .quant.ldlq import moments_to_blocks
+from .quant.scheme import Scheme
+from .stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
+
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+META_KIND = "uc.calibration"
+
+
+class Calibration:
+    """A calibration file opened for packing: ``cal(name, shape)`` is the committed int16 form
+    of that tensor's moments, or None when the file has none for it."""
+
+    def __init__(self, path: Path, scheme: Scheme) -> None:
+        self.path = Path(path)
+        if not scheme.row_signs:
+            raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/1), not {scheme.id}")
+        self.scheme = scheme
+        self.file = SafetensorsFile(self.path)
+        for info in self.file.infos.values():
+            if info.dtype not in FLOAT_DTYPES or len(info.shape) != 2 or info.shape[0] != info.shape[1]:
+                raise InvalidInput(
+                    f"{self.path}: tensor {info.name!r}: moments must be a square float matrix, "
+                    f"got {info.dtype}{list(info.shape)}",
+                    path=str(self.path),
+                    tensor=info.name,
+                )
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+        info = self.file.infos.get(name)
+        if info is None:
+            return None
+        where = f"{self.path}: tensor {name!r}"
+        if info.shape[0] != shape[-1]:
+            raise InvalidInput(
+                f"{where}: moments are {list(info.shape)} but the weight has rows of {shape[-1]}",
+                path=str(self.path),
+                tensor=name,
+            )
+        if not self.scheme.sign_period(shape):
+            raise UsageError(
+                f"{where}: rows of {shape[-1]} are not a multiple of the group size {self.scheme.group_size}; "
+                "drop this tensor from the calibration file or choose another --group-size"
+            )
+        h = self.file.tensor(name).to(torch.float64)
+        if not bool(torch.isfinite(h).all()):
+            raise InvalidInput(f"{where}: moments contain NaN or infinity", path=str(self.path), tensor=name)
+        if bool((torch.diagonal(h) < 0).any()):
+            raise InvalidInput(
+                f"{where}: negative diagonal entry (not second moments)", path=str(self.path), tensor=name
+            )
+        return moments_to_blocks(h, self.scheme.group_size)
+
+    def check_names(self, model_dir: Path) -> None:
+        """Every entry must name a tensor of the model that the scheme quantizes (catches typos and
+        excluded tensors before any work is spent)."""
+        from .source import ModelSource
+
+        src = ModelSource(model_dir)
+        try:
+            quantized = {t.name for t in src.tensors if self.scheme.applies_to(t.name, t.info.dtype, t.info.shape)}
+        finally:
+            src.close()
+        unused = sorted(set(self.file.infos) - quantized)
+        if unused:
+            raise UsageError(
+                f"{self.path}: {len(unused)} entries name no quantized tensor of {model_dir} (first: {unused[0]!r})"
+            )
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _weight_names(model_dir: Path) -> set[str]:
+    from .source import ModelSource
+
+    src = ModelSource(model_dir)
+    try:
+        return {t.name for t in src.tensors}
+    finally:
+        src.close()
+
+
+def collect(model_dir: Path, texts: Iterable[str], max_length: int = 128, batch: int = 32) -> dict[str, torch.Tensor]:
+    """Second moments of the input of every ``nn.Linear`` of a transformers model over ``texts``
+    (non-padding tokens only), keyed by the weight's tensor name in ``model_dir``."""
+    try:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise UsageError("calibrate needs transformers: pip install 'uc-attest[bench]'") from None
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UsageError("calibrate: the calibration text is empty")
+    names = _weight_names(model_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+        model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True).eval()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{model_dir}: transformers cannot load this model: {exc}") from None
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    mask: list[torch.Tensor] = []
+
+    def hook(weight: str) -> object:
+        def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+            x = inp[0].detach()
+            # token inputs [batch, seq, n]: padding dropped; others (e.g. a pooler's [batch, n]): every row
+            x = x[mask[0]] if x.shape[:-1] == mask[0].shape else x.reshape(-1, x.shape[-1])
+            x = x.to(torch.float64)
+            sums[weight] = sums.get(weight, 0) + x.T @ x
+            counts[weight] = counts.get(weight, 0) + x.shape[0]
+
+        return run
+
+    handles = []
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            weight = mod_name + ".weight"
+            hits = [weight] if weight in names else [n for n in names if n.endswith("." + weight)]
+            if len(hits) == 1:
+                handles.append(mod.register_forward_hook(hook(hits[0])))  # type: ignore[arg-type]
+    if not handles:
+        raise UsageError(f"{model_dir}: no linear layer of the model matches a weight tensor name")
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch):
+            enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            mask[:] = [enc["attention_mask"].bool()]
+            model(**enc)
+    for h in handles:
+        h.remove()
+    return {k: v / counts[k] for k, v in sorted(sums.items())}
+
+
+def write(path: Path, moments: dict[str, torch.Tensor], description: str) -> None:
+    """Write a calibration file (float32 moments) atomically."""
+    outs = [
+        OutTensor(k, "F32", tuple(v.shape), tensor_bytes(v.to(torch.float32).contiguous())) for k, v in moments.items()
+    ]
+    buf = io.BytesIO()
+    write_safetensors(buf, outs, {META_KIND: description})
+    atomic_write_bytes(Path(path), buf.getvalue())
