@@ -6,6 +6,9 @@ docstrings of Python's standard library (text shipped on every machine). Both sc
 use the same storage (b-bit codes, fp16 scale, integer zero-point per group), so bits per
 weight are equal; RTN is the same code with the clipping search disabled.
 
+Schemes with error feedback (``uc-rht-ldlq/1``, the default) get calibration moments measured
+over 512 docstrings of *other* stdlib modules (no sentence in common with the evaluation set).
+
     python benchmarks/fidelity.py                 # table: RTN vs default at 4/5/6 bits
     python benchmarks/fidelity.py compare SRC REC # one reconstruction vs its source
 """
@@ -119,23 +122,29 @@ def _bpw(manifest: object) -> float:
 
 def run_table(bit_list: list[int], group: int) -> None:
     import uc_attest as uc
-    from uc_attest.quant.scheme import RHT_ID, RTN_ID, SCHEME_ID, VALUE_PROJECTIONS_AT_6
+    from uc_attest import calibration
+    from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, RTN_ID, SCHEME_ID, VALUE_PROJECTIONS_AT_6
 
     src = minilm_dir()
     texts = sentences()
     ref = embed(src, texts)
+    cal_dir = tempfile.TemporaryDirectory()
+    cal = Path(cal_dir.name) / "calibration.safetensors"
+    t0 = time.perf_counter()
+    calibration.write(cal, calibration.collect(src, calibration_sentences()), "fidelity.py calibration")
     print(f"all-MiniLM-L6-v2, {len(texts)} sentences, group size {group}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; calibration moments in {time.perf_counter() - t0:.1f} s")
     print(f"{'scheme':<30} {'bits':>4} {'bpw':>6} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
     for bits in bit_list:
-        variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ())]
+        variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ()), (LDLQ_ID, LDLQ_ID, ())]
         if bits == 5:
-            variants.append((f"{RHT_ID} +v@6 (default)", RHT_ID, VALUE_PROJECTIONS_AT_6))
+            variants.append((f"{RHT_ID} +v@6", RHT_ID, VALUE_PROJECTIONS_AT_6))
+            variants.append((f"{LDLQ_ID} +v@6 (default)", LDLQ_ID, VALUE_PROJECTIONS_AT_6))
         for label, sid, overrides in variants:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sc = uc.Scheme(bits=bits, group_size=group, id=sid, bits_overrides=overrides)
-                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu")
+                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None)
                 dt = time.perf_counter() - t0
                 uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
                 gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", texts))
@@ -148,7 +157,8 @@ STORIES_CONFIGS = [(4, 128), (5, 128), (5, 64), (5, 32), (6, 128)]
 def run_stories() -> None:
     """stories260K: PPL ratio and KL vs the fp32 model on 96 x 256 tokens sampled from it (T=1, seed 1234)."""
     import uc_attest as uc
-    from uc_attest.quant.scheme import RHT_ID, RTN_ID, SCHEME_ID
+    from uc_attest import calibration
+    from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, RTN_ID, SCHEME_ID
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import stories as st
@@ -166,15 +176,21 @@ def run_stories() -> None:
         bf16 = st.Llama(src)
         bf16.w = {k: v.to(torch.bfloat16).to(torch.float64) for k, v in ref.w.items()}
         r, kl = st.compare(ref, bf16, toks)
+        moments = st.calibration_moments(ref, st.sample(ref, n=32, seed=4321))  # other sequences than the test
         print(f"{'bf16 cast only':<22} {'':>4} {'':>4} {'16.000':>7} {r:>9.4f} {kl:>8.4f}")
         print(f"{'scheme':<22} {'bits':>4} {'g':>4} {'bpw':>7} {'PPL ratio':>9} {'KL':>8}")
         include = ("*.weight",)
         exclude = ("*embed*", "*norm*")  # the tied embedding doubles as the output head: kept fp32
         for bits, g in STORIES_CONFIGS:
-            for sid in (RTN_ID, SCHEME_ID, RHT_ID):
+            for sid in (RTN_ID, SCHEME_ID, RHT_ID, LDLQ_ID):
                 with tempfile.TemporaryDirectory() as t2:
                     sc = uc.Scheme(bits=bits, group_size=g, id=sid, include=include, exclude=exclude)
-                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu")
+                    cal = None
+                    if sc.row_signs:  # moments for the layers whose rows are whole groups
+                        usable = {k: v for k, v in moments.items() if v.shape[0] % g == 0}
+                        cal = Path(t2) / "cal.safetensors"
+                        calibration.write(cal, usable, "stories260K self-samples, seed 4321")
+                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal)
                     uc.export_reconstruction(Path(t2) / "p", Path(t2) / "r")
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)
                     print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {r:>9.3f} {kl:>8.4f}")

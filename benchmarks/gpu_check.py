@@ -1,7 +1,8 @@
 """CUDA vs CPU determinism check (run by benchmarks/gpu_check.sh on a machine with a GPU).
 
-Generates a deterministic ~1 GB bf16 Llama-shaped model from integer arithmetic (same
-bytes on every machine), packs it on CUDA and on CPU, compares every pack file and every
+Generates a deterministic ~1 GB bf16 Llama-shaped model and calibration moments for every
+linear layer from integer arithmetic (same bytes on every machine), packs it with the default
+scheme (error feedback through the moments) on CUDA and on CPU, compares every pack file and every
 tensor digest, decodes every quantized tensor on the GPU with the torch decoder and
 compares its bytes with the host decoder, times both packs and prints the manifest root
 so it can be compared with the root computed on any other machine. Needs only torch,
@@ -23,10 +24,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 import uc_attest as uc
+from uc_attest import calibration
 from uc_attest.pack import Pack
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key
-from uc_attest.synth import write_synth_model
+from uc_attest.synth import synth_tensor, write_synth_model
+
+
+def synth_moments(width: int, g: int, seed: int) -> torch.Tensor:
+    """Exact integer second moments [width/g, g, g] of integer activations correlated across
+    neighbouring channels, every 17th channel loud (int64 matmul: the same on every machine)."""
+    x = synth_tensor((256, width), seed, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
+    x = x + torch.roll(x, 1, dims=1) + torch.roll(x, 2, dims=1)
+    x[:, ::17] *= 8
+    xb = x.reshape(256, width // g, g).transpose(0, 1)  # [nb, tokens, g]
+    return torch.bmm(xb.transpose(1, 2), xb).double() / 256
+
+
+def write_calibration(model: Path, out: Path, g: int) -> Path:
+    """Moments for every quantized tensor of the model (block form)."""
+    from uc_attest.source import ModelSource
+
+    src = ModelSource(model)
+    try:
+        shapes = {
+            t.name: t.info.shape
+            for t in src.tensors
+            if uc.DEFAULT_SCHEME.applies_to(t.name, t.info.dtype, t.info.shape)
+        }
+    finally:
+        src.close()
+    cache: dict[int, torch.Tensor] = {}
+    entries = {n: cache.setdefault(s[-1], synth_moments(s[-1], g, s[-1])) for n, s in shapes.items() if s[-1] % g == 0}
+    calibration.write(out, entries, "gpu_check synthetic moments")
+    return out
 
 
 def file_digests(d: Path) -> dict[str, str]:
@@ -44,7 +75,9 @@ def gpu_decode_check(pack_dir: Path) -> int:
             f, scheme = pack.files[pt.shard], pack.schemes[pt.shard]
             comps = [f.tensor(name + s).to("cuda") for s in (".uc_codes", ".uc_scales", ".uc_zeros")]
             key = sign_key(name) if scheme.rotated else None
-            w = reconstruct_tensor(*comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, key)
+            w = reconstruct_tensor(
+                *comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, key, scheme.sign_period(pt.shape)
+            )
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()
             if gpu != pack.digest(name).hex:
                 bad += 1
@@ -60,20 +93,30 @@ def main() -> int:
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="uc-gpu-check-"))
     model = work / "model"
-    print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"
-          + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
     t0 = time.perf_counter()
     write_synth_model(model, hidden=args.hidden, inter=args.hidden * 11 // 4, layers=args.layers, vocab=32000)
     src_digest = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
-    print(f"generated model: {(model / 'model.safetensors').stat().st_size / 1e9:.2f} GB in "
-          f"{time.perf_counter() - t0:.1f} s, source sha256 {src_digest}")
+    print(
+        f"generated model: {(model / 'model.safetensors').stat().st_size / 1e9:.2f} GB in "
+        f"{time.perf_counter() - t0:.1f} s, source sha256 {src_digest}"
+    )
+    t0 = time.perf_counter()
+    cal = write_calibration(model, work / "calibration.safetensors", uc.DEFAULT_SCHEME.group_size)
+    cal_digest = hashlib.sha256(cal.read_bytes()).hexdigest()
+    print(
+        f"calibration moments: {cal.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s, sha256 {cal_digest}"
+    )
     results = {}
     devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
     for dev in devices:
         out = work / f"pack-{dev}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        res = uc.write_pack(model, out, uc.DEFAULT_SCHEME, dev)
+        res = uc.write_pack(model, out, uc.DEFAULT_SCHEME, dev, calibration=cal)
         if dev == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -83,16 +126,25 @@ def main() -> int:
     rc = 0
     if len(results) == 2:
         (mg, fg), (mc, fc) = results["cuda"], results["cpu"]
-        diff = [e.name for e, o in zip(sorted(mg.tensors, key=lambda e: e.name),
-                                       sorted(mc.tensors, key=lambda e: e.name), strict=True) if e != o]
+        diff = [
+            e.name
+            for e, o in zip(
+                sorted(mg.tensors, key=lambda e: e.name), sorted(mc.tensors, key=lambda e: e.name), strict=True
+            )
+            if e != o
+        ]
         print(f"tensor digests equal: {len(mg.tensors) - len(diff)}/{len(mg.tensors)}; pack files equal: {fg == fc}")
         for n in diff:
             print(f"MISMATCH tensor: {n}")
         bad = gpu_decode_check(work / "pack-cuda")
         print(f"GPU torch decoder vs host decoder: {'all equal' if bad == 0 else f'{bad} mismatches'}")
         rc = 0 if (not diff and fg == fc and bad == 0) else 1
-    print("RESULT:", "CUDA == CPU, bit for bit" if rc == 0 and len(results) == 2 else
-          ("CPU only (no GPU)" if len(results) == 1 else "MISMATCH"))
+    print(
+        "RESULT:",
+        "CUDA == CPU, bit for bit"
+        if rc == 0 and len(results) == 2
+        else ("CPU only (no GPU)" if len(results) == 1 else "MISMATCH"),
+    )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     return rc

@@ -81,9 +81,20 @@ class Llama:
         return fast
 
     dt = torch.float64
+    #: When a dict: ``logits`` adds each linear layer's input second moments (sum of x xᵀ, token count).
+    record: dict[str, list[object]] | None = None
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         c, w = self.cfg, self.w
+
+        def lin(v: torch.Tensor, name: str) -> torch.Tensor:
+            if self.record is not None:
+                flat = v.reshape(-1, v.shape[-1]).double()
+                acc = self.record.setdefault(name, [0, 0])
+                acc[0] = acc[0] + flat.T @ flat
+                acc[1] = int(acc[1]) + flat.shape[0]  # type: ignore[call-overload]
+            return v @ w[name].T
+
         b, t = tokens.shape
         dim, heads, kvh = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
         hd = dim // heads
@@ -104,16 +115,16 @@ class Llama:
         for i in range(c["num_hidden_layers"]):
             p = f"model.layers.{i}"
             h = norm(x, w[f"{p}.input_layernorm.weight"])
-            q = (h @ w[f"{p}.self_attn.q_proj.weight"].T).view(b, t, heads, hd).transpose(1, 2)
-            k = (h @ w[f"{p}.self_attn.k_proj.weight"].T).view(b, t, kvh, hd).transpose(1, 2)
-            v = (h @ w[f"{p}.self_attn.v_proj.weight"].T).view(b, t, kvh, hd).transpose(1, 2)
+            q = lin(h, f"{p}.self_attn.q_proj.weight").view(b, t, heads, hd).transpose(1, 2)
+            k = lin(h, f"{p}.self_attn.k_proj.weight").view(b, t, kvh, hd).transpose(1, 2)
+            v = lin(h, f"{p}.self_attn.v_proj.weight").view(b, t, kvh, hd).transpose(1, 2)
             q, k = rope(q), rope(k)
             k, v = k.repeat_interleave(heads // kvh, 1), v.repeat_interleave(heads // kvh, 1)
             att = torch.softmax(q @ k.transpose(-1, -2) / hd**0.5 + mask, -1) @ v
-            x = x + att.transpose(1, 2).reshape(b, t, dim) @ w[f"{p}.self_attn.o_proj.weight"].T
+            x = x + lin(att.transpose(1, 2).reshape(b, t, dim), f"{p}.self_attn.o_proj.weight")
             h = norm(x, w[f"{p}.post_attention_layernorm.weight"])
-            ff = torch.nn.functional.silu(h @ w[f"{p}.mlp.gate_proj.weight"].T) * (h @ w[f"{p}.mlp.up_proj.weight"].T)
-            x = x + ff @ w[f"{p}.mlp.down_proj.weight"].T
+            ff = torch.nn.functional.silu(lin(h, f"{p}.mlp.gate_proj.weight")) * lin(h, f"{p}.mlp.up_proj.weight")
+            x = x + lin(ff, f"{p}.mlp.down_proj.weight")
         x = norm(x, w["model.norm.weight"])
         head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
         return x @ head.T
@@ -128,6 +139,16 @@ def sample(model: Llama, n: int = 96, length: int = 256, seed: int = 1234) -> to
         probs = torch.softmax(model.logits(toks)[:, -1], -1)
         toks = torch.cat([toks, torch.multinomial(probs, 1, generator=g)], 1)
     return toks
+
+
+def calibration_moments(model: Llama, toks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Second moments of every linear layer's input over ``toks`` (mean of x xᵀ per token)."""
+    model.record = {}
+    try:
+        model.logits(toks)
+        return {k: v[0] / v[1] for k, v in model.record.items()}  # type: ignore[operator]
+    finally:
+        model.record = None
 
 
 def compare(ref: Llama, other: Llama, toks: torch.Tensor) -> tuple[float, float]:

@@ -38,8 +38,12 @@ uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
 wait_for_instance
 
-step "2. pack the source model (deterministic 5-bit, bit-identical on CPU and GPU)"
-uc-attest pack "$SRC" -o "$WORK/pack"
+step "2. calibrate (second moments of each layer's input over text shipped with Python), then pack:"
+echo "   deterministic ~5.25-bit, errors fed forward through the committed moments, bit-identical on CPU and GPU"
+python -c 'import sys; sys.path.insert(0, sys.argv[1]); import fidelity; print("\n".join(fidelity.calibration_sentences()))' \
+  "$HERE/benchmarks" > "$WORK/calibration.txt"
+uc-attest calibrate "$SRC" --text "$WORK/calibration.txt" -o "$WORK/calibration.safetensors"
+uc-attest pack "$SRC" -o "$WORK/pack" --calibration "$WORK/calibration.safetensors"
 
 step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, logged"
 uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
@@ -70,6 +74,9 @@ expect_fail() {
   echo "-> exit $rc (refused), as it must be"
 }
 expect_fail uc-attest gate "$WORK/pack-g64" --policy "$POLICY" --validation "$WORK/pack.validation.sigstore.json"
+
+step "6c. rebuild from the source: re-quantized with the moments committed in the pack, byte for byte equal"
+uc-attest verify "$WORK/pack" --rebuild-from "$SRC"
 
 step "7. a signer the policy does not trust is refused"
 expect_fail uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \

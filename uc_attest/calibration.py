@@ -2,7 +2,8 @@
 
 A calibration file is a safetensors file with, for each weight tensor name, the float
 ``[n_cols, n_cols]`` second moments ``E[x xᵀ]`` of that layer's input over calibration tokens
-(what GPTQ-style tools call H). Any method may produce it — :func:`collect` runs a
+(what GPTQ-style tools call H), or only its g x g diagonal blocks ``[n_cols/g, g, g]`` (all the
+scheme uses; much smaller for wide layers). Any method may produce it — :func:`collect` runs a
 transformers model over text — because it is not re-derived: a pack commits the int16 block
 form (``quant.ldlq.moments_to_blocks``) next to the codes, and a rebuild reads it from there.
 """
@@ -35,11 +36,14 @@ class Calibration:
             raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/1), not {scheme.id}")
         self.scheme = scheme
         self.file = SafetensorsFile(self.path)
+        g = scheme.group_size
         for info in self.file.infos.values():
-            if info.dtype not in FLOAT_DTYPES or len(info.shape) != 2 or info.shape[0] != info.shape[1]:
+            square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
+            blocks = len(info.shape) == 3 and info.shape[1:] == (g, g)
+            if info.dtype not in FLOAT_DTYPES or not (square or blocks):
                 raise InvalidInput(
-                    f"{self.path}: tensor {info.name!r}: moments must be a square float matrix, "
-                    f"got {info.dtype}{list(info.shape)}",
+                    f"{self.path}: tensor {info.name!r}: moments must be a square float matrix or "
+                    f"[n/{g}, {g}, {g}] blocks, got {info.dtype}{list(info.shape)}",
                     path=str(self.path),
                     tensor=info.name,
                 )
@@ -49,7 +53,8 @@ class Calibration:
         if info is None:
             return None
         where = f"{self.path}: tensor {name!r}"
-        if info.shape[0] != shape[-1]:
+        width = info.shape[0] * info.shape[1] if len(info.shape) == 3 else info.shape[0]
+        if width != shape[-1]:
             raise InvalidInput(
                 f"{where}: moments are {list(info.shape)} but the weight has rows of {shape[-1]}",
                 path=str(self.path),
@@ -63,7 +68,7 @@ class Calibration:
         h = self.file.tensor(name).to(torch.float64)
         if not bool(torch.isfinite(h).all()):
             raise InvalidInput(f"{where}: moments contain NaN or infinity", path=str(self.path), tensor=name)
-        if bool((torch.diagonal(h) < 0).any()):
+        if bool((torch.diagonal(h, dim1=-2, dim2=-1) < 0).any()):
             raise InvalidInput(
                 f"{where}: negative diagonal entry (not second moments)", path=str(self.path), tensor=name
             )

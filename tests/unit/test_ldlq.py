@@ -58,6 +58,8 @@ def test_moment_blocks_roundtrip_and_scale() -> None:
     assert int(torch.diagonal(full, dim1=-2, dim2=-1).amax()) == 32767
     ref = h[:128, :128] * (32767 / float(h[:128, :128].diagonal().max()))
     assert float((full[0].double() - ref).abs().max()) <= 0.5
+    blocks = torch.stack([h[:128, :128], h[128:, 128:]])  # the block form gives the same committed bytes
+    assert torch.equal(moments_to_blocks(blocks, 128), m16)
 
 
 def test_udu_factor_reproduces_the_hessian() -> None:

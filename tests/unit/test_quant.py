@@ -34,7 +34,17 @@ def _hadamard64(g: int) -> torch.Tensor:
 
 CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-clip/1", 6, 32),
          ("uc-affine-clip/1", 8, 8), ("uc-affine-clip/1", 2, 1024), ("uc-rht-clip/1", 5, 128),
-         ("uc-rht-clip/1", 6, 128), ("uc-rht-clip/1", 4, 256), ("uc-rht-clip/1", 8, 32), ("uc-rtn/1", 5, 64)]
+         ("uc-rht-clip/1", 6, 128), ("uc-rht-clip/1", 4, 256), ("uc-rht-clip/1", 8, 32), ("uc-rtn/1", 5, 64),
+         ("uc-rht-ldlq/1", 5, 128), ("uc-rht-ldlq/1", 6, 32), ("uc-rht-ldlq/1", 4, 64)]
+
+
+def _moments(cols: int, group: int) -> torch.Tensor:
+    """Committed moments for a feedback scheme: exact integer activations (same on every machine)."""
+    from uc_attest.quant.ldlq import moments_to_blocks
+
+    x = synth_tensor((128, cols), seed=cols, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
+    x = x + torch.roll(x, 1, dims=1)
+    return moments_to_blocks((x.T @ x).double(), group)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -42,42 +52,50 @@ CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-
 def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid: str, bits: int, group: int) -> None:
     from uc_attest.quant.rotation import sign_key, sign_of
 
-    w = synth_tensor((33, 300), seed=bits * 1000 + group, dtype=dtype)
     scheme = Scheme(bits=bits, group_size=group, id=sid)
+    cols = 256 if scheme.row_signs else 300  # feedback schemes: row-aligned groups, with moments
+    w = synth_tensor((33, cols), seed=bits * 1000 + group, dtype=dtype)
     q = quantize_tensor("t.weight", w, {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
-                        scheme)
+                        scheme, "cpu", _moments(cols, group) if scheme.row_signs else None)
+    assert q.sign_period == (cols if scheme.row_signs else 0)
     key = sign_key("t.weight") if scheme.rotated else None
-    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key)
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key,
+                             q.sign_period)
     # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
-    groups = math.ceil(33 * 300 / group)
+    groups = math.ceil(33 * cols / group)
     codes = unpack_codes(q.codes, bits, groups * group).reshape(groups, group).to(torch.float64)
     ref = (codes - q.zeros.to(torch.float64)[..., None]) * q.scales.to(torch.float64)[..., None] * 2.0**q.exponent
     if key is not None:  # signs from the pure-Python reference of SplitMix64
         k = group.bit_length() - 1
-        d = torch.tensor([sign_of(key, i) for i in range(groups * group)], dtype=torch.float64).reshape(groups, group)
+        period = q.sign_period or groups * group
+        d = torch.tensor([sign_of(key, i % period) for i in range(groups * group)],
+                         dtype=torch.float64).reshape(groups, group)
         ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * d
-    ref = ref.reshape(-1)[: 33 * 300].reshape(33, 300).to(dtype)
+    ref = ref.reshape(-1)[: 33 * cols].reshape(33, cols).to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
     # Third and fourth ways: the NumPy and C host decoders used by verify give the same bytes.
     for native in (False, True):
-        host = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 33 * 300,
-                           q.dtype, bits, group, key, native=native)
+        host = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 33 * cols,
+                           q.dtype, bits, group, key, sign_period=q.sign_period, native=native)
         assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
-    assert err < {2: 0.6, 4: 0.015, 5: 0.003, 6: 0.001, 8: 1e-4}[bits]
+    # feedback trades weight error for output error: its weight error may be higher
+    assert err < {2: 0.6, 4: 0.015, 5: 0.003, 6: 0.001, 8: 1e-4}[bits] * (3.0 if scheme.row_signs else 1.0)
 
 
 
-@pytest.mark.parametrize("sid", ["uc-affine-clip/1", "uc-rht-clip/1", "uc-rtn/1"])
+@pytest.mark.parametrize("sid", ["uc-affine-clip/1", "uc-rht-clip/1", "uc-rtn/1", "uc-rht-ldlq/1"])
 def test_same_bytes_twice_and_across_thread_counts(sid: str) -> None:
-    w = synth_tensor((96, 1000), seed=7)
     scheme = Scheme(id=sid)
+    cols = 1024 if scheme.row_signs else 1000
+    w = synth_tensor((96, cols), seed=7)
+    m = _moments(cols, 128) if scheme.row_signs else None
     before = torch.get_num_threads()
     try:
         runs = []
         for threads in (1, 2, 1, 2):
             torch.set_num_threads(threads)
-            runs.append(_components(quantize_tensor("t.weight", w, "BF16", scheme)))
+            runs.append(_components(quantize_tensor("t.weight", w, "BF16", scheme, "cpu", m)))
     finally:
         torch.set_num_threads(before)
     assert len(set(runs)) == 1

@@ -39,18 +39,19 @@ def tri_size(g: int) -> int:
 
 
 def moments_to_blocks(h: torch.Tensor, g: int) -> torch.Tensor:
-    """Committed form of an [n, n] second-moment matrix: int16 [n/g, g(g+1)/2], the upper triangles
-    (row-major) of its g x g diagonal blocks, each scaled so its largest diagonal entry is 32767
-    (the scale of a block does not change the feedback). A block with no energy is all zeros."""
-    n = h.shape[0]
-    nb = n // g
+    """Committed form of second moments given as the full [n, n] matrix or as its g x g diagonal
+    blocks [n/g, g, g]: int16 [n/g, g(g+1)/2], the upper triangles (row-major) of the blocks, each
+    scaled so its largest diagonal entry is 32767 (the scale of a block does not change the
+    feedback). A block with no energy is all zeros."""
     h = h.to(torch.float64)
-    idx = torch.arange(nb)
-    blocks = h.reshape(nb, g, nb, g)[idx, :, idx, :]  # [nb, g, g]
-    dmax = torch.diagonal(blocks, dim1=-2, dim2=-1).amax(-1)
+    if h.dim() == 2:
+        nb = h.shape[0] // g
+        idx = torch.arange(nb)
+        h = h.reshape(nb, g, nb, g)[idx, :, idx, :]  # [nb, g, g]
+    dmax = torch.diagonal(h, dim1=-2, dim2=-1).amax(-1)
     ok = dmax > 0
     factor = torch.where(ok, torch.div(torch.full_like(dmax, float(MOMENT_MAX)), torch.where(ok, dmax, 1.0)), 0.0)
-    scaled = torch.clamp(torch.round(blocks * factor[:, None, None]), -MOMENT_MAX, MOMENT_MAX)
+    scaled = torch.clamp(torch.round(h * factor[:, None, None]), -MOMENT_MAX, MOMENT_MAX)
     iu = torch.triu_indices(g, g)
     return scaled[:, iu[0], iu[1]].to(torch.int16)
 
