@@ -187,7 +187,7 @@ def run_stories() -> None:
                     sc = uc.Scheme(bits=bits, group_size=g, id=sid, include=include, exclude=exclude)
                     cal = None
                     if sc.row_signs:  # moments for the layers whose rows are whole groups
-                        usable = {k: v for k, v in moments.items() if v.shape[0] % g == 0}
+                        usable = {k: v for k, v in moments.items() if v.shape[0] % g == 0 or g % v.shape[0] == 0}
                         cal = Path(t2) / "cal.safetensors"
                         calibration.write(cal, usable, "stories260K self-samples, seed 4321")
                     res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal)

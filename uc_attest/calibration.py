@@ -60,10 +60,15 @@ class Calibration:
                 path=str(self.path),
                 tensor=name,
             )
-        if not self.scheme.sign_period(shape):
+        width = self.scheme.moment_block(shape)
+        if not width:
             raise UsageError(
-                f"{where}: rows of {shape[-1]} are not a multiple of the group size {self.scheme.group_size}; "
-                "drop this tensor from the calibration file or choose another --group-size"
+                f"{where}: rows of {shape[-1]} are neither a multiple nor a divisor of the group size "
+                f"{self.scheme.group_size}; drop this tensor from the calibration file or choose another --group-size"
+            )
+        if len(info.shape) == 3 and width != info.shape[1]:
+            raise InvalidInput(
+                f"{where}: give the full [n, n] moments for rows narrower than a group", path=str(self.path)
             )
         h = self.file.tensor(name).to(torch.float64)
         if not bool(torch.isfinite(h).all()):
@@ -72,7 +77,7 @@ class Calibration:
             raise InvalidInput(
                 f"{where}: negative diagonal entry (not second moments)", path=str(self.path), tensor=name
             )
-        return moments_to_blocks(h, self.scheme.group_size)
+        return moments_to_blocks(h, width)
 
     def check_names(self, model_dir: Path) -> None:
         """Every entry must name a tensor of the model that the scheme quantizes (catches typos and

@@ -9,8 +9,10 @@ trust=(--trust-config "${TRUST_CONFIG}")
 summary="${GITHUB_STEP_SUMMARY:-/dev/null}"
 
 if [ "${MODE}" = "pack-and-attest" ]; then
+  cal=()
+  [ -n "${CALIBRATION:-}" ] && cal=(--calibration "${CALIBRATION}")
   "$UC" pack "${SOURCE}" -o "${OUTPUT}" --bits "${BITS}" --group-size "${GROUP_SIZE}" --device "${DEVICE}" \
-    --json > "${OUT_DIR}/pack.json" || exit $?
+    "${cal[@]}" --json > "${OUT_DIR}/pack.json" || exit $?
   "$UC" attest "${OUTPUT}" "${trust[@]}" --pack-device "${DEVICE}" --json > "${OUT_DIR}/attest.json" || exit $?
   python3 - "${OUT_DIR}/pack.json" "${OUT_DIR}/attest.json" "${GITHUB_OUTPUT:-/dev/null}" "${summary}" <<'PY'
 import json, sys
@@ -19,7 +21,7 @@ with open(sys.argv[3], "a") as out:
     out.write(f"bundle-path={att['bundle']}\nmanifest-root={att['root']}\nlog-index={att['log_index']}\n")
 with open(sys.argv[4], "a") as s:
     s.write("### uc-attest: pack and attest\n\n| | |\n|---|---|\n")
-    s.write(f"| manifest root | `{att['root']}` |\n| tensors | {pack['tensors']} ({pack['quantized']} quantized) |\n")
+    s.write(f"| manifest root | `{att['root']}` |\n| tensors | {pack['tensors']} ({pack['quantized']} quantized, {pack.get('calibrated', 0)} with calibration feedback) |\n")
     s.write(f"| scheme | `{pack['scheme']['id']}` {pack['scheme']['bits']} bits, group {pack['scheme']['group_size']} |\n")
     s.write(f"| signer | `{att['identity']}` |\n| log index | {att['log_index']} |\n| bundle | `{att['bundle']}` |\n")
 PY

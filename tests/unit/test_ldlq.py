@@ -63,7 +63,7 @@ def test_moment_blocks_roundtrip_and_scale() -> None:
 
 
 def test_udu_factor_reproduces_the_hessian() -> None:
-    h = rotated_hessian(moments_to_blocks(moments(128), 128), 128, sign_key("t.weight"))
+    h = rotated_hessian(moments_to_blocks(moments(128), 128), 128, sign_key("t.weight"), 128)
     m = feedback_matrix(h).double() / 2**F_M + torch.eye(128, dtype=torch.float64)
     # H = M D M^T with D diagonal: M^-1 H M^-T must be diagonal
     minv = torch.linalg.inv(m[0])
@@ -99,7 +99,7 @@ def _feedback_inputs(rows: int = 6, width: int = 256, g: int = 128) -> tuple[tor
 
     y = rotate(w.reshape(-1, g), sign_key("t.weight"), 0, width)
     q, s16, z = qz._search_block(y, 31, -20, (1.0,), 0)
-    m_fx = feedback_matrix(rotated_hessian(moments_to_blocks(moments(width), g), g, sign_key("t.weight")))
+    m_fx = feedback_matrix(rotated_hessian(moments_to_blocks(moments(width), g), g, sign_key("t.weight"), width))
     s = (s16.double() * 2.0**-20).reshape(rows, -1)
     del scheme, q
     return y.reshape(rows, -1, g), s, z.double().reshape(rows, -1), m_fx
@@ -115,36 +115,39 @@ def test_feedback_sums_are_exact_in_any_order() -> None:
         assert torch.equal(got, feedback_codes(y, s, z, m_fx, 31))
 
 
-def test_feedback_lowers_the_output_error() -> None:
+@pytest.mark.parametrize("width", [256, 64, 32])  # rows of two groups, and groups of two and four rows
+def test_feedback_lowers_the_output_error(width: int) -> None:
     """Weighted by the calibration moments, the output error drops well below plain rounding's."""
-    width = 256
     h = moments(width)
     w = synth_tensor((64, width), 9)
     x = activations(256, width, 77)  # held-out activations of the same distribution
     errs = {}
-    for label, m in (("plain", None), ("feedback", moments_to_blocks(h, 128))):
+    for label, m in (("plain", None), ("feedback", moments_to_blocks(h, min(width, 128)))):
         q = qz.quantize_tensor("t.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
+        assert q.sign_period == width
         r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, sign_key("t.weight"),
                                q.sign_period)
         errs[label] = float(((x.double() @ (r.double() - w.double()).T) ** 2).mean())
     assert errs["feedback"] < 0.75 * errs["plain"], errs
 
 
-def test_row_shared_signs_in_every_decoder() -> None:
+@pytest.mark.parametrize("width", [256, 64])
+def test_row_shared_signs_in_every_decoder(width: int) -> None:
     key = sign_key("m.weight")
     row = signs_numpy(key, 0, 256)
     assert np.array_equal(signs_numpy(key, 512, 768, 256), np.tile(row, 3))
     assert np.array_equal(signs_torch(key, 128, 640, "cpu", torch.float32, 256).numpy(),
                           np.tile(row, 3)[128:768])
-    w = synth_tensor((8, 256), 4)
-    q = qz.quantize_tensor("m.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", moments_to_blocks(moments(256), 128))
-    assert q.sign_period == 256
-    ref = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, key, 256)
+    w = synth_tensor((8, width), 4)
+    m = moments_to_blocks(moments(width), min(width, 128))
+    q = qz.quantize_tensor("m.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
+    assert q.sign_period == width
+    ref = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, key, width)
     for native in (False, True):
         if native and not native_available():
             continue
-        got = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 8 * 256,
-                          "BF16", 5, 128, key, sign_period=256, native=native)
+        got = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 8 * width,
+                          "BF16", 5, 128, key, sign_period=width, native=native)
         assert np.array_equal(got.reshape(-1), ref.view(torch.uint16).reshape(-1).numpy()), native
 
 
@@ -157,9 +160,11 @@ def _cal_model(tmp_path: Path) -> tuple[Path, Path]:
     return src, write_calibration(tmp_path / "cal.safetensors", entries)
 
 
-def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("group", [128, 256])  # rows of one or two groups; groups of one or two rows
+def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       group: int) -> None:
     src, cal = _cal_model(tmp_path)
-    scheme = Scheme(id=LDLQ_ID, bits_overrides=(("*v_proj*", 6),))
+    scheme = Scheme(id=LDLQ_ID, group_size=group, bits_overrides=(("*v_proj*", 6),) if group == 128 else ())
     a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=cal)
     assert sum(1 for t in a.manifest.tensors if t.quant and "moments" in t.quant) == 7
     torch.set_num_threads(1)
@@ -176,7 +181,7 @@ def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypat
     # the committed moments are what the rebuild uses: the pack's own copy, bound by the manifest
     with Pack(tmp_path / "a") as pk:
         m = pk.moments("model.layers.0.mlp.down_proj.weight")
-    assert m is not None and m.shape == (2, 128 * 129 // 2)
+    assert m is not None and m.shape == ((2, 128 * 129 // 2) if group == 128 else (1, 256 * 257 // 2))
     entry = a.manifest.entry("model.layers.0.mlp.down_proj.weight")
     assert entry is not None and entry.quant is not None
     assert entry.quant["moments"] == "sha256:" + hashlib.sha256(m.astype("<i2").tobytes()).hexdigest()
@@ -235,5 +240,5 @@ def test_bad_calibration_files(tmp_path: Path, case: str, match: str) -> None:
 def test_rows_not_aligned_to_groups(tmp_path: Path) -> None:
     src = write_synth_model(tmp_path / "m", hidden=64, inter=96, layers=1, vocab=32)
     cal = write_calibration(tmp_path / "c.safetensors", {"model.layers.0.mlp.down_proj.weight": moments(96)})
-    with pytest.raises(uc.UsageError, match="not a multiple of the group size 64"):
+    with pytest.raises(uc.UsageError, match="neither a multiple nor a divisor of the group size 64"):
         uc.write_pack(src, tmp_path / "p", Scheme(id=LDLQ_ID, group_size=64), "cpu", calibration=cal)

@@ -200,9 +200,9 @@ class Pack:
         if not pt.moments:
             return None
         scheme = self.schemes[pt.shard]
-        g = scheme.group_size
+        width = scheme.moment_block(pt.shape)
         period = scheme.sign_period(pt.shape)
-        want = ("I16", (period // g, g * (g + 1) // 2))
+        want = ("I16", (period // width if width else 0, width * (width + 1) // 2))
         info = self.files[pt.shard].infos.get(name + MOMENTS_SUFFIX)
         if not period or info is None or (info.dtype, info.shape) != want:
             got = f"{info.dtype}{list(info.shape)}" if info else "missing"

@@ -69,8 +69,8 @@ static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py
 /* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group,
  *        period)
  * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64),
- * i counted from first_group * group (rows are a run of groups of one tensor); with period > 0 (a multiple
- * of group: row-shared signs) i is taken modulo period. */
+ * i counted from first_group * group (rows are a run of groups of one tensor); with period > 0 (the row
+ * length, a multiple or a divisor of group: row-shared signs) i is taken modulo period. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer codes, scales, zeros, out;
     int exponent, group, bits, dtype, rotated;
@@ -86,7 +86,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -90 && exponent <= 100 &&
              dtype >= 0 && dtype <= 2 && codes.len == rows * row_codes * bits / 8 &&
              scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize &&
-             (!rotated || ((1 << k) == group && bits + k <= 13)) && period >= 0 && period % group == 0;
+             (!rotated || ((1 << k) == group && bits + k <= 13)) && period >= 0 &&
+             (period == 0 || period % group == 0 || group % period == 0);
     if (ok) {
         const uint8_t *cp = codes.buf, *zp = zeros.buf;
         const uint16_t *sp = scales.buf;
@@ -111,17 +112,19 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                 if (rotated) {  /* unnormalized Walsh-Hadamard (exact in int32), then signs */
                     fwht_i32(ibuf, group);
                     uint64_t idx = (uint64_t)((first_group + r * groups + gi) * group);
-                    if (period) idx %= (uint64_t)period;  /* a group never straddles a period */
+                    if (period) idx %= (uint64_t)period;  /* groups start on a row; a group may hold several rows */
                     for (int j0 = 0; j0 < group;) {
                         uint64_t word = mix64((uint64_t)key + idx / 64) >> (idx % 64);
                         int run = 64 - (int)(idx % 64);
                         if (run > group - j0) run = group - j0;
+                        if (period && (uint64_t)run > (uint64_t)period - idx) run = (int)((uint64_t)period - idx);
                         for (int j = 0; j < run; j++) {  /* sign flip = xor of the float sign bit: exact */
                             uint32_t u = f32_to_bits((float)ibuf[j0 + j] * s) ^ ((uint32_t)((word >> j) & 1u) << 31);
                             buf[j0 + j] = bits_to_f32(u);
                         }
                         j0 += run;
                         idx += (uint64_t)run;
+                        if (period && idx == (uint64_t)period) idx = 0;
                     }
                 } else {
                     for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s;

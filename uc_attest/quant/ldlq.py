@@ -19,6 +19,8 @@ Every step is exact or pinned, so codes are the same bytes on every machine:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .rotation import fwht_torch, signs_torch
@@ -66,11 +68,20 @@ def blocks_to_matrices(m16: torch.Tensor, g: int) -> torch.Tensor:
     return full
 
 
-def rotated_hessian(m16: torch.Tensor, g: int, key: int) -> torch.Tensor:
-    """Damped moment blocks in the rotated domain, exact int64 [nb, g, g]: H D S D H + λ I."""
-    s = blocks_to_matrices(m16, g)
+def rotated_hessian(m16: torch.Tensor, g: int, key: int, period: int) -> torch.Tensor:
+    """Damped moment blocks in the rotated domain, exact int64 [nb, g, g]: H D S D H + λ I.
+
+    Blocks narrower than g (a group holds g / width whole rows of the same input) are repeated
+    along the diagonal: the rows' errors are independent."""
+    width = int((math.isqrt(8 * m16.shape[1] + 1) - 1) // 2)
+    s = blocks_to_matrices(m16, width)
+    if width < g:  # g/width copies of the one block along the diagonal
+        rep = torch.zeros((1, g, g), dtype=s.dtype, device=s.device)
+        for r in range(0, g, width):
+            rep[0, r : r + width, r : r + width] = s[0]
+        s = rep
     nb = s.shape[0]
-    d = signs_torch(key, 0, nb * g, s.device, torch.int64).reshape(nb, g)  # the row-shared signs
+    d = signs_torch(key, 0, nb * g, s.device, torch.int64, period).reshape(nb, g)  # the row-shared signs
     a = s * d[:, :, None] * d[:, None, :]
     a = fwht_torch(fwht_torch(a).transpose(-1, -2))  # Had·A·Had (both symmetric), |·| < 2^36
     lam = torch.diagonal(a, dim1=-2, dim2=-1).to(torch.int64).sum(-1) // (100 * g) + 1

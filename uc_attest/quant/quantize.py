@@ -155,17 +155,17 @@ def _search_block(
 
 
 def check_moments(name: str, shape: tuple[int, ...], scheme: Scheme, moments: torch.Tensor) -> None:
-    """Committed moments must be int16 [n_cols / g, g(g+1)/2] for a row-aligned tensor of a feedback scheme."""
-    g = scheme.group_size
+    """Committed moments must be int16 [n_cols / w, w(w+1)/2] (w = ``scheme.moment_block``) for a
+    row-aligned tensor of a feedback scheme."""
     if not scheme.row_signs:
         raise UsageError(f"tensor {name!r}: scheme {scheme.id} does not use calibration moments")
-    period = scheme.sign_period(shape)
-    if not period:
+    width = scheme.moment_block(shape)
+    if not width:
         raise UsageError(
-            f"tensor {name!r}: row length {shape[-1]} is not a multiple of the group size {g}; "
-            "calibration moments cannot be used for it"
+            f"tensor {name!r}: row length {shape[-1]} is not a multiple or a divisor of the group size "
+            f"{scheme.group_size}; calibration moments cannot be used for it"
         )
-    want = (period // g, tri_size(g))
+    want = (shape[-1] // width, tri_size(width))
     if moments.dtype != torch.int16 or tuple(moments.shape) != want:
         raise UsageError(
             f"tensor {name!r}: calibration moments are {moments.dtype}{list(moments.shape)}, expected int16{list(want)}"
@@ -191,12 +191,13 @@ def quantize_tensor(
     m_fx = None
     if moments is not None:
         check_moments(name, shape, scheme, moments)
-        m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name)))
+        m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name), period))
     flat = w.reshape(-1)
     n = flat.numel()
     n_groups = -(-n // g)
     # Blocks of whole rows when groups are row-aligned (the feedback runs over a row's groups).
-    block = (period // g) * max(1, BLOCK_ELEMS // period) if period else max(1, BLOCK_ELEMS // g)
+    row_groups = max(1, period // g)  # groups per row (1 when a group holds several rows)
+    block = row_groups * max(1, BLOCK_ELEMS // max(period, g)) if period else max(1, BLOCK_ELEMS // g)
 
     def groups(b0: int, b1: int) -> torch.Tensor:
         """Groups b0..b1 as float64 [b1 - b0, g], the tail zero-padded (zeros never change a result)."""
@@ -228,9 +229,8 @@ def quantize_tensor(
         y = kept if kept is not None else groups(b0, min(n_groups, b0 + block))
         q, s16, z = _search_block(y, qmax, exponent, grid, refit)
         if m_fx is not None:
-            nb = period // g
-            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, nb)
-            q = feedback_codes(y.reshape(-1, nb, g), s, z.to(torch.float64).reshape(-1, nb), m_fx, qmax)
+            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, row_groups)
+            q = feedback_codes(y.reshape(-1, row_groups, g), s, z.to(torch.float64).reshape(-1, row_groups), m_fx, qmax)
         codes.append(pack_codes(q.reshape(-1), bits).cpu())
         scales.append(s16.cpu())
         zeros.append(z.cpu())

@@ -93,9 +93,17 @@ class Scheme:
 
     def sign_period(self, shape: tuple[int, ...]) -> int:
         """Period of the rotation signs for a tensor: its row length when signs are row-shared and
-        groups are row-aligned, else 0 (signs indexed over the whole flattened tensor)."""
+        groups are row-aligned (the row length is a multiple of the group size, or divides it:
+        a group is then several whole rows), else 0 (signs indexed over the flattened tensor)."""
         cols = shape[-1] if shape else 0
-        return cols if self.row_signs and cols and cols % self.group_size == 0 else 0
+        g = self.group_size
+        return cols if self.row_signs and cols and (cols % g == 0 or g % cols == 0) else 0
+
+    def moment_block(self, shape: tuple[int, ...]) -> int:
+        """Width of the committed moment blocks of a tensor: the group size, or the row length when
+        a group holds several rows (0: the tensor cannot take moments)."""
+        period = self.sign_period(shape)
+        return min(period, self.group_size)
 
     @property
     def refit_rounds(self) -> int:
