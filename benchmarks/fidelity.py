@@ -6,6 +6,9 @@ docstrings of Python's standard library (text shipped on every machine). Both sc
 use the same storage (b-bit codes, fp16 scale, integer zero-point per group), so bits per
 weight are equal; RTN is the same code with the clipping search disabled.
 
+HQQ (PyPI ``hqq``, its CPU path, axis 1, fp16 scale and zero per group: b + 32/g bits per weight)
+is added as a baseline when it is importable; it is not a dependency of uc-attest.
+
 Schemes with error feedback (``uc-rht-ldlq/1``, the default) get calibration moments measured
 over 512 docstrings of *other* stdlib modules (no sentence in common with the evaluation set).
 
@@ -120,6 +123,28 @@ def _bpw(manifest: object) -> float:
     return bits / total
 
 
+def hqq_reconstruction(src: Path, out: Path, bits: int, group: int) -> float:
+    """Write ``src`` with every tensor uc-attest would quantize replaced by its HQQ reconstruction
+    (bf16-cast input, as ours); returns bits per quantized weight. Raises ImportError without hqq."""
+    import shutil
+
+    from hqq.core.quantize import Quantizer
+    from safetensors.torch import load_file, save_file
+
+    import uc_attest as uc
+
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("model.safetensors"))
+    tensors = load_file(str(src / "model.safetensors"))
+    for name, t in tensors.items():
+        if uc.DEFAULT_SCHEME.applies_to(name, "F32", tuple(t.shape)):
+            w = t.to(torch.bfloat16).float()
+            wq, meta = Quantizer.quantize(w, nbits=bits, group_size=group, optimize=True, axis=1, device="cpu",
+                                          compute_dtype=torch.float32)
+            tensors[name] = Quantizer.dequantize(wq, meta).reshape(t.shape).to(torch.bfloat16).to(t.dtype)
+    save_file(tensors, str(out / "model.safetensors"))
+    return bits + 32 / group
+
+
 def run_table(bit_list: list[int], group: int) -> None:
     import uc_attest as uc
     from uc_attest import calibration
@@ -140,6 +165,16 @@ def run_table(bit_list: list[int], group: int) -> None:
         if bits == 5:
             variants.append((f"{RHT_ID} +v@6", RHT_ID, VALUE_PROJECTIONS_AT_6))
             variants.append((f"{LDLQ_ID} +v@6 (default)", LDLQ_ID, VALUE_PROJECTIONS_AT_6))
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                t0 = time.perf_counter()
+                bpw = hqq_reconstruction(src, Path(tmp) / "hqq", bits, group)
+                dt = time.perf_counter() - t0
+                gap, worst = cosine_gap(ref, embed(Path(tmp) / "hqq", texts))
+                print(f"{'HQQ (PyPI hqq, CPU)':<30} {bits:>4} {bpw:>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+            except ImportError:
+                if bits == bit_list[0]:
+                    print("(HQQ rows skipped: PyPI hqq is not importable)")
         for label, sid, overrides in variants:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
