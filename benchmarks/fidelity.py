@@ -217,6 +217,13 @@ def run_stories() -> None:
         include = ("*.weight",)
         exclude = ("*embed*", "*norm*")  # the tied embedding doubles as the output head: kept fp32
         for bits, g in STORIES_CONFIGS:
+            with tempfile.TemporaryDirectory() as t2:
+                try:
+                    bpw = hqq_reconstruction(src, Path(t2) / "hqq", bits, g)
+                    r, kl = st.compare(ref, st.Llama(Path(t2) / "hqq"), toks)
+                    print(f"{'HQQ (PyPI hqq, CPU)':<22} {bits:>4} {g:>4} {bpw:>7.3f} {r:>9.3f} {kl:>8.4f}")
+                except ImportError:
+                    pass
             for sid in (RTN_ID, SCHEME_ID, RHT_ID, LDLQ_ID):
                 with tempfile.TemporaryDirectory() as t2:
                     sc = uc.Scheme(bits=bits, group_size=g, id=sid, include=include, exclude=exclude)

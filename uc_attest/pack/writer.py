@@ -112,7 +112,7 @@ def write_pack(
     src = ModelSource(source_dir)
     try:
         for t in src.tensors:
-            if t.name.endswith(SUFFIXES):
+            if t.name.endswith((*SUFFIXES, MOMENTS_SUFFIX)):
                 raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
         entries: list[TensorEntry] = []
         with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
