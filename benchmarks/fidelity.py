@@ -123,6 +123,22 @@ def _bpw(manifest: object) -> float:
     return bits / total
 
 
+def weight_rel_mse(src: Path, recon: Path) -> float:
+    """Σ (ŵ - w)² / Σ w² over the tensors uc-attest quantizes (float64, benchmark only)."""
+    from safetensors.torch import load_file
+
+    import uc_attest as uc
+
+    a, b = load_file(str(src / "model.safetensors")), load_file(str(recon / "model.safetensors"))
+    num = den = 0.0
+    for name, w in a.items():
+        if uc.DEFAULT_SCHEME.applies_to(name, "F32", tuple(w.shape)):
+            w64 = w.double()
+            num += float(((b[name].double() - w64) ** 2).sum())
+            den += float((w64**2).sum())
+    return num / den
+
+
 def hqq_reconstruction(src: Path, out: Path, bits: int, group: int) -> float:
     """Write ``src`` with every tensor uc-attest would quantize replaced by its HQQ reconstruction
     (bf16-cast input, as ours); returns bits per quantized weight. Raises ImportError without hqq."""
@@ -159,7 +175,7 @@ def run_table(bit_list: list[int], group: int) -> None:
     calibration.write(cal, calibration.collect(src, calibration_sentences()), "fidelity.py calibration")
     print(f"all-MiniLM-L6-v2, {len(texts)} sentences, group size {group}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; calibration moments in {time.perf_counter() - t0:.1f} s")
-    print(f"{'scheme':<30} {'bits':>4} {'bpw':>6} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
+    print(f"{'scheme':<30} {'bits':>4} {'bpw':>6} {'rel MSE':>9} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
     for bits in bit_list:
         variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ()), (LDLQ_ID, LDLQ_ID, ())]
         if bits == 5:
@@ -171,7 +187,8 @@ def run_table(bit_list: list[int], group: int) -> None:
                 bpw = hqq_reconstruction(src, Path(tmp) / "hqq", bits, group)
                 dt = time.perf_counter() - t0
                 gap, worst = cosine_gap(ref, embed(Path(tmp) / "hqq", texts))
-                print(f"{'HQQ (PyPI hqq, CPU)':<30} {bits:>4} {bpw:>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+                mse = weight_rel_mse(src, Path(tmp) / "hqq")
+                print(f"{'HQQ (PyPI hqq, CPU)':<30} {bits:>4} {bpw:>6.3f} {mse:>9.3e} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
             except ImportError:
                 if bits == bit_list[0]:
                     print("(HQQ rows skipped: PyPI hqq is not importable)")
@@ -183,7 +200,9 @@ def run_table(bit_list: list[int], group: int) -> None:
                 dt = time.perf_counter() - t0
                 uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
                 gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", texts))
-                print(f"{label:<30} {bits:>4} {_bpw(res.manifest):>6.3f} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+                mse = weight_rel_mse(src, Path(tmp) / "r")
+                print(f"{label:<30} {bits:>4} {_bpw(res.manifest):>6.3f} {mse:>9.3e} {gap:>11.5f} {worst:>8.4f} "
+                      f"{dt:>7.2f}")
 
 
 STORIES_CONFIGS = [(4, 128), (5, 128), (5, 64), (5, 32), (6, 128)]
@@ -212,16 +231,20 @@ def run_stories() -> None:
         bf16.w = {k: v.to(torch.bfloat16).to(torch.float64) for k, v in ref.w.items()}
         r, kl = st.compare(ref, bf16, toks)
         moments = st.calibration_moments(ref, st.sample(ref, n=32, seed=4321))  # other sequences than the test
-        print(f"{'bf16 cast only':<22} {'':>4} {'':>4} {'16.000':>7} {r:>9.4f} {kl:>8.4f}")
-        print(f"{'scheme':<22} {'bits':>4} {'g':>4} {'bpw':>7} {'PPL ratio':>9} {'KL':>8}")
+        print(f"{'bf16 cast only':<22} {'':>4} {'':>4} {'16.000':>7} {'':>9} {r:>9.4f} {kl:>8.4f}")
+        print(f"{'scheme':<22} {'bits':>4} {'g':>4} {'bpw':>7} {'rel MSE':>9} {'PPL ratio':>9} {'KL':>8} {'pack s':>7}")
         include = ("*.weight",)
         exclude = ("*embed*", "*norm*")  # the tied embedding doubles as the output head: kept fp32
         for bits, g in STORIES_CONFIGS:
             with tempfile.TemporaryDirectory() as t2:
                 try:
+                    t0 = time.perf_counter()
                     bpw = hqq_reconstruction(src, Path(t2) / "hqq", bits, g)
+                    dt = time.perf_counter() - t0
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "hqq"), toks)
-                    print(f"{'HQQ (PyPI hqq, CPU)':<22} {bits:>4} {g:>4} {bpw:>7.3f} {r:>9.3f} {kl:>8.4f}")
+                    mse = weight_rel_mse(src, Path(t2) / "hqq")
+                    print(f"{'HQQ (PyPI hqq, CPU)':<22} {bits:>4} {g:>4} {bpw:>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
+                          f"{dt:>7.2f}")
                 except ImportError:
                     pass
             for sid in (RTN_ID, SCHEME_ID, RHT_ID, LDLQ_ID):
@@ -232,10 +255,14 @@ def run_stories() -> None:
                         usable = {k: v for k, v in moments.items() if v.shape[0] % g == 0 or g % v.shape[0] == 0}
                         cal = Path(t2) / "cal.safetensors"
                         calibration.write(cal, usable, "stories260K self-samples, seed 4321")
+                    t0 = time.perf_counter()
                     res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal)
+                    dt = time.perf_counter() - t0
                     uc.export_reconstruction(Path(t2) / "p", Path(t2) / "r")
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)
-                    print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {r:>9.3f} {kl:>8.4f}")
+                    mse = weight_rel_mse(src, Path(t2) / "r")
+                    print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
+                          f"{dt:>7.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
