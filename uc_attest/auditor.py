@@ -240,6 +240,7 @@ def audit(
                 "digest": str(t.digest),
                 "bits": (t.quant or {}).get("bits"),
                 "rel_err_ppm": (t.quant or {}).get("rel_err_ppm"),
+                "moments": (t.quant or {}).get("moments"),  # committed calibration moments (feedback)
             }
             for t in sorted(manifest.tensors, key=lambda t: t.name)
         ]

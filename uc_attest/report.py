@@ -97,7 +97,7 @@ def render_html(report: dict[str, Any]) -> str:
     tensors = "".join(
         f'<tr><td class="mono">{_e(t["name"])}</td><td>{_e(t["dtype"])}</td><td>{_e(" x ".join(map(str, t["shape"])))}'
         f"</td><td>{_e(t.get('bits') or '—')}</td><td>{_e(t.get('rel_err_ppm') if t.get('rel_err_ppm') is not None else '—')}"
-        f'</td><td class="mono">{_e(t["digest"])}</td></tr>'
+        f'</td><td class="mono">{_e((t.get("moments") or "—")[:19])}</td><td class="mono">{_e(t["digest"])}</td></tr>'
         for t in report["tensors"]
     )
     cp = report.get("checkpoint") or {}
@@ -111,6 +111,6 @@ log <code>{_e(report["log"])}</code> at size {_e(cp.get("size", "?"))}, root <co
 <h2>Chain of custody</h2><ol class="timeline">{"".join(events) or "<li>No log entry concerns this model.</li>"}</ol>
 <h2>Quantization error per tensor (relative squared error, ppm)</h2>{error_plot(report["tensors"])}
 <h2>Tensors</h2><details><summary>{len(report["tensors"])} tensors with their reconstruction digests</summary>
-<table><tr><th>tensor</th><th>dtype</th><th>shape</th><th>bits</th><th>rel. err (ppm)</th><th>sha256</th></tr>{tensors}</table></details>
+<table><tr><th>tensor</th><th>dtype</th><th>shape</th><th>bits</th><th>rel. err (ppm)</th><th>calibration moments</th><th>sha256</th></tr>{tensors}</table></details>
 </body></html>
 """
