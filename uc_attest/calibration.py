@@ -156,7 +156,12 @@ def collect(model_dir: Path, texts: Iterable[str], max_length: int = 128, batch:
         for i in range(0, len(texts), batch):
             enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             mask[:] = [enc["attention_mask"].bool()]
-            model(**enc)
+            try:
+                model(**enc)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise UsageError(
+                    f"{model_dir}: the model's forward pass failed on the calibration text: {exc}"
+                ) from None
     for h in handles:
         h.remove()
     return {k: v / counts[k] for k, v in sorted(sums.items())}
