@@ -19,10 +19,10 @@ import torch
 from .errors import InvalidInput, UsageError
 from .fsutil import atomic_write_bytes
 from .quant.ldlq import moments_to_blocks
-from .quant.scheme import Scheme
+from .quant.scheme import FLOAT_DTYPES, Scheme
 from .stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
 
-FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+MOMENT_DTYPES = ("F64", *FLOAT_DTYPES)
 META_KIND = "uc.calibration"
 
 
@@ -40,7 +40,7 @@ class Calibration:
         for info in self.file.infos.values():
             square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
             blocks = len(info.shape) == 3 and info.shape[1:] == (g, g)
-            if info.dtype not in FLOAT_DTYPES or not (square or blocks):
+            if info.dtype not in MOMENT_DTYPES or not (square or blocks):
                 raise InvalidInput(
                     f"{self.path}: tensor {info.name!r}: moments must be a square float matrix or "
                     f"[n/{g}, {g}, {g}] blocks, got {info.dtype}{list(info.shape)}",

@@ -195,22 +195,19 @@ class Pack:
             yield out.reshape(-1).view(np.uint8).data
 
     def moments(self, name: str) -> npt.NDArray[np.int16] | None:
-        """The committed calibration moments of a quantized tensor (int16 [n_cols/g, g(g+1)/2]), or None."""
+        """The committed calibration moments of a quantized tensor (int16, ``Scheme.moments_shape``), or None."""
         pt = self.tensors[name]
         if not pt.moments:
             return None
-        scheme = self.schemes[pt.shard]
-        width = scheme.moment_block(pt.shape)
-        period = scheme.sign_period(pt.shape)
-        want = ("I16", (period // width if width else 0, width * (width + 1) // 2))
+        shape = self.schemes[pt.shard].moments_shape(pt.shape)
         info = self.files[pt.shard].infos.get(name + MOMENTS_SUFFIX)
-        if not period or info is None or (info.dtype, info.shape) != want:
+        if shape is None or info is None or (info.dtype, info.shape) != ("I16", shape):
             got = f"{info.dtype}{list(info.shape)}" if info else "missing"
             raise MalformedPack(
-                f"tensor {name!r}: component {MOMENTS_SUFFIX} is {got}, expected {want[0]}{list(want[1])}", tensor=name
+                f"tensor {name!r}: component {MOMENTS_SUFFIX} is {got}, expected I16{list(shape or ())}", tensor=name
             )
         raw = self.files[pt.shard].pread(name + MOMENTS_SUFFIX)
-        return np.frombuffer(raw, dtype="<i2").reshape(want[1]).copy()
+        return np.frombuffer(raw, dtype="<i2").reshape(shape).copy()
 
     def digest(self, name: str) -> Digest:
         """SHA-256 of the reconstructed tensor's bytes."""

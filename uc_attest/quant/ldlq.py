@@ -36,10 +36,6 @@ U_LIM, M_LIM = float(1 << 21), float(1 << 20)
 SUB_BLOCK = 16
 
 
-def tri_size(g: int) -> int:
-    return g * (g + 1) // 2
-
-
 def moments_to_blocks(h: torch.Tensor, g: int) -> torch.Tensor:
     """Committed form of second moments given as the full [n, n] matrix or as its g x g diagonal
     blocks [n/g, g, g]: int16 [n/g, g(g+1)/2], the upper triangles (row-major) of the blocks, each

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UnsupportedTensor, UsageError
 from .codec import pack_codes
-from .ldlq import feedback_codes, feedback_matrix, rotated_hessian, tri_size
+from .ldlq import feedback_codes, feedback_matrix, rotated_hessian
 from .rotation import rotate, sign_key
 from .scheme import EXP_RANGE, FEEDBACK_SEARCH, Scheme
 
@@ -155,17 +155,15 @@ def _search_block(
 
 
 def check_moments(name: str, shape: tuple[int, ...], scheme: Scheme, moments: torch.Tensor) -> None:
-    """Committed moments must be int16 [n_cols / w, w(w+1)/2] (w = ``scheme.moment_block``) for a
-    row-aligned tensor of a feedback scheme."""
+    """Committed moments must be int16 of ``scheme.moments_shape`` for a row-aligned tensor of a feedback scheme."""
     if not scheme.row_signs:
         raise UsageError(f"tensor {name!r}: scheme {scheme.id} does not use calibration moments")
-    width = scheme.moment_block(shape)
-    if not width:
+    want = scheme.moments_shape(shape)
+    if want is None:
         raise UsageError(
             f"tensor {name!r}: row length {shape[-1]} is not a multiple or a divisor of the group size "
             f"{scheme.group_size}; calibration moments cannot be used for it"
         )
-    want = (shape[-1] // width, tri_size(width))
     if moments.dtype != torch.int16 or tuple(moments.shape) != want:
         raise UsageError(
             f"tensor {name!r}: calibration moments are {moments.dtype}{list(moments.shape)}, expected int16{list(want)}"

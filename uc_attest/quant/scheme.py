@@ -105,6 +105,12 @@ class Scheme:
         period = self.sign_period(shape)
         return min(period, self.group_size)
 
+    def moments_shape(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        """Shape of a tensor's committed int16 moments: [n_cols / w, w(w+1)/2] upper triangles of
+        w x w blocks (w = ``moment_block``), or None when it cannot take moments."""
+        w = self.moment_block(shape)
+        return (shape[-1] // w, w * (w + 1) // 2) if w else None
+
     @property
     def refit_rounds(self) -> int:
         """Least-squares refit rounds after the clipping search (0 for RTN)."""
