@@ -28,21 +28,12 @@ from uc_attest import calibration
 from uc_attest.pack import Pack
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key
-from uc_attest.synth import synth_tensor, write_synth_model
-
-
-def synth_moments(width: int, g: int, seed: int) -> torch.Tensor:
-    """Exact integer second moments [width/g, g, g] of integer activations correlated across
-    neighbouring channels, every 17th channel loud (int64 matmul: the same on every machine)."""
-    x = synth_tensor((256, width), seed, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
-    x = x + torch.roll(x, 1, dims=1) + torch.roll(x, 2, dims=1)
-    x[:, ::17] *= 8
-    xb = x.reshape(256, width // g, g).transpose(0, 1)  # [nb, tokens, g]
-    return torch.bmm(xb.transpose(1, 2), xb).double() / 256
+from uc_attest.synth import synth_moments, write_synth_model
 
 
 def write_calibration(model: Path, out: Path, g: int) -> Path:
-    """Moments for every quantized tensor of the model (block form)."""
+    """Synthetic moments (block form, exact integer sums) for every quantized tensor of the model;
+    one computation per row length."""
     from uc_attest.source import ModelSource
 
     src = ModelSource(model)
@@ -54,8 +45,9 @@ def write_calibration(model: Path, out: Path, g: int) -> Path:
         }
     finally:
         src.close()
-    cache: dict[int, torch.Tensor] = {}
-    entries = {n: cache.setdefault(s[-1], synth_moments(s[-1], g, s[-1])) for n, s in shapes.items() if s[-1] % g == 0}
+    widths = {s[-1] for s in shapes.values() if s[-1] % g == 0}
+    per_width = {w: synth_moments(w, seed=w, tokens=256, block=g) for w in widths}
+    entries = {n: per_width[s[-1]] for n, s in shapes.items() if s[-1] in per_width}
     calibration.write(out, entries, "gpu_check synthetic moments")
     return out
 

@@ -44,6 +44,26 @@ def synth_tensor(
     return out.reshape(shape)
 
 
+def synth_activations(tokens: int, width: int, seed: int) -> torch.Tensor:
+    """Integer activations [tokens, width] (int64), correlated across neighbouring channels, every
+    17th channel loud (like LayerNorm outputs)."""
+    base = synth_tensor((tokens, width), seed, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
+    x = base + torch.roll(base, 1, dims=1) + torch.roll(base, 2, dims=1)
+    loud = torch.ones(width, dtype=torch.int64)
+    loud[::17] = 8
+    return x * loud
+
+
+def synth_moments(width: int, seed: int, tokens: int = 512, block: int = 0) -> torch.Tensor:
+    """Second moments E[x xᵀ] (float64) of ``synth_activations``: the full [width, width] matrix, or
+    its diagonal blocks [width/block, block, block]. The sums are int64, so every machine agrees."""
+    x = synth_activations(tokens, width, seed)
+    if block:
+        xb = x.reshape(tokens, width // block, block).transpose(0, 1)  # [nb, tokens, block]
+        return torch.bmm(xb.transpose(1, 2), xb).double() / tokens
+    return (x.T @ x).double() / tokens
+
+
 def llama_shapes(hidden: int, inter: int, layers: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
     """Tensor names and shapes of a Llama-style decoder."""
     shapes: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, hidden))]

@@ -26,22 +26,11 @@ from uc_attest.quant.ldlq import (
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key, signs_numpy, signs_torch
 from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, Scheme
-from uc_attest.synth import synth_tensor, write_synth_model
-
-
-def activations(n_tokens: int, width: int, seed: int) -> torch.Tensor:
-    """Integer activations, correlated across neighbouring channels, a few channels loud (like
-    LayerNorm outputs); int64, so their moments are exact on every machine."""
-    base = synth_tensor((n_tokens, width), seed, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
-    x = base + torch.roll(base, 1, dims=1) + torch.roll(base, 2, dims=1)
-    loud = torch.ones(width, dtype=torch.int64)
-    loud[::17] = 8
-    return x * loud
+from uc_attest.synth import synth_activations, synth_moments, synth_tensor, write_synth_model
 
 
 def moments(width: int, seed: int = 5) -> torch.Tensor:
-    x = activations(512, width, seed)
-    return (x.T @ x).double() / x.shape[0]
+    return synth_moments(width, seed)
 
 
 def write_calibration(path: Path, entries: dict[str, torch.Tensor]) -> Path:
@@ -120,7 +109,7 @@ def test_feedback_lowers_the_output_error(width: int) -> None:
     """Weighted by the calibration moments, the output error drops well below plain rounding's."""
     h = moments(width)
     w = synth_tensor((64, width), 9)
-    x = activations(256, width, 77)  # held-out activations of the same distribution
+    x = synth_activations(256, width, 77)  # held-out activations of the same distribution
     errs = {}
     for label, m in (("plain", None), ("feedback", moments_to_blocks(h, min(width, 128)))):
         q = qz.quantize_tensor("t.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)

@@ -41,10 +41,9 @@ CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-
 def _moments(cols: int, group: int) -> torch.Tensor:
     """Committed moments for a feedback scheme: exact integer activations (same on every machine)."""
     from uc_attest.quant.ldlq import moments_to_blocks
+    from uc_attest.synth import synth_moments
 
-    x = synth_tensor((128, cols), seed=cols, scale_log2=0, dtype=torch.float32).to(torch.int64) >> 8
-    x = x + torch.roll(x, 1, dims=1)
-    return moments_to_blocks((x.T @ x).double(), min(cols, group))
+    return moments_to_blocks(synth_moments(cols, seed=cols, tokens=128), min(cols, group))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
