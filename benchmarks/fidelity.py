@@ -19,6 +19,7 @@ over 512 docstrings of *other* stdlib modules (no sentence in common with the ev
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import os
@@ -123,13 +124,21 @@ def _bpw(manifest: object) -> float:
     return bits / total
 
 
+@functools.lru_cache(maxsize=2)
+def source_tensors(src: Path) -> dict[str, torch.Tensor]:
+    """The source model's tensors, read once per run (every row compares against them)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(src / "model.safetensors"))
+
+
 def weight_rel_mse(src: Path, recon: Path) -> float:
     """Σ (ŵ - w)² / Σ w² over the tensors uc-attest quantizes (float64, benchmark only)."""
     from safetensors.torch import load_file
 
     import uc_attest as uc
 
-    a, b = load_file(str(src / "model.safetensors")), load_file(str(recon / "model.safetensors"))
+    a, b = source_tensors(src), load_file(str(recon / "model.safetensors"))
     num = den = 0.0
     for name, w in a.items():
         if uc.DEFAULT_SCHEME.applies_to(name, "F32", tuple(w.shape)):
@@ -145,12 +154,12 @@ def hqq_reconstruction(src: Path, out: Path, bits: int, group: int) -> float:
     import shutil
 
     from hqq.core.quantize import Quantizer
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     import uc_attest as uc
 
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("model.safetensors"))
-    tensors = load_file(str(src / "model.safetensors"))
+    tensors = dict(source_tensors(src))
     for name, t in tensors.items():
         if uc.DEFAULT_SCHEME.applies_to(name, "F32", tuple(t.shape)):
             w = t.to(torch.bfloat16).float()
