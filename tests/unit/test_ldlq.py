@@ -82,15 +82,14 @@ def _reference_codes(y: torch.Tensor, s: torch.Tensor, z: torch.Tensor, m_fx: to
 
 
 def _feedback_inputs(rows: int = 6, width: int = 256, g: int = 128) -> tuple[torch.Tensor, ...]:
-    scheme = Scheme(bits=5, group_size=g, id=LDLQ_ID)
-    w = synth_tensor((rows, width), 3).double()
+    """Rotated groups of a 5-bit tensor with min-max scales, zero-points and its feedback matrix."""
     from uc_attest.quant.rotation import rotate
 
+    w = synth_tensor((rows, width), 3).double()
     y = rotate(w.reshape(-1, g), sign_key("t.weight"), 0, width)
-    q, s16, z = qz._search_block(y, 31, -20, (1.0,), 0)
+    _, s16, z = qz._search_block(y, 31, -20, (1.0,), 0)
     m_fx = feedback_matrix(rotated_hessian(moments_to_blocks(moments(width), g), g, sign_key("t.weight"), width))
     s = (s16.double() * 2.0**-20).reshape(rows, -1)
-    del scheme, q
     return y.reshape(rows, -1, g), s, z.double().reshape(rows, -1), m_fx
 
 
