@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import uc_attest as uc
 from benchmarks._instance import EntrySigner, post, serve
-from uc_attest.synth import write_synth_model
+from uc_attest.testing.synth import write_synth_model
 
 
 def main() -> int:

@@ -118,7 +118,7 @@ def _bpw(manifest: object) -> float:
             n = 1
             for d in t.shape:
                 n *= d
-            g, b = t.quant["group_size"], t.quant["bits"]
+            g, b = t.quant.group_size, t.quant.bits
             bits += -(-n // g) * (g * b + 16 + b)
             total += n
     return bits / total

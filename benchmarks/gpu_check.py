@@ -28,7 +28,7 @@ from uc_attest import calibration
 from uc_attest.pack import Pack
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key
-from uc_attest.synth import synth_moments, write_synth_model
+from uc_attest.testing.synth import synth_moments, write_synth_model
 
 
 def write_calibration(model: Path, out: Path, g: int) -> Path:

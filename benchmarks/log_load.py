@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._instance import EntrySigner, post, serve
-from uc_attest import merkle
-from uc_attest.tlog.checkpoint import Checkpoint, ecdsa_verifier, open_note
+from uc_attest.core import merkle
+from uc_attest.transparency.checkpoint import Checkpoint, ecdsa_verifier, open_note
 
 
 def main() -> int:
@@ -66,7 +66,7 @@ def main() -> int:
             print(f"{n} entries from {args.clients} concurrent clients in {wall:.2f} s: {n / wall:.0f} entries/s; "
                   f"latency p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
             # Verify every proof and checkpoint handed out.
-            v = ecdsa_verifier("uc-attest-dev-log", state.log_key.public_key())
+            v = ecdsa_verifier(state.log_name, state.log_key.public_key())
             with urllib.request.urlopen(f"{state.url}/api/v1/log") as r:
                 final = json.loads(r.read())
             final_size, final_root = final["treeSize"], bytes.fromhex(final["rootHash"])

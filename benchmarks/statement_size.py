@@ -1,7 +1,7 @@
 """Size of the provenance statement for a real pack and for a synthetic 70B-shaped manifest.
 
 Public Rekor rejects requests over ~100 KB; uc-attest inlines the manifest only below
-uc_attest.provenance.INLINE_LIMIT and otherwise signs its digest (the manifest file in the
+uc_attest.claims.slsa.INLINE_LIMIT and otherwise signs its digest (the manifest file in the
 pack is then checked against it).
 
     python benchmarks/statement_size.py [PACK_DIR ...]
@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uc_attest.digest import Digest
+from uc_attest.claims.slsa import INLINE_LIMIT, BuildInfo, build_statement
+from uc_attest.core.digest import Digest
 from uc_attest.manifest import Manifest, TensorEntry
 from uc_attest.pack import MANIFEST_NAME, load_manifest
-from uc_attest.provenance import INLINE_LIMIT, BuildInfo, build_statement
 from uc_attest.quant import DEFAULT_SCHEME
-from uc_attest.synth import llama_shapes
+from uc_attest.testing.synth import llama_shapes
 
 INFO = BuildInfo("https://github.com/bank/models/.github/workflows/release.yml@refs/tags/v1", "model", "",
                  "cuda", {"python": "3.12.3", "uc-attest": "0.1.0", "torch": "2.11.0"},

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uc_attest.stfile import OutTensor, write_safetensors
+from uc_attest.core.stfile import OutTensor, write_safetensors
 
 SHARED_BIN = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K" / "stories260K.bin"
 

@@ -50,7 +50,7 @@ def main() -> int:
     import torch
 
     import uc_attest as uc
-    from uc_attest.synth import write_synth_model
+    from uc_attest.testing.synth import write_synth_model
 
     work: Path = args.workdir
     model, pack = work / "model", work / "pack"

@@ -86,7 +86,7 @@ step "8. flip one bit of a quantized tensor in a copy of the pack: refused, nami
 cp -r "$WORK/pack" "$WORK/tampered"
 python - "$WORK/tampered/model.safetensors" <<'PY'
 import sys
-from uc_attest.stfile import SafetensorsFile
+from uc_attest.core.stfile import SafetensorsFile
 path = sys.argv[1]
 with SafetensorsFile(path) as f:
     info = f.infos["encoder.layer.3.output.dense.weight.uc_codes"]

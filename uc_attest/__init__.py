@@ -1,42 +1,91 @@
 """uc-attest: the model in production is the model that was validated, as a cryptographic check.
 
-Public facade: the stage functions and result types. The CLI imports only from here.
-Importing it does not import torch or sigstore: reading and verifying packs needs NumPy;
-packing imports the quantizer (torch), signing imports sigstore, when they are called.
+The typed facade: the stage functions and every result type. The CLI imports only from here.
+Importing it does not import torch or sigstore: reading and verifying packs needs NumPy; packing
+imports the quantizer (torch), signing and verifying bundles import sigstore, when they are called.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The audit and verify packages are imported here, before the functions of the same names are defined:
+# a first import of a subpackage sets the parent's attribute, which would otherwise hide ``uc.audit``.
+from . import audit as _audit_package  # noqa: F401
 from .errors import (
+    EXIT_DENIED,
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_OPERATIONAL,
+    EXIT_USAGE,
     Finding,
     InvalidInput,
+    LogMisbehaved,
+    LogUnreachable,
+    MalformedBundle,
     MalformedModel,
     MalformedPack,
     MalformedSafetensors,
     OperationalError,
+    SignatureInvalid,
     UcAttestError,
     UnsupportedTensor,
     UsageError,
     VerificationFailed,
 )
-from .export import export_reconstruction
 from .manifest import Manifest, TensorEntry
-from .pack import MANIFEST_NAME, load_manifest
+from .pack import MANIFEST_NAME, PackCheck, load_manifest
+from .pack.export import export_reconstruction
+from .policy.rules import Check
 from .quant import DEFAULT_SCHEME, Scheme
-from .verifier import Check, PackCheck, Verdict, check_pack, check_rebuild, gate, load_verified, verify, verify_pack
+from .quant.records import QuantRecord
+from .verify import Verdict, check_pack, check_rebuild, gate, verify, verify_pack
 
 if TYPE_CHECKING:
-    from .attest import AttestResult, ValidateResult
-    from .instance.server import InstanceServer
+    from .audit.custody import AuditReport
+    from .instance.http import InstanceServer
     from .instance.state import InstanceState
-    from .pack.writer import PackResult, Progress
+    from .pack.check import Progress
+    from .pack.writer import PackResult
     from .policy.model import Policy
-    from .trust import TrustSelection
+    from .signing.attest import AttestResult, ValidateResult
+    from .signing.trust import Trust
+    from .transparency.monitor import WatchResult
 
 __version__ = "0.1.0"
+
+
+def scheme_from_options(
+    *,
+    bits: int = DEFAULT_SCHEME.bits,
+    group_size: int = DEFAULT_SCHEME.group_size,
+    scheme_id: str | None = None,
+    bits_overrides: Sequence[str] | None = None,
+    no_overrides: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> Scheme:
+    """A scheme from command-line style options: the default scheme with what is given changed.
+
+    ``bits_overrides`` are ``GLOB=BITS`` strings (the first matching glob sets a tensor's bits)."""
+    base = DEFAULT_SCHEME
+    overrides = base.bits_overrides
+    if bits_overrides:
+        try:
+            overrides = tuple((g, int(b)) for g, b in (o.rsplit("=", 1) for o in bits_overrides))
+        except ValueError:
+            raise UsageError(f"--bits-override must be GLOB=BITS, got {list(bits_overrides)}") from None
+    return Scheme(
+        bits=bits,
+        group_size=group_size,
+        id=scheme_id or base.id,
+        include=tuple(include) if include else base.include,
+        exclude=tuple(exclude) if exclude else base.exclude,
+        bits_overrides=() if no_overrides else overrides,
+    )
 
 
 def write_pack(
@@ -49,25 +98,25 @@ def write_pack(
     progress: Progress | None = None,
     calibration: Path | None = None,
 ) -> PackResult:
-    """Quantize a model directory into a new pack (imports torch on first use).
+    """Quantize a model directory into a new pack, all or nothing.
 
-    ``calibration``: a calibration file (second moments per weight, :mod:`uc_attest.calibration`);
-    its committed form is stored in the pack and drives error feedback (``uc-rht-ldlq/1``).
-    Every name in it must be a quantized tensor of the model."""
+    ``calibration``: a calibration file (second moments per weight, :mod:`uc_attest.calibration`); its
+    committed form is stored in the pack and drives error feedback (``uc-rht-ldlq/1``). Every name in
+    it must be a quantized tensor of the model. The source is validated before torch is imported."""
+    from .source import ModelSource
+
+    ModelSource(Path(source_dir)).close()  # every header and the index checked: bad input fails fast
     from .calibration import Calibration
     from .pack.writer import write_pack as _write_pack
 
-    kw: dict[str, Any] = {"force": force}
-    if progress is not None:
-        kw["progress"] = progress
-    if calibration is None:
-        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, **kw)
-    cal = Calibration(Path(calibration), scheme)
+    cal = Calibration(Path(calibration), scheme) if calibration is not None else None
     try:
-        cal.check_names(Path(source_dir))
-        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, moments=cal, **kw)
+        if cal is not None:
+            cal.check_names(Path(source_dir))
+        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress, moments=cal)
     finally:
-        cal.close()
+        if cal is not None:
+            cal.close()
 
 
 def calibrate(model_dir: Path, texts: list[str], output: Path, max_length: int = 128) -> dict[str, Any]:
@@ -83,31 +132,96 @@ def calibrate(model_dir: Path, texts: list[str], output: Path, max_length: int =
     return {"ok": True, "output": str(output), "tensors": len(moments), "texts": len(texts), "text_sha256": digest}
 
 
-def select_trust(trust_config: Path | None, instance: Path | None) -> TrustSelection:
-    """Exactly one of a sigstore ClientTrustConfig file or an embedded instance directory."""
-    from .trust import select_trust as _select
+def select_trust(trust_config: Path | str | None, instance: Path | None, *, offline: bool = False) -> Trust:
+    """Exactly one of a trust file (ClientTrustConfig or TrustedRoot), ``public-good``/``staging``, or an
+    embedded instance directory. ``offline``: public-good / staging from the root sigstore-python ships."""
+    from .signing.trust import select_trust as _select
 
-    return _select(trust_config, instance)
-
-
-def attest_pack(pack_dir: Path, trust: TrustSelection, **kw: Any) -> AttestResult:
-    """Sign and log the provenance statement of a pack (imports sigstore on first use)."""
-    from .attest import attest_pack as _attest
-
-    return _attest(Path(pack_dir), trust, **kw)
+    return _select(trust_config, instance, offline=offline)
 
 
-def validate_pack(pack_dir: Path, report: Path, trust: TrustSelection, **kw: Any) -> ValidateResult:
-    """Sign and log a validation attestation of the pack's exact reconstruction."""
-    from .attest import validate_pack as _validate
-
-    return _validate(Path(pack_dir), Path(report), trust, **kw)
+def load_trust_config(path: Path | str, *, offline: bool = False) -> Any:
+    """The sigstore-python ``ClientTrustConfig`` of a trust file or ``public-good``/``staging``."""
+    return select_trust(path, None, offline=offline).client_config
 
 
-def load_trust_config(path: Path) -> Any:
-    from .signing import load_trust_config as _load
+def attest_pack(
+    pack_dir: Path,
+    trust: Trust,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+    inline: str = "auto",
+    pack_device: str = "unrecorded",
+) -> AttestResult:
+    """Sign and log the provenance statement of a pack (its files must match its manifest)."""
+    from .signing.attest import attest_pack as _attest
 
-    return _load(path)
+    return _attest(
+        Path(pack_dir),
+        trust,
+        identity_token=identity_token,
+        dev_identity=dev_identity,
+        bundle_out=bundle_out,
+        inline=inline,
+        pack_device=pack_device,
+    )
+
+
+def validate_pack(
+    pack_dir: Path,
+    report: Path,
+    trust: Trust,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+) -> ValidateResult:
+    """Sign and log a validation attestation of the pack's exact reconstruction (every tensor checked first)."""
+    from .signing.attest import validate_pack as _validate
+
+    return _validate(
+        Path(pack_dir),
+        Path(report),
+        trust,
+        identity_token=identity_token,
+        dev_identity=dev_identity,
+        bundle_out=bundle_out,
+    )
+
+
+def load_verified(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    insecure_trust_pack_manifest: bool = False,
+) -> dict[str, Any]:
+    """A torch state dict made of exactly the bytes that were hashed and matched against a trust anchor
+    (a policy, a bundle with identity and issuer, or a separately kept manifest); raises otherwise."""
+    from .runtime.loader import load_verified as _load
+
+    return _load(
+        Path(pack_dir),
+        policy=policy,
+        bundle=bundle,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        validations=validations,
+        manifest=manifest,
+        online=online,
+        insecure_trust_pack_manifest=insecure_trust_pack_manifest,
+    )
 
 
 def load_policy(path: Path) -> Policy:
@@ -123,50 +237,82 @@ def policy_schema() -> dict[str, Any]:
     return _schema()
 
 
-def watch_log(state: Path, trust_config: Path | None = None, instance: Path | None = None) -> list[Any]:
-    """Witness every log of the trust root: verify the new checkpoint and its consistency with the
-    stored one (fork/rollback → a failed result). Unreachable log → OperationalError naming the URL."""
-    from .tlog.client import LogMisbehaved, LogUnreachable, RekorClient, log_keys
-    from .tlog.monitor import WatchResult, watch
+def watch_log(state: Path, trust_config: Path | None = None, instance: Path | None = None) -> list[WatchResult]:
+    """Witness every log of the trust root: verify the new checkpoint and its consistency with the stored
+    one (fork/rollback → a failed result). Unreachable log → OperationalError naming the URL."""
+    from .transparency.monitor import WatchResult, watch
+    from .transparency.rekor_v1 import RekorClient
 
-    trust = select_trust(trust_config, instance)
     results = []
-    for log in log_keys(trust.load()):
+    for log in select_trust(trust_config, instance).logs():
         client = RekorClient(log)
         try:
             results.append(watch(Path(state), client))
-        except LogUnreachable as exc:
-            raise OperationalError(f"log unreachable: {exc}", url=log.base_url) from None
         except LogMisbehaved as exc:
-            results.append(WatchResult(log.base_url, None, None, False, str(exc)))
+            results.append(WatchResult(log.base_url, None, None, False, exc.message))
     return results
 
 
-def audit(target: Path | None = None, **kw: Any) -> Any:
-    """Find and verify every log entry about a pack / manifest root / digest (an AuditReport)."""
-    from .auditor import audit as _audit
+def audit(
+    target: Path | None = None,
+    *,
+    manifest_root: str | None = None,
+    digest: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    state: Path | None = None,
+) -> AuditReport:
+    """Find and verify every log entry about a pack / manifest root (``sha256:<hex>`` or hex) / digest."""
+    from .audit.custody import audit as _audit
+    from .core.digest import Digest
 
-    return _audit(target, **kw)
+    root = None
+    if manifest_root is not None:
+        try:
+            root = Digest.parse(manifest_root) if manifest_root.startswith("sha256:") else Digest(manifest_root)
+        except ValueError:
+            raise InvalidInput(f"--manifest-root {manifest_root!r} is not sha256:<64 hex>") from None
+    trust = select_trust(trust_config, instance)
+    return _audit(Path(target) if target else None, trust, manifest_root=root, digest=digest, state=state)
 
 
-def inventory(**kw: Any) -> list[dict[str, Any]]:
-    """Every release in the log grouped by source model, with validations and status."""
-    from .auditor import inventory as _inventory
+def inventory(*, trust_config: Path | None = None, instance: Path | None = None) -> list[dict[str, Any]]:
+    """Every release in the log grouped by source model, with validations and status; bad entries listed."""
+    from .audit.inventory import inventory as _inventory
 
-    return _inventory(**kw)
+    return _inventory(select_trust(trust_config, instance))
 
 
-def verify_any_bundle(bundle: Path, artifact: str, **kw: Any) -> None:
-    """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors."""
-    from .signing import verify_any_bundle as _verify
+def verify_any_bundle(
+    bundle: Path,
+    artifact: str,
+    *,
+    identity: str | None = None,
+    issuer: str | None = None,
+    key: Path | None = None,
+    trusted_root: Path | None = None,
+    staging: bool = False,
+) -> None:
+    """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors (raises if it does not verify)."""
+    from .evidence.conformance import verify_any_bundle as _verify
 
-    _verify(Path(bundle), artifact, **kw)
+    _verify(
+        Path(bundle), artifact, identity=identity, issuer=issuer, key=key, trusted_root=trusted_root, staging=staging
+    )
 
 
 def render_report_html(report: dict[str, Any]) -> str:
-    from .report import render_html
+    """The audit report as one self-contained HTML page (every untrusted field escaped)."""
+    from .audit.report import render_html
 
     return render_html(report)
+
+
+def write_report_html(report: dict[str, Any], path: Path) -> None:
+    """Write the HTML audit report atomically (a reader sees the old file or the whole new one)."""
+    from .core.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), render_report_html(report).encode("utf-8"))
 
 
 def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
@@ -182,10 +328,12 @@ def load_instance(root: Path) -> InstanceState:
     return _State.load(root)
 
 
-def instance_server(root: Path, port: int | None = None) -> InstanceServer:
-    from .instance.server import InstanceServer as _Server
+def instance_server(root: Path, port: int | None = None, *, move: bool = False) -> InstanceServer:
+    """The instance's HTTP service (``.start()`` in a thread, ``.serve_forever()``). Another port than the
+    trust config names is refused unless ``move`` rewrites the trust config for it."""
+    from .instance.http import InstanceServer as _Server
 
-    return _Server(load_instance(root), port)
+    return _Server(load_instance(root), port, move=move)
 
 
 def dev_token(root: Path, identity: str, lifetime_s: int = 600) -> str:
@@ -198,23 +346,44 @@ def dev_token(root: Path, identity: str, lifetime_s: int = 600) -> str:
 
 __all__ = [
     "DEFAULT_SCHEME",
+    "EXIT_DENIED",
+    "EXIT_INTERNAL",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_OPERATIONAL",
+    "EXIT_USAGE",
     "MANIFEST_NAME",
+    "AttestResult",
+    "AuditReport",
     "Check",
     "Finding",
+    "InstanceServer",
+    "InstanceState",
     "InvalidInput",
+    "LogMisbehaved",
+    "LogUnreachable",
+    "MalformedBundle",
     "MalformedModel",
     "MalformedPack",
     "MalformedSafetensors",
     "Manifest",
     "OperationalError",
     "PackCheck",
+    "PackResult",
+    "Policy",
+    "Progress",
+    "QuantRecord",
     "Scheme",
+    "SignatureInvalid",
     "TensorEntry",
+    "Trust",
     "UcAttestError",
     "UnsupportedTensor",
     "UsageError",
+    "ValidateResult",
     "Verdict",
     "VerificationFailed",
+    "WatchResult",
     "__version__",
     "attest_pack",
     "audit",
@@ -234,6 +403,7 @@ __all__ = [
     "load_verified",
     "policy_schema",
     "render_report_html",
+    "scheme_from_options",
     "select_trust",
     "validate_pack",
     "verify",
@@ -241,4 +411,27 @@ __all__ = [
     "verify_pack",
     "watch_log",
     "write_pack",
+    "write_report_html",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Result types of stages that import torch or sigstore, loaded on first use (``uc.AttestResult``...)."""
+    lazy = {
+        "AttestResult": ("signing.attest", "AttestResult"),
+        "ValidateResult": ("signing.attest", "ValidateResult"),
+        "AuditReport": ("audit.custody", "AuditReport"),
+        "PackResult": ("pack.writer", "PackResult"),
+        "Progress": ("pack.check", "Progress"),
+        "Policy": ("policy.model", "Policy"),
+        "Trust": ("signing.trust", "Trust"),
+        "WatchResult": ("transparency.monitor", "WatchResult"),
+        "InstanceServer": ("instance.http", "InstanceServer"),
+        "InstanceState": ("instance.state", "InstanceState"),
+    }
+    if name not in lazy:
+        raise AttributeError(f"module 'uc_attest' has no attribute {name!r}")
+    import importlib
+
+    module, attr = lazy[name]
+    return getattr(importlib.import_module(f".{module}", __name__), attr)

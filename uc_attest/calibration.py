@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from .core.fsutil import atomic_write_bytes
+from .core.stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
 from .errors import InvalidInput, UsageError
-from .fsutil import atomic_write_bytes
 from .quant.ldlq import moments_to_blocks
 from .quant.scheme import FLOAT_DTYPES, Scheme
-from .stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
 
 MOMENT_DTYPES = ("F64", *FLOAT_DTYPES)
 META_KIND = "uc.calibration"

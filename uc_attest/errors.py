@@ -1,12 +1,13 @@
-"""Error tree of uc-attest.
+"""The one error tree of uc-attest.
 
-Errors carry structured data and a one-line message; they never print or exit.
-The CLI maps each class to an exit code in one place (``cli.py``):
+Errors carry structured data and a one-line message; they never print or exit. Each class has the
+exit code the CLI uses for it (``cli/exits.py`` maps them, and anything else, in one place):
 
-* 1 - verification failed or denied (:class:`VerificationFailed`)
+* 1 - verification failed or denied (:class:`VerificationFailed`, :class:`LogMisbehaved`, ...)
 * 2 - usage (:class:`UsageError`)
-* 3 - invalid input: malformed file, unsupported model (:class:`InvalidInput`)
-* 4 - operational: I/O, network, instance down (:class:`OperationalError`)
+* 3 - invalid input: malformed file, unsupported model, invalid policy (:class:`InvalidInput`)
+* 4 - operational: I/O, network, instance down, log unreachable (:class:`OperationalError`)
+* 70 - internal error: an exception that is not one of these (a bug; see :data:`EXIT_INTERNAL`)
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+EXIT_OK, EXIT_DENIED, EXIT_USAGE, EXIT_INVALID, EXIT_OPERATIONAL = 0, 1, 2, 3, 4
+#: A crash (an exception that is not a UcAttestError): never 0 or 1. 70 is sysexits' EX_SOFTWARE.
+EXIT_INTERNAL = 70
+
 
 class UcAttestError(Exception):
     """Root of every error raised by uc-attest."""
 
-    exit_code: int = 4
+    exit_code: int = EXIT_OPERATIONAL
 
     def __init__(self, message: str, **data: Any) -> None:
         super().__init__(message)
@@ -31,15 +36,15 @@ class UcAttestError(Exception):
 
 
 class UsageError(UcAttestError):
-    """Contradictory or missing command-line arguments."""
+    """Contradictory or missing arguments."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class InvalidInput(UcAttestError):
     """An input file or directory is malformed or unsupported."""
 
-    exit_code = 3
+    exit_code = EXIT_INVALID
 
 
 class MalformedSafetensors(InvalidInput):
@@ -58,6 +63,10 @@ class MalformedPack(InvalidInput):
     """A pack directory or its manifest is structurally unusable."""
 
 
+class MalformedBundle(InvalidInput):
+    """A Sigstore bundle, statement or trust root cannot be parsed (names the field)."""
+
+
 class UnsupportedTensor(InvalidInput):
     """A tensor cannot be quantized (non-finite values, unsupported dtype...)."""
 
@@ -65,7 +74,11 @@ class UnsupportedTensor(InvalidInput):
 class OperationalError(UcAttestError):
     """I/O or environment failure not caused by the content of the inputs."""
 
-    exit_code = 4
+    exit_code = EXIT_OPERATIONAL
+
+
+class LogUnreachable(OperationalError):
+    """A transparency log did not answer usefully *for now*: refused, timeout, HTTP 5xx or 429 (after retries)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,7 @@ class Finding:
 class VerificationFailed(UcAttestError):
     """Verification ran to the end and found at least one mismatch; lists every one."""
 
-    exit_code = 1
+    exit_code = EXIT_DENIED
 
     def __init__(self, findings: list[Finding]) -> None:
         first = findings[0] if findings else None
@@ -93,3 +106,42 @@ class VerificationFailed(UcAttestError):
             msg += f", first: {first.subject}: {first.problem}"
         super().__init__(msg, findings=[f.to_dict() for f in findings])
         self.findings = findings
+
+
+class SignatureInvalid(VerificationFailed):
+    """A bundle does not verify against the trust root, or its signer is not a trusted one."""
+
+    def __init__(self, subject: str, problem: str, expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__([Finding(subject, problem, expected, actual)])
+        self.problem = problem
+
+
+class LogMisbehaved(UcAttestError):
+    """A transparency log answered something malformed or inconsistent (bad signature, fork, not JSON...)."""
+
+    exit_code = EXIT_DENIED
+
+
+class MerkleError(UcAttestError):
+    """A Merkle proof does not prove what it claims."""
+
+    exit_code = EXIT_DENIED
+
+
+class ProofError(MerkleError):
+    """A proof is malformed for the given index and size."""
+
+
+class RootMismatch(MerkleError):
+    """A proof does not lead to the expected root."""
+
+    def __init__(self, expected: bytes, computed: bytes) -> None:
+        super().__init__(f"root mismatch: expected {expected.hex()}, computed {computed.hex()}")
+        self.expected = expected
+        self.computed = computed
+
+
+class NoteError(UcAttestError):
+    """A signed note or checkpoint is malformed, or no trusted signature verifies."""
+
+    exit_code = EXIT_DENIED

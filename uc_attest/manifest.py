@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from . import merkle
-from .digest import Digest, canonical_json
+from .core import merkle
+from .core.digest import Digest, canonical_json
 from .errors import Finding, MalformedPack
+from .quant.records import QuantRecord
 
 MANIFEST_FORMAT = "uc-manifest/1"
 
@@ -26,10 +28,10 @@ class TensorEntry:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    digest: Digest
-    source_digest: Digest
+    digest: Digest  # of the reconstructed tensor's bytes
+    source_digest: Digest  # of the source tensor's bytes (equal to ``digest`` for tensors stored unchanged)
     file: str
-    quant: dict[str, int | str] | None = None
+    quant: QuantRecord | None = None
 
     def leaf_data(self) -> bytes:
         return canonical_json(
@@ -47,7 +49,7 @@ class TensorEntry:
             "digest": str(self.digest),
             "source_digest": str(self.source_digest),
             "file": self.file,
-            "quant": self.quant,
+            "quant": None if self.quant is None else self.quant.to_manifest(),
         }
 
 
@@ -68,8 +70,9 @@ class Manifest:
     files: dict[str, Digest] = field(default_factory=dict)
     source_files: dict[str, Digest] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def root(self) -> Digest:
+        """The Merkle root over the tensor entries (computed once; entries are not changed after construction)."""
         return compute_root(self.tensors)
 
     def entry(self, name: str) -> TensorEntry | None:
@@ -140,11 +143,12 @@ class Manifest:
             )
             need(t["name"] not in seen, f"{where}.name (duplicate {t['name']!r})")
             seen.add(t["name"])
-            quant = t.get("quant")
-            need(
-                quant is None or (isinstance(quant, dict) and all(isinstance(v, int | str) for v in quant.values())),
-                f"{where}.quant",
-            )
+            try:
+                quant = None if t.get("quant") is None else QuantRecord.from_manifest(t["quant"])
+            except (ValueError, TypeError) as exc:
+                raise MalformedPack(
+                    f"{origin}: manifest {where} ({t['name']!r}): {exc}", path=origin, field=f"{where}.quant"
+                ) from None
             try:
                 entries.append(
                     TensorEntry(

@@ -94,19 +94,47 @@ def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path
     assert not (tmp_path / "o").exists()
 
 
-def test_every_safetensors_fixture_gives_a_clean_outcome(tmp_path: Path) -> None:
+def _fixture_models(tmp_path: Path) -> list[tuple[dict[str, str], Path]]:
     root = shared_path("vectors", "safetensors")
     cases = json.loads((root / "expectations.json").read_text())["cases"]
+    out = []
     for c in cases:
         model = tmp_path / Path(c["file"]).stem
         model.mkdir()
         (model / "config.json").write_text("{}")
         (model / "model.safetensors").write_bytes((root / c["file"]).read_bytes())
-        r = cli("pack", model, "-o", tmp_path / f"{model.name}.pack", "--device", "cpu")
-        assert "Traceback" not in r.stderr, (c["file"], r.stderr)
-        if c["expect"].startswith("ok"):
-            assert r.returncode == 0, (c["file"], r.stderr)
-        else:
-            assert r.returncode == 3, (c["file"], r.stderr)
-            assert "model.safetensors" in r.stderr and len(r.stderr.strip().splitlines()) <= 3
-            assert not (tmp_path / f"{model.name}.pack").exists()
+        out.append((c, model))
+    return out
+
+
+def _check_outcome(case: dict[str, str], model: Path, code: int, stderr: str) -> None:
+    assert "Traceback" not in stderr, (case["file"], stderr)
+    if case["expect"].startswith("ok"):
+        assert code == 0, (case["file"], stderr)
+    else:
+        assert code == 3, (case["file"], stderr)
+        assert "model.safetensors" in stderr and len(stderr.strip().splitlines()) <= 3
+        assert not model.with_name(f"{model.name}.pack").exists()
+
+
+def test_every_safetensors_fixture_gives_a_clean_outcome(tmp_path: Path) -> None:
+    """All 38 fixtures through the CLI's commands and error mapper in-process (a subprocess each would import
+    torch 38 times); two of them as real subprocesses below."""
+    from typer.testing import CliRunner
+
+    from uc_attest.cli import app
+
+    for case, model in _fixture_models(tmp_path):
+        r = CliRunner().invoke(app, ["pack", str(model), "-o", str(model.with_name(f"{model.name}.pack")),
+                                     "--device", "cpu"])
+        assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (case, r.exception)
+        _check_outcome(case, model, r.exit_code, r.output)
+
+
+def test_safetensors_fixtures_as_subprocesses(tmp_path: Path) -> None:
+    models = _fixture_models(tmp_path)
+    bad = next(m for m in models if not m[0]["expect"].startswith("ok"))
+    good = next(m for m in models if m[0]["expect"].startswith("ok"))
+    for case, model in (bad, good):
+        r = cli("pack", model, "-o", model.with_name(f"{model.name}.pack"), "--device", "cpu")
+        _check_outcome(case, model, r.returncode, r.stderr)

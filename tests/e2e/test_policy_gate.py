@@ -165,7 +165,7 @@ def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Pa
             world["root"] / "pack.validation.sigstore.json", "--json")
     assert r.returncode == 1
     out = json.loads(r.stdout)
-    validated = uc.load_manifest(world["root"] / "pack" / uc.MANIFEST_NAME).root.hex
+    validated = str(uc.load_manifest(world["root"] / "pack" / uc.MANIFEST_NAME).root)
     assert out["last_validated_root"] == validated
 
 

@@ -36,7 +36,7 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         kinds = [e.kind for e in r.events]
         assert kinds == ["release", "validation"]
         assert {e.signer for e in r.events} == {"release-bot@bank.example", "validator@bank.example"}
-        assert all(e.details["root"] == r.root for e in r.events)
+        assert all(e.details["root"] == str(r.root) for e in r.events)
         assert {c.rule for c in r.checks} >= {"log.checkpoint", "custody.release", "custody.validation",
                                                "pack.matches"}
         html = uc.render_report_html(r.to_dict())

@@ -22,9 +22,9 @@ from cryptography.x509.oid import NameOID
 
 import uc_attest as uc
 from tests.integration.conftest import Running, free_port, serve_in_subprocess
-from uc_attest import merkle
+from uc_attest.core import merkle
 from uc_attest.instance.oidc import mint_token
-from uc_attest.tlog.checkpoint import Checkpoint, ecdsa_verifier, open_note
+from uc_attest.transparency.checkpoint import Checkpoint, ecdsa_verifier, open_note
 
 
 def http(url: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -178,7 +178,7 @@ def test_checkpoints_are_consistent_over_time(instance: Running) -> None:
             s.sign_artifact(f"blob {i}".encode())
     _, info2 = http(f"{instance.url}/api/v1/log")
     n2, root2 = info2["treeSize"], bytes.fromhex(info2["rootHash"])
-    v = ecdsa_verifier("uc-attest-dev-log", instance.state.log_key.public_key())
+    v = ecdsa_verifier(instance.state.log_name, instance.state.log_key.public_key())
     cp = Checkpoint.parse(open_note(info2["signedTreeHead"], [v]).text)
     assert (cp.size, cp.root) == (n2, root2)
     if n1 > 0:
@@ -246,7 +246,7 @@ def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
     try:
         _, info = http(f"{url}/api/v1/log")
         assert info["treeSize"] >= len(accepted)
-        v = ecdsa_verifier("uc-attest-dev-log", state.log_key.public_key())
+        v = ecdsa_verifier(state.log_name, state.log_key.public_key())
         cp = Checkpoint.parse(open_note(info["signedTreeHead"], [v]).text)
         assert cp.size == info["treeSize"]
         for uuid in accepted[:: max(1, len(accepted) // 25)]:

@@ -20,7 +20,8 @@ import uc_attest as uc
 from tests.e2e.test_cli import assert_clean_error, cli
 from tests.integration.conftest import free_port
 from tests.integration.test_instance import http
-from uc_attest.tlog.client import LogMisbehaved, RekorClient, log_keys
+from uc_attest.errors import LogMisbehaved
+from uc_attest.transparency.rekor_v1 import RekorClient
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PEM = base64.b64encode(KEY.public_key().public_bytes(serialization.Encoding.PEM,
@@ -38,7 +39,7 @@ def append(url: str, text: str) -> dict[str, Any]:
 
 
 def client(inst: Path) -> RekorClient:
-    (log,) = log_keys(uc.load_trust_config(inst / "trust_config.json"))
+    (log,) = uc.select_trust(inst / "trust_config.json", None).logs()
     return RekorClient(log)
 
 

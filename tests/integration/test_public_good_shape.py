@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import SHARED
-from uc_attest.tlog.client import LogKey, LogMisbehaved, RekorClient
+from uc_attest.transparency.rekor_v1 import LogKey, LogMisbehaved, RekorClient
 
 BUNDLE = SHARED / "vectors" / "sigstore-conformance" / "test" / "assets" / "bundle-verify" / "happy-path-v0.3"
 ROOT = SHARED / "vectors" / "sigstore-python" / "sigstore" / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import SHARED
-from uc_attest.tlog.checkpoint import Checkpoint, NoteError, ecdsa_verifier, open_note, parse_vkey, sign_note
+from uc_attest.transparency.checkpoint import Checkpoint, NoteError, ecdsa_verifier, open_note, parse_vkey, sign_note
 
 VEC = SHARED / "vectors" / "signed-note"
 
@@ -62,7 +62,7 @@ def test_c2sp_examples(case: dict[str, Any]) -> None:
     if case["expect"] == "verify":
         open_note(case["note"], [parse_vkey(case["vkey"])])
     else:
-        from uc_attest.tlog.checkpoint import parse_note
+        from uc_attest.transparency.checkpoint import parse_note
 
         parse_note(case["note"])
 

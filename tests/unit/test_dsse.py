@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED
-from uc_attest.instance.rekor import pae
+from uc_attest.core.dsse import pae
 
 
 def _cases() -> list[dict[str, Any]]:

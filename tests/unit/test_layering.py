@@ -1,4 +1,8 @@
-"""DESIGN.md section 1: data flows down; the CLI uses only the facade; the quant core stays light."""
+"""DESIGN.md section 1: data flows down; the CLI uses only the facade; the quant core stays light.
+
+ORDER is the pipeline of DESIGN.md §1 as packages: each unit may import only units before it. An import
+of a unit further down the pipeline (e.g. the signing stage importing the verifier) fails the test.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,27 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "uc_attest"
 
-# Each top-level module or package may import only those listed before it (higher in the pipeline).
-ORDER = ["errors", "digest", "merkle", "fsutil", "stfile", "source", "quant", "calibration", "synth", "manifest", "pack",
-         "export", "provenance", "tlog", "signing", "instance", "trust", "policy", "verifier", "auditor", "report", "attest", "__init__", "cli"]
+ORDER = [
+    "errors",  # the one error tree (and exit codes): everything may raise them
+    "core",  # utilities: digests, RFC 8785, Merkle, strict safetensors, atomic output, DSSE PAE
+    "source",  # model directories
+    "quant",  # the only tensor math
+    "calibration",  # second moments, committed form (uses quant's block form)
+    "testing",  # synthetic models for tests and benchmarks (not used by the product)
+    "manifest",  # per-tensor digests and the Merkle root (a value the pack writes)
+    "pack",  # the on-disk pack: reader, writer, facts, check, export
+    "claims",  # statements and their predicates, parsed from the exact signed bytes
+    "transparency",  # checkpoints, the verifying log client, the witness
+    "instance",  # the embedded DEV Sigstore (server side; its trust config and dev tokens serve the clients)
+    "signing",  # trust selection, DSSE signing, the attest stages
+    "evidence",  # bundle -> payload, signer, times, log proof
+    "policy",  # policy model, rules over facts and claims
+    "verify",  # gather facts -> rules -> Verdict
+    "runtime",  # loading verified packs
+    "audit",  # chain of custody, inventory, report
+    "__init__",  # the facade
+    "cli",  # thin commands over the facade
+]
 
 
 def _unit(path: Path) -> str:
@@ -19,7 +41,7 @@ def _unit(path: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def _imported_units(path: Path) -> set[str]:
+def imported_units(path: Path) -> set[str]:
     """Top-level uc_attest units imported by ``path`` (imports inside its own package excluded)."""
     in_package = len(path.relative_to(PKG).parts) > 1
     found: set[str] = set()
@@ -48,17 +70,46 @@ def _imported_units(path: Path) -> set[str]:
     return found
 
 
-def test_modules_import_only_from_above() -> None:
-    for path in PKG.rglob("*.py"):
+def upward_imports() -> list[str]:
+    problems = []
+    for path in sorted(PKG.rglob("*.py")):
         me = _unit(path)
-        assert me in ORDER, f"{path}: add its unit to ORDER in this test"
-        for imp in _imported_units(path):
-            assert imp in ORDER, f"{path}: unknown import {imp}"
-            assert ORDER.index(imp) < ORDER.index(me), f"{path}: imports {imp}, which is below it"
+        if me not in ORDER:
+            problems.append(f"{path}: add its unit to ORDER in this test")
+            continue
+        for imp in imported_units(path):
+            if imp not in ORDER:
+                problems.append(f"{path}: unknown import {imp}")
+            elif ORDER.index(imp) >= ORDER.index(me) and imp != me:
+                problems.append(f"{path.relative_to(PKG)}: imports {imp}, which is below it in the pipeline")
+    return problems
+
+
+def test_modules_import_only_from_above() -> None:
+    assert upward_imports() == []
+
+
+def test_an_upward_import_is_caught(tmp_path: Path) -> None:
+    """The test itself can fail: a scratch copy where the signing stage imports the verifier."""
+    import shutil
+
+    import pytest
+
+    scratch = tmp_path / "uc_attest"
+    shutil.copytree(PKG, scratch, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    attest = scratch / "signing" / "attest.py"
+    attest.write_text(attest.read_text() + "\nfrom ..verify.api import verify  # an upward import\n")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sys.modules[__name__], "PKG", scratch)
+    try:
+        assert upward_imports() == ["signing/attest.py: imports verify, which is below it in the pipeline"]
+    finally:
+        mp.undo()
 
 
 def test_cli_imports_only_the_facade() -> None:
-    assert _imported_units(PKG / "cli.py") == {"__init__"}
+    for path in (PKG / "cli").glob("*.py"):
+        assert imported_units(path) <= {"__init__"}, path
 
 
 def test_quant_core_has_no_signing_or_network_imports() -> None:
@@ -68,7 +119,8 @@ def test_quant_core_has_no_signing_or_network_imports() -> None:
             assert f"import {bad}" not in src and f"from {bad}" not in src, (path, bad)
 
 
-def test_verify_path_does_not_import_torch() -> None:
-    code = "import sys, uc_attest.cli, uc_attest.verifier, uc_attest.export; print('torch' in sys.modules)"
+def test_verify_path_does_not_import_torch_or_sigstore() -> None:
+    code = ("import sys, uc_attest.cli, uc_attest.verify, uc_attest.pack.export; "
+            "print('torch' in sys.modules, 'sigstore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", "False"]

@@ -26,7 +26,7 @@ from uc_attest.quant.ldlq import (
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key, signs_numpy, signs_torch
 from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, Scheme
-from uc_attest.synth import synth_activations, synth_moments, synth_tensor, write_synth_model
+from uc_attest.testing.synth import synth_activations, synth_moments, synth_tensor, write_synth_model
 
 
 def moments(width: int, seed: int = 5) -> torch.Tensor:
@@ -154,7 +154,7 @@ def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypat
     src, cal = _cal_model(tmp_path)
     scheme = Scheme(id=LDLQ_ID, group_size=group, bits_overrides=(("*v_proj*", 6),) if group == 128 else ())
     a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=cal)
-    assert sum(1 for t in a.manifest.tensors if t.quant and "moments" in t.quant) == 7
+    assert sum(1 for t in a.manifest.tensors if t.quant and t.quant.moments) == 7
     torch.set_num_threads(1)
     monkeypatch.setattr(qz, "BLOCK_ELEMS", 1 << 9)  # many row blocks instead of one
     try:
@@ -172,7 +172,7 @@ def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypat
     assert m is not None and m.shape == ((2, 128 * 129 // 2) if group == 128 else (1, 256 * 257 // 2))
     entry = a.manifest.entry("model.layers.0.mlp.down_proj.weight")
     assert entry is not None and entry.quant is not None
-    assert entry.quant["moments"] == "sha256:" + hashlib.sha256(m.astype("<i2").tobytes()).hexdigest()
+    assert str(entry.quant.moments_digest) == "sha256:" + hashlib.sha256(m.astype("<i2").tobytes()).hexdigest()
 
 
 def test_calibrated_pack_golden(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_feedback_changes_codes_but_not_the_format(tmp_path: Path) -> None:
     plain = uc.write_pack(src, tmp_path / "plain", Scheme(id=LDLQ_ID), "cpu")
     fed = uc.write_pack(src, tmp_path / "fed", Scheme(id=LDLQ_ID), "cpu", calibration=cal)
     assert plain.manifest.root != fed.manifest.root
-    assert all(t.quant is None or "moments" not in t.quant for t in plain.manifest.tensors)
+    assert all(t.quant is None or not t.quant.moments for t in plain.manifest.tensors)
 
 
 @pytest.mark.parametrize(

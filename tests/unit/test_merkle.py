@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SHARED, shared_path
-from uc_attest import merkle
+from uc_attest.core import merkle
 
 
 def _inclusion_cases() -> list[Path]:

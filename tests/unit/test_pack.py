@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import uc_attest as uc
+from uc_attest.core.stfile import SafetensorsFile, write_safetensors
 from uc_attest.pack import Pack
-from uc_attest.stfile import SafetensorsFile, write_safetensors
 
 
 def _pack(src: Path, out: Path, **kw: object) -> Any:
@@ -52,7 +52,7 @@ def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: P
     assert sorted(p.name for p in (tmp_path / "pack").glob("*.safetensors")) == sorted(
         p.name for p in src.glob("*.safetensors"))
     assert uc.verify_pack(tmp_path / "pack").root == res.manifest.root
-    from uc_attest.digest import sha256_file
+    from uc_attest.core.digest import sha256_file
 
     for shard in (p.name for p in src.glob("*.safetensors")):  # digests computed while streaming = file hashes
         assert res.manifest.source_files[shard] == sha256_file(src / shard)
@@ -83,7 +83,7 @@ def test_sharding_does_not_change_the_root(model_factory: Callable[..., Path], t
 
 
 def test_manifest_inclusion_proof(bf16_model: Path, tmp_path: Path) -> None:
-    from uc_attest import merkle
+    from uc_attest.core import merkle
 
     m = _pack(bf16_model, tmp_path / "p").manifest
     for e in m.tensors:
@@ -100,7 +100,7 @@ def _rewrite_shard(path: Path, edit: Callable[[dict[str, torch.Tensor]], None]) 
         meta = dict(f.metadata)
         tensors = {n: f.tensor(n).clone() for n in f.names}
     edit(tensors)
-    from uc_attest.stfile import out_tensor
+    from uc_attest.core.stfile import out_tensor
 
     with open(path, "wb") as fh:
         write_safetensors(fh, [out_tensor(n, t) for n, t in tensors.items()], meta)
@@ -283,7 +283,7 @@ def test_pack_reader_ignores_manifest_for_locating_tensors(bf16_model: Path, tmp
 
 def test_pack_format_golden(tmp_path: Path) -> None:
     """Pins the pack bytes and the root of a tiny integer-generated model (docs/format.md example)."""
-    from uc_attest.synth import write_synth_model
+    from uc_attest.testing.synth import write_synth_model
 
     src = write_synth_model(tmp_path / "m", hidden=64, inter=128, layers=1, vocab=32)
     assert hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_SOURCE
@@ -295,7 +295,7 @@ def test_pack_format_golden(tmp_path: Path) -> None:
     res = uc.write_pack(src, tmp_path / "p2", rht, "cpu")
     assert hashlib.sha256((tmp_path / "p2" / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_RHT_SHARD
     assert str(res.manifest.root) == GOLDEN_RHT_ROOT
-    assert {t.quant["bits"] for t in res.manifest.tensors if t.quant and "v_proj" in t.name} == {6}
+    assert {t.quant.bits for t in res.manifest.tensors if t.quant and "v_proj" in t.name} == {6}
 
 
 GOLDEN_SOURCE = "523635567805377d59a5b46d6bcb9110990bfa017de3d3337c6d2c4d2e09b8ba"

@@ -16,7 +16,7 @@ from uc_attest.quant.codec import unpack_codes
 from uc_attest.quant.decode import decode_rows
 from uc_attest.quant.quantize import quantize_tensor
 from uc_attest.quant.reconstruct import reconstruct_tensor
-from uc_attest.synth import synth_tensor
+from uc_attest.testing.synth import synth_tensor
 
 QUANT_DIR = Path(__file__).resolve().parents[2] / "uc_attest" / "quant"
 
@@ -41,7 +41,7 @@ CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-
 def _moments(cols: int, group: int) -> torch.Tensor:
     """Committed moments for a feedback scheme: exact integer activations (same on every machine)."""
     from uc_attest.quant.ldlq import moments_to_blocks
-    from uc_attest.synth import synth_moments
+    from uc_attest.testing.synth import synth_moments
 
     return moments_to_blocks(synth_moments(cols, seed=cols, tokens=128), min(cols, group))
 

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import shared_path
+from uc_attest.core.stfile import OutTensor, SafetensorsFile, out_tensor, write_safetensors
 from uc_attest.errors import MalformedSafetensors
-from uc_attest.stfile import OutTensor, SafetensorsFile, out_tensor, write_safetensors
 
 
 def _cases() -> list[dict[str, str]]:

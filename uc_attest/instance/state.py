@@ -2,7 +2,7 @@
 
 Layout of DIR::
 
-    instance.json          port, origin, issuer URL, creation time (not secret)
+    instance.json          port, URL, log origin, issuer URL, creation time (not secret)
     ca-root.pem            root CA certificate        ca-root.key.pem          (0600)
     ca-intermediate.pem    intermediate certificate   ca-intermediate.key.pem  (0600)
     ct.key.pem             CT log key (SCTs)          (0600)
@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..core.fsutil import atomic_write_bytes
 from ..errors import InvalidInput, UsageError
-from ..fsutil import atomic_write_bytes
 
+#: The instance serves on loopback only.
+HOST = "127.0.0.1"
 DEV_LABEL = "uc-attest DEV instance (its OIDC issuer can mint any identity)"
 #: The dev OIDC issuer's name, the same for every embedded instance so policies are portable; the
 #: ``.invalid`` TLD can never be a real issuer. Each instance still has its own CA, so a certificate
@@ -132,13 +134,15 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> Insta
     )
     for name, cert in zip(CERT_FILES, (ca_root, ca_int), strict=True):
         atomic_write_bytes(root / name, cert.public_bytes(serialization.Encoding.PEM))
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{HOST}:{port}"
     meta = {
         "label": DEV_LABEL,
         "port": port,
         "url": base,
         "issuer": DEV_ISSUER,
-        "origin": f"uc-attest-dev-log - {int(now.timestamp())}",
+        # Rekor's convention: "<log host> - <tree id>", and the checkpoint is signed under the host's name
+        # (sigstore-js requires the signer name to be found in the log's base URL).
+        "origin": f"{HOST} - {int(now.timestamp())}",
         "created": _rfc3339(now),
     }
     atomic_write_bytes(root / META, json.dumps(meta, indent=2).encode())
@@ -193,6 +197,18 @@ class InstanceState:
             raise InvalidInput(f"{root / META}: malformed: {exc}", path=str(root / META)) from None
         return cls(root, meta, keys, certs[0], certs[1])
 
+    def moved_to(self, port: int) -> InstanceState:
+        """The same instance (keys, log) served on another loopback port: instance.json and the trust config
+        are rewritten atomically to name it. Clients holding a copy of the old trust config must take the new one."""
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--port must be 1-65535, got {port}")
+        meta = {**self.meta, "port": port, "url": f"http://{HOST}:{port}"}
+        atomic_write_bytes(self.root / META, json.dumps(meta, indent=2).encode())
+        moved = InstanceState.load(self.root)
+        created = dt.datetime.strptime(str(meta["created"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        atomic_write_bytes(self.root / TRUST_CONFIG, json.dumps(moved.trust_config(created), indent=2).encode())
+        return moved
+
     @property
     def url(self) -> str:
         return str(self.meta["url"])
@@ -204,6 +220,15 @@ class InstanceState:
     @property
     def port(self) -> int:
         return int(self.meta["port"])
+
+    @property
+    def log_name(self) -> str:
+        """The name the log signs its checkpoints under: the log's host, as Rekor does (``rekor.sigstore.dev``)."""
+        return HOST
+
+    @property
+    def origin(self) -> str:
+        return str(self.meta["origin"])
 
     @property
     def log_key(self) -> ec.EllipticCurvePrivateKey:

@@ -1,10 +1,24 @@
 """The on-disk pack (docs/format.md).
 
-``reader`` opens packs with NumPy only (verify needs no torch); ``writer`` quantizes
-with torch and is imported only when packing.
+``reader`` opens packs with NumPy only (verify needs no torch); ``writer`` quantizes with torch and is
+imported only when packing; ``facts`` observes a pack once per run; ``check`` compares a pack with a
+manifest (every tensor reconstructed and hashed, every file); ``export`` writes the reconstruction.
 """
 
+from .check import PackCheck, check_files, check_pack
+from .facts import PackFacts, load_manifest
 from .layout import MANIFEST_NAME, PACK_FORMAT, SUFFIXES
-from .reader import Pack, PackedTensor, load_manifest
+from .reader import Pack, PackedTensor
 
-__all__ = ["MANIFEST_NAME", "PACK_FORMAT", "SUFFIXES", "Pack", "PackedTensor", "load_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "PACK_FORMAT",
+    "SUFFIXES",
+    "Pack",
+    "PackCheck",
+    "PackFacts",
+    "PackedTensor",
+    "check_files",
+    "check_pack",
+    "load_manifest",
+]

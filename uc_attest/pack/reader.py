@@ -17,38 +17,25 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-from ..digest import Digest
+from ..core.digest import Digest
+from ..core.stfile import SafetensorsFile, nbytes
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
-from ..manifest import Manifest
 from ..quant.decode import decode_rows
+from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
-from ..stfile import SafetensorsFile, nbytes
 from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
-
-
-def load_manifest(path: Path) -> Manifest:
-    """Read a manifest file (``uc-manifest.json`` of a pack or a separately kept one)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise MalformedPack(f"{path}: manifest not found", path=str(path)) from None
-    except OSError as exc:
-        raise MalformedPack(f"{path}: cannot read manifest: {exc.strerror}", path=str(path)) from None
-    return Manifest.from_json(data, str(path))
 
 
 @dataclass(frozen=True)
 class PackedTensor:
-    """Where a tensor lives in a pack and how to decode it."""
+    """Where a tensor lives in a pack and how to decode it (``quant`` None: stored unchanged)."""
 
     name: str
     shard: str
     dtype: str
     shape: tuple[int, ...]
-    exponent: int | None  # None: stored unchanged
-    bits: int = 0
-    moments: bool = False  # committed calibration moments stored (feedback schemes)
+    quant: QuantRecord | None = None
 
     @property
     def nbytes(self) -> int:
@@ -93,15 +80,7 @@ class Pack:
             if not isinstance(qmeta, dict):
                 raise TypeError(f"{META_TENSORS} is not an object")
             records = [
-                PackedTensor(
-                    name,
-                    path.name,
-                    str(q["dtype"]),
-                    tuple(int(d) for d in q["shape"]),
-                    int(q["exponent"]),
-                    int(q.get("bits", scheme.bits)),
-                    bool(q.get("moments", 0)),
-                )
+                PackedTensor(name, path.name, *QuantRecord.from_header(q, scheme.bits, scheme.group_size))
                 for name, q in qmeta.items()
             ]
         except (KeyError, ValueError, TypeError, UsageError) as exc:
@@ -110,12 +89,12 @@ class Pack:
         self.files[path.name] = f
         self.schemes[path.name] = scheme
         component_names = {n + s for n in qmeta for s in SUFFIXES}
-        component_names |= {n + MOMENTS_SUFFIX for n, q in qmeta.items() if q.get("moments")}
+        component_names |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
         for pt in records:
             self._add(pt)
         for name, info in f.infos.items():
             if name not in component_names:
-                self._add(PackedTensor(name, path.name, info.dtype, info.shape, None))
+                self._add(PackedTensor(name, path.name, info.dtype, info.shape))
 
     def _add(self, pt: PackedTensor) -> None:
         if pt.name in self.tensors:
@@ -129,7 +108,7 @@ class Pack:
         """
         pt = self.tensors[name]
         f = self.files[pt.shard]
-        if pt.exponent is None:
+        if pt.quant is None:
             size = pt.nbytes
             for start in range(0, size, BLOCK_BYTES):
                 yield f.pread(name, start, min(BLOCK_BYTES, size - start))
@@ -137,10 +116,10 @@ class Pack:
         yield from self._decode(pt, f, self.schemes[pt.shard])
 
     def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
-        name, g, bits = pt.name, scheme.group_size, pt.bits
+        assert pt.quant is not None
+        name, g, bits, exponent = pt.name, scheme.group_size, pt.quant.bits, pt.quant.exponent
         key = sign_key(name) if scheme.rotated else None
         period = scheme.sign_period(pt.shape)
-        exponent = pt.exponent if pt.exponent is not None else 0
         if (
             pt.dtype not in FLOAT_DTYPES
             or len(pt.shape) < 2
@@ -197,7 +176,7 @@ class Pack:
     def moments(self, name: str) -> npt.NDArray[np.int16] | None:
         """The committed calibration moments of a quantized tensor (int16, ``Scheme.moments_shape``), or None."""
         pt = self.tensors[name]
-        if not pt.moments:
+        if pt.quant is None or not pt.quant.moments:
             return None
         shape = self.schemes[pt.shard].moments_shape(pt.shape)
         info = self.files[pt.shard].infos.get(name + MOMENTS_SUFFIX)

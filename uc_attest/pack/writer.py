@@ -17,20 +17,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..digest import Digest, canonical_json, sha256_file
+from ..core.digest import Digest, canonical_json, sha256_file
+from ..core.fsutil import atomic_output_dir, atomic_write_bytes
+from ..core.stfile import OutTensor, out_tensor, write_safetensors
 from ..errors import MalformedModel, UsageError
-from ..fsutil import atomic_output_dir, atomic_write_bytes
 from ..manifest import Manifest, TensorEntry
 from ..quant.decode import decode_rows
 from ..quant.quality import relative_error_ppm
 from ..quant.quantize import QuantizedTensor, quantize_tensor
+from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
 from ..source import ModelSource
-from ..stfile import OutTensor, out_tensor, write_safetensors
+from .check import Progress
 from .layout import MANIFEST_NAME, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
 
-Progress = Callable[[str, int], None]
 #: Committed calibration moments of a tensor (int16, ldlq.py), or None: quantized without feedback.
 MomentsSource = Callable[[str, tuple[int, ...]], torch.Tensor | None]
 
@@ -101,7 +102,7 @@ def write_pack(
     device: str = "auto",
     *,
     force: bool = False,
-    progress: Progress = _no_progress,
+    progress: Progress | None = None,
     moments: MomentsSource | None = None,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
@@ -109,6 +110,7 @@ def write_pack(
     ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are
     stored in the pack next to its codes so a rebuild can reproduce them bit for bit."""
     dev = resolve_device(device)
+    progress = progress or _no_progress
     src = ModelSource(source_dir)
     try:
         for t in src.tensors:
@@ -129,7 +131,7 @@ def write_pack(
                     raw = f.raw(info.name)
                     source_hash.update(raw)
                     sdig = Digest.of_bytes(raw)
-                    quant: dict[str, int | str] | None = None
+                    quant: QuantRecord | None = None
                     if scheme.applies_to(info.name, info.dtype, info.shape):
                         m16 = moments(info.name, info.shape) if moments else None
                         q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev, m16)
@@ -139,22 +141,14 @@ def write_pack(
                             out_tensor(info.name + SUFFIXES[1], q.scales),
                             out_tensor(info.name + SUFFIXES[2], q.zeros),
                         ]
-                        qmeta[info.name] = {
-                            "dtype": info.dtype,
-                            "shape": list(info.shape),
-                            "exponent": q.exponent,
-                            "bits": q.bits,
-                        }
-                        quant = {
-                            "bits": q.bits,
-                            "group_size": scheme.group_size,
-                            "exponent": q.exponent,
-                            "rel_err_ppm": err_ppm,
-                        }
+                        moments_digest = None
                         if q.moments is not None:
                             outs.append(out_tensor(info.name + MOMENTS_SUFFIX, q.moments))
-                            qmeta[info.name]["moments"] = 1
-                            quant["moments"] = str(Digest.of_bytes(outs[-1].data))
+                            moments_digest = Digest.of_bytes(outs[-1].data)
+                        quant = QuantRecord(
+                            q.bits, scheme.group_size, q.exponent, q.moments is not None, moments_digest, err_ppm
+                        )
+                        qmeta[info.name] = quant.to_header(info.dtype, info.shape)
                     else:
                         digest = sdig
                         outs.append(OutTensor(info.name, info.dtype, info.shape, raw))

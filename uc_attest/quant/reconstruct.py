@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from ..stfile import torch_dtype
+from ..core.stfile import torch_dtype
 from .codec import unpack_codes
 from .rotation import decode_shift, fwht_torch, signs_torch
 

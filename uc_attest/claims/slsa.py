@@ -1,0 +1,210 @@
+"""The provenance statement: in-toto Statement v1 with a SLSA provenance v1 predicate.
+
+Subjects are every pack file (sha256) and the reconstruction: a subject named
+``uc-attest:reconstruction`` whose ``sha256`` value is the manifest's Merkle root (RFC 6962
+over the tensor digests), not the hash of any file. The ``uc-attest:`` name marks it; a
+custom digest name would be clearer, but sigstore-python (library and CLI) only accept
+SHA-2/SHA-3 digest names in subjects, and the bundles must verify with the stock tools. The per-tensor manifest travels
+inside the signed payload as a SLSA byproduct (``content`` = the exact canonical bytes of
+``uc-manifest.json``) unless it is too large for a public log, in which case only its
+digest is signed and the manifest file in the pack is checked against it.
+docs/statement.md shows a complete example.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.digest import Digest, canonical_json
+from ..errors import MalformedBundle
+from ..manifest import Manifest
+from .statement import STATEMENT_TYPE, Statement, validate
+
+SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "https://github.com/uc-attest/uc-attest/pack/v1"
+RECONSTRUCTION_NAME = "uc-attest:reconstruction"
+ROOT_ALG = "sha256"  # see module docstring: the subject *name* says it is a Merkle root
+MANIFEST_BYPRODUCT = "uc-manifest.json"
+#: Inline the manifest only below this size: public Rekor rejects requests over ~100 KB.
+INLINE_LIMIT = 60_000
+
+
+def source_tree_digest(source_files: dict[str, str]) -> str:
+    """sha256 of the canonical JSON ``{"files": {path: "sha256:<hex>"}}`` of the source model."""
+    return hashlib.sha256(canonical_json({"files": dict(sorted(source_files.items()))})).hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    builder_id: str
+    source_name: str
+    source_uri: str
+    device: str
+    versions: dict[str, str]
+    started: dt.datetime
+    finished: dt.datetime
+    invocation_id: str = ""
+
+
+def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, inline: str = "auto") -> dict[str, Any]:
+    """The statement for a pack; ``inline`` is ``auto``, ``always`` or ``never`` (manifest in payload)."""
+    subjects = [{"name": rel, "digest": {"sha256": d.hex}} for rel, d in sorted(manifest.files.items())]
+    subjects.append({"name": MANIFEST_BYPRODUCT, "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()}})
+    subjects.append({"name": RECONSTRUCTION_NAME, "digest": {ROOT_ALG: manifest.root.hex}})
+    byproduct: dict[str, Any] = {
+        "name": MANIFEST_BYPRODUCT,
+        "mediaType": "application/json",
+        "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()},
+    }
+    if inline == "always" or (inline == "auto" and len(manifest_bytes) <= INLINE_LIMIT):
+        byproduct["content"] = base64.b64encode(manifest_bytes).decode()
+    source_files = {k: str(v) for k, v in manifest.source_files.items()}
+
+    def ts(t: dt.datetime) -> str:
+        return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    predicate = {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "source": {
+                    "name": info.source_name,
+                    "uri": info.source_uri,
+                    "digest": {"sha256": source_tree_digest(source_files)},
+                },
+                "scheme": manifest.scheme,
+            },
+            "internalParameters": {"device": info.device, "versions": info.versions},
+            "resolvedDependencies": [
+                {"name": rel, "digest": {"sha256": d.removeprefix("sha256:")}}
+                for rel, d in sorted(source_files.items())
+            ],
+        },
+        "runDetails": {
+            "builder": {"id": info.builder_id},
+            "metadata": {
+                "invocationId": info.invocation_id,
+                "startedOn": ts(info.started),
+                "finishedOn": ts(info.finished),
+            },
+            "byproducts": [byproduct],
+        },
+    }
+    stmt = {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": SLSA_PROVENANCE_V1, "predicate": predicate}
+    validate(stmt)
+    return stmt
+
+
+@dataclass(frozen=True)
+class ReleaseClaim:
+    """What a signed uc-attest release provenance says, parsed once from the exact signed bytes."""
+
+    statement: Statement
+    files: dict[str, Digest]  # subject name -> digest (pack files, including uc-manifest.json)
+    root: Digest  # the reconstruction: the manifest's Merkle root
+    manifest_digest: Digest
+    manifest_bytes: bytes | None  # the manifest inline in the payload, if present
+    builder_id: str
+    build_type: str
+    scheme: dict[str, Any]
+    source_name: str
+    source_tree: Digest | None  # digest of the source model's file tree (source_tree_digest)
+    resolved: dict[str, Digest]  # source file -> digest
+
+    @property
+    def predicate_type(self) -> str:
+        return self.statement.predicate_type
+
+
+def _scheme(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedBundle("statement field externalParameters.scheme is not an object", field="scheme")
+    return value
+
+
+def _digest(value: Any, where: str) -> Digest:
+    try:
+        return Digest(str(value))
+    except ValueError:
+        raise MalformedBundle(f"statement field {where} is not a sha256 hex digest", field=where) from None
+
+
+def parse_release(statement: Statement) -> ReleaseClaim:
+    """The release claim of a SLSA provenance statement made by uc-attest; raises MalformedBundle naming the field.
+
+    The statement may come from anyone (a public log): every shape error is a MalformedBundle, never a crash."""
+    try:
+        return _parse_release(statement)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise MalformedBundle(f"statement predicate has an unexpected shape: {exc}", field="predicate") from None
+
+
+def _parse_release(statement: Statement) -> ReleaseClaim:
+
+    def need(cond: bool, field: str) -> None:
+        if not cond:
+            raise MalformedBundle(f"statement field {field} is missing or invalid", field=field)
+
+    files: dict[str, Digest] = {}
+    root = None
+    for sub in statement.subjects:
+        if sub.name == RECONSTRUCTION_NAME:
+            root = sub.digest.get(ROOT_ALG)
+        elif "sha256" in sub.digest:
+            files[sub.name] = _digest(sub.digest["sha256"], f"subject {sub.name}")
+    need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
+    pred = statement.predicate
+    bd, rd = pred.get("buildDefinition", {}), pred.get("runDetails", {})
+    need(isinstance(bd, dict) and isinstance(rd, dict), "predicate")
+    byps = [b for b in rd.get("byproducts", []) if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT]
+    need(len(byps) == 1 and isinstance(byps[0].get("digest", {}).get("sha256"), str), "runDetails.byproducts")
+    content = byps[0].get("content")
+    manifest_bytes = None
+    if isinstance(content, str):
+        try:
+            manifest_bytes = base64.b64decode(content, validate=True)
+        except ValueError:
+            need(False, "byproducts[].content")
+    manifest_digest = _digest(byps[0]["digest"]["sha256"], "runDetails.byproducts[].digest")
+    if manifest_bytes is not None:
+        need(hashlib.sha256(manifest_bytes).hexdigest() == manifest_digest.hex, "byproducts[].content")
+    ext = bd.get("externalParameters", {})
+    source = ext.get("source", {}) if isinstance(ext, dict) else {}
+    tree = source.get("digest", {}).get("sha256") if isinstance(source, dict) else None
+    return ReleaseClaim(
+        statement=statement,
+        files=files,
+        root=_digest(root, f"subject {RECONSTRUCTION_NAME}"),
+        manifest_digest=manifest_digest,
+        manifest_bytes=manifest_bytes,
+        builder_id=str(rd.get("builder", {}).get("id", "")),
+        build_type=str(bd.get("buildType", "")),
+        scheme=_scheme(ext.get("scheme", {})),
+        source_name=str(source.get("name", "")) if isinstance(source, dict) else "",
+        source_tree=_digest(tree, "externalParameters.source.digest") if tree else None,
+        resolved={
+            str(d.get("name", "")): _digest(
+                d.get("digest", {}).get("sha256", ""), f"resolvedDependencies {d.get('name')}"
+            )
+            for d in bd.get("resolvedDependencies", [])
+            if isinstance(d, dict)
+        },
+    )
+
+
+def default_versions(device: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("uc-attest", "torch", "numpy", "safetensors", "sigstore"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    out["device"] = device
+    return out

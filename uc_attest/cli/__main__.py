@@ -1,0 +1,5 @@
+"""``python -m uc_attest.cli``."""
+
+from . import main
+
+main()

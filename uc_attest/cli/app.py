@@ -1,0 +1,541 @@
+"""``uc-attest`` commands: thin clients of the public facade; output through ``render``, codes through ``exits``.
+
+Exit codes: 0 ok, 1 verification failed or denied, 2 usage, 3 invalid input, 4 operational error,
+70 internal error (a bug), 130 interrupted. Humans get tables and progress on stderr; ``--json``
+prints the same facts on stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+import uc_attest as uc
+
+from . import render
+from .exits import mapped, usage
+from .render import emit_json, say
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Prove that the model in production is the model that was validated.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
+TrustOpt = Annotated[
+    Path | None, typer.Option(help="sigstore ClientTrustConfig or TrustedRoot file, or public-good / staging.")
+]
+InstanceOpt = Annotated[Path | None, typer.Option(help="Embedded instance directory (its trust root).")]
+DEV_WARNING = "signed by a DEV instance: its OIDC issuer can mint any identity"
+
+
+@app.command()
+@mapped
+def pack(
+    source: Annotated[Path, typer.Argument(help="Model directory (config.json + safetensors).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
+    bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = 5,
+    group_size: Annotated[
+        int, typer.Option(help="Weights per scale/zero-point group (multiple of 8; a power of two when rotated).")
+    ] = 128,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
+    scheme_id: Annotated[
+        str | None,
+        typer.Option("--scheme", help="uc-rht-ldlq/1 (default), uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Calibration file (second moments per weight, from `uc-attest calibrate`): errors are fed "
+            "forward through them; their committed form is stored in the pack."
+        ),
+    ] = None,
+    bits_override: Annotated[
+        list[str] | None,
+        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6)."),
+    ] = None,
+    no_overrides: Annotated[bool, typer.Option(help="Same bits for every tensor (no default overrides).")] = False,
+    include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quantize a model into a deterministic pack with a per-tensor manifest."""
+    scheme = uc.scheme_from_options(
+        bits=bits,
+        group_size=group_size,
+        scheme_id=scheme_id,
+        bits_overrides=bits_override,
+        no_overrides=no_overrides,
+        include=include,
+        exclude=exclude,
+    )
+    with render.progress("packing") as progress:
+        res = uc.write_pack(source, output, scheme, device, force=force, progress=progress, calibration=calibration)
+    m = res.manifest
+    quantized = sum(1 for t in m.tensors if t.quant)
+    calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "pack": str(res.path),
+                "root": str(m.root),
+                "tensors": len(m.tensors),
+                "quantized": quantized,
+                "calibrated": calibrated,
+                "scheme": m.scheme,
+            }
+        )
+        return
+    say(
+        f"packed {len(m.tensors)} tensors ({quantized} quantized, {calibrated} with calibration feedback) into {res.path}"
+    )
+    print(f"manifest root: {m.root}")
+
+
+@app.command()
+@mapped
+def calibrate(
+    source: Annotated[Path, typer.Argument(help="Model directory loadable by transformers (AutoModel).")],
+    text: Annotated[Path, typer.Option(help="Calibration text: one sample per non-empty line (UTF-8).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Calibration file to write (safetensors).")],
+    max_length: Annotated[int, typer.Option(help="Tokens per sample at most.")] = 128,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the second moments of every linear layer's input over calibration text (for `pack --calibration`)."""
+    try:
+        lines = [ln.strip() for ln in text.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise uc.UsageError(f"{text}: cannot read calibration text: {exc}") from None
+    res = uc.calibrate(source, lines, output, max_length)
+    if as_json:
+        emit_json(res)
+    else:
+        say(f"calibration: {res['tensors']} layers over {res['texts']} texts -> {res['output']}")
+
+
+@app.command()
+@mapped
+def verify(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to check.")],
+    policy: Annotated[Path | None, typer.Option(help="Policy file (policies/*.yaml): signers, rules, gate.")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Release bundle (default with --policy: <pack>.sigstore.json).")
+    ] = None,
+    validation: Annotated[
+        list[Path] | None, typer.Option(help="Validation bundle(s) (default: <pack>.validation.sigstore.json).")
+    ] = None,
+    identity: Annotated[str | None, typer.Option(help="Expected signer identity (without --policy), exact.")] = None,
+    issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer (default with --instance: its own).")] = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    rebuild_from: Annotated[Path | None, typer.Option(help="Source model: re-quantize and compare.")] = None,
+    device: Annotated[str, typer.Option(help="Rebuild device: auto, cpu or cuda.")] = "auto",
+    offline: Annotated[
+        bool,
+        typer.Option(
+            help="Air-gapped: do not ask the log again; public-good/staging roots as sigstore-python ships them."
+        ),
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a pack. Exit 0 allowed, 1 denied, 2 usage, 3 invalid policy/input, 4 operational.
+
+    With --policy (or --bundle): signature and identity per role, log proof (offline) and the
+    entry re-fetched from the log when reachable, statement <-> pack files and manifest, every
+    tensor, constraints, the validation attestation, and a rebuild from source when asked.
+    Without: every tensor against the pack's (or a validated) manifest, plus --rebuild-from.
+    """
+    with render.progress("verifying") as progress:
+        v = uc.verify(
+            pack_dir,
+            policy=policy,
+            bundle=bundle,
+            validations=validation,
+            identity=identity,
+            issuer=issuer,
+            trust_config=trust_config,
+            instance=instance,
+            manifest=manifest,
+            rebuild_from=rebuild_from,
+            device=device,
+            online=not offline,
+            workers=workers,
+            progress=progress,
+        )
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        render.verdict(v, signed=policy is not None or bundle is not None)
+        if v.root:
+            print(f"manifest root: {v.root}")
+    if not v.ok:
+        raise typer.Exit(v.exit_code)
+
+
+@app.command()
+@mapped
+def validate(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory that was validated.")],
+    report: Annotated[Path, typer.Option(help="Validation report METRICS.json (evaluation_set, metrics).")],
+    trust_config: TrustOpt = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
+    identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
+    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Output (default: <pack>.validation.sigstore.json).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign and log a validation attestation: this report describes exactly this reconstruction."""
+    trust = uc.select_trust(trust_config, instance)
+    res = uc.validate_pack(
+        pack_dir, report, trust, identity_token=identity_token, dev_identity=identity, bundle_out=bundle
+    )
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "bundle": str(res.bundle),
+                "root": str(res.root),
+                "log_index": res.log_index,
+                "identity": res.identity,
+                "metrics": res.metrics,
+            }
+        )
+    else:
+        say(f"validation of {res.root} signed as {res.identity}, logged at index {res.log_index}")
+        print(f"bundle: {res.bundle}")
+
+
+@app.command("gate")
+@mapped
+def gate_cmd(
+    pack_dir: Annotated[Path, typer.Argument(help="Deployed pack directory.")],
+    policy: Annotated[Path, typer.Option(help="Policy with a validation section.")],
+    validation: Annotated[list[Path] | None, typer.Option(help="Validation bundle(s).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change gate: exit 0 if this manifest root has a valid validation attestation, else 1 naming the last
+    validated root."""
+    v = uc.gate(pack_dir, policy, validation)
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        render.verdict(v, signed=True)
+        if not v.ok:
+            last = str(v.last_validated_root) if v.last_validated_root else "none"
+            say(f"the manifest changed since the last validation (last validated root: {last})")
+    if not v.ok:
+        raise typer.Exit(v.exit_code)
+
+
+@app.command("audit")
+@mapped
+def audit_cmd(
+    pack_dir: Annotated[Path | None, typer.Argument(help="Pack directory (its manifest root and files).")] = None,
+    manifest_root: Annotated[str | None, typer.Option(help="Audit a manifest root instead of a pack.")] = None,
+    digest: Annotated[str | None, typer.Option(help="Audit any subject digest (sha256:<hex>).")] = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    state: Annotated[Path | None, typer.Option(help="Monitor state (log watch): prove consistency with it.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every log entry about a model, verified, as a chain of custody; exit 1 if anything does not verify."""
+    r = uc.audit(
+        pack_dir, manifest_root=manifest_root, digest=digest, trust_config=trust_config, instance=instance, state=state
+    )
+    data = r.to_dict()
+    if report is not None:
+        uc.write_report_html(data, report)
+    if as_json:
+        emit_json(data)
+    else:
+        render.audit(r)
+        if report is not None:
+            print(f"report: {report}")
+    if not r.ok:
+        raise typer.Exit(uc.EXIT_DENIED)
+
+
+@app.command("inventory")
+@mapped
+def inventory_cmd(
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    as_json: JsonOpt = False,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+) -> None:
+    """The model inventory: models -> packs (manifest roots) -> validations -> status."""
+    rows = uc.inventory(trust_config=trust_config, instance=instance)
+    if as_json:
+        emit_json(rows)
+        return
+    cols = ["model", "manifest_root", "released", "log_index", "signer", "scheme", "validations", "status"]
+    if csv:
+        import csv as csvmod
+
+        w = csvmod.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        return
+    cells = [
+        [render.short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, "")) for c in cols]
+        for r in rows
+    ]
+    render.stdout_console().print(render.table(Text(f"model inventory ({len(rows)} packs)"), cols, cells))
+
+
+@app.command("verify-bundle")
+@mapped
+def verify_bundle_cmd(
+    artifact: Annotated[str, typer.Argument(help="The artifact file, or sha256:<hex>.")],
+    bundle: Annotated[Path, typer.Option(help="Sigstore bundle (v0.1-v0.3).")],
+    certificate_identity: Annotated[str | None, typer.Option(help="Expected signer identity.")] = None,
+    certificate_oidc_issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer.")] = None,
+    key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")] = None,
+    trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")] = None,
+    staging: Annotated[bool, typer.Option(help="Sigstore staging's trusted root (as shipped, offline).")] = False,
+) -> None:
+    """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
+    uc.verify_any_bundle(
+        bundle,
+        artifact,
+        identity=certificate_identity,
+        issuer=certificate_oidc_issuer,
+        key=key,
+        trusted_root=trusted_root,
+        staging=staging,
+    )
+    say(("OK", "bold green"), " bundle verified")
+
+
+log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("watch")
+@mapped
+def log_watch(
+    state: Annotated[Path, typer.Option(help="Monitor state file (created on first run).")],
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify each log's new checkpoint extends the last one seen; exit 1 on a fork or rollback."""
+    results = uc.watch_log(state, trust_config, instance)
+    if as_json:
+        emit_json({"ok": all(r.ok for r in results), "logs": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            prev = f"size {r.previous.size} root {r.previous.root.hex()}" if r.previous else "none (first run)"
+            cur = f"size {r.current.size} root {r.current.root.hex()}" if r.current else "unverifiable"
+            if r.ok:
+                say(("OK", "bold green"), f" {r.url}: {prev} -> {cur}")
+            else:
+                say(("LOG MISBEHAVED", "bold red"), f" {r.url}: {r.problem}\n  stored:  {prev}\n  current: {cur}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(uc.EXIT_DENIED)
+
+
+policy_app = typer.Typer(no_args_is_help=True, help="Verification policies.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+@mapped
+def policy_check(file: Annotated[Path, typer.Argument(help="Policy YAML file.")], as_json: JsonOpt = False) -> None:
+    """Validate a policy file (exit 3 naming file, line and field)."""
+    pol = uc.load_policy(file)
+    if as_json:
+        emit_json({"ok": True, "policy": pol.model_dump(mode="json")})
+    else:
+        say(
+            ("OK", "bold green"),
+            f" {file}: policy {pol.name!r}, {len(pol.signers.release)} release / "
+            f"{len(pol.signers.validator)} validator signer(s)",
+        )
+
+
+@policy_app.command("schema")
+@mapped
+def policy_schema_cmd() -> None:
+    """Print the policy JSON Schema."""
+    emit_json(uc.policy_schema())
+
+
+@app.command()
+@mapped
+def attest(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to attest.")],
+    trust_config: TrustOpt = None,
+    instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
+    identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
+    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Output bundle (default: <pack>.sigstore.json).")] = None,
+    inline_manifest: Annotated[
+        str, typer.Option(help="auto, always or never: manifest inside the statement.")
+    ] = "auto",
+    pack_device: Annotated[str, typer.Option(help="Device the pack was built on (recorded).")] = "unrecorded",
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign the pack's provenance statement (DSSE, Sigstore bundle v0.3) and record it in the log."""
+    trust = uc.select_trust(trust_config, instance)
+    res = uc.attest_pack(
+        pack_dir,
+        trust,
+        identity_token=identity_token,
+        dev_identity=identity,
+        bundle_out=bundle,
+        inline=inline_manifest,
+        pack_device=pack_device,
+    )
+    if as_json:
+        out: dict[str, Any] = {
+            "ok": True,
+            "bundle": str(res.bundle),
+            "root": str(res.root),
+            "log_index": res.log_index,
+            "identity": res.identity,
+            "statement_bytes": res.statement_bytes,
+            "manifest_inline": res.manifest_inline,
+        }
+        if instance is not None:
+            out["warning"] = DEV_WARNING
+        emit_json(out)
+        return
+    if instance is not None:
+        say(("DEV INSTANCE", "yellow"), ": its OIDC issuer can mint any identity; use it for demos and tests")
+    how = "manifest inline" if res.manifest_inline else "manifest by digest"
+    say(f"signed as {res.identity}, logged at index {res.log_index}; statement {res.statement_bytes} bytes ({how})")
+    print(f"bundle: {res.bundle}")
+
+
+instance_app = typer.Typer(no_args_is_help=True, help="The embedded Sigstore-compatible DEV instance.")
+app.add_typer(instance_app, name="instance")
+
+
+@instance_app.command("init")
+@mapped
+def instance_init(
+    directory: Annotated[Path, typer.Argument(help="State directory to create.")],
+    port: Annotated[int, typer.Option(help="Loopback port the instance will serve on.")] = 8787,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create keys (0600), CA certificates, the log and trust_config.json."""
+    state = uc.init_instance(directory, port, force=force)
+    tc = state.root / "trust_config.json"
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "directory": str(state.root),
+                "url": state.url,
+                "issuer": state.issuer,
+                "trust_config": str(tc),
+                "warning": "DEV instance: its OIDC issuer can mint any identity",
+            }
+        )
+    else:
+        say(("DEV INSTANCE", "yellow"), ": its OIDC issuer can mint any identity")
+        print(f"instance: {state.root}\nurl: {state.url}\nissuer: {state.issuer}\ntrust config: {tc}")
+
+
+@instance_app.command("serve")
+@mapped
+def instance_serve(
+    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    port: Annotated[
+        int | None, typer.Option(help="Must be the port the trust config names, unless --move-to-port.")
+    ] = None,
+    move_to_port: Annotated[
+        bool, typer.Option(help="Serve on --port and rewrite instance.json and the trust config for it.")
+    ] = False,
+) -> None:
+    """Serve Fulcio, Rekor v1 and the dev OIDC issuer on 127.0.0.1 until interrupted."""
+    if move_to_port and port is None:
+        usage("--move-to-port needs --port")
+    server = uc.instance_server(directory, port, move=move_to_port)
+    if move_to_port:
+        say(("trust config rewritten", "yellow"), f" for port {server.port}: clients need the new trust_config.json")
+    say(("DEV INSTANCE", "yellow"), f" serving on http://127.0.0.1:{server.port} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@instance_app.command("token")
+@mapped
+def instance_token(
+    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    identity: Annotated[str, typer.Option(help="Identity to mint: an email or a URI.")],
+    lifetime: Annotated[int, typer.Option(help="Token lifetime in seconds.")] = 600,
+) -> None:
+    """Mint a DEV identity token (printed on stdout)."""
+    print(uc.dev_token(directory, identity, lifetime))
+
+
+@app.command()
+@mapped
+def reconstruct(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the reconstructed model as standard safetensors (the source's dtype)."""
+    shards = uc.export_reconstruction(pack_dir, output, force=force)
+    if as_json:
+        emit_json({"ok": True, "output": str(output), "shards": shards})
+    else:
+        say(f"reconstructed model written to {output} ({', '.join(shards)})")
+
+
+@app.command("manifest")
+@mapped
+def manifest_cmd(
+    pack_or_file: Annotated[Path, typer.Argument(help="Pack directory or manifest file.")],
+    prove: Annotated[str | None, typer.Option(help="Print the Merkle inclusion proof of this tensor.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the manifest root and entries (or one tensor's inclusion proof)."""
+    path = pack_or_file / uc.MANIFEST_NAME if pack_or_file.is_dir() else pack_or_file
+    m = uc.load_manifest(path)
+    if prove is not None:
+        try:
+            proof = m.prove(prove)
+        except KeyError:
+            raise uc.InvalidInput(f"tensor {prove!r} is not in {path}") from None
+        emit_json(proof)
+        return
+    if as_json:
+        emit_json(m.to_dict())
+        return
+    rows = [
+        (
+            e.name,
+            e.dtype,
+            "x".join(map(str, e.shape)),
+            f"{e.quant.bits}b/g{e.quant.group_size}" if e.quant else "-",
+            e.digest.hex[:16] + "...",
+        )
+        for e in sorted(m.tensors, key=lambda e: e.name)
+    ]
+    cols = ("tensor", "dtype", "shape", "quant", "sha256 (reconstructed)")
+    render.stdout_console(width=200).print(render.table(Text(str(path)), cols, rows))
+    print(f"manifest root: {m.root}")

@@ -1,0 +1,70 @@
+"""One place that turns an outcome into an exit code and a message, and a catch-all for everything else.
+
+0 ok, 1 verification failed or denied, 2 usage, 3 invalid input, 4 operational (I/O, network, a service
+down), 130 interrupted, 70 internal error: an exception that is none of ours is a bug, reported in one
+line ("internal error: …, please report") — never 0, never 1 (which would read as "denied").
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+import uc_attest as uc
+
+from . import render
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_INTERRUPTED = 130
+
+
+def report(exc: BaseException, as_json: bool = False) -> int:
+    """Show ``exc`` (stderr, and stdout with ``--json``) and return its exit code."""
+    if isinstance(exc, uc.VerificationFailed):
+        if as_json:
+            render.emit_json({"ok": False, **exc.to_dict()})
+        else:
+            render.findings(exc.findings)
+        return exc.exit_code
+    if isinstance(exc, uc.UcAttestError):
+        if as_json:
+            render.emit_json({"ok": False, **exc.to_dict()})
+        render.error(exc.message)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        render.say(("interrupted", "bold red"))
+        return EXIT_INTERRUPTED
+    if isinstance(exc, OSError):  # I/O outside our own checks (disk full, permissions...): operational
+        msg = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        if as_json:
+            render.emit_json({"ok": False, "error": "OperationalError", "message": msg})
+        render.error(msg)
+        return uc.EXIT_OPERATIONAL
+    msg = f"internal error: {type(exc).__name__}: {exc} (uc-attest {uc.__version__}), please report"
+    if as_json:
+        render.emit_json({"ok": False, "error": "InternalError", "message": msg})
+    render.error(msg)
+    return uc.EXIT_INTERNAL
+
+
+def mapped(fn: F) -> F:
+    """Wrap a command: any exception becomes its message and exit code (``as_json`` read from the call)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the catch-all: every outcome has its code, a crash is 70
+            raise typer.Exit(report(exc, bool(kwargs.get("as_json")))) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def usage(message: str) -> None:
+    render.error(message)
+    raise typer.Exit(uc.EXIT_USAGE)

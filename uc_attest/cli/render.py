@@ -1,0 +1,129 @@
+"""Everything the CLI shows a human, markup-safe: text that did not come from this module is data.
+
+Identities, SANs, bundle and log contents, file and tensor names, messages of other libraries reach the
+terminal only as ``rich.text.Text`` (never parsed as markup): a ``[/x]`` in an identity is printed as
+``[/x]``, not interpreted, and cannot crash the CLI. Styles are applied here, to our own words only.
+Humans get tables and progress on stderr; ``--json`` output goes to stdout through :func:`emit_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+import uc_attest as uc
+
+#: stderr for humans; logs (CI) get readable widths. markup=False: a str is never parsed as markup.
+err = Console(stderr=True, markup=False, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 120)
+
+
+def stdout_console(width: int = 160) -> Console:
+    return Console(markup=False, highlight=False, emoji=False, width=None if sys.stdout.isatty() else width)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """One line on stderr: plain strings are data, ``(text, style)`` pairs are our own styled words."""
+    err.print(Text.assemble(*parts), soft_wrap=True)
+
+
+def error(message: str) -> None:
+    say(("error:", "bold red"), " ", message)
+
+
+def short(value: str | None) -> str:
+    """Digests shortened for the human table; --json carries them in full."""
+    if value and value.startswith("sha256:") and len(value) == 71:
+        return value[:19] + "…"
+    return value or ""
+
+
+def table(title: Text, columns: Iterable[str], rows: Iterable[Iterable[str | Text]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
+    return t
+
+
+def findings(items: list[uc.Finding]) -> None:
+    title = Text.assemble(("VERIFICATION FAILED", "bold red"), f" - {len(items)} finding(s)")
+    rows = [(f.subject, f.problem, short(f.expected), short(f.actual)) for f in items]
+    err.print(Text("(full digests: --json)", style="dim"))
+    err.print(table(title, ("tensor / file", "problem", "expected", "actual"), rows))
+
+
+_RESULT = {"pass": ("pass", "green"), "fail": ("FAIL", "red"), "skipped": ("skipped", "yellow"),
+           "unreachable": ("UNREACHABLE", "red")}  # fmt: skip
+
+
+def verdict(v: uc.Verdict, *, signed: bool) -> None:
+    word = ("ALLOWED" if v.ok else "DENIED") if signed else ("OK" if v.ok else "FAILED")
+    title = Text.assemble((word, "bold green" if v.ok else "bold red"), " ", str(v.pack))
+    if v.title:
+        title.append(" " + v.title)
+    rows = []
+    for c in v.checks:
+        extra = "\n".join(
+            x
+            for x in (
+                f"expected: {short(c.expected)}" if c.expected and not c.ok else "",
+                f"actual: {short(c.actual)}" if c.actual and not c.ok else "",
+                f"hint: {c.hint}" if c.hint else "",
+            )
+            if x
+        )
+        label, style = _RESULT[c.status]
+        rows.append((c.rule, Text(label, style=style), c.detail, extra))
+    err.print(table(title, ("rule", "result", "detail", "expected / actual / hint"), rows))
+    if v.findings:
+        findings(v.findings)
+
+
+def when(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S") if t else "?"
+
+
+def audit(r: uc.AuditReport) -> None:
+    word, style = ("CONSISTENT", "bold green") if r.ok else ("PROBLEMS FOUND", "bold red")
+    rows = []
+    for e in r.events:
+        det = "; ".join(e.problems) or ", ".join(f"{k}={v}" for k, v in e.details.items() if k != "scheme")
+        rows.append((when(e.time), e.kind, str(e.log_index), e.signer, Text("yes") if e.ok else Text("NO", "red"), det))
+    title = Text.assemble((word, style), f" audit of {r.target}")
+    err.print(table(title, ("when (UTC)", "kind", "log index", "signer", "ok", "details"), rows))
+    for c in r.checks:
+        label, cstyle = _RESULT[c.status]
+        err.print(Text.assemble((label, cstyle), f" {c.rule}: {c.detail}" + (f" ({c.hint})" if c.hint else "")))
+    say(f"{r.requests} log requests in {r.seconds:.2f} s")
+
+
+@contextmanager
+def progress(label: str) -> Iterator[Callable[[str, int], None]]:
+    """A progress bar on stderr when it is a terminal; tensor names are shown as data."""
+    if not err.is_terminal:
+        yield lambda _n, _k: None
+        return
+    with Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=None)
+        yield lambda name, k: prog.update(task, advance=k, description=f"{label} {name}")

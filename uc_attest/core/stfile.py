@@ -1,0 +1,315 @@
+"""Strict safetensors reading (mmap, zero copy) and deterministic writing.
+
+The reader applies every rule of the safetensors format (the Rust crate's
+``read_metadata`` + ``validate``) and additionally rejects duplicate keys and
+unknown fields, so a file either reads correctly or raises
+:class:`MalformedSafetensors` naming the rule. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
+
+from ..errors import MalformedSafetensors, OperationalError
+
+if TYPE_CHECKING:  # torch is imported lazily: reading and verifying packs must not need it
+    import torch
+
+MAX_HEADER = 100_000_000
+
+#: dtype name -> size in bits (safetensors README, "Format").
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32,
+    "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+
+_TORCH_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+    "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64", "U64": "uint64",
+    "F64": "float64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
+}  # fmt: skip
+
+
+def torch_dtype(name: str) -> torch.dtype | None:
+    """The torch dtype of a safetensors dtype name, or None if torch has none."""
+    import torch
+
+    attr = _TORCH_NAMES.get(name)
+    return getattr(torch, attr) if attr else None
+
+
+def dtype_name(dt: torch.dtype) -> str:
+    """The safetensors dtype name of a torch dtype."""
+    short = str(dt).removeprefix("torch.")
+    return next(k for k, v in _TORCH_NAMES.items() if v == short)
+
+
+_U64_MAX = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Header entry of one tensor; offsets are relative to the start of the data buffer."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _HeaderError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+class _HeaderError(ValueError):
+    pass
+
+
+def _is_uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _U64_MAX
+
+
+def _parse_header(path: str, raw: bytes) -> tuple[dict[str, str], list[TensorInfo]]:
+    def bad(kind: str, detail: str) -> MalformedSafetensors:
+        return MalformedSafetensors(path, kind, detail)
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad("InvalidHeader", f"header is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except _HeaderError as exc:
+        raise bad("InvalidHeaderDeserialization", str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise bad("InvalidHeaderDeserialization", f"header is not JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise bad("InvalidHeaderDeserialization", f"header is a JSON {type(obj).__name__}, not an object")
+    metadata: dict[str, str] = {}
+    infos: list[TensorInfo] = []
+    for name, entry in obj.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise bad("InvalidHeaderDeserialization", "__metadata__ must map strings to strings")
+            metadata = entry
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad("InvalidHeaderDeserialization", f"tensor {name!r}: needs exactly dtype, shape, data_offsets")
+        dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise bad("InvalidHeaderDeserialization", f"tensor {name!r}: unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+            raise bad("InvalidHeaderDeserialization", f"tensor {name!r}: shape must be a list of unsigned ints")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(_is_uint(o) for o in offs):
+            raise bad("InvalidHeaderDeserialization", f"tensor {name!r}: data_offsets must be 2 unsigned ints")
+        infos.append(TensorInfo(name, dtype, tuple(shape), offs[0], offs[1]))
+    return metadata, infos
+
+
+def _validate(path: str, infos: list[TensorInfo], data_len: int) -> None:
+    def bad(kind: str, detail: str) -> MalformedSafetensors:
+        return MalformedSafetensors(path, kind, detail)
+
+    pos = 0
+    for info in sorted(infos, key=lambda i: (i.begin, i.end)):
+        if info.begin != pos or info.end < info.begin:
+            raise bad(
+                "InvalidOffset",
+                f"tensor {info.name!r}: data_offsets [{info.begin}, {info.end}] "
+                f"do not start where the previous tensor ended ({pos})",
+            )
+        nbits = info.numel * DTYPE_BITS[info.dtype]
+        if nbits > _U64_MAX:
+            raise bad("ValidationOverflow", f"tensor {info.name!r}: shape {list(info.shape)} overflows")
+        if nbits % 8:
+            raise bad("MisalignedSlice", f"tensor {info.name!r}: {nbits} bits is not a whole number of bytes")
+        if info.end - info.begin != nbits // 8:
+            raise bad(
+                "TensorInvalidInfo",
+                f"tensor {info.name!r}: {info.end - info.begin} bytes "
+                f"for {info.dtype} {list(info.shape)} (expected {nbits // 8})",
+            )
+        pos = info.end
+    if pos != data_len:
+        raise bad("MetadataIncompleteBuffer", f"tensors cover {pos} bytes but the data buffer has {data_len}")
+
+
+class SafetensorsFile:
+    """A validated, memory-mapped safetensors file. Use as a context manager."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        spath = str(path)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size < 8:
+                raise MalformedSafetensors(spath, "HeaderTooSmall", f"file has {size} bytes, fewer than 8")
+            (n,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+            if n > MAX_HEADER:
+                raise MalformedSafetensors(spath, "HeaderTooLarge", f"header length {n} exceeds {MAX_HEADER}")
+            if 8 + n > size:
+                raise MalformedSafetensors(spath, "InvalidHeaderLength", f"header length {n} exceeds file size {size}")
+            self.metadata, infos = _parse_header(spath, os.pread(fd, n, 8))
+            self.data_start = 8 + n
+            _validate(spath, infos, size - self.data_start)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+        self._size = size
+        self._mm: mmap.mmap | None = None
+        self.infos: dict[str, TensorInfo] = {i.name: i for i in infos}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        # Views handed out keep the mapping alive; dropping our reference is enough.
+        self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _mapping(self) -> mmap.mmap:
+        if self._mm is None:
+            if self._fd is None:
+                raise OperationalError(f"{self.path}: file already closed")
+            self._mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
+        return self._mm
+
+    def header_bytes(self) -> bytes:
+        """The file's first bytes: length prefix and header (the rest is the tensors, contiguous)."""
+        if self._fd is None:
+            raise OperationalError(f"{self.path}: file already closed")
+        return os.pread(self._fd, self.data_start, 0)
+
+    def pread(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+        """Copy ``length`` bytes of a tensor's data from ``start`` (no mapping kept in memory)."""
+        info = self.infos[name]
+        size = info.end - info.begin
+        length = size - start if length is None else length
+        if not (start >= 0 and length >= 0 and start + length <= size):
+            raise ValueError(f"range [{start}, {start + length}) outside tensor {name!r} ({size} bytes)")
+        if self._fd is None:
+            raise OperationalError(f"{self.path}: file already closed")
+        data = os.pread(self._fd, length, self.data_start + info.begin + start)
+        if len(data) != length:
+            raise OperationalError(f"{self.path}: short read (file changed while reading?)")
+        return data
+
+    @property
+    def names(self) -> list[str]:
+        """Tensor names in file (offset) order."""
+        return sorted(self.infos, key=lambda k: self.infos[k].begin)
+
+    def raw(self, name: str) -> memoryview:
+        """The tensor's bytes exactly as stored (little-endian, C order)."""
+        info = self.infos[name]
+        if info.end == info.begin:
+            return memoryview(b"")
+        return memoryview(self._mapping())[self.data_start + info.begin : self.data_start + info.end]
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """Zero-copy CPU tensor over the mapping (valid while any view exists)."""
+        import torch
+
+        info = self.infos[name]
+        dt = torch_dtype(info.dtype)
+        if dt is None:
+            raise MalformedSafetensors(
+                str(self.path), "UnsupportedDtype", f"tensor {name!r}: {info.dtype} cannot be loaded"
+            )
+        raw = self.raw(name)
+        if len(raw) == 0:
+            return torch.empty(info.shape, dtype=dt)
+        return torch.frombuffer(raw, dtype=dt).reshape(info.shape)
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    """A tensor to write: dtype name, shape and its raw little-endian bytes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes | memoryview
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """Raw little-endian C-order bytes of a CPU tensor, as safetensors stores them."""
+    if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
+        raise OperationalError("uc-attest needs a little-endian host")
+    import torch
+
+    t = t.detach().to("cpu").contiguous()
+    if t.numel() == 0:
+        return memoryview(b"")
+    arr = t.view(torch.uint8).reshape(-1).numpy()
+    return memoryview(arr.data)
+
+
+def out_tensor(name: str, t: torch.Tensor) -> OutTensor:
+    return OutTensor(name, dtype_name(t.dtype), tuple(t.shape), tensor_bytes(t))
+
+
+def nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    n = DTYPE_BITS[dtype]
+    for d in shape:
+        n *= d
+    return n // 8
+
+
+def encode_header(specs: Iterable[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str]) -> bytes:
+    """Header JSON (``__metadata__`` first, then tensors in order), space-padded to 8 bytes."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    pos = 0
+    for name, dtype, shape in specs:
+        n = nbytes(dtype, shape)
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [pos, pos + n]}
+        pos += n
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write_safetensors(f: BinaryIO, tensors: list[OutTensor], metadata: Mapping[str, str]) -> None:
+    """Write tensors in the given order; identical inputs give identical bytes."""
+    for t in tensors:
+        if len(t.data) != nbytes(t.dtype, t.shape):
+            raise ValueError(f"tensor {t.name!r}: {len(t.data)} bytes for {t.dtype} {list(t.shape)}")
+    f.write(encode_header(((t.name, t.dtype, t.shape) for t in tensors), metadata))
+    for t in tensors:
+        f.write(t.data)

@@ -1,0 +1,78 @@
+"""Facts about one pack directory, each computed at most once per run.
+
+The manifest file is read once (its bytes, digest and parsed form, whose Merkle root is cached), and
+every file digest is taken once, however many rules ask for it (verify, attest, audit, the loader).
+Nothing here trusts the pack: these are observations, checked against signed claims elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from ..core.digest import Digest, sha256_file
+from ..errors import MalformedPack
+from ..manifest import Manifest
+from .layout import MANIFEST_NAME
+
+
+def read_manifest_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MalformedPack(f"{path}: manifest not found", path=str(path)) from None
+    except OSError as exc:
+        raise MalformedPack(f"{path}: cannot read manifest: {exc.strerror}", path=str(path)) from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read a manifest file (``uc-manifest.json`` of a pack or a separately kept one)."""
+    return Manifest.from_json(read_manifest_bytes(path), str(path))
+
+
+class PackFacts:
+    """What is on disk in a pack directory (raises MalformedPack naming the file when asked for what is missing)."""
+
+    def __init__(self, pack_dir: Path) -> None:
+        self.dir = Path(pack_dir)
+        self.manifest_path = self.dir / MANIFEST_NAME
+        self._digests: dict[str, Digest | None] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @cached_property
+    def manifest_bytes(self) -> bytes:
+        return read_manifest_bytes(self.manifest_path)
+
+    @cached_property
+    def manifest_digest(self) -> Digest:
+        return Digest.of_bytes(self.manifest_bytes)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest.from_json(self.manifest_bytes, str(self.manifest_path))
+
+    @property
+    def root(self) -> Digest:
+        return self.manifest.root
+
+    def file_digest(self, rel: str) -> Digest | None:
+        """SHA-256 of the file at ``rel`` (None if it is not a regular file in the pack), hashed once."""
+        with self._guard:
+            if rel in self._digests:
+                return self._digests[rel]
+            lock = self._locks.setdefault(rel, threading.Lock())
+        with lock:
+            if rel not in self._digests:
+                p = self.dir / rel
+                self._digests[rel] = sha256_file(p) if p.is_file() and not p.is_symlink() else None
+            return self._digests[rel]
+
+    def present_files(self) -> set[str]:
+        """Every regular file in the pack (posix paths), hidden ones excluded."""
+        return {
+            p.relative_to(self.dir).as_posix()
+            for p in self.dir.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.dir).parts)
+        }

@@ -1,0 +1,465 @@
+"""Rules: pure functions from facts and claims to :class:`Check` outcomes; a policy compiles to a list of them.
+
+Facts are gathered elsewhere (``verify/``: bundles verified into evidence, claims parsed, the pack checked,
+the log asked, the source rebuilt); rules only read them, so every rule can be tested without I/O. A
+verdict is the conjunction of its checks and fails closed: no check at all is a denial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..claims.slsa import ReleaseClaim
+from ..claims.statement import Statement
+from ..claims.validation import ValidationClaim
+from ..errors import Finding, MalformedPack
+from ..evidence.bundle import Evidence
+from ..pack.check import PackCheck
+from ..pack.facts import PackFacts
+from .model import Policy, Release
+
+Status = Literal["pass", "fail", "skipped", "unreachable"]
+
+
+@dataclass
+class Check:
+    """One rule's outcome. ``skipped`` passes (and says so); ``unreachable`` fails as an operational problem."""
+
+    rule: str
+    status: Status
+    detail: str = ""
+    expected: str | None = None
+    actual: str | None = None
+    hint: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rule: str, ok: bool, detail: str = "", **kw: Any) -> Check:
+        return cls(rule, "pass" if ok else "fail", detail, **kw)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "skipped")
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rule": self.rule, "ok": self.ok, "status": self.status, "skipped": self.skipped}
+        for k in ("detail", "expected", "actual", "hint"):
+            v = getattr(self, k)
+            if v:
+                out[k] = v
+        return out
+
+
+def all_of(checks: Sequence[Check]) -> bool:
+    """Every check passes; an empty set of checks denies (fail closed)."""
+    return bool(checks) and all(c.ok for c in checks)
+
+
+# -- facts ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnlineLog:
+    """The release entry asked for again from its log: ``proven`` (same body, proven against a fresh signed
+    checkpoint consistent with the bundle's), ``differs``, ``unreachable``, ``misbehaved`` or ``no-log``."""
+
+    status: Literal["proven", "differs", "unreachable", "misbehaved", "no-log"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class RebuildOutcome:
+    source_findings: list[Finding]
+    rebuild_findings: list[Finding]
+    source_files: int
+    seconds: float
+    device: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidationFact:
+    """One validation bundle: verified (evidence + claim) or why not."""
+
+    bundle: Path
+    evidence: Evidence | None = None
+    claim: ValidationClaim | None = None
+    error: str | None = None
+
+
+@dataclass
+class Facts:
+    """Everything the rules read. ``None`` means "not gathered" (no bundle given, offline, no rebuild asked)."""
+
+    now: float
+    pack: PackFacts
+    expected_signers: str = ""
+    evidence: Evidence | None = None
+    evidence_error: str | None = None
+    statement: Statement | None = None
+    claim: ReleaseClaim | None = None
+    claim_error: str | None = None
+    online: OnlineLog | None = None
+    expected_source: str | None = None  # where the manifest the pack must match comes from
+    pack_check: PackCheck | None = None
+    pack_error: str | None = None
+    rebuild: RebuildOutcome | None = None
+    validations: list[ValidationFact] | None = None
+
+
+Rule = Callable[[Facts], list[Check]]
+
+
+# -- release evidence -------------------------------------------------------------------------------------------
+
+
+def signer(f: Facts) -> list[Check]:
+    if f.evidence is not None:
+        return [Check.of("release.signer", True, str(f.evidence.signer))]
+    return [
+        Check.of(
+            "release.signer",
+            False,
+            f.evidence_error or "no release bundle",
+            expected=f.expected_signers or None,
+            hint="signed by someone the policy does not trust, or the bundle/trust root does not verify",
+        )
+    ]
+
+
+def log_entry(f: Facts) -> list[Check]:
+    if f.evidence is None:
+        return []
+    if f.evidence.log is None:
+        return [Check.of("release.log", False, "the bundle has no transparency-log entry")]
+    log = f.evidence.log
+    proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
+    return [Check.of("release.log", True, f"{proofs} and signed checkpoint at log index {log.index}")]
+
+
+def online_log(required: bool) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        if f.evidence is None or f.online is None:
+            return []
+        o, name = f.online, "log.online"
+        if o.status == "proven":
+            return [Check.of(name, True, o.detail)]
+        if o.status == "unreachable":
+            if required:
+                return [Check(name, "unreachable", o.detail, hint="the policy requires the online check")]
+            return [Check(name, "skipped", o.detail)]
+        if o.status == "differs":
+            return [Check.of(name, False, o.detail, expected="the bundle's entry body", actual="a different body")]
+        hint = "the log does not prove the entry: possible split view" if o.status == "misbehaved" else None
+        return [Check.of(name, False, o.detail, hint=hint)]
+
+    return rule
+
+
+def max_age(days: float) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        if f.evidence is None:
+            return []
+        t = f.evidence.signed_at
+        if t is None:
+            return [Check.of("release.max_age", False, "no verified time for the signature")]
+        age = (f.now - t) / 86400.0
+        return [
+            Check.of(
+                "release.max_age",
+                age <= days,
+                f"signed {age:.1f} days ago",
+                expected=f"<= {days} days",
+                actual=f"{age:.1f} days",
+            )
+        ]
+
+    return rule
+
+
+# -- release claims ---------------------------------------------------------------------------------------------
+
+
+def statement_claims(release: Release) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        if f.evidence is None:
+            return []
+        out: list[Check] = []
+        if f.statement is not None:
+            out.append(
+                Check.of(
+                    "release.predicate_type",
+                    f.statement.predicate_type in release.predicate_types,
+                    expected=" | ".join(release.predicate_types),
+                    actual=f.statement.predicate_type,
+                )
+            )
+        if f.claim is None:
+            return [*out, Check.of("release.statement", False, f.claim_error or "no release claim")]
+        c = f.claim
+        out.append(
+            Check.of(
+                "release.build_type",
+                c.build_type in release.build_types,
+                expected=" | ".join(release.build_types),
+                actual=c.build_type,
+            )
+        )
+        if release.builder_ids:
+            out.append(
+                Check.of(
+                    "release.builder_id",
+                    c.builder_id in release.builder_ids,
+                    expected=" | ".join(release.builder_ids),
+                    actual=c.builder_id,
+                )
+            )
+        return out
+
+    return rule
+
+
+def constraints(policy: Policy) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        if f.claim is None:
+            return []
+        q, scheme, out = policy.quantization, f.claim.scheme, []
+        for key, name, allowed in (
+            ("id", "scheme", q.schemes),
+            ("bits", "bits", q.bits),
+            ("group_size", "group_size", q.group_sizes),
+        ):
+            if allowed:
+                out.append(
+                    Check.of(
+                        f"quantization.{name}",
+                        scheme.get(key) in allowed,
+                        expected=" | ".join(map(str, allowed)),
+                        actual=str(scheme.get(key)),
+                    )
+                )
+        if policy.source.allowed_digests:
+            got = str(f.claim.source_tree) if f.claim.source_tree else "none"
+            out.append(
+                Check.of(
+                    "source.digest",
+                    got in policy.source.allowed_digests,
+                    expected=" | ".join(policy.source.allowed_digests),
+                    actual=got,
+                    hint="the pack was built from a source model the policy does not allow",
+                )
+            )
+        return out
+
+    return rule
+
+
+def pack_files(f: Facts) -> list[Check]:
+    """Every signed pack file (statement subjects) is on disk with the signed digest."""
+    if f.claim is None:
+        return []
+    bad = []
+    for name, want in sorted(f.claim.files.items()):
+        got = f.pack.file_digest(name)
+        if got != want:
+            bad.append(Finding(name, "pack file differs from the signed subject", str(want), str(got) if got else None))
+    return [
+        Check.of(
+            "pack.files",
+            not bad,
+            f"{len(f.claim.files)} signed files",
+            hint="a pack file was changed, removed or replaced after signing" if bad else None,
+            findings=bad,
+        )
+    ]
+
+
+def pack_manifest(f: Facts) -> list[Check]:
+    """The pack's uc-manifest.json is the signed one (digest, and the inline bytes when signed inline)."""
+    if f.claim is None:
+        return []
+    try:
+        ok = f.pack.manifest_digest == f.claim.manifest_digest
+        if f.claim.manifest_bytes is not None:
+            ok = ok and f.pack.manifest_bytes == f.claim.manifest_bytes
+        actual = str(f.pack.manifest_digest)
+    except MalformedPack:
+        ok, actual = False, "missing or unreadable"
+    return [
+        Check.of(
+            "pack.manifest",
+            ok,
+            expected=str(f.claim.manifest_digest),
+            actual=None if ok else actual,
+            hint=None if ok else "the pack's uc-manifest.json is not the signed one",
+        )
+    ]
+
+
+def pack_tensors(f: Facts) -> list[Check]:
+    """Every tensor reconstructed and matched against the expected (signed or validated) manifest."""
+    if f.pack_check is None:
+        if f.pack_error is None:
+            return []
+        return [Check.of("pack.tensors", False, f.pack_error, hint="the pack's manifest is unreadable")]
+    pc = f.pack_check
+    findings = list(pc.findings)
+    if f.claim is not None and f.claim.root != pc.root:
+        findings.insert(
+            0,
+            Finding("manifest root", "differs from the signed reconstruction subject", str(f.claim.root), str(pc.root)),
+        )
+    return [
+        Check.of(
+            "pack.tensors",
+            not findings,
+            f"{pc.tensors_checked} tensors reconstructed, root {pc.root}",
+            hint="the deployed pack is not the expected one: see the findings" if findings else None,
+            findings=findings,
+        )
+    ]
+
+
+# -- rebuild ----------------------------------------------------------------------------------------------------
+
+
+def rebuild(required: bool) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        r = f.rebuild
+        if r is None:
+            if not required:
+                return []
+            return [
+                Check.of(
+                    "rebuild", False, "policy requires a rebuild from source", hint="pass --rebuild-from SOURCE_DIR"
+                )
+            ]
+        if r.error is not None:
+            return [Check.of("rebuild", False, r.error, hint="the rebuild source is not a usable model directory")]
+        return [
+            Check.of(
+                "rebuild.source",
+                not r.source_findings,
+                f"{r.source_files} source files",
+                hint="the source is not the one recorded in the manifest/statement" if r.source_findings else None,
+                findings=r.source_findings,
+            ),
+            Check.of(
+                "rebuild.match",
+                not r.rebuild_findings,
+                f"re-quantized on {r.device} in {r.seconds:.1f} s",
+                hint="rebuilding from the source does not reproduce the pack" if r.rebuild_findings else None,
+                findings=r.rebuild_findings,
+            ),
+        ]
+
+    return rule
+
+
+# -- validation -------------------------------------------------------------------------------------------------
+
+
+def last_validated(f: Facts) -> ValidationClaim | None:
+    """The newest validation that verified (whatever root it names)."""
+    good = [v for v in f.validations or [] if v.claim is not None and v.evidence is not None]
+    good.sort(key=lambda v: v.evidence.signed_at or 0 if v.evidence else 0)
+    return good[-1].claim if good else None
+
+
+def validation(policy: Policy, *, required: bool | None = None) -> Rule:
+    """Some validator-signed attestation of this exact root meets every threshold (``required`` overrides)."""
+    val = policy.validation
+    assert val is not None
+    must = val.required if required is None else required
+
+    def rule(f: Facts) -> list[Check]:
+        root = f.claim.root if f.claim is not None else f.pack.root
+        reasons: list[str] = []
+        for v in f.validations or []:
+            name = v.bundle.name
+            if v.claim is None or v.evidence is None:
+                reasons.append(f"{name}: {v.error}")
+                continue
+            why, t = [], v.evidence.signed_at
+            if v.claim.root != root:
+                why.append(f"validates root {str(v.claim.root)[:23]}…, not this pack's {str(root)[:23]}…")
+            if val.evaluation_sets and v.claim.evaluation_set not in val.evaluation_sets:
+                why.append(f"evaluation set {v.claim.evaluation_set!r} not accepted")
+            for metric, th in sorted(val.thresholds.items()):
+                x = v.claim.metrics.get(metric)
+                if x is None:
+                    why.append(f"metric {metric} missing")
+                elif (th.min is not None and x < th.min) or (th.max is not None and x > th.max):
+                    why.append(f"{metric}={x:g} outside [{th.min}, {th.max}]")
+            if t is None:
+                why.append("no verified time")
+            elif t > f.now:
+                why.append("signed after the deployment check")
+            elif val.max_age_days is not None and (f.now - t) / 86400.0 > val.max_age_days:
+                why.append(f"{(f.now - t) / 86400.0:.1f} days old (max {val.max_age_days})")
+            if not why:
+                metrics = ", ".join(f"{k}={x:g}" for k, x in sorted(v.claim.metrics.items()))
+                return [
+                    Check.of(
+                        "validation",
+                        True,
+                        f"{name} by {v.evidence.signer.primary}: {v.claim.evaluation_set}, {metrics}",
+                    )
+                ]
+            reasons.append(f"{name}: " + "; ".join(why))
+        if not must:
+            return [Check("validation", "skipped", "not required; " + ("; ".join(reasons) or "none given"))]
+        last = last_validated(f)
+        return [
+            Check.of(
+                "validation",
+                False,
+                "; ".join(reasons) or "no validation attestation given",
+                expected=f"a validator-signed attestation of {root}",
+                actual=f"last validated root {last.root}" if last else "none",
+                hint="validate this exact pack (uc-attest validate) before deploying it",
+            )
+        ]
+
+    return rule
+
+
+# -- compiling a policy -----------------------------------------------------------------------------------------
+
+
+def release_rules(policy: Policy | None) -> list[Rule]:
+    """The rules of a signed release: the policy's, or the defaults (``--bundle`` without a policy)."""
+    release = policy.release if policy is not None else Release(require_online_log_check=False)
+    rules: list[Rule] = [signer, log_entry, online_log(release.require_online_log_check)]
+    if release.max_age_days is not None:
+        rules.append(max_age(release.max_age_days))
+    rules.append(statement_claims(release))
+    if policy is not None:
+        rules.append(constraints(policy))
+    rules += [pack_files, pack_manifest, pack_tensors, rebuild(policy is not None and policy.rebuild.required)]
+    if policy is not None and policy.validation is not None:
+        rules.append(validation(policy))
+    return rules
+
+
+def manifest_source(f: Facts) -> list[Check]:
+    """Without a signer, the manifest the pack is held to (the pack's own proves only self-consistency)."""
+    if f.expected_source is None:
+        return []
+    return [Check.of("manifest", True, f"expected manifest: {f.expected_source}")]
+
+
+def pack_rules() -> list[Rule]:
+    """Without a signer: the pack against a manifest, and a rebuild when one was run."""
+    return [manifest_source, pack_tensors, rebuild(False)]
+
+
+def evaluate(rules: Sequence[Rule], facts: Facts) -> list[Check]:
+    return [c for r in rules for c in r(facts)]

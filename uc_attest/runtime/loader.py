@@ -1,0 +1,103 @@
+"""Load a verified pack: tensors made of exactly the bytes that were hashed and matched, or nothing.
+
+A loader needs a trust anchor — a policy, a bundle with identity and issuer, or a separately kept
+(validated) manifest — never the pack's own manifest alone, which whoever can write the pack controls.
+Verification (signature, log, files) runs first; then every tensor is reconstructed, hashed as it is
+read and matched against the trusted manifest before anything is returned: no gap between check and use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import Finding, MalformedPack, MalformedSafetensors, UsageError, VerificationFailed
+from ..pack.reader import Pack
+from ..verify.api import verify
+
+NO_ANCHOR = (
+    "no trust anchor: give a policy, a bundle with identity and issuer, or a separately kept (validated) manifest; "
+    "the pack's own manifest proves nothing about who made it (insecure_trust_pack_manifest=True to accept it anyway)"
+)
+
+
+def load_verified(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    insecure_trust_pack_manifest: bool = False,
+) -> dict[str, Any]:
+    """Verify, then reconstruct every tensor into a torch state dict; raises VerificationFailed (nothing
+    returned) on any finding, UsageError without a trust anchor."""
+    import torch
+
+    from ..core.stfile import torch_dtype
+
+    if policy is None and bundle is None and manifest is None and not insecure_trust_pack_manifest:
+        raise UsageError(NO_ANCHOR)
+    pack_dir = Path(pack_dir)
+    verdict = verify(
+        pack_dir,
+        policy=policy,
+        bundle=bundle,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        validations=validations,
+        manifest=manifest,
+        online=online,
+        check_tensors=False,
+    )
+    findings = list(verdict.findings) + [
+        Finding(c.rule, c.detail or "check failed", c.expected, c.actual) for c in verdict.checks if not c.ok
+    ]
+    if findings:
+        raise VerificationFailed(findings)
+    trusted = verdict.manifest
+    if trusted is None:
+        raise VerificationFailed([Finding(str(pack_dir), "no manifest to load against")])
+    if verdict.root is not None and trusted.root != verdict.root:
+        raise VerificationFailed(
+            [Finding("manifest root", "differs from the verified one", str(verdict.root), str(trusted.root))]
+        )
+    state: dict[str, Any] = {}
+    with Pack(pack_dir) as pack:
+        for e in sorted(trusted.tensors, key=lambda e: e.name):
+            if e.name not in pack.tensors:
+                findings.append(Finding(e.name, "missing from pack", str(e.digest)))
+                continue
+            buf = bytearray()
+            h = hashlib.sha256()
+            try:
+                for block in pack.iter_bytes(e.name):
+                    h.update(block)
+                    buf += block
+            except (MalformedPack, MalformedSafetensors) as exc:
+                findings.append(Finding(e.name, f"cannot reconstruct: {exc.message}"))
+                continue
+            if h.hexdigest() != e.digest.hex:
+                findings.append(
+                    Finding(e.name, "reconstructed digest differs", str(e.digest), f"sha256:{h.hexdigest()}")
+                )
+                continue
+            dt = torch_dtype(e.dtype)
+            if dt is None:
+                findings.append(Finding(e.name, f"dtype {e.dtype} cannot be loaded into torch"))
+                continue
+            state[e.name] = torch.frombuffer(buf, dtype=dt).reshape(e.shape) if buf else torch.empty(e.shape, dtype=dt)
+        extra = sorted(set(pack.tensors) - {e.name for e in trusted.tensors})
+        findings += [Finding(n, "not in manifest (added tensor)") for n in extra]
+    if findings:
+        raise VerificationFailed(findings)
+    return state

@@ -1,0 +1,133 @@
+"""The attest stages: sign and log what a pack is (release provenance) and that it was validated.
+
+A pack is checked against its own manifest before anything is signed (every file for a release, every
+tensor for a validation): a signer signs only what is really on disk. Bundles are written atomically
+beside the pack (inside it they would be unlisted files).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..claims.slsa import BuildInfo, build_statement, default_versions
+from ..claims.validation import build_validation_statement, load_report
+from ..core.digest import Digest
+from ..core.fsutil import atomic_write_bytes
+from ..errors import UsageError, VerificationFailed
+from ..pack.check import check_files, check_pack
+from ..pack.facts import PackFacts
+from .sign import identity_token as token_for
+from .sign import sign_statement
+from .trust import Trust
+
+RELEASE_SUFFIX, VALIDATION_SUFFIX = ".sigstore.json", ".validation.sigstore.json"
+
+
+def bundle_beside(pack_dir: Path, suffix: str) -> Path:
+    """``<pack><suffix>`` beside the pack directory."""
+    p = Path(pack_dir).absolute()
+    return p.with_name(p.name + suffix)
+
+
+def builder_id() -> str:
+    """The workflow identity in GitHub Actions, a local builder URN otherwise."""
+    ref = os.environ.get("GITHUB_WORKFLOW_REF")
+    if ref:
+        return f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{ref}"
+    return f"urn:uc-attest:local-builder:{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class AttestResult:
+    bundle: Path
+    root: Digest
+    log_index: int | None
+    statement_bytes: int
+    manifest_inline: bool
+    identity: str
+
+
+def _source_name(facts: PackFacts) -> str:
+    import json
+
+    try:
+        cfg = json.loads((facts.dir / "config.json").read_text())
+        return str(cfg.get("_name_or_path") or cfg.get("model_type") or facts.dir.name)
+    except (OSError, ValueError, AttributeError):
+        return facts.dir.name
+
+
+def attest_pack(
+    pack_dir: Path,
+    trust: Trust,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+    inline: str = "auto",
+    pack_device: str = "unrecorded",
+) -> AttestResult:
+    """Sign and log the provenance of ``pack_dir``; its files must match its manifest."""
+    if inline not in ("auto", "always", "never"):
+        raise UsageError(f"--inline-manifest must be auto, always or never, got {inline!r}")
+    started = dt.datetime.now(dt.UTC)
+    facts = PackFacts(Path(pack_dir))
+    findings = check_files(facts, facts.manifest)
+    if findings:
+        raise VerificationFailed(findings)
+    token = token_for(trust, identity_token, dev_identity)
+    info = BuildInfo(
+        builder_id=builder_id(),
+        source_name=_source_name(facts),
+        source_uri="",
+        device=pack_device,
+        versions=default_versions(pack_device),
+        started=started,
+        finished=dt.datetime.now(dt.UTC),
+        invocation_id=os.environ.get("GITHUB_RUN_ID", ""),
+    )
+    statement = build_statement(facts.manifest, facts.manifest_bytes, info, inline)
+    signed = sign_statement(statement, trust, token)
+    out = bundle_out or bundle_beside(facts.dir, RELEASE_SUFFIX)
+    atomic_write_bytes(out, signed.json.encode())
+    byproduct = statement["predicate"]["runDetails"]["byproducts"][0]
+    return AttestResult(
+        out, facts.root, signed.log_index, signed.statement_bytes, "content" in byproduct, signed.identity
+    )
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    bundle: Path
+    root: Digest
+    log_index: int | None
+    identity: str
+    metrics: dict[str, float]
+
+
+def validate_pack(
+    pack_dir: Path,
+    report_path: Path,
+    trust: Trust,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+) -> ValidateResult:
+    """The validator signs "this report describes exactly this reconstruction" (subject = manifest root),
+    after checking every tensor of the pack against its manifest."""
+    report = load_report(Path(report_path))
+    facts = PackFacts(Path(pack_dir))
+    pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
+    if pc.findings:
+        raise VerificationFailed(pc.findings)
+    statement = build_validation_statement(pc.root, report, dt.datetime.now(dt.UTC))
+    signed = sign_statement(statement, trust, token_for(trust, identity_token, dev_identity))
+    out = bundle_out or bundle_beside(facts.dir, VALIDATION_SUFFIX)
+    atomic_write_bytes(out, signed.json.encode())
+    return ValidateResult(out, pc.root, signed.log_index, signed.identity, report.metrics)

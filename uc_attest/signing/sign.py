@@ -1,0 +1,88 @@
+"""Sign a statement as DSSE through sigstore-python's Signer (public-good, private or embedded instance).
+
+One code path for every deployment: the trust config's signing config selects the CA, the logs and the
+timestamp authorities. Identity tokens come from the caller, the environment, ambient CI credentials, or
+(embedded instance only) the instance's dev issuer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..claims.statement import encode
+from ..errors import InvalidInput, OperationalError, UsageError
+from .trust import Trust
+
+DEFAULT_DEV_IDENTITY = "release-bot@uc-attest.dev"
+
+
+@dataclass(frozen=True)
+class SignedBundle:
+    """A Sigstore bundle (v0.3 JSON) as written to disk, and the log index of its entry."""
+
+    json: str
+    log_index: int | None
+    identity: str
+    statement_bytes: int
+
+
+def resolve_identity_token(explicit: str | None) -> Any:
+    """The identity token: explicit, ``SIGSTORE_IDENTITY_TOKEN``, or ambient CI credentials (GitHub Actions)."""
+    from sigstore.oidc import IdentityError, IdentityToken, detect_credential
+
+    raw = explicit or os.environ.get("SIGSTORE_IDENTITY_TOKEN")
+    if not raw:
+        try:
+            raw = detect_credential()
+        except IdentityError as exc:
+            raise OperationalError(f"ambient OIDC credential detection failed: {exc}") from None
+    if not raw:
+        raise UsageError(
+            "no identity token: pass --identity-token, set SIGSTORE_IDENTITY_TOKEN, run in GitHub "
+            "Actions with 'id-token: write', or use --instance (dev tokens)"
+        )
+    try:
+        return IdentityToken(raw)
+    except IdentityError as exc:
+        raise InvalidInput(f"identity token rejected: {exc}") from None
+
+
+def identity_token(trust: Trust, explicit: str | None, dev_identity: str | None) -> Any:
+    """The token to sign with: a dev token minted by an embedded instance unless one is given."""
+    if trust.instance_dir is not None and not explicit and not os.environ.get("SIGSTORE_IDENTITY_TOKEN"):
+        from sigstore.oidc import IdentityToken
+
+        from ..instance.oidc import mint_token
+        from ..instance.state import InstanceState
+
+        state = InstanceState.load(trust.instance_dir)
+        return IdentityToken(mint_token(state.oidc_key, state.issuer, dev_identity or DEFAULT_DEV_IDENTITY))
+    if dev_identity:
+        raise UsageError("--identity only applies to the embedded instance (--instance DIR)")
+    return resolve_identity_token(explicit)
+
+
+def sign_statement(statement: dict[str, Any], trust: Trust, token: Any) -> SignedBundle:
+    """Sign ``statement`` as DSSE (payload type in-toto) and record it in the log; the bundle is returned."""
+    from sigstore import dsse
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.sign import SigningContext
+
+    payload = encode(statement)
+    try:
+        ctx = SigningContext.from_trust_config(trust.client_config)
+        # cache=True is required: with cache=False sigstore-python 4.5.1 draws a new ephemeral key on every
+        # access, so the DSSE signature and the certificate disagree. A fresh Signer per call is still ephemeral.
+        with ctx.signer(token, cache=True) as signer:
+            bundle = signer.sign_dsse(dsse.Statement(payload))
+    except (SigstoreError, OSError) as exc:
+        raise OperationalError(f"signing failed (is the signing service reachable?): {exc}") from exc
+    except Exception as exc:  # sigstore-python raises bare exceptions from its HTTP clients
+        raise OperationalError(f"signing failed: {exc}") from exc
+    text = str(bundle.to_json())
+    entries = json.loads(text).get("verificationMaterial", {}).get("tlogEntries", [])
+    index = int(entries[0]["logIndex"]) if entries else None
+    return SignedBundle(text, index, str(token.identity), len(payload))

@@ -1,0 +1,161 @@
+"""Which Sigstore deployment to trust: a trust config file, an embedded instance, or public-good / staging.
+
+One :class:`Trust` per run serves signing (a sigstore ``ClientTrustConfig``), sigstore-python's verifier
+(its ``TrustedRoot``) and our own checks (the trusted root as a document: logs, CAs, TSAs), each loaded once.
+``offline`` public-good / staging use the trusted root sigstore-python ships or last verified through TUF,
+as ``sigstore verify --offline`` does; a user may also pin a trusted root file of their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..errors import InvalidInput, MalformedBundle, OperationalError, UsageError
+from ..transparency.rekor_v1 import LogKey
+
+PUBLIC_GOOD, STAGING = "public-good", "staging"
+CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+TRUSTED_ROOT = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+
+
+@dataclass
+class Trust:
+    """A selected trust root. ``source`` names it in messages (a path, ``public-good`` or ``staging``)."""
+
+    source: str
+    instance_dir: Path | None = None
+    offline: bool = False
+
+    @property
+    def is_tuf(self) -> bool:
+        return self.source in (PUBLIC_GOOD, STAGING)
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The trust file as JSON: a ClientTrustConfig, or a bare TrustedRoot (verification only)."""
+        if self.is_tuf:
+            return {"mediaType": CLIENT_TRUST_CONFIG, "trustedRoot": _tuf_root_document(self._tuf)}
+        try:
+            doc = json.loads(Path(self.source).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidInput(f"{self.source}: trust config not found", path=self.source) from None
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{self.source}: not a sigstore ClientTrustConfig: {exc}", path=self.source) from None
+        if not isinstance(doc, dict) or doc.get("mediaType") not in (CLIENT_TRUST_CONFIG, TRUSTED_ROOT):
+            raise InvalidInput(
+                f"{self.source}: not a sigstore ClientTrustConfig or TrustedRoot (mediaType "
+                f"{doc.get('mediaType') if isinstance(doc, dict) else None!r})",
+                path=self.source,
+            )
+        return doc
+
+    @property
+    def root_document(self) -> dict[str, Any]:
+        doc = self.document
+        root = doc if doc.get("mediaType") == TRUSTED_ROOT else doc.get("trustedRoot")
+        if not isinstance(root, dict):
+            raise InvalidInput(f"{self.source}: the trust config has no trustedRoot", path=self.source)
+        return root
+
+    @cached_property
+    def _tuf(self) -> Any:
+        from sigstore.errors import Error as SigstoreError
+        from sigstore.models import ClientTrustConfig
+
+        tuf_log = logging.getLogger("sigstore._internal.tuf")
+        level = tuf_log.level
+        tuf_log.setLevel(logging.ERROR)  # "loaded in offline mode" is what --offline asked for, not a warning
+        try:
+            return (
+                ClientTrustConfig.production(offline=self.offline)
+                if self.source == PUBLIC_GOOD
+                else ClientTrustConfig.staging(offline=self.offline)
+            )
+        except (SigstoreError, OSError) as exc:
+            hint = "" if self.offline else " (air-gapped? --offline uses the trusted root shipped with sigstore-python)"
+            raise OperationalError(f"cannot fetch the {self.source} trust root through TUF: {exc}{hint}") from None
+        finally:
+            tuf_log.setLevel(level)
+
+    @cached_property
+    def client_config(self) -> Any:
+        """The sigstore ``ClientTrustConfig`` (signing needs its signing config)."""
+        from sigstore.errors import Error as SigstoreError
+        from sigstore.models import ClientTrustConfig
+
+        if self.is_tuf:
+            return self._tuf
+        if self.document.get("mediaType") != CLIENT_TRUST_CONFIG:
+            raise UsageError(f"{self.source}: a bare trusted root can verify but not sign (give a ClientTrustConfig)")
+        try:
+            return ClientTrustConfig.from_json(json.dumps(self.document))
+        except (ValueError, SigstoreError) as exc:  # pydantic ValidationError is a ValueError
+            raise InvalidInput(f"{self.source}: not a sigstore ClientTrustConfig: {exc}", path=self.source) from None
+
+    @cached_property
+    def trusted_root(self) -> Any:
+        """The sigstore ``TrustedRoot`` for sigstore-python's Verifier."""
+        from sigstore.errors import Error as SigstoreError
+        from sigstore.models import TrustedRoot
+
+        if self.document.get("mediaType") == CLIENT_TRUST_CONFIG:
+            return self.client_config.trusted_root
+        try:
+            return TrustedRoot.from_file(self.source)
+        except (OSError, ValueError, SigstoreError) as exc:
+            raise InvalidInput(f"{self.source}: trusted root unusable: {exc}", path=self.source) from None
+
+    def logs(self) -> list[LogKey]:
+        """The transparency logs of the trusted root with ECDSA keys (Rekor v1)."""
+        out = []
+        for i, t in enumerate(self.root_document.get("tlogs", [])):
+            try:
+                der = base64.b64decode(t["publicKey"]["rawBytes"])
+                key = serialization.load_der_public_key(der)
+                log_id = base64.b64decode(t["logId"]["keyId"])
+                url = str(t["baseUrl"]).rstrip("/")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MalformedBundle(f"{self.source}: trustedRoot.tlogs[{i}] is malformed: {exc!r}") from None
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                out.append(LogKey(url, key, log_id))
+        return out
+
+    def default_issuer(self) -> str | None:
+        """The embedded instance's own issuer (None for other deployments)."""
+        if self.instance_dir is None:
+            return None
+        from ..instance.state import InstanceState
+
+        return InstanceState.load(self.instance_dir).issuer
+
+
+def _tuf_root_document(cfg: Any) -> dict[str, Any]:
+    """The trusted root sigstore-python loaded through TUF, as a document. sigstore-python has no public
+    serializer for it; this is the one place that reads its inner (sigstore-models) object."""
+    doc: dict[str, Any] = json.loads(cfg._inner.trusted_root.to_json())
+    return doc
+
+
+def select_trust(trust_config: Path | str | None, instance: Path | None, *, offline: bool = False) -> Trust:
+    """Exactly one of --trust-config (a file, ``public-good`` or ``staging``) or --instance DIR."""
+    if (trust_config is None) == (instance is None):
+        raise UsageError("give exactly one of --trust-config FILE or --instance DIR")
+    if instance is not None:
+        from ..instance.state import TRUST_CONFIG, InstanceState
+
+        InstanceState.load(instance)  # checks keys and permissions
+        return Trust(str(Path(instance) / TRUST_CONFIG), Path(instance), offline)
+    assert trust_config is not None
+    source = str(trust_config)
+    if source not in (PUBLIC_GOOD, STAGING) and not Path(source).is_file():
+        raise InvalidInput(f"{source}: trust config not found (a file, public-good or staging)", path=source)
+    return Trust(source, None, offline)

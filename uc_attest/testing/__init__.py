@@ -1,0 +1,1 @@
+"""For tests and benchmarks only (not used by the product): deterministic synthetic models."""

@@ -1,1 +1,0 @@
-"""Transparency log: signed checkpoints (C2SP signed notes), durable SQLite store, proofs."""

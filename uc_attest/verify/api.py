@@ -1,0 +1,182 @@
+"""The verifier of the product: one pipeline (gather facts → rules → Verdict) for every way it is asked.
+
+* a policy: trust root, signers per role, constraints, validation, rebuild;
+* a bundle with identity and issuer (and a trust root): signature, log and pack checks, default rules;
+* a separately kept (validated) manifest, or the pack's own: every tensor and file, and a rebuild if asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InvalidInput, MalformedPack, UsageError, VerificationFailed
+from ..evidence.identity import SignerLike, SignerSpec
+from ..pack.check import PackCheck, Progress
+from ..pack.check import check_pack as _check_pack
+from ..pack.facts import PackFacts, load_manifest
+from ..policy.model import Policy, load_policy
+from ..policy.rules import Check, Facts, evaluate, last_validated, pack_rules, release_rules, validation
+from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
+from ..signing.trust import Trust, select_trust
+from . import gather
+from .result import Verdict
+
+
+def default_bundle(pack_dir: Path) -> Path:
+    """``<pack>.sigstore.json`` beside the pack directory, where ``attest`` writes it."""
+    return bundle_beside(pack_dir, RELEASE_SUFFIX)
+
+
+def _default_validations(pack_dir: Path) -> list[Path]:
+    p = bundle_beside(pack_dir, VALIDATION_SUFFIX)
+    return [p] if p.is_file() else []
+
+
+def policy_trust(pol: Policy, base: Path, trust_config: Path | None, instance: Path | None, offline: bool) -> Trust:
+    """The trust root a policy names (paths relative to the policy file), unless one is given explicitly."""
+    if trust_config is not None or instance is not None:
+        return select_trust(trust_config, instance, offline=offline)
+    return select_trust(
+        base / pol.trust.trust_config if pol.trust.trust_config else None,
+        base / pol.trust.instance if pol.trust.instance else None,
+        offline=offline,
+    )
+
+
+def _verdict(facts: Facts, checks: list[Check], title: str, policy: str = "") -> Verdict:
+    v = Verdict(facts.pack.dir, checks, title=title, policy=policy)
+    if facts.evidence is not None:
+        v.signer = str(facts.evidence.signer)
+        v.log_index = facts.evidence.log.index if facts.evidence.log else None
+    if facts.pack_check is not None:
+        pc = facts.pack_check
+        v.root, v.manifest_source = pc.root, pc.manifest_source
+        v.tensors_checked, v.files_checked = pc.tensors_checked, pc.files_checked
+    if facts.claim is not None:
+        v.root = facts.claim.root
+    last = last_validated(facts)
+    v.last_validated_root = last.root if last else None
+    if facts.rebuild is not None and facts.rebuild.error is None:
+        v.timings["rebuild"] = round(facts.rebuild.seconds, 3)
+    return v
+
+
+def verify(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    manifest: Path | None = None,
+    rebuild_from: Path | None = None,
+    device: str = "auto",
+    online: bool = True,
+    now: float | None = None,
+    check_tensors: bool = True,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Verify a pack; returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding.
+
+    ``online=False`` (``--offline``): the log is not asked again, and public-good / staging trust roots
+    are the ones shipped with sigstore-python (no TUF update)."""
+    pack_dir = Path(pack_dir)
+    facts = gather.new_facts(pack_dir, time.time() if now is None else now)
+    signed = policy is not None or bundle is not None
+    if manifest is not None and (signed or rebuild_from is not None):
+        raise UsageError(
+            "--manifest is exclusive with --policy/--bundle/--rebuild-from (they carry the signed manifest)"
+        )
+    if not signed and (identity or issuer or trust_config or instance or validations):
+        raise UsageError("--identity/--issuer/--trust-config/--instance/--validation need --bundle or --policy")
+    pol: Policy | None = None
+    expected = None
+    if signed:
+        if policy is not None:
+            pol, base = load_policy(policy)
+            trust = policy_trust(pol, base, trust_config, instance, not online)
+            signers: Sequence[SignerLike] = pol.signers.release
+            device = device if device != "auto" else pol.rebuild.device
+        else:
+            trust = select_trust(trust_config, instance, offline=not online)
+            iss = issuer or trust.default_issuer()
+            if not identity or not iss:
+                raise UsageError("--bundle needs --identity and --issuer (or a --policy naming the signers)")
+            signers = [SignerSpec(iss, identity)]
+        release = Path(bundle or default_bundle(pack_dir))
+        if not release.is_file():
+            raise InvalidInput(f"{release}: bundle not found", path=str(release))
+        gather.release_evidence(facts, release, trust, signers)
+        if online:
+            gather.online_log(facts, trust)
+        expected = gather.expected_manifest(facts)
+        if check_tensors and expected is not None:
+            gather.tensors(facts, expected, workers=workers, progress=progress)
+        if pol is not None and pol.validation is not None:
+            vals = _default_validations(pack_dir) if validations is None else validations
+            gather.validations(facts, vals, trust, pol.signers.validator)
+    else:  # without a signer there is nothing to verify against but a readable manifest: invalid input
+        expected = gather.expected_manifest(facts, manifest)
+        if expected is None:
+            raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
+        if check_tensors:
+            gather.tensors(facts, expected, workers=workers, progress=progress)
+    if rebuild_from is not None:
+        gather.rebuilt(facts, Path(rebuild_from), device, expected[0] if expected else None)
+    rules = release_rules(pol) if signed else pack_rules()
+    title = "under " + str(policy) if policy else ""
+    v = _verdict(facts, evaluate(rules, facts), title, pol.name if pol else "")
+    v.manifest = expected[0] if expected else None
+    if v.manifest is not None and v.root is None:
+        v.root = v.manifest.root
+    return v
+
+
+def gate(
+    pack_dir: Path, policy: Path, validations: Sequence[Path] | None = None, *, now: float | None = None
+) -> Verdict:
+    """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
+    for the pack's current manifest root (no tensor decoding: pair it with verify for integrity)."""
+    pol, base = load_policy(policy)
+    if pol.validation is None:
+        raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
+    trust = policy_trust(pol, base, None, None, False)
+    facts = gather.new_facts(Path(pack_dir), time.time() if now is None else now)
+    gather.validations(
+        facts, _default_validations(pack_dir) if validations is None else validations, trust, pol.signers.validator
+    )
+    v = _verdict(facts, evaluate([validation(pol, required=True)], facts), f"manifest root {facts.pack.root}", pol.name)
+    v.root = facts.pack.root
+    return v
+
+
+def check_pack(
+    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """The pack against its own manifest or a separately kept (validated) one: every tensor and file."""
+    facts = PackFacts(Path(pack_dir))
+    expected, source = (
+        (load_manifest(manifest), str(manifest)) if manifest else (facts.manifest, str(facts.manifest_path))
+    )
+    return _check_pack(facts, expected, source, workers=workers, progress=progress)
+
+
+def verify_pack(
+    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """Like :func:`check_pack` but raises :class:`VerificationFailed` listing every finding."""
+    result = check_pack(pack_dir, manifest, workers=workers, progress=progress)
+    if not result.ok:
+        raise VerificationFailed(result.findings)
+    return result
+
+
+def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
+    """The quick reproducibility check: the pack against its manifest, and a rebuild from source."""
+    return verify(pack_dir, rebuild_from=source_dir, device=device, workers=workers)

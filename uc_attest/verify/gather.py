@@ -1,0 +1,124 @@
+"""Gather the facts the rules read: evidence from bundles, claims from their payloads, the pack checked
+against the right manifest, the log asked again, the source rebuilt. All I/O of a verification is here;
+a failure to obtain a fact is recorded as the fact (a rule then fails), never raised past the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..claims.slsa import parse_release
+from ..claims.statement import Statement
+from ..claims.validation import parse_validation
+from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, MalformedBundle, MalformedPack, SignatureInvalid
+from ..evidence.bundle import Evidence, verify_dsse_bundle
+from ..evidence.identity import SignerLike, describe
+from ..manifest import Manifest
+from ..pack.check import Progress, check_pack
+from ..pack.facts import PackFacts, load_manifest
+from ..policy.rules import Facts, OnlineLog, ValidationFact
+from ..signing.trust import Trust
+from ..transparency.rekor_v1 import RekorClient
+from .rebuild import rebuild
+
+
+def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence[SignerLike]) -> None:
+    """The release bundle verified against the signers, and the claim its payload makes."""
+    facts.expected_signers = describe(signers)
+    try:
+        facts.evidence = verify_dsse_bundle(bundle, trust, signers)
+    except SignatureInvalid as exc:
+        facts.evidence_error = exc.problem
+        return
+    try:
+        facts.statement = Statement.parse(facts.evidence.payload)
+        facts.claim = parse_release(facts.statement)
+    except MalformedBundle as exc:
+        facts.claim_error = exc.message
+
+
+def online_log(facts: Facts, trust: Trust) -> None:
+    """Ask the bundle's log for the entry again: same body, proven against a fresh signed checkpoint."""
+    ev = facts.evidence
+    if ev is None or ev.log is None:
+        return
+    log = next((lg for lg in trust.logs() if lg.log_id == ev.log.log_id), None)
+    if log is None:
+        facts.online = OnlineLog("no-log", "no log in the trust root has the bundle's log id")
+        return
+    try:
+        entry = RekorClient(log, timeout=5.0).entry_by_index(ev.log.index)
+    except LogUnreachable as exc:
+        facts.online = OnlineLog("unreachable", f"log unreachable, entry not re-fetched ({exc.message})")
+        return
+    except LogMisbehaved as exc:
+        facts.online = OnlineLog("misbehaved", exc.message)
+        return
+    if entry.body != ev.log.canonical_body:
+        facts.online = OnlineLog("differs", f"entry {ev.log.index} in the log has another body than the bundle's")
+        return
+    facts.online = OnlineLog("proven", f"entry {ev.log.index} re-fetched and proven in the log")
+
+
+def expected_manifest(facts: Facts, manifest: Path | None = None) -> tuple[Manifest, str] | None:
+    """The manifest the pack must match, and where it comes from: a separately kept (validated) one when
+    given; the signed one when it is inline in the release payload; else the pack's own (bound to the
+    signature by the pack.manifest rule, or trusted as is without a signer). None when it cannot be read
+    (recorded as the pack error)."""
+    try:
+        if manifest is not None:
+            found = load_manifest(manifest), str(manifest)
+        elif facts.claim is not None and facts.claim.manifest_bytes is not None:
+            found = Manifest.from_json(facts.claim.manifest_bytes, "the signed statement"), "the signed statement"
+        else:
+            found = facts.pack.manifest, str(facts.pack.manifest_path)
+    except (MalformedPack, InvalidInput) as exc:
+        facts.pack_error = exc.message
+        return None
+    facts.expected_source = found[1]
+    return found
+
+
+def tensors(
+    facts: Facts, expected: tuple[Manifest, str], *, workers: int | None = None, progress: Progress | None = None
+) -> None:
+    """Reconstruct and match every tensor (and file) against the expected manifest."""
+    manifest, source = expected
+    try:
+        facts.pack_check = check_pack(facts.pack, manifest, source, workers=workers, progress=progress)
+    except (MalformedPack, InvalidInput) as exc:
+        facts.pack_error = exc.message
+
+
+def validations(facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Sequence[SignerLike]) -> None:
+    out = []
+    for b in bundles:
+        try:
+            ev: Evidence = verify_dsse_bundle(Path(b), trust, signers)
+            claim = parse_validation(Statement.parse(ev.payload))
+        except SignatureInvalid as exc:
+            out.append(ValidationFact(Path(b), error=exc.problem))
+            continue
+        except InvalidInput as exc:  # not found, malformed statement
+            out.append(ValidationFact(Path(b), error=exc.message))
+            continue
+        out.append(ValidationFact(Path(b), ev, claim))
+    facts.validations = out
+
+
+def rebuilt(facts: Facts, source: Path, device: str, expected: Manifest | None) -> None:
+    from ..policy.rules import RebuildOutcome
+
+    if expected is None:
+        try:
+            expected = facts.pack.manifest
+        except MalformedPack as exc:
+            facts.rebuild = RebuildOutcome([], [], 0, 0.0, device, exc.message)
+            return
+    resolved = facts.claim.resolved if facts.claim is not None else None
+    facts.rebuild = rebuild(facts.pack.dir, source, expected, device, resolved)
+
+
+def new_facts(pack_dir: Path, now: float) -> Facts:
+    return Facts(now=now, pack=PackFacts(pack_dir))

@@ -1,0 +1,69 @@
+"""Rebuild: re-quantize the source model with the recorded scheme and compare every byte with the pack.
+
+The source files are checked against the manifest's (and the statement's) record before any work is
+spent on them; the committed calibration moments are read from the pack, never re-derived.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from ..core.digest import Digest, sha256_file
+from ..errors import Finding, UcAttestError
+from ..manifest import Manifest, diff_tensors
+from ..pack.reader import Pack
+from ..policy.rules import RebuildOutcome
+
+
+def _source_findings(source_dir: Path, expected: Manifest, resolved: dict[str, Digest] | None) -> list[Finding]:
+    out: list[Finding] = []
+    want = dict(expected.source_files)
+    for name, d in sorted((resolved or {}).items()):
+        if want.get(name, d) != d:
+            out.append(Finding(name, "manifest and statement disagree on this source file", str(d), str(want[name])))
+    for rel, d in sorted(want.items()):
+        p = source_dir / rel
+        got = sha256_file(p) if p.is_file() else None
+        if got != d:
+            problem = "source file differs from the recorded one" if got else "source file missing"
+            out.append(Finding(f"source:{rel}", problem, str(d), str(got) if got else None))
+    return out
+
+
+def rebuild(
+    pack_dir: Path, source_dir: Path, expected: Manifest, device: str, resolved: dict[str, Digest] | None = None
+) -> RebuildOutcome:
+    """Re-quantize ``source_dir`` as ``expected`` records it and compare; errors are an outcome, not raised."""
+    import torch
+
+    from ..pack.writer import resolve_device, write_pack
+    from ..quant.scheme import Scheme
+
+    source_dir = Path(source_dir)
+    try:
+        dev = resolve_device(device).type
+        src = _source_findings(source_dir, expected, resolved)
+        t0 = time.perf_counter()
+        findings: list[Finding] = []
+        with tempfile.TemporaryDirectory(prefix="uc-rebuild-") as tmp, Pack(pack_dir) as committed:
+
+            def moments(name: str, _shape: tuple[int, ...]) -> torch.Tensor | None:
+                m = committed.moments(name) if name in committed.tensors else None
+                return None if m is None else torch.from_numpy(m)
+
+            rebuilt = write_pack(
+                source_dir, Path(tmp) / "rebuilt", Scheme.from_dict(expected.scheme), dev, moments=moments
+            )
+            findings += [
+                Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
+                for f in diff_tensors(expected, {e.name: e for e in rebuilt.manifest.tensors})
+            ]
+            for rel, want in sorted(expected.files.items()):
+                got = rebuilt.manifest.files.get(rel)
+                if got != want:
+                    findings.append(Finding(rel, "rebuilt pack file differs", str(want), str(got) if got else None))
+    except UcAttestError as exc:
+        return RebuildOutcome([], [], len(expected.source_files), 0.0, device, exc.message)
+    return RebuildOutcome(src, findings, len(expected.source_files), time.perf_counter() - t0, dev)
