@@ -1,0 +1,84 @@
+"""Rules are pure functions over facts: tested here without any I/O, and the CLI's renderer with markup-laden data."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+import uc_attest as uc
+from uc_attest.evidence.bundle import Evidence, LogProof, TimeProof
+from uc_attest.evidence.identity import SignerIdentity
+from uc_attest.pack.facts import PackFacts
+from uc_attest.policy.rules import Check, Facts, OnlineLog, all_of, evaluate, max_age, online_log, release_rules, signer
+
+
+def _facts(tmp_path: Path, **kw: object) -> Facts:
+    return Facts(now=1_000_000.0, pack=PackFacts(tmp_path), **kw)  # type: ignore[arg-type]
+
+
+def _evidence(t: int = 999_000) -> Evidence:
+    log = LogProof(b"\x01" * 32, 7, "dsse", "0.0.1", b"{}", "note", 8, b"\x00" * 32)
+    return Evidence(Path("b.json"), "application/vnd.in-toto+json", b"{}", SignerIdentity(("a@b",), "https://i"),
+                    (TimeProof("set", t, "01" * 32),), log)
+
+
+def test_no_check_at_all_denies() -> None:
+    assert not all_of([])
+    assert all_of([Check.of("x", True)]) and not all_of([Check.of("x", True), Check.of("y", False)])
+    assert Check("z", "skipped").ok and not Check("z", "unreachable").ok
+
+
+def test_signer_rule_names_who_was_expected(tmp_path: Path) -> None:
+    (c,) = signer(_facts(tmp_path, evidence_error="bundle rejected: SANs differ", expected_signers="r@b via x"))
+    assert not c.ok and c.expected == "r@b via x" and "SANs" in c.detail
+    (ok,) = signer(_facts(tmp_path, evidence=_evidence()))
+    assert ok.ok and ok.detail == "a@b via https://i"
+
+
+def test_online_log_unreachable_is_skipped_or_unreachable_by_policy(tmp_path: Path) -> None:
+    f = _facts(tmp_path, evidence=_evidence(), online=OnlineLog("unreachable", "log unreachable (HTTP 503)"))
+    (lenient,) = online_log(False)(f)
+    (strict,) = online_log(True)(f)
+    assert lenient.status == "skipped" and strict.status == "unreachable"
+    v = uc.Verdict(tmp_path, [Check.of("release.signer", True), strict])
+    assert v.exit_code == uc.EXIT_OPERATIONAL  # nothing denied, a required service unreachable
+    v.checks.append(Check.of("pack.tensors", False))
+    assert v.exit_code == uc.EXIT_DENIED
+    (bad,) = online_log(False)(_facts(tmp_path, evidence=_evidence(), online=OnlineLog("misbehaved", "not JSON")))
+    assert not bad.ok and bad.status == "fail"
+
+
+def test_max_age_uses_the_verified_time_only(tmp_path: Path) -> None:
+    (fresh,) = max_age(1.0)(_facts(tmp_path, evidence=_evidence(t=999_000)))
+    (stale,) = max_age(0.001)(_facts(tmp_path, evidence=_evidence(t=999_000)))
+    assert fresh.ok and not stale.ok
+    untimed = _evidence()
+    untimed = Evidence(untimed.bundle, untimed.payload_type, untimed.payload, untimed.signer, (), untimed.log)
+    (none,) = max_age(365.0)(_facts(tmp_path, evidence=untimed))
+    assert not none.ok and "no verified time" in none.detail
+
+
+def test_release_rules_fail_closed_without_a_bundle_claim(tmp_path: Path) -> None:
+    checks = evaluate(release_rules(None), _facts(tmp_path, evidence_error="no bundle"))
+    assert [c.rule for c in checks] == ["release.signer"] and not all_of(checks)
+
+
+def test_renderer_shows_markup_as_data() -> None:
+    from uc_attest.cli import render
+
+    buf = io.StringIO()
+    saved = render.err
+    render.err = Console(file=buf, force_terminal=True, width=200, markup=False, highlight=False)
+    try:
+        v = uc.Verdict(Path("[bold]pack"), [Check.of("release.signer", False, "[/x] rejected", expected="[red]eve[/]")])
+        render.verdict(v, signed=True)
+        with render.progress("verifying") as progress:
+            progress("[/x]", 1)  # a tensor name with markup must not crash the bar
+        render.error("pip install 'uc-attest[bench]'")
+    finally:
+        render.err = saved
+    out = buf.getvalue()
+    for literal in ("[bold]pack", "[/x] rejected", "[red]eve[/]", "uc-attest[bench]"):
+        assert literal in out
