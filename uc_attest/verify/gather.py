@@ -17,7 +17,7 @@ from ..evidence.identity import SignerLike, describe
 from ..manifest import Manifest
 from ..pack.check import Progress, check_pack
 from ..pack.facts import PackFacts, load_manifest
-from ..policy.rules import Facts, OnlineLog, ValidationFact
+from ..policy.rules import Facts, OnlineLog, RebuildOutcome, ValidationFact
 from ..signing.trust import Trust
 from ..transparency.rekor_v1 import RekorClient
 from .rebuild import rebuild
@@ -108,8 +108,6 @@ def validations(facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Se
 
 
 def rebuilt(facts: Facts, source: Path, device: str, expected: Manifest | None) -> None:
-    from ..policy.rules import RebuildOutcome
-
     if expected is None:
         try:
             expected = facts.pack.manifest
