@@ -21,8 +21,12 @@ from uc_attest.core.stfile import OutTensor, write_safetensors
 SHARED_BIN = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K" / "stories260K.bin"
 
 
-def convert(bin_path: Path, out_dir: Path) -> Path:
-    """llama2.c legacy checkpoint -> config.json + model.safetensors (HF Llama names, fp32)."""
+def convert(bin_path: Path, out_dir: Path, *, hf_layout: bool = False) -> Path:
+    """llama2.c legacy checkpoint -> config.json + model.safetensors (HF Llama names, fp32).
+
+    ``hf_layout``: q/k rows permuted from llama2.c's interleaved RoPE pairs to transformers' rotate-half
+    layout, and ``architectures`` set, so that transformers' LlamaForCausalLM computes this model (the
+    runtime serves it); the default keeps llama2.c's layout for the reference forward below."""
     raw = bin_path.read_bytes()
     dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack("<7i", raw[:28])
     shared = vocab > 0
@@ -45,6 +49,9 @@ def convert(bin_path: Path, out_dir: Path) -> Path:
     w1, w2, w3 = take(layers, hidden, dim), take(layers, dim, hidden), take(layers, hidden, dim)
     rms_final = take(dim)
     tensors: dict[str, np.ndarray] = {"model.embed_tokens.weight": emb, "model.norm.weight": rms_final}
+    if hf_layout:
+        wq = np.stack([_rotate_half_rows(wq[i], heads) for i in range(layers)])
+        wk = np.stack([_rotate_half_rows(wk[i], kv_heads) for i in range(layers)])
     for i in range(layers):
         p = f"model.layers.{i}"
         tensors.update({f"{p}.input_layernorm.weight": rms_att[i], f"{p}.post_attention_layernorm.weight": rms_ffn[i],
@@ -62,8 +69,18 @@ def convert(bin_path: Path, out_dir: Path) -> Path:
            "num_attention_heads": heads, "num_key_value_heads": kv_heads, "vocab_size": vocab,
            "max_position_embeddings": seq_len, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
            "tie_word_embeddings": shared, "source": "llama2.c stories260K (MIT)"}
+    if hf_layout:
+        cfg |= {"architectures": ["LlamaForCausalLM"], "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
+                "torch_dtype": "float32"}
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
     return out_dir
+
+
+def _rotate_half_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """Rows of one head come as RoPE pairs (2i, 2i+1); transformers rotates halves (i, i + d/2)."""
+    rows, dim = w.shape
+    hd = rows // heads
+    return w.reshape(heads, hd // 2, 2, dim).transpose(0, 2, 1, 3).reshape(rows, dim)
 
 
 class Llama:

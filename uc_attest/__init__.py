@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .pack.check import Progress
     from .pack.writer import PackResult
     from .policy.model import Policy
+    from .runtime.serve import RunResult
     from .signing.attest import AttestResult, ValidateResult
     from .signing.trust import Trust
     from .transparency.monitor import WatchResult
@@ -224,6 +225,101 @@ def load_verified(
     )
 
 
+def load_model(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    device: str = "cpu",
+    dtype: Any = None,
+    deep: bool = False,
+    cache: bool = False,
+    insecure_trust_pack_manifest: bool = False,
+) -> Any:
+    """A verified pack served as a torch module (transformers architecture) whose quantized Linear layers stay
+    packed and decode by the contract formula; raises (nothing returned) on any finding. ``device``: cpu,
+    cuda or auto; ``dtype``: a torch dtype to compute in (default: the source dtype); ``deep``: decode every
+    layer once at load and match the manifest; ``cache``: keep decoded weights (memory for speed).
+    The module's ``uc_attest`` attribute reports the verdict, notes and memory."""
+    from .runtime.model import load_model as _load
+
+    return _load(
+        Path(pack_dir),
+        policy=policy,
+        bundle=bundle,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        validations=validations,
+        manifest=manifest,
+        online=online,
+        device=device,
+        dtype=dtype,
+        deep=deep,
+        cache=cache,
+        insecure_trust_pack_manifest=insecure_trust_pack_manifest,
+    )
+
+
+def generate(
+    pack_dir: Path,
+    *,
+    prompt: str | None = None,
+    prompt_ids: list[int] | None = None,
+    max_new_tokens: int = 16,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    device: str = "cpu",
+    cache: bool = False,
+) -> RunResult:
+    """Verify and load a causal LM pack (packed), then generate greedily from a prompt (text or token ids)."""
+    from .runtime.serve import generate as _generate
+
+    model = load_model(
+        pack_dir, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
+        instance=instance, manifest=manifest, online=online, device=device, cache=cache,
+    )  # fmt: skip
+    return _generate(model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens)
+
+
+def embed(
+    pack_dir: Path,
+    texts: list[str],
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    device: str = "cpu",
+) -> RunResult:
+    """Verify and load an encoder pack (packed), then embed ``texts`` (mean pooling, normalised)."""
+    from .runtime.serve import embed as _embed
+
+    model = load_model(
+        pack_dir, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
+        instance=instance, manifest=manifest, online=online, device=device,
+    )  # fmt: skip
+    return _embed(model, Path(pack_dir), texts)
+
+
 def load_policy(path: Path) -> Policy:
     """Load and validate a policy file (errors name file, line and field)."""
     from .policy.model import load_policy as _load
@@ -373,6 +469,7 @@ __all__ = [
     "Policy",
     "Progress",
     "QuantRecord",
+    "RunResult",
     "Scheme",
     "SignatureInvalid",
     "TensorEntry",
@@ -391,13 +488,16 @@ __all__ = [
     "check_pack",
     "check_rebuild",
     "dev_token",
+    "embed",
     "export_reconstruction",
     "gate",
+    "generate",
     "init_instance",
     "instance_server",
     "inventory",
     "load_instance",
     "load_manifest",
+    "load_model",
     "load_policy",
     "load_trust_config",
     "load_verified",
@@ -424,6 +524,7 @@ def __getattr__(name: str) -> Any:
         "PackResult": ("pack.writer", "PackResult"),
         "Progress": ("pack.check", "Progress"),
         "Policy": ("policy.model", "Policy"),
+        "RunResult": ("runtime.serve", "RunResult"),
         "Trust": ("signing.trust", "Trust"),
         "WatchResult": ("transparency.monitor", "WatchResult"),
         "InstanceServer": ("instance.http", "InstanceServer"),

@@ -30,6 +30,7 @@ ORDER = [
     "policy",  # policy model, rules over facts and claims
     "verify",  # gather facts -> rules -> Verdict
     "runtime",  # loading verified packs
+    "hf",  # `import uc_attest.hf`: registers the transformers quantizer
     "audit",  # chain of custody, inventory, report
     "__init__",  # the facade
     "cli",  # thin commands over the facade

@@ -36,7 +36,10 @@ def test_roundtrip_every_dtype(model_factory: Callable[..., Path], tmp_path: Pat
     uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
     recon = load_file(str(tmp_path / "recon" / "model.safetensors"))
     original = load_file(str(src / "model.safetensors"))
-    assert (tmp_path / "recon" / "config.json").read_bytes() == (src / "config.json").read_bytes()
+    # pack format 2: the pack's config.json adds quantization_config; the reconstruction's is the source's again
+    assert json.loads((tmp_path / "recon" / "config.json").read_bytes()) == json.loads((src / "config.json").read_bytes())
+    qc = json.loads((tmp_path / "pack" / "config.json").read_bytes())["quantization_config"]
+    assert qc == {"quant_method": "uc-attest", "format": "uc-pack/2", "scheme": m.scheme, "dtype": m.tensors[0].dtype}
     with SafetensorsFile(tmp_path / "recon" / "model.safetensors") as f:
         for e in m.tensors:
             assert recon[e.name].dtype == dtype and recon[e.name].shape == original[e.name].shape

@@ -148,9 +148,10 @@ FORBIDDEN = {"matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "pow", "mean
              "compile", "sum_to_size", "std", "var", "sigmoid", "tanh"}
 
 
-#: The one exception: ldlq.py multiplies integer-valued float64 matrices whose partial sums are all
-#: below 2^53 (clamped by construction), so the BLAS result is exact whatever its order.
-EXACT_INTEGER_MATMUL = {"ldlq.py": {"bmm"}}
+#: The exceptions, integer matmuls exact in any order: ldlq.py multiplies integer-valued float64 matrices
+#: whose partial sums are all below 2^53 (clamped by construction); rotation.py's decoder-side Hadamard
+#: multiplies integers |q - z| <= 2^bits - 1 by ±1 with partial sums below 2^13 in float32.
+EXACT_INTEGER_MATMUL = {"ldlq.py": {"bmm"}, "rotation.py": {"matmul"}}
 
 
 def test_quant_code_uses_no_forbidden_operations() -> None:
@@ -169,6 +170,8 @@ def test_quant_code_uses_no_forbidden_operations() -> None:
                 assert allowed or name not in FORBIDDEN, f"{path.name}:{node.lineno} calls {name}"
                 if name == "sum":  # only integer sums are allowed: must follow .to(torch.int64)
                     assert "int64" in ast.unparse(fn), f"{path.name}:{node.lineno}: sum over a non-integer"
+            is_matmul_operator = isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)  # `a @ b`
+            assert not is_matmul_operator, f"{path.name}:{getattr(node, 'lineno', 0)}: the @ operator (a matmul)"
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
                 assert isinstance(node.left, ast.Constant), f"{path.name}:{node.lineno}: tensor ** is forbidden"
 

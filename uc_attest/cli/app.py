@@ -185,6 +185,93 @@ def verify(
         raise typer.Exit(v.exit_code)
 
 
+PolicyOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a policy file (signers, log, validation).")]
+BundleOpt = Annotated[Path | None, typer.Option(help="Trust anchor: the release bundle (with --identity/--issuer).")]
+IdentityOpt = Annotated[str | None, typer.Option(help="With --bundle: the signer identity, exact.")]
+IssuerOpt = Annotated[
+    str | None, typer.Option(help="With --bundle: the OIDC issuer (default with --instance: its own).")
+]
+ManifestOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a separately kept, validated manifest.")]
+OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-gapped).")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+
+
+def _memory_line(memory: dict[str, int]) -> str:
+    mb = 1 << 20
+    packed, dense, n = memory["packed_linear_bytes"], memory["dense_linear_bytes"], memory["packed_weights"]
+    bpw = f" ({8 * packed / n:.2f} bits per weight vs {8 * dense / n:.0f})" if n else ""
+    return (
+        f"packed linear weights {packed / mb:.1f} MB resident vs {dense / mb:.1f} MB at full precision{bpw}; "
+        f"process RSS {memory['rss_bytes'] / mb:.0f} MB (peak {memory['peak_rss_bytes'] / mb:.0f} MB)"
+    )
+
+
+@app.command()
+@mapped
+def generate(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack of a causal language model.")],
+    prompt: Annotated[str | None, typer.Option(help="Prompt text (the pack's tokenizer).")] = None,
+    prompt_ids: Annotated[str | None, typer.Option(help="Prompt as token ids, e.g. 1,50,300 (no tokenizer).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
+    policy: PolicyOpt = None,
+    bundle: BundleOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    manifest: ManifestOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "cpu",
+    cache: Annotated[bool, typer.Option(help="Keep decoded weights after first use (memory for speed).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a pack, load it with its weights packed, and generate tokens (exit 1 if it does not verify)."""
+    try:
+        ids = [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
+    except ValueError:
+        raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
+    res = uc.generate(
+        pack_dir, prompt=prompt, prompt_ids=ids, max_new_tokens=max_new_tokens, policy=policy, bundle=bundle,
+        identity=identity, issuer=issuer, trust_config=trust_config, instance=instance, manifest=manifest,
+        online=not offline, device=device, cache=cache,
+    )  # fmt: skip
+    if as_json:
+        emit_json({"ok": True, **res.to_dict()})
+        return
+    say(f"{res.tokens} tokens in {res.seconds:.2f} s ({res.tokens / max(res.seconds, 1e-9):.1f} tokens/s)")
+    say(_memory_line(res.memory))
+    print(res.output.get("text") or " ".join(map(str, res.output["new_ids"])))
+
+
+@app.command()
+@mapped
+def embed(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack of an encoder (sentence embeddings).")],
+    text: Annotated[list[str], typer.Option(help="A sentence to embed (repeatable).")],
+    policy: PolicyOpt = None,
+    bundle: BundleOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    manifest: ManifestOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
+    res = uc.embed(
+        pack_dir, text, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
+        instance=instance, manifest=manifest, online=not offline, device=device,
+    )  # fmt: skip
+    if as_json:
+        emit_json({"ok": True, **res.to_dict()})
+        return
+    say(f"{len(text)} sentence(s), {res.tokens} tokens in {res.seconds:.2f} s; {_memory_line(res.memory)}")
+    for t, v in zip(text, res.output["embeddings"], strict=True):
+        print(f"{t[:40]!r}: dim {len(v)} [{', '.join(f'{x:+.4f}' for x in v[:4])}, ...]")
+
+
 @app.command()
 @mapped
 def validate(

@@ -256,6 +256,98 @@ class SafetensorsFile:
         return torch.frombuffer(raw, dtype=dt).reshape(info.shape)
 
 
+class StreamedFile:
+    """A safetensors file read once from front to back, every byte hashed exactly as it is copied out.
+
+    For loaders that keep what they read: :meth:`read_into` copies a tensor's bytes into the caller's
+    buffer and hashes that buffer (what is kept is what was hashed, whatever happens to the file later);
+    tensors must be read in file order. :meth:`finish` returns the file's SHA-256. The header is parsed
+    and validated as :class:`SafetensorsFile` does.
+    """
+
+    CHUNK = 1 << 22
+
+    def __init__(self, path: Path) -> None:
+        import hashlib
+
+        self.path = Path(path)
+        spath = str(path)
+        try:
+            self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by finish()/close()
+        except OSError as exc:
+            raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
+        try:
+            size = os.fstat(self._f.fileno()).st_size
+            head = self._read_exact(8) if size >= 8 else b""
+            if size < 8:
+                raise MalformedSafetensors(spath, "HeaderTooSmall", f"file has {size} bytes, fewer than 8")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER:
+                raise MalformedSafetensors(spath, "HeaderTooLarge", f"header length {n} exceeds {MAX_HEADER}")
+            if 8 + n > size:
+                raise MalformedSafetensors(spath, "InvalidHeaderLength", f"header length {n} exceeds file size {size}")
+            header = self._read_exact(n)
+            self.metadata, infos = _parse_header(spath, header)
+            _validate(spath, infos, size - 8 - n)
+        except BaseException:
+            self._f.close()
+            raise
+        self.hash = hashlib.sha256(head + header)
+        self.infos: dict[str, TensorInfo] = {i.name: i for i in infos}
+        self.order = sorted(self.infos, key=lambda k: self.infos[k].begin)
+        self._pos = 0
+        self._size = size - 8 - n
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self._f.read(n)
+        if data is None or len(data) != n:
+            raise OperationalError(f"{self.path}: short read (file changed while reading?)")
+        return data
+
+    def read_into(self, name: str, dest: memoryview) -> None:
+        """Copy tensor ``name`` (the next one in file order) into ``dest`` and hash those bytes."""
+        info = self.infos[name]
+        if info.begin != self._pos:
+            raise OperationalError(f"{self.path}: tensor {name!r} read out of file order")
+        view = dest.cast("B")
+        if len(view) != info.end - info.begin:
+            raise ValueError(f"{name!r}: buffer of {len(view)} bytes for {info.end - info.begin}")
+        done = 0
+        while done < len(view):
+            got = self._f.readinto(view[done : done + self.CHUNK])
+            if not got:
+                raise OperationalError(f"{self.path}: short read (file changed while reading?)")
+            done += got
+        self.hash.update(view)
+        self._pos = info.end
+
+    def skip(self, name: str) -> None:
+        """Read and hash tensor ``name`` (the next in file order) without keeping it."""
+        info = self.infos[name]
+        scratch = bytearray(min(self.CHUNK, max(1, info.end - info.begin)))
+        left = info.end - info.begin
+        if info.begin != self._pos:
+            raise OperationalError(f"{self.path}: tensor {name!r} read out of file order")
+        while left:
+            chunk = memoryview(scratch)[: min(left, len(scratch))]
+            got = self._f.readinto(chunk)
+            if not got:
+                raise OperationalError(f"{self.path}: short read (file changed while reading?)")
+            self.hash.update(chunk[:got])
+            left -= got
+        self._pos = info.end
+
+    def finish(self) -> str:
+        """The hex SHA-256 of the whole file; every tensor must have been read, and nothing may follow."""
+        if self._pos != self._size or self._f.read(1):
+            raise OperationalError(f"{self.path}: file changed while reading")
+        self._f.close()
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self._f.close()
+
+
 @dataclass(frozen=True)
 class OutTensor:
     """A tensor to write: dtype name, shape and its raw little-endian bytes."""

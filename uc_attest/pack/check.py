@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,27 @@ def _tensor_entry(pack: Pack, name: str, progress: Progress | None) -> TensorEnt
     pt = pack.tensors[name]
     try:
         d = pack.digest(name)
+        moments = pack.moments(name)
     except (MalformedPack, MalformedSafetensors) as exc:
         return Finding(name, f"cannot reconstruct: {exc.message}")
     if progress:
         progress(name, pt.nbytes)
-    return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard)
+    quant = pt.quant
+    if quant is not None and moments is not None:  # the committed moments' digest, as the manifest records it
+        quant = replace(quant, moments_digest=Digest.of_bytes(moments.astype("<i2").tobytes()))
+    return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard, quant)
+
+
+def _moments_findings(expected: Manifest, actual: dict[str, TensorEntry]) -> list[Finding]:
+    """Committed calibration moments (needed to rebuild, not to serve) against their manifest digests."""
+    out = []
+    for e in expected.tensors:
+        a = actual.get(e.name)
+        want = e.quant.moments_digest if e.quant else None
+        got = a.quant.moments_digest if a is not None and a.quant else None
+        if a is not None and want != got:
+            out.append(Finding(e.name, "committed calibration moments differ", str(want), str(got)))
+    return out
 
 
 def check_pack(
@@ -104,5 +120,6 @@ def check_pack(
     decoded_bad = {f.subject for f in decode_findings}
     findings += decode_findings
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
+    findings += [f for f in _moments_findings(expected, actual) if f.subject not in decoded_bad]
     findings += file_findings + _added_files(facts, expected)
     return PackCheck(facts.dir, source, expected.root, len(actual), len(expected.files), findings)

@@ -15,7 +15,7 @@ from ..core.fsutil import atomic_output_dir
 from ..core.stfile import encode_header
 from ..errors import MalformedPack
 from ..source import INDEX_NAME
-from .layout import MANIFEST_NAME
+from .layout import CONFIG_NAME, MANIFEST_NAME, QUANT_METHOD, QUANTIZATION_CONFIG
 from .reader import Pack
 
 
@@ -48,5 +48,21 @@ def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False)
                     and not any(part.startswith(".") for part in rel.parts)
                 ):
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(p, tmp / rel)
+                    if rel.as_posix() == CONFIG_NAME:
+                        (tmp / rel).write_bytes(_plain_config(p))
+                    else:
+                        shutil.copyfile(p, tmp / rel)
         return sorted(by_shard)
+
+
+def _plain_config(path: Path) -> bytes:
+    """config.json without uc-attest's quantization_config: the reconstruction is a plain model for any tool."""
+    raw = path.read_bytes()
+    try:
+        cfg = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+    if not isinstance(cfg, dict) or cfg.get(QUANTIZATION_CONFIG, {}).get("quant_method") != QUANT_METHOD:
+        return raw
+    del cfg[QUANTIZATION_CONFIG]
+    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..core.digest import Digest, sha256_file
-from ..errors import MalformedPack
+from ..errors import MalformedPack, OperationalError
 from ..manifest import Manifest
 from .layout import MANIFEST_NAME
 
@@ -68,6 +68,25 @@ class PackFacts:
                 p = self.dir / rel
                 self._digests[rel] = sha256_file(p) if p.is_file() and not p.is_symlink() else None
             return self._digests[rel]
+
+    def record(self, rel: str, digest: Digest) -> None:
+        """A file digest taken while the file was read for use (a loader hashing what it keeps): rules then
+        check that digest instead of hashing the file again. A file seen twice with two digests changed
+        while this run read it."""
+        with self._guard:
+            seen = self._digests.get(rel)
+            if seen is not None and seen != digest:
+                raise OperationalError(f"{self.dir / rel}: the file changed while it was being read")
+            self._digests[rel] = digest
+
+    def read_file(self, rel: str) -> bytes:
+        """A small file's bytes, hashed and recorded: use these bytes, never re-read the file."""
+        p = self.dir / rel
+        if not p.is_file() or p.is_symlink():
+            raise MalformedPack(f"{p}: missing from the pack", path=str(p))
+        data = p.read_bytes()
+        self.record(rel, Digest.of_bytes(data))
+        return data
 
     def present_files(self) -> set[str]:
         """Every regular file in the pack (posix paths), hidden ones excluded."""

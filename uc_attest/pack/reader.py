@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.digest import Digest
-from ..core.stfile import SafetensorsFile, nbytes
+from ..core.stfile import SafetensorsFile, TensorInfo, nbytes
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
 from ..quant.decode import decode_rows
 from ..quant.records import QuantRecord
@@ -40,6 +40,72 @@ class PackedTensor:
     @property
     def nbytes(self) -> int:
         return nbytes(self.dtype, self.shape)
+
+
+def parse_shard_header(
+    path: str, metadata: dict[str, str], infos: dict[str, TensorInfo]
+) -> tuple[Scheme, list[PackedTensor]]:
+    """The scheme and the tensors of one pack shard, from its safetensors header: quantized tensors from
+    ``uc.quantized`` (their components named by suffix), every other tensor as stored. MalformedPack otherwise."""
+    shard = Path(path).name
+    if metadata.get(META_FORMAT) != PACK_FORMAT:
+        raise MalformedPack(
+            f"{path}: not a {PACK_FORMAT} shard (metadata {META_FORMAT!r} is {metadata.get(META_FORMAT)!r})",
+            path=path,
+        )
+    try:
+        scheme = Scheme.from_dict(json.loads(metadata[META_SCHEME]))
+        qmeta = json.loads(metadata[META_TENSORS])
+        if not isinstance(qmeta, dict):
+            raise TypeError(f"{META_TENSORS} is not an object")
+        records = [
+            PackedTensor(name, shard, *QuantRecord.from_header(q, scheme.bits, scheme.group_size))
+            for name, q in qmeta.items()
+        ]
+    except (KeyError, ValueError, TypeError, UsageError) as exc:
+        raise MalformedPack(f"{path}: bad pack metadata: {exc}", path=path) from None
+    components = {pt.name + s for pt in records for s in SUFFIXES}
+    components |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
+    stored = [
+        PackedTensor(name, shard, info.dtype, info.shape) for name, info in infos.items() if name not in components
+    ]
+    return scheme, records + stored
+
+
+def component_specs(pt: PackedTensor, scheme: Scheme) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Dtype and shape each component of a quantized tensor must have; MalformedPack for a record no decoder
+    can honour (the checks every decoder makes before it decodes)."""
+    assert pt.quant is not None
+    g, bits, exponent = scheme.group_size, pt.quant.bits, pt.quant.exponent
+    if (
+        pt.dtype not in FLOAT_DTYPES
+        or len(pt.shape) < 2
+        or 0 in pt.shape
+        or not (EXP_RANGE[0] <= exponent <= EXP_RANGE[1])
+        or not 2 <= bits <= 8
+        or (scheme.rotated and (bits + g.bit_length() - 1 > 13 or g & (g - 1)))
+    ):
+        raise MalformedPack(f"tensor {pt.name!r}: bad dtype/shape/exponent/bits record", tensor=pt.name)
+    groups = -(-(pt.nbytes // nbytes(pt.dtype, (1,))) // g)
+    return {
+        SUFFIXES[0]: ("U8", (groups * g * bits // 8,)),
+        SUFFIXES[1]: ("F16", (groups,)),
+        SUFFIXES[2]: ("U8", (groups,)),
+    }
+
+
+def check_components(pt: PackedTensor, scheme: Scheme, infos: dict[str, TensorInfo]) -> None:
+    """Every component of a quantized tensor is in the shard with the dtype and shape its record implies."""
+    for suffix, (dtype, shape) in component_specs(pt, scheme).items():
+        info = infos.get(pt.name + suffix)
+        if info is None:
+            raise MalformedPack(f"tensor {pt.name!r}: component {suffix} missing in {pt.shard}", tensor=pt.name)
+        if (info.dtype, info.shape) != (dtype, shape):
+            raise MalformedPack(
+                f"tensor {pt.name!r}: component {suffix} is {info.dtype}{list(info.shape)}, "
+                f"expected {dtype}{list(shape)}",
+                tensor=pt.name,
+            )
 
 
 class Pack:
@@ -67,34 +133,15 @@ class Pack:
 
     def _index(self, path: Path) -> None:
         f = SafetensorsFile(path)
-        meta = f.metadata
-        if meta.get(META_FORMAT) != PACK_FORMAT:
-            f.close()
-            raise MalformedPack(
-                f"{path}: not a {PACK_FORMAT} shard (metadata {META_FORMAT!r} is {meta.get(META_FORMAT)!r})",
-                path=str(path),
-            )
         try:
-            scheme = Scheme.from_dict(json.loads(meta[META_SCHEME]))
-            qmeta = json.loads(meta[META_TENSORS])
-            if not isinstance(qmeta, dict):
-                raise TypeError(f"{META_TENSORS} is not an object")
-            records = [
-                PackedTensor(name, path.name, *QuantRecord.from_header(q, scheme.bits, scheme.group_size))
-                for name, q in qmeta.items()
-            ]
-        except (KeyError, ValueError, TypeError, UsageError) as exc:
+            scheme, tensors = parse_shard_header(str(path), f.metadata, f.infos)
+        except MalformedPack:
             f.close()
-            raise MalformedPack(f"{path}: bad pack metadata: {exc}", path=str(path)) from None
+            raise
         self.files[path.name] = f
         self.schemes[path.name] = scheme
-        component_names = {n + s for n in qmeta for s in SUFFIXES}
-        component_names |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
-        for pt in records:
+        for pt in tensors:
             self._add(pt)
-        for name, info in f.infos.items():
-            if name not in component_names:
-                self._add(PackedTensor(name, path.name, info.dtype, info.shape))
 
     def _add(self, pt: PackedTensor) -> None:
         if pt.name in self.tensors:
@@ -120,33 +167,10 @@ class Pack:
         name, g, bits, exponent = pt.name, scheme.group_size, pt.quant.bits, pt.quant.exponent
         key = sign_key(name) if scheme.rotated else None
         period = scheme.sign_period(pt.shape)
-        if (
-            pt.dtype not in FLOAT_DTYPES
-            or len(pt.shape) < 2
-            or 0 in pt.shape
-            or not (EXP_RANGE[0] <= exponent <= EXP_RANGE[1])
-            or not 2 <= bits <= 8
-            or (key is not None and (bits + g.bit_length() - 1 > 13 or g & (g - 1)))
-        ):
-            raise MalformedPack(f"tensor {name!r}: bad dtype/shape/exponent/bits record", tensor=name)
+        check_components(pt, scheme, f.infos)
         n = pt.nbytes // nbytes(pt.dtype, (1,))
         groups = -(-n // g)
         group_code_bytes = g * bits // 8
-        want = {
-            SUFFIXES[0]: ("U8", (groups * group_code_bytes,)),
-            SUFFIXES[1]: ("F16", (groups,)),
-            SUFFIXES[2]: ("U8", (groups,)),
-        }
-        for suffix, (dtype, shape) in want.items():
-            info = f.infos.get(name + suffix)
-            if info is None:
-                raise MalformedPack(f"tensor {name!r}: component {suffix} missing in {pt.shard}", tensor=name)
-            if (info.dtype, info.shape) != (dtype, shape):
-                raise MalformedPack(
-                    f"tensor {name!r}: component {suffix} is {info.dtype}{list(info.shape)}, "
-                    f"expected {dtype}{list(shape)}",
-                    tensor=name,
-                )
         scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2")
         zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8)
         if not np.isfinite(scales).all():

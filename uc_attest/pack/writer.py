@@ -8,6 +8,7 @@ same host decoder that ``verify`` uses.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,19 @@ from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
 from ..source import ModelSource
 from .check import Progress
-from .layout import MANIFEST_NAME, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
+from .layout import (
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    META_FORMAT,
+    META_SCHEME,
+    META_TENSORS,
+    MOMENTS_SUFFIX,
+    PACK_FORMAT,
+    PACK_FORMAT_V2,
+    QUANT_METHOD,
+    QUANTIZATION_CONFIG,
+    SUFFIXES,
+)
 
 #: Committed calibration moments of a tensor (int16, ldlq.py), or None: quantized without feedback.
 MomentsSource = Callable[[str, tuple[int, ...]], torch.Tensor | None]
@@ -88,6 +101,13 @@ class _HashingWriter:
         return int(self._fh.write(data))
 
 
+def pack_config(config: dict[str, Any], scheme: Scheme, dtype: str | None) -> bytes:
+    """The pack's config.json (format 2): the source config plus its ``quantization_config`` (transformers'
+    quantizer plugin reads it: ``import uc_attest.hf``), as indented JSON with sorted keys."""
+    qc = {"quant_method": QUANT_METHOD, "format": PACK_FORMAT_V2, "scheme": scheme.to_dict(), "dtype": dtype}
+    return (json.dumps({**config, QUANTIZATION_CONFIG: qc}, indent=2, sort_keys=True) + "\n").encode()
+
+
 @dataclass(frozen=True)
 class PackResult:
     path: Path
@@ -104,11 +124,14 @@ def write_pack(
     force: bool = False,
     progress: Progress | None = None,
     moments: MomentsSource | None = None,
+    pack_format: int = 2,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
     ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are
-    stored in the pack next to its codes so a rebuild can reproduce them bit for bit."""
+    stored in the pack next to its codes so a rebuild can reproduce them bit for bit. ``pack_format`` 2
+    records the ``quantization_config`` in the pack's config.json (docs/format.md 1); 1 copies config.json
+    verbatim (what packs made before were; a rebuild of such a pack writes format 1)."""
     dev = resolve_device(device)
     progress = progress or _no_progress
     src = ModelSource(source_dir)
@@ -164,9 +187,13 @@ def write_pack(
                     write_safetensors(hashing, outs, meta)  # type: ignore[arg-type]
                 shard_digests[shard] = Digest(hashing.hash.hexdigest())
                 source_digests[shard] = Digest(source_hash.hexdigest())
+            dtypes = sorted({e.dtype for e in entries if e.quant is not None})
             for rel in src.extra_files:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src.root / rel, tmp / rel)
+                if rel == CONFIG_NAME and pack_format == 2:
+                    (tmp / rel).write_bytes(pack_config(src.config, scheme, dtypes[0] if len(dtypes) == 1 else None))
+                else:
+                    shutil.copyfile(src.root / rel, tmp / rel)
             rels = sorted([*src.shards, *src.extra_files])
             files = {rel: shard_digests.get(rel) or sha256_file(tmp / rel) for rel in rels}
             source_files = {rel: source_digests.get(rel) or sha256_file(src.root / rel) for rel in rels}

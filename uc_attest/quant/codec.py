@@ -27,13 +27,17 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
-    """Inverse of :func:`pack_codes`: ``n`` codes as uint8."""
+    """Inverse of :func:`pack_codes`: ``n`` codes as uint8.
+
+    Each code lies in a 16-bit window of two consecutive bytes (its shift within the first byte plus its
+    width is at most 15), so one int32 shift-or-mask per code unpacks it; a zero byte appended to every
+    ``bits``-byte word keeps the last window in bounds."""
     if n % 8 or packed.numel() != packed_size(n, bits):
         raise ValueError(f"expected {packed_size(n, bits)} packed bytes for {n} codes, got {packed.numel()}")
-    b = packed.reshape(-1, bits).to(torch.int64)
-    word = torch.zeros(b.shape[0], dtype=torch.int64, device=packed.device)
-    for j in range(bits):
-        word |= b[:, j] << (8 * j)
+    b = torch.nn.functional.pad(packed.reshape(-1, bits).to(torch.int32), (0, 1))
+    out = torch.empty((b.shape[0], 8), dtype=torch.uint8, device=packed.device)
     mask = (1 << bits) - 1
-    out = torch.stack([(word >> (bits * k)) & mask for k in range(8)], dim=1)
-    return out.to(torch.uint8).reshape(-1)
+    for k in range(8):
+        j, sh = divmod(bits * k, 8)
+        out[:, k] = ((b[:, j] | (b[:, j + 1] << 8)) >> sh) & mask
+    return out.reshape(-1)

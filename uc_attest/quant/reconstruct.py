@@ -19,7 +19,51 @@ import torch
 
 from ..core.stfile import torch_dtype
 from .codec import unpack_codes
-from .rotation import decode_shift, fwht_torch, signs_torch
+from .rotation import decode_shift, hadamard_matmul, signs_torch
+
+#: Groups decoded per block by :func:`reconstruct_into`: bounds the int32/float32 temporaries (~16 MB).
+BLOCK_GROUPS = 8192
+
+
+def reconstruct_into(
+    out: torch.Tensor,
+    codes: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor,
+    exponent: int,
+    bits: int,
+    group_size: int,
+    sign_key: int | None = None,
+    sign_period: int = 0,
+    block_groups: int = BLOCK_GROUPS,
+) -> torch.Tensor:
+    """Decode into ``out`` (any float dtype, ``n`` elements, on the device of the inputs), block by block of
+    groups so temporaries stay bounded. Every element goes through the same exact ops whatever the block
+    size, so the bytes are those of a whole-tensor decode (tested)."""
+    flat = out.view(-1)
+    n, g = flat.numel(), group_size
+    n_groups = -(-n // g)
+    if tuple(scales.shape) != (n_groups,) or tuple(zeros.shape) != (n_groups,):
+        raise ValueError(f"scales/zeros must have shape [{n_groups}]")
+    if codes.numel() != n_groups * g * bits // 8:
+        raise ValueError(f"expected {n_groups * g * bits // 8} packed code bytes, got {codes.numel()}")
+    shift = decode_shift(g) if sign_key is not None else 0
+    factor = math.ldexp(1.0, exponent + shift)
+    step = g * bits // 8
+    for b0 in range(0, n_groups, block_groups):
+        b1 = min(n_groups, b0 + block_groups)
+        q = unpack_codes(codes[b0 * step : b1 * step], bits, (b1 - b0) * g).reshape(b1 - b0, g)
+        vi = q.to(torch.int32) - zeros[b0:b1].to(torch.int32).unsqueeze(-1)
+        # exact: |H(q - z)| <= (2^bits - 1) * g < 2^13, as an integer matmul (rotation.hadamard_matmul)
+        v = hadamard_matmul(vi) if sign_key is not None else vi.to(torch.float32)
+        w = v * scales[b0:b1].to(torch.float32).unsqueeze(-1)
+        w = w * factor
+        if sign_key is not None:
+            d = signs_torch(sign_key, b0 * g, (b1 - b0) * g, w.device, torch.float32, sign_period)
+            w = w * d.reshape(w.shape)
+        lo, hi = b0 * g, min(n, b1 * g)
+        flat[lo:hi].copy_(w.reshape(-1)[: hi - lo])  # the one rounding: fp32 -> out dtype, nearest even
+    return out
 
 
 def reconstruct_tensor(
@@ -40,22 +84,8 @@ def reconstruct_tensor(
     ``q - z`` and the per-element signs are then applied (docs/format.md 3.5); ``sign_period`` > 0
     makes the signs row-shared (element index modulo the period).
     """
-    n = math.prod(shape)
-    n_groups = -(-n // group_size)
-    if tuple(scales.shape) != (n_groups,) or tuple(zeros.shape) != (n_groups,):
-        raise ValueError(f"scales/zeros must have shape [{n_groups}]")
-    q = unpack_codes(codes, bits, n_groups * group_size).reshape(n_groups, group_size)
-    vi = q.to(torch.int32) - zeros.to(torch.int32).unsqueeze(-1)
-    shift = 0
-    if sign_key is not None:
-        vi = fwht_torch(vi)  # exact: |H(q - z)| <= (2^bits - 1) * g < 2^13
-        shift = decode_shift(group_size)
-    w = vi.to(torch.float32) * scales.to(torch.float32).unsqueeze(-1)
-    w = w * math.ldexp(1.0, exponent + shift)
-    if sign_key is not None:
-        w = w * signs_torch(sign_key, 0, n_groups * group_size, w.device, torch.float32, sign_period).reshape(w.shape)
-    w = w.reshape(-1)[:n]
     target = torch_dtype(dtype)
     if target is None or not target.is_floating_point:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
-    return w.to(target).reshape(shape)
+    out = torch.empty(shape, dtype=target, device=codes.device)
+    return reconstruct_into(out, codes, scales, zeros, exponent, bits, group_size, sign_key, sign_period)

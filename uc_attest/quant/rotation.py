@@ -134,6 +134,30 @@ def fwht_torch(x: torch.Tensor) -> torch.Tensor:
     return _fwht(x, _stack)  # type: ignore[no-any-return]
 
 
+@lru_cache(maxsize=32)
+def _hadamard(g: int, device: str) -> torch.Tensor:
+    """The g x g Sylvester Hadamard matrix (entries ±1) in float32: ``x @ H`` is :func:`fwht_torch` of x."""
+    import torch
+
+    h = torch.ones((1, 1), dtype=torch.float32)
+    while h.shape[0] < g:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h.to(device)
+
+
+def hadamard_matmul(v: torch.Tensor) -> torch.Tensor:
+    """The Walsh-Hadamard transform of integer groups [nb, g] as one float32 matmul, exact in any order.
+
+    The decoder's one matmul (DESIGN §3 allows integer matmuls whose partial sums stay exact): operands are
+    integers, |q - z| <= 2^bits - 1 and H is ±1, so every product is an integer of at most 8 bits and every
+    partial sum is bounded by (2^bits - 1) * g < 2^13 (the scheme's bits + log2 g <= 13): exact in binary32
+    whatever the summation order, blocking, FMA, or TF32 (8-bit integers survive TF32's 10-bit significand).
+    Returns float32 (the values are those of :func:`fwht_torch`, as floats)."""
+    import torch
+
+    return torch.matmul(v.to(torch.float32), _hadamard(int(v.shape[-1]), str(v.device)))
+
+
 def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     """The same transform in NumPy (integers: exact)."""
     return _fwht(x, lambda a, b: np.stack((a + b, a - b), axis=-2))  # type: ignore[no-any-return]

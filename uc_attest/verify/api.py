@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInput, MalformedPack, UsageError, VerificationFailed
 from ..evidence.identity import SignerLike, SignerSpec
+from ..manifest import Manifest
 from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
 from ..policy.model import Policy, load_policy
-from ..policy.rules import Check, Facts, evaluate, last_validated, pack_rules, release_rules, validation
+from ..policy.rules import Check, Facts, Rule, evaluate, last_validated, pack_rules, release_rules, validation
 from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
 from ..signing.trust import Trust, select_trust
 from . import gather
@@ -63,6 +65,82 @@ def _verdict(facts: Facts, checks: list[Check], title: str, policy: str = "") ->
     return v
 
 
+@dataclass
+class Prepared:
+    """A verification with its evidence, claims and expected manifest gathered, before the pack's bulk is read:
+    ``verify`` then checks every tensor, a loader reads the pack once (recording file digests in
+    ``facts.pack``); :meth:`verdict` runs the rules over whatever was gathered."""
+
+    facts: Facts
+    rules: list[Rule]
+    expected: tuple[Manifest, str] | None
+    title: str = ""
+    policy_name: str = ""
+    signed: bool = False
+    device: str = "auto"
+
+    def verdict(self) -> Verdict:
+        v = _verdict(self.facts, evaluate(self.rules, self.facts), self.title, self.policy_name)
+        v.manifest = self.expected[0] if self.expected else None
+        if v.manifest is not None and v.root is None:
+            v.root = v.manifest.root
+        return v
+
+
+def prepare(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    manifest: Path | None = None,
+    device: str = "auto",
+    online: bool = True,
+    now: float | None = None,
+) -> Prepared:
+    """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
+    pack_dir = Path(pack_dir)
+    facts = gather.new_facts(pack_dir, time.time() if now is None else now)
+    signed = policy is not None or bundle is not None
+    if manifest is not None and signed:
+        raise UsageError("--manifest is exclusive with --policy/--bundle (they carry the signed manifest)")
+    if not signed and (identity or issuer or trust_config or instance or validations):
+        raise UsageError("--identity/--issuer/--trust-config/--instance/--validation need --bundle or --policy")
+    pol: Policy | None = None
+    if not signed:  # without a signer there is nothing to verify against but a readable manifest: invalid input
+        expected = gather.expected_manifest(facts, manifest)
+        if expected is None:
+            raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
+        return Prepared(facts, pack_rules(), expected, device=device)
+    if policy is not None:
+        pol, base = load_policy(policy)
+        trust = policy_trust(pol, base, trust_config, instance, not online)
+        signers: Sequence[SignerLike] = pol.signers.release
+        device = device if device != "auto" else pol.rebuild.device
+    else:
+        trust = select_trust(trust_config, instance, offline=not online)
+        iss = issuer or trust.default_issuer()
+        if not identity or not iss:
+            raise UsageError("--bundle needs --identity and --issuer (or a --policy naming the signers)")
+        signers = [SignerSpec(iss, identity)]
+    release = Path(bundle or default_bundle(pack_dir))
+    if not release.is_file():
+        raise InvalidInput(f"{release}: bundle not found", path=str(release))
+    gather.release_evidence(facts, release, trust, signers)
+    if online:
+        gather.online_log(facts, trust)
+    expected = gather.expected_manifest(facts)
+    if pol is not None and pol.validation is not None:
+        vals = _default_validations(pack_dir) if validations is None else validations
+        gather.validations(facts, vals, trust, pol.signers.validator)
+    title = "under " + str(policy) if policy else ""
+    return Prepared(facts, release_rules(pol), expected, title, pol.name if pol else "", True, device)
+
+
 def verify(
     pack_dir: Path,
     *,
@@ -84,58 +162,33 @@ def verify(
 ) -> Verdict:
     """Verify a pack; returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding.
 
+    * ``policy``: trust root, signers per role, constraints, validation, rebuild;
+    * ``bundle`` + ``identity`` + ``issuer`` (+ trust): signature, log and pack checks, default rules;
+    * else the pack against ``manifest`` (a separately kept, validated one) or its own, and a rebuild.
+
     ``online=False`` (``--offline``): the log is not asked again, and public-good / staging trust roots
     are the ones shipped with sigstore-python (no TUF update)."""
-    pack_dir = Path(pack_dir)
-    facts = gather.new_facts(pack_dir, time.time() if now is None else now)
-    signed = policy is not None or bundle is not None
-    if manifest is not None and (signed or rebuild_from is not None):
-        raise UsageError(
-            "--manifest is exclusive with --policy/--bundle/--rebuild-from (they carry the signed manifest)"
-        )
-    if not signed and (identity or issuer or trust_config or instance or validations):
-        raise UsageError("--identity/--issuer/--trust-config/--instance/--validation need --bundle or --policy")
-    pol: Policy | None = None
-    expected = None
-    if signed:
-        if policy is not None:
-            pol, base = load_policy(policy)
-            trust = policy_trust(pol, base, trust_config, instance, not online)
-            signers: Sequence[SignerLike] = pol.signers.release
-            device = device if device != "auto" else pol.rebuild.device
-        else:
-            trust = select_trust(trust_config, instance, offline=not online)
-            iss = issuer or trust.default_issuer()
-            if not identity or not iss:
-                raise UsageError("--bundle needs --identity and --issuer (or a --policy naming the signers)")
-            signers = [SignerSpec(iss, identity)]
-        release = Path(bundle or default_bundle(pack_dir))
-        if not release.is_file():
-            raise InvalidInput(f"{release}: bundle not found", path=str(release))
-        gather.release_evidence(facts, release, trust, signers)
-        if online:
-            gather.online_log(facts, trust)
-        expected = gather.expected_manifest(facts)
-        if check_tensors and expected is not None:
-            gather.tensors(facts, expected, workers=workers, progress=progress)
-        if pol is not None and pol.validation is not None:
-            vals = _default_validations(pack_dir) if validations is None else validations
-            gather.validations(facts, vals, trust, pol.signers.validator)
-    else:  # without a signer there is nothing to verify against but a readable manifest: invalid input
-        expected = gather.expected_manifest(facts, manifest)
-        if expected is None:
-            raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
-        if check_tensors:
-            gather.tensors(facts, expected, workers=workers, progress=progress)
+    if manifest is not None and rebuild_from is not None:
+        raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
+    prep = prepare(
+        pack_dir,
+        policy=policy,
+        bundle=bundle,
+        validations=validations,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        manifest=manifest,
+        device=device,
+        online=online,
+        now=now,
+    )
+    if check_tensors and prep.expected is not None:
+        gather.tensors(prep.facts, prep.expected, workers=workers, progress=progress)
     if rebuild_from is not None:
-        gather.rebuilt(facts, Path(rebuild_from), device, expected[0] if expected else None)
-    rules = release_rules(pol) if signed else pack_rules()
-    title = "under " + str(policy) if policy else ""
-    v = _verdict(facts, evaluate(rules, facts), title, pol.name if pol else "")
-    v.manifest = expected[0] if expected else None
-    if v.manifest is not None and v.root is None:
-        v.root = v.manifest.root
-    return v
+        gather.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected[0] if prep.expected else None)
+    return prep.verdict()
 
 
 def gate(

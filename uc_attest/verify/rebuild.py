@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core.digest import Digest, sha256_file
 from ..errors import Finding, UcAttestError
 from ..manifest import Manifest, diff_tensors
+from ..pack.layout import CONFIG_NAME
 from ..pack.reader import Pack
 from ..policy.rules import RebuildOutcome
 
@@ -53,8 +54,15 @@ def rebuild(
                 m = committed.moments(name) if name in committed.tensors else None
                 return None if m is None else torch.from_numpy(m)
 
+            # a pack whose config.json is the source's, byte for byte, was written as format 1
+            fmt = 1 if expected.files.get(CONFIG_NAME) == expected.source_files.get(CONFIG_NAME) else 2
             rebuilt = write_pack(
-                source_dir, Path(tmp) / "rebuilt", Scheme.from_dict(expected.scheme), dev, moments=moments
+                source_dir,
+                Path(tmp) / "rebuilt",
+                Scheme.from_dict(expected.scheme),
+                dev,
+                moments=moments,
+                pack_format=fmt,
             )
             findings += [
                 Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)

@@ -1,0 +1,222 @@
+"""transformers integration: quant method ``uc-attest`` (register with ``import uc_attest.hf``).
+
+    import uc_attest.hf
+    from uc_attest.hf import UcAttestConfig
+    model = AutoModelForCausalLM.from_pretrained(PACK, quantization_config=UcAttestConfig(policy="p.yaml"))
+
+A format 2 pack's config.json names the method; the trust anchor (a policy, a bundle with identity and
+issuer, or a separately kept manifest) is a *loading attribute*, given at load time and never saved with
+the model. Before weights are loaded the anchor is verified (signature, log, validation) and every
+quantized Linear becomes a :class:`PackedLinear` whose buffers carry the pack's own tensor names, so
+transformers loads the packed components as they are; after loading, every tensor kept in the model is
+matched against the trusted manifest — each packed layer decoded and hashed, every other tensor hashed —
+and the pack's files against the signed digests. Any finding: ``from_pretrained`` raises, no model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.quantizers import auto as _auto
+from transformers.quantizers.auto import register_quantization_config, register_quantizer
+from transformers.quantizers.base import HfQuantizer
+from transformers.utils.quantization_config import QuantizationConfigMixin
+
+from ..core.digest import Digest
+from ..core.stfile import torch_dtype
+from ..errors import Finding, UsageError, VerificationFailed
+from ..pack.check import check_files
+from ..pack.layout import QUANT_METHOD
+from ..quant.scheme import Scheme
+from ..verify.api import Prepared, prepare
+from .build import replace_module, resolve
+from .loader import NO_ANCHOR
+from .model import LoadReport, _failures, deep_findings
+from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes
+
+#: The trust anchor and load options: given to from_pretrained, never written into a saved config.
+LOADING_ATTRIBUTES = (
+    "policy",
+    "bundle",
+    "identity",
+    "issuer",
+    "trust_config",
+    "instance",
+    "validations",
+    "manifest",
+    "online",
+    "cache",
+    "insecure_trust_pack_manifest",
+)
+
+
+@register_quantization_config(QUANT_METHOD)
+class UcAttestConfig(QuantizationConfigMixin):
+    """The pack's quantization_config (format, scheme, source dtype) plus the loading attributes."""
+
+    def __init__(
+        self,
+        format: str = "uc-pack/2",
+        scheme: dict[str, Any] | None = None,
+        dtype: str | None = None,
+        policy: str | Path | None = None,
+        bundle: str | Path | None = None,
+        identity: str | None = None,
+        issuer: str | None = None,
+        trust_config: str | Path | None = None,
+        instance: str | Path | None = None,
+        validations: list[str | Path] | None = None,
+        manifest: str | Path | None = None,
+        online: bool = True,
+        cache: bool = False,
+        insecure_trust_pack_manifest: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.quant_method = QUANT_METHOD  # type: ignore[assignment]  # transformers types it as its own enum
+        self.format, self.scheme, self.dtype = format, scheme, dtype
+        self.policy, self.bundle, self.identity, self.issuer = policy, bundle, identity, issuer
+        self.trust_config, self.instance, self.validations, self.manifest = (
+            trust_config,
+            instance,
+            validations,
+            manifest,
+        )
+        self.online, self.cache, self.insecure_trust_pack_manifest = online, cache, insecure_trust_pack_manifest
+
+    def to_dict(self) -> dict[str, Any]:
+        """What is saved with a model: never the anchor (local paths, a decision of whoever loads it)."""
+        return {"quant_method": QUANT_METHOD, "format": self.format, "scheme": self.scheme, "dtype": self.dtype}
+
+    def get_loading_attributes(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in LOADING_ATTRIBUTES}
+
+
+# transformers merges the loading attributes of a quantization_config passed to from_pretrained into the
+# one read from config.json only for the config types it lists; uc-attest's anchors are loading attributes.
+_types: tuple[type, ...] = _auto.LOADING_ATTRIBUTES_CONFIG_TYPES
+if UcAttestConfig not in _types:
+    _auto.LOADING_ATTRIBUTES_CONFIG_TYPES = (*_types, UcAttestConfig)  # type: ignore[assignment]
+
+
+def _path(v: str | Path | None) -> Path | None:
+    return None if v is None else Path(v)
+
+
+@register_quantizer(QUANT_METHOD)
+class UcAttestQuantizer(HfQuantizer):
+    """Serve a verified uc-attest pack: packed Linear layers, every kept tensor matched before it is returned."""
+
+    requires_calibration = True  # pre-quantized only: packing is `uc-attest pack`
+
+    def __init__(self, quantization_config: UcAttestConfig, **kwargs: Any) -> None:
+        super().__init__(quantization_config, **kwargs)
+        self.prepared: Prepared | None = None
+        self.workspace = Workspace()
+
+    @property
+    def config(self) -> UcAttestConfig:
+        qc = self.quantization_config
+        assert isinstance(qc, UcAttestConfig)
+        return qc
+
+    def validate_environment(self, *args: Any, **kwargs: Any) -> None:
+        qc = self.config
+        if qc.policy is None and qc.bundle is None and qc.manifest is None and not qc.insecure_trust_pack_manifest:
+            raise UsageError(NO_ANCHOR + " — pass quantization_config=UcAttestConfig(policy=...) to from_pretrained")
+
+    def update_dtype(self, dtype: torch.dtype | None) -> torch.dtype:
+        source = torch_dtype(self.config.dtype) if self.config.dtype else None
+        if source is None:
+            return dtype or torch.float32
+        if dtype is not None and dtype != source:
+            raise UsageError(
+                f"from_pretrained serves this pack in its source dtype {self.config.dtype}; "
+                f"use uc_attest.load_model(..., dtype=...) to compute in {dtype}"
+            )
+        return source
+
+    def _process_model_before_weight_loading(self, model: Any, **kwargs: Any) -> Any:
+        files = kwargs.get("checkpoint_files") or []
+        if not files:
+            raise UsageError("from_pretrained found no checkpoint files for the uc-attest pack")
+        qc = self.config
+        prep = prepare(
+            Path(files[0]).parent,
+            policy=_path(qc.policy),
+            bundle=_path(qc.bundle),
+            identity=qc.identity,
+            issuer=qc.issuer,
+            trust_config=_path(qc.trust_config),
+            instance=_path(qc.instance),
+            validations=[Path(v) for v in qc.validations] if qc.validations is not None else None,
+            manifest=_path(qc.manifest),
+            online=qc.online,
+        )
+        if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
+            raise VerificationFailed(_failures(prep.verdict()))
+        self.prepared = prep
+        manifest = prep.expected[0]
+        scheme = Scheme.from_dict(manifest.scheme)
+        dtype = kwargs.get("dtype") or torch.float32
+        for e in manifest.tensors:
+            where = resolve(model, e.name) if e.quant else None
+            if e.quant is None or where is None or not isinstance(where.module, torch.nn.Linear):
+                continue
+            dt = torch_dtype(e.dtype)
+            assert dt is not None
+            weight = PackedWeight(e.name, (e.shape[0], e.shape[1]), dt, e.quant, scheme.rotated,
+                                  scheme.sign_period(e.shape))  # fmt: skip
+            layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=dtype, cache=qc.cache)
+            replace_module(model, where.path, layer)
+        ignore = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())
+        model._keys_to_ignore_on_load_unexpected = {*ignore, r"\.uc_moments$"}  # committed moments: not served
+        return model
+
+    def _process_model_after_weight_loading(self, model: Any, **kwargs: Any) -> Any:
+        prep = self.prepared
+        assert prep is not None
+        manifest = prep.expected[0] if prep.expected else None
+        assert manifest is not None
+        findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
+        verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)
+        findings += _failures(verdict)
+        bad, layers = deep_findings(model, manifest)  # each packed layer decoded, as served
+        findings += bad + _stored_findings(model, manifest)
+        if findings:
+            raise VerificationFailed(findings)
+        packed, dense, weights = packed_bytes(model)
+        model.uc_attest = LoadReport(verdict, [], packed, dense, weights, 0.0, layers, True)
+        model.uc_attest_workspace = self.workspace
+        return model
+
+    def is_serializable(self, *args: Any, **kwargs: Any) -> bool:
+        return False  # a served pack is saved as a pack (`uc-attest pack`), not re-serialized by transformers
+
+    @property
+    def is_trainable(self) -> bool:
+        return False
+
+
+def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:
+    """Every tensor of the manifest stored unchanged: the model's tensor holds exactly those bytes."""
+    out = []
+    for e in manifest.tensors:
+        if e.quant is not None:
+            continue
+        where = resolve(model, e.name)
+        if where is None:
+            continue  # not used by this architecture (e.g. a pooler of another head): nothing served
+        t = getattr(where.module, where.attr)
+        got = Digest.of_bytes(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+        if got != e.digest:
+            out.append(Finding(e.name, "loaded tensor differs from the manifest", str(e.digest), str(got)))
+    return out
+
+
+def is_packed(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, PackedWeight) for m in module.modules())
+
+
+__all__ = ["UcAttestConfig", "UcAttestQuantizer", "is_packed"]

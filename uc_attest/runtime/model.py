@@ -1,0 +1,320 @@
+"""``load_model``: a verified pack served as a torch module whose linear weights stay packed.
+
+1. The trust anchor is verified first (signature, identity, log, validation — or a separately kept
+   manifest), giving the manifest the pack must match; nothing of the pack's bulk is read before.
+2. ``config.json`` is read once, hashed, and the model is built from those bytes on the meta device.
+3. Each shard is read once, front to back: every byte is copied into the tensor that keeps it and hashed
+   from there (``core.stfile.StreamedFile``); quantized Linear weights become :class:`PackedLinear`
+   buffers, other tensors are loaded as stored.
+4. Every file digest is checked against the manifest and the signed subjects, the rules run, and with
+   ``deep`` every layer is decoded once and matched against its manifest digest. Any finding: nothing
+   is returned, the error names the tensor or file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.digest import Digest
+from ..core.stfile import StreamedFile, torch_dtype
+from ..errors import Finding, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
+from ..manifest import Manifest
+from ..pack.check import check_files, check_pack
+from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
+from ..pack.reader import PackedTensor, check_components, parse_shard_header
+from ..quant.scheme import Scheme
+from ..verify.api import Prepared, prepare
+from ..verify.result import Verdict
+from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
+from .loader import NO_ANCHOR
+from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the verdict, the notes (what was not served packed, and why), memory, time."""
+
+    verdict: Verdict
+    notes: list[str] = field(default_factory=list)
+    packed_bytes: int = 0
+    dense_bytes: int = 0
+    packed_weights: int = 0
+    seconds: float = 0.0
+    layers: int = 0
+    deep: bool = False
+
+
+def _device(device: str) -> torch.device:
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def _set(module: torch.nn.Module, attr: str, value: torch.Tensor) -> None:
+    if attr in module._buffers:
+        module._buffers[attr] = value
+    else:
+        module._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
+
+
+def _empty(info_dtype: str, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    dt = torch_dtype(info_dtype)
+    if dt is None:
+        raise InvalidInput(f"tensor {name!r}: dtype {info_dtype} cannot be loaded into torch", tensor=name)
+    return torch.empty(shape, dtype=dt)
+
+
+class _Loader:
+    """One load: the plan of where every tensor goes, then one streaming pass per shard."""
+
+    def __init__(self, prep: Prepared, expected: Manifest, device: torch.device, dtype: torch.dtype | None,
+                 cache: bool) -> None:  # fmt: skip
+        self.prep, self.expected, self.device, self.cache = prep, expected, device, cache
+        self.facts = prep.facts.pack
+        self.notes: list[str] = []
+        self.workspace = Workspace()
+        cfg_bytes = self.facts.read_file("config.json")
+        origin = str(self.facts.dir / "config.json")
+        self.config_dict = read_config(cfg_bytes, origin)
+        if QUANTIZATION_CONFIG not in self.config_dict:
+            self.notes.append("pack format 1 (config.json has no quantization_config): served by load_model; "
+                              "transformers' from_pretrained needs a format 2 pack")  # fmt: skip
+        source_dtypes = {e.dtype for e in expected.tensors if e.dtype in ("F32", "F16", "BF16")}
+        source = torch_dtype(min(source_dtypes)) if len(source_dtypes) == 1 else torch.float32
+        self.dtype = dtype or source or torch.float32
+        self.model = skeleton(hf_config(self.config_dict, origin), self.dtype, origin)
+
+    def _place(self, value: torch.Tensor, name: str) -> torch.Tensor:
+        if value.is_floating_point() and value.dtype != self.dtype:
+            value = value.to(self.dtype)
+        try:
+            return value.to(self.device)
+        except torch.cuda.OutOfMemoryError:
+            raise OperationalError(f"out of memory on {self.device} while loading {name}", tensor=name) from None
+
+    def load(self) -> None:
+        shards = sorted(r for r in self.expected.files if r.endswith(".safetensors"))
+        streams: list[tuple[str, StreamedFile, Scheme, list[PackedTensor]]] = []
+        try:
+            for rel in shards:  # headers first (read once, hashed as part of the stream)
+                stream = StreamedFile(self.facts.dir / rel)
+                scheme, tensors = parse_shard_header(str(self.facts.dir / rel), stream.metadata, stream.infos)
+                streams.append((rel, stream, scheme, tensors))
+            targets = self._plan(streams)
+            for rel, stream, _scheme, _tensors in streams:
+                self._stream(stream, targets)
+                self.facts.record(rel, Digest(stream.finish()))
+        finally:
+            for _rel, stream, _s, _t in streams:
+                stream.close()
+
+    def _plan(self, streams: list[tuple[str, StreamedFile, Scheme, list[PackedTensor]]]) -> dict[str, Any]:
+        """Component name -> where its bytes go. Quantized Linear weights become PackedLinear layers."""
+        targets: dict[str, Any] = {}
+        for _rel, stream, scheme, tensors in streams:
+            for pt in tensors:
+                where = resolve(self.model, pt.name)
+                if pt.quant is None:
+                    targets[pt.name] = ("stored", pt, where)
+                    if where is None:
+                        self.notes.append(f"tensor {pt.name} is not used by the model (read and verified only)")
+                    continue
+                check_components(pt, scheme, stream.infos)
+                module = where.module if where else None
+                if (
+                    where is not None
+                    and isinstance(module, torch.nn.Linear)
+                    and where.attr == "weight"
+                    and tuple(module.weight.shape) == pt.shape
+                ):
+                    layer = self._packed_linear(pt, scheme, where)
+                    for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
+                        targets[pt.name + suffix] = ("packed", pt, (layer.weight, buf))
+                else:
+                    why = "has no module" if where is None else f"is not a Linear weight ({type(module).__name__})"
+                    self.notes.append(f"tensor {pt.name} {why}: decoded at load (served dense, not packed)")
+                    dense = PackedWeight(pt.name, _as_2d(pt.shape), self._dt(pt), pt.quant, scheme.rotated,
+                                         scheme.sign_period(pt.shape), device="cpu")  # fmt: skip
+                    for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
+                        targets[pt.name + suffix] = ("dense", pt, (dense, buf, where, suffix == SUFFIXES[-1]))
+                if pt.quant.moments:
+                    targets[pt.name + MOMENTS_SUFFIX] = ("skip", pt, None)
+        return targets
+
+    def _dt(self, pt: PackedTensor) -> torch.dtype:
+        dt = torch_dtype(pt.dtype)
+        assert dt is not None
+        return dt
+
+    def _packed_linear(self, pt: PackedTensor, scheme: Scheme, where: Target) -> PackedLinear:
+        assert pt.quant is not None and isinstance(where.module, torch.nn.Linear)
+        weight = PackedWeight(pt.name, (pt.shape[0], pt.shape[1]), self._dt(pt), pt.quant, scheme.rotated,
+                              scheme.sign_period(pt.shape), device="cpu")  # fmt: skip
+        layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=self.dtype, cache=self.cache)
+        replace_module(self.model, where.path, layer)
+        return layer
+
+    def _stream(self, stream: StreamedFile, targets: dict[str, Any]) -> None:
+        for name in stream.order:
+            info = stream.infos[name]
+            kind, pt, where = targets.get(name, ("skip", None, None))
+            if kind == "skip":
+                stream.skip(name)
+            elif kind == "stored":
+                value = _empty(info.dtype, info.shape, name)
+                stream.read_into(name, _bytes_view(value))
+                if where is not None:
+                    # a bias of a layer now packed lives on the PackedLinear that replaced the Linear
+                    module = resolve(self.model, name)
+                    assert module is not None
+                    _set(module.module, module.attr, self._place(value, name))
+            elif kind == "packed":
+                weight, buf = where
+                stream.read_into(name, _bytes_view(getattr(weight, buf)))
+            else:  # dense: components read, the tensor decoded at load once the last one is in
+                dense, buf, target, last = where
+                stream.read_into(name, _bytes_view(getattr(dense, buf)))
+                if last and target is not None:
+                    w = dense.decode().reshape(pt.shape)
+                    _set(target.module, target.attr, self._place(w, pt.name))
+
+    def finish(self) -> None:
+        """Tied weights, then every parameter must be real; the packed buffers move to the device."""
+        tie = getattr(self.model, "tie_weights", None)
+        if callable(tie):
+            tie()
+        for m in self.model.modules():
+            if isinstance(m, PackedWeight):
+                try:
+                    m.to(self.device)  # device only: PackedWeight keeps its components' dtypes
+                except torch.cuda.OutOfMemoryError:
+                    raise OperationalError(f"out of memory on {self.device} while loading {m.name}") from None
+        missing = [n for n, p in self.model.named_parameters() if p.is_meta]
+        missing += [n for n, b in self.model.named_buffers() if b.is_meta]
+        if missing:
+            raise InvalidInput(
+                f"{self.facts.dir}: the pack has no tensor for {missing[0]!r} ({len(missing)} parameter(s) missing)",
+                tensor=missing[0],
+            )
+        self.model.to(self.device)
+
+
+def _as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
+    return (shape[0], int(torch.Size(shape[1:]).numel()))
+
+
+def _bytes_view(t: torch.Tensor) -> memoryview:
+    arr: Any = t.view(-1).view(torch.uint8).numpy()
+    return memoryview(arr)
+
+
+def deep_findings(model: torch.nn.Module, expected: Manifest) -> tuple[list[Finding], int]:
+    """Decode every packed layer once and match its digest against the manifest (the reconstruction audit)."""
+    entries = {e.name: e for e in expected.tensors}
+    findings, n = [], 0
+    for m in model.modules():
+        if isinstance(m, PackedWeight):
+            n += 1
+            got, want = m.digest(), entries.get(m.name)
+            if want is None:
+                findings.append(Finding(m.name, "not in manifest (added tensor)", None, str(got)))
+            elif got != want.digest:
+                findings.append(Finding(m.name, "decoded weight digest differs", str(want.digest), str(got)))
+    return findings, n
+
+
+def load_model(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    deep: bool = False,
+    cache: bool = False,
+    insecure_trust_pack_manifest: bool = False,
+) -> torch.nn.Module:
+    """A verified pack as a torch module (transformers architecture), quantized Linear layers kept packed.
+
+    ``dtype``: compute dtype (default: the source dtype). ``deep``: also decode every layer once at load and
+    match the manifest's per-tensor digests. ``cache``: keep decoded weights after their first use (memory for
+    speed). The module's ``uc_attest`` attribute is a :class:`LoadReport`. Raises VerificationFailed (nothing
+    returned) on any finding, UsageError without a trust anchor."""
+    if policy is None and bundle is None and manifest is None and not insecure_trust_pack_manifest:
+        raise UsageError(NO_ANCHOR)
+    t0 = time.perf_counter()
+    target = _device(device)
+    prep = prepare(
+        Path(pack_dir),
+        policy=policy,
+        bundle=bundle,
+        validations=validations,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        manifest=manifest,
+        online=online,
+    )
+    early = prep.verdict()  # signature, identity, claims, validation: refuse before reading the pack's bulk
+    if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
+        raise VerificationFailed(_failures(early) or [Finding(str(pack_dir), prep.facts.pack_error or "no manifest")])
+    expected = prep.expected[0]
+    loader = _Loader(prep, expected, target, dtype, cache)
+    try:
+        loader.load()
+    except MalformedPack as exc:
+        raise VerificationFailed(
+            [Finding(str(exc.data.get("tensor", exc.data.get("path", pack_dir))), exc.message)]
+        ) from None
+    findings = check_files(prep.facts.pack, expected)
+    if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
+        findings += check_pack(prep.facts.pack, expected, prep.expected[1]).findings
+    verdict = prep.verdict()
+    findings += _failures(verdict)
+    if findings:
+        raise VerificationFailed(_dedup(findings))
+    loader.finish()
+    layers = 0
+    if deep:
+        bad, layers = deep_findings(loader.model, expected)
+        if bad:
+            raise VerificationFailed(bad)
+    packed, dense, weights = packed_bytes(loader.model)
+    report = LoadReport(verdict, loader.notes, packed, dense, weights, time.perf_counter() - t0, layers, deep)
+    loader.model.uc_attest = report  # type: ignore[assignment]
+    loader.model.uc_attest_workspace = loader.workspace  # type: ignore[assignment]
+    return loader.model
+
+
+def _failures(v: Verdict) -> list[Finding]:
+    return list(v.findings) + [
+        Finding(c.rule, c.detail or "check failed", c.expected, c.actual) for c in v.checks if not c.ok
+    ]
+
+
+def _dedup(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        if (f.subject, f.problem) not in seen:
+            seen.add((f.subject, f.problem))
+            out.append(f)
+    return out

@@ -1,0 +1,128 @@
+"""Run a loaded (verified, packed) model: generate tokens with a causal LM, embed sentences with an encoder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInput, UsageError
+from .packed import PackedLinear
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc; 0 where it cannot be read)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+@dataclass
+class RunResult:
+    """What a run produced and what it cost."""
+
+    kind: str  # generate | embed
+    output: Any
+    seconds: float
+    tokens: int
+    memory: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _tokenizer(pack_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(pack_dir))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInput(f"{pack_dir}: the pack has no usable tokenizer ({exc}); give token ids instead") from None
+
+
+def memory(model: torch.nn.Module) -> dict[str, int]:
+    report = getattr(model, "uc_attest", None)
+    return {
+        "packed_linear_bytes": int(getattr(report, "packed_bytes", 0)),
+        "dense_linear_bytes": int(getattr(report, "dense_bytes", 0)),
+        "packed_weights": int(getattr(report, "packed_weights", 0)),
+        "rss_bytes": rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def generate(
+    model: torch.nn.Module,
+    pack_dir: Path,
+    *,
+    prompt: str | None = None,
+    prompt_ids: list[int] | None = None,
+    max_new_tokens: int = 16,
+) -> RunResult:
+    """Greedy generation from a causal LM (text with the pack's tokenizer, or token ids)."""
+    causal = type(model).__name__.endswith("ForCausalLM") or getattr(model.config, "is_decoder", False)
+    if not causal or not hasattr(model, "generate"):
+        raise UsageError(f"{pack_dir}: {type(model).__name__} is not a causal language model (use embed)")
+    if (prompt is None) == (prompt_ids is None):
+        raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
+    tok = _tokenizer(pack_dir) if prompt is not None else None
+    ids = torch.tensor([tok(prompt)["input_ids"] if tok is not None else prompt_ids])
+    device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(  # type: ignore[operator]
+            ids.to(device), attention_mask=torch.ones_like(ids).to(device), max_new_tokens=max_new_tokens,
+            do_sample=False,
+        )  # fmt: skip
+    secs = time.perf_counter() - t0
+    new = out[0, ids.shape[1] :].tolist()
+    output: dict[str, Any] = {"prompt_ids": ids[0].tolist(), "new_ids": new}
+    if tok is not None:
+        output["text"] = tok.decode(out[0], skip_special_tokens=True)
+    return RunResult("generate", output, secs, len(new), memory(model))
+
+
+def embed(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult:
+    """Mean-pooled sentence embeddings (attention mask respected) from an encoder, with the pack's tokenizer."""
+    if not texts:
+        raise UsageError("give at least one --text")
+    tok = _tokenizer(pack_dir)
+    enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    enc = {k: v.to(device) for k, v in enc.items()}
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        hidden = model(**enc).last_hidden_state
+    secs = time.perf_counter() - t0
+    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    vectors = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
+    return RunResult(
+        "embed",
+        {"dim": int(vectors.shape[1]), "embeddings": vectors.tolist()},
+        secs,
+        int(enc["attention_mask"].sum()),
+        memory(model),
+    )
+
+
+def packed_layers(model: torch.nn.Module) -> int:
+    return sum(1 for m in model.modules() if isinstance(m, PackedLinear))
