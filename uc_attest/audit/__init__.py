@@ -5,11 +5,6 @@
 * ``custody``   the audit of one pack / root / digest
 * ``inventory`` every release grouped by source model, with status
 * ``report``    self-contained HTML (every untrusted field escaped)
+
+Importing the package imports none of them (see ``verify/__init__.py``).
 """
-
-from .custody import AuditReport, audit
-from .events import AuditEvent
-from .inventory import inventory
-from .report import render_html
-
-__all__ = ["AuditEvent", "AuditReport", "audit", "inventory", "render_html"]

@@ -29,15 +29,18 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     """Inverse of :func:`pack_codes`: ``n`` codes as uint8.
 
-    Each code lies in a 16-bit window of two consecutive bytes (its shift within the first byte plus its
-    width is at most 15), so one int32 shift-or-mask per code unpacks it; a zero byte appended to every
-    ``bits``-byte word keeps the last window in bounds."""
+    Code ``k`` of an 8-code word starts at bit ``bits*k``: the high bits of its first byte shifted down, OR-ed
+    (when it straddles two bytes) with the next byte shifted up, in uint8 arithmetic (bits shifted out of
+    the byte are dropped), then masked to ``bits`` bits."""
     if n % 8 or packed.numel() != packed_size(n, bits):
         raise ValueError(f"expected {packed_size(n, bits)} packed bytes for {n} codes, got {packed.numel()}")
-    b = torch.nn.functional.pad(packed.reshape(-1, bits).to(torch.int32), (0, 1))
+    b = packed.reshape(-1, bits)
     out = torch.empty((b.shape[0], 8), dtype=torch.uint8, device=packed.device)
     mask = (1 << bits) - 1
     for k in range(8):
         j, sh = divmod(bits * k, 8)
-        out[:, k] = ((b[:, j] | (b[:, j + 1] << 8)) >> sh) & mask
+        c = b[:, j] >> sh
+        if sh + bits > 8:
+            c = c | (b[:, j + 1] << (8 - sh))
+        out[:, k] = c & mask
     return out.reshape(-1)

@@ -19,7 +19,7 @@ import torch
 
 from ..core.stfile import torch_dtype
 from .codec import unpack_codes
-from .rotation import decode_shift, hadamard_matmul, signs_torch
+from .rotation import decode_shift, inverse_rotation
 
 #: Groups decoded per block by :func:`reconstruct_into`: bounds the int32/float32 temporaries (~16 MB).
 BLOCK_GROUPS = 8192
@@ -38,8 +38,10 @@ def reconstruct_into(
     block_groups: int = BLOCK_GROUPS,
 ) -> torch.Tensor:
     """Decode into ``out`` (any float dtype, ``n`` elements, on the device of the inputs), block by block of
-    groups so temporaries stay bounded. Every element goes through the same exact ops whatever the block
-    size, so the bytes are those of a whole-tensor decode (tested)."""
+    groups so temporaries stay bounded. Every element goes through the same exact steps whatever the block
+    size — ``(q - z)`` (small integers, exact in binary32), the rotation's exact integer transform, one
+    multiply by ``S = s16 * 2^(e + shift)`` (exact: a power-of-two scaling of an fp16 value), the ±1 signs,
+    then the one rounding to ``out``'s dtype — so the bytes are those of a whole-tensor decode (tested)."""
     flat = out.view(-1)
     n, g = flat.numel(), group_size
     n_groups = -(-n // g)
@@ -53,14 +55,10 @@ def reconstruct_into(
     for b0 in range(0, n_groups, block_groups):
         b1 = min(n_groups, b0 + block_groups)
         q = unpack_codes(codes[b0 * step : b1 * step], bits, (b1 - b0) * g).reshape(b1 - b0, g)
-        vi = q.to(torch.int32) - zeros[b0:b1].to(torch.int32).unsqueeze(-1)
-        # exact: |H(q - z)| <= (2^bits - 1) * g < 2^13, as an integer matmul (rotation.hadamard_matmul)
-        v = hadamard_matmul(vi) if sign_key is not None else vi.to(torch.float32)
-        w = v * scales[b0:b1].to(torch.float32).unsqueeze(-1)
-        w = w * factor
+        v = q.to(torch.float32) - zeros[b0:b1].to(torch.float32).unsqueeze(-1)
         if sign_key is not None:
-            d = signs_torch(sign_key, b0 * g, (b1 - b0) * g, w.device, torch.float32, sign_period)
-            w = w * d.reshape(w.shape)
+            v = inverse_rotation(v, sign_key, b0, sign_period)  # the signs multiply last: exact, -0 kept
+        w = v * (scales[b0:b1].to(torch.float32) * factor).unsqueeze(-1)
         lo, hi = b0 * g, min(n, b1 * g)
         flat[lo:hi].copy_(w.reshape(-1)[: hi - lo])  # the one rounding: fp32 -> out dtype, nearest even
     return out

@@ -145,17 +145,21 @@ def _hadamard(g: int, device: str) -> torch.Tensor:
     return h.to(device)
 
 
-def hadamard_matmul(v: torch.Tensor) -> torch.Tensor:
-    """The Walsh-Hadamard transform of integer groups [nb, g] as one float32 matmul, exact in any order.
+def inverse_rotation(v: torch.Tensor, key: int, first_group: int, period: int = 0) -> torch.Tensor:
+    """The decoder's D ⊙ H(q - z) for integer groups ``v`` [nb, g] (any dtype holding small integers),
+    starting at group ``first_group``; returns float32.
 
-    The decoder's one matmul (DESIGN §3 allows integer matmuls whose partial sums stay exact): operands are
-    integers, |q - z| <= 2^bits - 1 and H is ±1, so every product is an integer of at most 8 bits and every
-    partial sum is bounded by (2^bits - 1) * g < 2^13 (the scheme's bits + log2 g <= 13): exact in binary32
-    whatever the summation order, blocking, FMA, or TF32 (8-bit integers survive TF32's 10-bit significand).
-    Returns float32 (the values are those of :func:`fwht_torch`, as floats)."""
+    H(q - z) is the decoder's one matmul (DESIGN §3 allows integer matmuls whose partial sums stay exact):
+    operands are integers, |q - z| <= 2^bits - 1, entries of H are ±1, so every product has at most 8
+    significant bits and every partial sum is bounded by (2^bits - 1) * g < 2^13 (the scheme's
+    bits + log2 g <= 13): exact in binary32 whatever the summation order, blocking, FMA or TF32 (8-bit
+    integers survive TF32's 10-bit significand). The signs multiply afterwards, as the contract says: a
+    zero times -1 is -0 (folding D into H would give +0 and change those bytes)."""
     import torch
 
-    return torch.matmul(v.to(torch.float32), _hadamard(int(v.shape[-1]), str(v.device)))
+    nb, g = v.shape
+    out = torch.matmul(v.to(torch.float32), _hadamard(g, str(v.device)))
+    return out * signs_torch(key, first_group * g, nb * g, v.device, torch.float32, period).reshape(nb, g)
 
 
 def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:

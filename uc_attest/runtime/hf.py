@@ -15,6 +15,7 @@ and the pack's files against the signed digests. Any finding: ``from_pretrained`
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ from ..quant.scheme import Scheme
 from ..verify.api import Prepared, prepare
 from .build import replace_module, resolve
 from .loader import NO_ANCHOR
-from .model import LoadReport, _failures, deep_findings
-from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes
+from .model import LoadReport, deep_findings
+from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 #: The trust anchor and load options: given to from_pretrained, never written into a saved config.
 LOADING_ATTRIBUTES = (
@@ -155,7 +156,7 @@ class UcAttestQuantizer(HfQuantizer):
             online=qc.online,
         )
         if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
-            raise VerificationFailed(_failures(prep.verdict()))
+            raise VerificationFailed(prep.verdict().failures())
         self.prepared = prep
         manifest = prep.expected[0]
         scheme = Scheme.from_dict(manifest.scheme)
@@ -181,11 +182,12 @@ class UcAttestQuantizer(HfQuantizer):
         assert manifest is not None
         findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
         verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)
-        findings += _failures(verdict)
-        bad, layers = deep_findings(model, manifest)  # each packed layer decoded, as served
+        findings += verdict.failures()
+        bad, layers = deep_findings(model, manifest, self.workspace)  # each packed layer decoded, as served
         findings += bad + _stored_findings(model, manifest)
         if findings:
             raise VerificationFailed(findings)
+        release_freed_memory()
         packed, dense, weights = packed_bytes(model)
         model.uc_attest = LoadReport(verdict, [], packed, dense, weights, 0.0, layers, True)
         model.uc_attest_workspace = self.workspace
@@ -209,7 +211,7 @@ def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:
         if where is None:
             continue  # not used by this architecture (e.g. a pooler of another head): nothing served
         t = getattr(where.module, where.attr)
-        got = Digest.of_bytes(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+        got = Digest(hashlib.sha256(tensor_bytes(t.detach().contiguous().cpu())).hexdigest())
         if got != e.digest:
             out.append(Finding(e.name, "loaded tensor differs from the manifest", str(e.digest), str(got)))
     return out

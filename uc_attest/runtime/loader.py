@@ -59,9 +59,7 @@ def load_verified(
         online=online,
         check_tensors=False,
     )
-    findings = list(verdict.findings) + [
-        Finding(c.rule, c.detail or "check failed", c.expected, c.actual) for c in verdict.checks if not c.ok
-    ]
+    findings = verdict.failures()
     if findings:
         raise VerificationFailed(findings)
     trusted = verdict.manifest

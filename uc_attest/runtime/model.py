@@ -33,7 +33,7 @@ from ..verify.api import Prepared, prepare
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
 from .loader import NO_ANCHOR
-from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes
+from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 
 @dataclass
@@ -214,18 +214,20 @@ def _as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _bytes_view(t: torch.Tensor) -> memoryview:
-    arr: Any = t.view(-1).view(torch.uint8).numpy()
-    return memoryview(arr)
+    return tensor_bytes(t)
 
 
-def deep_findings(model: torch.nn.Module, expected: Manifest) -> tuple[list[Finding], int]:
-    """Decode every packed layer once and match its digest against the manifest (the reconstruction audit)."""
+def deep_findings(
+    model: torch.nn.Module, expected: Manifest, workspace: Workspace | None = None
+) -> tuple[list[Finding], int]:
+    """Decode every packed layer once and match its digest against the manifest (the reconstruction audit);
+    with the model's workspace, into its shared buffers."""
     entries = {e.name: e for e in expected.tensors}
     findings, n = [], 0
     for m in model.modules():
         if isinstance(m, PackedWeight):
             n += 1
-            got, want = m.digest(), entries.get(m.name)
+            got, want = m.digest(workspace), entries.get(m.name)
             if want is None:
                 findings.append(Finding(m.name, "not in manifest (added tensor)", None, str(got)))
             elif got != want.digest:
@@ -275,7 +277,7 @@ def load_model(
     )
     early = prep.verdict()  # signature, identity, claims, validation: refuse before reading the pack's bulk
     if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
-        raise VerificationFailed(_failures(early) or [Finding(str(pack_dir), prep.facts.pack_error or "no manifest")])
+        raise VerificationFailed(early.failures() or [Finding(str(pack_dir), prep.facts.pack_error or "no manifest")])
     expected = prep.expected[0]
     loader = _Loader(prep, expected, target, dtype, cache)
     try:
@@ -288,15 +290,16 @@ def load_model(
     if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
         findings += check_pack(prep.facts.pack, expected, prep.expected[1]).findings
     verdict = prep.verdict()
-    findings += _failures(verdict)
+    findings += verdict.failures()
     if findings:
         raise VerificationFailed(_dedup(findings))
     loader.finish()
     layers = 0
     if deep:
-        bad, layers = deep_findings(loader.model, expected)
+        bad, layers = deep_findings(loader.model, expected, loader.workspace)
         if bad:
             raise VerificationFailed(bad)
+    release_freed_memory()
     packed, dense, weights = packed_bytes(loader.model)
     report = LoadReport(verdict, loader.notes, packed, dense, weights, time.perf_counter() - t0, layers, deep)
     loader.model.uc_attest = report  # type: ignore[assignment]
@@ -304,17 +307,12 @@ def load_model(
     return loader.model
 
 
-def _failures(v: Verdict) -> list[Finding]:
-    return list(v.findings) + [
-        Finding(c.rule, c.detail or "check failed", c.expected, c.actual) for c in v.checks if not c.ok
-    ]
-
-
 def _dedup(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str]] = set()
+    """One finding per tensor or file (the first: the most specific check runs first)."""
+    seen: set[str] = set()
     out = []
     for f in findings:
-        if (f.subject, f.problem) not in seen:
-            seen.add((f.subject, f.problem))
+        if f.subject not in seen:
+            seen.add(f.subject)
             out.append(f)
     return out

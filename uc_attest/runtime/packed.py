@@ -109,10 +109,13 @@ class PackedWeight(torch.nn.Module):
     def decode(self) -> torch.Tensor:
         return self.decode_into(torch.empty(self.shape, dtype=self.dtype, device=self.uc_codes.device))
 
-    def digest(self) -> Digest:
-        """SHA-256 of the decoded weight's bytes (little-endian, C order): the manifest's per-tensor digest."""
-        w = self.decode().contiguous().cpu()
-        return Digest(hashlib.sha256(w.view(torch.uint8).numpy().tobytes()).hexdigest())
+    def digest(self, workspace: Workspace | None = None) -> Digest:
+        """SHA-256 of the decoded weight's bytes (little-endian, C order): the manifest's per-tensor digest.
+        With a workspace the decode reuses its buffer (checking every layer then costs one layer's memory)."""
+        device = self.uc_codes.device
+        out = workspace.buffer(self.shape, self.dtype, device) if workspace is not None else None
+        w = (self.decode_into(out) if out is not None else self.decode()).cpu()  # CPU: no copy
+        return Digest(hashlib.sha256(tensor_bytes(w)).hexdigest())
 
     def extra_repr(self) -> str:
         return f"{tuple(self.shape)}, {self.record.bits} bits, group {self.record.group_size}"
@@ -174,6 +177,27 @@ class PackedLinear(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """A contiguous CPU tensor's bytes, without copying (what its manifest digest is taken over)."""
+    arr: Any = t.reshape(-1).view(torch.uint8).numpy()
+    return memoryview(arr)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by load-time temporaries back to the OS (glibc keeps freed heap pages otherwise,
+    which would show as resident memory the model does not use); a no-op elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:
+        return
 
 
 def _sync(t: torch.Tensor) -> None:

@@ -3,10 +3,8 @@
 * ``result``  the Verdict
 * ``gather``  every fact a rule reads (all the I/O of a verification)
 * ``rebuild`` re-quantize the source and compare
-* ``api``     verify / gate / check_pack: the one pipeline for every way it is asked
+* ``api``     verify / gate / check_pack / prepare: the one pipeline for every way it is asked
+
+Importing the package imports none of them (the facade imports it first so that ``uc_attest.verify``
+stays the function; the modules load when a verification runs).
 """
-
-from .api import check_pack, check_rebuild, default_bundle, gate, verify, verify_pack
-from .result import Verdict
-
-__all__ = ["Verdict", "check_pack", "check_rebuild", "default_bundle", "gate", "verify", "verify_pack"]

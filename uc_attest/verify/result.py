@@ -49,6 +49,15 @@ class Verdict:
     def ok(self) -> bool:
         return all_of(self.checks) and not self.findings
 
+    def failures(self) -> list[Finding]:
+        """Why it is not allowed, as findings: every finding, and each failed check that has none of its own."""
+        rules = [
+            Finding(c.rule, c.detail or c.hint or "check failed", c.expected, c.actual)
+            for c in self.checks
+            if not c.ok and not c.findings
+        ]
+        return self.findings + rules
+
     @property
     def exit_code(self) -> int:
         """0 allowed; 1 denied; 4 when nothing was denied but a required service was unreachable."""
