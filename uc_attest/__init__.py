@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from .runtime.serve import RunResult
     from .signing.attest import AttestResult, ValidateResult
     from .signing.trust import Trust
+    from .transparency.follow import FollowResult
     from .transparency.monitor import WatchResult
     from .verify.result import Verdict
 
@@ -420,19 +421,41 @@ def policy_schema() -> dict[str, Any]:
     return _schema()
 
 
-def watch_log(state: Path, trust_config: Path | None = None, instance: Path | None = None) -> list[WatchResult]:
-    """Witness every log of the trust root: verify the new checkpoint and its consistency with the stored
-    one (fork/rollback → a failed result). Unreachable log → OperationalError naming the URL."""
+def watch_log(
+    state: Path,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    *,
+    index: Path | None = None,
+    identities: Sequence[str] = (),
+    identity_regexes: Sequence[str] = (),
+    digests: Sequence[str] = (),
+    mirror: str | None = None,
+) -> list[WatchResult | FollowResult]:
+    """Witness every log of the trust root: Rekor v1 logs by checkpoint and consistency proof (``state``,
+    JSON); tile logs (Rekor v2) by catching up from their tiles into the index (default beside ``state``),
+    indexing the entries by the watched identities / digests (all when none). A fork, rollback or a tile
+    or entry that does not verify → a failed result naming it. Unreachable log → OperationalError."""
+    from .audit.custody import index_for
+    from .audit.tilelog import follow_logs
+    from .transparency.follow import TileIndex, Watch
     from .transparency.monitor import WatchResult, watch
     from .transparency.rekor_v1 import RekorClient
 
-    results = []
-    for log in select_trust(trust_config, instance).logs():
-        client = RekorClient(log)
+    trust = select_trust(trust_config, instance)
+    w = Watch(tuple(identities), tuple(identity_regexes), tuple(digests))
+    results: list[WatchResult | FollowResult] = []
+    for log in trust.logs():
         try:
-            results.append(watch(Path(state), client))
+            results.append(watch(Path(state), RekorClient(log)))
         except LogMisbehaved as exc:
             results.append(WatchResult(log.base_url, None, None, False, exc.message))
+    if trust.tile_logs():
+        idx = TileIndex(index_for(Path(state), index))
+        try:
+            results += [r for r, _ in follow_logs(trust, idx, w, mirror)]
+        finally:
+            idx.close()
     return results
 
 
@@ -444,8 +467,12 @@ def audit(
     trust_config: Path | None = None,
     instance: Path | None = None,
     state: Path | None = None,
+    index: Path | None = None,
+    bundles: Sequence[Path] = (),
 ) -> AuditReport:
-    """Find and verify every log entry about a pack / manifest root (``sha256:<hex>`` or hex) / digest."""
+    """Find and verify every log entry about a pack / manifest root (``sha256:<hex>`` or hex) / digest.
+    On a Rekor v2 log the pack's bundles and ``bundles`` are proven from the tiles; ``index`` (default
+    beside ``state``; none: the log is scanned) lists every other entry by their signers."""
     from .audit.custody import audit as _audit
     from .core.digest import Digest
 
@@ -456,14 +483,22 @@ def audit(
         except ValueError:
             raise InvalidInput(f"--manifest-root {manifest_root!r} is not sha256:<64 hex>") from None
     trust = select_trust(trust_config, instance)
-    return _audit(Path(target) if target else None, trust, manifest_root=root, digest=digest, state=state)
+    return _audit(Path(target) if target else None, trust, manifest_root=root, digest=digest, state=state,
+                  index=index, bundles=bundles)  # fmt: skip
 
 
-def inventory(*, trust_config: Path | None = None, instance: Path | None = None) -> list[dict[str, Any]]:
-    """Every release in the log grouped by source model, with validations and status; bad entries listed."""
+def inventory(
+    *,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    index: Path | None = None,
+    bundle_dirs: Sequence[Path] = (),
+) -> list[dict[str, Any]]:
+    """Every release in the logs grouped by source model, with validations and status; bad entries listed.
+    On a Rekor v2 log statements come from the bundles in ``bundle_dirs`` (the index: as in ``audit``)."""
     from .audit.inventory import inventory as _inventory
 
-    return _inventory(select_trust(trust_config, instance))
+    return _inventory(select_trust(trust_config, instance), index=index, bundle_dirs=bundle_dirs)
 
 
 def verify_any_bundle(
@@ -498,11 +533,12 @@ def write_report_html(report: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(Path(path), render_report_html(report).encode("utf-8"))
 
 
-def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
-    """Create an embedded instance state directory (DEV: its issuer can mint any identity)."""
+def init_instance(root: Path, port: int = 8787, *, force: bool = False, rekor_version: int = 2) -> InstanceState:
+    """Create an embedded instance state directory (DEV: its issuer can mint any identity); its signing
+    config prefers Rekor ``rekor_version`` (2: tiles + TSA timestamps; 1: Rekor v1 with its SET)."""
     from .instance.state import init_instance as _init
 
-    return _init(root, port, force=force)
+    return _init(root, port, force=force, rekor_version=rekor_version)
 
 
 def load_instance(root: Path) -> InstanceState:

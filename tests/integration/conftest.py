@@ -39,15 +39,24 @@ class Running:
         return uc.dev_token(self.dir, identity, **kw)
 
 
-def start_instance(root: Path) -> Running:
-    state = uc.init_instance(root, free_port())
+def start_instance(root: Path, rekor_version: int = 2) -> Running:
+    state = uc.init_instance(root, free_port(), rekor_version=rekor_version)
     server = uc.instance_server(root).start()
     return Running(root, state, server, root / "trust_config.json")
 
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The default instance: signers are offered Rekor v2 (tiles) and a TSA."""
     r = start_instance(tmp_path_factory.mktemp("instance") / "dev")
+    yield r
+    r.server.stop()
+
+
+@pytest.fixture(scope="module")
+def instance_v1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """An instance whose signing config prefers Rekor v1 (SET, dsse entries), as before Rekor v2."""
+    r = start_instance(tmp_path_factory.mktemp("instance-v1") / "dev", rekor_version=1)
     yield r
     r.server.stop()
 

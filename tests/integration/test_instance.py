@@ -136,7 +136,9 @@ def test_rekor_rejects_hashedrekord_with_bad_signature(instance: Running) -> Non
     assert tree_size(instance) == before
 
 
-def test_stock_signer_signs_a_blob_and_log_api_answers(instance: Running) -> None:
+def test_stock_signer_signs_a_blob_and_log_api_answers(instance_v1: Running) -> None:
+    """On an instance preferring Rekor v1, the v1 REST API (entries, index search, retrieve) answers."""
+    instance = instance_v1
     from sigstore.oidc import IdentityToken
     from sigstore.sign import SigningContext
     from sigstore.verify import Verifier, policy

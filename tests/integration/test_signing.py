@@ -16,6 +16,8 @@ import pytest
 
 import uc_attest as uc
 from tests.integration.conftest import Running, start_instance
+from uc_attest.evidence.bundle import verify_dsse_bundle
+from uc_attest.evidence.identity import SignerSpec
 
 IDENTITY = "release-bot@example.com"
 
@@ -29,24 +31,46 @@ def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFac
     return out
 
 
+@pytest.fixture(scope="module")
+def signed_v1(instance_v1: Running, packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle-v1") / "pack.sigstore.json"
+    uc.attest_pack(packed, uc.select_trust(None, instance_v1.dir), dev_identity=IDENTITY, bundle_out=out)
+    return out
+
+
 def _check(instance: Running, pack: Path, bundle: Path, identity: str = IDENTITY,
            issuer: str | None = None) -> uc.Verdict:
     return uc.verify(pack, bundle=bundle, identity=identity, issuer=issuer or instance.issuer, instance=instance.dir)
 
 
 def test_attested_pack_verifies_offline(instance: Running, packed: Path, signed: Path) -> None:
+    """The default: Rekor v2 (a hashedrekord over the DSSE PAE, no SET) with an RFC 3161 timestamp."""
     rc = _check(instance, packed, signed)
     assert rc.ok, rc.to_dict()
     rules = {c.rule for c in rc.checks}
     assert {"release.signer", "release.log", "log.online", "pack.files", "pack.manifest", "pack.tensors"} <= rules
-    assert next(c for c in rc.checks if c.rule == "log.online").skipped is False
+    online = next(c for c in rc.checks if c.rule == "log.online")
+    assert not online.skipped and "tiles" in online.detail
     bundle = json.loads(signed.read_text())
     assert bundle["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
     entry = bundle["verificationMaterial"]["tlogEntries"][0]
-    assert entry["kindVersion"] == {"kind": "dsse", "version": "0.0.1"}
+    assert entry["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}
+    assert "inclusionPromise" not in entry and int(entry.get("integratedTime") or 0) == 0
+    assert len(bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]) == 1
+    ev = verify_dsse_bundle(signed, uc.select_trust(None, instance.dir), [SignerSpec(instance.issuer, IDENTITY)])
+    assert [t.kind for t in ev.times] == ["rfc3161"] and ev.signed_at is not None
+
+
+def test_v1_bundles_still_verify(instance_v1: Running, packed: Path, signed_v1: Path) -> None:
+    """An instance that prefers Rekor v1: a dsse entry with its SET, verified as before."""
+    rc = _check(instance_v1, packed, signed_v1)
+    assert rc.ok, rc.to_dict()
+    entry = json.loads(signed_v1.read_text())["verificationMaterial"]["tlogEntries"][0]
+    assert entry["kindVersion"] == {"kind": "dsse", "version": "0.0.1"} and entry["inclusionPromise"]
     note = entry["inclusionProof"]["checkpoint"]["envelope"]
     # Rekor's convention (sigstore-js checks it): origin "<log host> - <tree id>", signed under the host's name
     assert note.startswith("127.0.0.1 - ") and "\n\u2014 127.0.0.1 " in note
+    assert "re-fetched" in next(c for c in rc.checks if c.rule == "log.online").detail
 
 
 @pytest.mark.parametrize(("identity", "issuer"), [("eve@example.com", None), (IDENTITY, "https://accounts.google.com")])
@@ -106,11 +130,41 @@ def _integrated_time(d: dict[str, Any]) -> None:
     e["integratedTime"] = str(int(e["integratedTime"]) + 3600)
 
 
-@pytest.mark.parametrize("edit", [_payload, _signature, _certificate, _set, _inclusion_root, _checkpoint,
-                                  _integrated_time])
+def _timestamp(d: dict[str, Any]) -> None:
+    ts = d["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+    ts["signedTimestamp"] = _flip_b64(ts["signedTimestamp"], -20)
+
+
+def _no_timestamp(d: dict[str, Any]) -> None:
+    d["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = []
+
+
+def _duplicate_timestamp(d: dict[str, Any]) -> None:
+    tss = d["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    tss.append(dict(tss[0]))
+
+
+@pytest.mark.parametrize("edit", [_payload, _signature, _certificate, _inclusion_root, _checkpoint])
 def test_altered_bundle_is_refused_with_reason(instance: Running, packed: Path, signed: Path, tmp_path: Path,
                                                edit: Any) -> None:
     rc = _check(instance, packed, _tamper(signed, tmp_path, edit))
+    assert not rc.ok
+    assert not rc.checks[0].ok and rc.checks[0].detail
+
+
+@pytest.mark.parametrize("edit", [_timestamp, _no_timestamp, _duplicate_timestamp])
+def test_a_v2_entry_needs_a_verified_timestamp(instance: Running, packed: Path, signed: Path, tmp_path: Path,
+                                               edit: Any) -> None:
+    rc = _check(instance, packed, _tamper(signed, tmp_path, edit))
+    assert not rc.ok
+    first = rc.checks[0]
+    assert first.rule == "release.timestamps" and not first.ok, rc.to_dict()
+
+
+@pytest.mark.parametrize("edit", [_payload, _signature, _set, _inclusion_root, _checkpoint, _integrated_time])
+def test_altered_v1_bundle_is_refused_with_reason(instance_v1: Running, packed: Path, signed_v1: Path,
+                                                  tmp_path: Path, edit: Any) -> None:
+    rc = _check(instance_v1, packed, _tamper(signed_v1, tmp_path, edit))
     assert not rc.ok
     assert not rc.checks[0].ok and rc.checks[0].detail
 

@@ -9,7 +9,8 @@ whether the log is consistent with what a witness saw, and whether the pack on d
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalErr
 from ..pack.check import check_pack
 from ..pack.facts import PackFacts
 from ..policy.rules import Check
+from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX
 from ..signing.trust import Trust
+from ..transparency.follow import TileIndex
 from ..transparency.monitor import load_state, stored_checkpoint
+from ..transparency.rekor_v1 import RekorClient
 from .collect import LogReader
 from .events import AuditEvent
+from .tilelog import bundle_events, follow_logs, unattributed
 
 
 @dataclass
@@ -35,6 +40,7 @@ class AuditReport:
     tensors: list[dict[str, Any]]
     requests: int
     seconds: float
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -47,6 +53,7 @@ class AuditReport:
             "manifest_root": str(self.root) if self.root else "",
             "log": self.log_url,
             "checkpoint": self.checkpoint,
+            "logs": self.logs,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
             "checks": [c.to_dict() for c in self.checks],
@@ -85,6 +92,103 @@ def _tensor_rows(facts: PackFacts) -> list[dict[str, Any]]:
     return rows
 
 
+def index_for(state: Path | None, index: Path | None) -> Path | None:
+    """The tile-log index: given, or beside the witness state (``witness.json`` → ``witness.tiles.sqlite3``)."""
+    if index is not None:
+        return Path(index)
+    return Path(state).with_suffix(".tiles.sqlite3") if state is not None else None
+
+
+def default_bundles(target: Path | None) -> list[Path]:
+    """A pack's release and validation bundles where attest/validate write them, if they are there."""
+    if target is None:
+        return []
+    t = Path(target)
+    return [p for p in (t.with_name(t.name + RELEASE_SUFFIX), t.with_name(t.name + VALIDATION_SUFFIX)) if p.is_file()]
+
+
+@dataclass
+class _Logs:
+    """What the logs said: events, checks, and per log its URL, checkpoint and requests."""
+
+    events: list[AuditEvent] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rekor_v1(out: _Logs, trust: Trust, keys: list[str], state: Path | None) -> None:
+    for log in trust.logs():
+        reader = LogReader(trust, RekorClient(log))
+        client = reader.client
+        info: dict[str, Any] = {"url": log.base_url, "kind": "rekor-v1", "checkpoint": {}}
+        out.logs.append(info)
+        try:
+            latest = client.checkpoint()
+            info["checkpoint"] = {"size": latest.size, "root": latest.root.hex(), "origin": latest.origin}
+            out.checks.append(
+                Check.of("log.checkpoint", True, f"{log.base_url}: size {latest.size}, signed by the log key")
+            )
+            if state is not None:
+                stored = stored_checkpoint(load_state(Path(state)), client)
+                if stored is None:
+                    out.checks.append(Check("log.consistency", "skipped", f"{log.base_url}: no stored checkpoint"))
+                else:
+                    try:
+                        client.prove_consistent(stored, latest)
+                        out.checks.append(
+                            Check.of(
+                                "log.consistency", True, f"{log.base_url}: extends the witnessed size {stored.size}"
+                            )
+                        )
+                    except LogMisbehaved as exc:
+                        out.checks.append(Check.of("log.consistency", False, exc.message, hint="the log was rewritten"))
+            out.events += reader.by_subjects(keys, latest)
+        except LogUnreachable as exc:
+            raise OperationalError(f"log unreachable: {exc.message}", url=log.base_url) from None
+        except LogMisbehaved as exc:
+            out.checks.append(Check.of("log.checkpoint", False, exc.message, hint="the log's answers do not verify"))
+        finally:
+            info["requests"] = client.requests
+
+
+def _rekor_v2(out: _Logs, trust: Trust, keys: list[str], index: Path | None, bundles: list[Path]) -> None:
+    if not trust.tile_logs():
+        return
+    idx = TileIndex(index)
+    try:
+        for r, client in follow_logs(trust, idx):
+            info: dict[str, Any] = {"url": r.url, "kind": "rekor-v2 (tiles)", "requests": r.requests, "checkpoint": {}}
+            out.logs.append(info)
+            if not r.ok or r.current is None:
+                out.checks.append(
+                    Check.of("log.checkpoint", False, f"{r.url}: {r.problem}", hint="the log's tiles do not verify")
+                )
+                continue
+            cp = r.current
+            info["checkpoint"] = {"size": cp.size, "root": cp.root.hex(), "origin": cp.origin}
+            out.checks.append(
+                Check.of(
+                    "log.checkpoint", True, f"{r.url}: size {cp.size}, {r.new_entries} new entries verified from tiles"
+                )
+            )
+            if index is None:
+                out.checks.append(
+                    Check("log.consistency", "skipped", f"{r.url}: no index kept (scanned {cp.size} entries)")
+                )
+            elif r.previous is None:
+                out.checks.append(Check("log.consistency", "skipped", f"{r.url}: first run of this index"))
+            else:
+                out.checks.append(
+                    Check.of("log.consistency", True, f"{r.url}: extends the indexed size {r.previous.size}")
+                )
+            ta = bundle_events(bundles, trust, client, cp)
+            signers = sorted({e.signer for e in ta.events if e.signer})
+            out.events += ta.events + unattributed(idx, client.log.log_id, signers, keys, ta.leaves)
+            info["requests"] = client.requests
+    finally:
+        idx.close()
+
+
 def audit(
     target: Path | None,
     trust: Trust,
@@ -92,35 +196,23 @@ def audit(
     manifest_root: Digest | None = None,
     digest: str | None = None,
     state: Path | None = None,
+    index: Path | None = None,
+    bundles: Sequence[Path] = (),
 ) -> AuditReport:
-    """Find and verify every log entry about a pack / manifest root / digest; build the chain of custody."""
+    """Find and verify every log entry about a pack / manifest root / digest; build the chain of custody.
+
+    Rekor v1 logs are searched by subject digest; on tile logs (Rekor v2) the given bundles (and the pack's
+    own) are proven from the tiles and the index lists every other entry by their signers."""
     t0 = time.perf_counter()
     facts = PackFacts(Path(target)) if target is not None else None
     root = facts.root if facts is not None else manifest_root
     keys = _subject_keys(root, digest)
-    reader = LogReader.open(trust)
-    client = reader.client
-    checks: list[Check] = []
-    events: list[AuditEvent] = []
-    latest = None
-    try:
-        latest = client.checkpoint()
-        checks.append(Check.of("log.checkpoint", True, f"size {latest.size}, signed by the log key"))
-        if state is not None:
-            stored = stored_checkpoint(load_state(Path(state)), client)
-            if stored is None:
-                checks.append(Check("log.consistency", "skipped", "no stored checkpoint for this log"))
-            else:
-                try:
-                    client.prove_consistent(stored, latest)
-                    checks.append(Check.of("log.consistency", True, f"extends the witnessed size {stored.size}"))
-                except LogMisbehaved as exc:
-                    checks.append(Check.of("log.consistency", False, exc.message, hint="the log was rewritten"))
-        events = reader.by_subjects(keys, latest)
-    except LogUnreachable as exc:
-        raise OperationalError(f"log unreachable: {exc.message}", url=client.log.base_url) from None
-    except LogMisbehaved as exc:
-        checks.append(Check.of("log.checkpoint", False, exc.message, hint="the log's answers do not verify"))
+    out = _Logs()
+    _rekor_v1(out, trust, keys, state)
+    _rekor_v2(out, trust, keys, index_for(state, index), [*default_bundles(target), *map(Path, bundles)])
+    if not out.logs:
+        raise InvalidInput(f"{trust.source}: the trust root names no transparency log")
+    events, checks = out.events, out.checks
     events.sort(key=lambda e: (e.time, e.log_index))
     if root is not None:
         mine = [e for e in events if e.details.get("root") == str(root)]
@@ -131,6 +223,7 @@ def audit(
                 "custody.release",
                 any(e.ok for e in releases),
                 f"{len(releases)} release attestation(s) of this root",
+                hint=None if releases else "on a Rekor v2 log, give the release bundle (--bundle)",
             )
         )
         checks.append(
@@ -138,21 +231,32 @@ def audit(
                 "custody.validation",
                 any(e.ok for e in validations),
                 f"{len(validations)} validation(s) of this root",
-                hint=None if validations else "never validated",
+                hint=None if validations else "never validated (or, on a Rekor v2 log, its bundle was not given)",
+            )
+        )
+    other = [e for e in events if e.kind == "unattributed"]
+    if other:
+        checks.append(
+            Check.of(
+                "custody.unattributed",
+                True,
+                f"{len(other)} other entries by these signers or over this digest: no bundle given accounts for them",
+                hint="listed as events: ask their signers for the bundles",
             )
         )
     if facts is not None:
         pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
         checks.append(Check.of("pack.matches", pc.ok, f"{pc.tensors_checked} tensors reconstructed and matched"))
-    cp = {"size": latest.size, "root": latest.root.hex(), "origin": latest.origin} if latest is not None else {}
+    first = out.logs[0]
     return AuditReport(
         str(target or manifest_root or digest),
         root,
-        client.log.base_url,
-        cp,
+        ", ".join(x["url"] for x in out.logs),
+        first["checkpoint"],
         events,
         checks,
         _tensor_rows(facts) if facts is not None else [],
-        client.requests,
+        sum(int(x.get("requests", 0)) for x in out.logs),
         time.perf_counter() - t0,
+        out.logs,
     )

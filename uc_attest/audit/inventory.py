@@ -1,29 +1,65 @@
-"""The model inventory as a registry of digests: every release in the log, grouped by source model.
+"""The model inventory as a registry of digests: every release in the logs, grouped by source model.
 
 All entries are read and verified. Each release row says its validations and a status: validated / not
 validated / superseded (a newer release of the same source model exists). Entries that do not verify are
-listed as such, whatever they claim to be: a bad entry is shown, never dropped.
+listed as such, whatever they claim to be: a bad entry is shown, never dropped. On a tile log (Rekor v2)
+statements come from the bundles in ``bundle_dirs``; every entry of the log no bundle accounts for is
+listed as "no statement known".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import LogMisbehaved, LogUnreachable, OperationalError
+from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalError
 from ..signing.trust import Trust
+from ..transparency.follow import TileIndex
+from ..transparency.rekor_v1 import RekorClient
 from .collect import LogReader
 from .events import AuditEvent
+from .tilelog import bundle_events, follow_logs, unattributed
 
 
-def inventory(trust: Trust, *, batch: int = 10) -> list[dict[str, Any]]:
-    reader = LogReader.open(trust)
+def _v1_events(trust: Trust, batch: int) -> list[AuditEvent]:
+    events: list[AuditEvent] = []
+    for log in trust.logs():
+        reader = LogReader(trust, RekorClient(log))
+        try:
+            events += reader.scan(reader.client.checkpoint(), batch)
+        except LogUnreachable as exc:
+            raise OperationalError(f"log unreachable: {exc.message}", url=log.base_url) from None
+        except LogMisbehaved as exc:
+            raise OperationalError(f"log does not verify: {exc.message}", url=log.base_url) from None
+    return events
+
+
+def _tile_events(trust: Trust, index: Path | None, bundle_dirs: Sequence[Path]) -> list[AuditEvent]:
+    bundles = sorted(p for d in bundle_dirs for p in Path(d).glob("*.sigstore.json"))
+    for d in bundle_dirs:
+        if not Path(d).is_dir():
+            raise InvalidInput(f"{d}: not a directory of bundles", path=str(d))
+    idx, events = TileIndex(index), []
     try:
-        latest = reader.client.checkpoint()
-        events = list(reader.scan(latest, batch))
-    except LogUnreachable as exc:
-        raise OperationalError(f"log unreachable: {exc.message}", url=reader.client.log.base_url) from None
-    except LogMisbehaved as exc:
-        raise OperationalError(f"log does not verify: {exc.message}", url=reader.client.log.base_url) from None
+        for r, client in follow_logs(trust, idx):
+            if not r.ok or r.current is None:
+                raise OperationalError(f"log does not verify: {r.url}: {r.problem}", url=r.url)
+            ta = bundle_events(bundles, trust, client, r.current)
+            events += ta.events + unattributed(idx, client.log.log_id, (), (), ta.leaves)
+    finally:
+        idx.close()
+    return events
+
+
+def inventory(
+    trust: Trust, *, batch: int = 10, index: Path | None = None, bundle_dirs: Sequence[Path] = ()
+) -> list[dict[str, Any]]:
+    if not trust.logs() and not trust.tile_logs():
+        raise InvalidInput(f"{trust.source}: the trust root names no transparency log")
+    events = _v1_events(trust, batch)
+    if trust.tile_logs():
+        events += _tile_events(trust, index, bundle_dirs)
     validations: dict[str, list[AuditEvent]] = {}
     for e in events:
         if e.kind == "validation" and e.ok:
@@ -56,7 +92,20 @@ def inventory(trust: Trust, *, batch: int = 10) -> list[dict[str, Any]]:
             }
         )
     for e in events:
-        if not e.ok:
+        if e.kind == "unattributed":
+            rows.append(
+                {
+                    "model": "?",
+                    "manifest_root": "?",
+                    "released": e.time,
+                    "log_index": e.log_index,
+                    "signer": e.signer,
+                    "kind": e.kind,
+                    "signed_digest": e.details.get("signed_digest"),
+                    "status": "no statement known (Rekor v2 entry; no bundle given accounts for it)",
+                }
+            )
+        elif not e.ok:
             rows.append(
                 {
                     "model": str(e.details.get("source_digest") or "?"),

@@ -336,13 +336,20 @@ def audit_cmd(
     trust_config: TrustOpt = None,
     instance: InstanceOpt = None,
     state: Annotated[Path | None, typer.Option(help="Monitor state (log watch): prove consistency with it.")] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Tile-log index (default: beside --state; none: scan the log).")
+    ] = None,
+    bundle: Annotated[
+        list[Path] | None, typer.Option(help="More bundles to account for on a Rekor v2 log (repeatable).")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every log entry about a model, verified, as a chain of custody; exit 1 if anything does not verify."""
     r = uc.audit(
-        pack_dir, manifest_root=manifest_root, digest=digest, trust_config=trust_config, instance=instance, state=state
-    )
+        pack_dir, manifest_root=manifest_root, digest=digest, trust_config=trust_config, instance=instance,
+        state=state, index=index, bundles=bundle or (),
+    )  # fmt: skip
     data = r.to_dict()
     if report is not None:
         uc.write_report_html(data, report)
@@ -361,11 +368,15 @@ def audit_cmd(
 def inventory_cmd(
     trust_config: TrustOpt = None,
     instance: InstanceOpt = None,
+    index: Annotated[Path | None, typer.Option(help="Tile-log index (as log watch keeps it; none: scan).")] = None,
+    bundles: Annotated[
+        list[Path] | None, typer.Option(help="Directory of *.sigstore.json bundles (Rekor v2 statements).")
+    ] = None,
     as_json: JsonOpt = False,
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
     """The model inventory: models -> packs (manifest roots) -> validations -> status."""
-    rows = uc.inventory(trust_config=trust_config, instance=instance)
+    rows = uc.inventory(trust_config=trust_config, instance=instance, index=index, bundle_dirs=bundles or ())
     if as_json:
         emit_json(rows)
         return
@@ -418,18 +429,34 @@ def log_watch(
     state: Annotated[Path, typer.Option(help="Monitor state file (created on first run).")],
     trust_config: TrustOpt = None,
     instance: InstanceOpt = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Tile-log index (SQLite; default: beside --state, .tiles.sqlite3).")
+    ] = None,
+    identity: Annotated[list[str] | None, typer.Option(help="Index entries by this identity (repeatable).")] = None,
+    identity_regex: Annotated[
+        list[str] | None, typer.Option(help="Index entries whose identity matches (anchored, repeatable).")
+    ] = None,
+    digest: Annotated[list[str] | None, typer.Option(help="Index entries over this sha256:<hex> (repeatable).")] = None,
+    mirror: Annotated[
+        str | None, typer.Option(help="Read the tile log from this mirror URL (verified with the log's key).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify each log's new checkpoint extends the last one seen; exit 1 on a fork or rollback."""
-    results = uc.watch_log(state, trust_config, instance)
+    """Verify each log's new checkpoint extends the last one seen (tile logs: every new entry and tile, into
+    the index); exit 1 on a fork, a rollback or a tile or entry that does not verify, keeping the old state."""
+    results = uc.watch_log(
+        state, trust_config, instance, index=index, identities=identity or (), identity_regexes=identity_regex or (),
+        digests=digest or (), mirror=mirror,
+    )  # fmt: skip
     if as_json:
         emit_json({"ok": all(r.ok for r in results), "logs": [r.to_dict() for r in results]})
     else:
         for r in results:
             prev = f"size {r.previous.size} root {r.previous.root.hex()}" if r.previous else "none (first run)"
             cur = f"size {r.current.size} root {r.current.root.hex()}" if r.current else "unverifiable"
+            extra = f" ({r.summary()})" if r.summary() else ""
             if r.ok:
-                say(("OK", "bold green"), f" {r.url}: {prev} -> {cur}")
+                say(("OK", "bold green"), f" {r.url}: {prev} -> {cur}{extra}")
             else:
                 say(("LOG MISBEHAVED", "bold red"), f" {r.url}: {r.problem}\n  stored:  {prev}\n  current: {cur}")
     if not all(r.ok for r in results):
@@ -518,11 +545,14 @@ app.add_typer(instance_app, name="instance")
 def instance_init(
     directory: Annotated[Path, typer.Argument(help="State directory to create.")],
     port: Annotated[int, typer.Option(help="Loopback port the instance will serve on.")] = 8787,
+    rekor_version: Annotated[
+        int, typer.Option(help="Log the signing config prefers: 2 (tiles, TSA timestamps) or 1 (Rekor v1, SET).")
+    ] = 2,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create keys (0600), CA certificates, the log and trust_config.json."""
-    state = uc.init_instance(directory, port, force=force)
+    """Create keys (0600), CA certificates, both logs, the TSA and trust_config.json."""
+    state = uc.init_instance(directory, port, force=force, rekor_version=rekor_version)
     tc = state.root / "trust_config.json"
     if as_json:
         emit_json(
@@ -532,6 +562,7 @@ def instance_init(
                 "url": state.url,
                 "issuer": state.issuer,
                 "trust_config": str(tc),
+                "rekor_version": state.rekor_version,
                 "warning": "DEV instance: its OIDC issuer can mint any identity",
             }
         )

@@ -7,7 +7,7 @@ rebuilds the tree. Used by the manifest (per-tensor proofs) and by the log.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import ProofError, RootMismatch
 
@@ -177,6 +177,13 @@ class MerkleTree:
     def leaf(self, index: int) -> bytes:
         return self._levels[0][index]
 
+    def nodes(self, level: int, start: int, count: int) -> list[bytes]:
+        """Hashes of the complete subtrees of 2^level leaves number ``start .. start + count`` (tiles serve them)."""
+        row = self._levels[level] if level < len(self._levels) else []
+        if start < 0 or start + count > len(row):
+            raise ProofError(f"level {level} has {len(row)} complete subtrees, not {start + count}")
+        return row[start : start + count]
+
     def _hash(self, lo: int, n: int) -> bytes:
         k = n.bit_length() - 1
         if n == 1 << k and lo % n == 0 and k < len(self._levels) and (lo >> k) < len(self._levels[k]):
@@ -191,29 +198,43 @@ class MerkleTree:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         if not 0 <= index < size <= len(self):
             raise ProofError(f"index {index} out of range for size {size}")
-
-        def path(m: int, lo: int, n: int) -> list[bytes]:
-            if n == 1:
-                return []
-            k = _split(n)
-            if m < k:
-                return [*path(m, lo, k), self._hash(lo + k, n - k)]
-            return [*path(m - k, lo + k, n - k), self._hash(lo, k)]
-
-        return path(index, 0, size)
+        return inclusion_path(self._hash, index, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         if not 0 <= old_size <= new_size <= len(self):
             raise ProofError(f"sizes {old_size} -> {new_size} outside the tree")
-        if old_size in (0, new_size):
+        return consistency_path(self._hash, old_size, new_size)
+
+
+RangeHash = Callable[[int, int], bytes]  # hash of leaves [lo, lo + n) as RFC 6962 defines it
+
+
+def inclusion_path(hash_range: RangeHash, index: int, size: int) -> list[bytes]:
+    """The audit path of leaf ``index`` in a tree of ``size`` leaves, from any source of subtree hashes
+    (the cached tree of a log, or tiles fetched from one)."""
+
+    def path(m: int, lo: int, n: int) -> list[bytes]:
+        if n == 1:
             return []
+        k = _split(n)
+        if m < k:
+            return [*path(m, lo, k), hash_range(lo + k, n - k)]
+        return [*path(m - k, lo + k, n - k), hash_range(lo, k)]
 
-        def sub(m: int, lo: int, n: int, complete: bool) -> list[bytes]:
-            if m == n:
-                return [] if complete else [self._hash(lo, n)]
-            k = _split(n)
-            if m <= k:
-                return [*sub(m, lo, k, complete), self._hash(lo + k, n - k)]
-            return [*sub(m - k, lo + k, n - k, False), self._hash(lo, k)]
+    return path(index, 0, size)
 
-        return sub(old_size, 0, new_size, True)
+
+def consistency_path(hash_range: RangeHash, old_size: int, new_size: int) -> list[bytes]:
+    """PROOF(old_size, D[new_size]) (RFC 9162 2.1.4), from any source of subtree hashes."""
+    if old_size in (0, new_size):
+        return []
+
+    def sub(m: int, lo: int, n: int, complete: bool) -> list[bytes]:
+        if m == n:
+            return [] if complete else [hash_range(lo, n)]
+        k = _split(n)
+        if m <= k:
+            return [*sub(m, lo, k, complete), hash_range(lo + k, n - k)]
+        return [*sub(m - k, lo + k, n - k, False), hash_range(lo, k)]
+
+    return sub(old_size, 0, new_size, True)

@@ -10,16 +10,20 @@ Rules never read ``integratedTime`` themselves: they take :attr:`Evidence.times`
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cryptography import x509
+
 from ..core.dsse import PAYLOAD_TYPE_IN_TOTO
 from ..errors import InvalidInput, MalformedBundle, SignatureInvalid
 from ..signing.trust import Trust
 from .identity import AnyIdentity, SignerIdentity, SignerLike, describe, signer_of, sigstore_policy
+from .timestamps import TimestampInvalid, verify_timestamps
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Evidence:
     signer: SignerIdentity
     times: tuple[TimeProof, ...]
     log: LogProof | None
+    ignored_timestamps: tuple[str, ...] = ()  # timestamps no trusted TSA signed (not counted)
 
     @property
     def signed_at(self) -> int | None:
@@ -106,11 +111,66 @@ def _times(doc: dict[str, Any]) -> tuple[TimeProof, ...]:
     return tuple(out)
 
 
+def leaf_certificate(doc: dict[str, Any], where: str) -> x509.Certificate:
+    """The signing certificate of a bundle (v0.3 ``certificate``, or the first of an older ``x509CertificateChain``)."""
+    vm = doc.get("verificationMaterial") or {}
+    try:
+        raw = (
+            vm["certificate"]["rawBytes"]
+            if "certificate" in vm
+            else vm["x509CertificateChain"]["certificates"][0]["rawBytes"]
+        )
+        return x509.load_der_x509_certificate(base64.b64decode(raw))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedBundle(f"{where}: verificationMaterial has no readable signing certificate: {exc!r}") from None
+
+
+def _verify_without_log(doc: dict[str, Any], leaf: x509.Certificate, times: list[dt.datetime], trust: Trust,
+                        policy: Any, where: str) -> tuple[str, bytes]:  # fmt: skip
+    """A bundle with no transparency-log entry (TSA-only, as GitHub's instance for private repositories
+    issues them): certificate chain and code-signing EKU at every verified time, an SCT, the signer policy,
+    and the DSSE signature over the PAE. sigstore-python refuses such bundles at parse time."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sigstore.errors import VerificationError
+
+    from ..core.dsse import pae
+    from .chain import issuer_of, verify_chain, verify_sct
+
+    if not times:
+        raise TimestampInvalid(where, "a bundle without a log entry needs at least one verified RFC 3161 timestamp")
+    root = trust.root_document
+    for t in times:
+        verify_chain(leaf, root, t, where)
+    verify_sct(leaf, issuer_of(leaf, root, times[0]), root, where)
+    try:
+        policy.verify(leaf)
+    except VerificationError as exc:
+        raise SignatureInvalid(where, f"bundle rejected: {exc}") from None
+    try:
+        env = doc["dsseEnvelope"]
+        payload, ptype = base64.b64decode(env["payload"]), str(env["payloadType"])
+        sig = base64.b64decode(env["signatures"][0]["sig"])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedBundle(f"{where}: dsseEnvelope is malformed: {exc!r}") from None
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise SignatureInvalid(where, "only ECDSA signing certificates are supported without a log entry")
+    try:
+        key.verify(sig, pae(ptype, payload), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureInvalid(where, "bundle rejected: the DSSE signature does not verify") from None
+    return ptype, payload
+
+
 def verify_dsse_bundle(
     path: Path, trust: Trust, signers: Sequence[SignerLike] | None, *, payload_type: str = PAYLOAD_TYPE_IN_TOTO
 ) -> Evidence:
     """Verify a DSSE bundle against the trust root and the signers (``None``: any signer, reported not pinned).
 
+    The RFC 3161 timestamps are verified first (TimestampInvalid naming the one that fails); a bundle with a
+    log entry (Rekor v1 or v2) is then verified by sigstore-python, one without by :func:`_verify_without_log`.
     Raises SignatureInvalid (the reason, and who was expected) when it does not verify, InvalidInput /
     MalformedBundle when the file is missing or unparsable."""
     from sigstore.errors import Error as SigstoreError
@@ -120,11 +180,30 @@ def verify_dsse_bundle(
 
     raw, doc = read_bundle(path)
     expected = describe(signers) if signers is not None else None
+    where = str(path)
+    leaf = leaf_certificate(doc, where)
+    stamps = verify_timestamps(doc, trust.root_document, leaf, where)
+    tsa_times = stamps.verified
+    policy = AnyIdentity() if signers is None else sigstore_policy(signers)
+    entries = doc.get("verificationMaterial", {}).get("tlogEntries") or []
+    if entries and not tsa_times and not any(isinstance(e, dict) and e.get("inclusionPromise") for e in entries):
+        why = "; ".join(stamps.ignored) or "the bundle has none"
+        raise TimestampInvalid(
+            where, f"the log entry has no signed time (Rekor v2 gives none) and no verified RFC 3161 timestamp ({why})"
+        )
+    if not entries:
+        try:
+            got_type, payload = _verify_without_log(doc, leaf, [t for t, _ in tsa_times], trust, policy, where)
+        except SignatureInvalid as exc:
+            raise SignatureInvalid(where, exc.problem, expected) from None
+        if got_type != payload_type:
+            raise SignatureInvalid(where, "unexpected DSSE payload type", payload_type, got_type)
+        times = tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in tsa_times)
+        return Evidence(Path(path), got_type, payload, signer_of(leaf), times, None, tuple(stamps.ignored))
     try:
         bundle = Bundle.from_json(raw)
     except (InvalidBundle, ValueError, SigstoreError) as exc:
         raise SignatureInvalid(str(path), f"malformed bundle: {exc}", expected) from None
-    policy = AnyIdentity() if signers is None else sigstore_policy(signers)
     try:
         got_type, payload = Verifier(trusted_root=trust.trusted_root).verify_dsse(bundle, policy)
     except (VerificationError, SigstoreError, ValueError) as exc:
@@ -135,4 +214,6 @@ def verify_dsse_bundle(
         log, times = _log_proof(doc), _times(doc)
     except (KeyError, TypeError, ValueError) as exc:  # sigstore-python accepted it, so this is a shape we do not read
         raise MalformedBundle(f"{path}: unreadable log entry in a verified bundle: {exc!r}", path=str(path)) from None
-    return Evidence(Path(path), got_type, payload, signer_of(bundle.signing_certificate), times, log)
+    times += tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in tsa_times)
+    return Evidence(Path(path), got_type, payload, signer_of(bundle.signing_certificate), times, log,
+                    tuple(stamps.ignored))  # fmt: skip

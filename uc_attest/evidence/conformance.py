@@ -16,8 +16,9 @@ from ..claims.statement import Statement, artifact_hashes
 from ..errors import InvalidInput, LogMisbehaved, MalformedBundle, SignatureInvalid
 from ..signing.trust import PUBLIC_GOOD, STAGING, Trust
 from ..transparency.rekor_v1 import RekorClient, rest_answer_from_bundle_entry
-from .bundle import read_bundle
+from .bundle import leaf_certificate, read_bundle
 from .identity import SignerSpec, sigstore_policy
+from .timestamps import verify_timestamps
 
 
 def _root_trust(trusted_root: Path | None, staging: bool) -> Trust:
@@ -75,6 +76,7 @@ def verify_any_bundle(
     def fail(why: str) -> SignatureInvalid:
         return SignatureInvalid(str(bundle_path), why)
 
+    verify_timestamps(doc, trust.root_document, leaf_certificate(doc, str(bundle_path)), str(bundle_path))
     try:
         bundle = Bundle.from_json(raw)
     except (InvalidBundle, ValueError, SigstoreError) as exc:

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import urllib.parse
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,14 +24,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import OperationalError, UsageError
 from ..transparency.checkpoint import sign_note
+from . import log_v2, tsa
 from .ca import CSRError, check_csr, issue_leaf
 from .log_v1 import EntryError, canonicalize
+from .log_v2 import TileLog
 from .oidc import TokenError, mint_token, verify_token
-from .state import DEV_LABEL, HOST, LOG_DB, InstanceState
+from .state import DEV_LABEL, HOST, LOG_DB, TSA_PATH, V2_PREFIX, InstanceState
 from .store import LogStore, StoredEntry
 
 MAX_BODY = 8 << 20  # bytes; larger requests get 413 (public Rekor's limit is far lower, ~100 KB)
 log = logging.getLogger("uc_attest.instance")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A response that is not JSON: its bytes and content type."""
+
+    data: bytes
+    content_type: str
 
 
 class HTTPError(Exception):
@@ -56,6 +67,58 @@ class Instance:
     def __init__(self, state: InstanceState) -> None:
         self.state = state
         self.log = open_log(state)
+        self.log2: TileLog | None = None
+        if state.v2 is not None:
+            self.log2 = TileLog(state.root / LOG_DB, state.origin_v2, state.log_name, state.v2.log_key, state.log_id_v2)
+
+    # -- TSA (RFC 3161) ------------------------------------------------------------------------------------------
+    def timestamp(self, content_type: str, body: bytes) -> Raw:
+        if self.state.v2 is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "this instance has no timestamp authority (made before it)")
+        if content_type.split(";")[0].strip() != "application/timestamp-query":
+            raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "expected Content-Type application/timestamp-query")
+        try:
+            reply = tsa.timestamp(body, self.state.v2.tsa_key, self.state.v2.tsa_cert)
+        except tsa.TSAError as exc:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"timestamp request: {exc}") from None
+        return Raw(reply, "application/timestamp-reply")
+
+    # -- Rekor v2 ------------------------------------------------------------------------------------------------
+    def create_entry_v2(self, body: Any) -> dict[str, Any]:
+        if self.log2 is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "this instance has no Rekor v2 log (made before it)")
+        try:
+            canonical = log_v2.canonicalize(body)
+        except log_v2.EntryV2Error as exc:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        got = self.log2.submit(canonical)
+
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
+        return {
+            "logIndex": str(got.index),
+            "logId": {"keyId": b64(self.state.log_id_v2)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+            "inclusionProof": {
+                "logIndex": str(got.index),
+                "rootHash": b64(got.root),
+                "treeSize": str(got.size),
+                "hashes": [b64(h) for h in got.proof],
+                "checkpoint": {"envelope": got.note},
+            },
+            "canonicalizedBody": b64(canonical),
+        }
+
+    def tiles(self, path: str) -> Raw:
+        if self.log2 is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "this instance has no Rekor v2 log")
+        if path == "checkpoint":
+            return Raw(self.log2.checkpoint.encode(), "text/plain; charset=utf-8")
+        data = self.log2.tile(path)
+        if data is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, f"no tile {path}")
+        return Raw(data, "application/octet-stream")
 
     # -- Fulcio --------------------------------------------------------------------------------------------------
     def signing_cert(self, headers: dict[str, str], body: Any) -> dict[str, Any]:
@@ -188,6 +251,8 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
             log.info("%s %s", self.address_string(), format % args)
 
         def _send(self, status: HTTPStatus, obj: Any, content_type: str = "application/json") -> None:
+            if isinstance(obj, Raw):
+                obj, content_type = obj.data, obj.content_type
             data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -195,14 +260,17 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _body(self) -> Any:
+        def _raw_body(self) -> bytes:
             try:
                 n = int(self.headers.get("Content-Length", "0"))
             except ValueError:
                 raise HTTPError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
             if n > MAX_BODY:
                 raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
-            raw = self.rfile.read(n)
+            return bytes(self.rfile.read(n))
+
+        def _body(self) -> Any:
+            raw = self._raw_body()
             if "application/x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
                 return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
             try:
@@ -227,6 +295,12 @@ def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"code": 500, "message": f"internal error: {exc}"})
 
         def _route(self, method: str, path: str, query: dict[str, list[str]]) -> Any:
+            if method == "POST" and path == TSA_PATH:
+                return inst.timestamp(self.headers.get("Content-Type", ""), self._raw_body())
+            if method == "POST" and path == f"{V2_PREFIX}/api/v2/log/entries":
+                return inst.create_entry_v2(self._body())
+            if method == "GET" and path.startswith(V2_PREFIX + "/"):
+                return inst.tiles(path[len(V2_PREFIX) + 1 :])
             if method == "POST" and path == "/api/v2/signingCert":
                 return inst.signing_cert({k.lower(): v for k, v in self.headers.items()}, self._body())
             if method == "POST" and path == "/api/v1/log/entries":
@@ -308,3 +382,5 @@ class InstanceServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.instance.log.close()
+        if self.instance.log2 is not None:
+            self.instance.log2.close()

@@ -6,9 +6,11 @@ Layout of DIR::
     ca-root.pem            root CA certificate        ca-root.key.pem          (0600)
     ca-intermediate.pem    intermediate certificate   ca-intermediate.key.pem  (0600)
     ct.key.pem             CT log key (SCTs)          (0600)
-    log.key.pem            transparency log key (SET, checkpoints)  (0600)
+    log.key.pem            Rekor v1 log key (SET, checkpoints)      (0600)
+    log2.key.pem           Rekor v2 log key (Ed25519, checkpoints)  (0600)
     oidc.key.pem           dev OIDC issuer key (ES256 tokens)       (0600)
-    log.sqlite3            the log
+    tsa-root.pem / tsa.pem the timestamp authority's root and leaf  tsa-root.key.pem, tsa.key.pem (0600)
+    log.sqlite3            both logs (v1 entries, v2 entries and tiles)
     trust_config.json      sigstore ClientTrustConfig for this instance
 """
 
@@ -26,8 +28,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..core.fsutil import atomic_write_bytes
 from ..errors import InvalidInput, UsageError
@@ -41,6 +43,18 @@ DEV_LABEL = "uc-attest DEV instance (its OIDC issuer can mint any identity)"
 DEV_ISSUER = "https://dev-oidc.uc-attest.invalid"
 KEY_FILES = ("ca-root.key.pem", "ca-intermediate.key.pem", "ct.key.pem", "log.key.pem", "oidc.key.pem")
 CERT_FILES = ("ca-root.pem", "ca-intermediate.pem")
+#: Keys and certificates of the Rekor v2 log and the TSA: instances made before them have none and keep
+#: serving Rekor v1 only.
+V2_KEY_FILES = ("log2.key.pem", "tsa-root.key.pem", "tsa.key.pem")
+V2_CERT_FILES = ("tsa-root.pem", "tsa.pem")
+#: Where the Rekor v2 log and the TSA answer, under the instance URL.
+V2_PREFIX, TSA_PATH = "/rekor-v2", "/api/v1/timestamp"
+#: Key usage of a leaf that only signs (code-signing and timestamping certificates).
+SIGNING_ONLY = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+)  # fmt: skip
+TSA_LIFETIME = dt.timedelta(days=3650)
 TRUST_CONFIG = "trust_config.json"
 LOG_DB = "log.sqlite3"
 META = "instance.json"
@@ -48,6 +62,9 @@ META = "instance.json"
 
 def _rfc3339(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _spki_der(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -101,7 +118,33 @@ def _ca_cert(
     return builder.sign(issuer_key, hashes.SHA384())
 
 
-def _write_secret(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _tsa_leaf(key: ec.EllipticCurvePrivateKey, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey,
+              now: dt.datetime) -> x509.Certificate:  # fmt: skip
+    """The TSA's certificate: timestamping EKU (critical, as RFC 3161 requires), digitalSignature."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "uc-attest-dev"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "uc-attest DEV timestamp authority"),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + TSA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(SIGNING_ONLY, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA384())
+    )
+
+
+def _write_secret(path: Path, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -110,16 +153,21 @@ def _write_secret(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         os.fsync(f.fileno())
 
 
-def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> InstanceState:
-    """Create a new instance state directory with fresh keys and its trust config."""
+def init_instance(root: Path, port: int = 8787, *, force: bool = False, rekor_version: int = 2) -> InstanceState:
+    """Create a new instance state directory with fresh keys and its trust config. Both logs and the TSA
+    are served and trusted; ``rekor_version`` is the log the signing config offers signers (2: Rekor v2
+    with TSA timestamps, as Sigstore signs in 2026; 1: Rekor v1 with its SET)."""
     root = Path(root)
     if root.exists() and any(root.iterdir()) and not force:
         raise UsageError(f"{root}: directory is not empty (use --force to re-create the instance)", path=str(root))
     if not 1 <= port <= 65535:
         raise UsageError(f"--port must be 1-65535, got {port}")
+    if rekor_version not in (1, 2):
+        raise UsageError(f"--rekor-version must be 1 or 2, got {rekor_version}")
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
-    for name in (*KEY_FILES, *CERT_FILES, TRUST_CONFIG, LOG_DB, META, f"{LOG_DB}-wal", f"{LOG_DB}-shm"):
+    every = (*KEY_FILES, *CERT_FILES, *V2_KEY_FILES, *V2_CERT_FILES, TRUST_CONFIG, LOG_DB, META)
+    for name in (*every, f"{LOG_DB}-wal", f"{LOG_DB}-shm"):
         (root / name).unlink(missing_ok=True)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     keys = {
@@ -134,6 +182,14 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> Insta
     )
     for name, cert in zip(CERT_FILES, (ca_root, ca_int), strict=True):
         atomic_write_bytes(root / name, cert.public_bytes(serialization.Encoding.PEM))
+    log2 = ed25519.Ed25519PrivateKey.generate()
+    tsa_root_key, tsa_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP256R1())
+    _write_secret(root / V2_KEY_FILES[0], log2)
+    _write_secret(root / V2_KEY_FILES[1], tsa_root_key)
+    _write_secret(root / V2_KEY_FILES[2], tsa_key)
+    tsa_root = _ca_cert("uc-attest DEV timestamping root CA", tsa_root_key, None, tsa_root_key, 0, now)
+    for name, cert in zip(V2_CERT_FILES, (tsa_root, _tsa_leaf(tsa_key, tsa_root, tsa_root_key, now)), strict=True):
+        atomic_write_bytes(root / name, cert.public_bytes(serialization.Encoding.PEM))
     base = f"http://{HOST}:{port}"
     meta = {
         "label": DEV_LABEL,
@@ -143,12 +199,44 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False) -> Insta
         # Rekor's convention: "<log host> - <tree id>", and the checkpoint is signed under the host's name
         # (sigstore-js requires the signer name to be found in the log's base URL).
         "origin": f"{HOST} - {int(now.timestamp())}",
+        # Rekor v2 (C2SP tlog-checkpoint): the origin names the log; its key is named after the host
+        "origin_v2": f"{HOST}/rekor-v2/{int(now.timestamp())}",
+        "rekor_version": rekor_version,
         "created": _rfc3339(now),
     }
     atomic_write_bytes(root / META, json.dumps(meta, indent=2).encode())
     state = InstanceState.load(root)
     atomic_write_bytes(root / TRUST_CONFIG, json.dumps(state.trust_config(now), indent=2).encode())
     return state
+
+
+def _load_key(p: Path) -> Any:
+    if not p.is_file():
+        raise InvalidInput(f"{p}: key file missing", path=str(p))
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        raise InvalidInput(f"{p}: permissions {oct(mode)} are too open (need 0600)", path=str(p))
+    try:
+        return serialization.load_pem_private_key(p.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{p}: not a PEM private key: {exc}", path=str(p)) from None
+
+
+def _load_cert(p: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(p.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{p}: missing or not a PEM certificate: {exc}", path=str(p)) from None
+
+
+@dataclass
+class V2Material:
+    """The Rekor v2 log key and the TSA (key, certificate, root) of an instance that has them."""
+
+    log_key: ed25519.Ed25519PrivateKey
+    tsa_key: ec.EllipticCurvePrivateKey
+    tsa_cert: x509.Certificate
+    tsa_root: x509.Certificate
 
 
 @dataclass
@@ -160,6 +248,7 @@ class InstanceState:
     keys: dict[str, ec.EllipticCurvePrivateKey]
     ca_root: x509.Certificate
     ca_intermediate: x509.Certificate
+    v2: V2Material | None = None
 
     @classmethod
     def load(cls, root: Path) -> InstanceState:
@@ -170,32 +259,24 @@ class InstanceState:
             )
         keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         for name in KEY_FILES:
-            p = root / name
-            if not p.is_file():
-                raise InvalidInput(f"{p}: key file missing", path=str(p))
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode & 0o077:
-                raise InvalidInput(f"{p}: permissions {oct(mode)} are too open (need 0600)", path=str(p))
-            try:
-                key = serialization.load_pem_private_key(p.read_bytes(), password=None)
-            except (ValueError, TypeError) as exc:
-                raise InvalidInput(f"{p}: not a PEM private key: {exc}", path=str(p)) from None
+            key = _load_key(root / name)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise InvalidInput(f"{p}: not an EC private key", path=str(p))
+                raise InvalidInput(f"{root / name}: not an EC private key", path=str(root / name))
             keys[name] = key
-        certs = []
-        for name in CERT_FILES:
-            p = root / name
-            try:
-                certs.append(x509.load_pem_x509_certificate(p.read_bytes()))
-            except (OSError, ValueError) as exc:
-                raise InvalidInput(f"{p}: missing or not a PEM certificate: {exc}", path=str(p)) from None
+        certs = [_load_cert(root / name) for name in CERT_FILES]
         try:
             meta = json.loads((root / META).read_text())
             int(meta["port"]), str(meta["issuer"]), str(meta["origin"])
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"{root / META}: malformed: {exc}", path=str(root / META)) from None
-        return cls(root, meta, keys, certs[0], certs[1])
+        v2 = None
+        if "origin_v2" in meta:  # made with the Rekor v2 log and the TSA: their files must all be there
+            log2, _tsa_root_key, tsa_key = (_load_key(root / n) for n in V2_KEY_FILES)  # the root key: 0600 checked
+            if not isinstance(log2, ed25519.Ed25519PrivateKey) or not isinstance(tsa_key, ec.EllipticCurvePrivateKey):
+                raise InvalidInput(f"{root}: log2.key.pem must be Ed25519 and tsa.key.pem EC", path=str(root))
+            tsa_root, tsa_cert = (_load_cert(root / n) for n in V2_CERT_FILES)
+            v2 = V2Material(log2, tsa_key, tsa_cert, tsa_root)
+        return cls(root, meta, keys, certs[0], certs[1], v2)
 
     def moved_to(self, port: int) -> InstanceState:
         """The same instance (keys, log) served on another loopback port: instance.json and the trust config
@@ -243,6 +324,21 @@ class InstanceState:
         return self.keys["oidc.key.pem"]
 
     @property
+    def rekor_version(self) -> int:
+        return int(self.meta.get("rekor_version", 1))
+
+    @property
+    def origin_v2(self) -> str:
+        return str(self.meta["origin_v2"])
+
+    @property
+    def log_id_v2(self) -> bytes:
+        """The Rekor v2 log id: its checkpoint key's C2SP key id, SHA-256(name || 0x0A || 0x01 || key)."""
+        assert self.v2 is not None
+        raw = self.v2.log_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return hashlib.sha256(self.log_name.encode() + b"\n\x01" + raw).digest()
+
+    @property
     def log_id(self) -> bytes:
         return hashlib.sha256(_spki_der(self.log_key.public_key())).digest()
 
@@ -267,10 +363,10 @@ class InstanceState:
                 "validFor": start,
             }
 
-        def service(url: str) -> dict[str, Any]:
-            return {"url": url, "majorApiVersion": 1, "validFor": start, "operator": "uc-attest-dev"}
+        def service(url: str, version: int = 1) -> dict[str, Any]:
+            return {"url": url, "majorApiVersion": version, "validFor": start, "operator": "uc-attest-dev"}
 
-        trusted_root = {
+        trusted_root: dict[str, Any] = {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
             "tlogs": [
                 {
@@ -303,7 +399,7 @@ class InstanceState:
             ],
             "timestampAuthorities": [],
         }
-        signing_config = {
+        signing_config: dict[str, Any] = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
             "caUrls": [service(self.url)],
             "oidcUrls": [service(f"{self.url}/oidc")],
@@ -312,6 +408,35 @@ class InstanceState:
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaConfig": {"selector": "ANY"},
         }
+        if self.v2 is not None:
+            trusted_root["tlogs"].append(
+                {
+                    "baseUrl": self.url + V2_PREFIX,
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": {
+                        "rawBytes": b64(self.v2.log_key.public_key().public_bytes(*_SPKI)),
+                        "keyDetails": "PKIX_ED25519",
+                        "validFor": start,
+                    },
+                    "logId": {"keyId": b64(self.log_id_v2)},
+                }
+            )
+            trusted_root["timestampAuthorities"] = [
+                {
+                    "subject": {"organization": "uc-attest-dev", "commonName": "uc-attest DEV timestamp authority"},
+                    "uri": self.url + TSA_PATH,
+                    "certChain": {
+                        "certificates": [
+                            {"rawBytes": b64(der(self.v2.tsa_cert))},
+                            {"rawBytes": b64(der(self.v2.tsa_root))},
+                        ]
+                    },
+                    "validFor": start,
+                }
+            ]
+            signing_config["tsaUrls"] = [service(self.url + TSA_PATH)]
+            if self.rekor_version == 2:  # both logs offered: the stock client takes the highest version it speaks
+                signing_config["rekorTlogUrls"] = [service(self.url + V2_PREFIX, 2), service(self.url)]
         return {
             "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
             "trustedRoot": trusted_root,

@@ -86,6 +86,12 @@ class Release(_Strict):
     require_online_log_check: bool = Field(
         False, description="Fail if the log cannot be reached to re-fetch the entry (default: skip when offline)."
     )
+    require_timestamps: Annotated[int, Field(ge=0, le=32)] = Field(
+        0, description="Verified RFC 3161 timestamps from distinct timestamp authorities the bundle must carry."
+    )
+    require_tlog: bool = Field(
+        True, description="Require a transparency-log entry; false admits TSA-only bundles (said in the verdict)."
+    )
 
 
 class Quantization(_Strict):

@@ -103,6 +103,7 @@ class Facts:
     expected_signers: str = ""
     evidence: Evidence | None = None
     evidence_error: str | None = None
+    evidence_rule: str = "release.signer"  # the rule a bundle that does not verify fails (e.g. release.timestamps)
     statement: Statement | None = None
     claim: ReleaseClaim | None = None
     claim_error: str | None = None
@@ -123,25 +124,66 @@ Rule = Callable[[Facts], list[Check]]
 def signer(f: Facts) -> list[Check]:
     if f.evidence is not None:
         return [Check.of("release.signer", True, str(f.evidence.signer))]
+    timestamps = f.evidence_rule == "release.timestamps"
     return [
         Check.of(
-            "release.signer",
+            f.evidence_rule,
             False,
             f.evidence_error or "no release bundle",
-            expected=f.expected_signers or None,
-            hint="signed by someone the policy does not trust, or the bundle/trust root does not verify",
+            expected=None if timestamps else f.expected_signers or None,
+            hint="a timestamp of the bundle does not verify or breaks the limits"
+            if timestamps
+            else "signed by someone the policy does not trust, or the bundle/trust root does not verify",
         )
     ]
 
 
-def log_entry(f: Facts) -> list[Check]:
-    if f.evidence is None:
-        return []
-    if f.evidence.log is None:
-        return [Check.of("release.log", False, "the bundle has no transparency-log entry")]
-    log = f.evidence.log
-    proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
-    return [Check.of("release.log", True, f"{proofs} and signed checkpoint at log index {log.index}")]
+def log_entry(require_tlog: bool) -> Rule:
+    """The bundle's transparency-log entry (verified with the bundle); a TSA-only bundle only if the policy
+    admits it (``require_tlog: false``), and the verdict says so."""
+
+    def rule(f: Facts) -> list[Check]:
+        if f.evidence is None:
+            return []
+        if f.evidence.log is None:
+            if require_tlog:
+                return [
+                    Check.of(
+                        "release.log",
+                        False,
+                        "the bundle has no transparency-log entry",
+                        hint="a TSA-only bundle (e.g. GitHub's private-repository instance) needs require_tlog: false",
+                    )
+                ]
+            return [Check("release.log", "skipped", "no log entry: TSA-only bundle admitted by the policy")]
+        log = f.evidence.log
+        proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
+        return [Check.of("release.log", True, f"{proofs} and signed checkpoint at log index {log.index}")]
+
+    return rule
+
+
+def timestamps(required: int) -> Rule:
+    """At least ``required`` verified RFC 3161 timestamps from distinct timestamp authorities."""
+
+    def rule(f: Facts) -> list[Check]:
+        if f.evidence is None:
+            return []
+        tsas = sorted({t.source for t in f.evidence.times if t.kind == "rfc3161"})
+        ignored = len(f.evidence.ignored_timestamps)
+        return [
+            Check.of(
+                "release.timestamps",
+                len(tsas) >= required,
+                f"{len(tsas)} verified RFC 3161 timestamp authorities"
+                + (f": {', '.join(tsas)}" if tsas else "")
+                + (f" ({ignored} timestamps by authorities not trusted, not counted)" if ignored else ""),
+                expected=f">= {required} distinct TSAs",
+                actual=str(len(tsas)),
+            )
+        ]
+
+    return rule
 
 
 def online_log(required: bool) -> Rule:
@@ -437,7 +479,9 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
 def release_rules(policy: Policy | None) -> list[Rule]:
     """The rules of a signed release: the policy's, or the defaults (``--bundle`` without a policy)."""
     release = policy.release if policy is not None else Release(require_online_log_check=False)
-    rules: list[Rule] = [signer, log_entry, online_log(release.require_online_log_check)]
+    rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
+    if release.require_timestamps:
+        rules.append(timestamps(release.require_timestamps))
     if release.max_age_days is not None:
         rules.append(max_age(release.max_age_days))
     rules.append(statement_claims(release))

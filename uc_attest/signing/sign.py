@@ -65,10 +65,21 @@ def identity_token(trust: Trust, explicit: str | None, dev_identity: str | None)
     return resolve_identity_token(explicit)
 
 
+def _signing_failed(exc: Exception, trust: Trust) -> str:
+    """One line naming what failed: the URL in the client's error, else the services that were asked."""
+    text = str(exc)
+    if "inclusion promise or signed timestamp" in text:  # every TSA failed (sigstore-python logged each)
+        tsas = ", ".join(trust.services("tsaUrls")) or "none configured"
+        return f"signing failed: no timestamp authority answered (TSA: {tsas}); nothing was written"
+    if "http" not in text:
+        asked = ", ".join(trust.services("caUrls") + trust.services("rekorTlogUrls") + trust.services("tsaUrls"))
+        text += f" (services: {asked})" if asked else ""
+    return f"signing failed (is the signing service reachable?): {text}; nothing was written"
+
+
 def sign_statement(statement: dict[str, Any], trust: Trust, token: Any) -> SignedBundle:
     """Sign ``statement`` as DSSE (payload type in-toto) and record it in the log; the bundle is returned."""
     from sigstore import dsse
-    from sigstore.errors import Error as SigstoreError
     from sigstore.sign import SigningContext
 
     payload = encode(statement)
@@ -78,10 +89,8 @@ def sign_statement(statement: dict[str, Any], trust: Trust, token: Any) -> Signe
         # access, so the DSSE signature and the certificate disagree. A fresh Signer per call is still ephemeral.
         with ctx.signer(token, cache=True) as signer:
             bundle = signer.sign_dsse(dsse.Statement(payload))
-    except (SigstoreError, OSError) as exc:
-        raise OperationalError(f"signing failed (is the signing service reachable?): {exc}") from exc
-    except Exception as exc:  # sigstore-python raises bare exceptions from its HTTP clients
-        raise OperationalError(f"signing failed: {exc}") from exc
+    except Exception as exc:  # sigstore-python raises its own errors and bare ones from its HTTP clients
+        raise OperationalError(_signing_failed(exc, trust)) from exc
     text = str(bundle.to_json())
     entries = json.loads(text).get("verificationMaterial", {}).get("tlogEntries", [])
     index = int(entries[0]["logIndex"]) if entries else None

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..errors import InvalidInput, MalformedBundle, OperationalError, UsageError
 from ..transparency.rekor_v1 import LogKey
+from ..transparency.tiles import TileLogKey
 
 PUBLIC_GOOD, STAGING = "public-good", "staging"
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
@@ -114,8 +115,13 @@ class Trust:
         except (OSError, ValueError, SigstoreError) as exc:
             raise InvalidInput(f"{self.source}: trusted root unusable: {exc}", path=self.source) from None
 
-    def logs(self) -> list[LogKey]:
-        """The transparency logs of the trusted root with ECDSA keys (Rekor v1)."""
+    def services(self, kind: str) -> list[str]:
+        """The signing config's URLs of one kind (``caUrls``, ``rekorTlogUrls``, ``tsaUrls``), for messages."""
+        sc = self.document.get("signingConfig") if not self.is_tuf else None
+        entries = sc.get(kind) if isinstance(sc, dict) else None
+        return [str(e.get("url")) for e in entries or [] if isinstance(e, dict)]
+
+    def _tlogs(self) -> list[tuple[str, Any, bytes]]:
         out = []
         for i, t in enumerate(self.root_document.get("tlogs", [])):
             try:
@@ -125,9 +131,16 @@ class Trust:
                 url = str(t["baseUrl"]).rstrip("/")
             except (KeyError, TypeError, ValueError) as exc:
                 raise MalformedBundle(f"{self.source}: trustedRoot.tlogs[{i}] is malformed: {exc!r}") from None
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                out.append(LogKey(url, key, log_id))
+            out.append((url, key, log_id))
         return out
+
+    def logs(self) -> list[LogKey]:
+        """The transparency logs of the trusted root with ECDSA keys (Rekor v1: REST API, SETs)."""
+        return [LogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ec.EllipticCurvePublicKey)]
+
+    def tile_logs(self) -> list[TileLogKey]:
+        """The logs with Ed25519 checkpoint keys (Rekor v2: C2SP tlog-tiles, log id = the key's C2SP id)."""
+        return [TileLogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ed25519.Ed25519PublicKey)]
 
     def default_issuer(self) -> str | None:
         """The embedded instance's own issuer (None for other deployments)."""

@@ -155,6 +155,25 @@ def open_note(note: str | bytes, verifiers: list[Verifier]) -> Note:
     return n
 
 
+def ed25519_key_id(name: str, key: ed25519.Ed25519PublicKey) -> bytes:
+    """The C2SP key id of an Ed25519 note key: SHA-256(name || 0x0A || 0x01 || key); its first 4 bytes are
+    the signature's key hash (Rekor v2 uses the whole id as its log id)."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()
+
+
+def ed25519_verifier(name: str, key: ed25519.Ed25519PublicKey) -> Verifier:
+    return Verifier(name, ed25519_key_id(name, key)[:4], key)
+
+
+def sign_note_ed25519(text: bytes, name: str, key: ed25519.Ed25519PrivateKey) -> str:
+    """Sign ``text`` (ending in a newline) with an Ed25519 key, C2SP signed-note style (Rekor v2)."""
+    if not text.endswith(b"\n"):
+        raise NoteError("note text must end with a newline")
+    hint = ed25519_key_id(name, key.public_key())[:4]
+    return (text + b"\n").decode() + f"{SIG_PREFIX}{name} {base64.b64encode(hint + key.sign(text)).decode()}\n"
+
+
 def sign_note(text: bytes, name: str, key: ec.EllipticCurvePrivateKey) -> str:
     """Sign ``text`` (ending in a newline) with an ECDSA key, Rekor style."""
     if not text.endswith(b"\n"):

@@ -27,6 +27,9 @@ class WatchResult:
     ok: bool
     problem: str = ""
 
+    def summary(self) -> str:
+        return ""
+
     def to_dict(self) -> dict[str, Any]:
         def cp(c: VerifiedCheckpoint | None) -> dict[str, Any] | None:
             return None if c is None else {"size": c.size, "root": c.root.hex(), "origin": c.origin}
@@ -34,6 +37,7 @@ class WatchResult:
         return {
             "ok": self.ok,
             "url": self.url,
+            "kind": "rekor-v1",
             "previous": cp(self.previous),
             "current": cp(self.current),
             "problem": self.problem,

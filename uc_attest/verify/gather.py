@@ -11,7 +11,16 @@ from pathlib import Path
 from ..claims.slsa import parse_release
 from ..claims.statement import Statement
 from ..claims.validation import parse_validation
-from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, MalformedBundle, MalformedPack, SignatureInvalid
+from ..core import merkle
+from ..errors import (
+    InvalidInput,
+    LogMisbehaved,
+    LogUnreachable,
+    MalformedBundle,
+    MalformedPack,
+    MerkleError,
+    SignatureInvalid,
+)
 from ..evidence.bundle import Evidence, verify_dsse_bundle
 from ..evidence.identity import SignerLike, describe
 from ..manifest import Manifest
@@ -20,6 +29,7 @@ from ..pack.facts import PackFacts, load_manifest
 from ..policy.rules import Facts, OnlineLog, RebuildOutcome, ValidationFact
 from ..signing.trust import Trust
 from ..transparency.rekor_v1 import RekorClient
+from ..transparency.tiles import WIDTH, TileClient, TileLogKey, TileTree
 from .rebuild import rebuild
 
 
@@ -30,6 +40,7 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
         facts.evidence = verify_dsse_bundle(bundle, trust, signers)
     except SignatureInvalid as exc:
         facts.evidence_error = exc.problem
+        facts.evidence_rule = getattr(exc, "rule", "release.signer")
         return
     try:
         facts.statement = Statement.parse(facts.evidence.payload)
@@ -38,10 +49,41 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
         facts.claim_error = exc.message
 
 
+def _online_tiles(facts: Facts, log: TileLogKey) -> OnlineLog:
+    """A Rekor v2 (tiles) log: its latest checkpoint, a consistency proof from the bundle's checkpoint and an
+    inclusion proof of the entry computed from its tiles, and the entry read back from its entry bundle."""
+    assert facts.evidence is not None and facts.evidence.log is not None
+    proof = facts.evidence.log
+    client = TileClient(log, timeout=5.0)
+    try:
+        latest = client.checkpoint()
+        seen = client.verify_note(proof.checkpoint)
+        if latest.size < seen.size:
+            return OnlineLog("misbehaved", f"rollback: the log is at size {latest.size}, the bundle saw {seen.size}")
+        tree = TileTree(client, latest.size)
+        merkle.verify_consistency(seen.size, latest.size, seen.root, latest.root,
+                                  merkle.consistency_path(tree.hash_range, seen.size, latest.size)) if seen.size else None  # fmt: skip
+        leaf = merkle.leaf_hash(proof.canonical_body)
+        merkle.verify_inclusion(proof.index, latest.size, leaf,
+                                merkle.inclusion_path(tree.hash_range, proof.index, latest.size), latest.root)  # fmt: skip
+        body = client.entries(proof.index // WIDTH, latest.size)[proof.index % WIDTH]
+    except LogUnreachable as exc:
+        return OnlineLog("unreachable", f"log unreachable, entry not re-fetched ({exc.message})")
+    except (LogMisbehaved, MerkleError) as exc:
+        return OnlineLog("misbehaved", exc.message)
+    if body != proof.canonical_body:
+        return OnlineLog("differs", f"entry {proof.index} in the log has another body than the bundle's")
+    return OnlineLog("proven", f"entry {proof.index} re-read from the tiles, proven in checkpoint {latest.size}")
+
+
 def online_log(facts: Facts, trust: Trust) -> None:
     """Ask the bundle's log for the entry again: same body, proven against a fresh signed checkpoint."""
     ev = facts.evidence
     if ev is None or ev.log is None:
+        return
+    tiles = next((lg for lg in trust.tile_logs() if lg.log_id == ev.log.log_id), None)
+    if tiles is not None:
+        facts.online = _online_tiles(facts, tiles)
         return
     log = next((lg for lg in trust.logs() if lg.log_id == ev.log.log_id), None)
     if log is None:

@@ -1,0 +1,127 @@
+"""The signing certificate against the trusted root, for bundles sigstore-python does not verify itself.
+
+* ``verify_chain``: the leaf chains to a certificate authority of the trusted root at a verified time
+  (cryptography's X.509 path validation, the code-signing EKU, the CA's ``validFor``);
+* ``verify_sct``: at least one embedded SCT (RFC 6962 precertificate entry) verifies with a CT log key of
+  the trusted root.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import struct
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import MalformedBundle, SignatureInvalid
+
+
+def _when(v: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(str(v)) if v else None
+
+
+def ca_certificates(root_doc: dict[str, Any], at: dt.datetime) -> list[x509.Certificate]:
+    """The CA certificates of the trusted root whose ``validFor`` covers ``at``."""
+    out = []
+    for i, ca in enumerate(root_doc.get("certificateAuthorities") or []):
+        try:
+            valid = ca.get("validFor") or {}
+            start, end = _when(valid.get("start")), _when(valid.get("end"))
+            certs = [
+                x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"])) for c in ca["certChain"]["certificates"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedBundle(f"trusted root: certificateAuthorities[{i}] is malformed: {exc!r}") from None
+        if (start is None or start <= at) and (end is None or at <= end):
+            out += certs
+    return out
+
+
+def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime, where: str) -> None:
+    """The leaf is a code-signing certificate issued under the trusted root, valid at ``at``."""
+    from cryptography.x509.verification import (
+        Criticality,
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+        VerificationError,
+    )
+
+    cas = ca_certificates(root_doc, at)
+    if not cas:
+        raise SignatureInvalid(
+            where, f"no certificate authority of the trusted root is valid at {at:%Y-%m-%d %H:%M:%S}"
+        )
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    verifier = (
+        PolicyBuilder().store(Store(cas)).time(at).extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        .build_client_verifier()
+    )  # fmt: skip
+    try:
+        verifier.verify(leaf, [])
+    except (VerificationError, ValueError) as exc:
+        raise SignatureInvalid(
+            where, f"signing certificate does not chain to the trusted root at {at:%Y-%m-%d %H:%M:%S}: {exc}"
+        ) from None
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise SignatureInvalid(where, "signing certificate has no extended key usage") from None
+    if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        raise SignatureInvalid(where, "signing certificate is not for code signing")
+
+
+def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[str, Any], where: str) -> None:
+    """An embedded precertificate SCT of the leaf verifies with a CT log key of the trusted root."""
+    try:
+        scts = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+    except x509.ExtensionNotFound:
+        raise SignatureInvalid(where, "signing certificate has no embedded SCT") from None
+    keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+    for log in root_doc.get("ctlogs") or []:
+        try:
+            loaded = serialization.load_der_public_key(base64.b64decode(log["publicKey"]["rawBytes"]))
+            log_id = base64.b64decode(log["logId"]["keyId"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if isinstance(loaded, ec.EllipticCurvePublicKey):
+            keys[log_id] = loaded
+    issuer_key_hash = hashlib.sha256(
+        issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).digest()
+    tbs = leaf.tbs_precertificate_bytes
+    for sct in scts:
+        key = keys.get(sct.log_id)
+        if key is None:
+            continue
+        ts = int(sct.timestamp.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        ext = sct.extension_bytes
+        signed = (
+            b"\x00\x00" + struct.pack(">Q", ts) + b"\x00\x01" + issuer_key_hash
+            + len(tbs).to_bytes(3, "big") + tbs + len(ext).to_bytes(2, "big") + ext
+        )  # fmt: skip
+        try:
+            key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
+            return
+        except InvalidSignature:
+            continue
+    raise SignatureInvalid(where, "no embedded SCT verifies with a CT log of the trusted root")
+
+
+def issuer_of(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime) -> x509.Certificate:
+    for c in ca_certificates(root_doc, at):
+        if c.subject == leaf.issuer:
+            return c
+    raise SignatureInvalid("certificate", "the signing certificate's issuer is not in the trusted root")

@@ -1,0 +1,260 @@
+"""C2SP tlog-tiles: tile paths, entry bundles, and the compact range a monitor keeps.
+
+A tile at level ``L`` holds up to 256 hashes of tree level ``8L`` (level 0: leaf hashes), tile ``N``
+covering nodes ``[256N, 256N + 256)``; a partial tile of width ``W`` is served as ``.p/<W>`` (W = the
+number of those nodes a tree of size ``s`` has: ``floor(s / 256^L) mod 256``). ``N`` is written in
+3-digit groups, all but the last prefixed with ``x`` (1234067 → ``x001/x234/067``). An entry bundle
+``tile/entries/<N>`` holds entries ``[256N, ...)``, each a big-endian uint16 length then the entry.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.merkle import leaf_hash, node_hash
+from ..errors import LogMisbehaved
+
+WIDTH, HEIGHT, HASH = 256, 8, 32
+
+
+def encode_index(n: int) -> str:
+    """``N`` as path segments: 3-digit groups, all but the last prefixed with ``x``."""
+    if n < 0:
+        raise ValueError("tile index must be non-negative")
+    groups = []
+    while True:
+        groups.append(f"{n % 1000:03d}")
+        n //= 1000
+        if n == 0:
+            break
+    groups.reverse()
+    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
+
+
+def tile_path(level: int | None, index: int, width: int = WIDTH) -> str:
+    """``tile/<L>/<N>[.p/<W>]`` (``level`` None: ``tile/entries/<N>[.p/<W>]``)."""
+    if not 1 <= width <= WIDTH:
+        raise ValueError(f"tile width {width} outside 1..256")
+    head = "tile/entries" if level is None else f"tile/{level}"
+    return f"{head}/{encode_index(index)}" + ("" if width == WIDTH else f".p/{width}")
+
+
+_PATH = re.compile(r"^tile/(entries|0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?$")
+
+
+def parse_tile_path(path: str) -> tuple[int | None, int, int]:
+    """(level or None for entries, index, width) of a tile path; ValueError if it is not one."""
+    m = _PATH.match(path)
+    if m is None:
+        raise ValueError(f"not a tile path: {path!r}")
+    level = None if m.group(1) == "entries" else int(m.group(1))
+    width = int(m.group(3)) if m.group(3) else WIDTH
+    if (level is not None and level > 63) or (width > 255 and m.group(3)):
+        raise ValueError(f"not a tile path: {path!r}")
+    index = int(m.group(2).replace("x", "").replace("/", ""))
+    return level, index, width
+
+
+def tile_width(size: int, level: int, index: int) -> int:
+    """Hashes tile (level, index) has in a tree of ``size`` leaves (0: the tile does not exist yet)."""
+    nodes = size >> (HEIGHT * level)  # size // 256^level
+    return max(0, min(WIDTH, nodes - index * WIDTH))
+
+
+def encode_bundle(entries: Iterable[bytes]) -> bytes:
+    out = bytearray()
+    for e in entries:
+        if len(e) > 0xFFFF:
+            raise ValueError("an entry longer than 65535 bytes cannot be bundled")
+        out += struct.pack(">H", len(e)) + e
+    return bytes(out)
+
+
+def decode_bundle(data: bytes, count: int, where: str) -> list[bytes]:
+    """The ``count`` entries of a bundle; LogMisbehaved if it holds another number or is cut."""
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise LogMisbehaved(f"{where}: entry bundle cut inside a length prefix")
+        (n,) = struct.unpack(">H", data[pos : pos + 2])
+        if pos + 2 + n > len(data):
+            raise LogMisbehaved(f"{where}: entry bundle cut inside an entry")
+        out.append(data[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    if len(out) != count:
+        raise LogMisbehaved(f"{where}: entry bundle holds {len(out)} entries, expected {count}")
+    return out
+
+
+@dataclass
+class CompactRange:
+    """The right edge of a Merkle tree: the roots of its maximal complete subtrees, left to right. Enough
+    to extend the tree leaf by leaf and to compute its root, in O(log n) memory (what a monitor stores)."""
+
+    size: int = 0
+    hashes: list[bytes] = field(default_factory=list)
+
+    def append(self, leaf: bytes) -> None:
+        h, n = leaf, self.size
+        while n & 1:  # merge with the complete subtrees this leaf completes
+            h = node_hash(self.hashes.pop(), h)
+            n >>= 1
+        self.hashes.append(h)
+        self.size += 1
+
+    def extend_entries(self, entries: Iterable[bytes]) -> list[bytes]:
+        leaves = [leaf_hash(e) for e in entries]
+        for leaf in leaves:
+            self.append(leaf)
+        return leaves
+
+    def root(self) -> bytes:
+        import hashlib
+
+        if not self.hashes:
+            return hashlib.sha256(b"").digest()
+        h = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            h = node_hash(left, h)
+        return h
+
+    def to_dict(self) -> dict[str, object]:
+        return {"size": self.size, "hashes": [x.hex() for x in self.hashes]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> CompactRange:
+        size, hashes = d["size"], d["hashes"]
+        if not isinstance(size, int) or not isinstance(hashes, list) or len(hashes) != size.bit_count():
+            raise ValueError("compact range: size and hashes disagree")
+        return cls(size, [bytes.fromhex(str(h)) for h in hashes])
+
+
+@dataclass(frozen=True)
+class TileLogKey:
+    """A tile-based log (Rekor v2) of a trust root: base URL, Ed25519 checkpoint key, log id (its C2SP key id)."""
+
+    base_url: str
+    key: Any
+    log_id: bytes
+
+
+@dataclass(frozen=True)
+class TileCheckpoint:
+    origin: str
+    size: int
+    root: bytes
+    note: str
+
+
+class TileClient:
+    """A verifying client of a C2SP tlog-tiles log. Every answer is checked: the checkpoint's signature
+    (the key whose C2SP key id is the log id), tile sizes, and — by :class:`TileTree` — every hash against
+    the checkpoint's root. ``requests``/``bytes`` count what was fetched (for monitors' figures)."""
+
+    def __init__(self, log: TileLogKey, timeout: float = 10.0, cache: dict[str, bytes] | None = None) -> None:
+        self.log, self.timeout = log, timeout
+        self.requests = self.bytes = 0
+        self._cache: dict[str, bytes] = {} if cache is None else cache  # a tile path (with its width) is immutable
+
+    def _get(self, path: str) -> bytes:
+        import urllib.error
+        import urllib.request
+
+        from .rekor_v1 import ATTEMPTS, BACKOFF_S, TRANSIENT_STATUS
+
+        url = f"{self.log.base_url}/{path}"
+        last = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(url, timeout=self.timeout) as r:
+                    data = bytes(r.read())
+                    self.bytes += len(data)
+                    return data
+            except urllib.error.HTTPError as exc:
+                if exc.code not in TRANSIENT_STATUS:
+                    raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
+                last = f"HTTP {exc.code}"
+            except (OSError, ValueError) as exc:
+                last = str(getattr(exc, "reason", exc))
+        from ..errors import LogUnreachable
+
+        raise LogUnreachable(f"{url}: {last} (after {ATTEMPTS} attempts)", url=url)
+
+    def verify_note(self, note: str) -> TileCheckpoint:
+        from ..errors import NoteError
+        from .checkpoint import Checkpoint, Verifier, ed25519_key_id, open_note, parse_note
+
+        try:
+            names = {s.name for s in parse_note(note).signatures if s.key_hash == self.log.log_id[:4]}
+            name = next((n for n in names if ed25519_key_id(n, self.log.key) == self.log.log_id), None)
+            if name is None:
+                raise NoteError("no signature by the log's key (name and key must give the log id)")
+            cp = Checkpoint.parse(open_note(note, [Verifier(name, self.log.log_id[:4], self.log.key)]).text)
+        except NoteError as exc:
+            raise LogMisbehaved(
+                f"{self.log.base_url}: checkpoint does not verify with the log key: {exc.message}"
+            ) from None
+        return TileCheckpoint(cp.origin, cp.size, cp.root, note)
+
+    def checkpoint(self) -> TileCheckpoint:
+        try:
+            note = self._get("checkpoint").decode("utf-8")
+        except UnicodeDecodeError:
+            raise LogMisbehaved(f"{self.log.base_url}/checkpoint is not UTF-8") from None
+        return self.verify_note(note)
+
+    def tile(self, level: int, index: int, size: int) -> list[bytes]:
+        """The hashes of tile (level, index) for a tree of ``size`` (partial at the right edge)."""
+        width = tile_width(size, level, index)
+        if width == 0:
+            raise LogMisbehaved(f"tile {level}/{index} does not exist at size {size}")
+        path = tile_path(level, index, width)
+        data = self._cache.get(path)
+        if data is None:
+            data = self._cache[path] = self._get(path)
+        if len(data) != width * HASH:
+            raise LogMisbehaved(f"{self.log.base_url}/{path}: {len(data)} bytes, expected {width * HASH}")
+        return [data[i : i + HASH] for i in range(0, len(data), HASH)]
+
+    def entries(self, index: int, size: int) -> list[bytes]:
+        """The entries of bundle ``index`` for a tree of ``size``."""
+        width = tile_width(size, 0, index)
+        path = tile_path(None, index, width)
+        return decode_bundle(self._get(path), width, f"{self.log.base_url}/{path}")
+
+
+class TileTree:
+    """Subtree hashes of a tree of ``size`` leaves computed from a log's tiles; ``root()`` must equal the
+    verified checkpoint's root, which is what makes every hash taken from here trustworthy."""
+
+    def __init__(self, client: TileClient, size: int) -> None:
+        self.client, self.size = client, size
+
+    def _node(self, level: int, index: int) -> bytes:
+        """The hash of the complete subtree of 2^level leaves number ``index``."""
+        tl, r = divmod(level, HEIGHT)
+        lo = index << r  # its first node at tree level 8 * tl
+        hashes = self.client.tile(tl, lo // WIDTH, self.size)[lo % WIDTH : lo % WIDTH + (1 << r)]
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        return hashes[0]
+
+    def hash_range(self, lo: int, n: int) -> bytes:
+        k = n.bit_length() - 1
+        if n == 1 << k and lo % n == 0:
+            return self._node(k, lo >> k)
+        split = 1 << ((n - 1).bit_length() - 1)
+        return node_hash(self.hash_range(lo, split), self.hash_range(lo + split, n - split))
+
+    def root(self) -> bytes:
+        import hashlib
+
+        return hashlib.sha256(b"").digest() if self.size == 0 else self.hash_range(0, self.size)
