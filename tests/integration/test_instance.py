@@ -261,3 +261,33 @@ def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait()
+
+
+def _raw(inst: Running, data: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", int(inst.state.port)), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET /api/v1/log HTTP/2.0\r\n\r\n", b"505"),
+    (b"GET /api/v1/log\r\n\r\n", b"400"),  # HTTP/0.9 is not spoken
+    (b"GET /api/v1/log HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", b"431"),
+    (b"GET /api/v1/log HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n", b"431"),
+])
+def test_malformed_http_gets_an_error_status(instance: Running, request_bytes: bytes, status: bytes) -> None:
+    answer = _raw(instance, request_bytes)
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
+
+
+def test_keep_alive_and_folded_headers(instance: Running) -> None:
+    """Two requests on one HTTP/1.1 connection; a folded header line is read as one header."""
+    one = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n"
+    answer = _raw(instance, one + b"GET /api/v1/log HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200") == 2

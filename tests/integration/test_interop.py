@@ -33,6 +33,38 @@ def test_stock_sigstore_cli_verifies_our_bundle(instance: Running, packed: Path,
     assert wrong.returncode != 0
 
 
+def test_stock_sigstore_cli_signs_and_verifies_on_rekor_v2_with_a_tsa(instance: Running, tmp_path: Path) -> None:
+    """`sigstore sign` as shipped, against the instance: it picks Rekor v2 and the TSA from the signing config."""
+    import json
+
+    artifact = tmp_path / "release-notes.txt"
+    artifact.write_text("uc-attest 2026.12\n")
+    bundle = tmp_path / "release-notes.txt.sigstore.json"
+    base = [sys.executable, "-m", "sigstore", "--trust-config", str(instance.trust_config_path)]
+    signed = subprocess.run([*base, "sign", "--identity-token", instance.token(IDENTITY), "--bundle", str(bundle),
+                             str(artifact)], capture_output=True, text=True, timeout=120, check=False)
+    assert signed.returncode == 0, signed.stderr
+    doc = json.loads(bundle.read_text())
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    assert entry["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}
+    assert doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    verify = [*base, "verify", "identity", "--bundle", str(bundle), "--cert-identity", IDENTITY,
+              "--cert-oidc-issuer", instance.issuer, "--offline", str(artifact)]
+    ok = subprocess.run(verify, capture_output=True, text=True, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    artifact.write_text("uc-attest 2026.12 (edited)\n")
+    assert subprocess.run(verify, capture_output=True, text=True, timeout=120, check=False).returncode != 0
+    # and our own verify-bundle agrees, offline, with the instance's trusted root
+    tr = tmp_path / "trusted_root.json"
+    tr.write_text(json.dumps(json.loads(instance.trust_config_path.read_text())["trustedRoot"]))
+    artifact.write_text("uc-attest 2026.12\n")
+    from tests.e2e.test_cli import cli
+
+    r = cli("verify-bundle", "--bundle", bundle, "--certificate-identity", IDENTITY, "--certificate-oidc-issuer",
+            instance.issuer, "--trusted-root", tr, artifact)
+    assert r.returncode == 0, r.stderr
+
+
 def test_model_signing_signs_and_verifies_against_instance(instance: Running, tmp_path: Path) -> None:
     ms = pytest.importorskip("model_signing")
     try:

@@ -44,8 +44,11 @@ def js_verify(js: Path, root: Path, bundle: Path, identity: str, issuer: str) ->
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_sigstore_js_verifies_our_bundles(sigstore_js: Path, instance: Running, packed: Path,
-                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 1])
+def test_sigstore_js_verifies_our_bundles(sigstore_js: Path, instance: Running, instance_v1: Running,
+                                          packed: Path, tmp_path: Path, version: int) -> None:
+    """Rekor v2 (hashedrekord over the PAE, RFC 3161 time) and Rekor v1 (dsse entry, SET)."""
+    instance = instance if version == 2 else instance_v1
     bundle = tmp_path / "pack.sigstore.json"
     uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=bundle)
     root = tmp_path / "trusted_root.json"

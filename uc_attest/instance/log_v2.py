@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 import sqlite3
 import threading
 import time
@@ -29,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from ..core import merkle
-from ..core.digest import canonical_json
 from ..errors import OperationalError
 from ..transparency.checkpoint import Checkpoint, sign_note_ed25519
 from ..transparency.tiles import WIDTH, encode_bundle, parse_tile_path, tile_width
@@ -79,12 +80,7 @@ def canonicalize(request: Any) -> bytes:
     if not isinstance(cert_obj, dict):
         raise EntryV2Error("verifier.x509Certificate is required (public keys are not accepted here)")
     der = _b64(cert_obj.get("rawBytes"), "verifier.x509Certificate.rawBytes")
-    try:
-        key = x509.load_der_x509_certificate(der).public_key()
-    except ValueError as exc:
-        raise EntryV2Error(f"verifier certificate is not DER: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise EntryV2Error("verifier certificate key must be ECDSA")
+    key = _certificate_key(der)
     try:
         key.verify(content, digest, ec.ECDSA(Prehashed(algo)))
     except InvalidSignature:
@@ -105,7 +101,21 @@ def canonicalize(request: Any) -> bytes:
             }
         },
     }
-    return canonical_json(body)
+    # RFC 8785 of this body is plain sorted, compact JSON: every value is an ASCII string (base64 or one of
+    # the names above), so no number or escape rule applies (tests compare it with canonical_json)
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate_key(der: bytes) -> ec.EllipticCurvePublicKey:
+    """The ECDSA key of a DER certificate (cached: a signer's certificate arrives with each of its entries)."""
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except ValueError as exc:
+        raise EntryV2Error(f"verifier certificate is not DER: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise EntryV2Error("verifier certificate key must be ECDSA")
+    return key
 
 
 @dataclass
@@ -129,7 +139,12 @@ class Integrated:
 
 
 class TileLog:
-    """A durable, batched, tile-served append-only log. Thread-safe; ``close()`` stops the integrator."""
+    """A durable, batched, tile-served append-only log. Thread-safe; ``close()`` stops the integrator.
+
+    Concurrency: one integrator thread writes (append to the in-memory tree, commit to SQLite); ``_lock``
+    guards the queue and the committed state (size, root, note), and is never held across the commit's
+    fsync, so appends queue and reads answer while a batch is made durable. Readers only ever look at
+    positions below the committed size, which no later append changes."""
 
     def __init__(self, path: Path, origin: str, name: str, key: ed25519.Ed25519PrivateKey, log_id: bytes,
                  interval: float = INTERVAL_S, batch: int = BATCH) -> None:  # fmt: skip
@@ -140,6 +155,7 @@ class TileLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise OperationalError(f"{path}: cannot open the v2 log: {exc}", path=str(path)) from exc
         leaves = [bytes(r[0]) for r in self._db.execute("SELECT leaf FROM v2_entries ORDER BY idx")]
@@ -147,15 +163,17 @@ class TileLog:
         self._by_leaf = {h: i for i, h in enumerate(leaves)}
         row = self._db.execute("SELECT size, root, note FROM v2_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         if row is None:
-            self._size, self._note = 0, self._sign(0, self._tree.root(0))
-            self._db.execute("INSERT INTO v2_checkpoints VALUES (0, ?, ?)", (self._tree.root(0), self._note))
+            self._size, self._root = 0, self._tree.root(0)
+            self._note = self._sign(0, self._root)
+            self._db.execute("INSERT INTO v2_checkpoints VALUES (0, ?, ?)", (self._root, self._note))
         elif row[0] != len(leaves) or bytes(row[1]) != self._tree.root():
             raise OperationalError(
                 f"{path}: v2 checkpoint (size {row[0]}) does not match the {len(leaves)} stored entries"
             )
         else:
-            self._size, self._note = int(row[0]), str(row[2])
-        self._lock = threading.Lock()  # guards the tree, the committed state and the queue
+            self._size, self._root, self._note = int(row[0]), bytes(row[1]), str(row[2])
+        self._lock = threading.Lock()  # guards the queue and the committed state (size, root, note)
+        self._read_lock = threading.Lock()  # one reader connection, used by one request at a time
         self._queue: list[_Pending] = []
         self._wake = threading.Condition(self._lock)
         self._stop = False
@@ -173,7 +191,7 @@ class TileLog:
         with self._lock:
             known = self._by_leaf.get(leaf)
             if known is not None and known < self._size:
-                return self._integrated(known)
+                return self._integrated(known, self._size, self._root, self._note)
             item = _Pending(body, leaf)
             self._queue.append(item)
             if len(self._queue) == 1:  # the integrator sleeps while there is nothing to integrate
@@ -183,12 +201,12 @@ class TileLog:
         if item.error:
             raise OperationalError(f"v2 log append failed: {item.error}")
         with self._lock:
-            return self._integrated(item.index)
+            size, root, note = self._size, self._root, self._note
+        return self._integrated(item.index, size, root, note)
 
-    def _integrated(self, index: int) -> Integrated:
-        """(lock held) ``index`` at the committed state."""
-        size = self._size
-        return Integrated(index, size, self._tree.root(size), self._note, self._tree.inclusion_proof(index, size))
+    def _integrated(self, index: int, size: int, root: bytes, note: str) -> Integrated:
+        """``index`` in the committed tree of ``size`` (its nodes below ``size`` never change)."""
+        return Integrated(index, size, root, note, self._tree.inclusion_proof(index, size))
 
     def _integrate_forever(self) -> None:
         while True:
@@ -201,40 +219,42 @@ class TileLog:
             self._integrate()
 
     def _integrate(self) -> None:
+        """(integrator thread) Append the queued entries, sign, commit durably, then publish and answer."""
         with self._lock:
             batch, self._queue = self._queue, []
-            if not batch:
-                return
-            start = len(self._tree)
-            fresh: list[_Pending] = []
-            for item in batch:  # duplicates within the batch or of committed entries get the existing index
-                if item.leaf in self._by_leaf:
-                    item.index = self._by_leaf[item.leaf]
-                    continue
-                item.index = len(self._tree)
-                self._tree.append(item.leaf)
-                self._by_leaf[item.leaf] = item.index
-                fresh.append(item)
-            size = len(self._tree)
-            root = self._tree.root(size)
-            note = self._sign(size, root)
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT INTO v2_entries VALUES (?, ?, ?)", [(i.index, i.leaf, i.body) for i in fresh]
-                )
-                self._db.execute("INSERT INTO v2_checkpoints VALUES (?, ?, ?)", (size, root, note))
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+        if not batch:
+            return
+        start = len(self._tree)
+        fresh: list[_Pending] = []
+        for item in batch:  # duplicates within the batch or of committed entries get the existing index
+            known = self._by_leaf.get(item.leaf)
+            if known is not None:
+                item.index = known
+                continue
+            item.index = len(self._tree)
+            self._tree.append(item.leaf)
+            self._by_leaf[item.leaf] = item.index
+            fresh.append(item)
+        size = len(self._tree)
+        root = self._tree.root(size)
+        note = self._sign(size, root)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO v2_entries VALUES (?, ?, ?)", [(i.index, i.leaf, i.body) for i in fresh])
+            self._db.execute("INSERT INTO v2_checkpoints VALUES (?, ?, ?)", (size, root, note))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            with self._lock:
                 self._tree = merkle.MerkleTree([self._tree.leaf(i) for i in range(start)])
                 for item in fresh:
                     self._by_leaf.pop(item.leaf, None)
-                for item in batch:
-                    item.error = str(exc)
-                    item.done.set()
-                return
-            self._size, self._note = size, note
+            for item in batch:
+                item.error = str(exc)
+                item.done.set()
+            return
+        with self._lock:
+            self._size, self._root, self._note = size, root, note
         for item in batch:
             item.done.set()
 
@@ -245,6 +265,7 @@ class TileLog:
         self._thread.join(timeout=5)
         self._integrate()
         self._db.close()
+        self._reader.close()
 
     # -- reads (C2SP tlog-tiles) ----------------------------------------------------------------------------
 
@@ -264,13 +285,14 @@ class TileLog:
             return None
         with self._lock:
             size = self._size
-            have = tile_width(size, 0 if level is None else level, index)
-            if have == 0 or (have != WIDTH if width == WIDTH else width > have):
-                return None  # a full tile that is not full yet, or more of a partial tile than there is
-            if level is None:
-                lo = index * WIDTH
-                rows = self._db.execute(
+        have = tile_width(size, 0 if level is None else level, index)
+        if have == 0 or (have != WIDTH if width == WIDTH else width > have):
+            return None  # a full tile that is not full yet, or more of a partial tile than there is
+        if level is None:
+            lo = index * WIDTH
+            with self._read_lock:
+                rows = self._reader.execute(
                     "SELECT body FROM v2_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, lo + width)
                 ).fetchall()
-                return encode_bundle(bytes(r[0]) for r in rows)
-            return b"".join(self._tree.nodes(level * 8, index * WIDTH, width))
+            return encode_bundle(bytes(r[0]) for r in rows)
+        return b"".join(self._tree.nodes(level * 8, index * WIDTH, width))

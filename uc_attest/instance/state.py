@@ -23,6 +23,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -331,7 +332,7 @@ class InstanceState:
     def origin_v2(self) -> str:
         return str(self.meta["origin_v2"])
 
-    @property
+    @cached_property
     def log_id_v2(self) -> bytes:
         """The Rekor v2 log id: its checkpoint key's C2SP key id, SHA-256(name || 0x0A || 0x01 || key)."""
         assert self.v2 is not None
