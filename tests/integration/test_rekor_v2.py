@@ -360,3 +360,48 @@ def test_a_staging_rekor_v2_bundle_verifies_through_verify_bundle() -> None:
         r = cli("verify-bundle", "--bundle", bundle, "--certificate-identity", "eve@example.com",
                 "--certificate-oidc-issuer", issuer, "--staging", artifact)
         assert r.returncode == 1
+
+
+def test_a_timestamp_outside_its_tsa_validity_is_refused(instance: Running, signed: Path) -> None:
+    from uc_attest.evidence.bundle import leaf_certificate
+
+    root = json.loads(instance.trust_config_path.read_text())["trustedRoot"]
+    doc = json.loads(signed.read_text())
+    leaf = leaf_certificate(doc, "b")
+    assert len(verify_timestamps(doc, root, leaf, "b").verified) == 1
+    root["timestampAuthorities"][0]["validFor"] = {"start": "2099-01-01T00:00:00Z"}
+    with pytest.raises(TimestampInvalid, match="outside .* validity"):
+        verify_timestamps(doc, root, leaf, "b")
+
+
+def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path, tmp_path: Path) -> None:
+    """An instance directory from before this log (no v2 key, no TSA, v1-only trust config) loads, signs on
+    Rekor v1 and verifies; its v2 endpoints answer 404."""
+    root = tmp_path / "old"
+    uc.init_instance(root, free_port(), rekor_version=1)
+    meta = json.loads((root / "instance.json").read_text())
+    meta.pop("origin_v2")
+    meta.pop("rekor_version", None)
+    (root / "instance.json").write_text(json.dumps(meta))
+    for name in ("log2.key.pem", "tsa.key.pem", "tsa-root.key.pem", "tsa.pem", "tsa-root.pem"):
+        (root / name).unlink()
+    tc = json.loads((root / "trust_config.json").read_text())
+    tc["trustedRoot"]["tlogs"] = [t for t in tc["trustedRoot"]["tlogs"] if "rekor-v2" not in t["baseUrl"]]
+    tc["trustedRoot"]["timestampAuthorities"] = []
+    tc["signingConfig"]["tsaUrls"] = []
+    tc["signingConfig"]["rekorTlogUrls"] = [u for u in tc["signingConfig"]["rekorTlogUrls"]
+                                           if u["majorApiVersion"] == 1]
+    (root / "trust_config.json").write_text(json.dumps(tc))
+    server = uc.instance_server(root).start()
+    try:
+        out = tmp_path / "old.sigstore.json"
+        uc.attest_pack(packed, uc.select_trust(None, root), dev_identity=IDENTITY, bundle_out=out)
+        entry = json.loads(out.read_text())["verificationMaterial"]["tlogEntries"][0]
+        assert entry["kindVersion"]["kind"] == "dsse"
+        v = uc.verify(packed, bundle=out, identity=IDENTITY, issuer=uc.load_instance(root).issuer, instance=root)
+        assert v.ok, v.to_dict()
+        url = uc.load_instance(root).url
+        assert get(f"{url}/rekor-v2/checkpoint")[0] == 404
+        assert post(f"{url}/api/v1/timestamp", b"x", "application/timestamp-query")[0] == 404
+    finally:
+        server.stop()
