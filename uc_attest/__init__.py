@@ -47,6 +47,7 @@ from .quant.records import QuantRecord
 
 if TYPE_CHECKING:
     from .audit.custody import AuditReport
+    from .evidence.conformance import BundleVerified
     from .instance.http import InstanceServer
     from .instance.state import InstanceState
     from .pack.check import Progress
@@ -510,13 +511,16 @@ def verify_any_bundle(
     key: Path | None = None,
     trusted_root: Path | None = None,
     staging: bool = False,
-) -> None:
-    """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors (raises if it does not verify)."""
+    require_tlog: bool = True,
+) -> BundleVerified:
+    """sigstore-conformance ``verify-bundle``: any Sigstore bundle, for auditors; both verifiers run (raises if
+    it does not verify). ``require_tlog=False`` admits a bundle without a log entry (TSA-only)."""
     from .evidence.conformance import verify_any_bundle as _verify
 
-    _verify(
-        Path(bundle), artifact, identity=identity, issuer=issuer, key=key, trusted_root=trusted_root, staging=staging
-    )
+    return _verify(
+        Path(bundle), artifact, identity=identity, issuer=issuer, key=key, trusted_root=trusted_root,
+        staging=staging, require_tlog=require_tlog,
+    )  # fmt: skip
 
 
 def render_report_html(report: dict[str, Any]) -> str:

@@ -405,18 +405,24 @@ def verify_bundle_cmd(
     key: Annotated[Path | None, typer.Option(help="Managed public key (not supported by sigstore-python).")] = None,
     trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")] = None,
     staging: Annotated[bool, typer.Option(help="Sigstore staging's trusted root (as shipped, offline).")] = False,
+    require_tlog: Annotated[
+        bool, typer.Option(help="Require a transparency-log entry (--no-require-tlog: TSA-only bundles).")
+    ] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
-    uc.verify_any_bundle(
-        bundle,
-        artifact,
-        identity=certificate_identity,
-        issuer=certificate_oidc_issuer,
-        key=key,
-        trusted_root=trusted_root,
-        staging=staging,
-    )
-    say(("OK", "bold green"), " bundle verified")
+    r = uc.verify_any_bundle(
+        bundle, artifact, identity=certificate_identity, issuer=certificate_oidc_issuer, key=key,
+        trusted_root=trusted_root, staging=staging, require_tlog=require_tlog,
+    )  # fmt: skip
+    if as_json:
+        emit_json({"ok": True, "signer": r.signer, "verified_by": list(r.verified_by), "gap": r.gap,
+                   "checks": list(r.checks)})  # fmt: skip
+        return
+    by = " and ".join(r.verified_by)
+    say(("OK", "bold green"), f" bundle verified by {by}: signed by {r.signer}")
+    if r.gap:
+        say(f"  (sigstore-python did not run: {r.gap})")
 
 
 log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")

@@ -1,16 +1,15 @@
 """Evidence from a Sigstore bundle: the exact signed payload, who signed it, when, and where it is logged.
 
-sigstore-python's ``Verifier`` checks the bundle (certificate chain and SCT, signature, log entry with its
-SET, inclusion proof and signed checkpoint) against the trust root and the signer policy, and returns
-the exact payload bytes; nothing else of sigstore-python is used. The verified bundle is then read as the
-documented bundle format (protobuf JSON) for the facts rules need: the log proof and the verified times.
-Rules never read ``integratedTime`` themselves: they take :attr:`Evidence.times`.
+Both verifiers check the bundle (``check.py``: sigstore-python's ``Verifier`` where it reads the shape,
+and the own path, ``verifier.py``, always: certificate chain and SCT at every verified time, signature,
+log entry with its SET and/or inclusion proof and signed checkpoint, RFC 3161 timestamps). The own
+path's outcome gives the facts rules need: the exact payload, the signer, the log proof and the verified
+times. Rules never read ``integratedTime`` themselves: they take :attr:`Evidence.times`.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from cryptography import x509
 from ..core.dsse import PAYLOAD_TYPE_IN_TOTO
 from ..errors import InvalidInput, MalformedBundle, SignatureInvalid
 from ..signing.trust import Trust
-from .identity import AnyIdentity, SignerIdentity, SignerLike, describe, signer_of, sigstore_policy
-from .timestamps import TimestampInvalid, verify_timestamps
+from .check import check_bundle
+from .identity import SignerIdentity, SignerLike, describe
+from .timestamps import TimestampInvalid
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ class LogProof:
     kind: str
     version: str
     canonical_body: bytes
-    checkpoint: str
-    tree_size: int
-    root: bytes
+    checkpoint: str | None  # None: a v0.1 entry proven by its SET alone
+    tree_size: int | None
+    root: bytes | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class Evidence:
     times: tuple[TimeProof, ...]
     log: LogProof | None
     ignored_timestamps: tuple[str, ...] = ()  # timestamps no trusted TSA signed (not counted)
+    verified_by: tuple[str, ...] = ()  # the verifiers that accepted it
+    gap: str | None = None  # why sigstore-python did not verify it, if it did not
 
     @property
     def signed_at(self) -> int | None:
@@ -84,33 +86,6 @@ def read_bundle(path: Path) -> tuple[bytes, dict[str, Any]]:
     return raw, doc
 
 
-def _log_proof(doc: dict[str, Any]) -> LogProof | None:
-    entries = doc.get("verificationMaterial", {}).get("tlogEntries") or []
-    if not entries:
-        return None
-    e = entries[0]
-    p = e["inclusionProof"]
-    return LogProof(
-        base64.b64decode(e["logId"]["keyId"]),
-        int(e["logIndex"]),
-        str(e["kindVersion"]["kind"]),
-        str(e["kindVersion"]["version"]),
-        base64.b64decode(e["canonicalizedBody"]),
-        str(p["checkpoint"]["envelope"]),
-        int(p["treeSize"]),
-        base64.b64decode(p["rootHash"]),
-    )
-
-
-def _times(doc: dict[str, Any]) -> tuple[TimeProof, ...]:
-    out = []
-    for e in doc.get("verificationMaterial", {}).get("tlogEntries") or []:
-        t = int(e.get("integratedTime") or 0)
-        if e.get("inclusionPromise") and t > 0:  # a SET signs the integrated time (verified by sigstore-python)
-            out.append(TimeProof("set", t, base64.b64decode(e["logId"]["keyId"]).hex()))
-    return tuple(out)
-
-
 def leaf_certificate(doc: dict[str, Any], where: str) -> x509.Certificate:
     """The signing certificate of a bundle (v0.3 ``certificate``, or the first of an older ``x509CertificateChain``)."""
     vm = doc.get("verificationMaterial") or {}
@@ -125,95 +100,35 @@ def leaf_certificate(doc: dict[str, Any], where: str) -> x509.Certificate:
         raise MalformedBundle(f"{where}: verificationMaterial has no readable signing certificate: {exc!r}") from None
 
 
-def _verify_without_log(doc: dict[str, Any], leaf: x509.Certificate, times: list[dt.datetime], trust: Trust,
-                        policy: Any, where: str) -> tuple[str, bytes]:  # fmt: skip
-    """A bundle with no transparency-log entry (TSA-only, as GitHub's instance for private repositories
-    issues them): certificate chain and code-signing EKU at every verified time, an SCT, the signer policy,
-    and the DSSE signature over the PAE. sigstore-python refuses such bundles at parse time."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from sigstore.errors import VerificationError
-
-    from ..core.dsse import pae
-    from .chain import issuer_of, verify_chain, verify_sct
-
-    if not times:
-        raise TimestampInvalid(where, "a bundle without a log entry needs at least one verified RFC 3161 timestamp")
-    root = trust.root_document
-    for t in times:
-        verify_chain(leaf, root, t, where)
-    verify_sct(leaf, issuer_of(leaf, root, times[0]), root, where)
-    try:
-        policy.verify(leaf)
-    except VerificationError as exc:
-        raise SignatureInvalid(where, f"bundle rejected: {exc}") from None
-    try:
-        env = doc["dsseEnvelope"]
-        payload, ptype = base64.b64decode(env["payload"]), str(env["payloadType"])
-        sig = base64.b64decode(env["signatures"][0]["sig"])
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise MalformedBundle(f"{where}: dsseEnvelope is malformed: {exc!r}") from None
-    key = leaf.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise SignatureInvalid(where, "only ECDSA signing certificates are supported without a log entry")
-    try:
-        key.verify(sig, pae(ptype, payload), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise SignatureInvalid(where, "bundle rejected: the DSSE signature does not verify") from None
-    return ptype, payload
-
-
 def verify_dsse_bundle(
     path: Path, trust: Trust, signers: Sequence[SignerLike] | None, *, payload_type: str = PAYLOAD_TYPE_IN_TOTO
 ) -> Evidence:
-    """Verify a DSSE bundle against the trust root and the signers (``None``: any signer, reported not pinned).
-
-    The RFC 3161 timestamps are verified first (TimestampInvalid naming the one that fails); a bundle with a
-    log entry (Rekor v1 or v2) is then verified by sigstore-python, one without by :func:`_verify_without_log`.
-    Raises SignatureInvalid (the reason, and who was expected) when it does not verify, InvalidInput /
-    MalformedBundle when the file is missing or unparsable."""
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.errors import VerificationError
-    from sigstore.models import Bundle, InvalidBundle
-    from sigstore.verify import Verifier
-
+    """Verify a DSSE bundle against the trust root and the signers (``None``: any signer, reported not pinned),
+    with both verifiers (``check.py``): sigstore-python where it reads the shape, the own path always. A
+    bundle without a log entry (TSA-only) is verified and has no ``log``: the policy decides (``require_tlog``).
+    Raises SignatureInvalid (the reason, and who was expected), TimestampInvalid (``release.timestamps``),
+    InvalidInput / MalformedBundle when the file is missing or unparsable."""
+    _ = trust.root_document  # an unusable trust config is reported before the bundle is read
     raw, doc = read_bundle(path)
     expected = describe(signers) if signers is not None else None
     where = str(path)
-    leaf = leaf_certificate(doc, where)
-    stamps = verify_timestamps(doc, trust.root_document, leaf, where)
-    tsa_times = stamps.verified
-    policy = AnyIdentity() if signers is None else sigstore_policy(signers)
-    entries = doc.get("verificationMaterial", {}).get("tlogEntries") or []
-    if entries and not tsa_times and not any(isinstance(e, dict) and e.get("inclusionPromise") for e in entries):
-        why = "; ".join(stamps.ignored) or "the bundle has none"
-        raise TimestampInvalid(
-            where, f"the log entry has no signed time (Rekor v2 gives none) and no verified RFC 3161 timestamp ({why})"
-        )
-    if not entries:
-        try:
-            got_type, payload = _verify_without_log(doc, leaf, [t for t, _ in tsa_times], trust, policy, where)
-        except SignatureInvalid as exc:
-            raise SignatureInvalid(where, exc.problem, expected) from None
-        if got_type != payload_type:
-            raise SignatureInvalid(where, "unexpected DSSE payload type", payload_type, got_type)
-        times = tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in tsa_times)
-        return Evidence(Path(path), got_type, payload, signer_of(leaf), times, None, tuple(stamps.ignored))
     try:
-        bundle = Bundle.from_json(raw)
-    except (InvalidBundle, ValueError, SigstoreError) as exc:
-        raise SignatureInvalid(str(path), f"malformed bundle: {exc}", expected) from None
-    try:
-        got_type, payload = Verifier(trusted_root=trust.trusted_root).verify_dsse(bundle, policy)
-    except (VerificationError, SigstoreError, ValueError) as exc:
-        raise SignatureInvalid(str(path), f"bundle rejected: {exc}", expected) from None
-    if got_type != payload_type:
-        raise SignatureInvalid(str(path), "unexpected DSSE payload type", payload_type, got_type)
-    try:
-        log, times = _log_proof(doc), _times(doc)
-    except (KeyError, TypeError, ValueError) as exc:  # sigstore-python accepted it, so this is a shape we do not read
-        raise MalformedBundle(f"{path}: unreadable log entry in a verified bundle: {exc!r}", path=str(path)) from None
-    times += tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in tsa_times)
-    return Evidence(Path(path), got_type, payload, signer_of(bundle.signing_certificate), times, log,
-                    tuple(stamps.ignored))  # fmt: skip
+        checked = check_bundle(raw, doc, trust, where=where, signers=signers, require_tlog=False)
+    except TimestampInvalid:
+        raise
+    except SignatureInvalid as exc:
+        raise SignatureInvalid(where, exc.problem, expected) from None
+    out = checked.outcome
+    if out.payload is None or out.payload_type is None:
+        raise SignatureInvalid(where, "not a DSSE bundle (a message signature)", payload_type, "messageSignature")
+    if out.payload_type != payload_type:
+        raise SignatureInvalid(where, "unexpected DSSE payload type", payload_type, out.payload_type)
+    assert out.signer is not None
+    times = tuple(TimeProof("set", t, log) for t, log in out.set_times)
+    times += tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in out.tsa_times)
+    log = None
+    if out.entries:
+        e = out.entries[0]
+        log = LogProof(e.log_id, e.index, e.kind, e.version, e.body, e.checkpoint, e.tree_size, e.root)
+    return Evidence(Path(path), out.payload_type, out.payload, out.signer, times, log, tuple(out.ignored_timestamps),
+                    checked.verified_by, checked.gap)  # fmt: skip

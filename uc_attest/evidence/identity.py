@@ -64,8 +64,21 @@ def cert_identities(cert: Any) -> list[str]:
     except ExtensionNotFound:
         return []
     out = list(san.get_values_for_type(RFC822Name)) + list(san.get_values_for_type(UniformResourceIdentifier))
-    out += [o.value.decode(errors="replace") for o in san.get_values_for_type(OtherName)]
+    out += [_der_string(o.value) for o in san.get_values_for_type(OtherName)]
     return out
+
+
+def _der_string(raw: bytes) -> str:
+    """The text of a DER string (an OtherName's value, e.g. Sigstore's UTF8String ``foo!oidc.local``), without
+    its tag and length; bytes that are not one DER string are shown as they are."""
+    if len(raw) >= 2 and raw[0] in (0x0C, 0x13, 0x16, 0x1A):  # UTF8String, PrintableString, IA5String, VisibleString
+        n, start = raw[1], 2
+        if n & 0x80:
+            width = n & 0x7F
+            n, start = int.from_bytes(raw[2 : 2 + width], "big"), 2 + width
+        if start + n == len(raw):
+            return raw[start:].decode("utf-8", errors="replace")
+    return raw.decode("utf-8", errors="replace")
 
 
 def cert_issuer(cert: Any) -> str:

@@ -1,6 +1,7 @@
 """Fulcio-like certificate issuance with an embedded precertificate SCT (RFC 6962).
 
-The leaf has an empty subject, a critical SAN (email or URI), KeyUsage digitalSignature,
+The leaf has an empty subject, a critical SAN (email, URI, or for ``user!host`` identities Fulcio's
+username OtherName 1.3.6.1.4.1.57264.1.7 holding a UTF8String), KeyUsage digitalSignature,
 EKU codeSigning, SKI/AKI, both OIDC issuer extensions (1.3.6.1.4.1.57264.1.1 raw bytes and
 .1.8 DER UTF8String), a 10-minute validity, and one SCT signed by the instance's CT key over
 the precertificate TBS (the final TBS without the SCT extension).
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from .state import SIGNING_ONLY, InstanceState
+
+OID_OTHERNAME_USERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 
 OID_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OID_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -64,7 +67,13 @@ def issue_leaf(state: InstanceState, public_key: ec.EllipticCurvePublicKey, iden
     """Issue a short-lived code-signing leaf for ``identity`` with an embedded SCT."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     issuer_key = state.keys["ca-intermediate.key.pem"]
-    san: x509.GeneralName = x509.UniformResourceIdentifier(identity) if "://" in identity else x509.RFC822Name(identity)
+    san: x509.GeneralName
+    if "://" in identity:
+        san = x509.UniformResourceIdentifier(identity)
+    elif "!" in identity:  # Fulcio's username identities (``user!issuer-host``): a Sigstore OtherName SAN
+        san = x509.OtherName(OID_OTHERNAME_USERNAME, _der_utf8(identity))
+    else:
+        san = x509.RFC822Name(identity)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))

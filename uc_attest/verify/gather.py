@@ -54,6 +54,8 @@ def _online_tiles(facts: Facts, log: TileLogKey) -> OnlineLog:
     inclusion proof of the entry computed from its tiles, and the entry read back from its entry bundle."""
     assert facts.evidence is not None and facts.evidence.log is not None
     proof = facts.evidence.log
+    if proof.checkpoint is None:
+        return OnlineLog("misbehaved", "a tile log entry without a checkpoint")
     client = TileClient(log, timeout=5.0)
     try:
         latest = client.checkpoint()

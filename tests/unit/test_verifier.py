@@ -1,0 +1,157 @@
+"""The own bundle verifier's checks one by one, without I/O: parsing, the log body of each entry kind
+re-derived from the bundle, the SET and the inclusion proof against a signed checkpoint, OtherName text.
+(Every vector and its mutations through both verifiers: tests/integration/test_differential.py.)"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from uc_attest.core import merkle
+from uc_attest.core.digest import canonical_json
+from uc_attest.core.dsse import pae
+from uc_attest.evidence.identity import _der_string
+from uc_attest.evidence.verifier import (
+    CheckFailed,
+    UnsupportedBundle,
+    _body_matches,
+    _logs,
+    parse,
+    verify_entry,
+)
+from uc_attest.transparency.checkpoint import Checkpoint, sign_note
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+PEM = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+LOG_KEY = ec.generate_private_key(ec.SECP256R1())
+LOG_DER = LOG_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+LOG_ID = hashlib.sha256(LOG_DER).digest()
+PAYLOAD = b'{"_type": "https://in-toto.io/Statement/v1"}'
+PTYPE = "application/vnd.in-toto+json"
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def dsse_bundle(sig: bytes | None = None, entries: list[dict[str, Any]] | None = None,
+                media: str = "application/vnd.dev.sigstore.bundle.v0.3+json") -> dict[str, Any]:  # fmt: skip
+    sig = sig if sig is not None else KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    return {"mediaType": media, "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": entries or []},
+            "dsseEnvelope": {"payload": b64(PAYLOAD), "payloadType": PTYPE, "signatures": [{"sig": b64(sig)}]}}
+
+
+def test_der_strings_lose_their_wrapper() -> None:
+    assert _der_string(b"\x0c\x0efoo!oidc.local") == "foo!oidc.local"
+    long = "x" * 200
+    assert _der_string(b"\x0c\x81\xc8" + long.encode()) == long
+    assert _der_string(b"plain") == "plain"  # not one DER string: shown as it is
+    assert _der_string(b"\x0c\x05ab") == "\x0c\x05ab"  # a length that does not fit
+
+
+@pytest.mark.parametrize(("doc", "named"), [
+    ({"mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.9"}, "version=0.9"),
+    ({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial": {
+        "publicKey": {}, "tlogEntries": [{"kindVersion": {"kind": "rekord", "version": "0.0.1"}}]}}, "rekord 0.0.1"),
+])
+def test_unsupported_shapes_name_the_field(doc: dict[str, Any], named: str) -> None:
+    with pytest.raises(UnsupportedBundle, match=named):
+        parse(doc, "b")
+
+
+def test_a_dsse_envelope_with_two_signatures_is_refused() -> None:
+    d = dsse_bundle()
+    d["dsseEnvelope"]["signatures"].append(d["dsseEnvelope"]["signatures"][0])
+    with pytest.raises(CheckFailed, match="bundle.parse"):
+        parse(d, "b")
+
+
+def _bodies(sig: bytes) -> dict[tuple[str, str], dict[str, Any]]:
+    pae_digest = hashlib.sha256(pae(PTYPE, PAYLOAD)).digest()
+    return {
+        ("dsse", "0.0.1"): {"kind": "dsse", "apiVersion": "0.0.1", "spec": {
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(PAYLOAD).hexdigest()},
+            "signatures": [{"signature": b64(sig), "verifier": b64(PEM)}]}},
+        ("intoto", "0.0.2"): {"kind": "intoto", "apiVersion": "0.0.2", "spec": {"content": {
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(PAYLOAD).hexdigest()},
+            "envelope": {"payloadType": PTYPE, "payload": b64(b64(PAYLOAD).encode()),
+                         "signatures": [{"sig": b64(b64(sig).encode()), "publicKey": b64(PEM)}]}}}},
+        ("hashedrekord", "0.0.2"): {"kind": "hashedrekord", "apiVersion": "0.0.2", "spec": {"hashedRekordV002": {
+            "data": {"algorithm": "SHA2_256", "digest": b64(pae_digest)},
+            "signature": {"content": b64(sig), "verifier": {"publicKey": {"rawBytes": b64(
+                KEY.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))}}}}}},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [("dsse", "0.0.1"), ("intoto", "0.0.2"), ("hashedrekord", "0.0.2")])
+def test_each_entry_kind_is_re_derived_from_the_bundle(kind: tuple[str, str]) -> None:
+    sig = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    p = parse(dsse_bundle(sig), "b")
+    body = _bodies(sig)[kind]
+    assert _body_matches(body, *kind, p, KEY.public_key()) is None
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert _body_matches(body, *kind, p, other) is not None  # another signer
+    forged = parse(dsse_bundle(KEY.sign(b"other", ec.ECDSA(hashes.SHA256()))), "b")
+    assert _body_matches(body, *kind, forged, KEY.public_key()) is not None  # another signature
+    changed = dsse_bundle(sig)
+    changed["dsseEnvelope"]["payload"] = b64(PAYLOAD + b" ")
+    assert _body_matches(body, *kind, parse(changed, "b"), KEY.public_key()) is not None  # another payload
+
+
+def _logged(body: bytes, integrated: int = 1_700_000_000) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A one-entry Rekor v1 log: the bundle entry (SET, inclusion proof, checkpoint) and its trusted root."""
+    cp_note = sign_note(Checkpoint("test-log - 1", 1, merkle.leaf_hash(body)).text(), "test-log", LOG_KEY)
+    set_payload = canonical_json({"body": b64(body), "integratedTime": integrated, "logID": LOG_ID.hex(),
+                                  "logIndex": 0})  # fmt: skip
+    entry = {"logIndex": "0", "logId": {"keyId": b64(LOG_ID)}, "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+             "integratedTime": str(integrated), "canonicalizedBody": b64(body),
+             "inclusionPromise": {"signedEntryTimestamp": b64(LOG_KEY.sign(set_payload, ec.ECDSA(hashes.SHA256())))},
+             "inclusionProof": {"logIndex": "0", "treeSize": "1", "rootHash": b64(merkle.leaf_hash(body)),
+                                "hashes": [], "checkpoint": {"envelope": cp_note}}}  # fmt: skip
+    root = {"tlogs": [{"baseUrl": "http://log", "publicKey": {"rawBytes": b64(LOG_DER),
+                                                              "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                       "logId": {"keyId": b64(LOG_ID)}}]}  # fmt: skip
+    return entry, root
+
+
+def test_set_and_inclusion_proof_verify_and_each_tampering_is_named() -> None:
+    sig = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    body = json.dumps(_bodies(sig)[("dsse", "0.0.1")]).encode()
+    entry, root = _logged(body)
+    p = parse(dsse_bundle(sig, [entry]), "b")
+    ve = verify_entry(entry, p, _logs(root), KEY.public_key(), "b")
+    assert ve.set_time == 1_700_000_000 and ve.tree_size == 1
+    cases = {
+        "SET": lambda e: e.__setitem__("integratedTime", "1700000001"),
+        "checkpoint": lambda e: e["inclusionProof"]["checkpoint"].__setitem__(
+            "envelope", e["inclusionProof"]["checkpoint"]["envelope"].replace("test-log - 1", "test-log - 2")),
+        "tree size or root": lambda e: e["inclusionProof"].__setitem__("rootHash", b64(bytes(32))),
+        "not in the trusted root": lambda e: e["logId"].__setitem__("keyId", b64(bytes(32))),
+        "needs an inclusion proof": lambda e: e.pop("inclusionProof"),
+    }  # fmt: skip
+    for named, edit in cases.items():
+        e = json.loads(json.dumps(entry))
+        edit(e)
+        with pytest.raises(CheckFailed, match=named):
+            verify_entry(e, p, _logs(root), KEY.public_key(), "b")
+    # a v0.1 bundle may be proven by its SET alone
+    e = json.loads(json.dumps(entry))
+    e.pop("inclusionProof")
+    old = parse(dsse_bundle(sig, [e], "application/vnd.dev.sigstore.bundle+json;version=0.1"), "b")
+    assert verify_entry(e, old, _logs(root), KEY.public_key(), "b").checkpoint is None
+
+
+def test_a_log_key_without_a_validity_start_is_a_malformed_root() -> None:
+    from uc_attest.errors import MalformedBundle
+
+    _, root = _logged(b"{}")
+    root["tlogs"][0]["publicKey"]["validFor"] = {}
+    with pytest.raises(MalformedBundle, match="validFor.start"):
+        _logs(root)
