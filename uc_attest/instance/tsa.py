@@ -56,7 +56,9 @@ def timestamp(
     if req["extensions"].native:
         raise TSAError("request extensions are not supported")
     t = now or dt.datetime.now(dt.UTC)
-    gen_time = t.replace(microsecond=t.microsecond // 1000 * 1000)  # millisecond precision (accuracy 1 ms)
+    # Whole seconds: DER strips trailing zeros of a fraction ("…05.12Z"), which
+    # sigstore-js rejects (it reads exactly three digits or none).
+    gen_time = t.replace(microsecond=0)
     info = tsp.TSTInfo(
         {
             "version": "v1",
@@ -64,7 +66,7 @@ def timestamp(
             "message_imprint": {"hash_algorithm": {"algorithm": algorithm}, "hashed_message": hashed},
             "serial_number": secrets.randbits(120),
             "gen_time": gen_time,
-            "accuracy": {"millis": 1},
+            "accuracy": {"seconds": 1},
             "ordering": False,
             **({"nonce": nonce} if nonce is not None else {}),
         }
