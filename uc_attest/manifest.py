@@ -62,6 +62,49 @@ def compute_root(entries: list[TensorEntry]) -> Digest:
 
 
 @dataclass(frozen=True)
+class SourceSignature:
+    """The source model's OpenSSF Model Signing signature, verified before the pack was made: the signature
+    file kept in the pack (``file``, its ``sha256``), the method (sigstore | key), who signed (identity and
+    OIDC issuer; for a key, ``sha256:<SPKI digest>`` and no issuer), the signed model (``model``, its OMS
+    root digest) and the earliest verified time of the signature (Unix seconds; None for a key)."""
+
+    file: str
+    sha256: Digest
+    method: str
+    identity: str
+    issuer: str
+    model: str
+    root: Digest
+    signed_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "sha256": str(self.sha256), "method": self.method,
+                               "identity": self.identity, "issuer": self.issuer, "model": self.model,
+                               "root": str(self.root)}  # fmt: skip
+        if self.signed_at is not None:
+            out["signed_at"] = self.signed_at
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str) -> SourceSignature:
+        try:
+            t = d.get("signed_at")
+            return cls(
+                str(d["file"]),
+                Digest.parse(d["sha256"]),
+                str(d["method"]),
+                str(d["identity"]),
+                str(d["issuer"]),
+                str(d["model"]),
+                Digest.parse(d["root"]),
+                int(t) if t is not None else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise MalformedPack(f"{origin}: manifest field source_signature is invalid", path=origin,
+                                field="source_signature") from None  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything needed to check a pack: scheme, file digests, tensor digests and root."""
 
@@ -69,6 +112,7 @@ class Manifest:
     tensors: list[TensorEntry]
     files: dict[str, Digest] = field(default_factory=dict)
     source_files: dict[str, Digest] = field(default_factory=dict)
+    source_signature: SourceSignature | None = None  # absent in packs of unsigned sources (bytes unchanged)
 
     @cached_property
     def root(self) -> Digest:
@@ -79,7 +123,7 @@ class Manifest:
         return next((e for e in self.tensors if e.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": MANIFEST_FORMAT,
             "root": str(self.root),
             "scheme": self.scheme,
@@ -87,6 +131,9 @@ class Manifest:
             "source_files": {k: str(v) for k, v in sorted(self.source_files.items())},
             "tensors": [e.to_dict() for e in _sorted(self.tensors)],
         }
+        if self.source_signature is not None:
+            out["source_signature"] = self.source_signature.to_dict()
+        return out
 
     def to_json(self) -> bytes:
         """Canonical JSON (RFC 8785), the exact bytes of ``uc-manifest.json``."""
@@ -165,7 +212,9 @@ class Manifest:
                 raise MalformedPack(
                     f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
                 ) from None
-        m = cls(scheme=obj["scheme"], tensors=entries, files=digests("files"), source_files=digests("source_files"))
+        sig = obj.get("source_signature")
+        m = cls(scheme=obj["scheme"], tensors=entries, files=digests("files"), source_files=digests("source_files"),
+                source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None)  # fmt: skip
         if obj.get("root") != str(m.root):
             raise MalformedPack(
                 f"{origin}: manifest root {obj.get('root')} does not match its entries ({m.root})",

@@ -50,7 +50,8 @@ class SourceTensor:
 class ModelSource:
     """A validated model directory; tensors are read lazily from memory maps."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, skip_files: tuple[str, ...] = ()) -> None:
+        """``skip_files``: relative paths that are not part of the model (e.g. its signature)."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise MalformedModel(f"{self.root}: not a directory", path=str(self.root))
@@ -69,7 +70,7 @@ class ModelSource:
                 seen[name] = shard
                 self.tensors.append(SourceTensor(shard, f.infos[name]))
         self._check_index(seen)
-        skip = {*self.shards, INDEX_NAME}
+        skip = {*self.shards, INDEX_NAME, *skip_files}
         self.extra_files = sorted(
             str(p.relative_to(self.root).as_posix())
             for p in self.root.rglob("*")

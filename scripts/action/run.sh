@@ -19,11 +19,14 @@ import json, sys
 pack, att = (json.load(open(p)) for p in sys.argv[1:3])
 with open(sys.argv[3], "a") as out:
     out.write(f"bundle-path={att['bundle']}\nmanifest-root={att['root']}\nlog-index={att['log_index']}\n")
+    out.write(f"oms-signature-path={att.get('oms_signature') or ''}\n")
 with open(sys.argv[4], "a") as s:
     s.write("### uc-attest: pack and attest\n\n| | |\n|---|---|\n")
     s.write(f"| manifest root | `{att['root']}` |\n| tensors | {pack['tensors']} ({pack['quantized']} quantized, {pack.get('calibrated', 0)} with calibration feedback) |\n")
     s.write(f"| scheme | `{pack['scheme']['id']}` {pack['scheme']['bits']} bits, group {pack['scheme']['group_size']} |\n")
     s.write(f"| signer | `{att['identity']}` |\n| log index | {att['log_index']} |\n| bundle | `{att['bundle']}` |\n")
+    if att.get("oms_signature"):
+        s.write(f"| OpenSSF Model Signing signature | `{att['oms_signature']}` (log index {att['oms_log_index']}) |\n")
 PY
   exit 0
 fi

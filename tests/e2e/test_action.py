@@ -105,6 +105,7 @@ def test_pack_and_attest_then_verify_through_the_action(served: tuple[Path, Runn
                                         "device": "cpu", "instance": str(inst.dir)}, tmp_path)
     assert rc == 0, log
     assert Path(out["bundle-path"]).is_file() and out["manifest-root"].startswith("sha256:")
+    assert Path(out["oms-signature-path"]).is_file()  # the OpenSSF Model Signing signature of the pack
     assert out["log-index"].isdigit() and "manifest root" in summary
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"version: 1\nname: action test\ntrust: {{instance: {inst.dir}}}\nsigners:\n  release:\n"

@@ -1,7 +1,8 @@
 """The model-risk deploy gate end to end on the real MiniLM model with the embedded instance over HTTP.
 
-Allowed: a release-signed pack with a validation of exactly that pack. Each denial case changes one
-thing and must be denied with the right rule named.
+Allowed: a pack of a vendor-signed source (stock ``model_signing``, OpenSSF Model Signing), release-signed,
+with a validation of exactly that pack. Each denial case changes one thing and must be denied with the
+right rule named.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import pytest
 import uc_attest as uc
 from tests.e2e.test_cli import cli
 from tests.integration.conftest import start_instance
+from tests.integration.test_oms import MS, model_signing
+
+pytestmark = pytest.mark.skipif(not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)")
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE, VALIDATOR = "release-bot@bank.example", "validator@bank.example"
+RELEASE, VALIDATOR, VENDOR = "release-bot@bank.example", "validator@bank.example", "models@vendor.example"
+ISSUER = "https://dev-oidc.uc-attest.invalid"
 
 
 def minilm() -> Path:
@@ -47,16 +52,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     root = tmp_path_factory.mktemp("gate")
     inst = start_instance(root / "instance")
     trust = uc.select_trust(None, inst.dir)
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu")
+    vendor_sig = sign_source(inst.dir, src, root / "vendor.model.sig", VENDOR)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", **signed_by(vendor_sig, inst.dir, VENDOR))
     uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
     # an older/other pack: same model at 6 bits, released and validated on its own
-    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6), "cpu")
+    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6), "cpu", **signed_by(vendor_sig, inst.dir, VENDOR))
     uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
     policy = write_policy(root / "model-risk.yaml", inst.dir)
-    yield {"root": root, "src": src, "instance": inst.dir, "policy": policy}
+    yield {"root": root, "src": src, "instance": inst.dir, "policy": policy, "vendor_sig": vendor_sig}
     inst.server.stop()
+
+
+def sign_source(instance: Path, model: Path, sig: Path, identity: str) -> Path:
+    """The vendor's signature of the source model, made by the stock ``model_signing`` CLI."""
+    r = model_signing("sign", "sigstore", "--trust_config", instance / "trust_config.json", "--identity_token",
+                      uc.dev_token(instance, identity), "--signature", sig, model)
+    assert r.returncode == 0, r.stderr
+    return sig
+
+
+def signed_by(sig: Path, instance: Path, identity: str) -> dict[str, object]:
+    return {"source_signature": sig, "source_identity": identity, "source_issuer": ISSUER, "instance": instance}
 
 
 def verify(w: dict[str, Path], pack: Path, *extra: str | Path) -> tuple[int, dict[str, object]]:
@@ -80,7 +98,8 @@ def test_release_signed_and_validated_pack_is_allowed(world: dict[str, Path]) ->
 
 def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     trust = uc.select_trust(None, w["instance"])
-    uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu")
+    uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu",
+                  **signed_by(w["vendor_sig"], w["instance"], VENDOR))
     uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
@@ -128,7 +147,23 @@ def _case_rebuild_modified_source(w: dict[str, Path], tmp: Path) -> tuple[Path, 
     return w["root"] / "pack", ["--rebuild-from", str(src), "--device", "cpu"]
 
 
+def _case_source_not_signed(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    uc.write_pack(w["src"], tmp / "pack", uc.DEFAULT_SCHEME, "cpu")
+    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity=RELEASE)
+    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
+
+
+def _case_source_signed_by_other(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    sig = sign_source(w["instance"], w["src"], tmp / "model.sig", "mallory@elsewhere.example")
+    uc.write_pack(w["src"], tmp / "pack", uc.DEFAULT_SCHEME, "cpu", **signed_by(sig, w["instance"],
+                                                                                "mallory@elsewhere.example"))
+    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity=RELEASE)
+    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
+
+
 CASES = {
+    "source-not-signed": (_case_source_not_signed, {"source.signers"}),
+    "source-signed-by-other-identity": (_case_source_signed_by_other, {"source.signers"}),
     "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "validation"}),
     "flipped-byte-in-pack": (_case_flipped_byte, {"pack.files", "pack.tensors"}),
     "bundle-from-another-identity": (_case_other_identity, {"release.signer"}),

@@ -35,9 +35,9 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         r = uc.audit(pack, instance=inst)
         assert r.ok, r.to_dict()
         kinds = [e.kind for e in r.events]
-        assert kinds == ["release", "validation"]
+        assert kinds == ["release", "oms", "validation"]  # attest logs the release and the OMS signature
         assert {e.signer for e in r.events} == {"release-bot@bank.example", "validator@bank.example"}
-        assert all(e.details["root"] == str(r.root) for e in r.events)
+        assert all(e.details["root"] == str(r.root) for e in r.events if e.kind != "oms")
         assert {c.rule for c in r.checks} >= {"log.checkpoint", "custody.release", "custody.validation",
                                                "pack.matches"}
         html = uc.render_report_html(r.to_dict())
@@ -64,7 +64,7 @@ def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
     try:
         _release_and_validate(inst, pack, tmp_path)
         v1, tiles = uc.watch_log(tmp_path / "state.json", instance=inst)  # both logs of the trust root
-        assert v1.ok and v1.current.size == 2 and tiles.ok and tiles.current.size == 0
+        assert v1.ok and v1.current.size == 3 and tiles.ok and tiles.current.size == 0
     finally:
         srv.stop()
     # The operator rewrites history: a fresh log with the same key, different entries, same size.

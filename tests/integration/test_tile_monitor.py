@@ -67,7 +67,8 @@ def mirror(inst: Running, dest: Path) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """600 synthetic entries (3 level-0 tiles, a level-1 tile), then a release and its validation."""
+    """600 synthetic entries (3 level-0 tiles, a level-1 tile), then a release (and its OMS signature) and its
+    validation."""
     root = tmp_path_factory.mktemp("tiles")
     inst = start_instance(root / "inst")
     append(inst, hashedrekord_requests(600, SYNTH))
@@ -92,7 +93,7 @@ def test_watch_verifies_every_entry_and_tile_then_only_what_is_new(world: dict[s
     assert r.returncode == 0, r.stderr
     tiles = next(x for x in json.loads(r.stdout)["logs"] if x["kind"] == "tiles")
     size = tiles["current"]["size"]
-    assert size == 602 and tiles["new_entries"] == 602 and tiles["indexed"] == 602
+    assert size == 603 and tiles["new_entries"] == 603 and tiles["indexed"] == 603
     assert tiles["previous"] is None and tiles["requests"] >= 7 and tiles["bytes"] > 600 * 500
     index = tmp_path / "witness.tiles.sqlite3"
     assert indexed_size(index) == size
@@ -105,9 +106,9 @@ def test_watch_verifies_every_entry_and_tile_then_only_what_is_new(world: dict[s
     r = cli("log", "watch", "--state", tmp_path / "w2.json", "--index", only, "--instance", inst.dir,
             "--identity", RELEASE, "--json")
     tiles = next(x for x in json.loads(r.stdout)["logs"] if x["kind"] == "tiles")
-    assert r.returncode == 0 and tiles["indexed"] == 1 and tiles["new_entries"] == size + 5
+    assert r.returncode == 0 and tiles["indexed"] == 2 and tiles["new_entries"] == size + 5  # release + OMS
     with sqlite3.connect(only) as db:
-        assert db.execute("SELECT identity FROM entries").fetchall() == [(RELEASE,)]
+        assert db.execute("SELECT identity FROM entries").fetchall() == [(RELEASE,), (RELEASE,)]
     bad = cli("log", "watch", "--state", tmp_path / "w3.json", "--instance", inst.dir, "--identity-regex", "release")
     assert bad.returncode == 3 and "anchored" in bad.stderr
 
@@ -223,8 +224,10 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     r = uc.audit(pack, instance=inst.dir, state=tmp_path / "w.json")
     assert r.ok, r.to_dict()
     kinds = sorted(e.kind for e in r.events)
-    assert kinds == ["release", "unattributed", "validation"], kinds
+    # the pack's release, its OMS signature and validation; the other model's release and OMS signature
+    assert kinds == ["oms", "release", "unattributed", "unattributed", "validation"], kinds
     found = {e.kind: e for e in r.events}
+    assert found["oms"].signer == RELEASE and found["oms"].details["model"] == "pack"
     assert found["release"].signer == RELEASE and found["validation"].signer == VALIDATOR
     assert found["release"].time > 0 and found["release"].details["log"] == "rekor-v2"
     assert found["unattributed"].signer == RELEASE  # the other model's release: no bundle given for it

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..claims.oms import FILES_SHA256, build_oms, scan
 from ..core.digest import Digest
 from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalError
+from ..evidence.oms import kept_log_index, verify_kept_source_signature
 from ..pack.check import check_pack
 from ..pack.facts import PackFacts
 from ..policy.rules import Check
-from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX
+from ..signing.attest import OMS_SUFFIX, RELEASE_SUFFIX, VALIDATION_SUFFIX
 from ..signing.trust import Trust
 from ..transparency.follow import TileIndex
 from ..transparency.monitor import load_state, stored_checkpoint
@@ -100,11 +102,49 @@ def index_for(state: Path | None, index: Path | None) -> Path | None:
 
 
 def default_bundles(target: Path | None) -> list[Path]:
-    """A pack's release and validation bundles where attest/validate write them, if they are there."""
+    """A pack's release, validation and OMS bundles where attest/validate write them, if they are there."""
     if target is None:
         return []
     t = Path(target)
-    return [p for p in (t.with_name(t.name + RELEASE_SUFFIX), t.with_name(t.name + VALIDATION_SUFFIX)) if p.is_file()]
+    return [t.with_name(t.name + s) for s in (RELEASE_SUFFIX, VALIDATION_SUFFIX, OMS_SUFFIX)
+            if t.with_name(t.name + s).is_file()]  # fmt: skip
+
+
+def _oms_key(target: Path | None) -> list[str]:
+    """The OMS subject digest of a pack directory as it is now: its OMS signature is indexed under it."""
+    if target is None:
+        return []
+    try:
+        statement = build_oms(Path(target).name, scan(Path(target), FILES_SHA256))
+    except InvalidInput:
+        return []
+    return [f"sha256:{statement['subject'][0]['digest']['sha256']}"]
+
+
+def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None, trust: Trust) -> Check | None:
+    """The first link of the chain of custody: the source model's signer, as a release of this root recorded it
+    (and, with the pack at hand, its kept signature verified again against the manifest's source files)."""
+    releases = [e for e in events if e.kind == "release" and e.details.get("root") == str(root)]
+    recorded = next((e for e in releases if e.details.get("source_signature")), None)
+    if recorded is None:
+        return Check("custody.source", "skipped", "no release of this root records a verified source signature")
+    sig = recorded.details["source_signature"]
+    ev = AuditEvent(int(sig.get("signed_at") or 0), "source", -1, "", str(sig["identity"]), str(sig["issuer"]),
+                    details={"model": sig["model"], "oms_root": sig["root"], "method": sig["method"],
+                             "signature": sig["file"], "recorded_by": f"release at log index {recorded.log_index}"})  # fmt: skip
+    if facts is not None and facts.manifest.source_signature is not None:
+        index = kept_log_index(facts.dir, facts.manifest.source_signature)
+        if index is not None:  # in the vendor's log, which need not be one audited here
+            ev.details["signature_log_index"] = index
+        problems = verify_kept_source_signature(facts.dir, facts.manifest.source_signature,
+                                                facts.manifest.source_files, trust)  # fmt: skip
+        ev.problems += [p for p in problems if "not re-verified" not in p]
+        ev.ok = not ev.problems
+        ev.details["kept_signature"] = "verified again" if not problems else "; ".join(problems)
+    events.insert(0, ev)
+    who = f"{sig['identity']} via {sig['issuer']}" if sig["issuer"] else sig["identity"]
+    return Check.of("custody.source", ev.ok, f"source {sig['model']} signed by {who} ({sig['method']})",
+                    hint=None if ev.ok else "the kept source signature does not verify: see the source event")  # fmt: skip
 
 
 @dataclass
@@ -206,7 +246,7 @@ def audit(
     t0 = time.perf_counter()
     facts = PackFacts(Path(target)) if target is not None else None
     root = facts.root if facts is not None else manifest_root
-    keys = _subject_keys(root, digest)
+    keys = _subject_keys(root, digest) + _oms_key(target)
     out = _Logs()
     _rekor_v1(out, trust, keys, state)
     _rekor_v2(out, trust, keys, index_for(state, index), [*default_bundles(target), *map(Path, bundles)])
@@ -234,6 +274,9 @@ def audit(
                 hint=None if validations else "never validated (or, on a Rekor v2 log, its bundle was not given)",
             )
         )
+        link = _source_link(events, root, facts, trust)
+        if link is not None:
+            checks.insert(len(checks) - 2, link)
     other = [e for e in events if e.kind == "unattributed"]
     if other:
         checks.append(

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..claims import ReleaseClaim, ValidationClaim, parse_claim
+from ..claims import OmsClaim, ReleaseClaim, ValidationClaim, parse_claim
 from ..claims.statement import Statement
 from ..core.dsse import PAYLOAD_TYPE_IN_TOTO
 from ..errors import UcAttestError
@@ -42,15 +42,20 @@ class AuditEvent:
         return dict(self.__dict__)
 
 
-def claim_details(claim: ReleaseClaim | ValidationClaim | None) -> tuple[str, dict[str, Any]]:
+def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tuple[str, dict[str, Any]]:
     if isinstance(claim, ReleaseClaim):
-        return "release", {
+        out: dict[str, Any] = {
             "root": str(claim.root),
             "builder": claim.builder_id,
             "scheme": claim.scheme,
             "source_digest": str(claim.source_tree) if claim.source_tree else None,
             "files": len(claim.files),
         }
+        if claim.source_signature is not None:
+            out["source_signature"] = claim.source_signature.to_dict()
+        return "release", out
+    if isinstance(claim, OmsClaim):
+        return "oms", {"model": claim.model_name, "oms_root": f"sha256:{claim.root}", "resources": len(claim.resources)}
     if isinstance(claim, ValidationClaim):
         return "validation", {
             "root": str(claim.root),

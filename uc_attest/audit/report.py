@@ -81,6 +81,20 @@ def render_html(report: dict[str, Any]) -> str:
                 f"</code> {_e(scheme.get('bits'))} bits / group {_e(scheme.get('group_size'))}"
                 f", source <code>{_e(str(d.get('source_digest') or '')[:23])}…</code>, {_e(d.get('files'))} files"
             )
+            sig = d.get("source_signature")
+            if isinstance(sig, dict):
+                what += f", source signed by <code>{_e(sig.get('identity'))}</code> ({_e(sig.get('method'))})"
+        elif ev["kind"] == "source":
+            what = (
+                f"OpenSSF Model Signing signature of <code>{_e(d.get('model'))}</code> (model root "
+                f"<code>{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('method'))}), kept in the pack as "
+                f"<code>{_e(d.get('signature'))}</code>: {_e(d.get('kept_signature', 'not checked: no pack given'))}"
+            )
+        elif ev["kind"] == "oms":
+            what = (
+                f"OpenSSF Model Signing signature of the pack: model root <code>"
+                f"{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('resources'))} files"
+            )
         elif ev["kind"] == "validation":
             metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
             shown = ", ".join(f"{_e(k)} = {_e(v)}" for k, v in sorted(metrics.items()))
@@ -91,7 +105,7 @@ def render_html(report: dict[str, Any]) -> str:
         root = d.get("root")
         events.append(
             f'<li class="{"" if ev["ok"] else "bad"}"><strong>{_e(ev["kind"])}</strong> {_badge(ev["ok"])} '
-            f'<span class="meta">{_when(ev["time"])} · log index {_e(ev["log_index"])} · signed by '
+            f'<span class="meta">{_when(ev["time"])} · log index {_e(ev["log_index"] if ev["log_index"] >= 0 else "-")} · signed by '
             f"<code>{_e(ev['signer'])}</code> via <code>{_e(ev['issuer'])}</code></span><br>{what}"
             + (f'<br><span class="meta">root <code>{_e(root)}</code></span>' if root else "")
             + f"{problems}</li>"

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.digest import Digest, canonical_json
 from ..errors import MalformedBundle
-from ..manifest import Manifest
+from ..manifest import Manifest, SourceSignature
 from .statement import STATEMENT_TYPE, Statement, validate
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -80,7 +80,8 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
                 "scheme": manifest.scheme,
             },
             "internalParameters": {"device": info.device, "versions": info.versions},
-            "resolvedDependencies": [
+            "resolvedDependencies": _source_signature(manifest.source_signature)
+            + [
                 {"name": rel, "digest": {"sha256": d.removeprefix("sha256:")}}
                 for rel, d in sorted(source_files.items())
             ],
@@ -100,6 +101,36 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
     return stmt
 
 
+OMS_ANNOTATION = "openssfModelSigning"
+
+
+def _source_signature(sig: SourceSignature | None) -> list[dict[str, Any]]:
+    """The verified OMS signature of the source model as a resolved dependency: the signed model (its OMS root
+    digest) and, annotated, who signed it, how, when, and the signature file kept in the pack."""
+    if sig is None:
+        return []
+    note: dict[str, Any] = {"method": sig.method, "identity": sig.identity, "issuer": sig.issuer,
+                            "signature": {"name": sig.file, "sha256": sig.sha256.hex}}  # fmt: skip
+    if sig.signed_at is not None:
+        note["signedAt"] = dt.datetime.fromtimestamp(sig.signed_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [{"name": f"oms:{sig.model}", "digest": {"sha256": sig.root.hex}, "annotations": {OMS_ANNOTATION: note}}]
+
+
+def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
+    for d in deps:
+        note = d.get("annotations", {}).get(OMS_ANNOTATION) if isinstance(d, dict) else None
+        if not isinstance(note, dict):
+            continue
+        at = note.get("signedAt")
+        when = int(dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()) if at else None
+        return SourceSignature(
+            str(note["signature"]["name"]), _digest(note["signature"]["sha256"], "omsSignature.signature"),
+            str(note["method"]), str(note["identity"]), str(note.get("issuer", "")),
+            str(d.get("name", "")).removeprefix("oms:"), _digest(d["digest"]["sha256"], "omsSignature digest"), when,
+        )  # fmt: skip
+    return None
+
+
 @dataclass(frozen=True)
 class ReleaseClaim:
     """What a signed uc-attest release provenance says, parsed once from the exact signed bytes."""
@@ -115,6 +146,7 @@ class ReleaseClaim:
     source_name: str
     source_tree: Digest | None  # digest of the source model's file tree (source_tree_digest)
     resolved: dict[str, Digest]  # source file -> digest
+    source_signature: SourceSignature | None = None  # the source's OMS signature, verified at pack time
 
     @property
     def predicate_type(self) -> str:
@@ -140,7 +172,7 @@ def parse_release(statement: Statement) -> ReleaseClaim:
     The statement may come from anyone (a public log): every shape error is a MalformedBundle, never a crash."""
     try:
         return _parse_release(statement)
-    except (AttributeError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise MalformedBundle(f"statement predicate has an unexpected shape: {exc}", field="predicate") from None
 
 
@@ -192,8 +224,9 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
                 d.get("digest", {}).get("sha256", ""), f"resolvedDependencies {d.get('name')}"
             )
             for d in bd.get("resolvedDependencies", [])
-            if isinstance(d, dict)
+            if isinstance(d, dict) and OMS_ANNOTATION not in (d.get("annotations") or {})
         },
+        source_signature=_parse_source_signature(bd.get("resolvedDependencies", [])),
     )
 
 

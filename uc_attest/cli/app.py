@@ -64,10 +64,23 @@ def pack(
     no_overrides: Annotated[bool, typer.Option(help="Same bits for every tensor (no default overrides).")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
+    source_signature: Annotated[
+        Path | None, typer.Option(help="The source's OpenSSF Model Signing signature: verified first, recorded.")
+    ] = None,
+    source_identity: Annotated[str | None, typer.Option(help="Who must have signed the source (sigstore).")] = None,
+    source_issuer: Annotated[str | None, typer.Option(help="Their OIDC issuer (default with --instance).")] = None,
+    source_key: Annotated[Path | None, typer.Option(help="The source signer's public key (key method).")] = None,
+    source_cert_chain: Annotated[
+        Path | None,
+        typer.Option(help="CA certificates (PEM) the source's signing certificate chains to (certificate method)."),
+    ] = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Quantize a model into a deterministic pack with a per-tensor manifest."""
+    """Quantize a model into a deterministic pack with a per-tensor manifest (with --source-signature, only
+    a source whose OpenSSF Model Signing signature verifies and covers every file read)."""
     scheme = uc.scheme_from_options(
         bits=bits,
         group_size=group_size,
@@ -78,7 +91,11 @@ def pack(
         exclude=exclude,
     )
     with render.progress("packing") as progress:
-        res = uc.write_pack(source, output, scheme, device, force=force, progress=progress, calibration=calibration)
+        res = uc.write_pack(
+            source, output, scheme, device, force=force, progress=progress, calibration=calibration,
+            source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
+            source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
+        )  # fmt: skip
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
     calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)
@@ -92,12 +109,17 @@ def pack(
                 "quantized": quantized,
                 "calibrated": calibrated,
                 "scheme": m.scheme,
+                "source_signature": m.source_signature.to_dict() if m.source_signature else None,
             }
         )
         return
     say(
         f"packed {len(m.tensors)} tensors ({quantized} quantized, {calibrated} with calibration feedback) into {res.path}"
     )
+    if m.source_signature is not None:
+        sig = m.source_signature
+        who = f"{sig.identity} via {sig.issuer}" if sig.issuer else sig.identity
+        say(f"source signature verified ({sig.method}): {sig.model} signed by {who}; kept as {sig.file}")
     print(f"manifest root: {m.root}")
 
 
@@ -149,15 +171,40 @@ def verify(
         ),
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
+    oms_signature: Annotated[
+        Path | None, typer.Option(help="Verify a plain model directory against its OpenSSF Model Signing signature.")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="With --oms-signature: the signer's public key (key method).")
+    ] = None,
+    cert_chain: Annotated[
+        Path | None,
+        typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a pack. Exit 0 allowed, 1 denied, 2 usage, 3 invalid policy/input, 4 operational.
+    """Verify a pack (or, with --oms-signature, any model directory). Exit 0 allowed, 1 denied, 2 usage,
+    3 invalid policy/input, 4 operational.
 
     With --policy (or --bundle): signature and identity per role, log proof (offline) and the
     entry re-fetched from the log when reachable, statement <-> pack files and manifest, every
     tensor, constraints, the validation attestation, and a rebuild from source when asked.
     Without: every tensor against the pack's (or a validated) manifest, plus --rebuild-from.
     """
+    if oms_signature is not None:
+        if policy or bundle or manifest or rebuild_from or validation:
+            raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
+        v = uc.verify_oms_model(pack_dir, oms_signature, identity=identity, issuer=issuer, trust_config=trust_config,
+                                instance=instance, key=key, cert_chain=cert_chain, online=not offline)  # fmt: skip
+        if as_json:
+            emit_json(v.to_dict())
+        else:
+            render.verdict(v, signed=True)
+        if not v.ok:
+            raise typer.Exit(v.exit_code)
+        return
+    if key is not None or cert_chain is not None:
+        raise uc.UsageError("--key/--cert-chain go with --oms-signature")
     with render.progress("verifying") as progress:
         v = uc.verify(
             pack_dir,
@@ -508,19 +555,18 @@ def attest(
         str, typer.Option(help="auto, always or never: manifest inside the statement.")
     ] = "auto",
     pack_device: Annotated[str, typer.Option(help="Device the pack was built on (recorded).")] = "unrecorded",
+    oms: Annotated[
+        bool, typer.Option(help="Also sign an OpenSSF Model Signing statement (PACK.model.sig); --no-oms skips it.")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign the pack's provenance statement (DSSE, Sigstore bundle v0.3) and record it in the log."""
+    """Sign the pack's provenance statement (DSSE, Sigstore bundle v0.3) and record it in the log; also an OMS
+    signature over the pack's files that stock `model_signing verify` accepts."""
     trust = uc.select_trust(trust_config, instance)
     res = uc.attest_pack(
-        pack_dir,
-        trust,
-        identity_token=identity_token,
-        dev_identity=identity,
-        bundle_out=bundle,
-        inline=inline_manifest,
-        pack_device=pack_device,
-    )
+        pack_dir, trust, identity_token=identity_token, dev_identity=identity, bundle_out=bundle,
+        inline=inline_manifest, pack_device=pack_device, oms=oms,
+    )  # fmt: skip
     if as_json:
         out: dict[str, Any] = {
             "ok": True,
@@ -530,6 +576,9 @@ def attest(
             "identity": res.identity,
             "statement_bytes": res.statement_bytes,
             "manifest_inline": res.manifest_inline,
+            "oms_signature": str(res.oms_bundle) if res.oms_bundle else None,
+            "oms_log_index": res.oms_log_index,
+            "oms_statement_bytes": res.oms_statement_bytes,
         }
         if instance is not None:
             out["warning"] = DEV_WARNING
@@ -540,6 +589,9 @@ def attest(
     how = "manifest inline" if res.manifest_inline else "manifest by digest"
     say(f"signed as {res.identity}, logged at index {res.log_index}; statement {res.statement_bytes} bytes ({how})")
     print(f"bundle: {res.bundle}")
+    if res.oms_bundle is not None:
+        say(f"OpenSSF Model Signing signature: logged at index {res.oms_log_index}, {res.oms_statement_bytes} bytes")
+        print(f"oms signature: {res.oms_bundle}")
 
 
 instance_app = typer.Typer(no_args_is_help=True, help="The embedded Sigstore-compatible DEV instance.")

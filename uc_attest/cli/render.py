@@ -97,12 +97,20 @@ def when(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S") if t else "?"
 
 
+def _detail(v: object) -> str:
+    """A detail value in one cell: a recorded signature as its signer and method, anything else as is."""
+    if isinstance(v, dict) and "identity" in v and "method" in v:
+        return f"{v['identity']} ({v['method']})"
+    return str(v)
+
+
 def audit(r: uc.AuditReport) -> None:
     word, style = ("CONSISTENT", "bold green") if r.ok else ("PROBLEMS FOUND", "bold red")
     rows = []
     for e in r.events:
-        det = "; ".join(e.problems) or ", ".join(f"{k}={v}" for k, v in e.details.items() if k != "scheme")
-        rows.append((when(e.time), e.kind, str(e.log_index), e.signer, Text("yes") if e.ok else Text("NO", "red"), det))
+        det = "; ".join(e.problems) or ", ".join(f"{k}={_detail(v)}" for k, v in e.details.items() if k != "scheme")
+        index = str(e.log_index) if e.log_index >= 0 else "-"
+        rows.append((when(e.time), e.kind, index, e.signer, Text("yes") if e.ok else Text("NO", "red"), det))
     title = Text.assemble((word, style), f" audit of {r.target}")
     err.print(table(title, ("when (UTC)", "kind", "log index", "signer", "ok", "details"), rows))
     for c in r.checks:

@@ -85,7 +85,8 @@ def verify_any_bundle(
 
     trust = _root_trust(trusted_root, staging)
     _ = trust.root_document  # an unusable trusted root is reported first
-    art = _artifact_of(artifact)
+    model_dir = Path(artifact) if not artifact.startswith("sha256:") and Path(artifact).is_dir() else None
+    art = None if model_dir is not None else _artifact_of(artifact)
     raw, doc = read_bundle(Path(bundle_path))
     public_key = None
     if key is not None:
@@ -101,5 +102,24 @@ def verify_any_bundle(
     checked = check_bundle(raw, doc, trust, where=str(bundle_path), signers=signers, key=public_key, artifact=art,
                            require_tlog=require_tlog)  # fmt: skip
     out = checked.outcome
+    checks = list(out.checks)
+    if model_dir is not None:  # an OpenSSF Model Signing signature over a model directory: every file
+        checks.append(_oms_directory(model_dir, Path(bundle_path), out.payload, str(bundle_path)))
     signer = str(out.signer) if out.signer is not None else f"the key {key}"
-    return BundleVerified(signer, checked.verified_by, checked.gap, tuple(out.checks))
+    return BundleVerified(signer, checked.verified_by, checked.gap, tuple(checks))
+
+
+def _oms_directory(model_dir: Path, bundle: Path, payload: bytes | None, where: str) -> str:
+    from ..claims.oms import OMS_PREDICATE, diff, parse_oms, scan
+    from ..claims.statement import Statement
+    from ..errors import VerificationFailed
+
+    statement = Statement.parse(payload) if payload is not None else None
+    if statement is None or statement.predicate_type != OMS_PREDICATE:
+        raise InvalidInput(f"{where}: a model directory is verified against an OpenSSF Model Signing signature; "
+                           "this bundle is not one")  # fmt: skip
+    claim = parse_oms(statement)
+    findings = diff(claim, scan(model_dir, claim.serialization, exclude=(bundle,)))
+    if findings:
+        raise VerificationFailed(findings)
+    return "oms.files"

@@ -21,8 +21,8 @@ import torch
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, out_tensor, write_safetensors
-from ..errors import MalformedModel, UsageError
-from ..manifest import Manifest, TensorEntry
+from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
+from ..manifest import Manifest, SourceSignature, TensorEntry
 from ..quant.decode import decode_rows
 from ..quant.quality import relative_error_ppm
 from ..quant.quantize import QuantizedTensor, quantize_tensor
@@ -125,16 +125,25 @@ def write_pack(
     progress: Progress | None = None,
     moments: MomentsSource | None = None,
     pack_format: int = 2,
+    source_signature: SourceSignature | None = None,
+    signature_file: Path | None = None,
+    check_sources: Callable[[dict[str, Digest]], list[Finding]] | None = None,
+    skip_files: tuple[str, ...] = (),
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
     ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are
     stored in the pack next to its codes so a rebuild can reproduce them bit for bit. ``pack_format`` 2
     records the ``quantization_config`` in the pack's config.json (docs/format.md 1); 1 copies config.json
-    verbatim (what packs made before were; a rebuild of such a pack writes format 1)."""
+    verbatim (what packs made before were; a rebuild of such a pack writes format 1).
+
+    A verified source signature (``source_signature``, read from ``signature_file``) is kept in the pack and
+    recorded in its manifest; ``check_sources`` then sees the digests of the source files as they were read
+    and any finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of
+    the model (a signature inside the source directory)."""
     dev = resolve_device(device)
     progress = progress or _no_progress
-    src = ModelSource(source_dir)
+    src = ModelSource(source_dir, skip_files)
     try:
         for t in src.tensors:
             if t.name.endswith((*SUFFIXES, MOMENTS_SUFFIX)):
@@ -197,7 +206,16 @@ def write_pack(
             rels = sorted([*src.shards, *src.extra_files])
             files = {rel: shard_digests.get(rel) or sha256_file(tmp / rel) for rel in rels}
             source_files = {rel: source_digests.get(rel) or sha256_file(src.root / rel) for rel in rels}
-            manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files)
+            if check_sources is not None:
+                findings = check_sources(source_files)
+                if findings:  # a source file changed since its signature was verified, or is not covered
+                    raise VerificationFailed(findings)
+            if source_signature is not None:
+                assert signature_file is not None
+                shutil.copyfile(signature_file, tmp / source_signature.file)
+                files[source_signature.file] = sha256_file(tmp / source_signature.file)
+            manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files,
+                                source_signature=source_signature)  # fmt: skip
             atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())
         return PackResult(Path(out_dir), manifest, dev.type)
     finally:

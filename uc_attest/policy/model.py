@@ -104,8 +104,16 @@ class Source(_Strict):
     allowed_digests: list[str] = Field(
         default_factory=list, description="Allowed source-model tree digests (sha256:<hex>); empty: any."
     )
+    signers: list[Signer] = Field(
+        default_factory=list,
+        description="Who may have signed the source model (OpenSSF Model Signing, sigstore method); with keys, "
+        "non-empty requires a verified source signature in the provenance.",
+    )
+    keys: list[str] = Field(
+        default_factory=list, description="Source signing keys allowed (key method): sha256:<hex> of the SPKI."
+    )
 
-    @field_validator("allowed_digests")
+    @field_validator("allowed_digests", "keys")
     @classmethod
     def _digests(cls, v: list[str]) -> list[str]:
         for d in v:

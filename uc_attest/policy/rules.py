@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..claims.oms import OMS_PREDICATE, OmsClaim
 from ..claims.slsa import ReleaseClaim
 from ..claims.statement import Statement
 from ..claims.validation import ValidationClaim
@@ -19,7 +20,7 @@ from ..errors import Finding, MalformedPack
 from ..evidence.bundle import Evidence
 from ..pack.check import PackCheck
 from ..pack.facts import PackFacts
-from .model import Policy, Release
+from .model import Policy, Release, Source
 
 Status = Literal["pass", "fail", "skipped", "unreachable"]
 
@@ -113,6 +114,8 @@ class Facts:
     pack_error: str | None = None
     rebuild: RebuildOutcome | None = None
     validations: list[ValidationFact] | None = None
+    oms: OmsClaim | None = None  # the bundle is an OpenSSF Model Signing signature of the pack directory
+    oms_findings: list[Finding] | None = None  # the pack's files against it (missing, extra, changed)
 
 
 Rule = Callable[[Facts], list[Check]]
@@ -303,6 +306,32 @@ def constraints(policy: Policy) -> Rule:
     return rule
 
 
+def source_signers(source: Source) -> Rule:
+    """The release provenance records a verified OMS signature of the source model by an allowed signer."""
+
+    def rule(f: Facts) -> list[Check]:
+        if f.claim is None:
+            return []
+        sig = f.claim.source_signature
+        allowed = [s.describe() for s in source.signers] + [f"key {k}" for k in source.keys]
+        if sig is None:
+            return [Check.of("source.signers", False, "the provenance records no verified source signature",
+                             expected=" | ".join(allowed), actual="none",
+                             hint="pack with --source-signature (the vendor's model.sig)")]  # fmt: skip
+        if sig.method == "key":
+            ok, who = sig.identity in source.keys, f"key {sig.identity}"
+        else:
+            ok, who = (
+                any(s.matches(sig.identity, sig.issuer) for s in source.signers),
+                f"{sig.identity} via {sig.issuer}",
+            )
+        return [Check.of("source.signers", ok, f"{sig.model} signed by {who} ({sig.method})",
+                         expected=None if ok else " | ".join(allowed), actual=None if ok else who,
+                         hint=None if ok else "the source model was signed by someone the policy does not allow")]  # fmt: skip
+
+    return rule
+
+
 def pack_files(f: Facts) -> list[Check]:
     """Every signed pack file (statement subjects) is on disk with the signed digest."""
     if f.claim is None:
@@ -473,6 +502,44 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
     return rule
 
 
+# -- OpenSSF Model Signing bundles ------------------------------------------------------------------------------
+
+
+def oms_predicate(release: Release) -> Rule:
+    def rule(f: Facts) -> list[Check]:
+        if f.oms is None:
+            return []
+        ok = OMS_PREDICATE in release.predicate_types
+        return [Check.of("release.predicate_type", ok, "an OpenSSF Model Signing signature of the pack's files",
+                         expected=" | ".join(release.predicate_types), actual=OMS_PREDICATE,
+                         hint=None if ok else "the policy admits OMS signatures when release.predicate_types lists "
+                         f"{OMS_PREDICATE}")]  # fmt: skip
+
+    return rule
+
+
+def oms_files(f: Facts) -> list[Check]:
+    """Every file of the pack directory is the one the OMS signature lists; nothing missing, nothing extra."""
+    if f.oms is None or f.oms_findings is None:
+        return []
+    n = len(f.oms.resources)
+    return [Check.of("oms.files", not f.oms_findings, f"{n} signed files ({f.oms.serialization.method}, "
+                     f"{f.oms.serialization.hash_type})", findings=list(f.oms_findings),
+                     hint="the pack directory is not the signed one" if f.oms_findings else None)]  # fmt: skip
+
+
+def oms_rules(policy: Policy | None) -> list[Rule]:
+    """An OMS signature of a pack: signer, log, every file (uc-manifest.json included, so the manifest is
+    bound) and every tensor against that manifest; with a policy, OMS must be an admitted predicate type."""
+    release = policy.release if policy is not None else Release(require_online_log_check=False,
+                                                                 predicate_types=[OMS_PREDICATE])  # fmt: skip
+    rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
+    if release.max_age_days is not None:
+        rules.append(max_age(release.max_age_days))
+    return [*rules, oms_predicate(release), oms_files, pack_tensors,
+            rebuild(policy is not None and policy.rebuild.required)]  # fmt: skip
+
+
 # -- compiling a policy -----------------------------------------------------------------------------------------
 
 
@@ -487,6 +554,8 @@ def release_rules(policy: Policy | None) -> list[Rule]:
     rules.append(statement_claims(release))
     if policy is not None:
         rules.append(constraints(policy))
+        if policy.source.signers or policy.source.keys:
+            rules.append(source_signers(policy.source))
     rules += [pack_files, pack_manifest, pack_tensors, rebuild(policy is not None and policy.rebuild.required)]
     if policy is not None and policy.validation is not None:
         rules.append(validation(policy))

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..claims.oms import FILES_SHA256, build_oms, scan
 from ..claims.slsa import BuildInfo, build_statement, default_versions
 from ..claims.validation import build_validation_statement, load_report
 from ..core.digest import Digest
@@ -22,10 +23,12 @@ from ..errors import UsageError, VerificationFailed
 from ..pack.check import check_files, check_pack
 from ..pack.facts import PackFacts
 from .sign import identity_token as token_for
-from .sign import sign_statement
+from .sign import sign_statement, sign_statements
 from .trust import Trust
 
 RELEASE_SUFFIX, VALIDATION_SUFFIX = ".sigstore.json", ".validation.sigstore.json"
+#: The pack's OpenSSF Model Signing signature, beside the pack (``model_signing verify --signature`` reads it).
+OMS_SUFFIX = ".model.sig"
 
 
 def bundle_beside(pack_dir: Path, suffix: str) -> Path:
@@ -42,6 +45,14 @@ def builder_id() -> str:
     return f"urn:uc-attest:local-builder:{getpass.getuser()}@{socket.gethostname()}"
 
 
+def _oms_beside(bundle_out: Path | None) -> Path | None:
+    """With an explicit release bundle path ``X.sigstore.json``, the OMS signature goes to ``X.model.sig``."""
+    if bundle_out is None:
+        return None
+    name = Path(bundle_out).name
+    return Path(bundle_out).with_name(name.removesuffix(RELEASE_SUFFIX) + OMS_SUFFIX)
+
+
 @dataclass(frozen=True)
 class AttestResult:
     bundle: Path
@@ -50,6 +61,9 @@ class AttestResult:
     statement_bytes: int
     manifest_inline: bool
     identity: str
+    oms_bundle: Path | None = None  # the OMS signature of the pack (None with oms=False)
+    oms_log_index: int | None = None
+    oms_statement_bytes: int = 0
 
 
 def _source_name(facts: PackFacts) -> str:
@@ -71,8 +85,12 @@ def attest_pack(
     bundle_out: Path | None = None,
     inline: str = "auto",
     pack_device: str = "unrecorded",
+    oms: bool = True,
+    oms_out: Path | None = None,
 ) -> AttestResult:
-    """Sign and log the provenance of ``pack_dir``; its files must match its manifest."""
+    """Sign and log the provenance of ``pack_dir`` and (``oms``) an OpenSSF Model Signing statement over its
+    files, with one signer; its files must match its manifest. Both bundles are written only once both are
+    signed (each atomically)."""
     if inline not in ("auto", "always", "never"):
         raise UsageError(f"--inline-manifest must be auto, always or never, got {inline!r}")
     started = dt.datetime.now(dt.UTC)
@@ -92,13 +110,20 @@ def attest_pack(
         invocation_id=os.environ.get("GITHUB_RUN_ID", ""),
     )
     statement = build_statement(facts.manifest, facts.manifest_bytes, info, inline)
-    signed = sign_statement(statement, trust, token)
+    statements = [statement]
+    if oms:
+        statements.append(build_oms(facts.dir.name, scan(facts.dir, FILES_SHA256)))
+    signed = sign_statements(statements, trust, token)
     out = bundle_out or bundle_beside(facts.dir, RELEASE_SUFFIX)
-    atomic_write_bytes(out, signed.json.encode())
+    oms_path = (oms_out or _oms_beside(bundle_out) or bundle_beside(facts.dir, OMS_SUFFIX)) if oms else None
+    atomic_write_bytes(out, signed[0].json.encode())
+    if oms_path is not None:
+        atomic_write_bytes(oms_path, signed[1].json.encode())
     byproduct = statement["predicate"]["runDetails"]["byproducts"][0]
     return AttestResult(
-        out, facts.root, signed.log_index, signed.statement_bytes, "content" in byproduct, signed.identity
-    )
+        out, facts.root, signed[0].log_index, signed[0].statement_bytes, "content" in byproduct, signed[0].identity,
+        oms_path, signed[1].log_index if oms else None, signed[1].statement_bytes if oms else 0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -79,19 +79,28 @@ def _signing_failed(exc: Exception, trust: Trust) -> str:
 
 def sign_statement(statement: dict[str, Any], trust: Trust, token: Any) -> SignedBundle:
     """Sign ``statement`` as DSSE (payload type in-toto) and record it in the log; the bundle is returned."""
+    return sign_statements([statement], trust, token)[0]
+
+
+def sign_statements(statements: list[dict[str, Any]], trust: Trust, token: Any) -> list[SignedBundle]:
+    """Sign each statement as DSSE with one signer (one certificate) and record each in the log; all or an
+    OperationalError naming the service (nothing is written here: the caller writes the bundles)."""
     from sigstore import dsse
     from sigstore.sign import SigningContext
 
-    payload = encode(statement)
+    payloads = [encode(s) for s in statements]
     try:
         ctx = SigningContext.from_trust_config(trust.client_config)
         # cache=True is required: with cache=False sigstore-python 4.5.1 draws a new ephemeral key on every
         # access, so the DSSE signature and the certificate disagree. A fresh Signer per call is still ephemeral.
         with ctx.signer(token, cache=True) as signer:
-            bundle = signer.sign_dsse(dsse.Statement(payload))
+            bundles = [signer.sign_dsse(dsse.Statement(p)) for p in payloads]
     except Exception as exc:  # sigstore-python raises its own errors and bare ones from its HTTP clients
         raise OperationalError(_signing_failed(exc, trust)) from exc
-    text = str(bundle.to_json())
-    entries = json.loads(text).get("verificationMaterial", {}).get("tlogEntries", [])
-    index = int(entries[0]["logIndex"]) if entries else None
-    return SignedBundle(text, index, str(token.identity), len(payload))
+    out = []
+    for bundle, payload in zip(bundles, payloads, strict=True):
+        text = str(bundle.to_json())
+        entries = json.loads(text).get("verificationMaterial", {}).get("tlogEntries", [])
+        index = int(entries[0]["logIndex"]) if entries else None
+        out.append(SignedBundle(text, index, str(token.identity), len(payload)))
+    return out

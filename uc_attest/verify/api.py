@@ -19,7 +19,17 @@ from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
 from ..policy.model import Policy, load_policy
-from ..policy.rules import Check, Facts, Rule, evaluate, last_validated, pack_rules, release_rules, validation
+from ..policy.rules import (
+    Check,
+    Facts,
+    Rule,
+    evaluate,
+    last_validated,
+    oms_rules,
+    pack_rules,
+    release_rules,
+    validation,
+)
 from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
 from ..signing.trust import Trust, select_trust
 from . import gather
@@ -138,7 +148,8 @@ def prepare(
         vals = _default_validations(pack_dir) if validations is None else validations
         gather.validations(facts, vals, trust, pol.signers.validator)
     title = "under " + str(policy) if policy else ""
-    return Prepared(facts, release_rules(pol), expected, title, pol.name if pol else "", True, device)
+    rules = oms_rules(pol) if facts.oms is not None else release_rules(pol)
+    return Prepared(facts, rules, expected, title, pol.name if pol else "", True, device)
 
 
 def verify(
@@ -233,3 +244,68 @@ def verify_pack(
 def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
     """The quick reproducibility check: the pack against its manifest, and a rebuild from source."""
     return verify(pack_dir, rebuild_from=source_dir, device=device, workers=workers)
+
+
+def verify_oms_model(
+    model_dir: Path,
+    signature: Path,
+    *,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    key: Path | None = None,
+    cert_chain: Path | None = None,
+    online: bool = True,
+) -> Verdict:
+    """A plain model directory against its OpenSSF Model Signing signature (no pack): the signature (sigstore
+    with ``identity``/``issuer`` under a trust root, ``key``, or ``cert_chain`` — a private PKI's CA
+    certificates, ``identity``/``issuer`` then optional and matched against the leaf) and every file, each
+    named when missing, extra or changed. A bundle that does not verify is a failed ``oms.signature`` check."""
+    from ..errors import SignatureInvalid
+    from ..evidence.oms import verify_oms
+
+    model_dir, signature = Path(model_dir), Path(signature)
+    if not signature.is_file():
+        raise InvalidInput(f"{signature}: signature not found", path=str(signature))
+    if key is not None and (identity or issuer or trust_config or instance or cert_chain):
+        raise UsageError("--key is exclusive with --identity/--issuer/--trust-config/--instance/--cert-chain")
+    signers: list[SignerLike] | None = None
+    trust = None
+    if cert_chain is not None:
+        if trust_config or instance:
+            raise UsageError("--cert-chain (a private PKI) is exclusive with --trust-config/--instance")
+        if bool(identity) != bool(issuer):
+            raise UsageError("with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)")
+        signers = [SignerSpec(issuer, identity)] if identity and issuer else None
+    elif key is None:
+        trust = select_trust(trust_config, instance, offline=not online)
+        iss = issuer or trust.default_issuer()
+        if not identity or not iss:
+            raise UsageError("--oms-signature needs --identity and --issuer (or --key)")
+        signers = [SignerSpec(iss, identity)]
+    try:
+        r = verify_oms(model_dir, signature, trust=trust, signers=signers, key=key, cert_chain=cert_chain)
+    except SignatureInvalid as exc:
+        expected = f"{identity} via {issuer or (trust.default_issuer() if trust else '')}" if key is None else str(key)
+        if cert_chain is not None:
+            expected = f"a certificate chaining to {cert_chain}" + (
+                f", {identity} issued by {issuer}" if identity else ""
+            )
+        rule = getattr(exc, "rule", "oms.signature")
+        check = Check.of(rule if rule != "release.signer" else "oms.signature", False, exc.problem, expected=expected)
+        return Verdict(model_dir, [check], title=f"OpenSSF Model Signing signature {signature.name}")
+    checks = [
+        Check.of("oms.signature", True, f"{r.signer} ({r.method}; verified by {' and '.join(r.verified_by)})"),
+        Check.of(
+            "oms.files",
+            r.ok,
+            f"{len(r.claim.resources)} signed files ({r.claim.serialization.method}, "
+            f"{r.claim.serialization.hash_type})",
+            findings=r.findings,
+            hint="the directory is not the signed model" if r.findings else None,
+        ),
+    ]
+    v = Verdict(model_dir, checks, title=f"OpenSSF Model Signing signature {signature.name}", signer=r.signer)
+    v.files_checked = len(r.claim.resources)
+    return v

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..claims.oms import OMS_PREDICATE, diff, parse_oms, scan
 from ..claims.slsa import parse_release
 from ..claims.statement import Statement
 from ..claims.validation import parse_validation
@@ -44,8 +45,13 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
         return
     try:
         facts.statement = Statement.parse(facts.evidence.payload)
+        if facts.statement.predicate_type == OMS_PREDICATE:
+            facts.oms = parse_oms(facts.statement)
+            actual = scan(facts.pack.dir, facts.oms.serialization, exclude=(Path(bundle),))
+            facts.oms_findings = diff(facts.oms, actual)
+            return
         facts.claim = parse_release(facts.statement)
-    except MalformedBundle as exc:
+    except (MalformedBundle, InvalidInput) as exc:
         facts.claim_error = exc.message
 
 

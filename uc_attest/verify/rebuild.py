@@ -1,7 +1,8 @@
 """Rebuild: re-quantize the source model with the recorded scheme and compare every byte with the pack.
 
 The source files are checked against the manifest's (and the statement's) record before any work is
-spent on them; the committed calibration moments are read from the pack, never re-derived.
+spent on them, and only those files are read (a signature or anything else beside them is not the
+model); the committed calibration moments, and a kept source signature, are taken from the pack.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..manifest import Manifest, diff_tensors
 from ..pack.layout import CONFIG_NAME
 from ..pack.reader import Pack
 from ..policy.rules import RebuildOutcome
+from ..source import INDEX_NAME
 
 
 def _source_findings(source_dir: Path, expected: Manifest, resolved: dict[str, Digest] | None) -> list[Finding]:
@@ -31,6 +33,13 @@ def _source_findings(source_dir: Path, expected: Manifest, resolved: dict[str, D
             problem = "source file differs from the recorded one" if got else "source file missing"
             out.append(Finding(f"source:{rel}", problem, str(d), str(got) if got else None))
     return out
+
+
+def _unrecorded(source_dir: Path, expected: Manifest) -> tuple[str, ...]:
+    """Files under ``source_dir`` the pack was not made from (skipped by the rebuild)."""
+    keep = {*expected.source_files, INDEX_NAME}
+    found = (p.relative_to(source_dir).as_posix() for p in source_dir.rglob("*") if p.is_file())
+    return tuple(sorted(rel for rel in found if rel not in keep))
 
 
 def rebuild(
@@ -56,6 +65,9 @@ def rebuild(
 
             # a pack whose config.json is the source's, byte for byte, was written as format 1
             fmt = 1 if expected.files.get(CONFIG_NAME) == expected.source_files.get(CONFIG_NAME) else 2
+            sig = expected.source_signature
+            if sig is not None and not (Path(pack_dir) / sig.file).is_file():
+                raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
             rebuilt = write_pack(
                 source_dir,
                 Path(tmp) / "rebuilt",
@@ -63,6 +75,9 @@ def rebuild(
                 dev,
                 moments=moments,
                 pack_format=fmt,
+                source_signature=sig,
+                signature_file=None if sig is None else Path(pack_dir) / sig.file,
+                skip_files=_unrecorded(source_dir, expected),
             )
             findings += [
                 Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
