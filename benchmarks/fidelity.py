@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
-import inspect
 import os
 import re
 import sys
@@ -34,48 +32,43 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
-STDLIB_MODULES = ["argparse", "asyncio", "base64", "bisect", "calendar", "collections", "concurrent.futures",
-                  "contextlib", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum",
-                  "fractions", "functools", "gzip", "hashlib", "heapq", "hmac", "html", "http.client",
-                  "inspect", "ipaddress", "itertools", "json", "logging", "math", "os", "pathlib", "pickle",
-                  "queue", "random", "re", "shlex", "shutil", "socket", "sqlite3", "statistics", "string",
-                  "subprocess", "tarfile", "tempfile", "textwrap", "threading", "time", "typing", "unittest",
-                  "urllib.parse", "uuid", "zipfile"]
+from uc_attest.calibration.corpus import CALIBRATION_MODULES, EVALUATION_MODULES, docstrings
 
-
-#: Calibration text comes from other modules than the evaluation text (no sentence in common).
-CALIBRATION_MODULES = ["array", "ast", "bz2", "cmd", "codecs", "colorsys", "configparser", "copy", "filecmp",
-                       "fnmatch", "ftplib", "getpass", "gettext", "glob", "imaplib", "importlib", "io", "locale",
-                       "lzma", "mailbox", "mimetypes", "netrc", "numbers", "operator", "optparse", "pdb",
-                       "pkgutil", "platform", "pprint", "secrets", "selectors", "shelve", "signal", "smtplib",
-                       "socketserver", "ssl", "struct", "timeit", "trace", "traceback", "types", "warnings",
-                       "wave", "weakref", "xml.etree.ElementTree", "xmlrpc.client", "zlib"]
+STDLIB_MODULES = list(EVALUATION_MODULES)
+LICENSES = Path("/usr/share/common-licenses")
 
 
 def sentences(n: int = 400, modules: list[str] = STDLIB_MODULES, avoid: frozenset[str] = frozenset()) -> list[str]:
     """First paragraph of stdlib docstrings, 40-300 characters, deduplicated, in a fixed order."""
-    out: list[str] = []
-    seen: set[str] = set(avoid)
-    for modname in modules:
-        mod = importlib.import_module(modname)
-        for attr in sorted(dir(mod)):
-            if attr.startswith("_"):
-                continue
-            doc = inspect.getdoc(getattr(mod, attr, None)) or ""
-            para = re.sub(r"\s+", " ", doc.split("\n\n")[0]).strip()
-            if 40 <= len(para) <= 300 and para not in seen:
-                seen.add(para)
-                out.append(para)
-                if len(out) == n:
-                    return out
-    if avoid:  # calibration text: as many as there are
-        return out
-    raise RuntimeError(f"only {len(out)} sentences found")
+    out = docstrings(tuple(modules), n, avoid)
+    if not avoid and len(out) < n:
+        raise RuntimeError(f"only {len(out)} sentences found")
+    return out
 
 
 def calibration_sentences(n: int = 512) -> list[str]:
-    """Calibration text: docstrings of CALIBRATION_MODULES, none of them in the evaluation set."""
-    return sentences(n, CALIBRATION_MODULES, frozenset(sentences()))
+    """Calibration text: docstrings of CALIBRATION_MODULES, none of them in the evaluation set (what
+    ``pack`` uses by default for encoders)."""
+    return sentences(n, list(CALIBRATION_MODULES), frozenset(sentences()))
+
+
+def held_out(n: int = 400) -> list[str]:
+    """Held-out text from a domain neither the calibration nor the development set uses: paragraphs
+    (40-300 characters, deduplicated, files in name order) of the licence texts Debian ships in
+    /usr/share/common-licenses (GPL, Apache, MPL, …: legal English). Empty where that is absent."""
+    out: list[str] = []
+    seen: set[str] = set()
+    if not LICENSES.is_dir():
+        return out
+    for p in sorted(LICENSES.iterdir()):
+        if not p.is_file() or p.is_symlink():
+            continue
+        for para in re.split(r"\n\s*\n", p.read_text(encoding="utf-8", errors="replace")):
+            para = re.sub(r"\s+", " ", para).strip()
+            if 40 <= len(para) <= 300 and para not in seen:
+                seen.add(para)
+                out.append(para)
+    return out[:n]
 
 
 def embed(model_dir: Path, texts: list[str]) -> torch.Tensor:
@@ -176,28 +169,35 @@ def run_table(bit_list: list[int], group: int) -> None:
     from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, RTN_ID, SCHEME_ID, VALUE_PROJECTIONS_AT_6
 
     src = minilm_dir()
-    texts = sentences()
-    ref = embed(src, texts)
+    texts, held = sentences(), held_out()
+    ref, ref_held = embed(src, texts), embed(src, held) if held else None
     cal_dir = tempfile.TemporaryDirectory()
     cal = Path(cal_dir.name) / "calibration.safetensors"
     t0 = time.perf_counter()
     calibration.write(cal, calibration.collect(src, calibration_sentences()), "fidelity.py calibration")
-    print(f"all-MiniLM-L6-v2, {len(texts)} sentences, group size {group}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; calibration moments in {time.perf_counter() - t0:.1f} s")
-    print(f"{'scheme':<30} {'bits':>4} {'bpw':>6} {'rel MSE':>9} {'1-mean cos':>11} {'min cos':>8} {'pack s':>7}")
+    print(f"all-MiniLM-L6-v2, {len(texts)} development sentences, {len(held)} held-out (licence texts), group size "
+          f"{group}, torch {torch.__version__}, {torch.get_num_threads()} threads; calibration moments in "
+          f"{time.perf_counter() - t0:.1f} s")
+    print(f"{'scheme':<44} {'bits':>4} {'bpw':>6} {'rel MSE':>9} {'1-cos dev':>10} {'min cos':>8} {'1-cos held':>10} "
+          f"{'pack s':>7}")
+
+    def row(label: str, bits: int, recon: Path, bpw: float, dt: float) -> None:
+        gap, worst = cosine_gap(ref, embed(recon, texts))
+        hgap = cosine_gap(ref_held, embed(recon, held))[0] if ref_held is not None else float("nan")
+        mse = weight_rel_mse(src, recon)
+        print(f"{label:<44} {bits:>4} {bpw:>6.3f} {mse:>9.3e} {gap:>10.5f} {worst:>8.4f} {hgap:>10.5f} {dt:>7.2f}",
+              flush=True)
+
     for bits in bit_list:
         variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ()), (LDLQ_ID, LDLQ_ID, ())]
         if bits == 5:
             variants.append((f"{RHT_ID} +v@6", RHT_ID, VALUE_PROJECTIONS_AT_6))
-            variants.append((f"{LDLQ_ID} +v@6 (default)", LDLQ_ID, VALUE_PROJECTIONS_AT_6))
+            variants.append((f"{LDLQ_ID} +v@6 (previous default)", LDLQ_ID, VALUE_PROJECTIONS_AT_6))
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 t0 = time.perf_counter()
                 bpw = hqq_reconstruction(src, Path(tmp) / "hqq", bits, group)
-                dt = time.perf_counter() - t0
-                gap, worst = cosine_gap(ref, embed(Path(tmp) / "hqq", texts))
-                mse = weight_rel_mse(src, Path(tmp) / "hqq")
-                print(f"{'HQQ (PyPI hqq, CPU)':<30} {bits:>4} {bpw:>6.3f} {mse:>9.3e} {gap:>11.5f} {worst:>8.4f} {dt:>7.2f}")
+                row("HQQ (PyPI hqq, CPU)", bits, Path(tmp) / "hqq", bpw, time.perf_counter() - t0)
             except ImportError:
                 if bits == bit_list[0]:
                     print("(HQQ rows skipped: PyPI hqq is not importable)")
@@ -208,10 +208,54 @@ def run_table(bit_list: list[int], group: int) -> None:
                 res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None)
                 dt = time.perf_counter() - t0
                 uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
-                gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", texts))
-                mse = weight_rel_mse(src, Path(tmp) / "r")
-                print(f"{label:<30} {bits:>4} {_bpw(res.manifest):>6.3f} {mse:>9.3e} {gap:>11.5f} {worst:>8.4f} "
-                      f"{dt:>7.2f}")
+                row(label, bits, Path(tmp) / "r", _bpw(res.manifest), dt)
+        if bits == 5:
+            _default_rows(src, group, row)
+    if held:
+        _in_domain(src, held)
+
+
+def _default_rows(src: Path, group: int, row: object) -> None:
+    """What `uc-attest pack SRC -o PACK` does with no flags, and its opt-outs (the CLI, as a user runs it)."""
+    import subprocess
+
+    import uc_attest as uc
+
+    exe = Path(sys.executable).parent / "uc-attest"
+    for label, flags in (("default command (no flags: calibration + alloc)", []),
+                         ("  --no-calibration", ["--no-calibration"]),
+                         ("  --no-allocation (uniform 5 bits, calibrated)", ["--no-allocation"]),
+                         ("  --bits-budget 5.25", ["--bits-budget", "5.25"])):  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu",
+                            "--group-size", str(group), *flags], check=True, capture_output=True)  # fmt: skip
+            dt = time.perf_counter() - t0
+            uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r")
+            row(label, 5, Path(tmp) / "r", _bpw(uc.load_manifest(Path(tmp) / "p" / uc.MANIFEST_NAME)), dt)  # type: ignore[operator]
+
+
+def _in_domain(src: Path, held: list[str]) -> None:
+    """A user's in-domain calibration text (--calibration-text): half the licence paragraphs calibrate, the
+    other half evaluate (no paragraph in both), against the default on the same half."""
+    import subprocess
+
+    import uc_attest as uc
+
+    exe = Path(sys.executable).parent / "uc-attest"
+    cal_half, eval_half = held[0::2], held[1::2]
+    ref = embed(src, eval_half)
+    print(f"in-domain: calibrate on {len(cal_half)} licence paragraphs, evaluate on the other {len(eval_half)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(tmp) / "licences.txt"
+        text.write_text("\n".join(cal_half), encoding="utf-8")
+        for label, flags in (("default command", []), ("--calibration-text licences.txt", ["--calibration-text", str(text)])):
+            subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu", "--force", *flags],
+                           check=True, capture_output=True)  # fmt: skip
+            uc.export_reconstruction(Path(tmp) / "p", Path(tmp) / "r", force=True)
+            gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", eval_half))
+            bpw = _bpw(uc.load_manifest(Path(tmp) / "p" / uc.MANIFEST_NAME))
+            print(f"  {label:<42} bpw {bpw:.3f}  1-cos {gap:.5f}  min cos {worst:.4f}", flush=True)
 
 
 STORIES_CONFIGS = [(4, 128), (5, 128), (5, 64), (5, 32), (6, 128)]
@@ -272,6 +316,33 @@ def run_stories() -> None:
                     mse = weight_rel_mse(src, Path(t2) / "r")
                     print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
                           f"{dt:>7.2f}")
+        _stories_default(src, ref, toks)
+
+
+def _stories_default(src: Path, ref: object, toks: torch.Tensor) -> None:
+    """The default command on stories260K in transformers' layout (self-sampled calibration through
+    transformers, measured allocation), evaluated in llama2.c's layout by the same reference forward."""
+    import subprocess
+
+    import uc_attest as uc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import stories as st
+
+    exe = Path(sys.executable).parent / "uc-attest"
+    with tempfile.TemporaryDirectory() as t2:
+        hf = st.convert(st.SHARED_BIN, Path(t2) / "hf", hf_layout=True)
+        for label, flags in (("default command", []), ("  --no-allocation", ["--no-allocation"]),
+                             ("  --no-calibration", ["--no-calibration"])):  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "pack", str(hf), "-o", f"{t2}/p", "--device", "cpu", "--force", *flags],
+                           check=True, capture_output=True)  # fmt: skip
+            dt = time.perf_counter() - t0
+            uc.export_reconstruction(Path(t2) / "p", Path(t2) / "r", force=True)
+            back = st.to_llama2c_layout(Path(t2) / "r", Path(t2) / f"r2c{len(label)}")
+            r, kl = st.compare(ref, st.Llama(back), toks)  # type: ignore[arg-type]
+            bpw = _bpw(uc.load_manifest(Path(t2) / "p" / uc.MANIFEST_NAME))
+            print(f"{label:<22} {5:>4} {128:>4} {bpw:>7.3f} {'':>9} {r:>9.3f} {kl:>8.4f} {dt:>7.2f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,31 @@ def _rotate_half_rows(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, hd // 2, 2, dim).transpose(0, 2, 1, 3).reshape(rows, dim)
 
 
+def _interleave_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of ``_rotate_half_rows``."""
+    rows, dim = w.shape
+    hd = rows // heads
+    return w.reshape(heads, 2, hd // 2, dim).transpose(0, 2, 1, 3).reshape(rows, dim)
+
+
+def to_llama2c_layout(hf_dir: Path, out_dir: Path) -> Path:
+    """A model directory in transformers' layout (``convert(hf_layout=True)``, or a reconstruction of a pack
+    of one) back in llama2.c's, so the reference forward below computes exactly that model."""
+    from safetensors.numpy import load_file, save_file
+
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    t = load_file(str(hf_dir / "model.safetensors"))
+    heads = {"q_proj": cfg["num_attention_heads"], "k_proj": cfg["num_key_value_heads"]}
+    for k in list(t):
+        for proj, n in heads.items():
+            if k.endswith(f"{proj}.weight"):
+                t[k] = np.ascontiguousarray(_interleave_rows(t[k], n))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg))
+    save_file(t, str(out_dir / "model.safetensors"))
+    return out_dir
+
+
 class Llama:
     """Minimal reference forward pass of the llama2.c architecture (interleaved RoPE pairs)."""
 

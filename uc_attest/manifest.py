@@ -104,6 +104,47 @@ class SourceSignature:
                                 field="source_signature") from None  # fmt: skip
 
 
+def moments_digest_of(entries: list[TensorEntry]) -> Digest:
+    """sha256 of the RFC 8785 JSON {tensor name: digest of its committed moments} (CalibrationRecord.moments)."""
+    table = {e.name: str(e.quant.moments_digest) for e in entries if e.quant and e.quant.moments_digest}
+    return Digest.of_bytes(canonical_json(table))
+
+
+#: How the committed calibration moments were obtained (``CalibrationRecord.method``).
+CALIBRATION_METHODS = ("self-sampled", "python-docstrings", "text-file", "moments-file")
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """Where the pack's committed calibration moments came from: ``method`` (CALIBRATION_METHODS), its
+    parameters (seed, counts, length, temperature; a text's sha256 and line count; a moments file's
+    sha256), the tool that measured them, and ``moments``: sha256 of the RFC 8785 JSON
+    ``{tensor name: moments digest}`` of every committed moments tensor (filled in by the pack writer)."""
+
+    method: str
+    params: dict[str, Any]
+    tool: str
+    moments: Digest | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "params": self.params, "tool": self.tool}
+        if self.moments is not None:
+            out["moments"] = str(self.moments)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str) -> CalibrationRecord:
+        try:
+            method, params, tool = d["method"], d["params"], d["tool"]
+            if method not in CALIBRATION_METHODS or not isinstance(params, dict) or not isinstance(tool, str):
+                raise ValueError(method)
+            m = d.get("moments")
+            return cls(str(method), dict(params), tool, Digest.parse(m) if m is not None else None)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise MalformedPack(f"{origin}: manifest field calibration is invalid", path=origin,
+                                field="calibration") from None  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Everything needed to check a pack: scheme, file digests, tensor digests and root."""
@@ -113,6 +154,7 @@ class Manifest:
     files: dict[str, Digest] = field(default_factory=dict)
     source_files: dict[str, Digest] = field(default_factory=dict)
     source_signature: SourceSignature | None = None  # absent in packs of unsigned sources (bytes unchanged)
+    calibration: CalibrationRecord | None = None  # absent without calibration, and in older packs
 
     @cached_property
     def root(self) -> Digest:
@@ -133,6 +175,8 @@ class Manifest:
         }
         if self.source_signature is not None:
             out["source_signature"] = self.source_signature.to_dict()
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
         return out
 
     def to_json(self) -> bytes:
@@ -212,9 +256,10 @@ class Manifest:
                 raise MalformedPack(
                     f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
                 ) from None
-        sig = obj.get("source_signature")
+        sig, cal = obj.get("source_signature"), obj.get("calibration")
         m = cls(scheme=obj["scheme"], tensors=entries, files=digests("files"), source_files=digests("source_files"),
-                source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None)  # fmt: skip
+                source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None,
+                calibration=CalibrationRecord.from_dict(cal, origin) if cal is not None else None)  # fmt: skip
         if obj.get("root") != str(m.root):
             raise MalformedPack(
                 f"{origin}: manifest root {obj.get('root')} does not match its entries ({m.root})",

@@ -41,7 +41,8 @@ def test_calibrate_pack_verify_rebuild_minilm(tmp_path: Path) -> None:
     r = cli("calibrate", src, "--text", tmp_path / "cal.txt", "-o", tmp_path / "cal.safetensors", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["tensors"] == 37
-    r = cli("pack", src, "-o", tmp_path / "p", "--calibration", tmp_path / "cal.safetensors", "--json")
+    r = cli("pack", src, "-o", tmp_path / "p", "--calibration", tmp_path / "cal.safetensors", "--no-allocation",
+            "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["calibrated"] == 37
     r = cli("verify", tmp_path / "p", "--rebuild-from", src, "--json")
@@ -50,4 +51,4 @@ def test_calibrate_pack_verify_rebuild_minilm(tmp_path: Path) -> None:
     assert checks.get("rebuild.match") is True
     (tmp_path / "empty.txt").write_text("\n\n")
     r = cli("calibrate", src, "--text", tmp_path / "empty.txt", "-o", tmp_path / "x.safetensors")
-    assert r.returncode == 2 and "empty" in r.stderr and not (tmp_path / "x.safetensors").exists()
+    assert r.returncode == 3 and "empty" in r.stderr and not (tmp_path / "x.safetensors").exists()

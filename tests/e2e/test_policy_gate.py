@@ -18,6 +18,8 @@ import uc_attest as uc
 from tests.e2e.test_cli import cli
 from tests.integration.conftest import start_instance
 from tests.integration.test_oms import MS, model_signing
+from uc_attest.calibration.corpus import calibration_sentences
+from uc_attest.quant.scheme import LDLQ_ID
 
 pytestmark = pytest.mark.skipif(not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)")
 
@@ -53,11 +55,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     inst = start_instance(root / "instance")
     trust = uc.select_trust(None, inst.dir)
     vendor_sig = sign_source(inst.dir, src, root / "vendor.model.sig", VENDOR)
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", **signed_by(vendor_sig, inst.dir, VENDOR))
+    cal = root / "calibration.safetensors"  # measured once; each pack records it as a supplied moments file
+    uc.calibrate(src, calibration_sentences(), cal)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal,
+                  **signed_by(vendor_sig, inst.dir, VENDOR))
     uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
     # an older/other pack: same model at 6 bits, released and validated on its own
-    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6), "cpu", **signed_by(vendor_sig, inst.dir, VENDOR))
+    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6, id=LDLQ_ID), "cpu", calibration=cal,
+                  **signed_by(vendor_sig, inst.dir, VENDOR))
     uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
     policy = write_policy(root / "model-risk.yaml", inst.dir)
@@ -99,7 +105,7 @@ def test_release_signed_and_validated_pack_is_allowed(world: dict[str, Path]) ->
 def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     trust = uc.select_trust(None, w["instance"])
     uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu",
-                  **signed_by(w["vendor_sig"], w["instance"], VENDOR))
+                  **signed_by(w["vendor_sig"], w["instance"], VENDOR))  # and no calibration
     uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
@@ -147,24 +153,10 @@ def _case_rebuild_modified_source(w: dict[str, Path], tmp: Path) -> tuple[Path, 
     return w["root"] / "pack", ["--rebuild-from", str(src), "--device", "cpu"]
 
 
-def _case_source_not_signed(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
-    uc.write_pack(w["src"], tmp / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity=RELEASE)
-    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
-
-
-def _case_source_signed_by_other(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
-    sig = sign_source(w["instance"], w["src"], tmp / "model.sig", "mallory@elsewhere.example")
-    uc.write_pack(w["src"], tmp / "pack", uc.DEFAULT_SCHEME, "cpu", **signed_by(sig, w["instance"],
-                                                                                "mallory@elsewhere.example"))
-    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity=RELEASE)
-    return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
-
-
 CASES = {
-    "source-not-signed": (_case_source_not_signed, {"source.signers"}),
-    "source-signed-by-other-identity": (_case_source_signed_by_other, {"source.signers"}),
-    "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "validation"}),
+    # a source that is unsigned or signed by someone else: tests/integration/test_oms.py (a small model)
+    "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "quantization.calibration",
+                                                        "validation"}),
     "flipped-byte-in-pack": (_case_flipped_byte, {"pack.files", "pack.tensors"}),
     "bundle-from-another-identity": (_case_other_identity, {"release.signer"}),
     "validation-for-older-pack": (_case_validation_of_older_pack, {"validation"}),

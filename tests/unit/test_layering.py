@@ -18,10 +18,11 @@ ORDER = [
     "core",  # utilities: digests, RFC 8785, Merkle, strict safetensors, atomic output, DSSE PAE
     "source",  # model directories
     "quant",  # the only tensor math
-    "calibration",  # second moments, committed form (uses quant's block form)
     "testing",  # synthetic models for tests and benchmarks (not used by the product)
     "manifest",  # per-tensor digests and the Merkle root (a value the pack writes)
+    "calibration",  # second moments measured, read, committed (quant's block form); its record is a manifest value
     "pack",  # the on-disk pack: reader, writer, facts, check, export
+    "oci",  # packs and bundles in an OCI registry (distribution API client, artifact layout)
     "claims",  # statements and their predicates, parsed from the exact signed bytes
     "transparency",  # checkpoints, the verifying log client, the witness
     "instance",  # the embedded DEV Sigstore (server side; its trust config and dev tokens serve the clients)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,8 +185,43 @@ def test_calibrated_pack_golden(tmp_path: Path) -> None:
     assert (shard, str(res.manifest.root)) == (GOLDEN_LDLQ_SHARD, GOLDEN_LDLQ_ROOT)
 
 
-GOLDEN_LDLQ_SHARD = "5abb55d802c8edc17a51ffc0a9d129de6f685dbeca81989577ef644817137dea"
+#: Changed on purpose (issue 16): moments shared by tensors with one input are stored once; the root is unchanged.
+GOLDEN_LDLQ_SHARD = "a96bfad6145c3713fe6f3585f9c149f293313532fc005893c0dd528fff60e23f"
 GOLDEN_LDLQ_ROOT = "sha256:681f30544232e13ba811145991112f9291aad21072d9bcd4d4859b8f39927ca8"
+
+
+def test_shared_moments_are_stored_once_and_bound_by_the_manifest(tmp_path: Path) -> None:
+    """Tensors whose inputs are the same (q/k/v) commit equal moments: one copy in the shard, every entry's
+    digest in the manifest; a header pointing at a tensor that stores none is refused, naming it."""
+    import json
+
+    from safetensors import safe_open
+
+    from uc_attest.core.stfile import OutTensor, SafetensorsFile, write_safetensors
+    from uc_attest.pack.layout import META_TENSORS
+
+    src, cal = _cal_model(tmp_path)
+    res = uc.write_pack(src, tmp_path / "p", Scheme(bits=5, id=LDLQ_ID), "cpu", calibration=cal)
+    with_moments = [t for t in res.manifest.tensors if t.quant and t.quant.moments_digest]
+    distinct = {t.quant.moments_digest for t in with_moments if t.quant}
+    with safe_open(str(tmp_path / "p" / "model.safetensors"), "np") as f:
+        stored = [k for k in f.keys() if k.endswith(".uc_moments")]  # noqa: SIM118 - safe_open is not a dict
+        meta = f.metadata()
+    assert len(stored) == len(distinct) < len(with_moments)
+    assert uc.check_pack(tmp_path / "p").ok
+    # a header whose sharing points nowhere: the reader refuses it naming the tensor
+    qmeta = json.loads(meta[META_TENSORS])
+    sharer = next(n for n, q in qmeta.items() if isinstance(q.get("moments"), str))
+    qmeta[sharer]["moments"] = "no.such.tensor"
+    sf = SafetensorsFile(tmp_path / "p" / "model.safetensors")
+    outs = [OutTensor(n, i.dtype, i.shape, bytes(sf.raw(n))) for n, i in sf.infos.items()]
+    sf.close()
+    with open(tmp_path / "p" / "model.safetensors", "wb") as fh:
+        write_safetensors(fh, outs, {**meta, META_TENSORS: json.dumps(qmeta, separators=(",", ":"), sort_keys=True)})
+    r = subprocess.run([sys.executable, "-m", "uc_attest.cli", "verify", str(tmp_path / "p")], capture_output=True,
+                       text=True, check=False)  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "no.such.tensor" in out and "Traceback" not in out, out
 
 
 def test_feedback_changes_codes_but_not_the_format(tmp_path: Path) -> None:

@@ -150,8 +150,9 @@ FORBIDDEN = {"matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "pow", "mean
 
 #: The exceptions, integer matmuls exact in any order: ldlq.py multiplies integer-valued float64 matrices
 #: whose partial sums are all below 2^53 (clamped by construction); rotation.py's decoder-side Hadamard
-#: multiplies integers |q - z| <= 2^bits - 1 by ±1 with partial sums below 2^13 in float32.
-EXACT_INTEGER_MATMUL = {"ldlq.py": {"bmm"}, "rotation.py": {"matmul"}}
+#: multiplies integers |q - z| <= 2^bits - 1 by ±1 with partial sums below 2^13 in float32; allocate.py
+#: multiplies integers below 2^7 by int16 moments, partial sums below 2^49 in float64.
+EXACT_INTEGER_MATMUL = {"ldlq.py": {"bmm"}, "rotation.py": {"matmul"}, "allocate.py": {"bmm"}}
 
 
 def test_quant_code_uses_no_forbidden_operations() -> None:

@@ -53,6 +53,8 @@ def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tu
         }
         if claim.source_signature is not None:
             out["source_signature"] = claim.source_signature.to_dict()
+        if claim.calibration is not None:
+            out["calibration"] = claim.calibration.to_dict()
         return "release", out
     if isinstance(claim, OmsClaim):
         return "oms", {"model": claim.model_name, "oms_root": f"sha256:{claim.root}", "resources": len(claim.resources)}

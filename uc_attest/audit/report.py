@@ -81,6 +81,12 @@ def render_html(report: dict[str, Any]) -> str:
                 f"</code> {_e(scheme.get('bits'))} bits / group {_e(scheme.get('group_size'))}"
                 f", source <code>{_e(str(d.get('source_digest') or '')[:23])}…</code>, {_e(d.get('files'))} files"
             )
+            cal = d.get("calibration")
+            if isinstance(cal, dict):
+                params = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted((cal.get("params") or {}).items()))
+                what += f", calibration <code>{_e(cal.get('method'))}</code> ({params}; {_e(cal.get('tool'))})"
+            else:
+                what += ", no calibration"
             sig = d.get("source_signature")
             if isinstance(sig, dict):
                 what += f", source signed by <code>{_e(sig.get('identity'))}</code> ({_e(sig.get('method'))})"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.digest import Digest, canonical_json
-from ..errors import MalformedBundle
-from ..manifest import Manifest, SourceSignature
+from ..errors import MalformedBundle, MalformedPack
+from ..manifest import CalibrationRecord, Manifest, SourceSignature
 from .statement import STATEMENT_TYPE, Statement, validate
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -78,6 +78,7 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
                     "digest": {"sha256": source_tree_digest(source_files)},
                 },
                 "scheme": manifest.scheme,
+                **({"calibration": manifest.calibration.to_dict()} if manifest.calibration else {}),
             },
             "internalParameters": {"device": info.device, "versions": info.versions},
             "resolvedDependencies": _source_signature(manifest.source_signature)
@@ -147,6 +148,7 @@ class ReleaseClaim:
     source_tree: Digest | None  # digest of the source model's file tree (source_tree_digest)
     resolved: dict[str, Digest]  # source file -> digest
     source_signature: SourceSignature | None = None  # the source's OMS signature, verified at pack time
+    calibration: CalibrationRecord | None = None  # how the committed calibration moments were obtained
 
     @property
     def predicate_type(self) -> str:
@@ -227,7 +229,19 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
             if isinstance(d, dict) and OMS_ANNOTATION not in (d.get("annotations") or {})
         },
         source_signature=_parse_source_signature(bd.get("resolvedDependencies", [])),
+        calibration=_calibration(ext.get("calibration")),
     )
+
+
+def _calibration(value: Any) -> CalibrationRecord | None:
+    if value is None:
+        return None
+    try:
+        return CalibrationRecord.from_dict(value, "statement")
+    except MalformedPack:
+        raise MalformedBundle(
+            "statement field externalParameters.calibration is invalid", field="calibration"
+        ) from None
 
 
 def default_versions(device: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ prints the same facts on stdout.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +58,23 @@ def pack(
             "forward through them; their committed form is stored in the pack."
         ),
     ] = None,
+    calibration_text: Annotated[
+        Path | None,
+        typer.Option(help="Your own calibration text (UTF-8, one sample per line) instead of the default."),
+    ] = None,
+    no_calibration: Annotated[
+        bool, typer.Option(help="Do not calibrate (the reconstruction error roughly doubles; printed).")
+    ] = False,
+    calibration_required: Annotated[
+        bool, typer.Option(help="Exit 3 when the model cannot be run for calibration (default: warn, pack without).")
+    ] = False,
+    bits_budget: Annotated[
+        float,
+        typer.Option(help="Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend."),
+    ] = 5.30,
+    no_allocation: Annotated[
+        bool, typer.Option(help="No measured allocation: the same bits everywhere, or --bits-override.")
+    ] = False,
     bits_override: Annotated[
         list[str] | None,
         typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6)."),
@@ -81,21 +99,35 @@ def pack(
 ) -> None:
     """Quantize a model into a deterministic pack with a per-tensor manifest (with --source-signature, only
     a source whose OpenSSF Model Signing signature verifies and covers every file read)."""
+    if no_calibration and (calibration or calibration_text or calibration_required):
+        raise uc.UsageError("--no-calibration excludes --calibration, --calibration-text and --calibration-required")
+    allocate = not no_allocation and not no_overrides
     scheme = uc.scheme_from_options(
         bits=bits,
         group_size=group_size,
         scheme_id=scheme_id,
         bits_overrides=bits_override,
-        no_overrides=no_overrides,
+        no_overrides=no_overrides or not bits_override,  # the measured allocation replaced the name rule
         include=include,
         exclude=exclude,
     )
+    if no_calibration and scheme.row_signs:
+        render.warn(f"packing without calibration. {uc.NO_CALIBRATION_COST}")
+    mode = "none" if no_calibration else "required" if calibration_required else "auto"
+    t0 = time.perf_counter()
     with render.progress("packing") as progress:
+
+        def on_batch(done: int, total: int) -> None:
+            progress(f"(calibration: batch {done} of {total})", 0)
+
         res = uc.write_pack(
             source, output, scheme, device, force=force, progress=progress, calibration=calibration,
             source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
-            source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
+            source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config,
+            instance=instance, calibrate=mode, calibration_text=calibration_text, calibration_progress=on_batch,
+            bits_budget=bits_budget if allocate else None, warn=render.warn,
         )  # fmt: skip
+    seconds = time.perf_counter() - t0
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
     calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)
@@ -110,16 +142,26 @@ def pack(
                 "calibrated": calibrated,
                 "scheme": m.scheme,
                 "source_signature": m.source_signature.to_dict() if m.source_signature else None,
+                "calibration": m.calibration.to_dict() if m.calibration else None,
+                "seconds": round(seconds, 2),
             }
         )
         return
     say(
         f"packed {len(m.tensors)} tensors ({quantized} quantized, {calibrated} with calibration feedback) into {res.path}"
     )
+    if m.calibration is not None:
+        say(f"calibration: {m.calibration.method} {m.calibration.params}")
+    if "allocation" in m.scheme:
+        a = m.scheme["allocation"]
+        say(
+            f"allocation ({a['method']}): {a['bpw']} bits per quantized weight (budget {a['budget']}), widths {a['widths']}"
+        )
     if m.source_signature is not None:
         sig = m.source_signature
         who = f"{sig.identity} via {sig.issuer}" if sig.issuer else sig.identity
         say(f"source signature verified ({sig.method}): {sig.model} signed by {who}; kept as {sig.file}")
+    say(f"packed in {seconds:.1f} s")
     print(f"manifest root: {m.root}")
 
 
@@ -133,11 +175,7 @@ def calibrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure the second moments of every linear layer's input over calibration text (for `pack --calibration`)."""
-    try:
-        lines = [ln.strip() for ln in text.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise uc.UsageError(f"{text}: cannot read calibration text: {exc}") from None
-    res = uc.calibrate(source, lines, output, max_length)
+    res = uc.calibrate(source, uc.read_calibration_text(text), output, max_length)
     if as_json:
         emit_json(res)
     else:
@@ -147,7 +185,7 @@ def calibrate(
 @app.command()
 @mapped
 def verify(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to check.")],
+    target: Annotated[str, typer.Argument(help="Pack directory to check, or oci://HOST/REPO@sha256:… in a registry.")],
     policy: Annotated[Path | None, typer.Option(help="Policy file (policies/*.yaml): signers, rules, gate.")] = None,
     manifest: Annotated[
         Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
@@ -181,6 +219,7 @@ def verify(
         Path | None,
         typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
     ] = None,
+    plain_http: Annotated[bool, typer.Option(help="oci:// over plain HTTP (loopback addresses only).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack (or, with --oms-signature, any model directory). Exit 0 allowed, 1 denied, 2 usage,
@@ -191,6 +230,10 @@ def verify(
     tensor, constraints, the validation attestation, and a rebuild from source when asked.
     Without: every tensor against the pack's (or a validated) manifest, plus --rebuild-from.
     """
+    plain = plain_http
+    if not target.startswith("oci://") and plain_http:
+        raise uc.UsageError("--plain-http goes with an oci:// reference")
+    pack_dir = Path(target)
     if oms_signature is not None:
         if policy or bundle or manifest or rebuild_from or validation:
             raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
@@ -206,7 +249,15 @@ def verify(
     if key is not None or cert_chain is not None:
         raise uc.UsageError("--key/--cert-chain go with --oms-signature")
     with render.progress("verifying") as progress:
-        v = uc.verify(
+        run: Any = uc.verify
+        if target.startswith("oci://"):
+            if rebuild_from is not None or bundle is not None or validation:
+                raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
+
+            def run(_p: Path, **kw: Any) -> uc.Verdict:
+                return uc.verify_oci(target, plain_http=plain, **kw)
+
+        v = run(
             pack_dir,
             policy=policy,
             bundle=bundle,
@@ -230,6 +281,48 @@ def verify(
             print(f"manifest root: {v.root}")
     if not v.ok:
         raise typer.Exit(v.exit_code)
+
+
+@app.command()
+@mapped
+def push(
+    pack_dir: Annotated[Path, typer.Argument(help="Pack directory (its bundles beside it are pushed as referrers).")],
+    reference: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/REPO[:TAG]")],
+    plain_http: Annotated[bool, typer.Option(help="Plain HTTP (loopback addresses only).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push a pack as an OCI artifact, its release, validation and OMS bundles as referrers; prints its digest."""
+    res = uc.push(pack_dir, reference, plain_http=plain_http)
+    if as_json:
+        emit_json({"ok": True, "reference": res.reference, "digest": res.digest, "layers": res.layers,
+                   "uploaded_blobs": res.uploaded_blobs, "uploaded_bytes": res.uploaded_bytes,
+                   "referrers": res.referrers, "referrers_api": res.referrers_api})  # fmt: skip
+        return
+    how = "referrers API" if res.referrers_api else "referrers tag (no referrers API)"
+    say(f"pushed {res.layers} layers ({res.uploaded_blobs} blobs, {res.uploaded_bytes} bytes uploaded), "
+        f"{len(res.referrers)} bundle(s) as referrers via the {how}")  # fmt: skip
+    print(res.digest)
+
+
+@app.command()
+@mapped
+def pull(
+    reference: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/REPO@sha256:… (a tag is resolved and printed)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
+    plain_http: Annotated[bool, typer.Option(help="Plain HTTP (loopback addresses only).")] = False,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pull a pack by digest, every blob checked while streaming, written atomically; its bundles beside it."""
+    res = uc.pull(reference, output, plain_http=plain_http, force=force)
+    if as_json:
+        emit_json({"ok": True, "reference": res.reference, "digest": res.digest, "output": str(res.out),
+                   "files": res.files, "bytes": res.bytes, "bundles": res.bundles})  # fmt: skip
+        return
+    say(
+        f"pulled {res.files} files ({res.bytes} bytes, every blob checked) into {res.out}; {len(res.bundles)} bundle(s)"
+    )
+    print(res.digest)
 
 
 PolicyOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a policy file (signers, log, validation).")]

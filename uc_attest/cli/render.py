@@ -34,6 +34,11 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def warn(message: str) -> None:
+    """A warning on stderr, shown literally."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), message), soft_wrap=True)
+
+
 def say(*parts: str | tuple[str, str]) -> None:
     """One line on stderr: plain strings are data, ``(text, style)`` pairs are our own styled words."""
     err.print(Text.assemble(*parts), soft_wrap=True)
@@ -101,6 +106,8 @@ def _detail(v: object) -> str:
     """A detail value in one cell: a recorded signature as its signer and method, anything else as is."""
     if isinstance(v, dict) and "identity" in v and "method" in v:
         return f"{v['identity']} ({v['method']})"
+    if isinstance(v, dict) and "method" in v and "tool" in v:  # a calibration record
+        return f"{v['method']} {v.get('params', {})}"
     return str(v)
 
 

@@ -66,6 +66,14 @@ def parse_shard_header(
         raise MalformedPack(f"{path}: bad pack metadata: {exc}", path=path) from None
     components = {pt.name + s for pt in records for s in SUFFIXES}
     components |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
+    by_name = {pt.name: pt for pt in records}
+    for pt in records:
+        owner = pt.quant.moments_from if pt.quant else None
+        if owner is not None:
+            o = by_name.get(owner)
+            if o is None or o.quant is None or not o.quant.moments or o.quant.moments_from is not None:
+                raise MalformedPack(f"{path}: tensor {pt.name!r}: its moments are said to be stored under "
+                                    f"{owner!r}, which stores none in this shard", path=path, tensor=pt.name)  # fmt: skip
     stored = [
         PackedTensor(name, shard, info.dtype, info.shape) for name, info in infos.items() if name not in components
     ]
@@ -203,13 +211,14 @@ class Pack:
         if pt.quant is None or not pt.quant.moments:
             return None
         shape = self.schemes[pt.shard].moments_shape(pt.shape)
-        info = self.files[pt.shard].infos.get(name + MOMENTS_SUFFIX)
+        key = (pt.quant.moments_from or name) + MOMENTS_SUFFIX  # stored once for tensors sharing their input
+        info = self.files[pt.shard].infos.get(key)
         if shape is None or info is None or (info.dtype, info.shape) != ("I16", shape):
             got = f"{info.dtype}{list(info.shape)}" if info else "missing"
             raise MalformedPack(
                 f"tensor {name!r}: component {MOMENTS_SUFFIX} is {got}, expected I16{list(shape or ())}", tensor=name
             )
-        raw = self.files[pt.shard].pread(name + MOMENTS_SUFFIX)
+        raw = self.files[pt.shard].pread(key)
         return np.frombuffer(raw, dtype="<i2").reshape(shape).copy()
 
     def digest(self, name: str) -> Digest:

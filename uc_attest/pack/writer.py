@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
-from ..manifest import Manifest, SourceSignature, TensorEntry
+from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
 from ..quant.decode import decode_rows
 from ..quant.quality import relative_error_ppm
 from ..quant.quantize import QuantizedTensor, quantize_tensor
@@ -129,6 +129,7 @@ def write_pack(
     signature_file: Path | None = None,
     check_sources: Callable[[dict[str, Digest]], list[Finding]] | None = None,
     skip_files: tuple[str, ...] = (),
+    calibration: CalibrationRecord | None = None,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
@@ -140,7 +141,8 @@ def write_pack(
     A verified source signature (``source_signature``, read from ``signature_file``) is kept in the pack and
     recorded in its manifest; ``check_sources`` then sees the digests of the source files as they were read
     and any finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of
-    the model (a signature inside the source directory)."""
+    the model (a signature inside the source directory). ``calibration``: where the moments came from,
+    recorded in the manifest with the digest of the moments committed here."""
     dev = resolve_device(device)
     progress = progress or _no_progress
     src = ModelSource(source_dir, skip_files)
@@ -158,6 +160,7 @@ def write_pack(
                 source_hash = hashlib.sha256(f.header_bytes())
                 outs: list[OutTensor] = []
                 qmeta: dict[str, dict[str, Any]] = {}
+                stored_moments: dict[Digest, str] = {}  # digest -> the tensor whose moments are stored (this shard)
                 for st in tensors:
                     info = st.info
                     raw = f.raw(info.name)
@@ -173,13 +176,16 @@ def write_pack(
                             out_tensor(info.name + SUFFIXES[1], q.scales),
                             out_tensor(info.name + SUFFIXES[2], q.zeros),
                         ]
-                        moments_digest = None
+                        moments_digest, shared = None, None
                         if q.moments is not None:
-                            outs.append(out_tensor(info.name + MOMENTS_SUFFIX, q.moments))
-                            moments_digest = Digest.of_bytes(outs[-1].data)
-                        quant = QuantRecord(
-                            q.bits, scheme.group_size, q.exponent, q.moments is not None, moments_digest, err_ppm
-                        )
+                            m_out = out_tensor(info.name + MOMENTS_SUFFIX, q.moments)
+                            moments_digest = Digest.of_bytes(m_out.data)
+                            shared = stored_moments.get(moments_digest)  # q/k/v, gate/up: one input, one copy
+                            if shared is None:
+                                outs.append(m_out)
+                                stored_moments[moments_digest] = info.name
+                        quant = QuantRecord(q.bits, scheme.group_size, q.exponent, q.moments is not None,
+                                            moments_digest, err_ppm, shared)  # fmt: skip
                         qmeta[info.name] = quant.to_header(info.dtype, info.shape)
                     else:
                         digest = sdig
@@ -214,8 +220,10 @@ def write_pack(
                 assert signature_file is not None
                 shutil.copyfile(signature_file, tmp / source_signature.file)
                 files[source_signature.file] = sha256_file(tmp / source_signature.file)
+            if calibration is not None:
+                calibration = replace(calibration, moments=moments_digest_of(entries))
             manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files,
-                                source_signature=source_signature)  # fmt: skip
+                                source_signature=source_signature, calibration=calibration)  # fmt: skip
             atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())
         return PackResult(Path(out_dir), manifest, dev.type)
     finally:

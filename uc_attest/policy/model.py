@@ -94,10 +94,21 @@ class Release(_Strict):
     )
 
 
+class CalibrationPolicy(_Strict):
+    required: bool = Field(False, description="Deny a pack whose provenance records no calibration.")
+    methods: list[Literal["self-sampled", "python-docstrings", "text-file", "moments-file"]] = Field(
+        default_factory=list, description="Allowed calibration methods; empty: any (a record is then required)."
+    )
+
+
 class Quantization(_Strict):
     schemes: list[str] = Field(default_factory=list, description="Allowed scheme ids; empty: any.")
     bits: list[int] = Field(default_factory=list)
     group_sizes: list[int] = Field(default_factory=list)
+    calibration: CalibrationPolicy | None = Field(
+        None,
+        description="How the committed calibration moments must have been obtained (rule quantization.calibration).",
+    )
 
 
 class Source(_Strict):

@@ -18,9 +18,10 @@ from ..claims.statement import Statement
 from ..claims.validation import ValidationClaim
 from ..errors import Finding, MalformedPack
 from ..evidence.bundle import Evidence
+from ..manifest import moments_digest_of
 from ..pack.check import PackCheck
 from ..pack.facts import PackFacts
-from .model import Policy, Release, Source
+from .model import CalibrationPolicy, Policy, Release, Source
 
 Status = Literal["pass", "fail", "skipped", "unreachable"]
 
@@ -306,6 +307,30 @@ def constraints(policy: Policy) -> Rule:
     return rule
 
 
+def calibration(cal: CalibrationPolicy) -> Rule:
+    """The release provenance records how the calibration moments were obtained, by an allowed method,
+    and its moments digest is that of the moments the manifest commits."""
+
+    def rule(f: Facts) -> list[Check]:
+        if f.claim is None:
+            return []
+        rec = f.claim.calibration
+        allowed = " | ".join(cal.methods) if cal.methods else "any method"
+        if rec is None:
+            return [Check.of("quantization.calibration", False, "the provenance records no calibration",
+                             expected=allowed, actual="none",
+                             hint="pack without --no-calibration (or with --calibration/--calibration-text)")]  # fmt: skip
+        committed = moments_digest_of(f.pack.manifest.tensors)
+        if rec.moments != committed:
+            return [Check.of("quantization.calibration", False, "the recorded moments digest is not the pack's",
+                             expected=str(rec.moments), actual=str(committed))]  # fmt: skip
+        ok = not cal.methods or rec.method in cal.methods
+        return [Check.of("quantization.calibration", ok, f"{rec.method} ({rec.tool})", expected=allowed,
+                         actual=rec.method)]  # fmt: skip
+
+    return rule
+
+
 def source_signers(source: Source) -> Rule:
     """The release provenance records a verified OMS signature of the source model by an allowed signer."""
 
@@ -556,6 +581,9 @@ def release_rules(policy: Policy | None) -> list[Rule]:
         rules.append(constraints(policy))
         if policy.source.signers or policy.source.keys:
             rules.append(source_signers(policy.source))
+        q = policy.quantization.calibration
+        if q is not None and (q.required or q.methods):
+            rules.append(calibration(q))
     rules += [pack_files, pack_manifest, pack_tensors, rebuild(policy is not None and policy.rebuild.required)]
     if policy is not None and policy.validation is not None:
         rules.append(validation(policy))

@@ -22,6 +22,7 @@ class QuantRecord:
     moments: bool = False  # committed calibration moments stored beside the codes (feedback schemes)
     moments_digest: Digest | None = None  # their digest (manifest only)
     rel_err_ppm: int | None = None  # exact relative squared error of the reconstruction (manifest only)
+    moments_from: str | None = None  # the moments are stored once, under this tensor of the shard (header only)
 
     def to_manifest(self) -> dict[str, int | str]:
         out: dict[str, int | str] = {"bits": self.bits, "group_size": self.group_size, "exponent": self.exponent}
@@ -54,15 +55,19 @@ class QuantRecord:
     def to_header(self, dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {"dtype": dtype, "shape": list(shape), "exponent": self.exponent, "bits": self.bits}
         if self.moments:
-            out["moments"] = 1
+            out["moments"] = self.moments_from if self.moments_from is not None else 1
         return out
 
     @classmethod
     def from_header(cls, d: Any, bits: int, group_size: int) -> tuple[str, tuple[int, ...], QuantRecord]:
         """Parse one ``uc.quantized`` entry: (source dtype, shape, record); ``bits`` is the scheme's default.
         Raises KeyError/ValueError/TypeError on a malformed entry (the reader names the shard)."""
+        m = d.get("moments", 0)
+        if not (m in (0, 1) and not isinstance(m, bool)) and not (isinstance(m, str) and m):
+            raise ValueError(f"moments must be 0, 1 or the name of the tensor that stores them, got {m!r}")
+        shared = m if isinstance(m, str) else None
         return (
             str(d["dtype"]),
             tuple(int(x) for x in d["shape"]),
-            cls(int(d.get("bits", bits)), group_size, int(d["exponent"]), bool(d.get("moments", 0))),
+            cls(int(d.get("bits", bits)), group_size, int(d["exponent"]), bool(m), moments_from=shared),
         )

@@ -56,6 +56,8 @@ class Scheme:
     id: str = field(default=SCHEME_ID)
     #: (glob, bits) pairs: the first glob matching a tensor name sets its bits (mixed precision).
     bits_overrides: tuple[tuple[str, int], ...] = ()
+    #: How measured overrides were chosen (quant/allocate.py), sorted (key, value) pairs; () when not.
+    allocation: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.id not in SCHEMES:
@@ -140,6 +142,7 @@ class Scheme:
             "include": list(self.include),
             "exclude": list(self.exclude),
             "bits_overrides": [[g, b] for g, b in self.bits_overrides],
+            **({"allocation": dict(self.allocation)} if self.allocation else {}),
         }
 
     @classmethod
@@ -151,6 +154,7 @@ class Scheme:
             exclude=tuple(d["exclude"]),
             id=str(d["id"]),
             bits_overrides=tuple((str(g), int(b)) for g, b in d.get("bits_overrides", [])),
+            allocation=tuple(sorted((str(k), str(v)) for k, v in d.get("allocation", {}).items())),
         )
 
 

@@ -78,6 +78,7 @@ def rebuild(
                 source_signature=sig,
                 signature_file=None if sig is None else Path(pack_dir) / sig.file,
                 skip_files=_unrecorded(source_dir, expected),
+                calibration=expected.calibration,
             )
             findings += [
                 Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)

@@ -1,4 +1,4 @@
-"""Calibration second moments: collect them from a model, read them, commit them to a pack.
+"""The calibration file: read it (validated) for packing, write it.
 
 A calibration file is a safetensors file with, for each weight tensor name, the float
 ``[n_cols, n_cols]`` second moments ``E[x xᵀ]`` of that layer's input over calibration tokens
@@ -11,16 +11,15 @@ form (``quant.ldlq.moments_to_blocks``) next to the codes, and a rebuild reads i
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from .core.fsutil import atomic_write_bytes
-from .core.stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
-from .errors import InvalidInput, UsageError
-from .quant.ldlq import moments_to_blocks
-from .quant.scheme import FLOAT_DTYPES, Scheme
+from ..core.fsutil import atomic_write_bytes
+from ..core.stfile import OutTensor, SafetensorsFile, tensor_bytes, write_safetensors
+from ..errors import InvalidInput, UsageError
+from ..quant.ldlq import moments_to_blocks
+from ..quant.scheme import FLOAT_DTYPES, Scheme
 
 MOMENT_DTYPES = ("F64", *FLOAT_DTYPES)
 META_KIND = "uc.calibration"
@@ -82,7 +81,7 @@ class Calibration:
     def check_names(self, model_dir: Path) -> None:
         """Every entry must name a tensor of the model that the scheme quantizes (catches typos and
         excluded tensors before any work is spent)."""
-        from .source import ModelSource
+        from ..source import ModelSource
 
         src = ModelSource(model_dir)
         try:
@@ -97,74 +96,6 @@ class Calibration:
 
     def close(self) -> None:
         self.file.close()
-
-
-def _weight_names(model_dir: Path) -> set[str]:
-    from .source import ModelSource
-
-    src = ModelSource(model_dir)
-    try:
-        return {t.name for t in src.tensors}
-    finally:
-        src.close()
-
-
-def collect(model_dir: Path, texts: Iterable[str], max_length: int = 128, batch: int = 32) -> dict[str, torch.Tensor]:
-    """Second moments of the input of every ``nn.Linear`` of a transformers model over ``texts``
-    (non-padding tokens only), keyed by the weight's tensor name in ``model_dir``."""
-    try:
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        raise UsageError("calibrate needs transformers: pip install 'uc-attest[bench]'") from None
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        raise UsageError("calibrate: the calibration text is empty")
-    names = _weight_names(model_dir)
-    try:
-        tok = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True).eval()
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{model_dir}: transformers cannot load this model: {exc}") from None
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    mask: list[torch.Tensor] = []
-
-    def hook(weight: str) -> object:
-        def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-            x = inp[0].detach()
-            # token inputs [batch, seq, n]: padding dropped; others (e.g. a pooler's [batch, n]): every row
-            x = x[mask[0]] if x.shape[:-1] == mask[0].shape else x.reshape(-1, x.shape[-1])
-            x = x.to(torch.float64)
-            sums[weight] = sums.get(weight, 0) + x.T @ x
-            counts[weight] = counts.get(weight, 0) + x.shape[0]
-
-        return run
-
-    handles = []
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear):
-            weight = mod_name + ".weight"
-            hits = [weight] if weight in names else [n for n in names if n.endswith("." + weight)]
-            if len(hits) == 1:
-                handles.append(mod.register_forward_hook(hook(hits[0])))  # type: ignore[arg-type]
-    if not handles:
-        raise UsageError(f"{model_dir}: no linear layer of the model matches a weight tensor name")
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch):
-            enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            mask[:] = [enc["attention_mask"].bool()]
-            try:
-                model(**enc)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise UsageError(
-                    f"{model_dir}: the model's forward pass failed on the calibration text: {exc}"
-                ) from None
-    for h in handles:
-        h.remove()
-    return {k: v / counts[k] for k, v in sorted(sums.items())}
 
 
 def write(path: Path, moments: dict[str, torch.Tensor], description: str) -> None:

@@ -1,0 +1,70 @@
+"""The measured allocation: an exact damage proxy and a budgeted greedy choice, the same on every run."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+import uc_attest as uc
+from tests.conftest import make_model
+from uc_attest.quant.allocate import _LEVEL, allocate_bits, damage, stored_bits
+from uc_attest.quant.scheme import LDLQ_ID
+
+
+def _brute(original: torch.Tensor, recon: torch.Tensor, h: torch.Tensor | None, w: int) -> Fraction:
+    """The docstring's formula with Python integers only."""
+
+    def scaled(x: list[list[float]]) -> tuple[list[list[int]], int]:
+        amax = max(abs(v) for row in x for v in row)
+        k = _LEVEL - 1 - math.frexp(amax)[1]
+        return [[round(v * 2.0**k) for v in row] for row in x], k
+
+    def energy(v: list[list[int]]) -> int:
+        if h is None:
+            return sum(a * a for row in v for a in row)
+        hh = h.tolist()
+        total = 0
+        for row in v:
+            for b in range(len(row) // w):
+                seg = row[b * w : (b + 1) * w]
+                total += sum(seg[i] * hh[b][i][j] * seg[j] for i in range(w) for j in range(w))
+        return total
+
+    o = original.double().tolist()
+    e, ke = scaled([[a - b for a, b in zip(r1, r2, strict=True)] for r1, r2 in zip(o, recon.double().tolist(), strict=True)])
+    ref, kw = scaled(o)
+    return Fraction(energy(e) * 4**kw, energy(ref) * 4**ke)
+
+
+@pytest.mark.parametrize("with_h", [False, True])
+def test_damage_is_exact(with_h: bool) -> None:
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(6, 16, generator=g)
+    r = (w * 8).round() / 8
+    h = None
+    if with_h:
+        a = torch.randint(-300, 300, (2, 8, 8), generator=g)
+        h = a @ a.transpose(1, 2) // 64  # symmetric, int64
+    assert damage(w, r, h, 8) == _brute(w, r, h, 8)
+    assert damage(w, w.clone(), h, 8) == 0
+
+
+def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_path: Path) -> None:
+    src = make_model(tmp_path / "m", torch.float32)
+    base = uc.Scheme(id=LDLQ_ID)
+    sizes = {t.name: math.prod(t.shape) for t in uc.write_pack(src, tmp_path / "p0", base, "cpu").manifest.tensors
+             if t.quant}  # fmt: skip
+    s1 = allocate_bits(src, base, 5.4, None, "cpu")
+    s2 = allocate_bits(src, base, 5.4, None, "cpu")
+    assert s1 == s2 and dict(s1.allocation)["method"] == "uc-alloc/1"
+    used = sum(stored_bits(n, s1.bits_for(name), 128) for name, n in sizes.items())
+    assert used <= 5.4 * sum(sizes.values()) and float(dict(s1.allocation)["bpw"]) == pytest.approx(used / sum(sizes.values()), abs=1e-4)
+    assert any(s1.bits_for(n) == 6 for n in sizes)
+    # the pack records the choice: a rebuild reads it from the scheme, and the scheme round-trips
+    assert uc.Scheme.from_dict(s1.to_dict()) == s1
+    with pytest.raises(uc.UsageError, match="bits-budget"):
+        allocate_bits(src, base, 5.0, None, "cpu")  # below what 5 bits alone take

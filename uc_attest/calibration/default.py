@@ -1,0 +1,119 @@
+"""The calibration ``pack`` runs when it is not told otherwise, and the record of what it did.
+
+* causal LMs (``*ForCausalLM``): data-free — ``SEQUENCES`` sequences of ``LENGTH`` tokens sampled from the
+  model itself from its BOS token (temperature ``TEMPERATURE``, no top-k/top-p, seed ``SEED``);
+* other models with a tokenizer (encoders): ``TEXTS`` docstrings that ship with Python
+  (``corpus.calibration_sentences``: none of the project's development set), or the user's text file
+  (``--calibration-text``).
+
+Only the g x g diagonal blocks the scheme uses are measured (``Scheme.moment_block``), for the tensors
+the scheme quantizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..manifest import CalibrationRecord
+from ..quant.scheme import Scheme
+from .collect import (
+    CalibrationUnavailable,
+    Progress,
+    collect_moments,
+    is_causal,
+    load_model,
+    load_tokenizer,
+    runnable,
+    sample_sequences,
+    text_batches,
+    token_batches,
+)
+from .corpus import TextFile, calibration_sentences
+
+SEQUENCES, LENGTH, TEMPERATURE, SEED = 32, 256, 1.0, 4321
+TEXTS, MAX_LENGTH = 512, 128
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Moments keyed by weight name ([n/g, g, g] blocks or a full [w, w]), what produced them, and the time."""
+
+    moments: dict[str, torch.Tensor]
+    record: CalibrationRecord
+    seconds: float
+
+
+def tool() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import transformers
+
+    try:
+        ours = version("uc-attest")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__})"
+
+
+def _targets(model_dir: Path, scheme: Scheme) -> dict[str, tuple[int, ...]]:
+    from ..source import ModelSource
+
+    src = ModelSource(model_dir)
+    try:
+        return {t.name: t.info.shape for t in src.tensors
+                if scheme.applies_to(t.name, t.info.dtype, t.info.shape) and scheme.moment_block(t.info.shape)}  # fmt: skip
+    finally:
+        src.close()
+
+
+def measure(
+    model_dir: Path,
+    config: dict[str, object],
+    scheme: Scheme,
+    text: TextFile | None = None,
+    progress: Progress | None = None,
+) -> Measured:
+    """Run the default calibration (module docstring); CalibrationUnavailable says why it cannot run."""
+    t0 = time.perf_counter()
+    runnable(config)
+    shapes = _targets(model_dir, scheme)
+    if not shapes:
+        raise CalibrationUnavailable("no quantized tensor of this model can take calibration moments")
+    g = scheme.group_size
+
+    def block(n: int) -> int:
+        return g if n % g == 0 else n if g % n == 0 else 0
+
+    causal = is_causal(config) and text is None
+    model = load_model(model_dir, causal=causal)
+    if causal:
+        tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED)
+        batches = token_batches(tokens)
+        params: dict[str, object] = {"sequences": int(tokens.shape[0]), "length": int(tokens.shape[1]),
+                                     "temperature": str(TEMPERATURE), "seed": SEED, "start": "bos",
+                                     "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest()}  # fmt: skip
+        method = "self-sampled"
+    else:
+        tok = load_tokenizer(model_dir)
+        if text is not None:
+            lines, method = text.lines, "text-file"
+            params = {"file": text.path.name, "sha256": text.sha256, "lines": len(lines), "max_length": MAX_LENGTH}
+        else:
+            lines, method = calibration_sentences(TEXTS), "python-docstrings"
+            params = {"texts": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+                      "python": platform.python_version(), "max_length": MAX_LENGTH}  # fmt: skip
+        batches = text_batches(tok, lines, MAX_LENGTH)
+    moments = collect_moments(model, set(shapes), batches, block, progress or _none)
+    if not moments:
+        raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
+    return Measured(moments, CalibrationRecord(method, params, tool()), time.perf_counter() - t0)
+
+
+def _none(_d: int, _t: int) -> None:
+    return None
