@@ -32,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
-from uc_attest.calibration.corpus import CALIBRATION_MODULES, EVALUATION_MODULES, docstrings
+from uc_attest.calibration.corpus import EVALUATION_MODULES, docstrings
 
 STDLIB_MODULES = list(EVALUATION_MODULES)
 LICENSES = Path("/usr/share/common-licenses")
@@ -49,7 +49,9 @@ def sentences(n: int = 400, modules: list[str] = STDLIB_MODULES, avoid: frozense
 def calibration_sentences(n: int = 512) -> list[str]:
     """Calibration text: docstrings of CALIBRATION_MODULES, none of them in the evaluation set (what
     ``pack`` uses by default for encoders)."""
-    return sentences(n, list(CALIBRATION_MODULES), frozenset(sentences()))
+    from uc_attest.calibration.corpus import calibration_sentences as default_text
+
+    return default_text(n)
 
 
 def held_out(n: int = 400) -> list[str]:

@@ -114,6 +114,7 @@ def write_pack(
     calibration_text: Path | None = None,
     calibration_progress: Callable[[int, int], None] | None = None,
     bits_budget: float | None = None,
+    budget_strict: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> PackResult:
     """Quantize a model directory into a new pack, all or nothing.
@@ -129,7 +130,8 @@ def write_pack(
 
     ``bits_budget``: bits per quantized weight (codes, scales and zero-points) the measured allocation
     (:mod:`uc_attest.quant.allocate`) may spend: the tensors that gain most go up one bit; the choice is
-    recorded in the scheme, so a rebuild does not measure again.
+    recorded in the scheme, so a rebuild does not measure again. ``budget_strict=False``: a budget the base
+    widths already exceed means no allocation (the CLI's default budget), not an error.
 
     ``source_signature``: the source's OpenSSF Model Signing signature, verified first — sigstore method with
     ``source_identity``/``source_issuer`` under ``trust_config``/``instance``, key method with
@@ -167,7 +169,8 @@ def write_pack(
                 from .pack.writer import resolve_device
                 from .quant.allocate import allocate_bits
 
-                scheme = allocate_bits(Path(source_dir), scheme, bits_budget, cal, resolve_device(device))
+                scheme = allocate_bits(Path(source_dir), scheme, bits_budget, cal, resolve_device(device),
+                                       strict=budget_strict)  # fmt: skip
             return _write_pack(
                 Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress, moments=cal,
                 source_signature=gate[0] if gate else None, signature_file=source_signature if gate else None,
@@ -274,6 +277,14 @@ def pull(reference: str, out_dir: Path, *, plain_http: bool = False, force: bool
     from .oci import Reference, pull_pack
 
     return pull_pack(Reference.parse(reference), Path(out_dir), plain_http=plain_http, force=force)
+
+
+def list_repository(reference: str, *, plain_http: bool = False) -> list[dict[str, Any]]:
+    """What an OCI repository holds: tag -> digest -> manifest root -> referrer bundles by role -> status."""
+    from .oci import Reference
+    from .oci.artifact import list_repository as _list
+
+    return _list(Reference.parse(reference), plain_http=plain_http)
 
 
 def verify_oci(reference: str, *, plain_http: bool = False, **kwargs: Any) -> Verdict:
@@ -814,6 +825,7 @@ __all__ = [
     "init_instance",
     "instance_server",
     "inventory",
+    "list_repository",
     "load_instance",
     "load_manifest",
     "load_model",

@@ -14,12 +14,21 @@ if [ "${MODE}" = "pack-and-attest" ]; then
   "$UC" pack "${SOURCE}" -o "${OUTPUT}" --bits "${BITS}" --group-size "${GROUP_SIZE}" --device "${DEVICE}" \
     "${cal[@]}" --json > "${OUT_DIR}/pack.json" || exit $?
   "$UC" attest "${OUTPUT}" "${trust[@]}" --pack-device "${DEVICE}" --json > "${OUT_DIR}/attest.json" || exit $?
-  python3 - "${OUT_DIR}/pack.json" "${OUT_DIR}/attest.json" "${GITHUB_OUTPUT:-/dev/null}" "${summary}" <<'PY'
+  echo '{}' > "${OUT_DIR}/push.json"
+  if [ -n "${PUSH_TO:-}" ]; then
+    plain=()
+    [ "${UC_ATTEST_PLAIN_HTTP:-0}" = "1" ] && plain=(--plain-http)  # tests: a registry on loopback
+    "$UC" push "${OUTPUT}" "${PUSH_TO}" "${plain[@]}" --json > "${OUT_DIR}/push.json" || exit $?
+  fi
+  python3 - "${OUT_DIR}/pack.json" "${OUT_DIR}/attest.json" "${GITHUB_OUTPUT:-/dev/null}" "${summary}" \
+    "${OUT_DIR}/push.json" <<'PY'
 import json, sys
 pack, att = (json.load(open(p)) for p in sys.argv[1:3])
+push = json.load(open(sys.argv[5]))
 with open(sys.argv[3], "a") as out:
     out.write(f"bundle-path={att['bundle']}\nmanifest-root={att['root']}\nlog-index={att['log_index']}\n")
     out.write(f"oms-signature-path={att.get('oms_signature') or ''}\n")
+    out.write(f"pushed-digest={push.get('digest', '')}\n")
 with open(sys.argv[4], "a") as s:
     s.write("### uc-attest: pack and attest\n\n| | |\n|---|---|\n")
     s.write(f"| manifest root | `{att['root']}` |\n| tensors | {pack['tensors']} ({pack['quantized']} quantized, {pack.get('calibrated', 0)} with calibration feedback) |\n")
@@ -27,6 +36,8 @@ with open(sys.argv[4], "a") as s:
     s.write(f"| signer | `{att['identity']}` |\n| log index | {att['log_index']} |\n| bundle | `{att['bundle']}` |\n")
     if att.get("oms_signature"):
         s.write(f"| OpenSSF Model Signing signature | `{att['oms_signature']}` (log index {att['oms_log_index']}) |\n")
+    if push.get("digest"):
+        s.write(f"| pushed | `{push['reference']}` @ `{push['digest']}` ({push['uploaded_bytes']} bytes uploaded) |\n")
 PY
   exit 0
 fi
@@ -35,6 +46,7 @@ args=(verify "${PACK}" --policy "${POLICY}" --json)
 [ -n "${BUNDLE:-}" ] && args+=(--bundle "${BUNDLE}")
 [ -n "${REBUILD_FROM:-}" ] && args+=(--rebuild-from "${REBUILD_FROM}" --device "${DEVICE}")
 [ -n "${INSTANCE:-}" ] && args+=(--instance "${INSTANCE}")
+[ "${UC_ATTEST_PLAIN_HTTP:-0}" = "1" ] && [[ "${PACK}" == oci://* ]] && args+=(--plain-http)
 "$UC" "${args[@]}" > "${OUT_DIR}/verify.json"
 rc=$?
 python3 - "${OUT_DIR}/verify.json" "${GITHUB_OUTPUT:-/dev/null}" "${summary}" "${rc}" <<'PY'

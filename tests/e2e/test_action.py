@@ -135,3 +135,31 @@ def test_pack_and_attest_then_verify_through_the_action(served: tuple[Path, Runn
 def test_bad_inputs_fail_early_naming_the_input(tmp_path: Path, inputs: dict[str, str], needle: str) -> None:
     rc, _, _, log = run_action(inputs, tmp_path)
     assert rc == 2 and needle in log
+
+
+def test_push_to_a_registry_and_verify_from_it(served: tuple[Path, Running], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.test_oci import REGISTRY, start_registry
+
+    if REGISTRY is None:
+        pytest.skip("Debian docker-registry is not installed")
+    _, inst = served
+    (tmp_path / "registry").mkdir()
+    proc, host = start_registry(tmp_path / "registry")
+    monkeypatch.setenv("UC_ATTEST_PLAIN_HTTP", "1")  # the registry is on loopback
+    try:
+        rc, out, summary, log = run_action({"mode": "pack-and-attest", "source": str(make_model(tmp_path / "m")),
+                                            "output": str(tmp_path / "p"), "device": "cpu", "instance": str(inst.dir),
+                                            "push-to": f"oci://{host}/models/m:v1"}, tmp_path)  # fmt: skip
+        assert rc == 0, log
+        assert out["pushed-digest"].startswith("sha256:") and "| pushed |" in summary
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"version: 1\nname: oci\ntrust: {{instance: {inst.dir}}}\nsigners:\n  release:\n"
+                          f"    - issuer: {inst.issuer}\n      identity: release-bot@uc-attest.dev\n")
+        rc, out, summary, log = run_action({"mode": "verify", "pack": f"oci://{host}/models/m@{out['pushed-digest']}",
+                                            "policy": str(policy), "instance": str(inst.dir)}, tmp_path)  # fmt: skip
+        assert rc == 0, log
+        assert out["verified"] == "true" and "| oci.pull | pass |" in summary
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -102,6 +102,11 @@ def test_push_twice_pull_by_digest_and_verify_from_the_registry(registry: tuple[
     checks = json.loads(v.stdout)["checks"]
     assert checks[0]["rule"] == "oci.pull" and first["digest"] in checks[0]["detail"]
     assert {"release.signer", "pack.tensors"} <= {c["rule"] for c in checks}
+    listed = json.loads(cli("inventory", "--repository", f"oci://{host}/models/small", "--plain-http", "--json").stdout)
+    (row,) = [r for r in listed if r["tag"] == "v1"]
+    assert row["digest"] == first["digest"] and row["bundles"] == ["oms", "release", "validation"]
+    assert row["manifest_root"] == str(uc.load_manifest(released / uc.MANIFEST_NAME).root)
+    assert row["status"].startswith("validated")
 
 
 def test_a_blob_that_does_not_match_its_descriptor_is_refused(registry: tuple[str, Path], released: Path,

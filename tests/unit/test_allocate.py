@@ -68,3 +68,4 @@ def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_p
     assert uc.Scheme.from_dict(s1.to_dict()) == s1
     with pytest.raises(uc.UsageError, match="bits-budget"):
         allocate_bits(src, base, 5.0, None, "cpu")  # below what 5 bits alone take
+    assert allocate_bits(src, base, 5.0, None, "cpu", strict=False) == base  # the CLI's default budget: no-op

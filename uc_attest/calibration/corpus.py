@@ -31,9 +31,12 @@ CALIBRATION_MODULES = ("array", "ast", "bz2", "cmd", "codecs", "colorsys", "conf
                        "wave", "weakref", "xml.etree.ElementTree", "xmlrpc.client", "zlib")  # fmt: skip
 
 
-def docstrings(modules: tuple[str, ...] | list[str], n: int, avoid: frozenset[str] = frozenset()) -> list[str]:
+def docstrings(modules: tuple[str, ...] | list[str], n: int, avoid: frozenset[str] = frozenset(), *,
+               skip_submodules: bool = False) -> list[str]:  # fmt: skip
     """First paragraphs (40-300 characters) of the public names' docstrings of ``modules``, deduplicated,
-    in a fixed order, at most ``n``."""
+    in a fixed order, at most ``n``. ``skip_submodules``: leave out attributes that are modules — which of
+    them exist depends on what the process imported before (``importlib.util``…), so the calibration text
+    would differ between the CLI and a script."""
     out: list[str] = []
     seen: set[str] = set(avoid)
     for modname in modules:
@@ -44,7 +47,10 @@ def docstrings(modules: tuple[str, ...] | list[str], n: int, avoid: frozenset[st
         for attr in sorted(dir(mod)):
             if attr.startswith("_"):
                 continue
-            doc = inspect.getdoc(getattr(mod, attr, None)) or ""
+            value = getattr(mod, attr, None)
+            if skip_submodules and inspect.ismodule(value):
+                continue
+            doc = inspect.getdoc(value) or ""
             para = re.sub(r"\s+", " ", doc.split("\n\n")[0]).strip()
             if 40 <= len(para) <= 300 and para not in seen:
                 seen.add(para)
@@ -61,7 +67,7 @@ def evaluation_sentences() -> list[str]:
 
 def calibration_sentences(n: int = 512) -> list[str]:
     """The default calibration text for encoders: docstrings of CALIBRATION_MODULES, none in the development set."""
-    return docstrings(CALIBRATION_MODULES, n, frozenset(evaluation_sentences()))
+    return docstrings(CALIBRATION_MODULES, n, frozenset(evaluation_sentences()), skip_submodules=True)
 
 
 @dataclass(frozen=True)

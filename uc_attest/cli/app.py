@@ -28,6 +28,7 @@ app = typer.Typer(
     help="Prove that the model in production is the model that was validated.",
 )
 
+DEFAULT_BUDGET = 5.30  # bits per quantized weight the CLI's measured allocation may spend
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
 TrustOpt = Annotated[
@@ -69,9 +70,12 @@ def pack(
         bool, typer.Option(help="Exit 3 when the model cannot be run for calibration (default: warn, pack without).")
     ] = False,
     bits_budget: Annotated[
-        float,
-        typer.Option(help="Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend."),
-    ] = 5.30,
+        float | None,
+        typer.Option(
+            help="Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend "
+            "[default: 5.30; none spent when the base widths already exceed it]."
+        ),
+    ] = None,
     no_allocation: Annotated[
         bool, typer.Option(help="No measured allocation: the same bits everywhere, or --bits-override.")
     ] = False,
@@ -125,7 +129,8 @@ def pack(
             source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
             source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config,
             instance=instance, calibrate=mode, calibration_text=calibration_text, calibration_progress=on_batch,
-            bits_budget=bits_budget if allocate else None, warn=render.warn,
+            bits_budget=(bits_budget or DEFAULT_BUDGET) if allocate else None, budget_strict=bits_budget is not None,
+            warn=render.warn,
         )  # fmt: skip
     seconds = time.perf_counter() - t0
     m = res.manifest
@@ -512,10 +517,25 @@ def inventory_cmd(
     bundles: Annotated[
         list[Path] | None, typer.Option(help="Directory of *.sigstore.json bundles (Rekor v2 statements).")
     ] = None,
+    repository: Annotated[
+        str | None, typer.Option(help="List an OCI repository instead: oci://HOST/REPO (tags, packs, bundles).")
+    ] = None,
+    plain_http: Annotated[bool, typer.Option(help="With --repository: plain HTTP (loopback only).")] = False,
     as_json: JsonOpt = False,
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
     """The model inventory: models -> packs (manifest roots) -> validations -> status."""
+    if repository is not None:
+        listed = uc.list_repository(repository, plain_http=plain_http)
+        if as_json:
+            emit_json(listed)
+            return
+        rcols = ["tag", "digest", "manifest_root", "bundles", "status"]
+        rcells = [[render.short(str(r.get(c) or "")) if c in ("digest", "manifest_root") else
+                   (", ".join(r.get(c) or []) if c == "bundles" else str(r.get(c) or r.get("artifact_type") or ""))
+                   for c in rcols] for r in listed]  # fmt: skip
+        render.stdout_console().print(render.table(Text(f"{repository} ({len(listed)} tags)"), rcols, rcells))
+        return
     rows = uc.inventory(trust_config=trust_config, instance=instance, index=index, bundle_dirs=bundles or ())
     if as_json:
         emit_json(rows)

@@ -209,5 +209,30 @@ def _referrer_bundles(reg: Registry, digest: str, raw: bytes, out: Path) -> list
     return found
 
 
+def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[str, Any]]:
+    """Each tag of the repository -> its digest -> (a pack's) manifest root -> the bundles attached as
+    referrers, by role. Listed, not verified: ``verify oci://…@digest`` verifies one."""
+    reg = Registry(ref, plain_http=plain_http)
+    with reg.request("GET", "/tags/list") as resp:
+        tags = parse_json(resp.read(4 << 20), f"{ref} tags").get("tags") or []
+    rows = []
+    for tag in sorted(t for t in tags if isinstance(t, str) and not t.startswith("sha256-")):
+        raw, digest, _ = reg.get_manifest(tag)
+        body = parse_json(raw, f"{ref}:{tag} manifest")
+        row: dict[str, Any] = {"tag": tag, "digest": digest, "artifact_type": body.get("artifactType")}
+        if body.get("artifactType") == PACK_TYPE:
+            ann = body.get("annotations") or {}
+            entries = reg.referrers(digest)
+            if entries is None:
+                idx = reg.find_manifest(fallback_tag(digest))
+                entries = list(parse_json(idx, "referrers index").get("manifests", [])) if idx else []
+            roles = sorted(str((e.get("annotations") or {}).get(ROLE_ANNOTATION, "?")) for e in entries
+                           if isinstance(e, dict) and e.get("artifactType") == BUNDLE_TYPE)  # fmt: skip
+            status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
+            row |= {"manifest_root": ann.get(ROOT_ANNOTATION), "bundles": roles, "status": f"{status} (listed)"}
+        rows.append(row)
+    return rows
+
+
 def describe(result: PushResult | PullResult) -> dict[str, Any]:
     return json.loads(json.dumps(result.__dict__, default=str))  # type: ignore[no-any-return]

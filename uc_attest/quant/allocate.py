@@ -104,12 +104,15 @@ def allocate_bits(
     device: torch.device | str = "cpu",
     *,
     floor: bool = False,
+    strict: bool = True,
 ) -> Scheme:
     """``scheme`` with the measured allocation under ``budget`` bits per quantized weight (module docstring).
 
     Each tensor may take its base width ``b``, ``b + 1`` and (``floor``) ``b - 1``: every tensor starts at
     its lowest width and the budget buys, one step at a time, the step with the largest damage reduction per
-    extra bit (ties by name) — the usual marginal-analysis allocation over measured rate-distortion points."""
+    extra bit (ties by name) — the usual marginal-analysis allocation over measured rate-distortion points.
+    A budget below what the lowest widths take is a UsageError, or (``strict=False``, the CLI's default
+    budget) no allocation at all."""
     from ..source import ModelSource
 
     dev = torch.device(device)
@@ -146,6 +149,8 @@ def allocate_bits(
         used += stored_bits(n, pts[0][0], g)
     level = dict.fromkeys(curves, 0)
     allowed = math.floor(budget * total_n)
+    if used > allowed and not strict:
+        return scheme
     if used > allowed:
         raise UsageError(f"--bits-budget {budget}: the lowest widths alone take {used / total_n:.3f} bits per weight")
     while True:
