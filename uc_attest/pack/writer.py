@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..core.digest import Digest, canonical_json, sha256_file
@@ -23,11 +22,9 @@ from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
-from ..quant.decode import decode_rows
 from ..quant.quality import relative_error_ppm
-from ..quant.quantize import QuantizedTensor, quantize_tensor
+from ..quant.quantize import QuantizedTensor, quantize_tensor, reconstruction
 from ..quant.records import QuantRecord
-from ..quant.rotation import sign_key
 from ..quant.scheme import Scheme
 from ..source import ModelSource
 from .check import Progress
@@ -70,22 +67,8 @@ def resolve_device(device: str) -> torch.device:
 def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme, original: torch.Tensor) -> tuple[Digest, int]:
     """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3), and its exact
     relative error vs ``original`` in ppm (quality record)."""
-    key = sign_key(name) if q.rotated else None
-    n = int(np.prod(q.shape))
-    out = decode_rows(
-        q.codes.numpy(),
-        q.scales.numpy()[None],
-        q.zeros.numpy()[None],
-        q.exponent,
-        n,
-        q.dtype,
-        q.bits,
-        scheme.group_size,
-        key,
-        sign_period=q.sign_period,
-    )
-    digest = Digest(hashlib.sha256(out.reshape(-1).view(np.uint8).data).hexdigest())
-    recon = torch.from_numpy(out.reshape(-1).copy()).view(original.dtype)
+    recon = reconstruction(name, q, scheme.group_size, original)
+    digest = Digest(hashlib.sha256(recon.reshape(-1).view(torch.uint8).numpy().data).hexdigest())
     return digest, relative_error_ppm(original, recon)
 
 

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import UsageError
 from .ldlq import blocks_to_matrices
-from .quantize import QuantizedTensor, quantize_tensor
+from .quantize import quantize_tensor, reconstruction
 from .scheme import Scheme
 
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
@@ -84,18 +84,6 @@ def damage(original: torch.Tensor, recon: torch.Tensor, h: torch.Tensor | None, 
     return Fraction(_energy(err, h, w) * 4**kw, den * 4**ke)
 
 
-def _reconstruct(name: str, q: QuantizedTensor, g: int, like: torch.Tensor) -> torch.Tensor:
-    import numpy as np
-
-    from .decode import decode_rows
-    from .rotation import sign_key
-
-    n = int(np.prod(q.shape))
-    out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, n, q.dtype,
-                      q.bits, g, sign_key(name) if q.rotated else None, sign_period=q.sign_period)  # fmt: skip
-    return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
-
-
 def allocate_bits(
     source_dir: Path,
     scheme: Scheme,
@@ -137,7 +125,7 @@ def allocate_bits(
                     sc = _at(scheme, bits)
                     assert sc is not None
                     q = quantize_tensor(info.name, x, info.dtype, sc, dev, m16)
-                    points.append((bits, damage(x, _reconstruct(info.name, q, g, x), h, w)))
+                    points.append((bits, damage(x, reconstruction(info.name, q, g, x), h, w)))
                 curves[info.name] = (math.prod(info.shape), points)
     finally:
         src.close()

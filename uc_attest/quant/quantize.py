@@ -154,6 +154,16 @@ def _search_block(
     return _codes(y, s, best_z, qmax).to(torch.uint8), best_s16, best_z.to(torch.uint8)
 
 
+def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.Tensor) -> torch.Tensor:
+    """The reconstruction of ``q`` by the host decoder (docs/format.md 3.3), in ``like``'s dtype and shape."""
+    from .decode import decode_rows
+
+    out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent,
+                      math.prod(q.shape), q.dtype, q.bits, group_size, sign_key(name) if q.rotated else None,
+                      sign_period=q.sign_period)  # fmt: skip
+    return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
+
+
 def check_moments(name: str, shape: tuple[int, ...], scheme: Scheme, moments: torch.Tensor) -> None:
     """Committed moments must be int16 of ``scheme.moments_shape`` for a row-aligned tensor of a feedback scheme."""
     if not scheme.row_signs:
