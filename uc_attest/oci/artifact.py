@@ -10,7 +10,6 @@ listed by the referrers API where the registry has one, else by the ``sha256-<he
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,8 +147,6 @@ def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: boo
     blob checked while streaming, written atomically; its bundles beside ``out``."""
     reg = Registry(ref, plain_http=plain_http)
     raw, digest, _ = reg.get_manifest(ref.digest or ref.tag or "latest")
-    if ref.digest and ref.tag:  # a tag and a digest: the digest wins, the tag is only a name
-        pass
     body = parse_json(raw, f"{ref} manifest")
     if body.get("artifactType") != PACK_TYPE:
         raise InvalidInput(f"{ref}: not a uc-attest pack (artifactType {body.get('artifactType')!r}, expected "
@@ -182,13 +179,10 @@ def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: boo
 
 def _referrer_bundles(reg: Registry, digest: str, raw: bytes, out: Path) -> list[tuple[Path, bytes]]:
     entries = reg.referrers(digest)
-    if entries is None:
-        idx = reg.find_manifest(fallback_tag(digest))
-        entries = list(parse_json(idx, "referrers index").get("manifests", [])) if idx else []
     found: list[tuple[Path, bytes]] = []
     validations = 0
     for e in entries:
-        if not isinstance(e, dict) or e.get("artifactType") != BUNDLE_TYPE:
+        if e.get("artifactType") != BUNDLE_TYPE:
             continue
         rraw, rdigest, _ = reg.get_manifest(str(e.get("digest")))
         body = parse_json(rraw, f"referrer {rdigest}")
@@ -223,16 +217,9 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
         if body.get("artifactType") == PACK_TYPE:
             ann = body.get("annotations") or {}
             entries = reg.referrers(digest)
-            if entries is None:
-                idx = reg.find_manifest(fallback_tag(digest))
-                entries = list(parse_json(idx, "referrers index").get("manifests", [])) if idx else []
             roles = sorted(str((e.get("annotations") or {}).get(ROLE_ANNOTATION, "?")) for e in entries
-                           if isinstance(e, dict) and e.get("artifactType") == BUNDLE_TYPE)  # fmt: skip
+                           if e.get("artifactType") == BUNDLE_TYPE)  # fmt: skip
             status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
             row |= {"manifest_root": ann.get(ROOT_ANNOTATION), "bundles": roles, "status": f"{status} (listed)"}
         rows.append(row)
     return rows
-
-
-def describe(result: PushResult | PullResult) -> dict[str, Any]:
-    return json.loads(json.dumps(result.__dict__, default=str))  # type: ignore[no-any-return]

@@ -142,8 +142,6 @@ class Registry:
                     raise OperationalError(f"{self.ref.host}: authentication failed for {full_scope}") from None
                 if exc.code in ok:
                     return exc
-                if exc.code == 404 and 404 in ok:
-                    return exc
                 detail = exc.read(400).decode("utf-8", "replace").strip()
                 raise OperationalError(
                     f"{self.ref.host}: {method} {req.full_url} -> HTTP {exc.code} {detail}"
@@ -230,14 +228,17 @@ class Registry:
             subject = bool(resp.headers.get("OCI-Subject"))
         return sha256_digest(raw), subject
 
-    def referrers(self, digest: str) -> list[dict[str, Any]] | None:
-        """The referrers API's index manifests, or None when the registry has no referrers API."""
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        """The descriptors of the manifests referring to ``digest``: from the referrers API, or where the
+        registry has none, from the ``sha256-<hex>`` tag index (the fallback push maintains)."""
         resp = self.request("GET", f"/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404))
         with resp:
-            if _status(resp) != 200 or not resp.headers.get("Content-Type", "").startswith(OCI_INDEX):
-                return None
-            body = json.loads(resp.read(4 << 20))
-        return list(body.get("manifests", [])) if isinstance(body, dict) else None
+            api = _status(resp) == 200 and resp.headers.get("Content-Type", "").startswith(OCI_INDEX)
+            raw = resp.read(4 << 20) if api else self.find_manifest(fallback_tag(digest))
+        if raw is None:
+            return []
+        entries = parse_json(raw, f"referrers of {digest}").get("manifests", [])
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def _status(resp: Any) -> int:
