@@ -185,12 +185,11 @@ def _moments_for(source_dir: Path, scheme: Scheme, file: Path | None, mode: str,
                  progress: Callable[[int, int], None] | None, warn: Callable[[str], None] | None,
                  tmp: Path) -> tuple[Path | None, Any]:  # fmt: skip
     """The calibration file to pack with (given, measured now, or none) and its provenance record."""
-    import hashlib
-
+    from .core.digest import sha256_file
     from .manifest import CalibrationRecord
 
     if file is not None:
-        digest = hashlib.sha256(Path(file).read_bytes()).hexdigest() if Path(file).is_file() else ""
+        digest = sha256_file(Path(file)).hex if Path(file).is_file() else ""  # streamed, not read whole
         return Path(file), CalibrationRecord("moments-file", {"file": Path(file).name, "sha256": digest},
                                              "supplied")  # fmt: skip
     if not scheme.row_signs or (mode == "none" and text is None):
