@@ -149,7 +149,7 @@ def main() -> None:
 
         mini = Path(m.get_model_path())
         uc.write_pack(mini, root / "mini", uc.DEFAULT_SCHEME, "cpu")
-        uc.export_reconstruction(root / "mini", root / "mini-recon")
+        uc.reconstruct(root / "mini", root / "mini-recon")
         measure("all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", root / "mini",
                 root / "mini-recon", "float32", {"sentences": fidelity.sentences(64)})  # fmt: skip
         bin_path = REPO.parent / "shared" / "models" / "stories260K" / "stories260K.bin"
@@ -158,7 +158,7 @@ def main() -> None:
 
             src = stories.convert(bin_path, root / "stories-src", hf_layout=True)
             uc.write_pack(src, root / "stories", uc.DEFAULT_SCHEME, "cpu")
-            uc.export_reconstruction(root / "stories", root / "stories-recon")
+            uc.reconstruct(root / "stories", root / "stories-recon")
             measure(f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", root / "stories",
                     root / "stories-recon", "float32", {"prompt": [1, 50, 300], "tokens": args.tokens * 4})  # fmt: skip
         if args.big:
@@ -172,7 +172,7 @@ def main() -> None:
             uc.write_pack(src, root / "big", uc.DEFAULT_SCHEME, "cpu", calibration=cal)
             print(f"\n(generated model {(src / 'model.safetensors').stat().st_size / 1e9:.2f} GB packed in "
                   f"{time.perf_counter() - t0:.0f} s)")  # fmt: skip
-            uc.export_reconstruction(root / "big", root / "big-recon")
+            uc.reconstruct(root / "big", root / "big-recon")
             measure(f"generated Llama-shaped bf16, {args.tokens} tokens greedy", "causal", root / "big",
                     root / "big-recon", "bfloat16", {"prompt": [1, 7, 42, 99], "tokens": args.tokens})  # fmt: skip
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .signing.trust import Trust
     from .transparency.follow import FollowResult
     from .transparency.monitor import WatchResult
+    from .verify.reconstruct import Reconstruction
     from .verify.result import Verdict
 
 __version__ = "0.1.0"
@@ -139,6 +140,13 @@ def write_pack(
     source that does not verify, or a file the pack reads that it does not cover, refuses the pack."""
     from .source import ModelSource
 
+    if Path(out_dir).exists() and not force:  # before any work: a pack can take minutes
+        raise UsageError(f"{Path(out_dir).absolute()}: output already exists (use --force to replace it)",
+                         path=str(out_dir))  # fmt: skip
+    if calibration_text is not None:
+        from .calibration.corpus import read_text_file
+
+        read_text_file(Path(calibration_text))  # a FIFO, a device or a bad file refused before any work
     skip = _signature_inside(Path(source_dir), source_signature)
     src = ModelSource(Path(source_dir), skip)  # every header and the index checked: bad input fails fast
     read = [*src.shards, *src.extra_files]
@@ -427,11 +435,40 @@ def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, wor
     return _check_rebuild(Path(pack_dir), Path(source_dir), device, workers=workers)
 
 
-def export_reconstruction(pack_dir: Path, out_dir: Path, *, force: bool = False) -> list[str]:
-    """Write the reconstruction as a standard safetensors model directory (returns the shard names)."""
-    from .pack.export import export_reconstruction as _export
+def reconstruct(
+    pack_dir: Path,
+    out_dir: Path,
+    *,
+    policy: Path | None = None,
+    bundle: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    trust_config: Path | None = None,
+    instance: Path | None = None,
+    validations: Sequence[Path] | None = None,
+    manifest: Path | None = None,
+    online: bool = True,
+    force: bool = False,
+) -> Reconstruction:
+    """Verify the trust anchor, then write the reconstruction as a standard safetensors model directory, every
+    tensor and file matched against the trusted manifest (nothing written on any finding). Without an anchor
+    the pack's own manifest is used and ``.note`` says that only self-consistency was checked."""
+    from .verify.reconstruct import reconstruct as _reconstruct
 
-    return _export(Path(pack_dir), Path(out_dir), force=force)
+    return _reconstruct(
+        Path(pack_dir),
+        Path(out_dir),
+        policy=policy,
+        bundle=bundle,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        instance=instance,
+        validations=validations,
+        manifest=manifest,
+        online=online,
+        force=force,
+    )
 
 
 def load_trust_config(path: Path | str, *, offline: bool = False) -> Any:
@@ -798,6 +835,7 @@ __all__ = [
     "Policy",
     "Progress",
     "QuantRecord",
+    "Reconstruction",
     "RunResult",
     "Scheme",
     "SignatureInvalid",
@@ -818,7 +856,6 @@ __all__ = [
     "check_rebuild",
     "dev_token",
     "embed",
-    "export_reconstruction",
     "gate",
     "generate",
     "init_instance",
@@ -835,6 +872,7 @@ __all__ = [
     "pull",
     "push",
     "read_calibration_text",
+    "reconstruct",
     "render_report_html",
     "scheme_from_options",
     "select_trust",
@@ -853,6 +891,7 @@ def __getattr__(name: str) -> Any:
     """Result types of stages that import torch or sigstore, loaded on first use (``uc.AttestResult``...)."""
     lazy = {
         "Check": ("policy.rules", "Check"),
+        "Reconstruction": ("verify.reconstruct", "Reconstruction"),
         "Verdict": ("verify.result", "Verdict"),
         "AttestResult": ("signing.attest", "AttestResult"),
         "ValidateResult": ("signing.attest", "ValidateResult"),

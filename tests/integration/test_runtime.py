@@ -39,7 +39,7 @@ def keep_manifest(pack: Path, where: Path) -> Path:
 def mini(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("mini")
     uc.write_pack(minilm(), root / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.export_reconstruction(root / "pack", root / "recon")
+    uc.reconstruct(root / "pack", root / "recon")
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
 
@@ -50,7 +50,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("llama")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)  # bf16
     uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.export_reconstruction(root / "pack", root / "recon")
+    uc.reconstruct(root / "pack", root / "recon")
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
 
@@ -226,7 +226,7 @@ def _stories(tmp_path: Path) -> tuple[Path, Path, Path]:
 
     src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
     uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
     return src, tmp_path / "pack", keep_manifest(tmp_path / "pack", tmp_path / "kept.json")
 
 

@@ -33,7 +33,7 @@ def test_roundtrip_every_dtype(model_factory: Callable[..., Path], tmp_path: Pat
         f"model.layers.{i}.{n}.weight" for i in range(2) for n in ("self_attn.q_proj", "mlp.down_proj")}
     check = uc.verify_pack(tmp_path / "pack")
     assert check.ok and check.tensors_checked == len(m.tensors) and check.root == m.root
-    uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
     recon = load_file(str(tmp_path / "recon" / "model.safetensors"))
     original = load_file(str(src / "model.safetensors"))
     # pack format 2: the pack's config.json adds quantization_config; the reconstruction's is the source's again
@@ -60,7 +60,7 @@ def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: P
     for shard in (p.name for p in src.glob("*.safetensors")):  # digests computed while streaming = file hashes
         assert res.manifest.source_files[shard] == sha256_file(src / shard)
         assert res.manifest.files[shard] == sha256_file(tmp_path / "pack" / shard)
-    uc.export_reconstruction(tmp_path / "pack", tmp_path / "recon")
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
     index = json.loads((tmp_path / "recon" / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == {t.name for t in res.manifest.tensors}
 

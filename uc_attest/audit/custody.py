@@ -8,6 +8,7 @@ whether the log is consistent with what a witness saw, and whether the pack on d
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,33 @@ def default_bundles(target: Path | None) -> list[Path]:
     t = Path(target)
     return [t.with_name(t.name + s) for s in (RELEASE_SUFFIX, VALIDATION_SUFFIX, OMS_SUFFIX)
             if t.with_name(t.name + s).is_file()]  # fmt: skip
+
+
+def unique_bundles(paths: Sequence[Path]) -> list[Path]:
+    """Each bundle once: a bundle given and also found beside the pack (or copied) is one log entry."""
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        try:
+            key = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        except OSError:
+            key = str(Path(p).absolute())  # unreadable: reported where it is read
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(p))
+    return out
+
+
+def _unique_events(events: list[AuditEvent]) -> list[AuditEvent]:
+    """One event per log entry (found by search and also through a bundle, or through two bundles)."""
+    seen: set[tuple[str, int, str]] = set()
+    out = []
+    for e in events:
+        key = (e.uuid, e.log_index, e.kind)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def _oms_key(target: Path | None) -> list[str]:
@@ -249,10 +277,12 @@ def audit(
     keys = _subject_keys(root, digest) + _oms_key(target)
     out = _Logs()
     _rekor_v1(out, trust, keys, state)
-    _rekor_v2(out, trust, keys, index_for(state, index), [*default_bundles(target), *map(Path, bundles)])
+    _rekor_v2(
+        out, trust, keys, index_for(state, index), unique_bundles([*default_bundles(target), *map(Path, bundles)])
+    )
     if not out.logs:
         raise InvalidInput(f"{trust.source}: the trust root names no transparency log")
-    events, checks = out.events, out.checks
+    events, checks = _unique_events(out.events), out.checks
     events.sort(key=lambda e: (e.time, e.log_index))
     if root is not None:
         mine = [e for e in events if e.details.get("root") == str(root)]

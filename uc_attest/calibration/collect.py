@@ -176,11 +176,24 @@ def collect_moments(
 
 
 def text_batches(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int = 32) -> list[dict[str, Any]]:
+    """Tokenized batches with an attention mask. A tokenizer without a pad token (Llama, GPT-2: most causal
+    LMs) is padded here, on the right: padding never reaches the moments (the mask drops it) and a causal
+    model's real tokens never attend to it."""
     out = []
     for i in range(0, len(texts), batch):
-        enc = tokenizer(list(texts[i : i + batch]), padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")  # fmt: skip
-        out.append(dict(enc))
+        chunk = list(texts[i : i + batch])
+        if getattr(tokenizer, "pad_token_id", None) is not None:
+            enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            out.append(dict(enc))
+            continue
+        ids = [list(x)[:max_length] for x in tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"]]
+        width = max((len(x) for x in ids), default=0)
+        out.append(
+            {
+                "input_ids": torch.tensor([x + [0] * (width - len(x)) for x in ids], dtype=torch.long),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], dtype=torch.long),
+            }
+        )
     return out
 
 

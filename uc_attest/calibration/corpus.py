@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import inspect
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,22 @@ class TextFile:
     sha256: str
 
 
+MAX_TEXT_BYTES = 64 << 20  # calibration needs thousands of lines, not gigabytes
+
+
 def read_text_file(path: Path) -> TextFile:
     """Read a user's calibration text; exit 3 (InvalidInput) naming the file when it is missing, empty,
     binary or not UTF-8."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
+            raise InvalidInput(f"{path}: calibration text must be a regular file", path=str(path))
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_TEXT_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read calibration text: {exc.strerror or exc}", path=str(path)) from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise InvalidInput(f"{path}: calibration text is larger than {MAX_TEXT_BYTES >> 20} MiB", path=str(path))
     if b"\x00" in raw:
         raise InvalidInput(f"{path}: calibration text is binary (NUL bytes), not UTF-8 text", path=str(path))
     try:

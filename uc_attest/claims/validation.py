@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ def load_report(path: Path) -> ValidationReport:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values())
     ):
         raise InvalidInput(f"{p}: field metrics must map names to numbers", path=str(p), field="metrics")
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        raise InvalidInput(
+            f"{p}: metric {bad[0]!r} is not a finite number ({metrics[bad[0]]}): a threshold cannot judge it",
+            path=str(p),
+            field=f"metrics.{bad[0]}",
+        )
     return ValidationReport(obj["evaluation_set"], {k: float(v) for k, v in metrics.items()}, raw, p.name)
 
 
@@ -108,6 +116,10 @@ def parse_validation(statement: Statement) -> ValidationClaim:
         statement,
         root,
         str(pred.get("evaluationSet", "")),
-        {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        {  # a non-finite or non-numeric metric is left out: a threshold on it then finds it missing
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        },
         report_digest,
     )

@@ -281,7 +281,8 @@ def verify(
     if as_json:
         emit_json(v.to_dict())
     else:
-        render.verdict(v, signed=policy is not None or bundle is not None)
+        render.verdict(v, signed=policy is not None or bundle is not None or identity is not None,
+                       kept=manifest is not None)  # fmt: skip
         if v.root:
             print(f"manifest root: {v.root}")
     if not v.ok:
@@ -784,15 +785,30 @@ def instance_token(
 def reconstruct(
     pack_dir: Annotated[Path, typer.Argument(help="Pack directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
+    policy: PolicyOpt = None,
+    bundle: BundleOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    manifest: ManifestOpt = None,
+    offline: OfflineOpt = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the reconstructed model as standard safetensors (the source's dtype)."""
-    shards = uc.export_reconstruction(pack_dir, output, force=force)
+    """Write the reconstructed model as standard safetensors (the source's dtype), every tensor and file
+    matched against the trusted manifest first (exit 1 naming each mismatch, nothing written)."""
+    res = uc.reconstruct(
+        pack_dir, output, policy=policy, bundle=bundle, identity=identity, issuer=issuer,
+        trust_config=trust_config, instance=instance, manifest=manifest, online=not offline, force=force,
+    )  # fmt: skip
     if as_json:
-        emit_json({"ok": True, "output": str(output), "shards": shards})
+        emit_json({"ok": True, "output": str(output), "shards": res.shards, "root": str(res.root),
+                   "anchored": res.anchored, "note": res.note})  # fmt: skip
     else:
-        say(f"reconstructed model written to {output} ({', '.join(shards)})")
+        say(f"reconstructed model written to {output} ({', '.join(res.shards)}), manifest root {res.root}")
+    if res.note:
+        render.warn(res.note)
 
 
 @app.command("manifest")

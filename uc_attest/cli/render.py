@@ -75,11 +75,21 @@ _RESULT = {"pass": ("pass", "green"), "fail": ("FAIL", "red"), "skipped": ("skip
            "unreachable": ("UNREACHABLE", "red")}  # fmt: skip
 
 
-def verdict(v: uc.Verdict, *, signed: bool) -> None:
+NO_SIGNER = "integrity only - no signer checked"
+HOW_TO_ANCHOR = (
+    "to check who made it: --identity ID with --instance DIR or --trust-config F (the bundle beside the pack), "
+    "--policy P, or --manifest KEPT.json"
+)
+
+
+def verdict(v: uc.Verdict, *, signed: bool, kept: bool = False) -> None:
+    """The verdict table; ``kept``: checked against a separately kept manifest (an anchor without a signer)."""
     word = ("ALLOWED" if v.ok else "DENIED") if signed else ("OK" if v.ok else "FAILED")
     title = Text.assemble((word, "bold green" if v.ok else "bold red"), " ", str(v.pack))
     if v.title:
         title.append(" " + v.title)
+    if not signed and not kept:
+        title.append(f" ({NO_SIGNER})", style="yellow")
     rows = []
     for c in v.checks:
         extra = "\n".join(
@@ -96,6 +106,8 @@ def verdict(v: uc.Verdict, *, signed: bool) -> None:
     err.print(table(title, ("rule", "result", "detail", "expected / actual / hint"), rows))
     if v.findings:
         findings(v.findings)
+    if not signed and not kept and v.ok:
+        say(("note: ", "yellow"), HOW_TO_ANCHOR)
 
 
 def when(t: int) -> str:

@@ -79,3 +79,10 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def is_safe_relative(rel: str) -> bool:
+    """A relative POSIX path that stays inside the directory it is joined to (no '..', not absolute, no NUL)."""
+    if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))

@@ -133,6 +133,12 @@ def check_bundle(
     TimestampInvalid) when it does not verify, UnsupportedBundle/MalformedBundle when it cannot be read."""
     root = trust.root_document
     parsed = parse(doc, where)
+    if key is not None and parsed.leaf is not None:  # a key pin accepts only that key, never a certificate
+        raise SignatureInvalid(
+            where,
+            "the bundle is signed with a certificate, not with the pinned public key "
+            "(a key pin accepts only a bundle whose verification material is that key)",
+        )
     stamps = verify_timestamps(doc, root, parsed.leaf, where)  # the limits, named as release.timestamps
     if parsed.leaf is not None and not stamps.verified and not any(e.get("inclusionPromise") for e in parsed.entries):
         why = "; ".join(stamps.ignored) or "the bundle has none"

@@ -7,6 +7,7 @@ signer (fail closed). Errors name the file, the line and the field.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,7 +83,7 @@ class Release(_Strict):
         default_factory=lambda: ["https://github.com/uc-attest/uc-attest/pack/v1"], min_length=1
     )
     builder_ids: list[str] = Field(default_factory=list, description="Allowed builder ids (exact); empty: any.")
-    max_age_days: Annotated[float, Field(gt=0)] | None = None
+    max_age_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     require_online_log_check: bool = Field(
         False, description="Fail if the log cannot be reached to re-fetch the entry (default: skip when offline)."
     )
@@ -139,8 +140,8 @@ class Rebuild(_Strict):
 
 
 class Threshold(_Strict):
-    min: float | None = None
-    max: float | None = None
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    max: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _some(self) -> Threshold:
@@ -148,10 +149,16 @@ class Threshold(_Strict):
             raise ValueError("a threshold needs min or max")
         return self
 
+    def admits(self, x: float) -> bool:
+        """``x`` within [min, max]; fails closed: a non-finite value is never admitted."""
+        if not math.isfinite(x):
+            return False
+        return (self.min is None or x >= self.min) and (self.max is None or x <= self.max)
+
 
 class Validation(_Strict):
     required: bool = True
-    max_age_days: Annotated[float, Field(gt=0)] | None = None
+    max_age_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     evaluation_sets: list[str] = Field(default_factory=list, description="Accepted evaluation set ids; empty: any.")
 
@@ -197,6 +204,45 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _one_line(text: str) -> str:
+    """Untrusted text (keys, parser messages) on one line: whitespace runs collapsed, control characters escaped."""
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+
+
+MAX_DEPTH = 32  # a policy is a few levels deep; deeper is an attack on the parser, not a policy
+
+
+def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """A key given twice in one mapping (YAML says keys are unique; PyYAML keeps the last one silently), or
+    nesting deeper than MAX_DEPTH: InvalidInput naming the lines."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)] if root is not None else []
+    visited: set[int] = set()  # an alias is the same node again: walked once (no alias bombs)
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise InvalidInput(f"{path}:{line}: nested deeper than {MAX_DEPTH} levels", path=str(path))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        raise InvalidInput(
+                            f"{path}:{line}: key {key.value!r} given twice (lines {seen[key.value]} and {line})",
+                            path=str(path),
+                            field=str(key.value),
+                        )
+                    seen[key.value] = line
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+
+
 def load_policy(path: Path) -> tuple[Policy, Path]:
     """Load and validate a policy; returns it and its directory (base for relative paths)."""
     path = Path(path)
@@ -208,11 +254,15 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
         raise InvalidInput(f"{path}: cannot read policy: {exc}", path=str(path)) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicate_keys(node, path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}", path=str(path)) from None
+        problem = _one_line(str(getattr(exc, "problem", None) or exc))
+        raise InvalidInput(f"{path}{where}: invalid YAML: {problem}", path=str(path)) from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: invalid YAML: nested too deeply", path=str(path)) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: a policy must be a YAML mapping", path=str(path))
     try:
@@ -221,8 +271,8 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
         problems = []
         for e in exc.errors():
             loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
-            field = ".".join(str(x) for x in loc) or "(top level)"
+            field = _one_line(".".join(str(x) for x in loc)) or "(top level)"
             line = _line_of(node, loc)
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            msg = "unknown key" if e["type"] == "extra_forbidden" else _one_line(e["msg"])
             problems.append(f"{path}:{line}: {field}: {msg}")
         raise InvalidInput("; ".join(problems), path=str(path), problems=problems) from None

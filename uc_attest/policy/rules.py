@@ -492,7 +492,7 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 x = v.claim.metrics.get(metric)
                 if x is None:
                     why.append(f"metric {metric} missing")
-                elif (th.min is not None and x < th.min) or (th.max is not None and x > th.max):
+                elif not th.admits(x):
                     why.append(f"{metric}={x:g} outside [{th.min}, {th.max}]")
             if t is None:
                 why.append("no verified time")

@@ -29,10 +29,10 @@ from ..core.digest import Digest
 from ..core.stfile import torch_dtype
 from ..errors import Finding, UsageError, VerificationFailed
 from ..pack.check import check_files
-from ..pack.layout import QUANT_METHOD
+from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
 from ..verify.api import Prepared, prepare
-from .build import replace_module, resolve
+from .build import hf_config, read_config, replace_module, resolve
 from .loader import NO_ANCHOR
 from .model import LoadReport, deep_findings
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
@@ -158,9 +158,10 @@ class UcAttestQuantizer(HfQuantizer):
         if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
             raise VerificationFailed(prep.verdict().failures())
         self.prepared = prep
+        _same_config(model, prep)
         manifest = prep.expected[0]
         scheme = Scheme.from_dict(manifest.scheme)
-        dtype = kwargs.get("dtype") or torch.float32
+        dtype = getattr(model, "dtype", None) or torch.float32  # the dtype transformers built the model in
         for e in manifest.tensors:
             where = resolve(model, e.name) if e.quant else None
             if e.quant is None or where is None or not isinstance(where.module, torch.nn.Linear):
@@ -199,6 +200,31 @@ class UcAttestQuantizer(HfQuantizer):
     @property
     def is_trainable(self) -> bool:
         return False
+
+
+#: What transformers sets on a config it loads from a directory: the path, the quantization_config object and
+#: the load dtype (which ``update_dtype`` fixes to the pack's source dtype whatever the file says).
+_LOAD_ONLY_KEYS = frozenset({"_name_or_path", "quantization_config", "dtype", "torch_dtype"})
+
+
+def _same_config(model: Any, prep: Prepared) -> None:
+    """transformers built ``model`` from config.json as it read it; the model must be the one the hashed bytes
+    describe (config.json read once here, its digest recorded and matched with the pack's files later), or a
+    config swapped between transformers' read and this check would be served under a passing verdict."""
+    origin = str(prep.facts.pack.dir / CONFIG_NAME)
+    hashed = hf_config(read_config(prep.facts.pack.read_file(CONFIG_NAME), origin), origin).to_dict()
+    built = model.config.to_dict()
+    differ = sorted(k for k in (set(hashed) | set(built)) - _LOAD_ONLY_KEYS if hashed.get(k) != built.get(k))
+    if differ:
+        raise VerificationFailed(
+            [
+                Finding(
+                    CONFIG_NAME,
+                    f"the model transformers built differs from the verified config.json in {', '.join(differ[:5])} "
+                    "(the file changed while it was read)",
+                )
+            ]
+        )
 
 
 def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:

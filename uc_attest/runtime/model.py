@@ -48,6 +48,20 @@ class LoadReport:
     seconds: float = 0.0
     layers: int = 0
     deep: bool = False
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # the pack's other files, as hashed
+
+
+def side_files(facts: Any, expected: Manifest) -> dict[str, bytes]:
+    """The bytes of every non-tensor file the manifest lists (tokenizer, generation config...), read once and
+    recorded: the checks that follow judge these bytes, and whatever uses a file uses these bytes."""
+    out = {}
+    for rel in sorted(expected.files):
+        if not rel.endswith(".safetensors"):
+            try:
+                out[rel] = facts.read_file(rel)
+            except MalformedPack:
+                continue  # reported by check_files as missing
+    return out
 
 
 def _device(device: str) -> torch.device:
@@ -286,6 +300,7 @@ def load_model(
         raise VerificationFailed(
             [Finding(str(exc.data.get("tensor", exc.data.get("path", pack_dir))), exc.message)]
         ) from None
+    files = side_files(prep.facts.pack, expected)
     findings = check_files(prep.facts.pack, expected)
     if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
         findings += check_pack(prep.facts.pack, expected, prep.expected[1]).findings
@@ -301,7 +316,7 @@ def load_model(
             raise VerificationFailed(bad)
     release_freed_memory()
     packed, dense, weights = packed_bytes(loader.model)
-    report = LoadReport(verdict, loader.notes, packed, dense, weights, time.perf_counter() - t0, layers, deep)
+    report = LoadReport(verdict, loader.notes, packed, dense, weights, time.perf_counter() - t0, layers, deep, files)
     loader.model.uc_attest = report  # type: ignore[assignment]
     loader.model.uc_attest_workspace = loader.workspace  # type: ignore[assignment]
     return loader.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..core.fsutil import is_safe_relative
 from ..errors import InvalidInput, UsageError
 from .packed import PackedLinear
 
@@ -49,13 +51,31 @@ class RunResult:
         return dict(self.__dict__)
 
 
-def _tokenizer(pack_dir: Path) -> Any:
+def _tokenizer(model: torch.nn.Module, pack_dir: Path) -> Any:
+    """The tokenizer made from the files' bytes that were hashed and matched at load (never re-read from the
+    pack, which may have changed since): written to a private directory and loaded from there."""
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(pack_dir))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInput(f"{pack_dir}: the pack has no usable tokenizer ({exc}); give token ids instead") from None
+    files: dict[str, bytes] = getattr(getattr(model, "uc_attest", None), "files", None) or {}
+    if not files:
+        raise InvalidInput(f"{pack_dir}: the model was not loaded by uc-attest (no verified files); use load_model")
+    with tempfile.TemporaryDirectory(prefix="uc-tokenizer-") as tmp:
+        for rel, data in files.items():
+            if not is_safe_relative(rel):
+                continue
+            out = Path(tmp) / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        try:
+            return AutoTokenizer.from_pretrained(tmp)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidInput(
+                f"{pack_dir}: the pack has no usable tokenizer ({_first_line(exc)}); give token ids instead"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def memory(model: torch.nn.Module) -> dict[str, int]:
@@ -83,7 +103,7 @@ def generate(
         raise UsageError(f"{pack_dir}: {type(model).__name__} is not a causal language model (use embed)")
     if (prompt is None) == (prompt_ids is None):
         raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
-    tok = _tokenizer(pack_dir) if prompt is not None else None
+    tok = _tokenizer(model, pack_dir) if prompt is not None else None
     ids = torch.tensor([tok(prompt)["input_ids"] if tok is not None else prompt_ids])
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
     t0 = time.perf_counter()
@@ -104,7 +124,7 @@ def embed(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult
     """Mean-pooled sentence embeddings (attention mask respected) from an encoder, with the pack's tokenizer."""
     if not texts:
         raise UsageError("give at least one --text")
-    tok = _tokenizer(pack_dir)
+    tok = _tokenizer(model, pack_dir)
     enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
     enc = {k: v.to(device) for k, v in enc.items()}

@@ -115,6 +115,8 @@ def prepare(
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
     pack_dir = Path(pack_dir)
     facts = gather.new_facts(pack_dir, time.time() if now is None else now)
+    if bundle is None and policy is None and identity is not None:
+        bundle = default_bundle(pack_dir)  # where attest wrote it
     signed = policy is not None or bundle is not None
     if manifest is not None and signed:
         raise UsageError("--manifest is exclusive with --policy/--bundle (they carry the signed manifest)")
