@@ -145,3 +145,13 @@ class NoteError(UcAttestError):
     """A signed note or checkpoint is malformed, or no trusted signature verifies."""
 
     exit_code = EXIT_DENIED
+
+
+class RegistryMisbehaved(InvalidInput):
+    """A registry (or its token service) answered something malformed or unsafe: a field of the wrong type or
+    form, an answer too large, a realm or redirect that is not followed. Exit 3; the message names the field."""
+
+
+class RegistryUnreachable(OperationalError):
+    """No usable HTTP answer from a registry: refused, timed out, or a broken HTTP exchange (bad status line,
+    truncated or malformed chunked body, overlong header). Exit 4."""

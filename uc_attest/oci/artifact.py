@@ -11,16 +11,19 @@ listed by the referrers API where the registry has one, else by the ``sha256-<he
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.digest import canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RegistryMisbehaved
 from ..manifest import Manifest
 from ..pack.layout import MANIFEST_NAME
-from .registry import OCI_INDEX, OCI_MANIFEST, Reference, Registry, fallback_tag, parse_json, sha256_digest
+from .registry import OCI_INDEX, OCI_MANIFEST, Reference, Registry, fallback_tag, sha256_digest
+from .schema import MAX_MANIFEST, Descriptor, parse_index, parse_manifest, parse_tags, short
 
 PACK_TYPE = "application/vnd.uc-attest.pack.v1+json"
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -34,6 +37,10 @@ ROOT_ANNOTATION, SCHEME_ANNOTATION, ROLE_ANNOTATION = (
 )
 #: Bundle file suffixes beside a pack directory, and their referrer role.
 BUNDLE_SUFFIXES = {".sigstore.json": "release", ".validation.sigstore.json": "validation", ".model.sig": "oms"}
+ROLES = ("release", "validation", "oms")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: The most a referrer's bundle may weigh (it is read into memory): Sigstore bundles are a few KiB.
+MAX_BUNDLE = 16 << 20
 
 
 def media_type(rel: str) -> str:
@@ -113,8 +120,8 @@ def push_pack(pack_dir: Path, ref: Reference, *, plain_http: bool = False) -> Pu
     if pushed and not api:  # no referrers API: the tag-schema index, merged with what is there
         tag = fallback_tag(digest)
         old = reg.find_manifest(tag)
-        entries = list(parse_json(old, f"{ref.host} tag {tag}").get("manifests", [])) if old else []
-        known = {e.get("digest") for e in entries}
+        entries = [d.to_json() for d in parse_index(old, f"{ref.host}: tag {tag}")] if old else []
+        known = {e["digest"] for e in entries}
         entries += [e for e in pushed if e["digest"] not in known]
         index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
         if index != old:
@@ -134,65 +141,97 @@ class PullResult:
     bundles: list[str] = field(default_factory=list)
 
 
-def _safe_title(title: Any, what: str) -> str:
-    rel = str(title) if isinstance(title, str) else ""
+def _safe_title(title: str | None, what: str) -> str:
+    """A layer's title as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
+    absolute path, backslash, NUL or other control character, at most 255 bytes each."""
+    rel = title or ""
     parts = rel.split("/")
-    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rel:
-        raise InvalidInput(f"{what}: unsafe or missing file name {title!r} ({TITLE})")
+    if (
+        not rel
+        or len(rel.encode("utf-8", "surrogatepass")) > 4096
+        or any(p in ("", ".", "..") or len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts)
+        or "\\" in rel
+        or any(unicodedata.category(c) in ("Cc", "Cs") for c in rel)
+    ):
+        raise RegistryMisbehaved(f"{what}.annotations[{TITLE!r}]: unsafe or missing file name {short(title)}")
     return rel
+
+
+def pack_layers(raw: bytes, what: str) -> list[tuple[str, Descriptor]]:
+    """(file name, descriptor) of each layer of a pack manifest, every field checked before anything is fetched:
+    a pack's ``artifactType``, at least one layer, safe and distinct titles, a ``uc-manifest.json`` layer."""
+    body = parse_manifest(raw, what)
+    if body.artifact_type != PACK_TYPE:
+        raise InvalidInput(f"{what}: not a uc-attest pack (artifactType {body.artifact_type!r}, expected "
+                           f"{PACK_TYPE})")  # fmt: skip
+    if not body.layers:
+        raise InvalidInput(f"{what}: the pack manifest lists no layers")
+    files: list[tuple[str, Descriptor]] = []
+    seen: set[str] = set()
+    for i, layer in enumerate(body.layers):
+        rel = _safe_title(layer.annotations.get(TITLE), f"{what}: layers[{i}]")
+        parents = {"/".join(rel.split("/")[:k]) for k in range(1, rel.count("/") + 1)}
+        if rel in seen or parents & seen or any(s.startswith(rel + "/") for s in seen):
+            raise RegistryMisbehaved(f"{what}: layers[{i}].annotations[{TITLE!r}]: {rel!r} is named twice, or as a "
+                                     "file and a directory")  # fmt: skip
+        seen.add(rel)
+        files.append((rel, layer))
+    if MANIFEST_NAME not in seen:
+        raise InvalidInput(f"{what}: the artifact has no {MANIFEST_NAME} layer")
+    return files
 
 
 def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: bool = False) -> PullResult:
     """Pull a pack by digest (a tag is resolved first; the result names the digest pulled) into ``out``, every
-    blob checked while streaming, written atomically; its bundles beside ``out``."""
+    blob checked while streaming, written atomically; its bundles beside ``out``. Any failure (a blob that does
+    not match, a malformed referrer, a broken answer) leaves nothing behind."""
     reg = Registry(ref, plain_http=plain_http)
     raw, digest, _ = reg.get_manifest(ref.digest or ref.tag or "latest")
-    body = parse_json(raw, f"{ref} manifest")
-    if body.get("artifactType") != PACK_TYPE:
-        raise InvalidInput(f"{ref}: not a uc-attest pack (artifactType {body.get('artifactType')!r}, expected "
-                           f"{PACK_TYPE})")  # fmt: skip
-    layers = body.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise InvalidInput(f"{ref}: the pack manifest lists no layers")
+    files = pack_layers(raw, f"{ref} manifest")
     out = Path(out)
-    total = 0
     with atomic_output_dir(out, overwrite=force) as tmp:
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, dict):
-                raise InvalidInput(f"{ref}: layers[{i}] is not an object")
-            rel = _safe_title((layer.get("annotations") or {}).get(TITLE), f"{ref} layers[{i}]")
+        bundles = _referrer_bundles(reg, digest, out)
+        for rel, layer in files:
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             with open(dst, "wb") as fh:
                 fh.writelines(reg.blob_chunks(layer, f"layer {rel}"))
                 fh.flush()
                 os.fsync(fh.fileno())
-            total += int(layer["size"])
-        if not (tmp / MANIFEST_NAME).is_file():
-            raise InvalidInput(f"{ref}: the artifact has no {MANIFEST_NAME} layer")
-    result = PullResult(str(ref), digest, out, len(layers), total)
-    for path, data in _referrer_bundles(reg, digest, raw, out):
+    result = PullResult(str(ref), digest, out, len(files), sum(layer.size for _, layer in files))
+    for path, data in bundles:
         atomic_write_bytes(path, data)
         result.bundles.append(str(path))
     return result
 
 
-def _referrer_bundles(reg: Registry, digest: str, raw: bytes, out: Path) -> list[tuple[Path, bytes]]:
-    entries = reg.referrers(digest)
+def bundle_referrer(raw: bytes, what: str, subject: str) -> tuple[str, Descriptor] | None:
+    """(role, bundle layer) of a referrer manifest; None when it does not refer to ``subject`` or has no role of
+    ours (ignored); RegistryMisbehaved naming the field when it is malformed (not exactly one layer...)."""
+    body = parse_manifest(raw, what)
+    role = body.annotations.get(ROLE_ANNOTATION)
+    if body.subject is None or body.subject.digest != subject or role not in ROLES:
+        return None
+    if len(body.layers) != 1:
+        raise RegistryMisbehaved(f"{what}: layers: a bundle referrer has exactly one layer, not {len(body.layers)}")
+    (layer,) = body.layers
+    if layer.size > MAX_BUNDLE:
+        raise RegistryMisbehaved(f"{what}: layers[0].size: {layer.size} bytes, over the {MAX_BUNDLE >> 20} MiB "
+                                 "limit for a bundle")  # fmt: skip
+    return role, layer
+
+
+def _referrer_bundles(reg: Registry, digest: str, out: Path) -> list[tuple[Path, bytes]]:
     found: list[tuple[Path, bytes]] = []
     validations = 0
-    for e in entries:
-        if e.get("artifactType") != BUNDLE_TYPE:
+    for e in reg.referrers(digest):
+        if e.artifact_type != BUNDLE_TYPE:
             continue
-        rraw, rdigest, _ = reg.get_manifest(str(e.get("digest")))
-        body = parse_json(rraw, f"referrer {rdigest}")
-        subject = body.get("subject") or {}
-        if subject.get("digest") != digest:
+        rraw, rdigest, _ = reg.get_manifest(e.digest)
+        parsed = bundle_referrer(rraw, f"{reg.ref.host}: referrer {rdigest}", digest)
+        if parsed is None:
             continue  # an index entry whose manifest does not refer to this pack: ignored
-        role = (body.get("annotations") or {}).get(ROLE_ANNOTATION)
-        (layer,) = body.get("layers") or [None]
-        if not isinstance(layer, dict) or role not in ("release", "validation", "oms"):
-            continue
+        role, layer = parsed
         data = b"".join(reg.blob_chunks(layer, f"referrer {rdigest}"))
         if role == "validation":
             validations += 1
@@ -208,17 +247,19 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
     referrers, by role. Listed, not verified: ``verify oci://…@digest`` verifies one."""
     reg = Registry(ref, plain_http=plain_http)
     with reg.request("GET", "/tags/list") as resp:
-        tags = parse_json(resp.read(4 << 20), f"{ref} tags").get("tags") or []
+        tags = parse_tags(reg.read_limited(resp, MAX_MANIFEST, f"{ref} tags"), f"{ref} tags")
     rows = []
-    for tag in sorted(t for t in tags if isinstance(t, str) and not t.startswith("sha256-")):
+    for tag in sorted(t for t in tags if not t.startswith("sha256-")):
+        if not _TAG.match(tag):
+            raise RegistryMisbehaved(f"{ref} tags: {short(tag)} is not a tag")
         raw, digest, _ = reg.get_manifest(tag)
-        body = parse_json(raw, f"{ref}:{tag} manifest")
-        row: dict[str, Any] = {"tag": tag, "digest": digest, "artifact_type": body.get("artifactType")}
-        if body.get("artifactType") == PACK_TYPE:
-            ann = body.get("annotations") or {}
+        body = parse_manifest(raw, f"{ref}:{tag} manifest")
+        row: dict[str, Any] = {"tag": tag, "digest": digest, "artifact_type": body.artifact_type}
+        if body.artifact_type == PACK_TYPE:
+            ann = body.annotations
             entries = reg.referrers(digest)
-            roles = sorted(str((e.get("annotations") or {}).get(ROLE_ANNOTATION, "?")) for e in entries
-                           if e.get("artifactType") == BUNDLE_TYPE)  # fmt: skip
+            roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries
+                           if e.artifact_type == BUNDLE_TYPE)  # fmt: skip
             status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
             row |= {"manifest_root": ann.get(ROOT_ANNOTATION), "bundles": roles, "status": f"{status} (listed)"}
         rows.append(row)

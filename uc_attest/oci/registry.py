@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
-import json
 import mmap
 import os
 import re
@@ -24,11 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import Finding, InvalidInput, OperationalError, UsageError, VerificationFailed
+from ..errors import Finding, OperationalError, RegistryMisbehaved, RegistryUnreachable, UsageError, VerificationFailed
+from .schema import (
+    DIGEST,
+    MAX_MANIFEST,
+    Descriptor,
+    parse_index,
+    parse_json,
+    short,
+)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: An RFC 6750 bearer token (b64token): nothing that could end or extend the Authorization header.
+_TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _REF = re.compile(r"^oci://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
                   r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")  # fmt: skip
 CHUNK = 1 << 20
@@ -53,12 +62,7 @@ class Reference:
     @property
     def loopback(self) -> bool:
         host = self.host.rsplit(":", 1)[0].strip("[]") if not self.host.startswith("[") else self.host[1:].split("]")[0]
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(host)
 
     def __str__(self) -> str:
         return (
@@ -66,6 +70,67 @@ class Reference:
             + (f":{self.tag}" if self.tag else "")
             + (f"@{self.digest}" if self.digest else "")
         )
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL: what decides whether credentials may be sent there; None if unparseable."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _oneline(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow only http(s) redirects, and never carry credentials to another origin (scheme, host or port):
+    registries redirect blob downloads to storage elsewhere (S3, a CDN), which must not see them."""
+
+    def http_error_302(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        target = headers.get("Location") or headers.get("URI") or ""
+        new = urllib.parse.urljoin(req.full_url, target)
+        if urllib.parse.urlsplit(new).scheme.lower() not in ("http", "https"):
+            fp.close()
+            raise RegistryMisbehaved(f"{req.host}: HTTP {code} redirect to {short(new)} refused: only http(s) redirects "
+                                     "are followed")  # fmt: skip
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:  # fmt: skip
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(new.full_url) != origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib's opener for http(s) only: no file:, ftp: or data: handler (a URL a registry names is never read
+    from the local disk), redirects as :class:`_Redirects` decides."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _Redirects(),
+                    urllib.request.HTTPErrorProcessor()):  # fmt: skip
+        opener.add_handler(handler)
+    return opener
+
+
+_OPENER = _opener()
 
 
 def sha256_digest(data: bytes) -> str:
@@ -79,7 +144,9 @@ class Registry:
         if plain_http and not ref.loopback:
             raise UsageError(f"--plain-http is allowed only for loopback addresses, not {ref.host}")
         self.ref = ref
+        self.plain_http = plain_http
         self.base = f"{'http' if plain_http else 'https'}://{ref.host}/v2/{ref.repo}"
+        self.origin = origin(self.base)
         self.timeout = timeout
         self._auth: str | None = None
         self.uploaded_bytes = 0
@@ -105,52 +172,104 @@ class Registry:
         realm = fields.get("realm")
         if not realm:
             raise OperationalError(f"{self.ref.host}: Bearer challenge without a realm for {scope}")
+        self._check_realm(realm, scope)
         query = urllib.parse.urlencode({k: v for k, v in (("service", fields.get("service")),
                                                           ("scope", fields.get("scope", scope))) if v})  # fmt: skip
-        req = urllib.request.Request(f"{realm}?{query}")
+        req = urllib.request.Request(realm + ("&" if "?" in realm else "?") + query)
         if creds is not None:
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
+        what = f"{self.ref.host}: token request for {scope}"
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise OperationalError(f"{self.ref.host}: token request for {scope} failed: {exc}") from None
-        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
-        if not token:
-            raise OperationalError(f"{self.ref.host}: the token service gave no token for {scope}")
+            with _OPENER.open(req, timeout=self.timeout) as resp:
+                body = parse_json(self.read_limited(resp, MAX_MANIFEST, what), f"{what}: answer")
+        except urllib.error.HTTPError as exc:
+            raise OperationalError(f"{what} failed: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            raise RegistryUnreachable(f"{what} failed: {_oneline(exc)}") from None
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not _TOKEN.match(token):
+            raise RegistryMisbehaved(f"{what}: the token service gave no usable token (token: {short(token, 40)})")
         self._auth = f"Bearer {token}"
+
+    def _check_realm(self, realm: str, scope: str) -> None:
+        """Only an https realm is asked for a token, or an http one on a loopback host with --plain-http: never a
+        file:, ftp: or data: URL, never a plain-http service elsewhere (the credentials go there)."""
+        try:
+            parts = urllib.parse.urlsplit(realm)
+            scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port  # port: ValueError if not a number
+        except ValueError:
+            scheme, host = "", None
+        if not host or not (scheme == "https" or (scheme == "http" and self.plain_http and is_loopback(host))):
+            raise RegistryMisbehaved(f"{self.ref.host}: Bearer realm {short(realm, 200)} refused for {scope}: only an https "
+                                     "realm (or http on a loopback host with --plain-http) is followed")  # fmt: skip
+
+    @staticmethod
+    def read(resp: Any, n: int, what: str) -> bytes:
+        """Up to ``n`` bytes of a response; RegistryUnreachable when the HTTP exchange breaks (truncated body,
+        malformed chunked encoding, timeout, reset)."""
+        try:
+            data: bytes = resp.read(n)
+        except (http.client.HTTPException, OSError, ValueError) as exc:
+            raise RegistryUnreachable(f"{what}: broken answer: {_oneline(exc)}") from None
+        missing = getattr(resp, "length", None)  # http.client: bytes of Content-Length not yet read
+        if not data and n and isinstance(missing, int) and missing > 0:
+            raise RegistryUnreachable(f"{what}: broken answer: connection closed with {missing} announced bytes unsent")
+        return data
+
+    def read_limited(self, resp: Any, limit: int, what: str) -> bytes:
+        """At most ``limit`` bytes of a response; RegistryMisbehaved when it has more, RegistryUnreachable when the
+        HTTP exchange breaks (truncated, malformed chunked encoding, timeout)."""
+        raw = bytearray()
+        while len(raw) <= limit:
+            chunk = self.read(resp, limit + 1 - len(raw), what)
+            if not chunk:
+                break
+            raw += chunk
+        if len(raw) > limit:
+            raise RegistryMisbehaved(f"{what}: too large (over the {limit >> 20} MiB limit)")
+        return bytes(raw)
 
     def request(self, method: str, url: str, *, data: bytes | memoryview | BinaryIO | None = None, headers: dict[str, str] | None = None,
                 ok: tuple[int, ...] = (200,), scope: str = "pull") -> Any:  # fmt: skip
         """The response (open; the caller reads and closes it) of one request, logging in once on a 401."""
         full_scope = f"repository:{self.ref.repo}:{scope}"
         for attempt in (0, 1):
-            req = urllib.request.Request(url if url.startswith("http") else self.base + url, data=data, method=method)
+            full_url = url if url.startswith(("http://", "https://")) else self.base + url
+            req = urllib.request.Request(full_url, data=data, method=method)
             for k, v in (headers or {}).items():
                 req.add_header(k, v)
-            if self._auth:
+            if self._auth and origin(full_url) == self.origin:  # credentials only to the registry itself
                 req.add_header("Authorization", self._auth)
             try:
-                resp = urllib.request.urlopen(req, timeout=self.timeout)
+                resp = _OPENER.open(req, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 if exc.code == 401 and attempt == 0:
+                    exc.close()
                     self._login(exc.headers.get("WWW-Authenticate", ""), full_scope)
                     if hasattr(data, "seek"):
                         data.seek(0)  # type: ignore[union-attr]
                     continue
                 if exc.code == 401:
+                    exc.close()
                     raise OperationalError(f"{self.ref.host}: authentication failed for {full_scope}") from None
                 if exc.code in ok:
                     return exc
-                detail = exc.read(400).decode("utf-8", "replace").strip()
-                raise OperationalError(
-                    f"{self.ref.host}: {method} {req.full_url} -> HTTP {exc.code} {detail}"
-                ) from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise OperationalError(f"{self.ref.host}: {method} {req.full_url} failed: {exc}") from None
+                try:
+                    detail = " ".join(exc.read(400).decode("utf-8", "replace").split())
+                except (http.client.HTTPException, OSError, ValueError):
+                    detail = ""
+                exc.close()
+                raise OperationalError(f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {exc.code} "
+                                       f"{detail}".rstrip()) from None  # fmt: skip
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                raise RegistryUnreachable(f"{self.ref.host}: {method} {short(req.full_url, 200)} failed: "
+                                          f"{_oneline(exc)}") from None  # fmt: skip
+            except ValueError as exc:  # a URL http.client refuses (control characters in a redirect...)
+                raise RegistryMisbehaved(f"{self.ref.host}: {method} {short(req.full_url, 200)}: {_oneline(exc)}"
+                                         ) from None  # fmt: skip
             if resp.status not in ok:
                 resp.close()
-                raise OperationalError(f"{self.ref.host}: {method} {req.full_url} -> HTTP {resp.status}")
+                raise OperationalError(f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {resp.status}")
             return resp
         raise AssertionError("unreachable")
 
@@ -165,9 +284,12 @@ class Registry:
         if self.has_blob(digest):
             return False
         resp = self.request("POST", "/blobs/uploads/", data=b"", ok=(202,), scope="pull,push")
-        location = resp.headers["Location"]
+        location = resp.headers.get("Location")
         resp.close()
-        url = urllib.parse.urljoin(self.base.split("/v2/")[0] + "/", location)
+        url = urllib.parse.urljoin(self.base.split("/v2/")[0] + "/", location or "")
+        if not location or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise RegistryMisbehaved(f"{self.ref.host}: upload session: Location header {short(location)} is not an "
+                                     "http(s) URL")  # fmt: skip
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         if isinstance(source, bytes):
@@ -181,14 +303,14 @@ class Registry:
         self.uploaded_blobs += 1
         return True
 
-    def blob_chunks(self, descriptor: dict[str, Any], what: str) -> Iterator[bytes]:
+    def blob_chunks(self, descriptor: Descriptor, what: str) -> Iterator[bytes]:
         """The blob's bytes, streamed; VerificationFailed naming ``what`` when its size or digest is not the
         descriptor's (raised after the last chunk, before the caller commits anything)."""
-        digest, size = str(descriptor["digest"]), int(descriptor["size"])
+        digest, size = descriptor.digest, descriptor.size
         h, got = hashlib.sha256(), 0
         with self.request("GET", f"/blobs/{digest}") as resp:
             while True:
-                chunk = resp.read(CHUNK)
+                chunk = self.read(resp, CHUNK, f"{self.ref.host}: {what}: blob {digest}")
                 if not chunk:
                     break
                 got += len(chunk)
@@ -206,10 +328,10 @@ class Registry:
         """(bytes, digest, media type) of a manifest by tag or digest; a digest is checked against the bytes."""
         resp = self.request("GET", f"/manifests/{reference}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
         with resp:
-            raw = resp.read(4 << 20)
+            raw = self.read_limited(resp, MAX_MANIFEST, f"{self.ref.host}: manifest {reference}")
             mtype = resp.headers.get("Content-Type", "")
         digest = sha256_digest(raw)
-        if _DIGEST.match(reference) and digest != reference:
+        if DIGEST.match(reference) and digest != reference:
             raise VerificationFailed([Finding(f"manifest {reference}", "served bytes do not match the digest asked for",
                                               reference, digest)])  # fmt: skip
         return raw, digest, mtype
@@ -218,7 +340,9 @@ class Registry:
         resp = self.request("GET", f"/manifests/{reference}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
                             ok=(200, 404))  # fmt: skip
         with resp:
-            return resp.read(4 << 20) if _status(resp) == 200 else None
+            if _status(resp) != 200:
+                return None
+            return self.read_limited(resp, MAX_MANIFEST, f"{self.ref.host}: manifest {reference}")
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> tuple[str, bool]:
         """PUT a manifest; (its digest, whether the registry handled its subject — OCI-Subject header)."""
@@ -228,17 +352,17 @@ class Registry:
             subject = bool(resp.headers.get("OCI-Subject"))
         return sha256_digest(raw), subject
 
-    def referrers(self, digest: str) -> list[dict[str, Any]]:
+    def referrers(self, digest: str) -> tuple[Descriptor, ...]:
         """The descriptors of the manifests referring to ``digest``: from the referrers API, or where the
         registry has none, from the ``sha256-<hex>`` tag index (the fallback push maintains)."""
         resp = self.request("GET", f"/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404))
         with resp:
             api = _status(resp) == 200 and resp.headers.get("Content-Type", "").startswith(OCI_INDEX)
-            raw = resp.read(4 << 20) if api else self.find_manifest(fallback_tag(digest))
+            what = f"{self.ref.host}: referrers of {digest}"
+            raw = self.read_limited(resp, MAX_MANIFEST, what) if api else self.find_manifest(fallback_tag(digest))
         if raw is None:
-            return []
-        entries = parse_json(raw, f"referrers of {digest}").get("manifests", [])
-        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            return ()
+        return parse_index(raw, what if api else f"{self.ref.host}: tag {fallback_tag(digest)}")
 
 
 def _status(resp: Any) -> int:
@@ -249,13 +373,3 @@ def _status(resp: Any) -> int:
 def fallback_tag(digest: str) -> str:
     """The referrers tag schema (OCI distribution 1.1): ``sha256-<hex>``."""
     return digest.replace(":", "-")
-
-
-def parse_json(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{what}: not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidInput(f"{what}: not a JSON object")
-    return obj
