@@ -213,3 +213,84 @@ def test_a_bundle_no_verifier_supports_is_exit_3_naming_it(instance: Running, tm
     r = _verify(bundle, tmp_path, _root(instance, tmp_path), art)
     assert r.returncode == 3, r.stderr
     assert named in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("predicate", [{}, None], ids=["empty", "null"])
+def test_a_statement_whose_predicate_is_empty_verifies(instance: Running, tmp_path: Path, predicate: Any) -> None:
+    """PEP 740 publish attestations (PyPI) carry ``"predicate": null``; the in-toto spec leaves it optional."""
+    art = tmp_path / "pkg-1.0.tar.gz"
+    art.write_bytes(b"a PyPI sdist")
+    statement = _statement({"sha256": hashlib.sha256(art.read_bytes()).hexdigest()})
+    statement.update(predicateType="https://docs.pypi.org/attestations/publish/v1", predicate=predicate)
+    bundle = _sign(instance, statement)
+    root = _root(instance, tmp_path)
+    ok = _verify(bundle, tmp_path, root, art)
+    assert ok.returncode == 0, ok.stderr
+    other = tmp_path / "other.tar.gz"
+    other.write_bytes(b"another sdist")
+    bad = _verify(bundle, tmp_path, root, other)
+    assert bad.returncode == 1 and "bundle.subject" in bad.stderr
+
+
+def test_an_in_toto_v01_statement_verifies(instance_v1: Running, tmp_path: Path) -> None:
+    """npm publish attestations: in-toto Statement v0.1, a sha512 subject, signed by the registry's key."""
+    art = tmp_path / "pkg.tgz"
+    art.write_bytes(b"an npm tarball, 2023")
+    statement = _statement({"sha512": hashlib.sha512(art.read_bytes()).hexdigest()})
+    statement.update({"_type": "https://in-toto.io/Statement/v0.1",
+                      "predicateType": "https://github.com/npm/attestation/tree/main/specs/publish/v0.1"})
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = tmp_path / "registry.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    root = _root(instance_v1, tmp_path)
+
+    def verify(stmt: dict[str, Any], artifact: Path) -> Any:
+        path = tmp_path / "publish.sigstore.json"
+        path.write_text(json.dumps(_managed_key_bundle(instance_v1, key, json.dumps(stmt).encode())))
+        return cli("verify-bundle", "--bundle", path, "--key", pub, "--trusted-root", root, artifact)
+
+    ok = verify(statement, art)
+    assert ok.returncode == 0, ok.stderr
+    other = tmp_path / "other.tgz"
+    other.write_bytes(b"another tarball")
+    assert verify(statement, other).returncode == 1
+    statement["_type"] = "https://in-toto.io/Statement/v9"  # an unknown statement type matches nothing
+    r = verify(statement, art)
+    assert r.returncode == 1 and "bundle.subject" in r.stderr
+
+
+def test_a_tsa_only_bundle_under_a_root_without_logs_needs_no_flag(instance: Running, tmp_path: Path) -> None:
+    """GitHub's instance lists no transparency log (nor CT log): its TSA-only attestations verify as
+    `gh attestation verify` accepts them; a root that lists a log still needs --no-require-tlog."""
+    art = tmp_path / "pkg.tgz"
+    art.write_bytes(b"built in a private repository")
+    bundle = _sign(instance, _statement({"sha256": hashlib.sha256(art.read_bytes()).hexdigest()}))
+    bundle["verificationMaterial"]["tlogEntries"] = []
+    no_logs = _root(instance, tmp_path, lambda r: r.update(tlogs=[]))
+    ok = _verify(bundle, tmp_path, no_logs, art)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["verified_by"] == ["uc-attest"]
+    no_ct = _root(instance, tmp_path, lambda r: r.update(tlogs=[], ctlogs=[]))  # no CT log: no SCT to check
+    assert _verify(bundle, tmp_path, no_ct, art).returncode == 0
+    assert _verify(bundle, tmp_path, no_logs, art, "eve@example.com").returncode == 1
+    strict = _verify(bundle, tmp_path, _root(instance, tmp_path), art)
+    assert strict.returncode == 1 and "TSA-only" in strict.stderr
+
+
+@pytest.mark.parametrize(("edit", "code"), [
+    (lambda d: d["verificationMaterial"].__setitem__("timestampVerificationData", [1]), 3),
+    (lambda d: d["verificationMaterial"]["tlogEntries"][0].__setitem__("inclusionProof", 5), 3),
+    (lambda d: d["verificationMaterial"]["tlogEntries"][0].__setitem__("logIndex", {"a": 1}), 3),
+    (lambda d: d["dsseEnvelope"].__setitem__("signatures", "x"), 3),
+    (lambda d: d["verificationMaterial"]["tlogEntries"][0].__setitem__(
+        "logIndex", str(int(d["verificationMaterial"]["tlogEntries"][0]["logIndex"]) + 7)), 1),
+])  # fmt: skip
+def test_a_field_of_the_wrong_type_is_a_clean_error(instance: Running, tmp_path: Path, edit: Any, code: int) -> None:
+    art = tmp_path / "pkg.tgz"
+    art.write_bytes(b"x")
+    bundle = _sign(instance, _statement({"sha256": hashlib.sha256(b"x").hexdigest()}))
+    edit(bundle)
+    r = _verify(bundle, tmp_path, _root(instance, tmp_path), art)
+    assert r.returncode == code, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr

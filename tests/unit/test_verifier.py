@@ -155,3 +155,37 @@ def test_a_log_key_without_a_validity_start_is_a_malformed_root() -> None:
     root["tlogs"][0]["publicKey"]["validFor"] = {}
     with pytest.raises(MalformedBundle, match="validFor.start"):
         _logs(root)
+
+
+def test_without_a_set_the_index_shown_is_the_one_the_proof_proves() -> None:
+    sig = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    entry, root = _logged(json.dumps(_bodies(sig)[("dsse", "0.0.1")]).encode())
+    entry.pop("inclusionPromise")  # Rekor v2: nothing but the inclusion proof signs the index
+    p = parse(dsse_bundle(sig, [entry]), "b")
+    assert verify_entry(entry, p, _logs(root), KEY.public_key(), "b").index == 0
+    entry["logIndex"] = "7"
+    with pytest.raises(CheckFailed, match="logIndex 7 is not the index its inclusion proof proves"):
+        verify_entry(entry, p, _logs(root), KEY.public_key(), "b")
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("verificationMaterial", "timestampVerificationData"), [1]),
+    (("verificationMaterial", "tlogEntries"), {"a": 1}),
+    (("verificationMaterial", "tlogEntries", 0), 5),
+    (("verificationMaterial", "tlogEntries", 0, "inclusionProof"), 5),
+    (("verificationMaterial", "tlogEntries", 0, "logIndex"), True),
+    (("verificationMaterial", "tlogEntries", 0, "inclusionProof", "hashes"), [3]),
+    (("dsseEnvelope", "signatures", 0, "sig"), ["x"]),
+    (("dsseEnvelope", "payload"), 1.5),
+])  # fmt: skip
+def test_a_field_of_the_wrong_json_type_is_malformed_input(path: tuple[Any, ...], value: Any) -> None:
+    from uc_attest.errors import MalformedBundle
+
+    entry, _ = _logged(b"{}")
+    doc = dsse_bundle(entries=[entry])
+    target: Any = doc
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    with pytest.raises(MalformedBundle, match="is a JSON"):
+        parse(doc, "b")

@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import MalformedBundle
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+#: Statement types a Sigstore verifier meets: v1, and v0.1 (npm provenance and publish attestations).
+ATTESTATION_TYPES = (STATEMENT_TYPE, "https://in-toto.io/Statement/v0.1")
 #: Digest algorithms a subject may carry that a verifier can recompute (hashlib names).
 COMPUTABLE = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
@@ -70,6 +72,32 @@ class Statement:
             for s in doc["subject"]
         )
         return cls(payload, doc, str(doc.get("predicateType", "")), subjects)
+
+    @classmethod
+    def parse_attestation(cls, payload: bytes) -> Statement:
+        """Any in-toto Statement a Sigstore verifier accepts (sigstore-go, ``gh attestation verify``): v1 or v0.1,
+        its predicate an object, empty or absent (PEP 740 publish attestations have ``"predicate": null``).
+        Only what subject matching needs is checked; MalformedBundle naming what is wrong."""
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedBundle("statement payload is not JSON") from None
+        if not isinstance(doc, dict) or doc.get("_type") not in ATTESTATION_TYPES:
+            raise MalformedBundle(f"not an in-toto Statement ({', '.join(ATTESTATION_TYPES)})")
+        subjects = doc.get("subject")
+        if not isinstance(subjects, list) or not subjects:
+            raise MalformedBundle("the statement has no subject")
+        out = []
+        for s in subjects:
+            digest = s.get("digest") if isinstance(s, dict) else None
+            if not isinstance(digest, dict) or not digest or not all(isinstance(v, str) for v in digest.values()):
+                raise MalformedBundle("a statement subject has no digest (algorithm -> hex)")
+            out.append(Subject(str(s.get("name", "")), {str(k): v.lower() for k, v in digest.items()}))
+        if not isinstance(doc.get("predicateType"), str) or not doc["predicateType"]:
+            raise MalformedBundle("the statement has no predicateType")
+        if doc.get("predicate") is not None and not isinstance(doc["predicate"], dict):
+            raise MalformedBundle("the statement's predicate is not an object")
+        return cls(payload, doc, doc["predicateType"], tuple(out))
 
     def subject(self, name: str) -> Subject | None:
         return next((s for s in self.subjects if s.name == name), None)

@@ -80,7 +80,8 @@ def verify_any_bundle(
     """Verify any Sigstore bundle; ``artifact`` is a file path or ``sha256:<hex>``. Without ``trusted_root``
     the public-good production root shipped with sigstore-python is used offline. Both verifiers run
     (``check.py``). Raises SignatureInvalid naming the failed check, InvalidInput for unusable arguments,
-    UnsupportedBundle (exit 3) for a shape no verifier supports."""
+    UnsupportedBundle (exit 3) for a shape no verifier supports. A TSA-only bundle needs ``require_tlog=False``
+    (``--no-require-tlog``) unless the trusted root lists no transparency log (GitHub's instance)."""
     from cryptography.hazmat.primitives import serialization
 
     trust = _root_trust(trusted_root, staging)

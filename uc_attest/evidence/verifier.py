@@ -6,18 +6,22 @@ SET and no inclusion proof, TSA-only bundles, managed-key DSSE — and runs besi
 shapes both read, which must then agree (tests run both over every vector). The checks, in order; each
 failure is a :class:`CheckFailed` naming its check:
 
-``bundle.parse``       media type (v0.1/v0.2/v0.3), verification material, content; unknown → UnsupportedBundle
+``bundle.parse``       every field's JSON type (``SHAPE``) and every certificate's extensions, else MalformedBundle;
+                       media type (v0.1/v0.2/v0.3), verification material, content; unknown → UnsupportedBundle
 ``bundle.timestamps``  RFC 3161 timestamps (``timestamps.py``)
 ``bundle.tlog``        per entry: its log in the trusted root; kind/version of the body; the body re-derived
                        from the bundle (hashedrekord 0.0.1/0.0.2, dsse 0.0.1, intoto 0.0.2); the SET over
                        (body, integrated time, log id, index) with the log key valid then; the inclusion proof
-                       against a checkpoint signed by the log key (v0.1: a SET suffices)
+                       against a checkpoint signed by the log key (v0.1: a SET suffices); without a SET the
+                       entry's logIndex must be the proof's; no entry (TSA-only) is refused unless not required
+                       or the trusted root lists no log (GitHub's instance)
 ``bundle.time``        at least one verified time (SET or timestamp) for a certificate
 ``bundle.certificate`` chain to a CA of the trusted root and code-signing EKU at every verified time
-``bundle.sct``         an embedded SCT verifies with a CT log of the trusted root
+``bundle.sct``         an embedded SCT verifies with a CT log of the trusted root (none listed: not run)
 ``bundle.identity``    SAN (email, URI, Sigstore OtherName) and OIDC issuer, as the caller expects
 ``bundle.signature``   DSSE: over the PAE; message: over the artifact's digest
-``bundle.subject``     an in-toto statement subject matches the artifact (sha256, sha384, sha512)
+``bundle.subject``     an in-toto statement (v1 or v0.1, any predicate) subject matches the artifact (sha256,
+                       sha384, sha512)
 """
 
 from __future__ import annotations
@@ -146,8 +150,63 @@ def _b64(value: Any, what: str, where: str) -> bytes:
         raise MalformedBundle(f"{where}: {what} is not base64") from None
 
 
+_STR, _INT = (str,), (str, int)  # protobuf JSON: int64 fields are strings, ints accepted
+_LIST, _DICT = (list,), (dict,)
+#: The type of each field the verifiers read, by path ("*": every item of a list); checked before any is read.
+SHAPE: dict[str, tuple[type, ...]] = {
+    "mediaType": _STR, "verificationMaterial": _DICT,
+    "verificationMaterial.certificate": _DICT, "verificationMaterial.certificate.rawBytes": _STR,
+    "verificationMaterial.x509CertificateChain": _DICT, "verificationMaterial.x509CertificateChain.certificates": _LIST,
+    "verificationMaterial.x509CertificateChain.certificates.*": _DICT,
+    "verificationMaterial.x509CertificateChain.certificates.*.rawBytes": _STR,
+    "verificationMaterial.publicKey": _DICT,
+    "verificationMaterial.timestampVerificationData": _DICT,
+    "verificationMaterial.timestampVerificationData.rfc3161Timestamps": _LIST,
+    "verificationMaterial.timestampVerificationData.rfc3161Timestamps.*": _DICT,
+    "verificationMaterial.timestampVerificationData.rfc3161Timestamps.*.signedTimestamp": _STR,
+    "verificationMaterial.tlogEntries": _LIST, "verificationMaterial.tlogEntries.*": _DICT,
+    "verificationMaterial.tlogEntries.*.logIndex": _INT, "verificationMaterial.tlogEntries.*.logId": _DICT,
+    "verificationMaterial.tlogEntries.*.logId.keyId": _STR, "verificationMaterial.tlogEntries.*.kindVersion": _DICT,
+    "verificationMaterial.tlogEntries.*.kindVersion.kind": _STR,
+    "verificationMaterial.tlogEntries.*.kindVersion.version": _STR,
+    "verificationMaterial.tlogEntries.*.integratedTime": _INT,
+    "verificationMaterial.tlogEntries.*.canonicalizedBody": _STR,
+    "verificationMaterial.tlogEntries.*.inclusionPromise": _DICT,
+    "verificationMaterial.tlogEntries.*.inclusionPromise.signedEntryTimestamp": _STR,
+    "verificationMaterial.tlogEntries.*.inclusionProof": _DICT,
+    "verificationMaterial.tlogEntries.*.inclusionProof.logIndex": _INT,
+    "verificationMaterial.tlogEntries.*.inclusionProof.treeSize": _INT,
+    "verificationMaterial.tlogEntries.*.inclusionProof.rootHash": _STR,
+    "verificationMaterial.tlogEntries.*.inclusionProof.hashes": _LIST,
+    "verificationMaterial.tlogEntries.*.inclusionProof.hashes.*": _STR,
+    "verificationMaterial.tlogEntries.*.inclusionProof.checkpoint": _DICT,
+    "verificationMaterial.tlogEntries.*.inclusionProof.checkpoint.envelope": _STR,
+    "dsseEnvelope": _DICT, "dsseEnvelope.payload": _STR, "dsseEnvelope.payloadType": _STR,
+    "dsseEnvelope.signatures": _LIST, "dsseEnvelope.signatures.*": _DICT, "dsseEnvelope.signatures.*.sig": _STR,
+    "messageSignature": _DICT, "messageSignature.signature": _STR, "messageSignature.messageDigest": _DICT,
+    "messageSignature.messageDigest.algorithm": _STR, "messageSignature.messageDigest.digest": _STR,
+}  # fmt: skip
+
+
+def check_shape(doc: Any, where: str, path: str = "") -> None:
+    """Every field the verifiers read has its JSON type (absent or null is left to the checks that need it);
+    MalformedBundle naming the first that has not. ``timestampVerificationData: [1]`` is invalid input, not a crash."""
+    if not path and not isinstance(doc, dict):
+        raise MalformedBundle(f"{where}: the bundle is not a JSON object")
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        sub = f"{path}.{'*' if isinstance(k, int) else k}".lstrip(".")
+        want = SHAPE.get(sub)
+        if want is None or v is None:
+            continue
+        if not isinstance(v, want) or isinstance(v, bool):
+            raise MalformedBundle(f"{where}: {sub} is a JSON {type(v).__name__}, not a {want[-1].__name__}")
+        check_shape(v, where, sub)
+
+
 def parse(doc: dict[str, Any], where: str) -> Parsed:
     """The bundle's version, signing certificate, content and log entries; UnsupportedBundle/MalformedBundle."""
+    check_shape(doc, where)
     media = doc.get("mediaType")
     version = MEDIA_TYPES.get(str(media))
     if version is None:
@@ -164,7 +223,12 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
                 "rawBytes"
             ]
             leaf = x509.load_der_x509_certificate(_b64(raw, "certificate", where))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            chain = (vm.get("x509CertificateChain") or {}).get("certificates") or []
+            certs = [leaf] + [x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "certificate", where))
+                              for c in chain[1:]]  # fmt: skip
+            for cert in certs:  # extensions are read lazily: a malformed or duplicated one is invalid input here
+                _ = cert.extensions
+        except (KeyError, IndexError, TypeError, ValueError, x509.DuplicateExtension) as exc:
             raise MalformedBundle(f"{where}: verificationMaterial: no readable certificate ({exc!r})") from None
     elif "publicKey" not in vm:
         raise MalformedBundle(f"{where}: verificationMaterial has no certificate and no public key")
@@ -385,8 +449,13 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
         kind, version = str(e["kindVersion"]["kind"]), str(e["kindVersion"]["version"])
         raw_body = base64.b64decode(e["canonicalizedBody"])
         body = json.loads(raw_body)
+        itime = int(e.get("integratedTime") or 0)
+        promise = e.get("inclusionPromise")
+        set_sig = base64.b64decode(promise.get("signedEntryTimestamp", "")) if promise else b""
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedBundle(f"{where}: a tlog entry is malformed ({exc!r})") from None
+    if not isinstance(body, dict):
+        raise fail("the body is not a JSON object")
     if (kind, version) not in KINDS:
         raise UnsupportedBundle(f"{where}: tlogEntries kindVersion {kind} {version}: unsupported entry kind/version")
     if (body.get("kind"), body.get("apiVersion")) != (kind, version):
@@ -394,16 +463,16 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
     log = logs.get(log_id)
     if log is None:
         raise fail(f"log {log_id.hex()[:16]}… is not in the trusted root")
-    why = _body_matches(body, kind, version, p, key)
+    try:
+        why = _body_matches(body, kind, version, p, key)
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong JSON type or not base64
+        why = f"the body is malformed ({exc!r})"
     if why is not None:
         raise fail(why)
     set_time = None
-    promise = e.get("inclusionPromise")
     if promise:
-        itime = int(e.get("integratedTime") or 0)
         payload = canonical_json({"body": e["canonicalizedBody"], "integratedTime": itime, "logID": log_id.hex(),
                                   "logIndex": index})  # fmt: skip
-        set_sig = base64.b64decode(promise.get("signedEntryTimestamp", ""))
         if not _verify_sig(log.key, set_sig, payload, None, where):
             raise fail("the SET does not verify with the log key")
         if not log.start <= itime <= log.end:
@@ -440,6 +509,8 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
         except MerkleError as exc:
             raise fail(f"the inclusion proof does not verify: {exc.message}") from None
         checkpoint, size, root = note, cp.size, cp.root
+        if set_time is None and pidx != index:  # no SET signs logIndex: the proof's index is the one proven
+            raise fail(f"the entry's logIndex {index} is not the index its inclusion proof proves ({pidx})")
     elif p.version != "0.1":
         raise fail(f"a v{p.version} bundle needs an inclusion proof with a checkpoint")
     elif set_time is None:
@@ -475,7 +546,9 @@ def verify_bundle(
 ) -> Outcome:
     """Verify a bundle; ``signers`` (any one must match; None: any signer, reported) or ``key`` (managed).
     ``artifact``: the message's or the statement subject's digests; ``statement_matches(payload, hexdigests)``
-    decides the subject match for DSSE (in-toto). Raises CheckFailed naming the check that failed."""
+    decides the subject match for DSSE (in-toto). ``require_tlog``: a bundle without a log entry is refused,
+    unless the trusted root lists no transparency log (GitHub's instance). Raises CheckFailed naming the check
+    that failed, MalformedBundle/UnsupportedBundle for a bundle that cannot be read."""
     p = parse(doc, where)
     out = Outcome(p.content.payload_type, p.content.payload, None)
     if p.leaf is None and key is None:
@@ -489,7 +562,7 @@ def verify_bundle(
         out.entries.append(ve)
         if ve.set_time is not None:
             out.set_times.append((ve.set_time, ve.log_id.hex()))
-    if not out.entries and require_tlog:
+    if not out.entries and require_tlog and logs:  # a root listing no log (GitHub's instance): TSA-only by design
         raise CheckFailed(where, "bundle.tlog", "the bundle has no transparency-log entry (a TSA-only bundle)")
     out.checks.append("bundle.tlog")
     times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
@@ -509,11 +582,12 @@ def verify_bundle(
             except SignatureInvalid as exc:
                 raise CheckFailed(where, "bundle.certificate", exc.problem) from None
         out.checks.append("bundle.certificate")
-        try:
-            verify_sct(p.leaf, issuer_of(p.leaf, root_doc, times[0]), root_doc, where)
-        except SignatureInvalid as exc:
-            raise CheckFailed(where, "bundle.sct", exc.problem) from None
-        out.checks.append("bundle.sct")
+        if root_doc.get("ctlogs"):  # a root listing no CT log (GitHub's instance) has no SCT to verify
+            try:
+                verify_sct(p.leaf, issuer_of(p.leaf, root_doc, times[0]), root_doc, where)
+            except SignatureInvalid as exc:
+                raise CheckFailed(where, "bundle.sct", exc.problem) from None
+            out.checks.append("bundle.sct")
         out.signer = signer_of(p.leaf)
         if signers is not None and not any(signer_matches(s, p.leaf) for s in signers):
             raise CheckFailed(where, "bundle.identity", f"signed by {out.signer}, not by an expected signer")
@@ -555,6 +629,6 @@ def _subject_matches(payload: bytes, hexdigests: dict[str, str]) -> bool:
     from ..errors import InvalidInput
 
     try:
-        return Statement.parse(payload).matches_artifact(hexdigests)
+        return Statement.parse_attestation(payload).matches_artifact(hexdigests)
     except InvalidInput:
         return False
