@@ -27,8 +27,9 @@ from uc_attest.instance.oidc import mint_token
 from uc_attest.transparency.checkpoint import Checkpoint, ecdsa_verifier, open_note
 
 
-def http(url: str, body: Any = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None) -> tuple[int, Any]:
+def http(
+    url: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
@@ -45,8 +46,12 @@ def tree_size(inst: Running) -> int:
 
 def _csr(key: ec.EllipticCurvePrivateKey | None = None) -> tuple[ec.EllipticCurvePrivateKey, str]:
     key = key or ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return key, base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
 
 
@@ -56,18 +61,21 @@ def test_fulcio_rejects_bad_tokens(instance: Running) -> None:
     now = int(time.time())
     bad = {
         "forged": mint_token(other_key, instance.issuer, "a@example.com"),
-        "expired": mint_token(instance.state.oidc_key, instance.issuer, "a@example.com", lifetime_s=10,
-                              now=now - 3600),
+        "expired": mint_token(instance.state.oidc_key, instance.issuer, "a@example.com", lifetime_s=10, now=now - 3600),
         "wrong issuer": mint_token(instance.state.oidc_key, "https://evil.example", "a@example.com"),
         "garbage": "not-a-jwt",
     }
     import jwt
 
-    bad["wrong audience"] = jwt.encode({"iss": instance.issuer, "aud": "other", "sub": "a", "iat": now,
-                                        "exp": now + 60}, instance.state.oidc_key, algorithm="ES256")
+    bad["wrong audience"] = jwt.encode(
+        {"iss": instance.issuer, "aud": "other", "sub": "a", "iat": now, "exp": now + 60},
+        instance.state.oidc_key,
+        algorithm="ES256",
+    )
     for why, tok in bad.items():
-        status, body = http(f"{instance.url}/api/v2/signingCert", {"certificateSigningRequest": csr},
-                            {"Authorization": f"Bearer {tok}"})
+        status, body = http(
+            f"{instance.url}/api/v2/signingCert", {"certificateSigningRequest": csr}, {"Authorization": f"Bearer {tok}"}
+        )
         assert status == 401, why
         assert "message" in body
 
@@ -76,29 +84,42 @@ def test_fulcio_rejects_csr_without_proof_of_possession(instance: Running) -> No
     key, _ = _csr()
     other = ec.generate_private_key(ec.SECP256R1())
     # a CSR carrying `other`'s public key but signed by `key`: the signature check fails
-    good = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+    good = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
+    )
     csr = good.sign(key, hashes.SHA256())
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     der[-5] ^= 1  # break the signature
     pem = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
     tok = instance.token("a@example.com")
-    status, body = http(f"{instance.url}/api/v2/signingCert",
-                        {"certificateSigningRequest": base64.b64encode(pem).decode()},
-                        {"Authorization": f"Bearer {tok}"})
+    status, body = http(
+        f"{instance.url}/api/v2/signingCert",
+        {"certificateSigningRequest": base64.b64encode(pem).decode()},
+        {"Authorization": f"Bearer {tok}"},
+    )
     assert status == 400 and "proof of possession" in body["message"]
     del other
 
 
-@pytest.mark.parametrize(("body", "raw"), [
-    ({"apiVersion": "0.0.1", "kind": "rekord", "spec": {}}, None),
-    ({"apiVersion": "0.0.2", "kind": "dsse", "spec": {}}, None),
-    ({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {"data": {"hash": {"algorithm": "sha256",
-                                                                               "value": "00" * 32}},
-                                                              "signature": {"content": "AAAA",
-                                                                            "publicKey": {"content": "AAAA"}}}},
-     None),
-    (None, b"{not json"),
-])
+@pytest.mark.parametrize(
+    ("body", "raw"),
+    [
+        ({"apiVersion": "0.0.1", "kind": "rekord", "spec": {}}, None),
+        ({"apiVersion": "0.0.2", "kind": "dsse", "spec": {}}, None),
+        (
+            {
+                "apiVersion": "0.0.1",
+                "kind": "hashedrekord",
+                "spec": {
+                    "data": {"hash": {"algorithm": "sha256", "value": "00" * 32}},
+                    "signature": {"content": "AAAA", "publicKey": {"content": "AAAA"}},
+                },
+            },
+            None,
+        ),
+        (None, b"{not json"),
+    ],
+)
 def test_rekor_rejects_bad_entries_and_appends_nothing(instance: Running, body: Any, raw: bytes | None) -> None:
     before = tree_size(instance)
     status, resp = http(f"{instance.url}/api/v1/log/entries", body, raw=raw)
@@ -126,10 +147,17 @@ def test_rekor_rejects_hashedrekord_with_bad_signature(instance: Running) -> Non
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = bytes(32)
     sig = key.sign(b"something else", ec.ECDSA(hashes.SHA256()))
-    entry = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-        "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
-        "signature": {"content": base64.b64encode(sig).decode(),
-                      "publicKey": {"content": base64.b64encode(pem).decode()}}}}
+    entry = {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+            "signature": {
+                "content": base64.b64encode(sig).decode(),
+                "publicKey": {"content": base64.b64encode(pem).decode()},
+            },
+        },
+    }
     before = tree_size(instance)
     status, resp = http(f"{instance.url}/api/v1/log/entries", entry)
     assert status == 400 and "signature" in resp["message"]
@@ -147,7 +175,8 @@ def test_stock_signer_signs_a_blob_and_log_api_answers(instance_v1: Running) -> 
     with SigningContext.from_trust_config(cfg).signer(IdentityToken(instance.token("blob@example.com"))) as s:
         bundle = s.sign_artifact(b"hello uc-attest")
     Verifier(trusted_root=cfg.trusted_root).verify_artifact(
-        b"hello uc-attest", bundle, policy.Identity(identity="blob@example.com", issuer=instance.issuer))
+        b"hello uc-attest", bundle, policy.Identity(identity="blob@example.com", issuer=instance.issuer)
+    )
     entry = json.loads(bundle.to_json())["verificationMaterial"]["tlogEntries"][0]
     idx = int(entry["logIndex"])
     status, by_index = http(f"{instance.url}/api/v1/log/entries?logIndex={idx}")
@@ -211,8 +240,9 @@ def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
     proc = _serve(root)
     url = state.url
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = base64.b64encode(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    pem = base64.b64encode(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
     accepted: list[str] = []
     lock = threading.Lock()
 
@@ -224,9 +254,14 @@ def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
             from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
             sig = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-            entry = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-                "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
-                "signature": {"content": base64.b64encode(sig).decode(), "publicKey": {"content": pem}}}}
+            entry = {
+                "apiVersion": "0.0.1",
+                "kind": "hashedrekord",
+                "spec": {
+                    "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+                    "signature": {"content": base64.b64encode(sig).decode(), "publicKey": {"content": pem}},
+                },
+            }
             try:
                 status, resp = http(f"{url}/api/v1/log/entries", entry)
             except (OSError, http_client.HTTPException):  # killed mid-answer: not acknowledged
@@ -256,8 +291,13 @@ def test_sigkill_mid_load_loses_no_accepted_entry(tmp_path: Path) -> None:
             assert status == 200
             body = e[uuid]
             p = body["verification"]["inclusionProof"]
-            merkle.verify_inclusion(p["logIndex"], p["treeSize"], merkle.leaf_hash(base64.b64decode(body["body"])),
-                                    [bytes.fromhex(h) for h in p["hashes"]], bytes.fromhex(p["rootHash"]))
+            merkle.verify_inclusion(
+                p["logIndex"],
+                p["treeSize"],
+                merkle.leaf_hash(base64.b64decode(body["body"])),
+                [bytes.fromhex(h) for h in p["hashes"]],
+                bytes.fromhex(p["rootHash"]),
+            )
     finally:
         proc.terminate()
         proc.wait()
@@ -274,13 +314,16 @@ def _raw(inst: Running, data: bytes) -> bytes:
         return out
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"GARBAGE\r\n\r\n", b"400"),
-    (b"GET /api/v1/log HTTP/2.0\r\n\r\n", b"505"),
-    (b"GET /api/v1/log\r\n\r\n", b"400"),  # HTTP/0.9 is not spoken
-    (b"GET /api/v1/log HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", b"431"),
-    (b"GET /api/v1/log HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n", b"431"),
-])
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET /api/v1/log HTTP/2.0\r\n\r\n", b"505"),
+        (b"GET /api/v1/log\r\n\r\n", b"400"),  # HTTP/0.9 is not spoken
+        (b"GET /api/v1/log HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", b"431"),
+        (b"GET /api/v1/log HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n", b"431"),
+    ],
+)
 def test_malformed_http_gets_an_error_status(instance: Running, request_bytes: bytes, status: bytes) -> None:
     answer = _raw(instance, request_bytes)
     assert answer.split(b" ", 2)[1] == status, answer[:200]

@@ -79,14 +79,22 @@ def test_tsa_answers_rfc3161_client_and_is_listed(instance: Running) -> None:
     assert eku.critical and list(eku.value) == [x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]
 
 
-@pytest.mark.parametrize(("body", "ctype", "status"), [
-    (b"not DER at all", "application/timestamp-query", 400),
-    (b"", "application/timestamp-query", 400),
-    (bytes.fromhex("3003020101"), "application/timestamp-query", 400),  # a SEQUENCE with only a version
-    (b"{}", "application/json", 415),
-])
-def test_tsa_refuses_malformed_requests_with_a_reason(instance: Running, body: bytes, ctype: str,
-                                                      status: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "ctype", "status"),
+    [
+        (b"not DER at all", "application/timestamp-query", 400),
+        (b"", "application/timestamp-query", 400),
+        (bytes.fromhex("3003020101"), "application/timestamp-query", 400),  # a SEQUENCE with only a version
+        # version, a SHA-256 imprint, then extensions that do not parse (asn1crypto parses them lazily): was a 500
+        (
+            bytes.fromhex("303a020101" + "3031300d060960864801650304020105000420" + "00" * 32 + "a0023000"),
+            "application/timestamp-query",
+            400,
+        ),
+        (b"{}", "application/json", 415),
+    ],
+)
+def test_tsa_refuses_malformed_requests_with_a_reason(instance: Running, body: bytes, ctype: str, status: int) -> None:
     got, answer, _ = post(f"{instance.url}/api/v1/timestamp", body, ctype)
     assert got == status
     assert json.loads(answer)["message"]
@@ -95,8 +103,13 @@ def test_tsa_refuses_malformed_requests_with_a_reason(instance: Running, body: b
 def test_tsa_refuses_a_wrong_length_imprint(instance: Running) -> None:
     from asn1crypto import tsp
 
-    req = tsp.TimeStampReq({"version": "v1", "message_imprint": {
-        "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x00" * 20}, "cert_req": True})
+    req = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x00" * 20},
+            "cert_req": True,
+        }
+    )
     got, answer, _ = post(f"{instance.url}/api/v1/timestamp", req.dump(), "application/timestamp-query")
     assert got == 400 and "imprint" in json.loads(answer)["message"]
 
@@ -113,13 +126,16 @@ def test_stock_signer_signs_on_v2_and_the_tiles_answer(instance: Running) -> Non
     with SigningContext.from_trust_config(cfg).signer(IdentityToken(instance.token("blob@example.com"))) as s:
         bundle = s.sign_artifact(b"hello rekor v2")
     Verifier(trusted_root=cfg.trusted_root).verify_artifact(
-        b"hello rekor v2", bundle, policy.Identity(identity="blob@example.com", issuer=instance.issuer))
+        b"hello rekor v2", bundle, policy.Identity(identity="blob@example.com", issuer=instance.issuer)
+    )
     doc = json.loads(bundle.to_json())
     entry = doc["verificationMaterial"]["tlogEntries"][0]
     assert entry["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}
     body = base64.b64decode(entry["canonicalizedBody"])
-    assert json.loads(body)["spec"]["hashedRekordV002"]["data"]["digest"] == base64.b64encode(
-        hashlib.sha256(b"hello rekor v2").digest()).decode()
+    assert (
+        json.loads(body)["spec"]["hashedRekordV002"]["data"]["digest"]
+        == base64.b64encode(hashlib.sha256(b"hello rekor v2").digest()).decode()
+    )
     idx = int(entry["logIndex"])
     # the C2SP read API, verified: checkpoint by the log key, entry in its bundle, leaf in its tile, root
     (log,) = uc.select_trust(None, instance.dir).tile_logs()
@@ -132,10 +148,18 @@ def test_stock_signer_signs_on_v2_and_the_tiles_answer(instance: Running) -> Non
     assert TileTree(client, cp.size).root() == cp.root
     assert cp.origin == uc.load_instance(instance.dir).origin_v2
     # a duplicate is answered with the entry already in the log
-    status, again, _ = post(f"{instance.url}/rekor-v2/api/v2/log/entries", json.dumps(
-        {"hashedRekordRequestV002": {
-            "digest": base64.b64encode(hashlib.sha256(b"hello rekor v2").digest()).decode(),
-            "signature": json.loads(body)["spec"]["hashedRekordV002"]["signature"]}}).encode(), "application/json")
+    status, again, _ = post(
+        f"{instance.url}/rekor-v2/api/v2/log/entries",
+        json.dumps(
+            {
+                "hashedRekordRequestV002": {
+                    "digest": base64.b64encode(hashlib.sha256(b"hello rekor v2").digest()).decode(),
+                    "signature": json.loads(body)["spec"]["hashedRekordV002"]["signature"],
+                }
+            }
+        ).encode(),
+        "application/json",
+    )
     assert status in (200, 201) and int(json.loads(again)["logIndex"]) == idx
     assert client.checkpoint().size == cp.size
     # tiles that do not exist (yet): 404, never a 500
@@ -144,11 +168,14 @@ def test_stock_signer_signs_on_v2_and_the_tiles_answer(instance: Running) -> Non
     assert get(f"{instance.url}/rekor-v2/tile/zz/000")[0] == 404
 
 
-@pytest.mark.parametrize("request_body", [
-    b"not json",
-    json.dumps({"dsseRequestV002": {}}).encode(),
-    json.dumps({"hashedRekordRequestV002": {"digest": "AAAA", "signature": {}}}).encode(),
-])
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        b"not json",
+        json.dumps({"dsseRequestV002": {}}).encode(),
+        json.dumps({"hashedRekordRequestV002": {"digest": "AAAA", "signature": {}}}).encode(),
+    ],
+)
 def test_v2_log_refuses_malformed_entries(instance: Running, request_body: bytes) -> None:
     (log,) = uc.select_trust(None, instance.dir).tile_logs()
     before = TileClient(log).checkpoint().size
@@ -165,13 +192,21 @@ def test_v2_log_refuses_a_signature_that_does_not_verify(instance: Running, tmp_
 
     key = ec.generate_private_key(ec.SECP256R1())
     cert = self_signed_cert(key)
-    req = {"hashedRekordRequestV002": {
-        "digest": base64.b64encode(hashlib.sha256(b"x").digest()).decode(),
-        "signature": {"content": base64.b64encode(key.sign(b"y", ec.ECDSA(hashes.SHA256()))).decode(),
-                      "verifier": {"keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                                   "x509Certificate": {"rawBytes": base64.b64encode(cert).decode()}}}}}
-    status, answer, _ = post(f"{instance.url}/rekor-v2/api/v2/log/entries", json.dumps(req).encode(),
-                             "application/json")
+    req = {
+        "hashedRekordRequestV002": {
+            "digest": base64.b64encode(hashlib.sha256(b"x").digest()).decode(),
+            "signature": {
+                "content": base64.b64encode(key.sign(b"y", ec.ECDSA(hashes.SHA256()))).decode(),
+                "verifier": {
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "x509Certificate": {"rawBytes": base64.b64encode(cert).decode()},
+                },
+            },
+        }
+    }
+    status, answer, _ = post(
+        f"{instance.url}/rekor-v2/api/v2/log/entries", json.dumps(req).encode(), "application/json"
+    )
     assert status == 400 and "signature" in json.loads(answer)["message"]
 
 
@@ -233,8 +268,7 @@ def test_tsa_or_log_unreachable_exits_4_naming_the_url(instance: Running, packed
         cfg = tmp_path / f"{what}.json"
         cfg.write_text(json.dumps(t))
         out = tmp_path / f"{what}.sigstore.json"
-        r = cli("attest", packed, "--trust-config", cfg, "--identity-token", instance.token(IDENTITY),
-                "--bundle", out)
+        r = cli("attest", packed, "--trust-config", cfg, "--identity-token", instance.token(IDENTITY), "--bundle", out)
         assert r.returncode == 4, r.stderr
         assert dead in r.stderr.splitlines()[-1] and "Traceback" not in r.stderr
         assert not out.exists() and not list(tmp_path.glob(f"{what}.sigstore.json*"))
@@ -242,9 +276,10 @@ def test_tsa_or_log_unreachable_exits_4_naming_the_url(instance: Running, packed
 
 def _policy(tmp: Path, instance: Running, release: str = "") -> Path:
     p = tmp / "policy.yaml"
-    p.write_text(f"version: 1\nname: v2\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                 f"    - issuer: {instance.issuer}\n      identity: {IDENTITY}\n" + (f"release:\n{release}" if release
-                                                                                    else ""))
+    p.write_text(
+        f"version: 1\nname: v2\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+        f"    - issuer: {instance.issuer}\n      identity: {IDENTITY}\n" + (f"release:\n{release}" if release else "")
+    )
     return p
 
 
@@ -255,8 +290,7 @@ def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFac
     return out
 
 
-def test_require_timestamps_counts_distinct_tsas(instance: Running, packed: Path, signed: Path,
-                                                 tmp_path: Path) -> None:
+def test_require_timestamps_counts_distinct_tsas(instance: Running, packed: Path, signed: Path, tmp_path: Path) -> None:
     one = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_timestamps: 1\n"), bundle=signed)
     assert one.ok, one.to_dict()
     assert "1 verified RFC 3161" in next(c for c in one.checks if c.rule == "release.timestamps").detail
@@ -265,8 +299,9 @@ def test_require_timestamps_counts_distinct_tsas(instance: Running, packed: Path
     assert not two.ok and not bad.ok and bad.expected == ">= 2 distinct TSAs"
 
 
-def test_tsa_only_bundle_needs_require_tlog_false(instance: Running, packed: Path, signed: Path,
-                                                  tmp_path: Path) -> None:
+def test_tsa_only_bundle_needs_require_tlog_false(
+    instance: Running, packed: Path, signed: Path, tmp_path: Path
+) -> None:
     """A bundle with no log entry, as GitHub's instance issues for private repositories: its time from a TSA."""
     doc = json.loads(signed.read_text())
     doc["verificationMaterial"]["tlogEntries"] = []
@@ -306,19 +341,30 @@ def test_max_age_reads_the_tsa_time(instance: Running, packed: Path, signed: Pat
 # -- sigstore-python's TSA fixtures: each limit refused with the rule named ------------------------------------
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("bundle.txt.sigstore", None),
-    ("bundle.duplicate.sigstore", "duplicate"),
-    ("bundle.many_timestamp.sigstore", "more than 32"),
-    ("bundle.txt.late_timestamp.sigstore", "signing certificate's validity"),
-])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("bundle.txt.sigstore", None),
+        ("bundle.duplicate.sigstore", "duplicate"),
+        ("bundle.many_timestamp.sigstore", "more than 32"),
+        ("bundle.txt.late_timestamp.sigstore", "signing certificate's validity"),
+    ],
+)
 def test_sigstore_python_tsa_fixtures(name: str, problem: str | None, tmp_path: Path) -> None:
     if not TSA_ASSETS.exists():
         pytest.skip(f"{TSA_ASSETS} not found: ../shared is not beside this clone")
     from uc_attest.evidence.bundle import leaf_certificate
 
     if name.endswith("late_timestamp.sigstore"):  # signed on staging, timestamped by staging's TSA
-        root = json.loads((TSA_ASSETS.parents[2] / "sigstore" / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev" / "trusted_root.json").read_text())
+        root = json.loads(
+            (
+                TSA_ASSETS.parents[2]
+                / "sigstore"
+                / "_store"
+                / "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
+                / "trusted_root.json"
+            ).read_text()
+        )
     else:  # as sigstore-python's own tests do: its trust config with the test TSA (ca.json) as the authority
         root = json.loads((TSA_ASSETS / "trust_config.json").read_text())["trustedRoot"]
         root["timestampAuthorities"] = [json.loads((TSA_ASSETS / "ca.json").read_text())]
@@ -333,8 +379,18 @@ def test_sigstore_python_tsa_fixtures(name: str, problem: str | None, tmp_path: 
     with pytest.raises(TimestampInvalid) as exc:
         verify_timestamps(doc, root, leaf, name)
     assert exc.value.rule == "release.timestamps" and problem in exc.value.problem
-    r = cli("verify-bundle", "--bundle", TSA_ASSETS / name, "--certificate-identity", "x", "--certificate-oidc-issuer",
-            "y", "--trusted-root", tmp_path / "trusted_root.json", TSA_ASSETS / "bundle.txt")
+    r = cli(
+        "verify-bundle",
+        "--bundle",
+        TSA_ASSETS / name,
+        "--certificate-identity",
+        "x",
+        "--certificate-oidc-issuer",
+        "y",
+        "--trusted-root",
+        tmp_path / "trusted_root.json",
+        TSA_ASSETS / "bundle.txt",
+    )
     assert r.returncode == 1 and problem in r.stderr, r.stderr
 
 
@@ -346,19 +402,39 @@ def test_a_staging_rekor_v2_bundle_verifies_through_verify_bundle() -> None:
     from uc_attest.evidence.identity import signer_of
 
     subject = "sha256:a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf"  # its statement's subject
-    for name, artifact in (("staging-rekor-v2.txt", assets / "staging-rekor-v2.txt"),
-                           ("a.dsse.staging-rekor-v2.txt", subject)):
+    for name, artifact in (
+        ("staging-rekor-v2.txt", assets / "staging-rekor-v2.txt"),
+        ("a.dsse.staging-rekor-v2.txt", subject),
+    ):
         bundle = assets / f"{name}.sigstore.json"
         doc = json.loads(bundle.read_text())
         entry = doc["verificationMaterial"]["tlogEntries"][0]
         assert entry["kindVersion"]["version"] == "0.0.2" and not entry.get("inclusionPromise")
         who = signer_of(leaf_certificate(doc, name))
         ident, issuer = who.primary, who.issuer
-        r = cli("verify-bundle", "--bundle", bundle, "--certificate-identity", ident, "--certificate-oidc-issuer",
-                issuer, "--staging", artifact)
+        r = cli(
+            "verify-bundle",
+            "--bundle",
+            bundle,
+            "--certificate-identity",
+            ident,
+            "--certificate-oidc-issuer",
+            issuer,
+            "--staging",
+            artifact,
+        )
         assert r.returncode == 0, r.stderr
-        r = cli("verify-bundle", "--bundle", bundle, "--certificate-identity", "eve@example.com",
-                "--certificate-oidc-issuer", issuer, "--staging", artifact)
+        r = cli(
+            "verify-bundle",
+            "--bundle",
+            bundle,
+            "--certificate-identity",
+            "eve@example.com",
+            "--certificate-oidc-issuer",
+            issuer,
+            "--staging",
+            artifact,
+        )
         assert r.returncode == 1
 
 
@@ -389,8 +465,9 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
     tc["trustedRoot"]["tlogs"] = [t for t in tc["trustedRoot"]["tlogs"] if "rekor-v2" not in t["baseUrl"]]
     tc["trustedRoot"]["timestampAuthorities"] = []
     tc["signingConfig"]["tsaUrls"] = []
-    tc["signingConfig"]["rekorTlogUrls"] = [u for u in tc["signingConfig"]["rekorTlogUrls"]
-                                           if u["majorApiVersion"] == 1]
+    tc["signingConfig"]["rekorTlogUrls"] = [
+        u for u in tc["signingConfig"]["rekorTlogUrls"] if u["majorApiVersion"] == 1
+    ]
     (root / "trust_config.json").write_text(json.dumps(tc))
     server = uc.instance_server(root).start()
     try:
@@ -405,3 +482,138 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
         assert post(f"{url}/api/v1/timestamp", b"x", "application/timestamp-query")[0] == 404
     finally:
         server.stop()
+
+
+# -- the tiles client against a log that fails (security review, finding 3) ------------------------------------
+
+
+class FakeTileLog:
+    """A tlog-tiles log of three entries on 127.0.0.1 whose answers a test can replace by path."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from uc_attest.transparency.checkpoint import Checkpoint, ed25519_key_id, sign_note_ed25519
+        from uc_attest.transparency.tiles import TileLogKey, encode_bundle
+
+        key, name = ed25519.Ed25519PrivateKey.generate(), "fake.example/log"
+        self.entries = [b"one", b"two", b"three"]
+        leaves = [merkle.leaf_hash(e) for e in self.entries]
+        root = merkle.MerkleTree(leaves).root()
+        self.answers: dict[str, tuple[int, bytes]] = {
+            "/checkpoint": (200, sign_note_ed25519(Checkpoint(name, 3, root).text(), name, key).encode()),
+            "/tile/0/000.p/3": (200, b"".join(leaves)),
+            "/tile/entries/000.p/3": (200, encode_bundle(self.entries)),
+        }
+        self.hits: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.hits.append(self.path)
+                status, body = fake.answers.get(self.path, (404, b"not found"))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.key = TileLogKey(url, key.public_key(), ed25519_key_id(name, key.public_key()))
+
+    def client(self) -> TileClient:
+        return TileClient(self.key, timeout=5.0)
+
+
+@pytest.fixture
+def fake_log() -> Any:
+    log = FakeTileLog()
+    yield log
+    log.httpd.shutdown()
+    log.httpd.server_close()
+
+
+def test_a_healthy_fake_log_verifies(fake_log: FakeTileLog) -> None:
+    client = fake_log.client()
+    cp = client.checkpoint()
+    assert TileTree(client, cp.size).root() == cp.root and client.entries(0, cp.size) == fake_log.entries
+
+
+@pytest.mark.parametrize("path", ["/tile/0/000.p/3", "/tile/entries/000.p/3"])
+def test_a_tile_answering_500_while_the_checkpoint_serves_is_misbehaving(fake_log: FakeTileLog, path: str) -> None:
+    """Was LogUnreachable, which a verification reports as a skipped online check: the log hid a tile."""
+    from uc_attest.errors import LogMisbehaved
+
+    fake_log.answers[path] = (500, b"entry too long for a bundle")
+    client = fake_log.client()
+    cp = client.checkpoint()
+    with pytest.raises(LogMisbehaved, match="HTTP 500 on every attempt while the log serves a valid checkpoint"):
+        TileTree(client, cp.size).root() if "entries" not in path else client.entries(0, cp.size)
+    assert fake_log.hits.count(path) == 3  # retried first: a single 500 is transient
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "error"),
+    [
+        ("/tile/0/000.p/3", (503, b"busy"), "LogUnreachable"),  # an overloaded server or a gateway: not a finding
+        ("/tile/0/000.p/3", (200, b"\x00" * 95), "LogMisbehaved"),  # a tile that does not parse
+        ("/tile/0/000.p/3", (200, b"\x00" * (256 * 32 + 1)), "LogMisbehaved"),  # longer than any tile
+        ("/tile/entries/000.p/3", (200, b"\x00\x05one"), "LogMisbehaved"),  # a bundle cut short
+        ("/tile/entries/000.p/3", (200, b"\x00\x01x"), "LogMisbehaved"),  # another number of entries
+        ("/checkpoint", (200, b"\xff\xfe"), "LogMisbehaved"),
+        ("/checkpoint", (500, b""), "LogUnreachable"),  # nothing committed to: the log is just down
+    ],
+)
+def test_tile_log_failures_are_classified(
+    fake_log: FakeTileLog, path: str, answer: tuple[int, bytes], error: str
+) -> None:
+    from uc_attest import errors
+
+    client = fake_log.client()
+    size = client.checkpoint().size
+    fake_log.answers[path] = answer
+    with pytest.raises(getattr(errors, error)):
+        client.checkpoint()
+        client.entries(0, size) if "entries" in path else TileTree(client, size).root()
+
+
+def test_a_tile_500_while_the_checkpoint_is_down_too_is_unreachable(fake_log: FakeTileLog) -> None:
+    from uc_attest.errors import LogUnreachable
+
+    client = fake_log.client()
+    size = client.checkpoint().size
+    fake_log.answers["/tile/0/000.p/3"] = fake_log.answers["/checkpoint"] = (500, b"")
+    with pytest.raises(LogUnreachable):
+        TileTree(client, size).root()
+
+
+def test_a_dead_log_is_unreachable() -> None:
+    from uc_attest.errors import LogUnreachable
+    from uc_attest.transparency.tiles import TileLogKey
+
+    with pytest.raises(LogUnreachable):
+        TileClient(TileLogKey(f"http://127.0.0.1:{free_port()}", None, b"\x00" * 32), timeout=2).checkpoint()
+
+
+def test_a_deleted_partial_tile_is_read_from_the_full_one(fake_log: FakeTileLog) -> None:
+    """C2SP lets a log delete a partial tile once the full one exists: a client reads the full one instead."""
+    from uc_attest.transparency.tiles import encode_bundle
+
+    client = fake_log.client()
+    cp = client.checkpoint()
+    full_leaves = [merkle.leaf_hash(b"%d" % i) for i in range(256)]
+    full_leaves[:3] = [merkle.leaf_hash(e) for e in fake_log.entries]
+    fake_log.answers["/tile/0/000"] = (200, b"".join(full_leaves))
+    fake_log.answers["/tile/entries/000"] = (
+        200,
+        encode_bundle([*fake_log.entries, *(b"%d" % i for i in range(3, 256))]),
+    )
+    del fake_log.answers["/tile/0/000.p/3"], fake_log.answers["/tile/entries/000.p/3"]
+    assert TileTree(client, cp.size).root() == cp.root and client.entries(0, cp.size) == fake_log.entries

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS v2_checkpoints (size INTEGER PRIMARY KEY, root BLOB N
 INTERVAL_S, BATCH = 0.005, 256
 KEY_DETAILS = {"PKIX_ECDSA_P256_SHA_256": hashes.SHA256(), "PKIX_ECDSA_P384_SHA_384": hashes.SHA384()}
 DIGEST_SIZES = {"SHA2_256": 32, "SHA2_384": 48}
+#: Largest canonical entry: an entry bundle prefixes each entry with its length as a big-endian uint16
+#: (C2SP tlog-tiles), so a longer one could be logged but never served. Checked before anything is queued.
+MAX_ENTRY = 0xFFFF
 
 
 class EntryV2Error(Exception):
@@ -103,7 +106,14 @@ def canonicalize(request: Any) -> bytes:
     }
     # RFC 8785 of this body is plain sorted, compact JSON: every value is an ASCII string (base64 or one of
     # the names above), so no number or escape rule applies (tests compare it with canonical_json)
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    _check_size(canonical)
+    return canonical
+
+
+def _check_size(body: bytes) -> None:
+    if len(body) > MAX_ENTRY:
+        raise EntryV2Error(f"entry of {len(body)} bytes: a tile log entry holds at most {MAX_ENTRY}")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -146,8 +156,16 @@ class TileLog:
     fsync, so appends queue and reads answer while a batch is made durable. Readers only ever look at
     positions below the committed size, which no later append changes."""
 
-    def __init__(self, path: Path, origin: str, name: str, key: ed25519.Ed25519PrivateKey, log_id: bytes,
-                 interval: float = INTERVAL_S, batch: int = BATCH) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        origin: str,
+        name: str,
+        key: ed25519.Ed25519PrivateKey,
+        log_id: bytes,
+        interval: float = INTERVAL_S,
+        batch: int = BATCH,
+    ) -> None:
         self.origin, self.name, self.log_id, self._key = origin, name, log_id, key
         self.interval, self.batch = interval, batch
         try:
@@ -186,7 +204,9 @@ class TileLog:
     # -- writes --------------------------------------------------------------------------------------------
 
     def submit(self, body: bytes, timeout: float = 30.0) -> Integrated:
-        """Queue ``body`` and wait until a committed checkpoint covers it; its index, that checkpoint, a proof."""
+        """Queue ``body`` and wait until a committed checkpoint covers it; its index, that checkpoint, a proof.
+        EntryV2Error for a body too long to serve in an entry bundle."""
+        _check_size(body)
         leaf = merkle.leaf_hash(body)
         with self._lock:
             known = self._by_leaf.get(leaf)

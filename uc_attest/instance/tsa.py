@@ -45,15 +45,17 @@ def timestamp(
         hashed = imprint["hashed_message"].native
         nonce = req["nonce"].native
         cert_req = bool(req["cert_req"].native)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise TSAError(f"not a DER TimeStampReq: {exc}") from None
+        policy = req["req_policy"].native
+        extensions = req["extensions"].native
+    except (ValueError, TypeError, KeyError) as exc:  # asn1crypto parses lazily: every field is read here
+        raise TSAError(f"not a DER TimeStampReq: {str(exc).splitlines()[0]}") from None
     if version != "v1":
         raise TSAError(f"unsupported TimeStampReq version {version!r}")
     if algorithm not in DIGESTS or not isinstance(hashed, bytes) or len(hashed) != DIGESTS[algorithm]:
         raise TSAError(f"message imprint must be a {'/'.join(DIGESTS)} digest of its length")
-    if req["req_policy"].native not in (None, POLICY_OID):
-        raise TSAError(f"unsupported policy {req['req_policy'].native}")
-    if req["extensions"].native:
+    if policy not in (None, POLICY_OID):
+        raise TSAError(f"unsupported policy {policy}")
+    if extensions:
         raise TSAError("request extensions are not supported")
     t = now or dt.datetime.now(dt.UTC)
     # Whole seconds: DER strips trailing zeros of a fraction ("…05.12Z"), which

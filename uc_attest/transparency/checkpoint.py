@@ -13,19 +13,18 @@ A note is UTF-8 text ending in a newline, a blank line, then signature lines
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..errors import NoteError
 
 SIG_PREFIX = "\u2014 "
-_NAME_RE = re.compile(r"^[^\s+]+$")
+_NAME_RE = re.compile(r"[^\s+]+")  # used with fullmatch: "$" would also match before a final newline
 
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -62,12 +61,12 @@ def ecdsa_verifier(name: str, key: ec.EllipticCurvePublicKey) -> Verifier:
 def parse_vkey(vkey: str) -> Verifier:
     """Parse ``name+hash+base64(type || key)`` (types 0x01 Ed25519, 0x02 ECDSA SPKI)."""
     parts = vkey.split("+", 2)
-    if len(parts) != 3 or not _NAME_RE.match(parts[0]) or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+    if len(parts) != 3 or not _NAME_RE.fullmatch(parts[0]) or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
         raise NoteError(f"malformed verifier key {vkey[:40]!r}")
     name, key_hash = parts[0], bytes.fromhex(parts[1])
     try:
         raw = base64.b64decode(parts[2], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a str with non-ASCII characters
         raise NoteError("verifier key is not base64") from None
     if not raw:
         raise NoteError("empty verifier key")
@@ -83,7 +82,7 @@ def parse_vkey(vkey: str) -> Verifier:
             key, want = loaded, ecdsa_key_hash(loaded)
         else:
             raise NoteError(f"unsupported verifier key type 0x{kind:02x}")
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise NoteError(f"bad verifier key: {exc}") from None
     if want != key_hash:
         raise NoteError("verifier key hash does not match its key")
@@ -105,10 +104,10 @@ class Note:
 
 def parse_note(note: str | bytes) -> Note:
     """Split a signed note into its text and signature lines (no verification)."""
-    data = note.encode() if isinstance(note, str) else note
     try:
+        data = note.encode() if isinstance(note, str) else note
         data.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeError:  # undecodable bytes, or a str with lone surrogates
         raise NoteError("note is not UTF-8") from None
     if b"\r" in data or any(c < 0x20 and c != 0x0A for c in data):
         raise NoteError("note contains control characters")
@@ -121,11 +120,11 @@ def parse_note(note: str | bytes) -> Note:
         if not line.startswith(SIG_PREFIX):
             raise NoteError(f"malformed signature line {line[:40]!r}")
         fields = line[len(SIG_PREFIX) :].split(" ")
-        if len(fields) != 2 or not _NAME_RE.match(fields[0]):
+        if len(fields) != 2 or not _NAME_RE.fullmatch(fields[0]):
             raise NoteError(f"malformed signature line {line[:40]!r}")
         try:
             raw = base64.b64decode(fields[1], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str with non-ASCII characters
             raise NoteError("signature is not base64") from None
         if len(raw) < 5:
             raise NoteError("signature too short")
@@ -198,13 +197,17 @@ class Checkpoint:
 
     @classmethod
     def parse(cls, text: bytes) -> Checkpoint:
-        lines = text.decode().split("\n")
+        """The checkpoint in a note's text; NoteError for anything else (the only error it raises)."""
+        try:
+            lines = text.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise NoteError("checkpoint is not UTF-8") from None
         if len(lines) < 4 or lines[-1] != "" or not lines[0]:
             raise NoteError("checkpoint needs origin, size and root hash lines")
         if not re.fullmatch(r"0|[1-9][0-9]*", lines[1]) or int(lines[1]) >= 1 << 64:
             raise NoteError(f"checkpoint size {lines[1]!r} is not a decimal uint64")
         try:
             root = base64.b64decode(lines[2], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str with non-ASCII characters
             raise NoteError("checkpoint root hash is not base64") from None
         return cls(lines[0], int(lines[1]), root, tuple(lines[3:-1]))

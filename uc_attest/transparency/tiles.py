@@ -9,17 +9,25 @@ number of those nodes a tree of size ``s`` has: ``floor(s / 256^L) mod 256``). `
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import re
 import struct
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.merkle import leaf_hash, node_hash
-from ..errors import LogMisbehaved
+from ..errors import LogMisbehaved, LogUnreachable, NoteError
 
 WIDTH, HEIGHT, HASH = 256, 8, 32
+#: Longest entry an entry bundle can hold (its length prefix is a big-endian uint16).
+MAX_ENTRY = 0xFFFF
+#: Longest checkpoint read (a signed note is a few hundred bytes; 100 signatures fit many times over).
+MAX_CHECKPOINT = 1 << 20
 
 
 def encode_index(n: int) -> str:
@@ -48,8 +56,8 @@ _PATH = re.compile(r"^tile/(entries|0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\
 
 
 def parse_tile_path(path: str) -> tuple[int | None, int, int]:
-    """(level or None for entries, index, width) of a tile path; ValueError if it is not one."""
-    m = _PATH.match(path)
+    """(level or None for entries, index, width) of a canonical tile path; ValueError if it is not one."""
+    m = _PATH.fullmatch(path)
     if m is None:
         raise ValueError(f"not a tile path: {path!r}")
     level = None if m.group(1) == "entries" else int(m.group(1))
@@ -57,6 +65,8 @@ def parse_tile_path(path: str) -> tuple[int | None, int, int]:
     if (level is not None and level > 63) or (width > 255 and m.group(3)):
         raise ValueError(f"not a tile path: {path!r}")
     index = int(m.group(2).replace("x", "").replace("/", ""))
+    if tile_path(level, index, width) != path:  # one path per tile: no leading "x000/" groups
+        raise ValueError(f"not a canonical tile path: {path!r}")
     return level, index, width
 
 
@@ -69,10 +79,17 @@ def tile_width(size: int, level: int, index: int) -> int:
 def encode_bundle(entries: Iterable[bytes]) -> bytes:
     out = bytearray()
     for e in entries:
-        if len(e) > 0xFFFF:
-            raise ValueError("an entry longer than 65535 bytes cannot be bundled")
+        if len(e) > MAX_ENTRY:
+            raise ValueError(f"an entry longer than {MAX_ENTRY} bytes cannot be bundled")
         out += struct.pack(">H", len(e)) + e
     return bytes(out)
+
+
+def split_tile(data: bytes, width: int, where: str) -> list[bytes]:
+    """The ``width`` hashes of a tile; LogMisbehaved if it holds another number of bytes."""
+    if len(data) != width * HASH:
+        raise LogMisbehaved(f"{where}: {len(data)} bytes, expected {width * HASH}")
+    return [data[i : i + HASH] for i in range(0, len(data), HASH)]
 
 
 def decode_bundle(data: bytes, count: int, where: str) -> list[bytes]:
@@ -114,8 +131,6 @@ class CompactRange:
         return leaves
 
     def root(self) -> bytes:
-        import hashlib
-
         if not self.hashes:
             return hashlib.sha256(b"").digest()
         h = self.hashes[-1]
@@ -154,42 +169,83 @@ class TileCheckpoint:
 class TileClient:
     """A verifying client of a C2SP tlog-tiles log. Every answer is checked: the checkpoint's signature
     (the key whose C2SP key id is the log id), tile sizes, and — by :class:`TileTree` — every hash against
-    the checkpoint's root. ``requests``/``bytes`` count what was fetched (for monitors' figures)."""
+    the checkpoint's root. ``requests``/``bytes`` count what was fetched (for monitors' figures).
+
+    How failures are told apart (:class:`LogUnreachable`: not now, an operational problem;
+    :class:`LogMisbehaved`: the log answered wrongly, a finding):
+
+    * refused, reset, timeout, a cut answer, HTTP 408/425/429/5xx: retried, then LogUnreachable;
+    * any other HTTP status, an answer larger than the resource can be, bytes that do not parse (a tile of
+      the wrong length, an entry bundle cut short or with another number of entries, a checkpoint that is
+      not UTF-8 or does not verify): LogMisbehaved at once;
+    * a tile or entry bundle still answering HTTP 500 after the retries while the log serves a valid
+      checkpoint: LogMisbehaved. The log is up and signs a tree that commits to that tile, yet its own
+      server fails on it (as an entry too long for a bundle made rekor-tiles-like logs fail, forever); a
+      verifier must not read that as a log that is merely away. 502/503/504/429 stay LogUnreachable: they
+      are a gateway's or an overloaded server's, not an answer about the tile;
+    * a partial tile or bundle answering 404 is fetched again as the full one (C2SP lets a log delete
+      partial tiles once the full tile exists); a full one answering 404 is LogMisbehaved.
+    """
 
     def __init__(self, log: TileLogKey, timeout: float = 10.0, cache: dict[str, bytes] | None = None) -> None:
         self.log, self.timeout = log, timeout
         self.requests = self.bytes = 0
         self._cache: dict[str, bytes] = {} if cache is None else cache  # a tile path (with its width) is immutable
 
-    def _get(self, path: str) -> bytes:
-        import urllib.error
-        import urllib.request
-
+    def _get(self, path: str, limit: int) -> bytes:
+        """The body at ``path`` (at most ``limit`` bytes), retried on transient failures (see the class doc).
+        A LogUnreachable carries the last HTTP status as ``data["status"]`` (absent: no HTTP answer)."""
         from .rekor_v1 import ATTEMPTS, BACKOFF_S, TRANSIENT_STATUS
 
         url = f"{self.log.base_url}/{path}"
-        last = ""
+        last, status = "", None
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             self.requests += 1
             try:
                 with urllib.request.urlopen(url, timeout=self.timeout) as r:
-                    data = bytes(r.read())
-                    self.bytes += len(data)
-                    return data
+                    data = bytes(r.read(limit + 1))
             except urllib.error.HTTPError as exc:
                 if exc.code not in TRANSIENT_STATUS:
                     raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
-                last = f"HTTP {exc.code}"
-            except (OSError, ValueError) as exc:
-                last = str(getattr(exc, "reason", exc))
-        from ..errors import LogUnreachable
+                last, status = f"HTTP {exc.code}", exc.code
+                continue
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timeout, cut
+                last, status = str(getattr(exc, "reason", exc)) or type(exc).__name__, None
+                continue
+            self.bytes += len(data)
+            if len(data) > limit:
+                raise LogMisbehaved(f"{url}: answer longer than {limit} bytes", url=url)
+            return data
+        raise LogUnreachable(f"{url}: {last} (after {ATTEMPTS} attempts)", url=url, status=status)
 
-        raise LogUnreachable(f"{url}: {last} (after {ATTEMPTS} attempts)", url=url)
+    def _get_committed(self, level: int | None, index: int, width: int) -> bytes:
+        """A tile or entry bundle that a verified checkpoint commits to (see the class doc for 404 and 500)."""
+        path = tile_path(level, index, width)
+        limit = WIDTH * (HASH if level is not None else 2 + MAX_ENTRY)
+        try:
+            return self._get(path, limit)
+        except LogMisbehaved as exc:
+            if exc.data.get("status") != 404 or width == WIDTH:
+                raise
+            full = self._get_committed(level, index, WIDTH)
+            if level is not None:
+                return full[: width * HASH]
+            where = f"{self.log.base_url}/{tile_path(level, index)}"
+            return encode_bundle(decode_bundle(full, WIDTH, where)[:width])
+        except LogUnreachable as exc:
+            if exc.data.get("status") != 500:
+                raise
+            self.checkpoint()  # unreachable or misbehaving itself: that is the answer
+            raise LogMisbehaved(
+                f"{self.log.base_url}/{path}: HTTP 500 on every attempt while the log serves a valid checkpoint: "
+                "it does not serve a tile its checkpoint commits to",
+                url=f"{self.log.base_url}/{path}",
+                status=500,
+            ) from None
 
     def verify_note(self, note: str) -> TileCheckpoint:
-        from ..errors import NoteError
         from .checkpoint import Checkpoint, Verifier, ed25519_key_id, open_note, parse_note
 
         try:
@@ -206,7 +262,7 @@ class TileClient:
 
     def checkpoint(self) -> TileCheckpoint:
         try:
-            note = self._get("checkpoint").decode("utf-8")
+            note = self._get("checkpoint", MAX_CHECKPOINT).decode("utf-8")
         except UnicodeDecodeError:
             raise LogMisbehaved(f"{self.log.base_url}/checkpoint is not UTF-8") from None
         return self.verify_note(note)
@@ -219,16 +275,18 @@ class TileClient:
         path = tile_path(level, index, width)
         data = self._cache.get(path)
         if data is None:
-            data = self._cache[path] = self._get(path)
-        if len(data) != width * HASH:
-            raise LogMisbehaved(f"{self.log.base_url}/{path}: {len(data)} bytes, expected {width * HASH}")
-        return [data[i : i + HASH] for i in range(0, len(data), HASH)]
+            data = self._get_committed(level, index, width)
+            split_tile(data, width, f"{self.log.base_url}/{path}")  # only a well-formed tile is cached
+            self._cache[path] = data
+        return split_tile(data, width, f"{self.log.base_url}/{path}")
 
     def entries(self, index: int, size: int) -> list[bytes]:
         """The entries of bundle ``index`` for a tree of ``size``."""
         width = tile_width(size, 0, index)
+        if width == 0:
+            raise LogMisbehaved(f"entry bundle {index} does not exist at size {size}")
         path = tile_path(None, index, width)
-        return decode_bundle(self._get(path), width, f"{self.log.base_url}/{path}")
+        return decode_bundle(self._get_committed(None, index, width), width, f"{self.log.base_url}/{path}")
 
 
 class TileTree:
@@ -255,6 +313,4 @@ class TileTree:
         return node_hash(self.hash_range(lo, split), self.hash_range(lo + split, n - split))
 
     def root(self) -> bytes:
-        import hashlib
-
         return hashlib.sha256(b"").digest() if self.size == 0 else self.hash_range(0, self.size)
