@@ -42,7 +42,7 @@ def _has_othername(leaf: x509.Certificate | None) -> bool:
         return False
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # a malformed extension: refused where the bundle is parsed
         return False
     return bool(san.get_values_for_type(x509.OtherName))
 

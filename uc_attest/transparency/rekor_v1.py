@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import time
 import urllib.error
@@ -34,6 +35,7 @@ from .checkpoint import Checkpoint, Verifier, open_note
 #: Statuses that mean "try again later" (RFC 9110 / RFC 6585), retried then reported as unreachable.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Attempts per request and the first backoff (doubled each time): 0.25 + 0.5 s before giving up.
+MAX_ANSWER = 16 << 20  # a log answer (entries with certificates, proofs) is kilobytes; this bounds a hostile one
 ATTEMPTS, BACKOFF_S = 3, 0.25
 
 
@@ -114,18 +116,22 @@ class RekorClient:
             self.requests += 1
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    raw = r.read()
+                    raw = r.read(MAX_ANSWER + 1)
+                    if len(raw) <= MAX_ANSWER and getattr(r, "length", None):  # Content-Length not reached
+                        raise http.client.IncompleteRead(raw, r.length)
             except urllib.error.HTTPError as exc:
                 if exc.code not in TRANSIENT_STATUS:
                     raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
                 last = f"HTTP {exc.code}"
                 continue
-            except (OSError, ValueError) as exc:  # refused, reset, timeout, DNS (URLError is an OSError)
-                last = str(getattr(exc, "reason", exc))
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timeout, cut short
+                last = str(getattr(exc, "reason", exc)) or type(exc).__name__
                 continue
+            if len(raw) > MAX_ANSWER:
+                raise LogMisbehaved(f"{url}: answer larger than {MAX_ANSWER >> 20} MiB", url=url)
             try:
                 return json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise LogMisbehaved(f"{url}: answer is not JSON ({len(raw)} bytes)", url=url) from None
         raise LogUnreachable(f"{url}: {last} (after {ATTEMPTS} attempts)", url=url)
 
