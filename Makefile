@@ -6,7 +6,7 @@ WORK   ?= build/demo
 # Extra pip arguments for torch, e.g. a CPU-only wheel index on hosted CI runners.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test unit lint typecheck bench-fidelity bench-verify gpu-check clean
+.PHONY: install demo test unit fuzz lint typecheck bench-fidelity bench-verify gpu-check clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,13 @@ test: lint typecheck
 
 unit: install
 	$(PY) -m pytest -q tests/unit
+
+# Every property-based attack with 10,000 examples per target (docs/security.md); run before a release.
+FUZZ_EXAMPLES ?= 10000
+fuzz: install
+	UC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n 2 -q tests/unit/test_fuzz_bundle.py \
+	  tests/unit/test_fuzz_formats.py tests/unit/test_fuzz_policy.py tests/unit/test_fuzz_transparency.py \
+	  tests/unit/test_oci_attacks.py tests/integration/test_instance_hostile.py
 
 bench-fidelity: install
 	$(PY) benchmarks/fidelity.py

@@ -15,8 +15,9 @@ from typing import Any
 
 from .core import merkle
 from .core.digest import Digest, canonical_json
-from .errors import Finding, MalformedPack
+from .errors import Finding, MalformedPack, UsageError
 from .quant.records import QuantRecord
+from .quant.scheme import Scheme
 
 MANIFEST_FORMAT = "uc-manifest/1"
 
@@ -87,21 +88,19 @@ class SourceSignature:
 
     @classmethod
     def from_dict(cls, d: Any, origin: str) -> SourceSignature:
-        try:
+        bad = None if isinstance(d, dict) else "source_signature"
+        if bad is None:
+            texts = ("file", "method", "identity", "issuer", "model")
             t = d.get("signed_at")
-            return cls(
-                str(d["file"]),
-                Digest.parse(d["sha256"]),
-                str(d["method"]),
-                str(d["identity"]),
-                str(d["issuer"]),
-                str(d["model"]),
-                Digest.parse(d["root"]),
-                int(t) if t is not None else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise MalformedPack(f"{origin}: manifest field source_signature is invalid", path=origin,
-                                field="source_signature") from None  # fmt: skip
+            bad = next((k for k in texts if not isinstance(d.get(k), str)), None)
+            bad = bad or next((k for k in ("sha256", "root") if not _is_digest(d.get(k))), None)
+            if bad is None and t is not None and (not isinstance(t, int) or isinstance(t, bool)):
+                bad = "signed_at"
+            bad = bad and f"source_signature.{bad}"
+        if bad is not None:
+            raise MalformedPack(f"{origin}: manifest field {bad} is missing or invalid", path=origin, field=bad)
+        return cls(d["file"], Digest.parse(d["sha256"]), d["method"], d["identity"], d["issuer"], d["model"],
+                   Digest.parse(d["root"]), t)  # fmt: skip
 
 
 def moments_digest_of(entries: list[TensorEntry]) -> Digest:
@@ -202,10 +201,7 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes, origin: str) -> Manifest:
         """Parse and validate; every structural problem raises MalformedPack naming the field."""
-        try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedPack(f"{origin}: manifest is not JSON: {exc}", path=origin) from None
+        obj = _load_json(data, origin)
 
         def need(cond: bool, where: str) -> None:
             if not cond:
@@ -213,26 +209,31 @@ class Manifest:
 
         need(isinstance(obj, dict) and obj.get("format") == MANIFEST_FORMAT, "format")
         need(isinstance(obj.get("scheme"), dict), "scheme")
+        try:  # rebuild and the transformers integration build the scheme from it
+            Scheme.from_dict(obj["scheme"])
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError, UsageError) as exc:
+            raise MalformedPack(
+                f"{origin}: manifest field scheme is invalid: {exc}", path=origin, field="scheme"
+            ) from None
         need(isinstance(obj.get("tensors"), list), "tensors")
 
         def digests(key: str) -> dict[str, Digest]:
             val = obj.get(key, {})
             need(isinstance(val, dict), key)
-            try:
-                return {str(k): Digest.parse(v) for k, v in val.items()}
-            except (ValueError, TypeError):
-                raise MalformedPack(f"{origin}: manifest field {key} holds a bad digest", path=origin) from None
+            bad = next((k for k, v in val.items() if not _is_digest(v)), None)
+            if bad is not None:
+                raise MalformedPack(f"{origin}: manifest field {key} holds a bad digest for {bad!r}", path=origin,
+                                    field=key)  # fmt: skip
+            return {k: Digest.parse(v) for k, v in val.items()}
 
         entries: list[TensorEntry] = []
         seen: set[str] = set()
         for i, t in enumerate(obj["tensors"]):
             where = f"tensors[{i}]"
             need(isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str), where)
-            need(
-                isinstance(t.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in t["shape"]),
-                f"{where}.shape",
-            )
+            need(isinstance(t.get("shape"), list) and all(_is_dim(d) for d in t["shape"]), f"{where}.shape")
             need(t["name"] not in seen, f"{where}.name (duplicate {t['name']!r})")
+            need(isinstance(t.get("file", ""), str), f"{where}.file")
             seen.add(t["name"])
             try:
                 quant = None if t.get("quant") is None else QuantRecord.from_manifest(t["quant"])
@@ -248,7 +249,7 @@ class Manifest:
                         tuple(t["shape"]),
                         Digest.parse(t["digest"]),
                         Digest.parse(t["source_digest"]),
-                        str(t.get("file", "")),
+                        t.get("file", ""),
                         quant,
                     )
                 )
@@ -267,6 +268,31 @@ class Manifest:
                 field="root",
             )
         return m
+
+
+def _is_digest(v: Any) -> bool:
+    try:
+        Digest.parse(v)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _is_dim(d: Any) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 64
+
+
+def _load_json(data: bytes, origin: str) -> Any:
+    """The manifest's JSON value; MalformedPack unless it is JSON that RFC 8785 can write back (no floats,
+    NaN or Infinity, no lone surrogate escapes, no nesting beyond what the parser handles)."""
+    try:
+        obj = json.loads(data)
+        canonical_json(obj)
+    except RecursionError:
+        raise MalformedPack(f"{origin}: manifest nests too deeply", path=origin) from None
+    except (ValueError, TypeError) as exc:  # UnicodeError is a ValueError; canonical JSON refuses floats (TypeError)
+        raise MalformedPack(f"{origin}: manifest is not JSON uc-attest writes: {exc}", path=origin) from None
+    return obj
 
 
 def diff_tensors(expected: Manifest, actual: dict[str, TensorEntry]) -> list[Finding]:

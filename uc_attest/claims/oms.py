@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,11 +139,12 @@ def parse_oms(statement: Statement) -> OmsClaim:
         name, alg, digest = r.get("name"), r.get("algorithm"), r.get("digest")
         _need(isinstance(name, str) and bool(name), f"{f}.name", "must be a non-empty string")
         _need(alg == ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type")
-        _need(isinstance(digest, str) and bool(_HEX.fullmatch(digest)), f"{f}.digest", "must be lowercase hex")
+        _need(isinstance(digest, str) and bool(_HEX.fullmatch(digest)) and len(digest) % 2 == 0, f"{f}.digest",
+              "must be lowercase hex, whole bytes")  # fmt: skip
         assert isinstance(name, str) and isinstance(digest, str)
         path = name
         if ser.method == "shards":
-            m = _SHARD.match(name)
+            m = _SHARD.fullmatch(name)
             _need(m is not None, f"{f}.name", f"{name!r} is not <path>:<start>:<end>")
             assert m is not None
             path = m.group(1)
@@ -235,14 +237,32 @@ def scan(root: Path, ser: Serialization, exclude: tuple[Path, ...] = ()) -> dict
                                        path=str(path))  # fmt: skip
                 if target.is_dir():
                     raise InvalidInput(f"{path}: a symbolic link to a directory is not followed", path=str(path))
+                if not target.is_file():
+                    raise InvalidInput(f"{path}: a symbolic link to {_kind(target)}, not a regular file",
+                                       path=str(path))  # fmt: skip
                 _hash_file(target, ser, rel, out)
                 if name in dirnames:
                     dirnames.remove(name)
             elif name in filenames and path.is_file():
                 _hash_file(path, ser, rel, out)
+            elif name in filenames:  # never opened (a FIFO would block) and never silently left out
+                raise InvalidInput(f"{path}: {_kind(path)} in the model directory, not a regular file", path=str(path))
     if not out:
         raise InvalidInput(f"{root}: no regular file to sign or verify (OMS 6.1)", path=str(root))
     return out
+
+
+def _kind(path: Path) -> str:
+    """What a non-regular directory entry is, for the message."""
+    try:
+        mode = path.lstat().st_mode if not path.is_symlink() else path.stat().st_mode
+    except OSError:
+        return "an unreadable entry"
+    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return word
+    return "a special file"
 
 
 def diff(claim: OmsClaim, actual: dict[str, str]) -> list[Finding]:

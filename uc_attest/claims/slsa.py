@@ -119,15 +119,29 @@ def _source_signature(sig: SourceSignature | None) -> list[dict[str, Any]]:
 
 def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
     for d in deps:
-        note = d.get("annotations", {}).get(OMS_ANNOTATION) if isinstance(d, dict) else None
-        if not isinstance(note, dict):
+        note = _obj(d.get("annotations"), "resolvedDependencies[].annotations").get(OMS_ANNOTATION)
+        if note is None:
             continue
+        f = "resolvedDependencies[].annotations.openssfModelSigning"
+        note = _obj(note, f)
+        sig = _obj(note.get("signature"), f + ".signature")
+        texts = {k: note.get(k) for k in ("method", "identity")} | {"signature.name": sig.get("name")}
+        bad = next((k for k, v in texts.items() if not isinstance(v, str)), None)
+        if bad is not None:
+            raise MalformedBundle(f"statement field {f}.{bad} is missing or not a string", field=f"{f}.{bad}")
         at = note.get("signedAt")
-        when = int(dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()) if at else None
+        when = None
+        if at:
+            try:
+                when = int(dt.datetime.strptime(str(at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
+            except ValueError:
+                raise MalformedBundle(
+                    f"statement field {f}.signedAt is not a UTC time", field=f"{f}.signedAt"
+                ) from None
         return SourceSignature(
-            str(note["signature"]["name"]), _digest(note["signature"]["sha256"], "omsSignature.signature"),
-            str(note["method"]), str(note["identity"]), str(note.get("issuer", "")),
-            str(d.get("name", "")).removeprefix("oms:"), _digest(d["digest"]["sha256"], "omsSignature digest"), when,
+            sig["name"], _digest(sig.get("sha256"), f"{f}.signature.sha256"), note["method"], note["identity"],
+            str(note.get("issuer", "")), str(d.get("name", "")).removeprefix("oms:"),
+            _digest(_obj(d.get("digest"), "resolvedDependencies[].digest").get("sha256"), "omsSignature digest"), when,
         )  # fmt: skip
     return None
 
@@ -193,10 +207,13 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
             files[sub.name] = _digest(sub.digest["sha256"], f"subject {sub.name}")
     need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
     pred = statement.predicate
-    bd, rd = pred.get("buildDefinition", {}), pred.get("runDetails", {})
-    need(isinstance(bd, dict) and isinstance(rd, dict), "predicate")
-    byps = [b for b in rd.get("byproducts", []) if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT]
-    need(len(byps) == 1 and isinstance(byps[0].get("digest", {}).get("sha256"), str), "runDetails.byproducts")
+    bd = _obj(pred.get("buildDefinition"), "predicate.buildDefinition")
+    rd = _obj(pred.get("runDetails"), "predicate.runDetails")
+    byps = [b for b in _list(rd.get("byproducts"), "runDetails.byproducts")
+            if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT]  # fmt: skip
+    need(len(byps) == 1, "runDetails.byproducts")
+    manifest_digest = _digest(_obj(byps[0].get("digest"), "byproducts[].digest").get("sha256"),
+                              "runDetails.byproducts[].digest")  # fmt: skip
     content = byps[0].get("content")
     manifest_bytes = None
     if isinstance(content, str):
@@ -204,33 +221,50 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
             manifest_bytes = base64.b64decode(content, validate=True)
         except ValueError:
             need(False, "byproducts[].content")
-    manifest_digest = _digest(byps[0]["digest"]["sha256"], "runDetails.byproducts[].digest")
     if manifest_bytes is not None:
         need(hashlib.sha256(manifest_bytes).hexdigest() == manifest_digest.hex, "byproducts[].content")
-    ext = bd.get("externalParameters", {})
-    source = ext.get("source", {}) if isinstance(ext, dict) else {}
-    tree = source.get("digest", {}).get("sha256") if isinstance(source, dict) else None
+    ext = _obj(bd.get("externalParameters"), "buildDefinition.externalParameters")
+    source = _obj(ext.get("source"), "externalParameters.source")
+    tree = _obj(source.get("digest"), "externalParameters.source.digest").get("sha256")
+    deps = [d for d in _list(bd.get("resolvedDependencies"), "buildDefinition.resolvedDependencies")
+            if isinstance(d, dict)]  # fmt: skip
+    resolved: dict[str, Digest] = {}
+    for d in deps:
+        if OMS_ANNOTATION not in _obj(d.get("annotations"), "resolvedDependencies[].annotations"):
+            where = f"resolvedDependencies {d.get('name')!r}"
+            resolved[str(d.get("name", ""))] = _digest(_obj(d.get("digest"), where).get("sha256", ""), where)
     return ReleaseClaim(
         statement=statement,
         files=files,
         root=_digest(root, f"subject {RECONSTRUCTION_NAME}"),
         manifest_digest=manifest_digest,
         manifest_bytes=manifest_bytes,
-        builder_id=str(rd.get("builder", {}).get("id", "")),
+        builder_id=str(_obj(rd.get("builder"), "runDetails.builder").get("id", "")),
         build_type=str(bd.get("buildType", "")),
         scheme=_scheme(ext.get("scheme", {})),
-        source_name=str(source.get("name", "")) if isinstance(source, dict) else "",
+        source_name=str(source.get("name", "")),
         source_tree=_digest(tree, "externalParameters.source.digest") if tree else None,
-        resolved={
-            str(d.get("name", "")): _digest(
-                d.get("digest", {}).get("sha256", ""), f"resolvedDependencies {d.get('name')}"
-            )
-            for d in bd.get("resolvedDependencies", [])
-            if isinstance(d, dict) and OMS_ANNOTATION not in (d.get("annotations") or {})
-        },
-        source_signature=_parse_source_signature(bd.get("resolvedDependencies", [])),
+        resolved=resolved,
+        source_signature=_parse_source_signature(deps),
         calibration=_calibration(ext.get("calibration")),
     )
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    """A JSON object of the predicate ({} when absent); MalformedBundle naming the field otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedBundle(f"statement field {where} is not an object", field=where)
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedBundle(f"statement field {where} is not a list", field=where)
+    return value
 
 
 def _calibration(value: Any) -> CalibrationRecord | None:

@@ -35,8 +35,10 @@ def validate(doc: Any) -> None:
     try:
         pb = json_format.ParseDict(doc, statement_pb2.Statement())
         Reference.copy_from_pb(pb).validate()
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
-        raise MalformedBundle(f"not a valid in-toto Statement v1: {exc}") from None
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, SystemError, UnicodeError,
+            RecursionError) as exc:  # fmt: skip  # protobuf raises SystemError on a lone surrogate
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MalformedBundle(f"not a valid in-toto Statement v1: {first}") from None
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Statement:
         """Parse and validate; raises MalformedBundle naming what is wrong."""
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedBundle("statement payload is not JSON") from None
         validate(doc)
         subjects = tuple(
@@ -80,7 +82,7 @@ class Statement:
         Only what subject matching needs is checked; MalformedBundle naming what is wrong."""
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedBundle("statement payload is not JSON") from None
         if not isinstance(doc, dict) or doc.get("_type") not in ATTESTATION_TYPES:
             raise MalformedBundle(f"not an in-toto Statement ({', '.join(ATTESTATION_TYPES)})")

@@ -8,6 +8,7 @@ unknown fields, so a file either reads correctly or raises
 
 from __future__ import annotations
 
+import codecs
 import json
 import mmap
 import os
@@ -93,6 +94,26 @@ def _is_uint(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _U64_MAX
 
 
+def _is_utf8(s: str) -> bool:
+    """False for a string with a lone surrogate (a JSON ``\\ud800`` escape), which no UTF-8 file can hold."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def checked_numel(shape: Iterable[int]) -> int | None:
+    """The element count of a shape, or None once a running product exceeds 2^64 - 1 (Rust's ``checked_mul``:
+    stops at the first overflow, so a header of many huge dimensions costs no big-integer arithmetic)."""
+    n = 1
+    for d in shape:
+        n *= d
+        if n > _U64_MAX:
+            return None
+    return n
+
+
 def _parse_header(path: str, raw: bytes) -> tuple[dict[str, str], list[TensorInfo]]:
     def bad(kind: str, detail: str) -> MalformedSafetensors:
         return MalformedSafetensors(path, kind, detail)
@@ -107,14 +128,22 @@ def _parse_header(path: str, raw: bytes) -> tuple[dict[str, str], list[TensorInf
         raise bad("InvalidHeaderDeserialization", str(exc)) from None
     except json.JSONDecodeError as exc:
         raise bad("InvalidHeaderDeserialization", f"header is not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        raise bad("InvalidHeaderDeserialization", "header nests too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise bad("InvalidHeaderDeserialization", f"header is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise bad("InvalidHeaderDeserialization", f"header is a JSON {type(obj).__name__}, not an object")
     metadata: dict[str, str] = {}
     infos: list[TensorInfo] = []
     for name, entry in obj.items():
+        if not _is_utf8(name):
+            raise bad("InvalidHeaderDeserialization", f"tensor name {name!r} has a lone surrogate escape")
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise bad("InvalidHeaderDeserialization", "__metadata__ must map strings to strings")
+            if not all(_is_utf8(k) and _is_utf8(v) for k, v in entry.items()):
+                raise bad("InvalidHeaderDeserialization", "__metadata__ has a lone surrogate escape")
             metadata = entry
             continue
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
@@ -142,20 +171,56 @@ def _validate(path: str, infos: list[TensorInfo], data_len: int) -> None:
                 f"tensor {info.name!r}: data_offsets [{info.begin}, {info.end}] "
                 f"do not start where the previous tensor ended ({pos})",
             )
-        nbits = info.numel * DTYPE_BITS[info.dtype]
+        numel = checked_numel(info.shape)
+        nbits = DTYPE_BITS[info.dtype] * (numel if numel is not None else _U64_MAX + 1)
         if nbits > _U64_MAX:
-            raise bad("ValidationOverflow", f"tensor {info.name!r}: shape {list(info.shape)} overflows")
+            raise bad("ValidationOverflow", f"tensor {info.name!r}: shape {_shape_text(info.shape)} overflows")
         if nbits % 8:
             raise bad("MisalignedSlice", f"tensor {info.name!r}: {nbits} bits is not a whole number of bytes")
         if info.end - info.begin != nbits // 8:
             raise bad(
                 "TensorInvalidInfo",
                 f"tensor {info.name!r}: {info.end - info.begin} bytes "
-                f"for {info.dtype} {list(info.shape)} (expected {nbits // 8})",
+                f"for {info.dtype} {_shape_text(info.shape)} (expected {nbits // 8})",
             )
         pos = info.end
     if pos != data_len:
         raise bad("MetadataIncompleteBuffer", f"tensors cover {pos} bytes but the data buffer has {data_len}")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    """A shape for a one-line message: a hostile header may have thousands of dimensions."""
+    return str(list(shape)) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:4]))}, ... ({len(shape)} dims)]"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """True if the first bytes are printable text: never a safetensors length prefix, whose header length
+    (at most 100 MB, so under 2^32) leaves NUL bytes in it."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c in "\t\n\r\f\v" for c in text)
+
+
+def _header_length(path: str, head: bytes, size: int) -> int:
+    """The header length from the file's first (up to 8) bytes, checked against the file size before any
+    header byte is read: a text file, a header longer than the format allows or than the file is refused."""
+    if _looks_like_text(head):
+        hint = " (a Git LFS pointer: fetch the real file)" if head.startswith(b"version ") else ""
+        raise MalformedSafetensors(
+            path,
+            "NotSafetensors",
+            f"not a safetensors file: it starts with text {head.decode('utf-8', 'replace')!r}{hint}",
+        )
+    if size < 8:
+        raise MalformedSafetensors(path, "HeaderTooSmall", f"file has {size} bytes, fewer than 8")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER:
+        raise MalformedSafetensors(path, "HeaderTooLarge", f"header length {n} exceeds {MAX_HEADER}")
+    if 8 + n > size:
+        raise MalformedSafetensors(path, "InvalidHeaderLength", f"header length {n} exceeds file size {size}")
+    return int(n)
 
 
 class SafetensorsFile:
@@ -170,13 +235,7 @@ class SafetensorsFile:
             raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
         try:
             size = os.fstat(fd).st_size
-            if size < 8:
-                raise MalformedSafetensors(spath, "HeaderTooSmall", f"file has {size} bytes, fewer than 8")
-            (n,) = struct.unpack("<Q", os.pread(fd, 8, 0))
-            if n > MAX_HEADER:
-                raise MalformedSafetensors(spath, "HeaderTooLarge", f"header length {n} exceeds {MAX_HEADER}")
-            if 8 + n > size:
-                raise MalformedSafetensors(spath, "InvalidHeaderLength", f"header length {n} exceeds file size {size}")
+            n = _header_length(spath, os.pread(fd, 8, 0), size)
             self.metadata, infos = _parse_header(spath, os.pread(fd, n, 8))
             self.data_start = 8 + n
             _validate(spath, infos, size - self.data_start)
@@ -278,14 +337,8 @@ class StreamedFile:
             raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
         try:
             size = os.fstat(self._f.fileno()).st_size
-            head = self._read_exact(8) if size >= 8 else b""
-            if size < 8:
-                raise MalformedSafetensors(spath, "HeaderTooSmall", f"file has {size} bytes, fewer than 8")
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER:
-                raise MalformedSafetensors(spath, "HeaderTooLarge", f"header length {n} exceeds {MAX_HEADER}")
-            if 8 + n > size:
-                raise MalformedSafetensors(spath, "InvalidHeaderLength", f"header length {n} exceeds file size {size}")
+            head = self._read_exact(min(8, size))
+            n = _header_length(spath, head, size)
             header = self._read_exact(n)
             self.metadata, infos = _parse_header(spath, header)
             _validate(spath, infos, size - 8 - n)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.digest import Digest
+from ..core.stfile import checked_numel
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,33 @@ class QuantRecord:
     @classmethod
     def from_header(cls, d: Any, bits: int, group_size: int) -> tuple[str, tuple[int, ...], QuantRecord]:
         """Parse one ``uc.quantized`` entry: (source dtype, shape, record); ``bits`` is the scheme's default.
-        Raises KeyError/ValueError/TypeError on a malformed entry (the reader names the shard)."""
+        Raises ValueError/TypeError naming the field on a malformed entry (the reader names shard and tensor)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"the record is a JSON {type(d).__name__}, not an object")
+        unknown = set(d) - {"dtype", "shape", "exponent", "bits", "moments"}
+        if unknown:
+            raise ValueError(f"unknown field {min(unknown)!r}")
+        dtype, shape = d.get("dtype"), d.get("shape")
+        if not isinstance(dtype, str):
+            raise TypeError(f"dtype must be a string, got {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_uint(x) for x in shape):
+            raise TypeError("shape must be a list of unsigned 64-bit integers")
+        if checked_numel(shape) is None:
+            raise ValueError(f"shape of {len(shape)} dimensions has more than 2^64 - 1 elements")
+        if not _is_int(d.get("exponent")) or not _is_int(d.get("bits", bits)):
+            key = "bits" if _is_int(d.get("exponent")) else "exponent"
+            raise TypeError(f"{key} must be an integer, got {d.get(key)!r}")
         m = d.get("moments", 0)
         if not (m in (0, 1) and not isinstance(m, bool)) and not (isinstance(m, str) and m):
             raise ValueError(f"moments must be 0, 1 or the name of the tensor that stores them, got {m!r}")
         shared = m if isinstance(m, str) else None
-        return (
-            str(d["dtype"]),
-            tuple(int(x) for x in d["shape"]),
-            cls(int(d.get("bits", bits)), group_size, int(d["exponent"]), bool(m), moments_from=shared),
-        )
+        record = cls(d.get("bits", bits), group_size, d["exponent"], bool(m), moments_from=shared)
+        return dtype, tuple(shape), record
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_uint(v: Any) -> bool:
+    return _is_int(v) and 0 <= v < 1 << 64

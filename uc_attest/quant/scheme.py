@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InvalidInput, UsageError
 
 SCHEME_ID = "uc-affine-clip/1"
 RTN_ID = "uc-rtn/1"
@@ -147,14 +147,36 @@ class Scheme:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scheme:
+        """A scheme as a manifest or shard header records it, types checked (InvalidInput naming the field),
+        then its values (UsageError, as for options)."""
+
+        def need(ok: bool, field: str, what: str) -> None:
+            if not ok:
+                raise InvalidInput(f"scheme field {field} must be {what}", field=f"scheme.{field}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        need(isinstance(d, dict), "(top level)", "an object")
+        for key in ("bits", "group_size"):
+            need(is_int(d.get(key)), key, "an integer")
+        for key in ("include", "exclude"):
+            need(isinstance(d.get(key), list) and all(isinstance(g, str) for g in d[key]), key, "a list of globs")
+        need(isinstance(d.get("id"), str), "id", "a string")
+        overrides = d.get("bits_overrides", [])
+        need(isinstance(overrides, list) and all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str)
+                                                 and is_int(o[1]) for o in overrides),
+             "bits_overrides", "a list of [glob, bits]")  # fmt: skip
+        allocation = d.get("allocation", {})
+        need(isinstance(allocation, dict), "allocation", "an object")
         return cls(
-            bits=int(d["bits"]),
-            group_size=int(d["group_size"]),
+            bits=d["bits"],
+            group_size=d["group_size"],
             include=tuple(d["include"]),
             exclude=tuple(d["exclude"]),
-            id=str(d["id"]),
-            bits_overrides=tuple((str(g), int(b)) for g, b in d.get("bits_overrides", [])),
-            allocation=tuple(sorted((str(k), str(v)) for k, v in d.get("allocation", {}).items())),
+            id=d["id"],
+            bits_overrides=tuple((g, b) for g, b in overrides),
+            allocation=tuple(sorted((str(k), str(v)) for k, v in allocation.items())),
         )
 
 
