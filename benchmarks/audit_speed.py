@@ -52,7 +52,7 @@ def main() -> int:
                 t.start()
             pack = Path(tmp) / "pack"
             uc.write_pack(write_synth_model(Path(tmp) / "src", hidden=64, inter=128, layers=1, vocab=32), pack,
-                          uc.DEFAULT_SCHEME, "cpu")
+                          uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
             trust = uc.select_trust(None, inst)
             (Path(tmp) / "m.json").write_text(json.dumps({"evaluation_set": "bench", "metrics": {"x": 1.0}}))
             for i in range(args.concerning):

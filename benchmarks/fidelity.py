@@ -207,9 +207,10 @@ def run_table(bit_list: list[int], group: int) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sc = uc.Scheme(bits=bits, group_size=group, id=sid, bits_overrides=overrides)
-                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None)
+                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None,
+                                    bits_budget=None)
                 dt = time.perf_counter() - t0
-                uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r")
+                uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself())
                 row(label, bits, Path(tmp) / "r", _bpw(res.manifest), dt)
         if bits == 5:
             _default_rows(src, group, row)
@@ -233,7 +234,7 @@ def _default_rows(src: Path, group: int, row: object) -> None:
             subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu",
                             "--group-size", str(group), *flags], check=True, capture_output=True)  # fmt: skip
             dt = time.perf_counter() - t0
-            uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r")
+            uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself())
             row(label, 5, Path(tmp) / "r", _bpw(uc.load_manifest(Path(tmp) / "p" / uc.MANIFEST_NAME)), dt)  # type: ignore[operator]
 
 
@@ -254,7 +255,7 @@ def _in_domain(src: Path, held: list[str]) -> None:
         for label, flags in (("default command", []), ("--calibration-text licences.txt", ["--calibration-text", str(text)])):
             subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu", "--force", *flags],
                            check=True, capture_output=True)  # fmt: skip
-            uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", force=True)
+            uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself(), force=True)
             gap, worst = cosine_gap(ref, embed(Path(tmp) / "r", eval_half))
             bpw = _bpw(uc.load_manifest(Path(tmp) / "p" / uc.MANIFEST_NAME))
             print(f"  {label:<42} bpw {bpw:.3f}  1-cos {gap:.5f}  min cos {worst:.4f}", flush=True)
@@ -311,9 +312,9 @@ def run_stories() -> None:
                         cal = Path(t2) / "cal.safetensors"
                         calibration.write(cal, usable, "stories260K self-samples, seed 4321")
                     t0 = time.perf_counter()
-                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal)
+                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal, bits_budget=None)
                     dt = time.perf_counter() - t0
-                    uc.reconstruct(Path(t2) / "p", Path(t2) / "r")
+                    uc.reconstruct(Path(t2) / "p", Path(t2) / "r", uc.Anchor.pack_itself())
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)
                     mse = weight_rel_mse(src, Path(t2) / "r")
                     print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
@@ -340,7 +341,7 @@ def _stories_default(src: Path, ref: object, toks: torch.Tensor) -> None:
             subprocess.run([str(exe), "pack", str(hf), "-o", f"{t2}/p", "--device", "cpu", "--force", *flags],
                            check=True, capture_output=True)  # fmt: skip
             dt = time.perf_counter() - t0
-            uc.reconstruct(Path(t2) / "p", Path(t2) / "r", force=True)
+            uc.reconstruct(Path(t2) / "p", Path(t2) / "r", uc.Anchor.pack_itself(), force=True)
             back = st.to_llama2c_layout(Path(t2) / "r", Path(t2) / f"r2c{len(label)}")
             r, kl = st.compare(ref, st.Llama(back), toks)  # type: ignore[arg-type]
             bpw = _bpw(uc.load_manifest(Path(t2) / "p" / uc.MANIFEST_NAME))

@@ -50,10 +50,10 @@ def main() -> int:
             uc.pull(f"oci://{host}/bench/pack@{first.digest}", root / "pulled", plain_http=True)
             t_pull = time.perf_counter() - t0
             t0 = time.perf_counter()
-            local = uc.verify(args.pack)
+            local = uc.verify(args.pack, uc.Anchor.pack_itself())
             t_vl = time.perf_counter() - t0
             t0 = time.perf_counter()
-            remote = uc.verify_oci(f"oci://{host}/bench/pack@{first.digest}", plain_http=True)
+            remote = uc.verify_oci(f"oci://{host}/bench/pack@{first.digest}", uc.Anchor.pack_itself(), plain_http=True)
             t_vr = time.perf_counter() - t0
         finally:
             proc.terminate()

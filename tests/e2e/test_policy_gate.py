@@ -58,12 +58,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     cal = root / "calibration.safetensors"  # measured once; each pack records it as a supplied moments file
     uc.calibrate(src, calibration_sentences(), cal)
     uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal,
-                  **signed_by(vendor_sig, inst.dir, VENDOR))
+                  **signed_by(vendor_sig, inst.dir, VENDOR), bits_budget=None)
     uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
     # an older/other pack: same model at 6 bits, released and validated on its own
     uc.write_pack(src, root / "pack6", uc.Scheme(bits=6, id=LDLQ_ID), "cpu", calibration=cal,
-                  **signed_by(vendor_sig, inst.dir, VENDOR))
+                  **signed_by(vendor_sig, inst.dir, VENDOR), bits_budget=None)
     uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
     policy = write_policy(root / "model-risk.yaml", inst.dir)
@@ -105,7 +105,8 @@ def test_release_signed_and_validated_pack_is_allowed(world: dict[str, Path]) ->
 def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     trust = uc.select_trust(None, w["instance"])
     uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu",
-                  **signed_by(w["vendor_sig"], w["instance"], VENDOR))  # and no calibration
+                  **signed_by(w["vendor_sig"], w["instance"], VENDOR),
+                  calibrate="none", bits_budget=None)  # and no calibration
     uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
@@ -186,7 +187,7 @@ def test_stale_validation_is_denied(world: dict[str, Path], tmp_path: Path) -> N
 
 def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Path) -> None:
     trust = uc.select_trust(None, world["instance"])
-    uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu")
+    uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu", calibrate="none", bits_budget=None)
     uc.attest_pack(tmp_path / "pack", trust, dev_identity=RELEASE)
     r = cli("gate", tmp_path / "pack", "--policy", world["policy"], "--validation",
             world["root"] / "pack.validation.sigstore.json", "--json")
@@ -205,8 +206,8 @@ def test_rebuild_from_source_reproduces_the_pack(world: dict[str, Path]) -> None
 def test_load_verified_returns_tensors_only_when_allowed(world: dict[str, Path], tmp_path: Path) -> None:
     import torch
 
-    state = uc.load_verified(world["root"] / "pack", policy=world["policy"])
+    state = uc.load_verified(world["root"] / "pack", uc.Anchor.policy(world["policy"]))
     assert state["encoder.layer.0.attention.self.query.weight"].dtype == torch.float32
     pack, _ = _case_flipped_byte(world, tmp_path)
     with pytest.raises(uc.VerificationFailed):
-        uc.load_verified(pack, policy=world["policy"])
+        uc.load_verified(pack, uc.Anchor.policy(world["policy"]))

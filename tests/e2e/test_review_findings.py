@@ -40,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("findings")
     inst = start_instance(root / "instance")
     pack = root / "pack"
-    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
     uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
     yield {"root": root, "inst": inst, "pack": pack, "bundle": root / "pack.sigstore.json"}
     inst.server.stop()
@@ -121,7 +121,7 @@ def test_audit_survives_a_malformed_log_entry(tmp_path: Path) -> None:
     inst = start_instance(tmp_path / "inst")
     try:
         pack = tmp_path / "pack"
-        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
         uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
         root = str(uc.load_manifest(pack / uc.MANIFEST_NAME).root)
         _append_raw(inst, {"apiVersion": "0.0.1", "kind": "dsse", "spec": {}}, [root])
@@ -233,10 +233,10 @@ def test_load_verified_refuses_without_a_trust_anchor(world: dict[str, Any], tmp
     # a separately kept (validated) manifest is an anchor; so is a bundle with identity and issuer
     kept = tmp_path / "validated-manifest.json"
     kept.write_bytes((world["pack"] / uc.MANIFEST_NAME).read_bytes())
-    assert len(uc.load_verified(world["pack"], manifest=kept)) == 9
-    state = uc.load_verified(world["pack"], bundle=world["bundle"], identity=RELEASE, instance=world["inst"].dir)
+    assert len(uc.load_verified(world["pack"], uc.Anchor.kept_manifest(kept))) == 9
+    state = uc.load_verified(world["pack"], uc.Anchor.signed_by(RELEASE, bundle=world["bundle"]), uc.TrustRoot.instance(world["inst"].dir))
     assert len(state) == 9
-    assert len(uc.load_verified(world["pack"], insecure_trust_pack_manifest=True)) == 9
+    assert len(uc.load_verified(world["pack"], uc.Anchor.pack_itself())) == 9
 
 
 # -- 5. the inventory shows bad releases as bad ---------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_inventory_shows_a_release_that_does_not_verify(tmp_path: Path) -> None:
     inst = start_instance(tmp_path / "inst", rekor_version=1)  # a Rekor v1 log stores the statements
     try:
         pack = tmp_path / "pack"
-        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu")
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
         res = uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
         bundle = json.loads(res.bundle.read_text())
         statement = base64.b64decode(bundle["dsseEnvelope"]["payload"])

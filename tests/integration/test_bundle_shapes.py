@@ -129,9 +129,9 @@ def test_an_othername_identity(instance: Running, packed: Path, tmp_path: Path) 
     # the release path too: a pack attested by a username identity verifies under a policy naming it
     b = tmp_path / "pack.sigstore.json"
     uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity="foo!oidc.local", bundle_out=b)
-    v = uc.verify(packed, bundle=b, identity="foo!oidc.local", issuer=instance.issuer, instance=instance.dir)
+    v = uc.verify(packed, uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir))
     assert v.ok, v.to_dict()
-    assert not uc.verify(packed, bundle=b, identity="foo", issuer=instance.issuer, instance=instance.dir).ok
+    assert not uc.verify(packed, uc.Anchor.signed_by("foo", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)).ok
 
 
 def _managed_key_bundle(inst: Running, key: ec.EllipticCurvePrivateKey, statement: bytes) -> dict[str, Any]:

@@ -97,9 +97,9 @@ def test_the_statement_carries_it_and_the_policy_reads_it(instance: Running, def
                      f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nquantization:\n  calibration:\n{rule}")
         return p
 
-    ok = uc.verify(default_pack, policy=policy("    methods: [self-sampled]\n"))
+    ok = uc.verify(default_pack, uc.Anchor.policy(policy("    methods: [self-sampled]\n")))
     assert ok.ok and next(c for c in ok.checks if c.rule == "quantization.calibration").ok
-    no = uc.verify(default_pack, policy=policy("    methods: [text-file]\n"))
+    no = uc.verify(default_pack, uc.Anchor.policy(policy("    methods: [text-file]\n")))
     bad = next(c for c in no.checks if c.rule == "quantization.calibration")
     assert not no.ok and bad.actual == "self-sampled"
     audit = uc.audit(default_pack, instance=instance.dir)
@@ -117,7 +117,7 @@ def test_a_pack_without_calibration_is_denied_when_the_policy_requires_one(insta
     p.write_text(f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
                  f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\n"
                  "quantization:\n  calibration:\n    required: true\n")
-    v = uc.verify(tmp_path / "p", policy=p)
+    v = uc.verify(tmp_path / "p", uc.Anchor.policy(p))
     assert not v.ok and next(c for c in v.checks if c.rule == "quantization.calibration").actual == "none"
 
 

@@ -171,7 +171,7 @@ def test_stock_signer_signs_a_blob_and_log_api_answers(instance_v1: Running) -> 
     from sigstore.sign import SigningContext
     from sigstore.verify import Verifier, policy
 
-    cfg = uc.load_trust_config(instance.trust_config_path)
+    cfg = uc.TrustRoot.file(instance.trust_config_path).client_config
     with SigningContext.from_trust_config(cfg).signer(IdentityToken(instance.token("blob@example.com"))) as s:
         bundle = s.sign_artifact(b"hello uc-attest")
     Verifier(trusted_root=cfg.trusted_root).verify_artifact(
@@ -203,7 +203,7 @@ def test_checkpoints_are_consistent_over_time(instance: Running) -> None:
     from sigstore.oidc import IdentityToken
     from sigstore.sign import SigningContext
 
-    cfg = uc.load_trust_config(instance.trust_config_path)
+    cfg = uc.TrustRoot.file(instance.trust_config_path).client_config
     with SigningContext.from_trust_config(cfg).signer(IdentityToken(instance.token("c@example.com"))) as s:
         for i in range(3):
             s.sign_artifact(f"blob {i}".encode())

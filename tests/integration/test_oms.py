@@ -68,7 +68,7 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
                                                         tmp_path: Path) -> None:
     pack = tmp_path / "pack"
     uc.write_pack(vendor_model, pack, uc.DEFAULT_SCHEME, "cpu", source_signature=vendor_model / "model.sig",
-                  source_identity=VENDOR, instance=instance.dir)  # fmt: skip
+                  source_identity=VENDOR, instance=instance.dir, calibrate="none", bits_budget=None)  # fmt: skip
     res = uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
     assert res.oms_bundle == tmp_path / "pack.model.sig" and res.oms_log_index == res.log_index + 1
     verify = ("verify", "sigstore", "--trust_config", instance.trust_config_path, "--signature", res.oms_bundle,
@@ -79,7 +79,7 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
     claim = parse_oms(statement)  # our own payload read as strictly as any other
     assert sorted(claim.resources) == sorted(p.relative_to(pack).as_posix() for p in pack.rglob("*") if p.is_file())
     # the same signature checked by uc-attest: verify --bundle, verify-bundle over the directory
-    v = uc.verify(pack, bundle=res.oms_bundle, identity=RELEASE, issuer=instance.issuer, instance=instance.dir)
+    v = uc.verify(pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir))
     assert v.ok, v.to_dict()
     assert {c.rule for c in v.checks} >= {"release.signer", "oms.files", "pack.tensors"}
     tr = tmp_path / "root.json"
@@ -92,7 +92,7 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
     data[-7] ^= 1
     (pack / "model.safetensors").write_bytes(bytes(data))
     assert model_signing(*verify).returncode != 0
-    v = uc.verify(pack, bundle=res.oms_bundle, identity=RELEASE, issuer=instance.issuer, instance=instance.dir)
+    v = uc.verify(pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir))
     assert not v.ok and "model.safetensors" in {f.subject for f in v.findings}
     r = cli("verify-bundle", "--bundle", res.oms_bundle, "--certificate-identity", RELEASE,
             "--certificate-oidc-issuer", instance.issuer, "--trusted-root", tr, pack)
@@ -125,17 +125,18 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(instance: 
                      f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nsource:\n{source}")
         return p
 
-    ok = uc.verify(pack, policy=policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))
+    ok = uc.verify(pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n")))
     assert ok.ok, ok.to_dict()
     assert "signed by models@vendor.example" in next(c for c in ok.checks if c.rule == "source.signers").detail
-    other = uc.verify(pack, policy=policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: x@y.example\n"))
+    other = uc.verify(pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: x@y.example\n")))
     bad = next(c for c in other.checks if c.rule == "source.signers")
     assert not other.ok and not bad.ok and bad.actual == f"{VENDOR} via {instance.issuer}"
     # a pack of an unsigned source is denied by a policy naming source signers
     plain = tmp_path / "plain"
-    uc.write_pack(make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu")
+    uc.write_pack(make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu",
+                  calibrate="none", bits_budget=None)
     uc.attest_pack(plain, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
-    none = uc.verify(plain, policy=policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))
+    none = uc.verify(plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n")))
     assert not none.ok and next(c for c in none.checks if c.rule == "source.signers").actual == "none"
     # the audit shows the vendor as the first link: vendor -> pack (-> validation)
     audit = uc.audit(pack, instance=instance.dir)

@@ -122,7 +122,7 @@ def test_stock_signer_signs_on_v2_and_the_tiles_answer(instance: Running) -> Non
     from sigstore.sign import SigningContext
     from sigstore.verify import Verifier, policy
 
-    cfg = uc.load_trust_config(instance.trust_config_path)
+    cfg = uc.TrustRoot.file(instance.trust_config_path).client_config
     with SigningContext.from_trust_config(cfg).signer(IdentityToken(instance.token("blob@example.com"))) as s:
         bundle = s.sign_artifact(b"hello rekor v2")
     Verifier(trusted_root=cfg.trusted_root).verify_artifact(
@@ -291,10 +291,10 @@ def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def test_require_timestamps_counts_distinct_tsas(instance: Running, packed: Path, signed: Path, tmp_path: Path) -> None:
-    one = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_timestamps: 1\n"), bundle=signed)
+    one = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance, "  require_timestamps: 1\n"), bundle=signed))
     assert one.ok, one.to_dict()
     assert "1 verified RFC 3161" in next(c for c in one.checks if c.rule == "release.timestamps").detail
-    two = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_timestamps: 2\n"), bundle=signed)
+    two = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance, "  require_timestamps: 2\n"), bundle=signed))
     bad = next(c for c in two.checks if c.rule == "release.timestamps")
     assert not two.ok and not bad.ok and bad.expected == ">= 2 distinct TSAs"
 
@@ -307,17 +307,17 @@ def test_tsa_only_bundle_needs_require_tlog_false(
     doc["verificationMaterial"]["tlogEntries"] = []
     tsa_only = tmp_path / "tsa-only.sigstore.json"
     tsa_only.write_text(json.dumps(doc))
-    strict = uc.verify(packed, policy=_policy(tmp_path, instance), bundle=tsa_only)
+    strict = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance), bundle=tsa_only))
     log = next(c for c in strict.checks if c.rule == "release.log")
     assert not strict.ok and not log.ok and "require_tlog" in (log.hint or "")
-    loose = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only)
+    loose = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only))
     assert loose.ok, loose.to_dict()
     log = next(c for c in loose.checks if c.rule == "release.log")
     assert log.skipped and "TSA-only" in log.detail
     # without its timestamp it has no verified time at all: refused, naming the rule
     doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = []
     tsa_only.write_text(json.dumps(doc))
-    none = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only)
+    none = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only))
     assert not none.ok and not none.checks[0].ok
     # and a tampered DSSE signature is caught on this path too
     doc = json.loads(signed.read_text())
@@ -326,14 +326,14 @@ def test_tsa_only_bundle_needs_require_tlog_false(
     sig[-5] ^= 1
     doc["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
     tsa_only.write_text(json.dumps(doc))
-    bad = uc.verify(packed, policy=_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only)
+    bad = uc.verify(packed, uc.Anchor.policy(_policy(tmp_path, instance, "  require_tlog: false\n"), bundle=tsa_only))
     assert not bad.ok and not bad.checks[0].ok
 
 
 def test_max_age_reads_the_tsa_time(instance: Running, packed: Path, signed: Path, tmp_path: Path) -> None:
     pol = _policy(tmp_path, instance, "  max_age_days: 1\n")
-    assert uc.verify(packed, policy=pol, bundle=signed).ok
-    later = uc.verify(packed, policy=pol, bundle=signed, now=time.time() + 3 * 86400)
+    assert uc.verify(packed, uc.Anchor.policy(pol, bundle=signed)).ok
+    later = uc.verify(packed, uc.Anchor.policy(pol, bundle=signed), now=time.time() + 3 * 86400)
     age = next(c for c in later.checks if c.rule == "release.max_age")
     assert not later.ok and not age.ok and age.actual.startswith("3.0")
 
@@ -475,7 +475,7 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
         uc.attest_pack(packed, uc.select_trust(None, root), dev_identity=IDENTITY, bundle_out=out)
         entry = json.loads(out.read_text())["verificationMaterial"]["tlogEntries"][0]
         assert entry["kindVersion"]["kind"] == "dsse"
-        v = uc.verify(packed, bundle=out, identity=IDENTITY, issuer=uc.load_instance(root).issuer, instance=root)
+        v = uc.verify(packed, uc.Anchor.signed_by(IDENTITY, uc.load_instance(root).issuer, bundle=out), uc.TrustRoot.instance(root))
         assert v.ok, v.to_dict()
         url = uc.load_instance(root).url
         assert get(f"{url}/rekor-v2/checkpoint")[0] == 404

@@ -38,8 +38,8 @@ def keep_manifest(pack: Path, where: Path) -> Path:
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("mini")
-    uc.write_pack(minilm(), root / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.reconstruct(root / "pack", root / "recon")
+    uc.write_pack(minilm(), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.reconstruct(root / "pack", root / "recon", uc.Anchor.pack_itself())
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
 
@@ -49,8 +49,8 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("llama")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)  # bf16
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.reconstruct(root / "pack", root / "recon")
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.reconstruct(root / "pack", root / "recon", uc.Anchor.pack_itself())
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
 
@@ -59,7 +59,7 @@ def _sentences() -> list[str]:
 
 
 def test_minilm_packed_outputs_equal_the_reconstruction(mini: dict[str, Path]) -> None:
-    model = uc.load_model(mini["pack"], manifest=mini["kept"], deep=True)
+    model = uc.load_model(mini["pack"], uc.Anchor.kept_manifest(mini["kept"]), deep=True)
     report = model.uc_attest
     assert report.layers == 37 and report.deep and not report.verdict.findings
     assert sum(isinstance(m, PackedLinear) for m in model.modules()) == 37
@@ -77,7 +77,7 @@ def test_minilm_packed_outputs_equal_the_reconstruction(mini: dict[str, Path]) -
 
 
 def test_llama_bf16_logits_equal_and_generate(llama: dict[str, Path]) -> None:
-    model = uc.load_model(llama["pack"], manifest=llama["kept"])
+    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
     assert model.uc_attest.packed_bytes * 16 <= 5.3 * model.uc_attest.dense_bytes  # <= 5.3/16 of bf16
     ref = transformers.AutoModelForCausalLM.from_pretrained(str(llama["recon"]), dtype=torch.bfloat16).eval()
     ids = torch.tensor([[1, 7, 42, 99, 3, 250]])
@@ -86,13 +86,13 @@ def test_llama_bf16_logits_equal_and_generate(llama: dict[str, Path]) -> None:
         a = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
         b = ref.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
     assert torch.equal(a, b) and a.shape[1] == 12
-    cached = uc.load_model(llama["pack"], manifest=llama["kept"], cache=True)
+    cached = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]), cache=True)
     with torch.inference_mode():
         assert torch.equal(cached(ids).logits, ref(ids).logits)
 
 
 def test_model_half_keeps_the_packed_components(llama: dict[str, Path]) -> None:
-    model = uc.load_model(llama["pack"], manifest=llama["kept"])
+    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
     before = {m.name: m.digest() for m in model.modules() if isinstance(m, PackedWeight)}
     model.half()
     for m in model.modules():
@@ -102,7 +102,7 @@ def test_model_half_keeps_the_packed_components(llama: dict[str, Path]) -> None:
 
 
 def test_decode_is_the_same_whatever_the_block_size(llama: dict[str, Path]) -> None:
-    model = uc.load_model(llama["pack"], manifest=llama["kept"])
+    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
     m = next(m for m in model.modules() if isinstance(m, PackedWeight))
     from uc_attest.quant.reconstruct import reconstruct_into
 
@@ -123,7 +123,7 @@ def test_a_tampered_component_is_refused_naming_the_tensor(tmp_path: Path, compo
     name = "model.layers.0.self_attn.q_proj.weight"
     cal = tmp_path / "cal.safetensors"
     calibration.write(cal, {name: synth_moments(128, 3)}, "synthetic")
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal)
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal, bits_budget=None)
     kept = keep_manifest(tmp_path / "pack", tmp_path / "kept.json")
     with SafetensorsFile(tmp_path / "pack" / "model.safetensors") as f:
         info = f.infos[f"{name}.{component}"]
@@ -132,7 +132,7 @@ def test_a_tampered_component_is_refused_naming_the_tensor(tmp_path: Path, compo
     data[at] ^= 0x20
     (tmp_path / "pack" / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(uc.VerificationFailed) as err:
-        uc.load_model(tmp_path / "pack", manifest=kept)
+        uc.load_model(tmp_path / "pack", uc.Anchor.kept_manifest(kept))
     subjects = {f.subject for f in err.value.findings}
     assert name in subjects and "model.safetensors" in subjects, err.value.findings
 
@@ -151,9 +151,9 @@ def test_format_1_pack_loads_with_a_note(tmp_path: Path, llama: dict[str, Path])
     src = write_synth_model(tmp_path / "src", hidden=128, inter=256, layers=1, vocab=64)
     write_pack(src, tmp_path / "old", uc.DEFAULT_SCHEME, "cpu", pack_format=1)
     assert (tmp_path / "old" / "config.json").read_bytes() == (src / "config.json").read_bytes()
-    model = uc.load_model(tmp_path / "old", manifest=keep_manifest(tmp_path / "old", tmp_path / "k.json"))
+    model = uc.load_model(tmp_path / "old", uc.Anchor.kept_manifest(keep_manifest(tmp_path / "old", tmp_path / "k.json")))
     assert any("pack format 1" in n for n in model.uc_attest.notes)
-    assert uc.verify(tmp_path / "old", rebuild_from=src, device="cpu").ok  # old packs still rebuild
+    assert uc.verify(tmp_path / "old", uc.Anchor.pack_itself(), rebuild_from=src, device="cpu").ok  # old packs still rebuild
 
 
 def test_a_config_the_runtime_cannot_build_names_the_field(tmp_path: Path) -> None:
@@ -163,10 +163,10 @@ def test_a_config_the_runtime_cannot_build_names_the_field(tmp_path: Path) -> No
     cfg = json.loads((src / "config.json").read_text())
     cfg["model_type"], cfg["architectures"] = "no-such-architecture", []
     (src / "config.json").write_text(json.dumps(cfg))
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu")
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
     kept = keep_manifest(tmp_path / "pack", tmp_path / "k.json")
     with pytest.raises(uc.InvalidInput, match="model_type"):
-        uc.load_model(tmp_path / "pack", manifest=kept)
+        uc.load_model(tmp_path / "pack", uc.Anchor.kept_manifest(kept))
     r = cli("generate", tmp_path / "pack", "--prompt-ids", "1,2", "--manifest", kept)
     assert r.returncode == 3 and "model_type" in r.stderr
 
@@ -176,7 +176,7 @@ def test_from_pretrained_serves_the_verified_packed_model(mini: dict[str, Path])
     from uc_attest.hf import UcAttestConfig
 
     model = transformers.AutoModel.from_pretrained(str(mini["pack"]),
-                                                   quantization_config=UcAttestConfig(manifest=str(mini["kept"])))
+                                                   quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(mini["kept"])))
     assert uc_attest.hf.is_packed(model) and model.uc_attest.layers == 37
     ref = transformers.AutoModel.from_pretrained(str(mini["recon"])).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(mini["pack"]))
@@ -199,7 +199,7 @@ def test_from_pretrained_refuses_a_tampered_pack(mini: dict[str, Path], tmp_path
     data[at] ^= 1
     (pack / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(uc.VerificationFailed) as err:
-        transformers.AutoModel.from_pretrained(str(pack), quantization_config=UcAttestConfig(manifest=str(mini["kept"])))
+        transformers.AutoModel.from_pretrained(str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(mini["kept"])))
     assert "encoder.layer.2.intermediate.dense.weight" in {f.subject for f in err.value.findings}
 
 
@@ -210,12 +210,12 @@ def test_policy_anchor_with_the_embedded_instance(instance: Running, llama: dict
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\nname: serve\ntrust:\n  instance: {instance.dir}\nsigners:\n  release:\n"
                       f"    - issuer: {instance.issuer}\n      identity: release-bot@bank.example\n")
-    model = uc.load_model(pack, policy=policy)
+    model = uc.load_model(pack, uc.Anchor.policy(policy))
     assert model.uc_attest.verdict.ok and {"release.signer", "pack.files"} <= {c.rule for c in model.uc_attest.verdict.checks}
     other = tmp_path / "other.yaml"
     other.write_text(policy.read_text().replace("release-bot@bank.example", "someone-else@bank.example"))
     with pytest.raises(uc.VerificationFailed) as err:
-        uc.load_model(pack, policy=other)
+        uc.load_model(pack, uc.Anchor.policy(other))
     assert any(f.subject == "release.signer" for f in err.value.findings)
 
 
@@ -225,8 +225,8 @@ def _stories(tmp_path: Path) -> tuple[Path, Path, Path]:
     import stories
 
     src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu")
-    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon", uc.Anchor.pack_itself())
     return src, tmp_path / "pack", keep_manifest(tmp_path / "pack", tmp_path / "kept.json")
 
 
@@ -235,8 +235,8 @@ def test_stories260k_served_packed_both_ways(tmp_path: Path) -> None:
     from uc_attest.hf import UcAttestConfig
 
     _src, pack, kept = _stories(tmp_path)
-    ours = uc.load_model(pack, manifest=kept, deep=True)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(str(pack), quantization_config=UcAttestConfig(manifest=str(kept)))
+    ours = uc.load_model(pack, uc.Anchor.kept_manifest(kept), deep=True)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(kept)))
     ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "recon"), dtype=torch.float32).eval()
     ids = torch.tensor([[1, 50, 300, 20, 7, 99]])
     with torch.inference_mode():

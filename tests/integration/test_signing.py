@@ -40,7 +40,7 @@ def signed_v1(instance_v1: Running, packed: Path, tmp_path_factory: pytest.TempP
 
 def _check(instance: Running, pack: Path, bundle: Path, identity: str = IDENTITY,
            issuer: str | None = None) -> uc.Verdict:
-    return uc.verify(pack, bundle=bundle, identity=identity, issuer=issuer or instance.issuer, instance=instance.dir)
+    return uc.verify(pack, uc.Anchor.signed_by(identity, issuer or instance.issuer, bundle=bundle), uc.TrustRoot.instance(instance.dir))
 
 
 def test_attested_pack_verifies_offline(instance: Running, packed: Path, signed: Path) -> None:
@@ -172,7 +172,7 @@ def test_altered_v1_bundle_is_refused_with_reason(instance_v1: Running, packed: 
 def test_another_instances_trust_root_refuses(packed: Path, signed: Path, tmp_path: Path) -> None:
     other = start_instance(tmp_path / "other")
     try:
-        rc = uc.verify(packed, bundle=signed, identity=IDENTITY, issuer=other.issuer, instance=other.dir)
+        rc = uc.verify(packed, uc.Anchor.signed_by(IDENTITY, other.issuer, bundle=signed), uc.TrustRoot.instance(other.dir))
         assert not rc.ok and not rc.checks[0].ok
     finally:
         other.server.stop()
@@ -215,5 +215,5 @@ def test_policy_identity_regex(instance: Running, packed: Path, signed: Path, tm
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\nname: regex\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
                       f"    - issuer: {instance.issuer}\n      identity_regex: '{pattern}'\n")
-    v = uc.verify(packed, policy=policy, bundle=signed)
+    v = uc.verify(packed, uc.Anchor.policy(policy, bundle=signed))
     assert v.ok is allowed, v.to_dict()

@@ -56,7 +56,8 @@ def test_damage_is_exact(with_h: bool) -> None:
 def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_path: Path) -> None:
     src = make_model(tmp_path / "m", torch.float32)
     base = uc.Scheme(id=LDLQ_ID)
-    sizes = {t.name: math.prod(t.shape) for t in uc.write_pack(src, tmp_path / "p0", base, "cpu").manifest.tensors
+    sizes = {t.name: math.prod(t.shape) for t in uc.write_pack(src, tmp_path / "p0", base, "cpu",
+                                                               calibrate="none", bits_budget=None).manifest.tensors
              if t.quant}  # fmt: skip
     s1 = allocate_bits(src, base, 5.4, None, "cpu")
     s2 = allocate_bits(src, base, 5.4, None, "cpu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -21,7 +22,8 @@ from uc_attest.pack import Pack
 
 
 def _pack(src: Path, out: Path, **kw: object) -> Any:
-    return uc.write_pack(src, out, uc.Scheme(**kw), "cpu")  # type: ignore[arg-type]
+    """The plain pack (no calibration, no allocation) of ``uc.Scheme(**kw)``: what these tests pin."""
+    return uc.run_pack(uc.PackRequest.uncalibrated(src, out, uc.Scheme(**kw), "cpu"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -33,7 +35,7 @@ def test_roundtrip_every_dtype(model_factory: Callable[..., Path], tmp_path: Pat
         f"model.layers.{i}.{n}.weight" for i in range(2) for n in ("self_attn.q_proj", "mlp.down_proj")}
     check = uc.verify_pack(tmp_path / "pack")
     assert check.ok and check.tensors_checked == len(m.tensors) and check.root == m.root
-    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon", uc.Anchor.pack_itself())
     recon = load_file(str(tmp_path / "recon" / "model.safetensors"))
     original = load_file(str(src / "model.safetensors"))
     # pack format 2: the pack's config.json adds quantization_config; the reconstruction's is the source's again
@@ -60,7 +62,7 @@ def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: P
     for shard in (p.name for p in src.glob("*.safetensors")):  # digests computed while streaming = file hashes
         assert res.manifest.source_files[shard] == sha256_file(src / shard)
         assert res.manifest.files[shard] == sha256_file(tmp_path / "pack" / shard)
-    uc.reconstruct(tmp_path / "pack", tmp_path / "recon")
+    uc.reconstruct(tmp_path / "pack", tmp_path / "recon", uc.Anchor.pack_itself())
     index = json.loads((tmp_path / "recon" / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == {t.name for t in res.manifest.tensors}
 
@@ -297,7 +299,7 @@ def test_pack_format_golden(tmp_path: Path) -> None:
     # pack format 2: config.json with quantization_config, indented JSON with sorted keys (docs/format.md 1)
     assert hashlib.sha256((tmp_path / "p" / "config.json").read_bytes()).hexdigest() == GOLDEN_CONFIG
     rht = uc.Scheme(bits=5, group_size=32, id="uc-rht-clip/1", bits_overrides=(("*v_proj*", 6),))
-    res = uc.write_pack(src, tmp_path / "p2", rht, "cpu")
+    res = uc.write_pack(src, tmp_path / "p2", rht, "cpu", calibrate="none", bits_budget=None)
     assert hashlib.sha256((tmp_path / "p2" / "model.safetensors").read_bytes()).hexdigest() == GOLDEN_RHT_SHARD
     assert str(res.manifest.root) == GOLDEN_RHT_ROOT
     assert {t.quant.bits for t in res.manifest.tensors if t.quant and "v_proj" in t.name} == {6}
@@ -309,3 +311,83 @@ GOLDEN_ROOT = "sha256:cc5821896546d2f2f0aa4ad437fc64a01de0cb1029954e2404d5feeddd
 GOLDEN_CONFIG = "98ea1f7d8e2c1b2e7d31fe5ac645ab8290d98d59bb17e1656547cebd91a09694"
 GOLDEN_RHT_SHARD = "81e806114573dff7dd73f6a16036922d3ff3295577c85d33fd7b3bccd4ba1da8"
 GOLDEN_RHT_ROOT = "sha256:9c1284ec9c1e776943b76f8a3a5d6365fbbbc8909381ffda1f9febf600d67927"
+
+
+def test_the_library_and_the_cli_share_one_set_of_defaults() -> None:
+    """write_pack's keyword defaults are PackRequest's (the CLI builds a PackRequest): no second set."""
+    import dataclasses
+    import inspect
+
+    fields = {f.name: f.default for f in dataclasses.fields(uc.PackRequest)}
+    params = inspect.signature(uc.write_pack).parameters
+    renamed = {"source_dir": "source", "out_dir": "out"}
+    for name, p in params.items():
+        if name in ("progress", "warn"):
+            continue
+        field = renamed.get(name, name)
+        assert field in fields, name
+        if p.default is not inspect.Parameter.empty:
+            assert p.default == fields[field], name
+    assert set(fields) == {renamed.get(n, n) for n in params} - {"progress", "warn"}
+    request = uc.PackRequest(Path("src"), Path("out"))
+    assert (request.calibrate, request.bits_budget, request.budget_strict) == ("auto", uc.DEFAULT_BUDGET, False)
+    assert request.scheme == uc.PACK_SCHEME == uc.scheme_from_options() and not request.scheme.bits_overrides
+    plain = uc.PackRequest.uncalibrated(Path("src"), Path("out"))
+    assert (plain.calibrate, plain.bits_budget, plain.scheme) == ("none", None, uc.DEFAULT_SCHEME)
+
+
+@pytest.mark.parametrize(("kw", "needle"), [
+    ({"calibrate": "sometimes"}, "calibrate must be"),
+    ({"calibration": Path("c"), "calibration_text": Path("t")}, "exclusive"),
+    ({"calibrate": "none", "calibration": Path("c")}, "--no-calibration"),
+    ({"source_key": Path("k")}, "need --source-signature"),
+    ({"source_signature": Path("s"), "source_key": Path("k"), "source_identity": "a"}, "--source-key is exclusive"),
+    ({"source_signature": Path("s"), "source_cert_chain": Path("c"), "source_identity": "a"}, "both or neither"),
+])  # fmt: skip
+def test_a_request_that_cannot_be_meant_is_refused_when_made(kw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(uc.UsageError, match=needle):
+        uc.PackRequest(Path("src"), Path("out"), **kw)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def stage(self, name: str) -> None:
+        self.events.append(("stage", name))
+
+    def update(self, done: int, total: int, what: str) -> None:
+        self.events.append(("update", str(done), str(total), what))
+
+
+def test_progress_reports_each_stage_and_the_quantized_weights(bf16_model: Path, tmp_path: Path) -> None:
+    """Stages in order; the quantization stage counts the weights of quantized tensors only, up to its total
+    (the bar does not sit at 0 % and never names a tensor that is only copied, like a bias)."""
+    rec, warned = _Recorder(), []
+    res = uc.write_pack(bf16_model, tmp_path / "p", device="cpu", progress=rec, warn=warned.append)
+    stages = [e[1] for e in rec.events if e[0] == "stage"]
+    assert stages == ["checking", "calibration", "allocation", "quantization"]
+    assert len(warned) == 1 and "calibration skipped" in warned[0]  # a synthetic model transformers cannot run
+    quantized = [t for t in res.manifest.tensors if t.quant]
+    weights = str(sum(math.prod(t.shape) for t in quantized))
+    at = [i for i, e in enumerate(rec.events) if e[0] == "stage"] + [len(rec.events)]
+    for stage in ("allocation", "quantization"):  # each measures or quantizes every quantized tensor once
+        i = stages.index(stage)
+        updates = rec.events[at[i] + 1 : at[i + 1]]
+        assert [u[3].split(" ")[0] for u in updates] == [t.name for t in quantized], stage
+        assert updates[-1][1] == updates[-1][2] == weights and all(" weights)" in u[3] for u in updates)
+    assert not any(".bias" in e[-1] for e in rec.events)
+
+
+def test_an_existing_output_fails_before_any_work(bf16_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    rec = _Recorder()
+    with pytest.raises(uc.UsageError, match="already exists"):
+        uc.write_pack(bf16_model, tmp_path / "out", progress=rec)
+    assert rec.events == [("stage", "checking")]  # no calibration, no allocation, nothing quantized
+
+
+def test_the_library_warns_when_it_packs_without_calibration(bf16_model: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="calibration skipped"):
+        res = uc.write_pack(bf16_model, tmp_path / "p", device="cpu")
+    assert res.manifest.calibration is None and "allocation" in res.manifest.scheme

@@ -43,15 +43,14 @@ DEV_WARNING = "signed by a DEV instance: its OIDC issuer can mint any identity"
 def pack(
     source: Annotated[Path, typer.Argument(help="Model directory (config.json + safetensors).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
-    bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = 5,
+    bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = uc.PACK_SCHEME.bits,
     group_size: Annotated[
         int, typer.Option(help="Weights per scale/zero-point group (multiple of 8; a power of two when rotated).")
-    ] = 128,
+    ] = uc.PACK_SCHEME.group_size,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
     scheme_id: Annotated[
-        str | None,
-        typer.Option("--scheme", help="uc-rht-ldlq/1 (default), uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."),
-    ] = None,
+        str, typer.Option("--scheme", help="uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1.")
+    ] = uc.PACK_SCHEME.id,
     calibration: Annotated[
         Path | None,
         typer.Option(
@@ -64,26 +63,34 @@ def pack(
         typer.Option(help="Your own calibration text (UTF-8, one sample per line) instead of the default."),
     ] = None,
     no_calibration: Annotated[
-        bool, typer.Option(help="Do not calibrate (the reconstruction error roughly doubles; printed).")
+        bool,
+        typer.Option("--no-calibration", help="Do not calibrate (the reconstruction error roughly doubles; printed)."),
     ] = False,
     calibration_required: Annotated[
-        bool, typer.Option(help="Exit 3 when the model cannot be run for calibration (default: warn, pack without).")
+        bool,
+        typer.Option(
+            "--calibration-required",
+            help="Exit 3 when the model cannot be run for calibration (default: warn, pack without).",
+        ),
     ] = False,
     bits_budget: Annotated[
-        float | None,
+        float,
         typer.Option(
             help="Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend "
-            "[default: 5.30; none spent when the base widths already exceed it]."
+            "(the default budget: none spent when the base widths already exceed it; another: exit 2)."
         ),
-    ] = None,
+    ] = uc.DEFAULT_BUDGET,
     no_allocation: Annotated[
-        bool, typer.Option(help="No measured allocation: the same bits everywhere, or --bits-override.")
+        bool,
+        typer.Option("--no-allocation", help="No measured allocation: the same bits everywhere, or --bits-override."),
     ] = False,
     bits_override: Annotated[
         list[str] | None,
-        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; default: value projections at 6)."),
+        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; the allocation starts from them)."),
     ] = None,
-    no_overrides: Annotated[bool, typer.Option(help="Same bits for every tensor (no default overrides).")] = False,
+    no_overrides: Annotated[
+        bool, typer.Option("--no-overrides", help="Same bits for every tensor: no --bits-override, no allocation.")
+    ] = False,
     include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
     source_signature: Annotated[
@@ -111,27 +118,23 @@ def pack(
         group_size=group_size,
         scheme_id=scheme_id,
         bits_overrides=bits_override,
-        no_overrides=no_overrides or not bits_override,  # the measured allocation replaced the name rule
+        no_overrides=no_overrides,
         include=include,
         exclude=exclude,
     )
+    request = uc.PackRequest(
+        source, output, scheme, device, force=force,
+        calibrate="none" if no_calibration else "required" if calibration_required else "auto",
+        calibration=calibration, calibration_text=calibration_text,
+        bits_budget=bits_budget if allocate else None, budget_strict=bits_budget != uc.DEFAULT_BUDGET,
+        source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
+        source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
+    )  # fmt: skip
     if no_calibration and scheme.row_signs:
         render.warn(f"packing without calibration. {uc.NO_CALIBRATION_COST}")
-    mode = "none" if no_calibration else "required" if calibration_required else "auto"
     t0 = time.perf_counter()
-    with render.progress("packing") as progress:
-
-        def on_batch(done: int, total: int) -> None:
-            progress(f"(calibration: batch {done} of {total})", 0)
-
-        res = uc.write_pack(
-            source, output, scheme, device, force=force, progress=progress, calibration=calibration,
-            source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
-            source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config,
-            instance=instance, calibrate=mode, calibration_text=calibration_text, calibration_progress=on_batch,
-            bits_budget=(bits_budget or DEFAULT_BUDGET) if allocate else None, budget_strict=bits_budget is not None,
-            warn=render.warn,
-        )  # fmt: skip
+    with render.progress("packing") as bar:
+        res = uc.run_pack(request, progress=bar, warn=render.warn)
     seconds = time.perf_counter() - t0
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
@@ -149,6 +152,7 @@ def pack(
                 "source_signature": m.source_signature.to_dict() if m.source_signature else None,
                 "calibration": m.calibration.to_dict() if m.calibration else None,
                 "seconds": round(seconds, 2),
+                "stages": {name: round(t, 2) for name, t in bar.timings()},
             }
         )
         return
@@ -166,6 +170,7 @@ def pack(
         sig = m.source_signature
         who = f"{sig.identity} via {sig.issuer}" if sig.issuer else sig.identity
         say(f"source signature verified ({sig.method}): {sig.model} signed by {who}; kept as {sig.file}")
+    render.timings(bar)
     say(f"packed in {seconds:.1f} s")
     print(f"manifest root: {m.root}")
 
@@ -201,7 +206,12 @@ def verify(
     validation: Annotated[
         list[Path] | None, typer.Option(help="Validation bundle(s) (default: <pack>.validation.sigstore.json).")
     ] = None,
-    identity: Annotated[str | None, typer.Option(help="Expected signer identity (without --policy), exact.")] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            help="Expected signer identity (without --policy), exact; the bundle defaults to <pack>.sigstore.json."
+        ),
+    ] = None,
     issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer (default with --instance: its own).")] = None,
     trust_config: TrustOpt = None,
     instance: InstanceOpt = None,
@@ -235,15 +245,22 @@ def verify(
     tensor, constraints, the validation attestation, and a rebuild from source when asked.
     Without: every tensor against the pack's (or a validated) manifest, plus --rebuild-from.
     """
-    plain = plain_http
     if not target.startswith("oci://") and plain_http:
         raise uc.UsageError("--plain-http goes with an oci:// reference")
     pack_dir = Path(target)
+    trust = uc.trust_from_options(trust_config, instance, offline=offline)
     if oms_signature is not None:
         if policy or bundle or manifest or rebuild_from or validation:
             raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
-        v = uc.verify_oms_model(pack_dir, oms_signature, identity=identity, issuer=issuer, trust_config=trust_config,
-                                instance=instance, key=key, cert_chain=cert_chain, online=not offline)  # fmt: skip
+        if key is not None:
+            if identity or issuer or cert_chain:
+                raise uc.UsageError("--key is exclusive with --identity/--issuer/--cert-chain")
+            oms = uc.Anchor.oms_key(oms_signature, key)
+        elif cert_chain is not None:
+            oms = uc.Anchor.oms_certificate(oms_signature, cert_chain, identity, issuer)
+        else:
+            oms = uc.Anchor.oms_signed_by(oms_signature, identity or "", issuer)
+        v = uc.verify_oms_model(pack_dir, oms, trust, online=not offline)
         if as_json:
             emit_json(v.to_dict())
         else:
@@ -253,36 +270,20 @@ def verify(
         return
     if key is not None or cert_chain is not None:
         raise uc.UsageError("--key/--cert-chain go with --oms-signature")
+    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer,
+                                    manifest=manifest, validations=validation) or uc.Anchor.pack_itself()  # fmt: skip
     with render.progress("verifying") as progress:
-        run: Any = uc.verify
         if target.startswith("oci://"):
             if rebuild_from is not None or bundle is not None or validation:
                 raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
-
-            def run(_p: Path, **kw: Any) -> uc.Verdict:
-                return uc.verify_oci(target, plain_http=plain, **kw)
-
-        v = run(
-            pack_dir,
-            policy=policy,
-            bundle=bundle,
-            validations=validation,
-            identity=identity,
-            issuer=issuer,
-            trust_config=trust_config,
-            instance=instance,
-            manifest=manifest,
-            rebuild_from=rebuild_from,
-            device=device,
-            online=not offline,
-            workers=workers,
-            progress=progress,
-        )
+            v = uc.verify_oci(target, anchor, trust, plain_http=plain_http, online=not offline)
+        else:
+            v = uc.verify(pack_dir, anchor, trust, rebuild_from=rebuild_from, device=device, online=not offline,
+                          workers=workers, progress=progress)  # fmt: skip
     if as_json:
         emit_json(v.to_dict())
     else:
-        render.verdict(v, signed=policy is not None or bundle is not None or identity is not None,
-                       kept=manifest is not None)  # fmt: skip
+        render.verdict(v, signed=anchor.signed, kept=anchor.kind is uc.AnchorKind.MANIFEST)
         if v.root:
             print(f"manifest root: {v.root}")
     if not v.ok:
@@ -376,11 +377,10 @@ def generate(
         ids = [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
     except ValueError:
         raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
-    res = uc.generate(
-        pack_dir, prompt=prompt, prompt_ids=ids, max_new_tokens=max_new_tokens, policy=policy, bundle=bundle,
-        identity=identity, issuer=issuer, trust_config=trust_config, instance=instance, manifest=manifest,
-        online=not offline, device=device, cache=cache,
-    )  # fmt: skip
+    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
+    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    res = uc.generate(pack_dir, anchor, trust, prompt=prompt, prompt_ids=ids, max_new_tokens=max_new_tokens,
+                      online=not offline, device=device, cache=cache)  # fmt: skip
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
         return
@@ -406,10 +406,9 @@ def embed(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
-    res = uc.embed(
-        pack_dir, text, policy=policy, bundle=bundle, identity=identity, issuer=issuer, trust_config=trust_config,
-        instance=instance, manifest=manifest, online=not offline, device=device,
-    )  # fmt: skip
+    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
+    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    res = uc.embed(pack_dir, text, anchor, trust, online=not offline, device=device)
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
         return
@@ -567,7 +566,11 @@ def verify_bundle_cmd(
     trusted_root: Annotated[Path | None, typer.Option(help="Trusted root (default: public-good, offline).")] = None,
     staging: Annotated[bool, typer.Option(help="Sigstore staging's trusted root (as shipped, offline).")] = False,
     require_tlog: Annotated[
-        bool, typer.Option(help="Require a transparency-log entry (--no-require-tlog: TSA-only bundles).")
+        bool,
+        typer.Option(
+            help="Require a transparency-log entry when the trusted root lists a log (--no-require-tlog: accept "
+            "TSA-only bundles anyway; a root listing no log, like GitHub's, needs no flag)."
+        ),
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -798,10 +801,9 @@ def reconstruct(
 ) -> None:
     """Write the reconstructed model as standard safetensors (the source's dtype), every tensor and file
     matched against the trusted manifest first (exit 1 naming each mismatch, nothing written)."""
-    res = uc.reconstruct(
-        pack_dir, output, policy=policy, bundle=bundle, identity=identity, issuer=issuer,
-        trust_config=trust_config, instance=instance, manifest=manifest, online=not offline, force=force,
-    )  # fmt: skip
+    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
+    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    res = uc.reconstruct(pack_dir, output, anchor or uc.Anchor.pack_itself(), trust, online=not offline, force=force)
     if as_json:
         emit_json({"ok": True, "output": str(output), "shards": res.shards, "root": str(res.root),
                    "anchored": res.anchored, "note": res.note})  # fmt: skip

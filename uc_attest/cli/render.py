@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -138,19 +139,75 @@ def audit(r: uc.AuditReport) -> None:
     say(f"{r.requests} log requests in {r.seconds:.2f} s")
 
 
+class _Percent(ProgressColumn):
+    """The percentage of a stage whose total is known; nothing (not a stuck 0 %) while it is not."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{task.percentage:>3.0f}%")
+
+
+class Bar:
+    """What :func:`progress` yields. ``bar(name, units)`` advances a bar of unknown length (verify);
+    ``stage``/``update`` (uc_attest.PackProgress) run one bar over the stages of a pack, each with its
+    own total, and keep every stage's elapsed time (:meth:`timings`)."""
+
+    def __init__(self, label: str, prog: Progress | None) -> None:
+        self._label = label
+        self._prog = prog
+        self._task = prog.add_task(label, total=None) if prog is not None else None
+        self._stages: list[tuple[str, float]] = []  # (stage, start time)
+        self._end: float | None = None
+
+    def __call__(self, name: str, units: int) -> None:
+        if self._prog is not None and self._task is not None:
+            self._prog.update(self._task, advance=units, description=f"{self._label} {name}")
+
+    def stage(self, name: str) -> None:
+        self._stages.append((name, time.perf_counter()))
+        if self._prog is not None and self._task is not None:
+            self._prog.reset(self._task, total=None, description=f"{self._label}: {name}")
+        else:
+            err.print(Text(f"{self._label}: {name}"), soft_wrap=True)  # one plain line per stage (logs, CI)
+
+    def update(self, done: int, total: int, what: str) -> None:
+        if self._prog is not None and self._task is not None:
+            stage = self._stages[-1][0] if self._stages else ""
+            self._prog.update(self._task, completed=done, total=total, description=f"{self._label}: {stage} {what}")
+
+    def finish(self) -> None:
+        self._end = time.perf_counter()
+
+    def timings(self) -> list[tuple[str, float]]:
+        """Each stage and its elapsed seconds (the last one up to :meth:`finish`, or now)."""
+        end = self._end if self._end is not None else time.perf_counter()
+        starts = [t for _, t in self._stages[1:]] + [end]
+        return [(name, stop - start) for (name, start), stop in zip(self._stages, starts, strict=True)]
+
+
 @contextmanager
-def progress(label: str) -> Iterator[Callable[[str, int], None]]:
-    """A progress bar on stderr when it is a terminal; tensor names are shown as data."""
+def progress(label: str) -> Iterator[Bar]:
+    """A progress bar on stderr when it is a terminal (names shown as data), a plain line per stage when not;
+    the bar is gone when the block ends, and :meth:`Bar.timings` says how long each stage took."""
     if not err.is_terminal:
-        yield lambda _n, _k: None
+        bar = Bar(label, None)
+        yield bar
+        bar.finish()
         return
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
+        _Percent(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     ) as prog:
-        task = prog.add_task(label, total=None)
-        yield lambda name, k: prog.update(task, advance=k, description=f"{label} {name}")
+        bar = Bar(label, prog)
+        yield bar
+        bar.finish()
+
+
+def timings(bar: Bar) -> None:
+    """One line: how long each stage took."""
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in bar.timings())
+    if parts:
+        say(f"stages: {parts}")

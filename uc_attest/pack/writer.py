@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,14 @@ import torch
 
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
-from ..core.stfile import OutTensor, out_tensor, write_safetensors
+from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
 from ..quant.quality import relative_error_ppm
 from ..quant.quantize import QuantizedTensor, quantize_tensor, reconstruction
 from ..quant.records import QuantRecord
 from ..quant.scheme import Scheme
-from ..source import ModelSource
+from ..source import ModelSource, SourceTensor
 from .check import Progress
 from .layout import (
     CONFIG_NAME,
@@ -125,84 +125,23 @@ def write_pack(
     recorded in its manifest; ``check_sources`` then sees the digests of the source files as they were read
     and any finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of
     the model (a signature inside the source directory). ``calibration``: where the moments came from,
-    recorded in the manifest with the digest of the moments committed here."""
+    recorded in the manifest with the digest of the moments committed here. ``progress(name, weights)``
+    after each quantized tensor."""
     dev = resolve_device(device)
-    progress = progress or _no_progress
+    job = _Job(scheme, dev, moments, progress or _no_progress)
     src = ModelSource(source_dir, skip_files)
     try:
-        for t in src.tensors:
-            if t.name.endswith((*SUFFIXES, MOMENTS_SUFFIX)):
-                raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
-        entries: list[TensorEntry] = []
+        _refuse_reserved_names(src)
         with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
-            shard_digests: dict[str, Digest] = {}
-            source_digests: dict[str, Digest] = {}
-            for shard, tensors in src.by_shard():
-                f = src.file(shard)
-                # The source shard's digest in the same pass: its tensors are contiguous, in offset order.
-                source_hash = hashlib.sha256(f.header_bytes())
-                outs: list[OutTensor] = []
-                qmeta: dict[str, dict[str, Any]] = {}
-                stored_moments: dict[Digest, str] = {}  # digest -> the tensor whose moments are stored (this shard)
-                for st in tensors:
-                    info = st.info
-                    raw = f.raw(info.name)
-                    source_hash.update(raw)
-                    sdig = Digest.of_bytes(raw)
-                    quant: QuantRecord | None = None
-                    if scheme.applies_to(info.name, info.dtype, info.shape):
-                        m16 = moments(info.name, info.shape) if moments else None
-                        q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, dev, m16)
-                        digest, err_ppm = quantized_digest(info.name, q, scheme, f.tensor(info.name))
-                        outs += [
-                            out_tensor(info.name + SUFFIXES[0], q.codes),
-                            out_tensor(info.name + SUFFIXES[1], q.scales),
-                            out_tensor(info.name + SUFFIXES[2], q.zeros),
-                        ]
-                        moments_digest, shared = None, None
-                        if q.moments is not None:
-                            m_out = out_tensor(info.name + MOMENTS_SUFFIX, q.moments)
-                            moments_digest = Digest.of_bytes(m_out.data)
-                            shared = stored_moments.get(moments_digest)  # q/k/v, gate/up: one input, one copy
-                            if shared is None:
-                                outs.append(m_out)
-                                stored_moments[moments_digest] = info.name
-                        quant = QuantRecord(q.bits, scheme.group_size, q.exponent, q.moments is not None,
-                                            moments_digest, err_ppm, shared)  # fmt: skip
-                        qmeta[info.name] = quant.to_header(info.dtype, info.shape)
-                    else:
-                        digest = sdig
-                        outs.append(OutTensor(info.name, info.dtype, info.shape, raw))
-                    entries.append(TensorEntry(info.name, info.dtype, info.shape, digest, sdig, shard, quant))
-                    progress(info.name, info.numel)
-                meta = {
-                    META_FORMAT: PACK_FORMAT,
-                    META_SCHEME: canonical_json(scheme.to_dict()).decode(),
-                    META_TENSORS: canonical_json(qmeta).decode(),
-                }
-                with open(tmp / shard, "wb") as fh:
-                    hashing = _HashingWriter(fh)
-                    write_safetensors(hashing, outs, meta)  # type: ignore[arg-type]
-                shard_digests[shard] = Digest(hashing.hash.hexdigest())
-                source_digests[shard] = Digest(source_hash.hexdigest())
-            dtypes = sorted({e.dtype for e in entries if e.quant is not None})
-            for rel in src.extra_files:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                if rel == CONFIG_NAME and pack_format == 2:
-                    (tmp / rel).write_bytes(pack_config(src.config, scheme, dtypes[0] if len(dtypes) == 1 else None))
-                else:
-                    shutil.copyfile(src.root / rel, tmp / rel)
-            rels = sorted([*src.shards, *src.extra_files])
-            files = {rel: shard_digests.get(rel) or sha256_file(tmp / rel) for rel in rels}
-            source_files = {rel: source_digests.get(rel) or sha256_file(src.root / rel) for rel in rels}
-            if check_sources is not None:
-                findings = check_sources(source_files)
-                if findings:  # a source file changed since its signature was verified, or is not covered
-                    raise VerificationFailed(findings)
+            shards = [_write_shard(src, shard, tensors, tmp, job) for shard, tensors in src.by_shard()]
+            entries = [e for shard in shards for e in shard.entries]
+            _write_extra_files(src, tmp, scheme, entries, pack_format)
+            files, source_files = _file_digests(src, tmp, shards)
+            if check_sources is not None and (findings := check_sources(source_files)):
+                raise VerificationFailed(findings)  # a source file changed since it was verified, or is not covered
             if source_signature is not None:
                 assert signature_file is not None
-                shutil.copyfile(signature_file, tmp / source_signature.file)
-                files[source_signature.file] = sha256_file(tmp / source_signature.file)
+                files[source_signature.file] = _keep_signature(signature_file, tmp / source_signature.file)
             if calibration is not None:
                 calibration = replace(calibration, moments=moments_digest_of(entries))
             manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files,
@@ -211,3 +150,137 @@ def write_pack(
         return PackResult(Path(out_dir), manifest, dev.type)
     finally:
         src.close()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every tensor of a pack is quantized with."""
+
+    scheme: Scheme
+    device: torch.device
+    moments: MomentsSource | None
+    progress: Progress
+
+
+@dataclass
+class _ShardParts:
+    """What the pack's shard is being built from: its components, header records and stored moments."""
+
+    outs: list[OutTensor] = field(default_factory=list)
+    qmeta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored_moments: dict[Digest, str] = field(default_factory=dict)  # digest -> the tensor whose copy is stored
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One shard as written: its manifest entries, and the digests of the pack's and the source's file."""
+
+    name: str
+    entries: list[TensorEntry]
+    digest: Digest
+    source_digest: Digest
+
+
+def _refuse_reserved_names(src: ModelSource) -> None:
+    for t in src.tensors:
+        if t.name.endswith((*SUFFIXES, MOMENTS_SUFFIX)):
+            raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
+
+
+def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp: Path, job: _Job) -> _Shard:
+    """Quantize or copy each tensor of ``shard`` and write the pack's shard, hashing both files in one pass."""
+    f = src.file(shard)
+    parts = _ShardParts()
+    entries: list[TensorEntry] = []
+    source_hash = hashlib.sha256(f.header_bytes())  # the source shard's tensors are contiguous, in offset order
+    for st in tensors:
+        info = st.info
+        raw = f.raw(info.name)
+        source_hash.update(raw)
+        sdig = Digest.of_bytes(raw)
+        quant: QuantRecord | None = None
+        if job.scheme.applies_to(info.name, info.dtype, info.shape):
+            digest, quant = _quantize(f, info, parts, job)
+            job.progress(info.name, info.numel)
+        else:
+            digest = sdig
+            parts.outs.append(OutTensor(info.name, info.dtype, info.shape, raw))
+        entries.append(TensorEntry(info.name, info.dtype, info.shape, digest, sdig, shard, quant))
+    digest = _write_hashed(tmp / shard, parts.outs, _header(job.scheme, parts.qmeta))
+    return _Shard(shard, entries, digest, Digest(source_hash.hexdigest()))
+
+
+def _quantize(f: SafetensorsFile, info: TensorInfo, parts: _ShardParts, job: _Job) -> tuple[Digest, QuantRecord]:
+    """Quantize one tensor into ``parts`` (codes, scales, zero-points; moments once per input): digest, record."""
+    scheme = job.scheme
+    m16 = job.moments(info.name, info.shape) if job.moments else None
+    q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, job.device, m16)
+    digest, err_ppm = quantized_digest(info.name, q, scheme, f.tensor(info.name))
+    parts.outs += [
+        out_tensor(info.name + SUFFIXES[0], q.codes),
+        out_tensor(info.name + SUFFIXES[1], q.scales),
+        out_tensor(info.name + SUFFIXES[2], q.zeros),
+    ]
+    moments_digest, shared = _store_moments(info.name, q.moments, parts)
+    quant = QuantRecord(q.bits, scheme.group_size, q.exponent, q.moments is not None, moments_digest, err_ppm, shared)
+    parts.qmeta[info.name] = quant.to_header(info.dtype, info.shape)
+    return digest, quant
+
+
+def _store_moments(name: str, moments: torch.Tensor | None, parts: _ShardParts) -> tuple[Digest | None, str | None]:
+    """The moments' digest, and the tensor already storing the same moments in this shard (q/k/v, gate/up:
+    one input, one copy) — else they are stored under ``name``."""
+    if moments is None:
+        return None, None
+    m_out = out_tensor(name + MOMENTS_SUFFIX, moments)
+    digest = Digest.of_bytes(m_out.data)
+    shared = parts.stored_moments.get(digest)
+    if shared is None:
+        parts.outs.append(m_out)
+        parts.stored_moments[digest] = name
+    return digest, shared
+
+
+def _header(scheme: Scheme, qmeta: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The shard's ``__metadata__``: format, scheme, and every quantized tensor's record (docs/format.md 2)."""
+    return {
+        META_FORMAT: PACK_FORMAT,
+        META_SCHEME: canonical_json(scheme.to_dict()).decode(),
+        META_TENSORS: canonical_json(qmeta).decode(),
+    }
+
+
+def _write_hashed(path: Path, outs: list[OutTensor], meta: dict[str, str]) -> Digest:
+    """Write a safetensors file and return its SHA-256, computed while writing (not read back)."""
+    with open(path, "wb") as fh:
+        hashing = _HashingWriter(fh)
+        write_safetensors(hashing, outs, meta)  # type: ignore[arg-type]
+    return Digest(hashing.hash.hexdigest())
+
+
+def _write_extra_files(src: ModelSource, tmp: Path, scheme: Scheme, entries: list[TensorEntry], fmt: int) -> None:
+    """Copy the model's other files; format 2 writes config.json with its ``quantization_config``."""
+    dtypes = sorted({e.dtype for e in entries if e.quant is not None})
+    for rel in src.extra_files:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel == CONFIG_NAME and fmt == 2:
+            (tmp / rel).write_bytes(pack_config(src.config, scheme, dtypes[0] if len(dtypes) == 1 else None))
+        else:
+            shutil.copyfile(src.root / rel, tmp / rel)
+
+
+def _file_digests(src: ModelSource, tmp: Path, shards: list[_Shard]) -> tuple[dict[str, Digest], dict[str, Digest]]:
+    """Every file of the pack and of the source it was read from, by SHA-256 (shards: as hashed while written
+    and read, other files now)."""
+    rels = sorted([*src.shards, *src.extra_files])
+    written = {shard.name: shard.digest for shard in shards}
+    read = {shard.name: shard.source_digest for shard in shards}
+    files = {rel: written.get(rel) or sha256_file(tmp / rel) for rel in rels}
+    source_files = {rel: read.get(rel) or sha256_file(src.root / rel) for rel in rels}
+    return files, source_files
+
+
+def _keep_signature(signature_file: Path, dest: Path) -> Digest:
+    """Keep the verified source signature in the pack; its digest."""
+    shutil.copyfile(signature_file, dest)
+    return sha256_file(dest)

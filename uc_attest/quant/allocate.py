@@ -93,6 +93,7 @@ def allocate_bits(
     *,
     floor: bool = False,
     strict: bool = True,
+    progress: Callable[[str, int], None] | None = None,
 ) -> Scheme:
     """``scheme`` with the measured allocation under ``budget`` bits per quantized weight (module docstring).
 
@@ -100,7 +101,7 @@ def allocate_bits(
     its lowest width and the budget buys, one step at a time, the step with the largest damage reduction per
     extra bit (ties by name) — the usual marginal-analysis allocation over measured rate-distortion points.
     A budget below what the lowest widths take is a UsageError, or (``strict=False``, the CLI's default
-    budget) no allocation at all."""
+    budget) no allocation at all. ``progress(name, weights)`` after each tensor is measured."""
     from ..source import ModelSource
 
     dev = torch.device(device)
@@ -127,6 +128,8 @@ def allocate_bits(
                     q = quantize_tensor(info.name, x, info.dtype, sc, dev, m16)
                     points.append((bits, damage(x, reconstruction(info.name, q, g, x), h, w)))
                 curves[info.name] = (math.prod(info.shape), points)
+                if progress is not None:
+                    progress(info.name, curves[info.name][0])
     finally:
         src.close()
     if not curves:

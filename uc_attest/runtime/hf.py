@@ -31,60 +31,37 @@ from ..errors import Finding, UsageError, VerificationFailed
 from ..pack.check import check_files
 from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
+from ..signing.trust import Trust
+from ..verify.anchor import NO_ANCHOR, Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from .build import hf_config, read_config, replace_module, resolve
-from .loader import NO_ANCHOR
 from .model import LoadReport, deep_findings
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 #: The trust anchor and load options: given to from_pretrained, never written into a saved config.
-LOADING_ATTRIBUTES = (
-    "policy",
-    "bundle",
-    "identity",
-    "issuer",
-    "trust_config",
-    "instance",
-    "validations",
-    "manifest",
-    "online",
-    "cache",
-    "insecure_trust_pack_manifest",
-)
+LOADING_ATTRIBUTES = ("anchor", "trust", "online", "cache")
 
 
 @register_quantization_config(QUANT_METHOD)
 class UcAttestConfig(QuantizationConfigMixin):
-    """The pack's quantization_config (format, scheme, source dtype) plus the loading attributes."""
+    """The pack's quantization_config (format, scheme, source dtype) plus the loading attributes: the trust
+    ``anchor`` (:class:`uc_attest.Anchor`), the ``trust`` root (:class:`uc_attest.TrustRoot`; default: the
+    policy's), ``online`` (ask the log again) and ``cache`` (keep decoded weights)."""
 
     def __init__(
         self,
         format: str = "uc-pack/2",
         scheme: dict[str, Any] | None = None,
         dtype: str | None = None,
-        policy: str | Path | None = None,
-        bundle: str | Path | None = None,
-        identity: str | None = None,
-        issuer: str | None = None,
-        trust_config: str | Path | None = None,
-        instance: str | Path | None = None,
-        validations: list[str | Path] | None = None,
-        manifest: str | Path | None = None,
+        anchor: Anchor | None = None,
+        trust: Trust | None = None,
         online: bool = True,
         cache: bool = False,
-        insecure_trust_pack_manifest: bool = False,
         **kwargs: Any,
     ) -> None:
         self.quant_method = QUANT_METHOD  # type: ignore[assignment]  # transformers types it as its own enum
         self.format, self.scheme, self.dtype = format, scheme, dtype
-        self.policy, self.bundle, self.identity, self.issuer = policy, bundle, identity, issuer
-        self.trust_config, self.instance, self.validations, self.manifest = (
-            trust_config,
-            instance,
-            validations,
-            manifest,
-        )
-        self.online, self.cache, self.insecure_trust_pack_manifest = online, cache, insecure_trust_pack_manifest
+        self.anchor, self.trust, self.online, self.cache = anchor, trust, online, cache
 
     def to_dict(self) -> dict[str, Any]:
         """What is saved with a model: never the anchor (local paths, a decision of whoever loads it)."""
@@ -99,10 +76,6 @@ class UcAttestConfig(QuantizationConfigMixin):
 _types: tuple[type, ...] = _auto.LOADING_ATTRIBUTES_CONFIG_TYPES
 if UcAttestConfig not in _types:
     _auto.LOADING_ATTRIBUTES_CONFIG_TYPES = (*_types, UcAttestConfig)  # type: ignore[assignment]
-
-
-def _path(v: str | Path | None) -> Path | None:
-    return None if v is None else Path(v)
 
 
 @register_quantizer(QUANT_METHOD)
@@ -123,9 +96,10 @@ class UcAttestQuantizer(HfQuantizer):
         return qc
 
     def validate_environment(self, *args: Any, **kwargs: Any) -> None:
-        qc = self.config
-        if qc.policy is None and qc.bundle is None and qc.manifest is None and not qc.insecure_trust_pack_manifest:
-            raise UsageError(NO_ANCHOR + " — pass quantization_config=UcAttestConfig(policy=...) to from_pretrained")
+        try:
+            require_anchor(self.config.anchor)
+        except UsageError:
+            raise UsageError(NO_ANCHOR + " — pass quantization_config=UcAttestConfig(anchor=...)") from None
 
     def update_dtype(self, dtype: torch.dtype | None) -> torch.dtype:
         source = torch_dtype(self.config.dtype) if self.config.dtype else None
@@ -143,23 +117,12 @@ class UcAttestQuantizer(HfQuantizer):
         if not files:
             raise UsageError("from_pretrained found no checkpoint files for the uc-attest pack")
         qc = self.config
-        prep = prepare(
-            Path(files[0]).parent,
-            policy=_path(qc.policy),
-            bundle=_path(qc.bundle),
-            identity=qc.identity,
-            issuer=qc.issuer,
-            trust_config=_path(qc.trust_config),
-            instance=_path(qc.instance),
-            validations=[Path(v) for v in qc.validations] if qc.validations is not None else None,
-            manifest=_path(qc.manifest),
-            online=qc.online,
-        )
-        if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
-            raise VerificationFailed(prep.verdict().failures())
+        prep = prepare(Path(files[0]).parent, require_anchor(qc.anchor), qc.trust, online=qc.online)
+        prep.refuse_early()
         self.prepared = prep
         _same_config(model, prep)
-        manifest = prep.expected[0]
+        assert prep.expected is not None
+        manifest = prep.expected.manifest
         scheme = Scheme.from_dict(manifest.scheme)
         dtype = getattr(model, "dtype", None) or torch.float32  # the dtype transformers built the model in
         for e in manifest.tensors:
@@ -179,7 +142,7 @@ class UcAttestQuantizer(HfQuantizer):
     def _process_model_after_weight_loading(self, model: Any, **kwargs: Any) -> Any:
         prep = self.prepared
         assert prep is not None
-        manifest = prep.expected[0] if prep.expected else None
+        manifest = prep.expected.manifest if prep.expected else None
         assert manifest is not None
         findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
         verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)

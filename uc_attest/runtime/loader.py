@@ -9,56 +9,26 @@ read and matched against the trusted manifest before anything is returned: no ga
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import Finding, MalformedPack, MalformedSafetensors, UsageError, VerificationFailed
+from ..errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
 from ..pack.reader import Pack
+from ..signing.trust import Trust
+from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import verify
 
-NO_ANCHOR = (
-    "no trust anchor: give a policy, a bundle with identity and issuer, or a separately kept (validated) manifest; "
-    "the pack's own manifest proves nothing about who made it (insecure_trust_pack_manifest=True to accept it anyway)"
-)
 
-
-def load_verified(
-    pack_dir: Path,
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
-    online: bool = True,
-    insecure_trust_pack_manifest: bool = False,
-) -> dict[str, Any]:
+def load_verified(pack_dir: Path, anchor: Anchor | None = None, trust: Trust | None = None, *, online: bool = True
+                  ) -> dict[str, Any]:  # fmt: skip
     """Verify, then reconstruct every tensor into a torch state dict; raises VerificationFailed (nothing
     returned) on any finding, UsageError without a trust anchor."""
     import torch
 
     from ..core.stfile import torch_dtype
 
-    if policy is None and bundle is None and manifest is None and not insecure_trust_pack_manifest:
-        raise UsageError(NO_ANCHOR)
     pack_dir = Path(pack_dir)
-    verdict = verify(
-        pack_dir,
-        policy=policy,
-        bundle=bundle,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        validations=validations,
-        manifest=manifest,
-        online=online,
-        check_tensors=False,
-    )
+    verdict = verify(pack_dir, require_anchor(anchor), trust, online=online, check_tensors=False)
     findings = verdict.failures()
     if findings:
         raise VerificationFailed(findings)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,11 @@ from ..pack.check import check_files, check_pack
 from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
 from ..pack.reader import PackedTensor, check_components, parse_shard_header
 from ..quant.scheme import Scheme
+from ..signing.trust import Trust
+from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
-from .loader import NO_ANCHOR
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 
@@ -251,21 +251,14 @@ def deep_findings(
 
 def load_model(
     pack_dir: Path,
+    anchor: Anchor | None = None,
+    trust: Trust | None = None,
     *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
     online: bool = True,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     deep: bool = False,
     cache: bool = False,
-    insecure_trust_pack_manifest: bool = False,
 ) -> torch.nn.Module:
     """A verified pack as a torch module (transformers architecture), quantized Linear layers kept packed.
 
@@ -273,26 +266,12 @@ def load_model(
     match the manifest's per-tensor digests. ``cache``: keep decoded weights after their first use (memory for
     speed). The module's ``uc_attest`` attribute is a :class:`LoadReport`. Raises VerificationFailed (nothing
     returned) on any finding, UsageError without a trust anchor."""
-    if policy is None and bundle is None and manifest is None and not insecure_trust_pack_manifest:
-        raise UsageError(NO_ANCHOR)
+    anchor = require_anchor(anchor)
     t0 = time.perf_counter()
     target = _device(device)
-    prep = prepare(
-        Path(pack_dir),
-        policy=policy,
-        bundle=bundle,
-        validations=validations,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        manifest=manifest,
-        online=online,
-    )
-    early = prep.verdict()  # signature, identity, claims, validation: refuse before reading the pack's bulk
-    if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
-        raise VerificationFailed(early.failures() or [Finding(str(pack_dir), prep.facts.pack_error or "no manifest")])
-    expected = prep.expected[0]
+    prep = prepare(Path(pack_dir), anchor, trust, online=online)
+    exp = prep.refuse_early()  # signature, identity, claims, validation: refuse before reading the pack's bulk
+    expected = exp.manifest
     loader = _Loader(prep, expected, target, dtype, cache)
     try:
         loader.load()
@@ -303,7 +282,7 @@ def load_model(
     files = side_files(prep.facts.pack, expected)
     findings = check_files(prep.facts.pack, expected)
     if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
-        findings += check_pack(prep.facts.pack, expected, prep.expected[1]).findings
+        findings += check_pack(prep.facts.pack, expected, exp.source).findings
     verdict = prep.verdict()
     findings += verdict.failures()
     if findings:

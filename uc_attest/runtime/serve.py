@@ -12,6 +12,8 @@ import torch
 
 from ..core.fsutil import is_safe_relative
 from ..errors import InvalidInput, UsageError
+from ..signing.trust import Trust
+from ..verify.anchor import Anchor
 from .packed import PackedLinear
 
 
@@ -89,7 +91,7 @@ def memory(model: torch.nn.Module) -> dict[str, int]:
     }
 
 
-def generate(
+def generate_with(
     model: torch.nn.Module,
     pack_dir: Path,
     *,
@@ -120,7 +122,7 @@ def generate(
     return RunResult("generate", output, secs, len(new), memory(model))
 
 
-def embed(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult:
+def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult:
     """Mean-pooled sentence embeddings (attention mask respected) from an encoder, with the pack's tokenizer."""
     if not texts:
         raise UsageError("give at least one --text")
@@ -146,3 +148,38 @@ def embed(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult
 
 def packed_layers(model: torch.nn.Module) -> int:
     return sum(1 for m in model.modules() if isinstance(m, PackedLinear))
+
+
+def generate(
+    pack_dir: Path,
+    anchor: Anchor | None = None,
+    trust: Trust | None = None,
+    *,
+    prompt: str | None = None,
+    prompt_ids: list[int] | None = None,
+    max_new_tokens: int = 16,
+    online: bool = True,
+    device: str = "cpu",
+    cache: bool = False,
+) -> RunResult:
+    """Verify and load a causal LM pack (packed), then generate greedily from a prompt (text or token ids)."""
+    from .model import load_model
+
+    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, cache=cache)
+    return generate_with(model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens)
+
+
+def embed(
+    pack_dir: Path,
+    texts: list[str],
+    anchor: Anchor | None = None,
+    trust: Trust | None = None,
+    *,
+    online: bool = True,
+    device: str = "cpu",
+) -> RunResult:
+    """Verify and load an encoder pack (packed), then embed ``texts`` (mean pooling, normalised)."""
+    from .model import load_model
+
+    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device)
+    return embed_with(model, Path(pack_dir), texts)

@@ -36,6 +36,25 @@ class Trust:
     instance_dir: Path | None = None
     offline: bool = False
 
+    @classmethod
+    def file(cls, path: Path | str, *, offline: bool = False) -> Trust:
+        """A sigstore ClientTrustConfig or bare TrustedRoot file (a private deployment, or a pinned root)."""
+        return select_trust(path, None, offline=offline)
+
+    @classmethod
+    def instance(cls, directory: Path | str, *, offline: bool = False) -> Trust:
+        """An embedded DEV instance (its trust_config.json; its issuer can mint any identity)."""
+        return select_trust(None, Path(directory), offline=offline)
+
+    @classmethod
+    def public_good(cls, *, offline: bool = False) -> Trust:
+        """Sigstore's public-good deployment (TUF-updated; ``offline``: the root sigstore-python ships)."""
+        return cls(PUBLIC_GOOD, None, offline)
+
+    @classmethod
+    def staging(cls, *, offline: bool = False) -> Trust:
+        return cls(STAGING, None, offline)
+
     @property
     def is_tuf(self) -> bool:
         return self.source in (PUBLIC_GOOD, STAGING)
@@ -156,6 +175,15 @@ def _tuf_root_document(cfg: Any) -> dict[str, Any]:
     serializer for it; this is the one place that reads its inner (sigstore-models) object."""
     doc: dict[str, Any] = json.loads(cfg._inner.trusted_root.to_json())
     return doc
+
+
+def trust_from_options(
+    trust_config: Path | str | None, instance: Path | None, *, offline: bool = False
+) -> Trust | None:
+    """The trust root CLI options name (None when they name none: a policy's own, or none needed)."""
+    if trust_config is None and instance is None:
+        return None
+    return select_trust(trust_config, instance, offline=offline)
 
 
 def select_trust(trust_config: Path | str | None, instance: Path | None, *, offline: bool = False) -> Trust:

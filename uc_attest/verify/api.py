@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInput, MalformedPack, UsageError, VerificationFailed
+from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
 from ..evidence.identity import SignerLike, SignerSpec
-from ..manifest import Manifest
 from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
@@ -33,6 +32,8 @@ from ..policy.rules import (
 from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
 from ..signing.trust import Trust, select_trust
 from . import gather
+from .anchor import Anchor, AnchorKind
+from .gather import Expected
 from .result import Verdict
 
 
@@ -46,10 +47,10 @@ def _default_validations(pack_dir: Path) -> list[Path]:
     return [p] if p.is_file() else []
 
 
-def policy_trust(pol: Policy, base: Path, trust_config: Path | None, instance: Path | None, offline: bool) -> Trust:
+def policy_trust(pol: Policy, base: Path, trust: Trust | None, offline: bool) -> Trust:
     """The trust root a policy names (paths relative to the policy file), unless one is given explicitly."""
-    if trust_config is not None or instance is not None:
-        return select_trust(trust_config, instance, offline=offline)
+    if trust is not None:
+        return trust
     return select_trust(
         base / pol.trust.trust_config if pol.trust.trust_config else None,
         base / pol.trust.instance if pol.trust.instance else None,
@@ -83,31 +84,40 @@ class Prepared:
 
     facts: Facts
     rules: list[Rule]
-    expected: tuple[Manifest, str] | None
+    expected: Expected | None
+    anchor: Anchor
     title: str = ""
     policy_name: str = ""
-    signed: bool = False
     device: str = "auto"
+
+    @property
+    def signed(self) -> bool:
+        return self.anchor.signed
 
     def verdict(self) -> Verdict:
         v = _verdict(self.facts, evaluate(self.rules, self.facts), self.title, self.policy_name)
-        v.manifest = self.expected[0] if self.expected else None
+        v.manifest = self.expected.manifest if self.expected else None
+        v.anchor = self.anchor.describe()
         if v.manifest is not None and v.root is None:
             v.root = v.manifest.root
         return v
 
+    def refuse_early(self) -> Expected:
+        """Refuse (VerificationFailed) when the signature, identity or claims failed, before the bulk is read;
+        else the manifest the pack must match."""
+        if self.facts.evidence_error or self.facts.claim_error or self.expected is None:
+            early = self.verdict()
+            raise VerificationFailed(
+                early.failures() or [Finding(str(self.facts.pack.dir), self.facts.pack_error or "no manifest")]
+            )
+        return self.expected
+
 
 def prepare(
     pack_dir: Path,
+    anchor: Anchor,
+    trust: Trust | None = None,
     *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    manifest: Path | None = None,
     device: str = "auto",
     online: bool = True,
     now: float | None = None,
@@ -115,31 +125,30 @@ def prepare(
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
     pack_dir = Path(pack_dir)
     facts = gather.new_facts(pack_dir, time.time() if now is None else now)
-    if bundle is None and policy is None and identity is not None:
-        bundle = default_bundle(pack_dir)  # where attest wrote it
-    signed = policy is not None or bundle is not None
-    if manifest is not None and signed:
-        raise UsageError("--manifest is exclusive with --policy/--bundle (they carry the signed manifest)")
-    if not signed and (identity or issuer or trust_config or instance or validations):
-        raise UsageError("--identity/--issuer/--trust-config/--instance/--validation need --bundle or --policy")
-    pol: Policy | None = None
-    if not signed:  # without a signer there is nothing to verify against but a readable manifest: invalid input
-        expected = gather.expected_manifest(facts, manifest)
+    if anchor.kind is AnchorKind.OMS:
+        raise UsageError("an OMS signature anchors a plain model directory: use verify_oms_model")
+    if not anchor.signed:  # without a signer there is nothing to verify against but a readable manifest
+        if trust is not None:
+            raise UsageError("--trust-config/--instance need a signer (--identity or --policy)")
+        expected = gather.expected_manifest(facts, anchor.manifest)
         if expected is None:
             raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
-        return Prepared(facts, pack_rules(), expected, device=device)
-    if policy is not None:
-        pol, base = load_policy(policy)
-        trust = policy_trust(pol, base, trust_config, instance, not online)
+        return Prepared(facts, pack_rules(), expected, anchor, device=device)
+    pol: Policy | None = None
+    if anchor.kind is AnchorKind.POLICY:
+        assert anchor.policy_file is not None
+        pol, base = load_policy(anchor.policy_file)
+        trust = policy_trust(pol, base, trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
         device = device if device != "auto" else pol.rebuild.device
     else:
-        trust = select_trust(trust_config, instance, offline=not online)
-        iss = issuer or trust.default_issuer()
-        if not identity or not iss:
-            raise UsageError("--bundle needs --identity and --issuer (or a --policy naming the signers)")
-        signers = [SignerSpec(iss, identity)]
-    release = Path(bundle or default_bundle(pack_dir))
+        if trust is None:
+            raise UsageError("a signer is checked under a trust root: give --instance DIR or --trust-config F")
+        iss = anchor.issuer or trust.default_issuer()
+        if not anchor.identity or not iss:
+            raise UsageError("--identity needs --issuer (or a trust root with a default issuer, e.g. --instance)")
+        signers = [SignerSpec(iss, anchor.identity)]
+    release = Path(anchor.bundle or default_bundle(pack_dir))
     if not release.is_file():
         raise InvalidInput(f"{release}: bundle not found", path=str(release))
     gather.release_evidence(facts, release, trust, signers)
@@ -147,24 +156,18 @@ def prepare(
         gather.online_log(facts, trust)
     expected = gather.expected_manifest(facts)
     if pol is not None and pol.validation is not None:
-        vals = _default_validations(pack_dir) if validations is None else validations
+        vals = _default_validations(pack_dir) if anchor.validations is None else list(anchor.validations)
         gather.validations(facts, vals, trust, pol.signers.validator)
-    title = "under " + str(policy) if policy else ""
+    title = f"under {anchor.policy_file}" if pol is not None else ""
     rules = oms_rules(pol) if facts.oms is not None else release_rules(pol)
-    return Prepared(facts, rules, expected, title, pol.name if pol else "", True, device)
+    return Prepared(facts, rules, expected, anchor, title, pol.name if pol else "", device)
 
 
 def verify(
     pack_dir: Path,
+    anchor: Anchor,
+    trust: Trust | None = None,
     *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    manifest: Path | None = None,
     rebuild_from: Path | None = None,
     device: str = "auto",
     online: bool = True,
@@ -173,34 +176,16 @@ def verify(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Verdict:
-    """Verify a pack; returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding.
-
-    * ``policy``: trust root, signers per role, constraints, validation, rebuild;
-    * ``bundle`` + ``identity`` + ``issuer`` (+ trust): signature, log and pack checks, default rules;
-    * else the pack against ``manifest`` (a separately kept, validated one) or its own, and a rebuild.
-
-    ``online=False`` (``--offline``): the log is not asked again, and public-good / staging trust roots
-    are the ones shipped with sigstore-python (no TUF update)."""
-    if manifest is not None and rebuild_from is not None:
+    """Verify a pack against its ``anchor`` (under ``trust``, or the policy's own trust root); returns a
+    Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. ``online=False`` (``--offline``):
+    the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte."""
+    if anchor.kind is AnchorKind.MANIFEST and rebuild_from is not None:
         raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
-    prep = prepare(
-        pack_dir,
-        policy=policy,
-        bundle=bundle,
-        validations=validations,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        manifest=manifest,
-        device=device,
-        online=online,
-        now=now,
-    )
+    prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now)
     if check_tensors and prep.expected is not None:
         gather.tensors(prep.facts, prep.expected, workers=workers, progress=progress)
     if rebuild_from is not None:
-        gather.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected[0] if prep.expected else None)
+        gather.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected.manifest if prep.expected else None)
     return prep.verdict()
 
 
@@ -212,7 +197,7 @@ def gate(
     pol, base = load_policy(policy)
     if pol.validation is None:
         raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
-    trust = policy_trust(pol, base, None, None, False)
+    trust = policy_trust(pol, base, None, False)
     facts = gather.new_facts(Path(pack_dir), time.time() if now is None else now)
     gather.validations(
         facts, _default_validations(pack_dir) if validations is None else validations, trust, pol.signers.validator
@@ -245,43 +230,32 @@ def verify_pack(
 
 def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
     """The quick reproducibility check: the pack against its manifest, and a rebuild from source."""
-    return verify(pack_dir, rebuild_from=source_dir, device=device, workers=workers)
+    return verify(pack_dir, Anchor.pack_itself(), rebuild_from=source_dir, device=device, workers=workers)
 
 
-def verify_oms_model(
-    model_dir: Path,
-    signature: Path,
-    *,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    key: Path | None = None,
-    cert_chain: Path | None = None,
-    online: bool = True,
-) -> Verdict:
-    """A plain model directory against its OpenSSF Model Signing signature (no pack): the signature (sigstore
-    with ``identity``/``issuer`` under a trust root, ``key``, or ``cert_chain`` — a private PKI's CA
-    certificates, ``identity``/``issuer`` then optional and matched against the leaf) and every file, each
+def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None, *, online: bool = True) -> Verdict:
+    """A plain model directory against its OpenSSF Model Signing signature (no pack): the signature (``anchor``
+    from ``Anchor.oms_signed_by`` under ``trust``, ``Anchor.oms_key``, or ``Anchor.oms_certificate`` — a private
+    PKI's CA certificates, identity/issuer then optional and matched against the leaf) and every file, each
     named when missing, extra or changed. A bundle that does not verify is a failed ``oms.signature`` check."""
     from ..errors import SignatureInvalid
     from ..evidence.oms import verify_oms
+    from .anchor import OmsMethod
 
-    model_dir, signature = Path(model_dir), Path(signature)
+    if anchor.kind is not AnchorKind.OMS or anchor.bundle is None:
+        raise UsageError("verify_oms_model needs an OMS anchor (Anchor.oms_signed_by / oms_key / oms_certificate)")
+    model_dir, signature = Path(model_dir), anchor.bundle
+    identity, issuer, key, cert_chain = anchor.identity, anchor.issuer, anchor.key, anchor.cert_chain
     if not signature.is_file():
         raise InvalidInput(f"{signature}: signature not found", path=str(signature))
-    if key is not None and (identity or issuer or trust_config or instance or cert_chain):
-        raise UsageError("--key is exclusive with --identity/--issuer/--trust-config/--instance/--cert-chain")
     signers: list[SignerLike] | None = None
-    trust = None
-    if cert_chain is not None:
-        if trust_config or instance:
-            raise UsageError("--cert-chain (a private PKI) is exclusive with --trust-config/--instance")
-        if bool(identity) != bool(issuer):
-            raise UsageError("with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)")
+    if anchor.oms_method is not OmsMethod.SIGSTORE:
+        if trust is not None:
+            raise UsageError("--key/--cert-chain are exclusive with --trust-config/--instance")
         signers = [SignerSpec(issuer, identity)] if identity and issuer else None
-    elif key is None:
-        trust = select_trust(trust_config, instance, offline=not online)
+    else:
+        if trust is None:
+            raise UsageError("--oms-signature with --identity needs a trust root: --instance DIR or --trust-config F")
         iss = issuer or trust.default_issuer()
         if not identity or not iss:
             raise UsageError("--oms-signature needs --identity and --issuer (or --key)")

@@ -6,6 +6,7 @@ a failure to obtain a fact is recorded as the fact (a rule then fails), never ra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..claims.oms import OMS_PREDICATE, diff, parse_oms, scan
@@ -111,7 +112,15 @@ def online_log(facts: Facts, trust: Trust) -> None:
     facts.online = OnlineLog("proven", f"entry {ev.log.index} re-fetched and proven in the log")
 
 
-def expected_manifest(facts: Facts, manifest: Path | None = None) -> tuple[Manifest, str] | None:
+@dataclass(frozen=True)
+class Expected:
+    """The manifest a pack must match and where it comes from (a kept file, the signed statement, the pack)."""
+
+    manifest: Manifest
+    source: str
+
+
+def expected_manifest(facts: Facts, manifest: Path | None = None) -> Expected | None:
     """The manifest the pack must match, and where it comes from: a separately kept (validated) one when
     given; the signed one when it is inline in the release payload; else the pack's own (bound to the
     signature by the pack.manifest rule, or trusted as is without a signer). None when it cannot be read
@@ -127,16 +136,14 @@ def expected_manifest(facts: Facts, manifest: Path | None = None) -> tuple[Manif
         facts.pack_error = exc.message
         return None
     facts.expected_source = found[1]
-    return found
+    return Expected(*found)
 
 
-def tensors(
-    facts: Facts, expected: tuple[Manifest, str], *, workers: int | None = None, progress: Progress | None = None
-) -> None:
+def tensors(facts: Facts, expected: Expected, *, workers: int | None = None, progress: Progress | None = None) -> None:
     """Reconstruct and match every tensor (and file) against the expected manifest."""
-    manifest, source = expected
     try:
-        facts.pack_check = check_pack(facts.pack, manifest, source, workers=workers, progress=progress)
+        facts.pack_check = check_pack(facts.pack, expected.manifest, expected.source, workers=workers,
+                                      progress=progress)  # fmt: skip
     except (MalformedPack, InvalidInput) as exc:
         facts.pack_error = exc.message
 

@@ -8,13 +8,13 @@ so: whoever can write the pack controls that manifest, so only self-consistency 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.digest import Digest
-from ..errors import Finding, VerificationFailed
 from ..pack.export import export_reconstruction
+from ..signing.trust import Trust
+from .anchor import Anchor
 from .api import prepare
 from .result import Verdict
 
@@ -42,38 +42,17 @@ class Reconstruction:
 def reconstruct(
     pack_dir: Path,
     out_dir: Path,
+    anchor: Anchor,
+    trust: Trust | None = None,
     *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
-    validations: Sequence[Path] | None = None,
-    manifest: Path | None = None,
     online: bool = True,
     force: bool = False,
 ) -> Reconstruction:
     """Verify the anchor, then write every matching tensor and file to ``out_dir`` (atomically).
     Raises :class:`VerificationFailed` naming every tensor or file that differs; nothing is written then."""
-    pack_dir = Path(pack_dir)
-    prep = prepare(
-        pack_dir,
-        policy=policy,
-        bundle=bundle,
-        validations=validations,
-        identity=identity,
-        issuer=issuer,
-        trust_config=trust_config,
-        instance=instance,
-        manifest=manifest,
-        online=online,
-    )
-    early = prep.verdict()  # signature, identity, claims, validation: refused before the bulk is read
-    if prep.facts.evidence_error or prep.facts.claim_error or prep.expected is None:
-        raise VerificationFailed(early.failures() or [Finding(str(pack_dir), prep.facts.pack_error or "no manifest")])
-    expected = prep.expected[0]
+    prep = prepare(Path(pack_dir), anchor, trust, online=online)
+    expected = prep.refuse_early()  # signature, identity, claims, validation: refused before the bulk is read
     shards = export_reconstruction(
-        prep.facts.pack, expected, Path(out_dir), force=force, finally_=lambda: prep.verdict().failures()
+        prep.facts.pack, expected.manifest, Path(out_dir), force=force, finally_=lambda: prep.verdict().failures()
     )
-    return Reconstruction(Path(out_dir), shards, expected.root, prep.signed or manifest is not None, prep.verdict())
+    return Reconstruction(Path(out_dir), shards, expected.manifest.root, anchor.anchored, prep.verdict())

@@ -32,6 +32,7 @@ class Verdict:
     files_checked: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = field(default=None, repr=False)
+    anchor: str = ""  # what the pack was checked against (Anchor.describe())
 
     @property
     def findings(self) -> list[Finding]:
@@ -73,6 +74,7 @@ class Verdict:
             "pack": str(self.pack),
             "root": str(self.root) if self.root else None,
             "manifest": self.manifest_source,
+            "anchor": self.anchor,
             "tensors_checked": self.tensors_checked,
             "files_checked": self.files_checked,
             "log_index": self.log_index,
