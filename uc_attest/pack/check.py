@@ -1,7 +1,8 @@
 """Compare a pack with a manifest: every tensor reconstructed and hashed, every file, nothing extra.
 
 Tensors are decoded and hashed in parallel (the C/NumPy decoder and hashlib release the GIL), and file
-hashing shares the pool, so they overlap; memory stays bounded by a few tensors at a time. Never stops
+hashing shares the pool, so they overlap; with the C decoder each quantized tensor is decoded and hashed chunk
+by chunk (``Pack.digest``), so memory stays bounded by a few chunks and the stored tensors' blocks. Never stops
 at the first problem: every finding is reported.
 """
 
@@ -113,7 +114,12 @@ def check_pack(
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
         findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
         file_jobs = [ex.submit(_file_finding, facts, rel, want) for rel, want in sorted(expected.files.items())]
-        results = list(ex.map(lambda n: _tensor_entry(pack, n, progress), list(pack.iter_names())))
+        names = list(pack.iter_names())
+        # largest tensors first (longest-processing-time order), so no big tensor is left alone at the end
+        jobs = {
+            n: ex.submit(_tensor_entry, pack, n, progress) for n in sorted(names, key=lambda n: -pack.tensors[n].nbytes)
+        }
+        results = [jobs[n].result() for n in names]
         file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
     decode_findings = [r for r in results if isinstance(r, Finding)]
     actual = {r.name: r for r in results if isinstance(r, TensorEntry)}

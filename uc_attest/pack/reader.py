@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,7 @@ import numpy.typing as npt
 from ..core.digest import Digest
 from ..core.stfile import SafetensorsFile, TensorInfo, nbytes
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
-from ..quant.decode import decode_rows
+from ..quant.decode import decode_rows, hash_decoded, native_available
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
@@ -53,17 +53,21 @@ def parse_shard_header(
             f"{path}: not a {PACK_FORMAT} shard (metadata {META_FORMAT!r} is {metadata.get(META_FORMAT)!r})",
             path=path,
         )
+    scheme_doc, qmeta = _json_metadata(path, metadata, META_SCHEME), _json_metadata(path, metadata, META_TENSORS)
+    if not isinstance(scheme_doc, dict) or not isinstance(qmeta, dict):
+        bad = META_SCHEME if not isinstance(scheme_doc, dict) else META_TENSORS
+        raise MalformedPack(f"{path}: pack metadata {bad!r} is not a JSON object", path=path, field=bad)
     try:
-        scheme = Scheme.from_dict(json.loads(metadata[META_SCHEME]))
-        qmeta = json.loads(metadata[META_TENSORS])
-        if not isinstance(qmeta, dict):
-            raise TypeError(f"{META_TENSORS} is not an object")
-        records = [
-            PackedTensor(name, shard, *QuantRecord.from_header(q, scheme.bits, scheme.group_size))
-            for name, q in qmeta.items()
-        ]
-    except (KeyError, ValueError, TypeError, UsageError) as exc:
-        raise MalformedPack(f"{path}: bad pack metadata: {exc}", path=path) from None
+        scheme = Scheme.from_dict(scheme_doc)
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError, UsageError) as exc:
+        raise MalformedPack(f"{path}: bad pack metadata {META_SCHEME!r}: {exc}", path=path, field=META_SCHEME) from None
+    records: list[PackedTensor] = []
+    for name, q in qmeta.items():
+        try:
+            records.append(PackedTensor(name, shard, *QuantRecord.from_header(q, scheme.bits, scheme.group_size)))
+        except (ValueError, TypeError) as exc:
+            raise MalformedPack(f"{path}: {META_TENSORS} record of tensor {name!r}: {exc}", path=path,
+                                tensor=name) from None  # fmt: skip
     components = {pt.name + s for pt in records for s in SUFFIXES}
     components |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
     by_name = {pt.name: pt for pt in records}
@@ -77,7 +81,26 @@ def parse_shard_header(
     stored = [
         PackedTensor(name, shard, info.dtype, info.shape) for name, info in infos.items() if name not in components
     ]
+    both = next((pt.name for pt in stored if pt.name in by_name), None)
+    if both is not None:
+        raise MalformedPack(f"{path}: tensor {both!r} is both quantized ({META_TENSORS}) and stored", path=path,
+                            tensor=both)  # fmt: skip
     return scheme, records + stored
+
+
+def _json_metadata(path: str, metadata: dict[str, str], key: str) -> Any:
+    """A JSON value of the shard metadata; MalformedPack naming the key when missing or not JSON."""
+    raw = metadata.get(key)
+    if raw is None:
+        raise MalformedPack(f"{path}: pack metadata {key!r} is missing", path=path, field=key)
+    try:
+        value = json.loads(raw)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape names no tensor
+        return value
+    except RecursionError:
+        raise MalformedPack(f"{path}: pack metadata {key!r} nests too deeply", path=path, field=key) from None
+    except ValueError as exc:  # UnicodeEncodeError included
+        raise MalformedPack(f"{path}: pack metadata {key!r} is not JSON: {exc}", path=path, field=key) from None
 
 
 def component_specs(pt: PackedTensor, scheme: Scheme) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -143,18 +166,16 @@ class Pack:
         f = SafetensorsFile(path)
         try:
             scheme, tensors = parse_shard_header(str(path), f.metadata, f.infos)
+            twice = next((pt for pt in tensors if pt.name in self.tensors), None)
+            if twice is not None:
+                raise MalformedPack(f"{path}: tensor {twice.name!r} is also in {self.tensors[twice.name].shard}",
+                                    path=str(path), tensor=twice.name)  # fmt: skip
         except MalformedPack:
             f.close()
             raise
-        self.files[path.name] = f
+        self.files[path.name] = f  # registered only once the whole shard is known to be consistent
         self.schemes[path.name] = scheme
-        for pt in tensors:
-            self._add(pt)
-
-    def _add(self, pt: PackedTensor) -> None:
-        if pt.name in self.tensors:
-            raise MalformedPack(f"{self.root}: tensor {pt.name!r} appears in two shards", tensor=pt.name)
-        self.tensors[pt.name] = pt
+        self.tensors.update((pt.name, pt) for pt in tensors)
 
     def iter_bytes(self, name: str) -> Iterator[bytes | memoryview]:
         """The reconstructed tensor's little-endian C-order bytes, in blocks.
@@ -170,19 +191,26 @@ class Pack:
             return
         yield from self._decode(pt, f, self.schemes[pt.shard])
 
-    def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
+    def _components(
+        self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme
+    ) -> tuple[int | None, int, int, npt.NDArray[np.float16], npt.NDArray[np.uint8]]:
+        """The checked small components of a quantized tensor and what its decoder needs besides the codes."""
         assert pt.quant is not None
-        name, g, bits, exponent = pt.name, scheme.group_size, pt.quant.bits, pt.quant.exponent
+        name = pt.name
         key = sign_key(name) if scheme.rotated else None
-        period = scheme.sign_period(pt.shape)
         check_components(pt, scheme, f.infos)
-        n = pt.nbytes // nbytes(pt.dtype, (1,))
-        groups = -(-n // g)
-        group_code_bytes = g * bits // 8
         scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2")
         zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8)
         if not np.isfinite(scales).all():
             raise MalformedPack(f"tensor {name!r}: non-finite scale", tensor=name)
+        return key, scheme.sign_period(pt.shape), pt.nbytes // nbytes(pt.dtype, (1,)), scales, zeros
+
+    def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
+        assert pt.quant is not None
+        name, g, bits, exponent = pt.name, scheme.group_size, pt.quant.bits, pt.quant.exponent
+        key, period, n, scales, zeros = self._components(pt, f, scheme)
+        groups = -(-n // g)
+        group_code_bytes = g * bits // 8
         block = max(1, BLOCK_BYTES // (g * 4))
         for b0 in range(0, groups, block):
             b1 = min(groups, b0 + block)
@@ -224,6 +252,13 @@ class Pack:
     def digest(self, name: str) -> Digest:
         """SHA-256 of the reconstructed tensor's bytes."""
         h = hashlib.sha256()
+        pt = self.tensors[name]
+        if pt.quant is not None and native_available():  # decode and hash chunk by chunk in C (cache-resident)
+            f, scheme = self.files[pt.shard], self.schemes[pt.shard]
+            key, period, n, scales, zeros = self._components(pt, f, scheme)
+            hash_decoded(h, f.pread(name + SUFFIXES[0]), scales, zeros, pt.quant.exponent, n, pt.dtype,
+                         pt.quant.bits, scheme.group_size, key, sign_period=period)  # fmt: skip
+            return Digest(h.hexdigest())
         for block in self.iter_bytes(name):
             h.update(block)
         return Digest(h.hexdigest())

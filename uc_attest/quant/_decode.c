@@ -1,22 +1,44 @@
-/* Native host decoder of the reconstruction contract (docs/format.md 3.3).
+/* Native host decoder of the reconstruction contract (docs/format.md 3.3, 3.5).
  *
- *   w = to_dtype( fp32(q - z) * S ),  S = fp32(s16) * 2^e
+ *   unrotated:  w = to_dtype( fp32(q - z) * S ),                       S = fp32(s16) * 2^e
+ *   rotated:    w = to_dtype( D * ( fp32(H_g(q - z)) * S ) ),          S = fp32(s16) * 2^(e + k/2 - k)
  *
- * Every step is exact in binary32 (|q - z| <= 255, s16 has an 11-bit significand,
- * e in [-100, 100]); the only rounding is the final conversion, done here on the
- * bit pattern (round to nearest, ties to even). No addition follows a multiplication;
- * built with -ffp-contract=off anyway. Optional: uc_attest.quant.decode falls back to
- * NumPy when this module is not compiled, and the tests compare both bit for bit.
+ * Every step is exact: |q - z| <= 255; H_g(q - z) is an integer below 2^13 (the scheme requires
+ * b + k <= 13) computed here in int32; its product with s16 (11-bit significand) has at most 24
+ * significant bits and stays in the normal binary32 range (e in [-90, 100]); the sign D is an xor of
+ * the sign bit. The only rounding is the final conversion to BF16 / F16 (round to nearest, ties to even).
+ * No addition follows a multiplication; built with -ffp-contract=off -fno-fast-math anyway.
+ *
+ * Three implementations of the same steps, chosen at run time (DESIGN section 3: SIMD only for
+ * elementwise IEEE operations and exact integer arithmetic, every path tested bit for bit against the
+ * reference decoders, tests/unit/test_decode_native.py):
+ *   scalar  portable C, any CPU;
+ *   avx2    8 int32 lanes (AVX2 + F16C), per-function target attributes so the module builds with plain -O3;
+ *   avx512  16 int32 lanes (AVX-512 F/BW/VL), used when the group size is a multiple of 16 (else avx2).
+ * (aarch64: the scalar path, which GCC auto-vectorises for NEON; a hand-written NEON path is not written yet.)
+ * The choice: the best the CPU supports, or UC_ATTEST_DECODE_ISA=scalar|avx2|avx512 at import, or set_isa().
+ *
+ * Work runs outside the GIL. decode_hash() decodes a tensor chunk by chunk into a small buffer and feeds each
+ * chunk to a hashlib object while it is still in cache; hashlib's update releases the GIL too.
+ * Optional: uc_attest.quant.decode falls back to NumPy when this module is not compiled (same bytes, tested).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define UC_X86 1
+#include <immintrin.h>
+#endif
+
+#define MAX_GROUP 1024
 
 static inline float bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
-static inline float f16_to_f32(uint16_t h) {
+static inline float f16_to_f32(uint16_t h) {  /* exact; callers refuse Inf/NaN scales before decoding */
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
     if (exp == 0x1F) return bits_to_f32(sign | 0x7F800000u | (man << 13));
     if (exp == 0) {  /* zero or subnormal: man * 2^-24, exact */
@@ -28,7 +50,7 @@ static inline float f16_to_f32(uint16_t h) {
 
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t u = f32_to_bits(f);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);  /* quiet NaN */
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);  /* quiet NaN (convert() only) */
     u += ((u >> 16) & 1u) + 0x7FFFu;
     return (uint16_t)(u >> 16);
 }
@@ -50,9 +72,57 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py sign_of) */
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* What every kernel needs to decode a run of consecutive groups of one tensor. */
+typedef struct {
+    int group, bits, k, dtype, rotated;  /* dtype: 0 F32, 1 F16, 2 BF16 */
+    float pow2;                          /* 2^(e + shift), shift = k/2 - k when rotated else 0 */
+    uint64_t key, period;                /* sign key; period > 0: row-shared signs (index mod period) */
+    const uint8_t *codes_end;            /* one past the last code byte: vector loads never read beyond it */
+} params_t;
+
+/* Sign bitmap of one group: bit j of bm = sign of the group's element j (element index idx + j of the padded
+ * tensor, modulo period when period > 0) = bit (i % 64) of mix64(key + i / 64). */
+static inline void group_signs(uint64_t *bm, uint64_t key, uint64_t idx, int g, uint64_t period) {
+    if (period) idx %= period;
+    if (idx % 64 == 0 && g % 64 == 0 && period % 64 == 0) {  /* common case: whole words (period 0 included) */
+        for (int w = 0; w < g / 64; w++, idx += 64) {
+            if (period && idx == period) idx = 0;
+            bm[w] = mix64(key + idx / 64);
+        }
+        return;
+    }
+    memset(bm, 0, sizeof(uint64_t) * (size_t)((g + 63) / 64));
+    for (int j0 = 0; j0 < g;) {
+        uint64_t word = mix64(key + idx / 64) >> (idx % 64);
+        int run = 64 - (int)(idx % 64);
+        if (run > g - j0) run = g - j0;
+        if (period && (uint64_t)run > period - idx) run = (int)(period - idx);
+        uint64_t bits = run == 64 ? word : word & ((1ULL << run) - 1);
+        int w = j0 / 64, o = j0 % 64;
+        bm[w] |= bits << o;
+        if (o && run > 64 - o) bm[w + 1] |= bits >> (64 - o);
+        j0 += run;
+        idx += (uint64_t)run;
+        if (period && idx == period) idx = 0;
+    }
+}
+
+/* Signature of a kernel: decode `ngroups` groups starting at group `gidx` of the tensor (codes/scales/zeros
+ * point at that group), writing `n` <= ngroups * group elements (the tensor's tail is cut) to out. */
+typedef void (*kernel_t)(const params_t *, const uint8_t *, const uint16_t *, const uint8_t *, uint64_t,
+                         Py_ssize_t, Py_ssize_t, uint8_t *);
+
+/* ---------------------------------------------------------------- scalar (portable) */
+
 /* Unnormalized Walsh-Hadamard transform in place (butterfly order h = 1, 2, 4, ...), exact in int32. */
 static inline void fwht_i32(int32_t *restrict v, int n) {
-    for (int i = 0; i < n; i += 2) { int32_t x = v[i], y = v[i + 1]; v[i] = x + y; v[i + 1] = x - y; }
+    for (int i = 0; i < n; i += 2) { int32_t x = v[i], y = v[i + 1]; v[i] = x + y; v[i + 1] = x - y; }  /* h = 1 */
     for (int h = 2; h < n; h <<= 1)
         for (int i = 0; i < n; i += h << 1) {
             int32_t *restrict a = v + i, *restrict b = v + i + h;
@@ -60,17 +130,318 @@ static inline void fwht_i32(int32_t *restrict v, int n) {
         }
 }
 
-static inline uint64_t mix64(uint64_t x) {  /* SplitMix64 finalizer (rotation.py sign_of) */
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
+static void store_group(int dtype, const float *buf, Py_ssize_t n, uint8_t *out) {
+    if (dtype == 0) memcpy(out, buf, (size_t)n * 4);
+    else if (dtype == 1) { uint16_t *o = (uint16_t *)out; for (Py_ssize_t i = 0; i < n; i++) o[i] = f32_to_f16(buf[i]); }
+    else { uint16_t *o = (uint16_t *)out; for (Py_ssize_t i = 0; i < n; i++) o[i] = f32_to_bf16(buf[i]); }
+}
+
+static void kernel_scalar(const params_t *p, const uint8_t *cp, const uint16_t *sp, const uint8_t *zp, uint64_t gidx,
+                          Py_ssize_t ngroups, Py_ssize_t n, uint8_t *out) {
+    /* parameters copied to locals: stores through `out` (uint8_t, may alias anything) must not force reloads */
+    const int g = p->group, bits = p->bits, dtype = p->dtype, rotated = p->rotated, osize = dtype == 0 ? 4 : 2;
+    const uint64_t mask = (1u << bits) - 1u, key = p->key, period = p->period;
+    const float pow2 = p->pow2;
+    float buf[MAX_GROUP];
+    int32_t ibuf[MAX_GROUP];
+    uint64_t bm[MAX_GROUP / 64];
+    for (Py_ssize_t gi = 0; gi < ngroups; gi++, cp += (size_t)g * bits / 8) {
+        const float s = f16_to_f32(sp[gi]) * pow2;
+        const int z = zp[gi];
+        const uint8_t *gp = cp;
+        for (int c8 = 0; c8 < g; c8 += 8, gp += bits) {  /* 8 codes = `bits` whole bytes */
+            uint64_t word = 0;
+            memcpy(&word, gp, (size_t)bits);  /* little-endian host (checked in Python) */
+            for (int j = 0; j < 8; j++) ibuf[c8 + j] = (int32_t)((word >> (bits * j)) & mask) - z;
+        }
+        if (rotated) {  /* integer Walsh-Hadamard, exact product, then the sign as an xor of the sign bit */
+            fwht_i32(ibuf, g);
+            group_signs(bm, key, (gidx + (uint64_t)gi) * (uint64_t)g, g, period);
+            for (int j = 0; j < g; j++)
+                buf[j] = bits_to_f32(f32_to_bits((float)ibuf[j] * s) ^ ((uint32_t)((bm[j / 64] >> (j % 64)) & 1u) << 31));
+        } else {
+            for (int j = 0; j < g; j++) buf[j] = (float)ibuf[j] * s;
+        }
+        Py_ssize_t left = n - gi * g;
+        store_group(dtype, buf, left < g ? left : g, out + gi * g * osize);
+    }
+}
+
+#ifdef UC_X86
+/* ---------------------------------------------------------------- AVX2 + F16C (8 lanes) */
+
+/* Byte-shuffle and shift tables to unpack codes: code j (of 8 or 16) starts at bit b*j = byte o, bit s;
+ * its bits lie in bytes o and o + 1, which the shuffle puts in the low 16 bits of lane j. */
+static uint8_t shuf8[9][32], shuf16[9][64];
+static uint32_t shift16[9][16];
+
+static void init_tables(void) {
+    for (int b = 2; b <= 8; b++)
+        for (int j = 0; j < 16; j++) {
+            int o = (b * j) >> 3;
+            shift16[b][j] = (uint32_t)((b * j) & 7);
+            uint8_t *e16 = &shuf16[b][4 * j];
+            e16[0] = (uint8_t)o; e16[1] = o + 1 < 16 ? (uint8_t)(o + 1) : 0x80; e16[2] = e16[3] = 0x80;
+            if (j < 8) {  /* AVX2: the 8 bytes of 8 codes are broadcast to both 128-bit halves */
+                uint8_t *e8 = &shuf8[b][4 * j];
+                e8[0] = (uint8_t)o; e8[1] = (uint8_t)(o + 1); e8[2] = e8[3] = 0x80;
+            }
+        }
+}
+
+#define T_AVX2 __attribute__((target("avx2,f16c")))
+
+/* Stages h = 1, 2, 4 inside one vector (partner lanes by shuffles): the lower lane gets a + b, the upper a - b. */
+T_AVX2 static inline __m256i fwht8_in_register(__m256i v) {
+    __m256i p = _mm256_shuffle_epi32(v, 0xB1);                        /* h = 1 */
+    v = _mm256_blend_epi32(_mm256_add_epi32(v, p), _mm256_sub_epi32(p, v), 0xAA);
+    p = _mm256_shuffle_epi32(v, 0x4E);                                /* h = 2 */
+    v = _mm256_blend_epi32(_mm256_add_epi32(v, p), _mm256_sub_epi32(p, v), 0xCC);
+    p = _mm256_permute2x128_si256(v, v, 0x01);                        /* h = 4 */
+    return _mm256_blend_epi32(_mm256_add_epi32(v, p), _mm256_sub_epi32(p, v), 0xF0);
+}
+
+/* Butterflies with partner at distance h >= lanes: whole vectors, in the group's int32 buffer (L1). */
+T_AVX2 static inline void fwht_vectors_avx2(int32_t *v, int g) {
+    for (int h = 8; h < g; h <<= 1)
+        for (int i = 0; i < g; i += h << 1)
+            for (int j = i; j < i + h; j += 8) {
+                __m256i a = _mm256_load_si256((const __m256i *)(v + j)), b = _mm256_load_si256((const __m256i *)(v + j + h));
+                _mm256_store_si256((__m256i *)(v + j), _mm256_add_epi32(a, b));
+                _mm256_store_si256((__m256i *)(v + j + h), _mm256_sub_epi32(a, b));
+            }
+}
+
+/* 8 codes (b bytes at gp) minus z as int32 lanes. */
+T_AVX2 static inline __m256i unpack8(const uint8_t *gp, const uint8_t *end, int bits, __m256i shuf, __m256i shifts,
+                                     __m256i mask, __m256i z) {
+    int64_t word = 0;
+    if (gp + 8 <= end) memcpy(&word, gp, 8);
+    else memcpy(&word, gp, (size_t)bits);  /* last bytes of the buffer: never read past it */
+    __m256i x = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(word));
+    x = _mm256_srlv_epi32(_mm256_shuffle_epi8(x, shuf), shifts);
+    return _mm256_sub_epi32(_mm256_and_si256(x, mask), z);
+}
+
+/* Convert 8 binary32 values and store them (the only rounding). */
+T_AVX2 static inline void store8(int dtype, __m256 f, uint8_t *o) {
+    if (dtype == 0) { _mm256_storeu_ps((float *)o, f); return; }
+    if (dtype == 1) { _mm_storeu_si128((__m128i *)o, _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT)); return; }
+    __m256i u = _mm256_castps_si256(f);  /* bf16: round to nearest even on the bit pattern (values are finite) */
+    u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)),
+                                             _mm256_set1_epi32(0x7FFF)));
+    u = _mm256_srli_epi32(u, 16);
+    _mm_storeu_si128((__m128i *)o, _mm_packus_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
+}
+
+T_AVX2 static void kernel_avx2(const params_t *p, const uint8_t *cp, const uint16_t *sp, const uint8_t *zp,
+                               uint64_t gidx, Py_ssize_t ngroups, Py_ssize_t n, uint8_t *out) {
+    const int g = p->group, bits = p->bits, dtype = p->dtype, rotated = p->rotated, osize = dtype == 0 ? 4 : 2;
+    const uint64_t key = p->key, period = p->period;
+    const float pow2 = p->pow2;
+    const uint8_t *end = p->codes_end;
+    const __m256i shuf = _mm256_loadu_si256((const __m256i *)shuf8[bits]);
+    const __m256i shifts = _mm256_loadu_si256((const __m256i *)shift16[bits]);
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    const __m256i lane_shift = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), sign = _mm256_set1_epi32((int)0x80000000u);
+    _Alignas(32) int32_t ibuf[MAX_GROUP];
+    _Alignas(32) uint8_t tail[MAX_GROUP * 4];
+    uint64_t bm[MAX_GROUP / 64];
+    for (Py_ssize_t gi = 0; gi < ngroups; gi++, cp += (size_t)g * bits / 8) {
+        const __m256 s = _mm256_set1_ps(f16_to_f32(sp[gi]) * pow2);
+        const __m256i z = _mm256_set1_epi32(zp[gi]);
+        const uint8_t *gp = cp;
+        for (int j = 0; j < g; j += 8, gp += bits) {
+            __m256i v = unpack8(gp, end, bits, shuf, shifts, mask, z);
+            if (rotated) v = fwht8_in_register(v);  /* stages h = 1, 2, 4 (g >= 8) */
+            _mm256_store_si256((__m256i *)(ibuf + j), v);
+        }
+        if (rotated) {
+            fwht_vectors_avx2(ibuf, g);  /* stages h = 8 ... g/2 */
+            group_signs(bm, key, (gidx + (uint64_t)gi) * (uint64_t)g, g, period);
+        }
+        Py_ssize_t left = n - gi * g;
+        uint8_t *o = left < g ? tail : out + gi * g * osize;
+        for (int j = 0; j < g; j += 8) {
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_load_si256((const __m256i *)(ibuf + j))), s);  /* exact */
+            if (rotated) {  /* lane l takes sign bit j + l of the bitmap */
+                __m256i sb = _mm256_set1_epi32((int)((bm[j / 64] >> (j % 64)) & 0xFF));
+                sb = _mm256_and_si256(_mm256_sllv_epi32(sb, lane_shift), sign);
+                f = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(f), sb));
+            }
+            store8(dtype, f, o + j * osize);
+        }
+        if (left < g) memcpy(out + gi * g * osize, tail, (size_t)left * osize);
+    }
+}
+
+/* ---------------------------------------------------------------- AVX-512 F/BW/VL (16 lanes) */
+
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c")))
+
+T_AVX512 static inline __m512i bfly16(__m512i v, __m512i partner, __mmask16 upper) {
+    return _mm512_mask_sub_epi32(_mm512_add_epi32(v, partner), upper, partner, v);  /* lower: a + b, upper: a - b */
+}
+
+T_AVX512 static inline __m512i fwht16_in_register(__m512i v) {  /* stages h = 1, 2, 4, 8 (g >= 16) */
+    v = bfly16(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0xB1), 0xAAAA);
+    v = bfly16(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4E), 0xCCCC);
+    v = bfly16(v, _mm512_shuffle_i32x4(v, v, 0xB1), 0xF0F0);
+    return bfly16(v, _mm512_shuffle_i32x4(v, v, 0x4E), 0xFF00);
+}
+
+T_AVX512 static inline void fwht_vectors_avx512(int32_t *v, int g) {
+    for (int h = 16; h < g; h <<= 1)
+        for (int i = 0; i < g; i += h << 1)
+            for (int j = i; j < i + h; j += 16) {
+                __m512i a = _mm512_load_si512(v + j), b = _mm512_load_si512(v + j + h);
+                _mm512_store_si512(v + j, _mm512_add_epi32(a, b));
+                _mm512_store_si512(v + j + h, _mm512_sub_epi32(a, b));
+            }
+}
+
+T_AVX512 static inline void store16(int dtype, __m512 f, uint8_t *o) {
+    if (dtype == 0) { _mm512_storeu_ps(o, f); return; }
+    if (dtype == 1) { _mm256_storeu_si256((__m256i *)o, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT)); return; }
+    __m512i u = _mm512_castps_si512(f);  /* bf16: round to nearest even on the bit pattern (values are finite) */
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
+                                             _mm512_set1_epi32(0x7FFF)));
+    _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+}
+
+/* 16 codes (2 * bits bytes at gp) minus z as int32 lanes. */
+T_AVX512 static inline __m512i unpack16(const uint8_t *gp, const uint8_t *end, int bits, __m512i shuf, __m512i shifts,
+                                        __m512i mask, __m512i z) {
+    __m128i raw;
+    if (gp + 16 <= end) raw = _mm_loadu_si128((const __m128i *)gp);
+    else { uint8_t t[16] = {0}; memcpy(t, gp, (size_t)(2 * bits)); raw = _mm_loadu_si128((const __m128i *)t); }
+    __m512i x = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(raw), shuf);
+    return _mm512_sub_epi32(_mm512_and_si512(_mm512_srlv_epi32(x, shifts), mask), z);
+}
+
+/* The default group size (128, rotated): the whole group stays in 8 registers from the codes to the output. */
+T_AVX512 static inline void rotated128_avx512(const uint8_t *gp, const uint8_t *end, int bits, int dtype, float s32,
+                                              int z32, uint64_t key, uint64_t idx, uint64_t period, __m512i shuf,
+                                              __m512i shifts, __m512i mask, uint8_t *o) {
+    const __m512i z = _mm512_set1_epi32(z32), sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 s = _mm512_set1_ps(s32);
+    const int osize = dtype == 0 ? 4 : 2;
+    __m512i v[8];
+    for (int j = 0; j < 8; j++) v[j] = fwht16_in_register(unpack16(gp + 2 * bits * j, end, bits, shuf, shifts, mask, z));
+    for (int h = 1; h < 8; h <<= 1)  /* stages 16, 32, 64: whole registers */
+        for (int i = 0; i < 8; i += h << 1)
+            for (int j = i; j < i + h; j++) {
+                __m512i a = v[j], b = v[j + h];
+                v[j] = _mm512_add_epi32(a, b);
+                v[j + h] = _mm512_sub_epi32(a, b);
+            }
+    uint64_t bm[2];
+    group_signs(bm, key, idx, 128, period);
+    for (int j = 0; j < 8; j++) {
+        __m512i u = _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(v[j]), s));  /* exact */
+        __mmask16 m = (__mmask16)((bm[j / 4] >> (16 * (j % 4))) & 0xFFFF);
+        store16(dtype, _mm512_castsi512_ps(_mm512_mask_xor_epi32(u, m, u, sign)), o + 16 * j * osize);
+    }
+}
+
+T_AVX512 static void kernel_avx512(const params_t *p, const uint8_t *cp, const uint16_t *sp, const uint8_t *zp,
+                                   uint64_t gidx, Py_ssize_t ngroups, Py_ssize_t n, uint8_t *out) {
+    const int g = p->group, bits = p->bits, dtype = p->dtype, rotated = p->rotated, osize = dtype == 0 ? 4 : 2;
+    const uint64_t key = p->key, period = p->period;
+    const float pow2 = p->pow2;
+    const uint8_t *end = p->codes_end;
+    const __m512i shuf = _mm512_loadu_si512(shuf16[bits]);
+    const __m512i shifts = _mm512_loadu_si512(shift16[bits]);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1), sign = _mm512_set1_epi32((int)0x80000000u);
+    _Alignas(64) int32_t ibuf[MAX_GROUP];
+    _Alignas(64) uint8_t tail[MAX_GROUP * 4];
+    uint64_t bm[MAX_GROUP / 64];
+    for (Py_ssize_t gi = 0; gi < ngroups; gi++, cp += (size_t)g * bits / 8) {
+        Py_ssize_t left = n - gi * g;
+        if (g == 128 && rotated && left >= g) {
+            rotated128_avx512(cp, end, bits, dtype, f16_to_f32(sp[gi]) * pow2, zp[gi], key, (gidx + (uint64_t)gi) * 128u,
+                              period, shuf, shifts, mask, out + gi * g * osize);
+            continue;
+        }
+        const __m512 s = _mm512_set1_ps(f16_to_f32(sp[gi]) * pow2);
+        const __m512i z = _mm512_set1_epi32(zp[gi]);
+        const uint8_t *gp = cp;
+        for (int j = 0; j < g; j += 16, gp += 2 * bits) {  /* 16 codes = 2 * bits bytes */
+            __m512i v = unpack16(gp, end, bits, shuf, shifts, mask, z);
+            if (rotated) v = fwht16_in_register(v);
+            _mm512_store_si512(ibuf + j, v);
+        }
+        if (rotated) {
+            fwht_vectors_avx512(ibuf, g);  /* stages h = 16 ... g/2 */
+            group_signs(bm, key, (gidx + (uint64_t)gi) * (uint64_t)g, g, period);
+        }
+        uint8_t *o = left < g ? tail : out + gi * g * osize;
+        for (int j = 0; j < g; j += 16) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ibuf + j)), s);  /* exact */
+            if (rotated) {  /* sign = xor of the sign bit where the bitmap says -1 */
+                __mmask16 m = (__mmask16)((bm[j / 64] >> (j % 64)) & 0xFFFF);
+                __m512i u = _mm512_castps_si512(f);
+                f = _mm512_castsi512_ps(_mm512_mask_xor_epi32(u, m, u, sign));
+            }
+            store16(dtype, f, o + j * osize);
+        }
+        if (left < g) memcpy(out + gi * g * osize, tail, (size_t)left * osize);
+    }
+}
+#endif /* UC_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+static const char *isa_names[] = {"scalar", "avx2", "avx512"};
+static int isa_current = ISA_SCALAR;
+
+static int isa_supported(int isa) {
+    if (isa == ISA_SCALAR) return 1;
+#ifdef UC_X86
+    __builtin_cpu_init();
+    if (isa == ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (isa == ISA_AVX512)
+        return isa_supported(ISA_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
+#endif
+    return 0;
+}
+
+static kernel_t pick_kernel(const params_t *p) {
+#ifdef UC_X86
+    if (isa_current == ISA_AVX512 && p->group % 16 == 0) return kernel_avx512;
+    if (isa_current >= ISA_AVX2) return kernel_avx2;  /* groups are multiples of 8 */
+#else
+    (void)p;
+#endif
+    return kernel_scalar;
+}
+
+/* Shared argument checks; fills p. Returns 0 and sets ValueError on inconsistent input. */
+static int setup(params_t *p, int exponent, int group, int bits, int dtype, int rotated, unsigned long long key,
+                 Py_ssize_t period, const Py_buffer *scales) {
+    int k = 0;
+    while (k < 11 && (1 << k) < group) k++;
+    int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= MAX_GROUP && exponent >= -90 &&
+             exponent <= 100 && dtype >= 0 && dtype <= 2 && (!rotated || ((1 << k) == group && bits + k <= 13)) &&
+             period >= 0 && (period == 0 || period % group == 0 || group % period == 0);
+    if (!ok) { PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters"); return 0; }
+    const uint16_t *sp = scales->buf;
+    for (Py_ssize_t i = 0; i < scales->len / 2; i++)
+        if ((sp[i] & 0x7C00u) == 0x7C00u) { PyErr_SetString(PyExc_ValueError, "decode: non-finite scale"); return 0; }
+    const int shift = rotated ? k / 2 - k : 0;
+    p->group = group; p->bits = bits; p->k = k; p->dtype = dtype; p->rotated = rotated;
+    p->pow2 = bits_to_f32((uint32_t)(exponent + shift + 127) << 23);
+    p->key = (uint64_t)key; p->period = (uint64_t)period;
+    return 1;
 }
 
 /* decode(codes, scales_f16_bits, zeros, exponent, rows, cols, group, bits, dtype, out, rotated, key, first_group,
  *        period)
- * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64),
- * i counted from first_group * group (rows are a run of groups of one tensor); with period > 0 (the row
- * length, a multiple or a divisor of group: row-shared signs) i is taken modulo period. */
+ * rows of `cols` elements, each padded to whole groups; group indices (for the signs) count from first_group.
+ * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64); with
+ * period > 0 (a multiple or a divisor of group: row-shared signs) i is taken modulo period. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer codes, scales, zeros, out;
     int exponent, group, bits, dtype, rotated;
@@ -79,70 +450,82 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*y*inniiiw*pKnn", &codes, &scales, &zeros, &exponent, &rows, &cols, &group,
                           &bits, &dtype, &out, &rotated, &key, &first_group, &period))
         return NULL;
-    int k = 0;
-    while ((1 << k) < group) k++;
-    Py_ssize_t groups = (cols + group - 1) / group, row_codes = groups * group;
-    Py_ssize_t osize = dtype == 0 ? 4 : 2;
-    int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= 1024 && exponent >= -90 && exponent <= 100 &&
-             dtype >= 0 && dtype <= 2 && codes.len == rows * row_codes * bits / 8 &&
-             scales.len == rows * groups * 2 && zeros.len == rows * groups && out.len == rows * cols * osize &&
-             (!rotated || ((1 << k) == group && bits + k <= 13)) && period >= 0 &&
-             (period == 0 || period % group == 0 || group % period == 0);
+    params_t p;
+    int ok = setup(&p, exponent, group, bits, dtype, rotated, key, period, &scales) && rows >= 0 && cols >= 0 &&
+             first_group >= 0;
     if (ok) {
-        const uint8_t *cp = codes.buf, *zp = zeros.buf;
-        const uint16_t *sp = scales.buf;
-        uint8_t *op = out.buf;
-        const int shift = rotated ? k / 2 - k : 0;
-        const float pow2e = bits_to_f32((uint32_t)(exponent + shift + 127) << 23);
-        const uint64_t mask = (1u << bits) - 1u;
-        float buf[1024];
-        int32_t ibuf[1024];
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t r = 0; r < rows; r++) {
-            for (Py_ssize_t gi = 0; gi < groups; gi++) {
-                const float s = f16_to_f32(sp[r * groups + gi]) * pow2e;
-                const int z = zp[r * groups + gi];
-                /* a group starts at a code index that is a multiple of 8: 8 codes = `bits` whole bytes */
-                const uint8_t *gp = cp + (r * row_codes + gi * group) / 8 * bits;
-                for (int c8 = 0; c8 < group; c8 += 8, gp += bits) {
-                    uint64_t word = 0;
-                    memcpy(&word, gp, (size_t)bits);  /* little-endian host (checked in Python) */
-                    for (int j = 0; j < 8; j++) ibuf[c8 + j] = (int32_t)((word >> (bits * j)) & mask) - z;
-                }
-                if (rotated) {  /* unnormalized Walsh-Hadamard (exact in int32), then signs */
-                    fwht_i32(ibuf, group);
-                    uint64_t idx = (uint64_t)((first_group + r * groups + gi) * group);
-                    if (period) idx %= (uint64_t)period;  /* groups start on a row; a group may hold several rows */
-                    for (int j0 = 0; j0 < group;) {
-                        uint64_t word = mix64((uint64_t)key + idx / 64) >> (idx % 64);
-                        int run = 64 - (int)(idx % 64);
-                        if (run > group - j0) run = group - j0;
-                        if (period && (uint64_t)run > (uint64_t)period - idx) run = (int)((uint64_t)period - idx);
-                        for (int j = 0; j < run; j++) {  /* sign flip = xor of the float sign bit: exact */
-                            uint32_t u = f32_to_bits((float)ibuf[j0 + j] * s) ^ ((uint32_t)((word >> j) & 1u) << 31);
-                            buf[j0 + j] = bits_to_f32(u);
-                        }
-                        j0 += run;
-                        idx += (uint64_t)run;
-                        if (period && idx == (uint64_t)period) idx = 0;
-                    }
-                } else {
-                    for (int j = 0; j < group; j++) buf[j] = (float)ibuf[j] * s;
-                }
-                Py_ssize_t c0 = gi * group, n = c0 + group < cols ? group : cols - c0;
-                if (dtype == 0) memcpy(op + (r * cols + c0) * 4, buf, (size_t)n * 4);
-                else if (dtype == 1) { uint16_t *o = (uint16_t *)(op + (r * cols + c0) * 2); for (Py_ssize_t i = 0; i < n; i++) o[i] = f32_to_f16(buf[i]); }
-                else { uint16_t *o = (uint16_t *)(op + (r * cols + c0) * 2); for (Py_ssize_t i = 0; i < n; i++) o[i] = f32_to_bf16(buf[i]); }
-            }
+        Py_ssize_t groups = (cols + group - 1) / group, row_bytes = groups * group * bits / 8;
+        Py_ssize_t osize = dtype == 0 ? 4 : 2;
+        ok = codes.len == rows * row_bytes && scales.len == rows * groups * 2 && zeros.len == rows * groups &&
+             out.len == rows * cols * osize;
+        if (!ok) PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters");
+        else {
+            p.codes_end = (const uint8_t *)codes.buf + codes.len;
+            kernel_t kern = pick_kernel(&p);
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t r = 0; r < rows; r++)
+                kern(&p, (const uint8_t *)codes.buf + r * row_bytes, (const uint16_t *)scales.buf + r * groups,
+                     (const uint8_t *)zeros.buf + r * groups, (uint64_t)(first_group + r * groups), groups, cols,
+                     (uint8_t *)out.buf + r * cols * osize);
+            Py_END_ALLOW_THREADS
         }
-        Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros); PyBuffer_Release(&out);
-    if (!ok) { PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters"); return NULL; }
+    if (!ok) return NULL;
     Py_RETURN_NONE;
 }
 
-/* f32 -> f16 / bf16 bit conversion of a float32 buffer, exposed for tests. */
+/* decode_hash(codes, scales_f16_bits, zeros, exponent, n, group, bits, dtype, rotated, key, period, hasher,
+ *             chunk_groups)
+ * Decode a whole tensor of n elements (flattened, groups from 0) chunk by chunk of chunk_groups groups into one
+ * reused buffer and call hasher.update(chunk) on each: decode and SHA-256 of a chunk share the cache, and no
+ * tensor-sized buffer is ever allocated. The bytes hashed are exactly those decode() writes. */
+static PyObject *decode_hash(PyObject *self, PyObject *args) {
+    Py_buffer codes, scales, zeros;
+    int exponent, group, bits, dtype, rotated;
+    unsigned long long key;
+    Py_ssize_t n, period, chunk_groups;
+    PyObject *hasher;
+    if (!PyArg_ParseTuple(args, "y*y*y*iniiipKnOn", &codes, &scales, &zeros, &exponent, &n, &group, &bits, &dtype,
+                          &rotated, &key, &period, &hasher, &chunk_groups))
+        return NULL;
+    params_t p;
+    int ok = setup(&p, exponent, group, bits, dtype, rotated, key, period, &scales) && n >= 0 && chunk_groups > 0;
+    uint8_t *buf = NULL;
+    if (ok) {
+        Py_ssize_t groups = (n + group - 1) / group, osize = dtype == 0 ? 4 : 2;
+        ok = codes.len == groups * group * bits / 8 && scales.len == groups * 2 && zeros.len == groups;
+        if (!ok) PyErr_SetString(PyExc_ValueError, "decode_hash: inconsistent sizes or parameters");
+        else if (chunk_groups > groups) chunk_groups = groups ? groups : 1;
+        if (ok && !(buf = PyMem_RawMalloc((size_t)(chunk_groups * group * osize)))) { PyErr_NoMemory(); ok = 0; }
+        p.codes_end = (const uint8_t *)codes.buf + codes.len;
+        kernel_t kern = pick_kernel(&p);
+        for (Py_ssize_t g0 = 0; ok && g0 < groups; g0 += chunk_groups) {
+            Py_ssize_t ng = groups - g0 < chunk_groups ? groups - g0 : chunk_groups;
+            Py_ssize_t count = (g0 + ng) * group < n ? ng * group : n - g0 * group;
+            Py_BEGIN_ALLOW_THREADS
+            kern(&p, (const uint8_t *)codes.buf + g0 * group * bits / 8, (const uint16_t *)scales.buf + g0,
+                 (const uint8_t *)zeros.buf + g0, (uint64_t)g0, ng, count, buf);
+            Py_END_ALLOW_THREADS
+            PyObject *mv = PyMemoryView_FromMemory((char *)buf, count * osize, PyBUF_READ);
+            PyObject *r = mv ? PyObject_CallMethod(hasher, "update", "O", mv) : NULL;
+            if (mv) {  /* the buffer is reused: make sure nothing keeps a view of it */
+                PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+                if (!rel) { Py_XDECREF(r); r = NULL; }
+                Py_XDECREF(rel);
+                Py_DECREF(mv);
+            }
+            if (!r) ok = 0;
+            Py_XDECREF(r);
+        }
+    }
+    PyMem_RawFree(buf);
+    PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* f32 -> f16 / bf16 bit conversion of a float32 buffer (the scalar routines), exposed for tests. */
 static PyObject *convert(PyObject *self, PyObject *args) {
     Py_buffer in, out;
     int dtype;
@@ -157,11 +540,57 @@ static PyObject *convert(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *set_isa(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, isa_names[i])) {
+            if (!isa_supported(i)) return PyErr_Format(PyExc_ValueError, "set_isa: this CPU lacks %s", name);
+            isa_current = i;
+            Py_RETURN_NONE;
+        }
+    return PyErr_Format(PyExc_ValueError, "set_isa: unknown ISA %R (scalar, avx2, avx512)", arg);
+}
+
+static PyObject *get_isa(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa_names[isa_current]); }
+
+static PyObject *supported_isas(PyObject *self, PyObject *unused) {
+    PyObject *l = PyList_New(0);
+    for (int i = 0; l && i < 3; i++)
+        if (isa_supported(i)) {
+            PyObject *s = PyUnicode_FromString(isa_names[i]);
+            if (!s || PyList_Append(l, s) < 0) { Py_XDECREF(s); Py_DECREF(l); return NULL; }
+            Py_DECREF(s);
+        }
+    return l;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Decode a block of rows into out (see uc_attest.quant.decode)."},
-    {"convert", convert, METH_VARARGS, "float32 -> float16 (1) or bfloat16 (2) bit patterns."},
+    {"decode_hash", decode_hash, METH_VARARGS, "Decode a whole tensor chunk by chunk into hasher.update()."},
+    {"convert", convert, METH_VARARGS, "float32 -> float16 (1) or bfloat16 (2) bit patterns (scalar)."},
+    {"set_isa", set_isa, METH_O, "Force the decoder's ISA: 'scalar', 'avx2' or 'avx512' (ValueError if absent)."},
+    {"get_isa", get_isa, METH_NOARGS, "The ISA decode() uses now."},
+    {"supported_isas", supported_isas, METH_NOARGS, "The ISAs this CPU can run."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__decode(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__decode(void) {
+#ifdef UC_X86
+    init_tables();
+#endif
+    for (int i = 2; i >= 0; i--)
+        if (isa_supported(i)) { isa_current = i; break; }
+    const char *env = getenv("UC_ATTEST_DECODE_ISA");  /* force a path (tests, benchmarks) */
+    if (env && *env) {
+        int found = -1;
+        for (int i = 0; i < 3; i++) if (!strcmp(env, isa_names[i])) found = i;
+        if (found < 0 || !isa_supported(found)) {
+            PyErr_Format(PyExc_ImportError, "UC_ATTEST_DECODE_ISA=%s: unknown or not supported by this CPU", env);
+            return NULL;
+        }
+        isa_current = found;
+    }
+    return PyModule_Create(&module);
+}

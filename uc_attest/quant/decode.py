@@ -8,17 +8,20 @@ block of rows so memory stays bounded:
 ``(q - z) * S`` equals ``((q - z) * s16) * 2**e`` exactly because both are the exact
 product (at most 19 significant bits, normal binary32 range). fp32 -> bf16 is round to
 nearest even on the bit pattern; fp32 -> fp16 is NumPy's correctly rounded cast.
-A C implementation of the same steps (``_decode.c``) is used when it was compiled.
+A C implementation of the same steps (``_decode.c``: scalar, AVX2 and AVX-512 paths chosen at run time,
+tested bit for bit against this one) is used when it was compiled; :func:`hash_decoded` decodes a whole tensor
+chunk by chunk straight into a hash so each chunk is hashed while it is still in cache.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-try:  # the optional C decoder (same contract, ~10x faster); see _decode.c
+try:  # the optional C decoder (same contract, ~10-50x faster); see _decode.c
     from . import _decode as _native  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a machine without a build)
     _native = None
@@ -29,8 +32,34 @@ _BF16_ROUND = np.uint32(0x7FFF)
 _OUT = {"F32": (0, np.float32), "F16": (1, np.float16), "BF16": (2, np.uint16)}
 
 
+#: Groups per chunk of :func:`hash_decoded`: 512 groups of 128 = 64 k weights, a 128 KB bf16 chunk that the
+#: SHA-256 reads back from L2 right after the decoder wrote it.
+HASH_CHUNK_WEIGHTS = 1 << 16
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
 def native_available() -> bool:
     return _native is not None
+
+
+def native_isas() -> list[str]:
+    """The C decoder's paths this CPU can run (best last), or [] when it is not compiled."""
+    return list(_native.supported_isas()) if _native is not None else []
+
+
+def native_isa() -> str | None:
+    """The path the C decoder uses now (the best the CPU has, or ``UC_ATTEST_DECODE_ISA`` at import)."""
+    return str(_native.get_isa()) if _native is not None else None
+
+
+def set_native_isa(name: str) -> None:
+    """Force the C decoder's path: ``scalar``, ``avx2`` or ``avx512`` (ValueError if the CPU lacks it)."""
+    if _native is None:
+        raise RuntimeError("the C decoder is not compiled")
+    _native.set_isa(name)
 
 
 def unpack_codes_np(packed: npt.NDArray[np.uint8], bits: int) -> npt.NDArray[np.uint8]:
@@ -116,3 +145,52 @@ def decode_rows(
     if dtype == "F16":
         return flat.astype(np.float16)
     return fp32_to_bf16_bits(np.ascontiguousarray(flat))
+
+
+def hash_decoded(
+    hasher: Hasher,
+    codes: npt.NDArray[np.uint8] | bytes,
+    scales: npt.NDArray[np.float16],
+    zeros: npt.NDArray[np.uint8],
+    exponent: int,
+    n: int,
+    dtype: str,
+    bits: int,
+    group_size: int,
+    sign_key: int | None = None,
+    *,
+    sign_period: int = 0,
+    native: bool = True,
+    chunk_weights: int = HASH_CHUNK_WEIGHTS,
+) -> None:
+    """Feed the bytes of a whole decoded tensor (``n`` elements, flattened; ``scales``/``zeros`` 1-D over its
+    groups) to ``hasher.update`` in chunks: exactly the bytes :func:`decode_rows` returns, never all at once."""
+    if dtype not in _OUT:
+        raise ValueError(f"unsupported reconstruction dtype {dtype}")
+    chunk_groups = max(1, chunk_weights // group_size)
+    if native and _native is not None:  # one C call: decode and hash alternate chunk by chunk outside the GIL
+        _native.decode_hash(
+            codes,
+            np.ascontiguousarray(scales).view(np.uint16),
+            np.ascontiguousarray(zeros),
+            exponent,
+            n,
+            group_size,
+            bits,
+            _OUT[dtype][0],
+            sign_key is not None,
+            sign_key or 0,
+            sign_period,
+            hasher,
+            chunk_groups,
+        )
+        return
+    flat = np.frombuffer(codes, dtype=np.uint8)
+    step = group_size * bits // 8
+    chunk_groups = max(chunk_groups, (16 << 20) // (group_size * 4))  # NumPy: larger blocks amortise the calls
+    for g0 in range(0, len(scales), chunk_groups):
+        g1 = min(len(scales), g0 + chunk_groups)
+        out = decode_rows(flat[g0 * step : g1 * step], scales[None, g0:g1], zeros[None, g0:g1], exponent,
+                          min(n, g1 * group_size) - g0 * group_size, dtype, bits, group_size, sign_key, g0,
+                          sign_period=sign_period, native=False)  # fmt: skip
+        hasher.update(out.reshape(-1).view(np.uint8).data)

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidInput, UsageError
+from ..errors import UsageError
 
 SCHEME_ID = "uc-affine-clip/1"
 RTN_ID = "uc-rtn/1"
@@ -147,12 +147,12 @@ class Scheme:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scheme:
-        """A scheme as a manifest or shard header records it, types checked (InvalidInput naming the field),
-        then its values (UsageError, as for options)."""
+        """A scheme as a manifest or shard header records it: types checked (ValueError naming the field; the
+        caller names the file), then its values (UsageError, as for options)."""
 
         def need(ok: bool, field: str, what: str) -> None:
             if not ok:
-                raise InvalidInput(f"scheme field {field} must be {what}", field=f"scheme.{field}")
+                raise ValueError(f"scheme field {field} must be {what}")
 
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
