@@ -71,7 +71,7 @@ def main() -> int:
             print(f"log filled: {size} entries ({args.concerning} about the model) in {time.perf_counter() - t0:.0f} s")
             bundles = sorted(Path(tmp).glob("[rv]*.json")) if v2 else []
             t0 = time.perf_counter()
-            r = uc.audit(pack, instance=inst, bundles=bundles)
+            r = uc.audit(pack, uc.TrustRoot.instance(inst), bundles=bundles)
             dt = time.perf_counter() - t0
             print(f"audit: {len(r.events)} entries found and verified, ok={r.ok}, {r.requests} log requests, "
                   f"{dt:.2f} s (including {r.to_dict()['checks'][-1]['detail']})")

@@ -59,7 +59,7 @@ echo "   and an OpenSSF Model Signing signature of the pack ($WORK/pack.model.si
 uc-attest attest "$WORK/pack" --instance "$WORK/instance" --identity "$ID"
 
 step "4. validation: reconstruct, measure fidelity vs the original, the validator signs the report"
-uc-attest reconstruct "$WORK/pack" -o "$WORK/recon"
+uc-attest reconstruct "$WORK/pack" -o "$WORK/recon" --identity "$ID" --instance "$WORK/instance"  # signer checked first
 python "$HERE/benchmarks/fidelity.py" compare "$SRC" "$WORK/recon" --report "$WORK/metrics.json"
 uc-attest validate "$WORK/pack" --report "$WORK/metrics.json" --instance "$WORK/instance" \
   --identity validator@bank.example
@@ -122,7 +122,8 @@ SERVER_PID=$!
 wait_for_instance
 echo "   the witness follows the logs: Rekor v2 from its C2SP tiles (every entry and tile verified, indexed)"
 uc-attest log watch --state "$WORK/witness.json" --instance "$WORK/instance"
-uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html"
+uc-attest audit "$WORK/pack" --instance "$WORK/instance" --state "$WORK/witness.json" --report "$WORK/audit-report.html" \
+  --bundle "$WORK/pack-g64.sigstore.json" --bundle "$WORK/pack-g64.model.sig"  # the group-64 release, attributed
 
 step "10. serve the verified pack: verified while loading, weights stay packed (~5.3 bits) and decode exactly"
 uc-attest embed "$WORK/pack" --policy "$POLICY" \

@@ -155,3 +155,33 @@ class RegistryMisbehaved(InvalidInput):
 class RegistryUnreachable(OperationalError):
     """No usable HTTP answer from a registry: refused, timed out, or a broken HTTP exchange (bad status line,
     truncated or malformed chunked body, overlong header). Exit 4."""
+
+
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_INTERNAL",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_OPERATIONAL",
+    "EXIT_USAGE",
+    "Finding",
+    "InvalidInput",
+    "LogMisbehaved",
+    "LogUnreachable",
+    "MalformedBundle",
+    "MalformedModel",
+    "MalformedPack",
+    "MalformedSafetensors",
+    "MerkleError",
+    "NoteError",
+    "OperationalError",
+    "ProofError",
+    "RegistryMisbehaved",
+    "RegistryUnreachable",
+    "RootMismatch",
+    "SignatureInvalid",
+    "UcAttestError",
+    "UnsupportedTensor",
+    "UsageError",
+    "VerificationFailed",
+]

@@ -86,7 +86,9 @@ def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path
     assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--bits", "9"), 2, "--bits")
     assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--group-size", "100"), 2, "--group-size")
     assert_clean_error(cli("pack", packed[0], "-o", packed[1]), 2, "already exists")
-    assert_clean_error(cli("verify", tmp_path / "nope"), 3, "manifest not found")
+    assert_clean_error(cli("verify", tmp_path / "nope"), 3, "the pack directory does not exist")
+    assert_clean_error(cli("embed", tmp_path / "nope", "--text", "x", "--manifest", tmp_path / "m.json"), 3,
+                       "the pack directory does not exist")
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert_clean_error(cli("verify", packed[1], "--manifest", bad), 3, "not JSON")

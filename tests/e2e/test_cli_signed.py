@@ -55,7 +55,7 @@ def test_signed_flow_bad_input(served: Path, tmp_path: Path) -> None:
     assert_clean_error(cli("attest", served / "pack"), 2, "exactly one of")
     assert_clean_error(cli("verify", served / "pack", "--bundle", tmp_path / "none.json", "--instance",
                            served / "inst", "--identity", ID), 3, "bundle not found")
-    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json"), 2, "exactly one of")
+    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json"), 2, "--bundle needs --identity")
     assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--trust-config",
                            served / "inst" / "trust_config.json"), 2, "--identity")
     assert_clean_error(cli("attest", served / "pack", "--instance", tmp_path), 3, "not an instance directory")

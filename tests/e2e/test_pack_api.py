@@ -58,7 +58,7 @@ def test_library_and_cli_defaults_give_the_same_calibrated_pack(tmp_path: Path) 
     src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
     res = uc.write_pack(src, tmp_path / "lib", device="cpu")
     assert res.manifest.calibration is not None and res.manifest.calibration.method == "self-sampled"
-    assert res.manifest.scheme["allocation"]["method"] == "uc-alloc/1"
+    assert res.manifest.scheme["allocation"]["method"] == "uc-alloc/2"
     r = cli("pack", src, "-o", tmp_path / "cli", threads=1)  # another thread count: still the same bytes
     assert r.returncode == 0, r.stderr
     assert _files(tmp_path / "lib") == _files(tmp_path / "cli")

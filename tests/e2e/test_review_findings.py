@@ -280,7 +280,7 @@ def test_inventory_shows_a_release_that_does_not_verify(tmp_path: Path) -> None:
         statement = base64.b64decode(bundle["dsseEnvelope"]["payload"])
         forged = statement.replace(b"release", b"re1ease")  # another statement, same shape
         _self_signed_release_entry(inst, forged)
-        rows = uc.inventory(instance=inst.dir)
+        rows = uc.inventory(uc.TrustRoot.instance(inst.dir))
         bad = [r for r in rows if str(r["status"]).startswith("DOES NOT VERIFY")]
         good = [r for r in rows if r["status"] == "not validated"]
         assert len(good) == 1 and len(bad) == 1, rows

@@ -33,7 +33,7 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         uc.write_pack(make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu",
                       calibrate="none", bits_budget=None)
         uc.attest_pack(other, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
-        r = uc.audit(pack, instance=inst)
+        r = uc.audit(pack, uc.TrustRoot.instance(inst))
         assert r.ok, r.to_dict()
         kinds = [e.kind for e in r.events]
         assert kinds == ["release", "oms", "validation"]  # attest logs the release and the OMS signature
@@ -49,7 +49,7 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["ok"] and (tmp_path / "report.html").read_text().startswith("<!doctype html>")
         # The other model's root: one release, never validated -> not consistent with a deploy gate.
-        r2 = uc.audit(manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex, instance=inst)
+        r2 = uc.audit(None, uc.TrustRoot.instance(inst), manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex)
         assert [e.kind for e in r2.events] == ["release"]
         assert not next(c for c in r2.checks if c.rule == "custody.validation").ok
     finally:
@@ -64,7 +64,7 @@ def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
     srv = uc.instance_server(inst).start()
     try:
         _release_and_validate(inst, pack, tmp_path)
-        v1, tiles = uc.watch_log(tmp_path / "state.json", instance=inst)  # both logs of the trust root
+        v1, tiles = uc.watch_log(tmp_path / "state.json", uc.TrustRoot.instance(inst))  # both logs of the trust root
         assert v1.ok and v1.current.size == 3 and tiles.ok and tiles.current.size == 0
     finally:
         srv.stop()
@@ -81,7 +81,7 @@ def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
     srv = uc.instance_server(forged).start()
     try:
         _release_and_validate(forged, pack, tmp_path)
-        r = uc.audit(pack, instance=forged, state=tmp_path / "state.json")
+        r = uc.audit(pack, uc.TrustRoot.instance(forged), state=tmp_path / "state.json")
         assert not r.ok
         bad = next(c for c in r.checks if c.rule == "log.consistency")
         assert not bad.ok and "fork" in bad.detail
@@ -103,7 +103,7 @@ def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> 
         uc.write_pack(src, new, uc.Scheme(group_size=64), "cpu",
                       calibrate="none", bits_budget=None)  # a newer pack of the same source model
         uc.attest_pack(new, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
-        rows = uc.inventory(instance=inst)
+        rows = uc.inventory(uc.TrustRoot.instance(inst))
         by_root = {r["manifest_root"]: r for r in rows}
         old_root = str(uc.load_manifest(old / uc.MANIFEST_NAME).root)
         new_root = str(uc.load_manifest(new / uc.MANIFEST_NAME).root)

@@ -63,7 +63,7 @@ def test_the_default_command_calibrates_allocates_and_records_it(default_pack: P
     assert m.calibration.moments == moments_digest_of(m.tensors)
     assert sum(1 for t in m.tensors if t.quant and t.quant.moments) >= 10
     alloc = m.scheme["allocation"]
-    assert alloc["method"] == "uc-alloc/1" and float(alloc["bpw"]) <= 5.30
+    assert alloc["method"] == "uc-alloc/2" and float(alloc["bpw"]) <= 5.30
     assert {t.quant.bits for t in m.tensors if t.quant} == {5, 6}
     assert m.scheme["bits_overrides"], "the allocation is recorded as exact-name overrides"
 
@@ -102,7 +102,7 @@ def test_the_statement_carries_it_and_the_policy_reads_it(instance: Running, def
     no = uc.verify(default_pack, uc.Anchor.policy(policy("    methods: [text-file]\n")))
     bad = next(c for c in no.checks if c.rule == "quantization.calibration")
     assert not no.ok and bad.actual == "self-sampled"
-    audit = uc.audit(default_pack, instance=instance.dir)
+    audit = uc.audit(default_pack, uc.TrustRoot.instance(instance.dir))
     release = next(e for e in audit.events if e.kind == "release")
     assert release.details["calibration"]["method"] == "self-sampled"
 

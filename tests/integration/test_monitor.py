@@ -51,11 +51,11 @@ def test_watch_accepts_growth_and_catches_fork_and_rollback(tmp_path: Path) -> N
         url = uc.load_instance(a).url
         for i in range(5):
             append(url, f"common {i}")
-        r = uc.watch_log(state, instance=a)[0]  # the Rekor v1 log (its v2 log is followed too)
+        r = uc.watch_log(state, uc.TrustRoot.instance(a))[0]  # the Rekor v1 log (its v2 log is followed too)
         assert r.ok and r.previous is None and r.current.size == 5
         for i in range(3):
             append(url, f"more {i}")
-        r = uc.watch_log(state, instance=a)[0]  # the Rekor v1 log (its v2 log is followed too)
+        r = uc.watch_log(state, uc.TrustRoot.instance(a))[0]  # the Rekor v1 log (its v2 log is followed too)
         assert r.ok and r.previous.size == 5 and r.current.size == 8
     finally:
         srv.stop()
@@ -64,7 +64,7 @@ def test_watch_accepts_growth_and_catches_fork_and_rollback(tmp_path: Path) -> N
     shutil.copytree(a, b)
     srv = uc.instance_server(a).start()
     append(url, "honest 9")
-    r = uc.watch_log(state, instance=a)[0]
+    r = uc.watch_log(state, uc.TrustRoot.instance(a))[0]
     assert r.ok and r.current.size == 9
     srv.stop()
     srv = uc.instance_server(b).start()  # same key, same URL, a different entry at index 8
@@ -87,7 +87,7 @@ def test_watch_accepts_growth_and_catches_fork_and_rollback(tmp_path: Path) -> N
     db.close()
     srv = uc.instance_server(c).start()
     try:
-        r = uc.watch_log(state, instance=c)[0]
+        r = uc.watch_log(state, uc.TrustRoot.instance(c))[0]
         assert not r.ok and "rollback" in r.problem
     finally:
         srv.stop()

@@ -139,7 +139,7 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(instance: 
     none = uc.verify(plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n")))
     assert not none.ok and next(c for c in none.checks if c.rule == "source.signers").actual == "none"
     # the audit shows the vendor as the first link: vendor -> pack (-> validation)
-    audit = uc.audit(pack, instance=instance.dir)
+    audit = uc.audit(pack, uc.TrustRoot.instance(instance.dir))
     assert audit.events[0].kind == "source" and audit.events[0].signer == VENDOR and audit.events[0].ok
     assert audit.events[0].details["kept_signature"] == "verified again"
     assert next(c for c in audit.checks if c.rule == "custody.source").ok

@@ -29,7 +29,7 @@ def build_report(tmp: Path) -> Path:
         uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example")
         (tmp / "m.json").write_text(json.dumps({"evaluation_set": "held-out-v1", "metrics": {"ppl_ratio": 1.004}}))
         uc.validate_pack(pack, tmp / "m.json", trust, dev_identity="validator@bank.example")
-        report = uc.audit(pack, instance=inst)
+        report = uc.audit(pack, uc.TrustRoot.instance(inst))
     finally:
         srv.stop()
     out = tmp / "report.html"

@@ -222,7 +222,7 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     uc.write_pack(make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu",
                   calibrate="none", bits_budget=None)
     uc.attest_pack(other, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
-    r = uc.audit(pack, instance=inst.dir, state=tmp_path / "w.json")
+    r = uc.audit(pack, uc.TrustRoot.instance(inst.dir), state=tmp_path / "w.json")
     assert r.ok, r.to_dict()
     kinds = sorted(e.kind for e in r.events)
     # the pack's release, its OMS signature and validation; the other model's release and OMS signature
@@ -234,11 +234,11 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     assert found["unattributed"].signer == RELEASE  # the other model's release: no bundle given for it
     rules = {c.rule: c for c in r.checks}
     assert rules["custody.unattributed"].ok and rules["custody.release"].ok and rules["custody.validation"].ok
-    again = uc.audit(pack, instance=inst.dir, state=tmp_path / "w.json")  # the index is kept and extended
+    again = uc.audit(pack, uc.TrustRoot.instance(inst.dir), state=tmp_path / "w.json")  # the index is kept and extended
     assert next(c for c in again.checks if c.rule == "log.consistency" and "indexed" in c.detail).ok
     # the other root: on Rekor v2 nothing is found without its bundle, and the audit says how to fix that
     root = str(uc.load_manifest(other / uc.MANIFEST_NAME).root)
-    missing = uc.audit(manifest_root=root, instance=inst.dir)
+    missing = uc.audit(None, uc.TrustRoot.instance(inst.dir), manifest_root=root)
     bad = next(c for c in missing.checks if c.rule == "custody.release")
     assert not missing.ok and not bad.ok and "--bundle" in (bad.hint or "")
     out = cli("audit", "--manifest-root", root, "--instance", inst.dir, "--bundle",
@@ -256,7 +256,7 @@ def test_audit_refuses_a_bundle_whose_entry_is_not_in_the_log(world: dict[str, A
     entry["logIndex"] = str(int(entry["logIndex"]) - 1)  # claims another position in the log
     bad = tmp_path / "moved.sigstore.json"
     bad.write_text(json.dumps(doc))
-    r = uc.audit(manifest_root=str(uc.load_manifest(pack / uc.MANIFEST_NAME).root), instance=inst.dir,
+    r = uc.audit(None, uc.TrustRoot.instance(inst.dir), manifest_root=str(uc.load_manifest(pack / uc.MANIFEST_NAME).root),
                  bundles=[bad])
     ev = next(e for e in r.events if e.details.get("bundle") == str(bad))
     assert not ev.ok and not r.ok and any("does not verify" in p or "not in the log" in p for p in ev.problems)
@@ -275,7 +275,7 @@ def test_inventory_on_rekor_v2_reads_statements_from_bundles(world: dict[str, An
     payload[20] ^= 1
     doc["dsseEnvelope"]["payload"] = base64.b64encode(bytes(payload)).decode()
     (bundles / "forged.sigstore.json").write_text(json.dumps(doc))
-    rows = uc.inventory(instance=inst.dir, bundle_dirs=[bundles])
+    rows = uc.inventory(uc.TrustRoot.instance(inst.dir), bundle_dirs=[bundles])
     root = str(uc.load_manifest(pack / uc.MANIFEST_NAME).root)
     good = [r for r in rows if r["manifest_root"] == root and r["status"] == "validated"]
     bad = [r for r in rows if str(r["status"]).startswith("DOES NOT VERIFY")]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uc_attest.errors import InvalidInput
-from uc_attest.policy.model import Policy, Threshold, load_policy
+from uc_attest.policy.model import Policy, Threshold, read_policy
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("UC_FUZZ_EXAMPLES", "200"))
@@ -28,7 +28,7 @@ def _load(tmp: Path, text: str) -> Policy | None:
     p = tmp / "p.yaml"
     p.write_text(text, encoding="utf-8")
     try:
-        return load_policy(p)[0]
+        return read_policy(p)[0]
     except InvalidInput as exc:
         assert str(p) in exc.message and "\n" not in exc.message.strip()
         return None

@@ -175,15 +175,17 @@ def test_tampered_pack_lists_every_mismatching_tensor(bf16_model: Path, tmp_path
     assert "model.safetensors" in subjects  # the file digest changed too
 
 
-def test_truncated_shard_lists_every_tensor_in_it(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_truncated_shard_is_reported_once_with_its_cause(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    """One finding naming the shard, the cause and how many tensors it holds — not one "missing" row each."""
     res = _pack(model_factory(shards=2), tmp_path / "p")
     shard = min((tmp_path / "p").glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-7])
     with pytest.raises(uc.VerificationFailed) as info:
         uc.verify_pack(tmp_path / "p")
-    subjects = {f.subject for f in info.value.findings}
     in_shard = {t.name for t in res.manifest.tensors if t.file == shard.name}
-    assert in_shard and in_shard <= subjects and shard.name in subjects
+    (about_shard,) = [f for f in info.value.findings if f.subject == shard.name and "unreadable" in f.problem]
+    assert in_shard and f"{len(in_shard)} tensors in it not checked" in about_shard.problem
+    assert not in_shard & {f.subject for f in info.value.findings}
 
 
 def test_validated_manifest_is_the_reference(bf16_model: Path, model_factory: Callable[..., Path],

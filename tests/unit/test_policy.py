@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import uc_attest as uc
-from uc_attest.policy.model import load_policy
+from uc_attest.policy.model import read_policy
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = """version: 1
@@ -30,7 +30,7 @@ def _write(tmp: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("name", ["default.yaml", "model-risk.yaml", "github-release.yaml"])
 def test_shipped_policies_are_valid(name: str) -> None:
-    pol, base = load_policy(REPO / "policies" / name)
+    pol, base = read_policy(REPO / "policies" / name)
     assert pol.signers.release and base == REPO / "policies"
 
 
@@ -61,13 +61,13 @@ def test_good_policy_and_schema(tmp_path: Path) -> None:
 ])
 def test_invalid_policies_name_file_line_and_field(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(uc.InvalidInput) as info:
-        load_policy(_write(tmp_path, text))
+        read_policy(_write(tmp_path, text))
     assert needle in info.value.message, info.value.message
 
 
 def test_missing_policy_file(tmp_path: Path) -> None:
     with pytest.raises(uc.InvalidInput, match="not found"):
-        load_policy(tmp_path / "nope.yaml")
+        read_policy(tmp_path / "nope.yaml")
 
 
 def test_cli_policy_check_and_schema(tmp_path: Path) -> None:

@@ -20,8 +20,14 @@ def _facts(tmp_path: Path, **kw: object) -> Facts:
 
 def _evidence(t: int = 999_000) -> Evidence:
     log = LogProof(b"\x01" * 32, 7, "dsse", "0.0.1", b"{}", "note", 8, b"\x00" * 32)
-    return Evidence(Path("b.json"), "application/vnd.in-toto+json", b"{}", SignerIdentity(("a@b",), "https://i"),
-                    (TimeProof("set", t, "01" * 32),), log)
+    return Evidence(
+        Path("b.json"),
+        "application/vnd.in-toto+json",
+        b"{}",
+        SignerIdentity(("a@b",), "https://i"),
+        (TimeProof("set", t, "01" * 32),),
+        log,
+    )
 
 
 def test_no_check_at_all_denies() -> None:
@@ -82,3 +88,77 @@ def test_renderer_shows_markup_as_data() -> None:
     out = buf.getvalue()
     for literal in ("[bold]pack", "[/x] rejected", "[red]eve[/]", "uc-attest[bench]"):
         assert literal in out
+
+
+def test_rule_ids_are_one_str_enum_and_encode_as_their_values(tmp_path: Path) -> None:
+    import json
+
+    from uc_attest.core.ruleid import RuleId
+
+    c = Check.of(RuleId.RELEASE_SIGNER, True, "a@b")
+    assert c.rule == "release.signer" and type(c.to_dict()["rule"]) is str
+    assert json.dumps(c.to_dict()) == json.dumps({"rule": "release.signer", "ok": True, "status": "pass",
+                                                  "skipped": False, "detail": "a@b"})  # fmt: skip
+    assert len({m.value for m in RuleId}) == len(RuleId)
+    v = uc.Verdict(tmp_path, [Check.of(RuleId.PACK_TENSORS, False, "differs")])
+    assert [type(f.subject) for f in v.failures()] == [str]
+
+
+def test_a_bundle_failing_its_timestamps_fails_the_timestamps_rule(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    from uc_attest.core.ruleid import RuleId
+    from uc_attest.errors import SignatureInvalid
+    from uc_attest.evidence.timestamps import TimestampInvalid
+    from uc_attest.verify import gather
+
+    mp = monkeypatch
+    assert isinstance(mp, pytest.MonkeyPatch)
+    for exc, rule in ((TimestampInvalid("b", "two timestamps from one TSA"), RuleId.RELEASE_TIMESTAMPS),
+                      (SignatureInvalid("b", "SANs differ"), RuleId.RELEASE_SIGNER)):  # fmt: skip
+
+        def fail(*_a: object, _exc: Exception = exc) -> None:
+            raise _exc
+
+        mp.setattr(gather, "verify_dsse_bundle", fail)
+        f = _facts(tmp_path)
+        gather.release_evidence(f, tmp_path / "b.json", None, [])  # type: ignore[arg-type]
+        assert f.evidence_rule is rule
+        (c,) = signer(f)
+        assert c.rule == rule and not c.ok
+        assert ("timestamp" in (c.hint or "")) is (rule is RuleId.RELEASE_TIMESTAMPS)
+
+
+def test_kept_signature_notes_do_not_fail_the_source_event() -> None:
+    from uc_attest.audit.events import AuditEvent
+    from uc_attest.evidence.oms import KeptSignatureCheck
+
+    kept = KeptSignatureCheck(notes=("s.sig: signed with the key method: not re-verified here",))
+    assert kept.ok and kept.lines() == list(kept.notes)
+    bad = KeptSignatureCheck(("a: not the signed one",), kept.notes)
+    assert not bad.ok and bad.lines() == [*kept.notes, "a: not the signed one"]
+    ev = AuditEvent(0, "source", -1, "", notes=list(kept.notes))
+    assert ev.ok and "notes" not in ev.to_dict() and ev.to_dict()["problems"] == []
+
+
+def test_signing_errors_are_classified_by_type() -> None:
+    import requests
+    from sigstore.models import InvalidBundle
+
+    from uc_attest.signing.sign import _signing_failed
+
+    class _Trust:
+        def __init__(self, tsas: list[str]) -> None:
+            self.urls = {"caUrls": ["https://ca"], "rekorTlogUrls": ["https://log"], "tsaUrls": tsas}
+
+        def services(self, key: str) -> list[str]:
+            return self.urls[key]
+
+    tsa = _Trust(["https://tsa"])
+    got = _signing_failed(InvalidBundle("bundle must contain an inclusion promise or signed timestamp(s)"), tsa)  # type: ignore[arg-type]
+    assert got == "signing failed: no timestamp authority answered (TSA: https://tsa); nothing was written"
+    assert "(TSA: none configured)" in _signing_failed(InvalidBundle("x"), _Trust([]))  # type: ignore[arg-type]
+    http = _signing_failed(requests.HTTPError("500 Server Error: x for url: https://log/api"), tsa)  # type: ignore[arg-type]
+    assert http.endswith("for url: https://log/api; nothing was written") and "services:" not in http
+    down = _signing_failed(requests.ConnectionError("HTTPConnectionPool(host='ca'): refused"), tsa)  # type: ignore[arg-type]
+    assert "(services: https://ca, https://log, https://tsa)" in down

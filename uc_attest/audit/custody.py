@@ -17,6 +17,7 @@ from typing import Any
 
 from ..claims.oms import FILES_SHA256, build_oms, scan
 from ..core.digest import Digest
+from ..core.ruleid import RuleId
 from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalError
 from ..evidence.oms import kept_log_index, verify_kept_source_signature
 from ..pack.check import check_pack
@@ -155,7 +156,7 @@ def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None
     releases = [e for e in events if e.kind == "release" and e.details.get("root") == str(root)]
     recorded = next((e for e in releases if e.details.get("source_signature")), None)
     if recorded is None:
-        return Check("custody.source", "skipped", "no release of this root records a verified source signature")
+        return Check(RuleId.CUSTODY_SOURCE, "skipped", "no release of this root records a verified source signature")
     sig = recorded.details["source_signature"]
     ev = AuditEvent(int(sig.get("signed_at") or 0), "source", -1, "", str(sig["identity"]), str(sig["issuer"]),
                     details={"model": sig["model"], "oms_root": sig["root"], "method": sig["method"],
@@ -164,14 +165,15 @@ def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None
         index = kept_log_index(facts.dir, facts.manifest.source_signature)
         if index is not None:  # in the vendor's log, which need not be one audited here
             ev.details["signature_log_index"] = index
-        problems = verify_kept_source_signature(facts.dir, facts.manifest.source_signature,
-                                                facts.manifest.source_files, trust)  # fmt: skip
-        ev.problems += [p for p in problems if "not re-verified" not in p]
+        kept = verify_kept_source_signature(facts.dir, facts.manifest.source_signature,
+                                            facts.manifest.source_files, trust)  # fmt: skip
+        ev.problems += kept.problems
+        ev.notes += kept.notes
         ev.ok = not ev.problems
-        ev.details["kept_signature"] = "verified again" if not problems else "; ".join(problems)
+        ev.details["kept_signature"] = "; ".join(kept.lines()) or "verified again"
     events.insert(0, ev)
     who = f"{sig['identity']} via {sig['issuer']}" if sig["issuer"] else sig["identity"]
-    return Check.of("custody.source", ev.ok, f"source {sig['model']} signed by {who} ({sig['method']})",
+    return Check.of(RuleId.CUSTODY_SOURCE, ev.ok, f"source {sig['model']} signed by {who} ({sig['method']})",
                     hint=None if ev.ok else "the kept source signature does not verify: see the source event")  # fmt: skip
 
 
@@ -194,27 +196,33 @@ def _rekor_v1(out: _Logs, trust: Trust, keys: list[str], state: Path | None) -> 
             latest = client.checkpoint()
             info["checkpoint"] = {"size": latest.size, "root": latest.root.hex(), "origin": latest.origin}
             out.checks.append(
-                Check.of("log.checkpoint", True, f"{log.base_url}: size {latest.size}, signed by the log key")
+                Check.of(RuleId.LOG_CHECKPOINT, True, f"{log.base_url}: size {latest.size}, signed by the log key")
             )
             if state is not None:
                 stored = stored_checkpoint(load_state(Path(state)), client)
                 if stored is None:
-                    out.checks.append(Check("log.consistency", "skipped", f"{log.base_url}: no stored checkpoint"))
+                    out.checks.append(Check(RuleId.LOG_CONSISTENCY, "skipped", f"{log.base_url}: no stored checkpoint"))
                 else:
                     try:
                         client.prove_consistent(stored, latest)
                         out.checks.append(
                             Check.of(
-                                "log.consistency", True, f"{log.base_url}: extends the witnessed size {stored.size}"
+                                RuleId.LOG_CONSISTENCY,
+                                True,
+                                f"{log.base_url}: extends the witnessed size {stored.size}",
                             )
                         )
                     except LogMisbehaved as exc:
-                        out.checks.append(Check.of("log.consistency", False, exc.message, hint="the log was rewritten"))
+                        out.checks.append(
+                            Check.of(RuleId.LOG_CONSISTENCY, False, exc.message, hint="the log was rewritten")
+                        )
             out.events += reader.by_subjects(keys, latest)
         except LogUnreachable as exc:
             raise OperationalError(f"log unreachable: {exc.message}", url=log.base_url) from None
         except LogMisbehaved as exc:
-            out.checks.append(Check.of("log.checkpoint", False, exc.message, hint="the log's answers do not verify"))
+            out.checks.append(
+                Check.of(RuleId.LOG_CHECKPOINT, False, exc.message, hint="the log's answers do not verify")
+            )
         finally:
             info["requests"] = client.requests
 
@@ -229,25 +237,29 @@ def _rekor_v2(out: _Logs, trust: Trust, keys: list[str], index: Path | None, bun
             out.logs.append(info)
             if not r.ok or r.current is None:
                 out.checks.append(
-                    Check.of("log.checkpoint", False, f"{r.url}: {r.problem}", hint="the log's tiles do not verify")
+                    Check.of(
+                        RuleId.LOG_CHECKPOINT, False, f"{r.url}: {r.problem}", hint="the log's tiles do not verify"
+                    )
                 )
                 continue
             cp = r.current
             info["checkpoint"] = {"size": cp.size, "root": cp.root.hex(), "origin": cp.origin}
             out.checks.append(
                 Check.of(
-                    "log.checkpoint", True, f"{r.url}: size {cp.size}, {r.new_entries} new entries verified from tiles"
+                    RuleId.LOG_CHECKPOINT,
+                    True,
+                    f"{r.url}: size {cp.size}, {r.new_entries} new entries verified from tiles",
                 )
             )
             if index is None:
                 out.checks.append(
-                    Check("log.consistency", "skipped", f"{r.url}: no index kept (scanned {cp.size} entries)")
+                    Check(RuleId.LOG_CONSISTENCY, "skipped", f"{r.url}: no index kept (scanned {cp.size} entries)")
                 )
             elif r.previous is None:
-                out.checks.append(Check("log.consistency", "skipped", f"{r.url}: first run of this index"))
+                out.checks.append(Check(RuleId.LOG_CONSISTENCY, "skipped", f"{r.url}: first run of this index"))
             else:
                 out.checks.append(
-                    Check.of("log.consistency", True, f"{r.url}: extends the indexed size {r.previous.size}")
+                    Check.of(RuleId.LOG_CONSISTENCY, True, f"{r.url}: extends the indexed size {r.previous.size}")
                 )
             ta = bundle_events(bundles, trust, client, cp)
             signers = sorted({e.signer for e in ta.events if e.signer})
@@ -290,7 +302,7 @@ def audit(
         validations = [e for e in mine if e.kind == "validation"]
         checks.append(
             Check.of(
-                "custody.release",
+                RuleId.CUSTODY_RELEASE,
                 any(e.ok for e in releases),
                 f"{len(releases)} release attestation(s) of this root",
                 hint=None if releases else "on a Rekor v2 log, give the release bundle (--bundle)",
@@ -298,7 +310,7 @@ def audit(
         )
         checks.append(
             Check.of(
-                "custody.validation",
+                RuleId.CUSTODY_VALIDATION,
                 any(e.ok for e in validations),
                 f"{len(validations)} validation(s) of this root",
                 hint=None if validations else "never validated (or, on a Rekor v2 log, its bundle was not given)",
@@ -311,7 +323,7 @@ def audit(
     if other:
         checks.append(
             Check.of(
-                "custody.unattributed",
+                RuleId.CUSTODY_UNATTRIBUTED,
                 True,
                 f"{len(other)} other entries by these signers or over this digest: no bundle given accounts for them",
                 hint="listed as events: ask their signers for the bundles",
@@ -319,7 +331,7 @@ def audit(
         )
     if facts is not None:
         pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
-        checks.append(Check.of("pack.matches", pc.ok, f"{pc.tensors_checked} tensors reconstructed and matched"))
+        checks.append(Check.of(RuleId.PACK_MATCHES, pc.ok, f"{pc.tensors_checked} tensors reconstructed and matched"))
     first = out.logs[0]
     return AuditReport(
         str(target or manifest_root or digest),

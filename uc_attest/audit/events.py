@@ -36,10 +36,13 @@ class AuditEvent:
     issuer: str = ""
     ok: bool = True
     details: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each makes the event not ok
+    notes: list[str] = field(default_factory=list)  # informative only (e.g. what could not be checked here)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        del out["notes"]  # shown in ``details`` where they apply (the audit JSON keeps its keys)
+        return out
 
 
 def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tuple[str, dict[str, Any]]:

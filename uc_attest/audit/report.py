@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from pathlib import Path
 from typing import Any
+
+from ..core.fsutil import atomic_write_bytes
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:70rem;color:#1b1f23}
@@ -63,7 +66,7 @@ def error_plot(tensors: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_report_html(report: dict[str, Any]) -> str:
     """The audit report (``AuditReport.to_dict()``) as one self-contained HTML page."""
     ok = report["ok"]
     checks = "".join(
@@ -136,3 +139,8 @@ log <code>{_e(report["log"])}</code> at size {_e(cp.get("size", "?"))}, root <co
 <table><tr><th>tensor</th><th>dtype</th><th>shape</th><th>bits</th><th>rel. err (ppm)</th><th>calibration moments</th><th>sha256</th></tr>{tensors}</table></details>
 </body></html>
 """
+
+
+def write_report_html(report: dict[str, Any], path: Path) -> None:
+    """Write the HTML audit report atomically (a reader sees the old file or the whole new one)."""
+    atomic_write_bytes(Path(path), render_report_html(report).encode("utf-8"))

@@ -111,16 +111,21 @@ def bundle_events(paths: Iterable[Path], trust: Trust, client: TileClient, cp: T
             payload = base64.b64decode(doc["dsseEnvelope"]["payload"])
             ev.kind, ev.details = claim_details(parse_claim(Statement.parse(payload)))
             ev.details |= {"log": "rekor-v2", "bundle": str(path)}
-        except (KeyError, TypeError, ValueError, UcAttestError) as exc:
-            ev.details["statement"] = f"not a uc-attest statement: {getattr(exc, 'message', exc)}"
+        except UcAttestError as exc:
+            ev.details["statement"] = f"not a uc-attest statement: {exc.message}"
+        except (KeyError, TypeError, ValueError) as exc:
+            ev.details["statement"] = f"not a uc-attest statement: {exc}"
         facts = describe_entry(body)
         ev.signer, ev.issuer = facts.identity, facts.issuer
         try:
             evidence = verify_dsse_bundle(path, trust, None)
             ev.time = evidence.signed_at or 0
-        except (SignatureInvalid, InvalidInput) as exc:
+        except SignatureInvalid as exc:
             ev.ok = False
-            ev.problems.append(f"bundle does not verify: {getattr(exc, 'problem', None) or exc.message}")
+            ev.problems.append(f"bundle does not verify: {exc.problem or exc.message}")
+        except InvalidInput as exc:
+            ev.ok = False
+            ev.problems.append(f"bundle does not verify: {exc.message}")
         if index >= cp.size:
             ev.ok = False
             ev.problems.append(f"entry {index} is beyond the verified checkpoint (size {cp.size})")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -491,10 +491,8 @@ def audit_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every log entry about a model, verified, as a chain of custody; exit 1 if anything does not verify."""
-    r = uc.audit(
-        pack_dir, manifest_root=manifest_root, digest=digest, trust_config=trust_config, instance=instance,
-        state=state, index=index, bundles=bundle or (),
-    )  # fmt: skip
+    r = uc.audit(pack_dir, uc.select_trust(trust_config, instance), manifest_root=manifest_root, digest=digest,
+                 state=state, index=index, bundles=bundle or ())  # fmt: skip
     data = r.to_dict()
     if report is not None:
         uc.write_report_html(data, report)
@@ -536,7 +534,7 @@ def inventory_cmd(
                    for c in rcols] for r in listed]  # fmt: skip
         render.stdout_console().print(render.table(Text(f"{repository} ({len(listed)} tags)"), rcols, rcells))
         return
-    rows = uc.inventory(trust_config=trust_config, instance=instance, index=index, bundle_dirs=bundles or ())
+    rows = uc.inventory(uc.select_trust(trust_config, instance), index=index, bundle_dirs=bundles or ())
     if as_json:
         emit_json(rows)
         return
@@ -615,7 +613,7 @@ def log_watch(
     """Verify each log's new checkpoint extends the last one seen (tile logs: every new entry and tile, into
     the index); exit 1 on a fork, a rollback or a tile or entry that does not verify, keeping the old state."""
     results = uc.watch_log(
-        state, trust_config, instance, index=index, identities=identity or (), identity_regexes=identity_regex or (),
+        state, uc.select_trust(trust_config, instance), index=index, identities=identity or (), identity_regexes=identity_regex or (),
         digests=digest or (), mirror=mirror,
     )  # fmt: skip
     if as_json:

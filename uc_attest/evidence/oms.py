@@ -257,24 +257,42 @@ def kept_log_index(pack_dir: Path, record: SourceSignature) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class KeptSignatureCheck:
+    """The kept source signature checked again: ``problems`` (it does not verify; each one line) and ``notes``
+    (informative: what could not be checked here, e.g. a key-method signature without its key)."""
+
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """Notes then problems, one line each (as they are shown together)."""
+        return [*self.notes, *self.problems]
+
+
 def verify_kept_source_signature(
     pack_dir: Path, record: SourceSignature, source_files: dict[str, Digest], trust: Trust | None
-) -> list[str]:
+) -> KeptSignatureCheck:
     """The source signature a pack keeps, checked again without the source: the file is the recorded one, its
     bundle verifies for the recorded signer (sigstore method, under ``trust``), and it signs the recorded model
-    root and exactly the source files the manifest lists (files/sha256 method). Problems, one line each."""
+    root and exactly the source files the manifest lists (files/sha256 method)."""
     path = Path(pack_dir) / record.file
-    problems: list[str] = []
+    notes: tuple[str, ...] = ()
     try:
         raw, doc = read_bundle(path)
     except InvalidInput as exc:
-        return [exc.message]
+        return KeptSignatureCheck((exc.message,))
     if hashlib.sha256(raw).hexdigest() != record.sha256.hex:
-        return [f"{record.file}: not the recorded signature file (sha256 differs)"]
+        return KeptSignatureCheck((f"{record.file}: not the recorded signature file (sha256 differs)",))
     if record.method != "sigstore" or trust is None:
         anchor = "CA certificates" if record.method == "certificate" else "key"
-        problems.append(f"{record.file}: signed with the {record.method} method: its signature is not re-verified "
-                        f"here (no {anchor}; it was verified when the pack was made)")  # fmt: skip
+        note = (f"{record.file}: signed with the {record.method} method: its signature is not re-verified "
+                f"here (no {anchor}; it was verified when the pack was made)")  # fmt: skip
+        notes = (note,)
         payload = None
     else:
         from .identity import SignerSpec
@@ -282,23 +300,26 @@ def verify_kept_source_signature(
         try:
             out = check_bundle(raw, doc, trust, where=str(path), signers=[SignerSpec(record.issuer, record.identity)])
             payload = out.outcome.payload
-        except (SignatureInvalid, InvalidInput) as exc:
-            return [f"{record.file}: {getattr(exc, 'problem', None) or exc.message}"]
+        except SignatureInvalid as exc:
+            return KeptSignatureCheck((f"{record.file}: {exc.problem or exc.message}",))
+        except InvalidInput as exc:
+            return KeptSignatureCheck((f"{record.file}: {exc.message}",))
     if payload is None:
         import base64
 
         try:
             payload = base64.b64decode(doc["dsseEnvelope"]["payload"])
         except (KeyError, TypeError, ValueError):
-            return [*problems, f"{record.file}: no DSSE payload"]
+            return KeptSignatureCheck((f"{record.file}: no DSSE payload",), notes)
     try:
         claim = parse_oms(Statement.parse(payload))
     except InvalidInput as exc:
-        return [*problems, f"{record.file}: {exc.message}"]
+        return KeptSignatureCheck((f"{record.file}: {exc.message}",), notes)
+    problems: list[str] = []
     if claim.root != record.root.hex:
         problems.append(f"{record.file}: signs model root sha256:{claim.root}, the provenance records {record.root}")
     if claim.serialization.method == "files" and claim.serialization.hash_type == "sha256":
         for rel, d in sorted(source_files.items()):
             if claim.resources.get(rel) != d.hex:
                 problems.append(f"{rel}: the source file the pack was made from is not the signed one")
-    return problems
+    return KeptSignatureCheck(tuple(problems), notes)

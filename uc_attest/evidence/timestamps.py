@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography import x509
 
+from ..core.ruleid import RuleId
 from ..errors import MalformedBundle, SignatureInvalid
 
 MAX_TIMESTAMPS = 32
@@ -27,7 +28,7 @@ MAX_TIMESTAMPS = 32
 class TimestampInvalid(SignatureInvalid):
     """A timestamp of the bundle does not verify, or the bundle breaks the timestamp limits."""
 
-    rule = "release.timestamps"
+    rule: ClassVar[RuleId] = RuleId.RELEASE_TIMESTAMPS  # the rule it fails, not the signer rule
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,6 @@ ROOT_ANNOTATION, SCHEME_ANNOTATION, ROLE_ANNOTATION = (
     "dev.uc-attest.scheme",
     "dev.uc-attest.role",
 )
-#: Bundle file suffixes beside a pack directory, and their referrer role.
-BUNDLE_SUFFIXES = {".sigstore.json": "release", ".validation.sigstore.json": "validation", ".model.sig": "oms"}
 ROLES = ("release", "validation", "oms")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 #: The most a referrer's bundle may weigh (it is read into memory): Sigstore bundles are a few KiB.

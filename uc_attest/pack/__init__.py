@@ -6,11 +6,35 @@ imported only when packing; ``facts`` observes a pack once per run; ``check`` co
 manifest (every tensor reconstructed and hashed, every file); ``export`` writes the reconstruction.
 """
 
-from .api import DEFAULT_BUDGET, PACK_SCHEME, PackProgress, PackRequest
-from .check import PackCheck, check_files, check_pack
-from .facts import PackFacts, load_manifest
-from .layout import MANIFEST_NAME, PACK_FORMAT, SUFFIXES
-from .reader import Pack, PackedTensor
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DEFAULT_BUDGET": "api",
+    "PACK_SCHEME": "api",
+    "PackProgress": "api",
+    "PackRequest": "api",
+    "PackCheck": "check",
+    "check_files": "check",
+    "check_pack": "check",
+    "PackFacts": "facts",
+    "load_manifest": "facts",
+    "MANIFEST_NAME": "layout",
+    "PACK_FORMAT": "layout",
+    "SUFFIXES": "layout",
+    "Pack": "reader",
+    "PackedTensor": "reader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Each name from its module on first use: ``pack.api`` (the CLI's defaults) without NumPy."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BUDGET",

@@ -112,7 +112,7 @@ def check_pack(
     """Compare the pack with ``expected`` (its own manifest, a separately kept one, or the signed one);
     ``source`` says which, for the report."""
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
-        findings = [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
+        unreadable = dict(pack.unreadable)
         file_jobs = [ex.submit(_file_finding, facts, rel, want) for rel, want in sorted(expected.files.items())]
         names = list(pack.iter_names())
         # largest tensors first (longest-processing-time order), so no big tensor is left alone at the end
@@ -123,7 +123,15 @@ def check_pack(
         file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
     decode_findings = [r for r in results if isinstance(r, Finding)]
     actual = {r.name: r for r in results if isinstance(r, TensorEntry)}
-    decoded_bad = {f.subject for f in decode_findings}
+    # an unreadable shard is one finding (its cause), not one "missing" row per tensor it holds
+    in_bad_shard = {e.name for e in expected.tensors if e.file in unreadable and e.name not in actual}
+    findings = [
+        Finding(shard, f"unreadable shard: {why}"
+                + (f" ({n} tensors in it not checked)" if (n := sum(1 for e in expected.tensors
+                                                                     if e.file == shard)) else ""))
+        for shard, why in sorted(unreadable.items())
+    ]  # fmt: skip
+    decoded_bad = {f.subject for f in decode_findings} | in_bad_shard
     findings += decode_findings
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
     findings += [f for f in _moments_findings(expected, actual) if f.subject not in decoded_bad]

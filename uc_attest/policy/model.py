@@ -243,7 +243,7 @@ def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
             stack.extend((item, depth + 1) for item in node.value)
 
 
-def load_policy(path: Path) -> tuple[Policy, Path]:
+def read_policy(path: Path) -> tuple[Policy, Path]:
     """Load and validate a policy; returns it and its directory (base for relative paths)."""
     path = Path(path)
     try:
@@ -276,3 +276,8 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
             msg = "unknown key" if e["type"] == "extra_forbidden" else _one_line(e["msg"])
             problems.append(f"{path}:{line}: {field}: {msg}")
         raise InvalidInput("; ".join(problems), path=str(path), problems=problems) from None
+
+
+def load_policy(path: Path) -> Policy:
+    """Load and validate a policy file (errors name file, line and field)."""
+    return read_policy(Path(path))[0]

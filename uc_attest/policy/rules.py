@@ -16,6 +16,7 @@ from ..claims.oms import OMS_PREDICATE, OmsClaim
 from ..claims.slsa import ReleaseClaim
 from ..claims.statement import Statement
 from ..claims.validation import ValidationClaim
+from ..core.ruleid import RuleId
 from ..errors import Finding, MalformedPack
 from ..evidence.bundle import Evidence
 from ..manifest import moments_digest_of
@@ -30,7 +31,7 @@ Status = Literal["pass", "fail", "skipped", "unreachable"]
 class Check:
     """One rule's outcome. ``skipped`` passes (and says so); ``unreachable`` fails as an operational problem."""
 
-    rule: str
+    rule: RuleId
     status: Status
     detail: str = ""
     expected: str | None = None
@@ -39,7 +40,7 @@ class Check:
     findings: list[Finding] = field(default_factory=list)
 
     @classmethod
-    def of(cls, rule: str, ok: bool, detail: str = "", **kw: Any) -> Check:
+    def of(cls, rule: RuleId, ok: bool, detail: str = "", **kw: Any) -> Check:
         return cls(rule, "pass" if ok else "fail", detail, **kw)
 
     @property
@@ -51,7 +52,7 @@ class Check:
         return self.status == "skipped"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.rule, "ok": self.ok, "status": self.status, "skipped": self.skipped}
+        out: dict[str, Any] = {"rule": str(self.rule), "ok": self.ok, "status": self.status, "skipped": self.skipped}
         for k in ("detail", "expected", "actual", "hint"):
             v = getattr(self, k)
             if v:
@@ -105,7 +106,8 @@ class Facts:
     expected_signers: str = ""
     evidence: Evidence | None = None
     evidence_error: str | None = None
-    evidence_rule: str = "release.signer"  # the rule a bundle that does not verify fails (e.g. release.timestamps)
+    # the rule a bundle that does not verify fails (release.timestamps for a TimestampInvalid)
+    evidence_rule: RuleId = RuleId.RELEASE_SIGNER
     statement: Statement | None = None
     claim: ReleaseClaim | None = None
     claim_error: str | None = None
@@ -127,8 +129,8 @@ Rule = Callable[[Facts], list[Check]]
 
 def signer(f: Facts) -> list[Check]:
     if f.evidence is not None:
-        return [Check.of("release.signer", True, str(f.evidence.signer))]
-    timestamps = f.evidence_rule == "release.timestamps"
+        return [Check.of(RuleId.RELEASE_SIGNER, True, str(f.evidence.signer))]
+    timestamps = f.evidence_rule == RuleId.RELEASE_TIMESTAMPS
     return [
         Check.of(
             f.evidence_rule,
@@ -153,16 +155,16 @@ def log_entry(require_tlog: bool) -> Rule:
             if require_tlog:
                 return [
                     Check.of(
-                        "release.log",
+                        RuleId.RELEASE_LOG,
                         False,
                         "the bundle has no transparency-log entry",
                         hint="a TSA-only bundle (e.g. GitHub's private-repository instance) needs require_tlog: false",
                     )
                 ]
-            return [Check("release.log", "skipped", "no log entry: TSA-only bundle admitted by the policy")]
+            return [Check(RuleId.RELEASE_LOG, "skipped", "no log entry: TSA-only bundle admitted by the policy")]
         log = f.evidence.log
         proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
-        return [Check.of("release.log", True, f"{proofs} and signed checkpoint at log index {log.index}")]
+        return [Check.of(RuleId.RELEASE_LOG, True, f"{proofs} and signed checkpoint at log index {log.index}")]
 
     return rule
 
@@ -177,7 +179,7 @@ def timestamps(required: int) -> Rule:
         ignored = len(f.evidence.ignored_timestamps)
         return [
             Check.of(
-                "release.timestamps",
+                RuleId.RELEASE_TIMESTAMPS,
                 len(tsas) >= required,
                 f"{len(tsas)} verified RFC 3161 timestamp authorities"
                 + (f": {', '.join(tsas)}" if tsas else "")
@@ -194,7 +196,7 @@ def online_log(required: bool) -> Rule:
     def rule(f: Facts) -> list[Check]:
         if f.evidence is None or f.online is None:
             return []
-        o, name = f.online, "log.online"
+        o, name = f.online, RuleId.LOG_ONLINE
         if o.status == "proven":
             return [Check.of(name, True, o.detail)]
         if o.status == "unreachable":
@@ -215,11 +217,11 @@ def max_age(days: float) -> Rule:
             return []
         t = f.evidence.signed_at
         if t is None:
-            return [Check.of("release.max_age", False, "no verified time for the signature")]
+            return [Check.of(RuleId.RELEASE_MAX_AGE, False, "no verified time for the signature")]
         age = (f.now - t) / 86400.0
         return [
             Check.of(
-                "release.max_age",
+                RuleId.RELEASE_MAX_AGE,
                 age <= days,
                 f"signed {age:.1f} days ago",
                 expected=f"<= {days} days",
@@ -241,18 +243,18 @@ def statement_claims(release: Release) -> Rule:
         if f.statement is not None:
             out.append(
                 Check.of(
-                    "release.predicate_type",
+                    RuleId.RELEASE_PREDICATE_TYPE,
                     f.statement.predicate_type in release.predicate_types,
                     expected=" | ".join(release.predicate_types),
                     actual=f.statement.predicate_type,
                 )
             )
         if f.claim is None:
-            return [*out, Check.of("release.statement", False, f.claim_error or "no release claim")]
+            return [*out, Check.of(RuleId.RELEASE_STATEMENT, False, f.claim_error or "no release claim")]
         c = f.claim
         out.append(
             Check.of(
-                "release.build_type",
+                RuleId.RELEASE_BUILD_TYPE,
                 c.build_type in release.build_types,
                 expected=" | ".join(release.build_types),
                 actual=c.build_type,
@@ -261,7 +263,7 @@ def statement_claims(release: Release) -> Rule:
         if release.builder_ids:
             out.append(
                 Check.of(
-                    "release.builder_id",
+                    RuleId.RELEASE_BUILDER_ID,
                     c.builder_id in release.builder_ids,
                     expected=" | ".join(release.builder_ids),
                     actual=c.builder_id,
@@ -277,15 +279,15 @@ def constraints(policy: Policy) -> Rule:
         if f.claim is None:
             return []
         q, scheme, out = policy.quantization, f.claim.scheme, []
-        for key, name, allowed in (
-            ("id", "scheme", q.schemes),
-            ("bits", "bits", q.bits),
-            ("group_size", "group_size", q.group_sizes),
+        for key, rule_id, allowed in (
+            ("id", RuleId.QUANTIZATION_SCHEME, q.schemes),
+            ("bits", RuleId.QUANTIZATION_BITS, q.bits),
+            ("group_size", RuleId.QUANTIZATION_GROUP_SIZE, q.group_sizes),
         ):
             if allowed:
                 out.append(
                     Check.of(
-                        f"quantization.{name}",
+                        rule_id,
                         scheme.get(key) in allowed,
                         expected=" | ".join(map(str, allowed)),
                         actual=str(scheme.get(key)),
@@ -295,7 +297,7 @@ def constraints(policy: Policy) -> Rule:
             got = str(f.claim.source_tree) if f.claim.source_tree else "none"
             out.append(
                 Check.of(
-                    "source.digest",
+                    RuleId.SOURCE_DIGEST,
                     got in policy.source.allowed_digests,
                     expected=" | ".join(policy.source.allowed_digests),
                     actual=got,
@@ -317,15 +319,15 @@ def calibration(cal: CalibrationPolicy) -> Rule:
         rec = f.claim.calibration
         allowed = " | ".join(cal.methods) if cal.methods else "any method"
         if rec is None:
-            return [Check.of("quantization.calibration", False, "the provenance records no calibration",
+            return [Check.of(RuleId.QUANTIZATION_CALIBRATION, False, "the provenance records no calibration",
                              expected=allowed, actual="none",
                              hint="pack without --no-calibration (or with --calibration/--calibration-text)")]  # fmt: skip
         committed = moments_digest_of(f.pack.manifest.tensors)
         if rec.moments != committed:
-            return [Check.of("quantization.calibration", False, "the recorded moments digest is not the pack's",
+            return [Check.of(RuleId.QUANTIZATION_CALIBRATION, False, "the recorded moments digest is not the pack's",
                              expected=str(rec.moments), actual=str(committed))]  # fmt: skip
         ok = not cal.methods or rec.method in cal.methods
-        return [Check.of("quantization.calibration", ok, f"{rec.method} ({rec.tool})", expected=allowed,
+        return [Check.of(RuleId.QUANTIZATION_CALIBRATION, ok, f"{rec.method} ({rec.tool})", expected=allowed,
                          actual=rec.method)]  # fmt: skip
 
     return rule
@@ -340,7 +342,7 @@ def source_signers(source: Source) -> Rule:
         sig = f.claim.source_signature
         allowed = [s.describe() for s in source.signers] + [f"key {k}" for k in source.keys]
         if sig is None:
-            return [Check.of("source.signers", False, "the provenance records no verified source signature",
+            return [Check.of(RuleId.SOURCE_SIGNERS, False, "the provenance records no verified source signature",
                              expected=" | ".join(allowed), actual="none",
                              hint="pack with --source-signature (the vendor's model.sig)")]  # fmt: skip
         if sig.method == "key":
@@ -350,7 +352,7 @@ def source_signers(source: Source) -> Rule:
                 any(s.matches(sig.identity, sig.issuer) for s in source.signers),
                 f"{sig.identity} via {sig.issuer}",
             )
-        return [Check.of("source.signers", ok, f"{sig.model} signed by {who} ({sig.method})",
+        return [Check.of(RuleId.SOURCE_SIGNERS, ok, f"{sig.model} signed by {who} ({sig.method})",
                          expected=None if ok else " | ".join(allowed), actual=None if ok else who,
                          hint=None if ok else "the source model was signed by someone the policy does not allow")]  # fmt: skip
 
@@ -368,7 +370,7 @@ def pack_files(f: Facts) -> list[Check]:
             bad.append(Finding(name, "pack file differs from the signed subject", str(want), str(got) if got else None))
     return [
         Check.of(
-            "pack.files",
+            RuleId.PACK_FILES,
             not bad,
             f"{len(f.claim.files)} signed files",
             hint="a pack file was changed, removed or replaced after signing" if bad else None,
@@ -390,7 +392,7 @@ def pack_manifest(f: Facts) -> list[Check]:
         ok, actual = False, "missing or unreadable"
     return [
         Check.of(
-            "pack.manifest",
+            RuleId.PACK_MANIFEST,
             ok,
             expected=str(f.claim.manifest_digest),
             actual=None if ok else actual,
@@ -404,7 +406,7 @@ def pack_tensors(f: Facts) -> list[Check]:
     if f.pack_check is None:
         if f.pack_error is None:
             return []
-        return [Check.of("pack.tensors", False, f.pack_error, hint="the pack's manifest is unreadable")]
+        return [Check.of(RuleId.PACK_TENSORS, False, f.pack_error, hint="the pack's manifest is unreadable")]
     pc = f.pack_check
     findings = list(pc.findings)
     if f.claim is not None and f.claim.root != pc.root:
@@ -414,7 +416,7 @@ def pack_tensors(f: Facts) -> list[Check]:
         )
     return [
         Check.of(
-            "pack.tensors",
+            RuleId.PACK_TENSORS,
             not findings,
             f"{pc.tensors_checked} tensors reconstructed, root {pc.root}",
             hint="the deployed pack is not the expected one: see the findings" if findings else None,
@@ -434,21 +436,24 @@ def rebuild(required: bool) -> Rule:
                 return []
             return [
                 Check.of(
-                    "rebuild", False, "policy requires a rebuild from source", hint="pass --rebuild-from SOURCE_DIR"
+                    RuleId.REBUILD,
+                    False,
+                    "policy requires a rebuild from source",
+                    hint="pass --rebuild-from SOURCE_DIR",
                 )
             ]
         if r.error is not None:
-            return [Check.of("rebuild", False, r.error, hint="the rebuild source is not a usable model directory")]
+            return [Check.of(RuleId.REBUILD, False, r.error, hint="the rebuild source is not a usable model directory")]
         return [
             Check.of(
-                "rebuild.source",
+                RuleId.REBUILD_SOURCE,
                 not r.source_findings,
                 f"{r.source_files} source files",
                 hint="the source is not the one recorded in the manifest/statement" if r.source_findings else None,
                 findings=r.source_findings,
             ),
             Check.of(
-                "rebuild.match",
+                RuleId.REBUILD_MATCH,
                 not r.rebuild_findings,
                 f"re-quantized on {r.device} in {r.seconds:.1f} s",
                 hint="rebuilding from the source does not reproduce the pack" if r.rebuild_findings else None,
@@ -504,18 +509,18 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 metrics = ", ".join(f"{k}={x:g}" for k, x in sorted(v.claim.metrics.items()))
                 return [
                     Check.of(
-                        "validation",
+                        RuleId.VALIDATION,
                         True,
                         f"{name} by {v.evidence.signer.primary}: {v.claim.evaluation_set}, {metrics}",
                     )
                 ]
             reasons.append(f"{name}: " + "; ".join(why))
         if not must:
-            return [Check("validation", "skipped", "not required; " + ("; ".join(reasons) or "none given"))]
+            return [Check(RuleId.VALIDATION, "skipped", "not required; " + ("; ".join(reasons) or "none given"))]
         last = last_validated(f)
         return [
             Check.of(
-                "validation",
+                RuleId.VALIDATION,
                 False,
                 "; ".join(reasons) or "no validation attestation given",
                 expected=f"a validator-signed attestation of {root}",
@@ -535,7 +540,7 @@ def oms_predicate(release: Release) -> Rule:
         if f.oms is None:
             return []
         ok = OMS_PREDICATE in release.predicate_types
-        return [Check.of("release.predicate_type", ok, "an OpenSSF Model Signing signature of the pack's files",
+        return [Check.of(RuleId.RELEASE_PREDICATE_TYPE, ok, "an OpenSSF Model Signing signature of the pack's files",
                          expected=" | ".join(release.predicate_types), actual=OMS_PREDICATE,
                          hint=None if ok else "the policy admits OMS signatures when release.predicate_types lists "
                          f"{OMS_PREDICATE}")]  # fmt: skip
@@ -548,7 +553,7 @@ def oms_files(f: Facts) -> list[Check]:
     if f.oms is None or f.oms_findings is None:
         return []
     n = len(f.oms.resources)
-    return [Check.of("oms.files", not f.oms_findings, f"{n} signed files ({f.oms.serialization.method}, "
+    return [Check.of(RuleId.OMS_FILES, not f.oms_findings, f"{n} signed files ({f.oms.serialization.method}, "
                      f"{f.oms.serialization.hash_type})", findings=list(f.oms_findings),
                      hint="the pack directory is not the signed one" if f.oms_findings else None)]  # fmt: skip
 
@@ -594,7 +599,7 @@ def manifest_source(f: Facts) -> list[Check]:
     """Without a signer, the manifest the pack is held to (the pack's own proves only self-consistency)."""
     if f.expected_source is None:
         return []
-    return [Check.of("manifest", True, f"expected manifest: {f.expected_source}")]
+    return [Check.of(RuleId.MANIFEST, True, f"expected manifest: {f.expected_source}")]
 
 
 def pack_rules() -> list[Rule]:

@@ -9,7 +9,7 @@ with ``H_b`` the committed int16 moment blocks of the layer's input (identity wi
 ``e = round((W - Ŵ)·2^k)`` and ``w = round(W·2^k')`` scaled so their largest magnitude is below 2^7
 (every product and partial sum is an integer below 2^53, so float64 BLAS computes it exactly in any
 order; Python-int totals, a Fraction). That is the layer's relative output error energy.
-Then the budget (bits per quantized weight, codes + fp16 scale + b-bit zero-point per group) is spent
+Then the budget (bits per quantized weight as stored: codes + fp16 scale + u8 zero-point per group) is spent
 greedily on the tensors with the largest ``(D_b - D_{b+1}) / extra bits``, ties by name. The result is
 a scheme with one exact-name override per promoted tensor, recorded in the pack (``scheme.allocation``
 says how it was chosen): a rebuild reads it and never measures again.
@@ -34,14 +34,15 @@ from .scheme import Scheme
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
 Moments = Callable[[str, tuple[int, ...]], torch.Tensor | None]
 
-METHOD = "uc-alloc/1"
+METHOD = "uc-alloc/2"  # /1 counted zero-points at code width; /2 counts the bytes stored (u8)
 _LEVEL = 7  # |scaled values| < 2^7: with |H| <= 2^15 and w <= 1024 every partial sum is below 2^49
 _CHUNK = 4096  # row-blocks per int64 sum
 
 
 def stored_bits(n: int, bits: int, g: int) -> int:
-    """Bits a tensor of ``n`` weights takes at ``bits``: codes of the padded groups, fp16 scale, b-bit zero."""
-    return -(-n // g) * (g * bits + 16 + bits)
+    """Bits a tensor of ``n`` weights takes on disk at ``bits``: codes of the padded groups, an fp16 scale and
+    a u8 zero-point per group (docs/format.md: what the shards hold, so the budget is what is stored)."""
+    return -(-n // g) * (g * bits + 16 + 8)
 
 
 def _scaled(x: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -88,6 +88,42 @@ def _empty(info_dtype: str, shape: tuple[int, ...], name: str) -> torch.Tensor:
     return torch.empty(shape, dtype=dt)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """A plain tensor, loaded as stored into ``where`` (None: not used by the model, read and verified only)."""
+
+    where: Target | None
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A component of a quantized Linear weight, read into buffer ``buf`` of the layer's packed weight."""
+
+    weight: PackedWeight
+    buf: str
+
+
+@dataclass(frozen=True)
+class _Dense:
+    """A component of a quantized tensor served dense: read into ``buf`` of ``weight``; once the ``last``
+    component is in, the tensor is decoded at load into ``target`` (if the model uses it)."""
+
+    pt: PackedTensor
+    weight: PackedWeight
+    buf: str
+    target: Target | None
+    last: bool
+
+
+@dataclass(frozen=True)
+class _Skip:
+    """Read past, hashed with the stream (a quantized tensor's moments, or a name the plan does not know)."""
+
+
+_SKIP = _Skip()
+_PlanItem = _Stored | _Packed | _Dense | _Skip
+
+
 class _Loader:
     """One load: the plan of where every tensor goes, then one streaming pass per shard."""
 
@@ -132,14 +168,14 @@ class _Loader:
             for _rel, stream, _s, _t in streams:
                 stream.close()
 
-    def _plan(self, streams: list[tuple[str, StreamedFile, Scheme, list[PackedTensor]]]) -> dict[str, Any]:
+    def _plan(self, streams: list[tuple[str, StreamedFile, Scheme, list[PackedTensor]]]) -> dict[str, _PlanItem]:
         """Component name -> where its bytes go. Quantized Linear weights become PackedLinear layers."""
-        targets: dict[str, Any] = {}
+        targets: dict[str, _PlanItem] = {}
         for _rel, stream, scheme, tensors in streams:
             for pt in tensors:
                 where = resolve(self.model, pt.name)
                 if pt.quant is None:
-                    targets[pt.name] = ("stored", pt, where)
+                    targets[pt.name] = _Stored(where)
                     if where is None:
                         self.notes.append(f"tensor {pt.name} is not used by the model (read and verified only)")
                     continue
@@ -153,16 +189,16 @@ class _Loader:
                 ):
                     layer = self._packed_linear(pt, scheme, where)
                     for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
-                        targets[pt.name + suffix] = ("packed", pt, (layer.weight, buf))
+                        targets[pt.name + suffix] = _Packed(layer.weight, buf)
                 else:
                     why = "has no module" if where is None else f"is not a Linear weight ({type(module).__name__})"
                     self.notes.append(f"tensor {pt.name} {why}: decoded at load (served dense, not packed)")
                     dense = PackedWeight(pt.name, _as_2d(pt.shape), self._dt(pt), pt.quant, scheme.rotated,
                                          scheme.sign_period(pt.shape), device="cpu")  # fmt: skip
                     for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
-                        targets[pt.name + suffix] = ("dense", pt, (dense, buf, where, suffix == SUFFIXES[-1]))
+                        targets[pt.name + suffix] = _Dense(pt, dense, buf, where, suffix == SUFFIXES[-1])
                 if pt.quant.moments:
-                    targets[pt.name + MOMENTS_SUFFIX] = ("skip", pt, None)
+                    targets[pt.name + MOMENTS_SUFFIX] = _SKIP
         return targets
 
     def _dt(self, pt: PackedTensor) -> torch.dtype:
@@ -178,29 +214,27 @@ class _Loader:
         replace_module(self.model, where.path, layer)
         return layer
 
-    def _stream(self, stream: StreamedFile, targets: dict[str, Any]) -> None:
+    def _stream(self, stream: StreamedFile, targets: dict[str, _PlanItem]) -> None:
         for name in stream.order:
             info = stream.infos[name]
-            kind, pt, where = targets.get(name, ("skip", None, None))
-            if kind == "skip":
+            item = targets.get(name, _SKIP)
+            if isinstance(item, _Skip):
                 stream.skip(name)
-            elif kind == "stored":
+            elif isinstance(item, _Stored):
                 value = _empty(info.dtype, info.shape, name)
                 stream.read_into(name, _bytes_view(value))
-                if where is not None:
+                if item.where is not None:
                     # a bias of a layer now packed lives on the PackedLinear that replaced the Linear
                     module = resolve(self.model, name)
                     assert module is not None
                     _set(module.module, module.attr, self._place(value, name))
-            elif kind == "packed":
-                weight, buf = where
-                stream.read_into(name, _bytes_view(getattr(weight, buf)))
+            elif isinstance(item, _Packed):
+                stream.read_into(name, _bytes_view(getattr(item.weight, item.buf)))
             else:  # dense: components read, the tensor decoded at load once the last one is in
-                dense, buf, target, last = where
-                stream.read_into(name, _bytes_view(getattr(dense, buf)))
-                if last and target is not None:
-                    w = dense.decode().reshape(pt.shape)
-                    _set(target.module, target.attr, self._place(w, pt.name))
+                stream.read_into(name, _bytes_view(getattr(item.weight, item.buf)))
+                if item.last and item.target is not None:
+                    w = item.weight.decode().reshape(item.pt.shape)
+                    _set(item.target.module, item.target.attr, self._place(w, item.pt.name))
 
     def finish(self) -> None:
         """Tied weights, then every parameter must be real; the packed buffers move to the device."""

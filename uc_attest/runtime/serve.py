@@ -14,7 +14,6 @@ from ..core.fsutil import is_safe_relative
 from ..errors import InvalidInput, UsageError
 from ..signing.trust import Trust
 from ..verify.anchor import Anchor
-from .packed import PackedLinear
 
 
 def rss_bytes() -> int:
@@ -144,10 +143,6 @@ def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunR
         int(enc["attention_mask"].sum()),
         memory(model),
     )
-
-
-def packed_layers(model: torch.nn.Module) -> int:
-    return sum(1 for m in model.modules() if isinstance(m, PackedLinear))
 
 
 def generate(

@@ -66,12 +66,19 @@ def identity_token(trust: Trust, explicit: str | None, dev_identity: str | None)
 
 
 def _signing_failed(exc: Exception, trust: Trust) -> str:
-    """One line naming what failed: the URL in the client's error, else the services that were asked."""
-    text = str(exc)
-    if "inclusion promise or signed timestamp" in text:  # every TSA failed (sigstore-python logged each)
+    """One line naming what failed, by the exception's type: every timestamp authority down, else the client's
+    error with the URL it names (an HTTP status error), or with the services that were asked."""
+    from requests import HTTPError
+    from sigstore.models import InvalidBundle
+
+    if isinstance(exc, InvalidBundle):
+        # sigstore-python (4.5) drops each TSA that fails (TimestampError, logged), then refuses the v0.3 bundle it
+        # built with neither an inclusion promise (a Rekor v2 log gives none) nor a timestamp: every TSA failed.
+        # (Its only other InvalidBundle while signing is a log entry answered without a checkpoint.)
         tsas = ", ".join(trust.services("tsaUrls")) or "none configured"
         return f"signing failed: no timestamp authority answered (TSA: {tsas}); nothing was written"
-    if "http" not in text:
+    text = str(exc)
+    if not isinstance(exc, HTTPError):  # requests' status errors name the URL; the others do not
         asked = ", ".join(trust.services("caUrls") + trust.services("rekorTlogUrls") + trust.services("tsaUrls"))
         text += f" (services: {asked})" if asked else ""
     return f"signing failed (is the signing service reachable?): {text}; nothing was written"

@@ -177,6 +177,10 @@ def _tuf_root_document(cfg: Any) -> dict[str, Any]:
     return doc
 
 
+#: The public name of a trust root value (``uc_attest.TrustRoot``).
+TrustRoot = Trust
+
+
 def trust_from_options(
     trust_config: Path | str | None, instance: Path | None, *, offline: bool = False
 ) -> Trust | None:

@@ -232,32 +232,3 @@ class RekorClient:
         if not isinstance(got, list) or not all(isinstance(u, str) for u in got):
             raise LogMisbehaved("index search answered something that is not a list of uuids")
         return got
-
-
-def rest_answer_from_bundle_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """A bundle's tlogEntry (protobuf JSON) as the Rekor v1 REST answer it came from (hex, ints):
-    the inverse of what Sigstore clients do when they build a bundle."""
-
-    def hexb(b64: str) -> str:
-        return base64.b64decode(b64).hex()
-
-    body = base64.b64decode(entry["canonicalizedBody"])
-    p = entry["inclusionProof"]
-    return {
-        merkle.leaf_hash(body).hex(): {
-            "body": entry["canonicalizedBody"],
-            "integratedTime": int(entry["integratedTime"]),
-            "logID": hexb(entry["logId"]["keyId"]),
-            "logIndex": int(entry["logIndex"]),
-            "verification": {
-                "signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
-                "inclusionProof": {
-                    "logIndex": int(p["logIndex"]),
-                    "treeSize": int(p["treeSize"]),
-                    "rootHash": hexb(p["rootHash"]),
-                    "hashes": [hexb(h) for h in p["hashes"]],
-                    "checkpoint": p["checkpoint"]["envelope"],
-                },
-            },
-        }
-    }

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.ruleid import RuleId
 from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
 from ..evidence.identity import SignerLike, SignerSpec
 from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
-from ..policy.model import Policy, load_policy
+from ..policy.model import Policy, read_policy
 from ..policy.rules import (
     Check,
     Facts,
@@ -124,6 +125,9 @@ def prepare(
 ) -> Prepared:
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
     pack_dir = Path(pack_dir)
+    if not pack_dir.is_dir():
+        what = "is not a directory" if pack_dir.exists() else "does not exist"
+        raise InvalidInput(f"{pack_dir}: the pack directory {what}", path=str(pack_dir))
     facts = gather.new_facts(pack_dir, time.time() if now is None else now)
     if anchor.kind is AnchorKind.OMS:
         raise UsageError("an OMS signature anchors a plain model directory: use verify_oms_model")
@@ -137,7 +141,7 @@ def prepare(
     pol: Policy | None = None
     if anchor.kind is AnchorKind.POLICY:
         assert anchor.policy_file is not None
-        pol, base = load_policy(anchor.policy_file)
+        pol, base = read_policy(anchor.policy_file)
         trust = policy_trust(pol, base, trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
         device = device if device != "auto" else pol.rebuild.device
@@ -194,7 +198,7 @@ def gate(
 ) -> Verdict:
     """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
     for the pack's current manifest root (no tensor decoding: pair it with verify for integrity)."""
-    pol, base = load_policy(policy)
+    pol, base = read_policy(policy)
     if pol.validation is None:
         raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
     trust = policy_trust(pol, base, None, False)
@@ -240,6 +244,7 @@ def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None
     named when missing, extra or changed. A bundle that does not verify is a failed ``oms.signature`` check."""
     from ..errors import SignatureInvalid
     from ..evidence.oms import verify_oms
+    from ..evidence.timestamps import TimestampInvalid
     from .anchor import OmsMethod
 
     if anchor.kind is not AnchorKind.OMS or anchor.bundle is None:
@@ -268,13 +273,13 @@ def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None
             expected = f"a certificate chaining to {cert_chain}" + (
                 f", {identity} issued by {issuer}" if identity else ""
             )
-        rule = getattr(exc, "rule", "oms.signature")
-        check = Check.of(rule if rule != "release.signer" else "oms.signature", False, exc.problem, expected=expected)
+        rule = exc.rule if isinstance(exc, TimestampInvalid) else RuleId.OMS_SIGNATURE
+        check = Check.of(rule, False, exc.problem, expected=expected)
         return Verdict(model_dir, [check], title=f"OpenSSF Model Signing signature {signature.name}")
     checks = [
-        Check.of("oms.signature", True, f"{r.signer} ({r.method}; verified by {' and '.join(r.verified_by)})"),
+        Check.of(RuleId.OMS_SIGNATURE, True, f"{r.signer} ({r.method}; verified by {' and '.join(r.verified_by)})"),
         Check.of(
-            "oms.files",
+            RuleId.OMS_FILES,
             r.ok,
             f"{len(r.claim.resources)} signed files ({r.claim.serialization.method}, "
             f"{r.claim.serialization.hash_type})",

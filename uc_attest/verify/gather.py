@@ -14,6 +14,7 @@ from ..claims.slsa import parse_release
 from ..claims.statement import Statement
 from ..claims.validation import parse_validation
 from ..core import merkle
+from ..core.ruleid import RuleId
 from ..errors import (
     InvalidInput,
     LogMisbehaved,
@@ -25,6 +26,7 @@ from ..errors import (
 )
 from ..evidence.bundle import Evidence, verify_dsse_bundle
 from ..evidence.identity import SignerLike, describe
+from ..evidence.timestamps import TimestampInvalid
 from ..manifest import Manifest
 from ..pack.check import Progress, check_pack
 from ..pack.facts import PackFacts, load_manifest
@@ -42,7 +44,7 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
         facts.evidence = verify_dsse_bundle(bundle, trust, signers)
     except SignatureInvalid as exc:
         facts.evidence_error = exc.problem
-        facts.evidence_rule = getattr(exc, "rule", "release.signer")
+        facts.evidence_rule = exc.rule if isinstance(exc, TimestampInvalid) else RuleId.RELEASE_SIGNER
         return
     try:
         facts.statement = Statement.parse(facts.evidence.payload)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ..core.ruleid import RuleId
 from ..oci import Reference, pull_pack
 from ..policy.rules import Check
 from ..signing.trust import Trust
@@ -25,6 +26,6 @@ def verify_oci(
             f"{reference} -> {pulled.digest}: {pulled.files} layers, {len(pulled.bundles)} referrer bundle(s), "
             "every blob checked"
         )
-        v.checks.insert(0, Check.of("oci.pull", True, detail))
+        v.checks.insert(0, Check.of(RuleId.OCI_PULL, True, detail))
         v.pack = Path(f"{reference.split('@')[0]}@{pulled.digest}")
         return v

