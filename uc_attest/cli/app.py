@@ -343,6 +343,21 @@ OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-ga
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 
 
+def _trust_values(
+    policy: Path | None,
+    bundle: Path | None,
+    identity: str | None,
+    issuer: str | None,
+    manifest: Path | None,
+    trust_config: Path | None,
+    instance: Path | None,
+    offline: bool,
+) -> tuple[uc.Anchor | None, uc.TrustRoot | None]:
+    """The anchor and trust root the shared options name (PolicyOpt ... OfflineOpt), built once here."""
+    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
+    return anchor, uc.trust_from_options(trust_config, instance, offline=offline)
+
+
 def _memory_line(memory: dict[str, int]) -> str:
     mb = 1 << 20
     packed, dense, n = memory["packed_linear_bytes"], memory["dense_linear_bytes"], memory["packed_weights"]
@@ -377,8 +392,7 @@ def generate(
         ids = [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
     except ValueError:
         raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
-    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
-    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
     res = uc.generate(pack_dir, anchor, trust, prompt=prompt, prompt_ids=ids, max_new_tokens=max_new_tokens,
                       online=not offline, device=device, cache=cache)  # fmt: skip
     if as_json:
@@ -406,8 +420,7 @@ def embed(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
-    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
-    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
     res = uc.embed(pack_dir, text, anchor, trust, online=not offline, device=device)
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
@@ -799,8 +812,7 @@ def reconstruct(
 ) -> None:
     """Write the reconstructed model as standard safetensors (the source's dtype), every tensor and file
     matched against the trusted manifest first (exit 1 naming each mismatch, nothing written)."""
-    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
-    trust = uc.trust_from_options(trust_config, instance, offline=offline)
+    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
     res = uc.reconstruct(pack_dir, output, anchor or uc.Anchor.pack_itself(), trust, online=not offline, force=force)
     if as_json:
         emit_json({"ok": True, "output": str(output), "shards": res.shards, "root": str(res.root),
