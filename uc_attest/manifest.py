@@ -79,9 +79,15 @@ class SourceSignature:
     signed_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.file, "sha256": str(self.sha256), "method": self.method,
-                               "identity": self.identity, "issuer": self.issuer, "model": self.model,
-                               "root": str(self.root)}  # fmt: skip
+        out: dict[str, Any] = {
+            "file": self.file,
+            "sha256": str(self.sha256),
+            "method": self.method,
+            "identity": self.identity,
+            "issuer": self.issuer,
+            "model": self.model,
+            "root": str(self.root),
+        }
         if self.signed_at is not None:
             out["signed_at"] = self.signed_at
         return out
@@ -99,8 +105,16 @@ class SourceSignature:
             bad = bad and f"source_signature.{bad}"
         if bad is not None:
             raise MalformedPack(f"{origin}: manifest field {bad} is missing or invalid", path=origin, field=bad)
-        return cls(d["file"], Digest.parse(d["sha256"]), d["method"], d["identity"], d["issuer"], d["model"],
-                   Digest.parse(d["root"]), t)  # fmt: skip
+        return cls(
+            d["file"],
+            Digest.parse(d["sha256"]),
+            d["method"],
+            d["identity"],
+            d["issuer"],
+            d["model"],
+            Digest.parse(d["root"]),
+            t,
+        )
 
 
 def moments_digest_of(entries: list[TensorEntry]) -> Digest:
@@ -140,8 +154,9 @@ class CalibrationRecord:
             m = d.get("moments")
             return cls(str(method), dict(params), tool, Digest.parse(m) if m is not None else None)
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise MalformedPack(f"{origin}: manifest field calibration is invalid", path=origin,
-                                field="calibration") from None  # fmt: skip
+            raise MalformedPack(
+                f"{origin}: manifest field calibration is invalid", path=origin, field="calibration"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -222,8 +237,9 @@ class Manifest:
             need(isinstance(val, dict), key)
             bad = next((k for k, v in val.items() if not _is_digest(v)), None)
             if bad is not None:
-                raise MalformedPack(f"{origin}: manifest field {key} holds a bad digest for {bad!r}", path=origin,
-                                    field=key)  # fmt: skip
+                raise MalformedPack(
+                    f"{origin}: manifest field {key} holds a bad digest for {bad!r}", path=origin, field=key
+                )
             return {k: Digest.parse(v) for k, v in val.items()}
 
         entries: list[TensorEntry] = []
@@ -258,9 +274,14 @@ class Manifest:
                     f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
                 ) from None
         sig, cal = obj.get("source_signature"), obj.get("calibration")
-        m = cls(scheme=obj["scheme"], tensors=entries, files=digests("files"), source_files=digests("source_files"),
-                source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None,
-                calibration=CalibrationRecord.from_dict(cal, origin) if cal is not None else None)  # fmt: skip
+        m = cls(
+            scheme=obj["scheme"],
+            tensors=entries,
+            files=digests("files"),
+            source_files=digests("source_files"),
+            source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None,
+            calibration=CalibrationRecord.from_dict(cal, origin) if cal is not None else None,
+        )
         if obj.get("root") != str(m.root):
             raise MalformedPack(
                 f"{origin}: manifest root {obj.get('root')} does not match its entries ({m.root})",

@@ -67,8 +67,15 @@ def audit(
             root = Digest.parse(manifest_root) if manifest_root.startswith("sha256:") else Digest(manifest_root)
         except ValueError:
             raise InvalidInput(f"--manifest-root {manifest_root!r} is not sha256:<64 hex>") from None
-    return _audit(Path(target) if target else None, trust, manifest_root=root, digest=digest, state=state,
-                  index=index, bundles=bundles)  # fmt: skip
+    return _audit(
+        Path(target) if target else None,
+        trust,
+        manifest_root=root,
+        digest=digest,
+        state=state,
+        index=index,
+        bundles=bundles,
+    )
 
 
 def inventory(trust: Trust, *, index: Path | None = None, bundle_dirs: Sequence[Path] = ()) -> list[dict[str, Any]]:

@@ -108,8 +108,11 @@ def default_bundles(target: Path | None) -> list[Path]:
     if target is None:
         return []
     t = Path(target)
-    return [t.with_name(t.name + s) for s in (RELEASE_SUFFIX, VALIDATION_SUFFIX, OMS_SUFFIX)
-            if t.with_name(t.name + s).is_file()]  # fmt: skip
+    return [
+        t.with_name(t.name + s)
+        for s in (RELEASE_SUFFIX, VALIDATION_SUFFIX, OMS_SUFFIX)
+        if t.with_name(t.name + s).is_file()
+    ]
 
 
 def unique_bundles(paths: Sequence[Path]) -> list[Path]:
@@ -158,23 +161,40 @@ def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None
     if recorded is None:
         return Check(RuleId.CUSTODY_SOURCE, "skipped", "no release of this root records a verified source signature")
     sig = recorded.details["source_signature"]
-    ev = AuditEvent(int(sig.get("signed_at") or 0), "source", -1, "", str(sig["identity"]), str(sig["issuer"]),
-                    details={"model": sig["model"], "oms_root": sig["root"], "method": sig["method"],
-                             "signature": sig["file"], "recorded_by": f"release at log index {recorded.log_index}"})  # fmt: skip
+    ev = AuditEvent(
+        int(sig.get("signed_at") or 0),
+        "source",
+        -1,
+        "",
+        str(sig["identity"]),
+        str(sig["issuer"]),
+        details={
+            "model": sig["model"],
+            "oms_root": sig["root"],
+            "method": sig["method"],
+            "signature": sig["file"],
+            "recorded_by": f"release at log index {recorded.log_index}",
+        },
+    )
     if facts is not None and facts.manifest.source_signature is not None:
         index = kept_log_index(facts.dir, facts.manifest.source_signature)
         if index is not None:  # in the vendor's log, which need not be one audited here
             ev.details["signature_log_index"] = index
-        kept = verify_kept_source_signature(facts.dir, facts.manifest.source_signature,
-                                            facts.manifest.source_files, trust)  # fmt: skip
+        kept = verify_kept_source_signature(
+            facts.dir, facts.manifest.source_signature, facts.manifest.source_files, trust
+        )
         ev.problems += kept.problems
         ev.notes += kept.notes
         ev.ok = not ev.problems
         ev.details["kept_signature"] = "; ".join(kept.lines()) or "verified again"
     events.insert(0, ev)
     who = f"{sig['identity']} via {sig['issuer']}" if sig["issuer"] else sig["identity"]
-    return Check.of(RuleId.CUSTODY_SOURCE, ev.ok, f"source {sig['model']} signed by {who} ({sig['method']})",
-                    hint=None if ev.ok else "the kept source signature does not verify: see the source event")  # fmt: skip
+    return Check.of(
+        RuleId.CUSTODY_SOURCE,
+        ev.ok,
+        f"source {sig['model']} signed by {who} ({sig['method']})",
+        hint=None if ev.ok else "the kept source signature does not verify: see the source event",
+    )
 
 
 @dataclass

@@ -140,17 +140,23 @@ def bundle_events(paths: Iterable[Path], trust: Trust, client: TileClient, cp: T
     return TileAudit(events, leaves)
 
 
-def unattributed(index: TileIndex, log_id: bytes, identities: Sequence[str], digests: Sequence[str],
-                 known: set[str]) -> list[AuditEvent]:  # fmt: skip
+def unattributed(
+    index: TileIndex, log_id: bytes, identities: Sequence[str], digests: Sequence[str], known: set[str]
+) -> list[AuditEvent]:
     """Indexed entries by ``identities`` or over ``digests`` that no known bundle accounts for."""
     out = []
     for e in index.entries(log_id, identities=identities, digests=digests):
         if e.leaf in known:
             continue
-        details = {"log": "rekor-v2", "entry_kind": e.facts.kind, "signed_digest": e.facts.digest,
-                   "note": UNATTRIBUTED_NOTE}  # fmt: skip
-        out.append(AuditEvent(e.seen_at, "unattributed", e.index, e.leaf, e.facts.identity, e.facts.issuer,
-                              details=details))  # fmt: skip
+        details = {
+            "log": "rekor-v2",
+            "entry_kind": e.facts.kind,
+            "signed_digest": e.facts.digest,
+            "note": UNATTRIBUTED_NOTE,
+        }
+        out.append(
+            AuditEvent(e.seen_at, "unattributed", e.index, e.leaf, e.facts.identity, e.facts.issuer, details=details)
+        )
     return out
 
 

@@ -95,9 +95,17 @@ def sample_sequences(model: Any, count: int, length: int, temperature: float, se
     start = torch.full((count, 1), int(bos), dtype=torch.long)
     with _one_thread(), torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
-        out = model.generate(start, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                             max_length=length, min_length=length, pad_token_id=int(bos),
-                             eos_token_id=None)  # fmt: skip
+        out = model.generate(
+            start,
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            top_p=1.0,
+            max_length=length,
+            min_length=length,
+            pad_token_id=int(bos),
+            eos_token_id=None,
+        )
     return torch.as_tensor(out[:, :length])
 
 

@@ -66,8 +66,11 @@ def _targets(model_dir: Path, scheme: Scheme) -> dict[str, tuple[int, ...]]:
 
     src = ModelSource(model_dir)
     try:
-        return {t.name: t.info.shape for t in src.tensors
-                if scheme.applies_to(t.name, t.info.dtype, t.info.shape) and scheme.moment_block(t.info.shape)}  # fmt: skip
+        return {
+            t.name: t.info.shape
+            for t in src.tensors
+            if scheme.applies_to(t.name, t.info.dtype, t.info.shape) and scheme.moment_block(t.info.shape)
+        }
     finally:
         src.close()
 
@@ -95,9 +98,14 @@ def measure(
     if causal:
         tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED)
         batches = token_batches(tokens)
-        params: dict[str, object] = {"sequences": int(tokens.shape[0]), "length": int(tokens.shape[1]),
-                                     "temperature": str(TEMPERATURE), "seed": SEED, "start": "bos",
-                                     "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest()}  # fmt: skip
+        params: dict[str, object] = {
+            "sequences": int(tokens.shape[0]),
+            "length": int(tokens.shape[1]),
+            "temperature": str(TEMPERATURE),
+            "seed": SEED,
+            "start": "bos",
+            "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
+        }
         method = "self-sampled"
     else:
         tok = load_tokenizer(model_dir)
@@ -106,8 +114,12 @@ def measure(
             params = {"file": text.path.name, "sha256": text.sha256, "lines": len(lines), "max_length": MAX_LENGTH}
         else:
             lines, method = calibration_sentences(TEXTS), "python-docstrings"
-            params = {"texts": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
-                      "python": platform.python_version(), "max_length": MAX_LENGTH}  # fmt: skip
+            params = {
+                "texts": len(lines),
+                "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+                "python": platform.python_version(),
+                "max_length": MAX_LENGTH,
+            }
         batches = text_batches(tok, lines, MAX_LENGTH)
     moments = collect_moments(model, set(shapes), batches, block, progress or _none)
     if not moments:

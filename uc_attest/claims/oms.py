@@ -45,8 +45,11 @@ class Serialization:
     shard_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "hash_type": self.hash_type,
-                               "allow_symlinks": self.allow_symlinks}  # fmt: skip
+        out: dict[str, Any] = {
+            "method": self.method,
+            "hash_type": self.hash_type,
+            "allow_symlinks": self.allow_symlinks,
+        }
         if self.shard_size is not None:
             out["shard_size"] = self.shard_size
         if self.ignore_paths:
@@ -75,9 +78,13 @@ class OmsClaim:
 def check_name(name: str, what: str) -> None:
     """A canonical relative POSIX path (OMS 6.1.2); InvalidInput naming it otherwise (path traversal)."""
     bad = (
-        not name or name.startswith("/") or name.endswith("/") or "\\" in name or "\x00" in name
+        not name
+        or name.startswith("/")
+        or name.endswith("/")
+        or "\\" in name
+        or "\x00" in name
         or any(part in ("", ".", "..") for part in name.split("/"))
-    )  # fmt: skip
+    )
     if bad:
         raise InvalidInput(f"{what} {name!r} is not a canonical relative path inside the model (OMS 6.1.2)")
 
@@ -98,13 +105,19 @@ def _serialization(value: Any) -> Serialization:
     _need(isinstance(symlinks, bool), f"{f}.allow_symlinks", "must be true or false")
     shard = value.get("shard_size")
     if method == "shards":
-        _need(isinstance(shard, int) and not isinstance(shard, bool) and shard > 0, f"{f}.shard_size",
-              "a positive integer is required for shards")  # fmt: skip
+        _need(
+            isinstance(shard, int) and not isinstance(shard, bool) and shard > 0,
+            f"{f}.shard_size",
+            "a positive integer is required for shards",
+        )
     else:
         _need(shard is None, f"{f}.shard_size", "must be absent for the files method")
     ignores = value.get("ignore_paths", [])
-    _need(isinstance(ignores, list) and all(isinstance(p, str) and p for p in ignores), f"{f}.ignore_paths",
-          "must be a list of non-empty strings")  # fmt: skip
+    _need(
+        isinstance(ignores, list) and all(isinstance(p, str) and p for p in ignores),
+        f"{f}.ignore_paths",
+        "must be a list of non-empty strings",
+    )
     for p in ignores:
         check_name(p, "ignore path")
         if any(c in p for c in "*?["):
@@ -139,8 +152,11 @@ def parse_oms(statement: Statement) -> OmsClaim:
         name, alg, digest = r.get("name"), r.get("algorithm"), r.get("digest")
         _need(isinstance(name, str) and bool(name), f"{f}.name", "must be a non-empty string")
         _need(alg == ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type")
-        _need(isinstance(digest, str) and bool(_HEX.fullmatch(digest)) and len(digest) % 2 == 0, f"{f}.digest",
-              "must be lowercase hex, whole bytes")  # fmt: skip
+        _need(
+            isinstance(digest, str) and bool(_HEX.fullmatch(digest)) and len(digest) % 2 == 0,
+            f"{f}.digest",
+            "must be lowercase hex, whole bytes",
+        )
         assert isinstance(name, str) and isinstance(digest, str)
         path = name
         if ser.method == "shards":
@@ -154,8 +170,11 @@ def parse_oms(statement: Statement) -> OmsClaim:
         names.append(name)
         concat += bytes.fromhex(digest)
     _need(names == sorted(names), "predicate.resources", "must be sorted by name (OMS 6.4)")
-    _need(hashlib.sha256(concat).hexdigest() == root, "subject[0].digest.sha256",
-          "is not SHA-256 over the resource digests (OMS 6.5.1)")  # fmt: skip
+    _need(
+        hashlib.sha256(concat).hexdigest() == root,
+        "subject[0].digest.sha256",
+        "is not SHA-256 over the resource digests (OMS 6.5.1)",
+    )
     return OmsClaim(statement, subject.name, root, resources, ser)
 
 
@@ -230,16 +249,19 @@ def scan(root: Path, ser: Serialization, exclude: tuple[Path, ...] = ()) -> dict
             if path.is_symlink():
                 target = path.resolve()
                 if not ser.allow_symlinks:
-                    raise InvalidInput(f"{path}: a symbolic link, and the signature does not allow symlinks",
-                                       path=str(path))  # fmt: skip
+                    raise InvalidInput(
+                        f"{path}: a symbolic link, and the signature does not allow symlinks", path=str(path)
+                    )
                 if not target.is_relative_to(real_root):
-                    raise InvalidInput(f"{path}: a symbolic link that leaves the model directory (to {target})",
-                                       path=str(path))  # fmt: skip
+                    raise InvalidInput(
+                        f"{path}: a symbolic link that leaves the model directory (to {target})", path=str(path)
+                    )
                 if target.is_dir():
                     raise InvalidInput(f"{path}: a symbolic link to a directory is not followed", path=str(path))
                 if not target.is_file():
-                    raise InvalidInput(f"{path}: a symbolic link to {_kind(target)}, not a regular file",
-                                       path=str(path))  # fmt: skip
+                    raise InvalidInput(
+                        f"{path}: a symbolic link to {_kind(target)}, not a regular file", path=str(path)
+                    )
                 _hash_file(target, ser, rel, out)
                 if name in dirnames:
                     dirnames.remove(name)
@@ -258,8 +280,12 @@ def _kind(path: Path) -> str:
         mode = path.lstat().st_mode if not path.is_symlink() else path.stat().st_mode
     except OSError:
         return "an unreadable entry"
-    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+    for test, word in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return word
     return "a special file"
@@ -268,8 +294,14 @@ def _kind(path: Path) -> str:
 def diff(claim: OmsClaim, actual: dict[str, str]) -> list[Finding]:
     """Every missing, extra and changed resource, each named with the signed and the actual digest."""
     out = [Finding(n, "signed file is missing", d, None) for n, d in sorted(claim.resources.items()) if n not in actual]
-    out += [Finding(n, "file is not covered by the signature", None, d) for n, d in sorted(actual.items())
-            if n not in claim.resources]  # fmt: skip
-    out += [Finding(n, f"{claim.serialization.hash_type} digest differs from the signed one", d, actual[n])
-            for n, d in sorted(claim.resources.items()) if n in actual and actual[n] != d]  # fmt: skip
+    out += [
+        Finding(n, "file is not covered by the signature", None, d)
+        for n, d in sorted(actual.items())
+        if n not in claim.resources
+    ]
+    out += [
+        Finding(n, f"{claim.serialization.hash_type} digest differs from the signed one", d, actual[n])
+        for n, d in sorted(claim.resources.items())
+        if n in actual and actual[n] != d
+    ]
     return out

@@ -110,8 +110,12 @@ def _source_signature(sig: SourceSignature | None) -> list[dict[str, Any]]:
     digest) and, annotated, who signed it, how, when, and the signature file kept in the pack."""
     if sig is None:
         return []
-    note: dict[str, Any] = {"method": sig.method, "identity": sig.identity, "issuer": sig.issuer,
-                            "signature": {"name": sig.file, "sha256": sig.sha256.hex}}  # fmt: skip
+    note: dict[str, Any] = {
+        "method": sig.method,
+        "identity": sig.identity,
+        "issuer": sig.issuer,
+        "signature": {"name": sig.file, "sha256": sig.sha256.hex},
+    }
     if sig.signed_at is not None:
         note["signedAt"] = dt.datetime.fromtimestamp(sig.signed_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [{"name": f"oms:{sig.model}", "digest": {"sha256": sig.root.hex}, "annotations": {OMS_ANNOTATION: note}}]
@@ -139,10 +143,15 @@ def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
                     f"statement field {f}.signedAt is not a UTC time", field=f"{f}.signedAt"
                 ) from None
         return SourceSignature(
-            sig["name"], _digest(sig.get("sha256"), f"{f}.signature.sha256"), note["method"], note["identity"],
-            str(note.get("issuer", "")), str(d.get("name", "")).removeprefix("oms:"),
-            _digest(_obj(d.get("digest"), "resolvedDependencies[].digest").get("sha256"), "omsSignature digest"), when,
-        )  # fmt: skip
+            sig["name"],
+            _digest(sig.get("sha256"), f"{f}.signature.sha256"),
+            note["method"],
+            note["identity"],
+            str(note.get("issuer", "")),
+            str(d.get("name", "")).removeprefix("oms:"),
+            _digest(_obj(d.get("digest"), "resolvedDependencies[].digest").get("sha256"), "omsSignature digest"),
+            when,
+        )
     return None
 
 
@@ -209,11 +218,15 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
     pred = statement.predicate
     bd = _obj(pred.get("buildDefinition"), "predicate.buildDefinition")
     rd = _obj(pred.get("runDetails"), "predicate.runDetails")
-    byps = [b for b in _list(rd.get("byproducts"), "runDetails.byproducts")
-            if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT]  # fmt: skip
+    byps = [
+        b
+        for b in _list(rd.get("byproducts"), "runDetails.byproducts")
+        if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT
+    ]
     need(len(byps) == 1, "runDetails.byproducts")
-    manifest_digest = _digest(_obj(byps[0].get("digest"), "byproducts[].digest").get("sha256"),
-                              "runDetails.byproducts[].digest")  # fmt: skip
+    manifest_digest = _digest(
+        _obj(byps[0].get("digest"), "byproducts[].digest").get("sha256"), "runDetails.byproducts[].digest"
+    )
     content = byps[0].get("content")
     manifest_bytes = None
     if isinstance(content, str):
@@ -226,8 +239,9 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
     ext = _obj(bd.get("externalParameters"), "buildDefinition.externalParameters")
     source = _obj(ext.get("source"), "externalParameters.source")
     tree = _obj(source.get("digest"), "externalParameters.source.digest").get("sha256")
-    deps = [d for d in _list(bd.get("resolvedDependencies"), "buildDefinition.resolvedDependencies")
-            if isinstance(d, dict)]  # fmt: skip
+    deps = [
+        d for d in _list(bd.get("resolvedDependencies"), "buildDefinition.resolvedDependencies") if isinstance(d, dict)
+    ]
     resolved: dict[str, Digest] = {}
     for d in deps:
         if OMS_ANNOTATION not in _obj(d.get("annotations"), "resolvedDependencies[].annotations"):

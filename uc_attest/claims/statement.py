@@ -35,8 +35,15 @@ def validate(doc: Any) -> None:
     try:
         pb = json_format.ParseDict(doc, statement_pb2.Statement())
         Reference.copy_from_pb(pb).validate()
-    except (json_format.ParseError, ValueError, TypeError, AttributeError, SystemError, UnicodeError,
-            RecursionError) as exc:  # fmt: skip  # protobuf raises SystemError on a lone surrogate
+    except (
+        json_format.ParseError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        SystemError,
+        UnicodeError,
+        RecursionError,
+    ) as exc:  # protobuf raises SystemError on a lone surrogate
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise MalformedBundle(f"not a valid in-toto Statement v1: {first}") from None
 

@@ -123,13 +123,24 @@ def pack(
         exclude=exclude,
     )
     request = uc.PackRequest(
-        source, output, scheme, device, force=force,
+        source,
+        output,
+        scheme,
+        device,
+        force=force,
         calibrate="none" if no_calibration else "required" if calibration_required else "auto",
-        calibration=calibration, calibration_text=calibration_text,
-        bits_budget=bits_budget if allocate else None, budget_strict=bits_budget != uc.DEFAULT_BUDGET,
-        source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
-        source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
-    )  # fmt: skip
+        calibration=calibration,
+        calibration_text=calibration_text,
+        bits_budget=bits_budget if allocate else None,
+        budget_strict=bits_budget != uc.DEFAULT_BUDGET,
+        source_signature=source_signature,
+        source_identity=source_identity,
+        source_issuer=source_issuer,
+        source_key=source_key,
+        source_cert_chain=source_cert_chain,
+        trust_config=trust_config,
+        instance=instance,
+    )
     if no_calibration and scheme.row_signs:
         render.warn(f"packing without calibration. {uc.NO_CALIBRATION_COST}")
     t0 = time.perf_counter()
@@ -270,16 +281,28 @@ def verify(
         return
     if key is not None or cert_chain is not None:
         raise uc.UsageError("--key/--cert-chain go with --oms-signature")
-    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer,
-                                    manifest=manifest, validations=validation) or uc.Anchor.pack_itself()  # fmt: skip
+    anchor = (
+        uc.anchor_from_options(
+            policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest, validations=validation
+        )
+        or uc.Anchor.pack_itself()
+    )
     with render.progress("verifying") as progress:
         if target.startswith("oci://"):
             if rebuild_from is not None or bundle is not None or validation:
                 raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
             v = uc.verify_oci(target, anchor, trust, plain_http=plain_http, online=not offline)
         else:
-            v = uc.verify(pack_dir, anchor, trust, rebuild_from=rebuild_from, device=device, online=not offline,
-                          workers=workers, progress=progress)  # fmt: skip
+            v = uc.verify(
+                pack_dir,
+                anchor,
+                trust,
+                rebuild_from=rebuild_from,
+                device=device,
+                online=not offline,
+                workers=workers,
+                progress=progress,
+            )
     if as_json:
         emit_json(v.to_dict())
     else:
@@ -301,13 +324,24 @@ def push(
     """Push a pack as an OCI artifact, its release, validation and OMS bundles as referrers; prints its digest."""
     res = uc.push(pack_dir, reference, plain_http=plain_http)
     if as_json:
-        emit_json({"ok": True, "reference": res.reference, "digest": res.digest, "layers": res.layers,
-                   "uploaded_blobs": res.uploaded_blobs, "uploaded_bytes": res.uploaded_bytes,
-                   "referrers": res.referrers, "referrers_api": res.referrers_api})  # fmt: skip
+        emit_json(
+            {
+                "ok": True,
+                "reference": res.reference,
+                "digest": res.digest,
+                "layers": res.layers,
+                "uploaded_blobs": res.uploaded_blobs,
+                "uploaded_bytes": res.uploaded_bytes,
+                "referrers": res.referrers,
+                "referrers_api": res.referrers_api,
+            }
+        )
         return
     how = "referrers API" if res.referrers_api else "referrers tag (no referrers API)"
-    say(f"pushed {res.layers} layers ({res.uploaded_blobs} blobs, {res.uploaded_bytes} bytes uploaded), "
-        f"{len(res.referrers)} bundle(s) as referrers via the {how}")  # fmt: skip
+    say(
+        f"pushed {res.layers} layers ({res.uploaded_blobs} blobs, {res.uploaded_bytes} bytes uploaded), "
+        f"{len(res.referrers)} bundle(s) as referrers via the {how}"
+    )
     print(res.digest)
 
 
@@ -323,8 +357,17 @@ def pull(
     """Pull a pack by digest, every blob checked while streaming, written atomically; its bundles beside it."""
     res = uc.pull(reference, output, plain_http=plain_http, force=force)
     if as_json:
-        emit_json({"ok": True, "reference": res.reference, "digest": res.digest, "output": str(res.out),
-                   "files": res.files, "bytes": res.bytes, "bundles": res.bundles})  # fmt: skip
+        emit_json(
+            {
+                "ok": True,
+                "reference": res.reference,
+                "digest": res.digest,
+                "output": str(res.out),
+                "files": res.files,
+                "bytes": res.bytes,
+                "bundles": res.bundles,
+            }
+        )
         return
     say(
         f"pulled {res.files} files ({res.bytes} bytes, every blob checked) into {res.out}; {len(res.bundles)} bundle(s)"
@@ -393,8 +436,17 @@ def generate(
     except ValueError:
         raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
     anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
-    res = uc.generate(pack_dir, anchor, trust, prompt=prompt, prompt_ids=ids, max_new_tokens=max_new_tokens,
-                      online=not offline, device=device, cache=cache)  # fmt: skip
+    res = uc.generate(
+        pack_dir,
+        anchor,
+        trust,
+        prompt=prompt,
+        prompt_ids=ids,
+        max_new_tokens=max_new_tokens,
+        online=not offline,
+        device=device,
+        cache=cache,
+    )
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
         return
@@ -504,8 +556,15 @@ def audit_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every log entry about a model, verified, as a chain of custody; exit 1 if anything does not verify."""
-    r = uc.audit(pack_dir, uc.select_trust(trust_config, instance), manifest_root=manifest_root, digest=digest,
-                 state=state, index=index, bundles=bundle or ())  # fmt: skip
+    r = uc.audit(
+        pack_dir,
+        uc.select_trust(trust_config, instance),
+        manifest_root=manifest_root,
+        digest=digest,
+        state=state,
+        index=index,
+        bundles=bundle or (),
+    )
     data = r.to_dict()
     if report is not None:
         uc.write_report_html(data, report)
@@ -542,9 +601,15 @@ def inventory_cmd(
             emit_json(listed)
             return
         rcols = ["tag", "digest", "manifest_root", "bundles", "status"]
-        rcells = [[render.short(str(r.get(c) or "")) if c in ("digest", "manifest_root") else
-                   (", ".join(r.get(c) or []) if c == "bundles" else str(r.get(c) or r.get("artifact_type") or ""))
-                   for c in rcols] for r in listed]  # fmt: skip
+        rcells = [
+            [
+                render.short(str(r.get(c) or ""))
+                if c in ("digest", "manifest_root")
+                else (", ".join(r.get(c) or []) if c == "bundles" else str(r.get(c) or r.get("artifact_type") or ""))
+                for c in rcols
+            ]
+            for r in listed
+        ]
         render.stdout_console().print(render.table(Text(f"{repository} ({len(listed)} tags)"), rcols, rcells))
         return
     rows = uc.inventory(uc.select_trust(trust_config, instance), index=index, bundle_dirs=bundles or ())
@@ -587,12 +652,19 @@ def verify_bundle_cmd(
 ) -> None:
     """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
     r = uc.verify_any_bundle(
-        bundle, artifact, identity=certificate_identity, issuer=certificate_oidc_issuer, key=key,
-        trusted_root=trusted_root, staging=staging, require_tlog=require_tlog,
-    )  # fmt: skip
+        bundle,
+        artifact,
+        identity=certificate_identity,
+        issuer=certificate_oidc_issuer,
+        key=key,
+        trusted_root=trusted_root,
+        staging=staging,
+        require_tlog=require_tlog,
+    )
     if as_json:
-        emit_json({"ok": True, "signer": r.signer, "verified_by": list(r.verified_by), "gap": r.gap,
-                   "checks": list(r.checks)})  # fmt: skip
+        emit_json(
+            {"ok": True, "signer": r.signer, "verified_by": list(r.verified_by), "gap": r.gap, "checks": list(r.checks)}
+        )
         return
     by = " and ".join(r.verified_by)
     say(("OK", "bold green"), f" bundle verified by {by}: signed by {r.signer}")
@@ -626,9 +698,14 @@ def log_watch(
     """Verify each log's new checkpoint extends the last one seen (tile logs: every new entry and tile, into
     the index); exit 1 on a fork, a rollback or a tile or entry that does not verify, keeping the old state."""
     results = uc.watch_log(
-        state, uc.select_trust(trust_config, instance), index=index, identities=identity or (), identity_regexes=identity_regex or (),
-        digests=digest or (), mirror=mirror,
-    )  # fmt: skip
+        state,
+        uc.select_trust(trust_config, instance),
+        index=index,
+        identities=identity or (),
+        identity_regexes=identity_regex or (),
+        digests=digest or (),
+        mirror=mirror,
+    )
     if as_json:
         emit_json({"ok": all(r.ok for r in results), "logs": [r.to_dict() for r in results]})
     else:
@@ -692,9 +769,15 @@ def attest(
     signature over the pack's files that stock `model_signing verify` accepts."""
     trust = uc.select_trust(trust_config, instance)
     res = uc.attest_pack(
-        pack_dir, trust, identity_token=identity_token, dev_identity=identity, bundle_out=bundle,
-        inline=inline_manifest, pack_device=pack_device, oms=oms,
-    )  # fmt: skip
+        pack_dir,
+        trust,
+        identity_token=identity_token,
+        dev_identity=identity,
+        bundle_out=bundle,
+        inline=inline_manifest,
+        pack_device=pack_device,
+        oms=oms,
+    )
     if as_json:
         out: dict[str, Any] = {
             "ok": True,
@@ -815,8 +898,16 @@ def reconstruct(
     anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
     res = uc.reconstruct(pack_dir, output, anchor or uc.Anchor.pack_itself(), trust, online=not offline, force=force)
     if as_json:
-        emit_json({"ok": True, "output": str(output), "shards": res.shards, "root": str(res.root),
-                   "anchored": res.anchored, "note": res.note})  # fmt: skip
+        emit_json(
+            {
+                "ok": True,
+                "output": str(output),
+                "shards": res.shards,
+                "root": str(res.root),
+                "anchored": res.anchored,
+                "note": res.note,
+            }
+        )
     else:
         say(f"reconstructed model written to {output} ({', '.join(res.shards)}), manifest root {res.root}")
     if res.note:

@@ -72,8 +72,12 @@ def findings(items: list[uc.Finding]) -> None:
     err.print(table(title, ("tensor / file", "problem", "expected", "actual"), rows))
 
 
-_RESULT = {"pass": ("pass", "green"), "fail": ("FAIL", "red"), "skipped": ("skipped", "yellow"),
-           "unreachable": ("UNREACHABLE", "red")}  # fmt: skip
+_RESULT = {
+    "pass": ("pass", "green"),
+    "fail": ("FAIL", "red"),
+    "skipped": ("skipped", "yellow"),
+    "unreachable": ("UNREACHABLE", "red"),
+}
 
 
 NO_SIGNER = "integrity only - no signer checked"

@@ -130,5 +130,14 @@ def verify_dsse_bundle(
     if out.entries:
         e = out.entries[0]
         log = LogProof(e.log_id, e.index, e.kind, e.version, e.body, e.checkpoint, e.tree_size, e.root)
-    return Evidence(Path(path), out.payload_type, out.payload, out.signer, times, log, tuple(out.ignored_timestamps),
-                    checked.verified_by, checked.gap)  # fmt: skip
+    return Evidence(
+        Path(path),
+        out.payload_type,
+        out.payload,
+        out.signer,
+        times,
+        log,
+        tuple(out.ignored_timestamps),
+        checked.verified_by,
+        checked.gap,
+    )

@@ -66,9 +66,12 @@ def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.dateti
         x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
     )
     verifier = (
-        PolicyBuilder().store(Store(cas)).time(at).extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        PolicyBuilder()
+        .store(Store(cas))
+        .time(at)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
         .build_client_verifier()
-    )  # fmt: skip
+    )
     try:
         verifier.verify(leaf, [])
     except (VerificationError, ValueError) as exc:
@@ -109,9 +112,15 @@ def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[
         ts = int(sct.timestamp.replace(tzinfo=dt.UTC).timestamp() * 1000)
         ext = sct.extension_bytes
         signed = (
-            b"\x00\x00" + struct.pack(">Q", ts) + b"\x00\x01" + issuer_key_hash
-            + len(tbs).to_bytes(3, "big") + tbs + len(ext).to_bytes(2, "big") + ext
-        )  # fmt: skip
+            b"\x00\x00"
+            + struct.pack(">Q", ts)
+            + b"\x00\x01"
+            + issuer_key_hash
+            + len(tbs).to_bytes(3, "big")
+            + tbs
+            + len(ext).to_bytes(2, "big")
+            + ext
+        )
         try:
             key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
             return

@@ -90,8 +90,15 @@ def _unreadable_root(trust: Trust) -> str | None:
     return None
 
 
-def _sigstore_python(raw: bytes, doc: dict[str, Any], trust: Trust, signers: Sequence[SignerLike] | None,
-                     leaf: x509.Certificate | None, artifact: Artifact | None, where: str) -> None:  # fmt: skip
+def _sigstore_python(
+    raw: bytes,
+    doc: dict[str, Any],
+    trust: Trust,
+    signers: Sequence[SignerLike] | None,
+    leaf: x509.Certificate | None,
+    artifact: Artifact | None,
+    where: str,
+) -> None:
     from sigstore.errors import Error as SigstoreError
     from sigstore.errors import VerificationError
     from sigstore.hashes import Hashed
@@ -112,8 +119,9 @@ def _sigstore_python(raw: bytes, doc: dict[str, Any], trust: Trust, signers: Seq
         else:
             if artifact is None or "sha256" not in artifact.digests:
                 raise SignatureInvalid(where, "a message signature is verified against its artifact: none given")
-            verifier.verify_artifact(Hashed(algorithm=HashAlgorithm.SHA2_256, digest=artifact.digests["sha256"]),
-                                     bundle, policy)  # fmt: skip
+            verifier.verify_artifact(
+                Hashed(algorithm=HashAlgorithm.SHA2_256, digest=artifact.digests["sha256"]), bundle, policy
+            )
     except (VerificationError, SigstoreError, ValueError) as exc:
         raise SignatureInvalid(where, f"bundle rejected: {exc}") from None
 
@@ -150,6 +158,7 @@ def check_bundle(
     if gap is None:
         _sigstore_python(raw, doc, trust, signers, parsed.leaf, artifact, where)
         verified_by = (SIGSTORE_PYTHON,)
-    outcome = verify_bundle(doc, root, where=where, signers=signers, key=key, artifact=artifact,
-                            require_tlog=require_tlog)  # fmt: skip
+    outcome = verify_bundle(
+        doc, root, where=where, signers=signers, key=key, artifact=artifact, require_tlog=require_tlog
+    )
     return Checked(outcome, (*verified_by, OWN), gap)

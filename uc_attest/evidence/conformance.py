@@ -100,8 +100,16 @@ def verify_any_bundle(
         signers = [SignerSpec(issuer, identity)]
     else:
         raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
-    checked = check_bundle(raw, doc, trust, where=str(bundle_path), signers=signers, key=public_key, artifact=art,
-                           require_tlog=require_tlog)  # fmt: skip
+    checked = check_bundle(
+        raw,
+        doc,
+        trust,
+        where=str(bundle_path),
+        signers=signers,
+        key=public_key,
+        artifact=art,
+        require_tlog=require_tlog,
+    )
     out = checked.outcome
     checks = list(out.checks)
     if model_dir is not None:  # an OpenSSF Model Signing signature over a model directory: every file
@@ -117,8 +125,9 @@ def _oms_directory(model_dir: Path, bundle: Path, payload: bytes | None, where: 
 
     statement = Statement.parse(payload) if payload is not None else None
     if statement is None or statement.predicate_type != OMS_PREDICATE:
-        raise InvalidInput(f"{where}: a model directory is verified against an OpenSSF Model Signing signature; "
-                           "this bundle is not one")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: a model directory is verified against an OpenSSF Model Signing signature; this bundle is not one"
+        )
     claim = parse_oms(statement)
     findings = diff(claim, scan(model_dir, claim.serialization, exclude=(bundle,)))
     if findings:

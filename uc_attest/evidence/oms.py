@@ -76,8 +76,11 @@ def certificate_identity(cert: Any) -> tuple[str, str]:
 
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [*san.get_values_for_type(x509.RFC822Name), *san.get_values_for_type(x509.UniformResourceIdentifier),
-                 *san.get_values_for_type(x509.DNSName)]  # fmt: skip
+        names = [
+            *san.get_values_for_type(x509.RFC822Name),
+            *san.get_values_for_type(x509.UniformResourceIdentifier),
+            *san.get_values_for_type(x509.DNSName),
+        ]
     except x509.ExtensionNotFound:
         names = []
     return (names[0] if names else cert.subject.rfc4514_string()), cert.issuer.rfc4514_string()
@@ -95,8 +98,10 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
     from .verifier import _verify_sig
 
     try:
-        chain = [x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"], validate=True))
-                 for c in doc["verificationMaterial"]["x509CertificateChain"]["certificates"]]  # fmt: skip
+        chain = [
+            x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"], validate=True))
+            for c in doc["verificationMaterial"]["x509CertificateChain"]["certificates"]
+        ]
         env = doc["dsseEnvelope"]
         payload, ptype = base64.b64decode(env["payload"], validate=True), str(env["payloadType"])
         (sig,) = env["signatures"]
@@ -110,8 +115,9 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
         store.add_cert(crypto.X509.from_cryptography(ca))
     leaf = chain[0]
     store.set_time(leaf.not_valid_before_utc)
-    ctx = crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf),
-                                  [crypto.X509.from_cryptography(c) for c in chain[1:]])  # fmt: skip
+    ctx = crypto.X509StoreContext(
+        store, crypto.X509.from_cryptography(leaf), [crypto.X509.from_cryptography(c) for c in chain[1:]]
+    )
     try:
         ctx.verify_certificate()
     except crypto.X509StoreContextError as exc:
@@ -154,8 +160,10 @@ def verify_oms(
     private_pki = "x509CertificateChain" in vm and not vm.get("tlogEntries") and not vm.get("timestampVerificationData")
     if private_pki or cert_chain is not None:
         if cert_chain is None:
-            raise UnsupportedBundle(f"{where}: a certificate-method OMS signature (a private PKI, no log): give the "
-                                    "CA certificates it chains to (--cert-chain / --source-cert-chain)")  # fmt: skip
+            raise UnsupportedBundle(
+                f"{where}: a certificate-method OMS signature (a private PKI, no log): give the "
+                "CA certificates it chains to (--cert-chain / --source-cert-chain)"
+            )
         if key is not None:
             raise InvalidInput("a key and a certificate chain are exclusive")
         return _verify_private_pki(model_dir, Path(signature), raw, doc, cert_chain, signers)
@@ -165,9 +173,14 @@ def verify_oms(
     from ..signing.trust import PUBLIC_GOOD
 
     checked = check_bundle(
-        raw, doc, trust if trust is not None else Trust(PUBLIC_GOOD, offline=True), where=where,
-        signers=None if public_key is not None else signers, key=public_key, require_tlog=public_key is None,
-    )  # fmt: skip
+        raw,
+        doc,
+        trust if trust is not None else Trust(PUBLIC_GOOD, offline=True),
+        where=where,
+        signers=None if public_key is not None else signers,
+        key=public_key,
+        require_tlog=public_key is None,
+    )
     out = checked.outcome
     if out.payload is None or out.payload_type != "application/vnd.in-toto+json":
         raise SignatureInvalid(where, "not an OMS signature: the bundle carries no in-toto DSSE envelope")
@@ -186,12 +199,27 @@ def verify_oms(
         assert out.signer is not None
         ident, issuer, method, who = out.signer.primary, out.signer.issuer, "sigstore", str(out.signer)
     times = [t for t, _ in out.set_times] + [int(t.timestamp()) for t, _ in out.tsa_times]
-    return OmsVerified(claim, method, who, ident, issuer, hashlib.sha256(raw).hexdigest(), checked.verified_by,
-                       diff(claim, actual), min(times, default=None))  # fmt: skip
+    return OmsVerified(
+        claim,
+        method,
+        who,
+        ident,
+        issuer,
+        hashlib.sha256(raw).hexdigest(),
+        checked.verified_by,
+        diff(claim, actual),
+        min(times, default=None),
+    )
 
 
-def _verify_private_pki(model_dir: Path, signature: Path, raw: bytes, doc: dict[str, Any], cert_chain: Path,
-                        signers: Sequence[SignerLike] | None) -> OmsVerified:  # fmt: skip
+def _verify_private_pki(
+    model_dir: Path,
+    signature: Path,
+    raw: bytes,
+    doc: dict[str, Any],
+    cert_chain: Path,
+    signers: Sequence[SignerLike] | None,
+) -> OmsVerified:
     import re
 
     where = str(signature)
@@ -211,8 +239,16 @@ def _verify_private_pki(model_dir: Path, signature: Path, raw: bytes, doc: dict[
         raise SignatureInvalid(where, f"not an OMS signature: predicate type {statement.predicate_type!r}")
     claim = parse_oms(statement)
     actual = scan(Path(model_dir), claim.serialization, exclude=(signature,))
-    return OmsVerified(claim, "certificate", f"{ident} (issued by {issuer})", ident, issuer,
-                       hashlib.sha256(raw).hexdigest(), ("uc-attest (certificate chain)",), diff(claim, actual))  # fmt: skip
+    return OmsVerified(
+        claim,
+        "certificate",
+        f"{ident} (issued by {issuer})",
+        ident,
+        issuer,
+        hashlib.sha256(raw).hexdigest(),
+        ("uc-attest (certificate chain)",),
+        diff(claim, actual),
+    )
 
 
 SOURCE_SIGNATURE_NAME = "uc-source.model.sig"
@@ -230,19 +266,31 @@ def source_gate(
         covered = set(claim.resources)
     else:
         covered = {name.rsplit(":", 2)[0] for name in claim.resources}
-    missing = [Finding(rel, "read by the pack but not covered by the source signature", None, None)
-               for rel in read if rel not in covered]  # fmt: skip
+    missing = [
+        Finding(rel, "read by the pack but not covered by the source signature", None, None)
+        for rel in read
+        if rel not in covered
+    ]
     if missing:
         raise VerificationFailed(missing)
     record = SourceSignature(
-        SOURCE_SIGNATURE_NAME, Digest(verified.signature_sha256), verified.method, verified.identity, verified.issuer,
-        claim.model_name, Digest(claim.root), verified.signed_at,
-    )  # fmt: skip
+        SOURCE_SIGNATURE_NAME,
+        Digest(verified.signature_sha256),
+        verified.method,
+        verified.identity,
+        verified.issuer,
+        claim.model_name,
+        Digest(claim.root),
+        verified.signed_at,
+    )
 
     def check(read_digests: dict[str, Digest]) -> list[Finding]:
         if claim.serialization.method == "files" and claim.serialization.hash_type == "sha256":
-            return [Finding(rel, "changed since its signature was verified", claim.resources[rel], d.hex)
-                    for rel, d in sorted(read_digests.items()) if claim.resources.get(rel) != d.hex]  # fmt: skip
+            return [
+                Finding(rel, "changed since its signature was verified", claim.resources[rel], d.hex)
+                for rel, d in sorted(read_digests.items())
+                if claim.resources.get(rel) != d.hex
+            ]
         return diff(claim, scan(Path(model_dir), claim.serialization, exclude=(Path(signature),)))
 
     return record, check
@@ -290,8 +338,10 @@ def verify_kept_source_signature(
         return KeptSignatureCheck((f"{record.file}: not the recorded signature file (sha256 differs)",))
     if record.method != "sigstore" or trust is None:
         anchor = "CA certificates" if record.method == "certificate" else "key"
-        note = (f"{record.file}: signed with the {record.method} method: its signature is not re-verified "
-                f"here (no {anchor}; it was verified when the pack was made)")  # fmt: skip
+        note = (
+            f"{record.file}: signed with the {record.method} method: its signature is not re-verified "
+            f"here (no {anchor}; it was verified when the pack was made)"
+        )
         notes = (note,)
         payload = None
     else:

@@ -48,12 +48,24 @@ def write_pack(
     quantized weight by measurement on ``PACK_SCHEME``. ``calibrate="none", bits_budget=None`` (or
     ``run_pack(PackRequest.uncalibrated(...))``) packs ``scheme`` as it is, without measuring anything."""
     request = PackRequest(
-        Path(source_dir), Path(out_dir), scheme, device, calibrate=calibrate, calibration=calibration,
-        calibration_text=calibration_text, bits_budget=bits_budget, budget_strict=budget_strict,
-        source_signature=source_signature, source_identity=source_identity, source_issuer=source_issuer,
-        source_key=source_key, source_cert_chain=source_cert_chain, trust_config=trust_config, instance=instance,
+        Path(source_dir),
+        Path(out_dir),
+        scheme,
+        device,
+        calibrate=calibrate,
+        calibration=calibration,
+        calibration_text=calibration_text,
+        bits_budget=bits_budget,
+        budget_strict=budget_strict,
+        source_signature=source_signature,
+        source_identity=source_identity,
+        source_issuer=source_issuer,
+        source_key=source_key,
+        source_cert_chain=source_cert_chain,
+        trust_config=trust_config,
+        instance=instance,
         force=force,
-    )  # fmt: skip
+    )
     return run_pack(request, progress=progress, warn=warn)
 
 

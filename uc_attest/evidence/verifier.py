@@ -64,8 +64,14 @@ MEDIA_TYPES = {
     "application/vnd.dev.sigstore.bundle.v0.3+json": "0.3",
 }
 KINDS = {("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1"), ("intoto", "0.0.2")}
-DIGEST_NAMES = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512",
-                "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}  # fmt: skip
+DIGEST_NAMES = {
+    "SHA2_256": "sha256",
+    "SHA2_384": "sha384",
+    "SHA2_512": "sha512",
+    "sha256": "sha256",
+    "sha384": "sha384",
+    "sha512": "sha512",
+}
 
 
 class CheckFailed(SignatureInvalid):
@@ -154,9 +160,12 @@ _STR, _INT = (str,), (str, int)  # protobuf JSON: int64 fields are strings, ints
 _LIST, _DICT = (list,), (dict,)
 #: The type of each field the verifiers read, by path ("*": every item of a list); checked before any is read.
 SHAPE: dict[str, tuple[type, ...]] = {
-    "mediaType": _STR, "verificationMaterial": _DICT,
-    "verificationMaterial.certificate": _DICT, "verificationMaterial.certificate.rawBytes": _STR,
-    "verificationMaterial.x509CertificateChain": _DICT, "verificationMaterial.x509CertificateChain.certificates": _LIST,
+    "mediaType": _STR,
+    "verificationMaterial": _DICT,
+    "verificationMaterial.certificate": _DICT,
+    "verificationMaterial.certificate.rawBytes": _STR,
+    "verificationMaterial.x509CertificateChain": _DICT,
+    "verificationMaterial.x509CertificateChain.certificates": _LIST,
     "verificationMaterial.x509CertificateChain.certificates.*": _DICT,
     "verificationMaterial.x509CertificateChain.certificates.*.rawBytes": _STR,
     "verificationMaterial.publicKey": _DICT,
@@ -164,9 +173,12 @@ SHAPE: dict[str, tuple[type, ...]] = {
     "verificationMaterial.timestampVerificationData.rfc3161Timestamps": _LIST,
     "verificationMaterial.timestampVerificationData.rfc3161Timestamps.*": _DICT,
     "verificationMaterial.timestampVerificationData.rfc3161Timestamps.*.signedTimestamp": _STR,
-    "verificationMaterial.tlogEntries": _LIST, "verificationMaterial.tlogEntries.*": _DICT,
-    "verificationMaterial.tlogEntries.*.logIndex": _INT, "verificationMaterial.tlogEntries.*.logId": _DICT,
-    "verificationMaterial.tlogEntries.*.logId.keyId": _STR, "verificationMaterial.tlogEntries.*.kindVersion": _DICT,
+    "verificationMaterial.tlogEntries": _LIST,
+    "verificationMaterial.tlogEntries.*": _DICT,
+    "verificationMaterial.tlogEntries.*.logIndex": _INT,
+    "verificationMaterial.tlogEntries.*.logId": _DICT,
+    "verificationMaterial.tlogEntries.*.logId.keyId": _STR,
+    "verificationMaterial.tlogEntries.*.kindVersion": _DICT,
     "verificationMaterial.tlogEntries.*.kindVersion.kind": _STR,
     "verificationMaterial.tlogEntries.*.kindVersion.version": _STR,
     "verificationMaterial.tlogEntries.*.integratedTime": _INT,
@@ -181,11 +193,18 @@ SHAPE: dict[str, tuple[type, ...]] = {
     "verificationMaterial.tlogEntries.*.inclusionProof.hashes.*": _STR,
     "verificationMaterial.tlogEntries.*.inclusionProof.checkpoint": _DICT,
     "verificationMaterial.tlogEntries.*.inclusionProof.checkpoint.envelope": _STR,
-    "dsseEnvelope": _DICT, "dsseEnvelope.payload": _STR, "dsseEnvelope.payloadType": _STR,
-    "dsseEnvelope.signatures": _LIST, "dsseEnvelope.signatures.*": _DICT, "dsseEnvelope.signatures.*.sig": _STR,
-    "messageSignature": _DICT, "messageSignature.signature": _STR, "messageSignature.messageDigest": _DICT,
-    "messageSignature.messageDigest.algorithm": _STR, "messageSignature.messageDigest.digest": _STR,
-}  # fmt: skip
+    "dsseEnvelope": _DICT,
+    "dsseEnvelope.payload": _STR,
+    "dsseEnvelope.payloadType": _STR,
+    "dsseEnvelope.signatures": _LIST,
+    "dsseEnvelope.signatures.*": _DICT,
+    "dsseEnvelope.signatures.*.sig": _STR,
+    "messageSignature": _DICT,
+    "messageSignature.signature": _STR,
+    "messageSignature.messageDigest": _DICT,
+    "messageSignature.messageDigest.algorithm": _STR,
+    "messageSignature.messageDigest.digest": _STR,
+}
 
 
 def check_shape(doc: Any, where: str, path: str = "") -> None:
@@ -224,8 +243,9 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
             ]
             leaf = x509.load_der_x509_certificate(_b64(raw, "certificate", where))
             chain = (vm.get("x509CertificateChain") or {}).get("certificates") or []
-            certs = [leaf] + [x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "certificate", where))
-                              for c in chain[1:]]  # fmt: skip
+            certs = [leaf] + [
+                x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "certificate", where)) for c in chain[1:]
+            ]
             for cert in certs:  # extensions are read lazily: a malformed or duplicated one is invalid input here
                 _ = cert.extensions
         except (KeyError, IndexError, TypeError, ValueError, x509.DuplicateExtension) as exc:
@@ -251,16 +271,26 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
                 raise CheckFailed(
                     where, "bundle.parse", f"a DSSE envelope with {len(sigs)} signatures (one is verified)"
                 )
-            content = Content(_b64(sigs[0]["sig"], "dsseEnvelope.signatures[0].sig", where), str(env["payloadType"]),
-                              _b64(env["payload"], "dsseEnvelope.payload", where), str(env["payload"]))  # fmt: skip
+            content = Content(
+                _b64(sigs[0]["sig"], "dsseEnvelope.signatures[0].sig", where),
+                str(env["payloadType"]),
+                _b64(env["payload"], "dsseEnvelope.payload", where),
+                str(env["payload"]),
+            )
         except (KeyError, TypeError) as exc:
             raise MalformedBundle(f"{where}: dsseEnvelope is malformed ({exc!r})") from None
     elif "messageSignature" in doc:
         ms = doc["messageSignature"]
         try:
             md = ms.get("messageDigest")
-            digest = (DIGEST_NAMES.get(str(md["algorithm"]), str(md["algorithm"])),
-                      _b64(md["digest"], "messageDigest.digest", where)) if md else None  # fmt: skip
+            digest = (
+                (
+                    DIGEST_NAMES.get(str(md["algorithm"]), str(md["algorithm"])),
+                    _b64(md["digest"], "messageDigest.digest", where),
+                )
+                if md
+                else None
+            )
             content = Content(_b64(ms["signature"], "messageSignature.signature", where), digest=digest)
         except (KeyError, TypeError, AttributeError) as exc:
             raise MalformedBundle(f"{where}: messageSignature is malformed ({exc!r})") from None
@@ -471,8 +501,9 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
         raise fail(why)
     set_time = None
     if promise:
-        payload = canonical_json({"body": e["canonicalizedBody"], "integratedTime": itime, "logID": log_id.hex(),
-                                  "logIndex": index})  # fmt: skip
+        payload = canonical_json(
+            {"body": e["canonicalizedBody"], "integratedTime": itime, "logID": log_id.hex(), "logIndex": index}
+        )
         if not _verify_sig(log.key, set_sig, payload, None, where):
             raise fail("the SET does not verify with the log key")
         if not log.start <= itime <= log.end:
@@ -485,8 +516,13 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
             raise fail("a v0.1 entry without a checkpoint needs a SET")
         try:
             path = [base64.b64decode(h) for h in proof.get("hashes") or []]
-            merkle.verify_inclusion(int(proof["logIndex"]), int(proof["treeSize"]), merkle.leaf_hash(raw_body), path,
-                                    base64.b64decode(proof["rootHash"]))  # fmt: skip
+            merkle.verify_inclusion(
+                int(proof["logIndex"]),
+                int(proof["treeSize"]),
+                merkle.leaf_hash(raw_body),
+                path,
+                base64.b64decode(proof["rootHash"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise fail(f"the inclusion proof is malformed ({exc!r})") from None
         except MerkleError as exc:

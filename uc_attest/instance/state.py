@@ -52,9 +52,16 @@ V2_CERT_FILES = ("tsa-root.pem", "tsa.pem")
 V2_PREFIX, TSA_PATH = "/rekor-v2", "/api/v1/timestamp"
 #: Key usage of a leaf that only signs (code-signing and timestamping certificates).
 SIGNING_ONLY = x509.KeyUsage(
-    digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-    key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-)  # fmt: skip
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
 TSA_LIFETIME = dt.timedelta(days=3650)
 TRUST_CONFIG = "trust_config.json"
 LOG_DB = "log.sqlite3"
@@ -119,8 +126,9 @@ def _ca_cert(
     return builder.sign(issuer_key, hashes.SHA384())
 
 
-def _tsa_leaf(key: ec.EllipticCurvePrivateKey, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey,
-              now: dt.datetime) -> x509.Certificate:  # fmt: skip
+def _tsa_leaf(
+    key: ec.EllipticCurvePrivateKey, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey, now: dt.datetime
+) -> x509.Certificate:
     """The TSA's certificate: timestamping EKU (critical, as RFC 3161 requires), digitalSignature."""
     name = x509.Name(
         [

@@ -86,15 +86,25 @@ def push_pack(pack_dir: Path, ref: Reference, *, plain_http: bool = False) -> Pu
         digest = "sha256:" + sha256_file(pack_dir / rel).hex
         want = manifest.files.get(rel)
         if rel != MANIFEST_NAME and (want is None or want.hex != digest.removeprefix("sha256:")):
-            raise InvalidInput(f"{pack_dir / rel}: not the file the pack's manifest records; verify the pack first",
-                               path=str(pack_dir / rel))  # fmt: skip
+            raise InvalidInput(
+                f"{pack_dir / rel}: not the file the pack's manifest records; verify the pack first",
+                path=str(pack_dir / rel),
+            )
         size = (pack_dir / rel).stat().st_size
         reg.push_blob(digest, size, pack_dir / rel)
         layers.append({"mediaType": media_type(rel), "digest": digest, "size": size, "annotations": {TITLE: rel}})
     reg.push_blob(EMPTY_DIGEST, 2, b"{}")
-    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": PACK_TYPE, "config": EMPTY,
-            "layers": layers, "annotations": {ROOT_ANNOTATION: str(manifest.root),
-                                              SCHEME_ANNOTATION: canonical_json(manifest.scheme).decode()}}  # fmt: skip
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": PACK_TYPE,
+        "config": EMPTY,
+        "layers": layers,
+        "annotations": {
+            ROOT_ANNOTATION: str(manifest.root),
+            SCHEME_ANNOTATION: canonical_json(manifest.scheme).decode(),
+        },
+    }
     raw = canonical_json(body)
     digest, _ = reg.put_manifest(ref.tag or sha256_digest(raw), raw, OCI_MANIFEST)
     subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(raw)}
@@ -105,15 +115,29 @@ def push_pack(pack_dir: Path, ref: Reference, *, plain_http: bool = False) -> Pu
         data = path.read_bytes()
         bdigest = sha256_digest(data)
         reg.push_blob(bdigest, len(data), data)
-        rbody = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_TYPE, "config": EMPTY,
-                 "layers": [{"mediaType": BUNDLE_TYPE, "digest": bdigest, "size": len(data),
-                             "annotations": {TITLE: path.name}}],
-                 "subject": subject, "annotations": {ROLE_ANNOTATION: role}}  # fmt: skip
+        rbody = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE_TYPE,
+            "config": EMPTY,
+            "layers": [
+                {"mediaType": BUNDLE_TYPE, "digest": bdigest, "size": len(data), "annotations": {TITLE: path.name}}
+            ],
+            "subject": subject,
+            "annotations": {ROLE_ANNOTATION: role},
+        }
         rraw = canonical_json(rbody)
         rdigest, handled = reg.put_manifest(sha256_digest(rraw), rraw, OCI_MANIFEST)
         api = api and handled
-        pushed.append({"mediaType": OCI_MANIFEST, "digest": rdigest, "size": len(rraw), "artifactType": BUNDLE_TYPE,
-                       "annotations": {ROLE_ANNOTATION: role, TITLE: path.name}})  # fmt: skip
+        pushed.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": rdigest,
+                "size": len(rraw),
+                "artifactType": BUNDLE_TYPE,
+                "annotations": {ROLE_ANNOTATION: role, TITLE: path.name},
+            }
+        )
         result.referrers.append({"file": path.name, "role": role, "digest": rdigest})
     if pushed and not api:  # no referrers API: the tag-schema index, merged with what is there
         tag = fallback_tag(digest)
@@ -160,8 +184,7 @@ def pack_layers(raw: bytes, what: str) -> list[tuple[str, Descriptor]]:
     a pack's ``artifactType``, at least one layer, safe and distinct titles, a ``uc-manifest.json`` layer."""
     body = parse_manifest(raw, what)
     if body.artifact_type != PACK_TYPE:
-        raise InvalidInput(f"{what}: not a uc-attest pack (artifactType {body.artifact_type!r}, expected "
-                           f"{PACK_TYPE})")  # fmt: skip
+        raise InvalidInput(f"{what}: not a uc-attest pack (artifactType {body.artifact_type!r}, expected {PACK_TYPE})")
     if not body.layers:
         raise InvalidInput(f"{what}: the pack manifest lists no layers")
     files: list[tuple[str, Descriptor]] = []
@@ -170,8 +193,9 @@ def pack_layers(raw: bytes, what: str) -> list[tuple[str, Descriptor]]:
         rel = _safe_title(layer.annotations.get(TITLE), f"{what}: layers[{i}]")
         parents = {"/".join(rel.split("/")[:k]) for k in range(1, rel.count("/") + 1)}
         if rel in seen or parents & seen or any(s.startswith(rel + "/") for s in seen):
-            raise RegistryMisbehaved(f"{what}: layers[{i}].annotations[{TITLE!r}]: {rel!r} is named twice, or as a "
-                                     "file and a directory")  # fmt: skip
+            raise RegistryMisbehaved(
+                f"{what}: layers[{i}].annotations[{TITLE!r}]: {rel!r} is named twice, or as a file and a directory"
+            )
         seen.add(rel)
         files.append((rel, layer))
     if MANIFEST_NAME not in seen:
@@ -214,8 +238,9 @@ def bundle_referrer(raw: bytes, what: str, subject: str) -> tuple[str, Descripto
         raise RegistryMisbehaved(f"{what}: layers: a bundle referrer has exactly one layer, not {len(body.layers)}")
     (layer,) = body.layers
     if layer.size > MAX_BUNDLE:
-        raise RegistryMisbehaved(f"{what}: layers[0].size: {layer.size} bytes, over the {MAX_BUNDLE >> 20} MiB "
-                                 "limit for a bundle")  # fmt: skip
+        raise RegistryMisbehaved(
+            f"{what}: layers[0].size: {layer.size} bytes, over the {MAX_BUNDLE >> 20} MiB limit for a bundle"
+        )
     return role, layer
 
 
@@ -256,8 +281,7 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
         if body.artifact_type == PACK_TYPE:
             ann = body.annotations
             entries = reg.referrers(digest)
-            roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries
-                           if e.artifact_type == BUNDLE_TYPE)  # fmt: skip
+            roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries if e.artifact_type == BUNDLE_TYPE)
             status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
             row |= {"manifest_root": ann.get(ROOT_ANNOTATION), "bundles": roles, "status": f"{status} (listed)"}
         rows.append(row)

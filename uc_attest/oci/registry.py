@@ -38,8 +38,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 #: An RFC 6750 bearer token (b64token): nothing that could end or extend the Authorization header.
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
-_REF = re.compile(r"^oci://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-                  r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")  # fmt: skip
+_REF = re.compile(
+    r"^oci://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
 CHUNK = 1 << 20
 
 
@@ -105,14 +107,16 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         new = urllib.parse.urljoin(req.full_url, target)
         if urllib.parse.urlsplit(new).scheme.lower() not in ("http", "https"):
             fp.close()
-            raise RegistryMisbehaved(f"{req.host}: HTTP {code} redirect to {short(new)} refused: only http(s) redirects "
-                                     "are followed")  # fmt: skip
+            raise RegistryMisbehaved(
+                f"{req.host}: HTTP {code} redirect to {short(new)} refused: only http(s) redirects are followed"
+            )
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> urllib.request.Request | None:  # fmt: skip
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and origin(new.full_url) != origin(req.full_url):
             new.remove_header("Authorization")
@@ -123,9 +127,15 @@ def _opener() -> urllib.request.OpenerDirector:
     """urllib's opener for http(s) only: no file:, ftp: or data: handler (a URL a registry names is never read
     from the local disk), redirects as :class:`_Redirects` decides."""
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _Redirects(),
-                    urllib.request.HTTPErrorProcessor()):  # fmt: skip
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _Redirects(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
         opener.add_handler(handler)
     return opener
 
@@ -162,8 +172,10 @@ class Registry:
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic":
             if creds is None:
-                raise OperationalError(f"{self.ref.host}: authentication required for {scope} (Basic): set "
-                                       "UC_ATTEST_REGISTRY_USERNAME and UC_ATTEST_REGISTRY_PASSWORD")  # fmt: skip
+                raise OperationalError(
+                    f"{self.ref.host}: authentication required for {scope} (Basic): set "
+                    "UC_ATTEST_REGISTRY_USERNAME and UC_ATTEST_REGISTRY_PASSWORD"
+                )
             self._auth = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             return
         if scheme.lower() != "bearer":
@@ -173,8 +185,9 @@ class Registry:
         if not realm:
             raise OperationalError(f"{self.ref.host}: Bearer challenge without a realm for {scope}")
         self._check_realm(realm, scope)
-        query = urllib.parse.urlencode({k: v for k, v in (("service", fields.get("service")),
-                                                          ("scope", fields.get("scope", scope))) if v})  # fmt: skip
+        query = urllib.parse.urlencode(
+            {k: v for k, v in (("service", fields.get("service")), ("scope", fields.get("scope", scope))) if v}
+        )
         req = urllib.request.Request(realm + ("&" if "?" in realm else "?") + query)
         if creds is not None:
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
@@ -200,8 +213,10 @@ class Registry:
         except ValueError:
             scheme, host = "", None
         if not host or not (scheme == "https" or (scheme == "http" and self.plain_http and is_loopback(host))):
-            raise RegistryMisbehaved(f"{self.ref.host}: Bearer realm {short(realm, 200)} refused for {scope}: only an https "
-                                     "realm (or http on a loopback host with --plain-http) is followed")  # fmt: skip
+            raise RegistryMisbehaved(
+                f"{self.ref.host}: Bearer realm {short(realm, 200)} refused for {scope}: only an https "
+                "realm (or http on a loopback host with --plain-http) is followed"
+            )
 
     @staticmethod
     def read(resp: Any, n: int, what: str) -> bytes:
@@ -229,8 +244,16 @@ class Registry:
             raise RegistryMisbehaved(f"{what}: too large (over the {limit >> 20} MiB limit)")
         return bytes(raw)
 
-    def request(self, method: str, url: str, *, data: bytes | memoryview | BinaryIO | None = None, headers: dict[str, str] | None = None,
-                ok: tuple[int, ...] = (200,), scope: str = "pull") -> Any:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | memoryview | BinaryIO | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        scope: str = "pull",
+    ) -> Any:
         """The response (open; the caller reads and closes it) of one request, logging in once on a 401."""
         full_scope = f"repository:{self.ref.repo}:{scope}"
         for attempt in (0, 1):
@@ -259,14 +282,17 @@ class Registry:
                 except (http.client.HTTPException, OSError, ValueError):
                     detail = ""
                 exc.close()
-                raise OperationalError(f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {exc.code} "
-                                       f"{detail}".rstrip()) from None  # fmt: skip
+                raise OperationalError(
+                    f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {exc.code} {detail}".rstrip()
+                ) from None
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                raise RegistryUnreachable(f"{self.ref.host}: {method} {short(req.full_url, 200)} failed: "
-                                          f"{_oneline(exc)}") from None  # fmt: skip
+                raise RegistryUnreachable(
+                    f"{self.ref.host}: {method} {short(req.full_url, 200)} failed: {_oneline(exc)}"
+                ) from None
             except ValueError as exc:  # a URL http.client refuses (control characters in a redirect...)
-                raise RegistryMisbehaved(f"{self.ref.host}: {method} {short(req.full_url, 200)}: {_oneline(exc)}"
-                                         ) from None  # fmt: skip
+                raise RegistryMisbehaved(
+                    f"{self.ref.host}: {method} {short(req.full_url, 200)}: {_oneline(exc)}"
+                ) from None
             if resp.status not in ok:
                 resp.close()
                 raise OperationalError(f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {resp.status}")
@@ -288,8 +314,9 @@ class Registry:
         resp.close()
         url = urllib.parse.urljoin(self.base.split("/v2/")[0] + "/", location or "")
         if not location or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise RegistryMisbehaved(f"{self.ref.host}: upload session: Location header {short(location)} is not an "
-                                     "http(s) URL")  # fmt: skip
+            raise RegistryMisbehaved(
+                f"{self.ref.host}: upload session: Location header {short(location)} is not an http(s) URL"
+            )
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         if isinstance(source, bytes):
@@ -320,8 +347,9 @@ class Registry:
                 yield chunk
         actual = "sha256:" + h.hexdigest()
         if got != size or actual != digest:
-            raise VerificationFailed([Finding(what, "blob does not match its descriptor", f"{digest} ({size} B)",
-                                              f"{actual} ({got} B)")])  # fmt: skip
+            raise VerificationFailed(
+                [Finding(what, "blob does not match its descriptor", f"{digest} ({size} B)", f"{actual} ({got} B)")]
+            )
 
     # -- manifests ------------------------------------------------------------------------------------------
     def get_manifest(self, reference: str) -> tuple[bytes, str, str]:
@@ -332,13 +360,15 @@ class Registry:
             mtype = resp.headers.get("Content-Type", "")
         digest = sha256_digest(raw)
         if DIGEST.match(reference) and digest != reference:
-            raise VerificationFailed([Finding(f"manifest {reference}", "served bytes do not match the digest asked for",
-                                              reference, digest)])  # fmt: skip
+            raise VerificationFailed(
+                [Finding(f"manifest {reference}", "served bytes do not match the digest asked for", reference, digest)]
+            )
         return raw, digest, mtype
 
     def find_manifest(self, reference: str) -> bytes | None:
-        resp = self.request("GET", f"/manifests/{reference}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
-                            ok=(200, 404))  # fmt: skip
+        resp = self.request(
+            "GET", f"/manifests/{reference}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"}, ok=(200, 404)
+        )
         with resp:
             if _status(resp) != 200:
                 return None
@@ -346,8 +376,14 @@ class Registry:
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> tuple[str, bool]:
         """PUT a manifest; (its digest, whether the registry handled its subject — OCI-Subject header)."""
-        resp = self.request("PUT", f"/manifests/{reference}", data=raw, headers={"Content-Type": media_type},
-                            ok=(201,), scope="pull,push")  # fmt: skip
+        resp = self.request(
+            "PUT",
+            f"/manifests/{reference}",
+            data=raw,
+            headers={"Content-Type": media_type},
+            ok=(201,),
+            scope="pull,push",
+        )
         with resp:
             subject = bool(resp.headers.get("OCI-Subject"))
         return sha256_digest(raw), subject

@@ -203,16 +203,32 @@ def run_pack(
                 from ..quant.allocate import allocate_bits
                 from .writer import resolve_device
 
-                scheme = allocate_bits(r.source, scheme, r.bits_budget, cal, resolve_device(r.device),
-                                       strict=r.budget_strict, progress=_tensors(show, weights))  # fmt: skip
+                scheme = allocate_bits(
+                    r.source,
+                    scheme,
+                    r.bits_budget,
+                    cal,
+                    resolve_device(r.device),
+                    strict=r.budget_strict,
+                    progress=_tensors(show, weights),
+                )
             show.stage("quantization")
             from .writer import write_pack
 
             return write_pack(
-                r.source, r.out, scheme, r.device, force=r.force, progress=_tensors(show, weights), moments=cal,
-                source_signature=gate[0] if gate else None, signature_file=r.source_signature if gate else None,
-                check_sources=gate[1] if gate else None, skip_files=skip, calibration=record,
-            )  # fmt: skip
+                r.source,
+                r.out,
+                scheme,
+                r.device,
+                force=r.force,
+                progress=_tensors(show, weights),
+                moments=cal,
+                source_signature=gate[0] if gate else None,
+                signature_file=r.source_signature if gate else None,
+                check_sources=gate[1] if gate else None,
+                skip_files=skip,
+                calibration=record,
+            )
         finally:
             if cal is not None:
                 cal.close()
@@ -267,8 +283,9 @@ def _open_calibration(file: Path | None, r: PackRequest) -> Calibration | None:
     return cal
 
 
-def _moments_for(r: PackRequest, show: PackProgress, warn: Callable[[str], None] | None,
-                 tmp: Path) -> tuple[Path | None, CalibrationRecord | None]:  # fmt: skip
+def _moments_for(
+    r: PackRequest, show: PackProgress, warn: Callable[[str], None] | None, tmp: Path
+) -> tuple[Path | None, CalibrationRecord | None]:
     """The calibration file to pack with (given, measured now, or none) and its provenance record."""
     from ..core.digest import sha256_file
 

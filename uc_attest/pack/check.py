@@ -126,11 +126,17 @@ def check_pack(
     # an unreadable shard is one finding (its cause), not one "missing" row per tensor it holds
     in_bad_shard = {e.name for e in expected.tensors if e.file in unreadable and e.name not in actual}
     findings = [
-        Finding(shard, f"unreadable shard: {why}"
-                + (f" ({n} tensors in it not checked)" if (n := sum(1 for e in expected.tensors
-                                                                     if e.file == shard)) else ""))
+        Finding(
+            shard,
+            f"unreadable shard: {why}"
+            + (
+                f" ({n} tensors in it not checked)"
+                if (n := sum(1 for e in expected.tensors if e.file == shard))
+                else ""
+            ),
+        )
         for shard, why in sorted(unreadable.items())
-    ]  # fmt: skip
+    ]
     decoded_bad = {f.subject for f in decode_findings} | in_bad_shard
     findings += decode_findings
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]

@@ -69,8 +69,9 @@ def _write_shard(pack: Pack, entries: list[TensorEntry], path: Path) -> list[Fin
     for e in entries:
         pt = pack.tensors[e.name]
         if (pt.dtype, tuple(pt.shape)) != (e.dtype, tuple(e.shape)):
-            findings.append(Finding(e.name, "dtype or shape differs", f"{e.dtype}{list(e.shape)}",
-                                    f"{pt.dtype}{list(pt.shape)}"))  # fmt: skip
+            findings.append(
+                Finding(e.name, "dtype or shape differs", f"{e.dtype}{list(e.shape)}", f"{pt.dtype}{list(pt.shape)}")
+            )
         specs.append((e.name, e.dtype, e.shape))
     if findings:
         return findings

@@ -66,8 +66,9 @@ def parse_shard_header(
         try:
             records.append(PackedTensor(name, shard, *QuantRecord.from_header(q, scheme.bits, scheme.group_size)))
         except (ValueError, TypeError) as exc:
-            raise MalformedPack(f"{path}: {META_TENSORS} record of tensor {name!r}: {exc}", path=path,
-                                tensor=name) from None  # fmt: skip
+            raise MalformedPack(
+                f"{path}: {META_TENSORS} record of tensor {name!r}: {exc}", path=path, tensor=name
+            ) from None
     components = {pt.name + s for pt in records for s in SUFFIXES}
     components |= {pt.name + MOMENTS_SUFFIX for pt in records if pt.quant and pt.quant.moments}
     by_name = {pt.name: pt for pt in records}
@@ -76,15 +77,20 @@ def parse_shard_header(
         if owner is not None:
             o = by_name.get(owner)
             if o is None or o.quant is None or not o.quant.moments or o.quant.moments_from is not None:
-                raise MalformedPack(f"{path}: tensor {pt.name!r}: its moments are said to be stored under "
-                                    f"{owner!r}, which stores none in this shard", path=path, tensor=pt.name)  # fmt: skip
+                raise MalformedPack(
+                    f"{path}: tensor {pt.name!r}: its moments are said to be stored under "
+                    f"{owner!r}, which stores none in this shard",
+                    path=path,
+                    tensor=pt.name,
+                )
     stored = [
         PackedTensor(name, shard, info.dtype, info.shape) for name, info in infos.items() if name not in components
     ]
     both = next((pt.name for pt in stored if pt.name in by_name), None)
     if both is not None:
-        raise MalformedPack(f"{path}: tensor {both!r} is both quantized ({META_TENSORS}) and stored", path=path,
-                            tensor=both)  # fmt: skip
+        raise MalformedPack(
+            f"{path}: tensor {both!r} is both quantized ({META_TENSORS}) and stored", path=path, tensor=both
+        )
     return scheme, records + stored
 
 
@@ -168,8 +174,11 @@ class Pack:
             scheme, tensors = parse_shard_header(str(path), f.metadata, f.infos)
             twice = next((pt for pt in tensors if pt.name in self.tensors), None)
             if twice is not None:
-                raise MalformedPack(f"{path}: tensor {twice.name!r} is also in {self.tensors[twice.name].shard}",
-                                    path=str(path), tensor=twice.name)  # fmt: skip
+                raise MalformedPack(
+                    f"{path}: tensor {twice.name!r} is also in {self.tensors[twice.name].shard}",
+                    path=str(path),
+                    tensor=twice.name,
+                )
         except MalformedPack:
             f.close()
             raise
@@ -256,8 +265,19 @@ class Pack:
         if pt.quant is not None and native_available():  # decode and hash chunk by chunk in C (cache-resident)
             f, scheme = self.files[pt.shard], self.schemes[pt.shard]
             key, period, n, scales, zeros = self._components(pt, f, scheme)
-            hash_decoded(h, f.pread(name + SUFFIXES[0]), scales, zeros, pt.quant.exponent, n, pt.dtype,
-                         pt.quant.bits, scheme.group_size, key, sign_period=period)  # fmt: skip
+            hash_decoded(
+                h,
+                f.pread(name + SUFFIXES[0]),
+                scales,
+                zeros,
+                pt.quant.exponent,
+                n,
+                pt.dtype,
+                pt.quant.bits,
+                scheme.group_size,
+                key,
+                sign_period=period,
+            )
             return Digest(h.hexdigest())
         for block in self.iter_bytes(name):
             h.update(block)

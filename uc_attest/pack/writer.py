@@ -144,8 +144,14 @@ def write_pack(
                 files[source_signature.file] = _keep_signature(signature_file, tmp / source_signature.file)
             if calibration is not None:
                 calibration = replace(calibration, moments=moments_digest_of(entries))
-            manifest = Manifest(scheme=scheme.to_dict(), tensors=entries, files=files, source_files=source_files,
-                                source_signature=source_signature, calibration=calibration)  # fmt: skip
+            manifest = Manifest(
+                scheme=scheme.to_dict(),
+                tensors=entries,
+                files=files,
+                source_files=source_files,
+                source_signature=source_signature,
+                calibration=calibration,
+            )
             atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())
         return PackResult(Path(out_dir), manifest, dev.type)
     finally:

@@ -319,16 +319,33 @@ def calibration(cal: CalibrationPolicy) -> Rule:
         rec = f.claim.calibration
         allowed = " | ".join(cal.methods) if cal.methods else "any method"
         if rec is None:
-            return [Check.of(RuleId.QUANTIZATION_CALIBRATION, False, "the provenance records no calibration",
-                             expected=allowed, actual="none",
-                             hint="pack without --no-calibration (or with --calibration/--calibration-text)")]  # fmt: skip
+            return [
+                Check.of(
+                    RuleId.QUANTIZATION_CALIBRATION,
+                    False,
+                    "the provenance records no calibration",
+                    expected=allowed,
+                    actual="none",
+                    hint="pack without --no-calibration (or with --calibration/--calibration-text)",
+                )
+            ]
         committed = moments_digest_of(f.pack.manifest.tensors)
         if rec.moments != committed:
-            return [Check.of(RuleId.QUANTIZATION_CALIBRATION, False, "the recorded moments digest is not the pack's",
-                             expected=str(rec.moments), actual=str(committed))]  # fmt: skip
+            return [
+                Check.of(
+                    RuleId.QUANTIZATION_CALIBRATION,
+                    False,
+                    "the recorded moments digest is not the pack's",
+                    expected=str(rec.moments),
+                    actual=str(committed),
+                )
+            ]
         ok = not cal.methods or rec.method in cal.methods
-        return [Check.of(RuleId.QUANTIZATION_CALIBRATION, ok, f"{rec.method} ({rec.tool})", expected=allowed,
-                         actual=rec.method)]  # fmt: skip
+        return [
+            Check.of(
+                RuleId.QUANTIZATION_CALIBRATION, ok, f"{rec.method} ({rec.tool})", expected=allowed, actual=rec.method
+            )
+        ]
 
     return rule
 
@@ -342,9 +359,16 @@ def source_signers(source: Source) -> Rule:
         sig = f.claim.source_signature
         allowed = [s.describe() for s in source.signers] + [f"key {k}" for k in source.keys]
         if sig is None:
-            return [Check.of(RuleId.SOURCE_SIGNERS, False, "the provenance records no verified source signature",
-                             expected=" | ".join(allowed), actual="none",
-                             hint="pack with --source-signature (the vendor's model.sig)")]  # fmt: skip
+            return [
+                Check.of(
+                    RuleId.SOURCE_SIGNERS,
+                    False,
+                    "the provenance records no verified source signature",
+                    expected=" | ".join(allowed),
+                    actual="none",
+                    hint="pack with --source-signature (the vendor's model.sig)",
+                )
+            ]
         if sig.method == "key":
             ok, who = sig.identity in source.keys, f"key {sig.identity}"
         else:
@@ -352,9 +376,16 @@ def source_signers(source: Source) -> Rule:
                 any(s.matches(sig.identity, sig.issuer) for s in source.signers),
                 f"{sig.identity} via {sig.issuer}",
             )
-        return [Check.of(RuleId.SOURCE_SIGNERS, ok, f"{sig.model} signed by {who} ({sig.method})",
-                         expected=None if ok else " | ".join(allowed), actual=None if ok else who,
-                         hint=None if ok else "the source model was signed by someone the policy does not allow")]  # fmt: skip
+        return [
+            Check.of(
+                RuleId.SOURCE_SIGNERS,
+                ok,
+                f"{sig.model} signed by {who} ({sig.method})",
+                expected=None if ok else " | ".join(allowed),
+                actual=None if ok else who,
+                hint=None if ok else "the source model was signed by someone the policy does not allow",
+            )
+        ]
 
     return rule
 
@@ -540,10 +571,18 @@ def oms_predicate(release: Release) -> Rule:
         if f.oms is None:
             return []
         ok = OMS_PREDICATE in release.predicate_types
-        return [Check.of(RuleId.RELEASE_PREDICATE_TYPE, ok, "an OpenSSF Model Signing signature of the pack's files",
-                         expected=" | ".join(release.predicate_types), actual=OMS_PREDICATE,
-                         hint=None if ok else "the policy admits OMS signatures when release.predicate_types lists "
-                         f"{OMS_PREDICATE}")]  # fmt: skip
+        return [
+            Check.of(
+                RuleId.RELEASE_PREDICATE_TYPE,
+                ok,
+                "an OpenSSF Model Signing signature of the pack's files",
+                expected=" | ".join(release.predicate_types),
+                actual=OMS_PREDICATE,
+                hint=None
+                if ok
+                else f"the policy admits OMS signatures when release.predicate_types lists {OMS_PREDICATE}",
+            )
+        ]
 
     return rule
 
@@ -553,21 +592,35 @@ def oms_files(f: Facts) -> list[Check]:
     if f.oms is None or f.oms_findings is None:
         return []
     n = len(f.oms.resources)
-    return [Check.of(RuleId.OMS_FILES, not f.oms_findings, f"{n} signed files ({f.oms.serialization.method}, "
-                     f"{f.oms.serialization.hash_type})", findings=list(f.oms_findings),
-                     hint="the pack directory is not the signed one" if f.oms_findings else None)]  # fmt: skip
+    return [
+        Check.of(
+            RuleId.OMS_FILES,
+            not f.oms_findings,
+            f"{n} signed files ({f.oms.serialization.method}, {f.oms.serialization.hash_type})",
+            findings=list(f.oms_findings),
+            hint="the pack directory is not the signed one" if f.oms_findings else None,
+        )
+    ]
 
 
 def oms_rules(policy: Policy | None) -> list[Rule]:
     """An OMS signature of a pack: signer, log, every file (uc-manifest.json included, so the manifest is
     bound) and every tensor against that manifest; with a policy, OMS must be an admitted predicate type."""
-    release = policy.release if policy is not None else Release(require_online_log_check=False,
-                                                                 predicate_types=[OMS_PREDICATE])  # fmt: skip
+    release = (
+        policy.release
+        if policy is not None
+        else Release(require_online_log_check=False, predicate_types=[OMS_PREDICATE])
+    )
     rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
     if release.max_age_days is not None:
         rules.append(max_age(release.max_age_days))
-    return [*rules, oms_predicate(release), oms_files, pack_tensors,
-            rebuild(policy is not None and policy.rebuild.required)]  # fmt: skip
+    return [
+        *rules,
+        oms_predicate(release),
+        oms_files,
+        pack_tensors,
+        rebuild(policy is not None and policy.rebuild.required),
+    ]
 
 
 # -- compiling a policy -----------------------------------------------------------------------------------------

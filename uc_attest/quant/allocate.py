@@ -163,8 +163,12 @@ def allocate_bits(
     changed = sorted((name, bits) for name, bits in chosen.items() if bits != scheme.bits_for(name))
     overrides = tuple((glob.escape(name), bits) for name, bits in changed) + scheme.bits_overrides
     counts = {k: list(chosen.values()).count(k) for k in sorted(set(chosen.values()))}
-    record = (("bpw", f"{used / total_n:.4f}"), ("budget", f"{budget:.3f}"), ("method", METHOD),
-              ("widths", ",".join(f"{k}:{v}" for k, v in counts.items())))  # fmt: skip
+    record = (
+        ("bpw", f"{used / total_n:.4f}"),
+        ("budget", f"{budget:.3f}"),
+        ("method", METHOD),
+        ("widths", ",".join(f"{k}:{v}" for k, v in counts.items())),
+    )
     return replace(scheme, bits_overrides=overrides, allocation=record)
 
 

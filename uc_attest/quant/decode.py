@@ -190,7 +190,18 @@ def hash_decoded(
     chunk_groups = max(chunk_groups, (16 << 20) // (group_size * 4))  # NumPy: larger blocks amortise the calls
     for g0 in range(0, len(scales), chunk_groups):
         g1 = min(len(scales), g0 + chunk_groups)
-        out = decode_rows(flat[g0 * step : g1 * step], scales[None, g0:g1], zeros[None, g0:g1], exponent,
-                          min(n, g1 * group_size) - g0 * group_size, dtype, bits, group_size, sign_key, g0,
-                          sign_period=sign_period, native=False)  # fmt: skip
+        out = decode_rows(
+            flat[g0 * step : g1 * step],
+            scales[None, g0:g1],
+            zeros[None, g0:g1],
+            exponent,
+            min(n, g1 * group_size) - g0 * group_size,
+            dtype,
+            bits,
+            group_size,
+            sign_key,
+            g0,
+            sign_period=sign_period,
+            native=False,
+        )
         hasher.update(out.reshape(-1).view(np.uint8).data)

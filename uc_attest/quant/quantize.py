@@ -158,9 +158,18 @@ def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.T
     """The reconstruction of ``q`` by the host decoder (docs/format.md 3.3), in ``like``'s dtype and shape."""
     from .decode import decode_rows
 
-    out = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent,
-                      math.prod(q.shape), q.dtype, q.bits, group_size, sign_key(name) if q.rotated else None,
-                      sign_period=q.sign_period)  # fmt: skip
+    out = decode_rows(
+        q.codes.numpy(),
+        q.scales.numpy()[None],
+        q.zeros.numpy()[None],
+        q.exponent,
+        math.prod(q.shape),
+        q.dtype,
+        q.bits,
+        group_size,
+        sign_key(name) if q.rotated else None,
+        sign_period=q.sign_period,
+    )
     return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
 
 

@@ -164,9 +164,12 @@ class Scheme:
             need(isinstance(d.get(key), list) and all(isinstance(g, str) for g in d[key]), key, "a list of globs")
         need(isinstance(d.get("id"), str), "id", "a string")
         overrides = d.get("bits_overrides", [])
-        need(isinstance(overrides, list) and all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str)
-                                                 and is_int(o[1]) for o in overrides),
-             "bits_overrides", "a list of [glob, bits]")  # fmt: skip
+        need(
+            isinstance(overrides, list)
+            and all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and is_int(o[1]) for o in overrides),
+            "bits_overrides",
+            "a list of [glob, bits]",
+        )
         allocation = d.get("allocation", {})
         need(isinstance(allocation, dict), "allocation", "an object")
         return cls(

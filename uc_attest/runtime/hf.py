@@ -131,8 +131,9 @@ class UcAttestQuantizer(HfQuantizer):
                 continue
             dt = torch_dtype(e.dtype)
             assert dt is not None
-            weight = PackedWeight(e.name, (e.shape[0], e.shape[1]), dt, e.quant, scheme.rotated,
-                                  scheme.sign_period(e.shape))  # fmt: skip
+            weight = PackedWeight(
+                e.name, (e.shape[0], e.shape[1]), dt, e.quant, scheme.rotated, scheme.sign_period(e.shape)
+            )
             layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=dtype, cache=qc.cache)
             replace_module(model, where.path, layer)
         ignore = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())

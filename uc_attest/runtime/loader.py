@@ -19,8 +19,9 @@ from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import verify
 
 
-def load_verified(pack_dir: Path, anchor: Anchor | None = None, trust: Trust | None = None, *, online: bool = True
-                  ) -> dict[str, Any]:  # fmt: skip
+def load_verified(
+    pack_dir: Path, anchor: Anchor | None = None, trust: Trust | None = None, *, online: bool = True
+) -> dict[str, Any]:
     """Verify, then reconstruct every tensor into a torch state dict; raises VerificationFailed (nothing
     returned) on any finding, UsageError without a trust anchor."""
     import torch

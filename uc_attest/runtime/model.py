@@ -127,8 +127,9 @@ _PlanItem = _Stored | _Packed | _Dense | _Skip
 class _Loader:
     """One load: the plan of where every tensor goes, then one streaming pass per shard."""
 
-    def __init__(self, prep: Prepared, expected: Manifest, device: torch.device, dtype: torch.dtype | None,
-                 cache: bool) -> None:  # fmt: skip
+    def __init__(
+        self, prep: Prepared, expected: Manifest, device: torch.device, dtype: torch.dtype | None, cache: bool
+    ) -> None:
         self.prep, self.expected, self.device, self.cache = prep, expected, device, cache
         self.facts = prep.facts.pack
         self.notes: list[str] = []
@@ -137,8 +138,10 @@ class _Loader:
         origin = str(self.facts.dir / "config.json")
         self.config_dict = read_config(cfg_bytes, origin)
         if QUANTIZATION_CONFIG not in self.config_dict:
-            self.notes.append("pack format 1 (config.json has no quantization_config): served by load_model; "
-                              "transformers' from_pretrained needs a format 2 pack")  # fmt: skip
+            self.notes.append(
+                "pack format 1 (config.json has no quantization_config): served by load_model; "
+                "transformers' from_pretrained needs a format 2 pack"
+            )
         source_dtypes = {e.dtype for e in expected.tensors if e.dtype in ("F32", "F16", "BF16")}
         source = torch_dtype(min(source_dtypes)) if len(source_dtypes) == 1 else torch.float32
         self.dtype = dtype or source or torch.float32
@@ -193,8 +196,15 @@ class _Loader:
                 else:
                     why = "has no module" if where is None else f"is not a Linear weight ({type(module).__name__})"
                     self.notes.append(f"tensor {pt.name} {why}: decoded at load (served dense, not packed)")
-                    dense = PackedWeight(pt.name, _as_2d(pt.shape), self._dt(pt), pt.quant, scheme.rotated,
-                                         scheme.sign_period(pt.shape), device="cpu")  # fmt: skip
+                    dense = PackedWeight(
+                        pt.name,
+                        _as_2d(pt.shape),
+                        self._dt(pt),
+                        pt.quant,
+                        scheme.rotated,
+                        scheme.sign_period(pt.shape),
+                        device="cpu",
+                    )
                     for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
                         targets[pt.name + suffix] = _Dense(pt, dense, buf, where, suffix == SUFFIXES[-1])
                 if pt.quant.moments:
@@ -208,8 +218,15 @@ class _Loader:
 
     def _packed_linear(self, pt: PackedTensor, scheme: Scheme, where: Target) -> PackedLinear:
         assert pt.quant is not None and isinstance(where.module, torch.nn.Linear)
-        weight = PackedWeight(pt.name, (pt.shape[0], pt.shape[1]), self._dt(pt), pt.quant, scheme.rotated,
-                              scheme.sign_period(pt.shape), device="cpu")  # fmt: skip
+        weight = PackedWeight(
+            pt.name,
+            (pt.shape[0], pt.shape[1]),
+            self._dt(pt),
+            pt.quant,
+            scheme.rotated,
+            scheme.sign_period(pt.shape),
+            device="cpu",
+        )
         layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=self.dtype, cache=self.cache)
         replace_module(self.model, where.path, layer)
         return layer

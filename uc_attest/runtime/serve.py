@@ -110,9 +110,11 @@ def generate_with(
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(  # type: ignore[operator]
-            ids.to(device), attention_mask=torch.ones_like(ids).to(device), max_new_tokens=max_new_tokens,
+            ids.to(device),
+            attention_mask=torch.ones_like(ids).to(device),
+            max_new_tokens=max_new_tokens,
             do_sample=False,
-        )  # fmt: skip
+        )
     secs = time.perf_counter() - t0
     new = out[0, ids.shape[1] :].tolist()
     output: dict[str, Any] = {"prompt_ids": ids[0].tolist(), "new_ids": new}

@@ -121,9 +121,16 @@ def attest_pack(
         atomic_write_bytes(oms_path, signed[1].json.encode())
     byproduct = statement["predicate"]["runDetails"]["byproducts"][0]
     return AttestResult(
-        out, facts.root, signed[0].log_index, signed[0].statement_bytes, "content" in byproduct, signed[0].identity,
-        oms_path, signed[1].log_index if oms else None, signed[1].statement_bytes if oms else 0,
-    )  # fmt: skip
+        out,
+        facts.root,
+        signed[0].log_index,
+        signed[0].statement_bytes,
+        "content" in byproduct,
+        signed[0].identity,
+        oms_path,
+        signed[1].log_index if oms else None,
+        signed[1].statement_bytes if oms else 0,
+    )
 
 
 @dataclass(frozen=True)

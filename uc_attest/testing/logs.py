@@ -19,8 +19,9 @@ from cryptography.x509.oid import NameOID
 OID_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 
 
-def self_signed_cert(key: ec.EllipticCurvePrivateKey, identity: str = "synthetic@example.com",
-                     issuer: str = "https://issuer.example") -> bytes:  # fmt: skip
+def self_signed_cert(
+    key: ec.EllipticCurvePrivateKey, identity: str = "synthetic@example.com", issuer: str = "https://issuer.example"
+) -> bytes:
     """DER of a self-signed certificate for ``key`` naming ``identity`` (SAN) and ``issuer`` (v2 extension)."""
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "synthetic")])
@@ -48,9 +49,15 @@ def hashedrekord_requests(n: int, identity: str = "synthetic@example.com", seed:
     for i in range(n):
         digest = hashlib.sha256(f"{seed}:{i}".encode()).digest()
         sig = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # the artifact's signature, as Rekor checks
-        out.append({"hashedRekordRequestV002": {
-            "digest": base64.b64encode(digest).decode(),
-            "signature": {"content": base64.b64encode(sig).decode(),
-                          "verifier": {"keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                                       "x509Certificate": {"rawBytes": cert}}}}})  # fmt: skip
+        out.append(
+            {
+                "hashedRekordRequestV002": {
+                    "digest": base64.b64encode(digest).decode(),
+                    "signature": {
+                        "content": base64.b64encode(sig).decode(),
+                        "verifier": {"keyDetails": "PKIX_ECDSA_P256_SHA_256", "x509Certificate": {"rawBytes": cert}},
+                    },
+                }
+            }
+        )
     return out

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CONFORMANCE_IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
-                        "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")  # fmt: skip
+CONFORMANCE_IDENTITY = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
+    "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
 CONFORMANCE_ISSUER = "https://token.actions.githubusercontent.com"
 PROD = "sigstore-python/sigstore/_store/https%3A%2F%2Ftuf-repo-cdn.sigstore.dev/trusted_root.json"
 STAGING = "sigstore-python/sigstore/_store/https%3A%2F%2Ftuf-repo-cdn.sigstage.dev/trusted_root.json"
@@ -69,10 +71,18 @@ _SIGSTORE_PYTHON = [  # (asset, artifact file or digest or None = the bundle's m
     ("bundle_v3_alt.txt.sigstore", "bundle_v3_alt.txt", STAGING, True),
     ("integration/bundle_v3.txt.sigstore", "integration/bundle_v3.txt", STAGING, True),
     ("staging-rekor-v2.txt.sigstore.json", "staging-rekor-v2.txt", STAGING, True),
-    ("a.dsse.staging-rekor-v2.txt.sigstore.json",
-     "sha256:a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf", STAGING, True),
-    ("bundle_v3_github.whl.sigstore", "sha256:c4e92e9ecc828bef2aa7dba1de8ac983511f7532a0df11c770d39099a25cf201",
-     PROD, True),
+    (
+        "a.dsse.staging-rekor-v2.txt.sigstore.json",
+        "sha256:a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf",
+        STAGING,
+        True,
+    ),
+    (
+        "bundle_v3_github.whl.sigstore",
+        "sha256:c4e92e9ecc828bef2aa7dba1de8ac983511f7532a0df11c770d39099a25cf201",
+        PROD,
+        True,
+    ),
     ("integration/Python-3.12.5.tgz.sigstore", None, PROD, True),
     ("bundle_cve_2022_36056.txt.sigstore", "bundle_cve_2022_36056.txt", STAGING, False),
     ("bundle_invalid_version.txt.sigstore", "bundle_invalid_version.txt", STAGING, False),
@@ -83,7 +93,7 @@ _SIGSTORE_PYTHON = [  # (asset, artifact file or digest or None = the bundle's m
     ("tsa/bundle.duplicate.sigstore", "tsa/bundle.txt", STAGING, False),
     ("tsa/bundle.many_timestamp.sigstore", "tsa/bundle.txt", STAGING, False),
     ("tsa/bundle.txt.late_timestamp.sigstore", "tsa/bundle.txt", STAGING, False),
-]  # fmt: skip
+]
 
 
 def sigstore_python(shared: Path) -> list[Vector]:

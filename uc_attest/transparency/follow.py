@@ -109,8 +109,10 @@ class FollowResult:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.new_entries} new entries verified, {self.indexed} indexed; {self.requests} requests, "
-                f"{self.bytes} bytes, {self.seconds:.2f} s")  # fmt: skip
+        return (
+            f"{self.new_entries} new entries verified, {self.indexed} indexed; {self.requests} requests, "
+            f"{self.bytes} bytes, {self.seconds:.2f} s"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         def cp(c: TileCheckpoint | None) -> dict[str, Any] | None:

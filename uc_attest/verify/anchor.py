@@ -60,11 +60,20 @@ class Anchor:
     cert_chain: Path | None = None
 
     @classmethod
-    def policy(cls, path: Path | str, validations: list[Path] | tuple[Path, ...] | None = None, *,
-               bundle: Path | str | None = None) -> Anchor:  # fmt: skip
+    def policy(
+        cls,
+        path: Path | str,
+        validations: list[Path] | tuple[Path, ...] | None = None,
+        *,
+        bundle: Path | str | None = None,
+    ) -> Anchor:
         """A policy file; ``bundle``: the release bundle when it is not beside the pack (<pack>.sigstore.json)."""
-        return cls(AnchorKind.POLICY, policy_file=Path(path), bundle=None if bundle is None else Path(bundle),
-                   validations=None if validations is None else tuple(map(Path, validations)))  # fmt: skip
+        return cls(
+            AnchorKind.POLICY,
+            policy_file=Path(path),
+            bundle=None if bundle is None else Path(bundle),
+            validations=None if validations is None else tuple(map(Path, validations)),
+        )
 
     @classmethod
     def signed_by(cls, identity: str, issuer: str | None = None, *, bundle: Path | str | None = None) -> Anchor:
@@ -84,20 +93,28 @@ class Anchor:
     def oms_signed_by(cls, signature: Path | str, identity: str, issuer: str | None = None) -> Anchor:
         if not identity:
             raise UsageError("--oms-signature needs --identity and --issuer (or --key, or --cert-chain)")
-        return cls(AnchorKind.OMS, bundle=Path(signature), identity=identity, issuer=issuer,
-                   oms_method=OmsMethod.SIGSTORE)  # fmt: skip
+        return cls(
+            AnchorKind.OMS, bundle=Path(signature), identity=identity, issuer=issuer, oms_method=OmsMethod.SIGSTORE
+        )
 
     @classmethod
     def oms_key(cls, signature: Path | str, key: Path | str) -> Anchor:
         return cls(AnchorKind.OMS, bundle=Path(signature), key=Path(key), oms_method=OmsMethod.KEY)
 
     @classmethod
-    def oms_certificate(cls, signature: Path | str, cert_chain: Path | str, identity: str | None = None,
-                        issuer: str | None = None) -> Anchor:  # fmt: skip
+    def oms_certificate(
+        cls, signature: Path | str, cert_chain: Path | str, identity: str | None = None, issuer: str | None = None
+    ) -> Anchor:
         if bool(identity) != bool(issuer):
             raise UsageError("with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)")
-        return cls(AnchorKind.OMS, bundle=Path(signature), cert_chain=Path(cert_chain), identity=identity,
-                   issuer=issuer, oms_method=OmsMethod.CERTIFICATE)  # fmt: skip
+        return cls(
+            AnchorKind.OMS,
+            bundle=Path(signature),
+            cert_chain=Path(cert_chain),
+            identity=identity,
+            issuer=issuer,
+            oms_method=OmsMethod.CERTIFICATE,
+        )
 
     @property
     def signed(self) -> bool:

@@ -72,11 +72,21 @@ def _online_tiles(facts: Facts, log: TileLogKey) -> OnlineLog:
         if latest.size < seen.size:
             return OnlineLog("misbehaved", f"rollback: the log is at size {latest.size}, the bundle saw {seen.size}")
         tree = TileTree(client, latest.size)
-        merkle.verify_consistency(seen.size, latest.size, seen.root, latest.root,
-                                  merkle.consistency_path(tree.hash_range, seen.size, latest.size)) if seen.size else None  # fmt: skip
+        merkle.verify_consistency(
+            seen.size,
+            latest.size,
+            seen.root,
+            latest.root,
+            merkle.consistency_path(tree.hash_range, seen.size, latest.size),
+        ) if seen.size else None
         leaf = merkle.leaf_hash(proof.canonical_body)
-        merkle.verify_inclusion(proof.index, latest.size, leaf,
-                                merkle.inclusion_path(tree.hash_range, proof.index, latest.size), latest.root)  # fmt: skip
+        merkle.verify_inclusion(
+            proof.index,
+            latest.size,
+            leaf,
+            merkle.inclusion_path(tree.hash_range, proof.index, latest.size),
+            latest.root,
+        )
         body = client.entries(proof.index // WIDTH, latest.size)[proof.index % WIDTH]
     except LogUnreachable as exc:
         return OnlineLog("unreachable", f"log unreachable, entry not re-fetched ({exc.message})")
@@ -144,8 +154,9 @@ def expected_manifest(facts: Facts, manifest: Path | None = None) -> Expected | 
 def tensors(facts: Facts, expected: Expected, *, workers: int | None = None, progress: Progress | None = None) -> None:
     """Reconstruct and match every tensor (and file) against the expected manifest."""
     try:
-        facts.pack_check = check_pack(facts.pack, expected.manifest, expected.source, workers=workers,
-                                      progress=progress)  # fmt: skip
+        facts.pack_check = check_pack(
+            facts.pack, expected.manifest, expected.source, workers=workers, progress=progress
+        )
     except (MalformedPack, InvalidInput) as exc:
         facts.pack_error = exc.message
 
