@@ -325,3 +325,24 @@ def test_a_fifo_in_an_oms_signed_model_is_named_not_skipped(world: dict[str, Any
     os.mkfifo(model / "extra.bin")
     r = cli("verify", model, "--oms-signature", oms, "--identity", RELEASE, "--instance", world["inst"].dir)
     assert_clean_error(r, 3, "extra.bin", "FIFO")
+
+
+def test_reconstruct_refuses_a_manifest_file_name_that_leaves_the_output(world: dict[str, Any], tmp_path: Path) -> None:
+    """A kept manifest naming ``../escape.txt`` must never make reconstruct write outside its output directory."""
+    doc = json.loads(world["kept"].read_text())
+    doc["files"]["../escape.txt"] = doc["files"]["config.json"]
+    kept = tmp_path / "kept.json"
+    kept.write_text(json.dumps(doc))
+    r = cli("reconstruct", world["pack"], "-o", tmp_path / "out" / "model", "--manifest", kept, "--json")
+    assert r.returncode in (1, 3) and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "out" / "escape.txt").exists() and not (tmp_path / "out" / "model").exists()
+
+
+def test_an_oversized_calibration_text_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from uc_attest.calibration.corpus import MAX_TEXT_BYTES, read_text_file
+
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as fh:  # sparse: no disk used
+        fh.truncate(MAX_TEXT_BYTES + 1)
+    with pytest.raises(uc.InvalidInput, match="larger than"):
+        read_text_file(big)
