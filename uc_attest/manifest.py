@@ -15,6 +15,7 @@ from typing import Any
 
 from .core import merkle
 from .core.digest import Digest, canonical_json
+from .core.fsutil import is_safe_relative
 from .errors import Finding, MalformedPack, UsageError
 from .quant.records import QuantRecord
 from .quant.scheme import Scheme
@@ -102,6 +103,8 @@ class SourceSignature:
             bad = bad or next((k for k in ("sha256", "root") if not _is_digest(d.get(k))), None)
             if bad is None and t is not None and (not isinstance(t, int) or isinstance(t, bool)):
                 bad = "signed_at"
+            if bad is None and not is_safe_relative(d["file"]):  # a file kept in the pack, never outside it
+                bad = "file"
             bad = bad and f"source_signature.{bad}"
         if bad is not None:
             raise MalformedPack(f"{origin}: manifest field {bad} is missing or invalid", path=origin, field=bad)
@@ -235,6 +238,13 @@ class Manifest:
         def digests(key: str) -> dict[str, Digest]:
             val = obj.get(key, {})
             need(isinstance(val, dict), key)
+            unsafe = next((k for k in val if not is_safe_relative(k)), None)
+            if unsafe is not None:  # a name that would leave the directory it is joined to
+                raise MalformedPack(
+                    f"{origin}: manifest field {key} names an unsafe file {unsafe!r} (absolute, '..' or empty parts)",
+                    path=origin,
+                    field=key,
+                )
             bad = next((k for k, v in val.items() if not _is_digest(v)), None)
             if bad is not None:
                 raise MalformedPack(
@@ -250,6 +260,7 @@ class Manifest:
             need(isinstance(t.get("shape"), list) and all(_is_dim(d) for d in t["shape"]), f"{where}.shape")
             need(t["name"] not in seen, f"{where}.name (duplicate {t['name']!r})")
             need(isinstance(t.get("file", ""), str), f"{where}.file")
+            need(t.get("file", "") == "" or is_safe_relative(t["file"]), f"{where}.file (unsafe file name)")
             seen.add(t["name"])
             try:
                 quant = None if t.get("quant") is None else QuantRecord.from_manifest(t["quant"])

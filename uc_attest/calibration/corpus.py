@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInput
+from ..core.fsutil import open_regular_fd
+from ..errors import InvalidInput, OperationalError
 
 #: Modules whose docstrings are the project's development (evaluation) set (benchmarks/fidelity.py); their
 #: sentences are kept out of the default calibration text.
@@ -179,14 +180,23 @@ def read_text_file(path: Path) -> TextFile:
     binary or not UTF-8."""
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
-            raise InvalidInput(f"{path}: calibration text must be a regular file", path=str(path))
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_TEXT_BYTES + 1)
+        # One open, checked on the descriptor: a FIFO (which would block) or a device (which would never end) is
+        # refused whenever it was put at the path; a symlink to a regular file is followed (datasets are linked).
+        fd = open_regular_fd(path, follow=True)
+    except OperationalError as exc:  # not readable as given (permissions...): the input is unusable
+        raise InvalidInput(f"{exc.message} (calibration text)", path=str(path)) from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read calibration text: {exc.strerror or exc}", path=str(path)) from None
+    too_large = InvalidInput(f"{path}: calibration text is larger than {MAX_TEXT_BYTES >> 20} MiB", path=str(path))
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > MAX_TEXT_BYTES:
+                raise too_large  # before reading any of it
+            raw = fh.read(MAX_TEXT_BYTES + 1)  # at most one byte past the limit, even if the file grew since
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read calibration text: {exc.strerror or exc}", path=str(path)) from None
     if len(raw) > MAX_TEXT_BYTES:
-        raise InvalidInput(f"{path}: calibration text is larger than {MAX_TEXT_BYTES >> 20} MiB", path=str(path))
+        raise too_large
     if b"\x00" in raw:
         raise InvalidInput(f"{path}: calibration text is binary (NUL bytes), not UTF-8 text", path=str(path))
     try:

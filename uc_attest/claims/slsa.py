@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.digest import Digest, canonical_json
+from ..core.fsutil import is_safe_relative
 from ..errors import MalformedBundle, MalformedPack
 from ..manifest import CalibrationRecord, Manifest, SourceSignature
 from .statement import STATEMENT_TYPE, Statement, validate
@@ -213,6 +214,7 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
         if sub.name == RECONSTRUCTION_NAME:
             root = sub.digest.get(ROOT_ALG)
         elif "sha256" in sub.digest:
+            need(is_safe_relative(sub.name), f"subject {sub.name!r} (an unsafe file name)")
             files[sub.name] = _digest(sub.digest["sha256"], f"subject {sub.name}")
     need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
     pred = statement.predicate
@@ -246,6 +248,7 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
     for d in deps:
         if OMS_ANNOTATION not in _obj(d.get("annotations"), "resolvedDependencies[].annotations"):
             where = f"resolvedDependencies {d.get('name')!r}"
+            need(is_safe_relative(str(d.get("name", ""))), f"{where} (an unsafe file name)")
             resolved[str(d.get("name", ""))] = _digest(_obj(d.get("digest"), where).get("sha256", ""), where)
     return ReleaseClaim(
         statement=statement,

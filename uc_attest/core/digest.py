@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1 << 22
@@ -42,13 +42,19 @@ class Digest:
         return f"sha256:{self.hex}"
 
 
-def sha256_file(path: Path) -> Digest:
-    """Stream a file through SHA-256 (hashlib releases the GIL on large chunks)."""
+def sha256_stream(f: BinaryIO) -> Digest:
+    """Stream an open binary file through SHA-256 (hashlib releases the GIL on large chunks)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
     return Digest(h.hexdigest())
+
+
+def sha256_file(path: Path) -> Digest:
+    """Stream a file through SHA-256 (a path the caller chose, not one read from a document: see
+    ``core.fsutil.inside``)."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)
 
 
 def _jcs(value: Any, out: list[str]) -> None:

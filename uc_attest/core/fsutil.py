@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from ..errors import OperationalError, UsageError
+from ..errors import InvalidInput, OperationalError, UsageError
 
 
 def _umask() -> int:
@@ -51,6 +54,11 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path
     On any exception the temporary directory is removed and ``target`` is untouched.
     """
     target = target.absolute()
+    if target.is_symlink():  # dangling or not: the directory would be made elsewhere, or a link replaced
+        dest = target.readlink()
+        raise UsageError(
+            f"{target}: is a symbolic link (to {dest}); give an output path that is not a link", path=str(target)
+        )
     if target.exists() and not overwrite:
         raise UsageError(f"{target}: output already exists (use --force to replace it)", path=str(target))
     try:
@@ -83,6 +91,50 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path
 
 def is_safe_relative(rel: str) -> bool:
     """A relative POSIX path that stays inside the directory it is joined to (no '..', not absolute, no NUL)."""
-    if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
         return False
     return all(part not in ("", ".", "..") for part in rel.split("/"))
+
+
+def inside(base: Path, rel: str) -> Path:
+    """``base/rel`` for a file name read from an untrusted document (a manifest, a statement, an index): the one
+    rule for every such path. ``rel`` must be a canonical relative POSIX path, and the path with every symlink
+    resolved must stay inside ``base`` (itself resolved); InvalidInput naming it otherwise. Open the result
+    with :func:`open_regular`, which refuses a final symlink, a FIFO or a device."""
+    if not is_safe_relative(rel):
+        raise InvalidInput(f"{rel!r}: unsafe file name (absolute, '..', empty or odd components)", path=str(rel))
+    root = Path(os.path.realpath(base))
+    path = Path(os.path.realpath(root / rel))
+    if path != root and root not in path.parents:
+        raise InvalidInput(f"{rel!r}: leaves {base} through a symbolic link", path=str(rel))
+    return root / rel
+
+
+def open_regular_fd(path: Path, *, follow: bool = False) -> int:
+    """A descriptor open for reading on ``path``, only if it is a regular file, checked on the opened
+    descriptor (a file swapped after a check is still checked): never blocking on a FIFO, never a device, and
+    without ``follow`` never a final symlink. FileNotFoundError when it does not exist; InvalidInput naming it
+    when it is not a regular file."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:  # a file where the path names a directory: no such file
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
+        if exc.errno == errno.ELOOP:
+            raise InvalidInput(f"{path}: not a regular file (a symbolic link)", path=str(path)) from None
+        raise OperationalError(f"{path}: cannot open: {exc.strerror}", path=str(path)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+        raise InvalidInput(f"{path}: not a regular file ({kind})", path=str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def open_regular(path: Path, *, follow: bool = False) -> BinaryIO:
+    """:func:`open_regular_fd` as a binary file object."""
+    return os.fdopen(open_regular_fd(path, follow=follow), "rb")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 from ..errors import MalformedSafetensors, OperationalError
+from .fsutil import open_regular_fd
 
 if TYPE_CHECKING:  # torch is imported lazily: reading and verifying packs must not need it
     import torch
@@ -257,7 +258,7 @@ class SafetensorsFile:
         self.path = Path(path)
         spath = str(path)
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = open_regular_fd(self.path, follow=True)  # a FIFO or device is refused, never waited on
         except OSError as exc:
             raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
         try:
@@ -359,7 +360,7 @@ class StreamedFile:
         self.path = Path(path)
         spath = str(path)
         try:
-            self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by finish()/close()
+            self._f = os.fdopen(open_regular_fd(self.path, follow=True), "rb", buffering=0)  # closed by finish/close
         except OSError as exc:
             raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
         try:

@@ -18,6 +18,7 @@ from typing import Any
 from ..claims.oms import OMS_PREDICATE, OmsClaim, diff, parse_oms, scan
 from ..claims.statement import Statement
 from ..core.digest import Digest
+from ..core.fsutil import inside
 from ..errors import Finding, InvalidInput, SignatureInvalid, VerificationFailed
 from ..manifest import SourceSignature
 from ..signing.trust import Trust
@@ -299,7 +300,7 @@ def source_gate(
 def kept_log_index(pack_dir: Path, record: SourceSignature) -> int | None:
     """The transparency-log index the kept source signature's bundle carries (None if it has no entry)."""
     try:
-        _raw, doc = read_bundle(Path(pack_dir) / record.file)
+        _raw, doc = read_bundle(inside(Path(pack_dir), record.file))
         return int(doc["verificationMaterial"]["tlogEntries"][0]["logIndex"])
     except (InvalidInput, KeyError, IndexError, TypeError, ValueError):
         return None
@@ -328,9 +329,9 @@ def verify_kept_source_signature(
     """The source signature a pack keeps, checked again without the source: the file is the recorded one, its
     bundle verifies for the recorded signer (sigstore method, under ``trust``), and it signs the recorded model
     root and exactly the source files the manifest lists (files/sha256 method)."""
-    path = Path(pack_dir) / record.file
     notes: tuple[str, ...] = ()
     try:
+        path = inside(Path(pack_dir), record.file)
         raw, doc = read_bundle(path)
     except InvalidInput as exc:
         return KeptSignatureCheck((exc.message,))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import canonical_json, sha256_file
-from ..core.fsutil import atomic_output_dir, atomic_write_bytes
+from ..core.fsutil import atomic_output_dir, atomic_write_bytes, inside
 from ..errors import InvalidInput, RegistryMisbehaved
 from ..manifest import Manifest
 from ..pack.layout import MANIFEST_NAME
@@ -214,7 +214,7 @@ def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: boo
     with atomic_output_dir(out, overwrite=force) as tmp:
         bundles = _referrer_bundles(reg, digest, out)
         for rel, layer in files:
-            dst = tmp / rel
+            dst = inside(tmp, rel)  # a layer title: checked by pack_layers, joined by the one rule
             dst.parent.mkdir(parents=True, exist_ok=True)
             with open(dst, "wb") as fh:
                 fh.writelines(reg.blob_chunks(layer, f"layer {rel}"))

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ..core.fsutil import atomic_output_dir, is_safe_relative
+from ..core.fsutil import atomic_output_dir, inside, is_safe_relative
 from ..core.stfile import encode_header
 from ..errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
 from ..manifest import Manifest, TensorEntry
@@ -111,7 +111,7 @@ def _copy_files(facts: PackFacts, expected: Manifest, tmp: Path) -> list[Finding
         if got != want:
             findings.append(Finding(rel, "file digest differs", str(want), str(got)))
             continue
-        out = tmp / rel
+        out = inside(tmp, rel)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(_plain_config(data) if rel == CONFIG_NAME else data)
     return findings

@@ -11,19 +11,30 @@ import threading
 from functools import cached_property
 from pathlib import Path
 
-from ..core.digest import Digest, sha256_file
-from ..errors import MalformedPack, OperationalError
+from ..core.digest import Digest, sha256_stream
+from ..core.fsutil import inside, is_safe_relative, open_regular
+from ..errors import InvalidInput, MalformedPack, OperationalError
 from ..manifest import Manifest
 from .layout import MANIFEST_NAME
 
+#: The most a pack file read whole (config, tokenizer, generation config) may hold.
+READ_LIMIT = 256 << 20
+
 
 def read_manifest_bytes(path: Path) -> bytes:
+    """A manifest file's bytes (a regular file of at most READ_LIMIT bytes)."""
     try:
-        return Path(path).read_bytes()
+        with open_regular(Path(path)) as f:
+            data = f.read(READ_LIMIT + 1)
     except FileNotFoundError:
         raise MalformedPack(f"{path}: manifest not found", path=str(path)) from None
+    except InvalidInput as exc:
+        raise MalformedPack(f"{exc.message} (the manifest)", path=str(path)) from None
     except OSError as exc:
         raise MalformedPack(f"{path}: cannot read manifest: {exc.strerror}", path=str(path)) from None
+    if len(data) > READ_LIMIT:
+        raise MalformedPack(f"{path}: manifest larger than {READ_LIMIT >> 20} MiB", path=str(path))
+    return data
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -57,16 +68,30 @@ class PackFacts:
     def root(self) -> Digest:
         return self.manifest.root
 
+    def path_of(self, rel: str) -> Path:
+        """The path of a file a document names (a manifest, a statement), by the one rule for such names
+        (``core.fsutil.inside``): MalformedPack naming it when the name itself is unsafe; InvalidInput when a
+        symlink on the way leaves the pack."""
+        if not is_safe_relative(rel):
+            raise MalformedPack(f"{self.dir}: {rel!r}: unsafe file name (absolute, '..' or empty parts)", path=str(rel))
+        return inside(self.dir, rel)
+
     def file_digest(self, rel: str) -> Digest | None:
-        """SHA-256 of the file at ``rel`` (None if it is not a regular file in the pack), hashed once."""
+        """SHA-256 of the file at ``rel`` (None if it is not a regular file inside the pack: missing, a symlink,
+        a FIFO or a device), hashed once; MalformedPack for a name that is not a safe relative path."""
         with self._guard:
             if rel in self._digests:
                 return self._digests[rel]
             lock = self._locks.setdefault(rel, threading.Lock())
         with lock:
             if rel not in self._digests:
-                p = self.dir / rel
-                self._digests[rel] = sha256_file(p) if p.is_file() and not p.is_symlink() else None
+                try:
+                    with open_regular(self.path_of(rel)) as f:
+                        self._digests[rel] = sha256_stream(f)
+                except MalformedPack:  # an unsafe name: the document naming it is malformed
+                    raise
+                except (FileNotFoundError, InvalidInput):
+                    self._digests[rel] = None
             return self._digests[rel]
 
     def record(self, rel: str, digest: Digest) -> None:
@@ -80,11 +105,17 @@ class PackFacts:
             self._digests[rel] = digest
 
     def read_file(self, rel: str) -> bytes:
-        """A small file's bytes, hashed and recorded: use these bytes, never re-read the file."""
+        """A small file's bytes (at most READ_LIMIT), hashed and recorded: use these bytes, never re-read it."""
         p = self.dir / rel
-        if not p.is_file() or p.is_symlink():
-            raise MalformedPack(f"{p}: missing from the pack", path=str(p))
-        data = p.read_bytes()
+        try:
+            with open_regular(self.path_of(rel)) as f:
+                data = f.read(READ_LIMIT + 1)
+        except MalformedPack:
+            raise
+        except (FileNotFoundError, InvalidInput):
+            raise MalformedPack(f"{p}: missing from the pack (or not a regular file)", path=str(p)) from None
+        if len(data) > READ_LIMIT:
+            raise MalformedPack(f"{p}: larger than {READ_LIMIT >> 20} MiB, not read into memory", path=str(p))
         self.record(rel, Digest.of_bytes(data))
         return data
 

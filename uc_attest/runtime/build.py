@@ -24,9 +24,9 @@ def read_config(data: bytes, origin: str) -> dict[str, Any]:
     try:
         cfg = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"{origin}: config.json is not JSON", path=origin) from None
+        raise InvalidInput(f"{origin}: not JSON", path=origin) from None
     if not isinstance(cfg, dict):
-        raise InvalidInput(f"{origin}: config.json is not a JSON object", path=origin)
+        raise InvalidInput(f"{origin}: not a JSON object", path=origin)
     return cfg
 
 

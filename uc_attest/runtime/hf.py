@@ -27,7 +27,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from ..core.digest import Digest
 from ..core.stfile import torch_dtype
-from ..errors import Finding, UsageError, VerificationFailed
+from ..errors import Finding, MalformedPack, UsageError, VerificationFailed
 from ..pack.check import check_files
 from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
@@ -145,6 +145,7 @@ class UcAttestQuantizer(HfQuantizer):
         assert prep is not None
         manifest = prep.expected.manifest if prep.expected else None
         assert manifest is not None
+        _verified_generation_config(model, prep, manifest)  # before check_files: its bytes are judged there
         findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
         verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)
         findings += verdict.failures()
@@ -189,6 +190,29 @@ def _same_config(model: Any, prep: Prepared) -> None:
                 )
             ]
         )
+
+
+GENERATION_CONFIG = "generation_config.json"
+
+
+def _verified_generation_config(model: Any, prep: Prepared, manifest: Any) -> None:
+    """transformers read generation_config.json by path before uc-attest could check it (a ``sequence_bias`` in
+    it changes what the model says): the served generation config is built again from the bytes hashed here,
+    which ``check_files`` then matches with the manifest — or from the verified model config when the pack
+    lists none."""
+    if not hasattr(model, "generation_config"):
+        return
+    from transformers import GenerationConfig
+
+    if GENERATION_CONFIG not in manifest.files:
+        model.generation_config = GenerationConfig.from_model_config(model.config)
+        return
+    origin = str(prep.facts.pack.dir / GENERATION_CONFIG)
+    try:
+        data = prep.facts.pack.read_file(GENERATION_CONFIG)
+    except MalformedPack:
+        return  # missing: check_files names it
+    model.generation_config = GenerationConfig.from_dict(read_config(data, origin))
 
 
 def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:

@@ -160,8 +160,9 @@ class _Loader:
         streams: list[tuple[str, StreamedFile, Scheme, list[PackedTensor]]] = []
         try:
             for rel in shards:  # headers first (read once, hashed as part of the stream)
-                stream = StreamedFile(self.facts.dir / rel)
-                scheme, tensors = parse_shard_header(str(self.facts.dir / rel), stream.metadata, stream.infos)
+                path = self.facts.path_of(rel)  # a name from the manifest: inside the pack or refused
+                stream = StreamedFile(path)
+                scheme, tensors = parse_shard_header(str(path), stream.metadata, stream.infos)
                 streams.append((rel, stream, scheme, tensors))
             targets = self._plan(streams)
             for rel, stream, _scheme, _tensors in streams:

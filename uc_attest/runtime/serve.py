@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..core.fsutil import is_safe_relative
+from ..core.fsutil import inside, is_safe_relative
 from ..errors import InvalidInput, UsageError
 from ..signing.trust import Trust
 from ..verify.anchor import Anchor
@@ -64,7 +64,7 @@ def _tokenizer(model: torch.nn.Module, pack_dir: Path) -> Any:
         for rel, data in files.items():
             if not is_safe_relative(rel):
                 continue
-            out = Path(tmp) / rel
+            out = inside(Path(tmp), rel)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
         try:

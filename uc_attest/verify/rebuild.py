@@ -11,8 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..core.digest import Digest, sha256_file
-from ..errors import Finding, UcAttestError
+from ..core.digest import Digest, sha256_stream
+from ..core.fsutil import inside, is_safe_relative, open_regular
+from ..errors import Finding, InvalidInput, UcAttestError
 from ..manifest import Manifest, diff_tensors
 from ..pack.layout import CONFIG_NAME
 from ..pack.reader import Pack
@@ -27,12 +28,24 @@ def _source_findings(source_dir: Path, expected: Manifest, resolved: dict[str, D
         if want.get(name, d) != d:
             out.append(Finding(name, "manifest and statement disagree on this source file", str(d), str(want[name])))
     for rel, d in sorted(want.items()):
-        p = source_dir / rel
-        got = sha256_file(p) if p.is_file() else None
+        got = _source_digest(source_dir, rel)
         if got != d:
             problem = "source file differs from the recorded one" if got else "source file missing"
             out.append(Finding(f"source:{rel}", problem, str(d), str(got) if got else None))
     return out
+
+
+def _source_digest(source_dir: Path, rel: str) -> Digest | None:
+    """A recorded source file's digest (None: missing or not a regular file). The name comes from the manifest:
+    a canonical relative path (``core.fsutil.is_safe_relative``); symlinks are the source's own (a Hugging
+    Face cache links its snapshots to blobs), the file they reach must be a regular one."""
+    if not is_safe_relative(rel):
+        return None
+    try:
+        with open_regular(source_dir / rel, follow=True) as f:
+            return sha256_stream(f)
+    except (FileNotFoundError, InvalidInput):
+        return None
 
 
 def _unrecorded(source_dir: Path, expected: Manifest) -> tuple[str, ...]:
@@ -66,7 +79,8 @@ def rebuild(
             # a pack whose config.json is the source's, byte for byte, was written as format 1
             fmt = 1 if expected.files.get(CONFIG_NAME) == expected.source_files.get(CONFIG_NAME) else 2
             sig = expected.source_signature
-            if sig is not None and not (Path(pack_dir) / sig.file).is_file():
+            kept = None if sig is None else inside(Path(pack_dir), sig.file)
+            if sig is not None and (kept is None or not kept.is_file()):
                 raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
             rebuilt = write_pack(
                 source_dir,
@@ -76,7 +90,7 @@ def rebuild(
                 moments=moments,
                 pack_format=fmt,
                 source_signature=sig,
-                signature_file=None if sig is None else Path(pack_dir) / sig.file,
+                signature_file=kept,
                 skip_files=_unrecorded(source_dir, expected),
                 calibration=expected.calibration,
             )

@@ -1,0 +1,129 @@
+"""One rule for every file name read from an untrusted document (a manifest, a statement, an index, a layer
+title): ``core.fsutil.inside`` joins it only when it stays inside its directory, and ``open_regular`` opens
+only a regular file (no FIFO to hang on, no device, no final symlink), checked on the opened descriptor."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from uc_attest.core.fsutil import inside, is_safe_relative, open_regular
+from uc_attest.errors import InvalidInput
+from uc_attest.pack.facts import PackFacts
+
+PKG = Path(__file__).resolve().parents[2] / "uc_attest"
+EXAMPLES = int(os.environ.get("UC_FUZZ_EXAMPLES", "200"))
+
+HOSTILE = ["/etc/hostname", "../../etc/passwd", "a/../../x", "..", ".", "", "a//b", "a\\b", "x\x00y", "./a", "a/"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_name_that_leaves_the_directory_is_refused(tmp_path: Path, name: str) -> None:
+    assert not is_safe_relative(name)
+    with pytest.raises(InvalidInput, match="unsafe file name"):
+        inside(tmp_path, name)
+
+
+def test_a_symlink_out_of_the_directory_is_refused_after_resolving(tmp_path: Path) -> None:
+    base = tmp_path / "pack"
+    (base / "sub").mkdir(parents=True)
+    (base / "out").symlink_to("/etc")  # a directory link that leaves the pack
+    (base / "sub" / "in").symlink_to(base / "sub")  # one that stays inside
+    with pytest.raises(InvalidInput, match="leaves"):
+        inside(base, "out/hostname")
+    assert inside(base, "sub/in/x") == Path(os.path.realpath(base)) / "sub/in/x"
+
+
+def test_open_regular_refuses_fifos_devices_directories_and_final_symlinks(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading would block forever
+    (tmp_path / "dev").symlink_to("/dev/zero")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    for name, why in (("fifo", "FIFO"), ("dir", "directory"), ("link", "symbolic link"), ("dev", "symbolic link")):
+        with pytest.raises(InvalidInput, match=why):
+            open_regular(tmp_path / name)
+    with pytest.raises(InvalidInput, match="FIFO, socket or device"):
+        open_regular(tmp_path / "dev", follow=True)
+    with open_regular(tmp_path / "link", follow=True) as f:
+        assert f.read() == b"x"
+    with pytest.raises(FileNotFoundError):
+        open_regular(tmp_path / "file" / "below")
+
+
+def test_pack_facts_never_hash_or_read_what_a_document_names_outside_the_pack(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "host.json").symlink_to("/etc/hostname")
+    facts = PackFacts(tmp_path)
+    for name in ("/etc/hostname", "../../etc/passwd", "/proc/self/pagemap"):
+        with pytest.raises(InvalidInput, match="unsafe file name"):
+            facts.file_digest(name)
+        with pytest.raises(InvalidInput, match="unsafe file name"):
+            facts.read_file(name)
+    assert facts.file_digest("fifo.json") is None and facts.file_digest("host.json") is None  # no hang, no oracle
+    with pytest.raises(InvalidInput, match="missing"):
+        facts.read_file("fifo.json")
+    assert facts.read_file("config.json") == b"{}"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(st.sampled_from("ab./\\\x00~-"), max_size=12))
+def test_inside_never_returns_a_path_outside(tmp_path: Path, name: str) -> None:
+    try:
+        p = inside(tmp_path, name)
+    except InvalidInput:
+        return
+    root = Path(os.path.realpath(tmp_path))
+    assert root in Path(os.path.realpath(p)).parents
+
+
+# Joins of a directory with a name held in a variable. Each one here is either made safe by `inside` or is a
+# name the code chose itself (a directory listing, a constant); any other such join of a document's string is
+# the class of bug this test exists for: route it through `core.fsutil.inside`.
+_NAMES = {"rel", "shard", "name", "n", "s", "file", "subject", "title", "path", "p", "f", "key"}
+_DIRS = re.compile(r"(dir|root|tmp|base|here|out|src|source|folder|pack)", re.IGNORECASE)
+ALLOWED = {
+    ("core/fsutil.py", "root / rel"),  # inside() itself
+    ("verify/rebuild.py", "source_dir / rel"),  # is_safe_relative checked first; symlinks are the source's own
+    ("oci/artifact.py", "pack_dir / rel"),  # push: names from a directory listing of the pack
+    ("pack/export.py", "tmp / shard"),  # shard names from the pack's own directory listing
+    ("pack/writer.py", "tmp / rel"),  # the source's file names, from its directory listing
+    ("pack/writer.py", "src.root / rel"),
+    ("pack/writer.py", "tmp / shard"),
+    ("pack/facts.py", "self.dir / rel"),  # read_file's error message; the file is opened through path_of
+    ("source.py", "self.root / s"),  # index shard names: checked to be bare .safetensors file names first
+    ("source.py", "self.root / shard"),
+    ("instance/state.py", "root / name"),  # the instance's own constant file names
+    ("instance/state.py", "root / n"),
+    ("pack/writer.py", "tmp / source_signature.file"),  # the name the writer gives the signature it keeps
+    ("claims/oms.py", "here / name"),  # a directory walk (os.walk)
+    ("core/fsutil.py", "Path(dirpath) / name"),  # a directory walk (os.walk)
+    ("cli/app.py", "8 * packed / n"),  # arithmetic: bits per weight
+}
+
+
+def _joins(tree: ast.AST) -> set[str]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            right = node.right.id if isinstance(node.right, ast.Name) else getattr(node.right, "attr", None)
+            if right in _NAMES and _DIRS.search(ast.unparse(node.left)):
+                out.add(ast.unparse(node))
+    return out
+
+
+def test_every_join_of_a_directory_and_a_variable_name_is_known() -> None:
+    found = {
+        (path.relative_to(PKG).as_posix(), join)
+        for path in sorted(PKG.rglob("*.py"))
+        for join in _joins(ast.parse(path.read_text()))
+    }
+    assert found - ALLOWED == set(), "route these through core.fsutil.inside (or add them here with a reason)"
+    assert ALLOWED - found == set(), "an allowed join is gone: remove it from ALLOWED"
