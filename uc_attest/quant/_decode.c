@@ -18,7 +18,7 @@
  * (aarch64: the scalar path, which GCC auto-vectorises for NEON; a hand-written NEON path is not written yet.)
  * The choice: the best the CPU supports, or UC_ATTEST_DECODE_ISA=scalar|avx2|avx512 at import, or set_isa().
  *
- * Work runs outside the GIL. decode_hash() decodes a tensor chunk by chunk into a small buffer and feeds each
+ * Work runs outside the GIL. decode_hash() decodes a tensor chunk by chunk into small bytes objects and feeds each
  * chunk to a hashlib object while it is still in cache; hashlib's update releases the GIL too.
  * Optional: uc_attest.quant.decode falls back to NumPy when this module is not compiled (same bytes, tested).
  */
@@ -418,18 +418,72 @@ static kernel_t pick_kernel(const params_t *p) {
     return kernel_scalar;
 }
 
-/* Shared argument checks; fills p. Returns 0 and sets ValueError on inconsistent input. */
-static int setup(params_t *p, int exponent, int group, int bits, int dtype, int rotated, unsigned long long key,
-                 Py_ssize_t period, const Py_buffer *scales) {
+/* ---------------------------------------------------------------- argument checks
+ * The entry points guard themselves (the Python wrapper checks too, but they can be called directly): every
+ * size is checked non-negative, every product of sizes is computed with an overflow check, every buffer must
+ * have exactly the length the sizes imply, and every NULL return has an exception set naming the argument. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SIZE_MUL_OVERFLOWS(a, b, r) __builtin_mul_overflow((a), (b), (r))
+#define SIZE_ADD_OVERFLOWS(a, b, r) __builtin_add_overflow((a), (b), (r))
+#else  /* portable fallbacks; the operands are sizes already checked >= 0 */
+static int size_mul_overflows(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *r) {
+    if (b && a > PY_SSIZE_T_MAX / b) return 1;
+    *r = a * b;
+    return 0;
+}
+static int size_add_overflows(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *r) {
+    if (a > PY_SSIZE_T_MAX - b) return 1;
+    *r = a + b;
+    return 0;
+}
+#define SIZE_MUL_OVERFLOWS(a, b, r) size_mul_overflows((a), (b), (r))
+#define SIZE_ADD_OVERFLOWS(a, b, r) size_add_overflows((a), (b), (r))
+#endif
+
+/* *r = a * b (sizes >= 0); 0 and OverflowError naming `what` when the product does not fit a Py_ssize_t. */
+static int size_mul(Py_ssize_t *r, Py_ssize_t a, Py_ssize_t b, const char *fn, const char *what) {
+    if (!SIZE_MUL_OVERFLOWS(a, b, r)) return 1;
+    PyErr_Format(PyExc_OverflowError, "%s: %s is too large (the size it implies overflows)", fn, what);
+    return 0;
+}
+
+static int size_add(Py_ssize_t *r, Py_ssize_t a, Py_ssize_t b, const char *fn, const char *what) {
+    if (!SIZE_ADD_OVERFLOWS(a, b, r)) return 1;
+    PyErr_Format(PyExc_OverflowError, "%s: %s is too large (the size it implies overflows)", fn, what);
+    return 0;
+}
+
+static int at_least(Py_ssize_t v, Py_ssize_t min, const char *fn, const char *name) {
+    if (v >= min) return 1;
+    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, min, v);
+    return 0;
+}
+
+static int has_len(const Py_buffer *b, Py_ssize_t want, const char *fn, const char *name, const char *how) {
+    if (b->len == want) return 1;
+    PyErr_Format(PyExc_ValueError, "%s: %s has %zd bytes, expected %zd (%s)", fn, name, b->len, want, how);
+    return 0;
+}
+
+/* Parameter checks shared by the entry points; fills p. Returns 0 with ValueError naming the parameter. */
+static int setup(params_t *p, const char *fn, int exponent, int group, int bits, int dtype, int rotated,
+                 unsigned long long key, Py_ssize_t period, const Py_buffer *scales) {
     int k = 0;
     while (k < 11 && (1 << k) < group) k++;
-    int ok = bits >= 2 && bits <= 8 && group > 0 && group % 8 == 0 && group <= MAX_GROUP && exponent >= -90 &&
-             exponent <= 100 && dtype >= 0 && dtype <= 2 && (!rotated || ((1 << k) == group && bits + k <= 13)) &&
-             period >= 0 && (period == 0 || period % group == 0 || group % period == 0);
-    if (!ok) { PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters"); return 0; }
+    const char *bad = NULL;
+    if (bits < 2 || bits > 8) bad = "bits must be 2 to 8";
+    else if (group <= 0 || group % 8 != 0 || group > MAX_GROUP) bad = "group must be a positive multiple of 8, at most 1024";
+    else if (exponent < -90 || exponent > 100) bad = "exponent must be in [-90, 100]";
+    else if (dtype < 0 || dtype > 2) bad = "dtype must be 0 (F32), 1 (F16) or 2 (BF16)";
+    else if (rotated && ((1 << k) != group || bits + k > 13)) bad = "rotated: group must be a power of two and bits + log2(group) <= 13";
+    else if (period < 0) bad = "period must be >= 0";
+    else if (period != 0 && period % group != 0 && group % period != 0) bad = "period must be 0, a multiple or a divisor of group";
+    else if ((uintptr_t)scales->buf % 2 != 0) bad = "scales must be 2-byte aligned (fp16 bit patterns)";
+    if (bad) { PyErr_Format(PyExc_ValueError, "%s: %s", fn, bad); return 0; }
     const uint16_t *sp = scales->buf;
     for (Py_ssize_t i = 0; i < scales->len / 2; i++)
-        if ((sp[i] & 0x7C00u) == 0x7C00u) { PyErr_SetString(PyExc_ValueError, "decode: non-finite scale"); return 0; }
+        if ((sp[i] & 0x7C00u) == 0x7C00u) { PyErr_Format(PyExc_ValueError, "%s: non-finite scale", fn); return 0; }
     const int shift = rotated ? k / 2 - k : 0;
     p->group = group; p->bits = bits; p->k = k; p->dtype = dtype; p->rotated = rotated;
     p->pow2 = bits_to_f32((uint32_t)(exponent + shift + 127) << 23);
@@ -443,6 +497,7 @@ static int setup(params_t *p, int exponent, int group, int bits, int dtype, int 
  * rotated: integer Hadamard of q - z, then the sign of padded element i = bit i%64 of mix64(key + i/64); with
  * period > 0 (a multiple or a divisor of group: row-shared signs) i is taken modulo period. */
 static PyObject *decode(PyObject *self, PyObject *args) {
+    static const char fn[] = "decode";
     Py_buffer codes, scales, zeros, out;
     int exponent, group, bits, dtype, rotated;
     unsigned long long key;
@@ -451,24 +506,38 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                           &bits, &dtype, &out, &rotated, &key, &first_group, &period))
         return NULL;
     params_t p;
-    int ok = setup(&p, exponent, group, bits, dtype, rotated, key, period, &scales) && rows >= 0 && cols >= 0 &&
-             first_group >= 0;
+    Py_ssize_t groups = 0, row_bytes = 0, all_groups = 0, need = 0, last = 0;
+    const Py_ssize_t osize = dtype == 0 ? 4 : 2;
+    int ok = setup(&p, fn, exponent, group, bits, dtype, rotated, key, period, &scales) &&
+             at_least(rows, 0, fn, "rows") && at_least(cols, 0, fn, "cols") && at_least(first_group, 0, fn, "first_group");
     if (ok) {
-        Py_ssize_t groups = (cols + group - 1) / group, row_bytes = groups * group * bits / 8;
-        Py_ssize_t osize = dtype == 0 ? 4 : 2;
-        ok = codes.len == rows * row_bytes && scales.len == rows * groups * 2 && zeros.len == rows * groups &&
-             out.len == rows * cols * osize;
-        if (!ok) PyErr_SetString(PyExc_ValueError, "decode: inconsistent sizes or parameters");
-        else {
-            p.codes_end = (const uint8_t *)codes.buf + codes.len;
-            kernel_t kern = pick_kernel(&p);
-            Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t r = 0; r < rows; r++)
-                kern(&p, (const uint8_t *)codes.buf + r * row_bytes, (const uint16_t *)scales.buf + r * groups,
-                     (const uint8_t *)zeros.buf + r * groups, (uint64_t)(first_group + r * groups), groups, cols,
-                     (uint8_t *)out.buf + r * cols * osize);
-            Py_END_ALLOW_THREADS
+        groups = cols / group + (cols % group != 0);  /* groups per row, rounded up without overflow */
+        Py_ssize_t code_bytes = 0, scale_bytes = 0, out_bytes = 0;
+        ok = size_mul(&row_bytes, groups, group * bits / 8, fn, "cols") &&
+             size_mul(&code_bytes, rows, row_bytes, fn, "rows * cols") &&
+             size_mul(&all_groups, rows, groups, fn, "rows * cols") &&
+             size_mul(&scale_bytes, all_groups, 2, fn, "rows * cols") &&
+             size_mul(&need, rows, cols, fn, "rows * cols") && size_mul(&out_bytes, need, osize, fn, "rows * cols") &&
+             /* sign indices, up to (first_group + rows * groups) * group, stay exact in the kernels' uint64 */
+             size_add(&last, first_group, all_groups, fn, "first_group") && size_mul(&last, last, group, fn, "first_group") &&
+             has_len(&codes, code_bytes, fn, "codes", "rows * cols padded to whole groups * bits / 8") &&
+             has_len(&scales, scale_bytes, fn, "scales", "2 bytes per group") &&
+             has_len(&zeros, all_groups, fn, "zeros", "1 byte per group") &&
+             has_len(&out, out_bytes, fn, "out", "rows * cols * the dtype's size");
+        if (ok && (uintptr_t)out.buf % (uintptr_t)osize != 0) {
+            PyErr_Format(PyExc_ValueError, "%s: out must be %zd-byte aligned for its dtype", fn, osize);
+            ok = 0;
         }
+    }
+    if (ok) {
+        p.codes_end = (const uint8_t *)codes.buf + codes.len;
+        kernel_t kern = pick_kernel(&p);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r = 0; r < rows; r++)
+            kern(&p, (const uint8_t *)codes.buf + r * row_bytes, (const uint16_t *)scales.buf + r * groups,
+                 (const uint8_t *)zeros.buf + r * groups, (uint64_t)(first_group + r * groups), groups, cols,
+                 (uint8_t *)out.buf + r * cols * osize);
+        Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros); PyBuffer_Release(&out);
     if (!ok) return NULL;
@@ -477,10 +546,15 @@ static PyObject *decode(PyObject *self, PyObject *args) {
 
 /* decode_hash(codes, scales_f16_bits, zeros, exponent, n, group, bits, dtype, rotated, key, period, hasher,
  *             chunk_groups)
- * Decode a whole tensor of n elements (flattened, groups from 0) chunk by chunk of chunk_groups groups into one
- * reused buffer and call hasher.update(chunk) on each: decode and SHA-256 of a chunk share the cache, and no
- * tensor-sized buffer is ever allocated. The bytes hashed are exactly those decode() writes. */
+ * Decode a whole tensor of n elements (flattened, groups from 0) chunk by chunk of chunk_groups groups and call
+ * hasher.update(chunk) on each: decode and SHA-256 of a chunk share the cache, and no tensor-sized buffer is
+ * ever allocated. The bytes hashed are exactly those decode() writes.
+ * Each chunk is decoded straight into a new bytes object, which is what update() gets: a hasher may keep it, or
+ * any view of it (a slice, a NumPy array), as long as it likes, and it never changes. A reused buffer behind a
+ * memoryview cannot promise that: a view derived from the memoryview outlives its release(). The cost is one
+ * allocation per chunk (malloc hands back the block the previous chunk freed); no byte is copied. */
 static PyObject *decode_hash(PyObject *self, PyObject *args) {
+    static const char fn[] = "decode_hash";
     Py_buffer codes, scales, zeros;
     int exponent, group, bits, dtype, rotated;
     unsigned long long key;
@@ -490,36 +564,44 @@ static PyObject *decode_hash(PyObject *self, PyObject *args) {
                           &rotated, &key, &period, &hasher, &chunk_groups))
         return NULL;
     params_t p;
-    int ok = setup(&p, exponent, group, bits, dtype, rotated, key, period, &scales) && n >= 0 && chunk_groups > 0;
-    uint8_t *buf = NULL;
+    Py_ssize_t groups = 0, group_bytes = 0, need = 0;
+    const Py_ssize_t osize = dtype == 0 ? 4 : 2;
+    int ok = setup(&p, fn, exponent, group, bits, dtype, rotated, key, period, &scales) && at_least(n, 0, fn, "n") &&
+             at_least(chunk_groups, 1, fn, "chunk_groups");
     if (ok) {
-        Py_ssize_t groups = (n + group - 1) / group, osize = dtype == 0 ? 4 : 2;
-        ok = codes.len == groups * group * bits / 8 && scales.len == groups * 2 && zeros.len == groups;
-        if (!ok) PyErr_SetString(PyExc_ValueError, "decode_hash: inconsistent sizes or parameters");
-        else if (chunk_groups > groups) chunk_groups = groups ? groups : 1;
-        if (ok && !(buf = PyMem_RawMalloc((size_t)(chunk_groups * group * osize)))) { PyErr_NoMemory(); ok = 0; }
+        groups = n / group + (n % group != 0);
+        group_bytes = group * bits / 8;
+        Py_ssize_t code_bytes = 0, scale_bytes = 0;
+        ok = size_mul(&code_bytes, groups, group_bytes, fn, "n") && size_mul(&scale_bytes, groups, 2, fn, "n") &&
+             size_mul(&need, groups, group, fn, "n") &&  /* sign indices, below groups * group */
+             has_len(&codes, code_bytes, fn, "codes", "n padded to whole groups * bits / 8") &&
+             has_len(&scales, scale_bytes, fn, "scales", "2 bytes per group") &&
+             has_len(&zeros, groups, fn, "zeros", "1 byte per group");
+        if (ok && chunk_groups > groups) chunk_groups = groups ? groups : 1;
+        ok = ok && size_mul(&need, chunk_groups, (Py_ssize_t)group * osize, fn, "chunk_groups");
+    }
+    PyObject *update = NULL;
+    if (ok && groups > 0) ok = (update = PyObject_GetAttrString(hasher, "update")) != NULL;
+    if (ok) {
         p.codes_end = (const uint8_t *)codes.buf + codes.len;
         kernel_t kern = pick_kernel(&p);
         for (Py_ssize_t g0 = 0; ok && g0 < groups; g0 += chunk_groups) {
             Py_ssize_t ng = groups - g0 < chunk_groups ? groups - g0 : chunk_groups;
             Py_ssize_t count = (g0 + ng) * group < n ? ng * group : n - g0 * group;
+            PyObject *chunk = PyBytes_FromStringAndSize(NULL, count * osize);
+            if (!chunk) { ok = 0; break; }
+            uint8_t *buf = (uint8_t *)PyBytes_AS_STRING(chunk);  /* ours alone until update() gets it */
             Py_BEGIN_ALLOW_THREADS
-            kern(&p, (const uint8_t *)codes.buf + g0 * group * bits / 8, (const uint16_t *)scales.buf + g0,
+            kern(&p, (const uint8_t *)codes.buf + g0 * group_bytes, (const uint16_t *)scales.buf + g0,
                  (const uint8_t *)zeros.buf + g0, (uint64_t)g0, ng, count, buf);
             Py_END_ALLOW_THREADS
-            PyObject *mv = PyMemoryView_FromMemory((char *)buf, count * osize, PyBUF_READ);
-            PyObject *r = mv ? PyObject_CallMethod(hasher, "update", "O", mv) : NULL;
-            if (mv) {  /* the buffer is reused: make sure nothing keeps a view of it */
-                PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
-                if (!rel) { Py_XDECREF(r); r = NULL; }
-                Py_XDECREF(rel);
-                Py_DECREF(mv);
-            }
+            PyObject *r = PyObject_CallOneArg(update, chunk);
+            Py_DECREF(chunk);
             if (!r) ok = 0;
             Py_XDECREF(r);
         }
     }
-    PyMem_RawFree(buf);
+    Py_XDECREF(update);
     PyBuffer_Release(&codes); PyBuffer_Release(&scales); PyBuffer_Release(&zeros);
     if (!ok) return NULL;
     Py_RETURN_NONE;
@@ -530,13 +612,14 @@ static PyObject *convert(PyObject *self, PyObject *args) {
     Py_buffer in, out;
     int dtype;
     if (!PyArg_ParseTuple(args, "y*iw*", &in, &dtype, &out)) return NULL;
-    int ok = in.len % 4 == 0 && out.len == in.len / 2 && (dtype == 1 || dtype == 2);
+    int ok = in.len % 4 == 0 && out.len == in.len / 2 && (dtype == 1 || dtype == 2) && (uintptr_t)in.buf % 4 == 0 &&
+             (uintptr_t)out.buf % 2 == 0;
     if (ok) {
         const float *ip = in.buf; uint16_t *op = out.buf;
         for (Py_ssize_t i = 0; i < in.len / 4; i++) op[i] = dtype == 1 ? f32_to_f16(ip[i]) : f32_to_bf16(ip[i]);
     }
     PyBuffer_Release(&in); PyBuffer_Release(&out);
-    if (!ok) { PyErr_SetString(PyExc_ValueError, "convert: bad sizes"); return NULL; }
+    if (!ok) { PyErr_SetString(PyExc_ValueError, "convert: bad sizes, dtype or alignment"); return NULL; }
     Py_RETURN_NONE;
 }
 
