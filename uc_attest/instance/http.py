@@ -11,7 +11,11 @@ exhaust the process:
 * a whole request (head and body) must arrive within ``request_timeout`` seconds, however slowly its bytes
   trickle in (a deadline, not a per-read timeout), and an idle keep-alive connection is closed after it;
 * a request the parser refuses is answered with its 4xx status and the connection closed, before any
-  of a refused body is read.
+  of a refused body is read;
+* what a web page could make a browser send is answered 403 (:func:`check_origin`): a Host that is not the
+  served address (DNS rebinding) and a cross-origin request (``Origin``, ``Sec-Fetch-Site``). The clients
+  of the instance (sigstore-python, the sigstore CLI, sigstore-js on Node, uc-attest) send
+  ``Host: 127.0.0.1:PORT`` and no Origin.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .request import MAX_BODY, HTTPError, Request, read_body, read_head
 from .routes import Instance, Raw, dispatch, open_log
 from .state import HOST, InstanceState
 
-__all__ = ["MAX_BODY", "HTTPError", "Instance", "InstanceServer", "Raw", "open_log"]
+__all__ = ["MAX_BODY", "HTTPError", "Instance", "InstanceServer", "Raw", "check_origin", "open_log"]
 
 #: Seconds a whole request may take to arrive (and an idle keep-alive connection may wait).
 REQUEST_TIMEOUT_S = 30.0
@@ -58,6 +62,47 @@ class _DeadlineReader(io.RawIOBase):
         n = self.sock.recv_into(buffer)
         self.received += n
         return n
+
+
+#: The names of the served address a client may put in Host (and an Origin): the server listens on 127.0.0.1
+#: only, but a client may name it ``localhost`` or, having resolved that to ::1 first, ``[::1]``.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+#: Sec-Fetch-Site values of a request that a browser made for a page of this very origin, or for no page.
+_OWN_FETCH_SITES = ("same-origin", "none")
+
+
+def check_origin(req: Request, port: int) -> None:
+    """Refuse (403) a request that a web page made a browser send to the instance on ``port``.
+
+    * DNS rebinding: a page's host name made to resolve to 127.0.0.1 is a same-origin page to the browser,
+      which sends ``Host: that-name:PORT``; only the served address's names are accepted in Host.
+      A Host with no port is the browser's form only for port 80: it is refused on port 80, or with a
+      browser's headers (Origin, Sec-Fetch-*: a port forwarded from 80); otherwise it cannot come from a
+      browser and is ignored, as a missing Host is (HTTP/1.0 and raw clients).
+    * Cross-origin requests, e.g. a ``text/plain`` POST, which a browser sends without a preflight: refused
+      when ``Origin`` is not the served origin (``null`` included) or ``Sec-Fetch-Site`` says another origin.
+    """
+    authorities = {f"{name}:{port}" for name in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
+    from_browser = "origin" in req.headers or any(name.startswith("sec-fetch-") for name in req.headers)
+    host = req.headers.get("host")
+    if host is not None and host.lower() not in authorities:
+        has_port = ":" in host.rsplit("]", 1)[-1]
+        if has_port or port == 80 or from_browser:
+            raise HTTPError(
+                HTTPStatus.FORBIDDEN,
+                f"Host {host[:100]!r} is not this instance's address (127.0.0.1:{port}, localhost:{port} or "
+                f"[::1]:{port}): refused, as a browser sends it for a DNS-rebinding page",
+            )
+    origin = req.headers.get("origin")
+    if origin is not None and origin.lower() not in {f"http://{a}" for a in authorities}:
+        raise HTTPError(
+            HTTPStatus.FORBIDDEN,
+            f"cross-origin request from Origin {origin[:100]!r} refused: the instance serves only its own "
+            f"origin, http://127.0.0.1:{port}",
+        )
+    site = req.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in _OWN_FETCH_SITES:
+        raise HTTPError(HTTPStatus.FORBIDDEN, f"cross-origin browser request (Sec-Fetch-Site: {site[:40]}) refused")
 
 
 def _response(status: HTTPStatus, body: Raw, *, close: bool) -> bytes:
@@ -94,6 +139,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 req = read_head(rfile)
                 if req is None:
                     return
+                check_origin(req, self.server.server_address[1])
                 if req.expects_continue and req.content_length:
                     self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 read_body(rfile, req)

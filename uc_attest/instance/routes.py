@@ -29,7 +29,7 @@ from .log_v2 import TileLog
 from .oidc import TokenError, mint_token, verify_token
 from .request import HTTPError, Request
 from .state import DEV_LABEL, LOG_DB, TSA_PATH, V2_PREFIX, InstanceState
-from .store import LogStore, StoredEntry
+from .store import UUID_RE, LogStore, StoredEntry
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,8 @@ class Instance:
         return HTTPStatus.CREATED, self.entry_json(entry)
 
     def get_entry(self, uuid: str | None = None, index: int | None = None) -> dict[str, Any]:
+        if uuid is not None:
+            _check_uuid(uuid)
         idx = self.log.find_uuid(uuid) if uuid is not None else index
         if idx is None or not 0 <= idx < self.log.state.size:
             raise HTTPError(HTTPStatus.NOT_FOUND, "entry not found")
@@ -197,13 +199,19 @@ class Instance:
     def retrieve(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, dict):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "expected a JSON object")
+        uuids, indexes = body.get("entryUUIDs") or [], body.get("logIndexes") or []
+        if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "entryUUIDs must be a list of entry UUID strings")
+        if not isinstance(indexes, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indexes):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "logIndexes must be a list of integers")
         out = []
-        for uuid in body.get("entryUUIDs") or []:
-            idx = self.log.find_uuid(str(uuid))
+        for uuid in uuids:
+            _check_uuid(uuid)
+            idx = self.log.find_uuid(uuid)
             if idx is not None:
                 out.append(self.entry_json(self.log.get(idx)))
-        for i in body.get("logIndexes") or []:
-            if isinstance(i, int) and 0 <= i < self.log.state.size:
+        for i in indexes:
+            if 0 <= i < self.log.state.size:
                 out.append(self.entry_json(self.log.get(i)))
         return out
 
@@ -230,6 +238,15 @@ class Instance:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "identity is required")
         tok = mint_token(self.state.oidc_key, self.state.issuer, identity)
         return {"access_token": tok, "id_token": tok, "token_type": "Bearer", "warning": DEV_LABEL}
+
+
+def _check_uuid(uuid: str) -> None:
+    """400 for what is not a Rekor v1 entry UUID (it would never name an entry)."""
+    if not UUID_RE.fullmatch(uuid):
+        raise HTTPError(
+            HTTPStatus.BAD_REQUEST,
+            f"entry UUID {uuid[:100]!r} is not 64 hex digits (the leaf hash) or 80 (tree ID and leaf hash)",
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ the root recomputed from every stored leaf.
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 import threading
 import time
@@ -57,6 +58,9 @@ class LogState:
     root: bytes
     note: str
 
+
+#: A Rekor v1 entry UUID: the leaf hash (64 hex digits), optionally after the 16-digit tree ID (80 in all).
+UUID_RE = re.compile(r"(?:[0-9a-fA-F]{16})?[0-9a-fA-F]{64}")
 
 Signer = Callable[[bytes], bytes]  # signs bytes with the log key (DER ECDSA)
 NoteSigner = Callable[[bytes], str]  # signs checkpoint text into a signed note
@@ -160,8 +164,10 @@ class LogStore:
         return None if row is None else bytes(row[0])
 
     def find_uuid(self, uuid: str) -> int | None:
-        idx = self._by_hash.get(bytes.fromhex(uuid[-64:])) if len(uuid) in (64, 80) else None
-        return idx
+        """The index of the entry ``uuid`` names; None when absent or not a UUID (:data:`UUID_RE`)."""
+        if not UUID_RE.fullmatch(uuid):
+            return None
+        return self._by_hash.get(bytes.fromhex(uuid[-64:]))
 
     def search(self, key: str) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT idx FROM index_keys WHERE key = ? ORDER BY idx", (key,))]
