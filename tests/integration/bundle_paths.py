@@ -18,7 +18,7 @@ from uc_attest.errors import UcAttestError
 from uc_attest.evidence.bundle import leaf_certificate
 from uc_attest.evidence.check import _sigstore_python, check_bundle, sigstore_python_gap
 from uc_attest.evidence.identity import SignerSpec, signer_of
-from uc_attest.evidence.verifier import Artifact, verify_bundle
+from uc_attest.evidence.verifier import Artifact, parse, verify_bundle
 from uc_attest.signing.trust import Trust
 from uc_attest.testing.vectors import Vector
 
@@ -91,7 +91,7 @@ def run_sigstore_python(v: Vector, doc: dict[str, Any], *, identity: str | None 
     del other_key
     trust = trust_of(str(v.trusted_root))
     try:
-        if v.key is not None or sigstore_python_gap(doc, trust.root_document) is not None:
+        if v.key is not None or sigstore_python_gap(doc, trust.root_document, parse(doc, v.name).leaf) is not None:
             return NA
     except UcAttestError as exc:
         return _why(exc)

@@ -3,7 +3,8 @@
 * ``verify_chain``: the leaf chains to a certificate authority of the trusted root at a verified time
   (cryptography's X.509 path validation, the code-signing EKU, the CA's ``validFor``);
 * ``verify_sct``: at least one embedded SCT (RFC 6962 precertificate entry) verifies with a CT log key of
-  the trusted root.
+  the trusted root, over the key of the CA that issued the leaf (``issuer_of``: the one whose key verifies
+  the leaf's signature, not the first of its name).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import struct
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -130,7 +131,22 @@ def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[
 
 
 def issuer_of(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime) -> x509.Certificate:
+    """The CA certificate of the trusted root, valid at ``at``, that issued ``leaf``: its subject is the leaf's
+    issuer and its key verifies the leaf's signature. A root may hold several CAs of one name (Sigstore
+    staging's two ``sigstore-intermediate``): the name alone does not say which one signed."""
+    named = False
     for c in ca_certificates(root_doc, at):
-        if c.subject == leaf.issuer:
-            return c
+        if c.subject != leaf.issuer:
+            continue
+        named = True
+        try:
+            leaf.verify_directly_issued_by(c)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return c
+    if named:
+        raise SignatureInvalid(
+            "certificate",
+            "no certificate authority of the trusted root named as the signing certificate's issuer signed it",
+        )
     raise SignatureInvalid("certificate", "the signing certificate's issuer is not in the trusted root")

@@ -1,7 +1,8 @@
 """One bundle, both verifiers: sigstore-python first where it reads the shape, uc-attest's own path always.
 
 The order: the bundle is parsed (an unsupported media type, entry kind or key type is an
-``UnsupportedBundle``, exit 3, naming the field and version) and its RFC 3161 timestamps are checked against
+``UnsupportedBundle``, exit 3, naming the field and version), its certificate must chain to the trusted root
+(the first fact a wrong root fails, ``release.signer``), and its RFC 3161 timestamps are checked against
 their limits (``release.timestamps``); sigstore-python's ``Verifier`` then verifies it unless the shape is
 one it does not support (:func:`sigstore_python_gap` says which, and the result says so); finally the own
 verifier (``verifier.py``) checks everything again, explicitly. A bundle is accepted only if every verifier
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import InvalidInput, SignatureInvalid
 from ..signing.trust import Trust
+from .chain import verify_chain
 from .identity import AnyIdentity, SignerLike, sigstore_policy
 from .timestamps import TimestampInvalid, authorities, verify_timestamps
-from .verifier import Artifact, Outcome, parse, verify_bundle
+from .verifier import Artifact, Outcome, key_name, parse, verify_bundle
 
 SIGSTORE_PYTHON, OWN = "sigstore-python", "uc-attest"
 
@@ -47,13 +50,30 @@ def _has_othername(leaf: x509.Certificate | None) -> bool:
     return bool(san.get_values_for_type(x509.OtherName))
 
 
-def sigstore_python_gap(doc: dict[str, Any], root_doc: dict[str, Any]) -> str | None:
+def _key_gap(doc: dict[str, Any], leaf: x509.Certificate | None) -> str | None:
+    """sigstore-python 4.5.1 verifies certificate keys as ECDSA over SHA-256 only: an RSA or Ed25519 key, or a
+    P-384/P-521 key over its own digest, is verified by the own path alone (the registry's other entries)."""
+    key = leaf.public_key() if leaf is not None else None
+    if key is None or (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"):
+        return None
+    digest = ((doc.get("messageSignature") or {}).get("messageDigest") or {}).get("algorithm")
+    if isinstance(key, ec.EllipticCurvePublicKey) and digest == "SHA2_256":
+        return None  # P-384/P-521 over SHA-256: sigstore-python verifies it
+    return f"a {key_name(key)} signing key (sigstore-python 4.5.1 verifies ECDSA over SHA-256 only)"
+
+
+def sigstore_python_gap(
+    doc: dict[str, Any], root_doc: dict[str, Any], leaf: x509.Certificate | None = None
+) -> str | None:
     """Why sigstore-python 4.5.1 cannot verify this bundle shape (None: it can). Each is a documented gap
     that this project's tests show on a vector."""
     vm = doc.get("verificationMaterial") or {}
     entries = vm.get("tlogEntries") or []
     if "publicKey" in vm:
         return "a managed-key bundle (sigstore-python has no key-based verification)"
+    key_gap = _key_gap(doc, leaf)
+    if key_gap is not None:
+        return key_gap
     if not entries:
         return "no transparency-log entry (a TSA-only bundle; sigstore-python requires one)"
     for e in entries:
@@ -147,13 +167,15 @@ def check_bundle(
             "the bundle is signed with a certificate, not with the pinned public key "
             "(a key pin accepts only a bundle whose verification material is that key)",
         )
+    if parsed.leaf is not None:  # the first fact: was the certificate issued under this trust root at all?
+        verify_chain(parsed.leaf, root, parsed.leaf.not_valid_before_utc, where)
     stamps = verify_timestamps(doc, root, parsed.leaf, where)  # the limits, named as release.timestamps
     if parsed.leaf is not None and not stamps.verified and not any(e.get("inclusionPromise") for e in parsed.entries):
         why = "; ".join(stamps.ignored) or "the bundle has none"
         raise TimestampInvalid(
             where, f"no signed time: no SET (Rekor v2 gives none) and no verified RFC 3161 timestamp ({why})"
         )
-    gap = sigstore_python_gap(doc, root) or _unreadable_root(trust)
+    gap = sigstore_python_gap(doc, root, parsed.leaf) or _unreadable_root(trust)
     verified_by: tuple[str, ...] = ()
     if gap is None:
         _sigstore_python(raw, doc, trust, signers, parsed.leaf, artifact, where)

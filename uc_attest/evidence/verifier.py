@@ -7,7 +7,8 @@ shapes both read, which must then agree (tests run both over every vector). The 
 failure is a :class:`CheckFailed` naming its check:
 
 ``bundle.parse``       every field's JSON type (``SHAPE``) and every certificate's extensions, else MalformedBundle;
-                       media type (v0.1/v0.2/v0.3), verification material, content; unknown → UnsupportedBundle
+                       media type (v0.1/v0.2/v0.3), verification material, content, the signing key and message
+                       digest in Sigstore's algorithm registry (``REGISTRY``); unknown → UnsupportedBundle
 ``bundle.timestamps``  RFC 3161 timestamps (``timestamps.py``)
 ``bundle.tlog``        per entry: its log in the trusted root; kind/version of the body; the body re-derived
                        from the bundle (hashedrekord 0.0.1/0.0.2, dsse 0.0.1, intoto 0.0.2); the SET over
@@ -17,9 +18,11 @@ failure is a :class:`CheckFailed` naming its check:
                        or the trusted root lists no log (GitHub's instance)
 ``bundle.time``        at least one verified time (SET or timestamp) for a certificate
 ``bundle.certificate`` chain to a CA of the trusted root and code-signing EKU at every verified time
-``bundle.sct``         an embedded SCT verifies with a CT log of the trusted root (none listed: not run)
+``bundle.sct``         an embedded SCT verifies with a CT log of the trusted root, over the key of the CA that signed
+                       the leaf (``chain.issuer_of``) (none listed: not run)
 ``bundle.identity``    SAN (email, URI, Sigstore OtherName) and OIDC issuer, as the caller expects
-``bundle.signature``   DSSE: over the PAE; message: over the artifact's digest
+``bundle.signature``   DSSE: over the PAE; message: over the artifact's digest; with an algorithm of the registry the
+                       key takes (hashedrekord 0.0.2: the one its ``keyDetails`` names) that signs that digest
 ``bundle.subject``     an in-toto statement (v1 or v0.1, any predicate) subject matches the artifact (sha256,
                        sha384, sha512)
 """
@@ -35,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from ..core import merkle
@@ -130,6 +133,7 @@ class VerifiedEntry:
     checkpoint: str | None
     tree_size: int | None
     root: bytes | None
+    key_details: str | None = None  # hashedrekord 0.0.2: the algorithm the log verified (PublicKeyDetails)
 
 
 @dataclass
@@ -248,8 +252,12 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
             ]
             for cert in certs:  # extensions are read lazily: a malformed or duplicated one is invalid input here
                 _ = cert.extensions
+            leaf_key = leaf.public_key()
         except (KeyError, IndexError, TypeError, ValueError, x509.DuplicateExtension) as exc:
             raise MalformedBundle(f"{where}: verificationMaterial: no readable certificate ({exc!r})") from None
+        except UnsupportedAlgorithm as exc:
+            raise UnsupportedBundle(f"{where}: the signing certificate's key: {exc}") from None
+        algorithms_of(leaf_key, where)  # a key outside Sigstore's algorithm registry: UnsupportedBundle, named
     elif "publicKey" not in vm:
         raise MalformedBundle(f"{where}: verificationMaterial has no certificate and no public key")
     entries = vm.get("tlogEntries") or []
@@ -283,14 +291,17 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
         ms = doc["messageSignature"]
         try:
             md = ms.get("messageDigest")
-            digest = (
-                (
-                    DIGEST_NAMES.get(str(md["algorithm"]), str(md["algorithm"])),
-                    _b64(md["digest"], "messageDigest.digest", where),
-                )
-                if md
-                else None
-            )
+            digest = None
+            if md:
+                name = DIGEST_NAMES.get(str(md["algorithm"]))
+                if name is None:
+                    raise UnsupportedBundle(
+                        f"{where}: messageSignature.messageDigest.algorithm {md['algorithm']}: unsupported "
+                        "(SHA2_256, SHA2_384, SHA2_512 are)"
+                    )
+                digest = (name, _b64(md["digest"], "messageDigest.digest", where))
+                if len(digest[1]) != DIGEST_SIZES[name]:
+                    raise MalformedBundle(f"{where}: messageSignature.messageDigest.digest is not a {name} digest")
             content = Content(_b64(ms["signature"], "messageSignature.signature", where), digest=digest)
         except (KeyError, TypeError, AttributeError) as exc:
             raise MalformedBundle(f"{where}: messageSignature is malformed ({exc!r})") from None
@@ -302,28 +313,125 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
 # -- keys -------------------------------------------------------------------------------------------------------
 
 
-def _verify_sig(key: Any, sig: bytes, message: bytes | None, digest: tuple[str, bytes] | None, what: str) -> bool:
-    """``sig`` by ``key`` over ``message`` (or, for ECDSA/RSA, over its ``digest``)."""
+@dataclass(frozen=True)
+class Algorithm:
+    """One algorithm of Sigstore's registry (architecture-docs ``algorithm-registry.md``; protobuf-specs
+    ``PublicKeyDetails``): the key it takes and the digest it signs."""
+
+    details: str  # the PublicKeyDetails name
+    family: str  # ecdsa, rsa-pkcs1v15, rsa-pss, ed25519, ed25519ph
+    size: int  # curve or modulus bits (Ed25519: 0)
+    hash: str | None  # the digest it signs, a hashedrekord's messageDigest (pure Ed25519 signs the bytes: None)
+
+
+#: Every signature algorithm of the registry but the experimental ML-DSA, each key's own first. P-384 and P-521
+#: over SHA-256 are deprecated names the registry keeps because most clients signed so (sigstore-python's
+#: assets, CPython's release bundles; sigstore-go verifies them too): accepted. The other deprecated names
+#: (PKIX_RSA_PSS, PKIX_RSA_PKCS1V5, PKIX_ECDSA_P256_HMAC_SHA_256...) and LMS are not.
+REGISTRY: dict[str, Algorithm] = {
+    a.details: a
+    for a in (
+        Algorithm("PKIX_ECDSA_P256_SHA_256", "ecdsa", 256, "sha256"),
+        Algorithm("PKIX_ECDSA_P384_SHA_384", "ecdsa", 384, "sha384"),
+        Algorithm("PKIX_ECDSA_P521_SHA_512", "ecdsa", 521, "sha512"),
+        Algorithm("PKIX_ECDSA_P384_SHA_256", "ecdsa", 384, "sha256"),
+        Algorithm("PKIX_ECDSA_P521_SHA_256", "ecdsa", 521, "sha256"),
+        *(Algorithm(f"PKIX_RSA_PKCS1V15_{n}_SHA256", "rsa-pkcs1v15", n, "sha256") for n in (2048, 3072, 4096)),
+        *(Algorithm(f"PKIX_RSA_PSS_{n}_SHA256", "rsa-pss", n, "sha256") for n in (2048, 3072, 4096)),
+        Algorithm("PKIX_ED25519", "ed25519", 0, None),
+        Algorithm("PKIX_ED25519_PH", "ed25519ph", 0, "sha512"),
+    )
+}
+DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+_CURVES = {"secp256r1": 256, "secp384r1": 384, "secp521r1": 521}
+
+
+def key_name(key: Any) -> str:
+    """The key as people name it: ``ECDSA P-384``, ``RSA-3072``, ``Ed25519``, ``DSA-2048``, ``ECDSA secp256k1``."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        size = _CURVES.get(key.curve.name)
+        return f"ECDSA P-{size}" if size else f"ECDSA {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA-{key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return f"a {type(key).__name__}"
+
+
+def algorithms_of(key: Any, where: str, details: str | None = None) -> list[Algorithm]:
+    """The registry's algorithms for ``key`` (RSA: PKCS#1 v1.5 and PSS; Ed25519: pure and prehashed), or only
+    ``details`` when a log entry names them. UnsupportedBundle for a key outside the registry (DSA, secp256k1,
+    RSA-1024...) or a name outside it; CheckFailed (``bundle.tlog``) for a name that is not the key's."""
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        algs = [a for a in REGISTRY.values() if a.family == "ecdsa" and a.size == _CURVES[key.curve.name]]
+    elif isinstance(key, rsa.RSAPublicKey) and key.key_size in (2048, 3072, 4096):
+        algs = [a for a in REGISTRY.values() if a.family.startswith("rsa-") and a.size == key.key_size]
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        algs = [REGISTRY["PKIX_ED25519"], REGISTRY["PKIX_ED25519_PH"]]
+    else:
+        raise UnsupportedBundle(
+            f"{where}: {key_name(key)} key: not in Sigstore's algorithm registry (ECDSA P-256/P-384/P-521, "
+            "RSA-2048/3072/4096 PKCS#1 v1.5 or PSS, Ed25519 are supported)"
+        )
+    if details is None:
+        return algs
+    if details not in REGISTRY:
+        raise UnsupportedBundle(
+            f"{where}: keyDetails {details}: not an algorithm of Sigstore's registry this verifier supports "
+            f"({', '.join(REGISTRY)})"
+        )
+    if REGISTRY[details] not in algs:
+        raise CheckFailed(where, "bundle.tlog", f"keyDetails {details} is not the signer's {key_name(key)} key")
+    return [REGISTRY[details]]
+
+
+def _verify_sig(
+    key: Any,
+    sig: bytes,
+    message: bytes | None,
+    digest: tuple[str, bytes] | None,
+    what: str,
+    details: str | None = None,
+) -> bool:
+    """``sig`` by ``key`` with an algorithm of the registry the key allows (``details``: that one only), over
+    ``digest`` (algorithm, value) where the algorithm signs that digest, else over the ``message`` bytes. Bytes
+    with no digest and no ``details`` are signed as DSSE and SETs are: Ed25519 pure, not prehashed.
+    UnsupportedBundle for a key outside the registry; never another exception."""
+    algs = algorithms_of(key, what, details)
+    if details is None and digest is None:
+        algs = [a for a in algs if a.family != "ed25519ph"]
+    return any(_verify_with(a, key, sig, message, digest) for a in algs)
+
+
+def _verify_with(a: Algorithm, key: Any, sig: bytes, message: bytes | None, digest: tuple[str, bytes] | None) -> bool:
     try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
+        if a.family == "ed25519":
             if message is None:
-                raise UnsupportedBundle(f"{what}: an Ed25519 message signature needs the artifact's bytes")
+                return False
             key.verify(sig, message)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            algo = {256: hashes.SHA256(), 384: hashes.SHA384(), 521: hashes.SHA512()}[key.curve.key_size]
-            if message is not None:
-                key.verify(sig, message, ec.ECDSA(algo))
-            else:
-                assert digest is not None
-                key.verify(sig, digest[1], ec.ECDSA(Prehashed(_hash(digest[0]))))
-        elif isinstance(key, rsa.RSAPublicKey):
-            if message is not None:
-                key.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
-            else:
-                assert digest is not None
-                key.verify(sig, digest[1], padding.PKCS1v15(), Prehashed(_hash(digest[0])))
+            return True
+        if digest is not None:
+            if digest[0] != a.hash or len(digest[1]) != DIGEST_SIZES[a.hash]:
+                return False
+            data, prehashed = digest[1], True
+        elif message is not None:
+            data, prehashed = message, False
         else:
-            raise UnsupportedBundle(f"{what}: unsupported key type {type(key).__name__}")
+            return False
+        if a.family == "ed25519ph":
+            return _ed25519ph_verify(key.public_bytes_raw(), sig, data if prehashed else hashlib.sha512(data).digest())
+        assert a.hash is not None
+        algo: Any = Prehashed(_hash(a.hash)) if prehashed else _hash(a.hash)
+        if a.family == "ecdsa":
+            key.verify(sig, data, ec.ECDSA(algo))
+        elif a.family == "rsa-pkcs1v15":
+            key.verify(sig, data, padding.PKCS1v15(), algo)
+        else:  # RSASSA-PSS, MGF1 with SHA-256, any salt length (Go signers use the longest, others the digest's)
+            key.verify(sig, data, padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO), algo)
     except InvalidSignature:
         return False
     return True
@@ -331,6 +439,75 @@ def _verify_sig(key: Any, sig: bytes, message: bytes | None, digest: tuple[str, 
 
 def _hash(name: str) -> hashes.HashAlgorithm:
     return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[name]
+
+
+# Ed25519ph (RFC 8032 5.1, no context): the prehashed Ed25519 of hashedrekord (PKIX_ED25519_PH), which
+# cryptography does not offer. Extended coordinates (RFC 8032 5.1.4); decoding as 5.1.3 (non-canonical
+# encodings refused); the check is cofactorless, [S]B - [k]A must encode to R, as Go's crypto/ed25519 does.
+_ED_P = 2**255 - 19
+_ED_L = 2**252 + 27742317777372353535851937790883648493
+_ED_D = -121665 * pow(121666, -1, _ED_P) % _ED_P
+_ED_SQRT_M1 = pow(2, (_ED_P - 1) // 4, _ED_P)
+_ED_DOM2_PH = b"SigEd25519 no Ed25519 collisions\x01\x00"  # dom2(phflag = 1, context = "")
+_EdPoint = tuple[int, int, int, int]
+
+
+def _ed_add(p: _EdPoint, q: _EdPoint) -> _EdPoint:
+    a = (p[1] - p[0]) * (q[1] - q[0]) % _ED_P
+    b = (p[1] + p[0]) * (q[1] + q[0]) % _ED_P
+    c = 2 * p[3] * q[3] * _ED_D % _ED_P
+    d = 2 * p[2] * q[2] % _ED_P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return e * f % _ED_P, g * h % _ED_P, f * g % _ED_P, e * h % _ED_P
+
+
+def _ed_mul(s: int, p: _EdPoint) -> _EdPoint:
+    q: _EdPoint = (0, 1, 1, 0)
+    while s:
+        if s & 1:
+            q = _ed_add(q, p)
+        p, s = _ed_add(p, p), s >> 1
+    return q
+
+
+def _ed_decode(raw: bytes) -> _EdPoint | None:
+    if len(raw) != 32:
+        return None
+    n = int.from_bytes(raw, "little")
+    sign, y = n >> 255, n & ((1 << 255) - 1)
+    if y >= _ED_P:
+        return None
+    u, v = (y * y - 1) % _ED_P, (_ED_D * y * y + 1) % _ED_P
+    x = u * pow(v, 3, _ED_P) * pow(u * pow(v, 7, _ED_P), (_ED_P - 5) // 8, _ED_P) % _ED_P
+    if v * x * x % _ED_P == (-u) % _ED_P:
+        x = x * _ED_SQRT_M1 % _ED_P
+    if v * x * x % _ED_P != u or (x == 0 and sign):
+        return None
+    if x & 1 != sign:
+        x = _ED_P - x
+    return x, y, 1, x * y % _ED_P
+
+
+def _ed_encode(p: _EdPoint) -> bytes:
+    zinv = pow(p[2], -1, _ED_P)
+    x, y = p[0] * zinv % _ED_P, p[1] * zinv % _ED_P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+_ED_B = _ed_decode((4 * pow(5, -1, _ED_P) % _ED_P).to_bytes(32, "little"))
+
+
+def _ed25519ph_verify(public: bytes, sig: bytes, prehash: bytes) -> bool:
+    """An Ed25519ph signature by the raw key ``public`` over ``prehash`` = SHA-512(message)."""
+    a = _ed_decode(public)
+    if len(sig) != 64 or len(prehash) != 64 or a is None or _ed_decode(sig[:32]) is None or _ED_B is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    if s >= _ED_L:
+        return False
+    k = int.from_bytes(hashlib.sha512(_ED_DOM2_PH + sig[:32] + public + prehash).digest(), "little") % _ED_L
+    minus_a = ((_ED_P - a[0]) % _ED_P, a[1], a[2], (_ED_P - a[3]) % _ED_P)
+    return _ed_encode(_ed_add(_ed_mul(s, _ED_B), _ed_mul(k, minus_a))) == sig[:32]
 
 
 def _spki(key: Any) -> bytes:
@@ -378,8 +555,12 @@ def _logs(root_doc: dict[str, Any]) -> dict[bytes, _Log]:
     return out
 
 
-def _body_matches(body: dict[str, Any], kind: str, version: str, p: Parsed, key: Any) -> str | None:
-    """Why the entry's body is not this bundle's signature (None: it is). Every field is re-derived."""
+def _body_matches(
+    body: dict[str, Any], kind: str, version: str, p: Parsed, key: Any, where: str = "bundle"
+) -> str | None:
+    """Why the entry's body is not this bundle's signature (None: it is). Every field is re-derived.
+    hashedrekord 0.0.2 names the algorithm (``keyDetails``): it must be the signer key's (else CheckFailed, or
+    UnsupportedBundle for a name outside the registry), and a DSSE PAE is logged with a digest it signs."""
     c, leaf = p.content, p.leaf
     spec = body.get("spec")
     if not isinstance(spec, dict):
@@ -412,14 +593,21 @@ def _body_matches(body: dict[str, Any], kind: str, version: str, p: Parsed, key:
                 return "the logged public key is not the given one"
         else:
             return "the entry names no verifier"
+        signer = key if key is not None else leaf.public_key() if leaf is not None else None
+        details = v.get("keyDetails")
+        algs = algorithms_of(signer, where, str(details) if details else None) if signer is not None else []
+        got = (DIGEST_NAMES.get(str(data.get("algorithm"))), base64.b64decode(data.get("digest", "")))
         if c.is_dsse:
             assert c.payload_type is not None and c.payload is not None
-            want = ("sha256", hashlib.sha256(pae(c.payload_type, c.payload)).digest())
+            signs = sorted({a.hash for a in algs if a.hash}) if signer is not None else ["sha256"]
+            if got[0] not in signs:
+                return f"the logged digest of the DSSE PAE is {got[0]}: the signer's key signs {', '.join(signs)}"
+            assert got[0] is not None
+            want = (got[0], hashlib.new(got[0], pae(c.payload_type, c.payload)).digest())
         elif c.digest is not None:
             want = c.digest
         else:
             return "the bundle has no message digest"
-        got = (DIGEST_NAMES.get(str(data.get("algorithm"))), base64.b64decode(data.get("digest", "")))
         return None if got == want else "the logged digest is not the bundle's (message digest or DSSE PAE)"
     if not c.is_dsse:
         return f"a {kind} entry logs a DSSE envelope, the bundle has a message signature"
@@ -494,7 +682,7 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
     if log is None:
         raise fail(f"log {log_id.hex()[:16]}… is not in the trusted root")
     try:
-        why = _body_matches(body, kind, version, p, key)
+        why = _body_matches(body, kind, version, p, key, where)
     except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong JSON type or not base64
         why = f"the body is malformed ({exc!r})"
     if why is not None:
@@ -551,7 +739,11 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
         raise fail(f"a v{p.version} bundle needs an inclusion proof with a checkpoint")
     elif set_time is None:
         raise fail("a v0.1 entry needs a SET when it has no inclusion proof")
-    return VerifiedEntry(log_id, index, kind, version, raw_body, set_time, checkpoint, size, root)
+    details = None
+    if (kind, version) == ("hashedrekord", "0.0.2"):
+        named = body["spec"]["hashedRekordV002"]["signature"]["verifier"].get("keyDetails")
+        details = str(named) if named else None
+    return VerifiedEntry(log_id, index, kind, version, raw_body, set_time, checkpoint, size, root, details)
 
 
 # -- the whole bundle -------------------------------------------------------------------------------------------
@@ -589,6 +781,8 @@ def verify_bundle(
     out = Outcome(p.content.payload_type, p.content.payload, None)
     if p.leaf is None and key is None:
         raise CheckFailed(where, "bundle.parse", "a public-key bundle needs the key (--key)")
+    if p.leaf is None:
+        algorithms_of(key, where)  # a key outside Sigstore's algorithm registry: UnsupportedBundle, named
     stamps = verify_timestamps(doc, root_doc, p.leaf, where)
     out.tsa_times, out.ignored_timestamps = stamps.verified, stamps.ignored
     out.checks.append("bundle.timestamps")
@@ -600,6 +794,9 @@ def verify_bundle(
             out.set_times.append((ve.set_time, ve.log_id.hex()))
     if not out.entries and require_tlog and logs:  # a root listing no log (GitHub's instance): TSA-only by design
         raise CheckFailed(where, "bundle.tlog", "the bundle has no transparency-log entry (a TSA-only bundle)")
+    named = {ve.key_details for ve in out.entries if ve.key_details}
+    if len(named) > 1:
+        raise CheckFailed(where, "bundle.tlog", f"the entries name different algorithms ({', '.join(sorted(named))})")
     out.checks.append("bundle.tlog")
     times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
     for ve in out.entries:  # an entry without a SET (Rekor v2): its log key must be valid at the timestamps
@@ -630,25 +827,52 @@ def verify_bundle(
         out.checks.append("bundle.identity")
         key = p.leaf.public_key()
     c = p.content
+    details = next(iter(named), None)
+    algs = algorithms_of(key, where, details)
     if c.is_dsse:
         assert c.payload_type is not None and c.payload is not None
-        ok = _verify_sig(key, c.signature, pae(c.payload_type, c.payload), None, where)
+        ok = _verify_sig(key, c.signature, pae(c.payload_type, c.payload), None, where, details)
     else:
-        digest = c.digest
-        if artifact is not None:
-            alg = digest[0] if digest is not None else "sha256"
-            have = artifact.digests.get(alg)
-            if have is None:
-                raise UnsupportedBundle(f"{where}: messageDigest.algorithm {alg}: cannot compute it for the artifact")
-            if digest is not None and digest[1] != have:
-                raise CheckFailed(where, "bundle.subject", "the bundle's message digest is not the artifact's")
-            digest = (alg, have)
-        if digest is None:
-            raise CheckFailed(where, "bundle.signature", "no message digest and no artifact to verify against")
         data = artifact.data if artifact is not None else None
-        ok = _verify_sig(key, c.signature, data if isinstance(key, ed25519.Ed25519PublicKey) else None, digest, where)
+        signs = list(dict.fromkeys(a.hash for a in algs if a.hash))  # the digests the key's algorithms sign
+        pure = any(a.hash is None for a in algs) and data is not None  # Ed25519 over the artifact's bytes
+        if c.digest is not None:
+            if artifact is not None:
+                have = artifact.digests.get(c.digest[0])
+                if have is None:
+                    raise UnsupportedBundle(
+                        f"{where}: messageDigest.algorithm {c.digest[0]}: cannot compute it for the artifact"
+                    )
+                if c.digest[1] != have:
+                    raise CheckFailed(where, "bundle.subject", "the bundle's message digest is not the artifact's")
+            if c.digest[0] not in signs and not pure:
+                raise CheckFailed(
+                    where,
+                    "bundle.signature",
+                    f"the message digest is {c.digest[0]}: the signer's {key_name(key)} key signs "
+                    f"{', '.join(signs)} digests ({', '.join(a.details for a in algs)})",
+                )
+            digests: list[tuple[str, bytes] | None] = [c.digest]
+        elif artifact is not None:  # no message digest: each the key's algorithms sign, as the artifact has them
+            digests = [(h, artifact.digests[h]) for h in signs if h in artifact.digests] or ([None] if pure else [])
+            if not digests:
+                raise UnsupportedBundle(f"{where}: cannot compute {', '.join(signs)} for the artifact")
+        else:
+            raise CheckFailed(where, "bundle.signature", "no message digest and no artifact to verify against")
+        ok = any(_verify_sig(key, c.signature, data, d, where, details) for d in digests)
+        if not ok and c.digest is not None and c.digest[0] not in signs:
+            raise CheckFailed(
+                where,
+                "bundle.signature",
+                f"the signature does not verify with the signer's {key_name(key)} key over the artifact's bytes "
+                f"(pure Ed25519); a {c.digest[0]} message digest is not signed by {', '.join(signs)} algorithms",
+            )
     if not ok:
-        raise CheckFailed(where, "bundle.signature", "the signature does not verify with the signer's key")
+        raise CheckFailed(
+            where,
+            "bundle.signature",
+            f"the signature does not verify with the signer's key ({', '.join(a.details for a in algs)})",
+        )
     out.checks.append("bundle.signature")
     if c.is_dsse and artifact is not None:
         assert c.payload is not None
