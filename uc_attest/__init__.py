@@ -56,7 +56,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "list_repository": ("oci.api", "list_repository"),
     "verify_oci": ("verify.oci", "verify_oci"),
     "attest_pack": ("signing.attest", "attest_pack"),
-    "validate_pack": ("signing.attest", "validate_pack"),
+    "validate_pack": ("evidence.packing", "validate_pack"),
     "AttestResult": ("signing.attest", "AttestResult"),
     "ValidateResult": ("signing.attest", "ValidateResult"),
     "verify": ("verify.api", "verify"),

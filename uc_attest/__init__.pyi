@@ -12,6 +12,7 @@ from .errors import *
 from .evidence.conformance import BundleVerified as BundleVerified
 from .evidence.conformance import verify_any_bundle as verify_any_bundle
 from .evidence.packing import run_pack as run_pack
+from .evidence.packing import validate_pack as validate_pack
 from .evidence.packing import write_pack as write_pack
 from .instance.api import dev_token as dev_token
 from .instance.api import init_instance as init_instance
@@ -50,7 +51,6 @@ from .runtime.serve import generate as generate
 from .signing.attest import AttestResult as AttestResult
 from .signing.attest import ValidateResult as ValidateResult
 from .signing.attest import attest_pack as attest_pack
-from .signing.attest import validate_pack as validate_pack
 from .signing.trust import Trust as Trust
 from .signing.trust import TrustRoot as TrustRoot
 from .signing.trust import select_trust as select_trust

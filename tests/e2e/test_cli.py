@@ -38,17 +38,19 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_pack_verify_reconstruct_manifest(packed: tuple[Path, Path], tmp_path: Path) -> None:
     _src, pack = packed
-    v = cli("verify", pack, "--json")
+    refused = cli("verify", pack)  # no anchor: exit 2 saying how to anchor, or --integrity-only
+    assert_clean_error(refused, 2, "no trust anchor", "--integrity-only")
+    v = cli("verify", pack, "--integrity-only", "--json")
     assert v.returncode == 0, v.stderr
     out = json.loads(v.stdout)
     assert out["ok"] and out["tensors_checked"] == 9 and out["findings"] == []
-    human = cli("verify", pack)
-    assert human.returncode == 0 and out["root"] in human.stdout
+    human = cli("verify", pack, "--integrity-only")
+    assert human.returncode == 0 and out["root"] in human.stdout and "integrity only" in human.stderr
     m = cli("manifest", pack, "--json")
     assert json.loads(m.stdout)["root"] == out["root"]
     proof = json.loads(cli("manifest", pack, "--prove", "model.layers.0.self_attn.q_proj.weight").stdout)
     assert proof["root"] == out["root"] and proof["size"] == 9
-    r = cli("reconstruct", pack, "-o", tmp_path / "recon")
+    r = cli("reconstruct", pack, "-o", tmp_path / "recon", "--integrity-only")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "recon" / "model.safetensors").exists()
 
@@ -61,11 +63,11 @@ def test_flipped_byte_fails_naming_the_tensor(packed: tuple[Path, Path], tmp_pat
     data = bytearray((pack / "model.safetensors").read_bytes())
     data[-50] ^= 0x40  # inside the last tensor's data
     (pack / "model.safetensors").write_bytes(bytes(data))
-    r = cli("verify", pack, "--json")
+    r = cli("verify", pack, "--integrity-only", "--json")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     findings = json.loads(r.stdout)["findings"]
     assert any(f["problem"] == "reconstructed digest differs" for f in findings)
-    human = cli("verify", pack)
+    human = cli("verify", pack, "--integrity-only")
     assert human.returncode == 1 and "VERIFICATION FAILED" in human.stderr
 
 
@@ -86,7 +88,9 @@ def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path
     assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--bits", "9"), 2, "--bits")
     assert_clean_error(cli("pack", packed[0], "-o", tmp_path / "o", "--group-size", "100"), 2, "--group-size")
     assert_clean_error(cli("pack", packed[0], "-o", packed[1]), 2, "already exists")
-    assert_clean_error(cli("verify", tmp_path / "nope"), 3, "the pack directory does not exist")
+    assert_clean_error(cli("verify", tmp_path / "nope", "--integrity-only"), 3, "the pack directory does not exist")
+    assert_clean_error(cli("verify", packed[1], "--integrity-only", "--manifest", packed[1] / "uc-manifest.json"),
+                       2, "--integrity-only goes without a trust anchor")  # fmt: skip
     assert_clean_error(cli("embed", tmp_path / "nope", "--text", "x", "--manifest", tmp_path / "m.json"), 3,
                        "the pack directory does not exist")
     bad = tmp_path / "bad.json"

@@ -141,7 +141,7 @@ def _case_under_threshold(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str
 def _case_validator_not_trusted(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     out = tmp / "v.sigstore.json"
     uc.validate_pack(w["root"] / "pack", report(tmp / "m.json"), uc.select_trust(None, w["instance"]),
-                     dev_identity=RELEASE, bundle_out=out)
+                     dev_identity=RELEASE, bundle_out=out, allow_release_signer=True)  # made to be denied
     return w["root"] / "pack", ["--validation", str(out)]
 
 
@@ -198,7 +198,8 @@ def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Pa
 
 
 def test_rebuild_from_source_reproduces_the_pack(world: dict[str, Path]) -> None:
-    r = cli("verify", world["root"] / "pack", "--rebuild-from", world["src"], "--device", "cpu", "--json")
+    r = cli("verify", world["root"] / "pack", "--rebuild-from", world["src"], "--device", "cpu", "--integrity-only",
+            "--json")  # fmt: skip
     assert r.returncode == 0, r.stdout
     assert {"rebuild.source", "rebuild.match"} <= {c["rule"] for c in json.loads(r.stdout)["checks"]}
 
@@ -211,3 +212,80 @@ def test_load_verified_returns_tensors_only_when_allowed(world: dict[str, Path],
     pack, _ = _case_flipped_byte(world, tmp_path)
     with pytest.raises(uc.VerificationFailed):
         uc.load_verified(pack, uc.Anchor.policy(world["policy"]))
+
+
+# -- every rule a policy states runs, whatever evidence arrives (issue 28) -------------------------------------
+
+OMS_TYPES = {"predicate_types: [https://slsa.dev/provenance/v1]":
+             "predicate_types: [https://slsa.dev/provenance/v1, https://model_signing/signature/v1.0]"}
+
+
+def _rows(out: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["rule"]: c for c in out["checks"]}  # type: ignore[index, union-attr]
+
+
+def test_an_oms_signature_as_release_bundle_keeps_every_rule_of_the_policy(world: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    """attest writes PACK.model.sig beside the pack; handed over as the release bundle under a policy admitting
+    OMS statements, it must not switch the policy's other rules off: every rule the SLSA bundle's verdict has
+    is in this verdict too, and those an OMS signature cannot answer deny, naming what it lacks."""
+    policy = write_policy(tmp_path / "p.yaml", world["instance"], **OMS_TYPES)
+    pack = world["root"] / "pack"
+    slsa = cli("verify", pack, "--policy", policy, "--json")
+    assert slsa.returncode == 0, slsa.stdout
+    r = cli("verify", pack, "--policy", policy, "--bundle", world["root"] / "pack.model.sig", "--json")
+    assert r.returncode == 1, r.stdout
+    rows = _rows(json.loads(r.stdout))
+    assert set(_rows(json.loads(slsa.stdout))) <= set(rows)
+    for rule in ("release.build_type", "quantization.scheme", "quantization.bits", "quantization.group_size",
+                 "quantization.calibration", "source.signers"):
+        assert rows[rule]["status"] == "unchecked", rows[rule]
+        assert "OpenSSF Model Signing signature carries no" in str(rows[rule]["detail"])
+    assert rows["release.predicate_type"]["ok"] and rows["pack.files"]["ok"] and rows["pack.tensors"]["ok"]
+    # a pack that was never validated: the validation rule runs (and denies) as well
+    other = cli("verify", pack, "--policy", policy, "--bundle", world["root"] / "pack.model.sig",
+                "--validation", world["root"] / "pack6.validation.sigstore.json", "--json")
+    assert other.returncode == 1 and not _rows(json.loads(other.stdout))["validation"]["ok"]
+
+
+def _without_log_entry(bundle: Path, out: Path) -> Path:
+    doc = json.loads(bundle.read_text())
+    doc["verificationMaterial"]["tlogEntries"] = []
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_validation_without_its_log_entry_is_denied(world: dict[str, Path], tmp_path: Path) -> None:
+    """A validation bundle with its tlogEntries removed still verifies (its RFC 3161 timestamp): it must meet
+    the log requirement of its role (validation.require_tlog, by default release.require_tlog), in verify and
+    in the gate, or no monitor, audit or inventory would ever see it."""
+    pack = world["root"] / "pack"
+    unlogged = _without_log_entry(world["root"] / "pack.validation.sigstore.json", tmp_path / "v.sigstore.json")
+    rc, out = verify(world, pack, "--validation", unlogged)
+    assert rc == 1 and "validation" in failed_rules(out)
+    assert "no transparency-log entry" in str(_rows(out)["validation"]["detail"])
+    g = cli("gate", pack, "--policy", world["policy"], "--validation", unlogged, "--json")
+    assert g.returncode == 1 and "no transparency-log entry" in g.stdout
+    # the field that governs the role says so: a policy admitting TSA-only validations accepts it
+    lenient = write_policy(tmp_path / "p.yaml", world["instance"],
+                           **{"  max_age_days: 180\n": "  max_age_days: 180\n  require_tlog: false\n"})
+    r = cli("verify", pack, "--policy", lenient, "--validation", unlogged, "--json")
+    assert r.returncode == 0, r.stdout
+    assert cli("gate", pack, "--policy", lenient, "--validation", unlogged).returncode == 0
+
+
+def test_a_required_online_log_check_is_never_satisfied_offline(world: dict[str, Path], tmp_path: Path) -> None:
+    """require_online_log_check: true and --offline: a denial that says why (the log was not asked), for the
+    release and for the validation alike; online, the same policy allows the pack."""
+    policy = write_policy(tmp_path / "p.yaml", world["instance"],
+                          **{"require_online_log_check: false": "require_online_log_check: true"})
+    pack = world["root"] / "pack"
+    online = cli("verify", pack, "--policy", policy, "--json")
+    assert online.returncode == 0, online.stdout
+    off = cli("verify", pack, "--policy", policy, "--offline", "--json")
+    assert off.returncode == 1, off.stdout
+    rows = _rows(json.loads(off.stdout))
+    assert rows["log.online"]["status"] == "unchecked" and "offline" in str(rows["log.online"]["detail"])
+    assert not rows["validation"]["ok"] and "offline" in str(rows["validation"]["detail"])
+    g = cli("gate", pack, "--policy", policy, "--offline")
+    assert g.returncode == 1 and cli("gate", pack, "--policy", policy).returncode == 0

@@ -75,7 +75,7 @@ def test_reconstruct_refuses_a_flipped_code_byte(world: dict[str, Any], tmp_path
     pack = _copy(world, tmp_path)
     _flip_code_byte(pack)
     args: list[str | Path] = {
-        "none": [],
+        "none": ["--integrity-only"],
         "manifest": ["--manifest", world["kept"]],
         "bundle": ["--identity", RELEASE, "--instance", world["inst"].dir],  # the bundle beside the pack
     }[anchor]
@@ -90,7 +90,7 @@ def test_reconstruct_refuses_an_edited_config(world: dict[str, Any], tmp_path: P
     cfg = json.loads((pack / "config.json").read_text())
     cfg["hidden_size"] = 64
     (pack / "config.json").write_text(json.dumps(cfg))
-    assert_clean_error(cli("reconstruct", pack, "-o", tmp_path / "out"), 1, "config.json")
+    assert_clean_error(cli("reconstruct", pack, "-o", tmp_path / "out", "--integrity-only"), 1, "config.json")
     assert not (tmp_path / "out").exists()
 
 
@@ -103,7 +103,12 @@ def test_reconstruct_refuses_an_added_file(world: dict[str, Any], tmp_path: Path
 
 
 def test_reconstruct_with_and_without_an_anchor(world: dict[str, Any], tmp_path: Path) -> None:
-    plain = cli("reconstruct", world["pack"], "-o", tmp_path / "a", "--json")
+    # no anchor at all: a usage error saying how to anchor, nothing written (a CI step checking the exit code
+    # must not pass a pack anyone could rewrite)
+    refused = cli("reconstruct", world["pack"], "-o", tmp_path / "a")
+    assert_clean_error(refused, 2, "no trust anchor")
+    assert "--integrity-only" in refused.stderr and not (tmp_path / "a").exists()
+    plain = cli("reconstruct", world["pack"], "-o", tmp_path / "a", "--integrity-only", "--json")
     assert plain.returncode == 0, plain.stderr
     assert "integrity only" in plain.stderr and "no signer checked" in plain.stderr
     assert json.loads(plain.stdout)["anchored"] is False

@@ -59,7 +59,7 @@ def test_identity_with_markup_is_denied_and_shown_literally(world: dict[str, Any
 
 
 def test_path_with_markup_is_shown_literally(tmp_path: Path) -> None:
-    r = cli("verify", tmp_path / "nope[bold]")
+    r = cli("verify", tmp_path / "nope[bold]", "--integrity-only")
     assert r.returncode == 3 and "nope[bold]" in r.stderr, r.stderr
 
 
@@ -104,7 +104,7 @@ def test_a_foreign_exception_is_an_internal_error_not_a_denial(world: dict[str, 
         raise KeyError("spec")
 
     monkeypatch.setattr(Manifest, "from_json", boom)
-    r = CliRunner().invoke(app, ["verify", str(world["pack"])])
+    r = CliRunner().invoke(app, ["verify", str(world["pack"]), "--integrity-only"])
     assert r.exit_code not in (0, 1) and r.exit_code == uc.EXIT_INTERNAL, (r.exit_code, r.output)
     assert "internal error" in r.output and "please report" in r.output and "KeyError" in r.output
     assert "Traceback" not in r.output

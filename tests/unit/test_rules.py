@@ -68,7 +68,10 @@ def test_max_age_uses_the_verified_time_only(tmp_path: Path) -> None:
 
 def test_release_rules_fail_closed_without_a_bundle_claim(tmp_path: Path) -> None:
     checks = evaluate(release_rules(None), _facts(tmp_path, evidence_error="no bundle"))
-    assert [c.rule for c in checks] == ["release.signer"] and not all_of(checks)
+    assert checks[0].rule == "release.signer" and not all_of(checks)
+    # every other rule is present and denied as not checked, never absent and never passed
+    assert all(c.status == "unchecked" and "did not verify" in c.detail for c in checks[1:])
+    assert {c.rule for c in checks[1:]} >= {"release.log", "release.predicate_type", "pack.files", "pack.manifest"}
 
 
 def test_renderer_shows_markup_as_data() -> None:

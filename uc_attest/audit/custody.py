@@ -22,7 +22,7 @@ from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalErr
 from ..evidence.oms import kept_log_index, verify_kept_source_signature
 from ..pack.check import check_pack
 from ..pack.facts import PackFacts
-from ..policy.rules import Check
+from ..policy.rules import Check, Status
 from ..signing.attest import OMS_SUFFIX, RELEASE_SUFFIX, VALIDATION_SUFFIX
 from ..signing.trust import Trust
 from ..transparency.follow import TileIndex
@@ -159,7 +159,9 @@ def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None
     releases = [e for e in events if e.kind == "release" and e.details.get("root") == str(root)]
     recorded = next((e for e in releases if e.details.get("source_signature")), None)
     if recorded is None:
-        return Check(RuleId.CUSTODY_SOURCE, "skipped", "no release of this root records a verified source signature")
+        return Check(
+            RuleId.CUSTODY_SOURCE, Status.SKIPPED, "no release of this root records a verified source signature"
+        )
     sig = recorded.details["source_signature"]
     ev = AuditEvent(
         int(sig.get("signed_at") or 0),
@@ -221,7 +223,9 @@ def _rekor_v1(out: _Logs, trust: Trust, keys: list[str], state: Path | None) -> 
             if state is not None:
                 stored = stored_checkpoint(load_state(Path(state)), client)
                 if stored is None:
-                    out.checks.append(Check(RuleId.LOG_CONSISTENCY, "skipped", f"{log.base_url}: no stored checkpoint"))
+                    out.checks.append(
+                        Check(RuleId.LOG_CONSISTENCY, Status.SKIPPED, f"{log.base_url}: no stored checkpoint")
+                    )
                 else:
                     try:
                         client.prove_consistent(stored, latest)
@@ -273,10 +277,10 @@ def _rekor_v2(out: _Logs, trust: Trust, keys: list[str], index: Path | None, bun
             )
             if index is None:
                 out.checks.append(
-                    Check(RuleId.LOG_CONSISTENCY, "skipped", f"{r.url}: no index kept (scanned {cp.size} entries)")
+                    Check(RuleId.LOG_CONSISTENCY, Status.SKIPPED, f"{r.url}: no index kept (scanned {cp.size} entries)")
                 )
             elif r.previous is None:
-                out.checks.append(Check(RuleId.LOG_CONSISTENCY, "skipped", f"{r.url}: first run of this index"))
+                out.checks.append(Check(RuleId.LOG_CONSISTENCY, Status.SKIPPED, f"{r.url}: first run of this index"))
             else:
                 out.checks.append(
                     Check.of(RuleId.LOG_CONSISTENCY, True, f"{r.url}: extends the indexed size {r.previous.size}")

@@ -246,10 +246,11 @@ def verify(
         typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
     ] = None,
     plain_http: Annotated[bool, typer.Option(help="oci:// over plain HTTP (loopback addresses only).")] = False,
+    integrity_only: IntegrityOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack (or, with --oms-signature, any model directory). Exit 0 allowed, 1 denied, 2 usage,
-    3 invalid policy/input, 4 operational.
+    3 invalid policy/input, 4 operational. Without a trust anchor it refuses (exit 2) unless --integrity-only.
 
     With --policy (or --bundle): signature and identity per role, log proof (offline) and the
     entry re-fetched from the log when reachable, statement <-> pack files and manifest, every
@@ -281,11 +282,11 @@ def verify(
         return
     if key is not None or cert_chain is not None:
         raise uc.UsageError("--key/--cert-chain go with --oms-signature")
-    anchor = (
+    anchor = _anchor_or_integrity_only(
         uc.anchor_from_options(
             policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest, validations=validation
-        )
-        or uc.Anchor.pack_itself()
+        ),
+        integrity_only,
     )
     with render.progress("verifying") as progress:
         if target.startswith("oci://"):
@@ -383,6 +384,29 @@ IssuerOpt = Annotated[
 ]
 ManifestOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a separately kept, validated manifest.")]
 OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-gapped).")]
+IntegrityOpt = Annotated[
+    bool,
+    typer.Option(
+        help="No trust anchor: check the pack against its own manifest only (whoever can write the pack can "
+        "rewrite it; the output says so)."
+    ),
+]
+
+
+def _anchor_or_integrity_only(anchor: uc.Anchor | None, integrity_only: bool) -> uc.Anchor:
+    """The anchor the options name; none is a usage error (exit 2) unless --integrity-only says so explicitly."""
+    if integrity_only:
+        if anchor is not None:
+            raise uc.UsageError("--integrity-only goes without a trust anchor (--policy/--identity/--manifest)")
+        return uc.Anchor.pack_itself()
+    if anchor is None:
+        raise uc.UsageError(
+            f"no trust anchor: {render.HOW_TO_ANCHOR}; or --integrity-only to check the pack against its own "
+            "manifest (self-consistency only)"
+        )
+    return anchor
+
+
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 
 
@@ -490,14 +514,27 @@ def validate(
     trust_config: TrustOpt = None,
     instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
     identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
-    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(help="With --instance: the dev identity to sign as (default: validator@uc-attest.dev)."),
+    ] = None,
     bundle: Annotated[Path | None, typer.Option(help="Output (default: <pack>.validation.sigstore.json).")] = None,
+    allow_release_signer: Annotated[
+        bool, typer.Option(help="Sign even as the identity that signed the release (no separation of duties).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign and log a validation attestation: this report describes exactly this reconstruction."""
+    """Sign and log a validation attestation: this report describes exactly this reconstruction. Refused when
+    the signer is the identity that signed the pack's release, unless --allow-release-signer."""
     trust = uc.select_trust(trust_config, instance)
     res = uc.validate_pack(
-        pack_dir, report, trust, identity_token=identity_token, dev_identity=identity, bundle_out=bundle
+        pack_dir,
+        report,
+        trust,
+        identity_token=identity_token,
+        dev_identity=identity,
+        bundle_out=bundle,
+        allow_release_signer=allow_release_signer,
     )
     if as_json:
         emit_json(
@@ -521,11 +558,12 @@ def gate_cmd(
     pack_dir: Annotated[Path, typer.Argument(help="Deployed pack directory.")],
     policy: Annotated[Path, typer.Option(help="Policy with a validation section.")],
     validation: Annotated[list[Path] | None, typer.Option(help="Validation bundle(s).")] = None,
+    offline: OfflineOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Change gate: exit 0 if this manifest root has a valid validation attestation, else 1 naming the last
     validated root."""
-    v = uc.gate(pack_dir, policy, validation)
+    v = uc.gate(pack_dir, policy, validation, online=not offline)
     if as_json:
         emit_json(v.to_dict())
     else:
@@ -754,7 +792,10 @@ def attest(
     trust_config: TrustOpt = None,
     instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
     identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
-    identity: Annotated[str | None, typer.Option(help="With --instance: the dev identity to sign as.")] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(help="With --instance: the dev identity to sign as (default: release-bot@uc-attest.dev)."),
+    ] = None,
     bundle: Annotated[Path | None, typer.Option(help="Output bundle (default: <pack>.sigstore.json).")] = None,
     inline_manifest: Annotated[
         str, typer.Option(help="auto, always or never: manifest inside the statement.")
@@ -891,12 +932,15 @@ def reconstruct(
     manifest: ManifestOpt = None,
     offline: OfflineOpt = False,
     force: ForceOpt = False,
+    integrity_only: IntegrityOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the reconstructed model as standard safetensors (the source's dtype), every tensor and file
-    matched against the trusted manifest first (exit 1 naming each mismatch, nothing written)."""
+    matched against the trusted manifest first (exit 1 naming each mismatch, nothing written). Without a trust
+    anchor it refuses (exit 2) unless --integrity-only."""
     anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
-    res = uc.reconstruct(pack_dir, output, anchor or uc.Anchor.pack_itself(), trust, online=not offline, force=force)
+    anchor = _anchor_or_integrity_only(anchor, integrity_only)
+    res = uc.reconstruct(pack_dir, output, anchor, trust, online=not offline, force=force)
     if as_json:
         emit_json(
             {

@@ -77,6 +77,7 @@ _RESULT = {
     "fail": ("FAIL", "red"),
     "skipped": ("skipped", "yellow"),
     "unreachable": ("UNREACHABLE", "red"),
+    "unchecked": ("NOT CHECKED", "red"),
 }
 
 

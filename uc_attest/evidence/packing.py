@@ -11,11 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, VerificationFailed
+from ..errors import UcAttestError, UsageError, VerificationFailed
 from ..pack.api import DEFAULT_BUDGET, PACK_SCHEME, CalibrateMode, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
 from ..pack.writer import PackResult
 from ..quant.scheme import Scheme
+from ..signing.attest import ValidateResult
+from ..signing.trust import Trust
 
 
 def write_pack(
@@ -106,3 +108,45 @@ def source_gate(request: PackRequest, read: list[str]) -> Any:
     if verified.findings:
         raise VerificationFailed(verified.findings)
     return _gate(verified, r.source, r.source_signature, read)
+
+
+def release_signers(bundle: Path) -> tuple[str, ...]:
+    """The identities a release bundle's certificate names (read, not verified: enough to refuse signing a
+    validation as the same identity; nothing is trusted on it). Empty when there is no readable bundle."""
+    from .bundle import leaf_certificate, read_bundle
+    from .identity import cert_identities
+
+    if not Path(bundle).is_file():
+        return ()
+    try:
+        _raw, doc = read_bundle(Path(bundle))
+        return tuple(cert_identities(leaf_certificate(doc, str(bundle))))
+    except (UcAttestError, ValueError):
+        return ()
+
+
+def validate_pack(
+    pack_dir: Path,
+    report_path: Path,
+    trust: Trust,
+    *,
+    identity_token: str | None = None,
+    dev_identity: str | None = None,
+    bundle_out: Path | None = None,
+    allow_release_signer: bool = False,
+) -> ValidateResult:
+    """Sign and log a validation of ``pack_dir`` (``signing.attest.validate_pack``), refusing to sign it as the
+    identity that signed the pack's release (``<pack>.sigstore.json``) unless ``allow_release_signer``."""
+    from ..signing.attest import RELEASE_SUFFIX, bundle_beside
+    from ..signing.attest import validate_pack as _validate
+
+    same = () if allow_release_signer else release_signers(bundle_beside(Path(pack_dir), RELEASE_SUFFIX))
+    return _validate(
+        pack_dir,
+        report_path,
+        trust,
+        identity_token=identity_token,
+        dev_identity=dev_identity,
+        bundle_out=bundle_out,
+        release_signers=same,
+    )

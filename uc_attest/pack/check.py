@@ -23,6 +23,7 @@ from .layout import MANIFEST_NAME
 from .reader import Pack
 
 Progress = Callable[[str, int], None]
+INTEGRITY_ONLY = "integrity only: checked against the pack's own manifest, no signer checked"
 
 
 @dataclass
@@ -35,10 +36,15 @@ class PackCheck:
     tensors_checked: int
     files_checked: int
     findings: list[Finding] = field(default_factory=list)
+    integrity_only: bool = False  # held to the pack's own manifest: whoever can write the pack can rewrite it
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def note(self) -> str | None:
+        return INTEGRITY_ONLY if self.integrity_only else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +55,8 @@ class PackCheck:
             "tensors_checked": self.tensors_checked,
             "files_checked": self.files_checked,
             "findings": [f.to_dict() for f in self.findings],
+            "integrity_only": self.integrity_only,
+            **({"note": INTEGRITY_ONLY} if self.integrity_only else {}),
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,6 +162,24 @@ class Validation(_Strict):
     max_age_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     evaluation_sets: list[str] = Field(default_factory=list, description="Accepted evaluation set ids; empty: any.")
+    require_tlog: bool | None = Field(
+        None, description="A validation bundle must have a transparency-log entry; unset: as release.require_tlog."
+    )
+    require_timestamps: Annotated[int, Field(ge=0, le=32)] | None = Field(
+        None, description="RFC 3161 timestamps from distinct TSAs a validation must carry; unset: as release."
+    )
+    require_online_log_check: bool | None = Field(
+        None, description="A validation's log entry must be re-fetched and proven; unset: as release."
+    )
+
+
+@dataclass(frozen=True)
+class EvidenceRules:
+    """What every signed bundle of one role must carry: a log entry, RFC 3161 timestamps, the online re-check."""
+
+    require_tlog: bool
+    require_timestamps: int
+    require_online_log_check: bool
 
 
 class Policy(_Strict):
@@ -175,6 +194,21 @@ class Policy(_Strict):
     source: Source = Field(default_factory=Source)
     rebuild: Rebuild = Field(default_factory=Rebuild)
     validation: Validation | None = None
+
+    def release_evidence(self) -> EvidenceRules:
+        r = self.release
+        return EvidenceRules(r.require_tlog, r.require_timestamps, r.require_online_log_check)
+
+    def validation_evidence(self) -> EvidenceRules:
+        """A validation bundle meets the release's log and timestamp rules unless the validation section sets its own."""
+        r, v = self.release_evidence(), self.validation
+        if v is None:
+            return r
+        return EvidenceRules(
+            r.require_tlog if v.require_tlog is None else v.require_tlog,
+            r.require_timestamps if v.require_timestamps is None else v.require_timestamps,
+            r.require_online_log_check if v.require_online_log_check is None else v.require_online_log_check,
+        )
 
     @model_validator(mode="after")
     def _validator_signers(self) -> Policy:

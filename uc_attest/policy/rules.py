@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..claims.oms import OMS_PREDICATE, OmsClaim
 from ..claims.slsa import ReleaseClaim
@@ -22,14 +23,24 @@ from ..evidence.bundle import Evidence
 from ..manifest import moments_digest_of
 from ..pack.check import PackCheck
 from ..pack.facts import PackFacts
-from .model import CalibrationPolicy, Policy, Release, Source
+from ..pack.layout import MANIFEST_NAME
+from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source
 
-Status = Literal["pass", "fail", "skipped", "unreachable"]
+
+class Status(StrEnum):
+    """A check's outcome. A ``str``: it compares equal to and encodes as its value."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIPPED = "skipped"  # passes, and says why the rule had nothing to require here
+    UNREACHABLE = "unreachable"  # a service the policy requires could not be reached: operational (exit 4)
+    UNCHECKED = "unchecked"  # the policy states the rule, the evidence at hand cannot answer it: denied
 
 
 @dataclass
 class Check:
-    """One rule's outcome. ``skipped`` passes (and says so); ``unreachable`` fails as an operational problem."""
+    """One rule's outcome. ``skipped`` passes (and says so); ``unreachable`` fails as an operational problem;
+    ``unchecked`` denies: a rule the policy states is never absent from a verdict, whatever evidence came."""
 
     rule: RuleId
     status: Status
@@ -41,18 +52,28 @@ class Check:
 
     @classmethod
     def of(cls, rule: RuleId, ok: bool, detail: str = "", **kw: Any) -> Check:
-        return cls(rule, "pass" if ok else "fail", detail, **kw)
+        return cls(rule, Status.PASS if ok else Status.FAIL, detail, **kw)
+
+    @classmethod
+    def unchecked(cls, rule: RuleId, why: str, **kw: Any) -> Check:
+        """A rule the policy states that the evidence cannot answer: denied, saying what is lacking."""
+        return cls(rule, Status.UNCHECKED, f"not checked: {why}", **kw)
 
     @property
     def ok(self) -> bool:
-        return self.status in ("pass", "skipped")
+        return self.status in (Status.PASS, Status.SKIPPED)
 
     @property
     def skipped(self) -> bool:
-        return self.status == "skipped"
+        return self.status is Status.SKIPPED
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": str(self.rule), "ok": self.ok, "status": self.status, "skipped": self.skipped}
+        out: dict[str, Any] = {
+            "rule": str(self.rule),
+            "ok": self.ok,
+            "status": str(self.status),
+            "skipped": self.skipped,
+        }
         for k in ("detail", "expected", "actual", "hint"):
             v = getattr(self, k)
             if v:
@@ -68,13 +89,26 @@ def all_of(checks: Sequence[Check]) -> bool:
 # -- facts ------------------------------------------------------------------------------------------------------
 
 
+class LogStatus(StrEnum):
+    """A signed entry asked for again from its log."""
+
+    PROVEN = "proven"  # same body, proven against a fresh signed checkpoint consistent with the bundle's
+    DIFFERS = "differs"  # the log holds another body at that index
+    UNREACHABLE = "unreachable"  # a timeout or a refusal
+    MISBEHAVED = "misbehaved"  # a malformed or inconsistent answer
+    NO_LOG = "no-log"  # no log of the trust root has the entry's log id
+    NOT_ASKED = "not-asked"  # offline (--offline), or an entry with no log to ask (TSA-only)
+
+
 @dataclass(frozen=True)
 class OnlineLog:
-    """The release entry asked for again from its log: ``proven`` (same body, proven against a fresh signed
-    checkpoint consistent with the bundle's), ``differs``, ``unreachable``, ``misbehaved`` or ``no-log``."""
+    """A signed entry asked for again from its log (see :class:`LogStatus`)."""
 
-    status: Literal["proven", "differs", "unreachable", "misbehaved", "no-log"]
+    status: LogStatus
     detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", LogStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -89,12 +123,13 @@ class RebuildOutcome:
 
 @dataclass(frozen=True)
 class ValidationFact:
-    """One validation bundle: verified (evidence + claim) or why not."""
+    """One validation bundle: verified (evidence + claim, and its entry asked again when online) or why not."""
 
     bundle: Path
     evidence: Evidence | None = None
     claim: ValidationClaim | None = None
     error: str | None = None
+    online: OnlineLog | None = None
 
 
 @dataclass
@@ -124,6 +159,31 @@ class Facts:
 Rule = Callable[[Facts], list[Check]]
 
 
+def _no_evidence(f: Facts, rule: RuleId) -> list[Check] | None:
+    """The row of a rule about the release bundle when the bundle did not verify (its signer row says why)."""
+    if f.evidence is None:
+        return [Check.unchecked(rule, "the release bundle did not verify (see release.signer)")]
+    return None
+
+
+def _no_claim(f: Facts, rule: RuleId, lacks: str) -> list[Check] | None:
+    """The row of a rule about the release claim when there is none to read: the bundle did not verify, is an
+    OpenSSF Model Signing signature (which carries no ``lacks``), or its statement is malformed."""
+    if f.claim is not None:
+        return None
+    if f.evidence is None:
+        return _no_evidence(f, rule)
+    if f.oms is not None:
+        return [
+            Check.unchecked(
+                rule,
+                f"an OpenSSF Model Signing signature carries no {lacks}",
+                hint="verify the pack with its SLSA release bundle (<pack>.sigstore.json)",
+            )
+        ]
+    return [Check.unchecked(rule, f"no release claim ({f.claim_error or 'unreadable statement'})")]
+
+
 # -- release evidence -------------------------------------------------------------------------------------------
 
 
@@ -149,8 +209,9 @@ def log_entry(require_tlog: bool) -> Rule:
     admits it (``require_tlog: false``), and the verdict says so."""
 
     def rule(f: Facts) -> list[Check]:
-        if f.evidence is None:
-            return []
+        if (no := _no_evidence(f, RuleId.RELEASE_LOG)) is not None:
+            return no
+        assert f.evidence is not None
         if f.evidence.log is None:
             if require_tlog:
                 return [
@@ -161,7 +222,7 @@ def log_entry(require_tlog: bool) -> Rule:
                         hint="a TSA-only bundle (e.g. GitHub's private-repository instance) needs require_tlog: false",
                     )
                 ]
-            return [Check(RuleId.RELEASE_LOG, "skipped", "no log entry: TSA-only bundle admitted by the policy")]
+            return [Check(RuleId.RELEASE_LOG, Status.SKIPPED, "no log entry: TSA-only bundle admitted by the policy")]
         log = f.evidence.log
         proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
         return [Check.of(RuleId.RELEASE_LOG, True, f"{proofs} and signed checkpoint at log index {log.index}")]
@@ -169,13 +230,19 @@ def log_entry(require_tlog: bool) -> Rule:
     return rule
 
 
+def tsa_count(ev: Evidence) -> list[str]:
+    """The distinct timestamp authorities whose RFC 3161 timestamps of ``ev`` verified (a log's SET is not one)."""
+    return sorted({t.source for t in ev.times if t.kind == "rfc3161"})
+
+
 def timestamps(required: int) -> Rule:
     """At least ``required`` verified RFC 3161 timestamps from distinct timestamp authorities."""
 
     def rule(f: Facts) -> list[Check]:
-        if f.evidence is None:
-            return []
-        tsas = sorted({t.source for t in f.evidence.times if t.kind == "rfc3161"})
+        if (no := _no_evidence(f, RuleId.RELEASE_TIMESTAMPS)) is not None:
+            return no
+        assert f.evidence is not None
+        tsas = tsa_count(f.evidence)
         ignored = len(f.evidence.ignored_timestamps)
         return [
             Check.of(
@@ -192,29 +259,57 @@ def timestamps(required: int) -> Rule:
     return rule
 
 
+def online_problem(o: OnlineLog | None, required: bool) -> tuple[Status, str] | None:
+    """Why a signed entry's online re-check does not pass, as the status it earns; None when it passes (proven,
+    or not asked and not required). The one reading of :class:`OnlineLog` for every role."""
+    if o is None or o.status is LogStatus.NOT_ASKED:
+        if not required:
+            return None
+        why = o.detail if o is not None else "the entry was not asked for again"
+        return Status.UNCHECKED, f"not checked: {why}; the policy requires the online log check"
+    if o.status is LogStatus.PROVEN:
+        return None
+    if o.status is LogStatus.UNREACHABLE:
+        return (Status.UNREACHABLE, o.detail) if required else None
+    return Status.FAIL, o.detail
+
+
 def online_log(required: bool) -> Rule:
+    """The release entry asked for again from its log: a different body or a log that does not prove it
+    denies; unreachable (or ``--offline``) is operational when the policy requires the check, else skipped."""
+
     def rule(f: Facts) -> list[Check]:
-        if f.evidence is None or f.online is None:
-            return []
-        o, name = f.online, RuleId.LOG_ONLINE
-        if o.status == "proven":
-            return [Check.of(name, True, o.detail)]
-        if o.status == "unreachable":
-            if required:
-                return [Check(name, "unreachable", o.detail, hint="the policy requires the online check")]
-            return [Check(name, "skipped", o.detail)]
-        if o.status == "differs":
-            return [Check.of(name, False, o.detail, expected="the bundle's entry body", actual="a different body")]
-        hint = "the log does not prove the entry: possible split view" if o.status == "misbehaved" else None
-        return [Check.of(name, False, o.detail, hint=hint)]
+        name = RuleId.LOG_ONLINE
+        if (no := _no_evidence(f, name)) is not None:
+            return no
+        o = f.online
+        problem = online_problem(o, required)
+        if problem is None:
+            if o is not None and o.status is LogStatus.PROVEN:
+                return [Check.of(name, True, o.detail)]
+            return [Check(name, Status.SKIPPED, o.detail if o is not None else "not asked")]
+        status, detail = problem
+        assert o is None or o.status is not LogStatus.PROVEN
+        if status is Status.UNCHECKED:
+            return [
+                Check(name, status, detail, hint="run without --offline, or a policy without require_online_log_check")
+            ]
+        if status is Status.UNREACHABLE:
+            return [Check(name, status, detail, hint="the policy requires the online check")]
+        assert o is not None
+        if o.status is LogStatus.DIFFERS:
+            return [Check.of(name, False, detail, expected="the bundle's entry body", actual="a different body")]
+        hint = "the log does not prove the entry: possible split view" if o.status is LogStatus.MISBEHAVED else None
+        return [Check.of(name, False, detail, hint=hint)]
 
     return rule
 
 
 def max_age(days: float) -> Rule:
     def rule(f: Facts) -> list[Check]:
-        if f.evidence is None:
-            return []
+        if (no := _no_evidence(f, RuleId.RELEASE_MAX_AGE)) is not None:
+            return no
+        assert f.evidence is not None
         t = f.evidence.signed_at
         if t is None:
             return [Check.of(RuleId.RELEASE_MAX_AGE, False, "no verified time for the signature")]
@@ -235,72 +330,80 @@ def max_age(days: float) -> Rule:
 # -- release claims ---------------------------------------------------------------------------------------------
 
 
-def statement_claims(release: Release) -> Rule:
+def predicate_type(release: Release) -> Rule:
+    """The statement's predicate type is one the policy admits as a release, and its claim reads."""
+
     def rule(f: Facts) -> list[Check]:
-        if f.evidence is None:
-            return []
+        if (no := _no_evidence(f, RuleId.RELEASE_PREDICATE_TYPE)) is not None:
+            return no
         out: list[Check] = []
         if f.statement is not None:
+            admitted = f.statement.predicate_type in release.predicate_types
             out.append(
                 Check.of(
                     RuleId.RELEASE_PREDICATE_TYPE,
-                    f.statement.predicate_type in release.predicate_types,
+                    admitted,
                     expected=" | ".join(release.predicate_types),
                     actual=f.statement.predicate_type,
+                    hint=None if admitted else "the policy does not admit this kind of statement as a release",
                 )
             )
-        if f.claim is None:
-            return [*out, Check.of(RuleId.RELEASE_STATEMENT, False, f.claim_error or "no release claim")]
-        c = f.claim
-        out.append(
-            Check.of(
-                RuleId.RELEASE_BUILD_TYPE,
-                c.build_type in release.build_types,
-                expected=" | ".join(release.build_types),
-                actual=c.build_type,
-            )
-        )
+        if f.claim is None and f.oms is None:
+            out.append(Check.of(RuleId.RELEASE_STATEMENT, False, f.claim_error or "no release claim"))
+        return out
+
+    return rule
+
+
+def build_claims(release: Release) -> Rule:
+    """The release claim's build type (and builder, when the policy names builders) are allowed."""
+
+    def rule(f: Facts) -> list[Check]:
+        out: list[Check] = []
+        wanted = [(RuleId.RELEASE_BUILD_TYPE, release.build_types, "build type")]
         if release.builder_ids:
-            out.append(
-                Check.of(
-                    RuleId.RELEASE_BUILDER_ID,
-                    c.builder_id in release.builder_ids,
-                    expected=" | ".join(release.builder_ids),
-                    actual=c.builder_id,
-                )
-            )
+            wanted.append((RuleId.RELEASE_BUILDER_ID, release.builder_ids, "builder id"))
+        for rule_id, allowed, what in wanted:
+            if (no := _no_claim(f, rule_id, what)) is not None:
+                out += no
+                continue
+            assert f.claim is not None
+            got = f.claim.build_type if rule_id is RuleId.RELEASE_BUILD_TYPE else f.claim.builder_id
+            out.append(Check.of(rule_id, got in allowed, expected=" | ".join(allowed), actual=got))
         return out
 
     return rule
 
 
 def constraints(policy: Policy) -> Rule:
+    """The quantization scheme, bits and group size the policy allows; the source model digest it allows."""
+
     def rule(f: Facts) -> list[Check]:
-        if f.claim is None:
-            return []
-        q, scheme, out = policy.quantization, f.claim.scheme, []
+        q, out = policy.quantization, []
         for key, rule_id, allowed in (
             ("id", RuleId.QUANTIZATION_SCHEME, q.schemes),
             ("bits", RuleId.QUANTIZATION_BITS, q.bits),
             ("group_size", RuleId.QUANTIZATION_GROUP_SIZE, q.group_sizes),
         ):
-            if allowed:
-                out.append(
-                    Check.of(
-                        rule_id,
-                        scheme.get(key) in allowed,
-                        expected=" | ".join(map(str, allowed)),
-                        actual=str(scheme.get(key)),
-                    )
-                )
+            if not allowed:
+                continue
+            if (no := _no_claim(f, rule_id, "quantization facts")) is not None:
+                out += no
+                continue
+            assert f.claim is not None
+            got = f.claim.scheme.get(key)
+            out.append(Check.of(rule_id, got in allowed, expected=" | ".join(map(str, allowed)), actual=str(got)))
         if policy.source.allowed_digests:
-            got = str(f.claim.source_tree) if f.claim.source_tree else "none"
+            if (no := _no_claim(f, RuleId.SOURCE_DIGEST, "source model digest")) is not None:
+                return out + no
+            assert f.claim is not None
+            got_digest = str(f.claim.source_tree) if f.claim.source_tree else "none"
             out.append(
                 Check.of(
                     RuleId.SOURCE_DIGEST,
-                    got in policy.source.allowed_digests,
+                    got_digest in policy.source.allowed_digests,
                     expected=" | ".join(policy.source.allowed_digests),
-                    actual=got,
+                    actual=got_digest,
                     hint="the pack was built from a source model the policy does not allow",
                 )
             )
@@ -314,8 +417,9 @@ def calibration(cal: CalibrationPolicy) -> Rule:
     and its moments digest is that of the moments the manifest commits."""
 
     def rule(f: Facts) -> list[Check]:
-        if f.claim is None:
-            return []
+        if (no := _no_claim(f, RuleId.QUANTIZATION_CALIBRATION, "calibration record")) is not None:
+            return no
+        assert f.claim is not None
         rec = f.claim.calibration
         allowed = " | ".join(cal.methods) if cal.methods else "any method"
         if rec is None:
@@ -329,7 +433,10 @@ def calibration(cal: CalibrationPolicy) -> Rule:
                     hint="pack without --no-calibration (or with --calibration/--calibration-text)",
                 )
             ]
-        committed = moments_digest_of(f.pack.manifest.tensors)
+        try:
+            committed = moments_digest_of(f.pack.manifest.tensors)
+        except MalformedPack as exc:
+            return [Check.of(RuleId.QUANTIZATION_CALIBRATION, False, exc.message)]
         if rec.moments != committed:
             return [
                 Check.of(
@@ -354,8 +461,9 @@ def source_signers(source: Source) -> Rule:
     """The release provenance records a verified OMS signature of the source model by an allowed signer."""
 
     def rule(f: Facts) -> list[Check]:
-        if f.claim is None:
-            return []
+        if (no := _no_claim(f, RuleId.SOURCE_SIGNERS, "source signature record")) is not None:
+            return no
+        assert f.claim is not None
         sig = f.claim.source_signature
         allowed = [s.describe() for s in source.signers] + [f"key {k}" for k in source.keys]
         if sig is None:
@@ -390,10 +498,30 @@ def source_signers(source: Source) -> Rule:
     return rule
 
 
+def _oms_manifest_findings(f: Facts) -> list[Finding]:
+    assert f.oms is not None and f.oms_findings is not None
+    if MANIFEST_NAME not in f.oms.resources:
+        return [Finding(MANIFEST_NAME, "not among the files the OpenSSF Model Signing signature lists")]
+    return [x for x in f.oms_findings if x.subject == MANIFEST_NAME]
+
+
 def pack_files(f: Facts) -> list[Check]:
-    """Every signed pack file (statement subjects) is on disk with the signed digest."""
-    if f.claim is None:
-        return []
+    """Every signed pack file (statement subjects, or an OMS signature's resources) is on disk with the signed
+    digest; an OMS signature also names every file the pack has that it does not list."""
+    if f.oms is not None and f.oms_findings is not None:
+        return [
+            Check.of(
+                RuleId.PACK_FILES,
+                not f.oms_findings,
+                f"{len(f.oms.resources)} files signed by the OpenSSF Model Signing signature "
+                f"({f.oms.serialization.method}, {f.oms.serialization.hash_type})",
+                findings=list(f.oms_findings),
+                hint="the pack directory is not the signed one" if f.oms_findings else None,
+            )
+        ]
+    if (no := _no_claim(f, RuleId.PACK_FILES, "pack file digests")) is not None:
+        return no
+    assert f.claim is not None
     bad = []
     for name, want in sorted(f.claim.files.items()):
         got = f.pack.file_digest(name)
@@ -411,9 +539,21 @@ def pack_files(f: Facts) -> list[Check]:
 
 
 def pack_manifest(f: Facts) -> list[Check]:
-    """The pack's uc-manifest.json is the signed one (digest, and the inline bytes when signed inline)."""
-    if f.claim is None:
-        return []
+    """The pack's uc-manifest.json is the signed one (digest, and the inline bytes when signed inline; or a file
+    an OMS signature lists and the pack's copy matches)."""
+    if f.oms is not None and f.oms_findings is not None:
+        bad = _oms_manifest_findings(f)
+        return [
+            Check.of(
+                RuleId.PACK_MANIFEST,
+                not bad,
+                "listed by the OpenSSF Model Signing signature" if not bad else bad[0].problem,
+                hint=None if not bad else "the pack's uc-manifest.json is not the signed one",
+            )
+        ]
+    if (no := _no_claim(f, RuleId.PACK_MANIFEST, "manifest digest")) is not None:
+        return no
+    assert f.claim is not None
     try:
         ok = f.pack.manifest_digest == f.claim.manifest_digest
         if f.claim.manifest_bytes is not None:
@@ -433,7 +573,8 @@ def pack_manifest(f: Facts) -> list[Check]:
 
 
 def pack_tensors(f: Facts) -> list[Check]:
-    """Every tensor reconstructed and matched against the expected (signed or validated) manifest."""
+    """Every tensor reconstructed and matched against the expected (signed or validated) manifest. Absent when
+    the caller checks the tensors itself (a loader matches each tensor as it keeps it)."""
     if f.pack_check is None:
         if f.pack_error is None:
             return []
@@ -505,21 +646,43 @@ def last_validated(f: Facts) -> ValidationClaim | None:
     return good[-1].claim if good else None
 
 
+def evidence_problems(ev: Evidence, online: OnlineLog | None, req: EvidenceRules) -> list[str]:
+    """What a verified bundle lacks against the log and timestamp requirements of its role."""
+    why = []
+    if req.require_tlog and ev.log is None:
+        why.append("no transparency-log entry")
+    tsas = tsa_count(ev)
+    if len(tsas) < req.require_timestamps:
+        why.append(f"{len(tsas)} verified RFC 3161 timestamp authorities, {req.require_timestamps} required")
+    problem = online_problem(online, req.require_online_log_check)
+    if problem is not None:
+        why.append(problem[1])
+    return why
+
+
 def validation(policy: Policy, *, required: bool | None = None) -> Rule:
-    """Some validator-signed attestation of this exact root meets every threshold (``required`` overrides)."""
+    """Some validator-signed attestation of this exact root meets every threshold and the evidence rules of its
+    role (log entry, timestamps, the online re-check: ``Policy.validation_evidence``); ``required`` overrides."""
     val = policy.validation
     assert val is not None
     must = val.required if required is None else required
+    req = policy.validation_evidence()
 
     def rule(f: Facts) -> list[Check]:
-        root = f.claim.root if f.claim is not None else f.pack.root
+        if f.claim is not None:
+            root = f.claim.root
+        else:
+            try:
+                root = f.pack.root
+            except MalformedPack as exc:
+                return [Check.of(RuleId.VALIDATION, False, f"no manifest root to match: {exc.message}")]
         reasons: list[str] = []
         for v in f.validations or []:
             name = v.bundle.name
             if v.claim is None or v.evidence is None:
                 reasons.append(f"{name}: {v.error}")
                 continue
-            why, t = [], v.evidence.signed_at
+            why, t = evidence_problems(v.evidence, v.online, req), v.evidence.signed_at
             if v.claim.root != root:
                 why.append(f"validates root {str(v.claim.root)[:23]}…, not this pack's {str(root)[:23]}…")
             if val.evaluation_sets and v.claim.evaluation_set not in val.evaluation_sets:
@@ -547,8 +710,9 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 ]
             reasons.append(f"{name}: " + "; ".join(why))
         if not must:
-            return [Check(RuleId.VALIDATION, "skipped", "not required; " + ("; ".join(reasons) or "none given"))]
+            return [Check(RuleId.VALIDATION, Status.SKIPPED, "not required; " + ("; ".join(reasons) or "none given"))]
         last = last_validated(f)
+        never = last is None or last.root != root
         return [
             Check.of(
                 RuleId.VALIDATION,
@@ -556,41 +720,41 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 "; ".join(reasons) or "no validation attestation given",
                 expected=f"a validator-signed attestation of {root}",
                 actual=f"last validated root {last.root}" if last else "none",
-                hint="validate this exact pack (uc-attest validate) before deploying it",
+                hint="validate this exact pack (uc-attest validate) before deploying it"
+                if never
+                else "a validation of this root exists but does not meet the policy: see the detail",
             )
         ]
 
     return rule
 
 
-# -- OpenSSF Model Signing bundles ------------------------------------------------------------------------------
+# -- OpenSSF Model Signing bundles without a policy -------------------------------------------------------------
 
 
-def oms_predicate(release: Release) -> Rule:
-    def rule(f: Facts) -> list[Check]:
-        if f.oms is None:
-            return []
-        ok = OMS_PREDICATE in release.predicate_types
-        return [
-            Check.of(
-                RuleId.RELEASE_PREDICATE_TYPE,
-                ok,
-                "an OpenSSF Model Signing signature of the pack's files",
-                expected=" | ".join(release.predicate_types),
-                actual=OMS_PREDICATE,
-                hint=None
-                if ok
-                else f"the policy admits OMS signatures when release.predicate_types lists {OMS_PREDICATE}",
-            )
-        ]
-
-    return rule
+def oms_default_rules() -> list[Rule]:
+    """An OMS signature of a pack checked against its signer alone (no policy): signer, log, every file
+    (uc-manifest.json included, so the manifest is bound) and every tensor against that manifest. Under a
+    policy an OMS signature meets the policy's rules like any release bundle (:func:`release_rules`), and the
+    ones it cannot answer deny."""
+    release = Release(require_online_log_check=False, predicate_types=[OMS_PREDICATE])
+    return [
+        signer,
+        log_entry(release.require_tlog),
+        online_log(release.require_online_log_check),
+        predicate_type(release),
+        oms_files,
+        pack_tensors,
+        rebuild(False),
+    ]
 
 
 def oms_files(f: Facts) -> list[Check]:
     """Every file of the pack directory is the one the OMS signature lists; nothing missing, nothing extra."""
+    if (no := _no_evidence(f, RuleId.OMS_FILES)) is not None:
+        return no
     if f.oms is None or f.oms_findings is None:
-        return []
+        return [Check.unchecked(RuleId.OMS_FILES, "the release bundle is not an OpenSSF Model Signing signature")]
     n = len(f.oms.resources)
     return [
         Check.of(
@@ -603,38 +767,19 @@ def oms_files(f: Facts) -> list[Check]:
     ]
 
 
-def oms_rules(policy: Policy | None) -> list[Rule]:
-    """An OMS signature of a pack: signer, log, every file (uc-manifest.json included, so the manifest is
-    bound) and every tensor against that manifest; with a policy, OMS must be an admitted predicate type."""
-    release = (
-        policy.release
-        if policy is not None
-        else Release(require_online_log_check=False, predicate_types=[OMS_PREDICATE])
-    )
-    rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
-    if release.max_age_days is not None:
-        rules.append(max_age(release.max_age_days))
-    return [
-        *rules,
-        oms_predicate(release),
-        oms_files,
-        pack_tensors,
-        rebuild(policy is not None and policy.rebuild.required),
-    ]
-
-
 # -- compiling a policy -----------------------------------------------------------------------------------------
 
 
 def release_rules(policy: Policy | None) -> list[Rule]:
-    """The rules of a signed release: the policy's, or the defaults (``--bundle`` without a policy)."""
+    """The rules of a signed release: the policy's — every one of them, whatever kind of evidence arrives — or
+    the defaults (``--bundle`` without a policy)."""
     release = policy.release if policy is not None else Release(require_online_log_check=False)
     rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
     if release.require_timestamps:
         rules.append(timestamps(release.require_timestamps))
     if release.max_age_days is not None:
         rules.append(max_age(release.max_age_days))
-    rules.append(statement_claims(release))
+    rules += [predicate_type(release), build_claims(release)]
     if policy is not None:
         rules.append(constraints(policy))
         if policy.source.signers or policy.source.keys:

@@ -11,6 +11,7 @@ import datetime as dt
 import getpass
 import os
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from ..core.fsutil import atomic_write_bytes
 from ..errors import UsageError, VerificationFailed
 from ..pack.check import check_files, check_pack
 from ..pack.facts import PackFacts
+from .sign import DEV_VALIDATOR_IDENTITY, sign_statement, sign_statements
 from .sign import identity_token as token_for
-from .sign import sign_statement, sign_statements
 from .trust import Trust
 
 RELEASE_SUFFIX, VALIDATION_SUFFIX = ".sigstore.json", ".validation.sigstore.json"
@@ -150,16 +151,25 @@ def validate_pack(
     identity_token: str | None = None,
     dev_identity: str | None = None,
     bundle_out: Path | None = None,
+    release_signers: Collection[str] = (),
 ) -> ValidateResult:
     """The validator signs "this report describes exactly this reconstruction" (subject = manifest root),
-    after checking every tensor of the pack against its manifest."""
+    after checking every tensor of the pack against its manifest. ``release_signers``: identities that signed
+    the release; signing the validation as one of them is refused (separation of duties)."""
     report = load_report(Path(report_path))
     facts = PackFacts(Path(pack_dir))
     pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
     if pc.findings:
         raise VerificationFailed(pc.findings)
+    token = token_for(trust, identity_token, dev_identity, DEV_VALIDATOR_IDENTITY)
+    if token.identity in release_signers:
+        raise UsageError(
+            f"{token.identity} signed the release of this pack: a validation by the same identity breaks the "
+            "separation of duties; sign as the validator (--identity, or its own token), or allow it explicitly "
+            "(--allow-release-signer)"
+        )
     statement = build_validation_statement(pc.root, report, dt.datetime.now(dt.UTC))
-    signed = sign_statement(statement, trust, token_for(trust, identity_token, dev_identity))
+    signed = sign_statement(statement, trust, token)
     out = bundle_out or bundle_beside(facts.dir, VALIDATION_SUFFIX)
     atomic_write_bytes(out, signed.json.encode())
     return ValidateResult(out, pc.root, signed.log_index, signed.identity, report.metrics)

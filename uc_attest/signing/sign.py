@@ -16,7 +16,10 @@ from ..claims.statement import encode
 from ..errors import InvalidInput, OperationalError, UsageError
 from .trust import Trust
 
-DEFAULT_DEV_IDENTITY = "release-bot@uc-attest.dev"
+#: The dev identity each role signs as on an embedded instance when none is given: two roles, two identities,
+#: so that following the README keeps the separation of duties (a validation is not signed by the release bot).
+DEV_RELEASE_IDENTITY = "release-bot@uc-attest.dev"
+DEV_VALIDATOR_IDENTITY = "validator@uc-attest.dev"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,11 @@ def resolve_identity_token(explicit: str | None) -> Any:
         raise InvalidInput(f"identity token rejected: {exc}") from None
 
 
-def identity_token(trust: Trust, explicit: str | None, dev_identity: str | None) -> Any:
-    """The token to sign with: a dev token minted by an embedded instance unless one is given."""
+def identity_token(
+    trust: Trust, explicit: str | None, dev_identity: str | None, role_default: str = DEV_RELEASE_IDENTITY
+) -> Any:
+    """The token to sign with: a dev token minted by an embedded instance unless one is given (``dev_identity``,
+    else the role's own default dev identity)."""
     if trust.instance_dir is not None and not explicit and not os.environ.get("SIGSTORE_IDENTITY_TOKEN"):
         from sigstore.oidc import IdentityToken
 
@@ -59,7 +65,7 @@ def identity_token(trust: Trust, explicit: str | None, dev_identity: str | None)
         from ..instance.state import InstanceState
 
         state = InstanceState.load(trust.instance_dir)
-        return IdentityToken(mint_token(state.oidc_key, state.issuer, dev_identity or DEFAULT_DEV_IDENTITY))
+        return IdentityToken(mint_token(state.oidc_key, state.issuer, dev_identity or role_default))
     if dev_identity:
         raise UsageError("--identity only applies to the embedded instance (--instance DIR)")
     return resolve_identity_token(explicit)

@@ -59,6 +59,19 @@ class Anchor:
     key: Path | None = None
     cert_chain: Path | None = None
 
+    def __post_init__(self) -> None:
+        """An anchor built field by field holds exactly what its kind needs (the constructors always do):
+        never a kept-manifest anchor without its manifest that would fall back to the pack's own."""
+        given = {name for name in _FIELDS if getattr(self, name) is not None}
+        shape = _SHAPES.get((self.kind, self.oms_method))
+        if shape is None:
+            raise UsageError(f"an anchor of kind {self.kind} cannot have OMS method {self.oms_method}")
+        need, may = shape
+        missing, extra = need - given, given - need - may
+        if missing or extra:
+            what = ", ".join([f"without {m}" for m in sorted(missing)] + [f"with {x}" for x in sorted(extra)])
+            raise UsageError(f"an anchor of kind {self.kind} {what}: build it with an Anchor constructor")
+
     @classmethod
     def policy(
         cls,
@@ -138,10 +151,25 @@ class Anchor:
         return "the pack's own manifest (self-consistency only)"
 
 
+_FIELDS = ("policy_file", "bundle", "identity", "issuer", "manifest", "validations", "oms_method", "key", "cert_chain")
+#: (kind, OMS method) -> (fields it needs, fields it may have): every other combination is unwritable.
+_SHAPES: dict[tuple[AnchorKind, OmsMethod | None], tuple[set[str], set[str]]] = {
+    (AnchorKind.POLICY, None): ({"policy_file"}, {"bundle", "validations"}),
+    (AnchorKind.BUNDLE, None): ({"identity"}, {"bundle", "issuer"}),
+    (AnchorKind.MANIFEST, None): ({"manifest"}, set()),
+    (AnchorKind.PACK_ITSELF, None): (set(), set()),
+    (AnchorKind.OMS, OmsMethod.SIGSTORE): ({"bundle", "identity", "oms_method"}, {"issuer"}),
+    (AnchorKind.OMS, OmsMethod.KEY): ({"bundle", "key", "oms_method"}, set()),
+    (AnchorKind.OMS, OmsMethod.CERTIFICATE): ({"bundle", "cert_chain", "oms_method"}, {"identity", "issuer"}),
+}
+
+
 def require_anchor(anchor: Anchor | None) -> Anchor:
-    """The one refusal of "no anchor" (loading and serving need one)."""
+    """The one refusal of "no anchor" (loading, serving and verifying need one)."""
     if anchor is None:
         raise UsageError(NO_ANCHOR)
+    if not isinstance(anchor, Anchor):
+        raise UsageError(f"a trust anchor is an Anchor value, not {type(anchor).__name__}: {NO_ANCHOR}")
     return anchor
 
 

@@ -25,7 +25,7 @@ from ..policy.rules import (
     Rule,
     evaluate,
     last_validated,
-    oms_rules,
+    oms_default_rules,
     pack_rules,
     release_rules,
     validation,
@@ -33,7 +33,7 @@ from ..policy.rules import (
 from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
 from ..signing.trust import Trust, select_trust
 from . import gather
-from .anchor import Anchor, AnchorKind
+from .anchor import Anchor, AnchorKind, require_anchor
 from .gather import Expected
 from .result import Verdict
 
@@ -124,6 +124,7 @@ def prepare(
     now: float | None = None,
 ) -> Prepared:
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
+    anchor = require_anchor(anchor)
     pack_dir = Path(pack_dir)
     if not pack_dir.is_dir():
         what = "is not a directory" if pack_dir.exists() else "does not exist"
@@ -156,14 +157,15 @@ def prepare(
     if not release.is_file():
         raise InvalidInput(f"{release}: bundle not found", path=str(release))
     gather.release_evidence(facts, release, trust, signers)
-    if online:
-        gather.online_log(facts, trust)
+    gather.online_log(facts, trust, online)
     expected = gather.expected_manifest(facts)
     if pol is not None and pol.validation is not None:
         vals = _default_validations(pack_dir) if anchor.validations is None else list(anchor.validations)
-        gather.validations(facts, vals, trust, pol.signers.validator)
+        gather.validations(facts, vals, trust, pol.signers.validator, online=online)
     title = f"under {anchor.policy_file}" if pol is not None else ""
-    rules = oms_rules(pol) if facts.oms is not None else release_rules(pol)
+    # a policy's rules all run whatever the evidence (an OMS signature fails those it cannot answer);
+    # without a policy, the defaults of the evidence kind
+    rules = release_rules(pol) if pol is not None or facts.oms is None else oms_default_rules()
     return Prepared(facts, rules, expected, anchor, title, pol.name if pol else "", device)
 
 
@@ -183,6 +185,7 @@ def verify(
     """Verify a pack against its ``anchor`` (under ``trust``, or the policy's own trust root); returns a
     Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. ``online=False`` (``--offline``):
     the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte."""
+    anchor = require_anchor(anchor)
     if anchor.kind is AnchorKind.MANIFEST and rebuild_from is not None:
         raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
     prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now)
@@ -194,17 +197,27 @@ def verify(
 
 
 def gate(
-    pack_dir: Path, policy: Path, validations: Sequence[Path] | None = None, *, now: float | None = None
+    pack_dir: Path,
+    policy: Path,
+    validations: Sequence[Path] | None = None,
+    *,
+    now: float | None = None,
+    online: bool = True,
 ) -> Verdict:
     """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
-    for the pack's current manifest root (no tensor decoding: pair it with verify for integrity)."""
+    for the pack's current manifest root (no tensor decoding: pair it with verify for integrity). Each
+    validation meets the evidence rules of its role (log entry, timestamps, the online re-check)."""
     pol, base = read_policy(policy)
     if pol.validation is None:
         raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
-    trust = policy_trust(pol, base, None, False)
+    trust = policy_trust(pol, base, None, not online)
     facts = gather.new_facts(Path(pack_dir), time.time() if now is None else now)
     gather.validations(
-        facts, _default_validations(pack_dir) if validations is None else validations, trust, pol.signers.validator
+        facts,
+        _default_validations(pack_dir) if validations is None else validations,
+        trust,
+        pol.signers.validator,
+        online=online,
     )
     v = _verdict(facts, evaluate([validation(pol, required=True)], facts), f"manifest root {facts.pack.root}", pol.name)
     v.root = facts.pack.root
@@ -214,12 +227,15 @@ def gate(
 def check_pack(
     pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
 ) -> PackCheck:
-    """The pack against its own manifest or a separately kept (validated) one: every tensor and file."""
+    """The pack against a separately kept (validated) manifest, or against its own — then the result says
+    ``integrity_only`` (no signer checked): every tensor and file."""
     facts = PackFacts(Path(pack_dir))
     expected, source = (
         (load_manifest(manifest), str(manifest)) if manifest else (facts.manifest, str(facts.manifest_path))
     )
-    return _check_pack(facts, expected, source, workers=workers, progress=progress)
+    result = _check_pack(facts, expected, source, workers=workers, progress=progress)
+    result.integrity_only = manifest is None
+    return result
 
 
 def verify_pack(

@@ -24,13 +24,13 @@ from ..errors import (
     MerkleError,
     SignatureInvalid,
 )
-from ..evidence.bundle import Evidence, verify_dsse_bundle
+from ..evidence.bundle import Evidence, LogProof, verify_dsse_bundle
 from ..evidence.identity import SignerLike, describe
 from ..evidence.timestamps import TimestampInvalid
 from ..manifest import Manifest
 from ..pack.check import Progress, check_pack
 from ..pack.facts import PackFacts, load_manifest
-from ..policy.rules import Facts, OnlineLog, RebuildOutcome, ValidationFact
+from ..policy.rules import Facts, LogStatus, OnlineLog, RebuildOutcome, ValidationFact
 from ..signing.trust import Trust
 from ..transparency.rekor_v1 import RekorClient
 from ..transparency.tiles import WIDTH, TileClient, TileLogKey, TileTree
@@ -58,27 +58,28 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
         facts.claim_error = exc.message
 
 
-def _online_tiles(facts: Facts, log: TileLogKey) -> OnlineLog:
+def _online_tiles(proof: LogProof, log: TileLogKey) -> OnlineLog:
     """A Rekor v2 (tiles) log: its latest checkpoint, a consistency proof from the bundle's checkpoint and an
     inclusion proof of the entry computed from its tiles, and the entry read back from its entry bundle."""
-    assert facts.evidence is not None and facts.evidence.log is not None
-    proof = facts.evidence.log
     if proof.checkpoint is None:
-        return OnlineLog("misbehaved", "a tile log entry without a checkpoint")
+        return OnlineLog(LogStatus.MISBEHAVED, "a tile log entry without a checkpoint")
     client = TileClient(log, timeout=5.0)
     try:
         latest = client.checkpoint()
         seen = client.verify_note(proof.checkpoint)
         if latest.size < seen.size:
-            return OnlineLog("misbehaved", f"rollback: the log is at size {latest.size}, the bundle saw {seen.size}")
+            return OnlineLog(
+                LogStatus.MISBEHAVED, f"rollback: the log is at size {latest.size}, the bundle saw {seen.size}"
+            )
         tree = TileTree(client, latest.size)
-        merkle.verify_consistency(
-            seen.size,
-            latest.size,
-            seen.root,
-            latest.root,
-            merkle.consistency_path(tree.hash_range, seen.size, latest.size),
-        ) if seen.size else None
+        if seen.size:
+            merkle.verify_consistency(
+                seen.size,
+                latest.size,
+                seen.root,
+                latest.root,
+                merkle.consistency_path(tree.hash_range, seen.size, latest.size),
+            )
         leaf = merkle.leaf_hash(proof.canonical_body)
         merkle.verify_inclusion(
             proof.index,
@@ -89,39 +90,44 @@ def _online_tiles(facts: Facts, log: TileLogKey) -> OnlineLog:
         )
         body = client.entries(proof.index // WIDTH, latest.size)[proof.index % WIDTH]
     except LogUnreachable as exc:
-        return OnlineLog("unreachable", f"log unreachable, entry not re-fetched ({exc.message})")
+        return OnlineLog(LogStatus.UNREACHABLE, f"log unreachable, entry not re-fetched ({exc.message})")
     except (LogMisbehaved, MerkleError) as exc:
-        return OnlineLog("misbehaved", exc.message)
+        return OnlineLog(LogStatus.MISBEHAVED, exc.message)
     if body != proof.canonical_body:
-        return OnlineLog("differs", f"entry {proof.index} in the log has another body than the bundle's")
-    return OnlineLog("proven", f"entry {proof.index} re-read from the tiles, proven in checkpoint {latest.size}")
+        return OnlineLog(LogStatus.DIFFERS, f"entry {proof.index} in the log has another body than the bundle's")
+    return OnlineLog(
+        LogStatus.PROVEN, f"entry {proof.index} re-read from the tiles, proven in checkpoint {latest.size}"
+    )
 
 
-def online_log(facts: Facts, trust: Trust) -> None:
-    """Ask the bundle's log for the entry again: same body, proven against a fresh signed checkpoint."""
-    ev = facts.evidence
-    if ev is None or ev.log is None:
-        return
+def ask_log(ev: Evidence, trust: Trust) -> OnlineLog:
+    """Ask a verified bundle's log for its entry again: same body, proven against a fresh signed checkpoint."""
+    if ev.log is None:
+        return OnlineLog(LogStatus.NOT_ASKED, "the bundle has no log entry to ask for again (TSA-only)")
     tiles = next((lg for lg in trust.tile_logs() if lg.log_id == ev.log.log_id), None)
     if tiles is not None:
-        facts.online = _online_tiles(facts, tiles)
-        return
+        return _online_tiles(ev.log, tiles)
     log = next((lg for lg in trust.logs() if lg.log_id == ev.log.log_id), None)
     if log is None:
-        facts.online = OnlineLog("no-log", "no log in the trust root has the bundle's log id")
-        return
+        return OnlineLog(LogStatus.NO_LOG, "no log in the trust root has the bundle's log id")
     try:
         entry = RekorClient(log, timeout=5.0).entry_by_index(ev.log.index)
     except LogUnreachable as exc:
-        facts.online = OnlineLog("unreachable", f"log unreachable, entry not re-fetched ({exc.message})")
-        return
+        return OnlineLog(LogStatus.UNREACHABLE, f"log unreachable, entry not re-fetched ({exc.message})")
     except LogMisbehaved as exc:
-        facts.online = OnlineLog("misbehaved", exc.message)
-        return
+        return OnlineLog(LogStatus.MISBEHAVED, exc.message)
     if entry.body != ev.log.canonical_body:
-        facts.online = OnlineLog("differs", f"entry {ev.log.index} in the log has another body than the bundle's")
-        return
-    facts.online = OnlineLog("proven", f"entry {ev.log.index} re-fetched and proven in the log")
+        return OnlineLog(LogStatus.DIFFERS, f"entry {ev.log.index} in the log has another body than the bundle's")
+    return OnlineLog(LogStatus.PROVEN, f"entry {ev.log.index} re-fetched and proven in the log")
+
+
+OFFLINE = OnlineLog(LogStatus.NOT_ASKED, "offline (--offline): the log was not asked again")
+
+
+def online_log(facts: Facts, trust: Trust, online: bool = True) -> None:
+    """The release entry asked for again (or recorded as not asked when offline)."""
+    if facts.evidence is not None:
+        facts.online = ask_log(facts.evidence, trust) if online else OFFLINE
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,11 @@ def tensors(facts: Facts, expected: Expected, *, workers: int | None = None, pro
         facts.pack_error = exc.message
 
 
-def validations(facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Sequence[SignerLike]) -> None:
+def validations(
+    facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Sequence[SignerLike], *, online: bool = True
+) -> None:
+    """Every validation bundle verified against the validators, its claim read, and its log entry asked for
+    again (when online): the validation rule then holds each to the evidence rules of its role."""
     out = []
     for b in bundles:
         try:
@@ -173,7 +183,7 @@ def validations(facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Se
         except InvalidInput as exc:  # not found, malformed statement
             out.append(ValidationFact(Path(b), error=exc.message))
             continue
-        out.append(ValidationFact(Path(b), ev, claim))
+        out.append(ValidationFact(Path(b), ev, claim, online=ask_log(ev, trust) if online else OFFLINE))
     facts.validations = out
 
 
