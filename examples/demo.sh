@@ -90,7 +90,7 @@ model_signing verify sigstore --trust_config "$WORK/instance/trust_config.json" 
   --identity "$ID" --identity_provider "https://dev-oidc.uc-attest.invalid" "$WORK/pack"
 
 step "6c. rebuild from the source: re-quantized with the moments committed in the pack, byte for byte equal"
-uc-attest verify "$WORK/pack" --rebuild-from "$SRC"
+uc-attest verify "$WORK/pack" --policy "$POLICY" --offline --rebuild-from "$SRC"
 
 step "7. a signer the policy does not trust is refused"
 expect_fail uc-attest verify "$WORK/pack" --bundle "$WORK/pack.sigstore.json" --instance "$WORK/instance" \

@@ -63,3 +63,28 @@ def test_signed_flow_bad_input(served: Path, tmp_path: Path) -> None:
     bad.write_text("{}")
     assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--trust-config",
                            bad, "--identity", ID, "--issuer", "https://x"), 3, "ClientTrustConfig")
+
+
+def test_each_role_signs_as_its_own_default_identity(served: Path, tmp_path: Path) -> None:
+    """Following the README without --identity: the release and the validation are signed by two different
+    dev identities (separation of duties), each printed; signing a validation as the release's signer is
+    refused unless asked for explicitly."""
+    import shutil
+
+    pack = tmp_path / "pack"
+    shutil.copytree(served / "pack", pack)
+    a = cli("attest", pack, "--instance", served / "inst", "--json")
+    assert a.returncode == 0, a.stderr
+    assert json.loads(a.stdout)["identity"] == "release-bot@uc-attest.dev"
+    report = tmp_path / "m.json"
+    report.write_text(json.dumps({"evaluation_set": "s", "metrics": {"kl": 0.01}}))
+    v = cli("validate", pack, "--report", report, "--instance", served / "inst", "--json")
+    assert v.returncode == 0, v.stderr
+    assert json.loads(v.stdout)["identity"] == "validator@uc-attest.dev"
+    same = cli("validate", pack, "--report", report, "--instance", served / "inst", "--identity",
+               "release-bot@uc-attest.dev", "--bundle", tmp_path / "same.json")  # fmt: skip
+    assert_clean_error(same, 2, "signed the release of this pack", "--allow-release-signer")
+    assert not (tmp_path / "same.json").exists()
+    allowed = cli("validate", pack, "--report", report, "--instance", served / "inst", "--identity",
+                  "release-bot@uc-attest.dev", "--bundle", tmp_path / "same.json", "--allow-release-signer")  # fmt: skip
+    assert allowed.returncode == 0 and (tmp_path / "same.json").exists(), allowed.stderr

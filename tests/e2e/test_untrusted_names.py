@@ -46,8 +46,10 @@ def test_a_manifest_naming_a_file_outside_the_pack_is_refused_before_it_is_opene
 ) -> None:
     p = _naming(pack, tmp_path, name)
     secret = hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest()
-    for args in (("verify", p, "--integrity-only", "--json"), ("reconstruct", p, "-o", tmp_path / "o",
-                                                                "--integrity-only")):  # fmt: skip
+    for args in (
+        ("verify", p, "--integrity-only", "--json"),
+        ("reconstruct", p, "-o", tmp_path / "o", "--integrity-only"),
+    ):
         r = cli(*args)  # /proc/self/pagemap opened would hang: cli() has a timeout
         assert_clean_error(r, 3, "unsafe file")
         assert secret not in r.stdout + r.stderr
@@ -85,8 +87,9 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"pack": root / "pack", "kept": kept}
 
 
-def test_from_pretrained_serves_the_verified_generation_config(llama: dict[str, Path], tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_pretrained_serves_the_verified_generation_config(
+    llama: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """transformers reads generation_config.json by path before uc-attest checks the files: an attacker who
     swaps in a sequence_bias for that read and restores the file in time must not change what is served."""
     import transformers

@@ -127,8 +127,11 @@ def test_a_bundle_failing_its_timestamps_fails_the_timestamps_rule(tmp_path: Pat
         f = _facts(tmp_path)
         gather.release_evidence(f, tmp_path / "b.json", None, [])  # type: ignore[arg-type]
         assert f.evidence_rule is rule
-        (c,) = signer(f)
+        c, *rest = signer(f)
         assert c.rule == rule and not c.ok
+        # the signer row is never absent: not reached when a timestamp failed first
+        assert [r.rule for r in rest] == ([RuleId.RELEASE_SIGNER] if rule is RuleId.RELEASE_TIMESTAMPS else [])
+        assert all(r.status == "unchecked" for r in rest)
         assert ("timestamp" in (c.hint or "")) is (rule is RuleId.RELEASE_TIMESTAMPS)
 
 

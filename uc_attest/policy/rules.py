@@ -188,18 +188,27 @@ def _no_claim(f: Facts, rule: RuleId, lacks: str) -> list[Check] | None:
 
 
 def signer(f: Facts) -> list[Check]:
+    """Who signed the release bundle; when it does not verify, why (a failing timestamp is named as the
+    release.timestamps row, and the signer row says it was not reached)."""
     if f.evidence is not None:
         return [Check.of(RuleId.RELEASE_SIGNER, True, str(f.evidence.signer))]
-    timestamps = f.evidence_rule == RuleId.RELEASE_TIMESTAMPS
+    if f.evidence_rule == RuleId.RELEASE_TIMESTAMPS:
+        return [
+            Check.of(
+                RuleId.RELEASE_TIMESTAMPS,
+                False,
+                f.evidence_error or "no verified timestamp",
+                hint="a timestamp of the bundle does not verify or breaks the limits",
+            ),
+            Check.unchecked(RuleId.RELEASE_SIGNER, "the bundle's timestamps do not verify (see release.timestamps)"),
+        ]
     return [
         Check.of(
-            f.evidence_rule,
+            RuleId.RELEASE_SIGNER,
             False,
             f.evidence_error or "no release bundle",
-            expected=None if timestamps else f.expected_signers or None,
-            hint="a timestamp of the bundle does not verify or breaks the limits"
-            if timestamps
-            else "signed by someone the policy does not trust, or the bundle/trust root does not verify",
+            expected=f.expected_signers or None,
+            hint="signed by someone the policy does not trust, or the bundle/trust root does not verify",
         )
     ]
 
@@ -239,6 +248,8 @@ def timestamps(required: int) -> Rule:
     """At least ``required`` verified RFC 3161 timestamps from distinct timestamp authorities."""
 
     def rule(f: Facts) -> list[Check]:
+        if f.evidence is None and f.evidence_rule == RuleId.RELEASE_TIMESTAMPS:
+            return []  # the signer rule named the failing timestamp in this rule's row
         if (no := _no_evidence(f, RuleId.RELEASE_TIMESTAMPS)) is not None:
             return no
         assert f.evidence is not None

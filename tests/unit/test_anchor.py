@@ -1,0 +1,78 @@
+"""Trust anchors: illegal states are unwritable, and no entry point runs without one (issue 28)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import uc_attest as uc
+from tests.conftest import make_model
+from uc_attest.core.fsutil import atomic_output_dir
+from uc_attest.verify.anchor import OmsMethod
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": uc.AnchorKind.MANIFEST},  # would fall back to the pack's own manifest while anchored=True
+        {"kind": uc.AnchorKind.BUNDLE},
+        {"kind": uc.AnchorKind.POLICY},
+        {"kind": uc.AnchorKind.POLICY, "policy_file": Path("p.yaml"), "identity": "x"},
+        {"kind": uc.AnchorKind.PACK_ITSELF, "manifest": Path("m.json")},
+        {"kind": uc.AnchorKind.OMS, "bundle": Path("s"), "identity": "x"},  # no method
+        {"kind": uc.AnchorKind.OMS, "bundle": Path("s"), "oms_method": OmsMethod.KEY},  # no key
+        {"kind": uc.AnchorKind.BUNDLE, "identity": "x", "oms_method": OmsMethod.SIGSTORE},
+    ],
+)
+def test_an_anchor_built_field_by_field_must_be_a_legal_one(fields: dict[str, object]) -> None:
+    with pytest.raises(uc.UsageError, match="anchor of kind"):
+        uc.Anchor(**fields)  # type: ignore[arg-type]
+
+
+def test_every_constructor_makes_a_legal_anchor() -> None:
+    for a in (
+        uc.Anchor.policy("p"),
+        uc.Anchor.signed_by("a", "i", bundle="b"),
+        uc.Anchor.kept_manifest("m"),
+        uc.Anchor.pack_itself(),
+        uc.Anchor.oms_signed_by("s", "i"),
+        uc.Anchor.oms_key("s", "k"),
+        uc.Anchor.oms_certificate("s", "c", "i", "j"),
+    ):
+        assert uc.Anchor(**{f: getattr(a, f) for f in a.__dataclass_fields__}) == a
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("anchor")
+    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    return root / "pack"
+
+
+def test_no_entry_point_runs_without_an_anchor(pack: Path, tmp_path: Path) -> None:
+    for call in (
+        lambda: uc.verify(pack, None),
+        lambda: uc.reconstruct(pack, tmp_path / "o", None),  # type: ignore[arg-type]
+        lambda: uc.load_model(pack),
+        lambda: uc.verify(pack, "policy.yaml"),
+    ):  # type: ignore[arg-type]
+        with pytest.raises(uc.UsageError, match="trust anchor"):
+            call()
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_pack_checked_against_its_own_manifest_says_integrity_only(pack: Path) -> None:
+    own = uc.check_pack(pack)
+    assert own.ok and own.integrity_only and "integrity only" in (own.note or "")
+    assert own.to_dict()["integrity_only"] is True and "no signer" in own.to_dict()["note"]
+    kept = uc.check_pack(pack, pack / uc.MANIFEST_NAME)
+    assert kept.ok and not kept.integrity_only and kept.note is None
+    assert uc.verify_pack(pack).integrity_only
+
+
+def test_an_output_path_that_is_a_symlink_is_refused_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(uc.UsageError, match="is a symbolic link"), atomic_output_dir(tmp_path / "dangling"):
+        pass
+    assert not (tmp_path / "nowhere").exists()
