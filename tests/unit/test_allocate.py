@@ -11,7 +11,8 @@ import torch
 
 import uc_attest as uc
 from tests.conftest import make_model
-from uc_attest.quant.allocate import _LEVEL, allocate_bits, damage, stored_bits
+from uc_attest.quant.allocate import allocate_bits, damage, stored_bits
+from uc_attest.quant.measure import _LEVEL
 from uc_attest.quant.scheme import LDLQ_ID
 
 

@@ -196,14 +196,16 @@ def run_pack(
     with tempfile.TemporaryDirectory(prefix="uc-calibration-") as tmp:
         cal_file, record = _moments_for(r, show, warn, Path(tmp))
         cal = _open_calibration(cal_file, r)
+        prepared = None
         try:
             scheme = r.scheme
             if r.bits_budget is not None:
                 show.stage("allocation")
-                from ..quant.allocate import allocate_bits
+                from ..quant.allocate import CandidateStore, allocate
                 from .writer import resolve_device
 
-                scheme = allocate_bits(
+                prepared = CandidateStore(scratch=r.out.absolute().parent)
+                scheme = allocate(
                     r.source,
                     scheme,
                     r.bits_budget,
@@ -211,7 +213,8 @@ def run_pack(
                     resolve_device(r.device),
                     strict=r.budget_strict,
                     progress=_tensors(show, weights),
-                )
+                    store=prepared,
+                ).scheme
             show.stage("quantization")
             from .writer import write_pack
 
@@ -228,8 +231,11 @@ def run_pack(
                 check_sources=gate[1] if gate else None,
                 skip_files=skip,
                 calibration=record,
+                prepared=prepared,
             )
         finally:
+            if prepared is not None:
+                prepared.close()
             if cal is not None:
                 cal.close()
 

@@ -22,8 +22,9 @@ from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
-from ..quant.quality import relative_error_ppm
-from ..quant.quantize import QuantizedTensor, quantize_tensor, reconstruction
+from ..quant.allocate import CandidateStore
+from ..quant.measure import measure
+from ..quant.quantize import quantize_tensor
 from ..quant.records import QuantRecord
 from ..quant.scheme import Scheme
 from ..source import ModelSource, SourceTensor
@@ -62,14 +63,6 @@ def resolve_device(device: str) -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return torch.device(device)
-
-
-def quantized_digest(name: str, q: QuantizedTensor, scheme: Scheme, original: torch.Tensor) -> tuple[Digest, int]:
-    """SHA-256 of the reconstruction, by the host decoder (docs/format.md 3.3), and its exact
-    relative error vs ``original`` in ppm (quality record)."""
-    recon = reconstruction(name, q, scheme.group_size, original)
-    digest = Digest(hashlib.sha256(recon.reshape(-1).view(torch.uint8).numpy().data).hexdigest())
-    return digest, relative_error_ppm(original, recon)
 
 
 class _HashingWriter:
@@ -113,6 +106,7 @@ def write_pack(
     check_sources: Callable[[dict[str, Digest]], list[Finding]] | None = None,
     skip_files: tuple[str, ...] = (),
     calibration: CalibrationRecord | None = None,
+    prepared: CandidateStore | None = None,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
@@ -126,9 +120,10 @@ def write_pack(
     and any finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of
     the model (a signature inside the source directory). ``calibration``: where the moments came from,
     recorded in the manifest with the digest of the moments committed here. ``progress(name, weights)``
-    after each quantized tensor."""
+    after each quantized tensor. ``prepared``: tensors already quantized and measured at their width (the
+    allocation's candidates), written as they are."""
     dev = resolve_device(device)
-    job = _Job(scheme, dev, moments, progress or _no_progress)
+    job = _Job(scheme, dev, moments, progress or _no_progress, prepared)
     src = ModelSource(source_dir, skip_files)
     try:
         _refuse_reserved_names(src)
@@ -166,6 +161,7 @@ class _Job:
     device: torch.device
     moments: MomentsSource | None
     progress: Progress
+    prepared: CandidateStore | None = None
 
 
 @dataclass
@@ -219,9 +215,12 @@ def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp:
 def _quantize(f: SafetensorsFile, info: TensorInfo, parts: _ShardParts, job: _Job) -> tuple[Digest, QuantRecord]:
     """Quantize one tensor into ``parts`` (codes, scales, zero-points; moments once per input): digest, record."""
     scheme = job.scheme
-    m16 = job.moments(info.name, info.shape) if job.moments else None
-    q = quantize_tensor(info.name, f.tensor(info.name), info.dtype, scheme, job.device, m16)
-    digest, err_ppm = quantized_digest(info.name, q, scheme, f.tensor(info.name))
+    c = job.prepared.get(info.name, scheme.bits_for(info.name)) if job.prepared is not None else None
+    if c is None:
+        m16 = job.moments(info.name, info.shape) if job.moments else None
+        x = f.tensor(info.name)
+        c = measure(info.name, x, quantize_tensor(info.name, x, info.dtype, scheme, job.device, m16), scheme.group_size)
+    q, digest, err_ppm = c.q, c.digest, c.err_ppm
     parts.outs += [
         out_tensor(info.name + SUFFIXES[0], q.codes),
         out_tensor(info.name + SUFFIXES[1], q.scales),

@@ -19,24 +19,27 @@ from __future__ import annotations
 
 import glob
 import math
+import os
+import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import UsageError
 from .ldlq import blocks_to_matrices
-from .quantize import quantize_tensor, reconstruction
+from .measure import Candidate, Energy, measure, raw_bytes, reference
+from .measure import damage as _damage
+from .quantize import QuantizedTensor, quantize_tensor
 from .scheme import Scheme
 
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
 Moments = Callable[[str, tuple[int, ...]], torch.Tensor | None]
 
 METHOD = "uc-alloc/2"  # /1 counted zero-points at code width; /2 counts the bytes stored (u8)
-_LEVEL = 7  # |scaled values| < 2^7: with |H| <= 2^15 and w <= 1024 every partial sum is below 2^49
-_CHUNK = 4096  # row-blocks per int64 sum
 
 
 def stored_bits(n: int, bits: int, g: int) -> int:
@@ -45,47 +48,87 @@ def stored_bits(n: int, bits: int, g: int) -> int:
     return -(-n // g) * (g * bits + 16 + 8)
 
 
-def _scaled(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """round(x·2^k) as int64 with max |.| < 2^_LEVEL, and k."""
-    amax = float(torch.amax(torch.abs(x))) if x.numel() else 0.0
-    if amax == 0.0:
-        return torch.zeros_like(x, dtype=torch.int64), 0
-    k = _LEVEL - 1 - math.frexp(amax)[1]
-    return torch.round(x * math.ldexp(1.0, k)).to(torch.int64), k
-
-
-def _energy(v: torch.Tensor, h: torch.Tensor | None, w: int) -> int:
-    """Σ over rows and w-wide blocks of v_b H_b v_bᵀ, exactly (v int64 [rows, cols]; h int64 [cols/w, w, w])."""
-    total = 0
-    if h is None:
-        flat = v.reshape(-1)
-        step = _CHUNK * 64
-        for i in range(0, flat.numel(), step):
-            c = flat[i : i + step]
-            total += int((c * c).to(torch.int64).sum())
-        return total
-    rows, cols = v.shape
-    blocks = v.to(torch.float64).reshape(rows, cols // w, w).transpose(0, 1).contiguous()  # [nb, rows, w]
-    hf = h.to(torch.float64)
-    for r in range(0, rows, _CHUNK):
-        b = blocks[:, r : r + _CHUNK]
-        per = (torch.bmm(b, hf) * b).to(torch.int64)  # integers below 2^39 each, exact in float64
-        total += int(per.to(torch.int64).sum())
-    return total
-
-
 def damage(original: torch.Tensor, recon: torch.Tensor, h: torch.Tensor | None, w: int) -> Fraction:
     """The moments-weighted relative error of ``recon`` (module docstring), exactly."""
-    orig = original.to(torch.float64).reshape(-1, original.shape[-1])
-    err, ke = _scaled(orig - recon.to(torch.float64).reshape(orig.shape))
-    ref, kw = _scaled(orig)
-    den = _energy(ref, h, w)
-    if den == 0:
-        return Fraction(0)
-    return Fraction(_energy(err, h, w) * 4**kw, den * 4**ke)
+    dtype = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[original.dtype]
+    energy = Energy(tuple(original.shape), h, w)
+    return _damage(original, raw_bytes(recon.to(original.dtype)), dtype, energy, reference(original, dtype, energy))
 
 
-def allocate_bits(
+class CandidateStore:
+    """Measured candidates kept for the writer: in memory up to ``limit`` bytes of components, beyond that
+    spilled to files in a scratch directory (so an 8 B model's two widths never sit in memory at once)."""
+
+    def __init__(self, limit: int | None = None, scratch: Path | None = None) -> None:
+        self.limit = default_limit() if limit is None else limit
+        self._scratch_parent = scratch
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._mem: dict[tuple[str, int], Candidate] = {}
+        self._disk: dict[tuple[str, int], tuple[Candidate, Path]] = {}
+        self.held = 0
+
+    def put(self, name: str, c: Candidate) -> None:
+        key = (name, c.q.bits)
+        if self.held + c.nbytes <= self.limit:
+            self._mem[key] = c
+            self.held += c.nbytes
+            return
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="uc-candidates-", dir=self._scratch_parent)
+        path = Path(self._scratch.name) / f"{len(self._disk)}.npy"
+        q = c.q
+        parts = [q.codes.numpy(), q.scales.view(torch.uint16).numpy().view(np.uint8), q.zeros.numpy()]
+        np.save(path, np.concatenate(parts))
+        empty = replace(q, codes=torch.empty(0, dtype=torch.uint8))
+        self._disk[key] = (replace(c, q=empty), path)
+
+    def get(self, name: str, bits: int) -> Candidate | None:
+        key = (name, bits)
+        if key in self._mem:
+            return self._mem[key]
+        if key not in self._disk:
+            return None
+        c, path = self._disk[key]
+        flat = torch.from_numpy(np.load(path))
+        groups = c.q.scales.numel()
+        codes, rest = flat[: flat.numel() - 3 * groups], flat[flat.numel() - 3 * groups :]
+        scales = rest[: 2 * groups].view(torch.float16)
+        return replace(c, q=replace(c.q, codes=codes, scales=scales, zeros=rest[2 * groups :].clone()))
+
+    def discard(self, name: str, bits: int) -> None:
+        c = self._mem.pop((name, bits), None)
+        if c is not None:
+            self.held -= c.nbytes
+        spilled = self._disk.pop((name, bits), None)
+        if spilled is not None:
+            spilled[1].unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._mem.clear()
+        self._disk.clear()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+
+def default_limit() -> int:
+    """Components held in memory before spilling: an eighth of the machine's memory, at most 4 GiB."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 << 30
+    return min(4 << 30, ram // 8)
+
+
+@dataclass
+class Allocation:
+    """The allocated scheme and the measured candidate of every tensor at its chosen width (for the writer)."""
+
+    scheme: Scheme
+    chosen: CandidateStore = field(default_factory=CandidateStore)
+
+
+def allocate(
     source_dir: Path,
     scheme: Scheme,
     budget: float,
@@ -95,18 +138,22 @@ def allocate_bits(
     floor: bool = False,
     strict: bool = True,
     progress: Callable[[str, int], None] | None = None,
-) -> Scheme:
+    store: CandidateStore | None = None,
+) -> Allocation:
     """``scheme`` with the measured allocation under ``budget`` bits per quantized weight (module docstring).
 
     Each tensor may take its base width ``b``, ``b + 1`` and (``floor``) ``b - 1``: every tensor starts at
     its lowest width and the budget buys, one step at a time, the step with the largest damage reduction per
     extra bit (ties by name) — the usual marginal-analysis allocation over measured rate-distortion points.
-    A budget below what the lowest widths take is a UsageError, or (``strict=False``, the CLI's default
-    budget) no allocation at all. ``progress(name, weights)`` after each tensor is measured."""
+    Each tensor is quantized once per width; the chosen width's components, digest and quality record are kept
+    (``Allocation.chosen``), so the pack writes them as they were measured. A budget below what the lowest
+    widths take is a UsageError, or (``strict=False``, the CLI's default budget) no allocation at all.
+    ``progress(name, weights)`` after each tensor is measured."""
     from ..source import ModelSource
 
     dev = torch.device(device)
     g = scheme.group_size
+    store = store if store is not None else CandidateStore()
     src = ModelSource(Path(source_dir))
     curves: dict[str, tuple[int, list[tuple[int, Fraction]]]] = {}  # name -> (n, [(bits, damage)] ascending)
     try:
@@ -120,21 +167,40 @@ def allocate_bits(
                 widths = [w for w in (b - 1 if floor else b, b, b + 1) if w >= 2 and _at(scheme, w) is not None]
                 m16 = moments(info.name, info.shape) if moments is not None else None
                 w = scheme.moment_block(info.shape) if m16 is not None else 0
-                h = blocks_to_matrices(m16, w) if m16 is not None else None
                 x = f.tensor(info.name)
+                energy = Energy(tuple(info.shape), blocks_to_matrices(m16, w) if m16 is not None else None, w)
+                ref = reference(x, info.dtype, energy)
                 points = []
                 for bits in sorted(set(widths)):
                     sc = _at(scheme, bits)
                     assert sc is not None
-                    q = quantize_tensor(info.name, x, info.dtype, sc, dev, m16)
-                    points.append((bits, damage(x, reconstruction(info.name, q, g, x), h, w)))
+                    q: QuantizedTensor = quantize_tensor(info.name, x, info.dtype, sc, dev, m16)
+                    c = measure(info.name, x, q, g, energy, ref)
+                    assert c.damage is not None
+                    store.put(info.name, c)
+                    points.append((bits, c.damage))
                 curves[info.name] = (math.prod(info.shape), points)
                 if progress is not None:
                     progress(info.name, curves[info.name][0])
+    except BaseException:
+        store.close()
+        raise
     finally:
         src.close()
+    return Allocation(_choose(scheme, budget, strict, curves, store), store)
+
+
+def _choose(
+    scheme: Scheme,
+    budget: float,
+    strict: bool,
+    curves: dict[str, tuple[int, list[tuple[int, Fraction]]]],
+    store: CandidateStore,
+) -> Scheme:
+    """The greedy choice over the measured curves; the candidates not chosen are dropped from ``store``."""
     if not curves:
         return scheme
+    g = scheme.group_size
     total_n = used = 0
     for n, pts in curves.values():
         total_n += n
@@ -142,8 +208,13 @@ def allocate_bits(
     level = dict.fromkeys(curves, 0)
     allowed = math.floor(budget * total_n)
     if used > allowed and not strict:
+        for name, (_n, pts) in curves.items():  # no allocation: every tensor at its base width
+            for bits, _d in pts:
+                if bits != scheme.bits_for(name):
+                    store.discard(name, bits)
         return scheme
     if used > allowed:
+        store.close()
         raise UsageError(f"--bits-budget {budget}: the lowest widths alone take {used / total_n:.3f} bits per weight")
     while True:
         best: tuple[Fraction, str, int] | None = None
@@ -160,6 +231,10 @@ def allocate_bits(
         level[best[1]] += 1
         used += best[2]
     chosen = {name: curves[name][1][i][0] for name, i in level.items()}
+    for name, (_n, pts) in curves.items():
+        for bits, _d in pts:
+            if bits != chosen[name]:
+                store.discard(name, bits)
     changed = sorted((name, bits) for name, bits in chosen.items() if bits != scheme.bits_for(name))
     overrides = tuple((glob.escape(name), bits) for name, bits in changed) + scheme.bits_overrides
     counts = {k: list(chosen.values()).count(k) for k in sorted(set(chosen.values()))}
@@ -170,6 +245,23 @@ def allocate_bits(
         ("widths", ",".join(f"{k}:{v}" for k, v in counts.items())),
     )
     return replace(scheme, bits_overrides=overrides, allocation=record)
+
+
+def allocate_bits(
+    source_dir: Path,
+    scheme: Scheme,
+    budget: float,
+    moments: Moments | None,
+    device: torch.device | str = "cpu",
+    *,
+    floor: bool = False,
+    strict: bool = True,
+    progress: Callable[[str, int], None] | None = None,
+) -> Scheme:
+    """:func:`allocate`'s scheme alone (the candidates dropped)."""
+    a = allocate(source_dir, scheme, budget, moments, device, floor=floor, strict=strict, progress=progress)
+    a.chosen.close()
+    return a.scheme
 
 
 def _at(scheme: Scheme, bits: int) -> Scheme | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UnsupportedTensor, UsageError
+from . import native
 from .codec import pack_codes
 from .ldlq import feedback_codes, feedback_matrix, rotated_hessian
 from .rotation import rotate, sign_key
@@ -208,6 +209,14 @@ def quantize_tensor(
     m_fx = None
     if moments is not None:
         check_moments(name, shape, scheme, moments)
+    if (
+        torch.device(device).type == "cpu"
+        and w.device.type == "cpu"
+        and native.available()
+        and native.native_dtype(w) is not None
+    ):
+        return native.quantize_native(name, w, dtype, scheme, None if moments is None else moments.cpu())
+    if moments is not None:
         m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name), period))
     flat = w.reshape(-1)
     n = flat.numel()

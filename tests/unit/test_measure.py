@@ -1,0 +1,53 @@
+"""The measures of a candidate width (measure.py) are exact: the native helpers and the torch/NumPy reference
+give the same digest, quality record and damage, whatever the thread budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from uc_attest.core import threads
+from uc_attest.quant import measure, native
+from uc_attest.quant.ldlq import blocks_to_matrices, moments_to_blocks
+from uc_attest.quant.quality import relative_error_ppm
+from uc_attest.quant.quantize import quantize_tensor, reconstruction
+from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, Scheme
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="the native helpers are not compiled")
+
+
+@pytest.fixture(autouse=True)
+def _budget() -> Iterator[None]:
+    yield
+    threads.set_budget(None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("feedback", [False, True])
+@pytest.mark.parametrize("budget", [1, 3])
+def test_native_measures_equal_the_reference(
+    dtype: torch.dtype, feedback: bool, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads.set_budget(budget)
+    monkeypatch.setattr(measure, "RUN", 999)  # runs that split rows and groups
+    scheme = Scheme(bits=5, group_size=64, id=LDLQ_ID if feedback else RHT_ID)
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(40, 256, generator=gen) * 0.03).to(dtype)
+    x[3, 7] = 0.5
+    m16 = moments_to_blocks(torch.randn(300, 256, generator=gen, dtype=torch.float64).T.cov(), 64) if feedback else None
+    q = quantize_tensor("w", x, "X", scheme, "cpu", m16)
+    dname = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[dtype]
+    q = type(q)(q.codes, q.scales, q.zeros, q.exponent, q.shape, dname, q.bits, q.rotated, q.sign_period, q.moments)
+    recon = reconstruction("w", q, 64, x)
+    raw = measure.decode_tensor("w", q, 64)
+    assert raw.tobytes() == recon.reshape(-1).view(torch.uint8).numpy().tobytes()
+    assert measure.error_ppm(x, raw, dname) == relative_error_ppm(x, recon)
+    h = blocks_to_matrices(m16, 64) if m16 is not None else None
+    energy = measure.Energy((40, 256), h, 64)
+    native_ref = measure.reference(x, dname, energy)
+    got = measure.damage(x, raw, dname, energy, native_ref)
+    monkeypatch.setattr(native, "available", lambda: False)  # the torch reference path
+    want = measure.damage(x, raw, dname, energy, measure.reference(x, dname, energy))
+    assert got == want and got > 0

@@ -1,0 +1,766 @@
+/* Native exact quantizer of the pack schemes: bit for bit the reference in uc_attest/quant/quantize.py,
+ * rotation.py and ldlq.py (docs/format.md 3.1-3.6), an order of magnitude faster.
+ *
+ * Per group of g consecutive weights (C order, the tail zero-padded):
+ *   1. load: the source value as binary64 (exact from BF16/F16/F32);
+ *   2. rotate (uc-rht-*): y = H_g (D x) 2^-floor(k/2), the signs D a sign flip, the Walsh-Hadamard butterflies
+ *      in binary64 in the reference's order (h = 1, 2, 4, ...), the power of two exact;
+ *   3. search: every candidate (scale, zero-point) of the clipping grid and the least-squares refits, scored by
+ *      the exact integer squared error, the first strictly lower error kept (lowest candidate index on ties);
+ *   4. codes: round-half-even of y / s plus z, clamped; or (uc-rht-ldlq/1 with committed moments) the error
+ *      feedback q_k = clamp(floor((u_k 2^16 + z 2^28 + 2^27 + sum_{i<k} e_i M_ik) / 2^28)) in exact int64;
+ *   5. the codes packed b bits each, little-endian (docs/format.md 3.2).
+ * Only IEEE-754 binary64 + - * / of the same operands in the same order as the reference, conversions that are
+ * exact or correctly rounded (binary64 -> binary32 -> binary16, round to nearest even), nearbyint in the default
+ * rounding mode (ties to even, as torch.round), and integer arithmetic with two's-complement wraparound (as
+ * torch's int64). Built with -ffp-contract=off -fno-fast-math: no FMA contracts a*b+c. The result does not
+ * depend on how the groups are split between calls or threads: every call is a run of whole groups.
+ * tests/unit/test_quantize_native.py compares every output with the torch reference, bit for bit.
+ *
+ * Work runs outside the GIL; the caller splits a tensor's groups between threads (uc_attest.quant.native).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define UC_X86 1
+#include <immintrin.h>
+#endif
+
+#include "_exact.h"
+
+#define ERR_BITS 26
+#define F_U 12
+#define F_M 16
+#define MAX_GRID 64
+
+typedef struct {
+    int g, k, bits, qmax, dtype, rotated, refit, ngrid, row_groups, exponent;
+    double pow_e, inv_pow, rot_scale;
+    uint64_t key, period;
+    const double *grid;
+    const double *m;  /* [row_groups, g, g] feedback matrices (integers: 2^-16 fixed point), or NULL */
+} qparams_t;
+
+static inline double pow2i(int k) {  /* exact 2^k, k clamped to the normal range (quantize.py _pow2) */
+    if (k < -1022) k = -1022;
+    if (k > 1023) k = 1023;
+    uint64_t u = (uint64_t)(k + 1023) << 52;
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+static inline double f16_to_f64(uint16_t h) { return (double)f16_to_f32(h); }
+
+static inline double clampd(double x, double lo, double hi) {  /* torch.clamp: min(max(x, lo), hi) */
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
+}
+
+/* quantize.py _store_scale: binary64 scale -> binary16 significand, exact 2^-e, RNE to binary32 then binary16,
+ * clamped to [2^-24, 65504]. */
+static inline uint16_t store_scale(double s, double inv_pow) {
+    float f = (float)(s * inv_pow);
+    if (f > 65504.0f) f = 65504.0f;
+    uint16_t h = f32_to_f16(f);
+    return (h & 0x7FFFu) == 0 ? (uint16_t)0x0001u : h;  /* maximum(s16, 2^-24): values are >= 0 */
+}
+
+/* Load group `gi` (padded element index gi * g) from the source and rotate it. 0: a value is not finite. */
+static int load_group(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t gi, double *y) {
+    const int g = p->g;
+    const Py_ssize_t start = gi * g;
+    int finite = 1;
+    for (int j = 0; j < g; j++) {
+        Py_ssize_t i = start + j;
+        double v = 0.0;
+        if (i < n) {
+            if (p->dtype == 0) {
+                float f;
+                memcpy(&f, src + 4 * i, 4);
+                v = (double)f;
+            } else {
+                uint16_t h;
+                memcpy(&h, src + 2 * i, 2);
+                v = p->dtype == 1 ? f16_to_f64(h) : (double)bits_to_f32((uint32_t)h << 16);
+            }
+            if (!isfinite(v)) finite = 0;
+        }
+        y[j] = v;
+    }
+    if (!p->rotated) return finite;
+    uint64_t bm[MAX_GROUP / 64];
+    group_signs(bm, p->key, (uint64_t)start, g, p->period);
+    for (int j = 0; j < g; j++)
+        if ((bm[j / 64] >> (j % 64)) & 1u) y[j] = y[j] * -1.0;
+    for (int h = 1; h < g; h <<= 1)
+        for (int i = 0; i < g; i += h << 1)
+            for (int j = i; j < i + h; j++) {
+                double a = y[j], b = y[j + h];
+                y[j] = a + b;
+                y[j + h] = a - b;
+            }
+    for (int j = 0; j < g; j++) y[j] = y[j] * p->rot_scale;
+    return finite;
+}
+
+static inline double code_of(double y, double s, double z, double qmax) {
+    return clampd(nearbyint(y / s) + z, 0.0, qmax);
+}
+
+/* quantize.py _objective: the exact integer squared error of codes from (s, z), int64 with wraparound. */
+static int64_t objective_scalar(const double *y, int g, double s, double z, double qmax, double err_scale) {
+    const double lim = (double)(1LL << (ERR_BITS + 1));
+    uint64_t acc = 0;
+    for (int j = 0; j < g; j++) {
+        double q = code_of(y[j], s, z, qmax);
+        double e = clampd((y[j] - (q - z) * s) * err_scale, -lim, lim);
+        acc += (uint64_t)(int64_t)nearbyint(e * e);
+    }
+    return (int64_t)acc;
+}
+
+typedef int64_t (*objective_t)(const double *, int, double, double, double, double);
+static objective_t objective;  /* the ISA's path (use_isa) */
+
+#ifdef UC_X86
+#define T_AVX512 __attribute__((target("avx512f,avx512dq")))
+#define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+/* The same steps on 8 binary64 lanes: divide, round, add, clamp, subtract, multiply, subtract, multiply, clamp,
+ * square, round are each one IEEE operation per lane (no FMA); the squares (integers below 2^55) convert to
+ * int64 exactly and are summed with wraparound. */
+T_AVX512 static int64_t objective_avx512(const double *y, int g, double s, double z, double qmax, double err_scale) {
+    const __m512d sv = _mm512_set1_pd(s), zv = _mm512_set1_pd(z), qv = _mm512_set1_pd(qmax), zero = _mm512_setzero_pd();
+    const __m512d ev = _mm512_set1_pd(err_scale), hi = _mm512_set1_pd((double)(1LL << (ERR_BITS + 1)));
+    const __m512d lo = _mm512_set1_pd(-(double)(1LL << (ERR_BITS + 1)));
+    __m512i acc = _mm512_setzero_si512();
+    for (int j = 0; j < g; j += 8) {
+        __m512d yv = _mm512_loadu_pd(y + j);
+        __m512d q = _mm512_add_pd(_mm512_roundscale_pd(_mm512_div_pd(yv, sv), RNE), zv);
+        q = _mm512_min_pd(_mm512_max_pd(q, zero), qv);
+        __m512d e = _mm512_mul_pd(_mm512_sub_pd(yv, _mm512_mul_pd(_mm512_sub_pd(q, zv), sv)), ev);
+        e = _mm512_min_pd(_mm512_max_pd(e, lo), hi);
+        acc = _mm512_add_epi64(acc, _mm512_cvtpd_epi64(_mm512_roundscale_pd(_mm512_mul_pd(e, e), RNE)));
+    }
+    return _mm512_reduce_add_epi64(acc);
+}
+#endif
+
+/* quantize.py _search_block for one group: the binary16 scale and the zero-point (an integer in [0, qmax]). */
+static void search_group(const qparams_t *p, const double *y, uint16_t *s16_out, double *z_out) {
+    const int g = p->g;
+    const double qmax = (double)p->qmax, pow_e = p->pow_e, inv_pow = p->inv_pow;
+    double lo = y[0], hi = y[0];
+    for (int j = 1; j < g; j++) {
+        lo = y[j] < lo ? y[j] : lo;
+        hi = y[j] > hi ? y[j] : hi;
+    }
+    lo = lo > 0.0 ? 0.0 : lo;
+    hi = hi < 0.0 ? 0.0 : hi;
+    double absmax = -lo > hi ? -lo : hi;
+    int e_g;
+    (void)frexp(absmax, &e_g);
+    const double err_scale = pow2i(ERR_BITS - e_g);
+    const int zero_range = hi == lo;
+    int64_t best_err = INT64_MAX;
+    uint16_t best_s16 = 0x3C00u;
+    double best_z = 0.0;
+#define CONSIDER(S16, Z)                                                   \
+    do {                                                                   \
+        double s_ = f16_to_f64(S16) * pow_e;                               \
+        int64_t err_ = objective(y, g, s_, (Z), qmax, err_scale);          \
+        if (err_ < best_err) { best_err = err_; best_s16 = (S16); best_z = (Z); } \
+    } while (0)
+    for (int i = 0; i < p->ngrid; i++) {
+        double c = p->grid[i], lo_p = lo * c, hi_p = hi * c;
+        uint16_t s16 = store_scale((hi_p - lo_p) / qmax, inv_pow);
+        if (zero_range) s16 = 0x3C00u;
+        double s = f16_to_f64(s16) * pow_e;
+        double z = clampd(nearbyint(-lo_p / s), 0.0, qmax);
+        CONSIDER(s16, z);
+    }
+    if (p->refit) {
+        int qbits = 0, gbits = 0;
+        for (int v = p->qmax; v; v >>= 1) qbits++;
+        for (int v = g - 1; v; v >>= 1) gbits++;
+        const int f_bits = 61 - qbits - 2 * (gbits > 1 ? gbits : 1);
+        const double to_fx = pow2i(f_bits - e_g), from_fx = pow2i(e_g - f_bits), n_t = (double)g;
+        int64_t w_fx[MAX_GROUP];
+        uint64_t s_w = 0;
+        for (int j = 0; j < g; j++) {
+            w_fx[j] = (int64_t)nearbyint(y[j] * to_fx);
+            s_w += (uint64_t)w_fx[j];
+        }
+        for (int r = 0; r < p->refit; r++) {
+            double s = f16_to_f64(best_s16) * pow_e;
+            uint64_t s_q = 0, s_qq = 0, s_qw = 0;
+            for (int j = 0; j < g; j++) {
+                uint64_t qi = (uint64_t)(int64_t)code_of(y[j], s, best_z, qmax);
+                s_q += qi;
+                s_qq += qi * qi;
+                s_qw += qi * (uint64_t)w_fx[j];
+            }
+            int64_t num = (int64_t)((uint64_t)g * s_qw - s_q * s_w), den = (int64_t)((uint64_t)g * s_qq - s_q * s_q);
+            int valid = den > 0 && !zero_range;
+            double a = ((double)num / (valid ? (double)den : 1.0)) * from_fx;
+            valid = valid && a > 0.0;
+            if (!valid) continue;  /* the reference scores it and never keeps it */
+            double c = ((double)(int64_t)s_w * from_fx - a * (double)(int64_t)s_q) / n_t;
+            uint16_t s16 = store_scale(a, inv_pow);
+            double z0 = nearbyint(-c / (f16_to_f64(s16) * pow_e));
+            static const double dz[3] = {0.0, -1.0, 1.0};
+            for (int t = 0; t < 3; t++) CONSIDER(s16, clampd(z0 + dz[t], 0.0, qmax));
+        }
+    }
+#undef CONSIDER
+    *s16_out = best_s16;
+    *z_out = best_z;
+}
+
+/* ldlq.py feedback_codes for one group: errors fed forward through M, in binary64 whose every value is an
+ * integer below 2^53 (the reference's bounds), so each step is exact and the order of the sums is free. */
+typedef void (*feedback_t)(const double *, int, int, double, double, const double *, uint8_t *);
+static feedback_t feedback;  /* the ISA's path (use_isa) */
+
+static void feedback_scalar(const double *y, int g, int qmax, double s, double z, const double *m, uint8_t *q) {
+    const double one = (double)(1 << F_U), shift = (double)(1 << F_M), lim = (double)(1 << 21);
+    const double inv = 1.0 / (one * shift), half = one * shift / 2.0, zq = z * one;
+    double uz[MAX_GROUP], tgt[MAX_GROUP];
+    for (int j = 0; j < g; j++) {
+        uz[j] = clampd(nearbyint((y[j] / s) * one), -lim, lim) + zq;
+        tgt[j] = uz[j] * shift + half;
+    }
+    for (int k = 0; k < g; k++) {
+        double qk = clampd(floor(tgt[k] * inv), 0.0, (double)qmax);
+        q[k] = (uint8_t)qk;
+        const double e = uz[k] - qk * one;
+        const double *row = m + (size_t)k * g;
+        for (int j = k + 1; j < g; j++) tgt[j] = tgt[j] + e * row[j];
+    }
+}
+
+#ifdef UC_X86
+/* The rank-1 updates on 8 lanes from the vector holding k + 1 (M is strictly upper triangular: the lanes at or
+ * before k add e * 0 to targets already used). */
+T_AVX512 static void feedback_avx512(const double *y, int g, int qmax, double s, double z, const double *m, uint8_t *q) {
+    const double one = (double)(1 << F_U), shift = (double)(1 << F_M), lim = (double)(1 << 21);
+    const double inv = 1.0 / (one * shift), half = one * shift / 2.0, zq = z * one;
+    _Alignas(64) double uz[MAX_GROUP], tgt[MAX_GROUP];
+    for (int j = 0; j < g; j++) {
+        uz[j] = clampd(nearbyint((y[j] / s) * one), -lim, lim) + zq;
+        tgt[j] = uz[j] * shift + half;
+    }
+    for (int k = 0; k < g; k++) {
+        double qk = clampd(floor(tgt[k] * inv), 0.0, (double)qmax);
+        q[k] = (uint8_t)qk;
+        const __m512d e = _mm512_set1_pd(uz[k] - qk * one);
+        const double *row = m + (size_t)k * g;
+        for (int j = (k + 1) & ~7; j < g; j += 8)
+            _mm512_store_pd(tgt + j, _mm512_add_pd(_mm512_load_pd(tgt + j), _mm512_mul_pd(e, _mm512_loadu_pd(row + j))));
+    }
+}
+#endif
+
+/* ldlq.py rotated_hessian + feedback_matrix for one block: ``a`` the damped rotated moments (exact int64, as
+ * binary64 below 2^53), eliminated from the last column in binary64, elementwise in the reference's order;
+ * ``m`` the strictly upper M in 2^-16 fixed point. */
+static void feedback_matrix_block(double *a, int g, double *m) {
+    double col[MAX_GROUP];
+    memset(m, 0, sizeof(double) * (size_t)g * g);
+    for (int k = g - 1; k > 0; k--) {
+        double piv = a[(size_t)k * g + k];
+        piv = piv < 1.0 ? 1.0 : piv;
+        for (int i = 0; i < k; i++) {
+            col[i] = a[(size_t)i * g + k] / piv;
+            m[(size_t)i * g + k] = col[i];
+        }
+        const double *rk = a + (size_t)k * g;
+        for (int i = 0; i < k; i++) {
+            double *ri = a + (size_t)i * g;
+            for (int j = 0; j < k; j++) ri[j] = ri[j] - col[i] * rk[j];
+        }
+    }
+    const double lim = (double)(1 << 20);
+    for (size_t i = 0; i < (size_t)g * g; i++) m[i] = clampd(nearbyint(m[i] * (double)(1 << F_M)), -lim, lim);
+}
+
+static void fwht_rows_i64(int64_t *a, int g) {  /* each row of a g x g matrix; exact integers */
+    for (int r = 0; r < g; r++) {
+        int64_t *v = a + (size_t)r * g;
+        for (int h = 1; h < g; h <<= 1)
+            for (int i = 0; i < g; i += h << 1)
+                for (int j = i; j < i + h; j++) {
+                    int64_t x = v[j], w = v[j + h];
+                    v[j] = x + w;
+                    v[j + h] = x - w;
+                }
+    }
+}
+
+static void pack_group(const uint8_t *q, int g, int bits, uint8_t *out) {
+    for (int c8 = 0; c8 < g; c8 += 8, out += bits) {
+        uint64_t word = 0;
+        for (int j = 0; j < 8; j++) word |= (uint64_t)q[c8 + j] << (bits * j);
+        memcpy(out, &word, (size_t)bits);  /* little-endian host (checked in Python) */
+    }
+}
+
+enum { ISA_SCALAR, ISA_AVX512, ISA_COUNT };
+static const char *isa_names[] = {"scalar", "avx512"};
+static int isa_current = ISA_SCALAR;
+static objective_t objective = objective_scalar;
+static feedback_t feedback = feedback_scalar;
+
+static int isa_supported(int isa) {
+    if (isa == ISA_SCALAR) return 1;
+#ifdef UC_X86
+    if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#endif
+    return 0;
+}
+
+static void use_isa(int isa) {
+    isa_current = isa;
+#ifdef UC_X86
+    objective = isa == ISA_AVX512 ? objective_avx512 : objective_scalar;
+    feedback = isa == ISA_AVX512 ? feedback_avx512 : feedback_scalar;
+#else
+    objective = objective_scalar;
+    feedback = feedback_scalar;
+#endif
+}
+
+/* ---------------------------------------------------------------- Python entry points */
+
+typedef struct {
+    Py_buffer src, grid, m;
+    int have_m;
+} buffers_t;
+
+static void release(buffers_t *b) {
+    PyBuffer_Release(&b->src);
+    if (b->grid.obj) PyBuffer_Release(&b->grid);
+    if (b->have_m) PyBuffer_Release(&b->m);
+}
+
+/* Parameters shared by both entry points; 0 with an exception set when one is out of range. */
+static int check_common(qparams_t *p, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t src_len) {
+    if (p->g < 8 || p->g > MAX_GROUP || p->g % 8) {
+        PyErr_Format(PyExc_ValueError, "group size %d: a multiple of 8 in [8, %d]", p->g, MAX_GROUP);
+        return 0;
+    }
+    if (p->dtype < 0 || p->dtype > 2) {
+        PyErr_Format(PyExc_ValueError, "dtype %d: 0 (F32), 1 (F16) or 2 (BF16)", p->dtype);
+        return 0;
+    }
+    if (n < 0 || g0 < 0 || g1 < g0) {
+        PyErr_SetString(PyExc_ValueError, "sizes: n >= 0 and 0 <= first group <= last group");
+        return 0;
+    }
+    Py_ssize_t groups, need;
+    if (__builtin_add_overflow(n, (Py_ssize_t)p->g - 1, &groups) || __builtin_mul_overflow(n, p->dtype == 0 ? 4 : 2, &need)) {
+        PyErr_SetString(PyExc_OverflowError, "n: too large");
+        return 0;
+    }
+    groups /= p->g;
+    if (g1 > groups) {
+        PyErr_Format(PyExc_ValueError, "groups [%zd, %zd) beyond the tensor's %zd", g0, g1, groups);
+        return 0;
+    }
+    if (src_len < need) {
+        PyErr_Format(PyExc_ValueError, "src has %zd bytes, %zd elements need %zd", src_len, n, need);
+        return 0;
+    }
+    if (p->rotated) {
+        p->k = 0;
+        while ((1 << p->k) < p->g) p->k++;
+        if ((1 << p->k) != p->g) {
+            PyErr_Format(PyExc_ValueError, "rotated: group size %d is not a power of two", p->g);
+            return 0;
+        }
+        p->rot_scale = ldexp(1.0, -(p->k / 2));
+    } else {
+        p->rot_scale = 1.0;
+    }
+    return 1;
+}
+
+/* group_ranges(src, dtype, n, g, first, last, rotated, key, period) -> (largest hi - lo, all finite):
+ * pass 1 of quantize.py quantize_tensor over groups [first, last). */
+static PyObject *group_ranges(PyObject *self, PyObject *args) {
+    qparams_t p;
+    memset(&p, 0, sizeof p);
+    buffers_t b;
+    memset(&b, 0, sizeof b);
+    Py_ssize_t n, g0, g1;
+    unsigned long long key, period;
+    if (!PyArg_ParseTuple(args, "y*ininnpKK", &b.src, &p.dtype, &n, &p.g, &g0, &g1, &p.rotated, &key, &period))
+        return NULL;
+    p.key = key;
+    p.period = period;
+    if (!check_common(&p, n, g0, g1, b.src.len)) {
+        release(&b);
+        return NULL;
+    }
+    double range_max = 0.0;
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+    double y[MAX_GROUP];
+    for (Py_ssize_t gi = g0; gi < g1; gi++) {
+        finite &= load_group(&p, (const uint8_t *)b.src.buf, n, gi, y);
+        double lo = y[0], hi = y[0];
+        for (int j = 1; j < p.g; j++) {
+            lo = y[j] < lo ? y[j] : lo;
+            hi = y[j] > hi ? y[j] : hi;
+        }
+        lo = lo > 0.0 ? 0.0 : lo;
+        hi = hi < 0.0 ? 0.0 : hi;
+        double r = hi - lo;
+        range_max = r > range_max ? r : range_max;
+    }
+    Py_END_ALLOW_THREADS
+    release(&b);
+    return Py_BuildValue("(dO)", range_max, finite ? Py_True : Py_False);
+}
+
+/* quantize_groups(src, dtype, n, g, first, last, rotated, key, period, bits, exponent, grid, refit, m, row_groups,
+ *                 codes, scales, zeros): pass 2 over groups [first, last) into the writable buffers codes
+ * ((last - first) * g * bits / 8 bytes), scales (uint16, last - first) and zeros (uint8, last - first). ``grid``:
+ * binary64 clipping fractions; ``m``: None, or float64 [row_groups, g, g] feedback matrices (group i uses block
+ * i % row_groups). */
+static PyObject *quantize_groups(PyObject *self, PyObject *args) {
+    qparams_t p;
+    memset(&p, 0, sizeof p);
+    buffers_t b;
+    memset(&b, 0, sizeof b);
+    Py_buffer codes, scales, zeros;
+    PyObject *m_obj;
+    Py_ssize_t n, g0, g1;
+    unsigned long long key, period;
+    if (!PyArg_ParseTuple(args, "y*ininnpKKiiy*iOiw*w*w*", &b.src, &p.dtype, &n, &p.g, &g0, &g1, &p.rotated, &key,
+                          &period, &p.bits, &p.exponent, &b.grid, &p.refit, &m_obj, &p.row_groups, &codes, &scales,
+                          &zeros))
+        return NULL;
+    p.key = key;
+    p.period = period;
+    PyObject *ret = NULL;
+    if (m_obj != Py_None) {
+        if (PyObject_GetBuffer(m_obj, &b.m, PyBUF_SIMPLE) < 0) goto done;
+        b.have_m = 1;
+    }
+    if (!check_common(&p, n, g0, g1, b.src.len)) goto done;
+    if (p.bits < 2 || p.bits > 8) {
+        PyErr_Format(PyExc_ValueError, "bits %d: in [2, 8]", p.bits);
+        goto done;
+    }
+    if (p.exponent < -200 || p.exponent > 200 || p.refit < 0 || p.refit > 16) {
+        PyErr_SetString(PyExc_ValueError, "exponent in [-200, 200] and refit rounds in [0, 16]");
+        goto done;
+    }
+    p.ngrid = (int)(b.grid.len / (Py_ssize_t)sizeof(double));
+    if (p.ngrid < 1 || p.ngrid > MAX_GRID || b.grid.len % (Py_ssize_t)sizeof(double)) {
+        PyErr_Format(PyExc_ValueError, "grid: 1 to %d binary64 values", MAX_GRID);
+        goto done;
+    }
+    p.grid = (const double *)b.grid.buf;
+    p.qmax = (1 << p.bits) - 1;
+    p.pow_e = ldexp(1.0, p.exponent);
+    p.inv_pow = ldexp(1.0, -p.exponent);
+    Py_ssize_t ng = g1 - g0;
+    if (b.have_m) {
+        Py_ssize_t want;
+        if (p.row_groups < 1 || __builtin_mul_overflow((Py_ssize_t)p.row_groups * p.g, (Py_ssize_t)p.g * 8, &want) ||
+            b.m.len != want) {
+            PyErr_Format(PyExc_ValueError, "m: float64 [row_groups, %d, %d] with row_groups >= 1", p.g, p.g);
+            goto done;
+        }
+        p.m = (const double *)b.m.buf;
+    }
+    if (codes.len != ng * p.g / 8 * p.bits || scales.len != 2 * ng || zeros.len != ng) {
+        PyErr_Format(PyExc_ValueError, "output buffers: %zd code bytes, %zd scale bytes and %zd zero bytes expected",
+                     ng * p.g / 8 * p.bits, 2 * ng, ng);
+        goto done;
+    }
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+    double y[MAX_GROUP];
+    uint8_t q[MAX_GROUP];
+    uint8_t *cp = (uint8_t *)codes.buf, *zp = (uint8_t *)zeros.buf;
+    uint16_t *sp = (uint16_t *)scales.buf;
+    for (Py_ssize_t gi = g0; gi < g1; gi++, cp += (size_t)p.g / 8 * p.bits) {
+        finite &= load_group(&p, (const uint8_t *)b.src.buf, n, gi, y);
+        uint16_t s16;
+        double z;
+        search_group(&p, y, &s16, &z);
+        double s = f16_to_f64(s16) * p.pow_e;
+        if (p.m) {
+            feedback(y, p.g, p.qmax, s, z, p.m + (size_t)(gi % p.row_groups) * p.g * p.g, q);
+        } else {
+            for (int j = 0; j < p.g; j++) q[j] = (uint8_t)code_of(y[j], s, z, (double)p.qmax);
+        }
+        pack_group(q, p.g, p.bits, cp);
+        sp[gi - g0] = s16;
+        zp[gi - g0] = (uint8_t)z;
+    }
+    Py_END_ALLOW_THREADS
+    if (!finite) {
+        PyErr_SetString(PyExc_ValueError, "a value is not finite");
+        goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&scales);
+    PyBuffer_Release(&zeros);
+    release(&b);
+    return ret;
+}
+
+
+/* ---------------------------------------------------------------- exact measures of a reconstruction */
+
+static inline double load_value(int dtype, const uint8_t *src, Py_ssize_t i) {
+    if (dtype == 0) {
+        float f;
+        memcpy(&f, src + 4 * i, 4);
+        return (double)f;
+    }
+    uint16_t h;
+    memcpy(&h, src + 2 * i, 2);
+    return dtype == 1 ? f16_to_f64(h) : (double)bits_to_f32((uint32_t)h << 16);
+}
+
+typedef struct {
+    Py_buffer a, b;
+    int have_b, dtype;
+    Py_ssize_t start, stop;
+} pair_t;
+
+/* (a, b, dtype, start, stop): a and b the raw bytes of two tensors of one dtype (b may be None: zeros). */
+static int parse_pair(PyObject *args, pair_t *p, const char *fmt, void *extra1, void *extra2) {
+    PyObject *b_obj;
+    memset(p, 0, sizeof *p);
+    if (!PyArg_ParseTuple(args, fmt, &p->a, &b_obj, &p->dtype, &p->start, &p->stop, extra1, extra2)) return 0;
+    if (b_obj != Py_None) {
+        if (PyObject_GetBuffer(b_obj, &p->b, PyBUF_SIMPLE) < 0) { PyBuffer_Release(&p->a); return 0; }
+        p->have_b = 1;
+    }
+    Py_ssize_t size = p->dtype == 0 ? 4 : 2, need;
+    if (p->dtype < 0 || p->dtype > 2 || p->start < 0 || p->stop < p->start ||
+        __builtin_mul_overflow(p->stop, size, &need) || p->a.len < need || (p->have_b && p->b.len != p->a.len)) {
+        PyErr_SetString(PyExc_ValueError, "a, b: raw tensors of one dtype (0 F32, 1 F16, 2 BF16) covering [start, stop)");
+        PyBuffer_Release(&p->a);
+        if (p->have_b) PyBuffer_Release(&p->b);
+        return 0;
+    }
+    return 1;
+}
+
+static void release_pair(pair_t *p) {
+    PyBuffer_Release(&p->a);
+    if (p->have_b) PyBuffer_Release(&p->b);
+}
+
+static inline double diff_at(const pair_t *p, Py_ssize_t i) {
+    double a = load_value(p->dtype, (const uint8_t *)p->a.buf, i);
+    return p->have_b ? a - load_value(p->dtype, (const uint8_t *)p->b.buf, i) : a;
+}
+
+/* diff_amax(a, b, dtype, start, stop) -> max |a - b| over [start, stop) in binary64 (allocate.py _scaled). */
+static PyObject *diff_amax(PyObject *self, PyObject *args) {
+    pair_t p;
+    if (!parse_pair(args, &p, "y*Oinn", NULL, NULL)) return NULL;
+    double m = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = p.start; i < p.stop; i++) {
+        double d = fabs(diff_at(&p, i));
+        m = d > m ? d : m;
+    }
+    Py_END_ALLOW_THREADS
+    release_pair(&p);
+    return PyFloat_FromDouble(m);
+}
+
+/* diff_scaled(a, b, dtype, start, stop, k, out) -> sum of squares: out[i - start] = round((a_i - b_i) 2^k) as
+ * int8 (|.| <= 64 when 2^k max|a - b| < 2^6, allocate.py _scaled), and the exact int64 sum of their squares. */
+static PyObject *diff_scaled(PyObject *self, PyObject *args) {
+    pair_t p;
+    int k;
+    Py_buffer out;
+    if (!parse_pair(args, &p, "y*Oinniw*", &k, &out)) return NULL;
+    if (out.len != p.stop - p.start || k < -1074 || k > 1023) {
+        PyErr_SetString(PyExc_ValueError, "out: int8 of stop - start values; k a binary64 exponent");
+        PyBuffer_Release(&out);
+        release_pair(&p);
+        return NULL;
+    }
+    const double f = ldexp(1.0, k);
+    int64_t acc = 0;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int8_t *o = (int8_t *)out.buf;
+    for (Py_ssize_t i = p.start; i < p.stop; i++) {
+        double v = nearbyint(diff_at(&p, i) * f);
+        if (v < -127.0 || v > 127.0) { bad = 1; v = 0.0; }
+        o[i - p.start] = (int8_t)v;
+        acc += (int64_t)v * (int64_t)v;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    release_pair(&p);
+    if (bad) return PyErr_Format(PyExc_ValueError, "k = %d: a scaled value leaves int8", k);
+    return PyLong_FromLongLong(acc);
+}
+
+/* error_sums(w, r, dtype, start, stop, scale) -> (sum round(((w s) - (r s))^2), sum round((w s)^2)) in int64:
+ * quality.py relative_error_ppm. */
+static PyObject *error_sums(PyObject *self, PyObject *args) {
+    pair_t p;
+    double scale;
+    if (!parse_pair(args, &p, "y*Oinnd", &scale, NULL)) return NULL;
+    if (!p.have_b) {
+        release_pair(&p);
+        PyErr_SetString(PyExc_ValueError, "error_sums needs the reconstruction");
+        return NULL;
+    }
+    uint64_t num = 0, den = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = p.start; i < p.stop; i++) {
+        double a = load_value(p.dtype, (const uint8_t *)p.a.buf, i) * scale;
+        double d = a - load_value(p.dtype, (const uint8_t *)p.b.buf, i) * scale;
+        num += (uint64_t)(int64_t)nearbyint(d * d);
+        den += (uint64_t)(int64_t)nearbyint(a * a);
+    }
+    Py_END_ALLOW_THREADS
+    release_pair(&p);
+    return Py_BuildValue("(LL)", (long long)(int64_t)num, (long long)(int64_t)den);
+}
+
+
+/* feedback_matrices(m16, w, g, key, period) -> bytes: ldlq.py rotated_hessian then feedback_matrix, float64
+ * [nb, g, g]. ``m16``: the committed int16 [blocks, w(w+1)/2] upper triangles (w <= g; w < g: one block
+ * repeated along the diagonal); the row-shared signs of element b*g + j (modulo ``period``). */
+static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
+    Py_buffer mb;
+    int w, g;
+    unsigned long long key, period;
+    if (!PyArg_ParseTuple(args, "y*iiKK", &mb, &w, &g, &key, &period)) return NULL;
+    Py_ssize_t tri = (Py_ssize_t)w * (w + 1) / 2;
+    if (g < 8 || g > MAX_GROUP || (g & (g - 1)) || w < 1 || w > g || g % w || mb.len % (2 * tri) || mb.len == 0) {
+        PyBuffer_Release(&mb);
+        return PyErr_Format(PyExc_ValueError, "m16: int16 [blocks, w(w+1)/2] with w dividing g (w %d, g %d)", w, g);
+    }
+    Py_ssize_t nw = mb.len / (2 * tri), nb = w < g ? 1 : nw;
+    if (w < g && nw != 1) {
+        PyBuffer_Release(&mb);
+        return PyErr_Format(PyExc_ValueError, "m16: one block when w (%d) < g (%d)", w, g);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, nb * g * g * (Py_ssize_t)sizeof(double));
+    int64_t *a = PyMem_Malloc(sizeof(int64_t) * (size_t)g * g);
+    double *ad = PyMem_Malloc(sizeof(double) * (size_t)g * g);
+    if (!out || !a || !ad) {
+        Py_XDECREF(out);
+        PyMem_Free(a);
+        PyMem_Free(ad);
+        PyBuffer_Release(&mb);
+        return PyErr_NoMemory();
+    }
+    double *m = (double *)PyBytes_AS_STRING(out);
+    const int16_t *m16 = (const int16_t *)mb.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        memset(a, 0, sizeof(int64_t) * (size_t)g * g);
+        const int16_t *t = m16 + (w < g ? 0 : b) * tri;
+        for (int r = 0; r < g; r += w) {  /* the block (repeated g / w times when w < g), symmetric */
+            Py_ssize_t idx = 0;
+            for (int i = 0; i < w; i++)
+                for (int j = i; j < w; j++, idx++) {
+                    int16_t v16;
+                    memcpy(&v16, t + idx, 2);
+                    a[(size_t)(r + i) * g + r + j] = a[(size_t)(r + j) * g + r + i] = v16;
+                }
+        }
+        uint64_t bm[MAX_GROUP / 64];
+        group_signs(bm, key, (uint64_t)b * (uint64_t)g, g, period);
+        for (int i = 0; i < g; i++)
+            for (int j = 0; j < g; j++)
+                if (((bm[i / 64] >> (i % 64)) ^ (bm[j / 64] >> (j % 64))) & 1u) a[(size_t)i * g + j] = -a[(size_t)i * g + j];
+        fwht_rows_i64(a, g);
+        for (int i = 0; i < g; i++)
+            for (int j = i + 1; j < g; j++) {
+                int64_t x = a[(size_t)i * g + j];
+                a[(size_t)i * g + j] = a[(size_t)j * g + i];
+                a[(size_t)j * g + i] = x;
+            }
+        fwht_rows_i64(a, g);
+        int64_t trace = 0;
+        for (int i = 0; i < g; i++) trace += a[(size_t)i * g + i];
+        int64_t d = 100LL * g, lam = trace / d - (trace % d < 0) + 1;  /* floor division, as torch's // */
+        for (int i = 0; i < g; i++) a[(size_t)i * g + i] += lam;
+        for (size_t i = 0; i < (size_t)g * g; i++) ad[i] = (double)a[i];
+        feedback_matrix_block(ad, g, m + (size_t)b * g * g);
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(a);
+    PyMem_Free(ad);
+    PyBuffer_Release(&mb);
+    return out;
+}
+
+static PyObject *set_isa(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    for (int i = 0; i < ISA_COUNT; i++)
+        if (!strcmp(name, isa_names[i])) {
+            if (!isa_supported(i)) return PyErr_Format(PyExc_ValueError, "set_isa: this CPU lacks %s", name);
+            use_isa(i);
+            Py_RETURN_NONE;
+        }
+    return PyErr_Format(PyExc_ValueError, "set_isa: unknown ISA %R (scalar, avx512)", arg);
+}
+
+static PyObject *get_isa(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa_names[isa_current]); }
+
+static PyObject *supported_isas(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < ISA_COUNT; i++)
+        if (isa_supported(i)) {
+            PyObject *name = PyUnicode_FromString(isa_names[i]);
+            if (!name || PyList_Append(out, name) < 0) { Py_XDECREF(name); Py_DECREF(out); return NULL; }
+            Py_DECREF(name);
+        }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"set_isa", set_isa, METH_O, "Force a path: scalar or avx512 (ValueError if the CPU lacks it)."},
+    {"get_isa", get_isa, METH_NOARGS, "The path in use."},
+    {"supported_isas", supported_isas, METH_NOARGS, "The paths this CPU can run, best last."},
+    {"group_ranges", group_ranges, METH_VARARGS, "Pass 1: (largest group range, all finite) over a run of groups."},
+    {"quantize_groups", quantize_groups, METH_VARARGS, "Pass 2: search, feedback and packing of a run of groups."},
+    {"feedback_matrices", feedback_matrices, METH_VARARGS, "ldlq.py rotated_hessian + feedback_matrix, float64."},
+    {"diff_amax", diff_amax, METH_VARARGS, "max |a - b| over a run of elements (binary64)."},
+    {"diff_scaled", diff_scaled, METH_VARARGS, "round((a - b) 2^k) as int8 and the sum of their squares."},
+    {"error_sums", error_sums, METH_VARARGS, "The exact sums of quality.py relative_error_ppm over a run."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_quantize", "Native exact quantizer.", -1, methods};
+
+PyMODINIT_FUNC PyInit__quantize(void) {
+    int best = ISA_SCALAR;
+    for (int i = 0; i < ISA_COUNT; i++)
+        if (isa_supported(i)) best = i;
+    const char *env = getenv("UC_ATTEST_QUANTIZE_ISA");
+    if (env)
+        for (int i = 0; i < ISA_COUNT; i++)
+            if (!strcmp(env, isa_names[i]) && isa_supported(i)) best = i;
+    use_isa(best);
+    return PyModule_Create(&module);
+}
