@@ -215,7 +215,7 @@ def test_pack_digest_native_equals_numpy_path(model_factory: object, tmp_path: P
         names = [n for n in pack.iter_names() if pack.tensors[n].quant is not None]
         assert names
         fused = {n: pack.digest(n) for n in names}
-        monkeypatch.setattr(reader, "native_available", lambda: False)
+        monkeypatch.setattr(reader.native_decode, "available", lambda: False)
         monkeypatch.setattr(decode, "_native", None)  # the pure NumPy decoder, as without a compiler
         slow = {n: pack.digest(n) for n in names}
     assert fused == slow

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from uc_attest.core import threads
 from uc_attest.quant import native
-from uc_attest.quant import quantize as Q
+from uc_attest.quant import quantize as qz
 from uc_attest.quant.ldlq import moments_to_blocks
 from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, RTN_ID, SCHEME_ID, Scheme
 
@@ -36,15 +36,15 @@ def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     threads.set_budget(None)
 
 
-def reference(name: str, w: torch.Tensor, scheme: Scheme, moments: torch.Tensor | None) -> Q.QuantizedTensor:
+def reference(name: str, w: torch.Tensor, scheme: Scheme, moments: torch.Tensor | None) -> qz.QuantizedTensor:
     os.environ["UC_ATTEST_QUANTIZER"] = "torch"
     try:
-        return Q.quantize_tensor(name, w, "X", scheme, "cpu", moments)
+        return qz.quantize_tensor(name, w, "X", scheme, "cpu", moments)
     finally:
         del os.environ["UC_ATTEST_QUANTIZER"]
 
 
-def assert_same(a: Q.QuantizedTensor, b: Q.QuantizedTensor) -> None:
+def assert_same(a: qz.QuantizedTensor, b: qz.QuantizedTensor) -> None:
     assert (a.exponent, a.sign_period, a.bits) == (b.exponent, b.sign_period, b.bits)
     assert torch.equal(a.scales.view(torch.int16), b.scales.view(torch.int16)), "scales differ"
     assert torch.equal(a.zeros, b.zeros), "zero-points differ"
@@ -89,7 +89,7 @@ def test_the_native_quantizer_is_the_reference_bit_for_bit(
         w[-1, 1:3] = 0.0
     w = w.to(dtype)
     m = _moments(scheme, (rows, cols), seed) if feedback and scheme.row_signs else None
-    assert_same(reference("m.layers.0.w", w, scheme, m), Q.quantize_tensor("m.layers.0.w", w, "X", scheme, "cpu", m))
+    assert_same(reference("m.layers.0.w", w, scheme, m), qz.quantize_tensor("m.layers.0.w", w, "X", scheme, "cpu", m))
 
 
 @pytest.mark.parametrize("budget", [1, 2, 3])
@@ -100,7 +100,7 @@ def test_the_split_between_threads_changes_nothing(budget: int, monkeypatch: pyt
     want = reference("x", w, scheme, m)
     threads.set_budget(budget)
     monkeypatch.setattr(native, "RUN_GROUPS", 37)  # odd runs: splits inside rows
-    assert_same(want, Q.quantize_tensor("x", w, "BF16", scheme, "cpu", m))
+    assert_same(want, qz.quantize_tensor("x", w, "BF16", scheme, "cpu", m))
 
 
 def test_non_finite_and_out_of_range_tensors_are_refused_naming_the_tensor() -> None:
@@ -110,10 +110,10 @@ def test_non_finite_and_out_of_range_tensors_are_refused_naming_the_tensor() -> 
     w = torch.zeros(4, 128, dtype=torch.bfloat16)
     w[2, 5] = float("nan")
     with pytest.raises(UnsupportedTensor, match="'bad'.*NaN"):
-        Q.quantize_tensor("bad", w, "BF16", scheme, "cpu")
+        qz.quantize_tensor("bad", w, "BF16", scheme, "cpu")
     huge = torch.full((2, 128), 3e38, dtype=torch.float32)
     with pytest.raises(UnsupportedTensor, match="out of range"):
-        Q.quantize_tensor("huge", huge, "F32", scheme, "cpu")
+        qz.quantize_tensor("huge", huge, "F32", scheme, "cpu")
 
 
 @pytest.mark.parametrize(("cols", "g"), [(4096, 128), (576, 64), (64, 128), (200, 8), (96, 32), (256, 256)])

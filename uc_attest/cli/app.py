@@ -25,6 +25,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's help renderer (markdown-it, ...) costs more than the CLI's start
+    context_settings={"max_content_width": 120},
     help="Prove that the model in production is the model that was validated.",
 )
 

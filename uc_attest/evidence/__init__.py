@@ -3,9 +3,7 @@
 * ``bundle``      sigstore-python's Verifier over a DSSE bundle → :class:`Evidence`
 * ``identity``    certificate identities and issuers, signer policies
 * ``conformance`` any bundle for auditors (sigstore-conformance ``verify-bundle``), managed keys included
+
+The package imports nothing itself: importing ``evidence.identity`` must not pull in the bundle verifier's
+cryptography (the CLI imports only what a command uses).
 """
-
-from .bundle import Evidence, LogProof, TimeProof, verify_dsse_bundle
-from .identity import SignerIdentity, SignerSpec
-
-__all__ = ["Evidence", "LogProof", "SignerIdentity", "SignerSpec", "TimeProof", "verify_dsse_bundle"]

@@ -86,14 +86,14 @@ def _tensor_entry(pack: Pack, name: str, progress: Progress | None) -> TensorEnt
     pt = pack.tensors[name]
     try:
         d = pack.digest(name)
-        moments = pack.moments(name)
+        moments = pack.moments_bytes(name)
     except (MalformedPack, MalformedSafetensors) as exc:
         return Finding(name, f"cannot reconstruct: {exc.message}")
     if progress:
         progress(name, pt.nbytes)
     quant = pt.quant
     if quant is not None and moments is not None:  # the committed moments' digest, as the manifest records it
-        quant = replace(quant, moments_digest=Digest.of_bytes(moments.astype("<i2").tobytes()))
+        quant = replace(quant, moments_digest=Digest.of_bytes(moments))
     return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard, quant)
 
 

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
-import numpy.typing as npt
-
 from ..core.digest import Digest
 from ..core.stfile import SafetensorsFile, TensorInfo, nbytes
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
-from ..quant.decode import decode_rows, hash_decoded, native_available
+from ..quant import native_decode
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
@@ -200,50 +197,48 @@ class Pack:
             return
         yield from self._decode(pt, f, self.schemes[pt.shard])
 
-    def _components(
-        self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme
-    ) -> tuple[int | None, int, int, npt.NDArray[np.float16], npt.NDArray[np.uint8]]:
-        """The checked small components of a quantized tensor and what its decoder needs besides the codes."""
+    def _components(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> native_decode.Encoded:
+        """The checked components of a quantized tensor, as the decoder takes them (the codes read lazily)."""
         assert pt.quant is not None
         name = pt.name
-        key = sign_key(name) if scheme.rotated else None
         check_components(pt, scheme, f.infos)
-        scales = np.frombuffer(f.pread(name + SUFFIXES[1]), dtype="<f2")
-        zeros = np.frombuffer(f.pread(name + SUFFIXES[2]), dtype=np.uint8)
-        if not np.isfinite(scales).all():
-            raise MalformedPack(f"tensor {name!r}: non-finite scale", tensor=name)
-        return key, scheme.sign_period(pt.shape), pt.nbytes // nbytes(pt.dtype, (1,)), scales, zeros
+        scales, zeros = f.pread(name + SUFFIXES[1]), f.pread(name + SUFFIXES[2])
+        return native_decode.Encoded(
+            n=pt.nbytes // nbytes(pt.dtype, (1,)),
+            dtype=pt.dtype,
+            bits=pt.quant.bits,
+            group_size=scheme.group_size,
+            exponent=pt.quant.exponent,
+            scales=bytes(scales),
+            zeros=bytes(zeros),
+            sign_key=sign_key(name) if scheme.rotated else None,
+            sign_period=scheme.sign_period(pt.shape),
+        )
 
     def _decode(self, pt: PackedTensor, f: SafetensorsFile, scheme: Scheme) -> Iterator[memoryview]:
-        assert pt.quant is not None
-        name, g, bits, exponent = pt.name, scheme.group_size, pt.quant.bits, pt.quant.exponent
-        key, period, n, scales, zeros = self._components(pt, f, scheme)
-        groups = -(-n // g)
-        group_code_bytes = g * bits // 8
+        import numpy as np
+
+        from ..quant.decode import decode_rows  # NumPy: only where a tensor's bytes are streamed out
+
+        enc = self._components(pt, f, scheme)
+        g, code_bytes = enc.group_size, enc.group_size * enc.bits // 8
+        scales = np.frombuffer(enc.scales, dtype="<f2")
+        zeros = np.frombuffer(enc.zeros, dtype=np.uint8)
+        if not np.isfinite(scales).all():
+            raise MalformedPack(f"tensor {pt.name!r}: non-finite scale", tensor=pt.name)
+        groups = len(scales)
         block = max(1, BLOCK_BYTES // (g * 4))
         for b0 in range(0, groups, block):
             b1 = min(groups, b0 + block)
-            codes = np.frombuffer(
-                f.pread(name + SUFFIXES[0], b0 * group_code_bytes, (b1 - b0) * group_code_bytes), dtype=np.uint8
-            )
-            count = min(n, b1 * g) - b0 * g
-            out = decode_rows(
-                codes,
-                scales[None, b0:b1],
-                zeros[None, b0:b1],
-                exponent,
-                count,
-                pt.dtype,
-                bits,
-                g,
-                key,
-                b0,
-                sign_period=period,
-            )
+            codes = np.frombuffer(f.pread(pt.name + SUFFIXES[0], b0 * code_bytes, (b1 - b0) * code_bytes), np.uint8)
+            count = min(enc.n, b1 * g) - b0 * g
+            out = decode_rows(codes, scales[None, b0:b1], zeros[None, b0:b1], enc.exponent, count, enc.dtype, enc.bits,
+                              g, enc.sign_key, b0, sign_period=enc.sign_period)  # fmt: skip
             yield out.reshape(-1).view(np.uint8).data
 
-    def moments(self, name: str) -> npt.NDArray[np.int16] | None:
-        """The committed calibration moments of a quantized tensor (int16, ``Scheme.moments_shape``), or None."""
+    def moments_bytes(self, name: str) -> bytes | None:
+        """The committed calibration moments of a quantized tensor as stored (little-endian int16,
+        ``Scheme.moments_shape``), or None."""
         pt = self.tensors[name]
         if pt.quant is None or not pt.quant.moments:
             return None
@@ -255,29 +250,29 @@ class Pack:
             raise MalformedPack(
                 f"tensor {name!r}: component {MOMENTS_SUFFIX} is {got}, expected I16{list(shape or ())}", tensor=name
             )
-        raw = self.files[pt.shard].pread(key)
+        return bytes(self.files[pt.shard].pread(key))
+
+    def moments(self, name: str) -> Any:
+        """:meth:`moments_bytes` as an int16 NumPy array of ``Scheme.moments_shape`` (what a rebuild feeds)."""
+        import numpy as np
+
+        raw = self.moments_bytes(name)
+        if raw is None:
+            return None
+        shape = self.schemes[self.tensors[name].shard].moments_shape(self.tensors[name].shape)
         return np.frombuffer(raw, dtype="<i2").reshape(shape).copy()
 
     def digest(self, name: str) -> Digest:
         """SHA-256 of the reconstructed tensor's bytes."""
         h = hashlib.sha256()
         pt = self.tensors[name]
-        if pt.quant is not None and native_available():  # decode and hash chunk by chunk in C (cache-resident)
-            f, scheme = self.files[pt.shard], self.schemes[pt.shard]
-            key, period, n, scales, zeros = self._components(pt, f, scheme)
-            hash_decoded(
-                h,
-                f.pread(name + SUFFIXES[0]),
-                scales,
-                zeros,
-                pt.quant.exponent,
-                n,
-                pt.dtype,
-                pt.quant.bits,
-                scheme.group_size,
-                key,
-                sign_period=period,
-            )
+        if pt.quant is not None and native_decode.available():  # decode and hash chunk by chunk in C
+            f = self.files[pt.shard]
+            enc = self._components(pt, f, self.schemes[pt.shard])
+            try:
+                native_decode.hash_decoded(h, f.pread(name + SUFFIXES[0]), enc)
+            except ValueError as exc:  # the decoder's own checks: a non-finite scale, a short component
+                raise MalformedPack(f"tensor {name!r}: {str(exc).removeprefix('decode_hash: ')}", tensor=name) from None
             return Digest(h.hexdigest())
         for block in self.iter_bytes(name):
             h.update(block)

@@ -1,5 +1,3 @@
-"""Verification policies: a strict YAML model, loading with line-numbered errors, and the checks."""
-
-from .model import Policy, Signer, load_policy, policy_schema, read_policy
-
-__all__ = ["Policy", "Signer", "load_policy", "policy_schema", "read_policy"]
+"""Verification policies: a strict YAML model (``model``: pydantic, loading with line-numbered errors) and the
+checks (``rules``: pure functions over facts). The package imports nothing itself: a check without a policy
+needs neither pydantic nor YAML."""

@@ -11,20 +11,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..claims.oms import OMS_PREDICATE, OmsClaim
-from ..claims.slsa import ReleaseClaim
-from ..claims.statement import Statement
-from ..claims.validation import ValidationClaim
+from ..claims.oms import OMS_PREDICATE
 from ..core.ruleid import RuleId
 from ..errors import Finding, MalformedPack
-from ..evidence.bundle import Evidence
 from ..manifest import moments_digest_of
-from ..pack.check import PackCheck
-from ..pack.facts import PackFacts
 from ..pack.layout import MANIFEST_NAME
-from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source
+
+if TYPE_CHECKING:  # types only: a check without a signer needs neither the claims nor the policy model
+    from ..claims.oms import OmsClaim
+    from ..claims.slsa import ReleaseClaim
+    from ..claims.statement import Statement
+    from ..claims.validation import ValidationClaim
+    from ..evidence.bundle import Evidence
+    from ..pack.check import PackCheck
+    from ..pack.facts import PackFacts
+    from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source
 
 
 class Status(StrEnum):
@@ -748,6 +751,8 @@ def oms_default_rules() -> list[Rule]:
     (uc-manifest.json included, so the manifest is bound) and every tensor against that manifest. Under a
     policy an OMS signature meets the policy's rules like any release bundle (:func:`release_rules`), and the
     ones it cannot answer deny."""
+    from .model import Release
+
     release = Release(require_online_log_check=False, predicate_types=[OMS_PREDICATE])
     return [
         signer,
@@ -784,6 +789,8 @@ def oms_files(f: Facts) -> list[Check]:
 def release_rules(policy: Policy | None) -> list[Rule]:
     """The rules of a signed release: the policy's — every one of them, whatever kind of evidence arrives — or
     the defaults (``--bundle`` without a policy)."""
+    from .model import Release
+
     release = policy.release if policy is not None else Release(require_online_log_check=False)
     rules: list[Rule] = [signer, log_entry(release.require_tlog), online_log(release.require_online_log_check)]
     if release.require_timestamps:

@@ -16,7 +16,6 @@ chunk by chunk straight into a hash so each chunk is hashed while it is still in
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,19 +25,12 @@ try:  # the optional C decoder (same contract, ~10-50x faster); see _decode.c
 except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a machine without a build)
     _native = None
 
+from .decode_protocol import Hasher
+from .native_decode import HASH_CHUNK_WEIGHTS
 from .rotation import decode_shift, fwht_numpy, signs_numpy
 
 _BF16_ROUND = np.uint32(0x7FFF)
 _OUT = {"F32": (0, np.float32), "F16": (1, np.float16), "BF16": (2, np.uint16)}
-
-
-#: Groups per chunk of :func:`hash_decoded`: 512 groups of 128 = 64 k weights, a 128 KB bf16 chunk that the
-#: SHA-256 reads back from L2 right after the decoder wrote it.
-HASH_CHUNK_WEIGHTS = 1 << 16
-
-
-class Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 def native_available() -> bool:

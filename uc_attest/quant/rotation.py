@@ -16,10 +16,9 @@ import hashlib
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-if TYPE_CHECKING:  # torch is imported lazily: the verify path (NumPy/C decoders) must not need it
+if TYPE_CHECKING:  # torch and NumPy are imported where used: the verify path (the C decoder) needs neither
+    import numpy as np
+    import numpy.typing as npt
     import torch
 
 SIGN_DOMAIN = b"uc-rht/1:"
@@ -58,6 +57,8 @@ def signs_numpy(key: int, start: int, count: int, period: int = 0) -> npt.NDArra
     """Signs of padded elements [start, start + count) as float32 ±1 (uint64 wraparound arithmetic).
 
     ``period`` > 0: element i takes the sign of index ``i mod period`` (row-shared signs)."""
+    import numpy as np
+
     if period:
         idx = np.arange(start, start + count, dtype=np.int64) % period
         return signs_numpy(key, 0, period)[idx]
@@ -164,6 +165,8 @@ def inverse_rotation(v: torch.Tensor, key: int, first_group: int, period: int = 
 
 def fwht_numpy(x: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     """The same transform in NumPy (integers: exact)."""
+    import numpy as np
+
     return _fwht(x, lambda a, b: np.stack((a + b, a - b), axis=-2))  # type: ignore[no-any-return]
 
 

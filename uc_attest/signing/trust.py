@@ -14,14 +14,13 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, MalformedBundle, OperationalError, UsageError
-from ..transparency.rekor_v1 import LogKey
-from ..transparency.tiles import TileLogKey
+
+if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its keys does
+    from ..transparency.rekor_v1 import LogKey
+    from ..transparency.tiles import TileLogKey
 
 PUBLIC_GOOD, STAGING = "public-good", "staging"
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
@@ -141,6 +140,8 @@ class Trust:
         return [str(e.get("url")) for e in entries or [] if isinstance(e, dict)]
 
     def _tlogs(self) -> list[tuple[str, Any, bytes]]:
+        from cryptography.hazmat.primitives import serialization
+
         out = []
         for i, t in enumerate(self.root_document.get("tlogs", [])):
             try:
@@ -155,10 +156,18 @@ class Trust:
 
     def logs(self) -> list[LogKey]:
         """The transparency logs of the trusted root with ECDSA keys (Rekor v1: REST API, SETs)."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from ..transparency.rekor_v1 import LogKey
+
         return [LogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ec.EllipticCurvePublicKey)]
 
     def tile_logs(self) -> list[TileLogKey]:
         """The logs with Ed25519 checkpoint keys (Rekor v2: C2SP tlog-tiles, log id = the key's C2SP id)."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from ..transparency.tiles import TileLogKey
+
         return [TileLogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ed25519.Ed25519PublicKey)]
 
     def default_issuer(self) -> str | None:

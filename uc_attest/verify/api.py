@@ -11,14 +11,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.ruleid import RuleId
 from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
-from ..evidence.identity import SignerLike, SignerSpec
 from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
-from ..policy.model import Policy, read_policy
 from ..policy.rules import (
     Check,
     Facts,
@@ -30,26 +29,35 @@ from ..policy.rules import (
     release_rules,
     validation,
 )
-from ..signing.attest import RELEASE_SUFFIX, VALIDATION_SUFFIX, bundle_beside
-from ..signing.trust import Trust, select_trust
-from . import gather
+from . import local
 from .anchor import Anchor, AnchorKind, require_anchor
-from .gather import Expected
+from .local import Expected
 from .result import Verdict
+
+if TYPE_CHECKING:  # the signature stack and the policy model are imported by the paths that check a signer
+    from ..evidence.identity import SignerLike
+    from ..policy.model import Policy
+    from ..signing.trust import Trust
 
 
 def default_bundle(pack_dir: Path) -> Path:
     """``<pack>.sigstore.json`` beside the pack directory, where ``attest`` writes it."""
+    from ..signing.attest import RELEASE_SUFFIX, bundle_beside
+
     return bundle_beside(pack_dir, RELEASE_SUFFIX)
 
 
 def _default_validations(pack_dir: Path) -> list[Path]:
+    from ..signing.attest import VALIDATION_SUFFIX, bundle_beside
+
     p = bundle_beside(pack_dir, VALIDATION_SUFFIX)
     return [p] if p.is_file() else []
 
 
 def policy_trust(pol: Policy, base: Path, trust: Trust | None, offline: bool) -> Trust:
     """The trust root a policy names (paths relative to the policy file), unless one is given explicitly."""
+    from ..signing.trust import select_trust
+
     if trust is not None:
         return trust
     return select_trust(
@@ -129,16 +137,20 @@ def prepare(
     if not pack_dir.is_dir():
         what = "is not a directory" if pack_dir.exists() else "does not exist"
         raise InvalidInput(f"{pack_dir}: the pack directory {what}", path=str(pack_dir))
-    facts = gather.new_facts(pack_dir, time.time() if now is None else now)
+    facts = local.new_facts(pack_dir, time.time() if now is None else now)
     if anchor.kind is AnchorKind.OMS:
         raise UsageError("an OMS signature anchors a plain model directory: use verify_oms_model")
     if not anchor.signed:  # without a signer there is nothing to verify against but a readable manifest
         if trust is not None:
             raise UsageError("--trust-config/--instance need a signer (--identity or --policy)")
-        expected = gather.expected_manifest(facts, anchor.manifest)
+        expected = local.expected_manifest(facts, anchor.manifest)
         if expected is None:
             raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
         return Prepared(facts, pack_rules(), expected, anchor, device=device)
+    from ..evidence.identity import SignerSpec
+    from ..policy.model import read_policy
+    from . import gather
+
     pol: Policy | None = None
     if anchor.kind is AnchorKind.POLICY:
         assert anchor.policy_file is not None
@@ -158,7 +170,7 @@ def prepare(
         raise InvalidInput(f"{release}: bundle not found", path=str(release))
     gather.release_evidence(facts, release, trust, signers)
     gather.online_log(facts, trust, online)
-    expected = gather.expected_manifest(facts)
+    expected = local.expected_manifest(facts)
     if pol is not None and pol.validation is not None:
         vals = _default_validations(pack_dir) if anchor.validations is None else list(anchor.validations)
         gather.validations(facts, vals, trust, pol.signers.validator, online=online)
@@ -190,9 +202,9 @@ def verify(
         raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
     prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now)
     if check_tensors and prep.expected is not None:
-        gather.tensors(prep.facts, prep.expected, workers=workers, progress=progress)
+        local.tensors(prep.facts, prep.expected, workers=workers, progress=progress)
     if rebuild_from is not None:
-        gather.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected.manifest if prep.expected else None)
+        local.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected.manifest if prep.expected else None)
     return prep.verdict()
 
 
@@ -207,11 +219,14 @@ def gate(
     """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
     for the pack's current manifest root (no tensor decoding: pair it with verify for integrity). Each
     validation meets the evidence rules of its role (log entry, timestamps, the online re-check)."""
+    from ..policy.model import read_policy
+    from . import gather
+
     pol, base = read_policy(policy)
     if pol.validation is None:
         raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
     trust = policy_trust(pol, base, None, not online)
-    facts = gather.new_facts(Path(pack_dir), time.time() if now is None else now)
+    facts = local.new_facts(Path(pack_dir), time.time() if now is None else now)
     gather.validations(
         facts,
         _default_validations(pack_dir) if validations is None else validations,
@@ -259,6 +274,7 @@ def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None
     PKI's CA certificates, identity/issuer then optional and matched against the leaf) and every file, each
     named when missing, extra or changed. A bundle that does not verify is a failed ``oms.signature`` check."""
     from ..errors import SignatureInvalid
+    from ..evidence.identity import SignerSpec
     from ..evidence.oms import verify_oms
     from ..evidence.timestamps import TimestampInvalid
     from .anchor import OmsMethod

@@ -1,12 +1,11 @@
-"""Gather the facts the rules read: evidence from bundles, claims from their payloads, the pack checked
-against the right manifest, the log asked again, the source rebuilt. All I/O of a verification is here;
-a failure to obtain a fact is recorded as the fact (a rule then fails), never raised past the caller.
+"""Gather the facts the rules read about signatures: evidence from bundles, claims from their payloads, the log
+asked again (``local`` gathers what needs no signer: the pack against a manifest, the rebuild). A failure to
+obtain a fact is recorded as the fact (a rule then fails), never raised past the caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..claims.oms import OMS_PREDICATE, diff, parse_oms, scan
@@ -20,21 +19,16 @@ from ..errors import (
     LogMisbehaved,
     LogUnreachable,
     MalformedBundle,
-    MalformedPack,
     MerkleError,
     SignatureInvalid,
 )
 from ..evidence.bundle import Evidence, LogProof, verify_dsse_bundle
 from ..evidence.identity import SignerLike, describe
 from ..evidence.timestamps import TimestampInvalid
-from ..manifest import Manifest
-from ..pack.check import Progress, check_pack
-from ..pack.facts import PackFacts, load_manifest
-from ..policy.rules import Facts, LogStatus, OnlineLog, RebuildOutcome, ValidationFact
+from ..policy.rules import Facts, LogStatus, OnlineLog, ValidationFact
 from ..signing.trust import Trust
 from ..transparency.rekor_v1 import RekorClient
 from ..transparency.tiles import WIDTH, TileClient, TileLogKey, TileTree
-from .rebuild import rebuild
 
 
 def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence[SignerLike]) -> None:
@@ -130,43 +124,6 @@ def online_log(facts: Facts, trust: Trust, online: bool = True) -> None:
         facts.online = ask_log(facts.evidence, trust) if online else OFFLINE
 
 
-@dataclass(frozen=True)
-class Expected:
-    """The manifest a pack must match and where it comes from (a kept file, the signed statement, the pack)."""
-
-    manifest: Manifest
-    source: str
-
-
-def expected_manifest(facts: Facts, manifest: Path | None = None) -> Expected | None:
-    """The manifest the pack must match, and where it comes from: a separately kept (validated) one when
-    given; the signed one when it is inline in the release payload; else the pack's own (bound to the
-    signature by the pack.manifest rule, or trusted as is without a signer). None when it cannot be read
-    (recorded as the pack error)."""
-    try:
-        if manifest is not None:
-            found = load_manifest(manifest), str(manifest)
-        elif facts.claim is not None and facts.claim.manifest_bytes is not None:
-            found = Manifest.from_json(facts.claim.manifest_bytes, "the signed statement"), "the signed statement"
-        else:
-            found = facts.pack.manifest, str(facts.pack.manifest_path)
-    except (MalformedPack, InvalidInput) as exc:
-        facts.pack_error = exc.message
-        return None
-    facts.expected_source = found[1]
-    return Expected(*found)
-
-
-def tensors(facts: Facts, expected: Expected, *, workers: int | None = None, progress: Progress | None = None) -> None:
-    """Reconstruct and match every tensor (and file) against the expected manifest."""
-    try:
-        facts.pack_check = check_pack(
-            facts.pack, expected.manifest, expected.source, workers=workers, progress=progress
-        )
-    except (MalformedPack, InvalidInput) as exc:
-        facts.pack_error = exc.message
-
-
 def validations(
     facts: Facts, bundles: Sequence[Path], trust: Trust, signers: Sequence[SignerLike], *, online: bool = True
 ) -> None:
@@ -185,18 +142,3 @@ def validations(
             continue
         out.append(ValidationFact(Path(b), ev, claim, online=ask_log(ev, trust) if online else OFFLINE))
     facts.validations = out
-
-
-def rebuilt(facts: Facts, source: Path, device: str, expected: Manifest | None) -> None:
-    if expected is None:
-        try:
-            expected = facts.pack.manifest
-        except MalformedPack as exc:
-            facts.rebuild = RebuildOutcome([], [], 0, 0.0, device, exc.message)
-            return
-    resolved = facts.claim.resolved if facts.claim is not None else None
-    facts.rebuild = rebuild(facts.pack.dir, source, expected, device, resolved)
-
-
-def new_facts(pack_dir: Path, now: float) -> Facts:
-    return Facts(now=now, pack=PackFacts(pack_dir))
