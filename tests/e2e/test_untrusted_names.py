@@ -122,3 +122,19 @@ def test_from_pretrained_serves_the_verified_generation_config(
             str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"]))
         )
     assert "generation_config.json" in {f.subject for f in err.value.findings}
+
+
+def test_a_generation_config_that_is_not_json_is_a_changed_file_not_invalid_input(llama: dict[str, Path],
+                                                                                   tmp_path: Path) -> None:
+    import transformers
+
+    from uc_attest.hf import UcAttestConfig
+
+    pack = tmp_path / "pack"
+    shutil.copytree(llama["pack"], pack)
+    (pack / "generation_config.json").write_text("{not json")
+    with pytest.raises(uc.VerificationFailed) as err:
+        transformers.AutoModelForCausalLM.from_pretrained(
+            str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"]))
+        )
+    assert "generation_config.json" in {f.subject for f in err.value.findings}

@@ -76,3 +76,14 @@ def test_an_output_path_that_is_a_symlink_is_refused_saying_so(tmp_path: Path) -
     with pytest.raises(uc.UsageError, match="is a symbolic link"), atomic_output_dir(tmp_path / "dangling"):
         pass
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_kind_given_as_its_string_is_the_enum_member(pack: Path, tmp_path: Path) -> None:
+    """Anchor("pack-itself") built field by field is AnchorKind.PACK_ITSELF (compared with `is`): the
+    integrity-only marker never disappears (review of issue 28)."""
+    a = uc.Anchor("pack-itself")  # type: ignore[arg-type]
+    assert a.kind is uc.AnchorKind.PACK_ITSELF and not a.anchored
+    res = uc.reconstruct(pack, tmp_path / "o", a)
+    assert res.note and "integrity only" in res.note
+    with pytest.raises(uc.UsageError, match="unknown anchor kind"):
+        uc.Anchor("nonsense")  # type: ignore[arg-type]

@@ -225,3 +225,15 @@ def test_a_hasher_that_raises_propagates_its_exception() -> None:
     first, second = got.splitlines()
     assert first == "KeyError: 'boom' 1"
     assert second.startswith("AttributeError: ")
+
+
+def test_empty_rows_return_at_once_whatever_their_number() -> None:
+    """rows = 2^62 of 0 columns: every buffer is legitimately empty; the decoder returns instead of looping
+    with the GIL released (review of issue 28)."""
+    import subprocess
+    import sys
+
+    code = ("from uc_attest.quant import _decode as d;"
+            "d.decode(b'', b'', b'', 0, 2**62, 0, 128, 5, 0, bytearray(), False, 0, 0, 0)")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr

@@ -91,6 +91,7 @@ _NAMES = {"rel", "shard", "name", "n", "s", "file", "subject", "title", "path", 
 _DIRS = re.compile(r"(dir|root|tmp|base|here|out|src|source|folder|pack)", re.IGNORECASE)
 ALLOWED = {
     ("core/fsutil.py", "root / rel"),  # inside() itself
+    ("core/fsutil.py", "Path(base) / rel"),  # open_inside's error messages (it opens component by component)
     ("verify/rebuild.py", "source_dir / rel"),  # is_safe_relative checked first; symlinks are the source's own
     ("oci/artifact.py", "pack_dir / rel"),  # push: names from a directory listing of the pack
     ("pack/export.py", "tmp / shard"),  # shard names from the pack's own directory listing
@@ -127,3 +128,53 @@ def test_every_join_of_a_directory_and_a_variable_name_is_known() -> None:
     }
     assert found - ALLOWED == set(), "route these through core.fsutil.inside (or add them here with a reason)"
     assert ALLOWED - found == set(), "an allowed join is gone: remove it from ALLOWED"
+
+
+def test_open_inside_refuses_a_directory_swapped_for_a_link_on_the_way(tmp_path: Path) -> None:
+    """inside() resolves the name; open_inside() then walks it from a descriptor with O_NOFOLLOW at every
+    step, so a directory replaced by a link between the two never leads outside (review of issue 28)."""
+    from uc_attest.core.fsutil import open_inside
+
+    base = tmp_path / "pack"
+    (base / "sub").mkdir(parents=True)
+    (base / "sub" / "f.json").write_text("{}")
+    with open_inside(base, "sub/f.json") as f:
+        assert f.read() == b"{}"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.json").write_text("secret")
+    (base / "sub" / "f.json").unlink()
+    (base / "sub").rmdir()
+    (base / "sub").symlink_to(outside)  # swapped after any check
+    with pytest.raises(InvalidInput, match="symbolic link"):
+        open_inside(base, "sub/f.json")
+    with pytest.raises(FileNotFoundError):
+        open_inside(base, "none/f.json")
+    facts = PackFacts(base)
+    assert facts.file_digest("sub/f.json") is None
+
+
+def test_a_bundle_that_is_a_fifo_or_huge_is_refused_without_waiting(tmp_path: Path) -> None:
+    """A kept source signature (or any bundle) read through read_bundle: never a FIFO to hang on (uc-attest audit
+    blocked forever on one), and bounded in size."""
+    from uc_attest.evidence.bundle import BUNDLE_LIMIT, read_bundle
+
+    os.mkfifo(tmp_path / "sig")
+    with pytest.raises(InvalidInput, match="FIFO"):
+        read_bundle(tmp_path / "sig")
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(BUNDLE_LIMIT + 1)
+    with pytest.raises(InvalidInput, match="larger than"):
+        read_bundle(big)
+
+
+def test_a_pack_shard_that_is_a_symlink_is_never_opened(tmp_path: Path) -> None:
+    from uc_attest.pack.reader import Pack
+
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes(b"\x00" * 16)
+    (tmp_path / "pack").mkdir()
+    (tmp_path / "pack" / "model.safetensors").symlink_to(outside)
+    with Pack(tmp_path / "pack") as pack:
+        assert "symbolic link" in pack.unreadable["model.safetensors"] and not pack.files

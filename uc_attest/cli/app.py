@@ -521,6 +521,10 @@ def validate(
         typer.Option(help="With --instance: the dev identity to sign as (default: validator@uc-attest.dev)."),
     ] = None,
     bundle: Annotated[Path | None, typer.Option(help="Output (default: <pack>.validation.sigstore.json).")] = None,
+    release_bundle: Annotated[
+        Path | None,
+        typer.Option(help="The pack's release bundle (default: <pack>.sigstore.json), whose signer is refused."),
+    ] = None,
     allow_release_signer: Annotated[
         bool, typer.Option(help="Sign even as the identity that signed the release (no separation of duties).")
     ] = False,
@@ -536,6 +540,7 @@ def validate(
         identity_token=identity_token,
         dev_identity=identity,
         bundle_out=bundle,
+        release_bundle=release_bundle,
         allow_release_signer=allow_release_signer,
     )
     if as_json:
@@ -570,7 +575,9 @@ def gate_cmd(
         emit_json(v.to_dict())
     else:
         render.verdict(v, signed=True)
-        if not v.ok:
+        if not v.ok and v.last_validated_root == v.root:
+            say("this manifest root was validated, but no validation of it meets the policy (see the detail)")
+        elif not v.ok:
             last = str(v.last_validated_root) if v.last_validated_root else "none"
             say(f"the manifest changed since the last validation (last validated root: {last})")
     if not v.ok:

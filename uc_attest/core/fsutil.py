@@ -110,6 +110,44 @@ def inside(base: Path, rel: str) -> Path:
     return root / rel
 
 
+def open_inside(base: Path, rel: str) -> BinaryIO:
+    """Open the regular file ``base/rel`` (``rel`` a name from a document) walking its components from a
+    descriptor of ``base``, refusing a symbolic link at every step: nothing swapped in after a check can lead
+    outside. FileNotFoundError when missing; InvalidInput naming it when unsafe or not a regular file."""
+    inside(base, rel)  # the name itself: relative, canonical
+    dfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = rel.split("/")
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise FileNotFoundError(errno.ENOENT, "no such file", str(Path(base) / rel)) from None
+                raise InvalidInput(f"{Path(base) / rel}: a directory on the way is a symbolic link", path=rel) from None
+            os.close(dfd)
+            dfd = nxt
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+        try:
+            fd = os.open(parts[-1], flags, dir_fd=dfd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidInput(f"{Path(base) / rel}: not a regular file (a symbolic link)", path=rel) from None
+            if exc.errno == errno.ENOTDIR:
+                raise FileNotFoundError(errno.ENOENT, "no such file", str(Path(base) / rel)) from None
+            raise OperationalError(f"{Path(base) / rel}: cannot open: {exc.strerror}", path=rel) from None
+    finally:
+        os.close(dfd)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InvalidInput(f"{Path(base) / rel}: not a regular file", path=rel)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def open_regular_fd(path: Path, *, follow: bool = False) -> int:
     """A descriptor open for reading on ``path``, only if it is a regular file, checked on the opened
     descriptor (a file swapped after a check is still checked): never blocking on a FIFO, never a device, and

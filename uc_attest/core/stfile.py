@@ -354,15 +354,20 @@ class StreamedFile:
 
     CHUNK = 1 << 22
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, opened: BinaryIO | None = None) -> None:
+        """``opened``: the file already open (by a caller that checked how it was reached), taken over."""
         import hashlib
 
         self.path = Path(path)
         spath = str(path)
         try:
-            self._f = os.fdopen(open_regular_fd(self.path, follow=True), "rb", buffering=0)  # closed by finish/close
+            fd = os.dup(opened.fileno()) if opened is not None else open_regular_fd(self.path, follow=True)
+            self._f = os.fdopen(fd, "rb", buffering=0)  # closed by finish/close
         except OSError as exc:
             raise OperationalError(f"{spath}: cannot open: {exc.strerror}", path=spath) from exc
+        finally:
+            if opened is not None:
+                opened.close()
         try:
             size = os.fstat(self._f.fileno()).st_size
             head = self._read_exact(min(8, size))

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from ..core.dsse import PAYLOAD_TYPE_IN_TOTO
+from ..core.fsutil import open_regular
 from ..errors import InvalidInput, MalformedBundle, SignatureInvalid
 from ..signing.trust import Trust
 from .check import check_bundle
@@ -69,14 +70,21 @@ class Evidence:
         return min((t.time for t in self.times), default=None)
 
 
+#: The most a bundle file may hold (real bundles are a few KB; an inline manifest of a huge model a few MB).
+BUNDLE_LIMIT = 64 << 20
+
+
 def read_bundle(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The bundle file's bytes and JSON document; InvalidInput if it is missing, MalformedBundle if not JSON."""
     try:
-        raw = Path(path).read_bytes()
+        with open_regular(Path(path), follow=True) as f:  # never a FIFO or device; a bounded read
+            raw = f.read(BUNDLE_LIMIT + 1)
     except FileNotFoundError:
         raise InvalidInput(f"{path}: bundle not found", path=str(path)) from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the bundle: {exc.strerror}", path=str(path)) from None
+    if len(raw) > BUNDLE_LIMIT:
+        raise MalformedBundle(f"{path}: larger than {BUNDLE_LIMIT >> 20} MiB: not a bundle", path=str(path))
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..core.x509names import cert_identities
 from ..errors import UsageError
 
 OID_ISSUER_V1, OID_ISSUER_V2 = "1.3.6.1.4.1.57264.1.1", "1.3.6.1.4.1.57264.1.8"
@@ -47,38 +48,6 @@ class SignerIdentity:
 
     def __str__(self) -> str:
         return f"{self.primary} via {self.issuer}"
-
-
-def cert_identities(cert: Any) -> list[str]:
-    """Every SAN identity of a Fulcio-style certificate (email, URI, Sigstore OtherName)."""
-    from cryptography.x509 import (
-        ExtensionNotFound,
-        OtherName,
-        RFC822Name,
-        SubjectAlternativeName,
-        UniformResourceIdentifier,
-    )
-
-    try:
-        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
-    except ExtensionNotFound:
-        return []
-    out = list(san.get_values_for_type(RFC822Name)) + list(san.get_values_for_type(UniformResourceIdentifier))
-    out += [_der_string(o.value) for o in san.get_values_for_type(OtherName)]
-    return out
-
-
-def _der_string(raw: bytes) -> str:
-    """The text of a DER string (an OtherName's value, e.g. Sigstore's UTF8String ``foo!oidc.local``), without
-    its tag and length; bytes that are not one DER string are shown as they are."""
-    if len(raw) >= 2 and raw[0] in (0x0C, 0x13, 0x16, 0x1A):  # UTF8String, PrintableString, IA5String, VisibleString
-        n, start = raw[1], 2
-        if n & 0x80:
-            width = n & 0x7F
-            n, start = int.from_bytes(raw[2 : 2 + width], "big"), 2 + width
-        if start + n == len(raw):
-            return raw[start:].decode("utf-8", errors="replace")
-    return raw.decode("utf-8", errors="replace")
 
 
 def cert_issuer(cert: Any) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UcAttestError, UsageError, VerificationFailed
+from ..errors import UsageError, VerificationFailed
 from ..pack.api import DEFAULT_BUDGET, PACK_SCHEME, CalibrateMode, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
 from ..pack.writer import PackResult
@@ -113,15 +113,15 @@ def source_gate(request: PackRequest, read: list[str]) -> Any:
 def release_signers(bundle: Path) -> tuple[str, ...]:
     """The identities a release bundle's certificate names (read, not verified: enough to refuse signing a
     validation as the same identity; nothing is trusted on it). Empty when there is no readable bundle."""
+    from ..core.x509names import cert_identities
     from .bundle import leaf_certificate, read_bundle
-    from .identity import cert_identities
 
     if not Path(bundle).is_file():
         return ()
     try:
         _raw, doc = read_bundle(Path(bundle))
         return tuple(cert_identities(leaf_certificate(doc, str(bundle))))
-    except (UcAttestError, ValueError):
+    except Exception:  # noqa: BLE001 - any malformed certificate (e.g. a duplicated extension): nothing to compare
         return ()
 
 
@@ -133,14 +133,19 @@ def validate_pack(
     identity_token: str | None = None,
     dev_identity: str | None = None,
     bundle_out: Path | None = None,
+    release_bundle: Path | None = None,
     allow_release_signer: bool = False,
 ) -> ValidateResult:
     """Sign and log a validation of ``pack_dir`` (``signing.attest.validate_pack``), refusing to sign it as the
-    identity that signed the pack's release (``<pack>.sigstore.json``) unless ``allow_release_signer``."""
+    identity that signed the pack's release (``release_bundle``, by default ``<pack>.sigstore.json``) unless
+    ``allow_release_signer``."""
     from ..signing.attest import RELEASE_SUFFIX, bundle_beside
     from ..signing.attest import validate_pack as _validate
 
-    same = () if allow_release_signer else release_signers(bundle_beside(Path(pack_dir), RELEASE_SUFFIX))
+    release = release_bundle or bundle_beside(Path(pack_dir), RELEASE_SUFFIX)
+    if release_bundle is not None and not Path(release_bundle).is_file():
+        raise UsageError(f"{release_bundle}: release bundle not found")
+    same = () if allow_release_signer else release_signers(release)
     return _validate(
         pack_dir,
         report_path,

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from ..core import merkle
 from ..core.digest import canonical_json
 from ..core.dsse import pae
+from ..core.x509names import cert_identities
 from ..errors import MalformedBundle, MerkleError, NoteError, SignatureInvalid
 from ..transparency.checkpoint import (
     Checkpoint,
@@ -57,7 +58,7 @@ from ..transparency.checkpoint import (
     parse_note,
 )
 from .chain import issuer_of, verify_chain, verify_sct
-from .identity import SignerIdentity, SignerLike, cert_identities, cert_issuer, signer_of
+from .identity import SignerIdentity, SignerLike, cert_issuer, signer_of
 from .timestamps import verify_timestamps
 
 MEDIA_TYPES = {

@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 from ..core.digest import Digest, sha256_stream
-from ..core.fsutil import inside, is_safe_relative, open_regular
+from ..core.fsutil import inside, is_safe_relative, open_inside, open_regular
 from ..errors import InvalidInput, MalformedPack, OperationalError
 from ..manifest import Manifest
 from .layout import MANIFEST_NAME
@@ -76,6 +77,11 @@ class PackFacts:
             raise MalformedPack(f"{self.dir}: {rel!r}: unsafe file name (absolute, '..' or empty parts)", path=str(rel))
         return inside(self.dir, rel)
 
+    def open(self, rel: str) -> BinaryIO:
+        """Open a regular file a document names, no symbolic link on the way (``core.fsutil.open_inside``)."""
+        self.path_of(rel)
+        return open_inside(self.dir, rel)
+
     def file_digest(self, rel: str) -> Digest | None:
         """SHA-256 of the file at ``rel`` (None if it is not a regular file inside the pack: missing, a symlink,
         a FIFO or a device), hashed once; MalformedPack for a name that is not a safe relative path."""
@@ -86,7 +92,7 @@ class PackFacts:
         with lock:
             if rel not in self._digests:
                 try:
-                    with open_regular(self.path_of(rel)) as f:
+                    with self.open(rel) as f:
                         self._digests[rel] = sha256_stream(f)
                 except MalformedPack:  # an unsafe name: the document naming it is malformed
                     raise
@@ -108,7 +114,7 @@ class PackFacts:
         """A small file's bytes (at most READ_LIMIT), hashed and recorded: use these bytes, never re-read it."""
         p = self.dir / rel
         try:
-            with open_regular(self.path_of(rel)) as f:
+            with self.open(rel) as f:
                 data = f.read(READ_LIMIT + 1)
         except MalformedPack:
             raise

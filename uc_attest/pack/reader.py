@@ -154,6 +154,9 @@ class Pack:
         self.tensors: dict[str, PackedTensor] = {}
         self.schemes: dict[str, Scheme] = {}
         for p in sorted(self.root.glob("*.safetensors")):
+            if p.is_symlink():  # never opened: it may lead anywhere (pack files are regular files)
+                self.unreadable[p.name] = "a symbolic link, not a regular file of the pack"
+                continue
             try:
                 self._index(p)
             except (MalformedSafetensors, MalformedPack) as exc:

@@ -459,7 +459,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
             ok = 0;
         }
     }
-    if (ok) {
+    if (ok && rows > 0 && cols > 0) {  /* nothing to decode otherwise (never loop over empty rows) */
         p.codes_end = (const uint8_t *)codes.buf + codes.len;
         kernel_t kern = pick_kernel(&p);
         Py_BEGIN_ALLOW_THREADS

@@ -212,6 +212,8 @@ def _verified_generation_config(model: Any, prep: Prepared, manifest: Any) -> No
         data = prep.facts.pack.read_file(GENERATION_CONFIG)
     except MalformedPack:
         return  # missing: check_files names it
+    if Digest.of_bytes(data) != manifest.files[GENERATION_CONFIG]:
+        return  # not the signed file: check_files names it (and nothing is served)
     model.generation_config = GenerationConfig.from_dict(read_config(data, origin))
 
 

@@ -161,7 +161,11 @@ class _Loader:
         try:
             for rel in shards:  # headers first (read once, hashed as part of the stream)
                 path = self.facts.path_of(rel)  # a name from the manifest: inside the pack or refused
-                stream = StreamedFile(path)
+                try:
+                    opened = self.facts.open(rel)  # no symbolic link on the way, a regular file
+                except FileNotFoundError:
+                    raise MalformedPack(f"{path}: missing from the pack", path=str(path)) from None
+                stream = StreamedFile(path, opened)
                 scheme, tensors = parse_shard_header(str(path), stream.metadata, stream.infos)
                 streams.append((rel, stream, scheme, tensors))
             targets = self._plan(streams)

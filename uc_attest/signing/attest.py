@@ -14,12 +14,14 @@ import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..claims.oms import FILES_SHA256, build_oms, scan
 from ..claims.slsa import BuildInfo, build_statement, default_versions
 from ..claims.validation import build_validation_statement, load_report
 from ..core.digest import Digest
 from ..core.fsutil import atomic_write_bytes
+from ..core.x509names import cert_identities
 from ..errors import UsageError, VerificationFailed
 from ..pack.check import check_files, check_pack
 from ..pack.facts import PackFacts
@@ -134,6 +136,35 @@ def attest_pack(
     )
 
 
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def token_identities(token: Any) -> set[str]:
+    """The identities a certificate issued for ``token`` will name: sigstore-python's identity claim and, for a
+    GitHub Actions token (whose identity claim is ``sub``), the workflow URI Fulcio puts in the SAN."""
+    out = {str(token.identity)}
+    claims = getattr(token, "_unverified_claims", None) or {}
+    ref = claims.get("job_workflow_ref") if claims.get("iss") == GITHUB_ISSUER else None
+    if isinstance(ref, str) and ref:
+        out.add(f"https://github.com/{ref}")
+    return out
+
+
+def certificate_identities(bundle_json: str) -> set[str]:
+    """The SAN identities of the signing certificate in a bundle this process just wrote (empty if none)."""
+    import base64
+    import json
+
+    from cryptography import x509
+
+    try:
+        vm = json.loads(bundle_json)["verificationMaterial"]
+        raw = (vm.get("certificate") or vm["x509CertificateChain"]["certificates"][0])["rawBytes"]
+        return set(cert_identities(x509.load_der_x509_certificate(base64.b64decode(raw))))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return set()
+
+
 @dataclass(frozen=True)
 class ValidateResult:
     bundle: Path
@@ -162,14 +193,21 @@ def validate_pack(
     if pc.findings:
         raise VerificationFailed(pc.findings)
     token = token_for(trust, identity_token, dev_identity, DEV_VALIDATOR_IDENTITY)
-    if token.identity in release_signers:
+    same = token_identities(token) & set(release_signers)
+    if same:
         raise UsageError(
-            f"{token.identity} signed the release of this pack: a validation by the same identity breaks the "
+            f"{min(same)} signed the release of this pack: a validation by the same identity breaks the "
             "separation of duties; sign as the validator (--identity, or its own token), or allow it explicitly "
             "(--allow-release-signer)"
         )
     statement = build_validation_statement(pc.root, report, dt.datetime.now(dt.UTC))
     signed = sign_statement(statement, trust, token)
+    same = certificate_identities(signed.json) & set(release_signers)
+    if same:  # the certificate names an identity the token did not show: refuse before anything is written
+        raise UsageError(
+            f"the validation was signed as {min(same)}, which signed the release of this pack: nothing was "
+            "written (the log holds the entry); sign as the validator, or --allow-release-signer"
+        )
     out = bundle_out or bundle_beside(facts.dir, VALIDATION_SUFFIX)
     atomic_write_bytes(out, signed.json.encode())
     return ValidateResult(out, pc.root, signed.log_index, signed.identity, report.metrics)

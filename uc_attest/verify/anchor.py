@@ -62,6 +62,12 @@ class Anchor:
     def __post_init__(self) -> None:
         """An anchor built field by field holds exactly what its kind needs (the constructors always do):
         never a kept-manifest anchor without its manifest that would fall back to the pack's own."""
+        try:  # a kind or method given as its string is the enum member (compared with `is` everywhere)
+            object.__setattr__(self, "kind", AnchorKind(self.kind))
+            if self.oms_method is not None:
+                object.__setattr__(self, "oms_method", OmsMethod(self.oms_method))
+        except ValueError:
+            raise UsageError(f"unknown anchor kind {self.kind!r} or OMS method {self.oms_method!r}") from None
         given = {name for name in _FIELDS if getattr(self, name) is not None}
         shape = _SHAPES.get((self.kind, self.oms_method))
         if shape is None:
