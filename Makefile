@@ -6,7 +6,7 @@ WORK   ?= build/demo
 # Extra pip arguments for torch, e.g. a CPU-only wheel index on hosted CI runners.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test unit fuzz lint typecheck bench-fidelity bench-verify gpu-check clean
+.PHONY: install demo test unit fuzz mutate mutate-score lint typecheck bench-fidelity bench-verify gpu-check clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,6 +43,19 @@ fuzz: install
 	UC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n 2 -q tests/unit/test_fuzz_bundle.py \
 	  tests/unit/test_fuzz_formats.py tests/unit/test_fuzz_policy.py tests/unit/test_fuzz_transparency.py \
 	  tests/unit/test_oci_attacks.py tests/integration/test_instance_hostile.py
+
+# Mutation testing of the verdict modules (docs/mutation.md): not part of `make test` (about an hour on 2 cores).
+# A scratch copy in build/mutmut keeps mutmut's mutants/ and state out of the checkout; MUTANTS narrows the
+# run to some functions (mutmut names: uc_attest.core.merkle.x_verify_consistency__mutmut_*).
+MUTATE_JOBS ?= 2
+MUTANTS ?=
+mutate: install
+	$(PY) scripts/mutate.py prepare
+	cd build/mutmut && MUTATE_JOBS=$(MUTATE_JOBS) $(CURDIR)/$(PY) $(CURDIR)/scripts/mutate.py run $(MUTANTS)
+	$(PY) scripts/mutate.py score
+
+mutate-score:
+	$(PY) scripts/mutate.py score
 
 bench-fidelity: install
 	$(PY) benchmarks/fidelity.py

@@ -4,17 +4,18 @@ checkpoint no log signed, or a certificate of someone else (found by mutation te
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from tests.unit.test_verifier import KEY, LOG_DER, LOG_ID, LOG_KEY, PAYLOAD, PTYPE, _bodies, b64, dsse_bundle
 from uc_attest.core import merkle
 from uc_attest.core.digest import canonical_json
 from uc_attest.core.dsse import pae
@@ -32,8 +33,29 @@ from uc_attest.evidence.verifier import (
 )
 from uc_attest.transparency.checkpoint import Checkpoint, sign_note, sign_note_ed25519
 
+KEY = ec.generate_private_key(ec.SECP256R1())
+PEM = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+LOG_KEY = ec.generate_private_key(ec.SECP256R1())
+LOG_DER = LOG_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+LOG_ID = hashlib.sha256(LOG_DER).digest()
+PAYLOAD = b'{"_type": "https://in-toto.io/Statement/v1"}'
+PTYPE = "application/vnd.in-toto+json"
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def dsse_bundle(sig: bytes, entries: list[dict[str, Any]], media: str) -> dict[str, Any]:
+    """A managed-key DSSE bundle of PAYLOAD with ``entries``."""
+    return {"mediaType": media, "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": entries},
+            "dsseEnvelope": {"payload": b64(PAYLOAD), "payloadType": PTYPE, "signatures": [{"sig": b64(sig)}]}}  # fmt: skip
+
+
 SIG = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
-BODY = canonical_json(_bodies(SIG)[("dsse", "0.0.1")])
+BODY = canonical_json({"kind": "dsse", "apiVersion": "0.0.1", "spec": {
+    "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(PAYLOAD).hexdigest()},
+    "signatures": [{"signature": b64(SIG), "verifier": b64(PEM)}]}})  # fmt: skip
 T = 1_700_000_000
 V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
 V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -195,11 +217,11 @@ def test_an_entry_whose_body_is_another_kind_or_not_an_object_is_refused() -> No
     e = _entry()
     e["kindVersion"] = {"kind": "rekord", "version": "0.0.1"}
     with pytest.raises(UnsupportedBundle, match="rekord 0.0.1"):
-        verify_entry(e, parse(dsse_bundle(SIG, [_entry()]), "b"), _logs(_root()), KEY.public_key(), "b")
+        verify_entry(e, parse(dsse_bundle(SIG, [_entry()], V03), "b"), _logs(_root()), KEY.public_key(), "b")
     e = _entry()
     del e["logIndex"]
     with pytest.raises(MalformedBundle, match="tlog entry is malformed"):
-        verify_entry(e, parse(dsse_bundle(SIG, [_entry()]), "b"), _logs(_root()), KEY.public_key(), "b")
+        verify_entry(e, parse(dsse_bundle(SIG, [_entry()], V03), "b"), _logs(_root()), KEY.public_key(), "b")
 
 
 def test_a_log_key_window_is_read_from_the_trust_root() -> None:

@@ -15,8 +15,12 @@ from uc_attest.core.merkle import MerkleTree, ProofError, RootMismatch
 N = 17
 LEAVES = [merkle.leaf_hash(i.to_bytes(2, "big")) for i in range(N)]
 OTHER = [merkle.leaf_hash(b"other" + i.to_bytes(2, "big")) for i in range(N)]
-TREE = MerkleTree(LEAVES)
 ERRORS = (ProofError, RootMismatch)
+
+
+def _tree() -> MerkleTree:
+    """Built inside each test (not at import), so that the tree's own code runs under the test."""
+    return MerkleTree(LEAVES)
 
 
 def _naive(leaves: list[bytes]) -> bytes:
@@ -45,6 +49,7 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
 
 def test_every_way_of_computing_a_root_is_the_rfc_6962_one() -> None:
     """The level-by-level root, the cached tree's root at every size and the recursive definition agree."""
+    TREE = _tree()  # noqa: N806
     for n in range(N + 1):
         want = _naive(LEAVES[:n])
         assert merkle.root_from_leaf_hashes(LEAVES[:n]) == want, n
@@ -55,6 +60,7 @@ def test_every_way_of_computing_a_root_is_the_rfc_6962_one() -> None:
 def test_a_cached_tree_serves_only_the_complete_subtrees_it_has() -> None:
     """Tiles are served from ``nodes``: asking for a subtree that is not complete yet (or before the first) is an
     error, never a made-up hash."""
+    TREE = _tree()  # noqa: N806
     assert TREE.nodes(0, 0, N) == LEAVES
     assert TREE.nodes(1, 0, 8) == [merkle.node_hash(LEAVES[2 * i], LEAVES[2 * i + 1]) for i in range(8)]
     assert TREE.nodes(4, 0, 1) == [_naive(LEAVES[:16])]
@@ -69,6 +75,7 @@ def test_a_cached_tree_serves_only_the_complete_subtrees_it_has() -> None:
 def test_an_inclusion_proof_is_exact_and_any_forgery_fails(n: int) -> None:
     """Every leaf of every tree size: the three ways of building the audit path agree and verify; a flipped hash,
     a path one too short or too long, another leaf, another index or another root never verifies."""
+    TREE = _tree()  # noqa: N806
     root = _naive(LEAVES[:n])
     for i in range(n):
         proof = merkle.inclusion_proof(LEAVES[:n], i)
@@ -88,6 +95,7 @@ def test_an_inclusion_proof_is_exact_and_any_forgery_fails(n: int) -> None:
 
 def test_an_inclusion_proof_outside_the_tree_is_refused_not_computed() -> None:
     """An index at or past the size (or negative), or hashes of the wrong length, are a malformed proof."""
+    TREE = _tree()  # noqa: N806
     for index, size in ((3, 3), (-1, 3), (0, 0), (5, 2)):
         with pytest.raises(ProofError):
             merkle.verify_inclusion(index, size, LEAVES[0], [], LEAVES[0])
@@ -116,6 +124,7 @@ def test_an_inclusion_proof_outside_the_tree_is_refused_not_computed() -> None:
 def test_a_consistency_proof_is_exact_and_any_old_or_new_root_but_the_real_ones_fails(new: int) -> None:
     """Every (old, new) pair, powers of two and not: the proof verifies the real roots, and a wrong old root (a
     forked history), a wrong new root, a flipped, dropped or added hash never verifies."""
+    TREE = _tree()  # noqa: N806
     new_root = _naive(LEAVES[:new])
     for old in range(1, new + 1):
         old_root = _naive(LEAVES[:old])
@@ -156,6 +165,7 @@ def test_a_consistency_check_does_not_accept_any_old_root_when_the_old_size_is_n
 def test_a_consistency_proof_between_impossible_sizes_is_refused() -> None:
     """Old size 0 (nothing to be consistent with), old beyond new (a rollback), an empty proof between different
     sizes, a proof for equal sizes or equal sizes with another root, and hashes of the wrong length."""
+    TREE = _tree()  # noqa: N806
     r = {n: _naive(LEAVES[:n]) for n in range(N + 1)}
     for args in ((0, 4, r[0], r[4], []), (5, 4, r[5], r[4], []), (-1, 4, r[4], r[4], [])):
         with pytest.raises(ProofError):

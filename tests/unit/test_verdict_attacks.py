@@ -288,9 +288,10 @@ class _Rekor:
     answer: bytes = b""
     error: Exception | None = None
     asked: list[int] = []  # noqa: RUF012
+    clients: list[Any] = []  # noqa: RUF012  # the log each client was made for
 
     def __init__(self, log: Any, timeout: float) -> None:
-        self.log = log
+        type(self).clients.append(log)
 
     def entry_by_index(self, index: int) -> Any:
         type(self).asked.append(index)
@@ -305,6 +306,7 @@ def rekor(monkeypatch: pytest.MonkeyPatch) -> type[_Rekor]:
 
     class Stub(_Rekor):
         asked: list[int] = []  # noqa: RUF012
+        clients: list[Any] = []  # noqa: RUF012
 
     monkeypatch.setattr(gather, "RekorClient", Stub)
     return Stub
@@ -323,8 +325,10 @@ def test_a_log_answering_another_body_at_the_same_index_is_a_split_view(rekor: t
 
     ev = _log_evidence(b'{"kind":"dsse","a":1}', index=5)
     rekor.answer = b'{"kind":"dsse","a":2}'
-    o = ask_log(ev, _Trust([_rekor_log()]))  # type: ignore[arg-type]
+    other, mine = _rekor_log(b"\x03" * 32), _rekor_log()
+    o = ask_log(ev, _Trust([other, mine]))  # type: ignore[arg-type]
     assert o.status is LogStatus.DIFFERS and "entry 5" in o.detail and rekor.asked == [5]
+    assert rekor.clients == [mine]  # the bundle's own log was asked, not the first the trust root lists
     rekor.answer = b'{"kind":"dsse","a":1}'
     same = ask_log(ev, _Trust([_rekor_log()]))  # type: ignore[arg-type]
     assert same.status is LogStatus.PROVEN and "entry 5" in same.detail
@@ -378,10 +382,12 @@ class _Tiles:
     served: list[bytes] = []  # noqa: RUF012
     seen: dict[str, tuple[int, bytes]] = {}  # noqa: RUF012
     error: Exception | None = None
+    clients: list[Any] = []  # noqa: RUF012
 
     def __init__(self, log: Any, timeout: float) -> None:
         from uc_attest.core.merkle import MerkleTree, leaf_hash
 
+        type(self).clients.append(log)
         self.tree = MerkleTree([leaf_hash(e) for e in type(self).served])
 
     def checkpoint(self) -> Any:
@@ -417,6 +423,7 @@ def tiles(monkeypatch: pytest.MonkeyPatch) -> type[_Tiles]:
     from uc_attest.verify import gather
 
     class Stub(_Tiles):
+        clients: list[Any] = []  # noqa: RUF012
         served: list[bytes] = []  # noqa: RUF012
         seen: dict[str, tuple[int, bytes]] = {}  # noqa: RUF012
 
@@ -447,8 +454,10 @@ def test_a_tile_log_that_extends_what_the_bundle_saw_proves_the_entry(tiles: typ
 
     tiles.served = ENTRIES
     tiles.seen = {"seen": (seen_size, _root(ENTRIES[:seen_size]))}
-    o = ask_log(_log_evidence(ENTRIES[0], index=0), _tile_trust())  # type: ignore[arg-type]
+    trust = _tile_trust()
+    o = ask_log(_log_evidence(ENTRIES[0], index=0), trust)  # type: ignore[arg-type]
     assert o.status is LogStatus.PROVEN and "proven in checkpoint 7" in o.detail, o
+    assert tiles.clients == trust.tile_logs()  # the tile log of the bundle's log id
 
 
 @pytest.mark.parametrize("seen_size", [3, 4, 6])
@@ -575,3 +584,108 @@ def test_without_a_signer_the_pack_is_held_to_the_named_manifest(tmp_path: Path)
     assert [r.rule for r in rows] == [RuleId.MANIFEST, RuleId.PACK_TENSORS] and not rows[1].ok
     f.pack_error, f.rebuild = None, None
     assert len(pack_rules()) == 3
+
+
+# -- an OpenSSF Model Signing signature as the release (rules.oms_files, rules.oms_default_rules) -----------------
+
+
+def _oms_facts(tmp_path: Path, findings: list[Any]) -> Facts:
+    from uc_attest.claims.oms import build_oms, parse_oms
+
+    payload = json.dumps(build_oms("p", {"uc-manifest.json": "ab" * 32, "model.safetensors": "cd" * 32})).encode()
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"), evidence=_evidence(times=(_tsa("t"),)))
+    f.statement = Statement.parse(payload)
+    f.oms, f.oms_findings = parse_oms(f.statement), findings
+    return f
+
+
+def test_an_oms_signature_with_a_changed_or_extra_file_is_refused(tmp_path: Path) -> None:
+    """A pack directory whose files are not exactly the ones the OMS signature lists (one changed, one added)."""
+    from uc_attest.errors import Finding
+    from uc_attest.policy.rules import evaluate, oms_default_rules, oms_files
+
+    (ok,) = oms_files(_oms_facts(tmp_path / "a", []))
+    assert ok.ok and ok.rule == RuleId.OMS_FILES and ok.detail.startswith("2 signed files (")
+    changed = [Finding("model.safetensors", "changed"), Finding("extra.bin", "not signed")]
+    (bad,) = oms_files(_oms_facts(tmp_path / "b", changed))
+    assert bad.status == Status.FAIL and bad.findings == changed and bad.hint
+    f = _oms_facts(tmp_path / "c", [])
+    f.oms_findings = None
+    (unchecked,) = oms_files(f)
+    assert unchecked.status == Status.UNCHECKED
+    (none,) = oms_files(Facts(now=NOW, pack=_pack(tmp_path / "d"), evidence_error="does not verify"))
+    assert none.status == Status.UNCHECKED
+    rules = oms_default_rules()
+    f = _oms_facts(tmp_path / "e", changed)
+    f.online = OnlineLog(LogStatus.DIFFERS, "another body")
+    rows = {c.rule: c for c in evaluate(rules, f)}
+    assert set(rows) == {RuleId.RELEASE_SIGNER, RuleId.RELEASE_LOG, RuleId.LOG_ONLINE, RuleId.RELEASE_PREDICATE_TYPE,
+                         RuleId.OMS_FILES}  # fmt: skip
+    assert not rows[RuleId.OMS_FILES].ok and not rows[RuleId.LOG_ONLINE].ok
+    assert rows[RuleId.RELEASE_PREDICATE_TYPE].ok  # the OMS predicate is the one admitted without a policy
+    tsa_only = _oms_facts(tmp_path / "f", [])
+    tsa_only.evidence = _evidence(times=(_tsa("t"),), log=False)
+    assert not {c.rule: c for c in evaluate(rules, tsa_only)}[RuleId.RELEASE_LOG].ok  # a log entry is required
+    offline = _oms_facts(tmp_path / "g", [])
+    offline.online = OnlineLog(LogStatus.NOT_ASKED, "offline")
+    assert {c.rule: c for c in evaluate(rules, offline)}[RuleId.LOG_ONLINE].ok  # not required without a policy
+
+
+def test_the_release_bundle_is_verified_against_the_release_signers_and_its_claim_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """release_evidence: a bundle failing its timestamps fails release.timestamps, any other failure the signer
+    rule; an OMS payload is checked file by file (the bundle itself excluded); a malformed claim is recorded."""
+    from uc_attest.errors import InvalidInput, SignatureInvalid
+    from uc_attest.evidence.timestamps import TimestampInvalid
+    from uc_attest.verify import gather
+
+    state: dict[str, Any] = {}
+
+    def verify(path: Path, trust: Any, signers: Any) -> Evidence:
+        state["signers"] = signers
+        if state.get("raise"):
+            raise state["raise"]
+        return _evidence(times=(_tsa("t"),))
+
+    monkeypatch.setattr(gather, "verify_dsse_bundle", verify)
+    from uc_attest.evidence.identity import SignerSpec
+
+    signer = SignerSpec(ISSUER, "r@b")
+    who = SignerIdentity(("r@b",), ISSUER)
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"))
+    state["raise"] = TimestampInvalid("b", "timestamp 0 is outside tsa's validity")
+    gather.release_evidence(f, tmp_path / "b.json", None, [signer])  # type: ignore[arg-type]
+    assert f.evidence is None and f.evidence_rule == RuleId.RELEASE_TIMESTAMPS and "outside" in (f.evidence_error or "")
+    assert f.expected_signers and state["signers"] == [signer]
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"))
+    state["raise"] = SignatureInvalid("b", "signed by eve@x")
+    gather.release_evidence(f, tmp_path / "b.json", None, [signer])  # type: ignore[arg-type]
+    assert f.evidence is None and f.evidence_rule == RuleId.RELEASE_SIGNER and f.evidence_error == "signed by eve@x"
+    state["raise"] = None
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"))
+    gather.release_evidence(f, tmp_path / "b.json", None, [signer])  # type: ignore[arg-type]
+    assert f.evidence is not None and f.claim is None and f.claim_error  # "{}" is no statement
+    assert f.oms is None and f.oms_findings is None
+
+    from uc_attest.claims.oms import build_oms
+
+    pack = tmp_path / "pack"
+    (pack / "model.safetensors").write_bytes(b"weights")
+    bundle = pack / "pack.sigstore.json"
+    bundle.write_text("{}")
+    import hashlib
+
+    digests = {"uc-manifest.json": hashlib.sha256((pack / "uc-manifest.json").read_bytes()).hexdigest(),
+               "model.safetensors": hashlib.sha256(b"other weights").hexdigest()}  # fmt: skip
+    payload = json.dumps(build_oms("p", digests)).encode()
+    monkeypatch.setattr(gather, "verify_dsse_bundle", lambda p, t, s: Evidence(
+        p, "application/vnd.in-toto+json", payload, who, (_tsa("t"),), None))  # fmt: skip
+    f = Facts(now=NOW, pack=PackFacts(pack))
+    gather.release_evidence(f, bundle, None, [signer])  # type: ignore[arg-type]
+    assert f.oms is not None and f.claim is None and f.statement is not None
+    assert f.oms_findings is not None and [x.subject for x in f.oms_findings] == ["model.safetensors"]
+    monkeypatch.setattr(gather, "parse_oms", lambda st: (_ for _ in ()).throw(InvalidInput("bad oms")))
+    f = Facts(now=NOW, pack=PackFacts(pack))
+    gather.release_evidence(f, bundle, None, [signer])  # type: ignore[arg-type]
+    assert f.claim_error == "bad oms" and f.oms is None

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from uc_attest.core import merkle
 from uc_attest.core.digest import canonical_json
 from uc_attest.core.dsse import pae
-from uc_attest.evidence.identity import _der_string
+from uc_attest.core.x509names import _der_string
 from uc_attest.evidence.verifier import (
     CheckFailed,
     UnsupportedBundle,
