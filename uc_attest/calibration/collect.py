@@ -9,8 +9,7 @@ rebuild never measures them again.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,6 @@ class CalibrationUnavailable(Exception):
 
 def _no_progress(_done: int, _total: int) -> None:
     return None
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _quiet_transformers() -> Any:
@@ -85,28 +74,53 @@ def load_tokenizer(model_dir: Path) -> Any:
         raise CalibrationUnavailable(f"no usable tokenizer in {model_dir}: {_first_line(exc)}") from None
 
 
-def sample_sequences(model: Any, count: int, length: int, temperature: float, seed: int) -> torch.Tensor:
-    """``count`` sequences of ``length`` tokens sampled from a causal LM (from its BOS token, plain
-    sampling at ``temperature``, no top-k/top-p), with a fixed seed: [count, length] token ids."""
+def sample_sequences(
+    model: Any, count: int, length: int, temperature: float, seed: int, progress: Progress = _no_progress
+) -> torch.Tensor:
+    """``count`` sequences of ``length`` tokens sampled from a causal LM (from its BOS token, plain sampling at
+    ``temperature``, no top-k/top-p), with a fixed seed: [count, length] token ids; ``progress(step, steps)``.
+    Run with :class:`MomentHooks` installed, it gathers the moments while sampling (the KV cache feeds each
+    token once): one pass, not two."""
     cfg = model.config
     bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
     limit = getattr(cfg, "max_position_embeddings", None) or length
     length = min(length, int(limit))
     start = torch.full((count, 1), int(bos), dtype=torch.long)
-    with _one_thread(), torch.random.fork_rng(devices=[]), torch.inference_mode():
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
-        out = model.generate(
-            start,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_length=length,
-            min_length=length,
-            pad_token_id=int(bos),
-            eos_token_id=None,
-        )
+        try:
+            out = model.generate(
+                start,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                max_length=length,
+                min_length=length,
+                pad_token_id=int(bos),
+                eos_token_id=None,
+                streamer=_Steps(length - 1, progress),
+            )
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise CalibrationUnavailable(f"the model's generation failed: {_first_line(exc)}") from None
     return torch.as_tensor(out[:, :length])
+
+
+class _Steps:
+    """A transformers streamer that reports each generated step (the prompt's put() is not a step)."""
+
+    def __init__(self, steps: int, progress: Progress) -> None:
+        self.steps, self.progress, self.done, self.prompt = steps, progress, 0, True
+
+    def put(self, _value: Any) -> None:
+        if self.prompt:
+            self.prompt = False
+            return
+        self.done += 1
+        self.progress(self.done, self.steps)
+
+    def end(self) -> None:
+        return None
 
 
 def _targets(model: Any, names: set[str]) -> list[tuple[torch.nn.Linear, str]]:
@@ -121,6 +135,58 @@ def _targets(model: Any, names: set[str]) -> list[tuple[torch.nn.Linear, str]]:
     return out
 
 
+class MomentHooks:
+    """Second moments of every linear layer's input, gathered by forward hooks for as long as they are installed
+    (a forward pass over batches, or a generation with its KV cache: each token's input is seen once), keyed by
+    weight name: [n, n], or with ``block(n) = w`` its w x w diagonal blocks [n/w, w, w] (w = n: the full matrix;
+    0: none). Layers fed the same input (q/k/v, gate/up) share one computation. ``mask`` (set per batch) drops
+    padding."""
+
+    def __init__(self, model: Any, names: set[str], block: Callable[[int], int] | None = None) -> None:
+        self.block = block
+        self.mask: torch.Tensor | None = None
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self._last: list[Any] = [None, None]  # the last input seen (held, so it is not freed) and its moments
+        targets = _targets(model, names)
+        if not targets:
+            raise CalibrationUnavailable("no linear layer of the model matches a weight tensor name")
+        self._handles = [mod.register_forward_hook(self._hook(w)) for mod, w in targets]
+
+    def _moments_of(self, x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+        if self._last[0] is x:  # q/k/v (gate/up) are called one after another on the same tensor
+            return self._last[1]  # type: ignore[no-any-return]
+        m = self.mask
+        rows = x[m] if m is not None and x.shape[:-1] == m.shape else x.reshape(-1, x.shape[-1])
+        rows = rows.to(torch.float64)
+        n = rows.shape[-1]
+        w = self.block(n) if self.block is not None else n
+        out: tuple[torch.Tensor, int] | None = None
+        if w == n:
+            out = (rows.T @ rows, rows.shape[0])
+        elif w:
+            b = rows.reshape(rows.shape[0], n // w, w).transpose(0, 1)  # [n/w, tokens, w]
+            out = (b.transpose(1, 2) @ b, rows.shape[0])
+        self._last[:] = [x, out]
+        return out
+
+    def _hook(self, weight: str) -> Any:
+        def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+            got = self._moments_of(inp[0])
+            if got is not None:
+                self.sums[weight] = self.sums[weight] + got[0] if weight in self.sums else got[0].clone()
+                self.counts[weight] = self.counts.get(weight, 0) + got[1]
+
+        return run
+
+    def close(self) -> dict[str, torch.Tensor]:
+        """Remove the hooks; the mean moments gathered."""
+        self._last[:] = [None, None]
+        for h in self._handles:
+            h.remove()
+        return {k: v / self.counts[k] for k, v in sorted(self.sums.items())}
+
+
 def collect_moments(
     model: Any,
     names: set[str],
@@ -128,59 +194,21 @@ def collect_moments(
     block: Callable[[int], int] | None = None,
     progress: Progress = _no_progress,
 ) -> dict[str, torch.Tensor]:
-    """Second moments of every linear layer's input over ``batches`` (model inputs; an ``attention_mask``
-    drops padding), keyed by weight name: [n, n], or with ``block(n) = w`` its w x w diagonal blocks
-    [n/w, w, w] (w = n: the full matrix; 0: none). Layers fed the same input (q/k/v, gate/up) share one
-    computation."""
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    mask: list[torch.Tensor | None] = [None]
-    last: list[Any] = [None, None]  # the last input seen (held, so it is not freed) and its moments
-
-    def moments_of(x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-        if last[0] is x:  # q/k/v (gate/up) are called one after another on the same tensor
-            return last[1]  # type: ignore[no-any-return]
-        m = mask[0]
-        rows = x[m] if m is not None and x.shape[:-1] == m.shape else x.reshape(-1, x.shape[-1])
-        rows = rows.to(torch.float64)
-        n = rows.shape[-1]
-        w = block(n) if block is not None else n
-        out: tuple[torch.Tensor, int] | None = None
-        if w == n:
-            out = (rows.T @ rows, rows.shape[0])
-        elif w:
-            b = rows.reshape(rows.shape[0], n // w, w).transpose(0, 1)  # [n/w, tokens, w]
-            out = (b.transpose(1, 2) @ b, rows.shape[0])
-        last[:] = [x, out]
-        return out
-
-    def hook(weight: str) -> Any:
-        def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-            got = moments_of(inp[0])
-            if got is not None:
-                sums[weight] = sums[weight] + got[0] if weight in sums else got[0].clone()
-                counts[weight] = counts.get(weight, 0) + got[1]
-
-        return run
-
-    targets = _targets(model, names)
-    if not targets:
-        raise CalibrationUnavailable("no linear layer of the model matches a weight tensor name")
-    handles = [mod.register_forward_hook(hook(w)) for mod, w in targets]
+    """:class:`MomentHooks` over a forward pass of ``batches`` (model inputs; an ``attention_mask`` drops
+    padding)."""
+    hooks = MomentHooks(model, names, block)
     try:
-        with _one_thread(), torch.inference_mode():
+        with torch.inference_mode():
             for i, batch in enumerate(batches):
-                mask[0] = batch["attention_mask"].bool() if "attention_mask" in batch else None
+                hooks.mask = batch["attention_mask"].bool() if "attention_mask" in batch else None
                 try:
                     model(**batch)
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                     raise CalibrationUnavailable(f"the model's forward pass failed: {exc}") from None
                 progress(i + 1, len(batches))
     finally:
-        last[:] = [None, None]
-        for h in handles:
-            h.remove()
-    return {k: v / counts[k] for k, v in sorted(sums.items())}
+        moments = hooks.close()
+    return moments
 
 
 def text_batches(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int = 32) -> list[dict[str, Any]]:

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
+from ..core.threads import budget, size_torch
 from ..manifest import CalibrationRecord
 from ..quant.scheme import Scheme
 from .collect import (
     CalibrationUnavailable,
+    MomentHooks,
     Progress,
     collect_moments,
     is_causal,
@@ -32,7 +34,6 @@ from .collect import (
     runnable,
     sample_sequences,
     text_batches,
-    token_batches,
 )
 from .corpus import TextFile, calibration_sentences
 
@@ -94,33 +95,41 @@ def measure(
         return g if n % g == 0 else n if g % n == 0 else 0
 
     causal = is_causal(config) and text is None
+    size_torch()  # every core the process may use: the moments (and so the pack) are the same for the same budget
     model = load_model(model_dir, causal=causal)
-    if causal:
-        tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED)
-        batches = token_batches(tokens)
+    if causal:  # one pass: the moments are gathered while the model samples its own text
+        hooks = MomentHooks(model, set(shapes), block)
+        try:
+            tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress or _none)
+        finally:
+            moments = hooks.close()
         params: dict[str, object] = {
             "sequences": int(tokens.shape[0]),
             "length": int(tokens.shape[1]),
             "temperature": str(TEMPERATURE),
             "seed": SEED,
             "start": "bos",
+            "pass": "sampling",
+            "threads": budget(),
             "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
         }
-        method = "self-sampled"
+        if not moments:
+            raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
+        return Measured(moments, CalibrationRecord("self-sampled", params, tool()), time.perf_counter() - t0)
+    tok = load_tokenizer(model_dir)
+    if text is not None:
+        lines, method = text.lines, "text-file"
+        params = {"file": text.path.name, "sha256": text.sha256, "lines": len(lines), "max_length": MAX_LENGTH}
     else:
-        tok = load_tokenizer(model_dir)
-        if text is not None:
-            lines, method = text.lines, "text-file"
-            params = {"file": text.path.name, "sha256": text.sha256, "lines": len(lines), "max_length": MAX_LENGTH}
-        else:
-            lines, method = calibration_sentences(TEXTS), "python-docstrings"
-            params = {
-                "texts": len(lines),
-                "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
-                "python": platform.python_version(),
-                "max_length": MAX_LENGTH,
-            }
-        batches = text_batches(tok, lines, MAX_LENGTH)
+        lines, method = calibration_sentences(TEXTS), "python-docstrings"
+        params = {
+            "texts": len(lines),
+            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+            "python": platform.python_version(),
+            "max_length": MAX_LENGTH,
+        }
+    params["threads"] = budget()
+    batches = text_batches(tok, lines, MAX_LENGTH)
     moments = collect_moments(model, set(shapes), batches, block, progress or _none)
     if not moments:
         raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
