@@ -18,9 +18,14 @@ from uc_attest.quant.scheme import LDLQ_ID, RHT_ID, Scheme
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native helpers are not compiled")
 
 
-@pytest.fixture(autouse=True)
-def _budget() -> Iterator[None]:
-    yield
+@pytest.fixture(autouse=True, params=native.module().supported_isas() if native.available() else [])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every path this CPU has (scalar, avx512) measures the same numbers."""
+    q = native.module()
+    before = q.get_isa()
+    q.set_isa(request.param)
+    yield str(request.param)
+    q.set_isa(before)
     threads.set_budget(None)
 
 

@@ -36,11 +36,16 @@ def available_cores() -> int:
 
 
 def budget() -> int:
-    """The process's thread budget: set by :func:`set_budget`, else ``UC_ATTEST_THREADS``, else the cores."""
+    """The process's thread budget: set by :func:`set_budget`, else ``UC_ATTEST_THREADS``, else ``OMP_NUM_THREADS``
+    (the usual way to limit a process's threads), else the cores available (never more than those)."""
     global _budget
     if _budget is None:
-        env = os.environ.get("UC_ATTEST_THREADS", "")
-        _budget = int(env) if env.isdigit() and int(env) > 0 else available_cores()
+        _budget = available_cores()
+        for var in ("UC_ATTEST_THREADS", "OMP_NUM_THREADS"):
+            env = os.environ.get(var, "")
+            if env.isdigit() and int(env) > 0:
+                _budget = min(int(env), _budget)
+                break
     return _budget
 
 

@@ -57,14 +57,18 @@ static inline double pow2i(int k) {  /* exact 2^k, k clamped to the normal range
 
 static inline double f16_to_f64(uint16_t h) { return (double)f16_to_f32(h); }
 
-static inline double clampd(double x, double lo, double hi) {  /* torch.clamp: min(max(x, lo), hi) */
+/* Bodies inlined into each ISA's driver (run_groups_*), so the compiler vectorizes them for that ISA: the same
+ * IEEE operations in the same order per element (no FMA, no reassociation), integer sums order-free. */
+#define UC_BODY static inline __attribute__((always_inline))
+
+UC_BODY double clampd(double x, double lo, double hi) {  /* torch.clamp: min(max(x, lo), hi) */
     x = x < lo ? lo : x;
     return x > hi ? hi : x;
 }
 
 /* quantize.py _store_scale: binary64 scale -> binary16 significand, exact 2^-e, RNE to binary32 then binary16,
  * clamped to [2^-24, 65504]. */
-static inline uint16_t store_scale(double s, double inv_pow) {
+UC_BODY uint16_t store_scale(double s, double inv_pow) {
     float f = (float)(s * inv_pow);
     if (f > 65504.0f) f = 65504.0f;
     uint16_t h = f32_to_f16(f);
@@ -72,27 +76,23 @@ static inline uint16_t store_scale(double s, double inv_pow) {
 }
 
 /* Load group `gi` (padded element index gi * g) from the source and rotate it. 0: a value is not finite. */
-static int load_group(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t gi, double *y) {
+UC_BODY int load_group(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t gi, double *y) {
     const int g = p->g;
     const Py_ssize_t start = gi * g;
+    const int len = start + g <= n ? g : (int)(n - start);
     int finite = 1;
-    for (int j = 0; j < g; j++) {
-        Py_ssize_t i = start + j;
-        double v = 0.0;
-        if (i < n) {
-            if (p->dtype == 0) {
-                float f;
-                memcpy(&f, src + 4 * i, 4);
-                v = (double)f;
-            } else {
-                uint16_t h;
-                memcpy(&h, src + 2 * i, 2);
-                v = p->dtype == 1 ? f16_to_f64(h) : (double)bits_to_f32((uint32_t)h << 16);
-            }
-            if (!isfinite(v)) finite = 0;
-        }
-        y[j] = v;
+    if (p->dtype == 0) {  /* one loop per dtype: the conversions vectorize */
+        const float *f = (const float *)(src + 4 * start);
+        for (int j = 0; j < len; j++) y[j] = (double)f[j];
+    } else if (p->dtype == 2) {
+        const uint16_t *h = (const uint16_t *)(src + 2 * start);
+        for (int j = 0; j < len; j++) y[j] = (double)bits_to_f32((uint32_t)h[j] << 16);
+    } else {
+        const uint16_t *h = (const uint16_t *)(src + 2 * start);
+        for (int j = 0; j < len; j++) y[j] = f16_to_f64(h[j]);
     }
+    for (int j = len; j < g; j++) y[j] = 0.0;
+    for (int j = 0; j < len; j++) finite &= isfinite(y[j]) != 0;
     if (!p->rotated) return finite;
     uint64_t bm[MAX_GROUP / 64];
     group_signs(bm, p->key, (uint64_t)start, g, p->period);
@@ -109,7 +109,7 @@ static int load_group(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_s
     return finite;
 }
 
-static inline double code_of(double y, double s, double z, double qmax) {
+UC_BODY double code_of(double y, double s, double z, double qmax) {
     return clampd(nearbyint(y / s) + z, 0.0, qmax);
 }
 
@@ -126,7 +126,6 @@ static int64_t objective_scalar(const double *y, int g, double s, double z, doub
 }
 
 typedef int64_t (*objective_t)(const double *, int, double, double, double, double);
-static objective_t objective;  /* the ISA's path (use_isa) */
 
 #ifdef UC_X86
 #define T_AVX512 __attribute__((target("avx512f,avx512dq")))
@@ -153,7 +152,8 @@ T_AVX512 static int64_t objective_avx512(const double *y, int g, double s, doubl
 #endif
 
 /* quantize.py _search_block for one group: the binary16 scale and the zero-point (an integer in [0, qmax]). */
-static void search_group(const qparams_t *p, const double *y, uint16_t *s16_out, double *z_out) {
+UC_BODY void search_group(const qparams_t *p, const double *y, objective_t objective, uint16_t *s16_out,
+                          double *z_out) {
     const int g = p->g;
     const double qmax = (double)p->qmax, pow_e = p->pow_e, inv_pow = p->inv_pow;
     double lo = y[0], hi = y[0];
@@ -226,7 +226,6 @@ static void search_group(const qparams_t *p, const double *y, uint16_t *s16_out,
 /* ldlq.py feedback_codes for one group: errors fed forward through M, in binary64 whose every value is an
  * integer below 2^53 (the reference's bounds), so each step is exact and the order of the sums is free. */
 typedef void (*feedback_t)(const double *, int, int, double, double, const double *, uint8_t *);
-static feedback_t feedback;  /* the ISA's path (use_isa) */
 
 static void feedback_scalar(const double *y, int g, int qmax, double s, double z, const double *m, uint8_t *q) {
     const double one = (double)(1 << F_U), shift = (double)(1 << F_M), lim = (double)(1 << 21);
@@ -303,7 +302,7 @@ static void fwht_rows_i64(int64_t *a, int g) {  /* each row of a g x g matrix; e
     }
 }
 
-static void pack_group(const uint8_t *q, int g, int bits, uint8_t *out) {
+UC_BODY void pack_group(const uint8_t *q, int g, int bits, uint8_t *out) {
     for (int c8 = 0; c8 < g; c8 += 8, out += bits) {
         uint64_t word = 0;
         for (int j = 0; j < 8; j++) word |= (uint64_t)q[c8 + j] << (bits * j);
@@ -311,30 +310,78 @@ static void pack_group(const uint8_t *q, int g, int bits, uint8_t *out) {
     }
 }
 
-enum { ISA_SCALAR, ISA_AVX512, ISA_COUNT };
-static const char *isa_names[] = {"scalar", "avx512"};
-static int isa_current = ISA_SCALAR;
-static objective_t objective = objective_scalar;
-static feedback_t feedback = feedback_scalar;
 
-static int isa_supported(int isa) {
-    if (isa == ISA_SCALAR) return 1;
-#ifdef UC_X86
-    if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-#endif
-    return 0;
+/* The per-group work over a run of groups, the bodies inlined and compiled for each ISA. */
+UC_BODY int range_body(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1,
+                       double *range_max) {
+    double y[MAX_GROUP];
+    int finite = 1;
+    for (Py_ssize_t gi = g0; gi < g1; gi++) {
+        finite &= load_group(p, src, n, gi, y);
+        double lo = y[0], hi = y[0];
+        for (int j = 1; j < p->g; j++) {
+            lo = y[j] < lo ? y[j] : lo;
+            hi = y[j] > hi ? y[j] : hi;
+        }
+        lo = lo > 0.0 ? 0.0 : lo;
+        hi = hi < 0.0 ? 0.0 : hi;
+        double r = hi - lo;
+        *range_max = r > *range_max ? r : *range_max;
+    }
+    return finite;
 }
 
-static void use_isa(int isa) {
-    isa_current = isa;
-#ifdef UC_X86
-    objective = isa == ISA_AVX512 ? objective_avx512 : objective_scalar;
-    feedback = isa == ISA_AVX512 ? feedback_avx512 : feedback_scalar;
-#else
-    objective = objective_scalar;
-    feedback = feedback_scalar;
-#endif
+UC_BODY int run_body(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1, uint8_t *cp,
+                     uint16_t *sp, uint8_t *zp, objective_t objective, feedback_t feedback) {
+    double y[MAX_GROUP];
+    uint8_t q[MAX_GROUP];
+    int finite = 1;
+    const double qmax = (double)p->qmax;
+    for (Py_ssize_t gi = g0; gi < g1; gi++, cp += (size_t)p->g / 8 * p->bits) {
+        finite &= load_group(p, src, n, gi, y);
+        uint16_t s16;
+        double z;
+        search_group(p, y, objective, &s16, &z);
+        double s = f16_to_f64(s16) * p->pow_e;
+        if (p->m) {
+            feedback(y, p->g, p->qmax, s, z, p->m + (size_t)(gi % p->row_groups) * p->g * p->g, q);
+        } else {
+            for (int j = 0; j < p->g; j++) q[j] = (uint8_t)code_of(y[j], s, z, qmax);
+        }
+        pack_group(q, p->g, p->bits, cp);
+        sp[gi - g0] = s16;
+        zp[gi - g0] = (uint8_t)z;
+    }
+    return finite;
 }
+
+typedef int (*range_t)(const qparams_t *, const uint8_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, double *);
+typedef int (*run_t)(const qparams_t *, const uint8_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, uint8_t *, uint16_t *,
+                     uint8_t *);
+
+static int range_scalar(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1, double *r) {
+    return range_body(p, src, n, g0, g1, r);
+}
+
+static int run_scalar(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1, uint8_t *cp,
+                      uint16_t *sp, uint8_t *zp) {
+    return run_body(p, src, n, g0, g1, cp, sp, zp, objective_scalar, feedback_scalar);
+}
+
+#ifdef UC_X86
+T_AVX512 static int range_avx512(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1,
+                                 double *r) {
+    return range_body(p, src, n, g0, g1, r);
+}
+
+T_AVX512 static int run_avx512(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1,
+                               uint8_t *cp, uint16_t *sp, uint8_t *zp) {
+    return run_body(p, src, n, g0, g1, cp, sp, zp, objective_avx512, feedback_avx512);
+}
+#endif
+
+static range_t range_groups = range_scalar;
+static run_t run_groups = run_scalar;
 
 /* ---------------------------------------------------------------- Python entry points */
 
@@ -411,19 +458,7 @@ static PyObject *group_ranges(PyObject *self, PyObject *args) {
     double range_max = 0.0;
     int finite = 1;
     Py_BEGIN_ALLOW_THREADS
-    double y[MAX_GROUP];
-    for (Py_ssize_t gi = g0; gi < g1; gi++) {
-        finite &= load_group(&p, (const uint8_t *)b.src.buf, n, gi, y);
-        double lo = y[0], hi = y[0];
-        for (int j = 1; j < p.g; j++) {
-            lo = y[j] < lo ? y[j] : lo;
-            hi = y[j] > hi ? y[j] : hi;
-        }
-        lo = lo > 0.0 ? 0.0 : lo;
-        hi = hi < 0.0 ? 0.0 : hi;
-        double r = hi - lo;
-        range_max = r > range_max ? r : range_max;
-    }
+    finite = range_groups(&p, (const uint8_t *)b.src.buf, n, g0, g1, &range_max);
     Py_END_ALLOW_THREADS
     release(&b);
     return Py_BuildValue("(dO)", range_max, finite ? Py_True : Py_False);
@@ -489,25 +524,8 @@ static PyObject *quantize_groups(PyObject *self, PyObject *args) {
     }
     int finite = 1;
     Py_BEGIN_ALLOW_THREADS
-    double y[MAX_GROUP];
-    uint8_t q[MAX_GROUP];
-    uint8_t *cp = (uint8_t *)codes.buf, *zp = (uint8_t *)zeros.buf;
-    uint16_t *sp = (uint16_t *)scales.buf;
-    for (Py_ssize_t gi = g0; gi < g1; gi++, cp += (size_t)p.g / 8 * p.bits) {
-        finite &= load_group(&p, (const uint8_t *)b.src.buf, n, gi, y);
-        uint16_t s16;
-        double z;
-        search_group(&p, y, &s16, &z);
-        double s = f16_to_f64(s16) * p.pow_e;
-        if (p.m) {
-            feedback(y, p.g, p.qmax, s, z, p.m + (size_t)(gi % p.row_groups) * p.g * p.g, q);
-        } else {
-            for (int j = 0; j < p.g; j++) q[j] = (uint8_t)code_of(y[j], s, z, (double)p.qmax);
-        }
-        pack_group(q, p.g, p.bits, cp);
-        sp[gi - g0] = s16;
-        zp[gi - g0] = (uint8_t)z;
-    }
+    finite = run_groups(&p, (const uint8_t *)b.src.buf, n, g0, g1, (uint8_t *)codes.buf, (uint16_t *)scales.buf,
+                        (uint8_t *)zeros.buf);
     Py_END_ALLOW_THREADS
     if (!finite) {
         PyErr_SetString(PyExc_ValueError, "a value is not finite");
@@ -525,65 +543,146 @@ done:
 
 /* ---------------------------------------------------------------- exact measures of a reconstruction */
 
-static inline double load_value(int dtype, const uint8_t *src, Py_ssize_t i) {
+#define MEASURE_CHUNK 2048
+
+/* Elements [i, i + len) of a raw tensor as binary64 (exact), one loop per dtype so it vectorizes. */
+UC_BODY void to_f64(int dtype, const uint8_t *src, Py_ssize_t i, int len, double *out) {
     if (dtype == 0) {
-        float f;
-        memcpy(&f, src + 4 * i, 4);
-        return (double)f;
+        const float *f = (const float *)(src + 4 * i);
+        for (int j = 0; j < len; j++) out[j] = (double)f[j];
+    } else if (dtype == 2) {
+        const uint16_t *h = (const uint16_t *)(src + 2 * i);
+        for (int j = 0; j < len; j++) out[j] = (double)bits_to_f32((uint32_t)h[j] << 16);
+    } else {
+        const uint16_t *h = (const uint16_t *)(src + 2 * i);
+        for (int j = 0; j < len; j++) out[j] = f16_to_f64(h[j]);
     }
-    uint16_t h;
-    memcpy(&h, src + 2 * i, 2);
-    return dtype == 1 ? f16_to_f64(h) : (double)bits_to_f32((uint32_t)h << 16);
 }
 
 typedef struct {
-    Py_buffer a, b;
-    int have_b, dtype;
+    const uint8_t *a, *b;  /* b may be NULL: zeros */
+    int dtype;
     Py_ssize_t start, stop;
 } pair_t;
 
+/* a - b over a chunk (binary64, one rounding each), or a itself without b. */
+UC_BODY void diff_chunk(const pair_t *p, Py_ssize_t i, int len, double *d, double *t) {
+    to_f64(p->dtype, p->a, i, len, d);
+    if (p->b) {
+        to_f64(p->dtype, p->b, i, len, t);
+        for (int j = 0; j < len; j++) d[j] = d[j] - t[j];
+    }
+}
+
+UC_BODY double amax_body(const pair_t *p) {
+    double d[MEASURE_CHUNK], t[MEASURE_CHUNK], m = 0.0;
+    for (Py_ssize_t i = p->start; i < p->stop; i += MEASURE_CHUNK) {
+        int len = p->stop - i < MEASURE_CHUNK ? (int)(p->stop - i) : MEASURE_CHUNK;
+        diff_chunk(p, i, len, d, t);
+        for (int j = 0; j < len; j++) {
+            double v = fabs(d[j]);
+            m = v > m ? v : m;
+        }
+    }
+    return m;
+}
+
+/* round((a - b) 2^k) into int8 and the sum of squares; 0 when a value leaves [-127, 127]. */
+UC_BODY int scaled_body(const pair_t *p, double f, int8_t *out, int64_t *squares) {
+    double d[MEASURE_CHUNK], t[MEASURE_CHUNK];
+    int64_t acc = 0;
+    int ok = 1;
+    for (Py_ssize_t i = p->start; i < p->stop; i += MEASURE_CHUNK) {
+        int len = p->stop - i < MEASURE_CHUNK ? (int)(p->stop - i) : MEASURE_CHUNK;
+        diff_chunk(p, i, len, d, t);
+        for (int j = 0; j < len; j++) {
+            double v = nearbyint(d[j] * f);
+            ok &= v >= -127.0 && v <= 127.0;
+            v = v < -127.0 ? 0.0 : (v > 127.0 ? 0.0 : v);
+            out[i - p->start + j] = (int8_t)v;
+            acc += (int64_t)v * (int64_t)v;
+        }
+    }
+    *squares = acc;
+    return ok;
+}
+
+/* quality.py relative_error_ppm's sums: round(((w s) - (r s))^2) and round((w s)^2), int64 with wraparound. */
+UC_BODY void error_body(const pair_t *p, double scale, uint64_t *num, uint64_t *den) {
+    double a[MEASURE_CHUNK], r[MEASURE_CHUNK];
+    uint64_t nu = 0, de = 0;
+    for (Py_ssize_t i = p->start; i < p->stop; i += MEASURE_CHUNK) {
+        int len = p->stop - i < MEASURE_CHUNK ? (int)(p->stop - i) : MEASURE_CHUNK;
+        to_f64(p->dtype, p->a, i, len, a);
+        to_f64(p->dtype, p->b, i, len, r);
+        for (int j = 0; j < len; j++) {
+            double w = a[j] * scale, d = w - r[j] * scale;
+            nu += (uint64_t)(int64_t)nearbyint(d * d);
+            de += (uint64_t)(int64_t)nearbyint(w * w);
+        }
+    }
+    *num = nu;
+    *den = de;
+}
+
+typedef struct {
+    double (*amax)(const pair_t *);
+    int (*scaled)(const pair_t *, double, int8_t *, int64_t *);
+    void (*error)(const pair_t *, double, uint64_t *, uint64_t *);
+} measures_t;
+
+static double amax_scalar(const pair_t *p) { return amax_body(p); }
+static int scaled_scalar(const pair_t *p, double f, int8_t *o, int64_t *s) { return scaled_body(p, f, o, s); }
+static void error_scalar(const pair_t *p, double sc, uint64_t *n, uint64_t *d) { error_body(p, sc, n, d); }
+static const measures_t measures_scalar = {amax_scalar, scaled_scalar, error_scalar};
+#ifdef UC_X86
+T_AVX512 static double amax_avx512(const pair_t *p) { return amax_body(p); }
+T_AVX512 static int scaled_avx512(const pair_t *p, double f, int8_t *o, int64_t *s) { return scaled_body(p, f, o, s); }
+T_AVX512 static void error_avx512(const pair_t *p, double sc, uint64_t *n, uint64_t *d) { error_body(p, sc, n, d); }
+static const measures_t measures_avx512 = {amax_avx512, scaled_avx512, error_avx512};
+#endif
+static const measures_t *measures = &measures_scalar;
+
 /* (a, b, dtype, start, stop): a and b the raw bytes of two tensors of one dtype (b may be None: zeros). */
-static int parse_pair(PyObject *args, pair_t *p, const char *fmt, void *extra1, void *extra2) {
+static int parse_pair(PyObject *args, const char *fmt, Py_buffer *a, Py_buffer *b, pair_t *p, void *x1, void *x2) {
     PyObject *b_obj;
     memset(p, 0, sizeof *p);
-    if (!PyArg_ParseTuple(args, fmt, &p->a, &b_obj, &p->dtype, &p->start, &p->stop, extra1, extra2)) return 0;
-    if (b_obj != Py_None) {
-        if (PyObject_GetBuffer(b_obj, &p->b, PyBUF_SIMPLE) < 0) { PyBuffer_Release(&p->a); return 0; }
-        p->have_b = 1;
+    memset(b, 0, sizeof *b);
+    if (!PyArg_ParseTuple(args, fmt, a, &b_obj, &p->dtype, &p->start, &p->stop, x1, x2)) return 0;
+    if (b_obj != Py_None && PyObject_GetBuffer(b_obj, b, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(a);
+        return 0;
     }
     Py_ssize_t size = p->dtype == 0 ? 4 : 2, need;
     if (p->dtype < 0 || p->dtype > 2 || p->start < 0 || p->stop < p->start ||
-        __builtin_mul_overflow(p->stop, size, &need) || p->a.len < need || (p->have_b && p->b.len != p->a.len)) {
-        PyErr_SetString(PyExc_ValueError, "a, b: raw tensors of one dtype (0 F32, 1 F16, 2 BF16) covering [start, stop)");
-        PyBuffer_Release(&p->a);
-        if (p->have_b) PyBuffer_Release(&p->b);
+        __builtin_mul_overflow(p->stop, size, &need) || a->len < need || (b->obj && b->len != a->len) ||
+        (uintptr_t)a->buf % (uintptr_t)size || (b->obj && (uintptr_t)b->buf % (uintptr_t)size)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a, b: aligned raw tensors of one dtype (0 F32, 1 F16, 2 BF16) covering [start, stop)");
+        PyBuffer_Release(a);
+        if (b->obj) PyBuffer_Release(b);
         return 0;
     }
+    p->a = (const uint8_t *)a->buf;
+    p->b = b->obj ? (const uint8_t *)b->buf : NULL;
     return 1;
 }
 
-static void release_pair(pair_t *p) {
-    PyBuffer_Release(&p->a);
-    if (p->have_b) PyBuffer_Release(&p->b);
-}
-
-static inline double diff_at(const pair_t *p, Py_ssize_t i) {
-    double a = load_value(p->dtype, (const uint8_t *)p->a.buf, i);
-    return p->have_b ? a - load_value(p->dtype, (const uint8_t *)p->b.buf, i) : a;
+static void release_pair(Py_buffer *a, Py_buffer *b) {
+    PyBuffer_Release(a);
+    if (b->obj) PyBuffer_Release(b);
 }
 
 /* diff_amax(a, b, dtype, start, stop) -> max |a - b| over [start, stop) in binary64 (allocate.py _scaled). */
 static PyObject *diff_amax(PyObject *self, PyObject *args) {
     pair_t p;
-    if (!parse_pair(args, &p, "y*Oinn", NULL, NULL)) return NULL;
-    double m = 0.0;
+    Py_buffer a, b;
+    if (!parse_pair(args, "y*Oinn", &a, &b, &p, NULL, NULL)) return NULL;
+    double m;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = p.start; i < p.stop; i++) {
-        double d = fabs(diff_at(&p, i));
-        m = d > m ? d : m;
-    }
+    m = measures->amax(&p);
     Py_END_ALLOW_THREADS
-    release_pair(&p);
+    release_pair(&a, &b);
     return PyFloat_FromDouble(m);
 }
 
@@ -591,57 +690,46 @@ static PyObject *diff_amax(PyObject *self, PyObject *args) {
  * int8 (|.| <= 64 when 2^k max|a - b| < 2^6, allocate.py _scaled), and the exact int64 sum of their squares. */
 static PyObject *diff_scaled(PyObject *self, PyObject *args) {
     pair_t p;
+    Py_buffer a, b, out;
     int k;
-    Py_buffer out;
-    if (!parse_pair(args, &p, "y*Oinniw*", &k, &out)) return NULL;
+    if (!parse_pair(args, "y*Oinniw*", &a, &b, &p, &k, &out)) return NULL;
     if (out.len != p.stop - p.start || k < -1074 || k > 1023) {
         PyErr_SetString(PyExc_ValueError, "out: int8 of stop - start values; k a binary64 exponent");
         PyBuffer_Release(&out);
-        release_pair(&p);
+        release_pair(&a, &b);
         return NULL;
     }
     const double f = ldexp(1.0, k);
-    int64_t acc = 0;
-    int bad = 0;
+    int64_t squares = 0;
+    int ok;
     Py_BEGIN_ALLOW_THREADS
-    int8_t *o = (int8_t *)out.buf;
-    for (Py_ssize_t i = p.start; i < p.stop; i++) {
-        double v = nearbyint(diff_at(&p, i) * f);
-        if (v < -127.0 || v > 127.0) { bad = 1; v = 0.0; }
-        o[i - p.start] = (int8_t)v;
-        acc += (int64_t)v * (int64_t)v;
-    }
+    ok = measures->scaled(&p, f, (int8_t *)out.buf, &squares);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&out);
-    release_pair(&p);
-    if (bad) return PyErr_Format(PyExc_ValueError, "k = %d: a scaled value leaves int8", k);
-    return PyLong_FromLongLong(acc);
+    release_pair(&a, &b);
+    if (!ok) return PyErr_Format(PyExc_ValueError, "k = %d: a scaled value leaves int8", k);
+    return PyLong_FromLongLong(squares);
 }
 
 /* error_sums(w, r, dtype, start, stop, scale) -> (sum round(((w s) - (r s))^2), sum round((w s)^2)) in int64:
  * quality.py relative_error_ppm. */
 static PyObject *error_sums(PyObject *self, PyObject *args) {
     pair_t p;
+    Py_buffer a, b;
     double scale;
-    if (!parse_pair(args, &p, "y*Oinnd", &scale, NULL)) return NULL;
-    if (!p.have_b) {
-        release_pair(&p);
+    if (!parse_pair(args, "y*Oinnd", &a, &b, &p, &scale, NULL)) return NULL;
+    if (!p.b) {
+        release_pair(&a, &b);
         PyErr_SetString(PyExc_ValueError, "error_sums needs the reconstruction");
         return NULL;
     }
     uint64_t num = 0, den = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = p.start; i < p.stop; i++) {
-        double a = load_value(p.dtype, (const uint8_t *)p.a.buf, i) * scale;
-        double d = a - load_value(p.dtype, (const uint8_t *)p.b.buf, i) * scale;
-        num += (uint64_t)(int64_t)nearbyint(d * d);
-        den += (uint64_t)(int64_t)nearbyint(a * a);
-    }
+    measures->error(&p, scale, &num, &den);
     Py_END_ALLOW_THREADS
-    release_pair(&p);
+    release_pair(&a, &b);
     return Py_BuildValue("(LL)", (long long)(int64_t)num, (long long)(int64_t)den);
 }
-
 
 /* feedback_matrices(m16, w, g, key, period) -> bytes: ldlq.py rotated_hessian then feedback_matrix, float64
  * [nb, g, g]. ``m16``: the committed int16 [blocks, w(w+1)/2] upper triangles (w <= g; w < g: one block
@@ -711,6 +799,30 @@ static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
     PyMem_Free(ad);
     PyBuffer_Release(&mb);
     return out;
+}
+
+enum { ISA_SCALAR, ISA_AVX512, ISA_COUNT };
+static const char *isa_names[] = {"scalar", "avx512"};
+static int isa_current = ISA_SCALAR;
+
+static int isa_supported(int isa) {
+    if (isa == ISA_SCALAR) return 1;
+#ifdef UC_X86
+    if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#endif
+    return 0;
+}
+
+static void use_isa(int isa) {
+    isa_current = isa;
+#ifdef UC_X86
+    range_groups = isa == ISA_AVX512 ? range_avx512 : range_scalar;
+    run_groups = isa == ISA_AVX512 ? run_avx512 : run_scalar;
+    measures = isa == ISA_AVX512 ? &measures_avx512 : &measures_scalar;
+#else
+    range_groups = range_scalar;
+    run_groups = run_scalar;
+#endif
 }
 
 static PyObject *set_isa(PyObject *self, PyObject *arg) {
