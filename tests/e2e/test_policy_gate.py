@@ -121,6 +121,11 @@ def _case_flipped_byte(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     return tmp / "pack", []
 
 
+def _case_flipped_byte_shard_digests(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
+    pack, _ = _case_flipped_byte(w, tmp)
+    return pack, ["--shard-digests"]
+
+
 def _case_other_identity(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     shutil.copytree(w["root"] / "pack", tmp / "pack")
     uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity="intern@bank.example")
@@ -158,7 +163,8 @@ CASES = {
     # a source that is unsigned or signed by someone else: tests/integration/test_oms.py (a small model)
     "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "quantization.calibration",
                                                         "validation"}),
-    "flipped-byte-in-pack": (_case_flipped_byte, {"pack.files", "pack.tensors"}),
+    "flipped-byte-in-pack": (_case_flipped_byte, {"pack.tensors"}),
+    "flipped-byte-in-pack-shard-digests": (_case_flipped_byte_shard_digests, {"pack.files", "pack.tensors"}),
     "bundle-from-another-identity": (_case_other_identity, {"release.signer"}),
     "validation-for-older-pack": (_case_validation_of_older_pack, {"validation"}),
     "validation-under-threshold": (_case_under_threshold, {"validation"}),

@@ -170,6 +170,9 @@ def test_tampered_pack_lists_every_mismatching_tensor(bf16_model: Path, tmp_path
     _rewrite_shard(tmp_path / "p" / "model.safetensors", edit)
     with pytest.raises(uc.VerificationFailed) as info:
         uc.verify_pack(tmp_path / "p")
+    assert {f.subject for f in info.value.findings} == expected_subjects  # the shard proven by its tensors
+    with pytest.raises(uc.VerificationFailed) as info:
+        uc.verify_pack(tmp_path / "p", shard_digests=True)
     subjects = {f.subject for f in info.value.findings}
     assert subjects - {"model.safetensors"} == expected_subjects
     assert "model.safetensors" in subjects  # the file digest changed too

@@ -248,6 +248,13 @@ def verify(
         typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
     ] = None,
     plain_http: Annotated[bool, typer.Option(help="oci:// over plain HTTP (loopback addresses only).")] = False,
+    shard_digests: Annotated[
+        bool,
+        typer.Option(
+            help="Also hash every shard file against its signed digest (byte-identical files); without it each "
+            "shard is proven by its tensors, every served byte matched."
+        ),
+    ] = False,
     integrity_only: IntegrityOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -305,6 +312,7 @@ def verify(
                 online=not offline,
                 workers=workers,
                 progress=progress,
+                shard_digests=shard_digests,
             )
     if as_json:
         emit_json(v.to_dict())

@@ -21,13 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ..core.digest import Digest
-from ..errors import Finding, InvalidInput, UsageError
-from ..manifest import CalibrationRecord, SourceSignature
+from ..errors import InvalidInput, UsageError
 from ..quant.scheme import DEFAULT_SCHEME, Scheme
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the manifest and the writer are imported when a pack is written (the CLI starts without them)
     from ..calibration.file import Calibration
+    from ..core.digest import Digest
+    from ..errors import Finding
+    from ..manifest import CalibrationRecord, SourceSignature
     from .writer import PackResult
 
 #: Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend by default.
@@ -43,7 +44,7 @@ NO_CALIBRATION_COST = (
 
 CalibrateMode = Literal["auto", "required", "none"]
 #: The source files' digests as the pack read them -> findings (a changed or uncovered file).
-SourceCheck = Callable[[dict[str, Digest]], list[Finding]]
+SourceCheck = Callable[[dict[str, "Digest"]], list["Finding"]]
 
 
 def scheme_from_options(
@@ -156,7 +157,7 @@ class PackProgress(Protocol):
 
 #: Verifies the request's source signature against the files the pack reads: what the pack records, and the
 #: check of the source files as they are read (evidence.oms.source_gate). Supplied by the facade.
-SourceGate = Callable[[PackRequest, list[str]], tuple[SourceSignature, SourceCheck]]
+SourceGate = Callable[[PackRequest, list[str]], tuple["SourceSignature", SourceCheck]]
 
 
 class _Quiet:
@@ -294,6 +295,7 @@ def _moments_for(
 ) -> tuple[Path | None, CalibrationRecord | None]:
     """The calibration file to pack with (given, measured now, or none) and its provenance record."""
     from ..core.digest import sha256_file
+    from ..manifest import CalibrationRecord
 
     if r.calibration is not None:
         file = r.calibration

@@ -37,6 +37,7 @@ class PackCheck:
     files_checked: int
     findings: list[Finding] = field(default_factory=list)
     integrity_only: bool = False  # held to the pack's own manifest: whoever can write the pack can rewrite it
+    shards_hashed: bool = True  # False: each shard proven by its tensors (docs/security.md), not by its file digest
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,7 @@ class PackCheck:
             "files_checked": self.files_checked,
             "findings": [f.to_dict() for f in self.findings],
             "integrity_only": self.integrity_only,
+            "shards_hashed": self.shards_hashed,
             **({"note": INTEGRITY_ONLY} if self.integrity_only else {}),
         }
 
@@ -116,12 +118,19 @@ def check_pack(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
+    shard_digests: bool = False,
 ) -> PackCheck:
     """Compare the pack with ``expected`` (its own manifest, a separately kept one, or the signed one);
-    ``source`` says which, for the report."""
+    ``source`` says which, for the report. Every tensor is reconstructed and matched and every other file
+    hashed; a shard's own file digest only with ``shard_digests`` — its tensors already prove every byte that
+    is served (the argument: docs/security.md, "Pack files")."""
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
         unreadable = dict(pack.unreadable)
-        file_jobs = [ex.submit(_file_finding, facts, rel, want) for rel, want in sorted(expected.files.items())]
+        file_jobs = [
+            ex.submit(_file_finding, facts, rel, want)
+            for rel, want in sorted(expected.files.items())
+            if shard_digests or not is_shard(rel)
+        ]
         names = list(pack.iter_names())
         # largest tensors first (longest-processing-time order), so no big tensor is left alone at the end
         jobs = {
@@ -150,4 +159,10 @@ def check_pack(
     findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
     findings += [f for f in _moments_findings(expected, actual) if f.subject not in decoded_bad]
     findings += file_findings + _added_files(facts, expected)
-    return PackCheck(facts.dir, source, expected.root, len(actual), len(expected.files), findings)
+    checked = len(expected.files) if shard_digests else sum(1 for rel in expected.files if not is_shard(rel))
+    return PackCheck(facts.dir, source, expected.root, len(actual), checked, findings, shards_hashed=shard_digests)
+
+
+def is_shard(rel: str) -> bool:
+    """A pack shard (a top-level ``*.safetensors``: every one is read as a shard, its tensors reconstructed)."""
+    return "/" not in rel and rel.endswith(".safetensors")

@@ -24,6 +24,11 @@ from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
 from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
 
 
+#: Bytes per read of a tensor stored unchanged: hashing what was just copied while it is still in L2 runs at the
+#: hash's speed, not at the memory's (measured: 0.8 -> 1.4 GB/s on this project's 2-core machines).
+STORED_BLOCK = 512 << 10
+
+
 @dataclass(frozen=True)
 class PackedTensor:
     """Where a tensor lives in a pack and how to decode it (``quant`` None: stored unchanged)."""
@@ -193,10 +198,10 @@ class Pack:
         """
         pt = self.tensors[name]
         f = self.files[pt.shard]
-        if pt.quant is None:
+        if pt.quant is None:  # blocks that fit in L2: copied from the page cache, then hashed or written from cache
             size = pt.nbytes
-            for start in range(0, size, BLOCK_BYTES):
-                yield f.pread(name, start, min(BLOCK_BYTES, size - start))
+            for start in range(0, size, STORED_BLOCK):
+                yield f.pread(name, start, min(STORED_BLOCK, size - start))
             return
         yield from self._decode(pt, f, self.schemes[pt.shard])
 

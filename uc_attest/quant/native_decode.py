@@ -13,9 +13,9 @@ try:
 except ImportError:  # pragma: no cover - not compiled
     _native = None
 
-#: Groups per chunk of :func:`hash_decoded`: 512 groups of 128 = 64 k weights, a 128 KB bf16 chunk that the
-#: SHA-256 reads back from L2 right after the decoder wrote it.
-HASH_CHUNK_WEIGHTS = 1 << 16
+#: Weights per chunk of :func:`hash_decoded`: 32 k weights, a 64 KB bf16 chunk (below malloc's mmap threshold, so
+#: its buffer is reused) that the SHA-256 reads back from L2 right after the decoder wrote it.
+HASH_CHUNK_WEIGHTS = 1 << 15
 DTYPE_CODES = {"F32": 0, "F16": 1, "BF16": 2}
 
 

@@ -193,16 +193,19 @@ def verify(
     check_tensors: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
+    shard_digests: bool = False,
 ) -> Verdict:
     """Verify a pack against its ``anchor`` (under ``trust``, or the policy's own trust root); returns a
     Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. ``online=False`` (``--offline``):
-    the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte."""
+    the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte.
+    ``shard_digests``: also hash every shard file against its signed digest (byte-identical files; without it
+    each shard is proven by its tensors, every served byte matched: docs/security.md)."""
     anchor = require_anchor(anchor)
     if anchor.kind is AnchorKind.MANIFEST and rebuild_from is not None:
         raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
     prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now)
     if check_tensors and prep.expected is not None:
-        local.tensors(prep.facts, prep.expected, workers=workers, progress=progress)
+        local.tensors(prep.facts, prep.expected, workers=workers, progress=progress, shard_digests=shard_digests)
     if rebuild_from is not None:
         local.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected.manifest if prep.expected else None)
     return prep.verdict()
@@ -240,24 +243,34 @@ def gate(
 
 
 def check_pack(
-    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+    pack_dir: Path,
+    manifest: Path | None = None,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    shard_digests: bool = False,
 ) -> PackCheck:
     """The pack against a separately kept (validated) manifest, or against its own — then the result says
-    ``integrity_only`` (no signer checked): every tensor and file."""
+    ``integrity_only`` (no signer checked): every tensor and file (a shard's own digest with ``shard_digests``)."""
     facts = PackFacts(Path(pack_dir))
     expected, source = (
         (load_manifest(manifest), str(manifest)) if manifest else (facts.manifest, str(facts.manifest_path))
     )
-    result = _check_pack(facts, expected, source, workers=workers, progress=progress)
+    result = _check_pack(facts, expected, source, workers=workers, progress=progress, shard_digests=shard_digests)
     result.integrity_only = manifest is None
     return result
 
 
 def verify_pack(
-    pack_dir: Path, manifest: Path | None = None, *, workers: int | None = None, progress: Progress | None = None
+    pack_dir: Path,
+    manifest: Path | None = None,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    shard_digests: bool = False,
 ) -> PackCheck:
     """Like :func:`check_pack` but raises :class:`VerificationFailed` listing every finding."""
-    result = check_pack(pack_dir, manifest, workers=workers, progress=progress)
+    result = check_pack(pack_dir, manifest, workers=workers, progress=progress, shard_digests=shard_digests)
     if not result.ok:
         raise VerificationFailed(result.findings)
     return result

@@ -42,11 +42,24 @@ def expected_manifest(facts: Facts, manifest: Path | None = None) -> Expected | 
     return Expected(*found)
 
 
-def tensors(facts: Facts, expected: Expected, *, workers: int | None = None, progress: Progress | None = None) -> None:
-    """Reconstruct and match every tensor (and file) against the expected manifest."""
+def tensors(
+    facts: Facts,
+    expected: Expected,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    shard_digests: bool = False,
+) -> None:
+    """Reconstruct and match every tensor (and file; a shard's file digest with ``shard_digests``) against the
+    expected manifest."""
     try:
         facts.pack_check = check_pack(
-            facts.pack, expected.manifest, expected.source, workers=workers, progress=progress
+            facts.pack,
+            expected.manifest,
+            expected.source,
+            workers=workers,
+            progress=progress,
+            shard_digests=shard_digests,
         )
     except (MalformedPack, InvalidInput) as exc:
         facts.pack_error = exc.message
