@@ -23,7 +23,6 @@ from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
 from .layout import BLOCK_BYTES, META_FORMAT, META_SCHEME, META_TENSORS, MOMENTS_SUFFIX, PACK_FORMAT, SUFFIXES
 
-
 #: Bytes per read of a tensor stored unchanged: hashing what was just copied while it is still in L2 runs at the
 #: hash's speed, not at the memory's (measured: 0.8 -> 1.4 GB/s on this project's 2-core machines).
 STORED_BLOCK = 512 << 10
