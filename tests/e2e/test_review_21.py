@@ -149,7 +149,7 @@ def test_a_key_pin_refuses_a_certificate_signed_model(world: dict[str, Any], tmp
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_metrics_are_refused_at_validate(world: dict[str, Any], tmp_path: Path, value: str) -> None:
     report = tmp_path / "metrics.json"
-    report.write_text('{"evaluation_set": "holdout-v1", "metrics": {"gap": ' + value + '}}')
+    report.write_text('{"evaluation_set": "holdout-v1", "metrics": {"gap": ' + value + "}}")
     r = cli("validate", world["pack"], "--report", report, "--instance", world["inst"].dir, "--identity", "v@b.example",
             "--bundle", tmp_path / "v.json")  # fmt: skip
     assert_clean_error(r, 3, "gap")
@@ -214,7 +214,7 @@ def test_text_batches_pad_a_tokenizer_without_a_pad_token() -> None:
             return {"input_ids": [[1 + (ord(c) % 50) for c in t][: kw["max_length"]] for t in texts]}
 
     (b,) = text_batches(NoPad(), ["abc", "a", "abcdefgh"], max_length=5)
-    assert b["input_ids"].shape == (3, 5) and b["attention_mask"].sum(1).tolist() == [3, 1, 5]
+    assert b["input_ids"].shape == (3, 5) and b["attention_mask"].sum(1).tolist() == [1, 3, 5]  # by length
 
 
 # -- 7, 8. the runtime builds from the hashed bytes only --------------------------------------------------
@@ -233,8 +233,9 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"pack": root / "pack", "kept": kept}
 
 
-def test_from_pretrained_refuses_a_config_swapped_while_it_loads(llama: dict[str, Path], tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_pretrained_refuses_a_config_swapped_while_it_loads(
+    llama: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import transformers
 
     from uc_attest.hf import UcAttestConfig, UcAttestQuantizer

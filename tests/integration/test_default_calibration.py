@@ -88,8 +88,22 @@ def test_identical_twice_on_one_machine_and_rebuilt_without_calibrating(
     assert v.ok, v.to_dict()
 
 
-def test_the_statement_carries_it_and_the_policy_reads_it(instance: Running, default_pack: Path,
-                                                          tmp_path: Path) -> None:
+def test_the_packed_tensors_do_not_depend_on_the_thread_count(
+    stories_src: Path, default_pack: Path, tmp_path: Path
+) -> None:
+    """Two threads against one: the same sampled tokens and moments (their products never split the token
+    dimension across threads), so the same tensors; only the recorded budget differs."""
+    r = cli("pack", stories_src, "-o", tmp_path / "p2", "--device", "cpu", threads=2)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p2" / "model.safetensors").read_bytes() == (default_pack / "model.safetensors").read_bytes()
+    a, b = uc.load_manifest(default_pack / uc.MANIFEST_NAME), uc.load_manifest(tmp_path / "p2" / uc.MANIFEST_NAME)
+    assert a.calibration is not None and b.calibration is not None
+    assert a.calibration.moments == b.calibration.moments  # (the budget is 2 where the machine has 2 cores)
+
+
+def test_the_statement_carries_it_and_the_policy_reads_it(
+    instance: Running, default_pack: Path, tmp_path: Path
+) -> None:
     res = uc.attest_pack(default_pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE, oms=False)
     payload = base64.b64decode(json.loads(res.bundle.read_text())["dsseEnvelope"]["payload"])
     claim = parse_release(Statement.parse(payload))
@@ -97,8 +111,10 @@ def test_the_statement_carries_it_and_the_policy_reads_it(instance: Running, def
 
     def policy(rule: str) -> Path:
         p = tmp_path / "policy.yaml"
-        p.write_text(f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                     f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nquantization:\n  calibration:\n{rule}")
+        p.write_text(
+            f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+            f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nquantization:\n  calibration:\n{rule}"
+        )
         return p
 
     ok = uc.verify(default_pack, uc.Anchor.policy(policy("    methods: [self-sampled]\n")))
@@ -111,16 +127,19 @@ def test_the_statement_carries_it_and_the_policy_reads_it(instance: Running, def
     assert release.details["calibration"]["method"] == "self-sampled"
 
 
-def test_a_pack_without_calibration_is_denied_when_the_policy_requires_one(instance: Running, stories_src: Path,
-                                                                           tmp_path: Path) -> None:
+def test_a_pack_without_calibration_is_denied_when_the_policy_requires_one(
+    instance: Running, stories_src: Path, tmp_path: Path
+) -> None:
     r = cli("pack", stories_src, "-o", tmp_path / "p", "--device", "cpu", "--no-calibration")
     assert r.returncode == 0 and "without calibration" in r.stderr
     assert uc.load_manifest(tmp_path / "p" / uc.MANIFEST_NAME).calibration is None
     uc.attest_pack(tmp_path / "p", uc.select_trust(None, instance.dir), dev_identity=RELEASE, oms=False)
     p = tmp_path / "policy.yaml"
-    p.write_text(f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                 f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\n"
-                 "quantization:\n  calibration:\n    required: true\n")
+    p.write_text(
+        f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+        f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\n"
+        "quantization:\n  calibration:\n    required: true\n"
+    )
     v = uc.verify(tmp_path / "p", uc.Anchor.policy(p))
     assert not v.ok and next(c for c in v.checks if c.rule == "quantization.calibration").actual == "none"
 

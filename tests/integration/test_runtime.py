@@ -59,7 +59,7 @@ def _sentences() -> list[str]:
 
 
 def test_minilm_packed_outputs_equal_the_reconstruction(mini: dict[str, Path]) -> None:
-    model = uc.load_model(mini["pack"], uc.Anchor.kept_manifest(mini["kept"]), deep=True)
+    model = uc.load_model(mini["pack"], uc.Anchor.kept_manifest(mini["kept"]), deep=True, mode="reference")
     report = model.uc_attest
     assert report.layers == 37 and report.deep and not report.verdict.findings
     assert sum(isinstance(m, PackedLinear) for m in model.modules()) == 37
@@ -77,7 +77,7 @@ def test_minilm_packed_outputs_equal_the_reconstruction(mini: dict[str, Path]) -
 
 
 def test_llama_bf16_logits_equal_and_generate(llama: dict[str, Path]) -> None:
-    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
+    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]), mode="reference")
     assert model.uc_attest.packed_bytes * 16 <= 5.3 * model.uc_attest.dense_bytes  # <= 5.3/16 of bf16
     ref = transformers.AutoModelForCausalLM.from_pretrained(str(llama["recon"]), dtype=torch.bfloat16).eval()
     ids = torch.tensor([[1, 7, 42, 99, 3, 250]])
@@ -109,8 +109,18 @@ def test_decode_is_the_same_whatever_the_block_size(llama: dict[str, Path]) -> N
     whole = m.decode()
     for block in (1, 3, 1000):
         out = torch.empty_like(whole)
-        reconstruct_into(out, m.uc_codes, m.uc_scales, m.uc_zeros, m.record.exponent, m.record.bits,
-                         m.record.group_size, m.key, m.sign_period, block_groups=block)
+        reconstruct_into(
+            out,
+            m.uc_codes,
+            m.uc_scales,
+            m.uc_zeros,
+            m.record.exponent,
+            m.record.bits,
+            m.record.group_size,
+            m.key,
+            m.sign_period,
+            block_groups=block,
+        )
         assert torch.equal(out.view(torch.int16), whole.view(torch.int16))
 
 
@@ -151,9 +161,13 @@ def test_format_1_pack_loads_with_a_note(tmp_path: Path, llama: dict[str, Path])
     src = write_synth_model(tmp_path / "src", hidden=128, inter=256, layers=1, vocab=64)
     write_pack(src, tmp_path / "old", uc.DEFAULT_SCHEME, "cpu", pack_format=1)
     assert (tmp_path / "old" / "config.json").read_bytes() == (src / "config.json").read_bytes()
-    model = uc.load_model(tmp_path / "old", uc.Anchor.kept_manifest(keep_manifest(tmp_path / "old", tmp_path / "k.json")))
+    model = uc.load_model(
+        tmp_path / "old", uc.Anchor.kept_manifest(keep_manifest(tmp_path / "old", tmp_path / "k.json"))
+    )
     assert any("pack format 1" in n for n in model.uc_attest.notes)
-    assert uc.verify(tmp_path / "old", uc.Anchor.pack_itself(), rebuild_from=src, device="cpu").ok  # old packs still rebuild
+    assert uc.verify(
+        tmp_path / "old", uc.Anchor.pack_itself(), rebuild_from=src, device="cpu"
+    ).ok  # old packs still rebuild
 
 
 def test_a_config_the_runtime_cannot_build_names_the_field(tmp_path: Path) -> None:
@@ -175,14 +189,21 @@ def test_from_pretrained_serves_the_verified_packed_model(mini: dict[str, Path])
     import uc_attest.hf
     from uc_attest.hf import UcAttestConfig
 
-    model = transformers.AutoModel.from_pretrained(str(mini["pack"]),
-                                                   quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(mini["kept"])))
+    anchor = uc.Anchor.kept_manifest(mini["kept"])
+    model = transformers.AutoModel.from_pretrained(
+        str(mini["pack"]), quantization_config=UcAttestConfig(anchor=anchor, mode="reference")
+    )
     assert uc_attest.hf.is_packed(model) and model.uc_attest.layers == 37
     ref = transformers.AutoModel.from_pretrained(str(mini["recon"])).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(mini["pack"]))
     enc = tok(_sentences(), padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(model(**enc).last_hidden_state, ref(**enc).last_hidden_state)
+    fast = transformers.AutoModel.from_pretrained(str(mini["pack"]), quantization_config=UcAttestConfig(anchor=anchor))
+    ours = uc.load_model(mini["pack"], anchor)  # both default to fast on CPU: the same kernels, the same numbers
+    assert fast.uc_attest.runtime == ours.uc_attest.runtime and ours.uc_attest.runtime.mode is uc.Mode.FAST
+    with torch.inference_mode():
+        assert torch.equal(fast(**enc).last_hidden_state, ours(**enc).last_hidden_state)
     with pytest.raises(uc.UsageError, match="trust anchor"):
         transformers.AutoModel.from_pretrained(str(mini["pack"]))
 
@@ -199,7 +220,9 @@ def test_from_pretrained_refuses_a_tampered_pack(mini: dict[str, Path], tmp_path
     data[at] ^= 1
     (pack / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(uc.VerificationFailed) as err:
-        transformers.AutoModel.from_pretrained(str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(mini["kept"])))
+        transformers.AutoModel.from_pretrained(
+            str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(mini["kept"]))
+        )
     assert "encoder.layer.2.intermediate.dense.weight" in {f.subject for f in err.value.findings}
 
 
@@ -208,10 +231,14 @@ def test_policy_anchor_with_the_embedded_instance(instance: Running, llama: dict
     shutil.copytree(llama["pack"], pack)
     uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity="release-bot@bank.example")
     policy = tmp_path / "p.yaml"
-    policy.write_text(f"version: 1\nname: serve\ntrust:\n  instance: {instance.dir}\nsigners:\n  release:\n"
-                      f"    - issuer: {instance.issuer}\n      identity: release-bot@bank.example\n")
+    policy.write_text(
+        f"version: 1\nname: serve\ntrust:\n  instance: {instance.dir}\nsigners:\n  release:\n"
+        f"    - issuer: {instance.issuer}\n      identity: release-bot@bank.example\n"
+    )
     model = uc.load_model(pack, uc.Anchor.policy(policy))
-    assert model.uc_attest.verdict.ok and {"release.signer", "pack.files"} <= {c.rule for c in model.uc_attest.verdict.checks}
+    assert model.uc_attest.verdict.ok and {"release.signer", "pack.files"} <= {
+        c.rule for c in model.uc_attest.verdict.checks
+    }
     other = tmp_path / "other.yaml"
     other.write_text(policy.read_text().replace("release-bot@bank.example", "someone-else@bank.example"))
     with pytest.raises(uc.VerificationFailed) as err:
@@ -235,8 +262,10 @@ def test_stories260k_served_packed_both_ways(tmp_path: Path) -> None:
     from uc_attest.hf import UcAttestConfig
 
     _src, pack, kept = _stories(tmp_path)
-    ours = uc.load_model(pack, uc.Anchor.kept_manifest(kept), deep=True)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(kept)))
+    ours = uc.load_model(pack, uc.Anchor.kept_manifest(kept), deep=True, mode="reference")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(kept), mode="reference")
+    )
     ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "recon"), dtype=torch.float32).eval()
     ids = torch.tensor([[1, 50, 300, 20, 7, 99]])
     with torch.inference_mode():

@@ -38,9 +38,14 @@ def signed_v1(instance_v1: Running, packed: Path, tmp_path_factory: pytest.TempP
     return out
 
 
-def _check(instance: Running, pack: Path, bundle: Path, identity: str = IDENTITY,
-           issuer: str | None = None) -> uc.Verdict:
-    return uc.verify(pack, uc.Anchor.signed_by(identity, issuer or instance.issuer, bundle=bundle), uc.TrustRoot.instance(instance.dir))
+def _check(
+    instance: Running, pack: Path, bundle: Path, identity: str = IDENTITY, issuer: str | None = None
+) -> uc.Verdict:
+    return uc.verify(
+        pack,
+        uc.Anchor.signed_by(identity, issuer or instance.issuer, bundle=bundle),
+        uc.TrustRoot.instance(instance.dir),
+    )
 
 
 def test_attested_pack_verifies_offline(instance: Running, packed: Path, signed: Path) -> None:
@@ -74,8 +79,9 @@ def test_v1_bundles_still_verify(instance_v1: Running, packed: Path, signed_v1: 
 
 
 @pytest.mark.parametrize(("identity", "issuer"), [("eve@example.com", None), (IDENTITY, "https://accounts.google.com")])
-def test_wrong_identity_or_issuer_is_refused(instance: Running, packed: Path, signed: Path, identity: str,
-                                             issuer: str | None) -> None:
+def test_wrong_identity_or_issuer_is_refused(
+    instance: Running, packed: Path, signed: Path, identity: str, issuer: str | None
+) -> None:
     rc = _check(instance, packed, signed, identity, issuer)
     assert not rc.ok and not rc.checks[0].ok
 
@@ -145,16 +151,18 @@ def _duplicate_timestamp(d: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("edit", [_payload, _signature, _certificate, _inclusion_root, _checkpoint])
-def test_altered_bundle_is_refused_with_reason(instance: Running, packed: Path, signed: Path, tmp_path: Path,
-                                               edit: Any) -> None:
+def test_altered_bundle_is_refused_with_reason(
+    instance: Running, packed: Path, signed: Path, tmp_path: Path, edit: Any
+) -> None:
     rc = _check(instance, packed, _tamper(signed, tmp_path, edit))
     assert not rc.ok
     assert not rc.checks[0].ok and rc.checks[0].detail
 
 
 @pytest.mark.parametrize("edit", [_timestamp, _no_timestamp, _duplicate_timestamp])
-def test_a_v2_entry_needs_a_verified_timestamp(instance: Running, packed: Path, signed: Path, tmp_path: Path,
-                                               edit: Any) -> None:
+def test_a_v2_entry_needs_a_verified_timestamp(
+    instance: Running, packed: Path, signed: Path, tmp_path: Path, edit: Any
+) -> None:
     rc = _check(instance, packed, _tamper(signed, tmp_path, edit))
     assert not rc.ok
     first = rc.checks[0]
@@ -162,8 +170,9 @@ def test_a_v2_entry_needs_a_verified_timestamp(instance: Running, packed: Path, 
 
 
 @pytest.mark.parametrize("edit", [_payload, _signature, _set, _inclusion_root, _checkpoint, _integrated_time])
-def test_altered_v1_bundle_is_refused_with_reason(instance_v1: Running, packed: Path, signed_v1: Path,
-                                                  tmp_path: Path, edit: Any) -> None:
+def test_altered_v1_bundle_is_refused_with_reason(
+    instance_v1: Running, packed: Path, signed_v1: Path, tmp_path: Path, edit: Any
+) -> None:
     rc = _check(instance_v1, packed, _tamper(signed_v1, tmp_path, edit))
     assert not rc.ok
     assert not rc.checks[0].ok and rc.checks[0].detail
@@ -172,7 +181,9 @@ def test_altered_v1_bundle_is_refused_with_reason(instance_v1: Running, packed: 
 def test_another_instances_trust_root_refuses(packed: Path, signed: Path, tmp_path: Path) -> None:
     other = start_instance(tmp_path / "other")
     try:
-        rc = uc.verify(packed, uc.Anchor.signed_by(IDENTITY, other.issuer, bundle=signed), uc.TrustRoot.instance(other.dir))
+        rc = uc.verify(
+            packed, uc.Anchor.signed_by(IDENTITY, other.issuer, bundle=signed), uc.TrustRoot.instance(other.dir)
+        )
         assert not rc.ok and not rc.checks[0].ok
         # the first fact that fails is named: the certificate was not issued under this root (not a timestamp)
         assert rc.checks[0].rule == "release.signer" and "does not chain" in rc.checks[0].detail, rc.to_dict()
@@ -180,8 +191,9 @@ def test_another_instances_trust_root_refuses(packed: Path, signed: Path, tmp_pa
         other.server.stop()
 
 
-def test_tampered_pack_with_valid_bundle_names_tensor_and_file(instance: Running, packed: Path, signed: Path,
-                                                               tmp_path: Path) -> None:
+def test_tampered_pack_with_valid_bundle_names_tensor_and_file(
+    instance: Running, packed: Path, signed: Path, tmp_path: Path
+) -> None:
     pack = tmp_path / "pack"
     shutil.copytree(packed, pack)
     data = bytearray((pack / "model.safetensors").read_bytes())
@@ -190,13 +202,18 @@ def test_tampered_pack_with_valid_bundle_names_tensor_and_file(instance: Running
     rc = _check(instance, pack, signed)
     assert rc.checks[0].ok and not rc.ok
     subjects = {f.subject for f in rc.findings}
-    assert "model.safetensors" in subjects and len(subjects) >= 2
+    assert subjects and all(s.endswith(".weight") for s in subjects)  # shards are proved by their tensors
+    anchor = uc.Anchor.signed_by(IDENTITY, instance.issuer, bundle=signed)
+    rc = uc.verify(pack, anchor, uc.TrustRoot.instance(instance.dir), shard_digests=True)
+    subjects = {f.subject for f in rc.findings}
+    assert "model.safetensors" in subjects and len(subjects) >= 2  # and by their own digests when asked
 
 
 def test_large_manifest_goes_by_digest(instance: Running, packed: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    res = uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=out,
-                         inline="never")
+    res = uc.attest_pack(
+        packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=out, inline="never"
+    )
     assert not res.manifest_inline
     assert _check(instance, packed, out).ok
     # the manifest in the pack is now bound only by digest: changing it is caught
@@ -209,13 +226,17 @@ def test_large_manifest_goes_by_digest(instance: Running, packed: Path, tmp_path
     assert not rc.ok
 
 
-@pytest.mark.parametrize(("pattern", "allowed"), [(r"^release-bot@example\.com$", True),
-                                                  (r"^[a-z-]+@example\.com$", True),
-                                                  (r"^release-bot@example\.org$", False)])
-def test_policy_identity_regex(instance: Running, packed: Path, signed: Path, tmp_path: Path, pattern: str,
-                               allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "allowed"),
+    [(r"^release-bot@example\.com$", True), (r"^[a-z-]+@example\.com$", True), (r"^release-bot@example\.org$", False)],
+)
+def test_policy_identity_regex(
+    instance: Running, packed: Path, signed: Path, tmp_path: Path, pattern: str, allowed: bool
+) -> None:
     policy = tmp_path / "p.yaml"
-    policy.write_text(f"version: 1\nname: regex\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                      f"    - issuer: {instance.issuer}\n      identity_regex: '{pattern}'\n")
+    policy.write_text(
+        f"version: 1\nname: regex\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+        f"    - issuer: {instance.issuer}\n      identity_regex: '{pattern}'\n"
+    )
     v = uc.verify(packed, uc.Anchor.policy(policy, bundle=signed))
     assert v.ok is allowed, v.to_dict()

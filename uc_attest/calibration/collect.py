@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..core import threads
 from ..errors import UsageError
 
 #: ``progress(done, total)`` after each batch.
@@ -168,11 +169,14 @@ class MomentHooks:
         rows = torch.cat(pending)
         n = rows.shape[-1]
         w = self.block(n) if self.block is not None else n
-        if w == n:
-            got = rows.T @ rows
-        else:
-            b = rows.reshape(rows.shape[0], n // w, w).transpose(0, 1)  # [n/w, tokens, w]
-            got = b.transpose(1, 2) @ b
+        # one thread: a multi-threaded BLAS may split the token (reduction) dimension, and then the sums would
+        # depend on the thread count (DESIGN section 10: the pack's bytes must not)
+        with threads.torch_threads(1):
+            if w == n:
+                got = rows.T @ rows
+            else:
+                b = rows.reshape(rows.shape[0], n // w, w).transpose(0, 1)  # [n/w, tokens, w]
+                got = b.transpose(1, 2) @ b
         # binary32 products over at most FLUSH_ROWS rows (relative error ~1e-5, below the int16 the pack commits),
         # summed in binary64 across flushes
         got = got.to(torch.float64)

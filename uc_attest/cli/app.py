@@ -418,6 +418,20 @@ def _anchor_or_integrity_only(anchor: uc.Anchor | None, integrity_only: bool) ->
 
 
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(help="Threads to use (default: the cores this process may run on, or UC_ATTEST_THREADS).")
+]
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise uc.UsageError(f"--threads must be at least 1, got {n}")
+        uc.set_thread_budget(n)
 
 
 def _trust_values(
@@ -461,15 +475,28 @@ def generate(
     manifest: ManifestOpt = None,
     offline: OfflineOpt = False,
     device: DeviceOpt = "cpu",
-    cache: Annotated[bool, typer.Option(help="Keep decoded weights after first use (memory for speed).")] = False,
+    mode: ModeOpt = None,
+    threads: ThreadsOpt = None,
+    cache: Annotated[
+        bool, typer.Option(help="Keep decoded weights after first use (mode reference: memory for speed).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a pack, load it with its weights packed, and generate tokens (exit 1 if it does not verify)."""
+    """Verify a pack, load it with its weights packed, and generate tokens as they come (exit 1 if it does not
+    verify); then the time to the first token and the tokens/s after it on stderr."""
     try:
         ids = [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
     except ValueError:
         raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
+    _set_threads(threads)
     anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
+
+    def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if prompt is not None and not as_json:
+        show(prompt)  # then the continuation, as it comes
     res = uc.generate(
         pack_dir,
         anchor,
@@ -480,13 +507,16 @@ def generate(
         online=not offline,
         device=device,
         cache=cache,
+        mode=mode,
+        on_text=None if as_json else show,
     )
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
         return
-    say(f"{res.tokens} tokens in {res.seconds:.2f} s ({res.tokens / max(res.seconds, 1e-9):.1f} tokens/s)")
+    rate = f", then {res.decode_tokens_per_s:.1f} tokens/s" if res.decode_tokens_per_s else ""
+    first = f"first after {res.first_token_s:.2f} s" if res.first_token_s is not None else "none"
+    say(f"{res.tokens} tokens in {res.seconds:.2f} s: {first}{rate} ({res.runtime}, {res.threads} threads)")
     say(_memory_line(res.memory))
-    print(res.output.get("text") or " ".join(map(str, res.output["new_ids"])))
 
 
 @app.command()
@@ -503,15 +533,19 @@ def embed(
     manifest: ManifestOpt = None,
     offline: OfflineOpt = False,
     device: DeviceOpt = "cpu",
+    mode: ModeOpt = None,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
+    _set_threads(threads)
     anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
-    res = uc.embed(pack_dir, text, anchor, trust, online=not offline, device=device)
+    res = uc.embed(pack_dir, text, anchor, trust, online=not offline, device=device, mode=mode)
     if as_json:
         emit_json({"ok": True, **res.to_dict()})
         return
-    say(f"{len(text)} sentence(s), {res.tokens} tokens in {res.seconds:.2f} s; {_memory_line(res.memory)}")
+    say(f"{len(text)} sentence(s), {res.tokens} tokens in {res.seconds:.2f} s ({res.runtime}, {res.threads} threads)")
+    say(_memory_line(res.memory))
     for t, v in zip(text, res.output["embeddings"], strict=True):
         print(f"{t[:40]!r}: dim {len(v)} [{', '.join(f'{x:+.4f}' for x in v[:4])}, ...]")
 

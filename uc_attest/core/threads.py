@@ -90,3 +90,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+set_thread_budget = set_budget  # the facade's name (uc_attest.set_thread_budget)

@@ -35,18 +35,21 @@ from ..signing.trust import Trust
 from ..verify.anchor import NO_ANCHOR, Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from .build import hf_config, read_config, replace_module, resolve
+from .kernels import Mode, default_mode, effective_mode, layer_mode, runtime
 from .model import LoadReport, deep_findings
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 #: The trust anchor and load options: given to from_pretrained, never written into a saved config.
-LOADING_ATTRIBUTES = ("anchor", "trust", "online", "cache")
+LOADING_ATTRIBUTES = ("anchor", "trust", "online", "cache", "mode")
 
 
 @register_quantization_config(QUANT_METHOD)
 class UcAttestConfig(QuantizationConfigMixin):
     """The pack's quantization_config (format, scheme, source dtype) plus the loading attributes: the trust
     ``anchor`` (:class:`uc_attest.Anchor`), the ``trust`` root (:class:`uc_attest.TrustRoot`; default: the
-    policy's), ``online`` (ask the log again) and ``cache`` (keep decoded weights)."""
+    policy's), ``online`` (ask the log again), ``mode`` (how packed layers compute: fast, exact or reference,
+    docs/runtime.md; by default fast on CPU, reference elsewhere or with ``cache``) and ``cache`` (keep decoded
+    weights, mode reference)."""
 
     def __init__(
         self,
@@ -57,11 +60,13 @@ class UcAttestConfig(QuantizationConfigMixin):
         trust: Trust | None = None,
         online: bool = True,
         cache: bool = False,
+        mode: Mode | str | None = None,
         **kwargs: Any,
     ) -> None:
         self.quant_method = QUANT_METHOD  # type: ignore[assignment]  # transformers types it as its own enum
         self.format, self.scheme, self.dtype = format, scheme, dtype
         self.anchor, self.trust, self.online, self.cache = anchor, trust, online, cache
+        self.mode = None if mode is None else Mode.parse(mode)
 
     def to_dict(self) -> dict[str, Any]:
         """What is saved with a model: never the anchor (local paths, a decision of whoever loads it)."""
@@ -88,6 +93,8 @@ class UcAttestQuantizer(HfQuantizer):
         super().__init__(quantization_config, **kwargs)
         self.prepared: Prepared | None = None
         self.workspace = Workspace()
+        self.mode = Mode.REFERENCE
+        self.notes: list[str] = []
 
     @property
     def config(self) -> UcAttestConfig:
@@ -125,6 +132,13 @@ class UcAttestQuantizer(HfQuantizer):
         manifest = prep.expected.manifest
         scheme = Scheme.from_dict(manifest.scheme)
         dtype = getattr(model, "dtype", None) or torch.float32  # the dtype transformers built the model in
+        cpu = torch.device("cpu")  # the device is known after loading; a native mode is checked against it then
+        asked = default_mode(cpu, qc.cache) if qc.mode is None else qc.mode
+        if qc.cache and asked is not Mode.REFERENCE:
+            raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
+        self.mode = effective_mode(asked, cpu)
+        self.notes = [] if self.mode is asked else [f"mode {asked.value} needs the native kernels: served in reference"]
+        fallbacks: dict[str, int] = {}
         for e in manifest.tensors:
             where = resolve(model, e.name) if e.quant else None
             if e.quant is None or where is None or not isinstance(where.module, torch.nn.Linear):
@@ -134,8 +148,16 @@ class UcAttestQuantizer(HfQuantizer):
             weight = PackedWeight(
                 e.name, (e.shape[0], e.shape[1]), dt, e.quant, scheme.rotated, scheme.sign_period(e.shape)
             )
-            layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=dtype, cache=qc.cache)
+            mode, why = layer_mode(self.mode, weight)
+            if why is not None:
+                fallbacks[why] = fallbacks.get(why, 0) + 1
+            layer = PackedLinear(
+                weight, where.module.bias, self.workspace, compute_dtype=dtype, cache=qc.cache, mode=mode
+            )
             replace_module(model, where.path, layer)
+        self.notes += [
+            f"{n} layer(s) served in mode exact, not {self.mode.value}: {why}" for why, n in fallbacks.items()
+        ]
         ignore = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())
         model._keys_to_ignore_on_load_unexpected = {*ignore, r"\.uc_moments$"}  # committed moments: not served
         return model
@@ -153,9 +175,19 @@ class UcAttestQuantizer(HfQuantizer):
         findings += bad + _stored_findings(model, manifest)
         if findings:
             raise VerificationFailed(findings)
+        device = next((b.device for b in model.buffers()), torch.device("cpu"))
+        if device.type != "cpu" and self.mode is not Mode.REFERENCE:
+            if self.config.mode is not None:
+                raise UsageError(f"mode {self.mode.value} runs on CPU; the model was loaded on {device.type}")
+            for m in model.modules():
+                if isinstance(m, PackedLinear):
+                    m.mode = Mode.REFERENCE
+            self.mode = Mode.REFERENCE
         release_freed_memory()
         packed, dense, weights = packed_bytes(model)
-        model.uc_attest = LoadReport(verdict, [], packed, dense, weights, 0.0, layers, True)
+        model.uc_attest = LoadReport(
+            verdict, self.notes, packed, dense, weights, 0.0, layers, True, runtime=runtime(self.mode, device)
+        )
         model.uc_attest_workspace = self.workspace
         return model
 

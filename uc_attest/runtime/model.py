@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..core import threads
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
 from ..errors import Finding, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
@@ -33,6 +34,7 @@ from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
+from .kernels import Mode, Runtime, default_mode, effective_mode, layer_mode, runtime
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 
@@ -49,6 +51,7 @@ class LoadReport:
     layers: int = 0
     deep: bool = False
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # the pack's other files, as hashed
+    runtime: Runtime | None = None  # what computes the outputs (mode, kernel, ISA): validations name it
 
 
 def side_files(facts: Any, expected: Manifest) -> dict[str, bytes]:
@@ -128,11 +131,18 @@ class _Loader:
     """One load: the plan of where every tensor goes, then one streaming pass per shard."""
 
     def __init__(
-        self, prep: Prepared, expected: Manifest, device: torch.device, dtype: torch.dtype | None, cache: bool
+        self,
+        prep: Prepared,
+        expected: Manifest,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        cache: bool,
+        mode: Mode,
     ) -> None:
-        self.prep, self.expected, self.device, self.cache = prep, expected, device, cache
+        self.prep, self.expected, self.device, self.cache, self.mode = prep, expected, device, cache, mode
         self.facts = prep.facts.pack
         self.notes: list[str] = []
+        self.fallbacks: dict[str, list[str]] = {}  # why a layer is not served in the mode asked for -> layers
         self.workspace = Workspace()
         cfg_bytes = self.facts.read_file("config.json")
         origin = str(self.facts.dir / "config.json")
@@ -232,9 +242,21 @@ class _Loader:
             scheme.sign_period(pt.shape),
             device="cpu",
         )
-        layer = PackedLinear(weight, where.module.bias, self.workspace, compute_dtype=self.dtype, cache=self.cache)
+        mode, why = layer_mode(self.mode, weight)
+        if why is not None:
+            self.fallbacks.setdefault(why, []).append(pt.name)
+        layer = PackedLinear(
+            weight, where.module.bias, self.workspace, compute_dtype=self.dtype, cache=self.cache, mode=mode
+        )
         replace_module(self.model, where.path, layer)
         return layer
+
+    def mode_notes(self) -> list[str]:
+        """One note per reason a layer runs another mode than the one asked for (never a wrong answer)."""
+        return [
+            f"{len(names)} layer(s) served in mode exact, not {self.mode.value}: {why} (e.g. {names[0]})"
+            for why, names in sorted(self.fallbacks.items())
+        ]
 
     def _stream(self, stream: StreamedFile, targets: dict[str, _PlanItem]) -> None:
         for name in stream.order:
@@ -277,6 +299,19 @@ class _Loader:
                 tensor=missing[0],
             )
         self.model.to(self.device)
+        for m in self.model.modules():
+            if type(m) is torch.nn.Linear:
+                m.register_forward_pre_hook(_own_storage)
+
+
+def _own_storage(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """A Linear's input that is a slice of a larger tensor (the LM head's last position) copied to its own
+    storage: torch 2.13 CPU takes a path ~60x slower for such a slice when the weight does not require grad
+    (440 ms vs 7 ms for a 32000 x 2048 bf16 head), with the same result (the values and layout are the same)."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.untyped_storage().nbytes() > x.numel() * x.element_size():
+        return (x.clone(memory_format=torch.contiguous_format), *args[1:])
+    return None
 
 
 def _as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -315,20 +350,31 @@ def load_model(
     dtype: torch.dtype | None = None,
     deep: bool = False,
     cache: bool = False,
+    mode: Mode | str | None = None,
 ) -> torch.nn.Module:
     """A verified pack as a torch module (transformers architecture), quantized Linear layers kept packed.
 
     ``dtype``: compute dtype (default: the source dtype). ``deep``: also decode every layer once at load and
-    match the manifest's per-tensor digests. ``cache``: keep decoded weights after their first use (memory for
-    speed). The module's ``uc_attest`` attribute is a :class:`LoadReport`. Raises VerificationFailed (nothing
-    returned) on any finding, UsageError without a trust anchor."""
+    match the manifest's per-tensor digests. ``mode``: how packed layers compute (docs/runtime.md): ``fast``
+    (the fused int8 kernel, CPU), ``exact`` (decoded rows, a fixed-order product, CPU) or ``reference``
+    (decode + ``F.linear``, CPU or CUDA; ``cache`` then keeps decoded weights: memory for speed); by default
+    fast on CPU, reference on CUDA or with ``cache``. The module's
+    ``uc_attest`` attribute is a :class:`LoadReport` (its ``runtime`` names mode, kernel and ISA). Raises
+    VerificationFailed (nothing returned) on any finding, UsageError without a trust anchor."""
     anchor = require_anchor(anchor)
     t0 = time.perf_counter()
     target = _device(device)
+    threads.size_torch()  # torch's pool at the process's budget (its default: every core of the machine)
+    asked = default_mode(target, cache) if mode is None else Mode.parse(mode)
+    if cache and asked is not Mode.REFERENCE:
+        raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
+    served = effective_mode(asked, target)
     prep = prepare(Path(pack_dir), anchor, trust, online=online)
     exp = prep.refuse_early()  # signature, identity, claims, validation: refuse before reading the pack's bulk
     expected = exp.manifest
-    loader = _Loader(prep, expected, target, dtype, cache)
+    loader = _Loader(prep, expected, target, dtype, cache, served)
+    if served is not asked:
+        loader.notes.append(f"mode {asked.value} needs the native serving kernels (not built): served in reference")
     try:
         loader.load()
     except MalformedPack as exc:
@@ -351,7 +397,9 @@ def load_model(
             raise VerificationFailed(bad)
     release_freed_memory()
     packed, dense, weights = packed_bytes(loader.model)
-    report = LoadReport(verdict, loader.notes, packed, dense, weights, time.perf_counter() - t0, layers, deep, files)
+    notes = loader.notes + loader.mode_notes()
+    secs = time.perf_counter() - t0
+    report = LoadReport(verdict, notes, packed, dense, weights, secs, layers, deep, files, runtime(served, target))
     loader.model.uc_attest = report  # type: ignore[assignment]
     loader.model.uc_attest_workspace = loader.workspace  # type: ignore[assignment]
     return loader.model

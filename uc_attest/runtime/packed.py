@@ -1,12 +1,13 @@
-"""PackedLinear: an ``nn.Linear`` whose weight stays packed (~5.25 bits) and is decoded by the contract formula.
+"""PackedLinear: an ``nn.Linear`` whose weight stays packed (~5.25 bits), served in one of three modes
+(``runtime/kernels.py``, docs/runtime.md).
 
 ``layer.weight`` is a :class:`PackedWeight` holding the pack's components as buffers under the pack's own
 names (``weight.uc_codes``, ``weight.uc_scales``, ``weight.uc_zeros``: a packed model's state dict has the
-keys of the pack's shards). Each forward decodes the weight with ``quant.reconstruct`` — torch ops only, so
-CPU and CUDA run the same code and the weight in the matmul is bit-identical to the manifest entry — into a
-buffer shared by every layer of the same shape (per thread), then calls the matmul ``nn.Linear`` calls. With
-``cache=True`` the decoded weight is kept instead (memory for speed). The matmul's output is not part of the
-determinism contract: outputs are compared on the same device and dtype only.
+keys of the pack's shards). In mode ``reference`` each forward decodes the weight with ``quant.reconstruct`` —
+torch ops only, so CPU and CUDA run the same code and the weight in the matmul is bit-identical to the manifest
+entry — into a buffer shared by every layer of the same shape (per thread), then calls the matmul
+``nn.Linear`` calls (``cache=True`` keeps the decoded weight instead: memory for speed). Modes ``exact`` and
+``fast`` call the native kernels on the packed buffers and never hold a decoded layer.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
 from ..core.digest import Digest
+from ..errors import UsageError
 from ..quant.reconstruct import reconstruct_into
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
+from .kernels import Mode, NativeWeight
 
 
 @dataclass
@@ -122,7 +125,8 @@ class PackedWeight(torch.nn.Module):
 
 
 class PackedLinear(torch.nn.Module):
-    """A Linear layer serving a packed weight; ``dtype`` is the compute dtype (the source dtype by default)."""
+    """A Linear layer serving a packed weight; ``dtype`` is the compute dtype (the source dtype by default),
+    ``mode`` how the product is computed (the load decides it per layer: ``kernels.layer_mode``)."""
 
     def __init__(
         self,
@@ -132,6 +136,7 @@ class PackedLinear(torch.nn.Module):
         *,
         compute_dtype: torch.dtype | None = None,
         cache: bool = False,
+        mode: Mode = Mode.REFERENCE,
     ) -> None:
         super().__init__()
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
@@ -140,7 +145,27 @@ class PackedLinear(torch.nn.Module):
         self.workspace = workspace
         self.compute_dtype = compute_dtype or weight.dtype
         self.cache = cache
+        self.mode = mode
         self._cached: torch.Tensor | None = None
+        self._native: tuple[tuple[int, ...], NativeWeight] | None = None
+
+    def native(self) -> NativeWeight:
+        """The native kernels' view of the packed buffers (made again if a buffer was replaced)."""
+        w = self.weight
+        key = (id(w.uc_codes), id(w.uc_scales), id(w.uc_zeros))
+        if self._native is None or self._native[0] != key:
+            self._native = (key, NativeWeight(w))
+        return self._native[1]
+
+    def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            raise UsageError(f"mode {self.mode.value} serves inference only; load with mode reference for gradients")
+        if x.device.type != "cpu":
+            raise UsageError(f"mode {self.mode.value} runs on CPU, the input is on {x.device}; use mode reference")
+        y = self.native().matmul(x, self.mode)
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float32)
+        return y.to(self.compute_dtype)
 
     def dense_weight(self) -> torch.Tensor:
         """The decoded weight for this call: the cached one, or the shared buffer (valid until the next decode)."""
@@ -165,8 +190,15 @@ class PackedLinear(torch.nn.Module):
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.dense_weight()
         stats = self.workspace.stats
+        if self.mode is not Mode.REFERENCE:
+            if not stats.enabled:
+                return self._forward_native(x)
+            t0 = time.perf_counter()
+            y = self._forward_native(x)
+            stats.matmul_s += time.perf_counter() - t0
+            return y
+        w = self.dense_weight()
         if not stats.enabled:
             return F.linear(x, w, self.bias)
         t0 = time.perf_counter()
@@ -176,7 +208,8 @@ class PackedLinear(torch.nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}, mode={self.mode.value}"
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from ..core.fsutil import inside, is_safe_relative
 from ..errors import InvalidInput, UsageError
 from ..signing.trust import Trust
 from ..verify.anchor import Anchor
+from .kernels import Mode
 
 
 def rss_bytes() -> int:
@@ -40,16 +42,59 @@ def peak_rss_bytes() -> int:
 
 @dataclass
 class RunResult:
-    """What a run produced and what it cost."""
+    """What a run produced and what it cost: for generation the time to the first new token (the prompt's
+    forward) and the decode rate after it (tokens/s over the tokens that followed), as llama-bench splits them."""
 
     kind: str  # generate | embed
     output: Any
     seconds: float
     tokens: int
     memory: dict[str, int] = field(default_factory=dict)
+    runtime: str = ""  # the model's runtime id (mode, kernel, ISA): what a validation names
+    threads: int = 0
+    first_token_s: float | None = None
+    decode_tokens_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class _Clock:
+    """A transformers streamer that timestamps each new token and hands finished text (or ids) to ``on_text``."""
+
+    def __init__(self, tok: Any, on_text: Callable[[str], None] | None) -> None:
+        self.times: list[float] = []
+        self.on_text = on_text
+        self.tok = tok
+        self._prompt_seen = False
+        self._ids: list[int] = []
+        self._shown = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() hands over the prompt first
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+        self._ids += value.reshape(-1).tolist()
+        self._emit(final=False)
+
+    def end(self) -> None:
+        self._emit(final=True)
+
+    def _emit(self, final: bool) -> None:
+        if self.on_text is None:
+            return
+        if self.tok is None:
+            self.on_text(" ".join(map(str, self._ids[self._shown :])) + ("\n" if final else " "))
+            self._shown = len(self._ids)
+            return
+        text = self.tok.decode(self._ids, skip_special_tokens=True)
+        stable = len(text) if final else text.rfind(" ") + 1  # a partial word waits for the token that ends it
+        if stable > self._shown:
+            self.on_text(text[self._shown : stable])
+            self._shown = stable
+        if final:
+            self.on_text("\n")
 
 
 def _tokenizer(model: torch.nn.Module, pack_dir: Path) -> Any:
@@ -97,8 +142,10 @@ def generate_with(
     prompt: str | None = None,
     prompt_ids: list[int] | None = None,
     max_new_tokens: int = 16,
+    on_text: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Greedy generation from a causal LM (text with the pack's tokenizer, or token ids)."""
+    """Greedy generation from a causal LM (text with the pack's tokenizer, or token ids); ``on_text`` receives
+    the new text as it is generated (whole words; ids separated by spaces without a tokenizer)."""
     causal = type(model).__name__.endswith("ForCausalLM") or getattr(model.config, "is_decoder", False)
     if not causal or not hasattr(model, "generate"):
         raise UsageError(f"{pack_dir}: {type(model).__name__} is not a causal language model (use embed)")
@@ -107,6 +154,7 @@ def generate_with(
     tok = _tokenizer(model, pack_dir) if prompt is not None else None
     ids = torch.tensor([tok(prompt)["input_ids"] if tok is not None else prompt_ids])
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    clock = _Clock(tok, on_text)
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(  # type: ignore[operator]
@@ -114,13 +162,26 @@ def generate_with(
             attention_mask=torch.ones_like(ids).to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            streamer=clock,
         )
     secs = time.perf_counter() - t0
     new = out[0, ids.shape[1] :].tolist()
     output: dict[str, Any] = {"prompt_ids": ids[0].tolist(), "new_ids": new}
     if tok is not None:
         output["text"] = tok.decode(out[0], skip_special_tokens=True)
-    return RunResult("generate", output, secs, len(new), memory(model))
+    res = RunResult("generate", output, secs, len(new), memory(model), *_runtime_of(model))
+    if clock.times:
+        res.first_token_s = clock.times[0] - t0
+        if len(clock.times) > 1:
+            res.decode_tokens_per_s = (len(clock.times) - 1) / max(clock.times[-1] - clock.times[0], 1e-9)
+    return res
+
+
+def _runtime_of(model: torch.nn.Module) -> tuple[str, int]:
+    from ..core import threads
+
+    rt = getattr(getattr(model, "uc_attest", None), "runtime", None)
+    return (rt.id if rt is not None else ""), threads.budget()
 
 
 def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult:
@@ -144,6 +205,7 @@ def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunR
         secs,
         int(enc["attention_mask"].sum()),
         memory(model),
+        *_runtime_of(model),
     )
 
 
@@ -158,12 +220,17 @@ def generate(
     online: bool = True,
     device: str = "cpu",
     cache: bool = False,
+    mode: Mode | str | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Verify and load a causal LM pack (packed), then generate greedily from a prompt (text or token ids)."""
+    """Verify and load a causal LM pack (packed, in ``mode``: see ``load_model``), then generate greedily from a
+    prompt (text or token ids), handing new text to ``on_text`` as it comes."""
     from .model import load_model
 
-    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, cache=cache)
-    return generate_with(model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens)
+    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, cache=cache, mode=mode)
+    return generate_with(
+        model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens, on_text=on_text
+    )
 
 
 def embed(
@@ -174,9 +241,10 @@ def embed(
     *,
     online: bool = True,
     device: str = "cpu",
+    mode: Mode | str | None = None,
 ) -> RunResult:
-    """Verify and load an encoder pack (packed), then embed ``texts`` (mean pooling, normalised)."""
+    """Verify and load an encoder pack (packed, in ``mode``), then embed ``texts`` (mean pooling, normalised)."""
     from .model import load_model
 
-    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device)
+    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, mode=mode)
     return embed_with(model, Path(pack_dir), texts)

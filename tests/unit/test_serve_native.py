@@ -1,0 +1,222 @@
+"""The serving kernels (uc_attest/runtime/_serve.c) against NumPy references, bit for bit, on every ISA path and
+thread count (DESIGN sections 3 and 10; docs/runtime.md).
+
+exact: each row decoded by the reference decoder, widened to float32, and every output one dot product in the
+documented fixed order (16 partial sums by k mod 16, a multiply then an add, a halving tree).
+fast:  the activation slice of each group sign-flipped and Walsh-Hadamard transformed in float32, quantized to
+int8 (scale max|t| / 127, round half to even), an integer dot product with the codes minus z times the int8 sum,
+then y += (s * a) * d group after group in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from uc_attest.quant import decode
+from uc_attest.quant.rotation import decode_shift, signs_numpy
+from uc_attest.runtime import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="serving kernels not compiled (pip install -e .)")
+_serve: Any = kernels._native
+
+DTYPE_CODES = {"F32": 0, "F16": 1, "BF16": 2}
+
+
+@pytest.fixture(params=["scalar", "avx2", "avx512"])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    name: str = request.param
+    if name not in kernels.supported_isas():
+        pytest.skip(f"this CPU lacks {name} (with VBMI and VNNI for avx512)")
+    before = kernels.isa()
+    kernels.set_isa(name)
+    yield name
+    kernels.set_isa(before)
+
+
+class Case:
+    """A random packed weight [rows, k] (groups over the flattened tensor) and its decoded float32 values."""
+
+    def __init__(self, rng: np.random.Generator, rows: int, k: int, bits: int, group: int, dtype: str,
+                 rotated: bool, period: int, exponent: int = -6) -> None:  # fmt: skip
+        n = rows * k
+        groups = -(-n // group)
+        self.rows, self.k, self.bits, self.group, self.dtype = rows, k, bits, group, dtype
+        self.codes = rng.integers(0, 256, groups * group * bits // 8, dtype=np.uint8)
+        self.scales = rng.uniform(2.0**-4, 1.0, groups).astype(np.float16)
+        self.zeros = rng.integers(0, 1 << bits, groups, dtype=np.uint8)
+        self.key = int(rng.integers(0, 2**63)) * 2 + 1 if rotated else None
+        self.period, self.exponent = period, exponent
+        flat = decode.decode_rows(self.codes, self.scales[None], self.zeros[None], exponent, n, dtype, bits, group,
+                                  self.key, sign_period=period, native=False)  # fmt: skip
+        self.w = _widen(flat, dtype).reshape(rows, k)
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.codes, self.scales.view(np.uint16), self.zeros, self.rows, self.k, self.group, self.bits,
+                DTYPE_CODES[self.dtype], self.exponent, self.key is not None, self.key or 0, self.period)  # fmt: skip
+
+
+def _widen(a: npt.NDArray[Any], dtype: str) -> npt.NDArray[np.float32]:
+    if dtype == "BF16":
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float32)
+
+
+def exact_reference(x: npt.NDArray[np.float32], w: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    m, k = x.shape
+    acc = np.zeros((16, m, w.shape[0]), dtype=np.float32)
+    for j in range(0, k, 16):
+        for lane in range(min(16, k - j)):
+            acc[lane] = acc[lane] + np.outer(x[:, j + lane], w[:, j + lane]).astype(np.float32)
+    h = 8
+    while h >= 1:
+        acc[:h] = acc[:h] + acc[h : 2 * h]
+        h //= 2
+    return acc[0]
+
+
+def fast_reference(x: npt.NDArray[np.float32], c: Case) -> npt.NDArray[np.float32]:
+    m, k, g = x.shape[0], c.k, c.group
+    t = x.reshape(m, k // g, g).copy()
+    if c.key is not None:
+        t *= signs_numpy(c.key, 0, k, c.period).reshape(k // g, g)  # row-shared signs (period == k)
+        h = 1
+        while h < g:  # butterflies h = 1, 2, ... in float32
+            v = t.reshape(m, k // g, g // (2 * h), 2, h)
+            u, w = v[..., 0, :].copy(), v[..., 1, :].copy()
+            v[..., 0, :], v[..., 1, :] = u + w, u - w
+            h *= 2
+    a = (np.abs(t).max(axis=-1) / np.float32(127)).astype(np.float32)  # [m, groups]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q8 = np.where(a[..., None] > 0, np.rint(t / a[..., None]), 0).clip(-127, 127).astype(np.int64)
+    sums = q8.sum(-1)
+    q = decode.unpack_codes_np(c.codes, c.bits).astype(np.int64).reshape(c.rows, k // g, g)
+    z = c.zeros.astype(np.int64).reshape(c.rows, k // g)
+    shift = decode_shift(g) if c.key is not None else 0
+    s = c.scales.astype(np.float32).reshape(c.rows, k // g) * np.float32(2.0 ** (c.exponent + shift))
+    y = np.zeros((m, c.rows), dtype=np.float32)
+    for b in range(k // g):
+        d = np.einsum("ij,rj->ir", q8[:, b], q[:, b]) - sums[:, b, None] * z[None, :, b]  # exact integers
+        y = y + (s[None, :, b] * a[:, b, None]).astype(np.float32) * d.astype(np.float32)
+    return y
+
+
+def _run(fn: str, x: npt.NDArray[np.float32], c: Case, threads: int) -> npt.NDArray[np.float32]:
+    y = np.full((x.shape[0], c.rows), np.nan, dtype=np.float32)
+    getattr(_serve, fn)(np.ascontiguousarray(x), x.shape[0], y, threads, *c.args())
+    return y
+
+
+EXACT_CASES = [  # rows, k, bits, group, rotated, period
+    (7, 256, 5, 128, True, 256),
+    (5, 200, 4, 64, False, 0),      # rows that are not whole groups (k % g != 0): rows start mid-group
+    (3, 576, 5, 128, True, 0),      # signs over the flattened tensor
+    (9, 40, 6, 16, True, 16),
+    (4, 1024, 3, 1024, True, 1024),
+    (2, 37, 3, 8, False, 0),        # a tail shorter than a vector
+    (6, 384, 5, 128, False, 0),     # the fused AVX-512 path: unrotated groups of a multiple of 16
+    (3, 128, 6, 16, False, 0),
+    (17, 512, 6, 128, True, 512),   # and rotated groups of 128 (row-shared signs: moved onto x)
+    (5, 256, 2, 128, True, 0),      # rotated groups of 128, signs over the flattened tensor
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+def test_exact_is_the_fixed_order_dot_of_the_decoded_rows(isa: str, dtype: str) -> None:
+    rng = np.random.default_rng(11)
+    for rows, k, bits, group, rotated, period in EXACT_CASES:
+        c = Case(rng, rows, k, bits, group, dtype, rotated, period)
+        for m in (1, 3):
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            want = exact_reference(x, c.w)
+            for threads in (1, 2, 3):
+                got = _run("matmul_exact", x, c, threads)
+                assert got.tobytes() == want.tobytes(), (isa, dtype, rows, k, bits, group, m, threads)
+
+
+FAST_CASES = [  # rows, k, bits, group, rotated (16-row blocks and the rows they leave over, per thread)
+    (37, 256, 5, 128, True),
+    (5, 512, 6, 128, True),
+    (48, 192, 5, 64, True),
+    (3, 128, 4, 32, True),    # groups below a 64-byte vector: the portable loop on every path
+    (33, 384, 5, 128, False),
+    (2, 64, 8, 64, False),
+    (3, 96, 2, 16, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_fast_is_the_documented_integer_computation(isa: str, dtype: str) -> None:
+    rng = np.random.default_rng(12)
+    for rows, k, bits, group, rotated in FAST_CASES:
+        c = Case(rng, rows, k, bits, group, dtype, rotated, k if rotated else 0)
+        for m in (1, 2, 4, 7):  # a few tokens and a batch take different paths to the same numbers
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            x[:, :3] = 0.0  # a group may be all zero in a row below
+            if m > 1:
+                x[1, :group] = 0.0  # an all-zero group: scale 0, contributes 0
+            want = fast_reference(x, c)
+            for threads in (1, 2, 3):
+                got = _run("matmul_fast", x, c, threads)
+                assert got.tobytes() == want.tobytes(), (isa, dtype, rows, k, bits, group, m, threads)
+
+
+def test_fast_is_close_to_exact() -> None:
+    """int8 activations after the rotation: ~1% relative error per output on random data, far less on real
+    activations (docs/runtime.md measures logits and KL on real models)."""
+    rng = np.random.default_rng(13)
+    c = Case(rng, 64, 1024, 5, 128, "BF16", True, 1024)
+    x = rng.standard_normal((4, 1024)).astype(np.float32)
+    exact, fast = _run("matmul_exact", x, c, 2), _run("matmul_fast", x, c, 2)
+    rel = np.linalg.norm(fast - exact) / np.linalg.norm(exact)
+    assert 0 < rel < 0.02, rel
+
+
+def test_a_batch_gives_each_row_what_it_gives_alone() -> None:
+    rng = np.random.default_rng(14)
+    c = Case(rng, 16, 512, 5, 128, "BF16", True, 512)
+    x = rng.standard_normal((5, 512)).astype(np.float32)
+    for fn in ("matmul_exact", "matmul_fast"):
+        whole = _run(fn, x, c, 2)
+        for i in range(5):
+            assert _run(fn, x[i : i + 1], c, 1).tobytes() == whole[i : i + 1].tobytes(), fn
+
+
+def test_bad_arguments_are_value_errors_not_crashes() -> None:
+    rng = np.random.default_rng(15)
+    c = Case(rng, 4, 256, 5, 128, "BF16", True, 256)
+    x = rng.standard_normal((1, 256)).astype(np.float32)
+    y = np.empty((1, 4), dtype=np.float32)
+    good = list(c.args())
+
+    def call(fn: str, args: list[Any], xx: Any = x, yy: Any = y, threads: int = 1) -> None:
+        getattr(_serve, fn)(xx, 1, yy, threads, *args)
+
+    for i, bad in ((0, c.codes[:-1]), (1, c.scales.view(np.uint16)[:-1]), (2, c.zeros[:-1]), (3, 5), (4, 255),
+                   (5, 96), (6, 9), (7, 3), (8, 101), (11, 7)):  # fmt: skip
+        args = list(good)
+        args[i] = bad
+        for fn in ("matmul_exact", "matmul_fast"):
+            with pytest.raises(ValueError):
+                call(fn, args)
+    inf = c.scales.copy()
+    inf[1] = np.inf
+    for fn in ("matmul_exact", "matmul_fast"):
+        with pytest.raises(ValueError, match="non-finite"):
+            call(fn, [good[0], inf.view(np.uint16), *good[2:]])
+        with pytest.raises(ValueError):
+            call(fn, good, xx=x[:, :128])
+        with pytest.raises(ValueError):
+            call(fn, good, yy=np.empty((1, 3), dtype=np.float32))
+        with pytest.raises(ValueError):
+            call(fn, good, threads=0)
+        with pytest.raises(TypeError):
+            call(fn, good, yy=bytes(16))  # not writable
+    flat = [*good[:-1], 0]  # signs not shared across rows: exact takes it, fast refuses
+    call("matmul_exact", flat)
+    with pytest.raises(ValueError, match="row-shared"):
+        call("matmul_fast", flat)

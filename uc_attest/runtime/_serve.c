@@ -1,0 +1,863 @@
+/* Serving kernels for packed Linear layers (docs/runtime.md): y = x W^T with W kept packed, off the digest path.
+ *
+ * exact  every row of W decoded bit for bit by the decoder's kernels (quant/_decode_kernels.h: the attested bytes,
+ *        in the source dtype), widened to binary32 (exact), and each output an fp32 dot product in one fixed order:
+ *        16 partial sums (k mod 16), a multiply then an add (no FMA), combined by a fixed tree. The result does not
+ *        depend on the thread count, the ISA path or the batch (every output is computed the same way alone).
+ * fast   the rotation moves to the activations (uc-rht-ldlq/1 shares its signs across rows: W's group holds
+ *        D H (q - z) s, so x . w = s (q - z) . H (D x)): per token and group the activation slice is sign-flipped,
+ *        Walsh-Hadamard transformed and quantized to int8 with its scale a and sum S; then per row and group one
+ *        integer dot product straight from the packed codes (AVX-512 VNNI on codes unpacked in registers, or the
+ *        portable loop) and one fp32 step: y += (s 2^c) a (q . x8 - z S). Deterministic for every thread count,
+ *        ISA and batch (integers, then the same fp32 steps in the same order); not equal to F.linear on the
+ *        reconstruction (docs/runtime.md says by how much).
+ * Work is split by output rows over OpenMP threads (run_parts), as many as the caller says (the process's thread
+ * budget), never over K. Compiled with -ffp-contract=off -fno-fast-math like the decoder.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define UC_X86 1
+#include <immintrin.h>
+#endif
+
+#include "../quant/_exact.h"
+#include "../quant/_decode_kernels.h"
+
+#define MAX_THREADS 64
+#ifndef PREFETCH
+#define PREFETCH 2048
+#endif
+
+/* ---------------------------------------------------------------- parallel parts */
+
+typedef void (*job_t)(void *ctx, int part, int parts);
+
+/* Run fn(ctx, part, parts) for part 0..parts-1 on OpenMP threads. The same OpenMP runtime as torch's intra-op
+ * pool (libgomp, shared by soname): its threads, still spinning after torch's last op, take these parts, where a
+ * pool of our own would compete with them for the same cores. The parts are fixed by `parts`, whatever number
+ * of threads the runtime grants. */
+static void run_parts(job_t fn, void *ctx, int parts) {
+    if (parts <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(parts)
+    {
+        const int n = omp_get_num_threads();
+        for (int part = omp_get_thread_num(); part < parts; part += n) fn(ctx, part, parts);
+    }
+}
+
+/* ---------------------------------------------------------------- the packed weight */
+
+typedef struct {
+    const uint8_t *codes;
+    const uint16_t *scales;
+    const uint8_t *zeros;
+    Py_ssize_t n_rows, k;  /* W is n_rows x k, groups of `group` consecutive weights in C order */
+    params_t p;            /* what the decoder needs (group, bits, dtype, rotation, 2^(e + shift)) */
+} weight_t;
+
+static inline void rows_of(int part, int parts, Py_ssize_t n, Py_ssize_t *r0, Py_ssize_t *r1) {
+    *r0 = n * part / parts;
+    *r1 = n * (part + 1) / parts;
+}
+
+/* ---------------------------------------------------------------- exact */
+
+#define LANES 16
+
+/* sum_k x[k] w[k] in one fixed order: 16 partial sums (k mod 16), each a multiply then an add, then a fixed tree. */
+static inline float dot_fixed_scalar(const float *x, const float *w, Py_ssize_t k) {
+    float acc[LANES] = {0};
+    Py_ssize_t j = 0;
+    for (; j + LANES <= k; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] = acc[l] + x[j + l] * w[j + l];
+    for (int l = 0; j + l < k; l++) acc[l] = acc[l] + x[j + l] * w[j + l];
+    for (int h = LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) acc[l] = acc[l] + acc[l + h];
+    return acc[0];
+}
+
+#ifdef UC_X86
+#define T_SERVE512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,f16c")))
+
+/* The same 16 partial sums as two 8-lane registers (lanes 0-7 and 8-15), then the same tree. */
+T_AVX2 static inline float dot_fixed_avx2(const float *x, const float *w, Py_ssize_t k) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    Py_ssize_t j = 0;
+    for (; j + LANES <= k; j += LANES) {
+        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(w + j)));
+        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(x + j + 8), _mm256_loadu_ps(w + j + 8)));
+    }
+    _Alignas(32) float a[LANES];
+    _mm256_store_ps(a, lo);
+    _mm256_store_ps(a + 8, hi);
+    for (int l = 0; j + l < k; l++) a[l] = a[l] + x[j + l] * w[j + l];
+    for (int h = LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) a[l] = a[l] + a[l + h];
+    return a[0];
+}
+
+T_SERVE512 static inline float dot_fixed_avx512(const float *x, const float *w, Py_ssize_t k) {
+    __m512 acc = _mm512_setzero_ps();
+    Py_ssize_t j = 0;
+    for (; j + LANES <= k; j += LANES)
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(w + j)));
+    if (j < k) {
+        __mmask16 m = (__mmask16)((1u << (k - j)) - 1u);
+        acc = _mm512_mask_add_ps(acc, m, acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, w + j)));
+    }
+    _Alignas(64) float a[LANES];
+    _mm512_store_ps(a, acc);
+    for (int h = LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) a[l] = a[l] + a[l + h];
+    return a[0];
+}
+#endif
+
+static inline void widen(int dtype, const uint8_t *src, Py_ssize_t n, float *out) {
+    if (dtype == 0) memcpy(out, src, (size_t)n * 4);
+    else if (dtype == 1) for (Py_ssize_t i = 0; i < n; i++) out[i] = f16_to_f32(((const uint16_t *)src)[i]);
+    else for (Py_ssize_t i = 0; i < n; i++) out[i] = bits_to_f32((uint32_t)((const uint16_t *)src)[i] << 16);
+}
+
+typedef struct {
+    const weight_t *w;
+    const float *x;  /* m x k */
+    float *y;        /* m x n_rows */
+    Py_ssize_t m;
+    int isa;
+    int failed;
+} exact_job_t;
+
+#ifdef UC_X86
+static int exact_fused_supported(const params_t *p, Py_ssize_t k);
+static int exact_rows_avx512(exact_job_t *job, Py_ssize_t r0, Py_ssize_t r1);
+#endif
+
+static void exact_part(void *arg, int part, int parts) {
+    exact_job_t *job = arg;
+    const weight_t *w = job->w;
+    Py_ssize_t r0, r1;
+    rows_of(part, parts, w->n_rows, &r0, &r1);
+#ifdef UC_X86
+    if (job->isa == ISA_AVX512 && exact_fused_supported(&w->p, w->k)) {
+        if (!exact_rows_avx512(job, r0, r1)) job->failed = 1;
+        return;
+    }
+#endif
+    const Py_ssize_t k = w->k, g = w->p.group, total = w->n_rows * k;
+    const size_t osize = w->p.dtype == 0 ? 4 : 2, group_bytes = (size_t)g * w->p.bits / 8;
+    uint8_t *raw = malloc((size_t)(k + 2 * g) * osize);  /* the groups a row touches: it may start mid-group */
+    float *row = malloc((size_t)k * sizeof(float));
+    if (!raw || !row) {
+        job->failed = 1;
+        free(raw);
+        free(row);
+        return;
+    }
+    kernel_t kern = pick_kernel(&w->p, job->isa);
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        const Py_ssize_t e0 = r * k, g0 = e0 / g, g1 = (e0 + k + g - 1) / g;
+        const Py_ssize_t n = (g1 * g < total ? g1 * g : total) - g0 * g;
+        kern(&w->p, w->codes + g0 * group_bytes, w->scales + g0, w->zeros + g0, (uint64_t)g0, g1 - g0, n, raw);
+        widen(w->p.dtype, raw + (size_t)(e0 - g0 * g) * osize, k, row);
+        for (Py_ssize_t i = 0; i < job->m; i++) {
+#ifdef UC_X86
+            const float *xi = job->x + i * k;
+            float v = job->isa == ISA_AVX512 ? dot_fixed_avx512(xi, row, k)
+                      : job->isa == ISA_AVX2 ? dot_fixed_avx2(xi, row, k)
+                                             : dot_fixed_scalar(xi, row, k);
+#else
+            float v = dot_fixed_scalar(job->x + i * k, row, k);
+#endif
+            job->y[i * w->n_rows + r] = v;
+        }
+    }
+    free(raw);
+    free(row);
+}
+
+#ifdef UC_X86
+/* 64 codes (8 * bits bytes) unpacked to 64 bytes: each 64-bit lane takes one 8-code octet's bytes (vpermb), the
+ * codes are cut out at bit offsets 0, b, ..., 7b (vpmultishiftqb) and masked. */
+static uint8_t perm64[9][64], shift64[9][64];
+
+static void init_serve_tables(void) {
+    for (int b = 2; b <= 8; b++)
+        for (int l = 0; l < 8; l++)
+            for (int i = 0; i < 8; i++) {
+                int idx = l * b + i;
+                perm64[b][8 * l + i] = (uint8_t)(idx < 64 ? idx : 63);
+                shift64[b][8 * l + i] = (uint8_t)(i * b);
+            }
+}
+
+T_SERVE512 static inline __m512i unpack64(const uint8_t *cp, int bits, __m512i perm, __m512i shift, __m512i mask) {
+    __m512i raw = _mm512_maskz_loadu_epi8((__mmask64)((bits * 8 == 64) ? ~0ULL : ((1ULL << (bits * 8)) - 1ULL)), cp);
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm, raw)), mask);
+}
+#endif
+
+#ifdef UC_X86
+/* The fused exact path (AVX-512): each group decoded in registers exactly as kernel_avx512 decodes it, rounded to
+ * the source dtype and widened back (the attested value, in binary32), and consumed at once: one token multiplies
+ * and adds it into its 16 partial sums; several tokens get the row written once and dot it in turn. Rows of whole
+ * groups only; rotated groups of 128 or unrotated groups of a multiple of 16. */
+static int exact_fused_supported(const params_t *p, Py_ssize_t k) {
+    return k % p->group == 0 && (p->rotated ? p->group == 128 : p->group % 16 == 0);
+}
+
+T_SERVE512 static inline __m512 round_to_dtype(int dtype, __m512 f) {
+    if (dtype == 0) return f;
+    if (dtype == 1) return _mm512_cvtph_ps(_mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
+    __m512i u = _mm512_castps_si512(f);  /* bf16: round to nearest even on the bit pattern, as store16 */
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
+                                             _mm512_set1_epi32(0x7FFF)));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+/* The unnormalized Walsh-Hadamard transform of a rotated group of 128 codes, in int16 lanes (4 registers of 32):
+ * q in 0..2^bits - 1, |values| <= 128 (2^bits - 1) < 2^13 at every stage (the format's bits + log2 g <= 13).
+ * Integers: exact, the same numbers as fwht_i32 of (q - z) once z g is taken off element 0 (H 1 = g e0). */
+T_SERVE512 static inline __m512i bfly32(__m512i v, __m512i partner, __mmask32 upper) {
+    return _mm512_mask_sub_epi16(_mm512_add_epi16(v, partner), upper, partner, v);
+}
+
+T_SERVE512 static inline void fwht128_i16(const uint8_t *gp, int bits, int z, __m512i perm, __m512i shift,
+                                          __m512i mask, __m512i v[4]) {
+    const __m512i q0 = unpack64(gp, bits, perm, shift, mask), q1 = unpack64(gp + 8 * bits, bits, perm, shift, mask);
+    v[0] = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(q0));
+    v[1] = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(q0, 1));
+    v[2] = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(q1));
+    v[3] = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(q1, 1));
+    for (int j = 0; j < 4; j++) {  /* stages h = 1, 2, 4 (within 128 bits), 8, 16 (across 128-bit lanes) */
+        __m512i x = v[j];
+        x = bfly32(x, _mm512_rol_epi32(x, 16), 0xAAAAAAAAu);
+        x = bfly32(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0xB1), 0xCCCCCCCCu);
+        x = bfly32(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0x4E), 0xF0F0F0F0u);
+        x = bfly32(x, _mm512_shuffle_i32x4(x, x, 0xB1), 0xFF00FF00u);
+        v[j] = bfly32(x, _mm512_shuffle_i32x4(x, x, 0x4E), 0xFFFF0000u);
+    }
+    for (int h = 1; h < 4; h <<= 1)  /* stages 32, 64: whole registers */
+        for (int i = 0; i < 4; i += h << 1)
+            for (int j = i; j < i + h; j++) {
+                __m512i a = v[j], b = v[j + h];
+                v[j] = _mm512_add_epi16(a, b);
+                v[j + h] = _mm512_sub_epi16(a, b);
+            }
+    v[0] = _mm512_mask_sub_epi16(v[0], 1u, v[0], _mm512_set1_epi16((short)(z * 128)));
+}
+
+/* Row r's weights 16 at a time into out (k floats) or, with x, straight into the 16 partial sums *acc. With
+ * `signed_x` the row-shared rotation signs are already on x (sign_k x_k w_k = x_k (sign_k w_k) exactly: rounding
+ * to nearest is symmetric), so they are not applied to the weights. */
+T_SERVE512 static inline void exact_row_avx512(const weight_t *w, Py_ssize_t r, const float *x, int signed_x,
+                                               __m512 *acc, float *out) {
+    const params_t *p = &w->p;
+    const int g = p->group, bits = p->bits, dtype = p->dtype;
+    const Py_ssize_t gpr = w->k / g, group_bytes = (Py_ssize_t)g * bits / 8;
+    const __m512i shuf = _mm512_loadu_si512(shuf16[bits]), shifts = _mm512_loadu_si512(shift16[bits]);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1), sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
+    const __m512i mask8 = _mm512_set1_epi8((char)((1 << bits) - 1));
+    __m512 a = x ? *acc : _mm512_setzero_ps();
+    for (Py_ssize_t b = 0; b < gpr; b++) {
+        const Py_ssize_t gi = r * gpr + b;
+        const uint8_t *gp = w->codes + gi * group_bytes;
+        const __m512 s = _mm512_set1_ps(f16_to_f32(w->scales[gi]) * p->pow2);
+        const Py_ssize_t e = b * g;
+        if (p->rotated) {  /* g == 128 */
+            __m512i v[4];
+            fwht128_i16(gp, bits, w->zeros[gi], perm, shift, mask8, v);
+            uint64_t bm[2] = {0, 0};
+            if (!signed_x) group_signs(bm, p->key, (uint64_t)gi * 128u, 128, p->period);
+            for (int j = 0; j < 8; j++) {
+                __m256i half = (j & 1) ? _mm512_extracti64x4_epi64(v[j / 2], 1) : _mm512_castsi512_si256(v[j / 2]);
+                __m512i u = _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(half)), s));
+                __mmask16 m = (__mmask16)((bm[j / 4] >> (16 * (j % 4))) & 0xFFFF);
+                __m512 f = round_to_dtype(dtype, _mm512_castsi512_ps(_mm512_mask_xor_epi32(u, m, u, sign)));
+                if (x) a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_loadu_ps(x + e + 16 * j), f));
+                else _mm512_storeu_ps(out + e + 16 * j, f);
+            }
+        } else {
+            const __m512i z = _mm512_set1_epi32(w->zeros[gi]);
+            for (int j = 0; j < g; j += 16, gp += 2 * bits) {
+                __m512 f = round_to_dtype(dtype, _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(unpack16(gp, p->codes_end, bits, shuf, shifts, mask, z)), s));
+                if (x) a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_loadu_ps(x + e + j), f));
+                else _mm512_storeu_ps(out + e + j, f);
+            }
+        }
+    }
+    if (x) *acc = a;
+}
+
+/* The 16 partial sums summed by the fixed tree of dot_fixed_scalar. */
+T_SERVE512 static inline float tree16(__m512 acc) {
+    _Alignas(64) float t[LANES];
+    _mm512_store_ps(t, acc);
+    for (int h = LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) t[l] = t[l] + t[l + h];
+    return t[0];
+}
+
+T_SERVE512 static int exact_rows_avx512(exact_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
+    const weight_t *w = job->w;
+    const Py_ssize_t k = w->k;
+    if (job->m == 1) {
+        const float *x = job->x;
+        float *xs = NULL;
+        const int fold = w->p.rotated && w->p.period == (uint64_t)k;  /* row-shared signs: onto x, once */
+        if (fold) {
+            xs = malloc((size_t)k * sizeof(float));
+            if (!xs) return 0;
+            uint64_t bm[2];
+            for (Py_ssize_t e = 0; e < k; e += 128) {
+                group_signs(bm, w->p.key, (uint64_t)e, 128, w->p.period);
+                for (int j = 0; j < 128; j++)
+                    xs[e + j] = ((bm[j / 64] >> (j % 64)) & 1u) ? -job->x[e + j] : job->x[e + j];
+            }
+            x = xs;
+        }
+        for (Py_ssize_t r = r0; r < r1; r++) {
+            __m512 acc = _mm512_setzero_ps();
+            exact_row_avx512(w, r, x, fold, &acc, NULL);
+            job->y[r] = tree16(acc);
+        }
+        free(xs);
+        return 1;
+    }
+    float *row = malloc((size_t)k * sizeof(float));
+    if (!row) return 0;
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        exact_row_avx512(w, r, NULL, 0, NULL, row);
+        for (Py_ssize_t i = 0; i < job->m; i++) job->y[i * w->n_rows + r] = dot_fixed_avx512(job->x + i * k, row, k);
+    }
+    free(row);
+    return 1;
+}
+#endif
+
+/* ---------------------------------------------------------------- fast: int8 activations */
+
+/* One activation row: per group, the signs, the Walsh-Hadamard transform (binary32, butterflies h = 1, 2, ...),
+ * then int8 with scale a = max|x'| / 127 (round to nearest even) and the sum of the int8 values. */
+static void quantize_row(const float *x, Py_ssize_t k, int g, int rotated, uint64_t key, uint64_t period, int8_t *x8,
+                         float *scale, int32_t *sum) {
+    float t[MAX_GROUP];
+    uint64_t bm[MAX_GROUP / 64];
+    for (Py_ssize_t b = 0; b < k / g; b++) {
+        memcpy(t, x + b * g, (size_t)g * sizeof(float));
+        if (rotated) {
+            group_signs(bm, key, (uint64_t)(b * g), g, period);
+            for (int j = 0; j < g; j++)
+                if ((bm[j / 64] >> (j % 64)) & 1u) t[j] = -t[j];
+            for (int h = 1; h < g; h <<= 1)
+                for (int i = 0; i < g; i += h << 1)
+                    for (int j = i; j < i + h; j++) {
+                        float u = t[j], v = t[j + h];
+                        t[j] = u + v;
+                        t[j + h] = u - v;
+                    }
+        }
+        float amax = 0.0f;
+        for (int j = 0; j < g; j++) amax = fabsf(t[j]) > amax ? fabsf(t[j]) : amax;
+        float a = amax / 127.0f;
+        int32_t s = 0;
+        for (int j = 0; j < g; j++) {
+            float q = a > 0.0f ? nearbyintf(t[j] / a) : 0.0f;
+            q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+            x8[b * g + j] = (int8_t)q;
+            s += (int32_t)q;
+        }
+        scale[b] = a;
+        sum[b] = s;
+    }
+}
+
+/* The integer dot product of one group's packed codes (unsigned, `bits` each) with g int8 activations. */
+static inline int32_t dot_codes_scalar(const uint8_t *cp, int g, int bits, const int8_t *x8) {
+    const uint64_t mask = (1u << bits) - 1u;
+    int32_t d = 0;
+    for (int c8 = 0; c8 < g; c8 += 8, cp += bits) {
+        uint64_t word = 0;
+        memcpy(&word, cp, (size_t)bits);
+        for (int j = 0; j < 8; j++) d += (int32_t)((word >> (bits * j)) & mask) * (int32_t)x8[c8 + j];
+    }
+    return d;
+}
+
+
+typedef struct {
+    const weight_t *w;
+    const int8_t *x8;      /* m x k */
+    const float *scale;    /* m x k/g */
+    const int32_t *sum;    /* m x k/g */
+    float *y;              /* m x n_rows */
+    Py_ssize_t m;
+    int isa;
+    int failed;
+} fast_job_t;
+
+#ifdef UC_X86
+/* Rows r0..r1 of fast mode on AVX-512 VBMI + VNNI, one row at a time: each group's codes unpacked once, used for
+ * every token (the rows a block of 16 leaves over). */
+T_SERVE512 static void fast_rows_avx512(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8;
+    const float pow2 = w->p.pow2;
+    const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
+    const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+    __m512i q[MAX_GROUP / 64];
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        for (Py_ssize_t i = 0; i < job->m; i++) job->y[i * w->n_rows + r] = 0.0f;
+        for (Py_ssize_t b = 0; b < gpr; b++) {
+            const Py_ssize_t gi = r * gpr + b;
+            const uint8_t *cp = w->codes + gi * group_bytes;
+            for (int v = 0; v < g / 64; v++) q[v] = unpack64(cp + v * 8 * bits, bits, perm, shift, mask);
+            const float s = f16_to_f32(w->scales[gi]) * pow2;
+            const int32_t z = w->zeros[gi];
+            for (Py_ssize_t i = 0; i < job->m; i++) {
+                const int8_t *xv = job->x8 + i * k + b * g;
+                __m512i acc = _mm512_setzero_si512();
+                for (int v = 0; v < g / 64; v++) acc = _mm512_dpbusd_epi32(acc, q[v], _mm512_loadu_si512(xv + 64 * v));
+                const int32_t d = _mm512_reduce_add_epi32(acc) - z * job->sum[i * gpr + b];
+                float *y = &job->y[i * w->n_rows + r];
+                *y = *y + (s * job->scale[i * gpr + b]) * (float)d;
+            }
+        }
+    }
+}
+
+/* Lane r of the result: the sum of the 16 lanes of a[r] (integers: exact in any order). */
+T_SERVE512 static inline __m512i reduce16(__m512i a[16]) {
+    __m512i s4[4];
+    for (int j = 0; j < 4; j++) {
+        __m512i p[2];
+        for (int h = 0; h < 2; h++) {
+            __m512i x = a[4 * j + 2 * h], y = a[4 * j + 2 * h + 1];
+            p[h] = _mm512_add_epi32(_mm512_unpacklo_epi32(x, y), _mm512_unpackhi_epi32(x, y));
+        }
+        s4[j] = _mm512_add_epi32(_mm512_unpacklo_epi64(p[0], p[1]), _mm512_unpackhi_epi64(p[0], p[1]));
+    }  /* s4[j]: rows 4j..4j+3 in each 128-bit lane, one partial sum per lane */
+    __m512i u01 = _mm512_add_epi32(_mm512_shuffle_i32x4(s4[0], s4[1], 0x88), _mm512_shuffle_i32x4(s4[0], s4[1], 0xDD));
+    __m512i u23 = _mm512_add_epi32(_mm512_shuffle_i32x4(s4[2], s4[3], 0x88), _mm512_shuffle_i32x4(s4[2], s4[3], 0xDD));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(u01, u23, 0x88), _mm512_shuffle_i32x4(u01, u23, 0xDD));
+}
+
+/* A 16 x 16 matrix of 32-bit values transposed in registers: out[c] lane r = in[r] lane c. */
+T_SERVE512 static inline void transpose16(const __m512i in[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }  /* u[4q + j], 128-bit lane L: column 4L + j of rows 4q..4q+3 */
+    for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), w = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+        __m512i v2 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE), w2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+        out[j] = _mm512_shuffle_i32x4(v, w, 0x88);
+        out[4 + j] = _mm512_shuffle_i32x4(v, w, 0xDD);
+        out[8 + j] = _mm512_shuffle_i32x4(v2, w2, 0x88);
+        out[12 + j] = _mm512_shuffle_i32x4(v2, w2, 0xDD);
+    }
+}
+
+/* The scales (times 2^(e + shift)) and zero-points of group b of rows rb..rb+15, one per lane. */
+T_SERVE512 static inline void block_params(const weight_t *w, Py_ssize_t rb, Py_ssize_t gpr, Py_ssize_t b, __m512 *s,
+                                           __m512i *z) {
+    _Alignas(32) uint16_t sh[16];
+    _Alignas(64) int32_t zz[16];
+    for (int r = 0; r < 16; r++) {
+        sh[r] = w->scales[(rb + r) * gpr + b];
+        zz[r] = w->zeros[(rb + r) * gpr + b];
+    }
+    *s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256((const __m256i *)sh)), _mm512_set1_ps(w->p.pow2));
+    *z = _mm512_load_si512(zz);
+}
+
+/* Rows r0..r1 for token i (few tokens), each row read front to back: the integer dot products of 16 consecutive
+ * groups reduced together (lane j: group b + j), then (s a) d per group in lanes, then y += that, group after
+ * group in order: what the scalar path computes, with one stream of codes, scales and zero-points per row. */
+T_SERVE512 static void fast_rows_gemv(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t i) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8;
+    const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
+    const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+    const __m512 pow2 = _mm512_set1_ps(w->p.pow2);
+    const int8_t *x8 = job->x8 + i * k;
+    const float *xa = job->scale + i * gpr;
+    const int32_t *xs = job->sum + i * gpr;
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        const uint8_t *codes = w->codes + r * gpr * group_bytes;
+        const uint16_t *scales = w->scales + r * gpr;
+        const uint8_t *zeros = w->zeros + r * gpr;
+        float y = 0.0f;
+        for (Py_ssize_t b0 = 0; b0 < gpr; b0 += 16) {
+            const int n = gpr - b0 < 16 ? (int)(gpr - b0) : 16;
+            const __mmask16 lanes = (__mmask16)((1u << n) - 1u);
+            __m512i acc[16];
+            for (int j = 0; j < 16; j++) {
+                __m512i a = _mm512_setzero_si512();
+                if (j < n) {
+                    const uint8_t *cp = codes + (b0 + j) * group_bytes;
+                    const int8_t *xv = x8 + (b0 + j) * g;
+                    _mm_prefetch((const char *)cp + PREFETCH, _MM_HINT_T0);  /* stays inside the codes: a hint only */
+                    _mm_prefetch((const char *)cp + PREFETCH + 64, _MM_HINT_T0);
+                    for (int v = 0; v < g / 64; v++)
+                        a = _mm512_dpbusd_epi32(a, unpack64(cp + v * 8 * bits, bits, perm, shift, mask),
+                                                _mm512_loadu_si512(xv + 64 * v));
+                }
+                acc[j] = a;
+            }
+            const __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, scales + b0)), pow2);
+            const __m512i z = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, zeros + b0));
+            const __m512i d = _mm512_sub_epi32(reduce16(acc), _mm512_mullo_epi32(z, _mm512_maskz_loadu_epi32(lanes, xs + b0)));
+            const __m512 t = _mm512_mul_ps(_mm512_mul_ps(s, _mm512_maskz_loadu_ps(lanes, xa + b0)), _mm512_cvtepi32_ps(d));
+            _Alignas(64) float tv[16];
+            _mm512_store_ps(tv, t);
+            for (int j = 0; j < n; j++) y = y + tv[j];
+        }
+        job->y[i * w->n_rows + r] = y;
+    }
+}
+
+/* Rows rb..rb+15 for every token (a batch): each group's codes unpacked once and interleaved 4 bytes per row
+ * (vector c, lane r: codes 4c..4c+3 of row r), then per token one dpbusd per 4 codes with the token's 4 int8
+ * values broadcast: the 16 rows' dot products accumulate in lanes, no reduction. ybuf: m x 16 floats. */
+T_SERVE512 static void fast_block_gemm(const fast_job_t *job, Py_ssize_t rb, float *ybuf) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8, m = job->m;
+    const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
+    const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+    __m512i wt[MAX_GROUP / 4];
+    for (Py_ssize_t i = 0; i < m; i++) _mm512_storeu_ps(ybuf + 16 * i, _mm512_setzero_ps());
+    for (Py_ssize_t b = 0; b < gpr; b++) {
+        for (int v = 0; v < g / 64; v++) {
+            __m512i rows[16];
+            for (int r = 0; r < 16; r++)
+                rows[r] = unpack64(w->codes + ((rb + r) * gpr + b) * group_bytes + v * 8 * bits, bits, perm, shift, mask);
+            transpose16(rows, wt + 16 * v);
+        }
+        __m512 s;
+        __m512i z;
+        block_params(w, rb, gpr, b, &s, &z);
+        Py_ssize_t i = 0;
+        for (; i + 4 <= m; i += 4) {
+            const int32_t *x0 = (const int32_t *)(job->x8 + i * k + b * g);
+            const Py_ssize_t xs = k / 4;  /* one token's int32 words */
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+            for (int c = 0; c < g / 4; c++) {
+                a0 = _mm512_dpbusd_epi32(a0, wt[c], _mm512_set1_epi32(x0[c]));
+                a1 = _mm512_dpbusd_epi32(a1, wt[c], _mm512_set1_epi32(x0[xs + c]));
+                a2 = _mm512_dpbusd_epi32(a2, wt[c], _mm512_set1_epi32(x0[2 * xs + c]));
+                a3 = _mm512_dpbusd_epi32(a3, wt[c], _mm512_set1_epi32(x0[3 * xs + c]));
+            }
+            __m512i acc[4] = {a0, a1, a2, a3};
+            for (int t = 0; t < 4; t++) {
+                const Py_ssize_t it = i + t;
+                __m512i d = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(z, _mm512_set1_epi32(job->sum[it * gpr + b])));
+                __m512 yv = _mm512_loadu_ps(ybuf + 16 * it);
+                yv = _mm512_add_ps(yv, _mm512_mul_ps(_mm512_mul_ps(s, _mm512_set1_ps(job->scale[it * gpr + b])),
+                                                     _mm512_cvtepi32_ps(d)));
+                _mm512_storeu_ps(ybuf + 16 * it, yv);
+            }
+        }
+        for (; i < m; i++) {
+            const int32_t *x0 = (const int32_t *)(job->x8 + i * k + b * g);
+            __m512i a0 = _mm512_setzero_si512();
+            for (int c = 0; c < g / 4; c++) a0 = _mm512_dpbusd_epi32(a0, wt[c], _mm512_set1_epi32(x0[c]));
+            __m512i d = _mm512_sub_epi32(a0, _mm512_mullo_epi32(z, _mm512_set1_epi32(job->sum[i * gpr + b])));
+            __m512 yv = _mm512_loadu_ps(ybuf + 16 * i);
+            yv = _mm512_add_ps(yv, _mm512_mul_ps(_mm512_mul_ps(s, _mm512_set1_ps(job->scale[i * gpr + b])),
+                                                 _mm512_cvtepi32_ps(d)));
+            _mm512_storeu_ps(ybuf + 16 * i, yv);
+        }
+    }
+    for (Py_ssize_t i = 0; i < m; i++) memcpy(job->y + i * w->n_rows + rb, ybuf + 16 * i, 16 * sizeof(float));
+}
+
+/* Rows r0..r1 on AVX-512: blocks of 16 rows (gemv for fewer than 4 tokens, gemm otherwise), the rest row by row.
+ * Returns 0 when a buffer cannot be allocated. */
+T_SERVE512 static int fast_part_avx512(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
+    Py_ssize_t r = r0;
+    if (job->m < 4) {
+        for (Py_ssize_t i = 0; i < job->m; i++) fast_rows_gemv(job, r0, r1, i);
+        return 1;
+    } else {
+        float *ybuf = malloc((size_t)job->m * 16 * sizeof(float));
+        if (!ybuf) return 0;
+        for (; r + 16 <= r1; r += 16) fast_block_gemm(job, r, ybuf);
+        free(ybuf);
+    }
+    fast_rows_avx512(job, r, r1);
+    return 1;
+}
+#endif
+
+static void fast_rows_scalar(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8;
+    const float pow2 = w->p.pow2;
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        for (Py_ssize_t i = 0; i < job->m; i++) job->y[i * w->n_rows + r] = 0.0f;
+        for (Py_ssize_t b = 0; b < gpr; b++) {
+            const Py_ssize_t gi = r * gpr + b;
+            const float s = f16_to_f32(w->scales[gi]) * pow2;
+            const int32_t z = w->zeros[gi];
+            for (Py_ssize_t i = 0; i < job->m; i++) {
+                const int32_t d = dot_codes_scalar(w->codes + gi * group_bytes, g, bits, job->x8 + i * k + b * g) -
+                                  z * job->sum[i * gpr + b];
+                float *y = &job->y[i * w->n_rows + r];
+                *y = *y + (s * job->scale[i * gpr + b]) * (float)d;
+            }
+        }
+    }
+}
+
+/* The integer dot products are exact on every path and the fp32 steps are the same, so both paths agree bit for bit. */
+static void fast_part(void *arg, int part, int parts) {
+    fast_job_t *job = arg;
+    Py_ssize_t r0, r1;
+    rows_of(part, parts, job->w->n_rows, &r0, &r1);
+#ifdef UC_X86
+    if (job->isa == ISA_AVX512 && job->w->p.group % 64 == 0) {
+        if (!fast_part_avx512(job, r0, r1)) job->failed = 1;
+        return;
+    }
+#endif
+    fast_rows_scalar(job, r0, r1);
+}
+
+/* ---------------------------------------------------------------- dispatch and the entry points */
+
+static int isa_current = ISA_SCALAR;
+
+/* avx512 here also needs VBMI (vpermb, vpmultishiftqb) and VNNI (vpdpbusd); a CPU without them serves on avx2. */
+static int serve_isa_supported(int isa) {
+#ifdef UC_X86
+    __builtin_cpu_init();
+    if (isa == ISA_AVX512)
+        return isa_supported(ISA_AVX512) && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+#endif
+    return isa_supported(isa);
+}
+
+static void release3(Py_buffer bufs[3]) {
+    for (int i = 0; i < 3; i++) PyBuffer_Release(&bufs[i]);
+}
+
+/* The weight: (codes, scales, zeros, n_rows, k, group, bits, dtype, exponent, rotated, key, period). */
+static int parse_weight(PyObject *args, Py_ssize_t first, weight_t *w, Py_buffer bufs[3]) {
+    PyObject *t = PyTuple_GetSlice(args, first, first + 12);
+    if (!t) return 0;
+    int group, bits, dtype, exponent, rotated;
+    unsigned long long key, period;
+    int ok = PyArg_ParseTuple(t, "y*y*y*nniiiipKK", &bufs[0], &bufs[1], &bufs[2], &w->n_rows, &w->k, &group, &bits,
+                              &dtype, &exponent, &rotated, &key, &period);
+    Py_DECREF(t);
+    if (!ok) return 0;
+    Py_ssize_t elems = 0, groups = 0, need = 0;
+    const char *bad = NULL;
+    memset(&w->p, 0, sizeof w->p);
+    if (!setup(&w->p, "packed weight", exponent, group, bits, dtype, rotated, key, (Py_ssize_t)period, &bufs[1])) {
+        release3(bufs);
+        return 0;
+    }
+    if (w->n_rows < 1 || w->k < 1) bad = "rows and k must be positive";
+    else if (__builtin_mul_overflow(w->n_rows, w->k, &elems) || elems > PY_SSIZE_T_MAX / 4 ||
+             (groups = (elems + group - 1) / group, __builtin_mul_overflow(groups, (Py_ssize_t)group * bits / 8, &need)))
+        bad = "rows * k: too large";
+    else if (bufs[0].len != need || bufs[1].len != 2 * groups || bufs[2].len != groups)
+        bad = "codes, scales and zeros must hold exactly ceil(rows * k / group) groups";
+    if (bad) {
+        release3(bufs);
+        PyErr_Format(PyExc_ValueError, "packed weight: %s", bad);
+        return 0;
+    }
+    w->p.codes_end = (const uint8_t *)bufs[0].buf + bufs[0].len;
+    w->codes = bufs[0].buf;
+    w->scales = bufs[1].buf;
+    w->zeros = bufs[2].buf;
+    return 1;
+}
+
+
+static int check_threads(int threads) {
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "threads must be 1 to %d", MAX_THREADS);
+        return 0;
+    }
+    return 1;
+}
+
+/* matmul_exact(x, m, y, threads, *weight): y[m, rows] = x[m, k] W^T, W decoded bit for bit (see the header). */
+static PyObject *matmul_exact(PyObject *self, PyObject *args) {
+    Py_buffer x, y, bufs[3];
+    Py_ssize_t m;
+    int threads;
+    PyObject *head = PyTuple_GetSlice(args, 0, 4);
+    if (!head) return NULL;
+    int ok = PyArg_ParseTuple(head, "y*nw*i", &x, &m, &y, &threads);
+    Py_DECREF(head);
+    if (!ok) return NULL;
+    weight_t w;
+    if (PyTuple_GET_SIZE(args) != 16 || !check_threads(threads) || !parse_weight(args, 4, &w, bufs)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "matmul_exact: x, m, y, threads and 12 weight fields");
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&y);
+        return NULL;
+    }
+    Py_ssize_t xn, yn;
+    if (m < 1 || __builtin_mul_overflow(m, w.k * 4, &xn) || __builtin_mul_overflow(m, w.n_rows * 4, &yn) ||
+        x.len != xn || y.len != yn || (uintptr_t)x.buf % 4 || (uintptr_t)y.buf % 4) {
+        release3(bufs);
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&y);
+        return PyErr_Format(PyExc_ValueError, "matmul_exact: x must be float32 [m, k], y float32 [m, rows], m >= 1");
+    }
+    exact_job_t job = {&w, x.buf, y.buf, m, isa_current, 0};
+    int parts = threads < w.n_rows ? threads : (int)w.n_rows;
+    Py_BEGIN_ALLOW_THREADS
+    run_parts(exact_part, &job, parts);
+    Py_END_ALLOW_THREADS
+    release3(bufs);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&y);
+    if (job.failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* matmul_fast(x, m, y, threads, *weight): y[m, rows] = x[m, k] W^T from int8 activations and the packed codes (see
+ * the header). Needs rows of whole groups and, when rotated, row-shared signs (period == k). */
+static PyObject *matmul_fast(PyObject *self, PyObject *args) {
+    Py_buffer x, y, bufs[3];
+    Py_ssize_t m;
+    int threads;
+    PyObject *head = PyTuple_GetSlice(args, 0, 4);
+    if (!head) return NULL;
+    int ok = PyArg_ParseTuple(head, "y*nw*i", &x, &m, &y, &threads);
+    Py_DECREF(head);
+    if (!ok) return NULL;
+    weight_t w;
+    if (PyTuple_GET_SIZE(args) != 16 || !check_threads(threads) || !parse_weight(args, 4, &w, bufs)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "matmul_fast: x, m, y, threads and 12 weight fields");
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&y);
+        return NULL;
+    }
+    const Py_ssize_t g = w.p.group, gpr = w.k / g;
+    Py_ssize_t xn, yn;
+    const char *bad = NULL;
+    if (w.k % g || (w.p.rotated && w.p.period != (uint64_t)w.k))
+        bad = "rows of whole groups and, when rotated, row-shared signs (the scheme's sign period is the row length)";
+    else if (m < 1 || __builtin_mul_overflow(m, w.k * 4, &xn) || __builtin_mul_overflow(m, w.n_rows * 4, &yn) ||
+             x.len != xn || y.len != yn || (uintptr_t)x.buf % 4 || (uintptr_t)y.buf % 4)
+        bad = "x must be float32 [m, k], y float32 [m, rows], m >= 1";
+    int8_t *x8 = NULL;
+    float *scale = NULL;
+    int32_t *sum = NULL;
+    if (!bad) {
+        x8 = malloc((size_t)(m * w.k));
+        scale = malloc((size_t)(m * gpr) * sizeof(float));
+        sum = malloc((size_t)(m * gpr) * sizeof(int32_t));
+    }
+    int failed = 0;
+    if (!bad && x8 && scale && sum) {
+        fast_job_t job = {&w, x8, scale, sum, y.buf, m, isa_current, 0};
+        int parts = threads < w.n_rows ? threads : (int)w.n_rows;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < m; i++)
+            quantize_row((const float *)x.buf + i * w.k, w.k, (int)g, w.p.rotated, w.p.key, w.p.period, x8 + i * w.k,
+                         scale + i * gpr, sum + i * gpr);
+        run_parts(fast_part, &job, parts);
+        Py_END_ALLOW_THREADS
+        failed = job.failed;
+    }
+    int nomem = failed || (!bad && !(x8 && scale && sum));
+    free(x8);
+    free(scale);
+    free(sum);
+    release3(bufs);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&y);
+    if (bad) return PyErr_Format(PyExc_ValueError, "matmul_fast: %s", bad);
+    if (nomem) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_isa(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, isa_names[i])) {
+            if (!serve_isa_supported(i)) return PyErr_Format(PyExc_ValueError, "set_isa: this CPU lacks %s", name);
+            isa_current = i;
+            Py_RETURN_NONE;
+        }
+    return PyErr_Format(PyExc_ValueError, "set_isa: %R is not one of scalar, avx2, avx512", arg);
+}
+
+static PyObject *get_isa(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa_names[isa_current]); }
+
+static PyObject *supported_isas(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < 3; i++)
+        if (serve_isa_supported(i)) {
+            PyObject *s = PyUnicode_FromString(isa_names[i]);
+            if (!s || PyList_Append(out, s) < 0) {
+                Py_XDECREF(s);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(s);
+        }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"matmul_exact", matmul_exact, METH_VARARGS, "y = x W^T, W decoded bit for bit, a fixed-order fp32 reduction."},
+    {"matmul_fast", matmul_fast, METH_VARARGS, "y = x W^T from int8 activations and the packed codes."},
+    {"set_isa", set_isa, METH_O, "Force a path: scalar, avx2 or avx512."},
+    {"get_isa", get_isa, METH_NOARGS, "The path in use."},
+    {"supported_isas", supported_isas, METH_NOARGS, "The paths this CPU has."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT, .m_name = "_serve", .m_doc = "Serving kernels for packed Linear layers.",
+    .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__serve(void) {
+#ifdef UC_X86
+    init_tables();
+    init_serve_tables();
+#endif
+    for (int i = 2; i >= 0; i--)
+        if (serve_isa_supported(i)) {
+            isa_current = i;
+            break;
+        }
+    const char *env = getenv("UC_ATTEST_SERVE_ISA");  /* lower the path for tests; never above what the CPU has */
+    if (env)
+        for (int i = 0; i < isa_current; i++)
+            if (!strcmp(env, isa_names[i])) isa_current = i;
+    return PyModule_Create(&module);
+}

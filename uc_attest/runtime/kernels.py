@@ -1,0 +1,168 @@
+"""How a packed Linear layer computes ``x W^T``: the three serving modes (docs/runtime.md) and the runtime id.
+
+``reference``  decode with torch ops, then ``F.linear``: bit-equal to transformers on ``reconstruct``'s output
+               (CPU and CUDA; the mode validations and tests compare against).
+``exact``      the native kernel (``_serve.matmul_exact``): every row decoded bit for bit, then one fixed-order
+               fp32 dot product per output. The same outputs for every thread count, ISA path and batch.
+``fast``       the fused kernel (``_serve.matmul_fast``): the rotation moved onto int8 activations, integer dot
+               products straight from the packed codes. The same outputs for every thread count and ISA path;
+               close to, not equal to, ``exact`` (docs/runtime.md says how close).
+
+A layer the fused kernel cannot take (rows that are not whole groups, or signs not shared across rows) runs
+``exact`` and the load says so; without the native module every layer runs ``reference``, said the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..core import threads
+from ..errors import UsageError
+from ..quant.native_decode import DTYPE_CODES
+
+try:
+    from . import _serve as _native  # type: ignore[attr-defined]
+except ImportError:  # a pure-Python install: every layer runs reference
+    _native = None
+
+KERNEL = "uc-serve/1"  # bumped whenever a kernel's outputs change
+
+
+class Mode(enum.Enum):
+    REFERENCE = "reference"
+    EXACT = "exact"
+    FAST = "fast"
+
+    @classmethod
+    def parse(cls, value: Mode | str) -> Mode:
+        if isinstance(value, Mode):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise UsageError(f"mode must be one of reference, exact, fast; got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What computes a served model's outputs: recorded by ``validate``, compared by the gate (policy
+    ``validation.runtime``). ``isa`` is the native path (scalar, avx2, avx512) or the torch device."""
+
+    mode: Mode
+    kernel: str
+    isa: str
+    version: str = field(default_factory=lambda: _our_version())
+
+    @property
+    def id(self) -> str:
+        return f"uc-attest {self.version} {self.mode.value} {self.kernel} {self.isa}"
+
+
+def _our_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("uc-attest")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def available() -> bool:
+    return _native is not None
+
+
+def isa() -> str:
+    return _native.get_isa() if _native is not None else "none"
+
+
+def runtime(mode: Mode, device: torch.device) -> Runtime:
+    """The runtime a model loaded in ``mode`` on ``device`` runs (reference: torch's own kernels)."""
+    if mode is Mode.REFERENCE:
+        return Runtime(mode, f"torch {torch.__version__.split('+')[0]}", device.type)
+    return Runtime(mode, KERNEL, isa())
+
+
+def default_mode(device: torch.device, cache: bool = False) -> Mode:
+    """fast on CPU; reference on other devices, or where decoded weights are to be kept (``cache``)."""
+    return Mode.FAST if device.type == "cpu" and not cache else Mode.REFERENCE
+
+
+def effective_mode(mode: Mode, device: torch.device) -> Mode:
+    """The mode a load can run: the native modes need a CPU device; without the native module, reference."""
+    if mode is Mode.REFERENCE:
+        return mode
+    if device.type != "cpu":
+        raise UsageError(f"mode {mode.value} runs on CPU; on {device.type} use mode reference")
+    return mode if _native is not None else Mode.REFERENCE
+
+
+def fast_unsupported(shape: torch.Size, group: int, rotated: bool, period: int) -> str | None:
+    """Why the fused kernel cannot take a weight (None: it can)."""
+    k = int(shape[1])
+    if k % group:
+        return f"rows of {k} weights are not whole groups of {group}"
+    if rotated and period != k:
+        return "its rotation signs are not shared across rows"
+    return None
+
+
+def layer_mode(mode: Mode, weight: Any) -> tuple[Mode, str | None]:
+    """The mode one packed weight is served in, and why it is not the one asked for (None: it is)."""
+    if mode is Mode.FAST:
+        rec = weight.record
+        why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period)
+        if why is not None:
+            return Mode.EXACT, why
+    return mode, None
+
+
+class NativeWeight:
+    """The arguments the native kernels take for one packed weight (views of its buffers, no copies)."""
+
+    def __init__(self, weight: Any) -> None:
+        rec = weight.record
+        self.rows, self.k = int(weight.shape[0]), int(weight.shape[1])
+        self.args = (
+            weight.uc_codes.numpy(),
+            weight.uc_scales.view(torch.int16).numpy(),
+            weight.uc_zeros.numpy(),
+            self.rows,
+            self.k,
+            rec.group_size,
+            rec.bits,
+            DTYPE_CODES[_DTYPE_NAMES[weight.dtype]],
+            rec.exponent,
+            weight.key is not None,
+            weight.key or 0,
+            weight.sign_period,
+        )
+
+    def matmul(self, x: torch.Tensor, mode: Mode) -> torch.Tensor:
+        """``x W^T`` in float32 for ``x`` of shape [..., k] (any float dtype; widened to float32 exactly)."""
+        assert _native is not None
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.k).to(torch.float32).contiguous()
+        m = x2.shape[0]
+        y = torch.empty((m, self.rows), dtype=torch.float32)
+        if m:
+            fn = _native.matmul_fast if mode is Mode.FAST else _native.matmul_exact
+            fn(x2.numpy(), m, y.numpy(), threads.budget(), *self.args)
+        return y.reshape(*lead, self.rows)
+
+
+_DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def set_isa(name: str) -> None:
+    """Force a native path (tests, benchmarks): scalar, avx2 or avx512, where the CPU has it."""
+    if _native is None:
+        raise UsageError("the native serving kernels are not built")
+    _native.set_isa(name)
+
+
+def supported_isas() -> list[str]:
+    return list(_native.supported_isas()) if _native is not None else []
