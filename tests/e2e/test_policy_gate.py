@@ -297,3 +297,70 @@ def test_a_required_online_log_check_is_never_satisfied_offline(world: dict[str,
     assert g.returncode == 1 and cli("gate", pack, "--policy", policy).returncode == 0
     # the root was validated: the gate says the validation does not meet the policy, not that the manifest changed
     assert "was validated, but no validation of it meets the policy" in g.stderr and "changed" not in g.stderr
+
+
+# -- validation names its runtime (issue 30) ------------------------------------------------------------------
+
+
+def test_a_validation_names_its_runtime_and_the_gate_can_require_the_deployment_to_match(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """validate --runtime fast signs the runtime with the metrics; under validation.runtime: match the gate,
+    verify and load_model admit the validated weights only on the validated kernel (mode and kernel id)."""
+    trust = uc.select_trust(None, world["instance"])
+    pack = world["root"] / "pack"
+    fast = tmp_path / "fast.sigstore.json"
+    r = cli("validate", pack, "--report", report(tmp_path / "m.json"), "--instance", world["instance"],
+            "--identity", VALIDATOR, "--runtime", "fast", "--bundle", fast)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    old = world["root"] / "pack.validation.sigstore.json"  # names no runtime
+    match = write_policy(tmp_path / "match.yaml", world["instance"],
+                         **{"  max_age_days: 180\n": "  max_age_days: 180\n  runtime: match\n"})  # fmt: skip
+    named = write_policy(tmp_path / "named.yaml", world["instance"],
+                         **{"  max_age_days: 180\n": "  max_age_days: 180\n  runtime: named\n"})  # fmt: skip
+
+    def gate(policy: Path, bundle: Path, *runtime: str) -> tuple[int, str]:
+        g = cli("gate", pack, "--policy", policy, "--validation", bundle, "--json", *runtime)
+        assert "Traceback" not in g.stderr, g.stderr
+        detail = next(c["detail"] for c in json.loads(g.stdout)["checks"] if c["rule"] == "validation")
+        return g.returncode, detail
+
+    rc, detail = gate(match, fast, "--runtime", "fast")
+    assert rc == 0 and "fast uc-serve/1" in detail, detail
+    rc, detail = gate(match, fast, "--runtime", "exact")
+    assert rc == 1 and "measured on uc-attest" in detail and "fast" in detail and "exact" in detail, detail
+    rc, detail = gate(match, fast)
+    assert rc == 1 and "deployment's runtime is not known" in detail, detail
+    rc, detail = gate(match, old, "--runtime", "fast")
+    assert rc == 1 and "names no runtime" in detail, detail
+    assert gate(named, old)[0] == 1 and gate(named, fast)[0] == 0
+    assert gate(world["policy"], old)[0] == 0  # runtime: any (the default) asks nothing
+    rc, out = verify({**world, "policy": match}, pack, "--validation", fast, "--runtime", "exact")
+    assert rc == 1 and failed_rules(out) == {"validation"}
+    # load_model compares its own runtime: the validated mode loads, another is refused naming the rule
+    model = uc.load_model(pack, uc.Anchor.policy(match, [fast]), mode="fast")
+    assert model.uc_attest.runtime.mode == "fast"
+    with pytest.raises(uc.VerificationFailed, match="measured on"):
+        uc.load_model(pack, uc.Anchor.policy(match, [fast]), mode="exact")
+    # another runtime, described: named, never matched to a uc-attest kernel
+    ext = uc.validate_pack(pack, report(tmp_path / "m2.json"), trust, dev_identity=VALIDATOR,
+                           bundle_out=tmp_path / "ext.json", runtime=uc.Runtime("external", description="vLLM 0.9"))  # fmt: skip
+    assert gate(named, ext.bundle)[0] == 0
+    rc, detail = gate(match, ext.bundle, "--runtime", "fast")
+    assert rc == 1 and "external: vLLM 0.9" in detail, detail
+
+
+def test_a_report_and_the_runtime_option_must_agree(world: dict[str, Path], tmp_path: Path) -> None:
+    rep = tmp_path / "m.json"
+    rep.write_text(json.dumps({"evaluation_set": "minilm-stdlib-docstrings-400", "metrics": {"min_cosine": 0.99},
+                               "runtime": {"kind": "external", "description": "TGI 3"}}))  # fmt: skip
+    r = cli("validate", world["root"] / "pack", "--report", rep, "--instance", world["instance"], "--identity",
+            VALIDATOR, "--runtime", "exact", "--bundle", tmp_path / "b.json")  # fmt: skip
+    assert r.returncode == 2 and "names runtime" in r.stderr and not (tmp_path / "b.json").exists()
+    for bad in ({"kind": "uc-attest", "mode": "fast"}, {"kind": "gpu"}, [], {"kind": "external", "description": ""},
+                {"kind": "external", "description": "x\ny"}, {"kind": "external", "description": "x", "mode": "fast"}):  # fmt: skip
+        rep.write_text(json.dumps({"evaluation_set": "e", "metrics": {"m": 1}, "runtime": bad}))
+        r = cli("validate", world["root"] / "pack", "--report", rep, "--instance", world["instance"],
+                "--identity", VALIDATOR, "--bundle", tmp_path / "b.json")  # fmt: skip
+        assert r.returncode == 3 and "runtime" in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    assert not (tmp_path / "b.json").exists()

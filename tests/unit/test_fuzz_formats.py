@@ -626,3 +626,58 @@ def test_oms_odd_length_digest_is_refused(oms_docs: list[dict[str, Any]]) -> Non
     doc["predicate"]["resources"][0]["digest"] = "abc"
     with pytest.raises(MalformedBundle, match="digest"):
         parse_oms(_statement(doc))
+
+
+# -- the validation claim and its runtime (claims/validation.py, issue 30) -------------------------------------
+
+VALIDATION_DOC: dict[str, Any] = {
+    "_type": "https://in-toto.io/Statement/v1",
+    "subject": [{"name": "uc-attest:reconstruction", "digest": {"sha256": "1" * 64}}],
+    "predicateType": "https://github.com/uc-attest/uc-attest/validation/v1",
+    "predicate": {"manifestRoot": "sha256:" + "1" * 64, "evaluationSet": "e", "metrics": {"m": 1.0},
+                  "runtime": {"kind": "uc-attest", "mode": "fast", "kernel": "uc-serve/1", "isa": "avx512",
+                              "version": "0.1.0"}},
+}  # fmt: skip
+
+
+def _check_validation(doc: Any) -> None:
+    from uc_attest.claims.validation import Runtime, parse_validation
+
+    try:
+        claim = parse_validation(_statement(doc))
+    except MalformedBundle as exc:
+        _one_line(exc)
+        return
+    assert (claim.runtime is None) or isinstance(claim.runtime, Runtime)
+    assert claim.runtime is None or claim.runtime_error is None  # unreadable: said, never taken as none
+    if claim.runtime is not None:
+        assert Runtime.from_json(claim.runtime.to_json(), "r") == claim.runtime
+
+
+@FUZZ
+@given(data=st.data())
+def test_validation_mutated(data: st.DataObject) -> None:
+    _check_validation(data.draw(mutated(VALIDATION_DOC, 4)))
+
+
+@FUZZ
+@given(obj=json_values)
+def test_a_runtime_is_read_or_refused_naming_its_field(obj: Any) -> None:
+    from uc_attest.claims.validation import Runtime
+
+    try:
+        rt = Runtime.from_json(obj, "runtime")
+    except ValueError as exc:
+        assert str(exc).startswith("runtime") and "\n" not in str(exc)
+        return
+    assert rt.kind in ("uc-attest", "external") and "\n" not in rt.id
+
+
+def test_an_unreadable_runtime_is_said_not_dropped() -> None:
+    from uc_attest.claims.validation import parse_validation
+
+    doc = json.loads(json.dumps(VALIDATION_DOC))
+    assert parse_validation(_statement(doc)).runtime is not None
+    doc["predicate"]["runtime"] = {"kind": "uc-attest", "mode": 5}
+    claim = parse_validation(_statement(doc))
+    assert claim.runtime is None and claim.runtime_error and "runtime.mode" in claim.runtime_error

@@ -220,3 +220,30 @@ def test_bad_arguments_are_value_errors_not_crashes() -> None:
     call("matmul_exact", flat)
     with pytest.raises(ValueError, match="row-shared"):
         call("matmul_fast", flat)
+
+
+def test_out_of_memory_in_a_kernel_names_the_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel's allocation that fails (MemoryError from the C side) becomes OperationalError (exit 4) naming
+    the layer. Simulated: a real allocation failure cannot be provoked here without exhausting the machine."""
+    import torch
+
+    from uc_attest.errors import OperationalError
+
+    class Weight:
+        name = "model.layers.3.mlp.down_proj.weight"
+        shape = (4, 256)
+        dtype = torch.bfloat16
+        record = type("R", (), {"group_size": 128, "bits": 5, "exponent": -6})()
+        key, sign_period = 7, 256
+        uc_codes = torch.zeros(4 * 256 * 5 // 8, dtype=torch.uint8)
+        uc_scales = torch.ones(8, dtype=torch.float16)
+        uc_zeros = torch.zeros(8, dtype=torch.uint8)
+
+    class NoMemory:
+        def matmul_fast(self, *_a: Any) -> None:
+            raise MemoryError
+
+    w = kernels.NativeWeight(Weight())
+    monkeypatch.setattr(kernels, "_native", NoMemory())
+    with pytest.raises(OperationalError, match=r"out of memory in layer model\.layers\.3\.mlp\.down_proj\.weight"):
+        w.matmul(torch.ones(1, 256), kernels.Mode.FAST)

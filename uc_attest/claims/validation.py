@@ -22,18 +22,79 @@ from .statement import STATEMENT_TYPE, Statement, validate
 VALIDATION_PREDICATE = "https://github.com/uc-attest/uc-attest/validation/v1"
 
 
+RUNTIME_KINDS = ("uc-attest", "external")
+_TEXT_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What computed a model's outputs: a validation names the runtime its metrics were measured with, and a
+    deployment names the one it serves with (policy ``validation.runtime``). ``uc-attest``: a serving ``mode``
+    (fast, exact, reference) and its ``kernel`` id (bumped whenever the kernel's outputs change; reference: the
+    torch version), ``isa`` and ``version`` for the record; ``external``: another runtime, described in text."""
+
+    kind: str
+    mode: str = ""
+    kernel: str = ""
+    isa: str = ""
+    version: str = ""
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        if self.kind == "external":
+            return f"external: {self.description}"
+        return f"uc-attest {self.version} {self.mode} {self.kernel} {self.isa}".rstrip()
+
+    def same_outputs(self, other: Runtime) -> bool:
+        """Both uc-attest runtimes computing the same numbers: the same mode and kernel (the kernels' outputs do
+        not depend on the ISA or the thread count; the version is the record's, the kernel id names the math)."""
+        return self.kind == other.kind == "uc-attest" and (self.mode, self.kernel) == (other.mode, other.kernel)
+
+    def to_json(self) -> dict[str, str]:
+        if self.kind == "external":
+            return {"kind": "external", "description": self.description}
+        return {"kind": "uc-attest", "mode": self.mode, "kernel": self.kernel, "isa": self.isa, "version": self.version}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str) -> Runtime:
+        """A runtime object (METRICS.json or a signed predicate); ValueError naming the field otherwise."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where} must be an object")  # noqa: TRY004 - a field error, reported as such
+        kind = obj.get("kind")
+        if kind not in RUNTIME_KINDS:
+            raise ValueError(f"{where}.kind must be one of {', '.join(RUNTIME_KINDS)}")
+        fields = ("description",) if kind == "external" else ("mode", "kernel", "isa", "version")
+        extra = sorted(set(obj) - {"kind", *fields})
+        if extra:
+            raise ValueError(f"{where}.{extra[0]} is not a field of a {kind} runtime")
+        values = {}
+        for f in fields:
+            v = obj.get(f, "")
+            if not isinstance(v, str) or len(v) > _TEXT_LIMIT or any(ord(c) < 32 for c in v):
+                raise ValueError(f"{where}.{f} must be one line of text (at most {_TEXT_LIMIT} characters)")
+            values[f] = v
+        needed = ("description",) if kind == "external" else ("mode", "kernel")
+        missing = [f for f in needed if not values[f]]
+        if missing:
+            raise ValueError(f"{where}.{missing[0]} is required for a {kind} runtime")
+        return cls(str(kind), **values)
+
+
 @dataclass(frozen=True)
 class ValidationReport:
-    """A validator's report (METRICS.json): evaluation set id and headline metrics (numbers)."""
+    """A validator's report (METRICS.json): evaluation set id, headline metrics (numbers) and, optionally, the
+    runtime they were measured with."""
 
     evaluation_set: str
     metrics: dict[str, float]
     raw: bytes
     name: str
+    runtime: Runtime | None = None
 
 
 def load_report(path: Path) -> ValidationReport:
-    """Read METRICS.json: {"evaluation_set": str, "metrics": {name: number}, ...}."""
+    """Read METRICS.json: {"evaluation_set": str, "metrics": {name: number}, "runtime": {...}?, ...}."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -60,7 +121,13 @@ def load_report(path: Path) -> ValidationReport:
             path=str(p),
             field=f"metrics.{bad[0]}",
         )
-    return ValidationReport(obj["evaluation_set"], {k: float(v) for k, v in metrics.items()}, raw, p.name)
+    runtime = None
+    if "runtime" in obj:
+        try:
+            runtime = Runtime.from_json(obj["runtime"], "runtime")
+        except ValueError as exc:
+            raise InvalidInput(f"{p}: field {exc}", path=str(p), field="runtime") from None
+    return ValidationReport(obj["evaluation_set"], {k: float(v) for k, v in metrics.items()}, raw, p.name, runtime)
 
 
 def build_validation_statement(root: Digest, report: ValidationReport, validated_at: dt.datetime) -> dict[str, Any]:
@@ -80,6 +147,8 @@ def build_validation_statement(root: Digest, report: ValidationReport, validated
             "validatedOn": validated_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
+    if report.runtime is not None:
+        stmt["predicate"]["runtime"] = report.runtime.to_json()  # type: ignore[index]
     validate(stmt)
     return stmt
 
@@ -93,6 +162,8 @@ class ValidationClaim:
     evaluation_set: str
     metrics: dict[str, float]
     report_digest: Digest | None
+    runtime: Runtime | None = None
+    runtime_error: str | None = None  # a runtime that is there but not readable: said, never taken as none
 
 
 def parse_validation(statement: Statement) -> ValidationClaim:
@@ -122,4 +193,14 @@ def parse_validation(statement: Statement) -> ValidationClaim:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         },
         report_digest,
+        *_runtime(pred),
     )
+
+
+def _runtime(pred: dict[str, Any]) -> tuple[Runtime | None, str | None]:
+    if "runtime" not in pred:
+        return None, None
+    try:
+        return Runtime.from_json(pred["runtime"], "runtime"), None
+    except ValueError as exc:
+        return None, str(exc)

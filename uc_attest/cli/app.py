@@ -256,6 +256,7 @@ def verify(
         ),
     ] = False,
     integrity_only: IntegrityOpt = False,
+    runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack (or, with --oms-signature, any model directory). Exit 0 allowed, 1 denied, 2 usage,
@@ -301,7 +302,9 @@ def verify(
         if target.startswith("oci://"):
             if rebuild_from is not None or bundle is not None or validation:
                 raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
-            v = uc.verify_oci(target, anchor, trust, plain_http=plain_http, online=not offline)
+            v = uc.verify_oci(
+                target, anchor, trust, plain_http=plain_http, online=not offline, runtime=_runtime(runtime)
+            )
         else:
             v = uc.verify(
                 pack_dir,
@@ -313,6 +316,7 @@ def verify(
                 workers=workers,
                 progress=progress,
                 shard_digests=shard_digests,
+                runtime=_runtime(runtime),
             )
     if as_json:
         emit_json(v.to_dict())
@@ -422,9 +426,27 @@ ModeOpt = Annotated[
     str | None,
     typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The serving runtime: fast, exact or reference (this uc-attest's), or external:TEXT (another runtime)."
+    ),
+]
 ThreadsOpt = Annotated[
     int | None, typer.Option(help="Threads to use (default: the cores this process may run on, or UC_ATTEST_THREADS).")
 ]
+
+
+def _runtime(value: str | None) -> uc.Runtime | None:
+    """--runtime: a mode of this uc-attest (its kernel id and ISA), or external:TEXT."""
+    if value is None:
+        return None
+    if value.startswith("external:"):
+        text = value.removeprefix("external:").strip()
+        if not text:
+            raise uc.UsageError("--runtime external:TEXT needs a description of the runtime")
+        return uc.Runtime.from_json({"kind": "external", "description": text}, "--runtime")
+    return uc.serving_runtime(value)
 
 
 def _set_threads(n: int | None) -> None:
@@ -570,6 +592,7 @@ def validate(
     allow_release_signer: Annotated[
         bool, typer.Option(help="Sign even as the identity that signed the release (no separation of duties).")
     ] = False,
+    runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sign and log a validation attestation: this report describes exactly this reconstruction. Refused when
@@ -584,6 +607,7 @@ def validate(
         bundle_out=bundle,
         release_bundle=release_bundle,
         allow_release_signer=allow_release_signer,
+        runtime=_runtime(runtime),
     )
     if as_json:
         emit_json(
@@ -608,11 +632,12 @@ def gate_cmd(
     policy: Annotated[Path, typer.Option(help="Policy with a validation section.")],
     validation: Annotated[list[Path] | None, typer.Option(help="Validation bundle(s).")] = None,
     offline: OfflineOpt = False,
+    runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change gate: exit 0 if this manifest root has a valid validation attestation, else 1 naming the last
-    validated root."""
-    v = uc.gate(pack_dir, policy, validation, online=not offline)
+    """Change gate: exit 0 if this manifest root has a valid validation attestation (measured on --runtime where
+    the policy says validation.runtime: match), else 1 naming the last validated root."""
+    v = uc.gate(pack_dir, policy, validation, online=not offline, runtime=_runtime(runtime))
     if as_json:
         emit_json(v.to_dict())
     else:

@@ -37,6 +37,12 @@ def report(exc: BaseException, as_json: bool = False) -> int:
     if isinstance(exc, KeyboardInterrupt):
         render.say(("interrupted", "bold red"))
         return EXIT_INTERRUPTED
+    if isinstance(exc, MemoryError):  # an allocation that failed outside a named layer: operational too
+        msg = "out of memory" + (f": {exc}" if str(exc) else "")
+        if as_json:
+            render.emit_json({"ok": False, "error": "OperationalError", "message": msg})
+        render.error(msg)
+        return uc.EXIT_OPERATIONAL
     if isinstance(exc, OSError):  # I/O outside our own checks (disk full, permissions...): operational
         msg = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
         if as_json:

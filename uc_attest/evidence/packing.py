@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..claims.validation import Runtime
 from ..errors import UsageError, VerificationFailed
 from ..pack.api import DEFAULT_BUDGET, PACK_SCHEME, CalibrateMode, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
@@ -135,10 +136,11 @@ def validate_pack(
     bundle_out: Path | None = None,
     release_bundle: Path | None = None,
     allow_release_signer: bool = False,
+    runtime: Runtime | None = None,
 ) -> ValidateResult:
     """Sign and log a validation of ``pack_dir`` (``signing.attest.validate_pack``), refusing to sign it as the
     identity that signed the pack's release (``release_bundle``, by default ``<pack>.sigstore.json``) unless
-    ``allow_release_signer``."""
+    ``allow_release_signer``. ``runtime``: what the metrics were measured with (else the report's own)."""
     from ..signing.attest import RELEASE_SUFFIX, bundle_beside
     from ..signing.attest import validate_pack as _validate
 
@@ -154,4 +156,5 @@ def validate_pack(
         dev_identity=dev_identity,
         bundle_out=bundle_out,
         release_signers=same,
+        runtime=runtime,
     )

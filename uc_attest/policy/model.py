@@ -171,6 +171,12 @@ class Validation(_Strict):
     require_online_log_check: bool | None = Field(
         None, description="A validation's log entry must be re-fetched and proven; unset: as release."
     )
+    runtime: Literal["any", "named", "match"] = Field(
+        "any",
+        description="The runtime the metrics were measured with: any (need not be named), named (must be), match "
+        "(must be the deployment's: the same uc-attest mode and kernel; load_model gives its own, gate and verify "
+        "take --runtime MODE).",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # types only: a check without a signer needs neither the clai
     from ..claims.oms import OmsClaim
     from ..claims.slsa import ReleaseClaim
     from ..claims.statement import Statement
-    from ..claims.validation import ValidationClaim
+    from ..claims.validation import Runtime, ValidationClaim
     from ..evidence.bundle import Evidence
     from ..pack.check import PackCheck
     from ..pack.facts import PackFacts
@@ -157,6 +157,7 @@ class Facts:
     validations: list[ValidationFact] | None = None
     oms: OmsClaim | None = None  # the bundle is an OpenSSF Model Signing signature of the pack directory
     oms_findings: list[Finding] | None = None  # the pack's files against it (missing, extra, changed)
+    runtime: Runtime | None = None  # the runtime the deployment serves with (policy validation.runtime: match)
 
 
 Rule = Callable[[Facts], list[Check]]
@@ -679,6 +680,21 @@ def evidence_problems(ev: Evidence, online: OnlineLog | None, req: EvidenceRules
     return why
 
 
+def _runtime_problems(need: str, claim: ValidationClaim, deployed: Runtime | None) -> list[str]:
+    """What a validation lacks against policy ``validation.runtime`` (any, named, match)."""
+    if need == "any":
+        return []
+    if claim.runtime is None:
+        return [f"its runtime is unreadable ({claim.runtime_error})" if claim.runtime_error else "names no runtime"]
+    if need == "named":
+        return []
+    if deployed is None:
+        return ["the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"]
+    if not claim.runtime.same_outputs(deployed):
+        return [f"measured on {claim.runtime.id}, deployed on {deployed.id}"]
+    return []
+
+
 def validation(policy: Policy, *, required: bool | None = None) -> Rule:
     """Some validator-signed attestation of this exact root meets every threshold and the evidence rules of its
     role (log entry, timestamps, the online re-check: ``Policy.validation_evidence``); ``required`` overrides."""
@@ -706,6 +722,7 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 why.append(f"validates root {str(v.claim.root)[:23]}…, not this pack's {str(root)[:23]}…")
             if val.evaluation_sets and v.claim.evaluation_set not in val.evaluation_sets:
                 why.append(f"evaluation set {v.claim.evaluation_set!r} not accepted")
+            why += _runtime_problems(val.runtime, v.claim, f.runtime)
             for metric, th in sorted(val.thresholds.items()):
                 x = v.claim.metrics.get(metric)
                 if x is None:
@@ -720,11 +737,12 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                 why.append(f"{(f.now - t) / 86400.0:.1f} days old (max {val.max_age_days})")
             if not why:
                 metrics = ", ".join(f"{k}={x:g}" for k, x in sorted(v.claim.metrics.items()))
+                on = f" on {v.claim.runtime.id}" if v.claim.runtime is not None else ""
                 return [
                     Check.of(
                         RuleId.VALIDATION,
                         True,
-                        f"{name} by {v.evidence.signer.primary}: {v.claim.evaluation_set}, {metrics}",
+                        f"{name} by {v.evidence.signer.primary}: {v.claim.evaluation_set}, {metrics}{on}",
                     )
                 ]
             reasons.append(f"{name}: " + "; ".join(why))

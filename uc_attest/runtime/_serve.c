@@ -190,15 +190,26 @@ static void exact_part(void *arg, int part, int parts) {
 /* 64 codes (8 * bits bytes) unpacked to 64 bytes: each 64-bit lane takes one 8-code octet's bytes (vpermb), the
  * codes are cut out at bit offsets 0, b, ..., 7b (vpmultishiftqb) and masked. */
 static uint8_t perm64[9][64], shift64[9][64];
+/* AVX2: 16 codes (2 * bits bytes, broadcast to both halves) into 16-bit lanes: lane j takes the bytes holding code
+ * j (vpshufb), shifts it to the top by a multiply (16-bit lanes have no variable shift), then down by 16 - bits. */
+static uint8_t shuf_w[9][32];
+static uint16_t mul_w[9][16];
 
 static void init_serve_tables(void) {
-    for (int b = 2; b <= 8; b++)
+    for (int b = 2; b <= 8; b++) {
         for (int l = 0; l < 8; l++)
             for (int i = 0; i < 8; i++) {
                 int idx = l * b + i;
                 perm64[b][8 * l + i] = (uint8_t)(idx < 64 ? idx : 63);
                 shift64[b][8 * l + i] = (uint8_t)(i * b);
             }
+        for (int j = 0; j < 16; j++) {
+            const int o = (b * j) >> 3, sh = (b * j) & 7;
+            shuf_w[b][2 * j] = (uint8_t)o;
+            shuf_w[b][2 * j + 1] = sh + b > 8 ? (uint8_t)(o + 1) : 0x80;  /* 0x80: a zero byte */
+            mul_w[b][j] = (uint16_t)(1u << (16 - sh - b));
+        }
+    }
 }
 
 T_SERVE512 static inline __m512i unpack64(const uint8_t *cp, int bits, __m512i perm, __m512i shift, __m512i mask) {
@@ -612,6 +623,54 @@ T_SERVE512 static int fast_part_avx512(const fast_job_t *job, Py_ssize_t r0, Py_
 }
 #endif
 
+#ifdef UC_X86
+/* Rows r0..r1 of fast mode on AVX2 (no VNNI): each group's codes unpacked once into 16-bit lanes, then per token
+ * 16-bit products summed in pairs (vpmaddwd, exact) and reduced; the same fp32 step as every path. */
+T_AVX2 static void fast_rows_avx2(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8;
+    const float pow2 = w->p.pow2;
+    const __m256i shuf = _mm256_loadu_si256((const __m256i *)shuf_w[bits]);
+    const __m256i mul = _mm256_loadu_si256((const __m256i *)mul_w[bits]);
+    const uint8_t *end = w->codes + (w->n_rows * gpr) * group_bytes;
+    __m256i q[MAX_GROUP / 16];
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        for (Py_ssize_t i = 0; i < job->m; i++) job->y[i * w->n_rows + r] = 0.0f;
+        for (Py_ssize_t b = 0; b < gpr; b++) {
+            const Py_ssize_t gi = r * gpr + b;
+            const uint8_t *cp = w->codes + gi * group_bytes;
+            for (int v = 0; v < g / 16; v++, cp += 2 * bits) {
+                __m128i raw;
+                if (cp + 16 <= end) raw = _mm_loadu_si128((const __m128i *)cp);
+                else {
+                    uint8_t t[16] = {0};
+                    memcpy(t, cp, (size_t)(2 * bits));
+                    raw = _mm_loadu_si128((const __m128i *)t);
+                }
+                __m256i x = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), shuf);
+                q[v] = _mm256_srli_epi16(_mm256_mullo_epi16(x, mul), 16 - bits);
+            }
+            const float s = f16_to_f32(w->scales[gi]) * pow2;
+            const int32_t z = w->zeros[gi];
+            for (Py_ssize_t i = 0; i < job->m; i++) {
+                const int8_t *xv = job->x8 + i * k + b * g;
+                __m256i acc = _mm256_setzero_si256();
+                for (int v = 0; v < g / 16; v++)
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(q[v], _mm256_cvtepi8_epi16(
+                                                    _mm_loadu_si128((const __m128i *)(xv + 16 * v)))));
+                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+                const int32_t d = _mm_cvtsi128_si32(h) - z * job->sum[i * gpr + b];
+                float *y = &job->y[i * w->n_rows + r];
+                *y = *y + (s * job->scale[i * gpr + b]) * (float)d;
+            }
+        }
+    }
+}
+#endif
+
 static void fast_rows_scalar(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
     const weight_t *w = job->w;
     const int g = w->p.group, bits = w->p.bits;
@@ -641,6 +700,10 @@ static void fast_part(void *arg, int part, int parts) {
 #ifdef UC_X86
     if (job->isa == ISA_AVX512 && job->w->p.group % 64 == 0) {
         if (!fast_part_avx512(job, r0, r1)) job->failed = 1;
+        return;
+    }
+    if (job->isa >= ISA_AVX2 && job->w->p.group % 16 == 0) {
+        fast_rows_avx2(job, r0, r1);
         return;
     }
 #endif

@@ -168,13 +168,6 @@ class UcAttestQuantizer(HfQuantizer):
         manifest = prep.expected.manifest if prep.expected else None
         assert manifest is not None
         _verified_generation_config(model, prep, manifest)  # before check_files: its bytes are judged there
-        findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
-        verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)
-        findings += verdict.failures()
-        bad, layers = deep_findings(model, manifest, self.workspace)  # each packed layer decoded, as served
-        findings += bad + _stored_findings(model, manifest)
-        if findings:
-            raise VerificationFailed(findings)
         device = next((b.device for b in model.buffers()), torch.device("cpu"))
         if device.type != "cpu" and self.mode is not Mode.REFERENCE:
             if self.config.mode is not None:
@@ -183,11 +176,17 @@ class UcAttestQuantizer(HfQuantizer):
                 if isinstance(m, PackedLinear):
                     m.mode = Mode.REFERENCE
             self.mode = Mode.REFERENCE
+        prep.facts.runtime = serving = runtime(self.mode, device)  # what validation.runtime: match compares
+        findings = check_files(prep.facts.pack, manifest)  # every pack file against the trusted digests
+        verdict = prep.verdict()  # the rules, with those digests (pack.files, pack.manifest when signed)
+        findings += verdict.failures()
+        bad, layers = deep_findings(model, manifest, self.workspace)  # each packed layer decoded, as served
+        findings += bad + _stored_findings(model, manifest)
+        if findings:
+            raise VerificationFailed(findings)
         release_freed_memory()
         packed, dense, weights = packed_bytes(model)
-        model.uc_attest = LoadReport(
-            verdict, self.notes, packed, dense, weights, 0.0, layers, True, runtime=runtime(self.mode, device)
-        )
+        model.uc_attest = LoadReport(verdict, self.notes, packed, dense, weights, 0.0, layers, True, runtime=serving)
         model.uc_attest_workspace = self.workspace
         return model
 

@@ -15,13 +15,13 @@ A layer the fused kernel cannot take (rows that are not whole groups, or signs n
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..claims.validation import Runtime
 from ..core import threads
-from ..errors import UsageError
+from ..errors import OperationalError, UsageError
 from ..quant.native_decode import DTYPE_CODES
 
 try:
@@ -47,21 +47,6 @@ class Mode(enum.Enum):
             raise UsageError(f"mode must be one of reference, exact, fast; got {value!r}") from None
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What computes a served model's outputs: recorded by ``validate``, compared by the gate (policy
-    ``validation.runtime``). ``isa`` is the native path (scalar, avx2, avx512) or the torch device."""
-
-    mode: Mode
-    kernel: str
-    isa: str
-    version: str = field(default_factory=lambda: _our_version())
-
-    @property
-    def id(self) -> str:
-        return f"uc-attest {self.version} {self.mode.value} {self.kernel} {self.isa}"
-
-
 def _our_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -79,16 +64,23 @@ def isa() -> str:
     return _native.get_isa() if _native is not None else "none"
 
 
-def runtime(mode: Mode, device: torch.device) -> Runtime:
-    """The runtime a model loaded in ``mode`` on ``device`` runs (reference: torch's own kernels)."""
+def runtime(mode: Mode | str, device: torch.device | str = "cpu") -> Runtime:
+    """The runtime a model loaded in ``mode`` on ``device`` runs, as validations and the gate name it
+    (reference: torch's own kernels, named by torch's version)."""
+    mode, device = Mode.parse(mode), torch.device(device)
     if mode is Mode.REFERENCE:
-        return Runtime(mode, f"torch {torch.__version__.split('+')[0]}", device.type)
-    return Runtime(mode, KERNEL, isa())
+        kernel, where = f"torch {torch.__version__.split('+')[0]}", device.type
+    else:
+        kernel, where = KERNEL, isa()
+    return Runtime("uc-attest", mode.value, kernel, where, _our_version())
 
 
 def default_mode(device: torch.device, cache: bool = False) -> Mode:
     """fast on CPU; reference on other devices, or where decoded weights are to be kept (``cache``)."""
     return Mode.FAST if device.type == "cpu" and not cache else Mode.REFERENCE
+
+
+serving_runtime = runtime  # the facade's name (uc_attest.serving_runtime)
 
 
 def effective_mode(mode: Mode, device: torch.device) -> Mode:
@@ -125,6 +117,7 @@ class NativeWeight:
 
     def __init__(self, weight: Any) -> None:
         rec = weight.record
+        self.name = weight.name
         self.rows, self.k = int(weight.shape[0]), int(weight.shape[1])
         self.args = (
             weight.uc_codes.numpy(),
@@ -145,12 +138,15 @@ class NativeWeight:
         """``x W^T`` in float32 for ``x`` of shape [..., k] (any float dtype; widened to float32 exactly)."""
         assert _native is not None
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.k).to(torch.float32).contiguous()
-        m = x2.shape[0]
-        y = torch.empty((m, self.rows), dtype=torch.float32)
-        if m:
-            fn = _native.matmul_fast if mode is Mode.FAST else _native.matmul_exact
-            fn(x2.numpy(), m, y.numpy(), threads.budget(), *self.args)
+        try:
+            x2 = x.reshape(-1, self.k).to(torch.float32).contiguous()
+            m = x2.shape[0]
+            y = torch.empty((m, self.rows), dtype=torch.float32)
+            if m:
+                fn = _native.matmul_fast if mode is Mode.FAST else _native.matmul_exact
+                fn(x2.numpy(), m, y.numpy(), threads.budget(), *self.args)
+        except MemoryError:
+            raise OperationalError(f"out of memory in layer {self.name} ({mode.value})", tensor=self.name) from None
         return y.reshape(*lead, self.rows)
 
 

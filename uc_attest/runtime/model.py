@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..claims.validation import Runtime
 from ..core import threads
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
@@ -34,7 +35,7 @@ from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
-from .kernels import Mode, Runtime, default_mode, effective_mode, layer_mode, runtime
+from .kernels import Mode, default_mode, effective_mode, layer_mode, runtime
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 
@@ -369,7 +370,8 @@ def load_model(
     if cache and asked is not Mode.REFERENCE:
         raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
     served = effective_mode(asked, target)
-    prep = prepare(Path(pack_dir), anchor, trust, online=online)
+    serving = runtime(served, target)  # policy validation.runtime: match compares it with the validated one
+    prep = prepare(Path(pack_dir), anchor, trust, online=online, runtime=serving)
     exp = prep.refuse_early()  # signature, identity, claims, validation: refuse before reading the pack's bulk
     expected = exp.manifest
     loader = _Loader(prep, expected, target, dtype, cache, served)
@@ -399,7 +401,7 @@ def load_model(
     packed, dense, weights = packed_bytes(loader.model)
     notes = loader.notes + loader.mode_notes()
     secs = time.perf_counter() - t0
-    report = LoadReport(verdict, notes, packed, dense, weights, secs, layers, deep, files, runtime(served, target))
+    report = LoadReport(verdict, notes, packed, dense, weights, secs, layers, deep, files, serving)
     loader.model.uc_attest = report  # type: ignore[assignment]
     loader.model.uc_attest_workspace = loader.workspace  # type: ignore[assignment]
     return loader.model

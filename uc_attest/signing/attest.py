@@ -7,6 +7,7 @@ beside the pack (inside it they would be unlisted files).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..claims.oms import FILES_SHA256, build_oms, scan
 from ..claims.slsa import BuildInfo, build_statement, default_versions
-from ..claims.validation import build_validation_statement, load_report
+from ..claims.validation import Runtime, build_validation_statement, load_report
 from ..core.digest import Digest
 from ..core.fsutil import atomic_write_bytes
 from ..core.x509names import cert_identities
@@ -183,11 +184,17 @@ def validate_pack(
     dev_identity: str | None = None,
     bundle_out: Path | None = None,
     release_signers: Collection[str] = (),
+    runtime: Runtime | None = None,
 ) -> ValidateResult:
     """The validator signs "this report describes exactly this reconstruction" (subject = manifest root),
     after checking every tensor of the pack against its manifest. ``release_signers``: identities that signed
-    the release; signing the validation as one of them is refused (separation of duties)."""
+    the release; signing the validation as one of them is refused (separation of duties). ``runtime``: the one
+    the metrics were measured with, signed with them (a report may name it itself; both must then agree)."""
     report = load_report(Path(report_path))
+    if runtime is not None:
+        if report.runtime is not None and report.runtime != runtime:
+            raise UsageError(f"{report_path}: the report names runtime {report.runtime.id!r}, not {runtime.id!r}")
+        report = dataclasses.replace(report, runtime=runtime)
     facts = PackFacts(Path(pack_dir))
     pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
     if pc.findings:

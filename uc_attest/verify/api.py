@@ -35,6 +35,7 @@ from .local import Expected
 from .result import Verdict
 
 if TYPE_CHECKING:  # the signature stack and the policy model are imported by the paths that check a signer
+    from ..claims.validation import Runtime
     from ..evidence.identity import SignerLike
     from ..policy.model import Policy
     from ..signing.trust import Trust
@@ -130,6 +131,7 @@ def prepare(
     device: str = "auto",
     online: bool = True,
     now: float | None = None,
+    runtime: Runtime | None = None,
 ) -> Prepared:
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
     anchor = require_anchor(anchor)
@@ -138,6 +140,7 @@ def prepare(
         what = "is not a directory" if pack_dir.exists() else "does not exist"
         raise InvalidInput(f"{pack_dir}: the pack directory {what}", path=str(pack_dir))
     facts = local.new_facts(pack_dir, time.time() if now is None else now)
+    facts.runtime = runtime
     if anchor.kind is AnchorKind.OMS:
         raise UsageError("an OMS signature anchors a plain model directory: use verify_oms_model")
     if not anchor.signed:  # without a signer there is nothing to verify against but a readable manifest
@@ -194,16 +197,18 @@ def verify(
     workers: int | None = None,
     progress: Progress | None = None,
     shard_digests: bool = False,
+    runtime: Runtime | None = None,
 ) -> Verdict:
     """Verify a pack against its ``anchor`` (under ``trust``, or the policy's own trust root); returns a
     Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. ``online=False`` (``--offline``):
     the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte.
     ``shard_digests``: also hash every shard file against its signed digest (byte-identical files; without it
-    each shard is proven by its tensors, every served byte matched: docs/security.md)."""
+    each shard is proven by its tensors, every served byte matched: docs/security.md). ``runtime``: the one the
+    deployment will serve with (``uc_attest.serving_runtime(mode)``), for policy ``validation.runtime: match``."""
     anchor = require_anchor(anchor)
     if anchor.kind is AnchorKind.MANIFEST and rebuild_from is not None:
         raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
-    prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now)
+    prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now, runtime=runtime)
     if check_tensors and prep.expected is not None:
         local.tensors(prep.facts, prep.expected, workers=workers, progress=progress, shard_digests=shard_digests)
     if rebuild_from is not None:
@@ -218,10 +223,12 @@ def gate(
     *,
     now: float | None = None,
     online: bool = True,
+    runtime: Runtime | None = None,
 ) -> Verdict:
     """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
     for the pack's current manifest root (no tensor decoding: pair it with verify for integrity). Each
-    validation meets the evidence rules of its role (log entry, timestamps, the online re-check)."""
+    validation meets the evidence rules of its role (log entry, timestamps, the online re-check) and, under
+    ``validation.runtime: match``, was measured on ``runtime`` (the deployment's)."""
     from ..policy.model import read_policy
     from . import gather
 
@@ -230,6 +237,7 @@ def gate(
         raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
     trust = policy_trust(pol, base, None, not online)
     facts = local.new_facts(Path(pack_dir), time.time() if now is None else now)
+    facts.runtime = runtime
     gather.validations(
         facts,
         _default_validations(pack_dir) if validations is None else validations,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ..claims.validation import Runtime
 from ..core.ruleid import RuleId
 from ..oci import Reference, pull_pack
 from ..policy.rules import Check
@@ -16,12 +17,18 @@ from .result import Verdict
 
 
 def verify_oci(
-    reference: str, anchor: Anchor, trust: Trust | None = None, *, plain_http: bool = False, online: bool = True
+    reference: str,
+    anchor: Anchor,
+    trust: Trust | None = None,
+    *,
+    plain_http: bool = False,
+    online: bool = True,
+    runtime: Runtime | None = None,
 ) -> Verdict:
     """The verdict of the pack at ``reference``; its first check names the digest that was verified."""
     with tempfile.TemporaryDirectory(prefix="uc-oci-") as tmp:
         pulled = pull_pack(Reference.parse(reference), Path(tmp) / "pack", plain_http=plain_http)
-        v = verify(Path(tmp) / "pack", anchor, trust, online=online)
+        v = verify(Path(tmp) / "pack", anchor, trust, online=online, runtime=runtime)
         detail = (
             f"{reference} -> {pulled.digest}: {pulled.files} layers, {len(pulled.bundles)} referrer bundle(s), "
             "every blob checked"
