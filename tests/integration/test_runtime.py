@@ -277,3 +277,59 @@ def test_stories260k_served_packed_both_ways(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert len(res["output"]["new_ids"]) == 4 and res["memory"]["packed_linear_bytes"] > 0
+
+
+# -- the native modes (issue 30) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_native_modes_give_the_same_outputs_for_every_thread_count(llama: dict[str, Path], mode: str) -> None:
+    """Logits and generated tokens with 1, 2 and 3 threads, byte for byte; close to the reference mode."""
+    from uc_attest.core import threads
+    from uc_attest.runtime import kernels
+
+    if not kernels.available():
+        pytest.skip("the native serving kernels are not built")
+    anchor = uc.Anchor.kept_manifest(llama["kept"])
+    model = uc.load_model(llama["pack"], anchor, mode=mode)
+    ref = uc.load_model(llama["pack"], anchor, mode="reference")
+    assert model.uc_attest.runtime.mode == mode and model.uc_attest.runtime.kernel == kernels.KERNEL
+    ids = torch.tensor([[1, 7, 42, 99, 3, 250, 11, 5]])
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            threads.set_budget(n)
+            with torch.inference_mode():
+                logits = model(ids).logits
+                gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)
+            outs.append((logits.view(torch.int16).numpy().tobytes(), gen.tolist()))
+    finally:
+        threads.set_budget(None)
+    assert outs[0] == outs[1] == outs[2]
+    with torch.inference_mode():
+        want = torch.log_softmax(ref(ids).logits.float(), -1)
+        got = torch.log_softmax(model(ids).logits.float(), -1)
+    kl = float((want.exp() * (want - got)).sum(-1).mean())
+    assert 0 <= kl < 0.05, kl
+
+
+def test_a_layer_the_fused_kernel_cannot_take_runs_exact_and_says_so(llama: dict[str, Path]) -> None:
+    """The generated Llama's MLP is 344 wide: down_proj's rows are not whole groups of 128."""
+    model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]), mode="fast")
+    modes = {m.weight.name: m.mode.value for m in model.modules() if isinstance(m, PackedLinear)}
+    assert {n for n, m in modes.items() if m == "exact"} == {n for n in modes if n.endswith("down_proj.weight")}
+    note = next(n for n in model.uc_attest.notes if "served in mode exact" in n)
+    assert note.startswith("2 layer(s)") and "not whole groups of 128" in note, note
+
+
+def test_cli_generate_streams_and_names_its_runtime(llama: dict[str, Path]) -> None:
+    r = cli("generate", llama["pack"], "--prompt-ids", "1,7,42", "--max-new-tokens", "5", "--manifest", llama["kept"],
+            "--mode", "exact", "--threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 5  # the new ids, as they came
+    assert "first after" in r.stderr and "exact uc-serve/1" in r.stderr and "1 threads" in r.stderr, r.stderr
+    bad = cli("generate", llama["pack"], "--prompt-ids", "1", "--manifest", llama["kept"], "--mode", "turbo")
+    assert bad.returncode == 2 and "mode must be one of" in bad.stderr and "Traceback" not in bad.stderr
+    cached = cli("generate", llama["pack"], "--prompt-ids", "1", "--manifest", llama["kept"], "--mode", "fast",
+                 "--cache")  # fmt: skip
+    assert cached.returncode == 2 and "only mode reference" in cached.stderr

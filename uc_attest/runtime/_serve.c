@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -361,7 +362,8 @@ T_SERVE512 static int exact_rows_avx512(exact_job_t *job, Py_ssize_t r0, Py_ssiz
 /* ---------------------------------------------------------------- fast: int8 activations */
 
 /* One activation row: per group, the signs, the Walsh-Hadamard transform (binary32, butterflies h = 1, 2, ...),
- * then int8 with scale a = max|x'| / 127 (round to nearest even) and the sum of the int8 values. */
+ * then int8 with scale a = max|x'| / 127 (round to nearest even) and the sum of the int8 values. A group holding a
+ * NaN or an infinity gets a = NaN (and zeros): the outputs it feeds are NaN, as the exact product's would be. */
 static void quantize_row(const float *x, Py_ssize_t k, int g, int rotated, uint64_t key, uint64_t period, int8_t *x8,
                          float *scale, int32_t *sum) {
     float t[MAX_GROUP];
@@ -381,17 +383,115 @@ static void quantize_row(const float *x, Py_ssize_t k, int g, int rotated, uint6
                     }
         }
         float amax = 0.0f;
-        for (int j = 0; j < g; j++) amax = fabsf(t[j]) > amax ? fabsf(t[j]) : amax;
-        float a = amax / 127.0f;
+        int bad = 0;
+        for (int j = 0; j < g; j++) {
+            const float f = fabsf(t[j]);
+            if (!(f <= FLT_MAX)) bad = 1;  /* NaN or infinity */
+            else if (f > amax) amax = f;
+        }
+        const float a = bad ? NAN : amax / 127.0f;
         int32_t s = 0;
         for (int j = 0; j < g; j++) {
-            float q = a > 0.0f ? nearbyintf(t[j] / a) : 0.0f;
+            float q = !bad && a > 0.0f ? nearbyintf(t[j] / a) : 0.0f;
             q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
             x8[b * g + j] = (int8_t)q;
             s += (int32_t)q;
         }
         scale[b] = a;
         sum[b] = s;
+    }
+}
+
+#ifdef UC_X86
+T_SERVE512 static inline __m512 fwht16_ps(__m512 v) {  /* stages h = 1, 2, 4, 8 within one register */
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)), 0xAAAA, _mm512_permute_ps(v, 0xB1), v);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, _mm512_permute_ps(v, 0x4E)), 0xCCCC, _mm512_permute_ps(v, 0x4E), v);
+    __m512 p = _mm512_shuffle_f32x4(v, v, 0xB1);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xF0F0, p, v);
+    p = _mm512_shuffle_f32x4(v, v, 0x4E);
+    return _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xFF00, p, v);
+}
+
+/* quantize_row for groups of a multiple of 16 on AVX-512: the same operations on the same operands (the
+ * butterflies of a stage are independent; max and integer sums are exact in any order), so the same bytes. */
+T_SERVE512 static void quantize_row_avx512(const float *x, Py_ssize_t k, int g, int rotated, uint64_t key,
+                                           uint64_t period, int8_t *x8, float *scale, int32_t *sum) {
+    _Alignas(64) float t[MAX_GROUP];
+    uint64_t bm[MAX_GROUP / 64];
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    for (Py_ssize_t b = 0; b < k / g; b++) {
+        const float *xs = x + b * g;
+        if (rotated) {
+            group_signs(bm, key, (uint64_t)(b * g), g, period);
+            for (int j = 0; j < g; j += 16) {
+                __m512i u = _mm512_castps_si512(_mm512_loadu_ps(xs + j));
+                const __mmask16 m = (__mmask16)((bm[j / 64] >> (j % 64)) & 0xFFFF);
+                _mm512_store_ps(t + j, fwht16_ps(_mm512_castsi512_ps(_mm512_mask_xor_epi32(u, m, u, sign))));
+            }
+            for (int h = 16; h < g; h <<= 1)
+                for (int i = 0; i < g; i += h << 1)
+                    for (int j = i; j < i + h; j += 16) {
+                        const __m512 u = _mm512_load_ps(t + j), v = _mm512_load_ps(t + j + h);
+                        _mm512_store_ps(t + j, _mm512_add_ps(u, v));
+                        _mm512_store_ps(t + j + h, _mm512_sub_ps(u, v));
+                    }
+        } else {
+            memcpy(t, xs, (size_t)g * sizeof(float));
+        }
+        __m512 amax = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        for (int j = 0; j < g; j += 16) {
+            const __m512 f = _mm512_abs_ps(_mm512_load_ps(t + j));
+            bad |= _mm512_cmp_ps_mask(f, big, _CMP_NLE_UQ);  /* NaN or infinity */
+            amax = _mm512_max_ps(amax, f);
+        }
+        const float am = _mm512_reduce_max_ps(amax);
+        const float a = bad ? NAN : am / 127.0f;
+        __m512i s = _mm512_setzero_si512();
+        if (!bad && a > 0.0f) {
+            const __m512 av = _mm512_set1_ps(a), lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+            for (int j = 0; j < g; j += 16) {
+                __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_load_ps(t + j), av),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m512i qi = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(q, lim), nlim));
+                _mm_storeu_si128((__m128i *)(x8 + b * g + j), _mm512_cvtepi32_epi8(qi));
+                s = _mm512_add_epi32(s, qi);
+            }
+        } else {
+            memset(x8 + b * g, 0, (size_t)g);
+        }
+        scale[b] = a;
+        sum[b] = _mm512_reduce_add_epi32(s);
+    }
+}
+#endif
+
+typedef struct {
+    const float *x;
+    Py_ssize_t m, k;
+    int g, rotated, isa;
+    uint64_t key, period;
+    int8_t *x8;
+    float *scale;
+    int32_t *sum;
+} quant_job_t;
+
+static void quantize_part(void *arg, int part, int parts) {  /* tokens split across threads */
+    const quant_job_t *q = arg;
+    Py_ssize_t i0, i1;
+    rows_of(part, parts, q->m, &i0, &i1);
+    const Py_ssize_t gpr = q->k / q->g;
+    for (Py_ssize_t i = i0; i < i1; i++) {
+#ifdef UC_X86
+        if (q->isa == ISA_AVX512 && q->g % 16 == 0) {
+            quantize_row_avx512(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + i * q->k,
+                                q->scale + i * gpr, q->sum + i * gpr);
+            continue;
+        }
+#endif
+        quantize_row(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + i * q->k, q->scale + i * gpr,
+                     q->sum + i * gpr);
     }
 }
 
@@ -848,9 +948,8 @@ static PyObject *matmul_fast(PyObject *self, PyObject *args) {
         fast_job_t job = {&w, x8, scale, sum, y.buf, m, isa_current, 0};
         int parts = threads < w.n_rows ? threads : (int)w.n_rows;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < m; i++)
-            quantize_row((const float *)x.buf + i * w.k, w.k, (int)g, w.p.rotated, w.p.key, w.p.period, x8 + i * w.k,
-                         scale + i * gpr, sum + i * gpr);
+        quant_job_t qj = {x.buf, m, w.k, (int)g, w.p.rotated, isa_current, w.p.key, w.p.period, x8, scale, sum};
+        run_parts(quantize_part, &qj, threads < m ? threads : (int)m);
         run_parts(fast_part, &job, parts);
         Py_END_ALLOW_THREADS
         failed = job.failed;

@@ -162,9 +162,9 @@ class PackedLinear(torch.nn.Module):
             raise UsageError(f"mode {self.mode.value} serves inference only; load with mode reference for gradients")
         if x.device.type != "cpu":
             raise UsageError(f"mode {self.mode.value} runs on CPU, the input is on {x.device}; use mode reference")
-        y = self.native().matmul(x, self.mode)
+        y = self.native().matmul(x, self.mode)  # float32, a fresh tensor: the bias is added in place
         if self.bias is not None:
-            y = y + self.bias.to(torch.float32)
+            y.add_(self.bias.to(torch.float32))
         return y.to(self.compute_dtype)
 
     def dense_weight(self) -> torch.Tensor:
