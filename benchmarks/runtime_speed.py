@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 MODES = ("reference", "exact", "fast")
+SUMMARY: list[str] = []
 
 
 def child(args: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +171,8 @@ def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: di
     if llama and kind == "causal":
         llama_rows(recon, extra["tokens"], base["rate"])
     p = rows["packed, fast"]
+    SUMMARY.append(f"{name.split(',')[0]}: fast {p['rate'] / base['rate']:.2f}x, exact "
+                   f"{rows['packed, exact']['rate'] / base['rate']:.2f}x the reconstructed model")  # fmt: skip
     print(f"\nfast vs exact: {compare(kind, values['packed, exact'], values['packed, fast'])}; one thread vs two: "
           + ", ".join(f"{m} {'identical' if values[f'packed, {m}'].tobytes() == values[f'packed, {m}, 1 thread'].tobytes() else 'DIFFER'}"
                       for m in ("exact", "fast")))  # fmt: skip
@@ -181,11 +184,17 @@ def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: di
           f"precision ({p['bpw']:.3f} bits per weight); runtime {p['runtime']}; {'; '.join(p['notes']) or 'every layer fast'}")  # fmt: skip
 
 
+LLAMA_RATIOS: dict[str, float] = {}  # model -> llama.cpp q5_K_M / f16 decode tokens/s, this run
+
+
 def llama_rows(model: Path, tokens: int, recon_rate: float) -> None:
     import llama_cpp
 
     if llama_cpp.binary("llama-bench") is None:
         print("\nllama.cpp: not built here (python benchmarks/llama_cpp.py build)")
+        return
+    if not any((model / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        print("\nllama.cpp: no tokenizer in this model for its converter (generated or llama2.c weights)")
         return
     try:
         got = llama_cpp.bench(model, threads=2, tokens=tokens)
@@ -193,6 +202,7 @@ def llama_rows(model: Path, tokens: int, recon_rate: float) -> None:
         print(f"\nllama.cpp: {Path(str(exc.cmd[0])).name} failed: {(exc.stderr or b'')[-300:]!r}")
         return
     f16, q5 = got["f16"], got["q5_K_M"]
+    LLAMA_RATIOS[model.name] = q5["tg"] / f16["tg"]
     print(f"\nllama.cpp (llama-bench, 2 threads, same model): f16 {f16['tg']:.1f} tokens/s, q5_K_M {q5['tg']:.1f} "
           f"tokens/s ({q5['bpw']:.2f} bits per weight over all tensors): q5_K_M / f16 = **{q5['tg'] / f16['tg']:.2f}x**; "
           f"prompt processing f16 {f16['pp']:.0f}, q5_K_M {q5['pp']:.0f} tokens/s; f16 vs transformers' "
@@ -231,9 +241,10 @@ def main() -> None:
         root = Path(tmp)
 
         def model(name: str, kind: str, src: Path, dtype: str, default: bool, extra: dict[str, Any]) -> None:
-            pack = _pack(src, root / name, default)
-            uc.reconstruct(pack, root / f"{name}-recon", uc.Anchor.pack_itself())
-            measure(name, kind, pack, root / f"{name}-recon", dtype, extra, root, built)
+            slug = "".join(c if c.isalnum() else "-" for c in name.split(",")[0])  # llama-bench splits -m at commas
+            pack = _pack(src, root / slug, default)
+            uc.reconstruct(pack, root / f"{slug}-recon", uc.Anchor.pack_itself())
+            measure(name, kind, pack, root / f"{slug}-recon", dtype, extra, root, built)
 
         if want("minilm"):
             import fidelity
@@ -264,6 +275,11 @@ def main() -> None:
                 gb = (src / "model.safetensors").stat().st_size / 1e9
                 model(f"generated Llama-shaped bf16, {gb:.2f} GB, {args.tokens} tokens greedy", "causal", src,
                       "bfloat16", False, {"prompt": [1, 7, 42, 99], "tokens": args.tokens, "eval_ids": eval_ids})  # fmt: skip
+    print("\n### Summary\n")
+    for line in SUMMARY:
+        print(f"- {line}")
+    for name, ratio in LLAMA_RATIOS.items():
+        print(f"- llama.cpp q5_K_M over its own f16 on {name}, this run: {ratio:.2f}x (the figure fast is held to)")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def fast_reference(x: npt.NDArray[np.float32], c: Case) -> npt.NDArray[np.float3
 
 def _run(fn: str, x: npt.NDArray[np.float32], c: Case, threads: int) -> npt.NDArray[np.float32]:
     y = np.full((x.shape[0], c.rows), np.nan, dtype=np.float32)
-    getattr(_serve, fn)(np.ascontiguousarray(x), x.shape[0], y, threads, *c.args())
+    getattr(_serve, fn)(np.ascontiguousarray(x), y, c.args(), threads)
     return y
 
 
@@ -201,8 +201,8 @@ def test_bad_arguments_are_value_errors_not_crashes() -> None:
     y = np.empty((1, 4), dtype=np.float32)
     good = list(c.args())
 
-    def call(fn: str, args: list[Any], xx: Any = x, yy: Any = y, threads: int = 1) -> None:
-        getattr(_serve, fn)(xx, 1, yy, threads, *args)
+    def call(fn: str, args: list[Any], xx: Any = x, yy: Any = y, threads: int = 1, bias: Any = None) -> None:
+        getattr(_serve, fn)(xx, yy, tuple(args), threads, bias)
 
     for i, bad in ((0, c.codes[:-1]), (1, c.scales.view(np.uint16)[:-1]), (2, c.zeros[:-1]), (3, 5), (4, 255),
                    (5, 96), (6, 9), (7, 3), (8, 101), (11, 7)):  # fmt: skip
@@ -216,18 +216,43 @@ def test_bad_arguments_are_value_errors_not_crashes() -> None:
     for fn in ("matmul_exact", "matmul_fast"):
         with pytest.raises(ValueError, match="non-finite"):
             call(fn, [good[0], inf.view(np.uint16), *good[2:]])
-        with pytest.raises(ValueError):
-            call(fn, good, xx=x[:, :128])
-        with pytest.raises(ValueError):
-            call(fn, good, yy=np.empty((1, 3), dtype=np.float32))
-        with pytest.raises(ValueError):
-            call(fn, good, threads=0)
-        with pytest.raises(TypeError):
+        for kw in ({"xx": x[:, :128]}, {"yy": np.empty((1, 3), dtype=np.float32)}, {"threads": 0},
+                   {"xx": x.astype(np.float64)}, {"xx": np.zeros((1, 512), np.float32)[:, ::2]},
+                   {"yy": np.empty((1, 4), dtype=np.int32)}, {"bias": np.ones(3, np.float32)},
+                   {"xx": np.empty((0, 256), np.float32)}):  # fmt: skip
+            with pytest.raises((ValueError, BufferError)):  # BufferError: not C-contiguous
+                call(fn, good, **kw)
+        with pytest.raises((TypeError, BufferError)):
             call(fn, good, yy=bytes(16))  # not writable
+        with pytest.raises(TypeError):
+            getattr(_serve, fn)(x, y, tuple(good[:11]), 1)  # the weight is a 12-tuple
     flat = [*good[:-1], 0]  # signs not shared across rows: exact takes it, fast refuses
     call("matmul_exact", flat)
     with pytest.raises(ValueError, match="row-shared"):
         call("matmul_fast", flat)
+
+
+@pytest.mark.parametrize("fn", ["matmul_exact", "matmul_fast"])
+def test_half_precision_in_and_out_with_a_bias_is_the_binary32_result_rounded_once(fn: str) -> None:
+    """x and y in float16 or bfloat16 (as int16), a bias: the same sums as in binary32, the bias added in binary32,
+    one rounding to the output dtype (round to nearest even)."""
+    import torch
+
+    rng = np.random.default_rng(16)
+    c = Case(rng, 21, 256, 5, 128, "BF16", True, 256)
+    xf = rng.standard_normal((3, 256)).astype(np.float32)
+    bias = rng.standard_normal(21).astype(np.float32)
+    for dt in (torch.bfloat16, torch.float16):
+        x = torch.from_numpy(xf).to(dt)
+        b = torch.from_numpy(bias).to(dt)
+        want = torch.from_numpy(_run(fn, x.float().numpy(), c, 2) + b.float().numpy()).to(dt)
+        y = torch.empty((3, 21), dtype=dt)
+        view = (lambda t: t.view(torch.int16).numpy()) if dt == torch.bfloat16 else (lambda t: t.numpy())
+        getattr(_serve, fn)(view(x), view(y), c.args(), 2, view(b))
+        assert torch.equal(y.view(torch.int16), want.view(torch.int16)), dt
+    y32 = np.empty((3, 21), np.float32)
+    getattr(_serve, fn)(xf, y32, c.args(), 1, bias)  # float32 out: the bias added in place, no rounding
+    assert y32.tobytes() == (_run(fn, xf, c, 1) + bias).tobytes()
 
 
 def test_out_of_memory_in_a_kernel_names_the_layer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,4 +279,4 @@ def test_out_of_memory_in_a_kernel_names_the_layer(monkeypatch: pytest.MonkeyPat
     w = kernels.NativeWeight(Weight())
     monkeypatch.setattr(kernels, "_native", NoMemory())
     with pytest.raises(OperationalError, match=r"out of memory in layer model\.layers\.3\.mlp\.down_proj\.weight"):
-        w.matmul(torch.ones(1, 256), kernels.Mode.FAST)
+        w.matmul(torch.ones(1, 256), kernels.Mode.FAST, torch.bfloat16)

@@ -119,7 +119,7 @@ class NativeWeight:
         rec = weight.record
         self.name = weight.name
         self.rows, self.k = int(weight.shape[0]), int(weight.shape[1])
-        self.args = (
+        self.args = (  # the kernels' weight tuple (see _serve.c parse_weight)
             weight.uc_codes.numpy(),
             weight.uc_scales.view(torch.int16).numpy(),
             weight.uc_zeros.numpy(),
@@ -134,20 +134,32 @@ class NativeWeight:
             weight.sign_period,
         )
 
-    def matmul(self, x: torch.Tensor, mode: Mode) -> torch.Tensor:
-        """``x W^T`` in float32 for ``x`` of shape [..., k] (any float dtype; widened to float32 exactly)."""
+    def matmul(
+        self, x: torch.Tensor, mode: Mode, out_dtype: torch.dtype, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x W^T (+ bias)`` for ``x`` of shape [..., k], in ``out_dtype``: float32, float16 or bfloat16 in and
+        out (widened to binary32 exactly, the sums and the bias in binary32, rounded once to ``out_dtype``)."""
         assert _native is not None
         lead = x.shape[:-1]
+        if x.dtype not in _DTYPE_NAMES:
+            x = x.to(torch.float32)
+        x2 = x.reshape(-1, self.k)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        y = torch.empty((*lead, self.rows), dtype=out_dtype)
+        if x2.shape[0] == 0:
+            return y
+        fn = _native.matmul_fast if mode is Mode.FAST else _native.matmul_exact
         try:
-            x2 = x.reshape(-1, self.k).to(torch.float32).contiguous()
-            m = x2.shape[0]
-            y = torch.empty((m, self.rows), dtype=torch.float32)
-            if m:
-                fn = _native.matmul_fast if mode is Mode.FAST else _native.matmul_exact
-                fn(x2.numpy(), m, y.numpy(), threads.budget(), *self.args)
+            fn(_buffer(x2), _buffer(y), self.args, threads.budget(), None if bias is None else _buffer(bias))
         except MemoryError:
             raise OperationalError(f"out of memory in layer {self.name} ({mode.value})", tensor=self.name) from None
-        return y.reshape(*lead, self.rows)
+        return y
+
+
+def _buffer(t: torch.Tensor) -> Any:
+    """A CPU tensor's memory as the kernels read it (bfloat16 as its 16-bit patterns), without a copy."""
+    return t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
 _DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}

@@ -162,10 +162,7 @@ class PackedLinear(torch.nn.Module):
             raise UsageError(f"mode {self.mode.value} serves inference only; load with mode reference for gradients")
         if x.device.type != "cpu":
             raise UsageError(f"mode {self.mode.value} runs on CPU, the input is on {x.device}; use mode reference")
-        y = self.native().matmul(x, self.mode)  # float32, a fresh tensor: the bias is added in place
-        if self.bias is not None:
-            y.add_(self.bias.to(torch.float32))
-        return y.to(self.compute_dtype)
+        return self.native().matmul(x, self.mode, self.compute_dtype, self.bias)
 
     def dense_weight(self) -> torch.Tensor:
         """The decoded weight for this call: the cached one, or the shared buffer (valid until the next decode)."""
