@@ -76,6 +76,7 @@ def gpu_decode_check(pack_dir: Path) -> int:
                 scheme.group_size,
                 key,
                 scheme.sign_period(pt.shape),
+                scheme.parts(pt.shape),
             )
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()
             if gpu != pack.digest(name).hex:
@@ -103,7 +104,7 @@ def runtime_check(pack_dir: Path, device: str, tokens: int = 512) -> int:
             f = pack.files[pt.shard]
             dt = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[pt.dtype]
             w = PackedWeight(name, (pt.shape[0], pt.shape[1]), dt, pt.quant, scheme.rotated, scheme.sign_period(pt.shape),
-                             device=device)  # fmt: skip
+                             device=device, parts=scheme.parts(pt.shape))  # fmt: skip
             for suffix in ("uc_codes", "uc_scales", "uc_zeros"):
                 getattr(w, suffix).copy_(f.tensor(f"{name}.{suffix}"))
             if w.digest() != entries[name].digest:

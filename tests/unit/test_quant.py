@@ -154,7 +154,7 @@ FORBIDDEN = {"matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "pow", "mean
 #: multiplies integers below 2^7 by int16 moments, partial sums below 2^49 in float64.
 EXACT_INTEGER_MATMUL = {"ldlq.py": {"bmm"}, "rotation.py": {"matmul"}, "measure.py": {"bmm"}}
 #: Modules whose built-in ``sum(...)`` adds Python ints (partial sums the native helpers return): exact.
-PYTHON_INT_SUMS = {"measure.py"}
+PYTHON_INT_SUMS = {"measure.py", "scheme.py"}  # Python int sums (sizes, exact)
 
 
 def test_quant_code_uses_no_forbidden_operations() -> None:

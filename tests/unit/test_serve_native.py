@@ -267,7 +267,7 @@ def test_out_of_memory_in_a_kernel_names_the_layer(monkeypatch: pytest.MonkeyPat
         shape = (4, 256)
         dtype = torch.bfloat16
         record = type("R", (), {"group_size": 128, "bits": 5, "exponent": -6})()
-        key, sign_period = 7, 256
+        key, sign_period, parts = 7, 256, ()
         uc_codes = torch.zeros(4 * 256 * 5 // 8, dtype=torch.uint8)
         uc_scales = torch.ones(8, dtype=torch.float16)
         uc_zeros = torch.zeros(8, dtype=torch.uint8)

@@ -175,7 +175,9 @@ class MomentHooks:
             if w == n:
                 got = rows.T @ rows
             else:
-                b = rows.reshape(rows.shape[0], n // w, w).transpose(0, 1)  # [n/w, tokens, w]
+                if n % w:  # blocks of the input zero-padded to whole blocks (a row in two parts: calibration/file.py)
+                    rows = torch.nn.functional.pad(rows, (0, w - n % w))
+                b = rows.reshape(rows.shape[0], -1, w).transpose(0, 1)  # [ceil(n/w), tokens, w]
                 got = b.transpose(1, 2) @ b
         # binary32 products over at most FLUSH_ROWS rows (relative error ~1e-5, below the int16 the pack commits),
         # summed in binary64 across flushes

@@ -92,8 +92,8 @@ def measure(
         raise CalibrationUnavailable("no quantized tensor of this model can take calibration moments")
     g = scheme.group_size
 
-    def block(n: int) -> int:
-        return g if n % g == 0 else n if g % n == 0 else 0
+    def block(n: int) -> int:  # blocks of the input zero-padded to whole groups when a row splits in two parts
+        return g if n % g == 0 or scheme.split_column((1, n)) else n if g % n == 0 else 0
 
     causal = is_causal(config) and text is None
     size_torch()  # every core the process may use: the moments (and so the pack) are the same for the same budget

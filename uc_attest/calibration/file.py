@@ -32,13 +32,13 @@ class Calibration:
     def __init__(self, path: Path, scheme: Scheme) -> None:
         self.path = Path(path)
         if not scheme.row_signs:
-            raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/1), not {scheme.id}")
+            raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme.id}")
         self.scheme = scheme
         self.file = SafetensorsFile(self.path)
         g = scheme.group_size
         for info in self.file.infos.values():
             square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
-            blocks = len(info.shape) == 3 and info.shape[1:] == (g, g)
+            blocks = len(info.shape) == 3 and info.shape[1:] == (g, g)  # [ceil(n/g), g, g]: zero-padded input
             if info.dtype not in MOMENT_DTYPES or not (square or blocks):
                 raise InvalidInput(
                     f"{self.path}: tensor {info.name!r}: moments must be a square float matrix or "
@@ -52,20 +52,24 @@ class Calibration:
         if info is None:
             return None
         where = f"{self.path}: tensor {name!r}"
+        cols, g = shape[-1], self.scheme.group_size
+        split = self.scheme.split_column(shape)
         width = info.shape[0] * info.shape[1] if len(info.shape) == 3 else info.shape[0]
-        if width != shape[-1]:
+        padded = split and len(info.shape) == 3 and width == -(-cols // g) * g  # blocks of the zero-padded input
+        if width != cols and not padded:
             raise InvalidInput(
-                f"{where}: moments are {list(info.shape)} but the weight has rows of {shape[-1]}",
+                f"{where}: moments are {list(info.shape)} but the weight has rows of {cols}",
                 path=str(self.path),
                 tensor=name,
             )
-        width = self.scheme.moment_block(shape)
-        if not width:
+        block = self.scheme.moment_block(shape)
+        if not block:
             raise UsageError(
-                f"{where}: rows of {shape[-1]} are neither a multiple nor a divisor of the group size "
-                f"{self.scheme.group_size}; drop this tensor from the calibration file or choose another --group-size"
+                f"{where}: rows of {cols} are neither a multiple nor a divisor of the group size "
+                f"{g}, nor m·{g} + a divisor of it; drop this tensor from the calibration file or choose another "
+                "--group-size"
             )
-        if len(info.shape) == 3 and width != info.shape[1]:
+        if len(info.shape) == 3 and block != info.shape[1]:
             raise InvalidInput(
                 f"{where}: give the full [n, n] moments for rows narrower than a group", path=str(self.path)
             )
@@ -76,7 +80,11 @@ class Calibration:
             raise InvalidInput(
                 f"{where}: negative diagonal entry (not second moments)", path=str(self.path), tensor=name
             )
-        return moments_to_blocks(h, width)
+        if not split:
+            return moments_to_blocks(h, block)
+        blocks = _part_blocks(h, cols, split, g)
+        parts = self.scheme.parts(shape)
+        return torch.cat([moments_to_blocks(b, p.block).reshape(-1) for p, b in zip(parts, blocks, strict=True)])
 
     def check_names(self, model_dir: Path) -> None:
         """Every entry must name a tensor of the model that the scheme quantizes (catches typos and
@@ -96,6 +104,17 @@ class Calibration:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _part_blocks(h: torch.Tensor, cols: int, split: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The moments of a tensor in two row-aligned parts, per part: the g x g diagonal blocks of its first
+    ``split`` columns [split/g, g, g], and the t x t block of its last t = cols - split [1, t, t]; ``h`` the full
+    [cols, cols] matrix or the [ceil(cols/g), g, g] blocks of the input zero-padded to whole groups."""
+    m, t = split // g, cols - split
+    if h.dim() == 2:
+        idx = torch.arange(m)
+        return h[:split, :split].reshape(m, g, m, g)[idx, :, idx, :], h[split:, split:].reshape(1, t, t)
+    return h[:m], h[m:, :t, :t]
 
 
 def write(path: Path, moments: dict[str, torch.Tensor], description: str) -> None:

@@ -51,7 +51,10 @@ def pack(
     ] = uc.PACK_SCHEME.group_size,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
     scheme_id: Annotated[
-        str, typer.Option("--scheme", help="uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1.")
+        str,
+        typer.Option(
+            "--scheme", help="uc-rht-ldlq/2 (the default), uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."
+        ),
     ] = uc.PACK_SCHEME.id,
     calibration: Annotated[
         Path | None,

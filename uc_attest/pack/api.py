@@ -304,7 +304,7 @@ def _moments_for(
     text = r.calibration_text
     if not r.scheme.row_signs or (r.calibrate == "none" and text is None):
         if text is not None:
-            raise UsageError(f"--calibration-text needs a feedback scheme (uc-rht-ldlq/1), not {r.scheme.id}")
+            raise UsageError(f"--calibration-text needs a feedback scheme (uc-rht-ldlq/2 or /1), not {r.scheme.id}")
         return None, None
     show.stage("calibration")
     from ..calibration.collect import CalibrationUnavailable

@@ -234,6 +234,20 @@ class Pack:
         if not np.isfinite(scales).all():
             raise MalformedPack(f"tensor {pt.name!r}: non-finite scale", tensor=pt.name)
         groups = len(scales)
+        parts = scheme.parts(pt.shape)
+        if len(parts) > 1:  # row-aligned parts: whole rows at a time, the parts' columns side by side
+            from ..quant.decode import decode_parts_rows
+
+            codes_all = np.frombuffer(f.pread(pt.name + SUFFIXES[0]), np.uint8)
+            cols = pt.shape[-1]
+            rows = enc.n // cols
+            per = max(1, BLOCK_BYTES // (cols * 4 * g)) * g  # a multiple of every part's rows per group
+            for r0 in range(0, rows, per):
+                r1 = min(rows, r0 + per)
+                out = decode_parts_rows(codes_all, scales, zeros, enc.exponent, enc.dtype, enc.bits, parts,
+                                        enc.sign_key, r0, r1)  # fmt: skip
+                yield out.reshape(-1).view(np.uint8).data
+            return
         block = max(1, BLOCK_BYTES // (g * 4))
         for b0 in range(0, groups, block):
             b1 = min(groups, b0 + block)
@@ -273,7 +287,8 @@ class Pack:
         """SHA-256 of the reconstructed tensor's bytes."""
         h = hashlib.sha256()
         pt = self.tensors[name]
-        if pt.quant is not None and native_decode.available():  # decode and hash chunk by chunk in C
+        split = pt.quant is not None and len(self.schemes[pt.shard].parts(pt.shape)) > 1
+        if pt.quant is not None and native_decode.available() and not split:  # decode and hash chunk by chunk in C
             f = self.files[pt.shard]
             enc = self._components(pt, f, self.schemes[pt.shard])
             try:

@@ -55,6 +55,17 @@ def damage(original: torch.Tensor, recon: torch.Tensor, h: torch.Tensor | None, 
     return _damage(original, raw_bytes(recon.to(original.dtype)), dtype, energy, reference(original, dtype, energy))
 
 
+def _energy(scheme: Scheme, shape: tuple[int, ...], m16: torch.Tensor | None) -> Energy:
+    """The moments-weighted energy of a tensor from its committed moments (per row-aligned part), or the identity."""
+    if m16 is None:
+        return Energy(shape, None, 0)
+    parts = scheme.parts(shape)
+    split = scheme.split_moments(shape, m16)
+    return Energy.of_parts(
+        shape, [(p.col0, p.cols, blocks_to_matrices(m, p.block), p.block) for p, m in zip(parts, split, strict=True)]
+    )
+
+
 class CandidateStore:
     """Measured candidates kept for the writer: in memory up to ``limit`` bytes of components, beyond that
     spilled to files in a scratch directory (so an 8 B model's two widths never sit in memory at once)."""
@@ -166,9 +177,8 @@ def allocate(
                 b = scheme.bits_for(info.name)
                 widths = [w for w in (b - 1 if floor else b, b, b + 1) if w >= 2 and _at(scheme, w) is not None]
                 m16 = moments(info.name, info.shape) if moments is not None else None
-                w = scheme.moment_block(info.shape) if m16 is not None else 0
                 x = f.tensor(info.name)
-                energy = Energy(tuple(info.shape), blocks_to_matrices(m16, w) if m16 is not None else None, w)
+                energy = _energy(scheme, tuple(info.shape), m16)
                 ref = reference(x, info.dtype, energy)
                 points = []
                 for bits in sorted(set(widths)):

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a m
 from .decode_protocol import Hasher
 from .native_decode import HASH_CHUNK_WEIGHTS
 from .rotation import decode_shift, fwht_numpy, signs_numpy
+from .scheme import Part
 
 _BF16_ROUND = np.uint32(0x7FFF)
 _OUT = {"F32": (0, np.float32), "F16": (1, np.float16), "BF16": (2, np.uint16)}
@@ -197,3 +198,51 @@ def hash_decoded(
             native=False,
         )
         hasher.update(out.reshape(-1).view(np.uint8).data)
+
+
+def decode_part_rows(
+    codes: npt.NDArray[np.uint8],
+    scales: npt.NDArray[np.float16],
+    zeros: npt.NDArray[np.uint8],
+    exponent: int,
+    dtype: str,
+    bits: int,
+    part: Part,
+    sign_key: int | None,
+    r0: int,
+    r1: int,
+    *,
+    native: bool = True,
+) -> npt.NDArray[np.generic]:
+    """Rows ``r0..r1`` of one part ([r1 - r0, part.cols]) of a tensor whose components (all its parts' groups, 1-D)
+    are ``codes``/``scales``/``zeros``: the groups covering those rows are decoded and the rows cut out of them."""
+    g = part.group
+    step = g * bits // 8
+    e0, e1 = r0 * part.cols, r1 * part.cols
+    g0, g1 = e0 // g, -(-e1 // g)
+    a, b = part.first_group + g0, part.first_group + g1
+    count = min(part.n, g1 * g) - g0 * g
+    flat = decode_rows(codes[a * step : b * step], scales[None, a:b], zeros[None, a:b], exponent, count, dtype, bits,
+                       g, sign_key, g0, sign_period=part.period, native=native)  # fmt: skip
+    return flat.reshape(-1)[e0 - g0 * g : e1 - g0 * g].reshape(r1 - r0, part.cols)
+
+
+def decode_parts_rows(
+    codes: npt.NDArray[np.uint8],
+    scales: npt.NDArray[np.float16],
+    zeros: npt.NDArray[np.uint8],
+    exponent: int,
+    dtype: str,
+    bits: int,
+    parts: tuple[Part, ...],
+    sign_key: int | None,
+    r0: int,
+    r1: int,
+    *,
+    native: bool = True,
+) -> npt.NDArray[np.generic]:
+    """Rows ``r0..r1`` of a tensor stored in row-aligned parts (``Scheme.parts``), [r1 - r0, columns]."""
+    blocks = [
+        decode_part_rows(codes, scales, zeros, exponent, dtype, bits, p, sign_key, r0, r1, native=native) for p in parts
+    ]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)

@@ -20,7 +20,7 @@ import torch
 from ..core.digest import Digest
 from ..core.threads import pool
 from . import native
-from .decode import decode_rows
+from .decode import decode_parts_rows, decode_rows
 from .quality import relative_error_ppm
 from .quantize import QuantizedTensor
 from .rotation import sign_key
@@ -61,6 +61,18 @@ def decode_tensor(name: str, q: QuantizedTensor, group_size: int) -> npt.NDArray
     step = group_size * q.bits // 8
     codes, scales, zeros = q.codes.numpy(), q.scales.numpy(), q.zeros.numpy()
     key = sign_key(name) if q.rotated else None
+    if len(q.parts) > 1:  # row-aligned parts: whole rows at a time, the parts' columns side by side
+        cols = q.shape[-1]
+        rows = n // cols
+        per_rows = max(1, RUN // cols) * group_size  # a multiple of every part's rows per group
+
+        def rows_run(r0: int) -> None:
+            r1 = min(rows, r0 + per_rows)
+            block = decode_parts_rows(codes, scales, zeros, q.exponent, q.dtype, q.bits, q.parts, key, r0, r1)
+            out[r0 * cols * elem : r1 * cols * elem] = block.reshape(-1).view(np.uint8)
+
+        list(pool().map(rows_run, range(0, rows, per_rows)))
+        return out
 
     def run(g0: int) -> None:
         g1 = min(n_groups, g0 + per)
@@ -98,29 +110,41 @@ def error_ppm(original: torch.Tensor, recon: npt.NDArray[np.uint8], dtype: str) 
 
 class Energy:
     """The moments-weighted energy of a tensor's scaled values (allocate.py): ``h`` the committed moment blocks
-    as int64 [cols / w, w, w], or None (the identity: a sum of squares)."""
+    as int64 [cols / w, w, w], or None (the identity: a sum of squares). :meth:`of_parts`: one such set of blocks
+    per row-aligned part (its first column, its columns, its blocks, their width)."""
 
     def __init__(self, shape: tuple[int, ...], h: torch.Tensor | None, w: int) -> None:
         self.cols = shape[-1]
         self.rows = math.prod(shape) // self.cols
-        self.h = None if h is None else h.to(torch.float64)
-        self.w = w
+        self.segments = None if h is None else [(0, self.cols, h.to(torch.float64), w)]
+
+    @classmethod
+    def of_parts(cls, shape: tuple[int, ...], parts: list[tuple[int, int, torch.Tensor, int]]) -> Energy:
+        e = cls(shape, None, 0)
+        e.segments = [(a, c, h.to(torch.float64), w) for a, c, h, w in parts]
+        return e
+
+    @property
+    def h(self) -> torch.Tensor | None:
+        return None if self.segments is None else self.segments[0][2]
 
     def of_torch(self, v: torch.Tensor) -> int:
         """:meth:`of` for int64 scaled values (the reference path)."""
-        if self.h is None:
+        if self.segments is None:
             return int((v.reshape(-1) * v.reshape(-1)).to(torch.int64).sum())
         return self.of(v.to(torch.int8).numpy(), 0)
 
     def of(self, v: npt.NDArray[np.int8], squares: int) -> int:
-        """Σ over rows and w-wide blocks of v_b H_b v_bᵀ, exactly (``squares``: Σ v², the identity's answer)."""
-        if self.h is None:
+        """Σ over rows, parts and w-wide blocks of v_b H_b v_bᵀ, exactly (``squares``: Σ v², the identity's answer)."""
+        if self.segments is None:
             return squares
-        vt = torch.from_numpy(v).reshape(self.rows, self.cols // self.w, self.w)
+        rows = torch.from_numpy(v).reshape(self.rows, self.cols)
         total = 0
-        for r in range(0, self.rows, _ROWS):
-            b = vt[r : r + _ROWS].to(torch.float64).transpose(0, 1).contiguous()  # [nb, rows, w]
-            total += int((torch.bmm(b, self.h) * b).to(torch.int64).sum())  # integers < 2^39 each: exact
+        for a, cols, h, w in self.segments:
+            vt = rows[:, a : a + cols].reshape(self.rows, cols // w, w)
+            for r in range(0, self.rows, _ROWS):
+                b = vt[r : r + _ROWS].to(torch.float64).transpose(0, 1).contiguous()  # [nb, rows, w]
+                total += int((torch.bmm(b, h) * b).to(torch.int64).sum())  # integers < 2^39 each: exact
         return total
 
 

@@ -7,7 +7,6 @@ Used for CPU packs when the extension is compiled; ``UC_ATTEST_QUANTIZER=torch``
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from ..core.threads import budget, pool
 from ..errors import UnsupportedTensor
-from .scheme import EXP_RANGE, FEEDBACK_SEARCH
+from .scheme import FEEDBACK_SEARCH
 
 try:
     from . import _quantize as _native  # type: ignore[attr-defined]
@@ -25,8 +24,7 @@ except ImportError:  # pragma: no cover - not compiled
 if TYPE_CHECKING:
     import torch
 
-    from .quantize import QuantizedTensor
-    from .scheme import Scheme
+    from .scheme import Part, Scheme
 
 #: Groups per run handed to one thread (128 k weights at g = 128): small enough to balance, large enough that
 #: the call overhead is noise.
@@ -58,47 +56,53 @@ def native_dtype(w: torch.Tensor) -> int | None:
     return {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}.get(w.dtype)
 
 
-def quantize_native(
-    name: str,
-    w: torch.Tensor,
-    dtype: str,
-    scheme: Scheme,
-    moments: torch.Tensor | None,
-) -> QuantizedTensor:
-    """Quantize the CPU tensor ``w`` (F32, F16 or BF16) as ``quantize_tensor`` does (``dtype`` is recorded), with
-    error feedback through its committed ``moments`` (checked by the caller) when given."""
+def _source(flat: torch.Tensor) -> tuple[memoryview, int, int]:
+    """A flattened CPU tensor as the C quantizer reads it: its bytes, its dtype code, its length."""
     import torch
 
-    from .quantize import QuantizedTensor, tensor_exponent
+    code = native_dtype(flat)
+    assert code is not None
+    return flat.contiguous().view(torch.uint8).numpy().data, code, flat.numel()
+
+
+def part_range(name: str, flat: torch.Tensor, scheme: Scheme, period: int) -> float:
+    """The largest group range (hi - lo, rotated when the scheme rotates) of a flattened part, as
+    ``quantize._part_range`` computes it; UnsupportedTensor on NaN or infinity."""
     from .rotation import sign_key
 
     assert _native is not None
-    g, bits = scheme.group_size, scheme.bits_for(name)
-    shape = tuple(w.shape)
-    n = math.prod(shape)
-    n_groups = -(-n // g)
-    period = scheme.sign_period(shape)
+    src, code, n = _source(flat)
+    g = scheme.group_size
     key = sign_key(name) if scheme.rotated else 0
-    row_groups = max(1, period // g)
-    code = native_dtype(w)
-    assert code is not None
-    src = w.contiguous().reshape(-1).view(torch.uint8).numpy().data
-    runs = _runs(n_groups, 1)
+    runs = _runs(-(-n // g), 1)
     ranges = list(
         pool().map(lambda r: _native.group_ranges(src, code, n, g, r[0], r[1], scheme.rotated, key, period), runs)
     )
     if not all(finite for _, finite in ranges):
         raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
-    qmax = (1 << bits) - 1
-    exponent = tensor_exponent(max(r for r, _ in ranges), qmax)
-    if not EXP_RANGE[0] <= exponent <= EXP_RANGE[1]:
-        raise UnsupportedTensor(f"tensor {name!r}: magnitude out of range (scale exponent {exponent})", tensor=name)
+    return max((r for r, _ in ranges), default=0.0)
+
+
+def quantize_part(
+    name: str, flat: torch.Tensor, scheme: Scheme, part: Part, moments: torch.Tensor | None, exponent: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed codes, fp16 scales and zero-points of one flattened part (F32, F16 or BF16 on CPU), as
+    ``quantize._quantize_part`` gives them, with error feedback through the part's ``moments`` when given."""
+    import torch
+
+    from .rotation import sign_key
+
+    assert _native is not None
+    src, code, n = _source(flat)
+    g, bits, period = scheme.group_size, scheme.bits_for(name), part.period
+    n_groups = -(-n // g)
+    key = sign_key(name) if scheme.rotated else 0
+    row_groups = max(1, period // g)
     grid, refit = FEEDBACK_SEARCH if moments is not None else (scheme.clip_grid, scheme.refit_rounds)
     grid_bytes = np.asarray(grid, dtype=np.float64).tobytes()
     m = None
     if moments is not None:  # ldlq.py rotated_hessian + feedback_matrix, natively
-        block = scheme.moment_block(shape)
-        m = _native.feedback_matrices(moments.contiguous().numpy().tobytes(), block, g, sign_key(name), period)
+        m = _native.feedback_matrices(moments.contiguous().numpy().tobytes(), part.block, g, key, period)
     codes = np.empty(n_groups * g * bits // 8, dtype=np.uint8)
     scales = np.empty(n_groups, dtype=np.uint16)
     zeros = np.empty(n_groups, dtype=np.uint8)
@@ -112,15 +116,4 @@ def quantize_native(
         )
 
     list(pool().map(run, _runs(n_groups, 1)))
-    return QuantizedTensor(
-        torch.from_numpy(codes),
-        torch.from_numpy(scales.view(np.float16)),
-        torch.from_numpy(zeros),
-        exponent,
-        shape,
-        dtype,
-        bits,
-        scheme.rotated,
-        period,
-        moments,
-    )
+    return torch.from_numpy(codes), torch.from_numpy(scales.view(np.float16)), torch.from_numpy(zeros)

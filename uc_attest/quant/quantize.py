@@ -10,6 +10,7 @@ same bytes on any CPU thread count and on any CUDA GPU. docs/format.md is the sp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,7 @@ from . import native
 from .codec import pack_codes
 from .ldlq import feedback_codes, feedback_matrix, rotated_hessian
 from .rotation import rotate, sign_key
-from .scheme import EXP_RANGE, FEEDBACK_SEARCH, Scheme
+from .scheme import EXP_RANGE, FEEDBACK_SEARCH, Part, Scheme
 
 #: Rows are processed in blocks of about this many (padded) elements to bound memory.
 BLOCK_ELEMS = 1 << 20
@@ -41,6 +42,7 @@ class QuantizedTensor:
     rotated: bool
     sign_period: int = 0  # > 0: row-shared rotation signs (rotation.py)
     moments: torch.Tensor | None = None  # int16 committed moment blocks used for error feedback
+    parts: tuple[Part, ...] = ()  # the row-aligned parts (Scheme.parts); () for one part of period sign_period
 
 
 def _pow2(k: torch.Tensor) -> torch.Tensor:
@@ -157,20 +159,18 @@ def _search_block(
 
 def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.Tensor) -> torch.Tensor:
     """The reconstruction of ``q`` by the host decoder (docs/format.md 3.3), in ``like``'s dtype and shape."""
-    from .decode import decode_rows
+    from .decode import decode_parts_rows
+    from .scheme import Part
 
-    out = decode_rows(
-        q.codes.numpy(),
-        q.scales.numpy()[None],
-        q.zeros.numpy()[None],
-        q.exponent,
-        math.prod(q.shape),
-        q.dtype,
-        q.bits,
-        group_size,
-        sign_key(name) if q.rotated else None,
-        sign_period=q.sign_period,
-    )
+    rows = math.prod(q.shape[:-1])
+    parts = q.parts or (Part(0, q.shape[-1], rows, group_size, q.sign_period, 0, 0),)
+    if len(parts) == 1:  # the whole tensor as one part of one "row" (groups may span rows)
+        n = math.prod(q.shape)
+        parts = (Part(0, n, 1, group_size, q.sign_period, 0, 0),)
+        rows = 1
+    key = sign_key(name) if q.rotated else None
+    out = decode_parts_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.dtype, q.bits, parts,
+                            key, 0, rows)  # fmt: skip
     return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
 
 
@@ -198,68 +198,50 @@ def quantize_tensor(
     device: torch.device | str = "cpu",
     moments: torch.Tensor | None = None,
 ) -> QuantizedTensor:
-    """Quantize one float tensor on ``device``: groups of ``g`` consecutive elements in C order.
+    """Quantize one float tensor on ``device``: per part (``Scheme.parts``: all its columns, or a row's first m·g
+    columns and its last t), groups of ``g`` consecutive elements in C order; one exponent for the tensor.
 
-    ``moments`` (feedback schemes, row-aligned tensors): committed int16 second-moment blocks of
-    the layer's input; quantization errors are then fed forward within each group (ldlq.py)."""
-    g, bits = scheme.group_size, scheme.bits_for(name)
+    ``moments`` (feedback schemes): committed int16 second-moment blocks of the layer's input; quantization errors
+    are then fed forward within each group (ldlq.py)."""
+    bits = scheme.bits_for(name)
     qmax = (1 << bits) - 1
     shape = tuple(w.shape)
-    period = scheme.sign_period(shape)
-    m_fx = None
     if moments is not None:
         check_moments(name, shape, scheme, moments)
-    if (
+    parts = scheme.parts(shape)
+    on_native = (
         torch.device(device).type == "cpu"
         and w.device.type == "cpu"
         and native.available()
         and native.native_dtype(w) is not None
-    ):
-        return native.quantize_native(name, w, dtype, scheme, None if moments is None else moments.cpu())
-    if moments is not None:
-        m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name), period))
-    flat = w.reshape(-1)
-    n = flat.numel()
-    n_groups = -(-n // g)
-    # Blocks of whole rows when groups are row-aligned (the feedback runs over a row's groups).
-    row_groups = max(1, period // g)  # groups per row (1 when a group holds several rows)
-    block = row_groups * max(1, BLOCK_ELEMS // max(period, g)) if period else max(1, BLOCK_ELEMS // g)
-
-    def groups(b0: int, b1: int) -> torch.Tensor:
-        """Groups b0..b1 as float64 [b1 - b0, g], the tail zero-padded (zeros never change a result)."""
-        seg = flat[b0 * g : min(n, b1 * g)].to(device).to(torch.float64)
-        pad = (b1 - b0) * g - seg.numel()
-        if pad:
-            seg = torch.nn.functional.pad(seg, (0, pad))
-        y = seg.reshape(b1 - b0, g)
-        return rotate(y, sign_key(name), b0, period) if scheme.rotated else y
-
-    # Pass 1: non-finite check and the largest group range (exact min/max).
+    )
+    if len(parts) == 1:
+        pieces = [w.reshape(-1)]
+    else:
+        rows = w.reshape(-1, shape[-1])
+        pieces = [rows[:, p.col0 : p.col0 + p.cols].contiguous().reshape(-1) for p in parts]
+    m_parts = scheme.split_moments(shape, moments) if moments is not None else [None] * len(parts)
+    # Pass 1: non-finite check and the largest group range (exact min/max) over every part.
     range_max = 0.0
-    kept: torch.Tensor | None = None  # a single block is kept for pass 2 instead of rotated again
-    for b0 in range(0, n_groups, block):
-        b1 = min(n_groups, b0 + block)
-        if not bool(torch.isfinite(flat[b0 * g : min(n, b1 * g)]).all()):
-            raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
-        y = groups(b0, b1)
-        kept = y if b1 == n_groups and b0 == 0 else None
-        rng = torch.clamp(torch.amax(y, -1), min=0.0) - torch.clamp(torch.amin(y, -1), max=0.0)
-        range_max = max(range_max, float(torch.amax(rng)))
+    for x, p in zip(pieces, parts, strict=True):
+        if on_native:
+            r = native.part_range(name, x, scheme, p.period)
+        else:
+            r = _part_range(name, x, scheme, p.period, device)
+        range_max = max(range_max, r)
     exponent = tensor_exponent(range_max, qmax)
     if not EXP_RANGE[0] <= exponent <= EXP_RANGE[1]:
         raise UnsupportedTensor(f"tensor {name!r}: magnitude out of range (scale exponent {exponent})", tensor=name)
     # Pass 2: search per block of groups (then error feedback when there are moments).
-    grid, refit = FEEDBACK_SEARCH if m_fx is not None else (scheme.clip_grid, scheme.refit_rounds)
     codes, scales, zeros = [], [], []
-    for b0 in range(0, n_groups, block):
-        y = kept if kept is not None else groups(b0, min(n_groups, b0 + block))
-        q, s16, z = _search_block(y, qmax, exponent, grid, refit)
-        if m_fx is not None:
-            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, row_groups)
-            q = feedback_codes(y.reshape(-1, row_groups, g), s, z.to(torch.float64).reshape(-1, row_groups), m_fx, qmax)
-        codes.append(pack_codes(q.reshape(-1), bits).cpu())
-        scales.append(s16.cpu())
-        zeros.append(z.cpu())
+    for x, p, m in zip(pieces, parts, m_parts, strict=True):
+        if on_native:
+            got = native.quantize_part(name, x, scheme, p, m if m is None else m.cpu(), exponent)
+        else:
+            got = _quantize_part(name, x, scheme, p, m, exponent, device)
+        codes.append(got[0])
+        scales.append(got[1])
+        zeros.append(got[2])
     return QuantizedTensor(
         torch.cat(codes),
         torch.cat(scales),
@@ -269,6 +251,83 @@ def quantize_tensor(
         dtype,
         bits,
         scheme.rotated,
-        period,
+        parts[0].period,
         None if moments is None else moments.cpu(),
+        parts,
     )
+
+
+def _groups_of(
+    flat: torch.Tensor, name: str, scheme: Scheme, period: int, device: torch.device | str
+) -> Callable[[int, int], torch.Tensor]:
+    """Groups b0..b1 of a flattened part as float64 [b1 - b0, g] (rotated when the scheme rotates), the tail
+    zero-padded (zeros never change a result)."""
+    g, n = scheme.group_size, flat.numel()
+
+    def groups(b0: int, b1: int) -> torch.Tensor:
+        seg = flat[b0 * g : min(n, b1 * g)].to(device).to(torch.float64)
+        pad = (b1 - b0) * g - seg.numel()
+        if pad:
+            seg = torch.nn.functional.pad(seg, (0, pad))
+        y = seg.reshape(b1 - b0, g)
+        return rotate(y, sign_key(name), b0, period) if scheme.rotated else y
+
+    return groups
+
+
+def _block(scheme: Scheme, period: int) -> int:
+    """Groups per block: whole rows when groups are row-aligned (the feedback runs over a row's groups)."""
+    g = scheme.group_size
+    row_groups = max(1, period // g)
+    return row_groups * max(1, BLOCK_ELEMS // max(period, g)) if period else max(1, BLOCK_ELEMS // g)
+
+
+def _part_range(name: str, flat: torch.Tensor, scheme: Scheme, period: int, device: torch.device | str) -> float:
+    """The largest group range (hi - lo) of a flattened part; UnsupportedTensor on NaN or infinity."""
+    g, n = scheme.group_size, flat.numel()
+    n_groups = -(-n // g)
+    groups = _groups_of(flat, name, scheme, period, device)
+    block = _block(scheme, period)
+    range_max = 0.0
+    for b0 in range(0, n_groups, block):
+        b1 = min(n_groups, b0 + block)
+        if not bool(torch.isfinite(flat[b0 * g : min(n, b1 * g)]).all()):
+            raise UnsupportedTensor(f"tensor {name!r}: contains NaN or infinity; cannot quantize", tensor=name)
+        y = groups(b0, b1)
+        rng = torch.clamp(torch.amax(y, -1), min=0.0) - torch.clamp(torch.amin(y, -1), max=0.0)
+        range_max = max(range_max, float(torch.amax(rng)))
+    return range_max
+
+
+def _quantize_part(
+    name: str,
+    flat: torch.Tensor,
+    scheme: Scheme,
+    part: Part,
+    moments: torch.Tensor | None,
+    exponent: int,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed codes, fp16 scales and zero-points of one flattened part (the torch reference)."""
+    g, bits = scheme.group_size, scheme.bits_for(name)
+    qmax = (1 << bits) - 1
+    period = part.period
+    m_fx = None
+    if moments is not None:
+        m_fx = feedback_matrix(rotated_hessian(moments.to(device), g, sign_key(name), period))
+    n_groups = -(-flat.numel() // g)
+    row_groups = max(1, period // g)  # groups per row (1 when a group holds several rows)
+    block = _block(scheme, period)
+    groups = _groups_of(flat, name, scheme, period, device)
+    grid, refit = FEEDBACK_SEARCH if m_fx is not None else (scheme.clip_grid, scheme.refit_rounds)
+    codes, scales, zeros = [], [], []
+    for b0 in range(0, n_groups, block):
+        y = groups(b0, min(n_groups, b0 + block))
+        q, s16, z = _search_block(y, qmax, exponent, grid, refit)
+        if m_fx is not None:
+            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, row_groups)
+            q = feedback_codes(y.reshape(-1, row_groups, g), s, z.to(torch.float64).reshape(-1, row_groups), m_fx, qmax)
+        codes.append(pack_codes(q.reshape(-1), bits).cpu())
+        scales.append(s16.cpu())
+        zeros.append(z.cpu())
+    return torch.cat(codes), torch.cat(scales), torch.cat(zeros)

@@ -20,6 +20,7 @@ import torch
 from ..core.stfile import torch_dtype
 from .codec import unpack_codes
 from .rotation import decode_shift, inverse_rotation
+from .scheme import Part
 
 #: Groups decoded per block by :func:`reconstruct_into`: bounds the int32/float32 temporaries (~16 MB).
 BLOCK_GROUPS = 8192
@@ -64,6 +65,29 @@ def reconstruct_into(
     return out
 
 
+def reconstruct_parts_into(
+    out: torch.Tensor,
+    codes: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor,
+    exponent: int,
+    bits: int,
+    parts: tuple[Part, ...],
+    sign_key: int | None = None,
+) -> torch.Tensor:
+    """:func:`reconstruct_into` for a tensor stored in row-aligned parts (``Scheme.parts``): each part decoded
+    from its own groups, then placed in its columns of ``out``."""
+    rows = out.view(-1, out.shape[-1])
+    for p in parts:
+        step = p.group * bits // 8
+        a, b = p.first_group, p.first_group + p.groups
+        piece = torch.empty((p.rows, p.cols), dtype=out.dtype, device=out.device)
+        reconstruct_into(piece, codes[a * step : b * step], scales[a:b], zeros[a:b], exponent, bits, p.group,
+                         sign_key, p.period)  # fmt: skip
+        rows[:, p.col0 : p.col0 + p.cols].copy_(piece)
+    return out
+
+
 def reconstruct_tensor(
     codes: torch.Tensor,
     scales: torch.Tensor,
@@ -75,8 +99,10 @@ def reconstruct_tensor(
     group_size: int,
     sign_key: int | None = None,
     sign_period: int = 0,
+    parts: tuple[Part, ...] = (),
 ) -> torch.Tensor:
-    """Decode pack components into the original shape and dtype (same device as inputs).
+    """Decode pack components into the original shape and dtype (same device as inputs); ``parts``: the
+    tensor's row-aligned parts when there are two (``Scheme.parts``).
 
     ``sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
     ``q - z`` and the per-element signs are then applied (docs/format.md 3.5); ``sign_period`` > 0
@@ -86,4 +112,6 @@ def reconstruct_tensor(
     if target is None or not target.is_floating_point:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
     out = torch.empty(shape, dtype=target, device=codes.device)
+    if len(parts) > 1:
+        return reconstruct_parts_into(out, codes, scales, zeros, exponent, bits, parts, sign_key)
     return reconstruct_into(out, codes, scales, zeros, exponent, bits, group_size, sign_key, sign_period)

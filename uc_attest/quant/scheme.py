@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,9 @@ SCHEME_ID = "uc-affine-clip/1"
 RTN_ID = "uc-rtn/1"
 RHT_ID = "uc-rht-clip/1"
 LDLQ_ID = "uc-rht-ldlq/1"
+#: ``uc-rht-ldlq/1`` with row-aligned parts: a row of c = m·g + t columns (0 < t < g, t dividing g) is quantized as
+#: two parts, its first m·g columns and its last t (docs/format.md 3.6), so error feedback reaches every layer.
+LDLQ2_ID = "uc-rht-ldlq/2"
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 DEFAULT_INCLUDE = ("*.weight",)
 DEFAULT_EXCLUDE = ("*embed*", "*wte*", "*wpe*", "lm_head*", "output.weight", "*norm*")
@@ -30,19 +34,53 @@ SCHEMES: dict[str, tuple[float, ...]] = {
     RTN_ID: (1.0,),
     RHT_ID: RHT_GRID,
     LDLQ_ID: RHT_GRID,
+    LDLQ2_ID: RHT_GRID,
 }
 #: Schemes whose groups are rotated by a randomized Hadamard transform before quantization.
-ROTATED = frozenset({RHT_ID, LDLQ_ID})
+ROTATED = frozenset({RHT_ID, LDLQ_ID, LDLQ2_ID})
 #: Schemes whose rotation signs are shared by all rows (index modulo the row length when groups
 #: are row-aligned), and which feed quantization errors forward through committed second
 #: moments of each layer's input (ldlq.py) for the tensors that have them.
-ROW_SIGNS = frozenset({LDLQ_ID})
+ROW_SIGNS = frozenset({LDLQ_ID, LDLQ2_ID})
+#: Schemes that split a row whose length is not a multiple of the group size into row-aligned parts.
+ROW_PARTS = frozenset({LDLQ2_ID})
 #: Least-squares refit rounds (exact integer normal equations) after the clipping search.
-REFIT: dict[str, int] = {RHT_ID: 2, LDLQ_ID: 2}
+REFIT: dict[str, int] = {RHT_ID: 2, LDLQ_ID: 2, LDLQ2_ID: 2}
 #: (clipping grid, refit rounds) of tensors quantized with error feedback: min-max scales. The
 #: feedback does what clipping did; on MiniLM the full search + refit gained 5% of 1-cos at 1.8x
 #: the packing time.
 FEEDBACK_SEARCH: tuple[tuple[float, ...], int] = ((1.0,), 0)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Columns ``[col0, col0 + cols)`` of every row of a tensor, quantized as a tensor of their own
+    (``rows`` x ``cols``, flattened in C order, groups of ``group`` elements, the last one zero-padded) whose
+    groups follow those of the part before it in the tensor's components (docs/format.md 3.1, 3.6)."""
+
+    col0: int
+    cols: int
+    rows: int
+    group: int
+    #: Rotation sign period: the part's row length when signs are row-shared, else 0 (flattened index).
+    period: int
+    #: Width of its committed moment blocks (0: it takes none).
+    block: int
+    #: Index of its first group among the tensor's groups.
+    first_group: int
+
+    @property
+    def n(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def groups(self) -> int:
+        return -(-self.n // self.group)
+
+    @property
+    def moment_blocks(self) -> int:
+        """Committed moment blocks: one per ``block`` columns."""
+        return self.cols // self.block if self.block else 0
 
 
 @dataclass(frozen=True)
@@ -96,22 +134,61 @@ class Scheme:
     def sign_period(self, shape: tuple[int, ...]) -> int:
         """Period of the rotation signs for a tensor: its row length when signs are row-shared and
         groups are row-aligned (the row length is a multiple of the group size, or divides it:
-        a group is then several whole rows), else 0 (signs indexed over the flattened tensor)."""
+        a group is then several whole rows), else 0 (signs indexed over the flattened tensor).
+        A tensor split into parts (:meth:`parts`) has one period per part."""
         cols = shape[-1] if shape else 0
         g = self.group_size
         return cols if self.row_signs and cols and (cols % g == 0 or g % cols == 0) else 0
 
-    def moment_block(self, shape: tuple[int, ...]) -> int:
-        """Width of the committed moment blocks of a tensor: the group size, or the row length when
-        a group holds several rows (0: the tensor cannot take moments)."""
-        period = self.sign_period(shape)
-        return min(period, self.group_size)
+    def split_column(self, shape: tuple[int, ...]) -> int:
+        """Where a row splits into two row-aligned parts (``uc-rht-ldlq/2``): ``c - t`` for a row of
+        ``c = m·g + t`` columns with ``m >= 1`` and ``0 < t < g`` dividing ``g``; 0 when it does not split."""
+        cols, g = (shape[-1] if shape else 0), self.group_size
+        t = cols % g if cols else 0
+        return cols - t if self.id in ROW_PARTS and cols > g and t and g % t == 0 else 0
 
-    def moments_shape(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    def parts(self, shape: tuple[int, ...]) -> tuple[Part, ...]:
+        """The row-aligned parts of a tensor, in storage order: one part of all its columns, or two
+        (:meth:`split_column`), each with its own sign period and moment blocks."""
+        g = self.group_size
+        cols = shape[-1] if shape else 1
+        rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
+        split = self.split_column(shape)
+        if not split:
+            period = self.sign_period(shape)
+            return (Part(0, cols, rows, g, period, min(period, g), 0),)
+        main = Part(0, split, rows, g, split, g, 0)
+        t = cols - split
+        return (main, Part(split, t, rows, g, t, t, main.groups))
+
+    def moment_block(self, shape: tuple[int, ...]) -> int:
+        """Width of the first part's committed moment blocks: the group size, or the row length when
+        a group holds several rows (0: the tensor cannot take moments)."""
+        return self.parts(shape)[0].block
+
+    def moments_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         """Shape of a tensor's committed int16 moments: [n_cols / w, w(w+1)/2] upper triangles of
-        w x w blocks (w = ``moment_block``), or None when it cannot take moments."""
-        w = self.moment_block(shape)
-        return (shape[-1] // w, w * (w + 1) // 2) if w else None
+        w x w blocks (w = ``moment_block``); for a tensor in two parts, the two parts' triangles one
+        after the other, flattened ([total]); None when it cannot take moments."""
+        parts = self.parts(shape)
+        if not parts[0].block:
+            return None
+        if len(parts) == 1:
+            w = parts[0].block
+            return (shape[-1] // w, w * (w + 1) // 2)
+        return (sum(p.moment_blocks * p.block * (p.block + 1) // 2 for p in parts),)
+
+    def split_moments(self, shape: tuple[int, ...], moments: Any) -> list[Any]:
+        """A tensor's committed moments (``moments_shape``) as one [blocks, w(w+1)/2] array per part."""
+        parts = self.parts(shape)
+        if len(parts) == 1:
+            return [moments]
+        out, at = [], 0
+        for p in parts:
+            tri = p.block * (p.block + 1) // 2
+            out.append(moments[at : at + p.moment_blocks * tri].reshape(p.moment_blocks, tri))
+            at += p.moment_blocks * tri
+        return out
 
     @property
     def refit_rounds(self) -> int:
@@ -186,4 +263,4 @@ class Scheme:
 #: Value projections are the most sensitive tensors (measured on MiniLM, and llama.cpp's _M mixes
 #: keep attn_v higher too): 6 bits for them costs ~0.08 bits per weight on MiniLM.
 VALUE_PROJECTIONS_AT_6 = (("*value.weight", 6), ("*v_proj.weight", 6), ("*.wv.weight", 6))
-DEFAULT_SCHEME = Scheme(id=LDLQ_ID, bits_overrides=VALUE_PROJECTIONS_AT_6)
+DEFAULT_SCHEME = Scheme(id=LDLQ2_ID, bits_overrides=VALUE_PROJECTIONS_AT_6)

@@ -146,7 +146,13 @@ class UcAttestQuantizer(HfQuantizer):
             dt = torch_dtype(e.dtype)
             assert dt is not None
             weight = PackedWeight(
-                e.name, (e.shape[0], e.shape[1]), dt, e.quant, scheme.rotated, scheme.sign_period(e.shape)
+                e.name,
+                (e.shape[0], e.shape[1]),
+                dt,
+                e.quant,
+                scheme.rotated,
+                scheme.sign_period(e.shape),
+                parts=scheme.parts(e.shape),
             )
             mode, why = layer_mode(self.mode, weight)
             if why is not None:

@@ -103,35 +103,58 @@ def fast_unsupported(shape: torch.Size, group: int, rotated: bool, period: int) 
 
 
 def layer_mode(mode: Mode, weight: Any) -> tuple[Mode, str | None]:
-    """The mode one packed weight is served in, and why it is not the one asked for (None: it is)."""
+    """The mode one packed weight is served in, and why it is not the one asked for (None: it is). A weight in
+    two row-aligned parts is fast when its first part is (its last columns then run in exact)."""
     if mode is Mode.FAST:
         rec = weight.record
-        why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period)
+        if weight.parts:
+            main = weight.parts[0]
+            why = fast_unsupported(torch.Size((main.rows, main.cols)), rec.group_size, weight.key is not None,
+                                   main.period)  # fmt: skip
+        else:
+            why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period)
         if why is not None:
             return Mode.EXACT, why
     return mode, None
 
 
 class NativeWeight:
-    """The arguments the native kernels take for one packed weight (views of its buffers, no copies)."""
+    """The arguments the native kernels take for one packed weight (views of its buffers, no copies): one tuple,
+    or one per row-aligned part (each part's product computed on its columns, the sums added in binary32)."""
 
     def __init__(self, weight: Any) -> None:
         rec = weight.record
         self.name = weight.name
         self.rows, self.k = int(weight.shape[0]), int(weight.shape[1])
-        self.args = (  # the kernels' weight tuple (see _serve.c parse_weight)
-            weight.uc_codes.numpy(),
-            weight.uc_scales.view(torch.int16).numpy(),
-            weight.uc_zeros.numpy(),
-            self.rows,
-            self.k,
-            rec.group_size,
-            rec.bits,
-            DTYPE_CODES[_DTYPE_NAMES[weight.dtype]],
-            rec.exponent,
-            weight.key is not None,
-            weight.key or 0,
-            weight.sign_period,
+        dtype = DTYPE_CODES[_DTYPE_NAMES[weight.dtype]]
+
+        def args(codes: Any, scales: Any, zeros: Any, rows: int, k: int, period: int) -> tuple[Any, ...]:
+            return (  # the kernels' weight tuple (see _serve.c parse_weight)
+                codes.numpy(),
+                scales.view(torch.int16).numpy(),
+                zeros.numpy(),
+                rows,
+                k,
+                rec.group_size,
+                rec.bits,
+                dtype,
+                rec.exponent,
+                weight.key is not None,
+                weight.key or 0,
+                period,
+            )
+
+        self.args = args(weight.uc_codes, weight.uc_scales, weight.uc_zeros, self.rows, self.k, weight.sign_period)
+        #: (first column, columns, weight tuple, fused kernel possible) per part; () for a weight in one part.
+        self.parts: tuple[tuple[int, int, tuple[Any, ...], bool], ...] = tuple(
+            (
+                p.col0,
+                p.cols,
+                args(*_components(weight, p), p.rows, p.cols, p.period),
+                fast_unsupported(torch.Size((p.rows, p.cols)), rec.group_size, weight.key is not None, p.period)
+                is None,
+            )
+            for p in weight.parts
         )
 
     def matmul(
@@ -146,6 +169,8 @@ class NativeWeight:
         x2 = x.reshape(-1, self.k)
         if not x2.is_contiguous():
             x2 = x2.contiguous()
+        if self.parts:
+            return self._matmul_parts(x2, lead, mode, out_dtype, bias)
         y = torch.empty((*lead, self.rows), dtype=out_dtype)
         if x2.shape[0] == 0:
             return y
@@ -155,6 +180,33 @@ class NativeWeight:
         except MemoryError:
             raise OperationalError(f"out of memory in layer {self.name} ({mode.value})", tensor=self.name) from None
         return y
+
+    def _matmul_parts(
+        self, x2: torch.Tensor, lead: torch.Size, mode: Mode, out_dtype: torch.dtype, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each part's product in binary32 on its columns (fast where the part allows it), summed in part order,
+        then the bias, then one rounding to ``out_dtype``: the same value for any thread count."""
+        if x2.shape[0] == 0:
+            return torch.empty((*lead, self.rows), dtype=out_dtype)
+        total: torch.Tensor | None = None
+        try:
+            for col0, cols, args, fusable in self.parts:
+                xp = x2[:, col0 : col0 + cols].contiguous()
+                y = torch.empty((x2.shape[0], self.rows), dtype=torch.float32)
+                fn = _native.matmul_fast if mode is Mode.FAST and fusable else _native.matmul_exact
+                fn(_buffer(xp), _buffer(y), args, threads.budget(), None)
+                total = y if total is None else total.add_(y)
+        except MemoryError:
+            raise OperationalError(f"out of memory in layer {self.name} ({mode.value})", tensor=self.name) from None
+        assert total is not None
+        if bias is not None:
+            total.add_(bias.to(torch.float32))
+        return total.to(out_dtype).reshape(*lead, self.rows)
+
+
+def _components(weight: Any, part: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    codes, scales, zeros = weight.part_components(part)
+    return codes, scales, zeros
 
 
 def _buffer(t: torch.Tensor) -> Any:

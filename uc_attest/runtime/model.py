@@ -220,6 +220,7 @@ class _Loader:
                         scheme.rotated,
                         scheme.sign_period(pt.shape),
                         device="cpu",
+                        parts=scheme.parts(pt.shape),
                     )
                     for suffix, buf in zip(SUFFIXES, ("uc_codes", "uc_scales", "uc_zeros"), strict=True):
                         targets[pt.name + suffix] = _Dense(pt, dense, buf, where, suffix == SUFFIXES[-1])
@@ -242,6 +243,7 @@ class _Loader:
             scheme.rotated,
             scheme.sign_period(pt.shape),
             device="cpu",
+            parts=scheme.parts(pt.shape),
         )
         mode, why = layer_mode(self.mode, weight)
         if why is not None:

@@ -23,9 +23,10 @@ import torch.nn.functional as F  # noqa: N812 - the conventional name
 
 from ..core.digest import Digest
 from ..errors import UsageError
-from ..quant.reconstruct import reconstruct_into
+from ..quant.reconstruct import reconstruct_into, reconstruct_parts_into
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
+from ..quant.scheme import Part
 from .kernels import Mode, NativeWeight
 
 
@@ -74,6 +75,7 @@ class PackedWeight(torch.nn.Module):
         rotated: bool,
         sign_period: int,
         device: torch.device | str = "meta",
+        parts: tuple[Part, ...] = (),
     ) -> None:
         super().__init__()
         n = shape[0] * shape[1]
@@ -82,6 +84,8 @@ class PackedWeight(torch.nn.Module):
         self.name, self.shape, self.dtype, self.record = name, torch.Size(shape), dtype, record
         self.key = sign_key(name) if rotated else None
         self.sign_period = sign_period
+        #: The row-aligned parts (``Scheme.parts``) when there are two, else () (one part, groups over the tensor).
+        self.parts = parts if len(parts) > 1 else ()
         self.register_buffer("uc_codes", torch.empty(groups * g * record.bits // 8, dtype=torch.uint8, device=device))
         self.register_buffer("uc_scales", torch.empty(groups, dtype=torch.float16, device=device))
         self.register_buffer("uc_zeros", torch.empty(groups, dtype=torch.uint8, device=device))
@@ -95,8 +99,17 @@ class PackedWeight(torch.nn.Module):
                 self._buffers[key] = buf.to(device)
         return self
 
+    def part_components(self, part: Part) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The codes, scales and zero-points of one part (views)."""
+        step = part.group * self.record.bits // 8
+        a, b = part.first_group, part.first_group + part.groups
+        return self.uc_codes[a * step : b * step], self.uc_scales[a:b], self.uc_zeros[a:b]
+
     def decode_into(self, out: torch.Tensor) -> torch.Tensor:
         """The contract decode (docs/format.md 3.3, 3.5) into ``out`` (the source dtype, this weight's shape)."""
+        if self.parts:  # each part decoded on its own, then placed in its columns
+            return reconstruct_parts_into(out, self.uc_codes, self.uc_scales, self.uc_zeros, self.record.exponent,
+                                          self.record.bits, self.parts, self.key)  # fmt: skip
         return reconstruct_into(
             out,
             self.uc_codes,
