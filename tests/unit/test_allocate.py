@@ -88,3 +88,63 @@ def test_the_recorded_bits_per_weight_are_the_bytes_stored(tmp_path: Path) -> No
             stored += sum(i.end - i.begin for name, i in f.infos.items()
                           if name.endswith((".uc_codes", ".uc_scales", ".uc_zeros")))  # fmt: skip
     assert alloc["method"] == "uc-alloc/2" and float(alloc["bpw"]) == pytest.approx(8 * stored / n, abs=1e-4)
+
+
+class _Weighted:
+    """A moments source with output sensitivities only (no moments): what allocate() reads from a calibration."""
+
+    def __init__(self, sensitivity: dict[str, float]) -> None:
+        self.sensitivity = sensitivity
+
+    def __call__(self, _name: str, _shape: tuple[int, ...]) -> None:
+        return None
+
+
+def test_output_sensitivity_moves_the_bits_to_the_layers_that_matter(tmp_path: Path) -> None:
+    """uc-alloc/3: each damage weighed by its layer's output sensitivity. Making one tensor 1000x as sensitive as
+    the others promotes it first; with a sensitivity missing for a tensor, the relative errors decide (uc-alloc/2)."""
+    src = make_model(tmp_path / "m", torch.float32)
+    base = uc.Scheme(id=LDLQ_ID)
+    names = sorted(t.name for t in uc.write_pack(src, tmp_path / "p0", base, "cpu", calibrate="none",
+                                                 bits_budget=None).manifest.tensors if t.quant)  # fmt: skip
+    plain = allocate_bits(src, base, 5.6, None, "cpu")
+    promoted = sorted(n for n in names if plain.bits_for(n) == 6)
+    assert promoted and len(promoted) < len(names)
+    target = next(n for n in names if n not in promoted and "q_proj" in n)
+    weights = {n: 1000.0 if n == target else 1.0 for n in names}
+    weighed = allocate_bits(src, base, 5.6, _Weighted(weights), "cpu")
+    assert weighed.bits_for(target) == 6 and dict(weighed.allocation)["method"] == "uc-alloc/3"
+    del weights[names[0]]
+    assert allocate_bits(src, base, 5.6, _Weighted(weights), "cpu") == plain
+
+
+def test_a_calibration_file_carries_the_sensitivity_and_bad_metadata_is_refused(tmp_path: Path) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from safetensors.torch import save_file
+
+    from uc_attest.calibration.file import META_SENSITIVITY, Calibration, write
+    from uc_attest.errors import InvalidInput
+
+    scheme = uc.Scheme(id=LDLQ_ID)
+    good = tmp_path / "good.safetensors"
+    write(good, {"a.weight": torch.eye(128)}, "test", {"a.weight": 0.25, "b.weight": 3.0})
+    cal = Calibration(good, scheme)
+    assert cal.sensitivity == {"a.weight": 0.25, "b.weight": 3.0}
+    cal.close()
+    path = tmp_path / "bad.safetensors"
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.one_of(st.text(max_size=40), st.sampled_from(['{"a": NaN}', '{"a": -1}', '{"a": "1"}', "[1]",
+                                                             '{"a": Infinity}', "[" * 5000, '{"a": true}'])))
+    def check(text: str) -> None:
+        save_file({"a.weight": torch.eye(128)}, str(path), metadata={META_SENSITIVITY: text})
+        try:
+            cal = Calibration(path, scheme)
+        except InvalidInput as exc:
+            assert META_SENSITIVITY in str(exc)
+            return
+        assert all(v >= 0 and math.isfinite(v) for v in cal.sensitivity.values())
+        cal.close()
+
+    check()

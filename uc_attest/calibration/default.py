@@ -1,7 +1,8 @@
 """The calibration ``pack`` runs when it is not told otherwise, and the record of what it did.
 
 * causal LMs (``*ForCausalLM``): data-free — ``SEQUENCES`` sequences of ``LENGTH`` tokens sampled from the
-  model itself from its BOS token (temperature ``TEMPERATURE``, no top-k/top-p, seed ``SEED``);
+  model itself from its BOS token (temperature ``TEMPERATURE``, no top-k/top-p, seed ``SEED``); then each
+  layer's output sensitivity over the first ``SENSITIVITY_SEQUENCES`` of them (the allocation's weights);
 * other models with a tokenizer (encoders): ``TEXTS`` docstrings that ship with Python
   (``corpus.calibration_sentences``: none of the project's development set), or the user's text file
   (``--calibration-text``).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ from .collect import (
     is_causal,
     load_model,
     load_tokenizer,
+    output_sensitivity,
     runnable,
     sample_sequences,
     text_batches,
@@ -40,6 +42,8 @@ from .corpus import TextFile, calibration_sentences
 #: 64 sequences of 128 tokens: the same 8,192 tokens as 32 of 256 in half the decode steps, each a larger product
 SEQUENCES, LENGTH, TEMPERATURE, SEED = 64, 128, 1.0, 4321
 TEXTS, MAX_LENGTH = 512, 128
+#: Sampled sequences the output sensitivity (one forward and backward pass) is measured over: 1,024 tokens.
+SENSITIVITY_SEQUENCES = 8
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Measured:
     moments: dict[str, torch.Tensor]
     record: CalibrationRecord
     seconds: float
+    #: Each layer's output sensitivity (``collect.output_sensitivity``), for causal LMs; empty otherwise.
+    sensitivity: dict[str, float] = field(default_factory=dict)
 
 
 def tool() -> str:
@@ -117,7 +123,10 @@ def measure(
         }
         if not moments:
             raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-        return Measured(moments, CalibrationRecord("self-sampled", params, tool()), time.perf_counter() - t0)
+        sensitivity = output_sensitivity(model, set(shapes), tokens[:SENSITIVITY_SEQUENCES])
+        params["sensitivity"] = f"fisher {min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))} sequences, 1 thread"
+        record = CalibrationRecord("self-sampled", params, tool())
+        return Measured(moments, record, time.perf_counter() - t0, sensitivity)
     tok = load_tokenizer(model_dir)
     if text is not None:
         lines, method = text.lines, "text-file"

@@ -11,6 +11,8 @@ form (``quant.ldlq.moments_to_blocks``) next to the codes, and a rebuild reads i
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
 
 import torch
@@ -23,6 +25,9 @@ from ..quant.scheme import FLOAT_DTYPES, Scheme
 
 MOMENT_DTYPES = ("F64", *FLOAT_DTYPES)
 META_KIND = "uc.calibration"
+#: Optional metadata: each layer's output sensitivity (``collect.output_sensitivity``), a JSON object
+#: {weight name: non-negative finite number} that the allocation weighs each layer's damage by.
+META_SENSITIVITY = "uc.sensitivity"
 
 
 class Calibration:
@@ -35,6 +40,7 @@ class Calibration:
             raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme.id}")
         self.scheme = scheme
         self.file = SafetensorsFile(self.path)
+        self.sensitivity = _sensitivity(self.path, self.file.metadata.get(META_SENSITIVITY))
         g = scheme.group_size
         for info in self.file.infos.values():
             square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
@@ -117,11 +123,35 @@ def _part_blocks(h: torch.Tensor, cols: int, split: int, g: int) -> tuple[torch.
     return h[:m], h[m:, :t, :t]
 
 
-def write(path: Path, moments: dict[str, torch.Tensor], description: str) -> None:
-    """Write a calibration file (float32 moments) atomically."""
+def _sensitivity(path: Path, text: str | None) -> dict[str, float]:
+    """The ``uc.sensitivity`` metadata of a calibration file, checked: {name: finite number >= 0}."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text, parse_constant=lambda c: float("nan"))
+    except (ValueError, RecursionError):
+        value = None
+    ok = isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value.values()
+    )
+    if not ok:
+        raise InvalidInput(
+            f"{path}: metadata {META_SENSITIVITY} must be a JSON object of finite non-negative numbers",
+            path=str(path),
+        )
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def write(
+    path: Path, moments: dict[str, torch.Tensor], description: str, sensitivity: dict[str, float] | None = None
+) -> None:
+    """Write a calibration file (float32 moments, and the layers' output sensitivity when measured) atomically."""
     outs = [
         OutTensor(k, "F32", tuple(v.shape), tensor_bytes(v.to(torch.float32).contiguous())) for k, v in moments.items()
     ]
     buf = io.BytesIO()
-    write_safetensors(buf, outs, {META_KIND: description})
+    meta = {META_KIND: description}
+    if sensitivity:
+        meta[META_SENSITIVITY] = json.dumps(sensitivity, sort_keys=True)
+    write_safetensors(buf, outs, meta)
     atomic_write_bytes(Path(path), buf.getvalue())

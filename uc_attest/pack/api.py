@@ -328,5 +328,5 @@ def _moments_for(
             warn(f"calibration skipped: {exc}. {NO_CALIBRATION_COST} (--calibration-required refuses instead)")
         return None, None
     path = tmp / "calibration.safetensors"
-    write(path, measured.moments, f"{measured.record.method} {measured.record.params}")
+    write(path, measured.moments, f"{measured.record.method} {measured.record.params}", measured.sensitivity)
     return path, measured.record

@@ -40,6 +40,31 @@ from .scheme import Scheme
 Moments = Callable[[str, tuple[int, ...]], torch.Tensor | None]
 
 METHOD = "uc-alloc/2"  # /1 counted zero-points at code width; /2 counts the bytes stored (u8)
+#: /2 with each tensor's damage weighed by its layer's measured output sensitivity (calibration/collect.py).
+METHOD_OUTPUT = "uc-alloc/3"
+
+
+def src_names(source_dir: Path, scheme: Scheme) -> list[str]:
+    """The names of the tensors ``scheme`` quantizes in a model directory."""
+    from ..source import ModelSource
+
+    src = ModelSource(Path(source_dir))
+    try:
+        return [t.name for t in src.tensors if scheme.applies_to(t.name, t.info.dtype, t.info.shape)]
+    finally:
+        src.close()
+
+
+def _output_weights(names: list[str], sensitivity: dict[str, float] | None) -> dict[str, Fraction]:
+    """Each quantized tensor's output sensitivity rounded to 8 significant bits (a choice that does not hang on
+    the last bits of a float sum), or {} (the damages stay relative errors) unless every tensor has one."""
+    if not sensitivity or any(n not in sensitivity for n in names):
+        return {}
+    out = {}
+    for n in names:
+        m, e = math.frexp(sensitivity[n])
+        out[n] = Fraction(round(m * 256)) * Fraction(2) ** (e - 8)
+    return out
 
 
 def stored_bits(n: int, bits: int, g: int) -> int:
@@ -167,6 +192,7 @@ def allocate(
     store = store if store is not None else CandidateStore()
     src = ModelSource(Path(source_dir))
     curves: dict[str, tuple[int, list[tuple[int, Fraction]]]] = {}  # name -> (n, [(bits, damage)] ascending)
+    weights = _output_weights(src_names(source_dir, scheme), getattr(moments, "sensitivity", None))
     try:
         for shard, tensors in src.by_shard():
             f = src.file(shard)
@@ -188,7 +214,7 @@ def allocate(
                     c = measure(info.name, x, q, g, energy, ref)
                     assert c.damage is not None
                     store.put(info.name, c)
-                    points.append((bits, c.damage))
+                    points.append((bits, c.damage * weights.get(info.name, 1)))
                 curves[info.name] = (math.prod(info.shape), points)
                 if progress is not None:
                     progress(info.name, curves[info.name][0])
@@ -197,7 +223,7 @@ def allocate(
         raise
     finally:
         src.close()
-    return Allocation(_choose(scheme, budget, strict, curves, store), store)
+    return Allocation(_choose(scheme, budget, strict, curves, store, METHOD_OUTPUT if weights else METHOD), store)
 
 
 def _choose(
@@ -206,6 +232,7 @@ def _choose(
     strict: bool,
     curves: dict[str, tuple[int, list[tuple[int, Fraction]]]],
     store: CandidateStore,
+    method: str = "",
 ) -> Scheme:
     """The greedy choice over the measured curves; the candidates not chosen are dropped from ``store``."""
     if not curves:
@@ -251,7 +278,7 @@ def _choose(
     record = (
         ("bpw", f"{used / total_n:.4f}"),
         ("budget", f"{budget:.3f}"),
-        ("method", METHOD),
+        ("method", method or METHOD),
         ("widths", ",".join(f"{k}:{v}" for k, v in counts.items())),
     )
     return replace(scheme, bits_overrides=overrides, allocation=record)
