@@ -91,8 +91,10 @@ def convert(model: Path, out: Path, outtype: str) -> Path:
     """``convert_hf_to_gguf.py`` of a Hugging Face model directory to ``out`` (cached)."""
     if not out.is_file():
         env = {**os.environ, "PYTHONPATH": str(source() / "gguf-py"), "NO_LOCAL_GGUF": ""}
+        partial = out.with_suffix(".partial")
         subprocess.run([sys.executable, source() / "convert_hf_to_gguf.py", model, "--outtype", outtype, "--outfile",
-                        out], check=True, capture_output=True, env=env)  # fmt: skip
+                        partial], check=True, capture_output=True, env=env)  # fmt: skip
+        partial.rename(out)
     return out
 
 
@@ -102,7 +104,9 @@ def quantize(base: Path, kind: str) -> Path:
     if not out.is_file():
         exe = binary("llama-quantize")
         assert exe is not None, "run `python benchmarks/llama_cpp.py build` first"
-        subprocess.run([exe, base, out, kind], check=True, capture_output=True)
+        partial = out.with_suffix(".partial")
+        subprocess.run([exe, base, partial, kind], check=True, capture_output=True)
+        partial.rename(out)
     return out
 
 
@@ -130,8 +134,10 @@ def perplexity_kl(base: Path, quant: Path, text: Path, ctx: int, chunks: int, th
     assert exe is not None, "run `python benchmarks/llama_cpp.py build` first"
     logits = base.with_name(f"{base.stem}.{text.stem}.{ctx}x{chunks}.kld")
     common = ["-f", text, "-c", str(ctx), "--chunks", str(chunks), "-t", str(threads), "--no-repack"]
-    if not logits.is_file():
-        subprocess.run([exe, "-m", base, *common, "--kl-divergence-base", logits], check=True, capture_output=True)
+    if not logits.is_file():  # written under another name, renamed when complete
+        partial = logits.with_suffix(".partial")
+        subprocess.run([exe, "-m", base, *common, "--kl-divergence-base", partial], check=True, capture_output=True)
+        partial.rename(logits)
     r = subprocess.run([exe, "-m", quant, *common, "--kl-divergence-base", logits, "--kl-divergence"], check=True,
                        capture_output=True, text=True)  # fmt: skip
     return _kld_summary(r.stdout + r.stderr)

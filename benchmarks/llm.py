@@ -295,19 +295,64 @@ def run_llama_cpp(src: Path, domains: dict[str, torch.Tensor], texts: dict[str, 
         q = lc.quantize(base, kind)
         bpw, types = lc.linear_bpw(q)
         model = load_gguf_lm(q, src)
-        cells = []
-        for d, w in domains.items():
-            c = compare(refs[d], logits(model, w), w)
-            cells.append(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}")
+        got = {d: compare(refs[d], logits(model, w), w) for d, w in domains.items()}
         del model
         cross = [lc.perplexity_kl(base, q, files[d], WINDOW, n_windows) for d in domains]
+        record(f"llama.cpp {kind}", "llama.cpp", bpw, got, {"types": types, "llama_perplexity": cross})
         mix = ",".join(f"{k}:{v}" for k, v in types.items())
         kls = " / ".join(f"{x['kl']:.4f}" for x in cross)
-        print(f"{'llama.cpp ' + kind:<22} {bpw:>6.3f}  {'  '.join(cells)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
+        print(f"{'llama.cpp ' + kind:<22} {bpw:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
               f"[{mix}; llama-perplexity KL {kls}]", flush=True)
 
 
-def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False) -> None:
+RESULTS = ROOT / "build" / "llm-fidelity.json"
+PLOT = ROOT / "docs" / "smollm2-kl-bpw.png"
+
+
+def record(name: str, family: str, bpw: float, cells: dict[str, Compare], extra: dict[str, Any] | None = None) -> None:
+    """Keep a row's figures in ``RESULTS`` (replacing an earlier row of the same name): what ``plot`` draws."""
+    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    rows[name] = {"family": family, "bpw": round(bpw, 4), **(extra or {}),
+                  "domains": {d: {"ppl_ratio": round(c.ppl_ratio, 5), "kl": round(c.kl, 6), "top1": round(c.top1, 5)}
+                              for d, c in cells.items()}}  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+
+
+def _cells(got: dict[str, Compare]) -> str:
+    return "  ".join(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}" for c in got.values())
+
+
+def run_hqq(src: Path, domains: dict[str, torch.Tensor], refs: dict[str, list[torch.Tensor]]) -> None:
+    """HQQ (PyPI ``hqq``, half-quadratic zero-point/scale optimisation, no calibration) at 5 bits on the same linear
+    layers, dequantized into the same forward. Bits per weight as HQQ stores them (its 5-bit codes take a byte each,
+    plus an fp16 scale and zero per group) and, in brackets, the 5 + 32/g bits the codes and parameters carry."""
+    if importlib.util.find_spec("hqq") is None:
+        print("hqq                    not installed (pip install --no-deps hqq: its dependencies are all here)")
+        return
+    from hqq.core.quantize import Quantizer
+
+    for group in (64, 128):
+        t0 = time.perf_counter()
+        model = load_lm(src)
+        stored = n = 0
+        with torch.no_grad():
+            for name, mod in model.named_modules():
+                if isinstance(mod, torch.nn.Linear) and name.startswith("model.layers."):
+                    w = mod.weight.data
+                    wq, meta = Quantizer.quantize(w, nbits=5, group_size=group, optimize=True, axis=1, device="cpu",
+                                                  compute_dtype=torch.float32, bitpack=True)  # fmt: skip
+                    mod.weight.data = Quantizer.dequantize(wq, meta).reshape(w.shape).to(w.dtype)
+                    stored += 8 * wq.numel() * wq.element_size() + 2 * 16 * meta["scale"].numel()
+                    n += w.numel()
+        got = {d: compare(refs[d], logits(model, w), w) for d, w in domains.items()}
+        name = f"HQQ 5-bit g{group}"
+        record(name, "hqq", stored / n, got, {"nominal_bpw": 5 + 32 / group})
+        print(f"{name:<22} {stored / n:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
+              f"[{5 + 32 / group:.3f} bits of codes and parameters]", flush=True)
+
+
+def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False, hqq: bool = False) -> None:
     torch.set_num_threads(1)
     src = convert()
     docs_name, docs = python_docs_text()
@@ -334,12 +379,12 @@ def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False) -> None:
             reconstruct_cli(pack, recon)
             t0 = time.perf_counter()
             model = load_lm(recon)
-            cells = []
-            for d, w in domains.items():
-                c = compare(refs[d], logits(model, w), w)
-                cells.append(f"{c.ppl_ratio:>16.4f} {c.kl:>7.4f} {100 * c.top1:>6.2f}")
-            print(f"{name:<22} {stored_bpw(pack):>6.3f}  {'  '.join(cells)}  {dt:>7.1f} "
+            got = {d: compare(refs[d], logits(model, w), w) for d, w in domains.items()}
+            record(f"uc-attest {name}", "uc-attest", stored_bpw(pack), got, {"flags": ROWS[name], "pack_s": round(dt, 1)})
+            print(f"{name:<22} {stored_bpw(pack):>6.3f}  {_cells(got)}  {dt:>7.1f} "
                   f"{time.perf_counter() - t0:>7.1f}", flush=True)
+    if hqq:
+        run_hqq(src, domains, refs)
     if llama_cpp:
         run_llama_cpp(src, domains, texts, refs, n_windows)
 
@@ -364,6 +409,38 @@ def run_metrics(src: Path, recon: Path, report: Path | None, n_windows: int) -> 
         report.write_text(json.dumps({"evaluation_set": name, "metrics": metrics}, indent=2) + "\n")
 
 
+def plot(out: Path = PLOT) -> Path:
+    """KL (log scale, mean of the two domains) against stored bits per weight, one point per row of ``RESULTS``:
+    uc-attest's rows joined by a line in order of bits, llama.cpp's formats and HQQ as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = json.loads(RESULTS.read_text())
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    styles = {"uc-attest": ("o", "tab:blue"), "llama.cpp": ("s", "tab:orange"), "hqq": ("^", "tab:green")}
+    for family, (marker, color) in styles.items():
+        pts = sorted((r["bpw"], sum(c["kl"] for c in r["domains"].values()) / len(r["domains"]), name)
+                     for name, r in rows.items() if r["family"] == family)  # fmt: skip
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if family == "uc-attest" else "none", label=family)
+        for x, y, name in pts:
+            ax.annotate(name.split(" ", 1)[1] if " " in name else name, (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("stored bits per weight (linear layers)")
+    ax.set_ylabel("mean KL to the fp32 model (nats/token)")
+    ax.set_title("SmolLM2-135M, held-out text (licences, Python docs), 8 x 512 tokens each")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -373,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(ROWS), help="none: llama.cpp alone")
     t.add_argument("--windows", type=int, default=WINDOWS_PER_DOMAIN)
     t.add_argument("--llama-cpp", action="store_true", help="also llama.cpp's formats (builds it once, ~20 min)")
+    t.add_argument("--hqq", action="store_true", help="also HQQ at 5 bits (PyPI hqq)")
+    sub.add_parser("plot", help=f"KL against stored bits per weight from {RESULTS.name} -> {PLOT.relative_to(ROOT)}")
     m = sub.add_parser("metrics", help="the validator's PPL/KL of a reconstruction on the held-out texts")
     m.add_argument("source", type=Path)
     m.add_argument("recon", type=Path)
@@ -387,8 +466,10 @@ def main(argv: list[str] | None = None) -> int:
             run_ppl()
         elif args.cmd == "metrics":
             run_metrics(args.source, args.recon, args.report, args.windows)
+        elif args.cmd == "plot":
+            print(plot())
         else:
-            run_table(args.rows, args.windows, args.llama_cpp)
+            run_table(args.rows, args.windows, args.llama_cpp, args.hqq)
     except MissingDependency as exc:
         print(f"error: {exc}; install the LLM path with `make llm-deps`", file=sys.stderr)
         return 2

@@ -63,6 +63,10 @@ def load_model(model_dir: Path, causal: bool) -> Any:
         raise CalibrationUnavailable(f"transformers cannot load {model_dir}: {_first_line(exc)}") from None
 
 
+#: Seed of the encoders' random projections (``output_sensitivity``).
+SENSITIVITY_SEED = 1234
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -269,52 +273,94 @@ def collect(model_dir: Path, texts: Sequence[str], max_length: int = 128, batch:
         raise UsageError(f"{model_dir}: {exc}") from None
 
 
-def output_sensitivity(model: Any, names: set[str], tokens: torch.Tensor) -> dict[str, float]:
-    """How much each linear layer's output matters to the model's output distribution, in nats per unit of relative
-    output error: ``s = ½ Σ_rows E[g²] · E[y²]`` with ``y`` the layer's output and ``g`` the gradient of the
-    sequences' log-likelihood with respect to it (the Fisher information of the model's own distribution when the
-    tokens were sampled from it at temperature 1), means over the tokens. A layer quantized with relative output
-    error D then adds about ``s · D`` to the mean KL per token (second order, rows and tokens independent): the
-    allocation's damage measured at the output (quant/allocate.py).
+def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]], causal: bool) -> dict[str, float]:
+    """How much each linear layer matters to the model's output, per unit of relative output error D (the damage of
+    quant/allocate.py): a weight error E whose output error energy is D times the layer's output energy adds about
+    ``s · D`` to the output's error, with
 
-    One forward and one backward over ``tokens`` on one thread (the sums do not depend on the thread count), the
-    weights frozen (only activation gradients are computed)."""
+        s = c · (E_n ‖∇_W L_n‖²) · Σ_t ‖W x_t‖² / (rows · Σ_t ‖x_t‖²)
+
+    (second order: ``½ ⟨E, F E⟩`` with F the Fisher of the objective, ``E[‖∇_W L_n‖²] = tr F`` per unit, and an
+    error spread evenly over the weights turning D into its Frobenius energy). The objective L_n per unit n:
+
+    * causal LMs: the log-likelihood of each token of ``batches``, sampled from the model itself at temperature 1
+      (F is then the Fisher information of its own distribution); c = ½, so ``s · D`` estimates the mean KL per
+      token;
+    * encoders: ``rᵀ e`` per text, ``e`` the unit-norm mean-pooled last hidden state and ``r`` a seeded standard
+      normal vector (Hutchinson: ``E[∇∇ᵀ] = JᵀJ``); c = 1, so ``s · D`` estimates ``E‖δe‖² = 2 (1 - cos)``.
+
+    Per batch: one forward, one backward of the summed objective (cross terms between units have zero mean),
+    ``‖∇_W‖²`` read and cleared; on one thread (the sums do not depend on the thread count), only the targets'
+    weights taking gradients, every ``requires_grad`` flag restored. tests/unit/test_output_sensitivity.py checks
+    the prediction against measured KL and cosine losses."""
     targets = _targets(model, names)
-    y_sq: dict[str, torch.Tensor] = {}
-    g_sq: dict[str, torch.Tensor] = {}
+    x_sq: dict[str, float] = {}
+    y_sq: dict[str, float] = {}
+    g_sq: dict[str, float] = {}
+    mask: list[torch.Tensor | None] = [None]
+
+    def energy(t: torch.Tensor) -> float:
+        m = mask[0]
+        flat = t[m] if m is not None and t.shape[:-1] == m.shape else t.reshape(-1, t.shape[-1])
+        flat = flat.detach().to(torch.float64)
+        return float((flat * flat).sum())
 
     def hook(weight: str) -> Any:
-        def run(_mod: torch.nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            y = out.detach().reshape(-1, out.shape[-1]).to(torch.float64)
-            y_sq[weight] = y_sq.get(weight, 0) + (y * y).sum(0)
-
-            def grad(g: torch.Tensor) -> None:
-                g64 = g.detach().reshape(-1, g.shape[-1]).to(torch.float64)
-                g_sq[weight] = g_sq.get(weight, 0) + (g64 * g64).sum(0)
-
-            if out.requires_grad:
-                out.register_hook(grad)  # type: ignore[no-untyped-call]
+        def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            x_sq[weight] = x_sq.get(weight, 0.0) + energy(inp[0])
+            y_sq[weight] = y_sq.get(weight, 0.0) + energy(out)
 
         return run
 
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
         p.requires_grad_(False)
+    for mod, _w in targets:
+        mod.weight.requires_grad_(True)
+        mod.weight.grad = None
     handles = [mod.register_forward_hook(hook(w)) for mod, w in targets]
+    gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
+    units = 0
     try:
         with threads.torch_threads(1), torch.enable_grad():
-            embeds = model.get_input_embeddings()(tokens).detach().requires_grad_(True)
-            logits = model(inputs_embeds=embeds, use_cache=False).logits[:, :-1].float()
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="sum"
-            )
-            nll.backward()  # type: ignore[no-untyped-call]
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            for batch in batches:
+                ids = batch["input_ids"]
+                attn = batch.get("attention_mask")
+                mask[0] = attn.bool() if attn is not None else None
+                if causal:
+                    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
+                    target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
+                    objective = -torch.nn.functional.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
+                    )
+                    units += int((target != -100).sum())
+                else:
+                    hidden = model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
+                    weights = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
+                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                    unit = torch.nn.functional.normalize(pooled, dim=-1)
+                    objective = (unit * torch.randn(unit.shape, generator=gen)).sum()
+                    units += int(unit.shape[0])
+                objective.backward()  # type: ignore[no-untyped-call]
+                for mod, w in targets:
+                    if mod.weight.grad is not None:
+                        grad = mod.weight.grad.to(torch.float64)
+                        g_sq[w] = g_sq.get(w, 0.0) + float((grad * grad).sum())
+                        mod.weight.grad = None
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise CalibrationUnavailable(f"the model's backward pass failed: {_first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()
-        for p in frozen:
-            p.requires_grad_(True)
-    count = tokens.numel()
-    return {w: float(0.5 * ((g_sq[w] / count) * (y_sq[w] / count)).sum()) for w in sorted(g_sq) if w in y_sq}
+        for mod, _w in targets:
+            mod.weight.grad = None
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    c = 0.5 if causal else 1.0
+    # a layer the forward ran through but whose output the objective never reads (a pooler beside mean pooling)
+    # has no gradient: sensitivity 0; one the forward never reached is left out (the allocation then falls back)
+    return {
+        w: c * g_sq.get(w, 0.0) / max(units, 1) * y_sq[w] / (int(mod.weight.shape[0]) * x_sq[w])
+        for mod, w in sorted(targets, key=lambda t: t[1])
+        if x_sq.get(w)
+    }

@@ -36,6 +36,7 @@ from .collect import (
     runnable,
     sample_sequences,
     text_batches,
+    token_batches,
 )
 from .corpus import TextFile, calibration_sentences
 
@@ -44,6 +45,8 @@ SEQUENCES, LENGTH, TEMPERATURE, SEED = 64, 128, 1.0, 4321
 TEXTS, MAX_LENGTH = 512, 128
 #: Sampled sequences the output sensitivity (one forward and backward pass) is measured over: 1,024 tokens.
 SENSITIVITY_SEQUENCES = 8
+#: Text batches (of 32) the encoders' output sensitivity is measured over.
+SENSITIVITY_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def measure(
         }
         if not moments:
             raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-        sensitivity = output_sensitivity(model, set(shapes), tokens[:SENSITIVITY_SEQUENCES])
+        sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_SEQUENCES)
+        sensitivity = output_sensitivity(model, set(shapes), sample, causal=True)
         params["sensitivity"] = f"fisher {min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))} sequences, 1 thread"
         record = CalibrationRecord("self-sampled", params, tool())
         return Measured(moments, record, time.perf_counter() - t0, sensitivity)
@@ -144,7 +148,9 @@ def measure(
     moments = collect_moments(model, set(shapes), batches, block, progress or _none)
     if not moments:
         raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-    return Measured(moments, CalibrationRecord(method, params, tool()), time.perf_counter() - t0)
+    sensitivity = output_sensitivity(model, set(shapes), batches[:SENSITIVITY_BATCHES], causal=False)
+    params["sensitivity"] = f"pooled-embedding projections, {SENSITIVITY_BATCHES} batches, 1 thread"
+    return Measured(moments, CalibrationRecord(method, params, tool()), time.perf_counter() - t0, sensitivity)
 
 
 def _none(_d: int, _t: int) -> None:
