@@ -63,7 +63,7 @@ step "4. validation: reconstruct (signer checked first), PPL ratio and KL on hel
 uc-attest reconstruct "$WORK/pack" -o "$WORK/recon" --identity "$ID" --instance "$WORK/instance"
 python "$HERE/benchmarks/llm.py" metrics "$SRC" "$WORK/recon" --report "$WORK/metrics.json"
 uc-attest validate "$WORK/pack" --report "$WORK/metrics.json" --instance "$WORK/instance" \
-  --identity validator@bank.example --runtime fast
+  --identity validator@bank.example --runtime reference  # measured on the reconstruction through torch
 
 step "5. stop the instance: from here on everything is offline"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""

@@ -9,6 +9,7 @@ rebuild never measures them again.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,9 @@ def sample_sequences(
     ids = torch.full((count, 1), int(bos), dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
     out, past, steps = [ids], None, length - 1
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # transformers 5 renames past_key_values (a FutureWarning per step); older releases know only that name
+        warnings.simplefilter("ignore", FutureWarning)
         for step in range(steps):
             try:
                 res = model(input_ids=ids, past_key_values=past, use_cache=True)
