@@ -419,10 +419,16 @@ def plot(out: Path = PLOT) -> Path:
 
     rows = json.loads(RESULTS.read_text())
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    styles = {"uc-attest": ("o", "tab:blue"), "llama.cpp": ("s", "tab:orange"), "hqq": ("^", "tab:green")}
+    styles = {"uc-attest": ("o", "tab:blue"), "uc-attest, other flags": ("o", "lightsteelblue"),
+              "llama.cpp": ("s", "tab:orange"), "hqq": ("^", "tab:green")}  # fmt: skip
+
+    def family_of(r: dict[str, Any]) -> str:  # the budget line: the default and --bits-budget rows
+        budget_row = all(f == "--bits-budget" or f.replace(".", "").isdigit() for f in r.get("flags", []))
+        return r["family"] if r["family"] != "uc-attest" or budget_row else "uc-attest, other flags"
+
     for family, (marker, color) in styles.items():
         pts = sorted((r["bpw"], sum(c["kl"] for c in r["domains"].values()) / len(r["domains"]), name)
-                     for name, r in rows.items() if r["family"] == family)  # fmt: skip
+                     for name, r in rows.items() if family_of(r) == family)  # fmt: skip
         if not pts:
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
