@@ -63,7 +63,7 @@ def _output_weights(names: list[str], sensitivity: dict[str, float] | None) -> d
     out = {}
     for n in names:
         m, e = math.frexp(sensitivity[n])
-        out[n] = Fraction(round(m * 256)) * Fraction(2) ** (e - 8)
+        out[n] = Fraction(math.ldexp(round(m * 256), e - 8))  # an integer below 2^9 times a power of two: exact
     return out
 
 
