@@ -689,3 +689,992 @@ def test_the_release_bundle_is_verified_against_the_release_signers_and_its_clai
     f = Facts(now=NOW, pack=PackFacts(pack))
     gather.release_evidence(f, bundle, None, [signer])  # type: ignore[arg-type]
     assert f.claim_error == "bad oms" and f.oms is None
+
+
+def test_an_oms_files_row_names_its_rule_even_when_it_cannot_be_answered(tmp_path: Path) -> None:
+    """A denied row without its rule id is a rule missing from the verdict (issue 28: every rule has its row);
+    a pack whose files match is not told it "is not the signed one"."""
+    from uc_attest.policy.rules import oms_files
+
+    (ok,) = oms_files(_oms_facts(tmp_path / "a", []))
+    assert ok.status == Status.PASS and ok.hint is None
+    slsa = Facts(now=NOW, pack=_pack(tmp_path / "b"), evidence=_evidence(times=(_tsa("t"),)))
+    (not_oms,) = oms_files(slsa)
+    assert not_oms.rule == RuleId.OMS_FILES and not_oms.status == Status.UNCHECKED
+    assert "not an OpenSSF Model Signing signature" in not_oms.detail
+    (unverified,) = oms_files(Facts(now=NOW, pack=_pack(tmp_path / "c"), evidence_error="does not verify"))
+    assert unverified.rule == RuleId.OMS_FILES and unverified.status == Status.UNCHECKED
+
+
+class _TrustRoot:
+    """A trust root only compared by identity (``verify_dsse_bundle`` is a spy)."""
+
+
+def test_the_release_bundle_given_is_verified_under_the_trust_root_given_and_its_claim_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """release_evidence verifies the bundle it was handed (not another one) under the trust root the policy or
+    caller chose (never some default root), and reads the release claim of a verified SLSA statement: a pack
+    whose claim is dropped would be held to nothing it signed."""
+    import datetime as dt
+
+    from uc_attest.claims.slsa import BuildInfo, build_statement
+    from uc_attest.evidence.identity import SignerSpec
+    from uc_attest.verify import gather
+
+    pack = _pack(tmp_path / "pack")
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    info = BuildInfo("https://builder", "model", "https://src", "cpu", {"python": "3"}, t, t, "run-1")
+    manifest = pack.manifest
+    payload = json.dumps(build_statement(manifest, manifest.to_json(), info)).encode()
+    seen: list[tuple[Any, Any, Any]] = []
+
+    def verify(path: Path, trust: Any, signers: Any) -> Evidence:
+        seen.append((path, trust, signers))
+        return Evidence(path, "application/vnd.in-toto+json", payload, SignerIdentity(("r@b",), ISSUER),
+                        (_tsa("t"),), None)  # fmt: skip
+
+    monkeypatch.setattr(gather, "verify_dsse_bundle", verify)
+    trust, signers, bundle = _TrustRoot(), [SignerSpec(ISSUER, "r@b")], tmp_path / "pack.sigstore.json"
+    f = Facts(now=NOW, pack=pack)
+    gather.release_evidence(f, bundle, trust, signers)  # type: ignore[arg-type]
+    assert seen == [(bundle, trust, signers)]
+    assert f.claim is not None and f.claim_error is None and f.oms is None
+    assert f.claim.root == manifest.root and f.claim.manifest_digest == pack.manifest_digest
+
+
+def test_the_release_entry_is_asked_again_unless_offline_is_asked_for(tmp_path: Path, rekor: type[_Rekor]) -> None:
+    """Online is the default: a caller that does not say ``online`` gets the re-check (an entry the log no
+    longer holds, or holds another body for, is then noticed), never a silent "not asked"."""
+    from uc_attest.verify import gather
+
+    rekor.answer = b'{"kind":"dsse","other":1}'
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"), evidence=_log_evidence())
+    gather.online_log(f, _Trust([_rekor_log()]))  # type: ignore[arg-type]
+    assert f.online is not None and f.online.status is LogStatus.DIFFERS and rekor.asked == [1]
+
+
+def test_a_log_that_never_answers_cannot_hang_the_verdict(rekor: type[_Rekor], tiles: type[_Tiles]) -> None:
+    """The log asked again (Rekor v1 or tiles) is a network peer the attacker may control: every client is made
+    with a finite timeout, so a log that accepts the connection and never answers ends as "unreachable"."""
+    from uc_attest.verify import gather
+
+    timeouts: list[Any] = []
+
+    class Rekor(rekor):  # type: ignore[valid-type,misc]
+        def __init__(self, log: Any, timeout: float) -> None:
+            timeouts.append(timeout)
+            super().__init__(log, timeout)
+
+    class Tiles(tiles):  # type: ignore[valid-type,misc]
+        def __init__(self, log: Any, timeout: float) -> None:
+            timeouts.append(timeout)
+            super().__init__(log, timeout)
+
+    gather.RekorClient, gather.TileClient = Rekor, Tiles  # type: ignore[misc]  # restored by the fixtures
+    rekor.answer = b'{"kind":"dsse"}'
+    assert gather.ask_log(_log_evidence(), _Trust([_rekor_log()])).status is LogStatus.PROVEN  # type: ignore[arg-type]
+    tiles.served = ENTRIES
+    tiles.seen = {"seen": (7, _root(ENTRIES))}
+    assert gather.ask_log(_log_evidence(ENTRIES[0], index=0), _tile_trust()).status is LogStatus.PROVEN  # type: ignore[arg-type]
+    assert len(timeouts) == 2 and all(isinstance(t, float) and 0 < t <= 30 for t in timeouts), timeouts
+
+
+# -- what the release claim says against the policy (rules.constraints, calibration, source_signers) ---------------
+
+
+def _release_claim(pack: PackFacts) -> Any:
+    """The release claim uc-attest signs for ``pack`` (its manifest's root, scheme, files), parsed back."""
+    import datetime as dt
+
+    from uc_attest.claims.slsa import BuildInfo, build_statement, parse_release
+
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    info = BuildInfo("https://builder", "model", "https://src", "cpu", {"python": "3"}, t, t, "run-1")
+    return parse_release(Statement.parse(json.dumps(build_statement(pack.manifest, pack.manifest.to_json(),
+                                                                    info)).encode()))  # fmt: skip
+
+
+def _claim_policy(**sections: Any) -> Policy:
+    signers = [{"issuer": ISSUER, "identity": "r@b"}]
+    return Policy.model_validate({"version": 1, "name": "claims", "trust": {"trust_config": "trust.json"},
+                                  "signers": {"release": signers}, **sections})  # fmt: skip
+
+
+def _claimed(tmp_path: Path, **fields: Any) -> Facts:
+    """Facts of a verified release bundle whose claim is the pack's own, with ``fields`` replaced."""
+    import dataclasses
+
+    pack = _pack(tmp_path)
+    f = Facts(now=NOW, pack=pack, evidence=_evidence(times=(_tsa("t"),)))
+    f.claim = dataclasses.replace(_release_claim(pack), **fields)
+    return f
+
+
+def _rows(rule: Any, f: Facts) -> dict[RuleId, Any]:
+    rows = rule(f)
+    assert None not in [r.rule for r in rows] and len({r.rule for r in rows}) == len(rows)
+    return {r.rule: r for r in rows}
+
+
+def test_a_pack_quantized_with_a_scheme_bits_or_group_size_the_policy_does_not_allow_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Each quantization constraint reads its own field of the signed scheme (id, bits, group_size): a pack of 2
+    bits or another scheme is refused, the actual value named; a scheme that leaves a field out is refused."""
+    from uc_attest.policy.rules import constraints
+
+    scheme = {**DEFAULT_SCHEME.to_dict(), "id": "uc-rht-ldlq/2", "bits": 5, "group_size": 128}
+    pol = _claim_policy(quantization={"schemes": ["uc-rht-ldlq/2"], "bits": [4, 5], "group_sizes": [128]})
+    rows = _rows(constraints(pol), _claimed(tmp_path / "ok", scheme=scheme))
+    assert [r.status for r in rows.values()] == [Status.PASS] * 3
+    assert (rows[RuleId.QUANTIZATION_SCHEME].actual, rows[RuleId.QUANTIZATION_BITS].actual,
+            rows[RuleId.QUANTIZATION_GROUP_SIZE].actual) == ("uc-rht-ldlq/2", "5", "128")  # fmt: skip
+    assert rows[RuleId.QUANTIZATION_BITS].expected == "4 | 5"
+    for field, value, rule in (("id", "naive-rtn/1", RuleId.QUANTIZATION_SCHEME), ("bits", 2, RuleId.QUANTIZATION_BITS),
+                               ("group_size", 32, RuleId.QUANTIZATION_GROUP_SIZE)):  # fmt: skip
+        bad = _rows(constraints(pol), _claimed(tmp_path / field, scheme={**scheme, field: value}))
+        assert bad[rule].status == Status.FAIL and bad[rule].actual == str(value), field
+        assert all(r.ok for k, r in bad.items() if k != rule), field
+        missing = _rows(constraints(pol), _claimed(tmp_path / f"no-{field}", scheme={
+            k: v for k, v in scheme.items() if k != field}))  # fmt: skip
+        assert missing[rule].status == Status.FAIL and missing[rule].actual == "None", field
+    assert constraints(_claim_policy())(_claimed(tmp_path / "any", scheme={})) == []  # no constraint, no row
+
+
+def test_a_pack_built_from_a_source_model_the_policy_does_not_allow_is_refused(tmp_path: Path) -> None:
+    """``source.allowed_digests``: the signed source tree digest must be one of them; a claim without a source
+    digest is refused as "none" (never as the text of a missing value a policy could list)."""
+    from uc_attest.policy.rules import constraints
+
+    good, other = Digest("aa" * 32), Digest("bb" * 32)
+    pol = _claim_policy(source={"allowed_digests": [str(good)]})
+    (ok,) = constraints(pol)(_claimed(tmp_path / "ok", source_tree=good))
+    assert ok.rule == RuleId.SOURCE_DIGEST and ok.status == Status.PASS and ok.actual == str(good)
+    (bad,) = constraints(pol)(_claimed(tmp_path / "bad", source_tree=other))
+    assert bad.rule == RuleId.SOURCE_DIGEST and bad.status == Status.FAIL and bad.actual == str(other)
+    assert bad.expected == str(good) and bad.hint is not None and "source model" in bad.hint
+    (none,) = constraints(pol)(_claimed(tmp_path / "none", source_tree=None))
+    assert none.status == Status.FAIL and none.actual == "none"
+
+
+def test_constraints_an_oms_signature_cannot_answer_are_denied_naming_what_it_lacks(tmp_path: Path) -> None:
+    """Under a policy an OMS signature is held to every rule: the quantization and source rules deny it as not
+    checked, saying which fact it carries none of (issue 28, finding 1)."""
+    from uc_attest.policy.model import CalibrationPolicy, Source
+    from uc_attest.policy.rules import calibration, constraints, source_signers
+
+    f = _oms_facts(tmp_path, [])
+    pol = _claim_policy(quantization={"bits": [5]}, source={"allowed_digests": ["sha256:" + "aa" * 32]})
+    rows = _rows(constraints(pol), f)
+    assert set(rows) == {RuleId.QUANTIZATION_BITS, RuleId.SOURCE_DIGEST}
+    assert all(r.status == Status.UNCHECKED for r in rows.values())
+    assert "carries no quantization facts" in rows[RuleId.QUANTIZATION_BITS].detail
+    assert "carries no source model digest" in rows[RuleId.SOURCE_DIGEST].detail
+    (cal,) = calibration(CalibrationPolicy(required=True))(f)
+    assert cal.status == Status.UNCHECKED and "carries no calibration record" in cal.detail
+    (src,) = source_signers(Source(keys=["sha256:" + "cc" * 32]))(f)
+    assert src.status == Status.UNCHECKED and "carries no source signature record" in src.detail
+
+
+def _calibrated(tmp_path: Path, method: str = "self-sampled", moments: Any = "pack") -> Facts:
+    from uc_attest.manifest import CalibrationRecord, moments_digest_of
+
+    pack = _pack(tmp_path)
+    digest = moments_digest_of(pack.manifest.tensors) if moments == "pack" else moments
+    return _claimed(tmp_path, calibration=CalibrationRecord(method, {"seed": 0}, "uc-attest 1", digest))
+
+
+def test_a_pack_whose_calibration_is_missing_or_not_the_committed_one_or_of_a_method_not_allowed_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``quantization.calibration``: the provenance must record how the moments were obtained, by an allowed
+    method, and its moments digest must be the one of the moments the pack's manifest commits (a record copied
+    from another pack does not vouch for these moments)."""
+    from uc_attest.policy.model import CalibrationPolicy
+    from uc_attest.policy.rules import calibration
+
+    some = calibration(CalibrationPolicy(required=True))
+    sampled = calibration(CalibrationPolicy(methods=["self-sampled", "text-file"]))
+    (ok,) = some(_calibrated(tmp_path / "ok"))
+    assert ok.status == Status.PASS and ok.expected == "any method" and ok.actual == "self-sampled"
+    assert ok.detail == "self-sampled (uc-attest 1)"
+    (ok,) = sampled(_calibrated(tmp_path / "ok2", "text-file"))
+    assert ok.status == Status.PASS and ok.expected == "self-sampled | text-file"
+    (other,) = sampled(_calibrated(tmp_path / "other", "moments-file"))
+    assert other.rule == RuleId.QUANTIZATION_CALIBRATION and other.status == Status.FAIL
+    assert other.actual == "moments-file" and other.expected == "self-sampled | text-file"
+    for rule, want in ((some, "any method"), (sampled, "self-sampled | text-file")):
+        (none,) = rule(_claimed(tmp_path / "none", calibration=None))
+        assert none.rule == RuleId.QUANTIZATION_CALIBRATION and none.status == Status.FAIL
+        assert none.detail == "the provenance records no calibration" and (none.expected, none.actual) == (want,
+                                                                                                         "none")  # fmt: skip
+    copied = Digest("ee" * 32)
+    (moved,) = some(_calibrated(tmp_path / "copied", moments=copied))
+    assert moved.rule == RuleId.QUANTIZATION_CALIBRATION and moved.status == Status.FAIL
+    assert moved.detail == "the recorded moments digest is not the pack's" and moved.expected == str(copied)
+    from uc_attest.manifest import moments_digest_of
+
+    assert moved.actual == str(moments_digest_of(PackFacts(tmp_path / "copied").manifest.tensors))
+    (unset,) = some(_calibrated(tmp_path / "unset", moments=None))
+    assert unset.status == Status.FAIL
+
+
+def test_a_calibration_record_for_a_pack_whose_manifest_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    """The committed moments come from the pack's manifest: an unreadable one refuses the rule (it is not
+    skipped, nor passed for want of anything to compare)."""
+    from uc_attest.policy.model import CalibrationPolicy
+    from uc_attest.policy.rules import calibration
+
+    f = _calibrated(tmp_path / "p")
+    (tmp_path / "p" / "uc-manifest.json").write_text("not json")
+    f.pack = PackFacts(tmp_path / "p")
+    (row,) = calibration(CalibrationPolicy(required=True))(f)
+    assert row.rule == RuleId.QUANTIZATION_CALIBRATION and row.status == Status.FAIL and "JSON" in row.detail
+
+
+def _signed_source(tmp_path: Path, method: str, identity: str, issuer: str) -> Facts:
+    from uc_attest.manifest import SourceSignature
+
+    sig = SourceSignature("model.sig", Digest("11" * 32), method, identity, issuer, "model", Digest("22" * 32), None)
+    return _claimed(tmp_path, source_signature=sig)
+
+
+KEY_ID = "sha256:" + "cc" * 32
+
+
+def test_a_source_model_signed_by_someone_the_policy_does_not_allow_or_not_signed_is_refused(tmp_path: Path) -> None:
+    """``source.signers`` / ``source.keys``: the provenance must record a verified OMS signature of the source by
+    an allowed signer: another identity, another issuer, another key, a key id offered as a sigstore identity,
+    or no signature at all are refused."""
+    from uc_attest.policy.model import Source
+    from uc_attest.policy.rules import source_signers
+
+    rule = source_signers(Source.model_validate({"signers": [{"issuer": ISSUER, "identity": "vendor@x"}],
+                                                 "keys": [KEY_ID]}))  # fmt: skip
+    allowed = f"vendor@x via {ISSUER} | key {KEY_ID}"
+    for name, (method, identity, issuer), ok in (
+        ("sigstore", ("sigstore", "vendor@x", ISSUER), True),
+        ("key", ("key", KEY_ID, ""), True),
+        ("identity", ("sigstore", "eve@x", ISSUER), False),
+        ("issuer", ("sigstore", "vendor@x", "https://other.example"), False),
+        ("otherkey", ("key", "sha256:" + "dd" * 32, ""), False),
+        ("key-as-identity", ("sigstore", KEY_ID, ISSUER), False),
+        ("identity-as-key", ("key", "vendor@x", ISSUER), False),
+    ):
+        (row,) = rule(_signed_source(tmp_path / name, method, identity, issuer))
+        assert row.rule == RuleId.SOURCE_SIGNERS and row.status == (Status.PASS if ok else Status.FAIL), name
+        who = f"key {identity}" if method == "key" else f"{identity} via {issuer}"
+        assert row.detail == f"model signed by {who} ({method})", name
+        assert (row.expected, row.actual) == ((None, None) if ok else (allowed, who)), name
+        assert row.hint == (None if ok else "the source model was signed by someone the policy does not allow"), name
+    (none,) = rule(_claimed(tmp_path / "unsigned", source_signature=None))
+    assert none.rule == RuleId.SOURCE_SIGNERS and none.status == Status.FAIL
+    assert none.detail == "the provenance records no verified source signature"
+    assert (none.expected, none.actual) == (allowed, "none")
+
+
+def test_each_validation_is_verified_under_the_trust_root_given_and_read_from_its_own_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rekor: type[_Rekor]
+) -> None:
+    """gather.validations verifies each validation bundle under the policy's trust root (not some default root),
+    reads the claim from that bundle's own signed payload (not another's, not nothing), and records a refused
+    bundle under its own name (the rule reports each by name)."""
+    from uc_attest.errors import InvalidInput, SignatureInvalid
+    from uc_attest.verify import gather
+
+    trust = _Trust([_rekor_log()])
+    verified: list[Any] = []
+    read: list[Any] = []
+
+    def statement(name: str) -> bytes:
+        return json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": "https://x",
+                           "subject": [{"name": name, "digest": {"sha256": "ab" * 32}}],
+                           "predicate": {"x": 1}}).encode()  # fmt: skip
+
+    def verify(path: Path, t: Any, signers: Any) -> Evidence:
+        verified.append(t)
+        if path.name == "forged":
+            raise SignatureInvalid(str(path), "signed by eve@x")
+        ev = _log_evidence(b'{"kind":"dsse"}', index=4)
+        return Evidence(ev.bundle, ev.payload_type, statement(path.name), ev.signer, ev.times, ev.log)
+
+    def parse(stmt: Statement) -> ValidationClaim:
+        read.append(stmt.subjects[0].name)
+        if stmt.subjects[0].name == "other":
+            raise InvalidInput("not a validation statement")
+        return _claim(Digest("ab" * 32), {"kl": 0.01})
+
+    monkeypatch.setattr(gather, "verify_dsse_bundle", verify)
+    monkeypatch.setattr(gather, "parse_validation", parse)
+    rekor.answer = b'{"kind":"dsse"}'
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"))
+    gather.validations(f, [Path("d/forged"), Path("d/other"), Path("d/good")], trust, [object()])  # type: ignore[arg-type]
+    assert verified == [trust] * 3 and read == ["other", "good"]
+    assert f.validations is not None
+    assert [v.bundle for v in f.validations] == [Path("d/forged"), Path("d/other"), Path("d/good")]
+    assert [v.error for v in f.validations] == ["signed by eve@x", "not a validation statement", None]
+
+
+# -- the verdict a caller reads (api._verdict, Prepared.verdict, Prepared.refuse_early, gate) ---------------------
+
+
+def _full_facts(tmp_path: Path) -> Facts:
+    """A pack with a verified release bundle (log entry at index 7), its claim, a tensor check, a passed rebuild
+    and a validation of another root: every fact a verdict reports."""
+    from uc_attest.pack.check import PackCheck
+    from uc_attest.policy.rules import RebuildOutcome
+
+    f = _claimed(tmp_path / "pack")
+    f.pack_check = PackCheck(f.pack.dir, "signed statement", Digest("77" * 32), 3, 2)
+    f.rebuild = RebuildOutcome([], [], 4, 12.34567, "cpu")
+    v = _validated(tmp_path / "v", root=Digest("99" * 32)).validations
+    f.validations = v
+    return f
+
+
+def test_the_verdict_reports_the_signer_log_entry_roots_and_counts_it_decided_on(tmp_path: Path) -> None:
+    """A verdict that names another signer, log entry or root than the ones checked (or none) misleads whoever
+    acts on it (an auditor comparing roots, a deploy gate reading ``root``): every reported fact is the
+    gathered one, the signed root over the tensor check's, and the title and policy are the caller's."""
+    from uc_attest.policy.rules import Check
+    from uc_attest.verify.api import _verdict
+
+    f = _full_facts(tmp_path)
+    row = Check.of(RuleId.RELEASE_SIGNER, True)
+    v = _verdict(f, [row], "under p.yaml", "bank")
+    assert (v.pack, v.checks, v.title, v.policy) == (f.pack.dir, [row], "under p.yaml", "bank")
+    assert v.signer == f"v@b via {ISSUER}" and v.log_index == 7
+    assert f.claim is not None and v.root == f.claim.root != Digest("77" * 32)  # the signed root wins
+    assert (v.manifest_source, v.tensors_checked, v.files_checked) == ("signed statement", 3, 2)
+    assert v.last_validated_root == Digest("99" * 32) and v.timings == {"rebuild": 12.346}
+    f.claim = None
+    assert _verdict(f, [], "t").root == Digest("77" * 32) and _verdict(f, [], "t").policy == ""
+    bare = Facts(now=NOW, pack=_pack(tmp_path / "bare"))
+    b = _verdict(bare, [], "t")
+    assert (b.signer, b.log_index, b.root, b.last_validated_root, b.timings) == ("", None, None, None, {})
+    tsa_only = Facts(now=NOW, pack=bare.pack, evidence=_evidence(log=False))
+    assert _verdict(tsa_only, [], "t").log_index is None
+    from uc_attest.policy.rules import RebuildOutcome
+
+    bare.rebuild = RebuildOutcome([], [], 0, 1.0, "cpu", error="not a model directory")
+    assert _verdict(bare, [], "t").timings == {}  # a rebuild that did not run has no time
+
+
+def _prepared(tmp_path: Path, f: Facts, expected: bool = True) -> Any:
+    from uc_attest.policy.rules import release_rules
+    from uc_attest.verify.anchor import Anchor
+    from uc_attest.verify.api import Prepared
+    from uc_attest.verify.local import Expected
+
+    exp = Expected(f.pack.manifest, "signed statement") if expected else None
+    return Prepared(f, release_rules(None), exp, Anchor.policy(tmp_path / "p.yaml"), "under p.yaml", "bank")
+
+
+def test_a_prepared_verdict_runs_its_rules_over_its_facts_and_names_its_anchor(tmp_path: Path) -> None:
+    """Prepared.verdict (what verify, reconstruct and the loaders return): the rules it was prepared with, over
+    the facts gathered, the manifest the pack was held to, what anchored it; the root is the manifest's when no
+    tensor was checked and nothing signed one."""
+    f = _full_facts(tmp_path)
+    f.online = OnlineLog(LogStatus.DIFFERS, "entry 7 in the log has another body than the bundle's")
+    v = _prepared(tmp_path, f).verdict()
+    rows = {c.rule: c for c in v.checks}
+    assert not v.ok and rows[RuleId.LOG_ONLINE].status == Status.FAIL and rows[RuleId.RELEASE_SIGNER].ok
+    assert (v.title, v.policy, v.anchor) == ("under p.yaml", "bank", f"policy {tmp_path / 'p.yaml'}")
+    assert v.manifest is f.pack.manifest and f.claim is not None and v.root == f.claim.root
+    unsigned = Facts(now=NOW, pack=_pack(tmp_path / "u"))
+    w = _prepared(tmp_path, unsigned).verdict()
+    assert w.root == unsigned.pack.manifest.root and w.manifest is unsigned.pack.manifest
+    nothing = _prepared(tmp_path, unsigned, expected=False).verdict()
+    assert nothing.manifest is None and nothing.root is None
+
+
+def test_a_pack_whose_signature_or_claim_failed_is_refused_before_its_bulk_is_read(tmp_path: Path) -> None:
+    """refuse_early (reconstruct and the loaders call it before reading gigabytes): a bundle that did not
+    verify, a claim that does not read, or no manifest to hold the pack to, each refuses with why; only a pack
+    with none of these gets its expected manifest."""
+    from uc_attest.errors import VerificationFailed
+
+    good = _prepared(tmp_path, _claimed(tmp_path / "good"))
+    assert good.refuse_early() is good.expected
+    forged = Facts(now=NOW, pack=_pack(tmp_path / "forged"), evidence_error="signed by eve@x")
+    with pytest.raises(VerificationFailed) as exc:
+        _prepared(tmp_path, forged).refuse_early()
+    assert any(x.subject == "release.signer" and x.problem == "signed by eve@x" for x in exc.value.findings)
+    unreadable = _claimed(tmp_path / "unreadable", )
+    unreadable.claim, unreadable.claim_error = None, "statement field subject is missing"
+    with pytest.raises(VerificationFailed):
+        _prepared(tmp_path, unreadable).refuse_early()
+    no_manifest = _claimed(tmp_path / "nomanifest")
+    with pytest.raises(VerificationFailed):
+        _prepared(tmp_path, no_manifest, expected=False).refuse_early()
+    # nothing failed a rule, but there is no manifest: the refusal still says why, about the pack
+    lone = Facts(now=NOW, pack=_pack(tmp_path / "lone"))
+    from uc_attest.verify.anchor import Anchor
+    from uc_attest.verify.api import Prepared
+
+    for error, why in ((None, "no manifest"), ("uc-manifest.json is not JSON", "uc-manifest.json is not JSON")):
+        lone.pack_error = error
+        with pytest.raises(VerificationFailed) as exc:
+            Prepared(lone, [], None, Anchor.pack_itself()).refuse_early()
+        assert [(x.subject, x.problem) for x in exc.value.findings] == [(str(lone.pack.dir), why)]
+
+
+def test_the_gate_checks_the_validations_beside_the_pack_under_the_policys_trust_and_validators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gate: the validations given (or the one beside the pack), verified under the policy's trust root (online
+    unless told offline) against the policy's validators, at the time given (else now), for the runtime given;
+    the verdict names the root and the policy."""
+    import time
+
+    from uc_attest.errors import UsageError
+    from uc_attest.verify import api, gather
+
+    pack = _pack(tmp_path / "pack")
+    (tmp_path / "trust.json").write_text("{}")
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(json.dumps(_policy().model_dump(mode="json", exclude_none=True)))
+    trusts: list[Any] = []
+    calls: list[dict[str, Any]] = []
+
+    def policy_trust(p: Policy, base: Path, trust: Any, offline: bool) -> Any:
+        trusts.append(offline)
+        return ("trust", p.name)
+
+    def validations(facts: Facts, bundles: Any, trust: Any, signers: Any, *, online: bool = True) -> None:
+        calls.append({"now": facts.now, "runtime": facts.runtime, "bundles": list(bundles), "trust": trust,
+                      "signers": signers, "online": online})  # fmt: skip
+        facts.validations = []
+
+    monkeypatch.setattr(api, "policy_trust", policy_trust)
+    monkeypatch.setattr(gather, "validations", validations)
+    runtime = object()
+    v = api.gate(pack.dir, pol, [tmp_path / "v.json"], now=NOW, runtime=runtime)  # type: ignore[arg-type]
+    validators = _policy().signers.validator
+    assert trusts == [False] and calls[-1] == {"now": NOW, "runtime": runtime, "bundles": [tmp_path / "v.json"],
+                                               "trust": ("trust", "attacks"), "signers": validators, "online": True}
+    assert not v.ok and v.title == f"manifest root {pack.root}" and v.policy == "attacks" and v.root == pack.root
+    api.gate(pack.dir, pol, [], online=False)
+    assert trusts[-1] is True and calls[-1]["online"] is False and abs(calls[-1]["now"] - time.time()) < 60
+    assert calls[-1]["bundles"] == []
+    api.gate(pack.dir, pol)  # no validation beside the pack
+    assert calls[-1]["bundles"] == []
+    beside = tmp_path / "pack.validation.sigstore.json"
+    beside.write_text("{}")
+    api.gate(pack.dir, pol)
+    assert calls[-1]["bundles"] == [beside.absolute()]
+    no_section = tmp_path / "noval.yaml"
+    no_section.write_text(json.dumps({k: x for k, x in _policy().model_dump(mode="json", exclude_none=True).items()
+                                      if k != "validation"}))  # fmt: skip
+    with pytest.raises(UsageError, match="no validation section"):
+        api.gate(pack.dir, no_section)
+
+
+# -- every row exactly as a caller reads it (signer, log, timestamps, online, age, statement, pack, rebuild) ------
+# A row is the verdict's unit: its rule, status (pass, fail, skipped, unreachable, unchecked), what was expected and
+# found, the hint and the findings. Each test holds a rule's rows for every branch to the exact Check: a slip that
+# passes a failing row, drops its findings or names another rule is a changed row.
+
+
+def _bad(**kw: Any) -> Facts:
+    return Facts(now=NOW, pack=kw.pop("pack"), **kw)
+
+
+NO_BUNDLE = "not checked: the release bundle did not verify (see release.signer)"
+
+
+def test_the_signer_row_says_who_signed_or_why_the_bundle_does_not_verify(tmp_path: Path) -> None:
+    """A bundle that does not verify fails release.signer with why (and whom the policy expected); one whose
+    timestamp failed fails release.timestamps, the signer row then not checked; a verified one names its signer."""
+    from uc_attest.policy.rules import Check, signer
+
+    pack = _pack(tmp_path / "p")
+    ok = Facts(now=NOW, pack=pack, evidence=_evidence())
+    assert signer(ok) == [Check(RuleId.RELEASE_SIGNER, Status.PASS, f"v@b via {ISSUER}")]
+    hint = "signed by someone the policy does not trust, or the bundle/trust root does not verify"
+    assert signer(_bad(pack=pack, evidence_error="signed by eve@x", expected_signers="r@b via x")) == [
+        Check(RuleId.RELEASE_SIGNER, Status.FAIL, "signed by eve@x", expected="r@b via x", hint=hint)]
+    assert signer(_bad(pack=pack)) == [Check(RuleId.RELEASE_SIGNER, Status.FAIL, "no release bundle", hint=hint)]
+    ts_hint = "a timestamp of the bundle does not verify or breaks the limits"
+    unchecked = Check(RuleId.RELEASE_SIGNER, Status.UNCHECKED,
+                      "not checked: the bundle's timestamps do not verify (see release.timestamps)")  # fmt: skip
+    assert signer(_bad(pack=pack, evidence_error="duplicate", evidence_rule=RuleId.RELEASE_TIMESTAMPS)) == [
+        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "duplicate", hint=ts_hint), unchecked]
+    assert signer(_bad(pack=pack, evidence_rule=RuleId.RELEASE_TIMESTAMPS)) == [
+        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "no verified timestamp", hint=ts_hint), unchecked]
+
+
+def test_the_log_row_requires_an_entry_unless_the_policy_admits_tsa_only_bundles(tmp_path: Path) -> None:
+    """A TSA-only bundle fails release.log where the policy requires a log entry, and is a skipped (said) row
+    where it does not; a logged one names its proofs and index."""
+    from uc_attest.policy.rules import Check, log_entry
+
+    pack = _pack(tmp_path / "p")
+    tsa_only = Facts(now=NOW, pack=pack, evidence=_evidence(times=(_tsa("t"),), log=False))
+    assert log_entry(True)(tsa_only) == [Check(RuleId.RELEASE_LOG, Status.FAIL,
+        "the bundle has no transparency-log entry",
+        hint="a TSA-only bundle (e.g. GitHub's private-repository instance) needs require_tlog: false")]  # fmt: skip
+    assert log_entry(False)(tsa_only) == [Check(RuleId.RELEASE_LOG, Status.SKIPPED,
+                                                "no log entry: TSA-only bundle admitted by the policy")]  # fmt: skip
+    logged = Facts(now=NOW, pack=pack, evidence=_evidence(times=(_tsa("t"),)))
+    assert log_entry(True)(logged) == [Check(RuleId.RELEASE_LOG, Status.PASS,
+                                             "inclusion proof and signed checkpoint at log index 7")]  # fmt: skip
+    with_set = Facts(now=NOW, pack=pack, evidence=_evidence(times=(_tsa("t"), _set())))
+    assert log_entry(False)(with_set) == [Check(RuleId.RELEASE_LOG, Status.PASS,
+                                                "SET, inclusion proof and signed checkpoint at log index 7")]  # fmt: skip
+    assert log_entry(True)(_bad(pack=pack)) == [Check(RuleId.RELEASE_LOG, Status.UNCHECKED, NO_BUNDLE)]
+
+
+def test_the_timestamps_row_counts_distinct_trusted_authorities_and_says_what_it_did_not_count(tmp_path: Path) -> None:
+    """release.timestamps: the distinct authorities named, the untrusted tokens said (not counted); no row of
+    its own when the signer row already failed it for a bad timestamp; not checked when the bundle failed."""
+    import dataclasses
+
+    from uc_attest.policy.rules import Check, timestamps
+
+    pack = _pack(tmp_path / "p")
+    ev = dataclasses.replace(_evidence(times=(_tsa("b"), _tsa("a"), _set())), ignored_timestamps=("x", "y"))
+    assert timestamps(2)(Facts(now=NOW, pack=pack, evidence=ev)) == [Check(RuleId.RELEASE_TIMESTAMPS, Status.PASS,
+        "2 verified RFC 3161 timestamp authorities: a, b (2 timestamps by authorities not trusted, not counted)",
+        expected=">= 2 distinct TSAs", actual="2")]  # fmt: skip
+    assert timestamps(1)(Facts(now=NOW, pack=pack, evidence=_evidence(times=(_set(),)))) == [Check(
+        RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "0 verified RFC 3161 timestamp authorities", expected=">= 1 distinct TSAs",
+        actual="0")]  # fmt: skip
+    assert timestamps(1)(_bad(pack=pack, evidence_rule=RuleId.RELEASE_TIMESTAMPS)) == []
+    assert timestamps(1)(_bad(pack=pack)) == [Check(RuleId.RELEASE_TIMESTAMPS, Status.UNCHECKED, NO_BUNDLE)]
+    # a verified bundle with a (stale) timestamp rule recorded still gets its row
+    stale = Facts(now=NOW, pack=pack, evidence=_evidence(times=(_tsa("a"),)), evidence_rule=RuleId.RELEASE_TIMESTAMPS)
+    assert [c.status for c in timestamps(1)(stale)] == [Status.PASS]
+    rules = EvidenceRules(require_tlog=True, require_timestamps=1, require_online_log_check=False)
+    assert evidence_problems(_evidence(times=(_tsa("a"),)), None, rules) == []  # exactly enough is enough
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_the_online_row_for_every_answer_of_the_log(tmp_path: Path, required: bool) -> None:
+    """log.online: proven passes; another body and a misbehaving log fail (the split view said); a log with no
+    entry id fails; unreachable is operational and not asked is denied where the policy requires the check, and
+    a skipped (said) row where it does not."""
+    from uc_attest.policy.rules import Check, online_log
+
+    pack = _pack(tmp_path / "p")
+
+    def row(o: OnlineLog | None) -> list[Check]:
+        return online_log(required)(Facts(now=NOW, pack=pack, evidence=_evidence(), online=o))
+
+    name = RuleId.LOG_ONLINE
+    assert row(PROVEN) == [Check(name, Status.PASS, "re-fetched and proven")]
+    assert row(OnlineLog(LogStatus.DIFFERS, "entry 7 differs")) == [Check(name, Status.FAIL, "entry 7 differs",
+        expected="the bundle's entry body", actual="a different body")]  # fmt: skip
+    assert row(OnlineLog(LogStatus.MISBEHAVED, "bad proof")) == [Check(name, Status.FAIL, "bad proof",
+        hint="the log does not prove the entry: possible split view")]  # fmt: skip
+    assert row(OnlineLog(LogStatus.NO_LOG, "no log")) == [Check(name, Status.FAIL, "no log")]
+    down, offline = OnlineLog(LogStatus.UNREACHABLE, "timed out"), OnlineLog(LogStatus.NOT_ASKED, "offline")
+    if required:
+        assert row(down) == [Check(name, Status.UNREACHABLE, "timed out", hint="the policy requires the online check")]
+        hint = "run without --offline, or a policy without require_online_log_check"
+        assert row(offline) == [Check(name, Status.UNCHECKED,
+            "not checked: offline; the policy requires the online log check", hint=hint)]  # fmt: skip
+        assert row(None) == [Check(name, Status.UNCHECKED,
+            "not checked: the entry was not asked for again; the policy requires the online log check", hint=hint)]  # fmt: skip
+    else:
+        assert row(down) == [Check(name, Status.SKIPPED, "timed out")]
+        assert row(offline) == [Check(name, Status.SKIPPED, "offline")]
+        assert row(None) == [Check(name, Status.SKIPPED, "not asked")]
+    assert online_log(required)(_bad(pack=pack)) == [Check(name, Status.UNCHECKED, NO_BUNDLE)]
+
+
+def test_the_age_row_measures_from_the_earliest_verified_time_to_the_bound_inclusive(tmp_path: Path) -> None:
+    """release.max_age: a bundle signed exactly max_age_days ago passes, one second older fails; no verified time
+    fails (an undated signature is not young)."""
+    from uc_attest.policy.rules import Check, max_age
+
+    pack = _pack(tmp_path / "p")
+
+    def rows(*times: TimeProof) -> list[Check]:
+        return max_age(10)(Facts(now=NOW, pack=pack, evidence=_evidence(times=times)))
+
+    assert rows(_tsa("a", NOW - 10 * DAY), _tsa("b", NOW - DAY)) == [Check(RuleId.RELEASE_MAX_AGE, Status.PASS,
+        "signed 10.0 days ago", expected="<= 10 days", actual="10.0 days")]  # fmt: skip
+    assert [c.status for c in rows(_tsa("a", NOW - 10 * DAY - 1))] == [Status.FAIL]
+    assert rows() == [Check(RuleId.RELEASE_MAX_AGE, Status.FAIL, "no verified time for the signature")]
+    assert max_age(10)(_bad(pack=pack)) == [Check(RuleId.RELEASE_MAX_AGE, Status.UNCHECKED, NO_BUNDLE)]
+
+
+def test_the_statement_rows_admit_only_the_policys_predicate_types_and_builders(tmp_path: Path) -> None:
+    """release.predicate_type and release.statement; release.build_type and release.builder_id (only when the
+    policy names builders): another predicate, build type or builder is refused naming it; a claim that does not
+    read is refused with why; an OMS statement is not asked for a claim it does not carry."""
+    from uc_attest.policy.model import Release
+    from uc_attest.policy.rules import Check, build_claims, predicate_type
+
+    f = _claimed(tmp_path / "p")
+    f.statement = f.claim.statement if f.claim else None
+    slsa = "https://slsa.dev/provenance/v1"
+    rel = Release(predicate_types=[slsa, "https://x"], build_types=["https://github.com/uc-attest/uc-attest/pack/v1"],
+                  builder_ids=["https://builder", "https://b2"])  # fmt: skip
+    assert predicate_type(rel)(f) == [Check(RuleId.RELEASE_PREDICATE_TYPE, Status.PASS, expected=f"{slsa} | https://x",
+                                            actual=slsa)]  # fmt: skip
+    (other,) = predicate_type(Release(predicate_types=["https://x"]))(f)
+    assert other == Check(RuleId.RELEASE_PREDICATE_TYPE, Status.FAIL, expected="https://x", actual=slsa,
+                          hint="the policy does not admit this kind of statement as a release")  # fmt: skip
+    f.claim, f.claim_error = None, "statement field subject is missing"
+    assert predicate_type(rel)(f)[1:] == [Check(RuleId.RELEASE_STATEMENT, Status.FAIL,
+                                                "statement field subject is missing")]  # fmt: skip
+    f.claim_error = None
+    assert predicate_type(rel)(f)[1:] == [Check(RuleId.RELEASE_STATEMENT, Status.FAIL, "no release claim")]
+    assert build_claims(rel)(f) == [
+        Check(RuleId.RELEASE_BUILD_TYPE, Status.UNCHECKED, "not checked: no release claim (unreadable statement)"),
+        Check(RuleId.RELEASE_BUILDER_ID, Status.UNCHECKED, "not checked: no release claim (unreadable statement)")]
+    f.claim_error = "bad"
+    assert build_claims(rel)(f)[0].detail == "not checked: no release claim (bad)"
+    assert predicate_type(rel)(_bad(pack=f.pack)) == [Check(RuleId.RELEASE_PREDICATE_TYPE, Status.UNCHECKED,
+                                                            NO_BUNDLE)]  # fmt: skip
+    g = _claimed(tmp_path / "q")
+    assert build_claims(rel)(g) == [
+        Check(RuleId.RELEASE_BUILD_TYPE, Status.PASS, expected="https://github.com/uc-attest/uc-attest/pack/v1",
+              actual="https://github.com/uc-attest/uc-attest/pack/v1"),
+        Check(RuleId.RELEASE_BUILDER_ID, Status.PASS, expected="https://builder | https://b2", actual="https://builder")]
+    import dataclasses
+
+    g.claim = dataclasses.replace(g.claim, builder_id="https://evil", build_type="https://other")  # type: ignore[arg-type]
+    assert [(c.rule, c.status, c.actual) for c in build_claims(rel)(g)] == [
+        (RuleId.RELEASE_BUILD_TYPE, Status.FAIL, "https://other"), (RuleId.RELEASE_BUILDER_ID, Status.FAIL,
+                                                                    "https://evil")]  # fmt: skip
+    assert [c.rule for c in build_claims(Release())(g)] == [RuleId.RELEASE_BUILD_TYPE]  # no builders: no row
+    oms = _oms_facts(tmp_path / "o", [])
+    assert [c.rule for c in predicate_type(Release(predicate_types=["https://model_signing/signature/v1.0"]))(oms)] == [
+        RuleId.RELEASE_PREDICATE_TYPE]  # fmt: skip
+    assert build_claims(rel)(oms)[0] == Check(RuleId.RELEASE_BUILD_TYPE, Status.UNCHECKED,
+        "not checked: an OpenSSF Model Signing signature carries no build type",
+        hint="verify the pack with its SLSA release bundle (<pack>.sigstore.json)")  # fmt: skip
+
+
+def test_the_pack_files_row_names_every_signed_file_that_changed_or_went_missing(tmp_path: Path) -> None:
+    """pack.files: each signed subject against the file on disk (the digest expected, the one found or none);
+    shards proven by their tensors (no shard hashing) are counted and skipped, files in subdirectories and other
+    files never are; an OMS signature's findings are the row's."""
+    import dataclasses
+    import hashlib
+
+    from uc_attest.errors import Finding
+    from uc_attest.pack.check import PackCheck
+    from uc_attest.policy.rules import Check, pack_files
+
+    f = _claimed(tmp_path / "p")
+    pack = f.pack.dir
+    (pack / "config.json").write_bytes(b"{}")
+    (pack / "model.safetensors").write_bytes(b"weights")
+    (pack / "model2.safetensors").write_bytes(b"weights 2")
+    (pack / "sub").mkdir()
+    (pack / "sub" / "extra.safetensors").write_bytes(b"nested")
+
+    def sha(b: bytes) -> Digest:
+        return Digest(hashlib.sha256(b).hexdigest())
+
+    files = {"config.json": sha(b"{}"), "model.safetensors": sha(b"weights"), "sub/extra.safetensors": sha(b"nested"),
+             "model2.safetensors": sha(b"weights 2"), "uc-manifest.json": f.pack.manifest_digest}  # fmt: skip
+    f.claim = dataclasses.replace(f.claim, files=files)  # type: ignore[arg-type]
+    f.pack = PackFacts(pack)
+    assert pack_files(f) == [Check(RuleId.PACK_FILES, Status.PASS, "5 signed files")]
+    f.claim = dataclasses.replace(f.claim, files={**files, "config.json": sha(b"x"), "gone.bin": sha(b"y"),  # type: ignore[arg-type]
+                                                  "model.safetensors": sha(b"z"), "sub/extra.safetensors": sha(b"w")})  # fmt: skip
+    f.pack = PackFacts(pack)
+    changed = [Finding("config.json", "pack file differs from the signed subject", str(sha(b"x")), str(sha(b"{}"))),
+               Finding("gone.bin", "pack file differs from the signed subject", str(sha(b"y")), None),
+               Finding("model.safetensors", "pack file differs from the signed subject", str(sha(b"z")),
+                       str(sha(b"weights"))),
+               Finding("sub/extra.safetensors", "pack file differs from the signed subject", str(sha(b"w")),
+                       str(sha(b"nested")))]  # fmt: skip
+    hint = "a pack file was changed, removed or replaced after signing"
+    assert pack_files(f) == [Check(RuleId.PACK_FILES, Status.FAIL, "6 signed files", hint=hint, findings=changed)]
+    f.pack_check = PackCheck(pack, "signed statement", Digest("77" * 32), 1, 1, shards_hashed=False)
+    f.pack = PackFacts(pack)
+    assert pack_files(f) == [Check(RuleId.PACK_FILES, Status.FAIL,
+        "6 signed files (2 shards proven by their tensors: pack.tensors)", hint=hint,
+        findings=[changed[0], changed[1], changed[3]])]  # fmt: skip
+    f.pack_check = PackCheck(pack, "signed statement", Digest("77" * 32), 1, 1, shards_hashed=True)
+    f.pack = PackFacts(pack)
+    assert pack_files(f)[0].findings == changed
+    f.claim, f.claim_error = None, "bad statement"
+    assert pack_files(f) == [Check(RuleId.PACK_FILES, Status.UNCHECKED, "not checked: no release claim (bad statement)")]
+    oms_changed = [Finding("model.safetensors", "changed")]
+    oms = _oms_facts(tmp_path / "o", oms_changed)
+    assert oms.oms is not None
+    detail = (f"2 files signed by the OpenSSF Model Signing signature ({oms.oms.serialization.method}, "
+              f"{oms.oms.serialization.hash_type})")  # fmt: skip
+    assert pack_files(oms) == [Check(RuleId.PACK_FILES, Status.FAIL, detail, findings=oms_changed,
+                                     hint="the pack directory is not the signed one")]  # fmt: skip
+    oms.oms_findings = []
+    assert pack_files(oms) == [Check(RuleId.PACK_FILES, Status.PASS, detail)]
+    oms.oms_findings = None  # the pack was not scanned against the OMS payload: held to the claim it lacks
+    assert pack_files(oms) == [Check(RuleId.PACK_FILES, Status.UNCHECKED,
+        "not checked: an OpenSSF Model Signing signature carries no pack file digests",
+        hint="verify the pack with its SLSA release bundle (<pack>.sigstore.json)")]  # fmt: skip
+    slsa_with_findings = _claimed(tmp_path / "s")
+    slsa_with_findings.oms_findings = oms_changed  # findings without an OMS claim are not an OMS row
+    assert pack_files(slsa_with_findings)[0].detail != detail
+
+
+def test_the_pack_tensors_row_names_every_tensor_finding_and_a_root_that_is_not_the_signed_one(tmp_path: Path) -> None:
+    """pack.tensors: the tensor check's findings, and first of them a reconstructed root that is not the signed
+    reconstruction subject (a pack of other tensors than those signed, even with no tensor finding)."""
+    from uc_attest.errors import Finding
+    from uc_attest.pack.check import PackCheck
+    from uc_attest.policy.rules import Check, pack_tensors
+
+    f = _claimed(tmp_path / "p")
+    assert f.claim is not None
+    signed = f.claim.root
+    assert pack_tensors(f) == []  # the loader checks the tensors itself
+    f.pack_error = "uc-manifest.json is not JSON"
+    assert pack_tensors(f) == [Check(RuleId.PACK_TENSORS, Status.FAIL, "uc-manifest.json is not JSON",
+                                     hint="the pack's manifest is unreadable")]  # fmt: skip
+    f.pack_check = PackCheck(f.pack.dir, "signed statement", signed, 3, 1)
+    assert pack_tensors(f) == [Check(RuleId.PACK_TENSORS, Status.PASS, f"3 tensors reconstructed, root {signed}")]
+    tensor = Finding("w", "reconstructed digest differs", "a", "b")
+    other = Digest("77" * 32)
+    f.pack_check = PackCheck(f.pack.dir, "signed statement", other, 3, 1, findings=[tensor])
+    hint = "the deployed pack is not the expected one: see the findings"
+    assert pack_tensors(f) == [Check(RuleId.PACK_TENSORS, Status.FAIL, f"3 tensors reconstructed, root {other}",
+        hint=hint, findings=[Finding("manifest root", "differs from the signed reconstruction subject", str(signed),
+                                     str(other)), tensor])]  # fmt: skip
+    assert f.pack_check.findings == [tensor]  # the check's own list is not changed
+    f.claim = None
+    assert pack_tensors(f) == [Check(RuleId.PACK_TENSORS, Status.FAIL, f"3 tensors reconstructed, root {other}",
+                                     hint=hint, findings=[tensor])]  # fmt: skip
+
+
+def test_the_rebuild_rows_name_the_source_and_the_reproduction_findings(tmp_path: Path) -> None:
+    """rebuild: required and not run fails; a source that is no model directory fails; a rebuild reports the
+    source check and the byte-for-byte match separately, each failing on its own findings."""
+    from uc_attest.errors import Finding
+    from uc_attest.policy.rules import Check, RebuildOutcome, rebuild
+
+    f = Facts(now=NOW, pack=_pack(tmp_path / "p"))
+    assert rebuild(False)(f) == []
+    assert rebuild(True)(f) == [Check(RuleId.REBUILD, Status.FAIL, "policy requires a rebuild from source",
+                                      hint="pass --rebuild-from SOURCE_DIR")]  # fmt: skip
+    f.rebuild = RebuildOutcome([], [], 0, 0.0, "cpu", error="no config.json")
+    assert rebuild(False)(f) == [Check(RuleId.REBUILD, Status.FAIL, "no config.json",
+                                       hint="the rebuild source is not a usable model directory")]  # fmt: skip
+    f.rebuild = RebuildOutcome([], [], 4, 2.25, "cpu")
+    assert rebuild(False)(f) == [Check(RuleId.REBUILD_SOURCE, Status.PASS, "4 source files"),
+                                 Check(RuleId.REBUILD_MATCH, Status.PASS, "re-quantized on cpu in 2.2 s")]
+    src, out = [Finding("model.safetensors", "differs")], [Finding("w", "differs")]
+    for s, o in ((src, []), ([], out), (src, out)):
+        f.rebuild = RebuildOutcome(s, o, 4, 2.25, "cuda")
+        assert rebuild(True)(f) == [
+            Check(RuleId.REBUILD_SOURCE, Status.FAIL if s else Status.PASS, "4 source files", findings=s,
+                  hint="the source is not the one recorded in the manifest/statement" if s else None),
+            Check(RuleId.REBUILD_MATCH, Status.FAIL if o else Status.PASS, "re-quantized on cuda in 2.2 s",
+                  findings=o, hint="rebuilding from the source does not reproduce the pack" if o else None)]  # fmt: skip
+
+
+def test_a_validations_runtime_is_held_to_the_policys_runtime_requirement() -> None:
+    """validation.runtime: any admits every validation; named needs a readable runtime (an unreadable one is
+    said, not taken as none); match needs the deployment's runtime and the same outputs."""
+    from uc_attest.claims.validation import Runtime
+    from uc_attest.policy.rules import _runtime_problems
+
+    fast = Runtime("uc-attest", "fast", "k1", "avx2", "1")
+    exact = Runtime("uc-attest", "exact", "k2", "avx2", "1")
+    root = Digest("ab" * 32)
+
+    def claim(rt: Runtime | None, err: str | None = None) -> ValidationClaim:
+        return ValidationClaim(_claim(root, {}).statement, root, "s", {}, None, rt, err)
+
+    assert _runtime_problems("any", claim(None, "bad"), None) == []
+    assert _runtime_problems("named", claim(None), fast) == ["names no runtime"]
+    unreadable = "its runtime is unreadable (kind 'x' unknown)"
+    assert _runtime_problems("named", claim(None, "kind 'x' unknown"), fast) == [unreadable]
+    assert _runtime_problems("named", claim(fast), None) == []
+    assert _runtime_problems("match", claim(fast), None) == [
+        "the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"]
+    assert _runtime_problems("match", claim(fast), Runtime("uc-attest", "fast", "k1", "avx512", "2")) == []
+    assert _runtime_problems("match", claim(fast), exact) == [f"measured on {fast.id}, deployed on {exact.id}"]
+    assert _runtime_problems("match", claim(None), fast) == ["names no runtime"]
+
+
+def test_the_release_rules_of_no_policy_and_of_a_policy_run_every_rule_they_state(tmp_path: Path) -> None:
+    """release_rules: without a policy the defaults (log entry required, online check not required); under a
+    policy its log, online and source-signer requirements, each with its row."""
+    from uc_attest.policy.rules import evaluate, release_rules
+
+    tsa_only = Facts(now=NOW, pack=_pack(tmp_path / "p"), evidence=_evidence(times=(_tsa("t"),), log=False))
+    rows = {c.rule: c for c in evaluate(release_rules(None), tsa_only)}
+    assert rows[RuleId.RELEASE_LOG].status == Status.FAIL and rows[RuleId.LOG_ONLINE].status == Status.SKIPPED
+    offline = _claimed(tmp_path / "o")
+    offline.online = OnlineLog(LogStatus.NOT_ASKED, "offline")
+    pol = _claim_policy(release={"require_online_log_check": True, "require_tlog": False},
+                        source={"keys": [KEY_ID]})  # fmt: skip
+    rows = {c.rule: c for c in evaluate(release_rules(pol), offline)}
+    assert rows[RuleId.LOG_ONLINE].status == Status.UNCHECKED and rows[RuleId.SOURCE_SIGNERS].status == Status.FAIL
+    assert {c.rule: c for c in evaluate(release_rules(pol), tsa_only)}[RuleId.RELEASE_LOG].status == Status.SKIPPED
+
+
+def test_the_pack_manifest_row_binds_the_packs_manifest_to_the_signed_one(tmp_path: Path) -> None:
+    """pack.manifest: the pack's uc-manifest.json must be the signed one: its digest, and its bytes when the
+    payload carries them inline; a missing or unreadable one fails; an OMS signature must list it unchanged (a
+    signature that does not list it binds no manifest, and the pack's tensors would be held to a file anyone
+    could rewrite)."""
+    import dataclasses
+
+    from uc_attest.errors import Finding
+    from uc_attest.policy.rules import Check, pack_manifest
+
+    f = _claimed(tmp_path / "p")
+    assert f.claim is not None and f.claim.manifest_bytes is not None  # small manifests are signed inline
+    signed = f.claim.manifest_digest
+    hint = "the pack's uc-manifest.json is not the signed one"
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.PASS, expected=str(signed))]
+    digest_only = dataclasses.replace(f.claim, manifest_bytes=None)
+    f.claim = digest_only
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.PASS, expected=str(signed))]
+    other = Digest("ee" * 32)
+    f.claim = dataclasses.replace(digest_only, manifest_digest=other)
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.FAIL, expected=str(other), actual=str(signed),
+                                      hint=hint)]  # fmt: skip
+    # same digest claimed, other inline bytes signed: the pack's bytes are not the signed ones
+    f.claim = dataclasses.replace(digest_only, manifest_bytes=b'{"other":1}')
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.FAIL, expected=str(signed), actual=str(signed),
+                                      hint=hint)]  # fmt: skip
+    f.claim = digest_only
+    (f.pack.dir / "uc-manifest.json").unlink()
+    f.pack = PackFacts(f.pack.dir)
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.FAIL, expected=str(signed),
+                                      actual="missing or unreadable", hint=hint)]  # fmt: skip
+    f.claim = None
+    assert pack_manifest(f) == [Check(RuleId.PACK_MANIFEST, Status.UNCHECKED,
+                                      "not checked: no release claim (unreadable statement)")]  # fmt: skip
+    oms = _oms_facts(tmp_path / "o", [])
+    assert pack_manifest(oms) == [Check(RuleId.PACK_MANIFEST, Status.PASS,
+                                        "listed by the OpenSSF Model Signing signature")]  # fmt: skip
+    changed = Finding("uc-manifest.json", "changed", "a", "b")
+    oms.oms_findings = [Finding("model.safetensors", "changed"), changed, Finding("uc-manifest.json", "second")]
+    assert pack_manifest(oms) == [Check(RuleId.PACK_MANIFEST, Status.FAIL, "changed", hint=hint)]
+    oms.oms_findings = [Finding("model.safetensors", "changed")]
+    assert pack_manifest(oms)[0].status == Status.PASS  # another file's finding is pack.files', not this row's
+    assert oms.oms is not None
+    oms.oms = dataclasses.replace(oms.oms, resources={k: v for k, v in oms.oms.resources.items()
+                                                      if k != "uc-manifest.json"})  # fmt: skip
+    oms.oms_findings = []
+    assert pack_manifest(oms) == [Check(RuleId.PACK_MANIFEST, Status.FAIL,
+        "not among the files the OpenSSF Model Signing signature lists", hint=hint)]  # fmt: skip
+    oms.oms_findings = None
+    assert pack_manifest(oms) == [Check(RuleId.PACK_MANIFEST, Status.UNCHECKED,
+        "not checked: an OpenSSF Model Signing signature carries no manifest digest",
+        hint="verify the pack with its SLSA release bundle (<pack>.sigstore.json)")]  # fmt: skip
+
+
+def test_the_validation_row_says_exactly_why_each_validation_does_not_count(tmp_path: Path) -> None:
+    """The validation rule's row: the passing validation named with its signer, set, metrics and runtime; each
+    refused one named with every reason (another root, too old, from the future, a bundle that did not verify);
+    the root held to is the signed claim's, else the pack's; a pack without a readable manifest fails."""
+    import dataclasses
+
+    from uc_attest.claims.validation import Runtime
+    from uc_attest.policy.rules import Check, last_validated
+
+    pol = _policy(max_age_days=10)
+    f = _validated(tmp_path / "a", times=(_tsa("t", NOW - 10 * DAY),))
+    assert f.validations is not None
+    v0 = f.validations[0]
+    assert _row(pol, f) == Check(RuleId.VALIDATION, Status.PASS, "v.sigstore.json by v@b: heldout, kl=0.01")
+    fast = Runtime("uc-attest", "fast", "k1", "avx2", "1")
+    assert v0.claim is not None
+    f.validations = [dataclasses.replace(v0, claim=dataclasses.replace(v0.claim, runtime=fast))]
+    assert _row(pol, f).detail == f"v.sigstore.json by v@b: heldout, kl=0.01 on {fast.id}"
+    now = _validated(tmp_path / "now", times=(_tsa("t", NOW),))
+    assert _row(pol, now).ok  # signed at the very time of the check: not "after" it
+    old = _validated(tmp_path / "old", times=(_tsa("t", NOW - 10 * DAY - 1),))
+    assert _row(pol, old).detail == "v.sigstore.json: 10.0 days old (max 10.0)"
+    older = _validated(tmp_path / "older", times=(_tsa("t", NOW - 12 * DAY - DAY // 2),))
+    assert _row(pol, older).detail == "v.sigstore.json: 12.5 days old (max 10.0)"
+    other = _validated(tmp_path / "other", root=Digest("99" * 32))
+    pack_root = PackFacts(tmp_path / "other" / "pack").root
+    row = _row(pol, other)
+    assert row == Check(RuleId.VALIDATION, Status.FAIL,
+        f"v.sigstore.json: validates root sha256:{'9' * 16}…, not this pack's {str(pack_root)[:23]}…",
+        expected=f"a validator-signed attestation of {pack_root}", actual=f"last validated root sha256:{'99' * 32}",
+        hint="validate this exact pack (uc-attest validate) before deploying it")  # fmt: skip
+    kl = _validated(tmp_path / "kl", metrics={"kl": 0.5})
+    assert _row(pol, kl).hint == "a validation of this root exists but does not meet the policy: see the detail"
+    assert _row(pol, kl).actual == f"last validated root {PackFacts(tmp_path / 'kl' / 'pack').root}"
+    empty = Facts(now=NOW, pack=_pack(tmp_path / "e"))
+    assert _row(pol, empty) == Check(RuleId.VALIDATION, Status.FAIL, "no validation attestation given",
+        expected=f"a validator-signed attestation of {empty.pack.root}", actual="none",
+        hint="validate this exact pack (uc-attest validate) before deploying it")  # fmt: skip
+    refused = Facts(now=NOW, pack=empty.pack, validations=[ValidationFact(Path("d/forged.json"), error="signed by eve"),
+                                                           *(other.validations or [])])  # fmt: skip
+    assert _row(pol, refused).detail.startswith("forged.json: signed by eve; v.sigstore.json: validates root")
+    assert _row(_policy(required=False), Facts(now=NOW, pack=empty.pack)) == Check(
+        RuleId.VALIDATION, Status.SKIPPED, "not required; none given")  # fmt: skip
+    # the root held to is the signed claim's when there is one, the pack's otherwise
+    claimed = _validated(tmp_path / "c")
+    signed_root = Digest("99" * 32)
+    claimed.claim = dataclasses.replace(_release_claim(claimed.pack), root=signed_root)
+    assert not _row(pol, claimed).ok and "validates root" in _row(pol, claimed).detail
+    of_signed = _validated(tmp_path / "s", root=signed_root)
+    of_signed.claim = dataclasses.replace(_release_claim(of_signed.pack), root=signed_root)
+    assert _row(pol, of_signed).ok
+    ancient = _validated(tmp_path / "ancient", times=(_tsa("t", NOW - 86405184),))  # 1000.06 days
+    assert _row(pol, ancient).detail == "v.sigstore.json: 1000.1 days old (max 10.0)"
+    bad_manifest = _validated(tmp_path / "m")
+    (tmp_path / "m" / "pack" / "uc-manifest.json").write_text("[]")
+    bad_manifest.pack = PackFacts(tmp_path / "m" / "pack")
+    row = _row(pol, bad_manifest)
+    assert row.status == Status.FAIL and row.detail.startswith("no manifest root to match: ") and "format" in row.detail
+    # the newest verified validation is the one reported as last validated (not the first, nor an unverified one)
+    g = Facts(now=NOW, pack=empty.pack)
+
+    def mk(t: int, root: Digest) -> ValidationFact:
+        return ValidationFact(Path("v"), _evidence(times=(_tsa("x", t),)), _claim(root, {}))
+
+    g.validations = [mk(NOW - 5 * DAY, Digest("01" * 32)), mk(NOW - DAY, Digest("02" * 32)),
+                     mk(NOW - 3 * DAY, Digest("03" * 32)), ValidationFact(Path("x"), error="bad"),
+                     ValidationFact(Path("y"), None, _claim(Digest("04" * 32), {}))]  # fmt: skip
+    last = last_validated(g)
+    assert last is not None and last.root == Digest("02" * 32)
+    g.validations.append(ValidationFact(Path("u"), _evidence(times=()), _claim(Digest("05" * 32), {})))
+    assert last_validated(g).root == Digest("02" * 32)  # type: ignore[union-attr]  # undated sorts first
+    assert last_validated(Facts(now=NOW, pack=empty.pack)) is None
+
+
+def test_a_half_verified_validation_never_counts(tmp_path: Path) -> None:
+    """A validation recorded with its evidence but no claim (its statement is no validation), or a claim but no
+    evidence, is refused with why and is never the "last validated" one, however recent."""
+    from uc_attest.policy.rules import last_validated
+
+    f = _validated(tmp_path / "a")
+    assert f.validations is not None
+    good = f.validations[0]
+    newest = _evidence(times=(_tsa("t", NOW - 60),))
+    f.validations = [ValidationFact(Path("d/no-claim.json"), newest, None, error="not a validation statement"),
+                     ValidationFact(Path("d/no-evidence.json"), None, _claim(Digest("07" * 32), {"kl": 0.0}),
+                                    error="signed by eve"), good]  # fmt: skip
+    assert _row(_policy(), f).ok
+    f.validations = f.validations[:2]
+    row = _row(_policy(), f)
+    assert row.detail == "no-claim.json: not a validation statement; no-evidence.json: signed by eve"
+    assert last_validated(f) is None
+    f.validations = [good, ValidationFact(Path("n"), newest, None, error="x")]
+    assert last_validated(f) is good.claim
+
+
+def test_a_validation_is_held_to_the_runtime_the_policy_requires(tmp_path: Path) -> None:
+    """validation.runtime named: a validation must name its runtime; match: it must be the deployment's."""
+    import dataclasses
+
+    from uc_attest.claims.validation import Runtime
+
+    fast = Runtime("uc-attest", "fast", "k1", "avx2", "1")
+    f = _validated(tmp_path / "a")
+    assert f.validations is not None and f.validations[0].claim is not None
+    f.validations = [dataclasses.replace(f.validations[0], claim=dataclasses.replace(f.validations[0].claim,
+                                                                                     runtime=fast))]  # fmt: skip
+    assert _row(_policy(runtime="named"), f).ok
+    f.runtime = Runtime("uc-attest", "fast", "k1", "avx512", "2")
+    assert _row(_policy(runtime="match"), f).ok
+    f.runtime = Runtime("uc-attest", "exact", "k2", "avx512", "2")
+    assert "deployed on" in _row(_policy(runtime="match"), f).detail
