@@ -60,7 +60,7 @@ def test_the_default_command_calibrates_allocates_and_records_it(default_pack: P
     assert m.calibration is not None and m.calibration.method == "self-sampled"
     assert m.calibration.params["sequences"] == 64 and m.calibration.params["seed"] == 4321
     assert m.calibration.params["threads"] == 1 and m.calibration.params["pass"] == "sampling"
-    assert m.calibration.tool.startswith("uc-attest ") and "transformers" in m.calibration.tool
+    assert m.calibration.tool.startswith("uc-attest ") and "torch" in m.calibration.tool
     assert m.calibration.moments == moments_digest_of(m.tensors)
     assert sum(1 for t in m.tensors if t.quant and t.quant.moments) >= 10
     alloc = m.scheme["allocation"]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..core import threads
+from ..core.fsutil import open_regular
 from ..errors import UsageError
 
 #: ``progress(done, total)`` after each batch.
@@ -55,7 +56,14 @@ def runnable(config: dict[str, Any]) -> None:
 
 
 def load_model(model_dir: Path, causal: bool) -> Any:
-    """The fp32 model (eval mode) or CalibrationUnavailable saying why not."""
+    """The fp32 model (eval mode) or CalibrationUnavailable saying why not: the own forward (``forward.py``) where it
+    implements the architecture, else transformers'."""
+    from ..source import read_json_object
+    from .forward import build
+
+    own = build(model_dir, read_json_object(model_dir / "config.json", "config.json"), causal)
+    if own is not None:
+        return own
     tf = _quiet_transformers()
     cls = tf.AutoModelForCausalLM if causal else tf.AutoModel
     try:
@@ -73,11 +81,79 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer: its ``tokenizer.json`` through the tokenizers library where it has one (what
+    transformers' fast tokenizers run, without importing transformers), else transformers' AutoTokenizer."""
+    own = JsonTokenizer.load(model_dir)
+    if own is not None:
+        return own
     tf = _quiet_transformers()
     try:
         return tf.AutoTokenizer.from_pretrained(str(model_dir))
     except Exception as exc:  # noqa: BLE001 - as in load_model
         raise CalibrationUnavailable(f"no usable tokenizer in {model_dir}: {_first_line(exc)}") from None
+
+
+#: A tokenizer.json larger than this is left to transformers (the largest vocabularies' are ~30 MB).
+MAX_TOKENIZER_BYTES = 256 << 20
+
+
+class JsonTokenizer:
+    """A ``tokenizer.json`` behind the part of transformers' tokenizer call that :func:`text_batches` uses
+    (special tokens added, truncation to ``max_length``, padding on the right to the longest with the pad token
+    of ``tokenizer_config.json``, ``return_tensors="pt"``)."""
+
+    def __init__(self, backend: Any, pad_token_id: int | None) -> None:
+        self.backend = backend
+        self.pad_token_id = pad_token_id
+
+    @classmethod
+    def load(cls, model_dir: Path) -> JsonTokenizer | None:
+        """None where there is no tokenizer.json, the tokenizers library is absent or does not read it."""
+        from ..source import read_json_object
+
+        try:
+            from tokenizers import Tokenizer
+
+            with open_regular(model_dir / "tokenizer.json") as f:
+                raw = f.read(MAX_TOKENIZER_BYTES + 1)
+            if len(raw) > MAX_TOKENIZER_BYTES:
+                return None
+            backend = Tokenizer.from_str(raw.decode("utf-8"))
+        except Exception:  # noqa: BLE001 - none, or one it cannot read (too large included): transformers is asked
+            return None
+        backend.no_padding()
+        backend.no_truncation()
+        pad = None
+        conf = model_dir / "tokenizer_config.json"
+        if conf.is_file() and not conf.is_symlink():
+            token = read_json_object(conf, "tokenizer_config.json").get("pad_token")
+            token = token.get("content") if isinstance(token, dict) else token
+            pad = backend.token_to_id(token) if isinstance(token, str) else None
+        return cls(backend, pad)
+
+    def __call__(
+        self, texts: list[str], truncation: bool = False, max_length: int | None = None, padding: bool = False,
+        return_tensors: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        if truncation and max_length is not None:  # the special tokens count within max_length, as in transformers
+            self.backend.enable_truncation(max_length)
+        try:
+            encs = self.backend.encode_batch(texts, add_special_tokens=True)
+        finally:
+            self.backend.no_truncation()
+        ids = [list(e.ids) for e in encs]
+        types = [list(e.type_ids) for e in encs]
+        if not padding:
+            return {"input_ids": ids, "token_type_ids": types, "attention_mask": [[1] * len(x) for x in ids]}
+        if self.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token")
+        width = max((len(x) for x in ids), default=0)
+        out = {
+            "input_ids": [x + [self.pad_token_id] * (width - len(x)) for x in ids],
+            "token_type_ids": [x + [0] * (width - len(x)) for x in types],
+            "attention_mask": [[1] * len(x) + [0] * (width - len(x)) for x in ids],
+        }
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()} if return_tensors == "pt" else out
 
 
 def sample_sequences(

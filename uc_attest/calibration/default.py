@@ -39,6 +39,7 @@ from .collect import (
     token_batches,
 )
 from .corpus import TextFile, calibration_sentences
+from .forward import OWN_MODELS
 
 #: 64 sequences of 128 tokens: the same 8,192 tokens as 32 of 256 in half the decode steps, each a larger product
 SEQUENCES, LENGTH, TEMPERATURE, SEED = 64, 128, 1.0, 4321
@@ -60,15 +61,18 @@ class Measured:
     sensitivity: dict[str, float] = field(default_factory=dict)
 
 
-def tool() -> str:
+def tool(model: object) -> str:
+    """What ran the forward passes: uc-attest's own (``forward.py``) or transformers, and torch's version."""
     from importlib.metadata import PackageNotFoundError, version
-
-    import transformers
 
     try:
         ours = version("uc-attest")
     except PackageNotFoundError:
         ours = "unknown"
+    if isinstance(model, OWN_MODELS):
+        return f"uc-attest {ours} (own forward, torch {torch.__version__})"
+    import transformers
+
     return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__})"
 
 
@@ -129,7 +133,7 @@ def measure(
         sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_SEQUENCES)
         sensitivity = output_sensitivity(model, set(shapes), sample, causal=True)
         params["sensitivity"] = f"fisher {min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))} sequences, 1 thread"
-        record = CalibrationRecord("self-sampled", params, tool())
+        record = CalibrationRecord("self-sampled", params, tool(model))
         return Measured(moments, record, time.perf_counter() - t0, sensitivity)
     tok = load_tokenizer(model_dir)
     if text is not None:
@@ -150,7 +154,7 @@ def measure(
         raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
     sensitivity = output_sensitivity(model, set(shapes), batches[:SENSITIVITY_BATCHES], causal=False)
     params["sensitivity"] = f"pooled-embedding projections, {SENSITIVITY_BATCHES} batches, 1 thread"
-    return Measured(moments, CalibrationRecord(method, params, tool()), time.perf_counter() - t0, sensitivity)
+    return Measured(moments, CalibrationRecord(method, params, tool(model)), time.perf_counter() - t0, sensitivity)
 
 
 def _none(_d: int, _t: int) -> None:

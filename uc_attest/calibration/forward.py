@@ -1,0 +1,444 @@
+"""The calibration's own forward passes for the two families most packs are of — Llama-family decoders
+(``LlamaForCausalLM``: SmolLM2, TinyLlama, Llama 2/3 with default RoPE) and BERT encoders (``BertModel``:
+MiniLM, BGE, E5) — built straight from the model's safetensors.
+
+Why: importing transformers' model classes costs ~2.5 s (it pulls in torch.distributed, dynamo and scipy),
+more than the calibration itself on small models, and its per-step generation machinery costs more than the
+arithmetic. These modules are the same functions in plain torch (``nn.Linear`` layers named as in the
+checkpoint, so ``MomentHooks`` finds them; a preallocated KV cache), checked against transformers' outputs in
+tests/unit/test_own_forward.py. :func:`build` returns None for anything else — another architecture, a config
+field these do not implement (RoPE scaling, another activation, biases), a tensor missing or of another shape —
+and the caller uses transformers, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+
+@dataclass
+class Output:
+    """What the calibration reads of a forward pass (the attribute names of transformers' outputs)."""
+
+    logits: torch.Tensor | None = None
+    past_key_values: KVCache | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+class Config:
+    """Attribute access to config.json's fields, with the defaults of transformers' config classes."""
+
+    theta: float  # RoPE base
+    kv: int  # key/value heads
+    hd: int  # head dimension
+
+    def __init__(self, raw: dict[str, Any], defaults: dict[str, Any]) -> None:
+        self.__dict__.update(defaults)
+        self.__dict__.update({k: v for k, v in raw.items() if v is not None or k not in defaults})
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+LLAMA_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": None,
+    "head_dim": None,
+    "hidden_act": "silu",
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "bos_token_id": 1,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "rope_theta": 10000.0,
+    "rope_scaling": None,
+    "rope_parameters": None,
+    "pretraining_tp": 1,
+}
+
+BERT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "position_embedding_type": "absolute",
+    "is_decoder": False,
+    "add_cross_attention": False,
+}
+
+
+class KVCache:
+    """Each layer's keys and values [batch, kv heads, capacity, head dim], grown by doubling; ``length`` filled."""
+
+    def __init__(self, layers: int) -> None:
+        self.k: list[torch.Tensor | None] = [None] * layers
+        self.v: list[torch.Tensor | None] = [None] * layers
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's ``k``/``v`` after the ``length`` kept; all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        old_k, old_v = self.k[layer], self.v[layer]
+        if old_k is None or old_v is None or old_k.shape[2] < end:
+            cap = max(2 * (old_k.shape[2] if old_k is not None else 0), end, 16)
+            new_k = k.new_empty((*k.shape[:2], cap, k.shape[3]))
+            new_v = v.new_empty((*v.shape[:2], cap, v.shape[3]))
+            if old_k is not None and old_v is not None:
+                new_k[:, :, :start] = old_k[:, :, :start]
+                new_v[:, :, :start] = old_v[:, :, :start]
+            self.k[layer], self.v[layer] = old_k, old_v = new_k, new_v
+        old_k[:, :, start:end] = k
+        old_v[:, :, start:end] = v
+        return old_k[:, :, :end], old_v[:, :, :end]
+
+
+# -- Llama ----------------------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, n: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def _valid_rows(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean attention mask in which a query that may attend to nothing (padding) attends to everything
+    instead: its output is padding, never read, and a row of -inf would make it NaN."""
+    return mask | ~mask.any(-1, keepdim=True)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        h, self.heads, self.kv_heads, self.head_dim = cfg.hidden_size, cfg.num_attention_heads, cfg.kv, cfg.hd
+        self.q_proj = nn.Linear(h, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(h, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(h, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, h, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+        cache: KVCache | None, layer: int,
+    ) -> torch.Tensor:  # fmt: skip
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+        gqa = self.heads != self.kv_heads  # query head j reads key/value head j // (heads / kv heads)
+        if mask is None:
+            out = nnf.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=gqa)
+        else:
+            out = nnf.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        y: torch.Tensor = self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return y
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        h, n = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = nn.Linear(h, n, bias=False)
+        self.up_proj = nn.Linear(h, n, bias=False)
+        self.down_proj = nn.Linear(n, h, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.down_proj(nnf.silu(self.gate_proj(x)) * self.up_proj(x))
+        return y
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = LlamaAttention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = LlamaMLP(cfg)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+        cache: KVCache | None, layer: int,
+    ) -> torch.Tensor:  # fmt: skip
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+        out: torch.Tensor = x + self.mlp(self.post_attention_layernorm(x))
+        return out
+
+
+class LlamaBody(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    """``LlamaForCausalLM`` with default RoPE, no biases, SiLU MLP, grouped-query attention."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = LlamaBody(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        dim = cfg.hd
+        exps = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim
+        self.inv_freq = 1.0 / (cfg.theta**exps)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None, use_cache: bool = False,
+    ) -> Output:  # fmt: skip
+        t = input_ids.shape[1]
+        cache = (
+            past_key_values if past_key_values is not None else KVCache(len(self.model.layers)) if use_cache else None
+        )
+        start = cache.length if cache is not None else 0
+        pos = torch.arange(start, start + t, dtype=torch.float32)
+        freqs = pos[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        mask = None  # a new token attends to every kept one; a sequence from the start is causal (is_causal)
+        if (attention_mask is not None and not bool(attention_mask.all())) or (t > 1 and start > 0):
+            mask = torch.ones(t, start + t, dtype=torch.bool).tril(start)[None, None]
+            if attention_mask is not None:
+                mask = _valid_rows(mask & attention_mask.bool()[:, None, None, :])
+        x = self.model.embed_tokens(input_ids)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.length = start + t
+        return Output(logits=self.lm_head(self.model.norm(x)), past_key_values=cache)
+
+
+def _llama_config(raw: dict[str, Any]) -> Config | None:
+    cfg = Config(raw, LLAMA_DEFAULTS)
+    rope = cfg.rope_parameters if isinstance(cfg.rope_parameters, dict) else {}
+    if (
+        cfg.rope_scaling
+        or rope.get("rope_type", "default") != "default"
+        or rope.get("partial_rotary_factor", 1.0) != 1.0
+    ):
+        return None
+    if cfg.hidden_act != "silu" or cfg.attention_bias or cfg.mlp_bias or cfg.pretraining_tp != 1:
+        return None
+    cfg.theta = float(rope.get("rope_theta", cfg.rope_theta))
+    cfg.kv = int(cfg.num_key_value_heads or cfg.num_attention_heads)
+    cfg.hd = int(cfg.head_dim or cfg.hidden_size // cfg.num_attention_heads)
+    if cfg.num_attention_heads % cfg.kv or cfg.hd % 2:
+        return None
+    return cfg
+
+
+# -- BERT -----------------------------------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, ids: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids.shape[1])[None]
+        x = self.word_embeddings(ids) + self.token_type_embeddings(types)
+        y: torch.Tensor = self.LayerNorm(x + self.position_embeddings(pos))
+        return y
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.heads = cfg.num_attention_heads
+        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, h = x.shape
+
+        def heads(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, t, self.heads, h // self.heads).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        out = nnf.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return out.transpose(1, 2).reshape(b, t, h)
+
+
+class BertDenseNorm(nn.Module):
+    """``dense`` then dropout (none in eval), the residual and ``LayerNorm`` (BertSelfOutput, BertOutput)."""
+
+    def __init__(self, n_in: int, cfg: Config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(n_in, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.LayerNorm(self.dense(x) + residual)
+        return y
+
+
+class BertAttention(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(cfg)
+        self.output = BertDenseNorm(cfg.hidden_size, cfg)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.attention = BertAttention(cfg)
+        self.intermediate = BertIntermediate(cfg)
+        self.output = BertDenseNorm(cfg.intermediate_size, cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.attention.output(self.attention.self(x, mask), x)
+        y: torch.Tensor = self.output(nnf.gelu(self.intermediate.dense(x)), x)
+        return y
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+
+
+class BertPooler(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+
+class BertModel(nn.Module):
+    """``BertModel`` with absolute positions and erf GELU; runs its pooler, as transformers' does."""
+
+    def __init__(self, cfg: Config, pooler: bool) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
+        self.pooler = BertPooler(cfg) if pooler else None
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Output:  # fmt: skip
+        types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = _valid_rows(attention_mask.bool()[:, None, None, :].expand(-1, 1, input_ids.shape[1], -1))
+        x = self.embeddings(input_ids, types)
+        for layer in self.encoder.layer:
+            x = layer(x, mask)
+        if self.pooler is not None:
+            torch.tanh(self.pooler.dense(x[:, 0]))
+        return Output(last_hidden_state=x)
+
+
+def _bert_config(raw: dict[str, Any]) -> Config | None:
+    cfg = Config(raw, BERT_DEFAULTS)
+    if cfg.hidden_act != "gelu" or cfg.position_embedding_type != "absolute" or cfg.is_decoder:
+        return None
+    if cfg.add_cross_attention or cfg.hidden_size % cfg.num_attention_heads:
+        return None
+    return cfg
+
+
+#: The models :func:`build` makes.
+OWN_MODELS = (LlamaForCausalLM, BertModel)
+
+
+# -- loading --------------------------------------------------------------------------------------------------------
+
+
+def _fill(model: nn.Module, model_dir: Path, tied: dict[str, str]) -> bool:
+    """Copy each parameter from the model directory's tensor of that name (``tied``: read from another tensor), as
+    float32, through the strict reader the pack uses; False when one is missing or of another shape."""
+    from ..source import ModelSource
+
+    src = ModelSource(model_dir)
+    try:
+        where = {t.name: t for t in src.tensors}
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                t = where.get(tied.get(name, name))
+                if t is None or tuple(t.info.shape) != tuple(p.shape):
+                    return False
+                p.copy_(src.file(t.shard).tensor(t.name))
+    finally:
+        src.close()
+    return True
+
+
+def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | None:
+    """The model in eval mode, float32, or None when it is not one these modules implement exactly."""
+    archs = config.get("architectures") or []
+    cfg: Config | None
+    if causal and archs == ["LlamaForCausalLM"] and config.get("model_type") == "llama":
+        cfg = _llama_config(config)
+        if cfg is None:
+            return None
+        with torch.device("meta"):  # no random initialisation of weights about to be overwritten
+            model: nn.Module = LlamaForCausalLM(cfg)
+        tied = {"lm_head.weight": "model.embed_tokens.weight"} if cfg.tie_word_embeddings else {}
+    elif not causal and archs == ["BertModel"] and config.get("model_type") == "bert":
+        cfg = _bert_config(config)
+        if cfg is None:
+            return None
+        pooler = _has_pooler(model_dir)
+        with torch.device("meta"):
+            model = BertModel(cfg, pooler)
+        tied = {}
+    else:
+        return None
+    model = model.to_empty(device="cpu")
+    if not _fill(model, model_dir, tied):
+        return None
+    return model.eval()
+
+
+def _has_pooler(model_dir: Path) -> bool:
+    from ..source import ModelSource
+
+    src = ModelSource(model_dir)
+    try:
+        return any(t.name == "pooler.dense.weight" for t in src.tensors)
+    finally:
+        src.close()
