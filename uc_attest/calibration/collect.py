@@ -9,8 +9,11 @@ rebuild never measures them again.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +355,21 @@ def collect(model_dir: Path, texts: Sequence[str], max_length: int = 128, batch:
         raise UsageError(f"{model_dir}: {exc}") from None
 
 
+@dataclass
+class _Sums:
+    """One batch's sums in :func:`output_sensitivity`."""
+
+    mask: torch.Tensor | None
+    x: dict[str, float] = field(default_factory=dict)
+    y: dict[str, float] = field(default_factory=dict)
+    g: dict[str, float] = field(default_factory=dict)
+    units: int = 0
+
+
+def _hidden(model: Any) -> int:
+    return int(model.config.hidden_size)
+
+
 def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]], causal: bool) -> dict[str, float]:
     """How much each linear layer matters to the model's output, per unit of relative output error D (the damage of
     quant/allocate.py): a weight error E whose output error energy is D times the layer's output energy adds about
@@ -369,72 +387,83 @@ def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]
       normal vector (Hutchinson: ``E[∇∇ᵀ] = JᵀJ``); c = 1, so ``s · D`` estimates ``E‖δe‖² = 2 (1 - cos)``.
 
     Per batch: one forward, one backward of the summed objective (cross terms between units have zero mean),
-    ``‖∇_W‖²`` read and cleared; on one thread (the sums do not depend on the thread count), only the targets'
-    weights taking gradients, every ``requires_grad`` flag restored. tests/unit/test_output_sensitivity.py checks
+    ``‖∇_W‖²`` read; each batch on one intra-op thread (its sums do not depend on the thread count) and the batches
+    side by side on the thread budget, summed in batch order; only the targets' weights taking gradients, every
+    ``requires_grad`` flag restored. tests/unit/test_output_sensitivity.py checks
     the prediction against measured KL and cosine losses."""
     targets = _targets(model, names)
-    x_sq: dict[str, float] = {}
-    y_sq: dict[str, float] = {}
-    g_sq: dict[str, float] = {}
-    mask: list[torch.Tensor | None] = [None]
+    local = threading.local()  # the sums of the batch this thread is running
 
-    def energy(t: torch.Tensor) -> float:
-        m = mask[0]
-        flat = t[m] if m is not None and t.shape[:-1] == m.shape else t.reshape(-1, t.shape[-1])
+    def energy(t: torch.Tensor, mask: torch.Tensor | None) -> float:
+        flat = t[mask] if mask is not None and t.shape[:-1] == mask.shape else t.reshape(-1, t.shape[-1])
         flat = flat.detach().to(torch.float64)
         return float((flat * flat).sum())
 
     def hook(weight: str) -> Any:
         def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            x_sq[weight] = x_sq.get(weight, 0.0) + energy(inp[0])
-            y_sq[weight] = y_sq.get(weight, 0.0) + energy(out)
+            sums: _Sums = local.sums
+            sums.x[weight] = sums.x.get(weight, 0.0) + energy(inp[0], sums.mask)
+            sums.y[weight] = sums.y.get(weight, 0.0) + energy(out, sums.mask)
 
         return run
+
+    projections = []  # drawn before any batch runs, in batch order: the same numbers whichever thread runs it
+    gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
+    for batch in batches if not causal else []:
+        projections.append(torch.randn((batch["input_ids"].shape[0], _hidden(model)), generator=gen))
+    weights = [mod.weight for mod, _w in targets]
+
+    def one(i: int) -> _Sums:
+        batch = batches[i]
+        ids, attn = batch["input_ids"], batch.get("attention_mask")
+        local.sums = sums = _Sums(mask=attn.bool() if attn is not None else None)
+        if causal:
+            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
+            target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
+            objective = -torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
+            )
+            sums.units = int((target != -100).sum())
+        else:
+            hidden = model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
+            mask = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            unit = torch.nn.functional.normalize(pooled, dim=-1)
+            objective = (unit * projections[i]).sum()
+            sums.units = int(unit.shape[0])
+        grads = torch.autograd.grad(objective, weights, allow_unused=True)
+        for (_mod, w), grad in zip(targets, grads, strict=True):
+            if grad is not None:
+                g64 = grad.to(torch.float64)
+                sums.g[w] = float((g64 * g64).sum())
+        return sums
 
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
-    for mod, _w in targets:
-        mod.weight.requires_grad_(True)
-        mod.weight.grad = None
+    for weight in weights:
+        weight.requires_grad_(True)
     handles = [mod.register_forward_hook(hook(w)) for mod, w in targets]
-    gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
-    units = 0
+    workers = max(1, min(threads.budget(), len(batches)))
     try:
-        with threads.torch_threads(1), torch.enable_grad():
-            for batch in batches:
-                ids = batch["input_ids"]
-                attn = batch.get("attention_mask")
-                mask[0] = attn.bool() if attn is not None else None
-                if causal:
-                    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-                    target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
-                    objective = -torch.nn.functional.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
-                    )
-                    units += int((target != -100).sum())
-                else:
-                    hidden = model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
-                    weights = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
-                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-                    unit = torch.nn.functional.normalize(pooled, dim=-1)
-                    objective = (unit * torch.randn(unit.shape, generator=gen)).sum()
-                    units += int(unit.shape[0])
-                objective.backward()  # type: ignore[no-untyped-call]
-                for mod, w in targets:
-                    if mod.weight.grad is not None:
-                        grad = mod.weight.grad.to(torch.float64)
-                        g_sq[w] = g_sq.get(w, 0.0) + float((grad * grad).sum())
-                        mod.weight.grad = None
+        # each batch on one intra-op thread (its sums do not depend on the thread count), batches side by side
+        with threads.torch_threads(1), torch.enable_grad(), ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(one, range(len(batches))))
     except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise CalibrationUnavailable(f"the model's backward pass failed: {_first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()
-        for mod, _w in targets:
-            mod.weight.grad = None
         for p, flag in flags:
             p.requires_grad_(flag)
+    x_sq: dict[str, float] = {}
+    y_sq: dict[str, float] = {}
+    g_sq: dict[str, float] = {}
+    for sums in done:  # in batch order: the same float sums every run
+        for acc, part in ((x_sq, sums.x), (y_sq, sums.y), (g_sq, sums.g)):
+            for name, v in part.items():
+                acc[name] = acc.get(name, 0.0) + v
+    units = sum(s.units for s in done)
     c = 0.5 if causal else 1.0
     # a layer the forward ran through but whose output the objective never reads (a pooler beside mean pooling)
     # has no gradient: sensitivity 0; one the forward never reached is left out (the allocation then falls back)

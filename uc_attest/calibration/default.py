@@ -46,6 +46,8 @@ SEQUENCES, LENGTH, TEMPERATURE, SEED = 64, 128, 1.0, 4321
 TEXTS, MAX_LENGTH = 512, 128
 #: Sampled sequences the output sensitivity (one forward and backward pass) is measured over: 1,024 tokens.
 SENSITIVITY_SEQUENCES = 8
+#: ... in batches of this many (one forward and backward each, the batches side by side on the cores).
+SENSITIVITY_BATCH = 4
 #: Text batches (of 32) the encoders' output sensitivity is measured over.
 SENSITIVITY_BATCHES = 2
 
@@ -130,9 +132,10 @@ def measure(
         }
         if not moments:
             raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-        sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_SEQUENCES)
+        sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH)
         sensitivity = output_sensitivity(model, set(shapes), sample, causal=True)
-        params["sensitivity"] = f"fisher {min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))} sequences, 1 thread"
+        n = min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))
+        params["sensitivity"] = f"fisher {n} sequences in batches of {SENSITIVITY_BATCH}, 1 thread each"
         record = CalibrationRecord("self-sampled", params, tool(model))
         return Measured(moments, record, time.perf_counter() - t0, sensitivity)
     tok = load_tokenizer(model_dir)
@@ -153,7 +156,7 @@ def measure(
     if not moments:
         raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
     sensitivity = output_sensitivity(model, set(shapes), batches[:SENSITIVITY_BATCHES], causal=False)
-    params["sensitivity"] = f"pooled-embedding projections, {SENSITIVITY_BATCHES} batches, 1 thread"
+    params["sensitivity"] = f"pooled-embedding projections, {SENSITIVITY_BATCHES} batches, 1 thread each"
     return Measured(moments, CalibrationRecord(method, params, tool(model)), time.perf_counter() - t0, sensitivity)
 
 
