@@ -33,7 +33,7 @@ from ..errors import UsageError
 from .ldlq import blocks_to_matrices
 from .measure import Candidate, Energy, measure, raw_bytes, reference
 from .measure import damage as _damage
-from .quantize import QuantizedTensor, quantize_tensor
+from .quantize import QuantizedTensor, prepare, quantize_tensor
 from .scheme import Scheme
 
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
@@ -206,11 +206,12 @@ def allocate(
                 x = f.tensor(info.name)
                 energy = _energy(scheme, tuple(info.shape), m16)
                 ref = reference(x, info.dtype, energy)
+                prep = prepare(info.name, x, scheme, dev, m16)  # pass 1 and the feedback matrices: once per tensor
                 points = []
                 for bits in sorted(set(widths)):
                     sc = _at(scheme, bits)
                     assert sc is not None
-                    q: QuantizedTensor = quantize_tensor(info.name, x, info.dtype, sc, dev, m16)
+                    q: QuantizedTensor = quantize_tensor(info.name, x, info.dtype, sc, dev, m16, prep)
                     c = measure(info.name, x, q, g, energy, ref)
                     assert c.damage is not None
                     store.put(info.name, c)

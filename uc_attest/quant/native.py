@@ -83,11 +83,24 @@ def part_range(name: str, flat: torch.Tensor, scheme: Scheme, period: int) -> fl
     return max((r for r, _ in ranges), default=0.0)
 
 
+def feedback_matrices(name: str, scheme: Scheme, part: Part, moments: torch.Tensor) -> bytes:
+    """ldlq.py's rotated_hessian + feedback_matrix of one part's moments, natively (the same at every width)."""
+    from .rotation import sign_key
+
+    assert _native is not None
+    key = sign_key(name) if scheme.rotated else 0
+    m: bytes = _native.feedback_matrices(
+        moments.contiguous().numpy().tobytes(), part.block, scheme.group_size, key, part.period
+    )
+    return m
+
+
 def quantize_part(
-    name: str, flat: torch.Tensor, scheme: Scheme, part: Part, moments: torch.Tensor | None, exponent: int
+    name: str, flat: torch.Tensor, scheme: Scheme, part: Part, matrices: bytes | None, exponent: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Packed codes, fp16 scales and zero-points of one flattened part (F32, F16 or BF16 on CPU), as
-    ``quantize._quantize_part`` gives them, with error feedback through the part's ``moments`` when given."""
+    ``quantize._quantize_part`` gives them, with error feedback through the part's :func:`feedback_matrices`
+    when given."""
     import torch
 
     from .rotation import sign_key
@@ -98,11 +111,9 @@ def quantize_part(
     n_groups = -(-n // g)
     key = sign_key(name) if scheme.rotated else 0
     row_groups = max(1, period // g)
-    grid, refit = FEEDBACK_SEARCH if moments is not None else (scheme.clip_grid, scheme.refit_rounds)
+    grid, refit = FEEDBACK_SEARCH if matrices is not None else (scheme.clip_grid, scheme.refit_rounds)
     grid_bytes = np.asarray(grid, dtype=np.float64).tobytes()
-    m = None
-    if moments is not None:  # ldlq.py rotated_hessian + feedback_matrix, natively
-        m = _native.feedback_matrices(moments.contiguous().numpy().tobytes(), part.block, g, key, period)
+    m = matrices
     codes = np.empty(n_groups * g * bits // 8, dtype=np.uint8)
     scales = np.empty(n_groups, dtype=np.uint16)
     zeros = np.empty(n_groups, dtype=np.uint8)

@@ -190,21 +190,34 @@ def check_moments(name: str, shape: tuple[int, ...], scheme: Scheme, moments: to
         )
 
 
-def quantize_tensor(
-    name: str,
-    w: torch.Tensor,
-    dtype: str,
-    scheme: Scheme,
-    device: torch.device | str = "cpu",
-    moments: torch.Tensor | None = None,
-) -> QuantizedTensor:
-    """Quantize one float tensor on ``device``: per part (``Scheme.parts``: all its columns, or a row's first m·g
-    columns and its last t), groups of ``g`` consecutive elements in C order; one exponent for the tensor.
+@dataclass
+class Prepared:
+    """What quantizing one tensor at any width shares (pass 1 and the feedback's matrices): its row-aligned parts
+    flattened, their moments, the largest group range over them and, natively with moments, each part's feedback
+    matrices. Made by :func:`prepare` for a scheme; valid for that scheme at any ``bits``."""
 
-    ``moments`` (feedback schemes): committed int16 second-moment blocks of the layer's input; quantization errors
-    are then fed forward within each group (ldlq.py)."""
-    bits = scheme.bits_for(name)
-    qmax = (1 << bits) - 1
+    name: str
+    shape: tuple[int, ...]
+    scheme_key: tuple[object, ...]
+    pieces: list[torch.Tensor]
+    parts: tuple[Part, ...]
+    m_parts: list[torch.Tensor | None]
+    moments: torch.Tensor | None
+    range_max: float
+    native: bool
+    matrices: list[bytes | None]
+
+
+def _scheme_key(scheme: Scheme) -> tuple[object, ...]:
+    """What a :class:`Prepared` depends on: everything of the scheme but its widths."""
+    return (scheme.id, scheme.group_size, scheme.rotated, scheme.row_signs)
+
+
+def prepare(
+    name: str, w: torch.Tensor, scheme: Scheme, device: torch.device | str = "cpu", moments: torch.Tensor | None = None
+) -> Prepared:
+    """Pass 1 of :func:`quantize_tensor`: the non-finite check and the largest group range (exact min/max) over
+    every part, and the feedback matrices of each part's moments (natively)."""
     shape = tuple(w.shape)
     if moments is not None:
         check_moments(name, shape, scheme, moments)
@@ -221,7 +234,6 @@ def quantize_tensor(
         rows = w.reshape(-1, shape[-1])
         pieces = [rows[:, p.col0 : p.col0 + p.cols].contiguous().reshape(-1) for p in parts]
     m_parts = scheme.split_moments(shape, moments) if moments is not None else [None] * len(parts)
-    # Pass 1: non-finite check and the largest group range (exact min/max) over every part.
     range_max = 0.0
     for x, p in zip(pieces, parts, strict=True):
         if on_native:
@@ -229,14 +241,40 @@ def quantize_tensor(
         else:
             r = _part_range(name, x, scheme, p.period, device)
         range_max = max(range_max, r)
-    exponent = tensor_exponent(range_max, qmax)
+    matrices: list[bytes | None] = [
+        native.feedback_matrices(name, scheme, p, m.cpu()) if on_native and m is not None else None
+        for p, m in zip(parts, m_parts, strict=True)
+    ]
+    return Prepared(name, shape, _scheme_key(scheme), pieces, parts, m_parts, moments, range_max, on_native, matrices)
+
+
+def quantize_tensor(
+    name: str,
+    w: torch.Tensor,
+    dtype: str,
+    scheme: Scheme,
+    device: torch.device | str = "cpu",
+    moments: torch.Tensor | None = None,
+    prepared: Prepared | None = None,
+) -> QuantizedTensor:
+    """Quantize one float tensor on ``device``: per part (``Scheme.parts``: all its columns, or a row's first m·g
+    columns and its last t), groups of ``g`` consecutive elements in C order; one exponent for the tensor.
+
+    ``moments`` (feedback schemes): committed int16 second-moment blocks of the layer's input; quantization errors
+    are then fed forward within each group (ldlq.py). ``prepared``: :func:`prepare`'s pass 1 for this tensor,
+    moments and scheme (at any width), shared by the widths an allocation measures."""
+    bits = scheme.bits_for(name)
+    qmax = (1 << bits) - 1
+    prep = prepared if prepared is not None else prepare(name, w, scheme, device, moments)
+    assert prep.name == name and prep.scheme_key == _scheme_key(scheme) and prep.moments is moments
+    exponent = tensor_exponent(prep.range_max, qmax)
     if not EXP_RANGE[0] <= exponent <= EXP_RANGE[1]:
         raise UnsupportedTensor(f"tensor {name!r}: magnitude out of range (scale exponent {exponent})", tensor=name)
     # Pass 2: search per block of groups (then error feedback when there are moments).
     codes, scales, zeros = [], [], []
-    for x, p, m in zip(pieces, parts, m_parts, strict=True):
-        if on_native:
-            got = native.quantize_part(name, x, scheme, p, m if m is None else m.cpu(), exponent)
+    for x, p, m, mat in zip(prep.pieces, prep.parts, prep.m_parts, prep.matrices, strict=True):
+        if prep.native:
+            got = native.quantize_part(name, x, scheme, p, mat, exponent)
         else:
             got = _quantize_part(name, x, scheme, p, m, exponent, device)
         codes.append(got[0])
@@ -247,13 +285,13 @@ def quantize_tensor(
         torch.cat(scales),
         torch.cat(zeros),
         exponent,
-        shape,
+        prep.shape,
         dtype,
         bits,
         scheme.rotated,
-        parts[0].period,
+        prep.parts[0].period,
         None if moments is None else moments.cpu(),
-        parts,
+        prep.parts,
     )
 
 
