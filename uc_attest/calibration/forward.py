@@ -388,9 +388,9 @@ OWN_MODELS = (LlamaForCausalLM, BertModel)
 # -- loading --------------------------------------------------------------------------------------------------------
 
 
-def _fill(model: nn.Module, model_dir: Path, tied: dict[str, str]) -> bool:
-    """Copy each parameter from the model directory's tensor of that name (``tied``: read from another tensor), as
-    float32, through the strict reader the pack uses; False when one is missing or of another shape."""
+def _fill(model: nn.Module, model_dir: Path) -> bool:
+    """Copy each parameter from the model directory's tensor of that name, as float32, through the strict reader
+    the pack uses (a tied parameter once, under its first name); False when one is missing or of another shape."""
     from ..source import ModelSource
 
     src = ModelSource(model_dir)
@@ -398,7 +398,7 @@ def _fill(model: nn.Module, model_dir: Path, tied: dict[str, str]) -> bool:
         where = {t.name: t for t in src.tensors}
         with torch.no_grad():
             for name, p in model.named_parameters():
-                t = where.get(tied.get(name, name))
+                t = where.get(name)
                 if t is None or tuple(t.info.shape) != tuple(p.shape):
                     return False
                 p.copy_(src.file(t.shard).tensor(t.name))
@@ -417,7 +417,6 @@ def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | 
             return None
         with torch.device("meta"):  # no random initialisation of weights about to be overwritten
             model: nn.Module = LlamaForCausalLM(cfg)
-        tied = {"lm_head.weight": "model.embed_tokens.weight"} if cfg.tie_word_embeddings else {}
     elif not causal and archs == ["BertModel"] and config.get("model_type") == "bert":
         cfg = _bert_config(config)
         if cfg is None:
@@ -425,11 +424,12 @@ def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | 
         pooler = _has_pooler(model_dir)
         with torch.device("meta"):
             model = BertModel(cfg, pooler)
-        tied = {}
     else:
         return None
     model = model.to_empty(device="cpu")
-    if not _fill(model, model_dir, tied):
+    if isinstance(model, LlamaForCausalLM) and model.config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight  # one tensor, as in transformers (none in the file)
+    if not _fill(model, model_dir):
         return None
     return model.eval()
 
