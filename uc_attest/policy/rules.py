@@ -13,7 +13,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..claims.oms import OMS_PREDICATE
 from ..core.ruleid import RuleId
 from ..errors import Finding, MalformedPack
 from ..manifest import moments_digest_of
@@ -774,6 +773,7 @@ def oms_default_rules() -> list[Rule]:
     (uc-manifest.json included, so the manifest is bound) and every tensor against that manifest. Under a
     policy an OMS signature meets the policy's rules like any release bundle (:func:`release_rules`), and the
     ones it cannot answer deny."""
+    from ..claims.oms import OMS_PREDICATE
     from .model import Release
 
     release = Release(require_online_log_check=False, predicate_types=[OMS_PREDICATE])
