@@ -42,7 +42,7 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 
 def test_help_loads_no_heavy_library() -> None:
     assert _loaded("--help") == set()
-    assert _loaded("verify", "--help") <= {"pydantic"}  # typer 0.29 coerces parameters with pydantic
+    assert _loaded("verify", "--help") == set()  # typer 0.29 would coerce every option through pydantic
 
 
 @pytest.fixture(scope="module")

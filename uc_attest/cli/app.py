@@ -30,6 +30,27 @@ app = typer.Typer(
     help="Prove that the model in production is the model that was validated.",
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"uc-attest {version('uc-attest')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("uc-attest (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    _version_flag: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Prove that the model in production is the model that was validated."""
+
+
 DEFAULT_BUDGET = 5.30  # bits per quantized weight the CLI's measured allocation may spend
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
@@ -43,7 +64,7 @@ DEV_WARNING = "signed by a DEV instance: its OIDC issuer can mint any identity"
 @app.command()
 @mapped
 def pack(
-    source: Annotated[Path, typer.Argument(help="Model directory (config.json + safetensors).")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Model directory (config.json + safetensors).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
     bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = uc.PACK_SCHEME.bits,
     group_size: Annotated[
@@ -194,7 +215,9 @@ def pack(
 @app.command()
 @mapped
 def calibrate(
-    source: Annotated[Path, typer.Argument(help="Model directory loadable by transformers (AutoModel).")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="Model directory loadable by transformers (AutoModel).")
+    ],
     text: Annotated[Path, typer.Option(help="Calibration text: one sample per non-empty line (UTF-8).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Calibration file to write (safetensors).")],
     max_length: Annotated[int, typer.Option(help="Tokens per sample at most.")] = 128,
@@ -211,7 +234,10 @@ def calibrate(
 @app.command()
 @mapped
 def verify(
-    target: Annotated[str, typer.Argument(help="Pack directory to check, or oci://HOST/REPO@sha256:… in a registry.")],
+    target: Annotated[
+        str,
+        typer.Argument(metavar="TARGET", help="Pack directory to check, or oci://HOST/REPO@sha256:… in a registry."),
+    ],
     policy: Annotated[Path | None, typer.Option(help="Policy file (policies/*.yaml): signers, rules, gate.")] = None,
     manifest: Annotated[
         Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
@@ -334,8 +360,10 @@ def verify(
 @app.command()
 @mapped
 def push(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack directory (its bundles beside it are pushed as referrers).")],
-    reference: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/REPO[:TAG]")],
+    pack_dir: Annotated[
+        Path, typer.Argument(metavar="PACK_DIR", help="Pack directory (its bundles beside it are pushed as referrers).")
+    ],
+    reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="oci://HOST[:PORT]/REPO[:TAG]")],
     plain_http: Annotated[bool, typer.Option(help="Plain HTTP (loopback addresses only).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -366,7 +394,9 @@ def push(
 @app.command()
 @mapped
 def pull(
-    reference: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/REPO@sha256:… (a tag is resolved and printed)")],
+    reference: Annotated[
+        str, typer.Argument(metavar="REFERENCE", help="oci://HOST[:PORT]/REPO@sha256:… (a tag is resolved and printed)")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
     plain_http: Annotated[bool, typer.Option(help="Plain HTTP (loopback addresses only).")] = False,
     force: ForceOpt = False,
@@ -487,7 +517,7 @@ def _memory_line(memory: dict[str, int]) -> str:
 @app.command()
 @mapped
 def generate(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack of a causal language model.")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack of a causal language model.")],
     prompt: Annotated[str | None, typer.Option(help="Prompt text (the pack's tokenizer).")] = None,
     prompt_ids: Annotated[str | None, typer.Option(help="Prompt as token ids, e.g. 1,50,300 (no tokenizer).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
@@ -547,7 +577,7 @@ def generate(
 @app.command()
 @mapped
 def embed(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack of an encoder (sentence embeddings).")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack of an encoder (sentence embeddings).")],
     text: Annotated[list[str], typer.Option(help="A sentence to embed (repeatable).")],
     policy: PolicyOpt = None,
     bundle: BundleOpt = None,
@@ -578,7 +608,7 @@ def embed(
 @app.command()
 @mapped
 def validate(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack directory that was validated.")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack directory that was validated.")],
     report: Annotated[Path, typer.Option(help="Validation report METRICS.json (evaluation_set, metrics).")],
     trust_config: TrustOpt = None,
     instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
@@ -631,7 +661,7 @@ def validate(
 @app.command("gate")
 @mapped
 def gate_cmd(
-    pack_dir: Annotated[Path, typer.Argument(help="Deployed pack directory.")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Deployed pack directory.")],
     policy: Annotated[Path, typer.Option(help="Policy with a validation section.")],
     validation: Annotated[list[Path] | None, typer.Option(help="Validation bundle(s).")] = None,
     offline: OfflineOpt = False,
@@ -657,7 +687,9 @@ def gate_cmd(
 @app.command("audit")
 @mapped
 def audit_cmd(
-    pack_dir: Annotated[Path | None, typer.Argument(help="Pack directory (its manifest root and files).")] = None,
+    pack_dir: Annotated[
+        Path | None, typer.Argument(metavar="PACK_DIR", help="Pack directory (its manifest root and files).")
+    ] = None,
     manifest_root: Annotated[str | None, typer.Option(help="Audit a manifest root instead of a pack.")] = None,
     digest: Annotated[str | None, typer.Option(help="Audit any subject digest (sha256:<hex>).")] = None,
     trust_config: TrustOpt = None,
@@ -751,7 +783,7 @@ def inventory_cmd(
 @app.command("verify-bundle")
 @mapped
 def verify_bundle_cmd(
-    artifact: Annotated[str, typer.Argument(help="The artifact file, or sha256:<hex>.")],
+    artifact: Annotated[str, typer.Argument(metavar="ARTIFACT", help="The artifact file, or sha256:<hex>.")],
     bundle: Annotated[Path, typer.Option(help="Sigstore bundle (v0.1-v0.3).")],
     certificate_identity: Annotated[str | None, typer.Option(help="Expected signer identity.")] = None,
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer.")] = None,
@@ -844,7 +876,9 @@ app.add_typer(policy_app, name="policy")
 
 @policy_app.command("check")
 @mapped
-def policy_check(file: Annotated[Path, typer.Argument(help="Policy YAML file.")], as_json: JsonOpt = False) -> None:
+def policy_check(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Policy YAML file.")], as_json: JsonOpt = False
+) -> None:
     """Validate a policy file (exit 3 naming file, line and field)."""
     pol = uc.load_policy(file)
     if as_json:
@@ -867,7 +901,7 @@ def policy_schema_cmd() -> None:
 @app.command()
 @mapped
 def attest(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack directory to attest.")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack directory to attest.")],
     trust_config: TrustOpt = None,
     instance: Annotated[Path | None, typer.Option(help="Embedded instance directory (must be serving).")] = None,
     identity_token: Annotated[str | None, typer.Option(help="OIDC identity token (else env or ambient CI).")] = None,
@@ -932,7 +966,7 @@ app.add_typer(instance_app, name="instance")
 @instance_app.command("init")
 @mapped
 def instance_init(
-    directory: Annotated[Path, typer.Argument(help="State directory to create.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIRECTORY", help="State directory to create.")],
     port: Annotated[int, typer.Option(help="Loopback port the instance will serve on.")] = 8787,
     rekor_version: Annotated[
         int, typer.Option(help="Log the signing config prefers: 2 (tiles, TSA timestamps) or 1 (Rekor v1, SET).")
@@ -963,7 +997,7 @@ def instance_init(
 @instance_app.command("serve")
 @mapped
 def instance_serve(
-    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIRECTORY", help="Instance state directory.")],
     port: Annotated[
         int | None, typer.Option(help="Must be the port the trust config names, unless --move-to-port.")
     ] = None,
@@ -989,7 +1023,7 @@ def instance_serve(
 @instance_app.command("token")
 @mapped
 def instance_token(
-    directory: Annotated[Path, typer.Argument(help="Instance state directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIRECTORY", help="Instance state directory.")],
     identity: Annotated[str, typer.Option(help="Identity to mint: an email or a URI.")],
     lifetime: Annotated[int, typer.Option(help="Token lifetime in seconds.")] = 600,
 ) -> None:
@@ -1000,7 +1034,7 @@ def instance_token(
 @app.command()
 @mapped
 def reconstruct(
-    pack_dir: Annotated[Path, typer.Argument(help="Pack directory.")],
+    pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
     policy: PolicyOpt = None,
     bundle: BundleOpt = None,
@@ -1040,7 +1074,7 @@ def reconstruct(
 @app.command("manifest")
 @mapped
 def manifest_cmd(
-    pack_or_file: Annotated[Path, typer.Argument(help="Pack directory or manifest file.")],
+    pack_or_file: Annotated[Path, typer.Argument(metavar="PACK_OR_FILE", help="Pack directory or manifest file.")],
     prove: Annotated[str | None, typer.Option(help="Print the Merkle inclusion proof of this tensor.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
