@@ -87,3 +87,18 @@ def test_a_kind_given_as_its_string_is_the_enum_member(pack: Path, tmp_path: Pat
     assert res.note and "integrity only" in res.note
     with pytest.raises(uc.UsageError, match="unknown anchor kind"):
         uc.Anchor("nonsense")  # type: ignore[arg-type]
+
+
+def test_an_identity_beside_a_policy_is_refused_saying_where_identities_come_from(tmp_path: Path) -> None:
+    """``verify --policy P --identity x``: the message names the real conflict (the policy names the signers),
+    not an exclusivity that --policy with --bundle does not have (issue 32)."""
+    from uc_attest.errors import UsageError
+    from uc_attest.verify.anchor import anchor_from_options
+
+    policy = tmp_path / "p.yaml"
+    for extra in ({"identity": "x"}, {"issuer": "https://i"}, {"identity": "x", "bundle": tmp_path / "b.json"}):
+        with pytest.raises(UsageError, match="identities come from the policy's signers"):
+            anchor_from_options(policy=policy, **extra)  # type: ignore[arg-type]
+    assert anchor_from_options(policy=policy, bundle=tmp_path / "b.json") is not None
+    with pytest.raises(UsageError, match="--policy and --manifest are exclusive"):
+        anchor_from_options(policy=policy, manifest=tmp_path / "m.json")

@@ -189,14 +189,14 @@ def anchor_from_options(
     validations: list[Path] | None = None,
 ) -> Anchor | None:
     """The anchor CLI options name, or None when they name none; contradictory options are a usage error."""
+    if policy is not None and (identity or issuer):
+        raise UsageError("--identity/--issuer go without --policy: identities come from the policy's signers")
     given = [name for name, v in (("--policy", policy), ("--manifest", manifest)) if v is not None]
     if identity is not None or (bundle is not None and policy is None):
         given.append("--bundle/--identity")
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} are exclusive: give one trust anchor")
     if policy is not None:
-        if identity or issuer:
-            raise UsageError("--identity/--issuer go without --policy (the policy names the signers)")
         return Anchor.policy(policy, validations, bundle=bundle)
     if validations:
         raise UsageError("--validation goes with --policy (the policy names the validators)")
