@@ -53,8 +53,11 @@ class ModelSource:
     def __init__(self, root: Path, skip_files: tuple[str, ...] = ()) -> None:
         """``skip_files``: relative paths that are not part of the model (e.g. its signature)."""
         self.root = Path(root)
+        if not self.root.exists():
+            raise MalformedModel(f"{self.root}: no such model directory", path=str(self.root))
         if not self.root.is_dir():
-            raise MalformedModel(f"{self.root}: not a directory", path=str(self.root))
+            raise MalformedModel(f"{self.root}: not a directory (a model is a directory: config.json + safetensors)",
+                                 path=str(self.root))  # fmt: skip
         self.config = read_json_object(self.root / "config.json", "config.json")
         self.shards = self._find_shards()
         self._files: dict[str, SafetensorsFile] = {}

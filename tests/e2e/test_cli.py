@@ -79,7 +79,9 @@ def test_separately_supplied_manifest(packed: tuple[Path, Path], tmp_path: Path)
 
 
 def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path], tmp_path: Path) -> None:
-    assert_clean_error(cli("pack", tmp_path / "nope", "-o", tmp_path / "o"), 3, "not a directory")
+    assert_clean_error(cli("pack", tmp_path / "nope", "-o", tmp_path / "o"), 3, "no such model directory")
+    (tmp_path / "a-file").write_text("x")
+    assert_clean_error(cli("pack", tmp_path / "a-file", "-o", tmp_path / "o"), 3, "not a directory")
     pick = tmp_path / "pick"
     pick.mkdir()
     (pick / "config.json").write_text("{}")
