@@ -48,10 +48,13 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         out = cli("audit", pack, "--instance", inst, "--report", tmp_path / "report.html", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["ok"] and (tmp_path / "report.html").read_text().startswith("<!doctype html>")
-        # The other model's root: one release, never validated -> not consistent with a deploy gate.
+        assert json.loads(out.stdout)["validated"] is True
+        # The other model's root: one release, never validated: a status ("not validated yet"), not a failure
         r2 = uc.audit(None, uc.TrustRoot.instance(inst), manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex)
         assert [e.kind for e in r2.events] == ["release"]
-        assert not next(c for c in r2.checks if c.rule == "custody.validation").ok
+        v = next(c for c in r2.checks if c.rule == "custody.validation")
+        assert v.skipped and v.detail.startswith("not validated yet") and r2.ok and not r2.validated
+        assert "NOT VALIDATED YET" in uc.render_report_html(r2.to_dict())
     finally:
         srv.stop()
 

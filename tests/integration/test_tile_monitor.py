@@ -245,7 +245,8 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
               other.with_name("other.sigstore.json"), "--json", "--report", tmp_path / "r.html")
     data = json.loads(out.stdout)
     assert [e["kind"] for e in data["events"] if e["kind"] == "release"] == ["release"]
-    assert out.returncode == 1  # released, never validated
+    assert out.returncode == 0 and data["ok"] and data["validated"] is False  # released, not validated yet: a status
+    assert "NOT VALIDATED YET" in (tmp_path / "r.html").read_text()
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
 
 

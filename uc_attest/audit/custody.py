@@ -48,11 +48,18 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """Everything found verifies (a model not validated yet can be ok: see :attr:`validated`)."""
         return all(c.ok for c in self.checks) and all(e.ok for e in self.events)
+
+    @property
+    def validated(self) -> bool:
+        """A verified validation of this root was found."""
+        return any(c.rule == RuleId.CUSTODY_VALIDATION and c.status is Status.PASS for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "validated": self.validated,
             "target": self.target,
             "manifest_root": str(self.root) if self.root else "",
             "log": self.log_url,
@@ -332,14 +339,23 @@ def audit(
                 hint=None if releases else "on a Rekor v2 log, give the release bundle (--bundle)",
             )
         )
-        checks.append(
-            Check.of(
-                RuleId.CUSTODY_VALIDATION,
-                any(e.ok for e in validations),
-                f"{len(validations)} validation(s) of this root",
-                hint=None if validations else "never validated (or, on a Rekor v2 log, its bundle was not given)",
+        if validations:  # a validation that does not verify is a failure ...
+            checks.append(
+                Check.of(
+                    RuleId.CUSTODY_VALIDATION,
+                    any(e.ok for e in validations),
+                    f"{len(validations)} validation(s) of this root",
+                )
             )
-        )
+        else:  # ... none yet is a status of the model, not something that fails to verify
+            checks.append(
+                Check(
+                    RuleId.CUSTODY_VALIDATION,
+                    Status.SKIPPED,
+                    "not validated yet: no validation of this root",
+                    hint="uc-attest validate signs one; on a Rekor v2 log give its bundle (--bundle)",
+                )
+            )
         link = _source_link(events, root, facts, trust)
         if link is not None:
             checks.insert(len(checks) - 2, link)

@@ -69,6 +69,12 @@ def error_plot(tensors: list[dict[str, Any]]) -> str:
 def render_report_html(report: dict[str, Any]) -> str:
     """The audit report (``AuditReport.to_dict()``) as one self-contained HTML page."""
     ok = report["ok"]
+    if not ok:
+        headline = '<span class="badge fail">PROBLEMS FOUND</span>'
+    elif report.get("manifest_root") and report.get("validated") is False:
+        headline = '<span class="badge skip">CONSISTENT, NOT VALIDATED YET</span>'
+    else:
+        headline = '<span class="badge ok">CONSISTENT</span>'
     checks = "".join(
         f'<tr class="{"" if c["ok"] else "bad"}"><td>{_e(c["rule"])}</td><td>{_badge(c["ok"], c.get("skipped", False))}'
         f"</td><td>{_e(c.get('detail', ''))}</td><td>{_e(c.get('hint', ''))}</td></tr>"
@@ -128,7 +134,7 @@ def render_report_html(report: dict[str, Any]) -> str:
     cp = report.get("checkpoint") or {}
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>uc-attest audit: {_e(report["target"])}</title>
 <style>{CSS}</style></head><body>
-<h1>Model audit {'<span class="badge ok">CONSISTENT</span>' if ok else '<span class="badge fail">PROBLEMS FOUND</span>'}</h1>
+<h1>Model audit {headline}</h1>
 <div class="meta">target <code>{_e(report["target"])}</code><br>manifest root <code>{_e(report["manifest_root"])}</code><br>
 log <code>{_e(report["log"])}</code> at size {_e(cp.get("size", "?"))}, root <code>{_e(cp.get("root", "?"))}</code> ·
 {_e(report["requests"])} requests in {_e(report["seconds"])} s</div>

@@ -130,7 +130,12 @@ def _detail(v: object) -> str:
 
 
 def audit(r: uc.AuditReport) -> None:
-    word, style = ("CONSISTENT", "bold green") if r.ok else ("PROBLEMS FOUND", "bold red")
+    if not r.ok:
+        word, style = "PROBLEMS FOUND", "bold red"
+    elif r.root is not None and not r.validated:
+        word, style = "CONSISTENT, NOT VALIDATED YET", "bold yellow"
+    else:
+        word, style = "CONSISTENT", "bold green"
     rows = []
     for e in r.events:
         det = "; ".join(e.problems) or ", ".join(f"{k}={_detail(v)}" for k, v in e.details.items() if k != "scheme")
