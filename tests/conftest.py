@@ -23,6 +23,20 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test whose parameters come from files that are not here says which files, instead of pytest's bare "got
+    empty parameter set": the module's ``EMPTY_REASON`` when it names one, else the missing ../shared."""
+    for item in items:
+        skip = item.get_closest_marker("skip")
+        if skip is None or not str(skip.kwargs.get("reason", "")).startswith("got empty parameter set"):
+            continue
+        reason = getattr(getattr(item, "module", None), "EMPTY_REASON", None)
+        if reason is None and not SHARED.exists():
+            reason = f"{SHARED} not found: ../shared (third-party vectors and models) is not beside this clone"
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason), append=False)
+
+
 def make_model(root: Path, dtype: torch.dtype = torch.bfloat16, *, shards: int = 1, seed: int = 0,
                cols: int = 256) -> Path:
     """A small Llama-shaped model directory with deterministic weights."""

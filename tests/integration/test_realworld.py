@@ -22,6 +22,7 @@ from benchmarks import realworld as rw
 
 CASES = rw.load_cases()
 SKIP = f"{rw.DEST / 'cases.json'} not found: run `python benchmarks/realworld.py collect ...` (see its docstring)"
+EMPTY_REASON = SKIP  # the parametrized tests below, when there is no case
 
 
 def test_the_real_world_set_is_there() -> None:
