@@ -10,6 +10,7 @@ same size, rewritten history; each exits 1 naming the tile or entry and keeps th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -267,8 +268,10 @@ def test_inventory_on_rekor_v2_reads_statements_from_bundles(world: dict[str, An
     inst, pack = world["inst"], world["pack"]
     bundles = tmp_path / "bundles"
     bundles.mkdir()
-    for b in pack.parent.glob("pack*.sigstore.json"):
+    for b in [*pack.parent.glob("pack*.sigstore.json"), *pack.parent.glob("pack.model.sig")]:
         shutil.copy(b, bundles / b.name)
+    oms_index = int(json.loads((bundles / "pack.model.sig").read_text())["verificationMaterial"]["tlogEntries"][0]
+                    ["logIndex"])  # fmt: skip
     doc = json.loads((bundles / "pack.sigstore.json").read_text())
     import base64
 
@@ -283,5 +286,10 @@ def test_inventory_on_rekor_v2_reads_statements_from_bundles(world: dict[str, An
     unknown = [r for r in rows if r.get("kind") == "unattributed"]
     assert len(good) == 1 and len(bad) == 1, rows
     assert len(unknown) >= 600 and all(r["status"].startswith("no statement known") for r in unknown)
+    # the pack's OMS signature (attest writes it beside the pack) is attributed, not one more unknown entry
+    assert oms_index not in {r["log_index"] for r in unknown}
+    assert all(r["released"] is None and r["first_seen"] > 0 for r in unknown)  # not a release time
     out = cli("inventory", "--instance", inst.dir, "--bundles", bundles, "--csv")
     assert out.returncode == 0 and "validated" in out.stdout
+    release = next(line for line in out.stdout.splitlines() if root[7:19] in line or root in line)
+    assert re.search(r",20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC,", release), release  # a date, not epoch seconds

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, LogMisbehaved, LogUnreachable, OperationalError
+from ..signing.attest import OMS_SUFFIX
 from ..signing.trust import Trust
 from ..transparency.follow import TileIndex
 from ..transparency.rekor_v1 import RekorClient
 from .collect import LogReader
 from .events import AuditEvent
 from .tilelog import bundle_events, follow_logs, unattributed
+
+#: The files ``--bundles`` directories are searched for.
+BUNDLE_PATTERNS = ("*.sigstore.json", "*" + OMS_SUFFIX)
 
 
 def _v1_events(trust: Trust, batch: int) -> list[AuditEvent]:
@@ -36,7 +40,8 @@ def _v1_events(trust: Trust, batch: int) -> list[AuditEvent]:
 
 
 def _tile_events(trust: Trust, index: Path | None, bundle_dirs: Sequence[Path]) -> list[AuditEvent]:
-    bundles = sorted(p for d in bundle_dirs for p in Path(d).glob("*.sigstore.json"))
+    # release and validation bundles, and the OMS signatures attest writes beside each pack (PACK.model.sig)
+    bundles = sorted(p for d in bundle_dirs for pat in BUNDLE_PATTERNS for p in Path(d).glob(pat))
     for d in bundle_dirs:
         if not Path(d).is_dir():
             raise InvalidInput(f"{d}: not a directory of bundles", path=str(d))
@@ -97,7 +102,8 @@ def inventory(
                 {
                     "model": "?",
                     "manifest_root": "?",
-                    "released": e.time,
+                    "released": None,  # nothing says what it is, let alone when it was released
+                    "first_seen": e.time,  # when this machine's index first saw the entry
                     "log_index": e.log_index,
                     "signer": e.signer,
                     "kind": e.kind,

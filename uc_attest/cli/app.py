@@ -766,16 +766,17 @@ def inventory_cmd(
         emit_json(rows)
         return
     cols = ["model", "manifest_root", "released", "log_index", "signer", "scheme", "validations", "status"]
+    shown = [{**r, "released": render.when(r["released"]) + " UTC" if r.get("released") else ""} for r in rows]
     if csv:
         import csv as csvmod
 
         w = csvmod.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(shown)
         return
     cells = [
         [render.short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, "")) for c in cols]
-        for r in rows
+        for r in shown
     ]
     render.stdout_console().print(render.table(Text(f"model inventory ({len(rows)} packs)"), cols, cells))
 
