@@ -49,7 +49,7 @@ class LoadReport:
     dense_bytes: int = 0
     packed_weights: int = 0
     seconds: float = 0.0
-    layers: int = 0
+    layers: int = 0  # packed layers served (with ``deep``: each decoded once and matched)
     deep: bool = False
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # the pack's other files, as hashed
     runtime: Runtime | None = None  # what computes the outputs (mode, kernel, ISA): validations name it
@@ -394,8 +394,10 @@ def load_model(
     if findings:
         raise VerificationFailed(_dedup(findings))
     loader.finish()
-    layers = 0
-    if deep:
+    # what was checked: every file by its digest (the shards as they were streamed), so every tensor's stored bytes
+    verdict.files_checked, verdict.tensors_checked = len(expected.files), len(expected.tensors)
+    layers = sum(1 for m in loader.model.modules() if isinstance(m, PackedWeight))  # served packed
+    if deep:  # and each of them decoded as served and matched against its reconstruction digest
         bad, layers = deep_findings(loader.model, expected, loader.workspace)
         if bad:
             raise VerificationFailed(bad)
