@@ -339,3 +339,15 @@ def test_cli_generate_streams_and_names_its_runtime(llama: dict[str, Path]) -> N
     cached = cli("generate", llama["pack"], "--prompt-ids", "1", "--manifest", llama["kept"], "--mode", "fast",
                  "--cache")  # fmt: skip
     assert cached.returncode == 2 and "only mode reference" in cached.stderr
+
+
+def test_generate_on_an_encoder_is_refused_before_anything_is_verified_or_loaded(
+    mini: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 32: the refusal came after verifying and loading the whole model; now the pack's config decides a
+    refusal first (an anchor that could not even be read is never reached), and a prompt given twice too."""
+    never = uc.Anchor.kept_manifest(tmp_path / "no-such-manifest.json")
+    with pytest.raises(uc.UsageError, match="BertModel, not a causal language model"):
+        uc.generate(mini["pack"], never, prompt="hello")
+    with pytest.raises(uc.UsageError, match="exactly one of --prompt"):
+        uc.generate(mini["pack"], never, prompt="hello", prompt_ids=[1])

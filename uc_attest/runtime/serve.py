@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -11,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..core.fsutil import inside, is_safe_relative
-from ..errors import InvalidInput, UsageError
+from ..core.fsutil import inside, is_safe_relative, open_regular
+from ..errors import InvalidInput, UcAttestError, UsageError
 from ..signing.trust import Trust
 from ..verify.anchor import Anchor
 from .kernels import Mode
@@ -224,13 +225,34 @@ def generate(
     on_text: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Verify and load a causal LM pack (packed, in ``mode``: see ``load_model``), then generate greedily from a
-    prompt (text or token ids), handing new text to ``on_text`` as it comes."""
+    prompt (text or token ids), handing new text to ``on_text`` as it comes. A pack whose config names no causal
+    LM, or a prompt given twice or not at all, is refused before anything is verified or loaded."""
     from .model import load_model
 
+    if (prompt is None) == (prompt_ids is None):
+        raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
+    _refuse_early_if_not_causal(Path(pack_dir))
     model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, cache=cache, mode=mode)
     return generate_with(
         model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens, on_text=on_text
     )
+
+
+def _refuse_early_if_not_causal(pack_dir: Path) -> None:
+    """UsageError when the pack's config.json names only architectures that are not causal LMs: saves verifying
+    and loading a whole encoder to refuse it. Only a refusal is decided here (the file is not verified yet): a
+    config that claims a causal LM still goes through the verified load, which checks it."""
+    try:
+        with open_regular(pack_dir / "config.json") as f:
+            config = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, UcAttestError):
+        return  # unreadable here: the verified load says what is wrong
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(archs, list) or not archs or config.get("is_decoder") is True:
+        return
+    names = [a for a in archs if isinstance(a, str)]
+    if names and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in names):
+        raise UsageError(f"{pack_dir}: its config names {', '.join(names)}, not a causal language model (use embed)")
 
 
 def embed(
