@@ -69,6 +69,8 @@ def test_flipped_byte_fails_naming_the_tensor(packed: tuple[Path, Path], tmp_pat
     assert any(f["problem"] == "reconstructed digest differs" for f in findings)
     human = cli("verify", pack, "--integrity-only")
     assert human.returncode == 1 and "VERIFICATION FAILED" in human.stderr
+    # the note on shortened digests follows the table it is about (issue 32)
+    assert human.stderr.index("VERIFICATION FAILED") < human.stderr.index("full digests: --json")
 
 
 def test_separately_supplied_manifest(packed: tuple[Path, Path], tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def table(title: Text, columns: Iterable[str], rows: Iterable[Iterable[str | Tex
 def findings(items: list[uc.Finding]) -> None:
     title = Text.assemble(("VERIFICATION FAILED", "bold red"), f" - {len(items)} finding(s)")
     rows = [(f.subject, f.problem, short(f.expected), short(f.actual)) for f in items]
-    err.print(Text("(full digests: --json)", style="dim"))
     err.print(table(title, ("tensor / file", "problem", "expected", "actual"), rows))
+    err.print(Text("(digests shortened; full digests: --json)", style="dim"))
 
 
 _RESULT = {
