@@ -132,6 +132,15 @@ def test_a_validation_that_leaves_out_a_thresholded_metric_is_refused(tmp_path: 
     assert row.status == Status.FAIL and "metric kl missing" in row.detail
 
 
+def test_a_threshold_on_a_misspelt_metric_names_the_metrics_the_validation_has(tmp_path: Path) -> None:
+    """Issue 32: ``min_cosin`` in a policy fails closed; the row says what the validation measured (the typo shows)
+    and, its root being this pack's, does not tell the user to validate the pack again."""
+    row = _row(_policy(thresholds={"min_cosin": {"min": 0.99}}), _validated(tmp_path, metrics={"min_cosine": 0.995}))
+    assert row.status == Status.FAIL
+    assert row.detail == "v.sigstore.json: metric min_cosin missing (the validation has: min_cosine)"
+    assert row.hint == "a validation of this root exists but does not meet the policy: see the detail"
+
+
 @pytest.mark.parametrize(("bound", "value"), [({"max": 0.1}, 0.2), ({"min": 0.5}, 0.4)])
 def test_a_validation_outside_a_threshold_is_refused(tmp_path: Path, bound: dict[str, float], value: float) -> None:
     """A metric past either end of its bound is a failed validation, not a passed one."""

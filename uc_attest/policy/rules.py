@@ -724,8 +724,9 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
             why += _runtime_problems(val.runtime, v.claim, f.runtime)
             for metric, th in sorted(val.thresholds.items()):
                 x = v.claim.metrics.get(metric)
-                if x is None:
-                    why.append(f"metric {metric} missing")
+                if x is None:  # name what it has: a policy's typo (min_cosin) reads as one
+                    has = ", ".join(sorted(v.claim.metrics)) or "none"
+                    why.append(f"metric {metric} missing (the validation has: {has})")
                 elif not th.admits(x):
                     why.append(f"{metric}={x:g} outside [{th.min}, {th.max}]")
             if t is None:
