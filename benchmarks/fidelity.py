@@ -106,15 +106,17 @@ def minilm_dir() -> Path:
 
 
 def _bpw(manifest: object) -> float:
-    """Bits per quantized weight including fp16 scale and zero-point: b + (16 + b) / g (+ padding)."""
-    bits = total = 0.0
+    """Bits per quantized weight as stored: codes of the padded groups, an fp16 scale and a u8 zero-point per
+    group (``quant.allocate.stored_bits``, the allocation's own count and the shards' bytes)."""
+    from uc_attest.quant.allocate import stored_bits
+
+    bits = total = 0
     for t in manifest.tensors:  # type: ignore[attr-defined]
         if t.quant:
             n = 1
             for d in t.shape:
                 n *= d
-            g, b = t.quant.group_size, t.quant.bits
-            bits += -(-n // g) * (g * b + 16 + b)
+            bits += stored_bits(n, t.quant.bits, t.quant.group_size)
             total += n
     return bits / total
 

@@ -49,7 +49,7 @@ model_signing sign sigstore --trust_config "$WORK/instance/trust_config.json" \
 SOURCE_SIG=(--source-signature "$WORK/vendor.model.sig" --source-identity "$VENDOR" --instance "$WORK/instance")
 
 step "2. pack, with no quantization flags: it calibrates (second moments of each layer's input over text that"
-echo "   ships with Python), spends <= 5.30 bits per weight where the measured damage is largest, ~5.29 bits;"
+echo "   ships with Python), spends <= 5.30 bits per weight (as stored) where the measured damage is largest;"
 echo "   deterministic, errors fed forward through the committed moments, bit-identical on CPU and GPU;"
 echo "   the vendor's signature is verified first (every file read must be the signed one); all of it recorded"
 uc-attest pack "$SRC" -o "$WORK/pack" "${SOURCE_SIG[@]}"

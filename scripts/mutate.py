@@ -122,7 +122,7 @@ EQUIVALENT: dict[str, str] = {
     "caller, `manifest --prove`, catches KeyError and names the tensor itself)",
     "uc_attest.policy.rules.x_validation__mutmut_12": "Check.of(rule, False) -> (rule, None): `ok` is only tested "
     "for truth",
-    "uc_attest.policy.rules.x_validation__mutmut_108": "Check.of(rule, False) -> (rule, None): `ok` is only tested "
+    "uc_attest.policy.rules.x_validation__mutmut_114": "Check.of(rule, False) -> (rule, None): `ok` is only tested "
     "for truth",
     "uc_attest.policy.rules.x__oms_manifest_findings__mutmut_1": "an assert made weaker: its one caller "
     "(pack_manifest) calls it only when both f.oms and f.oms_findings are set",

@@ -139,6 +139,8 @@ def test_a_threshold_on_a_misspelt_metric_names_the_metrics_the_validation_has(t
     assert row.status == Status.FAIL
     assert row.detail == "v.sigstore.json: metric min_cosin missing (the validation has: min_cosine)"
     assert row.hint == "a validation of this root exists but does not meet the policy: see the detail"
+    bare = _row(_policy(), _validated(tmp_path / "bare", metrics={}))
+    assert bare.detail == "v.sigstore.json: metric kl missing (the validation has: none)"
 
 
 @pytest.mark.parametrize(("bound", "value"), [({"max": 0.1}, 0.2), ({"min": 0.5}, 0.4)])
