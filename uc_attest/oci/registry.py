@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..core.netio import Deadline, read_piece
 from ..errors import Finding, OperationalError, RegistryMisbehaved, RegistryUnreachable, UsageError, VerificationFailed
 from .schema import (
     DIGEST,
@@ -43,6 +44,9 @@ _REF = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 CHUNK = 1 << 20
+#: A manifest, tag list or error answer must be complete within this; a blob gets it plus one second per
+#: BLOB_MIN_RATE bytes received (a slow honest registry still delivers; a peer trickling bytes is cut off).
+ANSWER_DEADLINE_S, BLOB_MIN_RATE = 60.0, 256 << 10
 
 
 @dataclass(frozen=True)
@@ -219,11 +223,12 @@ class Registry:
             )
 
     @staticmethod
-    def read(resp: Any, n: int, what: str) -> bytes:
-        """Up to ``n`` bytes of a response; RegistryUnreachable when the HTTP exchange breaks (truncated body,
-        malformed chunked encoding, timeout, reset)."""
+    def read(resp: Any, n: int, what: str, deadline: Deadline) -> bytes:
+        """Up to ``n`` bytes of a response (one socket read at most); RegistryUnreachable when the HTTP exchange
+        breaks (truncated body, malformed chunked encoding, timeout, reset) or outlasts ``deadline`` (a peer
+        trickling bytes)."""
         try:
-            data: bytes = resp.read(n)
+            data: bytes = read_piece(resp, n, deadline)
         except (http.client.HTTPException, OSError, ValueError) as exc:
             raise RegistryUnreachable(f"{what}: broken answer: {_oneline(exc)}") from None
         missing = getattr(resp, "length", None)  # http.client: bytes of Content-Length not yet read
@@ -234,9 +239,9 @@ class Registry:
     def read_limited(self, resp: Any, limit: int, what: str) -> bytes:
         """At most ``limit`` bytes of a response; RegistryMisbehaved when it has more, RegistryUnreachable when the
         HTTP exchange breaks (truncated, malformed chunked encoding, timeout)."""
-        raw = bytearray()
+        raw, deadline = bytearray(), Deadline(ANSWER_DEADLINE_S, what=what)
         while len(raw) <= limit:
-            chunk = self.read(resp, limit + 1 - len(raw), what)
+            chunk = self.read(resp, limit + 1 - len(raw), what, deadline)
             if not chunk:
                 break
             raw += chunk
@@ -335,9 +340,11 @@ class Registry:
         descriptor's (raised after the last chunk, before the caller commits anything)."""
         digest, size = descriptor.digest, descriptor.size
         h, got = hashlib.sha256(), 0
+        where = f"{self.ref.host}: {what}: blob {digest}"
+        deadline = Deadline(ANSWER_DEADLINE_S, BLOB_MIN_RATE, where)
         with self.request("GET", f"/blobs/{digest}") as resp:
             while True:
-                chunk = self.read(resp, CHUNK, f"{self.ref.host}: {what}: blob {digest}")
+                chunk = self.read(resp, CHUNK, where, deadline)
                 if not chunk:
                     break
                 got += len(chunk)

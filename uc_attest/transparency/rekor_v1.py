@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..core import merkle
 from ..core.digest import canonical_json
+from ..core.netio import Deadline, read_within
 from ..errors import LogMisbehaved, LogUnreachable, MerkleError, NoteError
 from .checkpoint import Checkpoint, Verifier, open_note
 
@@ -101,8 +102,9 @@ class RekorClient:
     """A verifying client for one log. ``requests`` counts HTTP requests made (for audits)."""
 
     log: LogKey
-    timeout: float = 10.0
+    timeout: float = 10.0  # each wait for bytes
     requests: int = field(default=0)
+    deadline: float = 30.0  # the whole answer (a peer trickling bytes under the timeout is cut off)
 
     def _call(self, path: str, body: Any = None) -> Any:
         """One JSON request, retried on transient failures; classifies what goes wrong."""
@@ -116,7 +118,7 @@ class RekorClient:
             self.requests += 1
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    raw = r.read(MAX_ANSWER + 1)
+                    raw = read_within(r, MAX_ANSWER, Deadline(self.deadline, what=url))
                     if len(raw) <= MAX_ANSWER and getattr(r, "length", None):  # Content-Length not reached
                         raise http.client.IncompleteRead(raw, r.length)
             except urllib.error.HTTPError as exc:

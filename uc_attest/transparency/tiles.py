@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.merkle import leaf_hash, node_hash
+from ..core.netio import Deadline, read_within
 from ..errors import LogMisbehaved, LogUnreachable, NoteError
 
 WIDTH, HEIGHT, HASH = 256, 8, 32
@@ -187,8 +188,10 @@ class TileClient:
       partial tiles once the full tile exists); a full one answering 404 is LogMisbehaved.
     """
 
-    def __init__(self, log: TileLogKey, timeout: float = 10.0, cache: dict[str, bytes] | None = None) -> None:
-        self.log, self.timeout = log, timeout
+    def __init__(
+        self, log: TileLogKey, timeout: float = 10.0, cache: dict[str, bytes] | None = None, deadline: float = 30.0
+    ) -> None:
+        self.log, self.timeout, self.deadline = log, timeout, deadline  # per read; per whole answer
         self.requests = self.bytes = 0
         self._cache: dict[str, bytes] = {} if cache is None else cache  # a tile path (with its width) is immutable
 
@@ -205,7 +208,7 @@ class TileClient:
             self.requests += 1
             try:
                 with urllib.request.urlopen(url, timeout=self.timeout) as r:
-                    data = bytes(r.read(limit + 1))
+                    data = read_within(r, limit, Deadline(self.deadline, what=url))
             except urllib.error.HTTPError as exc:
                 if exc.code not in TRANSIENT_STATUS:
                     raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
