@@ -209,3 +209,32 @@ def test_a_model_directory_without_tokenizer_json_has_no_own_tokenizer(tmp_path:
     assert collect.JsonTokenizer.load(tmp_path) is None
     (tmp_path / "tokenizer.json").write_text("{not json")
     assert collect.JsonTokenizer.load(tmp_path) is None
+
+
+def test_the_sampling_dtype_is_bfloat16_only_for_the_own_forward_on_a_cpu_that_multiplies_it_natively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 sampling halves SmolLM2's calibration where AMX / AVX-512 BF16 multiply it natively; elsewhere, for
+    transformers' models, and when asked (UC_ATTEST_CALIBRATION_DTYPE=float32) the sampler stays float32."""
+    from uc_attest.calibration.default import sampling_dtype
+
+    root = _llama(tmp_path)
+    ours, ref = build(root, _config(root), causal=True), _reference(root, causal=True)
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert sampling_dtype(ours) == (torch.bfloat16 if native else torch.float32)
+    assert sampling_dtype(ref) == torch.float32
+    monkeypatch.setenv("UC_ATTEST_CALIBRATION_DTYPE", "float32")
+    assert sampling_dtype(ours) == torch.float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.delenv("UC_ATTEST_CALIBRATION_DTYPE")
+    assert sampling_dtype(ours) == torch.float32
+
+
+def test_the_own_llama_samples_in_bfloat16(tmp_path: Path) -> None:
+    """The bf16 model runs the cached decode (RoPE tables in the model's dtype) and its tokens are the sampler's."""
+    root = _llama(tmp_path, num_key_value_heads=2)
+    model = build(root, _config(root), causal=True)
+    assert model is not None
+    tokens = collect.sample_sequences(model.to(torch.bfloat16), 3, 9, 1.0, 7)
+    again = collect.sample_sequences(model, 3, 9, 1.0, 7)
+    assert tokens.shape == (3, 9) and torch.equal(tokens, again)  # deterministic on this machine

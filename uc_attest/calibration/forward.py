@@ -226,7 +226,8 @@ class LlamaForCausalLM(nn.Module):
         pos = torch.arange(start, start + t, dtype=torch.float32)
         freqs = pos[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        dt = self.model.embed_tokens.weight.dtype  # the model's dtype (as transformers casts them)
+        cos, sin = emb.cos()[None, None].to(dt), emb.sin()[None, None].to(dt)
         mask = None  # a new token attends to every kept one; a sequence from the start is causal (is_causal)
         if (attention_mask is not None and not bool(attention_mask.all())) or (t > 1 and start > 0):
             mask = torch.ones(t, start + t, dtype=torch.bool).tril(start)[None, None]
