@@ -214,12 +214,15 @@ def test_a_model_directory_without_tokenizer_json_has_no_own_tokenizer(tmp_path:
 def test_the_sampling_dtype_is_bfloat16_only_for_the_own_forward_on_a_cpu_that_multiplies_it_natively(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bf16 sampling halves SmolLM2's calibration where AMX / AVX-512 BF16 multiply it natively; elsewhere, for
-    transformers' models, and when asked (UC_ATTEST_CALIBRATION_DTYPE=float32) the sampler stays float32."""
+    """bf16 sampling halves SmolLM2's calibration where AMX / AVX-512 BF16 multiply it natively; for small models,
+    elsewhere, for transformers' models, and when asked (UC_ATTEST_CALIBRATION_DTYPE=float32) it stays float32."""
+    from uc_attest.calibration import default
     from uc_attest.calibration.default import sampling_dtype
 
     root = _llama(tmp_path)
     ours, ref = build(root, _config(root), causal=True), _reference(root, causal=True)
+    assert sampling_dtype(ours) == torch.float32  # a small model samples in fp32 (fast anyway, and more precise)
+    monkeypatch.setattr(default, "BF16_MIN_PARAMS", 0)
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert sampling_dtype(ours) == (torch.bfloat16 if native else torch.float32)
     assert sampling_dtype(ref) == torch.float32
