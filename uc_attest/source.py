@@ -14,25 +14,44 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .core.fsutil import open_regular
 from .core.stfile import SafetensorsFile, TensorInfo
-from .errors import MalformedModel
+from .errors import InvalidInput, MalformedModel
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
+#: A model directory's JSON files (config, tokenizer config) are kilobytes; larger is not one of them.
+MAX_JSON_BYTES = 64 << 20
+
+
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """Load a JSON object from ``path`` or raise MalformedModel naming the file."""
+    """Load a JSON object from ``path`` (a regular file, checked on the opened descriptor: never a FIFO or device;
+    a symlink is followed, as in a hub cache) or raise MalformedModel naming the file."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path, follow=True) as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise MalformedModel(f"{path}: {what} is missing", path=str(path)) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except InvalidInput as exc:
+        raise MalformedModel(f"{path}: {what}: {exc.message}", path=str(path)) from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise MalformedModel(f"{path}: {what} is larger than {MAX_JSON_BYTES >> 20} MiB", path=str(path))
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedModel(f"{path}: {what} is not valid JSON: {exc}", path=str(path)) from None
     if not isinstance(obj, dict):
         raise MalformedModel(f"{path}: {what} must be a JSON object", path=str(path))
     return obj
+
+
+def is_causal(config: dict[str, Any]) -> bool:
+    """Whether config.json names a causal LM architecture (``*ForCausalLM``, ``*LMHeadModel``)."""
+    archs = config.get("architectures") or []
+    return isinstance(archs, list) and any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
 
 
 @dataclass(frozen=True)
@@ -56,8 +75,8 @@ class ModelSource:
         if not self.root.exists():
             raise MalformedModel(f"{self.root}: no such model directory", path=str(self.root))
         if not self.root.is_dir():
-            raise MalformedModel(f"{self.root}: not a directory (a model is a directory: config.json + safetensors)",
-                                 path=str(self.root))  # fmt: skip
+            why = "not a directory (a model is a directory: config.json + safetensors)"
+            raise MalformedModel(f"{self.root}: {why}", path=str(self.root))
         self.config = read_json_object(self.root / "config.json", "config.json")
         self.shards = self._find_shards()
         self._files: dict[str, SafetensorsFile] = {}

@@ -21,7 +21,7 @@ import torch
 
 from ..core import threads
 from ..core.fsutil import open_regular
-from ..errors import UsageError
+from ..errors import MalformedModel, UsageError
 
 #: ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
@@ -46,11 +46,6 @@ def _quiet_transformers() -> Any:
     return transformers
 
 
-def is_causal(config: dict[str, Any]) -> bool:
-    archs = config.get("architectures") or []
-    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
-
-
 def runnable(config: dict[str, Any]) -> None:
     """CalibrationUnavailable unless config.json names a transformers architecture (checked before importing it)."""
     archs = config.get("architectures")
@@ -58,13 +53,15 @@ def runnable(config: dict[str, Any]) -> None:
         raise CalibrationUnavailable('config.json names no transformers architecture ("architectures")')
 
 
-def load_model(model_dir: Path, causal: bool) -> Any:
+def load_model(model_dir: Path, causal: bool, config: dict[str, Any] | None = None) -> Any:
     """The fp32 model (eval mode) or CalibrationUnavailable saying why not: the own forward (``forward.py``) where it
-    implements the architecture, else transformers'."""
+    implements the architecture, else transformers'. ``config``: config.json's object, when the caller has it."""
     from ..source import read_json_object
     from .forward import build
 
-    own = build(model_dir, read_json_object(model_dir / "config.json", "config.json"), causal)
+    if config is None:
+        config = read_json_object(model_dir / "config.json", "config.json")
+    own = build(model_dir, config, causal)
     if own is not None:
         return own
     tf = _quiet_transformers()
@@ -126,18 +123,21 @@ class JsonTokenizer:
             return None
         backend.no_padding()
         backend.no_truncation()
-        pad = None
-        conf = model_dir / "tokenizer_config.json"
-        if conf.is_file() and not conf.is_symlink():
-            token = read_json_object(conf, "tokenizer_config.json").get("pad_token")
-            token = token.get("content") if isinstance(token, dict) else token
-            pad = backend.token_to_id(token) if isinstance(token, str) else None
-        return cls(backend, pad)
+        try:
+            token = read_json_object(model_dir / "tokenizer_config.json", "tokenizer_config.json").get("pad_token")
+        except MalformedModel:  # none (or not one): no pad token
+            token = None
+        token = token.get("content") if isinstance(token, dict) else token
+        return cls(backend, backend.token_to_id(token) if isinstance(token, str) else None)
 
     def __call__(
-        self, texts: list[str], truncation: bool = False, max_length: int | None = None, padding: bool = False,
+        self,
+        texts: list[str],
+        truncation: bool = False,
+        max_length: int | None = None,
+        padding: bool = False,
         return_tensors: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         if truncation and max_length is not None:  # the special tokens count within max_length, as in transformers
             self.backend.enable_truncation(max_length)
         try:
@@ -366,10 +366,6 @@ class _Sums:
     units: int = 0
 
 
-def _hidden(model: Any) -> int:
-    return int(model.config.hidden_size)
-
-
 def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]], causal: bool) -> dict[str, float]:
     """How much each linear layer matters to the model's output, per unit of relative output error D (the damage of
     quant/allocate.py): a weight error E whose output error energy is D times the layer's output energy adds about
@@ -410,7 +406,7 @@ def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]
     projections = []  # drawn before any batch runs, in batch order: the same numbers whichever thread runs it
     gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
     for batch in batches if not causal else []:
-        projections.append(torch.randn((batch["input_ids"].shape[0], _hidden(model)), generator=gen))
+        projections.append(torch.randn((batch["input_ids"].shape[0], int(model.config.hidden_size)), generator=gen))
     weights = [mod.weight for mod, _w in targets]
 
     def one(i: int) -> _Sums:

@@ -25,12 +25,12 @@ import torch
 from ..core.threads import budget, size_torch
 from ..manifest import CalibrationRecord
 from ..quant.scheme import Scheme
+from ..source import is_causal
 from .collect import (
     CalibrationUnavailable,
     MomentHooks,
     Progress,
     collect_moments,
-    is_causal,
     load_model,
     load_tokenizer,
     output_sensitivity,
@@ -135,7 +135,7 @@ def measure(
 
     causal = is_causal(config) and text is None
     size_torch()  # every core the process may use: the moments (and so the pack) are the same for the same budget
-    model = load_model(model_dir, causal=causal)
+    model = load_model(model_dir, causal=causal, config=config)
     if causal:  # one pass: the moments are gathered while the model samples its own text
         dtype = sampling_dtype(model)
         model = model.to(dtype)

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
+from ..source import ModelSource
+
 
 @dataclass
 class Output:
@@ -144,9 +146,14 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(self.heads * self.head_dim, h, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-        cache: KVCache | None, layer: int,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -186,9 +193,14 @@ class LlamaLayer(nn.Module):
         self.mlp = LlamaMLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-        cache: KVCache | None, layer: int,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
         out: torch.Tensor = x + self.mlp(self.post_attention_layernorm(x))
         return out
@@ -215,9 +227,12 @@ class LlamaForCausalLM(nn.Module):
         self.inv_freq = 1.0 / (cfg.theta**exps)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None, use_cache: bool = False,
-    ) -> Output:  # fmt: skip
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> Output:
         t = input_ids.shape[1]
         cache = (
             past_key_values if past_key_values is not None else KVCache(len(self.model.layers)) if use_cache else None
@@ -358,9 +373,11 @@ class BertModel(nn.Module):
         self.pooler = BertPooler(cfg) if pooler else None
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> Output:  # fmt: skip
+    ) -> Output:
         types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
         mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -389,57 +406,41 @@ OWN_MODELS = (LlamaForCausalLM, BertModel)
 # -- loading --------------------------------------------------------------------------------------------------------
 
 
-def _fill(model: nn.Module, model_dir: Path) -> bool:
+def _fill(model: nn.Module, src: ModelSource) -> bool:
     """Copy each parameter from the model directory's tensor of that name, as float32, through the strict reader
     the pack uses (a tied parameter once, under its first name); False when one is missing or of another shape."""
-    from ..source import ModelSource
-
-    src = ModelSource(model_dir)
-    try:
-        where = {t.name: t for t in src.tensors}
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                t = where.get(name)
-                if t is None or tuple(t.info.shape) != tuple(p.shape):
-                    return False
-                p.copy_(src.file(t.shard).tensor(t.name))
-    finally:
-        src.close()
+    where = {t.name: t for t in src.tensors}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            t = where.get(name)
+            if t is None or tuple(t.info.shape) != tuple(p.shape):
+                return False
+            p.copy_(src.file(t.shard).tensor(t.name))
     return True
 
 
 def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | None:
     """The model in eval mode, float32, or None when it is not one these modules implement exactly."""
     archs = config.get("architectures") or []
-    cfg: Config | None
     if causal and archs == ["LlamaForCausalLM"] and config.get("model_type") == "llama":
         cfg = _llama_config(config)
-        if cfg is None:
-            return None
-        with torch.device("meta"):  # no random initialisation of weights about to be overwritten
-            model: nn.Module = LlamaForCausalLM(cfg)
     elif not causal and archs == ["BertModel"] and config.get("model_type") == "bert":
         cfg = _bert_config(config)
-        if cfg is None:
-            return None
-        pooler = _has_pooler(model_dir)
-        with torch.device("meta"):
-            model = BertModel(cfg, pooler)
     else:
         return None
-    model = model.to_empty(device="cpu")
-    if isinstance(model, LlamaForCausalLM) and model.config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight  # one tensor, as in transformers (none in the file)
-    if not _fill(model, model_dir):
+    if cfg is None:
         return None
-    return model.eval()
-
-
-def _has_pooler(model_dir: Path) -> bool:
-    from ..source import ModelSource
-
-    src = ModelSource(model_dir)
+    src = ModelSource(model_dir)  # one strict read of the headers: which tensors there are, then their values
     try:
-        return any(t.name == "pooler.dense.weight" for t in src.tensors)
+        model: nn.Module
+        with torch.device("meta"):  # no random initialisation of weights about to be overwritten
+            if causal:
+                model = LlamaForCausalLM(cfg)
+            else:
+                model = BertModel(cfg, pooler=any(t.name == "pooler.dense.weight" for t in src.tensors))
+        model = model.to_empty(device="cpu")
+        if isinstance(model, LlamaForCausalLM) and cfg.tie_word_embeddings:
+            model.lm_head.weight = model.model.embed_tokens.weight  # one tensor, as in transformers (none in the file)
+        return model.eval() if _fill(model, src) else None
     finally:
         src.close()

@@ -15,6 +15,7 @@ import torch
 from ..core.fsutil import inside, is_safe_relative, open_regular
 from ..errors import InvalidInput, UcAttestError, UsageError
 from ..signing.trust import Trust
+from ..source import is_causal
 from ..verify.anchor import Anchor
 from .kernels import Mode
 
@@ -248,11 +249,10 @@ def _refuse_early_if_not_causal(pack_dir: Path) -> None:
     except (OSError, ValueError, UcAttestError):
         return  # unreadable here: the verified load says what is wrong
     archs = config.get("architectures") if isinstance(config, dict) else None
-    if not isinstance(archs, list) or not archs or config.get("is_decoder") is True:
+    if not isinstance(archs, list) or not archs or config.get("is_decoder") is True or is_causal(config):
         return
-    names = [a for a in archs if isinstance(a, str)]
-    if names and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in names):
-        raise UsageError(f"{pack_dir}: its config names {', '.join(names)}, not a causal language model (use embed)")
+    names = ", ".join(str(a) for a in archs)
+    raise UsageError(f"{pack_dir}: its config names {names}, not a causal language model (use embed)")
 
 
 def embed(
