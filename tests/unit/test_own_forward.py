@@ -241,3 +241,30 @@ def test_the_own_llama_samples_in_bfloat16(tmp_path: Path) -> None:
     tokens = collect.sample_sequences(model.to(torch.bfloat16), 3, 9, 1.0, 7)
     again = collect.sample_sequences(model, 3, 9, 1.0, 7)
     assert tokens.shape == (3, 9) and torch.equal(tokens, again)  # deterministic on this machine
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"num_attention_heads": 0}, {"num_attention_heads": "4"}, {"hidden_size": True}, {"intermediate_size": -96},
+     {"vocab_size": 96.0}, {"num_hidden_layers": 10**9}, {"vocab_size": 10**12}, {"num_key_value_heads": 0},
+     {"head_dim": 3}, {"rms_norm_eps": "1e-6"}, {"rms_norm_eps": 0}, {"rope_parameters": {"rope_type": "default", "rope_theta": float("nan")}},
+     {"rope_parameters": {"rope_type": "default", "rope_theta": "1e4"}}, {"vocab_size": 97}],
+)  # fmt: skip
+def test_a_hostile_or_inconsistent_llama_config_goes_to_transformers_without_building_anything(
+    tmp_path: Path, edit: dict[str, Any]
+) -> None:
+    """config.json is the model directory's text: sizes of the wrong type, zero, negative, absurd or that disagree
+    with the tensors make build() answer None (transformers then says what is wrong) — no crash, no allocation of
+    what the config claims (checked on the meta model), no billion modules."""
+    root = _llama(tmp_path)
+    assert build(root, {**_config(root), **edit}, causal=True) is None
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"num_attention_heads": 0}, {"max_position_embeddings": "512"}, {"type_vocab_size": 10**12},
+     {"layer_norm_eps": None, "hidden_size": 47}, {"layer_norm_eps": 2.0}],
+)  # fmt: skip
+def test_a_hostile_or_inconsistent_bert_config_goes_to_transformers(tmp_path: Path, edit: dict[str, Any]) -> None:
+    root = _bert(tmp_path)
+    assert build(root, {**_config(root), **edit}, causal=False) is None

@@ -256,8 +256,33 @@ class LlamaForCausalLM(nn.Module):
         return Output(logits=self.lm_head(self.model.norm(x)), past_key_values=cache)
 
 
+#: Fields each config must give as positive integers (the shapes); anything else is left to transformers.
+LLAMA_SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+BERT_SIZES = (*LLAMA_SIZES, "max_position_embeddings", "type_vocab_size")
+MAX_SIZE, MAX_LAYERS = 1 << 31, 4096
+
+
+def _sizes_ok(cfg: Config, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> bool:
+    """Every size a positive int (not a bool, a float or a string), the optional ones too where given."""
+
+    def ok(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIZE
+
+    if not (isinstance(cfg.num_hidden_layers, int) and cfg.num_hidden_layers <= MAX_LAYERS):
+        return False  # modules are built before the shapes are compared: their number is bounded first
+    return all(ok(getattr(cfg, n)) for n in names) and all(
+        getattr(cfg, n) is None or ok(getattr(cfg, n)) for n in optional
+    )
+
+
+def _eps_ok(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
 def _llama_config(raw: dict[str, Any]) -> Config | None:
     cfg = Config(raw, LLAMA_DEFAULTS)
+    if not _sizes_ok(cfg, LLAMA_SIZES, ("num_key_value_heads", "head_dim")) or not _eps_ok(cfg.rms_norm_eps):
+        return None
     rope = cfg.rope_parameters if isinstance(cfg.rope_parameters, dict) else {}
     if (
         cfg.rope_scaling
@@ -267,7 +292,10 @@ def _llama_config(raw: dict[str, Any]) -> Config | None:
         return None
     if cfg.hidden_act != "silu" or cfg.attention_bias or cfg.mlp_bias or cfg.pretraining_tp != 1:
         return None
-    cfg.theta = float(rope.get("rope_theta", cfg.rope_theta))
+    theta = rope.get("rope_theta", cfg.rope_theta)
+    if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 1.0 < theta < 1e12:
+        return None
+    cfg.theta = float(theta)
     cfg.kv = int(cfg.num_key_value_heads or cfg.num_attention_heads)
     cfg.hd = int(cfg.head_dim or cfg.hidden_size // cfg.num_attention_heads)
     if cfg.num_attention_heads % cfg.kv or cfg.hd % 2:
@@ -392,6 +420,8 @@ class BertModel(nn.Module):
 
 def _bert_config(raw: dict[str, Any]) -> Config | None:
     cfg = Config(raw, BERT_DEFAULTS)
+    if not _sizes_ok(cfg, BERT_SIZES) or not _eps_ok(cfg.layer_norm_eps):
+        return None
     if cfg.hidden_act != "gelu" or cfg.position_embedding_type != "absolute" or cfg.is_decoder:
         return None
     if cfg.add_cross_attention or cfg.hidden_size % cfg.num_attention_heads:
@@ -404,6 +434,15 @@ OWN_MODELS = (LlamaForCausalLM, BertModel)
 
 
 # -- loading --------------------------------------------------------------------------------------------------------
+
+
+def _shapes_match(model: nn.Module, src: ModelSource) -> bool:
+    """Every parameter has a tensor of its name and shape in the model directory (a tied head: its embedding's)."""
+    shapes = {t.name: tuple(t.info.shape) for t in src.tensors}
+    tied = (
+        {"lm_head.weight": "model.embed_tokens.weight"} if getattr(model.config, "tie_word_embeddings", False) else {}
+    )
+    return all(shapes.get(tied.get(n, n)) == tuple(p.shape) for n, p in model.named_parameters())
 
 
 def _fill(model: nn.Module, src: ModelSource) -> bool:
@@ -438,6 +477,8 @@ def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | 
                 model = LlamaForCausalLM(cfg)
             else:
                 model = BertModel(cfg, pooler=any(t.name == "pooler.dense.weight" for t in src.tensors))
+        if not _shapes_match(model, src):  # checked on the meta model: a config's sizes never allocate memory
+            return None
         model = model.to_empty(device="cpu")
         if isinstance(model, LlamaForCausalLM) and cfg.tie_word_embeddings:
             model.lm_head.weight = model.model.embed_tokens.weight  # one tensor, as in transformers (none in the file)
