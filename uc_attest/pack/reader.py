@@ -244,8 +244,9 @@ class Pack:
             per = max(1, BLOCK_BYTES // (cols * 4 * g)) * g  # a multiple of every part's rows per group
             for r0 in range(0, rows, per):
                 r1 = min(rows, r0 + per)
-                out = decode_parts_rows(codes_all, scales, zeros, enc.exponent, enc.dtype, enc.bits, parts,
-                                        enc.sign_key, r0, r1)  # fmt: skip
+                out = decode_parts_rows(
+                    codes_all, scales, zeros, enc.exponent, enc.dtype, enc.bits, parts, enc.sign_key, r0, r1
+                )
                 yield out.reshape(-1).view(np.uint8).data
             return
         block = max(1, BLOCK_BYTES // (g * 4))
@@ -253,8 +254,19 @@ class Pack:
             b1 = min(groups, b0 + block)
             codes = np.frombuffer(f.pread(pt.name + SUFFIXES[0], b0 * code_bytes, (b1 - b0) * code_bytes), np.uint8)
             count = min(enc.n, b1 * g) - b0 * g
-            out = decode_rows(codes, scales[None, b0:b1], zeros[None, b0:b1], enc.exponent, count, enc.dtype, enc.bits,
-                              g, enc.sign_key, b0, sign_period=enc.sign_period)  # fmt: skip
+            out = decode_rows(
+                codes,
+                scales[None, b0:b1],
+                zeros[None, b0:b1],
+                enc.exponent,
+                count,
+                enc.dtype,
+                enc.bits,
+                g,
+                enc.sign_key,
+                b0,
+                sign_period=enc.sign_period,
+            )
             yield out.reshape(-1).view(np.uint8).data
 
     def moments_bytes(self, name: str) -> bytes | None:

@@ -222,8 +222,20 @@ def decode_part_rows(
     g0, g1 = e0 // g, -(-e1 // g)
     a, b = part.first_group + g0, part.first_group + g1
     count = min(part.n, g1 * g) - g0 * g
-    flat = decode_rows(codes[a * step : b * step], scales[None, a:b], zeros[None, a:b], exponent, count, dtype, bits,
-                       g, sign_key, g0, sign_period=part.period, native=native)  # fmt: skip
+    flat = decode_rows(
+        codes[a * step : b * step],
+        scales[None, a:b],
+        zeros[None, a:b],
+        exponent,
+        count,
+        dtype,
+        bits,
+        g,
+        sign_key,
+        g0,
+        sign_period=part.period,
+        native=native,
+    )
     return flat.reshape(-1)[e0 - g0 * g : e1 - g0 * g].reshape(r1 - r0, part.cols)
 
 

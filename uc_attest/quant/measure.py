@@ -77,8 +77,19 @@ def decode_tensor(name: str, q: QuantizedTensor, group_size: int) -> npt.NDArray
     def run(g0: int) -> None:
         g1 = min(n_groups, g0 + per)
         count = min(n, g1 * group_size) - g0 * group_size
-        block = decode_rows(codes[g0 * step : g1 * step], scales[None, g0:g1], zeros[None, g0:g1], q.exponent, count,
-                            q.dtype, q.bits, group_size, key, g0, sign_period=q.sign_period)  # fmt: skip
+        block = decode_rows(
+            codes[g0 * step : g1 * step],
+            scales[None, g0:g1],
+            zeros[None, g0:g1],
+            q.exponent,
+            count,
+            q.dtype,
+            q.bits,
+            group_size,
+            key,
+            g0,
+            sign_period=q.sign_period,
+        )
         out[g0 * group_size * elem : (g0 * group_size + count) * elem] = block.reshape(-1).view(np.uint8)
 
     list(pool().map(run, range(0, n_groups, per)))

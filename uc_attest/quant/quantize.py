@@ -169,8 +169,9 @@ def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.T
         parts = (Part(0, n, 1, group_size, q.sign_period, 0, 0),)
         rows = 1
     key = sign_key(name) if q.rotated else None
-    out = decode_parts_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.dtype, q.bits, parts,
-                            key, 0, rows)  # fmt: skip
+    out = decode_parts_rows(
+        q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.dtype, q.bits, parts, key, 0, rows
+    )
     return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
 
 

@@ -82,8 +82,9 @@ def reconstruct_parts_into(
         step = p.group * bits // 8
         a, b = p.first_group, p.first_group + p.groups
         piece = torch.empty((p.rows, p.cols), dtype=out.dtype, device=out.device)
-        reconstruct_into(piece, codes[a * step : b * step], scales[a:b], zeros[a:b], exponent, bits, p.group,
-                         sign_key, p.period)  # fmt: skip
+        reconstruct_into(
+            piece, codes[a * step : b * step], scales[a:b], zeros[a:b], exponent, bits, p.group, sign_key, p.period
+        )
         rows[:, p.col0 : p.col0 + p.cols].copy_(piece)
     return out
 

@@ -109,8 +109,9 @@ def layer_mode(mode: Mode, weight: Any) -> tuple[Mode, str | None]:
         rec = weight.record
         if weight.parts:
             main = weight.parts[0]
-            why = fast_unsupported(torch.Size((main.rows, main.cols)), rec.group_size, weight.key is not None,
-                                   main.period)  # fmt: skip
+            why = fast_unsupported(
+                torch.Size((main.rows, main.cols)), rec.group_size, weight.key is not None, main.period
+            )
         else:
             why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period)
         if why is not None:
