@@ -326,7 +326,7 @@ def test_a_validation_names_its_runtime_and_the_gate_can_require_the_deployment_
         return g.returncode, detail
 
     rc, detail = gate(match, fast, "--runtime", "fast")
-    assert rc == 0 and "fast uc-serve/1" in detail, detail
+    assert rc == 0 and "fast uc-serve/2" in detail, detail
     rc, detail = gate(match, fast, "--runtime", "exact")
     assert rc == 1 and "measured on uc-attest" in detail and "fast" in detail and "exact" in detail, detail
     rc, detail = gate(match, fast)

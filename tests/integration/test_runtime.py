@@ -333,7 +333,7 @@ def test_cli_generate_streams_and_names_its_runtime(llama: dict[str, Path]) -> N
             "--mode", "exact", "--threads", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.split()) == 5  # the new ids, as they came
-    assert "first after" in r.stderr and "exact uc-serve/1" in r.stderr and "1 threads" in r.stderr, r.stderr
+    assert "first after" in r.stderr and "exact uc-serve/2" in r.stderr and "1 threads" in r.stderr, r.stderr
     bad = cli("generate", llama["pack"], "--prompt-ids", "1", "--manifest", llama["kept"], "--mode", "turbo")
     assert bad.returncode == 2 and "mode must be one of" in bad.stderr and "Traceback" not in bad.stderr
     cached = cli("generate", llama["pack"], "--prompt-ids", "1", "--manifest", llama["kept"], "--mode", "fast",

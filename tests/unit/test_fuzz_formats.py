@@ -635,7 +635,7 @@ VALIDATION_DOC: dict[str, Any] = {
     "subject": [{"name": "uc-attest:reconstruction", "digest": {"sha256": "1" * 64}}],
     "predicateType": "https://github.com/uc-attest/uc-attest/validation/v1",
     "predicate": {"manifestRoot": "sha256:" + "1" * 64, "evaluationSet": "e", "metrics": {"m": 1.0},
-                  "runtime": {"kind": "uc-attest", "mode": "fast", "kernel": "uc-serve/1", "isa": "avx512",
+                  "runtime": {"kind": "uc-attest", "mode": "fast", "kernel": "uc-serve/2", "isa": "avx512",
                               "version": "0.1.0"}},
 }  # fmt: skip
 

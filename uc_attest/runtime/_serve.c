@@ -6,11 +6,12 @@
  *        depend on the thread count, the ISA path or the batch (every output is computed the same way alone).
  * fast   the rotation moves to the activations (uc-rht-ldlq/1 shares its signs across rows: W's group holds
  *        D H (q - z) s, so x . w = s (q - z) . H (D x)): per token and group the activation slice is sign-flipped,
- *        Walsh-Hadamard transformed and quantized to int8 with its scale a and sum S; then per row and group one
- *        integer dot product straight from the packed codes (AVX-512 VNNI on codes unpacked in registers, or the
- *        portable loop) and one fp32 step: y += (s 2^c) a (q . x8 - z S). Deterministic for every thread count,
- *        ISA and batch (integers, then the same fp32 steps in the same order); not equal to F.linear on the
- *        reconstruction (docs/runtime.md says by how much).
+ *        Walsh-Hadamard transformed and quantized to 15-bit integers c = 128 h + l (h, l int8: two planes) with
+ *        its scale a and sum S; then per row and group one integer dot product straight from the packed codes
+ *        (AVX-512 VNNI: 128 (q . h) + q . l on codes unpacked in registers, or the portable loop) and one fp32
+ *        step: y += (s 2^c) a (q . c - z S). Deterministic for every thread count, ISA and batch (integers, then
+ *        the same fp32 steps in the same order); not equal to F.linear on the reconstruction (docs/runtime.md says
+ *        by how much).
  * Work is split by output rows over OpenMP threads (run_parts), as many as the caller says (the process's thread
  * budget), never over K. Compiled with -ffp-contract=off -fno-fast-math like the decoder.
  */
@@ -25,7 +26,13 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define UC_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
+#endif
+#if defined(UC_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define UC_AMX 1  /* AMX tiles need the kernel's permission (arch_prctl), asked for on Linux */
 #endif
 
 #include "../quant/_exact.h"
@@ -385,9 +392,24 @@ T_SERVE512 static int exact_rows_avx512(exact_job_t *job, Py_ssize_t r0, Py_ssiz
 
 /* ---------------------------------------------------------------- fast: int8 activations */
 
+/* Activations are quantized to C_MAX = 127 * 128 levels each side: c = round(t / a), a = max|t| / C_MAX, kept as
+ * two int8 planes h = (c + 64) >> 7 (in -127..127) and l = c - 128 h (in -64..63), because VNNI multiplies bytes.
+ * Every integer sum (q . c, z S and d = (q - z) . c, partial sums included) is at most (2^bits - 1) C_MAX g in
+ * magnitude: fast takes a weight only where that stays below 2^31 (fast_fits). */
+#define C_MAX 16256
+
+static int fast_fits(int bits, int g) { return (double)((1 << bits) - 1) * C_MAX * g < 2147483648.0; }
+
+static inline void split_c(int32_t c, int8_t *hi, int8_t *lo) {
+    const int32_t h = (c + 64) >> 7;  /* arithmetic shift: floor */
+    *hi = (int8_t)h;
+    *lo = (int8_t)(c - 128 * h);
+}
+
 /* One activation row: per group, the signs, the Walsh-Hadamard transform (binary32, butterflies h = 1, 2, ...),
- * then int8 with scale a = max|x'| / 127 (round to nearest even) and the sum of the int8 values. A group holding a
- * NaN or an infinity gets a = NaN (and zeros): the outputs it feeds are NaN, as the exact product's would be. */
+ * then c = round(t / a) (to nearest even) with a = max|t| / C_MAX, split into the planes x8[0..k) (h) and
+ * x8[k..2k) (l), and the sum of the c. A group holding a NaN or an infinity gets a = NaN (and zeros): the outputs
+ * it feeds are NaN, as the exact product's would be. */
 static void quantize_row(const float *x, Py_ssize_t k, int g, int rotated, uint64_t key, uint64_t period, int8_t *x8,
                          float *scale, int32_t *sum) {
     float t[MAX_GROUP];
@@ -413,12 +435,12 @@ static void quantize_row(const float *x, Py_ssize_t k, int g, int rotated, uint6
             if (!(f <= FLT_MAX)) bad = 1;  /* NaN or infinity */
             else if (f > amax) amax = f;
         }
-        const float a = bad ? NAN : amax / 127.0f;
+        const float a = bad ? NAN : amax / (float)C_MAX;
         int32_t s = 0;
         for (int j = 0; j < g; j++) {
             float q = !bad && a > 0.0f ? nearbyintf(t[j] / a) : 0.0f;
-            q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-            x8[b * g + j] = (int8_t)q;
+            q = q > (float)C_MAX ? (float)C_MAX : (q < -(float)C_MAX ? -(float)C_MAX : q);
+            split_c((int32_t)q, &x8[b * g + j], &x8[k + b * g + j]);
             s += (int32_t)q;
         }
         scale[b] = a;
@@ -471,19 +493,24 @@ T_SERVE512 static void quantize_row_avx512(const float *x, Py_ssize_t k, int g, 
             amax = _mm512_max_ps(amax, f);
         }
         const float am = _mm512_reduce_max_ps(amax);
-        const float a = bad ? NAN : am / 127.0f;
+        const float a = bad ? NAN : am / (float)C_MAX;
         __m512i s = _mm512_setzero_si512();
         if (!bad && a > 0.0f) {
-            const __m512 av = _mm512_set1_ps(a), lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+            const __m512 av = _mm512_set1_ps(a), lim = _mm512_set1_ps((float)C_MAX), nlim = _mm512_set1_ps(-(float)C_MAX);
+            const __m512i half = _mm512_set1_epi32(64);
             for (int j = 0; j < g; j += 16) {
                 __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_load_ps(t + j), av),
                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                 const __m512i qi = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(q, lim), nlim));
-                _mm_storeu_si128((__m128i *)(x8 + b * g + j), _mm512_cvtepi32_epi8(qi));
+                const __m512i hi = _mm512_srai_epi32(_mm512_add_epi32(qi, half), 7);
+                const __m512i lo = _mm512_sub_epi32(qi, _mm512_slli_epi32(hi, 7));
+                _mm_storeu_si128((__m128i *)(x8 + b * g + j), _mm512_cvtepi32_epi8(hi));
+                _mm_storeu_si128((__m128i *)(x8 + k + b * g + j), _mm512_cvtepi32_epi8(lo));
                 s = _mm512_add_epi32(s, qi);
             }
         } else {
             memset(x8 + b * g, 0, (size_t)g);
+            memset(x8 + k + b * g, 0, (size_t)g);
         }
         scale[b] = a;
         sum[b] = _mm512_reduce_add_epi32(s);
@@ -509,24 +536,26 @@ static void quantize_part(void *arg, int part, int parts) {  /* tokens split acr
     for (Py_ssize_t i = i0; i < i1; i++) {
 #ifdef UC_X86
         if (q->isa == ISA_AVX512 && q->g % 16 == 0) {
-            quantize_row_avx512(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + i * q->k,
+            quantize_row_avx512(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + 2 * i * q->k,
                                 q->scale + i * gpr, q->sum + i * gpr);
             continue;
         }
 #endif
-        quantize_row(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + i * q->k, q->scale + i * gpr,
-                     q->sum + i * gpr);
+        quantize_row(q->x + i * q->k, q->k, q->g, q->rotated, q->key, q->period, q->x8 + 2 * i * q->k,
+                     q->scale + i * gpr, q->sum + i * gpr);
     }
 }
 
-/* The integer dot product of one group's packed codes (unsigned, `bits` each) with g int8 activations. */
-static inline int32_t dot_codes_scalar(const uint8_t *cp, int g, int bits, const int8_t *x8) {
+/* The integer dot product of one group's packed codes (unsigned, `bits` each) with g activations c = 128 h + l
+ * (h at x8, l at x8 + k). */
+static inline int32_t dot_codes_scalar(const uint8_t *cp, int g, int bits, const int8_t *x8, Py_ssize_t k) {
     const uint64_t mask = (1u << bits) - 1u;
     int32_t d = 0;
     for (int c8 = 0; c8 < g; c8 += 8, cp += bits) {
         uint64_t word = 0;
         memcpy(&word, cp, (size_t)bits);
-        for (int j = 0; j < 8; j++) d += (int32_t)((word >> (bits * j)) & mask) * (int32_t)x8[c8 + j];
+        for (int j = 0; j < 8; j++)
+            d += (int32_t)((word >> (bits * j)) & mask) * (128 * (int32_t)x8[c8 + j] + (int32_t)x8[k + c8 + j]);
     }
     return d;
 }
@@ -534,7 +563,8 @@ static inline int32_t dot_codes_scalar(const uint8_t *cp, int g, int bits, const
 
 typedef struct {
     const weight_t *w;
-    const int8_t *x8;      /* m x k */
+    const int8_t *x8;      /* m x 2k: per token the h plane, then the l plane */
+    const int8_t *xt;      /* the planes as AMX B tiles (amx_pack_acts), or NULL: not on the AMX path */
     const float *scale;    /* m x k/g */
     const int32_t *sum;    /* m x k/g */
     float *y;              /* m x n_rows */
@@ -564,10 +594,14 @@ T_SERVE512 static void fast_rows_avx512(const fast_job_t *job, Py_ssize_t r0, Py
             const float s = f16_to_f32(w->scales[gi]) * pow2;
             const int32_t z = w->zeros[gi];
             for (Py_ssize_t i = 0; i < job->m; i++) {
-                const int8_t *xv = job->x8 + i * k + b * g;
-                __m512i acc = _mm512_setzero_si512();
-                for (int v = 0; v < g / 64; v++) acc = _mm512_dpbusd_epi32(acc, q[v], _mm512_loadu_si512(xv + 64 * v));
-                const int32_t d = _mm512_reduce_add_epi32(acc) - z * job->sum[i * gpr + b];
+                const int8_t *xv = job->x8 + 2 * i * k + b * g;
+                __m512i hi = _mm512_setzero_si512(), lo = hi;
+                for (int v = 0; v < g / 64; v++) {
+                    hi = _mm512_dpbusd_epi32(hi, q[v], _mm512_loadu_si512(xv + 64 * v));
+                    lo = _mm512_dpbusd_epi32(lo, q[v], _mm512_loadu_si512(xv + k + 64 * v));
+                }
+                const int32_t d = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo)) -
+                                  z * job->sum[i * gpr + b];
                 float *y = &job->y[i * w->n_rows + r];
                 *y = *y + (s * job->scale[i * gpr + b]) * (float)d;
             }
@@ -637,7 +671,7 @@ T_SERVE512 static void fast_rows_gemv(const fast_job_t *job, Py_ssize_t r0, Py_s
     const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
     const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
     const __m512 pow2 = _mm512_set1_ps(w->p.pow2);
-    const int8_t *x8 = job->x8 + i * k;
+    const int8_t *x8 = job->x8 + 2 * i * k;
     const float *xa = job->scale + i * gpr;
     const int32_t *xs = job->sum + i * gpr;
     for (Py_ssize_t r = r0; r < r1; r++) {
@@ -650,17 +684,19 @@ T_SERVE512 static void fast_rows_gemv(const fast_job_t *job, Py_ssize_t r0, Py_s
             const __mmask16 lanes = (__mmask16)((1u << n) - 1u);
             __m512i acc[16];
             for (int j = 0; j < 16; j++) {
-                __m512i a = _mm512_setzero_si512();
+                __m512i hi = _mm512_setzero_si512(), lo = hi;
                 if (j < n) {
                     const uint8_t *cp = codes + (b0 + j) * group_bytes;
                     const int8_t *xv = x8 + (b0 + j) * g;
                     _mm_prefetch((const char *)cp + PREFETCH, _MM_HINT_T0);  /* stays inside the codes: a hint only */
                     _mm_prefetch((const char *)cp + PREFETCH + 64, _MM_HINT_T0);
-                    for (int v = 0; v < g / 64; v++)
-                        a = _mm512_dpbusd_epi32(a, unpack64(cp + v * 8 * bits, bits, perm, shift, mask),
-                                                _mm512_loadu_si512(xv + 64 * v));
+                    for (int v = 0; v < g / 64; v++) {
+                        const __m512i qv = unpack64(cp + v * 8 * bits, bits, perm, shift, mask);
+                        hi = _mm512_dpbusd_epi32(hi, qv, _mm512_loadu_si512(xv + 64 * v));
+                        lo = _mm512_dpbusd_epi32(lo, qv, _mm512_loadu_si512(xv + k + 64 * v));
+                    }
                 }
-                acc[j] = a;
+                acc[j] = _mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo);
             }
             const __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, scales + b0)), pow2);
             const __m512i z = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, zeros + b0));
@@ -696,17 +732,22 @@ T_SERVE512 static void fast_block_gemm(const fast_job_t *job, Py_ssize_t rb, flo
         __m512i z;
         block_params(w, rb, gpr, b, &s, &z);
         Py_ssize_t i = 0;
+        const Py_ssize_t xs = k / 2;  /* one token's int32 words (both planes); its l plane k / 4 words on */
         for (; i + 4 <= m; i += 4) {
-            const int32_t *x0 = (const int32_t *)(job->x8 + i * k + b * g);
-            const Py_ssize_t xs = k / 4;  /* one token's int32 words */
-            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+            const int32_t *x0 = (const int32_t *)(job->x8 + 2 * i * k + b * g), *l0 = x0 + k / 4;
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             for (int c = 0; c < g / 4; c++) {
                 a0 = _mm512_dpbusd_epi32(a0, wt[c], _mm512_set1_epi32(x0[c]));
                 a1 = _mm512_dpbusd_epi32(a1, wt[c], _mm512_set1_epi32(x0[xs + c]));
                 a2 = _mm512_dpbusd_epi32(a2, wt[c], _mm512_set1_epi32(x0[2 * xs + c]));
                 a3 = _mm512_dpbusd_epi32(a3, wt[c], _mm512_set1_epi32(x0[3 * xs + c]));
+                b0 = _mm512_dpbusd_epi32(b0, wt[c], _mm512_set1_epi32(l0[c]));
+                b1 = _mm512_dpbusd_epi32(b1, wt[c], _mm512_set1_epi32(l0[xs + c]));
+                b2 = _mm512_dpbusd_epi32(b2, wt[c], _mm512_set1_epi32(l0[2 * xs + c]));
+                b3 = _mm512_dpbusd_epi32(b3, wt[c], _mm512_set1_epi32(l0[3 * xs + c]));
             }
-            __m512i acc[4] = {a0, a1, a2, a3};
+            __m512i acc[4] = {_mm512_add_epi32(_mm512_slli_epi32(a0, 7), b0), _mm512_add_epi32(_mm512_slli_epi32(a1, 7), b1),
+                              _mm512_add_epi32(_mm512_slli_epi32(a2, 7), b2), _mm512_add_epi32(_mm512_slli_epi32(a3, 7), b3)};
             for (int t = 0; t < 4; t++) {
                 const Py_ssize_t it = i + t;
                 __m512i d = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(z, _mm512_set1_epi32(job->sum[it * gpr + b])));
@@ -717,10 +758,14 @@ T_SERVE512 static void fast_block_gemm(const fast_job_t *job, Py_ssize_t rb, flo
             }
         }
         for (; i < m; i++) {
-            const int32_t *x0 = (const int32_t *)(job->x8 + i * k + b * g);
-            __m512i a0 = _mm512_setzero_si512();
-            for (int c = 0; c < g / 4; c++) a0 = _mm512_dpbusd_epi32(a0, wt[c], _mm512_set1_epi32(x0[c]));
-            __m512i d = _mm512_sub_epi32(a0, _mm512_mullo_epi32(z, _mm512_set1_epi32(job->sum[i * gpr + b])));
+            const int32_t *x0 = (const int32_t *)(job->x8 + 2 * i * k + b * g), *l0 = x0 + k / 4;
+            __m512i a0 = _mm512_setzero_si512(), b0 = a0;
+            for (int c = 0; c < g / 4; c++) {
+                a0 = _mm512_dpbusd_epi32(a0, wt[c], _mm512_set1_epi32(x0[c]));
+                b0 = _mm512_dpbusd_epi32(b0, wt[c], _mm512_set1_epi32(l0[c]));
+            }
+            __m512i d = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(a0, 7), b0),
+                                         _mm512_mullo_epi32(z, _mm512_set1_epi32(job->sum[i * gpr + b])));
             __m512 yv = _mm512_loadu_ps(ybuf + 16 * i);
             yv = _mm512_add_ps(yv, _mm512_mul_ps(_mm512_mul_ps(s, _mm512_set1_ps(job->scale[i * gpr + b])),
                                                  _mm512_cvtepi32_ps(d)));
@@ -730,13 +775,140 @@ T_SERVE512 static void fast_block_gemm(const fast_job_t *job, Py_ssize_t rb, flo
     for (Py_ssize_t i = 0; i < m; i++) memcpy(job->y + i * w->n_rows + rb, ybuf + 16 * i, 16 * sizeof(float));
 }
 
-/* Rows r0..r1 on AVX-512: blocks of 16 rows (gemv for fewer than 4 tokens, gemm otherwise), the rest row by row.
- * Returns 0 when a buffer cannot be allocated. */
+#ifdef UC_AMX
+/* Batches on AMX (TDPBUSD: a 16 x 64 tile of unsigned bytes times a 64 x 16 tile of signed bytes, int32 sums):
+ * the same integers as every path, so the same outputs. A = 16 rows' codes of one 64-wide chunk of a group,
+ * unpacked once and used for every block of 16 tokens; B = 16 tokens' activations of that chunk, one tile per plane,
+ * 4 consecutive values of a token side by side (amx_pack_acts, once per call); C = 16 rows x 16 tokens, one tile
+ * per plane, started at zero per group. Then per row and group, in lanes over tokens: d = 128 C_h + C_l - z S and
+ * y = y + (s a) d, group after group: what the scalar path computes. */
+#define T_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,f16c")))
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg_t;
+
+static int amx_on = 0;  /* the batched path uses AMX (set_isa "amx"); everything else runs as on avx512 */
+
+static int amx_supported(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return 0;  /* TILE, INT8 */
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+
+/* Token block tb, group b, chunk v, plane p -> 16 x 64 bytes: row j holds, for tokens n = 0..15, values
+ * 4j..4j+3 of the chunk (tokens past m are zeros). Layout: [tb][b * g / 64 + v][p][16][64]. */
+static void amx_pack_acts(const int8_t *x8, Py_ssize_t m, Py_ssize_t k, int8_t *xt) {
+    const Py_ssize_t chunks = k / 64;
+    for (Py_ssize_t tb = 0; tb * 16 < m; tb++)
+        for (Py_ssize_t c = 0; c < chunks; c++)
+            for (int p = 0; p < 2; p++) {
+                int8_t *t = xt + ((tb * chunks + c) * 2 + p) * 1024;
+                for (int n = 0; n < 16; n++) {
+                    const Py_ssize_t i = tb * 16 + n;
+                    for (int j = 0; j < 16; j++) {
+                        if (i < m) memcpy(t + j * 64 + 4 * n, x8 + 2 * i * k + p * k + c * 64 + 4 * j, 4);
+                        else memset(t + j * 64 + 4 * n, 0, 4);
+                    }
+                }
+            }
+}
+
+/* Rows rb..rb+15 for every token on AMX. ybuf: 16 x (m rounded up to 16) floats, row-major. */
+T_AMX static void fast_block_amx(const fast_job_t *job, Py_ssize_t rb, float *ybuf) {
+    const weight_t *w = job->w;
+    const int g = w->p.group, bits = w->p.bits, cpg = g / 64;
+    const Py_ssize_t k = w->k, gpr = k / g, group_bytes = (Py_ssize_t)g * bits / 8, m = job->m;
+    const Py_ssize_t mp = (m + 15) / 16 * 16, chunks = k / 64;
+    const __m512i perm = _mm512_loadu_si512(perm64[bits]), shift = _mm512_loadu_si512(shift64[bits]);
+    const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+    _Alignas(64) uint8_t a[MAX_GROUP / 64][16][64];
+    _Alignas(64) int32_t ch[16][16], cl[16][16];
+    memset(ybuf, 0, (size_t)(16 * mp) * sizeof(float));
+    for (Py_ssize_t b = 0; b < gpr; b++) {
+        for (int v = 0; v < cpg; v++)
+            for (int r = 0; r < 16; r++)
+                _mm512_store_si512(a[v][r], unpack64(w->codes + ((rb + r) * gpr + b) * group_bytes + v * 8 * bits,
+                                                     bits, perm, shift, mask));
+        __m512 s;
+        __m512i z;
+        block_params(w, rb, gpr, b, &s, &z);
+        _Alignas(64) float sv[16];
+        _Alignas(64) int32_t zv[16];
+        _mm512_store_ps(sv, s);
+        _mm512_store_si512(zv, z);
+        for (Py_ssize_t tb = 0; tb * 16 < m; tb++) {
+            _tile_zero(0);
+            _tile_zero(1);
+            for (int v = 0; v < cpg; v++) {
+                const int8_t *bt = job->xt + ((tb * chunks + b * cpg + v) * 2) * 1024;
+                _tile_loadd(2, a[v], 64);
+                _tile_loadd(3, bt, 64);
+                _tile_loadd(4, bt + 1024, 64);
+                _tile_dpbusd(0, 2, 3);
+                _tile_dpbusd(1, 2, 4);
+            }
+            _tile_stored(0, ch, 64);
+            _tile_stored(1, cl, 64);
+            const Py_ssize_t i0 = tb * 16;
+            _Alignas(64) int32_t st[16];
+            _Alignas(64) float at[16];
+            for (int n = 0; n < 16; n++) {
+                st[n] = i0 + n < m ? job->sum[(i0 + n) * gpr + b] : 0;
+                at[n] = i0 + n < m ? job->scale[(i0 + n) * gpr + b] : 0.0f;
+            }
+            const __m512i sn = _mm512_load_si512(st);
+            const __m512 an = _mm512_load_ps(at);
+            for (int r = 0; r < 16; r++) {
+                const __m512i d = _mm512_sub_epi32(
+                    _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(ch[r]), 7), _mm512_load_si512(cl[r])),
+                    _mm512_mullo_epi32(_mm512_set1_epi32(zv[r]), sn));
+                float *yr = ybuf + r * mp + i0;
+                const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(sv[r]), an), _mm512_cvtepi32_ps(d));
+                _mm512_store_ps(yr, _mm512_add_ps(_mm512_load_ps(yr), t));
+            }
+        }
+    }
+    for (Py_ssize_t i0 = 0; i0 < m; i0 += 16) {  /* 16 x 16 transposed in registers: each token's 16 rows at once */
+        __m512i in[16], out[16];
+        for (int r = 0; r < 16; r++) in[r] = _mm512_load_si512(ybuf + r * mp + i0);
+        transpose16(in, out);
+        for (Py_ssize_t n = 0; n < 16 && i0 + n < m; n++) _mm512_storeu_si512(job->y + (i0 + n) * w->n_rows + rb, out[n]);
+    }
+}
+
+T_AMX static int fast_part_amx(const fast_job_t *job, Py_ssize_t *r, Py_ssize_t r1) {
+    const Py_ssize_t mp = (job->m + 15) / 16 * 16;
+    float *ybuf = aligned_alloc(64, (size_t)(16 * mp) * sizeof(float));
+    if (!ybuf) return 0;
+    tilecfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 5; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    for (; *r + 16 <= r1; *r += 16) fast_block_amx(job, *r, ybuf);
+    _tile_release();
+    free(ybuf);
+    return 1;
+}
+#endif
+
+/* Rows r0..r1 on AVX-512: blocks of 16 rows (gemv for fewer than 4 tokens, gemm otherwise: on AMX tiles where
+ * there are), the rest row by row. Returns 0 when a buffer cannot be allocated. */
 T_SERVE512 static int fast_part_avx512(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1) {
     Py_ssize_t r = r0;
     if (job->m < 4) {
         for (Py_ssize_t i = 0; i < job->m; i++) fast_rows_gemv(job, r0, r1, i);
         return 1;
+#ifdef UC_AMX
+    } else if (job->xt) {
+        if (!fast_part_amx(job, &r, r1)) return 0;
+#endif
     } else {
         float *ybuf = malloc((size_t)job->m * 16 * sizeof(float));
         if (!ybuf) return 0;
@@ -779,11 +951,13 @@ T_AVX2 static void fast_rows_avx2(const fast_job_t *job, Py_ssize_t r0, Py_ssize
             const float s = f16_to_f32(w->scales[gi]) * pow2;
             const int32_t z = w->zeros[gi];
             for (Py_ssize_t i = 0; i < job->m; i++) {
-                const int8_t *xv = job->x8 + i * k + b * g;
+                const int8_t *xv = job->x8 + 2 * i * k + b * g;
                 __m256i acc = _mm256_setzero_si256();
-                for (int v = 0; v < g / 16; v++)
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(q[v], _mm256_cvtepi8_epi16(
-                                                    _mm_loadu_si128((const __m128i *)(xv + 16 * v)))));
+                for (int v = 0; v < g / 16; v++) {  /* c = 128 h + l fits 16 bits; q c summed in pairs fits 32 */
+                    const __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xv + 16 * v)));
+                    const __m256i l = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xv + k + 16 * v)));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(q[v], _mm256_add_epi16(_mm256_slli_epi16(h, 7), l)));
+                }
                 __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
                 h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
                 h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
@@ -808,7 +982,7 @@ static void fast_rows_scalar(const fast_job_t *job, Py_ssize_t r0, Py_ssize_t r1
             const float s = f16_to_f32(w->scales[gi]) * pow2;
             const int32_t z = w->zeros[gi];
             for (Py_ssize_t i = 0; i < job->m; i++) {
-                const int32_t d = dot_codes_scalar(w->codes + gi * group_bytes, g, bits, job->x8 + i * k + b * g) -
+                const int32_t d = dot_codes_scalar(w->codes + gi * group_bytes, g, bits, job->x8 + 2 * i * k + b * g, k) -
                                   z * job->sum[i * gpr + b];
                 float *y = &job->y[i * w->n_rows + r];
                 *y = *y + (s * job->scale[i * gpr + b]) * (float)d;
@@ -950,8 +1124,10 @@ static PyObject *matmul(PyObject *args, int fast) {
     else if (have_b && bias.n != w.n_rows) bad = "bias must hold `rows` values";
     else if (fast && (w.k % w.p.group || (w.p.rotated && w.p.period != (uint64_t)w.k)))
         bad = "rows of whole groups and, when rotated, row-shared signs (the scheme's sign period is the row length)";
+    else if (fast && !fast_fits(w.p.bits, w.p.group))
+        bad = "(2^bits - 1) 16256 group must stay below 2^31 (the integer sums' range)";
     float *xo32 = NULL, *yo32 = NULL, *bo32 = NULL, *x32 = NULL, *b32 = NULL;
-    int8_t *x8 = NULL;
+    int8_t *x8 = NULL, *xt = NULL;
     float *scale = NULL;
     int32_t *sum = NULL;
     int nomem = 0, failed = 0;
@@ -961,18 +1137,25 @@ static PyObject *matmul(PyObject *args, int fast) {
         output_t out = {y.dtype == 0 ? y.b.buf : (yo32 = malloc((size_t)(m * w.n_rows) * sizeof(float))), y.b.buf, y.dtype, b32};
         const Py_ssize_t gpr = w.k / w.p.group;
         if (fast) {
-            x8 = malloc((size_t)(m * w.k));
+            x8 = malloc((size_t)(2 * m * w.k));
             scale = malloc((size_t)(m * gpr) * sizeof(float));
             sum = malloc((size_t)(m * gpr) * sizeof(int32_t));
+#ifdef UC_AMX
+            if (amx_on && isa_current == ISA_AVX512 && m >= 4 && w.p.group % 64 == 0 && w.n_rows >= 16)
+                nomem = !(xt = malloc((size_t)(2 * ((m + 15) / 16 * 16) * w.k)));
+#endif
         }
-        nomem = !x32 || (have_b && !b32) || !out.y || (fast && !(x8 && scale && sum));
+        nomem = nomem || !x32 || (have_b && !b32) || !out.y || (fast && !(x8 && scale && sum));
         if (!nomem) {
             const int parts = threads < w.n_rows ? threads : (int)w.n_rows;
             if (fast) {
-                fast_job_t job = {&w, x8, scale, sum, out.y, m, isa_current, 0, &out};
+                fast_job_t job = {&w, x8, xt, scale, sum, out.y, m, isa_current, 0, &out};
                 quant_job_t qj = {x32, m, w.k, w.p.group, w.p.rotated, isa_current, w.p.key, w.p.period, x8, scale, sum};
                 Py_BEGIN_ALLOW_THREADS
                 run_parts(quantize_part, &qj, threads < m ? threads : (int)m);
+#ifdef UC_AMX
+                if (xt) amx_pack_acts(x8, m, w.k, xt);
+#endif
                 run_parts(fast_part, &job, parts);
                 Py_END_ALLOW_THREADS
                 failed = job.failed;
@@ -989,6 +1172,7 @@ static PyObject *matmul(PyObject *args, int fast) {
     free(yo32);
     free(bo32);
     free(x8);
+    free(xt);
     free(scale);
     free(sum);
     release3(bufs);
@@ -1003,19 +1187,37 @@ static PyObject *matmul(PyObject *args, int fast) {
 static PyObject *matmul_exact(PyObject *self, PyObject *args) { return matmul(args, 0); }
 static PyObject *matmul_fast(PyObject *self, PyObject *args) { return matmul(args, 1); }
 
+#ifdef UC_AMX
+static int amx_available = 0;  /* the CPU has AMX-INT8 and the kernel lets this process use it */
+#endif
+
 static PyObject *set_isa(PyObject *self, PyObject *arg) {
     const char *name = PyUnicode_AsUTF8(arg);
     if (!name) return NULL;
+#ifdef UC_AMX
+    if (!strcmp(name, "amx")) {
+        if (!amx_available) return PyErr_Format(PyExc_ValueError, "set_isa: this CPU (or kernel) lacks amx");
+        isa_current = ISA_AVX512;
+        amx_on = 1;
+        Py_RETURN_NONE;
+    }
+    amx_on = 0;
+#endif
     for (int i = 0; i < 3; i++)
         if (!strcmp(name, isa_names[i])) {
             if (!serve_isa_supported(i)) return PyErr_Format(PyExc_ValueError, "set_isa: this CPU lacks %s", name);
             isa_current = i;
             Py_RETURN_NONE;
         }
-    return PyErr_Format(PyExc_ValueError, "set_isa: %R is not one of scalar, avx2, avx512", arg);
+    return PyErr_Format(PyExc_ValueError, "set_isa: %R is not one of scalar, avx2, avx512, amx", arg);
 }
 
-static PyObject *get_isa(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa_names[isa_current]); }
+static PyObject *get_isa(PyObject *self, PyObject *unused) {
+#ifdef UC_AMX
+    if (amx_on) return PyUnicode_FromString("amx");
+#endif
+    return PyUnicode_FromString(isa_names[isa_current]);
+}
 
 static PyObject *supported_isas(PyObject *self, PyObject *unused) {
     PyObject *out = PyList_New(0);
@@ -1029,13 +1231,24 @@ static PyObject *supported_isas(PyObject *self, PyObject *unused) {
             }
             Py_DECREF(s);
         }
+#ifdef UC_AMX
+    if (out && amx_available) {
+        PyObject *s = PyUnicode_FromString("amx");
+        if (!s || PyList_Append(out, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(s);
+    }
+#endif
     return out;
 }
 
 static PyMethodDef methods[] = {
     {"matmul_exact", matmul_exact, METH_VARARGS, "y = x W^T, W decoded bit for bit, a fixed-order fp32 reduction."},
-    {"matmul_fast", matmul_fast, METH_VARARGS, "y = x W^T from int8 activations and the packed codes."},
-    {"set_isa", set_isa, METH_O, "Force a path: scalar, avx2 or avx512."},
+    {"matmul_fast", matmul_fast, METH_VARARGS, "y = x W^T from 15-bit activations and the packed codes."},
+    {"set_isa", set_isa, METH_O, "Force a path: scalar, avx2, avx512 or amx."},
     {"get_isa", get_isa, METH_NOARGS, "The path in use."},
     {"supported_isas", supported_isas, METH_NOARGS, "The paths this CPU has."},
     {NULL, NULL, 0, NULL}};
@@ -1054,9 +1267,18 @@ PyMODINIT_FUNC PyInit__serve(void) {
             isa_current = i;
             break;
         }
+#ifdef UC_AMX
+    amx_available = isa_current == ISA_AVX512 && amx_supported();
+    amx_on = amx_available;
+#endif
     const char *env = getenv("UC_ATTEST_SERVE_ISA");  /* lower the path for tests; never above what the CPU has */
     if (env)
-        for (int i = 0; i < isa_current; i++)
-            if (!strcmp(env, isa_names[i])) isa_current = i;
+        for (int i = 0; i <= isa_current; i++)
+            if (!strcmp(env, isa_names[i])) {
+                isa_current = i;
+#ifdef UC_AMX
+                amx_on = 0;
+#endif
+            }
     return PyModule_Create(&module);
 }

@@ -29,7 +29,7 @@ try:
 except ImportError:  # a pure-Python install: every layer runs reference
     _native = None
 
-KERNEL = "uc-serve/1"  # bumped whenever a kernel's outputs change
+KERNEL = "uc-serve/2"  # bumped whenever a kernel's outputs change
 
 
 class Mode(enum.Enum):
@@ -92,13 +92,19 @@ def effective_mode(mode: Mode, device: torch.device) -> Mode:
     return mode if _native is not None else Mode.REFERENCE
 
 
-def fast_unsupported(shape: torch.Size, group: int, rotated: bool, period: int) -> str | None:
+#: Levels of the activations each side of zero in ``fast`` (127 * 128: two int8 planes, _serve.c C_MAX).
+C_MAX = 16256
+
+
+def fast_unsupported(shape: torch.Size, group: int, rotated: bool, period: int, bits: int) -> str | None:
     """Why the fused kernel cannot take a weight (None: it can)."""
     k = int(shape[1])
     if k % group:
         return f"rows of {k} weights are not whole groups of {group}"
     if rotated and period != k:
         return "its rotation signs are not shared across rows"
+    if ((1 << bits) - 1) * C_MAX * group >= 2**31:
+        return f"{bits}-bit codes in groups of {group} overflow the kernel's 32-bit integer sums"
     return None
 
 
@@ -110,10 +116,10 @@ def layer_mode(mode: Mode, weight: Any) -> tuple[Mode, str | None]:
         if weight.parts:
             main = weight.parts[0]
             why = fast_unsupported(
-                torch.Size((main.rows, main.cols)), rec.group_size, weight.key is not None, main.period
+                torch.Size((main.rows, main.cols)), rec.group_size, weight.key is not None, main.period, rec.bits
             )
         else:
-            why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period)
+            why = fast_unsupported(weight.shape, rec.group_size, weight.key is not None, weight.sign_period, rec.bits)
         if why is not None:
             return Mode.EXACT, why
     return mode, None
@@ -152,7 +158,9 @@ class NativeWeight:
                 p.col0,
                 p.cols,
                 args(*_components(weight, p), p.rows, p.cols, p.period),
-                fast_unsupported(torch.Size((p.rows, p.cols)), rec.group_size, weight.key is not None, p.period)
+                fast_unsupported(
+                    torch.Size((p.rows, p.cols)), rec.group_size, weight.key is not None, p.period, rec.bits
+                )
                 is None,
             )
             for p in weight.parts
