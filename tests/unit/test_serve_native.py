@@ -319,3 +319,30 @@ def test_out_of_memory_in_a_kernel_names_the_layer(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(kernels, "_native", NoMemory())
     with pytest.raises(OperationalError, match=r"out of memory in layer model\.layers\.3\.mlp\.down_proj\.weight"):
         w.matmul(torch.ones(1, 256), kernels.Mode.FAST, torch.bfloat16)
+
+
+def test_the_best_path_by_default_and_the_environment_lowers_it() -> None:
+    """A fresh process serves on the best path the CPU (and, for amx, the kernel) allows; UC_ATTEST_SERVE_ISA
+    lowers it, never raises it; set_isa refuses a name it does not know or a path the CPU lacks."""
+    import os
+    import subprocess
+    import sys
+
+    have = kernels.supported_isas()
+    code = "from uc_attest.runtime import kernels; print(kernels.isa())"
+
+    def isa_in(env: dict[str, str]) -> str:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, **env})  # fmt: skip
+        return r.stdout.strip()
+
+    assert isa_in({}) == have[-1]
+    assert isa_in({"UC_ATTEST_SERVE_ISA": "scalar"}) == "scalar"
+    assert isa_in({"UC_ATTEST_SERVE_ISA": "no-such-path"}) == have[-1]
+    if "amx" in have:
+        assert isa_in({"UC_ATTEST_SERVE_ISA": "avx512"}) == "avx512"
+    with pytest.raises(ValueError, match="not one of"):
+        kernels.set_isa("sse9")
+    for name in {"avx2", "avx512", "amx"} - set(have):
+        with pytest.raises(ValueError, match="lacks"):
+            kernels.set_isa(name)

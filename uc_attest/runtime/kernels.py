@@ -4,8 +4,9 @@
                (CPU and CUDA; the mode validations and tests compare against).
 ``exact``      the native kernel (``_serve.matmul_exact``): every row decoded bit for bit, then one fixed-order
                fp32 dot product per output. The same outputs for every thread count, ISA path and batch.
-``fast``       the fused kernel (``_serve.matmul_fast``): the rotation moved onto int8 activations, integer dot
-               products straight from the packed codes. The same outputs for every thread count and ISA path;
+``fast``       the fused kernel (``_serve.matmul_fast``): the rotation moved onto the activations, quantized to
+               15-bit integers (two int8 planes), integer dot products straight from the packed codes (AMX tiles
+               for batches where the CPU has them). The same outputs for every thread count and ISA path;
                close to, not equal to, ``exact`` (docs/runtime.md says how close).
 
 A layer the fused kernel cannot take (rows that are not whole groups, or signs not shared across rows) runs
@@ -227,7 +228,7 @@ _DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF1
 
 
 def set_isa(name: str) -> None:
-    """Force a native path (tests, benchmarks): scalar, avx2 or avx512, where the CPU has it."""
+    """Force a native path (tests, benchmarks): scalar, avx2, avx512 or amx, where the CPU has it."""
     if _native is None:
         raise UsageError("the native serving kernels are not built")
     _native.set_isa(name)

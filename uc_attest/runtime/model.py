@@ -359,7 +359,7 @@ def load_model(
 
     ``dtype``: compute dtype (default: the source dtype). ``deep``: also decode every layer once at load and
     match the manifest's per-tensor digests. ``mode``: how packed layers compute (docs/runtime.md): ``fast``
-    (the fused int8 kernel, CPU), ``exact`` (decoded rows, a fixed-order product, CPU) or ``reference``
+    (the fused integer kernel, CPU), ``exact`` (decoded rows, a fixed-order product, CPU) or ``reference``
     (decode + ``F.linear``, CPU or CUDA; ``cache`` then keeps decoded weights: memory for speed); by default
     fast on CPU, reference on CUDA or with ``cache``. The module's
     ``uc_attest`` attribute is a :class:`LoadReport` (its ``runtime`` names mode, kernel and ISA). Raises
