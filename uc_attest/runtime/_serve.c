@@ -47,20 +47,31 @@
 
 typedef void (*job_t)(void *ctx, int part, int parts);
 
-/* Run fn(ctx, part, parts) for part 0..parts-1 on OpenMP threads. The same OpenMP runtime as torch's intra-op
- * pool (libgomp, shared by soname): its threads, still spinning after torch's last op, take these parts, where a
- * pool of our own would compete with them for the same cores. The parts are fixed by `parts`, whatever number
- * of threads the runtime grants. */
-static void run_parts(job_t fn, void *ctx, int parts) {
-    if (parts <= 1) {
-        fn(ctx, 0, 1);
+/* Run fn(ctx, part, parts) for part 0..parts-1 on up to `threads` OpenMP threads, each thread taking the next part
+ * not yet taken (an atomic counter): a thread the OS deschedules on a busy machine holds up one part, not a fixed
+ * share of the call, and a thread that wakes late takes fewer parts. The OpenMP runtime is torch's intra-op pool
+ * (libgomp, shared by soname): its threads, still spinning after torch's last op, take these parts, where a pool
+ * of our own would compete with them for the same cores. The parts are fixed by `parts`; which thread takes
+ * which never changes a result (every part's outputs are computed alone). */
+static void run_parts(job_t fn, void *ctx, int parts, int threads) {
+    if (threads > parts) threads = parts;
+    if (threads <= 1) {
+        for (int part = 0; part < parts; part++) fn(ctx, part, parts);
         return;
     }
-#pragma omp parallel num_threads(parts)
+    int next = 0;
+#pragma omp parallel num_threads(threads)
     {
-        const int n = omp_get_num_threads();
-        for (int part = omp_get_thread_num(); part < parts; part += n) fn(ctx, part, parts);
+        for (int part; (part = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < parts;) fn(ctx, part, parts);
     }
+}
+
+/* Parts of a call over n_rows output rows: blocks of 16 rows (the batched paths' unit), about 4 parts a thread so
+ * that late or descheduled threads even out, none under 64 rows (a part's fixed costs stay small). */
+static int row_parts(Py_ssize_t n_rows, int threads) {
+    const Py_ssize_t most = (n_rows + 63) / 64;
+    if (threads <= 1 || most <= 1) return 1;
+    return (int)(4 * threads < most ? 4 * threads : most);
 }
 
 /* ---------------------------------------------------------------- the packed weight */
@@ -73,9 +84,11 @@ typedef struct {
     params_t p;            /* what the decoder needs (group, bits, dtype, rotation, 2^(e + shift)) */
 } weight_t;
 
+/* Rows r0..r1 of part `part`: whole blocks of 16 rows (the last block may be short), split as evenly as blocks go. */
 static inline void rows_of(int part, int parts, Py_ssize_t n, Py_ssize_t *r0, Py_ssize_t *r1) {
-    *r0 = n * part / parts;
-    *r1 = n * (part + 1) / parts;
+    const Py_ssize_t blocks = (n + 15) / 16, b0 = blocks * part / parts, b1 = blocks * (part + 1) / parts;
+    *r0 = 16 * b0 < n ? 16 * b0 : n;
+    *r1 = 16 * b1 < n ? 16 * b1 : n;
 }
 
 /* ---------------------------------------------------------------- exact */
@@ -528,10 +541,9 @@ typedef struct {
     int32_t *sum;
 } quant_job_t;
 
-static void quantize_part(void *arg, int part, int parts) {  /* tokens split across threads */
+static void quantize_part(void *arg, int part, int parts) {  /* tokens split evenly over the parts */
     const quant_job_t *q = arg;
-    Py_ssize_t i0, i1;
-    rows_of(part, parts, q->m, &i0, &i1);
+    const Py_ssize_t i0 = q->m * part / parts, i1 = q->m * (part + 1) / parts;
     const Py_ssize_t gpr = q->k / q->g;
     for (Py_ssize_t i = i0; i < i1; i++) {
 #ifdef UC_X86
@@ -1147,22 +1159,22 @@ static PyObject *matmul(PyObject *args, int fast) {
         }
         nomem = nomem || !x32 || (have_b && !b32) || !out.y || (fast && !(x8 && scale && sum));
         if (!nomem) {
-            const int parts = threads < w.n_rows ? threads : (int)w.n_rows;
+            const int parts = row_parts(w.n_rows, threads);
             if (fast) {
                 fast_job_t job = {&w, x8, xt, scale, sum, out.y, m, isa_current, 0, &out};
                 quant_job_t qj = {x32, m, w.k, w.p.group, w.p.rotated, isa_current, w.p.key, w.p.period, x8, scale, sum};
                 Py_BEGIN_ALLOW_THREADS
-                run_parts(quantize_part, &qj, threads < m ? threads : (int)m);
+                run_parts(quantize_part, &qj, m < 4 * threads ? (int)m : 4 * threads, threads);
 #ifdef UC_AMX
                 if (xt) amx_pack_acts(x8, m, w.k, xt);
 #endif
-                run_parts(fast_part, &job, parts);
+                run_parts(fast_part, &job, parts, threads);
                 Py_END_ALLOW_THREADS
                 failed = job.failed;
             } else {
                 exact_job_t job = {&w, x32, out.y, m, isa_current, 0, &out};
                 Py_BEGIN_ALLOW_THREADS
-                run_parts(exact_part, &job, parts);
+                run_parts(exact_part, &job, parts, threads);
                 Py_END_ALLOW_THREADS
                 failed = job.failed;
             }
