@@ -181,6 +181,23 @@ def test_non_finite_scales_are_refused(isa: str, bad: int) -> None:
         decode.hash_decoded(hashlib.sha256(), codes.tobytes(), scales[0], zeros[0], 0, 256, "BF16", 5, 128)
 
 
+def test_non_finite_scale_found_at_every_position() -> None:
+    """The scale check reads four patterns a word: a non-finite scale is found in every lane of every word and
+    in the tail, and the largest finite patterns (exponent 11110) pass in every lane."""
+    rng = np.random.default_rng(61)
+    finite = np.array([0x7BFF, 0xFBFF, 0x03FF, 0x8000, 0x0000, 0x7800], dtype=np.uint16)
+    for n in range(1, 12):
+        codes, scales, zeros = _case(rng, 1, 128 * n, 5, 128, "normal")
+        scales.view(np.uint16)[0] = finite[np.arange(n) % len(finite)]
+        decode.decode_rows(codes, scales, zeros, 0, 128 * n, "F32", 5, 128)  # all finite: decodes
+        for pos in range(n):
+            for bad in (0x7C00, 0xFFFF):
+                hostile = scales.copy()
+                hostile.view(np.uint16)[0, pos] = bad
+                with pytest.raises(ValueError, match="non-finite scale"):
+                    decode.decode_rows(codes, hostile, zeros, 0, 128 * n, "F32", 5, 128)
+
+
 def test_inconsistent_arguments_are_refused() -> None:
     codes, scales, zeros = _case(np.random.default_rng(7), 1, 256, 5, 128, "normal")
     with pytest.raises(ValueError):
