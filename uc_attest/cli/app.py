@@ -7,6 +7,7 @@ prints the same facts on stdout.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,12 +168,14 @@ def pack(
         trust_config=trust_config,
         instance=instance,
     )
-    if no_calibration and scheme.row_signs:
+    if no_calibration and scheme.row_signs and os.environ.get("RANK", "0") in ("", "0"):  # torchrun: rank 0 says it
         render.warn(f"packing without calibration. {uc.NO_CALIBRATION_COST}")
     t0 = time.perf_counter()
     with render.progress("packing") as bar:
         res = uc.run_pack(request, progress=bar, warn=render.warn)
     seconds = time.perf_counter() - t0
+    if res.rank != 0:  # one rank of a distributed pack (torchrun): rank 0 reports for the job
+        return
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
     calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)
@@ -190,12 +193,15 @@ def pack(
                 "calibration": m.calibration.to_dict() if m.calibration else None,
                 "seconds": round(seconds, 2),
                 "stages": {name: round(t, 2) for name, t in bar.timings()},
+                "ranks": res.world_size,
             }
         )
         return
     say(
         f"packed {len(m.tensors)} tensors ({quantized} quantized, {calibrated} with calibration feedback) into {res.path}"
     )
+    if res.world_size > 1:
+        say(f"distributed over {res.world_size} ranks (torchrun): the same bytes as one process")
     if m.calibration is not None:
         say(f"calibration: {m.calibration.method} {m.calibration.params}")
     if "allocation" in m.scheme:

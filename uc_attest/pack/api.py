@@ -180,6 +180,13 @@ def run_pack(
     """Quantize ``request.source`` into a new pack at ``request.out``, all or nothing (module docstring)."""
     r = request
     show = progress or _Quiet()
+    from .world import World
+
+    world = World.from_env()
+    if world.distributed:  # started by torchrun: one rank of a distributed pack (same bytes)
+        from .distributed import run_distributed
+
+        return run_distributed(r, world, show, warn, source_gate)
     show.stage("checking")
     if r.out.exists() and not r.force:  # before any work: a pack can take minutes
         raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))

@@ -22,8 +22,8 @@ from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
-from ..quant.allocate import CandidateStore
-from ..quant.measure import measure
+from ..quant.allocate import Candidates
+from ..quant.measure import Candidate, measure
 from ..quant.quantize import quantize_tensor
 from ..quant.records import QuantRecord
 from ..quant.scheme import Scheme
@@ -86,9 +86,13 @@ def pack_config(config: dict[str, Any], scheme: Scheme, dtype: str | None) -> by
 
 @dataclass(frozen=True)
 class PackResult:
+    """A written pack; ``rank`` of ``world_size``: which rank of a distributed pack returned it (0 of 1 alone)."""
+
     path: Path
     manifest: Manifest
     device: str
+    rank: int = 0
+    world_size: int = 1
 
 
 def write_pack(
@@ -106,7 +110,7 @@ def write_pack(
     check_sources: Callable[[dict[str, Digest]], list[Finding]] | None = None,
     skip_files: tuple[str, ...] = (),
     calibration: CalibrationRecord | None = None,
-    prepared: CandidateStore | None = None,
+    prepared: Candidates | None = None,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
@@ -161,7 +165,7 @@ class _Job:
     device: torch.device
     moments: MomentsSource | None
     progress: Progress
-    prepared: CandidateStore | None = None
+    prepared: Candidates | None = None
 
 
 @dataclass
@@ -212,14 +216,45 @@ def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp:
     return _Shard(shard, entries, digest, Digest(source_hash.hexdigest()))
 
 
-def _quantize(f: SafetensorsFile, info: TensorInfo, parts: _ShardParts, job: _Job) -> tuple[Digest, QuantRecord]:
-    """Quantize one tensor into ``parts`` (codes, scales, zero-points; moments once per input): digest, record."""
+def quantize_into(
+    store: Candidates,
+    source_dir: Path,
+    scheme: Scheme,
+    device: str,
+    moments: MomentsSource | None,
+    select: Callable[[str], bool],
+    progress: Progress | None = None,
+) -> None:
+    """What :func:`write_pack` quantizes, for the tensors ``select`` accepts, measured as it measures them and
+    put in ``store`` (a rank's share of a distributed pack: the writer then takes them as they are)."""
+    job = _Job(scheme, resolve_device(device), moments, progress or _no_progress)
+    src = ModelSource(source_dir)
+    try:
+        for shard, tensors in src.by_shard():
+            f = src.file(shard)
+            for st in tensors:
+                if scheme.applies_to(st.name, st.info.dtype, st.info.shape) and select(st.name):
+                    store.put(st.name, _candidate(f, st.info, job))
+                    job.progress(st.name, st.info.numel)
+    finally:
+        src.close()
+
+
+def _candidate(f: SafetensorsFile, info: TensorInfo, job: _Job) -> Candidate:
+    """One tensor quantized by the job's scheme and measured (or as prepared)."""
     scheme = job.scheme
     c = job.prepared.get(info.name, scheme.bits_for(info.name)) if job.prepared is not None else None
     if c is None:
         m16 = job.moments(info.name, info.shape) if job.moments else None
         x = f.tensor(info.name)
         c = measure(info.name, x, quantize_tensor(info.name, x, info.dtype, scheme, job.device, m16), scheme.group_size)
+    return c
+
+
+def _quantize(f: SafetensorsFile, info: TensorInfo, parts: _ShardParts, job: _Job) -> tuple[Digest, QuantRecord]:
+    """Quantize one tensor into ``parts`` (codes, scales, zero-points; moments once per input): digest, record."""
+    scheme = job.scheme
+    c = _candidate(f, info, job)
     q, digest, err_ppm = c.q, c.digest, c.err_ppm
     parts.outs += [
         out_tensor(info.name + SUFFIXES[0], q.codes),

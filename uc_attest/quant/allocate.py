@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -38,6 +39,20 @@ from .scheme import Scheme
 
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
 Moments = Callable[[str, tuple[int, ...]], torch.Tensor | None]
+
+#: name -> (weights, [(bits, damage)] in ascending bits): what the choice is made over.
+Curves = dict[str, tuple[int, list[tuple[int, Fraction]]]]
+
+
+class Candidates(Protocol):
+    """Where measured candidates are kept for the writer (:class:`CandidateStore`, or a distributed pack's
+    shared directory, ``pack/parts.py``)."""
+
+    def put(self, name: str, c: Candidate) -> None: ...
+    def get(self, name: str, bits: int) -> Candidate | None: ...
+    def discard(self, name: str, bits: int) -> None: ...
+    def close(self) -> None: ...
+
 
 METHOD = "uc-alloc/2"  # /1 counted zero-points at code width; /2 counts the bytes stored (u8)
 #: /2 with each tensor's damage weighed by its layer's measured output sensitivity (calibration/collect.py).
@@ -185,13 +200,30 @@ def allocate(
     (``Allocation.chosen``), so the pack writes them as they were measured. A budget below what the lowest
     widths take is a UsageError, or (``strict=False``, the CLI's default budget) no allocation at all.
     ``progress(name, weights)`` after each tensor is measured."""
+    store = store if store is not None else CandidateStore()
+    curves, method = measure_curves(source_dir, scheme, moments, device, store, floor=floor, progress=progress)
+    return Allocation(choose(scheme, budget, strict, curves, store, method), store)
+
+
+def measure_curves(
+    source_dir: Path,
+    scheme: Scheme,
+    moments: Moments | None,
+    device: torch.device | str,
+    store: Candidates,
+    *,
+    floor: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+    select: Callable[[str], bool] | None = None,
+) -> tuple[Curves, str]:
+    """Each quantized tensor (``select``: those it accepts) at each width it may take, measured and kept in
+    ``store``: the curves :func:`choose` decides over, and the allocation method they were measured for."""
     from ..source import ModelSource
 
     dev = torch.device(device)
     g = scheme.group_size
-    store = store if store is not None else CandidateStore()
     src = ModelSource(Path(source_dir))
-    curves: dict[str, tuple[int, list[tuple[int, Fraction]]]] = {}  # name -> (n, [(bits, damage)] ascending)
+    curves: Curves = {}
     weights = _output_weights(src_names(source_dir, scheme), getattr(moments, "sensitivity", None))
     try:
         for shard, tensors in src.by_shard():
@@ -199,6 +231,8 @@ def allocate(
             for st in tensors:
                 info = st.info
                 if not scheme.applies_to(info.name, info.dtype, info.shape):
+                    continue
+                if select is not None and not select(info.name):
                     continue
                 b = scheme.bits_for(info.name)
                 widths = [w for w in (b - 1 if floor else b, b, b + 1) if w >= 2 and _at(scheme, w) is not None]
@@ -224,18 +258,19 @@ def allocate(
         raise
     finally:
         src.close()
-    return Allocation(_choose(scheme, budget, strict, curves, store, METHOD_OUTPUT if weights else METHOD), store)
+    return curves, METHOD_OUTPUT if weights else METHOD
 
 
-def _choose(
+def choose(
     scheme: Scheme,
     budget: float,
     strict: bool,
-    curves: dict[str, tuple[int, list[tuple[int, Fraction]]]],
-    store: CandidateStore,
+    curves: Curves,
+    store: Candidates,
     method: str = "",
 ) -> Scheme:
-    """The greedy choice over the measured curves; the candidates not chosen are dropped from ``store``."""
+    """The greedy choice over the measured curves (any order: the result depends on their values alone); the
+    candidates not chosen are dropped from ``store``."""
     if not curves:
         return scheme
     g = scheme.group_size

@@ -1,0 +1,214 @@
+"""A pack split over torchrun ranks (gloo on CPU) is the one-process pack, byte for byte; a rank that fails or
+is killed fails the whole pack and leaves nothing (issue 34, docs/distributed.md).
+
+Real torchrun subprocesses, as a release pipeline runs them. The one-process packs run with one thread, the
+budget torchrun gives each rank (OMP_NUM_THREADS=1): the calibration record names the thread budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, shared_path
+from uc_attest.pack.world import World, assign
+from uc_attest.testing.synth import write_synth_model
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+CLI = Path(sys.executable).parent / "uc-attest"
+pytestmark = pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside this Python")
+
+
+def one_process(src: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "UC_ATTEST_THREADS": "1"}
+    return subprocess.run([str(CLI), "pack", str(src), "-o", str(out), "--device", "cpu", "--json", *args],
+                          capture_output=True, text=True, timeout=600, check=False, env=env)  # fmt: skip
+
+
+def torchrun(ranks: int, src: Path, out: Path, *args: str, **kw: object) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("UC_ATTEST_THREADS", "RANK", "WORLD_SIZE")}
+    cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(ranks), "--no-python", str(CLI), "pack",
+           str(src), "-o", str(out), "--device", "cpu", "--json", *args]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def run(ranks: int, src: Path, out: Path, *args: str) -> tuple[int, str, str]:
+    p = torchrun(ranks, src, out, *args)
+    stdout, stderr = p.communicate(timeout=600)
+    return p.returncode, stdout, stderr
+
+
+def same_files(a: Path, b: Path) -> None:
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*"))
+    for name in names:
+        if (a / name).is_file():
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def leftovers(parent: Path, name: str) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if name in p.name)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synth_model(tmp_path_factory.mktemp("dist") / "src")
+
+
+def test_assignment_depends_on_the_model_only() -> None:
+    sizes = {"a": 10, "b": 10, "c": 30, "d": 5, "e": 1}
+    assert assign(sizes, 1) == dict.fromkeys(sizes, 0)
+    two = assign(sizes, 2)
+    assert two == assign(dict(reversed(sizes.items())), 2)  # any order of the names: the same split
+    assert two == {"c": 0, "a": 1, "b": 1, "d": 1, "e": 1}  # largest first, each to the rank with fewest weights
+    three = assign(sizes, 3)
+    assert sorted(set(three.values())) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [({}, World()), ({"RANK": "1", "WORLD_SIZE": "3"}, World(1, 3)), ({"RANK": "0", "WORLD_SIZE": "1"}, World())],
+)
+def test_world_from_torchrun_environment(env: dict[str, str], want: World) -> None:
+    assert World.from_env(env) == want
+
+
+@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"RANK": "0"}])
+def test_a_malformed_torchrun_environment_is_refused(env: dict[str, str]) -> None:
+    from uc_attest.errors import UsageError
+
+    with pytest.raises(UsageError, match="torchrun environment"):
+        World.from_env(env)
+
+
+def test_two_ranks_write_the_one_process_pack(small: Path, tmp_path: Path) -> None:
+    ref = one_process(small, tmp_path / "one")
+    assert ref.returncode == 0, ref.stderr
+    rc, out, err = run(2, small, tmp_path / "two")
+    assert rc == 0, err
+    same_files(tmp_path / "one", tmp_path / "two")
+    report = json.loads(out)  # one document: rank 0 reports for the job, the other ranks print nothing
+    assert report["ranks"] == 2 and report["root"] == json.loads(ref.stdout)["root"]
+    assert leftovers(tmp_path, ".uc-parts-") == []
+
+
+def test_a_missing_shard_fails_every_rank_with_nothing_written(small: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_bytes((small / "config.json").read_bytes())
+    index = {"metadata": {}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    rc, _out, err = run(2, src, tmp_path / "out", "--no-calibration")
+    assert rc != 0, err
+    assert "exitcode  : 3" in err  # the ranks exit 3 (invalid input); torchrun itself exits 1
+    assert "model-00001-of-00002.safetensors" in err
+    assert "uc_attest/" not in err  # one line per rank, no traceback of ours (torchrun prints its own)
+    assert not (tmp_path / "out").exists()
+    assert leftovers(tmp_path, ".uc-parts-") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_default_pack_of_stories260k_is_the_one_process_pack(ranks: int, tmp_path: Path) -> None:
+    bin_path = shared_path("models", "stories260K", "stories260K.bin")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import stories
+
+    src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
+    ref = one_process(src, tmp_path / "one")
+    assert ref.returncode == 0, ref.stderr
+    rc, _out, err = run(ranks, src, tmp_path / "many")
+    assert rc == 0, err
+    same_files(tmp_path / "one", tmp_path / "many")
+
+
+@pytest.mark.slow
+def test_three_ranks_uneven_split_default_pack(tmp_path: Path) -> None:
+    src = write_synth_model(tmp_path / "src", hidden=256, inter=688, layers=3)
+    ref = one_process(src, tmp_path / "one")
+    assert ref.returncode == 0, ref.stderr
+    rc, _out, err = run(3, src, tmp_path / "three")
+    assert rc == 0, err
+    same_files(tmp_path / "one", tmp_path / "three")
+
+
+def _rank_pid(rank: int, parent: int) -> int | None:
+    """The pid of torchrun's worker ``rank`` (a child of its agent ``parent``)."""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            env = (p / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == parent and f"RANK={rank}".encode() in env:
+            return int(p.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_rank_leaves_nothing(tmp_path: Path) -> None:
+    src = write_synth_model(tmp_path / "src", hidden=512, inter=1376, layers=6)
+    p = torchrun(2, src, tmp_path / "out", "--no-calibration", "--no-allocation")
+    deadline = time.monotonic() + 120
+    killed = False
+    while time.monotonic() < deadline and p.poll() is None:
+        if list(tmp_path.glob(".out.uc-parts-*/parts/*.safetensors")):  # the ranks are quantizing
+            pid = _rank_pid(1, p.pid)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.005)
+    _out, err = p.communicate(timeout=300)
+    if not killed:
+        pytest.skip("the pack finished before a rank could be killed (a faster machine: use a larger model)")
+    assert p.returncode != 0
+    assert "a rank left the distributed pack" in err or "terminated" in err
+    assert not (tmp_path / "out").exists()
+    assert leftovers(tmp_path, "out") == []
+
+
+_AGREE = """
+import json, os, sys
+from uc_attest.errors import InvalidInput, UcAttestError
+from uc_attest.pack.world import World, joined
+world = World.from_env()
+with joined(world) as group:
+    assert group.gather({"rank": world.rank}) == [{"rank": r} for r in range(world.size)]
+    assert group.from_leader("from-0" if world.leader else "other") == "from-0"
+    def fail_on_one():
+        if world.rank == 1:
+            raise InvalidInput("tensor 'w' is bad on rank 1", tensor="w")
+        return "ok"
+    try:
+        group.step(fail_on_one)
+        print(json.dumps({"rank": world.rank, "raised": None}))
+    except UcAttestError as exc:
+        print(json.dumps({"rank": world.rank, "raised": type(exc).__name__, "code": exc.exit_code, "msg": str(exc)}))
+"""
+
+
+def test_one_failing_rank_fails_every_rank_with_its_exit_code(tmp_path: Path) -> None:
+    script = tmp_path / "agree.py"
+    script.write_text(_AGREE)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "3", str(script)], capture_output=True,
+                       text=True, timeout=300, check=False, env=env, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got: dict[int, dict[str, object]] = {}
+    for line in r.stdout.splitlines():
+        d = json.loads(line)
+        got[d["rank"]] = d
+    assert got[1] == {"rank": 1, "raised": "InvalidInput", "code": 3, "msg": "tensor 'w' is bad on rank 1"}
+    for rank in (0, 2):  # the others name the rank that failed, and exit as it does
+        assert got[rank]["raised"] == "RankFailed" and got[rank]["code"] == 3
+        assert got[rank]["msg"] == "rank 1 failed: tensor 'w' is bad on rank 1"

@@ -1,0 +1,215 @@
+"""A pack split over the ranks of a torchrun job (issue 34, docs/distributed.md): the same bytes as one process.
+
+Every rank checks the request and reads the source's headers (a shard missing on one node fails the pack
+there, and so everywhere). Rank 0 verifies the source signature, measures the calibration moments and writes
+them to a scratch directory beside the output, which every rank reads (so every rank quantizes with the same
+committed moments). Each rank then quantizes the tensors :func:`world.assign` gives it — with the allocation:
+at every width it may take, measured — and leaves each as a part file in the scratch directory
+(``parts.py``). The ranks exchange the measured curves; rank 0 chooses the allocation over all of them, then
+writes the pack from the parts with the one-process writer, checking each part as it takes it. The
+quantization is exact and the rule depends on the model alone, so the pack's bytes and root are those of a
+one-process pack whatever the world size.
+
+All or nothing across ranks: after each step the ranks agree; when one failed (or left the job), every rank
+raises and the scratch directory is removed; the pack itself appears only when rank 0's writer renames it
+into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput, UsageError
+from ..manifest import Manifest
+from ..quant.allocate import Curves, choose, measure_curves
+from ..source import ModelSource
+from .api import (
+    PackProgress,
+    PackRequest,
+    SourceGate,
+    _moments_for,
+    _open_calibration,
+    _Quiet,
+    _survey,
+    _tensors,
+    signature_inside,
+)
+from .layout import MANIFEST_NAME
+from .parts import PartStore
+from .world import Group, World, assign, joined
+from .writer import PackResult, quantize_into, resolve_device, write_pack
+
+
+def run_distributed(
+    r: PackRequest,
+    world: World,
+    show: PackProgress,
+    warn: Callable[[str], None] | None,
+    source_gate: SourceGate | None,
+) -> PackResult:
+    """:func:`api.run_pack` as one rank of ``world`` (module docstring)."""
+    if not world.leader:
+        show, warn = _Quiet(), None
+    with joined(world) as group:
+        show.stage("checking")
+        skip, read = group.step(lambda: _check(r))
+        if r.source_signature is not None and source_gate is None:
+            raise UsageError("verifying --source-signature needs uc_attest.write_pack or uc_attest.run_pack")
+        verify = source_gate if world.leader and r.source_signature is not None else None
+        gate = group.step(lambda: verify(r, read) if verify is not None else None)
+        made = group.step(lambda: str(_scratch(r.out)) if world.leader else None)
+        scratch = Path(group.from_leader(made))
+        try:
+            result = _pack(r, group, show, warn, skip, gate, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        if world.leader:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if result is not None:
+        return result
+    raw = (r.out / MANIFEST_NAME).read_bytes()  # rank 0's pack, on the filesystem every rank shares
+    return PackResult(
+        r.out,
+        Manifest.from_json(raw, str(r.out / MANIFEST_NAME)),
+        resolve_device(r.device).type,
+        world.rank,
+        world.size,
+    )
+
+
+def _check(r: PackRequest) -> tuple[tuple[str, ...], list[str]]:
+    """What run_pack checks before any work, on this rank's view of the filesystem."""
+    if r.out.exists() and not r.force:
+        raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
+    if r.calibration_text is not None:
+        from ..calibration.corpus import read_text_file
+
+        read_text_file(r.calibration_text)
+    skip = signature_inside(r.source, r.source_signature)
+    read, _weights = _survey(r.source, skip, r.scheme)
+    return skip, read
+
+
+def _scratch(out: Path) -> Path:
+    """The directory the ranks share their parts in: beside the output (same filesystem), private to the job."""
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise InvalidInput(f"{parent}: the output's directory does not exist", path=str(parent))
+    root = Path(tempfile.mkdtemp(prefix=f".{out.name}.uc-parts-", dir=parent))
+    (root / "parts").mkdir()
+    return root
+
+
+def _pack(
+    r: PackRequest,
+    group: Group,
+    show: PackProgress,
+    warn: Callable[[str], None] | None,
+    skip: tuple[str, ...],
+    gate: Any,
+    scratch: Path,
+) -> PackResult | None:
+    """Calibrate (rank 0), quantize this rank's share, choose and write (rank 0); the result on rank 0."""
+    world = group.world
+    measured = group.step(lambda: _moments_for(r, show, warn, scratch) if world.leader else (None, None))
+    shared = group.from_leader(str(measured[0]) if measured[0] is not None else None)
+    cal = group.step(lambda: _open_calibration(Path(shared) if shared else None, r))
+    try:
+        sizes = _sizes(r, skip)
+        owner = assign(sizes, world.size)
+        rank = world.rank
+        weights = sum(n for name, n in sizes.items() if owner[name] == rank)
+        store = PartStore(scratch / "parts", r.scheme.group_size)
+        scheme = r.scheme
+        device = resolve_device(r.device)
+        if r.bits_budget is not None:
+            show.stage("allocation")
+            curves, method = group.step(
+                lambda: measure_curves(
+                    r.source,
+                    scheme,
+                    cal,
+                    device,
+                    store,
+                    progress=_tensors(show, weights),
+                    select=lambda n: owner[n] == rank,
+                )
+            )
+            every = _merge(group.gather(_encode(curves, method)))
+            budget = r.bits_budget
+            scheme = group.step(
+                lambda: choose(scheme, budget, r.budget_strict, every[0], store, every[1]) if world.leader else scheme
+            )
+        else:
+            show.stage("quantization")
+            group.step(
+                lambda: quantize_into(
+                    store, r.source, scheme, r.device, cal, lambda n: owner[n] == rank, _tensors(show, weights)
+                )
+            )
+        if world.leader:
+            show.stage("writing")
+        chosen = scheme
+        result = group.step(
+            lambda: (
+                write_pack(
+                    r.source,
+                    r.out,
+                    chosen,
+                    r.device,
+                    force=r.force,
+                    moments=cal,
+                    source_signature=gate[0] if gate else None,
+                    signature_file=r.source_signature if gate else None,
+                    check_sources=gate[1] if gate else None,
+                    skip_files=skip,
+                    calibration=measured[1],
+                    prepared=store,
+                )
+                if world.leader
+                else None
+            )
+        )
+        return PackResult(result.path, result.manifest, result.device, world.rank, world.size) if result else None
+    finally:
+        if cal is not None:
+            cal.close()
+
+
+def _sizes(r: PackRequest, skip: tuple[str, ...]) -> dict[str, int]:
+    """Weights of each tensor the scheme quantizes (what the ranks share out)."""
+    src = ModelSource(r.source, skip)
+    try:
+        return {t.name: t.info.numel for t in src.tensors if r.scheme.applies_to(t.name, t.info.dtype, t.info.shape)}
+    finally:
+        src.close()
+
+
+def _encode(curves: Curves, method: str) -> dict[str, Any]:
+    """A rank's measured curves as JSON (damages as exact fractions)."""
+    return {
+        "method": method,
+        "curves": {
+            name: [n, [[bits, d.numerator, d.denominator] for bits, d in pts]] for name, (n, pts) in curves.items()
+        },
+    }
+
+
+def _merge(messages: list[Any]) -> tuple[Curves, str]:
+    """Every rank's curves in one map; the ranks must have measured for the same method."""
+    curves: Curves = {}
+    methods = {m["method"] for m in messages}
+    if len(methods) != 1:
+        raise InvalidInput(f"the ranks measured for different allocation methods: {sorted(methods)}")
+    for m in messages:
+        for name, (n, pts) in m["curves"].items():
+            if name in curves:
+                raise InvalidInput(f"tensor {name!r} was measured by two ranks", tensor=name)
+            curves[name] = (int(n), [(int(b), Fraction(int(p), int(q))) for b, p, q in pts])
+    return curves, methods.pop()

@@ -1,0 +1,134 @@
+"""Quantized tensors passed between the ranks of a distributed pack through a shared directory (issue 34).
+
+Each rank quantizes its tensors and writes each candidate (one tensor at one width) as a small safetensors
+file — codes, scales, zero-points, the committed moments — whose ``__metadata__`` holds the rest of the
+candidate (exponent, shape, parts, the reconstruction's digest, the error record, the measured damage) as
+JSON. Rank 0 reads them back to write the pack, and checks each one before it does: the file parses
+strictly (core/stfile), its record is well formed and names the tensor asked for, and the components decode
+to the digest the record gives, so a torn or foreign file can never reach a pack. Files are written under a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..core.digest import Digest
+from ..core.stfile import SafetensorsFile, out_tensor, write_safetensors
+from ..errors import MalformedPack, OperationalError
+from ..quant.measure import Candidate, decode_tensor
+from ..quant.quantize import QuantizedTensor
+from ..quant.scheme import Part
+
+META = "uc.candidate"
+_PART_FIELDS = ("col0", "cols", "rows", "group", "period", "block", "first_group")
+
+
+class PartStore:
+    """Candidates of every rank in ``root`` (a directory on a filesystem every rank sees)."""
+
+    def __init__(self, root: Path, group_size: int) -> None:
+        self.root = Path(root)
+        self.group_size = group_size
+
+    def _path(self, name: str, bits: int) -> Path:
+        return self.root / f"{hashlib.sha256(name.encode()).hexdigest()[:40]}-{bits}.safetensors"
+
+    def put(self, name: str, c: Candidate) -> None:
+        q = c.q
+        record = {
+            "name": name,
+            "bits": q.bits,
+            "exponent": q.exponent,
+            "shape": list(q.shape),
+            "dtype": q.dtype,
+            "rotated": q.rotated,
+            "sign_period": q.sign_period,
+            "parts": [{f: getattr(p, f) for f in _PART_FIELDS} for p in q.parts],
+            "digest": c.digest.hex,
+            "err_ppm": c.err_ppm,
+            "damage": None if c.damage is None else [c.damage.numerator, c.damage.denominator],
+        }
+        outs = [out_tensor("codes", q.codes), out_tensor("scales", q.scales), out_tensor("zeros", q.zeros)]
+        if q.moments is not None:
+            outs.append(out_tensor("moments", q.moments))
+        path = self._path(name, q.bits)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                write_safetensors(fh, outs, {META: json.dumps(record, sort_keys=True)})
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OperationalError(f"{path}: cannot write a quantized part: {exc.strerror}", path=str(path)) from None
+
+    def get(self, name: str, bits: int) -> Candidate | None:
+        """The candidate of ``name`` at ``bits``, checked (module docstring); None when no rank made it."""
+        path = self._path(name, bits)
+        if not path.is_file():
+            return None
+        with SafetensorsFile(path) as f:
+            c = _candidate(f, name, bits, path)
+        try:
+            got = Digest.of_bytes(decode_tensor(name, c.q, self.group_size).data)
+        except (ValueError, IndexError):  # the decoder refuses components that do not fit the record
+            got = None
+        if got != c.digest:
+            raise MalformedPack(f"{path}: the part of {name!r} does not decode to the digest its record gives")
+        return c
+
+    def discard(self, name: str, bits: int) -> None:
+        self._path(name, bits).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Nothing held open (the directory belongs to the pack's rank 0, which removes it)."""
+
+
+def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path) -> Candidate:
+    """The candidate in an open part file, every field checked."""
+
+    def bad(what: str) -> MalformedPack:
+        return MalformedPack(f"{path}: not a quantized part of {name!r}: {what}")
+
+    try:
+        rec: Any = json.loads((f.metadata or {}).get(META, ""))
+    except json.JSONDecodeError:
+        raise bad(f"no {META} record") from None
+    if not isinstance(rec, dict) or rec.get("name") != name or rec.get("bits") != bits:
+        raise bad("its record names another tensor or width")
+    try:
+        shape = tuple(int(d) for d in rec["shape"])
+        parts = tuple(Part(**{k: int(p[k]) for k in _PART_FIELDS}) for p in rec["parts"])
+        damage = None if rec["damage"] is None else Fraction(int(rec["damage"][0]), int(rec["damage"][1]))
+        exponent, err_ppm, period = int(rec["exponent"]), int(rec["err_ppm"]), int(rec["sign_period"])
+        digest = Digest(str(rec["digest"]))
+        dtype, rotated = str(rec["dtype"]), rec["rotated"]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise bad(f"malformed record ({type(exc).__name__})") from None
+    if dtype not in ("F32", "F16", "BF16") or not isinstance(rotated, bool):
+        raise bad("dtype or rotation")
+    want = {"codes": "U8", "scales": "F16", "zeros": "U8"} | ({"moments": "I16"} if "moments" in f.infos else {})
+    if set(f.infos) != set(want) or any(f.infos[k].dtype != v for k, v in want.items()):
+        raise bad(f"tensors {sorted(f.infos)}")
+    t = {k: f.tensor(k).clone() for k in want}  # own memory: the file is closed after this
+    if t["zeros"].shape != t["scales"].shape:
+        raise bad("component sizes")
+    q = QuantizedTensor(
+        t["codes"],
+        t["scales"],
+        t["zeros"],
+        exponent,
+        shape,
+        dtype,
+        bits,
+        rotated,
+        period,
+        t.get("moments"),
+        parts,
+    )
+    return Candidate(q, digest, err_ppm, damage)

@@ -1,0 +1,201 @@
+"""The ranks of a distributed pack (issue 34): who this process is, which tensors it quantizes, and the few
+messages the ranks exchange, on torch.distributed (gloo: the control plane is small JSON; the data lies on
+the shared filesystem).
+
+A process started by ``torchrun`` (``WORLD_SIZE`` > 1, ``RANK``, ``MASTER_ADDR``/``MASTER_PORT`` in its
+environment) is one rank of a pack; any other process is the one rank of a world of one, and nothing here
+starts a process group. Every message is canonical JSON in a uint8 tensor, never a pickle: a rank reads
+what another rank sends as data. Tensors go to ranks by a rule that depends on the model alone
+(:func:`assign`), so the pack's bytes do not depend on the world size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from ..errors import OperationalError, UcAttestError, UsageError
+
+T = TypeVar("T")
+#: How long a rank waits for the others at one step (a rank that died is noticed at once by gloo; this bounds
+#: a rank that hangs).
+STEP_TIMEOUT = timedelta(minutes=30)
+#: A JSON message between ranks is at most this many bytes (names and measured curves of a model's tensors).
+MAX_MESSAGE = 64 << 20
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's rank among ``size`` (a world of one when not started by torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0: it calibrates, chooses the allocation and writes the pack."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> World:
+        """torchrun's ``RANK``/``WORLD_SIZE`` (both, well formed, rank < size), else a world of one."""
+        env = os.environ if env is None else env
+        size_s, rank_s = env.get("WORLD_SIZE", ""), env.get("RANK", "")
+        if not size_s and not rank_s:
+            return cls()
+        if not (size_s.isdigit() and rank_s.isdigit()) or not 0 <= int(rank_s) < int(size_s) <= 4096:
+            raise UsageError(f"torchrun environment: RANK={rank_s!r} WORLD_SIZE={size_s!r} is not a rank of a world")
+        return cls(int(rank_s), int(size_s))
+
+
+def assign(sizes: Mapping[str, int], ranks: int) -> dict[str, int]:
+    """Tensor name -> rank: largest first (ties by name), each to the rank with the fewest weights so far
+    (ties to the lowest rank). Depends on the model and the world size only, never on timing."""
+    load = [0] * ranks
+    out: dict[str, int] = {}
+    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+        r = min(range(ranks), key=lambda i: (load[i], i))
+        out[name] = r
+        load[r] += sizes[name]
+    return out
+
+
+class Group:
+    """The joined process group: the messages of one pack. A world of one sends nothing."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (JSON), in rank order, on every rank."""
+        if not self.world.distributed:
+            return [value]
+        import torch
+        import torch.distributed as dist
+
+        raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        if len(raw) > MAX_MESSAGE:
+            raise OperationalError(f"rank {self.world.rank}: a message of {len(raw)} bytes exceeds {MAX_MESSAGE}")
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world.size)]
+        _collective(lambda: dist.all_gather(sizes, torch.tensor([len(raw)], dtype=torch.int64)))
+        longest = max(int(s.item()) for s in sizes)
+        if longest > MAX_MESSAGE:
+            raise OperationalError(f"a rank sent a message of {longest} bytes (more than {MAX_MESSAGE})")
+        mine = torch.zeros(longest, dtype=torch.uint8)
+        mine[: len(raw)] = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else mine[:0]
+        bufs = [torch.zeros(longest, dtype=torch.uint8) for _ in range(self.world.size)]
+        _collective(lambda: dist.all_gather(bufs, mine))
+        out = []
+        for rank, (buf, n) in enumerate(zip(bufs, sizes, strict=True)):
+            try:
+                out.append(json.loads(bytes(buf[: int(n.item())].numpy())))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise OperationalError(f"rank {rank} sent a message that is not JSON") from None
+        return out
+
+    def from_leader(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        return self.gather(value if self.world.leader else None)[0]
+
+    def step(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on this rank, then agree: when any rank failed, every rank raises — the rank that failed
+        its own error, the others one naming the first rank that failed and its message."""
+        try:
+            result = fn()
+        except UcAttestError as exc:
+            self._agree(exc, str(exc))
+            raise
+        except MemoryError:
+            exc2 = OperationalError(f"rank {self.world.rank}: out of memory")
+            self._agree(exc2, str(exc2))
+            raise exc2 from None
+        except BaseException as exc:
+            self._agree(exc, f"{type(exc).__name__}: {exc}")
+            raise
+        self._agree(None, "")
+        return result
+
+    def _agree(self, exc: BaseException | None, message: str) -> None:
+        status = self.gather({"failed": exc is not None, "message": message[:2000], "code": _code(exc)})
+        failed = [(rank, s) for rank, s in enumerate(status) if isinstance(s, dict) and s.get("failed")]
+        if failed and exc is None:
+            rank, s = failed[0]
+            code = s.get("code")
+            raise RankFailed(rank, str(s.get("message", "")), code if isinstance(code, int) and 0 < code < 126 else 4)
+
+
+class RankFailed(OperationalError):
+    """Another rank of the pack failed: its number, its message, and its exit code (every rank exits alike)."""
+
+    def __init__(self, rank: int, message: str, code: int) -> None:
+        super().__init__(f"rank {rank} failed: {message}", rank=rank)
+        self.exit_code = code
+
+
+def _code(exc: BaseException | None) -> int | None:
+    return exc.exit_code if isinstance(exc, UcAttestError) else None
+
+
+def _collective(fn: Callable[[], object]) -> None:
+    """A collective call; a rank that left the job (killed, crashed) is an OperationalError here."""
+    try:
+        fn()
+    except RuntimeError as exc:  # gloo: connection closed / timed out
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = text.split("] ", 1)[-1].split(". This is typically", 1)[0]  # gloo's source position and advice cut
+        raise OperationalError(f"a rank left the distributed pack ({text[:200]}); see that rank's output") from None
+
+
+@contextmanager
+def joined(world: World) -> Iterator[Group]:
+    """The process group for the pack's lifetime (gloo, torchrun's rendezvous); a world of one joins nothing."""
+    if not world.distributed:
+        yield Group(world)
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        raise UsageError("a distributed pack needs torch.distributed with gloo; this torch has none")
+    started = not dist.is_initialized()
+    restore = _terminate_as_error(world)
+    if started:
+        try:
+            dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=STEP_TIMEOUT)
+        except (RuntimeError, ValueError) as exc:
+            raise OperationalError(f"rank {world.rank}: cannot join the distributed pack: {exc}") from None
+    try:
+        yield Group(world)
+    finally:
+        if started:
+            dist.destroy_process_group()
+        restore()
+
+
+def _terminate_as_error(world: World) -> Callable[[], None]:
+    """SIGTERM raises an OperationalError while the pack runs, so that this rank removes what it made: torchrun
+    stops every rank with SIGTERM when one of them fails. Returns what puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise OperationalError(
+            f"rank {world.rank}: terminated (another rank of the pack failed or the job was stopped)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, stop)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
