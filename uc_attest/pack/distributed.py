@@ -24,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, UsageError
+from ..errors import InvalidInput, OperationalError, UsageError
 from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
 from ..source import ModelSource
@@ -204,12 +204,15 @@ def _encode(curves: Curves, method: str) -> dict[str, Any]:
 def _merge(messages: list[Any]) -> tuple[Curves, str]:
     """Every rank's curves in one map; the ranks must have measured for the same method."""
     curves: Curves = {}
-    methods = {m["method"] for m in messages}
+    try:
+        methods = {str(m["method"]) for m in messages}
+        for m in messages:
+            for name, (n, pts) in m["curves"].items():
+                if name in curves:
+                    raise OperationalError(f"tensor {name!r} was measured by two ranks", tensor=name)
+                curves[str(name)] = (int(n), [(int(b), Fraction(int(p), int(q))) for b, p, q in pts])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        raise OperationalError("a rank sent measured curves that are not well formed") from None
     if len(methods) != 1:
-        raise InvalidInput(f"the ranks measured for different allocation methods: {sorted(methods)}")
-    for m in messages:
-        for name, (n, pts) in m["curves"].items():
-            if name in curves:
-                raise InvalidInput(f"tensor {name!r} was measured by two ranks", tensor=name)
-            curves[name] = (int(n), [(int(b), Fraction(int(p), int(q))) for b, p, q in pts])
+        raise OperationalError(f"the ranks measured for different allocation methods: {sorted(methods)}")
     return curves, methods.pop()

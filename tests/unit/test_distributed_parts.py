@@ -1,0 +1,124 @@
+"""The distributed pack's inputs from other ranks: part files in the shared directory and JSON messages.
+
+Rank 0 writes the pack from part files other processes wrote; a part that is torn, mutated, foreign or
+malformed must be refused with one line (MalformedPack/MalformedSafetensors, exit 3) — never reach a pack,
+never raise anything but a uc-attest error. Messages are JSON (never pickles); malformed curves are an
+OperationalError.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from uc_attest.errors import OperationalError, UcAttestError
+from uc_attest.pack.distributed import _encode, _merge
+from uc_attest.pack.parts import PartStore
+from uc_attest.quant.measure import measure
+from uc_attest.quant.quantize import quantize_tensor
+from uc_attest.quant.scheme import DEFAULT_SCHEME
+
+NAME = "model.layers.0.mlp.up_proj.weight"
+
+
+@pytest.fixture(scope="module")
+def part(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A real candidate's part file (and its bytes): a 64 x 256 bf16 tensor at the default scheme."""
+    torch.manual_seed(3)
+    x = (torch.randn(64, 256) * 0.02).to(torch.bfloat16)
+    c = measure(NAME, x, quantize_tensor(NAME, x, "BF16", DEFAULT_SCHEME, torch.device("cpu"), None), 128)
+    c = type(c)(c.q, c.digest, c.err_ppm, Fraction(7, 3))
+    root = tmp_path_factory.mktemp("parts")
+    store = PartStore(root, 128)
+    store.put(NAME, c)
+    (path,) = root.iterdir()
+    got = store.get(NAME, c.q.bits)
+    assert got is not None and got.digest == c.digest and got.damage == Fraction(7, 3)
+    assert torch.equal(got.q.codes, c.q.codes) and torch.equal(got.q.scales, c.q.scales)
+    return path, path.read_bytes()
+
+
+def _get(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    PartStore(path.parent, 128).get(NAME, 5)
+
+
+def _header(data: bytes) -> tuple[dict[str, object], bytes]:
+    n = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+def _with_header(header: dict[str, object], body: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def test_a_flipped_code_byte_is_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
+    path, data = part
+    hostile = bytearray(data)
+    hostile[-200] ^= 0x10  # inside the components
+    with pytest.raises(UcAttestError, match="does not decode to the digest|not a quantized part"):
+        _get(tmp_path / path.name, bytes(hostile))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("name", "model.other.weight"), ("bits", 6), ("digest", "sha256:" + "0" * 64), ("dtype", "F64"),
+     ("rotated", "yes"), ("exponent", "x"), ("damage", [1, 0]), ("parts", [{"col0": 0}])],
+)  # fmt: skip
+def test_a_mutated_record_is_refused(part: tuple[Path, bytes], tmp_path: Path, field: str, value: object) -> None:
+    path, data = part
+    header, body = _header(data)
+    meta = header["__metadata__"]
+    assert isinstance(meta, dict)
+    record = json.loads(meta["uc.candidate"])
+    record[field] = value
+    meta["uc.candidate"] = json.dumps(record)
+    with pytest.raises(UcAttestError):
+        _get(tmp_path / path.name, _with_header(header, body))
+
+
+def test_a_missing_part_is_none_and_a_foreign_tensor_set_is_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
+    path, data = part
+    assert PartStore(tmp_path, 128).get(NAME, 5) is None
+    header, body = _header(data)
+    header["extra"] = {"dtype": "U8", "shape": [0], "data_offsets": [len(body), len(body)]}
+    with pytest.raises(UcAttestError, match="tensors"):
+        _get(tmp_path / path.name, _with_header(header, body))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_damage_to_a_part_is_a_clean_refusal(part: tuple[Path, bytes], tmp_path: Path, data: st.DataObject) -> None:
+    """Truncations, byte flips and random bytes: the part is refused with a uc-attest error or (a flip in a
+    byte no field reads, e.g. header padding) still decodes to its digest — never another exception."""
+    path, raw = part
+    kind = data.draw(st.sampled_from(["truncate", "flip", "random"]))
+    if kind == "truncate":
+        hostile = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        hostile = raw[:i] + bytes([raw[i] ^ data.draw(st.integers(1, 255))]) + raw[i + 1 :]
+    else:
+        hostile = data.draw(st.binary(max_size=512))
+    try:
+        _get(tmp_path / path.name, hostile)
+    except UcAttestError:
+        pass
+
+
+def test_curves_round_trip_and_malformed_messages_are_refused() -> None:
+    curves = {"a": (10, [(5, Fraction(3, 7)), (6, Fraction(1, 9))]), "b": (4, [(5, Fraction(0, 1))])}
+    one, two = _encode({"a": curves["a"]}, "uc-alloc/3"), _encode({"b": curves["b"]}, "uc-alloc/3")
+    assert _merge([json.loads(json.dumps(one)), json.loads(json.dumps(two))]) == (curves, "uc-alloc/3")
+    for bad in ([one, one], [one, _encode({}, "uc-alloc/2")], [{"curves": {}}], [{"method": "m", "curves": {"a": 3}}],
+                [{"method": "m", "curves": {"a": [1, [[5, 1, 0]]]}}], ["not a dict"]):  # fmt: skip
+        with pytest.raises(OperationalError):
+            _merge(bad)
