@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, shared_path
+from uc_attest.core.stfile import SafetensorsFile
 from uc_attest.pack.world import World, assign
 from uc_attest.testing.synth import write_synth_model
 
@@ -212,3 +214,44 @@ def test_one_failing_rank_fails_every_rank_with_its_exit_code(tmp_path: Path) ->
     for rank in (0, 2):  # the others name the rank that failed, and exit as it does
         assert got[rank]["raised"] == "RankFailed" and got[rank]["code"] == 3
         assert got[rank]["msg"] == "rank 1 failed: tensor 'w' is bad on rank 1"
+
+
+_REBUILD = """
+import json, os, sys
+from pathlib import Path
+import uc_attest as uc
+v = uc.check_rebuild(Path(sys.argv[1]), Path(sys.argv[2]), "cpu")
+checks = {c["rule"]: c for c in v.to_dict()["checks"] if c["rule"].startswith("rebuild.")}
+row = {"rank": int(os.environ["RANK"]), "ok": v.ok, "match": checks["rebuild.match"], "findings": v.to_dict()["findings"]}
+os.write(1, (json.dumps(row) + "\\n").encode())
+"""
+
+
+def test_a_distributed_rebuild_gives_one_verdict_on_every_rank(small: Path, tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    assert one_process(small, pack, "--no-calibration").returncode == 0
+    script = tmp_path / "rebuild.py"
+    script.write_text(_REBUILD)
+
+    def rebuild(source: Path) -> dict[int, dict[str, object]]:
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+        r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", str(script), str(pack),
+                            str(source)], capture_output=True, text=True, timeout=300, check=False, env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        return {row["rank"]: row for row in rows}
+
+    good = rebuild(small)
+    assert good[0]["ok"] and good[1]["ok"]
+    src = tmp_path / "changed"  # a source with one tensor changed: the rebuild must name it, on every rank
+    shutil.copytree(small, src)
+    with SafetensorsFile(src / "model.safetensors") as f:
+        name = next(n for n in f.infos if n.endswith("layers.1.mlp.down_proj.weight"))
+        at = f.data_start + f.infos[name].begin
+    raw = bytearray((src / "model.safetensors").read_bytes())
+    raw[at : at + 64] = bytes(64)
+    (src / "model.safetensors").write_bytes(bytes(raw))
+    bad = rebuild(src)
+    assert not bad[0]["ok"] and not bad[0]["match"]["ok"]
+    assert bad[0]["findings"] == bad[1]["findings"]  # rank 0's verdict, on both ranks
+    assert "rebuild: " in json.dumps(bad[0]["findings"]) and name in json.dumps(bad[0]["findings"])

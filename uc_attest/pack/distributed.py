@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from ..errors import InvalidInput, OperationalError, UsageError
 from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
+from ..quant.scheme import Scheme
 from ..source import ModelSource
 from .api import (
     PackProgress,
@@ -42,7 +44,7 @@ from .api import (
 from .layout import MANIFEST_NAME
 from .parts import PartStore
 from .world import Group, World, assign, joined
-from .writer import PackResult, quantize_into, resolve_device, write_pack
+from .writer import MomentsSource, PackResult, quantize_into, resolve_device, write_pack
 
 
 def run_distributed(
@@ -183,12 +185,37 @@ def _pack(
 
 
 def _sizes(r: PackRequest, skip: tuple[str, ...]) -> dict[str, int]:
+    return tensor_sizes(r.source, r.scheme, skip)
+
+
+def tensor_sizes(source: Path, scheme: Scheme, skip: tuple[str, ...] = ()) -> dict[str, int]:
     """Weights of each tensor the scheme quantizes (what the ranks share out)."""
-    src = ModelSource(r.source, skip)
+    src = ModelSource(source, skip)
     try:
-        return {t.name: t.info.numel for t in src.tensors if r.scheme.applies_to(t.name, t.info.dtype, t.info.shape)}
+        return {t.name: t.info.numel for t in src.tensors if scheme.applies_to(t.name, t.info.dtype, t.info.shape)}
     finally:
         src.close()
+
+
+@contextmanager
+def shared_quantization(
+    group: Group, source: Path, scheme: Scheme, device: str, moments: MomentsSource | None, skip: tuple[str, ...],
+    scratch_parent: Path,
+) -> Iterator[PartStore]:  # fmt: skip
+    """Every rank quantizes its share of ``source`` at ``scheme`` into a scratch directory made by rank 0 in
+    ``scratch_parent`` (a directory every rank sees): the store rank 0's writer takes them from. The directory
+    is removed when the block ends, on every rank's way out."""
+    world = group.world
+    made = group.step(lambda: tempfile.mkdtemp(prefix=".uc-parts-", dir=scratch_parent) if world.leader else None)
+    scratch = Path(group.from_leader(made))
+    try:
+        owner = assign(tensor_sizes(source, scheme, skip), world.size)
+        store = PartStore(scratch, scheme.group_size)
+        group.step(lambda: quantize_into(store, source, scheme, device, moments, lambda n: owner[n] == world.rank,
+                                         skip_files=skip))  # fmt: skip
+        yield store
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _encode(curves: Curves, method: str) -> dict[str, Any]:

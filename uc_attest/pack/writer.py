@@ -224,11 +224,12 @@ def quantize_into(
     moments: MomentsSource | None,
     select: Callable[[str], bool],
     progress: Progress | None = None,
+    skip_files: tuple[str, ...] = (),
 ) -> None:
     """What :func:`write_pack` quantizes, for the tensors ``select`` accepts, measured as it measures them and
     put in ``store`` (a rank's share of a distributed pack: the writer then takes them as they are)."""
     job = _Job(scheme, resolve_device(device), moments, progress or _no_progress)
-    src = ModelSource(source_dir)
+    src = ModelSource(source_dir, skip_files)
     try:
         for shard, tensors in src.by_shard():
             f = src.file(shard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from ..core.digest import Digest, sha256_stream
@@ -17,6 +18,7 @@ from ..errors import Finding, InvalidInput, UcAttestError
 from ..manifest import Manifest, diff_tensors
 from ..pack.layout import CONFIG_NAME
 from ..pack.reader import Pack
+from ..pack.world import World, joined
 from ..policy.rules import RebuildOutcome
 from ..source import INDEX_NAME
 
@@ -61,16 +63,23 @@ def rebuild(
     """Re-quantize ``source_dir`` as ``expected`` records it and compare; errors are an outcome, not raised."""
     import torch
 
+    from ..pack.distributed import shared_quantization
     from ..pack.writer import resolve_device, write_pack
     from ..quant.scheme import Scheme
 
     source_dir = Path(source_dir)
+    world = World.from_env()
     try:
         dev = resolve_device(device).type
         src = _source_findings(source_dir, expected, resolved)
         t0 = time.perf_counter()
         findings: list[Finding] = []
-        with tempfile.TemporaryDirectory(prefix="uc-rebuild-") as tmp, Pack(pack_dir) as committed:
+        with (
+            tempfile.TemporaryDirectory(prefix="uc-rebuild-") as tmp,
+            Pack(pack_dir) as committed,
+            joined(world) as group,
+            ExitStack() as stack,
+        ):
 
             def moments(name: str, _shape: tuple[int, ...]) -> torch.Tensor | None:
                 m = committed.moments(name) if name in committed.tensors else None
@@ -82,26 +91,38 @@ def rebuild(
             kept = None if sig is None else inside(Path(pack_dir), sig.file)
             if sig is not None and (kept is None or not kept.is_file()):
                 raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
-            rebuilt = write_pack(
-                source_dir,
-                Path(tmp) / "rebuilt",
-                Scheme.from_dict(expected.scheme),
-                dev,
-                moments=moments,
-                pack_format=fmt,
-                source_signature=sig,
-                signature_file=kept,
-                skip_files=_unrecorded(source_dir, expected),
-                calibration=expected.calibration,
-            )
-            findings += [
-                Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
-                for f in diff_tensors(expected, {e.name: e for e in rebuilt.manifest.tensors})
-            ]
-            for rel, want in sorted(expected.files.items()):
-                got = rebuilt.manifest.files.get(rel)
-                if got != want:
-                    findings.append(Finding(rel, "rebuilt pack file differs", str(want), str(got) if got else None))
+            scheme, skip = Scheme.from_dict(expected.scheme), _unrecorded(source_dir, expected)
+            prepared = None
+            if world.distributed:  # torchrun: every rank quantizes its share, rank 0 writes and compares
+                parts = shared_quantization(group, source_dir, scheme, dev, moments, skip, source_dir.absolute().parent)
+                prepared = stack.enter_context(parts)
+
+            def write_and_compare() -> list[dict[str, str]]:
+                rebuilt = write_pack(
+                    source_dir,
+                    Path(tmp) / "rebuilt",
+                    scheme,
+                    dev,
+                    moments=moments,
+                    pack_format=fmt,
+                    source_signature=sig,
+                    signature_file=kept,
+                    skip_files=skip,
+                    calibration=expected.calibration,
+                    prepared=prepared,
+                )
+                out = [
+                    Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
+                    for f in diff_tensors(expected, {e.name: e for e in rebuilt.manifest.tensors})
+                ]
+                for rel, want in sorted(expected.files.items()):
+                    got = rebuilt.manifest.files.get(rel)
+                    if got != want:
+                        out.append(Finding(rel, "rebuilt pack file differs", str(want), str(got) if got else None))
+                return [f.to_dict() for f in out]
+
+            found = group.step(lambda: write_and_compare() if world.leader else None)
+            findings += [Finding(**f) for f in group.from_leader(found)]  # one verdict: rank 0's, on every rank
     except UcAttestError as exc:
         return RebuildOutcome([], [], len(expected.source_files), 0.0, device, exc.message)
     return RebuildOutcome(src, findings, len(expected.source_files), time.perf_counter() - t0, dev)
