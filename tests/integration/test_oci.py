@@ -19,6 +19,8 @@ import pytest
 import uc_attest as uc
 from tests.conftest import make_model
 from tests.integration.conftest import Running, free_port
+from tests.modelpack_spec import ARTIFACT_TYPE, check_modelpack
+from uc_attest.oci.artifact import PACK_TYPE
 
 REGISTRY = shutil.which("docker-registry")
 RELEASE = "release-bot@bank.example"
@@ -75,6 +77,21 @@ def _files(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+def _get(host: str, repo: str, kind: str, ref: str) -> bytes:
+    """A manifest or blob as the registry serves it (plain HTTP, no auth), read outside uc-attest."""
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/{kind}/{ref}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def _policy(tmp_path: Path, instance: Running) -> Path:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"version: 1\nname: oci\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+                      f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\n")  # fmt: skip
+    return policy
+
+
 def test_push_twice_pull_by_digest_and_verify_from_the_registry(registry: tuple[str, Path], released: Path,
                                                                 instance: Running, tmp_path: Path) -> None:
     host, _ = registry
@@ -93,9 +110,7 @@ def test_push_twice_pull_by_digest_and_verify_from_the_registry(registry: tuple[
     assert _files(out) == _files(released)
     for suffix in (".sigstore.json", ".validation.sigstore.json", ".model.sig"):
         assert (tmp_path / f"pulled{suffix}").read_bytes() == (released.parent / f"pack{suffix}").read_bytes()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"version: 1\nname: oci\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                      f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\n")  # fmt: skip
+    policy = _policy(tmp_path, instance)
     by_digest = f"oci://{host}/models/small@{first['digest']}"
     v = cli("verify", by_digest, "--policy", policy, "--plain-http", "--json")
     assert v.returncode == 0, v.stdout + v.stderr
@@ -105,8 +120,47 @@ def test_push_twice_pull_by_digest_and_verify_from_the_registry(registry: tuple[
     listed = json.loads(cli("inventory", "--repository", f"oci://{host}/models/small", "--plain-http", "--json").stdout)
     (row,) = [r for r in listed if r["tag"] == "v1"]
     assert row["digest"] == first["digest"] and row["bundles"] == ["oms", "release", "validation"]
+    assert row["artifact_type"] == ARTIFACT_TYPE and row["layout"] == "modelpack"
     assert row["manifest_root"] == str(uc.load_manifest(released / uc.MANIFEST_NAME).root)
     assert row["status"].startswith("validated")
+
+
+def test_what_the_registry_holds_is_a_modelpack_artifact(registry: tuple[str, Path], released: Path) -> None:
+    """Read back over the distribution API, not through uc-attest: the manifest and config blob a ModelPack tool
+    (modctl, KitOps) reads, checked against the spec's media types and config schema (tests/modelpack_spec.py)."""
+    host, _ = registry
+    res = uc.push(released, f"oci://{host}/models/spec:v1", plain_http=True)
+    raw = _get(host, "models/spec", "manifests", "v1")
+    manifest = json.loads(raw)
+    config = check_modelpack(raw, _get(host, "models/spec", "blobs", manifest["config"]["digest"]))
+    assert uc.push(released, f"oci://{host}/models/spec:v1", plain_http=True).digest == res.digest
+    scheme = uc.load_manifest(released / uc.MANIFEST_NAME).scheme
+    assert config["config"]["format"] == "safetensors" and config["config"]["quantization"] == scheme["id"]
+    for layer in manifest["layers"]:  # each layer is the pack file its path names, byte for byte
+        path = layer["annotations"]["org.cncf.model.filepath"]
+        assert _get(host, "models/spec", "blobs", layer["digest"]) == (released / path).read_bytes()
+
+
+def test_a_pack_pushed_in_the_old_layout_still_pulls_and_verifies(registry: tuple[str, Path], released: Path,
+                                                                  instance: Running, tmp_path: Path) -> None:  # fmt: skip
+    host, _ = registry
+    r = cli("push", released, f"oci://{host}/models/old:v1", "--plain-http", "--layout", "uc-attest-v1", "--json")
+    assert r.returncode == 0, r.stderr
+    digest = json.loads(r.stdout)["digest"]
+    old = json.loads(_get(host, "models/old", "manifests", digest))
+    assert old["artifactType"] == PACK_TYPE and old["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
+    assert {x["mediaType"] for x in old["layers"]} >= {"application/vnd.uc-attest.manifest.v1+json",
+                                                        "application/vnd.uc-attest.shard.v1+safetensors"}  # fmt: skip
+    p = cli("pull", f"oci://{host}/models/old@{digest}", "-o", tmp_path / "pulled", "--plain-http")
+    assert p.returncode == 0 and p.stdout.strip() == digest, p.stderr
+    assert _files(tmp_path / "pulled") == _files(released)
+    assert (tmp_path / "pulled.sigstore.json").read_bytes() == (released.parent / "pack.sigstore.json").read_bytes()
+    v = cli("verify", f"oci://{host}/models/old@{digest}", "--policy", _policy(tmp_path, instance), "--plain-http")
+    assert v.returncode == 0, v.stdout + v.stderr
+    listed = json.loads(cli("inventory", "--repository", f"oci://{host}/models/old", "--plain-http", "--json").stdout)
+    assert [(x["layout"], x["status"]) for x in listed] == [("uc-attest-v1", "validated (listed)")]
+    bad = cli("push", released, f"oci://{host}/models/old:v2", "--plain-http", "--layout", "oras")
+    assert bad.returncode == 2 and "layout 'oras' is not one of modelpack, uc-attest-v1" in bad.stderr
 
 
 def test_a_blob_that_does_not_match_its_descriptor_is_refused(registry: tuple[str, Path], released: Path,

@@ -5,6 +5,7 @@ and one line naming the field (never exit 70, a traceback or a hang), and no par
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 import uc_attest as uc
 from uc_attest.cli import app
 from uc_attest.oci.artifact import BUNDLE_TYPE, EMPTY, PACK_TYPE, ROLE_ANNOTATION, TITLE
+from uc_attest.oci.modelpack import ARTIFACT_TYPE, CONFIG_TYPE, FILEPATH, LayerType
 from uc_attest.oci.registry import OCI_INDEX, OCI_MANIFEST, Reference, Registry, fallback_tag, sha256_digest
 from uc_attest.oci.schema import Descriptor
 
@@ -46,7 +48,8 @@ class Server:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                app(self)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # an answer refused unread
+                    app(self)
                 self.close_connection = True
 
             do_GET = do_HEAD = do_PUT = do_POST = _any  # noqa: N815 - http.server's names
@@ -109,6 +112,24 @@ def pack_manifest(layers: Any = None, **over: Any) -> bytes:
     body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": PACK_TYPE, "config": EMPTY,
             "layers": [layer(n, d) for n, d in FILES.items()] if layers is None else layers, **over}  # fmt: skip
     return json.dumps(body).encode()
+
+
+def modelpack_manifest(layers: Any = None, **over: Any) -> bytes:
+    """A pack in the ModelPack layout (its config blob is not fetched by pull)."""
+    config = {"mediaType": CONFIG_TYPE, "digest": sha256_digest(b"{}"), "size": 2}
+    mine = [layer(n, d, mediaType=LayerType.DOC.value, annotations={TITLE: n, FILEPATH: n}) for n, d in FILES.items()]
+    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE, "config": config,
+            "layers": mine if layers is None else layers, **over}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def _mp_layers(name: str = "model.safetensors", **over: Any) -> list[Any]:
+    """A ModelPack manifest's layers, the second one changed."""
+    first = layer("uc-manifest.json", FILES["uc-manifest.json"], mediaType=LayerType.DOC.value,
+                  annotations={FILEPATH: "uc-manifest.json"})  # fmt: skip
+    second = {**layer(name, FILES["model.safetensors"], mediaType=LayerType.WEIGHT.value,
+                      annotations={FILEPATH: name}), **over}  # fmt: skip
+    return [first, second]
 
 
 class Content:
@@ -330,6 +351,15 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "deeply nested field": (pack_manifest(config={"x": 1}).replace(b"1}", b"[" * 99_999 + b"]" * 99_999 + b"}"),
                             "nested too deeply"),
     "not UTF-8": (b'{"layers": "\xff"}', "not JSON"),
+    "modelpack: title and filepath disagree": (modelpack_manifest(_mp_layers(
+        annotations={FILEPATH: "model.safetensors", TITLE: "other.safetensors"})), "name different files"),
+    "modelpack: dot-dot filepath": (modelpack_manifest(_mp_layers("../escape")), FILEPATH),
+    "modelpack: absolute filepath": (modelpack_manifest(_mp_layers("/etc/passwd")), FILEPATH),
+    "modelpack: case-folded duplicate": (modelpack_manifest(_mp_layers("UC-Manifest.json")), "named twice"),
+    "modelpack: no file path": (modelpack_manifest(_mp_layers(annotations={})), FILEPATH),
+    "modelpack: tar layer": (modelpack_manifest(_mp_layers(mediaType="application/vnd.cncf.model.weight.v1.tar")),
+                             "not an unarchived ModelPack layer type"),
+    "modelpack: image config": (modelpack_manifest(config=EMPTY), "config.mediaType"),
 }
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from uc_attest.core.netio import Deadline, read_within
 from uc_attest.errors import LogUnreachable, RegistryUnreachable
-from uc_attest.oci.registry import Registry
+from uc_attest.oci.registry import Reference, Registry
 from uc_attest.transparency import rekor_v1
 from uc_attest.transparency.rekor_v1 import LogKey, RekorClient
 from uc_attest.transparency.tiles import TileClient, TileLogKey
@@ -108,13 +108,9 @@ def test_a_registry_answer_that_trickles_is_unreachable_at_the_deadline(
     from uc_attest.oci import registry
 
     monkeypatch.setattr(registry, "ANSWER_DEADLINE_S", 0.5)
-    conn = http.client.HTTPConnection("127.0.0.1", trickler[0], timeout=2.0)
-    conn.request("GET", "/v2/m/manifests/latest")
-    resp = conn.getresponse()
-    reg = Registry.__new__(Registry)  # read_limited needs no connection state of its own
-    exc = _within(15, lambda: reg.read_limited(resp, 4 << 20, "127.0.0.1: manifest latest"))
-    conn.close()
-    assert isinstance(exc, RegistryUnreachable) and "trickling" in str(exc), exc
+    reg = Registry(Reference.parse(f"oci://127.0.0.1:{trickler[0]}/m"), plain_http=True, timeout=2.0)
+    exc = _within(15, lambda: reg.get_manifest("latest"))
+    assert isinstance(exc, RegistryUnreachable) and "trickling" in str(exc) and "manifest latest" in str(exc), exc
 
 
 def test_a_slow_but_steady_answer_within_its_rate_arrives(trickler: tuple[int, list[int]]) -> None:

@@ -9,8 +9,8 @@ import json
 import os
 import posixpath
 import unicodedata
-import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import uc_attest as uc
+from uc_attest.core.fsutil import inside
+from uc_attest.core.httpclient import Refused, redirect
 from uc_attest.oci.artifact import BUNDLE_TYPE, EMPTY, PACK_TYPE, ROLE_ANNOTATION, TITLE, bundle_referrer, pack_layers
-from uc_attest.oci.registry import OCI_INDEX, OCI_MANIFEST, _Redirects, origin, sha256_digest
+from uc_attest.oci.modelpack import ARTIFACT_TYPE, CONFIG_TYPE, FILEPATH, LayerType
+from uc_attest.oci.registry import OCI_INDEX, OCI_MANIFEST, origin, sha256_digest
 from uc_attest.oci.schema import (
     Descriptor,
     ImageManifest,
@@ -34,9 +37,10 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 
 DIGEST = sha256_digest(b"x")
 FIELDS = ["mediaType", "digest", "size", "annotations", "artifactType", "layers", "subject", "config", "manifests",
-          "schemaVersion", "tags", TITLE, ROLE_ANNOTATION]  # fmt: skip
+          "schemaVersion", "tags", TITLE, ROLE_ANNOTATION, FILEPATH]  # fmt: skip
 scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-           | st.sampled_from([DIGEST, "sha256:", PACK_TYPE, BUNDLE_TYPE, "release", "../x", "a\x00b", -1, 2**64]))  # fmt: skip
+           | st.sampled_from([DIGEST, "sha256:", PACK_TYPE, BUNDLE_TYPE, ARTIFACT_TYPE, CONFIG_TYPE, LayerType.WEIGHT.value,
+                              "release", "../x", "a\x00b", -1, 2**64]))  # fmt: skip
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5),
                            max_leaves=25)  # fmt: skip
@@ -47,6 +51,17 @@ def valid_pack() -> dict[str, Any]:
                "annotations": {TITLE: name}} for name in ("uc-manifest.json", "model.safetensors", "sub/x.json")]  # fmt: skip
     return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": PACK_TYPE, "config": EMPTY,
             "layers": layers, "annotations": {"dev.uc-attest.manifest-root": DIGEST}}  # fmt: skip
+
+
+def valid_modelpack() -> dict[str, Any]:
+    """A pack manifest in the ModelPack layout: file paths in both annotations, the spec's raw layer types."""
+    layers = [{"mediaType": kind.value, "digest": sha256_digest(name.encode()), "size": 4,
+               "annotations": {TITLE: name, FILEPATH: name}}
+              for name, kind in (("uc-manifest.json", LayerType.DOC), ("model.safetensors", LayerType.WEIGHT),
+                                 ("sub/x.json", LayerType.WEIGHT_CONFIG))]  # fmt: skip
+    return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "digest": DIGEST, "size": 300}, "layers": layers,
+            "annotations": {"dev.uc-attest.manifest-root": DIGEST}}  # fmt: skip
 
 
 def valid_referrer(subject: str) -> dict[str, Any]:
@@ -124,14 +139,19 @@ def _check_pack_layers(raw: bytes) -> None:
     if isinstance(files, uc.InvalidInput):
         return
     names = [rel for rel, _ in files]
-    assert len(set(names)) == len(names) and "uc-manifest.json" in names
+    assert "uc-manifest.json" in names
+    assert len({unicodedata.normalize("NFC", n).casefold() for n in names}) == len(names)  # distinct on any disk
     for rel in names:  # a name that is written is a plain relative path inside the output directory
         assert posixpath.normpath(rel) == rel and not rel.startswith("/") and ".." not in rel.split("/")
         assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in rel) and "\\" not in rel
+        assert inside(Path("/out"), rel).is_relative_to("/out")
+    for rel, layer in files:  # the file path and the title, when both are there, agree
+        assert rel in (layer.annotations.get(FILEPATH), layer.annotations.get(TITLE))
+        assert layer.annotations.get(FILEPATH, rel) == layer.annotations.get(TITLE, rel) == rel
 
 
 @FUZZ
-@given(st.one_of(mutated(valid_pack), documents))
+@given(st.one_of(mutated(valid_pack), mutated(valid_modelpack), documents))
 def test_pack_layers_any_manifest(raw: bytes) -> None:
     _check_pack_layers(raw)
 
@@ -159,6 +179,102 @@ def test_any_title(title: str) -> None:
     doc = valid_pack()
     doc["layers"][1]["annotations"][TITLE] = title
     _check_pack_layers(json.dumps(doc).encode())
+
+
+# -- a layer's file path is untrusted input, in both layouts ------------------------------------------------------
+HOSTILE_PARTS = ["..", ".", "", "a", "B", "model.safetensors", "uc-manifest.json", "UC-MANIFEST.JSON", "e\u0301",
+                 "\u00e9", "\u212a", "k", "a\x00b", "a\\b", "\n", "~", "x" * 256, "\ud800"]  # fmt: skip
+hostile_paths = (st.lists(st.sampled_from(HOSTILE_PARTS), min_size=1, max_size=4).map("/".join)
+                 | st.sampled_from(["/etc/passwd", "//x", "a/../../b", "./uc-manifest.json", "uc-manifest.json/",
+                                    "C:\\x", "..\\x"]) | st.text(max_size=30))  # fmt: skip
+maybe_path = st.none() | hostile_paths
+
+
+def _with_paths(layout: str, title: str | None, filepath: str | None) -> bytes:
+    """The valid pack of ``layout`` with its second layer named by ``title`` and ``filepath`` (None: absent)."""
+    doc = valid_modelpack() if layout == "modelpack" else valid_pack()
+    ann = doc["layers"][1]["annotations"]
+    ann.clear()
+    ann.update({k: v for k, v in ((TITLE, title), (FILEPATH, filepath)) if v is not None})
+    return json.dumps(doc).encode()
+
+
+@FUZZ
+@given(st.sampled_from(["modelpack", "uc-attest-v1"]), maybe_path, maybe_path)
+def test_any_title_and_file_path(layout: str, title: str | None, filepath: str | None) -> None:
+    """Traversal, absolute paths, duplicates (also up to case and Unicode normalization), a title and a file path
+    that disagree: one line naming the annotation; what is accepted is a safe path both annotations agree on."""
+    raw = _with_paths(layout, title, filepath)
+    _check_pack_layers(raw)
+    got = _outcome(lambda: pack_layers(raw, "m"))
+    if title is not None and filepath is not None and title != filepath:
+        assert isinstance(got, RegistryMisbehaved) and "name different files" in got.message
+    elif isinstance(got, list):
+        assert got[1][0] == (filepath if filepath is not None else title)
+
+
+@FUZZ
+@given(st.sampled_from(["modelpack", "uc-attest-v1"]),
+       st.sampled_from(["uc-manifest.json", "sub/x.json", "sub", "uc-manifest.json/y", "sub/x.json/y"]),
+       st.sampled_from([str.upper, str.title, str.lower]))  # fmt: skip
+def test_a_path_named_twice_is_refused(layout: str, path: str, case: Callable[[str], str]) -> None:
+    """A layer path equal to another one up to case (one file on macOS and Windows), a file where another layer needs
+    a directory (``sub``), or a path below a file (``…/y``) is refused, whichever annotation names it."""
+    got = _outcome(lambda: pack_layers(_with_paths(layout, case(path), case(path)), "m"))
+    assert isinstance(got, RegistryMisbehaved) and "is named twice" in got.message, got
+
+
+@pytest.mark.parametrize("layout", ["modelpack", "uc-attest-v1"])
+def test_unicode_normalization_twins_are_refused(layout: str) -> None:
+    """``café.json`` composed (NFC) and decomposed (NFD) are two names in a manifest and one file on macOS."""
+    doc = json.loads(_with_paths(layout, "caf\u00e9.json", "caf\u00e9.json"))
+    doc["layers"][2]["annotations"] = {TITLE: "cafe\u0301.json", FILEPATH: "cafe\u0301.json"}
+    with pytest.raises(RegistryMisbehaved, match=r"layers\[2\]\.annotations\[.*\]: 'cafe\u0301.json' is named twice"):
+        pack_layers(json.dumps(doc).encode(), "m")
+
+
+@pytest.mark.parametrize(("layout", "title", "filepath", "match"), [
+    ("modelpack", None, "../../etc/cron.d/x", r"annotations\['org.cncf.model.filepath'\]: unsafe or missing file name"),
+    ("modelpack", None, "/etc/passwd", "unsafe or missing file name '/etc/passwd'"),
+    ("modelpack", "../x", None, r"annotations\['org.opencontainers.image.title'\]: unsafe"),
+    ("uc-attest-v1", None, "a/./b", r"annotations\['org.cncf.model.filepath'\]: unsafe"),
+    ("modelpack", None, None, r"annotations\['org.cncf.model.filepath'\]: unsafe or missing file name None"),
+    ("uc-attest-v1", None, None, r"annotations\['org.opencontainers.image.title'\]: unsafe or missing"),
+    ("modelpack", "model.safetensors", "other.safetensors", "'model.safetensors' and .* 'other.safetensors' name"),
+    ("uc-attest-v1", "model.safetensors", "../model.safetensors", "name different files"),
+    ("modelpack", "uc-manifest.json", "uc-manifest.json", "'uc-manifest.json' is named twice"),
+    ("modelpack", None, "Uc-Manifest.JSON", "is named twice \\(up to case"),
+    ("uc-attest-v1", "sub/x.json/y", None, "as a file and a directory"),
+])  # fmt: skip
+def test_unsafe_file_paths_one_line(layout: str, title: str | None, filepath: str | None, match: str) -> None:
+    with pytest.raises(RegistryMisbehaved, match=match) as exc:
+        pack_layers(_with_paths(layout, title, filepath), "m")
+    assert "\n" not in exc.value.message and exc.value.exit_code == 3
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"artifactType": "application/vnd.cncf.model.manifest.v2+json"}, "not a uc-attest pack"),
+    ({"artifactType": None}, "not a uc-attest pack"),
+    ({"config": EMPTY}, "config.mediaType: 'application/vnd.oci.empty.v1\\+json', expected"),
+    ({"config": None}, "config.mediaType: none"),
+])  # fmt: skip
+def test_modelpack_manifest_fields(change: dict[str, Any], match: str) -> None:
+    doc = {**valid_modelpack(), **change}
+    with pytest.raises(uc.InvalidInput, match=match):
+        pack_layers(json.dumps(doc).encode(), "m")
+
+
+@pytest.mark.parametrize("media", ["application/vnd.cncf.model.weight.v1.tar", "application/vnd.cncf.model.doc.v1.tar+gzip",
+                                   "application/octet-stream", "application/vnd.uc-attest.shard.v1+safetensors"])  # fmt: skip
+def test_a_modelpack_layer_is_unarchived(media: str) -> None:
+    """Pull writes each layer as the file it names: an archive layer would be written unextracted, so it is refused."""
+    doc = valid_modelpack()
+    doc["layers"][1]["mediaType"] = media
+    with pytest.raises(RegistryMisbehaved, match=r"layers\[1\]\.mediaType: .* is not an unarchived ModelPack layer"):
+        pack_layers(json.dumps(doc).encode(), "m")
+    legacy = valid_pack()
+    legacy["layers"][1]["mediaType"] = media  # the old layout typed layers its own way: any type pulls
+    assert len(pack_layers(json.dumps(legacy).encode(), "m")) == 3
 
 
 # -- the specific findings, at unit level ---------------------------------------------------------------------------
@@ -193,15 +309,37 @@ def test_annotations_subject_and_layer_count() -> None:
     assert bundle_referrer(json.dumps(two).encode(), "r", sha256_digest(b"other")) is None  # not ours: ignored
 
 
-def _redirected(src: str, dst: str) -> urllib.request.Request | None:
-    req = urllib.request.Request(src, headers={"Authorization": "Basic c2VjcmV0"})
-    return _Redirects().redirect_request(req, None, 307, "Temporary Redirect", {}, dst)
-
-
-@pytest.mark.parametrize(("dst", "keeps"), [("http://127.0.0.1:5000/other", True), ("http://127.0.0.1:5001/x", False),
-                                            ("https://127.0.0.1:5000/x", False), ("http://localhost:5000/x", False),
-                                            ("http://s3.example.com/x", False)])  # fmt: skip
+@pytest.mark.parametrize(("dst", "keeps"), [("http://127.0.0.1:5000/other", True), ("/same/origin", True),
+                                            ("http://127.0.0.1:5001/x", False), ("https://127.0.0.1:5000/x", False),
+                                            ("http://localhost:5000/x", False), ("http://s3.example.com/x", False),
+                                            ("HTTP://127.0.0.1:5000/x", True),
+                                            ("http://127.0.0.1:80/x", False)])  # fmt: skip
 def test_credentials_stay_on_their_origin(dst: str, keeps: bool) -> None:
-    new = _redirected("http://127.0.0.1:5000/v2/r/blobs/sha256:00", dst)
-    assert new is not None and new.has_header("Authorization") is keeps
-    assert (origin("http://127.0.0.1:5000/a") == origin(dst)) is keeps
+    new = redirect("GET", "http://127.0.0.1:5000/v2/r/blobs/sha256:00", 307, dst, "Basic c2VjcmV0")
+    assert new is not None and (new.authorization == "Basic c2VjcmV0") is keeps
+    assert (origin("http://127.0.0.1:5000/a") == origin(new.url)) is keeps
+
+
+@pytest.mark.parametrize("dst", ["file:///etc/passwd", "ftp://127.0.0.1/x", "data:,x", "javascript:alert(1)"])
+def test_redirects_elsewhere_than_http_are_refused(dst: str) -> None:
+    with pytest.raises(Refused, match="only http\\(s\\) redirects"):
+        redirect("GET", "https://registry.example.com/v2/r/blobs/sha256:00", 302, dst, None)
+    with pytest.raises(Refused, match="not a valid URL"):
+        redirect("GET", "http://127.0.0.1:5000/a", 302, "http://127.0.0.1:x/", None)
+
+
+def test_https_is_not_followed_to_http() -> None:
+    with pytest.raises(Refused, match="https is not followed to http"):
+        redirect("GET", "https://registry.example.com/v2/x", 301, "http://registry.example.com/v2/x", "Bearer t")
+    assert redirect("GET", "http://127.0.0.1:5000/v2/x", 301, "https://127.0.0.1:5000/v2/x", None) is not None
+
+
+@pytest.mark.parametrize(("method", "code", "then"), [("GET", 307, "GET"), ("HEAD", 302, "HEAD"), ("HEAD", 308, "HEAD"),
+                                                      ("POST", 303, "GET"), ("POST", 301, "GET"), ("POST", 307, None),
+                                                      ("PUT", 302, None), ("PUT", 307, None), ("GET", 300, None),
+                                                      ("GET", 304, None)])  # fmt: skip
+def test_which_redirects_are_followed_and_how(method: str, code: int, then: str | None) -> None:
+    """urllib's rules, kept: GET and HEAD follow every redirect, POST 301-303 only (as a GET), nothing else."""
+    new = redirect(method, "http://127.0.0.1:5000/a", code, "/b", None)
+    assert (new.method if new else None) == then
+    assert redirect("GET", "http://127.0.0.1:5000/a", 302, None, None) is None  # no Location: not followed

@@ -371,10 +371,18 @@ def push(
     ],
     reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="oci://HOST[:PORT]/REPO[:TAG]")],
     plain_http: Annotated[bool, typer.Option(help="Plain HTTP (loopback addresses only).")] = False,
+    layout: Annotated[
+        str,
+        typer.Option(
+            metavar="LAYOUT",
+            help="modelpack (CNCF ModelPack, what modctl and KitOps read) or uc-attest-v1 (the layout uc-attest "
+            "pushed before, for consumers on an older uc-attest).",
+        ),
+    ] = "modelpack",
     as_json: JsonOpt = False,
 ) -> None:
     """Push a pack as an OCI artifact, its release, validation and OMS bundles as referrers; prints its digest."""
-    res = uc.push(pack_dir, reference, plain_http=plain_http)
+    res = uc.push(pack_dir, reference, plain_http=plain_http, layout=layout)
     if as_json:
         emit_json(
             {

@@ -5,15 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifact import PullResult, PushResult, pull_pack, push_pack
+from ..errors import UsageError
+from .artifact import Layout, PullResult, PushResult, pull_pack, push_pack
 from .artifact import list_repository as _list
 from .registry import Reference
 
 
-def push(pack_dir: Path, reference: str, *, plain_http: bool = False) -> PushResult:
-    """Push a pack and the bundles beside it to an OCI registry (``oci://HOST/REPO[:TAG]``); a PushResult
-    with the pack manifest's digest and what was uploaded (nothing the registry already has)."""
-    return push_pack(Path(pack_dir), Reference.parse(reference), plain_http=plain_http)
+def push(
+    pack_dir: Path, reference: str, *, plain_http: bool = False, layout: Layout | str = Layout.MODELPACK
+) -> PushResult:
+    """Push a pack and the bundles beside it to an OCI registry (``oci://HOST/REPO[:TAG]``), in the CNCF
+    ModelPack layout unless ``layout`` says otherwise (a Layout or its name); a PushResult with the pack
+    manifest's digest and what was uploaded (nothing the registry already has)."""
+    if not isinstance(layout, Layout):
+        names = [x.value for x in Layout]
+        if layout not in names:
+            raise UsageError(f"layout {layout!r} is not one of {', '.join(names)}")
+        layout = Layout(layout)
+    return push_pack(Path(pack_dir), Reference.parse(reference), plain_http=plain_http, layout=layout)
 
 
 def pull(reference: str, out_dir: Path, *, plain_http: bool = False, force: bool = False) -> PullResult:

@@ -1,11 +1,13 @@
 """A pack as an OCI artifact, its bundles as referrers (docs/oci.md).
 
-Pack manifest: OCI image manifest 1.1, ``artifactType`` PACK_TYPE, the empty config, one layer per pack
-file (sorted by name; ``org.opencontainers.image.title`` = its relative path), the manifest root and the
-scheme as annotations. Its bytes are canonical JSON, so the same pack is the same digest everywhere and a
-second push uploads nothing. Each bundle beside the pack (release, validations, OMS signature) is a
-referrer: a manifest of ``artifactType`` the bundle media type, one layer, ``subject`` = the pack manifest;
-listed by the referrers API where the registry has one, else by the ``sha256-<hex>`` tag index (fallback).
+Pack manifest: OCI image manifest 1.1 in the CNCF ModelPack layout (``modelpack.py``): ``artifactType``
+``application/vnd.cncf.model.manifest.v1+json``, a model config blob, one unarchived layer per pack file (sorted
+by name; ``org.cncf.model.filepath`` and ``org.opencontainers.image.title`` = its relative path), the manifest
+root and the scheme as annotations. Packs pushed before (Layout.UC_ATTEST_V1: uc-attest's own media types, the
+empty config) still pull. Its bytes are canonical JSON, so the same pack is the same digest everywhere and a
+second push uploads nothing. Each bundle beside the pack (release, validations, OMS signature) is a referrer: a
+manifest of ``artifactType`` the bundle media type, one layer, ``subject`` = the pack manifest; listed by the
+referrers API where the registry has one, else by the ``sha256-<hex>`` tag index (fallback).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,10 @@ from ..core.digest import canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes, inside
 from ..errors import InvalidInput, RegistryMisbehaved
 from ..manifest import Manifest
-from ..pack.layout import MANIFEST_NAME
+from ..pack.layout import CONFIG_NAME, MANIFEST_NAME
+from .modelpack import ARTIFACT_TYPE, CONFIG_TYPE, FILEPATH, LayerType, ModelConfig, layer_type
 from .registry import OCI_INDEX, OCI_MANIFEST, Reference, Registry, fallback_tag, sha256_digest
-from .schema import MAX_MANIFEST, Descriptor, parse_index, parse_manifest, parse_tags, short
+from .schema import MAX_MANIFEST, Descriptor, ImageManifest, parse_index, parse_manifest, parse_tags, short
 
 PACK_TYPE = "application/vnd.uc-attest.pack.v1+json"
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -41,12 +45,92 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_BUNDLE = 16 << 20
 
 
-def media_type(rel: str) -> str:
+class Layout(Enum):
+    """How a pack's manifest and layers are typed in a registry."""
+
+    #: CNCF ModelPack (the default): what modctl, KitOps and Docker model-runner read.
+    MODELPACK = "modelpack"
+    #: uc-attest's own media types and the empty config (packs pushed before ModelPack): pulled, and pushed on request.
+    UC_ATTEST_V1 = "uc-attest-v1"
+
+    @property
+    def artifact_type(self) -> str:
+        return ARTIFACT_TYPE if self is Layout.MODELPACK else PACK_TYPE
+
+
+#: artifactType -> the layout it names; any other artifactType is not a pack.
+LAYOUTS = {layout.artifact_type: layout for layout in Layout}
+_RAW_TYPES = frozenset(LayerType)
+
+
+def legacy_media_type(rel: str) -> str:
+    """A pack file's layer media type in the uc-attest-v1 layout."""
     if rel == MANIFEST_NAME:
         return "application/vnd.uc-attest.manifest.v1+json"
     if rel.endswith(".safetensors"):
         return "application/vnd.uc-attest.shard.v1+safetensors"
     return "application/json" if rel.endswith(".json") else "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class PackFile:
+    """A pack file as a layer: its path in the pack, where it is, its sha256 digest and size."""
+
+    rel: str
+    path: Path
+    digest: str
+    size: int
+
+    def layer(self, layout: Layout) -> dict[str, Any]:
+        if layout is Layout.MODELPACK:
+            media, annotations = str(layer_type(self.rel)), {FILEPATH: self.rel, TITLE: self.rel}
+        else:
+            media, annotations = legacy_media_type(self.rel), {TITLE: self.rel}
+        return {"mediaType": media, "digest": self.digest, "size": self.size, "annotations": annotations}
+
+
+@dataclass(frozen=True)
+class BuiltPack:
+    """What push uploads: the pack files, the config blob and the manifest (canonical JSON)."""
+
+    layout: Layout
+    files: tuple[PackFile, ...]
+    config: bytes
+    manifest: bytes
+
+
+def build_pack(pack_dir: Path, layout: Layout = Layout.MODELPACK) -> BuiltPack:
+    """The pack's artifact in ``layout``; InvalidInput for a file its manifest does not record as it is."""
+    pack_dir = Path(pack_dir)
+    manifest = Manifest.from_json((pack_dir / MANIFEST_NAME).read_bytes(), str(pack_dir / MANIFEST_NAME))
+    files = []
+    for rel in sorted(p.relative_to(pack_dir).as_posix() for p in pack_dir.rglob("*") if p.is_file()):
+        digest = sha256_file(pack_dir / rel)
+        want = manifest.files.get(rel)
+        if rel != MANIFEST_NAME and (want is None or want.hex != digest.hex):
+            raise InvalidInput(
+                f"{pack_dir / rel}: not the file the pack's manifest records; verify the pack first",
+                path=str(pack_dir / rel),
+            )
+        files.append(PackFile(rel, pack_dir / rel, "sha256:" + digest.hex, (pack_dir / rel).stat().st_size))
+    if layout is Layout.MODELPACK:
+        config_json = (pack_dir / CONFIG_NAME).read_bytes() if CONFIG_NAME in manifest.files else None
+        config = ModelConfig.of(manifest, config_json, tuple(f.digest for f in files)).to_json()
+        config_descriptor = {"mediaType": CONFIG_TYPE, "digest": sha256_digest(config), "size": len(config)}
+    else:
+        config, config_descriptor = b"{}", EMPTY
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": layout.artifact_type,
+        "config": config_descriptor,
+        "layers": [f.layer(layout) for f in files],
+        "annotations": {
+            ROOT_ANNOTATION: str(manifest.root),
+            SCHEME_ANNOTATION: canonical_json(manifest.scheme).decode(),
+        },
+    }
+    return BuiltPack(layout, tuple(files), config, canonical_json(body))
 
 
 def bundles_beside(pack_dir: Path) -> list[tuple[Path, str]]:
@@ -75,40 +159,21 @@ class PushResult:
     referrers_api: bool = False
 
 
-def push_pack(pack_dir: Path, ref: Reference, *, plain_http: bool = False) -> PushResult:
+def push_pack(
+    pack_dir: Path, ref: Reference, *, plain_http: bool = False, layout: Layout = Layout.MODELPACK
+) -> PushResult:
     """Push the pack (its files must be those its manifest records) and the bundles beside it."""
     pack_dir = Path(pack_dir)
-    manifest = Manifest.from_json((pack_dir / MANIFEST_NAME).read_bytes(), str(pack_dir / MANIFEST_NAME))
+    built = build_pack(pack_dir, layout)
     reg = Registry(ref, plain_http=plain_http)
-    layers = []
-    files = sorted(p.relative_to(pack_dir).as_posix() for p in pack_dir.rglob("*") if p.is_file())
-    for rel in files:
-        digest = "sha256:" + sha256_file(pack_dir / rel).hex
-        want = manifest.files.get(rel)
-        if rel != MANIFEST_NAME and (want is None or want.hex != digest.removeprefix("sha256:")):
-            raise InvalidInput(
-                f"{pack_dir / rel}: not the file the pack's manifest records; verify the pack first",
-                path=str(pack_dir / rel),
-            )
-        size = (pack_dir / rel).stat().st_size
-        reg.push_blob(digest, size, pack_dir / rel)
-        layers.append({"mediaType": media_type(rel), "digest": digest, "size": size, "annotations": {TITLE: rel}})
-    reg.push_blob(EMPTY_DIGEST, 2, b"{}")
-    body = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": PACK_TYPE,
-        "config": EMPTY,
-        "layers": layers,
-        "annotations": {
-            ROOT_ANNOTATION: str(manifest.root),
-            SCHEME_ANNOTATION: canonical_json(manifest.scheme).decode(),
-        },
-    }
-    raw = canonical_json(body)
+    for f in built.files:
+        reg.push_blob(f.digest, f.size, f.path)
+    reg.push_blob(sha256_digest(built.config), len(built.config), built.config)
+    reg.push_blob(EMPTY_DIGEST, 2, b"{}")  # the referrers' config (the pack's own, in the uc-attest-v1 layout)
+    raw = built.manifest
     digest, _ = reg.put_manifest(ref.tag or sha256_digest(raw), raw, OCI_MANIFEST)
     subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(raw)}
-    result = PushResult(str(ref), digest, len(layers), 0, 0)
+    result = PushResult(str(ref), digest, len(built.files), 0, 0)
     api = True
     pushed: list[dict[str, Any]] = []
     for path, role in bundles_beside(pack_dir):
@@ -163,11 +228,10 @@ class PullResult:
     bundles: list[str] = field(default_factory=list)
 
 
-def _safe_title(title: str | None, what: str) -> str:
-    """A layer's title as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
+def _safe_path(rel: str | None, what: str) -> str:
+    """A layer's file path as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
     absolute path, backslash, NUL or other control character, at most 255 bytes each."""
-    rel = title or ""
-    parts = rel.split("/")
+    parts = (rel or "").split("/")
     if (
         not rel
         or len(rel.encode("utf-8", "surrogatepass")) > 4096
@@ -175,30 +239,74 @@ def _safe_title(title: str | None, what: str) -> str:
         or "\\" in rel
         or any(unicodedata.category(c) in ("Cc", "Cs") for c in rel)
     ):
-        raise RegistryMisbehaved(f"{what}.annotations[{TITLE!r}]: unsafe or missing file name {short(title)}")
+        raise RegistryMisbehaved(f"{what}: unsafe or missing file name {short(rel)}")
     return rel
+
+
+def _path_key(layer: Descriptor, layout: Layout) -> str:
+    """The annotation that names a layer's file: the ModelPack file path when there is one, else the title."""
+    has = layer.annotations.keys()
+    return FILEPATH if FILEPATH in has or (TITLE not in has and layout is Layout.MODELPACK) else TITLE
+
+
+def layer_path(layer: Descriptor, layout: Layout, what: str) -> str:
+    """The file a layer is written to: its ``org.cncf.model.filepath`` or its ``org.opencontainers.image.title``
+    (equal when both are there), a safe relative path; in the ModelPack layout, an unarchived layer type."""
+    title, filepath = layer.annotations.get(TITLE), layer.annotations.get(FILEPATH)
+    if title is not None and filepath is not None and title != filepath:
+        raise RegistryMisbehaved(
+            f"{what}.annotations: {TITLE!r} {short(title)} and {FILEPATH!r} {short(filepath)} name different files"
+        )
+    key = _path_key(layer, layout)
+    rel = _safe_path(layer.annotations.get(key), f"{what}.annotations[{key!r}]")
+    if layout is Layout.MODELPACK and layer.media_type not in _RAW_TYPES:
+        raise RegistryMisbehaved(
+            f"{what}.mediaType: {short(layer.media_type)} is not an unarchived ModelPack layer type "
+            "(application/vnd.cncf.model.*.v1.raw)"
+        )
+    return rel
+
+
+def _fold(rel: str) -> str:
+    """The name a case-insensitive, normalizing file system (macOS, Windows) gives ``rel``."""
+    return unicodedata.normalize("NFC", rel).casefold()
+
+
+def pack_layout(raw: bytes, what: str) -> tuple[Layout, ImageManifest]:
+    """The layout of a pack manifest (from its ``artifactType``; anything else is not a pack) and the manifest."""
+    body = parse_manifest(raw, what)
+    layout = LAYOUTS.get(body.artifact_type or "")
+    if layout is None:
+        raise InvalidInput(
+            f"{what}: not a uc-attest pack (artifactType {body.artifact_type!r}, expected {ARTIFACT_TYPE} or {PACK_TYPE})"
+        )
+    if layout is Layout.MODELPACK and (body.config is None or body.config.media_type != CONFIG_TYPE):
+        got = short(body.config.media_type) if body.config else "none"
+        raise RegistryMisbehaved(f"{what}: config.mediaType: {got}, expected {CONFIG_TYPE} in a ModelPack artifact")
+    return layout, body
 
 
 def pack_layers(raw: bytes, what: str) -> list[tuple[str, Descriptor]]:
     """(file name, descriptor) of each layer of a pack manifest, every field checked before anything is fetched:
-    a pack's ``artifactType``, at least one layer, safe and distinct titles, a ``uc-manifest.json`` layer."""
-    body = parse_manifest(raw, what)
-    if body.artifact_type != PACK_TYPE:
-        raise InvalidInput(f"{what}: not a uc-attest pack (artifactType {body.artifact_type!r}, expected {PACK_TYPE})")
+    a pack's ``artifactType`` (either layout), at least one layer, safe and distinct file paths (also up to case
+    and Unicode normalization), a ``uc-manifest.json`` layer."""
+    layout, body = pack_layout(raw, what)
     if not body.layers:
         raise InvalidInput(f"{what}: the pack manifest lists no layers")
     files: list[tuple[str, Descriptor]] = []
     seen: set[str] = set()
     for i, layer in enumerate(body.layers):
-        rel = _safe_title(layer.annotations.get(TITLE), f"{what}: layers[{i}]")
-        parents = {"/".join(rel.split("/")[:k]) for k in range(1, rel.count("/") + 1)}
-        if rel in seen or parents & seen or any(s.startswith(rel + "/") for s in seen):
+        rel = layer_path(layer, layout, f"{what}: layers[{i}]")
+        folded = _fold(rel)
+        parents = {"/".join(folded.split("/")[:k]) for k in range(1, folded.count("/") + 1)}
+        if folded in seen or parents & seen or any(s.startswith(folded + "/") for s in seen):
             raise RegistryMisbehaved(
-                f"{what}: layers[{i}].annotations[{TITLE!r}]: {rel!r} is named twice, or as a file and a directory"
+                f"{what}: layers[{i}].annotations[{_path_key(layer, layout)!r}]: {rel!r} is named twice (up to case "
+                "and Unicode normalization), or as a file and a directory"
             )
-        seen.add(rel)
+        seen.add(folded)
         files.append((rel, layer))
-    if MANIFEST_NAME not in seen:
+    if MANIFEST_NAME not in {rel for rel, _ in files}:
         raise InvalidInput(f"{what}: the artifact has no {MANIFEST_NAME} layer")
     return files
 
@@ -214,7 +322,7 @@ def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: boo
     with atomic_output_dir(out, overwrite=force) as tmp:
         bundles = _referrer_bundles(reg, digest, out)
         for rel, layer in files:
-            dst = inside(tmp, rel)  # a layer title: checked by pack_layers, joined by the one rule
+            dst = inside(tmp, rel)  # a layer's file path: checked by pack_layers, joined by the one rule
             dst.parent.mkdir(parents=True, exist_ok=True)
             with open(dst, "wb") as fh:
                 fh.writelines(reg.blob_chunks(layer, f"layer {rel}"))
@@ -278,11 +386,17 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
         raw, digest, _ = reg.get_manifest(tag)
         body = parse_manifest(raw, f"{ref}:{tag} manifest")
         row: dict[str, Any] = {"tag": tag, "digest": digest, "artifact_type": body.artifact_type}
-        if body.artifact_type == PACK_TYPE:
+        layout = LAYOUTS.get(body.artifact_type or "")
+        if layout is not None:
             ann = body.annotations
             entries = reg.referrers(digest)
             roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries if e.artifact_type == BUNDLE_TYPE)
             status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
-            row |= {"manifest_root": ann.get(ROOT_ANNOTATION), "bundles": roles, "status": f"{status} (listed)"}
+            row |= {
+                "layout": layout.value,
+                "manifest_root": ann.get(ROOT_ANNOTATION),
+                "bundles": roles,
+                "status": f"{status} (listed)",
+            }
         rows.append(row)
     return rows

@@ -1,30 +1,41 @@
-"""A small verifying client of the OCI distribution API (v1.1) over plain HTTP(S), standard library only.
+"""A small verifying client of the OCI distribution API (v1.1) over HTTP(S).
 
-Why not a client library: PyPI ``oras`` needs ``requests`` and leaves digest checking of pulled blobs
-and the referrers tag-schema fallback to the caller; what we need is ~200 lines of the spec — blobs
-(HEAD, monolithic upload, streamed download checked against the descriptor), manifests, the referrers
-API with its fallback, and the two auth flows registries use (Basic, and Bearer tokens from the realm
-the registry names). Credentials: ``UC_ATTEST_REGISTRY_USERNAME`` / ``UC_ATTEST_REGISTRY_PASSWORD``.
+HTTP is ``requests`` with the policy of :mod:`uc_attest.core.httpclient` (redirects, credentials kept on their
+origin, timeouts, a total deadline and a size cap per answer). Why not a client library (PyPI ``oras``): it
+leaves digest checking of pulled blobs and the referrers tag-schema fallback to the caller (docs/oci.md); what
+we need is a few hundred lines of the spec — blobs (HEAD, monolithic upload, streamed download checked against
+the descriptor), manifests, the referrers API with its fallback, and the two auth flows registries use (Basic,
+and Bearer tokens from the realm the registry names). Credentials: ``UC_ATTEST_REGISTRY_USERNAME`` /
+``UC_ATTEST_REGISTRY_PASSWORD``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import ipaddress
 import mmap
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from ..core.netio import Deadline, read_piece
+from ..core.httpclient import (
+    BadURL,
+    Refused,
+    TooLarge,
+    Unreachable,
+    origin,
+    peek,
+    read_body,
+    send,
+    session,
+    stream,
+)
+from ..core.netio import Deadline
 from ..errors import Finding, OperationalError, RegistryMisbehaved, RegistryUnreachable, UsageError, VerificationFailed
 from .schema import (
     DIGEST,
@@ -35,6 +46,9 @@ from .schema import (
     short,
 )
 
+if TYPE_CHECKING:
+    import requests
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 #: An RFC 6750 bearer token (b64token): nothing that could end or extend the Authorization header.
@@ -43,7 +57,6 @@ _REF = re.compile(
     r"^oci://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
-CHUNK = 1 << 20
 #: A manifest, tag list or error answer must be complete within this; a blob gets it plus one second per
 #: BLOB_MIN_RATE bytes received (a slow honest registry still delivers; a peer trickling bytes is cut off).
 ANSWER_DEADLINE_S, BLOB_MIN_RATE = 60.0, 256 << 10
@@ -87,66 +100,6 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of a URL: what decides whether credentials may be sent there; None if unparseable."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
-    except ValueError:
-        return None
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
-def _oneline(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "no detail"
-    return f"{type(exc).__name__}: {text[:200]}"
-
-
-class _Redirects(urllib.request.HTTPRedirectHandler):
-    """Follow only http(s) redirects, and never carry credentials to another origin (scheme, host or port):
-    registries redirect blob downloads to storage elsewhere (S3, a CDN), which must not see them."""
-
-    def http_error_302(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any) -> Any:
-        target = headers.get("Location") or headers.get("URI") or ""
-        new = urllib.parse.urljoin(req.full_url, target)
-        if urllib.parse.urlsplit(new).scheme.lower() not in ("http", "https"):
-            fp.close()
-            raise RegistryMisbehaved(
-                f"{req.host}: HTTP {code} redirect to {short(new)} refused: only http(s) redirects are followed"
-            )
-        return super().http_error_302(req, fp, code, msg, headers)
-
-    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
-
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> urllib.request.Request | None:
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and origin(new.full_url) != origin(req.full_url):
-            new.remove_header("Authorization")
-        return new
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    """urllib's opener for http(s) only: no file:, ftp: or data: handler (a URL a registry names is never read
-    from the local disk), redirects as :class:`_Redirects` decides."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        _Redirects(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
-_OPENER = _opener()
-
-
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -163,6 +116,7 @@ class Registry:
         self.origin = origin(self.base)
         self.timeout = timeout
         self._auth: str | None = None
+        self._session = session()
         self.uploaded_bytes = 0
         self.uploaded_blobs = 0
 
@@ -192,17 +146,19 @@ class Registry:
         query = urllib.parse.urlencode(
             {k: v for k, v in (("service", fields.get("service")), ("scope", fields.get("scope", scope))) if v}
         )
-        req = urllib.request.Request(realm + ("&" if "?" in realm else "?") + query)
-        if creds is not None:
-            req.add_header("Authorization", "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
+        basic = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode() if creds else None
         what = f"{self.ref.host}: token request for {scope}"
+        url = realm + ("&" if "?" in realm else "?") + query
         try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                body = parse_json(self.read_limited(resp, MAX_MANIFEST, what), f"{what}: answer")
-        except urllib.error.HTTPError as exc:
-            raise OperationalError(f"{what} failed: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-            raise RegistryUnreachable(f"{what} failed: {_oneline(exc)}") from None
+            resp = send(self._session, "GET", url, timeout=self.timeout, authorization=basic)
+        except (Refused, BadURL) as exc:
+            raise RegistryMisbehaved(f"{what}: {exc}") from None
+        except Unreachable as exc:
+            raise RegistryUnreachable(f"{what} failed: {exc}") from None
+        with resp:
+            if not 200 <= resp.status_code < 300:
+                raise OperationalError(f"{what} failed: HTTP {resp.status_code}")
+            body = parse_json(self.read_limited(resp, MAX_MANIFEST, what), f"{what}: answer")
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str) or not _TOKEN.match(token):
             raise RegistryMisbehaved(f"{what}: the token service gave no usable token (token: {short(token, 40)})")
@@ -223,31 +179,16 @@ class Registry:
             )
 
     @staticmethod
-    def read(resp: Any, n: int, what: str, deadline: Deadline) -> bytes:
-        """Up to ``n`` bytes of a response (one socket read at most); RegistryUnreachable when the HTTP exchange
-        breaks (truncated body, malformed chunked encoding, timeout, reset) or outlasts ``deadline`` (a peer
-        trickling bytes)."""
+    def read_limited(resp: requests.Response, limit: int, what: str) -> bytes:
+        """At most ``limit`` bytes of a response within ANSWER_DEADLINE_S; RegistryMisbehaved when it announces or
+        has more, RegistryUnreachable when the HTTP exchange breaks (truncated, malformed chunked encoding,
+        timeout) or outlasts the deadline (a peer trickling bytes)."""
         try:
-            data: bytes = read_piece(resp, n, deadline)
-        except (http.client.HTTPException, OSError, ValueError) as exc:
-            raise RegistryUnreachable(f"{what}: broken answer: {_oneline(exc)}") from None
-        missing = getattr(resp, "length", None)  # http.client: bytes of Content-Length not yet read
-        if not data and n and isinstance(missing, int) and missing > 0:
-            raise RegistryUnreachable(f"{what}: broken answer: connection closed with {missing} announced bytes unsent")
-        return data
-
-    def read_limited(self, resp: Any, limit: int, what: str) -> bytes:
-        """At most ``limit`` bytes of a response; RegistryMisbehaved when it has more, RegistryUnreachable when the
-        HTTP exchange breaks (truncated, malformed chunked encoding, timeout)."""
-        raw, deadline = bytearray(), Deadline(ANSWER_DEADLINE_S, what=what)
-        while len(raw) <= limit:
-            chunk = self.read(resp, limit + 1 - len(raw), what, deadline)
-            if not chunk:
-                break
-            raw += chunk
-        if len(raw) > limit:
-            raise RegistryMisbehaved(f"{what}: too large (over the {limit >> 20} MiB limit)")
-        return bytes(raw)
+            return read_body(resp, limit, Deadline(ANSWER_DEADLINE_S, what=what))
+        except TooLarge:
+            raise RegistryMisbehaved(f"{what}: too large (over the {limit >> 20} MiB limit)") from None
+        except Unreachable as exc:
+            raise RegistryUnreachable(f"{what}: broken answer: {exc}") from None
 
     def request(
         self,
@@ -258,57 +199,47 @@ class Registry:
         headers: dict[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
         scope: str = "pull",
-    ) -> Any:
+    ) -> requests.Response:
         """The response (open; the caller reads and closes it) of one request, logging in once on a 401."""
         full_scope = f"repository:{self.ref.repo}:{scope}"
+        full_url = url if url.startswith(("http://", "https://")) else self.base + url
+        where = f"{self.ref.host}: {method} {short(full_url, 200)}"
         for attempt in (0, 1):
-            full_url = url if url.startswith(("http://", "https://")) else self.base + url
-            req = urllib.request.Request(full_url, data=data, method=method)
-            for k, v in (headers or {}).items():
-                req.add_header(k, v)
-            if self._auth and origin(full_url) == self.origin:  # credentials only to the registry itself
-                req.add_header("Authorization", self._auth)
+            auth = self._auth if origin(full_url) == self.origin else None  # credentials only to the registry
             try:
-                resp = _OPENER.open(req, timeout=self.timeout)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401 and attempt == 0:
-                    exc.close()
-                    self._login(exc.headers.get("WWW-Authenticate", ""), full_scope)
-                    if hasattr(data, "seek"):
-                        data.seek(0)  # type: ignore[union-attr]
-                    continue
-                if exc.code == 401:
-                    exc.close()
-                    raise OperationalError(f"{self.ref.host}: authentication failed for {full_scope}") from None
-                if exc.code in ok:
-                    return exc
-                try:
-                    detail = " ".join(exc.read(400).decode("utf-8", "replace").split())
-                except (http.client.HTTPException, OSError, ValueError):
-                    detail = ""
-                exc.close()
-                raise OperationalError(
-                    f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {exc.code} {detail}".rstrip()
-                ) from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                raise RegistryUnreachable(
-                    f"{self.ref.host}: {method} {short(req.full_url, 200)} failed: {_oneline(exc)}"
-                ) from None
-            except ValueError as exc:  # a URL http.client refuses (control characters in a redirect...)
-                raise RegistryMisbehaved(
-                    f"{self.ref.host}: {method} {short(req.full_url, 200)}: {_oneline(exc)}"
-                ) from None
-            if resp.status not in ok:
+                resp = send(
+                    self._session,
+                    method,
+                    full_url,
+                    data=data,
+                    headers=headers,
+                    authorization=auth,
+                    timeout=self.timeout,
+                )
+            except (Refused, BadURL) as exc:
+                raise RegistryMisbehaved(f"{where}: {exc}") from None
+            except Unreachable as exc:
+                raise RegistryUnreachable(f"{where} failed: {exc}") from None
+            if resp.status_code == 401:
                 resp.close()
-                raise OperationalError(f"{self.ref.host}: {method} {short(req.full_url, 200)} -> HTTP {resp.status}")
-            return resp
+                if attempt:
+                    raise OperationalError(f"{self.ref.host}: authentication failed for {full_scope}")
+                self._login(resp.headers.get("WWW-Authenticate", ""), full_scope)
+                if data is not None and not isinstance(data, bytes | memoryview):
+                    data.seek(0)  # a file sent again from its start
+                continue
+            if resp.status_code in ok:
+                return resp
+            with resp:
+                detail = " ".join(peek(resp, 400).decode("utf-8", "replace").split())
+            raise OperationalError(f"{where} -> HTTP {resp.status_code} {detail}".rstrip())
         raise AssertionError("unreachable")
 
     # -- blobs ----------------------------------------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
         resp = self.request("HEAD", f"/blobs/{digest}", ok=(200, 404))
         resp.close()
-        return _status(resp) == 200
+        return resp.status_code == 200
 
     def push_blob(self, digest: str, size: int, source: Path | bytes) -> bool:
         """Upload a blob unless the registry has it; True when bytes were sent."""
@@ -328,30 +259,35 @@ class Registry:
             self.request("PUT", url, data=source, headers=headers, ok=(201,), scope="pull,push").close()
         elif size == 0:
             self.request("PUT", url, data=b"", headers=headers, ok=(201,), scope="pull,push").close()
-        else:  # a read-only map: sent in one sendall, not in http.client's 8 KiB blocks
-            with open(source, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                self.request("PUT", url, data=memoryview(mm), headers=headers, ok=(201,), scope="pull,push").close()
+        else:  # a read-only map: sent in one sendall, not in blocks; the view released before the map closes
+            with (
+                open(source, "rb") as fh,
+                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+                memoryview(mm) as v,
+            ):
+                self.request("PUT", url, data=v, headers=headers, ok=(201,), scope="pull,push").close()
         self.uploaded_bytes += size
         self.uploaded_blobs += 1
         return True
 
     def blob_chunks(self, descriptor: Descriptor, what: str) -> Iterator[bytes]:
         """The blob's bytes, streamed; VerificationFailed naming ``what`` when its size or digest is not the
-        descriptor's (raised after the last chunk, before the caller commits anything)."""
+        descriptor's (raised after the last chunk, before the caller commits anything). At most one byte more
+        than the descriptor's size is read."""
         digest, size = descriptor.digest, descriptor.size
         h, got = hashlib.sha256(), 0
         where = f"{self.ref.host}: {what}: blob {digest}"
         deadline = Deadline(ANSWER_DEADLINE_S, BLOB_MIN_RATE, where)
         with self.request("GET", f"/blobs/{digest}") as resp:
-            while True:
-                chunk = self.read(resp, CHUNK, where, deadline)
-                if not chunk:
-                    break
-                got += len(chunk)
-                if got > size:
-                    break
-                h.update(chunk)
-                yield chunk
+            try:
+                for chunk in stream(resp, size, deadline):
+                    got += len(chunk)
+                    if got > size:
+                        break
+                    h.update(chunk)
+                    yield chunk
+            except Unreachable as exc:
+                raise RegistryUnreachable(f"{where}: broken answer: {exc}") from None
         actual = "sha256:" + h.hexdigest()
         if got != size or actual != digest:
             raise VerificationFailed(
@@ -377,7 +313,7 @@ class Registry:
             "GET", f"/manifests/{reference}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"}, ok=(200, 404)
         )
         with resp:
-            if _status(resp) != 200:
+            if resp.status_code != 200:
                 return None
             return self.read_limited(resp, MAX_MANIFEST, f"{self.ref.host}: manifest {reference}")
 
@@ -400,17 +336,12 @@ class Registry:
         registry has none, from the ``sha256-<hex>`` tag index (the fallback push maintains)."""
         resp = self.request("GET", f"/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404))
         with resp:
-            api = _status(resp) == 200 and resp.headers.get("Content-Type", "").startswith(OCI_INDEX)
+            api = resp.status_code == 200 and resp.headers.get("Content-Type", "").startswith(OCI_INDEX)
             what = f"{self.ref.host}: referrers of {digest}"
             raw = self.read_limited(resp, MAX_MANIFEST, what) if api else self.find_manifest(fallback_tag(digest))
         if raw is None:
             return ()
         return parse_index(raw, what if api else f"{self.ref.host}: tag {fallback_tag(digest)}")
-
-
-def _status(resp: Any) -> int:
-    code = getattr(resp, "status", None) or getattr(resp, "code", None)
-    return int(code) if code is not None else 0
 
 
 def fallback_tag(digest: str) -> str:

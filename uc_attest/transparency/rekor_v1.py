@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -29,9 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..core import merkle
 from ..core.digest import canonical_json
-from ..core.netio import Deadline, read_within
+from ..core.httpclient import BadURL, Refused, TooLarge, Unreachable, read_body, send, session
+from ..core.netio import Deadline
 from ..errors import LogMisbehaved, LogUnreachable, MerkleError, NoteError
 from .checkpoint import Checkpoint, Verifier, open_note
+
+if TYPE_CHECKING:
+    from requests import Session
 
 #: Statuses that mean "try again later" (RFC 9110 / RFC 6585), retried then reported as unreachable.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -105,32 +106,41 @@ class RekorClient:
     timeout: float = 10.0  # each wait for bytes
     requests: int = field(default=0)
     deadline: float = 30.0  # the whole answer (a peer trickling bytes under the timeout is cut off)
+    _session: Session = field(default_factory=session, init=False, repr=False, compare=False)
 
     def _call(self, path: str, body: Any = None) -> Any:
-        """One JSON request, retried on transient failures; classifies what goes wrong."""
+        """One JSON request (POST with ``body``, else GET), retried on transient failures; classifies what goes
+        wrong."""
         url = f"{self.log.base_url}{path}"
         data = json.dumps(body).encode() if body is not None else None
         last = ""
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
             self.requests += 1
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    raw = read_within(r, MAX_ANSWER, Deadline(self.deadline, what=url))
-                    if len(raw) <= MAX_ANSWER and getattr(r, "length", None):  # Content-Length not reached
-                        raise http.client.IncompleteRead(raw, r.length)
-            except urllib.error.HTTPError as exc:
-                if exc.code not in TRANSIENT_STATUS:
-                    raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
-                last = f"HTTP {exc.code}"
+                with send(
+                    self._session,
+                    "GET" if data is None else "POST",
+                    url,
+                    data=data,
+                    headers={"Content-Type": "application/json"},
+                    timeout=self.timeout,
+                ) as r:
+                    status = r.status_code
+                    raw = read_body(r, MAX_ANSWER, Deadline(self.deadline, what=url)) if 200 <= status < 300 else b""
+            except TooLarge:
+                raise LogMisbehaved(f"{url}: answer larger than {MAX_ANSWER >> 20} MiB", url=url) from None
+            except Refused as exc:
+                raise LogMisbehaved(f"{url}: {exc}", url=url) from None
+            except (Unreachable, BadURL) as exc:  # refused, reset, timeout, cut short, past the deadline
+                last = str(exc)
                 continue
-            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timeout, cut short
-                last = str(getattr(exc, "reason", exc)) or type(exc).__name__
+            if not 200 <= status < 300:
+                if status not in TRANSIENT_STATUS:
+                    raise LogMisbehaved(f"{url}: HTTP {status}", url=url, status=status)
+                last = f"HTTP {status}"
                 continue
-            if len(raw) > MAX_ANSWER:
-                raise LogMisbehaved(f"{url}: answer larger than {MAX_ANSWER >> 20} MiB", url=url)
             try:
                 return json.loads(raw)
             except (ValueError, RecursionError):

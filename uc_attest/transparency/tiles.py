@@ -10,18 +10,16 @@ number of those nodes a tree of size ``s`` has: ``floor(s / 256^L) mod 256``). `
 from __future__ import annotations
 
 import hashlib
-import http.client
 import re
 import struct
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.httpclient import BadURL, Refused, TooLarge, Unreachable, read_body, send, session
 from ..core.merkle import leaf_hash, node_hash
-from ..core.netio import Deadline, read_within
+from ..core.netio import Deadline
 from ..errors import LogMisbehaved, LogUnreachable, NoteError
 
 WIDTH, HEIGHT, HASH = 256, 8, 32
@@ -193,6 +191,7 @@ class TileClient:
     ) -> None:
         self.log, self.timeout, self.deadline = log, timeout, deadline  # per read; per whole answer
         self.requests = self.bytes = 0
+        self._session = session()
         self._cache: dict[str, bytes] = {} if cache is None else cache  # a tile path (with its width) is immutable
 
     def _get(self, path: str, limit: int) -> bytes:
@@ -207,19 +206,22 @@ class TileClient:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             self.requests += 1
             try:
-                with urllib.request.urlopen(url, timeout=self.timeout) as r:
-                    data = read_within(r, limit, Deadline(self.deadline, what=url))
-            except urllib.error.HTTPError as exc:
-                if exc.code not in TRANSIENT_STATUS:
-                    raise LogMisbehaved(f"{url}: HTTP {exc.code}", url=url, status=exc.code) from None
-                last, status = f"HTTP {exc.code}", exc.code
+                with send(self._session, "GET", url, timeout=self.timeout) as r:
+                    code = r.status_code
+                    data = read_body(r, limit, Deadline(self.deadline, what=url)) if 200 <= code < 300 else b""
+            except TooLarge:
+                raise LogMisbehaved(f"{url}: answer longer than {limit} bytes", url=url) from None
+            except Refused as exc:
+                raise LogMisbehaved(f"{url}: {exc}", url=url) from None
+            except (Unreachable, BadURL) as exc:  # refused, reset, timeout, cut short, past the deadline
+                last, status = str(exc), None
                 continue
-            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timeout, cut
-                last, status = str(getattr(exc, "reason", exc)) or type(exc).__name__, None
+            if not 200 <= code < 300:
+                if code not in TRANSIENT_STATUS:
+                    raise LogMisbehaved(f"{url}: HTTP {code}", url=url, status=code)
+                last, status = f"HTTP {code}", code
                 continue
             self.bytes += len(data)
-            if len(data) > limit:
-                raise LogMisbehaved(f"{url}: answer longer than {limit} bytes", url=url)
             return data
         raise LogUnreachable(f"{url}: {last} (after {ATTEMPTS} attempts)", url=url, status=status)
 
