@@ -121,3 +121,27 @@ def test_curves_round_trip_and_malformed_messages_are_refused() -> None:
                 [{"method": "m", "curves": {"a": [1, [[5, 1, 0]]]}}], ["not a dict"]):  # fmt: skip
         with pytest.raises(OperationalError):
             _merge(bad)
+
+
+def test_out_of_memory_names_the_tensor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank out of memory (MemoryError, or torch's on a device) says which tensor it was quantizing: exit 4."""
+    from uc_attest.pack import writer
+    from uc_attest.quant import allocate
+    from uc_attest.testing.synth import write_synth_model
+
+    src = write_synth_model(tmp_path / "src", hidden=128, inter=256, layers=1, vocab=64)
+
+    def no_memory(name: str, *_a: object, **_k: object) -> None:
+        if name.endswith("mlp.up_proj.weight"):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        raise MemoryError
+
+    monkeypatch.setattr(writer, "quantize_tensor", no_memory)
+    monkeypatch.setattr(allocate, "quantize_tensor", no_memory)
+    store = PartStore(tmp_path, 128)
+    only_up = lambda n: n.endswith("mlp.up_proj.weight")
+    with pytest.raises(OperationalError, match=r"out of memory quantizing model\.layers\.0\.mlp\.up_proj\.weight") as e:
+        writer.quantize_into(store, src, DEFAULT_SCHEME, "cpu", None, only_up)
+    assert e.value.exit_code == 4
+    with pytest.raises(OperationalError, match=r"out of memory quantizing model\.layers\.0\.mlp\.down_proj\.weight"):
+        allocate.measure_curves(src, DEFAULT_SCHEME, None, "cpu", store, select=lambda n: "down_proj" in n)

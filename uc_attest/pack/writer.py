@@ -20,7 +20,7 @@ import torch
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
-from ..errors import Finding, MalformedModel, UsageError, VerificationFailed
+from ..errors import Finding, MalformedModel, OperationalError, UsageError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
 from ..quant.allocate import Candidates
 from ..quant.measure import Candidate, measure
@@ -235,7 +235,11 @@ def quantize_into(
             f = src.file(shard)
             for st in tensors:
                 if scheme.applies_to(st.name, st.info.dtype, st.info.shape) and select(st.name):
-                    store.put(st.name, _candidate(f, st.info, job))
+                    try:
+                        c = _candidate(f, st.info, job)
+                    except (MemoryError, torch.OutOfMemoryError):
+                        raise OperationalError(f"out of memory quantizing {st.name}", tensor=st.name) from None
+                    store.put(st.name, c)
                     job.progress(st.name, st.info.numel)
     finally:
         src.close()

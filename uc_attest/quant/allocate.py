@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..core.stfile import TensorInfo
+from ..errors import OperationalError, UsageError
 from .ldlq import blocks_to_matrices
 from .measure import Candidate, Energy, measure, raw_bytes, reference
 from .measure import damage as _damage
@@ -221,7 +222,6 @@ def measure_curves(
     from ..source import ModelSource
 
     dev = torch.device(device)
-    g = scheme.group_size
     src = ModelSource(Path(source_dir))
     curves: Curves = {}
     weights = _output_weights(src_names(source_dir, scheme), getattr(moments, "sensitivity", None))
@@ -236,20 +236,11 @@ def measure_curves(
                     continue
                 b = scheme.bits_for(info.name)
                 widths = [w for w in (b - 1 if floor else b, b, b + 1) if w >= 2 and _at(scheme, w) is not None]
-                m16 = moments(info.name, info.shape) if moments is not None else None
-                x = f.tensor(info.name)
-                energy = _energy(scheme, tuple(info.shape), m16)
-                ref = reference(x, info.dtype, energy)
-                prep = prepare(info.name, x, scheme, dev, m16)  # pass 1 and the feedback matrices: once per tensor
-                points = []
-                for bits in sorted(set(widths)):
-                    sc = _at(scheme, bits)
-                    assert sc is not None
-                    q: QuantizedTensor = quantize_tensor(info.name, x, info.dtype, sc, dev, m16, prep)
-                    c = measure(info.name, x, q, g, energy, ref)
-                    assert c.damage is not None
-                    store.put(info.name, c)
-                    points.append((bits, c.damage * weights.get(info.name, 1)))
+                try:
+                    points = _measure_widths(info, f.tensor(info.name), scheme, widths, moments, dev, store)
+                except (MemoryError, torch.OutOfMemoryError):
+                    raise OperationalError(f"out of memory quantizing {info.name}", tensor=info.name) from None
+                points = [(bits, d * weights.get(info.name, 1)) for bits, d in points]
                 curves[info.name] = (math.prod(info.shape), points)
                 if progress is not None:
                     progress(info.name, curves[info.name][0])
@@ -259,6 +250,32 @@ def measure_curves(
     finally:
         src.close()
     return curves, METHOD_OUTPUT if weights else METHOD
+
+
+def _measure_widths(
+    info: TensorInfo,
+    x: torch.Tensor,
+    scheme: Scheme,
+    widths: list[int],
+    moments: Moments | None,
+    dev: torch.device,
+    store: Candidates,
+) -> list[tuple[int, Fraction]]:
+    """One tensor at each width, measured and kept in ``store``: (bits, damage) in ascending bits."""
+    m16 = moments(info.name, info.shape) if moments is not None else None
+    energy = _energy(scheme, tuple(info.shape), m16)
+    ref = reference(x, info.dtype, energy)
+    prep = prepare(info.name, x, scheme, dev, m16)  # pass 1 and the feedback matrices: once per tensor
+    points = []
+    for bits in sorted(set(widths)):
+        sc = _at(scheme, bits)
+        assert sc is not None
+        q: QuantizedTensor = quantize_tensor(info.name, x, info.dtype, sc, dev, m16, prep)
+        c = measure(info.name, x, q, scheme.group_size, energy, ref)
+        assert c.damage is not None
+        store.put(info.name, c)
+        points.append((bits, c.damage))
+    return points
 
 
 def choose(
