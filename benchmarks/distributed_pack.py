@@ -103,22 +103,29 @@ def main() -> None:
         print(f"model: generated Llama bf16, hidden {a.hidden}, {a.layers} layers, {size / 1e9:.2f} GB; "
               f"{'default command' if a.default else 'plain pack (--no-calibration)'}; {os.cpu_count()} CPUs")  # fmt: skip
         cached = False
-        roots = set()
+        roots: dict[str, str] = {}
         base = None
         for ranks in [int(x) for x in a.ranks.split(",")]:
             for threads in ([None, 1] if ranks == 1 else [None]):
                 cached = not drop_caches()
                 out = root / f"pack-{ranks}-{threads}"
                 wall, rows = run(ranks, src, out, a.default, threads)
-                roots |= {r["root"] for r in rows}
-                label = f"{ranks} rank(s)" + (f", {threads} thread" if threads else ", machine's thread budget")
+                assert len({r["root"] for r in rows}) == 1  # every rank returns rank 0's pack
+                label = f"{ranks} rank(s)" + (f", {threads} thread" if threads else "")
+                roots[label] = rows[0]["root"]
                 base = base or wall
                 print(f"\n{label}: wall {wall:.1f} s ({base / wall:.2f}x the first row)")
                 for r in rows:
                     print(f"  rank {r['rank']}: {r['seconds']:.1f} s in the pack, peak RSS {r['peak_rss_mb']:.0f} MB "
                           f"({r['peak_rss_mb'] - r['base_rss_mb']:.0f} MB above torch + uc-attest loaded), "
                           f"read {r['read_mb']:.0f} MB from disk")  # fmt: skip
-        print(f"\nroots: {sorted(roots)} ({'identical' if len(roots) == 1 else 'DIFFERENT'})")
+        first = next(iter(roots.values()))
+        for label, root in roots.items():
+            same = "the same as the first row" if root == first else "differs from the first row"
+            print(f"root, {label}: {root[:19]}… ({same})")
+        if a.default:
+            print("(the calibration record names its thread budget: rank 0 calibrates on its node's cores, as the first "
+                  "row does; the one-thread row calibrated on one)")  # fmt: skip
         if cached:
             print("(page cache not dropped: this user may not; reads served from the cache are not counted)")
 

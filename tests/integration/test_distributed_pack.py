@@ -1,8 +1,9 @@
 """A pack split over torchrun ranks (gloo on CPU) is the one-process pack, byte for byte; a rank that fails or
 is killed fails the whole pack and leaves nothing (issue 34, docs/distributed.md).
 
-Real torchrun subprocesses, as a release pipeline runs them. The one-process packs run with one thread, the
-budget torchrun gives each rank (OMP_NUM_THREADS=1): the calibration record names the thread budget.
+Real torchrun subprocesses, as a release pipeline runs them. The calibration record names the thread budget its
+forward passes ran on: rank 0 calibrates on its node's cores (min(cores, ranks): torchrun gives each rank one
+thread), so the one-process packs compared run with that budget.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO, shared_path
 from uc_attest.core.stfile import SafetensorsFile
+from uc_attest.core.threads import available_cores
 from uc_attest.pack.world import World, assign
 from uc_attest.testing.synth import write_synth_model
 
@@ -28,8 +30,10 @@ CLI = Path(sys.executable).parent / "uc-attest"
 pytestmark = pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside this Python")
 
 
-def one_process(src: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "UC_ATTEST_THREADS": "1"}
+def one_process(src: Path, out: Path, *args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
+    """The one-process pack with the thread budget a job of ``ranks`` ranks on this machine calibrates with
+    (rank 0 takes its node's cores: ``min(cores, ranks)``; each rank has one thread)."""
+    env = {**os.environ, "UC_ATTEST_THREADS": str(min(available_cores(), ranks))}
     return subprocess.run([str(CLI), "pack", str(src), "-o", str(out), "--device", "cpu", "--json", *args],
                           capture_output=True, text=True, timeout=600, check=False, env=env)  # fmt: skip
 
@@ -91,7 +95,7 @@ def test_a_malformed_torchrun_environment_is_refused(env: dict[str, str]) -> Non
 
 
 def test_two_ranks_write_the_one_process_pack(small: Path, tmp_path: Path) -> None:
-    ref = one_process(small, tmp_path / "one")
+    ref = one_process(small, tmp_path / "one", ranks=2)
     assert ref.returncode == 0, ref.stderr
     rc, out, err = run(2, small, tmp_path / "two")
     assert rc == 0, err
@@ -124,7 +128,7 @@ def test_default_pack_of_stories260k_is_the_one_process_pack(ranks: int, tmp_pat
     import stories
 
     src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
-    ref = one_process(src, tmp_path / "one")
+    ref = one_process(src, tmp_path / "one", ranks=ranks)
     assert ref.returncode == 0, ref.stderr
     rc, _out, err = run(ranks, src, tmp_path / "many")
     assert rc == 0, err
@@ -134,7 +138,7 @@ def test_default_pack_of_stories260k_is_the_one_process_pack(ranks: int, tmp_pat
 @pytest.mark.slow
 def test_three_ranks_uneven_split_default_pack(tmp_path: Path) -> None:
     src = write_synth_model(tmp_path / "src", hidden=256, inter=688, layers=3)
-    ref = one_process(src, tmp_path / "one")
+    ref = one_process(src, tmp_path / "one", ranks=3)
     assert ref.returncode == 0, ref.stderr
     rc, _out, err = run(3, src, tmp_path / "three")
     assert rc == 0, err

@@ -17,6 +17,7 @@ into place.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..core import threads
 from ..errors import InvalidInput, OperationalError, UsageError
 from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
@@ -119,7 +121,7 @@ def _pack(
 ) -> PackResult | None:
     """Calibrate (rank 0), quantize this rank's share, choose and write (rank 0); the result on rank 0."""
     world = group.world
-    measured = group.step(lambda: _moments_for(r, show, warn, scratch) if world.leader else (None, None))
+    measured = group.step(lambda: _calibrate(r, show, warn, scratch) if world.leader else (None, None))
     shared = group.from_leader(str(measured[0]) if measured[0] is not None else None)
     cal = group.step(lambda: _open_calibration(Path(shared) if shared else None, r))
     try:
@@ -182,6 +184,22 @@ def _pack(
     finally:
         if cal is not None:
             cal.close()
+
+
+def _calibrate(
+    r: PackRequest, show: PackProgress, warn: Callable[[str], None] | None, scratch: Path
+) -> tuple[Path | None, Any]:
+    """Rank 0's calibration on the cores of its node: the other ranks there wait for it, so its forward passes
+    take their threads too (torchrun gives each rank ``OMP_NUM_THREADS=1``), up to the cores this process may
+    use — the budget a one-process pack on the node has, which the calibration record names."""
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    before = threads.budget()
+    node = min(threads.available_cores(), before * (int(local) if local.isdigit() and int(local) > 0 else 1))
+    threads.set_budget(node)
+    try:
+        return _moments_for(r, show, warn, scratch)
+    finally:
+        threads.set_budget(before)
 
 
 def _sizes(r: PackRequest, skip: tuple[str, ...]) -> dict[str, int]:
