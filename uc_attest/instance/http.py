@@ -1,17 +1,21 @@
 """HTTP service of the embedded instance on 127.0.0.1: the server, its threads, start and stop.
 
-Why no web framework: the instance is a single-user, loopback-only dev/air-gap service; correctness lives
-in the log store (serialized, durable appends), not in the web framework. The pieces: :mod:`.request`
-parses a request strictly (request line, headers, Content-Length, body limit), :mod:`.routes` maps it to an
-endpoint of :class:`~.routes.Instance`, and this module serves connections, bounded so that no client can
-exhaust the process:
+What it stands on: h11 reads and writes HTTP/1.1 (request line, headers, Content-Length framing,
+keep-alive, pipelining), a well-kept sans-IO implementation, so that the code here is policy only; plain
+sockets and one thread per connection carry the bytes. Why no web framework: the instance is a
+single-user, loopback-only dev/air-gap service; correctness lives in the log store (serialized, durable
+appends), not in the web layer. The pieces: :mod:`.request` admits a parsed request (version, target,
+body limit), :mod:`.routes` maps it to an endpoint of :class:`~.routes.Instance`, and this module serves
+connections, bounded so that no client can exhaust the process:
 
 * one thread per connection, at most ``max_connections`` at once; a connection beyond that is answered
   503 at once and closed, never queued in the process;
 * a whole request (head and body) must arrive within ``request_timeout`` seconds, however slowly its bytes
   trickle in (a deadline, not a per-read timeout), and an idle keep-alive connection is closed after it;
-* a request the parser refuses is answered with its 4xx status and the connection closed, before any
-  of a refused body is read;
+  a request head still incomplete after :data:`~.request.MAX_HEAD` bytes gets 431 (h11's
+  ``max_incomplete_event_size``);
+* a request that h11 or :func:`~.request.admit` refuses is answered with its 4xx status and the connection
+  closed, before any of a refused body is read;
 * what a web page could make a browser send is answered 403 (:func:`check_origin`): a Host that is not the
   served address (DNS rebinding) and a cross-origin request (``Origin``, ``Sec-Fetch-Site``). The clients
   of the instance (sigstore-python, the sigstore CLI, sigstore-js on Node, uc-attest) send
@@ -20,19 +24,20 @@ exhaust the process:
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import logging
+import selectors
 import socket
-import socketserver
 import threading
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+
+import h11
 
 from ..errors import OperationalError, UsageError
-from .request import MAX_BODY, HTTPError, Request, read_body, read_head
+from .request import MAX_BODY, MAX_HEAD, HTTPError, Request, admit
 from .routes import Instance, Raw, dispatch, open_log
 from .state import HOST, InstanceState
 
@@ -42,26 +47,10 @@ __all__ = ["MAX_BODY", "HTTPError", "Instance", "InstanceServer", "Raw", "check_
 REQUEST_TIMEOUT_S = 30.0
 #: Connections served at once; more are answered 503.
 MAX_CONNECTIONS = 128
+#: Pending connections the kernel holds for a burst of clients (a backlog of 5 resets some under a burst).
+BACKLOG = 256
+RECV_SIZE = 65536
 log = logging.getLogger("uc_attest.instance")
-
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's bytes, each read bounded by what is left until ``deadline`` (time.monotonic())."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.deadline, self.received = sock, 0.0, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("request not received in time")
-        self.sock.settimeout(left)
-        n = self.sock.recv_into(buffer)
-        self.received += n
-        return n
 
 
 #: The names of the served address a client may put in Host (and an Origin): the server listens on 127.0.0.1
@@ -78,7 +67,7 @@ def check_origin(req: Request, port: int) -> None:
       which sends ``Host: that-name:PORT``; only the served address's names are accepted in Host.
       A Host with no port is the browser's form only for port 80: it is refused on port 80, or with a
       browser's headers (Origin, Sec-Fetch-*: a port forwarded from 80); otherwise it cannot come from a
-      browser and is ignored, as a missing Host is (HTTP/1.0 and raw clients).
+      browser and is ignored, as a missing Host is (HTTP/1.0 only: h11 refuses an HTTP/1.1 request without).
     * Cross-origin requests, e.g. a ``text/plain`` POST, which a browser sends without a preflight: refused
       when ``Origin`` is not the served origin (``null`` included) or ``Sec-Fetch-Site`` says another origin.
     """
@@ -105,55 +94,108 @@ def check_origin(req: Request, port: int) -> None:
         raise HTTPError(HTTPStatus.FORBIDDEN, f"cross-origin browser request (Sec-Fetch-Site: {site[:40]}) refused")
 
 
-def _response(status: HTTPStatus, body: Raw, *, close: bool) -> bytes:
-    head = [
-        f"HTTP/1.1 {status.value} {status.phrase}",
-        "Server: uc-attest-instance",
-        f"Date: {formatdate(usegmt=True)}",
-        f"Content-Type: {body.content_type}",
-        f"Content-Length: {len(body.data)}",
-        *(["Connection: close"] if close else []),
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body.data
-
-
 def _error(exc: HTTPError) -> Raw:
     return Raw(json.dumps({"code": int(exc.status), "message": exc.message}).encode(), "application/json")
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    """Serves the requests of one connection in turn (HTTP/1.1 keep-alive) until it closes or fails."""
+class _Date:
+    """The Date header's value, formatted once a second (not once an answer)."""
 
-    server: _Server
-    request: socket.socket
+    second, value = -1, b""
 
-    def handle(self) -> None:
-        sock = self.request
+    @classmethod
+    def now(cls) -> bytes:
+        t = int(time.time())
+        if t != cls.second:
+            cls.second, cls.value = t, formatdate(t, usegmt=True).encode()
+        return cls.value
+
+
+def _encode(conn: h11.Connection, status: HTTPStatus, body: Raw, *, close: bool = False, head: bool = False) -> bytes:
+    """The whole response, framed by h11 (which adds ``Connection: close`` where it ends the connection);
+    without its body if it answers a HEAD request (``head``)."""
+    headers = [  # bytes, which h11 takes without converting (str adds half to the cost of an answer)
+        (b"Server", b"uc-attest-instance"),
+        (b"Date", _Date.now()),
+        (b"Content-Type", body.content_type.encode()),
+        (b"Content-Length", b"%d" % len(body.data)),
+        *([(b"Connection", b"close")] if close else []),
+    ]
+    data = conn.send(h11.Response(status_code=status.value, reason=status.phrase.encode(), headers=headers))
+    if body.data and not head:
+        data += conn.send(h11.Data(data=body.data))
+    return data + conn.send(h11.EndOfMessage())
+
+
+class _Connection:
+    """Serves the requests of one connection in turn (keep-alive) until it closes, fails or is refused."""
+
+    def __init__(self, server: InstanceServer, sock: socket.socket, client: str) -> None:
+        self.server, self.sock, self.client = server, sock, client
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.begun = False  # whether a byte of the current request has arrived
+        self.head_request = False  # whether the current request is a HEAD (refused: 501, answered without a body)
+
+    def serve(self) -> None:
         # one write per answer, and no wait for the client's delayed ACK between answers
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = _DeadlineReader(sock)
-        rfile = io.BufferedReader(reader)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
-            reader.deadline, reader.received = time.monotonic() + self.server.request_timeout, 0
             try:
-                req = read_head(rfile)
-                if req is None:
-                    return
-                check_origin(req, self.server.server_address[1])
-                if req.expects_continue and req.content_length:
-                    self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                read_body(rfile, req)
+                req = self._read_request(time.monotonic() + self.server.request_timeout)
             except HTTPError as exc:
                 self._refuse(exc)
                 return
             except TimeoutError:
-                if reader.received:  # a request had begun: say why it is dropped (an idle connection just closes)
+                if self.begun:  # say why the request is dropped (an idle connection just closes)
                     self._refuse(HTTPError(HTTPStatus.REQUEST_TIMEOUT, "request not received in time"))
                 return
             except OSError:
                 return
-            if not self._answer(req) or not req.keep_alive:
+            if req is None or not self._answer(req):
                 return
+            if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
+                return  # h11 ends the connection: Connection: close, HTTP/1.0
+            self.conn.start_next_cycle()
+
+    def _read_request(self, deadline: float) -> Request | None:
+        """The next whole request, admitted (head and body) by ``deadline``; None if the client closed first."""
+        self.begun, self.head_request = bool(self.conn.trailing_data[0]), False  # begun: pipelined bytes read
+        try:
+            if not self.begun:
+                self._receive(deadline)  # (h11 has nothing to parse yet)
+            head = self._next_event(deadline)
+            if not isinstance(head, h11.Request):
+                return None  # ConnectionClosed, between requests
+            self.head_request = head.method == b"HEAD"
+            req = admit(head)
+            check_origin(req, self.server.port)
+            if self.conn.they_are_waiting_for_100_continue and req.content_length:
+                self._write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            body = bytearray()
+            while isinstance(event := self._next_event(deadline), h11.Data):
+                body += event.data
+            req.body = bytes(body)  # event is EndOfMessage: h11 framed exactly Content-Length bytes
+            return req
+        except h11.RemoteProtocolError as exc:
+            raise HTTPError(HTTPStatus(exc.error_status_hint), f"malformed request: {str(exc)[:200]}") from None
+
+    def _next_event(self, deadline: float) -> h11.Event:
+        """h11's next event, receiving as needed; each receive bounded by what is left until ``deadline``."""
+        while not isinstance(event := self.conn.next_event(), h11.Event):
+            if event is h11.PAUSED:  # a protocol switch (Upgrade) is pending: not spoken here
+                raise HTTPError(HTTPStatus.BAD_REQUEST, "protocol switch not supported")
+            self._receive(deadline)
+        return event
+
+    def _receive(self, deadline: float) -> None:
+        """Hand h11 what the client sends next, waiting no later than ``deadline``."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not received in time")
+        self.sock.settimeout(left)
+        data = self.sock.recv(RECV_SIZE)
+        self.begun = self.begun or bool(data)
+        self.conn.receive_data(data)  # b"": the client closed its side
 
     def _answer(self, req: Request) -> bool:
         try:
@@ -166,13 +208,14 @@ class _Handler(socketserver.BaseRequestHandler):
                 HTTPStatus.INTERNAL_SERVER_ERROR,
                 _error(HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {exc}")),
             )
-        log.info('%s "%s %s %s" %d', self.client_address[0], req.method, req.target[:200], req.version, status)
-        return self._write(_response(status, body, close=not req.keep_alive))
+        if log.isEnabledFor(logging.INFO):  # a disabled log costs no formatting of its arguments
+            log.info('%s "%s %s %s" %d', self.client, req.method, req.target[:200], req.version, status)
+        return self._write(_encode(self.conn, status, body))
 
     def _write(self, data: bytes) -> bool:
         try:
-            self.request.settimeout(self.server.request_timeout)
-            self.request.sendall(data)
+            self.sock.settimeout(self.server.request_timeout)
+            self.sock.sendall(data)
         except OSError:
             return False
         return True
@@ -180,59 +223,20 @@ class _Handler(socketserver.BaseRequestHandler):
     def _refuse(self, exc: HTTPError) -> None:
         """Answer ``exc`` and close; discard (a bounded amount of) what the client still sends, so that the
         close does not reset the connection before it reads the answer."""
-        log.info("%s refused: %d %s", self.client_address[0], exc.status, exc.message)
-        if not self._write(_response(exc.status, _error(exc), close=True)):
+        log.info("%s refused: %d %s", self.client, exc.status, exc.message)
+        if not self._write(_encode(self.conn, exc.status, _error(exc), close=True, head=self.head_request)):
             return
-        try:
-            self.request.shutdown(socket.SHUT_WR)
-            self.request.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(0.5)
             end, left = time.monotonic() + 1.0, 1 << 20
-            while left > 0 and time.monotonic() < end and (chunk := self.request.recv(min(left, 65536))):
+            while left > 0 and time.monotonic() < end and (chunk := self.sock.recv(min(left, RECV_SIZE))):
                 left -= len(chunk)
-        except OSError:
-            pass
 
 
-_BUSY = _response(
-    HTTPStatus.SERVICE_UNAVAILABLE,
-    _error(HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later")),
-    close=True,
-)
-
-
-class _Server(socketserver.TCPServer):
-    """A thread per connection, at most ``max_connections`` threads; a listen backlog for bursts of clients
-    (the default 5 resets connections under a burst)."""
-
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(
-        self, address: tuple[str, int], instance: Instance, request_timeout: float, max_connections: int
-    ) -> None:
-        self.instance, self.request_timeout = instance, request_timeout
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            try:
-                request.setblocking(False)
-                request.send(_BUSY)  # a fresh socket's send buffer takes it whole
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
-
-    def _serve(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            log.exception("connection from %s failed", client_address)
-        finally:
-            self.shutdown_request(request)
-            self._slots.release()
+def _busy() -> bytes:
+    exc = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later")
+    return _encode(h11.Connection(h11.SERVER), exc.status, _error(exc), close=True)
 
 
 class InstanceServer:
@@ -261,30 +265,71 @@ class InstanceServer:
                 )
             state = state.moved_to(port)
         self.instance = Instance(state)
+        self.request_timeout = request_timeout
         try:
-            self.httpd = _Server((HOST, state.port), self.instance, request_timeout, max_connections)
+            self.listener = socket.create_server((HOST, state.port), backlog=BACKLOG)  # SO_REUSEADDR on POSIX
         except OSError as exc:
             self.instance.log.close()
             if self.instance.log2 is not None:
                 self.instance.log2.close()
             raise OperationalError(f"cannot serve on {HOST}:{state.port}: {exc.strerror}", port=state.port) from None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        self.listener.setblocking(False)  # accept only what the selector saw arrive; a client gone since is skipped
+        self.port: int = self.listener.getsockname()[1]
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._wake_r, self._wake_w = socket.socketpair()  # stop() wakes the accept loop through it
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
 
     def start(self) -> InstanceServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._stopped.clear()  # a stop() right after start() waits for the loop it starts
+        threading.Thread(target=self.serve_forever, name="instance-accept", daemon=True).start()
         return self
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever()
+        """Accept connections until :meth:`stop`: each served in its own thread while a slot is free."""
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.listener, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._stopping.is_set():
+                    if any(key.fileobj is self.listener for key, _ in selector.select()):
+                        self._accept()
+        finally:
+            self._stopped.set()
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self.listener.accept()
+        except OSError:  # the client went away before it was accepted
+            return
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                sock.setblocking(False)
+                sock.send(_busy())  # a fresh socket's send buffer takes it whole
+            sock.close()
+            return
+        threading.Thread(target=self._serve, args=(sock, address[0]), daemon=True).start()
+
+    def _serve(self, sock: socket.socket, client: str) -> None:
+        try:
+            _Connection(self, sock, client).serve()
+        except Exception:
+            log.exception("connection from %s failed", client)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            sock.close()
+            self._slots.release()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Stop accepting (connections being served finish on their own) and close the log."""
+        self._stopping.set()
+        self._wake_w.send(b"\0")
+        self._stopped.wait()
+        for sock in (self.listener, self._wake_r, self._wake_w):
+            sock.close()
         self.instance.log.close()
         if self.instance.log2 is not None:
             self.instance.log2.close()
