@@ -197,9 +197,10 @@ with joined(world) as group:
         return "ok"
     try:
         group.step(fail_on_one)
-        print(json.dumps({"rank": world.rank, "raised": None}))
+        row = {"rank": world.rank, "raised": None}
     except UcAttestError as exc:
-        print(json.dumps({"rank": world.rank, "raised": type(exc).__name__, "code": exc.exit_code, "msg": str(exc)}))
+        row = {"rank": world.rank, "raised": type(exc).__name__, "code": exc.exit_code, "msg": str(exc)}
+    os.write(1, (json.dumps(row) + "\\n").encode())  # one write: the ranks' lines never interleave
 """
 
 
