@@ -19,6 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from uc_attest.core.digest import Digest
 from uc_attest.errors import OperationalError, UcAttestError
 from uc_attest.pack.distributed import _encode, _merge
 from uc_attest.pack.parts import PartStore
@@ -145,3 +146,16 @@ def test_out_of_memory_names_the_tensor(tmp_path: Path, monkeypatch: pytest.Monk
     assert e.value.exit_code == 4
     with pytest.raises(OperationalError, match=r"out of memory quantizing model\.layers\.0\.mlp\.down_proj\.weight"):
         allocate.measure_curves(src, DEFAULT_SCHEME, None, "cpu", store, select=lambda n: "down_proj" in n)
+
+
+def test_source_digests_from_the_ranks_merge_and_malformed_ones_are_refused() -> None:
+    from uc_attest.pack.distributed import _merge_digests
+
+    a, b = "a" * 64, "b" * 64
+    got = _merge_digests([{"files": {"s1": a}, "tensors": {"t": b}}, {"files": {"s2": b}, "tensors": {}}])
+    assert got.files == {"s1": Digest(a), "s2": Digest(b)} and got.tensors == {"t": Digest(b)}
+    for bad in ([{"files": {"s1": a}, "tensors": {}}, {"files": {"s1": a}, "tensors": {}}],  # hashed twice
+                [{"files": {"s1": "sha256:" + a}, "tensors": {}}], [{"files": {"s1": "A" * 64}, "tensors": {}}],
+                [{"files": {}}], [{"files": [], "tensors": {}}], [None]):  # fmt: skip
+        with pytest.raises(OperationalError):
+            _merge_digests(bad)

@@ -17,6 +17,7 @@ into place.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import threads
+from ..core.digest import Digest
 from ..errors import InvalidInput, OperationalError, UsageError
 from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
@@ -46,7 +48,7 @@ from .api import (
 from .layout import MANIFEST_NAME
 from .parts import PartStore
 from .world import Group, World, assign, joined
-from .writer import MomentsSource, PackResult, quantize_into, resolve_device, write_pack
+from .writer import MomentsSource, PackResult, SourceDigests, quantize_into, resolve_device, write_pack
 
 
 def run_distributed(
@@ -157,6 +159,7 @@ def _pack(
                     store, r.source, scheme, r.device, cal, lambda n: owner[n] == rank, _tensors(show, weights)
                 )
             )
+        known = _merge_digests(group.gather(group.step(lambda: _hash_share(r, skip, owner, world))))
         if world.leader:
             show.stage("writing")
         chosen = scheme
@@ -175,6 +178,7 @@ def _pack(
                     skip_files=skip,
                     calibration=measured[1],
                     prepared=store,
+                    known=known,
                 )
                 if world.leader
                 else None
@@ -200,6 +204,48 @@ def _calibrate(
         return _moments_for(r, show, warn, scratch)
     finally:
         threads.set_budget(before)
+
+
+def _hash_share(r: PackRequest, skip: tuple[str, ...], owner: dict[str, int], world: World) -> dict[str, Any]:
+    """This rank's share of the source digests the manifest records: the source files (shards) a size rule gives
+    it, whole, and the source bytes of the tensors it quantized (still in the page cache), taken as the writer
+    takes them (a shard's header, then its tensors in file order): rank 0 then reads and hashes only what it
+    copies."""
+    src = ModelSource(r.source, skip)
+    try:
+        shards = dict(src.by_shard())
+        sizes = {shard: sum(t.info.end - t.info.begin for t in members) + 1 for shard, members in shards.items()}
+        mine = {shard for shard, rank in assign(sizes, world.size).items() if rank == world.rank}
+        files, tensors = {}, {}
+        for shard, members in shards.items():
+            f = src.file(shard)
+            whole = hashlib.sha256(f.header_bytes()) if shard in mine else None
+            for st in members:
+                if whole is not None:
+                    whole.update(f.raw(st.name))
+                if owner.get(st.name) == world.rank:
+                    tensors[st.name] = Digest.of_bytes(f.raw(st.name)).hex
+            if whole is not None:
+                files[shard] = whole.hexdigest()
+        return {"files": files, "tensors": tensors}
+    finally:
+        src.close()
+
+
+def _merge_digests(messages: list[Any]) -> SourceDigests:
+    """Every rank's digests in one value (a name given twice is a rank's error)."""
+    files: dict[str, Digest] = {}
+    tensors: dict[str, Digest] = {}
+    try:
+        for m in messages:
+            for into, part in ((files, m["files"]), (tensors, m["tensors"])):
+                for name, hexdigest in part.items():
+                    if name in into:
+                        raise OperationalError(f"{name!r} was hashed by two ranks")
+                    into[str(name)] = Digest(str(hexdigest))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise OperationalError("a rank sent source digests that are not well formed") from None
+    return SourceDigests(files, tensors)
 
 
 def _sizes(r: PackRequest, skip: tuple[str, ...]) -> dict[str, int]:

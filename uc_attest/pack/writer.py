@@ -111,6 +111,7 @@ def write_pack(
     skip_files: tuple[str, ...] = (),
     calibration: CalibrationRecord | None = None,
     prepared: Candidates | None = None,
+    known: SourceDigests | None = None,
 ) -> PackResult:
     """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
 
@@ -125,9 +126,9 @@ def write_pack(
     the model (a signature inside the source directory). ``calibration``: where the moments came from,
     recorded in the manifest with the digest of the moments committed here. ``progress(name, weights)``
     after each quantized tensor. ``prepared``: tensors already quantized and measured at their width (the
-    allocation's candidates), written as they are."""
+    allocation's candidates), written as they are. ``known``: source digests already taken, not taken again."""
     dev = resolve_device(device)
-    job = _Job(scheme, dev, moments, progress or _no_progress, prepared)
+    job = _Job(scheme, dev, moments, progress or _no_progress, prepared, known)
     src = ModelSource(source_dir, skip_files)
     try:
         _refuse_reserved_names(src)
@@ -166,6 +167,16 @@ class _Job:
     moments: MomentsSource | None
     progress: Progress
     prepared: Candidates | None = None
+    known: SourceDigests | None = None
+
+
+@dataclass(frozen=True)
+class SourceDigests:
+    """Digests of the source already taken (by the ranks of a distributed pack, each over its share): whole
+    source files by name, and quantized tensors' source bytes by tensor name."""
+
+    files: dict[str, Digest]
+    tensors: dict[str, Digest]
 
 
 @dataclass
@@ -194,26 +205,38 @@ def _refuse_reserved_names(src: ModelSource) -> None:
 
 
 def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp: Path, job: _Job) -> _Shard:
-    """Quantize or copy each tensor of ``shard`` and write the pack's shard, hashing both files in one pass."""
+    """Quantize or copy each tensor of ``shard`` and write the pack's shard, hashing both files in one pass (the
+    source's digests the job already knows are not taken again: a quantized tensor's source bytes are then not
+    read at all)."""
     f = src.file(shard)
     parts = _ShardParts()
     entries: list[TensorEntry] = []
-    source_hash = hashlib.sha256(f.header_bytes())  # the source shard's tensors are contiguous, in offset order
+    known = job.known.files.get(shard) if job.known else None
+    source_hash = None if known else hashlib.sha256(f.header_bytes())  # the tensors are contiguous, in offset order
     for st in tensors:
         info = st.info
-        raw = f.raw(info.name)
-        source_hash.update(raw)
-        sdig = Digest.of_bytes(raw)
+        quantized = job.scheme.applies_to(info.name, info.dtype, info.shape)
+        sdig = job.known.tensors.get(info.name) if job.known else None
+        raw = None
+        if not quantized or sdig is None or source_hash is not None:
+            raw = f.raw(info.name)
+            if source_hash is not None:
+                source_hash.update(raw)
+            sdig = sdig or Digest.of_bytes(raw)
         quant: QuantRecord | None = None
-        if job.scheme.applies_to(info.name, info.dtype, info.shape):
+        if quantized:
             digest, quant = _quantize(f, info, parts, job)
             job.progress(info.name, info.numel)
         else:
+            assert raw is not None
             digest = sdig
             parts.outs.append(OutTensor(info.name, info.dtype, info.shape, raw))
         entries.append(TensorEntry(info.name, info.dtype, info.shape, digest, sdig, shard, quant))
     digest = _write_hashed(tmp / shard, parts.outs, _header(job.scheme, parts.qmeta))
-    return _Shard(shard, entries, digest, Digest(source_hash.hexdigest()))
+    if known is None:
+        assert source_hash is not None
+        known = Digest(source_hash.hexdigest())
+    return _Shard(shard, entries, digest, known)
 
 
 def quantize_into(
