@@ -27,7 +27,7 @@ demo-llm: llm-deps
 
 lint: install
 	$(VENV)/bin/ruff check uc_attest tests benchmarks
-	$(VENV)/bin/ruff format --check uc_attest
+	$(VENV)/bin/ruff format --check uc_attest tests benchmarks
 	$(VENV)/bin/actionlint
 	$(VENV)/bin/zizmor --offline action.yml .github/workflows
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions action.yml

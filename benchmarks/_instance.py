@@ -33,8 +33,12 @@ def serve(root: Path, rekor_version: int = 2) -> tuple[Any, subprocess.Popen[byt
 
 def start_server(root: Path, state: Any) -> subprocess.Popen[bytes]:
     """`uc-attest instance serve ROOT` in a subprocess, once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{state.url}/api/v1/log", timeout=1)
@@ -50,15 +54,23 @@ class EntrySigner:
 
     def __init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
-        self.pem = base64.b64encode(self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+        self.pem = base64.b64encode(
+            self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).decode()
 
     def entry(self, text: str) -> dict[str, Any]:
         d = hashlib.sha256(text.encode()).digest()
         sig = base64.b64encode(self.key.sign(d, ec.ECDSA(Prehashed(hashes.SHA256())))).decode()
-        return {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-            "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
-            "signature": {"content": sig, "publicKey": {"content": self.pem}}}}
+        return {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
+                "signature": {"content": sig, "publicKey": {"content": self.pem}},
+            },
+        }
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -51,17 +51,29 @@ def main() -> int:
             for t in threads:
                 t.start()
             pack = Path(tmp) / "pack"
-            uc.write_pack(write_synth_model(Path(tmp) / "src", hidden=64, inter=128, layers=1, vocab=32), pack,
-                          uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+            uc.write_pack(
+                write_synth_model(Path(tmp) / "src", hidden=64, inter=128, layers=1, vocab=32),
+                pack,
+                uc.DEFAULT_SCHEME,
+                "cpu",
+                calibrate="none",
+                bits_budget=None,
+            )
             trust = uc.select_trust(None, inst)
             (Path(tmp) / "m.json").write_text(json.dumps({"evaluation_set": "bench", "metrics": {"x": 1.0}}))
             for i in range(args.concerning):
                 if i % 2 == 0:
-                    uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example",
-                                   bundle_out=Path(tmp) / f"r{i}.json")
+                    uc.attest_pack(
+                        pack, trust, dev_identity="release-bot@bank.example", bundle_out=Path(tmp) / f"r{i}.json"
+                    )
                 else:
-                    uc.validate_pack(pack, Path(tmp) / "m.json", trust, dev_identity="validator@bank.example",
-                                     bundle_out=Path(tmp) / f"v{i}.json")
+                    uc.validate_pack(
+                        pack,
+                        Path(tmp) / "m.json",
+                        trust,
+                        dev_identity="validator@bank.example",
+                        bundle_out=Path(tmp) / f"v{i}.json",
+                    )
             for t in threads:
                 t.join()
             if v2:
@@ -73,8 +85,10 @@ def main() -> int:
             t0 = time.perf_counter()
             r = uc.audit(pack, uc.TrustRoot.instance(inst), bundles=bundles)
             dt = time.perf_counter() - t0
-            print(f"audit: {len(r.events)} entries found and verified, ok={r.ok}, {r.requests} log requests, "
-                  f"{dt:.2f} s (including {r.to_dict()['checks'][-1]['detail']})")
+            print(
+                f"audit: {len(r.events)} entries found and verified, ok={r.ok}, {r.requests} log requests, "
+                f"{dt:.2f} s (including {r.to_dict()['checks'][-1]['detail']})"
+            )
         finally:
             proc.terminate()
             proc.wait()

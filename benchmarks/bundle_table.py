@@ -71,8 +71,10 @@ def main() -> int:
     for r in rows:
         print("| " + " | ".join(r) + " |")
     n = len(vectors)
-    print(f"\ncorrect: own path {right['own']}/{n}, sigstore-python {right['sigstore-python']}/{ran} of the {ran} it "
-          f"reads, verify-bundle {right['verify-bundle']}/{n}")
+    print(
+        f"\ncorrect: own path {right['own']}/{n}, sigstore-python {right['sigstore-python']}/{ran} of the {ran} it "
+        f"reads, verify-bundle {right['verify-bundle']}/{n}"
+    )
     return 0
 
 

@@ -40,8 +40,10 @@ def main() -> int:
         r = default.measure(Path(tmp), json.loads((Path(tmp) / "config.json").read_text()), Scheme(id=LDLQ_ID))
         dt = time.perf_counter() - t0
     tokens = int(r.record.params["sequences"]) * int(r.record.params["length"])
-    print(f"{n / 1e6:.1f} M parameters, {tokens} self-sampled tokens, {len(r.moments)} layers: {dt:.1f} s = "
-          f"{dt / (n / 1e6):.3f} s per M parameters; 1.24 B parameters (Llama-3.2-1B): ~{dt / n * 1.24e9 / 60:.0f} min")
+    print(
+        f"{n / 1e6:.1f} M parameters, {tokens} self-sampled tokens, {len(r.moments)} layers: {dt:.1f} s = "
+        f"{dt / (n / 1e6):.3f} s per M parameters; 1.24 B parameters (Llama-3.2-1B): ~{dt / n * 1.24e9 / 60:.0f} min"
+    )
     return 0
 
 

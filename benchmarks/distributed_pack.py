@@ -106,7 +106,7 @@ def main() -> None:
         roots: dict[str, str] = {}
         base = None
         for ranks in [int(x) for x in a.ranks.split(",")]:
-            for threads in ([None, 1] if ranks == 1 else [None]):
+            for threads in [None, 1] if ranks == 1 else [None]:
                 cached = not drop_caches()
                 out = root / f"pack-{ranks}-{threads}"
                 wall, rows = run(ranks, src, out, a.default, threads)

@@ -160,8 +160,9 @@ def hqq_reconstruction(src: Path, out: Path, bits: int, group: int) -> float:
     for name, t in tensors.items():
         if uc.DEFAULT_SCHEME.applies_to(name, "F32", tuple(t.shape)):
             w = t.to(torch.bfloat16).float()
-            wq, meta = Quantizer.quantize(w, nbits=bits, group_size=group, optimize=True, axis=1, device="cpu",
-                                          compute_dtype=torch.float32)
+            wq, meta = Quantizer.quantize(
+                w, nbits=bits, group_size=group, optimize=True, axis=1, device="cpu", compute_dtype=torch.float32
+            )
             tensors[name] = Quantizer.dequantize(wq, meta).reshape(t.shape).to(torch.bfloat16).to(t.dtype)
     save_file(tensors, str(out / "model.safetensors"))
     return bits + 32 / group
@@ -179,18 +180,24 @@ def run_table(bit_list: list[int], group: int) -> None:
     cal = Path(cal_dir.name) / "calibration.safetensors"
     t0 = time.perf_counter()
     calibration.write(cal, calibration.collect(src, calibration_sentences()), "fidelity.py calibration")
-    print(f"all-MiniLM-L6-v2, {len(texts)} development sentences, {len(held)} held-out (licence texts), group size "
-          f"{group}, torch {torch.__version__}, {torch.get_num_threads()} threads; calibration moments in "
-          f"{time.perf_counter() - t0:.1f} s")
-    print(f"{'scheme':<44} {'bits':>4} {'bpw':>6} {'rel MSE':>9} {'1-cos dev':>10} {'min cos':>8} {'1-cos held':>10} "
-          f"{'pack s':>7}")
+    print(
+        f"all-MiniLM-L6-v2, {len(texts)} development sentences, {len(held)} held-out (licence texts), group size "
+        f"{group}, torch {torch.__version__}, {torch.get_num_threads()} threads; calibration moments in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    print(
+        f"{'scheme':<44} {'bits':>4} {'bpw':>6} {'rel MSE':>9} {'1-cos dev':>10} {'min cos':>8} {'1-cos held':>10} "
+        f"{'pack s':>7}"
+    )
 
     def row(label: str, bits: int, recon: Path, bpw: float, dt: float) -> None:
         gap, worst = cosine_gap(ref, embed(recon, texts))
         hgap = cosine_gap(ref_held, embed(recon, held))[0] if ref_held is not None else float("nan")
         mse = weight_rel_mse(src, recon)
-        print(f"{label:<44} {bits:>4} {bpw:>6.3f} {mse:>9.3e} {gap:>10.5f} {worst:>8.4f} {hgap:>10.5f} {dt:>7.2f}",
-              flush=True)
+        print(
+            f"{label:<44} {bits:>4} {bpw:>6.3f} {mse:>9.3e} {gap:>10.5f} {worst:>8.4f} {hgap:>10.5f} {dt:>7.2f}",
+            flush=True,
+        )
 
     for bits in bit_list:
         variants = [(RTN_ID, RTN_ID, ()), (SCHEME_ID, SCHEME_ID, ()), (RHT_ID, RHT_ID, ()), (LDLQ_ID, LDLQ_ID, ())]
@@ -209,8 +216,9 @@ def run_table(bit_list: list[int], group: int) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sc = uc.Scheme(bits=bits, group_size=group, id=sid, bits_overrides=overrides)
-                res = uc.write_pack(src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None,
-                                    bits_budget=None)
+                res = uc.write_pack(
+                    src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None, bits_budget=None
+                )
                 dt = time.perf_counter() - t0
                 uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself())
                 row(label, bits, Path(tmp) / "r", _bpw(res.manifest), dt)
@@ -254,7 +262,10 @@ def _in_domain(src: Path, held: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / "licences.txt"
         text.write_text("\n".join(cal_half), encoding="utf-8")
-        for label, flags in (("default command", []), ("--calibration-text licences.txt", ["--calibration-text", str(text)])):
+        for label, flags in (
+            ("default command", []),
+            ("--calibration-text licences.txt", ["--calibration-text", str(text)]),
+        ):
             subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu", "--force", *flags],
                            check=True, capture_output=True)  # fmt: skip
             uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself(), force=True)
@@ -283,8 +294,10 @@ def run_stories() -> None:
         ref = st.Llama(src)
         t0 = time.perf_counter()
         toks = st.sample(ref)
-        print(f"stories260K: {toks.shape[0]} x {toks.shape[1]} tokens sampled from the fp32 model in "
-              f"{time.perf_counter() - t0:.0f} s (T=1, seed 1234); PPL ratio / KL(p_ref || p_q) in nats")
+        print(
+            f"stories260K: {toks.shape[0]} x {toks.shape[1]} tokens sampled from the fp32 model in "
+            f"{time.perf_counter() - t0:.0f} s (T=1, seed 1234); PPL ratio / KL(p_ref || p_q) in nats"
+        )
         bf16 = st.Llama(src)
         bf16.w = {k: v.to(torch.bfloat16).to(torch.float64) for k, v in ref.w.items()}
         r, kl = st.compare(ref, bf16, toks)
@@ -301,8 +314,10 @@ def run_stories() -> None:
                     dt = time.perf_counter() - t0
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "hqq"), toks)
                     mse = weight_rel_mse(src, Path(t2) / "hqq")
-                    print(f"{'HQQ (PyPI hqq, CPU)':<22} {bits:>4} {g:>4} {bpw:>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
-                          f"{dt:>7.2f}")
+                    print(
+                        f"{'HQQ (PyPI hqq, CPU)':<22} {bits:>4} {g:>4} {bpw:>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
+                        f"{dt:>7.2f}"
+                    )
                 except ImportError:
                     pass
             for sid in (RTN_ID, SCHEME_ID, RHT_ID, LDLQ_ID):
@@ -319,8 +334,10 @@ def run_stories() -> None:
                     uc.reconstruct(Path(t2) / "p", Path(t2) / "r", uc.Anchor.pack_itself())
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)
                     mse = weight_rel_mse(src, Path(t2) / "r")
-                    print(f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
-                          f"{dt:>7.2f}")
+                    print(
+                        f"{sid:<22} {bits:>4} {g:>4} {_bpw(res.manifest):>7.3f} {mse:>9.3e} {r:>9.3f} {kl:>8.4f} "
+                        f"{dt:>7.2f}"
+                    )
         _stories_default(src, ref, toks)
 
 
@@ -369,9 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             import json
 
-            args.report.write_text(json.dumps({"evaluation_set": f"minilm-stdlib-docstrings-{len(texts)}",
-                                               "metrics": {"one_minus_mean_cosine": round(gap, 6),
-                                                           "min_cosine": round(worst, 6)}}, indent=2))
+            args.report.write_text(
+                json.dumps(
+                    {
+                        "evaluation_set": f"minilm-stdlib-docstrings-{len(texts)}",
+                        "metrics": {"one_minus_mean_cosine": round(gap, 6), "min_cosine": round(worst, 6)},
+                    },
+                    indent=2,
+                )
+            )
         return 0
     if args.cmd == "stories":
         run_stories()

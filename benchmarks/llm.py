@@ -48,8 +48,10 @@ LICENSES = Path("/usr/share/common-licenses")
 GPL3 = LICENSES / "GPL-3"
 WINDOW = 512
 WINDOWS_PER_DOMAIN = 8
-CAVEAT = ("caveat: the reference weights are the dequantized Q4_1 values (4-bit grid, 32-element blocks) "
-          "of the GGUF; that grid can only favour block-32 formats such as llama.cpp's")
+CAVEAT = (
+    "caveat: the reference weights are the dequantized Q4_1 values (4-bit grid, 32-element blocks) "
+    "of the GGUF; that grid can only favour block-32 formats such as llama.cpp's"
+)
 
 ROWS: dict[str, list[str]] = {
     "default": [],
@@ -145,8 +147,11 @@ def windows(ids: torch.Tensor, n: int, size: int = WINDOW) -> torch.Tensor:
 
 def licence_text() -> str:
     """Domain 1: every regular licence file in /usr/share/common-licenses, name order, concatenated."""
-    return "\n\n".join(p.read_text(encoding="utf-8", errors="replace")
-                       for p in sorted(LICENSES.iterdir()) if p.is_file() and not p.is_symlink())
+    return "\n\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted(LICENSES.iterdir())
+        if p.is_file() and not p.is_symlink()
+    )
 
 
 def python_docs_text() -> tuple[str, str]:
@@ -235,8 +240,11 @@ def pack_cli(src: Path, out: Path, flags: list[str]) -> float:
 def reconstruct_cli(pack: Path, out: Path) -> None:
     """``uc-attest reconstruct PACK -o DIR`` anchored on the pack's own manifest."""
     exe = Path(sys.executable).parent / "uc-attest"
-    subprocess.run([str(exe), "reconstruct", str(pack), "-o", str(out), "--manifest", str(pack / "uc-manifest.json")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(exe), "reconstruct", str(pack), "-o", str(out), "--manifest", str(pack / "uc-manifest.json")],
+        check=True,
+        capture_output=True,
+    )
 
 
 def run_ppl() -> None:
@@ -275,8 +283,13 @@ def load_gguf_lm(path: Path, src: Path) -> torch.nn.Module:
     return model
 
 
-def run_llama_cpp(src: Path, domains: dict[str, torch.Tensor], texts: dict[str, str],
-                  refs: dict[str, list[torch.Tensor]], n_windows: int) -> None:
+def run_llama_cpp(
+    src: Path,
+    domains: dict[str, torch.Tensor],
+    texts: dict[str, str],
+    refs: dict[str, list[torch.Tensor]],
+    n_windows: int,
+) -> None:
     """llama.cpp's formats as rows of the same table: each quantized from the f32 conversion of the same model,
     dequantized through the same forward on the same windows (embedding restored, see :func:`load_gguf_lm`);
     bits per weight as its file stores the linear layers; and, as a cross-check, ``llama-perplexity
@@ -301,8 +314,11 @@ def run_llama_cpp(src: Path, domains: dict[str, torch.Tensor], texts: dict[str, 
         record(f"llama.cpp {kind}", "llama.cpp", bpw, got, {"types": types, "llama_perplexity": cross})
         mix = ",".join(f"{k}:{v}" for k, v in types.items())
         kls = " / ".join(f"{x['kl']:.4f}" for x in cross)
-        print(f"{'llama.cpp ' + kind:<22} {bpw:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
-              f"[{mix}; llama-perplexity KL {kls}]", flush=True)
+        print(
+            f"{'llama.cpp ' + kind:<22} {bpw:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
+            f"[{mix}; llama-perplexity KL {kls}]",
+            flush=True,
+        )
 
 
 RESULTS = ROOT / "build" / "llm-fidelity.json"
@@ -348,8 +364,11 @@ def run_hqq(src: Path, domains: dict[str, torch.Tensor], refs: dict[str, list[to
         got = {d: compare(refs[d], logits(model, w), w) for d, w in domains.items()}
         name = f"HQQ 5-bit g{group}"
         record(name, "hqq", stored / n, got, {"nominal_bpw": 5 + 32 / group})
-        print(f"{name:<22} {stored / n:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
-              f"[{5 + 32 / group:.3f} bits of codes and parameters]", flush=True)
+        print(
+            f"{name:<22} {stored / n:>6.3f}  {_cells(got)}  {'':>7} {time.perf_counter() - t0:>7.1f}  "
+            f"[{5 + 32 / group:.3f} bits of codes and parameters]",
+            flush=True,
+        )
 
 
 def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False, hqq: bool = False) -> None:
@@ -361,8 +380,10 @@ def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False, hqq: boo
     ref_model = load_lm(src)
     refs = {d: logits(ref_model, w) for d, w in domains.items()}
     del ref_model
-    print(f"SmolLM2-135M-Instruct, {n_windows} x {WINDOW} tokens per domain: licences = {LICENSES}, "
-          f"python-docs = {docs_name}; torch {torch.__version__}, 1 thread")
+    print(
+        f"SmolLM2-135M-Instruct, {n_windows} x {WINDOW} tokens per domain: licences = {LICENSES}, "
+        f"python-docs = {docs_name}; torch {torch.__version__}, 1 thread"
+    )
     for d, w in domains.items():
         print(f"  fp32 PPL {d}: {perplexity(refs[d], w):.3f}")
     print(CAVEAT)
@@ -380,9 +401,13 @@ def run_table(rows: list[str], n_windows: int, llama_cpp: bool = False, hqq: boo
             t0 = time.perf_counter()
             model = load_lm(recon)
             got = {d: compare(refs[d], logits(model, w), w) for d, w in domains.items()}
-            record(f"uc-attest {name}", "uc-attest", stored_bpw(pack), got, {"flags": ROWS[name], "pack_s": round(dt, 1)})
-            print(f"{name:<22} {stored_bpw(pack):>6.3f}  {_cells(got)}  {dt:>7.1f} "
-                  f"{time.perf_counter() - t0:>7.1f}", flush=True)
+            record(
+                f"uc-attest {name}", "uc-attest", stored_bpw(pack), got, {"flags": ROWS[name], "pack_s": round(dt, 1)}
+            )
+            print(
+                f"{name:<22} {stored_bpw(pack):>6.3f}  {_cells(got)}  {dt:>7.1f} {time.perf_counter() - t0:>7.1f}",
+                flush=True,
+            )
     if hqq:
         run_hqq(src, domains, refs)
     if llama_cpp:

@@ -63,8 +63,10 @@ def main() -> int:
             wall = time.perf_counter() - t0
             n = len(latencies)
             q = statistics.quantiles(latencies, n=100)
-            print(f"{n} entries from {args.clients} concurrent clients in {wall:.2f} s: {n / wall:.0f} entries/s; "
-                  f"latency p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+            print(
+                f"{n} entries from {args.clients} concurrent clients in {wall:.2f} s: {n / wall:.0f} entries/s; "
+                f"latency p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
+            )
             # Verify every proof and checkpoint handed out.
             v = ecdsa_verifier(state.log_name, state.log_key.public_key())
             with urllib.request.urlopen(f"{state.url}/api/v1/log") as r:
@@ -76,16 +78,26 @@ def main() -> int:
                 p = entry["verification"]["inclusionProof"]  # type: ignore[index]
                 cp = Checkpoint.parse(open_note(p["checkpoint"], [v]).text)
                 assert cp.size == p["treeSize"] and cp.root.hex() == p["rootHash"]
-                merkle.verify_inclusion(p["logIndex"], p["treeSize"],
-                                        merkle.leaf_hash(base64.b64decode(entry["body"])),  # type: ignore[index]
-                                        [bytes.fromhex(h) for h in p["hashes"]], cp.root)
+                merkle.verify_inclusion(
+                    p["logIndex"],
+                    p["treeSize"],
+                    merkle.leaf_hash(base64.b64decode(entry["body"])),  # type: ignore[index]
+                    [bytes.fromhex(h) for h in p["hashes"]],
+                    cp.root,
+                )
                 sizes[cp.size] = cp.root
             for size, root in sizes.items():
-                with urllib.request.urlopen(f"{state.url}/api/v1/log/proof?firstSize={size}&lastSize={final_size}") as r:
+                with urllib.request.urlopen(
+                    f"{state.url}/api/v1/log/proof?firstSize={size}&lastSize={final_size}"
+                ) as r:
                     proof = json.loads(r.read())
-                merkle.verify_consistency(size, final_size, root, final_root, [bytes.fromhex(h) for h in proof["hashes"]])
-            print(f"verified: {n} inclusion proofs, {len(sizes)} signed checkpoints, each consistent with the final "
-                  f"tree (size {final_size})")
+                merkle.verify_consistency(
+                    size, final_size, root, final_root, [bytes.fromhex(h) for h in proof["hashes"]]
+                )
+            print(
+                f"verified: {n} inclusion proofs, {len(sizes)} signed checkpoints, each consistent with the final "
+                f"tree (size {final_size})"
+            )
         finally:
             proc.terminate()
             proc.wait()

@@ -76,17 +76,21 @@ def main() -> int:
             rc, r, wall = watch(root, witness)
             assert rc == 0, r
             n, secs = int(r["new_entries"]), float(r["seconds"])
-            print(f"catch-up from nothing: {n} entries and their tiles verified and indexed in {secs:.1f} s "
-                  f"({n / secs:.0f} entries/s; {wall:.1f} s with process start), {r['requests']} requests, "
-                  f"{int(r['bytes']) / 1e6:.1f} MB")
+            print(
+                f"catch-up from nothing: {n} entries and their tiles verified and indexed in {secs:.1f} s "
+                f"({n / secs:.0f} entries/s; {wall:.1f} s with process start), {r['requests']} requests, "
+                f"{int(r['bytes']) / 1e6:.1f} MB"
+            )
             proc.terminate()
             proc.wait()
             build(root, 1000, seed=1)
             proc = start_server(root, state)
             rc, r, _ = watch(root, witness)
             assert rc == 0 and r["new_entries"] == 1000, r
-            print(f"incremental: {r['new_entries']} new entries in {float(r['seconds']):.2f} s, {r['requests']} "
-                  f"requests, {int(r['bytes']) / 1e6:.2f} MB")
+            print(
+                f"incremental: {r['new_entries']} new entries in {float(r['seconds']):.2f} s, {r['requests']} "
+                f"requests, {int(r['bytes']) / 1e6:.2f} MB"
+            )
         finally:
             proc.terminate()
             proc.wait()

@@ -148,7 +148,9 @@ def main() -> int:
             if goal is None:  # the rate of this model, scaled linearly (calibration ~ parameters, the rest ~ weights)
                 per_param = t / n_params
                 for size, name in ((8e9, "8 B"), (70e9, "70 B")):
-                    line += f"; extrapolated {name}: {size * per_param / 3600:.1f} h at this rate (fp32 model in memory)"
+                    line += (
+                        f"; extrapolated {name}: {size * per_param / 3600:.1f} h at this rate (fp32 model in memory)"
+                    )
         print(line)
     if not args.skip_verify:
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "verify_speed.py"), "--workdir",

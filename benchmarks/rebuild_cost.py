@@ -1,6 +1,6 @@
 """Cost of `verify --rebuild-from` (re-quantize the source and compare) vs plain `verify`, same run.
 
-    python benchmarks/rebuild_cost.py [--big]   # --big adds the generated ~1 GB model of verify_speed.py
+python benchmarks/rebuild_cost.py [--big]   # --big adds the generated ~1 GB model of verify_speed.py
 """
 
 from __future__ import annotations

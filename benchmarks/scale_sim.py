@@ -82,22 +82,30 @@ def measured_rates() -> tuple[float, float, int]:
 
 def main() -> int:
     pack_rate, verify_rate, q = measured_rates()
-    print(f"measured here ({torch.get_num_threads()} threads, generated bf16 model, {q / 1e6:.0f} M quantized weights, "
-          f"no calibration): pack {pack_rate:.2f} s per 10 M weights, verify {verify_rate:.2f} s per GB of bf16")
-    print(f"{'model':<16} {'tensors':>7} {'weights':>8} {'bf16 GB':>8} {'manifest':>10} {'stmt inline':>12} "
-          f"{'stmt digest':>12} {'auto':>9} {'verify mem':>10} {'verify here':>12} {'pack here':>10}")
+    print(
+        f"measured here ({torch.get_num_threads()} threads, generated bf16 model, {q / 1e6:.0f} M quantized weights, "
+        f"no calibration): pack {pack_rate:.2f} s per 10 M weights, verify {verify_rate:.2f} s per GB of bf16"
+    )
+    print(
+        f"{'model':<16} {'tensors':>7} {'weights':>8} {'bf16 GB':>8} {'manifest':>10} {'stmt inline':>12} "
+        f"{'stmt digest':>12} {'auto':>9} {'verify mem':>10} {'verify here':>12} {'pack here':>10}"
+    )
     for spec in SHAPES:
         m, weights, largest = manifest(spec)
         mbytes = m.to_json()
         sizes = {k: len(json.dumps(build_statement(m, mbytes, INFO, k), separators=(",", ":")).encode())
                  for k in ("always", "never")}  # fmt: skip
         gb = weights * 2 / 1e9
-        print(f"{spec[0]:<16} {len(m.tensors):>7} {weights / 1e9:>7.1f}B {gb:>8.0f} {len(mbytes) / 1e3:>8.0f}KB "
-              f"{sizes['always'] / 1e3:>10.0f}KB {sizes['never'] / 1e3:>10.1f}KB "
-              f"{'inline' if len(mbytes) <= INLINE_LIMIT else 'digest':>9} {2 * largest / 1e9:>8.1f}GB "
-              f"{gb * verify_rate / 3600:>10.1f} h {weights / 1e7 * pack_rate / 3600:>8.1f} h")
-    print("verify mem: the bound the verifier keeps (2x the largest tensor: the embedding / head);"
-          " times: this machine's rates scaled linearly (2 cores)")
+        print(
+            f"{spec[0]:<16} {len(m.tensors):>7} {weights / 1e9:>7.1f}B {gb:>8.0f} {len(mbytes) / 1e3:>8.0f}KB "
+            f"{sizes['always'] / 1e3:>10.0f}KB {sizes['never'] / 1e3:>10.1f}KB "
+            f"{'inline' if len(mbytes) <= INLINE_LIMIT else 'digest':>9} {2 * largest / 1e9:>8.1f}GB "
+            f"{gb * verify_rate / 3600:>10.1f} h {weights / 1e7 * pack_rate / 3600:>8.1f} h"
+        )
+    print(
+        "verify mem: the bound the verifier keeps (2x the largest tensor: the embedding / head);"
+        " times: this machine's rates scaled linearly (2 cores)"
+    )
     return 0
 
 

@@ -24,9 +24,16 @@ from uc_attest.pack import MANIFEST_NAME, load_manifest
 from uc_attest.quant import DEFAULT_SCHEME
 from uc_attest.testing.synth import llama_shapes
 
-INFO = BuildInfo("https://github.com/bank/models/.github/workflows/release.yml@refs/tags/v1", "model", "",
-                 "cuda", {"python": "3.12.3", "uc-attest": "0.1.0", "torch": "2.11.0"},
-                 dt.datetime(2026, 11, 27, tzinfo=dt.UTC), dt.datetime(2026, 11, 27, 0, 20, tzinfo=dt.UTC), "1")
+INFO = BuildInfo(
+    "https://github.com/bank/models/.github/workflows/release.yml@refs/tags/v1",
+    "model",
+    "",
+    "cuda",
+    {"python": "3.12.3", "uc-attest": "0.1.0", "torch": "2.11.0"},
+    dt.datetime(2026, 11, 27, tzinfo=dt.UTC),
+    dt.datetime(2026, 11, 27, 0, 20, tzinfo=dt.UTC),
+    "1",
+)
 
 
 def seventy_b_manifest() -> Manifest:
@@ -36,10 +43,20 @@ def seventy_b_manifest() -> Manifest:
     for i, (name, shape) in enumerate(shapes):
         d = Digest(hashlib.sha256(name.encode()).hexdigest())
         quant = {"bits": 5, "exponent": -21, "group_size": 128} if len(shape) == 2 and "embed" not in name else None
-        entries.append(TensorEntry(name, "BF16", shape, d, Digest(hashlib.sha256(d.raw).hexdigest()),
-                                   f"model-{i * 30 // len(shapes) + 1:05d}-of-00030.safetensors", quant))
-    files = {f"model-{k:05d}-of-00030.safetensors": Digest(hashlib.sha256(str(k).encode()).hexdigest())
-             for k in range(1, 31)}
+        entries.append(
+            TensorEntry(
+                name,
+                "BF16",
+                shape,
+                d,
+                Digest(hashlib.sha256(d.raw).hexdigest()),
+                f"model-{i * 30 // len(shapes) + 1:05d}-of-00030.safetensors",
+                quant,
+            )
+        )
+    files = {
+        f"model-{k:05d}-of-00030.safetensors": Digest(hashlib.sha256(str(k).encode()).hexdigest()) for k in range(1, 31)
+    }
     for extra in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
         files[extra] = Digest(hashlib.sha256(extra.encode()).hexdigest())
     return Manifest(DEFAULT_SCHEME.to_dict(), entries, files, dict(files))

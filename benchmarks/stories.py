@@ -54,24 +54,47 @@ def convert(bin_path: Path, out_dir: Path, *, hf_layout: bool = False) -> Path:
         wk = np.stack([_rotate_half_rows(wk[i], kv_heads) for i in range(layers)])
     for i in range(layers):
         p = f"model.layers.{i}"
-        tensors.update({f"{p}.input_layernorm.weight": rms_att[i], f"{p}.post_attention_layernorm.weight": rms_ffn[i],
-                        f"{p}.self_attn.q_proj.weight": wq[i], f"{p}.self_attn.k_proj.weight": wk[i],
-                        f"{p}.self_attn.v_proj.weight": wv[i], f"{p}.self_attn.o_proj.weight": wo[i],
-                        f"{p}.mlp.gate_proj.weight": w1[i], f"{p}.mlp.down_proj.weight": w2[i],
-                        f"{p}.mlp.up_proj.weight": w3[i]})
+        tensors.update(
+            {
+                f"{p}.input_layernorm.weight": rms_att[i],
+                f"{p}.post_attention_layernorm.weight": rms_ffn[i],
+                f"{p}.self_attn.q_proj.weight": wq[i],
+                f"{p}.self_attn.k_proj.weight": wk[i],
+                f"{p}.self_attn.v_proj.weight": wv[i],
+                f"{p}.self_attn.o_proj.weight": wo[i],
+                f"{p}.mlp.gate_proj.weight": w1[i],
+                f"{p}.mlp.down_proj.weight": w2[i],
+                f"{p}.mlp.up_proj.weight": w3[i],
+            }
+        )
     if not shared:
         tensors["lm_head.weight"] = take(vocab, dim)
     out_dir.mkdir(parents=True, exist_ok=True)
     outs = [OutTensor(n, "F32", tuple(a.shape), np.ascontiguousarray(a).tobytes()) for n, a in sorted(tensors.items())]
     with open(out_dir / "model.safetensors", "wb") as f:
         write_safetensors(f, outs, {"format": "pt"})
-    cfg = {"model_type": "llama", "hidden_size": dim, "intermediate_size": hidden, "num_hidden_layers": layers,
-           "num_attention_heads": heads, "num_key_value_heads": kv_heads, "vocab_size": vocab,
-           "max_position_embeddings": seq_len, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-           "tie_word_embeddings": shared, "source": "llama2.c stories260K (MIT)"}
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": dim,
+        "intermediate_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "vocab_size": vocab,
+        "max_position_embeddings": seq_len,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": shared,
+        "source": "llama2.c stories260K (MIT)",
+    }
     if hf_layout:
-        cfg |= {"architectures": ["LlamaForCausalLM"], "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
-                "torch_dtype": "float32"}
+        cfg |= {
+            "architectures": ["LlamaForCausalLM"],
+            "hidden_act": "silu",
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "torch_dtype": "float32",
+        }
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
     return out_dir
 

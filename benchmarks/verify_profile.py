@@ -79,10 +79,14 @@ def main() -> int:
         blocks.clear()
         t_fused_q = best(lambda: [pk.digest(n) for n in quantized], args.repeat)
         t_fused = best(lambda: [pk.digest(n) for n in names], args.repeat)
-    print(f"one thread: pack files SHA-256 ({sum(p.stat().st_size for p in files) / 1e9:.2f} GB) {t_files:.2f} s | "
-          f"SHA-256 of the {recon / 1e9:.2f} GB reconstruction alone {t_hash:.2f} s")
-    print(f"one thread, as verify runs it (Pack.digest): quantized tensors decode+SHA-256 {t_fused_q:.2f} s "
-          f"({qweights / t_fused_q / 1e9:.2f} G weights/s), all tensors {t_fused:.2f} s")
+    print(
+        f"one thread: pack files SHA-256 ({sum(p.stat().st_size for p in files) / 1e9:.2f} GB) {t_files:.2f} s | "
+        f"SHA-256 of the {recon / 1e9:.2f} GB reconstruction alone {t_hash:.2f} s"
+    )
+    print(
+        f"one thread, as verify runs it (Pack.digest): quantized tensors decode+SHA-256 {t_fused_q:.2f} s "
+        f"({qweights / t_fused_q / 1e9:.2f} G weights/s), all tensors {t_fused:.2f} s"
+    )
     for w in (1, 2):
         t = best(lambda w=w: uc.check_pack(pack, workers=w), args.repeat)  # type: ignore[misc]
         assert uc.check_pack(pack, workers=w).ok

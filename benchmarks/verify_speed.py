@@ -63,8 +63,14 @@ def main() -> int:
     if not (model / "model.safetensors").exists():
         shutil.rmtree(model, ignore_errors=True)
         t0 = time.perf_counter()
-        write_synth_model(model, hidden=args.hidden, inter=args.hidden * 11 // 4, layers=args.layers,
-                          vocab=32000, dtype=torch.bfloat16)
+        write_synth_model(
+            model,
+            hidden=args.hidden,
+            inter=args.hidden * 11 // 4,
+            layers=args.layers,
+            vocab=32000,
+            dtype=torch.bfloat16,
+        )
         print(f"generated model in {time.perf_counter() - t0:.1f} s")
     size = (model / "model.safetensors").stat().st_size
     pack_s = None
@@ -84,11 +90,13 @@ def main() -> int:
         subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", priv], check=True)
         subprocess.run(["openssl", "ec", "-in", priv, "-pubout", "-out", pub], check=True, capture_output=True)
     ms = str(BIN / "model_signing")
-    subprocess.run([ms, "sign", "key", "--private_key", priv, "--signature", sig, model], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [ms, "sign", "key", "--private_key", priv, "--signature", sig, model], check=True, capture_output=True
+    )
     pack_sig = work / "pack.model.sig"
-    subprocess.run([ms, "sign", "key", "--private_key", priv, "--signature", pack_sig, pack], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [ms, "sign", "key", "--private_key", priv, "--signature", pack_sig, pack], check=True, capture_output=True
+    )
     pack_size = sum(p.stat().st_size for p in pack.iterdir() if p.is_file())
 
     openssl_cmd = ["openssl", "dgst", "-sha256", str(model / "model.safetensors")]
@@ -110,25 +118,35 @@ def main() -> int:
     rss = peak_rss_mb(uc_cmd)
     rss_before = peak_rss_mb(uc_cmd, env=before_env) if before_env else None
 
-    print(f"model: {size / 1e9:.2f} GB bf16, {len(manifest.tensors)} tensors, {qweights / 1e6:.0f} M quantized "
-          f"weights; pack {sum(p.stat().st_size for p in pack.glob('*.safetensors')) / 1e9:.2f} GB; "
-          f"{os.cpu_count()} cores, torch {torch.__version__}")
+    print(
+        f"model: {size / 1e9:.2f} GB bf16, {len(manifest.tensors)} tensors, {qweights / 1e6:.0f} M quantized "
+        f"weights; pack {sum(p.stat().st_size for p in pack.glob('*.safetensors')) / 1e9:.2f} GB; "
+        f"{os.cpu_count()} cores, torch {torch.__version__}"
+    )
     if pack_s is not None:
-        print(f"pack (CPU, {torch.get_num_threads()} threads): {pack_s:.1f} s = {pack_s / qweights * 1e7:.2f} s per 10 M weights")
+        print(
+            f"pack (CPU, {torch.get_num_threads()} threads): {pack_s:.1f} s = {pack_s / qweights * 1e7:.2f} s per 10 M weights"
+        )
     print(f"{'command':<46} {'seconds':>8} {'GB/s':>6} {'vs openssl':>10} {'vs model_signing':>16}")
-    for label, t in (("openssl dgst -sha256 (original file)", t_openssl),
-                     ("model_signing verify key (original dir)", t_ms),
-                     ("model_signing verify key (pack dir)", t_ms_pack),
-                     ("uc-attest verify (every tensor reconstructed)", t_uc),
-                     ("uc-attest verify --shard-digests (+ files)", t_uc_files),
-                     (f"  the same, PYTHONPATH={args.before}", t_before)):
+    for label, t in (
+        ("openssl dgst -sha256 (original file)", t_openssl),
+        ("model_signing verify key (original dir)", t_ms),
+        ("model_signing verify key (pack dir)", t_ms_pack),
+        ("uc-attest verify (every tensor reconstructed)", t_uc),
+        ("uc-attest verify --shard-digests (+ files)", t_uc_files),
+        (f"  the same, PYTHONPATH={args.before}", t_before),
+    ):
         if t is None:
             continue
         print(f"{label:<46} {t:>8.2f} {size / t / 1e9:>6.2f} {t / t_openssl:>10.2f} {t / t_ms:>16.2f}")
-    print(f"GB/s above is original-model bytes per second; the pack directory is {pack_size / 1e9:.2f} GB "
-          f"({size / pack_size:.2f}x smaller)")
-    print(f"uc-attest verify peak RSS: {rss:.0f} MB (largest tensor {largest / 1e6:.0f} MB, model {size / 1e6:.0f} MB)"
-          + (f"; with {args.before}: {rss_before:.0f} MB" if rss_before is not None else ""))
+    print(
+        f"GB/s above is original-model bytes per second; the pack directory is {pack_size / 1e9:.2f} GB "
+        f"({size / pack_size:.2f}x smaller)"
+    )
+    print(
+        f"uc-attest verify peak RSS: {rss:.0f} MB (largest tensor {largest / 1e6:.0f} MB, model {size / 1e6:.0f} MB)"
+        + (f"; with {args.before}: {rss_before:.0f} MB" if rss_before is not None else "")
+    )
     return 0
 
 

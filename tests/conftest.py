@@ -37,8 +37,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason), append=False)
 
 
-def make_model(root: Path, dtype: torch.dtype = torch.bfloat16, *, shards: int = 1, seed: int = 0,
-               cols: int = 256) -> Path:
+def make_model(
+    root: Path, dtype: torch.dtype = torch.bfloat16, *, shards: int = 1, seed: int = 0, cols: int = 256
+) -> Path:
     """A small Llama-shaped model directory with deterministic weights."""
     g = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {"model.embed_tokens.weight": torch.randn(64, 48, generator=g)}

@@ -15,8 +15,14 @@ from tests.unit.test_ldlq import _cal_model
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "uc_attest.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "uc_attest.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_cli_pack_with_calibration_and_bad_file(tmp_path: Path) -> None:
@@ -41,8 +47,9 @@ def test_calibrate_pack_verify_rebuild_minilm(tmp_path: Path) -> None:
     r = cli("calibrate", src, "--text", tmp_path / "cal.txt", "-o", tmp_path / "cal.safetensors", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["tensors"] == 37
-    r = cli("pack", src, "-o", tmp_path / "p", "--calibration", tmp_path / "cal.safetensors", "--no-allocation",
-            "--json")
+    r = cli(
+        "pack", src, "-o", tmp_path / "p", "--calibration", tmp_path / "cal.safetensors", "--no-allocation", "--json"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["calibrated"] == 37
     r = cli("verify", tmp_path / "p", "--rebuild-from", src, "--integrity-only", "--json")

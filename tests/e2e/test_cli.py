@@ -15,8 +15,14 @@ from tests.conftest import make_model, shared_path
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "uc_attest.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "uc_attest.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
 
 
 def assert_clean_error(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -95,8 +101,11 @@ def test_bad_inputs_give_one_line_errors_and_exit_codes(packed: tuple[Path, Path
     assert_clean_error(cli("verify", tmp_path / "nope", "--integrity-only"), 3, "the pack directory does not exist")
     assert_clean_error(cli("verify", packed[1], "--integrity-only", "--manifest", packed[1] / "uc-manifest.json"),
                        2, "--integrity-only goes without a trust anchor")  # fmt: skip
-    assert_clean_error(cli("embed", tmp_path / "nope", "--text", "x", "--manifest", tmp_path / "m.json"), 3,
-                       "the pack directory does not exist")
+    assert_clean_error(
+        cli("embed", tmp_path / "nope", "--text", "x", "--manifest", tmp_path / "m.json"),
+        3,
+        "the pack directory does not exist",
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert_clean_error(cli("verify", packed[1], "--manifest", bad), 3, "not JSON")
@@ -135,8 +144,9 @@ def test_every_safetensors_fixture_gives_a_clean_outcome(tmp_path: Path) -> None
     from uc_attest.cli import app
 
     for case, model in _fixture_models(tmp_path):
-        r = CliRunner().invoke(app, ["pack", str(model), "-o", str(model.with_name(f"{model.name}.pack")),
-                                     "--device", "cpu"])
+        r = CliRunner().invoke(
+            app, ["pack", str(model), "-o", str(model.with_name(f"{model.name}.pack")), "--device", "cpu"]
+        )
         assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (case, r.exception)
         _check_outcome(case, model, r.exit_code, r.output)
 

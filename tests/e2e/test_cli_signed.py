@@ -34,18 +34,44 @@ def test_attest_then_verify_offline(served: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["identity"] == ID and Path(out["bundle"]) == served / "pack.sigstore.json"
-    v = cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--instance", served / "inst",
-            "--identity", ID, "--json")
+    v = cli(
+        "verify",
+        served / "pack",
+        "--bundle",
+        served / "pack.sigstore.json",
+        "--instance",
+        served / "inst",
+        "--identity",
+        ID,
+        "--json",
+    )
     assert v.returncode == 0, v.stderr
     res = json.loads(v.stdout)
     assert res["ok"] and all(c["ok"] for c in res["checks"]) and res["root"] == out["root"]
-    wrong = cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--instance",
-                served / "inst", "--identity", "eve@example.com", "--json")
+    wrong = cli(
+        "verify",
+        served / "pack",
+        "--bundle",
+        served / "pack.sigstore.json",
+        "--instance",
+        served / "inst",
+        "--identity",
+        "eve@example.com",
+        "--json",
+    )
     assert wrong.returncode == 1
     signer = next(c for c in json.loads(wrong.stdout)["checks"] if c["rule"] == "release.signer")
     assert not signer["ok"] and "SANs do not match" in signer["detail"]
-    human = cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--instance",
-                served / "inst", "--identity", "eve@example.com")
+    human = cli(
+        "verify",
+        served / "pack",
+        "--bundle",
+        served / "pack.sigstore.json",
+        "--instance",
+        served / "inst",
+        "--identity",
+        "eve@example.com",
+    )
     assert human.returncode == 1 and "DENIED" in human.stderr and "release.signer" in human.stderr
     tok = cli("instance", "token", served / "inst", "--identity", ID)
     assert tok.returncode == 0 and tok.stdout.count(".") == 2
@@ -53,16 +79,54 @@ def test_attest_then_verify_offline(served: Path) -> None:
 
 def test_signed_flow_bad_input(served: Path, tmp_path: Path) -> None:
     assert_clean_error(cli("attest", served / "pack"), 2, "exactly one of")
-    assert_clean_error(cli("verify", served / "pack", "--bundle", tmp_path / "none.json", "--instance",
-                           served / "inst", "--identity", ID), 3, "bundle not found")
-    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json"), 2, "--bundle needs --identity")
-    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--trust-config",
-                           served / "inst" / "trust_config.json"), 2, "--identity")
+    assert_clean_error(
+        cli(
+            "verify",
+            served / "pack",
+            "--bundle",
+            tmp_path / "none.json",
+            "--instance",
+            served / "inst",
+            "--identity",
+            ID,
+        ),
+        3,
+        "bundle not found",
+    )
+    assert_clean_error(
+        cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json"), 2, "--bundle needs --identity"
+    )
+    assert_clean_error(
+        cli(
+            "verify",
+            served / "pack",
+            "--bundle",
+            served / "pack.sigstore.json",
+            "--trust-config",
+            served / "inst" / "trust_config.json",
+        ),
+        2,
+        "--identity",
+    )
     assert_clean_error(cli("attest", served / "pack", "--instance", tmp_path), 3, "not an instance directory")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    assert_clean_error(cli("verify", served / "pack", "--bundle", served / "pack.sigstore.json", "--trust-config",
-                           bad, "--identity", ID, "--issuer", "https://x"), 3, "ClientTrustConfig")
+    assert_clean_error(
+        cli(
+            "verify",
+            served / "pack",
+            "--bundle",
+            served / "pack.sigstore.json",
+            "--trust-config",
+            bad,
+            "--identity",
+            ID,
+            "--issuer",
+            "https://x",
+        ),
+        3,
+        "ClientTrustConfig",
+    )
 
 
 def test_each_role_signs_as_its_own_default_identity(served: Path, tmp_path: Path) -> None:

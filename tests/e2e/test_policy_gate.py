@@ -21,7 +21,9 @@ from tests.integration.test_oms import MS, model_signing
 from uc_attest.calibration.corpus import calibration_sentences
 from uc_attest.quant.scheme import LDLQ_ID
 
-pytestmark = pytest.mark.skipif(not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)")
+pytestmark = pytest.mark.skipif(
+    not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)"
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE, VALIDATOR, VENDOR = "release-bot@bank.example", "validator@bank.example", "models@vendor.example"
@@ -43,8 +45,14 @@ def write_policy(dst: Path, instance: Path, **override: object) -> Path:
 
 
 def report(path: Path, gap: float = 0.0099, worst: float = 0.984) -> Path:
-    path.write_text(json.dumps({"evaluation_set": "minilm-stdlib-docstrings-400",
-                                "metrics": {"one_minus_mean_cosine": gap, "min_cosine": worst}}))
+    path.write_text(
+        json.dumps(
+            {
+                "evaluation_set": "minilm-stdlib-docstrings-400",
+                "metrics": {"one_minus_mean_cosine": gap, "min_cosine": worst},
+            }
+        )
+    )
     return path
 
 
@@ -57,13 +65,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     vendor_sig = sign_source(inst.dir, src, root / "vendor.model.sig", VENDOR)
     cal = root / "calibration.safetensors"  # measured once; each pack records it as a supplied moments file
     uc.calibrate(src, calibration_sentences(), cal)
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal,
-                  **signed_by(vendor_sig, inst.dir, VENDOR), bits_budget=None)
+    uc.write_pack(
+        src,
+        root / "pack",
+        uc.DEFAULT_SCHEME,
+        "cpu",
+        calibration=cal,
+        **signed_by(vendor_sig, inst.dir, VENDOR),
+        bits_budget=None,
+    )
     uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
     # an older/other pack: same model at 6 bits, released and validated on its own
-    uc.write_pack(src, root / "pack6", uc.Scheme(bits=6, id=LDLQ_ID), "cpu", calibration=cal,
-                  **signed_by(vendor_sig, inst.dir, VENDOR), bits_budget=None)
+    uc.write_pack(
+        src,
+        root / "pack6",
+        uc.Scheme(bits=6, id=LDLQ_ID),
+        "cpu",
+        calibration=cal,
+        **signed_by(vendor_sig, inst.dir, VENDOR),
+        bits_budget=None,
+    )
     uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
     policy = write_policy(root / "model-risk.yaml", inst.dir)
@@ -73,8 +95,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
 
 def sign_source(instance: Path, model: Path, sig: Path, identity: str) -> Path:
     """The vendor's signature of the source model, made by the stock ``model_signing`` CLI."""
-    r = model_signing("sign", "sigstore", "--trust_config", instance / "trust_config.json", "--identity_token",
-                      uc.dev_token(instance, identity), "--signature", sig, model)
+    r = model_signing(
+        "sign",
+        "sigstore",
+        "--trust_config",
+        instance / "trust_config.json",
+        "--identity_token",
+        uc.dev_token(instance, identity),
+        "--signature",
+        sig,
+        model,
+    )
     assert r.returncode == 0, r.stderr
     return sig
 
@@ -104,9 +135,15 @@ def test_release_signed_and_validated_pack_is_allowed(world: dict[str, Path]) ->
 
 def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     trust = uc.select_trust(None, w["instance"])
-    uc.write_pack(w["src"], tmp / "pack", uc.Scheme(group_size=32), "cpu",
-                  **signed_by(w["vendor_sig"], w["instance"], VENDOR),
-                  calibrate="none", bits_budget=None)  # and no calibration
+    uc.write_pack(
+        w["src"],
+        tmp / "pack",
+        uc.Scheme(group_size=32),
+        "cpu",
+        **signed_by(w["vendor_sig"], w["instance"], VENDOR),
+        calibrate="none",
+        bits_budget=None,
+    )  # and no calibration
     uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
@@ -138,15 +175,26 @@ def _case_validation_of_older_pack(w: dict[str, Path], tmp: Path) -> tuple[Path,
 
 def _case_under_threshold(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     out = tmp / "bad.validation.sigstore.json"
-    uc.validate_pack(w["root"] / "pack", report(tmp / "m.json", gap=0.05), uc.select_trust(None, w["instance"]),
-                     dev_identity=VALIDATOR, bundle_out=out)
+    uc.validate_pack(
+        w["root"] / "pack",
+        report(tmp / "m.json", gap=0.05),
+        uc.select_trust(None, w["instance"]),
+        dev_identity=VALIDATOR,
+        bundle_out=out,
+    )
     return w["root"] / "pack", ["--validation", str(out)]
 
 
 def _case_validator_not_trusted(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     out = tmp / "v.sigstore.json"
-    uc.validate_pack(w["root"] / "pack", report(tmp / "m.json"), uc.select_trust(None, w["instance"]),
-                     dev_identity=RELEASE, bundle_out=out, allow_release_signer=True)  # made to be denied
+    uc.validate_pack(
+        w["root"] / "pack",
+        report(tmp / "m.json"),
+        uc.select_trust(None, w["instance"]),
+        dev_identity=RELEASE,
+        bundle_out=out,
+        allow_release_signer=True,
+    )  # made to be denied
     return w["root"] / "pack", ["--validation", str(out)]
 
 
@@ -161,8 +209,10 @@ def _case_rebuild_modified_source(w: dict[str, Path], tmp: Path) -> tuple[Path, 
 
 CASES = {
     # a source that is unsigned or signed by someone else: tests/integration/test_oms.py (a small model)
-    "requantized-other-group-size": (_case_group_size, {"quantization.group_size", "quantization.calibration",
-                                                        "validation"}),
+    "requantized-other-group-size": (
+        _case_group_size,
+        {"quantization.group_size", "quantization.calibration", "validation"},
+    ),
     "flipped-byte-in-pack": (_case_flipped_byte, {"pack.tensors"}),
     "flipped-byte-in-pack-shard-digests": (_case_flipped_byte_shard_digests, {"pack.files", "pack.tensors"}),
     "bundle-from-another-identity": (_case_other_identity, {"release.signer"}),
@@ -183,7 +233,7 @@ def test_denied_with_the_rule_named(world: dict[str, Path], tmp_path: Path, case
 
 
 def test_stale_validation_is_denied(world: dict[str, Path], tmp_path: Path) -> None:
-    policy = (tmp_path / "p.yaml")
+    policy = tmp_path / "p.yaml"
     policy.write_text(world["policy"].read_text().replace("max_age_days: 180", "max_age_days: 0.000001"))
     r = cli("verify", world["root"] / "pack", "--policy", policy, "--json")
     assert r.returncode == 1
@@ -195,8 +245,15 @@ def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Pa
     trust = uc.select_trust(None, world["instance"])
     uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu", calibrate="none", bits_budget=None)
     uc.attest_pack(tmp_path / "pack", trust, dev_identity=RELEASE)
-    r = cli("gate", tmp_path / "pack", "--policy", world["policy"], "--validation",
-            world["root"] / "pack.validation.sigstore.json", "--json")
+    r = cli(
+        "gate",
+        tmp_path / "pack",
+        "--policy",
+        world["policy"],
+        "--validation",
+        world["root"] / "pack.validation.sigstore.json",
+        "--json",
+    )
     assert r.returncode == 1
     out = json.loads(r.stdout)
     validated = str(uc.load_manifest(world["root"] / "pack" / uc.MANIFEST_NAME).root)
@@ -222,16 +279,18 @@ def test_load_verified_returns_tensors_only_when_allowed(world: dict[str, Path],
 
 # -- every rule a policy states runs, whatever evidence arrives (issue 28) -------------------------------------
 
-OMS_TYPES = {"predicate_types: [https://slsa.dev/provenance/v1]":
-             "predicate_types: [https://slsa.dev/provenance/v1, https://model_signing/signature/v1.0]"}
+OMS_TYPES = {
+    "predicate_types: [https://slsa.dev/provenance/v1]": "predicate_types: [https://slsa.dev/provenance/v1, https://model_signing/signature/v1.0]"
+}
 
 
 def _rows(out: dict[str, object]) -> dict[str, dict[str, object]]:
     return {c["rule"]: c for c in out["checks"]}  # type: ignore[index, union-attr]
 
 
-def test_an_oms_signature_as_release_bundle_keeps_every_rule_of_the_policy(world: dict[str, Path],
-                                                                         tmp_path: Path) -> None:
+def test_an_oms_signature_as_release_bundle_keeps_every_rule_of_the_policy(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
     """attest writes PACK.model.sig beside the pack; handed over as the release bundle under a policy admitting
     OMS statements, it must not switch the policy's other rules off: every rule the SLSA bundle's verdict has
     is in this verdict too, and those an OMS signature cannot answer deny, naming what it lacks."""
@@ -243,14 +302,29 @@ def test_an_oms_signature_as_release_bundle_keeps_every_rule_of_the_policy(world
     assert r.returncode == 1, r.stdout
     rows = _rows(json.loads(r.stdout))
     assert set(_rows(json.loads(slsa.stdout))) <= set(rows)
-    for rule in ("release.build_type", "quantization.scheme", "quantization.bits", "quantization.group_size",
-                 "quantization.calibration", "source.signers"):
+    for rule in (
+        "release.build_type",
+        "quantization.scheme",
+        "quantization.bits",
+        "quantization.group_size",
+        "quantization.calibration",
+        "source.signers",
+    ):
         assert rows[rule]["status"] == "unchecked", rows[rule]
         assert "OpenSSF Model Signing signature carries no" in str(rows[rule]["detail"])
     assert rows["release.predicate_type"]["ok"] and rows["pack.files"]["ok"] and rows["pack.tensors"]["ok"]
     # a pack that was never validated: the validation rule runs (and denies) as well
-    other = cli("verify", pack, "--policy", policy, "--bundle", world["root"] / "pack.model.sig",
-                "--validation", world["root"] / "pack6.validation.sigstore.json", "--json")
+    other = cli(
+        "verify",
+        pack,
+        "--policy",
+        policy,
+        "--bundle",
+        world["root"] / "pack.model.sig",
+        "--validation",
+        world["root"] / "pack6.validation.sigstore.json",
+        "--json",
+    )
     assert other.returncode == 1 and not _rows(json.loads(other.stdout))["validation"]["ok"]
 
 
@@ -273,8 +347,11 @@ def test_a_validation_without_its_log_entry_is_denied(world: dict[str, Path], tm
     g = cli("gate", pack, "--policy", world["policy"], "--validation", unlogged, "--json")
     assert g.returncode == 1 and "no transparency-log entry" in g.stdout
     # the field that governs the role says so: a policy admitting TSA-only validations accepts it
-    lenient = write_policy(tmp_path / "p.yaml", world["instance"],
-                           **{"  max_age_days: 180\n": "  max_age_days: 180\n  require_tlog: false\n"})
+    lenient = write_policy(
+        tmp_path / "p.yaml",
+        world["instance"],
+        **{"  max_age_days: 180\n": "  max_age_days: 180\n  require_tlog: false\n"},
+    )
     r = cli("verify", pack, "--policy", lenient, "--validation", unlogged, "--json")
     assert r.returncode == 0, r.stdout
     assert cli("gate", pack, "--policy", lenient, "--validation", unlogged).returncode == 0
@@ -283,8 +360,9 @@ def test_a_validation_without_its_log_entry_is_denied(world: dict[str, Path], tm
 def test_a_required_online_log_check_is_never_satisfied_offline(world: dict[str, Path], tmp_path: Path) -> None:
     """require_online_log_check: true and --offline: a denial that says why (the log was not asked), for the
     release and for the validation alike; online, the same policy allows the pack."""
-    policy = write_policy(tmp_path / "p.yaml", world["instance"],
-                          **{"require_online_log_check: false": "require_online_log_check: true"})
+    policy = write_policy(
+        tmp_path / "p.yaml", world["instance"], **{"require_online_log_check: false": "require_online_log_check: true"}
+    )
     pack = world["root"] / "pack"
     online = cli("verify", pack, "--policy", policy, "--json")
     assert online.returncode == 0, online.stdout

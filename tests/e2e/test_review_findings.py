@@ -51,8 +51,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.mark.parametrize("identity", ["[/x]", "[bold red]eve[/]"])
 def test_identity_with_markup_is_denied_and_shown_literally(world: dict[str, Any], identity: str) -> None:
-    r = cli("verify", world["pack"], "--bundle", world["bundle"], "--instance", world["inst"].dir,
-            "--identity", identity)
+    r = cli(
+        "verify", world["pack"], "--bundle", world["bundle"], "--instance", world["inst"].dir, "--identity", identity
+    )
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "MarkupError" not in r.stderr
     assert "DENIED" in r.stderr and flat(identity) in flat(r.stderr), r.stderr
@@ -63,31 +64,66 @@ def test_path_with_markup_is_shown_literally(tmp_path: Path) -> None:
     assert r.returncode == 3 and "nope[bold]" in r.stderr, r.stderr
 
 
-def test_install_hint_keeps_its_brackets(world: dict[str, Any], tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_hint_keeps_its_brackets(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from uc_attest.cli import app
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if transformers were not installed
     text = tmp_path / "cal.txt"
     text.write_text("one sample\n")
-    r = CliRunner().invoke(app, ["calibrate", str(world["root"] / "src"), "--text", str(text), "-o",
-                                 str(tmp_path / "cal.safetensors")])
+    r = CliRunner().invoke(
+        app, ["calibrate", str(world["root"] / "src"), "--text", str(text), "-o", str(tmp_path / "cal.safetensors")]
+    )
     assert r.exit_code == 2, r.output
     assert "uc-attest[bench]" in r.output
 
 
 def test_html_report_escapes_untrusted_fields() -> None:
     evil = "<script>alert(1)</script>"
-    report = {"ok": False, "target": evil, "manifest_root": evil, "log": evil, "checkpoint": {"size": 1, "root": evil},
-              "requests": 1, "seconds": 0.1,
-              "checks": [{"rule": evil, "ok": False, "detail": evil, "hint": evil}],
-              "events": [{"time": 0, "kind": "release", "log_index": 3, "uuid": evil, "signer": evil, "issuer": evil,
-                          "ok": False, "details": {"root": evil, "builder": evil, "scheme": {"id": evil},
-                                                   "source_digest": evil, "files": evil}, "problems": [evil]},
-                         {"time": 0, "kind": evil, "log_index": 4, "uuid": "", "signer": "", "issuer": "",
-                          "ok": True, "details": {"x": evil}, "problems": []}],
-              "tensors": [{"name": evil, "dtype": evil, "shape": [1], "digest": evil, "bits": 5, "rel_err_ppm": 3,
-                           "moments": evil}]}
+    report = {
+        "ok": False,
+        "target": evil,
+        "manifest_root": evil,
+        "log": evil,
+        "checkpoint": {"size": 1, "root": evil},
+        "requests": 1,
+        "seconds": 0.1,
+        "checks": [{"rule": evil, "ok": False, "detail": evil, "hint": evil}],
+        "events": [
+            {
+                "time": 0,
+                "kind": "release",
+                "log_index": 3,
+                "uuid": evil,
+                "signer": evil,
+                "issuer": evil,
+                "ok": False,
+                "details": {
+                    "root": evil,
+                    "builder": evil,
+                    "scheme": {"id": evil},
+                    "source_digest": evil,
+                    "files": evil,
+                },
+                "problems": [evil],
+            },
+            {
+                "time": 0,
+                "kind": evil,
+                "log_index": 4,
+                "uuid": "",
+                "signer": "",
+                "issuer": "",
+                "ok": True,
+                "details": {"x": evil},
+                "problems": [],
+            },
+        ],
+        "tensors": [
+            {"name": evil, "dtype": evil, "shape": [1], "digest": evil, "bits": 5, "rel_err_ppm": 3, "moments": evil}
+        ],
+    }
     page = uc.render_report_html(report)
     assert "<script" not in page and "&lt;script&gt;" in page
 
@@ -95,8 +131,9 @@ def test_html_report_escapes_untrusted_fields() -> None:
 # -- 2. one error mapper with a catch-all ---------------------------------------------------------------------
 
 
-def test_a_foreign_exception_is_an_internal_error_not_a_denial(world: dict[str, Any],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_foreign_exception_is_an_internal_error_not_a_denial(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from uc_attest.cli import app
     from uc_attest.manifest import Manifest
 
@@ -184,9 +221,11 @@ def proxied(world: dict[str, Any]) -> Iterator[tuple[_Proxy, Path]]:
 
 def _policy(world: dict[str, Any], trust: Path, required: bool) -> Path:
     p = world["root"] / f"policy-{required}.yaml"
-    p.write_text(f"version: 1\nname: log test\ntrust:\n  trust_config: {trust}\nsigners:\n  release:\n"
-                 f"    - issuer: {world['inst'].issuer}\n      identity: {RELEASE}\n"
-                 f"release:\n  require_online_log_check: {str(required).lower()}\n")
+    p.write_text(
+        f"version: 1\nname: log test\ntrust:\n  trust_config: {trust}\nsigners:\n  release:\n"
+        f"    - issuer: {world['inst'].issuer}\n      identity: {RELEASE}\n"
+        f"release:\n  require_online_log_check: {str(required).lower()}\n"
+    )
     return p
 
 
@@ -195,8 +234,9 @@ def _log_online(out: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("status", ["503", "429"])
-def test_transient_log_errors_are_unreachable_not_a_split_view(world: dict[str, Any],
-                                                               proxied: tuple[_Proxy, Path], status: str) -> None:
+def test_transient_log_errors_are_unreachable_not_a_split_view(
+    world: dict[str, Any], proxied: tuple[_Proxy, Path], status: str
+) -> None:
     proxy, trust = proxied
     proxy.mode, proxy.hits = status, 0
     r = cli("verify", world["pack"], "--policy", _policy(world, trust, False), "--json")
@@ -210,8 +250,7 @@ def test_transient_log_errors_are_unreachable_not_a_split_view(world: dict[str, 
     assert "unreachable" in _log_online(json.loads(required.stdout))["detail"]
 
 
-def test_a_log_answering_garbage_is_misbehaving_and_denied(world: dict[str, Any],
-                                                           proxied: tuple[_Proxy, Path]) -> None:
+def test_a_log_answering_garbage_is_misbehaving_and_denied(world: dict[str, Any], proxied: tuple[_Proxy, Path]) -> None:
     proxy, trust = proxied
     proxy.mode = "garbage"
     r = cli("verify", world["pack"], "--policy", _policy(world, trust, False), "--json")
@@ -234,7 +273,9 @@ def test_load_verified_refuses_without_a_trust_anchor(world: dict[str, Any], tmp
     kept = tmp_path / "validated-manifest.json"
     kept.write_bytes((world["pack"] / uc.MANIFEST_NAME).read_bytes())
     assert len(uc.load_verified(world["pack"], uc.Anchor.kept_manifest(kept))) == 9
-    state = uc.load_verified(world["pack"], uc.Anchor.signed_by(RELEASE, bundle=world["bundle"]), uc.TrustRoot.instance(world["inst"].dir))
+    state = uc.load_verified(
+        world["pack"], uc.Anchor.signed_by(RELEASE, bundle=world["bundle"]), uc.TrustRoot.instance(world["inst"].dir)
+    )
     assert len(state) == 9
     assert len(uc.load_verified(world["pack"], uc.Anchor.pack_itself())) == 9
 
@@ -252,20 +293,34 @@ def _self_signed_release_entry(inst: Running, statement: bytes) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(RELEASE)]), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(RELEASE)]), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     ptype = "application/vnd.in-toto+json"
     pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype.encode(), len(statement), statement)
     sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
-    env = {"payload": base64.b64encode(statement).decode(), "payloadType": ptype,
-           "signatures": [{"sig": base64.b64encode(sig).decode()}]}
+    env = {
+        "payload": base64.b64encode(statement).decode(),
+        "payloadType": ptype,
+        "signatures": [{"sig": base64.b64encode(sig).decode()}],
+    }
     pem = base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
-    entry = {"apiVersion": "0.0.1", "kind": "dsse",
-             "spec": {"proposedContent": {"envelope": json.dumps(env), "verifiers": [pem]}}}
-    req = urllib.request.Request(f"{inst.url}/api/v1/log/entries", data=json.dumps(entry).encode(),
-                                 headers={"Content-Type": "application/json"})
+    entry = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {"proposedContent": {"envelope": json.dumps(env), "verifiers": [pem]}},
+    }
+    req = urllib.request.Request(
+        f"{inst.url}/api/v1/log/entries", data=json.dumps(entry).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 201
 
@@ -294,8 +349,20 @@ def test_inventory_shows_a_release_that_does_not_verify(tmp_path: Path) -> None:
 
 
 def test_public_good_offline_uses_the_shipped_trusted_root(world: dict[str, Any]) -> None:
-    r = cli("verify", world["pack"], "--bundle", world["bundle"], "--trust-config", "public-good", "--offline",
-            "--identity", RELEASE, "--issuer", "https://token.actions.githubusercontent.com", "--json")
+    r = cli(
+        "verify",
+        world["pack"],
+        "--bundle",
+        world["bundle"],
+        "--trust-config",
+        "public-good",
+        "--offline",
+        "--identity",
+        RELEASE,
+        "--issuer",
+        "https://token.actions.githubusercontent.com",
+        "--json",
+    )
     assert r.returncode == 1, r.stderr  # verified offline against public-good: not signed by it -> denied
     assert "TUF" not in r.stderr + r.stdout
     first = json.loads(r.stdout)["checks"][0]  # a v2 bundle: its TSA is not public-good's, so no verified time
@@ -309,8 +376,13 @@ def test_serve_on_another_port_than_the_trust_config_is_refused(tmp_path: Path) 
     port, other = free_port(), free_port()
     uc.init_instance(tmp_path / "inst", port)
     try:
-        r = subprocess.run([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(tmp_path / "inst"),
-                            "--port", str(other)], capture_output=True, text=True, timeout=30, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(tmp_path / "inst"), "--port", str(other)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the server started on a port no client will find")
     assert r.returncode == 2, r.stderr

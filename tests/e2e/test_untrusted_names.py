@@ -124,8 +124,9 @@ def test_from_pretrained_serves_the_verified_generation_config(
     assert "generation_config.json" in {f.subject for f in err.value.findings}
 
 
-def test_a_generation_config_that_is_not_json_is_a_changed_file_not_invalid_input(llama: dict[str, Path],
-                                                                                   tmp_path: Path) -> None:
+def test_a_generation_config_that_is_not_json_is_a_changed_file_not_invalid_input(
+    llama: dict[str, Path], tmp_path: Path
+) -> None:
     import transformers
 
     from uc_attest.hf import UcAttestConfig

@@ -102,7 +102,9 @@ def run_sigstore_python(v: Vector, doc: dict[str, Any], *, identity: str | None 
                          v.name)  # fmt: skip
         if "dsseEnvelope" in doc:
             payload = base64.b64decode(doc["dsseEnvelope"]["payload"])
-            if not Statement.parse_attestation(payload).matches_artifact({a: d.hex() for a, d in artifact.digests.items()}):
+            if not Statement.parse_attestation(payload).matches_artifact(
+                {a: d.hex() for a, d in artifact.digests.items()}
+            ):
                 return "subject: no statement subject matches the artifact"
     except UcAttestError as exc:
         return _why(exc)

@@ -76,8 +76,11 @@ def serve_in_subprocess(root: Path) -> Any:
     import time
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     port = json.loads((root / "instance.json").read_text())["port"]
     for _ in range(100):
         try:

@@ -30,8 +30,9 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
         _release_and_validate(inst, pack, tmp_path)
         other = tmp_path / "other"  # another model in the same log must not show up
-        uc.write_pack(make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu",
-                      calibrate="none", bits_budget=None)
+        uc.write_pack(
+            make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
+        )
         uc.attest_pack(other, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
         r = uc.audit(pack, uc.TrustRoot.instance(inst))
         assert r.ok, r.to_dict()
@@ -39,8 +40,7 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         assert kinds == ["release", "oms", "validation"]  # attest logs the release and the OMS signature
         assert {e.signer for e in r.events} == {"release-bot@bank.example", "validator@bank.example"}
         assert all(e.details["root"] == str(r.root) for e in r.events if e.kind != "oms")
-        assert {c.rule for c in r.checks} >= {"log.checkpoint", "custody.release", "custody.validation",
-                                               "pack.matches"}
+        assert {c.rule for c in r.checks} >= {"log.checkpoint", "custody.release", "custody.validation", "pack.matches"}
         html = uc.render_report_html(r.to_dict())
         assert "<svg" in html and "release-bot@bank.example" in html
         for external in ("src=", "href=", "<link", "<script", "@import", "url("):  # self-contained
@@ -50,7 +50,9 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         assert json.loads(out.stdout)["ok"] and (tmp_path / "report.html").read_text().startswith("<!doctype html>")
         assert json.loads(out.stdout)["validated"] is True
         # The other model's root: one release, never validated: a status ("not validated yet"), not a failure
-        r2 = uc.audit(None, uc.TrustRoot.instance(inst), manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex)
+        r2 = uc.audit(
+            None, uc.TrustRoot.instance(inst), manifest_root=uc.load_manifest(other / uc.MANIFEST_NAME).root.hex
+        )
         assert [e.kind for e in r2.events] == ["release"]
         v = next(c for c in r2.checks if c.rule == "custody.validation")
         assert v.skipped and v.detail.startswith("not validated yet") and r2.ok and not r2.validated
@@ -103,8 +105,9 @@ def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> 
         old, new = tmp_path / "old", tmp_path / "new"
         uc.write_pack(src, old, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
         _release_and_validate(inst, old, tmp_path)
-        uc.write_pack(src, new, uc.Scheme(group_size=64), "cpu",
-                      calibrate="none", bits_budget=None)  # a newer pack of the same source model
+        uc.write_pack(
+            src, new, uc.Scheme(group_size=64), "cpu", calibrate="none", bits_budget=None
+        )  # a newer pack of the same source model
         uc.attest_pack(new, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
         rows = uc.inventory(uc.TrustRoot.instance(inst))
         by_root = {r["manifest_root"]: r for r in rows}

@@ -38,8 +38,12 @@ def _root(inst: Running, tmp: Path, edit: Any = None) -> Path:
 
 
 def _statement(subject: dict[str, str]) -> dict[str, Any]:
-    return {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "pkg.tgz", "digest": subject}],
-            "predicateType": "https://slsa.dev/provenance/v1", "predicate": {"buildDefinition": {}}}
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "pkg.tgz", "digest": subject}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"buildDefinition": {}},
+    }
 
 
 def _sign(inst: Running, statement: dict[str, Any], identity: str = ID) -> dict[str, Any]:
@@ -52,8 +56,20 @@ def _verify(bundle: dict[str, Any], tmp: Path, root: Path, artifact: Path | str,
             issuer: str | None = None, *extra: str) -> Any:  # fmt: skip
     path = tmp / f"b{abs(hash(json.dumps(bundle))) % 10**8}.json"
     path.write_text(json.dumps(bundle))
-    r = cli("verify-bundle", "--bundle", path, "--certificate-identity", identity, "--certificate-oidc-issuer",
-            issuer or "https://dev-oidc.uc-attest.invalid", "--trusted-root", root, *extra, "--json", artifact)
+    r = cli(
+        "verify-bundle",
+        "--bundle",
+        path,
+        "--certificate-identity",
+        identity,
+        "--certificate-oidc-issuer",
+        issuer or "https://dev-oidc.uc-attest.invalid",
+        "--trusted-root",
+        root,
+        *extra,
+        "--json",
+        artifact,
+    )
     if r.returncode:  # --json puts the error on stdout: keep both in stderr for the assertions
         r.stderr += r.stdout
     return r
@@ -129,9 +145,13 @@ def test_an_othername_identity(instance: Running, packed: Path, tmp_path: Path) 
     # the release path too: a pack attested by a username identity verifies under a policy naming it
     b = tmp_path / "pack.sigstore.json"
     uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity="foo!oidc.local", bundle_out=b)
-    v = uc.verify(packed, uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir))
+    v = uc.verify(
+        packed, uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)
+    )
     assert v.ok, v.to_dict()
-    assert not uc.verify(packed, uc.Anchor.signed_by("foo", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)).ok
+    assert not uc.verify(
+        packed, uc.Anchor.signed_by("foo", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)
+    ).ok
 
 
 def _managed_key_bundle(inst: Running, key: ec.EllipticCurvePrivateKey, statement: bytes) -> dict[str, Any]:
@@ -144,10 +164,14 @@ def _managed_key_bundle(inst: Running, key: ec.EllipticCurvePrivateKey, statemen
     env = {"payload": base64.b64encode(statement).decode(), "payloadType": PAYLOAD_TYPE_IN_TOTO,
            "signatures": [{"sig": base64.b64encode(sig).decode(), "keyid": ""}]}  # fmt: skip
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    entry = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {"proposedContent": {
-        "envelope": json.dumps(env), "verifiers": [base64.b64encode(pem).decode()]}}}
-    req = urllib.request.Request(f"{inst.url}/api/v1/log/entries", data=json.dumps(entry).encode(),
-                                 headers={"Content-Type": "application/json"})
+    entry = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {"proposedContent": {"envelope": json.dumps(env), "verifiers": [base64.b64encode(pem).decode()]}},
+    }
+    req = urllib.request.Request(
+        f"{inst.url}/api/v1/log/entries", data=json.dumps(entry).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         (uuid,) = json.loads(r.read())
     (log,) = uc.select_trust(None, inst.dir).logs()
@@ -166,15 +190,19 @@ def test_a_managed_key_dsse_attestation(instance_v1: Running, tmp_path: Path) ->
     path = tmp_path / "publish.sigstore.json"
     path.write_text(json.dumps(bundle))
     pub = tmp_path / "registry.pub"
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     root = _root(instance_v1, tmp_path)
     r = cli("verify-bundle", "--bundle", path, "--key", pub, "--trusted-root", root, "--json", art)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["verified_by"] == ["uc-attest"]
     other = tmp_path / "other.pub"
-    other.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     r = cli("verify-bundle", "--bundle", path, "--key", other, "--trusted-root", root, art)
     assert r.returncode == 1 and "bundle.tlog" in r.stderr
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(statement.replace(b"pkg", b"pkh")).decode()
@@ -198,14 +226,22 @@ def test_a_trusted_root_whose_ca_has_no_common_name(instance: Running, tmp_path:
     assert out["verified_by"] == ["uc-attest"] and "commonName" in out["gap"]
 
 
-@pytest.mark.parametrize(("edit", "named"), [
-    (lambda d: d.__setitem__("mediaType", "application/vnd.dev.sigstore.bundle+json;version=9.9"), "version=9.9"),
-    (lambda d: d["verificationMaterial"]["tlogEntries"][0].__setitem__(
-        "kindVersion", {"kind": "rekord", "version": "0.0.1"}), "rekord 0.0.1"),
-    (lambda d: d.__setitem__("mediaType", "[bold red]x[/] [/x]"), "[bold red]x[/] [/x]"),
-])
-def test_a_bundle_no_verifier_supports_is_exit_3_naming_it(instance: Running, tmp_path: Path, edit: Any,
-                                                           named: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda d: d.__setitem__("mediaType", "application/vnd.dev.sigstore.bundle+json;version=9.9"), "version=9.9"),
+        (
+            lambda d: d["verificationMaterial"]["tlogEntries"][0].__setitem__(
+                "kindVersion", {"kind": "rekord", "version": "0.0.1"}
+            ),
+            "rekord 0.0.1",
+        ),
+        (lambda d: d.__setitem__("mediaType", "[bold red]x[/] [/x]"), "[bold red]x[/] [/x]"),
+    ],
+)
+def test_a_bundle_no_verifier_supports_is_exit_3_naming_it(
+    instance: Running, tmp_path: Path, edit: Any, named: str
+) -> None:
     art = tmp_path / "pkg.tgz"
     art.write_bytes(b"x")
     bundle = _sign(instance, _statement({"sha256": hashlib.sha256(b"x").hexdigest()}))
@@ -237,12 +273,17 @@ def test_an_in_toto_v01_statement_verifies(instance_v1: Running, tmp_path: Path)
     art = tmp_path / "pkg.tgz"
     art.write_bytes(b"an npm tarball, 2023")
     statement = _statement({"sha512": hashlib.sha512(art.read_bytes()).hexdigest()})
-    statement.update({"_type": "https://in-toto.io/Statement/v0.1",
-                      "predicateType": "https://github.com/npm/attestation/tree/main/specs/publish/v0.1"})
+    statement.update(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://github.com/npm/attestation/tree/main/specs/publish/v0.1",
+        }
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     pub = tmp_path / "registry.pub"
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     root = _root(instance_v1, tmp_path)
 
     def verify(stmt: dict[str, Any], artifact: Path) -> Any:

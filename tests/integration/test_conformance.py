@@ -16,8 +16,10 @@ import uc_attest as uc
 from tests.conftest import SHARED
 
 ASSETS = SHARED / "vectors" / "sigstore-conformance" / "test" / "assets"
-DEFAULT_IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
-                    "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
+DEFAULT_IDENTITY = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
+    "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
 DEFAULT_ISSUER = "https://token.actions.githubusercontent.com"
 
 
@@ -27,11 +29,14 @@ def run_case(case: Path, by_digest: bool) -> bool:
     read = lambda name, default: (case / name).read_text().strip() if (case / name).exists() else default
     target = "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest() if by_digest else str(artifact)
     try:
-        uc.verify_any_bundle(case / "bundle.sigstore.json", target, identity=read("identity", DEFAULT_IDENTITY),
-                             issuer=read("issuer", DEFAULT_ISSUER),
-                             key=case / "key.pub" if (case / "key.pub").exists() else None,
-                             trusted_root=case / "trusted_root.json" if (case / "trusted_root.json").exists()
-                             else None)
+        uc.verify_any_bundle(
+            case / "bundle.sigstore.json",
+            target,
+            identity=read("identity", DEFAULT_IDENTITY),
+            issuer=read("issuer", DEFAULT_ISSUER),
+            key=case / "key.pub" if (case / "key.pub").exists() else None,
+            trusted_root=case / "trusted_root.json" if (case / "trusted_root.json").exists() else None,
+        )
     except (uc.VerificationFailed, uc.InvalidInput):
         return False
     return True
@@ -61,8 +66,16 @@ def test_cli_protocol_entrypoint(case: str, code: int) -> None:
     if not ASSETS.exists():
         pytest.skip(f"{ASSETS} not found: ../shared is not beside this clone")
     c = ASSETS / "bundle-verify" / case
-    r = cli("verify-bundle", "--bundle", c / "bundle.sigstore.json", "--certificate-identity", DEFAULT_IDENTITY,
-            "--certificate-oidc-issuer", DEFAULT_ISSUER, ASSETS / "bundle-verify" / "a.txt")
+    r = cli(
+        "verify-bundle",
+        "--bundle",
+        c / "bundle.sigstore.json",
+        "--certificate-identity",
+        DEFAULT_IDENTITY,
+        "--certificate-oidc-issuer",
+        DEFAULT_ISSUER,
+        ASSETS / "bundle-verify" / "a.txt",
+    )
     assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr
 
@@ -93,8 +106,11 @@ def test_managed_key_verifier_refuses_tampering(tmp_path: Path, tamper: str) -> 
         e["inclusionPromise"]["signedEntryTimestamp"] = flip(e["inclusionPromise"]["signedEntryTimestamp"])
     else:
         key = tmp_path / "other.pub"
-        key.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        key.write_bytes(
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     (tmp_path / "b.json").write_text(json.dumps(b))
     with pytest.raises(uc.VerificationFailed):
         uc.verify_any_bundle(tmp_path / "b.json", str(ASSETS / "bundle-verify" / "a.txt"), key=key)

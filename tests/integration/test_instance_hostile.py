@@ -393,9 +393,7 @@ def test_a_valid_request_is_read_as_itself(
     import jwt
 
     body = (
-        urllib.parse.urlencode({"identity": identity}).encode()
-        if form
-        else json.dumps({"identity": identity}).encode()
+        urllib.parse.urlencode({"identity": identity}).encode() if form else json.dumps({"identity": identity}).encode()
     )
     kind = "application/x-www-form-urlencoded" if form else "application/json"
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())

@@ -17,14 +17,15 @@ from uc_attest.transparency.rekor_v1 import LogKey, RekorClient
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 ANSWERS = {
     "garbage status line": b"HELLO\r\n\r\n",
-    "body cut short": HEAD + b"Content-Length: 100\r\n\r\n{\"a\":",
+    "body cut short": HEAD + b'Content-Length: 100\r\n\r\n{"a":',
     "malformed chunks": HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
     "closed at once": b"",
 }
 MISBEHAVING = {
     "not JSON": HEAD + b"Content-Length: 5\r\n\r\nhello",
     "JSON nested 100k deep": HEAD + b"Content-Length: 200000\r\n\r\n" + b"[" * 100_000 + b"]" * 100_000,
-    "answer over the limit": HEAD + b"Content-Length: %d\r\n\r\n" % (rekor_v1.MAX_ANSWER + 10)
+    "answer over the limit": HEAD
+    + b"Content-Length: %d\r\n\r\n" % (rekor_v1.MAX_ANSWER + 10)
     + b" " * (rekor_v1.MAX_ANSWER + 10),
 }
 

@@ -24,16 +24,25 @@ from uc_attest.errors import LogMisbehaved
 from uc_attest.transparency.rekor_v1 import RekorClient
 
 KEY = ec.generate_private_key(ec.SECP256R1())
-PEM = base64.b64encode(KEY.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+PEM = base64.b64encode(
+    KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
 
 
 def append(url: str, text: str) -> dict[str, Any]:
     d = hashlib.sha256(text.encode()).digest()
     sig = base64.b64encode(KEY.sign(d, ec.ECDSA(Prehashed(hashes.SHA256())))).decode()
-    status, resp = http(f"{url}/api/v1/log/entries", {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-        "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
-        "signature": {"content": sig, "publicKey": {"content": PEM}}}})
+    status, resp = http(
+        f"{url}/api/v1/log/entries",
+        {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": d.hex()}},
+                "signature": {"content": sig, "publicKey": {"content": PEM}},
+            },
+        },
+    )
     assert status == 201, resp
     return resp  # type: ignore[no-any-return]
 
@@ -110,7 +119,7 @@ def test_client_verifies_entries_and_refuses_tampered_answers(tmp_path: Path) ->
         digest = "sha256:" + hashlib.sha256(b"entry 0").hexdigest()
         assert c.search(digest) == [e.uuid]
         answer = c._call("/api/v1/log/entries?logIndex=0")
-        (uuid, body), = answer.items()
+        ((uuid, body),) = answer.items()
         bad_body = copy.deepcopy(answer)
         bad_body[uuid]["body"] = base64.b64encode(b'{"kind":"x"}').decode()
         bad_set = copy.deepcopy(answer)

@@ -92,8 +92,9 @@ def _policy(tmp_path: Path, instance: Running) -> Path:
     return policy
 
 
-def test_push_twice_pull_by_digest_and_verify_from_the_registry(registry: tuple[str, Path], released: Path,
-                                                                instance: Running, tmp_path: Path) -> None:
+def test_push_twice_pull_by_digest_and_verify_from_the_registry(
+    registry: tuple[str, Path], released: Path, instance: Running, tmp_path: Path
+) -> None:
     host, _ = registry
     ref = f"oci://{host}/models/small:v1"
     r = cli("push", released, ref, "--plain-http", "--json")
@@ -163,8 +164,9 @@ def test_a_pack_pushed_in_the_old_layout_still_pulls_and_verifies(registry: tupl
     assert bad.returncode == 2 and "layout 'oras' is not one of modelpack, uc-attest-v1" in bad.stderr
 
 
-def test_a_blob_that_does_not_match_its_descriptor_is_refused(registry: tuple[str, Path], released: Path,
-                                                               tmp_path: Path) -> None:
+def test_a_blob_that_does_not_match_its_descriptor_is_refused(
+    registry: tuple[str, Path], released: Path, tmp_path: Path
+) -> None:
     host, data = registry
     digest = uc.push(released, f"oci://{host}/models/tampered:v1", plain_http=True).digest
     manifest = json.loads(uc.load_manifest(released / uc.MANIFEST_NAME).to_json())

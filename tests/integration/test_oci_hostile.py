@@ -348,17 +348,23 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "subject a string": (pack_manifest(subject="sha256:" + "0" * 64), "subject"),
     "artifactType a list": (pack_manifest(artifactType=[PACK_TYPE]), "artifactType"),
     "deeply nested JSON": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    "deeply nested field": (pack_manifest(config={"x": 1}).replace(b"1}", b"[" * 99_999 + b"]" * 99_999 + b"}"),
-                            "nested too deeply"),
+    "deeply nested field": (
+        pack_manifest(config={"x": 1}).replace(b"1}", b"[" * 99_999 + b"]" * 99_999 + b"}"),
+        "nested too deeply",
+    ),
     "not UTF-8": (b'{"layers": "\xff"}', "not JSON"),
-    "modelpack: title and filepath disagree": (modelpack_manifest(_mp_layers(
-        annotations={FILEPATH: "model.safetensors", TITLE: "other.safetensors"})), "name different files"),
+    "modelpack: title and filepath disagree": (
+        modelpack_manifest(_mp_layers(annotations={FILEPATH: "model.safetensors", TITLE: "other.safetensors"})),
+        "name different files",
+    ),
     "modelpack: dot-dot filepath": (modelpack_manifest(_mp_layers("../escape")), FILEPATH),
     "modelpack: absolute filepath": (modelpack_manifest(_mp_layers("/etc/passwd")), FILEPATH),
     "modelpack: case-folded duplicate": (modelpack_manifest(_mp_layers("UC-Manifest.json")), "named twice"),
     "modelpack: no file path": (modelpack_manifest(_mp_layers(annotations={})), FILEPATH),
-    "modelpack: tar layer": (modelpack_manifest(_mp_layers(mediaType="application/vnd.cncf.model.weight.v1.tar")),
-                             "not an unarchived ModelPack layer type"),
+    "modelpack: tar layer": (
+        modelpack_manifest(_mp_layers(mediaType="application/vnd.cncf.model.weight.v1.tar")),
+        "not an unarchived ModelPack layer type",
+    ),
     "modelpack: image config": (modelpack_manifest(config=EMPTY), "config.mediaType"),
 }
 

@@ -32,7 +32,9 @@ from uc_attest.core.dsse import PAYLOAD_TYPE_IN_TOTO, pae
 VENDOR, RELEASE = "models@vendor.example", "release-bot@bank.example"
 MS = str(Path(sys.executable).parent / "model_signing")
 
-pytestmark = pytest.mark.skipif(not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)")
+pytestmark = pytest.mark.skipif(
+    not Path(MS).exists(), reason="model-signing is not installed (pip install model-signing)"
+)
 
 
 def model_signing(*args: Any) -> subprocess.CompletedProcess[str]:
@@ -41,8 +43,18 @@ def model_signing(*args: Any) -> subprocess.CompletedProcess[str]:
 
 def sign_sigstore(inst: Running, model: Path, identity: str = VENDOR, *extra: str) -> Path:
     sig = model / "model.sig"
-    r = model_signing("sign", "sigstore", "--trust_config", inst.trust_config_path, "--identity_token",
-                      inst.token(identity), "--signature", sig, *extra, model)
+    r = model_signing(
+        "sign",
+        "sigstore",
+        "--trust_config",
+        inst.trust_config_path,
+        "--identity_token",
+        inst.token(identity),
+        "--signature",
+        sig,
+        *extra,
+        model,
+    )
     assert r.returncode == 0, r.stderr
     return sig
 
@@ -64,38 +76,73 @@ def vendor_model(instance: Running, tmp_path_factory: pytest.TempPathFactory) ->
     return src
 
 
-def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vendor_model: Path,
-                                                        tmp_path: Path) -> None:
+def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vendor_model: Path, tmp_path: Path) -> None:
     pack = tmp_path / "pack"
     uc.write_pack(vendor_model, pack, uc.DEFAULT_SCHEME, "cpu", source_signature=vendor_model / "model.sig",
                   source_identity=VENDOR, instance=instance.dir, calibrate="none", bits_budget=None)  # fmt: skip
     res = uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
     assert res.oms_bundle == tmp_path / "pack.model.sig" and res.oms_log_index == res.log_index + 1
-    verify = ("verify", "sigstore", "--trust_config", instance.trust_config_path, "--signature", res.oms_bundle,
-              "--identity", RELEASE, "--identity_provider", instance.issuer, pack)
+    verify = (
+        "verify",
+        "sigstore",
+        "--trust_config",
+        instance.trust_config_path,
+        "--signature",
+        res.oms_bundle,
+        "--identity",
+        RELEASE,
+        "--identity_provider",
+        instance.issuer,
+        pack,
+    )
     ok = model_signing(*verify)
     assert ok.returncode == 0, ok.stderr
     statement = Statement.parse(base64.b64decode(json.loads(res.oms_bundle.read_text())["dsseEnvelope"]["payload"]))
     claim = parse_oms(statement)  # our own payload read as strictly as any other
     assert sorted(claim.resources) == sorted(p.relative_to(pack).as_posix() for p in pack.rglob("*") if p.is_file())
     # the same signature checked by uc-attest: verify --bundle, verify-bundle over the directory
-    v = uc.verify(pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir))
+    v = uc.verify(
+        pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir)
+    )
     assert v.ok, v.to_dict()
     assert {c.rule for c in v.checks} >= {"release.signer", "oms.files", "pack.tensors"}
     tr = tmp_path / "root.json"
     tr.write_text(json.dumps(json.loads(instance.trust_config_path.read_text())["trustedRoot"]))
-    r = cli("verify-bundle", "--bundle", res.oms_bundle, "--certificate-identity", RELEASE,
-            "--certificate-oidc-issuer", instance.issuer, "--trusted-root", tr, "--json", pack)
+    r = cli(
+        "verify-bundle",
+        "--bundle",
+        res.oms_bundle,
+        "--certificate-identity",
+        RELEASE,
+        "--certificate-oidc-issuer",
+        instance.issuer,
+        "--trusted-root",
+        tr,
+        "--json",
+        pack,
+    )
     assert r.returncode == 0 and "oms.files" in json.loads(r.stdout)["checks"], r.stdout + r.stderr
     # tampered: the stock tool and ours refuse, ours naming the file and both digests
     data = bytearray((pack / "model.safetensors").read_bytes())
     data[-7] ^= 1
     (pack / "model.safetensors").write_bytes(bytes(data))
     assert model_signing(*verify).returncode != 0
-    v = uc.verify(pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir))
+    v = uc.verify(
+        pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir)
+    )
     assert not v.ok and "model.safetensors" in {f.subject for f in v.findings}
-    r = cli("verify-bundle", "--bundle", res.oms_bundle, "--certificate-identity", RELEASE,
-            "--certificate-oidc-issuer", instance.issuer, "--trusted-root", tr, pack)
+    r = cli(
+        "verify-bundle",
+        "--bundle",
+        res.oms_bundle,
+        "--certificate-identity",
+        RELEASE,
+        "--certificate-oidc-issuer",
+        instance.issuer,
+        "--trusted-root",
+        tr,
+        pack,
+    )
     assert r.returncode == 1 and "model.safetensors" in r.stderr
 
 
@@ -106,11 +153,25 @@ def test_no_oms_writes_only_the_release(instance: Running, packed: Path, tmp_pat
     assert not (tmp_path / "r.model.sig").exists()
 
 
-def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(instance: Running, vendor_model: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(
+    instance: Running, vendor_model: Path, tmp_path: Path
+) -> None:
     pack = tmp_path / "pack"
-    r = cli("pack", vendor_model, "-o", pack, "--device", "cpu", "--source-signature", vendor_model / "model.sig",
-            "--source-identity", VENDOR, "--instance", instance.dir, "--json")
+    r = cli(
+        "pack",
+        vendor_model,
+        "-o",
+        pack,
+        "--device",
+        "cpu",
+        "--source-signature",
+        vendor_model / "model.sig",
+        "--source-identity",
+        VENDOR,
+        "--instance",
+        instance.dir,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     sig = json.loads(r.stdout)["source_signature"]
     assert sig["identity"] == VENDOR and sig["method"] == "sigstore" and sig["file"] == "uc-source.model.sig"
@@ -121,22 +182,31 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(instance: 
 
     def policy(source: str) -> Path:
         p = tmp_path / "policy.yaml"
-        p.write_text(f"version: 1\nname: src\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
-                     f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nsource:\n{source}")
+        p.write_text(
+            f"version: 1\nname: src\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"
+            f"    - issuer: {instance.issuer}\n      identity: {RELEASE}\nsource:\n{source}"
+        )
         return p
 
-    ok = uc.verify(pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n")))
+    ok = uc.verify(
+        pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))
+    )
     assert ok.ok, ok.to_dict()
     assert "signed by models@vendor.example" in next(c for c in ok.checks if c.rule == "source.signers").detail
-    other = uc.verify(pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: x@y.example\n")))
+    other = uc.verify(
+        pack, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: x@y.example\n"))
+    )
     bad = next(c for c in other.checks if c.rule == "source.signers")
     assert not other.ok and not bad.ok and bad.actual == f"{VENDOR} via {instance.issuer}"
     # a pack of an unsigned source is denied by a policy naming source signers
     plain = tmp_path / "plain"
-    uc.write_pack(make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu",
-                  calibrate="none", bits_budget=None)
+    uc.write_pack(
+        make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
+    )
     uc.attest_pack(plain, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
-    none = uc.verify(plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n")))
+    none = uc.verify(
+        plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))
+    )
     assert not none.ok and next(c for c in none.checks if c.rule == "source.signers").actual == "none"
     # the audit shows the vendor as the first link: vendor -> pack (-> validation)
     audit = uc.audit(pack, uc.TrustRoot.instance(instance.dir))
@@ -155,14 +225,35 @@ def test_a_key_signed_source(tmp_path: Path) -> None:
     r = model_signing("sign", "key", "--private_key", priv, "--signature", src / "model.sig", src)
     assert r.returncode == 0, r.stderr
     pack = tmp_path / "pack"
-    r = cli("pack", src, "-o", pack, "--device", "cpu", "--source-signature", src / "model.sig", "--source-key",
-            pub, "--json")
+    r = cli(
+        "pack",
+        src,
+        "-o",
+        pack,
+        "--device",
+        "cpu",
+        "--source-signature",
+        src / "model.sig",
+        "--source-key",
+        pub,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     sig = json.loads(r.stdout)["source_signature"]
     assert sig["method"] == "key" and sig["identity"].startswith("sha256:") and sig["issuer"] == ""
     _, other = key_pair(tmp_path / "..")
-    r = cli("pack", src, "-o", tmp_path / "p2", "--device", "cpu", "--source-signature", src / "model.sig",
-            "--source-key", other)
+    r = cli(
+        "pack",
+        src,
+        "-o",
+        tmp_path / "p2",
+        "--device",
+        "cpu",
+        "--source-signature",
+        src / "model.sig",
+        "--source-key",
+        other,
+    )
     assert r.returncode == 1 and not (tmp_path / "p2").exists()
     # verify a plain model directory, no pack
     ok = cli("verify", src, "--oms-signature", src / "model.sig", "--key", pub)
@@ -177,7 +268,9 @@ def private_pki(tmp: Path, name: str = "Vendor") -> tuple[Path, Path, Path]:
     now = dt.datetime.now(dt.UTC)
 
     def dn(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        return x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, name), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        )
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(dn("Root CA")).issuer_name(dn("Root CA"))
@@ -206,26 +299,67 @@ def test_a_certificate_signed_source(tmp_path: Path) -> None:
     """model_signing's certificate method (a private PKI, no Sigstore): chain to the given CA, then the key."""
     src = make_model(tmp_path / "model")
     ca, leaf, key = private_pki(tmp_path / "pki")
-    r = model_signing("sign", "certificate", "--private_key", key, "--signing_certificate", leaf,
-                      "--certificate_chain", ca, "--signature", src / "model.sig", src)
+    r = model_signing(
+        "sign",
+        "certificate",
+        "--private_key",
+        key,
+        "--signing_certificate",
+        leaf,
+        "--certificate_chain",
+        ca,
+        "--signature",
+        src / "model.sig",
+        src,
+    )
     assert r.returncode == 0, r.stderr
     issuer = "CN=Root CA,O=Vendor"
     pack = tmp_path / "pack"
-    r = cli("pack", src, "-o", pack, "--device", "cpu", "--source-signature", src / "model.sig",
-            "--source-cert-chain", ca, "--source-identity", VENDOR, "--source-issuer", issuer, "--json")
+    r = cli(
+        "pack",
+        src,
+        "-o",
+        pack,
+        "--device",
+        "cpu",
+        "--source-signature",
+        src / "model.sig",
+        "--source-cert-chain",
+        ca,
+        "--source-identity",
+        VENDOR,
+        "--source-issuer",
+        issuer,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     sig = json.loads(r.stdout)["source_signature"]
     assert (sig["method"], sig["identity"], sig["issuer"]) == ("certificate", VENDOR, issuer)
     # another CA: refused, nothing written; the wrong identity: refused
     other_ca, _, _ = private_pki(tmp_path / "other", "Other")
-    for extra in (("--source-cert-chain", other_ca),
-                  ("--source-cert-chain", ca, "--source-identity", "x@y.example", "--source-issuer", issuer)):
-        bad = cli("pack", src, "-o", tmp_path / "p2", "--device", "cpu", "--source-signature", src / "model.sig", *extra)
+    for extra in (
+        ("--source-cert-chain", other_ca),
+        ("--source-cert-chain", ca, "--source-identity", "x@y.example", "--source-issuer", issuer),
+    ):
+        bad = cli(
+            "pack", src, "-o", tmp_path / "p2", "--device", "cpu", "--source-signature", src / "model.sig", *extra
+        )
         assert bad.returncode == 1 and not (tmp_path / "p2").exists(), bad.stderr
         assert "Traceback" not in bad.stderr
     # without the chain the method is named, not guessed at
-    r = cli("verify", src, "--oms-signature", src / "model.sig", "--identity", VENDOR, "--issuer", issuer,
-            "--trust-config", "public-good", "--offline")
+    r = cli(
+        "verify",
+        src,
+        "--oms-signature",
+        src / "model.sig",
+        "--identity",
+        VENDOR,
+        "--issuer",
+        issuer,
+        "--trust-config",
+        "public-good",
+        "--offline",
+    )
     assert r.returncode not in (0, 1) and "certificate-method" in r.stderr and "Traceback" not in r.stderr
     ok = cli("verify", src, "--oms-signature", src / "model.sig", "--cert-chain", ca)
     assert ok.returncode == 0, ok.stderr
@@ -237,8 +371,18 @@ def test_a_certificate_signed_source(tmp_path: Path) -> None:
 def test_a_source_that_does_not_verify_is_not_packed(instance: Running, tmp_path: Path) -> None:
     src = make_model(tmp_path / "model")
     sign_sigstore(instance, src)
-    base = ("pack", src, "-o", tmp_path / "pack", "--device", "cpu", "--source-signature", src / "model.sig",
-            "--instance", instance.dir)
+    base = (
+        "pack",
+        src,
+        "-o",
+        tmp_path / "pack",
+        "--device",
+        "cpu",
+        "--source-signature",
+        src / "model.sig",
+        "--instance",
+        instance.dir,
+    )
     r = cli(*base, "--source-identity", "someone-else@vendor.example")
     assert r.returncode == 1 and "someone-else@vendor.example" in r.stderr and not (tmp_path / "pack").exists()
     (src / "config.json").write_text((src / "config.json").read_text() + "\n")
@@ -248,13 +392,37 @@ def test_a_source_that_does_not_verify_is_not_packed(instance: Running, tmp_path
     # a file the pack reads but the signature does not cover (signed with it ignored)
     src2 = make_model(tmp_path / "model2")
     sign_sigstore(instance, src2, VENDOR, "--ignore-paths", str(src2 / "tokenizer.json"))  # a path, not a name
-    r = cli("pack", src2, "-o", tmp_path / "p2", "--device", "cpu", "--source-signature", src2 / "model.sig",
-            "--source-identity", VENDOR, "--instance", instance.dir)
+    r = cli(
+        "pack",
+        src2,
+        "-o",
+        tmp_path / "p2",
+        "--device",
+        "cpu",
+        "--source-signature",
+        src2 / "model.sig",
+        "--source-identity",
+        VENDOR,
+        "--instance",
+        instance.dir,
+    )
     assert r.returncode == 1 and "tokenizer.json" in r.stderr and "not covered" in r.stderr
     # a malformed signature file: exit 3 naming it
     (src2 / "model.sig").write_text("{not json")
-    r = cli("pack", src2, "-o", tmp_path / "p3", "--device", "cpu", "--source-signature", src2 / "model.sig",
-            "--source-identity", VENDOR, "--instance", instance.dir)
+    r = cli(
+        "pack",
+        src2,
+        "-o",
+        tmp_path / "p3",
+        "--device",
+        "cpu",
+        "--source-signature",
+        src2 / "model.sig",
+        "--source-identity",
+        VENDOR,
+        "--instance",
+        instance.dir,
+    )
     assert r.returncode == 3 and "model.sig" in r.stderr
 
 
@@ -295,8 +463,9 @@ def test_a_symlink_leaving_the_model_is_refused(tmp_path: Path) -> None:
     outside.write_text("not part of the model")
     (model / "link.txt").symlink_to(outside)
     priv, pub = key_pair(tmp_path)
-    r = model_signing("sign", "key", "--private_key", priv, "--signature", tmp_path / "model.sig",
-                      "--allow_symlinks", model)
+    r = model_signing(
+        "sign", "key", "--private_key", priv, "--signature", tmp_path / "model.sig", "--allow_symlinks", model
+    )
     assert r.returncode == 0, r.stderr
     r = cli("verify", model, "--oms-signature", tmp_path / "model.sig", "--key", pub)
     assert r.returncode == 3 and "link.txt" in r.stderr and "leaves the model directory" in r.stderr
@@ -318,4 +487,3 @@ def test_our_payload_meets_the_oms_schema_when_it_is_at_hand(packed: Path) -> No
          for p in schema_dir.glob("*.json")])  # fmt: skip
     jsonschema.Draft202012Validator(json.loads((schema_dir / "statement.schema.json").read_text()),
                                     registry=registry).validate(statement)  # fmt: skip
-

@@ -32,13 +32,24 @@ def _rest_answer(entry: dict[str, Any]) -> dict[str, Any]:
 
     uuid = hashlib.sha256(b"\x00" + body).hexdigest()
     p = entry["inclusionProof"]
-    return {uuid: {"body": entry["canonicalizedBody"], "integratedTime": int(entry["integratedTime"]),
-                   "logID": hexb(entry["logId"]["keyId"]), "logIndex": int(entry["logIndex"]),
-                   "verification": {"signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
-                                    "inclusionProof": {"logIndex": int(p["logIndex"]), "treeSize": int(p["treeSize"]),
-                                                       "rootHash": hexb(p["rootHash"]),
-                                                       "hashes": [hexb(h) for h in p["hashes"]],
-                                                       "checkpoint": p["checkpoint"]["envelope"]}}}}
+    return {
+        uuid: {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": int(entry["integratedTime"]),
+            "logID": hexb(entry["logId"]["keyId"]),
+            "logIndex": int(entry["logIndex"]),
+            "verification": {
+                "signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                "inclusionProof": {
+                    "logIndex": int(p["logIndex"]),
+                    "treeSize": int(p["treeSize"]),
+                    "rootHash": hexb(p["rootHash"]),
+                    "hashes": [hexb(h) for h in p["hashes"]],
+                    "checkpoint": p["checkpoint"]["envelope"],
+                },
+            },
+        }
+    }
 
 
 @pytest.fixture
@@ -64,8 +75,9 @@ def test_real_public_good_entry_verifies(client_and_answer: tuple[RekorClient, d
 
 
 @pytest.mark.parametrize("field", ["set", "hash", "body"])
-def test_altered_public_good_entry_is_refused(client_and_answer: tuple[RekorClient, dict[str, Any]],
-                                              field: str) -> None:
+def test_altered_public_good_entry_is_refused(
+    client_and_answer: tuple[RekorClient, dict[str, Any]], field: str
+) -> None:
     client, answer = client_and_answer
     ((uuid, e),) = answer.items()
     cp = client.verify_note(e["verification"]["inclusionProof"]["checkpoint"])

@@ -478,7 +478,11 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
         uc.attest_pack(packed, uc.select_trust(None, root), dev_identity=IDENTITY, bundle_out=out)
         entry = json.loads(out.read_text())["verificationMaterial"]["tlogEntries"][0]
         assert entry["kindVersion"]["kind"] == "dsse"
-        v = uc.verify(packed, uc.Anchor.signed_by(IDENTITY, uc.load_instance(root).issuer, bundle=out), uc.TrustRoot.instance(root))
+        v = uc.verify(
+            packed,
+            uc.Anchor.signed_by(IDENTITY, uc.load_instance(root).issuer, bundle=out),
+            uc.TrustRoot.instance(root),
+        )
         assert v.ok, v.to_dict()
         url = uc.load_instance(root).url
         assert get(f"{url}/rekor-v2/checkpoint")[0] == 404

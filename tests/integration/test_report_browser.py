@@ -14,8 +14,16 @@ from tests.conftest import make_model
 from tests.integration.conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def build_report(tmp: Path) -> Path:
@@ -42,13 +50,26 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     html = build_report(tmp_path)
     profile = tmp_path / "profile"
     base = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}"]
-    dom = subprocess.run([*base, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
-    for text in ("Model audit", "CONSISTENT", "Chain of custody", "release-bot@bank.example",
-                 "validator@bank.example", "held-out-v1", "ppl_ratio = 1.004", "custody.validation"):
+    dom = subprocess.run(
+        [*base, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    for text in (
+        "Model audit",
+        "CONSISTENT",
+        "Chain of custody",
+        "release-bot@bank.example",
+        "validator@bank.example",
+        "held-out-v1",
+        "ppl_ratio = 1.004",
+        "custody.validation",
+    ):
         assert text in dom, text
     assert dom.count("<rect") >= 4  # one bar per quantized tensor
     shot = tmp_path / "report.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,1400", html.as_uri()], capture_output=True,
-                   timeout=120, check=True)
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1280,1400", html.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

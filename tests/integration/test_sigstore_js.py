@@ -32,21 +32,33 @@ def sigstore_js() -> Path:
     for name in ("package.json", "verify_bundle.js"):
         shutil.copy(JS / name, where / name)
     if not (where / "node_modules" / "@sigstore" / "verify").is_dir():
-        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=where,
-                           capture_output=True, text=True, timeout=300, check=False)
+        r = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if r.returncode:
             pytest.skip(f"npm could not install sigstore-js: {r.stderr.strip()[-300:]}")
     return where
 
 
 def js_verify(js: Path, root: Path, bundle: Path, identity: str, issuer: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["node", str(js / "verify_bundle.js"), str(root), str(bundle), identity, issuer],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["node", str(js / "verify_bundle.js"), str(root), str(bundle), identity, issuer],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("version", [2, 1])
-def test_sigstore_js_verifies_our_bundles(sigstore_js: Path, instance: Running, instance_v1: Running,
-                                          packed: Path, tmp_path: Path, version: int) -> None:
+def test_sigstore_js_verifies_our_bundles(
+    sigstore_js: Path, instance: Running, instance_v1: Running, packed: Path, tmp_path: Path, version: int
+) -> None:
     """Rekor v2 (hashedrekord over the PAE, RFC 3161 time) and Rekor v1 (dsse entry, SET)."""
     instance = instance if version == 2 else instance_v1
     bundle = tmp_path / "pack.sigstore.json"

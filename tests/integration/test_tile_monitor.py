@@ -104,8 +104,19 @@ def test_watch_verifies_every_entry_and_tile_then_only_what_is_new(world: dict[s
     assert tiles["previous"]["size"] == size and tiles["new_entries"] == 5 and tiles["requests"] <= 6
     # only what the watch concerns is indexed (the compact range still covers everything)
     only = tmp_path / "only.sqlite3"
-    r = cli("log", "watch", "--state", tmp_path / "w2.json", "--index", only, "--instance", inst.dir,
-            "--identity", RELEASE, "--json")
+    r = cli(
+        "log",
+        "watch",
+        "--state",
+        tmp_path / "w2.json",
+        "--index",
+        only,
+        "--instance",
+        inst.dir,
+        "--identity",
+        RELEASE,
+        "--json",
+    )
     tiles = next(x for x in json.loads(r.stdout)["logs"] if x["kind"] == "tiles")
     assert r.returncode == 0 and tiles["indexed"] == 2 and tiles["new_entries"] == size + 5  # release + OMS
     with sqlite3.connect(only) as db:
@@ -120,8 +131,12 @@ def static_mirror(world: dict[str, Any], tmp_path: Path) -> Iterator[tuple[Path,
     site.mkdir()
     mirror(world["inst"], site)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=site,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -135,8 +150,18 @@ def static_mirror(world: dict[str, Any], tmp_path: Path) -> Iterator[tuple[Path,
 
 
 def _watch_mirror(world: dict[str, Any], tmp_path: Path, url: str, index: Path) -> subprocess.CompletedProcess[str]:
-    return cli("log", "watch", "--state", tmp_path / "w.json", "--index", index, "--instance", world["inst"].dir,
-               "--mirror", url)
+    return cli(
+        "log",
+        "watch",
+        "--state",
+        tmp_path / "w.json",
+        "--index",
+        index,
+        "--instance",
+        world["inst"].dir,
+        "--mirror",
+        url,
+    )
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -145,14 +170,18 @@ def _flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("target", "offset", "named"), [
-    ("tile/0/001", 40, "does not match tile/0/001"),  # a rewritten leaf hash
-    ("tile/entries/001", 300, "of tile/entries/001 does not match tile/0/001"),  # an entry changed
-    ("tile/1/000.p/2", 5, "tile/1/000.p/2 position 0"),  # a higher tile rewritten
-    ("checkpoint", -10, "does not verify with the log key"),  # a forged signature
-])
-def test_a_lying_mirror_is_caught_naming_the_tile(world: dict[str, Any], static_mirror: tuple[Path, str],
-                                                 tmp_path: Path, target: str, offset: int, named: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "offset", "named"),
+    [
+        ("tile/0/001", 40, "does not match tile/0/001"),  # a rewritten leaf hash
+        ("tile/entries/001", 300, "of tile/entries/001 does not match tile/0/001"),  # an entry changed
+        ("tile/1/000.p/2", 5, "tile/1/000.p/2 position 0"),  # a higher tile rewritten
+        ("checkpoint", -10, "does not verify with the log key"),  # a forged signature
+    ],
+)
+def test_a_lying_mirror_is_caught_naming_the_tile(
+    world: dict[str, Any], static_mirror: tuple[Path, str], tmp_path: Path, target: str, offset: int, named: str
+) -> None:
     site, url = static_mirror
     index = tmp_path / "index.sqlite3"
     ok = _watch_mirror(world, tmp_path, url, index)
@@ -194,12 +223,12 @@ def _fork(world: dict[str, Any], tmp_path: Path, count: int, seed: int) -> Runni
     return inst
 
 
-def test_two_trees_of_the_same_size_and_a_rewritten_history_are_caught(world: dict[str, Any],
-                                                                      tmp_path: Path) -> None:
+def test_two_trees_of_the_same_size_and_a_rewritten_history_are_caught(world: dict[str, Any], tmp_path: Path) -> None:
     honest = world["inst"]
     index = tmp_path / "index.sqlite3"
-    assert cli("log", "watch", "--state", tmp_path / "w.json", "--index", index, "--instance", honest.dir
-               ).returncode == 0
+    assert (
+        cli("log", "watch", "--state", tmp_path / "w.json", "--index", index, "--instance", honest.dir).returncode == 0
+    )
     size = indexed_size(index)
     forged = _fork(world, tmp_path, size, seed=7)
     try:
@@ -220,8 +249,9 @@ def test_two_trees_of_the_same_size_and_a_rewritten_history_are_caught(world: di
 def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str, Any], tmp_path: Path) -> None:
     inst, pack = world["inst"], world["pack"]
     other = tmp_path / "other"  # another release by the same signer
-    uc.write_pack(make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu",
-                  calibrate="none", bits_budget=None)
+    uc.write_pack(
+        make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
+    )
     uc.attest_pack(other, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
     r = uc.audit(pack, uc.TrustRoot.instance(inst.dir), state=tmp_path / "w.json")
     assert r.ok, r.to_dict()
@@ -242,8 +272,18 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     missing = uc.audit(None, uc.TrustRoot.instance(inst.dir), manifest_root=root)
     bad = next(c for c in missing.checks if c.rule == "custody.release")
     assert not missing.ok and not bad.ok and "--bundle" in (bad.hint or "")
-    out = cli("audit", "--manifest-root", root, "--instance", inst.dir, "--bundle",
-              other.with_name("other.sigstore.json"), "--json", "--report", tmp_path / "r.html")
+    out = cli(
+        "audit",
+        "--manifest-root",
+        root,
+        "--instance",
+        inst.dir,
+        "--bundle",
+        other.with_name("other.sigstore.json"),
+        "--json",
+        "--report",
+        tmp_path / "r.html",
+    )
     data = json.loads(out.stdout)
     assert [e["kind"] for e in data["events"] if e["kind"] == "release"] == ["release"]
     assert out.returncode == 0 and data["ok"] and data["validated"] is False  # released, not validated yet: a status
@@ -258,8 +298,12 @@ def test_audit_refuses_a_bundle_whose_entry_is_not_in_the_log(world: dict[str, A
     entry["logIndex"] = str(int(entry["logIndex"]) - 1)  # claims another position in the log
     bad = tmp_path / "moved.sigstore.json"
     bad.write_text(json.dumps(doc))
-    r = uc.audit(None, uc.TrustRoot.instance(inst.dir), manifest_root=str(uc.load_manifest(pack / uc.MANIFEST_NAME).root),
-                 bundles=[bad])
+    r = uc.audit(
+        None,
+        uc.TrustRoot.instance(inst.dir),
+        manifest_root=str(uc.load_manifest(pack / uc.MANIFEST_NAME).root),
+        bundles=[bad],
+    )
     ev = next(e for e in r.events if e.details.get("bundle") == str(bad))
     assert not ev.ok and not r.ok and any("does not verify" in p or "not in the log" in p for p in ev.problems)
 

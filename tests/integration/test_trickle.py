@@ -39,7 +39,9 @@ def trickler() -> Iterator[tuple[int, list[int]]]:
         with conn:
             try:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length[0])
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length[0]
+                )
                 for _ in range(length[0]):
                     if stop.is_set():
                         return

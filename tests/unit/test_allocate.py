@@ -36,7 +36,9 @@ def _brute(original: torch.Tensor, recon: torch.Tensor, h: torch.Tensor | None, 
         return total
 
     o = original.double().tolist()
-    e, ke = scaled([[a - b for a, b in zip(r1, r2, strict=True)] for r1, r2 in zip(o, recon.double().tolist(), strict=True)])
+    e, ke = scaled(
+        [[a - b for a, b in zip(r1, r2, strict=True)] for r1, r2 in zip(o, recon.double().tolist(), strict=True)]
+    )
     ref, kw = scaled(o)
     return Fraction(energy(e) * 4**kw, energy(ref) * 4**ke)
 
@@ -64,7 +66,9 @@ def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_p
     s2 = allocate_bits(src, base, 5.6, None, "cpu")
     assert s1 == s2 and dict(s1.allocation)["method"] == "uc-alloc/2"
     used = sum(stored_bits(n, s1.bits_for(name), 128) for name, n in sizes.items())
-    assert used <= 5.6 * sum(sizes.values()) and float(dict(s1.allocation)["bpw"]) == pytest.approx(used / sum(sizes.values()), abs=1e-4)
+    assert used <= 5.6 * sum(sizes.values()) and float(dict(s1.allocation)["bpw"]) == pytest.approx(
+        used / sum(sizes.values()), abs=1e-4
+    )
     assert any(s1.bits_for(n) == 6 for n in sizes)
     # the pack records the choice: a rebuild reads it from the scheme, and the scheme round-trips
     assert uc.Scheme.from_dict(s1.to_dict()) == s1
@@ -135,8 +139,14 @@ def test_a_calibration_file_carries_the_sensitivity_and_bad_metadata_is_refused(
     path = tmp_path / "bad.safetensors"
 
     @settings(max_examples=60, deadline=None)
-    @given(st.one_of(st.text(max_size=40), st.sampled_from(['{"a": NaN}', '{"a": -1}', '{"a": "1"}', "[1]",
-                                                             '{"a": Infinity}', "[" * 5000, '{"a": true}'])))
+    @given(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(
+                ['{"a": NaN}', '{"a": -1}', '{"a": "1"}', "[1]", '{"a": Infinity}', "[" * 5000, '{"a": true}']
+            ),
+        )
+    )
     def check(text: str) -> None:
         save_file({"a.weight": torch.eye(128)}, str(path), metadata={META_SENSITIVITY: text})
         try:

@@ -35,8 +35,9 @@ def test_real_checkpoints(case: dict[str, Any]) -> None:
     assert ok == case["expect"].startswith("verify"), case.get("desc")
 
 
-@pytest.mark.parametrize("case", _load("transparency_dev_formats.json", "vkey_parse_cases"),
-                         ids=lambda c: c["vkey"][:30])
+@pytest.mark.parametrize(
+    "case", _load("transparency_dev_formats.json", "vkey_parse_cases"), ids=lambda c: c["vkey"][:30]
+)
 def test_vkey_parsing(case: dict[str, Any]) -> None:
     try:
         parse_vkey(case["vkey"])
@@ -46,8 +47,9 @@ def test_vkey_parsing(case: dict[str, Any]) -> None:
     assert ok == (case["expect"] == "ok"), case.get("desc")
 
 
-@pytest.mark.parametrize("case", _load("transparency_dev_formats.json", "checkpoint_body_parse_cases"),
-                         ids=lambda c: c["desc"])
+@pytest.mark.parametrize(
+    "case", _load("transparency_dev_formats.json", "checkpoint_body_parse_cases"), ids=lambda c: c["desc"]
+)
 def test_checkpoint_body_parsing(case: dict[str, Any]) -> None:
     try:
         Checkpoint.parse(case["text"].encode())

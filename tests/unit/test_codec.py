@@ -30,7 +30,9 @@ def _reference_pack(codes: list[int], bits: int) -> bytes:
 @settings(max_examples=60, deadline=None)
 @given(bits=st.integers(2, 8), data=st.data())
 def test_layout_matches_naive_bitstream(bits: int, data: st.DataObject) -> None:
-    codes = data.draw(st.lists(st.integers(0, (1 << bits) - 1), min_size=8, max_size=64).filter(lambda x: len(x) % 8 == 0))
+    codes = data.draw(
+        st.lists(st.integers(0, (1 << bits) - 1), min_size=8, max_size=64).filter(lambda x: len(x) % 8 == 0)
+    )
     got = pack_codes(torch.tensor(codes, dtype=torch.uint8), bits).numpy().tobytes()
     assert got == _reference_pack(codes, bits)
 

@@ -847,8 +847,10 @@ def test_a_rekor_v2_entry_needs_its_log_key_valid_at_the_bundles_timestamps(star
         return
     with pytest.raises(CheckFailed) as exc:
         verify_bundle(doc, root, where="b", key=KEY.public_key())
-    assert (exc.value.check, exc.value.problem) == ("bundle.tlog",
-                                                    "bundle.tlog: the log key is not valid at the bundle's timestamps")
+    assert (exc.value.check, exc.value.problem) == (
+        "bundle.tlog",
+        "bundle.tlog: the log key is not valid at the bundle's timestamps",
+    )
     assert [f.subject for f in exc.value.findings] == ["b"]
 
 
@@ -882,7 +884,9 @@ def _cert_bundle(state: Any, identity: str = "dev@example.com", at: int | None =
     return doc, leaf
 
 
-def test_a_certificate_bundle_is_checked_at_a_verified_time_against_the_ca_and_the_expected_signers(dev_ca: Any) -> None:
+def test_a_certificate_bundle_is_checked_at_a_verified_time_against_the_ca_and_the_expected_signers(
+    dev_ca: Any,
+) -> None:
     """A Fulcio-style bundle: its certificate must chain to the trusted root at the bundle's verified time (the
     SET's), carry an SCT of the root's CT log, and name an expected signer; each failure is refused as the
     named check of this bundle, and a bundle with no verified time at all is a timestamp failure."""
@@ -985,8 +989,10 @@ def test_a_message_signature_is_held_to_the_artifact_and_to_a_digest_its_key_sig
     with pytest.raises(UnsupportedBundle, match=f"^{where}: cannot compute sha256 for the artifact"):
         check(_message(KEY, sig, None), Artifact({}, data))
     none = refused(_message(KEY, sig, None), None)
-    assert (none.check, none.problem) == ("bundle.signature",
-                                          "bundle.signature: no message digest and no artifact to verify against")
+    assert (none.check, none.problem) == (
+        "bundle.signature",
+        "bundle.signature: no message digest and no artifact to verify against",
+    )
     ed = ed25519.Ed25519PrivateKey.generate()
     pure = _message(ed, ed.sign(data), None)
     assert verify_bundle(pure, {}, where=where, key=ed.public_key(), artifact=Artifact({"sha256": d256}, data)).checks[

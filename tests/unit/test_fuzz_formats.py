@@ -304,8 +304,14 @@ def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("pack")
     src = make_model(root / "model", cols=128)
-    uc.write_pack(src, root / "pack", uc.Scheme(id="uc-rht-ldlq/1", bits=4, group_size=64), "cpu",
-                  calibrate="none", bits_budget=None)
+    uc.write_pack(
+        src,
+        root / "pack",
+        uc.Scheme(id="uc-rht-ldlq/1", bits=4, group_size=64),
+        "cpu",
+        calibrate="none",
+        bits_budget=None,
+    )
     return root / "pack"
 
 

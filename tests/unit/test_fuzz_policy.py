@@ -19,8 +19,11 @@ from uc_attest.policy.model import Policy, Threshold, read_policy
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("UC_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                              HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 SHIPPED = [(REPO / "policies" / n).read_text() for n in ("default.yaml", "model-risk.yaml", "github-release.yaml")]
 
 

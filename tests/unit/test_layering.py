@@ -122,7 +122,9 @@ def test_quant_core_has_no_signing_or_network_imports() -> None:
 
 
 def test_verify_path_does_not_import_torch_or_sigstore() -> None:
-    code = ("import sys, uc_attest.cli, uc_attest.verify, uc_attest.pack.export; "
-            "print('torch' in sys.modules, 'sigstore' in sys.modules)")
+    code = (
+        "import sys, uc_attest.cli, uc_attest.verify, uc_attest.pack.export; "
+        "print('torch' in sys.modules, 'sigstore' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

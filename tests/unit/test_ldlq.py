@@ -115,8 +115,9 @@ def test_feedback_lowers_the_output_error(width: int) -> None:
     for label, m in (("plain", None), ("feedback", moments_to_blocks(h, min(width, 128)))):
         q = qz.quantize_tensor("t.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
         assert q.sign_period == width
-        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, sign_key("t.weight"),
-                               q.sign_period)
+        r = reconstruct_tensor(
+            q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, sign_key("t.weight"), q.sign_period
+        )
         errs[label] = float(((x.double() @ (r.double() - w.double()).T) ** 2).mean())
     assert errs["feedback"] < 0.75 * errs["plain"], errs
 
@@ -126,8 +127,7 @@ def test_row_shared_signs_in_every_decoder(width: int) -> None:
     key = sign_key("m.weight")
     row = signs_numpy(key, 0, 256)
     assert np.array_equal(signs_numpy(key, 512, 768, 256), np.tile(row, 3))
-    assert np.array_equal(signs_torch(key, 128, 640, "cpu", torch.float32, 256).numpy(),
-                          np.tile(row, 3)[128:768])
+    assert np.array_equal(signs_torch(key, 128, 640, "cpu", torch.float32, 256).numpy(), np.tile(row, 3)[128:768])
     w = synth_tensor((8, width), 4)
     m = moments_to_blocks(moments(width), min(width, 128))
     q = qz.quantize_tensor("m.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
@@ -136,8 +136,19 @@ def test_row_shared_signs_in_every_decoder(width: int) -> None:
     for native in (False, True):
         if native and not native_available():
             continue
-        got = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 8 * width,
-                          "BF16", 5, 128, key, sign_period=width, native=native)
+        got = decode_rows(
+            q.codes.numpy(),
+            q.scales.numpy()[None],
+            q.zeros.numpy()[None],
+            q.exponent,
+            8 * width,
+            "BF16",
+            5,
+            128,
+            key,
+            sign_period=width,
+            native=native,
+        )
         assert np.array_equal(got.reshape(-1), ref.view(torch.uint16).reshape(-1).numpy()), native
 
 
@@ -151,8 +162,9 @@ def _cal_model(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("group", [128, 256])  # rows of one or two groups; groups of one or two rows
-def test_calibrated_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       group: int) -> None:
+def test_calibrated_pack_is_deterministic_and_rebuilds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int
+) -> None:
     src, cal = _cal_model(tmp_path)
     scheme = Scheme(id=LDLQ_ID, group_size=group, bits_overrides=(("*v_proj*", 6),) if group == 128 else ())
     a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=cal, bits_budget=None)

@@ -81,8 +81,9 @@ def test_transparency_dev_consistency_vectors(path: Path) -> None:
     c = json.loads(path.read_text())
     b64 = lambda s: base64.b64decode(s) if s else b""
     try:
-        merkle.verify_consistency(c["size1"], c["size2"], b64(c["root1"]), b64(c["root2"]),
-                                  [b64(h) for h in (c["proof"] or [])])
+        merkle.verify_consistency(
+            c["size1"], c["size2"], b64(c["root1"]), b64(c["root2"]), [b64(h) for h in (c["proof"] or [])]
+        )
         failed = False
     except (merkle.ProofError, merkle.RootMismatch):
         failed = True

@@ -22,7 +22,9 @@ def test_a_fifo_or_a_device_is_refused_without_hanging(tmp_path: Path) -> None:
         read_json_object(Path("/dev/zero"), "config.json")
 
 
-def test_oversized_nested_or_not_json_is_refused_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_nested_or_not_json_is_refused_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = tmp_path / "config.json"
     monkeypatch.setattr(source, "MAX_JSON_BYTES", 100)
     p.write_text('{"a": "' + "x" * 200 + '"}')

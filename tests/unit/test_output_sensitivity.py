@@ -73,7 +73,11 @@ def test_an_encoders_sensitivity_predicts_its_embeddings_cosine_loss() -> None:
     model = load_model(src, causal=False)
     texts = [f"Sentence number {i} about a validated model in production, and some more words." for i in range(32)]
     batches = text_batches(load_tokenizer(src), texts, 64, batch=16)
-    names = {n for n, _ in model.named_parameters() if n.startswith("encoder.") and n.endswith(("dense.weight", "query.weight"))}
+    names = {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith("encoder.") and n.endswith(("dense.weight", "query.weight"))
+    }
     s = output_sensitivity(model, names, batches, causal=False)
     assert set(s) == names and max(s.values()) > 10 * min(s.values())
 

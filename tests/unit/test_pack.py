@@ -32,14 +32,17 @@ def test_roundtrip_every_dtype(model_factory: Callable[..., Path], tmp_path: Pat
     res = _pack(src, tmp_path / "pack")
     m = res.manifest
     assert {t.name for t in m.tensors if t.quant} == {
-        f"model.layers.{i}.{n}.weight" for i in range(2) for n in ("self_attn.q_proj", "mlp.down_proj")}
+        f"model.layers.{i}.{n}.weight" for i in range(2) for n in ("self_attn.q_proj", "mlp.down_proj")
+    }
     check = uc.verify_pack(tmp_path / "pack")
     assert check.ok and check.tensors_checked == len(m.tensors) and check.root == m.root
     uc.reconstruct(tmp_path / "pack", tmp_path / "recon", uc.Anchor.pack_itself())
     recon = load_file(str(tmp_path / "recon" / "model.safetensors"))
     original = load_file(str(src / "model.safetensors"))
     # pack format 2: the pack's config.json adds quantization_config; the reconstruction's is the source's again
-    assert json.loads((tmp_path / "recon" / "config.json").read_bytes()) == json.loads((src / "config.json").read_bytes())
+    assert json.loads((tmp_path / "recon" / "config.json").read_bytes()) == json.loads(
+        (src / "config.json").read_bytes()
+    )
     qc = json.loads((tmp_path / "pack" / "config.json").read_bytes())["quantization_config"]
     assert qc == {"quant_method": "uc-attest", "format": "uc-pack/2", "scheme": m.scheme, "dtype": m.tensors[0].dtype}
     with SafetensorsFile(tmp_path / "recon" / "model.safetensors") as f:
@@ -55,7 +58,8 @@ def test_sharded_model_roundtrip(model_factory: Callable[..., Path], tmp_path: P
     src = model_factory(shards=3)
     res = _pack(src, tmp_path / "pack")
     assert sorted(p.name for p in (tmp_path / "pack").glob("*.safetensors")) == sorted(
-        p.name for p in src.glob("*.safetensors"))
+        p.name for p in src.glob("*.safetensors")
+    )
     assert uc.verify_pack(tmp_path / "pack").root == res.manifest.root
     from uc_attest.core.digest import sha256_file
 
@@ -74,8 +78,13 @@ def test_pack_bytes_identical_twice_and_across_threads(bf16_model: Path, tmp_pat
         for i, threads in enumerate((1, 2, 2)):
             torch.set_num_threads(threads)
             _pack(bf16_model, tmp_path / f"p{i}")
-            digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                            for p in sorted((tmp_path / f"p{i}").iterdir()) if p.is_file()})
+            digests.append(
+                {
+                    p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in sorted((tmp_path / f"p{i}").iterdir())
+                    if p.is_file()
+                }
+            )
     finally:
         torch.set_num_threads(before)
     assert digests[0] == digests[1] == digests[2]
@@ -93,8 +102,13 @@ def test_manifest_inclusion_proof(bf16_model: Path, tmp_path: Path) -> None:
     m = _pack(bf16_model, tmp_path / "p").manifest
     for e in m.tensors:
         p = m.prove(e.name)
-        merkle.verify_inclusion(p["index"], p["size"], merkle.leaf_hash(p["leaf"].encode()),
-                                [bytes.fromhex(h) for h in p["proof"]], m.root.raw)
+        merkle.verify_inclusion(
+            p["index"],
+            p["size"],
+            merkle.leaf_hash(p["leaf"].encode()),
+            [bytes.fromhex(h) for h in p["proof"]],
+            m.root.raw,
+        )
 
 
 # --- tampering: every mismatching tensor is listed ------------------------------------------------------------
@@ -152,20 +166,23 @@ def _truncate_codes(t: dict[str, torch.Tensor]) -> None:
     t[Q.format(1) + ".uc_codes"] = t[Q.format(1) + ".uc_codes"][:-5].clone()
 
 
-@pytest.mark.parametrize(("edit", "expected_subjects"), [
-    (_alter_codes, {Q.format(0)}),
-    (_alter_scale, {Q.format(1)}),
-    (_alter_zero, {Q.format(0)}),
-    (_alter_three, {Q.format(0), Q.format(1), "model.layers.0.mlp.down_proj.bias"}),
-    (_remove, {"model.layers.1.mlp.down_proj.bias"}),
-    (_add, {"extra.weight"}),
-    (_rename, {"model.layers.1.mlp.down_proj.bias", "model.layers.1.mlp.down_proj.bias2"}),
-    (_drop_component, {Q.format(1)}),
-    (_truncate_codes, {Q.format(1)}),
-])
-def test_tampered_pack_lists_every_mismatching_tensor(bf16_model: Path, tmp_path: Path,
-                                                      edit: Callable[[dict[str, torch.Tensor]], None],
-                                                      expected_subjects: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("edit", "expected_subjects"),
+    [
+        (_alter_codes, {Q.format(0)}),
+        (_alter_scale, {Q.format(1)}),
+        (_alter_zero, {Q.format(0)}),
+        (_alter_three, {Q.format(0), Q.format(1), "model.layers.0.mlp.down_proj.bias"}),
+        (_remove, {"model.layers.1.mlp.down_proj.bias"}),
+        (_add, {"extra.weight"}),
+        (_rename, {"model.layers.1.mlp.down_proj.bias", "model.layers.1.mlp.down_proj.bias2"}),
+        (_drop_component, {Q.format(1)}),
+        (_truncate_codes, {Q.format(1)}),
+    ],
+)
+def test_tampered_pack_lists_every_mismatching_tensor(
+    bf16_model: Path, tmp_path: Path, edit: Callable[[dict[str, torch.Tensor]], None], expected_subjects: set[str]
+) -> None:
     _pack(bf16_model, tmp_path / "p")
     _rewrite_shard(tmp_path / "p" / "model.safetensors", edit)
     with pytest.raises(uc.VerificationFailed) as info:
@@ -191,8 +208,9 @@ def test_a_truncated_shard_is_reported_once_with_its_cause(model_factory: Callab
     assert not in_shard & {f.subject for f in info.value.findings}
 
 
-def test_validated_manifest_is_the_reference(bf16_model: Path, model_factory: Callable[..., Path],
-                                             tmp_path: Path) -> None:
+def test_validated_manifest_is_the_reference(
+    bf16_model: Path, model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
     _pack(bf16_model, tmp_path / "validated")
     keep = tmp_path / "validated-manifest.json"
     shutil.copy(tmp_path / "validated" / uc.MANIFEST_NAME, keep)

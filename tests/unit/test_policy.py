@@ -42,23 +42,30 @@ def test_good_policy_and_schema(tmp_path: Path) -> None:
     assert schema["additionalProperties"] is False and "signers" in schema["required"]
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    (GOOD + "extra: 1\n", "p.yaml:9: extra: unknown key"),
-    (GOOD.replace("identity: a@example.com", "identity: a@example.com\n      idenity: x"),
-     "p.yaml:9: signers.release.0.idenity: unknown key"),
-    (GOOD.replace("identity: a@example.com", "identity_regex: 'a@.*'"), "must be anchored"),
-    (GOOD.replace("identity: a@example.com", "identity_regex: '^a@[$'"), "does not compile"),
-    (GOOD.replace("version: 1", "version: '1'"), "p.yaml:1: version"),
-    (GOOD.replace("    - issuer: https://issuer.example\n      identity: a@example.com\n", "    []\n"),
-     "signers.release"),
-    ("version: 1\nname: t\ntrust: {instance: x}\nsigners: {}\n", "signers.release"),
-    (GOOD + "validation: {required: true}\n", "needs at least one signers.validator"),
-    (GOOD + "validation:\n  thresholds:\n    x: {}\n", "needs min or max"),
-    (GOOD + "source: {allowed_digests: [abc]}\n", "is not sha256"),
-    ("version: 1\nname: [unclosed\n", "invalid YAML"),
-    ("- a\n- b\n", "must be a YAML mapping"),
-    (GOOD.replace("instance: ./inst", "instance: ./inst\n  trust_config: x.json"), "exactly one of"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (GOOD + "extra: 1\n", "p.yaml:9: extra: unknown key"),
+        (
+            GOOD.replace("identity: a@example.com", "identity: a@example.com\n      idenity: x"),
+            "p.yaml:9: signers.release.0.idenity: unknown key",
+        ),
+        (GOOD.replace("identity: a@example.com", "identity_regex: 'a@.*'"), "must be anchored"),
+        (GOOD.replace("identity: a@example.com", "identity_regex: '^a@[$'"), "does not compile"),
+        (GOOD.replace("version: 1", "version: '1'"), "p.yaml:1: version"),
+        (
+            GOOD.replace("    - issuer: https://issuer.example\n      identity: a@example.com\n", "    []\n"),
+            "signers.release",
+        ),
+        ("version: 1\nname: t\ntrust: {instance: x}\nsigners: {}\n", "signers.release"),
+        (GOOD + "validation: {required: true}\n", "needs at least one signers.validator"),
+        (GOOD + "validation:\n  thresholds:\n    x: {}\n", "needs min or max"),
+        (GOOD + "source: {allowed_digests: [abc]}\n", "is not sha256"),
+        ("version: 1\nname: [unclosed\n", "invalid YAML"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        (GOOD.replace("instance: ./inst", "instance: ./inst\n  trust_config: x.json"), "exactly one of"),
+    ],
+)
 def test_invalid_policies_name_file_line_and_field(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(uc.InvalidInput) as info:
         read_policy(_write(tmp_path, text))

@@ -32,10 +32,22 @@ def _hadamard64(g: int) -> torch.Tensor:
     return h
 
 
-CASES = [("uc-affine-clip/1", 5, 128), ("uc-affine-clip/1", 4, 64), ("uc-affine-clip/1", 6, 32),
-         ("uc-affine-clip/1", 8, 8), ("uc-affine-clip/1", 2, 1024), ("uc-rht-clip/1", 5, 128),
-         ("uc-rht-clip/1", 6, 128), ("uc-rht-clip/1", 4, 256), ("uc-rht-clip/1", 8, 32), ("uc-rtn/1", 5, 64),
-         ("uc-rht-ldlq/1", 5, 128), ("uc-rht-ldlq/1", 6, 32), ("uc-rht-ldlq/1", 4, 64), ("uc-rht-ldlq/1", 4, 512)]
+CASES = [
+    ("uc-affine-clip/1", 5, 128),
+    ("uc-affine-clip/1", 4, 64),
+    ("uc-affine-clip/1", 6, 32),
+    ("uc-affine-clip/1", 8, 8),
+    ("uc-affine-clip/1", 2, 1024),
+    ("uc-rht-clip/1", 5, 128),
+    ("uc-rht-clip/1", 6, 128),
+    ("uc-rht-clip/1", 4, 256),
+    ("uc-rht-clip/1", 8, 32),
+    ("uc-rtn/1", 5, 64),
+    ("uc-rht-ldlq/1", 5, 128),
+    ("uc-rht-ldlq/1", 6, 32),
+    ("uc-rht-ldlq/1", 4, 64),
+    ("uc-rht-ldlq/1", 4, 512),
+]
 
 
 def _moments(cols: int, group: int) -> torch.Tensor:
@@ -54,12 +66,17 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid
     scheme = Scheme(bits=bits, group_size=group, id=sid)
     cols = 256 if scheme.row_signs else 300  # feedback schemes: row-aligned groups, with moments
     w = synth_tensor((33, cols), seed=bits * 1000 + group, dtype=dtype)
-    q = quantize_tensor("t.weight", w, {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
-                        scheme, "cpu", _moments(cols, group) if scheme.row_signs else None)
+    q = quantize_tensor(
+        "t.weight",
+        w,
+        {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype],
+        scheme,
+        "cpu",
+        _moments(cols, group) if scheme.row_signs else None,
+    )
     assert q.sign_period == (cols if scheme.row_signs else 0)
     key = sign_key("t.weight") if scheme.rotated else None
-    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key,
-                             q.sign_period)
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key, q.sign_period)
     # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
     groups = math.ceil(33 * cols / group)
     codes = unpack_codes(q.codes, bits, groups * group).reshape(groups, group).to(torch.float64)
@@ -67,20 +84,31 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid
     if key is not None:  # signs from the pure-Python reference of SplitMix64
         k = group.bit_length() - 1
         period = q.sign_period or groups * group
-        d = torch.tensor([sign_of(key, i % period) for i in range(groups * group)],
-                         dtype=torch.float64).reshape(groups, group)
+        d = torch.tensor([sign_of(key, i % period) for i in range(groups * group)], dtype=torch.float64).reshape(
+            groups, group
+        )
         ref = (ref @ _hadamard64(group)) * 2.0 ** (k // 2 - k) * d
     ref = ref.reshape(-1)[: 33 * cols].reshape(33, cols).to(dtype)
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), ref.view(torch.uint8))
     # Third and fourth ways: the NumPy and C host decoders used by verify give the same bytes.
     for native in (False, True):
-        host = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 33 * cols,
-                           q.dtype, bits, group, key, sign_period=q.sign_period, native=native)
+        host = decode_rows(
+            q.codes.numpy(),
+            q.scales.numpy()[None],
+            q.zeros.numpy()[None],
+            q.exponent,
+            33 * cols,
+            q.dtype,
+            bits,
+            group,
+            key,
+            sign_period=q.sign_period,
+            native=native,
+        )
         assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
     err = ((got.double() - w.double()) ** 2).sum() / (w.double() ** 2).sum()
     # feedback trades weight error for output error: its weight error may be higher
     assert err < {2: 0.6, 4: 0.015, 5: 0.003, 6: 0.001, 8: 1e-4}[bits] * (3.0 if scheme.row_signs else 1.0)
-
 
 
 @pytest.mark.parametrize("sid", ["uc-affine-clip/1", "uc-rht-clip/1", "uc-rtn/1", "uc-rht-ldlq/1"])
@@ -144,8 +172,26 @@ def test_clipping_search_beats_plain_minmax() -> None:
     assert err[SCHEME_ID] < err[RTN_ID]
 
 
-FORBIDDEN = {"matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "pow", "mean", "norm", "cumsum", "ldexp",
-             "compile", "sum_to_size", "std", "var", "sigmoid", "tanh"}
+FORBIDDEN = {
+    "matmul",
+    "mm",
+    "bmm",
+    "einsum",
+    "exp",
+    "log",
+    "log2",
+    "pow",
+    "mean",
+    "norm",
+    "cumsum",
+    "ldexp",
+    "compile",
+    "sum_to_size",
+    "std",
+    "var",
+    "sigmoid",
+    "tanh",
+}
 
 
 #: The exceptions, integer matmuls exact in any order: ldlq.py multiplies integer-valued float64 matrices
@@ -200,10 +246,28 @@ def test_native_float_conversions_match_numpy_on_edge_values() -> None:
     if not decode.native_available():
         pytest.skip("C decoder not compiled (pip install -e . builds it)")
     rng = np.random.default_rng(0)
-    bits = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
-                           np.array([0x33000000, 0x33000001, 0x337FFFFF, 0x38800000, 0x387FFFFF, 0x477FEFFF,
-                                     0x477FF000, 0x7F7FFFFF, 0x7F800000, 0x00000001, 0x3F808000, 0x3F818000],
-                                    dtype=np.uint32)])
+    bits = np.concatenate(
+        [
+            rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
+            np.array(
+                [
+                    0x33000000,
+                    0x33000001,
+                    0x337FFFFF,
+                    0x38800000,
+                    0x387FFFFF,
+                    0x477FEFFF,
+                    0x477FF000,
+                    0x7F7FFFFF,
+                    0x7F800000,
+                    0x00000001,
+                    0x3F808000,
+                    0x3F818000,
+                ],
+                dtype=np.uint32,
+            ),
+        ]
+    )
     bits = np.concatenate([bits, bits | np.uint32(0x80000000)])
     x = bits.view(np.float32)
     x = x[~np.isnan(x)]
@@ -234,10 +298,24 @@ def test_rotated_decode_in_blocks_matches_whole(monkeypatch: pytest.MonkeyPatch)
     w = synth_tensor((40, 256), seed=5)
     q = quantize_tensor("t.weight", w, "BF16", Scheme(id="uc-rht-clip/1"))
     key = sign_key("t.weight")
-    whole = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 40 * 256, "BF16",
-                        5, 128, key)
+    whole = decode_rows(
+        q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 40 * 256, "BF16", 5, 128, key
+    )
     for native in (False, True):
-        parts = [decode_rows(q.codes.numpy()[b * 80 : (b + 1) * 80], q.scales.numpy()[None, b : b + 1],
-                             q.zeros.numpy()[None, b : b + 1], q.exponent, 128, "BF16", 5, 128, key, b, native=native)
-                 for b in range(80)]
+        parts = [
+            decode_rows(
+                q.codes.numpy()[b * 80 : (b + 1) * 80],
+                q.scales.numpy()[None, b : b + 1],
+                q.zeros.numpy()[None, b : b + 1],
+                q.exponent,
+                128,
+                "BF16",
+                5,
+                128,
+                key,
+                b,
+                native=native,
+            )
+            for b in range(80)
+        ]
         assert b"".join(p.tobytes() for p in parts) == whole.tobytes()

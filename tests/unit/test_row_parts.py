@@ -118,7 +118,9 @@ def test_feedback_lowers_the_output_error_of_both_parts(monkeypatch: pytest.Monk
     for fed in (False, True):
         q = _quantize(w, m16 if fed else None, monkeypatch, False)
         e = qz.reconstruction("l.weight", q, 128, w).double() - w.double()
-        out[fed] = [float(torch.einsum("ri,ij,rj->", e[:, a:b], h[a:b, a:b], e[:, a:b])) for a, b in ((0, 512), (512, 576))]
+        out[fed] = [
+            float(torch.einsum("ri,ij,rj->", e[:, a:b], h[a:b, a:b], e[:, a:b])) for a, b in ((0, 512), (512, 576))
+        ]
     assert out[True][0] < 0.8 * out[False][0] and out[True][1] < 0.8 * out[False][1], out
 
 

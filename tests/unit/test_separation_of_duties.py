@@ -41,9 +41,13 @@ def test_a_malformed_release_bundle_has_no_signer_to_compare(tmp_path: Path) -> 
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("r@b")]), False)
             .add_extension(x509.IssuerAlternativeName([x509.RFC822Name("y@z")]), False)
             .sign(k, hashes.SHA256()))  # fmt: skip
-    der = cert.public_bytes(serialization.Encoding.DER).replace(bytes.fromhex("0603551d12"), bytes.fromhex("0603551d11"))
+    der = cert.public_bytes(serialization.Encoding.DER).replace(
+        bytes.fromhex("0603551d12"), bytes.fromhex("0603551d11")
+    )
     bundle = tmp_path / "b.json"
-    bundle.write_text(json.dumps({"verificationMaterial": {"certificate": {"rawBytes": base64.b64encode(der).decode()}}}))
+    bundle.write_text(
+        json.dumps({"verificationMaterial": {"certificate": {"rawBytes": base64.b64encode(der).decode()}}})
+    )
     assert release_signers(bundle) == ()
     bundle.write_text("{}")
     assert release_signers(bundle) == ()

@@ -171,7 +171,15 @@ def test_fast_is_the_documented_integer_computation(isa: str, dtype: str) -> Non
                 got = _run("matmul_fast", x, c, threads)
                 nan = np.isnan(want)  # NaN payloads are not compared, their places are
                 assert (np.isnan(got) == nan).all() and got[~nan].tobytes() == want[~nan].tobytes(), (
-                    isa, dtype, rows, k, bits, group, m, threads)
+                    isa,
+                    dtype,
+                    rows,
+                    k,
+                    bits,
+                    group,
+                    m,
+                    threads,
+                )
 
 
 def test_fast_is_close_to_exact() -> None:

@@ -60,8 +60,10 @@ def test_writer_bytes_are_pinned_and_readable_by_safetensors(tmp_path: Path) -> 
     buf = io.BytesIO()
     write_safetensors(buf, [out_tensor("a", a), out_tensor("b", b)], {"k": "v"})
     data = buf.getvalue()
-    header = b'{"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},' \
-             b'"b":{"dtype":"U8","shape":[3],"data_offsets":[24,27]}}'
+    header = (
+        b'{"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},'
+        b'"b":{"dtype":"U8","shape":[3],"data_offsets":[24,27]}}'
+    )
     header += b" " * (-len(header) % 8)
     assert data == len(header).to_bytes(8, "little") + header + a.numpy().tobytes() + b.numpy().tobytes()
     p = tmp_path / "x.safetensors"

@@ -19,8 +19,13 @@ def _key_and_cert() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test tsa")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -30,7 +35,10 @@ def test_gen_time_has_no_stripped_fraction() -> None:
     """120 ms would be DER-encoded as ".12Z"; sigstore-js rejects that as "invalid time"."""
     key, cert = _key_and_cert()
     req = tsp.TimeStampReq(
-        {"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 32}}
+        {
+            "version": "v1",
+            "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 32},
+        }
     ).dump()
     when = dt.datetime(2026, 12, 1, 12, 0, 5, 120_000, tzinfo=dt.UTC)
     resp = tsp.TimeStampResp.load(timestamp(req, key, cert, now=when))

@@ -1112,7 +1112,9 @@ def test_a_pack_whose_signature_or_claim_failed_is_refused_before_its_bulk_is_re
     with pytest.raises(VerificationFailed) as exc:
         _prepared(tmp_path, forged).refuse_early()
     assert any(x.subject == "release.signer" and x.problem == "signed by eve@x" for x in exc.value.findings)
-    unreadable = _claimed(tmp_path / "unreadable", )
+    unreadable = _claimed(
+        tmp_path / "unreadable",
+    )
     unreadable.claim, unreadable.claim_error = None, "statement field subject is missing"
     with pytest.raises(VerificationFailed):
         _prepared(tmp_path, unreadable).refuse_early()
@@ -1163,8 +1165,14 @@ def test_the_gate_checks_the_validations_beside_the_pack_under_the_policys_trust
     runtime = object()
     v = api.gate(pack.dir, pol, [tmp_path / "v.json"], now=NOW, runtime=runtime)  # type: ignore[arg-type]
     validators = _policy().signers.validator
-    assert trusts == [False] and calls[-1] == {"now": NOW, "runtime": runtime, "bundles": [tmp_path / "v.json"],
-                                               "trust": ("trust", "attacks"), "signers": validators, "online": True}
+    assert trusts == [False] and calls[-1] == {
+        "now": NOW,
+        "runtime": runtime,
+        "bundles": [tmp_path / "v.json"],
+        "trust": ("trust", "attacks"),
+        "signers": validators,
+        "online": True,
+    }
     assert not v.ok and v.title == f"manifest root {pack.root}" and v.policy == "attacks" and v.root == pack.root
     api.gate(pack.dir, pol, [], online=False)
     assert trusts[-1] is True and calls[-1]["online"] is False and abs(calls[-1]["now"] - time.time()) < 60
@@ -1205,15 +1213,20 @@ def test_the_signer_row_says_who_signed_or_why_the_bundle_does_not_verify(tmp_pa
     assert signer(ok) == [Check(RuleId.RELEASE_SIGNER, Status.PASS, f"v@b via {ISSUER}")]
     hint = "signed by someone the policy does not trust, or the bundle/trust root does not verify"
     assert signer(_bad(pack=pack, evidence_error="signed by eve@x", expected_signers="r@b via x")) == [
-        Check(RuleId.RELEASE_SIGNER, Status.FAIL, "signed by eve@x", expected="r@b via x", hint=hint)]
+        Check(RuleId.RELEASE_SIGNER, Status.FAIL, "signed by eve@x", expected="r@b via x", hint=hint)
+    ]
     assert signer(_bad(pack=pack)) == [Check(RuleId.RELEASE_SIGNER, Status.FAIL, "no release bundle", hint=hint)]
     ts_hint = "a timestamp of the bundle does not verify or breaks the limits"
     unchecked = Check(RuleId.RELEASE_SIGNER, Status.UNCHECKED,
                       "not checked: the bundle's timestamps do not verify (see release.timestamps)")  # fmt: skip
     assert signer(_bad(pack=pack, evidence_error="duplicate", evidence_rule=RuleId.RELEASE_TIMESTAMPS)) == [
-        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "duplicate", hint=ts_hint), unchecked]
+        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "duplicate", hint=ts_hint),
+        unchecked,
+    ]
     assert signer(_bad(pack=pack, evidence_rule=RuleId.RELEASE_TIMESTAMPS)) == [
-        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "no verified timestamp", hint=ts_hint), unchecked]
+        Check(RuleId.RELEASE_TIMESTAMPS, Status.FAIL, "no verified timestamp", hint=ts_hint),
+        unchecked,
+    ]
 
 
 def test_the_log_row_requires_an_entry_unless_the_policy_admits_tsa_only_bundles(tmp_path: Path) -> None:
@@ -1336,16 +1349,24 @@ def test_the_statement_rows_admit_only_the_policys_predicate_types_and_builders(
     assert predicate_type(rel)(f)[1:] == [Check(RuleId.RELEASE_STATEMENT, Status.FAIL, "no release claim")]
     assert build_claims(rel)(f) == [
         Check(RuleId.RELEASE_BUILD_TYPE, Status.UNCHECKED, "not checked: no release claim (unreadable statement)"),
-        Check(RuleId.RELEASE_BUILDER_ID, Status.UNCHECKED, "not checked: no release claim (unreadable statement)")]
+        Check(RuleId.RELEASE_BUILDER_ID, Status.UNCHECKED, "not checked: no release claim (unreadable statement)"),
+    ]
     f.claim_error = "bad"
     assert build_claims(rel)(f)[0].detail == "not checked: no release claim (bad)"
     assert predicate_type(rel)(_bad(pack=f.pack)) == [Check(RuleId.RELEASE_PREDICATE_TYPE, Status.UNCHECKED,
                                                             NO_BUNDLE)]  # fmt: skip
     g = _claimed(tmp_path / "q")
     assert build_claims(rel)(g) == [
-        Check(RuleId.RELEASE_BUILD_TYPE, Status.PASS, expected="https://github.com/uc-attest/uc-attest/pack/v1",
-              actual="https://github.com/uc-attest/uc-attest/pack/v1"),
-        Check(RuleId.RELEASE_BUILDER_ID, Status.PASS, expected="https://builder | https://b2", actual="https://builder")]
+        Check(
+            RuleId.RELEASE_BUILD_TYPE,
+            Status.PASS,
+            expected="https://github.com/uc-attest/uc-attest/pack/v1",
+            actual="https://github.com/uc-attest/uc-attest/pack/v1",
+        ),
+        Check(
+            RuleId.RELEASE_BUILDER_ID, Status.PASS, expected="https://builder | https://b2", actual="https://builder"
+        ),
+    ]
     import dataclasses
 
     g.claim = dataclasses.replace(g.claim, builder_id="https://evil", build_type="https://other")  # type: ignore[arg-type]
@@ -1408,7 +1429,9 @@ def test_the_pack_files_row_names_every_signed_file_that_changed_or_went_missing
     f.pack = PackFacts(pack)
     assert pack_files(f)[0].findings == changed
     f.claim, f.claim_error = None, "bad statement"
-    assert pack_files(f) == [Check(RuleId.PACK_FILES, Status.UNCHECKED, "not checked: no release claim (bad statement)")]
+    assert pack_files(f) == [
+        Check(RuleId.PACK_FILES, Status.UNCHECKED, "not checked: no release claim (bad statement)")
+    ]
     oms_changed = [Finding("model.safetensors", "changed")]
     oms = _oms_facts(tmp_path / "o", oms_changed)
     assert oms.oms is not None
@@ -1470,8 +1493,10 @@ def test_the_rebuild_rows_name_the_source_and_the_reproduction_findings(tmp_path
     assert rebuild(False)(f) == [Check(RuleId.REBUILD, Status.FAIL, "no config.json",
                                        hint="the rebuild source is not a usable model directory")]  # fmt: skip
     f.rebuild = RebuildOutcome([], [], 4, 2.25, "cpu")
-    assert rebuild(False)(f) == [Check(RuleId.REBUILD_SOURCE, Status.PASS, "4 source files"),
-                                 Check(RuleId.REBUILD_MATCH, Status.PASS, "re-quantized on cpu in 2.2 s")]
+    assert rebuild(False)(f) == [
+        Check(RuleId.REBUILD_SOURCE, Status.PASS, "4 source files"),
+        Check(RuleId.REBUILD_MATCH, Status.PASS, "re-quantized on cpu in 2.2 s"),
+    ]
     src, out = [Finding("model.safetensors", "differs")], [Finding("w", "differs")]
     for s, o in ((src, []), ([], out), (src, out)):
         f.rebuild = RebuildOutcome(s, o, 4, 2.25, "cuda")
@@ -1501,7 +1526,8 @@ def test_a_validations_runtime_is_held_to_the_policys_runtime_requirement() -> N
     assert _runtime_problems("named", claim(None, "kind 'x' unknown"), fast) == [unreadable]
     assert _runtime_problems("named", claim(fast), None) == []
     assert _runtime_problems("match", claim(fast), None) == [
-        "the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"]
+        "the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"
+    ]
     assert _runtime_problems("match", claim(fast), Runtime("uc-attest", "fast", "k1", "avx512", "2")) == []
     assert _runtime_problems("match", claim(fast), exact) == [f"measured on {fast.id}, deployed on {exact.id}"]
     assert _runtime_problems("match", claim(None), fast) == ["names no runtime"]

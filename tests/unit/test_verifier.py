@@ -43,8 +43,11 @@ def b64(b: bytes) -> str:
 def dsse_bundle(sig: bytes | None = None, entries: list[dict[str, Any]] | None = None,
                 media: str = "application/vnd.dev.sigstore.bundle.v0.3+json") -> dict[str, Any]:  # fmt: skip
     sig = sig if sig is not None else KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
-    return {"mediaType": media, "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": entries or []},
-            "dsseEnvelope": {"payload": b64(PAYLOAD), "payloadType": PTYPE, "signatures": [{"sig": b64(sig)}]}}
+    return {
+        "mediaType": media,
+        "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": entries or []},
+        "dsseEnvelope": {"payload": b64(PAYLOAD), "payloadType": PTYPE, "signatures": [{"sig": b64(sig)}]},
+    }
 
 
 def test_der_strings_lose_their_wrapper() -> None:
@@ -55,11 +58,22 @@ def test_der_strings_lose_their_wrapper() -> None:
     assert _der_string(b"\x0c\x05ab") == "\x0c\x05ab"  # a length that does not fit
 
 
-@pytest.mark.parametrize(("doc", "named"), [
-    ({"mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.9"}, "version=0.9"),
-    ({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial": {
-        "publicKey": {}, "tlogEntries": [{"kindVersion": {"kind": "rekord", "version": "0.0.1"}}]}}, "rekord 0.0.1"),
-])
+@pytest.mark.parametrize(
+    ("doc", "named"),
+    [
+        ({"mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.9"}, "version=0.9"),
+        (
+            {
+                "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                "verificationMaterial": {
+                    "publicKey": {},
+                    "tlogEntries": [{"kindVersion": {"kind": "rekord", "version": "0.0.1"}}],
+                },
+            },
+            "rekord 0.0.1",
+        ),
+    ],
+)
 def test_unsupported_shapes_name_the_field(doc: dict[str, Any], named: str) -> None:
     with pytest.raises(UnsupportedBundle, match=named):
         parse(doc, "b")
