@@ -5,8 +5,8 @@ linear layer from integer arithmetic (same bytes on every machine), packs it wit
 scheme (error feedback through the moments) on CUDA and on CPU, compares every pack file and every
 tensor digest, decodes every quantized tensor on the GPU with the torch decoder and
 compares its bytes with the host decoder, times both packs and prints the manifest root
-so it can be compared with the root computed on any other machine. Needs only torch,
-numpy and safetensors (no sigstore, no network).
+so it can be compared with the root computed on any other machine. Needs only torch and
+numpy (no sigstore, no network).
 """
 
 from __future__ import annotations

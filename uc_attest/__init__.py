@@ -3,7 +3,7 @@
 The public API, in one place: every stage function and result type, listed in ``_LAZY`` with the module that
 defines it (documented with one example each in docs/api.md). Importing ``uc_attest`` imports only the error
 tree; a name is imported from its module on first use, so the CLI starts fast and ``benchmarks/gpu_check.sh``
-runs where only torch, NumPy and safetensors are installed. Trust is two values built once at the edge: an
+runs where only torch and NumPy are installed. Trust is two values built once at the edge: an
 :class:`Anchor` (who must have made it) and a :class:`TrustRoot` (which Sigstore deployment says so).
 """
 
