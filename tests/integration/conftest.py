@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import pytest
 
 import uc_attest as uc
 from tests.conftest import make_model
+from tests.integration.http_apps import App, Server
 
 
 def free_port() -> int:
@@ -90,3 +91,17 @@ def serve_in_subprocess(root: Path) -> Any:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("instance did not start")
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[App], Server]]:
+    """Start recording HTTP servers (tests/integration/http_apps.py); all closed after the test."""
+    servers: list[Server] = []
+
+    def start(app: App) -> Server:
+        servers.append(Server(app))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

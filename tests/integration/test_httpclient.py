@@ -12,9 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -22,69 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.integration.http_apps import App, Handler, Server, reply
 from uc_attest.core.httpclient import MAX_REDIRECTS, Refused, TooLarge, Unreachable, read_body, send, session
 from uc_attest.core.netio import Deadline
 
-Handler = BaseHTTPRequestHandler
-App = Callable[[Handler], None]
 TOKEN = "Bearer tok-123"
-
-
-class Server:
-    """http.server on 127.0.0.1 answering with ``app``; every request (method, path, headers, body) recorded."""
-
-    def __init__(self, app: App) -> None:
-        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.seen.append((self.command, self.path, dict(self.headers.items()), body))
-                app(self)
-                self.close_connection = True
-
-            do_GET = do_HEAD = do_PUT = do_POST = _any  # noqa: N815 - http.server's names
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[App], Server]]:
-    servers: list[Server] = []
-
-    def start(app: App) -> Server:
-        servers.append(Server(app))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
-
-
-def reply(h: Handler, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-    h.send_response(status)
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.send_header("Content-Length", str(len(body)))
-    h.send_header("Connection", "close")
-    h.end_headers()
-    if h.command != "HEAD":
-        h.wfile.write(body)
 
 
 @pytest.fixture

@@ -5,12 +5,9 @@ and one line naming the field (never exit 70, a traceback or a hang), and no par
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import uc_attest as uc
+from tests.integration.http_apps import App, Handler, Server, reply
 from uc_attest.cli import app
 from uc_attest.oci.artifact import BUNDLE_TYPE, EMPTY, PACK_TYPE, ROLE_ANNOTATION, TITLE
 from uc_attest.oci.modelpack import ARTIFACT_TYPE, CONFIG_TYPE, FILEPATH, LayerType
@@ -28,73 +26,6 @@ REPO = "models/hostile"
 FILES = {"uc-manifest.json": b'{"not": "checked by pull"}', "model.safetensors": bytes(range(256)) * 40}
 CREDS = {"UC_ATTEST_REGISTRY_USERNAME": "ci", "UC_ATTEST_REGISTRY_PASSWORD": "s3cret"}
 BASIC = "Basic " + base64.b64encode(b"ci:s3cret").decode()
-
-Handler = BaseHTTPRequestHandler
-App = Callable[[Handler], None]
-
-
-class Server:
-    """An HTTP server on 127.0.0.1 answering every request with ``app``; each request's headers are recorded."""
-
-    def __init__(self, app: App) -> None:
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                outer.seen.append((self.command, self.path, dict(self.headers.items())))
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # an answer refused unread
-                    app(self)
-                self.close_connection = True
-
-            do_GET = do_HEAD = do_PUT = do_POST = _any  # noqa: N815 - http.server's names
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.httpd.server_address[1]}"
-
-    def headers_of(self, prefix: str) -> list[dict[str, str]]:
-        return [h for _m, path, h in self.seen if path.startswith(prefix)]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[App], Server]]:
-    servers: list[Server] = []
-
-    def start(app: App) -> Server:
-        servers.append(Server(app))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
-
-
-def send(h: Handler, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-    h.send_response(status)
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.send_header("Content-Length", str(len(body)))
-    h.send_header("Connection", "close")
-    h.end_headers()
-    if h.command != "HEAD":
-        h.wfile.write(body)
 
 
 def raw(h: Handler, data: bytes) -> None:
@@ -154,11 +85,11 @@ class Content:
         prefix = f"/v2/{REPO}/"
         kind, _, ref = h.path.removeprefix(prefix).partition("/")
         if kind == "manifests" and ref in self.manifests:
-            send(h, 200, self.manifests[ref], {"Content-Type": OCI_MANIFEST})
+            reply(h, 200, self.manifests[ref], {"Content-Type": OCI_MANIFEST})
         elif kind == "blobs" and ref in self.blobs:
-            send(h, 200, self.blobs[ref], {"Content-Type": "application/octet-stream"})
+            reply(h, 200, self.blobs[ref], {"Content-Type": "application/octet-stream"})
         else:
-            send(h, 404, b'{"errors": [{"code": "NOT_FOUND"}]}')
+            reply(h, 404, b'{"errors": [{"code": "NOT_FOUND"}]}')
 
 
 def cli_pull(ref: str, out: Path, code: int, *needles: str) -> str:
@@ -185,18 +116,18 @@ def test_blob_redirect_to_another_origin_drops_basic_credentials(serve: Callable
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
     content = Content()
-    storage = serve(lambda h: send(h, 200, content.blobs[h.path.split("?")[0].rsplit("/", 1)[1]]))
+    storage = serve(lambda h: reply(h, 200, content.blobs[h.path.split("?")[0].rsplit("/", 1)[1]]))
 
     def registry_app(h: Handler) -> None:
         if h.headers.get("Authorization") != BASIC:
-            return send(h, 401, b"{}", {"WWW-Authenticate": 'Basic realm="hostile"'})
+            return reply(h, 401, b"{}", {"WWW-Authenticate": 'Basic realm="hostile"'})
         if h.path.startswith("/same-origin/"):  # a same-origin redirect target: credentials may go there
-            return send(h, 200, content.blobs[h.path.rsplit("/", 1)[1]])
+            return reply(h, 200, content.blobs[h.path.rsplit("/", 1)[1]])
         if "/blobs/" in h.path:
             digest = h.path.rsplit("/", 1)[1]
             if content.blobs[digest] == FILES["model.safetensors"]:
-                return send(h, 307, headers={"Location": f"http://{storage.host}/s3/{digest}?X-Amz-Signature=x"})
-            return send(h, 302, headers={"Location": f"/same-origin/{digest}"})
+                return reply(h, 307, headers={"Location": f"http://{storage.host}/s3/{digest}?X-Amz-Signature=x"})
+            return reply(h, 302, headers={"Location": f"/same-origin/{digest}"})
         return content.answer(h)
 
     registry = serve(registry_app)
@@ -213,16 +144,16 @@ def test_bearer_token_is_not_sent_to_the_blob_storage_origin(serve: Callable[[Ap
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
     content = Content()
-    storage = serve(lambda h: send(h, 200, content.blobs[h.path.split("?")[0].rsplit("/", 1)[1]]))
-    tokens = serve(lambda h: send(h, 200, b'{"token": "tok-123.abc"}') if h.headers.get("Authorization") == BASIC
-                   else send(h, 401, b"{}"))  # fmt: skip
+    storage = serve(lambda h: reply(h, 200, content.blobs[h.path.split("?")[0].rsplit("/", 1)[1]]))
+    tokens = serve(lambda h: reply(h, 200, b'{"token": "tok-123.abc"}') if h.headers.get("Authorization") == BASIC
+                   else reply(h, 401, b"{}"))  # fmt: skip
 
     def registry_app(h: Handler) -> None:
         if h.headers.get("Authorization") != "Bearer tok-123.abc":
             challenge = f'Bearer realm="http://{tokens.host}/token",service="hostile",scope="repository:{REPO}:pull"'
-            return send(h, 401, b"{}", {"WWW-Authenticate": challenge})
+            return reply(h, 401, b"{}", {"WWW-Authenticate": challenge})
         if "/blobs/" in h.path:
-            return send(h, 302, headers={"Location": f"http://{storage.host}/blob/{h.path.rsplit('/', 1)[1]}"})
+            return reply(h, 302, headers={"Location": f"http://{storage.host}/blob/{h.path.rsplit('/', 1)[1]}"})
         return content.answer(h)
 
     registry = serve(registry_app)
@@ -230,26 +161,26 @@ def test_bearer_token_is_not_sent_to_the_blob_storage_origin(serve: Callable[[Ap
     assert pulled_files(tmp_path / "out") == FILES
     (token_request,) = tokens.seen
     assert token_request[1] == f"/token?service=hostile&scope=repository%3A{REPO.replace('/', '%2F')}%3Apull"
-    assert storage.seen and all("Authorization" not in h for _m, _p, h in storage.seen)
+    assert storage.seen and all("Authorization" not in h for _m, _p, h, _b in storage.seen)
 
 
 def test_upload_location_on_another_origin_gets_no_credentials(serve: Callable[[App], Server],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
-    elsewhere = serve(lambda h: send(h, 201))
+    elsewhere = serve(lambda h: reply(h, 201))
 
     def registry_app(h: Handler) -> None:
         if h.headers.get("Authorization") != BASIC:
-            return send(h, 401, b"{}", {"WWW-Authenticate": 'Basic realm="hostile"'})
+            return reply(h, 401, b"{}", {"WWW-Authenticate": 'Basic realm="hostile"'})
         if h.command == "HEAD":
-            return send(h, 404)
-        return send(h, 202, headers={"Location": f"http://{elsewhere.host}/upload/1"})
+            return reply(h, 404)
+        return reply(h, 202, headers={"Location": f"http://{elsewhere.host}/upload/1"})
 
     registry = serve(registry_app)
     reg = Registry(Reference.parse(f"oci://{registry.host}/{REPO}"), plain_http=True)
     assert reg.push_blob(sha256_digest(b"abc"), 3, b"abc")
-    assert elsewhere.seen and all("Authorization" not in h for _m, _p, h in elsewhere.seen)
+    assert elsewhere.seen and all("Authorization" not in h for _m, _p, h, _b in elsewhere.seen)
 
 
 # -- 2. Bearer realms and redirects: http(s) only ------------------------------------------------------------------
@@ -259,16 +190,16 @@ def test_bearer_realm_on_the_local_disk_is_refused(serve: Callable[[App], Server
         monkeypatch.setenv(k, v)
     local = tmp_path / "local-secret.json"  # what urllib would read and send as the token
     local.write_text('{"token": "read-from-local-disk"}')
-    registry = serve(lambda h: send(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="file://{local}",'
+    registry = serve(lambda h: reply(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="file://{local}",'
                                                                         'service="x",scope="repository:x:pull"'}))  # fmt: skip
     cli_pull(f"oci://{registry.host}/{REPO}:v1", tmp_path / "out", 3, "Bearer realm", f"file://{local}", "refused")
-    assert all("read-from-local-disk" not in json.dumps(h) for _m, _p, h in registry.seen)
+    assert all("read-from-local-disk" not in json.dumps(h) for _m, _p, h, _b in registry.seen)
 
 
 @pytest.mark.parametrize("realm", ["ftp://127.0.0.1/token", "data:,{}", "http://registry.example.com/token",
                                    "https://", "token", "http://127.0.0.1:notaport/x"])  # fmt: skip
 def test_other_realms_are_refused(realm: str, serve: Callable[[App], Server], tmp_path: Path) -> None:
-    registry = serve(lambda h: send(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}"'}))
+    registry = serve(lambda h: reply(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}"'}))
     with pytest.raises(uc.InvalidInput, match="Bearer realm .* refused"):
         uc.pull(f"oci://{registry.host}/{REPO}:v1", tmp_path / "out", plain_http=True)
 
@@ -283,13 +214,15 @@ def test_plain_http_realm_needs_plain_http() -> None:
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/blob", "data:,hello"])
 def test_redirect_to_another_scheme_is_refused(target: str, serve: Callable[[App], Server], tmp_path: Path) -> None:
     content = Content()
-    registry = serve(lambda h: send(h, 302, headers={"Location": target}) if "/blobs/" in h.path else content.answer(h))
+    registry = serve(
+        lambda h: reply(h, 302, headers={"Location": target}) if "/blobs/" in h.path else content.answer(h)
+    )
     cli_pull(f"oci://{registry.host}/{REPO}:v1", tmp_path / "out", 3, "redirect", "refused")
 
 
 def test_token_service_answer_is_checked(serve: Callable[[App], Server], tmp_path: Path) -> None:
-    tokens = serve(lambda h: send(h, 200, b'{"token": "x\\r\\nX-Injected: 1"}'))
-    registry = serve(lambda h: send(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="http://{tokens.host}/t"'}))
+    tokens = serve(lambda h: reply(h, 200, b'{"token": "x\\r\\nX-Injected: 1"}'))
+    registry = serve(lambda h: reply(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="http://{tokens.host}/t"'}))
     cli_pull(f"oci://{registry.host}/{REPO}:v1", tmp_path / "out", 3, "no usable token")
 
 
@@ -434,13 +367,13 @@ def test_malformed_referrers_index(index: bytes, serve: Callable[[App], Server],
 
 
 def test_tag_list_that_is_not_a_list(serve: Callable[[App], Server]) -> None:
-    registry = serve(lambda h: send(h, 200, b'{"name": "x", "tags": "v1"}'))
+    registry = serve(lambda h: reply(h, 200, b'{"name": "x", "tags": "v1"}'))
     with pytest.raises(uc.InvalidInput, match="tags"):
         uc.list_repository(f"oci://{registry.host}/{REPO}", plain_http=True)
 
 
 def test_upload_without_location_is_refused(serve: Callable[[App], Server]) -> None:
-    registry = serve(lambda h: send(h, 404) if h.command == "HEAD" else send(h, 202))
+    registry = serve(lambda h: reply(h, 404) if h.command == "HEAD" else reply(h, 202))
     reg = Registry(Reference.parse(f"oci://{registry.host}/{REPO}"), plain_http=True)
     with pytest.raises(uc.InvalidInput, match="Location"):
         reg.push_blob(sha256_digest(b"abc"), 3, b"abc")
