@@ -188,14 +188,7 @@ def run_pack(
 
         return run_distributed(r, world, show, warn, source_gate)
     show.stage("checking")
-    if r.out.exists() and not r.force:  # before any work: a pack can take minutes
-        raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
-    if r.calibration_text is not None:
-        from ..calibration.corpus import read_text_file
-
-        read_text_file(r.calibration_text)  # a FIFO, a device or a bad file refused before any work
-    skip = signature_inside(r.source, r.source_signature)
-    read, weights = _survey(r.source, skip, r.scheme)  # every header and the index checked: bad input fails fast
+    skip, read, weights = check_request(r)
     gate = None
     if r.source_signature is not None:
         if source_gate is None:
@@ -246,6 +239,21 @@ def run_pack(
                 prepared.close()
             if cal is not None:
                 cal.close()
+
+
+def check_request(r: PackRequest) -> tuple[tuple[str, ...], list[str], int]:
+    """What fails fast, before any work (a pack can take minutes): the output, the calibration text, every
+    header and the index of the source. Returns the files inside the source that are not the model (a
+    signature), the files the pack reads, and the weights the scheme quantizes."""
+    if r.out.exists() and not r.force:
+        raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
+    if r.calibration_text is not None:
+        from ..calibration.corpus import read_text_file
+
+        read_text_file(r.calibration_text)  # a FIFO, a device or a bad file refused before any work
+    skip = signature_inside(r.source, r.source_signature)
+    read, weights = _survey(r.source, skip, r.scheme)
+    return skip, read, weights
 
 
 def _tensors(show: PackProgress, weights: int) -> Callable[[str, int], None]:

@@ -34,17 +34,7 @@ from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
 from ..quant.scheme import Scheme
 from ..source import ModelSource
-from .api import (
-    PackProgress,
-    PackRequest,
-    SourceGate,
-    _moments_for,
-    _open_calibration,
-    _Quiet,
-    _survey,
-    _tensors,
-    signature_inside,
-)
+from .api import PackProgress, PackRequest, SourceGate, _moments_for, _open_calibration, _Quiet, _tensors, check_request
 from .layout import MANIFEST_NAME
 from .parts import PartStore
 from .world import Group, World, assign, joined
@@ -63,13 +53,12 @@ def run_distributed(
         show, warn = _Quiet(), None
     with joined(world) as group:
         show.stage("checking")
-        skip, read = group.step(lambda: _check(r))
+        skip, read, _weights = group.step(lambda: check_request(r))
         if r.source_signature is not None and source_gate is None:
             raise UsageError("verifying --source-signature needs uc_attest.write_pack or uc_attest.run_pack")
         verify = source_gate if world.leader and r.source_signature is not None else None
         gate = group.step(lambda: verify(r, read) if verify is not None else None)
-        made = group.step(lambda: str(_scratch(r.out)) if world.leader else None)
-        scratch = Path(group.from_leader(made))
+        scratch = _scratch(group, r.out.absolute().parent, f".{r.out.name}.uc-parts-")
         try:
             result = _pack(r, group, show, warn, skip, gate, scratch)
         except BaseException:
@@ -89,27 +78,17 @@ def run_distributed(
     )
 
 
-def _check(r: PackRequest) -> tuple[tuple[str, ...], list[str]]:
-    """What run_pack checks before any work, on this rank's view of the filesystem."""
-    if r.out.exists() and not r.force:
-        raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
-    if r.calibration_text is not None:
-        from ..calibration.corpus import read_text_file
+def _scratch(group: Group, parent: Path, prefix: str) -> Path:
+    """A directory the ranks share, made by rank 0 in ``parent`` (a directory every rank sees), private to the job."""
 
-        read_text_file(r.calibration_text)
-    skip = signature_inside(r.source, r.source_signature)
-    read, _weights = _survey(r.source, skip, r.scheme)
-    return skip, read
+    def make() -> str | None:
+        if not group.world.leader:
+            return None
+        if not parent.is_dir():
+            raise InvalidInput(f"{parent}: the directory for the ranks' parts does not exist", path=str(parent))
+        return tempfile.mkdtemp(prefix=prefix, dir=parent)
 
-
-def _scratch(out: Path) -> Path:
-    """The directory the ranks share their parts in: beside the output (same filesystem), private to the job."""
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise InvalidInput(f"{parent}: the output's directory does not exist", path=str(parent))
-    root = Path(tempfile.mkdtemp(prefix=f".{out.name}.uc-parts-", dir=parent))
-    (root / "parts").mkdir()
-    return root
+    return Path(group.from_leader(group.step(make)))
 
 
 def _pack(
@@ -127,7 +106,7 @@ def _pack(
     shared = group.from_leader(str(measured[0]) if measured[0] is not None else None)
     cal = group.step(lambda: _open_calibration(Path(shared) if shared else None, r))
     try:
-        sizes = _sizes(r, skip)
+        sizes = tensor_sizes(r.source, r.scheme, skip)
         owner = assign(sizes, world.size)
         rank = world.rank
         weights = sum(n for name, n in sizes.items() if owner[name] == rank)
@@ -221,10 +200,14 @@ def _hash_share(r: PackRequest, skip: tuple[str, ...], owner: dict[str, int], wo
             f = src.file(shard)
             whole = hashlib.sha256(f.header_bytes()) if shard in mine else None
             for st in members:
+                mine_too = owner.get(st.name) == world.rank
+                if whole is None and not mine_too:
+                    continue
+                raw = f.raw(st.name)
                 if whole is not None:
-                    whole.update(f.raw(st.name))
-                if owner.get(st.name) == world.rank:
-                    tensors[st.name] = Digest.of_bytes(f.raw(st.name)).hex
+                    whole.update(raw)
+                if mine_too:
+                    tensors[st.name] = Digest.of_bytes(raw).hex
             if whole is not None:
                 files[shard] = whole.hexdigest()
         return {"files": files, "tensors": tensors}
@@ -248,10 +231,6 @@ def _merge_digests(messages: list[Any]) -> SourceDigests:
     return SourceDigests(files, tensors)
 
 
-def _sizes(r: PackRequest, skip: tuple[str, ...]) -> dict[str, int]:
-    return tensor_sizes(r.source, r.scheme, skip)
-
-
 def tensor_sizes(source: Path, scheme: Scheme, skip: tuple[str, ...] = ()) -> dict[str, int]:
     """Weights of each tensor the scheme quantizes (what the ranks share out)."""
     src = ModelSource(source, skip)
@@ -270,8 +249,7 @@ def shared_quantization(
     ``scratch_parent`` (a directory every rank sees): the store rank 0's writer takes them from. The directory
     is removed when the block ends, on every rank's way out."""
     world = group.world
-    made = group.step(lambda: tempfile.mkdtemp(prefix=".uc-parts-", dir=scratch_parent) if world.leader else None)
-    scratch = Path(group.from_leader(made))
+    scratch = _scratch(group, scratch_parent, ".uc-parts-")
     try:
         owner = assign(tensor_sizes(source, scheme, skip), world.size)
         store = PartStore(scratch, scheme.group_size)

@@ -34,6 +34,7 @@ class PartStore:
 
     def __init__(self, root: Path, group_size: int) -> None:
         self.root = Path(root)
+        self.root.mkdir(exist_ok=True)  # by whichever rank comes first
         self.group_size = group_size
 
     def _path(self, name: str, bits: int) -> Path:
