@@ -93,7 +93,7 @@ class Group:
         if longest > MAX_MESSAGE:
             raise OperationalError(f"a rank sent a message of {longest} bytes (more than {MAX_MESSAGE})")
         mine = torch.zeros(longest, dtype=torch.uint8)
-        mine[: len(raw)] = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else mine[:0]
+        mine[: len(raw)] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)  # JSON: never empty
         bufs = [torch.zeros(longest, dtype=torch.uint8) for _ in range(self.world.size)]
         _collective(lambda: dist.all_gather(bufs, mine))
         out = []
