@@ -112,6 +112,18 @@ def test_redirects_are_bounded_and_other_schemes_refused(serve: Callable[[App], 
         send(session(), "GET", local.url, timeout=5)
 
 
+def test_a_location_two_parsers_read_as_two_hosts_is_refused_and_gets_no_credentials(
+    serve: Callable[[App], Server],
+) -> None:
+    """``http://evil\\@origin/``: the stdlib reads the origin's host, urllib3 (which connects) reads evil's; the
+    credentials must not go there, so such a redirect is refused (found by an outside review of this policy)."""
+    evil = serve(lambda h: reply(h, 200, b"got it"))
+    a = serve(lambda h: reply(h, 302, headers={"Location": f"http://{evil.host}\\@{a.host}/x"}))
+    with pytest.raises(Refused, match="not a valid URL"):
+        send(session(), "GET", f"{a.url}/start", timeout=5, authorization=TOKEN)
+    assert evil.seen == []
+
+
 # -- reading an answer ---------------------------------------------------------------------------------------------
 def test_a_trickling_answer_is_cut_off_at_the_total_deadline(
     raw_server: Callable[[Callable[[socket.socket], None]], str],

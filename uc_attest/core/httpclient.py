@@ -60,13 +60,20 @@ class TooLarge(HttpError):
 
 
 def origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of a URL: what decides whether credentials may be sent there; None if unparseable."""
+    """(scheme, host, port) of a URL: what decides whether credentials may be sent there; None if unparseable,
+    or if the stdlib's parser and urllib3's (the one requests connects with) read it differently — e.g.
+    ``http://evil\\@registry/`` is registry to one and evil to the other."""
+    from urllib3.util import parse_url
+
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
-    except ValueError:
+        connects = parse_url(url)
+    except ValueError:  # urllib3's LocationParseError is a ValueError
         return None
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+    ours = (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+    theirs = ((connects.scheme or "").lower(), (connects.host or "").lower().strip("[]"), connects.port or port)
+    return ours if theirs == ours else None
 
 
 def oneline(exc: BaseException) -> str:
