@@ -86,7 +86,11 @@ def test_world_from_torchrun_environment(env: dict[str, str], want: World) -> No
     assert World.from_env(env) == want
 
 
-@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"RANK": "0"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"RANK": "0"},
+     {"RANK": "0", "WORLD_SIZE": "²"}, {"RANK": "\u0661", "WORLD_SIZE": "\u0662"}, {"RANK": "0", "WORLD_SIZE": "0" * 5000 + "2"}],
+)  # fmt: skip
 def test_a_malformed_torchrun_environment_is_refused(env: dict[str, str]) -> None:
     from uc_attest.errors import UsageError
 

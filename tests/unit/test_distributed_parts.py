@@ -73,7 +73,11 @@ def test_a_flipped_code_byte_is_refused(part: tuple[Path, bytes], tmp_path: Path
 @pytest.mark.parametrize(
     ("field", "value"),
     [("name", "model.other.weight"), ("bits", 6), ("digest", "sha256:" + "0" * 64), ("dtype", "F64"),
-     ("rotated", "yes"), ("exponent", "x"), ("damage", [1, 0]), ("parts", [{"col0": 0}])],
+     ("rotated", "yes"), ("exponent", "x"), ("damage", [1, 0]), ("parts", [{"col0": 0}]),
+     # found by an outside review: values that crashed or were taken
+     ("exponent", 2**40), ("err_ppm", -5), ("damage", "73"), ("damage", [7, 3, 9]), ("damage", [-7, 3]),
+     ("shape", [64.9, 256.2]), ("shape", [-64, -256]), ("shape", [2**40]), ("shape", [True, 256]),
+     ("sign_period", 2**70), ("shape", [128, 256])],
 )  # fmt: skip
 def test_a_mutated_record_is_refused(part: tuple[Path, bytes], tmp_path: Path, field: str, value: object) -> None:
     path, data = part
@@ -119,7 +123,12 @@ def test_curves_round_trip_and_malformed_messages_are_refused() -> None:
     one, two = _encode({"a": curves["a"]}, "uc-alloc/3"), _encode({"b": curves["b"]}, "uc-alloc/3")
     assert _merge([json.loads(json.dumps(one)), json.loads(json.dumps(two))]) == (curves, "uc-alloc/3")
     for bad in ([one, one], [one, _encode({}, "uc-alloc/2")], [{"curves": {}}], [{"method": "m", "curves": {"a": 3}}],
-                [{"method": "m", "curves": {"a": [1, [[5, 1, 0]]]}}], ["not a dict"]):  # fmt: skip
+                [{"method": "m", "curves": {"a": [1, [[5, 1, 0]]]}}], ["not a dict"],
+                # found by an outside review: crashed here or later in choose()
+                [{"method": "m", "curves": {"a": [float("inf"), [[5, 1, 2]]]}}],
+                [{"method": "m", "curves": {"a": [100, []]}}], [{"method": "m", "curves": {"a": [0, [[5, 1, 2]]]}}],
+                [{"method": "m", "curves": {"a": [10, [[4, 5, 1], [4, 1, 1]]]}}],
+                [{"method": "m", "curves": {"a": [10.7, [[True, 1.9, -3]]]}}]):  # fmt: skip
         with pytest.raises(OperationalError):
             _merge(bad)
 
@@ -159,3 +168,46 @@ def test_source_digests_from_the_ranks_merge_and_malformed_ones_are_refused() ->
                 [{"files": {}}], [{"files": [], "tensors": {}}], [None]):  # fmt: skip
         with pytest.raises(OperationalError):
             _merge_digests(bad)
+
+
+def test_components_of_another_size_than_the_record_gives_are_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
+    """Extra code bytes, 2-D codes, extra scales: the digest still matched once (the decoder reads what the record
+    says), and the pack written from it failed its own check; now the part is refused (outside review)."""
+    path, data = part
+    header, body = _header(data)
+    for change in ("codes_longer", "codes_2d", "scales_longer"):
+        h = json.loads(json.dumps(header))
+        extra = b""
+        if change == "codes_longer":
+            h["codes"]["shape"] = [h["codes"]["shape"][0] + 16]
+            extra = bytes(16)
+            _shift(h, "codes", 16)
+        elif change == "codes_2d":
+            n = h["codes"]["shape"][0]
+            h["codes"]["shape"] = [2, n // 2]
+        else:
+            h["scales"]["shape"] = [h["scales"]["shape"][0] + 1]
+            extra = bytes(2)
+            _shift(h, "scales", 2)
+        with pytest.raises(UcAttestError):
+            _get(tmp_path / path.name, _with_header(h, _insert(body, header, change, extra)))
+
+
+def _shift(h: dict[str, object], name: str, by: int) -> None:
+    """Grow tensor ``name`` by ``by`` bytes in the header, moving every tensor after it."""
+    end = h[name]["data_offsets"][1]  # type: ignore[index]
+    for k, v in h.items():
+        if k != "__metadata__" and isinstance(v, dict):
+            a, b = v["data_offsets"]
+            if k == name:
+                v["data_offsets"] = [a, b + by]
+            elif a >= end:
+                v["data_offsets"] = [a + by, b + by]
+
+
+def _insert(body: bytes, header: dict[str, object], change: str, extra: bytes) -> bytes:
+    if not extra:
+        return body
+    name = "codes" if change == "codes_longer" else "scales"
+    end = header[name]["data_offsets"][1]  # type: ignore[index]
+    return body[:end] + extra + body[end:]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -177,7 +178,7 @@ def _calibrate(
     use — the budget a one-process pack on the node has, which the calibration record names."""
     local = os.environ.get("LOCAL_WORLD_SIZE", "1")
     before = threads.budget()
-    node = min(threads.available_cores(), before * (int(local) if local.isdigit() and int(local) > 0 else 1))
+    node = min(threads.available_cores(), before * (int(local) if re.fullmatch(r"[1-9][0-9]{0,4}", local) else 1))
     threads.set_budget(node)
     try:
         return _moments_for(r, show, warn, scratch)
@@ -279,9 +280,19 @@ def _merge(messages: list[Any]) -> tuple[Curves, str]:
             for name, (n, pts) in m["curves"].items():
                 if name in curves:
                     raise OperationalError(f"tensor {name!r} was measured by two ranks", tensor=name)
-                curves[str(name)] = (int(n), [(int(b), Fraction(int(p), int(q))) for b, p, q in pts])
-    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+                widths = [_whole(b) for b, _p, _q in pts]
+                if _whole(n) < 1 or not widths or widths != sorted(set(widths)):
+                    raise ValueError(name)  # choose() needs weights and strictly increasing widths
+                curves[str(name)] = (n, [(b, Fraction(_whole(p), _whole(q))) for b, p, q in pts])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError):
         raise OperationalError("a rank sent measured curves that are not well formed") from None
     if len(methods) != 1:
         raise OperationalError(f"the ranks measured for different allocation methods: {sorted(methods)}")
     return curves, methods.pop()
+
+
+def _whole(value: Any) -> int:
+    """A JSON integer from another rank (not a bool, float or string)."""
+    if type(value) is not int:
+        raise ValueError(value)
+    return value

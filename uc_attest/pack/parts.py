@@ -74,10 +74,10 @@ class PartStore:
         if not path.is_file():
             return None
         with SafetensorsFile(path) as f:
-            c = _candidate(f, name, bits, path)
+            c = _candidate(f, name, bits, path, self.group_size)
         try:
             got = Digest.of_bytes(decode_tensor(name, c.q, self.group_size).data)
-        except (ValueError, IndexError):  # the decoder refuses components that do not fit the record
+        except (ValueError, IndexError, OverflowError, ZeroDivisionError, MemoryError):  # a record that does not fit
             got = None
         if got != c.digest:
             raise MalformedPack(f"{path}: the part of {name!r} does not decode to the digest its record gives")
@@ -90,35 +90,55 @@ class PartStore:
         """Nothing held open (the directory belongs to the pack's rank 0, which removes it)."""
 
 
-def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path) -> Candidate:
-    """The candidate in an open part file, every field checked."""
+def _int(value: Any, low: int, high: int) -> int:
+    """A JSON integer in [low, high] (not a bool, float or string)."""
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(value)
+    return value
+
+
+def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path, group: int) -> Candidate:
+    """The candidate in an open part file, every field checked, and its components exactly the sizes its shape
+    and parts give (``group``: the scheme's group size)."""
 
     def bad(what: str) -> MalformedPack:
         return MalformedPack(f"{path}: not a quantized part of {name!r}: {what}")
 
     try:
         rec: Any = json.loads((f.metadata or {}).get(META, ""))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError, ValueError):
         raise bad(f"no {META} record") from None
     if not isinstance(rec, dict) or rec.get("name") != name or rec.get("bits") != bits:
         raise bad("its record names another tensor or width")
+    big = 1 << 40
     try:
-        shape = tuple(int(d) for d in rec["shape"])
-        parts = tuple(Part(**{k: int(p[k]) for k in _PART_FIELDS}) for p in rec["parts"])
-        damage = None if rec["damage"] is None else Fraction(int(rec["damage"][0]), int(rec["damage"][1]))
-        exponent, err_ppm, period = int(rec["exponent"]), int(rec["err_ppm"]), int(rec["sign_period"])
+        shape = tuple(_int(d, 1, big) for d in rec["shape"])
+        parts = tuple(Part(**{k: _int(p[k], 0, big) for k in _PART_FIELDS}) for p in rec["parts"])
+        damage = None if rec["damage"] is None else Fraction(*(_int(x, 0, 1 << 4096) for x in rec["damage"]))
+        exponent, err_ppm = _int(rec["exponent"], -90, 100), _int(rec["err_ppm"], 0, 1 << 40)
+        period = _int(rec["sign_period"], 0, big)
         digest = Digest(str(rec["digest"]))
         dtype, rotated = str(rec["dtype"]), rec["rotated"]
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        n = 1
+        for d in shape:
+            n *= d
+        if len(parts) > 1:  # row-aligned parts, each its own groups (docs/format.md 3.6)
+            runs = [((p.rows * p.cols + p.group - 1) // p.group, p.group) for p in parts]
+        else:
+            runs = [(-(-n // group), group)]
+        groups = sum(g for g, _ in runs)
+        code_bytes = sum(g * width * bits // 8 for g, width in runs)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError) as exc:
         raise bad(f"malformed record ({type(exc).__name__})") from None
-    if dtype not in ("F32", "F16", "BF16") or not isinstance(rotated, bool):
-        raise bad("dtype or rotation")
+    if dtype not in ("F32", "F16", "BF16") or not isinstance(rotated, bool) or not shape or n > big:
+        raise bad("dtype, rotation or shape")
     want = {"codes": "U8", "scales": "F16", "zeros": "U8"} | ({"moments": "I16"} if "moments" in f.infos else {})
     if set(f.infos) != set(want) or any(f.infos[k].dtype != v for k, v in want.items()):
         raise bad(f"tensors {sorted(f.infos)}")
+    infos = f.infos
+    if infos["codes"].shape != (code_bytes,) or infos["scales"].shape != (groups,) or infos["zeros"].shape != (groups,):
+        raise bad("component sizes: not what its shape and parts give")
     t = {k: f.tensor(k).clone() for k in want}  # own memory: the file is closed after this
-    if t["zeros"].shape != t["scales"].shape:
-        raise bad("component sizes")
     q = QuantizedTensor(
         t["codes"],
         t["scales"],

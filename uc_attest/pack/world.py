@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -54,7 +55,8 @@ class World:
         size_s, rank_s = env.get("WORLD_SIZE", ""), env.get("RANK", "")
         if not size_s and not rank_s:
             return cls()
-        if not (size_s.isdigit() and rank_s.isdigit()) or not 0 <= int(rank_s) < int(size_s) <= 4096:
+        digits = re.compile(r"[0-9]{1,5}")  # ASCII only (str.isdigit takes '²' and '٢')
+        if not (digits.fullmatch(size_s) and digits.fullmatch(rank_s)) or not 0 <= int(rank_s) < int(size_s) <= 4096:
             raise UsageError(f"torchrun environment: RANK={rank_s!r} WORLD_SIZE={size_s!r} is not a rank of a world")
         return cls(int(rank_s), int(size_s))
 
