@@ -56,8 +56,8 @@ def main() -> int:
                 pack,
                 uc.DEFAULT_SCHEME,
                 "cpu",
-                calibrate="none",
-                bits_budget=None,
+                calibration=None,
+                allocation=None,
             )
             trust = uc.select_trust(None, inst)
             (Path(tmp) / "m.json").write_text(json.dumps({"evaluation_set": "bench", "metrics": {"x": 1.0}}))

@@ -38,7 +38,7 @@ def rank_main(src: str, out: str, default: bool) -> None:
     if default:
         request = uc.PackRequest(Path(src), Path(out), device="cpu")
     else:
-        request = uc.PackRequest(Path(src), Path(out), device="cpu", calibrate="none")
+        request = uc.PackRequest(Path(src), Path(out), device="cpu", calibration=None)
     res = uc.run_pack(request)
     row = {"rank": res.rank, "ranks": res.world_size, "seconds": time.perf_counter() - t0,
            "peak_rss_mb": _peak_rss_kb() / 1024,

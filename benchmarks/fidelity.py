@@ -217,7 +217,12 @@ def run_table(bit_list: list[int], group: int) -> None:
                 t0 = time.perf_counter()
                 sc = uc.Scheme(bits=bits, group_size=group, id=sid, bits_overrides=overrides)
                 res = uc.write_pack(
-                    src, Path(tmp) / "p", sc, "cpu", calibration=cal if sc.row_signs else None, bits_budget=None
+                    src,
+                    Path(tmp) / "p",
+                    sc,
+                    "cpu",
+                    calibration=uc.MomentsFile(cal) if sc.row_signs else None,
+                    allocation=None,
                 )
                 dt = time.perf_counter() - t0
                 uc.reconstruct(Path(tmp) / "p", Path(tmp) / "r", uc.Anchor.pack_itself())
@@ -329,7 +334,8 @@ def run_stories() -> None:
                         cal = Path(t2) / "cal.safetensors"
                         calibration.write(cal, usable, "stories260K self-samples, seed 4321")
                     t0 = time.perf_counter()
-                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=cal, bits_budget=None)
+                    supplied = uc.MomentsFile(cal) if cal is not None else None
+                    res = uc.write_pack(src, Path(t2) / "p", sc, "cpu", calibration=supplied, allocation=None)
                     dt = time.perf_counter() - t0
                     uc.reconstruct(Path(t2) / "p", Path(t2) / "r", uc.Anchor.pack_itself())
                     r, kl = st.compare(ref, st.Llama(Path(t2) / "r"), toks)

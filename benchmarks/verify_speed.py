@@ -77,7 +77,7 @@ def main() -> int:
     if not (args.keep_pack and (pack / "uc-manifest.json").exists()):
         shutil.rmtree(pack, ignore_errors=True)
         t0 = time.perf_counter()
-        uc.write_pack(model, pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(model, pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         pack_s = time.perf_counter() - t0
     manifest = uc.load_manifest(pack / "uc-manifest.json")
     qweights = sum(t.shape[0] * t.shape[1] for t in manifest.tensors if t.quant)

@@ -1,5 +1,12 @@
 """Types of the lazily loaded public API (SPEC 1 style): what ``uc_attest.__getattr__`` returns."""
 
+from .anchors import CaChain as CaChain
+from .anchors import CaSigner as CaSigner
+from .anchors import OmsSignature as OmsSignature
+from .anchors import PublicKey as PublicKey
+from .anchors import SigstoreIdentity as SigstoreIdentity
+from .anchors import TrustFile as TrustFile
+from .anchors import TrustInstance as TrustInstance
 from .audit.api import audit as audit
 from .audit.api import inventory as inventory
 from .audit.api import watch_log as watch_log
@@ -30,6 +37,10 @@ from .oci.api import push as push
 from .pack.api import DEFAULT_BUDGET as DEFAULT_BUDGET
 from .pack.api import NO_CALIBRATION_COST as NO_CALIBRATION_COST
 from .pack.api import PACK_SCHEME as PACK_SCHEME
+from .pack.api import Allocation as Allocation
+from .pack.api import Calibration as Calibration
+from .pack.api import CalibrationMode as CalibrationMode
+from .pack.api import MomentsFile as MomentsFile
 from .pack.api import PackProgress as PackProgress
 from .pack.api import PackRequest as PackRequest
 from .pack.api import scheme_from_options as scheme_from_options

@@ -12,7 +12,8 @@ exit code the CLI uses for it (``cli/exits.py`` maps them, and anything else, in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE, EXIT_INVALID, EXIT_OPERATIONAL = 0, 1, 2, 3, 4
@@ -81,17 +82,44 @@ class LogUnreachable(OperationalError):
     """A transparency log did not answer usefully *for now*: refused, timeout, HTTP 5xx or 429 (after retries)."""
 
 
+class FindingKind(Enum):
+    """What a pack's tensor or file failed; the value is the text the finding prints (its ``problem``)."""
+
+    MISSING_TENSOR = "missing from pack"
+    ADDED_TENSOR = "not in manifest (added tensor)"
+    SHAPE_DIFFERS = "dtype/shape differs"
+    DIGEST_DIFFERS = "reconstructed digest differs"
+    DECODED_DIFFERS = "decoded weight digest differs"  # a packed layer decoded as served (``load_model(deep=True)``)
+    LOADED_DIFFERS = "loaded tensor differs from the manifest"  # a tensor as transformers loaded it
+    CANNOT_RECONSTRUCT = "cannot reconstruct"  # with the reason: "cannot reconstruct: <why>"
+    UNREADABLE_SHARD = "unreadable shard"  # with the reason
+    MOMENTS_DIFFER = "committed calibration moments differ"
+    MISSING_FILE = "file missing from pack"
+    FILE_DIFFERS = "file digest differs"
+    ADDED_FILE = "file not in manifest (added file)"
+
+    def at(
+        self, subject: str, expected: str | None = None, actual: str | None = None, *, why: str | None = None
+    ) -> Finding:
+        """The finding of this kind about ``subject`` (``why`` follows the text after a colon)."""
+        problem = self.value if why is None else f"{self.value}: {why}"
+        return Finding(subject, problem, expected, actual, kind=self)
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One failed check: which tensor or file, what was expected and what was found."""
+    """One failed check: which tensor or file, what was expected and what was found. ``kind``: what failed, for
+    findings about a pack's tensors and files (not part of the text, the JSON or equality)."""
 
     subject: str
     problem: str
     expected: str | None = None
     actual: str | None = None
+    kind: FindingKind | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        out = {"subject": self.subject, "problem": self.problem, "expected": self.expected, "actual": self.actual}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 class VerificationFailed(UcAttestError):
@@ -165,6 +193,7 @@ __all__ = [
     "EXIT_OPERATIONAL",
     "EXIT_USAGE",
     "Finding",
+    "FindingKind",
     "InvalidInput",
     "LogMisbehaved",
     "LogUnreachable",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from .core import merkle
 from .core.digest import Digest, canonical_json
 from .core.fsutil import is_safe_relative
-from .errors import Finding, MalformedPack, UsageError
+from .errors import Finding, FindingKind, MalformedPack, UsageError
 from .quant.records import QuantRecord
 from .quant.scheme import Scheme
 
@@ -63,16 +64,24 @@ def compute_root(entries: list[TensorEntry]) -> Digest:
     return Digest(merkle.root_from_leaf_hashes([e.leaf_hash() for e in _sorted(entries)]).hex())
 
 
+class OmsMethod(StrEnum):
+    """How an OpenSSF Model Signing signature verifies (a ``str``: it encodes as its value)."""
+
+    SIGSTORE = "sigstore"
+    KEY = "key"
+    CERTIFICATE = "certificate"
+
+
 @dataclass(frozen=True)
 class SourceSignature:
     """The source model's OpenSSF Model Signing signature, verified before the pack was made: the signature
-    file kept in the pack (``file``, its ``sha256``), the method (sigstore | key), who signed (identity and
+    file kept in the pack (``file``, its ``sha256``), the method (:class:`OmsMethod`), who signed (identity and
     OIDC issuer; for a key, ``sha256:<SPKI digest>`` and no issuer), the signed model (``model``, its OMS
     root digest) and the earliest verified time of the signature (Unix seconds; None for a key)."""
 
     file: str
     sha256: Digest
-    method: str
+    method: OmsMethod
     identity: str
     issuer: str
     model: str
@@ -83,7 +92,7 @@ class SourceSignature:
         out: dict[str, Any] = {
             "file": self.file,
             "sha256": str(self.sha256),
-            "method": self.method,
+            "method": self.method.value,
             "identity": self.identity,
             "issuer": self.issuer,
             "model": self.model,
@@ -101,6 +110,8 @@ class SourceSignature:
             t = d.get("signed_at")
             bad = next((k for k in texts if not isinstance(d.get(k), str)), None)
             bad = bad or next((k for k in ("sha256", "root") if not _is_digest(d.get(k))), None)
+            if bad is None and d["method"] not in {m.value for m in OmsMethod}:
+                bad = "method"
             if bad is None and t is not None and (not isinstance(t, int) or isinstance(t, bool)):
                 bad = "signed_at"
             if bad is None and not is_safe_relative(d["file"]):  # a file kept in the pack, never outside it
@@ -111,7 +122,7 @@ class SourceSignature:
         return cls(
             d["file"],
             Digest.parse(d["sha256"]),
-            d["method"],
+            OmsMethod(d["method"]),
             d["identity"],
             d["issuer"],
             d["model"],
@@ -327,20 +338,27 @@ def _load_json(data: bytes, origin: str) -> Any:
     return obj
 
 
+def shape_finding(want: TensorEntry, dtype: str, shape: tuple[int, ...]) -> Finding | None:
+    """A tensor's dtype and shape against its entry: None when they are the entry's."""
+    if (dtype, tuple(shape)) == (want.dtype, want.shape):
+        return None
+    return FindingKind.SHAPE_DIFFERS.at(want.name, f"{want.dtype}{list(want.shape)}", f"{dtype}{list(shape)}")
+
+
+def digest_finding(want: TensorEntry, got: Digest, differs: FindingKind = FindingKind.DIGEST_DIFFERS) -> Finding | None:
+    """A tensor's digest against its entry: None when it is the entry's."""
+    return None if got == want.digest else differs.at(want.name, str(want.digest), str(got))
+
+
 def diff_tensors(expected: Manifest, actual: dict[str, TensorEntry]) -> list[Finding]:
     """Every difference between expected entries and what was reconstructed, by tensor name."""
-    findings: list[Finding] = []
+    findings: list[Finding | None] = []
     for e in _sorted(expected.tensors):
         a = actual.get(e.name)
         if a is None:
-            findings.append(Finding(e.name, "missing from pack", str(e.digest), None))
-            continue
-        if (a.dtype, a.shape) != (e.dtype, e.shape):
-            findings.append(
-                Finding(e.name, "dtype/shape differs", f"{e.dtype}{list(e.shape)}", f"{a.dtype}{list(a.shape)}")
-            )
-        elif a.digest != e.digest:
-            findings.append(Finding(e.name, "reconstructed digest differs", str(e.digest), str(a.digest)))
+            findings.append(FindingKind.MISSING_TENSOR.at(e.name, str(e.digest)))
+        else:
+            findings.append(shape_finding(e, a.dtype, a.shape) or digest_finding(e, a.digest))
     for name in sorted(set(actual) - {e.name for e in expected.tensors}):
-        findings.append(Finding(name, "not in manifest (added tensor)", None, str(actual[name].digest)))
-    return findings
+        findings.append(FindingKind.ADDED_TENSOR.at(name, None, str(actual[name].digest)))
+    return [f for f in findings if f is not None]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import make_model
 
-PACK = "import sys, uc_attest as uc; uc.write_pack(sys.argv[1], sys.argv[2], device='cpu', calibrate='none')"
+PACK = "import sys, uc_attest as uc; uc.write_pack(sys.argv[1], sys.argv[2], device='cpu', calibration=None)"
 
 
 def test_the_torch_quantizer_writes_the_native_pack_byte_for_byte(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_library_and_cli_defaults_give_the_same_pack(tmp_path: Path) -> None:
     assert _files(tmp_path / "lib") == _files(tmp_path / "cli")
     assert "allocation" in res.manifest.scheme
     # the plain pack is another pack, asked for explicitly on both doors
-    plain = uc.write_pack(src, tmp_path / "plain", uc.PACK_SCHEME, calibrate="none", bits_budget=None)
+    plain = uc.write_pack(src, tmp_path / "plain", uc.PACK_SCHEME, calibration=None, allocation=None)
     r = cli("pack", src, "-o", tmp_path / "cli-plain", "--no-calibration", "--no-allocation")
     assert r.returncode == 0, r.stderr
     assert _files(tmp_path / "plain") == _files(tmp_path / "cli-plain") != _files(tmp_path / "lib")

@@ -70,9 +70,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         root / "pack",
         uc.DEFAULT_SCHEME,
         "cpu",
-        calibration=cal,
-        **signed_by(vendor_sig, inst.dir, VENDOR),
-        bits_budget=None,
+        calibration=uc.MomentsFile(cal),
+        source_signature=signed_by(vendor_sig, inst.dir, VENDOR),
+        allocation=None,
     )
     uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
@@ -82,9 +82,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         root / "pack6",
         uc.Scheme(bits=6, id=LDLQ_ID),
         "cpu",
-        calibration=cal,
-        **signed_by(vendor_sig, inst.dir, VENDOR),
-        bits_budget=None,
+        calibration=uc.MomentsFile(cal),
+        source_signature=signed_by(vendor_sig, inst.dir, VENDOR),
+        allocation=None,
     )
     uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
     uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
@@ -110,8 +110,8 @@ def sign_source(instance: Path, model: Path, sig: Path, identity: str) -> Path:
     return sig
 
 
-def signed_by(sig: Path, instance: Path, identity: str) -> dict[str, object]:
-    return {"source_signature": sig, "source_identity": identity, "source_issuer": ISSUER, "instance": instance}
+def signed_by(sig: Path, instance: Path, identity: str) -> uc.OmsSignature:
+    return uc.OmsSignature(sig, uc.SigstoreIdentity(identity, ISSUER, uc.TrustInstance(instance)))
 
 
 def verify(w: dict[str, Path], pack: Path, *extra: str | Path) -> tuple[int, dict[str, object]]:
@@ -140,9 +140,9 @@ def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
         tmp / "pack",
         uc.Scheme(group_size=32),
         "cpu",
-        **signed_by(w["vendor_sig"], w["instance"], VENDOR),
-        calibrate="none",
-        bits_budget=None,
+        source_signature=signed_by(w["vendor_sig"], w["instance"], VENDOR),
+        calibration=None,
+        allocation=None,
     )  # and no calibration
     uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
@@ -243,7 +243,7 @@ def test_stale_validation_is_denied(world: dict[str, Path], tmp_path: Path) -> N
 
 def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Path) -> None:
     trust = uc.select_trust(None, world["instance"])
-    uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu", calibration=None, allocation=None)
     uc.attest_pack(tmp_path / "pack", trust, dev_identity=RELEASE)
     r = cli(
         "gate",

@@ -42,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("review21")
     inst = start_instance(root / "instance")
     pack = root / "pack"
-    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
     kept = root / "kept.json"
     kept.write_bytes((pack / uc.MANIFEST_NAME).read_bytes())
@@ -227,7 +227,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("llama21")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)  # bf16
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     kept = root / "kept.json"
     kept.write_bytes((root / "pack" / uc.MANIFEST_NAME).read_bytes())
     return {"pack": root / "pack", "kept": kept}
@@ -279,7 +279,7 @@ def test_the_tokenizer_is_the_verified_one_even_if_the_pack_changes_after_load(t
     from uc_attest.runtime.serve import embed_with
 
     pack = tmp_path / "pack"
-    uc.write_pack(Path(m.get_model_path()), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(Path(m.get_model_path()), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     model = uc.load_model(pack, uc.Anchor.pack_itself())
     want = embed_with(model, pack, ["the validated model"]).output["embeddings"]
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):  # swapped after verification

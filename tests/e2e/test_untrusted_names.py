@@ -26,7 +26,7 @@ HOSTILE = ["/etc/hostname", "../../etc/passwd", "/proc/self/pagemap", "a/../../e
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("names")
     out = root / "pack"
-    uc.write_pack(make_model(root / "src"), out, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src"), out, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     return out
 
 
@@ -81,7 +81,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("genconf")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)
     (src / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     kept = root / "kept.json"
     kept.write_bytes((root / "pack" / uc.MANIFEST_NAME).read_bytes())
     return {"pack": root / "pack", "kept": kept}

@@ -27,11 +27,11 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
     srv = uc.instance_server(inst).start()
     try:
         pack = tmp_path / "pack"
-        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         _release_and_validate(inst, pack, tmp_path)
         other = tmp_path / "other"  # another model in the same log must not show up
         uc.write_pack(
-            make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
+            make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None
         )
         uc.attest_pack(other, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
         r = uc.audit(pack, uc.TrustRoot.instance(inst))
@@ -65,7 +65,7 @@ def test_audit_catches_a_rewritten_log(tmp_path: Path) -> None:
     inst = tmp_path / "inst"
     uc.init_instance(inst, free_port(), rekor_version=1)
     pack = tmp_path / "pack"
-    uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     srv = uc.instance_server(inst).start()
     try:
         _release_and_validate(inst, pack, tmp_path)
@@ -103,10 +103,10 @@ def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> 
     try:
         src = make_model(tmp_path / "src")
         old, new = tmp_path / "old", tmp_path / "new"
-        uc.write_pack(src, old, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(src, old, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         _release_and_validate(inst, old, tmp_path)
         uc.write_pack(
-            src, new, uc.Scheme(group_size=64), "cpu", calibrate="none", bits_budget=None
+            src, new, uc.Scheme(group_size=64), "cpu", calibration=None, allocation=None
         )  # a newer pack of the same source model
         uc.attest_pack(new, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
         rows = uc.inventory(uc.TrustRoot.instance(inst))

@@ -65,7 +65,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
 def released(instance: Running, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("released")
     pack = root / "pack"
-    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     trust = uc.select_trust(None, instance.dir)
     uc.attest_pack(pack, trust, dev_identity=RELEASE)
     (root / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))

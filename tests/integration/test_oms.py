@@ -78,8 +78,12 @@ def vendor_model(instance: Running, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vendor_model: Path, tmp_path: Path) -> None:
     pack = tmp_path / "pack"
-    uc.write_pack(vendor_model, pack, uc.DEFAULT_SCHEME, "cpu", source_signature=vendor_model / "model.sig",
-                  source_identity=VENDOR, instance=instance.dir, calibrate="none", bits_budget=None)  # fmt: skip
+    signature = uc.OmsSignature(
+        vendor_model / "model.sig", uc.SigstoreIdentity(VENDOR, None, uc.TrustInstance(instance.dir))
+    )
+    uc.write_pack(
+        vendor_model, pack, uc.DEFAULT_SCHEME, "cpu", source_signature=signature, calibration=None, allocation=None
+    )
     res = uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
     assert res.oms_bundle == tmp_path / "pack.model.sig" and res.oms_log_index == res.log_index + 1
     verify = (
@@ -200,9 +204,7 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(
     assert not other.ok and not bad.ok and bad.actual == f"{VENDOR} via {instance.issuer}"
     # a pack of an unsigned source is denied by a policy naming source signers
     plain = tmp_path / "plain"
-    uc.write_pack(
-        make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
-    )
+    uc.write_pack(make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     uc.attest_pack(plain, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
     none = uc.verify(
         plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))

@@ -32,7 +32,7 @@ def build_report(tmp: Path) -> Path:
     srv = uc.instance_server(inst).start()
     try:
         pack = tmp / "pack"
-        uc.write_pack(make_model(tmp / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+        uc.write_pack(make_model(tmp / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         trust = uc.select_trust(None, inst)
         uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example")
         (tmp / "m.json").write_text(json.dumps({"evaluation_set": "held-out-v1", "metrics": {"ppl_ratio": 1.004}}))

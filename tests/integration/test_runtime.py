@@ -38,7 +38,7 @@ def keep_manifest(pack: Path, where: Path) -> Path:
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("mini")
-    uc.write_pack(minilm(), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(minilm(), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     uc.reconstruct(root / "pack", root / "recon", uc.Anchor.pack_itself())
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
@@ -49,7 +49,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("llama")
     src = write_synth_model(root / "src", hidden=128, inter=344, layers=2, vocab=256)  # bf16
-    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(src, root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     uc.reconstruct(root / "pack", root / "recon", uc.Anchor.pack_itself())
     return {"pack": root / "pack", "recon": root / "recon", "kept": keep_manifest(root / "pack", root / "kept.json")}
 
@@ -139,7 +139,7 @@ def test_a_tampered_component_is_refused_naming_the_tensor(tmp_path: Path, compo
     name = "model.layers.0.self_attn.q_proj.weight"
     cal = tmp_path / "cal.safetensors"
     calibration.write(cal, {name: synth_moments(128, 3)}, "synthetic")
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal, bits_budget=None)
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=uc.MomentsFile(cal), allocation=None)
     kept = keep_manifest(tmp_path / "pack", tmp_path / "kept.json")
     with SafetensorsFile(tmp_path / "pack" / "model.safetensors") as f:
         info = f.infos[f"{name}.{component}"]
@@ -161,11 +161,11 @@ def test_no_trust_anchor_is_a_usage_error(mini: dict[str, Path]) -> None:
 
 
 def test_format_1_pack_loads_with_a_note(tmp_path: Path, llama: dict[str, Path]) -> None:
-    from uc_attest.pack.writer import write_pack
+    from uc_attest.pack.writer import WriteOptions, write_pack
     from uc_attest.testing.synth import write_synth_model
 
     src = write_synth_model(tmp_path / "src", hidden=128, inter=256, layers=1, vocab=64)
-    write_pack(src, tmp_path / "old", uc.DEFAULT_SCHEME, "cpu", pack_format=1)
+    write_pack(src, tmp_path / "old", uc.DEFAULT_SCHEME, "cpu", WriteOptions(pack_format=1))
     assert (tmp_path / "old" / "config.json").read_bytes() == (src / "config.json").read_bytes()
     model = uc.load_model(
         tmp_path / "old", uc.Anchor.kept_manifest(keep_manifest(tmp_path / "old", tmp_path / "k.json"))
@@ -183,7 +183,7 @@ def test_a_config_the_runtime_cannot_build_names_the_field(tmp_path: Path) -> No
     cfg = json.loads((src / "config.json").read_text())
     cfg["model_type"], cfg["architectures"] = "no-such-architecture", []
     (src / "config.json").write_text(json.dumps(cfg))
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     kept = keep_manifest(tmp_path / "pack", tmp_path / "k.json")
     with pytest.raises(uc.InvalidInput, match="model_type"):
         uc.load_model(tmp_path / "pack", uc.Anchor.kept_manifest(kept))
@@ -258,7 +258,7 @@ def _stories(tmp_path: Path) -> tuple[Path, Path, Path]:
     import stories
 
     src = stories.convert(bin_path, tmp_path / "src", hf_layout=True)
-    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     uc.reconstruct(tmp_path / "pack", tmp_path / "recon", uc.Anchor.pack_itself())
     return src, tmp_path / "pack", keep_manifest(tmp_path / "pack", tmp_path / "kept.json")
 

@@ -74,7 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     inst = start_instance(root / "inst")
     append(inst, hashedrekord_requests(600, SYNTH))
     pack = root / "pack"
-    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     trust = uc.select_trust(None, inst.dir)
     uc.attest_pack(pack, trust, dev_identity=RELEASE)
     (root / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))
@@ -250,7 +250,7 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     inst, pack = world["inst"], world["pack"]
     other = tmp_path / "other"  # another release by the same signer
     uc.write_pack(
-        make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None
+        make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None
     )
     uc.attest_pack(other, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
     r = uc.audit(pack, uc.TrustRoot.instance(inst.dir), state=tmp_path / "w.json")

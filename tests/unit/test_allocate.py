@@ -60,7 +60,7 @@ def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_p
     src = make_model(tmp_path / "m", torch.float32)
     base = uc.Scheme(id=LDLQ_ID)
     sizes = {t.name: math.prod(t.shape) for t in uc.write_pack(src, tmp_path / "p0", base, "cpu",
-                                                               calibrate="none", bits_budget=None).manifest.tensors
+                                                               calibration=None, allocation=None).manifest.tensors
              if t.quant}  # fmt: skip
     s1 = allocate_bits(src, base, 5.6, None, "cpu")
     s2 = allocate_bits(src, base, 5.6, None, "cpu")
@@ -83,7 +83,9 @@ def test_the_recorded_bits_per_weight_are_the_bytes_stored(tmp_path: Path) -> No
     from tests.conftest import make_model
     from uc_attest.core.stfile import SafetensorsFile
 
-    res = uc.write_pack(make_model(tmp_path / "src"), tmp_path / "pack", calibrate="none", bits_budget=5.6)
+    res = uc.write_pack(
+        make_model(tmp_path / "src"), tmp_path / "pack", calibration=None, allocation=uc.Allocation(5.6)
+    )
     alloc = res.manifest.scheme["allocation"]
     n = sum(math.prod(e.shape) for e in res.manifest.tensors if e.quant)
     stored = 0
@@ -109,8 +111,8 @@ def test_output_sensitivity_moves_the_bits_to_the_layers_that_matter(tmp_path: P
     the others promotes it first; with a sensitivity missing for a tensor, the relative errors decide (uc-alloc/2)."""
     src = make_model(tmp_path / "m", torch.float32)
     base = uc.Scheme(id=LDLQ_ID)
-    names = sorted(t.name for t in uc.write_pack(src, tmp_path / "p0", base, "cpu", calibrate="none",
-                                                 bits_budget=None).manifest.tensors if t.quant)  # fmt: skip
+    names = sorted(t.name for t in uc.write_pack(src, tmp_path / "p0", base, "cpu", calibration=None,
+                                                 allocation=None).manifest.tensors if t.quant)  # fmt: skip
     plain = allocate_bits(src, base, 5.6, None, "cpu")
     promoted = sorted(n for n in names if plain.bits_for(n) == 6)
     assert promoted and len(promoted) < len(names)

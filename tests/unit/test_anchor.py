@@ -46,7 +46,7 @@ def test_every_constructor_makes_a_legal_anchor() -> None:
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("anchor")
-    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     return root / "pack"
 
 

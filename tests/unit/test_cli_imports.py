@@ -51,8 +51,8 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.conftest import make_model
 
     root = tmp_path_factory.mktemp("imports")
-    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibrate="none",
-                  bits_budget=None)  # fmt: skip
+    uc.write_pack(make_model(root / "src"), root / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None,
+                  allocation=None)  # fmt: skip
     return root / "pack"
 
 

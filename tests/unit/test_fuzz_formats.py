@@ -309,8 +309,8 @@ def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "pack",
         uc.Scheme(id="uc-rht-ldlq/1", bits=4, group_size=64),
         "cpu",
-        calibrate="none",
-        bits_budget=None,
+        calibration=None,
+        allocation=None,
     )
     return root / "pack"
 
@@ -601,11 +601,14 @@ def test_slsa_inline_manifest_content_is_checked(release_doc: dict[str, Any]) ->
 
 @pytest.fixture(scope="module")
 def oms_docs() -> list[dict[str, Any]]:
-    from uc_attest.claims.oms import Serialization
+    from uc_attest.claims.oms import Serialization, SerializationMethod
 
     res = {"config.json": "a" * 64, "model.safetensors": "b" * 64, "sub/x.bin": "c" * 64}
     shards = {"model.safetensors:0:10": "d" * 64, "model.safetensors:10:12": "e" * 64}
-    return [build_oms("model", res), build_oms("model", shards, Serialization("shards", "sha256", True, (), 10))]
+    return [
+        build_oms("model", res),
+        build_oms("model", shards, Serialization(SerializationMethod.SHARDS, "sha256", True, (), 10)),
+    ]
 
 
 def _check_oms(doc: Any) -> None:

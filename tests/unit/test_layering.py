@@ -16,6 +16,7 @@ PKG = Path(__file__).resolve().parents[2] / "uc_attest"
 ORDER = [
     "errors",  # the one error tree (and exit codes): everything may raise them
     "core",  # utilities: digests, RFC 8785, Merkle, strict safetensors, atomic output, DSSE PAE
+    "anchors",  # trust as values: the OMS signature methods, trust root choices (no I/O)
     "source",  # model directories
     "quant",  # the only tensor math
     "testing",  # synthetic models for tests and benchmarks (not used by the product)

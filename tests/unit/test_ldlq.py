@@ -167,12 +167,12 @@ def test_calibrated_pack_is_deterministic_and_rebuilds(
 ) -> None:
     src, cal = _cal_model(tmp_path)
     scheme = Scheme(id=LDLQ_ID, group_size=group, bits_overrides=(("*v_proj*", 6),) if group == 128 else ())
-    a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=cal, bits_budget=None)
+    a = uc.write_pack(src, tmp_path / "a", scheme, "cpu", calibration=uc.MomentsFile(cal), allocation=None)
     assert sum(1 for t in a.manifest.tensors if t.quant and t.quant.moments) == 7
     torch.set_num_threads(1)
     monkeypatch.setattr(qz, "BLOCK_ELEMS", 1 << 9)  # many row blocks instead of one
     try:
-        b = uc.write_pack(src, tmp_path / "b", scheme, "cpu", calibration=cal, bits_budget=None)
+        b = uc.write_pack(src, tmp_path / "b", scheme, "cpu", calibration=uc.MomentsFile(cal), allocation=None)
     finally:
         torch.set_num_threads(2)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
@@ -192,7 +192,9 @@ def test_calibrated_pack_is_deterministic_and_rebuilds(
 def test_calibrated_pack_golden(tmp_path: Path) -> None:
     """Pins the bytes of a calibrated pack (any change to the feedback spec must change this on purpose)."""
     src, cal = _cal_model(tmp_path)
-    res = uc.write_pack(src, tmp_path / "p", Scheme(bits=5, id=LDLQ_ID), "cpu", calibration=cal, bits_budget=None)
+    # The exclude list of the time it was pinned (the default now quantizes lm_head): the feedback bytes unchanged.
+    scheme = Scheme(bits=5, id=LDLQ_ID, exclude=("*embed*", "*wte*", "*wpe*", "lm_head*", "output.weight", "*norm*"))
+    res = uc.write_pack(src, tmp_path / "p", scheme, "cpu", calibration=uc.MomentsFile(cal), allocation=None)
     shard = hashlib.sha256((tmp_path / "p" / "model.safetensors").read_bytes()).hexdigest()
     assert (shard, str(res.manifest.root)) == (GOLDEN_LDLQ_SHARD, GOLDEN_LDLQ_ROOT)
 
@@ -213,7 +215,9 @@ def test_shared_moments_are_stored_once_and_bound_by_the_manifest(tmp_path: Path
     from uc_attest.pack.layout import META_TENSORS
 
     src, cal = _cal_model(tmp_path)
-    res = uc.write_pack(src, tmp_path / "p", Scheme(bits=5, id=LDLQ_ID), "cpu", calibration=cal, bits_budget=None)
+    res = uc.write_pack(
+        src, tmp_path / "p", Scheme(bits=5, id=LDLQ_ID), "cpu", calibration=uc.MomentsFile(cal), allocation=None
+    )
     with_moments = [t for t in res.manifest.tensors if t.quant and t.quant.moments_digest]
     distinct = {t.quant.moments_digest for t in with_moments if t.quant}
     with safe_open(str(tmp_path / "p" / "model.safetensors"), "np") as f:
@@ -238,8 +242,10 @@ def test_shared_moments_are_stored_once_and_bound_by_the_manifest(tmp_path: Path
 
 def test_feedback_changes_codes_but_not_the_format(tmp_path: Path) -> None:
     src, cal = _cal_model(tmp_path)
-    plain = uc.write_pack(src, tmp_path / "plain", Scheme(id=LDLQ_ID), "cpu", calibrate="none", bits_budget=None)
-    fed = uc.write_pack(src, tmp_path / "fed", Scheme(id=LDLQ_ID), "cpu", calibration=cal, bits_budget=None)
+    plain = uc.write_pack(src, tmp_path / "plain", Scheme(id=LDLQ_ID), "cpu", calibration=None, allocation=None)
+    fed = uc.write_pack(
+        src, tmp_path / "fed", Scheme(id=LDLQ_ID), "cpu", calibration=uc.MomentsFile(cal), allocation=None
+    )
     assert plain.manifest.root != fed.manifest.root
     assert all(t.quant is None or not t.quant.moments for t in plain.manifest.tensors)
 
@@ -270,7 +276,7 @@ def test_bad_calibration_files(tmp_path: Path, case: str, match: str) -> None:
     cal = write_calibration(tmp_path / "cal.safetensors", entries)
     scheme = Scheme(id=RHT_ID if case == "wrong_scheme" else LDLQ_ID)
     with pytest.raises(uc.UcAttestError, match=match):
-        uc.write_pack(src, tmp_path / "p", scheme, "cpu", calibration=cal, bits_budget=None)
+        uc.write_pack(src, tmp_path / "p", scheme, "cpu", calibration=uc.MomentsFile(cal), allocation=None)
     assert not (tmp_path / "p").exists()
 
 
@@ -278,4 +284,11 @@ def test_rows_not_aligned_to_groups(tmp_path: Path) -> None:
     src = write_synth_model(tmp_path / "m", hidden=64, inter=96, layers=1, vocab=32)
     cal = write_calibration(tmp_path / "c.safetensors", {"model.layers.0.mlp.down_proj.weight": moments(96)})
     with pytest.raises(uc.UsageError, match="neither a multiple nor a divisor of the group size 64"):
-        uc.write_pack(src, tmp_path / "p", Scheme(id=LDLQ_ID, group_size=64), "cpu", calibration=cal, bits_budget=None)
+        uc.write_pack(
+            src,
+            tmp_path / "p",
+            Scheme(id=LDLQ_ID, group_size=64),
+            "cpu",
+            calibration=uc.MomentsFile(cal),
+            allocation=None,
+        )

@@ -22,7 +22,7 @@ from uc_attest.oci.modelpack import LayerType, layer_type, param_size
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("modelpack")
     out = root / "pack"
-    uc.write_pack(make_model(root / "src", shards=2), out, uc.DEFAULT_SCHEME, "cpu", calibrate="none", bits_budget=None)
+    uc.write_pack(make_model(root / "src", shards=2), out, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     return out
 
 

@@ -188,7 +188,9 @@ def test_a_model_with_hidden_576_packs_verifies_and_rebuilds(tmp_path: Path) -> 
         x = torch.randn(512, cols, generator=gen)
         moments[f"model.layers.0.{name}.weight"] = (x.T @ x / 512).contiguous()
     save_file(moments, str(cal))
-    res = uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=cal, bits_budget=None)
+    res = uc.write_pack(
+        src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=uc.MomentsFile(cal), allocation=None
+    )
     assert uc.DEFAULT_SCHEME.id == LDLQ2_ID
     with Pack(tmp_path / "pack") as pack:
         q = pack.tensors["model.layers.0.self_attn.q_proj.weight"]

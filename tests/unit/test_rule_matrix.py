@@ -22,7 +22,7 @@ from uc_attest.claims.statement import Statement
 from uc_attest.claims.validation import ValidationClaim
 from uc_attest.core.digest import Digest
 from uc_attest.core.ruleid import RuleId
-from uc_attest.evidence.bundle import Evidence, LogProof, TimeProof
+from uc_attest.evidence.bundle import Evidence, LogProof, TimeKind, TimeProof
 from uc_attest.evidence.identity import SignerIdentity
 from uc_attest.manifest import Manifest, TensorEntry
 from uc_attest.pack.facts import PackFacts
@@ -66,7 +66,7 @@ def _pack(root: Path) -> tuple[PackFacts, Manifest]:
 
 def _evidence(payload: bytes, *, log: bool, tsas: int) -> Evidence:
     proof = LogProof(b"\x01" * 32, 7, "dsse", "0.0.2", b"{}", "note", 8, b"\x00" * 32) if log else None
-    times = tuple(TimeProof("rfc3161", NOW - 3600, f"tsa{i}") for i in range(tsas))
+    times = tuple(TimeProof(TimeKind.RFC3161, NOW - 3600, f"tsa{i}") for i in range(tsas))
     return Evidence(
         Path("b.json"), "application/vnd.in-toto+json", payload, SignerIdentity(("a@b",), ISSUER), times, proof
     )

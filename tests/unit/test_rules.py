@@ -8,10 +8,21 @@ from pathlib import Path
 from rich.console import Console
 
 import uc_attest as uc
-from uc_attest.evidence.bundle import Evidence, LogProof, TimeProof
+from uc_attest.evidence.bundle import Evidence, LogProof, TimeKind, TimeProof
 from uc_attest.evidence.identity import SignerIdentity
 from uc_attest.pack.facts import PackFacts
-from uc_attest.policy.rules import Check, Facts, OnlineLog, all_of, evaluate, max_age, online_log, release_rules, signer
+from uc_attest.policy.rules import (
+    Check,
+    Facts,
+    LogStatus,
+    OnlineLog,
+    all_of,
+    evaluate,
+    max_age,
+    online_log,
+    release_rules,
+    signer,
+)
 
 
 def _facts(tmp_path: Path, **kw: object) -> Facts:
@@ -25,7 +36,7 @@ def _evidence(t: int = 999_000) -> Evidence:
         "application/vnd.in-toto+json",
         b"{}",
         SignerIdentity(("a@b",), "https://i"),
-        (TimeProof("set", t, "01" * 32),),
+        (TimeProof(TimeKind.SET, t, "01" * 32),),
         log,
     )
 
@@ -44,7 +55,7 @@ def test_signer_rule_names_who_was_expected(tmp_path: Path) -> None:
 
 
 def test_online_log_unreachable_is_skipped_or_unreachable_by_policy(tmp_path: Path) -> None:
-    f = _facts(tmp_path, evidence=_evidence(), online=OnlineLog("unreachable", "log unreachable (HTTP 503)"))
+    f = _facts(tmp_path, evidence=_evidence(), online=OnlineLog(LogStatus.UNREACHABLE, "log unreachable (HTTP 503)"))
     (lenient,) = online_log(False)(f)
     (strict,) = online_log(True)(f)
     assert lenient.status == "skipped" and strict.status == "unreachable"
@@ -52,7 +63,9 @@ def test_online_log_unreachable_is_skipped_or_unreachable_by_policy(tmp_path: Pa
     assert v.exit_code == uc.EXIT_OPERATIONAL  # nothing denied, a required service unreachable
     v.checks.append(Check.of("pack.tensors", False))
     assert v.exit_code == uc.EXIT_DENIED
-    (bad,) = online_log(False)(_facts(tmp_path, evidence=_evidence(), online=OnlineLog("misbehaved", "not JSON")))
+    (bad,) = online_log(False)(
+        _facts(tmp_path, evidence=_evidence(), online=OnlineLog(LogStatus.MISBEHAVED, "not JSON"))
+    )
     assert not bad.ok and bad.status == "fail"
 
 
@@ -137,13 +150,14 @@ def test_a_bundle_failing_its_timestamps_fails_the_timestamps_rule(tmp_path: Pat
 
 def test_kept_signature_notes_do_not_fail_the_source_event() -> None:
     from uc_attest.audit.events import AuditEvent
+    from uc_attest.audit.kinds import EventKind
     from uc_attest.evidence.oms import KeptSignatureCheck
 
     kept = KeptSignatureCheck(notes=("s.sig: signed with the key method: not re-verified here",))
     assert kept.ok and kept.lines() == list(kept.notes)
     bad = KeptSignatureCheck(("a: not the signed one",), kept.notes)
     assert not bad.ok and bad.lines() == [*kept.notes, "a: not the signed one"]
-    ev = AuditEvent(0, "source", -1, "", notes=list(kept.notes))
+    ev = AuditEvent(0, EventKind.SOURCE, -1, "", notes=list(kept.notes))
     assert ev.ok and "notes" not in ev.to_dict() and ev.to_dict()["problems"] == []
 
 

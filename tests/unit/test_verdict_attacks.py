@@ -14,7 +14,7 @@ from uc_attest.claims.statement import Statement
 from uc_attest.claims.validation import ValidationClaim
 from uc_attest.core.digest import Digest
 from uc_attest.core.ruleid import RuleId
-from uc_attest.evidence.bundle import Evidence, LogProof, TimeProof
+from uc_attest.evidence.bundle import Evidence, LogProof, TimeKind, TimeProof
 from uc_attest.evidence.identity import SignerIdentity
 from uc_attest.manifest import Manifest, TensorEntry
 from uc_attest.pack.facts import PackFacts
@@ -57,11 +57,11 @@ def _evidence(*, times: tuple[TimeProof, ...] = (), log: bool = True) -> Evidenc
 
 
 def _tsa(name: str, t: int = NOW - DAY) -> TimeProof:
-    return TimeProof("rfc3161", t, name)
+    return TimeProof(TimeKind.RFC3161, t, name)
 
 
 def _set(t: int = NOW - DAY, log: str = "01" * 32) -> TimeProof:
-    return TimeProof("set", t, log)
+    return TimeProof(TimeKind.SET, t, log)
 
 
 def _claim(root: Digest, metrics: dict[str, float], evaluation_set: str = "heldout") -> ValidationClaim:
@@ -945,9 +945,11 @@ def test_a_calibration_record_for_a_pack_whose_manifest_cannot_be_read_is_refuse
 
 
 def _signed_source(tmp_path: Path, method: str, identity: str, issuer: str) -> Facts:
-    from uc_attest.manifest import SourceSignature
+    from uc_attest.manifest import OmsMethod, SourceSignature
 
-    sig = SourceSignature("model.sig", Digest("11" * 32), method, identity, issuer, "model", Digest("22" * 32), None)
+    sig = SourceSignature(
+        "model.sig", Digest("11" * 32), OmsMethod(method), identity, issuer, "model", Digest("22" * 32), None
+    )
     return _claimed(tmp_path, source_signature=sig)
 
 

@@ -9,6 +9,7 @@ from ..errors import InvalidInput, LogMisbehaved
 from ..signing.trust import Trust
 from ..transparency.rekor_v1 import RekorClient, VerifiedCheckpoint
 from .events import AuditEvent, verify_event
+from .kinds import EventKind
 
 
 @dataclass
@@ -33,7 +34,7 @@ class LogReader:
             try:
                 out.append(verify_event(self.client.entry_by_uuid(u, latest), self.client.log.log_id, self.trust))
             except LogMisbehaved as exc:
-                out.append(AuditEvent(0, "other", -1, u, ok=False, problems=[exc.message]))
+                out.append(AuditEvent(0, EventKind.OTHER, -1, u, ok=False, problems=[exc.message]))
         return out
 
     def scan(self, latest: VerifiedCheckpoint, batch: int = 10) -> Iterator[AuditEvent]:
@@ -43,4 +44,4 @@ class LogReader:
                 try:
                     yield verify_event(self.client.verify_entry(a, latest), self.client.log.log_id, self.trust)
                 except LogMisbehaved as exc:
-                    yield AuditEvent(0, "other", -1, "", ok=False, problems=[exc.message])
+                    yield AuditEvent(0, EventKind.OTHER, -1, "", ok=False, problems=[exc.message])

@@ -30,6 +30,7 @@ from ..transparency.monitor import load_state, stored_checkpoint
 from ..transparency.rekor_v1 import RekorClient
 from .collect import LogReader
 from .events import AuditEvent
+from .kinds import EventKind
 from .tilelog import bundle_events, follow_logs, unattributed
 
 
@@ -163,7 +164,7 @@ def _oms_key(target: Path | None) -> list[str]:
 def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None, trust: Trust) -> Check | None:
     """The first link of the chain of custody: the source model's signer, as a release of this root recorded it
     (and, with the pack at hand, its kept signature verified again against the manifest's source files)."""
-    releases = [e for e in events if e.kind == "release" and e.details.get("root") == str(root)]
+    releases = [e for e in events if e.kind is EventKind.RELEASE and e.details.get("root") == str(root)]
     recorded = next((e for e in releases if e.details.get("source_signature")), None)
     if recorded is None:
         return Check(
@@ -172,7 +173,7 @@ def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None
     sig = recorded.details["source_signature"]
     ev = AuditEvent(
         int(sig.get("signed_at") or 0),
-        "source",
+        EventKind.SOURCE,
         -1,
         "",
         str(sig["identity"]),
@@ -329,8 +330,8 @@ def audit(
     events.sort(key=lambda e: (e.time, e.log_index))
     if root is not None:
         mine = [e for e in events if e.details.get("root") == str(root)]
-        releases = [e for e in mine if e.kind == "release"]
-        validations = [e for e in mine if e.kind == "validation"]
+        releases = [e for e in mine if e.kind is EventKind.RELEASE]
+        validations = [e for e in mine if e.kind is EventKind.VALIDATION]
         checks.append(
             Check.of(
                 RuleId.CUSTODY_RELEASE,
@@ -359,7 +360,7 @@ def audit(
         link = _source_link(events, root, facts, trust)
         if link is not None:
             checks.insert(len(checks) - 2, link)
-    other = [e for e in events if e.kind == "unattributed"]
+    other = [e for e in events if e.kind is EventKind.UNATTRIBUTED]
     if other:
         checks.append(
             Check.of(

@@ -21,7 +21,9 @@ from ..core.dsse import PAYLOAD_TYPE_IN_TOTO
 from ..errors import UcAttestError
 from ..evidence.identity import AnyIdentity, signer_of
 from ..signing.trust import Trust
+from ..transparency.kinds import EntryKind
 from ..transparency.rekor_v1 import VerifiedEntry
+from .kinds import EventKind
 
 
 @dataclass
@@ -29,7 +31,7 @@ class AuditEvent:
     """One log entry about the model, verified, with what it says."""
 
     time: int
-    kind: str  # release | validation | other
+    kind: EventKind
     log_index: int
     uuid: str
     signer: str = ""
@@ -45,7 +47,7 @@ class AuditEvent:
         return out
 
 
-def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tuple[str, dict[str, Any]]:
+def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tuple[EventKind, dict[str, Any]]:
     if isinstance(claim, ReleaseClaim):
         out: dict[str, Any] = {
             "root": str(claim.root),
@@ -58,16 +60,20 @@ def claim_details(claim: ReleaseClaim | ValidationClaim | OmsClaim | None) -> tu
             out["source_signature"] = claim.source_signature.to_dict()
         if claim.calibration is not None:
             out["calibration"] = claim.calibration.to_dict()
-        return "release", out
+        return EventKind.RELEASE, out
     if isinstance(claim, OmsClaim):
-        return "oms", {"model": claim.model_name, "oms_root": f"sha256:{claim.root}", "resources": len(claim.resources)}
+        return EventKind.OMS, {
+            "model": claim.model_name,
+            "oms_root": f"sha256:{claim.root}",
+            "resources": len(claim.resources),
+        }
     if isinstance(claim, ValidationClaim):
-        return "validation", {
+        return EventKind.VALIDATION, {
             "root": str(claim.root),
             "evaluation_set": claim.evaluation_set,
             "metrics": claim.metrics,
         }
-    return "other", {}
+    return EventKind.OTHER, {}
 
 
 def _bundle_json(e: VerifiedEntry, log_id: bytes, sig: dict[str, Any]) -> str:
@@ -103,8 +109,8 @@ def verify_event(e: VerifiedEntry, log_id: bytes, trust: Trust) -> AuditEvent:
     from sigstore.models import Bundle, InvalidBundle
     from sigstore.verify import Verifier
 
-    ev = AuditEvent(e.integrated_time, "other", e.index, e.uuid)
-    if e.kind != "dsse":
+    ev = AuditEvent(e.integrated_time, EventKind.OTHER, e.index, e.uuid)
+    if e.kind != EntryKind.DSSE:
         ev.details["kind"] = e.kind
         return ev
     if e.attestation is not None:  # what the entry claims, read whether or not it verifies

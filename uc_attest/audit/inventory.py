@@ -20,6 +20,7 @@ from ..transparency.follow import TileIndex
 from ..transparency.rekor_v1 import RekorClient
 from .collect import LogReader
 from .events import AuditEvent
+from .kinds import EventKind
 from .tilelog import bundle_events, follow_logs, unattributed
 
 #: The files ``--bundles`` directories are searched for.
@@ -67,9 +68,9 @@ def inventory(
         events += _tile_events(trust, index, bundle_dirs)
     validations: dict[str, list[AuditEvent]] = {}
     for e in events:
-        if e.kind == "validation" and e.ok:
+        if e.kind is EventKind.VALIDATION and e.ok:
             validations.setdefault(str(e.details.get("root")), []).append(e)
-    releases = sorted((e for e in events if e.kind == "release" and e.ok), key=lambda e: (e.time, e.log_index))
+    releases = sorted((e for e in events if e.kind is EventKind.RELEASE and e.ok), key=lambda e: (e.time, e.log_index))
     newest: dict[str, AuditEvent] = {}
     for e in releases:
         newest[str(e.details.get("source_digest"))] = e
@@ -97,7 +98,7 @@ def inventory(
             }
         )
     for e in events:
-        if e.kind == "unattributed":
+        if e.kind is EventKind.UNATTRIBUTED:
             rows.append(
                 {
                     "model": "?",

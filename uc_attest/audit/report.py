@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.fsutil import atomic_write_bytes
+from .kinds import EventKind
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:70rem;color:#1b1f23}
@@ -84,7 +85,7 @@ def render_report_html(report: dict[str, Any]) -> str:
     for ev in report["events"]:
         d = ev["details"]
         scheme = d.get("scheme") if isinstance(d.get("scheme"), dict) else {}
-        if ev["kind"] == "release":
+        if ev["kind"] == EventKind.RELEASE:
             what = (
                 f"built by <code>{_e(d.get('builder'))}</code>, scheme <code>{_e(scheme.get('id'))}"
                 f"</code> {_e(scheme.get('bits'))} bits / group {_e(scheme.get('group_size'))}"
@@ -99,18 +100,18 @@ def render_report_html(report: dict[str, Any]) -> str:
             sig = d.get("source_signature")
             if isinstance(sig, dict):
                 what += f", source signed by <code>{_e(sig.get('identity'))}</code> ({_e(sig.get('method'))})"
-        elif ev["kind"] == "source":
+        elif ev["kind"] == EventKind.SOURCE:
             what = (
                 f"OpenSSF Model Signing signature of <code>{_e(d.get('model'))}</code> (model root "
                 f"<code>{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('method'))}), kept in the pack as "
                 f"<code>{_e(d.get('signature'))}</code>: {_e(d.get('kept_signature', 'not checked: no pack given'))}"
             )
-        elif ev["kind"] == "oms":
+        elif ev["kind"] == EventKind.OMS:
             what = (
                 f"OpenSSF Model Signing signature of the pack: model root <code>"
                 f"{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('resources'))} files"
             )
-        elif ev["kind"] == "validation":
+        elif ev["kind"] == EventKind.VALIDATION:
             metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
             shown = ", ".join(f"{_e(k)} = {_e(v)}" for k, v in sorted(metrics.items()))
             what = f"evaluation set <code>{_e(d.get('evaluation_set'))}</code>: {shown}"

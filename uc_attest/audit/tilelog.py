@@ -38,6 +38,7 @@ from ..signing.trust import Trust
 from ..transparency.follow import EntryFacts, FollowResult, TileIndex, Watch, follow
 from ..transparency.tiles import TileCheckpoint, TileClient, TileLogKey, TileTree
 from .events import AuditEvent, claim_details
+from .kinds import EventKind
 
 UNATTRIBUTED_NOTE = "Rekor v2 stores no statement; no bundle given accounts for this entry"
 _certs: dict[str, tuple[str, str]] = {}
@@ -106,7 +107,7 @@ def bundle_events(paths: Iterable[Path], trust: Trust, client: TileClient, cp: T
             continue  # unreadable: verify-bundle says why; the audit covers what it can attribute
         leaf = merkle.leaf_hash(body)
         leaves.add(leaf.hex())
-        ev = AuditEvent(0, "other", index, leaf.hex(), details={"log": "rekor-v2", "bundle": str(path)})
+        ev = AuditEvent(0, EventKind.OTHER, index, leaf.hex(), details={"log": "rekor-v2", "bundle": str(path)})
         try:
             payload = base64.b64decode(doc["dsseEnvelope"]["payload"])
             ev.kind, ev.details = claim_details(parse_claim(Statement.parse(payload)))
@@ -155,7 +156,9 @@ def unattributed(
             "note": UNATTRIBUTED_NOTE,
         }
         out.append(
-            AuditEvent(e.seen_at, "unattributed", e.index, e.leaf, e.facts.identity, e.facts.issuer, details=details)
+            AuditEvent(
+                e.seen_at, EventKind.UNATTRIBUTED, e.index, e.leaf, e.facts.identity, e.facts.issuer, details=details
+            )
         )
     return out
 

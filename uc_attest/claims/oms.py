@@ -19,6 +19,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,16 @@ _HEX = re.compile(r"[0-9a-f]+")
 _SHARD = re.compile(r"^(.*):([0-9]+):([0-9]+)$")
 
 
+class SerializationMethod(StrEnum):
+    """How OMS enumerates a model (``predicate.serialization.method``): one digest per file, or per shard."""
+
+    FILES = "files"
+    SHARDS = "shards"
+
+
 @dataclass(frozen=True)
 class Serialization:
-    method: str  # files | shards
+    method: SerializationMethod
     hash_type: str
     allow_symlinks: bool
     ignore_paths: tuple[str, ...] = ()
@@ -46,7 +54,7 @@ class Serialization:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "method": self.method,
+            "method": self.method.value,
             "hash_type": self.hash_type,
             "allow_symlinks": self.allow_symlinks,
         }
@@ -57,7 +65,7 @@ class Serialization:
         return out
 
 
-FILES_SHA256 = Serialization("files", "sha256", False, PACK_IGNORES)
+FILES_SHA256 = Serialization(SerializationMethod.FILES, "sha256", False, PACK_IGNORES)
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,12 @@ def _serialization(value: Any) -> Serialization:
     unknown = set(value) - {"method", "hash_type", "allow_symlinks", "ignore_paths", "shard_size"}
     _need(not unknown, f, f"unknown field {min(unknown)!r}" if unknown else "")
     method, hash_type, symlinks = value.get("method"), value.get("hash_type"), value.get("allow_symlinks")
-    _need(method in ("files", "shards"), f"{f}.method", f"{method!r} is not files or shards")
+    _need(method in [m.value for m in SerializationMethod], f"{f}.method", f"{method!r} is not files or shards")
+    how = SerializationMethod(method)
     _need(hash_type in ("sha256", "blake2b", "blake3"), f"{f}.hash_type", f"{hash_type!r} is not an OMS algorithm")
     _need(isinstance(symlinks, bool), f"{f}.allow_symlinks", "must be true or false")
     shard = value.get("shard_size")
-    if method == "shards":
+    if how is SerializationMethod.SHARDS:
         _need(
             isinstance(shard, int) and not isinstance(shard, bool) and shard > 0,
             f"{f}.shard_size",
@@ -122,7 +131,7 @@ def _serialization(value: Any) -> Serialization:
         check_name(p, "ignore path")
         if any(c in p for c in "*?["):
             raise InvalidInput(f"ignore path {p!r} has glob characters (OMS 6.2.1)")
-    return Serialization(str(method), str(hash_type), bool(symlinks), tuple(ignores), shard)
+    return Serialization(how, str(hash_type), bool(symlinks), tuple(ignores), shard)
 
 
 def parse_oms(statement: Statement) -> OmsClaim:
@@ -159,7 +168,7 @@ def parse_oms(statement: Statement) -> OmsClaim:
         )
         assert isinstance(name, str) and isinstance(digest, str)
         path = name
-        if ser.method == "shards":
+        if ser.method is SerializationMethod.SHARDS:
             m = _SHARD.fullmatch(name)
             _need(m is not None, f"{f}.name", f"{name!r} is not <path>:<start>:<end>")
             assert m is not None
@@ -184,7 +193,7 @@ def build_oms(
     """The OMS v1.0 statement for ``resources`` (name → hex digest), resources sorted, the root computed."""
     names = sorted(resources)
     for n in names:
-        check_name(n if serialization.method == "files" else _SHARD.sub(r"\1", n), "resource name")
+        check_name(n if serialization.method is SerializationMethod.FILES else _SHARD.sub(r"\1", n), "resource name")
     root = hashlib.sha256(b"".join(bytes.fromhex(resources[n]) for n in names)).hexdigest()
     return {
         "_type": STATEMENT_TYPE,
@@ -207,7 +216,7 @@ def _hash_file(path: Path, ser: Serialization, rel: str, out: dict[str, str]) ->
         raise InvalidInput(f"hash_type {ser.hash_type!r} is not supported here (sha256, blake2b are)")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        if ser.method == "files":
+        if ser.method is SerializationMethod.FILES:
             h = hashlib.new(HASHES[ser.hash_type])
             while chunk := f.read(1 << 22):
                 h.update(chunk)

@@ -23,7 +23,7 @@ from typing import Any
 from ..core.digest import Digest, canonical_json
 from ..core.fsutil import is_safe_relative
 from ..errors import MalformedBundle, MalformedPack
-from ..manifest import CalibrationRecord, Manifest, SourceSignature
+from ..manifest import CalibrationRecord, Manifest, OmsMethod, SourceSignature
 from .statement import STATEMENT_TYPE, Statement, validate
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -112,7 +112,7 @@ def _source_signature(sig: SourceSignature | None) -> list[dict[str, Any]]:
     if sig is None:
         return []
     note: dict[str, Any] = {
-        "method": sig.method,
+        "method": sig.method.value,
         "identity": sig.identity,
         "issuer": sig.issuer,
         "signature": {"name": sig.file, "sha256": sig.sha256.hex},
@@ -132,6 +132,8 @@ def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
         sig = _obj(note.get("signature"), f + ".signature")
         texts = {k: note.get(k) for k in ("method", "identity")} | {"signature.name": sig.get("name")}
         bad = next((k for k, v in texts.items() if not isinstance(v, str)), None)
+        if bad is None and note["method"] not in {m.value for m in OmsMethod}:
+            bad = "method"
         if bad is not None:
             raise MalformedBundle(f"statement field {f}.{bad} is missing or not a string", field=f"{f}.{bad}")
         at = note.get("signedAt")
@@ -146,7 +148,7 @@ def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
         return SourceSignature(
             sig["name"],
             _digest(sig.get("sha256"), f"{f}.signature.sha256"),
-            note["method"],
+            OmsMethod(note["method"]),
             note["identity"],
             str(note.get("issuer", "")),
             str(d.get("name", "")).removeprefix("oms:"),

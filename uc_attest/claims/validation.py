@@ -11,18 +11,26 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ..core.digest import Digest
-from ..errors import InvalidInput, MalformedBundle
+from ..errors import InvalidInput, MalformedBundle, UsageError
 from .slsa import RECONSTRUCTION_NAME, ROOT_ALG
 from .statement import STATEMENT_TYPE, Statement, validate
 
 VALIDATION_PREDICATE = "https://github.com/uc-attest/uc-attest/validation/v1"
 
 
-RUNTIME_KINDS = ("uc-attest", "external")
+class RuntimeKind(StrEnum):
+    """Which runtime computed a model's outputs (a ``str``: it encodes as its value)."""
+
+    UC_ATTEST = "uc-attest"
+    EXTERNAL = "external"
+
+
+RUNTIME_KINDS = tuple(k.value for k in RuntimeKind)
 _TEXT_LIMIT = 256
 
 
@@ -33,26 +41,34 @@ class Runtime:
     (fast, exact, reference) and its ``kernel`` id (bumped whenever the kernel's outputs change; reference: the
     torch version), ``isa`` and ``version`` for the record; ``external``: another runtime, described in text."""
 
-    kind: str
+    kind: str  # a RuntimeKind (its text given is read as the member)
     mode: str = ""
     kernel: str = ""
     isa: str = ""
     version: str = ""
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if self.kind not in RUNTIME_KINDS:
+            raise UsageError(f"a runtime's kind is one of {', '.join(RUNTIME_KINDS)}, not {self.kind!r}")
+        object.__setattr__(self, "kind", RuntimeKind(self.kind))
+
     @property
     def id(self) -> str:
-        if self.kind == "external":
+        if self.kind is RuntimeKind.EXTERNAL:
             return f"external: {self.description}"
         return f"uc-attest {self.version} {self.mode} {self.kernel} {self.isa}".rstrip()
 
     def same_outputs(self, other: Runtime) -> bool:
         """Both uc-attest runtimes computing the same numbers: the same mode and kernel (the kernels' outputs do
         not depend on the ISA or the thread count; the version is the record's, the kernel id names the math)."""
-        return self.kind == other.kind == "uc-attest" and (self.mode, self.kernel) == (other.mode, other.kernel)
+        return self.kind is other.kind is RuntimeKind.UC_ATTEST and (self.mode, self.kernel) == (
+            other.mode,
+            other.kernel,
+        )
 
     def to_json(self) -> dict[str, str]:
-        if self.kind == "external":
+        if self.kind is RuntimeKind.EXTERNAL:
             return {"kind": "external", "description": self.description}
         return {"kind": "uc-attest", "mode": self.mode, "kernel": self.kernel, "isa": self.isa, "version": self.version}
 
@@ -64,7 +80,8 @@ class Runtime:
         kind = obj.get("kind")
         if kind not in RUNTIME_KINDS:
             raise ValueError(f"{where}.kind must be one of {', '.join(RUNTIME_KINDS)}")
-        fields = ("description",) if kind == "external" else ("mode", "kernel", "isa", "version")
+        external = RuntimeKind(kind) is RuntimeKind.EXTERNAL
+        fields = ("description",) if external else ("mode", "kernel", "isa", "version")
         extra = sorted(set(obj) - {"kind", *fields})
         if extra:
             raise ValueError(f"{where}.{extra[0]} is not a field of a {kind} runtime")
@@ -74,11 +91,11 @@ class Runtime:
             if not isinstance(v, str) or len(v) > _TEXT_LIMIT or any(ord(c) < 32 for c in v):
                 raise ValueError(f"{where}.{f} must be one line of text (at most {_TEXT_LIMIT} characters)")
             values[f] = v
-        needed = ("description",) if kind == "external" else ("mode", "kernel")
+        needed = ("description",) if external else ("mode", "kernel")
         missing = [f for f in needed if not values[f]]
         if missing:
             raise ValueError(f"{where}.{missing[0]} is required for a {kind} runtime")
-        return cls(str(kind), **values)
+        return cls(RuntimeKind(kind), **values)
 
 
 @dataclass(frozen=True)

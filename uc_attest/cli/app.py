@@ -18,8 +18,9 @@ from rich.text import Text
 
 import uc_attest as uc
 
-from . import render
+from . import options, render
 from .exits import mapped, usage
+from .options import Group, InstanceOpt, TrustOpt, grouped
 from .render import emit_json, say
 
 app = typer.Typer(
@@ -52,130 +53,50 @@ def _main(
     """Prove that the model in production is the model that was validated."""
 
 
-DEFAULT_BUDGET = 5.30  # bits per quantized weight the CLI's measured allocation may spend
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
-TrustOpt = Annotated[
-    Path | None, typer.Option(help="sigstore ClientTrustConfig or TrustedRoot file, or public-good / staging.")
-]
-InstanceOpt = Annotated[Path | None, typer.Option(help="Embedded instance directory (its trust root).")]
 DEV_WARNING = "signed by a DEV instance: its OIDC issuer can mint any identity"
 
 
 @app.command()
 @mapped
+@grouped
 def pack(
     source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Model directory (config.json + safetensors).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack directory to create.")],
-    bits: Annotated[int, typer.Option(help="Bits per weight code (2-8).")] = uc.PACK_SCHEME.bits,
-    group_size: Annotated[
-        int, typer.Option(help="Weights per scale/zero-point group (multiple of 8; a power of two when rotated).")
-    ] = uc.PACK_SCHEME.group_size,
+    *,
+    scheme: Annotated[uc.Scheme, Group(options.scheme_options)],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: same bytes on every device.")] = "auto",
-    scheme_id: Annotated[
-        str,
-        typer.Option(
-            "--scheme", help="uc-rht-ldlq/2 (the default), uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."
-        ),
-    ] = uc.PACK_SCHEME.id,
-    calibration: Annotated[
-        Path | None,
-        typer.Option(
-            help="Calibration file (second moments per weight, from `uc-attest calibrate`): errors are fed "
-            "forward through them; their committed form is stored in the pack."
-        ),
-    ] = None,
-    calibration_text: Annotated[
-        Path | None,
-        typer.Option(help="Your own calibration text (UTF-8, one sample per line) instead of the default."),
-    ] = None,
-    no_calibration: Annotated[
-        bool,
-        typer.Option("--no-calibration", help="Do not calibrate (the reconstruction error roughly doubles; printed)."),
-    ] = False,
-    calibration_required: Annotated[
-        bool,
-        typer.Option(
-            "--calibration-required",
-            help="Exit 3 when the model cannot be run for calibration (default: warn, pack without).",
-        ),
-    ] = False,
-    bits_budget: Annotated[
-        float,
-        typer.Option(
-            help="Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend "
-            "(the default budget: none spent when the base widths already exceed it; another: exit 2)."
-        ),
-    ] = uc.DEFAULT_BUDGET,
-    no_allocation: Annotated[
-        bool,
-        typer.Option("--no-allocation", help="No measured allocation: the same bits everywhere, or --bits-override."),
-    ] = False,
-    bits_override: Annotated[
-        list[str] | None,
-        typer.Option(help="GLOB=BITS: bits for matching tensors (repeatable; the allocation starts from them)."),
-    ] = None,
-    no_overrides: Annotated[
-        bool, typer.Option("--no-overrides", help="Same bits for every tensor: no --bits-override, no allocation.")
-    ] = False,
-    include: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to quantize (repeatable).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Glob of tensor names to keep as stored.")] = None,
-    source_signature: Annotated[
-        Path | None, typer.Option(help="The source's OpenSSF Model Signing signature: verified first, recorded.")
-    ] = None,
-    source_identity: Annotated[str | None, typer.Option(help="Who must have signed the source (sigstore).")] = None,
-    source_issuer: Annotated[str | None, typer.Option(help="Their OIDC issuer (default with --instance).")] = None,
-    source_key: Annotated[Path | None, typer.Option(help="The source signer's public key (key method).")] = None,
-    source_cert_chain: Annotated[
-        Path | None,
-        typer.Option(help="CA certificates (PEM) the source's signing certificate chains to (certificate method)."),
-    ] = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
+    calibration: Annotated[uc.Calibration | uc.MomentsFile | None, Group(options.calibration_options)],
+    allocation: Annotated[uc.Allocation | None, Group(options.allocation_options)],
+    source_signature: Annotated[uc.OmsSignature | None, Group(options.source_signature_options)],
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Quantize a model into a deterministic pack with a per-tensor manifest (with --source-signature, only
     a source whose OpenSSF Model Signing signature verifies and covers every file read)."""
-    if no_calibration and (calibration or calibration_text or calibration_required):
-        raise uc.UsageError("--no-calibration excludes --calibration, --calibration-text and --calibration-required")
-    allocate = not no_allocation and not no_overrides
-    scheme = uc.scheme_from_options(
-        bits=bits,
-        group_size=group_size,
-        scheme_id=scheme_id,
-        bits_overrides=bits_override,
-        no_overrides=no_overrides,
-        include=include,
-        exclude=exclude,
-    )
     request = uc.PackRequest(
         source,
         output,
         scheme,
         device,
-        force=force,
-        calibrate="none" if no_calibration else "required" if calibration_required else "auto",
         calibration=calibration,
-        calibration_text=calibration_text,
-        bits_budget=bits_budget if allocate else None,
-        budget_strict=bits_budget != uc.DEFAULT_BUDGET,
+        allocation=allocation,
         source_signature=source_signature,
-        source_identity=source_identity,
-        source_issuer=source_issuer,
-        source_key=source_key,
-        source_cert_chain=source_cert_chain,
-        trust_config=trust_config,
-        instance=instance,
+        force=force,
     )
-    if no_calibration and scheme.row_signs and os.environ.get("RANK", "0") in ("", "0"):  # torchrun: rank 0 says it
+    rank0 = os.environ.get("RANK", "0") in ("", "0")  # torchrun: rank 0 says it
+    if calibration is None and scheme.row_signs and rank0:
         render.warn(f"packing without calibration. {uc.NO_CALIBRATION_COST}")
     t0 = time.perf_counter()
     with render.progress("packing") as bar:
         res = uc.run_pack(request, progress=bar, warn=render.warn)
-    seconds = time.perf_counter() - t0
-    if res.rank != 0:  # one rank of a distributed pack (torchrun): rank 0 reports for the job
-        return
+    if res.rank == 0:  # one rank of a distributed pack (torchrun): rank 0 reports for the job
+        _show_pack(res, bar, time.perf_counter() - t0, as_json)
+
+
+def _show_pack(res: uc.PackResult, bar: render.Bar, seconds: float, as_json: bool) -> None:
+    """What a pack wrote: JSON on stdout, or lines for a human."""
     m = res.manifest
     quantized = sum(1 for t in m.tensors if t.quant)
     calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)

@@ -23,6 +23,7 @@ import http.cookiejar
 import ssl
 import urllib.parse
 from collections.abc import Iterator
+from http import HTTPMethod
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from .netio import Deadline, read_piece
@@ -163,9 +164,10 @@ def redirect(method: str, url: str, code: int, location: str | None, authorizati
         raise Refused(f"HTTP {code} redirect to {_clip(target)} refused: not a valid URL")
     if scheme == "http" and urllib.parse.urlsplit(url).scheme.lower() == "https":
         raise Refused(f"HTTP {code} redirect to {_clip(target)} refused: https is not followed to http")
-    if method not in ("GET", "HEAD") and not (method == "POST" and code in (301, 302, 303)):
+    if method not in (HTTPMethod.GET, HTTPMethod.HEAD) and not (method == HTTPMethod.POST and code in (301, 302, 303)):
         return None  # the caller sees the 3xx
-    return Hop("HEAD" if method == "HEAD" else "GET", target, authorization if origin(target) == origin(url) else None)
+    again = HTTPMethod.HEAD if method == HTTPMethod.HEAD else HTTPMethod.GET
+    return Hop(again, target, authorization if origin(target) == origin(url) else None)
 
 
 def send(

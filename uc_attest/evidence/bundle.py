@@ -13,8 +13,9 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cryptography import x509
 
@@ -27,11 +28,18 @@ from .identity import SignerIdentity, SignerLike, describe
 from .timestamps import TimestampInvalid
 
 
+class TimeKind(StrEnum):
+    """What proves a time: a log's signed entry timestamp or an RFC 3161 timestamp."""
+
+    SET = "set"
+    RFC3161 = "rfc3161"
+
+
 @dataclass(frozen=True)
 class TimeProof:
     """A verified point in time at which the signature existed: a log's SET or an RFC 3161 timestamp."""
 
-    kind: Literal["set", "rfc3161"]
+    kind: TimeKind
     time: int  # Unix seconds
     source: str  # the log id (hex) or the TSA
 
@@ -68,6 +76,16 @@ class Evidence:
     def signed_at(self) -> int | None:
         """The earliest verified time (the signature existed then); None if no time is verified."""
         return min((t.time for t in self.times), default=None)
+
+    @property
+    def has_set(self) -> bool:
+        """A log's signed entry timestamp is among the verified times."""
+        return any(t.kind is TimeKind.SET for t in self.times)
+
+    @property
+    def tsa_sources(self) -> list[str]:
+        """The distinct timestamp authorities whose RFC 3161 timestamps verified (a log's SET is not one)."""
+        return sorted({t.source for t in self.times if t.kind is TimeKind.RFC3161})
 
 
 #: The most a bundle file may hold (real bundles are a few KB; an inline manifest of a huge model a few MB).
@@ -132,8 +150,8 @@ def verify_dsse_bundle(
     if out.payload_type != payload_type:
         raise SignatureInvalid(where, "unexpected DSSE payload type", payload_type, out.payload_type)
     assert out.signer is not None
-    times = tuple(TimeProof("set", t, log) for t, log in out.set_times)
-    times += tuple(TimeProof("rfc3161", int(t.timestamp()), name) for t, name in out.tsa_times)
+    times = tuple(TimeProof(TimeKind.SET, t, log) for t, log in out.set_times)
+    times += tuple(TimeProof(TimeKind.RFC3161, int(t.timestamp()), name) for t, name in out.tsa_times)
     log = None
     if out.entries:
         e = out.entries[0]

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import InvalidInput, SignatureInvalid
 from ..signing.trust import Trust
+from ..transparency.kinds import EntryKind
 from .chain import verify_chain
 from .identity import AnyIdentity, SignerLike, sigstore_policy
 from .timestamps import TimestampInvalid, authorities, verify_timestamps
@@ -78,7 +79,7 @@ def sigstore_python_gap(
         return "no transparency-log entry (a TSA-only bundle; sigstore-python requires one)"
     for e in entries:
         kind = (e.get("kindVersion") or {}).get("kind")
-        if kind == "intoto":
+        if kind == EntryKind.INTOTO:
             return "a Rekor intoto entry (sigstore-python supports dsse and hashedrekord only)"
         proof = e.get("inclusionProof")
         if not proof or "checkpoint" not in proof:

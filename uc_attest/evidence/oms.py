@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..claims.oms import OMS_PREDICATE, OmsClaim, diff, parse_oms, scan
+from ..claims.oms import OMS_PREDICATE, OmsClaim, SerializationMethod, diff, parse_oms, scan
 from ..claims.statement import Statement
 from ..core.digest import Digest
 from ..core.fsutil import inside
 from ..errors import Finding, InvalidInput, SignatureInvalid, VerificationFailed
-from ..manifest import SourceSignature
+from ..manifest import OmsMethod, SourceSignature
 from ..signing.trust import Trust
 from .bundle import read_bundle
 from .check import check_bundle
@@ -33,7 +33,7 @@ class OmsVerified:
     """A verified OMS signature and what the directory looks like against it."""
 
     claim: OmsClaim
-    method: str  # sigstore | key | certificate
+    method: OmsMethod
     signer: str  # "<identity> via <issuer>", or the key's fingerprint
     identity: str
     issuer: str
@@ -194,11 +194,11 @@ def verify_oms(
         from cryptography.hazmat.primitives import serialization
 
         spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        ident, issuer, method = f"sha256:{hashlib.sha256(spki).hexdigest()}", "", "key"
+        ident, issuer, method = f"sha256:{hashlib.sha256(spki).hexdigest()}", "", OmsMethod.KEY
         who = f"the key {ident}"
     else:
         assert out.signer is not None
-        ident, issuer, method, who = out.signer.primary, out.signer.issuer, "sigstore", str(out.signer)
+        ident, issuer, method, who = out.signer.primary, out.signer.issuer, OmsMethod.SIGSTORE, str(out.signer)
     times = [t for t, _ in out.set_times] + [int(t.timestamp()) for t, _ in out.tsa_times]
     return OmsVerified(
         claim,
@@ -242,7 +242,7 @@ def _verify_private_pki(
     actual = scan(Path(model_dir), claim.serialization, exclude=(signature,))
     return OmsVerified(
         claim,
-        "certificate",
+        OmsMethod.CERTIFICATE,
         f"{ident} (issued by {issuer})",
         ident,
         issuer,
@@ -263,7 +263,7 @@ def source_gate(
     Every file the pack reads (``read``) must be covered by the signature; after reading, their sha256
     digests must still be the signed ones (a file changed between verification and packing is caught)."""
     claim = verified.claim
-    if claim.serialization.method == "files":
+    if claim.serialization.method is SerializationMethod.FILES:
         covered = set(claim.resources)
     else:
         covered = {name.rsplit(":", 2)[0] for name in claim.resources}
@@ -286,7 +286,7 @@ def source_gate(
     )
 
     def check(read_digests: dict[str, Digest]) -> list[Finding]:
-        if claim.serialization.method == "files" and claim.serialization.hash_type == "sha256":
+        if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type == "sha256":
             return [
                 Finding(rel, "changed since its signature was verified", claim.resources[rel], d.hex)
                 for rel, d in sorted(read_digests.items())
@@ -337,8 +337,8 @@ def verify_kept_source_signature(
         return KeptSignatureCheck((exc.message,))
     if hashlib.sha256(raw).hexdigest() != record.sha256.hex:
         return KeptSignatureCheck((f"{record.file}: not the recorded signature file (sha256 differs)",))
-    if record.method != "sigstore" or trust is None:
-        anchor = "CA certificates" if record.method == "certificate" else "key"
+    if record.method is not OmsMethod.SIGSTORE or trust is None:
+        anchor = "CA certificates" if record.method is OmsMethod.CERTIFICATE else "key"
         note = (
             f"{record.file}: signed with the {record.method} method: its signature is not re-verified "
             f"here (no {anchor}; it was verified when the pack was made)"
@@ -369,7 +369,7 @@ def verify_kept_source_signature(
     problems: list[str] = []
     if claim.root != record.root.hex:
         problems.append(f"{record.file}: signs model root sha256:{claim.root}, the provenance records {record.root}")
-    if claim.serialization.method == "files" and claim.serialization.hash_type == "sha256":
+    if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type == "sha256":
         for rel, d in sorted(source_files.items()):
             if claim.resources.get(rel) != d.hex:
                 problems.append(f"{rel}: the source file the pack was made from is not the signed one")

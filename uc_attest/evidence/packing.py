@@ -1,74 +1,48 @@
 """The pack pipeline (``pack/api.py``) with the source's OpenSSF Model Signing signature verified first.
 
 The pack layer sits above the verifiers in the pipeline, so the check of a vendor's signature is handed to it
-from here, as the gate ``run_pack`` calls before any tensor is read; ``write_pack`` is the same with keyword
-options (the ``PackRequest`` fields and defaults)."""
+from here, as the gate ``run_pack`` calls before any tensor is read; ``write_pack`` is the same with the
+request's options as keywords (the ``PackRequest`` fields and defaults)."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Unpack, assert_never
 
+from ..anchors import CaChain, OmsSignature, PublicKey, SigstoreIdentity, TrustFile, TrustInstance
 from ..claims.validation import Runtime
 from ..errors import UsageError, VerificationFailed
-from ..pack.api import DEFAULT_BUDGET, PACK_SCHEME, CalibrateMode, PackProgress, PackRequest
+from ..pack.api import PACK_SCHEME, PackOptions, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
-from ..pack.writer import PackResult
+from ..pack.writer import KeptSignature, PackResult
 from ..quant.scheme import Scheme
 from ..signing.attest import ValidateResult
 from ..signing.trust import Trust
 
+if TYPE_CHECKING:
+    from .oms import OmsVerified
+
 
 def write_pack(
-    source_dir: Path,
-    out_dir: Path,
+    source_dir: Path | str,
+    out_dir: Path | str,
     scheme: Scheme = PACK_SCHEME,
     device: str = "auto",
     *,
-    force: bool = False,
     progress: PackProgress | None = None,
-    calibrate: CalibrateMode = "auto",
-    calibration: Path | None = None,
-    calibration_text: Path | None = None,
-    bits_budget: float | None = DEFAULT_BUDGET,
-    budget_strict: bool = False,
-    source_signature: Path | None = None,
-    source_identity: str | None = None,
-    source_issuer: str | None = None,
-    source_key: Path | None = None,
-    source_cert_chain: Path | None = None,
-    trust_config: Path | None = None,
-    instance: Path | None = None,
     warn: Callable[[str], None] | None = None,
+    **options: Unpack[PackOptions],
 ) -> PackResult:
-    """Quantize a model directory into a new pack, all or nothing: :func:`run_pack` of the
-    :class:`PackRequest` these arguments make (its fields, with the same defaults, say what each means).
+    """Quantize a model directory into a new pack, all or nothing: :func:`run_pack` of
+    ``PackRequest(source_dir, out_dir, scheme, device, **options)`` (its fields say what each option means).
 
     Without options it does what ``uc-attest pack SRC -o OUT`` does, byte for byte: calibrate when the model
     can be run (else ``warn``, by default a ``UserWarning``), and spend at most ``DEFAULT_BUDGET`` bits per
-    quantized weight by measurement on ``PACK_SCHEME``. ``calibrate="none", bits_budget=None`` (or
+    quantized weight by measurement on ``PACK_SCHEME``. ``calibration=None, allocation=None`` (or
     ``run_pack(PackRequest.uncalibrated(...))``) packs ``scheme`` as it is, without measuring anything."""
-    request = PackRequest(
-        Path(source_dir),
-        Path(out_dir),
-        scheme,
-        device,
-        calibrate=calibrate,
-        calibration=calibration,
-        calibration_text=calibration_text,
-        bits_budget=bits_budget,
-        budget_strict=budget_strict,
-        source_signature=source_signature,
-        source_identity=source_identity,
-        source_issuer=source_issuer,
-        source_key=source_key,
-        source_cert_chain=source_cert_chain,
-        trust_config=trust_config,
-        instance=instance,
-        force=force,
-    )
+    request = PackRequest(Path(source_dir), Path(out_dir), scheme, device, **options)
     return run_pack(request, progress=progress, warn=warn)
 
 
@@ -84,31 +58,52 @@ def _user_warning(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def source_gate(request: PackRequest, read: list[str]) -> Any:
-    """Verify the request's source OMS signature: what the pack records and checks. The combinations of
-    anchor fields were checked when the request was made."""
-    from ..signing.trust import select_trust
-    from .identity import SignerSpec
+def source_gate(request: PackRequest, read: list[str]) -> KeptSignature:
+    """Verify the request's source OMS signature: what the pack keeps, records and checks again as it reads."""
     from .oms import source_gate as _gate
-    from .oms import verify_oms
 
-    r = request
-    assert r.source_signature is not None
-    identity, issuer = r.source_identity, r.source_issuer
-    if r.source_cert_chain is not None:
-        signers = [SignerSpec(issuer, identity)] if identity and issuer else None
-        verified = verify_oms(r.source, r.source_signature, signers=signers, cert_chain=r.source_cert_chain)
-    elif r.source_key is not None:
-        verified = verify_oms(r.source, r.source_signature, key=r.source_key)
-    else:
-        trust = select_trust(r.trust_config, r.instance)
-        iss = issuer or trust.default_issuer()
-        if not identity or not iss:
-            raise UsageError("--source-signature needs --source-identity and --source-issuer (or --source-key)")
-        verified = verify_oms(r.source, r.source_signature, trust=trust, signers=[SignerSpec(iss, identity)])
+    signature = request.source_signature
+    assert signature is not None
+    verified = verify_source(request.source, signature)
     if verified.findings:
         raise VerificationFailed(verified.findings)
-    return _gate(verified, r.source, r.source_signature, read)
+    record, check = _gate(verified, request.source, signature.file, read)
+    return KeptSignature(record, signature.file, check)
+
+
+def verify_source(model_dir: Path, signature: OmsSignature) -> OmsVerified:
+    """``signature`` verified by its method, and ``model_dir`` checked against it (findings, not raised)."""
+    from .identity import SignerSpec
+    from .oms import verify_oms
+
+    method = signature.method
+    if isinstance(method, CaChain):
+        who = method.signer
+        signers = None if who is None else [SignerSpec(who.issuer, who.identity)]
+        return verify_oms(model_dir, signature.file, signers=signers, cert_chain=method.path)
+    if isinstance(method, PublicKey):
+        return verify_oms(model_dir, signature.file, key=method.path)
+    if isinstance(method, SigstoreIdentity):
+        trust = _selected(method)
+        issuer = method.issuer or trust.default_issuer()
+        if not method.identity or not issuer:
+            raise UsageError(
+                "the source signature's sigstore signer needs an identity and an issuer (--source-identity, "
+                "--source-issuer; only an instance's trust root has a default issuer)"
+            )
+        return verify_oms(model_dir, signature.file, trust=trust, signers=[SignerSpec(issuer, method.identity)])
+    assert_never(method)
+
+
+def _selected(method: SigstoreIdentity) -> Trust:
+    """The trust root a sigstore signer is verified under, selected (and its files checked) now."""
+    from ..signing.trust import select_trust
+
+    if isinstance(method.trust, TrustInstance):
+        return select_trust(None, method.trust.directory)
+    if isinstance(method.trust, TrustFile):
+        return select_trust(method.trust.path, None)
+    assert_never(method.trust)
 
 
 def release_signers(bundle: Path) -> tuple[str, ...]:

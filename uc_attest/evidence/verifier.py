@@ -57,6 +57,7 @@ from ..transparency.checkpoint import (
     open_note,
     parse_note,
 )
+from ..transparency.kinds import EntryKind
 from .chain import issuer_of, verify_chain, verify_sct
 from .identity import SignerIdentity, SignerLike, cert_issuer, signer_of
 from .timestamps import verify_timestamps
@@ -67,7 +68,12 @@ MEDIA_TYPES = {
     "application/vnd.dev.sigstore.bundle+json;version=0.3": "0.3",
     "application/vnd.dev.sigstore.bundle.v0.3+json": "0.3",
 }
-KINDS = {("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1"), ("intoto", "0.0.2")}
+KINDS = {
+    (EntryKind.HASHEDREKORD, "0.0.1"),
+    (EntryKind.HASHEDREKORD, "0.0.2"),
+    (EntryKind.DSSE, "0.0.1"),
+    (EntryKind.INTOTO, "0.0.2"),
+}
 DIGEST_NAMES = {
     "SHA2_256": "sha256",
     "SHA2_384": "sha384",
@@ -566,7 +572,7 @@ def _body_matches(
     spec = body.get("spec")
     if not isinstance(spec, dict):
         return "the body has no spec"
-    if (kind, version) == ("hashedrekord", "0.0.1"):
+    if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.1"):
         sig = spec.get("signature", {})
         if base64.b64decode(sig.get("content", "")) != c.signature:
             return "the logged signature is not the bundle's"
@@ -578,7 +584,7 @@ def _body_matches(
         if (h.get("algorithm"), h.get("value")) != (c.digest[0], c.digest[1].hex()):
             return "the logged digest is not the bundle's message digest"
         return None
-    if (kind, version) == ("hashedrekord", "0.0.2"):
+    if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.2"):
         h = spec.get("hashedRekordV002", {})
         data, sig = h.get("data", {}), h.get("signature", {})
         if base64.b64decode(sig.get("content", "")) != c.signature:
@@ -613,7 +619,7 @@ def _body_matches(
     if not c.is_dsse:
         return f"a {kind} entry logs a DSSE envelope, the bundle has a message signature"
     assert c.payload is not None
-    if (kind, version) == ("dsse", "0.0.1"):
+    if (kind, version) == (EntryKind.DSSE, "0.0.1"):
         ph = spec.get("payloadHash", {})
         if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
             return "the logged payload hash is not the bundle payload's"
@@ -623,7 +629,7 @@ def _body_matches(
             ):
                 return None
         return "no logged signature is the bundle's, by its signer"
-    if (kind, version) == ("intoto", "0.0.2"):
+    if (kind, version) == (EntryKind.INTOTO, "0.0.2"):
         content = spec.get("content", {})
         ph = content.get("payloadHash", {})
         if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
@@ -741,7 +747,7 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
     elif set_time is None:
         raise fail("a v0.1 entry needs a SET when it has no inclusion proof")
     details = None
-    if (kind, version) == ("hashedrekord", "0.0.2"):
+    if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.2"):
         named = body["spec"]["hashedRekordV002"]["signature"]["verifier"].get("keyDetails")
         details = str(named) if named else None
     return VerifiedEntry(log_id, index, kind, version, raw_body, set_time, checkpoint, size, root, details)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.digest import canonical_json
 from ..core.dsse import PAYLOAD_TYPE_IN_TOTO, pae
+from ..transparency.kinds import EntryKind
 from .ca import CSRError, verify_with_cert
 
 
@@ -65,9 +66,9 @@ def canonicalize(proposed: Any) -> CanonicalEntry:
     kind, version, spec = proposed.get("kind"), proposed.get("apiVersion"), proposed.get("spec")
     if version != "0.0.1" or not isinstance(spec, dict):
         raise EntryError(f"unsupported entry {kind}/{version}: only dsse and hashedrekord 0.0.1")
-    if kind == "dsse":
+    if kind == EntryKind.DSSE:
         return _dsse(spec)
-    if kind == "hashedrekord":
+    if kind == EntryKind.HASHEDREKORD:
         return _hashedrekord(spec)
     raise EntryError(f"unsupported entry kind {kind!r}: only dsse and hashedrekord 0.0.1")
 

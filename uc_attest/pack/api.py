@@ -1,10 +1,12 @@
 """The pack pipeline behind one typed request, with one set of defaults for every door (DESIGN.md §9).
 
-``PackRequest`` says what to pack and how; its defaults are the product's: calibrate when the model can
-be run, and spend at most :data:`DEFAULT_BUDGET` bits per quantized weight where the measured damage is
-largest, on :data:`PACK_SCHEME`. ``uc_attest.write_pack(src, out)`` and ``uc-attest pack SRC -o OUT``
-build the same request and so write the same bytes. ``PackRequest.uncalibrated`` asks for the plain
-pack (no calibration, no allocation, the given scheme as it is).
+``PackRequest`` says what to pack and how, as grouped values: a :class:`Calibration` (or a
+:class:`MomentsFile`, or None), an :class:`Allocation` (or None) and the source's :class:`OmsSignature`.
+Its defaults are the product's: calibrate when the model can be run, and spend at most
+:data:`DEFAULT_BUDGET` bits per quantized weight where the measured damage is largest, on
+:data:`PACK_SCHEME`. ``uc_attest.write_pack(src, out)`` and ``uc-attest pack SRC -o OUT`` build the same
+request and so write the same bytes. ``PackRequest.uncalibrated`` asks for the plain pack (no calibration,
+no allocation, the given scheme as it is).
 
 :func:`run_pack` checks everything that can fail fast before any work (the output, the calibration text,
 the source's headers and index, the source signature), then measures the calibration moments, allocates
@@ -18,18 +20,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
+from ..anchors import OmsSignature
 from ..errors import InvalidInput, UsageError
 from ..quant.scheme import DEFAULT_SCHEME, Scheme
 
 if TYPE_CHECKING:  # the manifest and the writer are imported when a pack is written (the CLI starts without them)
-    from ..calibration.file import Calibration
-    from ..core.digest import Digest
-    from ..errors import Finding
-    from ..manifest import CalibrationRecord, SourceSignature
-    from .writer import PackResult
+    from ..calibration.file import Calibration as CalibrationFile
+    from ..manifest import CalibrationRecord
+    from ..quant.allocate import CandidateStore
+    from .writer import KeptSignature, PackResult
 
 #: Bits per quantized weight (codes, scales, zero-points) the measured allocation may spend by default.
 DEFAULT_BUDGET = 5.30
@@ -42,9 +45,59 @@ NO_CALIBRATION_COST = (
     "1 - mean cosine 0.0082 vs 0.0034 on held-out text, 0.0072 vs 0.0022 on the development set)"
 )
 
-CalibrateMode = Literal["auto", "required", "none"]
-#: The source files' digests as the pack read them -> findings (a changed or uncovered file).
-SourceCheck = Callable[[dict[str, "Digest"]], list["Finding"]]
+
+class Unset(Enum):
+    """An option that was not given (so "not given" is never a comparison with the default's value)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+class CalibrationMode(Enum):
+    """What a pack does when the model cannot be run to measure calibration moments."""
+
+    AUTO = "auto"  # warn and pack without them
+    REQUIRED = "required"  # refuse (exit 3)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration moments measured now, as :mod:`uc_attest.calibration.default` says (self-sampled for causal
+    LMs, Python's docstrings for encoders), or over ``text`` (UTF-8, one sample per line): a text that cannot
+    be used is refused whatever the ``mode``."""
+
+    mode: CalibrationMode = CalibrationMode.AUTO
+    text: Path | None = None
+
+    def __post_init__(self) -> None:
+        try:  # a mode given as its string is the enum member (compared with `is`)
+            object.__setattr__(self, "mode", CalibrationMode(self.mode))
+        except ValueError:
+            raise UsageError(f"calibration mode must be auto or required, not {self.mode!r}") from None
+
+
+@dataclass(frozen=True)
+class MomentsFile:
+    """Calibration moments from a file (``uc-attest calibrate``) instead of measured; its digest is recorded."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The measured bit allocation: at most ``budget`` bits per quantized weight (UNSET: :data:`DEFAULT_BUDGET`)
+    where the measured damage is largest. ``strict``: a budget the base widths already exceed is refused
+    (exit 2) instead of meaning no allocation."""
+
+    budget: float | Unset = UNSET
+    strict: bool = False
+
+    @property
+    def bits(self) -> float:
+        """The budget in bits per quantized weight."""
+        return DEFAULT_BUDGET if isinstance(self.budget, Unset) else self.budget
 
 
 def scheme_from_options(
@@ -79,70 +132,41 @@ def scheme_from_options(
 
 @dataclass(frozen=True)
 class PackRequest:
-    """What to pack and how. The constructor refuses combinations that cannot be meant (UsageError).
+    """What to pack and how; each option is one value, so a combination that cannot be meant cannot be written.
 
-    ``calibrate``: ``auto`` measures moments as :mod:`uc_attest.calibration.default` says (self-sampled for
-    causal LMs, Python's docstrings or ``calibration_text`` for encoders) and packs without them after a
-    warning when the model cannot be run; ``required`` refuses then (exit 3); ``none`` does not calibrate.
-    ``calibration``: a moments file to use instead of measuring. ``bits_budget``: bits per quantized weight
-    the measured allocation may spend (None: no allocation); ``budget_strict=False``: a budget the base widths
-    already exceed means no allocation (the default budget), not an error. ``source_signature``: the source's
-    OpenSSF Model Signing signature, verified first — sigstore method with ``source_identity``/
-    ``source_issuer`` under ``trust_config``/``instance``, key method with ``source_key``, or certificate
-    method with ``source_cert_chain`` (with both or neither of identity and issuer: the CA's DN)."""
+    ``calibration``: :class:`Calibration` measures moments, :class:`MomentsFile` uses a file's, None does not
+    calibrate (nor does a scheme without error feedback). ``allocation``: the measured bit allocation (None:
+    the scheme's widths as they are). ``source_signature``: the source's OpenSSF Model Signing signature,
+    verified before any work and kept in the pack. ``force``: replace an existing output."""
 
     source: Path
     out: Path
     scheme: Scheme = PACK_SCHEME
     device: str = "auto"
-    calibrate: CalibrateMode = "auto"
-    calibration: Path | None = None
-    calibration_text: Path | None = None
-    bits_budget: float | None = DEFAULT_BUDGET
-    budget_strict: bool = False
-    source_signature: Path | None = None
-    source_identity: str | None = None
-    source_issuer: str | None = None
-    source_key: Path | None = None
-    source_cert_chain: Path | None = None
-    trust_config: Path | None = None
-    instance: Path | None = None
+    calibration: Calibration | MomentsFile | None = Calibration()
+    allocation: Allocation | None = Allocation()
+    source_signature: OmsSignature | None = None
     force: bool = False
 
     def __post_init__(self) -> None:
         for name in ("source", "out"):  # a str from a caller is a path
             object.__setattr__(self, name, Path(getattr(self, name)))
-        if self.calibrate not in ("auto", "required", "none"):
-            raise UsageError(f"calibrate must be auto, required or none, not {self.calibrate!r}")
-        if self.calibration is not None and self.calibration_text is not None:
-            raise UsageError("--calibration (a moments file) and --calibration-text are exclusive")
-        if self.calibrate == "none" and (self.calibration is not None or self.calibration_text is not None):
-            raise UsageError("--no-calibration excludes --calibration and --calibration-text")
-        if self.source_signature is None:
-            if self.source_identity or self.source_issuer or self.source_key or self.source_cert_chain:
-                raise UsageError(
-                    "--source-identity/--source-issuer/--source-key/--source-cert-chain need --source-signature"
-                )
-        elif self.source_cert_chain is not None:
-            if (
-                self.source_key is not None
-                or self.trust_config
-                or self.instance
-                or (bool(self.source_identity) != bool(self.source_issuer))
-            ):
-                raise UsageError(
-                    "--source-cert-chain: with both or neither of --source-identity/--source-issuer "
-                    "(the issuing CA's DN), no --source-key/--trust-config/--instance"
-                )
-        elif self.source_key is not None and (self.source_identity or self.source_issuer):
-            raise UsageError("--source-key is exclusive with --source-identity/--source-issuer")
 
     @classmethod
     def uncalibrated(
         cls, source: Path, out: Path, scheme: Scheme = DEFAULT_SCHEME, device: str = "auto"
     ) -> PackRequest:
         """The plain pack: no calibration, no allocation, ``scheme`` as it is (fast; what tests pin)."""
-        return cls(source, out, scheme, device, calibrate="none", bits_budget=None)
+        return cls(source, out, scheme, device, calibration=None, allocation=None)
+
+
+class PackOptions(TypedDict, total=False):
+    """The keyword options of ``uc_attest.write_pack``: :class:`PackRequest`'s fields after the device."""
+
+    calibration: Calibration | MomentsFile | None
+    allocation: Allocation | None
+    source_signature: OmsSignature | None
+    force: bool
 
 
 class PackProgress(Protocol):
@@ -155,9 +179,9 @@ class PackProgress(Protocol):
         """``done`` of ``total`` units of the current stage (batches, weights); ``what`` was just done."""
 
 
-#: Verifies the request's source signature against the files the pack reads: what the pack records, and the
-#: check of the source files as they are read (evidence.oms.source_gate). Supplied by the facade.
-SourceGate = Callable[[PackRequest, list[str]], tuple["SourceSignature", SourceCheck]]
+#: Verifies the request's source signature against the files the pack reads: what the pack keeps and records,
+#: with the check of the source files as they are read (evidence.packing.source_gate). Supplied by the facade.
+SourceGate = Callable[[PackRequest, list[str]], "KeptSignature"]
 
 
 class _Quiet:
@@ -189,56 +213,59 @@ def run_pack(
         return run_distributed(r, world, show, warn, source_gate)
     show.stage("checking")
     skip, read, weights = check_request(r)
-    gate = None
+    kept = None
     if r.source_signature is not None:
         if source_gate is None:
             raise UsageError("verifying --source-signature needs uc_attest.write_pack or uc_attest.run_pack")
-        gate = source_gate(r, read)
+        kept = source_gate(r, read)
     with tempfile.TemporaryDirectory(prefix="uc-calibration-") as tmp:
         cal_file, record = _moments_for(r, show, warn, Path(tmp))
         cal = _open_calibration(cal_file, r)
         prepared = None
         try:
             scheme = r.scheme
-            if r.bits_budget is not None:
+            if r.allocation is not None:
                 show.stage("allocation")
-                from ..quant.allocate import CandidateStore, allocate
-                from .writer import resolve_device
+                from ..quant.allocate import CandidateStore
 
                 prepared = CandidateStore(scratch=r.out.absolute().parent)
-                scheme = allocate(
-                    r.source,
-                    scheme,
-                    r.bits_budget,
-                    cal,
-                    resolve_device(r.device),
-                    strict=r.budget_strict,
-                    progress=_tensors(show, weights),
-                    store=prepared,
-                ).scheme
+                scheme = _allocated(r, r.allocation, cal, prepared, _tensors(show, weights))
             show.stage("quantization")
-            from .writer import write_pack
+            from .writer import WriteOptions, write_pack
 
-            return write_pack(
-                r.source,
-                r.out,
-                scheme,
-                r.device,
+            options = WriteOptions(
                 force=r.force,
                 progress=_tensors(show, weights),
                 moments=cal,
-                source_signature=gate[0] if gate else None,
-                signature_file=r.source_signature if gate else None,
-                check_sources=gate[1] if gate else None,
+                signature=kept,
                 skip_files=skip,
                 calibration=record,
                 prepared=prepared,
             )
+            return write_pack(r.source, r.out, scheme, r.device, options)
         finally:
             if prepared is not None:
                 prepared.close()
             if cal is not None:
                 cal.close()
+
+
+def _allocated(
+    r: PackRequest,
+    allocation: Allocation,
+    cal: CalibrationFile | None,
+    store: CandidateStore,
+    progress: Callable[[str, int], None],
+) -> Scheme:
+    """The request's scheme with the widths the measured allocation chose; the candidates measured stay in
+    ``store`` (the writer takes them as they are)."""
+    from ..quant.allocate import allocate
+    from .writer import resolve_device
+
+    device = resolve_device(r.device)
+    return allocate(
+        r.source, r.scheme, allocation.bits, cal, device, strict=allocation.strict, progress=progress, store=store
+    ).scheme
 
 
 def check_request(r: PackRequest) -> tuple[tuple[str, ...], list[str], int]:
@@ -247,13 +274,19 @@ def check_request(r: PackRequest) -> tuple[tuple[str, ...], list[str], int]:
     signature), the files the pack reads, and the weights the scheme quantizes."""
     if r.out.exists() and not r.force:
         raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
-    if r.calibration_text is not None:
+    text = _calibration_text(r)
+    if text is not None:
         from ..calibration.corpus import read_text_file
 
-        read_text_file(r.calibration_text)  # a FIFO, a device or a bad file refused before any work
-    skip = signature_inside(r.source, r.source_signature)
+        read_text_file(text)  # a FIFO, a device or a bad file refused before any work
+    skip = signature_inside(r.source, r.source_signature.file if r.source_signature else None)
     read, weights = _survey(r.source, skip, r.scheme)
     return skip, read, weights
+
+
+def _calibration_text(r: PackRequest) -> Path | None:
+    """The calibration text the request measures over (None: the default, or no measuring)."""
+    return r.calibration.text if isinstance(r.calibration, Calibration) else None
 
 
 def _tensors(show: PackProgress, weights: int) -> Callable[[str, int], None]:
@@ -290,13 +323,13 @@ def _survey(source_dir: Path, skip: tuple[str, ...], scheme: Scheme) -> tuple[li
         src.close()
 
 
-def _open_calibration(file: Path | None, r: PackRequest) -> Calibration | None:
+def _open_calibration(file: Path | None, r: PackRequest) -> CalibrationFile | None:
     """The calibration file opened for the scheme, every name in it checked against the model."""
     if file is None:
         return None
-    from ..calibration.file import Calibration
+    from ..calibration.file import Calibration as CalibrationFile
 
-    cal = Calibration(file, r.scheme)
+    cal = CalibrationFile(file, r.scheme)
     try:
         cal.check_names(r.source)
     except BaseException:
@@ -312,12 +345,13 @@ def _moments_for(
     from ..core.digest import sha256_file
     from ..manifest import CalibrationRecord
 
-    if r.calibration is not None:
-        file = r.calibration
+    if isinstance(r.calibration, MomentsFile):
+        file = r.calibration.path
         digest = sha256_file(file).hex if file.is_file() else ""  # streamed, not read whole
         return file, CalibrationRecord("moments-file", {"file": file.name, "sha256": digest}, "supplied")
-    text = r.calibration_text
-    if not r.scheme.row_signs or (r.calibrate == "none" and text is None):
+    asked = r.calibration
+    text = _calibration_text(r)
+    if asked is None or not r.scheme.row_signs:
         if text is not None:
             raise UsageError(f"--calibration-text needs a feedback scheme (uc-rht-ldlq/2 or /1), not {r.scheme.id}")
         return None, None
@@ -337,7 +371,7 @@ def _moments_for(
         config = read_json_object(r.source / "config.json", "config.json")
         measured = measure(r.source, config, r.scheme, text_file, on_batch)
     except CalibrationUnavailable as exc:
-        if r.calibrate == "required" or text is not None:
+        if asked.mode is CalibrationMode.REQUIRED or text is not None:
             raise InvalidInput(f"{r.source}: cannot calibrate: {exc}", path=str(r.source)) from None
         if warn is not None:
             warn(f"calibration skipped: {exc}. {NO_CALIBRATION_COST} (--calibration-required refuses instead)")

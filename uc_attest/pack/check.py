@@ -1,28 +1,29 @@
 """Compare a pack with a manifest: every tensor reconstructed and hashed, every file, nothing extra.
 
-Tensors are decoded and hashed in parallel (the C/NumPy decoder and hashlib release the GIL), and file
-hashing shares the pool, so they overlap; with the C decoder each quantized tensor is decoded and hashed chunk
-by chunk (``Pack.digest``), so memory stays bounded by a few chunks and the stored tensors' blocks. Never stops
-at the first problem: every finding is reported.
+Tensors come from the one verified stream (``pack/verified.py``), decoded and hashed in parallel (the C/NumPy
+decoder and hashlib release the GIL), and file hashing shares the pool, so they overlap; with the C decoder each
+quantized tensor is decoded and hashed chunk by chunk (``Pack.digest``), so memory stays bounded by a few chunks
+and the stored tensors' blocks. Never stops at the first problem: every finding is reported.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.digest import Digest
-from ..errors import Finding, MalformedPack, MalformedSafetensors
-from ..manifest import Manifest, TensorEntry, diff_tensors
+from ..errors import Finding, FindingKind
+from ..manifest import Manifest
 from .facts import PackFacts
 from .layout import MANIFEST_NAME
 from .reader import Pack
+from .verified import Progress, Verified, verified_tensors
 
-Progress = Callable[[str, int], None]
+__all__ = ["INTEGRITY_ONLY", "PackCheck", "Progress", "check_files", "check_pack", "default_workers", "is_shard"]
+
 INTEGRITY_ONLY = "integrity only: checked against the pack's own manifest, no signer checked"
 
 
@@ -69,13 +70,13 @@ def default_workers() -> int:
 def _file_finding(facts: PackFacts, rel: str, want: Digest) -> Finding | None:
     got = facts.file_digest(rel)
     if got is None:
-        return Finding(rel, "file missing from pack", str(want), None)
-    return None if got == want else Finding(rel, "file digest differs", str(want), str(got))
+        return FindingKind.MISSING_FILE.at(rel, str(want))
+    return None if got == want else FindingKind.FILE_DIFFERS.at(rel, str(want), str(got))
 
 
 def _added_files(facts: PackFacts, expected: Manifest) -> list[Finding]:
     extra = facts.present_files() - set(expected.files) - {MANIFEST_NAME}
-    return [Finding(rel, "file not in manifest (added file)") for rel in sorted(extra)]
+    return [FindingKind.ADDED_FILE.at(rel) for rel in sorted(extra)]
 
 
 def check_files(facts: PackFacts, expected: Manifest) -> list[Finding]:
@@ -84,31 +85,8 @@ def check_files(facts: PackFacts, expected: Manifest) -> list[Finding]:
     return [f for f in found if f is not None] + _added_files(facts, expected)
 
 
-def _tensor_entry(pack: Pack, name: str, progress: Progress | None) -> TensorEntry | Finding:
-    pt = pack.tensors[name]
-    try:
-        d = pack.digest(name)
-        moments = pack.moments_bytes(name)
-    except (MalformedPack, MalformedSafetensors) as exc:
-        return Finding(name, f"cannot reconstruct: {exc.message}")
-    if progress:
-        progress(name, pt.nbytes)
-    quant = pt.quant
-    if quant is not None and moments is not None:  # the committed moments' digest, as the manifest records it
-        quant = replace(quant, moments_digest=Digest.of_bytes(moments))
-    return TensorEntry(name, pt.dtype, pt.shape, d, d, pt.shard, quant)
-
-
-def _moments_findings(expected: Manifest, actual: dict[str, TensorEntry]) -> list[Finding]:
-    """Committed calibration moments (needed to rebuild, not to serve) against their manifest digests."""
-    out = []
-    for e in expected.tensors:
-        a = actual.get(e.name)
-        want = e.quant.moments_digest if e.quant else None
-        got = a.quant.moments_digest if a is not None and a.quant else None
-        if a is not None and want != got:
-            out.append(Finding(e.name, "committed calibration moments differ", str(want), str(got)))
-    return out
+#: Findings about a tensor that was reconstructed and hashed (it counts as checked).
+_HASHED = {FindingKind.DIGEST_DIFFERS, FindingKind.ADDED_TENSOR, FindingKind.MOMENTS_DIFFER}
 
 
 def check_pack(
@@ -121,46 +99,23 @@ def check_pack(
     shard_digests: bool = False,
 ) -> PackCheck:
     """Compare the pack with ``expected`` (its own manifest, a separately kept one, or the signed one);
-    ``source`` says which, for the report. Every tensor is reconstructed and matched and every other file
-    hashed; a shard's own file digest only with ``shard_digests`` — its tensors already prove every byte that
-    is served (the argument: docs/security.md, "Pack files")."""
+    ``source`` says which, for the report. Every tensor is reconstructed and matched (with its committed
+    moments) and every other file hashed; a shard's own file digest only with ``shard_digests`` — its tensors
+    already prove every byte that is served (the argument: docs/security.md, "Pack files")."""
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
-        unreadable = dict(pack.unreadable)
         file_jobs = [
             ex.submit(_file_finding, facts, rel, want)
             for rel, want in sorted(expected.files.items())
             if shard_digests or not is_shard(rel)
         ]
-        names = list(pack.iter_names())
-        # largest tensors first (longest-processing-time order), so no big tensor is left alone at the end
-        jobs = {
-            n: ex.submit(_tensor_entry, pack, n, progress) for n in sorted(names, key=lambda n: -pack.tensors[n].nbytes)
-        }
-        results = [jobs[n].result() for n in names]
+        outcomes = list(verified_tensors(pack, expected, pool=ex, moments=True, progress=progress))
         file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
-    decode_findings = [r for r in results if isinstance(r, Finding)]
-    actual = {r.name: r for r in results if isinstance(r, TensorEntry)}
-    # an unreadable shard is one finding (its cause), not one "missing" row per tensor it holds
-    in_bad_shard = {e.name for e in expected.tensors if e.file in unreadable and e.name not in actual}
-    findings = [
-        Finding(
-            shard,
-            f"unreadable shard: {why}"
-            + (
-                f" ({n} tensors in it not checked)"
-                if (n := sum(1 for e in expected.tensors if e.file == shard))
-                else ""
-            ),
-        )
-        for shard, why in sorted(unreadable.items())
-    ]
-    decoded_bad = {f.subject for f in decode_findings} | in_bad_shard
-    findings += decode_findings
-    findings += [f for f in diff_tensors(expected, actual) if f.subject not in decoded_bad]
-    findings += [f for f in _moments_findings(expected, actual) if f.subject not in decoded_bad]
+    findings = [o for o in outcomes if isinstance(o, Finding)]
+    hashed = {o.entry.name for o in outcomes if isinstance(o, Verified)}
+    hashed |= {f.subject for f in findings if f.kind in _HASHED}
     findings += file_findings + _added_files(facts, expected)
     checked = len(expected.files) if shard_digests else sum(1 for rel in expected.files if not is_shard(rel))
-    return PackCheck(facts.dir, source, expected.root, len(actual), checked, findings, shards_hashed=shard_digests)
+    return PackCheck(facts.dir, source, expected.root, len(hashed), checked, findings, shards_hashed=shard_digests)
 
 
 def is_shard(rel: str) -> bool:

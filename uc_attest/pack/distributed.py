@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import threads
 from ..core.digest import Digest
@@ -35,11 +35,33 @@ from ..manifest import Manifest
 from ..quant.allocate import Curves, choose, measure_curves
 from ..quant.scheme import Scheme
 from ..source import ModelSource
-from .api import PackProgress, PackRequest, SourceGate, _moments_for, _open_calibration, _Quiet, _tensors, check_request
+from .api import (
+    Allocation,
+    PackProgress,
+    PackRequest,
+    SourceGate,
+    _moments_for,
+    _open_calibration,
+    _Quiet,
+    _tensors,
+    check_request,
+)
 from .layout import MANIFEST_NAME
 from .parts import PartStore
 from .world import Group, World, assign, joined
-from .writer import MomentsSource, PackResult, SourceDigests, quantize_into, resolve_device, write_pack
+
+if TYPE_CHECKING:
+    from ..calibration.file import Calibration as CalibrationFile
+from .writer import (
+    KeptSignature,
+    MomentsSource,
+    PackResult,
+    SourceDigests,
+    WriteOptions,
+    quantize_into,
+    resolve_device,
+    write_pack,
+)
 
 
 def run_distributed(
@@ -98,7 +120,7 @@ def _pack(
     show: PackProgress,
     warn: Callable[[str], None] | None,
     skip: tuple[str, ...],
-    gate: Any,
+    gate: KeptSignature | None,
     scratch: Path,
 ) -> PackResult | None:
     """Calibrate (rank 0), quantize this rank's share, choose and write (rank 0); the result on rank 0."""
@@ -113,24 +135,10 @@ def _pack(
         weights = sum(n for name, n in sizes.items() if owner[name] == rank)
         store = PartStore(scratch / "parts", r.scheme.group_size)
         scheme = r.scheme
-        device = resolve_device(r.device)
-        if r.bits_budget is not None:
+        if r.allocation is not None:
             show.stage("allocation")
-            curves, method = group.step(
-                lambda: measure_curves(
-                    r.source,
-                    scheme,
-                    cal,
-                    device,
-                    store,
-                    progress=_tensors(show, weights),
-                    select=lambda n: owner[n] == rank,
-                )
-            )
-            every = _merge(group.gather(_encode(curves, method)))
-            budget = r.bits_budget
-            scheme = group.step(
-                lambda: choose(scheme, budget, r.budget_strict, every[0], store, every[1]) if world.leader else scheme
+            scheme = _allocate_share(
+                r, r.allocation, group, cal, store, lambda n: owner[n] == rank, _tensors(show, weights)
             )
         else:
             show.stage("quantization")
@@ -143,31 +151,48 @@ def _pack(
         if world.leader:
             show.stage("writing")
         chosen = scheme
-        result = group.step(
-            lambda: (
-                write_pack(
-                    r.source,
-                    r.out,
-                    chosen,
-                    r.device,
-                    force=r.force,
-                    moments=cal,
-                    source_signature=gate[0] if gate else None,
-                    signature_file=r.source_signature if gate else None,
-                    check_sources=gate[1] if gate else None,
-                    skip_files=skip,
-                    calibration=measured[1],
-                    prepared=store,
-                    known=known,
-                )
-                if world.leader
-                else None
-            )
+        options = WriteOptions(
+            force=r.force,
+            moments=cal,
+            signature=gate,
+            skip_files=skip,
+            calibration=measured[1],
+            prepared=store,
+            known=known,
         )
+        result = group.step(lambda: write_pack(r.source, r.out, chosen, r.device, options) if world.leader else None)
         return PackResult(result.path, result.manifest, result.device, world.rank, world.size) if result else None
     finally:
         if cal is not None:
             cal.close()
+
+
+def _allocate_share(
+    r: PackRequest,
+    allocation: Allocation,
+    group: Group,
+    cal: CalibrationFile | None,
+    store: PartStore,
+    select: Callable[[str], bool],
+    progress: Callable[[str, int], None],
+) -> Scheme:
+    """This rank's share measured at every width it may take (kept in ``store``); rank 0 chooses the allocation
+    over every rank's curves and returns its scheme (the other ranks: the request's, unused)."""
+    world = group.world
+    device = resolve_device(r.device)
+    curves, method = group.step(
+        lambda: measure_curves(r.source, r.scheme, cal, device, store, progress=progress, select=select)
+    )
+    every = _merge(group.gather(_encode(curves, method)))
+
+    def chosen() -> Scheme:
+        return (
+            choose(r.scheme, allocation.bits, allocation.strict, every[0], store, every[1])
+            if world.leader
+            else r.scheme
+        )
+
+    return group.step(chosen)
 
 
 def _calibrate(

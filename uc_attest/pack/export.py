@@ -1,28 +1,31 @@
 """Write the reconstruction of a pack as a standard safetensors model directory — only what matches.
 
-Every tensor is reconstructed, hashed as it is written and matched against the trusted manifest; every
-other file is read once, hashed, matched and written from those same bytes. Any finding (a tensor or a
-file that differs, is missing or was added) and nothing is left behind: the output directory appears
-only when everything matched. Each tensor's bytes in the output are the bytes whose SHA-256 is in the
-manifest, so any tool can check a tensor's slice of the file. Tensors stream block by block.
+Every tensor is reconstructed by the verified stream (``pack/verified.py``), hashed as it is written and
+matched against the trusted manifest; every other file is read once, hashed, matched and written from those
+same bytes. Any finding (a tensor or a file that differs, is missing or was added) and nothing is left
+behind: the output directory appears only when everything matched. Each tensor's bytes in the output are the
+bytes whose SHA-256 is in the manifest, so any tool can check a tensor's slice of the file. Tensors stream
+block by block.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO
 
 from ..core.fsutil import atomic_output_dir, inside, is_safe_relative
 from ..core.stfile import encode_header
-from ..errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
+from ..errors import Finding, FindingKind, MalformedPack, VerificationFailed
 from ..manifest import Manifest, TensorEntry
 from ..source import INDEX_NAME
 from .check import check_files
 from .facts import PackFacts
 from .layout import CONFIG_NAME, QUANT_METHOD, QUANTIZATION_CONFIG
 from .reader import Pack
+from .verified import verified_tensors
 
 Finally = Callable[[], list[Finding]]
 
@@ -35,23 +38,12 @@ def export_reconstruction(
     ``finally_`` runs once every byte was read (the caller's remaining checks, e.g. the policy's rules over
     the file digests this run recorded); its findings, like any other, leave nothing written.
     Raises :class:`VerificationFailed` listing every finding."""
-    findings: list[Finding] = []
     with Pack(facts.dir) as pack:
-        findings += [Finding(shard, f"unreadable shard: {why}") for shard, why in sorted(pack.unreadable.items())]
-        entries = {e.name: e for e in expected.tensors}
-        findings += [Finding(n, "not in manifest (added tensor)") for n in sorted(set(pack.tensors) - set(entries))]
-        by_shard: dict[str, list[TensorEntry]] = {}
-        for e in sorted(expected.tensors, key=lambda e: e.name):
-            if e.name not in pack.tensors:
-                findings.append(Finding(e.name, "missing from pack", str(e.digest)))
-            else:
-                by_shard.setdefault(pack.tensors[e.name].shard, []).append(e)
+        shard_of = {e.name: pack.tensors[e.name].shard for e in expected.tensors if e.name in pack.tensors}
         with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
-            for shard, shard_entries in sorted(by_shard.items()):
-                findings += _write_shard(pack, shard_entries, tmp / shard)
-            if len(by_shard) > 1:
-                wm = {e.name: s for s, es in by_shard.items() for e in es}
-                index = {"metadata": {}, "weight_map": dict(sorted(wm.items()))}
+            findings = _write_shards(pack, expected, shard_of, tmp)
+            if len(set(shard_of.values())) > 1:
+                index = {"metadata": {}, "weight_map": dict(sorted(shard_of.items()))}
                 (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
             findings += _copy_files(facts, expected, tmp)
             findings += check_files(facts, expected)  # shards by digest too; copied files were recorded above
@@ -59,38 +51,23 @@ def export_reconstruction(
                 findings += finally_()
             if findings:
                 raise VerificationFailed(_dedup(findings))
-    return sorted(by_shard)
+    return sorted(set(shard_of.values()))
 
 
-def _write_shard(pack: Pack, entries: list[TensorEntry], path: Path) -> list[Finding]:
-    """One output shard: each tensor's reconstruction hashed while written and matched with its entry."""
-    findings = []
-    specs = []
-    for e in entries:
-        pt = pack.tensors[e.name]
-        if (pt.dtype, tuple(pt.shape)) != (e.dtype, tuple(e.shape)):
-            findings.append(
-                Finding(e.name, "dtype or shape differs", f"{e.dtype}{list(e.shape)}", f"{pt.dtype}{list(pt.shape)}")
-            )
-        specs.append((e.name, e.dtype, e.shape))
-    if findings:
-        return findings
-    with open(path, "wb") as fh:
-        fh.write(encode_header(specs, {"format": "pt"}))
-        for e in entries:
-            h = hashlib.sha256()
-            try:
-                for block in pack.iter_bytes(e.name):
-                    h.update(block)
-                    fh.write(block)
-            except (MalformedPack, MalformedSafetensors) as exc:
-                findings.append(Finding(e.name, f"cannot reconstruct: {exc.message}"))
-                continue
-            if h.hexdigest() != e.digest.hex:
-                findings.append(
-                    Finding(e.name, "reconstructed digest differs", str(e.digest), f"sha256:{h.hexdigest()}")
-                )
-    return findings
+def _write_shards(pack: Pack, expected: Manifest, shard_of: dict[str, str], tmp: Path) -> list[Finding]:
+    """Each output shard (named as in the pack): its header, then every tensor's reconstruction written as the
+    verified stream hashes it (in the header's order: by name); returns the stream's findings."""
+    by_shard: dict[str, list[TensorEntry]] = {}
+    for e in sorted(expected.tensors, key=lambda e: e.name):
+        if e.name in shard_of:
+            by_shard.setdefault(shard_of[e.name], []).append(e)
+    with ExitStack() as stack:
+        out: dict[str, BinaryIO] = {}
+        for shard, entries in sorted(by_shard.items()):
+            out[shard] = stack.enter_context(open(tmp / shard, "wb"))
+            out[shard].write(encode_header([(e.name, e.dtype, e.shape) for e in entries], {"format": "pt"}))
+        stream = verified_tensors(pack, expected, lambda e: out[shard_of[e.name]].write)
+        return [o for o in stream if isinstance(o, Finding)]
 
 
 def _copy_files(facts: PackFacts, expected: Manifest, tmp: Path) -> list[Finding]:
@@ -105,11 +82,11 @@ def _copy_files(facts: PackFacts, expected: Manifest, tmp: Path) -> list[Finding
         try:
             data = facts.read_file(rel)
         except MalformedPack:
-            findings.append(Finding(rel, "file missing from pack", str(want)))
+            findings.append(FindingKind.MISSING_FILE.at(rel, str(want)))
             continue
         got = facts.file_digest(rel)
         if got != want:
-            findings.append(Finding(rel, "file digest differs", str(want), str(got)))
+            findings.append(FindingKind.FILE_DIFFERS.at(rel, str(want), str(got)))
             continue
         out = inside(tmp, rel)
         out.parent.mkdir(parents=True, exist_ok=True)

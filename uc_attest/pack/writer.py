@@ -95,53 +95,67 @@ class PackResult:
     world_size: int = 1
 
 
+#: The source files' digests as the pack read them -> findings (a changed or uncovered file).
+SourceCheck = Callable[[dict[str, Digest]], list[Finding]]
+
+
+@dataclass(frozen=True)
+class KeptSignature:
+    """A verified source signature the pack keeps: its manifest ``record``, the ``file`` copied into the pack,
+    and the ``check`` of the source files as they were read (None: nothing to check again, a rebuild)."""
+
+    record: SourceSignature
+    file: Path
+    check: SourceCheck | None = None
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How :func:`write_pack` writes, beyond the scheme and device.
+
+    ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are stored in the
+    pack next to its codes so a rebuild can reproduce them bit for bit. ``pack_format`` 2 records the
+    ``quantization_config`` in the pack's config.json (docs/format.md 1); 1 copies config.json verbatim (what
+    packs made before were; a rebuild of such a pack writes format 1). ``signature``: the verified source
+    signature to keep and record; its check sees the digests of the source files as they were read and any
+    finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of the model
+    (a signature inside the source directory). ``calibration``: where the moments came from, recorded in the
+    manifest with the digest of the moments committed here. ``progress(name, weights)`` after each quantized
+    tensor. ``prepared``: tensors already quantized and measured at their width (the allocation's
+    candidates), written as they are. ``known``: source digests already taken, not taken again."""
+
+    force: bool = False
+    progress: Progress | None = None
+    moments: MomentsSource | None = None
+    pack_format: int = 2
+    signature: KeptSignature | None = None
+    skip_files: tuple[str, ...] = ()
+    calibration: CalibrationRecord | None = None
+    prepared: Candidates | None = None
+    known: SourceDigests | None = None
+
+
 def write_pack(
-    source_dir: Path,
-    out_dir: Path,
-    scheme: Scheme,
-    device: str = "auto",
-    *,
-    force: bool = False,
-    progress: Progress | None = None,
-    moments: MomentsSource | None = None,
-    pack_format: int = 2,
-    source_signature: SourceSignature | None = None,
-    signature_file: Path | None = None,
-    check_sources: Callable[[dict[str, Digest]], list[Finding]] | None = None,
-    skip_files: tuple[str, ...] = (),
-    calibration: CalibrationRecord | None = None,
-    prepared: Candidates | None = None,
-    known: SourceDigests | None = None,
+    source_dir: Path, out_dir: Path, scheme: Scheme, device: str = "auto", options: WriteOptions | None = None
 ) -> PackResult:
-    """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing).
-
-    ``moments`` gives the committed calibration moments of a tensor (feedback schemes); they are
-    stored in the pack next to its codes so a rebuild can reproduce them bit for bit. ``pack_format`` 2
-    records the ``quantization_config`` in the pack's config.json (docs/format.md 1); 1 copies config.json
-    verbatim (what packs made before were; a rebuild of such a pack writes format 1).
-
-    A verified source signature (``source_signature``, read from ``signature_file``) is kept in the pack and
-    recorded in its manifest; ``check_sources`` then sees the digests of the source files as they were read
-    and any finding aborts the pack (nothing is written). ``skip_files``: source files that are not part of
-    the model (a signature inside the source directory). ``calibration``: where the moments came from,
-    recorded in the manifest with the digest of the moments committed here. ``progress(name, weights)``
-    after each quantized tensor. ``prepared``: tensors already quantized and measured at their width (the
-    allocation's candidates), written as they are. ``known``: source digests already taken, not taken again."""
+    """Quantize ``source_dir`` into a new pack at ``out_dir`` (all or nothing), as ``options`` say."""
+    o = options or WriteOptions()
     dev = resolve_device(device)
-    job = _Job(scheme, dev, moments, progress or _no_progress, prepared, known)
-    src = ModelSource(source_dir, skip_files)
+    job = _Job(scheme, dev, o.moments, o.progress or _no_progress, o.prepared, o.known)
+    src = ModelSource(source_dir, o.skip_files)
     try:
         _refuse_reserved_names(src)
-        with atomic_output_dir(Path(out_dir), overwrite=force) as tmp:
+        with atomic_output_dir(Path(out_dir), overwrite=o.force) as tmp:
             shards = [_write_shard(src, shard, tensors, tmp, job) for shard, tensors in src.by_shard()]
             entries = [e for shard in shards for e in shard.entries]
-            _write_extra_files(src, tmp, scheme, entries, pack_format)
+            _write_extra_files(src, tmp, scheme, entries, o.pack_format)
             files, source_files = _file_digests(src, tmp, shards)
-            if check_sources is not None and (findings := check_sources(source_files)):
+            kept = o.signature
+            if kept is not None and kept.check is not None and (findings := kept.check(source_files)):
                 raise VerificationFailed(findings)  # a source file changed since it was verified, or is not covered
-            if source_signature is not None:
-                assert signature_file is not None
-                files[source_signature.file] = _keep_signature(signature_file, tmp / source_signature.file)
+            if kept is not None:
+                files[kept.record.file] = _keep_signature(kept.file, tmp / kept.record.file)
+            calibration = o.calibration
             if calibration is not None:
                 calibration = replace(calibration, moments=moments_digest_of(entries))
             manifest = Manifest(
@@ -149,7 +163,7 @@ def write_pack(
                 tensors=entries,
                 files=files,
                 source_files=source_files,
-                source_signature=source_signature,
+                source_signature=kept.record if kept is not None else None,
                 calibration=calibration,
             )
             atomic_write_bytes(tmp / MANIFEST_NAME, manifest.to_json())

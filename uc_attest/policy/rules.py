@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.ruleid import RuleId
 from ..errors import Finding, MalformedPack
-from ..manifest import moments_digest_of
+from ..manifest import OmsMethod, moments_digest_of
 from ..pack.layout import MANIFEST_NAME
 
 if TYPE_CHECKING:  # types only: a check without a signer needs neither the claims nor the policy model
@@ -108,9 +108,6 @@ class OnlineLog:
 
     status: LogStatus
     detail: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "status", LogStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -236,7 +233,7 @@ def log_entry(require_tlog: bool) -> Rule:
                 ]
             return [Check(RuleId.RELEASE_LOG, Status.SKIPPED, "no log entry: TSA-only bundle admitted by the policy")]
         log = f.evidence.log
-        proofs = "SET, inclusion proof" if any(t.kind == "set" for t in f.evidence.times) else "inclusion proof"
+        proofs = "SET, inclusion proof" if f.evidence.has_set else "inclusion proof"
         return [Check.of(RuleId.RELEASE_LOG, True, f"{proofs} and signed checkpoint at log index {log.index}")]
 
     return rule
@@ -244,7 +241,7 @@ def log_entry(require_tlog: bool) -> Rule:
 
 def tsa_count(ev: Evidence) -> list[str]:
     """The distinct timestamp authorities whose RFC 3161 timestamps of ``ev`` verified (a log's SET is not one)."""
-    return sorted({t.source for t in ev.times if t.kind == "rfc3161"})
+    return ev.tsa_sources
 
 
 def timestamps(required: int) -> Rule:
@@ -491,7 +488,7 @@ def source_signers(source: Source) -> Rule:
                     hint="pack with --source-signature (the vendor's model.sig)",
                 )
             ]
-        if sig.method == "key":
+        if sig.method is OmsMethod.KEY:
             ok, who = sig.identity in source.keys, f"key {sig.identity}"
         else:
             ok, who = (

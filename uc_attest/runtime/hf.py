@@ -27,7 +27,8 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from ..core.digest import Digest
 from ..core.stfile import torch_dtype
-from ..errors import Finding, MalformedPack, UsageError, VerificationFailed
+from ..errors import Finding, FindingKind, MalformedPack, UsageError, VerificationFailed
+from ..manifest import digest_finding
 from ..pack.check import check_files
 from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
@@ -256,7 +257,7 @@ def _verified_generation_config(model: Any, prep: Prepared, manifest: Any) -> No
 
 def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:
     """Every tensor of the manifest stored unchanged: the model's tensor holds exactly those bytes."""
-    out = []
+    out: list[Finding | None] = []
     for e in manifest.tensors:
         if e.quant is not None:
             continue
@@ -265,9 +266,8 @@ def _stored_findings(model: torch.nn.Module, manifest: Any) -> list[Finding]:
             continue  # not used by this architecture (e.g. a pooler of another head): nothing served
         t = getattr(where.module, where.attr)
         got = Digest(hashlib.sha256(tensor_bytes(t.detach().contiguous().cpu())).hexdigest())
-        if got != e.digest:
-            out.append(Finding(e.name, "loaded tensor differs from the manifest", str(e.digest), str(got)))
-    return out
+        out.append(digest_finding(e, got, FindingKind.LOADED_DIFFERS))
+    return [f for f in out if f is not None]
 
 
 def is_packed(module: torch.nn.Module) -> bool:

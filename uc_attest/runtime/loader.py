@@ -2,18 +2,21 @@
 
 A loader needs a trust anchor — a policy, a bundle with identity and issuer, or a separately kept
 (validated) manifest — never the pack's own manifest alone, which whoever can write the pack controls.
-Verification (signature, log, files) runs first; then every tensor is reconstructed, hashed as it is
-read and matched against the trusted manifest before anything is returned: no gap between check and use.
+Verification (signature, log, files) runs first; then every tensor comes from the verified stream
+(``pack/verified.py``): reconstructed, hashed as it is read into its buffer and matched against the trusted
+manifest before anything is returned: no gap between check and use.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import Finding, MalformedPack, MalformedSafetensors, VerificationFailed
+from ..errors import Finding, VerificationFailed
+from ..manifest import Manifest, TensorEntry
 from ..pack.reader import Pack
+from ..pack.verified import Block, verified_tensors
 from ..signing.trust import Trust
 from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import verify
@@ -24,10 +27,6 @@ def load_verified(
 ) -> dict[str, Any]:
     """Verify, then reconstruct every tensor into a torch state dict; raises VerificationFailed (nothing
     returned) on any finding, UsageError without a trust anchor."""
-    import torch
-
-    from ..core.stfile import torch_dtype
-
     pack_dir = Path(pack_dir)
     verdict = verify(pack_dir, require_anchor(anchor), trust, online=online, check_tensors=False)
     findings = verdict.failures()
@@ -40,33 +39,36 @@ def load_verified(
         raise VerificationFailed(
             [Finding("manifest root", "differs from the verified one", str(verdict.root), str(trusted.root))]
         )
-    state: dict[str, Any] = {}
     with Pack(pack_dir) as pack:
-        for e in sorted(trusted.tensors, key=lambda e: e.name):
-            if e.name not in pack.tensors:
-                findings.append(Finding(e.name, "missing from pack", str(e.digest)))
-                continue
-            buf = bytearray()
-            h = hashlib.sha256()
-            try:
-                for block in pack.iter_bytes(e.name):
-                    h.update(block)
-                    buf += block
-            except (MalformedPack, MalformedSafetensors) as exc:
-                findings.append(Finding(e.name, f"cannot reconstruct: {exc.message}"))
-                continue
-            if h.hexdigest() != e.digest.hex:
-                findings.append(
-                    Finding(e.name, "reconstructed digest differs", str(e.digest), f"sha256:{h.hexdigest()}")
-                )
-                continue
-            dt = torch_dtype(e.dtype)
-            if dt is None:
-                findings.append(Finding(e.name, f"dtype {e.dtype} cannot be loaded into torch"))
-                continue
-            state[e.name] = torch.frombuffer(buf, dtype=dt).reshape(e.shape) if buf else torch.empty(e.shape, dtype=dt)
-        extra = sorted(set(pack.tensors) - {e.name for e in trusted.tensors})
-        findings += [Finding(n, "not in manifest (added tensor)") for n in extra]
+        state, findings = _state_dict(pack, trusted)
     if findings:
         raise VerificationFailed(findings)
     return state
+
+
+def _state_dict(pack: Pack, trusted: Manifest) -> tuple[dict[str, Any], list[Finding]]:
+    """Each verified tensor as a torch tensor over the very bytes that were hashed (by name), and the findings."""
+    import torch
+
+    from ..core.stfile import torch_dtype
+
+    kept: dict[str, bytearray] = {}
+
+    def keep(e: TensorEntry) -> Callable[[Block], object]:
+        kept[e.name] = bytearray()
+        return kept[e.name].extend
+
+    state: dict[str, Any] = {}
+    findings: list[Finding] = []
+    for o in verified_tensors(pack, trusted, keep):
+        if isinstance(o, Finding):
+            findings.append(o)
+            kept.pop(o.subject, None)
+            continue
+        e, buf = o.entry, kept.pop(o.entry.name)
+        dt = torch_dtype(e.dtype)
+        if dt is None:
+            findings.append(Finding(e.name, f"dtype {e.dtype} cannot be loaded into torch"))
+            continue
+        state[e.name] = torch.frombuffer(buf, dtype=dt).reshape(e.shape) if buf else torch.empty(e.shape, dtype=dt)
+    return dict(sorted(state.items())), findings

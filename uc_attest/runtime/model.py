@@ -24,8 +24,8 @@ from ..claims.validation import Runtime
 from ..core import threads
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
-from ..errors import Finding, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
-from ..manifest import Manifest
+from ..errors import Finding, FindingKind, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
+from ..manifest import Manifest, digest_finding
 from ..pack.check import check_files, check_pack
 from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
 from ..pack.reader import PackedTensor, check_components, parse_shard_header
@@ -331,16 +331,15 @@ def deep_findings(
     """Decode every packed layer once and match its digest against the manifest (the reconstruction audit);
     with the model's workspace, into its shared buffers."""
     entries = {e.name: e for e in expected.tensors}
-    findings, n = [], 0
+    findings: list[Finding | None] = []
     for m in model.modules():
         if isinstance(m, PackedWeight):
-            n += 1
             got, want = m.digest(workspace), entries.get(m.name)
             if want is None:
-                findings.append(Finding(m.name, "not in manifest (added tensor)", None, str(got)))
-            elif got != want.digest:
-                findings.append(Finding(m.name, "decoded weight digest differs", str(want.digest), str(got)))
-    return findings, n
+                findings.append(FindingKind.ADDED_TENSOR.at(m.name, None, str(got)))
+            else:
+                findings.append(digest_finding(want, got, FindingKind.DECODED_DIFFERS))
+    return [f for f in findings if f is not None], len(findings)
 
 
 def load_model(

@@ -30,6 +30,7 @@ from ..core.httpclient import BadURL, Refused, TooLarge, Unreachable, read_body,
 from ..core.netio import Deadline
 from ..errors import LogMisbehaved, LogUnreachable, MerkleError, NoteError
 from .checkpoint import Checkpoint, Verifier, open_note
+from .kinds import EntryKind
 
 if TYPE_CHECKING:
     from requests import Session
@@ -210,7 +211,7 @@ class RekorClient:
             parsed = json.loads(body)
             kind = str(parsed.get("kind", ""))
             attestation = None
-            if "attestation" in e and kind == "dsse":
+            if "attestation" in e and kind == EntryKind.DSSE:
                 attestation = base64.b64decode(e["attestation"]["data"])
                 want = parsed["spec"]["payloadHash"]["value"]
                 if hashlib.sha256(attestation).hexdigest() != want:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ..errors import UsageError
+from ..manifest import OmsMethod
 
 NO_ANCHOR = (
     "no trust anchor: give --policy P, --identity ID (with --instance DIR or --trust-config F; the bundle beside "
@@ -36,12 +37,6 @@ class AnchorKind(StrEnum):
     MANIFEST = "manifest"
     OMS = "oms"
     PACK_ITSELF = "pack-itself"
-
-
-class OmsMethod(StrEnum):
-    SIGSTORE = "sigstore"
-    KEY = "key"
-    CERTIFICATE = "certificate"
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,7 @@ def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None
     from ..evidence.identity import SignerSpec
     from ..evidence.oms import verify_oms
     from ..evidence.timestamps import TimestampInvalid
-    from .anchor import OmsMethod
+    from ..manifest import OmsMethod
 
     if anchor.kind is not AnchorKind.OMS or anchor.bundle is None:
         raise UsageError("verify_oms_model needs an OMS anchor (Anchor.oms_signed_by / oms_key / oms_certificate)")

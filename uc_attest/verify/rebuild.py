@@ -11,6 +11,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.digest import Digest, sha256_stream
 from ..core.fsutil import inside, is_safe_relative, open_regular
@@ -21,6 +22,9 @@ from ..pack.reader import Pack
 from ..pack.world import World, joined
 from ..policy.rules import RebuildOutcome
 from ..source import INDEX_NAME
+
+if TYPE_CHECKING:  # the writer imports torch: only when a rebuild runs
+    from ..pack.writer import KeptSignature
 
 
 def _source_findings(source_dir: Path, expected: Manifest, resolved: dict[str, Digest] | None) -> list[Finding]:
@@ -64,7 +68,7 @@ def rebuild(
     import torch
 
     from ..pack.distributed import shared_quantization
-    from ..pack.writer import resolve_device, write_pack
+    from ..pack.writer import WriteOptions, resolve_device, write_pack
     from ..quant.scheme import Scheme
 
     source_dir = Path(source_dir)
@@ -87,10 +91,7 @@ def rebuild(
 
             # a pack whose config.json is the source's, byte for byte, was written as format 1
             fmt = 1 if expected.files.get(CONFIG_NAME) == expected.source_files.get(CONFIG_NAME) else 2
-            sig = expected.source_signature
-            kept = None if sig is None else inside(Path(pack_dir), sig.file)
-            if sig is not None and (kept is None or not kept.is_file()):
-                raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
+            signature = _kept_signature(Path(pack_dir), expected)
             scheme, skip = Scheme.from_dict(expected.scheme), _unrecorded(source_dir, expected)
             prepared = None
             if world.distributed:  # torchrun: every rank quantizes its share, rank 0 writes and compares
@@ -98,31 +99,45 @@ def rebuild(
                 prepared = stack.enter_context(parts)
 
             def write_and_compare() -> list[dict[str, str]]:
-                rebuilt = write_pack(
-                    source_dir,
-                    Path(tmp) / "rebuilt",
-                    scheme,
-                    dev,
+                options = WriteOptions(
                     moments=moments,
                     pack_format=fmt,
-                    source_signature=sig,
-                    signature_file=kept,
+                    signature=signature,
                     skip_files=skip,
                     calibration=expected.calibration,
                     prepared=prepared,
                 )
-                out = [
-                    Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
-                    for f in diff_tensors(expected, {e.name: e for e in rebuilt.manifest.tensors})
-                ]
-                for rel, want in sorted(expected.files.items()):
-                    got = rebuilt.manifest.files.get(rel)
-                    if got != want:
-                        out.append(Finding(rel, "rebuilt pack file differs", str(want), str(got) if got else None))
-                return [f.to_dict() for f in out]
+                rebuilt = write_pack(source_dir, Path(tmp) / "rebuilt", scheme, dev, options)
+                return [f.to_dict() for f in _differences(expected, rebuilt.manifest)]
 
             found = group.step(lambda: write_and_compare() if world.leader else None)
             findings += [Finding(**f) for f in group.from_leader(found)]  # one verdict: rank 0's, on every rank
     except UcAttestError as exc:
         return RebuildOutcome([], [], len(expected.source_files), 0.0, device, exc.message)
     return RebuildOutcome(src, findings, len(expected.source_files), time.perf_counter() - t0, dev)
+
+
+def _kept_signature(pack_dir: Path, expected: Manifest) -> KeptSignature | None:
+    """The source signature the pack keeps, to keep again in the rebuilt pack (None: the source was unsigned)."""
+    from ..pack.writer import KeptSignature
+
+    sig = expected.source_signature
+    if sig is None:
+        return None
+    kept = inside(pack_dir, sig.file)
+    if kept is None or not kept.is_file():
+        raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
+    return KeptSignature(sig, kept)
+
+
+def _differences(expected: Manifest, rebuilt: Manifest) -> list[Finding]:
+    """Where the rebuilt pack differs from the expected manifest: its tensors, then its files."""
+    out = [
+        Finding(f.subject, f"rebuild: {f.problem}", f.expected, f.actual)
+        for f in diff_tensors(expected, {e.name: e for e in rebuilt.tensors})
+    ]
+    for rel, want in sorted(expected.files.items()):
+        got = rebuilt.files.get(rel)
+        if got != want:
+            out.append(Finding(rel, "rebuilt pack file differs", str(want), str(got) if got else None))
+    return out

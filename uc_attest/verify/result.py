@@ -9,7 +9,7 @@ from typing import Any
 from ..core.digest import Digest
 from ..errors import EXIT_DENIED, EXIT_OK, EXIT_OPERATIONAL, Finding
 from ..manifest import Manifest
-from ..policy.rules import Check, all_of
+from ..policy.rules import Check, Status, all_of
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Verdict:
         """0 allowed; 1 denied; 4 when nothing was denied but a required service was unreachable."""
         if self.ok:
             return EXIT_OK
-        if all(c.ok or c.status == "unreachable" for c in self.checks) and self.checks:
+        if all(c.ok or c.status is Status.UNREACHABLE for c in self.checks) and self.checks:
             return EXIT_OPERATIONAL
         return EXIT_DENIED
 

@@ -1,0 +1,76 @@
+"""Trust as values: who must have signed, and under which Sigstore, as closed sets of frozen variants.
+
+An OpenSSF Model Signing signature (:class:`OmsSignature`) is verified by exactly one method, and each method
+carries what it needs: :class:`SigstoreIdentity` (a signer under a trust root), :class:`PublicKey`, or
+:class:`CaChain` (a private PKI's CA certificates, optionally with the expected :class:`CaSigner`). A method
+that needs no trust root cannot be given one, and a trust root is exactly one of :class:`TrustFile` or
+:class:`TrustInstance`. Plain values: nothing here reads a file (the stages that verify do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrustFile:
+    """A sigstore ClientTrustConfig or TrustedRoot file, or ``public-good`` / ``staging`` (``--trust-config``)."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class TrustInstance:
+    """An embedded DEV instance's trust root (``--instance DIR``); its issuer is the default issuer."""
+
+    directory: Path
+
+
+TrustChoice = TrustFile | TrustInstance
+
+
+@dataclass(frozen=True)
+class SigstoreIdentity:
+    """The sigstore method: ``identity`` (with ``issuer``; None: the trust root's default, an instance's own)
+    must have signed, under ``trust``."""
+
+    identity: str
+    issuer: str | None
+    trust: TrustChoice
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The key method: the signer's public key (PEM); no log, no trust root."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class CaSigner:
+    """Who must have signed under a private CA: the certificate's identity (its first SAN, else its subject)
+    and its issuer's distinguished name (RFC 4514)."""
+
+    identity: str
+    issuer: str
+
+
+@dataclass(frozen=True)
+class CaChain:
+    """The certificate method: the CA certificates (PEM) the signing certificate chains to; ``signer``: who
+    must have signed (None: anyone the CAs certify)."""
+
+    path: Path
+    signer: CaSigner | None = None
+
+
+SignatureMethod = SigstoreIdentity | PublicKey | CaChain
+
+
+@dataclass(frozen=True)
+class OmsSignature:
+    """An OpenSSF Model Signing signature ``file`` over a model directory, and how it must verify."""
+
+    file: Path
+    method: SignatureMethod
