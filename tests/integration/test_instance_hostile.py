@@ -3,7 +3,7 @@
 Each finding of the security review has a test here: invalid Content-Length values are refused before
 the body is read (``-1`` used to read until the client closed), chunked bodies are refused, slow clients
 are dropped at the request deadline (head or body trickling in), the handler threads stay bounded (excess
-connections get 503), and the server (h11 under our policy), fed arbitrary, mutated or garbage requests
+connections get 503), and the server (llhttp under our policy), fed arbitrary, mutated or garbage requests
 (hypothesis), answers a 4xx or closes, never a 500, a logged exception or a hang; a valid request, followed
 by another on the same connection, is read as itself. The server answers a normal request after each.
 """
@@ -11,6 +11,7 @@ by another on the same connection, is read as itself. The server answers a norma
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -127,30 +128,40 @@ def test_invalid_content_length_is_refused_before_the_body(hostile: Running, len
     still_serves(hostile)
 
 
-def test_repeated_equal_content_lengths_are_one_length(hostile: Running) -> None:
+def test_repeated_content_lengths_are_refused_even_when_equal(hostile: Running) -> None:
+    """RFC 9110 8.6 lets a recipient take repeated equal values as one; llhttp refuses them, which no reader
+    can take for another framing."""
     with connect(hostile) as s:
         s.sendall(
             b"POST /oidc/dev-token HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
             b"Connection: close\r\n\r\n{}"
         )
-        assert status_of(read_all(s)) == 400  # parsed: {} has no identity
+        answer = read_all(s)
+    assert status_of(answer) == 400 and b"Duplicate Content-Length" in answer
 
 
 @pytest.mark.parametrize(
-    ("head", "status"),
+    ("head", "status", "reason"),
     [
-        (b"Transfer-Encoding: chunked\r\n", 411),
-        (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 411),  # the classic smuggling pair
-        (b"Transfer-Encoding: gzip, chunked\r\n", 501),  # a coding h11 does not implement
-        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 501),
+        (b"Transfer-Encoding: chunked\r\n", 411, "send a Content-Length"),
+        # the classic smuggling pair, in either order: llhttp refuses both framings at once (RFC 9112 6.1)
+        (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 400, "Content-Length can't be present"),
+        (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, "can't be present with Content-Length"),
+        (b"Transfer-Encoding: gzip, chunked\r\n", 501, "not implemented"),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 400, "Transfer-Encoding"),  # twice
+        (b"Transfer-Encoding: chunked, chunked\r\n", 400, "Transfer-Encoding"),
+        (b"Transfer-Encoding: gzip\r\n", 501, "not implemented"),  # no framing at all: never read to EOF
+        (b"Transfer-Encoding:  chunked \r\n", 411, "send a Content-Length"),
+        (b"Transfer-Encoding: CHUNKED\r\n", 411, "send a Content-Length"),
     ],
 )
-def test_chunked_requests_are_refused(hostile: Running, head: bytes, status: int) -> None:
+def test_chunked_requests_are_refused(hostile: Running, head: bytes, status: int, reason: str) -> None:
     before = tree_size(hostile)
     with connect(hostile) as s:
         s.sendall(b"POST /api/v1/log/entries HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n5\r\n{}   \r\n0\r\n\r\n")
         answer = read_all(s)
     assert status_of(answer) == status and answer.count(b"HTTP/1.1 ") == 1  # the chunks are not read as a request
+    assert reason in json.loads(answer.split(b"\r\n\r\n", 1)[1])["message"]
     assert tree_size(hostile) == before
     still_serves(hostile)
 
@@ -245,13 +256,13 @@ def test_an_idle_keep_alive_connection_is_closed_without_an_answer(hostile: Runn
     assert rest == b"" and time.monotonic() - start < TIMEOUT_S + 2
 
 
-# -- finding 5: the HTTP layer (h11 under our policy), fuzzed over the live server ---------------------------
+# -- finding 5: the HTTP layer (llhttp under our policy), fuzzed over the live server ------------------------
 
 VALID = [
     b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n\r\n",
     b"POST /api/v1/log/entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
     b"POST /rekor-v2/api/v2/log/entries HTTP/1.0\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\nnull",
-    b"GET /rekor-v2/tile/0/000.p/1 HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+    b"GET /rekor-v2/tile/0/000.p/1 HTTP/1.1\r\nHost: x\r\nX-Obs: \xe9t\xe9 \t\r\n\r\n",
     (
         b"POST /api/v1/timestamp HTTP/1.1\r\nHost: x\r\nContent-Type: application/timestamp-query\r\n"
         b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n0\x03\x02\x01\x01"
@@ -381,13 +392,15 @@ def answers(data: bytes) -> list[tuple[int, bytes]]:
     ),
     identity=st.from_regex(r"[a-z0-9.+-]{1,20}@example\.com", fullmatch=True),
     form=st.booleans(),
+    cuts=st.lists(st.integers(0, 1000), max_size=3),
 )
 def test_a_valid_request_is_read_as_itself(
-    hostile: Running, path: str, headers: dict[str, str], identity: str, form: bool
+    hostile: Running, path: str, headers: dict[str, str], identity: str, form: bool, cuts: list[int]
 ) -> None:
-    """A request with arbitrary extra headers and a body, followed on the same connection by another: the
-    body ends exactly at its Content-Length (the token names the identity sent) and the next request is
-    read from the byte after it."""
+    """A request with arbitrary extra headers and a body, followed on the same connection by another, the
+    bytes cut at arbitrary points into separate writes (so the server's reads end anywhere: inside the target,
+    a header, the body, or within the next request): the body ends exactly at its Content-Length (the token
+    names the identity sent) and the next request is read from the byte after it."""
     import urllib.parse
 
     import jwt
@@ -399,8 +412,13 @@ def test_a_valid_request_is_read_as_itself(
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     first = f"POST {path} HTTP/1.1\r\nHost: x\r\n{head}Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
     second = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    data = first.encode() + body + second
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     with connect(hostile) as s:
-        s.sendall(first.encode() + body + second)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for a, b in itertools.pairwise(bounds):
+            s.sendall(data[a:b])
+            time.sleep(0.002)  # one write, one read of the server (mostly)
         (status, token), (status2, info) = answers(read_all(s))
     assert status == 200, token
     claims = jwt.decode(json.loads(token)["id_token"], options={"verify_signature": False})
@@ -421,6 +439,93 @@ def test_expect_100_continue(hostile: Running) -> None:
     with connect(hostile) as s:
         s.sendall(head + b"Content-Length: %d\r\n\r\n" % ((8 << 20) + 1))
         assert status_of(read_all(s)) == 413
+
+
+def test_requests_pipelined_behind_a_refused_one_are_not_read(hostile: Running) -> None:
+    """Pipelined: the requests before a malformed one are answered, the malformed one gets its 400, and nothing
+    after it is read (the entry behind it is not logged)."""
+    before = tree_size(hostile)
+    good = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n\r\n"
+    bad = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    entry = b"POST /api/v1/log/entries HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    with connect(hostile) as s:
+        s.sendall(good + good + bad + entry)
+        got = answers(read_all(s))
+    assert [status for status, _ in got] == [200, 200, 400]
+    assert b"Duplicate Content-Length" in got[2][1] and tree_size(hostile) == before
+
+
+def test_http10_keep_alive_is_not_honoured(hostile: Running) -> None:
+    """RFC 9112 9.3: an HTTP/1.0 request closes the connection after its answer (which says so), even with
+    ``Connection: keep-alive``; what follows it is not read. An HTTP/1.1 ``close`` token does the same."""
+    for first in (
+        b"GET /api/v1/log HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
+    ):
+        with connect(hostile) as s:
+            s.sendall(first + b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = read_all(s)  # the server closes: read_all returns
+        assert answer.count(b"HTTP/1.1 ") == 1 and status_of(answer) == 200
+        assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_a_protocol_switch_is_never_made(hostile: Running) -> None:
+    """An Upgrade (h2c, websocket) is answered in HTTP/1.1 without a 101 and the connection closed: the bytes
+    after the head, another protocol's to llhttp, are never read as a request; with a body it is refused."""
+    before = tree_size(hostile)
+    entry = b"POST /api/v1/log/entries HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    for upgrade in (
+        b"h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA",
+        b"websocket\r\nConnection: upgrade",
+    ):
+        with connect(hostile) as s:
+            s.sendall(b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nUpgrade: " + upgrade + b"\r\n\r\n" + entry)
+            answer = read_all(s)
+        assert answer.count(b"HTTP/1.1 ") == 1 and status_of(answer) == 200 and b"Connection: close" in answer
+    with connect(hostile) as s:
+        s.sendall(entry.replace(b"\r\nContent", b"\r\nUpgrade: h2c\r\nConnection: upgrade\r\nContent") + entry)
+        answer = read_all(s)
+    assert answer.count(b"HTTP/1.1 ") == 1 and status_of(answer) == 400 and b"Upgrade" in answer
+    assert tree_size(hostile) == before
+    still_serves(hostile)
+
+
+def test_a_head_over_the_limit_gets_431_wherever_it_starts(hostile: Running) -> None:
+    """A head over MAX_HEAD bytes is refused 431 whether it arrives alone (counted while it arrives) or
+    pipelined behind a request in the same read (measured once whole, if it fits a read; else counted from
+    the next read), and whether it arrives in one write or trickles in pieces."""
+    good = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n\r\n"
+    for size in (20_000, 100_000):
+        big = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nX: " + b"y" * size + b"\r\n\r\n"
+        for data, want in ((big, [431]), (good + big, [200, 431]), (good + good + big, [200, 200, 431])):
+            with connect(hostile) as s:
+                s.sendall(data)
+                assert [status for status, _ in answers(read_all(s))] == want, (size, want)
+    with connect(hostile) as s:  # trickling: 1 KB per write, no read ever holding the whole head
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(OSError):
+            s.sendall(good + b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(40):
+                s.sendall(b"X-Pad: " + b"y" * 1000 + b"\r\n")
+                time.sleep(0.002)
+        assert [status for status, _ in answers(read_all(s))] == [200, 431]
+    still_serves(hostile)
+
+
+def test_a_request_written_byte_by_byte_is_read_as_itself(hostile: Running) -> None:
+    """Every piece of llhttp's reading (method, target, header names and values, body) cut across reads."""
+    body = json.dumps({"identity": "bytes@example.com"}).encode()
+    data = (
+        b"POST /oidc/dev-token?x=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (int(hostile.state.port), len(body))
+    ) + body
+    with connect(hostile) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            s.sendall(data[i : i + 1])
+            time.sleep(0.001)
+        ((status, token),) = answers(read_all(s))
+    assert status == 200 and json.loads(token)["id_token"]
 
 
 def test_the_server_still_serves_after_the_fuzzing(hostile: Running) -> None:
