@@ -3,8 +3,8 @@
 The public API, in one place: every stage function and result type, listed in ``_LAZY`` with the module that
 defines it (documented with one example each in docs/api.md). Importing ``uc_attest`` imports only the error
 tree; a name is imported from its module on first use, so the CLI starts fast and ``benchmarks/gpu_check.sh``
-runs where only torch and NumPy are installed. Trust is two values built once at the edge: an
-:class:`Anchor` (who must have made it) and a :class:`TrustRoot` (which Sigstore deployment says so).
+runs where only torch and NumPy are installed. Trust is one value built once at the edge: an :class:`Anchor`
+variant (who must have made it), carrying the :class:`TrustRoot` (which Sigstore deployment says so) it needs.
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ __version__ = "0.1.0"
 #: public name -> (module under uc_attest, attribute)
 _LAZY: dict[str, tuple[str, str]] = {
     "Anchor": ("verify.anchor", "Anchor"),
-    "AnchorKind": ("verify.anchor", "AnchorKind"),
-    "anchor_from_options": ("verify.anchor", "anchor_from_options"),
+    "PolicyAnchor": ("verify.anchor", "PolicyAnchor"),
+    "SignedBy": ("verify.anchor", "SignedBy"),
+    "KeptManifest": ("verify.anchor", "KeptManifest"),
+    "OmsAnchor": ("verify.anchor", "OmsAnchor"),
+    "PackItself": ("verify.anchor", "PackItself"),
+    "AnyAnchor": ("verify.anchor", "AnyAnchor"),
+    "resolve_trust": ("signing.trust", "resolve_trust"),
     "TrustRoot": ("signing.trust", "TrustRoot"),
     "Trust": ("signing.trust", "Trust"),
     "trust_from_options": ("signing.trust", "trust_from_options"),
@@ -64,6 +69,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "calibrate": ("calibration.api", "calibrate"),
     "push": ("oci.api", "push"),
     "pull": ("oci.api", "pull"),
+    "PushResult": ("oci.artifact", "PushResult"),
+    "PullResult": ("oci.artifact", "PullResult"),
     "list_repository": ("oci.api", "list_repository"),
     "verify_oci": ("verify.oci", "verify_oci"),
     "attest_pack": ("signing.attest", "attest_pack"),
@@ -108,6 +115,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "instance_server": ("instance.api", "instance_server"),
     "dev_token": ("instance.api", "dev_token"),
     "InstanceState": ("instance.state", "InstanceState"),
+    "DEV_RISK": ("instance.state", "DEV_RISK"),
     "InstanceServer": ("instance.http", "InstanceServer"),
 }
 

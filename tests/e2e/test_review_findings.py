@@ -274,7 +274,8 @@ def test_load_verified_refuses_without_a_trust_anchor(world: dict[str, Any], tmp
     kept.write_bytes((world["pack"] / uc.MANIFEST_NAME).read_bytes())
     assert len(uc.load_verified(world["pack"], uc.Anchor.kept_manifest(kept))) == 9
     state = uc.load_verified(
-        world["pack"], uc.Anchor.signed_by(RELEASE, bundle=world["bundle"]), uc.TrustRoot.instance(world["inst"].dir)
+        world["pack"],
+        uc.Anchor.signed_by(RELEASE, bundle=world["bundle"], trust=uc.TrustRoot.instance(world["inst"].dir)),
     )
     assert len(state) == 9
     assert len(uc.load_verified(world["pack"], uc.Anchor.pack_itself())) == 9

@@ -146,11 +146,13 @@ def test_an_othername_identity(instance: Running, packed: Path, tmp_path: Path) 
     b = tmp_path / "pack.sigstore.json"
     uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity="foo!oidc.local", bundle_out=b)
     v = uc.verify(
-        packed, uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)
+        packed,
+        uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b, trust=uc.TrustRoot.instance(instance.dir)),
     )
     assert v.ok, v.to_dict()
     assert not uc.verify(
-        packed, uc.Anchor.signed_by("foo", instance.issuer, bundle=b), uc.TrustRoot.instance(instance.dir)
+        packed,
+        uc.Anchor.signed_by("foo", instance.issuer, bundle=b, trust=uc.TrustRoot.instance(instance.dir)),
     ).ok
 
 

@@ -148,7 +148,7 @@ def test_a_rebinding_page_on_a_default_port_name_is_refused(instance: Running) -
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{p}", "localhost:{p}", "LOCALHOST:{p}", "[::1]:{p}", None])
 def test_the_served_address_is_accepted(instance: Running, host: str | None) -> None:
-    """No Host at all: an HTTP/1.0 request (HTTP/1.1 requires one, and h11 refuses a 1.1 request without)."""
+    """No Host at all: an HTTP/1.0 request (HTTP/1.1 requires one, and admit refuses a 1.1 request without)."""
     if host is None:
         head = TOKEN_GET.replace("HTTP/1.1", "HTTP/1.0")
     else:

@@ -106,7 +106,8 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
     assert sorted(claim.resources) == sorted(p.relative_to(pack).as_posix() for p in pack.rglob("*") if p.is_file())
     # the same signature checked by uc-attest: verify --bundle, verify-bundle over the directory
     v = uc.verify(
-        pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir)
+        pack,
+        uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle, trust=uc.TrustRoot.instance(instance.dir)),
     )
     assert v.ok, v.to_dict()
     assert {c.rule for c in v.checks} >= {"release.signer", "oms.files", "pack.tensors"}
@@ -132,7 +133,8 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
     (pack / "model.safetensors").write_bytes(bytes(data))
     assert model_signing(*verify).returncode != 0
     v = uc.verify(
-        pack, uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle), uc.TrustRoot.instance(instance.dir)
+        pack,
+        uc.Anchor.signed_by(RELEASE, instance.issuer, bundle=res.oms_bundle, trust=uc.TrustRoot.instance(instance.dir)),
     )
     assert not v.ok and "model.safetensors" in {f.subject for f in v.findings}
     r = cli(

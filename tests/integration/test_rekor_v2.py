@@ -480,8 +480,7 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
         assert entry["kindVersion"]["kind"] == "dsse"
         v = uc.verify(
             packed,
-            uc.Anchor.signed_by(IDENTITY, uc.load_instance(root).issuer, bundle=out),
-            uc.TrustRoot.instance(root),
+            uc.Anchor.signed_by(IDENTITY, uc.load_instance(root).issuer, bundle=out, trust=uc.TrustRoot.instance(root)),
         )
         assert v.ok, v.to_dict()
         url = uc.load_instance(root).url

@@ -43,8 +43,9 @@ def _check(
 ) -> uc.Verdict:
     return uc.verify(
         pack,
-        uc.Anchor.signed_by(identity, issuer or instance.issuer, bundle=bundle),
-        uc.TrustRoot.instance(instance.dir),
+        uc.Anchor.signed_by(
+            identity, issuer or instance.issuer, bundle=bundle, trust=uc.TrustRoot.instance(instance.dir)
+        ),
     )
 
 
@@ -182,7 +183,8 @@ def test_another_instances_trust_root_refuses(packed: Path, signed: Path, tmp_pa
     other = start_instance(tmp_path / "other")
     try:
         rc = uc.verify(
-            packed, uc.Anchor.signed_by(IDENTITY, other.issuer, bundle=signed), uc.TrustRoot.instance(other.dir)
+            packed,
+            uc.Anchor.signed_by(IDENTITY, other.issuer, bundle=signed, trust=uc.TrustRoot.instance(other.dir)),
         )
         assert not rc.ok and not rc.checks[0].ok
         # the first fact that fails is named: the certificate was not issued under this root (not a timestamp)
@@ -203,8 +205,8 @@ def test_tampered_pack_with_valid_bundle_names_tensor_and_file(
     assert rc.checks[0].ok and not rc.ok
     subjects = {f.subject for f in rc.findings}
     assert subjects and all(s.endswith(".weight") for s in subjects)  # shards are proved by their tensors
-    anchor = uc.Anchor.signed_by(IDENTITY, instance.issuer, bundle=signed)
-    rc = uc.verify(pack, anchor, uc.TrustRoot.instance(instance.dir), shard_digests=True)
+    anchor = uc.Anchor.signed_by(IDENTITY, instance.issuer, bundle=signed, trust=uc.TrustRoot.instance(instance.dir))
+    rc = uc.verify(pack, anchor, shard_digests=True)
     subjects = {f.subject for f in rc.findings}
     assert "model.safetensors" in subjects and len(subjects) >= 2  # and by their own digests when asked
 

@@ -9,38 +9,37 @@ import pytest
 import uc_attest as uc
 from tests.conftest import make_model
 from uc_attest.core.fsutil import atomic_output_dir
-from uc_attest.verify.anchor import OmsMethod
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"kind": uc.AnchorKind.MANIFEST},  # would fall back to the pack's own manifest while anchored=True
-        {"kind": uc.AnchorKind.BUNDLE},
-        {"kind": uc.AnchorKind.POLICY},
-        {"kind": uc.AnchorKind.POLICY, "policy_file": Path("p.yaml"), "identity": "x"},
-        {"kind": uc.AnchorKind.PACK_ITSELF, "manifest": Path("m.json")},
-        {"kind": uc.AnchorKind.OMS, "bundle": Path("s"), "identity": "x"},  # no method
-        {"kind": uc.AnchorKind.OMS, "bundle": Path("s"), "oms_method": OmsMethod.KEY},  # no key
-        {"kind": uc.AnchorKind.BUNDLE, "identity": "x", "oms_method": OmsMethod.SIGSTORE},
-    ],
-)
-def test_an_anchor_built_field_by_field_must_be_a_legal_one(fields: dict[str, object]) -> None:
-    with pytest.raises(uc.UsageError, match="anchor of kind"):
-        uc.Anchor(**fields)  # type: ignore[arg-type]
+def test_every_constructor_makes_one_frozen_variant_carrying_its_trust() -> None:
+    """Trust as a closed set of frozen variants (issue 33): each constructor returns exactly one, the trust root
+    travels with the variant that needs it, and a variant cannot be changed after it is built."""
+    import dataclasses
 
-
-def test_every_constructor_makes_a_legal_anchor() -> None:
-    for a in (
-        uc.Anchor.policy("p"),
-        uc.Anchor.signed_by("a", "i", bundle="b"),
-        uc.Anchor.kept_manifest("m"),
-        uc.Anchor.pack_itself(),
-        uc.Anchor.oms_signed_by("s", "i"),
-        uc.Anchor.oms_key("s", "k"),
-        uc.Anchor.oms_certificate("s", "c", "i", "j"),
-    ):
-        assert uc.Anchor(**{f: getattr(a, f) for f in a.__dataclass_fields__}) == a
+    trust = uc.TrustInstance(Path("inst"))
+    built = {
+        uc.PolicyAnchor: uc.Anchor.policy("p"),
+        uc.SignedBy: uc.Anchor.signed_by("a", "i", bundle="b", trust=trust),
+        uc.KeptManifest: uc.Anchor.kept_manifest("m"),
+        uc.PackItself: uc.Anchor.pack_itself(),
+        uc.OmsAnchor: uc.Anchor.oms_signed_by("s", "i", trust=trust),
+    }
+    for kind, a in built.items():
+        assert type(a) is kind and isinstance(a, uc.Anchor)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            a.x = 1  # type: ignore[union-attr]
+    assert built[uc.SignedBy].trust == trust  # type: ignore[union-attr]
+    assert isinstance(uc.Anchor.oms_key("s", "k").signature.method, uc.PublicKey)
+    assert uc.Anchor.oms_certificate("s", "c", "i", "j").signature.method == uc.CaChain(
+        Path("c"), uc.CaSigner("i", "j")
+    )
+    assert (
+        not uc.PackItself().anchored and not uc.KeptManifest(Path("m")).signed and uc.SignedBy("a", None, trust).signed
+    )
+    with pytest.raises(uc.UsageError, match="identity"):
+        uc.SignedBy("", None, trust)
+    with pytest.raises(uc.UsageError, match="both"):
+        uc.Anchor.oms_certificate("s", "c", "i")
 
 
 @pytest.fixture(scope="module")
@@ -78,27 +77,40 @@ def test_an_output_path_that_is_a_symlink_is_refused_saying_so(tmp_path: Path) -
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_kind_given_as_its_string_is_the_enum_member(pack: Path, tmp_path: Path) -> None:
-    """Anchor("pack-itself") built field by field is AnchorKind.PACK_ITSELF (compared with `is`): the
-    integrity-only marker never disappears (review of issue 28)."""
-    a = uc.Anchor("pack-itself")  # type: ignore[arg-type]
-    assert a.kind is uc.AnchorKind.PACK_ITSELF and not a.anchored
-    res = uc.reconstruct(pack, tmp_path / "o", a)
+def test_the_integrity_only_variant_stays_integrity_only(pack: Path, tmp_path: Path) -> None:
+    """``PackItself()`` is never anchored: the integrity-only marker never disappears (review of issue 28)."""
+    res = uc.reconstruct(pack, tmp_path / "o", uc.PackItself())
     assert res.note and "integrity only" in res.note
-    with pytest.raises(uc.UsageError, match="unknown anchor kind"):
-        uc.Anchor("nonsense")  # type: ignore[arg-type]
 
 
-def test_an_identity_beside_a_policy_is_refused_saying_where_identities_come_from(tmp_path: Path) -> None:
+def test_an_oms_anchor_on_a_pack_entry_point_is_refused_in_library_terms(pack: Path) -> None:
+    oms = uc.Anchor.oms_key(pack / "model.sig", pack / "k.pub")
+    with pytest.raises(uc.UsageError, match="plain model directory"):
+        uc.load_verified(pack, oms)
+
+
+def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path: Path) -> None:
     """``verify --policy P --identity x``: the message names the real conflict (the policy names the signers),
-    not an exclusivity that --policy with --bundle does not have (issue 32)."""
-    from uc_attest.errors import UsageError
-    from uc_attest.verify.anchor import anchor_from_options
+    not an exclusivity that --policy with --bundle does not have (issue 32); the CLI builds the variant."""
+    from uc_attest.cli.options import anchor_flags, verify_anchor_options
 
     policy = tmp_path / "p.yaml"
+    none = dict.fromkeys(
+        ("policy", "manifest", "bundle", "validation", "identity", "issuer", "trust_config", "instance")
+    )
     for extra in ({"identity": "x"}, {"issuer": "https://i"}, {"identity": "x", "bundle": tmp_path / "b.json"}):
-        with pytest.raises(UsageError, match="identities come from the policy's signers"):
-            anchor_from_options(policy=policy, **extra)  # type: ignore[arg-type]
-    assert anchor_from_options(policy=policy, bundle=tmp_path / "b.json") is not None
-    with pytest.raises(UsageError, match="--policy and --manifest are exclusive"):
-        anchor_from_options(policy=policy, manifest=tmp_path / "m.json")
+        with pytest.raises(uc.UsageError, match="identities come from the policy's signers"):
+            anchor_flags(**{**none, "policy": policy, **extra})  # type: ignore[arg-type]
+    assert anchor_flags(**{**none, "policy": policy, "bundle": tmp_path / "b.json"}) == uc.PolicyAnchor(
+        policy, None, tmp_path / "b.json"
+    )
+    with pytest.raises(uc.UsageError, match="--policy and --manifest are exclusive"):
+        anchor_flags(**{**none, "policy": policy, "manifest": tmp_path / "m.json"})  # type: ignore[arg-type]
+    with pytest.raises(uc.UsageError, match="need a signer"):
+        anchor_flags(**{**none, "manifest": tmp_path / "m.json", "instance": tmp_path})  # type: ignore[arg-type]
+    with pytest.raises(uc.UsageError, match="under a trust root"):
+        anchor_flags(**{**none, "identity": "x"})  # type: ignore[arg-type]
+    with pytest.raises(uc.UsageError, match="--key/--cert-chain are exclusive with --trust-config/--instance"):
+        verify_anchor_options(oms_signature=tmp_path / "s", key=tmp_path / "k", instance=tmp_path)
+    signed = anchor_flags(**{**none, "identity": "x", "instance": tmp_path})  # type: ignore[arg-type]
+    assert signed == uc.SignedBy("x", None, uc.TrustInstance(tmp_path))

@@ -24,7 +24,6 @@ from uc_attest.evidence.identity import OID_ISSUER_V2, SignerSpec
 from uc_attest.evidence.verifier import (
     CheckFailed,
     UnsupportedBundle,
-    _Log,
     _logs,
     _verify_note,
     parse,
@@ -32,6 +31,7 @@ from uc_attest.evidence.verifier import (
     verify_entry,
 )
 from uc_attest.transparency.checkpoint import Checkpoint, sign_note, sign_note_ed25519
+from uc_attest.transparency.trusted import TrustedLog
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PEM = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -235,8 +235,8 @@ def test_a_log_key_window_is_read_from_the_trust_root() -> None:
         _logs({"tlogs": [{"publicKey": {"rawBytes": "!!"}, "logId": {"keyId": b64(LOG_ID)}}]})
 
 
-def _note_log(key: Any) -> _Log:
-    return _Log(key, b"", 0, float("inf"))
+def _note_log(key: Any) -> TrustedLog:
+    return TrustedLog("", key, b"", 0, float("inf"))
 
 
 def test_a_checkpoint_is_verified_with_the_log_key_only() -> None:

@@ -103,10 +103,10 @@ ALLOWED = {
     ("source.py", "self.root / shard"),
     ("instance/state.py", "root / name"),  # the instance's own constant file names
     ("instance/state.py", "root / n"),
-    ("pack/writer.py", "tmp / source_signature.file"),  # the name the writer gives the signature it keeps
+    ("pack/writer.py", "tmp / kept.record.file"),  # the name the writer gives the signature it keeps
     ("claims/oms.py", "here / name"),  # a directory walk (os.walk)
     ("core/fsutil.py", "Path(dirpath) / name"),  # a directory walk (os.walk)
-    ("cli/app.py", "8 * packed / n"),  # arithmetic: bits per weight
+    ("cli/render.py", "8 * packed / n"),  # arithmetic: bits per weight
 }
 
 

@@ -32,6 +32,7 @@ from uc_attest.policy.rules import (
     validation,
 )
 from uc_attest.quant.scheme import DEFAULT_SCHEME
+from uc_attest.verify.anchor import PolicyAnchor
 
 NOW = 2_000_000_000
 DAY = 86400
@@ -203,7 +204,7 @@ def test_the_gate_requires_a_validation_even_when_the_policy_says_required_false
     pol = tmp_path / "policy.yaml"
     doc = _policy(required=False).model_dump(mode="json", exclude_none=True)
     pol.write_text(json.dumps(doc))
-    v = gate(tmp_path / "pack", pol, validations=[], now=NOW, online=False)
+    v = gate(tmp_path / "pack", PolicyAnchor(pol, ()), now=NOW, online=False)
     assert not v.ok and v.exit_code == 1
     (row,) = v.checks
     assert row.rule == RuleId.VALIDATION and row.status == Status.FAIL
@@ -1165,7 +1166,7 @@ def test_the_gate_checks_the_validations_beside_the_pack_under_the_policys_trust
     monkeypatch.setattr(api, "policy_trust", policy_trust)
     monkeypatch.setattr(gather, "validations", validations)
     runtime = object()
-    v = api.gate(pack.dir, pol, [tmp_path / "v.json"], now=NOW, runtime=runtime)  # type: ignore[arg-type]
+    v = api.gate(pack.dir, PolicyAnchor(pol, (tmp_path / "v.json",)), now=NOW, runtime=runtime)  # type: ignore[arg-type]
     validators = _policy().signers.validator
     assert trusts == [False] and calls[-1] == {
         "now": NOW,
@@ -1176,7 +1177,7 @@ def test_the_gate_checks_the_validations_beside_the_pack_under_the_policys_trust
         "online": True,
     }
     assert not v.ok and v.title == f"manifest root {pack.root}" and v.policy == "attacks" and v.root == pack.root
-    api.gate(pack.dir, pol, [], online=False)
+    api.gate(pack.dir, PolicyAnchor(pol, ()), online=False)
     assert trusts[-1] is True and calls[-1]["online"] is False and abs(calls[-1]["now"] - time.time()) < 60
     assert calls[-1]["bundles"] == []
     api.gate(pack.dir, pol)  # no validation beside the pack

@@ -17,6 +17,7 @@ from uc_attest.core import merkle
 from uc_attest.core.digest import canonical_json
 from uc_attest.core.dsse import pae
 from uc_attest.core.x509names import _der_string
+from uc_attest.errors import MalformedBundle
 from uc_attest.evidence.verifier import (
     CheckFailed,
     UnsupportedBundle,
@@ -169,6 +170,48 @@ def test_a_log_key_without_a_validity_start_is_a_malformed_root() -> None:
     root["tlogs"][0]["publicKey"]["validFor"] = {}
     with pytest.raises(MalformedBundle, match="validFor.start"):
         _logs(root)
+
+
+def test_a_log_key_outside_its_validity_is_refused_by_both_trusted_root_readers(tmp_path: Any) -> None:
+    """One parse of the trusted root (issue 33): the bundle verifier and trust selection (the Rekor v1 client
+    behind ``TrustRoot.logs()``) read the same ``validFor``; an entry integrated before the key's start, or after
+    its end, is refused by both. (Trust selection ignored ``validFor`` before.)"""
+    from uc_attest.errors import LogMisbehaved
+    from uc_attest.signing.trust import TRUSTED_ROOT, Trust
+    from uc_attest.transparency.rekor_v1 import RekorClient, VerifiedCheckpoint
+
+    sig = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    body = json.dumps(_bodies(sig)[("dsse", "0.0.1")]).encode()
+    entry, root = _logged(body)
+    p = parse(dsse_bundle(sig, [entry]), "b")
+    answer = {merkle.leaf_hash(body).hex(): {
+        "body": b64(body), "integratedTime": 1_700_000_000, "logID": LOG_ID.hex(), "logIndex": 0,
+        "verification": {"signedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                         "inclusionProof": {"logIndex": 0, "treeSize": 1, "rootHash": merkle.leaf_hash(body).hex(),
+                                            "hashes": [], "checkpoint": entry["inclusionProof"]["checkpoint"]["envelope"]}},
+    }}  # fmt: skip
+
+    def client(valid: dict[str, str]) -> RekorClient:
+        root["tlogs"][0]["publicKey"]["validFor"] = valid
+        f = tmp_path / "root.json"
+        f.write_text(json.dumps({"mediaType": TRUSTED_ROOT, **root}))
+        (log,) = Trust.file(f).logs()
+        return RekorClient(log)
+
+    in_force = {"start": "2020-01-01T00:00:00Z"}
+    assert verify_entry(entry, p, _logs(root), KEY.public_key(), "b").set_time == 1_700_000_000
+    latest = client(in_force).verify_note(entry["inclusionProof"]["checkpoint"]["envelope"])
+    assert isinstance(latest, VerifiedCheckpoint)
+    assert client(in_force).verify_entry(answer, latest).integrated_time == 1_700_000_000
+    for valid in ({"start": "2099-01-01T00:00:00Z"}, {"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"}):
+        with pytest.raises(LogMisbehaved, match="outside the log key's validity"):
+            client(valid).verify_entry(answer, latest)
+        with pytest.raises(CheckFailed, match="outside the log key's validity"):
+            verify_entry(entry, p, _logs(root), KEY.public_key(), "b")
+    root["tlogs"][0]["publicKey"]["validFor"] = {}
+    (tmp_path / "root.json").write_text(json.dumps({"mediaType": TRUSTED_ROOT, **root}))
+    with pytest.raises(MalformedBundle, match="validFor.start"):
+        Trust.file(tmp_path / "root.json").logs()  # the same strictness as the bundle verifier's
 
 
 def test_without_a_set_the_index_shown_is_the_one_the_proof_proves() -> None:

@@ -12,6 +12,7 @@ explained.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -36,7 +37,7 @@ from ..evidence.bundle import read_bundle, verify_dsse_bundle
 from ..evidence.identity import signer_of
 from ..signing.trust import Trust
 from ..transparency.follow import EntryFacts, FollowResult, TileIndex, Watch, follow
-from ..transparency.tiles import TileCheckpoint, TileClient, TileLogKey, TileTree
+from ..transparency.tiles import TileCheckpoint, TileClient, TileTree
 from .events import AuditEvent, claim_details
 from .kinds import EventKind
 
@@ -75,7 +76,7 @@ def follow_logs(
     if mirror is not None:
         if len(logs) != 1:
             raise InvalidInput(f"--mirror needs a trust root with exactly one tile log, it has {len(logs)}")
-        logs = [TileLogKey(mirror.rstrip("/"), logs[0].key, logs[0].log_id)]
+        logs = [dataclasses.replace(logs[0], base_url=mirror.rstrip("/"))]
     out = []
     for log in logs:
         client = TileClient(log)

@@ -11,10 +11,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.text import Text
 
 import uc_attest as uc
 
@@ -55,7 +54,12 @@ def _main(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
-DEV_WARNING = "signed by a DEV instance: its OIDC issuer can mint any identity"
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The serving runtime: fast, exact or reference (this uc-attest's), or external:TEXT (another runtime)."
+    ),
+]
 
 
 @app.command()
@@ -92,51 +96,7 @@ def pack(
     with render.progress("packing") as bar:
         res = uc.run_pack(request, progress=bar, warn=render.warn)
     if res.rank == 0:  # one rank of a distributed pack (torchrun): rank 0 reports for the job
-        _show_pack(res, bar, time.perf_counter() - t0, as_json)
-
-
-def _show_pack(res: uc.PackResult, bar: render.Bar, seconds: float, as_json: bool) -> None:
-    """What a pack wrote: JSON on stdout, or lines for a human."""
-    m = res.manifest
-    quantized = sum(1 for t in m.tensors if t.quant)
-    calibrated = sum(1 for t in m.tensors if t.quant and t.quant.moments)
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "pack": str(res.path),
-                "root": str(m.root),
-                "tensors": len(m.tensors),
-                "quantized": quantized,
-                "calibrated": calibrated,
-                "scheme": m.scheme,
-                "source_signature": m.source_signature.to_dict() if m.source_signature else None,
-                "calibration": m.calibration.to_dict() if m.calibration else None,
-                "seconds": round(seconds, 2),
-                "stages": {name: round(t, 2) for name, t in bar.timings()},
-                "ranks": res.world_size,
-            }
-        )
-        return
-    say(
-        f"packed {len(m.tensors)} tensors ({quantized} quantized, {calibrated} with calibration feedback) into {res.path}"
-    )
-    if res.world_size > 1:
-        say(f"distributed over {res.world_size} ranks (torchrun): the same bytes as one process")
-    if m.calibration is not None:
-        say(f"calibration: {m.calibration.method} {m.calibration.params}")
-    if "allocation" in m.scheme:
-        a = m.scheme["allocation"]
-        say(
-            f"allocation ({a['method']}): {a['bpw']} bits per quantized weight (budget {a['budget']}), widths {a['widths']}"
-        )
-    if m.source_signature is not None:
-        sig = m.source_signature
-        who = f"{sig.identity} via {sig.issuer}" if sig.issuer else sig.identity
-        say(f"source signature verified ({sig.method}): {sig.model} signed by {who}; kept as {sig.file}")
-    render.timings(bar)
-    say(f"packed in {seconds:.1f} s")
-    print(f"manifest root: {m.root}")
+        render.show_pack(res, bar, time.perf_counter() - t0, as_json)
 
 
 @app.command()
@@ -152,38 +112,19 @@ def calibrate(
 ) -> None:
     """Measure the second moments of every linear layer's input over calibration text (for `pack --calibration`)."""
     res = uc.calibrate(source, uc.read_calibration_text(text), output, max_length)
-    if as_json:
-        emit_json(res)
-    else:
-        say(f"calibration: {res['tensors']} layers over {res['texts']} texts -> {res['output']}")
+    render.show_calibration(res, as_json)
 
 
 @app.command()
 @mapped
+@grouped
 def verify(
     target: Annotated[
         str,
         typer.Argument(metavar="TARGET", help="Pack directory to check, or oci://HOST/REPO@sha256:… in a registry."),
     ],
-    policy: Annotated[Path | None, typer.Option(help="Policy file (policies/*.yaml): signers, rules, gate.")] = None,
-    manifest: Annotated[
-        Path | None, typer.Option(help="Expected (validated) manifest; default: the pack's own.")
-    ] = None,
-    bundle: Annotated[
-        Path | None, typer.Option(help="Release bundle (default with --policy: <pack>.sigstore.json).")
-    ] = None,
-    validation: Annotated[
-        list[Path] | None, typer.Option(help="Validation bundle(s) (default: <pack>.validation.sigstore.json).")
-    ] = None,
-    identity: Annotated[
-        str | None,
-        typer.Option(
-            help="Expected signer identity (without --policy), exact; the bundle defaults to <pack>.sigstore.json."
-        ),
-    ] = None,
-    issuer: Annotated[str | None, typer.Option(help="Expected OIDC issuer (default with --instance: its own).")] = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
+    *,
+    anchor: Annotated[uc.AnyAnchor, Group(options.verify_anchor_options)],
     rebuild_from: Annotated[Path | None, typer.Option(help="Source model: re-quantize and compare.")] = None,
     device: Annotated[str, typer.Option(help="Rebuild device: auto, cpu or cuda.")] = "auto",
     offline: Annotated[
@@ -193,16 +134,6 @@ def verify(
         ),
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel decode/hash workers (default: cores).")] = None,
-    oms_signature: Annotated[
-        Path | None, typer.Option(help="Verify a plain model directory against its OpenSSF Model Signing signature.")
-    ] = None,
-    key: Annotated[
-        Path | None, typer.Option(help="With --oms-signature: the signer's public key (key method).")
-    ] = None,
-    cert_chain: Annotated[
-        Path | None,
-        typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
-    ] = None,
     plain_http: Annotated[bool, typer.Option(help="oci:// over plain HTTP (loopback addresses only).")] = False,
     shard_digests: Annotated[
         bool,
@@ -211,7 +142,6 @@ def verify(
             "shard is proven by its tensors, every served byte matched."
         ),
     ] = False,
-    integrity_only: IntegrityOpt = False,
     runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -226,46 +156,26 @@ def verify(
     if not target.startswith("oci://") and plain_http:
         raise uc.UsageError("--plain-http goes with an oci:// reference")
     pack_dir = Path(target)
-    trust = uc.trust_from_options(trust_config, instance, offline=offline)
-    if oms_signature is not None:
-        if policy or bundle or manifest or rebuild_from or validation:
-            raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
-        if key is not None:
-            if identity or issuer or cert_chain:
-                raise uc.UsageError("--key is exclusive with --identity/--issuer/--cert-chain")
-            oms = uc.Anchor.oms_key(oms_signature, key)
-        elif cert_chain is not None:
-            oms = uc.Anchor.oms_certificate(oms_signature, cert_chain, identity, issuer)
-        else:
-            oms = uc.Anchor.oms_signed_by(oms_signature, identity or "", issuer)
-        v = uc.verify_oms_model(pack_dir, oms, trust, online=not offline)
-        if as_json:
-            emit_json(v.to_dict())
-        else:
-            render.verdict(v, signed=True)
+    if isinstance(anchor, uc.OmsAnchor):
+        if rebuild_from is not None:
+            raise uc.UsageError("--oms-signature verifies a plain model directory: no --rebuild-from")
+        v = uc.verify_oms_model(pack_dir, anchor, online=not offline)
+        render.show_verdict(v, as_json, signed=True, root=False)
         if not v.ok:
             raise typer.Exit(v.exit_code)
         return
-    if key is not None or cert_chain is not None:
-        raise uc.UsageError("--key/--cert-chain go with --oms-signature")
-    anchor = _anchor_or_integrity_only(
-        uc.anchor_from_options(
-            policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest, validations=validation
-        ),
-        integrity_only,
-    )
+    if isinstance(anchor, uc.KeptManifest) and rebuild_from is not None:
+        raise uc.UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
     with render.progress("verifying") as progress:
         if target.startswith("oci://"):
-            if rebuild_from is not None or bundle is not None or validation:
+            named = isinstance(anchor, uc.PolicyAnchor | uc.SignedBy) and anchor.bundle is not None
+            if rebuild_from is not None or named or (isinstance(anchor, uc.PolicyAnchor) and anchor.validations):
                 raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
-            v = uc.verify_oci(
-                target, anchor, trust, plain_http=plain_http, online=not offline, runtime=_runtime(runtime)
-            )
+            v = uc.verify_oci(target, anchor, plain_http=plain_http, online=not offline, runtime=_runtime(runtime))
         else:
             v = uc.verify(
                 pack_dir,
                 anchor,
-                trust,
                 rebuild_from=rebuild_from,
                 device=device,
                 online=not offline,
@@ -274,12 +184,7 @@ def verify(
                 shard_digests=shard_digests,
                 runtime=_runtime(runtime),
             )
-    if as_json:
-        emit_json(v.to_dict())
-    else:
-        render.verdict(v, signed=anchor.signed, kept=anchor.kind is uc.AnchorKind.MANIFEST)
-        if v.root:
-            print(f"manifest root: {v.root}")
+    render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
     if not v.ok:
         raise typer.Exit(v.exit_code)
 
@@ -304,26 +209,7 @@ def push(
 ) -> None:
     """Push a pack as an OCI artifact, its release, validation and OMS bundles as referrers; prints its digest."""
     res = uc.push(pack_dir, reference, plain_http=plain_http, layout=layout)
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "reference": res.reference,
-                "digest": res.digest,
-                "layers": res.layers,
-                "uploaded_blobs": res.uploaded_blobs,
-                "uploaded_bytes": res.uploaded_bytes,
-                "referrers": res.referrers,
-                "referrers_api": res.referrers_api,
-            }
-        )
-        return
-    how = "referrers API" if res.referrers_api else "referrers tag (no referrers API)"
-    say(
-        f"pushed {res.layers} layers ({res.uploaded_blobs} blobs, {res.uploaded_bytes} bytes uploaded), "
-        f"{len(res.referrers)} bundle(s) as referrers via the {how}"
-    )
-    print(res.digest)
+    render.show_push(res, as_json)
 
 
 @app.command()
@@ -339,23 +225,7 @@ def pull(
 ) -> None:
     """Pull a pack by digest, every blob checked while streaming, written atomically; its bundles beside it."""
     res = uc.pull(reference, output, plain_http=plain_http, force=force)
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "reference": res.reference,
-                "digest": res.digest,
-                "output": str(res.out),
-                "files": res.files,
-                "bytes": res.bytes,
-                "bundles": res.bundles,
-            }
-        )
-        return
-    say(
-        f"pulled {res.files} files ({res.bytes} bytes, every blob checked) into {res.out}; {len(res.bundles)} bundle(s)"
-    )
-    print(res.digest)
+    render.show_pull(res, as_json)
 
 
 PolicyOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a policy file (signers, log, validation).")]
@@ -366,39 +236,10 @@ IssuerOpt = Annotated[
 ]
 ManifestOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a separately kept, validated manifest.")]
 OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-gapped).")]
-IntegrityOpt = Annotated[
-    bool,
-    typer.Option(
-        help="No trust anchor: check the pack against its own manifest only (whoever can write the pack can "
-        "rewrite it; the output says so)."
-    ),
-]
-
-
-def _anchor_or_integrity_only(anchor: uc.Anchor | None, integrity_only: bool) -> uc.Anchor:
-    """The anchor the options name; none is a usage error (exit 2) unless --integrity-only says so explicitly."""
-    if integrity_only:
-        if anchor is not None:
-            raise uc.UsageError("--integrity-only goes without a trust anchor (--policy/--identity/--manifest)")
-        return uc.Anchor.pack_itself()
-    if anchor is None:
-        raise uc.UsageError(
-            f"no trust anchor: {render.HOW_TO_ANCHOR}; or --integrity-only to check the pack against its own "
-            "manifest (self-consistency only)"
-        )
-    return anchor
-
-
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 ModeOpt = Annotated[
     str | None,
     typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
-]
-RuntimeOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="The serving runtime: fast, exact or reference (this uc-attest's), or external:TEXT (another runtime)."
-    ),
 ]
 ThreadsOpt = Annotated[
     int | None, typer.Option(help="Threads to use (default: the cores this process may run on, or UC_ATTEST_THREADS).")
@@ -424,7 +265,7 @@ def _set_threads(n: int | None) -> None:
         uc.set_thread_budget(n)
 
 
-def _trust_values(
+def _anchor_of(
     policy: Path | None,
     bundle: Path | None,
     identity: str | None,
@@ -432,21 +273,12 @@ def _trust_values(
     manifest: Path | None,
     trust_config: Path | None,
     instance: Path | None,
-    offline: bool,
-) -> tuple[uc.Anchor | None, uc.TrustRoot | None]:
-    """The anchor and trust root the shared options name (PolicyOpt ... OfflineOpt), built once here."""
-    anchor = uc.anchor_from_options(policy=policy, bundle=bundle, identity=identity, issuer=issuer, manifest=manifest)
-    return anchor, uc.trust_from_options(trust_config, instance, offline=offline)
-
-
-def _memory_line(memory: dict[str, int]) -> str:
-    mb = 1 << 20
-    packed, dense, n = memory["packed_linear_bytes"], memory["dense_linear_bytes"], memory["packed_weights"]
-    bpw = f" ({8 * packed / n:.2f} bits per weight vs {8 * dense / n:.0f})" if n else ""
-    return (
-        f"packed linear weights {packed / mb:.1f} MB resident vs {dense / mb:.1f} MB at full precision{bpw}; "
-        f"process RSS {memory['rss_bytes'] / mb:.0f} MB (peak {memory['peak_rss_bytes'] / mb:.0f} MB)"
-    )
+) -> uc.AnyAnchor:
+    """The anchor the shared options name (PolicyOpt ... InstanceOpt), built once here; none is refused."""
+    anchor = options.anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance)
+    if anchor is None:
+        raise uc.UsageError(f"no trust anchor: {render.HOW_TO_ANCHOR}")
+    return anchor
 
 
 @app.command()
@@ -479,7 +311,7 @@ def generate(
     except ValueError:
         raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
     _set_threads(threads)
-    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
+    anchor = _anchor_of(policy, bundle, identity, issuer, manifest, trust_config, instance)
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -490,7 +322,6 @@ def generate(
     res = uc.generate(
         pack_dir,
         anchor,
-        trust,
         prompt=prompt,
         prompt_ids=ids,
         max_new_tokens=max_new_tokens,
@@ -500,13 +331,7 @@ def generate(
         mode=mode,
         on_text=None if as_json else show,
     )
-    if as_json:
-        emit_json({"ok": True, **res.to_dict()})
-        return
-    rate = f", then {res.decode_tokens_per_s:.1f} tokens/s" if res.decode_tokens_per_s else ""
-    first = f"first after {res.first_token_s:.2f} s" if res.first_token_s is not None else "none"
-    say(f"{res.tokens} tokens in {res.seconds:.2f} s: {first}{rate} ({res.runtime}, {res.threads} threads)")
-    say(_memory_line(res.memory))
+    render.show_generation(res, as_json)
 
 
 @app.command()
@@ -529,15 +354,9 @@ def embed(
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
     _set_threads(threads)
-    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
-    res = uc.embed(pack_dir, text, anchor, trust, online=not offline, device=device, mode=mode)
-    if as_json:
-        emit_json({"ok": True, **res.to_dict()})
-        return
-    say(f"{len(text)} sentence(s), {res.tokens} tokens in {res.seconds:.2f} s ({res.runtime}, {res.threads} threads)")
-    say(_memory_line(res.memory))
-    for t, v in zip(text, res.output["embeddings"], strict=True):
-        print(f"{t[:40]!r}: dim {len(v)} [{', '.join(f'{x:+.4f}' for x in v[:4])}, ...]")
+    anchor = _anchor_of(policy, bundle, identity, issuer, manifest, trust_config, instance)
+    res = uc.embed(pack_dir, text, anchor, online=not offline, device=device, mode=mode)
+    render.show_embeddings(res, text, as_json)
 
 
 @app.command()
@@ -577,20 +396,7 @@ def validate(
         allow_release_signer=allow_release_signer,
         runtime=_runtime(runtime),
     )
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "bundle": str(res.bundle),
-                "root": str(res.root),
-                "log_index": res.log_index,
-                "identity": res.identity,
-                "metrics": res.metrics,
-            }
-        )
-    else:
-        say(f"validation of {res.root} signed as {res.identity}, logged at index {res.log_index}")
-        print(f"bundle: {res.bundle}")
+    render.show_validation(res, as_json)
 
 
 @app.command("gate")
@@ -605,16 +411,9 @@ def gate_cmd(
 ) -> None:
     """Change gate: exit 0 if this manifest root has a valid validation attestation (measured on --runtime where
     the policy says validation.runtime: match), else 1 naming the last validated root."""
-    v = uc.gate(pack_dir, policy, validation, online=not offline, runtime=_runtime(runtime))
-    if as_json:
-        emit_json(v.to_dict())
-    else:
-        render.verdict(v, signed=True)
-        if not v.ok and v.last_validated_root == v.root:
-            say("this manifest root was validated, but no validation of it meets the policy (see the detail)")
-        elif not v.ok:
-            last = str(v.last_validated_root) if v.last_validated_root else "none"
-            say(f"the manifest changed since the last validation (last validated root: {last})")
+    anchor = uc.PolicyAnchor(policy, None if validation is None else tuple(validation))
+    v = uc.gate(pack_dir, anchor, online=not offline, runtime=_runtime(runtime))
+    render.show_gate(v, as_json)
     if not v.ok:
         raise typer.Exit(v.exit_code)
 
@@ -652,12 +451,7 @@ def audit_cmd(
     data = r.to_dict()
     if report is not None:
         uc.write_report_html(data, report)
-    if as_json:
-        emit_json(data)
-    else:
-        render.audit(r)
-        if report is not None:
-            print(f"report: {report}")
+    render.show_audit(r, data, as_json, report)
     if not r.ok:
         raise typer.Exit(uc.EXIT_DENIED)
 
@@ -680,40 +474,10 @@ def inventory_cmd(
 ) -> None:
     """The model inventory: models -> packs (manifest roots) -> validations -> status."""
     if repository is not None:
-        listed = uc.list_repository(repository, plain_http=plain_http)
-        if as_json:
-            emit_json(listed)
-            return
-        rcols = ["tag", "digest", "manifest_root", "bundles", "status"]
-        rcells = [
-            [
-                render.short(str(r.get(c) or ""))
-                if c in ("digest", "manifest_root")
-                else (", ".join(r.get(c) or []) if c == "bundles" else str(r.get(c) or r.get("artifact_type") or ""))
-                for c in rcols
-            ]
-            for r in listed
-        ]
-        render.stdout_console().print(render.table(Text(f"{repository} ({len(listed)} tags)"), rcols, rcells))
+        render.show_repository(uc.list_repository(repository, plain_http=plain_http), repository, as_json)
         return
     rows = uc.inventory(uc.select_trust(trust_config, instance), index=index, bundle_dirs=bundles or ())
-    if as_json:
-        emit_json(rows)
-        return
-    cols = ["model", "manifest_root", "released", "log_index", "signer", "scheme", "validations", "status"]
-    shown = [{**r, "released": render.when(r["released"]) + " UTC" if r.get("released") else ""} for r in rows]
-    if csv:
-        import csv as csvmod
-
-        w = csvmod.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(shown)
-        return
-    cells = [
-        [render.short(str(r.get(c, ""))) if c in ("model", "manifest_root") else str(r.get(c, "")) for c in cols]
-        for r in shown
-    ]
-    render.stdout_console().print(render.table(Text(f"model inventory ({len(rows)} packs)"), cols, cells))
+    render.show_inventory(rows, as_json, csv)
 
 
 @app.command("verify-bundle")
@@ -746,15 +510,7 @@ def verify_bundle_cmd(
         staging=staging,
         require_tlog=require_tlog,
     )
-    if as_json:
-        emit_json(
-            {"ok": True, "signer": r.signer, "verified_by": list(r.verified_by), "gap": r.gap, "checks": list(r.checks)}
-        )
-        return
-    by = " and ".join(r.verified_by)
-    say(("OK", "bold green"), f" bundle verified by {by}: signed by {r.signer}")
-    if r.gap:
-        say(f"  (sigstore-python did not run: {r.gap})")
+    render.show_bundle(r, as_json)
 
 
 log_app = typer.Typer(no_args_is_help=True, help="Transparency-log tools for auditors.")
@@ -791,17 +547,7 @@ def log_watch(
         digests=digest or (),
         mirror=mirror,
     )
-    if as_json:
-        emit_json({"ok": all(r.ok for r in results), "logs": [r.to_dict() for r in results]})
-    else:
-        for r in results:
-            prev = f"size {r.previous.size} root {r.previous.root.hex()}" if r.previous else "none (first run)"
-            cur = f"size {r.current.size} root {r.current.root.hex()}" if r.current else "unverifiable"
-            extra = f" ({r.summary()})" if r.summary() else ""
-            if r.ok:
-                say(("OK", "bold green"), f" {r.url}: {prev} -> {cur}{extra}")
-            else:
-                say(("LOG MISBEHAVED", "bold red"), f" {r.url}: {r.problem}\n  stored:  {prev}\n  current: {cur}")
+    render.show_watch(results, as_json)
     if not all(r.ok for r in results):
         raise typer.Exit(uc.EXIT_DENIED)
 
@@ -816,15 +562,7 @@ def policy_check(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Policy YAML file.")], as_json: JsonOpt = False
 ) -> None:
     """Validate a policy file (exit 3 naming file, line and field)."""
-    pol = uc.load_policy(file)
-    if as_json:
-        emit_json({"ok": True, "policy": pol.model_dump(mode="json")})
-    else:
-        say(
-            ("OK", "bold green"),
-            f" {file}: policy {pol.name!r}, {len(pol.signers.release)} release / "
-            f"{len(pol.signers.validator)} validator signer(s)",
-        )
+    render.show_policy(file, uc.load_policy(file), as_json)
 
 
 @policy_app.command("schema")
@@ -868,31 +606,7 @@ def attest(
         pack_device=pack_device,
         oms=oms,
     )
-    if as_json:
-        out: dict[str, Any] = {
-            "ok": True,
-            "bundle": str(res.bundle),
-            "root": str(res.root),
-            "log_index": res.log_index,
-            "identity": res.identity,
-            "statement_bytes": res.statement_bytes,
-            "manifest_inline": res.manifest_inline,
-            "oms_signature": str(res.oms_bundle) if res.oms_bundle else None,
-            "oms_log_index": res.oms_log_index,
-            "oms_statement_bytes": res.oms_statement_bytes,
-        }
-        if instance is not None:
-            out["warning"] = DEV_WARNING
-        emit_json(out)
-        return
-    if instance is not None:
-        say(("DEV INSTANCE", "yellow"), ": its OIDC issuer can mint any identity; use it for demos and tests")
-    how = "manifest inline" if res.manifest_inline else "manifest by digest"
-    say(f"signed as {res.identity}, logged at index {res.log_index}; statement {res.statement_bytes} bytes ({how})")
-    print(f"bundle: {res.bundle}")
-    if res.oms_bundle is not None:
-        say(f"OpenSSF Model Signing signature: logged at index {res.oms_log_index}, {res.oms_statement_bytes} bytes")
-        print(f"oms signature: {res.oms_bundle}")
+    render.show_attest(res, as_json)
 
 
 instance_app = typer.Typer(no_args_is_help=True, help="The embedded Sigstore-compatible DEV instance.")
@@ -912,22 +626,7 @@ def instance_init(
 ) -> None:
     """Create keys (0600), CA certificates, both logs, the TSA and trust_config.json."""
     state = uc.init_instance(directory, port, force=force, rekor_version=rekor_version)
-    tc = state.root / "trust_config.json"
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "directory": str(state.root),
-                "url": state.url,
-                "issuer": state.issuer,
-                "trust_config": str(tc),
-                "rekor_version": state.rekor_version,
-                "warning": "DEV instance: its OIDC issuer can mint any identity",
-            }
-        )
-    else:
-        say(("DEV INSTANCE", "yellow"), ": its OIDC issuer can mint any identity")
-        print(f"instance: {state.root}\nurl: {state.url}\nissuer: {state.issuer}\ntrust config: {tc}")
+    render.show_instance(state, as_json)
 
 
 @instance_app.command("serve")
@@ -947,7 +646,8 @@ def instance_serve(
     server = uc.instance_server(directory, port, move=move_to_port)
     if move_to_port:
         say(("trust config rewritten", "yellow"), f" for port {server.port}: clients need the new trust_config.json")
-    say(("DEV INSTANCE", "yellow"), f" serving on http://127.0.0.1:{server.port} (Ctrl-C to stop)")
+    render.dev_warning()
+    say(f"serving on http://127.0.0.1:{server.port} (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -969,42 +669,21 @@ def instance_token(
 
 @app.command()
 @mapped
+@grouped
 def reconstruct(
     pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
-    policy: PolicyOpt = None,
-    bundle: BundleOpt = None,
-    identity: IdentityOpt = None,
-    issuer: IssuerOpt = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
-    manifest: ManifestOpt = None,
+    *,
+    anchor: Annotated[uc.AnyAnchor, Group(options.anchor_options)],
     offline: OfflineOpt = False,
     force: ForceOpt = False,
-    integrity_only: IntegrityOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the reconstructed model as standard safetensors (the source's dtype), every tensor and file
     matched against the trusted manifest first (exit 1 naming each mismatch, nothing written). Without a trust
     anchor it refuses (exit 2) unless --integrity-only."""
-    anchor, trust = _trust_values(policy, bundle, identity, issuer, manifest, trust_config, instance, offline)
-    anchor = _anchor_or_integrity_only(anchor, integrity_only)
-    res = uc.reconstruct(pack_dir, output, anchor, trust, online=not offline, force=force)
-    if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "output": str(output),
-                "shards": res.shards,
-                "root": str(res.root),
-                "anchored": res.anchored,
-                "note": res.note,
-            }
-        )
-    else:
-        say(f"reconstructed model written to {output} ({', '.join(res.shards)}), manifest root {res.root}")
-    if res.note:
-        render.warn(res.note)
+    res = uc.reconstruct(pack_dir, output, anchor, online=not offline, force=force)
+    render.show_reconstruction(res, as_json)
 
 
 @app.command("manifest")
@@ -1024,19 +703,4 @@ def manifest_cmd(
             raise uc.InvalidInput(f"tensor {prove!r} is not in {path}") from None
         emit_json(proof)
         return
-    if as_json:
-        emit_json(m.to_dict())
-        return
-    rows = [
-        (
-            e.name,
-            e.dtype,
-            "x".join(map(str, e.shape)),
-            f"{e.quant.bits}b/g{e.quant.group_size}" if e.quant else "-",
-            e.digest.hex[:16] + "...",
-        )
-        for e in sorted(m.tensors, key=lambda e: e.name)
-    ]
-    cols = ("tensor", "dtype", "shape", "quant", "sha256 (reconstructed)")
-    render.stdout_console(width=200).print(render.table(Text(str(path)), cols, rows))
-    print(f"manifest root: {m.root}")
+    render.show_manifest(m, path, as_json)

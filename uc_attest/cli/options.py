@@ -19,6 +19,8 @@ import typer
 
 import uc_attest as uc
 
+from . import render
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 TrustOpt = Annotated[
@@ -203,3 +205,150 @@ def _trust(trust_config: Path | None, instance: Path | None) -> uc.TrustFile | u
     if instance is not None and trust_config is None:
         return uc.TrustInstance(instance)
     raise uc.UsageError("give exactly one of --trust-config FILE or --instance DIR")
+
+
+PolicyOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a policy file (signers, log, validation).")]
+ManifestOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a separately kept, validated manifest.")]
+BundleOpt = Annotated[
+    Path | None, typer.Option(help="The release bundle (default: <pack>.sigstore.json), with --policy or --identity.")
+]
+ValidationOpt = Annotated[
+    list[Path] | None,
+    typer.Option(help="With --policy: validation bundle(s) (default: <pack>.validation.sigstore.json)."),
+]
+IdentityOpt = Annotated[
+    str | None, typer.Option(help="Trust anchor: the signer identity, exact (without --policy), under a trust root.")
+]
+IssuerOpt = Annotated[
+    str | None, typer.Option(help="With --identity: the OIDC issuer (default with --instance: its own).")
+]
+IntegrityOpt = Annotated[
+    bool,
+    typer.Option(
+        help="No trust anchor: check the pack against its own manifest only (whoever can write the pack can "
+        "rewrite it; the output says so)."
+    ),
+]
+
+
+def anchor_flags(
+    policy: Path | None,
+    manifest: Path | None,
+    bundle: Path | None,
+    validation: list[Path] | None,
+    identity: str | None,
+    issuer: str | None,
+    trust_config: Path | None,
+    instance: Path | None,
+) -> uc.AnyAnchor | None:
+    """The anchor the flags name (None: none); a contradictory or incomplete combination is refused here, at
+    parse time, in the flags' words."""
+    trust = None if trust_config is None and instance is None else _trust(trust_config, instance)
+    if policy is not None:
+        if identity or issuer:
+            raise uc.UsageError("--identity/--issuer go without --policy: identities come from the policy's signers")
+        if manifest is not None:
+            raise uc.UsageError("--policy and --manifest are exclusive: give one trust anchor")
+        return uc.PolicyAnchor(policy, tuple(validation) if validation else None, bundle, trust)
+    if validation:
+        raise uc.UsageError("--validation goes with --policy (the policy names the validators)")
+    if manifest is not None:
+        if identity or bundle is not None:
+            raise uc.UsageError("--manifest and --bundle/--identity are exclusive: give one trust anchor")
+    elif identity or bundle is not None:
+        if not identity:
+            raise uc.UsageError("--bundle needs --identity (and --issuer, or a trust root with a default issuer)")
+        if trust is None:
+            raise uc.UsageError("a signer is checked under a trust root: give --instance DIR or --trust-config F")
+        if not issuer and isinstance(trust, uc.TrustFile):
+            raise uc.UsageError("--identity needs --issuer (or a trust root with a default issuer, e.g. --instance)")
+        return uc.SignedBy(identity, issuer, trust, bundle)
+    if issuer:
+        raise uc.UsageError("--issuer goes with --identity")
+    if trust is not None:
+        raise uc.UsageError("--trust-config/--instance need a signer (--identity or --policy)")
+    return None if manifest is None else uc.KeptManifest(manifest)
+
+
+def anchor_options(
+    policy: PolicyOpt = None,
+    manifest: ManifestOpt = None,
+    bundle: BundleOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    integrity_only: IntegrityOpt = False,
+) -> uc.AnyAnchor:
+    """The pack's trust anchor; none is a usage error (exit 2) unless --integrity-only says so explicitly."""
+    return _or_integrity_only(
+        anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance), integrity_only
+    )
+
+
+def _or_integrity_only(anchor: uc.AnyAnchor | None, integrity_only: bool) -> uc.AnyAnchor:
+    if integrity_only:
+        if anchor is not None:
+            raise uc.UsageError("--integrity-only goes without a trust anchor (--policy/--identity/--manifest)")
+        return uc.PackItself()
+    if anchor is None:
+        raise uc.UsageError(
+            f"no trust anchor: {render.HOW_TO_ANCHOR}; or --integrity-only to check the pack against its own "
+            "manifest (self-consistency only)"
+        )
+    return anchor
+
+
+def verify_anchor_options(
+    policy: PolicyOpt = None,
+    manifest: ManifestOpt = None,
+    bundle: BundleOpt = None,
+    validation: ValidationOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    integrity_only: IntegrityOpt = False,
+    oms_signature: Annotated[
+        Path | None, typer.Option(help="Verify a plain model directory against its OpenSSF Model Signing signature.")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="With --oms-signature: the signer's public key (key method).")
+    ] = None,
+    cert_chain: Annotated[
+        Path | None,
+        typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
+    ] = None,
+) -> uc.AnyAnchor:
+    """``verify``'s anchor: a pack's (:func:`anchor_options`), or a plain model directory's OMS signature."""
+    if oms_signature is None:
+        if key is not None or cert_chain is not None:
+            raise uc.UsageError("--key/--cert-chain go with --oms-signature")
+        flags = (policy, manifest, bundle, validation, identity, issuer, trust_config, instance)
+        return _or_integrity_only(anchor_flags(*flags), integrity_only)
+    if policy or bundle or manifest or validation or integrity_only:
+        raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
+    if key is not None or cert_chain is not None:
+        if trust_config is not None or instance is not None:
+            raise uc.UsageError("--key/--cert-chain are exclusive with --trust-config/--instance")
+        if key is not None:
+            if identity or issuer or cert_chain:
+                raise uc.UsageError("--key is exclusive with --identity/--issuer/--cert-chain")
+            return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.PublicKey(key)))
+        if bool(identity) != bool(issuer):
+            raise uc.UsageError(
+                "with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)"
+            )
+        assert cert_chain is not None
+        signer = uc.CaSigner(identity, issuer) if identity and issuer else None
+        return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.CaChain(cert_chain, signer)))
+    if not identity:
+        raise uc.UsageError("--oms-signature needs --identity and --issuer (or --key, or --cert-chain)")
+    if trust_config is None and instance is None:
+        raise uc.UsageError("--oms-signature with --identity needs a trust root: --instance DIR or --trust-config F")
+    trust = _trust(trust_config, instance)
+    if not issuer and isinstance(trust, uc.TrustFile):
+        raise uc.UsageError(
+            "--oms-signature needs --identity and --issuer (or --instance, whose issuer is the default)"
+        )
+    return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.SigstoreIdentity(identity, issuer, trust)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..claims.statement import artifact_hashes
 from ..errors import InvalidInput, SignatureInvalid
@@ -64,6 +65,16 @@ class BundleVerified:
     verified_by: tuple[str, ...]
     gap: str | None
     checks: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``verify-bundle --json`` prints."""
+        return {
+            "ok": True,
+            "signer": self.signer,
+            "verified_by": list(self.verified_by),
+            "gap": self.gap,
+            "checks": list(self.checks),
+        }
 
 
 def verify_any_bundle(

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.x509names import cert_identities
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..signing.trust import Trust
 
 OID_ISSUER_V1, OID_ISSUER_V2 = "1.3.6.1.4.1.57264.1.1", "1.3.6.1.4.1.57264.1.8"
 
@@ -29,6 +32,17 @@ class SignerSpec:
     issuer: str
     identity: str | None = None
     identity_regex: str | None = None
+
+
+def signer_under(identity: str, issuer: str | None, trust: Trust) -> SignerSpec:
+    """The one signer rule: ``identity`` via ``issuer``, or via the trust root's default issuer (an embedded
+    instance's own; other deployments have none)."""
+    iss = issuer or trust.default_issuer()
+    if not identity or not iss:
+        raise UsageError(
+            "a sigstore signer needs an identity and an issuer (only an instance's trust root has a default issuer)"
+        )
+    return SignerSpec(iss, identity)
 
 
 def describe(signers: Sequence[SignerLike]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Unpack, assert_never
 
-from ..anchors import CaChain, OmsSignature, PublicKey, SigstoreIdentity, TrustFile, TrustInstance
+from ..anchors import CaChain, OmsSignature, PublicKey, SigstoreIdentity
 from ..claims.validation import Runtime
 from ..errors import UsageError, VerificationFailed
 from ..pack.api import PACK_SCHEME, PackOptions, PackProgress, PackRequest
@@ -71,9 +71,11 @@ def source_gate(request: PackRequest, read: list[str]) -> KeptSignature:
     return KeptSignature(record, signature.file, check)
 
 
-def verify_source(model_dir: Path, signature: OmsSignature) -> OmsVerified:
-    """``signature`` verified by its method, and ``model_dir`` checked against it (findings, not raised)."""
-    from .identity import SignerSpec
+def verify_source(model_dir: Path, signature: OmsSignature, *, offline: bool = False) -> OmsVerified:
+    """``signature`` verified by its method, and ``model_dir`` checked against it (findings, not raised); the
+    one dispatch on an OMS method (the pack's source gate and ``verify_oms_model``)."""
+    from ..signing.trust import resolve_trust
+    from .identity import SignerSpec, signer_under
     from .oms import verify_oms
 
     method = signature.method
@@ -84,26 +86,10 @@ def verify_source(model_dir: Path, signature: OmsSignature) -> OmsVerified:
     if isinstance(method, PublicKey):
         return verify_oms(model_dir, signature.file, key=method.path)
     if isinstance(method, SigstoreIdentity):
-        trust = _selected(method)
-        issuer = method.issuer or trust.default_issuer()
-        if not method.identity or not issuer:
-            raise UsageError(
-                "the source signature's sigstore signer needs an identity and an issuer (--source-identity, "
-                "--source-issuer; only an instance's trust root has a default issuer)"
-            )
-        return verify_oms(model_dir, signature.file, trust=trust, signers=[SignerSpec(issuer, method.identity)])
+        trust = resolve_trust(method.trust, offline=offline)
+        signer = signer_under(method.identity, method.issuer, trust)
+        return verify_oms(model_dir, signature.file, trust=trust, signers=[signer])
     assert_never(method)
-
-
-def _selected(method: SigstoreIdentity) -> Trust:
-    """The trust root a sigstore signer is verified under, selected (and its files checked) now."""
-    from ..signing.trust import select_trust
-
-    if isinstance(method.trust, TrustInstance):
-        return select_trust(None, method.trust.directory)
-    if isinstance(method.trust, TrustFile):
-        return select_trust(method.trust.path, None)
-    assert_never(method.trust)
 
 
 def release_signers(bundle: Path) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ from ..transparency.checkpoint import (
     parse_note,
 )
 from ..transparency.kinds import EntryKind
+from ..transparency.trusted import TrustedLog, trusted_logs
 from .chain import issuer_of, verify_chain, verify_sct
 from .identity import SignerIdentity, SignerLike, cert_issuer, signer_of
 from .timestamps import verify_timestamps
@@ -537,29 +538,8 @@ def _pem_matches(pem: bytes, leaf: x509.Certificate | None, key: Any) -> bool:
 # -- the log ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Log:
-    key: Any
-    log_id: bytes
-    start: float
-    end: float
-
-
-def _logs(root_doc: dict[str, Any]) -> dict[bytes, _Log]:
-    out = {}
-    for i, t in enumerate(root_doc.get("tlogs") or []):
-        try:
-            key = serialization.load_der_public_key(base64.b64decode(t["publicKey"]["rawBytes"]))
-            log_id = base64.b64decode(t["logId"]["keyId"])
-            valid = t["publicKey"].get("validFor") or {}
-            start = dt.datetime.fromisoformat(valid["start"]).timestamp()  # required: a missing start is not "always"
-            end = dt.datetime.fromisoformat(valid["end"]).timestamp() if valid.get("end") else float("inf")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedBundle(
-                f"trusted root: tlogs[{i}] is malformed (publicKey with rawBytes and validFor.start needed): {exc!r}"
-            ) from None
-        out[log_id] = _Log(key, log_id, start, end)
-    return out
+def _logs(root_doc: dict[str, Any]) -> dict[bytes, TrustedLog]:
+    return {log.log_id: log for log in trusted_logs(root_doc)}
 
 
 def _body_matches(
@@ -650,7 +630,7 @@ def _body_matches(
     raise AssertionError("unreachable: kinds are checked first")
 
 
-def _verify_note(note: str, log: _Log) -> Checkpoint:
+def _verify_note(note: str, log: TrustedLog) -> Checkpoint:
     """The checkpoint, verified with the log key (ECDSA: key hash = SHA-256(SPKI)[:4]; Ed25519: C2SP key id)."""
     verifiers = []
     for s in parse_note(note).signatures:
@@ -662,7 +642,7 @@ def _verify_note(note: str, log: _Log) -> Checkpoint:
     return Checkpoint.parse(open_note(note, verifiers).text)
 
 
-def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any, where: str) -> VerifiedEntry:
+def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, TrustedLog], key: Any, where: str) -> VerifiedEntry:
     """One tlog entry of the bundle, every field checked (``bundle.tlog``)."""
 
     def fail(why: str) -> CheckFailed:
@@ -701,7 +681,7 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, _Log], key: Any
         )
         if not _verify_sig(log.key, set_sig, payload, None, where):
             raise fail("the SET does not verify with the log key")
-        if not log.start <= itime <= log.end:
+        if not log.valid_at(itime):
             raise fail("the integrated time is outside the log key's validity")
         set_time = itime
     proof = e.get("inclusionProof")
@@ -808,7 +788,7 @@ def verify_bundle(
     times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
     for ve in out.entries:  # an entry without a SET (Rekor v2): its log key must be valid at the timestamps
         log = logs[ve.log_id]
-        if ve.set_time is None and not all(log.start <= t.timestamp() <= log.end for t, _ in out.tsa_times):
+        if ve.set_time is None and not all(log.valid_at(t.timestamp()) for t, _ in out.tsa_times):
             raise CheckFailed(where, "bundle.tlog", "the log key is not valid at the bundle's timestamps")
     if p.leaf is not None:
         if not times:

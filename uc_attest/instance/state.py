@@ -37,7 +37,9 @@ from ..errors import InvalidInput, UsageError
 
 #: The instance serves on loopback only.
 HOST = "127.0.0.1"
-DEV_LABEL = "uc-attest DEV instance (its OIDC issuer can mint any identity)"
+#: What a DEV instance risks, in the one place every warning about it reads it from.
+DEV_RISK = "its OIDC issuer can mint any identity"
+DEV_LABEL = f"uc-attest DEV instance ({DEV_RISK})"
 #: The dev OIDC issuer's name, the same for every embedded instance so policies are portable; the
 #: ``.invalid`` TLD can never be a real issuer. Each instance still has its own CA, so a certificate
 #: from another instance fails chain verification. Its discovery document is served at <url>/oidc.
@@ -248,6 +250,38 @@ class V2Material:
     tsa_root: x509.Certificate
 
 
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _ec_key(k: ec.EllipticCurvePrivateKey, start: dict[str, str]) -> dict[str, Any]:
+    """A trusted root's entry for a P-256 public key."""
+    return {"rawBytes": _b64(_spki_der(k.public_key())), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": start}
+
+
+def _tlog(url: str, public_key: dict[str, Any], log_id: bytes) -> dict[str, Any]:
+    """A trusted root's transparency (or CT) log."""
+    return {"baseUrl": url, "hashAlgorithm": "SHA2_256", "publicKey": public_key, "logId": {"keyId": _b64(log_id)}}
+
+
+def _authority(
+    name: str, url: str, chain: tuple[x509.Certificate, x509.Certificate], start: dict[str, str]
+) -> dict[str, Any]:
+    """A trusted root's certificate or timestamp authority: its chain, leaf-most first."""
+    certs = [{"rawBytes": _b64(c.public_bytes(serialization.Encoding.DER))} for c in chain]
+    return {
+        "subject": {"organization": "uc-attest-dev", "commonName": name},
+        "uri": url,
+        "certChain": {"certificates": certs},
+        "validFor": start,
+    }
+
+
+def _service(url: str, start: dict[str, str], version: int = 1) -> dict[str, Any]:
+    """A signing config's service."""
+    return {"url": url, "majorApiVersion": version, "validFor": start, "operator": "uc-attest-dev"}
+
+
 @dataclass
 class InstanceState:
     """A loaded instance directory (keys checked for existence and 0600 permissions)."""
@@ -298,6 +332,18 @@ class InstanceState:
         created = dt.datetime.strptime(str(meta["created"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
         atomic_write_bytes(self.root / TRUST_CONFIG, json.dumps(moved.trust_config(created), indent=2).encode())
         return moved
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``instance init --json`` prints: where it is, how to reach and trust it, and its risk."""
+        return {
+            "ok": True,
+            "directory": str(self.root),
+            "url": self.url,
+            "issuer": self.issuer,
+            "trust_config": str(self.root / TRUST_CONFIG),
+            "rekor_version": self.rekor_version,
+            "warning": f"DEV instance: {DEV_RISK}",
+        }
 
     @property
     def url(self) -> str:
@@ -358,96 +404,41 @@ class InstanceState:
     def trust_config(self, now: dt.datetime) -> dict[str, Any]:
         """A sigstore ClientTrustConfig (trusted root v0.1 + signing config v0.2) for this instance."""
         start = {"start": _rfc3339(now - dt.timedelta(days=1))}
-
-        def b64(b: bytes) -> str:
-            return base64.b64encode(b).decode()
-
-        def der(c: x509.Certificate) -> bytes:
-            return c.public_bytes(serialization.Encoding.DER)
-
-        def key(k: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
-            return {
-                "rawBytes": b64(_spki_der(k.public_key())),
-                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                "validFor": start,
-            }
-
-        def service(url: str, version: int = 1) -> dict[str, Any]:
-            return {"url": url, "majorApiVersion": version, "validFor": start, "operator": "uc-attest-dev"}
-
         trusted_root: dict[str, Any] = {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [
-                {
-                    "baseUrl": self.url,
-                    "hashAlgorithm": "SHA2_256",
-                    "publicKey": key(self.log_key),
-                    "logId": {"keyId": b64(self.log_id)},
-                }
-            ],
+            "tlogs": [_tlog(self.url, _ec_key(self.log_key, start), self.log_id)],
             "certificateAuthorities": [
-                {
-                    "subject": {"organization": "uc-attest-dev", "commonName": DEV_LABEL},
-                    "uri": self.url,
-                    "certChain": {
-                        "certificates": [
-                            {"rawBytes": b64(der(self.ca_intermediate))},
-                            {"rawBytes": b64(der(self.ca_root))},
-                        ]
-                    },
-                    "validFor": start,
-                }
+                _authority(DEV_LABEL, self.url, (self.ca_intermediate, self.ca_root), start),
             ],
-            "ctlogs": [
-                {
-                    "baseUrl": self.url,
-                    "hashAlgorithm": "SHA2_256",
-                    "publicKey": key(self.ct_key),
-                    "logId": {"keyId": b64(self.ct_log_id)},
-                }
-            ],
+            "ctlogs": [_tlog(self.url, _ec_key(self.ct_key, start), self.ct_log_id)],
             "timestampAuthorities": [],
         }
         signing_config: dict[str, Any] = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
-            "caUrls": [service(self.url)],
-            "oidcUrls": [service(f"{self.url}/oidc")],
-            "rekorTlogUrls": [service(self.url)],
+            "caUrls": [_service(self.url, start)],
+            "oidcUrls": [_service(f"{self.url}/oidc", start)],
+            "rekorTlogUrls": [_service(self.url, start)],
             "tsaUrls": [],
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaConfig": {"selector": "ANY"},
         }
         if self.v2 is not None:
-            trusted_root["tlogs"].append(
-                {
-                    "baseUrl": self.url + V2_PREFIX,
-                    "hashAlgorithm": "SHA2_256",
-                    "publicKey": {
-                        "rawBytes": b64(self.v2.log_key.public_key().public_bytes(*_SPKI)),
-                        "keyDetails": "PKIX_ED25519",
-                        "validFor": start,
-                    },
-                    "logId": {"keyId": b64(self.log_id_v2)},
-                }
-            )
-            trusted_root["timestampAuthorities"] = [
-                {
-                    "subject": {"organization": "uc-attest-dev", "commonName": "uc-attest DEV timestamp authority"},
-                    "uri": self.url + TSA_PATH,
-                    "certChain": {
-                        "certificates": [
-                            {"rawBytes": b64(der(self.v2.tsa_cert))},
-                            {"rawBytes": b64(der(self.v2.tsa_root))},
-                        ]
-                    },
-                    "validFor": start,
-                }
-            ]
-            signing_config["tsaUrls"] = [service(self.url + TSA_PATH)]
-            if self.rekor_version == 2:  # both logs offered: the stock client takes the highest version it speaks
-                signing_config["rekorTlogUrls"] = [service(self.url + V2_PREFIX, 2), service(self.url)]
+            self._add_v2(self.v2, trusted_root, signing_config, start)
         return {
             "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
             "trustedRoot": trusted_root,
             "signingConfig": signing_config,
         }
+
+    def _add_v2(
+        self, v2: V2Material, trusted_root: dict[str, Any], signing_config: dict[str, Any], start: dict[str, str]
+    ) -> None:
+        """The Rekor v2 log and the TSA in the trust config (an instance made with them)."""
+        v2_key = {"rawBytes": _b64(v2.log_key.public_key().public_bytes(*_SPKI)), "keyDetails": "PKIX_ED25519"}
+        trusted_root["tlogs"].append(_tlog(self.url + V2_PREFIX, {**v2_key, "validFor": start}, self.log_id_v2))
+        trusted_root["timestampAuthorities"] = [
+            _authority("uc-attest DEV timestamp authority", self.url + TSA_PATH, (v2.tsa_cert, v2.tsa_root), start)
+        ]
+        signing_config["tsaUrls"] = [_service(self.url + TSA_PATH, start)]
+        if self.rekor_version == 2:  # both logs offered: the stock client takes the highest version it speaks
+            signing_config["rekorTlogUrls"] = [_service(self.url + V2_PREFIX, start, 2), _service(self.url, start)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,10 @@ class PushResult:
     referrers: list[dict[str, str]] = field(default_factory=list)
     referrers_api: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``push --json`` prints."""
+        return {"ok": True, **asdict(self)}
+
 
 def push_pack(
     pack_dir: Path, ref: Reference, *, plain_http: bool = False, layout: Layout = Layout.MODELPACK
@@ -226,6 +230,18 @@ class PullResult:
     files: int
     bytes: int
     bundles: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``pull --json`` prints."""
+        return {
+            "ok": True,
+            "reference": self.reference,
+            "digest": self.digest,
+            "output": str(self.out),
+            "files": self.files,
+            "bytes": self.bytes,
+            "bundles": self.bundles,
+        }
 
 
 def _safe_path(rel: str | None, what: str) -> str:

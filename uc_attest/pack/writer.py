@@ -94,6 +94,22 @@ class PackResult:
     rank: int = 0
     world_size: int = 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``pack --json`` prints, but the clock (``seconds``, ``stages``): the caller's, who timed it."""
+        m = self.manifest
+        return {
+            "ok": True,
+            "pack": str(self.path),
+            "root": str(m.root),
+            "tensors": len(m.tensors),
+            "quantized": sum(1 for t in m.tensors if t.quant),
+            "calibrated": sum(1 for t in m.tensors if t.quant and t.quant.moments),
+            "scheme": m.scheme,
+            "source_signature": m.source_signature.to_dict() if m.source_signature else None,
+            "calibration": m.calibration.to_dict() if m.calibration else None,
+            "ranks": self.world_size,
+        }
+
 
 #: The source files' digests as the pack read them -> findings (a changed or uncovered file).
 SourceCheck = Callable[[dict[str, Digest]], list[Finding]]

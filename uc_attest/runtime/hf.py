@@ -32,7 +32,6 @@ from ..manifest import digest_finding
 from ..pack.check import check_files
 from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
-from ..signing.trust import Trust
 from ..verify.anchor import NO_ANCHOR, Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from .build import hf_config, read_config, replace_module, resolve
@@ -41,14 +40,13 @@ from .model import LoadReport, deep_findings
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 #: The trust anchor and load options: given to from_pretrained, never written into a saved config.
-LOADING_ATTRIBUTES = ("anchor", "trust", "online", "cache", "mode")
+LOADING_ATTRIBUTES = ("anchor", "online", "cache", "mode")
 
 
 @register_quantization_config(QUANT_METHOD)
 class UcAttestConfig(QuantizationConfigMixin):
     """The pack's quantization_config (format, scheme, source dtype) plus the loading attributes: the trust
-    ``anchor`` (:class:`uc_attest.Anchor`), the ``trust`` root (:class:`uc_attest.TrustRoot`; default: the
-    policy's), ``online`` (ask the log again), ``mode`` (how packed layers compute: fast, exact or reference,
+    ``anchor`` (:class:`uc_attest.Anchor`, with its trust root), ``online`` (ask the log again), ``mode`` (how packed layers compute: fast, exact or reference,
     docs/runtime.md; by default fast on CPU, reference elsewhere or with ``cache``) and ``cache`` (keep decoded
     weights, mode reference)."""
 
@@ -58,7 +56,6 @@ class UcAttestConfig(QuantizationConfigMixin):
         scheme: dict[str, Any] | None = None,
         dtype: str | None = None,
         anchor: Anchor | None = None,
-        trust: Trust | None = None,
         online: bool = True,
         cache: bool = False,
         mode: Mode | str | None = None,
@@ -66,7 +63,7 @@ class UcAttestConfig(QuantizationConfigMixin):
     ) -> None:
         self.quant_method = QUANT_METHOD  # type: ignore[assignment]  # transformers types it as its own enum
         self.format, self.scheme, self.dtype = format, scheme, dtype
-        self.anchor, self.trust, self.online, self.cache = anchor, trust, online, cache
+        self.anchor, self.online, self.cache = anchor, online, cache
         self.mode = None if mode is None else Mode.parse(mode)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +122,7 @@ class UcAttestQuantizer(HfQuantizer):
         if not files:
             raise UsageError("from_pretrained found no checkpoint files for the uc-attest pack")
         qc = self.config
-        prep = prepare(Path(files[0]).parent, require_anchor(qc.anchor), qc.trust, online=qc.online)
+        prep = prepare(Path(files[0]).parent, require_anchor(qc.anchor), online=qc.online)
         prep.refuse_early()
         self.prepared = prep
         _same_config(model, prep)

@@ -30,7 +30,6 @@ from ..pack.check import check_files, check_pack
 from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
 from ..pack.reader import PackedTensor, check_components, parse_shard_header
 from ..quant.scheme import Scheme
-from ..signing.trust import Trust
 from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.result import Verdict
@@ -345,7 +344,6 @@ def deep_findings(
 def load_model(
     pack_dir: Path,
     anchor: Anchor | None = None,
-    trust: Trust | None = None,
     *,
     online: bool = True,
     device: str = "cpu",
@@ -372,7 +370,7 @@ def load_model(
         raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
     served = effective_mode(asked, target)
     serving = runtime(served, target)  # policy validation.runtime: match compares it with the validated one
-    prep = prepare(Path(pack_dir), anchor, trust, online=online, runtime=serving)
+    prep = prepare(Path(pack_dir), anchor, online=online, runtime=serving)
     exp = prep.refuse_early()  # signature, identity, claims, validation: refuse before reading the pack's bulk
     expected = exp.manifest
     loader = _Loader(prep, expected, target, dtype, cache, served)

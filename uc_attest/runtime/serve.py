@@ -14,7 +14,6 @@ import torch
 
 from ..core.fsutil import inside, is_safe_relative, open_regular
 from ..errors import InvalidInput, UcAttestError, UsageError
-from ..signing.trust import Trust
 from ..source import is_causal
 from ..verify.anchor import Anchor
 from .kernels import Mode
@@ -58,7 +57,8 @@ class RunResult:
     decode_tokens_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """What ``generate --json`` / ``embed --json`` print."""
+        return {"ok": True, **self.__dict__}
 
 
 class _Clock:
@@ -214,7 +214,6 @@ def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunR
 def generate(
     pack_dir: Path,
     anchor: Anchor | None = None,
-    trust: Trust | None = None,
     *,
     prompt: str | None = None,
     prompt_ids: list[int] | None = None,
@@ -233,7 +232,7 @@ def generate(
     if (prompt is None) == (prompt_ids is None):
         raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
     _refuse_early_if_not_causal(Path(pack_dir))
-    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, cache=cache, mode=mode)
+    model = load_model(Path(pack_dir), anchor, online=online, device=device, cache=cache, mode=mode)
     return generate_with(
         model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens, on_text=on_text
     )
@@ -259,7 +258,6 @@ def embed(
     pack_dir: Path,
     texts: list[str],
     anchor: Anchor | None = None,
-    trust: Trust | None = None,
     *,
     online: bool = True,
     device: str = "cpu",
@@ -268,5 +266,5 @@ def embed(
     """Verify and load an encoder pack (packed, in ``mode``), then embed ``texts`` (mean pooling, normalised)."""
     from .model import load_model
 
-    model = load_model(Path(pack_dir), anchor, trust, online=online, device=device, mode=mode)
+    model = load_model(Path(pack_dir), anchor, online=online, device=device, mode=mode)
     return embed_with(model, Path(pack_dir), texts)

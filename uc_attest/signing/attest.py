@@ -24,6 +24,7 @@ from ..core.digest import Digest
 from ..core.fsutil import atomic_write_bytes
 from ..core.x509names import cert_identities
 from ..errors import UsageError, VerificationFailed
+from ..instance.state import DEV_RISK
 from ..pack.check import check_files, check_pack
 from ..pack.facts import PackFacts
 from .sign import DEV_VALIDATOR_IDENTITY, sign_statement, sign_statements
@@ -68,6 +69,25 @@ class AttestResult:
     oms_bundle: Path | None = None  # the OMS signature of the pack (None with oms=False)
     oms_log_index: int | None = None
     oms_statement_bytes: int = 0
+    dev_instance: bool = False  # signed through an embedded DEV instance (its issuer can mint any identity)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``attest --json`` prints; a DEV instance's signature carries its warning."""
+        out: dict[str, Any] = {
+            "ok": True,
+            "bundle": str(self.bundle),
+            "root": str(self.root),
+            "log_index": self.log_index,
+            "identity": self.identity,
+            "statement_bytes": self.statement_bytes,
+            "manifest_inline": self.manifest_inline,
+            "oms_signature": str(self.oms_bundle) if self.oms_bundle else None,
+            "oms_log_index": self.oms_log_index,
+            "oms_statement_bytes": self.oms_statement_bytes,
+        }
+        if self.dev_instance:
+            out["warning"] = f"signed by a DEV instance: {DEV_RISK}"
+        return out
 
 
 def _source_name(facts: PackFacts) -> str:
@@ -134,6 +154,7 @@ def attest_pack(
         oms_path,
         signed[1].log_index if oms else None,
         signed[1].statement_bytes if oms else 0,
+        dev_instance=trust.instance_dir is not None,
     )
 
 
@@ -173,6 +194,17 @@ class ValidateResult:
     log_index: int | None
     identity: str
     metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``validate --json`` prints."""
+        return {
+            "ok": True,
+            "bundle": str(self.bundle),
+            "root": str(self.root),
+            "log_index": self.log_index,
+            "identity": self.identity,
+            "metrics": self.metrics,
+        }
 
 
 def validate_pack(

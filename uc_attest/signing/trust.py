@@ -8,19 +8,20 @@ as ``sigstore verify --offline`` does; a user may also pin a trusted root file o
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
-from ..errors import InvalidInput, MalformedBundle, OperationalError, UsageError
+from ..anchors import TrustFile, TrustInstance
+from ..errors import InvalidInput, OperationalError, UsageError
 
 if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its keys does
     from ..transparency.rekor_v1 import LogKey
     from ..transparency.tiles import TileLogKey
+    from ..transparency.trusted import TrustedLog
 
 PUBLIC_GOOD, STAGING = "public-good", "staging"
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
@@ -139,28 +140,18 @@ class Trust:
         entries = sc.get(kind) if isinstance(sc, dict) else None
         return [str(e.get("url")) for e in entries or [] if isinstance(e, dict)]
 
-    def _tlogs(self) -> list[tuple[str, Any, bytes]]:
-        from cryptography.hazmat.primitives import serialization
-
-        out = []
-        for i, t in enumerate(self.root_document.get("tlogs", [])):
-            try:
-                der = base64.b64decode(t["publicKey"]["rawBytes"])
-                key = serialization.load_der_public_key(der)
-                log_id = base64.b64decode(t["logId"]["keyId"])
-                url = str(t["baseUrl"]).rstrip("/")
-            except (KeyError, TypeError, ValueError) as exc:
-                raise MalformedBundle(f"{self.source}: trustedRoot.tlogs[{i}] is malformed: {exc!r}") from None
-            out.append((url, key, log_id))
-        return out
-
     def logs(self) -> list[LogKey]:
-        """The transparency logs of the trusted root with ECDSA keys (Rekor v1: REST API, SETs)."""
+        """The transparency logs of the trusted root with ECDSA keys (Rekor v1: REST API, SETs), each with the
+        validity of its key (the same parse, the same strictness as the bundle verifier's)."""
         from cryptography.hazmat.primitives.asymmetric import ec
 
         from ..transparency.rekor_v1 import LogKey
 
-        return [LogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ec.EllipticCurvePublicKey)]
+        return [
+            LogKey(t.base_url, t.key, t.log_id, t.start, t.end)
+            for t in self._trusted_logs()
+            if isinstance(t.key, ec.EllipticCurvePublicKey)
+        ]
 
     def tile_logs(self) -> list[TileLogKey]:
         """The logs with Ed25519 checkpoint keys (Rekor v2: C2SP tlog-tiles, log id = the key's C2SP id)."""
@@ -168,7 +159,16 @@ class Trust:
 
         from ..transparency.tiles import TileLogKey
 
-        return [TileLogKey(u, k, i) for u, k, i in self._tlogs() if isinstance(k, ed25519.Ed25519PublicKey)]
+        return [
+            TileLogKey(t.base_url, t.key, t.log_id, t.start, t.end)
+            for t in self._trusted_logs()
+            if isinstance(t.key, ed25519.Ed25519PublicKey)
+        ]
+
+    def _trusted_logs(self) -> list[TrustedLog]:
+        from ..transparency.trusted import trusted_logs
+
+        return trusted_logs(self.root_document, self.source)
 
     def default_issuer(self) -> str | None:
         """The embedded instance's own issuer (None for other deployments)."""
@@ -213,3 +213,15 @@ def select_trust(trust_config: Path | str | None, instance: Path | None, *, offl
     if source not in (PUBLIC_GOOD, STAGING) and not Path(source).is_file():
         raise InvalidInput(f"{source}: trust config not found (a file, public-good or staging)", path=source)
     return Trust(source, None, offline)
+
+
+def resolve_trust(given: Trust | TrustFile | TrustInstance, *, offline: bool = False) -> Trust:
+    """The one selection of a trust root given as a value (``TrustFile``, ``TrustInstance``; a ``Trust`` is
+    already selected): files and the instance's keys checked now."""
+    if isinstance(given, Trust):
+        return given
+    if isinstance(given, TrustInstance):
+        return select_trust(None, given.directory, offline=offline)
+    if isinstance(given, TrustFile):
+        return select_trust(given.path, None, offline=offline)
+    assert_never(given)

@@ -44,11 +44,14 @@ ATTEMPTS, BACKOFF_S = 3, 0.25
 
 @dataclass(frozen=True)
 class LogKey:
-    """One transparency log of a trust root: where it answers, its ECDSA key and its log id."""
+    """One transparency log of a trust root: where it answers, its ECDSA key, its log id, and when the key is
+    valid (the trusted root's ``validFor``, POSIX seconds): an entry integrated outside it is refused."""
 
     base_url: str
     key: ec.EllipticCurvePublicKey
     log_id: bytes
+    start: float = float("-inf")
+    end: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ class RekorClient:
                 raise LogMisbehaved(f"entry {index}: body does not hash to its uuid")
             if bytes.fromhex(e["logID"]) != self.log.log_id:
                 raise LogMisbehaved(f"entry {index}: log id differs")
+            if not self.log.start <= itime <= self.log.end:
+                raise LogMisbehaved(f"entry {index}: integrated at {itime}, outside the log key's validity")
             v = e["verification"]
             set_payload = canonical_json(
                 {"body": e["body"], "integratedTime": itime, "logID": e["logID"], "logIndex": index}

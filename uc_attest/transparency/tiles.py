@@ -150,11 +150,14 @@ class CompactRange:
 
 @dataclass(frozen=True)
 class TileLogKey:
-    """A tile-based log (Rekor v2) of a trust root: base URL, Ed25519 checkpoint key, log id (its C2SP key id)."""
+    """A tile-based log (Rekor v2) of a trust root: base URL, Ed25519 checkpoint key, log id (its C2SP key id),
+    and the key's validity (the trusted root's ``validFor``, POSIX seconds)."""
 
     base_url: str
     key: Any
     log_id: bytes
+    start: float = float("-inf")
+    end: float = float("inf")
 
 
 @dataclass(frozen=True)

@@ -1,208 +1,184 @@
-"""Who must have made what you are about to trust: one :class:`Anchor` value, built once at the edge.
+"""Who must have made what you are about to trust: one anchor value, built once at the edge.
 
-An anchor is exactly one of
+An anchor is exactly one of a closed set of frozen variants, each carrying what it needs:
 
-* a **policy** (signers per role, log, validation, constraints; its trust root unless one is given);
-* a **bundle with its signer**: the identity (and issuer) that must have signed the release bundle, by
-  default ``<pack>.sigstore.json`` where ``attest`` writes it;
-* a **kept manifest**: a separately kept (validated) manifest the pack must match, no signer;
-* an **OpenSSF Model Signing signature** of a plain model directory with its method: an identity (and
-  issuer) under a trust root, a public key, or a private PKI's CA certificates;
-* **the pack itself**: its own manifest, which whoever can write the pack controls — self-consistency
+* :class:`PolicyAnchor` — a policy (signers per role, log, validation, constraints); its own trust root
+  unless one is given;
+* :class:`SignedBy` — the identity (and issuer) that must have signed the release bundle, under a trust
+  root; the bundle by default ``<pack>.sigstore.json`` where ``attest`` writes it;
+* :class:`KeptManifest` — a separately kept (validated) manifest the pack must match, no signer;
+* :class:`OmsAnchor` — an OpenSSF Model Signing signature of a plain model directory
+  (:class:`uc_attest.OmsSignature`: a sigstore identity under a trust root, a public key, or CA certificates);
+* :class:`PackItself` — the pack's own manifest, which whoever can write the pack controls: self-consistency
   only, and every result says so.
 
-The constructors make illegal combinations unwritable; :func:`anchor_from_options` turns CLI options into
-one (refusing contradictory ones in one place), and :func:`require_anchor` is the one refusal of "no anchor".
+A trust root belongs to the variant that needs one, so "a kept manifest under a trust root" or "a key with a
+trust root" cannot be written. :class:`Anchor` is their common base; its constructors (``Anchor.policy(...)``,
+``Anchor.signed_by(...)``, ...) return the variants. :func:`require_anchor` is the one refusal of "no anchor".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
+from ..anchors import CaChain, CaSigner, OmsSignature, PublicKey, SigstoreIdentity, TrustFile, TrustInstance
 from ..errors import UsageError
-from ..manifest import OmsMethod
+
+if TYPE_CHECKING:
+    from ..signing.trust import Trust
+
+#: A trust root as the caller gives it: selected (``TrustRoot.instance(D)``) or a choice to select at use.
+TrustGiven: TypeAlias = "Trust | TrustFile | TrustInstance"
 
 NO_ANCHOR = (
-    "no trust anchor: give --policy P, --identity ID (with --instance DIR or --trust-config F; the bundle beside "
-    "the pack, or --bundle B), or --manifest KEPT.json; in Python: Anchor.policy(...), Anchor.signed_by(...), "
-    "Anchor.kept_manifest(...) (Anchor.pack_itself() accepts the pack's own manifest: self-consistency only)"
+    "no trust anchor: give one of Anchor.policy(P), Anchor.signed_by(IDENTITY, ISSUER, trust=T), "
+    "Anchor.kept_manifest(KEPT.json), or an OMS signature (Anchor.oms(OmsSignature(...))); "
+    "Anchor.pack_itself() accepts the pack's own manifest: self-consistency only"
 )
 
 
-class AnchorKind(StrEnum):
-    POLICY = "policy"
-    BUNDLE = "bundle"
-    MANIFEST = "manifest"
-    OMS = "oms"
-    PACK_ITSELF = "pack-itself"
-
-
-@dataclass(frozen=True)
 class Anchor:
-    """One trust anchor (see the module docstring); build it with a constructor, not the fields."""
+    """The base of the anchor variants (module docstring); its constructors return them."""
 
-    kind: AnchorKind
-    policy_file: Path | None = None
-    bundle: Path | None = None  # BUNDLE: None = <pack>.sigstore.json; OMS: the signature file
-    identity: str | None = None
-    issuer: str | None = None  # None: the trust root's default issuer (an embedded instance's own)
-    manifest: Path | None = None
-    validations: tuple[Path, ...] | None = None  # None: <pack>.validation.sigstore.json when present
-    oms_method: OmsMethod | None = None
-    key: Path | None = None
-    cert_chain: Path | None = None
+    #: a signer is checked (policy, signer, OMS); a kept manifest or the pack itself checks none
+    signed: ClassVar[bool] = True
+    #: something other than the pack's own manifest says what the pack must be
+    anchored: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
-        """An anchor built field by field holds exactly what its kind needs (the constructors always do):
-        never a kept-manifest anchor without its manifest that would fall back to the pack's own."""
-        try:  # a kind or method given as its string is the enum member (compared with `is` everywhere)
-            object.__setattr__(self, "kind", AnchorKind(self.kind))
-            if self.oms_method is not None:
-                object.__setattr__(self, "oms_method", OmsMethod(self.oms_method))
-        except ValueError:
-            raise UsageError(f"unknown anchor kind {self.kind!r} or OMS method {self.oms_method!r}") from None
-        given = {name for name in _FIELDS if getattr(self, name) is not None}
-        shape = _SHAPES.get((self.kind, self.oms_method))
-        if shape is None:
-            raise UsageError(f"an anchor of kind {self.kind} cannot have OMS method {self.oms_method}")
-        need, may = shape
-        missing, extra = need - given, given - need - may
-        if missing or extra:
-            what = ", ".join([f"without {m}" for m in sorted(missing)] + [f"with {x}" for x in sorted(extra)])
-            raise UsageError(f"an anchor of kind {self.kind} {what}: build it with an Anchor constructor")
+    def describe(self) -> str:
+        raise NotImplementedError
 
-    @classmethod
+    @staticmethod
     def policy(
-        cls,
         path: Path | str,
         validations: list[Path] | tuple[Path, ...] | None = None,
         *,
         bundle: Path | str | None = None,
-    ) -> Anchor:
-        """A policy file; ``bundle``: the release bundle when it is not beside the pack (<pack>.sigstore.json)."""
-        return cls(
-            AnchorKind.POLICY,
-            policy_file=Path(path),
-            bundle=None if bundle is None else Path(bundle),
-            validations=None if validations is None else tuple(map(Path, validations)),
+        trust: TrustGiven | None = None,
+    ) -> PolicyAnchor:
+        """A policy file; ``bundle``: the release bundle when it is not beside the pack (<pack>.sigstore.json);
+        ``trust``: instead of the trust root the policy names."""
+        return PolicyAnchor(
+            Path(path),
+            None if validations is None else tuple(map(Path, validations)),
+            None if bundle is None else Path(bundle),
+            trust,
         )
 
-    @classmethod
-    def signed_by(cls, identity: str, issuer: str | None = None, *, bundle: Path | str | None = None) -> Anchor:
-        if not identity:
-            raise UsageError("a signer anchor needs the identity that must have signed (--identity)")
-        return cls(AnchorKind.BUNDLE, bundle=None if bundle is None else Path(bundle), identity=identity, issuer=issuer)
+    @staticmethod
+    def signed_by(
+        identity: str, issuer: str | None = None, *, trust: TrustGiven, bundle: Path | str | None = None
+    ) -> SignedBy:
+        """``identity`` (with ``issuer``; None: the trust root's default) must have signed the release bundle."""
+        return SignedBy(identity, issuer, trust, None if bundle is None else Path(bundle))
 
-    @classmethod
-    def kept_manifest(cls, path: Path | str) -> Anchor:
-        return cls(AnchorKind.MANIFEST, manifest=Path(path))
+    @staticmethod
+    def kept_manifest(path: Path | str) -> KeptManifest:
+        return KeptManifest(Path(path))
 
-    @classmethod
-    def pack_itself(cls) -> Anchor:
-        return cls(AnchorKind.PACK_ITSELF)
+    @staticmethod
+    def pack_itself() -> PackItself:
+        return PackItself()
 
-    @classmethod
-    def oms_signed_by(cls, signature: Path | str, identity: str, issuer: str | None = None) -> Anchor:
-        if not identity:
-            raise UsageError("--oms-signature needs --identity and --issuer (or --key, or --cert-chain)")
-        return cls(
-            AnchorKind.OMS, bundle=Path(signature), identity=identity, issuer=issuer, oms_method=OmsMethod.SIGSTORE
-        )
+    @staticmethod
+    def oms(signature: OmsSignature) -> OmsAnchor:
+        return OmsAnchor(signature)
 
-    @classmethod
-    def oms_key(cls, signature: Path | str, key: Path | str) -> Anchor:
-        return cls(AnchorKind.OMS, bundle=Path(signature), key=Path(key), oms_method=OmsMethod.KEY)
+    @staticmethod
+    def oms_signed_by(
+        signature: Path | str, identity: str, issuer: str | None = None, *, trust: TrustFile | TrustInstance
+    ) -> OmsAnchor:
+        return OmsAnchor(OmsSignature(Path(signature), SigstoreIdentity(identity, issuer, trust)))
 
-    @classmethod
+    @staticmethod
+    def oms_key(signature: Path | str, key: Path | str) -> OmsAnchor:
+        return OmsAnchor(OmsSignature(Path(signature), PublicKey(Path(key))))
+
+    @staticmethod
     def oms_certificate(
-        cls, signature: Path | str, cert_chain: Path | str, identity: str | None = None, issuer: str | None = None
-    ) -> Anchor:
+        signature: Path | str, cert_chain: Path | str, identity: str | None = None, issuer: str | None = None
+    ) -> OmsAnchor:
+        """``identity`` and ``issuer`` (the CA's DN, RFC 4514): both (the signer expected) or neither."""
         if bool(identity) != bool(issuer):
-            raise UsageError("with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)")
-        return cls(
-            AnchorKind.OMS,
-            bundle=Path(signature),
-            cert_chain=Path(cert_chain),
-            identity=identity,
-            issuer=issuer,
-            oms_method=OmsMethod.CERTIFICATE,
-        )
+            raise UsageError("a CA-certified signer is named by both its identity and its issuer's DN, or neither")
+        signer = CaSigner(identity, issuer) if identity and issuer else None
+        return OmsAnchor(OmsSignature(Path(signature), CaChain(Path(cert_chain), signer)))
 
-    @property
-    def signed(self) -> bool:
-        """A signer is checked (policy, bundle, OMS); a kept manifest or the pack itself checks none."""
-        return self.kind in (AnchorKind.POLICY, AnchorKind.BUNDLE, AnchorKind.OMS)
 
-    @property
-    def anchored(self) -> bool:
-        """Something other than the pack's own manifest says what the pack must be."""
-        return self.kind is not AnchorKind.PACK_ITSELF
+@dataclass(frozen=True)
+class PolicyAnchor(Anchor):
+    """A policy file; ``validations``: None = <pack>.validation.sigstore.json when present; ``bundle``: None =
+    <pack>.sigstore.json; ``trust``: None = the trust root the policy names."""
+
+    path: Path
+    validations: tuple[Path, ...] | None = None
+    bundle: Path | None = None
+    trust: TrustGiven | None = None
 
     def describe(self) -> str:
-        if self.kind is AnchorKind.POLICY:
-            return f"policy {self.policy_file}"
-        if self.kind is AnchorKind.BUNDLE:
-            return f"signed by {self.identity}" + (f" via {self.issuer}" if self.issuer else "")
-        if self.kind is AnchorKind.MANIFEST:
-            return f"kept manifest {self.manifest}"
-        if self.kind is AnchorKind.OMS:
-            return f"OpenSSF Model Signing signature {self.bundle} ({self.oms_method})"
+        return f"policy {self.path}"
+
+
+@dataclass(frozen=True)
+class SignedBy(Anchor):
+    """``identity`` must have signed the release bundle (``issuer`` None: the trust root's default issuer)."""
+
+    identity: str
+    issuer: str | None
+    trust: TrustGiven
+    bundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            raise UsageError("a signer anchor needs the identity that must have signed")
+
+    def describe(self) -> str:
+        return f"signed by {self.identity}" + (f" via {self.issuer}" if self.issuer else "")
+
+
+@dataclass(frozen=True)
+class KeptManifest(Anchor):
+    """A separately kept (validated) manifest the pack must match."""
+
+    signed: ClassVar[bool] = False
+    path: Path
+
+    def describe(self) -> str:
+        return f"kept manifest {self.path}"
+
+
+@dataclass(frozen=True)
+class OmsAnchor(Anchor):
+    """A plain model directory's OpenSSF Model Signing signature, with its method."""
+
+    signature: OmsSignature
+
+    def describe(self) -> str:
+        method = {SigstoreIdentity: "sigstore", PublicKey: "key", CaChain: "certificate"}[type(self.signature.method)]
+        return f"OpenSSF Model Signing signature {self.signature.file} ({method})"
+
+
+@dataclass(frozen=True)
+class PackItself(Anchor):
+    """The pack's own manifest: self-consistency only."""
+
+    signed: ClassVar[bool] = False
+    anchored: ClassVar[bool] = False
+
+    def describe(self) -> str:
         return "the pack's own manifest (self-consistency only)"
 
 
-_FIELDS = ("policy_file", "bundle", "identity", "issuer", "manifest", "validations", "oms_method", "key", "cert_chain")
-#: (kind, OMS method) -> (fields it needs, fields it may have): every other combination is unwritable.
-_SHAPES: dict[tuple[AnchorKind, OmsMethod | None], tuple[set[str], set[str]]] = {
-    (AnchorKind.POLICY, None): ({"policy_file"}, {"bundle", "validations"}),
-    (AnchorKind.BUNDLE, None): ({"identity"}, {"bundle", "issuer"}),
-    (AnchorKind.MANIFEST, None): ({"manifest"}, set()),
-    (AnchorKind.PACK_ITSELF, None): (set(), set()),
-    (AnchorKind.OMS, OmsMethod.SIGSTORE): ({"bundle", "identity", "oms_method"}, {"issuer"}),
-    (AnchorKind.OMS, OmsMethod.KEY): ({"bundle", "key", "oms_method"}, set()),
-    (AnchorKind.OMS, OmsMethod.CERTIFICATE): ({"bundle", "cert_chain", "oms_method"}, {"identity", "issuer"}),
-}
+#: The closed set: every anchor is exactly one of these.
+AnyAnchor: TypeAlias = PolicyAnchor | SignedBy | KeptManifest | OmsAnchor | PackItself
 
 
-def require_anchor(anchor: Anchor | None) -> Anchor:
+def require_anchor(anchor: Anchor | None) -> AnyAnchor:
     """The one refusal of "no anchor" (loading, serving and verifying need one)."""
     if anchor is None:
         raise UsageError(NO_ANCHOR)
-    if not isinstance(anchor, Anchor):
+    if not isinstance(anchor, PolicyAnchor | SignedBy | KeptManifest | OmsAnchor | PackItself):
         raise UsageError(f"a trust anchor is an Anchor value, not {type(anchor).__name__}: {NO_ANCHOR}")
     return anchor
-
-
-def anchor_from_options(
-    *,
-    policy: Path | None = None,
-    bundle: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    manifest: Path | None = None,
-    validations: list[Path] | None = None,
-) -> Anchor | None:
-    """The anchor CLI options name, or None when they name none; contradictory options are a usage error."""
-    if policy is not None and (identity or issuer):
-        raise UsageError("--identity/--issuer go without --policy: identities come from the policy's signers")
-    given = [name for name, v in (("--policy", policy), ("--manifest", manifest)) if v is not None]
-    if identity is not None or (bundle is not None and policy is None):
-        given.append("--bundle/--identity")
-    if len(given) > 1:
-        raise UsageError(f"{' and '.join(given)} are exclusive: give one trust anchor")
-    if policy is not None:
-        return Anchor.policy(policy, validations, bundle=bundle)
-    if validations:
-        raise UsageError("--validation goes with --policy (the policy names the validators)")
-    if manifest is not None:
-        if issuer:
-            raise UsageError("--issuer goes with --identity")
-        return Anchor.kept_manifest(manifest)
-    if bundle is not None or identity is not None:
-        if not identity:
-            raise UsageError("--bundle needs --identity (and --issuer, or a trust root with a default issuer)")
-        return Anchor.signed_by(identity, issuer, bundle=bundle)
-    if issuer:
-        raise UsageError("--issuer goes with --identity")
-    return None

@@ -11,8 +11,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
+from ..anchors import CaChain, OmsSignature, PublicKey, SignatureMethod, SigstoreIdentity
 from ..core.ruleid import RuleId
 from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
 from ..pack.check import PackCheck, Progress
@@ -30,7 +31,17 @@ from ..policy.rules import (
     validation,
 )
 from . import local
-from .anchor import Anchor, AnchorKind, require_anchor
+from .anchor import (
+    Anchor,
+    AnyAnchor,
+    KeptManifest,
+    OmsAnchor,
+    PackItself,
+    PolicyAnchor,
+    SignedBy,
+    TrustGiven,
+    require_anchor,
+)
 from .local import Expected
 from .result import Verdict
 
@@ -55,12 +66,12 @@ def _default_validations(pack_dir: Path) -> list[Path]:
     return [p] if p.is_file() else []
 
 
-def policy_trust(pol: Policy, base: Path, trust: Trust | None, offline: bool) -> Trust:
+def policy_trust(pol: Policy, base: Path, trust: TrustGiven | None, offline: bool) -> Trust:
     """The trust root a policy names (paths relative to the policy file), unless one is given explicitly."""
-    from ..signing.trust import select_trust
+    from ..signing.trust import resolve_trust, select_trust
 
     if trust is not None:
-        return trust
+        return resolve_trust(trust, offline=offline)
     return select_trust(
         base / pol.trust.trust_config if pol.trust.trust_config else None,
         base / pol.trust.instance if pol.trust.instance else None,
@@ -95,7 +106,7 @@ class Prepared:
     facts: Facts
     rules: list[Rule]
     expected: Expected | None
-    anchor: Anchor
+    anchor: AnyAnchor
     title: str = ""
     policy_name: str = ""
     device: str = "auto"
@@ -126,7 +137,6 @@ class Prepared:
 def prepare(
     pack_dir: Path,
     anchor: Anchor,
-    trust: Trust | None = None,
     *,
     device: str = "auto",
     online: bool = True,
@@ -141,43 +151,53 @@ def prepare(
         raise InvalidInput(f"{pack_dir}: the pack directory {what}", path=str(pack_dir))
     facts = local.new_facts(pack_dir, time.time() if now is None else now)
     facts.runtime = runtime
-    if anchor.kind is AnchorKind.OMS:
-        raise UsageError("an OMS signature anchors a plain model directory: use verify_oms_model")
-    if not anchor.signed:  # without a signer there is nothing to verify against but a readable manifest
-        if trust is not None:
-            raise UsageError("--trust-config/--instance need a signer (--identity or --policy)")
-        expected = local.expected_manifest(facts, anchor.manifest)
-        if expected is None:
-            raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
-        return Prepared(facts, pack_rules(), expected, anchor, device=device)
-    from ..evidence.identity import SignerSpec
+    match anchor:
+        case OmsAnchor():
+            raise UsageError("an OMS signature anchors a plain model directory, not a pack: use verify_oms_model")
+        case KeptManifest(path=kept):
+            return _unsigned(facts, anchor, kept, device)
+        case PackItself():
+            return _unsigned(facts, anchor, None, device)
+        case PolicyAnchor() | SignedBy():
+            return _signed(facts, anchor, device, online)
+    assert_never(anchor)
+
+
+def _unsigned(facts: Facts, anchor: AnyAnchor, kept: Path | None, device: str) -> Prepared:
+    """Without a signer there is nothing to verify against but a readable manifest (the kept one, or the pack's)."""
+    expected = local.expected_manifest(facts, kept)
+    if expected is None:
+        pack_dir = facts.pack.dir
+        raise MalformedPack(facts.pack_error or f"{pack_dir}: no manifest", path=str(pack_dir))
+    return Prepared(facts, pack_rules(), expected, anchor, device=device)
+
+
+def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: str, online: bool) -> Prepared:
+    from ..evidence.identity import signer_under
     from ..policy.model import read_policy
+    from ..signing.trust import resolve_trust
     from . import gather
 
+    pack_dir = facts.pack.dir
     pol: Policy | None = None
-    if anchor.kind is AnchorKind.POLICY:
-        assert anchor.policy_file is not None
-        pol, base = read_policy(anchor.policy_file)
-        trust = policy_trust(pol, base, trust, not online)
+    if isinstance(anchor, PolicyAnchor):
+        pol, base = read_policy(anchor.path)
+        trust = policy_trust(pol, base, anchor.trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
         device = device if device != "auto" else pol.rebuild.device
     else:
-        if trust is None:
-            raise UsageError("a signer is checked under a trust root: give --instance DIR or --trust-config F")
-        iss = anchor.issuer or trust.default_issuer()
-        if not anchor.identity or not iss:
-            raise UsageError("--identity needs --issuer (or a trust root with a default issuer, e.g. --instance)")
-        signers = [SignerSpec(iss, anchor.identity)]
+        trust = resolve_trust(anchor.trust, offline=not online)
+        signers = [signer_under(anchor.identity, anchor.issuer, trust)]
     release = Path(anchor.bundle or default_bundle(pack_dir))
     if not release.is_file():
         raise InvalidInput(f"{release}: bundle not found", path=str(release))
     gather.release_evidence(facts, release, trust, signers)
     gather.online_log(facts, trust, online)
     expected = local.expected_manifest(facts)
-    if pol is not None and pol.validation is not None:
+    if isinstance(anchor, PolicyAnchor) and pol is not None and pol.validation is not None:
         vals = _default_validations(pack_dir) if anchor.validations is None else list(anchor.validations)
         gather.validations(facts, vals, trust, pol.signers.validator, online=online)
-    title = f"under {anchor.policy_file}" if pol is not None else ""
+    title = f"under {anchor.path}" if isinstance(anchor, PolicyAnchor) else ""
     # a policy's rules all run whatever the evidence (an OMS signature fails those it cannot answer);
     # without a policy, the defaults of the evidence kind
     rules = release_rules(pol) if pol is not None or facts.oms is None else oms_default_rules()
@@ -187,7 +207,6 @@ def prepare(
 def verify(
     pack_dir: Path,
     anchor: Anchor,
-    trust: Trust | None = None,
     *,
     rebuild_from: Path | None = None,
     device: str = "auto",
@@ -199,16 +218,21 @@ def verify(
     shard_digests: bool = False,
     runtime: Runtime | None = None,
 ) -> Verdict:
-    """Verify a pack against its ``anchor`` (under ``trust``, or the policy's own trust root); returns a
-    Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. ``online=False`` (``--offline``):
-    the log is not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte.
-    ``shard_digests``: also hash every shard file against its signed digest (byte-identical files; without it
-    each shard is proven by its tensors, every served byte matched: docs/security.md). ``runtime``: the one the
-    deployment will serve with (``uc_attest.serving_runtime(mode)``), for policy ``validation.runtime: match``."""
+    """Verify a pack against its ``anchor`` (each anchor carries its trust root; a policy its own unless it is
+    given one); returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. An
+    :class:`OmsAnchor` verifies a plain model directory (:func:`verify_oms_model`). ``online=False``: the log is
+    not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte. ``shard_digests``: also
+    hash every shard file against its signed digest (byte-identical files; without it each shard is proven by its
+    tensors, every served byte matched: docs/security.md). ``runtime``: the one the deployment will serve with
+    (``uc_attest.serving_runtime(mode)``), for policy ``validation.runtime: match``."""
     anchor = require_anchor(anchor)
-    if anchor.kind is AnchorKind.MANIFEST and rebuild_from is not None:
-        raise UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
-    prep = prepare(pack_dir, anchor, trust, device=device, online=online, now=now, runtime=runtime)
+    if isinstance(anchor, OmsAnchor):
+        if rebuild_from is not None or shard_digests or runtime is not None:
+            raise UsageError("an OMS signature verifies a plain model directory: no rebuild, shards or runtime")
+        return verify_oms_model(pack_dir, anchor, online=online)
+    if isinstance(anchor, KeptManifest) and rebuild_from is not None:
+        raise UsageError("a kept manifest cannot be combined with a rebuild (the rebuild uses the pack's manifest)")
+    prep = prepare(pack_dir, anchor, device=device, online=online, now=now, runtime=runtime)
     if check_tensors and prep.expected is not None:
         local.tensors(prep.facts, prep.expected, workers=workers, progress=progress, shard_digests=shard_digests)
     if rebuild_from is not None:
@@ -218,29 +242,30 @@ def verify(
 
 def gate(
     pack_dir: Path,
-    policy: Path,
-    validations: Sequence[Path] | None = None,
+    policy: PolicyAnchor | Path | str,
     *,
     now: float | None = None,
     online: bool = True,
     runtime: Runtime | None = None,
 ) -> Verdict:
     """ "Did the deployed manifest change since the last validation?" — the validation rule alone, required,
-    for the pack's current manifest root (no tensor decoding: pair it with verify for integrity). Each
-    validation meets the evidence rules of its role (log entry, timestamps, the online re-check) and, under
-    ``validation.runtime: match``, was measured on ``runtime`` (the deployment's)."""
+    for the pack's current manifest root (no tensor decoding: pair it with verify for integrity). ``policy``: a
+    :class:`PolicyAnchor` (its validation bundles, default <pack>.validation.sigstore.json; its trust root, default
+    the policy's), or a policy file. Each validation meets the evidence rules of its role (log entry, timestamps,
+    the online re-check) and, under ``validation.runtime: match``, was measured on ``runtime`` (the deployment's)."""
     from ..policy.model import read_policy
     from . import gather
 
-    pol, base = read_policy(policy)
+    anchor = policy if isinstance(policy, PolicyAnchor) else PolicyAnchor(Path(policy))
+    pol, base = read_policy(anchor.path)
     if pol.validation is None:
-        raise UsageError(f"{policy}: the policy has no validation section; the gate needs one")
-    trust = policy_trust(pol, base, None, not online)
+        raise UsageError(f"{anchor.path}: the policy has no validation section; the gate needs one")
+    trust = policy_trust(pol, base, anchor.trust, not online)
     facts = local.new_facts(Path(pack_dir), time.time() if now is None else now)
     facts.runtime = runtime
     gather.validations(
         facts,
-        _default_validations(pack_dir) if validations is None else validations,
+        _default_validations(pack_dir) if anchor.validations is None else anchor.validations,
         trust,
         pol.signers.validator,
         online=online,
@@ -289,46 +314,26 @@ def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, wor
     return verify(pack_dir, Anchor.pack_itself(), rebuild_from=source_dir, device=device, workers=workers)
 
 
-def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None, *, online: bool = True) -> Verdict:
-    """A plain model directory against its OpenSSF Model Signing signature (no pack): the signature (``anchor``
-    from ``Anchor.oms_signed_by`` under ``trust``, ``Anchor.oms_key``, or ``Anchor.oms_certificate`` — a private
-    PKI's CA certificates, identity/issuer then optional and matched against the leaf) and every file, each
-    named when missing, extra or changed. A bundle that does not verify is a failed ``oms.signature`` check."""
+def verify_oms_model(model_dir: Path, anchor: OmsAnchor | OmsSignature, *, online: bool = True) -> Verdict:
+    """A plain model directory against its OpenSSF Model Signing signature (no pack): the signature by its method
+    (a sigstore identity under its trust root, a public key, or a private PKI's CA certificates, identity/issuer
+    then optional and matched against the leaf) and every file, each named when missing, extra or changed. A
+    bundle that does not verify is a failed ``oms.signature`` check."""
     from ..errors import SignatureInvalid
-    from ..evidence.identity import SignerSpec
-    from ..evidence.oms import verify_oms
+    from ..evidence.packing import verify_source
     from ..evidence.timestamps import TimestampInvalid
-    from ..manifest import OmsMethod
 
-    if anchor.kind is not AnchorKind.OMS or anchor.bundle is None:
-        raise UsageError("verify_oms_model needs an OMS anchor (Anchor.oms_signed_by / oms_key / oms_certificate)")
-    model_dir, signature = Path(model_dir), anchor.bundle
-    identity, issuer, key, cert_chain = anchor.identity, anchor.issuer, anchor.key, anchor.cert_chain
-    if not signature.is_file():
-        raise InvalidInput(f"{signature}: signature not found", path=str(signature))
-    signers: list[SignerLike] | None = None
-    if anchor.oms_method is not OmsMethod.SIGSTORE:
-        if trust is not None:
-            raise UsageError("--key/--cert-chain are exclusive with --trust-config/--instance")
-        signers = [SignerSpec(issuer, identity)] if identity and issuer else None
-    else:
-        if trust is None:
-            raise UsageError("--oms-signature with --identity needs a trust root: --instance DIR or --trust-config F")
-        iss = issuer or trust.default_issuer()
-        if not identity or not iss:
-            raise UsageError("--oms-signature needs --identity and --issuer (or --key)")
-        signers = [SignerSpec(iss, identity)]
+    signature = anchor.signature if isinstance(anchor, OmsAnchor) else anchor
+    model_dir = Path(model_dir)
+    if not signature.file.is_file():
+        raise InvalidInput(f"{signature.file}: signature not found", path=str(signature.file))
+    title = f"OpenSSF Model Signing signature {signature.file.name}"
     try:
-        r = verify_oms(model_dir, signature, trust=trust, signers=signers, key=key, cert_chain=cert_chain)
+        r = verify_source(model_dir, signature, offline=not online)
     except SignatureInvalid as exc:
-        expected = f"{identity} via {issuer or (trust.default_issuer() if trust else '')}" if key is None else str(key)
-        if cert_chain is not None:
-            expected = f"a certificate chaining to {cert_chain}" + (
-                f", {identity} issued by {issuer}" if identity else ""
-            )
         rule = exc.rule if isinstance(exc, TimestampInvalid) else RuleId.OMS_SIGNATURE
-        check = Check.of(rule, False, exc.problem, expected=expected)
-        return Verdict(model_dir, [check], title=f"OpenSSF Model Signing signature {signature.name}")
+        check = Check.of(rule, False, exc.problem, expected=_expected_signer(signature.method))
+        return Verdict(model_dir, [check], title=title)
     checks = [
         Check.of(RuleId.OMS_SIGNATURE, True, f"{r.signer} ({r.method}; verified by {' and '.join(r.verified_by)})"),
         Check.of(
@@ -340,6 +345,20 @@ def verify_oms_model(model_dir: Path, anchor: Anchor, trust: Trust | None = None
             hint="the directory is not the signed model" if r.findings else None,
         ),
     ]
-    v = Verdict(model_dir, checks, title=f"OpenSSF Model Signing signature {signature.name}", signer=r.signer)
+    v = Verdict(model_dir, checks, title=title, signer=r.signer)
     v.files_checked = len(r.claim.resources)
     return v
+
+
+def _expected_signer(method: SignatureMethod) -> str:
+    """Who an OMS method expected, for a failed signature check."""
+    match method:
+        case SigstoreIdentity(identity=identity, issuer=issuer, trust=trust):
+            from ..signing.trust import resolve_trust
+
+            return f"{identity} via {issuer or resolve_trust(trust).default_issuer()}"
+        case PublicKey(path=key):
+            return str(key)
+        case CaChain(path=chain, signer=who):
+            return f"a certificate chaining to {chain}" + (f", {who.identity} issued by {who.issuer}" if who else "")
+    assert_never(method)

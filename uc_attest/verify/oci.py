@@ -10,7 +10,6 @@ from ..claims.validation import Runtime
 from ..core.ruleid import RuleId
 from ..oci import Reference, pull_pack
 from ..policy.rules import Check
-from ..signing.trust import Trust
 from .anchor import Anchor
 from .api import verify
 from .result import Verdict
@@ -19,7 +18,6 @@ from .result import Verdict
 def verify_oci(
     reference: str,
     anchor: Anchor,
-    trust: Trust | None = None,
     *,
     plain_http: bool = False,
     online: bool = True,
@@ -28,7 +26,7 @@ def verify_oci(
     """The verdict of the pack at ``reference``; its first check names the digest that was verified."""
     with tempfile.TemporaryDirectory(prefix="uc-oci-") as tmp:
         pulled = pull_pack(Reference.parse(reference), Path(tmp) / "pack", plain_http=plain_http)
-        v = verify(Path(tmp) / "pack", anchor, trust, online=online, runtime=runtime)
+        v = verify(Path(tmp) / "pack", anchor, online=online, runtime=runtime)
         detail = (
             f"{reference} -> {pulled.digest}: {pulled.files} layers, {len(pulled.bundles)} referrer bundle(s), "
             "every blob checked"

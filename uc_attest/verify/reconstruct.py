@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core.digest import Digest
 from ..pack.export import export_reconstruction
-from ..signing.trust import Trust
 from .anchor import Anchor
 from .api import prepare
 from .result import Verdict
 
 SELF_CONSISTENCY_ONLY = (
     "integrity only: checked against the pack's own manifest, no signer checked "
-    "(anchor it with --policy, --bundle/--identity, or --manifest KEPT)"
+    "(anchor it with a policy, a signer, or a kept manifest)"
 )
 
 
@@ -38,19 +38,29 @@ class Reconstruction:
     def note(self) -> str | None:
         return None if self.anchored else SELF_CONSISTENCY_ONLY
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``reconstruct --json`` prints."""
+        return {
+            "ok": True,
+            "output": str(self.out),
+            "shards": self.shards,
+            "root": str(self.root),
+            "anchored": self.anchored,
+            "note": self.note,
+        }
+
 
 def reconstruct(
     pack_dir: Path,
     out_dir: Path,
     anchor: Anchor,
-    trust: Trust | None = None,
     *,
     online: bool = True,
     force: bool = False,
 ) -> Reconstruction:
     """Verify the anchor, then write every matching tensor and file to ``out_dir`` (atomically).
     Raises :class:`VerificationFailed` naming every tensor or file that differs; nothing is written then."""
-    prep = prepare(Path(pack_dir), anchor, trust, online=online)
+    prep = prepare(Path(pack_dir), anchor, online=online)
     expected = prep.refuse_early()  # signature, identity, claims, validation: refused before the bulk is read
     shards = export_reconstruction(
         prep.facts.pack, expected.manifest, Path(out_dir), force=force, finally_=lambda: prep.verdict().failures()
