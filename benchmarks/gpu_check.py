@@ -26,6 +26,7 @@ import torch
 import uc_attest as uc
 from uc_attest import calibration
 from uc_attest.pack import Pack
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.rotation import sign_key
 from uc_attest.testing.synth import synth_moments, write_synth_model
@@ -69,13 +70,15 @@ def gpu_decode_check(pack_dir: Path) -> int:
             key = sign_key(name) if scheme.rotated else None
             w = reconstruct_tensor(
                 *comps,
-                pt.quant.exponent,
+                Decoding(
+                    pt.dtype,
+                    pt.quant.bits,
+                    scheme.group_size,
+                    pt.quant.exponent,
+                    key,
+                    scheme.sign_period(pt.shape),
+                ),
                 pt.shape,
-                pt.dtype,
-                pt.quant.bits,
-                scheme.group_size,
-                key,
-                scheme.sign_period(pt.shape),
                 scheme.parts(pt.shape),
             )
             gpu = hashlib.sha256(w.contiguous().view(torch.uint8).cpu().numpy().tobytes()).hexdigest()

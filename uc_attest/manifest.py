@@ -72,6 +72,11 @@ class OmsMethod(StrEnum):
     CERTIFICATE = "certificate"
 
 
+#: The one name a pack keeps its source's OMS signature under: a manifest naming another file (config.json, a
+#: shard, a path outside the pack) would make a rebuild copy the pack's file over the one it rebuilt.
+SOURCE_SIGNATURE_NAME = "uc-source.model.sig"
+
+
 @dataclass(frozen=True)
 class SourceSignature:
     """The source model's OpenSSF Model Signing signature, verified before the pack was made: the signature
@@ -114,7 +119,7 @@ class SourceSignature:
                 bad = "method"
             if bad is None and t is not None and (not isinstance(t, int) or isinstance(t, bool)):
                 bad = "signed_at"
-            if bad is None and not is_safe_relative(d["file"]):  # a file kept in the pack, never outside it
+            if bad is None and d["file"] != SOURCE_SIGNATURE_NAME:  # the writer's name: never another pack file
                 bad = "file"
             bad = bad and f"source_signature.{bad}"
         if bad is not None:

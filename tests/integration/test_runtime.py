@@ -110,6 +110,8 @@ def test_model_half_keeps_the_packed_components(llama: dict[str, Path]) -> None:
 def test_decode_is_the_same_whatever_the_block_size(llama: dict[str, Path]) -> None:
     model = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
     m = next(m for m in model.modules() if isinstance(m, PackedWeight))
+    from uc_attest.core.stfile import dtype_name
+    from uc_attest.quant.decode_protocol import Decoding
     from uc_attest.quant.reconstruct import reconstruct_into
 
     whole = m.decode()
@@ -120,11 +122,9 @@ def test_decode_is_the_same_whatever_the_block_size(llama: dict[str, Path]) -> N
             m.uc_codes,
             m.uc_scales,
             m.uc_zeros,
-            m.record.exponent,
-            m.record.bits,
-            m.record.group_size,
-            m.key,
-            m.sign_period,
+            Decoding(
+                dtype_name(out.dtype), m.record.bits, m.record.group_size, m.record.exponent, m.key, m.sign_period
+            ),
             block_groups=block,
         )
         assert torch.equal(out.view(torch.int16), whole.view(torch.int16))

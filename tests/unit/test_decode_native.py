@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from uc_attest.quant import decode
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.reconstruct import reconstruct_tensor
 
 pytestmark = pytest.mark.skipif(not decode.native_available(), reason="C decoder not compiled (pip install -e .)")
@@ -86,7 +87,7 @@ def test_unrotated_every_bit_width_and_group_matches_numpy(isa: str, dtype: str)
             kind = "edge" if rng.integers(2) else "normal"
             codes, scales, zeros = _case(rng, rows, cols, bits, group, kind)
             exponent = int(rng.choice([-90, -40, -20, 0, 30, 100]))
-            native, ref = _both(codes, scales, zeros, exponent, cols, dtype, bits, group)
+            native, ref = _both(codes, scales, zeros, Decoding(dtype, bits, group, exponent), cols)
             assert native == ref, (isa, dtype, bits, group, rows, cols, kind, exponent)
 
 
@@ -101,8 +102,7 @@ def test_rotated_every_bit_width_and_group_matches_numpy(isa: str, dtype: str) -
             key = int(rng.integers(0, 2**63)) * 2 + 1
             first = int(rng.integers(0, 1000))
             exponent = int(rng.choice([-90, -30, 0, 60, 100]))
-            native, ref = _both(codes, scales, zeros, exponent, cols, dtype, bits, group, key, first,
-                                sign_period=period)  # fmt: skip
+            native, ref = _both(codes, scales, zeros, Decoding(dtype, bits, group, exponent, key, period), cols, first)
             assert native == ref, (isa, dtype, bits, group, rows, cols, period, first, kind, exponent)
 
 
@@ -115,9 +115,10 @@ def test_every_path_matches_the_torch_decoder(isa: str, dtype: str, rotated: boo
         codes, scales, zeros = _case(rng, 1, n, bits, group, "normal")
         key = int(rng.integers(0, 2**63)) if rotated else None
         period = group if rotated and bits % 2 else 0
-        got = decode.decode_rows(codes, scales, zeros, -18, n, dtype, bits, group, key, sign_period=period)
+        how = Decoding(dtype, bits, group, -18, key, period)
+        got = decode.decode_rows(codes, scales, zeros, how, n)
         ref = reconstruct_tensor(torch.from_numpy(codes), torch.from_numpy(scales[0]), torch.from_numpy(zeros[0]),
-                                 -18, (n,), dtype, bits, group, key, period)  # fmt: skip
+                                 how, (n,))  # fmt: skip
         assert got.tobytes() == ref.view(torch.uint8).numpy().tobytes(), (isa, dtype, bits, group)
 
 
@@ -128,12 +129,11 @@ def test_fused_decode_and_hash_equals_hash_of_the_decode(isa: str, dtype: str, r
     for bits, group, n in ((5, 128, 128 * 37 + 3), (4, 64, 64 * 5), (8, 16, 1), (3, 1024, 1024 * 3 - 8)):
         codes, scales, zeros = _case(rng, 1, n, bits, group, "normal")
         key = int(rng.integers(0, 2**63)) if rotated else None
-        want = hashlib.sha256(decode.decode_rows(codes, scales, zeros, -12, n, dtype, bits, group, key,
-                                                 native=False).tobytes()).hexdigest()  # fmt: skip
+        how = Decoding(dtype, bits, group, -12, key)
+        want = hashlib.sha256(decode.decode_rows(codes, scales, zeros, how, n, native=False).tobytes()).hexdigest()
         for native, chunk in ((True, 1), (True, 3 * group), (True, 1 << 16), (False, 1 << 16)):
             h = hashlib.sha256()
-            decode.hash_decoded(h, codes.tobytes(), scales[0], zeros[0], -12, n, dtype, bits, group, key,
-                                native=native, chunk_weights=chunk)  # fmt: skip
+            decode.hash_decoded(h, codes.tobytes(), scales[0], zeros[0], how, n, native=native, chunk_weights=chunk)
             assert h.hexdigest() == want, (isa, dtype, bits, group, native, chunk)
 
 
@@ -159,11 +159,11 @@ def test_vector_loads_never_read_past_the_codes(isa: str) -> None:
             codes, scales, zeros = _case(rng, 1, 3 * group, bits, group, "normal")
             key = 7 if bits + group.bit_length() - 1 <= 13 else None
             m, guarded = _guarded(codes.tobytes())
-            native = decode.decode_rows(guarded, scales, zeros, 0, 3 * group, "BF16", bits, group, key).tobytes()
-            assert native == decode.decode_rows(codes, scales, zeros, 0, 3 * group, "BF16", bits, group, key,
-                                                native=False).tobytes()  # fmt: skip
+            how = Decoding("BF16", bits, group, 0, key)
+            native = decode.decode_rows(guarded, scales, zeros, how, 3 * group).tobytes()
+            assert native == decode.decode_rows(codes, scales, zeros, how, 3 * group, native=False).tobytes()
             h = hashlib.sha256()
-            decode.hash_decoded(h, guarded, scales[0], zeros[0], 0, 3 * group, "BF16", bits, group, key)
+            decode.hash_decoded(h, guarded, scales[0], zeros[0], how, 3 * group)
             assert h.digest() == hashlib.sha256(native).digest()
             del guarded
             m.close()
@@ -176,9 +176,9 @@ def test_non_finite_scales_are_refused(isa: str, bad: int) -> None:
     codes, scales, zeros = _case(np.random.default_rng(6), 1, 256, 5, 128, "normal")
     scales.view(np.uint16)[0, 1] = bad
     with pytest.raises(ValueError, match="non-finite scale"):
-        decode.decode_rows(codes, scales, zeros, 0, 256, "BF16", 5, 128)
+        decode.decode_rows(codes, scales, zeros, Decoding("BF16", 5, 128, 0), 256)
     with pytest.raises(ValueError, match="non-finite scale"):
-        decode.hash_decoded(hashlib.sha256(), codes.tobytes(), scales[0], zeros[0], 0, 256, "BF16", 5, 128)
+        decode.hash_decoded(hashlib.sha256(), codes.tobytes(), scales[0], zeros[0], Decoding("BF16", 5, 128, 0), 256)
 
 
 def test_non_finite_scale_found_at_every_position() -> None:
@@ -189,24 +189,24 @@ def test_non_finite_scale_found_at_every_position() -> None:
     for n in range(1, 12):
         codes, scales, zeros = _case(rng, 1, 128 * n, 5, 128, "normal")
         scales.view(np.uint16)[0] = finite[np.arange(n) % len(finite)]
-        decode.decode_rows(codes, scales, zeros, 0, 128 * n, "F32", 5, 128)  # all finite: decodes
+        decode.decode_rows(codes, scales, zeros, Decoding("F32", 5, 128, 0), 128 * n)  # all finite: decodes
         for pos in range(n):
             for bad in (0x7C00, 0xFFFF):
                 hostile = scales.copy()
                 hostile.view(np.uint16)[0, pos] = bad
                 with pytest.raises(ValueError, match="non-finite scale"):
-                    decode.decode_rows(codes, hostile, zeros, 0, 128 * n, "F32", 5, 128)
+                    decode.decode_rows(codes, hostile, zeros, Decoding("F32", 5, 128, 0), 128 * n)
 
 
 def test_inconsistent_arguments_are_refused() -> None:
     codes, scales, zeros = _case(np.random.default_rng(7), 1, 256, 5, 128, "normal")
     with pytest.raises(ValueError):
-        decode.decode_rows(codes[:-1], scales, zeros, 0, 256, "BF16", 5, 128)
+        decode.decode_rows(codes[:-1], scales, zeros, Decoding("BF16", 5, 128, 0), 256)
     with pytest.raises(ValueError):
-        decode.decode_rows(codes, scales, zeros, 101, 256, "BF16", 5, 128)
+        decode.decode_rows(codes, scales, zeros, Decoding("BF16", 5, 128, 101), 256)
     with pytest.raises(ValueError):  # rotated needs b + log2(g) <= 13
-        decode.decode_rows(np.zeros(256, np.uint8), np.ones((1, 1), np.float16), np.zeros((1, 1), np.uint8), 0,
-                           256, "BF16", 8, 256, 1)  # fmt: skip
+        decode.decode_rows(np.zeros(256, np.uint8), np.ones((1, 1), np.float16), np.zeros((1, 1), np.uint8),
+                           Decoding("BF16", 8, 256, 0, 1), 256)  # fmt: skip
 
 
 def test_isa_selection() -> None:
@@ -247,11 +247,12 @@ def test_flush_to_zero_mode_does_not_change_a_bit(isa: str, dtype: str) -> None:
     codes, scales, zeros = _case(rng, 2, 1024, 5, 128, "normal")
     scales[0, 0] = np.float16(2.0**-24)  # a subnormal scale
     for key in (None, 11):
-        want = decode.decode_rows(codes, scales, zeros, -22, 1024, dtype, 5, 128, key, native=False).tobytes()
+        how = Decoding(dtype, 5, 128, -22, key)
+        want = decode.decode_rows(codes, scales, zeros, how, 1024, native=False).tobytes()
         if not torch.set_flush_denormal(True):
             pytest.skip("this CPU has no flush-to-zero mode")
         try:
-            got = decode.decode_rows(codes, scales, zeros, -22, 1024, dtype, 5, 128, key).tobytes()
+            got = decode.decode_rows(codes, scales, zeros, how, 1024).tobytes()
         finally:
             torch.set_flush_denormal(False)
         assert got == want, (isa, dtype, key)

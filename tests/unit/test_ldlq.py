@@ -16,6 +16,7 @@ from uc_attest import calibration
 from uc_attest.pack import Pack
 from uc_attest.quant import quantize as qz
 from uc_attest.quant.decode import decode_rows, native_available
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.ldlq import (
     F_M,
     F_U,
@@ -115,9 +116,8 @@ def test_feedback_lowers_the_output_error(width: int) -> None:
     for label, m in (("plain", None), ("feedback", moments_to_blocks(h, min(width, 128)))):
         q = qz.quantize_tensor("t.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
         assert q.sign_period == width
-        r = reconstruct_tensor(
-            q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, sign_key("t.weight"), q.sign_period
-        )
+        how = Decoding("BF16", 5, 128, q.exponent, sign_key("t.weight"), q.sign_period)
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, how, q.shape)
         errs[label] = float(((x.double() @ (r.double() - w.double()).T) ** 2).mean())
     assert errs["feedback"] < 0.75 * errs["plain"], errs
 
@@ -132,7 +132,8 @@ def test_row_shared_signs_in_every_decoder(width: int) -> None:
     m = moments_to_blocks(moments(width), min(width, 128))
     q = qz.quantize_tensor("m.weight", w, "BF16", Scheme(id=LDLQ_ID), "cpu", m)
     assert q.sign_period == width
-    ref = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, "BF16", 5, 128, key, width)
+    how = Decoding("BF16", 5, 128, q.exponent, key, width)
+    ref = reconstruct_tensor(q.codes, q.scales, q.zeros, how, q.shape)
     for native in (False, True):
         if native and not native_available():
             continue
@@ -140,13 +141,8 @@ def test_row_shared_signs_in_every_decoder(width: int) -> None:
             q.codes.numpy(),
             q.scales.numpy()[None],
             q.zeros.numpy()[None],
-            q.exponent,
+            how,
             8 * width,
-            "BF16",
-            5,
-            128,
-            key,
-            sign_period=width,
             native=native,
         )
         assert np.array_equal(got.reshape(-1), ref.view(torch.uint16).reshape(-1).numpy()), native

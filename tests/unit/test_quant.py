@@ -14,6 +14,7 @@ from uc_attest.errors import UnsupportedTensor
 from uc_attest.quant import Scheme
 from uc_attest.quant.codec import unpack_codes
 from uc_attest.quant.decode import decode_rows
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.quantize import quantize_tensor
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.testing.synth import synth_tensor
@@ -76,7 +77,8 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid
     )
     assert q.sign_period == (cols if scheme.row_signs else 0)
     key = sign_key("t.weight") if scheme.rotated else None
-    got = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, bits, group, key, q.sign_period)
+    how = Decoding(q.dtype, bits, group, q.exponent, key, q.sign_period)
+    got = reconstruct_tensor(q.codes, q.scales, q.zeros, how, q.shape)
     # Second way: every step in float64 (dense Hadamard matrix for rotated schemes), one final rounding.
     groups = math.ceil(33 * cols / group)
     codes = unpack_codes(q.codes, bits, groups * group).reshape(groups, group).to(torch.float64)
@@ -96,13 +98,8 @@ def test_reconstruction_equals_float64_then_one_rounding(dtype: torch.dtype, sid
             q.codes.numpy(),
             q.scales.numpy()[None],
             q.zeros.numpy()[None],
-            q.exponent,
+            how,
             33 * cols,
-            q.dtype,
-            bits,
-            group,
-            key,
-            sign_period=q.sign_period,
             native=native,
         )
         assert host.tobytes() == got.contiguous().view(torch.uint8).numpy().tobytes()
@@ -141,14 +138,14 @@ def test_groups_run_across_rows_with_only_the_tail_padded() -> None:
     w = synth_tensor((4, 130), seed=1)
     q = quantize_tensor("t.weight", w, "BF16", Scheme(group_size=128))
     assert tuple(q.scales.shape) == (5,)  # 520 elements: 4 full groups and a padded tail
-    r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 128)
+    r = reconstruct_tensor(q.codes, q.scales, q.zeros, Decoding(q.dtype, 5, 128, q.exponent), q.shape)
     assert r.shape == w.shape
 
 
 def test_zero_and_constant_tensors_are_exact() -> None:
     for w in (torch.zeros(8, 64, dtype=torch.bfloat16), torch.full((8, 64), 0.5, dtype=torch.bfloat16)):
         q = quantize_tensor("t.weight", w, "BF16", Scheme(group_size=64))
-        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 64)
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, Decoding(q.dtype, 5, 64, q.exponent), q.shape)
         assert torch.equal(r, w)
 
 
@@ -167,7 +164,7 @@ def test_clipping_search_beats_plain_minmax() -> None:
     err = {}
     for sid in (RTN_ID, SCHEME_ID):
         q = quantize_tensor("t.weight", w, "BF16", Scheme(id=sid))
-        r = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, q.shape, q.dtype, 5, 128)
+        r = reconstruct_tensor(q.codes, q.scales, q.zeros, Decoding(q.dtype, 5, 128, q.exponent), q.shape)
         err[sid] = float(((r.double() - w.double()) ** 2).sum())
     assert err[SCHEME_ID] < err[RTN_ID]
 
@@ -236,7 +233,8 @@ def test_native_and_numpy_decoders_agree(dtype: str, bits: int, group: int) -> N
     tdt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
     w = synth_tensor((17, 333), seed=bits + group, dtype=tdt)
     q = quantize_tensor("t.weight", w, dtype, Scheme(bits=bits, group_size=group))
-    args = (q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 17 * 333, dtype, bits, group)
+    how = Decoding(dtype, bits, group, q.exponent)
+    args = (q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], how, 17 * 333)
     assert decode.decode_rows(*args).tobytes() == decode.decode_rows(*args, native=False).tobytes()
 
 
@@ -298,21 +296,16 @@ def test_rotated_decode_in_blocks_matches_whole(monkeypatch: pytest.MonkeyPatch)
     w = synth_tensor((40, 256), seed=5)
     q = quantize_tensor("t.weight", w, "BF16", Scheme(id="uc-rht-clip/1"))
     key = sign_key("t.weight")
-    whole = decode_rows(
-        q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], q.exponent, 40 * 256, "BF16", 5, 128, key
-    )
+    how = Decoding("BF16", 5, 128, q.exponent, key)
+    whole = decode_rows(q.codes.numpy(), q.scales.numpy()[None], q.zeros.numpy()[None], how, 40 * 256)
     for native in (False, True):
         parts = [
             decode_rows(
                 q.codes.numpy()[b * 80 : (b + 1) * 80],
                 q.scales.numpy()[None, b : b + 1],
                 q.zeros.numpy()[None, b : b + 1],
-                q.exponent,
+                how,
                 128,
-                "BF16",
-                5,
-                128,
-                key,
                 b,
                 native=native,
             )

@@ -19,6 +19,7 @@ from uc_attest.pack.reader import Pack
 from uc_attest.quant import native
 from uc_attest.quant import quantize as qz
 from uc_attest.quant.decode import decode_parts_rows
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.ldlq import moments_to_blocks
 from uc_attest.quant.reconstruct import reconstruct_tensor
 from uc_attest.quant.records import QuantRecord
@@ -96,10 +97,11 @@ def test_every_decoder_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> 
     w = (torch.randn(shape, generator=torch.Generator().manual_seed(3)) * 0.05).to(torch.bfloat16)
     q = _quantize(w, _moments(shape)[1], monkeypatch, True)
     key = sign_key("l.weight")
-    args = (q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, "BF16", q.bits, q.parts, key)
+    how = Decoding("BF16", q.bits, 128, q.exponent, key)
+    args = (q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), how, q.parts)
     ref = decode_parts_rows(*args, 0, shape[0], native=False)
     assert ref.shape == shape
-    t = reconstruct_tensor(q.codes, q.scales, q.zeros, q.exponent, shape, "BF16", q.bits, 128, key, 0, q.parts)
+    t = reconstruct_tensor(q.codes, q.scales, q.zeros, how, shape, q.parts)
     assert np.array_equal(t.view(torch.int16).numpy().view(np.uint16), ref)
     by_rows = np.concatenate([decode_parts_rows(*args, r, min(37, r + 4), native=False) for r in range(0, 37, 4)])
     assert np.array_equal(by_rows, ref)  # starting rows inside a group of the second part

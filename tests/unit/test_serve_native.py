@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from uc_attest.quant import decode
+from uc_attest.quant.decode_protocol import Decoding
 from uc_attest.quant.rotation import decode_shift, signs_numpy
 from uc_attest.runtime import kernels
 
@@ -52,8 +53,8 @@ class Case:
         self.zeros = rng.integers(0, 1 << bits, groups, dtype=np.uint8)
         self.key = int(rng.integers(0, 2**63)) * 2 + 1 if rotated else None
         self.period, self.exponent = period, exponent
-        flat = decode.decode_rows(self.codes, self.scales[None], self.zeros[None], exponent, n, dtype, bits, group,
-                                  self.key, sign_period=period, native=False)  # fmt: skip
+        how = Decoding(dtype, bits, group, exponent, self.key, period)
+        flat = decode.decode_rows(self.codes, self.scales[None], self.zeros[None], how, n, native=False)
         self.w = _widen(flat, dtype).reshape(rows, k)
 
     def args(self) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from uc_attest.evidence.verifier import (
     _body_matches,
     _logs,
     parse,
+    verify_bundle,
     verify_entry,
 )
 from uc_attest.transparency.checkpoint import Checkpoint, sign_note
@@ -246,3 +247,60 @@ def test_a_field_of_the_wrong_json_type_is_malformed_input(path: tuple[Any, ...]
     target[path[-1]] = value
     with pytest.raises(MalformedBundle, match="is a JSON"):
         parse(doc, "b")
+
+
+# --- Found by an outside review: a log key's validity for entries no one timestamps, and validFor parsed strictly.
+
+
+@pytest.mark.parametrize(
+    "valid",
+    [{"start": "2099-01-01T00:00:00Z"}, {"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"}],
+    ids=["not-yet-valid", "retired"],
+)
+def test_a_key_signed_entry_without_set_or_timestamp_needs_its_log_key_valid_now(valid: dict[str, str]) -> None:
+    """No SET and no RFC 3161 time: the unsigned integratedTime proves nothing, so the log key must be valid now."""
+    sig = KEY.sign(pae(PTYPE, PAYLOAD), ec.ECDSA(hashes.SHA256()))
+    entry, root = _logged(json.dumps(_bodies(sig)[("dsse", "0.0.1")]).encode())
+    entry.pop("inclusionPromise")
+    root["tlogs"][0]["publicKey"]["validFor"] = valid
+    with pytest.raises(CheckFailed, match="not valid"):
+        verify_bundle(dsse_bundle(sig, [entry]), root, where="b", key=KEY.public_key())
+
+
+@pytest.mark.parametrize(
+    "valid",
+    [
+        {"start": "2020-01-01T00:00:00Z", "end": ""},
+        {"start": "2020-01-01T00:00:00Z", "end": 0},
+        {"start": "2020-01-01T00:00:00Z", "end": False},
+        {"start": "2020-01-01T00:00:00Z", "end": {}},
+        {"start": "2024-01-01T00:00:00"},  # no time zone: would be read in the machine's local time
+        {"start": "2024-W01-1T00:00:00Z"},
+        {"start": "20240101T000000Z"},
+        {},
+    ],
+)
+def test_a_validity_that_is_not_rfc3339_is_malformed(valid: dict[str, Any]) -> None:
+    from uc_attest.errors import MalformedBundle
+    from uc_attest.transparency.trusted import trusted_logs
+
+    _, root = _logged(b"{}")
+    root["tlogs"][0]["publicKey"]["validFor"] = valid
+    with pytest.raises(MalformedBundle, match="tlogs\\[0\\]"):
+        trusted_logs(root)
+
+
+@pytest.mark.parametrize("tlogs", [5, "x", {"a": 1}, None])
+def test_tlogs_that_are_not_a_list_are_malformed(tlogs: Any) -> None:
+    from uc_attest.errors import MalformedBundle
+    from uc_attest.transparency.trusted import trusted_logs
+
+    with pytest.raises(MalformedBundle, match="tlogs"):
+        trusted_logs({"tlogs": tlogs})
+
+
+def test_rfc3339_times() -> None:
+    from uc_attest.transparency.trusted import rfc3339
+
+    assert rfc3339("2024-01-01T00:00:00Z") == rfc3339("2024-01-01T01:00:00+01:00") == 1704067200.0
+    assert rfc3339("2024-01-01T00:00:00.5Z") == 1704067200.5

@@ -20,7 +20,7 @@ from ..claims.statement import Statement
 from ..core.digest import Digest
 from ..core.fsutil import inside
 from ..errors import Finding, InvalidInput, SignatureInvalid, VerificationFailed
-from ..manifest import OmsMethod, SourceSignature
+from ..manifest import SOURCE_SIGNATURE_NAME, OmsMethod, SourceSignature
 from ..signing.trust import Trust
 from .bundle import read_bundle
 from .check import check_bundle
@@ -250,9 +250,6 @@ def _verify_private_pki(
         ("uc-attest (certificate chain)",),
         diff(claim, actual),
     )
-
-
-SOURCE_SIGNATURE_NAME = "uc-source.model.sig"
 
 
 def source_gate(

@@ -33,6 +33,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -786,9 +787,13 @@ def verify_bundle(
         raise CheckFailed(where, "bundle.tlog", f"the entries name different algorithms ({', '.join(sorted(named))})")
     out.checks.append("bundle.tlog")
     times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
-    for ve in out.entries:  # an entry without a SET (Rekor v2): its log key must be valid at the timestamps
+    # An entry without a SET (Rekor v2, or a proof-only v1 entry): its log key must be valid at the verified
+    # timestamps; with none (a key-signed bundle), now: its unsigned integratedTime proves nothing, and a key not
+    # yet or no longer valid is refused rather than trusted for a time no one vouches for (outside review).
+    checked_at = [t.timestamp() for t, _ in out.tsa_times] or [time.time()]
+    for ve in out.entries:
         log = logs[ve.log_id]
-        if ve.set_time is None and not all(log.valid_at(t.timestamp()) for t, _ in out.tsa_times):
+        if ve.set_time is None and not all(log.valid_at(t) for t in checked_at):
             raise CheckFailed(where, "bundle.tlog", "the log key is not valid at the bundle's timestamps")
     if p.leaf is not None:
         if not times:

@@ -18,6 +18,7 @@ from ..core.digest import Digest
 from ..core.stfile import SafetensorsFile, TensorInfo, nbytes
 from ..errors import MalformedPack, MalformedSafetensors, UsageError
 from ..quant import native_decode
+from ..quant.decode_protocol import Decoding
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import EXP_RANGE, FLOAT_DTYPES, Scheme
@@ -234,6 +235,7 @@ class Pack:
         if not np.isfinite(scales).all():
             raise MalformedPack(f"tensor {pt.name!r}: non-finite scale", tensor=pt.name)
         groups = len(scales)
+        how = Decoding(enc.dtype, enc.bits, g, enc.exponent, enc.sign_key, enc.sign_period)
         parts = scheme.parts(pt.shape)
         if len(parts) > 1:  # row-aligned parts: whole rows at a time, the parts' columns side by side
             from ..quant.decode import decode_parts_rows
@@ -244,9 +246,7 @@ class Pack:
             per = max(1, BLOCK_BYTES // (cols * 4 * g)) * g  # a multiple of every part's rows per group
             for r0 in range(0, rows, per):
                 r1 = min(rows, r0 + per)
-                out = decode_parts_rows(
-                    codes_all, scales, zeros, enc.exponent, enc.dtype, enc.bits, parts, enc.sign_key, r0, r1
-                )
+                out = decode_parts_rows(codes_all, scales, zeros, how, parts, r0, r1)
                 yield out.reshape(-1).view(np.uint8).data
             return
         block = max(1, BLOCK_BYTES // (g * 4))
@@ -258,14 +258,9 @@ class Pack:
                 codes,
                 scales[None, b0:b1],
                 zeros[None, b0:b1],
-                enc.exponent,
+                how,
                 count,
-                enc.dtype,
-                enc.bits,
-                g,
-                enc.sign_key,
                 b0,
-                sign_period=enc.sign_period,
             )
             yield out.reshape(-1).view(np.uint8).data
 

@@ -25,7 +25,7 @@ try:  # the optional C decoder (same contract, ~10-50x faster); see _decode.c
 except ImportError:  # pragma: no cover - not compiled (e.g. PYTHONPATH=. on a machine without a build)
     _native = None
 
-from .decode_protocol import Hasher
+from .decode_protocol import Decoding, Hasher
 from .native_decode import HASH_CHUNK_WEIGHTS
 from .rotation import decode_shift, fwht_numpy, signs_numpy
 from .scheme import Part
@@ -80,23 +80,20 @@ def decode_rows(
     codes: npt.NDArray[np.uint8],
     scales: npt.NDArray[np.float16],
     zeros: npt.NDArray[np.uint8],
-    exponent: int,
+    how: Decoding,
     n_cols: int,
-    dtype: str,
-    bits: int,
-    group_size: int,
-    sign_key: int | None = None,
     first_group: int = 0,
     *,
-    sign_period: int = 0,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
     """Decode a block of rows: ``codes`` packed for ``rows * G * g`` codes, ``scales``/``zeros`` [rows, G].
 
     Returns a [rows, n_cols] array whose bytes are the tensor's little-endian bytes
     (uint16 bit patterns for BF16). Uses the C decoder when it is compiled and ``native``.
-    ``sign_period`` > 0: row-shared signs (element index taken modulo it; rotation.py).
+    ``how.sign_period`` > 0: row-shared signs (element index taken modulo it; rotation.py).
     """
+    dtype, bits, group_size, exponent = how.dtype, how.bits, how.group_size, how.exponent
+    sign_key, sign_period = how.sign_key, how.sign_period
     if dtype not in _OUT:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
     rows, groups = scales.shape
@@ -145,19 +142,15 @@ def hash_decoded(
     codes: npt.NDArray[np.uint8] | bytes,
     scales: npt.NDArray[np.float16],
     zeros: npt.NDArray[np.uint8],
-    exponent: int,
+    how: Decoding,
     n: int,
-    dtype: str,
-    bits: int,
-    group_size: int,
-    sign_key: int | None = None,
     *,
-    sign_period: int = 0,
     native: bool = True,
     chunk_weights: int = HASH_CHUNK_WEIGHTS,
 ) -> None:
     """Feed the bytes of a whole decoded tensor (``n`` elements, flattened; ``scales``/``zeros`` 1-D over its
     groups) to ``hasher.update`` in chunks: exactly the bytes :func:`decode_rows` returns, never all at once."""
+    dtype, bits, group_size, exponent = how.dtype, how.bits, how.group_size, how.exponent
     if dtype not in _OUT:
         raise ValueError(f"unsupported reconstruction dtype {dtype}")
     chunk_groups = max(1, chunk_weights // group_size)
@@ -171,9 +164,9 @@ def hash_decoded(
             group_size,
             bits,
             _OUT[dtype][0],
-            sign_key is not None,
-            sign_key or 0,
-            sign_period,
+            how.sign_key is not None,
+            how.sign_key or 0,
+            how.sign_period,
             hasher,
             chunk_groups,
         )
@@ -187,14 +180,9 @@ def hash_decoded(
             flat[g0 * step : g1 * step],
             scales[None, g0:g1],
             zeros[None, g0:g1],
-            exponent,
+            how,
             min(n, g1 * group_size) - g0 * group_size,
-            dtype,
-            bits,
-            group_size,
-            sign_key,
             g0,
-            sign_period=sign_period,
             native=False,
         )
         hasher.update(out.reshape(-1).view(np.uint8).data)
@@ -204,20 +192,18 @@ def decode_part_rows(
     codes: npt.NDArray[np.uint8],
     scales: npt.NDArray[np.float16],
     zeros: npt.NDArray[np.uint8],
-    exponent: int,
-    dtype: str,
-    bits: int,
+    how: Decoding,
     part: Part,
-    sign_key: int | None,
     r0: int,
     r1: int,
     *,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
     """Rows ``r0..r1`` of one part ([r1 - r0, part.cols]) of a tensor whose components (all its parts' groups, 1-D)
-    are ``codes``/``scales``/``zeros``: the groups covering those rows are decoded and the rows cut out of them."""
+    are ``codes``/``scales``/``zeros``: the groups covering those rows are decoded and the rows cut out of them.
+    The part's group size and sign period replace ``how``'s."""
     g = part.group
-    step = g * bits // 8
+    step = g * how.bits // 8
     e0, e1 = r0 * part.cols, r1 * part.cols
     g0, g1 = e0 // g, -(-e1 // g)
     a, b = part.first_group + g0, part.first_group + g1
@@ -226,14 +212,9 @@ def decode_part_rows(
         codes[a * step : b * step],
         scales[None, a:b],
         zeros[None, a:b],
-        exponent,
+        Decoding(how.dtype, how.bits, g, how.exponent, how.sign_key, part.period),
         count,
-        dtype,
-        bits,
-        g,
-        sign_key,
         g0,
-        sign_period=part.period,
         native=native,
     )
     return flat.reshape(-1)[e0 - g0 * g : e1 - g0 * g].reshape(r1 - r0, part.cols)
@@ -243,18 +224,14 @@ def decode_parts_rows(
     codes: npt.NDArray[np.uint8],
     scales: npt.NDArray[np.float16],
     zeros: npt.NDArray[np.uint8],
-    exponent: int,
-    dtype: str,
-    bits: int,
+    how: Decoding,
     parts: tuple[Part, ...],
-    sign_key: int | None,
     r0: int,
     r1: int,
     *,
     native: bool = True,
 ) -> npt.NDArray[np.generic]:
-    """Rows ``r0..r1`` of a tensor stored in row-aligned parts (``Scheme.parts``), [r1 - r0, columns]."""
-    blocks = [
-        decode_part_rows(codes, scales, zeros, exponent, dtype, bits, p, sign_key, r0, r1, native=native) for p in parts
-    ]
+    """Rows ``r0..r1`` of a tensor stored in row-aligned parts (``Scheme.parts``), [r1 - r0, columns]; each part's
+    group size and sign period replace ``how``'s."""
+    blocks = [decode_part_rows(codes, scales, zeros, how, p, r0, r1, native=native) for p in parts]
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)

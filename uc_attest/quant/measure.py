@@ -21,6 +21,7 @@ from ..core.digest import Digest
 from ..core.threads import pool
 from . import native
 from .decode import decode_parts_rows, decode_rows
+from .decode_protocol import Decoding
 from .quality import relative_error_ppm
 from .quantize import QuantizedTensor
 from .rotation import sign_key
@@ -61,6 +62,7 @@ def decode_tensor(name: str, q: QuantizedTensor, group_size: int) -> npt.NDArray
     step = group_size * q.bits // 8
     codes, scales, zeros = q.codes.numpy(), q.scales.numpy(), q.zeros.numpy()
     key = sign_key(name) if q.rotated else None
+    how = Decoding(q.dtype, q.bits, group_size, q.exponent, key, q.sign_period)
     if len(q.parts) > 1:  # row-aligned parts: whole rows at a time, the parts' columns side by side
         cols = q.shape[-1]
         rows = n // cols
@@ -68,7 +70,7 @@ def decode_tensor(name: str, q: QuantizedTensor, group_size: int) -> npt.NDArray
 
         def rows_run(r0: int) -> None:
             r1 = min(rows, r0 + per_rows)
-            block = decode_parts_rows(codes, scales, zeros, q.exponent, q.dtype, q.bits, q.parts, key, r0, r1)
+            block = decode_parts_rows(codes, scales, zeros, how, q.parts, r0, r1)
             out[r0 * cols * elem : r1 * cols * elem] = block.reshape(-1).view(np.uint8)
 
         list(pool().map(rows_run, range(0, rows, per_rows)))
@@ -81,14 +83,9 @@ def decode_tensor(name: str, q: QuantizedTensor, group_size: int) -> npt.NDArray
             codes[g0 * step : g1 * step],
             scales[None, g0:g1],
             zeros[None, g0:g1],
-            q.exponent,
+            how,
             count,
-            q.dtype,
-            q.bits,
-            group_size,
-            key,
             g0,
-            sign_period=q.sign_period,
         )
         out[g0 * group_size * elem : (g0 * group_size + count) * elem] = block.reshape(-1).view(np.uint8)
 

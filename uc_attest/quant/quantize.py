@@ -160,6 +160,7 @@ def _search_block(
 def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.Tensor) -> torch.Tensor:
     """The reconstruction of ``q`` by the host decoder (docs/format.md 3.3), in ``like``'s dtype and shape."""
     from .decode import decode_parts_rows
+    from .decode_protocol import Decoding
     from .scheme import Part
 
     rows = math.prod(q.shape[:-1])
@@ -169,9 +170,8 @@ def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.T
         parts = (Part(0, n, 1, group_size, q.sign_period, 0, 0),)
         rows = 1
     key = sign_key(name) if q.rotated else None
-    out = decode_parts_rows(
-        q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), q.exponent, q.dtype, q.bits, parts, key, 0, rows
-    )
+    how = Decoding(q.dtype, q.bits, group_size, q.exponent, key, q.sign_period)
+    out = decode_parts_rows(q.codes.numpy(), q.scales.numpy(), q.zeros.numpy(), how, parts, 0, rows)
     return torch.from_numpy(out.reshape(-1).copy()).view(like.dtype).reshape(like.shape)
 
 

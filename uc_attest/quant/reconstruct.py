@@ -17,8 +17,9 @@ import math
 
 import torch
 
-from ..core.stfile import torch_dtype
+from ..core.stfile import dtype_name, torch_dtype
 from .codec import unpack_codes
+from .decode_protocol import Decoding
 from .rotation import decode_shift, inverse_rotation
 from .scheme import Part
 
@@ -31,18 +32,22 @@ def reconstruct_into(
     codes: torch.Tensor,
     scales: torch.Tensor,
     zeros: torch.Tensor,
-    exponent: int,
-    bits: int,
-    group_size: int,
-    sign_key: int | None = None,
-    sign_period: int = 0,
+    how: Decoding,
     block_groups: int = BLOCK_GROUPS,
 ) -> torch.Tensor:
     """Decode into ``out`` (any float dtype, ``n`` elements, on the device of the inputs), block by block of
     groups so temporaries stay bounded. Every element goes through the same exact steps whatever the block
     size — ``(q - z)`` (small integers, exact in binary32), the rotation's exact integer transform, one
     multiply by ``S = s16 * 2^(e + shift)`` (exact: a power-of-two scaling of an fp16 value), the ±1 signs,
-    then the one rounding to ``out``'s dtype — so the bytes are those of a whole-tensor decode (tested)."""
+    then the one rounding to ``out``'s dtype — so the bytes are those of a whole-tensor decode (tested).
+    ``out``'s dtype is the target: ``how.dtype`` is not read."""
+    bits, group_size, exponent, sign_key, sign_period = (
+        how.bits,
+        how.group_size,
+        how.exponent,
+        how.sign_key,
+        how.sign_period,
+    )
     flat = out.view(-1)
     n, g = flat.numel(), group_size
     n_groups = -(-n // g)
@@ -82,9 +87,8 @@ def reconstruct_parts_into(
         step = p.group * bits // 8
         a, b = p.first_group, p.first_group + p.groups
         piece = torch.empty((p.rows, p.cols), dtype=out.dtype, device=out.device)
-        reconstruct_into(
-            piece, codes[a * step : b * step], scales[a:b], zeros[a:b], exponent, bits, p.group, sign_key, p.period
-        )
+        how = Decoding(dtype_name(out.dtype), bits, p.group, exponent, sign_key, p.period)
+        reconstruct_into(piece, codes[a * step : b * step], scales[a:b], zeros[a:b], how)
         rows[:, p.col0 : p.col0 + p.cols].copy_(piece)
     return out
 
@@ -93,26 +97,22 @@ def reconstruct_tensor(
     codes: torch.Tensor,
     scales: torch.Tensor,
     zeros: torch.Tensor,
-    exponent: int,
+    how: Decoding,
     shape: tuple[int, ...],
-    dtype: str,
-    bits: int,
-    group_size: int,
-    sign_key: int | None = None,
-    sign_period: int = 0,
     parts: tuple[Part, ...] = (),
 ) -> torch.Tensor:
-    """Decode pack components into the original shape and dtype (same device as inputs); ``parts``: the
-    tensor's row-aligned parts when there are two (``Scheme.parts``).
+    """Decode pack components into the original shape and ``how.dtype`` (same device as inputs); ``parts``: the
+    tensor's row-aligned parts when there are two (``Scheme.parts``; each part's group size and sign period
+    replace ``how``'s).
 
-    ``sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
-    ``q - z`` and the per-element signs are then applied (docs/format.md 3.5); ``sign_period`` > 0
+    ``how.sign_key`` (rotated schemes): the tensor's sign key; the integer Hadamard transform of
+    ``q - z`` and the per-element signs are then applied (docs/format.md 3.5); ``how.sign_period`` > 0
     makes the signs row-shared (element index modulo the period).
     """
-    target = torch_dtype(dtype)
+    target = torch_dtype(how.dtype)
     if target is None or not target.is_floating_point:
-        raise ValueError(f"unsupported reconstruction dtype {dtype}")
+        raise ValueError(f"unsupported reconstruction dtype {how.dtype}")
     out = torch.empty(shape, dtype=target, device=codes.device)
     if len(parts) > 1:
-        return reconstruct_parts_into(out, codes, scales, zeros, exponent, bits, parts, sign_key)
-    return reconstruct_into(out, codes, scales, zeros, exponent, bits, group_size, sign_key, sign_period)
+        return reconstruct_parts_into(out, codes, scales, zeros, how.exponent, how.bits, parts, how.sign_key)
+    return reconstruct_into(out, codes, scales, zeros, how)

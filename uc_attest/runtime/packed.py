@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
 from ..core.digest import Digest
+from ..core.stfile import dtype_name
 from ..errors import UsageError
+from ..quant.decode_protocol import Decoding
 from ..quant.reconstruct import reconstruct_into, reconstruct_parts_into
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
@@ -118,17 +120,15 @@ class PackedWeight(torch.nn.Module):
                 self.parts,
                 self.key,
             )
-        return reconstruct_into(
-            out,
-            self.uc_codes,
-            self.uc_scales,
-            self.uc_zeros,
-            self.record.exponent,
+        how = Decoding(
+            dtype_name(out.dtype),
             self.record.bits,
             self.record.group_size,
+            self.record.exponent,
             self.key,
             self.sign_period,
         )
+        return reconstruct_into(out, self.uc_codes, self.uc_scales, self.uc_zeros, how)
 
     def decode(self) -> torch.Tensor:
         return self.decode_into(torch.empty(self.shape, dtype=self.dtype, device=self.uc_codes.device))
