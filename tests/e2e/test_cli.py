@@ -158,3 +158,26 @@ def test_safetensors_fixtures_as_subprocesses(tmp_path: Path) -> None:
     for case, model in (bad, good):
         r = cli("pack", model, "-o", model.with_name(f"{model.name}.pack"), "--device", "cpu")
         _check_outcome(case, model, r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--runtime", "fast"], "--runtime"),
+        (["--shard-digests"], "--shard-digests"),
+        (["--device", "cpu"], "--device"),
+        (["--workers", "2"], "--workers"),
+    ],
+)
+def test_verify_oms_refuses_the_flags_it_would_ignore(tmp_path: Path, flags: list[str], named: str) -> None:
+    """An OMS signature verifies a plain model directory: pack-only flags are refused (exit 2), never dropped
+    (found by an outside review: they were silently ignored)."""
+    from typer.testing import CliRunner
+
+    from uc_attest.cli import app
+
+    key = tmp_path / "k.pem"
+    key.write_text("not read: refused first")
+    args = ["verify", str(tmp_path), "--oms-signature", str(tmp_path / "s.sig"), "--key", str(key), *flags]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and named in r.output, r.output

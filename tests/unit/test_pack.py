@@ -386,6 +386,10 @@ def test_the_library_and_the_cli_share_one_set_of_defaults() -> None:
     (["--source-signature", "s", "--source-cert-chain", "c", "--source-identity", "a"], "both or neither"),
     (["--source-signature", "s", "--source-identity", "a"], "exactly one of --trust-config FILE or --instance DIR"),
     (["--source-signature", "s", "--instance", "i"], "needs --source-identity"),
+    # trust flags without a signature, or with the key method, were silently dropped (found by an outside review)
+    (["--instance", "i"], "need --source-signature"),
+    (["--trust-config", "t"], "need --source-signature"),
+    (["--source-signature", "s", "--source-key", "k", "--instance", "i"], "--source-key is exclusive"),
 ])  # fmt: skip
 def test_flags_that_cannot_be_meant_are_refused_before_any_work(tmp_path: Path, flags: list[str], needle: str) -> None:
     """The CLI parses its flags into the request's typed values; what no value can say is exit 2, naming flags."""

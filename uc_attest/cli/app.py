@@ -157,8 +157,11 @@ def verify(
         raise uc.UsageError("--plain-http goes with an oci:// reference")
     pack_dir = Path(target)
     if isinstance(anchor, uc.OmsAnchor):
-        if rebuild_from is not None:
-            raise uc.UsageError("--oms-signature verifies a plain model directory: no --rebuild-from")
+        given = {"--rebuild-from": rebuild_from is not None, "--runtime": runtime is not None,
+                 "--shard-digests": shard_digests, "--device": device != "auto", "--workers": workers is not None}  # fmt: skip
+        if any(given.values()):  # refused, never silently ignored (found by an outside review)
+            flags = "/".join(flag for flag, on in given.items() if on)
+            raise uc.UsageError(f"--oms-signature verifies a plain model directory: no {flags}")
         v = uc.verify_oms_model(pack_dir, anchor, online=not offline)
         render.show_verdict(v, as_json, signed=True, root=False)
         if not v.ok:

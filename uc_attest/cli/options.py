@@ -175,10 +175,11 @@ def source_signature_options(
     instance: InstanceOpt = None,
 ) -> uc.OmsSignature | None:
     """The source's signature with its method (None: an unsigned source)."""
-    if source_signature is None:
-        if source_identity or source_issuer or source_key or source_cert_chain:
+    if source_signature is None:  # every source flag without the signature is refused, never ignored
+        if source_identity or source_issuer or source_key or source_cert_chain or trust_config or instance:
             raise uc.UsageError(
-                "--source-identity/--source-issuer/--source-key/--source-cert-chain need --source-signature"
+                "--source-identity/--source-issuer/--source-key/--source-cert-chain/--trust-config/--instance "
+                "need --source-signature"
             )
         return None
     if source_cert_chain is not None:
@@ -190,8 +191,10 @@ def source_signature_options(
         signer = uc.CaSigner(source_identity, source_issuer) if source_identity and source_issuer else None
         return uc.OmsSignature(source_signature, uc.CaChain(source_cert_chain, signer))
     if source_key is not None:
-        if source_identity or source_issuer:
-            raise uc.UsageError("--source-key is exclusive with --source-identity/--source-issuer")
+        if source_identity or source_issuer or trust_config or instance:
+            raise uc.UsageError(
+                "--source-key is exclusive with --source-identity/--source-issuer/--trust-config/--instance"
+            )
         return uc.OmsSignature(source_signature, uc.PublicKey(source_key))
     trust = _trust(trust_config, instance)
     if not source_identity:
