@@ -187,22 +187,21 @@ def allocate(
     moments: Moments | None,
     device: torch.device | str = "cpu",
     *,
-    floor: bool = False,
     strict: bool = True,
     progress: Callable[[str, int], None] | None = None,
     store: CandidateStore | None = None,
 ) -> Allocation:
     """``scheme`` with the measured allocation under ``budget`` bits per quantized weight (module docstring).
 
-    Each tensor may take its base width ``b``, ``b + 1`` and (``floor``) ``b - 1``: every tensor starts at
-    its lowest width and the budget buys, one step at a time, the step with the largest damage reduction per
+    Each tensor may take its base width ``b`` or ``b + 1`` (``measure_curves(floor=True)``: ``b - 1`` too);
+    it starts at its lowest width and the budget buys, one step at a time, the step with the largest damage reduction per
     extra bit (ties by name) — the usual marginal-analysis allocation over measured rate-distortion points.
     Each tensor is quantized once per width; the chosen width's components, digest and quality record are kept
     (``Allocation.chosen``), so the pack writes them as they were measured. A budget below what the lowest
     widths take is a UsageError, or (``strict=False``, the CLI's default budget) no allocation at all.
     ``progress(name, weights)`` after each tensor is measured."""
     store = store if store is not None else CandidateStore()
-    curves, method = measure_curves(source_dir, scheme, moments, device, store, floor=floor, progress=progress)
+    curves, method = measure_curves(source_dir, scheme, moments, device, store, progress=progress)
     return Allocation(choose(scheme, budget, strict, curves, store, method), store)
 
 
@@ -344,12 +343,11 @@ def allocate_bits(
     moments: Moments | None,
     device: torch.device | str = "cpu",
     *,
-    floor: bool = False,
     strict: bool = True,
     progress: Callable[[str, int], None] | None = None,
 ) -> Scheme:
     """:func:`allocate`'s scheme alone (the candidates dropped)."""
-    a = allocate(source_dir, scheme, budget, moments, device, floor=floor, strict=strict, progress=progress)
+    a = allocate(source_dir, scheme, budget, moments, device, strict=strict, progress=progress)
     a.chosen.close()
     return a.scheme
 
