@@ -17,6 +17,7 @@ from uc_attest.errors import Finding, MalformedPack, MerkleError
 from uc_attest.manifest import (
     CALIBRATION_METHODS,
     MANIFEST_FORMAT,
+    SOURCE_SIGNATURE_NAME,
     CalibrationRecord,
     Manifest,
     OmsMethod,
@@ -45,7 +46,7 @@ def _manifest(**kw: Any) -> Manifest:
 
 
 SIG = SourceSignature(
-    "model.sig", D1, OmsMethod.SIGSTORE, "vendor@x", "https://issuer", "vendor/model", D2, 1_700_000_000
+    SOURCE_SIGNATURE_NAME, D1, OmsMethod.SIGSTORE, "vendor@x", "https://issuer", "vendor/model", D2, 1_700_000_000
 )
 CAL = CalibrationRecord("self-sampled", {"seed": 0, "samples": 64}, "uc-attest 1.0", Digest("55" * 32))
 
@@ -180,10 +181,10 @@ def test_a_source_signature_record_is_read_back_exactly_or_refused_naming_the_fi
     kept in the pack and when: each reads back as written; a field missing or of another type, a ``signed_at``
     that is a bool or text, or a signature file outside the pack is refused naming that field."""
     d = SIG.to_dict()
-    assert d == {"file": "model.sig", "sha256": str(D1), "method": "sigstore", "identity": "vendor@x",
+    assert d == {"file": SOURCE_SIGNATURE_NAME, "sha256": str(D1), "method": "sigstore", "identity": "vendor@x",
                  "issuer": "https://issuer", "model": "vendor/model", "root": str(D2), "signed_at": 1_700_000_000}  # fmt: skip
     assert SourceSignature.from_dict(d, "m") == SIG
-    keyed = SourceSignature("k.sig", D2, OmsMethod.KEY, "sha256:" + "ab" * 32, "", "m", D3)
+    keyed = SourceSignature(SOURCE_SIGNATURE_NAME, D2, OmsMethod.KEY, "sha256:" + "ab" * 32, "", "m", D3)
     assert "signed_at" not in keyed.to_dict() and SourceSignature.from_dict(keyed.to_dict(), "m") == keyed
     assert SourceSignature.from_dict({**d, "signed_at": None}, "m").signed_at is None
     for field in ("file", "method", "identity", "issuer", "model", "sha256", "root"):
@@ -192,14 +193,15 @@ def test_a_source_signature_record_is_read_back_exactly_or_refused_naming_the_fi
                 SourceSignature.from_dict({**d, field: value}, "m")
             assert exc.value.data.get("field") == f"source_signature.{field}"
     for field, value in (("sha256", "sha256:zz"), ("root", "11" * 32), ("signed_at", True), ("signed_at", "1"),
-                         ("signed_at", 1.5), ("file", "../model.sig"), ("file", "/etc/passwd"), ("file", "")):  # fmt: skip
+                         ("signed_at", 1.5), ("file", "../model.sig"), ("file", "/etc/passwd"), ("file", ""),
+                         ("file", "config.json"), ("file", "sigs/model.sig")):  # fmt: skip
         with pytest.raises(MalformedPack, match=f"source_signature.{field} is missing or invalid"):
             SourceSignature.from_dict({**d, field: value}, "m")
     for bad in ([], "x", None):
         with pytest.raises(MalformedPack, match="manifest field source_signature is missing or invalid") as exc:
             SourceSignature.from_dict(bad, "m")
         assert exc.value.data.get("field") == "source_signature"
-    assert SourceSignature.from_dict({**d, "file": "sigs/model.sig", "signed_at": 0}, "m").signed_at == 0
+    assert SourceSignature.from_dict({**d, "signed_at": 0}, "m").signed_at == 0
 
 
 # -- the manifest as written and as read from an untrusted pack -----------------------------------------------------

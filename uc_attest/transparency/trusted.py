@@ -48,7 +48,8 @@ def trusted_logs(root_doc: dict[str, Any], where: str = "trusted root") -> list[
     """Every ``tlogs[]`` entry of a trusted root document; MalformedBundle naming the first that is malformed."""
     from cryptography.hazmat.primitives import serialization
 
-    tlogs = root_doc.get("tlogs", [])
+    tlogs = root_doc.get("tlogs")
+    tlogs = [] if tlogs is None else tlogs  # null is absent (protobuf JSON)
     if not isinstance(tlogs, list):
         raise MalformedBundle(f"{where}: tlogs is not a list")
     out = []
@@ -59,7 +60,7 @@ def trusted_logs(root_doc: dict[str, Any], where: str = "trusted root") -> list[
             url = str(t["baseUrl"]).rstrip("/")
             valid = t["publicKey"]["validFor"]
             start = rfc3339(valid["start"])
-            end = rfc3339(valid["end"]) if "end" in valid else float("inf")  # absent: still valid, never "falsy"
+            end = float("inf") if valid.get("end") is None else rfc3339(valid["end"])  # absent/null: still valid
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedBundle(
                 f"{where}: tlogs[{i}] is malformed (baseUrl, logId, publicKey with rawBytes and validFor.start "
