@@ -300,7 +300,26 @@ def test_tlogs_that_are_not_a_list_are_malformed(tlogs: Any) -> None:
 
 
 def test_rfc3339_times() -> None:
-    from uc_attest.transparency.trusted import rfc3339
+    from uc_attest.core.rfc3339 import parse
 
-    assert rfc3339("2024-01-01T00:00:00Z") == rfc3339("2024-01-01T01:00:00+01:00") == 1704067200.0
-    assert rfc3339("2024-01-01T00:00:00.5Z") == 1704067200.5
+    assert parse("2024-01-01T00:00:00Z").timestamp() == parse("2024-01-01T01:00:00+01:00").timestamp() == 1704067200.0
+    assert parse("2024-01-01T00:00:00.5Z").timestamp() == 1704067200.5
+
+
+@pytest.mark.parametrize(
+    "valid", [{"start": "2024-01-01T00:00:00"}, {"start": "2024-01-01T00:00:00Z", "end": ""}, {"start": 0}]
+)
+@pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
+def test_ca_and_tsa_windows_are_read_as_strictly_as_the_logs(section: str, valid: dict[str, Any]) -> None:
+    """The same parser for every validFor: no local time, an empty end is not "forever" (it was, for CAs/TSAs)."""
+    import datetime as dt
+
+    from uc_attest.evidence.chain import ca_certificates
+    from uc_attest.evidence.timestamps import authorities
+
+    root = {section: [{"certChain": {"certificates": []}, "validFor": valid}]}
+    with pytest.raises(MalformedBundle, match=section):
+        if section == "certificateAuthorities":
+            ca_certificates(root, dt.datetime.now(dt.UTC))
+        else:
+            authorities(root)

@@ -21,11 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ..core import rfc3339
 from ..errors import MalformedBundle, SignatureInvalid
-
-
-def _when(v: Any) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(str(v)) if v else None
 
 
 def ca_certificates(root_doc: dict[str, Any], at: dt.datetime) -> list[x509.Certificate]:
@@ -34,7 +31,7 @@ def ca_certificates(root_doc: dict[str, Any], at: dt.datetime) -> list[x509.Cert
     for i, ca in enumerate(root_doc.get("certificateAuthorities") or []):
         try:
             valid = ca.get("validFor") or {}
-            start, end = _when(valid.get("start")), _when(valid.get("end"))
+            start, end = rfc3339.optional(valid.get("start")), rfc3339.optional(valid.get("end"))
             certs = [
                 x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"])) for c in ca["certChain"]["certificates"]
             ]

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 
+from ..core import rfc3339
 from ..core.ruleid import RuleId
 from ..errors import MalformedBundle, SignatureInvalid
 
@@ -41,10 +42,6 @@ class Authority:
     end: dt.datetime | None
 
 
-def _time(value: Any) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(str(value)) if value else None
-
-
 def authorities(root_doc: dict[str, Any]) -> list[Authority]:
     out = []
     for i, ta in enumerate(root_doc.get("timestampAuthorities") or []):
@@ -53,11 +50,12 @@ def authorities(root_doc: dict[str, Any]) -> list[Authority]:
                 x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"])) for c in ta["certChain"]["certificates"]
             )
             valid = ta.get("validFor") or {}
-            start = _time(valid.get("start")) or dt.datetime.min.replace(tzinfo=dt.UTC)
+            start = rfc3339.optional(valid.get("start")) or dt.datetime.min.replace(tzinfo=dt.UTC)
+            end = rfc3339.optional(valid.get("end"))
             name = str(ta.get("subject", {}).get("commonName") or ta.get("uri") or f"timestampAuthorities[{i}]")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedBundle(f"trusted root: timestampAuthorities[{i}] is malformed: {exc!r}") from None
-        out.append(Authority(name, chain, start, _time(valid.get("end"))))
+        out.append(Authority(name, chain, start, end))
     return out
 
 

@@ -8,11 +8,10 @@ bundle verifier, trust selection (the Rekor v1 and tile clients, the audit) read
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import rfc3339
 from ..errors import MalformedBundle
 
 
@@ -30,20 +29,6 @@ class TrustedLog:
         return self.start <= t <= self.end
 
 
-#: RFC 3339 date-time with a time zone (``Z`` or an offset), as protobuf's JSON Timestamp writes it.
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
-
-
-def rfc3339(text: Any) -> float:
-    """POSIX seconds of an RFC 3339 timestamp; ValueError for anything else (no local time, no other ISO forms)."""
-    m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"not an RFC 3339 timestamp with a time zone: {str(text)[:40]!r}")
-    seconds, fraction, zone = m.groups()
-    when = dt.datetime.fromisoformat(seconds + ("+00:00" if zone == "Z" else zone))
-    return when.timestamp() + (float("0" + fraction) if fraction else 0.0)
-
-
 def trusted_logs(root_doc: dict[str, Any], where: str = "trusted root") -> list[TrustedLog]:
     """Every ``tlogs[]`` entry of a trusted root document; MalformedBundle naming the first that is malformed."""
     from cryptography.hazmat.primitives import serialization
@@ -59,8 +44,9 @@ def trusted_logs(root_doc: dict[str, Any], where: str = "trusted root") -> list[
             log_id = base64.b64decode(t["logId"]["keyId"], validate=True)
             url = str(t["baseUrl"]).rstrip("/")
             valid = t["publicKey"]["validFor"]
-            start = rfc3339(valid["start"])
-            end = float("inf") if valid.get("end") is None else rfc3339(valid["end"])  # absent/null: still valid
+            start = rfc3339.parse(valid["start"]).timestamp()
+            end_at = rfc3339.optional(valid.get("end"))  # absent or null: still valid
+            end = float("inf") if end_at is None else end_at.timestamp()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedBundle(
                 f"{where}: tlogs[{i}] is malformed (baseUrl, logId, publicKey with rawBytes and validFor.start "
