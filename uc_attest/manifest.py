@@ -236,76 +236,16 @@ class Manifest:
     def from_json(cls, data: bytes, origin: str) -> Manifest:
         """Parse and validate; every structural problem raises MalformedPack naming the field."""
         obj = _load_json(data, origin)
-
-        def need(cond: bool, where: str) -> None:
-            if not cond:
-                raise MalformedPack(f"{origin}: manifest field {where} is missing or invalid", path=origin, field=where)
-
-        need(isinstance(obj, dict) and obj.get("format") == MANIFEST_FORMAT, "format")
-        need(isinstance(obj.get("scheme"), dict), "scheme")
-        try:  # rebuild and the transformers integration build the scheme from it
-            Scheme.from_dict(obj["scheme"])
-        except (KeyError, ValueError, TypeError, AttributeError, OverflowError, UsageError) as exc:
-            raise MalformedPack(
-                f"{origin}: manifest field scheme is invalid: {exc}", path=origin, field="scheme"
-            ) from None
-        need(isinstance(obj.get("tensors"), list), "tensors")
-
-        def digests(key: str) -> dict[str, Digest]:
-            val = obj.get(key, {})
-            need(isinstance(val, dict), key)
-            unsafe = next((k for k in val if not is_safe_relative(k)), None)
-            if unsafe is not None:  # a name that would leave the directory it is joined to
-                raise MalformedPack(
-                    f"{origin}: manifest field {key} names an unsafe file {unsafe!r} (absolute, '..' or empty parts)",
-                    path=origin,
-                    field=key,
-                )
-            bad = next((k for k, v in val.items() if not _is_digest(v)), None)
-            if bad is not None:
-                raise MalformedPack(
-                    f"{origin}: manifest field {key} holds a bad digest for {bad!r}", path=origin, field=key
-                )
-            return {k: Digest.parse(v) for k, v in val.items()}
-
-        entries: list[TensorEntry] = []
-        seen: set[str] = set()
-        for i, t in enumerate(obj["tensors"]):
-            where = f"tensors[{i}]"
-            need(isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str), where)
-            need(isinstance(t.get("shape"), list) and all(_is_dim(d) for d in t["shape"]), f"{where}.shape")
-            need(t["name"] not in seen, f"{where}.name (duplicate {t['name']!r})")
-            need(isinstance(t.get("file", ""), str), f"{where}.file")
-            need(t.get("file", "") == "" or is_safe_relative(t["file"]), f"{where}.file (unsafe file name)")
-            seen.add(t["name"])
-            try:
-                quant = None if t.get("quant") is None else QuantRecord.from_manifest(t["quant"])
-            except (ValueError, TypeError) as exc:
-                raise MalformedPack(
-                    f"{origin}: manifest {where} ({t['name']!r}): {exc}", path=origin, field=f"{where}.quant"
-                ) from None
-            try:
-                entries.append(
-                    TensorEntry(
-                        t["name"],
-                        t["dtype"],
-                        tuple(t["shape"]),
-                        Digest.parse(t["digest"]),
-                        Digest.parse(t["source_digest"]),
-                        t.get("file", ""),
-                        quant,
-                    )
-                )
-            except (KeyError, ValueError, TypeError):
-                raise MalformedPack(
-                    f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
-                ) from None
+        _need(isinstance(obj, dict) and obj.get("format") == MANIFEST_FORMAT, origin, "format")
+        _check_scheme(obj, origin)
+        _need(isinstance(obj.get("tensors"), list), origin, "tensors")
+        entries = _tensor_entries(obj["tensors"], origin)
         sig, cal = obj.get("source_signature"), obj.get("calibration")
         m = cls(
             scheme=obj["scheme"],
             tensors=entries,
-            files=digests("files"),
-            source_files=digests("source_files"),
+            files=_digests(obj, "files", origin),
+            source_files=_digests(obj, "source_files", origin),
             source_signature=SourceSignature.from_dict(sig, origin) if sig is not None else None,
             calibration=CalibrationRecord.from_dict(cal, origin) if cal is not None else None,
         )
@@ -316,6 +256,77 @@ class Manifest:
                 field="root",
             )
         return m
+
+
+def _need(cond: bool, origin: str, where: str) -> None:
+    if not cond:
+        raise MalformedPack(f"{origin}: manifest field {where} is missing or invalid", path=origin, field=where)
+
+
+def _check_scheme(obj: dict[str, Any], origin: str) -> None:
+    """The manifest's scheme is one :class:`Scheme` reads (rebuild and the transformers integration build it)."""
+    _need(isinstance(obj.get("scheme"), dict), origin, "scheme")
+    try:
+        Scheme.from_dict(obj["scheme"])
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError, UsageError) as exc:
+        raise MalformedPack(f"{origin}: manifest field scheme is invalid: {exc}", path=origin, field="scheme") from None
+
+
+def _digests(obj: dict[str, Any], key: str, origin: str) -> dict[str, Digest]:
+    """The file digests under ``key`` ({} when absent), each name safe to join to a directory."""
+    val = obj.get(key, {})
+    _need(isinstance(val, dict), origin, key)
+    unsafe = next((k for k in val if not is_safe_relative(k)), None)
+    if unsafe is not None:  # a name that would leave the directory it is joined to
+        raise MalformedPack(
+            f"{origin}: manifest field {key} names an unsafe file {unsafe!r} (absolute, '..' or empty parts)",
+            path=origin,
+            field=key,
+        )
+    bad = next((k for k, v in val.items() if not _is_digest(v)), None)
+    if bad is not None:
+        raise MalformedPack(f"{origin}: manifest field {key} holds a bad digest for {bad!r}", path=origin, field=key)
+    return {k: Digest.parse(v) for k, v in val.items()}
+
+
+def _tensor_entries(tensors: list[Any], origin: str) -> list[TensorEntry]:
+    """The tensor entries, each checked: name and dtype, shape, a name not seen before, a safe file name."""
+    entries: list[TensorEntry] = []
+    seen: set[str] = set()
+    for i, t in enumerate(tensors):
+        where = f"tensors[{i}]"
+        _need(isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str), origin, where)
+        _need(isinstance(t.get("shape"), list) and all(_is_dim(d) for d in t["shape"]), origin, f"{where}.shape")
+        _need(t["name"] not in seen, origin, f"{where}.name (duplicate {t['name']!r})")
+        _need(isinstance(t.get("file", ""), str), origin, f"{where}.file")
+        _need(t.get("file", "") == "" or is_safe_relative(t["file"]), origin, f"{where}.file (unsafe file name)")
+        seen.add(t["name"])
+        entries.append(_tensor_entry(t, where, origin))
+    return entries
+
+
+def _tensor_entry(t: dict[str, Any], where: str, origin: str) -> TensorEntry:
+    """One checked tensor entry: its quantization record and digests read."""
+    try:
+        quant = None if t.get("quant") is None else QuantRecord.from_manifest(t["quant"])
+    except (ValueError, TypeError) as exc:
+        raise MalformedPack(
+            f"{origin}: manifest {where} ({t['name']!r}): {exc}", path=origin, field=f"{where}.quant"
+        ) from None
+    try:
+        return TensorEntry(
+            t["name"],
+            t["dtype"],
+            tuple(t["shape"]),
+            Digest.parse(t["digest"]),
+            Digest.parse(t["source_digest"]),
+            t.get("file", ""),
+            quant,
+        )
+    except (KeyError, ValueError, TypeError):
+        raise MalformedPack(
+            f"{origin}: manifest {where} ({t['name']!r}) has a bad digest", path=origin, field=where
+        ) from None
 
 
 def _is_digest(v: Any) -> bool:

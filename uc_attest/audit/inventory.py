@@ -61,11 +61,19 @@ def _tile_events(trust: Trust, index: Path | None, bundle_dirs: Sequence[Path]) 
 def inventory(
     trust: Trust, *, batch: int = 10, index: Path | None = None, bundle_dirs: Sequence[Path] = ()
 ) -> list[dict[str, Any]]:
+    """Every release in the logs, with its validations and status, then every entry that names no release or
+    does not verify (see the module's docstring)."""
     if not trust.logs() and not trust.tile_logs():
         raise InvalidInput(f"{trust.source}: the trust root names no transparency log")
     events = _v1_events(trust, batch)
     if trust.tile_logs():
         events += _tile_events(trust, index, bundle_dirs)
+    return _release_rows(events) + _other_rows(events)
+
+
+def _release_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """One row per verified release, in log order: its verified validations and status (validated / not
+    validated / superseded by a newer release of the same source model)."""
     validations: dict[str, list[AuditEvent]] = {}
     for e in events:
         if e.kind is EventKind.VALIDATION and e.ok:
@@ -97,6 +105,12 @@ def inventory(
                 "status": status,
             }
         )
+    return rows
+
+
+def _other_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """One row per entry no bundle accounts for and per entry that does not verify: shown, never dropped."""
+    rows: list[dict[str, Any]] = []
     for e in events:
         if e.kind is EventKind.UNATTRIBUTED:
             rows.append(

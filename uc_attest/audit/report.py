@@ -67,71 +67,94 @@ def error_plot(tensors: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def render_report_html(report: dict[str, Any]) -> str:
-    """The audit report (``AuditReport.to_dict()``) as one self-contained HTML page."""
-    ok = report["ok"]
-    if not ok:
-        headline = '<span class="badge fail">PROBLEMS FOUND</span>'
-    elif report.get("manifest_root") and report.get("validated") is False:
-        headline = '<span class="badge skip">CONSISTENT, NOT VALIDATED YET</span>'
-    else:
-        headline = '<span class="badge ok">CONSISTENT</span>'
-    checks = "".join(
+def _headline(report: dict[str, Any]) -> str:
+    if not report["ok"]:
+        return '<span class="badge fail">PROBLEMS FOUND</span>'
+    if report.get("manifest_root") and report.get("validated") is False:
+        return '<span class="badge skip">CONSISTENT, NOT VALIDATED YET</span>'
+    return '<span class="badge ok">CONSISTENT</span>'
+
+
+def _check_rows(checks: list[dict[str, Any]]) -> str:
+    return "".join(
         f'<tr class="{"" if c["ok"] else "bad"}"><td>{_e(c["rule"])}</td><td>{_badge(c["ok"], c.get("skipped", False))}'
         f"</td><td>{_e(c.get('detail', ''))}</td><td>{_e(c.get('hint', ''))}</td></tr>"
-        for c in report["checks"]
+        for c in checks
     )
-    events = []
-    for ev in report["events"]:
-        d = ev["details"]
-        scheme = d.get("scheme") if isinstance(d.get("scheme"), dict) else {}
-        if ev["kind"] == EventKind.RELEASE:
-            what = (
-                f"built by <code>{_e(d.get('builder'))}</code>, scheme <code>{_e(scheme.get('id'))}"
-                f"</code> {_e(scheme.get('bits'))} bits / group {_e(scheme.get('group_size'))}"
-                f", source <code>{_e(str(d.get('source_digest') or '')[:23])}…</code>, {_e(d.get('files'))} files"
-            )
-            cal = d.get("calibration")
-            if isinstance(cal, dict):
-                params = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted((cal.get("params") or {}).items()))
-                what += f", calibration <code>{_e(cal.get('method'))}</code> ({params}; {_e(cal.get('tool'))})"
-            else:
-                what += ", no calibration"
-            sig = d.get("source_signature")
-            if isinstance(sig, dict):
-                what += f", source signed by <code>{_e(sig.get('identity'))}</code> ({_e(sig.get('method'))})"
-        elif ev["kind"] == EventKind.SOURCE:
-            what = (
-                f"OpenSSF Model Signing signature of <code>{_e(d.get('model'))}</code> (model root "
-                f"<code>{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('method'))}), kept in the pack as "
-                f"<code>{_e(d.get('signature'))}</code>: {_e(d.get('kept_signature', 'not checked: no pack given'))}"
-            )
-        elif ev["kind"] == EventKind.OMS:
-            what = (
-                f"OpenSSF Model Signing signature of the pack: model root <code>"
-                f"{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('resources'))} files"
-            )
-        elif ev["kind"] == EventKind.VALIDATION:
-            metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-            shown = ", ".join(f"{_e(k)} = {_e(v)}" for k, v in sorted(metrics.items()))
-            what = f"evaluation set <code>{_e(d.get('evaluation_set'))}</code>: {shown}"
-        else:
-            what = _e(d)
-        problems = "".join(f"<div style='color:#cf222e'>{_e(p)}</div>" for p in ev["problems"])
-        root = d.get("root")
-        events.append(
-            f'<li class="{"" if ev["ok"] else "bad"}"><strong>{_e(ev["kind"])}</strong> {_badge(ev["ok"])} '
-            f'<span class="meta">{_when(ev["time"])} · log index {_e(ev["log_index"] if ev["log_index"] >= 0 else "-")} · signed by '
-            f"<code>{_e(ev['signer'])}</code> via <code>{_e(ev['issuer'])}</code></span><br>{what}"
-            + (f'<br><span class="meta">root <code>{_e(root)}</code></span>' if root else "")
-            + f"{problems}</li>"
+
+
+def _release_summary(d: dict[str, Any]) -> str:
+    """A release: builder, scheme, source, files, calibration and the source's signature."""
+    scheme = d["scheme"] if isinstance(d.get("scheme"), dict) else {}
+    what = (
+        f"built by <code>{_e(d.get('builder'))}</code>, scheme <code>{_e(scheme.get('id'))}"
+        f"</code> {_e(scheme.get('bits'))} bits / group {_e(scheme.get('group_size'))}"
+        f", source <code>{_e(str(d.get('source_digest') or '')[:23])}…</code>, {_e(d.get('files'))} files"
+    )
+    cal = d.get("calibration")
+    if isinstance(cal, dict):
+        params = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted((cal.get("params") or {}).items()))
+        what += f", calibration <code>{_e(cal.get('method'))}</code> ({params}; {_e(cal.get('tool'))})"
+    else:
+        what += ", no calibration"
+    sig = d.get("source_signature")
+    if isinstance(sig, dict):
+        what += f", source signed by <code>{_e(sig.get('identity'))}</code> ({_e(sig.get('method'))})"
+    return what
+
+
+def _event_summary(kind: str, d: dict[str, Any]) -> str:
+    """What an event of ``kind`` with ``details`` ``d`` says, as HTML."""
+    if kind == EventKind.RELEASE:
+        return _release_summary(d)
+    if kind == EventKind.SOURCE:
+        return (
+            f"OpenSSF Model Signing signature of <code>{_e(d.get('model'))}</code> (model root "
+            f"<code>{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('method'))}), kept in the pack as "
+            f"<code>{_e(d.get('signature'))}</code>: {_e(d.get('kept_signature', 'not checked: no pack given'))}"
         )
-    tensors = "".join(
+    if kind == EventKind.OMS:
+        return (
+            f"OpenSSF Model Signing signature of the pack: model root <code>"
+            f"{_e(str(d.get('oms_root') or '')[:23])}…</code>, {_e(d.get('resources'))} files"
+        )
+    if kind == EventKind.VALIDATION:
+        metrics = d["metrics"] if isinstance(d.get("metrics"), dict) else {}
+        shown = ", ".join(f"{_e(k)} = {_e(v)}" for k, v in sorted(metrics.items()))
+        return f"evaluation set <code>{_e(d.get('evaluation_set'))}</code>: {shown}"
+    return _e(d)
+
+
+def _event_item(ev: dict[str, Any]) -> str:
+    """One event of the timeline: kind, verdict, time, log index, signer, summary, root, problems."""
+    d = ev["details"]
+    what = _event_summary(ev["kind"], d)
+    problems = "".join(f"<div style='color:#cf222e'>{_e(p)}</div>" for p in ev["problems"])
+    root = d.get("root")
+    return (
+        f'<li class="{"" if ev["ok"] else "bad"}"><strong>{_e(ev["kind"])}</strong> {_badge(ev["ok"])} '
+        f'<span class="meta">{_when(ev["time"])} · log index {_e(ev["log_index"] if ev["log_index"] >= 0 else "-")} · signed by '
+        f"<code>{_e(ev['signer'])}</code> via <code>{_e(ev['issuer'])}</code></span><br>{what}"
+        + (f'<br><span class="meta">root <code>{_e(root)}</code></span>' if root else "")
+        + f"{problems}</li>"
+    )
+
+
+def _tensor_rows(tensors: list[dict[str, Any]]) -> str:
+    return "".join(
         f'<tr><td class="mono">{_e(t["name"])}</td><td>{_e(t["dtype"])}</td><td>{_e(" x ".join(map(str, t["shape"])))}'
         f"</td><td>{_e(t.get('bits') or '—')}</td><td>{_e(t.get('rel_err_ppm') if t.get('rel_err_ppm') is not None else '—')}"
         f'</td><td class="mono">{_e((t.get("moments") or "—")[:19])}</td><td class="mono">{_e(t["digest"])}</td></tr>'
-        for t in report["tensors"]
+        for t in tensors
     )
+
+
+def render_report_html(report: dict[str, Any]) -> str:
+    """The audit report (``AuditReport.to_dict()``) as one self-contained HTML page."""
+    headline = _headline(report)
+    checks = _check_rows(report["checks"])
+    events = [_event_item(ev) for ev in report["events"]]
+    tensors = _tensor_rows(report["tensors"])
     cp = report.get("checkpoint") or {}
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>uc-attest audit: {_e(report["target"])}</title>
 <style>{CSS}</style></head><body>

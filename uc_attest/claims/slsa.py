@@ -205,53 +205,18 @@ def parse_release(statement: Statement) -> ReleaseClaim:
 
 
 def _parse_release(statement: Statement) -> ReleaseClaim:
-
-    def need(cond: bool, field: str) -> None:
-        if not cond:
-            raise MalformedBundle(f"statement field {field} is missing or invalid", field=field)
-
-    files: dict[str, Digest] = {}
-    root = None
-    for sub in statement.subjects:
-        if sub.name == RECONSTRUCTION_NAME:
-            root = sub.digest.get(ROOT_ALG)
-        elif "sha256" in sub.digest:
-            need(is_safe_relative(sub.name), f"subject {sub.name!r} (an unsafe file name)")
-            files[sub.name] = _digest(sub.digest["sha256"], f"subject {sub.name}")
-    need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
+    files, root = _subject_files(statement)
     pred = statement.predicate
     bd = _obj(pred.get("buildDefinition"), "predicate.buildDefinition")
     rd = _obj(pred.get("runDetails"), "predicate.runDetails")
-    byps = [
-        b
-        for b in _list(rd.get("byproducts"), "runDetails.byproducts")
-        if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT
-    ]
-    need(len(byps) == 1, "runDetails.byproducts")
-    manifest_digest = _digest(
-        _obj(byps[0].get("digest"), "byproducts[].digest").get("sha256"), "runDetails.byproducts[].digest"
-    )
-    content = byps[0].get("content")
-    manifest_bytes = None
-    if isinstance(content, str):
-        try:
-            manifest_bytes = base64.b64decode(content, validate=True)
-        except ValueError:
-            need(False, "byproducts[].content")
-    if manifest_bytes is not None:
-        need(hashlib.sha256(manifest_bytes).hexdigest() == manifest_digest.hex, "byproducts[].content")
+    manifest_digest, manifest_bytes = _manifest_byproduct(rd)
     ext = _obj(bd.get("externalParameters"), "buildDefinition.externalParameters")
     source = _obj(ext.get("source"), "externalParameters.source")
     tree = _obj(source.get("digest"), "externalParameters.source.digest").get("sha256")
     deps = [
         d for d in _list(bd.get("resolvedDependencies"), "buildDefinition.resolvedDependencies") if isinstance(d, dict)
     ]
-    resolved: dict[str, Digest] = {}
-    for d in deps:
-        if OMS_ANNOTATION not in _obj(d.get("annotations"), "resolvedDependencies[].annotations"):
-            where = f"resolvedDependencies {d.get('name')!r}"
-            need(is_safe_relative(str(d.get("name", ""))), f"{where} (an unsafe file name)")
-            resolved[str(d.get("name", ""))] = _digest(_obj(d.get("digest"), where).get("sha256", ""), where)
+    resolved = _resolved_files(deps)
     return ReleaseClaim(
         statement=statement,
         files=files,
@@ -267,6 +232,60 @@ def _parse_release(statement: Statement) -> ReleaseClaim:
         source_signature=_parse_source_signature(deps),
         calibration=_calibration(ext.get("calibration")),
     )
+
+
+def _need(cond: bool, field: str) -> None:
+    if not cond:
+        raise MalformedBundle(f"statement field {field} is missing or invalid", field=field)
+
+
+def _subject_files(statement: Statement) -> tuple[dict[str, Digest], str]:
+    """The released files (sha256 subjects, each name safe to join to a directory) and the manifest root."""
+    files: dict[str, Digest] = {}
+    root = None
+    for sub in statement.subjects:
+        if sub.name == RECONSTRUCTION_NAME:
+            root = sub.digest.get(ROOT_ALG)
+        elif "sha256" in sub.digest:
+            _need(is_safe_relative(sub.name), f"subject {sub.name!r} (an unsafe file name)")
+            files[sub.name] = _digest(sub.digest["sha256"], f"subject {sub.name}")
+    _need(isinstance(root, str), f"subject {RECONSTRUCTION_NAME}")
+    assert isinstance(root, str)
+    return files, root
+
+
+def _manifest_byproduct(rd: dict[str, Any]) -> tuple[Digest, bytes | None]:
+    """The manifest byproduct (exactly one): its digest, and its bytes when inline (they must hash to it)."""
+    byps = [
+        b
+        for b in _list(rd.get("byproducts"), "runDetails.byproducts")
+        if isinstance(b, dict) and b.get("name") == MANIFEST_BYPRODUCT
+    ]
+    _need(len(byps) == 1, "runDetails.byproducts")
+    manifest_digest = _digest(
+        _obj(byps[0].get("digest"), "byproducts[].digest").get("sha256"), "runDetails.byproducts[].digest"
+    )
+    content = byps[0].get("content")
+    manifest_bytes = None
+    if isinstance(content, str):
+        try:
+            manifest_bytes = base64.b64decode(content, validate=True)
+        except ValueError:
+            _need(False, "byproducts[].content")
+    if manifest_bytes is not None:
+        _need(hashlib.sha256(manifest_bytes).hexdigest() == manifest_digest.hex, "byproducts[].content")
+    return manifest_digest, manifest_bytes
+
+
+def _resolved_files(deps: list[dict[str, Any]]) -> dict[str, Digest]:
+    """The source files of the resolved dependencies (all but the OMS signature), each name safe."""
+    resolved: dict[str, Digest] = {}
+    for d in deps:
+        if OMS_ANNOTATION not in _obj(d.get("annotations"), "resolvedDependencies[].annotations"):
+            where = f"resolvedDependencies {d.get('name')!r}"
+            _need(is_safe_relative(str(d.get("name", ""))), f"{where} (an unsafe file name)")
+            resolved[str(d.get("name", ""))] = _digest(_obj(d.get("digest"), where).get("sha256", ""), where)
+    return resolved
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:

@@ -239,36 +239,53 @@ def check_shape(doc: Any, where: str, path: str = "") -> None:
 def parse(doc: dict[str, Any], where: str) -> Parsed:
     """The bundle's version, signing certificate, content and log entries; UnsupportedBundle/MalformedBundle."""
     check_shape(doc, where)
+    version = _media_version(doc, where)
+    vm = doc.get("verificationMaterial")
+    if not isinstance(vm, dict):
+        raise MalformedBundle(f"{where}: verificationMaterial is missing")
+    leaf = _leaf_of(vm, version, where)
+    entries = _entries_of(vm, where)
+    return Parsed(version, leaf, _content_of(doc, where), entries)
+
+
+def _media_version(doc: dict[str, Any], where: str) -> str:
+    """The bundle version its mediaType names; UnsupportedBundle for another."""
     media = doc.get("mediaType")
     version = MEDIA_TYPES.get(str(media))
     if version is None:
         raise UnsupportedBundle(f"{where}: mediaType {media!r}: unsupported bundle version (0.1, 0.2, 0.3 are)")
-    vm = doc.get("verificationMaterial")
-    if not isinstance(vm, dict):
-        raise MalformedBundle(f"{where}: verificationMaterial is missing")
-    leaf = None
-    if "certificate" in vm or "x509CertificateChain" in vm:
-        if version == "0.3" and "x509CertificateChain" in vm:
-            raise CheckFailed(where, "bundle.parse", "a v0.3 bundle carries the leaf certificate, not a chain")
-        try:
-            raw = (vm["certificate"] if "certificate" in vm else vm["x509CertificateChain"]["certificates"][0])[
-                "rawBytes"
-            ]
-            leaf = x509.load_der_x509_certificate(_b64(raw, "certificate", where))
-            chain = (vm.get("x509CertificateChain") or {}).get("certificates") or []
-            certs = [leaf] + [
-                x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "certificate", where)) for c in chain[1:]
-            ]
-            for cert in certs:  # extensions are read lazily: a malformed or duplicated one is invalid input here
-                _ = cert.extensions
-            leaf_key = leaf.public_key()
-        except (KeyError, IndexError, TypeError, ValueError, x509.DuplicateExtension) as exc:
-            raise MalformedBundle(f"{where}: verificationMaterial: no readable certificate ({exc!r})") from None
-        except UnsupportedAlgorithm as exc:
-            raise UnsupportedBundle(f"{where}: the signing certificate's key: {exc}") from None
-        algorithms_of(leaf_key, where)  # a key outside Sigstore's algorithm registry: UnsupportedBundle, named
-    elif "publicKey" not in vm:
-        raise MalformedBundle(f"{where}: verificationMaterial has no certificate and no public key")
+    return version
+
+
+def _leaf_of(vm: dict[str, Any], version: str, where: str) -> x509.Certificate | None:
+    """The signing certificate (None: a public-key bundle), every certificate's extensions read and the leaf's
+    key in the algorithm registry."""
+    if "certificate" not in vm and "x509CertificateChain" not in vm:
+        if "publicKey" not in vm:
+            raise MalformedBundle(f"{where}: verificationMaterial has no certificate and no public key")
+        return None
+    if version == "0.3" and "x509CertificateChain" in vm:
+        raise CheckFailed(where, "bundle.parse", "a v0.3 bundle carries the leaf certificate, not a chain")
+    try:
+        raw = (vm["certificate"] if "certificate" in vm else vm["x509CertificateChain"]["certificates"][0])["rawBytes"]
+        leaf = x509.load_der_x509_certificate(_b64(raw, "certificate", where))
+        chain = (vm.get("x509CertificateChain") or {}).get("certificates") or []
+        certs = [leaf] + [
+            x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "certificate", where)) for c in chain[1:]
+        ]
+        for cert in certs:  # extensions are read lazily: a malformed or duplicated one is invalid input here
+            _ = cert.extensions
+        leaf_key = leaf.public_key()
+    except (KeyError, IndexError, TypeError, ValueError, x509.DuplicateExtension) as exc:
+        raise MalformedBundle(f"{where}: verificationMaterial: no readable certificate ({exc!r})") from None
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedBundle(f"{where}: the signing certificate's key: {exc}") from None
+    algorithms_of(leaf_key, where)  # a key outside Sigstore's algorithm registry: UnsupportedBundle, named
+    return leaf
+
+
+def _entries_of(vm: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The tlog entries, each of a supported kind/version (read fully by :func:`verify_entry`)."""
     entries = vm.get("tlogEntries") or []
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise MalformedBundle(f"{where}: verificationMaterial.tlogEntries is not a list of entries")
@@ -280,43 +297,50 @@ def parse(doc: dict[str, Any], where: str) -> Parsed:
                 f"{where}: tlogEntries kindVersion {kv_pair[0]} {kv_pair[1]}: unsupported entry kind/version "
                 "(hashedrekord 0.0.1/0.0.2, dsse 0.0.1, intoto 0.0.2 are)"
             )
+    return entries
+
+
+def _content_of(doc: dict[str, Any], where: str) -> Content:
+    """What is signed: a DSSE envelope (one signature) or a message signature."""
     if "dsseEnvelope" in doc:
-        env = doc["dsseEnvelope"]
-        try:
-            sigs = env["signatures"]
-            if len(sigs) != 1:
-                raise CheckFailed(
-                    where, "bundle.parse", f"a DSSE envelope with {len(sigs)} signatures (one is verified)"
+        return _dsse_content(doc["dsseEnvelope"], where)
+    if "messageSignature" in doc:
+        return _message_content(doc["messageSignature"], where)
+    raise MalformedBundle(f"{where}: the bundle has neither dsseEnvelope nor messageSignature")
+
+
+def _dsse_content(env: Any, where: str) -> Content:
+    try:
+        sigs = env["signatures"]
+        if len(sigs) != 1:
+            raise CheckFailed(where, "bundle.parse", f"a DSSE envelope with {len(sigs)} signatures (one is verified)")
+        return Content(
+            _b64(sigs[0]["sig"], "dsseEnvelope.signatures[0].sig", where),
+            str(env["payloadType"]),
+            _b64(env["payload"], "dsseEnvelope.payload", where),
+            str(env["payload"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise MalformedBundle(f"{where}: dsseEnvelope is malformed ({exc!r})") from None
+
+
+def _message_content(ms: Any, where: str) -> Content:
+    try:
+        md = ms.get("messageDigest")
+        digest = None
+        if md:
+            name = DIGEST_NAMES.get(str(md["algorithm"]))
+            if name is None:
+                raise UnsupportedBundle(
+                    f"{where}: messageSignature.messageDigest.algorithm {md['algorithm']}: unsupported "
+                    "(SHA2_256, SHA2_384, SHA2_512 are)"
                 )
-            content = Content(
-                _b64(sigs[0]["sig"], "dsseEnvelope.signatures[0].sig", where),
-                str(env["payloadType"]),
-                _b64(env["payload"], "dsseEnvelope.payload", where),
-                str(env["payload"]),
-            )
-        except (KeyError, TypeError) as exc:
-            raise MalformedBundle(f"{where}: dsseEnvelope is malformed ({exc!r})") from None
-    elif "messageSignature" in doc:
-        ms = doc["messageSignature"]
-        try:
-            md = ms.get("messageDigest")
-            digest = None
-            if md:
-                name = DIGEST_NAMES.get(str(md["algorithm"]))
-                if name is None:
-                    raise UnsupportedBundle(
-                        f"{where}: messageSignature.messageDigest.algorithm {md['algorithm']}: unsupported "
-                        "(SHA2_256, SHA2_384, SHA2_512 are)"
-                    )
-                digest = (name, _b64(md["digest"], "messageDigest.digest", where))
-                if len(digest[1]) != DIGEST_SIZES[name]:
-                    raise MalformedBundle(f"{where}: messageSignature.messageDigest.digest is not a {name} digest")
-            content = Content(_b64(ms["signature"], "messageSignature.signature", where), digest=digest)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise MalformedBundle(f"{where}: messageSignature is malformed ({exc!r})") from None
-    else:
-        raise MalformedBundle(f"{where}: the bundle has neither dsseEnvelope nor messageSignature")
-    return Parsed(version, leaf, content, entries)
+            digest = (name, _b64(md["digest"], "messageDigest.digest", where))
+            if len(digest[1]) != DIGEST_SIZES[name]:
+                raise MalformedBundle(f"{where}: messageSignature.messageDigest.digest is not a {name} digest")
+        return Content(_b64(ms["signature"], "messageSignature.signature", where), digest=digest)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MalformedBundle(f"{where}: messageSignature is malformed ({exc!r})") from None
 
 
 # -- keys -------------------------------------------------------------------------------------------------------
@@ -554,81 +578,107 @@ def _body_matches(
     if not isinstance(spec, dict):
         return "the body has no spec"
     if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.1"):
-        sig = spec.get("signature", {})
-        if base64.b64decode(sig.get("content", "")) != c.signature:
-            return "the logged signature is not the bundle's"
-        if not _pem_matches(base64.b64decode(sig.get("publicKey", {}).get("content", "")), leaf, key):
-            return "the logged certificate or key is not the bundle's"
-        h = spec.get("data", {}).get("hash", {})
-        if c.is_dsse or c.digest is None:
-            return "a hashedrekord 0.0.1 entry logs a message digest, the bundle has none"
-        if (h.get("algorithm"), h.get("value")) != (c.digest[0], c.digest[1].hex()):
-            return "the logged digest is not the bundle's message digest"
-        return None
+        return _hashedrekord_001_matches(spec, c, leaf, key)
     if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.2"):
-        h = spec.get("hashedRekordV002", {})
-        data, sig = h.get("data", {}), h.get("signature", {})
-        if base64.b64decode(sig.get("content", "")) != c.signature:
-            return "the logged signature is not the bundle's"
-        v = sig.get("verifier", {})
-        if "x509Certificate" in v:
-            if leaf is None or base64.b64decode(v["x509Certificate"].get("rawBytes", "")) != leaf.public_bytes(
-                serialization.Encoding.DER
-            ):
-                return "the logged certificate is not the bundle's"
-        elif "publicKey" in v:
-            if key is None or base64.b64decode(v["publicKey"].get("rawBytes", "")) != _spki(key):
-                return "the logged public key is not the given one"
-        else:
-            return "the entry names no verifier"
-        signer = key if key is not None else leaf.public_key() if leaf is not None else None
-        details = v.get("keyDetails")
-        algs = algorithms_of(signer, where, str(details) if details else None) if signer is not None else []
-        got = (DIGEST_NAMES.get(str(data.get("algorithm"))), base64.b64decode(data.get("digest", "")))
-        if c.is_dsse:
-            assert c.payload_type is not None and c.payload is not None
-            signs = sorted({a.hash for a in algs if a.hash}) if signer is not None else ["sha256"]
-            if got[0] not in signs:
-                return f"the logged digest of the DSSE PAE is {got[0]}: the signer's key signs {', '.join(signs)}"
-            assert got[0] is not None
-            want = (got[0], hashlib.new(got[0], pae(c.payload_type, c.payload)).digest())
-        elif c.digest is not None:
-            want = c.digest
-        else:
-            return "the bundle has no message digest"
-        return None if got == want else "the logged digest is not the bundle's (message digest or DSSE PAE)"
+        return _hashedrekord_002_matches(spec, c, leaf, key, where)
     if not c.is_dsse:
         return f"a {kind} entry logs a DSSE envelope, the bundle has a message signature"
     assert c.payload is not None
     if (kind, version) == (EntryKind.DSSE, "0.0.1"):
-        ph = spec.get("payloadHash", {})
-        if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
-            return "the logged payload hash is not the bundle payload's"
-        for s in spec.get("signatures") or []:
-            if base64.b64decode(s.get("signature", "")) == c.signature and _pem_matches(
-                base64.b64decode(s.get("verifier", "")), leaf, key
-            ):
-                return None
-        return "no logged signature is the bundle's, by its signer"
+        return _dsse_001_matches(spec, c, leaf, key)
     if (kind, version) == (EntryKind.INTOTO, "0.0.2"):
-        content = spec.get("content", {})
-        ph = content.get("payloadHash", {})
-        if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
-            return "the logged payload hash is not the bundle payload's"
-        env = content.get("envelope", {})
-        if env.get("payloadType") != c.payload_type:
-            return "the logged payload type is not the bundle's"
-        if "payload" in env and base64.b64decode(env["payload"]).decode(errors="replace") != c.payload_b64:
-            return "the logged payload is not the bundle's"
-        for s in env.get("signatures") or []:  # intoto 0.0.2 stores base64 of the base64 signature and PEM
-            try:
-                sig = base64.b64decode(base64.b64decode(s.get("sig", "")))
-            except ValueError:
-                continue
-            if sig == c.signature and _pem_matches(base64.b64decode(s.get("publicKey", "")), leaf, key):
-                return None
-        return "no logged signature is the bundle's, by its signer"
+        return _intoto_002_matches(spec, c, leaf, key)
     raise AssertionError("unreachable: kinds are checked first")
+
+
+def _hashedrekord_001_matches(spec: dict[str, Any], c: Content, leaf: x509.Certificate | None, key: Any) -> str | None:
+    """A hashedrekord 0.0.1 body: the signature, the PEM certificate or key, the message digest."""
+    sig = spec.get("signature", {})
+    if base64.b64decode(sig.get("content", "")) != c.signature:
+        return "the logged signature is not the bundle's"
+    if not _pem_matches(base64.b64decode(sig.get("publicKey", {}).get("content", "")), leaf, key):
+        return "the logged certificate or key is not the bundle's"
+    h = spec.get("data", {}).get("hash", {})
+    if c.is_dsse or c.digest is None:
+        return "a hashedrekord 0.0.1 entry logs a message digest, the bundle has none"
+    if (h.get("algorithm"), h.get("value")) != (c.digest[0], c.digest[1].hex()):
+        return "the logged digest is not the bundle's message digest"
+    return None
+
+
+def _hashedrekord_002_matches(
+    spec: dict[str, Any], c: Content, leaf: x509.Certificate | None, key: Any, where: str
+) -> str | None:
+    """A hashedrekord 0.0.2 body: the signature, the verifier (DER certificate or SPKI), then the digest, of the
+    message or of the DSSE PAE, with an algorithm its ``keyDetails`` (or the signer's key) signs."""
+    h = spec.get("hashedRekordV002", {})
+    data, sig = h.get("data", {}), h.get("signature", {})
+    if base64.b64decode(sig.get("content", "")) != c.signature:
+        return "the logged signature is not the bundle's"
+    v = sig.get("verifier", {})
+    if "x509Certificate" in v:
+        if leaf is None or base64.b64decode(v["x509Certificate"].get("rawBytes", "")) != leaf.public_bytes(
+            serialization.Encoding.DER
+        ):
+            return "the logged certificate is not the bundle's"
+    elif "publicKey" in v:
+        if key is None or base64.b64decode(v["publicKey"].get("rawBytes", "")) != _spki(key):
+            return "the logged public key is not the given one"
+    else:
+        return "the entry names no verifier"
+    signer = key if key is not None else leaf.public_key() if leaf is not None else None
+    details = v.get("keyDetails")
+    algs = algorithms_of(signer, where, str(details) if details else None) if signer is not None else []
+    got = (DIGEST_NAMES.get(str(data.get("algorithm"))), base64.b64decode(data.get("digest", "")))
+    if c.is_dsse:
+        assert c.payload_type is not None and c.payload is not None
+        signs = sorted({a.hash for a in algs if a.hash}) if signer is not None else ["sha256"]
+        if got[0] not in signs:
+            return f"the logged digest of the DSSE PAE is {got[0]}: the signer's key signs {', '.join(signs)}"
+        assert got[0] is not None
+        want = (got[0], hashlib.new(got[0], pae(c.payload_type, c.payload)).digest())
+    elif c.digest is not None:
+        want = c.digest
+    else:
+        return "the bundle has no message digest"
+    return None if got == want else "the logged digest is not the bundle's (message digest or DSSE PAE)"
+
+
+def _dsse_001_matches(spec: dict[str, Any], c: Content, leaf: x509.Certificate | None, key: Any) -> str | None:
+    """A dsse 0.0.1 body: the payload hash, and one logged signature that is the bundle's, by its signer."""
+    assert c.payload is not None
+    ph = spec.get("payloadHash", {})
+    if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
+        return "the logged payload hash is not the bundle payload's"
+    for s in spec.get("signatures") or []:
+        if base64.b64decode(s.get("signature", "")) == c.signature and _pem_matches(
+            base64.b64decode(s.get("verifier", "")), leaf, key
+        ):
+            return None
+    return "no logged signature is the bundle's, by its signer"
+
+
+def _intoto_002_matches(spec: dict[str, Any], c: Content, leaf: x509.Certificate | None, key: Any) -> str | None:
+    """An intoto 0.0.2 body: payload hash, payload type, payload, and one logged signature that is the bundle's,
+    by its signer."""
+    assert c.payload is not None
+    content = spec.get("content", {})
+    ph = content.get("payloadHash", {})
+    if (ph.get("algorithm"), ph.get("value")) != ("sha256", hashlib.sha256(c.payload).hexdigest()):
+        return "the logged payload hash is not the bundle payload's"
+    env = content.get("envelope", {})
+    if env.get("payloadType") != c.payload_type:
+        return "the logged payload type is not the bundle's"
+    if "payload" in env and base64.b64decode(env["payload"]).decode(errors="replace") != c.payload_b64:
+        return "the logged payload is not the bundle's"
+    for s in env.get("signatures") or []:  # intoto 0.0.2 stores base64 of the base64 signature and PEM
+        try:
+            sig = base64.b64decode(base64.b64decode(s.get("sig", "")))
+        except ValueError:
+            continue
+        if sig == c.signature and _pem_matches(base64.b64decode(s.get("publicKey", "")), leaf, key):
+            return None
+    return "no logged signature is the bundle's, by its signer"
 
 
 def _verify_note(note: str, log: TrustedLog) -> Checkpoint:
@@ -643,12 +693,40 @@ def _verify_note(note: str, log: TrustedLog) -> Checkpoint:
     return Checkpoint.parse(open_note(note, verifiers).text)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """A tlog entry's fields, decoded, not yet checked."""
+
+    log_id: bytes
+    index: int
+    kind: str
+    version: str
+    body_b64: str  # canonicalizedBody as the entry carries it (the SET signs this form)
+    raw_body: bytes
+    body: Any
+    integrated_time: int
+    set_sig: bytes | None  # None: no inclusion promise
+
+
+def _tlog_failure(where: str, why: str) -> CheckFailed:
+    return CheckFailed(where, "bundle.tlog", why)
+
+
 def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, TrustedLog], key: Any, where: str) -> VerifiedEntry:
     """One tlog entry of the bundle, every field checked (``bundle.tlog``)."""
+    r = _read_entry(e, where)
+    log = _check_entry_body(r, p, logs, key, where)
+    set_time = _verify_set(r, log, where)
+    checkpoint, size, root = _verify_proof(e.get("inclusionProof"), r, p.version, log, set_time, where)
+    details = None
+    if (r.kind, r.version) == (EntryKind.HASHEDREKORD, "0.0.2"):
+        named = r.body["spec"]["hashedRekordV002"]["signature"]["verifier"].get("keyDetails")
+        details = str(named) if named else None
+    return VerifiedEntry(r.log_id, r.index, r.kind, r.version, r.raw_body, set_time, checkpoint, size, root, details)
 
-    def fail(why: str) -> CheckFailed:
-        return CheckFailed(where, "bundle.tlog", why)
 
+def _read_entry(e: dict[str, Any], where: str) -> _Entry:
+    """The entry's fields decoded; MalformedBundle for one missing or unreadable."""
     try:
         log_id = base64.b64decode(e["logId"]["keyId"])
         index = int(e["logIndex"])
@@ -657,81 +735,112 @@ def verify_entry(e: dict[str, Any], p: Parsed, logs: dict[bytes, TrustedLog], ke
         body = json.loads(raw_body)
         itime = int(e.get("integratedTime") or 0)
         promise = e.get("inclusionPromise")
-        set_sig = base64.b64decode(promise.get("signedEntryTimestamp", "")) if promise else b""
+        set_sig = base64.b64decode(promise.get("signedEntryTimestamp", "")) if promise else None
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedBundle(f"{where}: a tlog entry is malformed ({exc!r})") from None
-    if not isinstance(body, dict):
-        raise fail("the body is not a JSON object")
+    return _Entry(log_id, index, kind, version, e["canonicalizedBody"], raw_body, body, itime, set_sig)
+
+
+def _check_entry_body(r: _Entry, p: Parsed, logs: dict[bytes, TrustedLog], key: Any, where: str) -> TrustedLog:
+    """The body's kind/version is the entry's and a supported one, the log is trusted, and the body is this
+    bundle's signature (:func:`_body_matches`); the entry's log."""
+    if not isinstance(r.body, dict):
+        raise _tlog_failure(where, "the body is not a JSON object")
+    kind, version = r.kind, r.version
     if (kind, version) not in KINDS:
         raise UnsupportedBundle(f"{where}: tlogEntries kindVersion {kind} {version}: unsupported entry kind/version")
-    if (body.get("kind"), body.get("apiVersion")) != (kind, version):
-        raise fail(f"the body is {body.get('kind')} {body.get('apiVersion')}, the entry says {kind} {version}")
-    log = logs.get(log_id)
+    if (r.body.get("kind"), r.body.get("apiVersion")) != (kind, version):
+        raise _tlog_failure(
+            where, f"the body is {r.body.get('kind')} {r.body.get('apiVersion')}, the entry says {kind} {version}"
+        )
+    log = logs.get(r.log_id)
     if log is None:
-        raise fail(f"log {log_id.hex()[:16]}… is not in the trusted root")
+        raise _tlog_failure(where, f"log {r.log_id.hex()[:16]}… is not in the trusted root")
     try:
-        why = _body_matches(body, kind, version, p, key, where)
+        why = _body_matches(r.body, kind, version, p, key, where)
     except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong JSON type or not base64
         why = f"the body is malformed ({exc!r})"
     if why is not None:
-        raise fail(why)
-    set_time = None
-    if promise:
-        payload = canonical_json(
-            {"body": e["canonicalizedBody"], "integratedTime": itime, "logID": log_id.hex(), "logIndex": index}
-        )
-        if not _verify_sig(log.key, set_sig, payload, None, where):
-            raise fail("the SET does not verify with the log key")
-        if not log.valid_at(itime):
-            raise fail("the integrated time is outside the log key's validity")
-        set_time = itime
-    proof = e.get("inclusionProof")
-    checkpoint = size = root = None
-    if proof and p.version == "0.1" and "checkpoint" not in proof:
+        raise _tlog_failure(where, why)
+    return log
+
+
+def _verify_set(r: _Entry, log: TrustedLog, where: str) -> int | None:
+    """The signed entry timestamp over (body, integrated time, log id, index), by the log key valid then: the
+    integrated time it proves (None: the entry has no SET)."""
+    if r.set_sig is None:
+        return None
+    payload = canonical_json(
+        {"body": r.body_b64, "integratedTime": r.integrated_time, "logID": r.log_id.hex(), "logIndex": r.index}
+    )
+    if not _verify_sig(log.key, r.set_sig, payload, None, where):
+        raise _tlog_failure(where, "the SET does not verify with the log key")
+    if not log.valid_at(r.integrated_time):
+        raise _tlog_failure(where, "the integrated time is outside the log key's validity")
+    return r.integrated_time
+
+
+def _verify_proof(
+    proof: Any, r: _Entry, version: str, log: TrustedLog, set_time: int | None, where: str
+) -> tuple[str | None, int | None, bytes | None]:
+    """The inclusion proof the bundle version needs (v0.1: a SET suffices, a proof may come without a
+    checkpoint); the checkpoint, tree size and root it was verified against (None for each without one)."""
+    if proof and version == "0.1" and "checkpoint" not in proof:
         if set_time is None:  # a v0.1 proof came without a checkpoint: only the SET signs anything
-            raise fail("a v0.1 entry without a checkpoint needs a SET")
-        try:
-            path = [base64.b64decode(h) for h in proof.get("hashes") or []]
-            merkle.verify_inclusion(
-                int(proof["logIndex"]),
-                int(proof["treeSize"]),
-                merkle.leaf_hash(raw_body),
-                path,
-                base64.b64decode(proof["rootHash"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise fail(f"the inclusion proof is malformed ({exc!r})") from None
-        except MerkleError as exc:
-            raise fail(f"the inclusion proof does not verify: {exc.message}") from None
+            raise _tlog_failure(where, "a v0.1 entry without a checkpoint needs a SET")
+        _verify_bare_proof(proof, r.raw_body, where)
     elif proof:
-        try:
-            note = str(proof["checkpoint"]["envelope"])
-            cp = _verify_note(note, log)
-            pidx, psize = int(proof["logIndex"]), int(proof["treeSize"])
-            proot = base64.b64decode(proof["rootHash"])
-            path = [base64.b64decode(h) for h in proof.get("hashes") or []]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise fail(f"the inclusion proof is malformed ({exc!r})") from None
-        except NoteError as exc:
-            raise fail(f"the checkpoint does not verify with the log key: {exc.message}") from None
-        if (cp.size, cp.root) != (psize, proot):
-            raise fail("the inclusion proof's tree size or root is not its checkpoint's")
-        try:
-            merkle.verify_inclusion(pidx, cp.size, merkle.leaf_hash(raw_body), path, cp.root)
-        except MerkleError as exc:
-            raise fail(f"the inclusion proof does not verify: {exc.message}") from None
-        checkpoint, size, root = note, cp.size, cp.root
-        if set_time is None and pidx != index:  # no SET signs logIndex: the proof's index is the one proven
-            raise fail(f"the entry's logIndex {index} is not the index its inclusion proof proves ({pidx})")
-    elif p.version != "0.1":
-        raise fail(f"a v{p.version} bundle needs an inclusion proof with a checkpoint")
+        return _verify_checkpointed_proof(proof, r, log, set_time, where)
+    elif version != "0.1":
+        raise _tlog_failure(where, f"a v{version} bundle needs an inclusion proof with a checkpoint")
     elif set_time is None:
-        raise fail("a v0.1 entry needs a SET when it has no inclusion proof")
-    details = None
-    if (kind, version) == (EntryKind.HASHEDREKORD, "0.0.2"):
-        named = body["spec"]["hashedRekordV002"]["signature"]["verifier"].get("keyDetails")
-        details = str(named) if named else None
-    return VerifiedEntry(log_id, index, kind, version, raw_body, set_time, checkpoint, size, root, details)
+        raise _tlog_failure(where, "a v0.1 entry needs a SET when it has no inclusion proof")
+    return None, None, None
+
+
+def _verify_bare_proof(proof: dict[str, Any], raw_body: bytes, where: str) -> None:
+    """A v0.1 inclusion proof without a checkpoint: the path from the body's leaf to the root it carries."""
+    try:
+        path = [base64.b64decode(h) for h in proof.get("hashes") or []]
+        merkle.verify_inclusion(
+            int(proof["logIndex"]),
+            int(proof["treeSize"]),
+            merkle.leaf_hash(raw_body),
+            path,
+            base64.b64decode(proof["rootHash"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _tlog_failure(where, f"the inclusion proof is malformed ({exc!r})") from None
+    except MerkleError as exc:
+        raise _tlog_failure(where, f"the inclusion proof does not verify: {exc.message}") from None
+
+
+def _verify_checkpointed_proof(
+    proof: dict[str, Any], r: _Entry, log: TrustedLog, set_time: int | None, where: str
+) -> tuple[str, int, bytes]:
+    """An inclusion proof against its checkpoint, signed by the log key; without a SET the proof's index must be
+    the entry's. The checkpoint note, its tree size and root."""
+    try:
+        note = str(proof["checkpoint"]["envelope"])
+        cp = _verify_note(note, log)
+        pidx, psize = int(proof["logIndex"]), int(proof["treeSize"])
+        proot = base64.b64decode(proof["rootHash"])
+        path = [base64.b64decode(h) for h in proof.get("hashes") or []]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _tlog_failure(where, f"the inclusion proof is malformed ({exc!r})") from None
+    except NoteError as exc:
+        raise _tlog_failure(where, f"the checkpoint does not verify with the log key: {exc.message}") from None
+    if (cp.size, cp.root) != (psize, proot):
+        raise _tlog_failure(where, "the inclusion proof's tree size or root is not its checkpoint's")
+    try:
+        merkle.verify_inclusion(pidx, cp.size, merkle.leaf_hash(r.raw_body), path, cp.root)
+    except MerkleError as exc:
+        raise _tlog_failure(where, f"the inclusion proof does not verify: {exc.message}") from None
+    if set_time is None and pidx != r.index:  # no SET signs logIndex: the proof's index is the one proven
+        raise _tlog_failure(
+            where, f"the entry's logIndex {r.index} is not the index its inclusion proof proves ({pidx})"
+        )
+    return note, cp.size, cp.root
 
 
 # -- the whole bundle -------------------------------------------------------------------------------------------
@@ -774,106 +883,145 @@ def verify_bundle(
     stamps = verify_timestamps(doc, root_doc, p.leaf, where)
     out.tsa_times, out.ignored_timestamps = stamps.verified, stamps.ignored
     out.checks.append("bundle.timestamps")
-    logs = _logs(root_doc)
-    for e in p.entries:
-        ve = verify_entry(e, p, logs, key, where)
-        out.entries.append(ve)
-        if ve.set_time is not None:
-            out.set_times.append((ve.set_time, ve.log_id.hex()))
-    if not out.entries and require_tlog and logs:  # a root listing no log (GitHub's instance): TSA-only by design
+    out.entries = _verify_tlog(p, _logs(root_doc), key, out.tsa_times, require_tlog, where)
+    out.set_times = [(ve.set_time, ve.log_id.hex()) for ve in out.entries if ve.set_time is not None]
+    out.checks.append("bundle.tlog")
+    if p.leaf is not None:
+        times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
+        out.signer, checks = _verify_certificate(p.leaf, root_doc, times, signers, where)
+        out.checks += checks
+        key = p.leaf.public_key()
+    details = next((ve.key_details for ve in out.entries if ve.key_details), None)  # one at most (bundle.tlog)
+    _verify_signature(p.content, key, artifact, details, where)
+    out.checks.append("bundle.signature")
+    if p.content.is_dsse and artifact is not None:
+        assert p.content.payload is not None
+        hexd = {a: d.hex() for a, d in artifact.digests.items()}
+        if not (statement_matches or _subject_matches)(p.content.payload, hexd):
+            raise CheckFailed(where, "bundle.subject", "no statement subject matches the artifact's digest")
+        out.checks.append("bundle.subject")
+    return out
+
+
+def _verify_tlog(
+    p: Parsed,
+    logs: dict[bytes, TrustedLog],
+    key: Any,
+    tsa_times: list[tuple[dt.datetime, str]],
+    require_tlog: bool,
+    where: str,
+) -> list[VerifiedEntry]:
+    """``bundle.tlog``: every entry verified (:func:`verify_entry`); none is refused when required and the root
+    lists a log; the entries name one algorithm at most; an entry without a SET has its log key valid at the
+    verified timestamps (none: now)."""
+    entries = [verify_entry(e, p, logs, key, where) for e in p.entries]
+    if not entries and require_tlog and logs:  # a root listing no log (GitHub's instance): TSA-only by design
         raise CheckFailed(where, "bundle.tlog", "the bundle has no transparency-log entry (a TSA-only bundle)")
-    named = {ve.key_details for ve in out.entries if ve.key_details}
+    named = {ve.key_details for ve in entries if ve.key_details}
     if len(named) > 1:
         raise CheckFailed(where, "bundle.tlog", f"the entries name different algorithms ({', '.join(sorted(named))})")
-    out.checks.append("bundle.tlog")
-    times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
     # An entry without a SET (Rekor v2, or a proof-only v1 entry): its log key must be valid at the verified
     # timestamps; with none (a key-signed bundle), now: its unsigned integratedTime proves nothing, and a key not
     # yet or no longer valid is refused rather than trusted for a time no one vouches for (outside review).
-    checked_at = [t.timestamp() for t, _ in out.tsa_times] or [time.time()]
-    for ve in out.entries:
+    checked_at = [t.timestamp() for t, _ in tsa_times] or [time.time()]
+    for ve in entries:
         log = logs[ve.log_id]
         if ve.set_time is None and not all(log.valid_at(t) for t in checked_at):
             raise CheckFailed(where, "bundle.tlog", "the log key is not valid at the bundle's timestamps")
-    if p.leaf is not None:
-        if not times:
-            from .timestamps import TimestampInvalid
+    return entries
 
-            raise TimestampInvalid(where, "bundle.time: no verified time (no SET, no RFC 3161 timestamp)")
-        out.checks.append("bundle.time")
-        for t in times:
-            try:
-                verify_chain(p.leaf, root_doc, t, where)
-            except SignatureInvalid as exc:
-                raise CheckFailed(where, "bundle.certificate", exc.problem) from None
-        out.checks.append("bundle.certificate")
-        if root_doc.get("ctlogs"):  # a root listing no CT log (GitHub's instance) has no SCT to verify
-            try:
-                verify_sct(p.leaf, issuer_of(p.leaf, root_doc, times[0]), root_doc, where)
-            except SignatureInvalid as exc:
-                raise CheckFailed(where, "bundle.sct", exc.problem) from None
-            out.checks.append("bundle.sct")
-        out.signer = signer_of(p.leaf)
-        if signers is not None and not any(signer_matches(s, p.leaf) for s in signers):
-            raise CheckFailed(where, "bundle.identity", f"signed by {out.signer}, not by an expected signer")
-        out.checks.append("bundle.identity")
-        key = p.leaf.public_key()
-    c = p.content
-    details = next(iter(named), None)
+
+def _verify_certificate(
+    leaf: x509.Certificate,
+    root_doc: dict[str, Any],
+    times: list[dt.datetime],
+    signers: Sequence[SignerLike] | None,
+    where: str,
+) -> tuple[SignerIdentity, list[str]]:
+    """``bundle.time``, ``bundle.certificate``, ``bundle.sct`` (when the root lists CT logs), ``bundle.identity``:
+    the signer and the checks run."""
+    if not times:
+        from .timestamps import TimestampInvalid
+
+        raise TimestampInvalid(where, "bundle.time: no verified time (no SET, no RFC 3161 timestamp)")
+    checks = ["bundle.time"]
+    for t in times:
+        try:
+            verify_chain(leaf, root_doc, t, where)
+        except SignatureInvalid as exc:
+            raise CheckFailed(where, "bundle.certificate", exc.problem) from None
+    checks.append("bundle.certificate")
+    if root_doc.get("ctlogs"):  # a root listing no CT log (GitHub's instance) has no SCT to verify
+        try:
+            verify_sct(leaf, issuer_of(leaf, root_doc, times[0]), root_doc, where)
+        except SignatureInvalid as exc:
+            raise CheckFailed(where, "bundle.sct", exc.problem) from None
+        checks.append("bundle.sct")
+    signer = signer_of(leaf)
+    if signers is not None and not any(signer_matches(s, leaf) for s in signers):
+        raise CheckFailed(where, "bundle.identity", f"signed by {signer}, not by an expected signer")
+    checks.append("bundle.identity")
+    return signer, checks
+
+
+def _verify_signature(c: Content, key: Any, artifact: Artifact | None, details: str | None, where: str) -> None:
+    """``bundle.signature``: DSSE over the PAE, a message signature over the artifact (:func:`_verify_message`),
+    with an algorithm of the registry ``key`` takes (``details``: that one)."""
     algs = algorithms_of(key, where, details)
     if c.is_dsse:
         assert c.payload_type is not None and c.payload is not None
         ok = _verify_sig(key, c.signature, pae(c.payload_type, c.payload), None, where, details)
     else:
-        data = artifact.data if artifact is not None else None
-        signs = list(dict.fromkeys(a.hash for a in algs if a.hash))  # the digests the key's algorithms sign
-        pure = any(a.hash is None for a in algs) and data is not None  # Ed25519 over the artifact's bytes
-        if c.digest is not None:
-            if artifact is not None:
-                have = artifact.digests.get(c.digest[0])
-                if have is None:
-                    raise UnsupportedBundle(
-                        f"{where}: messageDigest.algorithm {c.digest[0]}: cannot compute it for the artifact"
-                    )
-                if c.digest[1] != have:
-                    raise CheckFailed(where, "bundle.subject", "the bundle's message digest is not the artifact's")
-            if c.digest[0] not in signs and not pure:
-                raise CheckFailed(
-                    where,
-                    "bundle.signature",
-                    f"the message digest is {c.digest[0]}: the signer's {key_name(key)} key signs "
-                    f"{', '.join(signs)} digests ({', '.join(a.details for a in algs)})",
-                )
-            digests: list[tuple[str, bytes] | None] = [c.digest]
-        elif artifact is not None:  # no message digest: each the key's algorithms sign, as the artifact has them
-            digests = [(h, artifact.digests[h]) for h in signs if h in artifact.digests] or ([None] if pure else [])
-            if not digests:
-                raise UnsupportedBundle(f"{where}: cannot compute {', '.join(signs)} for the artifact")
-        else:
-            raise CheckFailed(where, "bundle.signature", "no message digest and no artifact to verify against")
-        ok = any(_verify_sig(key, c.signature, data, d, where, details) for d in digests)
-        if not ok and c.digest is not None and c.digest[0] not in signs:
-            raise CheckFailed(
-                where,
-                "bundle.signature",
-                f"the signature does not verify with the signer's {key_name(key)} key over the artifact's bytes "
-                f"(pure Ed25519); a {c.digest[0]} message digest is not signed by {', '.join(signs)} algorithms",
-            )
+        ok = _verify_message(c, key, algs, artifact, details, where)
     if not ok:
         raise CheckFailed(
             where,
             "bundle.signature",
             f"the signature does not verify with the signer's key ({', '.join(a.details for a in algs)})",
         )
-    out.checks.append("bundle.signature")
-    if c.is_dsse and artifact is not None:
-        assert c.payload is not None
-        hexd = {a: d.hex() for a, d in artifact.digests.items()}
-        match = statement_matches or _subject_matches
-        if not match(c.payload, hexd):
-            raise CheckFailed(where, "bundle.subject", "no statement subject matches the artifact's digest")
-        out.checks.append("bundle.subject")
-    return out
+
+
+def _verify_message(
+    c: Content, key: Any, algs: list[Algorithm], artifact: Artifact | None, details: str | None, where: str
+) -> bool:
+    """A message signature: its digest must be the artifact's (``bundle.subject``) and one the key's algorithms
+    sign (else pure Ed25519 over the artifact's bytes); without one, each digest they sign as the artifact has it.
+    Whether the signature verifies over one of them."""
+    data = artifact.data if artifact is not None else None
+    signs = list(dict.fromkeys(a.hash for a in algs if a.hash))  # the digests the key's algorithms sign
+    pure = any(a.hash is None for a in algs) and data is not None  # Ed25519 over the artifact's bytes
+    if c.digest is not None:
+        if artifact is not None:
+            have = artifact.digests.get(c.digest[0])
+            if have is None:
+                raise UnsupportedBundle(
+                    f"{where}: messageDigest.algorithm {c.digest[0]}: cannot compute it for the artifact"
+                )
+            if c.digest[1] != have:
+                raise CheckFailed(where, "bundle.subject", "the bundle's message digest is not the artifact's")
+        if c.digest[0] not in signs and not pure:
+            raise CheckFailed(
+                where,
+                "bundle.signature",
+                f"the message digest is {c.digest[0]}: the signer's {key_name(key)} key signs "
+                f"{', '.join(signs)} digests ({', '.join(a.details for a in algs)})",
+            )
+        digests: list[tuple[str, bytes] | None] = [c.digest]
+    elif artifact is not None:  # no message digest: each the key's algorithms sign, as the artifact has them
+        digests = [(h, artifact.digests[h]) for h in signs if h in artifact.digests] or ([None] if pure else [])
+        if not digests:
+            raise UnsupportedBundle(f"{where}: cannot compute {', '.join(signs)} for the artifact")
+    else:
+        raise CheckFailed(where, "bundle.signature", "no message digest and no artifact to verify against")
+    ok = any(_verify_sig(key, c.signature, data, d, where, details) for d in digests)
+    if not ok and c.digest is not None and c.digest[0] not in signs:
+        raise CheckFailed(
+            where,
+            "bundle.signature",
+            f"the signature does not verify with the signer's {key_name(key)} key over the artifact's bytes "
+            f"(pure Ed25519); a {c.digest[0]} message digest is not signed by {', '.join(signs)} algorithms",
+        )
+    return ok
 
 
 def _subject_matches(payload: bytes, hexdigests: dict[str, str]) -> bool:

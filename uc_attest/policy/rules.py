@@ -23,10 +23,11 @@ if TYPE_CHECKING:  # types only: a check without a signer needs neither the clai
     from ..claims.slsa import ReleaseClaim
     from ..claims.statement import Statement
     from ..claims.validation import Runtime, ValidationClaim
+    from ..core.digest import Digest
     from ..evidence.bundle import Evidence
     from ..pack.check import PackCheck
     from ..pack.facts import PackFacts
-    from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source
+    from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source, Validation
 
 
 class Status(StrEnum):
@@ -713,25 +714,7 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
             if v.claim is None or v.evidence is None:
                 reasons.append(f"{name}: {v.error}")
                 continue
-            why, t = evidence_problems(v.evidence, v.online, req), v.evidence.signed_at
-            if v.claim.root != root:
-                why.append(f"validates root {str(v.claim.root)[:23]}…, not this pack's {str(root)[:23]}…")
-            if val.evaluation_sets and v.claim.evaluation_set not in val.evaluation_sets:
-                why.append(f"evaluation set {v.claim.evaluation_set!r} not accepted")
-            why += _runtime_problems(val.runtime, v.claim, f.runtime)
-            for metric, th in sorted(val.thresholds.items()):
-                x = v.claim.metrics.get(metric)
-                if x is None:  # name what it has: a policy's typo (min_cosin) reads as one
-                    has = ", ".join(sorted(v.claim.metrics)) or "none"
-                    why.append(f"metric {metric} missing (the validation has: {has})")
-                elif not th.admits(x):
-                    why.append(f"{metric}={x:g} outside [{th.min}, {th.max}]")
-            if t is None:
-                why.append("no verified time")
-            elif t > f.now:
-                why.append("signed after the deployment check")
-            elif val.max_age_days is not None and (f.now - t) / 86400.0 > val.max_age_days:
-                why.append(f"{(f.now - t) / 86400.0:.1f} days old (max {val.max_age_days})")
+            why = _validation_problems(v.claim, v.evidence, v.online, root, val, req, f)
             if not why:
                 metrics = ", ".join(f"{k}={x:g}" for k, x in sorted(v.claim.metrics.items()))
                 on = f" on {v.claim.runtime.id}" if v.claim.runtime is not None else ""
@@ -743,24 +726,60 @@ def validation(policy: Policy, *, required: bool | None = None) -> Rule:
                     )
                 ]
             reasons.append(f"{name}: " + "; ".join(why))
-        if not must:
-            return [Check(RuleId.VALIDATION, Status.SKIPPED, "not required; " + ("; ".join(reasons) or "none given"))]
-        last = last_validated(f)
-        never = last is None or last.root != root
-        return [
-            Check.of(
-                RuleId.VALIDATION,
-                False,
-                "; ".join(reasons) or "no validation attestation given",
-                expected=f"a validator-signed attestation of {root}",
-                actual=f"last validated root {last.root}" if last else "none",
-                hint="validate this exact pack (uc-attest validate) before deploying it"
-                if never
-                else "a validation of this root exists but does not meet the policy: see the detail",
-            )
-        ]
+        return [_no_validation(f, root, reasons, must)]
 
     return rule
+
+
+def _validation_problems(
+    claim: ValidationClaim,
+    ev: Evidence,
+    online: OnlineLog | None,
+    root: Digest,
+    val: Validation,
+    req: EvidenceRules,
+    f: Facts,
+) -> list[str]:
+    """What one verified validation lacks against the policy: its evidence, root, evaluation set, runtime,
+    metrics (each threshold) and signing time (verified, not after now, not older than ``max_age_days``)."""
+    why, t = evidence_problems(ev, online, req), ev.signed_at
+    if claim.root != root:
+        why.append(f"validates root {str(claim.root)[:23]}…, not this pack's {str(root)[:23]}…")
+    if val.evaluation_sets and claim.evaluation_set not in val.evaluation_sets:
+        why.append(f"evaluation set {claim.evaluation_set!r} not accepted")
+    why += _runtime_problems(val.runtime, claim, f.runtime)
+    for metric, th in sorted(val.thresholds.items()):
+        x = claim.metrics.get(metric)
+        if x is None:  # name what it has: a policy's typo (min_cosin) reads as one
+            has = ", ".join(sorted(claim.metrics)) or "none"
+            why.append(f"metric {metric} missing (the validation has: {has})")
+        elif not th.admits(x):
+            why.append(f"{metric}={x:g} outside [{th.min}, {th.max}]")
+    if t is None:
+        why.append("no verified time")
+    elif t > f.now:
+        why.append("signed after the deployment check")
+    elif val.max_age_days is not None and (f.now - t) / 86400.0 > val.max_age_days:
+        why.append(f"{(f.now - t) / 86400.0:.1f} days old (max {val.max_age_days})")
+    return why
+
+
+def _no_validation(f: Facts, root: Digest, reasons: list[str], must: bool) -> Check:
+    """No validation meets the policy: skipped when not required, else a failure saying why each fell short."""
+    if not must:
+        return Check(RuleId.VALIDATION, Status.SKIPPED, "not required; " + ("; ".join(reasons) or "none given"))
+    last = last_validated(f)
+    never = last is None or last.root != root
+    return Check.of(
+        RuleId.VALIDATION,
+        False,
+        "; ".join(reasons) or "no validation attestation given",
+        expected=f"a validator-signed attestation of {root}",
+        actual=f"last validated root {last.root}" if last else "none",
+        hint="validate this exact pack (uc-attest validate) before deploying it"
+        if never
+        else "a validation of this root exists but does not meet the policy: see the detail",
+    )
 
 
 # -- OpenSSF Model Signing bundles without a policy -------------------------------------------------------------

@@ -32,6 +32,7 @@ from ..pack.reader import PackedTensor, check_components, parse_shard_header
 from ..quant.scheme import Scheme
 from ..verify.anchor import Anchor, require_anchor
 from ..verify.api import Prepared, prepare
+from ..verify.local import Expected
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
 from .kernels import Mode, default_mode, effective_mode, layer_mode, runtime
@@ -365,10 +366,7 @@ def load_model(
     t0 = time.perf_counter()
     target = _device(device)
     threads.size_torch()  # torch's pool at the process's budget (its default: every core of the machine)
-    asked = default_mode(target, cache) if mode is None else Mode.parse(mode)
-    if cache and asked is not Mode.REFERENCE:
-        raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
-    served = effective_mode(asked, target)
+    asked, served = _modes(target, cache, mode)
     serving = runtime(served, target)  # policy validation.runtime: match compares it with the validated one
     prep = prepare(Path(pack_dir), anchor, online=online, runtime=serving)
     exp = prep.refuse_early()  # signature, identity, claims, validation: refuse before reading the pack's bulk
@@ -383,13 +381,7 @@ def load_model(
             [Finding(str(exc.data.get("tensor", exc.data.get("path", pack_dir))), exc.message)]
         ) from None
     files = side_files(prep.facts.pack, expected)
-    findings = check_files(prep.facts.pack, expected)
-    if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
-        findings += check_pack(prep.facts.pack, expected, exp.source).findings
-    verdict = prep.verdict()
-    findings += verdict.failures()
-    if findings:
-        raise VerificationFailed(_dedup(findings))
+    verdict = _checked_verdict(prep, exp)
     loader.finish()
     # what was checked: every file by its digest (the shards as they were streamed), so every tensor's stored bytes
     verdict.files_checked, verdict.tensors_checked = len(expected.files), len(expected.tensors)
@@ -406,6 +398,28 @@ def load_model(
     loader.model.uc_attest = report  # type: ignore[assignment]
     loader.model.uc_attest_workspace = loader.workspace  # type: ignore[assignment]
     return loader.model
+
+
+def _modes(target: torch.device, cache: bool, mode: Mode | str | None) -> tuple[Mode, Mode]:
+    """The mode asked (default: by device and ``cache``) and the one served; UsageError for ``cache`` without
+    mode reference."""
+    asked = default_mode(target, cache) if mode is None else Mode.parse(mode)
+    if cache and asked is not Mode.REFERENCE:
+        raise UsageError(f"cache keeps decoded weights, which only mode reference uses (mode is {asked.value})")
+    return asked, effective_mode(asked, target)
+
+
+def _checked_verdict(prep: Prepared, exp: Expected) -> Verdict:
+    """The pack's files as read against the expected manifest (a shard that differs: its tensors named), then
+    the rules' verdict; VerificationFailed on any finding."""
+    findings = check_files(prep.facts.pack, exp.manifest)
+    if any(f.subject.endswith(".safetensors") for f in findings):  # name the tensors, not only the file
+        findings += check_pack(prep.facts.pack, exp.manifest, exp.source).findings
+    verdict = prep.verdict()
+    findings += verdict.failures()
+    if findings:
+        raise VerificationFailed(_dedup(findings))
+    return verdict
 
 
 def _dedup(findings: list[Finding]) -> list[Finding]:
