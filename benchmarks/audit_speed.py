@@ -64,14 +64,17 @@ def main() -> int:
             for i in range(args.concerning):
                 if i % 2 == 0:
                     uc.attest_pack(
-                        pack, trust, dev_identity="release-bot@bank.example", bundle_out=Path(tmp) / f"r{i}.json"
+                        pack,
+                        trust,
+                        sign_as=uc.SignAs(dev_identity="release-bot@bank.example"),
+                        bundle_out=Path(tmp) / f"r{i}.json",
                     )
                 else:
                     uc.validate_pack(
                         pack,
                         Path(tmp) / "m.json",
                         trust,
-                        dev_identity="validator@bank.example",
+                        sign_as=uc.SignAs(dev_identity="validator@bank.example"),
                         bundle_out=Path(tmp) / f"v{i}.json",
                     )
             for t in threads:

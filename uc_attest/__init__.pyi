@@ -65,9 +65,11 @@ from .runtime.loader import load_verified as load_verified
 from .runtime.model import LoadReport as LoadReport
 from .runtime.model import load_model as load_model
 from .runtime.serve import RunResult as RunResult
+from .runtime.serve import Serving as Serving
 from .runtime.serve import embed as embed
 from .runtime.serve import generate as generate
 from .signing.attest import AttestResult as AttestResult
+from .signing.attest import SignAs as SignAs
 from .signing.attest import ValidateResult as ValidateResult
 from .signing.attest import attest_pack as attest_pack
 from .signing.trust import Trust as Trust
@@ -84,6 +86,8 @@ from .verify.anchor import OmsAnchor as OmsAnchor
 from .verify.anchor import PackItself as PackItself
 from .verify.anchor import PolicyAnchor as PolicyAnchor
 from .verify.anchor import SignedBy as SignedBy
+from .verify.api import Rebuild as Rebuild
+from .verify.api import TensorCheck as TensorCheck
 from .verify.api import check_pack as check_pack
 from .verify.api import check_rebuild as check_rebuild
 from .verify.api import gate as gate

@@ -8,10 +8,23 @@ exit code the CLI uses for it (``cli/exits.py`` maps them, and anything else, in
 * 3 - invalid input: malformed file, unsupported model, invalid policy (:class:`InvalidInput`)
 * 4 - operational: I/O, network, instance down, log unreachable (:class:`OperationalError`)
 * 70 - internal error: an exception that is not one of these (a bug; see :data:`EXIT_INTERNAL`)
+
+A message speaks the library's terms: the parameters it names are the Python keywords a caller passes
+(``bits``, ``force``...), never a CLI flag. Such an error says which (``option="bits"``, or a list), and its
+message is then a template whose positional fields are those options (``"{0} must be between 2 and 8, got
+{bits}"``, the other fields from the structured data), so the CLI rewrites it in its flags from the same data
+(:meth:`UcAttestError.spelled`; ``cli/flags.py`` holds the table). An option's field may give:
+
+* nothing: ``{0}`` is the name (``bits``; the CLI: ``--bits``);
+* a value after ``=``: ``{0:=True}`` is ``force=True`` (the CLI: ``--force``, a switch), ``{0:={budget}}`` is
+  ``budget=5.0`` (the CLI: ``--bits-budget 5.0``);
+* a placeholder the CLI shows after the flag, the library not: ``{0:FILE}`` is ``trust_config`` (the CLI:
+  ``--trust-config FILE``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -21,15 +34,46 @@ EXIT_OK, EXIT_DENIED, EXIT_USAGE, EXIT_INVALID, EXIT_OPERATIONAL = 0, 1, 2, 3, 4
 EXIT_INTERNAL = 70
 
 
+#: How a message names an option: (its name, its field's format spec) -> the words (module docstring).
+Spelling = Callable[[str, str], str]
+
+
+def keyword(name: str, spec: str) -> str:
+    """The library's spelling of an option: its keyword, with the value a message gives it (``force=True``)."""
+    return name + spec if spec.startswith("=") else name
+
+
+class _Option:
+    """An option's field in a message template: spelled by whoever renders it, through its format spec."""
+
+    def __init__(self, name: str, spell: Spelling) -> None:
+        self.name, self.spell = name, spell
+
+    def __format__(self, spec: str) -> str:
+        return self.spell(self.name, spec)
+
+
 class UcAttestError(Exception):
-    """Root of every error raised by uc-attest."""
+    """Root of every error raised by uc-attest. ``option``: the parameter(s) the message names; the message is
+    then a template (module docstring), and ``data["option"]`` says which, as given."""
 
     exit_code: int = EXIT_OPERATIONAL
 
-    def __init__(self, message: str, **data: Any) -> None:
+    def __init__(self, message: str, *, option: str | Sequence[str] | None = None, **data: Any) -> None:
+        self.options: tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
+        self.template = message if self.options else None
+        self.data: dict[str, Any] = data
+        if self.options:
+            self.data = {"option": option if isinstance(option, str) else list(self.options), **data}
+            message = self.spelled(keyword)
         super().__init__(message)
         self.message = message
-        self.data: dict[str, Any] = data
+
+    def spelled(self, spell: Spelling) -> str:
+        """The message with each option it names spelled by ``spell`` (the CLI: as its flag)."""
+        if self.template is None:
+            return self.message
+        return self.template.format(*(_Option(o, spell) for o in self.options), **self.data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view: error class, message and structured data."""

@@ -74,8 +74,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         source_signature=signed_by(vendor_sig, inst.dir, VENDOR),
         allocation=None,
     )
-    uc.attest_pack(root / "pack", trust, dev_identity=RELEASE)
-    uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, dev_identity=VALIDATOR)
+    uc.attest_pack(root / "pack", trust, sign_as=uc.SignAs(dev_identity=RELEASE))
+    uc.validate_pack(root / "pack", report(root / "metrics.json"), trust, sign_as=uc.SignAs(dev_identity=VALIDATOR))
     # an older/other pack: same model at 6 bits, released and validated on its own
     uc.write_pack(
         src,
@@ -86,8 +86,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         source_signature=signed_by(vendor_sig, inst.dir, VENDOR),
         allocation=None,
     )
-    uc.attest_pack(root / "pack6", trust, dev_identity=RELEASE)
-    uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, dev_identity=VALIDATOR)
+    uc.attest_pack(root / "pack6", trust, sign_as=uc.SignAs(dev_identity=RELEASE))
+    uc.validate_pack(root / "pack6", report(root / "metrics6.json"), trust, sign_as=uc.SignAs(dev_identity=VALIDATOR))
     policy = write_policy(root / "model-risk.yaml", inst.dir)
     yield {"root": root, "src": src, "instance": inst.dir, "policy": policy, "vendor_sig": vendor_sig}
     inst.server.stop()
@@ -144,7 +144,7 @@ def _case_group_size(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
         calibration=None,
         allocation=None,
     )  # and no calibration
-    uc.attest_pack(tmp / "pack", trust, dev_identity=RELEASE)
+    uc.attest_pack(tmp / "pack", trust, sign_as=uc.SignAs(dev_identity=RELEASE))
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
 
@@ -165,7 +165,9 @@ def _case_flipped_byte_shard_digests(w: dict[str, Path], tmp: Path) -> tuple[Pat
 
 def _case_other_identity(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str]]:
     shutil.copytree(w["root"] / "pack", tmp / "pack")
-    uc.attest_pack(tmp / "pack", uc.select_trust(None, w["instance"]), dev_identity="intern@bank.example")
+    uc.attest_pack(
+        tmp / "pack", uc.select_trust(None, w["instance"]), sign_as=uc.SignAs(dev_identity="intern@bank.example")
+    )
     return tmp / "pack", ["--validation", str(w["root"] / "pack.validation.sigstore.json")]
 
 
@@ -179,7 +181,7 @@ def _case_under_threshold(w: dict[str, Path], tmp: Path) -> tuple[Path, list[str
         w["root"] / "pack",
         report(tmp / "m.json", gap=0.05),
         uc.select_trust(None, w["instance"]),
-        dev_identity=VALIDATOR,
+        sign_as=uc.SignAs(dev_identity=VALIDATOR),
         bundle_out=out,
     )
     return w["root"] / "pack", ["--validation", str(out)]
@@ -191,7 +193,7 @@ def _case_validator_not_trusted(w: dict[str, Path], tmp: Path) -> tuple[Path, li
         w["root"] / "pack",
         report(tmp / "m.json"),
         uc.select_trust(None, w["instance"]),
-        dev_identity=RELEASE,
+        sign_as=uc.SignAs(dev_identity=RELEASE),
         bundle_out=out,
         allow_release_signer=True,
     )  # made to be denied
@@ -244,7 +246,7 @@ def test_stale_validation_is_denied(world: dict[str, Path], tmp_path: Path) -> N
 def test_gate_names_the_last_validated_root(world: dict[str, Path], tmp_path: Path) -> None:
     trust = uc.select_trust(None, world["instance"])
     uc.write_pack(world["src"], tmp_path / "pack", uc.Scheme(group_size=64), "cpu", calibration=None, allocation=None)
-    uc.attest_pack(tmp_path / "pack", trust, dev_identity=RELEASE)
+    uc.attest_pack(tmp_path / "pack", trust, sign_as=uc.SignAs(dev_identity=RELEASE))
     r = cli(
         "gate",
         tmp_path / "pack",
@@ -421,8 +423,9 @@ def test_a_validation_names_its_runtime_and_the_gate_can_require_the_deployment_
     with pytest.raises(uc.VerificationFailed, match="measured on"):
         uc.load_model(pack, uc.Anchor.policy(match, [fast]), mode="exact")
     # another runtime, described: named, never matched to a uc-attest kernel
-    ext = uc.validate_pack(pack, report(tmp_path / "m2.json"), trust, dev_identity=VALIDATOR,
-                           bundle_out=tmp_path / "ext.json", runtime=uc.Runtime("external", description="vLLM 0.9"))  # fmt: skip
+    ext = uc.validate_pack(pack, report(tmp_path / "m2.json"), trust, sign_as=uc.SignAs(dev_identity=VALIDATOR),
+                           bundle_out=tmp_path / "ext.json",
+                           runtime=uc.Runtime("external", description="vLLM 0.9"))  # fmt: skip
     assert gate(named, ext.bundle)[0] == 0
     rc, detail = gate(match, ext.bundle, "--runtime", "fast")
     assert rc == 1 and "external: vLLM 0.9" in detail, detail

@@ -43,7 +43,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     inst = start_instance(root / "instance")
     pack = root / "pack"
     uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
-    uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
+    uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     kept = root / "kept.json"
     kept.write_bytes((pack / uc.MANIFEST_NAME).read_bytes())
     yield {"root": root, "inst": inst, "pack": pack, "bundle": root / "pack.sigstore.json", "kept": kept}

@@ -41,7 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     inst = start_instance(root / "instance")
     pack = root / "pack"
     uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
-    uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
+    uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     yield {"root": root, "inst": inst, "pack": pack, "bundle": root / "pack.sigstore.json"}
     inst.server.stop()
 
@@ -159,7 +159,7 @@ def test_audit_survives_a_malformed_log_entry(tmp_path: Path) -> None:
     try:
         pack = tmp_path / "pack"
         uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
-        uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
+        uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
         root = str(uc.load_manifest(pack / uc.MANIFEST_NAME).root)
         _append_raw(inst, {"apiVersion": "0.0.1", "kind": "dsse", "spec": {}}, [root])
         r = cli("audit", pack, "--instance", inst.dir, "--json")
@@ -331,7 +331,7 @@ def test_inventory_shows_a_release_that_does_not_verify(tmp_path: Path) -> None:
     try:
         pack = tmp_path / "pack"
         uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
-        res = uc.attest_pack(pack, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
+        res = uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
         bundle = json.loads(res.bundle.read_text())
         statement = base64.b64decode(bundle["dsseEnvelope"]["payload"])
         forged = statement.replace(b"release", b"re1ease")  # another statement, same shape

@@ -16,9 +16,9 @@ from tests.integration.conftest import free_port
 
 def _release_and_validate(inst: Path, pack: Path, tmp: Path) -> None:
     trust = uc.select_trust(None, inst)
-    uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example")
+    uc.attest_pack(pack, trust, sign_as=uc.SignAs(dev_identity="release-bot@bank.example"))
     (tmp / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))
-    uc.validate_pack(pack, tmp / "m.json", trust, dev_identity="validator@bank.example")
+    uc.validate_pack(pack, tmp / "m.json", trust, sign_as=uc.SignAs(dev_identity="validator@bank.example"))
 
 
 def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_audit_builds_the_chain_of_custody_and_a_report(tmp_path: Path) -> None:
         uc.write_pack(
             make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None
         )
-        uc.attest_pack(other, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
+        uc.attest_pack(other, uc.select_trust(None, inst), sign_as=uc.SignAs(dev_identity="release-bot@bank.example"))
         r = uc.audit(pack, uc.TrustRoot.instance(inst))
         assert r.ok, r.to_dict()
         kinds = [e.kind for e in r.events]
@@ -108,7 +108,7 @@ def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> 
         uc.write_pack(
             src, new, uc.Scheme(group_size=64), "cpu", calibration=None, allocation=None
         )  # a newer pack of the same source model
-        uc.attest_pack(new, uc.select_trust(None, inst), dev_identity="release-bot@bank.example")
+        uc.attest_pack(new, uc.select_trust(None, inst), sign_as=uc.SignAs(dev_identity="release-bot@bank.example"))
         rows = uc.inventory(uc.TrustRoot.instance(inst))
         by_root = {r["manifest_root"]: r for r in rows}
         old_root = str(uc.load_manifest(old / uc.MANIFEST_NAME).root)

@@ -144,7 +144,9 @@ def test_an_othername_identity(instance: Running, packed: Path, tmp_path: Path) 
     assert _verify(bundle, tmp_path, root, art, "bar!oidc.local").returncode == 1
     # the release path too: a pack attested by a username identity verifies under a policy naming it
     b = tmp_path / "pack.sigstore.json"
-    uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity="foo!oidc.local", bundle_out=b)
+    uc.attest_pack(
+        packed, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity="foo!oidc.local"), bundle_out=b
+    )
     v = uc.verify(
         packed,
         uc.Anchor.signed_by("foo!oidc.local", instance.issuer, bundle=b, trust=uc.TrustRoot.instance(instance.dir)),

@@ -104,7 +104,9 @@ def test_the_packed_tensors_do_not_depend_on_the_thread_count(
 def test_the_statement_carries_it_and_the_policy_reads_it(
     instance: Running, default_pack: Path, tmp_path: Path
 ) -> None:
-    res = uc.attest_pack(default_pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE, oms=False)
+    res = uc.attest_pack(
+        default_pack, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=RELEASE), oms=False
+    )
     payload = base64.b64decode(json.loads(res.bundle.read_text())["dsseEnvelope"]["payload"])
     claim = parse_release(Statement.parse(payload))
     assert claim.calibration is not None and claim.calibration.method == "self-sampled"
@@ -133,7 +135,9 @@ def test_a_pack_without_calibration_is_denied_when_the_policy_requires_one(
     r = cli("pack", stories_src, "-o", tmp_path / "p", "--device", "cpu", "--no-calibration")
     assert r.returncode == 0 and "without calibration" in r.stderr
     assert uc.load_manifest(tmp_path / "p" / uc.MANIFEST_NAME).calibration is None
-    uc.attest_pack(tmp_path / "p", uc.select_trust(None, instance.dir), dev_identity=RELEASE, oms=False)
+    uc.attest_pack(
+        tmp_path / "p", uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=RELEASE), oms=False
+    )
     p = tmp_path / "policy.yaml"
     p.write_text(
         f"version: 1\nname: cal\ntrust: {{instance: {instance.dir}}}\nsigners:\n  release:\n"

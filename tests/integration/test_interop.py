@@ -18,7 +18,9 @@ IDENTITY = "interop@example.com"
 
 def test_stock_sigstore_cli_verifies_our_bundle(instance: Running, packed: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "b.sigstore.json"
-    uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=bundle)
+    uc.attest_pack(
+        packed, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=bundle
+    )
     # The CLI checks that a statement subject's sha256 equals the file's: use a pack shard as the artifact.
     artifact = tmp_path / "model.safetensors"
     shutil.copy(packed / "model.safetensors", artifact)

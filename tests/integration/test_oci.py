@@ -67,9 +67,9 @@ def released(instance: Running, tmp_path_factory: pytest.TempPathFactory) -> Pat
     pack = root / "pack"
     uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     trust = uc.select_trust(None, instance.dir)
-    uc.attest_pack(pack, trust, dev_identity=RELEASE)
+    uc.attest_pack(pack, trust, sign_as=uc.SignAs(dev_identity=RELEASE))
     (root / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))
-    uc.validate_pack(pack, root / "m.json", trust, dev_identity="validator@bank.example")
+    uc.validate_pack(pack, root / "m.json", trust, sign_as=uc.SignAs(dev_identity="validator@bank.example"))
     return pack
 
 

@@ -84,7 +84,7 @@ def test_stock_model_signing_verifies_the_pack_signature(instance: Running, vend
     uc.write_pack(
         vendor_model, pack, uc.DEFAULT_SCHEME, "cpu", source_signature=signature, calibration=None, allocation=None
     )
-    res = uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
+    res = uc.attest_pack(pack, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     assert res.oms_bundle == tmp_path / "pack.model.sig" and res.oms_log_index == res.log_index + 1
     verify = (
         "verify",
@@ -182,7 +182,7 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(
     sig = json.loads(r.stdout)["source_signature"]
     assert sig["identity"] == VENDOR and sig["method"] == "sigstore" and sig["file"] == "uc-source.model.sig"
     assert "model.sig" not in {p.name for p in pack.iterdir()}  # the vendor's file is kept under our name only
-    uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
+    uc.attest_pack(pack, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     claim = uc.load_manifest(pack / uc.MANIFEST_NAME).source_signature
     assert claim is not None and claim.identity == VENDOR
 
@@ -207,7 +207,7 @@ def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(
     # a pack of an unsigned source is denied by a policy naming source signers
     plain = tmp_path / "plain"
     uc.write_pack(make_model(tmp_path / "unsigned"), plain, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
-    uc.attest_pack(plain, uc.select_trust(None, instance.dir), dev_identity=RELEASE)
+    uc.attest_pack(plain, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     none = uc.verify(
         plain, uc.Anchor.policy(policy(f"  signers:\n    - issuer: {instance.issuer}\n      identity: {VENDOR}\n"))
     )

@@ -286,7 +286,9 @@ def _policy(tmp: Path, instance: Running, release: str = "") -> Path:
 @pytest.fixture(scope="module")
 def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("v2") / "pack.sigstore.json"
-    uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=out)
+    uc.attest_pack(
+        packed, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=out
+    )
     return out
 
 
@@ -475,7 +477,7 @@ def test_an_instance_made_before_rekor_v2_still_serves_and_verifies(packed: Path
     server = uc.instance_server(root).start()
     try:
         out = tmp_path / "old.sigstore.json"
-        uc.attest_pack(packed, uc.select_trust(None, root), dev_identity=IDENTITY, bundle_out=out)
+        uc.attest_pack(packed, uc.select_trust(None, root), sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=out)
         entry = json.loads(out.read_text())["verificationMaterial"]["tlogEntries"][0]
         assert entry["kindVersion"]["kind"] == "dsse"
         v = uc.verify(

@@ -34,9 +34,9 @@ def build_report(tmp: Path) -> Path:
         pack = tmp / "pack"
         uc.write_pack(make_model(tmp / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
         trust = uc.select_trust(None, inst)
-        uc.attest_pack(pack, trust, dev_identity="release-bot@bank.example")
+        uc.attest_pack(pack, trust, sign_as=uc.SignAs(dev_identity="release-bot@bank.example"))
         (tmp / "m.json").write_text(json.dumps({"evaluation_set": "held-out-v1", "metrics": {"ppl_ratio": 1.004}}))
-        uc.validate_pack(pack, tmp / "m.json", trust, dev_identity="validator@bank.example")
+        uc.validate_pack(pack, tmp / "m.json", trust, sign_as=uc.SignAs(dev_identity="validator@bank.example"))
         report = uc.audit(pack, uc.TrustRoot.instance(inst))
     finally:
         srv.stop()

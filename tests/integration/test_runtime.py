@@ -172,7 +172,7 @@ def test_format_1_pack_loads_with_a_note(tmp_path: Path, llama: dict[str, Path])
     )
     assert any("pack format 1" in n for n in model.uc_attest.notes)
     assert uc.verify(
-        tmp_path / "old", uc.Anchor.pack_itself(), rebuild_from=src, device="cpu"
+        tmp_path / "old", uc.Anchor.pack_itself(), rebuild=uc.Rebuild(src, "cpu")
     ).ok  # old packs still rebuild
 
 
@@ -235,7 +235,9 @@ def test_from_pretrained_refuses_a_tampered_pack(mini: dict[str, Path], tmp_path
 def test_policy_anchor_with_the_embedded_instance(instance: Running, llama: dict[str, Path], tmp_path: Path) -> None:
     pack = tmp_path / "pack"
     shutil.copytree(llama["pack"], pack)
-    uc.attest_pack(pack, uc.select_trust(None, instance.dir), dev_identity="release-bot@bank.example")
+    uc.attest_pack(
+        pack, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity="release-bot@bank.example")
+    )
     policy = tmp_path / "p.yaml"
     policy.write_text(
         f"version: 1\nname: serve\ntrust:\n  instance: {instance.dir}\nsigners:\n  release:\n"
@@ -349,5 +351,5 @@ def test_generate_on_an_encoder_is_refused_before_anything_is_verified_or_loaded
     never = uc.Anchor.kept_manifest(tmp_path / "no-such-manifest.json")
     with pytest.raises(uc.UsageError, match="BertModel, not a causal language model"):
         uc.generate(mini["pack"], never, prompt="hello")
-    with pytest.raises(uc.UsageError, match="exactly one of --prompt"):
+    with pytest.raises(uc.UsageError, match="exactly one of prompt or prompt_ids"):
         uc.generate(mini["pack"], never, prompt="hello", prompt_ids=[1])

@@ -26,7 +26,7 @@ IDENTITY = "release-bot@example.com"
 def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "pack.sigstore.json"
     trust = uc.select_trust(None, instance.dir)
-    res = uc.attest_pack(packed, trust, dev_identity=IDENTITY, bundle_out=out)
+    res = uc.attest_pack(packed, trust, sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=out)
     assert res.bundle == out and res.manifest_inline and res.identity == IDENTITY
     return out
 
@@ -34,7 +34,9 @@ def signed(instance: Running, packed: Path, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="module")
 def signed_v1(instance_v1: Running, packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle-v1") / "pack.sigstore.json"
-    uc.attest_pack(packed, uc.select_trust(None, instance_v1.dir), dev_identity=IDENTITY, bundle_out=out)
+    uc.attest_pack(
+        packed, uc.select_trust(None, instance_v1.dir), sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=out
+    )
     return out
 
 
@@ -206,7 +208,7 @@ def test_tampered_pack_with_valid_bundle_names_tensor_and_file(
     subjects = {f.subject for f in rc.findings}
     assert subjects and all(s.endswith(".weight") for s in subjects)  # shards are proved by their tensors
     anchor = uc.Anchor.signed_by(IDENTITY, instance.issuer, bundle=signed, trust=uc.TrustRoot.instance(instance.dir))
-    rc = uc.verify(pack, anchor, shard_digests=True)
+    rc = uc.verify(pack, anchor, tensors=uc.TensorCheck(shard_digests=True))
     subjects = {f.subject for f in rc.findings}
     assert "model.safetensors" in subjects and len(subjects) >= 2  # and by their own digests when asked
 
@@ -214,7 +216,11 @@ def test_tampered_pack_with_valid_bundle_names_tensor_and_file(
 def test_large_manifest_goes_by_digest(instance: Running, packed: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
     res = uc.attest_pack(
-        packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=out, inline="never"
+        packed,
+        uc.select_trust(None, instance.dir),
+        sign_as=uc.SignAs(dev_identity=IDENTITY),
+        bundle_out=out,
+        inline="never",
     )
     assert not res.manifest_inline
     assert _check(instance, packed, out).ok

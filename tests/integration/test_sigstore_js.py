@@ -62,7 +62,9 @@ def test_sigstore_js_verifies_our_bundles(
     """Rekor v2 (hashedrekord over the PAE, RFC 3161 time) and Rekor v1 (dsse entry, SET)."""
     instance = instance if version == 2 else instance_v1
     bundle = tmp_path / "pack.sigstore.json"
-    uc.attest_pack(packed, uc.select_trust(None, instance.dir), dev_identity=IDENTITY, bundle_out=bundle)
+    uc.attest_pack(
+        packed, uc.select_trust(None, instance.dir), sign_as=uc.SignAs(dev_identity=IDENTITY), bundle_out=bundle
+    )
     root = tmp_path / "trusted_root.json"
     root.write_text(json.dumps(json.loads(instance.trust_config_path.read_text())["trustedRoot"]))
     ok = js_verify(sigstore_js, root, bundle, IDENTITY, instance.issuer)

@@ -76,9 +76,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     pack = root / "pack"
     uc.write_pack(make_model(root / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
     trust = uc.select_trust(None, inst.dir)
-    uc.attest_pack(pack, trust, dev_identity=RELEASE)
+    uc.attest_pack(pack, trust, sign_as=uc.SignAs(dev_identity=RELEASE))
     (root / "m.json").write_text(json.dumps({"evaluation_set": "unit", "metrics": {"gap": 0.01}}))
-    uc.validate_pack(pack, root / "m.json", trust, dev_identity=VALIDATOR)
+    uc.validate_pack(pack, root / "m.json", trust, sign_as=uc.SignAs(dev_identity=VALIDATOR))
     yield {"root": root, "inst": inst, "pack": pack}
     inst.server.stop()
 
@@ -252,7 +252,7 @@ def test_audit_on_rekor_v2_proves_the_bundles_and_lists_the_rest(world: dict[str
     uc.write_pack(
         make_model(tmp_path / "src2", seed=3), other, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None
     )
-    uc.attest_pack(other, uc.select_trust(None, inst.dir), dev_identity=RELEASE)
+    uc.attest_pack(other, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
     r = uc.audit(pack, uc.TrustRoot.instance(inst.dir), state=tmp_path / "w.json")
     assert r.ok, r.to_dict()
     kinds = sorted(e.kind for e in r.events)

@@ -72,7 +72,7 @@ def test_allocation_spends_the_budget_on_the_largest_gains_and_is_recorded(tmp_p
     assert any(s1.bits_for(n) == 6 for n in sizes)
     # the pack records the choice: a rebuild reads it from the scheme, and the scheme round-trips
     assert uc.Scheme.from_dict(s1.to_dict()) == s1
-    with pytest.raises(uc.UsageError, match="bits-budget"):
+    with pytest.raises(uc.UsageError, match=r"^budget=5.0: the lowest widths alone take"):
         allocate_bits(src, base, 5.0, None, "cpu")  # below what 5 bits alone take
     assert allocate_bits(src, base, 5.0, None, "cpu", strict=False) == base  # the CLI's default budget: no-op
 

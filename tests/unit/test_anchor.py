@@ -92,7 +92,7 @@ def test_an_oms_anchor_on_a_pack_entry_point_is_refused_in_library_terms(pack: P
 def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path: Path) -> None:
     """``verify --policy P --identity x``: the message names the real conflict (the policy names the signers),
     not an exclusivity that --policy with --bundle does not have (issue 32); the CLI builds the variant."""
-    from uc_attest.cli.options import anchor_flags, verify_anchor_options
+    from uc_attest.cli.options import AnchorFlags, anchor_flags, verify_anchor_options
 
     policy = tmp_path / "p.yaml"
     none = dict.fromkeys(
@@ -111,6 +111,6 @@ def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path:
     with pytest.raises(uc.UsageError, match="under a trust root"):
         anchor_flags(**{**none, "identity": "x"})  # type: ignore[arg-type]
     with pytest.raises(uc.UsageError, match="--key/--cert-chain are exclusive with --trust-config/--instance"):
-        verify_anchor_options(oms_signature=tmp_path / "s", key=tmp_path / "k", instance=tmp_path)
+        verify_anchor_options(AnchorFlags(instance=tmp_path), oms_signature=tmp_path / "s", key=tmp_path / "k")
     signed = anchor_flags(**{**none, "identity": "x", "instance": tmp_path})  # type: ignore[arg-type]
     assert signed == uc.SignedBy("x", None, uc.TrustInstance(tmp_path))

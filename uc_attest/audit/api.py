@@ -66,7 +66,9 @@ def audit(
         try:
             root = Digest.parse(manifest_root) if manifest_root.startswith("sha256:") else Digest(manifest_root)
         except ValueError:
-            raise InvalidInput(f"--manifest-root {manifest_root!r} is not sha256:<64 hex>") from None
+            raise InvalidInput(
+                "{0:={manifest_root!r}} is not sha256:<64 hex>", option="manifest_root", manifest_root=manifest_root
+            ) from None
     return _audit(
         Path(target) if target else None,
         trust,

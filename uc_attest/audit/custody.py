@@ -80,9 +80,9 @@ def _subject_keys(root: Digest | None, digest: str | None) -> list[str]:
         try:
             keys.append(str(Digest.parse(digest if digest.startswith("sha256:") else f"sha256:{digest}")))
         except ValueError:
-            raise InvalidInput(f"--digest {digest!r} is not sha256:<64 hex>") from None
+            raise InvalidInput("{0:={digest!r}} is not sha256:<64 hex>", option="digest", digest=digest) from None
     if not keys:
-        raise InvalidInput("audit needs a pack directory, --manifest-root or --digest")
+        raise InvalidInput("audit needs a pack directory, {0} or {1}", option=["manifest_root", "digest"])
     return keys
 
 
@@ -301,6 +301,50 @@ def _rekor_v2(out: _Logs, trust: Trust, keys: list[str], index: Path | None, bun
         idx.close()
 
 
+def _custody_checks(events: list[AuditEvent], root: Digest, facts: PackFacts | None, trust: Trust) -> list[Check]:
+    """The chain of custody of ``root``: its source signature's link (when there is one), a release, a validation
+    (none yet is skipped, not failed)."""
+    mine = [e for e in events if e.details.get("root") == str(root)]
+    releases = [e for e in mine if e.kind is EventKind.RELEASE]
+    validations = [e for e in mine if e.kind is EventKind.VALIDATION]
+    release = Check.of(
+        RuleId.CUSTODY_RELEASE,
+        any(e.ok for e in releases),
+        f"{len(releases)} release attestation(s) of this root",
+        hint=None if releases else "on a Rekor v2 log, give the release bundle (--bundle)",
+    )
+    if validations:  # a validation that does not verify is a failure ...
+        validation = Check.of(
+            RuleId.CUSTODY_VALIDATION,
+            any(e.ok for e in validations),
+            f"{len(validations)} validation(s) of this root",
+        )
+    else:  # ... none yet is a status of the model, not something that fails to verify
+        validation = Check(
+            RuleId.CUSTODY_VALIDATION,
+            Status.SKIPPED,
+            "not validated yet: no validation of this root",
+            hint="uc-attest validate signs one; on a Rekor v2 log give its bundle (--bundle)",
+        )
+    link = _source_link(events, root, facts, trust)
+    return [release, validation] if link is None else [link, release, validation]
+
+
+def _unattributed_checks(events: list[AuditEvent]) -> list[Check]:
+    """A note of the entries no bundle given accounts for (none: no check)."""
+    other = [e for e in events if e.kind is EventKind.UNATTRIBUTED]
+    if not other:
+        return []
+    return [
+        Check.of(
+            RuleId.CUSTODY_UNATTRIBUTED,
+            True,
+            f"{len(other)} other entries by these signers or over this digest: no bundle given accounts for them",
+            hint="listed as events: ask their signers for the bundles",
+        )
+    ]
+
+
 def audit(
     target: Path | None,
     trust: Trust,
@@ -329,47 +373,8 @@ def audit(
     events, checks = _unique_events(out.events), out.checks
     events.sort(key=lambda e: (e.time, e.log_index))
     if root is not None:
-        mine = [e for e in events if e.details.get("root") == str(root)]
-        releases = [e for e in mine if e.kind is EventKind.RELEASE]
-        validations = [e for e in mine if e.kind is EventKind.VALIDATION]
-        checks.append(
-            Check.of(
-                RuleId.CUSTODY_RELEASE,
-                any(e.ok for e in releases),
-                f"{len(releases)} release attestation(s) of this root",
-                hint=None if releases else "on a Rekor v2 log, give the release bundle (--bundle)",
-            )
-        )
-        if validations:  # a validation that does not verify is a failure ...
-            checks.append(
-                Check.of(
-                    RuleId.CUSTODY_VALIDATION,
-                    any(e.ok for e in validations),
-                    f"{len(validations)} validation(s) of this root",
-                )
-            )
-        else:  # ... none yet is a status of the model, not something that fails to verify
-            checks.append(
-                Check(
-                    RuleId.CUSTODY_VALIDATION,
-                    Status.SKIPPED,
-                    "not validated yet: no validation of this root",
-                    hint="uc-attest validate signs one; on a Rekor v2 log give its bundle (--bundle)",
-                )
-            )
-        link = _source_link(events, root, facts, trust)
-        if link is not None:
-            checks.insert(len(checks) - 2, link)
-    other = [e for e in events if e.kind is EventKind.UNATTRIBUTED]
-    if other:
-        checks.append(
-            Check.of(
-                RuleId.CUSTODY_UNATTRIBUTED,
-                True,
-                f"{len(other)} other entries by these signers or over this digest: no bundle given accounts for them",
-                hint="listed as events: ask their signers for the bundles",
-            )
-        )
+        checks += _custody_checks(events, root, facts, trust)
+    checks += _unattributed_checks(events)
     if facts is not None:
         pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
         checks.append(Check.of(RuleId.PACK_MATCHES, pc.ok, f"{pc.tensors_checked} tensors reconstructed and matched"))

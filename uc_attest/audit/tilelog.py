@@ -75,7 +75,9 @@ def follow_logs(
     logs = trust.tile_logs()
     if mirror is not None:
         if len(logs) != 1:
-            raise InvalidInput(f"--mirror needs a trust root with exactly one tile log, it has {len(logs)}")
+            raise InvalidInput(
+                "{0} needs a trust root with exactly one tile log, it has {logs}", option="mirror", logs=len(logs)
+            )
         logs = [dataclasses.replace(logs[0], base_url=mirror.rstrip("/"))]
     out = []
     for log in logs:

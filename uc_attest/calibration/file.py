@@ -37,7 +37,11 @@ class Calibration:
     def __init__(self, path: Path, scheme: Scheme) -> None:
         self.path = Path(path)
         if not scheme.row_signs:
-            raise UsageError(f"--calibration needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme.id}")
+            raise UsageError(
+                "{0} needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme}",
+                option="calibration",
+                scheme=scheme.id,
+            )
         self.scheme = scheme
         self.file = SafetensorsFile(self.path)
         self.sensitivity = _sensitivity(self.path, self.file.metadata.get(META_SENSITIVITY))
@@ -71,9 +75,14 @@ class Calibration:
         block = self.scheme.moment_block(shape)
         if not block:
             raise UsageError(
-                f"{where}: rows of {cols} are neither a multiple nor a divisor of the group size "
-                f"{g}, nor m·{g} + a divisor of it; drop this tensor from the calibration file or choose another "
-                "--group-size"
+                "{path}: tensor {tensor!r}: rows of {cols} are neither a multiple nor a divisor of the group size "
+                "{group_size}, nor m·{group_size} + a divisor of it; drop this tensor from the calibration file or "
+                "choose another {0}",
+                option="group_size",
+                path=str(self.path),
+                tensor=name,
+                cols=cols,
+                group_size=g,
             )
         if len(info.shape) == 3 and block != info.shape[1]:
             raise InvalidInput(

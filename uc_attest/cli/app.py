@@ -179,12 +179,9 @@ def verify(
             v = uc.verify(
                 pack_dir,
                 anchor,
-                rebuild_from=rebuild_from,
-                device=device,
+                rebuild=None if rebuild_from is None else uc.Rebuild(rebuild_from, device),
+                tensors=uc.TensorCheck(workers, progress, shard_digests),
                 online=not offline,
-                workers=workers,
-                progress=progress,
-                shard_digests=shard_digests,
                 runtime=_runtime(runtime),
             )
     render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
@@ -329,9 +326,7 @@ def generate(
         prompt_ids=ids,
         max_new_tokens=max_new_tokens,
         online=not offline,
-        device=device,
-        cache=cache,
-        mode=mode,
+        serving=uc.Serving(device, mode, cache),
         on_text=None if as_json else show,
     )
     render.show_generation(res, as_json)
@@ -358,7 +353,7 @@ def embed(
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
     _set_threads(threads)
     anchor = _anchor_of(policy, bundle, identity, issuer, manifest, trust_config, instance)
-    res = uc.embed(pack_dir, text, anchor, online=not offline, device=device, mode=mode)
+    res = uc.embed(pack_dir, text, anchor, online=not offline, serving=uc.Serving(device, mode))
     render.show_embeddings(res, text, as_json)
 
 
@@ -392,8 +387,7 @@ def validate(
         pack_dir,
         report,
         trust,
-        identity_token=identity_token,
-        dev_identity=identity,
+        sign_as=uc.SignAs(identity_token, identity),
         bundle_out=bundle,
         release_bundle=release_bundle,
         allow_release_signer=allow_release_signer,
@@ -602,8 +596,7 @@ def attest(
     res = uc.attest_pack(
         pack_dir,
         trust,
-        identity_token=identity_token,
-        dev_identity=identity,
+        sign_as=uc.SignAs(identity_token, identity),
         bundle_out=bundle,
         inline=inline_manifest,
         pack_device=pack_device,

@@ -15,7 +15,7 @@ import typer
 
 import uc_attest as uc
 
-from . import render
+from . import flags, render
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
@@ -29,10 +29,10 @@ def report(exc: BaseException, as_json: bool = False) -> int:
         else:
             render.findings(exc.findings)
         return exc.exit_code
-    if isinstance(exc, uc.UcAttestError):
+    if isinstance(exc, uc.UcAttestError):  # the options it names as their flags (cli/flags.py)
         if as_json:
-            render.emit_json({"ok": False, **exc.to_dict()})
-        render.error(exc.message)
+            render.emit_json({"ok": False, **flags.as_json(exc)})
+        render.error(flags.message(exc))
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         render.say(("interrupted", "bold red"))

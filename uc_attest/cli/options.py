@@ -1,9 +1,9 @@
 """Option groups: a command's flags parsed into the facade's typed values.
 
 A command parameter annotated ``Annotated[T, Group(build)]`` is not one option but ``build``'s parameters,
-each a flag with its own typer annotation; the command is called with ``build(**those flags)``, one typed
-value. A flag two groups share (``--no-overrides``: no overrides, and so no allocation) is one option, given
-to both. The builders hold the checks of flag combinations, in the flags' own words.
+each a flag with its own typer annotation (or a group in turn); the command is called with ``build(**those
+flags)``, one typed value. A flag two groups share (``--no-overrides``: no overrides, and so no allocation) is
+one option, given to both. The builders hold the checks of flag combinations, in the flags' own words.
 """
 
 from __future__ import annotations
@@ -38,8 +38,25 @@ class Group:
 
     build: Callable[..., Any]
 
-    def parameters(self) -> list[inspect.Parameter]:
+    def _own(self) -> list[inspect.Parameter]:
         return list(inspect.signature(self.build, eval_str=True).parameters.values())
+
+    def parameters(self) -> list[inspect.Parameter]:
+        """The flags: ``build``'s parameters, a nested group's flags in its place."""
+        flags: dict[str, inspect.Parameter] = {}
+        for p in self._own():
+            sub = _group_of(p)
+            for flag in sub.parameters() if sub else [p]:
+                flags.setdefault(flag.name, flag)
+        return list(flags.values())
+
+    def value(self, flags: dict[str, Any]) -> Any:
+        """``build`` called with its flags' values (a nested group's value built first)."""
+        return self.build(**{p.name: g.value(flags) if (g := _group_of(p)) else flags[p.name] for p in self._own()})
+
+
+def _group_of(p: inspect.Parameter) -> Group | None:
+    return next((m for m in get_args(p.annotation)[1:] if isinstance(m, Group)), None)
 
 
 def grouped(fn: F) -> F:
@@ -48,7 +65,7 @@ def grouped(fn: F) -> F:
     exposed: dict[str, inspect.Parameter] = {}
     groups: dict[str, Group] = {}
     for p in own.parameters.values():
-        group = next((m for m in get_args(p.annotation)[1:] if isinstance(m, Group)), None)
+        group = _group_of(p)
         if group is None:
             exposed[p.name] = p
             continue
@@ -59,7 +76,7 @@ def grouped(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(**flags: Any) -> Any:
-        values = {name: g.build(**{p.name: flags[p.name] for p in g.parameters()}) for name, g in groups.items()}
+        values = {name: g.value(flags) for name, g in groups.items()}
         return fn(**{n: v for n, v in flags.items() if n in own.parameters and n not in groups}, **values)
 
     wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
@@ -302,15 +319,35 @@ def _or_integrity_only(anchor: uc.AnyAnchor | None, integrity_only: bool) -> uc.
     return anchor
 
 
+@dataclass(frozen=True)
+class AnchorFlags:
+    """The flags that name a pack's trust anchor, as given: an option group of its own (``Group(AnchorFlags)``)."""
+
+    policy: PolicyOpt = None
+    manifest: ManifestOpt = None
+    bundle: BundleOpt = None
+    validation: ValidationOpt = None
+    identity: IdentityOpt = None
+    issuer: IssuerOpt = None
+    trust_config: TrustOpt = None
+    instance: InstanceOpt = None
+
+    def anchor(self) -> uc.AnyAnchor | None:
+        """The anchor they name (:func:`anchor_flags`)."""
+        return anchor_flags(
+            self.policy,
+            self.manifest,
+            self.bundle,
+            self.validation,
+            self.identity,
+            self.issuer,
+            self.trust_config,
+            self.instance,
+        )
+
+
 def verify_anchor_options(
-    policy: PolicyOpt = None,
-    manifest: ManifestOpt = None,
-    bundle: BundleOpt = None,
-    validation: ValidationOpt = None,
-    identity: IdentityOpt = None,
-    issuer: IssuerOpt = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
+    flags: Annotated[AnchorFlags, Group(AnchorFlags)] = AnchorFlags(),
     integrity_only: IntegrityOpt = False,
     oms_signature: Annotated[
         Path | None, typer.Option(help="Verify a plain model directory against its OpenSSF Model Signing signature.")
@@ -327,10 +364,10 @@ def verify_anchor_options(
     if oms_signature is None:
         if key is not None or cert_chain is not None:
             raise uc.UsageError("--key/--cert-chain go with --oms-signature")
-        flags = (policy, manifest, bundle, validation, identity, issuer, trust_config, instance)
-        return _or_integrity_only(anchor_flags(*flags), integrity_only)
-    if policy or bundle or manifest or validation or integrity_only:
+        return _or_integrity_only(flags.anchor(), integrity_only)
+    if flags.policy or flags.bundle or flags.manifest or flags.validation or integrity_only:
         raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
+    identity, issuer, trust_config, instance = flags.identity, flags.issuer, flags.trust_config, flags.instance
     if key is not None or cert_chain is not None:
         if trust_config is not None or instance is not None:
             raise uc.UsageError("--key/--cert-chain are exclusive with --trust-config/--instance")

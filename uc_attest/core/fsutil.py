@@ -60,7 +60,9 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path
             f"{target}: is a symbolic link (to {dest}); give an output path that is not a link", path=str(target)
         )
     if target.exists() and not overwrite:
-        raise UsageError(f"{target}: output already exists (use --force to replace it)", path=str(target))
+        raise UsageError(
+            "{path}: output already exists (use {0:=True} to replace it)", option="force", path=str(target)
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))

@@ -110,7 +110,7 @@ def verify_any_bundle(
     elif identity and issuer:
         signers = [SignerSpec(issuer, identity)]
     else:
-        raise InvalidInput("give --certificate-identity and --certificate-oidc-issuer (or --key)")
+        raise InvalidInput("give {0} and {1} (or {2})", option=["identity", "issuer", "key"])
     checked = check_bundle(
         raw,
         doc,

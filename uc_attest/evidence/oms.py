@@ -25,7 +25,7 @@ from ..signing.trust import Trust
 from .bundle import read_bundle
 from .check import check_bundle
 from .identity import SignerLike
-from .verifier import UnsupportedBundle
+from .verifier import Outcome, UnsupportedBundle
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,10 @@ def verify_oms(
     if private_pki or cert_chain is not None:
         if cert_chain is None:
             raise UnsupportedBundle(
-                f"{where}: a certificate-method OMS signature (a private PKI, no log): give the "
-                "CA certificates it chains to (--cert-chain / --source-cert-chain)"
+                "{path}: a certificate-method OMS signature (a private PKI, no log): give the CA certificates it "
+                "chains to ({0})",
+                option="cert_chain",
+                path=where,
             )
         if key is not None:
             raise InvalidInput("a key and a certificate chain are exclusive")
@@ -183,22 +185,9 @@ def verify_oms(
         require_tlog=public_key is None,
     )
     out = checked.outcome
-    if out.payload is None or out.payload_type != "application/vnd.in-toto+json":
-        raise SignatureInvalid(where, "not an OMS signature: the bundle carries no in-toto DSSE envelope")
-    statement = Statement.parse(out.payload)
-    if statement.predicate_type != OMS_PREDICATE:
-        raise SignatureInvalid(where, f"not an OMS signature: predicate type {statement.predicate_type!r}")
-    claim = parse_oms(statement)
+    claim = _oms_claim(out, where)
     actual = scan(Path(model_dir), claim.serialization, exclude=(Path(signature),))
-    if public_key is not None:
-        from cryptography.hazmat.primitives import serialization
-
-        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        ident, issuer, method = f"sha256:{hashlib.sha256(spki).hexdigest()}", "", OmsMethod.KEY
-        who = f"the key {ident}"
-    else:
-        assert out.signer is not None
-        ident, issuer, method, who = out.signer.primary, out.signer.issuer, OmsMethod.SIGSTORE, str(out.signer)
+    ident, issuer, method, who = _oms_signer(out, public_key)
     times = [t for t, _ in out.set_times] + [int(t.timestamp()) for t, _ in out.tsa_times]
     return OmsVerified(
         claim,
@@ -211,6 +200,29 @@ def verify_oms(
         diff(claim, actual),
         min(times, default=None),
     )
+
+
+def _oms_claim(out: Outcome, where: str) -> OmsClaim:
+    """The OMS claim of a verified bundle: an in-toto DSSE envelope with the OMS predicate, else SignatureInvalid."""
+    if out.payload is None or out.payload_type != "application/vnd.in-toto+json":
+        raise SignatureInvalid(where, "not an OMS signature: the bundle carries no in-toto DSSE envelope")
+    statement = Statement.parse(out.payload)
+    if statement.predicate_type != OMS_PREDICATE:
+        raise SignatureInvalid(where, f"not an OMS signature: predicate type {statement.predicate_type!r}")
+    return parse_oms(statement)
+
+
+def _oms_signer(out: Outcome, public_key: Any) -> tuple[str, str, OmsMethod, str]:
+    """Who signed (identity, issuer, method, as people read it): the key by its SPKI digest, or the Sigstore
+    signer."""
+    if public_key is not None:
+        from cryptography.hazmat.primitives import serialization
+
+        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        ident = f"sha256:{hashlib.sha256(spki).hexdigest()}"
+        return ident, "", OmsMethod.KEY, f"the key {ident}"
+    assert out.signer is not None
+    return out.signer.primary, out.signer.issuer, OmsMethod.SIGSTORE, str(out.signer)
 
 
 def _verify_private_pki(

@@ -18,11 +18,13 @@ from ..pack.api import PACK_SCHEME, PackOptions, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
 from ..pack.writer import KeptSignature, PackResult
 from ..quant.scheme import Scheme
-from ..signing.attest import ValidateResult
+from ..signing.attest import SignAs, ValidateResult
 from ..signing.trust import Trust
 
 if TYPE_CHECKING:
     from .oms import OmsVerified
+
+_DEFAULT_SIGNER = SignAs()  # an identity token from the environment, or the role's own dev identity
 
 
 def write_pack(
@@ -112,8 +114,7 @@ def validate_pack(
     report_path: Path,
     trust: Trust,
     *,
-    identity_token: str | None = None,
-    dev_identity: str | None = None,
+    sign_as: SignAs = _DEFAULT_SIGNER,
     bundle_out: Path | None = None,
     release_bundle: Path | None = None,
     allow_release_signer: bool = False,
@@ -133,8 +134,7 @@ def validate_pack(
         pack_dir,
         report_path,
         trust,
-        identity_token=identity_token,
-        dev_identity=dev_identity,
+        sign_as=sign_as,
         bundle_out=bundle_out,
         release_signers=same,
         runtime=runtime,

@@ -355,9 +355,11 @@ class InstanceServer:
         if port is not None and port != state.port:
             if not move:
                 raise UsageError(
-                    f"{state.root}: its trust config names port {state.port}; serving on {port} would start a "
-                    f"server no client finds (serve without --port, or --move-to-port to rewrite the trust config "
-                    f"for {port})",
+                    "{path}: its trust config names port {configured}; serving on {requested} would start a "
+                    "server no client finds (serve without {0}, or {1:=True} to rewrite the trust config "
+                    "for {requested})",
+                    option=["port", "move"],
+                    path=str(state.root),
                     configured=state.port,
                     requested=port,
                 )

@@ -170,11 +170,13 @@ def init_instance(root: Path, port: int = 8787, *, force: bool = False, rekor_ve
     with TSA timestamps, as Sigstore signs in 2026; 1: Rekor v1 with its SET)."""
     root = Path(root)
     if root.exists() and any(root.iterdir()) and not force:
-        raise UsageError(f"{root}: directory is not empty (use --force to re-create the instance)", path=str(root))
+        raise UsageError(
+            "{path}: directory is not empty (use {0:=True} to re-create the instance)", option="force", path=str(root)
+        )
     if not 1 <= port <= 65535:
-        raise UsageError(f"--port must be 1-65535, got {port}")
+        raise UsageError("{0} must be 1-65535, got {port}", option="port", port=port)
     if rekor_version not in (1, 2):
-        raise UsageError(f"--rekor-version must be 1 or 2, got {rekor_version}")
+        raise UsageError("{0} must be 1 or 2, got {rekor_version}", option="rekor_version", rekor_version=rekor_version)
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     every = (*KEY_FILES, *CERT_FILES, *V2_KEY_FILES, *V2_CERT_FILES, TRUST_CONFIG, LOG_DB, META)
@@ -325,7 +327,7 @@ class InstanceState:
         """The same instance (keys, log) served on another loopback port: instance.json and the trust config
         are rewritten atomically to name it. Clients holding a copy of the old trust config must take the new one."""
         if not 1 <= port <= 65535:
-            raise UsageError(f"--port must be 1-65535, got {port}")
+            raise UsageError("{0} must be 1-65535, got {port}", option="port", port=port)
         meta = {**self.meta, "port": port, "url": f"http://{HOST}:{port}"}
         atomic_write_bytes(self.root / META, json.dumps(meta, indent=2).encode())
         moved = InstanceState.load(self.root)

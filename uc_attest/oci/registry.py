@@ -109,7 +109,9 @@ class Registry:
 
     def __init__(self, ref: Reference, *, plain_http: bool = False, timeout: float = 60.0) -> None:
         if plain_http and not ref.loopback:
-            raise UsageError(f"--plain-http is allowed only for loopback addresses, not {ref.host}")
+            raise UsageError(
+                "{0} is allowed only for loopback addresses, not {host}", option="plain_http", host=ref.host
+            )
         self.ref = ref
         self.plain_http = plain_http
         self.base = f"{'http' if plain_http else 'https'}://{ref.host}/v2/{ref.repo}"
@@ -174,8 +176,12 @@ class Registry:
             scheme, host = "", None
         if not host or not (scheme == "https" or (scheme == "http" and self.plain_http and is_loopback(host))):
             raise RegistryMisbehaved(
-                f"{self.ref.host}: Bearer realm {short(realm, 200)} refused for {scope}: only an https "
-                "realm (or http on a loopback host with --plain-http) is followed"
+                "{host}: Bearer realm {realm} refused for {scope}: only an https realm (or http on a loopback host "
+                "with {0}) is followed",
+                option="plain_http",
+                host=self.ref.host,
+                realm=short(realm, 200),
+                scope=scope,
             )
 
     @staticmethod

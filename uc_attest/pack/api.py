@@ -119,7 +119,9 @@ def scheme_from_options(
         try:
             overrides = tuple((g, int(b)) for g, b in (o.rsplit("=", 1) for o in bits_overrides))
         except ValueError:
-            raise UsageError(f"--bits-override must be GLOB=BITS, got {list(bits_overrides)}") from None
+            raise UsageError(
+                "{0} must be GLOB=BITS, got {got}", option="bits_overrides", got=list(bits_overrides)
+            ) from None
     return Scheme(
         bits=bits,
         group_size=group_size,
@@ -216,7 +218,9 @@ def run_pack(
     kept = None
     if r.source_signature is not None:
         if source_gate is None:
-            raise UsageError("verifying --source-signature needs uc_attest.write_pack or uc_attest.run_pack")
+            raise UsageError(
+                "verifying {0} needs uc_attest.write_pack or uc_attest.run_pack", option="source_signature"
+            )
         kept = source_gate(r, read)
     with tempfile.TemporaryDirectory(prefix="uc-calibration-") as tmp:
         cal_file, record = _moments_for(r, show, warn, Path(tmp))
@@ -273,7 +277,9 @@ def check_request(r: PackRequest) -> tuple[tuple[str, ...], list[str], int]:
     header and the index of the source. Returns the files inside the source that are not the model (a
     signature), the files the pack reads, and the weights the scheme quantizes."""
     if r.out.exists() and not r.force:
-        raise UsageError(f"{r.out.absolute()}: output already exists (use --force to replace it)", path=str(r.out))
+        raise UsageError(
+            "{path}: output already exists (use {0:=True} to replace it)", option="force", path=str(r.out.absolute())
+        )
     text = _calibration_text(r)
     if text is not None:
         from ..calibration.corpus import read_text_file
@@ -353,7 +359,11 @@ def _moments_for(
     text = _calibration_text(r)
     if asked is None or not r.scheme.row_signs:
         if text is not None:
-            raise UsageError(f"--calibration-text needs a feedback scheme (uc-rht-ldlq/2 or /1), not {r.scheme.id}")
+            raise UsageError(
+                "{0} needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme}",
+                option="calibration.text",
+                scheme=r.scheme.id,
+            )
         return None, None
     show.stage("calibration")
     from ..calibration.collect import CalibrationUnavailable

@@ -78,7 +78,9 @@ def run_distributed(
         show.stage("checking")
         skip, read, _weights = group.step(lambda: check_request(r))
         if r.source_signature is not None and source_gate is None:
-            raise UsageError("verifying --source-signature needs uc_attest.write_pack or uc_attest.run_pack")
+            raise UsageError(
+                "verifying {0} needs uc_attest.write_pack or uc_attest.run_pack", option="source_signature"
+            )
         verify = source_gate if world.leader and r.source_signature is not None else None
         gate = group.step(lambda: verify(r, read) if verify is not None else None)
         scratch = _scratch(group, r.out.absolute().parent, f".{r.out.name}.uc-parts-")

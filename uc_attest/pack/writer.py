@@ -54,12 +54,12 @@ def _no_progress(_name: str, _n: int) -> None:
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a usage error."""
     if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise UsageError("{0} must be auto, cpu or cuda, got {device!r}", option="device", device=device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda requested but no CUDA device is available")
+            raise UsageError("{0:=cuda} requested but no CUDA device is available", option="device")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return torch.device(device)

@@ -304,7 +304,12 @@ def choose(
         return scheme
     if used > allowed:
         store.close()
-        raise UsageError(f"--bits-budget {budget}: the lowest widths alone take {used / total_n:.3f} bits per weight")
+        raise UsageError(
+            "{0:={budget}}: the lowest widths alone take {bpw:.3f} bits per weight",
+            option="budget",
+            budget=budget,
+            bpw=used / total_n,
+        )
     while True:
         best: tuple[Fraction, str, int] | None = None
         for name, (n, pts) in sorted(curves.items()):

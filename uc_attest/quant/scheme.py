@@ -104,16 +104,25 @@ class Scheme:
         if self.id not in SCHEMES:
             raise UsageError(f"unknown quantization scheme {self.id!r} (known: {', '.join(SCHEMES)})")
         if not 2 <= self.bits <= 8:
-            raise UsageError(f"--bits must be between 2 and 8, got {self.bits}")
+            raise UsageError("{0} must be between 2 and 8, got {bits}", option="bits", bits=self.bits)
         if self.group_size % 8 or not 8 <= self.group_size <= 1024:
-            raise UsageError(f"--group-size must be a multiple of 8 between 8 and 1024, got {self.group_size}")
+            raise UsageError(
+                "{0} must be a multiple of 8 between 8 and 1024, got {group_size}",
+                option="group_size",
+                group_size=self.group_size,
+            )
         for glob, b in self.bits_overrides:
             if not 2 <= b <= 8:
                 raise UsageError(f"bits override {glob}={b}: bits must be between 2 and 8")
         if self.rotated:
             g = self.group_size
             if g & (g - 1):
-                raise UsageError(f"{self.id} needs a power-of-two --group-size, got {g}")
+                raise UsageError(
+                    "{scheme} needs a power-of-two {0}, got {group_size}",
+                    option="group_size",
+                    scheme=self.id,
+                    group_size=g,
+                )
             widest = max([self.bits, *(b for _, b in self.bits_overrides)])
             if widest + g.bit_length() - 1 > 13:  # |H(q - z)| * s16 must stay exact in binary32
                 raise UsageError(

@@ -152,7 +152,7 @@ def generate_with(
     if not causal or not hasattr(model, "generate"):
         raise UsageError(f"{pack_dir}: {type(model).__name__} is not a causal language model (use embed)")
     if (prompt is None) == (prompt_ids is None):
-        raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
+        raise UsageError("give exactly one of {0:TEXT} or {1:1,2,3}", option=["prompt", "prompt_ids"])
     tok = _tokenizer(model, pack_dir) if prompt is not None else None
     ids = torch.tensor([tok(prompt)["input_ids"] if tok is not None else prompt_ids])
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
@@ -189,7 +189,7 @@ def _runtime_of(model: torch.nn.Module) -> tuple[str, int]:
 def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunResult:
     """Mean-pooled sentence embeddings (attention mask respected) from an encoder, with the pack's tokenizer."""
     if not texts:
-        raise UsageError("give at least one --text")
+        raise UsageError("give at least one text ({0})", option="texts")
     tok = _tokenizer(model, pack_dir)
     enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
@@ -211,6 +211,22 @@ def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunR
     )
 
 
+@dataclass(frozen=True)
+class Serving:
+    """Where and how a pack's packed layers compute, as ``load_model`` takes them: ``device``, ``mode`` (None: by
+    the device) and ``cache`` (keep decoded weights after first use: mode reference, memory for speed)."""
+
+    device: str = "cpu"
+    mode: Mode | str | None = None
+    cache: bool = False
+
+
+def _load(pack_dir: Path, anchor: Anchor | None, online: bool, serving: Serving) -> torch.nn.Module:
+    from .model import load_model
+
+    return load_model(pack_dir, anchor, online=online, device=serving.device, cache=serving.cache, mode=serving.mode)
+
+
 def generate(
     pack_dir: Path,
     anchor: Anchor | None = None,
@@ -219,20 +235,16 @@ def generate(
     prompt_ids: list[int] | None = None,
     max_new_tokens: int = 16,
     online: bool = True,
-    device: str = "cpu",
-    cache: bool = False,
-    mode: Mode | str | None = None,
+    serving: Serving = Serving(),
     on_text: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Verify and load a causal LM pack (packed, in ``mode``: see ``load_model``), then generate greedily from a
-    prompt (text or token ids), handing new text to ``on_text`` as it comes. A pack whose config names no causal
-    LM, or a prompt given twice or not at all, is refused before anything is verified or loaded."""
-    from .model import load_model
-
+    """Verify and load a causal LM pack (packed, as ``serving`` says: see ``load_model``), then generate greedily
+    from a prompt (text or token ids), handing new text to ``on_text`` as it comes. A pack whose config names no
+    causal LM, or a prompt given twice or not at all, is refused before anything is verified or loaded."""
     if (prompt is None) == (prompt_ids is None):
-        raise UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
+        raise UsageError("give exactly one of {0:TEXT} or {1:1,2,3}", option=["prompt", "prompt_ids"])
     _refuse_early_if_not_causal(Path(pack_dir))
-    model = load_model(Path(pack_dir), anchor, online=online, device=device, cache=cache, mode=mode)
+    model = _load(Path(pack_dir), anchor, online, serving)
     return generate_with(
         model, Path(pack_dir), prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens, on_text=on_text
     )
@@ -260,11 +272,8 @@ def embed(
     anchor: Anchor | None = None,
     *,
     online: bool = True,
-    device: str = "cpu",
-    mode: Mode | str | None = None,
+    serving: Serving = Serving(),
 ) -> RunResult:
-    """Verify and load an encoder pack (packed, in ``mode``), then embed ``texts`` (mean pooling, normalised)."""
-    from .model import load_model
-
-    model = load_model(Path(pack_dir), anchor, online=online, device=device, mode=mode)
-    return embed_with(model, Path(pack_dir), texts)
+    """Verify and load an encoder pack (packed, as ``serving`` says), then embed ``texts`` (mean pooling,
+    normalised)."""
+    return embed_with(_load(Path(pack_dir), anchor, online, serving), Path(pack_dir), texts)

@@ -100,12 +100,20 @@ def _source_name(facts: PackFacts) -> str:
         return facts.dir.name
 
 
+@dataclass(frozen=True)
+class SignAs:
+    """Who signs: ``identity_token``, an OIDC identity token (else ``SIGSTORE_IDENTITY_TOKEN`` or ambient CI),
+    or, through an embedded instance without one, a token it mints for ``dev_identity`` (else the role's own)."""
+
+    identity_token: str | None = None
+    dev_identity: str | None = None
+
+
 def attest_pack(
     pack_dir: Path,
     trust: Trust,
     *,
-    identity_token: str | None = None,
-    dev_identity: str | None = None,
+    sign_as: SignAs = SignAs(),
     bundle_out: Path | None = None,
     inline: str = "auto",
     pack_device: str = "unrecorded",
@@ -113,16 +121,16 @@ def attest_pack(
     oms_out: Path | None = None,
 ) -> AttestResult:
     """Sign and log the provenance of ``pack_dir`` and (``oms``) an OpenSSF Model Signing statement over its
-    files, with one signer; its files must match its manifest. Both bundles are written only once both are
-    signed (each atomically)."""
+    files, with one signer (``sign_as``); its files must match its manifest. Both bundles are written only once
+    both are signed (each atomically)."""
     if inline not in ("auto", "always", "never"):
-        raise UsageError(f"--inline-manifest must be auto, always or never, got {inline!r}")
+        raise UsageError("{0} must be auto, always or never, got {inline!r}", option="inline", inline=inline)
     started = dt.datetime.now(dt.UTC)
     facts = PackFacts(Path(pack_dir))
     findings = check_files(facts, facts.manifest)
     if findings:
         raise VerificationFailed(findings)
-    token = token_for(trust, identity_token, dev_identity)
+    token = token_for(trust, sign_as.identity_token, sign_as.dev_identity)
     info = BuildInfo(
         builder_id=builder_id(),
         source_name=_source_name(facts),
@@ -212,16 +220,16 @@ def validate_pack(
     report_path: Path,
     trust: Trust,
     *,
-    identity_token: str | None = None,
-    dev_identity: str | None = None,
+    sign_as: SignAs = SignAs(),
     bundle_out: Path | None = None,
     release_signers: Collection[str] = (),
     runtime: Runtime | None = None,
 ) -> ValidateResult:
     """The validator signs "this report describes exactly this reconstruction" (subject = manifest root),
-    after checking every tensor of the pack against its manifest. ``release_signers``: identities that signed
-    the release; signing the validation as one of them is refused (separation of duties). ``runtime``: the one
-    the metrics were measured with, signed with them (a report may name it itself; both must then agree)."""
+    after checking every tensor of the pack against its manifest; signed as ``sign_as`` says. ``release_signers``:
+    identities that signed the release; signing the validation as one of them is refused (separation of duties).
+    ``runtime``: the one the metrics were measured with, signed with them (a report may name it itself; both must
+    then agree)."""
     report = load_report(Path(report_path))
     if runtime is not None:
         if report.runtime is not None and report.runtime != runtime:
@@ -231,21 +239,24 @@ def validate_pack(
     pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
     if pc.findings:
         raise VerificationFailed(pc.findings)
-    token = token_for(trust, identity_token, dev_identity, DEV_VALIDATOR_IDENTITY)
+    token = token_for(trust, sign_as.identity_token, sign_as.dev_identity, DEV_VALIDATOR_IDENTITY)
     same = token_identities(token) & set(release_signers)
     if same:
         raise UsageError(
-            f"{min(same)} signed the release of this pack: a validation by the same identity breaks the "
-            "separation of duties; sign as the validator (--identity, or its own token), or allow it explicitly "
-            "(--allow-release-signer)"
+            "{signer} signed the release of this pack: a validation by the same identity breaks the separation of "
+            "duties; sign as the validator ({0}, or its own token), or allow it explicitly ({1:=()})",
+            option=["dev_identity", "release_signers"],
+            signer=min(same),
         )
     statement = build_validation_statement(pc.root, report, dt.datetime.now(dt.UTC))
     signed = sign_statement(statement, trust, token)
     same = certificate_identities(signed.json) & set(release_signers)
     if same:  # the certificate names an identity the token did not show: refuse before anything is written
         raise UsageError(
-            f"the validation was signed as {min(same)}, which signed the release of this pack: nothing was "
-            "written (the log holds the entry); sign as the validator, or --allow-release-signer"
+            "the validation was signed as {signer}, which signed the release of this pack: nothing was written "
+            "(the log holds the entry); sign as the validator, or {0:=()}",
+            option="release_signers",
+            signer=min(same),
         )
     out = bundle_out or bundle_beside(facts.dir, VALIDATION_SUFFIX)
     atomic_write_bytes(out, signed.json.encode())

@@ -44,8 +44,9 @@ def resolve_identity_token(explicit: str | None) -> Any:
             raise OperationalError(f"ambient OIDC credential detection failed: {exc}") from None
     if not raw:
         raise UsageError(
-            "no identity token: pass --identity-token, set SIGSTORE_IDENTITY_TOKEN, run in GitHub "
-            "Actions with 'id-token: write', or use --instance (dev tokens)"
+            "no identity token: pass {0}, set SIGSTORE_IDENTITY_TOKEN, run in GitHub Actions with "
+            "'id-token: write', or use {1} (dev tokens)",
+            option=["identity_token", "instance"],
         )
     try:
         return IdentityToken(raw)
@@ -67,7 +68,7 @@ def identity_token(
         state = InstanceState.load(trust.instance_dir)
         return IdentityToken(mint_token(state.oidc_key, state.issuer, dev_identity or role_default))
     if dev_identity:
-        raise UsageError("--identity only applies to the embedded instance (--instance DIR)")
+        raise UsageError("{0} only applies to the embedded instance ({1:DIR})", option=["dev_identity", "instance"])
     return resolve_identity_token(explicit)
 
 

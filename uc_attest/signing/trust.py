@@ -202,7 +202,7 @@ def trust_from_options(
 def select_trust(trust_config: Path | str | None, instance: Path | None, *, offline: bool = False) -> Trust:
     """Exactly one of --trust-config (a file, ``public-good`` or ``staging``) or --instance DIR."""
     if (trust_config is None) == (instance is None):
-        raise UsageError("give exactly one of --trust-config FILE or --instance DIR")
+        raise UsageError("give exactly one of {0:FILE} or {1:DIR}", option=["trust_config", "instance"])
     if instance is not None:
         from ..instance.state import TRUST_CONFIG, InstanceState
 

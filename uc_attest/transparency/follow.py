@@ -73,14 +73,16 @@ class Watch:
     def __post_init__(self) -> None:
         for r in self.identity_regexes:
             if not (r.startswith("^") and r.endswith("$")):
-                raise InvalidInput(f"--identity-regex {r!r} must be anchored with ^ and $")
+                raise InvalidInput("{0} {regex!r} must be anchored with ^ and $", option="identity_regexes", regex=r)
             try:
                 re.compile(r)
             except re.error as exc:
-                raise InvalidInput(f"--identity-regex {r!r} does not compile: {exc}") from None
+                raise InvalidInput(
+                    "{0} {regex!r} does not compile: {error}", option="identity_regexes", regex=r, error=str(exc)
+                ) from None
         for d in self.digests:
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", d):
-                raise InvalidInput(f"--digest {d!r} is not sha256:<64 hex>")
+                raise InvalidInput("{0} {digest!r} is not sha256:<64 hex>", option="digests", digest=d)
 
     @property
     def everything(self) -> bool:

@@ -204,39 +204,61 @@ def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: str, online: 
     return Prepared(facts, rules, expected, anchor, title, pol.name if pol else "", device)
 
 
+@dataclass(frozen=True)
+class Rebuild:
+    """A rebuild from ``source``: re-quantized on ``device`` (auto, cpu or cuda; auto under a policy: its
+    ``rebuild.device``) and compared with the pack byte for byte."""
+
+    source: Path
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """How every tensor is checked: by ``workers`` (None: the cores), telling ``progress``; ``shard_digests``:
+    also hash every shard file against its signed digest (byte-identical files; without it each shard is proven
+    by its tensors, every served byte matched: docs/security.md)."""
+
+    workers: int | None = None
+    progress: Progress | None = None
+    shard_digests: bool = False
+
+
 def verify(
     pack_dir: Path,
     anchor: Anchor,
     *,
-    rebuild_from: Path | None = None,
-    device: str = "auto",
+    rebuild: Rebuild | None = None,
+    tensors: TensorCheck | None = TensorCheck(),
     online: bool = True,
     now: float | None = None,
-    check_tensors: bool = True,
-    workers: int | None = None,
-    progress: Progress | None = None,
-    shard_digests: bool = False,
     runtime: Runtime | None = None,
 ) -> Verdict:
     """Verify a pack against its ``anchor`` (each anchor carries its trust root; a policy its own unless it is
     given one); returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. An
     :class:`OmsAnchor` verifies a plain model directory (:func:`verify_oms_model`). ``online=False``: the log is
-    not asked again. ``rebuild_from``: re-quantize the source and compare byte for byte. ``shard_digests``: also
-    hash every shard file against its signed digest (byte-identical files; without it each shard is proven by its
-    tensors, every served byte matched: docs/security.md). ``runtime``: the one the deployment will serve with
+    not asked again. ``rebuild``: re-quantize the source and compare byte for byte. ``tensors``: how every
+    tensor is checked (None: not at all). ``runtime``: the one the deployment will serve with
     (``uc_attest.serving_runtime(mode)``), for policy ``validation.runtime: match``."""
     anchor = require_anchor(anchor)
     if isinstance(anchor, OmsAnchor):
-        if rebuild_from is not None or shard_digests or runtime is not None:
+        if rebuild is not None or (tensors is not None and tensors.shard_digests) or runtime is not None:
             raise UsageError("an OMS signature verifies a plain model directory: no rebuild, shards or runtime")
         return verify_oms_model(pack_dir, anchor, online=online)
-    if isinstance(anchor, KeptManifest) and rebuild_from is not None:
+    if isinstance(anchor, KeptManifest) and rebuild is not None:
         raise UsageError("a kept manifest cannot be combined with a rebuild (the rebuild uses the pack's manifest)")
+    device = rebuild.device if rebuild is not None else "auto"
     prep = prepare(pack_dir, anchor, device=device, online=online, now=now, runtime=runtime)
-    if check_tensors and prep.expected is not None:
-        local.tensors(prep.facts, prep.expected, workers=workers, progress=progress, shard_digests=shard_digests)
-    if rebuild_from is not None:
-        local.rebuilt(prep.facts, Path(rebuild_from), prep.device, prep.expected.manifest if prep.expected else None)
+    if tensors is not None and prep.expected is not None:
+        local.tensors(
+            prep.facts,
+            prep.expected,
+            workers=tensors.workers,
+            progress=tensors.progress,
+            shard_digests=tensors.shard_digests,
+        )
+    if rebuild is not None:
+        local.rebuilt(prep.facts, Path(rebuild.source), prep.device, prep.expected.manifest if prep.expected else None)
     return prep.verdict()
 
 
@@ -311,7 +333,7 @@ def verify_pack(
 
 def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
     """The quick reproducibility check: the pack against its manifest, and a rebuild from source."""
-    return verify(pack_dir, Anchor.pack_itself(), rebuild_from=source_dir, device=device, workers=workers)
+    return verify(pack_dir, Anchor.pack_itself(), rebuild=Rebuild(source_dir, device), tensors=TensorCheck(workers))
 
 
 def verify_oms_model(model_dir: Path, anchor: OmsAnchor | OmsSignature, *, online: bool = True) -> Verdict:
