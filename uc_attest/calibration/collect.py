@@ -388,79 +388,106 @@ def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]
     ``requires_grad`` flag restored. tests/unit/test_output_sensitivity.py checks
     the prediction against measured KL and cosine losses."""
     targets = _targets(model, names)
-    local = threading.local()  # the sums of the batch this thread is running
+    done = _SensitivityPass(model, targets, batches, causal).run()
+    return _sensitivities(done, targets, 0.5 if causal else 1.0)
 
-    def energy(t: torch.Tensor, mask: torch.Tensor | None) -> float:
-        flat = t[mask] if mask is not None and t.shape[:-1] == mask.shape else t.reshape(-1, t.shape[-1])
-        flat = flat.detach().to(torch.float64)
-        return float((flat * flat).sum())
 
-    def hook(weight: str) -> Any:
+def _energy(t: torch.Tensor, mask: torch.Tensor | None) -> float:
+    """``Σ ‖t_i‖²`` over the rows ``mask`` keeps, in binary64."""
+    flat = t[mask] if mask is not None and t.shape[:-1] == mask.shape else t.reshape(-1, t.shape[-1])
+    flat = flat.detach().to(torch.float64)
+    return float((flat * flat).sum())
+
+
+def _projections(model: Any, batches: list[dict[str, Any]]) -> list[torch.Tensor]:
+    """The encoders' random projections: a seeded standard normal vector per text of each batch, in batch order."""
+    gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
+    return [torch.randn((b["input_ids"].shape[0], int(model.config.hidden_size)), generator=gen) for b in batches]
+
+
+class _SensitivityPass:
+    """The forward and backward passes of :func:`output_sensitivity`: one per batch, its :class:`_Sums` read by
+    forward hooks (on the thread running that batch) and from the targets' weight gradients."""
+
+    def __init__(
+        self, model: Any, targets: list[tuple[torch.nn.Linear, str]], batches: list[dict[str, Any]], causal: bool
+    ) -> None:
+        self.model, self.targets, self.batches, self.causal = model, targets, batches, causal
+        self.local = threading.local()  # the sums of the batch this thread is running
+        # drawn before any batch runs, in batch order: the same numbers whichever thread runs it
+        self.projections = [] if causal else _projections(model, batches)
+        self.weights = [mod.weight for mod, _w in targets]
+
+    def _hook(self, weight: str) -> Any:
         def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            sums: _Sums = local.sums
-            sums.x[weight] = sums.x.get(weight, 0.0) + energy(inp[0], sums.mask)
-            sums.y[weight] = sums.y.get(weight, 0.0) + energy(out, sums.mask)
+            sums: _Sums = self.local.sums
+            sums.x[weight] = sums.x.get(weight, 0.0) + _energy(inp[0], sums.mask)
+            sums.y[weight] = sums.y.get(weight, 0.0) + _energy(out, sums.mask)
 
         return run
 
-    projections = []  # drawn before any batch runs, in batch order: the same numbers whichever thread runs it
-    gen = torch.Generator().manual_seed(SENSITIVITY_SEED)
-    for batch in batches if not causal else []:
-        projections.append(torch.randn((batch["input_ids"].shape[0], int(model.config.hidden_size)), generator=gen))
-    weights = [mod.weight for mod, _w in targets]
-
-    def one(i: int) -> _Sums:
-        batch = batches[i]
+    def _objective(self, i: int, sums: _Sums) -> torch.Tensor:
+        """Batch ``i``'s summed objective (its units counted in ``sums``)."""
+        batch = self.batches[i]
         ids, attn = batch["input_ids"], batch.get("attention_mask")
-        local.sums = sums = _Sums(mask=attn.bool() if attn is not None else None)
-        if causal:
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
+        if self.causal:
+            logits = self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
             target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
             objective = -torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
             )
             sums.units = int((target != -100).sum())
-        else:
-            hidden = model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
-            mask = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            unit = torch.nn.functional.normalize(pooled, dim=-1)
-            objective = (unit * projections[i]).sum()
-            sums.units = int(unit.shape[0])
-        grads = torch.autograd.grad(objective, weights, allow_unused=True)
-        for (_mod, w), grad in zip(targets, grads, strict=True):
+            return objective
+        hidden = self.model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
+        mask = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        unit = torch.nn.functional.normalize(pooled, dim=-1)
+        sums.units = int(unit.shape[0])
+        return (unit * self.projections[i]).sum()
+
+    def _batch(self, i: int) -> _Sums:
+        attn = self.batches[i].get("attention_mask")
+        self.local.sums = sums = _Sums(mask=attn.bool() if attn is not None else None)
+        grads = torch.autograd.grad(self._objective(i, sums), self.weights, allow_unused=True)
+        for (_mod, w), grad in zip(self.targets, grads, strict=True):
             if grad is not None:
                 g64 = grad.to(torch.float64)
                 sums.g[w] = float((g64 * g64).sum())
         return sums
 
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    for weight in weights:
-        weight.requires_grad_(True)
-    handles = [mod.register_forward_hook(hook(w)) for mod, w in targets]
-    workers = max(1, min(threads.budget(), len(batches)))
-    try:
-        # each batch on one intra-op thread (its sums do not depend on the thread count), batches side by side
-        with threads.torch_threads(1), torch.enable_grad(), ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(one, range(len(batches))))
-    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise CalibrationUnavailable(f"the model's backward pass failed: {_first_line(exc)}") from None
-    finally:
-        for h in handles:
-            h.remove()
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    def run(self) -> list[_Sums]:
+        """Every batch's sums, in batch order: only the targets' weights taking gradients (every ``requires_grad``
+        flag restored after), each batch on one intra-op thread, the batches side by side on the thread budget."""
+        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        for weight in self.weights:
+            weight.requires_grad_(True)
+        handles = [mod.register_forward_hook(self._hook(w)) for mod, w in self.targets]
+        workers = max(1, min(threads.budget(), len(self.batches)))
+        try:
+            # each batch on one intra-op thread (its sums do not depend on the thread count), batches side by side
+            with threads.torch_threads(1), torch.enable_grad(), ThreadPoolExecutor(workers) as pool:
+                return list(pool.map(self._batch, range(len(self.batches))))
+        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise CalibrationUnavailable(f"the model's backward pass failed: {_first_line(exc)}") from None
+        finally:
+            for h in handles:
+                h.remove()
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+
+def _sensitivities(done: list[_Sums], targets: list[tuple[torch.nn.Linear, str]], c: float) -> dict[str, float]:
+    """The batches' sums added in batch order (the same float sums every run), then each layer's sensitivity."""
     x_sq: dict[str, float] = {}
     y_sq: dict[str, float] = {}
     g_sq: dict[str, float] = {}
-    for sums in done:  # in batch order: the same float sums every run
+    for sums in done:
         for acc, part in ((x_sq, sums.x), (y_sq, sums.y), (g_sq, sums.g)):
             for name, v in part.items():
                 acc[name] = acc.get(name, 0.0) + v
     units = sum(s.units for s in done)
-    c = 0.5 if causal else 1.0
     # a layer the forward ran through but whose output the objective never reads (a pooler beside mean pooling)
     # has no gradient: sensitivity 0; one the forward never reached is left out (the allocation then falls back)
     return {

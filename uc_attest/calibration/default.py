@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -136,54 +138,81 @@ def measure(
     causal = is_causal(config) and text is None
     size_torch()  # every core the process may use: the moments (and so the pack) are the same for the same budget
     model = load_model(model_dir, causal=causal, config=config)
-    if causal:  # one pass: the moments are gathered while the model samples its own text
-        dtype = sampling_dtype(model)
-        model = model.to(dtype)
-        hooks = MomentHooks(model, set(shapes), block)
-        try:
-            tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress or _none)
-        finally:
-            moments = hooks.close()
-        params: dict[str, object] = {
-            "sequences": int(tokens.shape[0]),
-            "length": int(tokens.shape[1]),
-            "temperature": str(TEMPERATURE),
-            "seed": SEED,
-            "start": "bos",
-            "sampler": "inverse-cdf",
-            "pass": "sampling",
-            "threads": budget(),
-            "dtype": str(dtype).removeprefix("torch."),
-            "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
-        }
-        if not moments:
-            raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-        sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH)
-        sensitivity = output_sensitivity(model, set(shapes), sample, causal=True)
-        n = min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))
-        params["sensitivity"] = f"fisher {n} sequences in batches of {SENSITIVITY_BATCH}, 1 thread each"
-        record = CalibrationRecord("self-sampled", params, tool(model))
-        return Measured(moments, record, time.perf_counter() - t0, sensitivity)
-    tok = load_tokenizer(model_dir)
-    if text is not None:
-        lines, method = text.lines, "text-file"
-        params = {"file": text.path.name, "sha256": text.sha256, "lines": len(lines), "max_length": MAX_LENGTH}
-    else:
-        lines, method = calibration_sentences(TEXTS), "python-docstrings"
-        params = {
-            "texts": len(lines),
-            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
-            "python": platform.python_version(),
-            "max_length": MAX_LENGTH,
-        }
-    params["threads"] = budget()
-    batches = text_batches(tok, lines, MAX_LENGTH)
-    moments = collect_moments(model, set(shapes), batches, block, progress or _none)
+    if causal:
+        return _measure_sampled(model, set(shapes), block, progress or _none, t0)
+    return _measure_text(model, load_tokenizer(model_dir), set(shapes), block, text, progress or _none, t0)
+
+
+def _measure_sampled(
+    model: Any, names: set[str], block: Callable[[int], int], progress: Progress, t0: float
+) -> Measured:
+    """A causal LM's calibration: the moments gathered while it samples its own text (one pass), then the output
+    sensitivity over the first sequences."""
+    dtype = sampling_dtype(model)
+    model = model.to(dtype)
+    hooks = MomentHooks(model, names, block)
+    try:
+        tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress)
+    finally:
+        moments = hooks.close()
+    params: dict[str, object] = {
+        "sequences": int(tokens.shape[0]),
+        "length": int(tokens.shape[1]),
+        "temperature": str(TEMPERATURE),
+        "seed": SEED,
+        "start": "bos",
+        "sampler": "inverse-cdf",
+        "pass": "sampling",
+        "threads": budget(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
+    }
     if not moments:
         raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-    sensitivity = output_sensitivity(model, set(shapes), batches[:SENSITIVITY_BATCHES], causal=False)
+    sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH)
+    sensitivity = output_sensitivity(model, names, sample, causal=True)
+    n = min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))
+    params["sensitivity"] = f"fisher {n} sequences in batches of {SENSITIVITY_BATCH}, 1 thread each"
+    record = CalibrationRecord("self-sampled", params, tool(model))
+    return Measured(moments, record, time.perf_counter() - t0, sensitivity)
+
+
+def _measure_text(
+    model: Any,
+    tok: Any,
+    names: set[str],
+    block: Callable[[int], int],
+    text: TextFile | None,
+    progress: Progress,
+    t0: float,
+) -> Measured:
+    """The calibration over text (the user's file, or else Python's docstrings): the moments, then the output
+    sensitivity over the first batches."""
+    lines, method, params = _texts(text)
+    params["threads"] = budget()
+    batches = text_batches(tok, lines, MAX_LENGTH)
+    moments = collect_moments(model, names, batches, block, progress)
+    if not moments:
+        raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
+    sensitivity = output_sensitivity(model, names, batches[:SENSITIVITY_BATCHES], causal=False)
     params["sensitivity"] = f"pooled-embedding projections, {SENSITIVITY_BATCHES} batches, 1 thread each"
     return Measured(moments, CalibrationRecord(method, params, tool(model)), time.perf_counter() - t0, sensitivity)
+
+
+def _texts(text: TextFile | None) -> tuple[list[str], str, dict[str, object]]:
+    """The calibration texts (``text``'s lines, or else ``TEXTS`` docstrings), the method's name and its record."""
+    params: dict[str, object]
+    if text is not None:
+        params = {"file": text.path.name, "sha256": text.sha256, "lines": len(text.lines), "max_length": MAX_LENGTH}
+        return text.lines, "text-file", params
+    lines = calibration_sentences(TEXTS)
+    params = {
+        "texts": len(lines),
+        "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+        "python": platform.python_version(),
+        "max_length": MAX_LENGTH,
+    }
+    return lines, "python-docstrings", params
 
 
 def _none(_d: int, _t: int) -> None:

@@ -294,13 +294,9 @@ def choose(
     for n, pts in curves.values():
         total_n += n
         used += stored_bits(n, pts[0][0], g)
-    level = dict.fromkeys(curves, 0)
     allowed = math.floor(budget * total_n)
-    if used > allowed and not strict:
-        for name, (_n, pts) in curves.items():  # no allocation: every tensor at its base width
-            for bits, _d in pts:
-                if bits != scheme.bits_for(name):
-                    store.discard(name, bits)
+    if used > allowed and not strict:  # no allocation: every tensor at its base width
+        _keep_only(store, curves, {name: scheme.bits_for(name) for name in curves})
         return scheme
     if used > allowed:
         store.close()
@@ -310,6 +306,15 @@ def choose(
             budget=budget,
             bpw=used / total_n,
         )
+    chosen, used = _greedy(curves, g, used, allowed)
+    _keep_only(store, curves, chosen)
+    return _with_widths(scheme, chosen, budget, used / total_n, method)
+
+
+def _greedy(curves: Curves, g: int, used: int, allowed: int) -> tuple[dict[str, int], int]:
+    """From the lowest widths (``used`` bits), one width up at a time for the tensor of the highest damage saved
+    per stored bit that still fits ``allowed`` (ties: the first name): each tensor's width, and the bits used."""
+    level = dict.fromkeys(curves, 0)
     while True:
         best: tuple[Fraction, str, int] | None = None
         for name, (n, pts) in sorted(curves.items()):
@@ -324,16 +329,24 @@ def choose(
             break
         level[best[1]] += 1
         used += best[2]
-    chosen = {name: curves[name][1][i][0] for name, i in level.items()}
+    return {name: curves[name][1][i][0] for name, i in level.items()}, used
+
+
+def _keep_only(store: Candidates, curves: Curves, chosen: dict[str, int]) -> None:
+    """Drop from ``store`` every measured candidate but each tensor's ``chosen`` width."""
     for name, (_n, pts) in curves.items():
         for bits, _d in pts:
             if bits != chosen[name]:
                 store.discard(name, bits)
+
+
+def _with_widths(scheme: Scheme, chosen: dict[str, int], budget: float, bpw: float, method: str) -> Scheme:
+    """``scheme`` with the ``chosen`` widths as its bit overrides and the allocation's record."""
     changed = sorted((name, bits) for name, bits in chosen.items() if bits != scheme.bits_for(name))
     overrides = tuple((glob.escape(name), bits) for name, bits in changed) + scheme.bits_overrides
     counts = {k: list(chosen.values()).count(k) for k in sorted(set(chosen.values()))}
     record = (
-        ("bpw", f"{used / total_n:.4f}"),
+        ("bpw", f"{bpw:.4f}"),
         ("budget", f"{budget:.3f}"),
         ("method", method or METHOD),
         ("widths", ",".join(f"{k}:{v}" for k, v in counts.items())),

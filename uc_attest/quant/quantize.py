@@ -91,6 +91,28 @@ def _codes(y: torch.Tensor, s: torch.Tensor, z: torch.Tensor, qmax: int) -> torc
     return torch.clamp(torch.round(_div(y, s.unsqueeze(-1))) + z.unsqueeze(-1), 0, qmax)
 
 
+@dataclass
+class _Best:
+    """The best (scale, zero-point) of each group of one block [nb, g] so far, under the exact integer error."""
+
+    y: torch.Tensor
+    qmax: int
+    pow_e: float
+    err_scale: torch.Tensor
+    err: torch.Tensor
+    s16: torch.Tensor
+    z: torch.Tensor
+
+    def consider(self, s16: torch.Tensor, z: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Take the candidate where its error is strictly lower (and ``valid``): ties keep the earlier."""
+        s = s16.to(torch.float64) * self.pow_e
+        err = _objective(self.y, _codes(self.y, s, z, self.qmax), z, s, self.err_scale)
+        better = err < self.err if valid is None else (err < self.err) & valid
+        self.err = torch.where(better, err, self.err)
+        self.s16 = torch.where(better, s16, self.s16)
+        self.z = torch.where(better, z, self.z)
+
+
 def _search_block(
     y: torch.Tensor, qmax: int, exponent: int, clip_grid: tuple[float, ...], refit_rounds: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -101,60 +123,76 @@ def _search_block(
        exact integer normal equations, trying z in round(-c/s) + {0, -1, +1}.
     A candidate replaces the best only on a strictly lower integer error (ties keep the earlier).
     """
-    dev, g = y.device, y.shape[-1]
+    dev = y.device
     lo = torch.clamp(torch.amin(y, dim=-1), max=0.0)
     hi = torch.clamp(torch.amax(y, dim=-1), min=0.0)
     absmax = torch.maximum(-lo, hi)
     _, e_g = torch.frexp(absmax)
     e_g = e_g.to(torch.int64)
     err_scale = _pow2((ERR_BITS - e_g).clamp(-1022, 1023)).unsqueeze(-1)
-    qmax_t = torch.full_like(lo, float(qmax))
     pow_e, inv_pow = math.ldexp(1.0, exponent), math.ldexp(1.0, -exponent)
     zero_range = hi == lo
-    best_err = torch.full(lo.shape, torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
-    best_s16 = torch.ones(lo.shape, dtype=torch.float16, device=dev)
-    best_z = torch.zeros(lo.shape, dtype=torch.float64, device=dev)
+    best = _Best(
+        y,
+        qmax,
+        pow_e,
+        err_scale,
+        torch.full(lo.shape, torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev),
+        torch.ones(lo.shape, dtype=torch.float16, device=dev),
+        torch.zeros(lo.shape, dtype=torch.float64, device=dev),
+    )
+    _clip_search(best, lo, hi, clip_grid, zero_range, inv_pow)
+    if refit_rounds:
+        _refit_search(best, lo, e_g, zero_range, refit_rounds, inv_pow)
+    s = best.s16.to(torch.float64) * pow_e
+    return _codes(y, s, best.z, qmax).to(torch.uint8), best.s16, best.z.to(torch.uint8)
 
-    def consider(s16: torch.Tensor, z: torch.Tensor, valid: torch.Tensor | None = None) -> None:
-        nonlocal best_err, best_s16, best_z
-        s = s16.to(torch.float64) * pow_e
-        err = _objective(y, _codes(y, s, z, qmax), z, s, err_scale)
-        better = err < best_err if valid is None else (err < best_err) & valid
-        best_err = torch.where(better, err, best_err)
-        best_s16 = torch.where(better, s16, best_s16)
-        best_z = torch.where(better, z, best_z)
 
+def _clip_search(
+    best: _Best,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    clip_grid: tuple[float, ...],
+    zero_range: torch.Tensor,
+    inv_pow: float,
+) -> None:
+    """:func:`_search_block`'s step 1: each clipping of the group range ``[lo, hi]`` in ``clip_grid``."""
+    qmax_t = torch.full_like(lo, float(best.qmax))
     for p in clip_grid:
         lo_p, hi_p = lo * p, hi * p
         s16 = _store_scale(_div(hi_p - lo_p, qmax_t), inv_pow)
         s16 = torch.where(zero_range, torch.ones_like(s16), s16)
-        s = s16.to(torch.float64) * pow_e
-        consider(s16, torch.clamp(torch.round(_div(-lo_p, s)), 0, qmax))
-    if refit_rounds:
-        # Fixed point: y ~ w_fx * 2^(E_g - F) with F small enough that no int64 sum overflows.
-        f_bits = 61 - (qmax.bit_length()) - 2 * max(1, (g - 1).bit_length())
-        to_fx = _pow2((f_bits - e_g).clamp(-1022, 1023))
-        from_fx = _pow2((e_g - f_bits).clamp(-1022, 1023))
-        w_fx = torch.round(y * to_fx.unsqueeze(-1)).to(torch.int64)
-        s_w = _isum(w_fx)
-        n_t = torch.full_like(lo, float(g))
-        for _ in range(refit_rounds):
-            s = best_s16.to(torch.float64) * pow_e
-            qi = _codes(y, s, best_z, qmax).to(torch.int64)
-            s_q, s_qq, s_qw = _isum(qi), _isum(qi * qi), _isum(qi * w_fx)
-            num, den = g * s_qw - s_q * s_w, g * s_qq - s_q * s_q
-            valid = (den > 0) & ~zero_range
-            den_f = torch.where(valid, den, torch.ones_like(den)).to(torch.float64)
-            a = _div(num.to(torch.float64), den_f) * from_fx
-            valid = valid & (a > 0)
-            c = _div(s_w.to(torch.float64) * from_fx - a * s_q.to(torch.float64), n_t)
-            s16 = _store_scale(torch.where(valid, a, torch.ones_like(a)), inv_pow)
-            s_new = s16.to(torch.float64) * pow_e
-            z0 = torch.round(_div(-c, s_new))
-            for dz in (0.0, -1.0, 1.0):
-                consider(s16, torch.clamp(z0 + dz, 0, qmax), valid)
-    s = best_s16.to(torch.float64) * pow_e
-    return _codes(y, s, best_z, qmax).to(torch.uint8), best_s16, best_z.to(torch.uint8)
+        s = s16.to(torch.float64) * best.pow_e
+        best.consider(s16, torch.clamp(torch.round(_div(-lo_p, s)), 0, best.qmax))
+
+
+def _refit_search(
+    best: _Best, lo: torch.Tensor, e_g: torch.Tensor, zero_range: torch.Tensor, rounds: int, inv_pow: float
+) -> None:
+    """:func:`_search_block`'s step 2: ``rounds`` least-squares refits of (scale, offset) to the best codes."""
+    y, qmax, pow_e, g = best.y, best.qmax, best.pow_e, best.y.shape[-1]
+    # Fixed point: y ~ w_fx * 2^(E_g - F) with F small enough that no int64 sum overflows.
+    f_bits = 61 - (qmax.bit_length()) - 2 * max(1, (g - 1).bit_length())
+    to_fx = _pow2((f_bits - e_g).clamp(-1022, 1023))
+    from_fx = _pow2((e_g - f_bits).clamp(-1022, 1023))
+    w_fx = torch.round(y * to_fx.unsqueeze(-1)).to(torch.int64)
+    s_w = _isum(w_fx)
+    n_t = torch.full_like(lo, float(g))
+    for _ in range(rounds):
+        s = best.s16.to(torch.float64) * pow_e
+        qi = _codes(y, s, best.z, qmax).to(torch.int64)
+        s_q, s_qq, s_qw = _isum(qi), _isum(qi * qi), _isum(qi * w_fx)
+        num, den = g * s_qw - s_q * s_w, g * s_qq - s_q * s_q
+        valid = (den > 0) & ~zero_range
+        den_f = torch.where(valid, den, torch.ones_like(den)).to(torch.float64)
+        a = _div(num.to(torch.float64), den_f) * from_fx
+        valid = valid & (a > 0)
+        c = _div(s_w.to(torch.float64) * from_fx - a * s_q.to(torch.float64), n_t)
+        s16 = _store_scale(torch.where(valid, a, torch.ones_like(a)), inv_pow)
+        s_new = s16.to(torch.float64) * pow_e
+        z0 = torch.round(_div(-c, s_new))
+        for dz in (0.0, -1.0, 1.0):
+            best.consider(s16, torch.clamp(z0 + dz, 0, qmax), valid)
 
 
 def reconstruction(name: str, q: QuantizedTensor, group_size: int, like: torch.Tensor) -> torch.Tensor:
