@@ -1,0 +1,83 @@
+"""What verify and the verified loader refuse, as a user meets it: a key pin accepts that key only (never a
+certificate), an extra FIFO beside OMS-signed files is named, a loader without a trust anchor is a usage error, and
+public-good trust offline is the shipped trusted root (no TUF), denying what it did not sign."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import uc_attest as uc
+from tests.conftest import RELEASE, assert_clean_error
+from tests.e2e.test_cli import cli
+
+
+def test_a_key_pin_refuses_a_certificate_signed_model(world: dict[str, Any], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pub = tmp_path / "vendor.pub"
+    pub.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    oms = world["root"] / "pack.model.sig"  # signed by attest with a (dev) Sigstore certificate
+    r = cli("verify", world["pack"], "--oms-signature", oms, "--key", pub)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "certificate" in r.stderr and "Traceback" not in r.stderr
+    src = tmp_path / "src"
+    shutil.copytree(world["pack"], src)
+    shutil.copy(oms, src / "model.sig")
+    r = cli("pack", src, "-o", tmp_path / "p", "--no-calibration", "--source-signature", src / "model.sig",
+            "--source-key", pub)  # fmt: skip
+    assert r.returncode == 1 and not (tmp_path / "p").exists(), r.stderr
+
+
+def test_a_fifo_in_an_oms_signed_model_is_named_not_skipped(world: dict[str, Any], tmp_path: Path) -> None:
+    """Low finding: an extra FIFO beside the signed files was silently left out of the directory scan."""
+    model = tmp_path / "model"
+    shutil.copytree(world["pack"], model)
+    oms = world["root"] / "pack.model.sig"
+    os.mkfifo(model / "extra.bin")
+    r = cli("verify", model, "--oms-signature", oms, "--identity", RELEASE, "--instance", world["inst"].dir)
+    assert_clean_error(r, 3, "extra.bin", "FIFO")
+
+
+def test_load_verified_refuses_without_a_trust_anchor(world: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(uc.UsageError, match="trust anchor"):
+        uc.load_verified(world["pack"])
+    # a separately kept (validated) manifest is an anchor; so is a bundle with identity and issuer
+    kept = tmp_path / "validated-manifest.json"
+    kept.write_bytes((world["pack"] / uc.MANIFEST_NAME).read_bytes())
+    assert len(uc.load_verified(world["pack"], uc.Anchor.kept_manifest(kept))) == 9
+    state = uc.load_verified(
+        world["pack"],
+        uc.Anchor.signed_by(RELEASE, bundle=world["bundle"], trust=uc.TrustRoot.instance(world["inst"].dir)),
+    )
+    assert len(state) == 9
+    with pytest.raises(uc.UsageError, match=r"only under a trust anchor: Anchor\.pack_itself\(\)"):
+        uc.load_verified(world["pack"], uc.Anchor.pack_itself())  # type: ignore[arg-type]  # vouches for nothing
+
+
+def test_public_good_offline_uses_the_shipped_trusted_root(world: dict[str, Any]) -> None:
+    r = cli(
+        "verify",
+        world["pack"],
+        "--bundle",
+        world["bundle"],
+        "--trust-config",
+        "public-good",
+        "--offline",
+        "--identity",
+        RELEASE,
+        "--issuer",
+        "https://token.actions.githubusercontent.com",
+        "--json",
+    )
+    assert r.returncode == 1, r.stderr  # verified offline against public-good: not signed by it -> denied
+    assert "TUF" not in r.stderr + r.stdout
+    first = json.loads(r.stdout)["checks"][0]  # a v2 bundle: its TSA is not public-good's, so no verified time
+    assert first["rule"] in ("release.signer", "release.timestamps") and not first["ok"], first
