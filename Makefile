@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch 2.13.0 lies on this kind of machine's disk; pinning it keeps pip from a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e '.[torch,dev,bench]'
 	touch $@
 
 install: $(STAMP)

@@ -22,7 +22,7 @@ import torch
 from statement_size import INFO
 
 import uc_attest as uc
-from uc_attest.claims.slsa import INLINE_LIMIT, build_statement
+from uc_attest.claims.slsa import INLINE_LIMIT, ManifestInline, build_statement
 from uc_attest.core.digest import Digest
 from uc_attest.manifest import Manifest, TensorEntry
 from uc_attest.quant import DEFAULT_SCHEME
@@ -94,7 +94,7 @@ def main() -> int:
         m, weights, largest = manifest(spec)
         mbytes = m.to_json()
         sizes = {k: len(json.dumps(build_statement(m, mbytes, INFO, k), separators=(",", ":")).encode())
-                 for k in ("always", "never")}  # fmt: skip
+                 for k in (ManifestInline.ALWAYS, ManifestInline.NEVER)}  # fmt: skip
         gb = weights * 2 / 1e9
         print(
             f"{spec[0]:<16} {len(m.tensors):>7} {weights / 1e9:>7.1f}B {gb:>8.0f} {len(mbytes) / 1e3:>8.0f}KB "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uc_attest.claims.slsa import INLINE_LIMIT, BuildInfo, build_statement
+from uc_attest.claims.slsa import INLINE_LIMIT, BuildInfo, ManifestInline, build_statement
 from uc_attest.core.digest import Digest
 from uc_attest.manifest import Manifest, TensorEntry
 from uc_attest.pack import MANIFEST_NAME, load_manifest
@@ -64,7 +64,7 @@ def seventy_b_manifest() -> Manifest:
 
 def report(label: str, m: Manifest, mbytes: bytes) -> None:
     sizes = {}
-    for inline in ("always", "never"):
+    for inline in (ManifestInline.ALWAYS, ManifestInline.NEVER):
         stmt = build_statement(m, mbytes, INFO, inline)
         sizes[inline] = len(json.dumps(stmt, separators=(",", ":")).encode())
     auto = "inline" if len(mbytes) <= INLINE_LIMIT else "by digest"

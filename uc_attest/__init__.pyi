@@ -15,7 +15,9 @@ from .audit.report import render_report_html as render_report_html
 from .audit.report import write_report_html as write_report_html
 from .calibration.api import calibrate as calibrate
 from .calibration.api import read_calibration_text as read_calibration_text
+from .claims.slsa import ManifestInline as ManifestInline
 from .claims.validation import Runtime as Runtime
+from .core.device import Device as Device
 from .core.threads import set_thread_budget as set_thread_budget
 from .errors import *
 from .evidence.conformance import BundleVerified as BundleVerified
@@ -59,11 +61,11 @@ from .policy.rules import Check as Check
 from .quant.records import QuantRecord as QuantRecord
 from .quant.scheme import DEFAULT_SCHEME as DEFAULT_SCHEME
 from .quant.scheme import Scheme as Scheme
-from .runtime.kernels import Mode as Mode
-from .runtime.kernels import serving_runtime as serving_runtime
 from .runtime.loader import load_verified as load_verified
 from .runtime.model import LoadReport as LoadReport
 from .runtime.model import load_model as load_model
+from .runtime.modes import Mode as Mode
+from .runtime.modes import serving_runtime as serving_runtime
 from .runtime.serve import RunResult as RunResult
 from .runtime.serve import Serving as Serving
 from .runtime.serve import embed as embed
@@ -83,8 +85,10 @@ from .verify.anchor import Anchor as Anchor
 from .verify.anchor import AnyAnchor as AnyAnchor
 from .verify.anchor import KeptManifest as KeptManifest
 from .verify.anchor import OmsAnchor as OmsAnchor
+from .verify.anchor import PackAnchor as PackAnchor
 from .verify.anchor import PackItself as PackItself
 from .verify.anchor import PolicyAnchor as PolicyAnchor
+from .verify.anchor import ServingAnchor as ServingAnchor
 from .verify.anchor import SignedBy as SignedBy
 from .verify.api import Rebuild as Rebuild
 from .verify.api import TensorCheck as TensorCheck

@@ -4,13 +4,25 @@ An OpenSSF Model Signing signature (:class:`OmsSignature`) is verified by exactl
 carries what it needs: :class:`SigstoreIdentity` (a signer under a trust root), :class:`PublicKey`, or
 :class:`CaChain` (a private PKI's CA certificates, optionally with the expected :class:`CaSigner`). A method
 that needs no trust root cannot be given one, and a trust root is exactly one of :class:`TrustFile` or
-:class:`TrustInstance`. Plain values: nothing here reads a file (the stages that verify do).
+:class:`TrustInstance`; a signer without an issuer is built only under an instance (whose own issuer is the
+default). Plain values: nothing here reads a file (the stages that verify do).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import UsageError
+
+NO_ISSUER = "a sigstore signer needs an identity and an issuer (only an instance's trust root has a default issuer)"
+
+
+def require_signer(identity: str, issuer: str | None, has_default_issuer: bool) -> None:
+    """The one signer rule, applied as a signer value is built (here and ``verify.anchor.SignedBy``): an identity,
+    and an issuer unless the trust root has a default one (an embedded instance's)."""
+    if not identity or not (issuer or has_default_issuer):
+        raise UsageError(NO_ISSUER)
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,9 @@ class SigstoreIdentity:
     identity: str
     issuer: str | None
     trust: TrustChoice
+
+    def __post_init__(self) -> None:
+        require_signer(self.identity, self.issuer, isinstance(self.trust, TrustInstance))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ exit code the CLI uses for it (``cli/exits.py`` maps them, and anything else, in
 * 1 - verification failed or denied (:class:`VerificationFailed`, :class:`LogMisbehaved`, ...)
 * 2 - usage (:class:`UsageError`)
 * 3 - invalid input: malformed file, unsupported model, invalid policy (:class:`InvalidInput`)
-* 4 - operational: I/O, network, instance down, log unreachable (:class:`OperationalError`)
+* 4 - operational: I/O, network, instance down, log unreachable, an extra not installed (:class:`OperationalError`,
+  :class:`MissingExtra`)
 * 70 - internal error: an exception that is not one of these (a bug; see :data:`EXIT_INTERNAL`)
 
 A message speaks the library's terms: the parameters it names are the Python keywords a caller passes
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE, EXIT_INVALID, EXIT_OPERATIONAL = 0, 1, 2, 3, 4
 #: A crash (an exception that is not a UcAttestError): never 0 or 1. 70 is sysexits' EX_SOFTWARE.
@@ -124,6 +125,29 @@ class OperationalError(UcAttestError):
 
 class LogUnreachable(OperationalError):
     """A transparency log did not answer usefully *for now*: refused, timeout, HTTP 5xx or 429 (after retries)."""
+
+
+class MissingExtra(OperationalError):
+    """What was asked needs a module that ``pip install uc-attest`` does not install (PyTorch: packing,
+    calibration, a rebuild, serving); the message names the extra that brings it. Exit 4: the environment,
+    not the inputs. ``what``: the thing asked, as the caller names it (the CLI: its command)."""
+
+    #: The top-level module -> (its name in the message, the extra of uc-attest that installs it).
+    EXTRAS: ClassVar[dict[str, tuple[str, str]]] = {"torch": ("PyTorch", "torch")}
+
+    def __init__(self, what: str, module: str) -> None:
+        label, extra = self.EXTRAS[module]
+        super().__init__(f"{what} needs {label}: pip install 'uc-attest[{extra}]'", module=module, extra=extra)
+
+    @classmethod
+    def of(cls, exc: BaseException, what: str) -> MissingExtra | None:
+        """The error ``exc`` means when it is the import of a module an extra brings that is not installed
+        (``No module named 'torch'``), else None: the one test of it, wherever the import happened."""
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            module = exc.name.partition(".")[0]
+            if module in cls.EXTRAS:
+                return cls(what, module)
+        return None
 
 
 class FindingKind(Enum):
@@ -246,6 +270,7 @@ __all__ = [
     "MalformedPack",
     "MalformedSafetensors",
     "MerkleError",
+    "MissingExtra",
     "NoteError",
     "OperationalError",
     "ProofError",

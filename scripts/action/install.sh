@@ -10,4 +10,4 @@ fi
 python3 -m venv "${UC_ATTEST_VENV}"
 "${UC_ATTEST_VENV}/bin/python" -m pip install -q --upgrade pip
 "${UC_ATTEST_VENV}/bin/python" -m pip install -q "torch==2.13.0" ${TORCH_PIP_ARGS:-}
-"${UC_ATTEST_VENV}/bin/python" -m pip install -q "${GITHUB_ACTION_PATH}"
+"${UC_ATTEST_VENV}/bin/python" -m pip install -q "${GITHUB_ACTION_PATH}[torch]"

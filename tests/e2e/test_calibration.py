@@ -1,4 +1,5 @@
-"""End to end: `uc-attest calibrate` on a real model, `pack --calibration`, verify and rebuild (subprocesses)."""
+"""End to end: `uc-attest calibrate` on a real model, `pack --calibration`, verify and rebuild (subprocesses);
+calibration text that is no regular file (a FIFO, a device) is refused, never waited on or read without end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_clean_error, make_model
 from tests.unit.test_ldlq import _cal_model
 
 
@@ -59,3 +61,13 @@ def test_calibrate_pack_verify_rebuild_minilm(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n\n")
     r = cli("calibrate", src, "--text", tmp_path / "empty.txt", "-o", tmp_path / "x.safetensors")
     assert r.returncode == 3 and "empty" in r.stderr and not (tmp_path / "x.safetensors").exists()
+
+
+def test_calibration_text_from_a_fifo_or_device_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    src = make_model(tmp_path / "src")
+    for path in (fifo, Path("/dev/zero")):
+        r = cli("pack", src, "-o", tmp_path / "p", "--calibration-text", path)
+        assert_clean_error(r, 3, "regular file")
+    assert not (tmp_path / "p").exists()

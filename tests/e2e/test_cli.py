@@ -1,4 +1,6 @@
-"""The CLI as users run it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+"""The CLI as users run it: real subprocesses, exit codes, one-line errors, no tracebacks. Untrusted text
+(identities, paths) is data, printed literally, never markup; a foreign exception is an internal error, not a
+denial."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.conftest import make_model, shared_path
+import uc_attest as uc
+from tests.conftest import flat, make_model, shared_path
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -181,3 +186,55 @@ def test_verify_oms_refuses_the_flags_it_would_ignore(tmp_path: Path, flags: lis
     args = ["verify", str(tmp_path), "--oms-signature", str(tmp_path / "s.sig"), "--key", str(key), *flags]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and named in r.output, r.output
+
+
+# -- untrusted text is data, never markup ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("identity", ["[/x]", "[bold red]eve[/]"])
+def test_identity_with_markup_is_denied_and_shown_literally(world: dict[str, Any], identity: str) -> None:
+    r = cli(
+        "verify", world["pack"], "--bundle", world["bundle"], "--instance", world["inst"].dir, "--identity", identity
+    )
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "MarkupError" not in r.stderr
+    assert "DENIED" in r.stderr and flat(identity) in flat(r.stderr), r.stderr
+
+
+def test_path_with_markup_is_shown_literally(tmp_path: Path) -> None:
+    r = cli("verify", tmp_path / "nope[bold]", "--integrity-only")
+    assert r.returncode == 3 and "nope[bold]" in r.stderr, r.stderr
+
+
+def test_install_hint_keeps_its_brackets(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uc_attest.cli import app
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if transformers were not installed
+    text = tmp_path / "cal.txt"
+    text.write_text("one sample\n")
+    r = CliRunner().invoke(
+        app, ["calibrate", str(world["root"] / "src"), "--text", str(text), "-o", str(tmp_path / "cal.safetensors")]
+    )
+    assert r.exit_code == 2, r.output
+    assert "uc-attest[bench]" in r.output
+
+
+# -- one error mapper with a catch-all ------------------------------------------------------------------------
+
+
+def test_a_foreign_exception_is_an_internal_error_not_a_denial(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uc_attest.cli import app
+    from uc_attest.manifest import Manifest
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise KeyError("spec")
+
+    monkeypatch.setattr(Manifest, "from_json", boom)
+    r = CliRunner().invoke(app, ["verify", str(world["pack"]), "--integrity-only"])
+    assert r.exit_code not in (0, 1) and r.exit_code == uc.EXIT_INTERNAL, (r.exit_code, r.output)
+    assert "internal error" in r.output and "please report" in r.output and "KeyError" in r.output
+    assert "Traceback" not in r.output

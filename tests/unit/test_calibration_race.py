@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import uc_attest as uc
 from uc_attest.calibration import corpus
 from uc_attest.calibration.file import Calibration
 from uc_attest.errors import InvalidInput
@@ -177,3 +178,13 @@ def test_a_calibration_moments_path_that_is_no_regular_file_is_refused(tmp_path:
         path.symlink_to(kind)
     got = within_deadline(lambda: Calibration(path, DEFAULT_SCHEME), unblock=path if kind == "fifo" else None)
     assert isinstance(got, InvalidInput) and "regular file" in got.message and str(path) in got.message, got
+
+
+def test_an_oversized_calibration_text_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from uc_attest.calibration.corpus import MAX_TEXT_BYTES, read_text_file
+
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as fh:  # sparse: no disk used
+        fh.truncate(MAX_TEXT_BYTES + 1)
+    with pytest.raises(uc.InvalidInput, match="larger than"):
+        read_text_file(big)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import mmap
 import os
 import struct
@@ -690,3 +691,18 @@ def test_an_unreadable_runtime_is_said_not_dropped() -> None:
     doc["predicate"]["runtime"] = {"kind": "uc-attest", "mode": 5}
     claim = parse_validation(_statement(doc))
     assert claim.runtime is None and claim.runtime_error and "runtime.mode" in claim.runtime_error
+
+
+def test_a_signed_non_finite_metric_is_missing_to_every_threshold() -> None:
+    """Statements signed before the fix (or by another tool) may carry NaN: the claim leaves it out, so a
+    threshold on that metric finds it missing and the rule denies."""
+    import datetime as dt
+
+    from uc_attest.claims.statement import Statement
+    from uc_attest.claims.validation import ValidationReport, build_validation_statement, parse_validation
+    from uc_attest.core.digest import Digest
+
+    report = ValidationReport("holdout", {"gap": math.nan, "acc": 0.9, "loss": math.inf}, b"{}", "m.json")
+    stmt = build_validation_statement(Digest("ab" * 32), report, dt.datetime.now(dt.UTC))
+    claim = parse_validation(Statement.parse(json.dumps(stmt).encode()))
+    assert claim.metrics == {"acc": 0.9}

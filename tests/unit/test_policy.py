@@ -1,13 +1,17 @@
-"""Policy files: strict model, errors naming file, line and field; shipped policies are valid."""
+"""Policy files: strict model, errors naming file, line and field; shipped policies are valid. A key given twice,
+nesting too deep and a threshold that is not a finite number are invalid input, and NaN passes no threshold."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 import uc_attest as uc
+from tests.conftest import assert_clean_error
+from tests.e2e.test_cli import cli
 from uc_attest.policy.model import read_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,3 +88,33 @@ def test_cli_policy_check_and_schema(tmp_path: Path) -> None:
     assert_clean_error(cli("policy", "check", _write(tmp_path, GOOD + "extra: 1\n")), 3, "unknown key")
     r = cli("policy", "schema")
     assert r.returncode == 0 and json.loads(r.stdout)["title"] == "Policy"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_thresholds_are_refused_at_policy_load(tmp_path: Path, value: str) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("version: 1\nname: t\nsigners:\n  release:\n    - issuer: https://i\n      identity: a@b\n"
+                 f"validation:\n  thresholds:\n    gap:\n      max: {value}\n")  # fmt: skip
+    assert_clean_error(cli("policy", "check", p), 3, "thresholds.gap.max")
+
+
+def test_threshold_comparisons_fail_closed_on_nan() -> None:
+    from uc_attest.policy.model import Threshold
+
+    th = Threshold(max=0.02)
+    assert th.admits(0.01) and not th.admits(0.5)
+    assert not th.admits(math.nan) and not th.admits(math.inf) and not Threshold(min=0.0).admits(math.nan)
+
+
+def test_a_duplicate_policy_key_names_both_lines(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("version: 1\nname: t\nsigners:\n  release:\n    - issuer: https://good\n      identity: a@b\n"
+                 "      identity: '^.*$'\n")  # fmt: skip
+    r = cli("policy", "check", p)
+    assert_clean_error(r, 3, "'identity' given twice", "lines 6 and 7")
+
+
+def test_a_deeply_nested_policy_is_invalid_input(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    assert_clean_error(cli("policy", "check", p), 3, "nested")

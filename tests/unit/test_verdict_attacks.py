@@ -1514,6 +1514,7 @@ def test_a_validations_runtime_is_held_to_the_policys_runtime_requirement() -> N
     """validation.runtime: any admits every validation; named needs a readable runtime (an unreadable one is
     said, not taken as none); match needs the deployment's runtime and the same outputs."""
     from uc_attest.claims.validation import Runtime
+    from uc_attest.policy.model import RuntimeNeed
     from uc_attest.policy.rules import _runtime_problems
 
     fast = Runtime("uc-attest", "fast", "k1", "avx2", "1")
@@ -1523,17 +1524,19 @@ def test_a_validations_runtime_is_held_to_the_policys_runtime_requirement() -> N
     def claim(rt: Runtime | None, err: str | None = None) -> ValidationClaim:
         return ValidationClaim(_claim(root, {}).statement, root, "s", {}, None, rt, err)
 
-    assert _runtime_problems("any", claim(None, "bad"), None) == []
-    assert _runtime_problems("named", claim(None), fast) == ["names no runtime"]
+    assert _runtime_problems(RuntimeNeed.ANY, claim(None, "bad"), None) == []
+    assert _runtime_problems(RuntimeNeed.NAMED, claim(None), fast) == ["names no runtime"]
     unreadable = "its runtime is unreadable (kind 'x' unknown)"
-    assert _runtime_problems("named", claim(None, "kind 'x' unknown"), fast) == [unreadable]
-    assert _runtime_problems("named", claim(fast), None) == []
-    assert _runtime_problems("match", claim(fast), None) == [
+    assert _runtime_problems(RuntimeNeed.NAMED, claim(None, "kind 'x' unknown"), fast) == [unreadable]
+    assert _runtime_problems(RuntimeNeed.NAMED, claim(fast), None) == []
+    assert _runtime_problems(RuntimeNeed.MATCH, claim(fast), None) == [
         "the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"
     ]
-    assert _runtime_problems("match", claim(fast), Runtime("uc-attest", "fast", "k1", "avx512", "2")) == []
-    assert _runtime_problems("match", claim(fast), exact) == [f"measured on {fast.id}, deployed on {exact.id}"]
-    assert _runtime_problems("match", claim(None), fast) == ["names no runtime"]
+    assert _runtime_problems(RuntimeNeed.MATCH, claim(fast), Runtime("uc-attest", "fast", "k1", "avx512", "2")) == []
+    assert _runtime_problems(RuntimeNeed.MATCH, claim(fast), exact) == [
+        f"measured on {fast.id}, deployed on {exact.id}"
+    ]
+    assert _runtime_problems(RuntimeNeed.MATCH, claim(None), fast) == ["names no runtime"]
 
 
 def test_the_release_rules_of_no_policy_and_of_a_policy_run_every_rule_they_state(tmp_path: Path) -> None:

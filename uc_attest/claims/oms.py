@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import Finding, InvalidInput, MalformedBundle
 from .statement import STATEMENT_TYPE, Statement
@@ -32,8 +32,8 @@ OMS_PREDICATE_COMPAT = "https://model_signing/Digests/v0.1"  # deprecated: refus
 DEFAULT_IGNORES = (".git", ".gitattributes", ".github", ".gitignore")
 #: What uc-attest records as ignored (the defaults, and a ``model.sig`` kept inside a model directory).
 PACK_IGNORES = (*DEFAULT_IGNORES, "model.sig")
-HASHES = {"sha256": "sha256", "blake2b": "blake2b"}  # hashlib names; blake3 is not in the standard library
 _HEX = re.compile(r"[0-9a-f]+")
+_M = TypeVar("_M", bound=StrEnum)
 _SHARD = re.compile(r"^(.*):([0-9]+):([0-9]+)$")
 
 
@@ -44,18 +44,43 @@ class SerializationMethod(StrEnum):
     SHARDS = "shards"
 
 
+class HashType(StrEnum):
+    """The digest OMS names each resource by (``predicate.serialization.hash_type``)."""
+
+    SHA256 = "sha256"
+    BLAKE2B = "blake2b"
+    BLAKE3 = "blake3"  # an OMS algorithm, not in the standard library: read, never computed here
+
+
+#: hashlib's name of each hash type uc-attest computes.
+HASHES = {HashType.SHA256: "sha256", HashType.BLAKE2B: "blake2b"}
+
+
+def _member(kind: type[_M], value: Any) -> _M | None:
+    """The member of ``kind`` that the untrusted ``value`` names, or None (text only: never a number)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Serialization:
     method: SerializationMethod
-    hash_type: str
+    hash_type: HashType
     allow_symlinks: bool
     ignore_paths: tuple[str, ...] = ()
     shard_size: int | None = None
 
+    def __post_init__(self) -> None:  # the type given as its text ("sha256") is the member
+        object.__setattr__(self, "hash_type", HashType(self.hash_type))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method.value,
-            "hash_type": self.hash_type,
+            "hash_type": self.hash_type.value,
             "allow_symlinks": self.allow_symlinks,
         }
         if self.shard_size is not None:
@@ -65,7 +90,7 @@ class Serialization:
         return out
 
 
-FILES_SHA256 = Serialization(SerializationMethod.FILES, "sha256", False, PACK_IGNORES)
+FILES_SHA256 = Serialization(SerializationMethod.FILES, HashType.SHA256, False, PACK_IGNORES)
 
 
 @dataclass(frozen=True)
@@ -108,9 +133,10 @@ def _serialization(value: Any) -> Serialization:
     unknown = set(value) - {"method", "hash_type", "allow_symlinks", "ignore_paths", "shard_size"}
     _need(not unknown, f, f"unknown field {min(unknown)!r}" if unknown else "")
     method, hash_type, symlinks = value.get("method"), value.get("hash_type"), value.get("allow_symlinks")
-    _need(method in [m.value for m in SerializationMethod], f"{f}.method", f"{method!r} is not files or shards")
-    how = SerializationMethod(method)
-    _need(hash_type in ("sha256", "blake2b", "blake3"), f"{f}.hash_type", f"{hash_type!r} is not an OMS algorithm")
+    how, hashed = _member(SerializationMethod, method), _member(HashType, hash_type)
+    _need(how is not None, f"{f}.method", f"{method!r} is not files or shards")
+    _need(hashed is not None, f"{f}.hash_type", f"{hash_type!r} is not an OMS algorithm")
+    assert how is not None and hashed is not None
     _need(isinstance(symlinks, bool), f"{f}.allow_symlinks", "must be true or false")
     shard = value.get("shard_size")
     if how is SerializationMethod.SHARDS:
@@ -131,7 +157,7 @@ def _serialization(value: Any) -> Serialization:
         check_name(p, "ignore path")
         if any(c in p for c in "*?["):
             raise InvalidInput(f"ignore path {p!r} has glob characters (OMS 6.2.1)")
-    return Serialization(how, str(hash_type), bool(symlinks), tuple(ignores), shard)
+    return Serialization(how, hashed, bool(symlinks), tuple(ignores), shard)
 
 
 def parse_oms(statement: Statement) -> OmsClaim:
@@ -160,7 +186,9 @@ def parse_oms(statement: Statement) -> OmsClaim:
         _need(isinstance(r, dict), f, "must be an object")
         name, alg, digest = r.get("name"), r.get("algorithm"), r.get("digest")
         _need(isinstance(name, str) and bool(name), f"{f}.name", "must be a non-empty string")
-        _need(alg == ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type")
+        _need(
+            _member(HashType, alg) is ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type"
+        )
         _need(
             isinstance(digest, str) and bool(_HEX.fullmatch(digest)) and len(digest) % 2 == 0,
             f"{f}.digest",
@@ -200,7 +228,9 @@ def build_oms(
         "subject": [{"name": model_name, "digest": {"sha256": root}}],
         "predicateType": OMS_PREDICATE,
         "predicate": {
-            "resources": [{"name": n, "algorithm": serialization.hash_type, "digest": resources[n]} for n in names],
+            "resources": [
+                {"name": n, "algorithm": serialization.hash_type.value, "digest": resources[n]} for n in names
+            ],
             "serialization": serialization.to_dict(),
         },
     }

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import platform
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from ..core.digest import Digest, canonical_json
@@ -33,6 +34,18 @@ ROOT_ALG = "sha256"  # see module docstring: the subject *name* says it is a Mer
 MANIFEST_BYPRODUCT = "uc-manifest.json"
 #: Inline the manifest only below this size: public Rekor rejects requests over ~100 KB.
 INLINE_LIMIT = 60_000
+
+
+class ManifestInline(StrEnum):
+    """Whether the manifest travels inside the signed payload: below ``INLINE_LIMIT`` (``auto``), always, never."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+    def inlines(self, size: int) -> bool:
+        """Whether a manifest of ``size`` bytes goes inside the payload."""
+        return self is ManifestInline.ALWAYS or (self is ManifestInline.AUTO and size <= INLINE_LIMIT)
 
 
 def source_tree_digest(source_files: dict[str, str]) -> str:
@@ -52,8 +65,10 @@ class BuildInfo:
     invocation_id: str = ""
 
 
-def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, inline: str = "auto") -> dict[str, Any]:
-    """The statement for a pack; ``inline`` is ``auto``, ``always`` or ``never`` (manifest in payload)."""
+def build_statement(
+    manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, inline: ManifestInline = ManifestInline.AUTO
+) -> dict[str, Any]:
+    """The statement for a pack; ``inline``: whether the manifest goes in the payload."""
     subjects = [{"name": rel, "digest": {"sha256": d.hex}} for rel, d in sorted(manifest.files.items())]
     subjects.append({"name": MANIFEST_BYPRODUCT, "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()}})
     subjects.append({"name": RECONSTRUCTION_NAME, "digest": {ROOT_ALG: manifest.root.hex}})
@@ -62,7 +77,7 @@ def build_statement(manifest: Manifest, manifest_bytes: bytes, info: BuildInfo, 
         "mediaType": "application/json",
         "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()},
     }
-    if inline == "always" or (inline == "auto" and len(manifest_bytes) <= INLINE_LIMIT):
+    if inline.inlines(len(manifest_bytes)):
         byproduct["content"] = base64.b64encode(manifest_bytes).decode()
     source_files = {k: str(v) for k, v in manifest.source_files.items()}
 

@@ -155,38 +155,56 @@ def verify(
     """
     if not target.startswith("oci://") and plain_http:
         raise uc.UsageError("--plain-http goes with an oci:// reference")
-    pack_dir = Path(target)
     if isinstance(anchor, uc.OmsAnchor):
         given = {"--rebuild-from": rebuild_from is not None, "--runtime": runtime is not None,
-                 "--shard-digests": shard_digests, "--device": device != "auto", "--workers": workers is not None}  # fmt: skip
-        if any(given.values()):  # refused, never silently ignored (found by an outside review)
-            flags = "/".join(flag for flag, on in given.items() if on)
-            raise uc.UsageError(f"--oms-signature verifies a plain model directory: no {flags}")
-        v = uc.verify_oms_model(pack_dir, anchor, online=not offline)
-        render.show_verdict(v, as_json, signed=True, root=False)
-        if not v.ok:
-            raise typer.Exit(v.exit_code)
+                 "--shard-digests": shard_digests, "--device": uc.Device.parse(device) is not uc.Device.AUTO, "--workers": workers is not None}  # fmt: skip
+        _verify_oms(Path(target), anchor, given, offline, as_json)
         return
-    if isinstance(anchor, uc.KeptManifest) and rebuild_from is not None:
+    rebuild = None if rebuild_from is None else uc.Rebuild(rebuild_from, device)
+    v = _verify_pack(target, anchor, rebuild, workers, shard_digests, plain_http, offline, runtime)
+    render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
+    if not v.ok:
+        raise typer.Exit(v.exit_code)
+
+
+def _verify_oms(model_dir: Path, anchor: uc.OmsAnchor, given: dict[str, bool], offline: bool, as_json: bool) -> None:
+    """``verify --oms-signature``: a plain model directory (the pack flags ``given`` refused), its verdict shown."""
+    if any(given.values()):  # refused, never silently ignored (found by an outside review)
+        flags = "/".join(flag for flag, on in given.items() if on)
+        raise uc.UsageError(f"--oms-signature verifies a plain model directory: no {flags}")
+    v = uc.verify_oms_model(model_dir, anchor, online=not offline)
+    render.show_verdict(v, as_json, signed=True, root=False)
+    if not v.ok:
+        raise typer.Exit(v.exit_code)
+
+
+def _verify_pack(
+    target: str,
+    anchor: uc.Anchor,
+    rebuild: uc.Rebuild | None,
+    workers: int | None,
+    shard_digests: bool,
+    plain_http: bool,
+    offline: bool,
+    runtime: str | None,
+) -> uc.Verdict:
+    """``verify`` of a pack directory, or of an oci:// reference with the bundles found as its referrers."""
+    if isinstance(anchor, uc.KeptManifest) and rebuild is not None:
         raise uc.UsageError("--manifest is exclusive with --rebuild-from (the rebuild uses the pack's manifest)")
     with render.progress("verifying") as progress:
         if target.startswith("oci://"):
             named = isinstance(anchor, uc.PolicyAnchor | uc.SignedBy) and anchor.bundle is not None
-            if rebuild_from is not None or named or (isinstance(anchor, uc.PolicyAnchor) and anchor.validations):
+            if rebuild is not None or named or (isinstance(anchor, uc.PolicyAnchor) and anchor.validations):
                 raise uc.UsageError("an oci:// pack is verified with the bundles found as its referrers")
-            v = uc.verify_oci(target, anchor, plain_http=plain_http, online=not offline, runtime=_runtime(runtime))
-        else:
-            v = uc.verify(
-                pack_dir,
-                anchor,
-                rebuild=None if rebuild_from is None else uc.Rebuild(rebuild_from, device),
-                tensors=uc.TensorCheck(workers, progress, shard_digests),
-                online=not offline,
-                runtime=_runtime(runtime),
-            )
-    render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
-    if not v.ok:
-        raise typer.Exit(v.exit_code)
+            return uc.verify_oci(target, anchor, plain_http=plain_http, online=not offline, runtime=_runtime(runtime))
+        return uc.verify(
+            Path(target),
+            anchor,
+            rebuild=rebuild,
+            tensors=uc.TensorCheck(workers, progress, shard_digests),
+            online=not offline,
+            runtime=_runtime(runtime),
+        )
 
 
 @app.command()
@@ -273,7 +291,7 @@ def _anchor_of(
     manifest: Path | None,
     trust_config: Path | None,
     instance: Path | None,
-) -> uc.AnyAnchor:
+) -> uc.ServingAnchor:
     """The anchor the shared options name (PolicyOpt ... InstanceOpt), built once here; none is refused."""
     anchor = options.anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance)
     if anchor is None:
@@ -670,7 +688,7 @@ def reconstruct(
     pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the reconstructed model.")],
     *,
-    anchor: Annotated[uc.AnyAnchor, Group(options.anchor_options)],
+    anchor: Annotated[uc.PackAnchor, Group(options.anchor_options)],
     offline: OfflineOpt = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,

@@ -260,7 +260,7 @@ def anchor_flags(
     issuer: str | None,
     trust_config: Path | None,
     instance: Path | None,
-) -> uc.AnyAnchor | None:
+) -> uc.ServingAnchor | None:
     """The anchor the flags name (None: none); a contradictory or incomplete combination is refused here, at
     parse time, in the flags' words."""
     trust = None if trust_config is None and instance is None else _trust(trust_config, instance)
@@ -299,14 +299,14 @@ def anchor_options(
     trust_config: TrustOpt = None,
     instance: InstanceOpt = None,
     integrity_only: IntegrityOpt = False,
-) -> uc.AnyAnchor:
+) -> uc.PackAnchor:
     """The pack's trust anchor; none is a usage error (exit 2) unless --integrity-only says so explicitly."""
     return _or_integrity_only(
         anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance), integrity_only
     )
 
 
-def _or_integrity_only(anchor: uc.AnyAnchor | None, integrity_only: bool) -> uc.AnyAnchor:
+def _or_integrity_only(anchor: uc.ServingAnchor | None, integrity_only: bool) -> uc.PackAnchor:
     if integrity_only:
         if anchor is not None:
             raise uc.UsageError("--integrity-only goes without a trust anchor (--policy/--identity/--manifest)")
@@ -332,7 +332,7 @@ class AnchorFlags:
     trust_config: TrustOpt = None
     instance: InstanceOpt = None
 
-    def anchor(self) -> uc.AnyAnchor | None:
+    def anchor(self) -> uc.ServingAnchor | None:
         """The anchor they name (:func:`anchor_flags`)."""
         return anchor_flags(
             self.policy,

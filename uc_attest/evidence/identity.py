@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..anchors import require_signer
 from ..core.x509names import cert_identities
 from ..errors import UsageError
 
@@ -35,13 +36,12 @@ class SignerSpec:
 
 
 def signer_under(identity: str, issuer: str | None, trust: Trust) -> SignerSpec:
-    """The one signer rule: ``identity`` via ``issuer``, or via the trust root's default issuer (an embedded
-    instance's own; other deployments have none)."""
+    """The signer a value names: ``identity`` via ``issuer``, or via the trust root's default issuer (an embedded
+    instance's own). The values refuse any other combination as they are built (``anchors.require_signer``); the
+    rule is applied again here, failing closed, before an issuer reaches a verification policy."""
     iss = issuer or trust.default_issuer()
-    if not identity or not iss:
-        raise UsageError(
-            "a sigstore signer needs an identity and an issuer (only an instance's trust root has a default issuer)"
-        )
+    require_signer(identity, iss, has_default_issuer=False)
+    assert iss is not None
     return SignerSpec(iss, identity)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..claims.oms import OMS_PREDICATE, OmsClaim, SerializationMethod, diff, parse_oms, scan
+from ..claims.oms import OMS_PREDICATE, HashType, OmsClaim, SerializationMethod, diff, parse_oms, scan
 from ..claims.statement import Statement
 from ..core.digest import Digest
 from ..core.fsutil import inside
@@ -142,45 +142,65 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
     return payload, ptype, leaf
 
 
-def verify_oms(
-    model_dir: Path,
-    signature: Path,
-    *,
-    trust: Trust | None = None,
-    signers: Sequence[SignerLike] | None = None,
-    key: Path | None = None,
-    cert_chain: Path | None = None,
-) -> OmsVerified:
-    """Verify ``signature`` (an OMS bundle) and check ``model_dir`` against it. Sigstore method: ``trust`` and
-    ``signers``; key method: ``key``; certificate method: ``cert_chain`` (the trusted CA certificates) and
-    optionally ``signers`` matched against the leaf's identity and issuer DN. SignatureInvalid when the bundle
-    does not verify or is not OMS; InvalidInput (exit 3) for a malformed statement or an unsafe resource name."""
+def _bundle(signature: Path, *, logged: bool) -> tuple[bytes, dict[str, Any], str]:
+    """The OMS bundle's bytes and document; ``logged`` (the sigstore and key methods): a private PKI's bundle
+    (a certificate chain, no log, no timestamp) is refused, naming what verifies it."""
     raw, doc = read_bundle(Path(signature))
     where = str(signature)
     vm = doc.get("verificationMaterial") or {}
     private_pki = "x509CertificateChain" in vm and not vm.get("tlogEntries") and not vm.get("timestampVerificationData")
-    if private_pki or cert_chain is not None:
-        if cert_chain is None:
-            raise UnsupportedBundle(
-                "{path}: a certificate-method OMS signature (a private PKI, no log): give the CA certificates it "
-                "chains to ({0})",
-                option="cert_chain",
-                path=where,
-            )
-        if key is not None:
-            raise InvalidInput("a key and a certificate chain are exclusive")
-        return _verify_private_pki(model_dir, Path(signature), raw, doc, cert_chain, signers)
-    public_key = load_key(key) if key is not None else None
-    if public_key is None and (trust is None or signers is None):
-        raise InvalidInput("an OMS signature is verified with a key, or with a trust root and the expected signer")
-    from ..signing.trust import PUBLIC_GOOD
+    if logged and private_pki:
+        raise UnsupportedBundle(
+            "{path}: a certificate-method OMS signature (a private PKI, no log): give the CA certificates it "
+            "chains to ({0})",
+            option="cert_chain",
+            path=where,
+        )
+    return raw, doc, where
 
+
+def verify_oms_sigstore(model_dir: Path, signature: Path, trust: Trust, signers: Sequence[SignerLike]) -> OmsVerified:
+    """The sigstore method: ``signature`` (an OMS bundle) by one of ``signers`` under ``trust``, and ``model_dir``
+    checked against it. SignatureInvalid when the bundle does not verify or is not OMS; InvalidInput (exit 3) for
+    a malformed statement or an unsafe resource name (the same for each method)."""
+    raw, doc, _ = _bundle(signature, logged=True)
+    return _verified(model_dir, Path(signature), raw, doc, trust, signers, None)
+
+
+def verify_oms_key(model_dir: Path, signature: Path, key: Path) -> OmsVerified:
+    """The key method: ``signature`` by the public key in ``key`` (PEM; no log needed), ``model_dir`` checked."""
+    raw, doc, _ = _bundle(signature, logged=True)
+    public_key = load_key(key)
+    return _verified(model_dir, Path(signature), raw, doc, Trust.public_good(offline=True), None, public_key)
+
+
+def verify_oms_certificate(
+    model_dir: Path, signature: Path, cert_chain: Path, signers: Sequence[SignerLike] | None
+) -> OmsVerified:
+    """The certificate method: ``signature``'s certificate chains to the CA certificates in ``cert_chain``,
+    ``signers`` (optional) matched against the leaf's identity and issuer DN, ``model_dir`` checked."""
+    raw, doc, _ = _bundle(signature, logged=False)
+    return _verify_private_pki(model_dir, Path(signature), raw, doc, cert_chain, signers)
+
+
+def _verified(
+    model_dir: Path,
+    signature: Path,
+    raw: bytes,
+    doc: dict[str, Any],
+    trust: Trust,
+    signers: Sequence[SignerLike] | None,
+    public_key: Any,
+) -> OmsVerified:
+    """A logged OMS bundle verified (by ``public_key``, else by one of ``signers`` with a log entry) and
+    ``model_dir`` checked against its claim."""
+    where = str(signature)
     checked = check_bundle(
         raw,
         doc,
-        trust if trust is not None else Trust(PUBLIC_GOOD, offline=True),
+        trust,
         where=where,
-        signers=None if public_key is not None else signers,
+        signers=signers,
         key=public_key,
         require_tlog=public_key is None,
     )
@@ -295,7 +315,7 @@ def source_gate(
     )
 
     def check(read_digests: dict[str, Digest]) -> list[Finding]:
-        if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type == "sha256":
+        if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type is HashType.SHA256:
             return [
                 Finding(rel, "changed since its signature was verified", claim.resources[rel], d.hex)
                 for rel, d in sorted(read_digests.items())
@@ -378,7 +398,7 @@ def verify_kept_source_signature(
     problems: list[str] = []
     if claim.root != record.root.hex:
         problems.append(f"{record.file}: signs model root sha256:{claim.root}, the provenance records {record.root}")
-    if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type == "sha256":
+    if claim.serialization.method is SerializationMethod.FILES and claim.serialization.hash_type is HashType.SHA256:
         for rel, d in sorted(source_files.items()):
             if claim.resources.get(rel) != d.hex:
                 problems.append(f"{rel}: the source file the pack was made from is not the signed one")

@@ -16,12 +16,12 @@ from ..claims.validation import Runtime
 from ..errors import UsageError, VerificationFailed
 from ..pack.api import PACK_SCHEME, PackOptions, PackProgress, PackRequest
 from ..pack.api import run_pack as _run_pack
-from ..pack.writer import KeptSignature, PackResult
 from ..quant.scheme import Scheme
 from ..signing.attest import SignAs, ValidateResult
 from ..signing.trust import Trust
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the writer imports torch: validate_pack and verify_source run without it
+    from ..pack.writer import KeptSignature, PackResult
     from .oms import OmsVerified
 
 _DEFAULT_SIGNER = SignAs()  # an identity token from the environment, or the role's own dev identity
@@ -62,6 +62,7 @@ def _user_warning(message: str) -> None:
 
 def source_gate(request: PackRequest, read: list[str]) -> KeptSignature:
     """Verify the request's source OMS signature: what the pack keeps, records and checks again as it reads."""
+    from ..pack.writer import KeptSignature
     from .oms import source_gate as _gate
 
     signature = request.source_signature
@@ -78,19 +79,19 @@ def verify_source(model_dir: Path, signature: OmsSignature, *, offline: bool = F
     one dispatch on an OMS method (the pack's source gate and ``verify_oms_model``)."""
     from ..signing.trust import resolve_trust
     from .identity import SignerSpec, signer_under
-    from .oms import verify_oms
+    from .oms import verify_oms_certificate, verify_oms_key, verify_oms_sigstore
 
     method = signature.method
     if isinstance(method, CaChain):
         who = method.signer
         signers = None if who is None else [SignerSpec(who.issuer, who.identity)]
-        return verify_oms(model_dir, signature.file, signers=signers, cert_chain=method.path)
+        return verify_oms_certificate(model_dir, signature.file, method.path, signers)
     if isinstance(method, PublicKey):
-        return verify_oms(model_dir, signature.file, key=method.path)
+        return verify_oms_key(model_dir, signature.file, method.path)
     if isinstance(method, SigstoreIdentity):
         trust = resolve_trust(method.trust, offline=offline)
         signer = signer_under(method.identity, method.issuer, trust)
-        return verify_oms(model_dir, signature.file, trust=trust, signers=[signer])
+        return verify_oms_sigstore(model_dir, signature.file, trust, [signer])
     assert_never(method)
 
 

@@ -36,6 +36,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
@@ -346,13 +347,26 @@ def _message_content(ms: Any, where: str) -> Content:
 # -- keys -------------------------------------------------------------------------------------------------------
 
 
+class KeyFamily(StrEnum):
+    """How an algorithm of the registry signs: the key type and the signature scheme."""
+
+    ECDSA = "ecdsa"
+    RSA_PKCS1V15 = "rsa-pkcs1v15"
+    RSA_PSS = "rsa-pss"
+    ED25519 = "ed25519"  # pure: signs the bytes
+    ED25519PH = "ed25519ph"  # prehashed (SHA-512)
+
+
+_RSA = (KeyFamily.RSA_PKCS1V15, KeyFamily.RSA_PSS)
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """One algorithm of Sigstore's registry (architecture-docs ``algorithm-registry.md``; protobuf-specs
     ``PublicKeyDetails``): the key it takes and the digest it signs."""
 
     details: str  # the PublicKeyDetails name
-    family: str  # ecdsa, rsa-pkcs1v15, rsa-pss, ed25519, ed25519ph
+    family: KeyFamily
     size: int  # curve or modulus bits (Ed25519: 0)
     hash: str | None  # the digest it signs, a hashedrekord's messageDigest (pure Ed25519 signs the bytes: None)
 
@@ -364,15 +378,15 @@ class Algorithm:
 REGISTRY: dict[str, Algorithm] = {
     a.details: a
     for a in (
-        Algorithm("PKIX_ECDSA_P256_SHA_256", "ecdsa", 256, "sha256"),
-        Algorithm("PKIX_ECDSA_P384_SHA_384", "ecdsa", 384, "sha384"),
-        Algorithm("PKIX_ECDSA_P521_SHA_512", "ecdsa", 521, "sha512"),
-        Algorithm("PKIX_ECDSA_P384_SHA_256", "ecdsa", 384, "sha256"),
-        Algorithm("PKIX_ECDSA_P521_SHA_256", "ecdsa", 521, "sha256"),
-        *(Algorithm(f"PKIX_RSA_PKCS1V15_{n}_SHA256", "rsa-pkcs1v15", n, "sha256") for n in (2048, 3072, 4096)),
-        *(Algorithm(f"PKIX_RSA_PSS_{n}_SHA256", "rsa-pss", n, "sha256") for n in (2048, 3072, 4096)),
-        Algorithm("PKIX_ED25519", "ed25519", 0, None),
-        Algorithm("PKIX_ED25519_PH", "ed25519ph", 0, "sha512"),
+        Algorithm("PKIX_ECDSA_P256_SHA_256", KeyFamily.ECDSA, 256, "sha256"),
+        Algorithm("PKIX_ECDSA_P384_SHA_384", KeyFamily.ECDSA, 384, "sha384"),
+        Algorithm("PKIX_ECDSA_P521_SHA_512", KeyFamily.ECDSA, 521, "sha512"),
+        Algorithm("PKIX_ECDSA_P384_SHA_256", KeyFamily.ECDSA, 384, "sha256"),
+        Algorithm("PKIX_ECDSA_P521_SHA_256", KeyFamily.ECDSA, 521, "sha256"),
+        *(Algorithm(f"PKIX_RSA_PKCS1V15_{n}_SHA256", KeyFamily.RSA_PKCS1V15, n, "sha256") for n in (2048, 3072, 4096)),
+        *(Algorithm(f"PKIX_RSA_PSS_{n}_SHA256", KeyFamily.RSA_PSS, n, "sha256") for n in (2048, 3072, 4096)),
+        Algorithm("PKIX_ED25519", KeyFamily.ED25519, 0, None),
+        Algorithm("PKIX_ED25519_PH", KeyFamily.ED25519PH, 0, "sha512"),
     )
 }
 DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
@@ -400,9 +414,9 @@ def algorithms_of(key: Any, where: str, details: str | None = None) -> list[Algo
     ``details`` when a log entry names them. UnsupportedBundle for a key outside the registry (DSA, secp256k1,
     RSA-1024...) or a name outside it; CheckFailed (``bundle.tlog``) for a name that is not the key's."""
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
-        algs = [a for a in REGISTRY.values() if a.family == "ecdsa" and a.size == _CURVES[key.curve.name]]
+        algs = [a for a in REGISTRY.values() if a.family is KeyFamily.ECDSA and a.size == _CURVES[key.curve.name]]
     elif isinstance(key, rsa.RSAPublicKey) and key.key_size in (2048, 3072, 4096):
-        algs = [a for a in REGISTRY.values() if a.family.startswith("rsa-") and a.size == key.key_size]
+        algs = [a for a in REGISTRY.values() if a.family in _RSA and a.size == key.key_size]
     elif isinstance(key, ed25519.Ed25519PublicKey):
         algs = [REGISTRY["PKIX_ED25519"], REGISTRY["PKIX_ED25519_PH"]]
     else:
@@ -436,13 +450,13 @@ def _verify_sig(
     UnsupportedBundle for a key outside the registry; never another exception."""
     algs = algorithms_of(key, what, details)
     if details is None and digest is None:
-        algs = [a for a in algs if a.family != "ed25519ph"]
+        algs = [a for a in algs if a.family is not KeyFamily.ED25519PH]
     return any(_verify_with(a, key, sig, message, digest) for a in algs)
 
 
 def _verify_with(a: Algorithm, key: Any, sig: bytes, message: bytes | None, digest: tuple[str, bytes] | None) -> bool:
     try:
-        if a.family == "ed25519":
+        if a.family is KeyFamily.ED25519:
             if message is None:
                 return False
             key.verify(sig, message)
@@ -455,13 +469,13 @@ def _verify_with(a: Algorithm, key: Any, sig: bytes, message: bytes | None, dige
             data, prehashed = message, False
         else:
             return False
-        if a.family == "ed25519ph":
+        if a.family is KeyFamily.ED25519PH:
             return _ed25519ph_verify(key.public_bytes_raw(), sig, data if prehashed else hashlib.sha512(data).digest())
         assert a.hash is not None
         algo: Any = Prehashed(_hash(a.hash)) if prehashed else _hash(a.hash)
-        if a.family == "ecdsa":
+        if a.family is KeyFamily.ECDSA:
             key.verify(sig, data, ec.ECDSA(algo))
-        elif a.family == "rsa-pkcs1v15":
+        elif a.family is KeyFamily.RSA_PKCS1V15:
             key.verify(sig, data, padding.PKCS1v15(), algo)
         else:  # RSASSA-PSS, MGF1 with SHA-256, any salt length (Go signers use the longest, others the digest's)
             key.verify(sig, data, padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO), algo)

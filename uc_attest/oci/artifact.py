@@ -16,7 +16,7 @@ import os
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,25 @@ ROOT_ANNOTATION, SCHEME_ANNOTATION, ROLE_ANNOTATION = (
     "dev.uc-attest.scheme",
     "dev.uc-attest.role",
 )
-ROLES = ("release", "validation", "oms")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 #: The most a referrer's bundle may weigh (it is read into memory): Sigstore bundles are a few KiB.
 MAX_BUNDLE = 16 << 20
+
+
+class BundleRole(StrEnum):
+    """What a bundle beside a pack is: its referrer's ``dev.uc-attest.role`` annotation."""
+
+    RELEASE = "release"  # PACK.sigstore.json
+    VALIDATION = "validation"  # PACK.validation*.sigstore.json
+    OMS = "oms"  # PACK.model.sig
+
+    @classmethod
+    def named(cls, text: str | None) -> BundleRole | None:
+        """The role an annotation names; None for any other (a referrer not of ours: ignored)."""
+        try:
+            return None if text is None else cls(text)
+        except ValueError:
+            return None
 
 
 class Layout(Enum):
@@ -133,18 +148,18 @@ def build_pack(pack_dir: Path, layout: Layout = Layout.MODELPACK) -> BuiltPack:
     return BuiltPack(layout, tuple(files), config, canonical_json(body))
 
 
-def bundles_beside(pack_dir: Path) -> list[tuple[Path, str]]:
+def bundles_beside(pack_dir: Path) -> list[tuple[Path, BundleRole]]:
     """(bundle file, role) for the bundles kept beside a pack: PACK.sigstore.json, PACK.validation*.sigstore.json,
     PACK.model.sig."""
     out = []
     for p in sorted(pack_dir.parent.glob(pack_dir.name + ".*")):
         rest = p.name[len(pack_dir.name) :]
         if rest == ".sigstore.json":
-            out.append((p, "release"))
+            out.append((p, BundleRole.RELEASE))
         elif rest.startswith(".validation") and rest.endswith(".sigstore.json"):
-            out.append((p, "validation"))
+            out.append((p, BundleRole.VALIDATION))
         elif rest == ".model.sig":
-            out.append((p, "oms"))
+            out.append((p, BundleRole.OMS))
     return out
 
 
@@ -351,12 +366,12 @@ def pull_pack(ref: Reference, out: Path, *, plain_http: bool = False, force: boo
     return result
 
 
-def bundle_referrer(raw: bytes, what: str, subject: str) -> tuple[str, Descriptor] | None:
+def bundle_referrer(raw: bytes, what: str, subject: str) -> tuple[BundleRole, Descriptor] | None:
     """(role, bundle layer) of a referrer manifest; None when it does not refer to ``subject`` or has no role of
     ours (ignored); RegistryMisbehaved naming the field when it is malformed (not exactly one layer...)."""
     body = parse_manifest(raw, what)
-    role = body.annotations.get(ROLE_ANNOTATION)
-    if body.subject is None or body.subject.digest != subject or role not in ROLES:
+    role = BundleRole.named(body.annotations.get(ROLE_ANNOTATION))
+    if body.subject is None or body.subject.digest != subject or role is None:
         return None
     if len(body.layers) != 1:
         raise RegistryMisbehaved(f"{what}: layers: a bundle referrer has exactly one layer, not {len(body.layers)}")
@@ -380,11 +395,14 @@ def _referrer_bundles(reg: Registry, digest: str, out: Path) -> list[tuple[Path,
             continue  # an index entry whose manifest does not refer to this pack: ignored
         role, layer = parsed
         data = b"".join(reg.blob_chunks(layer, f"referrer {rdigest}"))
-        if role == "validation":
-            validations += 1
-            suffix = ".validation.sigstore.json" if validations == 1 else f".validation-{validations}.sigstore.json"
-        else:
-            suffix = {"release": ".sigstore.json", "oms": ".model.sig"}[role]
+        match role:
+            case BundleRole.VALIDATION:
+                validations += 1
+                suffix = ".validation.sigstore.json" if validations == 1 else f".validation-{validations}.sigstore.json"
+            case BundleRole.RELEASE:
+                suffix = ".sigstore.json"
+            case BundleRole.OMS:
+                suffix = ".model.sig"
         found.append((out.parent / (out.name + suffix), data))
     return found
 
@@ -407,7 +425,14 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
             ann = body.annotations
             entries = reg.referrers(digest)
             roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries if e.artifact_type == BUNDLE_TYPE)
-            status = "validated" if "validation" in roles else "released" if "release" in roles else "no release bundle"
+            known = {BundleRole.named(r) for r in roles}
+            status = (
+                "validated"
+                if BundleRole.VALIDATION in known
+                else "released"
+                if BundleRole.RELEASE in known
+                else "no release bundle"
+            )
             row |= {
                 "layout": layout.value,
                 "manifest_root": ann.get(ROOT_ANNOTATION),

@@ -207,6 +207,7 @@ def run_pack(
     r = request
     show = progress or _Quiet()
     from .world import World
+    from .writer import WriteOptions, write_pack  # torch: first, so that without it nothing is read or verified
 
     world = World.from_env()
     if world.distributed:  # started by torchrun: one rank of a distributed pack (same bytes)
@@ -235,8 +236,6 @@ def run_pack(
                 prepared = CandidateStore(scratch=r.out.absolute().parent)
                 scheme = _allocated(r, r.allocation, cal, prepared, _tensors(show, weights))
             show.stage("quantization")
-            from .writer import WriteOptions, write_pack
-
             options = WriteOptions(
                 force=r.force,
                 progress=_tensors(show, weights),

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..core.device import Device
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
@@ -51,18 +52,18 @@ def _no_progress(_name: str, _n: int) -> None:
     return None
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: Device | str) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a usage error."""
-    if device not in ("auto", "cpu", "cuda"):
+    asked = Device.parse(device)
+    if asked is None:
         raise UsageError("{0} must be auto, cpu or cuda, got {device!r}", option="device", device=device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    dev = asked.resolved(torch.cuda.is_available())
+    if dev is Device.CUDA:
         if not torch.cuda.is_available():
             raise UsageError("{0:=cuda} requested but no CUDA device is available", option="device")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    return torch.device(device)
+    return torch.device(dev.value)
 
 
 class _HashingWriter:

@@ -10,17 +10,50 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from ..core.device import Device
 from ..errors import InvalidInput
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _words(kind: type[_E]) -> BeforeValidator:
+    """A ``StrEnum`` field read from YAML: text naming one member (strict: never bytes or a number), else refused
+    as a ``Literal`` of its values is ("Input should be 'a', 'b' or 'c'")."""
+    values = [repr(m.value) for m in kind]
+    expected = values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+
+    def member(v: Any) -> _E:
+        if isinstance(v, kind):
+            return v
+        if isinstance(v, str):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+
+    return BeforeValidator(member)
+
+
+class RuntimeNeed(StrEnum):
+    """Policy ``validation.runtime``: what a validation must say about the runtime its metrics were measured with."""
+
+    ANY = "any"  # need not name one
+    NAMED = "named"  # must name one
+    MATCH = "match"  # must be the deployment's (the same uc-attest mode and kernel)
 
 
 class Signer(_Strict):
@@ -137,7 +170,7 @@ class Source(_Strict):
 
 class Rebuild(_Strict):
     required: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Annotated[Device, _words(Device)] = Device.AUTO
 
 
 class Threshold(_Strict):
@@ -171,8 +204,8 @@ class Validation(_Strict):
     require_online_log_check: bool | None = Field(
         None, description="A validation's log entry must be re-fetched and proven; unset: as release."
     )
-    runtime: Literal["any", "named", "match"] = Field(
-        "any",
+    runtime: Annotated[RuntimeNeed, _words(RuntimeNeed)] = Field(
+        RuntimeNeed.ANY,
         description="The runtime the metrics were measured with: any (need not be named), named (must be), match "
         "(must be the deployment's: the same uc-attest mode and kernel; load_model gives its own, gate and verify "
         "take --runtime MODE).",

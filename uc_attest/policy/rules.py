@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # types only: a check without a signer needs neither the clai
     from ..evidence.bundle import Evidence
     from ..pack.check import PackCheck
     from ..pack.facts import PackFacts
-    from .model import CalibrationPolicy, EvidenceRules, Policy, Release, Source, Validation
+    from .model import CalibrationPolicy, EvidenceRules, Policy, Release, RuntimeNeed, Source, Validation
 
 
 class Status(StrEnum):
@@ -677,13 +677,15 @@ def evidence_problems(ev: Evidence, online: OnlineLog | None, req: EvidenceRules
     return why
 
 
-def _runtime_problems(need: str, claim: ValidationClaim, deployed: Runtime | None) -> list[str]:
+def _runtime_problems(need: RuntimeNeed, claim: ValidationClaim, deployed: Runtime | None) -> list[str]:
     """What a validation lacks against policy ``validation.runtime`` (any, named, match)."""
-    if need == "any":
+    from .model import RuntimeNeed  # a policy is loaded: its model is imported
+
+    if need is RuntimeNeed.ANY:
         return []
     if claim.runtime is None:
         return [f"its runtime is unreadable ({claim.runtime_error})" if claim.runtime_error else "names no runtime"]
-    if need == "named":
+    if need is RuntimeNeed.NAMED:
         return []
     if deployed is None:
         return ["the deployment's runtime is not known (load_model gives its own; gate/verify --runtime MODE)"]

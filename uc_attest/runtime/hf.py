@@ -32,11 +32,12 @@ from ..manifest import digest_finding
 from ..pack.check import check_files
 from ..pack.layout import CONFIG_NAME, QUANT_METHOD
 from ..quant.scheme import Scheme
-from ..verify.anchor import NO_ANCHOR, Anchor, require_anchor
+from ..verify.anchor import NO_ANCHOR, ServingAnchor, serving_anchor
 from ..verify.api import Prepared, prepare
 from .build import hf_config, read_config, replace_module, resolve
-from .kernels import Mode, default_mode, effective_mode, layer_mode, runtime
+from .kernels import default_mode, effective_mode, layer_mode
 from .model import LoadReport, deep_findings
+from .modes import Mode, runtime
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 #: The trust anchor and load options: given to from_pretrained, never written into a saved config.
@@ -55,7 +56,7 @@ class UcAttestConfig(QuantizationConfigMixin):
         format: str = "uc-pack/2",
         scheme: dict[str, Any] | None = None,
         dtype: str | None = None,
-        anchor: Anchor | None = None,
+        anchor: ServingAnchor | None = None,
         online: bool = True,
         cache: bool = False,
         mode: Mode | str | None = None,
@@ -101,10 +102,9 @@ class UcAttestQuantizer(HfQuantizer):
         return qc
 
     def validate_environment(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            require_anchor(self.config.anchor)
-        except UsageError:
-            raise UsageError(NO_ANCHOR + " — pass quantization_config=UcAttestConfig(anchor=...)") from None
+        if self.config.anchor is None:
+            raise UsageError(NO_ANCHOR + " — pass quantization_config=UcAttestConfig(anchor=...)")
+        serving_anchor(self.config.anchor)
 
     def update_dtype(self, dtype: torch.dtype | None) -> torch.dtype:
         source = torch_dtype(self.config.dtype) if self.config.dtype else None
@@ -122,7 +122,7 @@ class UcAttestQuantizer(HfQuantizer):
         if not files:
             raise UsageError("from_pretrained found no checkpoint files for the uc-attest pack")
         qc = self.config
-        prep = prepare(Path(files[0]).parent, require_anchor(qc.anchor), online=qc.online)
+        prep = prepare(Path(files[0]).parent, serving_anchor(qc.anchor), online=qc.online)
         prep.refuse_early()
         self.prepared = prep
         _same_config(model, prep)

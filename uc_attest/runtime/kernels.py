@@ -15,73 +15,24 @@ A layer the fused kernel cannot take (rows that are not whole groups, or signs n
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import torch
 
-from ..claims.validation import Runtime
 from ..core import threads
 from ..errors import OperationalError, UsageError
 from ..quant.native_decode import DTYPE_CODES
+from .modes import KERNEL, Mode, available, isa  # noqa: F401 - kernels.KERNEL/available/isa as before
 
 try:
     from . import _serve as _native  # type: ignore[attr-defined]
 except ImportError:  # a pure-Python install: every layer runs reference
     _native = None
 
-KERNEL = "uc-serve/2"  # bumped whenever a kernel's outputs change
-
-
-class Mode(enum.Enum):
-    REFERENCE = "reference"
-    EXACT = "exact"
-    FAST = "fast"
-
-    @classmethod
-    def parse(cls, value: Mode | str) -> Mode:
-        if isinstance(value, Mode):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise UsageError(f"mode must be one of reference, exact, fast; got {value!r}") from None
-
-
-def _our_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("uc-attest")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def available() -> bool:
-    return _native is not None
-
-
-def isa() -> str:
-    return _native.get_isa() if _native is not None else "none"
-
-
-def runtime(mode: Mode | str, device: torch.device | str = "cpu") -> Runtime:
-    """The runtime a model loaded in ``mode`` on ``device`` runs, as validations and the gate name it
-    (reference: torch's own kernels, named by torch's version)."""
-    mode, device = Mode.parse(mode), torch.device(device)
-    if mode is Mode.REFERENCE:
-        kernel, where = f"torch {torch.__version__.split('+')[0]}", device.type
-    else:
-        kernel, where = KERNEL, isa()
-    return Runtime("uc-attest", mode.value, kernel, where, _our_version())
-
 
 def default_mode(device: torch.device, cache: bool = False) -> Mode:
     """fast on CPU; reference on other devices, or where decoded weights are to be kept (``cache``)."""
     return Mode.FAST if device.type == "cpu" and not cache else Mode.REFERENCE
-
-
-serving_runtime = runtime  # the facade's name (uc_attest.serving_runtime)
 
 
 def effective_mode(mode: Mode, device: torch.device) -> Mode:

@@ -17,15 +17,15 @@ from ..errors import Finding, VerificationFailed
 from ..manifest import Manifest, TensorEntry
 from ..pack.reader import Pack
 from ..pack.verified import Block, verified_tensors
-from ..verify.anchor import Anchor, require_anchor
+from ..verify.anchor import ServingAnchor, serving_anchor
 from ..verify.api import prepare
 
 
-def load_verified(pack_dir: Path, anchor: Anchor | None = None, *, online: bool = True) -> dict[str, Any]:
+def load_verified(pack_dir: Path, anchor: ServingAnchor | None = None, *, online: bool = True) -> dict[str, Any]:
     """Verify, then reconstruct every tensor into a torch state dict; raises VerificationFailed (nothing
-    returned) on any finding, UsageError without a trust anchor."""
+    returned) on any finding, UsageError without a trust anchor (the pack itself is none)."""
     pack_dir = Path(pack_dir)
-    verdict = prepare(pack_dir, require_anchor(anchor), online=online).verdict()  # a pack's anchor: no OMS
+    verdict = prepare(pack_dir, serving_anchor(anchor), online=online).verdict()
     findings = verdict.failures()
     if findings:
         raise VerificationFailed(findings)

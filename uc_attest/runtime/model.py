@@ -22,6 +22,7 @@ import torch
 
 from ..claims.validation import Runtime
 from ..core import threads
+from ..core.device import Device
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
 from ..errors import Finding, FindingKind, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
@@ -30,12 +31,13 @@ from ..pack.check import check_files, check_pack
 from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
 from ..pack.reader import PackedTensor, check_components, parse_shard_header
 from ..quant.scheme import Scheme
-from ..verify.anchor import Anchor, require_anchor
+from ..verify.anchor import ServingAnchor, serving_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.local import Expected
 from ..verify.result import Verdict
 from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
-from .kernels import Mode, default_mode, effective_mode, layer_mode, runtime
+from .kernels import default_mode, effective_mode, layer_mode
+from .modes import Mode, runtime
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
 
 
@@ -68,14 +70,14 @@ def side_files(facts: Any, expected: Manifest) -> dict[str, bytes]:
     return out
 
 
-def _device(device: str) -> torch.device:
-    if device not in ("auto", "cpu", "cuda"):
+def _device(device: Device | str) -> torch.device:
+    asked = Device.parse(device)
+    if asked is None:
         raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    dev = asked.resolved(torch.cuda.is_available())
+    if dev is Device.CUDA and not torch.cuda.is_available():
         raise UsageError("device cuda requested but no CUDA device is available")
-    return torch.device(device)
+    return torch.device(dev.value)
 
 
 def _set(module: torch.nn.Module, attr: str, value: torch.Tensor) -> None:
@@ -344,10 +346,10 @@ def deep_findings(
 
 def load_model(
     pack_dir: Path,
-    anchor: Anchor | None = None,
+    anchor: ServingAnchor | None = None,
     *,
     online: bool = True,
-    device: str = "cpu",
+    device: Device | str = Device.CPU,
     dtype: torch.dtype | None = None,
     deep: bool = False,
     cache: bool = False,
@@ -361,8 +363,9 @@ def load_model(
     (decode + ``F.linear``, CPU or CUDA; ``cache`` then keeps decoded weights: memory for speed); by default
     fast on CPU, reference on CUDA or with ``cache``. The module's
     ``uc_attest`` attribute is a :class:`LoadReport` (its ``runtime`` names mode, kernel and ISA). Raises
-    VerificationFailed (nothing returned) on any finding, UsageError without a trust anchor."""
-    anchor = require_anchor(anchor)
+    VerificationFailed (nothing returned) on any finding, UsageError without a trust anchor (the pack itself is
+    none: :func:`uc_attest.verify.anchor.serving_anchor`)."""
+    anchor = serving_anchor(anchor)
     t0 = time.perf_counter()
     target = _device(device)
     threads.size_torch()  # torch's pool at the process's budget (its default: every core of the machine)

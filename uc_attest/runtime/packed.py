@@ -29,7 +29,8 @@ from ..quant.reconstruct import reconstruct_into, reconstruct_parts_into
 from ..quant.records import QuantRecord
 from ..quant.rotation import sign_key
 from ..quant.scheme import Part
-from .kernels import Mode, NativeWeight
+from .kernels import NativeWeight
+from .modes import Mode
 
 
 @dataclass

@@ -15,8 +15,8 @@ import torch
 from ..core.fsutil import inside, is_safe_relative, open_regular
 from ..errors import InvalidInput, UcAttestError, UsageError
 from ..source import is_causal
-from ..verify.anchor import Anchor
-from .kernels import Mode
+from ..verify.anchor import ServingAnchor
+from .modes import Mode
 
 
 def rss_bytes() -> int:
@@ -221,7 +221,7 @@ class Serving:
     cache: bool = False
 
 
-def _load(pack_dir: Path, anchor: Anchor | None, online: bool, serving: Serving) -> torch.nn.Module:
+def _load(pack_dir: Path, anchor: ServingAnchor | None, online: bool, serving: Serving) -> torch.nn.Module:
     from .model import load_model
 
     return load_model(pack_dir, anchor, online=online, device=serving.device, cache=serving.cache, mode=serving.mode)
@@ -229,7 +229,7 @@ def _load(pack_dir: Path, anchor: Anchor | None, online: bool, serving: Serving)
 
 def generate(
     pack_dir: Path,
-    anchor: Anchor | None = None,
+    anchor: ServingAnchor | None = None,
     *,
     prompt: str | None = None,
     prompt_ids: list[int] | None = None,
@@ -269,7 +269,7 @@ def _refuse_early_if_not_causal(pack_dir: Path) -> None:
 def embed(
     pack_dir: Path,
     texts: list[str],
-    anchor: Anchor | None = None,
+    anchor: ServingAnchor | None = None,
     *,
     online: bool = True,
     serving: Serving = Serving(),

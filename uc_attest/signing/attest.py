@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims.oms import FILES_SHA256, build_oms, scan
-from ..claims.slsa import BuildInfo, build_statement, default_versions
+from ..claims.slsa import BuildInfo, ManifestInline, build_statement, default_versions
 from ..claims.validation import Runtime, build_validation_statement, load_report
 from ..core.digest import Digest
 from ..core.fsutil import atomic_write_bytes
@@ -115,7 +115,7 @@ def attest_pack(
     *,
     sign_as: SignAs = SignAs(),
     bundle_out: Path | None = None,
-    inline: str = "auto",
+    inline: ManifestInline | str = ManifestInline.AUTO,
     pack_device: str = "unrecorded",
     oms: bool = True,
     oms_out: Path | None = None,
@@ -123,8 +123,10 @@ def attest_pack(
     """Sign and log the provenance of ``pack_dir`` and (``oms``) an OpenSSF Model Signing statement over its
     files, with one signer (``sign_as``); its files must match its manifest. Both bundles are written only once
     both are signed (each atomically)."""
-    if inline not in ("auto", "always", "never"):
-        raise UsageError("{0} must be auto, always or never, got {inline!r}", option="inline", inline=inline)
+    try:
+        how = ManifestInline(inline)
+    except ValueError:
+        raise UsageError("{0} must be auto, always or never, got {inline!r}", option="inline", inline=inline) from None
     started = dt.datetime.now(dt.UTC)
     facts = PackFacts(Path(pack_dir))
     findings = check_files(facts, facts.manifest)
@@ -141,7 +143,7 @@ def attest_pack(
         finished=dt.datetime.now(dt.UTC),
         invocation_id=os.environ.get("GITHUB_RUN_ID", ""),
     )
-    statement = build_statement(facts.manifest, facts.manifest_bytes, info, inline)
+    statement = build_statement(facts.manifest, facts.manifest_bytes, info, how)
     statements = [statement]
     if oms:
         statements.append(build_oms(facts.dir.name, scan(facts.dir, FILES_SHA256)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
@@ -23,18 +24,39 @@ if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its 
     from ..transparency.tiles import TileLogKey
     from ..transparency.trusted import TrustedLog
 
-PUBLIC_GOOD, STAGING = "public-good", "staging"
+
+class TufRoot(StrEnum):
+    """A Sigstore deployment whose trusted root sigstore-python keeps through TUF (``--trust-config`` names it by
+    this word instead of a file)."""
+
+    PUBLIC_GOOD = "public-good"
+    STAGING = "staging"
+
+    @classmethod
+    def named(cls, source: str) -> TufRoot | None:
+        """The deployment ``source`` names, or None (a file)."""
+        try:
+            return cls(source)
+        except ValueError:
+            return None
+
+
+PUBLIC_GOOD, STAGING = TufRoot.PUBLIC_GOOD, TufRoot.STAGING
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 TRUSTED_ROOT = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 
 
 @dataclass
 class Trust:
-    """A selected trust root. ``source`` names it in messages (a path, ``public-good`` or ``staging``)."""
+    """A selected trust root. ``source`` names it in messages: a path, or a :class:`TufRoot` (``public-good``,
+    ``staging``; given as text, it is read as the deployment it names)."""
 
     source: str
     instance_dir: Path | None = None
     offline: bool = False
+
+    def __post_init__(self) -> None:
+        self.source = TufRoot.named(self.source) or self.source
 
     @classmethod
     def file(cls, path: Path | str, *, offline: bool = False) -> Trust:
@@ -56,8 +78,13 @@ class Trust:
         return cls(STAGING, None, offline)
 
     @property
+    def tuf(self) -> TufRoot | None:
+        """The TUF-kept deployment this trust root is, or None (a trust config file)."""
+        return self.source if isinstance(self.source, TufRoot) else None
+
+    @property
     def is_tuf(self) -> bool:
-        return self.source in (PUBLIC_GOOD, STAGING)
+        return self.tuf is not None
 
     @cached_property
     def document(self) -> dict[str, Any]:
@@ -97,7 +124,7 @@ class Trust:
         try:
             return (
                 ClientTrustConfig.production(offline=self.offline)
-                if self.source == PUBLIC_GOOD
+                if self.tuf is TufRoot.PUBLIC_GOOD
                 else ClientTrustConfig.staging(offline=self.offline)
             )
         except (SigstoreError, OSError) as exc:
@@ -210,9 +237,10 @@ def select_trust(trust_config: Path | str | None, instance: Path | None, *, offl
         return Trust(str(Path(instance) / TRUST_CONFIG), Path(instance), offline)
     assert trust_config is not None
     source = str(trust_config)
-    if source not in (PUBLIC_GOOD, STAGING) and not Path(source).is_file():
+    named = TufRoot.named(source)
+    if named is None and not Path(source).is_file():
         raise InvalidInput(f"{source}: trust config not found (a file, public-good or staging)", path=source)
-    return Trust(source, None, offline)
+    return Trust(named or source, None, offline)
 
 
 def resolve_trust(given: Trust | TrustFile | TrustInstance, *, offline: bool = False) -> Trust:

@@ -13,8 +13,14 @@ An anchor is exactly one of a closed set of frozen variants, each carrying what 
   only, and every result says so.
 
 A trust root belongs to the variant that needs one, so "a kept manifest under a trust root" or "a key with a
-trust root" cannot be written. :class:`Anchor` is their common base; its constructors (``Anchor.policy(...)``,
-``Anchor.signed_by(...)``, ...) return the variants. :func:`require_anchor` is the one refusal of "no anchor".
+trust root" cannot be written, nor a signer without an issuer under a trust root that has no default issuer
+(only an instance's has one: refused as the value is built). :class:`Anchor` is their common base; its
+constructors (``Anchor.policy(...)``, ``Anchor.signed_by(...)``, ...) return the variants.
+
+What each entry point takes is a narrower union: :data:`PackAnchor` (a pack's: not an OMS signature, which anchors
+a plain model directory) and :data:`ServingAnchor` (a loader's: not the pack itself either, which no one vouches
+for). :func:`require_anchor`, :func:`pack_anchor` and :func:`serving_anchor` are the one refusal of each, for
+callers that are not type-checked.
 """
 
 from __future__ import annotations
@@ -23,7 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
-from ..anchors import CaChain, CaSigner, OmsSignature, PublicKey, SigstoreIdentity, TrustFile, TrustInstance
+from ..anchors import (
+    CaChain,
+    CaSigner,
+    OmsSignature,
+    PublicKey,
+    SigstoreIdentity,
+    TrustFile,
+    TrustInstance,
+    require_signer,
+)
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,6 +51,12 @@ NO_ANCHOR = (
     "no trust anchor: give one of Anchor.policy(P), Anchor.signed_by(IDENTITY, ISSUER, trust=T), "
     "Anchor.kept_manifest(KEPT.json), or an OMS signature (Anchor.oms(OmsSignature(...))); "
     "Anchor.pack_itself() accepts the pack's own manifest: self-consistency only"
+)
+NOT_A_PACK = "an OMS signature anchors a plain model directory, not a pack: use verify_oms_model"
+NOT_SERVED = (
+    "a model is loaded and served only under a trust anchor: Anchor.pack_itself() checks the pack against its own "
+    "manifest, which whoever can write the pack controls (self-consistency only); give Anchor.policy(P), "
+    "Anchor.signed_by(IDENTITY, ISSUER, trust=T) or Anchor.kept_manifest(KEPT.json)"
 )
 
 
@@ -133,6 +154,7 @@ class SignedBy(Anchor):
     def __post_init__(self) -> None:
         if not self.identity:
             raise UsageError("a signer anchor needs the identity that must have signed")
+        require_signer(self.identity, self.issuer, _has_default_issuer(self.trust))
 
     def describe(self) -> str:
         return f"signed by {self.identity}" + (f" via {self.issuer}" if self.issuer else "")
@@ -171,8 +193,19 @@ class PackItself(Anchor):
         return "the pack's own manifest (self-consistency only)"
 
 
+def _has_default_issuer(trust: TrustGiven) -> bool:
+    """Whether a trust root names a default issuer: an embedded instance's (selected or not) does."""
+    from ..signing.trust import Trust
+
+    return isinstance(trust, TrustInstance) or (isinstance(trust, Trust) and trust.instance_dir is not None)
+
+
 #: The closed set: every anchor is exactly one of these.
 AnyAnchor: TypeAlias = PolicyAnchor | SignedBy | KeptManifest | OmsAnchor | PackItself
+#: What anchors a pack (verify, reconstruct): every variant but an OMS signature (a plain model directory's).
+PackAnchor: TypeAlias = PolicyAnchor | SignedBy | KeptManifest | PackItself
+#: What a model is loaded and served under: something other than the pack says what it must be.
+ServingAnchor: TypeAlias = PolicyAnchor | SignedBy | KeptManifest
 
 
 def require_anchor(anchor: Anchor | None) -> AnyAnchor:
@@ -181,4 +214,21 @@ def require_anchor(anchor: Anchor | None) -> AnyAnchor:
         raise UsageError(NO_ANCHOR)
     if not isinstance(anchor, PolicyAnchor | SignedBy | KeptManifest | OmsAnchor | PackItself):
         raise UsageError(f"a trust anchor is an Anchor value, not {type(anchor).__name__}: {NO_ANCHOR}")
+    return anchor
+
+
+def pack_anchor(anchor: Anchor | None) -> PackAnchor:
+    """A pack's anchor, or the one refusal of an OMS signature given for a pack (and of no anchor)."""
+    anchor = require_anchor(anchor)
+    if isinstance(anchor, OmsAnchor):
+        raise UsageError(NOT_A_PACK)
+    return anchor
+
+
+def serving_anchor(anchor: Anchor | None) -> ServingAnchor:
+    """A loader's anchor, or the one refusal of the pack itself as one (and of what :func:`pack_anchor` refuses):
+    a loaded model serves what someone vouched for, never only what the pack says of itself."""
+    anchor = pack_anchor(anchor)
+    if isinstance(anchor, PackItself):
+        raise UsageError(NOT_SERVED)
     return anchor

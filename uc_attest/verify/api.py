@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
 from ..anchors import CaChain, OmsSignature, PublicKey, SignatureMethod, SigstoreIdentity
+from ..core.device import Device
 from ..core.ruleid import RuleId
 from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
 from ..pack.check import PackCheck, Progress
@@ -33,13 +34,14 @@ from ..policy.rules import (
 from . import local
 from .anchor import (
     Anchor,
-    AnyAnchor,
     KeptManifest,
     OmsAnchor,
+    PackAnchor,
     PackItself,
     PolicyAnchor,
     SignedBy,
     TrustGiven,
+    pack_anchor,
     require_anchor,
 )
 from .local import Expected
@@ -106,10 +108,10 @@ class Prepared:
     facts: Facts
     rules: list[Rule]
     expected: Expected | None
-    anchor: AnyAnchor
+    anchor: PackAnchor
     title: str = ""
     policy_name: str = ""
-    device: str = "auto"
+    device: Device | str = Device.AUTO
 
     @property
     def signed(self) -> bool:
@@ -136,15 +138,15 @@ class Prepared:
 
 def prepare(
     pack_dir: Path,
-    anchor: Anchor,
+    anchor: PackAnchor,
     *,
-    device: str = "auto",
+    device: Device | str = Device.AUTO,
     online: bool = True,
     now: float | None = None,
     runtime: Runtime | None = None,
 ) -> Prepared:
     """Gather what a verification needs before the pack's tensors are read (see :func:`verify`)."""
-    anchor = require_anchor(anchor)
+    anchor = pack_anchor(anchor)
     pack_dir = Path(pack_dir)
     if not pack_dir.is_dir():
         what = "is not a directory" if pack_dir.exists() else "does not exist"
@@ -152,8 +154,6 @@ def prepare(
     facts = local.new_facts(pack_dir, time.time() if now is None else now)
     facts.runtime = runtime
     match anchor:
-        case OmsAnchor():
-            raise UsageError("an OMS signature anchors a plain model directory, not a pack: use verify_oms_model")
         case KeptManifest(path=kept):
             return _unsigned(facts, anchor, kept, device)
         case PackItself():
@@ -163,7 +163,7 @@ def prepare(
     assert_never(anchor)
 
 
-def _unsigned(facts: Facts, anchor: AnyAnchor, kept: Path | None, device: str) -> Prepared:
+def _unsigned(facts: Facts, anchor: KeptManifest | PackItself, kept: Path | None, device: Device | str) -> Prepared:
     """Without a signer there is nothing to verify against but a readable manifest (the kept one, or the pack's)."""
     expected = local.expected_manifest(facts, kept)
     if expected is None:
@@ -172,7 +172,7 @@ def _unsigned(facts: Facts, anchor: AnyAnchor, kept: Path | None, device: str) -
     return Prepared(facts, pack_rules(), expected, anchor, device=device)
 
 
-def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: str, online: bool) -> Prepared:
+def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: Device | str, online: bool) -> Prepared:
     from ..evidence.identity import signer_under
     from ..policy.model import read_policy
     from ..signing.trust import resolve_trust
@@ -184,7 +184,8 @@ def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: str, online: 
         pol, base = read_policy(anchor.path)
         trust = policy_trust(pol, base, anchor.trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
-        device = device if device != "auto" else pol.rebuild.device
+        if Device.parse(device) is Device.AUTO:  # a device given is kept (an unknown one fails the rebuild check)
+            device = pol.rebuild.device
     else:
         trust = resolve_trust(anchor.trust, offline=not online)
         signers = [signer_under(anchor.identity, anchor.issuer, trust)]
@@ -210,7 +211,7 @@ class Rebuild:
     ``rebuild.device``) and compared with the pack byte for byte."""
 
     source: Path
-    device: str = "auto"
+    device: Device | str = Device.AUTO
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,13 @@ def verify(
         if rebuild is not None or (tensors is not None and tensors.shard_digests) or runtime is not None:
             raise UsageError("an OMS signature verifies a plain model directory: no rebuild, shards or runtime")
         return verify_oms_model(pack_dir, anchor, online=online)
+    if isinstance(anchor, PackItself) and tensors is None:  # nothing would then read a byte of the shards
+        raise UsageError(
+            "Anchor.pack_itself() checks the pack's tensors against its own manifest: tensors=None leaves nothing to check"
+        )
     if isinstance(anchor, KeptManifest) and rebuild is not None:
         raise UsageError("a kept manifest cannot be combined with a rebuild (the rebuild uses the pack's manifest)")
-    device = rebuild.device if rebuild is not None else "auto"
+    device = rebuild.device if rebuild is not None else Device.AUTO
     prep = prepare(pack_dir, anchor, device=device, online=online, now=now, runtime=runtime)
     if tensors is not None and prep.expected is not None:
         local.tensors(
@@ -331,7 +336,9 @@ def verify_pack(
     return result
 
 
-def check_rebuild(pack_dir: Path, source_dir: Path, device: str = "auto", *, workers: int | None = None) -> Verdict:
+def check_rebuild(
+    pack_dir: Path, source_dir: Path, device: Device | str = Device.AUTO, *, workers: int | None = None
+) -> Verdict:
     """The quick reproducibility check: the pack against its manifest, and a rebuild from source."""
     return verify(pack_dir, Anchor.pack_itself(), rebuild=Rebuild(source_dir, device), tensors=TensorCheck(workers))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.device import Device
 from ..errors import InvalidInput, MalformedPack
 from ..manifest import Manifest
 from ..pack.check import Progress, check_pack
@@ -65,7 +66,7 @@ def tensors(
         facts.pack_error = exc.message
 
 
-def rebuilt(facts: Facts, source: Path, device: str, expected: Manifest | None) -> None:
+def rebuilt(facts: Facts, source: Path, device: Device | str, expected: Manifest | None) -> None:
     if expected is None:
         try:
             expected = facts.pack.manifest

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.device import Device
 from ..core.digest import Digest, sha256_stream
 from ..core.fsutil import inside, is_safe_relative, open_regular
 from ..errors import Finding, InvalidInput, UcAttestError
@@ -62,7 +63,11 @@ def _unrecorded(source_dir: Path, expected: Manifest) -> tuple[str, ...]:
 
 
 def rebuild(
-    pack_dir: Path, source_dir: Path, expected: Manifest, device: str, resolved: dict[str, Digest] | None = None
+    pack_dir: Path,
+    source_dir: Path,
+    expected: Manifest,
+    device: Device | str,
+    resolved: dict[str, Digest] | None = None,
 ) -> RebuildOutcome:
     """Re-quantize ``source_dir`` as ``expected`` records it and compare; errors are an outcome, not raised."""
     import torch

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.digest import Digest
 from ..pack.export import export_reconstruction
-from .anchor import Anchor
+from .anchor import PackAnchor, pack_anchor
 from .api import prepare
 from .result import Verdict
 
@@ -53,13 +53,14 @@ class Reconstruction:
 def reconstruct(
     pack_dir: Path,
     out_dir: Path,
-    anchor: Anchor,
+    anchor: PackAnchor,
     *,
     online: bool = True,
     force: bool = False,
 ) -> Reconstruction:
     """Verify the anchor, then write every matching tensor and file to ``out_dir`` (atomically).
     Raises :class:`VerificationFailed` naming every tensor or file that differs; nothing is written then."""
+    anchor = pack_anchor(anchor)
     prep = prepare(Path(pack_dir), anchor, online=online)
     expected = prep.refuse_early()  # signature, identity, claims, validation: refused before the bulk is read
     shards = export_reconstruction(
