@@ -16,6 +16,7 @@ from typing import Any
 
 from .core import merkle
 from .core.digest import Digest, canonical_json
+from .core.enums import member
 from .core.fsutil import is_safe_relative
 from .errors import Finding, FindingKind, MalformedPack, UsageError
 from .quant.records import QuantRecord
@@ -115,7 +116,7 @@ class SourceSignature:
             t = d.get("signed_at")
             bad = next((k for k in texts if not isinstance(d.get(k), str)), None)
             bad = bad or next((k for k in ("sha256", "root") if not _is_digest(d.get(k))), None)
-            if bad is None and d["method"] not in {m.value for m in OmsMethod}:
+            if bad is None and member(OmsMethod, d["method"]) is None:
                 bad = "method"
             if bad is None and t is not None and (not isinstance(t, int) or isinstance(t, bool)):
                 bad = "signed_at"

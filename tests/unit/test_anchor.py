@@ -158,8 +158,17 @@ def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path:
     assert signed == uc.SignedBy("x", None, uc.TrustInstance(tmp_path))
 
 
-def test_integrity_only_without_the_tensor_check_is_refused(tmp_path: Path) -> None:
-    """Anchor.pack_itself() trusts nothing but the pack's own manifest: without reading the tensors it would
-    check nothing at all (a tampered shard would pass), so ``tensors=None`` is refused before anything is read."""
+@pytest.mark.parametrize("kept", [False, True])
+def test_an_unsigned_anchor_without_the_tensor_check_is_refused(tmp_path: Path, kept: bool) -> None:
+    """Anchor.pack_itself() and a kept manifest prove the pack only by its tensors: without reading them the check
+    would pass an empty or tampered directory (an outside review showed it), so ``tensors=None`` is refused before
+    anything is read."""
+    anchor = uc.Anchor.kept_manifest(tmp_path / "kept.json") if kept else uc.Anchor.pack_itself()
     with pytest.raises(uc.UsageError, match="tensors=None leaves nothing to check"):
-        uc.verify(tmp_path / "absent", uc.Anchor.pack_itself(), tensors=None)
+        uc.verify(tmp_path / "absent", anchor, tensors=None)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -float("inf"), 1e308, 0.0, -1.0, 65.0])
+def test_a_budget_that_is_not_a_finite_number_of_bits_is_refused(budget: float) -> None:
+    with pytest.raises(uc.UsageError, match=r"budget must be a number of bits per weight in \(0, 64\]"):
+        uc.Allocation(budget)

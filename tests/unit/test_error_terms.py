@@ -174,7 +174,10 @@ def test_the_cli_still_shows_the_flags(bf16_model: Path, tmp_path: Path) -> None
     code, out = _cli(*pack, "-o", tmp_path / "d", "--device", "cpu", "--json", stdout=True)
     shown = json.loads(out)
     assert code == 2 and shown["option"] == "--force" and "use --force to replace it" in shown["message"], out
-    assert not any((tmp_path / n).exists() for n in "abc")
+    for budget in ("nan", "inf", "1e308"):  # not a traceback (exit 70): found by an outside review
+        code, out = _cli("pack", bf16_model, "--no-calibration", "-o", tmp_path / "e", "--bits-budget", budget)
+        assert code == 2 and "--bits-budget must be a number of bits per weight in (0, 64]" in out, out
+    assert not any((tmp_path / n).exists() for n in "abce")
 
 
 def test_the_cli_shows_the_instance_flags(tmp_path: Path) -> None:

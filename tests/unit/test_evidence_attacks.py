@@ -939,6 +939,34 @@ def test_a_certificate_bundle_is_checked_at_a_verified_time_against_the_ca_and_t
         verify_bundle(stamped, {**root, "timestampAuthorities": [_ta(chain)]}, where=where)
 
 
+def test_an_sct_counts_only_while_its_ct_logs_key_is_valid_and_ctlogs_is_read_strictly(dev_ca: Any) -> None:
+    """A CT log key of the trusted root vouches for SCTs made inside its ``validFor`` (as a transparency log's
+    key does for entries); ``ctlogs`` of another JSON type is a malformed root, never "no CT log listed" (which
+    skips the SCT check), and a malformed CT log entry is never skipped."""
+    from uc_attest.evidence.verifier import verify_bundle
+
+    state, root = dev_ca
+    doc, _ = _cert_bundle(state)
+    where = "release.sigstore.json"
+
+    def ct_valid(valid: Any) -> dict[str, Any]:
+        ct = json.loads(json.dumps(root["ctlogs"][0]))
+        ct["publicKey"]["validFor"] = valid
+        return {**root, "ctlogs": [ct]}
+
+    assert "bundle.sct" in verify_bundle(doc, ct_valid({"start": "2020-01-01T00:00:00Z"}), where=where).checks
+    for valid in ({"start": "2099-01-01T00:00:00Z"}, {"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"}):
+        with pytest.raises(CheckFailed, match="bundle.sct: no embedded SCT verifies"):
+            verify_bundle(doc, ct_valid(valid), where=where)
+    for ctlogs in ("", 0, False, {}, -1):
+        with pytest.raises(MalformedBundle, match="trusted root: ctlogs is not a list"):
+            verify_bundle(doc, {**root, "ctlogs": ctlogs}, where=where)
+    for valid in ([], {}, None, ""):
+        with pytest.raises(MalformedBundle, match=r"trusted root: ctlogs\[0\] is malformed"):
+            verify_bundle(doc, ct_valid(valid), where=where)
+    assert "bundle.sct" not in verify_bundle(doc, {**root, "ctlogs": None}, where=where).checks  # null: absent
+
+
 def _message(key: Any, sig: bytes, digest: tuple[str, bytes] | None) -> dict[str, Any]:
     """A managed-key v0.3 message-signature bundle without a log entry (verified under a root listing no log)."""
     ms: dict[str, Any] = {"signature": b64(sig)}

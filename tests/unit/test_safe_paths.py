@@ -8,6 +8,7 @@ import ast
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -178,3 +179,62 @@ def test_a_pack_shard_that_is_a_symlink_is_never_opened(tmp_path: Path) -> None:
     (tmp_path / "pack" / "model.safetensors").symlink_to(outside)
     with Pack(tmp_path / "pack") as pack:
         assert "symbolic link" in pack.unreadable["model.safetensors"] and not pack.files
+
+
+def _fifo_and_huge(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A FIFO (reading it would wait forever) and a sparse file one byte over the small-file limit."""
+    from uc_attest.core.fsutil import SMALL_FILE_LIMIT
+
+    fifo, huge = tmp_path / f"{name}.fifo", tmp_path / f"{name}.huge"
+    os.mkfifo(fifo)
+    with open(huge, "wb") as f:
+        f.truncate(SMALL_FILE_LIMIT + 1)
+    return fifo, huge
+
+
+@pytest.mark.parametrize("what", ["policy", "public key", "certificate chain", "verify-bundle key"])
+def test_a_policy_key_or_certificate_chain_that_is_a_fifo_device_or_huge_is_refused_without_waiting(
+    tmp_path: Path, what: str
+) -> None:
+    """``verify --policy``, ``--key`` and ``--cert-chain`` (and ``verify-bundle --key``) read a small file the user
+    names: a FIFO hung forever, /dev/zero read until memory ran out. Now: InvalidInput (exit 3) naming it."""
+    from uc_attest.evidence.oms import load_certificates, load_key
+    from uc_attest.policy.model import read_policy
+
+    def read(path: Path) -> Any:
+        if what == "verify-bundle key":
+            return _verify_bundle_with_key(tmp_path, path)
+        return {"policy": read_policy, "public key": load_key, "certificate chain": load_certificates}[what](path)
+
+    fifo, huge = _fifo_and_huge(tmp_path, what.replace(" ", "-"))
+    name = "public key" if what == "verify-bundle key" else what
+    for path, why in ((fifo, "not a regular file .a FIFO, socket or device."), (Path("/dev/zero"), "not a regular file"),
+                      (huge, "larger than 4 MiB")):  # fmt: skip
+        with pytest.raises(InvalidInput, match=why) as exc:
+            read(path)
+        assert exc.value.exit_code == 3 and str(path) in exc.value.message and name in exc.value.message
+    (tmp_path / "link").symlink_to(fifo)  # a link is followed, and what it names checked
+    with pytest.raises(InvalidInput, match="FIFO"):
+        read(tmp_path / "link")
+
+
+def _verify_bundle_with_key(tmp_path: Path, key: Path) -> Any:
+    import hashlib
+
+    import uc_attest as uc
+    from tests.conftest import SHARED
+
+    assets = SHARED / "vectors" / "sigstore-conformance" / "test" / "assets" / "bundle-verify"
+    if not assets.exists():
+        pytest.skip(f"{assets} not found: ../shared is not beside this clone")
+    digest = "sha256:" + hashlib.sha256((assets / "a.txt").read_bytes()).hexdigest()
+    return uc.verify_any_bundle(assets / "managed-key-happy-path" / "bundle.sigstore.json", digest, key=key)
+
+
+def test_a_small_file_at_the_limit_is_read(tmp_path: Path) -> None:
+    from uc_attest.core.fsutil import SMALL_FILE_LIMIT, read_small
+
+    (tmp_path / "at").write_bytes(b"k" * SMALL_FILE_LIMIT)
+    assert len(read_small(tmp_path / "at", "policy")) == SMALL_FILE_LIMIT
+    with pytest.raises(FileNotFoundError):
+        read_small(tmp_path / "none", "policy")

@@ -28,7 +28,6 @@ from uc_attest.policy.rules import (
     evidence_problems,
     online_problem,
     timestamps,
-    tsa_count,
     validation,
 )
 from uc_attest.quant.scheme import DEFAULT_SCHEME
@@ -214,7 +213,7 @@ def test_the_gate_requires_a_validation_even_when_the_policy_says_required_false
 def test_a_log_set_is_not_a_timestamp_authority(tmp_path: Path) -> None:
     """A policy asking for RFC 3161 timestamps is not met by the log's SET (the log is not an independent TSA)."""
     ev = _evidence(times=(_set(), _set(log="02" * 32)))
-    assert tsa_count(ev) == []
+    assert ev.tsa_sources == []
     f = Facts(now=NOW, pack=_pack(tmp_path / "pack"), evidence=ev)
     (row,) = timestamps(1)(f)
     assert not row.ok and row.actual == "0"
@@ -227,7 +226,7 @@ def test_a_log_set_is_not_a_timestamp_authority(tmp_path: Path) -> None:
 def test_two_timestamps_by_one_authority_count_once(tmp_path: Path) -> None:
     """Two tokens from the same TSA are not two independent authorities."""
     ev = _evidence(times=(_tsa("tsa-a"), _tsa("tsa-a", NOW - 2 * DAY), _tsa("tsa-b")))
-    assert tsa_count(ev) == ["tsa-a", "tsa-b"]
+    assert ev.tsa_sources == ["tsa-a", "tsa-b"]
     f = Facts(now=NOW, pack=_pack(tmp_path / "pack"), evidence=ev)
     (two,) = timestamps(2)(f)
     (three,) = timestamps(3)(f)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uc_attest.core import merkle
 from uc_attest.core.digest import canonical_json
@@ -36,6 +39,7 @@ LOG_DER = LOG_KEY.public_key().public_bytes(serialization.Encoding.DER, serializ
 LOG_ID = hashlib.sha256(LOG_DER).digest()
 PAYLOAD = b'{"_type": "https://in-toto.io/Statement/v1"}'
 PTYPE = "application/vnd.in-toto+json"
+EXAMPLES = int(os.environ.get("UC_FUZZ_EXAMPLES", "200"))
 
 
 def b64(b: bytes) -> str:
@@ -323,3 +327,248 @@ def test_ca_and_tsa_windows_are_read_as_strictly_as_the_logs(section: str, valid
             ca_certificates(root, dt.datetime.now(dt.UTC))
         else:
             authorities(root)
+
+
+# --- Found by an outside review: every section of the trusted root read as strictly as tlogs (transparency/trusted.py),
+# and RFC 3339 dates that overflow once in UTC refused as malformed (not an internal error).
+
+SECTIONS = ("tlogs", "ctlogs", "certificateAuthorities", "timestampAuthorities")
+OVERFLOWING = ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999999Z", "9999-12-31T23:59:59-23:59",
+               "0001-01-01T00:00:00.5+00:01"]  # fmt: skip
+
+
+def _ca_der() -> bytes:
+    """A self-signed CA certificate (DER), for certChain entries."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(LOG_KEY.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(LOG_KEY, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+CA_DER = _ca_der()
+
+
+def _full_root() -> dict[str, Any]:
+    """A trusted root with one well-formed entry in each section."""
+    log = {"baseUrl": "http://log", "publicKey": {"rawBytes": b64(LOG_DER), "validFor": {"start": "2020-01-01T00:00:00Z"}},
+           "logId": {"keyId": b64(LOG_ID)}}  # fmt: skip
+    ca = {"subject": {"commonName": "CA"}, "uri": "https://ca", "certChain": {"certificates": [{"rawBytes": b64(CA_DER)}]},
+          "validFor": {"start": "2020-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}}  # fmt: skip
+    return {"tlogs": [log], "ctlogs": [json.loads(json.dumps(log))], "certificateAuthorities": [ca],
+            "timestampAuthorities": [json.loads(json.dumps(ca))]}  # fmt: skip
+
+
+def _read(section: str, root: Any) -> list[Any]:
+    from uc_attest.transparency import trusted
+
+    return {"tlogs": trusted.trusted_logs, "ctlogs": trusted.trusted_ct_logs,
+            "certificateAuthorities": trusted.trusted_cas, "timestampAuthorities": trusted.trusted_tsas}[section](root)  # fmt: skip
+
+
+def _valid_for(entry: dict[str, Any]) -> dict[str, Any]:
+    """The dict holding an entry's validFor (a log's public key, or the authority itself)."""
+    held: dict[str, Any] = entry.get("publicKey", entry)
+    return held
+
+
+@pytest.mark.parametrize("text", [*OVERFLOWING, "٢٠٢٤-01-01T00:00:00Z"])
+def test_an_rfc3339_date_out_of_range_in_utc_is_a_value_error(text: str) -> None:
+    from uc_attest.core.rfc3339 import parse
+
+    with pytest.raises(ValueError, match="RFC 3339|representable"):
+        parse(text)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.integers(1, 9999), st.integers(1, 12), st.integers(1, 31), st.integers(0, 23), st.integers(0, 59),
+       st.integers(0, 59), st.text("0123456789", max_size=9), st.sampled_from("Z+-"), st.integers(0, 23),
+       st.integers(0, 59))  # fmt: skip
+def test_rfc3339_parse_returns_an_instant_or_a_value_error(
+    y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str, sign: str, oh: int, om: int
+) -> None:
+    """Any well-shaped date-time, any offset, any fraction: an aware UTC instant, or ValueError (never an
+    OverflowError that the CLI would report as an internal error)."""
+    import datetime as dt
+
+    from uc_attest.core.rfc3339 import parse
+
+    zone = "Z" if sign == "Z" else f"{sign}{oh:02d}:{om:02d}"
+    text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{'.' + frac if frac else ''}{zone}"
+    try:
+        when = parse(text)
+    except ValueError:
+        return
+    assert when.tzinfo == dt.UTC
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+@pytest.mark.parametrize("when", OVERFLOWING)
+@pytest.mark.parametrize("bound", ["start", "end"])
+def test_a_validity_bound_that_overflows_is_a_malformed_root(section: str, when: str, bound: str) -> None:
+    root = _full_root()
+    _valid_for(root[section][0])["validFor"][bound] = when
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[0\] is malformed"):
+        _read(section, root)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+@pytest.mark.parametrize("value", [5, -1, 0, 1.5, True, False, "", "x", {}, {"a": 1}])
+def test_a_section_that_is_not_a_list_is_malformed(section: str, value: Any) -> None:
+    """Only a list is a section; absent and JSON null are empty; ``0``, ``""``, ``false`` or ``{}`` are not."""
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section} is not a list"):
+        _read(section, {**_full_root(), section: value})
+    assert _read(section, {**_full_root(), section: None}) == []
+    assert _read(section, {k: v for k, v in _full_root().items() if k != section}) == []
+    assert len(_read(section, _full_root())) == 1
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+@pytest.mark.parametrize("entry", [None, 5, -1, "x", "", [], [{}], True])
+def test_an_entry_that_is_not_an_object_is_malformed(section: str, entry: Any) -> None:
+    root = _full_root()
+    root[section].append(entry)
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[1\] is malformed"):
+        _read(section, root)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+@pytest.mark.parametrize("valid", [-1, 0, 1, "", "x", [], [{}], False, True, 1.5])
+def test_a_validity_that_is_not_an_object_is_malformed_never_forever(section: str, valid: Any) -> None:
+    """``validFor: []`` (or 0, "", false) was read through ``x or {}`` as "valid forever" for CAs and TSAs."""
+    root = _full_root()
+    _valid_for(root[section][0])["validFor"] = valid
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[0\] is malformed"):
+        _read(section, root)
+
+
+@pytest.mark.parametrize("section", ["tlogs", "ctlogs"])
+@pytest.mark.parametrize("valid", ["absent", None, {}, {"start": None}, {"end": "2030-01-01T00:00:00Z"}])
+def test_a_log_needs_its_validity_start(section: str, valid: Any) -> None:
+    """tlogs and ctlogs (TransparencyLogInstance both): ``validFor.start`` is required."""
+    root = _full_root()
+    if valid == "absent":
+        del root[section][0]["publicKey"]["validFor"]
+    else:
+        root[section][0]["publicKey"]["validFor"] = valid
+    with pytest.raises(MalformedBundle, match=rf"{section}\[0\] is malformed .*validFor.start"):
+        _read(section, root)
+
+
+@pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
+def test_an_authoritys_validity_absent_or_null_is_open_and_its_bounds_are_read(section: str) -> None:
+    """Absent or JSON null (validFor, start, end): open on that side; the bounds, when given, as written."""
+    import datetime as dt
+
+    from uc_attest.transparency.trusted import EARLIEST
+
+    root = _full_root()
+    (got,) = _read(section, root)
+    assert (got.start, got.end) == (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert got.valid_at(got.start) and got.valid_at(got.end) and not got.valid_at(got.end + dt.timedelta(seconds=1))
+    for valid in ("absent", None, {}, {"start": None, "end": None}):
+        root = _full_root()
+        if valid == "absent":
+            del root[section][0]["validFor"]
+        else:
+            root[section][0]["validFor"] = valid
+        (got,) = _read(section, root)
+        assert (got.start, got.end) == (EARLIEST, None)
+
+
+@pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("subject", "x"), ("subject", -1), ("subject", []), ("subject", {"commonName": 5}), ("uri", 5),
+     ("uri", ["https://x"]), ("certChain", None), ("certChain", "x"), ("certChain", {}),
+     ("certChain", {"certificates": []}), ("certChain", {"certificates": "x"}), ("certChain", {"certificates": [5]}),
+     ("certChain", {"certificates": [{"rawBytes": "!!"}]}), ("certChain", {"certificates": [{"rawBytes": 5}]}),
+     ("certChain", {"certificates": [{"rawBytes": b64(b"not a certificate")}]})],
+)  # fmt: skip
+def test_an_authoritys_fields_of_another_type_are_malformed(section: str, field: str, value: Any) -> None:
+    root = _full_root()
+    root[section][0][field] = value
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[0\] is malformed"):
+        _read(section, root)
+
+
+@pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
+def test_an_authoritys_null_subject_is_absent(section: str) -> None:
+    """``subject: null`` (it crashed the TSA reader) is an absent subject: the name is the URI, else the place."""
+    root = _full_root()
+    root[section][0]["subject"] = None
+    assert [a.name for a in _read(section, root)] == ["https://ca"]
+    root[section][0]["uri"] = None
+    assert [a.name for a in _read(section, root)] == [f"{section}[0]"]
+
+
+@pytest.mark.parametrize("section", ["tlogs", "ctlogs"])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("baseUrl",), None), (("baseUrl",), 5), (("publicKey",), None), (("publicKey", "rawBytes"), "!!"),
+     (("publicKey", "rawBytes"), b64(b"not a key")), (("logId",), "x"), (("logId", "keyId"), 5)],
+)  # fmt: skip
+def test_a_logs_fields_of_another_type_are_malformed(section: str, path: tuple[str, ...], value: Any) -> None:
+    root = _full_root()
+    target = root[section][0]
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[0\] is malformed"):
+        _read(section, root)
+
+
+def test_a_root_that_is_not_an_object_is_malformed() -> None:
+    for section in SECTIONS:
+        with pytest.raises(MalformedBundle, match="not a JSON object"):
+            _read(section, [])
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+    scalars |= st.sampled_from([*OVERFLOWING, "2024-02-30T00:00:00Z", "2024-01-01T00:00:00Z", "AAAA", b64(CA_DER)])
+    return st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                        max_leaves=6)  # fmt: skip
+
+
+def _paths(o: Any, p: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [p]
+    items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else []
+    for k, v in items:
+        out += _paths(v, (*p, k))
+    return out
+
+
+ROOT_PATHS = [p for p in _paths(_full_root()) if p]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.sampled_from(ROOT_PATHS), _json_values())
+def test_any_one_field_of_the_root_replaced_by_any_json_is_read_or_malformed(path: tuple[Any, ...], value: Any) -> None:
+    """Every section parser, on a root with one field (anywhere) replaced by any JSON value: the entries, or
+    MalformedBundle; never another exception (which the CLI reports as an internal error, exit 70)."""
+    root = _full_root()
+    target: Any = root
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    for section in SECTIONS:
+        try:
+            got = _read(section, root)
+        except MalformedBundle:
+            continue
+        for entry in got:  # what each reader relies on
+            if section.endswith("logs"):
+                assert isinstance(entry.start, float) and isinstance(entry.end, float) and entry.base_url
+            else:
+                assert entry.chain and isinstance(entry.name, str) and entry.name and entry.start.tzinfo is not None
+                assert entry.end is None or entry.end.tzinfo is not None

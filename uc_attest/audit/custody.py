@@ -161,10 +161,12 @@ def _oms_key(target: Path | None) -> list[str]:
     return [f"sha256:{statement['subject'][0]['digest']['sha256']}"]
 
 
-def _source_link(events: list[AuditEvent], root: Digest, facts: PackFacts | None, trust: Trust) -> Check | None:
-    """The first link of the chain of custody: the source model's signer, as a release of this root recorded it
-    (and, with the pack at hand, its kept signature verified again against the manifest's source files)."""
-    releases = [e for e in events if e.kind is EventKind.RELEASE and e.details.get("root") == str(root)]
+def _source_link(
+    events: list[AuditEvent], releases: list[AuditEvent], facts: PackFacts | None, trust: Trust
+) -> Check | None:
+    """The first link of the chain of custody: the source model's signer, as one of ``releases`` (this root's)
+    recorded it (and, with the pack at hand, its kept signature verified again against the manifest's source
+    files); its event is put first in ``events``."""
     recorded = next((e for e in releases if e.details.get("source_signature")), None)
     if recorded is None:
         return Check(
@@ -326,7 +328,7 @@ def _custody_checks(events: list[AuditEvent], root: Digest, facts: PackFacts | N
             "not validated yet: no validation of this root",
             hint="uc-attest validate signs one; on a Rekor v2 log give its bundle (--bundle)",
         )
-    link = _source_link(events, root, facts, trust)
+    link = _source_link(events, releases, facts, trust)
     return [release, validation] if link is None else [link, release, validation]
 
 

@@ -21,8 +21,9 @@ import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from ..core.enums import member
 from ..errors import Finding, InvalidInput, MalformedBundle
 from .statement import STATEMENT_TYPE, Statement
 
@@ -33,7 +34,6 @@ DEFAULT_IGNORES = (".git", ".gitattributes", ".github", ".gitignore")
 #: What uc-attest records as ignored (the defaults, and a ``model.sig`` kept inside a model directory).
 PACK_IGNORES = (*DEFAULT_IGNORES, "model.sig")
 _HEX = re.compile(r"[0-9a-f]+")
-_M = TypeVar("_M", bound=StrEnum)
 _SHARD = re.compile(r"^(.*):([0-9]+):([0-9]+)$")
 
 
@@ -54,16 +54,6 @@ class HashType(StrEnum):
 
 #: hashlib's name of each hash type uc-attest computes.
 HASHES = {HashType.SHA256: "sha256", HashType.BLAKE2B: "blake2b"}
-
-
-def _member(kind: type[_M], value: Any) -> _M | None:
-    """The member of ``kind`` that the untrusted ``value`` names, or None (text only: never a number)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -133,7 +123,7 @@ def _serialization(value: Any) -> Serialization:
     unknown = set(value) - {"method", "hash_type", "allow_symlinks", "ignore_paths", "shard_size"}
     _need(not unknown, f, f"unknown field {min(unknown)!r}" if unknown else "")
     method, hash_type, symlinks = value.get("method"), value.get("hash_type"), value.get("allow_symlinks")
-    how, hashed = _member(SerializationMethod, method), _member(HashType, hash_type)
+    how, hashed = member(SerializationMethod, method), member(HashType, hash_type)
     _need(how is not None, f"{f}.method", f"{method!r} is not files or shards")
     _need(hashed is not None, f"{f}.hash_type", f"{hash_type!r} is not an OMS algorithm")
     assert how is not None and hashed is not None
@@ -186,9 +176,7 @@ def parse_oms(statement: Statement) -> OmsClaim:
         _need(isinstance(r, dict), f, "must be an object")
         name, alg, digest = r.get("name"), r.get("algorithm"), r.get("digest")
         _need(isinstance(name, str) and bool(name), f"{f}.name", "must be a non-empty string")
-        _need(
-            _member(HashType, alg) is ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type"
-        )
+        _need(member(HashType, alg) is ser.hash_type, f"{f}.algorithm", f"{alg!r} differs from serialization.hash_type")
         _need(
             isinstance(digest, str) and bool(_HEX.fullmatch(digest)) and len(digest) % 2 == 0,
             f"{f}.digest",

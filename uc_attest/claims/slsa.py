@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.digest import Digest, canonical_json
+from ..core.enums import member
 from ..core.fsutil import is_safe_relative
 from ..errors import MalformedBundle, MalformedPack
 from ..manifest import CalibrationRecord, Manifest, OmsMethod, SourceSignature
@@ -147,7 +148,7 @@ def _parse_source_signature(deps: list[Any]) -> SourceSignature | None:
         sig = _obj(note.get("signature"), f + ".signature")
         texts = {k: note.get(k) for k in ("method", "identity")} | {"signature.name": sig.get("name")}
         bad = next((k for k, v in texts.items() if not isinstance(v, str)), None)
-        if bad is None and note["method"] not in {m.value for m in OmsMethod}:
+        if bad is None and member(OmsMethod, note["method"]) is None:
             bad = "method"
         if bad is not None:
             raise MalformedBundle(f"statement field {f}.{bad} is missing or not a string", field=f"{f}.{bad}")

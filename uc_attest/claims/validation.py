@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import Digest
+from ..core.enums import member
 from ..errors import InvalidInput, MalformedBundle, UsageError
 from .slsa import RECONSTRUCTION_NAME, ROOT_ALG
 from .statement import STATEMENT_TYPE, Statement, validate
@@ -49,9 +50,10 @@ class Runtime:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind not in RUNTIME_KINDS:
+        kind = member(RuntimeKind, self.kind)
+        if kind is None:
             raise UsageError(f"a runtime's kind is one of {', '.join(RUNTIME_KINDS)}, not {self.kind!r}")
-        object.__setattr__(self, "kind", RuntimeKind(self.kind))
+        object.__setattr__(self, "kind", kind)
 
     @property
     def id(self) -> str:
@@ -77,10 +79,10 @@ class Runtime:
         """A runtime object (METRICS.json or a signed predicate); ValueError naming the field otherwise."""
         if not isinstance(obj, dict):
             raise ValueError(f"{where} must be an object")  # noqa: TRY004 - a field error, reported as such
-        kind = obj.get("kind")
-        if kind not in RUNTIME_KINDS:
+        kind = member(RuntimeKind, obj.get("kind"))
+        if kind is None:
             raise ValueError(f"{where}.kind must be one of {', '.join(RUNTIME_KINDS)}")
-        external = RuntimeKind(kind) is RuntimeKind.EXTERNAL
+        external = kind is RuntimeKind.EXTERNAL
         fields = ("description",) if external else ("mode", "kernel", "isa", "version")
         extra = sorted(set(obj) - {"kind", *fields})
         if extra:
@@ -95,7 +97,7 @@ class Runtime:
         missing = [f for f in needed if not values[f]]
         if missing:
             raise ValueError(f"{where}.{missing[0]} is required for a {kind} runtime")
-        return cls(RuntimeKind(kind), **values)
+        return cls(kind, **values)
 
 
 @dataclass(frozen=True)

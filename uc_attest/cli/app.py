@@ -246,22 +246,13 @@ def pull(
     render.show_pull(res, as_json)
 
 
-PolicyOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a policy file (signers, log, validation).")]
-BundleOpt = Annotated[Path | None, typer.Option(help="Trust anchor: the release bundle (with --identity/--issuer).")]
-IdentityOpt = Annotated[str | None, typer.Option(help="With --bundle: the signer identity, exact.")]
-IssuerOpt = Annotated[
-    str | None, typer.Option(help="With --bundle: the OIDC issuer (default with --instance: its own).")
-]
-ManifestOpt = Annotated[Path | None, typer.Option(help="Trust anchor: a separately kept, validated manifest.")]
 OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-gapped).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 ModeOpt = Annotated[
     str | None,
     typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
 ]
-ThreadsOpt = Annotated[
-    int | None, typer.Option(help="Threads to use (default: the cores this process may run on, or UC_ATTEST_THREADS).")
-]
+ThreadsOpt = Annotated[int | None, Group(options.threads_options)]
 
 
 def _runtime(value: str | None) -> uc.Runtime | None:
@@ -277,46 +268,25 @@ def _runtime(value: str | None) -> uc.Runtime | None:
 
 
 def _set_threads(n: int | None) -> None:
+    """--threads (checked when parsed: ``options.threads_options``): the process's budget."""
     if n is not None:
-        if n < 1:
-            raise uc.UsageError(f"--threads must be at least 1, got {n}")
         uc.set_thread_budget(n)
-
-
-def _anchor_of(
-    policy: Path | None,
-    bundle: Path | None,
-    identity: str | None,
-    issuer: str | None,
-    manifest: Path | None,
-    trust_config: Path | None,
-    instance: Path | None,
-) -> uc.ServingAnchor:
-    """The anchor the shared options name (PolicyOpt ... InstanceOpt), built once here; none is refused."""
-    anchor = options.anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance)
-    if anchor is None:
-        raise uc.UsageError(f"no trust anchor: {render.HOW_TO_ANCHOR}")
-    return anchor
 
 
 @app.command()
 @mapped
+@grouped
 def generate(
     pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack of a causal language model.")],
+    *,
     prompt: Annotated[str | None, typer.Option(help="Prompt text (the pack's tokenizer).")] = None,
-    prompt_ids: Annotated[str | None, typer.Option(help="Prompt as token ids, e.g. 1,50,300 (no tokenizer).")] = None,
+    prompt_ids: Annotated[list[int] | None, Group(options.prompt_ids_options)],
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
-    policy: PolicyOpt = None,
-    bundle: BundleOpt = None,
-    identity: IdentityOpt = None,
-    issuer: IssuerOpt = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
-    manifest: ManifestOpt = None,
+    anchor: Annotated[uc.ServingAnchor, Group(options.serving_anchor_options, last=True)],
     offline: OfflineOpt = False,
     device: DeviceOpt = "cpu",
     mode: ModeOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt,
     cache: Annotated[
         bool, typer.Option(help="Keep decoded weights after first use (mode reference: memory for speed).")
     ] = False,
@@ -324,12 +294,7 @@ def generate(
 ) -> None:
     """Verify a pack, load it with its weights packed, and generate tokens as they come (exit 1 if it does not
     verify); then the time to the first token and the tokens/s after it on stderr."""
-    try:
-        ids = [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
-    except ValueError:
-        raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
     _set_threads(threads)
-    anchor = _anchor_of(policy, bundle, identity, issuer, manifest, trust_config, instance)
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -341,7 +306,7 @@ def generate(
         pack_dir,
         anchor,
         prompt=prompt,
-        prompt_ids=ids,
+        prompt_ids=prompt_ids,
         max_new_tokens=max_new_tokens,
         online=not offline,
         serving=uc.Serving(device, mode, cache),
@@ -352,25 +317,20 @@ def generate(
 
 @app.command()
 @mapped
+@grouped
 def embed(
     pack_dir: Annotated[Path, typer.Argument(metavar="PACK_DIR", help="Pack of an encoder (sentence embeddings).")],
+    *,
     text: Annotated[list[str], typer.Option(help="A sentence to embed (repeatable).")],
-    policy: PolicyOpt = None,
-    bundle: BundleOpt = None,
-    identity: IdentityOpt = None,
-    issuer: IssuerOpt = None,
-    trust_config: TrustOpt = None,
-    instance: InstanceOpt = None,
-    manifest: ManifestOpt = None,
+    anchor: Annotated[uc.ServingAnchor, Group(options.serving_anchor_options, last=True)],
     offline: OfflineOpt = False,
     device: DeviceOpt = "cpu",
     mode: ModeOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
     _set_threads(threads)
-    anchor = _anchor_of(policy, bundle, identity, issuer, manifest, trust_config, instance)
     res = uc.embed(pack_dir, text, anchor, online=not offline, serving=uc.Serving(device, mode))
     render.show_embeddings(res, text, as_json)
 

@@ -3,7 +3,9 @@
 A command parameter annotated ``Annotated[T, Group(build)]`` is not one option but ``build``'s parameters,
 each a flag with its own typer annotation (or a group in turn); the command is called with ``build(**those
 flags)``, one typed value. A flag two groups share (``--no-overrides``: no overrides, and so no allocation) is
-one option, given to both. The builders hold the checks of flag combinations, in the flags' own words.
+one option, given to both. The builders hold the checks of flag combinations, in the flags' own words; a
+command's groups are built in its signature's order, a ``Group(..., last=True)`` after the others (its refusals
+after theirs, whatever the order of the flags in the help).
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ NoOverridesOpt = Annotated[
 
 @dataclass(frozen=True)
 class Group:
-    """An option group: ``build``'s parameters are the flags, its result the command's value."""
+    """An option group: ``build``'s parameters are the flags, its result the command's value; ``last``: built
+    after the command's other groups."""
 
     build: Callable[..., Any]
+    last: bool = False
 
     def _own(self) -> list[inspect.Parameter]:
         return list(inspect.signature(self.build, eval_str=True).parameters.values())
@@ -76,7 +80,7 @@ def grouped(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(**flags: Any) -> Any:
-        values = {name: g.value(flags) for name, g in groups.items()}
+        values = {name: g.value(flags) for name, g in sorted(groups.items(), key=lambda item: item[1].last)}
         return fn(**{n: v for n, v in flags.items() if n in own.parameters and n not in groups}, **values)
 
     wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
@@ -304,6 +308,45 @@ def anchor_options(
     return _or_integrity_only(
         anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance), integrity_only
     )
+
+
+def serving_anchor_options(
+    policy: PolicyOpt = None,
+    bundle: BundleOpt = None,
+    identity: IdentityOpt = None,
+    issuer: IssuerOpt = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+    manifest: ManifestOpt = None,
+) -> uc.ServingAnchor:
+    """The anchor a pack is served under (``generate``, ``embed``): :func:`anchor_options` without
+    --integrity-only; none is a usage error (exit 2)."""
+    anchor = anchor_flags(policy, manifest, bundle, None, identity, issuer, trust_config, instance)
+    if anchor is None:
+        raise uc.UsageError(f"no trust anchor: {render.HOW_TO_ANCHOR}")
+    return anchor
+
+
+def threads_options(
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Threads to use (default: the cores this process may run on, or UC_ATTEST_THREADS)."),
+    ] = None,
+) -> int | None:
+    """The thread budget asked for (None: the default), at least 1; the command sets it."""
+    if threads is not None and threads < 1:
+        raise uc.UsageError(f"--threads must be at least 1, got {threads}")
+    return threads
+
+
+def prompt_ids_options(
+    prompt_ids: Annotated[str | None, typer.Option(help="Prompt as token ids, e.g. 1,50,300 (no tokenizer).")] = None,
+) -> list[int] | None:
+    """--prompt-ids as token ids (None: not given, or empty)."""
+    try:
+        return [int(x) for x in prompt_ids.split(",")] if prompt_ids else None
+    except ValueError:
+        raise uc.UsageError(f"--prompt-ids must be comma-separated integers, got {prompt_ids!r}") from None
 
 
 def _or_integrity_only(anchor: uc.ServingAnchor | None, integrity_only: bool) -> uc.PackAnchor:

@@ -178,3 +178,26 @@ def open_regular_fd(path: Path, *, follow: bool = False) -> int:
 def open_regular(path: Path, *, follow: bool = False) -> BinaryIO:
     """:func:`open_regular_fd` as a binary file object."""
     return os.fdopen(open_regular_fd(path, follow=follow), "rb")
+
+
+#: The most a small file a user names (a policy, a PEM key or certificate chain) may hold.
+SMALL_FILE_LIMIT = 4 << 20
+
+
+def read_small(path: Path, what: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
+    """The bytes of the small file ``path`` a user named (``what`` it is, for messages): a regular file (a
+    symbolic link followed) of at most ``limit`` bytes, read once, never waiting on a FIFO nor reading a device
+    forever. FileNotFoundError when it does not exist; InvalidInput naming it when it is not a regular file, is
+    larger, or cannot be opened or read."""
+    try:
+        with open_regular(Path(path), follow=True) as f:
+            data = f.read(limit + 1)
+    except (InvalidInput, OperationalError) as exc:  # not a regular file; cannot be opened (permissions)
+        raise InvalidInput(f"{exc.message} (the {what})", path=str(path)) from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the {what}: {exc.strerror}", path=str(path)) from None
+    if len(data) > limit:
+        raise InvalidInput(f"{path}: {what} larger than {limit >> 20} MiB", path=str(path))
+    return data

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import struct
@@ -21,25 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ..core import rfc3339
-from ..errors import MalformedBundle, SignatureInvalid
+from ..errors import SignatureInvalid
+from ..transparency.trusted import trusted_cas, trusted_ct_logs
 
 
 def ca_certificates(root_doc: dict[str, Any], at: dt.datetime) -> list[x509.Certificate]:
-    """The CA certificates of the trusted root whose ``validFor`` covers ``at``."""
-    out = []
-    for i, ca in enumerate(root_doc.get("certificateAuthorities") or []):
-        try:
-            valid = ca.get("validFor") or {}
-            start, end = rfc3339.optional(valid.get("start")), rfc3339.optional(valid.get("end"))
-            certs = [
-                x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"])) for c in ca["certChain"]["certificates"]
-            ]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedBundle(f"trusted root: certificateAuthorities[{i}] is malformed: {exc!r}") from None
-        if (start is None or start <= at) and (end is None or at <= end):
-            out += certs
-    return out
+    """The CA certificates of the trusted root whose ``validFor`` covers ``at`` (MalformedBundle: a malformed
+    ``certificateAuthorities``, :func:`~uc_attest.transparency.trusted.trusted_cas`)."""
+    return [cert for ca in trusted_cas(root_doc) if ca.valid_at(at) for cert in ca.chain]
 
 
 def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime, where: str) -> None:
@@ -85,29 +73,22 @@ def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.dateti
 
 
 def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[str, Any], where: str) -> None:
-    """An embedded precertificate SCT of the leaf verifies with a CT log key of the trusted root."""
+    """An embedded precertificate SCT of the leaf verifies with a CT log key of the trusted root, one valid at
+    the SCT's time (MalformedBundle: a malformed ``ctlogs``)."""
     try:
         scts = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
     except x509.ExtensionNotFound:
         raise SignatureInvalid(where, "signing certificate has no embedded SCT") from None
-    keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
-    for log in root_doc.get("ctlogs") or []:
-        try:
-            loaded = serialization.load_der_public_key(base64.b64decode(log["publicKey"]["rawBytes"]))
-            log_id = base64.b64decode(log["logId"]["keyId"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if isinstance(loaded, ec.EllipticCurvePublicKey):
-            keys[log_id] = loaded
+    logs = [log for log in trusted_ct_logs(root_doc) if isinstance(log.key, ec.EllipticCurvePublicKey)]
     issuer_key_hash = hashlib.sha256(
         issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     ).digest()
     tbs = leaf.tbs_precertificate_bytes
     for sct in scts:
-        key = keys.get(sct.log_id)
-        if key is None:
-            continue
         ts = int(sct.timestamp.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        keys = [log.key for log in logs if log.log_id == sct.log_id and log.valid_at(ts / 1000)]
+        if not keys:
+            continue
         ext = sct.extension_bytes
         signed = (
             b"\x00\x00"
@@ -119,11 +100,12 @@ def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[
             + len(ext).to_bytes(2, "big")
             + ext
         )
-        try:
-            key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
-            return
-        except InvalidSignature:
-            continue
+        for key in keys:
+            try:
+                key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
+                return
+            except InvalidSignature:
+                continue
     raise SignatureInvalid(where, "no embedded SCT verifies with a CT log of the trusted root")
 
 

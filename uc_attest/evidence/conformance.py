@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims.statement import artifact_hashes
+from ..core.fsutil import read_small
 from ..errors import InvalidInput, SignatureInvalid
 from ..signing.trust import PUBLIC_GOOD, STAGING, Trust
 from .bundle import read_bundle
@@ -103,7 +104,7 @@ def verify_any_bundle(
     public_key = None
     if key is not None:
         try:
-            public_key = serialization.load_pem_public_key(Path(key).read_bytes())
+            public_key = serialization.load_pem_public_key(read_small(Path(key), "public key"))
         except (OSError, ValueError) as exc:
             raise SignatureInvalid(str(bundle_path), f"the public key {key} is unusable: {exc}") from None
         signers = None

@@ -18,7 +18,7 @@ from typing import Any
 from ..claims.oms import OMS_PREDICATE, HashType, OmsClaim, SerializationMethod, diff, parse_oms, scan
 from ..claims.statement import Statement
 from ..core.digest import Digest
-from ..core.fsutil import inside
+from ..core.fsutil import inside, read_small
 from ..errors import Finding, InvalidInput, SignatureInvalid, VerificationFailed
 from ..manifest import SOURCE_SIGNATURE_NAME, OmsMethod, SourceSignature
 from ..signing.trust import Trust
@@ -51,7 +51,7 @@ def load_key(path: Path) -> Any:
     from cryptography.hazmat.primitives import serialization
 
     try:
-        return serialization.load_pem_public_key(Path(path).read_bytes())
+        return serialization.load_pem_public_key(read_small(Path(path), "public key"))
     except FileNotFoundError:
         raise InvalidInput(f"{path}: public key not found", path=str(path)) from None
     except (OSError, ValueError) as exc:
@@ -62,7 +62,7 @@ def load_certificates(path: Path) -> list[Any]:
     from cryptography import x509
 
     try:
-        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        certs = x509.load_pem_x509_certificates(read_small(Path(path), "certificate chain"))
     except FileNotFoundError:
         raise InvalidInput(f"{path}: certificate chain not found", path=str(path)) from None
     except (OSError, ValueError) as exc:
@@ -142,34 +142,33 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
     return payload, ptype, leaf
 
 
-def _bundle(signature: Path, *, logged: bool) -> tuple[bytes, dict[str, Any], str]:
-    """The OMS bundle's bytes and document; ``logged`` (the sigstore and key methods): a private PKI's bundle
-    (a certificate chain, no log, no timestamp) is refused, naming what verifies it."""
+def _logged_bundle(signature: Path) -> tuple[bytes, dict[str, Any]]:
+    """The OMS bundle's bytes and document, for the sigstore and key methods: a private PKI's bundle (a
+    certificate chain, no log, no timestamp) is refused, naming what verifies it."""
     raw, doc = read_bundle(Path(signature))
-    where = str(signature)
     vm = doc.get("verificationMaterial") or {}
     private_pki = "x509CertificateChain" in vm and not vm.get("tlogEntries") and not vm.get("timestampVerificationData")
-    if logged and private_pki:
+    if private_pki:
         raise UnsupportedBundle(
             "{path}: a certificate-method OMS signature (a private PKI, no log): give the CA certificates it "
             "chains to ({0})",
             option="cert_chain",
-            path=where,
+            path=str(signature),
         )
-    return raw, doc, where
+    return raw, doc
 
 
 def verify_oms_sigstore(model_dir: Path, signature: Path, trust: Trust, signers: Sequence[SignerLike]) -> OmsVerified:
     """The sigstore method: ``signature`` (an OMS bundle) by one of ``signers`` under ``trust``, and ``model_dir``
     checked against it. SignatureInvalid when the bundle does not verify or is not OMS; InvalidInput (exit 3) for
     a malformed statement or an unsafe resource name (the same for each method)."""
-    raw, doc, _ = _bundle(signature, logged=True)
+    raw, doc = _logged_bundle(signature)
     return _verified(model_dir, Path(signature), raw, doc, trust, signers, None)
 
 
 def verify_oms_key(model_dir: Path, signature: Path, key: Path) -> OmsVerified:
     """The key method: ``signature`` by the public key in ``key`` (PEM; no log needed), ``model_dir`` checked."""
-    raw, doc, _ = _bundle(signature, logged=True)
+    raw, doc = _logged_bundle(signature)
     public_key = load_key(key)
     return _verified(model_dir, Path(signature), raw, doc, Trust.public_good(offline=True), None, public_key)
 
@@ -179,7 +178,7 @@ def verify_oms_certificate(
 ) -> OmsVerified:
     """The certificate method: ``signature``'s certificate chains to the CA certificates in ``cert_chain``,
     ``signers`` (optional) matched against the leaf's identity and issuer DN, ``model_dir`` checked."""
-    raw, doc, _ = _bundle(signature, logged=False)
+    raw, doc = read_bundle(Path(signature))
     return _verify_private_pki(model_dir, Path(signature), raw, doc, cert_chain, signers)
 
 

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 
-from ..core import rfc3339
 from ..core.ruleid import RuleId
 from ..errors import MalformedBundle, SignatureInvalid
+from ..transparency.trusted import TrustedTsa, trusted_tsas
 
 MAX_TIMESTAMPS = 32
 
@@ -32,31 +32,14 @@ class TimestampInvalid(SignatureInvalid):
     rule: ClassVar[RuleId] = RuleId.RELEASE_TIMESTAMPS  # the rule it fails, not the signer rule
 
 
-@dataclass(frozen=True)
-class Authority:
-    """A timestamp authority of the trusted root: its chain (leaf first), name and validity."""
-
-    name: str
-    chain: tuple[x509.Certificate, ...]
-    start: dt.datetime
-    end: dt.datetime | None
+#: A timestamp authority of the trusted root: its chain (leaf first), name and validity.
+Authority = TrustedTsa
 
 
-def authorities(root_doc: dict[str, Any]) -> list[Authority]:
-    out = []
-    for i, ta in enumerate(root_doc.get("timestampAuthorities") or []):
-        try:
-            chain = tuple(
-                x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"])) for c in ta["certChain"]["certificates"]
-            )
-            valid = ta.get("validFor") or {}
-            start = rfc3339.optional(valid.get("start")) or dt.datetime.min.replace(tzinfo=dt.UTC)
-            end = rfc3339.optional(valid.get("end"))
-            name = str(ta.get("subject", {}).get("commonName") or ta.get("uri") or f"timestampAuthorities[{i}]")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedBundle(f"trusted root: timestampAuthorities[{i}] is malformed: {exc!r}") from None
-        out.append(Authority(name, chain, start, end))
-    return out
+def authorities(root_doc: dict[str, Any]) -> list[TrustedTsa]:
+    """The trusted root's timestamp authorities, read strictly (:func:`~uc_attest.transparency.trusted.trusted_tsas`:
+    MalformedBundle naming the first malformed one)."""
+    return trusted_tsas(root_doc)
 
 
 def _tokens(doc: dict[str, Any], where: str) -> list[bytes]:
@@ -119,7 +102,7 @@ def verify_timestamps(
                 builder.build().verify_message(resp, message)
             except VerificationError:
                 continue
-            if not (ta.start <= when and (ta.end is None or when <= ta.end)):
+            if not ta.valid_at(when):
                 raise TimestampInvalid(
                     where, f"timestamp {i} at {when:%Y-%m-%d %H:%M:%S} is outside {ta.name}'s validity"
                 )

@@ -60,7 +60,7 @@ from ..transparency.checkpoint import (
     parse_note,
 )
 from ..transparency.kinds import EntryKind
-from ..transparency.trusted import TrustedLog, trusted_logs
+from ..transparency.trusted import TrustedLog, trusted_ct_logs, trusted_logs
 from .chain import issuer_of, verify_chain, verify_sct
 from .identity import SignerIdentity, SignerLike, cert_issuer, signer_of
 from .timestamps import verify_timestamps
@@ -965,7 +965,7 @@ def _verify_certificate(
         except SignatureInvalid as exc:
             raise CheckFailed(where, "bundle.certificate", exc.problem) from None
     checks.append("bundle.certificate")
-    if root_doc.get("ctlogs"):  # a root listing no CT log (GitHub's instance) has no SCT to verify
+    if trusted_ct_logs(root_doc):  # a root listing no CT log (GitHub's instance) has no SCT to verify
         try:
             verify_sct(leaf, issuer_of(leaf, root_doc, times[0]), root_doc, where)
         except SignatureInvalid as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import canonical_json, sha256_file
+from ..core.enums import member
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes, inside
 from ..errors import InvalidInput, RegistryMisbehaved
 from ..manifest import Manifest
@@ -50,14 +51,6 @@ class BundleRole(StrEnum):
     RELEASE = "release"  # PACK.sigstore.json
     VALIDATION = "validation"  # PACK.validation*.sigstore.json
     OMS = "oms"  # PACK.model.sig
-
-    @classmethod
-    def named(cls, text: str | None) -> BundleRole | None:
-        """The role an annotation names; None for any other (a referrer not of ours: ignored)."""
-        try:
-            return None if text is None else cls(text)
-        except ValueError:
-            return None
 
 
 class Layout(Enum):
@@ -370,7 +363,7 @@ def bundle_referrer(raw: bytes, what: str, subject: str) -> tuple[BundleRole, De
     """(role, bundle layer) of a referrer manifest; None when it does not refer to ``subject`` or has no role of
     ours (ignored); RegistryMisbehaved naming the field when it is malformed (not exactly one layer...)."""
     body = parse_manifest(raw, what)
-    role = BundleRole.named(body.annotations.get(ROLE_ANNOTATION))
+    role = member(BundleRole, body.annotations.get(ROLE_ANNOTATION))  # None: a referrer not of ours (ignored)
     if body.subject is None or body.subject.digest != subject or role is None:
         return None
     if len(body.layers) != 1:
@@ -425,7 +418,7 @@ def list_repository(ref: Reference, *, plain_http: bool = False) -> list[dict[st
             ann = body.annotations
             entries = reg.referrers(digest)
             roles = sorted(e.annotations.get(ROLE_ANNOTATION, "?") for e in entries if e.artifact_type == BUNDLE_TYPE)
-            known = {BundleRole.named(r) for r in roles}
+            known = {member(BundleRole, r) for r in roles}
             status = (
                 "validated"
                 if BundleRole.VALIDATION in known

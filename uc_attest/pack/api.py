@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from ..anchors import OmsSignature
 from ..errors import InvalidInput, UsageError
-from ..quant.scheme import DEFAULT_SCHEME, Scheme
+from ..quant.scheme import DEFAULT_SCHEME, Scheme, check_budget
 
 if TYPE_CHECKING:  # the manifest and the writer are imported when a pack is written (the CLI starts without them)
     from ..calibration.file import Calibration as CalibrationFile
@@ -93,6 +93,10 @@ class Allocation:
 
     budget: float | Unset = UNSET
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.budget, Unset):
+            check_budget(self.budget)  # before any work: a NaN or infinite budget is refused, not a crash
 
     @property
     def bits(self) -> float:

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from ..core.device import Device
+from ..core.device import Device, torch_device
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
-from ..errors import Finding, MalformedModel, OperationalError, UsageError, VerificationFailed
+from ..errors import Finding, MalformedModel, OperationalError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
 from ..quant.allocate import Candidates
 from ..quant.measure import Candidate, measure
@@ -53,17 +53,12 @@ def _no_progress(_name: str, _n: int) -> None:
 
 
 def resolve_device(device: Device | str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a usage error."""
-    asked = Device.parse(device)
-    if asked is None:
-        raise UsageError("{0} must be auto, cpu or cuda, got {device!r}", option="device", device=device)
-    dev = asked.resolved(torch.cuda.is_available())
-    if dev is Device.CUDA:
-        if not torch.cuda.is_available():
-            raise UsageError("{0:=cuda} requested but no CUDA device is available", option="device")
+    """:func:`~uc_attest.core.device.torch_device`, with TF32 off on CUDA (packing reproduces bit for bit)."""
+    dev = torch_device(device)
+    if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    return torch.device(dev.value)
+    return dev
 
 
 class _HashingWriter:

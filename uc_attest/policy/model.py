@@ -19,6 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from ..core.device import Device
+from ..core.enums import member
+from ..core.fsutil import read_small
 from ..errors import InvalidInput
 
 
@@ -35,17 +37,13 @@ def _words(kind: type[_E]) -> BeforeValidator:
     values = [repr(m.value) for m in kind]
     expected = values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
-    def member(v: Any) -> _E:
-        if isinstance(v, kind):
-            return v
-        if isinstance(v, str):
-            try:
-                return kind(v)
-            except ValueError:
-                pass
-        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+    def named(v: Any) -> _E:
+        m = member(kind, v)
+        if m is None:
+            raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+        return m
 
-    return BeforeValidator(member)
+    return BeforeValidator(named)
 
 
 class RuntimeNeed(StrEnum):
@@ -320,7 +318,7 @@ def read_policy(path: Path) -> tuple[Policy, Path]:
     """Load and validate a policy; returns it and its directory (base for relative paths)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small(path, "policy").decode("utf-8")  # never a FIFO or device, at most a few MiB
     except FileNotFoundError:
         raise InvalidInput(f"{path}: policy file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -240,11 +240,6 @@ def log_entry(require_tlog: bool) -> Rule:
     return rule
 
 
-def tsa_count(ev: Evidence) -> list[str]:
-    """The distinct timestamp authorities whose RFC 3161 timestamps of ``ev`` verified (a log's SET is not one)."""
-    return ev.tsa_sources
-
-
 def timestamps(required: int) -> Rule:
     """At least ``required`` verified RFC 3161 timestamps from distinct timestamp authorities."""
 
@@ -254,7 +249,7 @@ def timestamps(required: int) -> Rule:
         if (no := _no_evidence(f, RuleId.RELEASE_TIMESTAMPS)) is not None:
             return no
         assert f.evidence is not None
-        tsas = tsa_count(f.evidence)
+        tsas = f.evidence.tsa_sources
         ignored = len(f.evidence.ignored_timestamps)
         return [
             Check.of(
@@ -668,7 +663,7 @@ def evidence_problems(ev: Evidence, online: OnlineLog | None, req: EvidenceRules
     why = []
     if req.require_tlog and ev.log is None:
         why.append("no transparency-log entry")
-    tsas = tsa_count(ev)
+    tsas = ev.tsa_sources
     if len(tsas) < req.require_timestamps:
         why.append(f"{len(tsas)} verified RFC 3161 timestamp authorities, {req.require_timestamps} required")
     problem = online_problem(online, req.require_online_log_check)

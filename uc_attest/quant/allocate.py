@@ -36,7 +36,7 @@ from .ldlq import blocks_to_matrices
 from .measure import Candidate, Energy, measure, raw_bytes, reference
 from .measure import damage as _damage
 from .quantize import QuantizedTensor, prepare, quantize_tensor
-from .scheme import Scheme
+from .scheme import Scheme, check_budget
 
 #: The committed int16 moments of a tensor, or None (``calibration.Calibration`` is one).
 Moments = Callable[[str, tuple[int, ...]], torch.Tensor | None]
@@ -294,6 +294,7 @@ def choose(
     for n, pts in curves.values():
         total_n += n
         used += stored_bits(n, pts[0][0], g)
+    check_budget(budget)
     allowed = math.floor(budget * total_n)
     if used > allowed and not strict:  # no allocation: every tensor at its base width
         _keep_only(store, curves, {name: scheme.bits_for(name) for name in curves})

@@ -14,10 +14,11 @@ Rotated schemes insert an exact integer Hadamard transform of ``q - z`` and a ±
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
-from ..core.stfile import dtype_name, torch_dtype
+from ..core.stfile import torch_dtype
 from .codec import unpack_codes
 from .decode_protocol import Decoding
 from .rotation import decode_shift, inverse_rotation
@@ -75,20 +76,19 @@ def reconstruct_parts_into(
     codes: torch.Tensor,
     scales: torch.Tensor,
     zeros: torch.Tensor,
-    exponent: int,
-    bits: int,
+    how: Decoding,
     parts: tuple[Part, ...],
-    sign_key: int | None = None,
 ) -> torch.Tensor:
     """:func:`reconstruct_into` for a tensor stored in row-aligned parts (``Scheme.parts``): each part decoded
-    from its own groups, then placed in its columns of ``out``."""
+    from its own groups (its group size and sign period replace ``how``'s), then placed in its columns of
+    ``out``."""
     rows = out.view(-1, out.shape[-1])
     for p in parts:
-        step = p.group * bits // 8
+        step = p.group * how.bits // 8
         a, b = p.first_group, p.first_group + p.groups
         piece = torch.empty((p.rows, p.cols), dtype=out.dtype, device=out.device)
-        how = Decoding(dtype_name(out.dtype), bits, p.group, exponent, sign_key, p.period)
-        reconstruct_into(piece, codes[a * step : b * step], scales[a:b], zeros[a:b], how)
+        part = replace(how, group_size=p.group, sign_period=p.period)
+        reconstruct_into(piece, codes[a * step : b * step], scales[a:b], zeros[a:b], part)
         rows[:, p.col0 : p.col0 + p.cols].copy_(piece)
     return out
 
@@ -114,5 +114,5 @@ def reconstruct_tensor(
         raise ValueError(f"unsupported reconstruction dtype {how.dtype}")
     out = torch.empty(shape, dtype=target, device=codes.device)
     if len(parts) > 1:
-        return reconstruct_parts_into(out, codes, scales, zeros, how.exponent, how.bits, parts, how.sign_key)
+        return reconstruct_parts_into(out, codes, scales, zeros, how, parts)
     return reconstruct_into(out, codes, scales, zeros, how)

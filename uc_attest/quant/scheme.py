@@ -55,6 +55,19 @@ REFIT: dict[str, int] = {RHT_ID: 2, LDLQ_ID: 2, LDLQ2_ID: 2}
 FEEDBACK_SEARCH: tuple[tuple[float, ...], int] = ((1.0,), 0)
 
 
+def check_budget(budget: float) -> None:
+    """A bit budget (bits per quantized weight as stored) must be a finite number in (0, 64]: NaN, infinities or
+    1e308 would otherwise reach the allocation's integer arithmetic."""
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int | float)
+        or not (math.isfinite(budget) and 0 < budget <= 64)
+    ):
+        raise UsageError(
+            "{0} must be a number of bits per weight in (0, 64], got {budget}", option="budget", budget=budget
+        )
+
+
 @dataclass(frozen=True)
 class Part:
     """Columns ``[col0, col0 + cols)`` of every row of a tensor, quantized as a tensor of their own

@@ -22,12 +22,7 @@ import torch
 from ..core import threads
 from ..errors import OperationalError, UsageError
 from ..quant.native_decode import DTYPE_CODES
-from .modes import KERNEL, Mode, available, isa  # noqa: F401 - kernels.KERNEL/available/isa as before
-
-try:
-    from . import _serve as _native  # type: ignore[attr-defined]
-except ImportError:  # a pure-Python install: every layer runs reference
-    _native = None
+from .modes import KERNEL, Mode, _native, available, isa  # noqa: F401 - kernels.KERNEL/available/isa as before
 
 
 def default_mode(device: torch.device, cache: bool = False) -> Mode:

@@ -22,7 +22,7 @@ import torch
 
 from ..claims.validation import Runtime
 from ..core import threads
-from ..core.device import Device
+from ..core.device import Device, torch_device
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
 from ..errors import Finding, FindingKind, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
@@ -68,16 +68,6 @@ def side_files(facts: Any, expected: Manifest) -> dict[str, bytes]:
             except MalformedPack:
                 continue  # reported by check_files as missing
     return out
-
-
-def _device(device: Device | str) -> torch.device:
-    asked = Device.parse(device)
-    if asked is None:
-        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
-    dev = asked.resolved(torch.cuda.is_available())
-    if dev is Device.CUDA and not torch.cuda.is_available():
-        raise UsageError("device cuda requested but no CUDA device is available")
-    return torch.device(dev.value)
 
 
 def _set(module: torch.nn.Module, attr: str, value: torch.Tensor) -> None:
@@ -367,7 +357,7 @@ def load_model(
     none: :func:`uc_attest.verify.anchor.serving_anchor`)."""
     anchor = serving_anchor(anchor)
     t0 = time.perf_counter()
-    target = _device(device)
+    target = torch_device(device)
     threads.size_torch()  # torch's pool at the process's budget (its default: every core of the machine)
     asked, served = _modes(target, cache, mode)
     serving = runtime(served, target)  # policy validation.runtime: match compares it with the validated one

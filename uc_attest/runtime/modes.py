@@ -5,7 +5,7 @@ kernels themselves (``kernels.py``) and the ``reference`` mode, named by torch's
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..claims.validation import Runtime
 from ..errors import UsageError
@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     import torch
 
 try:
-    from . import _serve as _native  # type: ignore[attr-defined]
+    from . import _serve  # type: ignore[attr-defined]
 except ImportError:  # a pure-Python install: every layer runs reference
-    _native = None
+    _serve = None
+#: The native kernels, or None: the one module kernels.py computes with.
+_native: Any = _serve
 
 KERNEL = "uc-serve/2"  # bumped whenever a kernel's outputs change
 

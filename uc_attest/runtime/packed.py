@@ -110,17 +110,6 @@ class PackedWeight(torch.nn.Module):
 
     def decode_into(self, out: torch.Tensor) -> torch.Tensor:
         """The contract decode (docs/format.md 3.3, 3.5) into ``out`` (the source dtype, this weight's shape)."""
-        if self.parts:  # each part decoded on its own, then placed in its columns
-            return reconstruct_parts_into(
-                out,
-                self.uc_codes,
-                self.uc_scales,
-                self.uc_zeros,
-                self.record.exponent,
-                self.record.bits,
-                self.parts,
-                self.key,
-            )
         how = Decoding(
             dtype_name(out.dtype),
             self.record.bits,
@@ -129,6 +118,8 @@ class PackedWeight(torch.nn.Module):
             self.key,
             self.sign_period,
         )
+        if self.parts:  # each part decoded on its own, then placed in its columns
+            return reconstruct_parts_into(out, self.uc_codes, self.uc_scales, self.uc_zeros, how, self.parts)
         return reconstruct_into(out, self.uc_codes, self.uc_scales, self.uc_zeros, how)
 
     def decode(self) -> torch.Tensor:

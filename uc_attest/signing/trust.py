@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
 from ..anchors import TrustFile, TrustInstance
+from ..core.enums import member
 from ..errors import InvalidInput, OperationalError, UsageError
 
 if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its keys does
-    from ..transparency.rekor_v1 import LogKey
-    from ..transparency.tiles import TileLogKey
     from ..transparency.trusted import TrustedLog
 
 
@@ -31,14 +30,6 @@ class TufRoot(StrEnum):
 
     PUBLIC_GOOD = "public-good"
     STAGING = "staging"
-
-    @classmethod
-    def named(cls, source: str) -> TufRoot | None:
-        """The deployment ``source`` names, or None (a file)."""
-        try:
-            return cls(source)
-        except ValueError:
-            return None
 
 
 PUBLIC_GOOD, STAGING = TufRoot.PUBLIC_GOOD, TufRoot.STAGING
@@ -56,7 +47,7 @@ class Trust:
     offline: bool = False
 
     def __post_init__(self) -> None:
-        self.source = TufRoot.named(self.source) or self.source
+        self.source = member(TufRoot, self.source) or self.source
 
     @classmethod
     def file(cls, path: Path | str, *, offline: bool = False) -> Trust:
@@ -167,35 +158,25 @@ class Trust:
         entries = sc.get(kind) if isinstance(sc, dict) else None
         return [str(e.get("url")) for e in entries or [] if isinstance(e, dict)]
 
-    def logs(self) -> list[LogKey]:
+    def logs(self) -> list[TrustedLog]:
         """The transparency logs of the trusted root with ECDSA keys (Rekor v1: REST API, SETs), each with the
         validity of its key (the same parse, the same strictness as the bundle verifier's)."""
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from ..transparency.rekor_v1 import LogKey
+        return [t for t in self._trusted_logs if isinstance(t.key, ec.EllipticCurvePublicKey)]
 
-        return [
-            LogKey(t.base_url, t.key, t.log_id, t.start, t.end)
-            for t in self._trusted_logs()
-            if isinstance(t.key, ec.EllipticCurvePublicKey)
-        ]
-
-    def tile_logs(self) -> list[TileLogKey]:
+    def tile_logs(self) -> list[TrustedLog]:
         """The logs with Ed25519 checkpoint keys (Rekor v2: C2SP tlog-tiles, log id = the key's C2SP id)."""
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
-        from ..transparency.tiles import TileLogKey
+        return [t for t in self._trusted_logs if isinstance(t.key, ed25519.Ed25519PublicKey)]
 
-        return [
-            TileLogKey(t.base_url, t.key, t.log_id, t.start, t.end)
-            for t in self._trusted_logs()
-            if isinstance(t.key, ed25519.Ed25519PublicKey)
-        ]
-
-    def _trusted_logs(self) -> list[TrustedLog]:
+    @cached_property
+    def _trusted_logs(self) -> tuple[TrustedLog, ...]:
+        """The root's logs, parsed once per trust (a malformed root raises each time: nothing is cached then)."""
         from ..transparency.trusted import trusted_logs
 
-        return trusted_logs(self.root_document, self.source)
+        return tuple(trusted_logs(self.root_document, self.source))
 
     def default_issuer(self) -> str | None:
         """The embedded instance's own issuer (None for other deployments)."""
@@ -237,7 +218,7 @@ def select_trust(trust_config: Path | str | None, instance: Path | None, *, offl
         return Trust(str(Path(instance) / TRUST_CONFIG), Path(instance), offline)
     assert trust_config is not None
     source = str(trust_config)
-    named = TufRoot.named(source)
+    named = member(TufRoot, source)  # a deployment, or None: a file
     if named is None and not Path(source).is_file():
         raise InvalidInput(f"{source}: trust config not found (a file, public-good or staging)", path=source)
     return Trust(named or source, None, offline)

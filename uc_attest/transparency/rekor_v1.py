@@ -31,6 +31,7 @@ from ..core.netio import Deadline
 from ..errors import LogMisbehaved, LogUnreachable, MerkleError, NoteError
 from .checkpoint import Checkpoint, Verifier, open_note
 from .kinds import EntryKind
+from .trusted import TrustedLog
 
 if TYPE_CHECKING:
     from requests import Session
@@ -42,16 +43,8 @@ MAX_ANSWER = 16 << 20  # a log answer (entries with certificates, proofs) is kil
 ATTEMPTS, BACKOFF_S = 3, 0.25
 
 
-@dataclass(frozen=True)
-class LogKey:
-    """One transparency log of a trust root: where it answers, its ECDSA key, its log id, and when the key is
-    valid (the trusted root's ``validFor``, POSIX seconds): an entry integrated outside it is refused."""
-
-    base_url: str
-    key: ec.EllipticCurvePublicKey
-    log_id: bytes
-    start: float = float("-inf")
-    end: float = float("inf")
+#: A Rekor v1 log of a trust root (its key: ECDSA): an entry integrated outside the key's validity is refused.
+LogKey = TrustedLog
 
 
 @dataclass(frozen=True)
@@ -200,7 +193,7 @@ class RekorClient:
                 raise LogMisbehaved(f"entry {index}: body does not hash to its uuid")
             if bytes.fromhex(e["logID"]) != self.log.log_id:
                 raise LogMisbehaved(f"entry {index}: log id differs")
-            if not self.log.start <= itime <= self.log.end:
+            if not self.log.valid_at(itime):
                 raise LogMisbehaved(f"entry {index}: integrated at {itime}, outside the log key's validity")
             v = e["verification"]
             set_payload = canonical_json(

@@ -15,12 +15,12 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..core.httpclient import BadURL, Refused, TooLarge, Unreachable, read_body, send, session
 from ..core.merkle import leaf_hash, node_hash
 from ..core.netio import Deadline
 from ..errors import LogMisbehaved, LogUnreachable, NoteError
+from .trusted import TrustedLog
 
 WIDTH, HEIGHT, HASH = 256, 8, 32
 #: Longest entry an entry bundle can hold (its length prefix is a big-endian uint16).
@@ -148,16 +148,8 @@ class CompactRange:
         return cls(size, [bytes.fromhex(str(h)) for h in hashes])
 
 
-@dataclass(frozen=True)
-class TileLogKey:
-    """A tile-based log (Rekor v2) of a trust root: base URL, Ed25519 checkpoint key, log id (its C2SP key id),
-    and the key's validity (the trusted root's ``validFor``, POSIX seconds)."""
-
-    base_url: str
-    key: Any
-    log_id: bytes
-    start: float = float("-inf")
-    end: float = float("inf")
+#: A tile-based log (Rekor v2) of a trust root: its key Ed25519, its log id the key's C2SP key id.
+TileLogKey = TrustedLog
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ def require_anchor(anchor: Anchor | None) -> AnyAnchor:
     """The one refusal of "no anchor" (loading, serving and verifying need one)."""
     if anchor is None:
         raise UsageError(NO_ANCHOR)
-    if not isinstance(anchor, PolicyAnchor | SignedBy | KeptManifest | OmsAnchor | PackItself):
+    if not isinstance(anchor, AnyAnchor):
         raise UsageError(f"a trust anchor is an Anchor value, not {type(anchor).__name__}: {NO_ANCHOR}")
     return anchor
 

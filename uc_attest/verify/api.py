@@ -113,10 +113,6 @@ class Prepared:
     policy_name: str = ""
     device: Device | str = Device.AUTO
 
-    @property
-    def signed(self) -> bool:
-        return self.anchor.signed
-
     def verdict(self) -> Verdict:
         v = _verdict(self.facts, evaluate(self.rules, self.facts), self.title, self.policy_name)
         v.manifest = self.expected.manifest if self.expected else None
@@ -179,13 +175,16 @@ def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: Device | str,
     from . import gather
 
     pack_dir = facts.pack.dir
-    pol: Policy | None = None
+    pol: Policy | None = None  # a policy anchor's (it alone has one)
+    asked: tuple[Path, ...] | None = None  # its validation bundles (None: the one beside the pack)
+    title = ""
     if isinstance(anchor, PolicyAnchor):
         pol, base = read_policy(anchor.path)
         trust = policy_trust(pol, base, anchor.trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
         if Device.parse(device) is Device.AUTO:  # a device given is kept (an unknown one fails the rebuild check)
             device = pol.rebuild.device
+        asked, title = anchor.validations, f"under {anchor.path}"
     else:
         trust = resolve_trust(anchor.trust, offline=not online)
         signers = [signer_under(anchor.identity, anchor.issuer, trust)]
@@ -195,10 +194,9 @@ def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: Device | str,
     gather.release_evidence(facts, release, trust, signers)
     gather.online_log(facts, trust, online)
     expected = local.expected_manifest(facts)
-    if isinstance(anchor, PolicyAnchor) and pol is not None and pol.validation is not None:
-        vals = _default_validations(pack_dir) if anchor.validations is None else list(anchor.validations)
+    if pol is not None and pol.validation is not None:
+        vals = _default_validations(pack_dir) if asked is None else list(asked)
         gather.validations(facts, vals, trust, pol.signers.validator, online=online)
-    title = f"under {anchor.path}" if isinstance(anchor, PolicyAnchor) else ""
     # a policy's rules all run whatever the evidence (an OMS signature fails those it cannot answer);
     # without a policy, the defaults of the evidence kind
     rules = release_rules(pol) if pol is not None or facts.oms is None else oms_default_rules()
@@ -246,9 +244,10 @@ def verify(
         if rebuild is not None or (tensors is not None and tensors.shard_digests) or runtime is not None:
             raise UsageError("an OMS signature verifies a plain model directory: no rebuild, shards or runtime")
         return verify_oms_model(pack_dir, anchor, online=online)
-    if isinstance(anchor, PackItself) and tensors is None:  # nothing would then read a byte of the shards
+    if isinstance(anchor, PackItself | KeptManifest) and tensors is None:  # nothing would read a byte of the shards
         raise UsageError(
-            "Anchor.pack_itself() checks the pack's tensors against its own manifest: tensors=None leaves nothing to check"
+            "an unsigned anchor (pack_itself, kept_manifest) proves the pack only by its tensors: "
+            "tensors=None leaves nothing to check"
         )
     if isinstance(anchor, KeptManifest) and rebuild is not None:
         raise UsageError("a kept manifest cannot be combined with a rebuild (the rebuild uses the pack's manifest)")
