@@ -133,6 +133,8 @@ def measure(
     g = scheme.group_size
 
     def block(n: int) -> int:  # blocks of the input zero-padded to whole groups when a row splits in two parts
+        if scheme.parts((1, n))[0].block > g:  # feedback over several groups: the full matrix, cut when committed
+            return n
         return g if n % g == 0 or scheme.split_column((1, n)) else n if g % n == 0 else 0
 
     causal = is_causal(config) and text is None

@@ -97,7 +97,7 @@ class Calibration:
             )
         if not split:
             return moments_to_blocks(h, block)
-        blocks = _part_blocks(h, cols, split, g)
+        blocks = _part_blocks(h, cols, split, self.scheme.parts(shape)[0].block)
         parts = self.scheme.parts(shape)
         return torch.cat([moments_to_blocks(b, p.block).reshape(-1) for p, b in zip(parts, blocks, strict=True)])
 

@@ -269,8 +269,7 @@ T_AVX512 static void feedback_avx512(const double *y, int g, int qmax, double s,
 /* ldlq.py rotated_hessian + feedback_matrix for one block: ``a`` the damped rotated moments (exact int64, as
  * binary64 below 2^53), eliminated from the last column in binary64, elementwise in the reference's order;
  * ``m`` the strictly upper M in 2^-16 fixed point. */
-static void feedback_matrix_block(double *a, int g, double *m) {
-    double col[MAX_GROUP];
+static void feedback_matrix_block(double *a, int g, double *m, double *col, double lim) {
     memset(m, 0, sizeof(double) * (size_t)g * g);
     for (int k = g - 1; k > 0; k--) {
         double piv = a[(size_t)k * g + k];
@@ -285,7 +284,6 @@ static void feedback_matrix_block(double *a, int g, double *m) {
             for (int j = 0; j < k; j++) ri[j] = ri[j] - col[i] * rk[j];
         }
     }
-    const double lim = (double)(1 << 20);
     for (size_t i = 0; i < (size_t)g * g; i++) m[i] = clampd(nearbyint(m[i] * (double)(1 << F_M)), -lim, lim);
 }
 
@@ -792,12 +790,49 @@ static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
         int64_t d = 100LL * g, lam = trace / d - (trace % d < 0) + 1;  /* floor division, as torch's // */
         for (int i = 0; i < g; i++) a[(size_t)i * g + i] += lam;
         for (size_t i = 0; i < (size_t)g * g; i++) ad[i] = (double)a[i];
-        feedback_matrix_block(ad, g, m + (size_t)b * g * g);
+        double col[MAX_GROUP];
+        feedback_matrix_block(ad, g, m + (size_t)b * g * g, col, (double)(1 << 20));
     }
     Py_END_ALLOW_THREADS
     PyMem_Free(a);
     PyMem_Free(ad);
     PyBuffer_Release(&mb);
+    return out;
+}
+
+/* ldlq.py feedback_matrix for blocks of any width (uc-rht-ldlq/3's feedback over several groups): ``a`` the damped
+ * rotated moments as binary64 [nb, w, w] (exact integers, rotated and damped by the reference), eliminated as in
+ * feedback_matrix_block; returns M [nb, w, w] in 2^-16 fixed point, clamped to +-lim. */
+static PyObject *eliminate(PyObject *self, PyObject *args) {
+    Py_buffer ab;
+    int w;
+    double lim;
+    if (!PyArg_ParseTuple(args, "y*id", &ab, &w, &lim)) return NULL;
+    Py_ssize_t each = (Py_ssize_t)w * w * (Py_ssize_t)sizeof(double);
+    if (w < 1 || w > 4096 || ab.len % each || ab.len == 0) {
+        PyBuffer_Release(&ab);
+        return PyErr_Format(PyExc_ValueError, "a: binary64 [blocks, w, w] (w %d)", w);
+    }
+    Py_ssize_t nb = ab.len / each;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, ab.len);
+    double *a = PyMem_Malloc((size_t)each), *col = PyMem_Malloc(sizeof(double) * (size_t)w);
+    if (!out || !a || !col) {
+        Py_XDECREF(out);
+        PyMem_Free(a);
+        PyMem_Free(col);
+        PyBuffer_Release(&ab);
+        return PyErr_NoMemory();
+    }
+    double *m = (double *)PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        memcpy(a, (const char *)ab.buf + b * each, (size_t)each);
+        feedback_matrix_block(a, w, m + (size_t)b * w * w, col, lim);
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(a);
+    PyMem_Free(col);
+    PyBuffer_Release(&ab);
     return out;
 }
 
@@ -857,6 +892,7 @@ static PyMethodDef methods[] = {
     {"group_ranges", group_ranges, METH_VARARGS, "Pass 1: (largest group range, all finite) over a run of groups."},
     {"quantize_groups", quantize_groups, METH_VARARGS, "Pass 2: search, feedback and packing of a run of groups."},
     {"feedback_matrices", feedback_matrices, METH_VARARGS, "ldlq.py rotated_hessian + feedback_matrix, float64."},
+    {"eliminate", eliminate, METH_VARARGS, "ldlq.py feedback_matrix for blocks of any width, float64."},
     {"diff_amax", diff_amax, METH_VARARGS, "max |a - b| over a run of elements (binary64)."},
     {"diff_scaled", diff_scaled, METH_VARARGS, "round((a - b) 2^k) as int8 and the sum of their squares."},
     {"error_sums", error_sums, METH_VARARGS, "The exact sums of quality.py relative_error_ppm over a run."},

@@ -20,6 +20,7 @@ Every step is exact or pinned, so codes are the same bytes on every machine:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -32,6 +33,9 @@ F_U, F_M = 12, 16
 #: Clamps that keep every feedback sum exact: |u| <= 2^21 so |e| < 2^22, |M| <= 2^20, and a group's
 #: sum of g <= 1024 products stays below 2^52.
 U_LIM, M_LIM = float(1 << 21), float(1 << 20)
+#: The clamp of M in feedback blocks wider than 1024 columns (``uc-rht-ldlq/3``, at most 2048): sums of up to 2047
+#: products of |e| < 2^22 and |M| <= 2^19 stay below 2^52.
+M_LIM_WIDE = float(1 << 19)
 #: Columns per batched matmul; any value gives identical codes (the sums are exact).
 SUB_BLOCK = 16
 
@@ -76,26 +80,47 @@ def rotated_hessian(m16: torch.Tensor, g: int, key: int, period: int) -> torch.T
         for r in range(0, g, width):
             rep[0, r : r + width, r : r + width] = s[0]
         s = rep
-    nb = s.shape[0]
-    d = signs_torch(key, 0, nb * g, s.device, torch.int64, period).reshape(nb, g)  # the row-shared signs
+    nb, w = s.shape[0], s.shape[-1]
+    d = signs_torch(key, 0, nb * w, s.device, torch.int64, period).reshape(nb, w)  # the row-shared signs
     a = s * d[:, :, None] * d[:, None, :]
-    a = fwht_torch(fwht_torch(a).transpose(-1, -2))  # Had·A·Had (both symmetric), |·| < 2^36
-    lam = torch.diagonal(a, dim1=-2, dim2=-1).to(torch.int64).sum(-1) // (100 * g) + 1
-    return a + torch.diag_embed(lam[:, None].expand(nb, g))
+    a = _had_g(_had_g(a, g).transpose(-1, -2), g)  # Had·A·Had per group (both symmetric), |·| < 2^36
+    lam = torch.diagonal(a, dim1=-2, dim2=-1).to(torch.int64).sum(-1) // (100 * w) + 1
+    if w > g:  # uc-rht-ldlq/3: at least g·⌊√w⌋, about twice the spectral norm of the int16 rounding (≈ 0.58·√w,
+        lam = torch.clamp(lam, min=g * math.isqrt(w))  # times g for the unnormalized rotation): a near-singular
+        # block (a pooler fed fewer tokens than it has inputs) rounds to an indefinite one, and its feedback explodes
+    return a + torch.diag_embed(lam[:, None].expand(nb, w))
 
 
-def feedback_matrix(h: torch.Tensor) -> torch.Tensor:
+def _had_g(a: torch.Tensor, g: int) -> torch.Tensor:
+    """The Walsh-Hadamard transform of each g-wide group of the last dimension (a feedback block of several groups
+    is rotated group by group, as its weights are)."""
+    return fwht_torch(a.reshape(*a.shape[:-1], a.shape[-1] // g, g)).reshape(a.shape)
+
+
+def feedback_matrix(h: torch.Tensor, native: bool = True) -> torch.Tensor:
     """Fixed-point M (2^-16, strictly upper) of ``H = M Δ Mᵀ`` for int64 blocks [nb, g, g].
 
     Elimination from the last column, float64, elementwise ops only (pinned rounding). Pivots
     are Schur complements of a matrix damped by λ >= 1, so at least 1; the clamp only guards."""
+    lim = M_LIM if h.shape[-1] <= 1024 else M_LIM_WIDE
+    module = _native() if native else None
+    if module is not None and h.device.type == "cpu":  # the same elementwise operations in the same order, in C
+        out = module.eliminate(h.to(torch.float64).contiguous().numpy().tobytes(), h.shape[-1], lim)
+        return torch.frombuffer(bytearray(out), dtype=torch.float64).reshape(h.shape)
     a = h.to(torch.float64)  # exact: |h| < 2^53
     m = torch.zeros_like(a)
     for k in range(a.shape[-1] - 1, 0, -1):
         col = torch.div(a[:, :k, k], torch.clamp(a[:, k, k : k + 1], min=1.0))
         m[:, :k, k] = col
         a[:, :k, :k] -= col[:, :, None] * a[:, k : k + 1, :k]
-    return torch.clamp(torch.round(m * float(1 << F_M)), -M_LIM, M_LIM)
+    return torch.clamp(torch.round(m * float(1 << F_M)), -lim, lim)
+
+
+def _native() -> Any:
+    """The native quantizer module when it is built (its ``eliminate`` is this module's elimination in C)."""
+    from . import native
+
+    return native.module() if native.available() else None
 
 
 def feedback_codes(
@@ -105,11 +130,13 @@ def feedback_codes(
     (float64), errors fed forward through ``m_fx`` [nb, g, g]; returns uint8 [rows, nb, g].
 
     In units of 2^-(F_U+F_M): ``q_k = clamp(⌊(u_k 2^F_M + z 2^(F_U+F_M) + half + Σ e_i M_ik) / 2^(F_U+F_M)⌋)``
-    with ``e_i = u_i - (q_i - z) 2^F_U``; every value is an integer below 2^53 (exact in float64)."""
+    with ``e_i = u_i - (q_i - z) 2^F_U``; every value is an integer below 2^53 (exact in float64). ``s`` and ``z``
+    may also be given per column ([rows, nb, g]: a feedback block of several groups)."""
     one, shift = float(1 << F_U), float(1 << F_M)
     inv = 1.0 / (one * shift)
-    u = torch.clamp(torch.round(torch.div(y, s[..., None]) * one), -U_LIM, U_LIM).permute(1, 0, 2)  # [nb, rows, g]
-    uz = (u + z.t()[..., None] * one).contiguous()  # e_k = uz_k - q_k 2^F_U
+    s3, z3 = (s, z) if s.dim() == 3 else (s[..., None], z[..., None])
+    u = torch.clamp(torch.round(torch.div(y, s3) * one), -U_LIM, U_LIM).permute(1, 0, 2)  # [nb, rows, g]
+    uz = (u + z3.permute(1, 0, 2) * one).contiguous()  # e_k = uz_k - q_k 2^F_U
     base = uz * shift + one * shift / 2  # target without the feedback sum
     err = torch.empty_like(uz)
     g = y.shape[-1]

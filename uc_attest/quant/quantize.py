@@ -266,6 +266,7 @@ def prepare(
         and w.device.type == "cpu"
         and native.available()
         and native.native_dtype(w) is not None
+        and all(p.block <= scheme.group_size for p in scheme.parts(shape))  # wider feedback: the reference only
     )
     if len(parts) == 1:
         pieces = [w.reshape(-1)]
@@ -401,7 +402,13 @@ def _quantize_part(
     for b0 in range(0, n_groups, block):
         y = groups(b0, min(n_groups, b0 + block))
         q, s16, z = _search_block(y, qmax, exponent, grid, refit)
-        if m_fx is not None:
+        if m_fx is not None and part.block > g:  # feedback blocks of several groups: scales per column
+            per = part.block // g
+            s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, row_groups // per, per)
+            zz = z.to(torch.float64).reshape(-1, row_groups // per, per)
+            s, zz = (t.repeat_interleave(g, -1) for t in (s, zz))
+            q = feedback_codes(y.reshape(-1, row_groups // per, part.block), s, zz, m_fx, qmax)
+        elif m_fx is not None:
             s = (s16.to(torch.float64) * math.ldexp(1.0, exponent)).reshape(-1, row_groups)
             q = feedback_codes(y.reshape(-1, row_groups, g), s, z.to(torch.float64).reshape(-1, row_groups), m_fx, qmax)
         codes.append(pack_codes(q.reshape(-1), bits).cpu())

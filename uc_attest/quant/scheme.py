@@ -16,6 +16,12 @@ LDLQ_ID = "uc-rht-ldlq/1"
 #: ``uc-rht-ldlq/1`` with row-aligned parts: a row of c = m·g + t columns (0 < t < g, t dividing g) is quantized as
 #: two parts, its first m·g columns and its last t (docs/format.md 3.6), so error feedback reaches every layer.
 LDLQ2_ID = "uc-rht-ldlq/2"
+#: ``uc-rht-ldlq/2`` whose error feedback runs over blocks of up to ``WIDE_MAX`` columns (whole groups): an error in
+#: one group of a row is fed into the next ones, not only within its group (docs/format.md 3.6). It commits larger
+#: moments (w(w+1)/2 per block of w columns instead of g(g+1)/2 per group) and quantizes on the torch reference path.
+LDLQ3_ID = "uc-rht-ldlq/3"
+#: Widest feedback block of ``uc-rht-ldlq/3`` (every feedback sum stays exact: ldlq.py).
+WIDE_MAX = 2048
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 DEFAULT_INCLUDE = ("*.weight",)
 #: Embeddings and norms stay as they are. The output head (``lm_head``) is quantized like any linear layer, as
@@ -38,17 +44,18 @@ SCHEMES: dict[str, tuple[float, ...]] = {
     RHT_ID: RHT_GRID,
     LDLQ_ID: RHT_GRID,
     LDLQ2_ID: RHT_GRID,
+    LDLQ3_ID: RHT_GRID,
 }
 #: Schemes whose groups are rotated by a randomized Hadamard transform before quantization.
-ROTATED = frozenset({RHT_ID, LDLQ_ID, LDLQ2_ID})
+ROTATED = frozenset({RHT_ID, LDLQ_ID, LDLQ2_ID, LDLQ3_ID})
 #: Schemes whose rotation signs are shared by all rows (index modulo the row length when groups
 #: are row-aligned), and which feed quantization errors forward through committed second
 #: moments of each layer's input (ldlq.py) for the tensors that have them.
-ROW_SIGNS = frozenset({LDLQ_ID, LDLQ2_ID})
+ROW_SIGNS = frozenset({LDLQ_ID, LDLQ2_ID, LDLQ3_ID})
 #: Schemes that split a row whose length is not a multiple of the group size into row-aligned parts.
-ROW_PARTS = frozenset({LDLQ2_ID})
+ROW_PARTS = frozenset({LDLQ2_ID, LDLQ3_ID})
 #: Least-squares refit rounds (exact integer normal equations) after the clipping search.
-REFIT: dict[str, int] = {RHT_ID: 2, LDLQ_ID: 2, LDLQ2_ID: 2}
+REFIT: dict[str, int] = {RHT_ID: 2, LDLQ_ID: 2, LDLQ2_ID: 2, LDLQ3_ID: 2}
 #: (clipping grid, refit rounds) of tensors quantized with error feedback: min-max scales. The
 #: feedback does what clipping did; on MiniLM the full search + refit gained 5% of 1-cos at 1.8x
 #: the packing time.
@@ -181,10 +188,19 @@ class Scheme:
         split = self.split_column(shape)
         if not split:
             period = self.sign_period(shape)
-            return (Part(0, cols, rows, g, period, min(period, g), 0),)
-        main = Part(0, split, rows, g, split, g, 0)
+            return (Part(0, cols, rows, g, period, self._feedback_width(period), 0),)
+        main = Part(0, split, rows, g, split, self._feedback_width(split), 0)
         t = cols - split
         return (main, Part(split, t, rows, g, t, t, main.groups))
+
+    def _feedback_width(self, period: int) -> int:
+        """Columns of a feedback block for a part whose rows are ``period`` long: the group size (or the row, when
+        a group holds several); ``uc-rht-ldlq/3``: the widest multiple of the group size that divides the row and
+        is at most ``WIDE_MAX``."""
+        g = self.group_size
+        if self.id != LDLQ3_ID or period <= g:
+            return min(period, g)
+        return max(k * g for k in range(1, WIDE_MAX // g + 1) if period % (k * g) == 0)
 
     def moment_block(self, shape: tuple[int, ...]) -> int:
         """Width of the first part's committed moment blocks: the group size, or the row length when
