@@ -243,7 +243,8 @@ def _default_rows(src: Path, group: int, row: object) -> None:
     for label, flags in (("default command (no flags: calibration + alloc)", []),
                          ("  --no-calibration", ["--no-calibration"]),
                          ("  --no-allocation (uniform 5 bits, calibrated)", ["--no-allocation"]),
-                         ("  --bits-budget 5.25", ["--bits-budget", "5.25"])):  # fmt: skip
+                         ("  --bits-budget 5.25", ["--bits-budget", "5.25"]),
+                         ("  --scheme uc-rht-ldlq/3 (feedback across groups)", ["--scheme", "uc-rht-ldlq/3"])):  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             subprocess.run([str(exe), "pack", str(src), "-o", f"{tmp}/p", "--device", "cpu",

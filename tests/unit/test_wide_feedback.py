@@ -13,8 +13,8 @@ import uc_attest as uc
 from uc_attest import calibration
 from uc_attest.pack import Pack
 from uc_attest.quant import quantize as qz
-from uc_attest.quant.native import available as native_available
 from uc_attest.quant.ldlq import feedback_codes, feedback_matrix, moments_to_blocks, rotated_hessian
+from uc_attest.quant.native import available as native_available
 from uc_attest.quant.scheme import LDLQ2_ID, LDLQ3_ID, WIDE_MAX, Scheme
 from uc_attest.testing.synth import synth_tensor, write_synth_model
 
@@ -137,6 +137,8 @@ def test_wide_pack_is_deterministic_and_rebuilds(tmp_path: Path, monkeypatch: py
     finally:
         torch.set_num_threads(2)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert a.manifest.root == b.manifest.root
+    assert sum(1 for t in a.manifest.tensors if t.quant and t.quant.moments) == 7
     assert uc.check_pack(tmp_path / "a").ok
     v = uc.check_rebuild(tmp_path / "a", src, "cpu")
     assert v.ok, [c for c in v.checks if not c.ok]

@@ -9,7 +9,8 @@
   (``--calibration-text``).
 
 Only the g x g diagonal blocks the scheme uses are measured (``Scheme.moment_block``), for the tensors
-the scheme quantizes.
+the scheme quantizes; for feedback blocks wider than a group (``uc-rht-ldlq/3``) the full matrix, cut into
+the scheme's blocks when it is committed (``calibration/file.py``).
 """
 
 from __future__ import annotations

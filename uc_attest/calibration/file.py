@@ -38,7 +38,7 @@ class Calibration:
         self.path = Path(path)
         if not scheme.row_signs:
             raise UsageError(
-                "{0} needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme}",
+                "{0} needs a feedback scheme (uc-rht-ldlq/2, /3 or /1), not {scheme}",
                 option="calibration",
                 scheme=scheme.id,
             )

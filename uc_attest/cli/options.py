@@ -96,7 +96,8 @@ def scheme_options(
     scheme_id: Annotated[
         str,
         typer.Option(
-            "--scheme", help="uc-rht-ldlq/2 (the default), uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1."
+            "--scheme",
+            help="uc-rht-ldlq/2 (the default), uc-rht-ldlq/3 (feedback across groups), uc-rht-ldlq/1, uc-rht-clip/1, uc-affine-clip/1 or uc-rtn/1.",
         ),
     ] = uc.PACK_SCHEME.id,
     bits_override: Annotated[

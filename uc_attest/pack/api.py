@@ -363,7 +363,7 @@ def _moments_for(
     if asked is None or not r.scheme.row_signs:
         if text is not None:
             raise UsageError(
-                "{0} needs a feedback scheme (uc-rht-ldlq/2 or /1), not {scheme}",
+                "{0} needs a feedback scheme (uc-rht-ldlq/2, /3 or /1), not {scheme}",
                 option="calibration.text",
                 scheme=r.scheme.id,
             )
