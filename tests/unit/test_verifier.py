@@ -381,7 +381,16 @@ def _valid_for(entry: dict[str, Any]) -> dict[str, Any]:
     return held
 
 
-@pytest.mark.parametrize("text", [*OVERFLOWING, "٢٠٢٤-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *OVERFLOWING,
+        "٢٠٢٤-01-01T00:00:00Z",
+        "2024-01-01T00:00:00-00:60",
+        "2024-01-01T00:00:00+05:99",
+        "2024-01-01T00:00:00+24:00",
+    ],
+)
 def test_an_rfc3339_date_out_of_range_in_utc_is_a_value_error(text: str) -> None:
     from uc_attest.core.rfc3339 import parse
 

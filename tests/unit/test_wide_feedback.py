@@ -173,5 +173,47 @@ def test_blocks_narrower_than_the_feedback_are_refused(tmp_path: Path) -> None:
     blocks = exact_moments(low_rank_activations(512, 256, 3)).reshape(2, 128, 2, 128)[[0, 1], :, [0, 1], :]
     cal = tmp_path / "blocks.safetensors"
     calibration.write(cal, {"model.layers.0.self_attn.q_proj.weight": blocks}, "test")
-    with pytest.raises(uc.InvalidInput, match=r"give the full \[n, n\] moments"):
+    with pytest.raises(
+        uc.InvalidInput, match=r"blocks of 128 columns, but the scheme feeds errors back over blocks of 256"
+    ):
         uc.write_pack(src, tmp_path / "p", Scheme(id=LDLQ3_ID), "cpu", calibration=uc.MomentsFile(cal), allocation=None)
+
+
+def test_default_calibration_measures_blocks_of_the_feedback_width(tmp_path: Path) -> None:
+    """The built-in calibration keeps [ceil(n/w), w, w] sums, not the full [n, n] matrix: memory grows as n·w (a
+    70B down-projection would otherwise hold 6 GiB of float64 per layer); a row in two parts pads its last block."""
+    import json
+
+    from uc_attest.calibration.default import measure
+
+    src = write_synth_model(tmp_path / "m", hidden=576, inter=3 * 128, layers=1, vocab=32, dtype=torch.float32)
+    config = json.loads((src / "config.json").read_text())
+    got = measure(src, config, Scheme(id=LDLQ3_ID)).moments
+    assert tuple(got["model.layers.0.self_attn.q_proj.weight"].shape) == (2, 512, 512)  # 576 = 512 + a 64 tail
+    assert tuple(got["model.layers.0.mlp.down_proj.weight"].shape) == (384, 384)  # one block: the whole row
+
+
+def test_moments_that_are_not_second_moments_are_refused(tmp_path: Path) -> None:
+    """Finite, with a non-negative diagonal, yet |h_ij| > sqrt(h_ii h_jj): no calibration measures that, and its
+    feedback eliminated to NaN (an outside review packed mostly-zero codes from it, exit 0)."""
+    src, _ = _model(tmp_path, 256)
+    h = torch.eye(256, dtype=torch.float64)
+    h[0, 0], h[0, 1:], h[1:, 0] = 1e30, 1e30, 1e30
+    cal = tmp_path / "bad.safetensors"
+    calibration.write(cal, {"model.layers.0.self_attn.q_proj.weight": h}, "test")
+    with pytest.raises(uc.InvalidInput, match="not second moments"):
+        uc.write_pack(src, tmp_path / "p", Scheme(id=LDLQ3_ID), "cpu", calibration=uc.MomentsFile(cal), allocation=None)
+    assert not (tmp_path / "p").exists()
+
+
+def test_an_indefinite_block_gives_no_feedback_not_nan() -> None:
+    """Committed moments are read from a pack too (a rebuild): a hostile indefinite block must not reach the codes
+    as NaN (whose cast to uint8 is undefined, so machine-dependent); C and torch both zero it, bit for bit."""
+    w = 512
+    a = torch.zeros(1, w, w, dtype=torch.int64)
+    a[0] = torch.eye(w, dtype=torch.int64)
+    a[0, 0, 1:] = a[0, 1:, 0] = 1 << 40
+    ref = feedback_matrix(a, native=False)
+    assert not bool(torch.isnan(ref).any())
+    if native_available():
+        assert torch.equal(feedback_matrix(a), ref)

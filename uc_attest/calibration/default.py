@@ -9,8 +9,7 @@
   (``--calibration-text``).
 
 Only the g x g diagonal blocks the scheme uses are measured (``Scheme.moment_block``), for the tensors
-the scheme quantizes; for feedback blocks wider than a group (``uc-rht-ldlq/3``) the full matrix, cut into
-the scheme's blocks when it is committed (``calibration/file.py``).
+the scheme quantizes (blocks as wide as the feedback's for ``uc-rht-ldlq/3``).
 """
 
 from __future__ import annotations
@@ -134,8 +133,9 @@ def measure(
     g = scheme.group_size
 
     def block(n: int) -> int:  # blocks of the input zero-padded to whole groups when a row splits in two parts
-        if scheme.parts((1, n))[0].block > g:  # feedback over several groups: the full matrix, cut when committed
-            return n
+        wide = scheme.parts((1, n))[0].block
+        if wide > g:  # feedback over several groups: blocks of that width (the last one zero-padded when rows split)
+            return wide
         return g if n % g == 0 or scheme.split_column((1, n)) else n if g % n == 0 else 0
 
     causal = is_causal(config) and text is None

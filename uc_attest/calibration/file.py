@@ -45,14 +45,13 @@ class Calibration:
         self.scheme = scheme
         self.file = SafetensorsFile(self.path)
         self.sensitivity = _sensitivity(self.path, self.file.metadata.get(META_SENSITIVITY))
-        g = scheme.group_size
         for info in self.file.infos.values():
             square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
-            blocks = len(info.shape) == 3 and info.shape[1:] == (g, g)  # [ceil(n/g), g, g]: zero-padded input
+            blocks = len(info.shape) == 3 and info.shape[1] == info.shape[2] > 0  # [ceil(n/w), w, w]: padded input
             if info.dtype not in MOMENT_DTYPES or not (square or blocks):
                 raise InvalidInput(
                     f"{self.path}: tensor {info.name!r}: moments must be a square float matrix or "
-                    f"[n/{g}, {g}, {g}] blocks, got {info.dtype}{list(info.shape)}",
+                    f"[n/w, w, w] blocks, got {info.dtype}{list(info.shape)}",
                     path=str(self.path),
                     tensor=info.name,
                 )
@@ -65,7 +64,8 @@ class Calibration:
         cols, g = shape[-1], self.scheme.group_size
         split = self.scheme.split_column(shape)
         width = info.shape[0] * info.shape[1] if len(info.shape) == 3 else info.shape[0]
-        padded = split and len(info.shape) == 3 and width == -(-cols // g) * g  # blocks of the zero-padded input
+        b = info.shape[1]
+        padded = split and len(info.shape) == 3 and width == -(-cols // b) * b  # blocks of the zero-padded input
         if width != cols and not padded:
             raise InvalidInput(
                 f"{where}: moments are {list(info.shape)} but the weight has rows of {cols}",
@@ -86,7 +86,9 @@ class Calibration:
             )
         if len(info.shape) == 3 and block != info.shape[1]:
             raise InvalidInput(
-                f"{where}: give the full [n, n] moments for rows narrower than a group", path=str(self.path)
+                f"{where}: moments given as blocks of {info.shape[1]} columns, but the scheme feeds errors back over "
+                f"blocks of {block}: give the full [n, n] matrix or [n/{block}, {block}, {block}] blocks",
+                path=str(self.path),
             )
         h = self.file.tensor(name).to(torch.float64)
         if not bool(torch.isfinite(h).all()):
@@ -95,6 +97,7 @@ class Calibration:
             raise InvalidInput(
                 f"{where}: negative diagonal entry (not second moments)", path=str(self.path), tensor=name
             )
+        _check_second_moments(h, where, self.path)
         if not split:
             return moments_to_blocks(h, block)
         blocks = _part_blocks(h, cols, split, self.scheme.parts(shape)[0].block)
@@ -119,6 +122,19 @@ class Calibration:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _check_second_moments(h: torch.Tensor, where: str, path: Path) -> None:
+    """Second moments satisfy |E[x_i x_j]| <= sqrt(E[x_i²] E[x_j²]) (Cauchy-Schwarz; float32 rounding allowed): a
+    matrix that breaks it is not what a calibration measures, and its feedback would be garbage (or NaN)."""
+    d = torch.sqrt(torch.clamp(torch.diagonal(h, dim1=-2, dim2=-1), min=0.0))
+    bound = d[..., :, None] * d[..., None, :] * (1 + 1e-3) + 1e-30
+    bad = torch.nonzero(h.abs() > bound)
+    if bad.numel():
+        at = [int(v) for v in bad[0]]
+        raise InvalidInput(
+            f"{where}: moments are not second moments (|E[x_i x_j]| > sqrt(E[x_i²] E[x_j²]) at {at})", path=str(path)
+        )
 
 
 def _part_blocks(h: torch.Tensor, cols: int, split: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:

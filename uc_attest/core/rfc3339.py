@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 #: A date-time with a time zone (``Z`` or an offset): never local time, no other ISO 8601 forms.
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII)
 
 
 def parse(text: Any) -> dt.datetime:

@@ -284,7 +284,8 @@ static void feedback_matrix_block(double *a, int g, double *m, double *col, doub
             for (int j = 0; j < k; j++) ri[j] = ri[j] - col[i] * rk[j];
         }
     }
-    for (size_t i = 0; i < (size_t)g * g; i++) m[i] = clampd(nearbyint(m[i] * (double)(1 << F_M)), -lim, lim);
+    for (size_t i = 0; i < (size_t)g * g; i++)  /* NaN (an indefinite, hostile block): no feedback, as ldlq.py */
+        m[i] = isnan(m[i]) ? 0.0 : clampd(nearbyint(m[i] * (double)(1 << F_M)), -lim, lim);
 }
 
 static void fwht_rows_i64(int64_t *a, int g) {  /* each row of a g x g matrix; exact integers */

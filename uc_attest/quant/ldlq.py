@@ -113,6 +113,7 @@ def feedback_matrix(h: torch.Tensor, native: bool = True) -> torch.Tensor:
         col = torch.div(a[:, :k, k], torch.clamp(a[:, k, k : k + 1], min=1.0))
         m[:, :k, k] = col
         a[:, :k, :k] -= col[:, :, None] * a[:, k : k + 1, :k]
+    m = torch.where(torch.isnan(m), 0.0, m)  # an indefinite block (hostile moments) may eliminate to NaN: no feedback
     return torch.clamp(torch.round(m * float(1 << F_M)), -lim, lim)
 
 
