@@ -1,7 +1,10 @@
 """Types of the lazily loaded public API (SPEC 1 style): what ``uc_attest.__getattr__`` returns."""
 
+from .anchors import BundleIdentity as BundleIdentity
+from .anchors import BundleSigner as BundleSigner
 from .anchors import CaChain as CaChain
 from .anchors import CaSigner as CaSigner
+from .anchors import ManagedKey as ManagedKey
 from .anchors import OmsSignature as OmsSignature
 from .anchors import PublicKey as PublicKey
 from .anchors import SigstoreIdentity as SigstoreIdentity

@@ -5,7 +5,9 @@ carries what it needs: :class:`SigstoreIdentity` (a signer under a trust root), 
 :class:`CaChain` (a private PKI's CA certificates, optionally with the expected :class:`CaSigner`). A method
 that needs no trust root cannot be given one, and a trust root is exactly one of :class:`TrustFile` or
 :class:`TrustInstance`; a signer without an issuer is built only under an instance (whose own issuer is the
-default). Plain values: nothing here reads a file (the stages that verify do).
+default). A Sigstore bundle (``verify_any_bundle``) is verified for exactly one :class:`BundleSigner`: a
+:class:`BundleIdentity` (identity and issuer, both required) or a :class:`ManagedKey`. Plain values: nothing here
+reads a file (the stages that verify do).
 """
 
 from __future__ import annotations
@@ -89,3 +91,30 @@ class OmsSignature:
 
     file: Path
     method: SignatureMethod
+
+
+NO_BUNDLE_SIGNER = "a bundle's expected signer needs an identity and an issuer (or verify by a managed key)"
+
+
+@dataclass(frozen=True)
+class BundleIdentity:
+    """Who must have signed a Sigstore bundle: the certificate's ``identity`` (a SAN) and its OIDC ``issuer``,
+    both required (no trust root gives ``verify_any_bundle`` a default issuer)."""
+
+    identity: str
+    issuer: str
+
+    def __post_init__(self) -> None:
+        if not self.identity or not self.issuer:
+            raise UsageError(NO_BUNDLE_SIGNER)
+
+
+@dataclass(frozen=True)
+class ManagedKey:
+    """A bundle signed with a managed key: its public key (PEM). Unlike :class:`PublicKey` (an OMS signature,
+    no log), the bundle's log entries are still checked under the trusted root (managed keys in Rekor)."""
+
+    path: Path
+
+
+BundleSigner = BundleIdentity | ManagedKey

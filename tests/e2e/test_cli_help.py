@@ -20,7 +20,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def _commands() -> list[list[str]]:
     out = _run("--help").stdout
     names = re.findall(r"^  ([a-z][a-z-]+)\s", out.split("Commands:", 1)[1], flags=re.MULTILINE)
-    groups = {"log", "policy", "instance"}
+    groups = {"log", "policy", "instance", "verify-model"}
     cmds = [[n] for n in names if n not in groups]
     for g in sorted(groups & set(names)):
         sub = _run(g, "--help").stdout

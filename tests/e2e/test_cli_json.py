@@ -163,7 +163,8 @@ def test_verify_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "gap": r.gap,
         "checks": list(r.checks),
     }
-    out = _run("verify-bundle", DIGEST, "--bundle", tmp_path / "b.json", "--json")
+    who = ["--certificate-identity", "me@example.com", "--certificate-oidc-issuer", "https://issuer.example"]
+    out = _run("verify-bundle", DIGEST, "--bundle", tmp_path / "b.json", *who, "--json")
     assert out == _json(before) == _json(r.to_dict())
 
 

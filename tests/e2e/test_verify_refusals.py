@@ -25,7 +25,7 @@ def test_a_key_pin_refuses_a_certificate_signed_model(world: dict[str, Any], tmp
     pub.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
     oms = world["root"] / "pack.model.sig"  # signed by attest with a (dev) Sigstore certificate
-    r = cli("verify", world["pack"], "--oms-signature", oms, "--key", pub)
+    r = cli("verify-model", "key", world["pack"], "--signature", oms, "--key", pub)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "certificate" in r.stderr and "Traceback" not in r.stderr
     src = tmp_path / "src"
@@ -42,8 +42,32 @@ def test_a_fifo_in_an_oms_signed_model_is_named_not_skipped(world: dict[str, Any
     shutil.copytree(world["pack"], model)
     oms = world["root"] / "pack.model.sig"
     os.mkfifo(model / "extra.bin")
-    r = cli("verify", model, "--oms-signature", oms, "--identity", RELEASE, "--instance", world["inst"].dir)
+    r = cli(
+        "verify-model", "sigstore", model, "--signature", oms, "--identity", RELEASE, "--instance", world["inst"].dir
+    )
     assert_clean_error(r, 3, "extra.bin", "FIFO")
+
+
+def test_verify_model_verifies_the_attested_signature_and_denies_another_signer(world: dict[str, Any]) -> None:
+    """``verify-model sigstore`` on the pack's OMS signature (a plain directory to it): its signer verifies (exit
+    0, no manifest root printed: not a pack), anyone else is denied (exit 1) naming whom it expected."""
+    oms = world["root"] / "pack.model.sig"
+    base = ("verify-model", "sigstore", world["pack"], "--signature", oms, "--instance", world["inst"].dir)
+    r = cli(*base, "--identity", RELEASE)
+    assert r.returncode == 0 and "manifest root" not in r.stdout, r.stdout + r.stderr
+    r = cli(*base, "--identity", "eve@uc-attest.dev")
+    assert_clean_error(r, 1, "eve@uc-attest.dev")
+
+
+def test_verify_model_without_a_signature_or_a_trust_root_is_one_line_exit_2(world: dict[str, Any]) -> None:
+    """What the commands leave refusable is refused before anything is read: no --signature (click names the
+    option), no trust root for the sigstore method (one line naming both choices), exit 2, no traceback."""
+    oms = world["root"] / "pack.model.sig"
+    r = cli("verify-model", "sigstore", world["pack"], "--identity", RELEASE, "--instance", world["inst"].dir)
+    assert_clean_error(r, 2, "Missing option '--signature'")
+    r = cli("verify-model", "sigstore", world["pack"], "--signature", oms, "--identity", RELEASE)
+    assert_clean_error(r, 2, "give exactly one of --trust-config FILE or --instance DIR")
+    assert r.stderr.strip().count("\n") == 0 and r.stdout == "", r.stderr
 
 
 def test_load_verified_refuses_without_a_trust_anchor(world: dict[str, Any], tmp_path: Path) -> None:

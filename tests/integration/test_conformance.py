@@ -32,10 +32,10 @@ def run_case(case: Path, by_digest: bool) -> bool:
         uc.verify_any_bundle(
             case / "bundle.sigstore.json",
             target,
-            identity=read("identity", DEFAULT_IDENTITY),
-            issuer=read("issuer", DEFAULT_ISSUER),
-            key=case / "key.pub" if (case / "key.pub").exists() else None,
-            trusted_root=case / "trusted_root.json" if (case / "trusted_root.json").exists() else None,
+            uc.ManagedKey(case / "key.pub")
+            if (case / "key.pub").exists()
+            else uc.BundleIdentity(read("identity", DEFAULT_IDENTITY), read("issuer", DEFAULT_ISSUER)),
+            trust=uc.TrustFile(case / "trusted_root.json") if (case / "trusted_root.json").exists() else None,
         )
     except (uc.VerificationFailed, uc.InvalidInput):
         return False
@@ -113,4 +113,4 @@ def test_managed_key_verifier_refuses_tampering(tmp_path: Path, tamper: str) -> 
         )
     (tmp_path / "b.json").write_text(json.dumps(b))
     with pytest.raises(uc.VerificationFailed):
-        uc.verify_any_bundle(tmp_path / "b.json", str(ASSETS / "bundle-verify" / "a.txt"), key=key)
+        uc.verify_any_bundle(tmp_path / "b.json", str(ASSETS / "bundle-verify" / "a.txt"), uc.ManagedKey(key))

@@ -42,7 +42,9 @@ def test_both_verifiers_agree_on_every_vector_and_its_mutations(v) -> None:  # t
     except ValueError:  # not JSON: refused before any verifier, exit 3
         assert not v.expect_ok
         with pytest.raises(uc.MalformedBundle):
-            uc.verify_any_bundle(v.bundle, artifact_digest(v), identity="x", issuer="y", trusted_root=v.trusted_root)
+            uc.verify_any_bundle(
+                v.bundle, artifact_digest(v), uc.BundleIdentity("x", "y"), trust=uc.TrustFile(v.trusted_root)
+            )
         return
     own, stock = run_own(v, doc), run_sigstore_python(v, doc)
     if v.expect_ok:

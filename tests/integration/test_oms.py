@@ -159,6 +159,21 @@ def test_no_oms_writes_only_the_release(instance: Running, packed: Path, tmp_pat
     assert not (tmp_path / "r.model.sig").exists()
 
 
+def test_verify_model_sigstore_verifies_a_stock_signed_directory(instance: Running, vendor_model: Path) -> None:
+    """``verify-model sigstore``: stock model_signing's sigstore signature of a plain directory verifies as its
+    signer under the instance, and is denied (exit 1) naming whom it expected for anyone else."""
+    base = ("verify-model", "sigstore", vendor_model, "--signature", vendor_model / "model.sig")
+    ok = cli(*base, "--identity", VENDOR, "--instance", instance.dir, "--json")
+    assert ok.returncode == 0, ok.stderr
+    v = json.loads(ok.stdout)
+    assert v["ok"] and {c["rule"] for c in v["checks"]} == {"oms.signature", "oms.files"}, v
+    with_issuer = cli(*base, "--identity", VENDOR, "--issuer", instance.issuer, "--instance", instance.dir)
+    assert with_issuer.returncode == 0, with_issuer.stderr
+    wrong = cli(*base, "--identity", "someone-else@vendor.example", "--instance", instance.dir)
+    assert wrong.returncode == 1 and "someone-else@vendor.example" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
 def test_a_source_signed_by_stock_model_signing_is_recorded_and_gated(
     instance: Running, vendor_model: Path, tmp_path: Path
 ) -> None:
@@ -260,10 +275,12 @@ def test_a_key_signed_source(tmp_path: Path) -> None:
     )
     assert r.returncode == 1 and not (tmp_path / "p2").exists()
     # verify a plain model directory, no pack
-    ok = cli("verify", src, "--oms-signature", src / "model.sig", "--key", pub)
+    ok = cli("verify-model", "key", src, "--signature", src / "model.sig", "--key", pub)
     assert ok.returncode == 0, ok.stderr
+    wrong = cli("verify-model", "key", src, "--signature", src / "model.sig", "--key", other)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
     (src / "notes.txt").write_text("added after signing")
-    bad = cli("verify", src, "--oms-signature", src / "model.sig", "--key", pub)
+    bad = cli("verify-model", "key", src, "--signature", src / "model.sig", "--key", pub)
     assert bad.returncode == 1 and "notes.txt" in bad.stderr and "not covered" in bad.stderr
 
 
@@ -352,9 +369,10 @@ def test_a_certificate_signed_source(tmp_path: Path) -> None:
         assert "Traceback" not in bad.stderr
     # without the chain the method is named, not guessed at
     r = cli(
-        "verify",
+        "verify-model",
+        "sigstore",
         src,
-        "--oms-signature",
+        "--signature",
         src / "model.sig",
         "--identity",
         VENDOR,
@@ -365,10 +383,17 @@ def test_a_certificate_signed_source(tmp_path: Path) -> None:
         "--offline",
     )
     assert r.returncode not in (0, 1) and "certificate-method" in r.stderr and "Traceback" not in r.stderr
-    ok = cli("verify", src, "--oms-signature", src / "model.sig", "--cert-chain", ca)
+    ok = cli("verify-model", "certificate", src, "--signature", src / "model.sig", "--cert-chain", ca)
     assert ok.returncode == 0, ok.stderr
+    named = ("verify-model", "certificate", src, "--signature", src / "model.sig", "--cert-chain", ca)
+    assert cli(*named, "--identity", VENDOR, "--issuer", issuer).returncode == 0
+    wrong = cli(*named, "--identity", "x@y.example", "--issuer", issuer)
+    assert wrong.returncode == 1 and "x@y.example" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert cli(*named[:-1], other_ca).returncode == 1  # another PKI's CA
+    half = cli(*named, "--identity", VENDOR)  # the signer is named by both, or not at all
+    assert half.returncode == 2 and "both or neither" in half.stderr and "Traceback" not in half.stderr
     (src / "config.json").write_text("{}")
-    changed = cli("verify", src, "--oms-signature", src / "model.sig", "--cert-chain", ca)
+    changed = cli(*named)
     assert changed.returncode == 1 and "config.json" in changed.stderr
 
 
@@ -457,7 +482,7 @@ def test_an_unsafe_resource_name_is_exit_3_naming_it(tmp_path: Path, name: str) 
     root = hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in statement["predicate"]["resources"]))
     statement["subject"][0]["digest"]["sha256"] = root.hexdigest()
     sig, pub = _key_signed(model, statement, tmp_path)
-    r = cli("verify", model, "--oms-signature", sig, "--key", pub)
+    r = cli("verify-model", "key", model, "--signature", sig, "--key", pub)
     assert r.returncode == 3 and name in r.stderr and "Traceback" not in r.stderr
 
 
@@ -471,7 +496,7 @@ def test_a_symlink_leaving_the_model_is_refused(tmp_path: Path) -> None:
         "sign", "key", "--private_key", priv, "--signature", tmp_path / "model.sig", "--allow_symlinks", model
     )
     assert r.returncode == 0, r.stderr
-    r = cli("verify", model, "--oms-signature", tmp_path / "model.sig", "--key", pub)
+    r = cli("verify-model", "key", model, "--signature", tmp_path / "model.sig", "--key", pub)
     assert r.returncode == 3 and "link.txt" in r.stderr and "leaves the model directory" in r.stderr
 
 

@@ -134,7 +134,7 @@ def test_a_signer_without_an_issuer_is_built_only_under_an_instance(tmp_path: Pa
 def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path: Path) -> None:
     """``verify --policy P --identity x``: the message names the real conflict (the policy names the signers),
     not an exclusivity that --policy with --bundle does not have (issue 32); the CLI builds the variant."""
-    from uc_attest.cli.options import AnchorFlags, anchor_flags, verify_anchor_options
+    from uc_attest.cli.options import anchor_flags, oms_sigstore_options
 
     policy = tmp_path / "p.yaml"
     none = dict.fromkeys(
@@ -152,8 +152,8 @@ def test_cli_anchor_flags_are_refused_at_parse_time_in_their_own_words(tmp_path:
         anchor_flags(**{**none, "manifest": tmp_path / "m.json", "instance": tmp_path})  # type: ignore[arg-type]
     with pytest.raises(uc.UsageError, match="under a trust root"):
         anchor_flags(**{**none, "identity": "x"})  # type: ignore[arg-type]
-    with pytest.raises(uc.UsageError, match="--key/--cert-chain are exclusive with --trust-config/--instance"):
-        verify_anchor_options(AnchorFlags(instance=tmp_path), oms_signature=tmp_path / "s", key=tmp_path / "k")
+    with pytest.raises(uc.UsageError, match="exactly one of --trust-config FILE or --instance DIR"):
+        oms_sigstore_options(tmp_path / "s", "x", None, tmp_path / "t.json", tmp_path)
     signed = anchor_flags(**{**none, "identity": "x", "instance": tmp_path})  # type: ignore[arg-type]
     assert signed == uc.SignedBy("x", None, uc.TrustInstance(tmp_path))
 

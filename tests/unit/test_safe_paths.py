@@ -228,7 +228,7 @@ def _verify_bundle_with_key(tmp_path: Path, key: Path) -> Any:
     if not assets.exists():
         pytest.skip(f"{assets} not found: ../shared is not beside this clone")
     digest = "sha256:" + hashlib.sha256((assets / "a.txt").read_bytes()).hexdigest()
-    return uc.verify_any_bundle(assets / "managed-key-happy-path" / "bundle.sigstore.json", digest, key=key)
+    return uc.verify_any_bundle(assets / "managed-key-happy-path" / "bundle.sigstore.json", digest, uc.ManagedKey(key))
 
 
 def test_a_small_file_at_the_limit_is_read(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def verify(
         typer.Argument(metavar="TARGET", help="Pack directory to check, or oci://HOST/REPO@sha256:… in a registry."),
     ],
     *,
-    anchor: Annotated[uc.AnyAnchor, Group(options.verify_anchor_options)],
+    anchor: Annotated[uc.PackAnchor, Group(options.verify_anchor_options)],
     rebuild_from: Annotated[Path | None, typer.Option(help="Source model: re-quantize and compare.")] = None,
     device: Annotated[str, typer.Option(help="Rebuild device: auto, cpu or cuda.")] = "auto",
     offline: Annotated[
@@ -145,8 +145,9 @@ def verify(
     runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a pack (or, with --oms-signature, any model directory). Exit 0 allowed, 1 denied, 2 usage,
-    3 invalid policy/input, 4 operational. Without a trust anchor it refuses (exit 2) unless --integrity-only.
+    """Verify a pack (a plain model directory's OpenSSF Model Signing signature: `verify-model`). Exit 0
+    allowed, 1 denied, 2 usage, 3 invalid policy/input, 4 operational. Without a trust anchor it refuses
+    (exit 2) unless --integrity-only.
 
     With --policy (or --bundle): signature and identity per role, log proof (offline) and the
     entry re-fetched from the log when reachable, statement <-> pack files and manifest, every
@@ -155,25 +156,9 @@ def verify(
     """
     if not target.startswith("oci://") and plain_http:
         raise uc.UsageError("--plain-http goes with an oci:// reference")
-    if isinstance(anchor, uc.OmsAnchor):
-        given = {"--rebuild-from": rebuild_from is not None, "--runtime": runtime is not None,
-                 "--shard-digests": shard_digests, "--device": uc.Device.parse(device) is not uc.Device.AUTO, "--workers": workers is not None}  # fmt: skip
-        _verify_oms(Path(target), anchor, given, offline, as_json)
-        return
     rebuild = None if rebuild_from is None else uc.Rebuild(rebuild_from, device)
     v = _verify_pack(target, anchor, rebuild, workers, shard_digests, plain_http, offline, runtime)
     render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
-    if not v.ok:
-        raise typer.Exit(v.exit_code)
-
-
-def _verify_oms(model_dir: Path, anchor: uc.OmsAnchor, given: dict[str, bool], offline: bool, as_json: bool) -> None:
-    """``verify --oms-signature``: a plain model directory (the pack flags ``given`` refused), its verdict shown."""
-    if any(given.values()):  # refused, never silently ignored (found by an outside review)
-        flags = "/".join(flag for flag, on in given.items() if on)
-        raise uc.UsageError(f"--oms-signature verifies a plain model directory: no {flags}")
-    v = uc.verify_oms_model(model_dir, anchor, online=not offline)
-    render.show_verdict(v, as_json, signed=True, root=False)
     if not v.ok:
         raise typer.Exit(v.exit_code)
 
@@ -205,6 +190,76 @@ def _verify_pack(
             online=not offline,
             runtime=_runtime(runtime),
         )
+
+
+verify_model_app = typer.Typer(
+    no_args_is_help=True,
+    help="Verify a plain model directory (no pack) against its OpenSSF Model Signing signature, by the method "
+    "it was signed with: sigstore, key or certificate (as model_signing verify). Exit 0 verified, 1 not "
+    "(each missing, extra or changed file named), 2 usage, 3 invalid input, 4 operational.",
+)
+app.add_typer(verify_model_app, name="verify-model")
+
+ModelDirArg = Annotated[
+    Path, typer.Argument(metavar="MODEL_DIR", help="Model directory the signature covers (every file checked).")
+]
+
+
+def _verify_oms(model_dir: Path, signature: uc.OmsSignature, *, online: bool, as_json: bool) -> None:
+    """``verify-model METHOD``: the signature by its method, then every file; the verdict shown."""
+    v = uc.verify_oms_model(model_dir, signature, online=online)
+    render.show_verdict(v, as_json, signed=True, root=False)
+    if not v.ok:
+        raise typer.Exit(v.exit_code)
+
+
+@verify_model_app.command("sigstore")
+@mapped
+@grouped
+def verify_model_sigstore(
+    model_dir: ModelDirArg,
+    *,
+    oms: Annotated[uc.OmsSignature, Group(options.oms_sigstore_options)],
+    offline: Annotated[
+        bool,
+        typer.Option(
+            help="Air-gapped: do not ask the log again; public-good/staging roots as sigstore-python ships them."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sigstore method: --identity signed it, under one trust root (--instance or --trust-config).
+
+    --issuer names their OIDC issuer (needed with --trust-config; an instance's own is the default)."""
+    _verify_oms(model_dir, oms, online=not offline, as_json=as_json)
+
+
+@verify_model_app.command("key")
+@mapped
+@grouped
+def verify_model_key(
+    model_dir: ModelDirArg,
+    *,
+    oms: Annotated[uc.OmsSignature, Group(options.oms_key_options)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Key method: signed with the private key whose public key is --key (no log, no trust root)."""
+    _verify_oms(model_dir, oms, online=True, as_json=as_json)
+
+
+@verify_model_app.command("certificate")
+@mapped
+@grouped
+def verify_model_certificate(
+    model_dir: ModelDirArg,
+    *,
+    oms: Annotated[uc.OmsSignature, Group(options.oms_certificate_options)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Certificate method: signed under a private PKI whose CA certificates are --cert-chain.
+
+    With --identity and --issuer (both or neither) the signing certificate must also name that signer."""
+    _verify_oms(model_dir, oms, online=True, as_json=as_json)
 
 
 @app.command()
@@ -475,16 +530,19 @@ def verify_bundle_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify any Sigstore bundle (sigstore-conformance client protocol); exit 0 = verified."""
-    r = uc.verify_any_bundle(
-        bundle,
-        artifact,
-        identity=certificate_identity,
-        issuer=certificate_oidc_issuer,
-        key=key,
-        trusted_root=trusted_root,
-        staging=staging,
-        require_tlog=require_tlog,
-    )
+    signer: uc.BundleSigner
+    if key is not None:  # the key method (any identity flags are not read)
+        signer = uc.ManagedKey(key)
+    elif certificate_identity and certificate_oidc_issuer:
+        signer = uc.BundleIdentity(certificate_identity, certificate_oidc_issuer)
+    else:
+        raise uc.UsageError("give --certificate-identity and --certificate-oidc-issuer (or --key)")
+    trust: uc.Trust | uc.TrustFile | None = None  # public-good, as shipped (offline)
+    if trusted_root is not None:  # a pinned root wins over --staging, as before
+        trust = uc.TrustFile(trusted_root)
+    elif staging:
+        trust = uc.Trust.staging(offline=True)
+    r = uc.verify_any_bundle(bundle, artifact, signer, trust=trust, require_tlog=require_tlog)
     render.show_bundle(r, as_json)
 
 

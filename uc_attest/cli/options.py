@@ -393,46 +393,55 @@ class AnchorFlags:
 def verify_anchor_options(
     flags: Annotated[AnchorFlags, Group(AnchorFlags)] = AnchorFlags(),
     integrity_only: IntegrityOpt = False,
-    oms_signature: Annotated[
-        Path | None, typer.Option(help="Verify a plain model directory against its OpenSSF Model Signing signature.")
-    ] = None,
-    key: Annotated[
-        Path | None, typer.Option(help="With --oms-signature: the signer's public key (key method).")
-    ] = None,
-    cert_chain: Annotated[
-        Path | None,
-        typer.Option(help="With --oms-signature: CA certificates (PEM) of a private PKI (certificate method)."),
-    ] = None,
-) -> uc.AnyAnchor:
-    """``verify``'s anchor: a pack's (:func:`anchor_options`), or a plain model directory's OMS signature."""
-    if oms_signature is None:
-        if key is not None or cert_chain is not None:
-            raise uc.UsageError("--key/--cert-chain go with --oms-signature")
-        return _or_integrity_only(flags.anchor(), integrity_only)
-    if flags.policy or flags.bundle or flags.manifest or flags.validation or integrity_only:
-        raise uc.UsageError("--oms-signature verifies a plain model directory: no --policy/--bundle/--manifest")
-    identity, issuer, trust_config, instance = flags.identity, flags.issuer, flags.trust_config, flags.instance
-    if key is not None or cert_chain is not None:
-        if trust_config is not None or instance is not None:
-            raise uc.UsageError("--key/--cert-chain are exclusive with --trust-config/--instance")
-        if key is not None:
-            if identity or issuer or cert_chain:
-                raise uc.UsageError("--key is exclusive with --identity/--issuer/--cert-chain")
-            return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.PublicKey(key)))
-        if bool(identity) != bool(issuer):
-            raise uc.UsageError(
-                "with --cert-chain, give both or neither of --identity/--issuer (the CA's DN, RFC 4514)"
-            )
-        assert cert_chain is not None
-        signer = uc.CaSigner(identity, issuer) if identity and issuer else None
-        return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.CaChain(cert_chain, signer)))
-    if not identity:
-        raise uc.UsageError("--oms-signature needs --identity and --issuer (or --key, or --cert-chain)")
-    if trust_config is None and instance is None:
-        raise uc.UsageError("--oms-signature with --identity needs a trust root: --instance DIR or --trust-config F")
+) -> uc.PackAnchor:
+    """``verify``'s anchor: a pack's (:func:`anchor_options`, with --validation); a plain model directory's OMS
+    signature is ``verify-model``'s, each method a command of its own (:func:`oms_sigstore_options` ...)."""
+    return _or_integrity_only(flags.anchor(), integrity_only)
+
+
+SignatureOpt = Annotated[
+    Path, typer.Option(help="The model's OpenSSF Model Signing signature (model_signing's --signature, model.sig).")
+]
+
+
+def oms_sigstore_options(
+    signature: SignatureOpt,
+    identity: Annotated[str, typer.Option(help="The signer identity that must have signed, exact.")],
+    issuer: Annotated[str | None, typer.Option(help="Their OIDC issuer (default with --instance: its own).")] = None,
+    trust_config: TrustOpt = None,
+    instance: InstanceOpt = None,
+) -> uc.OmsSignature:
+    """``verify-model sigstore``: a signer under exactly one trust root."""
     trust = _trust(trust_config, instance)
     if not issuer and isinstance(trust, uc.TrustFile):
-        raise uc.UsageError(
-            "--oms-signature needs --identity and --issuer (or --instance, whose issuer is the default)"
-        )
-    return uc.OmsAnchor(uc.OmsSignature(oms_signature, uc.SigstoreIdentity(identity, issuer, trust)))
+        raise uc.UsageError("--identity needs --issuer (or --instance, whose issuer is the default)")
+    return uc.OmsSignature(signature, uc.SigstoreIdentity(identity, issuer, trust))
+
+
+def oms_key_options(
+    signature: SignatureOpt,
+    key: Annotated[Path, typer.Option(help="The signer's public key (PEM).")],
+) -> uc.OmsSignature:
+    """``verify-model key``: the signer's public key; no log, no trust root."""
+    return uc.OmsSignature(signature, uc.PublicKey(key))
+
+
+def oms_certificate_options(
+    signature: SignatureOpt,
+    cert_chain: Annotated[
+        Path, typer.Option(help="CA certificates (PEM) of the private PKI the signing certificate chains to.")
+    ],
+    identity: Annotated[
+        str | None,
+        typer.Option(help="With --issuer: who must have signed (the certificate's first SAN, else its subject)."),
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="With --identity: the issuing CA's distinguished name (RFC 4514).")
+    ] = None,
+) -> uc.OmsSignature:
+    """``verify-model certificate``: the CA certificates, and the signer expected (both or neither of
+    --identity/--issuer: without them, anyone the CAs certify)."""
+    if bool(identity) != bool(issuer):
+        raise uc.UsageError("give both or neither of --identity/--issuer (the CA's DN, RFC 4514)")
+    signer = uc.CaSigner(identity, issuer) if identity and issuer else None
+    return uc.OmsSignature(signature, uc.CaChain(cert_chain, signer))

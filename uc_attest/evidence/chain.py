@@ -5,6 +5,8 @@
 * ``verify_sct``: at least one embedded SCT (RFC 6962 precertificate entry) verifies with a CT log key of
   the trusted root, over the key of the CA that issued the leaf (``issuer_of``: the one whose key verifies
   the leaf's signature, not the first of its name).
+
+Each takes the trusted root as a document or as its sections already parsed (``Trust.sections``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import struct
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -21,16 +22,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import SignatureInvalid
-from ..transparency.trusted import trusted_cas, trusted_ct_logs
+from ..transparency.trusted import RootLike, RootSections
 
 
-def ca_certificates(root_doc: dict[str, Any], at: dt.datetime) -> list[x509.Certificate]:
+def ca_certificates(root: RootLike, at: dt.datetime) -> list[x509.Certificate]:
     """The CA certificates of the trusted root whose ``validFor`` covers ``at`` (MalformedBundle: a malformed
     ``certificateAuthorities``, :func:`~uc_attest.transparency.trusted.trusted_cas`)."""
-    return [cert for ca in trusted_cas(root_doc) if ca.valid_at(at) for cert in ca.chain]
+    return [cert for ca in RootSections.of(root).cas if ca.valid_at(at) for cert in ca.chain]
 
 
-def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime, where: str) -> None:
+def verify_chain(leaf: x509.Certificate, root: RootLike, at: dt.datetime, where: str) -> None:
     """The leaf is a code-signing certificate issued under the trusted root, valid at ``at``."""
     from cryptography.x509.verification import (
         Criticality,
@@ -40,7 +41,7 @@ def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.dateti
         VerificationError,
     )
 
-    cas = ca_certificates(root_doc, at)
+    cas = ca_certificates(root, at)
     if not cas:
         raise SignatureInvalid(
             where, f"no certificate authority of the trusted root is valid at {at:%Y-%m-%d %H:%M:%S}"
@@ -72,14 +73,14 @@ def verify_chain(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.dateti
         raise SignatureInvalid(where, "signing certificate is not for code signing")
 
 
-def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[str, Any], where: str) -> None:
+def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root: RootLike, where: str) -> None:
     """An embedded precertificate SCT of the leaf verifies with a CT log key of the trusted root, one valid at
     the SCT's time (MalformedBundle: a malformed ``ctlogs``)."""
     try:
         scts = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
     except x509.ExtensionNotFound:
         raise SignatureInvalid(where, "signing certificate has no embedded SCT") from None
-    logs = [log for log in trusted_ct_logs(root_doc) if isinstance(log.key, ec.EllipticCurvePublicKey)]
+    logs = [log for log in RootSections.of(root).ct_logs if isinstance(log.key, ec.EllipticCurvePublicKey)]
     issuer_key_hash = hashlib.sha256(
         issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     ).digest()
@@ -109,12 +110,12 @@ def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root_doc: dict[
     raise SignatureInvalid(where, "no embedded SCT verifies with a CT log of the trusted root")
 
 
-def issuer_of(leaf: x509.Certificate, root_doc: dict[str, Any], at: dt.datetime) -> x509.Certificate:
+def issuer_of(leaf: x509.Certificate, root: RootLike, at: dt.datetime) -> x509.Certificate:
     """The CA certificate of the trusted root, valid at ``at``, that issued ``leaf``: its subject is the leaf's
     issuer and its key verifies the leaf's signature. A root may hold several CAs of one name (Sigstore
     staging's two ``sigstore-intermediate``): the name alone does not say which one signed."""
     named = False
-    for c in ca_certificates(root_doc, at):
+    for c in ca_certificates(root, at):
         if c.subject != leaf.issuer:
             continue
         named = True

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..errors import InvalidInput, SignatureInvalid
 from ..signing.trust import Trust
 from ..transparency.kinds import EntryKind
+from ..transparency.trusted import RootLike
 from .chain import verify_chain
 from .identity import AnyIdentity, SignerLike, sigstore_policy
 from .timestamps import TimestampInvalid, authorities, verify_timestamps
@@ -63,9 +64,7 @@ def _key_gap(doc: dict[str, Any], leaf: x509.Certificate | None) -> str | None:
     return f"a {key_name(key)} signing key (sigstore-python 4.5.1 verifies ECDSA over SHA-256 only)"
 
 
-def sigstore_python_gap(
-    doc: dict[str, Any], root_doc: dict[str, Any], leaf: x509.Certificate | None = None
-) -> str | None:
+def sigstore_python_gap(doc: dict[str, Any], root: RootLike, leaf: x509.Certificate | None = None) -> str | None:
     """Why sigstore-python 4.5.1 cannot verify this bundle shape (None: it can). Each is a documented gap
     that this project's tests show on a vector."""
     vm = doc.get("verificationMaterial") or {}
@@ -84,7 +83,7 @@ def sigstore_python_gap(
         proof = e.get("inclusionProof")
         if not proof or "checkpoint" not in proof:
             return "a v0.1 entry with a SET and no checkpointed inclusion proof (sigstore-python refuses it at parse)"
-    ends = {ta.end for ta in authorities(root_doc) if ta.end is not None}
+    ends = {ta.end for ta in authorities(root) if ta.end is not None}
     if ends:
         from rfc3161_client import decode_timestamp_response
 
@@ -160,7 +159,7 @@ def check_bundle(
 ) -> Checked:
     """Verify a bundle with both verifiers (see the module docstring); SignatureInvalid (CheckFailed,
     TimestampInvalid) when it does not verify, UnsupportedBundle/MalformedBundle when it cannot be read."""
-    root = trust.root_document
+    root = trust.sections  # the trusted root's CAs, TSAs, logs: each parsed once, when first read
     parsed = parse(doc, where)
     if key is not None and parsed.leaf is not None:  # a key pin accepts only that key, never a certificate
         raise SignatureInvalid(

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from ..anchors import BundleIdentity, BundleSigner, ManagedKey, TrustChoice
 from ..claims.statement import artifact_hashes
 from ..core.fsutil import read_small
 from ..errors import InvalidInput, SignatureInvalid
-from ..signing.trust import PUBLIC_GOOD, STAGING, Trust
+from ..signing.trust import Trust, resolve_trust
 from .bundle import read_bundle
 from .check import check_bundle
 from .identity import SignerSpec
 from .verifier import Artifact
 
 
-def _root_trust(trusted_root: Path | None, staging: bool) -> Trust:
-    """A pinned trusted root file, else public-good's (or staging's) as shipped with sigstore-python (offline)."""
-    if trusted_root is not None:
-        return Trust(str(trusted_root))
-    return Trust(STAGING if staging else PUBLIC_GOOD, offline=True)
+def _root_trust(trust: Trust | TrustChoice | None) -> Trust:
+    """The trust root given (a file's or an instance's selected now; ``public-good`` / ``staging`` as a
+    ``TrustFile``: as shipped with sigstore-python, offline), else public-good's as shipped (offline)."""
+    return Trust.public_good(offline=True) if trust is None else resolve_trust(trust, offline=True)
 
 
 def _artifact(artifact: str) -> dict[str, str]:
@@ -81,41 +81,42 @@ class BundleVerified:
 def verify_any_bundle(
     bundle_path: Path,
     artifact: str,
+    signer: BundleSigner,
     *,
-    identity: str | None = None,
-    issuer: str | None = None,
-    key: Path | None = None,
-    trusted_root: Path | None = None,
-    staging: bool = False,
+    trust: Trust | TrustChoice | None = None,
     require_tlog: bool = True,
 ) -> BundleVerified:
-    """Verify any Sigstore bundle; ``artifact`` is a file path or ``sha256:<hex>``. Without ``trusted_root``
-    the public-good production root shipped with sigstore-python is used offline. Both verifiers run
-    (``check.py``). Raises SignatureInvalid naming the failed check, InvalidInput for unusable arguments,
-    UnsupportedBundle (exit 3) for a shape no verifier supports. A TSA-only bundle needs ``require_tlog=False``
-    (``--no-require-tlog``) unless the trusted root lists no transparency log (GitHub's instance)."""
+    """Verify any Sigstore bundle; ``artifact`` is a file path or ``sha256:<hex>``; ``signer``: who must have
+    signed (:class:`~uc_attest.anchors.BundleIdentity`) or the managed key (:class:`~uc_attest.anchors.ManagedKey`,
+    its log entries still checked under the trust root). ``trust``: a selected :class:`Trust` (e.g.
+    ``Trust.staging(offline=True)``), a ``TrustFile`` (a pinned trusted root, or ``public-good`` / ``staging``
+    as shipped with sigstore-python, offline) or a ``TrustInstance``; None: public-good's production root as
+    shipped, offline. Both verifiers run (``check.py``). Raises SignatureInvalid naming the failed check,
+    InvalidInput for unusable arguments, UnsupportedBundle (exit 3) for a shape no verifier supports. A TSA-only
+    bundle needs ``require_tlog=False`` (``--no-require-tlog``) unless the trusted root lists no transparency log
+    (GitHub's instance)."""
     from cryptography.hazmat.primitives import serialization
 
-    trust = _root_trust(trusted_root, staging)
-    _ = trust.root_document  # an unusable trusted root is reported first
+    root_trust = _root_trust(trust)
+    _ = root_trust.root_document  # an unusable trusted root is reported first
     model_dir = Path(artifact) if not artifact.startswith("sha256:") and Path(artifact).is_dir() else None
     art = None if model_dir is not None else _artifact_of(artifact)
     raw, doc = read_bundle(Path(bundle_path))
     public_key = None
-    if key is not None:
+    if isinstance(signer, ManagedKey):
         try:
-            public_key = serialization.load_pem_public_key(read_small(Path(key), "public key"))
+            public_key = serialization.load_pem_public_key(read_small(Path(signer.path), "public key"))
         except (OSError, ValueError) as exc:
-            raise SignatureInvalid(str(bundle_path), f"the public key {key} is unusable: {exc}") from None
+            raise SignatureInvalid(str(bundle_path), f"the public key {signer.path} is unusable: {exc}") from None
         signers = None
-    elif identity and issuer:
-        signers = [SignerSpec(issuer, identity)]
+    elif isinstance(signer, BundleIdentity):
+        signers = [SignerSpec(signer.issuer, signer.identity)]
     else:
-        raise InvalidInput("give {0} and {1} (or {2})", option=["identity", "issuer", "key"])
+        assert_never(signer)
     checked = check_bundle(
         raw,
         doc,
-        trust,
+        root_trust,
         where=str(bundle_path),
         signers=signers,
         key=public_key,
@@ -126,8 +127,12 @@ def verify_any_bundle(
     checks = list(out.checks)
     if model_dir is not None:  # an OpenSSF Model Signing signature over a model directory: every file
         checks.append(_oms_directory(model_dir, Path(bundle_path), out.payload, str(bundle_path)))
-    signer = str(out.signer) if out.signer is not None else f"the key {key}"
-    return BundleVerified(signer, checked.verified_by, checked.gap, tuple(checks))
+    if out.signer is not None:
+        who = str(out.signer)
+    else:  # no certificate: only a managed key verifies such a bundle
+        assert isinstance(signer, ManagedKey)
+        who = f"the key {signer.path}"
+    return BundleVerified(who, checked.verified_by, checked.gap, tuple(checks))
 
 
 def _oms_directory(model_dir: Path, bundle: Path, payload: bytes | None, where: str) -> str:

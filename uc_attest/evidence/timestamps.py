@@ -21,7 +21,7 @@ from cryptography import x509
 
 from ..core.ruleid import RuleId
 from ..errors import MalformedBundle, SignatureInvalid
-from ..transparency.trusted import TrustedTsa, trusted_tsas
+from ..transparency.trusted import RootLike, RootSections, TrustedTsa
 
 MAX_TIMESTAMPS = 32
 
@@ -36,10 +36,10 @@ class TimestampInvalid(SignatureInvalid):
 Authority = TrustedTsa
 
 
-def authorities(root_doc: dict[str, Any]) -> list[TrustedTsa]:
-    """The trusted root's timestamp authorities, read strictly (:func:`~uc_attest.transparency.trusted.trusted_tsas`:
-    MalformedBundle naming the first malformed one)."""
-    return trusted_tsas(root_doc)
+def authorities(root: RootLike) -> list[TrustedTsa]:
+    """The trusted root's timestamp authorities (a document's, or its sections': ``Trust.sections``), read strictly
+    (:func:`~uc_attest.transparency.trusted.trusted_tsas`: MalformedBundle naming the first malformed one)."""
+    return list(RootSections.of(root).tsas)
 
 
 def _tokens(doc: dict[str, Any], where: str) -> list[bytes]:
@@ -66,9 +66,7 @@ class Timestamps:
     ignored: list[str]  # why each uncounted timestamp was not counted
 
 
-def verify_timestamps(
-    doc: dict[str, Any], root_doc: dict[str, Any], leaf: x509.Certificate | None, where: str
-) -> Timestamps:
+def verify_timestamps(doc: dict[str, Any], root: RootLike, leaf: x509.Certificate | None, where: str) -> Timestamps:
     """The bundle's timestamps verified against the trusted root's TSAs; TimestampInvalid on a broken limit."""
     from rfc3161_client import decode_timestamp_response
     from rfc3161_client.errors import VerificationError
@@ -81,7 +79,7 @@ def verify_timestamps(
         raise TimestampInvalid(where, "duplicate RFC 3161 timestamp")
     if not tokens:
         return Timestamps([], [])
-    tsas = authorities(root_doc)
+    tsas = authorities(root)
     message = signature_bytes(doc)
     out, ignored = [], []
     for i, token in enumerate(tokens):

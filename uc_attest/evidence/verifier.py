@@ -60,7 +60,7 @@ from ..transparency.checkpoint import (
     parse_note,
 )
 from ..transparency.kinds import EntryKind
-from ..transparency.trusted import TrustedLog, trusted_ct_logs, trusted_logs
+from ..transparency.trusted import RootLike, RootSections, TrustedLog
 from .chain import issuer_of, verify_chain, verify_sct
 from .identity import SignerIdentity, SignerLike, cert_issuer, signer_of
 from .timestamps import verify_timestamps
@@ -577,8 +577,8 @@ def _pem_matches(pem: bytes, leaf: x509.Certificate | None, key: Any) -> bool:
 # -- the log ----------------------------------------------------------------------------------------------------
 
 
-def _logs(root_doc: dict[str, Any]) -> dict[bytes, TrustedLog]:
-    return {log.log_id: log for log in trusted_logs(root_doc)}
+def _logs(root: RootLike) -> dict[bytes, TrustedLog]:
+    return {log.log_id: log for log in RootSections.of(root).tlogs}
 
 
 def _body_matches(
@@ -874,7 +874,7 @@ def signer_matches(signer: SignerLike, cert: x509.Certificate) -> bool:
 
 def verify_bundle(
     doc: dict[str, Any],
-    root_doc: dict[str, Any],
+    root_doc: RootLike,
     *,
     where: str,
     signers: Sequence[SignerLike] | None = None,
@@ -886,23 +886,26 @@ def verify_bundle(
     """Verify a bundle; ``signers`` (any one must match; None: any signer, reported) or ``key`` (managed).
     ``artifact``: the message's or the statement subject's digests; ``statement_matches(payload, hexdigests)``
     decides the subject match for DSSE (in-toto). ``require_tlog``: a bundle without a log entry is refused,
-    unless the trusted root lists no transparency log (GitHub's instance). Raises CheckFailed naming the check
-    that failed, MalformedBundle/UnsupportedBundle for a bundle that cannot be read."""
+    unless the trusted root lists no transparency log (GitHub's instance). ``root_doc``: the trusted root's
+    document, or its sections (``Trust.sections``: parsed once per trust root), each section read when needed.
+    Raises CheckFailed naming the check that failed, MalformedBundle/UnsupportedBundle for a bundle that cannot
+    be read."""
+    root = RootSections.of(root_doc)
     p = parse(doc, where)
     out = Outcome(p.content.payload_type, p.content.payload, None)
     if p.leaf is None and key is None:
         raise CheckFailed(where, "bundle.parse", "a public-key bundle needs the key (--key)")
     if p.leaf is None:
         algorithms_of(key, where)  # a key outside Sigstore's algorithm registry: UnsupportedBundle, named
-    stamps = verify_timestamps(doc, root_doc, p.leaf, where)
+    stamps = verify_timestamps(doc, root, p.leaf, where)
     out.tsa_times, out.ignored_timestamps = stamps.verified, stamps.ignored
     out.checks.append("bundle.timestamps")
-    out.entries = _verify_tlog(p, _logs(root_doc), key, out.tsa_times, require_tlog, where)
+    out.entries = _verify_tlog(p, _logs(root), key, out.tsa_times, require_tlog, where)
     out.set_times = [(ve.set_time, ve.log_id.hex()) for ve in out.entries if ve.set_time is not None]
     out.checks.append("bundle.tlog")
     if p.leaf is not None:
         times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in out.set_times] + [t for t, _ in out.tsa_times]
-        out.signer, checks = _verify_certificate(p.leaf, root_doc, times, signers, where)
+        out.signer, checks = _verify_certificate(p.leaf, root, times, signers, where)
         out.checks += checks
         key = p.leaf.public_key()
     details = next((ve.key_details for ve in out.entries if ve.key_details), None)  # one at most (bundle.tlog)
@@ -947,7 +950,7 @@ def _verify_tlog(
 
 def _verify_certificate(
     leaf: x509.Certificate,
-    root_doc: dict[str, Any],
+    root: RootSections,
     times: list[dt.datetime],
     signers: Sequence[SignerLike] | None,
     where: str,
@@ -961,13 +964,13 @@ def _verify_certificate(
     checks = ["bundle.time"]
     for t in times:
         try:
-            verify_chain(leaf, root_doc, t, where)
+            verify_chain(leaf, root, t, where)
         except SignatureInvalid as exc:
             raise CheckFailed(where, "bundle.certificate", exc.problem) from None
     checks.append("bundle.certificate")
-    if trusted_ct_logs(root_doc):  # a root listing no CT log (GitHub's instance) has no SCT to verify
+    if root.ct_logs:  # a root listing no CT log (GitHub's instance) has no SCT to verify
         try:
-            verify_sct(leaf, issuer_of(leaf, root_doc, times[0]), root_doc, where)
+            verify_sct(leaf, issuer_of(leaf, root, times[0]), root, where)
         except SignatureInvalid as exc:
             raise CheckFailed(where, "bundle.sct", exc.problem) from None
         checks.append("bundle.sct")

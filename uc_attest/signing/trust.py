@@ -1,7 +1,8 @@
 """Which Sigstore deployment to trust: a trust config file, an embedded instance, or public-good / staging.
 
 One :class:`Trust` per run serves signing (a sigstore ``ClientTrustConfig``), sigstore-python's verifier
-(its ``TrustedRoot``) and our own checks (the trusted root as a document: logs, CAs, TSAs), each loaded once.
+(its ``TrustedRoot``) and our own checks (the trusted root's logs, CAs, TSAs and CT logs as typed values:
+:attr:`Trust.sections`), each loaded once.
 ``offline`` public-good / staging use the trusted root sigstore-python ships or last verified through TUF,
 as ``sigstore verify --offline`` does; a user may also pin a trusted root file of their own.
 """
@@ -21,7 +22,7 @@ from ..core.enums import member
 from ..errors import InvalidInput, OperationalError, UsageError
 
 if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its keys does
-    from ..transparency.trusted import TrustedLog
+    from ..transparency.trusted import RootSections, TrustedCa, TrustedCtLog, TrustedLog, TrustedTsa
 
 
 class TufRoot(StrEnum):
@@ -177,6 +178,31 @@ class Trust:
         from ..transparency.trusted import trusted_logs
 
         return tuple(trusted_logs(self.root_document, self.source))
+
+    @cached_property
+    def sections(self) -> RootSections:
+        """The trusted root's sections as typed values, each parsed once when first read, with the strictness of
+        :mod:`~uc_attest.transparency.trusted` (the bundle verifier reads them here; a malformed section is a
+        MalformedBundle naming the "trusted root" each time it is read)."""
+        from ..transparency.trusted import RootSections
+
+        return RootSections(self.root_document)
+
+    @property
+    def cas(self) -> tuple[TrustedCa, ...]:
+        """The certificate authorities (``certificateAuthorities[]``): name, chain (anchor last), validity."""
+        return self.sections.cas
+
+    @property
+    def tsas(self) -> tuple[TrustedTsa, ...]:
+        """The timestamp authorities (``timestampAuthorities[]``): name, chain (signing certificate first),
+        validity."""
+        return self.sections.tsas
+
+    @property
+    def ct_logs(self) -> tuple[TrustedCtLog, ...]:
+        """The certificate transparency logs (``ctlogs[]``): URL, key, log id, the key's validity."""
+        return self.sections.ct_logs
 
     def default_issuer(self) -> str | None:
         """The embedded instance's own issuer (None for other deployments)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core import rfc3339
@@ -176,3 +177,38 @@ def trusted_cas(root_doc: dict[str, Any], where: str = "trusted root") -> list[T
 def trusted_tsas(root_doc: dict[str, Any], where: str = "trusted root") -> list[TrustedTsa]:
     """Every ``timestampAuthorities[]`` entry; MalformedBundle naming the first that is malformed."""
     return _authorities(root_doc, "timestampAuthorities", where, TrustedTsa)
+
+
+class RootSections:
+    """A trusted root document's sections as typed values, each parsed when first read and then kept: ``tlogs``,
+    ``ct_logs``, ``cas``, ``tsas`` (the functions above, the same strictness and messages). A section that is
+    malformed raises each time it is read (nothing is kept), so a verifier that never reads one (a key-signed
+    bundle reads no CA) is not refused for it. :meth:`of` takes a document or sections already parsed."""
+
+    def __init__(self, root_doc: Any, where: str = "trusted root") -> None:
+        self.document = root_doc
+        self.where = where
+
+    @classmethod
+    def of(cls, root: RootSections | dict[str, Any]) -> RootSections:
+        return root if isinstance(root, RootSections) else cls(root)
+
+    @cached_property
+    def tlogs(self) -> tuple[TrustedLog, ...]:
+        return tuple(trusted_logs(self.document, self.where))
+
+    @cached_property
+    def ct_logs(self) -> tuple[TrustedCtLog, ...]:
+        return tuple(trusted_ct_logs(self.document, self.where))
+
+    @cached_property
+    def cas(self) -> tuple[TrustedCa, ...]:
+        return tuple(trusted_cas(self.document, self.where))
+
+    @cached_property
+    def tsas(self) -> tuple[TrustedTsa, ...]:
+        return tuple(trusted_tsas(self.document, self.where))
+
+
+#: What the verifier's functions take as the trusted root: its document, or its sections (a :class:`Trust`'s).
+RootLike = RootSections | dict[str, Any]
