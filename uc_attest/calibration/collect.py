@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,38 +160,80 @@ class JsonTokenizer:
         return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()} if return_tensors == "pt" else out
 
 
+#: Sequences sampled together, on one intra-op thread: the chunks run side by side on the thread budget and each
+#: draws from its own seeded generator, so the tokens (and the moments gathered while sampling) do not depend on the
+#: thread count. A multi-threaded BLAS may split a product's reduction dimension, and where it does depends on the
+#: CPU and its library (seen on AMD EPYC with torch 2.13: other tokens with two threads than with one).
+SAMPLE_CHUNK = 32
+
+
 def sample_sequences(
-    model: Any, count: int, length: int, temperature: float, seed: int, progress: Progress = _no_progress
+    model: Any,
+    count: int,
+    length: int,
+    temperature: float,
+    seed: int,
+    progress: Progress = _no_progress,
+    hooks: MomentHooks | None = None,
 ) -> torch.Tensor:
     """``count`` sequences of ``length`` tokens sampled from a causal LM (from its BOS token, plain sampling at
     ``temperature``, no top-k/top-p), with a fixed seed: [count, length] token ids; ``progress(step, steps)``.
 
-    One forward per step with the KV cache (each token's input is seen once: run with :class:`MomentHooks`
-    installed, it gathers the moments while sampling, one pass instead of two), and inverse-CDF sampling: one
-    uniform number per sequence and step from a seeded generator against the cumulative softmax (the exponential
-    draws of ``torch.multinomial`` over the whole vocabulary cost a quarter of the pass)."""
+    Chunks of ``SAMPLE_CHUNK`` sequences, chunk ``k`` drawing from a generator seeded ``seed + k``, each on one
+    intra-op thread, side by side on the thread budget: the same tokens for any thread count. One forward per step
+    with the KV cache (each token's input is seen once: with ``hooks``, the moments are gathered while sampling,
+    per chunk, and added in chunk order), and inverse-CDF sampling: one uniform number per sequence and step
+    against the cumulative softmax (the exponential draws of ``torch.multinomial`` over the whole vocabulary cost
+    a quarter of the pass)."""
     cfg = model.config
     bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
     limit = getattr(cfg, "max_position_embeddings", None) or length
     length = min(length, int(limit))
-    ids = torch.full((count, 1), int(bos), dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    out, past, steps = [ids], None, length - 1
-    with torch.inference_mode(), warnings.catch_warnings():
+    chunks = [(k, min(SAMPLE_CHUNK, count - a)) for k, a in enumerate(range(0, count, SAMPLE_CHUNK))]
+    steps = (length - 1) * len(chunks)
+    done = [0]
+    lock = threading.Lock()
+
+    def step_done() -> None:
+        with lock:
+            done[0] += 1
+            progress(done[0], steps)
+
+    def chunk(job: tuple[int, int]) -> tuple[torch.Tensor, MomentSums | None]:
+        k, n = job
+        with torch.inference_mode(), hooks.scope() if hooks is not None else nullcontext() as sums:
+            tokens = _sample_chunk(model, int(bos), n, length, temperature, seed + k, step_done)
+        return tokens, sums
+
+    workers = max(1, min(threads.budget(), len(chunks)))
+    with warnings.catch_warnings(), threads.torch_threads(1), ThreadPoolExecutor(workers) as pool:
         # transformers 5 renames past_key_values (a FutureWarning per step); older releases know only that name
         warnings.simplefilter("ignore", FutureWarning)
-        for step in range(steps):
-            try:
-                res = model(input_ids=ids, past_key_values=past, use_cache=True)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise CalibrationUnavailable(f"the model's forward pass failed: {_first_line(exc)}") from None
-            past = res.past_key_values
-            logits = res.logits[:, -1, :].float()
-            cdf = torch.cumsum(torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1), dim=-1)
-            u = torch.rand((count, 1), generator=gen) * cdf[:, -1:]
-            ids = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
-            out.append(ids)
-            progress(step + 1, steps)
+        got = list(pool.map(chunk, chunks))
+    if hooks is not None:
+        hooks.adopt([sums for _, sums in got if sums is not None])
+    return torch.cat([tokens for tokens, _ in got]) if got else torch.zeros((0, length), dtype=torch.long)
+
+
+def _sample_chunk(
+    model: Any, bos: int, count: int, length: int, temperature: float, seed: int, step_done: Callable[[], None]
+) -> torch.Tensor:
+    """One chunk of :func:`sample_sequences`: [count, length] tokens from a generator seeded ``seed``."""
+    ids = torch.full((count, 1), bos, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    out, past = [ids], None
+    for _ in range(length - 1):
+        try:
+            res = model(input_ids=ids, past_key_values=past, use_cache=True)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise CalibrationUnavailable(f"the model's forward pass failed: {_first_line(exc)}") from None
+        past = res.past_key_values
+        logits = res.logits[:, -1, :].float()
+        cdf = torch.cumsum(torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1), dim=-1)
+        u = torch.rand((count, 1), generator=gen) * cdf[:, -1:]
+        ids = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
+        out.append(ids)
+        step_done()
     return torch.cat(out, dim=1)
 
 
@@ -206,50 +249,86 @@ def _targets(model: Any, names: set[str]) -> list[tuple[torch.nn.Linear, str]]:
     return out
 
 
+@dataclass
+class MomentSums:
+    """What :class:`MomentHooks` gathers in one scope (a pass over batches, or one chunk of sampled sequences):
+    binary64 sums of the input products and row counts per weight, the weights that share another's input, and
+    the rows not yet multiplied."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    shares: dict[str, str] = field(default_factory=dict)  # weight -> the weight whose input it shares
+    pending: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    last: tuple[Any, str] | None = None  # the last input seen (held, so it is not freed) and its weight
+
+
 class MomentHooks:
     """Second moments of every linear layer's input, gathered by forward hooks for as long as they are installed
     (a forward pass over batches, or a generation with its KV cache: each token's input is seen once), keyed by
     weight name: [n, n], or with ``block(n) = w`` its w x w diagonal blocks [n/w, w, w] (w = n: the full matrix;
     0: none). Layers fed the same input (q/k/v, gate/up) share one computation. ``mask`` (set per batch) drops
     padding. Rows are buffered and their moments computed ``FLUSH_ROWS`` at a time: one-token decode steps would
-    otherwise make thousands of tiny float64 products."""
+    otherwise make thousands of tiny float64 products. A thread inside :meth:`scope` gathers into its own
+    :class:`MomentSums` (forward passes side by side), which :meth:`adopt` adds in a fixed order."""
 
     FLUSH_ROWS = 2048
 
     def __init__(self, model: Any, names: set[str], block: Callable[[int], int] | None = None) -> None:
         self.block = block
         self.mask: torch.Tensor | None = None
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.shares: dict[str, str] = {}  # weight -> the weight whose input it shares (and whose sums it takes)
-        self._pending: dict[str, list[torch.Tensor]] = {}
-        self._last: tuple[Any, str] | None = None  # the last input seen (held, so it is not freed) and its weight
+        self.main = MomentSums()
+        self._local = threading.local()
         targets = _targets(model, names)
         if not targets:
             raise CalibrationUnavailable("no linear layer of the model matches a weight tensor name")
         self._handles = [mod.register_forward_hook(self._hook(w)) for mod, w in targets]
 
+    def _sums(self) -> MomentSums:
+        return getattr(self._local, "sums", None) or self.main
+
+    @contextmanager
+    def scope(self) -> Iterator[MomentSums]:
+        """This thread's forward passes gather into a new :class:`MomentSums` (flushed on leaving)."""
+        sums = MomentSums()
+        self._local.sums = sums
+        try:
+            yield sums
+        finally:
+            self._local.sums = None
+            sums.last = None
+            for weight in list(sums.pending):
+                self._flush(sums, weight)
+
+    def adopt(self, scopes: Sequence[MomentSums]) -> None:
+        """Add the sums of ``scopes`` to this pass's, in the order given (the same binary64 sums every run)."""
+        for got in scopes:
+            for weight, v in got.sums.items():
+                self.main.sums[weight] = self.main.sums[weight] + v if weight in self.main.sums else v
+                self.main.counts[weight] = self.main.counts.get(weight, 0) + got.counts[weight]
+            self.main.shares.update(got.shares)
+
     def _hook(self, weight: str) -> Any:
         def run(_mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             x = inp[0]
-            if self._last is not None and self._last[0] is x:  # q/k/v (gate/up): one input, one computation
-                self.shares[weight] = self._last[1]
+            sums = self._sums()
+            if sums.last is not None and sums.last[0] is x:  # q/k/v (gate/up): one input, one computation
+                sums.shares[weight] = sums.last[1]
                 return
-            self._last = (x, weight)
+            sums.last = (x, weight)
             m = self.mask
             rows = x[m] if m is not None and x.shape[:-1] == m.shape else x.reshape(-1, x.shape[-1])
             n = rows.shape[-1]
             if (self.block(n) if self.block is not None else n) == 0:
                 return
-            pending = self._pending.setdefault(weight, [])
+            pending = sums.pending.setdefault(weight, [])
             pending.append(rows.detach().to(torch.float32, copy=True))
             if sum(r.shape[0] for r in pending) >= self.FLUSH_ROWS:
-                self._flush(weight)
+                self._flush(sums, weight)
 
         return run
 
-    def _flush(self, weight: str) -> None:
-        pending = self._pending.pop(weight, [])
+    def _flush(self, sums: MomentSums, weight: str) -> None:
+        pending = sums.pending.pop(weight, [])
         if not pending:
             return
         rows = torch.cat(pending)
@@ -268,18 +347,19 @@ class MomentHooks:
         # binary32 products over at most FLUSH_ROWS rows (relative error ~1e-5, below the int16 the pack commits),
         # summed in binary64 across flushes
         got = got.to(torch.float64)
-        self.sums[weight] = self.sums[weight] + got if weight in self.sums else got
-        self.counts[weight] = self.counts.get(weight, 0) + rows.shape[0]
+        sums.sums[weight] = sums.sums[weight] + got if weight in sums.sums else got
+        sums.counts[weight] = sums.counts.get(weight, 0) + rows.shape[0]
 
     def close(self) -> dict[str, torch.Tensor]:
         """Remove the hooks; the mean moments gathered (each sharing weight gets its input's)."""
-        self._last = None
+        main = self.main
+        main.last = None
         for h in self._handles:
             h.remove()
-        for weight in list(self._pending):
-            self._flush(weight)
-        out = {k: v / self.counts[k] for k, v in self.sums.items()}
-        out.update({k: out[src] for k, src in self.shares.items() if src in out})
+        for weight in list(main.pending):
+            self._flush(main, weight)
+        out = {k: v / main.counts[k] for k, v in main.sums.items()}
+        out.update({k: out[src] for k, src in main.shares.items() if src in out})
         return dict(sorted(out.items()))
 
 

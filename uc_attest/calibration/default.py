@@ -29,6 +29,7 @@ from ..manifest import CalibrationRecord
 from ..quant.scheme import Scheme
 from ..source import is_causal
 from .collect import (
+    SAMPLE_CHUNK,
     CalibrationUnavailable,
     MomentHooks,
     Progress,
@@ -155,7 +156,7 @@ def _measure_sampled(
     model = model.to(dtype)
     hooks = MomentHooks(model, names, block)
     try:
-        tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress)
+        tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress, hooks)
     finally:
         moments = hooks.close()
     params: dict[str, object] = {
@@ -165,6 +166,7 @@ def _measure_sampled(
         "seed": SEED,
         "start": "bos",
         "sampler": "inverse-cdf",
+        "chunk": SAMPLE_CHUNK,
         "pass": "sampling",
         "threads": budget(),
         "dtype": str(dtype).removeprefix("torch."),
