@@ -137,7 +137,7 @@ def test_the_entry_points_guard_their_arguments() -> None:
     src = bytes(2 * 256)
     grid = bytes(8)
     out = (bytearray(2 * 16 * 5), bytearray(4), bytearray(2))
-    ok = (src, 2, 256, 128, 0, 2, True, 1, 0, 5, 0, grid, 0, None, 1, *out)
+    ok = (src, 2, 256, 128, 0, 2, True, 1, 0, 5, 0, grid, 0, None, 1, 1, *out)
     _quantize.quantize_groups(*ok)
     bad: list[tuple[int, object]] = [
         (1, 7),  # dtype
@@ -150,7 +150,7 @@ def test_the_entry_points_guard_their_arguments() -> None:
         (9, 9),  # bits
         (11, b""),  # empty grid
         (13, bytes(8)),  # feedback matrices of the wrong size
-        (15, bytearray(1)),  # codes buffer too small
+        (16, bytearray(1)),  # codes buffer too small
     ]
     for i, v in bad:
         args = list(ok)

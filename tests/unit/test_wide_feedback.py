@@ -90,14 +90,62 @@ def test_a_near_singular_block_does_not_blow_up() -> None:
     assert output_error(LDLQ3_ID, w, h, x) < plain
 
 
-@pytest.mark.parametrize("width", [96, 384, 1088])  # 1088 > 1024: M clamped at 2^19
+@pytest.mark.parametrize("width", [32, 96, 384, 1088])  # 1088 > 1024: M clamped at 2^19
 def test_the_native_elimination_is_the_reference_bit_for_bit(width: int) -> None:
+    """The blocked elimination in C (panels of 16 steps; 32 and 1088 leave a partial panel) on every ISA path is
+    the torch loop, bit for bit."""
     if not native_available():
         pytest.skip("the native quantizer is not built")
+    from uc_attest.quant import native
+
     h = rotated_hessian(moments_to_blocks(exact_moments(low_rank_activations(700, width, 1)), width), 32, 7, width)
     ref = feedback_matrix(h, native=False)
-    assert torch.equal(feedback_matrix(h), ref)
+    q = native.module()
+    before = q.get_isa()
+    try:
+        for isa in q.supported_isas():
+            q.set_isa(isa)
+            assert torch.equal(feedback_matrix(h), ref), isa
+    finally:
+        q.set_isa(before)
     assert float(ref.abs().max()) <= (1 << 19 if width > 1024 else 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "g", "dtype"),
+    [(5, 384, 128, torch.bfloat16), (3, 576, 64, torch.float32), (4, 320, 128, torch.float16), (7, 1536, 128, torch.float32), (3, 200, 8, torch.bfloat16), (6, 96, 32, torch.float32), (2, 2880, 128, torch.bfloat16)],
+)  # fmt: skip
+def test_the_native_wide_feedback_is_the_reference_bit_for_bit(
+    rows: int, cols: int, g: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole feedback blocks of several groups in C (scalar and AVX-512 alike) are the torch reference, byte for
+    byte, in one part or two (576 = 512 + 64), and whatever the split of the groups between runs."""
+    if not native_available():
+        pytest.skip("the native quantizer is not built")
+    from uc_attest.quant import native
+
+    scheme = Scheme(bits=5, group_size=g, id=LDLQ3_ID)
+    w = (synth_tensor((rows, cols), cols + g, dtype=torch.float32) * 0.05).to(dtype)
+    w[0, 3] = 2.0  # an outlier: clipping matters
+    m = committed(exact_moments(low_rank_activations(256, cols, cols)), scheme, (rows, cols))
+    from uc_attest.quant import ldlq
+
+    monkeypatch.setenv("UC_ATTEST_QUANTIZER", "torch")  # the codes by the reference; its elimination in C (the same:
+    monkeypatch.setattr(ldlq, "_native", native.module)  # test_the_native_elimination_is_the_reference_bit_for_bit)
+    ref = qz.quantize_tensor("m.layers.0.w", w, "X", scheme, "cpu", m)
+    monkeypatch.delenv("UC_ATTEST_QUANTIZER")
+    monkeypatch.setattr(native, "RUN_GROUPS", 5)  # runs of a few blocks, not whole rows
+    q = native.module()
+    before = q.get_isa()
+    try:
+        for isa in q.supported_isas():
+            q.set_isa(isa)
+            got = qz.quantize_tensor("m.layers.0.w", w, "X", scheme, "cpu", m)
+            assert torch.equal(got.scales.view(torch.int16), ref.scales.view(torch.int16)), isa
+            assert torch.equal(got.zeros, ref.zeros), isa
+            assert torch.equal(got.codes, ref.codes), (isa, int((got.codes != ref.codes).sum()))
+    finally:
+        q.set_isa(before)
 
 
 def test_wide_feedback_sums_are_exact_in_any_order() -> None:

@@ -37,13 +37,15 @@
 #define F_U 12
 #define F_M 16
 #define MAX_GRID 64
+/* Widest feedback block (scheme.py WIDE_MAX: uc-rht-ldlq/3 feeds errors across up to 2048 columns of a row). */
+#define MAX_BLOCK 2048
 
 typedef struct {
-    int g, k, bits, qmax, dtype, rotated, refit, ngrid, row_groups, exponent;
+    int g, k, bits, qmax, dtype, rotated, refit, ngrid, row_groups, fb, exponent;
     double pow_e, inv_pow, rot_scale;
     uint64_t key, period;
     const double *grid;
-    const double *m;  /* [row_groups, g, g] feedback matrices (integers: 2^-16 fixed point), or NULL */
+    const double *m;  /* [row_groups / fb, fb g, fb g] feedback matrices (integers: 2^-16 fixed point), or NULL */
 } qparams_t;
 
 static inline double pow2i(int k) {  /* exact 2^k, k clamped to the normal range (quantize.py _pow2) */
@@ -223,82 +225,125 @@ UC_BODY void search_group(const qparams_t *p, const double *y, objective_t objec
     *z_out = best_z;
 }
 
-/* ldlq.py feedback_codes for one group: errors fed forward through M, in binary64 whose every value is an
- * integer below 2^53 (the reference's bounds), so each step is exact and the order of the sums is free. */
-typedef void (*feedback_t)(const double *, int, int, double, double, const double *, uint8_t *);
+/* ldlq.py feedback_codes for one feedback block of w = fb g columns (fb groups of a row, each with its scale s[i]
+ * and zero-point z[i]; fb = 1 below uc-rht-ldlq/3): errors fed forward through M, in binary64 whose every value is
+ * an integer below 2^53 (the reference's bounds), so each step is exact and the order of the sums is free. */
+typedef void (*feedback_t)(const double *, int, int, int, const double *, const double *, const double *, uint8_t *);
 
-static void feedback_scalar(const double *y, int g, int qmax, double s, double z, const double *m, uint8_t *q) {
+UC_BODY void feedback_targets(const double *y, int w, int g, const double *s, const double *z, double *uz,
+                              double *tgt) {
     const double one = (double)(1 << F_U), shift = (double)(1 << F_M), lim = (double)(1 << 21);
-    const double inv = 1.0 / (one * shift), half = one * shift / 2.0, zq = z * one;
-    double uz[MAX_GROUP], tgt[MAX_GROUP];
-    for (int j = 0; j < g; j++) {
-        uz[j] = clampd(nearbyint((y[j] / s) * one), -lim, lim) + zq;
+    const double half = one * shift / 2.0;
+    for (int j = 0; j < w; j++) {
+        const double sj = s[j / g], zq = z[j / g] * one;
+        uz[j] = clampd(nearbyint((y[j] / sj) * one), -lim, lim) + zq;
         tgt[j] = uz[j] * shift + half;
     }
-    for (int k = 0; k < g; k++) {
+}
+
+static void feedback_scalar(const double *y, int w, int g, int qmax, const double *s, const double *z, const double *m,
+                            uint8_t *q) {
+    const double one = (double)(1 << F_U), inv = 1.0 / (one * (double)(1 << F_M));
+    double uz[MAX_BLOCK], tgt[MAX_BLOCK];
+    feedback_targets(y, w, g, s, z, uz, tgt);
+    for (int k = 0; k < w; k++) {
         double qk = clampd(floor(tgt[k] * inv), 0.0, (double)qmax);
         q[k] = (uint8_t)qk;
         const double e = uz[k] - qk * one;
-        const double *row = m + (size_t)k * g;
-        for (int j = k + 1; j < g; j++) tgt[j] = tgt[j] + e * row[j];
+        const double *row = m + (size_t)k * w;
+        for (int j = k + 1; j < w; j++) tgt[j] = tgt[j] + e * row[j];
     }
 }
 
 #ifdef UC_X86
 /* The rank-1 updates on 8 lanes from the vector holding k + 1 (M is strictly upper triangular: the lanes at or
  * before k add e * 0 to targets already used). */
-T_AVX512 static void feedback_avx512(const double *y, int g, int qmax, double s, double z, const double *m, uint8_t *q) {
-    const double one = (double)(1 << F_U), shift = (double)(1 << F_M), lim = (double)(1 << 21);
-    const double inv = 1.0 / (one * shift), half = one * shift / 2.0, zq = z * one;
-    _Alignas(64) double uz[MAX_GROUP], tgt[MAX_GROUP];
-    for (int j = 0; j < g; j++) {
-        uz[j] = clampd(nearbyint((y[j] / s) * one), -lim, lim) + zq;
-        tgt[j] = uz[j] * shift + half;
-    }
-    for (int k = 0; k < g; k++) {
+T_AVX512 static void feedback_avx512(const double *y, int w, int g, int qmax, const double *s, const double *z,
+                                     const double *m, uint8_t *q) {
+    const double one = (double)(1 << F_U), inv = 1.0 / (one * (double)(1 << F_M));
+    _Alignas(64) double uz[MAX_BLOCK], tgt[MAX_BLOCK];
+    feedback_targets(y, w, g, s, z, uz, tgt);
+    for (int k = 0; k < w; k++) {
         double qk = clampd(floor(tgt[k] * inv), 0.0, (double)qmax);
         q[k] = (uint8_t)qk;
         const __m512d e = _mm512_set1_pd(uz[k] - qk * one);
-        const double *row = m + (size_t)k * g;
-        for (int j = (k + 1) & ~7; j < g; j += 8)
+        const double *row = m + (size_t)k * w;
+        for (int j = (k + 1) & ~7; j < w; j += 8)
             _mm512_store_pd(tgt + j, _mm512_add_pd(_mm512_load_pd(tgt + j), _mm512_mul_pd(e, _mm512_loadu_pd(row + j))));
     }
 }
 #endif
 
-/* ldlq.py rotated_hessian + feedback_matrix for one block: ``a`` the damped rotated moments (exact int64, as
- * binary64 below 2^53), eliminated from the last column in binary64, elementwise in the reference's order;
- * ``m`` the strictly upper M in 2^-16 fixed point. */
-static void feedback_matrix_block(double *a, int g, double *m, double *col, double lim) {
+/* ldlq.py feedback_matrix for one block: ``a`` the damped rotated moments (exact int64, as binary64 below 2^53),
+ * eliminated from the last column in binary64, elementwise in the reference's order (a multiply, then a subtract:
+ * no FMA); ``m`` the strictly upper M in 2^-16 fixed point; ``col`` scratch of ELIM_PANEL * g binary64. The body is
+ * inlined per ISA (8 lanes on AVX-512).
+ *
+ * Blocked by panels of ELIM_PANEL steps, each element still receiving the same updates in the same order: step k
+ * sets col_k[i] = a[i][k] / max(a[k][k], 1) for i < k and a[i][j] -= col_k[i] * a[k][j] for i, j < k. Within a panel
+ * [lo, hi) the steps run one by one on the elements they read later (rows [lo, k) and columns [lo, k)); the elements
+ * left of and above the panel (i, j < lo) are read by no step of the panel, so their updates wait until its end
+ * and are applied row by row, the panel's steps in order (k = hi - 1 down to lo), with the values a[k][j] those
+ * steps would have read: row k is final for step k once the steps after it ran. One row then meets ELIM_PANEL
+ * updates while it is in cache, instead of the whole trailing matrix streaming from memory once per step. */
+#define ELIM_PANEL 16
+
+UC_BODY void eliminate_body(double *a, int g, double *m, double *col, double lim) {
     memset(m, 0, sizeof(double) * (size_t)g * g);
-    for (int k = g - 1; k > 0; k--) {
-        double piv = a[(size_t)k * g + k];
-        piv = piv < 1.0 ? 1.0 : piv;
-        for (int i = 0; i < k; i++) {
-            col[i] = a[(size_t)i * g + k] / piv;
-            m[(size_t)i * g + k] = col[i];
+    for (int hi = g; hi > 1;) {
+        const int lo = hi - ELIM_PANEL > 1 ? hi - ELIM_PANEL : 1;
+        for (int k = hi - 1; k >= lo; k--) {
+            double piv = a[(size_t)k * g + k];
+            piv = piv < 1.0 ? 1.0 : piv;
+            double *ck = col + (size_t)(hi - 1 - k) * g;
+            for (int i = 0; i < k; i++) {
+                ck[i] = a[(size_t)i * g + k] / piv;
+                m[(size_t)i * g + k] = ck[i];
+            }
+            const double *restrict rk = a + (size_t)k * g;
+            for (int i = 0; i < k; i++) {  /* rows above k: no overlap with row k */
+                double *restrict ri = a + (size_t)i * g;
+                const double c = ck[i];
+                const int j0 = i >= lo ? 0 : lo;  /* rows above the panel: only its columns now */
+                for (int j = j0; j < k; j++) ri[j] = ri[j] - c * rk[j];
+            }
         }
-        const double *rk = a + (size_t)k * g;
-        for (int i = 0; i < k; i++) {
-            double *ri = a + (size_t)i * g;
-            for (int j = 0; j < k; j++) ri[j] = ri[j] - col[i] * rk[j];
+        for (int i = 0; i < lo; i++) {  /* the deferred updates of a[i][j], i, j < lo, in step order */
+            double *restrict ri = a + (size_t)i * g;
+            for (int k = hi - 1; k >= lo; k--) {
+                const double c = col[(size_t)(hi - 1 - k) * g + i];
+                const double *restrict rk = a + (size_t)k * g;
+                for (int j = 0; j < lo; j++) ri[j] = ri[j] - c * rk[j];
+            }
         }
+        hi = lo;
     }
     for (size_t i = 0; i < (size_t)g * g; i++)  /* NaN (an indefinite, hostile block): no feedback, as ldlq.py */
         m[i] = isnan(m[i]) ? 0.0 : clampd(nearbyint(m[i] * (double)(1 << F_M)), -lim, lim);
 }
 
-static void fwht_rows_i64(int64_t *a, int g) {  /* each row of a g x g matrix; exact integers */
-    for (int r = 0; r < g; r++) {
-        int64_t *v = a + (size_t)r * g;
-        for (int h = 1; h < g; h <<= 1)
-            for (int i = 0; i < g; i += h << 1)
-                for (int j = i; j < i + h; j++) {
-                    int64_t x = v[j], w = v[j + h];
-                    v[j] = x + w;
-                    v[j + h] = x - w;
-                }
-    }
+typedef void (*eliminate_t)(double *, int, double *, double *, double);
+static void eliminate_scalar(double *a, int g, double *m, double *col, double lim) { eliminate_body(a, g, m, col, lim); }
+#ifdef UC_X86
+T_AVX512 static void eliminate_avx512(double *a, int g, double *m, double *col, double lim) {
+    eliminate_body(a, g, m, col, lim);
+}
+#endif
+static eliminate_t feedback_matrix_block = eliminate_scalar;
+
+/* The Walsh-Hadamard transform of each g-wide group of each row of an n x n matrix; exact integers. */
+static void fwht_rows_i64(int64_t *a, int n, int g) {
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < n; c += g) {
+            int64_t *v = a + (size_t)r * n + c;
+            for (int h = 1; h < g; h <<= 1)
+                for (int i = 0; i < g; i += h << 1)
+                    for (int j = i; j < i + h; j++) {
+                        int64_t x = v[j], w = v[j + h];
+                        v[j] = x + w;
+                        v[j + h] = x - w;
+                    }
+        }
 }
 
 UC_BODY void pack_group(const uint8_t *q, int g, int bits, uint8_t *out) {
@@ -332,24 +377,27 @@ UC_BODY int range_body(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_
 
 UC_BODY int run_body(const qparams_t *p, const uint8_t *src, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t g1, uint8_t *cp,
                      uint16_t *sp, uint8_t *zp, objective_t objective, feedback_t feedback) {
-    double y[MAX_GROUP];
-    uint8_t q[MAX_GROUP];
+    _Alignas(64) double y[MAX_BLOCK];
+    uint8_t q[MAX_BLOCK];
+    double s[MAX_BLOCK / 8], z[MAX_BLOCK / 8];
     int finite = 1;
-    const double qmax = (double)p->qmax;
-    for (Py_ssize_t gi = g0; gi < g1; gi++, cp += (size_t)p->g / 8 * p->bits) {
-        finite &= load_group(p, src, n, gi, y);
-        uint16_t s16;
-        double z;
-        search_group(p, y, objective, &s16, &z);
-        double s = f16_to_f64(s16) * p->pow_e;
-        if (p->m) {
-            feedback(y, p->g, p->qmax, s, z, p->m + (size_t)(gi % p->row_groups) * p->g * p->g, q);
-        } else {
-            for (int j = 0; j < p->g; j++) q[j] = (uint8_t)code_of(y[j], s, z, qmax);
+    const int g = p->g, fb = p->m ? p->fb : 1, w = fb * g;
+    const size_t group_bytes = (size_t)g / 8 * p->bits;
+    for (Py_ssize_t b0 = g0; b0 < g1; b0 += fb) {  /* a feedback block of fb groups (runs are whole blocks) */
+        for (int i = 0; i < fb; i++) {
+            uint16_t s16;
+            finite &= load_group(p, src, n, b0 + i, y + (size_t)i * g);
+            search_group(p, y + (size_t)i * g, objective, &s16, &z[i]);
+            s[i] = f16_to_f64(s16) * p->pow_e;
+            sp[b0 - g0 + i] = s16;
+            zp[b0 - g0 + i] = (uint8_t)z[i];
         }
-        pack_group(q, p->g, p->bits, cp);
-        sp[gi - g0] = s16;
-        zp[gi - g0] = (uint8_t)z;
+        if (p->m) {
+            feedback(y, w, g, p->qmax, s, z, p->m + (size_t)((b0 % p->row_groups) / fb) * w * w, q);
+        } else {
+            for (int j = 0; j < g; j++) q[j] = (uint8_t)code_of(y[j], s[0], z[0], (double)p->qmax);
+        }
+        for (int i = 0; i < fb; i++) pack_group(q + (size_t)i * g, g, p->bits, cp + (size_t)(b0 - g0 + i) * group_bytes);
     }
     return finite;
 }
@@ -464,10 +512,10 @@ static PyObject *group_ranges(PyObject *self, PyObject *args) {
 }
 
 /* quantize_groups(src, dtype, n, g, first, last, rotated, key, period, bits, exponent, grid, refit, m, row_groups,
- *                 codes, scales, zeros): pass 2 over groups [first, last) into the writable buffers codes
+ *                 fb, codes, scales, zeros): pass 2 over groups [first, last) into the writable buffers codes
  * ((last - first) * g * bits / 8 bytes), scales (uint16, last - first) and zeros (uint8, last - first). ``grid``:
- * binary64 clipping fractions; ``m``: None, or float64 [row_groups, g, g] feedback matrices (group i uses block
- * i % row_groups). */
+ * binary64 clipping fractions; ``m``: None, or float64 [row_groups / fb, fb g, fb g] feedback matrices over blocks
+ * of fb groups (group i is in block (i % row_groups) / fb; first and last are multiples of fb). */
 static PyObject *quantize_groups(PyObject *self, PyObject *args) {
     qparams_t p;
     memset(&p, 0, sizeof p);
@@ -477,9 +525,9 @@ static PyObject *quantize_groups(PyObject *self, PyObject *args) {
     PyObject *m_obj;
     Py_ssize_t n, g0, g1;
     unsigned long long key, period;
-    if (!PyArg_ParseTuple(args, "y*ininnpKKiiy*iOiw*w*w*", &b.src, &p.dtype, &n, &p.g, &g0, &g1, &p.rotated, &key,
-                          &period, &p.bits, &p.exponent, &b.grid, &p.refit, &m_obj, &p.row_groups, &codes, &scales,
-                          &zeros))
+    if (!PyArg_ParseTuple(args, "y*ininnpKKiiy*iOiiw*w*w*", &b.src, &p.dtype, &n, &p.g, &g0, &g1, &p.rotated, &key,
+                          &period, &p.bits, &p.exponent, &b.grid, &p.refit, &m_obj, &p.row_groups, &p.fb, &codes,
+                          &scales, &zeros))
         return NULL;
     p.key = key;
     p.period = period;
@@ -509,9 +557,12 @@ static PyObject *quantize_groups(PyObject *self, PyObject *args) {
     Py_ssize_t ng = g1 - g0;
     if (b.have_m) {
         Py_ssize_t want;
-        if (p.row_groups < 1 || __builtin_mul_overflow((Py_ssize_t)p.row_groups * p.g, (Py_ssize_t)p.g * 8, &want) ||
+        if (p.row_groups < 1 || p.fb < 1 || p.fb > MAX_BLOCK / p.g || p.row_groups % p.fb || g0 % p.fb || g1 % p.fb ||
+            __builtin_mul_overflow((Py_ssize_t)p.row_groups * p.g, (Py_ssize_t)p.g * p.fb * 8, &want) ||
             b.m.len != want) {
-            PyErr_Format(PyExc_ValueError, "m: float64 [row_groups, %d, %d] with row_groups >= 1", p.g, p.g);
+            PyErr_Format(PyExc_ValueError,
+                         "m: float64 [row_groups / fb, fb %d, fb %d], fb in [1, %d] dividing row_groups, first and "
+                         "last multiples of fb", p.g, p.g, MAX_BLOCK / p.g);
             goto done;
         }
         p.m = (const double *)b.m.buf;
@@ -733,70 +784,89 @@ static PyObject *error_sums(PyObject *self, PyObject *args) {
 /* feedback_matrices(m16, w, g, key, period) -> bytes: ldlq.py rotated_hessian then feedback_matrix, float64
  * [nb, g, g]. ``m16``: the committed int16 [blocks, w(w+1)/2] upper triangles (w <= g; w < g: one block
  * repeated along the diagonal); the row-shared signs of element b*g + j (modulo ``period``). */
+/* feedback_matrices(m16, w, g, key, period) -> float64 [blocks, n, n], n = max(w, g): ldlq.py rotated_hessian +
+ * feedback_matrix. ``m16``: int16 [blocks, w(w+1)/2] upper triangles; w divides g (one block, repeated g / w times
+ * along the diagonal) or is a multiple of g up to MAX_BLOCK (uc-rht-ldlq/3: one block per w columns, each g-wide
+ * group rotated, damped by at least g isqrt(w), M clamped at 2^19 above 1024 columns). */
 static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
     Py_buffer mb;
     int w, g;
     unsigned long long key, period;
     if (!PyArg_ParseTuple(args, "y*iiKK", &mb, &w, &g, &key, &period)) return NULL;
     Py_ssize_t tri = (Py_ssize_t)w * (w + 1) / 2;
-    if (g < 8 || g > MAX_GROUP || (g & (g - 1)) || w < 1 || w > g || g % w || mb.len % (2 * tri) || mb.len == 0) {
+    int shape_ok = w >= 1 && (w <= g ? g % w == 0 : w % g == 0 && w <= MAX_BLOCK);
+    if (g < 8 || g > MAX_GROUP || (g & (g - 1)) || !shape_ok || mb.len % (2 * tri) || mb.len == 0) {
         PyBuffer_Release(&mb);
-        return PyErr_Format(PyExc_ValueError, "m16: int16 [blocks, w(w+1)/2] with w dividing g (w %d, g %d)", w, g);
+        return PyErr_Format(PyExc_ValueError,
+                            "m16: int16 [blocks, w(w+1)/2] with w dividing g or a multiple of g up to %d (w %d, g %d)",
+                            MAX_BLOCK, w, g);
     }
     Py_ssize_t nw = mb.len / (2 * tri), nb = w < g ? 1 : nw;
     if (w < g && nw != 1) {
         PyBuffer_Release(&mb);
         return PyErr_Format(PyExc_ValueError, "m16: one block when w (%d) < g (%d)", w, g);
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, nb * g * g * (Py_ssize_t)sizeof(double));
-    int64_t *a = PyMem_Malloc(sizeof(int64_t) * (size_t)g * g);
-    double *ad = PyMem_Malloc(sizeof(double) * (size_t)g * g);
-    if (!out || !a || !ad) {
+    const int n = w > g ? w : g;
+    const size_t nn = (size_t)n * n;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, nb * (Py_ssize_t)nn * (Py_ssize_t)sizeof(double));
+    int64_t *a = PyMem_Malloc(sizeof(int64_t) * nn);
+    double *ad = PyMem_Malloc(sizeof(double) * nn), *col = PyMem_Malloc(sizeof(double) * ELIM_PANEL * (size_t)n);
+    if (!out || !a || !ad || !col) {
         Py_XDECREF(out);
         PyMem_Free(a);
         PyMem_Free(ad);
+        PyMem_Free(col);
         PyBuffer_Release(&mb);
         return PyErr_NoMemory();
     }
     double *m = (double *)PyBytes_AS_STRING(out);
     const int16_t *m16 = (const int16_t *)mb.buf;
+    int64_t floor_lam = 0;  /* uc-rht-ldlq/3's damping floor g isqrt(n) */
+    if (n > g) {
+        int64_t r = (int64_t)sqrt((double)n);
+        while (r * r > n) r--;
+        while ((r + 1) * (r + 1) <= n) r++;
+        floor_lam = (int64_t)g * r;
+    }
+    const double lim = n <= 1024 ? (double)(1 << 20) : (double)(1 << 19);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t b = 0; b < nb; b++) {
-        memset(a, 0, sizeof(int64_t) * (size_t)g * g);
+        memset(a, 0, sizeof(int64_t) * nn);
         const int16_t *t = m16 + (w < g ? 0 : b) * tri;
-        for (int r = 0; r < g; r += w) {  /* the block (repeated g / w times when w < g), symmetric */
+        for (int r = 0; r < n; r += w) {  /* the block (repeated g / w times when w < g), symmetric */
             Py_ssize_t idx = 0;
             for (int i = 0; i < w; i++)
                 for (int j = i; j < w; j++, idx++) {
                     int16_t v16;
                     memcpy(&v16, t + idx, 2);
-                    a[(size_t)(r + i) * g + r + j] = a[(size_t)(r + j) * g + r + i] = v16;
+                    a[(size_t)(r + i) * n + r + j] = a[(size_t)(r + j) * n + r + i] = v16;
                 }
         }
-        uint64_t bm[MAX_GROUP / 64];
-        group_signs(bm, key, (uint64_t)b * (uint64_t)g, g, period);
-        for (int i = 0; i < g; i++)
-            for (int j = 0; j < g; j++)
-                if (((bm[i / 64] >> (i % 64)) ^ (bm[j / 64] >> (j % 64))) & 1u) a[(size_t)i * g + j] = -a[(size_t)i * g + j];
-        fwht_rows_i64(a, g);
-        for (int i = 0; i < g; i++)
-            for (int j = i + 1; j < g; j++) {
-                int64_t x = a[(size_t)i * g + j];
-                a[(size_t)i * g + j] = a[(size_t)j * g + i];
-                a[(size_t)j * g + i] = x;
+        uint64_t bm[MAX_BLOCK / 64];
+        group_signs(bm, key, (uint64_t)b * (uint64_t)n, n, period);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (((bm[i / 64] >> (i % 64)) ^ (bm[j / 64] >> (j % 64))) & 1u) a[(size_t)i * n + j] = -a[(size_t)i * n + j];
+        fwht_rows_i64(a, n, g);
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++) {
+                int64_t x = a[(size_t)i * n + j];
+                a[(size_t)i * n + j] = a[(size_t)j * n + i];
+                a[(size_t)j * n + i] = x;
             }
-        fwht_rows_i64(a, g);
+        fwht_rows_i64(a, n, g);
         int64_t trace = 0;
-        for (int i = 0; i < g; i++) trace += a[(size_t)i * g + i];
-        int64_t d = 100LL * g, lam = trace / d - (trace % d < 0) + 1;  /* floor division, as torch's // */
-        for (int i = 0; i < g; i++) a[(size_t)i * g + i] += lam;
-        for (size_t i = 0; i < (size_t)g * g; i++) ad[i] = (double)a[i];
-        double col[MAX_GROUP];
-        feedback_matrix_block(ad, g, m + (size_t)b * g * g, col, (double)(1 << 20));
+        for (int i = 0; i < n; i++) trace += a[(size_t)i * n + i];
+        int64_t d = 100LL * n, lam = trace / d - (trace % d < 0) + 1;  /* floor division, as torch's // */
+        lam = lam < floor_lam ? floor_lam : lam;
+        for (int i = 0; i < n; i++) a[(size_t)i * n + i] += lam;
+        for (size_t i = 0; i < nn; i++) ad[i] = (double)a[i];
+        feedback_matrix_block(ad, n, m + (size_t)b * nn, col, lim);
     }
     Py_END_ALLOW_THREADS
     PyMem_Free(a);
     PyMem_Free(ad);
+    PyMem_Free(col);
     PyBuffer_Release(&mb);
     return out;
 }
@@ -816,7 +886,7 @@ static PyObject *eliminate(PyObject *self, PyObject *args) {
     }
     Py_ssize_t nb = ab.len / each;
     PyObject *out = PyBytes_FromStringAndSize(NULL, ab.len);
-    double *a = PyMem_Malloc((size_t)each), *col = PyMem_Malloc(sizeof(double) * (size_t)w);
+    double *a = PyMem_Malloc((size_t)each), *col = PyMem_Malloc(sizeof(double) * ELIM_PANEL * (size_t)w);
     if (!out || !a || !col) {
         Py_XDECREF(out);
         PyMem_Free(a);
@@ -854,6 +924,7 @@ static void use_isa(int isa) {
 #ifdef UC_X86
     range_groups = isa == ISA_AVX512 ? range_avx512 : range_scalar;
     run_groups = isa == ISA_AVX512 ? run_avx512 : run_scalar;
+    feedback_matrix_block = isa == ISA_AVX512 ? eliminate_avx512 : eliminate_scalar;
     measures = isa == ISA_AVX512 ? &measures_avx512 : &measures_scalar;
 #else
     range_groups = range_scalar;

@@ -84,7 +84,8 @@ def part_range(name: str, flat: torch.Tensor, scheme: Scheme, period: int) -> fl
 
 
 def feedback_matrices(name: str, scheme: Scheme, part: Part, moments: torch.Tensor) -> bytes:
-    """ldlq.py's rotated_hessian + feedback_matrix of one part's moments, natively (the same at every width)."""
+    """ldlq.py's rotated_hessian + feedback_matrix of one part's moments, natively (the same at every width; a
+    feedback block of several groups, ``uc-rht-ldlq/3``, included)."""
     from .rotation import sign_key
 
     assert _native is not None
@@ -111,6 +112,7 @@ def quantize_part(
     n_groups = -(-n // g)
     key = sign_key(name) if scheme.rotated else 0
     row_groups = max(1, period // g)
+    fb = part.block // g if matrices is not None and part.block > g else 1  # groups per feedback block
     grid, refit = FEEDBACK_SEARCH if matrices is not None else (scheme.clip_grid, scheme.refit_rounds)
     grid_bytes = np.asarray(grid, dtype=np.float64).tobytes()
     m = matrices
@@ -123,8 +125,24 @@ def quantize_part(
         a, b = r
         out = (codes[a * per_group : b * per_group].data, scales[a:b].data, zeros[a:b].data)
         _native.quantize_groups(
-            src, code, n, g, a, b, scheme.rotated, key, period, bits, exponent, grid_bytes, refit, m, row_groups, *out
+            src,
+            code,
+            n,
+            g,
+            a,
+            b,
+            scheme.rotated,
+            key,
+            period,
+            bits,
+            exponent,
+            grid_bytes,
+            refit,
+            m,
+            row_groups,
+            fb,
+            *out,
         )
 
-    list(pool().map(run, _runs(n_groups, 1)))
+    list(pool().map(run, _runs(n_groups, fb)))
     return torch.from_numpy(codes), torch.from_numpy(scales.view(np.float16)), torch.from_numpy(zeros)

@@ -266,7 +266,6 @@ def prepare(
         and w.device.type == "cpu"
         and native.available()
         and native.native_dtype(w) is not None
-        and all(p.block <= scheme.group_size for p in scheme.parts(shape))  # wider feedback: the reference only
     )
     if len(parts) == 1:
         pieces = [w.reshape(-1)]

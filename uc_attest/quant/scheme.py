@@ -18,7 +18,7 @@ LDLQ_ID = "uc-rht-ldlq/1"
 LDLQ2_ID = "uc-rht-ldlq/2"
 #: ``uc-rht-ldlq/2`` whose error feedback runs over blocks of up to ``WIDE_MAX`` columns (whole groups): an error in
 #: one group of a row is fed into the next ones, not only within its group (docs/format.md 3.6). It commits larger
-#: moments (w(w+1)/2 per block of w columns instead of g(g+1)/2 per group) and quantizes on the torch reference path.
+#: moments (w(w+1)/2 per block of w columns instead of g(g+1)/2 per group).
 LDLQ3_ID = "uc-rht-ldlq/3"
 #: Widest feedback block of ``uc-rht-ldlq/3`` (every feedback sum stays exact: ldlq.py).
 WIDE_MAX = 2048
