@@ -110,7 +110,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Runtime": ("claims.validation", "Runtime"),
     "serving_runtime": ("runtime.modes", "serving_runtime"),
     "generate": ("runtime.serve", "generate"),
-    "Serving": ("runtime.serve", "Serving"),
+    "Serving": ("runtime.serving", "Serving"),
     "embed": ("runtime.serve", "embed"),
     "RunResult": ("runtime.serve", "RunResult"),
     "audit": ("audit.api", "audit"),

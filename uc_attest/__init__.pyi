@@ -70,9 +70,9 @@ from .runtime.model import load_model as load_model
 from .runtime.modes import Mode as Mode
 from .runtime.modes import serving_runtime as serving_runtime
 from .runtime.serve import RunResult as RunResult
-from .runtime.serve import Serving as Serving
 from .runtime.serve import embed as embed
 from .runtime.serve import generate as generate
+from .runtime.serving import Serving as Serving
 from .signing.attest import AttestResult as AttestResult
 from .signing.attest import SignAs as SignAs
 from .signing.attest import ValidateResult as ValidateResult

@@ -129,20 +129,39 @@ class LogUnreachable(OperationalError):
 
 class MissingExtra(OperationalError):
     """What was asked needs a module that ``pip install uc-attest`` does not install (PyTorch: packing,
-    calibration, a rebuild, serving); the message names the extra that brings it. Exit 4: the environment,
-    not the inputs. ``what``: the thing asked, as the caller names it (the CLI: its command)."""
+    calibration, a rebuild, serving; transformers: serving); the message names the extra that brings it. Exit 4:
+    the environment, not the inputs. ``what``: the thing asked, as the caller names it (the CLI: its command)."""
 
     #: The top-level module -> (its name in the message, the extra of uc-attest that installs it).
-    EXTRAS: ClassVar[dict[str, tuple[str, str]]] = {"torch": ("PyTorch", "torch")}
+    EXTRAS: ClassVar[dict[str, tuple[str, str]]] = {
+        "torch": ("PyTorch", "torch"),
+        "transformers": ("transformers", "bench"),  # serving's architectures and tokenizers (pyproject: bench)
+    }
 
     def __init__(self, what: str, module: str) -> None:
         label, extra = self.EXTRAS[module]
         super().__init__(f"{what} needs {label}: pip install 'uc-attest[{extra}]'", module=module, extra=extra)
 
     @classmethod
+    def require(cls, module: str, what: str) -> None:
+        """Refuse ``what`` before any of its work when ``module`` (one of :attr:`EXTRAS`) is not installed: its
+        spec is looked up, the module not imported (that is left to the step that uses it)."""
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # an import hook that refuses it, or a module set to None
+            found = False
+        if not found:
+            raise cls(what, module)
+
+    @classmethod
     def of(cls, exc: BaseException, what: str) -> MissingExtra | None:
         """The error ``exc`` means when it is the import of a module an extra brings that is not installed
-        (``No module named 'torch'``), else None: the one test of it, wherever the import happened."""
+        (``No module named 'torch'``), or a MissingExtra the library raised (told again as ``what``), else None:
+        the one test of it, wherever the import happened."""
+        if isinstance(exc, MissingExtra):
+            return cls(what, exc.data["module"])
         if isinstance(exc, ModuleNotFoundError) and exc.name:
             module = exc.name.partition(".")[0]
             if module in cls.EXTRAS:

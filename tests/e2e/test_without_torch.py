@@ -22,12 +22,12 @@ from tests.conftest import RELEASE
 VALIDATOR = "validator@bank.example"
 #: The packages of the extras that the library touches: none of them is a dependency of ``pip install uc-attest``.
 ABSENT = ("torch", "transformers", "safetensors", "tokenizers")
-BLOCKER = f"""
+BLOCKER = """
 import os, sys
 
 class _Absent:
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {ABSENT!r}:
+        if name.partition(".")[0] in {absent!r}:
             with open(os.environ["UC_TEST_ABSENT_LOG"], "a") as log:
                 log.write(name + "\\n")
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
@@ -38,12 +38,13 @@ sys.meta_path.insert(0, _Absent())
 
 
 class NoTorch:
-    """Runs the CLI as if ``pip install uc-attest`` alone had been run; ``tried`` lists the imports it refused."""
+    """Runs the CLI as if ``pip install uc-attest`` alone had been run (or without the ``absent`` packages only);
+    ``tried`` lists the imports it refused."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, absent: tuple[str, ...] = ABSENT) -> None:
         site = root / "site"
         site.mkdir()
-        (site / "sitecustomize.py").write_text(BLOCKER)
+        (site / "sitecustomize.py").write_text(BLOCKER.format(absent=absent))
         self.log = root / "absent.log"
         path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
         self.env = {**os.environ, "PYTHONPATH": path, "UC_TEST_ABSENT_LOG": str(self.log), "COLUMNS": "200"}
@@ -136,6 +137,78 @@ def test_a_command_that_needs_torch_names_the_extra(
     assert "torch" in no_torch.tried()
 
 
+def test_a_rebuild_without_torch_is_refused_before_anything_is_checked(
+    world: dict[str, Any], no_torch: NoTorch, tmp_path: Path
+) -> None:
+    """verify --rebuild-from checked the signatures, the log and every tensor, then failed on torch's import:
+    now it reads nothing first (a release bundle that is not there is never looked for: exit 4, not 3)."""
+    policy = _policy(tmp_path / "policy.yaml", world["inst"])
+    src = world["root"] / "src"
+    r = no_torch("verify", world["pack"], "--policy", policy, "--bundle", tmp_path / "missing.sigstore.json",
+                 "--rebuild-from", src, "--json")  # fmt: skip
+    assert r.returncode == 4 and "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout) == {"ok": False, "error": "MissingExtra", "module": "torch", "extra": "torch",
+                                    "message": "uc-attest verify --rebuild-from needs PyTorch: pip install "
+                                    "'uc-attest[torch]'"}  # fmt: skip
+    r = no_torch("verify", world["pack"], "--integrity-only", "--rebuild-from", src, "--json")
+    assert r.returncode == 4 and json.loads(r.stdout)["error"] == "MissingExtra", r.stdout  # no tensor verdict
+    code = (
+        "import uc_attest as uc\n"
+        "try:\n"
+        f"    uc.check_rebuild({str(world['pack'])!r}, {str(src)!r})\n"
+        "except uc.MissingExtra as exc:\n"
+        "    print(exc.message)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=no_torch.env, timeout=120,
+                       check=False)  # fmt: skip
+    assert r.stdout.strip() == "a rebuild needs PyTorch: pip install 'uc-attest[torch]'", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (("generate", "{pack}", "--manifest", "{missing}", "--prompt-ids", "1"), "uc-attest generate"),
+        (("embed", "{pack}", "--manifest", "{missing}", "--text", "a"), "uc-attest embed"),
+    ],
+)
+def test_serving_without_transformers_names_what_to_install(
+    world: dict[str, Any], tmp_path: Path, args: tuple[str, ...], command: str
+) -> None:
+    """With PyTorch but not transformers, generate/embed refuse in one line (exit 4, not a usage error after the
+    signature checks): before any work, so a kept manifest that is not there is never read (exit 3 otherwise)."""
+    no_transformers = NoTorch(tmp_path, absent=("transformers",))
+    where = {"pack": world["pack"], "missing": tmp_path / "missing.json"}
+    r = no_transformers(*(a.format(**{k: str(v) for k, v in where.items()}) for a in args))
+    assert r.returncode == uc.EXIT_OPERATIONAL, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {command} needs transformers: pip install 'uc-attest[bench]'"]
+    assert "Traceback" not in r.stderr + r.stdout
+    assert set(no_transformers.tried()) == {"transformers"}
+
+
+def test_a_serving_value_is_built_without_torch(no_torch: NoTorch) -> None:
+    """uc.Serving (what generate/embed take) is made where only ``pip install uc-attest`` is: its device and mode
+    parsed into members, anything else refused in the words load_model refuses it in."""
+    code = (
+        "import uc_attest as uc\n"
+        "s = uc.Serving('cuda', 'exact', cache=True)\n"
+        "print(s.device is uc.Device.CUDA, s.mode is uc.Mode.EXACT, s.cache, uc.Serving().device is uc.Device.CPU)\n"
+        "for bad in ({'device': 'gpu'}, {'mode': 'turbo'}):\n"
+        "    try:\n"
+        "        uc.Serving(**bad)\n"
+        "    except uc.UsageError as exc:\n"
+        "        print(exc.message)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=no_torch.env, timeout=120,
+                       check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "True True True True",
+        "device must be auto, cpu or cuda, got 'gpu'",
+        "mode must be one of reference, exact, fast; got 'turbo'",
+    ]
+    assert no_torch.tried() == []
+
+
 def test_json_names_the_error_and_the_extra(world: dict[str, Any], no_torch: NoTorch, tmp_path: Path) -> None:
     r = no_torch("pack", world["root"] / "src", "-o", tmp_path / "out", "--json")
     assert r.returncode == 4 and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -153,3 +226,7 @@ def test_missing_extra_is_only_a_missing_extras_module() -> None:
     err = uc.MissingExtra.of(ModuleNotFoundError(name="torch"), "write_pack")
     assert err is not None and err.message == "write_pack needs PyTorch: pip install 'uc-attest[torch]'"
     assert isinstance(err, uc.OperationalError) and err.exit_code == uc.EXIT_OPERATIONAL
+    err = uc.MissingExtra.of(ModuleNotFoundError(name="transformers.models"), "uc-attest embed")
+    assert err is not None and err.message == "uc-attest embed needs transformers: pip install 'uc-attest[bench]'"
+    told = uc.MissingExtra.of(uc.MissingExtra("a rebuild", "torch"), "uc-attest verify")  # the library's, retold
+    assert told is not None and told.message == "uc-attest verify needs PyTorch: pip install 'uc-attest[torch]'"

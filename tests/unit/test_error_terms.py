@@ -187,3 +187,19 @@ def test_the_cli_shows_the_instance_flags(tmp_path: Path) -> None:
     assert code == 2 and "directory is not empty (use --force to re-create the instance)" in out, out
     code, out = _cli("instance", "init", tmp_path / "j", "--port", "70000")
     assert code == 2 and "--port must be 1-65535, got 70000" in out, out
+
+
+@pytest.mark.parametrize("command", [("generate", "--prompt-ids", "1"), ("embed", "--text", "a")])
+def test_the_cli_refuses_a_serving_flag_in_its_words(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """--device/--mode/--threads(/--cache) are one option group building uc.Serving: a bad value is refused when
+    the flags are parsed, in the words and with the exit code it always had, before anything is read."""
+    args = (command[0], tmp_path / "pack", *command[1:], "--manifest", tmp_path / "kept.json")
+    for flags, said in (
+        (("--device", "bogus"), "--device must be auto, cpu or cuda, got 'bogus'"),
+        (("--mode", "turbo"), "mode must be one of reference, exact, fast; got 'turbo'"),
+        (("--threads", "0"), "--threads must be at least 1, got 0"),
+    ):
+        code, out = _cli(*args, *flags)
+        assert code == 2 and out.strip().splitlines() == [f"error: {said}"], out
+    code, out = _cli(*args, "--device", "bogus", "--json", stdout=True)
+    assert code == 2 and json.loads(out)["option"] == "--device", out

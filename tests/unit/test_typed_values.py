@@ -96,6 +96,37 @@ def test_text_from_a_caller_parses_to_a_member_or_is_refused_as_before(tmp_path:
     assert uc.Rebuild(tmp_path).device is uc.Device.AUTO
 
 
+def test_a_serving_value_parses_its_device_and_mode_and_none_is_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uc.Serving parses text into members when built and refuses anything else as load_model did; generate and
+    embed take ``serving=None`` as ``Serving()`` (never an AttributeError)."""
+    from uc_attest.runtime import model
+
+    served = uc.Serving("auto", "fast", cache=True)
+    assert served.device is uc.Device.AUTO and served.mode is uc.Mode.FAST and served.cache
+    assert uc.Serving() == uc.Serving(uc.Device.CPU, None, cache=False) and uc.Serving().device is uc.Device.CPU
+    with pytest.raises(uc.UsageError, match=r"^device must be auto, cpu or cuda, got 'gpu'$") as err:
+        uc.Serving("gpu")
+    assert err.value.data["option"] == "device"
+    with pytest.raises(uc.UsageError, match=r"^mode must be one of reference, exact, fast; got 'turbo'$"):
+        uc.Serving(mode="turbo")
+    asked: list[dict[str, object]] = []
+
+    def load_model(*_args: object, **kwargs: object) -> None:
+        asked.append(kwargs)
+        raise uc.OperationalError("loaded")
+
+    monkeypatch.setattr(model, "load_model", load_model)
+    for serving in (None, uc.Serving()):
+        with pytest.raises(uc.OperationalError, match="loaded"):
+            uc.generate(tmp_path, prompt_ids=[1], serving=serving)
+        with pytest.raises(uc.OperationalError, match="loaded"):
+            uc.embed(tmp_path, ["a"], serving=serving)
+    default = {"online": True, "device": uc.Device.CPU, "cache": False, "mode": None}
+    assert asked == [default] * 4
+
+
 def test_a_policy_names_a_device_and_a_runtime_need_by_their_words(tmp_path: Path) -> None:
     base = "version: 1\nname: t\ntrust:\n  instance: ./inst\nsigners:\n  release:\n    - issuer: https://i\n      identity: a@b\n"
     p = tmp_path / "p.yaml"

@@ -302,12 +302,6 @@ def pull(
 
 
 OfflineOpt = Annotated[bool, typer.Option(help="Do not ask the log again (air-gapped).")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
-ModeOpt = Annotated[
-    str | None,
-    typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
-]
-ThreadsOpt = Annotated[int | None, Group(options.threads_options)]
 
 
 def _runtime(value: str | None) -> uc.Runtime | None:
@@ -339,17 +333,12 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
     anchor: Annotated[uc.ServingAnchor, Group(options.serving_anchor_options, last=True)],
     offline: OfflineOpt = False,
-    device: DeviceOpt = "cpu",
-    mode: ModeOpt = None,
-    threads: ThreadsOpt,
-    cache: Annotated[
-        bool, typer.Option(help="Keep decoded weights after first use (mode reference: memory for speed).")
-    ] = False,
+    serve: Annotated[options.ServeOptions, Group(options.cached_serve_options)],
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and generate tokens as they come (exit 1 if it does not
     verify); then the time to the first token and the tokens/s after it on stderr."""
-    _set_threads(threads)
+    _set_threads(serve.threads)
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -364,7 +353,7 @@ def generate(
         prompt_ids=prompt_ids,
         max_new_tokens=max_new_tokens,
         online=not offline,
-        serving=uc.Serving(device, mode, cache),
+        serving=serve.serving,
         on_text=None if as_json else show,
     )
     render.show_generation(res, as_json)
@@ -379,14 +368,12 @@ def embed(
     text: Annotated[list[str], typer.Option(help="A sentence to embed (repeatable).")],
     anchor: Annotated[uc.ServingAnchor, Group(options.serving_anchor_options, last=True)],
     offline: OfflineOpt = False,
-    device: DeviceOpt = "cpu",
-    mode: ModeOpt = None,
-    threads: ThreadsOpt,
+    serve: Annotated[options.ServeOptions, Group(options.serve_options)],
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a pack, load it with its weights packed, and embed sentences (mean pooling, normalised)."""
-    _set_threads(threads)
-    res = uc.embed(pack_dir, text, anchor, online=not offline, serving=uc.Serving(device, mode))
+    _set_threads(serve.threads)
+    res = uc.embed(pack_dir, text, anchor, online=not offline, serving=serve.serving)
     render.show_embeddings(res, text, as_json)
 
 

@@ -10,6 +10,7 @@ after theirs, whatever the order of the flags in the help).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -338,6 +339,37 @@ def threads_options(
     if threads is not None and threads < 1:
         raise uc.UsageError(f"--threads must be at least 1, got {threads}")
     return threads
+
+
+ThreadsOpt = Annotated[int | None, Group(threads_options)]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(help="How packed layers compute: fast, exact or reference (docs/runtime.md; default fast on CPU)."),
+]
+CacheOpt = Annotated[
+    bool, typer.Option(help="Keep decoded weights after first use (mode reference: memory for speed).")
+]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``generate``/``embed`` serve a pack: the library's :class:`uc_attest.Serving` (--device, --mode,
+    --cache) and the thread budget the command sets for the process (--threads; None: the default)."""
+
+    serving: uc.Serving
+    threads: int | None = None
+
+
+def serve_options(device: DeviceOpt = "cpu", mode: ModeOpt = None, *, threads: ThreadsOpt) -> ServeOptions:
+    """``embed``'s: where and how the pack computes, a device or mode that is none of the library's refused here
+    in its words (:class:`uc_attest.Serving`), and the threads."""
+    return ServeOptions(uc.Serving(device, mode), threads)
+
+
+def cached_serve_options(serve: Annotated[ServeOptions, Group(serve_options)], cache: CacheOpt = False) -> ServeOptions:
+    """``generate``'s: :func:`serve_options`, and --cache (after --threads, as the help has always listed them)."""
+    return ServeOptions(dataclasses.replace(serve.serving, cache=cache), serve.threads)
 
 
 def prompt_ids_options(

@@ -25,6 +25,14 @@ class Device(StrEnum):
         """The member named ``value`` (None for anything else: each caller refuses it in its own words)."""
         return member(cls, value)
 
+    @classmethod
+    def of(cls, value: Device | str) -> Device:
+        """The member named ``value``; anything else is a usage error (``option="device"``)."""
+        asked = cls.parse(value)
+        if asked is None:
+            raise UsageError("{0} must be auto, cpu or cuda, got {device!r}", option="device", device=value)
+        return asked
+
     def resolved(self, cuda_available: bool) -> Device:
         """``auto`` made concrete: cuda when ``cuda_available``, else cpu; cpu and cuda are themselves."""
         if self is Device.AUTO:
@@ -37,10 +45,7 @@ def torch_device(value: Device | str) -> torch.device:
     or ``cuda`` without a GPU, is a usage error (``option="device"``)."""
     import torch
 
-    asked = Device.parse(value)
-    if asked is None:
-        raise UsageError("{0} must be auto, cpu or cuda, got {device!r}", option="device", device=value)
-    dev = asked.resolved(torch.cuda.is_available())
+    dev = Device.of(value).resolved(torch.cuda.is_available())
     if dev is Device.CUDA and not torch.cuda.is_available():
         raise UsageError("{0:=cuda} requested but no CUDA device is available", option="device")
     return torch.device(dev.value)

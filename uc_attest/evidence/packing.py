@@ -24,8 +24,6 @@ if TYPE_CHECKING:  # the writer imports torch: validate_pack and verify_source r
     from ..pack.writer import KeptSignature, PackResult
     from .oms import OmsVerified
 
-_DEFAULT_SIGNER = SignAs()  # an identity token from the environment, or the role's own dev identity
-
 
 def write_pack(
     source_dir: Path | str,
@@ -115,7 +113,7 @@ def validate_pack(
     report_path: Path,
     trust: Trust,
     *,
-    sign_as: SignAs = _DEFAULT_SIGNER,
+    sign_as: SignAs | None = None,  # None: an identity token from the environment, or the role's dev identity
     bundle_out: Path | None = None,
     release_bundle: Path | None = None,
     allow_release_signer: bool = False,

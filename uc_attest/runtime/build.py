@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidInput, UsageError
+from ..errors import InvalidInput, MissingExtra
 from ..pack.layout import QUANTIZATION_CONFIG
 
 
@@ -30,12 +30,16 @@ def read_config(data: bytes, origin: str) -> dict[str, Any]:
     return cfg
 
 
+#: What needs transformers here, as :class:`MissingExtra` names it to a library caller.
+SERVING = "serving a pack"
+
+
 def _transformers() -> Any:
     try:
         import transformers
         from transformers.utils import logging as hf_logging
     except ImportError:
-        raise UsageError("serving a pack needs transformers: pip install 'uc-attest[bench]'") from None
+        raise MissingExtra(SERVING, "transformers") from None
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     return transformers
 

@@ -25,7 +25,16 @@ from ..core import threads
 from ..core.device import Device, torch_device
 from ..core.digest import Digest
 from ..core.stfile import StreamedFile, torch_dtype
-from ..errors import Finding, FindingKind, InvalidInput, MalformedPack, OperationalError, UsageError, VerificationFailed
+from ..errors import (
+    Finding,
+    FindingKind,
+    InvalidInput,
+    MalformedPack,
+    MissingExtra,
+    OperationalError,
+    UsageError,
+    VerificationFailed,
+)
 from ..manifest import Manifest, digest_finding
 from ..pack.check import check_files, check_pack
 from ..pack.layout import MOMENTS_SUFFIX, QUANTIZATION_CONFIG, SUFFIXES
@@ -35,7 +44,7 @@ from ..verify.anchor import ServingAnchor, serving_anchor
 from ..verify.api import Prepared, prepare
 from ..verify.local import Expected
 from ..verify.result import Verdict
-from .build import Target, hf_config, read_config, replace_module, resolve, skeleton
+from .build import SERVING, Target, hf_config, read_config, replace_module, resolve, skeleton
 from .kernels import default_mode, effective_mode, layer_mode
 from .modes import Mode, runtime
 from .packed import PackedLinear, PackedWeight, Workspace, packed_bytes, release_freed_memory, tensor_bytes
@@ -354,8 +363,9 @@ def load_model(
     fast on CPU, reference on CUDA or with ``cache``. The module's
     ``uc_attest`` attribute is a :class:`LoadReport` (its ``runtime`` names mode, kernel and ISA). Raises
     VerificationFailed (nothing returned) on any finding, UsageError without a trust anchor (the pack itself is
-    none: :func:`uc_attest.verify.anchor.serving_anchor`)."""
+    none: :func:`uc_attest.verify.anchor.serving_anchor`), MissingExtra without transformers (before any work)."""
     anchor = serving_anchor(anchor)
+    MissingExtra.require("transformers", SERVING)  # the architecture is transformers': refused before any work
     t0 = time.perf_counter()
     target = torch_device(device)
     threads.size_torch()  # torch's pool at the process's budget (its default: every core of the machine)

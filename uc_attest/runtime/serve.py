@@ -16,7 +16,7 @@ from ..core.fsutil import inside, is_safe_relative, open_regular
 from ..errors import InvalidInput, UcAttestError, UsageError
 from ..source import is_causal
 from ..verify.anchor import ServingAnchor
-from .modes import Mode
+from .serving import Serving  # torch-free (uc_attest.Serving): re-exported here, where it was first
 
 
 def rss_bytes() -> int:
@@ -211,19 +211,10 @@ def embed_with(model: torch.nn.Module, pack_dir: Path, texts: list[str]) -> RunR
     )
 
 
-@dataclass(frozen=True)
-class Serving:
-    """Where and how a pack's packed layers compute, as ``load_model`` takes them: ``device``, ``mode`` (None: by
-    the device) and ``cache`` (keep decoded weights after first use: mode reference, memory for speed)."""
-
-    device: str = "cpu"
-    mode: Mode | str | None = None
-    cache: bool = False
-
-
-def _load(pack_dir: Path, anchor: ServingAnchor | None, online: bool, serving: Serving) -> torch.nn.Module:
+def _load(pack_dir: Path, anchor: ServingAnchor | None, online: bool, serving: Serving | None) -> torch.nn.Module:
     from .model import load_model
 
+    serving = Serving() if serving is None else serving
     return load_model(pack_dir, anchor, online=online, device=serving.device, cache=serving.cache, mode=serving.mode)
 
 
@@ -235,12 +226,13 @@ def generate(
     prompt_ids: list[int] | None = None,
     max_new_tokens: int = 16,
     online: bool = True,
-    serving: Serving = Serving(),
+    serving: Serving | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Verify and load a causal LM pack (packed, as ``serving`` says: see ``load_model``), then generate greedily
-    from a prompt (text or token ids), handing new text to ``on_text`` as it comes. A pack whose config names no
-    causal LM, or a prompt given twice or not at all, is refused before anything is verified or loaded."""
+    """Verify and load a causal LM pack (packed, as ``serving`` says, None: ``Serving()``; see ``load_model``), then
+    generate greedily from a prompt (text or token ids), handing new text to ``on_text`` as it comes. A pack whose
+    config names no causal LM, or a prompt given twice or not at all, is refused before anything is verified or
+    loaded."""
     if (prompt is None) == (prompt_ids is None):
         raise UsageError("give exactly one of {0:TEXT} or {1:1,2,3}", option=["prompt", "prompt_ids"])
     _refuse_early_if_not_causal(Path(pack_dir))
@@ -272,8 +264,8 @@ def embed(
     anchor: ServingAnchor | None = None,
     *,
     online: bool = True,
-    serving: Serving = Serving(),
+    serving: Serving | None = None,
 ) -> RunResult:
-    """Verify and load an encoder pack (packed, as ``serving`` says), then embed ``texts`` (mean pooling,
-    normalised)."""
+    """Verify and load an encoder pack (packed, as ``serving`` says, None: ``Serving()``), then embed ``texts``
+    (mean pooling, normalised)."""
     return embed_with(_load(Path(pack_dir), anchor, online, serving), Path(pack_dir), texts)

@@ -113,7 +113,7 @@ def attest_pack(
     pack_dir: Path,
     trust: Trust,
     *,
-    sign_as: SignAs = SignAs(),
+    sign_as: SignAs | None = None,
     bundle_out: Path | None = None,
     inline: ManifestInline | str = ManifestInline.AUTO,
     pack_device: str = "unrecorded",
@@ -121,8 +121,8 @@ def attest_pack(
     oms_out: Path | None = None,
 ) -> AttestResult:
     """Sign and log the provenance of ``pack_dir`` and (``oms``) an OpenSSF Model Signing statement over its
-    files, with one signer (``sign_as``); its files must match its manifest. Both bundles are written only once
-    both are signed (each atomically)."""
+    files, with one signer (``sign_as``, None: ``SignAs()``); its files must match its manifest. Both bundles are
+    written only once both are signed (each atomically)."""
     try:
         how = ManifestInline(inline)
     except ValueError:
@@ -132,6 +132,7 @@ def attest_pack(
     findings = check_files(facts, facts.manifest)
     if findings:
         raise VerificationFailed(findings)
+    sign_as = SignAs() if sign_as is None else sign_as
     token = token_for(trust, sign_as.identity_token, sign_as.dev_identity)
     info = BuildInfo(
         builder_id=builder_id(),
@@ -222,16 +223,16 @@ def validate_pack(
     report_path: Path,
     trust: Trust,
     *,
-    sign_as: SignAs = SignAs(),
+    sign_as: SignAs | None = None,
     bundle_out: Path | None = None,
     release_signers: Collection[str] = (),
     runtime: Runtime | None = None,
 ) -> ValidateResult:
     """The validator signs "this report describes exactly this reconstruction" (subject = manifest root),
-    after checking every tensor of the pack against its manifest; signed as ``sign_as`` says. ``release_signers``:
-    identities that signed the release; signing the validation as one of them is refused (separation of duties).
-    ``runtime``: the one the metrics were measured with, signed with them (a report may name it itself; both must
-    then agree)."""
+    after checking every tensor of the pack against its manifest; signed as ``sign_as`` says (None: ``SignAs()``).
+    ``release_signers``: identities that signed the release; signing the validation as one of them is refused
+    (separation of duties). ``runtime``: the one the metrics were measured with, signed with them (a report may
+    name it itself; both must then agree)."""
     report = load_report(Path(report_path))
     if runtime is not None:
         if report.runtime is not None and report.runtime != runtime:
@@ -241,6 +242,7 @@ def validate_pack(
     pc = check_pack(facts, facts.manifest, str(facts.manifest_path))
     if pc.findings:
         raise VerificationFailed(pc.findings)
+    sign_as = SignAs() if sign_as is None else sign_as
     token = token_for(trust, sign_as.identity_token, sign_as.dev_identity, DEV_VALIDATOR_IDENTITY)
     same = token_identities(token) & set(release_signers)
     if same:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, assert_never
 from ..anchors import CaChain, OmsSignature, PublicKey, SignatureMethod, SigstoreIdentity
 from ..core.device import Device
 from ..core.ruleid import RuleId
-from ..errors import Finding, InvalidInput, MalformedPack, UsageError, VerificationFailed
+from ..errors import Finding, InvalidInput, MalformedPack, MissingExtra, UsageError, VerificationFailed
 from ..pack.check import PackCheck, Progress
 from ..pack.check import check_pack as _check_pack
 from ..pack.facts import PackFacts, load_manifest
@@ -236,7 +236,8 @@ def verify(
     """Verify a pack against its ``anchor`` (each anchor carries its trust root; a policy its own unless it is
     given one); returns a Verdict (``.ok`` = allowed, ``.exit_code``) with every check and finding. An
     :class:`OmsAnchor` verifies a plain model directory (:func:`verify_oms_model`). ``online=False``: the log is
-    not asked again. ``rebuild``: re-quantize the source and compare byte for byte. ``tensors``: how every
+    not asked again. ``rebuild``: re-quantize the source and compare byte for byte (PyTorch: without it,
+    :class:`~uc_attest.MissingExtra` before anything is checked). ``tensors``: how every
     tensor is checked (None: not at all). ``runtime``: the one the deployment will serve with
     (``uc_attest.serving_runtime(mode)``), for policy ``validation.runtime: match``."""
     anchor = require_anchor(anchor)
@@ -251,6 +252,8 @@ def verify(
         )
     if isinstance(anchor, KeptManifest) and rebuild is not None:
         raise UsageError("a kept manifest cannot be combined with a rebuild (the rebuild uses the pack's manifest)")
+    if rebuild is not None:  # re-quantizing is torch's: refused before a signature or a tensor is checked
+        MissingExtra.require("torch", "a rebuild")
     device = rebuild.device if rebuild is not None else Device.AUTO
     prep = prepare(pack_dir, anchor, device=device, online=online, now=now, runtime=runtime)
     if tensors is not None and prep.expected is not None:
