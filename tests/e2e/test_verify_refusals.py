@@ -105,3 +105,30 @@ def test_public_good_offline_uses_the_shipped_trusted_root(world: dict[str, Any]
     assert "TUF" not in r.stderr + r.stdout
     first = json.loads(r.stdout)["checks"][0]  # a v2 bundle: its TSA is not public-good's, so no verified time
     assert first["rule"] in ("release.signer", "release.timestamps") and not first["ok"], first
+
+
+def test_verify_bundle_refuses_an_artifact_that_is_a_fifo_or_device_without_waiting(tmp_path: Path) -> None:
+    """``verify-bundle ARTIFACT --bundle B --key K`` hashed the artifact with a plain open: a FIFO hung it forever
+    and /dev/zero was hashed without end (outside review). Now: exit 3 naming the artifact, within the deadline."""
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "key.pub"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    bundle = tmp_path / "b.sigstore.json"
+    bundle.write_text("{}")
+    fifo = tmp_path / "artifact.bin"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(fifo)
+    for artifact in (fifo, tmp_path / "link", Path("/dev/zero")):
+        r = subprocess.run(
+            [sys.executable, "-m", "uc_attest.cli", "verify-bundle", str(artifact), "--bundle", str(bundle),
+             "--key", str(key)],
+            capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert_clean_error(r, 3, str(artifact), "not a regular file", "artifact")
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr

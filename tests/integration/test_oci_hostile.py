@@ -299,6 +299,10 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
         "not an unarchived ModelPack layer type",
     ),
     "modelpack: image config": (modelpack_manifest(config=EMPTY), "config.mediaType"),
+    # outside review (issue 34): a path of 2,000 directories passed every check, then making its directories
+    # recursed past Python's limit (RecursionError: exit 70, a traceback)
+    "2,000 directories in a title": (pack_manifest(_layers(annotations={TITLE: "a/" * 2000 + "b"})), "directories"),
+    "modelpack: 2,000 directories in a filepath": (modelpack_manifest(_mp_layers("a/" * 2000 + "b")), FILEPATH),
 }
 
 

@@ -38,7 +38,7 @@ def part(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     c = measure(NAME, x, quantize_tensor(NAME, x, "BF16", DEFAULT_SCHEME, torch.device("cpu"), None), 128)
     c = type(c)(c.q, c.digest, c.err_ppm, Fraction(7, 3))
     root = tmp_path_factory.mktemp("parts")
-    store = PartStore(root, 128)
+    store = PartStore(root, DEFAULT_SCHEME)
     store.put(NAME, c)
     (path,) = root.iterdir()
     got = store.get(NAME, c.q.bits)
@@ -49,7 +49,7 @@ def part(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 def _get(path: Path, data: bytes) -> None:
     path.write_bytes(data)
-    PartStore(path.parent, 128).get(NAME, 5)
+    PartStore(path.parent, DEFAULT_SCHEME).get(NAME, 5)
 
 
 def _header(data: bytes) -> tuple[dict[str, object], bytes]:
@@ -93,7 +93,7 @@ def test_a_mutated_record_is_refused(part: tuple[Path, bytes], tmp_path: Path, f
 
 def test_a_missing_part_is_none_and_a_foreign_tensor_set_is_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
     path, data = part
-    assert PartStore(tmp_path, 128).get(NAME, 5) is None
+    assert PartStore(tmp_path, DEFAULT_SCHEME).get(NAME, 5) is None
     header, body = _header(data)
     header["extra"] = {"dtype": "U8", "shape": [0], "data_offsets": [len(body), len(body)]}
     with pytest.raises(UcAttestError, match="tensors"):
@@ -148,7 +148,7 @@ def test_out_of_memory_names_the_tensor(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(writer, "quantize_tensor", no_memory)
     monkeypatch.setattr(allocate, "quantize_tensor", no_memory)
-    store = PartStore(tmp_path, 128)
+    store = PartStore(tmp_path, DEFAULT_SCHEME)
     only_up = lambda n: n.endswith("mlp.up_proj.weight")
     with pytest.raises(OperationalError, match=r"out of memory quantizing model\.layers\.0\.mlp\.up_proj\.weight") as e:
         writer.quantize_into(store, src, DEFAULT_SCHEME, "cpu", None, only_up)
@@ -211,3 +211,72 @@ def _insert(body: bytes, header: dict[str, object], change: str, extra: bytes) -
     name = "codes" if change == "codes_longer" else "scales"
     end = header[name]["data_offsets"][1]  # type: ignore[index]
     return body[:end] + extra + body[end:]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b"\xff\xfe", b"{not json"],
+)
+def test_a_message_from_another_rank_that_is_not_json_stops_the_pack(
+    sent: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What another rank sends is data: nested deeper than the parser recurses (an uncaught RecursionError was exit
+    70 with a traceback), not UTF-8 or not JSON, it is an OperationalError naming the rank, never another exception."""
+    import torch.distributed as dist
+
+    from uc_attest.pack.world import Group, World
+
+    def all_gather(outs: list[torch.Tensor], mine: torch.Tensor) -> None:  # rank 1 sends ``sent``
+        if mine.dtype == torch.int64:
+            outs[0].copy_(mine)
+            outs[1].fill_(len(sent))
+            return
+        outs[0].copy_(mine)
+        outs[1][: len(sent)] = torch.frombuffer(bytearray(sent), dtype=torch.uint8)
+
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    with pytest.raises(OperationalError, match="rank 1 sent a message that is not JSON") as exc:
+        Group(World(0, 2)).gather({"failed": False})
+    assert exc.value.exit_code == 4
+
+
+@pytest.mark.parametrize(
+    ("other", "field"),
+    [({"id": "uc-rtn/1"}, "scheme"), ({"id": "uc-rht-clip/1"}, "scheme"), ({"group_size": 64}, "group")],
+)
+def test_a_part_made_under_another_scheme_is_refused(tmp_path: Path, other: dict[str, object], field: str) -> None:
+    """A rank started with another --scheme or --group-size writes parts that decode to their own digests: they
+    were taken into a pack of the scheme rank 0 assembles (uc-rtn/1 or uc-rht-clip/1 parts in a uc-rht-ldlq/2
+    pack). Now the part is refused naming it and the field that differs (outside review, issue 34)."""
+    from dataclasses import replace
+
+    torch.manual_seed(3)
+    x = (torch.randn(64, 256) * 0.02).to(torch.bfloat16)
+    scheme = replace(DEFAULT_SCHEME, **other)  # type: ignore[arg-type]
+    c = measure(NAME, x, quantize_tensor(NAME, x, "BF16", scheme, torch.device("cpu"), None), scheme.group_size)
+    PartStore(tmp_path, scheme).put(NAME, c)
+    assert PartStore(tmp_path, scheme).get(NAME, c.q.bits) is not None  # its own scheme takes it
+    with pytest.raises(UcAttestError, match=rf"not a quantized part of '{NAME}': made under another scheme: its "
+                                            rf"record's {field} is") as exc:  # fmt: skip
+        PartStore(tmp_path, DEFAULT_SCHEME).get(NAME, c.q.bits)
+    assert exc.value.exit_code == 3 and str(tmp_path) in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("scheme", "uc-rtn/1"), ("scheme", None), ("scheme", ["uc-rht-ldlq/2"]), ("group", 64), ("group", 128.0),
+     ("group", 2**70), ("rotated", False), ("sign_period", 0), ("parts", [])],
+)  # fmt: skip
+def test_a_record_that_disagrees_with_the_scheme_is_refused_naming_the_field(
+    part: tuple[Path, bytes], tmp_path: Path, field: str, value: object
+) -> None:
+    path, data = part
+    header, body = _header(data)
+    meta = header["__metadata__"]
+    assert isinstance(meta, dict)
+    record = json.loads(meta["uc.candidate"])
+    record[field] = value
+    meta["uc.candidate"] = json.dumps(record)
+    with pytest.raises(UcAttestError, match=f"its record's {field} is|malformed record") as exc:
+        _get(tmp_path / path.name, _with_header(header, body))
+    assert exc.value.exit_code == 3 and "\n" not in exc.value.message

@@ -245,11 +245,25 @@ def test_unicode_normalization_twins_are_refused(layout: str) -> None:
     ("modelpack", "uc-manifest.json", "uc-manifest.json", "'uc-manifest.json' is named twice"),
     ("modelpack", None, "Uc-Manifest.JSON", "is named twice \\(up to case"),
     ("uc-attest-v1", "sub/x.json/y", None, "as a file and a directory"),
+    # outside review (issue 34): 2,000 directories passed, and pull recursed past Python's limit making them
+    ("modelpack", None, "a/" * 2000 + "b", r"filepath'\]: 'a/a/.* is 2001 components deep"),
+    ("uc-attest-v1", "a/" * 64 + "b", None, r"title'\]: .* is 65 components deep \(directories nested at most 63"),
 ])  # fmt: skip
 def test_unsafe_file_paths_one_line(layout: str, title: str | None, filepath: str | None, match: str) -> None:
     with pytest.raises(RegistryMisbehaved, match=match) as exc:
         pack_layers(_with_paths(layout, title, filepath), "m")
     assert "\n" not in exc.value.message and exc.value.exit_code == 3
+
+
+@pytest.mark.parametrize("layout", ["modelpack", "uc-attest-v1"])
+def test_a_path_63_directories_deep_is_pulled(layout: str, tmp_path: Path) -> None:
+    """The deepest path a layer may name is still written where pull writes it (its directories made)."""
+    deep = "d/" * 63 + "model.safetensors"
+    files = pack_layers(_with_paths(layout, deep, deep), "m")
+    assert files[1][0] == deep
+    dst = inside(tmp_path, deep)
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(b"x")
 
 
 @pytest.mark.parametrize(("change", "match"), [
@@ -332,6 +346,40 @@ def test_https_is_not_followed_to_http() -> None:
     with pytest.raises(Refused, match="https is not followed to http"):
         redirect("GET", "https://registry.example.com/v2/x", 301, "http://registry.example.com/v2/x", "Bearer t")
     assert redirect("GET", "http://127.0.0.1:5000/v2/x", 301, "https://127.0.0.1:5000/v2/x", None) is not None
+
+
+@pytest.mark.parametrize("dst", ["http://[::1/", "//[::1/x", "https://[", "http://[zz]/", "http://[::1]x/",
+                                 "http://[v1.x]/", "http://[::1]:99999/", "http://\uff3b::1/"])  # fmt: skip
+def test_a_malformed_location_is_a_refused_redirect(dst: str) -> None:
+    """A Location the URL parser rejects (an unclosed IPv6 bracket raised a bare ValueError out of urljoin: exit
+    70 with a traceback) is a redirect refused naming it, as any other bad Location."""
+    with pytest.raises(Refused, match="refused: not a valid URL"):
+        redirect("GET", "https://registry.example.com/v2/r/blobs/sha256:00", 302, dst, "Bearer t")
+
+
+_BASES = ["https://registry.example.com/v2/r/blobs/sha256:00", "http://127.0.0.1:5000/a", "http://[::1]:5000/a/b"]
+_LOCATION_BITS = st.sampled_from(["http:", "https:", "//", "/", "[", "]", "::1", "@", ":", "%", "?", "#", "\\",
+                                  "127.0.0.1", "host", "80", "\x00", "\r\n", " ", "..", "\u2100", "\uff3b", "x"])  # fmt: skip
+
+
+@FUZZ
+@given(st.sampled_from(_BASES), st.sampled_from(["GET", "HEAD", "POST", "PUT"]), st.sampled_from([301, 302, 303, 307, 308]),
+       st.lists(_LOCATION_BITS, max_size=12).map("".join) | st.text(max_size=40), st.sampled_from([None, "Bearer t"]))  # fmt: skip
+def test_any_location_gives_a_hop_none_or_a_refusal(
+    base: str, method: str, code: int, dst: str, auth: str | None
+) -> None:
+    """Whatever a registry puts in Location, :func:`redirect` returns the next hop, None (not followed) or raises
+    Refused, and a hop it returns is http(s), never https to http, and carries credentials only to the origin."""
+    try:
+        hop = redirect(method, base, code, dst, auth)
+    except Refused as exc:
+        assert "\n" not in str(exc)  # one line, the Location shown escaped
+        return
+    if hop is None:
+        return
+    assert origin(hop.url) is not None and hop.url.split(":", 1)[0].lower() in ("http", "https")
+    assert not (base.startswith("https:") and hop.url.lower().startswith("http:"))
+    assert hop.authorization is None or origin(hop.url) == origin(base)
 
 
 @pytest.mark.parametrize(("method", "code", "then"), [("GET", 307, "GET"), ("HEAD", 302, "HEAD"), ("HEAD", 308, "HEAD"),

@@ -192,18 +192,22 @@ def _fifo_and_huge(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return fifo, huge
 
 
-@pytest.mark.parametrize("what", ["policy", "public key", "certificate chain", "verify-bundle key"])
+@pytest.mark.parametrize("what", ["policy", "public key", "certificate chain", "verify-bundle key", "trust config"])
 def test_a_policy_key_or_certificate_chain_that_is_a_fifo_device_or_huge_is_refused_without_waiting(
     tmp_path: Path, what: str
 ) -> None:
     """``verify --policy``, ``--key`` and ``--cert-chain`` (and ``verify-bundle --key``) read a small file the user
-    names: a FIFO hung forever, /dev/zero read until memory ran out. Now: InvalidInput (exit 3) naming it."""
+    names: a FIFO hung forever, /dev/zero read until memory ran out. Now: InvalidInput (exit 3) naming it. The trust
+    config (``--trust-config``, an instance's) was read whole, unbounded (outside review, issue 34)."""
     from uc_attest.evidence.oms import load_certificates, load_key
     from uc_attest.policy.model import read_policy
+    from uc_attest.signing.trust import Trust
 
     def read(path: Path) -> Any:
         if what == "verify-bundle key":
             return _verify_bundle_with_key(tmp_path, path)
+        if what == "trust config":
+            return Trust(str(path)).document
         return {"policy": read_policy, "public key": load_key, "certificate chain": load_certificates}[what](path)
 
     fifo, huge = _fifo_and_huge(tmp_path, what.replace(" ", "-"))
@@ -216,6 +220,25 @@ def test_a_policy_key_or_certificate_chain_that_is_a_fifo_device_or_huge_is_refu
     (tmp_path / "link").symlink_to(fifo)  # a link is followed, and what it names checked
     with pytest.raises(InvalidInput, match="FIFO"):
         read(tmp_path / "link")
+
+
+def test_a_trust_config_that_is_not_a_regular_file_or_nests_deeply_is_refused_naming_it(tmp_path: Path) -> None:
+    """``--trust-config FIFO`` said "not found" (and a FIFO swapped in after that check hung); a document nested
+    deeper than the JSON parser recurses was an uncaught RecursionError (exit 70). Both are exit 3 naming the file."""
+    from uc_attest.signing.trust import Trust, select_trust
+
+    os.mkfifo(tmp_path / "trust.fifo")
+    for path in (tmp_path / "trust.fifo", Path("/dev/zero")):
+        with pytest.raises(InvalidInput, match="not a regular file") as exc:
+            select_trust(path, None)
+        assert exc.value.exit_code == 3 and str(path) in exc.value.message and "trust config" in exc.value.message
+    with pytest.raises(InvalidInput, match="trust config not found"):
+        select_trust(tmp_path / "none.json", None)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidInput, match="not a sigstore ClientTrustConfig") as exc:
+        _ = Trust.file(deep).document
+    assert exc.value.exit_code == 3 and str(deep) in exc.value.message and "\n" not in exc.value.message
 
 
 def _verify_bundle_with_key(tmp_path: Path, key: Path) -> Any:

@@ -7,7 +7,6 @@ the signature covers), the parsed document and its subjects. Predicates are read
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -119,17 +118,3 @@ class Statement:
             if common and all(s.digest[alg] == data_hashes[alg] for alg in common):
                 return True
         return False
-
-
-def artifact_hashes(data: bytes | None = None, *, path: str | None = None) -> dict[str, str]:
-    """Every computable digest of an artifact (bytes or a file), for subject matching."""
-    hs = {alg: hashlib.new(name) for alg, name in COMPUTABLE.items()}
-    if path is not None:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                for h in hs.values():
-                    h.update(chunk)
-    elif data is not None:
-        for h in hs.values():
-            h.update(data)
-    return {alg: h.hexdigest() for alg, h in hs.items()}

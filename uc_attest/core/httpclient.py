@@ -156,8 +156,11 @@ def redirect(method: str, url: str, code: int, location: str | None, authorizati
     refused (another scheme, https to http); the credentials only while the origin stays the same."""
     if code not in REDIRECTS or not location:
         return None
-    target = urllib.parse.urljoin(url, location)
-    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    try:
+        target = urllib.parse.urljoin(url, location)
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+    except ValueError:  # an unclosed or invalid IPv6 bracket, ...: urllib's parser refuses it
+        raise Refused(f"HTTP {code} redirect to {_clip(location)} refused: not a valid URL") from None
     if scheme not in ("http", "https"):
         raise Refused(f"HTTP {code} redirect to {_clip(target)} refused: only http(s) redirects are followed")
     if origin(target) is None:

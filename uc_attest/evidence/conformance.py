@@ -6,14 +6,15 @@ always — managed keys, Rekor intoto entries, v0.1 bundles proven by a SET, TSA
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
 from ..anchors import BundleIdentity, BundleSigner, ManagedKey, TrustChoice
-from ..claims.statement import artifact_hashes
-from ..core.fsutil import read_small
-from ..errors import InvalidInput, SignatureInvalid
+from ..claims.statement import COMPUTABLE
+from ..core.fsutil import open_regular, read_small
+from ..errors import InvalidInput, OperationalError, SignatureInvalid
 from ..signing.trust import Trust, resolve_trust
 from .bundle import read_bundle
 from .check import check_bundle
@@ -27,8 +28,10 @@ def _root_trust(trust: Trust | TrustChoice | None) -> Trust:
     return Trust.public_good(offline=True) if trust is None else resolve_trust(trust, offline=True)
 
 
-def _artifact(artifact: str) -> dict[str, str]:
-    """The artifact's digests (algorithm -> hex): a file's, or the one ``sha256:<hex>`` given."""
+def _artifact_of(artifact: str) -> Artifact:
+    """The artifact's digests (sha256, sha384, sha512) and, when small, its bytes (an Ed25519 message
+    signature needs them), read once from one descriptor of a regular file (a symbolic link followed; a FIFO or
+    device is refused, never waited on nor read without end); ``sha256:<hex>`` gives one digest."""
     if artifact.startswith("sha256:"):
         hexd = artifact[7:].lower()
         try:
@@ -36,22 +39,23 @@ def _artifact(artifact: str) -> dict[str, str]:
                 raise ValueError
         except ValueError:
             raise InvalidInput(f"{artifact!r} is not sha256:<64 hex>") from None
-        return {"sha256": hexd}
+        return Artifact({"sha256": bytes.fromhex(hexd)})
+    hs = {alg: hashlib.new(name) for alg, name in COMPUTABLE.items()}
+    kept: bytearray | None = bytearray()
     try:
-        return artifact_hashes(path=artifact)
+        with open_regular(Path(artifact), follow=True) as f:
+            while chunk := f.read(1 << 22):
+                for h in hs.values():
+                    h.update(chunk)
+                if kept is not None:
+                    kept += chunk
+                    if len(kept) > MAX_INLINE:
+                        kept = None
+    except (InvalidInput, OperationalError) as exc:  # not a regular file; cannot be opened
+        raise InvalidInput(f"{exc.message} (the artifact)", path=artifact) from None
     except OSError as exc:
         raise InvalidInput(f"{artifact}: cannot read the artifact: {exc.strerror}", path=artifact) from None
-
-
-def _artifact_of(artifact: str) -> Artifact:
-    """The artifact's digests (sha256, sha384, sha512) and, when small, its bytes (an Ed25519 message
-    signature needs them); ``sha256:<hex>`` gives one digest."""
-    if artifact.startswith("sha256:"):
-        return Artifact({"sha256": bytes.fromhex(_artifact(artifact)["sha256"])})
-    hexes = _artifact(artifact)
-    path = Path(artifact)
-    data = path.read_bytes() if path.stat().st_size <= MAX_INLINE else None
-    return Artifact({alg: bytes.fromhex(h) for alg, h in hexes.items()}, data)
+    return Artifact({alg: h.digest() for alg, h in hs.items()}, None if kept is None else bytes(kept))
 
 
 MAX_INLINE = 64 << 20

@@ -43,6 +43,9 @@ ROOT_ANNOTATION, SCHEME_ANNOTATION, ROLE_ANNOTATION = (
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 #: The most a referrer's bundle may weigh (it is read into memory): Sigstore bundles are a few KiB.
 MAX_BUNDLE = 16 << 20
+#: The most components a layer's file path may have: a model's files sit a few directories deep, and making the
+#: directories of a path thousands deep recursed past Python's limit.
+MAX_PATH_DEPTH = 64
 
 
 class BundleRole(StrEnum):
@@ -254,7 +257,8 @@ class PullResult:
 
 def _safe_path(rel: str | None, what: str) -> str:
     """A layer's file path as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
-    absolute path, backslash, NUL or other control character, at most 255 bytes each."""
+    absolute path, backslash, NUL or other control character, at most 255 bytes each, at most
+    ``MAX_PATH_DEPTH`` of them."""
     parts = (rel or "").split("/")
     if (
         not rel
@@ -264,6 +268,11 @@ def _safe_path(rel: str | None, what: str) -> str:
         or any(unicodedata.category(c) in ("Cc", "Cs") for c in rel)
     ):
         raise RegistryMisbehaved(f"{what}: unsafe or missing file name {short(rel)}")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise RegistryMisbehaved(
+            f"{what}: {short(rel)} is {len(parts)} components deep (directories nested at most "
+            f"{MAX_PATH_DEPTH - 1} deep)"
+        )
     return rel
 
 

@@ -135,7 +135,7 @@ def _pack(
         owner = assign(sizes, world.size)
         rank = world.rank
         weights = sum(n for name, n in sizes.items() if owner[name] == rank)
-        store = PartStore(scratch / "parts", r.scheme.group_size)
+        store = PartStore(scratch / "parts", r.scheme)
         scheme = r.scheme
         if r.allocation is not None:
             show.stage("allocation")
@@ -280,7 +280,7 @@ def shared_quantization(
     scratch = _scratch(group, scratch_parent, ".uc-parts-")
     try:
         owner = assign(tensor_sizes(source, scheme, skip), world.size)
-        store = PartStore(scratch, scheme.group_size)
+        store = PartStore(scratch, scheme)
         group.step(lambda: quantize_into(store, source, scheme, device, moments, lambda n: owner[n] == world.rank,
                                          skip_files=skip))  # fmt: skip
         yield store

@@ -4,8 +4,9 @@ Each rank quantizes its tensors and writes each candidate (one tensor at one wid
 file — codes, scales, zero-points, the committed moments — whose ``__metadata__`` holds the rest of the
 candidate (exponent, shape, parts, the reconstruction's digest, the error record, the measured damage) as
 JSON. Rank 0 reads them back to write the pack, and checks each one before it does: the file parses
-strictly (core/stfile), its record is well formed and names the tensor asked for, and the components decode
-to the digest the record gives, so a torn or foreign file can never reach a pack. Files are written under a
+strictly (core/stfile), its record is well formed, names the tensor asked for and was made under the scheme the
+pack is assembled under (its id, group size, rotation and parts), and the components decode to the digest the
+record gives, so a torn or foreign file can never reach a pack. Files are written under a
 temporary name and renamed, so a reader never sees half a file.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,19 +25,20 @@ from ..core.stfile import SafetensorsFile, out_tensor, write_safetensors
 from ..errors import MalformedPack, OperationalError
 from ..quant.measure import Candidate, decode_tensor
 from ..quant.quantize import QuantizedTensor
-from ..quant.scheme import Part
+from ..quant.scheme import Part, Scheme
 
 META = "uc.candidate"
 _PART_FIELDS = ("col0", "cols", "rows", "group", "period", "block", "first_group")
 
 
 class PartStore:
-    """Candidates of every rank in ``root`` (a directory on a filesystem every rank sees)."""
+    """Candidates of every rank in ``root`` (a directory on a filesystem every rank sees), quantized under
+    ``scheme`` (its id and group size; each candidate at its own width): a part made under another is refused."""
 
-    def __init__(self, root: Path, group_size: int) -> None:
+    def __init__(self, root: Path, scheme: Scheme) -> None:
         self.root = Path(root)
         self.root.mkdir(exist_ok=True)  # by whichever rank comes first
-        self.group_size = group_size
+        self.scheme = scheme
 
     def _path(self, name: str, bits: int) -> Path:
         return self.root / f"{hashlib.sha256(name.encode()).hexdigest()[:40]}-{bits}.safetensors"
@@ -44,6 +47,8 @@ class PartStore:
         q = c.q
         record = {
             "name": name,
+            "scheme": self.scheme.id,
+            "group": self.scheme.group_size,
             "bits": q.bits,
             "exponent": q.exponent,
             "shape": list(q.shape),
@@ -74,9 +79,9 @@ class PartStore:
         if not path.is_file():
             return None
         with SafetensorsFile(path) as f:
-            c = _candidate(f, name, bits, path, self.group_size)
+            c = _candidate(f, name, bits, path, self.scheme)
         try:
-            got = Digest.of_bytes(decode_tensor(name, c.q, self.group_size).data)
+            got = Digest.of_bytes(decode_tensor(name, c.q, self.scheme.group_size).data)
         except (ValueError, IndexError, OverflowError, ZeroDivisionError, MemoryError):  # a record that does not fit
             got = None
         if got != c.digest:
@@ -97,12 +102,13 @@ def _int(value: Any, low: int, high: int) -> int:
     return value
 
 
-def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path, group: int) -> Candidate:
-    """The candidate in an open part file, every field checked, and its components exactly the sizes its shape
-    and parts give (``group``: the scheme's group size)."""
+def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path, scheme: Scheme) -> Candidate:
+    """The candidate in an open part file, every field checked, what the scheme decides (id, group size, rotation,
+    parts and sign period) as ``scheme`` gives it, and its components exactly the sizes its shape and parts give."""
+    group = scheme.group_size
 
     def bad(what: str) -> MalformedPack:
-        return MalformedPack(f"{path}: not a quantized part of {name!r}: {what}")
+        return MalformedPack(f"{path}: not a quantized part of {name!r}: {what}", path=str(path), tensor=name)
 
     try:
         rec: Any = json.loads((f.metadata or {}).get(META, ""))
@@ -132,6 +138,7 @@ def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path, group: int)
         raise bad(f"malformed record ({type(exc).__name__})") from None
     if dtype not in ("F32", "F16", "BF16") or not isinstance(rotated, bool) or not shape or n > big:
         raise bad("dtype, rotation or shape")
+    _same_scheme(rec, scheme, shape, parts, bad)
     want = {"codes": "U8", "scales": "F16", "zeros": "U8"} | ({"moments": "I16"} if "moments" in f.infos else {})
     if set(f.infos) != set(want) or any(f.infos[k].dtype != v for k, v in want.items()):
         raise bad(f"tensors {sorted(f.infos)}")
@@ -153,3 +160,37 @@ def _candidate(f: SafetensorsFile, name: str, bits: int, path: Path, group: int)
         parts,
     )
     return Candidate(q, digest, err_ppm, damage)
+
+
+def _same_scheme(
+    rec: dict[str, Any],
+    scheme: Scheme,
+    shape: tuple[int, ...],
+    parts: tuple[Part, ...],
+    bad: Callable[[str], Exception],
+) -> None:
+    """The record was made under ``scheme``: the same id and group size, and what they decide for the tensor's
+    shape (rotation, row-aligned parts, sign period); else ``bad`` naming the first field that differs."""
+    want = scheme.parts(shape)
+    fields = (
+        ("scheme", rec.get("scheme"), scheme.id),
+        ("group", rec.get("group"), scheme.group_size),
+        ("rotated", rec["rotated"], scheme.rotated),
+        ("parts", parts, want),
+        ("sign_period", rec["sign_period"], want[0].period),
+    )
+    for field, got, expected in fields:
+        if type(got) is not type(expected) or got != expected:
+            raise bad(
+                f"made under another scheme: its record's {field} is {_shown(got)}, the pack's scheme "
+                f"({scheme.id}, group size {scheme.group_size}) gives {expected!r}"
+            )
+
+
+def _shown(value: object) -> str:
+    """A record's value in a message, bounded (untrusted: any JSON value)."""
+    if value is None or isinstance(value, bool | tuple) or (isinstance(value, int) and abs(value) < 1 << 63):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:80]) + ("..." if len(value) > 80 else "")
+    return f"a JSON {type(value).__name__}"

@@ -102,7 +102,7 @@ class Group:
         for rank, (buf, n) in enumerate(zip(bufs, sizes, strict=True)):
             try:
                 out.append(json.loads(bytes(buf[: int(n.item())].numpy())))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past the parser: data too
                 raise OperationalError(f"rank {rank} sent a message that is not JSON") from None
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from ..anchors import TrustFile, TrustInstance
 from ..core.enums import member
+from ..core.fsutil import read_small
 from ..errors import InvalidInput, OperationalError, UsageError
 
 if TYPE_CHECKING:  # choosing a trust root imports no cryptography; reading its keys does
@@ -83,10 +85,14 @@ class Trust:
         """The trust file as JSON: a ClientTrustConfig, or a bare TrustedRoot (verification only)."""
         if self.is_tuf:
             return {"mediaType": CLIENT_TRUST_CONFIG, "trustedRoot": _tuf_root_document(self._tuf)}
-        try:
-            doc = json.loads(Path(self.source).read_text(encoding="utf-8"))
+        try:  # a regular file of at most a few MiB: never a FIFO to wait on, nor a device read forever
+            doc = json.loads(read_small(Path(self.source), "trust config").decode("utf-8"))
         except FileNotFoundError:
             raise InvalidInput(f"{self.source}: trust config not found", path=self.source) from None
+        except RecursionError:
+            raise InvalidInput(
+                f"{self.source}: not a sigstore ClientTrustConfig: JSON nested too deeply", path=self.source
+            ) from None
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{self.source}: not a sigstore ClientTrustConfig: {exc}", path=self.source) from None
         if not isinstance(doc, dict) or doc.get("mediaType") not in (CLIENT_TRUST_CONFIG, TRUSTED_ROOT):
@@ -245,8 +251,16 @@ def select_trust(trust_config: Path | str | None, instance: Path | None, *, offl
     assert trust_config is not None
     source = str(trust_config)
     named = member(TufRoot, source)  # a deployment, or None: a file
-    if named is None and not Path(source).is_file():
-        raise InvalidInput(f"{source}: trust config not found (a file, public-good or staging)", path=source)
+    if named is None:
+        try:
+            mode = Path(source).stat().st_mode  # never opened here: a FIFO is not waited on
+        except (OSError, ValueError):  # ValueError: a NUL in the name
+            raise InvalidInput(
+                f"{source}: trust config not found (a file, public-good or staging)", path=source
+            ) from None
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+            raise InvalidInput(f"{source}: not a regular file ({kind}) (the trust config)", path=source)
     return Trust(named or source, None, offline)
 
 

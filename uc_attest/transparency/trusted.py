@@ -114,6 +114,8 @@ def _logs(root_doc: Any, section: str, where: str, kind: type[_Log]) -> list[_Lo
             key = serialization.load_der_public_key(base64.b64decode(t["publicKey"]["rawBytes"], validate=True))
             log_id = base64.b64decode(t["logId"]["keyId"], validate=True)
             url = _text(t["baseUrl"], "baseUrl").rstrip("/")
+            if not url:
+                raise ValueError("baseUrl is empty")
             start_at, end_at = _window(t["publicKey"]["validFor"], start_required=True)
             assert start_at is not None
             end = float("inf") if end_at is None else end_at.timestamp()  # absent or null: still valid
