@@ -159,3 +159,35 @@ def test_the_entry_points_guard_their_arguments() -> None:
             _quantize.quantize_groups(*args)
     with pytest.raises(ValueError, match="src has"):
         _quantize.group_ranges(bytes(10), 2, 256, 128, 0, 2, True, 1, 0)
+
+
+def test_the_wide_feedback_entry_points_guard_their_arguments() -> None:
+    """Feedback blocks of several groups (uc-rht-ldlq/3): a block count, run or matrix that does not fit is refused
+    before any work, never read past its buffers."""
+    from uc_attest.quant import _quantize  # type: ignore[attr-defined]
+
+    g, rows, cols = 8, 2, 32  # rows of four groups: blocks of fb = 2 or 4 groups
+    src, grid = bytes(2 * rows * cols), bytes(8)
+
+    def call(fb: int, first: int, last: int, m: bytes) -> None:
+        n = last - first
+        out = (bytearray(n * g * 5 // 8), bytearray(2 * n), bytearray(n))
+        _quantize.quantize_groups(src, 2, rows * cols, g, first, last, True, 1, cols, 5, 0, grid, 0, m, 4, fb, *out)
+
+    call(2, 0, 8, bytes(2 * 16 * 16 * 8))  # two blocks of 16 columns per row
+    call(4, 4, 8, bytes(1 * 32 * 32 * 8))
+    for fb, first, last, m in [
+        (0, 0, 8, bytes(8)),  # no block
+        (3, 0, 6, bytes(3 * 24 * 24 * 8)),  # 3 does not divide the row's 4 groups
+        (2, 1, 7, bytes(2 * 16 * 16 * 8)),  # a run that starts inside a block
+        (2, 0, 7, bytes(2 * 16 * 16 * 8)),  # ... or ends inside one
+        (2, 0, 8, bytes(16 * 16 * 8)),  # matrices for one block where a row has two
+        (512, 0, 8, bytes(8)),  # wider than 2048 columns
+    ]:
+        with pytest.raises(ValueError):
+            call(fb, first, last, m)
+    tri = lambda w: bytes(w * (w + 1))  # int16 upper triangles of one w x w block
+    assert len(_quantize.feedback_matrices(tri(24), 24, 8, 1, 24)) == 24 * 24 * 8
+    for w, g_ in [(20, 8), (4096, 128), (24, 12)]:  # not a multiple of g; wider than 2048; g not a power of two
+        with pytest.raises(ValueError):
+            _quantize.feedback_matrices(tri(w), w, g_, 1, w)
