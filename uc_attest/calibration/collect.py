@@ -3,7 +3,7 @@ input, over text (encoders, or any model with a tokenizer) or over token sequenc
 model itself (causal LMs: data-free).
 
 The forward passes are float arithmetic, so the moments depend on the machine and the libraries; they
-run on one CPU thread so that they do not depend on the thread count, and a pack commits them, so a
+run each batch on one CPU thread so that they do not depend on the thread count, and a pack commits them, so a
 rebuild never measures them again.
 """
 
@@ -260,14 +260,15 @@ class MomentSums:
     shares: dict[str, str] = field(default_factory=dict)  # weight -> the weight whose input it shares
     pending: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     last: tuple[Any, str] | None = None  # the last input seen (held, so it is not freed) and its weight
+    mask: torch.Tensor | None = None  # the batch's attention mask: padding is dropped
 
 
 class MomentHooks:
     """Second moments of every linear layer's input, gathered by forward hooks for as long as they are installed
     (a forward pass over batches, or a generation with its KV cache: each token's input is seen once), keyed by
     weight name: [n, n], or with ``block(n) = w`` its w x w diagonal blocks [n/w, w, w] (w = n: the full matrix;
-    0: none). Layers fed the same input (q/k/v, gate/up) share one computation. ``mask`` (set per batch) drops
-    padding. Rows are buffered and their moments computed ``FLUSH_ROWS`` at a time: one-token decode steps would
+    0: none). Layers fed the same input (q/k/v, gate/up) share one computation. A scope's ``mask`` (set per
+    batch) drops padding. Rows are buffered and their moments computed ``FLUSH_ROWS`` at a time: one-token decode steps would
     otherwise make thousands of tiny float64 products. A thread inside :meth:`scope` gathers into its own
     :class:`MomentSums` (forward passes side by side), which :meth:`adopt` adds in a fixed order."""
 
@@ -275,7 +276,6 @@ class MomentHooks:
 
     def __init__(self, model: Any, names: set[str], block: Callable[[int], int] | None = None) -> None:
         self.block = block
-        self.mask: torch.Tensor | None = None
         self.main = MomentSums()
         self._local = threading.local()
         targets = _targets(model, names)
@@ -315,7 +315,7 @@ class MomentHooks:
                 sums.shares[weight] = sums.last[1]
                 return
             sums.last = (x, weight)
-            m = self.mask
+            m = sums.mask
             rows = x[m] if m is not None and x.shape[:-1] == m.shape else x.reshape(-1, x.shape[-1])
             n = rows.shape[-1]
             if (self.block(n) if self.block is not None else n) == 0:
@@ -371,17 +371,28 @@ def collect_moments(
     progress: Progress = _no_progress,
 ) -> dict[str, torch.Tensor]:
     """:class:`MomentHooks` over a forward pass of ``batches`` (model inputs; an ``attention_mask`` drops
-    padding)."""
+    padding): each batch on one intra-op thread in its own scope, the batches side by side on the thread budget,
+    their sums added in batch order, so the moments do not depend on the thread count."""
     hooks = MomentHooks(model, names, block)
+    done = [0]
+    lock = threading.Lock()
+
+    def run(batch: dict[str, torch.Tensor]) -> MomentSums:
+        with torch.inference_mode(), hooks.scope() as sums:
+            sums.mask = batch["attention_mask"].bool() if "attention_mask" in batch else None
+            try:
+                model(**batch)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise CalibrationUnavailable(f"the model's forward pass failed: {_first_line(exc)}") from None
+        with lock:
+            done[0] += 1
+            progress(done[0], len(batches))
+        return sums
+
+    workers = max(1, min(threads.budget(), len(batches)))
     try:
-        with torch.inference_mode():
-            for i, batch in enumerate(batches):
-                hooks.mask = batch["attention_mask"].bool() if "attention_mask" in batch else None
-                try:
-                    model(**batch)
-                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    raise CalibrationUnavailable(f"the model's forward pass failed: {exc}") from None
-                progress(i + 1, len(batches))
+        with threads.torch_threads(1), ThreadPoolExecutor(workers) as pool:
+            hooks.adopt(list(pool.map(run, batches)))
     finally:
         moments = hooks.close()
     return moments

@@ -140,7 +140,7 @@ def measure(
         return g if n % g == 0 or scheme.split_column((1, n)) else n if g % n == 0 else 0
 
     causal = is_causal(config) and text is None
-    size_torch()  # every core the process may use: the moments (and so the pack) are the same for the same budget
+    size_torch()  # every core the process may use (the moments do not depend on it: one thread per batch/chunk)
     model = load_model(model_dir, causal=causal, config=config)
     if causal:
         return _measure_sampled(model, set(shapes), block, progress or _none, t0)
