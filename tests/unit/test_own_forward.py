@@ -268,3 +268,35 @@ def test_a_hostile_or_inconsistent_llama_config_goes_to_transformers_without_bui
 def test_a_hostile_or_inconsistent_bert_config_goes_to_transformers(tmp_path: Path, edit: dict[str, Any]) -> None:
     root = _bert(tmp_path)
     assert build(root, {**_config(root), **edit}, causal=False) is None
+
+
+def test_the_moments_do_not_depend_on_the_thread_budget(tmp_path: Path) -> None:
+    """Batches side by side, each on one intra-op thread with its own padding mask, their sums added in batch
+    order: the same moments, bit for bit, on one thread or two (and with padding that differs per batch, a mask
+    shared between the threads would drop the wrong rows)."""
+    from uc_attest.core import threads
+
+    root = _bert(tmp_path)
+    names = {n for n in _tensor_names(root) if n.endswith(".weight") and ("dense" in n or "attention.self" in n)}
+    model = build(root, _config(root), causal=False)
+    batches = []
+    for i in range(6):
+        ids = _ids(90, (3, 9 + 2 * i))
+        mask = torch.ones_like(ids)
+        mask[i % 3, 4 + i :] = 0
+        batches.append({"input_ids": ids, "attention_mask": mask})
+    got = []
+    for budget in (1, 2):
+        threads.set_budget(budget)
+        try:
+            got.append(collect.collect_moments(model, names, batches))
+        finally:
+            threads.set_budget(None)
+    assert set(got[0]) == names
+    for n in names:
+        assert torch.equal(got[0][n], got[1][n]), n
+    one_by_one = [collect.collect_moments(model, names, [b]) for b in batches]  # the mask of each batch applies
+    rows = sum(int(b["attention_mask"].sum()) for b in batches)
+    n0 = min(names)
+    mean = sum(m[n0] * int(b["attention_mask"].sum()) for m, b in zip(one_by_one, batches, strict=True)) / rows
+    torch.testing.assert_close(got[0][n0], mean, rtol=1e-6, atol=1e-9)
