@@ -280,3 +280,21 @@ def test_a_record_that_disagrees_with_the_scheme_is_refused_naming_the_field(
     with pytest.raises(UcAttestError, match=f"its record's {field} is|malformed record") as exc:
         _get(tmp_path / path.name, _with_header(header, body))
     assert exc.value.exit_code == 3 and "\n" not in exc.value.message
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [("BF16", (128, 128)), ("F16", (64, 256)), ("BF16", (64, 128, 2))])
+def test_a_part_of_another_shape_or_dtype_than_the_source_tensor_is_refused(
+    part: tuple[Path, bytes], tmp_path: Path, dtype: str, shape: tuple[int, ...]
+) -> None:
+    """A part that checks out on its own (its record, components and digest agree) but was made from another tensor
+    than the source's (another shape, another dtype) is refused by the writer, naming the tensor."""
+    from uc_attest.core.stfile import TensorInfo
+    from uc_attest.errors import MalformedPack
+    from uc_attest.pack.writer import _candidate, _Job
+
+    (tmp_path / part[0].name).write_bytes(part[1])
+    job = _Job(DEFAULT_SCHEME, torch.device("cpu"), None, lambda *_: None, prepared=PartStore(tmp_path, DEFAULT_SCHEME))
+    info = TensorInfo(NAME, dtype, shape, 0, 0)
+    with pytest.raises(MalformedPack, match="quantized part of 'model.layers.0.mlp.up_proj.weight' is BF16"):
+        _candidate(None, info, job)  # type: ignore[arg-type]
+    assert _candidate(None, TensorInfo(NAME, "BF16", (64, 256), 0, 0), job).digest  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from ..core.device import Device, torch_device
 from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
-from ..errors import Finding, MalformedModel, OperationalError, VerificationFailed
+from ..errors import Finding, MalformedModel, MalformedPack, OperationalError, VerificationFailed
 from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
 from ..quant.allocate import Candidates
 from ..quant.measure import Candidate, measure
@@ -298,6 +298,12 @@ def _candidate(f: SafetensorsFile, info: TensorInfo, job: _Job) -> Candidate:
     """One tensor quantized by the job's scheme and measured (or as prepared)."""
     scheme = job.scheme
     c = job.prepared.get(info.name, scheme.bits_for(info.name)) if job.prepared is not None else None
+    if c is not None and (tuple(c.q.shape) != tuple(info.shape) or c.q.dtype != info.dtype):
+        raise MalformedPack(
+            f"the quantized part of {info.name!r} is {c.q.dtype}{list(c.q.shape)}, the source tensor "
+            f"{info.dtype}{list(info.shape)}: not a part of this source",
+            tensor=info.name,
+        )
     if c is None:
         m16 = job.moments(info.name, info.shape) if job.moments else None
         x = f.tensor(info.name)
