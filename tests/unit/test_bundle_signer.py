@@ -117,3 +117,20 @@ def test_a_malformed_trusted_root_is_refused_with_the_same_message(assets: Path)
             uc.BundleIdentity(IDENTITY, ISSUER),
             trust=uc.TrustFile(case / "trusted_root.json"),
         )
+
+
+def test_a_pinned_root_file_named_public_good_is_the_file(
+    assets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify-bundle's --trusted-root is always a file (the conformance protocol): one named ``public-good`` (or
+    ``./public-good``) is read, not taken for the deployment of that name."""
+    case = assets / "managed-key-and-trusted-root"
+    (tmp_path / "public-good").write_bytes((case / "trusted_root.json").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    flags = ["verify-bundle", "--bundle", str(case / "bundle.sigstore.json"), "--key", str(case / "key.pub")]
+    for root in ("public-good", "./public-good"):
+        r = CliRunner().invoke(app, [*flags, "--trusted-root", root, digest(assets / "a.txt")])
+        assert r.exit_code == 0, r.output  # public-good's own root would refuse this log entry
+    (tmp_path / "public-good").write_text("{}")
+    r = CliRunner().invoke(app, [*flags, "--trusted-root", "public-good", digest(assets / "a.txt")])
+    assert r.exit_code == uc.EXIT_INVALID, r.output

@@ -282,6 +282,21 @@ def test_a_record_that_disagrees_with_the_scheme_is_refused_naming_the_field(
     assert exc.value.exit_code == 3 and "\n" not in exc.value.message
 
 
+def test_a_record_of_20000_parts_gives_a_one_line_message_of_bounded_length(
+    part: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = part
+    header, body = _header(data)
+    meta = header["__metadata__"]
+    assert isinstance(meta, dict)
+    record = json.loads(meta["uc.candidate"])
+    record["parts"] = [dict(record["parts"][0])] * 20000 if record["parts"] else [{"col0": 0}] * 20000
+    meta["uc.candidate"] = json.dumps(record)
+    with pytest.raises(UcAttestError) as exc:
+        _get(tmp_path / path.name, _with_header(header, body))
+    assert exc.value.exit_code == 3 and len(exc.value.message) < 1000, len(exc.value.message)
+
+
 @pytest.mark.parametrize(("dtype", "shape"), [("BF16", (128, 128)), ("F16", (64, 256)), ("BF16", (64, 128, 2))])
 def test_a_part_of_another_shape_or_dtype_than_the_source_tensor_is_refused(
     part: tuple[Path, bytes], tmp_path: Path, dtype: str, shape: tuple[int, ...]

@@ -278,13 +278,21 @@ class MomentHooks:
         self.block = block
         self.main = MomentSums()
         self._local = threading.local()
+        self._owner = threading.get_ident()  # the thread whose passes gather into ``main``
         targets = _targets(model, names)
         if not targets:
             raise CalibrationUnavailable("no linear layer of the model matches a weight tensor name")
         self._handles = [mod.register_forward_hook(self._hook(w)) for mod, w in targets]
 
     def _sums(self) -> MomentSums:
-        return getattr(self._local, "sums", None) or self.main
+        """This thread's scope, else ``main`` on the thread that installed the hooks; on any other thread a pass
+        outside a scope would race on ``main`` (a programming error, not input)."""
+        scoped: MomentSums | None = getattr(self._local, "sums", None)
+        if scoped is not None:
+            return scoped
+        if threading.get_ident() != self._owner:
+            raise AssertionError("MomentHooks: a forward pass on another thread gathers only inside scope()")
+        return self.main
 
     @contextmanager
     def scope(self) -> Iterator[MomentSums]:

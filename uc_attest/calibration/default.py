@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..core.threads import budget, size_torch
+from ..core.threads import size_torch
 from ..manifest import CalibrationRecord
 from ..quant.scheme import Scheme
 from ..source import is_causal
@@ -168,7 +168,6 @@ def _measure_sampled(
         "sampler": "inverse-cdf",
         "chunk": SAMPLE_CHUNK,
         "pass": "sampling",
-        "threads": budget(),
         "dtype": str(dtype).removeprefix("torch."),
         "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
     }
@@ -194,7 +193,6 @@ def _measure_text(
     """The calibration over text (the user's file, or else Python's docstrings): the moments, then the output
     sensitivity over the first batches."""
     lines, method, params = _texts(text)
-    params["threads"] = budget()
     batches = text_batches(tok, lines, MAX_LENGTH)
     moments = collect_moments(model, names, batches, block, progress)
     if not moments:

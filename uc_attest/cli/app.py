@@ -526,7 +526,7 @@ def verify_bundle_cmd(
         raise uc.UsageError("give --certificate-identity and --certificate-oidc-issuer (or --key)")
     trust: uc.Trust | uc.TrustFile | None = None  # public-good, as shipped (offline)
     if trusted_root is not None:  # a pinned root wins over --staging, as before
-        trust = uc.TrustFile(trusted_root)
+        trust = uc.TrustFile(trusted_root.absolute())  # always the file (one named public-good too)
     elif staging:
         trust = uc.Trust.staging(offline=True)
     r = uc.verify_any_bundle(bundle, artifact, signer, trust=trust, require_tlog=require_tlog)

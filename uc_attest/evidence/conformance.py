@@ -133,9 +133,10 @@ def verify_any_bundle(
         checks.append(_oms_directory(model_dir, Path(bundle_path), out.payload, str(bundle_path)))
     if out.signer is not None:
         who = str(out.signer)
-    else:  # no certificate: only a managed key verifies such a bundle
-        assert isinstance(signer, ManagedKey)
+    elif isinstance(signer, ManagedKey):  # no certificate: only a managed key verifies such a bundle
         who = f"the key {signer.path}"
+    else:
+        raise SignatureInvalid(str(bundle_path), "verified without a certificate, but no key was given")
     return BundleVerified(who, checked.verified_by, checked.gap, tuple(checks))
 
 

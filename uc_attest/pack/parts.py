@@ -189,8 +189,10 @@ def _same_scheme(
 
 def _shown(value: object) -> str:
     """A record's value in a message, bounded (untrusted: any JSON value)."""
-    if value is None or isinstance(value, bool | tuple) or (isinstance(value, int) and abs(value) < 1 << 63):
+    if value is None or isinstance(value, bool) or (isinstance(value, int) and abs(value) < 1 << 63):
         return repr(value)
+    if isinstance(value, tuple):
+        return repr(value) if len(value) <= 2 else f"{len(value)} entries"
     if isinstance(value, str):
         return repr(value[:80]) + ("..." if len(value) > 80 else "")
     return f"a JSON {type(value).__name__}"

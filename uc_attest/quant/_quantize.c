@@ -329,7 +329,7 @@ T_AVX512 static void eliminate_avx512(double *a, int g, double *m, double *col, 
     eliminate_body(a, g, m, col, lim);
 }
 #endif
-static eliminate_t feedback_matrix_block = eliminate_scalar;
+static eliminate_t eliminate_block = eliminate_scalar;
 
 /* The Walsh-Hadamard transform of each g-wide group of each row of an n x n matrix; exact integers. */
 static void fwht_rows_i64(int64_t *a, int n, int g) {
@@ -781,13 +781,11 @@ static PyObject *error_sums(PyObject *self, PyObject *args) {
     return Py_BuildValue("(LL)", (long long)(int64_t)num, (long long)(int64_t)den);
 }
 
-/* feedback_matrices(m16, w, g, key, period) -> bytes: ldlq.py rotated_hessian then feedback_matrix, float64
- * [nb, g, g]. ``m16``: the committed int16 [blocks, w(w+1)/2] upper triangles (w <= g; w < g: one block
- * repeated along the diagonal); the row-shared signs of element b*g + j (modulo ``period``). */
 /* feedback_matrices(m16, w, g, key, period) -> float64 [blocks, n, n], n = max(w, g): ldlq.py rotated_hessian +
  * feedback_matrix. ``m16``: int16 [blocks, w(w+1)/2] upper triangles; w divides g (one block, repeated g / w times
  * along the diagonal) or is a multiple of g up to MAX_BLOCK (uc-rht-ldlq/3: one block per w columns, each g-wide
- * group rotated, damped by at least g isqrt(w), M clamped at 2^19 above 1024 columns). */
+ * group rotated, damped by at least g isqrt(w), M clamped at 2^19 above 1024 columns); the row-shared signs of
+ * element b*n + j (modulo ``period``). */
 static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
     Py_buffer mb;
     int w, g;
@@ -861,7 +859,7 @@ static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
         lam = lam < floor_lam ? floor_lam : lam;
         for (int i = 0; i < n; i++) a[(size_t)i * n + i] += lam;
         for (size_t i = 0; i < nn; i++) ad[i] = (double)a[i];
-        feedback_matrix_block(ad, n, m + (size_t)b * nn, col, lim);
+        eliminate_block(ad, n, m + (size_t)b * nn, col, lim);
     }
     Py_END_ALLOW_THREADS
     PyMem_Free(a);
@@ -873,14 +871,18 @@ static PyObject *feedback_matrices(PyObject *self, PyObject *args) {
 
 /* ldlq.py feedback_matrix for blocks of any width (uc-rht-ldlq/3's feedback over several groups): ``a`` the damped
  * rotated moments as binary64 [nb, w, w] (exact integers, rotated and damped by the reference), eliminated as in
- * feedback_matrix_block; returns M [nb, w, w] in 2^-16 fixed point, clamped to +-lim. */
+ * eliminate_block; returns M [nb, w, w] in 2^-16 fixed point, clamped to +-lim; w at most MAX_BLOCK. */
 static PyObject *eliminate(PyObject *self, PyObject *args) {
     Py_buffer ab;
     int w;
     double lim;
     if (!PyArg_ParseTuple(args, "y*id", &ab, &w, &lim)) return NULL;
+    if (w < 1 || w > MAX_BLOCK) {
+        PyBuffer_Release(&ab);
+        return PyErr_Format(PyExc_ValueError, "a: binary64 [blocks, w, w] with w in [1, %d] (w %d)", MAX_BLOCK, w);
+    }
     Py_ssize_t each = (Py_ssize_t)w * w * (Py_ssize_t)sizeof(double);
-    if (w < 1 || w > 4096 || ab.len % each || ab.len == 0) {
+    if (ab.len % each || ab.len == 0) {
         PyBuffer_Release(&ab);
         return PyErr_Format(PyExc_ValueError, "a: binary64 [blocks, w, w] (w %d)", w);
     }
@@ -898,7 +900,7 @@ static PyObject *eliminate(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t b = 0; b < nb; b++) {
         memcpy(a, (const char *)ab.buf + b * each, (size_t)each);
-        feedback_matrix_block(a, w, m + (size_t)b * w * w, col, lim);
+        eliminate_block(a, w, m + (size_t)b * w * w, col, lim);
     }
     Py_END_ALLOW_THREADS
     PyMem_Free(a);
@@ -924,7 +926,7 @@ static void use_isa(int isa) {
 #ifdef UC_X86
     range_groups = isa == ISA_AVX512 ? range_avx512 : range_scalar;
     run_groups = isa == ISA_AVX512 ? run_avx512 : run_scalar;
-    feedback_matrix_block = isa == ISA_AVX512 ? eliminate_avx512 : eliminate_scalar;
+    eliminate_block = isa == ISA_AVX512 ? eliminate_avx512 : eliminate_scalar;
     measures = isa == ISA_AVX512 ? &measures_avx512 : &measures_scalar;
 #else
     range_groups = range_scalar;

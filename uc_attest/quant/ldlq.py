@@ -36,6 +36,8 @@ U_LIM, M_LIM = float(1 << 21), float(1 << 20)
 #: The clamp of M in feedback blocks wider than 1024 columns (``uc-rht-ldlq/3``, at most 2048): sums of up to 2047
 #: products of |e| < 2^22 and |M| <= 2^19 stay below 2^52.
 M_LIM_WIDE = float(1 << 19)
+#: Widest block the native elimination takes (``_quantize.c`` MAX_BLOCK; wider: the torch loop).
+MAX_BLOCK = 2048
 #: Columns per batched matmul; any value gives identical codes (the sums are exact).
 SUB_BLOCK = 16
 
@@ -104,7 +106,8 @@ def feedback_matrix(h: torch.Tensor, native: bool = True) -> torch.Tensor:
     are Schur complements of a matrix damped by λ >= 1, so at least 1; the clamp only guards."""
     lim = M_LIM if h.shape[-1] <= 1024 else M_LIM_WIDE
     module = _native() if native else None
-    if module is not None and h.device.type == "cpu":  # the same elementwise operations in the same order, in C
+    if module is not None and h.device.type == "cpu" and h.shape[0] and h.shape[-1] <= MAX_BLOCK:  # the same
+        # elementwise operations in the same order, in C
         out = module.eliminate(h.to(torch.float64).contiguous().numpy().tobytes(), h.shape[-1], lim)
         return torch.frombuffer(bytearray(out), dtype=torch.float64).reshape(h.shape)
     a = h.to(torch.float64)  # exact: |h| < 2^53
