@@ -132,3 +132,30 @@ def test_verify_bundle_refuses_an_artifact_that_is_a_fifo_or_device_without_wait
         )  # fmt: skip
         assert_clean_error(r, 3, str(artifact), "not a regular file", "artifact")
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_verify_model_names_a_signature_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO as --signature was reported as "not found"; it is refused as what it is, without waiting on it."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"x")
+    fifo = tmp_path / "sig.fifo"
+    os.mkfifo(fifo)
+    key = tmp_path / "key.pub"
+    key.write_text("not a key")
+    r = cli("verify-model", "key", model, "--signature", fifo, "--key", key)
+    assert_clean_error(r, 3, str(fifo), "not a regular file")
+    r = cli("verify-model", "key", model, "--signature", tmp_path / "absent.sig", "--key", key)
+    assert_clean_error(r, 3, "absent.sig", "not found")
+
+
+def test_a_certificate_method_bundle_missing_a_field_names_the_field(tmp_path: Path) -> None:
+    from uc_attest.errors import InvalidInput
+    from uc_attest.evidence.oms import _certificate_method
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    for doc, field in (({}, "verificationMaterial"), ({"verificationMaterial": {}}, "x509CertificateChain")):
+        with pytest.raises(InvalidInput, match=f"no '{field}' field") as exc:
+            _certificate_method(doc, "sig.json", ca)
+        assert "KeyError" not in exc.value.message

@@ -134,3 +134,12 @@ def test_a_pinned_root_file_named_public_good_is_the_file(
     (tmp_path / "public-good").write_text("{}")
     r = CliRunner().invoke(app, [*flags, "--trusted-root", "public-good", digest(assets / "a.txt")])
     assert r.exit_code == uc.EXIT_INVALID, r.output
+
+
+def test_a_managed_key_that_does_not_exist_is_invalid_input_not_a_denial(assets: Path, tmp_path: Path) -> None:
+    case = assets / "managed-key-happy-path"
+    r = CliRunner().invoke(
+        app, ["verify-bundle", "--bundle", str(case / "bundle.sigstore.json"), "--key", str(tmp_path / "absent.pub"),
+              digest(assets / "a.txt")],
+    )  # fmt: skip
+    assert r.exit_code == uc.EXIT_INVALID and "public key not found" in r.output, r.output

@@ -110,6 +110,8 @@ def verify_any_bundle(
     if isinstance(signer, ManagedKey):
         try:
             public_key = serialization.load_pem_public_key(read_small(Path(signer.path), "public key"))
+        except FileNotFoundError:
+            raise InvalidInput(f"{signer.path}: public key not found", path=str(signer.path)) from None
         except (OSError, ValueError) as exc:
             raise SignatureInvalid(str(bundle_path), f"the public key {signer.path} is unusable: {exc}") from None
         signers = None

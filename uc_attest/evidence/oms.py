@@ -107,7 +107,11 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
         payload, ptype = base64.b64decode(env["payload"], validate=True), str(env["payloadType"])
         (sig,) = env["signatures"]
         signature = base64.b64decode(sig["sig"], validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+    except KeyError as exc:  # the field's name, as data (never the bundle's text)
+        raise InvalidInput(
+            f"{where}: certificate-method bundle: no {str(exc.args[0])[:64]!r} field", path=where
+        ) from None
+    except (TypeError, ValueError, binascii.Error) as exc:
         raise InvalidInput(f"{where}: certificate-method bundle: {type(exc).__name__}: {exc}", path=where) from None
     if not chain:
         raise InvalidInput(f"{where}: verificationMaterial.x509CertificateChain.certificates is empty", path=where)

@@ -356,8 +356,10 @@ def verify_oms_model(model_dir: Path, anchor: OmsAnchor | OmsSignature, *, onlin
 
     signature = anchor.signature if isinstance(anchor, OmsAnchor) else anchor
     model_dir = Path(model_dir)
-    if not signature.file.is_file():
+    if not signature.file.exists():
         raise InvalidInput(f"{signature.file}: signature not found", path=str(signature.file))
+    if not signature.file.is_file():
+        raise InvalidInput(f"{signature.file}: not a regular file (the signature)", path=str(signature.file))
     title = f"OpenSSF Model Signing signature {signature.file.name}"
     try:
         r = verify_source(model_dir, signature, offline=not online)
