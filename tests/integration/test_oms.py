@@ -284,6 +284,41 @@ def test_a_key_signed_source(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "notes.txt" in bad.stderr and "not covered" in bad.stderr
 
 
+def test_the_pack_keeps_the_signature_bytes_it_verified_not_a_file_swapped_in_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source signature is verified, then kept in the pack: it was copied from its path again, so a file
+    swapped in between (here a valid signature by a key nobody asked for) went into the pack unverified, under
+    the record of the verified one. The pack keeps the very bytes that verified."""
+    import hashlib
+
+    from uc_attest.evidence import packing
+
+    src = make_model(tmp_path / "model")
+    priv, pub = key_pair(tmp_path)
+    other_priv, _ = key_pair(tmp_path / "..")
+    sig, other = tmp_path / "model.sig", tmp_path / "other.sig"
+    for key, out in ((priv, sig), (other_priv, other)):
+        r = model_signing("sign", "key", "--private_key", key, "--signature", out, src)
+        assert r.returncode == 0, r.stderr
+    verified, swapped = sig.read_bytes(), other.read_bytes()
+    real = packing.verify_source
+
+    def verify_then_swap(model_dir: Path, signature: Any, **kw: Any) -> Any:
+        out = real(model_dir, signature, **kw)
+        sig.write_bytes(swapped)  # after the verification, before the pack keeps it
+        return out
+
+    monkeypatch.setattr(packing, "verify_source", verify_then_swap)
+    res = uc.write_pack(src, tmp_path / "pack", uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None,
+                        source_signature=uc.OmsSignature(sig, uc.PublicKey(pub)))  # fmt: skip
+    record = res.manifest.source_signature
+    assert record is not None and record.sha256.hex == hashlib.sha256(verified).hexdigest()
+    kept = tmp_path / "pack" / record.file
+    assert kept.read_bytes() == verified != swapped
+    assert res.manifest.files[record.file] == record.sha256
+
+
 def private_pki(tmp: Path, name: str = "Vendor") -> tuple[Path, Path, Path]:
     """A private CA and a code-signing leaf (SAN models@vendor.example): (CA PEM, leaf PEM, leaf key)."""
     now = dt.datetime.now(dt.UTC)

@@ -343,7 +343,12 @@ def _ts_doc(*tokens: bytes, dsse: bool = False) -> dict[str, Any]:
     return doc
 
 
-def _ta(chain: list[x509.Certificate], valid: dict[str, str] | None = None, **names: Any) -> dict[str, Any]:
+#: A validity that covers every time these tests sign at (the trusted root requires a start).
+IN_SERVICE = {"start": "2000-01-01T00:00:00Z"}
+
+
+def _ta(chain: list[x509.Certificate], valid: dict[str, Any] | None = IN_SERVICE, **names: Any) -> dict[str, Any]:
+    """A timestamp authority of ``chain``; ``valid``: its ``validFor`` (None: none at all)."""
     der = [c.public_bytes(serialization.Encoding.DER) for c in chain]
     ta: dict[str, Any] = {"certChain": {"certificates": [{"rawBytes": b64(d)} for d in der]}, **names}
     if valid is not None:
@@ -362,8 +367,7 @@ def _at(days: float) -> str:
         ({"start": _at(-30), "end": _at(-1)}, False),  # its key had been retired (maybe since compromised)
         ({"start": _at(-30), "end": _at(30)}, True),
         ({"start": _at(0), "end": _at(0)}, True),  # both ends are inside
-        ({"end": _at(1)}, True),  # no start: in service since always
-        (None, True),  # no validFor at all: always in service
+        ({"start": _at(-30)}, True),  # no end: still in service
     ],
 )
 def test_a_timestamp_outside_its_authoritys_validity_window_is_refused(valid: dict[str, str] | None,
@@ -382,21 +386,37 @@ def test_a_timestamp_outside_its_authoritys_validity_window_is_refused(valid: di
     assert got.verified == [(TS_NOW, "TSA A")] and got.ignored == []
 
 
+@pytest.mark.parametrize("valid", [None, {}, {"end": _at(1)}, {"start": None, "end": _at(1)}])
+def test_a_timestamp_authority_without_a_validity_start_is_a_malformed_root_not_one_always_in_service(
+    valid: dict[str, str] | None,
+) -> None:
+    """A TSA listed without ``validFor.start`` (or without ``validFor``) was read as in service since always, so a
+    timestamp from any time before its end was counted; the root is malformed (as a log without a start is), the
+    bundle refused naming the entry."""
+    from uc_attest.evidence.timestamps import verify_timestamps
+
+    key, chain = _tsa_chain()
+    root = {"timestampAuthorities": [_ta(chain, valid, subject={"commonName": "TSA A"})]}
+    with pytest.raises(MalformedBundle, match=r"timestampAuthorities\[0\] is malformed .*validFor.start"):
+        verify_timestamps(_ts_doc(_token(key, chain[0])), root, None, "b")
+
+
 def test_a_timestamp_authoritys_window_is_read_from_the_trusted_root() -> None:
-    """``validFor`` start and end as aware datetimes (absent start: the earliest time, absent end: open)."""
+    """``validFor`` start and end as aware datetimes (absent end: open)."""
     from uc_attest.evidence.timestamps import authorities
 
     _, chain = _tsa_chain()
-    a, b, c = authorities({"timestampAuthorities": [_ta(chain, {"start": _at(-2), "end": _at(3)}),
-                                                    _ta(chain, {}), _ta(chain)]})  # fmt: skip
+    a, b = authorities({"timestampAuthorities": [_ta(chain, {"start": _at(-2), "end": _at(3)}),
+                                                 _ta(chain, {"start": _at(-2)})]})  # fmt: skip
     assert (a.start, a.end) == (TS_NOW - dt.timedelta(days=2), TS_NOW + dt.timedelta(days=3))
-    assert b.start == c.start == dt.datetime.min.replace(tzinfo=dt.UTC) and b.end is None and c.end is None
+    assert b.start == a.start and b.end is None
     assert a.chain == b.chain == tuple(chain)
     assert authorities({}) == [] and authorities({"timestampAuthorities": None}) == []
+    good = _ta(chain, {"start": _at(-2)})
     for bad in ({"certChain": {"certificates": [{"rawBytes": "!!"}]}}, {"uri": "x"},
-                {**_ta(chain), "validFor": {"start": "yesterday"}}):  # fmt: skip
+                {**good, "validFor": {"start": "yesterday"}}, _ta(chain, None), _ta(chain, {})):  # fmt: skip
         with pytest.raises(MalformedBundle, match=r"trusted root: timestampAuthorities\[1\] is malformed"):
-            authorities({"timestampAuthorities": [_ta(chain), bad]})
+            authorities({"timestampAuthorities": [good, bad]})
 
 
 def test_each_timestamp_authority_keeps_its_own_name_so_two_are_not_counted_as_one() -> None:

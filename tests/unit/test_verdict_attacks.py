@@ -537,6 +537,34 @@ def test_a_tile_entry_without_a_checkpoint_or_an_unreachable_tile_log_proves_not
     assert down.status is LogStatus.UNREACHABLE and "timed out" in down.detail
 
 
+@pytest.mark.parametrize(("start", "end"), [(-2 * DAY, -DAY), (DAY, None)], ids=["retired", "not-yet-valid"])
+def test_a_tile_log_key_not_valid_now_proves_no_fresh_checkpoint(
+    tmp_path: Path, tiles: type[_Tiles], start: int, end: int | None
+) -> None:
+    """A tile checkpoint carries no signed time, so the latest one is evidence only while the log key is valid:
+    a retired (maybe compromised) key signing a "fresh" checkpoint today, or one not yet in service, proves nothing.
+    The log is not even asked; the row says why, is skipped when the check is optional and denies when required."""
+    import time as clock
+
+    from uc_attest.policy.rules import evaluate, online_log
+    from uc_attest.transparency.tiles import TileLogKey
+    from uc_attest.verify.gather import ask_log
+
+    tiles.served = ENTRIES
+    tiles.seen = {"seen": (7, _root(ENTRIES))}
+    now = clock.time()
+    key = TileLogKey("http://127.0.0.1:9", None, b"\x01" * 32, now + start, float("inf") if end is None else now + end)
+    o = ask_log(_log_evidence(ENTRIES[0], index=0), _Trust(tile_logs=[key]))  # type: ignore[arg-type]
+    assert o.status is LogStatus.NOT_ASKED and tiles.clients == [], o
+    assert "log key of http://127.0.0.1:9 is not valid now (validFor " in o.detail
+    assert online_problem(o, required=False) is None
+    status, detail = online_problem(o, required=True) or (None, "")
+    assert status is Status.UNCHECKED and "not valid now" in detail
+    f = Facts(now=NOW, pack=_pack(tmp_path / "pack"), evidence=_log_evidence(ENTRIES[0], index=0), online=o)
+    (row,) = evaluate([online_log(required=True)], f)
+    assert row.status is Status.UNCHECKED and "not valid now" in row.detail
+
+
 # -- gathering validations (gather.validations) --------------------------------------------------------------------
 
 
@@ -1190,6 +1218,41 @@ def test_the_gate_checks_the_validations_beside_the_pack_under_the_policys_trust
                                       if k != "validation"}))  # fmt: skip
     with pytest.raises(UsageError, match="no validation section"):
         api.gate(pack.dir, no_section)
+
+
+def test_validation_bundles_given_under_a_policy_without_validators_are_refused_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evidence a caller hands over is never silently ignored: ``verify --validation V`` under a policy with no
+    validation section (so no validators to check V against, and no rule to report it under) is a usage error
+    naming the flag and the policy, raised before any bundle is read; the CLI says it in one line, exit 2. A
+    validation merely lying beside the pack is not "given" and is still left alone by such a policy."""
+    from tests.e2e.test_cli import assert_clean_error, cli
+    from uc_attest.errors import UsageError
+    from uc_attest.verify import api, gather
+
+    pack = _pack(tmp_path / "pack")
+    section = _policy().model_dump(mode="json", exclude_none=True)
+    no_section = tmp_path / "noval.yaml"
+    no_section.write_text(json.dumps({k: x for k, x in section.items() if k != "validation"}))
+    (tmp_path / "pack.sigstore.json").write_text("{}")
+    given = tmp_path / "v.sigstore.json"
+    given.write_text("{}")
+    read: list[str] = []
+    monkeypatch.setattr(api, "policy_trust", lambda *a: read.append("trust"))
+    monkeypatch.setattr(gather, "release_evidence", lambda *a: read.append("release"))
+    monkeypatch.setattr(gather, "online_log", lambda *a: None)
+    monkeypatch.setattr(gather, "validations", lambda *a, **k: read.append("validations"))
+    with pytest.raises(UsageError) as exc:
+        api.prepare(pack.dir, PolicyAnchor(no_section, (given,)), online=False)
+    assert "validation" in str(exc.value) and str(no_section) in str(exc.value) and read == []
+    api.prepare(pack.dir, PolicyAnchor(no_section, ()), online=False)  # none given: nothing to refuse
+    (tmp_path / "pack.validation.sigstore.json").write_text("{}")
+    api.prepare(pack.dir, PolicyAnchor(no_section), online=False)  # beside the pack, not given
+    assert "validations" not in read
+    r = cli("verify", pack.dir, "--policy", no_section, "--validation", given, "--offline")
+    assert_clean_error(r, 2, "--validation", str(no_section), "no validation section")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # -- every row exactly as a caller reads it (signer, log, timestamps, online, age, statement, pack, rebuild) ------

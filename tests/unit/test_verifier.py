@@ -474,24 +474,36 @@ def test_a_log_needs_its_validity_start(section: str, valid: Any) -> None:
 
 
 @pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
-def test_an_authoritys_validity_absent_or_null_is_open_and_its_bounds_are_read(section: str) -> None:
-    """Absent or JSON null (validFor, start, end): open on that side; the bounds, when given, as written."""
-    import datetime as dt
+@pytest.mark.parametrize("valid", ["absent", None, {}, {"start": None}, {"start": None, "end": None},
+                                   {"end": "2030-01-01T00:00:00Z"}])  # fmt: skip
+def test_an_authority_needs_its_validity_start(section: str, valid: Any) -> None:
+    """CAs and TSAs (CertificateAuthority: a ``TimeRange`` whose start is not optional, as for logs): a missing
+    start, or no ``validFor`` at all, is malformed naming the entry, never "in service since always" (it was read
+    as the earliest time, so a retired authority listed without a start vouched for every past signature)."""
+    root = _full_root()
+    if valid == "absent":
+        del root[section][0]["validFor"]
+    else:
+        root[section][0]["validFor"] = valid
+    with pytest.raises(MalformedBundle, match=rf"trusted root: {section}\[0\] is malformed .*validFor.start"):
+        _read(section, root)
 
-    from uc_attest.transparency.trusted import EARLIEST
+
+@pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])
+def test_an_authoritys_validity_bounds_are_read_and_an_absent_or_null_end_is_open(section: str) -> None:
+    """The bounds as written, both inclusive; an absent or JSON null end: still in service."""
+    import datetime as dt
 
     root = _full_root()
     (got,) = _read(section, root)
     assert (got.start, got.end) == (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     assert got.valid_at(got.start) and got.valid_at(got.end) and not got.valid_at(got.end + dt.timedelta(seconds=1))
-    for valid in ("absent", None, {}, {"start": None, "end": None}):
+    assert not got.valid_at(got.start - dt.timedelta(seconds=1))
+    for valid in ({"start": "2020-01-01T00:00:00Z"}, {"start": "2020-01-01T00:00:00Z", "end": None}):
         root = _full_root()
-        if valid == "absent":
-            del root[section][0]["validFor"]
-        else:
-            root[section][0]["validFor"] = valid
+        root[section][0]["validFor"] = valid
         (got,) = _read(section, root)
-        assert (got.start, got.end) == (EARLIEST, None)
+        assert (got.start, got.end) == (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), None)
 
 
 @pytest.mark.parametrize("section", ["certificateAuthorities", "timestampAuthorities"])

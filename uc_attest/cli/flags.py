@@ -46,6 +46,7 @@ FLAGS: dict[str, str] = {
     "source_signature": "--source-signature",
     "texts": "--text",
     "trust_config": "--trust-config",
+    "validations": "--validation",
 }
 #: Flags that take no value: an option given a value in a message (``force=True``) is the flag alone.
 SWITCHES = frozenset({"--force", "--move-to-port", "--plain-http", "--allow-release-signer"})

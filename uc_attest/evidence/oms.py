@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class OmsVerified:
     verified_by: tuple[str, ...]
     findings: list[Finding]  # missing / extra / changed files (empty: the directory is the signed model)
     signed_at: int | None = None  # earliest verified time of the signature (None: a key, no log)
+    raw: bytes = field(default=b"", repr=False)  # the signature file's bytes that verified (a pack keeps these)
 
     @property
     def ok(self) -> bool:
@@ -222,6 +223,7 @@ def _verified(
         checked.verified_by,
         diff(claim, actual),
         min(times, default=None),
+        raw,
     )
 
 
@@ -284,6 +286,7 @@ def _verify_private_pki(
         hashlib.sha256(raw).hexdigest(),
         ("uc-attest (certificate chain)",),
         diff(claim, actual),
+        raw=raw,
     )
 
 

@@ -69,7 +69,7 @@ def source_gate(request: PackRequest, read: list[str]) -> KeptSignature:
     if verified.findings:
         raise VerificationFailed(verified.findings)
     record, check = _gate(verified, request.source, signature.file, read)
-    return KeptSignature(record, signature.file, check)
+    return KeptSignature(record, verified.raw, check)  # the bytes that verified, never the file read again
 
 
 def verify_source(model_dir: Path, signature: OmsSignature, *, offline: bool = False) -> OmsVerified:

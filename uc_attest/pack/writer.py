@@ -113,11 +113,12 @@ SourceCheck = Callable[[dict[str, Digest]], list[Finding]]
 
 @dataclass(frozen=True)
 class KeptSignature:
-    """A verified source signature the pack keeps: its manifest ``record``, the ``file`` copied into the pack,
+    """A verified source signature the pack keeps: its manifest ``record``, the ``data`` written into the pack
+    (the bytes that verified: a signature file swapped after its verification is never what the pack keeps),
     and the ``check`` of the source files as they were read (None: nothing to check again, a rebuild)."""
 
     record: SourceSignature
-    file: Path
+    data: bytes = field(repr=False)
     check: SourceCheck | None = None
 
 
@@ -166,7 +167,7 @@ def write_pack(
             if kept is not None and kept.check is not None and (findings := kept.check(source_files)):
                 raise VerificationFailed(findings)  # a source file changed since it was verified, or is not covered
             if kept is not None:
-                files[kept.record.file] = _keep_signature(kept.file, tmp / kept.record.file)
+                files[kept.record.file] = _keep_signature(kept.data, tmp / kept.record.file)
             calibration = o.calibration
             if calibration is not None:
                 calibration = replace(calibration, moments=moments_digest_of(entries))
@@ -380,7 +381,7 @@ def _file_digests(src: ModelSource, tmp: Path, shards: list[_Shard]) -> tuple[di
     return files, source_files
 
 
-def _keep_signature(signature_file: Path, dest: Path) -> Digest:
-    """Keep the verified source signature in the pack; its digest."""
-    shutil.copyfile(signature_file, dest)
-    return sha256_file(dest)
+def _keep_signature(data: bytes, dest: Path) -> Digest:
+    """Keep the verified source signature (its bytes as they verified) in the pack; their digest."""
+    dest.write_bytes(data)
+    return Digest(hashlib.sha256(data).hexdigest())

@@ -28,6 +28,10 @@ from ..core.merkle import leaf_hash, root_from_leaf_hashes
 from ..errors import InvalidInput, LogMisbehaved
 from .tiles import WIDTH, CompactRange, TileCheckpoint, TileClient, TileTree, tile_path, tile_width
 
+#: How long a cache may go on serving a checkpoint after the log signed a newer one (seconds): a larger checkpoint
+#: seen after a smaller one verified this long past the log key's end is one the key signed after it.
+STALE_CHECKPOINT_S = 3600
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (log_id TEXT PRIMARY KEY, url TEXT NOT NULL, origin TEXT NOT NULL,
     size INTEGER NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL, compact TEXT NOT NULL, verified_at TEXT NOT NULL);
@@ -173,6 +177,18 @@ class TileIndex:
         if cr.size != cp.size or cr.root() != cp.root:
             raise InvalidInput(f"{where}: the compact range is not the stored checkpoint's tree")
         return cp, cr
+
+    def verified_at(self, log_id: bytes) -> float | None:
+        """When the stored checkpoint of ``log_id`` was last verified as the log's latest (POSIX); None: never."""
+        row = self.db.execute("SELECT verified_at FROM logs WHERE log_id = ?", (log_id.hex(),)).fetchone()
+        if row is None:
+            return None
+        try:
+            return dt.datetime.strptime(row[0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"{self.path or 'index'}: verified_at of log {log_id.hex()} is not a UTC time ({row[0]!r})"
+            ) from None
 
     def commit(
         self, url: str, log_id: bytes, cp: TileCheckpoint, cr: CompactRange, rows: Iterable[IndexedEntry]
@@ -326,6 +342,18 @@ def follow(index: TileIndex, client: TileClient, describe: Describe, watch: Watc
         return done(False, f"rollback: the log is at size {cp.size}, it was verified at size {prev.size}")
     if prev is not None and cp.size == prev.size and cp.root != prev.root:
         return done(False, f"fork: two checkpoints of size {cp.size} with different roots, both signed by the log")
+    if prev is not None and cp.size > prev.size:
+        # A tile checkpoint carries no signed time; but the stored one was still the log's latest when it was
+        # verified, so a larger one was signed after that. Verified past the key's end (and a cache's
+        # staleness): the log key signed a new tree outside its validity (a retired key may be a compromised one).
+        seen = index.verified_at(log_id)
+        if seen is not None and seen > client.log.end + STALE_CHECKPOINT_S:
+            when = dt.datetime.fromtimestamp(seen, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return done(
+                False,
+                f"checkpoint of size {cp.size} signed after the log key's validity ended ({client.log.window()}): "
+                f"the log was still at size {prev.size} at {when}",
+            )
     base = CompactRange(stored[1].size, list(stored[1].hashes)) if stored else CompactRange()
     run = _Run(client, cp.size, base.size, CompactRange(base.size, list(base.hashes)))
     try:

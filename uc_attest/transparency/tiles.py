@@ -261,11 +261,20 @@ class TileClient:
         return TileCheckpoint(cp.origin, cp.size, cp.root, note)
 
     def checkpoint(self) -> TileCheckpoint:
+        """The log's latest checkpoint, verified with its key. A tile checkpoint carries no signed time, but the
+        one read now was signed no later than now: read before the key's validity starts, it was signed outside
+        it (LogMisbehaved), as a Rekor v1 entry integrated outside its key's validity is."""
         try:
             note = self._get("checkpoint", MAX_CHECKPOINT).decode("utf-8")
         except UnicodeDecodeError:
             raise LogMisbehaved(f"{self.log.base_url}/checkpoint is not UTF-8") from None
-        return self.verify_note(note)
+        cp = self.verify_note(note)
+        if time.time() < self.log.start:
+            raise LogMisbehaved(
+                f"{self.log.base_url}: checkpoint (size {cp.size}) signed before the log key's validity "
+                f"({self.log.window()})"
+            )
+        return cp
 
     def tile(self, level: int, index: int, size: int) -> list[bytes]:
         """The hashes of tile (level, index) for a tree of ``size`` (partial at the right edge)."""

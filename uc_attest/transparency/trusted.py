@@ -8,10 +8,11 @@ JSON null is empty (protobuf JSON), any other non-list is malformed, and so is a
   still valid): :class:`TrustedLog`, :class:`TrustedCtLog`. The own bundle verifier, trust selection (the
   Rekor v1 and tile clients, the audit) read the same values.
 * ``certificateAuthorities[]`` and ``timestampAuthorities[]`` (the same message) must hold a non-empty
-  ``certChain.certificates`` of DER certificates; ``validFor``, where present and not null, is an object whose
-  start (absent or null: since always) and end (absent or null: open) are strict RFC 3339; ``subject`` an
-  object, its ``commonName`` and ``uri`` strings: :class:`TrustedCa`, :class:`TrustedTsa`. Nothing of another
-  JSON type is read as absent (``validFor: []`` or ``""`` is malformed, never "valid forever").
+  ``certChain.certificates`` of DER certificates and a ``validFor`` object whose start is required (protobuf-specs'
+  ``TimeRange``: only ``end`` is optional; a missing start, or no ``validFor``, is malformed, never "since
+  always") and whose end (absent or null: open) is strict RFC 3339; ``subject`` an object, its ``commonName``
+  and ``uri`` strings: :class:`TrustedCa`, :class:`TrustedTsa`. Nothing of another JSON type is read as absent
+  (``validFor: []`` or ``""`` is malformed, never "valid forever").
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ from ..errors import MalformedBundle
 if TYPE_CHECKING:  # parsing a root imports cryptography; naming its types does not
     from cryptography import x509
 
-#: The start of a certificate or timestamp authority's validity where the root gives none.
-EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
-
 
 @dataclass(frozen=True)
 class TrustedLog:
@@ -45,6 +43,16 @@ class TrustedLog:
     def valid_at(self, t: float) -> bool:
         return self.start <= t <= self.end
 
+    def window(self) -> str:
+        """Its key's validity as a reader reads it: ``validFor START .. END`` in UTC (no end: still valid)."""
+
+        def at(t: float) -> str:
+            return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        end = "still valid" if self.end == float("inf") else at(self.end)
+        start = "always" if self.start == float("-inf") else at(self.start)
+        return f"validFor {start} .. {end}"
+
 
 @dataclass(frozen=True)
 class TrustedCtLog(TrustedLog):
@@ -56,11 +64,11 @@ class TrustedCtLog(TrustedLog):
 class TrustedCa:
     """A certificate authority of a trusted root: a name (the subject's common name, else its URI, else its
     place in the root), its chain as listed (the trust anchor last), and when the root vouches for it (inclusive
-    of both ends; no start: since always, no end: still valid)."""
+    of both ends; no end: still valid)."""
 
     name: str
     chain: tuple[x509.Certificate, ...]
-    start: dt.datetime = EARLIEST
+    start: dt.datetime
     end: dt.datetime | None = None
 
     def valid_at(self, at: dt.datetime) -> bool:
@@ -84,13 +92,12 @@ def _section(root_doc: Any, section: str, where: str) -> list[Any]:
     return items
 
 
-def _window(valid: Any, *, start_required: bool) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """A ``validFor`` TimeRange: an object; its start (required where ``start_required``, else absent or null:
-    None) and end (absent or null: None) strict RFC 3339. TypeError/KeyError/ValueError otherwise."""
+def _window(valid: Any) -> tuple[dt.datetime, dt.datetime | None]:
+    """A ``validFor`` TimeRange: an object; its start (required) and end (absent or null: None) strict RFC 3339.
+    TypeError/KeyError/ValueError otherwise."""
     if not isinstance(valid, dict):
         raise TypeError(f"validFor is not an object ({type(valid).__name__})")
-    start = rfc3339.parse(valid["start"]) if start_required else rfc3339.optional(valid.get("start"))
-    return start, rfc3339.optional(valid.get("end"))
+    return rfc3339.parse(valid["start"]), rfc3339.optional(valid.get("end"))
 
 
 def _text(value: Any, field: str) -> str:
@@ -116,8 +123,7 @@ def _logs(root_doc: Any, section: str, where: str, kind: type[_Log]) -> list[_Lo
             url = _text(t["baseUrl"], "baseUrl").rstrip("/")
             if not url:
                 raise ValueError("baseUrl is empty")
-            start_at, end_at = _window(t["publicKey"]["validFor"], start_required=True)
-            assert start_at is not None
+            start_at, end_at = _window(t["publicKey"]["validFor"])
             end = float("inf") if end_at is None else end_at.timestamp()  # absent or null: still valid
         except (KeyError, TypeError, ValueError, AttributeError, UnsupportedAlgorithm) as exc:
             raise MalformedBundle(
@@ -157,8 +163,7 @@ def _authorities(root_doc: Any, section: str, where: str, kind: type[_Ca]) -> li
                 x509.load_der_x509_certificate(base64.b64decode(_text(c["rawBytes"], "rawBytes"), validate=True))
                 for c in certs
             )
-            valid = ca.get("validFor")
-            start, end = (None, None) if valid is None else _window(valid, start_required=False)
+            start, end = _window(ca["validFor"])  # start required, as for logs: never "since always"
             subject = ca.get("subject")
             subject = {} if subject is None else subject
             if not isinstance(subject, dict):
@@ -166,8 +171,10 @@ def _authorities(root_doc: Any, section: str, where: str, kind: type[_Ca]) -> li
             cn, uri = subject.get("commonName"), ca.get("uri")
             cn, uri = (None if v is None else _text(v, f) for v, f in ((cn, "subject.commonName"), (uri, "uri")))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedBundle(f"{where}: {section}[{i}] is malformed: {exc!r}") from None
-        out.append(kind(cn or uri or f"{section}[{i}]", chain, start or EARLIEST, end))
+            raise MalformedBundle(
+                f"{where}: {section}[{i}] is malformed (certChain.certificates and validFor.start needed): {exc!r}"
+            ) from None
+        out.append(kind(cn or uri or f"{section}[{i}]", chain, start, end))
     return out
 
 

@@ -180,6 +180,13 @@ def _signed(facts: Facts, anchor: PolicyAnchor | SignedBy, device: Device | str,
     title = ""
     if isinstance(anchor, PolicyAnchor):
         pol, base = read_policy(anchor.path)
+        if pol.validation is None and anchor.validations:  # evidence handed over is never silently dropped
+            raise UsageError(
+                "{0} given, but {policy} has no validation section: the policy names no validators or rule to "
+                "check it under",
+                option="validations",
+                policy=str(anchor.path),
+            )
         trust = policy_trust(pol, base, anchor.trust, not online)
         signers: Sequence[SignerLike] = pol.signers.release
         if Device.parse(device) is Device.AUTO:  # a device given is kept (an unknown one fails the rebuild check)

@@ -5,6 +5,7 @@ obtain a fact is recorded as the fact (a rule then fails), never raised past the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,9 +55,20 @@ def release_evidence(facts: Facts, bundle: Path, trust: Trust, signers: Sequence
 
 def _online_tiles(proof: LogProof, log: TileLogKey) -> OnlineLog:
     """A Rekor v2 (tiles) log: its latest checkpoint, a consistency proof from the bundle's checkpoint and an
-    inclusion proof of the entry computed from its tiles, and the entry read back from its entry bundle."""
+    inclusion proof of the entry computed from its tiles, and the entry read back from its entry bundle.
+
+    A tile checkpoint carries no signed time: the latest one is evidence only while the log key is valid now
+    (as a bundle entry without a SET or timestamp is, in the bundle verifier). Outside its validity the key
+    vouches for nothing it signs now (a retired key may be a compromised one): the log is not asked, which
+    passes as skipped, saying why, unless the policy requires the check (then unchecked: denied)."""
     if proof.checkpoint is None:
         return OnlineLog(LogStatus.MISBEHAVED, "a tile log entry without a checkpoint")
+    if not log.valid_at(time.time()):
+        return OnlineLog(
+            LogStatus.NOT_ASKED,
+            f"the log key of {log.base_url} is not valid now ({log.window()}): a checkpoint it signs now is no "
+            "evidence, so the entry was not asked for again",
+        )
     client = TileClient(log, timeout=5.0)
     try:
         latest = client.checkpoint()

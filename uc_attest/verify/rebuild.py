@@ -124,6 +124,7 @@ def rebuild(
 
 def _kept_signature(pack_dir: Path, expected: Manifest) -> KeptSignature | None:
     """The source signature the pack keeps, to keep again in the rebuilt pack (None: the source was unsigned)."""
+    from ..evidence.bundle import read_bundle
     from ..pack.writer import KeptSignature
 
     sig = expected.source_signature
@@ -132,7 +133,8 @@ def _kept_signature(pack_dir: Path, expected: Manifest) -> KeptSignature | None:
     kept = inside(pack_dir, sig.file)
     if kept is None or not kept.is_file():
         raise UcAttestError(f"{sig.file}: the pack's kept source signature is missing")
-    return KeptSignature(sig, kept)
+    raw, _ = read_bundle(kept)  # read once, bounded; the rebuilt pack keeps these bytes (compared, not trusted)
+    return KeptSignature(sig, raw)
 
 
 def _differences(expected: Manifest, rebuilt: Manifest) -> list[Finding]:
