@@ -62,6 +62,17 @@ def _with_header(header: dict[str, object], body: bytes) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + body
 
 
+def _with_record(data: bytes, field: str, value: object) -> bytes:
+    """The part file ``data`` with one field of its candidate record replaced."""
+    header, body = _header(data)
+    meta = header["__metadata__"]
+    assert isinstance(meta, dict)
+    record = json.loads(meta["uc.candidate"])
+    record[field] = value
+    meta["uc.candidate"] = json.dumps(record)
+    return _with_header(header, body)
+
+
 def test_a_flipped_code_byte_is_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
     path, data = part
     hostile = bytearray(data)
@@ -81,14 +92,8 @@ def test_a_flipped_code_byte_is_refused(part: tuple[Path, bytes], tmp_path: Path
 )  # fmt: skip
 def test_a_mutated_record_is_refused(part: tuple[Path, bytes], tmp_path: Path, field: str, value: object) -> None:
     path, data = part
-    header, body = _header(data)
-    meta = header["__metadata__"]
-    assert isinstance(meta, dict)
-    record = json.loads(meta["uc.candidate"])
-    record[field] = value
-    meta["uc.candidate"] = json.dumps(record)
     with pytest.raises(UcAttestError):
-        _get(tmp_path / path.name, _with_header(header, body))
+        _get(tmp_path / path.name, _with_record(data, field, value))
 
 
 def test_a_missing_part_is_none_and_a_foreign_tensor_set_is_refused(part: tuple[Path, bytes], tmp_path: Path) -> None:
@@ -271,14 +276,8 @@ def test_a_record_that_disagrees_with_the_scheme_is_refused_naming_the_field(
     part: tuple[Path, bytes], tmp_path: Path, field: str, value: object
 ) -> None:
     path, data = part
-    header, body = _header(data)
-    meta = header["__metadata__"]
-    assert isinstance(meta, dict)
-    record = json.loads(meta["uc.candidate"])
-    record[field] = value
-    meta["uc.candidate"] = json.dumps(record)
     with pytest.raises(UcAttestError, match=f"its record's {field} is|malformed record") as exc:
-        _get(tmp_path / path.name, _with_header(header, body))
+        _get(tmp_path / path.name, _with_record(data, field, value))
     assert exc.value.exit_code == 3 and "\n" not in exc.value.message
 
 
@@ -286,14 +285,9 @@ def test_a_record_of_20000_parts_gives_a_one_line_message_of_bounded_length(
     part: tuple[Path, bytes], tmp_path: Path
 ) -> None:
     path, data = part
-    header, body = _header(data)
-    meta = header["__metadata__"]
-    assert isinstance(meta, dict)
-    record = json.loads(meta["uc.candidate"])
-    record["parts"] = [dict(record["parts"][0])] * 20000 if record["parts"] else [{"col0": 0}] * 20000
-    meta["uc.candidate"] = json.dumps(record)
+    parts = json.loads(_header(data)[0]["__metadata__"]["uc.candidate"])["parts"]  # type: ignore[index]
     with pytest.raises(UcAttestError) as exc:
-        _get(tmp_path / path.name, _with_header(header, body))
+        _get(tmp_path / path.name, _with_record(data, "parts", [dict(parts[0]) if parts else {"col0": 0}] * 20000))
     assert exc.value.exit_code == 3 and len(exc.value.message) < 1000, len(exc.value.message)
 
 
