@@ -160,6 +160,20 @@ class JsonTokenizer:
         return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()} if return_tensors == "pt" else out
 
 
+def _counter(progress: Progress, total: int) -> Callable[[], None]:
+    """A callable that reports one more of ``total`` done to ``progress``, from any thread, in order."""
+    done = 0
+    lock = threading.Lock()
+
+    def one() -> None:
+        nonlocal done
+        with lock:
+            done += 1
+            progress(done, total)
+
+    return one
+
+
 #: Sequences sampled together, on one intra-op thread: the chunks run side by side on the thread budget and each
 #: draws from its own seeded generator, so the tokens (and the moments gathered while sampling) do not depend on the
 #: thread count. A multi-threaded BLAS may split a product's reduction dimension, and where it does depends on the
@@ -190,14 +204,7 @@ def sample_sequences(
     limit = getattr(cfg, "max_position_embeddings", None) or length
     length = min(length, int(limit))
     chunks = [(k, min(SAMPLE_CHUNK, count - a)) for k, a in enumerate(range(0, count, SAMPLE_CHUNK))]
-    steps = (length - 1) * len(chunks)
-    done = [0]
-    lock = threading.Lock()
-
-    def step_done() -> None:
-        with lock:
-            done[0] += 1
-            progress(done[0], steps)
+    step_done = _counter(progress, (length - 1) * len(chunks))
 
     def chunk(job: tuple[int, int]) -> tuple[torch.Tensor, MomentSums | None]:
         k, n = job
@@ -382,8 +389,7 @@ def collect_moments(
     padding): each batch on one intra-op thread in its own scope, the batches side by side on the thread budget,
     their sums added in batch order, so the moments do not depend on the thread count."""
     hooks = MomentHooks(model, names, block)
-    done = [0]
-    lock = threading.Lock()
+    batch_done = _counter(progress, len(batches))
 
     def run(batch: dict[str, torch.Tensor]) -> MomentSums:
         with torch.inference_mode(), hooks.scope() as sums:
@@ -392,9 +398,7 @@ def collect_moments(
                 model(**batch)
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                 raise CalibrationUnavailable(f"the model's forward pass failed: {_first_line(exc)}") from None
-        with lock:
-            done[0] += 1
-            progress(done[0], len(batches))
+        batch_done()
         return sums
 
     workers = max(1, min(threads.budget(), len(batches)))
