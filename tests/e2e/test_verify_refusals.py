@@ -159,3 +159,17 @@ def test_a_certificate_method_bundle_missing_a_field_names_the_field(tmp_path: P
         with pytest.raises(InvalidInput, match=f"no '{field}' field") as exc:
             _certificate_method(doc, "sig.json", ca)
         assert "KeyError" not in exc.value.message
+
+
+def test_a_certificate_method_bundle_whose_payload_type_is_not_a_string_is_refused(tmp_path: Path) -> None:
+    from uc_attest.errors import InvalidInput
+    from uc_attest.evidence.oms import _certificate_method
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    doc = {
+        "verificationMaterial": {"x509CertificateChain": {"certificates": []}},
+        "dsseEnvelope": {"payload": "", "payloadType": {"a": 1}, "signatures": [{"sig": ""}]},
+    }
+    with pytest.raises(InvalidInput, match="payloadType is dict"):
+        _certificate_method(doc, "sig.json", ca)

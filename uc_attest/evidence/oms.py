@@ -105,7 +105,9 @@ def _certificate_method(doc: dict[str, Any], where: str, ca_file: Path) -> tuple
             for c in doc["verificationMaterial"]["x509CertificateChain"]["certificates"]
         ]
         env = doc["dsseEnvelope"]
-        payload, ptype = base64.b64decode(env["payload"], validate=True), str(env["payloadType"])
+        payload, ptype = base64.b64decode(env["payload"], validate=True), env["payloadType"]
+        if not isinstance(ptype, str):
+            raise TypeError(f"payloadType is {type(ptype).__name__}, not a string")
         (sig,) = env["signatures"]
         signature = base64.b64decode(sig["sig"], validate=True)
     except KeyError as exc:  # the field's name, as data (never the bundle's text)

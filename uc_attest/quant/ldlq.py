@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .rotation import fwht_torch, signs_torch
+from .scheme import WIDE_MAX
 
 #: Largest diagonal entry of a committed moment block.
 MOMENT_MAX = 32767
@@ -36,8 +37,9 @@ U_LIM, M_LIM = float(1 << 21), float(1 << 20)
 #: The clamp of M in feedback blocks wider than 1024 columns (``uc-rht-ldlq/3``, at most 2048): sums of up to 2047
 #: products of |e| < 2^22 and |M| <= 2^19 stay below 2^52.
 M_LIM_WIDE = float(1 << 19)
-#: Widest block the native elimination takes (``_quantize.c`` MAX_BLOCK; wider: the torch loop).
-MAX_BLOCK = 2048
+#: Widest block the native elimination takes (``_quantize.c`` MAX_BLOCK, the widest feedback block; wider: the
+#: torch loop).
+MAX_BLOCK = WIDE_MAX
 #: Columns per batched matmul; any value gives identical codes (the sums are exact).
 SUB_BLOCK = 16
 
