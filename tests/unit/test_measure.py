@@ -56,3 +56,43 @@ def test_native_measures_equal_the_reference(
     monkeypatch.setattr(native, "available", lambda: False)  # the torch reference path
     want = measure.damage(x, raw, dname, energy, measure.reference(x, dname, energy))
     assert got == want and got > 0
+
+
+@pytest.mark.parametrize(("w", "blocks", "a"), [(1, 5, 0), (64, 3, 7), (384, 2, 0), (2048, 1, 0)])
+def test_native_block_energy_is_exact_at_the_extremes(w: int, blocks: int, a: int) -> None:
+    """block_energy equals int64 products for the largest scaled values and moments it can be given (int8 ±127,
+    int16 down to -32768), at every block width up to 2048, on columns that start inside a row."""
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(w)
+    rows, cols = 6, blocks * w
+    stride = a + cols + 3
+    v = rng.integers(-127, 128, size=(rows, stride), dtype=np.int8)
+    v[0, a : a + cols] = 127  # the largest positive sum
+    h = rng.integers(-32768, 32768, size=(blocks, w, w), dtype=np.int16)
+    h[0] = 32767
+    seg = v[:, a : a + cols].astype(np.int64).reshape(rows, blocks, w)
+    want = int(np.einsum("rbi,bij,rbj->", seg, h.astype(np.int64), seg, dtype=np.int64))
+    q = native.module()
+    assert q.block_energy(v, stride, a, cols, h, w, 0, rows) == want
+    assert q.block_energy(v, stride, a, cols, h, w, 2, 2) == 0
+    parts = q.block_energy(v, stride, a, cols, h, w, 0, 1) + q.block_energy(v, stride, a, cols, h, w, 1, rows)
+    assert parts == want
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (8, 0, 8, 3, 0, 1),  # columns not a multiple of w
+        (8, 4, 8, 4, 0, 1),  # columns past the row
+        (8, 0, 8, 4, 0, 9),  # rows past the buffer
+        (8, 0, 8, 4, 1, 0),  # r1 < r0
+        (8, 0, 8, 0, 0, 1),  # w = 0
+    ],
+)
+def test_native_block_energy_refuses_what_it_cannot_read(args: tuple[int, ...]) -> None:
+    np = pytest.importorskip("numpy")
+    stride, a, cols, w, r0, r1 = args
+    v = np.zeros((8, 8), dtype=np.int8)
+    h = np.zeros((max(1, cols // max(w, 1)), max(w, 1), max(w, 1)), dtype=np.int16)
+    with pytest.raises(ValueError, match="block_energy"):
+        native.module().block_energy(v, stride, a, cols, h, w, r0, r1)

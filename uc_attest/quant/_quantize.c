@@ -675,21 +675,63 @@ UC_BODY void error_body(const pair_t *p, double scale, uint64_t *num, uint64_t *
     *den = de;
 }
 
+/* The moments-weighted energy of rows [r0, r1) (measure.py Energy.of): the sum over those rows and the w-wide
+ * blocks of their columns [a, a + cols) of v_b H_b v_b^T, in integers. v: int8 [rows, stride]; h: int16
+ * [cols / w, w, w]. |v H| partial sums stay in int32 for 256 terms (|v h| <= 2^22), then int64; a block's sum is
+ * below 2^51 (w <= 2048) and the total is kept in 128 bits. */
+#define ENERGY_RUN 256
+typedef struct {
+    const int8_t *v;
+    const int16_t *h;
+    Py_ssize_t stride, a, cols, r0, r1;
+    int w;
+} energy_t;
+
+UC_BODY __int128 energy_body(const energy_t *e) {
+    const int w = e->w;
+    int16_t x[MAX_BLOCK];
+    __int128 total = 0;
+    for (Py_ssize_t r = e->r0; r < e->r1; r++) {
+        const int8_t *row = e->v + r * e->stride + e->a;
+        for (Py_ssize_t b = 0; b < e->cols / w; b++) {
+            const int16_t *hb = e->h + b * (Py_ssize_t)w * w;
+            for (int j = 0; j < w; j++) x[j] = row[b * w + j];
+            int64_t block = 0;
+            for (int i = 0; i < w; i++) {  /* (H x)_i in int32 over ENERGY_RUN terms at a time, then int64 */
+                const int16_t *hi = hb + (Py_ssize_t)i * w;
+                int64_t u = 0;
+                for (int j0 = 0; j0 < w; j0 += ENERGY_RUN) {
+                    int j1 = j0 + ENERGY_RUN < w ? j0 + ENERGY_RUN : w;
+                    int32_t s = 0;
+                    for (int j = j0; j < j1; j++) s += (int32_t)hi[j] * (int32_t)x[j];
+                    u += s;
+                }
+                block += (int64_t)x[i] * u;
+            }
+            total += block;
+        }
+    }
+    return total;
+}
+
 typedef struct {
     double (*amax)(const pair_t *);
     int (*scaled)(const pair_t *, double, int8_t *, int64_t *);
     void (*error)(const pair_t *, double, uint64_t *, uint64_t *);
+    __int128 (*energy)(const energy_t *);
 } measures_t;
 
 static double amax_scalar(const pair_t *p) { return amax_body(p); }
 static int scaled_scalar(const pair_t *p, double f, int8_t *o, int64_t *s) { return scaled_body(p, f, o, s); }
 static void error_scalar(const pair_t *p, double sc, uint64_t *n, uint64_t *d) { error_body(p, sc, n, d); }
-static const measures_t measures_scalar = {amax_scalar, scaled_scalar, error_scalar};
+static __int128 energy_scalar(const energy_t *e) { return energy_body(e); }
+static const measures_t measures_scalar = {amax_scalar, scaled_scalar, error_scalar, energy_scalar};
 #ifdef UC_X86
 T_AVX512 static double amax_avx512(const pair_t *p) { return amax_body(p); }
 T_AVX512 static int scaled_avx512(const pair_t *p, double f, int8_t *o, int64_t *s) { return scaled_body(p, f, o, s); }
 T_AVX512 static void error_avx512(const pair_t *p, double sc, uint64_t *n, uint64_t *d) { error_body(p, sc, n, d); }
-static const measures_t measures_avx512 = {amax_avx512, scaled_avx512, error_avx512};
+T_AVX512 static __int128 energy_avx512(const energy_t *e) { return energy_body(e); }
+static const measures_t measures_avx512 = {amax_avx512, scaled_avx512, error_avx512, energy_avx512};
 #endif
 static const measures_t *measures = &measures_scalar;
 
@@ -779,6 +821,51 @@ static PyObject *error_sums(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     release_pair(&a, &b);
     return Py_BuildValue("(LL)", (long long)(int64_t)num, (long long)(int64_t)den);
+}
+
+/* block_energy(v, stride, a, cols, h, w, r0, r1) -> int: measure.py Energy.of over rows [r0, r1), exactly
+ * (energy_body). v: int8 [rows, stride] bytes; h: int16 [cols / w, w, w] bytes. */
+static PyObject *block_energy(PyObject *self, PyObject *args) {
+    Py_buffer vb, hb;
+    energy_t e;
+    if (!PyArg_ParseTuple(args, "y*nnny*inn", &vb, &e.stride, &e.a, &e.cols, &hb, &e.w, &e.r0, &e.r1)) return NULL;
+    Py_ssize_t need_v, need_h;
+    int bad = e.w < 1 || e.w > MAX_BLOCK || e.stride < 1 || e.a < 0 || e.cols < 0 || e.cols % e.w ||
+              e.a > e.stride - e.cols || e.r0 < 0 || e.r1 < e.r0 || __builtin_mul_overflow(e.r1, e.stride, &need_v) ||
+              vb.len < need_v || __builtin_mul_overflow(e.cols, (Py_ssize_t)e.w * 2, &need_h) || hb.len != need_h ||
+              (uintptr_t)hb.buf % 2;
+    if (bad) {
+        PyBuffer_Release(&vb);
+        PyBuffer_Release(&hb);
+        PyErr_SetString(PyExc_ValueError,
+                        "block_energy: v int8 [rows >= r1, stride], columns [a, a + cols) inside a row, cols a "
+                        "multiple of w <= 2048, h int16 [cols / w, w, w]");
+        return NULL;
+    }
+    e.v = (const int8_t *)vb.buf;
+    e.h = (const int16_t *)hb.buf;
+    __int128 total;
+    Py_BEGIN_ALLOW_THREADS
+    total = measures->energy(&e);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&hb);
+    unsigned __int128 mag = total < 0 ? -(unsigned __int128)total : (unsigned __int128)total;
+    PyObject *hi = PyLong_FromUnsignedLongLong((unsigned long long)(mag >> 64));
+    PyObject *lo = PyLong_FromUnsignedLongLong((unsigned long long)mag);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *up = hi && shift ? PyNumber_Lshift(hi, shift) : NULL;
+    PyObject *out = up && lo ? PyNumber_Or(up, lo) : NULL;
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(shift);
+    Py_XDECREF(up);
+    if (out && total < 0) {
+        PyObject *neg = PyNumber_Negative(out);
+        Py_DECREF(out);
+        out = neg;
+    }
+    return out;
 }
 
 /* feedback_matrices(m16, w, g, key, period) -> float64 [blocks, n, n], n = max(w, g): ldlq.py rotated_hessian +
@@ -970,6 +1057,7 @@ static PyMethodDef methods[] = {
     {"diff_amax", diff_amax, METH_VARARGS, "max |a - b| over a run of elements (binary64)."},
     {"diff_scaled", diff_scaled, METH_VARARGS, "round((a - b) 2^k) as int8 and the sum of their squares."},
     {"error_sums", error_sums, METH_VARARGS, "The exact sums of quality.py relative_error_ppm over a run."},
+    {"block_energy", block_energy, METH_VARARGS, "measure.py Energy.of over a run of rows, exactly."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -137,15 +137,33 @@ class Energy:
         return None if self.segments is None else self.segments[0][2]
 
     def of_torch(self, v: torch.Tensor) -> int:
-        """:meth:`of` for int64 scaled values (the reference path)."""
+        """:meth:`of` for int64 scaled values (the reference path: float64 products, exact)."""
         if self.segments is None:
             return int((v.reshape(-1) * v.reshape(-1)).to(torch.int64).sum())
-        return self.of(v.to(torch.int8).numpy(), 0)
+        return self._of_products(v.to(torch.int8).numpy())
 
     def of(self, v: npt.NDArray[np.int8], squares: int) -> int:
-        """Σ over rows, parts and w-wide blocks of v_b H_b v_bᵀ, exactly (``squares``: Σ v², the identity's answer)."""
+        """Σ over rows, parts and w-wide blocks of v_b H_b v_bᵀ, exactly (``squares``: Σ v², the identity's answer):
+        in integers by the native helper over runs of rows in the pool where the blocks are int16 (the committed
+        moments always are), else as :meth:`of_torch`."""
         if self.segments is None:
             return squares
+        blocks16 = [h.to(torch.int16) for _a, _c, h, _w in self.segments]
+        if not native.available() or any(
+            not torch.equal(b.to(torch.float64), s[2]) for b, s in zip(blocks16, self.segments, strict=True)
+        ):
+            return self._of_products(v)
+        q, per = native.module(), max(1, RUN // self.cols)
+        runs = [(r, min(self.rows, r + per)) for r in range(0, self.rows, per)]
+        total = 0
+        for (a, cols, _h, w), b16 in zip(self.segments, blocks16, strict=True):
+            h = b16.contiguous().numpy()
+            total += sum(pool().map(lambda r: q.block_energy(v, self.cols, a, cols, h, w, r[0], r[1]), runs))  # noqa: B023
+        return total
+
+    def _of_products(self, v: npt.NDArray[np.int8]) -> int:
+        """:meth:`of` by float64 batched products (integers below 2^53 at every step: exact in any order)."""
+        assert self.segments is not None
         rows = torch.from_numpy(v).reshape(self.rows, self.cols)
         total = 0
         for a, cols, h, w in self.segments:
