@@ -22,14 +22,19 @@ import torch
 
 from ..core import threads
 from ..core.fsutil import open_regular
-from ..errors import MalformedModel, UsageError
+from ..errors import MalformedModel, MissingExtra, UsageError
 
 #: ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
 
 
 class CalibrationUnavailable(Exception):
-    """This model cannot be run for calibration here (no transformers, unknown architecture, no tokenizer)."""
+    """This model cannot be run for calibration here (no transformers, unknown architecture, no tokenizer);
+    ``missing``: the module whose absence is the reason (``errors.MissingExtra``), else None."""
+
+    def __init__(self, message: str, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def _no_progress(_done: int, _total: int) -> None:
@@ -41,7 +46,9 @@ def _quiet_transformers() -> Any:
         import transformers
         from transformers.utils import logging as hf_logging
     except ImportError:
-        raise CalibrationUnavailable("transformers is not installed (pip install 'uc-attest[bench]')") from None
+        raise CalibrationUnavailable(
+            "transformers is not installed (pip install 'uc-attest[bench]')", missing="transformers"
+        ) from None
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return transformers
@@ -455,6 +462,8 @@ def collect(model_dir: Path, texts: Sequence[str], max_length: int = 128, batch:
         tok = load_tokenizer(Path(model_dir))
         return collect_moments(model, names, text_batches(tok, texts, max_length, batch))
     except CalibrationUnavailable as exc:
+        if exc.missing is not None:  # the environment, not the input: exit 4 naming the extra
+            raise MissingExtra(f"calibrating {model_dir}", exc.missing) from None
         raise UsageError(f"{model_dir}: {exc}") from None
 
 
