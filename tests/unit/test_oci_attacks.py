@@ -248,6 +248,9 @@ def test_unicode_normalization_twins_are_refused(layout: str) -> None:
     # outside review (issue 34): 2,000 directories passed, and pull recursed past Python's limit making them
     ("modelpack", None, "a/" * 2000 + "b", r"filepath'\]: 'a/a/.* is 2001 components deep"),
     ("uc-attest-v1", "a/" * 64 + "b", None, r"title'\]: .* is 65 components deep \(directories nested at most 63"),
+    # 63 directories of 255 bytes passed both checks and failed at open past PATH_MAX: exit 4, not the registry's
+    ("modelpack", None, ("d" * 255 + "/") * 16 + "x", r"filepath'\]: .* is 4097 bytes long \(at most 1024\)"),
+    ("modelpack", None, ("é" * 127 + "/") * 4 + "abcde", r"is 1025 bytes long"),
 ])  # fmt: skip
 def test_unsafe_file_paths_one_line(layout: str, title: str | None, filepath: str | None, match: str) -> None:
     with pytest.raises(RegistryMisbehaved, match=match) as exc:
@@ -258,12 +261,12 @@ def test_unsafe_file_paths_one_line(layout: str, title: str | None, filepath: st
 @pytest.mark.parametrize("layout", ["modelpack", "uc-attest-v1"])
 def test_a_path_63_directories_deep_is_pulled(layout: str, tmp_path: Path) -> None:
     """The deepest path a layer may name is still written where pull writes it (its directories made)."""
-    deep = "d/" * 63 + "model.safetensors"
-    files = pack_layers(_with_paths(layout, deep, deep), "m")
-    assert files[1][0] == deep
-    dst = inside(tmp_path, deep)
-    dst.parent.mkdir(parents=True)
-    dst.write_bytes(b"x")
+    for deep in ("d/" * 63 + "model.safetensors", "/".join(c * 204 for c in "defgh")):  # 1,024 bytes
+        files = pack_layers(_with_paths(layout, deep, deep), "m")
+        assert files[1][0] == deep
+        dst = inside(tmp_path, deep)
+        dst.parent.mkdir(parents=True)
+        dst.write_bytes(b"x")
 
 
 @pytest.mark.parametrize(("change", "match"), [

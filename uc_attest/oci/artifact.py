@@ -46,6 +46,10 @@ MAX_BUNDLE = 16 << 20
 #: The most components a layer's file path may have: a model's files sit a few directories deep, and making the
 #: directories of a path thousands deep recursed past Python's limit.
 MAX_PATH_DEPTH = 64
+#: The most bytes a layer's file path may have: with the pull's destination directory in front it stays below the
+#: system's 4,096-byte path limit (a longer one failed at open as an operational error, exit 4, not as the
+#: registry's content refused).
+MAX_PATH_BYTES = 1024
 
 
 class BundleRole(StrEnum):
@@ -258,11 +262,10 @@ class PullResult:
 def _safe_path(rel: str | None, what: str) -> str:
     """A layer's file path as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
     absolute path, backslash, NUL or other control character, at most 255 bytes each, at most
-    ``MAX_PATH_DEPTH`` of them."""
+    ``MAX_PATH_DEPTH`` of them and ``MAX_PATH_BYTES`` in all."""
     parts = (rel or "").split("/")
     if (
         not rel
-        or len(rel.encode("utf-8", "surrogatepass")) > 4096
         or any(p in ("", ".", "..") or len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts)
         or "\\" in rel
         or any(unicodedata.category(c) in ("Cc", "Cs") for c in rel)
@@ -273,6 +276,9 @@ def _safe_path(rel: str | None, what: str) -> str:
             f"{what}: {short(rel)} is {len(parts)} components deep (directories nested at most "
             f"{MAX_PATH_DEPTH - 1} deep)"
         )
+    size = len(rel.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise RegistryMisbehaved(f"{what}: {short(rel)} is {size} bytes long (at most {MAX_PATH_BYTES})")
     return rel
 
 
