@@ -290,6 +290,13 @@ def _digests(obj: dict[str, Any], key: str, origin: str) -> dict[str, Digest]:
     return {k: Digest.parse(v) for k, v in val.items()}
 
 
+def parse_tensor_entries(tensors: Any, origin: str) -> list[TensorEntry]:
+    """Tensor entries as a manifest lists them (``TensorEntry.to_dict``), each checked as the manifest's are:
+    MalformedPack naming ``origin`` and the field."""
+    _need(isinstance(tensors, list), origin, "tensors")
+    return _tensor_entries(tensors, origin)
+
+
 def _tensor_entries(tensors: list[Any], origin: str) -> list[TensorEntry]:
     """The tensor entries, each checked: name and dtype, shape, a name not seen before, a safe file name."""
     entries: list[TensorEntry] = []

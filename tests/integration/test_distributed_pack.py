@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, shared_path
+from tests.conftest import REPO, make_model, shared_path
 from uc_attest.core.stfile import SafetensorsFile
 from uc_attest.core.threads import available_cores
 from uc_attest.pack.world import World, assign
@@ -106,6 +106,20 @@ def test_two_ranks_write_the_one_process_pack(small: Path, tmp_path: Path) -> No
     same_files(tmp_path / "one", tmp_path / "two")
     report = json.loads(out)  # one document: rank 0 reports for the job, the other ranks print nothing
     assert report["ranks"] == 2 and report["root"] == json.loads(ref.stdout)["root"]
+    assert leftovers(tmp_path, ".uc-parts-") == []
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_the_ranks_write_the_shards_of_a_sharded_model(ranks: int, tmp_path: Path) -> None:
+    """Each rank writes the pack's shards whose source shards it hashed, rank 0 moves them in: the one-process
+    pack's bytes, with 3 shards over 2 ranks (uneven) and over 3."""
+    src = make_model(tmp_path / "src", shards=3)
+    ref = one_process(src, tmp_path / "one", ranks=ranks)
+    assert ref.returncode == 0, ref.stderr
+    rc, out, err = run(ranks, src, tmp_path / "many")
+    assert rc == 0, err
+    same_files(tmp_path / "one", tmp_path / "many")
+    assert json.loads(out)["root"] == json.loads(ref.stdout)["root"]
     assert leftovers(tmp_path, ".uc-parts-") == []
 
 

@@ -5,8 +5,10 @@ there, and so everywhere). Rank 0 verifies the source signature, measures the ca
 them to a scratch directory beside the output, which every rank reads (so every rank quantizes with the same
 committed moments). Each rank then quantizes the tensors :func:`world.assign` gives it — with the allocation:
 at every width it may take, measured — and leaves each as a part file in the scratch directory
-(``parts.py``). The ranks exchange the measured curves; rank 0 chooses the allocation over all of them, then
-writes the pack from the parts with the one-process writer, checking each part as it takes it. The
+(``parts.py``). The ranks exchange the measured curves; rank 0 chooses the allocation over all of them and sends
+it to every rank. Each rank then writes the pack's shards whose source shards it hashed (one-process writer, each
+part checked as it is taken) into the scratch directory and sends rank 0 their records; rank 0 moves them into the
+pack, checks each (its tensors, its digests), and writes the rest. The
 quantization is exact and the rule depends on the model alone, so the pack's bytes and root are those of a
 one-process pack whatever the world size.
 
@@ -24,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,11 +59,14 @@ from .writer import (
     KeptSignature,
     MomentsSource,
     PackResult,
+    ShardsWritten,
     SourceDigests,
     WriteOptions,
+    WrittenShard,
     quantize_into,
     resolve_device,
     write_pack,
+    write_shards,
 )
 
 
@@ -150,9 +156,8 @@ def _pack(
                 )
             )
         known = _merge_digests(group.gather(group.step(lambda: _hash_share(r, skip, owner, world))))
-        if world.leader:
-            show.stage("writing")
-        chosen = scheme
+        show.stage("writing")
+        chosen = _chosen(group, scheme)
         options = WriteOptions(
             force=r.force,
             moments=cal,
@@ -162,11 +167,61 @@ def _pack(
             prepared=store,
             known=known,
         )
+        written = _write_share(r, group, chosen, options, scratch / "shards", skip)
+        options = replace(options, written=written)
         result = group.step(lambda: write_pack(r.source, r.out, chosen, r.device, options) if world.leader else None)
         return PackResult(result.path, result.manifest, result.device, world.rank, world.size) if result else None
     finally:
         if cal is not None:
             cal.close()
+
+
+def _chosen(group: Group, scheme: Scheme) -> Scheme:
+    """Rank 0's scheme (the allocation it chose) on every rank: the shard headers every rank writes name it."""
+    if not group.world.distributed:
+        return scheme
+    raw = group.from_leader(scheme.to_dict())
+    try:
+        return Scheme.from_dict(raw)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, UsageError):
+        raise OperationalError("rank 0 sent a scheme that is not well formed") from None
+
+
+def _write_share(
+    r: PackRequest, group: Group, scheme: Scheme, options: WriteOptions, directory: Path, skip: tuple[str, ...]
+) -> ShardsWritten | None:
+    """Every rank writes the pack's shards whose source shards it hashed (:func:`_shard_owner`) into
+    ``directory``, side by side; rank 0 gets every rank's records (None on the other ranks)."""
+    world = group.world
+    owner = _shard_owner(r.source, skip, world.size)
+
+    def write() -> list[dict[str, Any]]:
+        directory.mkdir(exist_ok=True)
+        mine = write_shards(r.source, directory, scheme, r.device, options, lambda s: owner[s] == world.rank)
+        return [s.to_dict() for s in mine]
+
+    sent = group.gather(group.step(write))
+    if not world.leader:
+        return None
+    records: dict[str, WrittenShard] = {}
+    for rank, shards in enumerate(sent):
+        for d in shards if isinstance(shards, list) else [None]:
+            rec = WrittenShard.from_dict(d, f"rank {rank}")
+            if rec.name in records or owner.get(rec.name) != rank:
+                raise OperationalError(f"rank {rank} sent the record of a shard it was not to write: {rec.name!r}")
+            records[rec.name] = rec
+    return ShardsWritten(directory, records)
+
+
+def _shard_owner(source: Path, skip: tuple[str, ...], ranks: int) -> dict[str, int]:
+    """Source shard -> the rank that hashes it whole and writes the pack's shard of that name: :func:`assign` over
+    the shards' bytes (each shard at least 1, so an empty one still has a rank)."""
+    src = ModelSource(source, skip)
+    try:
+        sizes = {shard: sum(t.info.end - t.info.begin for t in members) + 1 for shard, members in src.by_shard()}
+    finally:
+        src.close()
+    return assign(sizes, ranks)
 
 
 def _allocate_share(
@@ -218,11 +273,10 @@ def _hash_share(r: PackRequest, skip: tuple[str, ...], owner: dict[str, int], wo
     it, whole, and the source bytes of the tensors it quantized (still in the page cache), taken as the writer
     takes them (a shard's header, then its tensors in file order): rank 0 then reads and hashes only what it
     copies."""
+    mine = {shard for shard, rank in _shard_owner(r.source, skip, world.size).items() if rank == world.rank}
     src = ModelSource(r.source, skip)
     try:
         shards = dict(src.by_shard())
-        sizes = {shard: sum(t.info.end - t.info.begin for t in members) + 1 for shard, members in shards.items()}
-        mine = {shard for shard, rank in assign(sizes, world.size).items() if rank == world.rank}
         files, tensors = {}, {}
         for shard, members in shards.items():
             f = src.file(shard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,14 @@ from ..core.digest import Digest, canonical_json, sha256_file
 from ..core.fsutil import atomic_output_dir, atomic_write_bytes
 from ..core.stfile import OutTensor, SafetensorsFile, TensorInfo, out_tensor, write_safetensors
 from ..errors import Finding, MalformedModel, MalformedPack, OperationalError, VerificationFailed
-from ..manifest import CalibrationRecord, Manifest, SourceSignature, TensorEntry, moments_digest_of
+from ..manifest import (
+    CalibrationRecord,
+    Manifest,
+    SourceSignature,
+    TensorEntry,
+    moments_digest_of,
+    parse_tensor_entries,
+)
 from ..quant.allocate import Candidates
 from ..quant.measure import Candidate, measure
 from ..quant.quantize import quantize_tensor
@@ -135,7 +143,8 @@ class WriteOptions:
     (a signature inside the source directory). ``calibration``: where the moments came from, recorded in the
     manifest with the digest of the moments committed here. ``progress(name, weights)`` after each quantized
     tensor. ``prepared``: tensors already quantized and measured at their width (the allocation's
-    candidates), written as they are. ``known``: source digests already taken, not taken again."""
+    candidates), written as they are. ``known``: source digests already taken, not taken again. ``written``: shards
+    the ranks of a distributed pack wrote, moved into the pack instead of written."""
 
     force: bool = False
     progress: Progress | None = None
@@ -146,6 +155,7 @@ class WriteOptions:
     calibration: CalibrationRecord | None = None
     prepared: Candidates | None = None
     known: SourceDigests | None = None
+    written: ShardsWritten | None = None
 
 
 def write_pack(
@@ -159,7 +169,12 @@ def write_pack(
     try:
         _refuse_reserved_names(src)
         with atomic_output_dir(Path(out_dir), overwrite=o.force) as tmp:
-            shards = [_write_shard(src, shard, tensors, tmp, job) for shard, tensors in src.by_shard()]
+            shards = [
+                _adopt_shard(shard, tensors, o.written, tmp, job)
+                if o.written is not None and shard in o.written.shards
+                else _write_shard(src, shard, tensors, tmp, job)
+                for shard, tensors in src.by_shard()
+            ]
             entries = [e for shard in shards for e in shard.entries]
             _write_extra_files(src, tmp, scheme, entries, o.pack_format)
             files, source_files = _file_digests(src, tmp, shards)
@@ -216,13 +231,48 @@ class _ShardParts:
 
 
 @dataclass(frozen=True)
-class _Shard:
-    """One shard as written: its manifest entries, and the digests of the pack's and the source's file."""
+class WrittenShard:
+    """One shard of the pack as written: its manifest entries, and the digests of the pack's and the source's
+    file (as hashed while written and read). A distributed pack's ranks send it to rank 0 as JSON."""
 
     name: str
     entries: list[TensorEntry]
     digest: Digest
     source_digest: Digest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "entries": [e.to_dict() for e in self.entries],
+            "digest": str(self.digest),
+            "source_digest": str(self.source_digest),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str) -> WrittenShard:
+        """A record another rank sent: OperationalError naming ``origin`` when it is not well formed."""
+        try:
+            name = d["name"]
+            if not isinstance(name, str):
+                raise TypeError(name)
+            return cls(
+                name,
+                parse_tensor_entries(d["entries"], origin),
+                Digest.parse(d["digest"]),
+                Digest.parse(d["source_digest"]),
+            )
+        except (KeyError, TypeError, ValueError, MalformedPack):
+            raise OperationalError(f"{origin}: a shard record that is not well formed") from None
+
+
+@dataclass(frozen=True)
+class ShardsWritten:
+    """Shards of the pack the ranks of a distributed pack wrote into ``directory`` (a scratch directory on the
+    filesystem the output is on), and each one's record: :func:`write_pack` moves each file into the pack and
+    checks it (the source's tensors in order, its digest as hashed there, the source digests the job knows)."""
+
+    directory: Path
+    shards: dict[str, WrittenShard]
 
 
 def _refuse_reserved_names(src: ModelSource) -> None:
@@ -231,7 +281,7 @@ def _refuse_reserved_names(src: ModelSource) -> None:
             raise MalformedModel(f"tensor {t.name!r} ends with a reserved uc-attest suffix", tensor=t.name)
 
 
-def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp: Path, job: _Job) -> _Shard:
+def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp: Path, job: _Job) -> WrittenShard:
     """Quantize or copy each tensor of ``shard`` and write the pack's shard, hashing both files in one pass (the
     source's digests the job already knows are not taken again: a quantized tensor's source bytes are then not
     read at all)."""
@@ -263,7 +313,47 @@ def _write_shard(src: ModelSource, shard: str, tensors: list[SourceTensor], tmp:
     if known is None:
         assert source_hash is not None
         known = Digest(source_hash.hexdigest())
-    return _Shard(shard, entries, digest, known)
+    return WrittenShard(shard, entries, digest, known)
+
+
+def write_shards(
+    source_dir: Path,
+    directory: Path,
+    scheme: Scheme,
+    device: str,
+    options: WriteOptions,
+    select: Callable[[str], bool],
+) -> list[WrittenShard]:
+    """The pack's shards ``select`` accepts, written into ``directory`` as :func:`write_pack` writes them (a rank's
+    share of a distributed pack's writing; rank 0's writer then moves them into the pack: ``options.written``)."""
+    o = options
+    job = _Job(scheme, resolve_device(device), o.moments, o.progress or _no_progress, o.prepared, o.known)
+    src = ModelSource(source_dir, o.skip_files)
+    try:
+        return [_write_shard(src, shard, tensors, directory, job) for shard, tensors in src.by_shard() if select(shard)]
+    finally:
+        src.close()
+
+
+def _adopt_shard(shard: str, tensors: list[SourceTensor], written: ShardsWritten, tmp: Path, job: _Job) -> WrittenShard:
+    """A shard a rank wrote, moved into the pack being built and checked there: it lists the source shard's tensors
+    in order (name, dtype, shape, this file), it hashes to its record, and its source digests are the ones the job
+    knows. OperationalError naming the shard otherwise (the ranks disagree: nothing is written)."""
+    rec = written.shards[shard]
+    want = [(t.name, t.info.dtype, tuple(t.info.shape), shard) for t in tensors]
+    if rec.name != shard or [(e.name, e.dtype, tuple(e.shape), e.file) for e in rec.entries] != want:
+        raise OperationalError(f"{shard}: the shard a rank wrote does not list the source shard's tensors", path=shard)
+    known = job.known or SourceDigests({}, {})
+    wrong = [e.name for e in rec.entries if e.name in known.tensors and known.tensors[e.name] != e.source_digest]
+    if wrong or (shard in known.files and known.files[shard] != rec.source_digest):
+        raise OperationalError(f"{shard}: the shard a rank wrote records other source digests", path=shard)
+    path, dest = written.directory / shard, tmp / shard
+    if path.is_symlink() or not path.is_file():
+        raise OperationalError(f"{shard}: the shard a rank wrote is missing", path=shard)
+    os.replace(path, dest)  # the same filesystem (the scratch directory sits beside the output)
+    if sha256_file(dest) != rec.digest:
+        raise OperationalError(f"{shard}: the shard a rank wrote does not hash to its record", path=shard)
+    return rec
 
 
 def quantize_into(
@@ -370,7 +460,9 @@ def _write_extra_files(src: ModelSource, tmp: Path, scheme: Scheme, entries: lis
             shutil.copyfile(src.root / rel, tmp / rel)
 
 
-def _file_digests(src: ModelSource, tmp: Path, shards: list[_Shard]) -> tuple[dict[str, Digest], dict[str, Digest]]:
+def _file_digests(
+    src: ModelSource, tmp: Path, shards: list[WrittenShard]
+) -> tuple[dict[str, Digest], dict[str, Digest]]:
     """Every file of the pack and of the source it was read from, by SHA-256 (shards: as hashed while written
     and read, other files now)."""
     rels = sorted([*src.shards, *src.extra_files])
