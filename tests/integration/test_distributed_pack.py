@@ -16,12 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import uc_attest as uc
 from tests.conftest import REPO, make_model, shared_path
 from uc_attest.core.stfile import SafetensorsFile
 from uc_attest.core.threads import available_cores
+from uc_attest.pack.reader import Pack
 from uc_attest.pack.world import World, assign
 from uc_attest.testing.synth import write_synth_model
 
@@ -278,3 +281,52 @@ def test_a_distributed_rebuild_gives_one_verdict_on_every_rank(small: Path, tmp_
     assert not bad[0]["ok"] and not bad[0]["match"]["ok"]
     assert bad[0]["findings"] == bad[1]["findings"]  # rank 0's verdict, on both ranks
     assert "rebuild: " in json.dumps(bad[0]["findings"]) and name in json.dumps(bad[0]["findings"])
+
+
+_VERIFY = """
+import json, os, sys
+from pathlib import Path
+import uc_attest as uc
+v = uc.verify(Path(sys.argv[1]), uc.Anchor.pack_itself())
+row = {"rank": int(os.environ["RANK"]), "ok": v.ok, "tensors": v.tensors_checked, "findings": v.to_dict()["findings"]}
+os.write(1, (json.dumps(row) + "\\n").encode())
+"""
+
+
+def test_a_verify_split_over_ranks_gives_every_finding_on_every_rank(tmp_path: Path) -> None:
+    """Under torchrun each rank reconstructs and hashes its share of the tensors (largest first, by bytes) and
+    every rank returns the one check of them all: tampered tensors on two ranks are both named, on both."""
+    src = make_model(tmp_path / "src", shards=3)
+    pack = tmp_path / "pack"
+    assert one_process(src, pack, "--no-calibration").returncode == 0
+    script = tmp_path / "verify.py"
+    script.write_text(_VERIFY)
+
+    def verify() -> dict[int, dict[str, Any]]:
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+        r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", str(script), str(pack)],
+                           capture_output=True, text=True, timeout=300, check=False, env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return {row["rank"]: row for row in map(json.loads, r.stdout.splitlines())}
+
+    alone = uc.verify(pack, uc.Anchor.pack_itself())
+    good = verify()
+    assert good[0]["ok"] and good[1]["ok"] and good[0]["tensors"] == good[1]["tensors"] == alone.tensors_checked
+    with Pack(pack) as opened:  # the rule check_pack splits by: the reconstructed tensors' bytes
+        owner = assign({n: t.nbytes for n, t in opened.tensors.items()}, 2)
+        stored = {n: t.shard for n, t in opened.tensors.items() if t.quant is not None}
+    flipped = [next(n for n in sorted(stored) if owner[n] == rank) for rank in (0, 1)]
+    for name in flipped:  # a code byte of one quantized tensor of each rank's share
+        shard = pack / stored[name]
+        with SafetensorsFile(shard) as f:
+            at = f.data_start + f.infos[name + ".uc_codes"].begin
+        raw = bytearray(shard.read_bytes())
+        raw[at] ^= 0xFF
+        shard.write_bytes(bytes(raw))
+    bad = verify()
+    assert not bad[0]["ok"] and bad[0]["findings"] == bad[1]["findings"]
+    named = json.dumps(bad[0]["findings"])
+    assert all(name in named for name in flipped)
+    assert sorted(json.dumps(f) for f in bad[0]["findings"]) == sorted(
+        json.dumps(f) for f in uc.verify(pack, uc.Anchor.pack_itself()).to_dict()["findings"]
+    )  # the findings of one process, every one

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.digest import Digest
-from ..errors import Finding, FindingKind
+from ..errors import Finding, FindingKind, OperationalError
 from ..manifest import Manifest
 from .facts import PackFacts
 from .layout import MANIFEST_NAME
 from .reader import Pack
-from .verified import Progress, Verified, verified_tensors
+from .verified import Progress, Share, Verified, verified_tensors
+from .world import Group, World, assign
 
 __all__ = ["INTEGRITY_ONLY", "PackCheck", "Progress", "check_files", "check_pack", "default_workers", "is_shard"]
 
@@ -97,25 +98,67 @@ def check_pack(
     workers: int | None = None,
     progress: Progress | None = None,
     shard_digests: bool = False,
+    world: World | None = None,
 ) -> PackCheck:
     """Compare the pack with ``expected`` (its own manifest, a separately kept one, or the signed one);
     ``source`` says which, for the report. Every tensor is reconstructed and matched (with its committed
     moments) and every other file hashed; a shard's own file digest only with ``shard_digests`` — its tensors
-    already prove every byte that is served (the argument: docs/security.md, "Pack files")."""
+    already prove every byte that is served (the argument: docs/security.md, "Pack files"). ``world``: the ranks
+    of a torchrun job split the tensors and files (:func:`~uc_attest.pack.world.assign`, by bytes); this rank's
+    part, which :func:`merged` adds up."""
+    world = world or World()
+    files = [rel for rel in sorted(expected.files) if shard_digests or not is_shard(rel)]
+    my_files = _mine(dict.fromkeys(files, 1), world)
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
-        file_jobs = [
-            ex.submit(_file_finding, facts, rel, want)
-            for rel, want in sorted(expected.files.items())
-            if shard_digests or not is_shard(rel)
-        ]
-        outcomes = list(verified_tensors(pack, expected, pool=ex, moments=True, progress=progress))
+        share = None
+        if world.distributed:
+            takes = _mine({n: t.nbytes for n, t in pack.tensors.items()}, world)
+            share = Share(takes.__contains__, world.leader)
+        file_jobs = [ex.submit(_file_finding, facts, rel, expected.files[rel]) for rel in files if rel in my_files]
+        outcomes = list(verified_tensors(pack, expected, pool=ex, moments=True, progress=progress, share=share))
         file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
     findings = [o for o in outcomes if isinstance(o, Finding)]
     hashed = {o.entry.name for o in outcomes if isinstance(o, Verified)}
     hashed |= {f.subject for f in findings if f.kind in _HASHED}
-    findings += file_findings + _added_files(facts, expected)
-    checked = len(expected.files) if shard_digests else sum(1 for rel in expected.files if not is_shard(rel))
-    return PackCheck(facts.dir, source, expected.root, len(hashed), checked, findings, shards_hashed=shard_digests)
+    findings += file_findings + (_added_files(facts, expected) if world.leader else [])
+    return PackCheck(facts.dir, source, expected.root, len(hashed), len(files), findings, shards_hashed=shard_digests)
+
+
+def _mine(sizes: dict[str, int], world: World) -> set[str]:
+    """The names :func:`assign` gives this rank (all of them in a world of one)."""
+    return {n for n, rank in assign(sizes, world.size).items() if rank == world.rank}
+
+
+def merged(group: Group, part: PackCheck) -> PackCheck:
+    """Every rank's part of the check in one, on every rank: the tensors hashed added up, the findings in rank order
+    (what another rank sends is data: anything but counts and string findings stops the check, exit 4)."""
+    sent = [{**f.to_dict(), "kind": f.kind.name if f.kind else None} for f in part.findings]
+    mine = {"hashed": part.tensors_checked, "findings": sent}
+    total, merged = 0, []
+    try:
+        for rank_part in group.gather(mine):
+            total += _count(rank_part["hashed"])
+            merged += [_finding(d) for d in rank_part["findings"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise OperationalError("a rank sent a part of the pack check that is not well formed") from None
+    return replace(part, tensors_checked=total, findings=merged)
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(value)
+    return value
+
+
+def _finding(d: Any) -> Finding:
+    """A finding another rank sent (strings only; ``kind`` a FindingKind's name or null)."""
+    fields = {k: d.get(k) for k in ("subject", "problem", "expected", "actual")}
+    if not isinstance(fields["subject"], str) or not isinstance(fields["problem"], str):
+        raise TypeError(d)
+    if any(v is not None and not isinstance(v, str) for v in fields.values()) or set(d) - {*fields, "kind"}:
+        raise TypeError(d)
+    kind = d.get("kind")
+    return Finding(**fields, kind=FindingKind[kind] if kind is not None else None)
 
 
 def is_shard(rel: str) -> bool:

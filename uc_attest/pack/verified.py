@@ -45,26 +45,41 @@ def verified_tensors(
     pool: Executor | None = None,
     moments: bool = False,
     progress: Progress | None = None,
+    share: Share | None = None,
 ) -> Iterator[Outcome]:
     """Every tensor of ``trusted`` in ``pack``, shard by shard (by name within a shard), as :class:`Verified`
     once its digest matched, or findings: an unreadable shard (once, for every tensor in it), a tensor missing,
     of another dtype/shape, not reconstructible or with another digest, and every tensor the manifest does not
     name (hashed, to name its digest). ``moments``: the committed calibration moments are matched too.
-    ``pool`` hashes tensors in parallel (largest first); a ``sink`` gets its blocks in order, so not with one."""
+    ``pool`` hashes tensors in parallel (largest first); a ``sink`` gets its blocks in order, so not with one.
+    ``share``: one rank's part of a check split over ranks (``pack/check.py``): only the tensors it takes are
+    hashed, and the pack-wide findings (unreadable shards, missing tensors) are rank 0's."""
     assert sink is None or pool is None, "a sink receives blocks in order: no pool"
     entries = {e.name: e for e in trusted.tensors}
-    yield from _unreadable_shards(pack, trusted)
+    mine = share.takes if share is not None else (lambda _name: True)
+    whole = share is None or share.leader
+    if whole:
+        yield from _unreadable_shards(pack, trusted)
     present = sorted((e for e in trusted.tensors if e.name in pack.tensors), key=lambda e: _place(pack, e.name))
     for e in sorted(trusted.tensors, key=lambda e: e.name):
-        if e.name not in pack.tensors and e.file not in pack.unreadable:  # those are the shard's finding
+        if whole and e.name not in pack.tensors and e.file not in pack.unreadable:  # those are the shard's finding
             yield FindingKind.MISSING_TENSOR.at(e.name, str(e.digest))
-    names = [e.name for e in present] + sorted(set(pack.tensors) - set(entries))
+    names = [e.name for e in present if mine(e.name)] + sorted(n for n in set(pack.tensors) - set(entries) if mine(n))
 
     def one(name: str) -> list[Outcome]:
         return _verify(pack, name, entries.get(name), sink, moments, progress)
 
     for outcomes in _in_order(names, one, pool, lambda n: pack.tensors[n].nbytes):
         yield from outcomes
+
+
+@dataclass(frozen=True)
+class Share:
+    """One rank's part of a pack check split over the ranks of a torchrun job: the tensors it ``takes``, and
+    whether it is rank 0 (which also reports what concerns the whole pack)."""
+
+    takes: Callable[[str], bool]
+    leader: bool
 
 
 def _place(pack: Pack, name: str) -> tuple[str, str]:

@@ -11,8 +11,9 @@ from pathlib import Path
 from ..core.device import Device
 from ..errors import InvalidInput, MalformedPack
 from ..manifest import Manifest
-from ..pack.check import Progress, check_pack
+from ..pack.check import PackCheck, Progress, check_pack, merged
 from ..pack.facts import PackFacts, load_manifest
+from ..pack.world import World, joined
 from ..policy.rules import Facts, RebuildOutcome
 
 
@@ -53,15 +54,19 @@ def tensors(
 ) -> None:
     """Reconstruct and match every tensor (and file; a shard's file digest with ``shard_digests``) against the
     expected manifest."""
+    world = World.from_env()
+
+    def part() -> PackCheck:
+        m = expected.manifest
+        return check_pack(facts.pack, m, expected.source, workers=workers, progress=progress,
+                          shard_digests=shard_digests, world=world)  # fmt: skip
+
     try:
-        facts.pack_check = check_pack(
-            facts.pack,
-            expected.manifest,
-            expected.source,
-            workers=workers,
-            progress=progress,
-            shard_digests=shard_digests,
-        )
+        if not world.distributed:
+            facts.pack_check = part()
+            return
+        with joined(world) as group:  # torchrun: the ranks split the tensors, every rank gives the one verdict
+            facts.pack_check = merged(group, group.step(part))
     except (MalformedPack, InvalidInput) as exc:
         facts.pack_error = exc.message
 
