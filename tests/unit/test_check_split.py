@@ -59,7 +59,11 @@ def test_the_parts_add_up_to_the_one_process_check(model_factory: Callable[..., 
     assert sum(p.tensors_checked for p in parts) == one.tensors_checked
     assert [f.subject for f in parts[0].findings] == ["stray.txt"] and parts[1].findings == []
     got = merged(_Sent(_sent(parts[1])), parts[0])
-    assert (got.tensors_checked, got.files_checked, got.findings) == (one.tensors_checked, one.files_checked, one.findings)
+    assert (got.tensors_checked, got.files_checked, got.findings) == (
+        one.tensors_checked,
+        one.files_checked,
+        one.findings,
+    )
 
 
 def _sent(part: PackCheck) -> dict[str, Any]:
