@@ -243,6 +243,23 @@ def test_the_own_llama_samples_in_bfloat16(tmp_path: Path) -> None:
     assert tokens.shape == (3, 9) and torch.equal(tokens, again)  # deterministic on this machine
 
 
+def test_a_bf16_decode_step_with_or_without_a_cache_matches_transformers(tmp_path: Path) -> None:
+    """A one-token pass of the bf16 model, cached or not (no cache: its keys are bf16, cast for the float32 decode
+    attention; found by review), gives transformers' bf16 logits within bf16 rounding."""
+    root = _llama(tmp_path, num_key_value_heads=2)
+    ours = build(root, _config(root), causal=True)
+    assert ours is not None
+    ours = ours.to(torch.bfloat16)
+    ref = _reference(root, causal=True).to(torch.bfloat16)
+    ids = torch.tensor([[1], [2]])
+    with torch.no_grad():
+        want = ref(input_ids=ids, use_cache=False).logits.float()
+        for kw in ({}, {"use_cache": True}, {"attention_mask": torch.ones_like(ids)}):
+            got = ours(input_ids=ids, **kw).logits
+            assert got is not None and got.dtype == torch.bfloat16
+            assert torch.allclose(got.float(), want, atol=2e-2), kw
+
+
 @pytest.mark.parametrize(
     "edit",
     [{"num_attention_heads": 0}, {"num_attention_heads": "4"}, {"hidden_size": True}, {"intermediate_size": -96},
