@@ -11,6 +11,7 @@ what another rank sends as data. Tensors go to ranks by a rule that depends on t
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -161,7 +162,10 @@ def _collective(fn: Callable[[], object]) -> None:
 
 @contextmanager
 def joined(world: World) -> Iterator[Group]:
-    """The process group for the pack's lifetime (gloo, torchrun's rendezvous); a world of one joins nothing."""
+    """The process group (gloo, torchrun's rendezvous) for this block; a world of one joins nothing. The group is
+    made once per process and kept until it exits: joining again after destroying it (a split verify, then its
+    rebuild) rendezvoused through torchrun's store, which still held the first group's addresses, and a rank could
+    connect to a closed port ("Connection refused")."""
     if not world.distributed:
         yield Group(world)
         return
@@ -169,19 +173,25 @@ def joined(world: World) -> Iterator[Group]:
 
     if not dist.is_available() or not dist.is_gloo_available():
         raise UsageError("a distributed pack needs torch.distributed with gloo; this torch has none")
-    started = not dist.is_initialized()
     restore = _terminate_as_error(world)
-    if started:
-        try:
-            dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=STEP_TIMEOUT)
-        except (RuntimeError, ValueError) as exc:
-            raise OperationalError(f"rank {world.rank}: cannot join the distributed pack: {exc}") from None
     try:
+        if not dist.is_initialized():
+            try:
+                dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=STEP_TIMEOUT)
+            except (RuntimeError, ValueError) as exc:
+                raise OperationalError(f"rank {world.rank}: cannot join the distributed pack: {exc}") from None
+            atexit.register(_leave)
         yield Group(world)
     finally:
-        if started:
-            dist.destroy_process_group()
         restore()
+
+
+def _leave() -> None:
+    """Destroy the process group at exit (every rank's last step was agreed, so none is still using it)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _terminate_as_error(world: World) -> Callable[[], None]:
