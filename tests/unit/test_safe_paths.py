@@ -99,6 +99,7 @@ ALLOWED = {
     ("pack/writer.py", "tmp / rel"),  # the source's file names, from its directory listing
     ("pack/writer.py", "src.root / rel"),
     ("pack/writer.py", "tmp / shard"),
+    ("pack/writer.py", "written.directory / shard"),  # the source's shard names (bare file names, source.py)
     ("pack/facts.py", "self.dir / rel"),  # read_file's error message; the file is opened through path_of
     ("source.py", "self.root / s"),  # index shard names: checked to be bare .safetensors file names first
     ("source.py", "self.root / shard"),
