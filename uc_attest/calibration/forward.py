@@ -141,8 +141,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Attention of one query per sequence ([b, heads, 1, d]) over the kept keys and values ([b, kv heads, L, d];
-    float32 when cached, else cast here), in float32: plain products, as torch's CPU flash kernel for a single query in bfloat16 cost 40 % of
-    a sampling pass for 2 % of its arithmetic. Query head j reads key/value head j // (heads / kv heads)."""
+    float32 when cached, else cast here), in float32 by plain products: torch's CPU flash kernel for a single
+    bfloat16 query cost 40 % of a sampling pass for 2 % of its arithmetic. Query head j reads key/value head
+    j // (heads / kv heads)."""
     b, heads, _, d = q.shape
     kv = k.shape[1]
     qg = q.to(torch.float32).reshape(b, kv, heads // kv, d) * (1.0 / math.sqrt(d))

@@ -139,6 +139,7 @@ def _pack(
     try:
         sizes = tensor_sizes(r.source, r.scheme, skip)
         owner = assign(sizes, world.size)
+        shard_owner = _shard_owner(r.source, skip, world.size)  # who hashes each source shard and writes its pack shard
         rank = world.rank
         weights = sum(n for name, n in sizes.items() if owner[name] == rank)
         store = PartStore(scratch / "parts", r.scheme)
@@ -155,7 +156,7 @@ def _pack(
                     store, r.source, scheme, r.device, cal, lambda n: owner[n] == rank, _tensors(show, weights)
                 )
             )
-        known = _merge_digests(group.gather(group.step(lambda: _hash_share(r, skip, owner, world))))
+        known = _merge_digests(group.gather(group.step(lambda: _hash_share(r, skip, owner, shard_owner, world))))
         show.stage("writing")
         chosen = _chosen(group, scheme)
         options = WriteOptions(
@@ -167,7 +168,7 @@ def _pack(
             prepared=store,
             known=known,
         )
-        written = _write_share(r, group, chosen, options, scratch / "shards", skip)
+        written = _write_share(r, group, chosen, options, scratch / "shards", shard_owner)
         options = replace(options, written=written)
         result = group.step(lambda: write_pack(r.source, r.out, chosen, r.device, options) if world.leader else None)
         return PackResult(result.path, result.manifest, result.device, world.rank, world.size) if result else None
@@ -188,12 +189,11 @@ def _chosen(group: Group, scheme: Scheme) -> Scheme:
 
 
 def _write_share(
-    r: PackRequest, group: Group, scheme: Scheme, options: WriteOptions, directory: Path, skip: tuple[str, ...]
+    r: PackRequest, group: Group, scheme: Scheme, options: WriteOptions, directory: Path, owner: dict[str, int]
 ) -> ShardsWritten | None:
-    """Every rank writes the pack's shards whose source shards it hashed (:func:`_shard_owner`) into
+    """Every rank writes the pack's shards whose source shards it hashed (``owner``: :func:`_shard_owner`) into
     ``directory``, side by side; rank 0 gets every rank's records (None on the other ranks)."""
     world = group.world
-    owner = _shard_owner(r.source, skip, world.size)
 
     def write() -> list[dict[str, Any]]:
         directory.mkdir(exist_ok=True)
@@ -268,12 +268,14 @@ def _calibrate(
         threads.set_budget(before)
 
 
-def _hash_share(r: PackRequest, skip: tuple[str, ...], owner: dict[str, int], world: World) -> dict[str, Any]:
-    """This rank's share of the source digests the manifest records: the source files (shards) a size rule gives
-    it, whole, and the source bytes of the tensors it quantized (still in the page cache), taken as the writer
+def _hash_share(
+    r: PackRequest, skip: tuple[str, ...], owner: dict[str, int], shard_owner: dict[str, int], world: World
+) -> dict[str, Any]:
+    """This rank's share of the source digests the manifest records: the source files (shards) ``shard_owner``
+    gives it, whole, and the source bytes of the tensors it quantized (still in the page cache), taken as the writer
     takes them (a shard's header, then its tensors in file order): rank 0 then reads and hashes only what it
     copies."""
-    mine = {shard for shard, rank in _shard_owner(r.source, skip, world.size).items() if rank == world.rank}
+    mine = {shard for shard, rank in shard_owner.items() if rank == world.rank}
     src = ModelSource(r.source, skip)
     try:
         shards = dict(src.by_shard())

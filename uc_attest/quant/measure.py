@@ -12,6 +12,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -148,18 +149,28 @@ class Energy:
         moments always are), else as :meth:`of_torch`."""
         if self.segments is None:
             return squares
-        blocks16 = [h.to(torch.int16) for _a, _c, h, _w in self.segments]
-        if not native.available() or any(
-            not torch.equal(b.to(torch.float64), s[2]) for b, s in zip(blocks16, self.segments, strict=True)
-        ):
+        blocks16 = self._blocks16
+        if not native.available() or blocks16 is None:
             return self._of_products(v)
         q, per = native.module(), max(1, RUN // self.cols)
         runs = [(r, min(self.rows, r + per)) for r in range(0, self.rows, per)]
         total = 0
-        for (a, cols, _h, w), b16 in zip(self.segments, blocks16, strict=True):
-            h = b16.contiguous().numpy()
+        for (a, cols, _h, w), h in zip(self.segments, blocks16, strict=True):
             total += sum(pool().map(lambda r: q.block_energy(v, self.cols, a, cols, h, w, r[0], r[1]), runs))  # noqa: B023
         return total
+
+    @cached_property
+    def _blocks16(self) -> list[npt.NDArray[np.int16]] | None:
+        """Each segment's blocks as int16 for the native helper (once per tensor: the reference and every width's
+        damage use them), or None when one is not exactly int16."""
+        assert self.segments is not None
+        out = []
+        for _a, _c, h, _w in self.segments:
+            b16 = h.to(torch.int16)
+            if not torch.equal(b16.to(torch.float64), h):
+                return None
+            out.append(b16.contiguous().numpy())
+        return out
 
     def _of_products(self, v: npt.NDArray[np.int8]) -> int:
         """:meth:`of` by float64 batched products (integers below 2^53 at every step: exact in any order)."""
