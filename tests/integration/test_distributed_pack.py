@@ -287,7 +287,7 @@ _VERIFY = """
 import json, os, sys
 from pathlib import Path
 import uc_attest as uc
-v = uc.verify(Path(sys.argv[1]), uc.Anchor.pack_itself())
+v = uc.verify(Path(sys.argv[1]), uc.Anchor.pack_itself(), tensors=uc.TensorCheck(split=True))
 row = {"rank": int(os.environ["RANK"]), "ok": v.ok, "tensors": v.tensors_checked, "findings": v.to_dict()["findings"]}
 os.write(1, (json.dumps(row) + "\\n").encode())
 """
@@ -330,3 +330,15 @@ def test_a_verify_split_over_ranks_gives_every_finding_on_every_rank(tmp_path: P
     assert sorted(json.dumps(f) for f in bad[0]["findings"]) == sorted(
         json.dumps(f) for f in uc.verify(pack, uc.Anchor.pack_itself()).to_dict()["findings"]
     )  # the findings of one process, every one
+
+
+def test_a_verify_in_a_torchrun_environment_checks_alone_unless_told_to_split(small: Path, tmp_path: Path) -> None:
+    """A process whose environment names it one rank of two (a subprocess of a torchrun job, a job where one rank
+    verifies) checks alone: it waited for the other rank (30 minutes, SIGTERM ignored) before ``--split-over-ranks``
+    made the split opt-in (found by review)."""
+    pack = tmp_path / "pack"
+    assert one_process(small, pack, "--no-calibration").returncode == 0
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
+    r = subprocess.run([str(CLI), "verify", str(pack), "--integrity-only"], capture_output=True, text=True,
+                       timeout=120, check=False, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr

@@ -100,7 +100,11 @@ ALLOWED = {
     ("pack/writer.py", "src.root / rel"),
     ("pack/writer.py", "tmp / shard"),
     ("pack/writer.py", "written.directory / shard"),  # the source's shard names (bare file names, source.py)
-    ("pack/facts.py", "self.dir / rel"),  # read_file's error message; the file is opened through path_of
+    ("pack/facts.py", "self.dir / rel"),
+    (
+        "pack/check.py",
+        "facts.dir / rel",
+    ),  # _view: names from the pack's own directory listing (present_files)  # read_file's error message; the file is opened through path_of
     ("source.py", "self.root / s"),  # index shard names: checked to be bare .safetensors file names first
     ("source.py", "self.root / shard"),
     ("instance/state.py", "root / name"),  # the instance's own constant file names

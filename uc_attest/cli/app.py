@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -142,6 +143,13 @@ def verify(
             "shard is proven by its tensors, every served byte matched."
         ),
     ] = False,
+    split_over_ranks: Annotated[
+        bool,
+        typer.Option(
+            help="Under torchrun: the ranks split the tensors and each gives the one verdict (every rank runs "
+            "this command; docs/distributed.md)."
+        ),
+    ] = False,
     runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -157,7 +165,8 @@ def verify(
     if not target.startswith("oci://") and plain_http:
         raise uc.UsageError("--plain-http goes with an oci:// reference")
     rebuild = None if rebuild_from is None else uc.Rebuild(rebuild_from, device)
-    v = _verify_pack(target, anchor, rebuild, workers, shard_digests, plain_http, offline, runtime)
+    tensors = uc.TensorCheck(workers, None, shard_digests, split_over_ranks)
+    v = _verify_pack(target, anchor, rebuild, tensors, plain_http, offline, runtime)
     render.show_verdict(v, as_json, signed=anchor.signed, kept=isinstance(anchor, uc.KeptManifest))
     if not v.ok:
         raise typer.Exit(v.exit_code)
@@ -167,8 +176,7 @@ def _verify_pack(
     target: str,
     anchor: uc.Anchor,
     rebuild: uc.Rebuild | None,
-    workers: int | None,
-    shard_digests: bool,
+    tensors: uc.TensorCheck,
     plain_http: bool,
     offline: bool,
     runtime: str | None,
@@ -186,7 +194,7 @@ def _verify_pack(
             Path(target),
             anchor,
             rebuild=rebuild,
-            tensors=uc.TensorCheck(workers, progress, shard_digests),
+            tensors=replace(tensors, progress=progress),
             online=not offline,
             runtime=_runtime(runtime),
         )

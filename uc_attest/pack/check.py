@@ -8,6 +8,8 @@ and the stored tensors' blocks. Never stops at the first problem: every finding 
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -98,30 +100,56 @@ def check_pack(
     workers: int | None = None,
     progress: Progress | None = None,
     shard_digests: bool = False,
-    world: World | None = None,
+    group: Group | None = None,
 ) -> PackCheck:
     """Compare the pack with ``expected`` (its own manifest, a separately kept one, or the signed one);
     ``source`` says which, for the report. Every tensor is reconstructed and matched (with its committed
     moments) and every other file hashed; a shard's own file digest only with ``shard_digests`` — its tensors
-    already prove every byte that is served (the argument: docs/security.md, "Pack files"). ``world``: the ranks
-    of a torchrun job split the tensors and files (:func:`~uc_attest.pack.world.assign`, by bytes); this rank's
-    part, which :func:`merged` adds up."""
-    world = world or World()
+    already prove every byte that is served (the argument: docs/security.md, "Pack files"). ``group``: the ranks
+    of a torchrun job split the manifest's tensors (:func:`~uc_attest.pack.world.assign`, by elements) and files,
+    and every rank returns the one check (:func:`_merged`)."""
+    world = group.world if group is not None else World()
     files = [rel for rel in sorted(expected.files) if shard_digests or not is_shard(rel)]
-    my_files = _mine(dict.fromkeys(files, 1), world)
+
+    def part() -> _Part:
+        findings, hashed = _checked(facts, expected, files, world, workers, progress)
+        check = PackCheck(
+            facts.dir, source, expected.root, len(hashed), len(files), findings, shards_hashed=shard_digests
+        )
+        return _Part(check, hashed, _view(facts) if world.distributed else "")
+
+    if group is None or not world.distributed:
+        return part().check
+    return _merged(group, group.step(part), expected)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One rank's part of a split check: its findings and count, the tensors it hashed, what it saw (``_view``)."""
+
+    check: PackCheck
+    hashed: set[str]
+    view: str
+
+
+def _checked(
+    facts: PackFacts, expected: Manifest, files: list[str], world: World, workers: int | None, progress: Progress | None
+) -> tuple[list[Finding], set[str]]:
+    """This rank's findings and the tensors it hashed: in a world of several, the manifest's tensors ``assign`` gives
+    it by elements (rank 0 also every tensor the manifest does not name, and what concerns the whole pack)."""
+    mine = _mine(dict.fromkeys(files, 1), world)
+    owner = assign({e.name: math.prod(e.shape) for e in expected.tensors}, world.size)
+    share = None
+    if world.distributed:
+        share = Share(lambda n: owner[n] == world.rank if n in owner else world.leader, world.leader)
     with Pack(facts.dir) as pack, ThreadPoolExecutor(max_workers=workers or default_workers()) as ex:
-        share = None
-        if world.distributed:
-            takes = _mine({n: t.nbytes for n, t in pack.tensors.items()}, world)
-            share = Share(takes.__contains__, world.leader)
-        file_jobs = [ex.submit(_file_finding, facts, rel, expected.files[rel]) for rel in files if rel in my_files]
+        jobs = [ex.submit(_file_finding, facts, rel, expected.files[rel]) for rel in files if rel in mine]
         outcomes = list(verified_tensors(pack, expected, pool=ex, moments=True, progress=progress, share=share))
-        file_findings = [f for f in (j.result() for j in file_jobs) if f is not None]
+        file_findings = [f for f in (j.result() for j in jobs) if f is not None]
     findings = [o for o in outcomes if isinstance(o, Finding)]
     hashed = {o.entry.name for o in outcomes if isinstance(o, Verified)}
     hashed |= {f.subject for f in findings if f.kind in _HASHED}
-    findings += file_findings + (_added_files(facts, expected) if world.leader else [])
-    return PackCheck(facts.dir, source, expected.root, len(hashed), len(files), findings, shards_hashed=shard_digests)
+    return findings + file_findings + (_added_files(facts, expected) if world.leader else []), hashed
 
 
 def _mine(sizes: dict[str, int], world: World) -> set[str]:
@@ -129,25 +157,43 @@ def _mine(sizes: dict[str, int], world: World) -> set[str]:
     return {n for n, rank in assign(sizes, world.size).items() if rank == world.rank}
 
 
-def merged(group: Group, part: PackCheck) -> PackCheck:
-    """Every rank's part of the check in one, on every rank: the tensors hashed added up, the findings in rank order
-    (what another rank sends is data: anything but counts and string findings stops the check, exit 4)."""
+def _view(facts: PackFacts) -> str:
+    """What this rank sees of the pack: every file's name, size and modification time, as one digest (the ranks
+    of a split check must read the same files)."""
+    h = hashlib.sha256()
+    for rel in sorted(facts.present_files()):
+        st = (facts.dir / rel).stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _merged(group: Group, mine: _Part, expected: Manifest) -> PackCheck:
+    """Every rank's part of the check in one, on every rank: the tensors hashed, the findings in rank order. The
+    ranks must have checked the same manifest on the same files, and every tensor of the manifest must have been
+    hashed by one rank or named by a finding; anything else (or a part that is not names and string findings:
+    what another rank sends is data) stops the check, exit 4."""
+    part, hashed, view = mine.check, mine.hashed, mine.view
     sent = [{**f.to_dict(), "kind": f.kind.name if f.kind else None} for f in part.findings]
-    mine = {"hashed": part.tensors_checked, "findings": sent}
-    total, merged = 0, []
+    msg = {"root": str(expected.root), "view": view, "hashed": sorted(hashed), "findings": sent}
+    names: set[str] = set()
+    findings: list[Finding] = []
     try:
-        for rank_part in group.gather(mine):
-            total += _count(rank_part["hashed"])
-            merged += [_finding(d) for d in rank_part["findings"]]
+        for rank, got in enumerate(group.gather(msg)):
+            if got["root"] != msg["root"] or got["view"] != view:
+                raise OperationalError(f"rank {rank} checked another manifest or other files than this rank")
+            theirs = got["hashed"]
+            if not isinstance(theirs, list) or not all(isinstance(n, str) for n in theirs) or names & set(theirs):
+                raise TypeError(theirs)
+            names |= set(theirs)
+            findings += [_finding(d) for d in got["findings"]]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise OperationalError("a rank sent a part of the pack check that is not well formed") from None
-    return replace(part, tensors_checked=total, findings=merged)
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or value < 0:
-        raise ValueError(value)
-    return value
+    named = {f.subject for f in findings}
+    named |= {e.name for e in expected.tensors if e.file in named}  # an unreadable shard's tensors: its finding
+    unchecked = sorted(e.name for e in expected.tensors if e.name not in names and e.name not in named)
+    if unchecked:
+        raise OperationalError(f"no rank checked tensor {unchecked[0]!r} ({len(unchecked)} in all)")
+    return replace(part, tensors_checked=len(names), findings=findings)
 
 
 def _finding(d: Any) -> Finding:

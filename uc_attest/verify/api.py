@@ -223,11 +223,14 @@ class Rebuild:
 class TensorCheck:
     """How every tensor is checked: by ``workers`` (None: the cores), telling ``progress``; ``shard_digests``:
     also hash every shard file against its signed digest (byte-identical files; without it each shard is proven
-    by its tensors, every served byte matched: docs/security.md)."""
+    by its tensors, every served byte matched: docs/security.md). ``split``: under torchrun, the ranks split the
+    tensors and each returns the one check (every rank must verify; without it each process checks alone, whatever
+    its environment says: docs/distributed.md)."""
 
     workers: int | None = None
     progress: Progress | None = None
     shard_digests: bool = False
+    split: bool = False
 
 
 def verify(
@@ -270,6 +273,7 @@ def verify(
             workers=tensors.workers,
             progress=tensors.progress,
             shard_digests=tensors.shard_digests,
+            split=tensors.split,
         )
     if rebuild is not None:
         local.rebuilt(prep.facts, Path(rebuild.source), prep.device, prep.expected.manifest if prep.expected else None)

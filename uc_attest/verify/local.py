@@ -11,9 +11,9 @@ from pathlib import Path
 from ..core.device import Device
 from ..errors import InvalidInput, MalformedPack
 from ..manifest import Manifest
-from ..pack.check import PackCheck, Progress, check_pack, merged
+from ..pack.check import PackCheck, Progress, check_pack
 from ..pack.facts import PackFacts, load_manifest
-from ..pack.world import World, joined
+from ..pack.world import Group, World, joined
 from ..policy.rules import Facts, RebuildOutcome
 
 
@@ -51,22 +51,23 @@ def tensors(
     workers: int | None = None,
     progress: Progress | None = None,
     shard_digests: bool = False,
+    split: bool = False,
 ) -> None:
     """Reconstruct and match every tensor (and file; a shard's file digest with ``shard_digests``) against the
-    expected manifest."""
-    world = World.from_env()
+    expected manifest; ``split``: shared with the other ranks of a torchrun job (one process otherwise)."""
+    world = World.from_env() if split else World()
 
-    def part() -> PackCheck:
+    def check(group: Group | None) -> PackCheck:
         m = expected.manifest
         return check_pack(facts.pack, m, expected.source, workers=workers, progress=progress,
-                          shard_digests=shard_digests, world=world)  # fmt: skip
+                          shard_digests=shard_digests, group=group)  # fmt: skip
 
     try:
         if not world.distributed:
-            facts.pack_check = part()
+            facts.pack_check = check(None)
             return
         with joined(world) as group:  # torchrun: the ranks split the tensors, every rank gives the one verdict
-            facts.pack_check = merged(group, group.step(part))
+            facts.pack_check = check(group)
     except (MalformedPack, InvalidInput) as exc:
         facts.pack_error = exc.message
 
