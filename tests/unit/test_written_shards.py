@@ -88,9 +88,29 @@ def _digest(w: ShardsWritten, shard: str) -> None:
     w.shards[shard] = replace(rec, digest=Digest("0" * 64))
 
 
+def _other_width(w: ShardsWritten, shard: str) -> None:
+    rec = w.shards[shard]
+    i = next(i for i, e in enumerate(rec.entries) if e.quant is not None)
+    e = rec.entries[i]
+    assert e.quant is not None
+    entries = list(rec.entries)
+    entries[i] = replace(e, quant=replace(e.quant, bits=e.quant.bits + 1))  # made under another allocation
+    w.shards[shard] = replace(rec, entries=entries)
+
+
+def _changed_copy(w: ShardsWritten, shard: str) -> None:
+    rec = w.shards[shard]
+    i = next(i for i, e in enumerate(rec.entries) if e.quant is None)
+    entries = list(rec.entries)
+    entries[i] = replace(entries[i], digest=Digest("2" * 64))  # a tensor stored unchanged, recorded changed
+    w.shards[shard] = replace(rec, entries=entries)
+
+
 @pytest.mark.parametrize(
     ("tamper", "match"),
     [
+        (_other_width, "does not list the source shard's tensors"),
+        (_changed_copy, "changes a tensor it stores unchanged"),
         (_flip_byte, "does not hash to its record"),
         (_digest, "does not hash to its record"),
         (_reorder, "does not list the source shard's tensors"),

@@ -337,16 +337,23 @@ def write_shards(
 
 def _adopt_shard(shard: str, tensors: list[SourceTensor], written: ShardsWritten, tmp: Path, job: _Job) -> WrittenShard:
     """A shard a rank wrote, moved into the pack being built and checked there: it lists the source shard's tensors
-    in order (name, dtype, shape, this file), it hashes to its record, and its source digests are the ones the job
-    knows. OperationalError naming the shard otherwise (the ranks disagree: nothing is written)."""
+    in order (name, dtype, shape, this file), each quantized one at the width and group size of the job's scheme and
+    each other one unchanged (its digest its source's), it hashes to its record, and its source digests are the ones
+    the job knows. OperationalError naming the shard otherwise (the ranks disagree: nothing is written). A quantized
+    tensor's reconstruction digest and quality record are the writing rank's, which checked its part against them
+    (parts.py); ``verify`` of the pack is the end-to-end check."""
     rec = written.shards[shard]
-    want = [(t.name, t.info.dtype, tuple(t.info.shape), shard) for t in tensors]
-    if rec.name != shard or [(e.name, e.dtype, tuple(e.shape), e.file) for e in rec.entries] != want:
+    want = [(t.name, t.info.dtype, tuple(t.info.shape), shard, _width(job.scheme, t)) for t in tensors]
+    got = [(e.name, e.dtype, tuple(e.shape), e.file, (e.quant.bits, e.quant.group_size) if e.quant else None)
+           for e in rec.entries]  # fmt: skip
+    if rec.name != shard or got != want:
         raise OperationalError(f"{shard}: the shard a rank wrote does not list the source shard's tensors", path=shard)
     known = job.known or SourceDigests({}, {})
     wrong = [e.name for e in rec.entries if e.name in known.tensors and known.tensors[e.name] != e.source_digest]
     if wrong or (shard in known.files and known.files[shard] != rec.source_digest):
         raise OperationalError(f"{shard}: the shard a rank wrote records other source digests", path=shard)
+    if any(e.quant is None and e.digest != e.source_digest for e in rec.entries):
+        raise OperationalError(f"{shard}: the shard a rank wrote changes a tensor it stores unchanged", path=shard)
     path, dest = written.directory / shard, tmp / shard
     if path.is_symlink() or not path.is_file():
         raise OperationalError(f"{shard}: the shard a rank wrote is missing", path=shard)
@@ -354,6 +361,13 @@ def _adopt_shard(shard: str, tensors: list[SourceTensor], written: ShardsWritten
     if sha256_file(dest) != rec.digest:
         raise OperationalError(f"{shard}: the shard a rank wrote does not hash to its record", path=shard)
     return rec
+
+
+def _width(scheme: Scheme, t: SourceTensor) -> tuple[int, int] | None:
+    """The width and group size ``scheme`` quantizes a source tensor at, or None (stored unchanged)."""
+    if not scheme.applies_to(t.name, t.info.dtype, t.info.shape):
+        return None
+    return scheme.bits_for(t.name), scheme.group_size
 
 
 def quantize_into(
