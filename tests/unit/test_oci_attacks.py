@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 import uc_attest as uc
 from uc_attest.core.fsutil import inside
 from uc_attest.core.httpclient import Refused, redirect
-from uc_attest.oci.artifact import BUNDLE_TYPE, EMPTY, PACK_TYPE, ROLE_ANNOTATION, TITLE, bundle_referrer, pack_layers
+from uc_attest.oci.artifact import (
+    BUNDLE_TYPE,
+    EMPTY,
+    PACK_TYPE,
+    ROLE_ANNOTATION,
+    TITLE,
+    build_pack,
+    bundle_referrer,
+    pack_layers,
+)
 from uc_attest.oci.modelpack import ARTIFACT_TYPE, CONFIG_TYPE, FILEPATH, LayerType
 from uc_attest.oci.registry import OCI_INDEX, OCI_MANIFEST, origin, sha256_digest
 from uc_attest.oci.schema import (
@@ -256,6 +265,19 @@ def test_unsafe_file_paths_one_line(layout: str, title: str | None, filepath: st
     with pytest.raises(RegistryMisbehaved, match=match) as exc:
         pack_layers(_with_paths(layout, title, filepath), "m")
     assert "\n" not in exc.value.message and exc.value.exit_code == 3
+
+
+def test_push_refuses_a_file_path_pull_would_refuse(model_factory: Callable[..., Path], tmp_path: Path) -> None:
+    """A pack holding a file 1,216 bytes deep pushed, then its pull was refused as the registry's fault (exit 3
+    blaming the registry for the project's own artifact): push refuses it first, naming it (found by review)."""
+    pack = tmp_path / "pack"
+    uc.write_pack(model_factory(), pack, uc.DEFAULT_SCHEME, "cpu", calibration=None, allocation=None)
+    deep = pack.joinpath(*(["d" * 200] * 6))
+    deep.mkdir(parents=True)
+    (deep / "notes.txt").write_text("x")
+    with pytest.raises(uc.InvalidInput, match=r"is 1215 bytes long \(at most 1024\): no registry artifact") as exc:
+        build_pack(pack)
+    assert exc.value.exit_code == 3 and "\n" not in exc.value.message
 
 
 @pytest.mark.parametrize("layout", ["modelpack", "uc-attest-v1"])

@@ -119,7 +119,13 @@ def build_pack(pack_dir: Path, layout: Layout = Layout.MODELPACK) -> BuiltPack:
     pack_dir = Path(pack_dir)
     manifest = Manifest.from_json((pack_dir / MANIFEST_NAME).read_bytes(), str(pack_dir / MANIFEST_NAME))
     files = []
-    for rel in sorted(p.relative_to(pack_dir).as_posix() for p in pack_dir.rglob("*") if p.is_file()):
+    rels = sorted(p.relative_to(pack_dir).as_posix() for p in pack_dir.rglob("*") if p.is_file())
+    refused = next(((rel, why) for rel in rels if (why := path_problem(rel)) is not None), None)
+    if refused is not None:  # before anything is hashed or sent: a pull would refuse the artifact
+        raise InvalidInput(
+            f"{pack_dir}: {refused[1]}: no registry artifact can carry it", path=str(pack_dir / refused[0])
+        )
+    for rel in rels:
         digest = sha256_file(pack_dir / rel)
         want = manifest.files.get(rel)
         if rel != MANIFEST_NAME and (want is None or want.hex != digest.hex):
@@ -260,9 +266,18 @@ class PullResult:
 
 
 def _safe_path(rel: str | None, what: str) -> str:
-    """A layer's file path as a relative path inside the pack: components that are not empty, ``.`` or ``..``, no
-    absolute path, backslash, NUL or other control character, at most 255 bytes each, at most
-    ``MAX_PATH_DEPTH`` of them and ``MAX_PATH_BYTES`` in all."""
+    """A layer's file path as a relative path inside the pack (:func:`path_problem`), else RegistryMisbehaved."""
+    problem = path_problem(rel)
+    if problem is not None:
+        raise RegistryMisbehaved(f"{what}: {problem}")
+    assert rel is not None
+    return rel
+
+
+def path_problem(rel: str | None) -> str | None:
+    """What makes ``rel`` no file path a pull writes (None: it is one): components that are not empty, ``.`` or
+    ``..``, no absolute path, backslash, NUL or other control character, at most 255 bytes each, at most
+    ``MAX_PATH_DEPTH`` of them and ``MAX_PATH_BYTES`` in all. ``push`` refuses the same paths before uploading."""
     parts = (rel or "").split("/")
     if (
         not rel
@@ -270,16 +285,13 @@ def _safe_path(rel: str | None, what: str) -> str:
         or "\\" in rel
         or any(unicodedata.category(c) in ("Cc", "Cs") for c in rel)
     ):
-        raise RegistryMisbehaved(f"{what}: unsafe or missing file name {short(rel)}")
+        return f"unsafe or missing file name {short(rel)}"
     if len(parts) > MAX_PATH_DEPTH:
-        raise RegistryMisbehaved(
-            f"{what}: {short(rel)} is {len(parts)} components deep (directories nested at most "
-            f"{MAX_PATH_DEPTH - 1} deep)"
-        )
+        return f"{short(rel)} is {len(parts)} components deep (directories nested at most {MAX_PATH_DEPTH - 1} deep)"
     size = len(rel.encode("utf-8", "surrogatepass"))
     if size > MAX_PATH_BYTES:
-        raise RegistryMisbehaved(f"{what}: {short(rel)} is {size} bytes long (at most {MAX_PATH_BYTES})")
-    return rel
+        return f"{short(rel)} is {size} bytes long (at most {MAX_PATH_BYTES})"
+    return None
 
 
 def _path_key(layer: Descriptor, layout: Layout) -> str:
