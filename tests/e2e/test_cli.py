@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,22 @@ def test_install_hint_keeps_its_brackets(
     )
     assert r.exit_code == 4, r.output  # the environment lacks an extra: operational, not a usage error
     assert "needs transformers: pip install 'uc-attest[bench]'" in r.output
+
+
+def test_a_required_calibration_without_transformers_names_the_extra(
+    model_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model only transformers can run, calibration required, transformers absent: the environment lacks an
+    extra (exit 4 naming it), as `calibrate` says; it was 'cannot calibrate', exit 3 (found by review)."""
+    from uc_attest.cli import app
+
+    src = model_factory()
+    (src / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if transformers were not installed
+    args = ["pack", str(src), "-o", str(tmp_path / "p"), "--device", "cpu", "--calibration-required"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 4, r.output
+    assert "needs transformers: pip install 'uc-attest[bench]'" in r.output and not (tmp_path / "p").exists()
 
 
 # -- one error mapper with a catch-all ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from ..anchors import OmsSignature
-from ..errors import InvalidInput, UsageError
+from ..errors import InvalidInput, MissingExtra, UsageError
 from ..quant.scheme import DEFAULT_SCHEME, Scheme, check_budget
 
 if TYPE_CHECKING:  # the manifest and the writer are imported when a pack is written (the CLI starts without them)
@@ -384,6 +384,8 @@ def _moments_for(
         config = read_json_object(r.source / "config.json", "config.json")
         measured = measure(r.source, config, r.scheme, text_file, on_batch)
     except CalibrationUnavailable as exc:
+        if (asked.mode is CalibrationMode.REQUIRED or text is not None) and exc.missing is not None:
+            raise MissingExtra(f"calibrating {r.source}", exc.missing) from None  # the environment: exit 4
         if asked.mode is CalibrationMode.REQUIRED or text is not None:
             raise InvalidInput(f"{r.source}: cannot calibrate: {exc}", path=str(r.source)) from None
         if warn is not None:
