@@ -173,14 +173,14 @@ def joined(world: World) -> Iterator[Group]:
 
     if not dist.is_available() or not dist.is_gloo_available():
         raise UsageError("a distributed pack needs torch.distributed with gloo; this torch has none")
+    if not dist.is_initialized():  # SIGTERM keeps its default while the rendezvous blocks (no Python handler runs)
+        try:
+            dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=STEP_TIMEOUT)
+        except (RuntimeError, ValueError) as exc:
+            raise OperationalError(f"rank {world.rank}: cannot join the distributed pack: {exc}") from None
+        atexit.register(_leave)
     restore = _terminate_as_error(world)
     try:
-        if not dist.is_initialized():
-            try:
-                dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=STEP_TIMEOUT)
-            except (RuntimeError, ValueError) as exc:
-                raise OperationalError(f"rank {world.rank}: cannot join the distributed pack: {exc}") from None
-            atexit.register(_leave)
         yield Group(world)
     finally:
         restore()
