@@ -204,6 +204,32 @@ def test_a_killed_rank_leaves_nothing(tmp_path: Path) -> None:
     assert leftovers(tmp_path, "out") == []
 
 
+@pytest.mark.slow
+def test_a_rank_killed_in_the_pipelined_calibration_stops_every_rank(tmp_path: Path) -> None:
+    """The stages exchange activations point-to-point (no agreement step): the ranks waiting on a killed one stop
+    at once, and nothing is left."""
+    src = write_synth_model(tmp_path / "src", hidden=512, inter=1376, layers=4, vocab=4096)
+    p = torchrun(2, src, tmp_path / "out")
+    deadline, killed = time.monotonic() + 120, False
+    while time.monotonic() < deadline and p.poll() is None:
+        scratch = list(tmp_path.glob(".out.uc-parts-*"))
+        if scratch and not (scratch[0] / "parts").exists():  # rank 0's scratch directory made: calibrating
+            time.sleep(1.0)  # the stages built, exchanging
+            pid = _rank_pid(1, p.pid)
+            if pid is not None and not (scratch[0] / "parts").exists():
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.005)
+    _out, err = p.communicate(timeout=120)  # bounded: no rank waits out the 30-minute step timeout
+    if not killed:
+        pytest.skip("the calibration finished before a rank could be killed (a faster machine: use a larger model)")
+    assert p.returncode != 0
+    assert "a rank left the distributed pack" in err or "terminated" in err
+    assert not (tmp_path / "out").exists()
+    assert leftovers(tmp_path, "out") == []
+
+
 _AGREE = """
 import json, os, sys
 from uc_attest.errors import InvalidInput, UcAttestError

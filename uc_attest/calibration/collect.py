@@ -242,13 +242,19 @@ def _sample_chunk(
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise CalibrationUnavailable(f"the model's forward pass failed: {_first_line(exc)}") from None
         past = res.past_key_values
-        logits = res.logits[:, -1, :].float()
-        cdf = torch.cumsum(torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1), dim=-1)
-        u = torch.rand((count, 1), generator=gen) * cdf[:, -1:]
-        ids = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
+        ids = draw(res.logits, temperature, gen)
         out.append(ids)
         step_done()
     return torch.cat(out, dim=1)
+
+
+def draw(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> torch.Tensor:
+    """The next token of each sequence from its last position's ``logits`` [n, t, vocab]: [n, 1] ids, by
+    inverse CDF (one uniform number per sequence from ``gen``, against the cumulative softmax)."""
+    last = logits[:, -1, :].float()
+    cdf = torch.cumsum(torch.softmax(last if temperature == 1.0 else last / temperature, dim=-1), dim=-1)
+    u = torch.rand((last.shape[0], 1), generator=gen) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
 
 
 def _targets(model: Any, names: set[str]) -> list[tuple[torch.nn.Linear, str]]:
@@ -288,13 +294,15 @@ class MomentHooks:
 
     FLUSH_ROWS = 2048
 
-    def __init__(self, model: Any, names: set[str], block: Callable[[int], int] | None = None) -> None:
+    def __init__(
+        self, model: Any, names: set[str], block: Callable[[int], int] | None = None, empty_ok: bool = False
+    ) -> None:
         self.block = block
         self.main = MomentSums()
         self._local = threading.local()
         self._owner = threading.get_ident()  # the thread whose passes gather into ``main``
         targets = _targets(model, names)
-        if not targets:
+        if not targets and not empty_ok:  # (a pipeline stage's part may hold none)
             raise CalibrationUnavailable("no linear layer of the model matches a weight tensor name")
         self._handles = [mod.register_forward_hook(self._hook(w)) for mod, w in targets]
 
@@ -312,14 +320,28 @@ class MomentHooks:
     def scope(self) -> Iterator[MomentSums]:
         """This thread's forward passes gather into a new :class:`MomentSums` (flushed on leaving)."""
         sums = MomentSums()
+        try:
+            with self.within(sums):
+                yield sums
+        finally:
+            self.finish(sums)
+
+    @contextmanager
+    def within(self, sums: MomentSums) -> Iterator[MomentSums]:
+        """This thread's forward passes gather into ``sums`` for this block (a pipeline stage interleaves its
+        chunks' steps, each chunk keeping its own sums, as its own thread would)."""
         self._local.sums = sums
         try:
             yield sums
         finally:
             self._local.sums = None
             sums.last = None
-            for weight in list(sums.pending):
-                self._flush(sums, weight)
+
+    def finish(self, sums: MomentSums) -> None:
+        """Multiply the rows ``sums`` still holds (after its last pass)."""
+        sums.last = None
+        for weight in list(sums.pending):
+            self._flush(sums, weight)
 
     def adopt(self, scopes: Sequence[MomentSums]) -> None:
         """Add the sums of ``scopes`` to this pass's, in the order given (the same binary64 sums every run)."""
@@ -504,6 +526,18 @@ def output_sensitivity(model: Any, names: set[str], batches: list[dict[str, Any]
     return _sensitivities(done, targets, 0.5 if causal else 1.0)
 
 
+def log_likelihood(logits: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor | None, sums: _Sums) -> torch.Tensor:
+    """The causal objective of :func:`output_sensitivity`: the summed log-likelihood of each next token of ``ids``
+    under ``logits`` [n, t, vocab] (padding left out; the tokens counted in ``sums.units``)."""
+    logits = logits[:, :-1].float()
+    target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
+    objective = -torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
+    )
+    sums.units = int((target != -100).sum())
+    return objective
+
+
 def _energy(t: torch.Tensor, mask: torch.Tensor | None) -> float:
     """``Σ ‖t_i‖²`` over the rows ``mask`` keeps, in binary64."""
     flat = t[mask] if mask is not None and t.shape[:-1] == mask.shape else t.reshape(-1, t.shape[-1])
@@ -543,13 +577,9 @@ class _SensitivityPass:
         batch = self.batches[i]
         ids, attn = batch["input_ids"], batch.get("attention_mask")
         if self.causal:
-            logits = self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-            target = ids[:, 1:].masked_fill(attn[:, 1:] == 0, -100) if attn is not None else ids[:, 1:]
-            objective = -torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum", ignore_index=-100
+            return log_likelihood(
+                self.model(input_ids=ids, attention_mask=attn, use_cache=False).logits, ids, attn, sums
             )
-            sums.units = int((target != -100).sum())
-            return objective
         hidden = self.model(input_ids=ids, attention_mask=attn).last_hidden_state.float()
         mask = attn[..., None].float() if attn is not None else torch.ones_like(hidden[..., :1])
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -558,29 +588,45 @@ class _SensitivityPass:
         return (unit * self.projections[i]).sum()
 
     def _batch(self, i: int) -> _Sums:
+        sums = self._open(i)
+        self._record(sums, self._grads(i, sums))
+        return sums
+
+    def _open(self, i: int) -> _Sums:
+        """Batch ``i``'s sums, which this thread's forward hooks add to from now on."""
         attn = self.batches[i].get("attention_mask")
         self.local.sums = sums = _Sums(mask=attn.bool() if attn is not None else None)
-        grads = torch.autograd.grad(self._objective(i, sums), self.weights, allow_unused=True)
+        return sums
+
+    def _record(self, sums: _Sums, grads: Sequence[torch.Tensor | None]) -> None:
+        """Each target weight's squared gradient norm, in binary64."""
         for (_mod, w), grad in zip(self.targets, grads, strict=True):
             if grad is not None:
                 g64 = grad.to(torch.float64)
                 sums.g[w] = float((g64 * g64).sum())
-        return sums
+
+    def _grads(self, i: int, sums: _Sums) -> Sequence[torch.Tensor | None]:
+        """The gradient of batch ``i``'s objective for each target's weight."""
+        return torch.autograd.grad(self._objective(i, sums), self.weights, allow_unused=True)
+
+    def _each(self) -> list[_Sums]:
+        """Every batch's sums, in batch order, the batches side by side on the thread budget."""
+        workers = max(1, min(threads.budget(), len(self.batches)))
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self._batch, range(len(self.batches))))
 
     def run(self) -> list[_Sums]:
         """Every batch's sums, in batch order: only the targets' weights taking gradients (every ``requires_grad``
-        flag restored after), each batch on one intra-op thread, the batches side by side on the thread budget."""
+        flag restored after), each batch on one intra-op thread (its sums do not depend on the thread count)."""
         flags = [(p, p.requires_grad) for p in self.model.parameters()]
         for p, _ in flags:
             p.requires_grad_(False)
         for weight in self.weights:
             weight.requires_grad_(True)
         handles = [mod.register_forward_hook(self._hook(w)) for mod, w in self.targets]
-        workers = max(1, min(threads.budget(), len(self.batches)))
         try:
-            # each batch on one intra-op thread (its sums do not depend on the thread count), batches side by side
-            with threads.torch_threads(1), torch.enable_grad(), ThreadPoolExecutor(workers) as pool:
-                return list(pool.map(self._batch, range(len(self.batches))))
+            with threads.torch_threads(1), torch.enable_grad():
+                return self._each()
         except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise CalibrationUnavailable(f"the model's backward pass failed: {_first_line(exc)}") from None
         finally:

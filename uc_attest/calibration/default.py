@@ -84,18 +84,18 @@ def tool(model: object) -> str:
     return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__})"
 
 
-def sampling_dtype(model: object) -> torch.dtype:
+def sampling_dtype(model: object, params: int | None = None) -> torch.dtype:
     """bfloat16 for uc-attest's own causal forward of a model of ``BF16_MIN_PARAMS`` or more where this CPU
     multiplies bfloat16 natively (AMX, AVX-512 BF16: 4-5x the fp32 rate, SmolLM2's sampling then costs half),
     else float32: a smaller model samples fast in fp32 and keeps its precision (stories260K's KL: 0.609 from an
     fp32 sampler, 0.621 from a bf16 one). The moments are taken from the layers' inputs either way and committed
     (a rebuild never re-measures them); the record names the dtype. UC_ATTEST_CALIBRATION_DTYPE=float32 keeps
-    float32 for any model."""
+    float32 for any model. ``params``: the whole model's parameters, where ``model`` is a part of it."""
     import os
 
     if os.environ.get("UC_ATTEST_CALIBRATION_DTYPE") == "float32" or not isinstance(model, OWN_MODELS):
         return torch.float32
-    if sum(p.numel() for p in model.parameters()) < BF16_MIN_PARAMS:
+    if (params if params is not None else sum(p.numel() for p in model.parameters())) < BF16_MIN_PARAMS:
         return torch.float32
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -104,18 +104,23 @@ def sampling_dtype(model: object) -> torch.dtype:
     return torch.bfloat16 if native else torch.float32
 
 
-def _targets(model_dir: Path, scheme: Scheme) -> dict[str, tuple[int, ...]]:
+def targets(model_dir: Path, scheme: Scheme) -> set[str]:
+    """The weights whose inputs' moments are measured: those the scheme quantizes with moments; none is
+    CalibrationUnavailable."""
     from ..source import ModelSource
 
     src = ModelSource(model_dir)
     try:
-        return {
-            t.name: t.info.shape
+        names = {
+            t.name
             for t in src.tensors
             if scheme.applies_to(t.name, t.info.dtype, t.info.shape) and scheme.moment_block(t.info.shape)
         }
     finally:
         src.close()
+    if not names:
+        raise CalibrationUnavailable("no quantized tensor of this model can take calibration moments")
+    return names
 
 
 def measure(
@@ -128,9 +133,17 @@ def measure(
     """Run the default calibration (module docstring); CalibrationUnavailable says why it cannot run."""
     t0 = time.perf_counter()
     runnable(config)
-    shapes = _targets(model_dir, scheme)
-    if not shapes:
-        raise CalibrationUnavailable("no quantized tensor of this model can take calibration moments")
+    names = targets(model_dir, scheme)
+    causal = is_causal(config) and text is None
+    size_torch()  # every core the process may use (the moments do not depend on it: one thread per batch/chunk)
+    model = load_model(model_dir, causal=causal, config=config)
+    if causal:
+        return _measure_sampled(model, names, moment_block(scheme), progress or _none, t0)
+    return _measure_text(model, load_tokenizer(model_dir), names, moment_block(scheme), text, progress or _none, t0)
+
+
+def moment_block(scheme: Scheme) -> Callable[[int], int]:
+    """The width of the moment blocks measured for an input of ``n`` columns (``MomentHooks``' ``block``)."""
     g = scheme.group_size
 
     def block(n: int) -> int:  # blocks of the input zero-padded to whole groups when a row splits in two parts
@@ -139,12 +152,7 @@ def measure(
             return wide
         return g if n % g == 0 or scheme.split_column((1, n)) else n if g % n == 0 else 0
 
-    causal = is_causal(config) and text is None
-    size_torch()  # every core the process may use (the moments do not depend on it: one thread per batch/chunk)
-    model = load_model(model_dir, causal=causal, config=config)
-    if causal:
-        return _measure_sampled(model, set(shapes), block, progress or _none, t0)
-    return _measure_text(model, load_tokenizer(model_dir), set(shapes), block, text, progress or _none, t0)
+    return block
 
 
 def _measure_sampled(
@@ -159,6 +167,17 @@ def _measure_sampled(
         tokens = sample_sequences(model, SEQUENCES, LENGTH, TEMPERATURE, SEED, progress, hooks)
     finally:
         moments = hooks.close()
+    if not moments:
+        raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
+    sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH)
+    sensitivity = output_sensitivity(model, names, sample, causal=True)
+    return Measured(moments, sampled_record(tokens, dtype, tool(model)), time.perf_counter() - t0, sensitivity)
+
+
+def sampled_record(tokens: torch.Tensor, dtype: torch.dtype, tool: str) -> CalibrationRecord:
+    """The record of a causal LM's calibration that sampled ``tokens`` in ``dtype`` (one process or a pipeline:
+    the same numbers, so the same record)."""
+    n = min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))
     params: dict[str, object] = {
         "sequences": int(tokens.shape[0]),
         "length": int(tokens.shape[1]),
@@ -170,15 +189,9 @@ def _measure_sampled(
         "pass": "sampling",
         "dtype": str(dtype).removeprefix("torch."),
         "tokens_sha256": hashlib.sha256(tokens.numpy().astype("<i8").tobytes()).hexdigest(),
+        "sensitivity": f"fisher {n} sequences in batches of {SENSITIVITY_BATCH}, 1 thread each",
     }
-    if not moments:
-        raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
-    sample = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH)
-    sensitivity = output_sensitivity(model, names, sample, causal=True)
-    n = min(SENSITIVITY_SEQUENCES, int(tokens.shape[0]))
-    params["sensitivity"] = f"fisher {n} sequences in batches of {SENSITIVITY_BATCH}, 1 thread each"
-    record = CalibrationRecord("self-sampled", params, tool(model))
-    return Measured(moments, record, time.perf_counter() - t0, sensitivity)
+    return CalibrationRecord("self-sampled", params, tool)
 
 
 def _measure_text(

@@ -224,22 +224,35 @@ class LlamaLayer(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class Part:
+    """Which modules of a decoder a process holds: the token embedding (the first stage of a pipeline), a run of
+    layers, the final norm and the head (the last stage). The whole model holds every one."""
+
+    layers: range
+    embed: bool = True
+    head: bool = True
+
+
 class LlamaBody(nn.Module):
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, part: Part) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg.num_hidden_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size) if part.embed else None
+        # keyed by the layer's number: a pipeline stage's layers keep the names they have in the checkpoint
+        self.layers = nn.ModuleDict({str(i): LlamaLayer(cfg) for i in part.layers})
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps) if part.head else None
 
 
 class LlamaForCausalLM(nn.Module):
-    """``LlamaForCausalLM`` with default RoPE, no biases, SiLU MLP, grouped-query attention."""
+    """``LlamaForCausalLM`` with default RoPE, no biases, SiLU MLP, grouped-query attention; or the
+    :class:`Part` of it that one stage of a pipeline holds (``calibration/pipeline.py``)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, part: Part | None = None) -> None:
         super().__init__()
         self.config = cfg
-        self.model = LlamaBody(cfg)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.part = part if part is not None else Part(range(cfg.num_hidden_layers))
+        self.model = LlamaBody(cfg, self.part)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False) if self.part.head else None
         dim = cfg.hd
         exps = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim
         self.inv_freq = 1.0 / (cfg.theta**exps)
@@ -251,27 +264,50 @@ class LlamaForCausalLM(nn.Module):
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
     ) -> Output:
-        t = input_ids.shape[1]
         cache = (
-            past_key_values if past_key_values is not None else KVCache(len(self.model.layers)) if use_cache else None
+            past_key_values
+            if past_key_values is not None
+            else KVCache(self.config.num_hidden_layers)
+            if use_cache
+            else None
         )
+        x = self.run_layers(self.embed(input_ids), attention_mask, cache)
+        return Output(logits=self.head(x), past_key_values=cache)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The first stage's part: the tokens' embeddings."""
+        if self.model.embed_tokens is None:
+            raise AssertionError("this part of the model holds no embedding")
+        x: torch.Tensor = self.model.embed_tokens(input_ids)
+        return x
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's part: the logits of the last layer's output ``x``."""
+        if self.model.norm is None or self.lm_head is None:
+            raise AssertionError("this part of the model holds no head")
+        logits: torch.Tensor = self.lm_head(self.model.norm(x))
+        return logits
+
+    def run_layers(self, x: torch.Tensor, attention_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+        """The layers this part holds, in order, over ``x`` [batch, tokens, hidden]: the tokens follow the
+        ``cache.length`` kept (none: from the start), and the cache then holds them too."""
+        t = x.shape[1]
         start = cache.length if cache is not None else 0
         pos = torch.arange(start, start + t, dtype=torch.float32)
         freqs = pos[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        dt = self.model.embed_tokens.weight.dtype  # the model's dtype (as transformers casts them)
+        dt = x.dtype  # the model's dtype (as transformers casts them)
         cos, sin = emb.cos()[None, None].to(dt), emb.sin()[None, None].to(dt)
         mask = None  # a new token attends to every kept one; a sequence from the start is causal (is_causal)
         if (attention_mask is not None and not bool(attention_mask.all())) or (t > 1 and start > 0):
             mask = torch.ones(t, start + t, dtype=torch.bool).tril(start)[None, None]
             if attention_mask is not None:
                 mask = _valid_rows(mask & attention_mask.bool()[:, None, None, :])
-        x = self.model.embed_tokens(input_ids)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, cache, i)
+        for key, layer in self.model.layers.items():
+            x = layer(x, cos, sin, mask, cache, int(key))
         if cache is not None:
             cache.length = start + t
-        return Output(logits=self.lm_head(self.model.norm(x)), past_key_values=cache)
+        return x
 
 
 #: Fields each config must give as positive integers (the shapes); anything else is left to transformers.
@@ -454,37 +490,59 @@ OWN_MODELS = (LlamaForCausalLM, BertModel)
 # -- loading --------------------------------------------------------------------------------------------------------
 
 
+def _tied(model: nn.Module) -> dict[str, str]:
+    """A tied head's parameter -> the tensor it is stored as (none in the file under its own name)."""
+    return (
+        {"lm_head.weight": "model.embed_tokens.weight"} if getattr(model.config, "tie_word_embeddings", False) else {}
+    )
+
+
 def _shapes_match(model: nn.Module, src: ModelSource) -> bool:
     """Every parameter has a tensor of its name and shape in the model directory (a tied head: its embedding's)."""
     shapes = {t.name: tuple(t.info.shape) for t in src.tensors}
-    tied = (
-        {"lm_head.weight": "model.embed_tokens.weight"} if getattr(model.config, "tie_word_embeddings", False) else {}
-    )
+    tied = _tied(model)
     return all(shapes.get(tied.get(n, n)) == tuple(p.shape) for n, p in model.named_parameters())
 
 
 def _fill(model: nn.Module, src: ModelSource) -> bool:
-    """Copy each parameter from the model directory's tensor of that name, as float32, through the strict reader
-    the pack uses (a tied parameter once, under its first name); False when one is missing or of another shape."""
+    """Copy each parameter from the model directory's tensor of that name (a tied head: its embedding's), as
+    float32, through the strict reader the pack uses, reading that tensor's bytes only (a tied parameter held
+    twice: once, under its first name); False when one is missing or of another shape."""
     where = {t.name: t for t in src.tensors}
+    tied = _tied(model)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            t = where.get(name)
+            t = where.get(tied.get(name, name)) if name not in where else where[name]
             if t is None or tuple(t.info.shape) != tuple(p.shape):
                 return False
             p.copy_(src.file(t.shard).tensor(t.name))
     return True
 
 
-def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | None:
-    """The model in eval mode, float32, or None when it is not one these modules implement exactly."""
+def parameter_count(cfg: Config) -> int:
+    """The whole Llama's parameters (a tied head once), counted on the meta device: no memory."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    if cfg.tie_word_embeddings and model.lm_head is not None and model.model.embed_tokens is not None:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    return sum(p.numel() for p in model.parameters())
+
+
+def llama_config(config: dict[str, Any]) -> Config | None:
+    """config.json's fields for the own Llama forward, or None when it is not one it implements exactly."""
     archs = config.get("architectures") or []
-    if causal and archs == ["LlamaForCausalLM"] and config.get("model_type") == "llama":
-        cfg = _llama_config(config)
-    elif not causal and archs == ["BertModel"] and config.get("model_type") == "bert":
+    if archs == ["LlamaForCausalLM"] and config.get("model_type") == "llama":
+        return _llama_config(config)
+    return None
+
+
+def build(model_dir: Path, config: dict[str, Any], causal: bool, part: Part | None = None) -> nn.Module | None:
+    """The model in eval mode, float32, or None when it is not one these modules implement exactly; ``part``: only
+    that part of a causal LM (a pipeline stage: only its tensors are read), once the whole model's shapes match."""
+    archs = config.get("architectures") or []
+    cfg = llama_config(config) if causal else None
+    if not causal and archs == ["BertModel"] and config.get("model_type") == "bert":
         cfg = _bert_config(config)
-    else:
-        return None
     if cfg is None:
         return None
     src = ModelSource(model_dir)  # one strict read of the headers: which tensors there are, then their values
@@ -497,9 +555,14 @@ def build(model_dir: Path, config: dict[str, Any], causal: bool) -> nn.Module | 
                 model = BertModel(cfg, pooler=any(t.name == "pooler.dense.weight" for t in src.tensors))
         if not _shapes_match(model, src):  # checked on the meta model: a config's sizes never allocate memory
             return None
+        if part is not None:
+            with torch.device("meta"):
+                model = LlamaForCausalLM(cfg, part)
         model = model.to_empty(device="cpu")
         if isinstance(model, LlamaForCausalLM) and cfg.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight  # one tensor, as in transformers (none in the file)
+            head, emb = model.lm_head, model.model.embed_tokens
+            if head is not None and emb is not None:  # one tensor, as in transformers (none in the file)
+                head.weight = emb.weight
         return model.eval() if _fill(model, src) else None
     finally:
         src.close()

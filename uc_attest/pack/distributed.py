@@ -51,6 +51,7 @@ from .api import (
 )
 from .layout import MANIFEST_NAME
 from .parts import PartStore
+from .pipelined import calibrate, stages_for
 from .world import Group, World, assign, joined
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _pack(
 ) -> PackResult | None:
     """Calibrate (rank 0), quantize this rank's share, choose and write (rank 0); the result on rank 0."""
     world = group.world
-    measured = group.step(lambda: _calibrate(r, show, warn, scratch) if world.leader else (None, None))
+    measured = _calibration(r, group, show, warn, scratch)
     shared = group.from_leader(str(measured[0]) if measured[0] is not None else None)
     cal = group.step(lambda: _open_calibration(Path(shared) if shared else None, r))
     try:
@@ -250,6 +251,18 @@ def _allocate_share(
         )
 
     return group.step(chosen)
+
+
+def _calibration(
+    r: PackRequest, group: Group, show: PackProgress, warn: Callable[[str], None] | None, scratch: Path
+) -> tuple[Path | None, Any]:
+    """The calibration file (rank 0; None elsewhere, or none measured) and its record: as pipeline stages over the
+    ranks where they can run it (pack/pipelined.py), else on rank 0 alone."""
+    stages = group.step(lambda: stages_for(r, group))
+    got = calibrate(r, group, show, stages, scratch) if stages is not None else None
+    if got is not None:
+        return got
+    return group.step(lambda: _calibrate(r, show, warn, scratch) if group.world.leader else (None, None))
 
 
 def _calibrate(

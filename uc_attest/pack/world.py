@@ -150,6 +150,46 @@ def _code(exc: BaseException | None) -> int | None:
     return exc.exit_code if isinstance(exc, UcAttestError) else None
 
 
+class Link:
+    """Tensors from one rank to another (a pipeline's activations, calibration/pipeline.py): sent without
+    waiting, received in the order sent for each sender and tag, into a buffer of the shape and dtype the
+    receiver expects (the bytes are data: nothing is parsed). :meth:`settle` waits for what this rank sent."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._sent: list[tuple[Any, Any]] = []  # (work, tensor): each tensor kept until its send completes
+
+    def send(self, tensor: Any, to: int, tag: int) -> None:
+        import torch
+        import torch.distributed as dist
+
+        raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+        self._sent.append((_p2p(lambda: dist.isend(raw, to, tag=tag)), raw))
+
+    def recv(self, shape: tuple[int, ...], dtype: Any, frm: int, tag: int) -> Any:
+        import torch
+        import torch.distributed as dist
+
+        buf = torch.empty(shape, dtype=dtype)
+        raw = buf.reshape(-1).view(torch.uint8)
+        _p2p(lambda: dist.recv(raw, frm, tag=tag))
+        return buf
+
+    def settle(self, keep: int = 0) -> None:
+        """Wait for every send but the last ``keep``."""
+        cut = max(0, len(self._sent) - keep)
+        sent, self._sent = self._sent[:cut], self._sent[cut:]
+        for work, _tensor in sent:
+            _p2p(work.wait)
+
+
+def _p2p(fn: Callable[[], T]) -> T:
+    """A point-to-point call; a rank that left the job is an OperationalError here."""
+    out: list[T] = []
+    _collective(lambda: out.append(fn()))
+    return out[0]
+
+
 def _collective(fn: Callable[[], object]) -> None:
     """A collective call; a rank that left the job (killed, crashed) is an OperationalError here."""
     try:

@@ -1,0 +1,110 @@
+"""A distributed pack's default calibration run as pipeline stages over its ranks (calibration/pipeline.py): each
+rank holds and reads a contiguous run of the model's layers, so a model that no rank holds whole is calibrated, and
+rank 0 writes the calibration file one process would write, byte for byte.
+
+Used where one process would run the default calibration of a causal LM that the own forward implements; any other
+calibration runs on rank 0 alone (pack/distributed.py). Every rank first builds its part; where one cannot, every
+rank falls back to that path, which says what one process says. Then the stages exchange activations
+point-to-point. A rank that fails there does not wait to agree (its neighbours may be waiting for its tensors): it
+raises, its process exits, and the ranks waiting on it fail with "a rank left the distributed pack". Then the
+ranks agree, and rank 0 merges the stages' parts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OperationalError
+from .api import Calibration, PackProgress, PackRequest, _calibration_text
+from .world import Group, Link
+
+if TYPE_CHECKING:
+    from ..calibration.pipeline import Stage, StageMeasured
+    from ..manifest import CalibrationRecord
+
+
+def stages_for(r: PackRequest, group: Group) -> list[Stage] | None:
+    """The stages of this job's calibration (the same on every rank: they depend on the request, the model and
+    the world size), or None where it is not the default calibration of a model the pipeline runs."""
+    if not group.world.distributed or not isinstance(r.calibration, Calibration) or not r.scheme.row_signs:
+        return None
+    if _calibration_text(r) is not None:
+        return None
+    from ..calibration.pipeline import plan
+    from ..source import is_causal, read_json_object
+
+    config = read_json_object(r.source / "config.json", "config.json")
+    return plan(config, group.world.size) if is_causal(config) else None
+
+
+def calibrate(
+    r: PackRequest, group: Group, show: PackProgress, stages: list[Stage], scratch: Path
+) -> tuple[Path | None, CalibrationRecord | None] | None:
+    """Every rank's share of the calibration; rank 0's result is the calibration file and its record (the other
+    ranks: (None, None)). None on every rank where a rank cannot build its part (then rank 0 calibrates alone)."""
+    from ..calibration.collect import CalibrationUnavailable
+    from ..calibration.default import targets
+    from ..calibration.pipeline import load_stage
+    from ..source import read_json_object
+
+    world = group.world
+    mine = stages[world.rank] if world.rank < len(stages) else None
+    config = read_json_object(r.source / "config.json", "config.json")
+
+    def load() -> tuple[set[str], Any] | None:
+        try:
+            return targets(r.source, r.scheme), load_stage(r.source, config, mine) if mine is not None else None
+        except CalibrationUnavailable:
+            return None
+
+    loaded = group.step(load)
+    if not all(group.gather(loaded is not None)):
+        return None
+    assert loaded is not None
+    names, model = loaded
+    show.stage("calibration")
+    t0 = time.perf_counter()
+    got = _run_stage(r, group, show, mine, model, names, scratch) if mine is not None else None
+    group.step(lambda: None)  # every stage done and its part written
+    return group.step(lambda: _merged(scratch, stages, got, names, t0) if world.leader else (None, None))
+
+
+def _run_stage(
+    r: PackRequest, group: Group, show: PackProgress, stage: Stage, model: Any, names: set[str], scratch: Path
+) -> StageMeasured:
+    """This rank's stage, point-to-point with its neighbours; its part written for rank 0 (module docstring)."""
+    from ..calibration.pipeline import measure_stage, span, write_part
+
+    where = f"rank {stage.rank} (layers {span(stage.part.layers)})"
+
+    def on_step(done: int, total: int) -> None:
+        show.update(done, total, f"step {done} of {total}, {stage.stages} pipeline stages")
+
+    try:
+        got = measure_stage(model, names, r.scheme, stage, Link(group.world), on_step)
+        if not stage.first:
+            write_part(scratch, stage, got)
+    except MemoryError:
+        raise OperationalError(f"{where}: out of memory in the calibration") from None
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no agreement is possible here: this rank stops, the others see it leave
+        raise OperationalError(f"{where}: the calibration failed: {type(exc).__name__}: {exc}") from None
+    return got
+
+
+def _merged(
+    scratch: Path, stages: list[Stage], got: StageMeasured | None, names: set[str], t0: float
+) -> tuple[Path | None, CalibrationRecord | None]:
+    """Rank 0: the stages' parts merged and written as the calibration file one process writes."""
+    from ..calibration.file import write
+    from ..calibration.pipeline import merge
+
+    if got is None:
+        raise AssertionError("rank 0 is the first stage")
+    m = merge(scratch, stages, got, names, t0)
+    path = scratch / "calibration.safetensors"
+    write(path, m.moments, f"{m.record.method} {m.record.params}", m.sensitivity)
+    return path, m.record
