@@ -7,7 +7,7 @@ each rank, and the one-process pack with the machine's budget) and with torchrun
 packs are byte-identical, and prints per rank: wall time, peak RSS and the bytes its process read from disk
 (/proc/self/io read_bytes, after dropping the page cache where this user may: otherwise reads served from
 the cache are not counted and the column says so). ``--default`` packs with the default command
-(calibration on rank 0, then the measured allocation split over the ranks); without it the plain pack
+(the calibration as pipeline stages over the ranks, then the measured allocation split over them); without it the plain pack
 (``--no-calibration``: the quantization split, the writing on rank 0).
 """
 

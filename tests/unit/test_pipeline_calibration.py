@@ -87,6 +87,8 @@ def test_the_split_rule() -> None:
     assert [len(r) for r in split(7, 7)] == [1] * 7
     # SmolLM2-135M: 30 layers of 3,538,944 weights, a 576 x 49,152 head counted at half on the last stage
     assert split(30, 2, 3_538_944, 28_311_552 // 2) == [range(17), range(17, 30)]
+    # the nearest boundary, not the next: the serving benchmark's 4-layer Llama (head 2048 x 32,000) splits 2 + 2
+    assert split(4, 2, 51_380_224, 65_536_000 // 2) == [range(2), range(2, 4)]
     assert [len(r) for r in split(4, 3, 1, 100)] == [2, 1, 1]  # a head heavier than the layers: the last, one
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 3,
            "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 32}  # fmt: skip

@@ -108,7 +108,7 @@ def split(layers: int, stages: int, layer_cost: int = 1, head_cost: int = 0) -> 
     total = layers * layer_cost + head_cost
     bounds = [0]
     for k in range(1, stages):
-        want = -(-k * total // (stages * layer_cost))  # the first layer index at or past k/stages of the work
+        want = (2 * k * total + stages * layer_cost) // (2 * stages * layer_cost)  # the boundary nearest k/stages
         bounds.append(min(max(want, bounds[-1] + 1), layers - (stages - k)))
     bounds.append(layers)
     return [range(a, b) for a, b in itertools.pairwise(bounds)]
