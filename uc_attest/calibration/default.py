@@ -70,18 +70,21 @@ class Measured:
 
 
 def tool(model: object) -> str:
-    """What ran the forward passes: uc-attest's own (``forward.py``) or transformers, and torch's version."""
+    """What ran the forward passes, and on which kind of device: uc-attest's own (``forward.py``) or transformers,
+    torch's version, the device type (``cpu``: every calibration today, one process or pipeline stages)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         ours = version("uc-attest")
     except PackageNotFoundError:
         ours = "unknown"
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    device = next((p.device.type for p in params), "cpu")
     if isinstance(model, OWN_MODELS):
-        return f"uc-attest {ours} (own forward, torch {torch.__version__})"
+        return f"uc-attest {ours} (own forward, torch {torch.__version__}, {device})"
     import transformers
 
-    return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__})"
+    return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__}, {device})"
 
 
 def sampling_dtype(model: object, params: int | None = None) -> torch.dtype:
