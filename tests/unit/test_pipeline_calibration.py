@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REPO, shared_path
 from uc_attest.calibration import pipeline
-from uc_attest.calibration.default import measure, targets
+from uc_attest.calibration.default import measure, moment_shapes, targets
 from uc_attest.calibration.forward import Part
 from uc_attest.calibration.pipeline import Stage, merge, plan, split
 from uc_attest.core import threads
@@ -60,7 +60,7 @@ def staged(src: Path, scheme: Scheme, ranks: int, tmp: Path) -> Any:
     t0 = time.perf_counter()
 
     def run(stage: Stage) -> pipeline.StageMeasured:
-        model = pipeline.load_stage(src, config, stage)
+        model = pipeline.load_stage(src, config, stage, pipeline.stage_dtype(config))
         got = pipeline.measure_stage(model, names, scheme, stage, MemoryLink(stage.rank, boxes), lambda d, t: None)
         if not stage.first:
             pipeline.write_part(tmp, stage, got)
@@ -70,7 +70,7 @@ def staged(src: Path, scheme: Scheme, ranks: int, tmp: Path) -> Any:
     # process-wide thread count around their passes would otherwise race
     with threads.torch_threads(1), ThreadPoolExecutor(len(stages)) as pool:
         parts = list(pool.map(run, stages))
-    return merge(tmp, stages, parts[0], names, t0)
+    return merge(tmp, stages, parts[0], names, moment_shapes(src, scheme, names), t0)
 
 
 def same(a: Any, b: Any) -> None:
@@ -122,21 +122,48 @@ def test_stories260k_in_two_stages_is_one_process(tmp_path: Path) -> None:
     same(staged(src, scheme, 2, tmp_path), measure(src, config, scheme))
 
 
-def test_a_part_naming_another_stages_tensor_is_refused(tmp_path: Path) -> None:
-    src = write_synth_model(tmp_path / "src", hidden=128, inter=256, layers=2, vocab=256)
-    config = json.loads((src / "config.json").read_text())
-    stages = plan(config, 2)
+def _part_case(tmp_path: Path) -> tuple[list[Stage], set[str], dict[str, tuple[int, ...]], dict[str, torch.Tensor]]:
+    """A generated 2-layer model in two stages: the stages, the weights measured, their moments' shapes, and a
+    well-formed part for stage 1 (identity moments of the right shapes)."""
+    src = tmp_path / "src"
+    if not src.exists():
+        write_synth_model(src, hidden=128, inter=256, layers=2, vocab=256)
+    stages = plan(json.loads((src / "config.json").read_text()), 2)
     assert stages is not None
     names = targets(src, DEFAULT_SCHEME)
-    first = pipeline.StageMeasured({}, {}, torch.zeros((1, 2), dtype=torch.long), torch.float32, "t")
-    ours = next(n for n in names if n.startswith("model.layers.0."))
-    blocks = torch.ones((1, 128, 128), dtype=torch.float64)
-    pipeline.write_part(tmp_path, stages[1], pipeline.StageMeasured({ours: blocks}, {}, None, torch.float32, "t"))
+    shapes = moment_shapes(src, DEFAULT_SCHEME, names)
+    theirs = {
+        n: torch.eye(s[-1], dtype=torch.float64).expand(*s).clone() for n, s in shapes.items() if stages[1].holds(n)
+    }
+    return stages, names, shapes, theirs
+
+
+FIRST = pipeline.StageMeasured({}, {}, torch.zeros((1, 2), dtype=torch.long), torch.float32, "t")
+
+
+def test_a_well_formed_part_is_merged(tmp_path: Path) -> None:
+    stages, names, shapes, theirs = _part_case(tmp_path)
+    sens = dict.fromkeys(theirs, 0.5)
+    pipeline.write_part(tmp_path, stages[1], pipeline.StageMeasured(theirs, sens, None, torch.float32, "t"))
+    got = merge(tmp_path, stages, FIRST, names, shapes, 0.0)
+    assert set(got.moments) == set(theirs) and got.sensitivity == sens
+
+
+def test_a_part_naming_another_stages_tensor_is_refused(tmp_path: Path) -> None:
+    stages, names, shapes, theirs = _part_case(tmp_path)
+    ours = next(n for n in shapes if stages[0].holds(n))
+    moments = {**theirs, ours: torch.eye(128, dtype=torch.float64).expand(*shapes[ours]).clone()}
+    sens = dict.fromkeys(moments, 0.5)
+    pipeline.write_part(tmp_path, stages[1], pipeline.StageMeasured(moments, sens, None, torch.float32, "t"))
+    with pytest.raises(OperationalError, match="rank 1's calibration part does not hold its stage's moments"):
+        merge(tmp_path, stages, FIRST, names, shapes, 0.0)
+    sens = {**dict.fromkeys(theirs, 0.5), ours: 0.5}  # the moments right, a sensitivity of another stage's weight
+    pipeline.write_part(tmp_path, stages[1], pipeline.StageMeasured(theirs, sens, None, torch.float32, "t"))
     with pytest.raises(OperationalError, match="rank 1's calibration part names 'model.layers.0"):
-        merge(tmp_path, stages, first, names, 0.0)
+        merge(tmp_path, stages, FIRST, names, shapes, 0.0)
     pipeline.part_path(tmp_path, 1).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(OperationalError, match="calibration part"):
-        merge(tmp_path, stages, first, names, 0.0)
+        merge(tmp_path, stages, FIRST, names, shapes, 0.0)
 
 
 @settings(max_examples=int(os.environ.get("UC_FUZZ_EXAMPLES", "100")), deadline=None,
@@ -144,18 +171,9 @@ def test_a_part_naming_another_stages_tensor_is_refused(tmp_path: Path) -> None:
 @given(data=st.data())
 def test_a_damaged_part_is_merged_whole_or_refused(tmp_path: Path, data: st.DataObject) -> None:
     """Flipped bytes or a truncation of a stage's part: the merge takes it whole or stops with one OperationalError."""
-    src = tmp_path / "src"
-    if not src.exists():
-        write_synth_model(src, hidden=128, inter=256, layers=2, vocab=256)
-    config = json.loads((src / "config.json").read_text())
-    stages = plan(config, 2)
-    assert stages is not None
-    names = targets(src, DEFAULT_SCHEME)
-    theirs = sorted(n for n in names if n.startswith("model.layers.1."))[:2]
-    moments = {n: torch.eye(128, dtype=torch.float64)[None] for n in theirs}
-    pipeline.write_part(
-        tmp_path, stages[1], pipeline.StageMeasured(moments, {theirs[0]: 0.5}, None, torch.float32, "t")
-    )
+    stages, names, shapes, theirs = _part_case(tmp_path)
+    sens = dict.fromkeys(theirs, 0.5)
+    pipeline.write_part(tmp_path, stages[1], pipeline.StageMeasured(theirs, sens, None, torch.float32, "t"))
     path = pipeline.part_path(tmp_path, 1)
     raw = bytearray(path.read_bytes())
     if data.draw(st.booleans(), label="truncate"):
@@ -164,9 +182,10 @@ def test_a_damaged_part_is_merged_whole_or_refused(tmp_path: Path, data: st.Data
         for _ in range(data.draw(st.integers(1, 8), label="flips")):
             raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
     path.write_bytes(bytes(raw))
-    first = pipeline.StageMeasured({}, {}, torch.zeros((1, 2), dtype=torch.long), torch.float32, "t")
     try:
-        got = merge(tmp_path, stages, first, names, 0.0)
+        got = merge(tmp_path, stages, FIRST, names, shapes, 0.0)
     except OperationalError:
         return
-    assert set(got.moments) <= set(theirs) and set(got.sensitivity) <= set(theirs)
+    assert set(got.moments) == set(theirs) and set(got.sensitivity) <= set(theirs)
+    for name, t in got.moments.items():
+        assert tuple(t.shape) == shapes[name] and bool(torch.isfinite(t).all())

@@ -87,18 +87,24 @@ def tool(model: object) -> str:
     return f"uc-attest {ours} (transformers {transformers.__version__}, torch {torch.__version__}, {device})"
 
 
-def sampling_dtype(model: object, params: int | None = None) -> torch.dtype:
+def sampling_dtype(model: object) -> torch.dtype:
     """bfloat16 for uc-attest's own causal forward of a model of ``BF16_MIN_PARAMS`` or more where this CPU
     multiplies bfloat16 natively (AMX, AVX-512 BF16: 4-5x the fp32 rate, SmolLM2's sampling then costs half),
     else float32: a smaller model samples fast in fp32 and keeps its precision (stories260K's KL: 0.609 from an
     fp32 sampler, 0.621 from a bf16 one). The moments are taken from the layers' inputs either way and committed
     (a rebuild never re-measures them); the record names the dtype. UC_ATTEST_CALIBRATION_DTYPE=float32 keeps
-    float32 for any model. ``params``: the whole model's parameters, where ``model`` is a part of it."""
+    float32 for any model."""
+    if not isinstance(model, OWN_MODELS):
+        return torch.float32
+    return own_sampling_dtype(sum(p.numel() for p in model.parameters()))
+
+
+def own_sampling_dtype(params: int) -> torch.dtype:
+    """:func:`sampling_dtype` of the own forward of a model of ``params`` parameters (decided by rank 0 alone for
+    a pipeline's stages: every stage samples in one dtype)."""
     import os
 
-    if os.environ.get("UC_ATTEST_CALIBRATION_DTYPE") == "float32" or not isinstance(model, OWN_MODELS):
-        return torch.float32
-    if (params if params is not None else sum(p.numel() for p in model.parameters())) < BF16_MIN_PARAMS:
+    if os.environ.get("UC_ATTEST_CALIBRATION_DTYPE") == "float32" or params < BF16_MIN_PARAMS:
         return torch.float32
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -143,6 +149,25 @@ def measure(
     if causal:
         return _measure_sampled(model, names, moment_block(scheme), progress or _none, t0)
     return _measure_text(model, load_tokenizer(model_dir), names, moment_block(scheme), text, progress or _none, t0)
+
+
+def moment_shapes(model_dir: Path, scheme: Scheme, names: set[str]) -> dict[str, tuple[int, ...]]:
+    """The shape of the moments measured for each of ``names`` (:class:`collect.MomentHooks`: [n, n] for a block as
+    wide as the input, else [ceil(n/w), w, w]; none where the block is 0)."""
+    from ..source import ModelSource
+
+    block = moment_block(scheme)
+    src = ModelSource(model_dir)
+    try:
+        widths = {t.name: int(t.info.shape[-1]) for t in src.tensors if t.name in names}
+    finally:
+        src.close()
+    out: dict[str, tuple[int, ...]] = {}
+    for name, n in sorted(widths.items()):
+        w = block(n)
+        if w:
+            out[name] = (n, n) if w == n else (-(-n // w), w, w)
+    return out
 
 
 def moment_block(scheme: Scheme) -> Callable[[int], int]:

@@ -505,14 +505,14 @@ def _shapes_match(model: nn.Module, src: ModelSource) -> bool:
 
 
 def _fill(model: nn.Module, src: ModelSource) -> bool:
-    """Copy each parameter from the model directory's tensor of that name (a tied head: its embedding's), as
-    float32, through the strict reader the pack uses, reading that tensor's bytes only (a tied parameter held
+    """Copy each parameter from the model directory's tensor of that name (a tied head: its embedding's, as one
+    process ties them, even where the file also holds an ``lm_head.weight``), as float32, through the strict reader the pack uses, reading that tensor's bytes only (a tied parameter held
     twice: once, under its first name); False when one is missing or of another shape."""
     where = {t.name: t for t in src.tensors}
     tied = _tied(model)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            t = where.get(tied.get(name, name)) if name not in where else where[name]
+            t = where.get(tied.get(name, name))  # a tied head is its embedding, whatever else the file holds
             if t is None or tuple(t.info.shape) != tuple(p.shape):
                 return False
             p.copy_(src.file(t.shard).tensor(t.name))

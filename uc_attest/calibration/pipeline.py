@@ -55,8 +55,8 @@ from .default import (
     TEMPERATURE,
     Measured,
     moment_block,
+    own_sampling_dtype,
     sampled_record,
-    sampling_dtype,
     tool,
 )
 from .file import META_SENSITIVITY, _sensitivity, write
@@ -116,11 +116,13 @@ def split(layers: int, stages: int, layer_cost: int = 1, head_cost: int = 0) -> 
 
 def plan(config: dict[str, Any], ranks: int) -> list[Stage] | None:
     """The stages of a job of ``ranks`` ranks (one per rank, at most one per layer; the other ranks wait), or
-    None where the calibration cannot be split: a model the own forward does not implement, or one stage. A stage's
+    None where the calibration cannot be split: a model the own forward does not implement, one it cannot sample
+    (fewer than 2 positions, a BOS token outside the vocabulary: one process's calibration says why), or one stage.
+    A stage's
     work is counted in weights, the head's at half: its one wide product runs at about twice the rate per weight
     of a layer's narrow ones (SmolLM2 on two ranks: 17 layers and 13 with the head wait alike, 1.8 s each)."""
     cfg = llama_config(config)
-    if cfg is None:
+    if cfg is None or not _samples(cfg):
         return None
     n = int(cfg.num_hidden_layers)
     count = min(ranks, n)
@@ -130,6 +132,26 @@ def plan(config: dict[str, Any], ranks: int) -> list[Stage] | None:
     layer = h * hd * (2 * heads + 2 * kv) + 3 * h * int(cfg.intermediate_size)
     runs = split(n, count, layer, h * int(cfg.vocab_size) // 2)
     return [Stage(k, count, Part(run, embed=k == 0, head=k == count - 1)) for k, run in enumerate(runs)]
+
+
+def _samples(cfg: Any) -> bool:
+    """Whether a sampling pass runs: at least one step, from a BOS token of the vocabulary."""
+    bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
+    bos_ok = isinstance(bos, int) and not isinstance(bos, bool) and 0 <= bos < int(cfg.vocab_size)
+    return bos_ok and min(LENGTH, int(cfg.max_position_embeddings or LENGTH)) >= 2
+
+
+#: The dtypes a stage may sample in, by the name rank 0 sends (``stage_dtype``).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def stage_dtype(config: dict[str, Any]) -> str:
+    """Rank 0's choice of the dtype every stage samples in (one process's ``sampling_dtype`` of the whole model):
+    decided once, so ranks on machines that differ (bfloat16 native or not, another environment) never mix dtypes."""
+    cfg = llama_config(config)
+    if cfg is None:
+        raise CalibrationUnavailable("config.json is not a model the own forward implements")
+    return str(own_sampling_dtype(parameter_count(cfg))).removeprefix("torch.")
 
 
 @dataclass
@@ -143,14 +165,23 @@ class StageMeasured:
     tool: str
 
 
-def load_stage(model_dir: Path, config: dict[str, Any], stage: Stage) -> LlamaForCausalLM:
-    """This stage's part of the model, in the dtype one process samples the whole model in."""
+def load_stage(model_dir: Path, config: dict[str, Any], stage: Stage, dtype: str) -> LlamaForCausalLM:
+    """This stage's part of the model, in ``dtype`` (:func:`stage_dtype`, rank 0's)."""
     model = build(model_dir, config, causal=True, part=stage.part)
-    cfg = llama_config(config)
-    if not isinstance(model, LlamaForCausalLM) or cfg is None:
+    if not isinstance(model, LlamaForCausalLM) or dtype not in DTYPES:
         raise CalibrationUnavailable(f"the own forward cannot build layers {span(stage.part.layers)} of {model_dir}")
-    dtype = sampling_dtype(model, parameter_count(cfg))
-    return model.to(dtype)
+    return model.to(DTYPES[dtype])
+
+
+def covers(model: LlamaForCausalLM, stage: Stage, names: set[str], shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Whether the stages measure what one process measures: this stage's part holds a linear layer for every
+    weight of its stage that one process measures, and the head is not both measured and tied to the embedding
+    (one process's gradient of that one tensor sums the head's and the embedding's, which two stages hold).
+    Otherwise the job calibrates on rank 0 alone, as one process."""
+    if getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" in names:
+        return False
+    found = {w for _mod, w in _targets(model, names)}
+    return {n for n in shapes if stage.holds(n)} <= found
 
 
 def measure_stage(
@@ -222,7 +253,7 @@ def _sample(
                     link.send(ids[k], 0, k)
             link.settle(keep=len(chunks))  # this step's sends may wait for the next step's receives
             progress(step + 1, length - 1)
-        if stage.first and not stage.last:
+        if stage.first and not stage.last and length > 1:
             for k, n in enumerate(chunks):
                 out[k].append(link.recv((n, 1), torch.long, stage.stages - 1, k))
         link.settle()
@@ -263,20 +294,24 @@ class _StagedSensitivity(_SensitivityPass):
             )
             if stage.last:
                 objective = log_likelihood(model.head(y), self.batches[i]["input_ids"], None, sums)
-                self._back(sums, x, torch.autograd.grad(objective, self._wanted(x), allow_unused=True), i)
+                self._back(sums, x, self._grad(objective, x, None), i)
             else:
                 link.send(y, stage.rank + 1, FORWARD_TAG + i)
                 waiting.append((sums, x, y, i))
             done.append(sums)
         for sums, x, y, i in waiting:
             back = link.recv(tuple(y.shape), self.dtype, stage.rank + 1, BACKWARD_TAG + i)
-            self._back(sums, x, torch.autograd.grad(y, self._wanted(x), grad_outputs=back, allow_unused=True), i)
+            self._back(sums, x, self._grad(y, x, back), i)
         link.settle()
         return done
 
-    def _wanted(self, x: torch.Tensor | None) -> list[torch.Tensor]:
-        """The tensors a batch's gradient is taken for: the stage's weights, and its input (none on the first)."""
-        return [*self.weights, *([x] if x is not None else [])]
+    def _grad(self, out: torch.Tensor, x: torch.Tensor | None, back: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The gradient of ``out`` (given ``back`` for it) for the stage's weights and its input ``x`` (none on the
+        first stage; a first stage measuring no weight takes no gradient)."""
+        wanted = [*self.weights, *([x] if x is not None else [])]
+        if not wanted:
+            return []
+        return list(torch.autograd.grad(out, wanted, grad_outputs=back, allow_unused=True))
 
     def _back(self, sums: _Sums, x: torch.Tensor | None, grads: Sequence[torch.Tensor | None], i: int) -> None:
         """Send the gradient of the stage's input to the stage before; record the weights'."""
@@ -296,48 +331,71 @@ def write_part(directory: Path, stage: Stage, got: StageMeasured) -> None:
     write(part_path(directory, stage.rank), got.moments, f"stage {stage.rank} of {stage.stages}", got.sensitivity)
 
 
-def merge(directory: Path, stages: list[Stage], first: StageMeasured, names: set[str], t0: float) -> Measured:
+def merge(
+    directory: Path,
+    stages: list[Stage],
+    first: StageMeasured,
+    names: set[str],
+    shapes: dict[str, tuple[int, ...]],
+    t0: float,
+) -> Measured:
     """Rank 0: every stage's part (its own in memory, the others' files) in one :class:`Measured`, as one process
-    measures it. A part that is not a calibration file, or that names a tensor of another stage, one not
-    measured, or one another part names, is the job's error (OperationalError)."""
+    measures it. ``names``: the weights measured; ``shapes``: the moments one process takes of them
+    (``default.moment_shapes``). Another stage's part must be a calibration file holding exactly its stage's
+    moments, each of its shape, finite, with a non-negative diagonal, and a sensitivity for each of them and none
+    outside its stage; anything else is that rank's error (OperationalError)."""
     moments, sensitivity = dict(first.moments), dict(first.sensitivity)
     for stage in stages[1:]:
-        got_m, got_s = _read_part(part_path(directory, stage.rank))
+        want = {n: shape for n, shape in shapes.items() if stage.holds(n)}
+        got_m, got_s = _read_part(part_path(directory, stage.rank), stage, want)
+        if not set(got_m) <= set(got_s):
+            raise OperationalError(f"rank {stage.rank}'s calibration part lacks sensitivities of its moments' weights")
         _adopt(moments, got_m, stage, names)
         _adopt(sensitivity, got_s, stage, names)
-    if not moments:
-        raise CalibrationUnavailable("the forward pass reached none of the quantized layers")
     if first.tokens is None:
         raise AssertionError("the first stage holds the sampled tokens")
     record = sampled_record(first.tokens, first.dtype, first.tool)
     return Measured(dict(sorted(moments.items())), record, time.perf_counter() - t0, dict(sorted(sensitivity.items())))
 
 
-def _adopt(into: dict[str, Any], got: dict[str, Any], stage: Stage, names: set[str]) -> None:
+def _adopt(into: dict[str, Any], got: dict[str, Any], stage: Stage, allowed: set[str]) -> None:
     for name in got:
-        if name not in names or not stage.holds(name) or name in into:
+        if name not in allowed or not stage.holds(name) or name in into:
             raise OperationalError(
                 f"rank {stage.rank}'s calibration part names {name!r}: not a tensor only its stage measures"
             )
     into.update(got)
 
 
-def _read_part(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """A stage's part: float32 moments (square, or [n/w, w, w] blocks) and its sensitivities, by the strict reader."""
+def _read_part(
+    path: Path, stage: Stage, want: dict[str, tuple[int, ...]]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """A stage's part, by the strict reader: exactly the moments ``want`` names, each of its shape (checked in the
+    header, before any tensor is read), float32, finite, its diagonals non-negative; and its sensitivities."""
+    where = f"rank {stage.rank}'s calibration part"
     try:
         with SafetensorsFile(path) as f:
-            out = {}
+            if set(f.infos) != set(want):
+                odd = sorted(set(f.infos) ^ set(want))[:3]
+                raise OperationalError(f"{where} does not hold its stage's moments (differs in {odd})")
             for name, info in f.infos.items():
-                blocks = len(info.shape) == 3 and info.shape[1] == info.shape[2] > 0
-                square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
-                if info.dtype != "F32" or not (blocks or square):
-                    raise OperationalError(f"{path.name}: tensor {name!r} is not float32 moments")
-                out[name] = f.tensor(name).clone()
-            return out, _sensitivity(path, f.metadata.get(META_SENSITIVITY))
+                if info.dtype != "F32" or tuple(info.shape) != want[name]:
+                    raise OperationalError(
+                        f"{where}: tensor {name!r} is {info.dtype}{list(info.shape)}, not F32{list(want[name])}"
+                    )
+            out = {name: f.tensor(name).clone() for name in f.infos}
+            sens = _sensitivity(path, f.metadata.get(META_SENSITIVITY))
     except OperationalError:
         raise
     except UcAttestError as exc:  # not a safetensors file, or its metadata not the sensitivities: the job's error
-        raise OperationalError(f"a rank's calibration part: {exc}") from None
+        raise OperationalError(f"{where}: {exc}") from None
+    for name, t in out.items():
+        diag = t.diagonal(dim1=-2, dim2=-1)
+        if not bool(torch.isfinite(t).all()) or bool((diag < 0).any()):
+            raise OperationalError(
+                f"{where}: tensor {name!r} is not second moments (not finite, or a negative diagonal)"
+            )
+    return out, sens
 
 
 def span(layers: range) -> str:

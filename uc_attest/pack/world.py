@@ -150,10 +150,17 @@ def _code(exc: BaseException | None) -> int | None:
     return exc.exit_code if isinstance(exc, UcAttestError) else None
 
 
+#: The dtypes a :class:`Link` carries, by the code its header gives.
+_LINK_DTYPES = ("uint8", "int64", "float32", "bfloat16", "float16", "float64")
+
+
 class Link:
     """Tensors from one rank to another (a pipeline's activations, calibration/pipeline.py): sent without
-    waiting, received in the order sent for each sender and tag, into a buffer of the shape and dtype the
-    receiver expects (the bytes are data: nothing is parsed). :meth:`settle` waits for what this rank sent."""
+    waiting, received in the order sent for each sender and tag into a buffer of the shape and dtype the receiver
+    expects. Each tensor goes as a fixed-size header (its byte count and dtype) then its bytes: a receiver that
+    expects another size or dtype stops with an OperationalError before taking the bytes (gloo would take a
+    shorter message silently and abort the process on a longer one). The bytes are data: nothing is parsed.
+    :meth:`settle` waits for what this rank sent."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -164,7 +171,9 @@ class Link:
         import torch.distributed as dist
 
         raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
-        self._sent.append((_p2p(lambda: dist.isend(raw, to, tag=tag)), raw))
+        head = torch.tensor([raw.numel(), _dtype_code(tensor.dtype)], dtype=torch.int64)
+        self._sent.append((_p2p(lambda: dist.isend(head, to, tag=2 * tag)), head))
+        self._sent.append((_p2p(lambda: dist.isend(raw, to, tag=2 * tag + 1)), raw))
 
     def recv(self, shape: tuple[int, ...], dtype: Any, frm: int, tag: int) -> Any:
         import torch
@@ -172,15 +181,44 @@ class Link:
 
         buf = torch.empty(shape, dtype=dtype)
         raw = buf.reshape(-1).view(torch.uint8)
-        _p2p(lambda: dist.recv(raw, frm, tag=tag))
+        head = torch.zeros(2, dtype=torch.int64)
+        _p2p(lambda: dist.recv(head, frm, tag=2 * tag))
+        want = [raw.numel(), _dtype_code(dtype)]
+        if head.tolist() != want:
+            raise OperationalError(
+                f"rank {frm} sent {head[0].item()} bytes of dtype code {head[1].item()} where rank "
+                f"{self.world.rank} expects {want[0]} bytes of {str(dtype).removeprefix('torch.')}"
+            )
+        _p2p(lambda: dist.recv(raw, frm, tag=2 * tag + 1))
         return buf
 
+    def drop(self) -> None:
+        """Forget the sends not yet waited for (before :func:`abandon`: a send in flight keeps the process group,
+        and its connections, alive)."""
+        self._sent = []
+
     def settle(self, keep: int = 0) -> None:
-        """Wait for every send but the last ``keep``."""
-        cut = max(0, len(self._sent) - keep)
+        """Wait for every send but the last ``keep`` tensors."""
+        cut = max(0, len(self._sent) - 2 * keep)
         sent, self._sent = self._sent[:cut], self._sent[cut:]
         for work, _tensor in sent:
             _p2p(work.wait)
+
+
+def _dtype_code(dtype: Any) -> int:
+    name = str(dtype).removeprefix("torch.")
+    if name not in _LINK_DTYPES:
+        raise AssertionError(f"a Link carries no {name} tensors")
+    return _LINK_DTYPES.index(name)
+
+
+def abandon() -> None:
+    """Leave the process group at once (a rank that failed while others may wait on its tensors: their calls
+    fail now, not at the step timeout; its :class:`Link`'s sends dropped first). This process joins no group again."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _p2p(fn: Callable[[], T]) -> T:
