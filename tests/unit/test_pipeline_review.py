@@ -315,12 +315,12 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def _link_pair(count: int) -> subprocess.CompletedProcess[str]:
-    """Rank 0 sends ``count`` bfloat16 values; rank 1 receives 4 float32 (16 bytes). Rank 1's result."""
+def _two_ranks(script: str, arg: str) -> list[subprocess.Popen[str]]:
+    """``script`` as ranks 0 and 1 of a gloo group on a free port (argv: rank, port, ``arg``)."""
     port = _free_port()
-    procs = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-c", _GLOO, str(rank), port, str(count)],
+            [sys.executable, "-c", script, str(rank), port, arg],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -328,6 +328,11 @@ def _link_pair(count: int) -> subprocess.CompletedProcess[str]:
         )
         for rank in (0, 1)
     ]
+
+
+def _link_pair(count: int) -> subprocess.CompletedProcess[str]:
+    """Rank 0 sends ``count`` bfloat16 values; rank 1 receives 4 float32 (16 bytes). Rank 1's result."""
+    procs = _two_ranks(_GLOO, str(count))
     outs = [p.communicate(timeout=120)[0] for p in procs]
     return subprocess.CompletedProcess(procs[1].args, procs[1].returncode, outs[1], "")
 
@@ -389,17 +394,7 @@ with joined(world) as group:
 def test_a_stage_that_fails_releases_the_ranks_waiting_on_it(tmp_path: Path) -> None:
     """A rank failing while the stages exchange cannot agree first: it drops its sends and leaves the process
     group, so a rank waiting for its tensors stops at once, even where the failed rank's process lives on."""
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _FAILING_STAGE, str(rank), port, str(tmp_path)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
+    procs = _two_ranks(_FAILING_STAGE, str(tmp_path))
     t0 = time.monotonic()
     out0 = procs[0].communicate(timeout=60)[0]
     waited = time.monotonic() - t0
