@@ -207,10 +207,9 @@ def sample_sequences(
     against the cumulative softmax (the exponential draws of ``torch.multinomial`` over the whole vocabulary cost
     a quarter of the pass)."""
     cfg = model.config
-    bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
-    limit = getattr(cfg, "max_position_embeddings", None) or length
-    length = min(length, int(limit))
-    chunks = [(k, min(SAMPLE_CHUNK, count - a)) for k, a in enumerate(range(0, count, SAMPLE_CHUNK))]
+    bos = bos_token(cfg)
+    length = sample_length(cfg, length)
+    chunks = list(enumerate(chunk_sizes(count)))
     step_done = _counter(progress, (length - 1) * len(chunks))
 
     def chunk(job: tuple[int, int]) -> tuple[torch.Tensor, MomentSums | None]:
@@ -227,6 +226,22 @@ def sample_sequences(
     if hooks is not None:
         hooks.adopt([sums for _, sums in got if sums is not None])
     return torch.cat([tokens for tokens, _ in got]) if got else torch.zeros((0, length), dtype=torch.long)
+
+
+def bos_token(cfg: Any) -> Any:
+    """The token sampling starts from: the config's BOS (0 where it names none)."""
+    return cfg.bos_token_id if cfg.bos_token_id is not None else 0
+
+
+def sample_length(cfg: Any, length: int) -> int:
+    """The sampled sequences' length: ``length``, at most the model's positions."""
+    return min(length, int(getattr(cfg, "max_position_embeddings", None) or length))
+
+
+def chunk_sizes(count: int, size: int = SAMPLE_CHUNK) -> list[int]:
+    """``count`` sequences in runs of ``size`` (the chunks sampled together; the batches of a pass), the last the
+    rest."""
+    return [min(size, count - a) for a in range(0, count, size)]
 
 
 def _sample_chunk(

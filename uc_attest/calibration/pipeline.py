@@ -34,7 +34,6 @@ from ..core.stfile import SafetensorsFile
 from ..errors import OperationalError, UcAttestError
 from ..quant.scheme import Scheme
 from .collect import (
-    SAMPLE_CHUNK,
     CalibrationUnavailable,
     MomentHooks,
     MomentSums,
@@ -43,8 +42,12 @@ from .collect import (
     _SensitivityPass,
     _Sums,
     _targets,
+    bos_token,
+    chunk_sizes,
     draw,
     log_likelihood,
+    sample_length,
+    token_batches,
 )
 from .default import (
     LENGTH,
@@ -136,9 +139,9 @@ def plan(config: dict[str, Any], ranks: int) -> list[Stage] | None:
 
 def _samples(cfg: Any) -> bool:
     """Whether a sampling pass runs: at least one step, from a BOS token of the vocabulary."""
-    bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
+    bos = bos_token(cfg)
     bos_ok = isinstance(bos, int) and not isinstance(bos, bool) and 0 <= bos < int(cfg.vocab_size)
-    return bos_ok and min(LENGTH, int(cfg.max_position_embeddings or LENGTH)) >= 2
+    return bos_ok and sample_length(cfg, LENGTH) >= 2
 
 
 #: The dtypes a stage may sample in, by the name rank 0 sends (``stage_dtype``).
@@ -193,31 +196,14 @@ def measure_stage(
         tokens = _sample(model, stage, link, hooks, progress)
     finally:
         moments = hooks.close()
-    shapes = [(min(SENSITIVITY_BATCH, SENSITIVITY_SEQUENCES - a), tokens_length(model)) for a in _batch_starts()]
-    held = tokens[:SENSITIVITY_SEQUENCES] if tokens is not None else None
-    batches = [
-        {"input_ids": held[a : a + n]} if held is not None else {}
-        for a, (n, _t) in zip(_batch_starts(), shapes, strict=True)
-    ]
-    done = _StagedSensitivity(model, _targets(model, names), batches, shapes, stage, link).run()
-    sensitivity = _sensitivities(done, _targets(model, names), 0.5)
+    # the batches one process measures (``default._measure_sampled``); a middle stage holds no tokens, only sizes
+    length = sample_length(model.config, LENGTH)
+    sizes = chunk_sizes(min(SENSITIVITY_SEQUENCES, SEQUENCES), SENSITIVITY_BATCH)
+    held = token_batches(tokens[:SENSITIVITY_SEQUENCES], SENSITIVITY_BATCH) if tokens is not None else [{}] * len(sizes)
+    targets = _targets(model, names)
+    done = _StagedSensitivity(model, targets, held, [(n, length) for n in sizes], stage, link).run()
     dtype = next(model.parameters()).dtype
-    return StageMeasured(moments, sensitivity, tokens, dtype, tool(model))
-
-
-def tokens_length(model: LlamaForCausalLM) -> int:
-    """The sampled sequences' length (``collect.sample_sequences``: at most the model's positions)."""
-    limit = getattr(model.config, "max_position_embeddings", None) or LENGTH
-    return min(LENGTH, int(limit))
-
-
-def _batch_starts() -> range:
-    return range(0, min(SENSITIVITY_SEQUENCES, SEQUENCES), SENSITIVITY_BATCH)
-
-
-def _chunks() -> list[int]:
-    """The sizes of the chunks of sequences sampled together (``collect.sample_sequences``)."""
-    return [min(SAMPLE_CHUNK, SEQUENCES - a) for a in range(0, SEQUENCES, SAMPLE_CHUNK)]
+    return StageMeasured(moments, _sensitivities(done, targets, 0.5), tokens, dtype, tool(model))
 
 
 def _sample(
@@ -226,8 +212,8 @@ def _sample(
     """Every step of every chunk through this stage: the [SEQUENCES, length] tokens on the first and last stage
     (None on the others); this stage's moments gathered in ``hooks``, per chunk."""
     cfg = model.config
-    bos = int(cfg.bos_token_id if cfg.bos_token_id is not None else 0)
-    length, chunks = tokens_length(model), _chunks()
+    bos = int(bos_token(cfg))
+    length, chunks = sample_length(cfg, LENGTH), chunk_sizes(SEQUENCES)
     ids = [torch.full((n, 1), bos, dtype=torch.long) for n in chunks]
     out = [[x] for x in ids]
     gens = [torch.Generator().manual_seed(SEED + k) for k in range(len(chunks))]
@@ -278,11 +264,11 @@ class _StagedSensitivity(_SensitivityPass):
         link: Link,
     ) -> None:
         super().__init__(model, targets, batches, causal=True)
-        self.part, self.shapes, self.stage, self.link = model, shapes, stage, link
+        self.shapes, self.stage, self.link = shapes, stage, link
         self.dtype, self.width = next(model.parameters()).dtype, int(model.config.hidden_size)
 
     def _each(self) -> list[_Sums]:
-        stage, link, model = self.stage, self.link, self.part
+        stage, link, model = self.stage, self.link, self.model
         done: list[_Sums] = []
         waiting: list[tuple[_Sums, torch.Tensor | None, torch.Tensor, int]] = []
         for i, (n, t) in enumerate(self.shapes):
@@ -401,8 +387,3 @@ def _read_part(
 def span(layers: range) -> str:
     """A run of layers as text: '0-14'."""
     return f"{layers.start}-{layers.stop - 1}" if len(layers) else "none"
-
-
-def describe(stages: list[Stage]) -> str:
-    """The stages in a line: which layers each rank holds."""
-    return ", ".join(f"rank {s.rank}: layers {span(s.part.layers)}" for s in stages)

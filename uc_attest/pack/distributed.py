@@ -258,8 +258,8 @@ def _calibration(
 ) -> tuple[Path | None, Any]:
     """The calibration file (rank 0; None elsewhere, or none measured) and its record: as pipeline stages over the
     ranks where they can run it (pack/pipelined.py), else on rank 0 alone."""
-    stages = group.step(lambda: stages_for(r, group))
-    got = calibrate(r, group, show, stages, scratch) if stages is not None else None
+    staged = group.step(lambda: stages_for(r, group))
+    got = calibrate(r, group, show, staged, scratch) if staged is not None else None
     if got is not None:
         return got
     return group.step(lambda: _calibrate(r, show, warn, scratch) if group.world.leader else (None, None))

@@ -13,6 +13,7 @@ pack". Then the ranks agree, and rank 0 merges the stages' parts.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,15 @@ if TYPE_CHECKING:
     from ..manifest import CalibrationRecord
 
 
-def stages_for(r: PackRequest, group: Group) -> list[Stage] | None:
+@dataclass(frozen=True)
+class Staged:
+    """A job's calibration as pipeline stages: the stages, and the model's config.json they were planned from."""
+
+    stages: list[Stage]
+    config: dict[str, Any]
+
+
+def stages_for(r: PackRequest, group: Group) -> Staged | None:
     """The stages of this job's calibration (the same on every rank: they depend on the request, the model and
     the world size), or None where it is not the default calibration of a model the pipeline runs."""
     if not group.world.distributed or not isinstance(r.calibration, Calibration) or not r.scheme.row_signs:
@@ -36,18 +45,19 @@ def stages_for(r: PackRequest, group: Group) -> list[Stage] | None:
     from ..source import is_causal, read_json_object
 
     config = read_json_object(r.source / "config.json", "config.json")
-    return plan(config, group.world.size) if is_causal(config) else None
+    stages = plan(config, group.world.size) if is_causal(config) else None
+    return Staged(stages, config) if stages is not None else None
 
 
 def calibrate(
-    r: PackRequest, group: Group, show: PackProgress, stages: list[Stage], scratch: Path
+    r: PackRequest, group: Group, show: PackProgress, staged: Staged, scratch: Path
 ) -> tuple[Path | None, CalibrationRecord | None] | None:
     """Every rank's share of the calibration; rank 0's result is the calibration file and its record (the other
     ranks: (None, None)). None on every rank where a rank cannot build its part (then rank 0 calibrates alone)."""
-    world = group.world
+    world, stages = group.world, staged.stages
     mine = stages[world.rank] if world.rank < len(stages) else None
-    dtype = group.from_leader(group.step(lambda: _dtype(r) if world.leader else None))
-    loaded = group.step(lambda: _load(r, mine, dtype))
+    dtype = group.from_leader(group.step(lambda: _dtype(staged.config) if world.leader else None))
+    loaded = group.step(lambda: _load(r, staged.config, mine, dtype))
     if not all(group.gather(loaded is not None)):
         return None
     assert loaded is not None
@@ -59,27 +69,25 @@ def calibrate(
     return group.step(lambda: _merged(scratch, stages, got, (names, shapes), t0) if world.leader else (None, None))
 
 
-def _dtype(r: PackRequest) -> str | None:
+def _dtype(config: dict[str, Any]) -> str | None:
     """Rank 0's sampling dtype for every stage (None: the own forward does not build this model)."""
     from ..calibration.collect import CalibrationUnavailable
     from ..calibration.pipeline import stage_dtype
-    from ..source import read_json_object
 
     try:
-        return stage_dtype(read_json_object(r.source / "config.json", "config.json"))
+        return stage_dtype(config)
     except CalibrationUnavailable:
         return None
 
 
 def _load(
-    r: PackRequest, stage: Stage | None, dtype: str | None
+    r: PackRequest, config: dict[str, Any], stage: Stage | None, dtype: str | None
 ) -> tuple[set[str], dict[str, tuple[int, ...]], Any] | None:
     """The weights measured, their moments' shapes, and this rank's part of the model in ``dtype``; None where it
     cannot be built or misses a layer one process measures (every rank then leaves the calibration to rank 0)."""
     from ..calibration.collect import CalibrationUnavailable
     from ..calibration.default import moment_shapes, targets
     from ..calibration.pipeline import covers, load_stage
-    from ..source import read_json_object
 
     if dtype is None:
         return None
@@ -88,7 +96,7 @@ def _load(
         shapes = moment_shapes(r.source, r.scheme, names)
         if stage is None:
             return names, shapes, None
-        model = load_stage(r.source, read_json_object(r.source / "config.json", "config.json"), stage, dtype)
+        model = load_stage(r.source, config, stage, dtype)
     except CalibrationUnavailable:
         return None
     return (names, shapes, model) if covers(model, stage, names, shapes) else None
