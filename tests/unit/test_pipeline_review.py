@@ -20,11 +20,15 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import REPO
 from tests.unit.test_pipeline_calibration import same, staged
 from uc_attest.calibration import pipeline
+from uc_attest.calibration.collect import bos_token, sample_length
 from uc_attest.calibration.default import measure, moment_shapes, targets
+from uc_attest.calibration.forward import llama_config
 from uc_attest.core import threads
 from uc_attest.errors import OperationalError
 from uc_attest.pack import distributed, pipelined
@@ -403,3 +407,34 @@ def test_a_stage_that_fails_releases_the_ranks_waiting_on_it(tmp_path: Path) -> 
     assert "rank 1: OperationalError: rank 1 (layers 1-1): the calibration failed: ValueError" in out1, out1
     assert "rank 0: OperationalError: a rank left the distributed pack" in out0, out0
     assert waited < 15, (waited, out0)  # not the 20 s rank 1's process lives on
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=2),
+    max_leaves=3,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(positions=_JSON, bos=_JSON)
+def test_config_sampling_fields_of_any_json_value_never_crash_the_plan(positions: Any, bos: Any) -> None:
+    """max_position_embeddings and bos_token_id are config.json's text: any JSON value plans (or declines to) and
+    gives a sampling length, never an exception (a string length was an internal error, exit 70, in one process
+    and on every rank)."""
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 4,
+              "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 32,
+              "max_position_embeddings": positions, "bos_token_id": bos}  # fmt: skip
+    stages = pipeline.plan(config, 2)
+    cfg = llama_config(config)
+    if cfg is not None:
+        assert 1 <= sample_length(cfg, 128) <= 128
+    if stages is not None:  # planned only where one process's own forward samples at least one step
+        assert cfg is not None and isinstance(bos_token(cfg), int) and sample_length(cfg, 128) >= 2
+
+
+def test_a_string_position_count_packs_with_a_warning_not_an_internal_error(tmp_path: Path) -> None:
+    src = _model(tmp_path, max_position_embeddings="abc")
+    warned: list[str] = []
+    got = _moments_for(PackRequest(src, tmp_path / "out"), _Quiet(), warned.append, tmp_path)
+    assert got == (None, None) and warned and "calibration skipped" in warned[0]

@@ -234,8 +234,12 @@ def bos_token(cfg: Any) -> Any:
 
 
 def sample_length(cfg: Any, length: int) -> int:
-    """The sampled sequences' length: ``length``, at most the model's positions."""
-    return min(length, int(getattr(cfg, "max_position_embeddings", None) or length))
+    """The sampled sequences' length: ``length``, at most the model's positions (where the config gives them as a
+    positive integer)."""
+    limit = getattr(cfg, "max_position_embeddings", None)
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        return min(length, limit)
+    return length
 
 
 def chunk_sizes(count: int, size: int = SAMPLE_CHUNK) -> list[int]:

@@ -335,7 +335,11 @@ def _eps_ok(v: object) -> bool:
 
 def _llama_config(raw: dict[str, Any]) -> Config | None:
     cfg = Config(raw, LLAMA_DEFAULTS)
-    if not _sizes_ok(cfg, LLAMA_SIZES, ("num_key_value_heads", "head_dim")) or not _eps_ok(cfg.rms_norm_eps):
+    optional = ("num_key_value_heads", "head_dim", "max_position_embeddings")
+    if not _sizes_ok(cfg, LLAMA_SIZES, optional) or not _eps_ok(cfg.rms_norm_eps):
+        return None
+    bos = cfg.bos_token_id  # the token sampling starts from: a token id, or none (0)
+    if bos is not None and (not isinstance(bos, int) or isinstance(bos, bool) or bos < 0):
         return None
     rope = cfg.rope_parameters if isinstance(cfg.rope_parameters, dict) else {}
     if (
